@@ -1,0 +1,46 @@
+# Lienthong — two entry points for a fresh machine: `make demo` and `make test`.
+# Everything they need is installed here, into .venv (Python packages) and, where missing, from Debian
+# (xmlsec1, used by the interoperability tests).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help setup system-deps demo test lint format clean
+
+help:  ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is required"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+system-deps:  ## Install Debian packages the tests use (xmlsec1) when they are missing
+	@command -v xmlsec1 >/dev/null 2>&1 || { \
+	  echo "installing xmlsec1 from Debian"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xmlsec1 >/dev/null; }
+
+setup: $(STAMP) system-deps  ## Create .venv and install Lienthong with its test tools
+
+demo: setup  ## Set up, then run the main job on the embedded default
+	$(BIN)/hub walkthrough --out var/demo
+
+test: setup  ## Set up, lint, and run the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint:  ## Lint only
+	$(BIN)/ruff check .
+
+format:  ## Reformat the code
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:  ## Remove the virtual environment and generated files
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

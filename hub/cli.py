@@ -1,0 +1,281 @@
+"""The ``hub`` command line.
+
+Exit codes (every command): 0 success · 1 the input was checked and rejected (invalid packet, bad
+signature) · 2 usage error (unknown option, unreadable file, unusable key).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from lxml import etree
+from rich.console import Console
+
+from hub import __version__
+from hub.errors import KeyMaterialError, LienthongError, RejectedError, UnknownMessageTypeError
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+EXIT_CODES_HELP = "Exit codes: 0 success, 1 input rejected (invalid or badly signed), 2 usage error."
+
+app = typer.Typer(
+    name="hub",
+    help=f"Lienthong, the provincial data-sharing hub. {EXIT_CODES_HELP}",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="Create keys and certificates.", no_args_is_help=True)
+envelope_app = typer.Typer(help="Sign and verify hub envelopes.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(envelope_app, name="envelope")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    err.print(f"error: {message}", markup=False)
+    return typer.Exit(code)
+
+
+def _read_input(file: Path) -> bytes:
+    if str(file) == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise _fail(f"cannot read {file}: {exc.strerror}") from None
+
+
+def _check_type(message_type: str) -> str:
+    from hub import packets
+
+    try:
+        return packets.packet_type(message_type).name
+    except UnknownMessageTypeError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _print_issues(source: str, issues: list) -> None:
+    for issue in issues:
+        line = f"{issue.line}" if issue.line is not None else "-"
+        err.print(f"{source}:{line}: {issue.path}: {issue.message} [rule: {issue.rule}]", markup=False)
+
+
+FileArg = Annotated[Path, typer.Argument(help="XML file to read ('-' for standard input)", show_default=False)]
+TypeOpt = Annotated[str, typer.Option("--type", "-t", help="Message type, e.g. dossier.sync (see `hub types`)")]
+
+
+@app.command()
+def version() -> None:
+    """Print the hub's version."""
+    out.print(f"lienthong {__version__}")
+
+
+@app.command()
+def types() -> None:
+    """List the canonical message types and their root elements."""
+    from hub import packets
+
+    for name, ptype in sorted(packets.PACKET_TYPES.items()):
+        out.print(f"{name:<18} <{ptype.root}>  {(ptype.model.__doc__ or '').strip().splitlines()[0]}", markup=False)
+
+
+@keys_app.command("new")
+def keys_new(
+    name: Annotated[str, typer.Option(help="Name of the key holder; files are NAME.key and NAME.pem")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the key, its certificate and the demo CA")],
+    algorithm: Annotated[str, typer.Option(help="rsa (RSA-2048) or ec (ECDSA P-256)")] = "rsa",
+    days: Annotated[int, typer.Option(help="Certificate validity in days")] = 730,
+) -> None:
+    """Create a private key and a certificate signed by the demo CA in OUT (the CA is created if absent)."""
+    from hub import keys
+
+    try:
+        issued = keys.issue_key(name, out_dir, algorithm=algorithm, days=days)
+    except KeyMaterialError as exc:
+        raise _fail(str(exc)) from None
+    if issued.ca_created:
+        out.print(f"created demo CA     {issued.ca_cert_path} (key {out_dir / keys.CA_KEY_FILE})", markup=False)
+    out.print(f"created private key {issued.key_path} (mode 0600)", markup=False)
+    out.print(
+        f"created certificate {issued.cert_path}: CN={name}, valid to "
+        f"{issued.certificate.not_valid_after_utc:%Y-%m-%d}, SHA-256 {keys.fingerprint(issued.certificate)[:16]}…",
+        markup=False,
+    )
+
+
+@app.command()
+def example(
+    message_type: Annotated[str, typer.Argument(metavar="TYPE", help="Message type, e.g. dossier.sync")],
+) -> None:
+    """Print a valid sample payload of TYPE (see `hub types`)."""
+    from hub import packets
+
+    name = _check_type(message_type)
+    sys.stdout.buffer.write(packets.to_xml(packets.example(name)))
+
+
+@app.command()
+def validate(file: FileArg, message_type: TypeOpt) -> None:
+    """Check a canonical payload against its XSD and the domain rules; list every problem found."""
+    from hub import packets
+
+    name = _check_type(message_type)
+    issues = packets.validate_xml(name, _read_input(file))
+    if issues:
+        _print_issues(str(file), issues)
+        err.print(f"{file}: {len(issues)} problem(s); not a valid {name}", markup=False)
+        raise typer.Exit(EXIT_REJECTED)
+    out.print(f"{file}: valid {name}", markup=False)
+
+
+@envelope_app.command("sign")
+def envelope_sign(
+    file: FileArg,
+    key: Annotated[Path, typer.Option(help="Sender's PEM private key")],
+    cert: Annotated[Path, typer.Option(help="Sender's PEM certificate")],
+    message_type: TypeOpt,
+    sender: Annotated[str, typer.Option(help="Sender's agency code")],
+    receiver: Annotated[str, typer.Option(help="Receiver's agency code")],
+    message_id: Annotated[str | None, typer.Option(help="Message id (default: a new UUID)")] = None,
+    correlation_id: Annotated[str | None, typer.Option(help="Correlation id (default: the message id)")] = None,
+    user_id: Annotated[str | None, typer.Option(help="Officer or user on whose behalf the message is sent")] = None,
+) -> None:
+    """Wrap a payload in a signed envelope and write it to standard output.
+
+    The payload is validated first; the header's dossier code is taken from the payload when it has one.
+    """
+    from hub import packets
+    from hub.envelope import EnvelopeHeader
+    from hub.signing import Signer, sign_payload
+    from hub.xmlparse import parse_xml
+
+    name = _check_type(message_type)
+    data = _read_input(file)
+    issues = packets.validate_xml(name, data)
+    if issues:
+        _print_issues(str(file), issues)
+        raise _fail(f"{file} is not a valid {name}; nothing signed", EXIT_REJECTED)
+    payload = parse_xml(data)
+    try:
+        signer = Signer.from_files(key, cert)
+    except KeyMaterialError as exc:
+        raise _fail(str(exc)) from None
+    fields: dict[str, object] = {"sender": sender, "receiver": receiver, "message_type": name}
+    if message_id:
+        fields["message_id"] = message_id
+    if correlation_id:
+        fields["correlation_id"] = correlation_id
+    if user_id:
+        fields["user_id"] = user_id
+    dossier_code = payload.findtext(f"{{{packets.PACKET_NAMESPACE}}}dossierCode")
+    if dossier_code:
+        fields["dossier_code"] = dossier_code.strip()
+    try:
+        header = EnvelopeHeader(**fields)
+        signed = sign_payload(signer, header, payload)
+    except (ValueError, LienthongError) as exc:
+        raise _fail(f"cannot build the envelope: {exc}") from None
+    sys.stdout.buffer.write(etree.tostring(signed, xml_declaration=True, encoding="UTF-8"))
+    sys.stdout.buffer.write(b"\n")
+
+
+@envelope_app.command("verify")
+def envelope_verify(
+    file: FileArg,
+    trust: Annotated[Path, typer.Option(help="Trusted certificate file, or a folder of CA/partner certificates")],
+) -> None:
+    """Verify a signed envelope: signature, certificate trust and validity, and the payload's schema.
+
+    Prints one line: who signed what (exit 0), or why it was rejected (exit 1).
+    """
+    from hub.signing import EnvelopeVerifier, TrustStore
+
+    try:
+        store = TrustStore.from_path(trust)
+    except KeyMaterialError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        verified = EnvelopeVerifier(store).verify(_read_input(file))
+    except RejectedError as exc:
+        reason = "; ".join(f"{i.path}: {i.message} [rule: {i.rule}]" for i in exc.issues[:3])
+        if len(exc.issues) > 3:
+            reason += f"; and {len(exc.issues) - 3} more"
+        mid = f" message {exc.message_id}:" if exc.message_id else ""
+        err.print(f"INVALID{mid} {reason}", markup=False)
+        raise typer.Exit(EXIT_REJECTED) from None
+    h = verified.header
+    dossier = f" dossier {h.dossier_code}" if h.dossier_code else ""
+    out.print(
+        f"VALID {h.message_type} message {h.message_id} from {h.sender} to {h.receiver}{dossier}, "
+        f"signed by {verified.signer} ({verified.trusted_as}) at {h.created_at:%Y-%m-%dT%H:%M:%SZ}",
+        markup=False,
+    )
+
+
+@app.command()
+def walkthrough(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo keys")] = Path("var/demo"),
+) -> None:
+    """Take every message type through example, validate, sign, verify and a tamper check, and report.
+
+    This is what `make demo` runs until the partner flows exist: real keys from a demo CA, real XML-DSig.
+    """
+    from rich.table import Table
+
+    from hub import walkthrough as tour
+
+    out.print(f"Lienthong walkthrough: keys in {out_dir} (demo CA + province key, created if absent)")
+    results = tour.run(out_dir)
+    table = Table(title="Every canonical packet through the envelope chain")
+    for column in ("message type", "XSD + rules", "signed envelope", "verified, signed by", "1 char flipped"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(
+            r.message_type,
+            "valid" if r.valid else "INVALID",
+            f"{r.signed_bytes} bytes",
+            r.verified_by or "FAILED",
+            f"rejected ({r.tamper_rejected_with})" if r.tamper_rejected_with else "ACCEPTED (bad)",
+        )
+    out.print(table)
+    failed = [r.message_type for r in results if not r.ok]
+    if failed:
+        raise _fail(f"walkthrough failed for {', '.join(failed)}", EXIT_REJECTED)
+    out.print(
+        f"All {len(results)} message types: sample payload valid, envelope signed (RSA-2048, SHA-256, exc-C14N) "
+        "and verified against the demo CA, and a one-character change rejected.\n"
+        f"Try it yourself: {out_dir}/province.key signs, {out_dir}/ca.pem verifies (see README)."
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: LIENTHONG_API_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: LIENTHONG_API_PORT]")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the HTTP API (and, later, the operator page)."""
+    import uvicorn
+
+    from hub.config import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        "hub.api:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

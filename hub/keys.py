@@ -1,0 +1,231 @@
+"""Keys and X.509 certificates: a demo CA, issuing partner certificates, and cached loading.
+
+Loading a PEM private key costs ~28 ms with OpenSSL 3 (it re-checks the RSA key), so every loader here
+caches the resulting object by (path, mtime, size): callers may ask as often as they like.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from hub.errors import KeyMaterialError
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+CA_KEY_FILE = "ca.key"
+CA_CERT_FILE = "ca.pem"
+MIN_RSA_BITS = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """Where ``issue_key`` wrote a key and its certificate."""
+
+    key_path: Path
+    cert_path: Path
+    ca_cert_path: Path
+    ca_created: bool
+    certificate: x509.Certificate
+
+
+def _new_private_key(algorithm: str) -> PrivateKey:
+    if algorithm == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=MIN_RSA_BITS)
+    if algorithm == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise KeyMaterialError(f"unknown key algorithm {algorithm!r}: use 'rsa' (RSA-2048) or 'ec' (ECDSA P-256)")
+
+
+def write_private_key(path: Path, key: PrivateKey) -> None:
+    data = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def write_certificate(path: Path, cert: x509.Certificate) -> None:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _name(common_name: str, organisation: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def create_ca(directory: Path, *, common_name: str = "Lienthong Demo CA", days: int = 3650) -> x509.Certificate:
+    """Create a self-signed demo CA (``ca.key``, ``ca.pem``) in ``directory`` and return its certificate."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = _new_private_key("rsa")
+    now = dt.datetime.now(dt.UTC)
+    name = _name(common_name, "Lienthong demo")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    write_private_key(directory / CA_KEY_FILE, key)
+    write_certificate(directory / CA_CERT_FILE, cert)
+    return cert
+
+
+def issue_certificate(
+    subject_key: PrivateKey,
+    common_name: str,
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    *,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+    days: int = 730,
+) -> x509.Certificate:
+    """Issue an end-entity signing certificate for ``subject_key`` under ``ca_cert``."""
+    now = dt.datetime.now(dt.UTC)
+    not_before = not_before or now - dt.timedelta(minutes=5)
+    not_after = not_after or now + dt.timedelta(days=days)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name, "Lienthong partner"))
+        .issuer_name(ca_cert.subject)
+        .public_key(subject_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def issue_key(name: str, directory: Path, *, algorithm: str = "rsa", days: int = 730) -> IssuedKey:
+    """Create ``NAME.key`` + ``NAME.pem`` in ``directory``, signed by the demo CA there (created if absent)."""
+    if not name or any(ch in name for ch in "/\\\0") or name.startswith("."):
+        raise KeyMaterialError(f"invalid key name {name!r}: use letters, digits, dots, dashes")
+    if name == "ca":
+        raise KeyMaterialError("the name 'ca' is reserved for the demo CA")
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key_path, ca_cert_path = directory / CA_KEY_FILE, directory / CA_CERT_FILE
+    ca_created = False
+    if not ca_cert_path.exists() or not ca_key_path.exists():
+        if ca_cert_path.exists() != ca_key_path.exists():
+            raise KeyMaterialError(f"{directory} holds only half of a CA ({CA_KEY_FILE} and {CA_CERT_FILE})")
+        create_ca(directory)
+        ca_created = True
+    ca_key = load_private_key(ca_key_path)
+    ca_cert = load_certificate(ca_cert_path)
+    key = _new_private_key(algorithm)
+    cert = issue_certificate(key, name, ca_key, ca_cert, days=days)
+    key_path, cert_path = directory / f"{name}.key", directory / f"{name}.pem"
+    write_private_key(key_path, key)
+    write_certificate(cert_path, cert)
+    return IssuedKey(key_path, cert_path, ca_cert_path, ca_created, cert)
+
+
+def _file_stamp(path: Path) -> tuple[str, int, int]:
+    try:
+        st = Path(path).stat()
+    except OSError as exc:
+        raise KeyMaterialError(f"cannot read {path}: {exc.strerror}") from None
+    return str(Path(path).resolve()), st.st_mtime_ns, st.st_size
+
+
+@lru_cache(maxsize=64)
+def _load_private_key(stamp: tuple[str, int, int]) -> PrivateKey:
+    data = Path(stamp[0]).read_bytes()
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyMaterialError(f"{stamp[0]} is not an unencrypted PEM private key: {exc}") from None
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise KeyMaterialError(f"{stamp[0]}: only RSA and ECDSA keys are supported")
+    return key
+
+
+@lru_cache(maxsize=256)
+def _load_certificates(stamp: tuple[str, int, int]) -> tuple[x509.Certificate, ...]:
+    data = Path(stamp[0]).read_bytes()
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise KeyMaterialError(f"{stamp[0]} holds no PEM certificate: {exc}") from None
+    return tuple(certs)
+
+
+def load_private_key(path: Path) -> PrivateKey:
+    """Load a PEM private key once; later calls for the unchanged file return the same object."""
+    return _load_private_key(_file_stamp(path))
+
+
+def load_certificates(path: Path) -> tuple[x509.Certificate, ...]:
+    """All certificates in a PEM file (leaf first for a chain file), cached like ``load_private_key``."""
+    return _load_certificates(_file_stamp(path))
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    """The first certificate of a PEM file."""
+    return load_certificates(path)[0]
+
+
+def common_name(cert: x509.Certificate) -> str:
+    """The certificate subject's CN, or the whole subject when it has none."""
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else cert.subject.rfc4514_string()
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 fingerprint, hex, as operators compare them."""
+    return cert.fingerprint(hashes.SHA256()).hex()

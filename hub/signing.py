@@ -1,0 +1,357 @@
+"""Sign and verify hub envelopes with XML-DSig under one pinned policy.
+
+Policy: enveloped signature, RSA-2048+ (PKCS#1 v1.5) or ECDSA P-256, SHA-256 digests, exclusive C14N, a
+single reference with ``URI=""`` (the whole envelope), exactly one ``ds:Signature`` as the envelope's last
+child, an X.509 certificate in ``KeyInfo`` that is pinned for the sender or issued by a trusted CA and is
+valid now. Only the XML that the verifier returns as signed is ever read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import signxml
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from lxml import etree
+from signxml import (
+    CanonicalizationMethod,
+    DigestAlgorithm,
+    SignatureConfiguration,
+    SignatureMethod,
+    XMLSigner,
+    XMLVerifier,
+)
+from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, SignXMLException
+
+from hub import keys
+from hub.envelope import (
+    DSIG_NAMESPACE,
+    ENVELOPE_TAG,
+    SIGNATURE_TAG,
+    EnvelopeHeader,
+    body_payload,
+    build_envelope,
+    peek_message_id,
+    validate_envelope,
+)
+from hub.errors import EnvelopeInvalidError, Issue, KeyMaterialError, SignatureRejectedError
+from hub.xmlparse import XmlLimits, parse_xml, parser
+
+EXC_C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+ALLOWED_SIGNATURE_METHODS = frozenset({SignatureMethod.RSA_SHA256, SignatureMethod.ECDSA_SHA256})
+ALLOWED_DIGESTS = frozenset({DigestAlgorithm.SHA256})
+ANY_SENDER = "*"
+
+_DS = f"{{{DSIG_NAMESPACE}}}"
+
+
+def check_key_policy(public_key: object, where: str) -> None:
+    """Raise ``KeyMaterialError`` unless the key is RSA >= 2048 bits or ECDSA on P-256."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if public_key.key_size < keys.MIN_RSA_BITS:
+            raise KeyMaterialError(f"{where}: RSA key of {public_key.key_size} bits, at least 2048 required")
+        return
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if not isinstance(public_key.curve, ec.SECP256R1):
+            raise KeyMaterialError(f"{where}: ECDSA curve {public_key.curve.name}, only P-256 is accepted")
+        return
+    raise KeyMaterialError(f"{where}: only RSA-2048+ and ECDSA P-256 keys are accepted")
+
+
+class Signer:
+    """Signs envelopes with one key and certificate, both loaded once and kept as objects."""
+
+    def __init__(
+        self,
+        private_key: keys.PrivateKey,
+        certificate: x509.Certificate,
+        chain: Iterable[x509.Certificate] = (),
+    ) -> None:
+        check_key_policy(private_key.public_key(), "signing key")
+        if certificate.public_key().public_numbers() != private_key.public_key().public_numbers():
+            raise KeyMaterialError("the certificate does not belong to the signing key")
+        self.private_key = private_key
+        self.certificate = certificate
+        self._certs = [certificate, *chain]
+        method = (
+            SignatureMethod.ECDSA_SHA256
+            if isinstance(private_key, ec.EllipticCurvePrivateKey)
+            else SignatureMethod.RSA_SHA256
+        )
+        self._signer = XMLSigner(
+            method=signxml.methods.enveloped,
+            signature_algorithm=method,
+            digest_algorithm=DigestAlgorithm.SHA256,
+            c14n_algorithm=EXC_C14N,
+        )
+
+    @classmethod
+    def from_files(cls, key_path: Path, cert_path: Path) -> Signer:
+        """A signer for a PEM key and a PEM certificate file (chain certificates may follow the leaf)."""
+        return _cached_signer(*keys._file_stamp(key_path), *keys._file_stamp(cert_path))
+
+    def sign(self, envelope: etree._Element) -> etree._Element:
+        """Return a signed copy of an unsigned envelope element."""
+        if envelope.find(SIGNATURE_TAG) is not None:
+            raise SignatureRejectedError(
+                "envelope is already signed",
+                [Issue("/envelope/Signature", "one-signature", "refusing to add a second signature")],
+                message_id=peek_message_id(envelope),
+            )
+        return self._signer.sign(envelope, key=self.private_key, cert=self._certs)
+
+
+@lru_cache(maxsize=16)
+def _cached_signer(
+    key_file: str, key_mtime: int, key_size: int, cert_file: str, cert_mtime: int, cert_size: int
+) -> Signer:
+    certs = keys.load_certificates(Path(cert_file))
+    return Signer(keys.load_private_key(Path(key_file)), certs[0], certs[1:])
+
+
+@dataclass
+class TrustStore:
+    """What the verifier trusts: CA certificates, and certificates pinned per sender code.
+
+    A signing certificate is trusted when it is pinned for the envelope's sender (or pinned for any
+    sender, ``"*"``), or when it was issued directly by one of the CA certificates.
+    """
+
+    anchors: list[x509.Certificate] = field(default_factory=list)
+    pinned: dict[str, list[x509.Certificate]] = field(default_factory=dict)
+
+    @classmethod
+    def from_path(cls, path: Path) -> TrustStore:
+        """Trust a PEM file or every ``*.pem``/``*.crt`` in a folder: CA certificates become anchors,
+        end-entity certificates are pinned for any sender."""
+        path = Path(path)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in {".pem", ".crt"} and p.is_file())
+        elif path.is_file():
+            files = [path]
+        else:
+            raise KeyMaterialError(f"trust path {path} does not exist")
+        store = cls()
+        for file in files:
+            for cert in keys.load_certificates(file):
+                store.add(cert)
+        if not store.anchors and not store.pinned:
+            raise KeyMaterialError(f"no certificates found in {path}")
+        return store
+
+    def add(self, cert: x509.Certificate, sender: str = ANY_SENDER) -> None:
+        """Add a CA certificate as an anchor, or pin an end-entity certificate for ``sender``."""
+        if _is_ca(cert):
+            self.anchors.append(cert)
+        else:
+            self.pinned.setdefault(sender, []).append(cert)
+
+    def pin(self, sender: str, cert: x509.Certificate) -> None:
+        """Pin ``cert`` for ``sender`` (a connector may have several valid certificates during rotation)."""
+        self.pinned.setdefault(sender, []).append(cert)
+
+    def check(self, cert: x509.Certificate, sender: str, at: dt.datetime) -> str:
+        """Return how ``cert`` is trusted for ``sender`` at ``at``, or raise ``SignatureRejectedError``."""
+        if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+            state = "expired" if at > cert.not_valid_after_utc else "not yet valid"
+            raise _rejected(
+                "certificate-validity",
+                f"signing certificate {keys.common_name(cert)} is {state} (valid "
+                f"{cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d})",
+            )
+        own_pins = self.pinned.get(sender, [])
+        if own_pins:
+            # A sender with pinned certificates may sign only with one of them.
+            if cert in own_pins:
+                return "pinned for sender"
+            raise _rejected(
+                "certificate-pinned",
+                f"certificate {keys.common_name(cert)} is not one registered for sender {sender}",
+            )
+        if cert in self.pinned.get(ANY_SENDER, []):
+            return "pinned"
+        for anchor in self.anchors:
+            if not anchor.not_valid_before_utc <= at <= anchor.not_valid_after_utc:
+                continue
+            try:
+                cert.verify_directly_issued_by(anchor)
+            except (ValueError, TypeError, CryptoInvalidSignature):
+                continue
+            return f"issued by {keys.common_name(anchor)}"
+        raise _rejected(
+            "certificate-trust",
+            f"certificate {keys.common_name(cert)} (issuer {cert.issuer.rfc4514_string()}) "
+            "is neither pinned nor issued by a trusted CA",
+        )
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _rejected(rule: str, message: str, path: str = "/envelope/Signature") -> SignatureRejectedError:
+    return SignatureRejectedError(message, [Issue(path, rule, message)])
+
+
+@lru_cache(maxsize=1024)
+def _certificate_from_b64(text: str) -> x509.Certificate:
+    return x509.load_der_x509_certificate(base64.b64decode(text, validate=True))
+
+
+@dataclass(frozen=True)
+class VerifiedEnvelope:
+    """An envelope whose signature checked out; everything here comes from the signed XML only."""
+
+    header: EnvelopeHeader
+    envelope: etree._Element
+    payload: etree._Element
+    certificate: x509.Certificate
+    trusted_as: str
+    signed_c14n: bytes
+
+    @property
+    def signer(self) -> str:
+        return keys.common_name(self.certificate)
+
+
+class EnvelopeVerifier:
+    """Verifies signed envelopes against a ``TrustStore`` under the pinned signature policy."""
+
+    def __init__(
+        self,
+        trust: TrustStore,
+        *,
+        limits: XmlLimits | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        validate_payload: bool = True,
+    ) -> None:
+        self.trust = trust
+        self.limits = limits or XmlLimits()
+        self.clock = clock
+        self.validate_payload = validate_payload
+        self._config_template = SignatureConfiguration(
+            require_x509=True,
+            location="./",
+            expect_references=1,
+            signature_methods=ALLOWED_SIGNATURE_METHODS,
+            digest_algorithms=ALLOWED_DIGESTS,
+            default_reference_c14n_method=EXC_C14N,
+        )
+
+    def verify(self, data: bytes | etree._Element) -> VerifiedEnvelope:
+        """Verify a signed envelope; raise ``SignatureRejectedError`` / ``EnvelopeInvalidError`` with the reason."""
+        root = data if isinstance(data, etree._Element) else parse_xml(data, self.limits)
+        message_id = peek_message_id(root) if root.tag == ENVELOPE_TAG else None
+        try:
+            return self._verify(root)
+        except (SignatureRejectedError, EnvelopeInvalidError) as exc:
+            exc.message_id = exc.message_id or message_id
+            raise
+
+    def _verify(self, root: etree._Element) -> VerifiedEnvelope:
+        if root.tag != ENVELOPE_TAG:
+            raise EnvelopeInvalidError(
+                f"root element is {root.tag}, not a Lienthong envelope",
+                [Issue("/", "envelope-root", "root element must be {urn:lienthong:envelope:1}envelope")],
+            )
+        signature = self._the_signature(root)
+        cert = self._check_signature_policy(signature)
+        claimed_sender = root.findtext("{urn:lienthong:envelope:1}header/{urn:lienthong:envelope:1}sender")
+        now = self.clock()
+        trusted_as = self.trust.check(cert, (claimed_sender or "").strip(), now)
+        try:
+            check_key_policy(cert.public_key(), "signing certificate")
+        except KeyMaterialError as exc:
+            raise _rejected("key-policy", str(exc)) from None
+
+        config = SignatureConfiguration(**{**self._config_template.__dict__, "verification_time": now})
+        try:
+            result = XMLVerifier().verify(root, x509_cert=cert, expect_config=config, parser=parser())
+        except InvalidDigest:
+            raise _rejected(
+                "signature-digest", "digest mismatch: the envelope was changed after it was signed"
+            ) from None
+        except InvalidCertificate as exc:
+            raise _rejected("certificate-validity", str(exc)) from None
+        except InvalidInput as exc:
+            raise _rejected("signature-policy", str(exc)) from None
+        except (SignXMLException, etree.DocumentInvalid) as exc:
+            raise _rejected("signature-value", f"signature does not verify: {exc}") from None
+
+        signed = result.signed_xml
+        if signed is None or signed.tag != ENVELOPE_TAG:
+            raise _rejected("signature-coverage", "the signature does not cover the whole envelope")
+        # From here on only the signed XML is read (no signature wrapping).
+        header, issues = validate_envelope(signed)
+        if header.sender != (claimed_sender or "").strip():
+            raise _rejected("signature-coverage", "signed header differs from the received one")
+        if self.validate_payload and issues:
+            raise EnvelopeInvalidError("envelope content is invalid", issues, message_id=header.message_id)
+        return VerifiedEnvelope(
+            header=header,
+            envelope=signed,
+            payload=body_payload(signed),
+            certificate=cert,
+            trusted_as=trusted_as,
+            signed_c14n=result.signed_data,
+        )
+
+    @staticmethod
+    def _the_signature(root: etree._Element) -> etree._Element:
+        signatures = list(root.iter(SIGNATURE_TAG))
+        if not signatures:
+            raise _rejected("signature-required", "the envelope is not signed", "/envelope")
+        if len(signatures) > 1:
+            raise _rejected("one-signature", f"exactly one signature expected, found {len(signatures)}", "/envelope")
+        signature = signatures[0]
+        if signature.getparent() is not root or root[-1] is not signature:
+            raise _rejected("signature-location", "the signature must be the envelope's last child element")
+        return signature
+
+    @staticmethod
+    def _check_signature_policy(signature: etree._Element) -> x509.Certificate:
+        def algorithm(path: str) -> str | None:
+            el = signature.find(path)
+            return None if el is None else el.get("Algorithm")
+
+        if algorithm(f"{_DS}SignedInfo/{_DS}CanonicalizationMethod") != EXC_C14N.value:
+            raise _rejected("signature-c14n", "SignedInfo must use exclusive C14N")
+        if algorithm(f"{_DS}SignedInfo/{_DS}SignatureMethod") not in {m.value for m in ALLOWED_SIGNATURE_METHODS}:
+            raise _rejected("signature-algorithm", "signature method must be rsa-sha256 or ecdsa-sha256")
+        references = signature.findall(f"{_DS}SignedInfo/{_DS}Reference")
+        if len(references) != 1:
+            raise _rejected("signature-reference", f"exactly one reference expected, found {len(references)}")
+        reference = references[0]
+        if reference.get("URI") != "":
+            raise _rejected("signature-coverage", 'the reference must be URI="" (the whole envelope)')
+        transforms = [t.get("Algorithm") for t in reference.findall(f"{_DS}Transforms/{_DS}Transform")]
+        if transforms != [ENVELOPED, EXC_C14N.value]:
+            raise _rejected(
+                "signature-transforms", "reference transforms must be enveloped-signature then exclusive C14N"
+            )
+        if algorithm(f"{_DS}SignedInfo/{_DS}Reference/{_DS}DigestMethod") not in {d.value for d in ALLOWED_DIGESTS}:
+            raise _rejected("signature-digest-algorithm", "digest method must be SHA-256")
+        cert_els = signature.findall(f"{_DS}KeyInfo/{_DS}X509Data/{_DS}X509Certificate")
+        if not cert_els:
+            raise _rejected("signature-certificate", "KeyInfo must carry the signer's X.509 certificate")
+        try:
+            return _certificate_from_b64("".join((cert_els[0].text or "").split()))
+        except (ValueError, binascii.Error):
+            raise _rejected("signature-certificate", "KeyInfo's X509Certificate is not a valid certificate") from None
+
+
+def sign_payload(signer: Signer, header: EnvelopeHeader, payload: etree._Element) -> etree._Element:
+    """Wrap ``payload`` in an envelope with ``header`` and sign it."""
+    return signer.sign(build_envelope(header, payload))

@@ -1,0 +1,141 @@
+"""Shared fixtures: a throw-away PKI, signers and trust stores, and access to the real services.
+
+Tests that need RabbitMQ or PostgreSQL use the ``rabbitmq_url`` / ``postgres_url`` fixtures: on a laptop
+without those servers they skip with a reason; with ``LIENTHONG_REQUIRE_SERVICES=1`` (set by ``.ci/run``)
+an unreachable server is a failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from hub import keys
+from hub.signing import Signer, TrustStore
+
+REQUIRE_SERVICES = os.environ.get("LIENTHONG_REQUIRE_SERVICES", "") not in ("", "0", "false")
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _service(name: str, host: str, port: int, url: str) -> str:
+    if _listening(host, port):
+        return url
+    message = f"{name} is not reachable on {host}:{port}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} and LIENTHONG_REQUIRE_SERVICES is set")
+    pytest.skip(f"{message} (start it, or run .ci/run which does)")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    return _service("RabbitMQ", "127.0.0.1", 5672, "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    return _service("PostgreSQL", "127.0.0.1", 5432, "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@dataclass
+class Party:
+    """A key holder in the test PKI."""
+
+    name: str
+    key_path: Path
+    cert_path: Path
+
+    @property
+    def signer(self) -> Signer:
+        return Signer.from_files(self.key_path, self.cert_path)
+
+    @property
+    def certificate(self):
+        return keys.load_certificate(self.cert_path)
+
+
+@dataclass
+class Pki:
+    """A demo CA with partners, a foreign CA with an impostor, and an expired partner certificate."""
+
+    root: Path
+    ca_dir: Path
+    province: Party
+    ministry: Party
+    impostor: Party
+    expired: Party
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.ca_dir / keys.CA_CERT_FILE
+
+    def trust(self) -> TrustStore:
+        return TrustStore.from_path(self.ca_cert)
+
+
+def _party(issued: keys.IssuedKey, name: str) -> Party:
+    return Party(name, issued.key_path, issued.cert_path)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    root = tmp_path_factory.mktemp("pki")
+    ca_dir, foreign_dir = root / "ca", root / "foreign"
+    province = _party(keys.issue_key("province", ca_dir), "province")
+    ministry = _party(keys.issue_key("ministry", ca_dir, algorithm="ec"), "ministry")
+    impostor = _party(keys.issue_key("province", foreign_dir), "impostor")
+    # An expired certificate, issued by the real CA.
+    ca_key = keys.load_private_key(ca_dir / keys.CA_KEY_FILE)
+    ca_cert = keys.load_certificate(ca_dir / keys.CA_CERT_FILE)
+    old_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    old_cert = keys.issue_certificate(
+        old_key,
+        "expired",
+        ca_key,
+        ca_cert,
+        not_before=now - dt.timedelta(days=400),
+        not_after=now - dt.timedelta(days=1),
+    )
+    expired_dir = root / "expired"
+    expired_dir.mkdir()
+    keys.write_private_key(expired_dir / "expired.key", old_key)
+    keys.write_certificate(expired_dir / "expired.pem", old_cert)
+    return Pki(
+        root,
+        ca_dir,
+        province,
+        ministry,
+        impostor,
+        Party("expired", expired_dir / "expired.key", expired_dir / "expired.pem"),
+    )
+
+
+@pytest.fixture(scope="session")
+def weak_keys(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> dict[str, Party]:
+    """Keys that break the policy (RSA-1024, ECDSA P-384), with certificates from the real CA."""
+    root = tmp_path_factory.mktemp("weak")
+    ca_key = keys.load_private_key(pki.ca_dir / keys.CA_KEY_FILE)
+    ca_cert = keys.load_certificate(pki.ca_cert)
+    out = {}
+    for name, key in (
+        ("rsa1024", rsa.generate_private_key(public_exponent=65537, key_size=1024)),  # noqa: S505 - the point of the test
+        ("p384", ec.generate_private_key(ec.SECP384R1())),
+    ):
+        cert = keys.issue_certificate(key, name, ca_key, ca_cert)
+        keys.write_private_key(root / f"{name}.key", key)
+        keys.write_certificate(root / f"{name}.pem", cert)
+        out[name] = Party(name, root / f"{name}.key", root / f"{name}.pem")
+    return out
