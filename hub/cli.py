@@ -33,7 +33,8 @@ envelope_app = typer.Typer(help="Sign and verify hub envelopes.", no_args_is_hel
 app.add_typer(keys_app, name="keys")
 app.add_typer(envelope_app, name="envelope")
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (CI logs, files) gets a fixed, readable width instead of rich's 80-column fallback.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -233,15 +234,18 @@ def walkthrough(
     out.print(f"Lienthong walkthrough: keys in {out_dir} (demo CA + province key, created if absent)")
     results = tour.run(out_dir)
     table = Table(title="Every canonical packet through the envelope chain")
-    for column in ("message type", "XSD + rules", "signed envelope", "verified, signed by", "1 char flipped"):
-        table.add_column(column)
+    table.add_column("message type", no_wrap=True)
+    table.add_column("payload", no_wrap=True)
+    table.add_column("envelope", no_wrap=True, justify="right")
+    table.add_column("verified", no_wrap=True)
+    table.add_column("1 char flipped", no_wrap=True)
     for r in results:
         table.add_row(
             r.message_type,
             "valid" if r.valid else "INVALID",
-            f"{r.signed_bytes} bytes",
-            r.verified_by or "FAILED",
-            f"rejected ({r.tamper_rejected_with})" if r.tamper_rejected_with else "ACCEPTED (bad)",
+            f"{r.signed_bytes} B",
+            f"by {r.verified_by}" if r.verified_by else "FAILED",
+            f"rejected: {r.tamper_rejected_with}" if r.tamper_rejected_with else "ACCEPTED (bad)",
         )
     out.print(table)
     failed = [r.message_type for r in results if not r.ok]

@@ -1,0 +1,221 @@
+"""A realistic, valid sample of every packet type (synthetic IDs, Vietnamese names, times in UTC)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+
+from pydantic import BaseModel
+
+from hub.packets.citizen import Citizen, CitizenLookup, CitizenRecord, Gender, HouseholdHead, LookupResult
+from hub.packets.common import Address, FeeLine, PostalParty
+from hub.packets.dossier import Applicant, Attachment, Document, DossierStatusUpdate, DossierSync, Result, Step
+from hub.packets.payment import Payer, PaymentReceipt, PaymentRequest
+from hub.packets.postal import Direction, PostalOrder, PostalStatus
+from hub.packets.registry import packet_type
+
+DOSSIER_CODE = "000.00.00.H12-251123-0042"
+AGENCY_CODE = "000.00.00.H12"
+PROCEDURE_CODE = "1.009994"
+PERSONAL_ID = "001099012345"
+FILES = "https://dvc.lienthong.example.gov.vn/files"
+
+
+def _utc(day: int, hour: int, minute: int = 0, month: int = 11) -> datetime:
+    return datetime(2025, month, day, hour, minute, tzinfo=UTC)
+
+
+def _sha256(label: str) -> str:
+    return hashlib.sha256(label.encode()).hexdigest()
+
+
+FEE_LINES = [
+    FeeLine(code="LP-GPXD", name="Lệ phí cấp giấy phép xây dựng", amount=75_000),
+    FeeLine(code="PHI-TD", name="Phí thẩm định hồ sơ", amount=500_000),
+]
+
+
+def dossier_sync() -> DossierSync:
+    return DossierSync(
+        dossier_code=DOSSIER_CODE,
+        procedure_code=PROCEDURE_CODE,
+        procedure_name="Cấp giấy phép xây dựng mới đối với nhà ở riêng lẻ",
+        field_code="XAY-DUNG",
+        receiving_unit=AGENCY_CODE,
+        applicant=Applicant(
+            type=1,
+            name="Nguyễn Văn An",
+            personal_id=PERSONAL_ID,
+            phone="0912345678",
+            email="nguyenvanan@example.vn",
+            address="Số 12 đường Trần Phú, phường Hải Châu, thành phố Đà Nẵng",
+        ),
+        channel=2,
+        submitted_at=_utc(23, 1, 15),
+        received_at=_utc(23, 2, 30),
+        due_at=_utc(8, 10, month=12),
+        finished_at=_utc(5, 9, month=12),
+        returned_at=_utc(6, 3, month=12),
+        status=10,
+        documents=[
+            Document(
+                component_code="GPXD-01",
+                name="Đơn đề nghị cấp giấy phép xây dựng",
+                url=f"{FILES}/{DOSSIER_CODE}/don-de-nghi.pdf",
+                sha256=_sha256("don-de-nghi.pdf"),
+            ),
+            Document(
+                component_code="GPXD-02",
+                name="Bản vẽ thiết kế xây dựng",
+                url=f"{FILES}/{DOSSIER_CODE}/ban-ve.pdf",
+                sha256=_sha256("ban-ve.pdf"),
+            ),
+        ],
+        fees=FEE_LINES,
+        results=[
+            Result(
+                code="KQ-GPXD",
+                name="Giấy phép xây dựng số 123/GPXD",
+                url=f"{FILES}/{DOSSIER_CODE}/giay-phep.pdf",
+            )
+        ],
+    )
+
+
+def dossier_status() -> DossierStatusUpdate:
+    return DossierStatusUpdate(
+        dossier_code=DOSSIER_CODE,
+        status=4,
+        step=Step(
+            actor="Trần Thị Bình",
+            title="Chuyên viên",
+            department="Phòng Quản lý đô thị",
+            content="Chuyển hồ sơ sang bước thẩm định thiết kế",
+        ),
+        at=_utc(24, 3, 5),
+        step_due=_utc(28, 10),
+        source_system="000.00.00.G10",
+        attachments=[
+            Attachment(
+                name="Phiếu luân chuyển hồ sơ",
+                url=f"{FILES}/{DOSSIER_CODE}/phieu-luan-chuyen.pdf",
+                sha256=_sha256("phieu-luan-chuyen.pdf"),
+            )
+        ],
+    )
+
+
+def citizen_lookup() -> CitizenLookup:
+    return CitizenLookup(
+        request_id="TC-20251123-000117",
+        procedure_code=PROCEDURE_CODE,
+        officer_id="CB-H12-0031",
+        dossier_code=DOSSIER_CODE,
+        purpose="Xác minh thông tin công dân khi tiếp nhận hồ sơ cấp giấy phép xây dựng",
+        personal_id=PERSONAL_ID,
+        full_name="Nguyễn Văn An",
+        birth_date=date(1999, 4, 17),
+    )
+
+
+def citizen_record() -> CitizenRecord:
+    home = Address(province_code="48", district_code="492", ward_code="20194", detail="Số 12 đường Trần Phú")
+    return CitizenRecord(
+        request_id="TC-20251123-000117",
+        result=LookupResult.FOUND,
+        citizen=Citizen(
+            personal_id=PERSONAL_ID,
+            family_name="Nguyễn",
+            middle_name="Văn",
+            given_name="An",
+            gender=Gender.MALE,
+            birth_date=date(1999, 4, 17),
+            hometown=Address(province_code="01", district_code="017", detail="Xã Vân Hà, huyện Đông Anh"),
+            permanent_address=home,
+            current_address=home,
+            household_head=HouseholdHead(full_name="Nguyễn Văn Bình", personal_id="001065004321", relationship="Con"),
+        ),
+    )
+
+
+def payment_request() -> PaymentRequest:
+    return PaymentRequest(
+        reference="PAY-H12-251123-000042",
+        dossier_code=DOSSIER_CODE,
+        procedure_code=PROCEDURE_CODE,
+        agency_code=AGENCY_CODE,
+        payer=Payer(name="Nguyễn Văn An", personal_id=PERSONAL_ID, phone="0912345678"),
+        amount=575_000,
+        fee_lines=FEE_LINES,
+        description=f"Nộp phí, lệ phí hồ sơ {DOSSIER_CODE}",
+    )
+
+
+def payment_receipt() -> PaymentReceipt:
+    receipt = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<BienLai><MaThamChieu>PAY-H12-251123-000042</MaThamChieu><MaHoSo>{DOSSIER_CODE}</MaHoSo>"
+        "<SoTien>575000</SoTien><!-- enveloped ds:Signature of the bank goes here --></BienLai>"
+    )
+    return PaymentReceipt(
+        reference="PAY-H12-251123-000042",
+        dossier_code=DOSSIER_CODE,
+        bank_transaction_id="FT25327091234567",
+        bank_code="VCB",
+        amount=575_000,
+        paid_at=_utc(24, 2, 47),
+        result_code="00",
+        signed_receipt=receipt.encode(),
+    )
+
+
+def postal_order() -> PostalOrder:
+    return PostalOrder(
+        dossier_code=DOSSIER_CODE,
+        direction=Direction.DELIVERY,
+        sender=PostalParty(
+            name="Bộ phận Một cửa UBND thành phố",
+            address="24 Trần Phú, phường Hải Châu",
+            phone="02363821234",
+            province_code="48",
+            district_code="492",
+        ),
+        receiver=PostalParty(
+            name="Nguyễn Văn An",
+            address="Số 12 đường Trần Phú, phường Hải Châu",
+            phone="0912345678",
+            province_code="48",
+            district_code="492",
+        ),
+        cod_amount=75_000,
+        description="Chuyển trả kết quả: Giấy phép xây dựng số 123/GPXD",
+    )
+
+
+def postal_status() -> PostalStatus:
+    return PostalStatus(
+        dossier_code=DOSSIER_CODE,
+        order_number="EL123456789VN",
+        status_code="DELIVERED",
+        message="Đã phát thành công cho người nhận",
+        at=_utc(6, 3),
+    )
+
+
+_EXAMPLES: dict[str, Callable[[], BaseModel]] = {
+    "dossier.sync": dossier_sync,
+    "dossier.status": dossier_status,
+    "citizen.lookup": citizen_lookup,
+    "citizen.record": citizen_record,
+    "payment.request": payment_request,
+    "payment.receipt": payment_receipt,
+    "postal.order": postal_order,
+    "postal.status": postal_status,
+}
+
+
+def example(type_name: str) -> BaseModel:
+    """A realistic valid ``type_name`` packet; raises ``UnknownMessageTypeError`` for unknown types."""
+    packet_type(type_name)
+    return _EXAMPLES[type_name]()
