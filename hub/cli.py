@@ -280,6 +280,134 @@ def serve(
     )
 
 
+dead_app = typer.Typer(help="Inspect and replay messages that could not be delivered.", no_args_is_help=True)
+app.add_typer(dead_app, name="dead-letters")
+
+
+def _runtime():
+    from hub.config import get_settings
+    from hub.runtime import Runtime
+
+    try:
+        return Runtime.open(get_settings())
+    except LienthongError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+@app.command()
+def worker(
+    processes: Annotated[int, typer.Option(help="Worker processes to run (each with its own broker connection)")] = 1,
+    prefetch: Annotated[int, typer.Option(help="Deliveries taken from the queue at once per process")] = 64,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="Exit after this many idle seconds (tests, batch runs)")
+    ] = None,
+) -> None:
+    """Deliver queued messages to their destinations until SIGTERM (in-flight deliveries finish first)."""
+    from hub.config import get_settings
+    from hub.runtime import run_workers
+
+    settings = get_settings()
+    if settings.routes_file is None:
+        raise _fail("no destinations: set LIENTHONG_ROUTES_FILE to a routing table (see hub/routing.py)")
+    delivered = run_workers(settings, processes=processes, prefetch=prefetch, idle_exit_s=idle_exit)
+    out.print(f"worker stopped after settling {delivered} deliveries", markup=False)
+
+
+@app.command()
+def queues() -> None:
+    """Per destination: ready, in flight, retrying, dead, delivered, oldest pending message and delivery rate."""
+    from rich.table import Table
+
+    runtime = _runtime()
+    try:
+        overview = runtime.store.queue_overview()
+    finally:
+        runtime.close()
+    if not overview:
+        out.print("no deliveries yet")
+        return
+    table = Table(title=f"Queues (broker {runtime.describe_broker()}, store {runtime.describe_store()})")
+    for column in ("destination", "ready", "in flight", "retrying", "dead", "delivered", "oldest pending", "rate/min"):
+        table.add_column(column, justify="left" if column == "destination" else "right", no_wrap=True)
+    for q in overview:
+        table.add_row(
+            q.destination, str(q.queued), str(q.delivering), str(q.retrying),
+            f"[bold red]{q.dead}[/]" if q.dead else "0", str(q.delivered),
+            _age(q.oldest_pending_age_s), str(q.delivered_last_60s),
+        )  # fmt: skip
+    out.print(table)
+
+
+@dead_app.command("list")
+def dead_letters_list(
+    destination: Annotated[str | None, typer.Option(help="Only this destination")] = None,
+    include_replayed: Annotated[bool, typer.Option("--all", help="Also show dead letters already replayed")] = False,
+) -> None:
+    """List dead letters: id, destination, message, reason, attempts and the last error."""
+    from rich.table import Table
+
+    runtime = _runtime()
+    try:
+        rows = runtime.store.dead_letters(destination=destination, include_replayed=include_replayed)
+    finally:
+        runtime.close()
+    if not rows:
+        out.print("no dead letters")
+        return
+    table = Table(title=f"{len(rows)} dead letter(s)")
+    for column in ("id", "destination", "message id", "type", "dossier", "reason", "tries", "last error", "replayed"):
+        table.add_column(column, overflow="fold")
+    for d in rows:
+        replayed = f"{d.replayed_at:%Y-%m-%d %H:%M} by {d.replayed_by}" if d.replayed_at else ""
+        table.add_row(
+            str(d.id), d.destination, d.message_id, d.message_type, d.dossier_code or "", d.reason,
+            str(d.attempts), d.last_error[:120], replayed,
+        )  # fmt: skip
+    out.print(table)
+
+
+@dead_app.command("replay")
+def dead_letters_replay(
+    ids: Annotated[list[int] | None, typer.Argument(help="Dead-letter ids (see `hub dead-letters list`)")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Replay every open dead letter")] = False,
+    destination: Annotated[str | None, typer.Option(help="With --all: only this destination")] = None,
+    actor: Annotated[str | None, typer.Option(help="Who replays (recorded); default: the current user")] = None,
+) -> None:
+    """Send dead letters again; each replay is recorded with who and when."""
+    import getpass
+
+    from hub.runtime import replay_dead_letters
+
+    if bool(ids) == replay_all:
+        raise _fail("give dead-letter ids or --all (not both)")
+    runtime = _runtime()
+    try:
+        chosen = ids or [d.id for d in runtime.store.dead_letters(destination=destination)]
+        if not chosen:
+            out.print("no dead letters to replay")
+            return
+        who = actor or getpass.getuser()
+        replayed, errors = replay_dead_letters(runtime, chosen, actor=who)
+    finally:
+        runtime.close()
+    for item in replayed:
+        out.print(f"replayed dead letter {item[0]}: message {item[1]} to {item[2]} (by {who})", markup=False)
+    for dead_id, error in errors:
+        err.print(f"dead letter {dead_id}: {error}", markup=False)
+    if errors:
+        raise typer.Exit(EXIT_REJECTED)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     key_file: Path | None = Field(None, description="PEM private key the hub signs with")
     cert_file: Path | None = Field(None, description="PEM certificate matching `key_file`")
     trust_dir: Path | None = Field(None, description="Folder of trusted CA certificates (*.pem)")
+    routes_file: Path | None = Field(None, description="YAML routing table: destinations and routes")
+    data_dir: Path = Field(Path("var"), description="Folder for the embedded queue and generated demo keys")
     api_host: str = Field("127.0.0.1", description="Address `hub serve` listens on")
     api_port: int = Field(8000, description="Port `hub serve` listens on")
     max_message_bytes: int = Field(2 * 1024 * 1024, description="Largest packet accepted, in bytes")

@@ -1,0 +1,57 @@
+"""The adapter interface: how the hub hands one outbound envelope to one partner system.
+
+An adapter is transport only (HTTP, SOAP, …): mapping and signing happen before it is called. It reports
+the outcome by returning normally (delivered) or raising one of the two errors below, which decide
+whether the hub retries.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+class DeliveryError(Exception):
+    """A delivery did not succeed."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth retrying later: timeout, connection refused, 5xx, 429."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Retrying will not help: the partner rejected the content (4xx) or it could not be mapped."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRequest:
+    """What an adapter delivers: the hub-signed envelope plus routing facts partners deduplicate on."""
+
+    destination: str
+    message_id: str
+    message_type: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReceipt:
+    """What the partner answered."""
+
+    status: int
+    detail: str = ""
+
+
+class Adapter(ABC):
+    """One destination system's transport."""
+
+    @abstractmethod
+    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
+        """Deliver once; raise ``TransientDeliveryError`` or ``PermanentDeliveryError`` on failure."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,113 @@
+"""The routing table: which destination connectors get a message, by message type and sender.
+
+Loaded from a YAML file for now (``LIENTHONG_ROUTES_FILE``); the connector registry replaces it later.
+
+```yaml
+destinations:
+  000.00.00.G22:
+    endpoint: http://127.0.0.1:9001/inbox
+    retry_delays_s: [10, 60, 300, 1800, 7200]
+    concurrency: 4
+    timeout_s: 10
+routes:
+  - {type: dossier.sync, sender: "*", to: [000.00.00.G22]}
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from broker.base import Broker, RetryPolicy
+from hub.errors import LienthongError
+
+ANY = "*"
+
+
+class RoutingError(LienthongError):
+    """The routing file is missing or invalid."""
+
+
+class DestinationConfig(BaseModel):
+    """How to reach one destination connector and how patiently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: str
+    transport: str = "http"
+    retry_delays_s: tuple[float, ...] = (10.0, 60.0, 300.0, 1800.0, 7200.0)
+    jitter: float = Field(0.2, ge=0, lt=1)
+    concurrency: int = Field(4, ge=1, le=256)
+    timeout_s: float = Field(10.0, gt=0)
+    circuit_failures: int = Field(5, ge=1)
+    circuit_cooldown_s: float = Field(30.0, gt=0)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(delays_s=self.retry_delays_s, jitter=self.jitter)
+
+
+class Route(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    type: str
+    sender: str = ANY
+    to: tuple[str, ...]
+
+
+class RoutingFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    destinations: dict[str, DestinationConfig] = {}
+    routes: list[Route] = []
+
+
+@dataclass
+class RoutingTable:
+    """Message type + sender → destinations, plus each destination's delivery settings."""
+
+    destinations: dict[str, DestinationConfig] = field(default_factory=dict)
+    routes: Sequence[Route] = ()
+
+    def __post_init__(self) -> None:
+        unknown = {d for r in self.routes for d in r.to} - set(self.destinations)
+        if unknown:
+            raise RoutingError(f"routes name destinations that are not declared: {', '.join(sorted(unknown))}")
+        self._index: dict[tuple[str, str], tuple[str, ...]] = {}
+        for route in self.routes:
+            key = (route.type, route.sender)
+            self._index[key] = tuple(dict.fromkeys((*self._index.get(key, ()), *route.to)))
+
+    def destinations_for(self, message_type: str, sender: str) -> tuple[str, ...]:
+        """Destinations for this message; a sender never receives its own message back."""
+        found = (*self._index.get((message_type, sender), ()), *self._index.get((message_type, ANY), ()))
+        return tuple(d for d in dict.fromkeys(found) if d != sender)
+
+    def declare(self, broker: Broker) -> None:
+        """Declare every destination's queues with its own retry ladder (idempotent)."""
+        for code, config in sorted(self.destinations.items()):
+            broker.declare([code], config.retry_policy)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object]) -> RoutingTable:
+        try:
+            parsed = RoutingFile.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise RoutingError(f"invalid routing table: {problems}") from None
+        return cls(parsed.destinations, parsed.routes)
+
+    @classmethod
+    def from_file(cls, path: Path) -> RoutingTable:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise RoutingError(f"cannot read routing file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise RoutingError(f"routing file {path} is not valid YAML: {exc}") from None
+        return cls.from_mapping(data)

@@ -1,0 +1,56 @@
+"""The durable store of the exchange core (SQLAlchemy Core + alembic migrations shipped in this package).
+
+``Store(url)`` opens it (SQLite file by default, or PostgreSQL); ``Store.migrate()`` creates/upgrades the schema.
+"""
+
+from hub.store.core import DEFAULT_URL, MIGRATIONS_DIR, Store, normalise_url
+from hub.store.errors import (
+    AlreadyReplayedError,
+    DeliveryClosedError,
+    StoreError,
+    UnknownDeadLetterError,
+    UnknownDeliveryError,
+)
+from hub.store.schema import DeliveryState, EventState
+from hub.store.types import (
+    AcceptOutcome,
+    AcceptResult,
+    DeadLetter,
+    DeliveryStatus,
+    DeliveryView,
+    DestinationStats,
+    DossierRecord,
+    MessageTrace,
+    PendingDelivery,
+    Submission,
+    TimelineEntry,
+    TraceEvent,
+    message_status,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "MIGRATIONS_DIR",
+    "AcceptOutcome",
+    "AcceptResult",
+    "AlreadyReplayedError",
+    "DeadLetter",
+    "DeliveryClosedError",
+    "DeliveryState",
+    "DeliveryStatus",
+    "DeliveryView",
+    "DestinationStats",
+    "DossierRecord",
+    "EventState",
+    "MessageTrace",
+    "PendingDelivery",
+    "Store",
+    "StoreError",
+    "Submission",
+    "TimelineEntry",
+    "TraceEvent",
+    "UnknownDeadLetterError",
+    "UnknownDeliveryError",
+    "message_status",
+    "normalise_url",
+]

@@ -1,0 +1,209 @@
+"""Tables of the store (SQLAlchemy Core). The migrations in ``migrations/versions`` create exactly these.
+
+Times are ``UTCDateTime``: timezone-aware UTC on the way in and out, ``timestamptz`` on PostgreSQL and
+naive-UTC text on SQLite (where lexical order is time order, so comparisons in SQL stay correct).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+_SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # what SQLAlchemy's SQLite DATETIME stores and parses back
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime; naive datetimes are refused (their zone would be a guess)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[datetime | None], Any] | None:
+        """On SQLite, format straight to SQLAlchemy's own DATETIME text (the hot path binds thousands a batch)."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        last: list[tuple[datetime, str]] = []  # one-entry memo: a batch binds the same instant many times
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            memo = last[0] if last else None
+            if memo is not None and memo[0] is value:
+                return memo[1]
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime")
+            text = value.astimezone(UTC).strftime(_SQLITE_FORMAT)
+            last[:] = [(value, text)]
+            return text
+
+        return process
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class DeliveryState(StrEnum):
+    """Where one (message, destination) delivery stands."""
+
+    QUEUED = "queued"
+    DELIVERING = "delivering"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+PENDING_STATES = (DeliveryState.QUEUED, DeliveryState.DELIVERING, DeliveryState.RETRYING)
+
+
+class EventState(StrEnum):
+    """States recorded in the event history (X-Road style). Other strings may be recorded too."""
+
+    RECEIVED = "received"
+    VALIDATED = "validated"
+    QUEUED = "queued"
+    ATTEMPT_STARTED = "attempt_started"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    RETRY_SCHEDULED = "retry_scheduled"
+    DEAD_LETTERED = "dead_lettered"
+    REPLAYED = "replayed"
+    REJECTED = "rejected"
+    STATUS_APPLIED = "status_applied"
+    STATUS_STALE = "status_stale"
+    STATUS_REJECTED = "status_rejected"
+    STATUS_CORRECTED = "status_corrected"
+
+
+# A big integer key that is still SQLite's auto-incrementing rowid alias.
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("sender", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=False),
+    sa.Column("correlation_id", sa.String(128), nullable=True),
+    sa.Column("message_type", sa.String(64), nullable=False),
+    sa.Column("receiver", sa.String(64), nullable=False),
+    sa.Column("dossier_code", sa.String(64), nullable=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("envelope", sa.LargeBinary, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("sender", "message_id"),
+    sa.Index(None, "message_id"),
+    sa.Index(None, "dossier_code"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("message_pk", Id, sa.ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("destination", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("published_at", UTCDateTime, nullable=True),
+    sa.Column("queued_at", UTCDateTime, nullable=False),
+    sa.Column("delivered_at", UTCDateTime, nullable=True),
+    sa.Column("outbound", sa.LargeBinary, nullable=True),
+    sa.Column("outbound_digest", sa.String(64), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("message_pk", "destination"),
+    sa.CheckConstraint(
+        "state IN ('queued', 'delivering', 'retrying', 'delivered', 'dead')",
+        name="state",
+    ),
+    sa.Index(None, "destination", "state"),
+    # The outbox relay's scan: only rows not yet confirmed by the broker are in this index.
+    sa.Index(
+        "ix_deliveries_unpublished",
+        "id",
+        sqlite_where=sa.text("published_at IS NULL"),
+        postgresql_where=sa.text("published_at IS NULL"),
+    ),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("message_pk", Id, sa.ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("destination", sa.String(64), nullable=True),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=True),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("actor", sa.String(128), nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index(None, "message_pk", "id"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", Id, sa.ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("replayed_at", UTCDateTime, nullable=True),
+    sa.Column("replayed_by", sa.String(128), nullable=True),
+    sa.Index(None, "delivery_id"),
+    sa.Index(None, "replayed_at"),
+)
+
+dossiers = sa.Table(
+    "dossiers",
+    metadata,
+    sa.Column("code", sa.String(64), primary_key=True),
+    # NULL until a first update is applied (the row exists earlier so it can be locked).
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("status_at", UTCDateTime, nullable=True),
+    sa.Column("applied_at", UTCDateTime, nullable=True),
+)
+
+dossier_timeline = sa.Table(
+    "dossier_timeline",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("dossier_code", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=True),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.Index(None, "dossier_code", "id"),
+)

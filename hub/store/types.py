@@ -1,0 +1,225 @@
+"""What the store takes and gives back: frozen dataclasses, no ORM objects, no open connections."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from hub.store.schema import DeliveryState
+
+AcceptOutcome = Literal["accepted", "duplicate", "conflict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One inbound envelope to accept (the argument of ``Store.accept`` / an item of ``Store.accept_many``)."""
+
+    sender: str
+    message_id: str
+    message_type: str
+    receiver: str
+    envelope: bytes
+    destinations: tuple[str, ...] = ()
+    correlation_id: str | None = None
+    dossier_code: str | None = None
+    actor: str | None = None
+
+    def __post_init__(self) -> None:
+        # Any iterable of destinations, each kept once, in order.
+        object.__setattr__(self, "destinations", _unique(self.destinations))
+
+    @classmethod
+    def coerce(cls, item: Submission | Mapping[str, Any]) -> Submission:
+        """Take a ``Submission`` as is, or build one from a mapping with the same keys."""
+        return item if isinstance(item, Submission) else cls(**item)
+
+
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptResult:
+    """What became of one submission.
+
+    ``outcome`` is ``accepted`` (stored now), ``duplicate`` (same sender, id and bytes were stored before; nothing
+    was inserted) or ``conflict`` (same sender and id with other bytes; nothing was inserted). ``status`` is the
+    stored message's current status (see ``message_status``); ``message_pk``, ``delivery_ids`` and
+    ``received_at`` describe the stored (original) message; ``digest`` is the SHA-256 of the submitted bytes and
+    ``stored_digest`` that of the stored ones.
+    """
+
+    outcome: AcceptOutcome
+    sender: str
+    message_id: str
+    digest: str
+    stored_digest: str
+    status: str
+    message_pk: int
+    delivery_ids: tuple[int, ...]
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    """One (message, destination) delivery with the inbound envelope bytes: what a worker or the relay needs."""
+
+    delivery_id: int
+    message_pk: int
+    message_id: str
+    sender: str
+    receiver: str
+    message_type: str
+    correlation_id: str | None
+    dossier_code: str | None
+    destination: str
+    envelope: bytes
+    attempts: int
+    state: DeliveryState
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView(PendingDelivery):
+    """A delivery with everything the store knows about it (``Store.delivery``)."""
+
+    last_error: str | None
+    next_attempt_at: datetime | None
+    published_at: datetime | None
+    queued_at: datetime
+    delivered_at: datetime | None
+    outbound: bytes | None
+    outbound_digest: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A delivery given up on, waiting for an operator (or replayed by one)."""
+
+    id: int
+    delivery_id: int
+    message_pk: int
+    message_id: str
+    sender: str
+    destination: str
+    dossier_code: str | None
+    message_type: str
+    reason: str
+    last_error: str
+    attempts: int
+    created_at: datetime
+    replayed_at: datetime | None
+    replayed_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """One step of a message's history."""
+
+    state: str
+    destination: str | None
+    attempt: int | None
+    detail: str
+    actor: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatus:
+    """Where one destination of a message stands (part of a ``MessageTrace``)."""
+
+    delivery_id: int
+    destination: str
+    state: DeliveryState
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    published_at: datetime | None
+    delivered_at: datetime | None
+    outbound_digest: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTrace:
+    """A message from the log (without its bytes), its events in order and its deliveries."""
+
+    message_pk: int
+    sender: str
+    message_id: str
+    correlation_id: str | None
+    message_type: str
+    receiver: str
+    dossier_code: str | None
+    digest: str
+    received_at: datetime
+    status: str
+    events: tuple[TraceEvent, ...] = field(default=())
+    deliveries: tuple[DeliveryStatus, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One status update of a dossier, whatever became of it (``outcome``: applied, stale, rejected, corrected)."""
+
+    id: int
+    dossier_code: str
+    message_id: str | None
+    status: int
+    at: datetime
+    outcome: str
+    reason: str
+    source: str
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DossierRecord:
+    """A dossier's current state: the last applied status, the time of that update, and when it was applied."""
+
+    code: str
+    status: int
+    status_at: datetime
+    applied_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationStats:
+    """Delivery counts of one destination (``Store.queue_overview``)."""
+
+    destination: str
+    queued: int
+    delivering: int
+    retrying: int
+    delivered: int
+    dead: int
+    oldest_pending_age_s: float | None
+    delivered_last_60s: int
+
+    @property
+    def pending(self) -> int:
+        """Deliveries not yet delivered nor dead."""
+        return self.queued + self.delivering + self.retrying
+
+    @property
+    def rate_per_s(self) -> float:
+        """Deliveries per second over the last minute."""
+        return self.delivered_last_60s / 60.0
+
+
+def message_status(states: Sequence[str]) -> str:
+    """One word for a message from its deliveries' states.
+
+    No deliveries: ``accepted``. Any delivery still pending: the least advanced pending state (``retrying``,
+    then ``delivering``, then ``queued``). Otherwise ``delivered`` when all were delivered, else ``dead``.
+    """
+    if not states:
+        return "accepted"
+    present = set(states)
+    for state in (DeliveryState.RETRYING, DeliveryState.QUEUED, DeliveryState.DELIVERING):
+        if state in present:
+            return state.value
+    if present == {DeliveryState.DELIVERED}:
+        return DeliveryState.DELIVERED.value
+    return DeliveryState.DEAD.value

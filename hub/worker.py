@@ -1,0 +1,233 @@
+"""The delivery worker: consume → map → sign as the hub → deliver through the adapter → record → settle.
+
+One broker connection per process, used only by the main thread; partner calls run in a thread pool with
+a per-destination concurrency limit; a per-destination circuit breaker stops hammering a partner that is
+down. The store is updated before the broker message is acknowledged, so a crash at any point leads to a
+redelivery, which the store recognises (``is_delivered``) instead of calling the partner twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from lxml import etree
+
+from adapters.base import Adapter, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from broker.base import Broker, Delivery
+from hub.envelope import EnvelopeHeader, body_payload, read_header
+from hub.routing import RoutingTable
+from hub.signing import Signer, sign_payload
+from hub.xmlparse import parse_xml
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a delivery ended this time, decided in a pool thread, applied to the broker by the main thread."""
+
+    kind: str  # delivered | already | retry | dead | deferred
+    delay_s: float = 0.0
+    reason: str = ""
+
+
+class CircuitBreaker:
+    """Opens after ``failures`` consecutive transient failures; lets one trial through after ``cooldown_s``."""
+
+    def __init__(self, failures: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.failures = failures
+        self.cooldown_s = cooldown_s
+        self.clock = clock
+        self._consecutive = 0
+        self._opened_at: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            if self._opened_at is None:
+                return "closed"
+            return "open" if self.clock() - self._opened_at < self.cooldown_s else "half-open"
+
+    def allow(self) -> float:
+        """0 if a call may go ahead now, else the seconds until the circuit half-opens."""
+        with self._lock:
+            if self._opened_at is None:
+                return 0.0
+            remaining = self.cooldown_s - (self.clock() - self._opened_at)
+            if remaining <= 0:
+                self._opened_at = self.clock()  # one trial per cooldown period
+                return 0.0
+            return remaining
+
+    def success(self) -> None:
+        with self._lock:
+            self._consecutive = 0
+            self._opened_at = None
+
+    def failure(self) -> None:
+        with self._lock:
+            self._consecutive += 1
+            if self._consecutive >= self.failures:
+                self._opened_at = self.clock()
+
+
+class OutboundBuilder:
+    """Map (identity for canonical partners today) and sign as the hub, keeping the partner's message id."""
+
+    def __init__(self, signer: Signer, hub_code: str) -> None:
+        self.signer = signer
+        self.hub_code = hub_code
+
+    def build(self, inbound: bytes, destination: str) -> tuple[EnvelopeHeader, bytes]:
+        root = parse_xml(inbound)
+        original = read_header(root)
+        header = EnvelopeHeader(
+            message_id=original.message_id,
+            correlation_id=original.correlation_id,
+            sender=self.hub_code,
+            receiver=destination,
+            message_type=original.message_type,
+            dossier_code=original.dossier_code,
+            user_id=original.user_id,
+        )
+        signed = sign_payload(self.signer, header, body_payload(root))
+        return header, etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+
+
+class Worker:
+    """Delivers queued messages for a set of destinations until stopped."""
+
+    def __init__(
+        self,
+        store,
+        broker: Broker,
+        routing: RoutingTable,
+        builder: OutboundBuilder,
+        adapters: dict[str, Adapter],
+        *,
+        prefetch: int = 64,
+        relay=None,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.routing = routing
+        self.builder = builder
+        self.adapters = adapters
+        self.prefetch = prefetch
+        self.relay = relay
+        self.destinations = sorted(routing.destinations)
+        self._limits = {d: threading.BoundedSemaphore(c.concurrency) for d, c in routing.destinations.items()}
+        self._breakers = {
+            d: CircuitBreaker(c.circuit_failures, c.circuit_cooldown_s) for d, c in routing.destinations.items()
+        }
+        pool_size = max(4, min(64, sum(c.concurrency for c in routing.destinations.values())))
+        self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="deliver")
+        self._stop = threading.Event()
+        routing.declare(broker)
+
+    def breaker(self, destination: str) -> CircuitBreaker:
+        return self._breakers[destination]
+
+    def stop(self, *_: object) -> None:
+        """Ask the worker to finish its in-flight deliveries and return (SIGTERM handler)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self, *, idle_exit_s: float | None = None, max_seconds: float | None = None) -> int:
+        """Consume until stopped (or idle for ``idle_exit_s``); return the number of deliveries settled."""
+        settled = 0
+        idle_since = time.monotonic()
+        started = time.monotonic()
+        while not self._stop.is_set():
+            if max_seconds is not None and time.monotonic() - started > max_seconds:
+                break
+            if self.relay is not None:
+                self.relay.maybe_run()
+            batch = self.broker.consume(self.destinations, prefetch=self.prefetch, timeout_s=0.5)
+            if not batch:
+                if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+                    break
+                continue
+            settled += self.process_batch(batch)
+            idle_since = time.monotonic()
+        log.info("worker stopping after %d deliveries", settled)
+        return settled
+
+    def process_batch(self, batch: Sequence[Delivery]) -> int:
+        """Deliver a batch concurrently, then settle each delivery with the broker from this thread."""
+        futures = [(d, self._pool.submit(self._process, d)) for d in batch]
+        for delivery, future in futures:
+            try:
+                outcome = future.result()
+            except Exception as exc:  # a bug must not lose the message: retry it later
+                log.exception("message_id=%s unexpected error", delivery.message_id)
+                outcome = Outcome("deferred", 30.0, f"internal error: {exc!r}")
+            self._settle(delivery, outcome)
+        return len(futures)
+
+    def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        if outcome.kind in ("delivered", "already"):
+            self.broker.ack(delivery)
+        elif outcome.kind in ("retry", "deferred"):
+            self.broker.retry(delivery, outcome.delay_s, outcome.reason)
+        else:
+            self.broker.dead_letter(delivery, outcome.reason)
+
+    def _process(self, delivery: Delivery) -> Outcome:
+        destination = delivery.destination
+        config = self.routing.destinations[destination]
+        delivery_id = delivery.delivery_id
+        if delivery_id is None:
+            return Outcome("dead", reason="queue message carries no delivery id")
+        if self.store.is_delivered(delivery_id):
+            log.info("message_id=%s destination=%s already delivered; ack", delivery.message_id, destination)
+            return Outcome("already")
+        breaker = self._breakers[destination]
+        wait = breaker.allow()
+        if wait > 0:
+            return Outcome("deferred", wait, f"circuit open for {destination}")
+        attempt = self.store.start_attempt(delivery_id)
+        try:
+            header, outbound = self.builder.build(delivery.body, destination)
+        except Exception as exc:  # mapping/signing problems are permanent for this content
+            reason = f"cannot map or sign for {destination}: {exc}"
+            self.store.record_dead(delivery_id, reason="mapping", error=reason)
+            return Outcome("dead", reason=reason)
+        request = OutboundRequest(destination, header.message_id, header.message_type, outbound)
+        try:
+            with self._limits[destination]:
+                receipt = self.adapters[destination].deliver(request)
+        except PermanentDeliveryError as exc:
+            breaker.success()  # the partner is up; it just refuses this content
+            self.store.record_dead(delivery_id, reason="rejected", error=str(exc))
+            log.warning("message_id=%s destination=%s rejected: %s", delivery.message_id, destination, exc)
+            return Outcome("dead", reason=str(exc))
+        except TransientDeliveryError as exc:
+            breaker.failure()
+            policy = config.retry_policy
+            if policy.exhausted(attempt):
+                self.store.record_dead(delivery_id, reason="exhausted", error=str(exc))
+                return Outcome("dead", reason=f"gave up after {attempt} attempts: {exc}")
+            delay = policy.delay_for(attempt)
+            self.store.record_retry(delivery_id, error=str(exc), delay_s=delay)
+            log.info("message_id=%s destination=%s attempt %d failed, retry in %.1fs: %s",
+                     delivery.message_id, destination, attempt, delay, exc)  # fmt: skip
+            return Outcome("retry", delay, str(exc))
+        breaker.success()
+        self.store.record_delivered(delivery_id, outbound=outbound, detail=f"HTTP {receipt.status}")
+        return Outcome("delivered")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for adapter in self.adapters.values():
+            adapter.close()

@@ -1,0 +1,236 @@
+"""The exchange core end to end, against both broker backends and a real HTTP sink partner on 127.0.0.1:
+accept → route → queue → worker → map/sign as the hub → deliver → record → ack; retries, dead letters, replay,
+idempotency and the outbox relay."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from lxml import etree
+
+from broker.base import BrokerUnavailable, connect
+from hub import keys, packets
+from hub.config import Settings
+from hub.envelope import EnvelopeHeader
+from hub.pipeline import Acceptor, ConflictError, NoRouteError, Relay
+from hub.runtime import Runtime, adapters_for, hub_signer, replay_dead_letters
+from hub.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
+from hub.sink import SinkServer
+from hub.worker import OutboundBuilder, Worker
+
+PROVINCE, PORTAL = "000.00.00.H12", "000.00.00.G22"
+
+
+@pytest.fixture(params=["embedded", "rabbitmq"])
+def broker_kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def sink() -> Iterator[SinkServer]:
+    server = SinkServer(0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def control(server: SinkServer, **command: object) -> None:
+    url = server.url.replace("/inbox", "/_control")
+    urllib.request.urlopen(urllib.request.Request(url, json.dumps(command).encode(), method="POST"), timeout=5)  # noqa: S310
+
+
+@dataclass
+class Exchange:
+    settings: Settings
+    runtime: Runtime
+    acceptor: Acceptor
+    worker: Worker
+    province_signer: Signer
+    sink: SinkServer
+    destination: str
+
+    def envelope(self, message_type: str = "dossier.sync", message_id: str | None = None, payload=None) -> bytes:
+        header = EnvelopeHeader(sender=PROVINCE, receiver=PORTAL, message_type=message_type,
+                                **({"message_id": message_id} if message_id else {}))  # fmt: skip
+        body = payload if payload is not None else packets.to_element(packets.example(message_type))
+        return etree.tostring(sign_payload(self.province_signer, header, body))
+
+    def drain(self, seconds: float = 5.0, until=None) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            batch = self.runtime.broker.consume(self.worker.destinations, prefetch=64, timeout_s=0.2)
+            if batch:
+                self.worker.process_batch(batch)
+            elif until is None or until():
+                return
+
+
+@pytest.fixture
+def exchange(request, tmp_path: Path, broker_kind: str, sink: SinkServer) -> Iterator[Exchange]:
+    if broker_kind == "rabbitmq":
+        broker_url = request.getfixturevalue("rabbitmq_url")
+    else:
+        broker_url = "embedded"
+    destination = PORTAL if broker_kind == "embedded" else f"{PORTAL}.{uuid.uuid4().hex[:8]}"
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(yaml.safe_dump({
+        "destinations": {destination: {"endpoint": sink.url, "retry_delays_s": [0.3, 0.3], "jitter": 0.1,
+                                       "circuit_failures": 50}},
+        "routes": [{"type": t, "sender": PROVINCE, "to": [destination]} for t in ("dossier.sync", "dossier.status")],
+    }))  # fmt: skip
+    keydir = tmp_path / "var" / "keys"
+    province = keys.issue_key("province", keydir)
+    settings = Settings(
+        broker_url=broker_url, database_url=f"sqlite:///{tmp_path / 'store.db'}", routes_file=routes,
+        data_dir=tmp_path / "var", hub_code="000.00.00.H00",
+    )  # fmt: skip
+    runtime = Runtime.open(settings)
+    acceptor = Acceptor(runtime.store, runtime.broker, runtime.routing, runtime.verifier())
+    builder = OutboundBuilder(hub_signer(settings), settings.hub_code)
+    worker = Worker(runtime.store, runtime.broker, runtime.routing, builder, adapters_for(runtime.routing))
+    province_signer = Signer.from_files(province.key_path, province.cert_path)
+    yield Exchange(settings, runtime, acceptor, worker, province_signer, sink, destination)
+    worker.close()
+    if broker_kind == "rabbitmq":
+        runtime.broker.delete([destination])
+    runtime.close()
+
+
+def sink_stats(server: SinkServer) -> dict:
+    with server.state.lock:
+        return server.state.snapshot()
+
+
+def test_accepted_messages_are_delivered_once_signed_by_the_hub(exchange: Exchange) -> None:
+    ids = [exchange.acceptor.accept(exchange.envelope()).message_id for _ in range(20)]
+    exchange.drain(until=lambda: sink_stats(exchange.sink)["unique"] >= 20)
+    stats = sink_stats(exchange.sink)
+    assert set(stats["first_seen"]) == set(ids)
+    assert stats["duplicates"] == 0
+    trace = exchange.runtime.store.trace(ids[0], PROVINCE)
+    states = [e.state for e in trace.events]
+    assert states[:3] == ["received", "validated", "queued"]
+    assert "delivered" in states
+    # What was sent is kept exactly, and it is signed by the hub, with the partner's message id.
+    view = exchange.runtime.store.delivery(trace.deliveries[0].delivery_id)
+    hub_ca = TrustStore.from_path(Path(exchange.settings.data_dir) / "keys" / "ca.pem")
+    verified = EnvelopeVerifier(hub_ca).verify(view.outbound)
+    assert verified.header.sender == "000.00.00.H00"
+    assert verified.header.message_id == ids[0]
+    assert verified.signer == "hub"
+
+
+def test_resend_is_idempotent_and_other_content_conflicts(exchange: Exchange) -> None:
+    data = exchange.envelope(message_id="msg-0001")
+    first = exchange.acceptor.accept(data)
+    again = exchange.acceptor.accept(data)
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert again.message_id == first.message_id
+    other = exchange.envelope(message_id="msg-0001", message_type="dossier.status")
+    with pytest.raises(ConflictError) as exc:
+        exchange.acceptor.accept(other)
+    assert exc.value.message_id == "msg-0001"
+    exchange.drain(until=lambda: sink_stats(exchange.sink)["unique"] >= 1)
+    exchange.drain(1.0)
+    assert sink_stats(exchange.sink)["received"] == 1
+
+
+def test_no_route_is_rejected_with_the_reason(exchange: Exchange) -> None:
+    with pytest.raises(NoRouteError) as exc:
+        exchange.acceptor.accept(exchange.envelope("postal.status"))
+    assert exc.value.issues[0].rule == "no-route"
+
+
+def test_partner_5xx_is_retried_then_delivered(exchange: Exchange) -> None:
+    control(exchange.sink, status=503, count=2)
+    message_id = exchange.acceptor.accept(exchange.envelope()).message_id
+    exchange.drain(10, until=lambda: sink_stats(exchange.sink)["unique"] >= 1)
+    assert sink_stats(exchange.sink)["unique"] == 1
+    assert sink_stats(exchange.sink)["failed"] == 2
+    trace = exchange.runtime.store.trace(message_id, PROVINCE)
+    assert [e.state for e in trace.events].count("attempt_started") == 3
+    assert trace.deliveries[0].state == "delivered"
+
+
+def test_partner_5xx_forever_ends_as_dead_letter(exchange: Exchange) -> None:
+    control(exchange.sink, status=500, count=100)
+    message_id = exchange.acceptor.accept(exchange.envelope()).message_id
+    store = exchange.runtime.store
+    exchange.drain(10, until=lambda: bool(store.dead_letters()))
+    (dead,) = store.dead_letters()
+    assert dead.message_id == message_id and dead.reason == "exhausted" and dead.attempts == 3
+    assert "500" in dead.last_error
+
+
+def test_partner_4xx_dead_letters_at_once_then_replay_delivers(exchange: Exchange) -> None:
+    control(exchange.sink, status=400, count=1)
+    message_id = exchange.acceptor.accept(exchange.envelope()).message_id
+    store = exchange.runtime.store
+    exchange.drain(5, until=lambda: bool(store.dead_letters()))
+    (dead,) = store.dead_letters()
+    assert dead.reason == "rejected" and dead.attempts == 1
+    assert sink_stats(exchange.sink)["failed"] == 1
+    stats = {s.destination: s for s in exchange.runtime.broker.stats([exchange.destination])}
+    assert stats[exchange.destination].dead == 1
+
+    replayed, errors = replay_dead_letters(exchange.runtime, [dead.id], actor="operator.an")
+    assert errors == [] and replayed[0][1] == message_id
+    exchange.drain(5, until=lambda: sink_stats(exchange.sink)["unique"] >= 1)
+    assert sink_stats(exchange.sink)["unique"] == 1
+    trace = store.trace(message_id, PROVINCE)
+    replay_events = [e for e in trace.events if e.state == "replayed"]
+    assert replay_events and replay_events[0].actor == "operator.an"
+    assert trace.deliveries[0].state == "delivered"
+    assert exchange.runtime.broker.stats([exchange.destination])[0].dead == 0
+    _, again = replay_dead_letters(exchange.runtime, [dead.id], actor="operator.an")
+    assert len(again) == 1  # a second replay of the same dead letter is refused
+
+
+def test_relay_publishes_what_the_broker_did_not_confirm(exchange: Exchange, monkeypatch) -> None:
+    def refuse(_messages):
+        raise BrokerUnavailable("broker down (test)")
+
+    monkeypatch.setattr(exchange.runtime.broker, "publish", refuse)
+    accepted = exchange.acceptor.accept(exchange.envelope())
+    assert accepted.status  # accepted: committed even though the publish failed
+    assert len(exchange.runtime.store.unpublished()) == 1
+    monkeypatch.undo()
+    assert Relay(exchange.runtime.store, exchange.runtime.broker, grace_s=0).run_once() == 1
+    assert exchange.runtime.store.unpublished() == []
+    exchange.drain(5, until=lambda: sink_stats(exchange.sink)["unique"] >= 1)
+    assert set(sink_stats(exchange.sink)["first_seen"]) == {accepted.message_id}
+
+
+def test_tampered_envelope_is_rejected_and_not_stored(exchange: Exchange) -> None:
+    data = exchange.envelope().replace(PORTAL.encode(), b"000.00.00.G23", 1)
+    with pytest.raises(Exception) as exc:
+        exchange.acceptor.accept(data)
+    assert getattr(exc.value, "issues", None)
+    assert exchange.runtime.store.queue_overview() == []
+
+
+def test_embedded_broker_survives_reopen(tmp_path: Path) -> None:
+    """Messages published to the embedded queue are on disk: a new process (here: a new broker) sees them."""
+    path = tmp_path / "q.db"
+    b1 = connect(f"embedded:{path}")
+    b1.declare(["x"])
+    from broker.base import OutboundMessage
+
+    b1.publish([OutboundMessage("x", "m1", b"<a/>")])
+    b1.close()
+    b2 = connect(f"embedded:{path}")
+    (delivery,) = b2.consume(["x"], timeout_s=1)
+    assert delivery.message_id == "m1"
+    b2.ack(delivery)
+    b2.close()

@@ -1,0 +1,498 @@
+"""The durable store, on SQLite (a temporary file) and on PostgreSQL (a fresh schema per test)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import make_url
+
+from hub.status_machine import Correction, Outcome
+from hub.store import (
+    AlreadyReplayedError,
+    DeliveryClosedError,
+    DeliveryState,
+    Store,
+    StoreError,
+    Submission,
+    UnknownDeadLetterError,
+    UnknownDeliveryError,
+    normalise_url,
+)
+from hub.store.schema import metadata
+
+UTC = dt.UTC
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/nested/lienthong.db"  # the parent folder does not exist yet
+        return
+    base = request.getfixturevalue("postgres_url")
+    schema = f"store_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(sa.schema.CreateSchema(schema))
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.schema.DropSchema(schema, cascade=True))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = Store(store_url)
+    s.migrate()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def submit(store: Store, message_id: str = "m-1", body: bytes = b"<env>1</env>", **kw) -> object:
+    args = {
+        "sender": "000.00.00.H12",
+        "message_id": message_id,
+        "correlation_id": None,
+        "message_type": "dossier.status",
+        "receiver": "000.00.00.H00",
+        "dossier_code": "000.00.00.H12-251123-0042",
+        "envelope": body,
+        "destinations": ["portal", "province"],
+    }
+    args.update(kw)
+    return store.accept(**args)
+
+
+def count(store: Store, table: str) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(metadata.tables[table])).scalar_one()
+
+
+def states(store: Store, message_id: str) -> list[tuple[str, str | None, int | None]]:
+    trace = store.trace(message_id)
+    assert trace is not None
+    return [(e.state, e.destination, e.attempt) for e in trace.events]
+
+
+# ------------------------------------------------------------------ schema
+
+
+def test_migrate_twice_is_a_noop_and_matches_the_tables(store: Store) -> None:
+    submit(store)
+    store.migrate()  # second run: nothing to do, data kept
+    assert store.current_revision() == "0001"
+    assert count(store, "messages") == 1
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_sqlite_is_tuned(tmp_path) -> None:
+    s = Store(f"sqlite:///{tmp_path}/a/b/hub.db", busy_timeout_ms=1234)
+    try:
+        s.migrate()
+        assert (tmp_path / "a" / "b" / "hub.db").exists()
+        with s.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1234
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        s.close()
+
+
+def test_postgresql_urls_use_psycopg3() -> None:
+    assert normalise_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+    assert normalise_url("sqlite:///var/x.db").drivername == "sqlite"
+    with pytest.raises(StoreError, match="unsupported"):
+        Store("mysql://u@h/db")
+
+
+# ------------------------------------------------------------------ intake
+
+
+def test_accept_then_duplicate_then_conflict(store: Store) -> None:
+    body = b"<env>exactly these bytes</env>"
+    first = submit(store, body=body, actor="api")
+    assert first.outcome == "accepted"
+    assert first.status == "queued"
+    assert first.digest == hashlib.sha256(body).hexdigest()
+    assert len(first.delivery_ids) == 2
+    assert first.received_at.tzinfo is not None and first.received_at.utcoffset() == dt.timedelta(0)
+    rows = (count(store, "messages"), count(store, "deliveries"), count(store, "events"))
+    assert rows == (1, 2, 4)
+    assert states(store, "m-1") == [
+        ("received", None, None),
+        ("validated", None, None),
+        ("queued", "portal", None),
+        ("queued", "province", None),
+    ]
+    assert store.trace("m-1").events[0].actor == "api"
+
+    again = submit(store, body=body)
+    assert again.outcome == "duplicate"
+    assert (again.message_pk, again.delivery_ids, again.status) == (first.message_pk, first.delivery_ids, "queued")
+    assert again.received_at == first.received_at
+
+    other = submit(store, body=b"<env>other bytes</env>")
+    assert other.outcome == "conflict"
+    assert other.stored_digest == first.digest != other.digest
+    assert (count(store, "messages"), count(store, "deliveries"), count(store, "events")) == rows
+
+    view = store.delivery(first.delivery_ids[0])
+    assert view.envelope == body  # bytes exactly as received
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT envelope, digest FROM messages")).one()
+    assert (bytes(stored.envelope), stored.digest) == (body, first.digest)
+
+
+def test_a_duplicate_reports_the_original_status(store: Store) -> None:
+    first = submit(store, destinations=["portal"])
+    (delivery_id,) = first.delivery_ids
+    store.start_attempt(delivery_id)
+    store.record_delivered(delivery_id, outbound=b"<out/>")
+    assert submit(store).status == "delivered"
+    # Same message id from another sender is another message.
+    assert submit(store, sender="000.00.00.H13").outcome == "accepted"
+
+
+def test_concurrent_identical_accepts_store_one_message(store: Store) -> None:
+    threads_n = 8
+    barrier = threading.Barrier(threads_n)
+    results, errors = [], []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            results.append(submit(store, message_id="race"))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    outcomes = sorted(r.outcome for r in results)
+    assert outcomes == ["accepted"] + ["duplicate"] * (threads_n - 1)
+    assert len({r.delivery_ids for r in results}) == 1
+    assert (count(store, "messages"), count(store, "deliveries")) == (1, 2)
+
+
+def test_concurrent_overlapping_batches(store: Store) -> None:
+    def batch(offset: int) -> list[Submission]:
+        return [
+            Submission("S", f"m-{i}", "dossier.sync", "H", f"<m>{i}</m>".encode(), ("portal",))
+            for i in range(offset, offset + 100)
+        ]
+
+    barrier = threading.Barrier(4)
+    results, errors = [], []
+
+    def worker(offset: int) -> None:
+        try:
+            barrier.wait()
+            results.extend(store.accept_many(batch(offset)))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(o,)) for o in (0, 50, 0, 50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(r.outcome == "accepted" for r in results) == 150
+    assert sum(r.outcome == "duplicate" for r in results) == 250
+    assert (count(store, "messages"), count(store, "deliveries")) == (150, 150)
+
+
+def test_accept_many_in_order_with_in_batch_and_stored_duplicates(store: Store) -> None:
+    submit(store, message_id="old", body=b"<old/>", destinations=["portal"])
+    items: list[object] = [
+        {
+            "sender": "000.00.00.H12",
+            "message_id": f"n-{i}",
+            "correlation_id": f"c-{i}",
+            "message_type": "dossier.sync",
+            "receiver": "H",
+            "dossier_code": None,
+            "envelope": f"<n>{i}</n>".encode(),
+            "destinations": ["portal", "province", "portal"],  # repeated destination kept once
+        }
+        for i in range(300)
+    ]
+    items.append(Submission("000.00.00.H12", "n-5", "dossier.sync", "H", b"<n>5</n>", ("portal", "province")))
+    items.append(Submission("000.00.00.H12", "n-6", "dossier.sync", "H", b"<changed/>", ("portal",)))
+    items.append(Submission("000.00.00.H12", "old", "dossier.sync", "H", b"<old/>", ("portal",)))
+    items.append(Submission("000.00.00.H12", "old", "dossier.sync", "H", b"<new/>", ("portal",)))
+    results = store.accept_many(items)
+    assert [r.message_id for r in results[:300]] == [f"n-{i}" for i in range(300)]
+    assert all(r.outcome == "accepted" and len(r.delivery_ids) == 2 for r in results[:300])
+    assert [r.outcome for r in results[300:]] == ["duplicate", "conflict", "duplicate", "conflict"]
+    assert results[300].delivery_ids == results[5].delivery_ids
+    assert results[300].message_pk == results[5].message_pk
+    assert len({r.received_at for r in results[:300]}) == 1  # one transaction
+    assert (count(store, "messages"), count(store, "deliveries")) == (301, 601)
+    assert store.accept_many([]) == []
+    assert store.trace("n-7").correlation_id == "c-7"
+
+
+# ------------------------------------------------------------------ outbox and deliveries
+
+
+def test_outbox_lists_deliveries_until_published(store: Store) -> None:
+    a = submit(store, message_id="a")
+    b = submit(store, message_id="b", body=b"<b/>", destinations=["portal"])
+    pending = store.unpublished()
+    assert [p.delivery_id for p in pending] == [*a.delivery_ids, *b.delivery_ids]
+    assert pending[2].envelope == b"<b/>" and pending[2].destination == "portal" and pending[2].attempts == 0
+    assert store.unpublished(older_than_s=60) == []  # all younger than the grace period
+    assert len(store.unpublished(limit=2)) == 2
+
+    store.mark_published(a.delivery_ids)
+    assert [p.delivery_id for p in store.unpublished()] == list(b.delivery_ids)
+    store.mark_published([*b.delivery_ids, *b.delivery_ids])
+    assert store.unpublished() == []
+    assert store.delivery(b.delivery_ids[0]).published_at is not None
+
+
+def test_attempt_retry_delivered_flow(store: Store) -> None:
+    (delivery_id,) = submit(store, destinations=["portal"]).delivery_ids
+    store.mark_published([delivery_id])
+    assert store.is_delivered(delivery_id) is False
+
+    assert store.start_attempt(delivery_id) == 1
+    assert store.delivery(delivery_id).state is DeliveryState.DELIVERING
+    before = dt.datetime.now(UTC)
+    store.record_retry(delivery_id, error="HTTP 503", delay_s=30)
+    view = store.delivery(delivery_id)
+    assert view.state is DeliveryState.RETRYING and view.last_error == "HTTP 503"
+    assert before + dt.timedelta(seconds=29) < view.next_attempt_at < before + dt.timedelta(seconds=32)
+    assert store.unpublished() == []  # the broker holds the delayed retry
+
+    assert store.start_attempt(delivery_id) == 2
+    assert store.record_delivered(delivery_id, outbound=b"<signed-by-hub/>", detail="HTTP 200") is True
+    assert store.is_delivered(delivery_id) is True
+    view = store.delivery(delivery_id)
+    assert view.state is DeliveryState.DELIVERED and view.attempts == 2
+    assert view.outbound == b"<signed-by-hub/>"
+    assert view.outbound_digest == hashlib.sha256(b"<signed-by-hub/>").hexdigest()
+    assert view.delivered_at.tzinfo is not None
+
+    # A redelivered queue message: no second delivery, no extra event.
+    assert store.record_delivered(delivery_id, outbound=b"<other/>") is False
+    assert store.delivery(delivery_id).outbound == b"<signed-by-hub/>"
+    assert states(store, "m-1")[3:] == [
+        ("attempt_started", "portal", 1),
+        ("failed", "portal", 1),
+        ("retry_scheduled", "portal", 1),
+        ("attempt_started", "portal", 2),
+        ("delivered", "portal", 2),
+    ]
+    trace = store.trace("m-1")
+    assert trace.status == "delivered"
+    assert trace.events[-1].detail == "HTTP 200"
+    assert [e.at for e in trace.events] == sorted(e.at for e in trace.events)
+    with pytest.raises(DeliveryClosedError):
+        store.start_attempt(delivery_id)
+    with pytest.raises(DeliveryClosedError):
+        store.record_retry(delivery_id, error="x", delay_s=1)
+
+
+def test_retry_with_republish_goes_back_to_the_relay_when_due(store: Store) -> None:
+    first, second = submit(store).delivery_ids
+    store.mark_published([first, second])
+    for delivery_id, delay in ((first, 0), (second, 3600)):
+        store.start_attempt(delivery_id)
+        store.record_retry(delivery_id, error="timeout", delay_s=delay, republish=True)
+    assert [p.delivery_id for p in store.unpublished()] == [first]
+
+
+def test_unknown_delivery(store: Store) -> None:
+    assert store.delivery(999) is None
+    assert store.is_delivered(999) is False
+    with pytest.raises(UnknownDeliveryError):
+        store.start_attempt(999)
+    with pytest.raises(UnknownDeliveryError):
+        store.record_delivered(999, outbound=b"x")
+    with pytest.raises(UnknownDeliveryError):
+        store.record_dead(999, reason="permanent", error="x")
+    assert store.trace("nope") is None
+
+
+# ------------------------------------------------------------------ dead letters
+
+
+def test_dead_letter_and_replay(store: Store) -> None:
+    portal, province = submit(store).delivery_ids
+    store.mark_published([portal, province])
+    for _ in range(3):
+        store.start_attempt(portal)
+    dead_id = store.record_dead(portal, reason="exhausted", error="HTTP 503 x3")
+    assert store.record_dead(portal, reason="exhausted", error="again") == dead_id  # idempotent
+    assert store.delivery(portal).state is DeliveryState.DEAD
+
+    (letter,) = store.dead_letters()
+    assert (letter.id, letter.delivery_id, letter.destination, letter.reason) == (
+        dead_id,
+        portal,
+        "portal",
+        "exhausted",
+    )
+    assert (letter.message_id, letter.sender, letter.message_type) == ("m-1", "000.00.00.H12", "dossier.status")
+    assert (letter.dossier_code, letter.last_error, letter.attempts) == ("000.00.00.H12-251123-0042", "HTTP 503 x3", 3)
+    assert letter.replayed_at is None and letter.created_at.tzinfo is not None
+    assert store.dead_letters(destination="province") == []
+    assert store.trace("m-1").status == "queued"  # province still pending
+
+    before = dt.datetime.now(UTC)
+    replayed = store.replay(dead_id, actor="operator:lan")
+    assert (replayed.delivery_id, replayed.state, replayed.attempts) == (portal, DeliveryState.QUEUED, 0)
+    assert replayed.envelope == b"<env>1</env>"
+    assert [p.delivery_id for p in store.unpublished()] == [portal]
+    assert store.dead_letters() == []
+    (done,) = store.dead_letters(include_replayed=True)
+    assert done.replayed_by == "operator:lan" and done.replayed_at >= before - dt.timedelta(seconds=1)
+    trace = store.trace("m-1")
+    assert [(e.state, e.actor) for e in trace.events[-3:]] == [
+        ("failed", None),
+        ("dead_lettered", None),
+        ("replayed", "operator:lan"),
+    ]
+    assert trace.events[-2].detail == "exhausted: HTTP 503 x3"
+
+    with pytest.raises(AlreadyReplayedError) as info:
+        store.replay(dead_id, actor="someone-else")
+    assert info.value.replayed_by == "operator:lan"
+    with pytest.raises(UnknownDeadLetterError):
+        store.replay(12345, actor="x")
+
+    # The replayed delivery runs again and can die again: a new dead letter.
+    assert store.start_attempt(portal) == 1
+    assert store.record_dead(portal, reason="permanent", error="HTTP 400") != dead_id
+
+
+def test_a_delivered_delivery_cannot_be_dead_lettered_or_replayed(store: Store) -> None:
+    (delivery_id,) = submit(store, destinations=["portal"]).delivery_ids
+    store.start_attempt(delivery_id)
+    dead_id = store.record_dead(delivery_id, reason="exhausted", error="timeout")
+    # A late success (e.g. a redelivered queue message) still records the truth.
+    store.start_attempt(delivery_id)
+    assert store.record_delivered(delivery_id, outbound=b"<o/>") is True
+    with pytest.raises(DeliveryClosedError):
+        store.replay(dead_id, actor="op")
+    assert store.dead_letters()[0].replayed_at is None  # the refused replay left nothing behind
+    with pytest.raises(DeliveryClosedError):
+        store.record_dead(delivery_id, reason="permanent", error="x")
+
+
+# ------------------------------------------------------------------ dossiers
+
+
+def test_record_status_outcomes_and_timeline(store: Store) -> None:
+    code = "000.00.00.H12-251123-0042"
+    submit(store, message_id="st-1")
+    t0 = dt.datetime(2025, 11, 23, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=7)))
+
+    def record(status: int, at: dt.datetime, **kw):
+        return store.record_status(dossier_code=code, status=status, at=at, message_id=kw.pop("message_id", None),
+                                   source="ministry", **kw)  # fmt: skip
+
+    assert store.dossier(code) is None
+    assert record(1, t0, message_id="st-1").outcome is Outcome.APPLIED
+    assert record(2, t0 + dt.timedelta(hours=1)).outcome is Outcome.APPLIED
+    assert record(4, t0 + dt.timedelta(minutes=30)).outcome is Outcome.STALE  # older than the last applied
+    assert record(1, t0 + dt.timedelta(hours=2)).outcome is Outcome.REJECTED  # 2 -> 1 is not legal
+    current = store.dossier(code)
+    assert current.status == 2 and current.status_at == t0 + dt.timedelta(hours=1)
+    assert current.status_at.utcoffset() == dt.timedelta(0)  # stored and returned in UTC
+
+    fix = Correction(reason="entered by mistake", corrected_by="operator:lan")
+    assert record(1, t0 + dt.timedelta(hours=3), correction=fix).outcome is Outcome.CORRECTED
+    assert store.dossier(code).status == 1
+
+    entries = store.timeline(code)
+    assert [(e.status, e.outcome) for e in entries] == [
+        (1, "applied"),
+        (2, "applied"),
+        (4, "stale"),
+        (1, "rejected"),
+        (1, "corrected"),
+    ]
+    assert entries[0].message_id == "st-1" and entries[0].source == "ministry"
+    assert entries[0].at == t0 and entries[0].at.tzinfo is not None
+    assert "operator:lan" in entries[4].reason
+    assert store.timeline("unknown") == []
+    assert states(store, "st-1")[-1][0] == "status_applied"
+    with pytest.raises(ValueError, match="timezone"):
+        record(4, dt.datetime(2025, 11, 23, 12, 0))  # naive
+
+
+def test_concurrent_status_updates_are_serialised(store: Store) -> None:
+    code = "000.00.00.H12-251123-0043"
+    t0 = dt.datetime(2025, 11, 23, 1, 0, tzinfo=UTC)
+    store.record_status(dossier_code=code, status=2, at=t0, message_id=None, source="p")
+    barrier = threading.Barrier(6)
+    errors = []
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait()
+            store.record_status(dossier_code=code, status=4, at=t0 + dt.timedelta(minutes=i), message_id=None,
+                                source="m")  # fmt: skip
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(1, 7)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(store.timeline(code)) == 7
+    # Whatever the order, the state ends at the newest update.
+    assert store.dossier(code).status_at == t0 + dt.timedelta(minutes=6)
+
+
+# ------------------------------------------------------------------ operations
+
+
+def test_queue_overview(store: Store) -> None:
+    a1, a2, a3 = (submit(store, message_id=f"a{i}", destinations=["alpha"]).delivery_ids[0] for i in range(3))
+    b1, b2 = (submit(store, message_id=f"b{i}", destinations=["beta"]).delivery_ids[0] for i in range(2))
+    (c1,) = submit(store, message_id="c", destinations=["gamma"]).delivery_ids
+    store.start_attempt(a1)
+    store.record_delivered(a1, outbound=b"<o/>")
+    store.start_attempt(a2)
+    store.record_retry(a2, error="503", delay_s=10)
+    store.start_attempt(b1)
+    store.record_dead(b1, reason="permanent", error="400")
+    store.start_attempt(b2)
+    store.start_attempt(c1)
+    store.record_delivered(c1, outbound=b"<o/>")
+
+    stats = {s.destination: s for s in store.queue_overview()}
+    assert list(stats) == ["alpha", "beta", "gamma"]
+    alpha, beta, gamma = stats["alpha"], stats["beta"], stats["gamma"]
+    assert (alpha.queued, alpha.delivering, alpha.retrying, alpha.delivered, alpha.dead) == (1, 0, 1, 1, 0)
+    assert (beta.queued, beta.delivering, beta.retrying, beta.delivered, beta.dead) == (0, 1, 0, 0, 1)
+    assert (alpha.pending, beta.pending, gamma.pending) == (2, 1, 0)
+    assert (alpha.delivered_last_60s, beta.delivered_last_60s, gamma.delivered_last_60s) == (1, 0, 1)
+    assert gamma.rate_per_s == pytest.approx(1 / 60)
+    assert 0 <= alpha.oldest_pending_age_s < 60
+    assert gamma.oldest_pending_age_s is None
+    assert a3 not in (a1, a2)
