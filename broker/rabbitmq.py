@@ -646,6 +646,11 @@ class RabbitMQBroker(Broker):
                     keep.append(method.delivery_tag)
             for tag in keep:
                 admin.basic_nack(tag, requeue=True)
+            # A quorum queue applies returns asynchronously: wait (briefly) until they are visible again, so the
+            # next stats()/take_dead() does not see an empty queue.
+            deadline = time.monotonic() + 5.0
+            while keep and self._count(queue) < len(keep) and time.monotonic() < deadline:
+                time.sleep(0.01)
             return taken
 
         return self._with_reconnect(op)

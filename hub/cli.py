@@ -408,6 +408,54 @@ def dead_letters_replay(
         raise typer.Exit(EXIT_REJECTED)
 
 
+@app.command()
+def bench(
+    broker: Annotated[str, typer.Option(help="`embedded` or an amqp:// URL")] = "embedded",
+    messages: Annotated[int, typer.Option(help="Envelopes to send end to end")] = 2000,
+    workers: Annotated[int, typer.Option(help="`hub worker` processes delivering to the sink")] = 2,
+    window: Annotated[int, typer.Option(help="Most accepted-but-undelivered messages at once")] = 400,
+    batch: Annotated[int, typer.Option(help="Envelopes accepted per store transaction")] = 50,
+    database: Annotated[str | None, typer.Option(help="Store URL (default: a SQLite file in a temp folder)")] = None,
+    naive_messages: Annotated[int, typer.Option(help="Packets timed through the naive chain")] = 1000,
+) -> None:
+    """Measure the exchange end to end and against a naive single-process chain.
+
+    Prints a readable report with progress, and as its last line one JSON object: messages, delivered, lost,
+    duplicates, seconds, throughput_msg_s, p50_ms, p99_ms, naive_msg_s, ratio_vs_naive, broker, store.
+    """
+    import contextlib
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hub import bench as benchmark
+
+    @contextlib.contextmanager
+    def progress_factory(label: str, total: int):
+        with Progress(
+            TextColumn(f"{label:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err, transient=False,
+        ) as progress:  # fmt: skip
+            task = progress.add_task(label, total=total)
+            yield lambda n: progress.advance(task, n)
+
+    err.print(f"Lienthong benchmark: {messages} messages, broker {broker}, {workers} worker processes")
+    result = benchmark.run(
+        broker=broker, messages=messages, workers=workers, window=window, batch=batch, database_url=database,
+        naive_messages=naive_messages, report=lambda line: err.print(line, markup=False),
+        progress_factory=progress_factory,
+    )  # fmt: skip
+    err.print(
+        f"\nend to end: {result.delivered}/{result.messages} delivered in {result.seconds:.1f}s = "
+        f"{result.throughput_msg_s:.0f} msg/s; latency p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms\n"
+        f"naive chain: {result.naive_msg_s:.0f} msg/s -> ratio {result.ratio_vs_naive:.2f}x; "
+        f"lost {result.lost}, duplicates {result.duplicates}; accept stage alone {result.accept_msg_s:.0f} msg/s",
+        markup=False,
+    )
+    sys.stdout.write(benchmark.as_json(result) + "\n")
+    if result.lost or result.duplicates:
+        raise typer.Exit(EXIT_REJECTED)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

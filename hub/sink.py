@@ -67,7 +67,12 @@ class SinkHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        if self.path.startswith("/_stats"):
+        if self.path.startswith("/_count"):
+            with self.server.state.lock:
+                state = self.server.state
+                counts = {"unique": len(state.first_seen), "received": state.received, "failed": state.failed}
+            self._reply(200, json.dumps(counts).encode())
+        elif self.path.startswith("/_stats"):
             with self.server.state.lock:
                 self._reply(200, json.dumps(self.server.state.snapshot()).encode())
         else:

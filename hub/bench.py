@@ -1,0 +1,265 @@
+"""``hub bench``: signed envelopes through accept → queue → worker processes → a real HTTP sink partner,
+and, in the same run and on the same packets, the naive single-process chain for comparison.
+
+The load generator is this process: it accepts envelopes exactly as the API will (verify, validate, route,
+commit, publish with confirms) while ``hub worker`` processes deliver to ``python -m hub.sink`` on 127.0.0.1.
+Latency is accept-committed → first receipt at the sink, measured on the same clock. A window keeps the
+accepted-but-undelivered backlog bounded, so p99 measures the exchange, not an ever-growing queue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+from lxml import etree
+
+from hub import keys, packets
+from hub.config import Settings
+from hub.envelope import EnvelopeHeader
+from hub.pipeline import Acceptor
+from hub.runtime import Runtime, hub_signer
+from hub.signing import Signer, sign_payload
+from hub.worker import OutboundBuilder
+from hub.xmlparse import parse_xml
+
+PROVINCE, SINK = "000.00.00.H12", "000.00.00.B01"
+MESSAGE_TYPES = ("dossier.sync", "dossier.status", "payment.request", "postal.order")
+
+
+@dataclass
+class BenchResult:
+    messages: int
+    delivered: int
+    lost: int
+    duplicates: int
+    seconds: float
+    throughput_msg_s: float
+    p50_ms: float
+    p99_ms: float
+    naive_msg_s: float
+    ratio_vs_naive: float
+    broker: str
+    store: str
+    workers: int
+    accept_msg_s: float
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback sink
+        return json.loads(response.read())
+
+
+def _wait_port(port: int, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"sink did not start on port {port}")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def make_envelopes(signer: Signer, count: int, progress: Callable[[int], None]) -> list[bytes]:
+    """``count`` distinct signed envelopes of ~4 KB, cycling through a few message types."""
+    payloads = {t: etree.tostring(packets.to_element(packets.example(t))) for t in MESSAGE_TYPES}
+    out = []
+    for i in range(count):
+        message_type = MESSAGE_TYPES[i % len(MESSAGE_TYPES)]
+        header = EnvelopeHeader(sender=PROVINCE, receiver=SINK, message_type=message_type, message_id=f"bench-{i:07d}")
+        out.append(etree.tostring(sign_payload(signer, header, parse_xml(payloads[message_type]))))
+        progress(1)
+    return out
+
+
+def naive_chain(envelopes: list[bytes], settings: Settings, broker_url: str, verifier, signer: Signer) -> float:
+    """verify → validate → map → sign → publish with one confirm per message, in one process; msg/s."""
+    builder = OutboundBuilder(signer, settings.hub_code)
+    if broker_url.startswith("amqp"):
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+        channel = connection.channel()
+        queue = channel.queue_declare("lienthong.bench.naive", durable=True, arguments={"x-queue-type": "quorum"})
+        channel.confirm_delivery()
+
+        def publish(message_id: str, body: bytes) -> None:
+            props = pika.BasicProperties(delivery_mode=2, message_id=message_id)
+            channel.basic_publish("", queue.method.queue, body, props, mandatory=True)
+
+        def close() -> None:
+            channel.queue_delete("lienthong.bench.naive")
+            connection.close()
+    else:
+        db = sqlite3.connect(settings.data_dir / "naive.db", isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("CREATE TABLE IF NOT EXISTS q (id INTEGER PRIMARY KEY, message_id TEXT, body BLOB)")
+
+        def publish(message_id: str, body: bytes) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO q (message_id, body) VALUES (?, ?)", (message_id, body))
+            db.execute("COMMIT")
+
+        def close() -> None:
+            db.close()
+
+    started = time.perf_counter()
+    for data in envelopes:
+        verified = verifier.verify(data)
+        _, outbound = builder.build(etree.tostring(verified.envelope), SINK)
+        publish(verified.header.message_id, outbound)
+    elapsed = time.perf_counter() - started
+    close()
+    return len(envelopes) / elapsed
+
+
+def run(
+    *,
+    broker: str,
+    messages: int,
+    workers: int,
+    window: int,
+    batch: int,
+    database_url: str | None,
+    naive_messages: int,
+    report: Callable[[str], None],
+    progress_factory,
+) -> BenchResult:
+    """Run the benchmark and return its figures (see the module docstring)."""
+    workdir = Path(tempfile.mkdtemp(prefix="lienthong-bench-"))
+    data_dir = workdir / "var"
+    keydir = data_dir / "keys"
+    province = keys.issue_key("province", keydir)
+    port = _free_port()
+    routes = workdir / "routes.yaml"
+    routes.write_text(
+        yaml.safe_dump(
+            {
+                "destinations": {SINK: {"endpoint": f"http://127.0.0.1:{port}/inbox", "concurrency": 16}},
+                "routes": [{"type": t, "sender": PROVINCE, "to": [SINK]} for t in MESSAGE_TYPES],
+            }
+        )
+    )
+    settings = Settings(
+        broker_url=broker,
+        database_url=database_url or f"sqlite:///{workdir / 'store.db'}",
+        routes_file=routes,
+        data_dir=data_dir,
+        log_format="console",
+        log_level="WARNING",
+    )
+    env = {
+        **os.environ,
+        **{f"LIENTHONG_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None},
+    }
+    children: list[subprocess.Popen] = []
+    try:
+        children.append(
+            subprocess.Popen([sys.executable, "-m", "hub.sink", "--port", str(port)], stdout=subprocess.DEVNULL)
+        )
+        _wait_port(port)
+        runtime = Runtime.open(settings)
+        hub_signer(settings)  # create the hub's demo key before the workers start
+        signer = Signer.from_files(province.key_path, province.cert_path)
+        with progress_factory("signing envelopes", messages) as advance:
+            envelopes = make_envelopes(signer, messages, advance)
+        report(f"prepared {messages} signed envelopes (~{sum(map(len, envelopes)) // messages} bytes each)")
+
+        acceptor = Acceptor(runtime.store, runtime.broker, runtime.routing, runtime.verifier())
+        hub_bin = Path(sys.executable).with_name("hub")
+        for _ in range(workers):
+            children.append(
+                subprocess.Popen([str(hub_bin), "worker", "--prefetch", "128"], env=env, stdout=subprocess.DEVNULL)
+            )
+        count_url = f"http://127.0.0.1:{port}/_count"
+        accepted_at: dict[str, float] = {}
+        started = time.perf_counter()
+        accept_cpu = 0.0
+        delivered = 0
+        with progress_factory("accepted → delivered", messages) as advance:
+            for i in range(0, messages, batch):
+                while len(accepted_at) - delivered >= window:
+                    seen = _get_json(count_url)["unique"]
+                    advance(seen - delivered)
+                    delivered = seen
+                    if len(accepted_at) - delivered >= window:
+                        time.sleep(0.005)
+                t0 = time.perf_counter()
+                results = acceptor.accept_many(envelopes[i : i + batch])
+                accept_cpu += time.perf_counter() - t0
+                now = time.time()
+                for result in results:
+                    if isinstance(result, Exception):
+                        raise RuntimeError(f"benchmark envelope rejected: {result}")
+                    accepted_at[result.message_id] = now
+            deadline = time.monotonic() + max(60.0, messages / 50)
+            while delivered < messages and time.monotonic() < deadline:
+                seen = _get_json(count_url)["unique"]
+                advance(seen - delivered)
+                delivered = seen
+                time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        stats = _get_json(f"http://127.0.0.1:{port}/_stats")
+        latencies = [(stats["first_seen"][m] - t) * 1000 for m, t in accepted_at.items() if m in stats["first_seen"]]
+        for child in children[1:]:
+            child.send_signal(signal.SIGTERM)
+        for child in children[1:]:
+            child.wait(timeout=30)
+        naive_n = min(naive_messages, messages)
+        report(f"timing the naive chain on {naive_n} of the same packets (one confirm per message)…")
+        naive = naive_chain(envelopes[:naive_n], settings, broker, runtime.verifier(), hub_signer(settings))
+        runtime.close()
+        delivered = stats["unique"]
+        throughput = delivered / elapsed if elapsed else 0.0
+        return BenchResult(
+            messages=messages,
+            delivered=delivered,
+            lost=messages - delivered,
+            duplicates=stats["duplicates"],
+            seconds=round(elapsed, 3),
+            throughput_msg_s=round(throughput, 1),
+            p50_ms=round(_percentile(latencies, 0.50), 1),
+            p99_ms=round(_percentile(latencies, 0.99), 1),
+            naive_msg_s=round(naive, 1),
+            ratio_vs_naive=round(throughput / naive, 2) if naive else 0.0,
+            broker="embedded" if broker == "embedded" else "rabbitmq",
+            store=settings.database_url.split(":", 1)[0].split("+")[0],
+            workers=workers,
+            accept_msg_s=round(messages / accept_cpu, 1) if accept_cpu else 0.0,
+        )
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+
+def as_json(result: BenchResult) -> str:
+    return json.dumps(asdict(result), sort_keys=False)
