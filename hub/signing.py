@@ -180,18 +180,23 @@ class TrustStore:
         if cert in self.pinned.get(ANY_SENDER, []):
             return "pinned"
         for anchor in self.anchors:
-            if not anchor.not_valid_before_utc <= at <= anchor.not_valid_after_utc:
-                continue
-            try:
-                cert.verify_directly_issued_by(anchor)
-            except (ValueError, TypeError, CryptoInvalidSignature):
-                continue
-            return f"issued by {keys.common_name(anchor)}"
+            if anchor.not_valid_before_utc <= at <= anchor.not_valid_after_utc and _issued_by(cert, anchor):
+                return f"issued by {keys.common_name(anchor)}"
         raise _rejected(
             "certificate-trust",
             f"certificate {keys.common_name(cert)} (issuer {cert.issuer.rfc4514_string()}) "
             "is neither pinned nor issued by a trusted CA",
         )
+
+
+@lru_cache(maxsize=4096)
+def _issued_by(cert: x509.Certificate, anchor: x509.Certificate) -> bool:
+    """Whether ``anchor`` issued ``cert`` (name and signature); cached, as the answer never changes."""
+    try:
+        cert.verify_directly_issued_by(anchor)
+    except (ValueError, TypeError, CryptoInvalidSignature):
+        return False
+    return True
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -255,12 +260,13 @@ class EnvelopeVerifier:
         root = data if isinstance(data, etree._Element) else parse_xml(data, self.limits)
         message_id = peek_message_id(root) if root.tag == ENVELOPE_TAG else None
         try:
-            return self._verify(root)
+            # signxml copies an element by serialising it; bytes that already passed parse_xml skip that step.
+            return self._verify(root, data if isinstance(data, bytes) else root)
         except (SignatureRejectedError, EnvelopeInvalidError) as exc:
             exc.message_id = exc.message_id or message_id
             raise
 
-    def _verify(self, root: etree._Element) -> VerifiedEnvelope:
+    def _verify(self, root: etree._Element, source: bytes | etree._Element) -> VerifiedEnvelope:
         if root.tag != ENVELOPE_TAG:
             raise EnvelopeInvalidError(
                 f"root element is {root.tag}, not a Lienthong envelope",
@@ -278,7 +284,7 @@ class EnvelopeVerifier:
 
         config = SignatureConfiguration(**{**self._config_template.__dict__, "verification_time": now})
         try:
-            result = XMLVerifier().verify(root, x509_cert=cert, expect_config=config, parser=parser())
+            result = XMLVerifier().verify(source, x509_cert=cert, expect_config=config, parser=parser())
         except InvalidDigest:
             raise _rejected(
                 "signature-digest", "digest mismatch: the envelope was changed after it was signed"

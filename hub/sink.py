@@ -4,13 +4,15 @@ Used by the benchmark and the failure tests. It deduplicates on ``X-Message-Id``
 (the effect happens once) and also counts raw receipts, so a test can tell at-least-once redelivery from a
 duplicated effect. It can be told to fail: ``POST /_control {"status": 503, "count": 10}`` answers the next
 10 deliveries with 503 (``"seconds"`` instead of ``count`` fails for a while); ``{"status": 0}`` heals it.
-``GET /_stats`` returns what it saw. Run: ``python -m hub.sink --port 9100``.
+``--delay-ms`` makes every delivery take that long (a slow partner). ``GET /_stats`` returns what it saw.
+Run: ``python -m hub.sink --port 9100``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,8 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class SinkState:
     """What the sink has received, and how it is currently told to fail."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
         self.lock = threading.Lock()
+        self.delay_s = delay_s
         self.first_seen: dict[str, float] = {}
         self.received = 0
         self.duplicates = 0
@@ -59,6 +62,11 @@ class SinkHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # quiet: the benchmark sends thousands
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        # Without this, Nagle's algorithm and the client's delayed ACK add ~40 ms to every keep-alive reply.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -92,6 +100,8 @@ class SinkHandler(BaseHTTPRequestHandler):
             self._reply(200, b'{"ok": true}')
             return
         message_id = self.headers.get("X-Message-Id", "")
+        if state.delay_s > 0:
+            time.sleep(state.delay_s)
         with state.lock:
             status = state.failing()
             if status:
@@ -114,9 +124,9 @@ class SinkServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, delay_ms: float = 0) -> None:
         super().__init__(("127.0.0.1", port), SinkHandler)
-        self.state = SinkState()
+        self.state = SinkState(delay_s=delay_ms / 1000)
 
     @property
     def url(self) -> str:
@@ -126,8 +136,9 @@ class SinkServer(ThreadingHTTPServer):
 def main() -> None:
     parser = argparse.ArgumentParser(description="Lienthong sink partner (benchmark and failure tests)")
     parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--delay-ms", type=float, default=0, help="answer each delivery after this long")
     args = parser.parse_args()
-    server = SinkServer(args.port)
+    server = SinkServer(args.port, delay_ms=args.delay_ms)
     print(f"sink listening on {server.url}", flush=True)
     try:
         server.serve_forever()

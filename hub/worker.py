@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from lxml import etree
 
 from adapters.base import Adapter, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
-from broker.base import Broker, Delivery
+from broker.base import Broker, BrokerUnavailable, Delivery
 from hub.envelope import EnvelopeHeader, body_payload, read_header
 from hub.routing import RoutingTable
 from hub.signing import Signer, sign_payload
 from hub.xmlparse import parse_xml
 
 log = logging.getLogger(__name__)
+
+BROKER_PAUSE_S = 1.0  # wait between two attempts to reach a broker that is down
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,7 @@ class OutboundBuilder:
 
     def build(self, inbound: bytes, destination: str) -> tuple[EnvelopeHeader, bytes]:
         root = parse_xml(inbound)
-        original = read_header(root)
+        original = read_header(root, validate=False)  # verified and validated when it was accepted
         header = EnvelopeHeader(
             message_id=original.message_id,
             correlation_id=original.correlation_id,
@@ -153,7 +155,12 @@ class Worker:
                 break
             if self.relay is not None:
                 self.relay.maybe_run()
-            batch = self.broker.consume(self.destinations, prefetch=self.prefetch, timeout_s=0.5)
+            try:
+                batch = self.broker.consume(self.destinations, prefetch=self.prefetch, timeout_s=0.5)
+            except BrokerUnavailable as exc:  # the broker gave up reconnecting for now: keep trying, never exit
+                log.warning("broker unavailable, trying again in %.0f s: %s", BROKER_PAUSE_S, exc)
+                self._stop.wait(BROKER_PAUSE_S)
+                continue
             if not batch:
                 if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                     break
@@ -164,16 +171,45 @@ class Worker:
         return settled
 
     def process_batch(self, batch: Sequence[Delivery]) -> int:
-        """Deliver a batch concurrently, then settle each delivery with the broker from this thread."""
-        futures = [(d, self._pool.submit(self._process, d)) for d in batch]
-        for delivery, future in futures:
+        """Deliver a batch: one store transaction to start the attempts, partner calls in the pool, one
+        transaction to record what was delivered, then every delivery settled with the broker from this thread."""
+        outcomes: dict[int, Outcome] = {}
+        to_start: dict[int, Delivery] = {}
+        for index, delivery in enumerate(batch):
+            if delivery.delivery_id is None:
+                outcomes[index] = Outcome("dead", reason="queue message carries no delivery id")
+                continue
+            wait = self._breakers[delivery.destination].allow()
+            if wait > 0:
+                outcomes[index] = Outcome("deferred", wait, f"circuit open for {delivery.destination}")
+                continue
+            to_start[index] = delivery
+        started = self.store.start_attempts([d.delivery_id for d in to_start.values()]) if to_start else {}
+        futures = {}
+        for index, delivery in to_start.items():
+            attempt = started.get(delivery.delivery_id)
+            if attempt is None:
+                log.info(
+                    "message_id=%s destination=%s already delivered; ack", delivery.message_id, delivery.destination
+                )
+                outcomes[index] = Outcome("already")
+            else:
+                futures[index] = self._pool.submit(self._deliver, delivery, attempt)
+        delivered: list[tuple[int, int, bytes, str]] = []
+        for index, future in futures.items():
             try:
-                outcome = future.result()
+                outcome, record = future.result()
             except Exception as exc:  # a bug must not lose the message: retry it later
-                log.exception("message_id=%s unexpected error", delivery.message_id)
-                outcome = Outcome("deferred", 30.0, f"internal error: {exc!r}")
-            self._settle(delivery, outcome)
-        return len(futures)
+                log.exception("message_id=%s unexpected error", batch[index].message_id)
+                outcome, record = Outcome("deferred", 30.0, f"internal error: {exc!r}"), None
+            outcomes[index] = outcome
+            if record is not None:
+                delivered.append((index, *record))
+        if delivered:
+            self.store.record_delivered_many([record for _, *record in delivered])
+        for index, delivery in enumerate(batch):
+            self._settle(delivery, outcomes[index])
+        return len(batch)
 
     def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
         if outcome.kind in ("delivered", "already"):
@@ -183,26 +219,18 @@ class Worker:
         else:
             self.broker.dead_letter(delivery, outcome.reason)
 
-    def _process(self, delivery: Delivery) -> Outcome:
+    def _deliver(self, delivery: Delivery, attempt: int) -> tuple[Outcome, tuple[int, bytes, str] | None]:
+        """Map, sign and deliver one message (pool thread); failures are recorded here, successes by the caller."""
         destination = delivery.destination
-        config = self.routing.destinations[destination]
         delivery_id = delivery.delivery_id
-        if delivery_id is None:
-            return Outcome("dead", reason="queue message carries no delivery id")
-        if self.store.is_delivered(delivery_id):
-            log.info("message_id=%s destination=%s already delivered; ack", delivery.message_id, destination)
-            return Outcome("already")
+        assert delivery_id is not None
         breaker = self._breakers[destination]
-        wait = breaker.allow()
-        if wait > 0:
-            return Outcome("deferred", wait, f"circuit open for {destination}")
-        attempt = self.store.start_attempt(delivery_id)
         try:
             header, outbound = self.builder.build(delivery.body, destination)
         except Exception as exc:  # mapping/signing problems are permanent for this content
             reason = f"cannot map or sign for {destination}: {exc}"
             self.store.record_dead(delivery_id, reason="mapping", error=reason)
-            return Outcome("dead", reason=reason)
+            return Outcome("dead", reason=reason), None
         request = OutboundRequest(destination, header.message_id, header.message_type, outbound)
         try:
             with self._limits[destination]:
@@ -211,21 +239,20 @@ class Worker:
             breaker.success()  # the partner is up; it just refuses this content
             self.store.record_dead(delivery_id, reason="rejected", error=str(exc))
             log.warning("message_id=%s destination=%s rejected: %s", delivery.message_id, destination, exc)
-            return Outcome("dead", reason=str(exc))
+            return Outcome("dead", reason=str(exc)), None
         except TransientDeliveryError as exc:
             breaker.failure()
-            policy = config.retry_policy
+            policy = self.routing.destinations[destination].retry_policy
             if policy.exhausted(attempt):
                 self.store.record_dead(delivery_id, reason="exhausted", error=str(exc))
-                return Outcome("dead", reason=f"gave up after {attempt} attempts: {exc}")
+                return Outcome("dead", reason=f"gave up after {attempt} attempts: {exc}"), None
             delay = policy.delay_for(attempt)
             self.store.record_retry(delivery_id, error=str(exc), delay_s=delay)
             log.info("message_id=%s destination=%s attempt %d failed, retry in %.1fs: %s",
                      delivery.message_id, destination, attempt, delay, exc)  # fmt: skip
-            return Outcome("retry", delay, str(exc))
+            return Outcome("retry", delay, str(exc)), None
         breaker.success()
-        self.store.record_delivered(delivery_id, outbound=outbound, detail=f"HTTP {receipt.status}")
-        return Outcome("delivered")
+        return Outcome("delivered"), (delivery_id, outbound, f"HTTP {receipt.status}")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -490,6 +490,38 @@ class Store:
                         attempt=row.attempts, detail=detail)  # fmt: skip
             return True
 
+    def start_attempts(self, delivery_ids: Sequence[int]) -> dict[int, int]:
+        """``start_attempt`` for a batch in one transaction: {delivery id: attempt number}.
+
+        Deliveries already delivered (a redelivered queue message) or unknown are left out of the answer, so
+        the caller acknowledges them without calling the partner again.
+        """
+        now = _now()
+        started: dict[int, int] = {}
+        with self._write() as conn:
+            for delivery_id in delivery_ids:
+                row = conn.execute(_START_ATTEMPT, {"b_id": delivery_id, "b_now": now}).first()
+                if row is None:
+                    continue
+                self._event(conn, row.message_pk, EventState.ATTEMPT_STARTED, now, destination=row.destination,
+                            attempt=row.attempts)  # fmt: skip
+                started[delivery_id] = int(row.attempts)
+        return started
+
+    def record_delivered_many(self, items: Sequence[tuple[int, bytes, str]]) -> list[bool]:
+        """``record_delivered`` for a batch of (delivery id, outbound envelope, detail) in one transaction."""
+        now = _now()
+        done: list[bool] = []
+        with self._write() as conn:
+            for delivery_id, outbound, detail in items:
+                params = {"b_id": delivery_id, "b_now": now, "b_outbound": outbound, "b_digest": _digest(outbound)}
+                row = conn.execute(_DELIVERED, params).first()
+                done.append(row is not None)
+                if row is not None:
+                    self._event(conn, row.message_pk, EventState.DELIVERED, now, destination=row.destination,
+                                attempt=row.attempts, detail=detail)  # fmt: skip
+        return done
+
     def record_retry(self, delivery_id: int, *, error: str, delay_s: float, republish: bool = False) -> None:
         """Record a failed attempt and the retry planned in ``delay_s`` (events ``failed``, ``retry_scheduled``).
 
