@@ -3,7 +3,7 @@
 One broker connection per process, used only by the main thread; partner calls run in a thread pool with
 a per-destination concurrency limit; a per-destination circuit breaker stops hammering a partner that is
 down. The store is updated before the broker message is acknowledged, so a crash at any point leads to a
-redelivery, which the store recognises (``is_delivered``) instead of calling the partner twice.
+redelivery, which the store recognises (``start_attempts`` skips delivered ones) instead of calling the partner twice.
 """
 
 from __future__ import annotations
