@@ -6,6 +6,8 @@ signature) · 2 usage error (unknown option, unreadable file, unusable key).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -30,8 +32,10 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Create keys and certificates.", no_args_is_help=True)
 envelope_app = typer.Typer(help="Sign and verify hub envelopes.", no_args_is_help=True)
+connector_app = typer.Typer(help="Register and check the partner systems (connectors).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(envelope_app, name="envelope")
+app.add_typer(connector_app, name="connector")
 
 # Piped output (CI logs, files) gets a fixed, readable width instead of rich's 80-column fallback.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
@@ -270,6 +274,15 @@ def serve(
     from hub.config import get_settings
 
     settings = get_settings()
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker counts in its own files; /metrics in any worker aggregates them all.
+        import shutil
+
+        metrics_dir = settings.data_dir / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # An import string and a factory: every worker process builds its own app (one Runtime per process).
     uvicorn.run(
         "hub.api:create_app",
         factory=True,
@@ -314,11 +327,14 @@ def worker(
 ) -> None:
     """Deliver queued messages to their destinations until SIGTERM (in-flight deliveries finish first)."""
     from hub.config import get_settings
-    from hub.runtime import run_workers
+    from hub.runtime import has_destinations, run_workers
 
     settings = get_settings()
-    if settings.routes_file is None:
-        raise _fail("no destinations: set LIENTHONG_ROUTES_FILE to a routing table (see hub/routing.py)")
+    if not has_destinations(settings):
+        raise _fail(
+            "no destinations: register connectors (`hub connector add`) or set LIENTHONG_ROUTES_FILE to a "
+            "routing table (see hub/routing.py)"
+        )
     delivered = run_workers(settings, processes=processes, prefetch=prefetch, idle_exit_s=idle_exit)
     out.print(f"worker stopped after settling {delivered} deliveries", markup=False)
 
@@ -454,6 +470,233 @@ def bench(
     sys.stdout.write(benchmark.as_json(result) + "\n")
     if result.lost or result.duplicates:
         raise typer.Exit(EXIT_REJECTED)
+
+
+# ---------------------------------------------------------------- connectors
+
+
+@contextlib.contextmanager
+def _registry():
+    """The connector registry on the configured store (the broker is not needed, so it is not opened)."""
+    from hub.config import get_settings
+    from hub.registry import Registry
+    from hub.runtime import open_store
+
+    settings = get_settings()
+    try:
+        store = open_store(settings)
+    except LienthongError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        yield Registry(store, hub_code=settings.hub_code)
+    finally:
+        store.close()
+
+
+def _actor(actor: str | None) -> str:
+    import getpass
+
+    return actor or getpass.getuser()
+
+
+def _unknown_connector(code: str) -> typer.Exit:
+    return _fail(f"no connector {code!r} is registered (see `hub connector list`)")
+
+
+CodeArg = Annotated[str, typer.Argument(metavar="CODE", help="The connector's agency code")]
+ActorOpt = Annotated[str | None, typer.Option(help="Who makes the change (recorded); default: the current user")]
+
+
+@connector_app.command("add")
+def connector_add(
+    file: Annotated[Path, typer.Argument(metavar="FILE.yaml", help="Connector declaration (see deploy/connectors/)")],
+    actor: ActorOpt = None,
+) -> None:
+    """Validate a connector file and register it (or update the connector with its code).
+
+    Every problem in the file is reported at once (exit 1). On creation the connector's API key is printed,
+    once: it is stored only as a hash.
+    """
+    from hub.registry import SpecInvalidError, load_spec
+
+    try:
+        spec = load_spec(file)
+    except SpecInvalidError as exc:
+        _print_issues(str(file), exc.issues)
+        err.print(f"{file}: {len(exc.issues)} problem(s); connector not registered", markup=False)
+        raise typer.Exit(EXIT_REJECTED) from None
+    with _registry() as registry:
+        connector, key = registry.add(spec, actor=_actor(actor))
+    state = "" if connector.enabled else " (disabled)"
+    if key is None:
+        out.print(f"updated connector {connector.code} ({connector.kind}, {connector.name}){state}", markup=False)
+        return
+    out.print(f"registered connector {connector.code} ({connector.kind}, {connector.name}){state}", markup=False)
+    out.print(f"API key: {key}", markup=False)
+    err.print(
+        "warning: this API key is shown only now and stored only as a hash; give it to the partner over a "
+        "secure channel (`hub connector rotate-key` issues a new one)",
+        markup=False,
+    )
+
+
+@connector_app.command("list")
+def connector_list() -> None:
+    """Registered connectors: code, kind, name, granted types, endpoint, state and certificate expiry."""
+    from rich.table import Table
+
+    with _registry() as registry:
+        rows = registry.list()
+    if not rows:
+        out.print("no connectors registered (add one with `hub connector add FILE.yaml`)")
+        return
+    table = Table(title=f"{len(rows)} connector(s)")
+    for column in ("code", "kind", "name", "sends", "receives", "endpoint", "enabled", "cert days"):
+        table.add_column(column, no_wrap=column != "name", justify="right" if column == "cert days" else "left")
+    for c in rows:
+        days = c.cert_expiry_days()
+        table.add_row(
+            c.code, c.kind, c.name, "\n".join(c.sends) or "-", "\n".join(c.receives) or "-",
+            c.endpoint or "-", "yes" if c.enabled else "[bold red]no[/]", "-" if days is None else str(days),
+        )  # fmt: skip
+    # Eight columns do not fit the 120-column piped default: a pipe or a file gets the width it needs.
+    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@connector_app.command("show")
+def connector_show(code: CodeArg) -> None:
+    """One connector in full: its declaration, certificates, key id and the latest registry changes."""
+    import yaml
+
+    from hub import keys
+
+    with _registry() as registry:
+        connector = registry.get(code)
+        if connector is None:
+            raise _unknown_connector(code)
+        history = registry.audit(code, limit=10)
+    c = connector
+    out.print(f"{c.code}  {c.name}  ({c.kind}, {'enabled' if c.enabled else 'DISABLED'})", markup=False)
+    out.print(f"API key id: {c.api_key_prefix or '-'} (the key itself is never stored)", markup=False)
+    out.print(f"created {c.created_at:%Y-%m-%d %H:%M:%S}Z, updated {c.updated_at:%Y-%m-%d %H:%M:%S}Z", markup=False)
+    spec = c.spec.stored()
+    if spec.get("code_pattern") is None:
+        spec.pop("code_pattern", None)
+    spec["mapping"] = {t: c.spec.profile_for(t) for t in dict.fromkeys((*c.sends, *c.receives))}
+    out.print(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True).rstrip(), markup=False)
+    out.print(f"certificates: {len(c.certificates) or 'none'}", markup=False)
+    for info in c.certificates:
+        cert = info.certificate
+        out.print(
+            f"  - {keys.common_name(cert)}  SHA-256 {info.fingerprint}  valid {cert.not_valid_before_utc:%Y-%m-%d} "
+            f"to {cert.not_valid_after_utc:%Y-%m-%d} ({info.days_left()} days left)",
+            markup=False,
+        )
+    if history:
+        out.print("recent changes:", markup=False)
+        for entry in history:
+            out.print(f"  {entry.at:%Y-%m-%d %H:%M:%S}Z  {entry.action:<18} by {entry.actor}", markup=False)
+
+
+@connector_app.command("disable")
+def connector_disable(code: CodeArg, actor: ActorOpt = None) -> None:
+    """Disable a connector: its API key stops working and nothing more is routed to it."""
+    from hub.registry import UnknownConnectorError
+
+    with _registry() as registry:
+        try:
+            registry.disable(code, actor=_actor(actor))
+        except UnknownConnectorError:
+            raise _unknown_connector(code) from None
+    out.print(f"disabled connector {code}", markup=False)
+
+
+@connector_app.command("enable")
+def connector_enable(code: CodeArg, actor: ActorOpt = None) -> None:
+    """Enable a connector again."""
+    from hub.registry import UnknownConnectorError
+
+    with _registry() as registry:
+        try:
+            registry.enable(code, actor=_actor(actor))
+        except UnknownConnectorError:
+            raise _unknown_connector(code) from None
+    out.print(f"enabled connector {code}", markup=False)
+
+
+@connector_app.command("rotate-key")
+def connector_rotate_key(code: CodeArg, actor: ActorOpt = None) -> None:
+    """Issue a new API key; the old one stops working at once. The new key is shown only now."""
+    from hub.registry import UnknownConnectorError
+
+    with _registry() as registry:
+        try:
+            key = registry.rotate_key(code, actor=_actor(actor))
+        except UnknownConnectorError:
+            raise _unknown_connector(code) from None
+    out.print(f"new API key for {code}: {key}", markup=False)
+    err.print("warning: shown only now and stored only as a hash; the previous key no longer works", markup=False)
+
+
+@connector_app.command("audit")
+def connector_audit(
+    code: Annotated[str | None, typer.Argument(metavar="[CODE]", help="Only this connector")] = None,
+) -> None:
+    """Registry changes (who, when, what), oldest first."""
+    import json
+
+    with _registry() as registry:
+        entries = registry.audit(code)
+    if not entries:
+        out.print("no registry changes recorded")
+        return
+    for e in entries:
+        changed = _changed_keys(e.before, e.after)
+        what = f" ({', '.join(changed)})" if changed else ""
+        out.print(f"{e.at:%Y-%m-%d %H:%M:%S}Z  {e.code}  {e.action}{what}  by {e.actor}", markup=False)
+        if e.action == "rotate-key":
+            out.print(f"    {json.dumps(e.before)} -> {json.dumps(e.after)}", markup=False)
+
+
+def _changed_keys(before: dict | None, after: dict | None) -> list[str]:
+    if before is None or after is None:
+        return []
+    flat_before = {**before.get("spec", {}), **{k: v for k, v in before.items() if k != "spec"}}
+    flat_after = {**after.get("spec", {}), **{k: v for k, v in after.items() if k != "spec"}}
+    return sorted(k for k in flat_before.keys() | flat_after.keys() if flat_before.get(k) != flat_after.get(k))
+
+
+@connector_app.command("check")
+def connector_check(
+    code: CodeArg,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the endpoint's answer")] = 3.0,
+) -> None:
+    """Onboarding check: example packets through verification, validation and mapping; certificates; a harmless
+    OPTIONS request to the endpoint. Prints what passed (✓), what to look at (!) and what must be fixed (✗);
+    exit 0 only when nothing must be fixed."""
+    from hub.config import get_settings
+    from hub.registry import UnknownConnectorError, run_check
+    from hub.signing import TrustStore
+
+    settings = get_settings()
+    with _registry() as registry:
+        try:
+            anchors = TrustStore.from_path(settings.trust_dir or settings.data_dir / "keys")
+        except KeyMaterialError:
+            anchors = TrustStore()
+        try:
+            report = run_check(registry, code, trust=registry.trust_store(anchors), probe_timeout_s=timeout)
+        except UnknownConnectorError:
+            raise _unknown_connector(code) from None
+    out.print(f"Onboarding check of connector {code}", markup=False)
+    for item in report.items:
+        out.print(f"  {item.mark} [{item.area}] {item.message}", markup=False)
+    if report.ok:
+        warnings = f" ({len(report.warnings)} warning(s))" if report.warnings else ""
+        out.print(f"{code}: ready{warnings}", markup=False)
+        return
+    out.print(f"{code}: {len(report.failures)} problem(s) must be fixed", markup=False)
+    raise typer.Exit(EXIT_REJECTED)
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,7 +16,8 @@ class Settings(BaseSettings):
 
     broker_url: str = Field(
         "embedded",
-        description="`embedded` (durable queue in the local store) or an `amqp://user:pass@host:port/vhost` URL",
+        description="`embedded` (durable queue in the data folder; options as a query, e.g. "
+        "`embedded?visibility_timeout_s=30`) or an `amqp://user:pass@host:port/vhost` URL",
     )
     database_url: str = Field(
         "sqlite:///var/lienthong.db",
@@ -32,6 +33,18 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, description="Port `hub serve` listens on")
     max_message_bytes: int = Field(2 * 1024 * 1024, description="Largest packet accepted, in bytes")
     max_xml_depth: int = Field(64, description="Deepest element nesting accepted")
+    admin_api_key: SecretStr | None = Field(
+        None, description="API key of the hub administrator (connectors, dead letters, every trace); unset = none"
+    )
+    admin_name: str = Field("admin", description="Name recorded as the actor of actions taken with the admin key")
+    operator_api_key: SecretStr | None = Field(
+        None, description="API key of operators (queues, dead letters and their replay, traces); unset = none"
+    )
+    operator_name: str = Field("operator", description="Name recorded as the actor of actions taken with it")
+    relay_interval_s: float = Field(5.0, gt=0, description="How often `hub serve` republishes unconfirmed deliveries")
+    registry_refresh_s: float = Field(
+        10.0, gt=0, description="How often each `hub serve` process reloads routes and certificates from the registry"
+    )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR")
     log_format: str = Field("json", description="`json` (one object per line) or `console`")
 

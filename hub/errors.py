@@ -83,6 +83,12 @@ class SignatureRejectedError(RejectedError):
     default_rule = "signature"
 
 
+class AccessDeniedError(RejectedError):
+    """The authenticated caller may not send this message (type not granted, not its own sender code, …)."""
+
+    default_rule = "forbidden"
+
+
 class KeyMaterialError(LienthongError):
     """A key or certificate file could not be loaded or does not meet the signing policy."""
 

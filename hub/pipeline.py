@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from broker.base import Broker, BrokerError, OutboundMessage
+from hub.envelope import EnvelopeHeader
 from hub.errors import Issue, RejectedError
 from hub.routing import RoutingTable
 from hub.signing import EnvelopeVerifier, VerifiedEnvelope
 from hub.store import PendingDelivery
 
 log = logging.getLogger(__name__)
+
+# Called with the verified header before routing; raises ``RejectedError`` (e.g. ``AccessDeniedError``) to refuse.
+Authorizer = Callable[[EnvelopeHeader], None]
 
 
 class NoRouteError(RejectedError):
@@ -64,10 +68,16 @@ class Acceptor:
         self.verifier = verifier
         routing.declare(broker)
 
-    def check(self, data: bytes) -> tuple[VerifiedEnvelope, tuple[str, ...]]:
-        """Verify and route one envelope without storing it; raise ``RejectedError`` with the reason."""
+    def check(self, data: bytes, authorize: Authorizer | None = None) -> tuple[VerifiedEnvelope, tuple[str, ...]]:
+        """Verify, authorize and route one envelope without storing it; raise ``RejectedError`` with the reason."""
         verified = self.verifier.verify(data)
         header = verified.header
+        if authorize is not None:
+            try:
+                authorize(header)
+            except RejectedError as exc:
+                exc.message_id = exc.message_id or header.message_id
+                raise
         destinations = self.routing.destinations_for(header.message_type, header.sender)
         if not destinations:
             raise NoRouteError(
@@ -77,20 +87,24 @@ class Acceptor:
             )
         return verified, destinations
 
-    def accept(self, data: bytes) -> Accepted:
+    def accept(self, data: bytes, authorize: Authorizer | None = None) -> Accepted:
         """Accept one envelope; see ``accept_many``."""
-        result = self.accept_many([data])[0]
+        result = self.accept_many([data], authorize)[0]
         if isinstance(result, RejectedError):
             raise result
         return result
 
-    def accept_many(self, items: Sequence[bytes]) -> list[Accepted | RejectedError]:
-        """Accept a batch: one store transaction and one confirmed publish for all that pass the checks."""
+    def accept_many(
+        self, items: Sequence[bytes], authorize: Authorizer | None = None
+    ) -> list[Accepted | RejectedError]:
+        """Accept a batch: one store transaction and one confirmed publish for all that pass the checks.
+
+        ``authorize`` (optional) sees each verified header before routing and may refuse it by raising."""
         checked: list[tuple[int, VerifiedEnvelope, tuple[str, ...], bytes]] = []
         results: list[Accepted | RejectedError | None] = [None] * len(items)
         for index, data in enumerate(items):
             try:
-                verified, destinations = self.check(data)
+                verified, destinations = self.check(data, authorize)
             except RejectedError as exc:
                 log.info("rejected message_id=%s rule=%s %s", exc.message_id, exc.issues[0].rule, exc)
                 results[index] = exc

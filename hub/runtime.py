@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
 
 from adapters.base import Adapter
 from adapters.http import HttpAdapter
 from broker.base import Broker, connect
 from hub import keys
 from hub.config import Settings
+from hub.errors import KeyMaterialError
 from hub.routing import RoutingTable
 from hub.signing import EnvelopeVerifier, Signer, TrustStore
 from hub.store import Store
+
+if TYPE_CHECKING:
+    from hub.registry import Registry
 
 HUB_KEY_NAME = "hub"
 
@@ -58,16 +67,55 @@ def hub_signer(settings: Settings) -> Signer:
     return Signer.from_files(key_path, cert_path)
 
 
-def trust_store(settings: Settings) -> TrustStore:
-    """Trusted CAs from ``LIENTHONG_TRUST_DIR``, else the demo CA under the data folder."""
+@contextmanager
+def _registry(settings: Settings, store: Store | None) -> Iterator[Registry | None]:
+    """The connector registry when any connector is registered (``None`` otherwise, or before migrations).
+    Without ``store``, a short-lived one is opened on ``LIENTHONG_DATABASE_URL`` and closed afterwards."""
+    from hub.registry import Registry
+
+    own = store is None
+    store = Store(settings.database_url) if store is None else store
+    try:
+        if not sa.inspect(store.engine).has_table("connectors"):
+            yield None
+            return
+        registry = Registry(store, hub_code=settings.hub_code)
+        yield registry if registry.count() else None
+    finally:
+        if own:
+            store.close()
+
+
+def trust_store(settings: Settings, store: Store | None = None) -> TrustStore:
+    """Trusted CAs from ``LIENTHONG_TRUST_DIR`` (else the demo CA under the data folder), with every registered
+    connector's certificates pinned for its code."""
     path = settings.trust_dir or settings.data_dir / "keys"
-    return TrustStore.from_path(Path(path))
+    with _registry(settings, store) as registry:
+        try:
+            anchors = TrustStore.from_path(Path(path))
+        except KeyMaterialError:
+            if registry is None:
+                raise
+            anchors = TrustStore()  # no CA folder yet: the connectors' pinned certificates alone
+        return anchors if registry is None else registry.trust_store(anchors)
 
 
-def routing_table(settings: Settings) -> RoutingTable:
+def routing_table(settings: Settings, store: Store | None = None) -> RoutingTable:
+    """The connector registry's routing when any connector is registered, else ``LIENTHONG_ROUTES_FILE``."""
+    with _registry(settings, store) as registry:
+        if registry is not None:
+            return registry.routing_table()
     if settings.routes_file is None:
         return RoutingTable()
     return RoutingTable.from_file(settings.routes_file)
+
+
+def has_destinations(settings: Settings) -> bool:
+    """Whether a worker has anything to deliver to: registered connectors or a routing file."""
+    if settings.routes_file is not None:
+        return True
+    with _registry(settings, None) as registry:
+        return registry is not None
 
 
 def adapters_for(routing: RoutingTable) -> dict[str, Adapter]:
@@ -87,7 +135,8 @@ class Runtime:
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
-        return cls(settings, open_store(settings), open_broker(settings), routing_table(settings))
+        store = open_store(settings)
+        return cls(settings, store, open_broker(settings), routing_table(settings, store))
 
     def describe_broker(self) -> str:
         return "embedded" if self.settings.broker_url == "embedded" else _hide_password(self.settings.broker_url)
@@ -96,7 +145,13 @@ class Runtime:
         return _hide_password(self.settings.database_url)
 
     def verifier(self) -> EnvelopeVerifier:
-        return EnvelopeVerifier(trust_store(self.settings))
+        return EnvelopeVerifier(trust_store(self.settings, self.store))
+
+    def registry(self) -> Registry:
+        """The connector registry on this runtime's store."""
+        from hub.registry import Registry
+
+        return Registry(self.store, hub_code=self.settings.hub_code)
 
     def close(self) -> None:
         self.broker.close()
@@ -128,28 +183,66 @@ def _worker_process(settings: Settings, prefetch: int, idle_exit_s: float | None
         runtime.close()
 
 
+def _worker_child(settings: Settings, prefetch: int, idle_exit_s: float | None, results) -> None:
+    results.put(_worker_process(settings, prefetch, idle_exit_s))
+
+
 def run_workers(settings: Settings, *, processes: int = 1, prefetch: int = 64, idle_exit_s: float | None = None) -> int:
     """Run ``processes`` worker processes (the current one when 1) until they stop; return deliveries settled.
 
     SIGTERM/SIGINT received here is passed on to every child, which finishes its in-flight batch and exits.
+    A child that fails stops the others, and this raises once all have exited (a supervisor restarts the set).
+
+    Plain processes, not a ``multiprocessing.Pool``: a pool waits for ever for the result of a child killed by a
+    SIGTERM that came before its worker's handler was installed, and its ``terminate()`` hangs on children whose
+    SIGTERM handler is their finished worker's ``stop()``.
     """
     if processes <= 1:
         return _worker_process(settings, prefetch, idle_exit_s)
+    import contextlib
     import multiprocessing
     import signal
+    from multiprocessing.connection import wait
 
     context = multiprocessing.get_context("spawn")
-    with context.Pool(processes) as pool:
-        results = [pool.apply_async(_worker_process, (settings, prefetch, idle_exit_s)) for _ in range(processes)]
+    results = context.SimpleQueue()
+    children = [
+        context.Process(target=_worker_child, args=(settings, prefetch, idle_exit_s, results), name=f"worker-{n}")
+        for n in range(1, processes + 1)
+    ]
+    finished: set[int] = set()
+    stopping = False
 
-        def forward(signum: int, _frame: object) -> None:
-            for child in multiprocessing.active_children():
-                if child.pid is not None:
+    def forward(_signum: int = signal.SIGTERM, _frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.pid is not None and child.pid not in finished:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(child.pid, signal.SIGTERM)
 
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
-        return sum(r.get() for r in results)
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        child.start()
+    if stopping:  # a signal came while they were starting
+        forward()
+    failed: list[str] = []
+    running = list(children)
+    while running:
+        wait([child.sentinel for child in running])
+        for child in [c for c in running if c.exitcode is not None]:
+            running.remove(child)
+            finished.add(child.pid)
+            if child.exitcode != 0 and not (stopping and child.exitcode == -signal.SIGTERM):
+                failed.append(f"{child.name} exited with {child.exitcode}")
+                forward()
+    settled = 0
+    while not results.empty():
+        settled += results.get()
+    if failed:
+        raise RuntimeError(f"worker process(es) failed: {'; '.join(failed)} (settled {settled} deliveries)")
+    return settled
 
 
 def replay_dead_letters(runtime: Runtime, ids: list[int], *, actor: str) -> tuple[list[tuple[int, str, str]], list]:

@@ -92,7 +92,7 @@ def states(store: Store, message_id: str) -> list[tuple[str, str | None, int | N
 def test_migrate_twice_is_a_noop_and_matches_the_tables(store: Store) -> None:
     submit(store)
     store.migrate()  # second run: nothing to do, data kept
-    assert store.current_revision() == "0001"
+    assert store.current_revision() == "0002"
     assert count(store, "messages") == 1
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)

@@ -824,6 +824,62 @@ class Store:
         with self._read() as conn:
             return [TimelineEntry(**r._mapping) for r in conn.execute(query.order_by(dossier_timeline.c.id))]
 
+    def dossier_messages(self, dossier_code: str, limit: int = 500) -> list[MessageTrace]:
+        """The messages logged for a dossier (any sender), oldest first, with their deliveries but no events."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(messages.c.id, messages.c.sender, messages.c.message_id, messages.c.correlation_id,
+                          messages.c.message_type, messages.c.receiver, messages.c.dossier_code, messages.c.digest,
+                          messages.c.received_at)
+                .where(messages.c.dossier_code == dossier_code).order_by(messages.c.id).limit(limit)
+            ).all()  # fmt: skip
+            if not rows:
+                return []
+            dels = conn.execute(
+                sa.select(
+                    deliveries.c.message_pk,
+                    deliveries.c.id.label("delivery_id"),
+                    deliveries.c.destination,
+                    deliveries.c.state,
+                    deliveries.c.attempts,
+                    deliveries.c.last_error,
+                    deliveries.c.next_attempt_at,
+                    deliveries.c.published_at,
+                    deliveries.c.delivered_at,
+                    deliveries.c.outbound_digest,
+                )
+                .where(deliveries.c.message_pk.in_([r.id for r in rows]))
+                .order_by(deliveries.c.id)
+            ).all()
+        by_message: dict[int, list[DeliveryStatus]] = {}
+        for d in dels:
+            fields = dict(d._mapping)
+            pk = fields.pop("message_pk")
+            by_message.setdefault(pk, []).append(DeliveryStatus(**{**fields, "state": DeliveryState(d.state)}))
+        out = []
+        for r in rows:
+            fields = dict(r._mapping)
+            pk = fields.pop("id")
+            statuses = tuple(by_message.get(pk, ()))
+            out.append(MessageTrace(message_pk=pk, **fields, status=message_status([d.state for d in statuses]),
+                                    deliveries=statuses))  # fmt: skip
+        return out
+
+    def event_counts(self, states: Sequence[str]) -> list[tuple[str, str, int]]:
+        """``(destination, state, count)`` of delivery events in ``states`` (for metrics: retries, dead letters…)."""
+        query = (
+            sa.select(events.c.destination, events.c.state, sa.func.count())
+            .where(events.c.state.in_(list(states)), events.c.destination.is_not(None))
+            .group_by(events.c.destination, events.c.state)
+        )
+        with self._read() as conn:
+            return [(r[0], r[1], int(r[2])) for r in conn.execute(query)]
+
+    def ping(self) -> None:
+        """Run the cheapest query there is (readiness probe); raises if the database is unreachable."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
     def dossier(self, dossier_code: str) -> DossierRecord | None:
         """The dossier's current state, ``None`` until an update has been applied."""
         with self._read() as conn:

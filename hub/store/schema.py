@@ -207,3 +207,49 @@ dossier_timeline = sa.Table(
     sa.Column("recorded_at", UTCDateTime, nullable=False),
     sa.Index(None, "dossier_code", "id"),
 )
+
+# ---------------------------------------------------------------- connector registry (migration 0002)
+
+connectors = sa.Table(
+    "connectors",
+    metadata,
+    sa.Column("code", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    # ``sha256$<salt hex>$<digest hex>`` of the whole key; never the key itself.
+    sa.Column("api_key_hash", sa.String(160), nullable=True),
+    # The key's non-secret id part (``lt_xxxxxxxx``): what a lookup uses before the constant-time compare.
+    sa.Column("api_key_prefix", sa.String(16), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(None, "api_key_prefix", unique=True),
+)
+
+connector_certificates = sa.Table(
+    "connector_certificates",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("code", sa.String(64), sa.ForeignKey("connectors.code", ondelete="CASCADE"), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("pem", sa.Text, nullable=False),
+    sa.Column("not_before", UTCDateTime, nullable=False),
+    sa.Column("not_after", UTCDateTime, nullable=False),
+    sa.Column("added_at", UTCDateTime, nullable=False),
+    sa.Column("removed_at", UTCDateTime, nullable=True),
+    sa.Index(None, "code", "fingerprint"),
+)
+
+registry_audit = sa.Table(
+    "registry_audit",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("before", sa.JSON, nullable=True),
+    sa.Column("after", sa.JSON, nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index(None, "code", "id"),
+)

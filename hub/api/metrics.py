@@ -1,0 +1,103 @@
+"""Prometheus metrics of the API process, and delivery figures read from the store at scrape time.
+
+- ``lienthong_accepted_total{connector, channel}`` and ``lienthong_rejected_total{connector, reason}`` (reason =
+  the problem kind: malformed, unauthenticated, forbidden, conflict, too-large, unsupported-media-type, invalid)
+  and the ``lienthong_accept_seconds{channel}`` histogram are counted in this process. With ``hub serve
+  --workers N`` the CLI points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder and ``/metrics`` aggregates every
+  worker process (prometheus-client's multiprocess mode).
+- ``lienthong_delivered_total``, ``lienthong_retried_total`` and ``lienthong_dead_lettered_total`` (per
+  destination connector) happen in ``hub worker`` processes; they are counted from the store's event log when
+  scraped (cached for a few seconds), so they are exact across processes and restarts. ``lienthong_pending``
+  is the current number of undelivered deliveries per destination.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = Counter("lienthong_accepted", "Envelopes accepted (stored and queued)", ["connector", "channel"])
+REJECTED = Counter("lienthong_rejected", "Submissions refused, by reason", ["connector", "reason"])
+ACCEPT_SECONDS = Histogram(
+    "lienthong_accept_seconds",
+    "Time to accept one envelope (verify, authorize, store, publish)",
+    ["channel"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+class StoreCollector(Collector):
+    """Delivery counters per destination connector, read from the store (cached ``ttl_s`` seconds)."""
+
+    def __init__(self, store, ttl_s: float = 5.0) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list] = (0.0, [])
+
+    def describe(self) -> list:
+        return []  # collected lazily; do not query the store at registration time
+
+    def collect(self) -> Iterator:
+        with self._lock:
+            at, families = self._cached
+            if time.monotonic() - at > self.ttl_s:
+                try:
+                    families = self._families()
+                except Exception as exc:  # a scrape must not fail because the store is down
+                    log.warning("metrics: cannot read the store: %s", exc)
+                    families = []
+                self._cached = (time.monotonic(), families)
+        yield from families
+
+    def _families(self) -> list:
+        counts = self.store.event_counts(("delivered", "retry_scheduled", "dead_lettered"))
+        names = {
+            "delivered": CounterMetricFamily("lienthong_delivered", "Deliveries completed", labels=["connector"]),
+            "retry_scheduled": CounterMetricFamily(
+                "lienthong_retried", "Delivery retries scheduled", labels=["connector"]
+            ),
+            "dead_lettered": CounterMetricFamily(
+                "lienthong_dead_lettered", "Deliveries given up on", labels=["connector"]
+            ),
+        }
+        for destination, state, count in sorted(counts):
+            names[state].add_metric([destination], count)
+        pending = GaugeMetricFamily("lienthong_pending", "Deliveries not yet delivered nor dead", labels=["connector"])
+        for stats in self.store.queue_overview():
+            pending.add_metric([stats.destination], stats.pending)
+        return [*names.values(), pending]
+
+
+def render(store_collector: StoreCollector | None) -> bytes:
+    """The ``/metrics`` text: this process (or all worker processes in multiprocess mode) plus the store's."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = CollectorRegistry()
+        registry.register(_Default())
+    if store_collector is not None:
+        registry.register(store_collector)
+    return generate_latest(registry)
+
+
+class _Default(Collector):
+    """Everything in the process-wide default registry (process, platform, GC, and the counters above)."""
+
+    def collect(self) -> Iterator:
+        yield from REGISTRY.collect()
+
+    def describe(self) -> list:
+        return []

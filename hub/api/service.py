@@ -1,0 +1,250 @@
+"""What one API process holds: a Runtime, the connector registry, one Acceptor, and the background relay.
+
+Shared by the REST endpoints and the SOAP entry, so both feed exactly the same pipeline.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from broker.base import BrokerError
+from hub.api.metrics import ACCEPT_SECONDS, ACCEPTED, REJECTED, StoreCollector
+from hub.api.problems import ApiProblem, from_rejection
+from hub.config import Settings
+from hub.envelope import ENVELOPE_TAG, HEADER_TAG, EnvelopeHeader, read_header
+from hub.errors import AccessDeniedError, EnvelopeInvalidError, Issue, KeyMaterialError, RejectedError
+from hub.pipeline import Accepted, Acceptor, Relay
+from hub.runtime import Runtime
+from hub.signing import EnvelopeVerifier, TrustStore
+from hub.xmlparse import XmlLimits, parse_xml
+
+log = logging.getLogger(__name__)
+
+ADMIN, OPERATOR, CONNECTOR = "admin", "operator", "connector"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the hub administrator, an operator, or a registered connector."""
+
+    role: str
+    name: str
+    connector: Any = None
+
+    @property
+    def code(self) -> str | None:
+        return None if self.connector is None else self.connector.code
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in (ADMIN, OPERATOR)
+
+
+class SerializedBroker:
+    """A broker shared by request threads and the relay thread: one call at a time (brokers are not
+    thread-safe; see ``broker.base.Broker``)."""
+
+    def __init__(self, broker: Any) -> None:
+        self._broker = broker
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._broker, name)
+        if not callable(attr):
+            return attr
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return locked
+
+
+def _secret(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+    return text or None
+
+
+class HubService:
+    """One per process. Thread-safe: request threads call ``submit`` concurrently."""
+
+    def __init__(self, settings: Settings) -> None:
+        from hub.registry import Registry
+
+        self.settings = settings
+        self.runtime = Runtime.open(settings)
+        self.runtime.broker = SerializedBroker(self.runtime.broker)  # type: ignore[assignment]
+        self.store = self.runtime.store
+        self.broker = self.runtime.broker
+        self.registry = Registry(self.store, hub_code=settings.hub_code)
+        self.limits = XmlLimits(max_bytes=settings.max_message_bytes, max_depth=settings.max_xml_depth)
+        self.anchors = self._anchors()
+        self._refresh_lock = threading.Lock()
+        self.acceptor = Acceptor(self.store, self.broker, self._routing(), self._verifier())
+        self.relay = Relay(self.store, self.broker, every_s=settings.relay_interval_s)
+        self.metrics = StoreCollector(self.store)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._refreshed = time.monotonic()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the background thread: outbox relay, and periodic reload of routes and certificates."""
+        self._thread = threading.Thread(target=self._background, name="hub-relay", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.runtime.close()
+
+    def _background(self) -> None:
+        tick = min(self.settings.relay_interval_s, self.settings.registry_refresh_s, 1.0)
+        while not self._stop.wait(tick):
+            try:
+                self.relay.maybe_run()
+                if time.monotonic() - self._refreshed >= self.settings.registry_refresh_s:
+                    self.refresh()
+            except Exception:  # keep the thread alive whatever happens; the next tick tries again
+                log.exception("background relay/refresh failed")
+
+    # ------------------------------------------------------------ registry-derived state
+
+    def _anchors(self) -> list:
+        """CA certificates trusted for connectors without pinned certificates (``LIENTHONG_TRUST_DIR``, else the
+        demo CA in the data folder). End-entity certificates found there are not pinned: only the registry pins
+        certificates, each for its own connector, so a connector can sign only as itself."""
+        path = self.settings.trust_dir or self.settings.data_dir / "keys"
+        try:
+            return list(TrustStore.from_path(Path(path)).anchors)
+        except KeyMaterialError:
+            return []
+
+    def _routing(self):
+        """The registry's routing (or ``LIENTHONG_ROUTES_FILE`` while no connector is registered)."""
+        from hub.runtime import routing_table
+
+        routing = routing_table(self.settings, self.store)
+        self.runtime.routing = routing
+        return routing
+
+    def _verifier(self) -> EnvelopeVerifier:
+        trust: TrustStore = self.registry.trust_store(self.anchors)
+        return EnvelopeVerifier(trust, limits=self.limits)
+
+    def refresh(self) -> None:
+        """Reload routing and pinned certificates from the registry (after a change, or periodically)."""
+        with self._refresh_lock:
+            routing = self._routing()
+            routing.declare(self.broker)
+            self.acceptor.routing = routing
+            self.acceptor.verifier = self._verifier()
+            self._refreshed = time.monotonic()
+
+    # ------------------------------------------------------------ who is calling
+
+    def authenticate(self, api_key: str | None) -> Caller:
+        if not api_key:
+            raise ApiProblem(
+                "unauthenticated",
+                "send your API key in the X-Api-Key header",
+                [Issue("/headers/X-Api-Key", "api-key-required", "no API key was sent")],
+                headers={"WWW-Authenticate": "ApiKey"},
+            )
+        for role, key, name in (
+            (ADMIN, _secret(self.settings.admin_api_key), self.settings.admin_name),
+            (OPERATOR, _secret(self.settings.operator_api_key), self.settings.operator_name),
+        ):
+            if key is not None and hmac.compare_digest(key.encode(), api_key.encode()):
+                return Caller(role, name)
+        connector = self.registry.authenticate(api_key)
+        if connector is None or not getattr(connector, "enabled", True):
+            raise ApiProblem(
+                "unauthenticated",
+                "the API key is unknown or its connector is disabled",
+                [Issue("/headers/X-Api-Key", "api-key-unknown", "unknown API key")],
+                headers={"WWW-Authenticate": "ApiKey"},
+            )
+        return Caller(CONNECTOR, connector.code, connector)
+
+    @staticmethod
+    def require(caller: Caller, *roles: str) -> None:
+        if caller.role not in roles:
+            raise ApiProblem(
+                "forbidden",
+                f"this needs the {' or '.join(roles)} key",
+                [Issue("/headers/X-Api-Key", "role-required", f"needs role {' or '.join(roles)}")],
+            )
+
+    # ------------------------------------------------------------ intake
+
+    def authorizer(self, caller: Caller) -> Callable[[EnvelopeHeader], None]:
+        def authorize(header: EnvelopeHeader) -> None:
+            if caller.connector is None:
+                raise AccessDeniedError(
+                    "only connectors submit envelopes (the admin and operator keys cannot)",
+                    [Issue("/headers/X-Api-Key", "sender-is-caller", "the caller is not a connector")],
+                    message_id=header.message_id,
+                )
+            issues = self.registry.authorize(caller.connector, header)
+            if issues:
+                raise AccessDeniedError(
+                    f"{caller.code} may not send this message: {issues[0].message}",
+                    issues,
+                    message_id=header.message_id,
+                )
+
+        return authorize
+
+    def submit(self, caller: Caller, data: bytes, channel: str = "rest") -> Accepted:
+        """Parse (hardened), pre-authorize on the unverified header, verify with the pinned certificates,
+        authorize again on the signed header, route, store, publish. Raises ``RejectedError``."""
+        started = time.perf_counter()
+        label = caller.code or caller.name
+        try:
+            authorize = self.authorizer(caller)
+            root = parse_xml(data, self.limits)
+            if root.tag == ENVELOPE_TAG and root.find(HEADER_TAG) is not None:
+                try:
+                    header = read_header(root, validate=False)
+                except EnvelopeInvalidError:
+                    pass  # verification reports it with the details
+                else:
+                    authorize(header)  # deny early (403) before spending a signature check
+            accepted = self.acceptor.accept(data, authorize)
+        except RejectedError as exc:
+            REJECTED.labels(label, from_rejection(exc).kind).inc()
+            raise
+        ACCEPTED.labels(label, channel).inc()
+        ACCEPT_SECONDS.labels(channel).observe(time.perf_counter() - started)
+        return accepted
+
+    def reject_metric(self, caller_label: str, kind: str) -> None:
+        REJECTED.labels(caller_label, kind).inc()
+
+    # ------------------------------------------------------------ operations
+
+    def ready(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            self.store.ping()
+            checks["store"] = "ok"
+        except Exception as exc:
+            checks["store"] = f"unreachable: {type(exc).__name__}"
+        try:
+            self.broker.stats(sorted(self.runtime.routing.destinations)[:1])
+            checks["broker"] = "ok"
+        except (BrokerError, Exception) as exc:
+            checks["broker"] = f"unreachable: {type(exc).__name__}"
+        return checks

@@ -1,0 +1,237 @@
+"""The onboarding check behind ``hub connector check CODE``: what passed, what should be looked at, what must be
+fixed before a connector goes live.
+
+For every type the connector sends, its example packets (the spec's ``examples``, else the hub's built-in
+sample) go through verification (when the example is a signed envelope: signature, pinned certificate and
+the connector's grants), validation (XSD + domain rules) and mapping (the profile must exist). Its
+certificates must load, meet the key policy and be valid (a warning under 30 days). Where the partner has
+an endpoint, a harmless ``OPTIONS`` request checks that it answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from hub.errors import KeyMaterialError, LienthongError, RejectedError
+from hub.registry.core import Connector, Registry
+from hub.registry.spec import KNOWN_PROFILES
+from hub.signing import TrustStore
+
+Status = Literal["ok", "warn", "fail"]
+EXPIRY_WARNING_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class CheckItem:
+    status: Status
+    area: str  # connector, grants, example, mapping, certificate, endpoint
+    message: str
+
+    @property
+    def mark(self) -> str:
+        return {"ok": "✓", "warn": "!", "fail": "✗"}[self.status]
+
+
+@dataclass
+class CheckReport:
+    code: str
+    items: list[CheckItem] = field(default_factory=list)
+
+    def add(self, status: Status, area: str, message: str) -> None:
+        self.items.append(CheckItem(status, area, message))
+
+    @property
+    def failures(self) -> list[CheckItem]:
+        return [i for i in self.items if i.status == "fail"]
+
+    @property
+    def warnings(self) -> list[CheckItem]:
+        return [i for i in self.items if i.status == "warn"]
+
+    @property
+    def ok(self) -> bool:
+        """Nothing must be fixed (warnings allowed)."""
+        return not self.failures
+
+
+def run_check(
+    registry: Registry,
+    code: str,
+    *,
+    trust: TrustStore | None = None,
+    probe_timeout_s: float = 3.0,
+    probe: bool = True,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> CheckReport:
+    """Check connector ``code``; raises ``UnknownConnectorError`` when it is not registered.
+
+    ``trust``: the hub's trust store (anchors and pins) for signed examples; by default only the registry's
+    pinned certificates. ``probe=False`` skips the endpoint request.
+    """
+    connector = registry.require(code)
+    report = CheckReport(code)
+    now = clock()
+    _check_state(report, connector)
+    _check_examples(report, registry, connector, trust if trust is not None else registry.trust_store(), now)
+    _check_mapping(report, connector)
+    _check_certificates(report, connector, now)
+    if probe:
+        _check_endpoint(report, connector, probe_timeout_s)
+    return report
+
+
+def _check_state(report: CheckReport, c: Connector) -> None:
+    if c.enabled:
+        report.add("ok", "connector", f"{c.code} ({c.kind}, {c.name}) is enabled")
+    else:
+        report.add("warn", "connector", f"{c.code} is disabled: its key does not authenticate, nothing is routed to it")
+    if c.api_key_prefix:
+        report.add("ok", "connector", f"API key issued (id {c.api_key_prefix})")
+    else:
+        report.add("fail", "connector", "no API key: run `hub connector rotate-key` to issue one")
+    if not c.sends and not c.receives:
+        report.add("warn", "grants", "sends nothing and receives nothing")
+    if c.receives and c.spec.endpoint is None:
+        report.add(
+            "warn", "grants", f"receives {', '.join(c.receives)} but has no endpoint: nothing is delivered to it"
+        )
+
+
+def _examples_for(c: Connector, message_type: str) -> list[tuple[str, bytes | None, str | None]]:
+    """(label, bytes or None when unreadable, error) for each example of ``message_type``."""
+    from hub import packets
+
+    files = c.spec.examples.get(message_type)
+    if not files:
+        return [(f"built-in {message_type} sample", packets.to_xml(packets.example(message_type)), None)]
+    found: list[tuple[str, bytes | None, str | None]] = []
+    for file in files:
+        try:
+            found.append((Path(file).name, Path(file).read_bytes(), None))
+        except OSError as exc:
+            found.append((Path(file).name, None, f"cannot read {file}: {exc.strerror}"))
+    return found
+
+
+def _check_examples(report: CheckReport, registry: Registry, c: Connector, trust: TrustStore, now: datetime) -> None:
+    from hub import packets
+    from hub.envelope import ENVELOPE_TAG
+    from hub.signing import EnvelopeVerifier
+    from hub.xmlparse import parse_xml
+
+    if not c.sends:
+        return
+    verifier = EnvelopeVerifier(trust, clock=lambda: now)
+    for message_type in c.sends:
+        profile = c.spec.profile_for(message_type)
+        for label, data, error in _examples_for(c, message_type):
+            where = f"{message_type} example {label}"
+            if data is None:
+                report.add("fail", "example", f"{where}: {error}")
+                continue
+            try:
+                root = parse_xml(data)
+            except RejectedError as exc:
+                report.add("fail", "example", f"{where}: {exc.issues[0]}")
+                continue
+            if root.tag == ENVELOPE_TAG:
+                try:
+                    verified = verifier.verify(data)
+                except RejectedError as exc:
+                    report.add("fail", "example", f"{where}: rejected: " + "; ".join(map(str, exc.issues[:3])))
+                    continue
+                denied = registry.authorize(c, verified.header)
+                if verified.header.message_type != message_type:
+                    report.add("fail", "example", f"{where}: the envelope carries {verified.header.message_type}")
+                    continue
+                if denied:
+                    report.add("fail", "example", f"{where}: not allowed: " + "; ".join(str(i) for i in denied))
+                    continue
+                report.add(
+                    "ok", "example",
+                    f"{where}: signature verified (signed by {verified.signer}, {verified.trusted_as}), "
+                    f"payload valid, allowed",
+                )  # fmt: skip
+            else:
+                issues = packets.validate_element(message_type, root)
+                if issues:
+                    shown = "; ".join(str(i) for i in issues[:3])
+                    more = f" (and {len(issues) - 3} more)" if len(issues) > 3 else ""
+                    report.add("fail", "example", f"{where}: invalid: {shown}{more}")
+                    continue
+                report.add("ok", "example", f"{where}: valid payload (unsigned, so no signature to verify)")
+            if profile in KNOWN_PROFILES:
+                report.add("ok", "mapping", f"{where}: mapped with profile {profile!r}")
+
+
+def _check_mapping(report: CheckReport, c: Connector) -> None:
+    known = ", ".join(sorted(KNOWN_PROFILES))
+    for message_type in dict.fromkeys((*c.sends, *c.receives)):
+        profile = c.spec.profile_for(message_type)
+        if profile not in KNOWN_PROFILES:
+            report.add("fail", "mapping", f"{message_type}: unknown mapping profile {profile!r} (known: {known})")
+
+
+def _check_certificates(report: CheckReport, c: Connector, now: datetime) -> None:
+    from hub import keys
+    from hub.signing import check_key_policy
+
+    if not c.certificates:
+        if c.sends and c.kind in ("provincial", "ministry"):
+            report.add(
+                "warn", "certificate",
+                "no certificate registered: its envelopes are trusted through the CA only, not pinned",
+            )  # fmt: skip
+        return
+    for info in c.certificates:
+        try:
+            cert = info.certificate
+        except ValueError:
+            report.add("fail", "certificate", f"{info.fingerprint[:16]}…: cannot be loaded")
+            continue
+        name = f"{keys.common_name(cert)} ({info.fingerprint[:16]}…)"
+        try:
+            check_key_policy(cert.public_key(), name)
+        except KeyMaterialError as exc:
+            report.add("fail", "certificate", str(exc))
+            continue
+        if now < cert.not_valid_before_utc:
+            report.add("fail", "certificate", f"{name} is not valid before {cert.not_valid_before_utc:%Y-%m-%d}")
+        elif now > cert.not_valid_after_utc:
+            report.add("fail", "certificate", f"{name} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+        else:
+            days = (cert.not_valid_after_utc - now).days
+            status: Literal["ok", "warn"] = "warn" if days < EXPIRY_WARNING_DAYS else "ok"
+            soon = "; rotate it soon" if status == "warn" else ""
+            report.add(
+                status, "certificate",
+                f"{name}: key policy met, valid until {cert.not_valid_after_utc:%Y-%m-%d} ({days} days){soon}",
+            )  # fmt: skip
+
+
+def _check_endpoint(report: CheckReport, c: Connector, timeout_s: float) -> None:
+    import httpx
+
+    if c.spec.endpoint is None:
+        return
+    url = c.spec.endpoint.url
+    try:
+        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+            response = client.request("OPTIONS", url)
+    except httpx.ConnectError as exc:
+        report.add("fail", "endpoint", f"endpoint unreachable: {url} ({exc})")
+        return
+    except httpx.TimeoutException:
+        report.add("fail", "endpoint", f"endpoint unreachable: {url} did not answer within {timeout_s:g}s")
+        return
+    except (httpx.HTTPError, LienthongError) as exc:
+        report.add("fail", "endpoint", f"endpoint unreachable: {url}: {exc}")
+        return
+    if response.status_code >= 500:
+        report.add("warn", "endpoint", f"{url} answered OPTIONS with HTTP {response.status_code}")
+    else:
+        report.add("ok", "endpoint", f"{url} answered OPTIONS with HTTP {response.status_code}")

@@ -1,0 +1,499 @@
+"""A connector's declaration (``ConnectorSpec``), as an integrator writes it in YAML, and its validation.
+
+```yaml
+code: 000.00.00.G22                    # agency code (mã định danh)
+code_pattern: null                     # optional regex replacing the default ddd.dd.dd.Xdd
+name: Land registration software (Sở TN&MT)
+kind: ministry                         # provincial | national_portal | population_db | postal | payment | ministry
+sends: [dossier.status]                # message types it may send (deny by default)
+receives: [dossier.sync]               # message types routed to it
+endpoint: {url: "http://127.0.0.1:9006/inbox", transport: http}   # optional for push-only partners
+mapping: {dossier.status: canonical}   # mapping profile per type (default "canonical")
+certificates: [certs/land.pem]         # PEM files (relative to this file) or inline PEM; several during rotation
+retry: {delays_s: [10, 60, 300], jitter: 0.2}
+concurrency: 4
+timeout_s: 10
+circuit: {failures: 5, cooldown_s: 30}
+examples: {dossier.status: [examples/status.xml]}   # for `hub connector check`
+enabled: true
+```
+
+``load_spec(path)`` reports every problem of a file at once (``SpecInvalidError.issues``, each with the YAML
+line where known); ``parse_spec(data)`` does the same for an already-parsed mapping (the HTTP API), where file
+paths are refused unless a ``base_dir`` is given.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from hub.errors import Issue, KeyMaterialError, LienthongError, RejectedError
+from hub.validators import AGENCY_CODE_PATTERN
+
+CONNECTOR_KINDS = ("provincial", "national_portal", "population_db", "postal", "payment", "ministry")
+ConnectorKind = Literal["provincial", "national_portal", "population_db", "postal", "payment", "ministry"]
+Transport = Literal["http", "soap", "json"]
+DEFAULT_PROFILE = "canonical"
+#: Mapping profiles that exist today (the partner mappings add theirs later).
+KNOWN_PROFILES: frozenset[str] = frozenset({DEFAULT_PROFILE})
+#: What the envelope XSD accepts as a sender/receiver code; a connector's own pattern may not go beyond it.
+PARTY_CODE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}"
+PEM_CERT_BEGIN = "-----BEGIN CERTIFICATE-----"
+
+
+class RegistryError(LienthongError):
+    """Base class of the connector registry's errors."""
+
+
+class SpecInvalidError(RegistryError, RejectedError):
+    """A connector declaration is invalid; ``issues`` lists every problem (path, rule, message, line)."""
+
+    default_rule = "connector-spec"
+
+
+class UnknownConnectorError(RegistryError, KeyError):
+    """No connector is registered under that code."""
+
+    def __str__(self) -> str:
+        return f"no connector {self.args[0]!r} is registered" if self.args else "unknown connector"
+
+
+class CertificateError(RegistryError):
+    """A certificate given to the registry cannot be loaded (rule ``certificate``) or breaks the signing key
+    policy (rule ``key-policy``)."""
+
+    def __init__(self, message: str, rule: str = "certificate") -> None:
+        self.rule = rule
+        super().__init__(message)
+
+
+def _error(rule: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(rule, message)
+
+
+def _known_type(value: object) -> str:
+    from hub import packets
+
+    if not isinstance(value, str):
+        raise _error("message-type", f"a message type must be a string, got {type(value).__name__}")
+    if value not in packets.PACKET_TYPES:
+        known = ", ".join(sorted(packets.PACKET_TYPES))
+        raise _error("message-type", f"unknown message type {value!r} (known: {known})")
+    return value
+
+
+MessageType = Annotated[str, BeforeValidator(_known_type)]
+
+
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+def certificate_from_pem(pem: str | bytes, where: str = "certificate") -> x509.Certificate:
+    """The first certificate of a PEM text, checked against the hub's key policy (RSA-2048+ or P-256)."""
+    from hub.signing import check_key_policy
+
+    data = pem.encode() if isinstance(pem, str) else pem
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise CertificateError(f"{where}: not a PEM certificate") from None
+    try:
+        check_key_policy(certs[0].public_key(), where)
+    except KeyMaterialError as exc:
+        raise CertificateError(str(exc), "key-policy") from None
+    return certs[0]
+
+
+def certificate_pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    context = info.context or {}
+    base = context.get("base_dir")
+    return None if base is None else Path(base)
+
+
+def _declared(info: ValidationInfo, field: str) -> tuple[str, ...]:
+    """``sends``/``receives`` as validated, or, when that field failed, its known types from the raw input
+    (so a bad item there does not hide problems in ``mapping`` and ``examples``)."""
+    if field in info.data:
+        return info.data[field]
+    raw = (info.context or {}).get("raw", {}).get(field)
+    items = [raw] if isinstance(raw, str) else raw if isinstance(raw, list | tuple) else []
+    return tuple(item for item in items if isinstance(item, str))
+
+
+def _read_file(value: str, info: ValidationInfo, what: str) -> tuple[Path, bytes]:
+    base = _base_dir(info)
+    if base is None:
+        raise _error(f"{what}-path", f"{what} file paths are only allowed in a connector file; give the content inline")
+    path = (base / value).resolve()
+    try:
+        return path, path.read_bytes()
+    except OSError as exc:
+        raise _error(f"{what}-file", f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+class Endpoint(BaseModel):
+    """Where the hub delivers to the connector."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    transport: Transport = "http"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value):
+            raise _error("endpoint-url", f"{value!r} is not an http:// or https:// URL")
+        return value
+
+
+class RetrySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    delays_s: tuple[Annotated[float, Field(ge=0)], ...] = (10.0, 60.0, 300.0, 1800.0, 7200.0)
+    jitter: float = Field(0.2, ge=0, lt=1)
+
+
+class CircuitSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failures: int = Field(5, ge=1)
+    cooldown_s: float = Field(30.0, gt=0)
+
+
+class ConnectorSpec(BaseModel):
+    """A connector as declared by its integrator. After validation ``certificates`` holds PEM texts (files
+    read, each checked against the key policy) and ``examples`` absolute file paths."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code_pattern: str | None = None
+    code: str
+    name: str = Field(min_length=1, max_length=256)
+    kind: ConnectorKind
+    sends: tuple[MessageType, ...] = ()
+    receives: tuple[MessageType, ...] = ()
+    endpoint: Endpoint | None = None
+    mapping: dict[str, str] = Field(default_factory=dict)
+    certificates: tuple[str, ...] = ()
+    retry: RetrySpec = RetrySpec()
+    concurrency: int = Field(4, ge=1, le=256)
+    timeout_s: float = Field(10.0, gt=0, le=600)
+    circuit: CircuitSpec = CircuitSpec()
+    examples: dict[str, Annotated[tuple[str, ...], BeforeValidator(_as_list)]] = Field(default_factory=dict)
+    enabled: bool = True
+
+    @field_validator("code_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise _error("code-pattern", f"not a valid regular expression: {exc}") from None
+        return value
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str, info: ValidationInfo) -> str:
+        if "code_pattern" not in info.data:  # the pattern itself is broken: reported there
+            return value
+        pattern = info.data["code_pattern"] or AGENCY_CODE_PATTERN
+        if not re.fullmatch(pattern, value):
+            which = "the connector's code_pattern" if info.data["code_pattern"] else "ddd.dd.dd.Xdd"
+            raise _error("agency-code", f"{value!r} does not match {which} ({pattern})")
+        if not re.fullmatch(PARTY_CODE_PATTERN, value):
+            raise _error("party-code", f"{value!r} cannot be an envelope sender/receiver ({PARTY_CODE_PATTERN})")
+        return value
+
+    @field_validator("sends", "receives")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("mapping")
+    @classmethod
+    def _mapping(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        declared = {*_declared(info, "sends"), *_declared(info, "receives")}
+        problems = _Problems()
+        for message_type, profile in value.items():
+            if not problems.type_known(message_type, (message_type,)):
+                continue
+            if message_type not in declared:
+                problems.add(
+                    (message_type,), "mapping-type",
+                    f"mapping for {message_type!r}, which the connector neither sends nor receives",
+                )  # fmt: skip
+            if not profile.strip():
+                problems.add((message_type,), "mapping-profile", f"empty mapping profile for {message_type!r}")
+        problems.raise_if_any()
+        return value
+
+    @field_validator("certificates", mode="before")
+    @classmethod
+    def _certificates(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, list | tuple):
+            return value  # pydantic reports the wrong shape
+        problems = _Problems()
+        pems: list[str] = []
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                problems.add((index,), "certificate", "must be a PEM file path or an inline PEM certificate")
+                continue
+            try:
+                if PEM_CERT_BEGIN in item:
+                    pem, where = item, "inline certificate"
+                else:
+                    path, data = _read_file(item, info, "certificate")
+                    pem, where = data.decode("ascii", "replace"), str(path)
+                pems.append(certificate_pem(certificate_from_pem(pem, where)))
+            except PydanticCustomError as exc:
+                problems.add((index,), exc.type, exc.message())
+            except CertificateError as exc:
+                problems.add((index,), exc.rule, str(exc))
+        problems.raise_if_any()
+        return tuple(dict.fromkeys(pems))
+
+    @field_validator("examples")
+    @classmethod
+    def _examples(cls, value: dict[str, tuple[str, ...]], info: ValidationInfo) -> dict[str, tuple[str, ...]]:
+        problems = _Problems()
+        resolved: dict[str, tuple[str, ...]] = {}
+        for message_type, files in value.items():
+            if not problems.type_known(message_type, (message_type,)):
+                continue
+            if message_type not in _declared(info, "sends"):
+                problems.add(
+                    (message_type,), "example-type", f"examples for {message_type!r}, which the connector does not send"
+                )
+                continue
+            paths = []
+            for index, file in enumerate(files):
+                try:
+                    if Path(file).is_absolute() and _base_dir(info) is None:
+                        path = Path(file)  # a stored spec: already resolved
+                        if not path.is_file():
+                            raise _error("example-file", f"example file {path} does not exist")
+                    else:
+                        path, _ = _read_file(file, info, "example")
+                except PydanticCustomError as exc:
+                    problems.add((message_type, index), exc.type, exc.message())
+                    continue
+                paths.append(str(path))
+            resolved[message_type] = tuple(paths)
+        problems.raise_if_any()
+        return resolved
+
+    # ------------------------------------------------------------ helpers
+
+    def profile_for(self, message_type: str) -> str:
+        """The mapping profile used for ``message_type`` (``canonical`` unless the spec says otherwise)."""
+        return self.mapping.get(message_type, DEFAULT_PROFILE)
+
+    def stored(self) -> dict[str, Any]:
+        """What the registry keeps as the spec JSON: everything except certificates (their own table) and
+        ``enabled`` (a column)."""
+        return self.model_dump(mode="json", exclude={"certificates", "enabled"})
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any], certificates: Sequence[str], enabled: bool) -> ConnectorSpec:
+        """Rebuild a spec from the registry's row, without re-reading files or re-checking certificates."""
+        endpoint, retry, circuit = data.get("endpoint"), data.get("retry"), data.get("circuit")
+        return cls.model_construct(
+            **{
+                **data,
+                "certificates": tuple(certificates),
+                "enabled": enabled,
+                "endpoint": Endpoint.model_construct(**endpoint) if endpoint else None,
+                "retry": RetrySpec.model_construct(**{**retry, "delays_s": tuple(retry["delays_s"])})
+                if retry
+                else RetrySpec(),
+                "circuit": CircuitSpec.model_construct(**circuit) if circuit else CircuitSpec(),
+                "sends": tuple(data.get("sends", ())),
+                "receives": tuple(data.get("receives", ())),
+                "mapping": dict(data.get("mapping", {})),
+                "examples": {k: tuple(v) for k, v in data.get("examples", {}).items()},
+            }
+        )
+
+
+class _Problems(ValueError):
+    """Several problems inside one field, each at its own sub-path (``certificates[1]``, ``mapping[x]``):
+    raised out of a validator as one ``ValueError`` and split into one issue each by ``_issues``."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[tuple[str | int, ...], str, str]] = []
+        super().__init__("several problems")
+
+    def add(self, loc: tuple[str | int, ...], rule: str, message: str) -> None:
+        self.items.append((loc, rule, message))
+
+    def type_known(self, message_type: str, loc: tuple[str | int, ...]) -> bool:
+        try:
+            _known_type(message_type)
+        except PydanticCustomError as exc:
+            self.add(loc, exc.type, exc.message())
+            return False
+        return True
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            self.args = ("; ".join(message for _, _, message in self.items),)
+            raise self
+
+
+# ---------------------------------------------------------------- loading and issue reporting
+
+_DICT_FIELDS = {"mapping", "examples"}
+
+
+def _path(loc: Sequence[str | int]) -> str:
+    """``('certificates', 1)`` → ``certificates[1]``; ``('mapping', 'dossier.sync')`` → ``mapping[dossier.sync]``."""
+    parts = [p for p in loc if p != "[key]"]
+    text = ""
+    for index, part in enumerate(parts):
+        if isinstance(part, int) or (index == 1 and parts[0] in _DICT_FIELDS):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "/"
+
+
+def _node_line(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
+    """The 1-based YAML line of the node at ``loc`` (or of its nearest existing parent)."""
+    node = root
+    line = None if root is None else root.start_mark.line + 1
+    for part in loc:
+        if node is None or part == "[key]":
+            break
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for key, val in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    child = val
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        if child is None:
+            break
+        node = child
+        line = node.start_mark.line + 1
+    return line
+
+
+def _duplicate_keys(node: yaml.Node | None, path: str = "") -> list[Issue]:
+    issues: list[Issue] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, val in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+            where = f"{path}.{name}" if path else name
+            if name in seen:
+                issues.append(
+                    Issue(
+                        where,
+                        "duplicate-key",
+                        f"{name!r} is given twice; the last one would win",
+                        key.start_mark.line + 1,
+                    )
+                )
+            seen.add(name)
+            issues.extend(_duplicate_keys(val, where))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            issues.extend(_duplicate_keys(item, f"{path}[{index}]"))
+    return issues
+
+
+def _issues(exc: ValidationError, root: yaml.Node | None) -> list[Issue]:
+    issues: list[Issue] = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        ctx_error = (error.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, _Problems):
+            for sub, rule, message in ctx_error.items:
+                issues.append(Issue(_path((*loc, *sub)), rule, message, _node_line(root, (*loc, *sub))))
+            continue
+        rule = error["type"]
+        message = error["msg"]
+        if rule == "value_error" and ctx_error is not None:
+            message = str(ctx_error)
+        issues.append(Issue(_path(loc), rule.replace("_", "-"), message, _node_line(root, loc)))
+    return issues
+
+
+def parse_spec(
+    data: object,
+    *,
+    base_dir: Path | None = None,
+    source: str = "connector",
+    _root: yaml.Node | None = None,
+) -> ConnectorSpec:
+    """Validate an already-parsed connector declaration; raise ``SpecInvalidError`` with every problem.
+
+    File paths (certificates, examples) are read relative to ``base_dir``; without one they are refused, so
+    a spec posted over HTTP cannot make the hub read its own files.
+    """
+    if not isinstance(data, Mapping):
+        raise SpecInvalidError(
+            f"{source}: not a connector declaration",
+            [Issue("/", "connector-spec", "the file must hold a mapping (code, name, kind, …)")],
+        )
+    issues = _duplicate_keys(_root)
+    try:
+        spec = ConnectorSpec.model_validate(dict(data), context={"base_dir": base_dir, "raw": data})
+    except ValidationError as exc:
+        issues.extend(_issues(exc, _root))
+        spec = None
+    if issues or spec is None:
+        issues.sort(key=lambda i: (i.line or 0, i.path))
+        raise SpecInvalidError(f"{source}: {len(issues)} problem(s) in the connector declaration", issues)
+    return spec
+
+
+def load_spec(path: Path | str) -> ConnectorSpec:
+    """Read and validate a connector YAML file; raise ``SpecInvalidError`` listing every problem at once."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecInvalidError(f"cannot read {path}", [Issue("/", "file", f"cannot read {path}: {exc}")]) from None
+    return loads_spec(text, base_dir=path.resolve().parent, source=str(path))
+
+
+def loads_spec(text: str, *, base_dir: Path | None = None, source: str = "connector") -> ConnectorSpec:
+    """``load_spec`` for YAML text (``base_dir``: where relative certificate/example paths point)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecInvalidError(
+            f"{source} is not valid YAML", [Issue("/", "yaml", f"not valid YAML: {problem}", line)]
+        ) from None
+    return parse_spec(data, base_dir=base_dir, source=source, _root=root)

@@ -1,0 +1,202 @@
+"""The API against a real `hub serve` process (two uvicorn workers, embedded broker, SQLite in tmp_path):
+connectors registered over HTTP, a ministry pushes a signed dossier.status over REST and over SOAP (a zeep client
+built from the served WSDL), the messages are traced, and a `hub worker` delivers them to the province."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import zeep
+import zeep.exceptions
+from lxml import etree
+
+from hub import packets
+from hub.envelope import EnvelopeHeader
+from hub.signing import sign_payload
+from hub.sink import SinkServer
+
+HUB, MINISTRY, PROVINCE = "000.00.00.H00", "000.00.00.G10", "000.00.00.H12"
+ADMIN_KEY = "admin-key-for-tests"
+HUB_BIN = str(Path(sys.executable).parent / "hub")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    base: str
+    env: dict[str, str]
+    keys: dict[str, str]
+    sink: SinkServer
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    sink = SinkServer(0)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    env = {
+        **os.environ,
+        "LIENTHONG_DATABASE_URL": f"sqlite:///{root / 'hub.db'}",
+        "LIENTHONG_DATA_DIR": str(root / "var"),
+        "LIENTHONG_BROKER_URL": "embedded",
+        "LIENTHONG_HUB_CODE": HUB,
+        "LIENTHONG_ADMIN_API_KEY": ADMIN_KEY,
+        "LIENTHONG_LOG_FORMAT": "console",
+        "LIENTHONG_LOG_LEVEL": "WARNING",
+        "LIENTHONG_REGISTRY_REFRESH_S": "1",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = root / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [HUB_BIN, "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            cwd=root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"hub serve did not come up:\n{log.read_text()}")
+            time.sleep(0.2)
+        keys = {}
+        for spec in (
+            {
+                "code": MINISTRY,
+                "name": "Land registration",
+                "kind": "ministry",
+                "sends": ["dossier.status"],
+                "certificates": [pki.ministry.cert_path.read_text()],
+            },
+            {
+                "code": PROVINCE,
+                "name": "One-stop system",
+                "kind": "provincial",
+                "sends": ["dossier.sync"],
+                "receives": ["dossier.status"],
+                "endpoint": {"url": sink.url},
+                "certificates": [pki.province.cert_path.read_text()],
+            },
+        ):
+            response = httpx.post(f"{base}/api/v1/connectors", json=spec, headers={"X-Api-Key": ADMIN_KEY})
+            assert response.status_code == 201, response.text
+            keys[spec["code"]] = response.json()["api_key"]
+        time.sleep(1.5)  # the other uvicorn worker reloads the registry (LIENTHONG_REGISTRY_REFRESH_S=1)
+        yield Server(base, env, keys, sink, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        sink.shutdown()
+        sink.server_close()
+
+
+def signed_status(pki, message_id: str | None = None) -> bytes:
+    header = EnvelopeHeader(
+        sender=MINISTRY,
+        receiver=PROVINCE,
+        message_type="dossier.status",
+        message_id=message_id or str(uuid.uuid4()),
+        dossier_code=packets.examples.DOSSIER_CODE,
+    )
+    payload = packets.to_element(packets.example("dossier.status"))
+    return etree.tostring(sign_payload(pki.ministry.signer, header, payload))
+
+
+def test_rest_push_is_accepted_traced_and_delivered(server: Server, pki) -> None:
+    headers = {"X-Api-Key": server.keys[MINISTRY], "Content-Type": "application/xml"}
+    ids = []
+    with httpx.Client(base_url=server.base, headers=headers, timeout=10) as client:
+        for _ in range(4):  # spread over both uvicorn workers
+            response = client.post("/api/v1/messages", content=signed_status(pki))
+            assert response.status_code == 202, response.text
+            assert response.json()["destinations"] == [PROVINCE]
+            ids.append(response.json()["message_id"])
+        data = signed_status(pki, ids[0])
+        trace = client.get(f"/api/v1/messages/{ids[0]}")
+        assert trace.status_code == 200
+        assert [e["state"] for e in trace.json()["events"]][:3] == ["received", "validated", "queued"]
+        assert client.post("/api/v1/messages", content=data).status_code == 409  # same id, other bytes
+        tampered = signed_status(pki).replace(b"<p:status>4", b"<p:status>9")
+        assert client.post("/api/v1/messages", content=tampered).status_code == 422
+        assert client.post("/api/v1/messages", content=data, headers={"X-Api-Key": "lt_00000000_x"}).status_code == 401
+        timeline = client.get(f"/api/v1/dossiers/{packets.examples.DOSSIER_CODE}", headers={"X-Api-Key": ADMIN_KEY})
+        assert {m["message_id"] for m in timeline.json()["messages"]} >= set(ids)
+
+    # A worker routes them to the province's endpoint.
+    subprocess.run(
+        [HUB_BIN, "worker", "--idle-exit", "2"],
+        env=server.env,
+        cwd=Path(server.log).parent,
+        check=True,
+        timeout=40,
+        capture_output=True,
+    )
+    with server.sink.state.lock:
+        seen = set(server.sink.state.snapshot()["first_seen"])
+    assert set(ids) <= seen
+    trace = httpx.get(f"{server.base}/api/v1/messages/{ids[0]}", headers={"X-Api-Key": ADMIN_KEY}).json()
+    assert trace["status"] == "delivered" and trace["deliveries"][0]["state"] == "delivered"
+
+    metrics = httpx.get(f"{server.base}/metrics").text  # aggregated over both workers
+    accepted = [line for line in metrics.splitlines() if line.startswith("lienthong_accepted_total{")]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in accepted) >= 4
+    assert f'lienthong_delivered_total{{connector="{PROVINCE}"}}' in metrics
+
+
+def test_zeep_client_submits_through_the_served_wsdl(server: Server, pki) -> None:
+    client = zeep.Client(f"{server.base}/soap/exchange?wsdl")
+    key = server.keys[MINISTRY]
+    message_id = f"soap-{uuid.uuid4()}"
+    data = signed_status(pki, message_id)
+    answer = client.service.SubmitEnvelope(SignedEnvelope=data, _soapheaders={"ApiKey": key})
+    assert (answer.MessageId, answer.Status, answer.Duplicate) == (message_id, "queued", False)
+    again = client.service.SubmitEnvelope(SignedEnvelope=data, _soapheaders={"ApiKey": key})
+    assert again.Duplicate is True
+
+    status = client.service.GetMessageStatus(MessageId=message_id, _soapheaders={"ApiKey": key})
+    assert status.Sender == MINISTRY and status.MessageType == "dossier.status"
+    assert [e.State for e in status.Event][:3] == ["received", "validated", "queued"]
+    rest = httpx.get(f"{server.base}/api/v1/messages/{message_id}", headers={"X-Api-Key": key})
+    assert rest.status_code == 200
+
+    with pytest.raises(zeep.exceptions.Fault) as fault:
+        client.service.SubmitEnvelope(
+            SignedEnvelope=data.replace(b"<p:status>4", b"<p:status>9"), _soapheaders={"ApiKey": key}
+        )
+    assert fault.value.code.endswith("Client")
+    rules = [el.text for el in fault.value.detail.iter("{urn:lienthong:exchange:1}Rule")]
+    assert rules == ["signature-digest"]
+    with pytest.raises(zeep.exceptions.Fault) as fault:
+        client.service.GetMessageStatus(MessageId=message_id, _soapheaders={"ApiKey": "wrong"})
+    assert [el.text for el in fault.value.detail.iter("{urn:lienthong:exchange:1}Rule")] == ["api-key-unknown"]
+    assert json.loads(httpx.get(f"{server.base}/healthz").text)["status"] == "ok"

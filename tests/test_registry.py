@@ -1,0 +1,543 @@
+"""The connector registry: declarations, storage, keys, certificates, routing, authorization, audit and CLI."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from lxml import etree
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from hub import keys, packets
+from hub.cli import app
+from hub.config import Settings, get_settings
+from hub.envelope import EnvelopeHeader
+from hub.errors import SignatureRejectedError
+from hub.registry import (
+    ConnectorSpec,
+    Registry,
+    SpecInvalidError,
+    UnknownConnectorError,
+    load_spec,
+    loads_spec,
+    parse_spec,
+    run_check,
+)
+from hub.signing import EnvelopeVerifier, Signer, sign_payload
+from hub.store import Store
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "connectors"
+PROVINCE, MINISTRY, HUB = "000.00.00.H12", "000.00.00.G22", "000.00.00.H00"
+
+
+# ------------------------------------------------------------------ fixtures and helpers
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path}/hub.db")
+        s.migrate()
+        yield s
+        s.close()
+        return
+    base = request.getfixturevalue("postgres_url")
+    schema = f"registry_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(sa.schema.CreateSchema(schema))
+    s = Store(make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}))
+    try:
+        s.migrate()
+        yield s
+    finally:
+        s.close()
+        with admin.begin() as conn:
+            conn.execute(sa.schema.DropSchema(schema, cascade=True))
+        admin.dispose()
+
+
+@pytest.fixture
+def registry(store: Store) -> Registry:
+    return Registry(store, hub_code=HUB)
+
+
+def spec_data(file: str, **changes: object) -> dict:
+    data = yaml.safe_load((DEPLOY / file).read_text(encoding="utf-8"))
+    data.update(changes)
+    return data
+
+
+def spec(file: str, **changes: object) -> ConnectorSpec:
+    return parse_spec(spec_data(file, **changes), base_dir=DEPLOY)
+
+
+def pem(party) -> str:
+    return party.cert_path.read_text()
+
+
+def signed(party, *, sender: str = MINISTRY, receiver: str = HUB, message_type: str = "dossier.status") -> bytes:
+    header = EnvelopeHeader(sender=sender, receiver=receiver, message_type=message_type)
+    payload = packets.to_element(packets.example(message_type))
+    return etree.tostring(sign_payload(party.signer, header, payload))
+
+
+def header(sender: str = MINISTRY, receiver: str = HUB, message_type: str = "dossier.status") -> EnvelopeHeader:
+    return EnvelopeHeader(sender=sender, receiver=receiver, message_type=message_type)
+
+
+# ------------------------------------------------------------------ declarations
+
+
+def test_deploy_examples_load() -> None:
+    ministry = load_spec(DEPLOY / "land-registration.yaml")
+    assert (ministry.code, ministry.kind, ministry.sends, ministry.receives) == (
+        MINISTRY,
+        "ministry",
+        ("dossier.status",),
+        ("dossier.sync",),
+    )
+    assert ministry.profile_for("dossier.status") == "canonical"
+    assert Path(ministry.examples["dossier.status"][0]).is_file()
+    province = load_spec(DEPLOY / "province.yaml")
+    assert province.kind == "provincial" and "dossier.status" in province.receives
+
+
+def test_a_file_with_many_errors_reports_every_one_with_its_line(tmp_path: Path, weak_keys) -> None:
+    shutil.copy(weak_keys["rsa1024"].cert_path, tmp_path / "weak.pem")
+    file = tmp_path / "bad.yaml"
+    file.write_text(
+        "code: 000.00.00.g22\n"  # 1 lower-case letter
+        "name: Land\n"
+        "kind: ministery\n"  # 3
+        "sends: [dossier.status, dossier.bogus]\n"  # 4
+        "receives: [dossier.sync]\n"
+        "endpoint: {url: 'ftp://x', transport: http}\n"  # 6
+        "mapping: {payment.request: canonical}\n"  # 7 neither sent nor received
+        "certificates:\n"
+        "  - missing.pem\n"  # 9
+        "  - weak.pem\n"  # 10
+        "retry: {delays_s: [1, -2]}\n"  # 11
+        "concurrency: 0\n"  # 12
+        "colour: blue\n"  # 13
+        "name: Again\n",  # 14 duplicate key
+        encoding="utf-8",
+    )
+    with pytest.raises(SpecInvalidError) as exc:
+        load_spec(file)
+    found = {(i.path, i.rule, i.line) for i in exc.value.issues}
+    assert found == {
+        ("code", "agency-code", 1),
+        ("kind", "literal-error", 3),
+        ("sends[1]", "message-type", 4),
+        ("endpoint.url", "endpoint-url", 6),
+        ("mapping[payment.request]", "mapping-type", 7),
+        ("certificates[0]", "certificate-file", 9),
+        ("certificates[1]", "key-policy", 10),
+        ("retry.delays_s[1]", "greater-than-equal", 11),
+        ("concurrency", "greater-than-equal", 12),
+        ("colour", "extra-forbidden", 13),
+        ("name", "duplicate-key", 14),
+    }
+
+
+def test_yaml_syntax_error_has_a_line() -> None:
+    with pytest.raises(SpecInvalidError) as exc:
+        loads_spec("code: 000.00.00.G22\nsends: [dossier.status\nname: x\n")
+    assert exc.value.issues[0].rule == "yaml" and exc.value.issues[0].line is not None
+
+
+def test_code_pattern_overrides_the_default() -> None:
+    data = spec_data("land-registration.yaml", code="BTNMT-DKDD", code_pattern=r"BTNMT-[A-Z]{4}")
+    assert parse_spec(data, base_dir=DEPLOY).code == "BTNMT-DKDD"
+    with pytest.raises(SpecInvalidError) as exc:
+        parse_spec({**data, "code_pattern": "[unclosed"}, base_dir=DEPLOY)
+    assert [i.rule for i in exc.value.issues] == ["code-pattern"]
+
+
+def test_inline_pem_and_no_file_paths_without_a_base_dir(pki) -> None:
+    data = spec_data("land-registration.yaml", certificates=[pem(pki.ministry)], examples={})
+    assert len(parse_spec(data).certificates) == 1
+    with pytest.raises(SpecInvalidError) as exc:
+        parse_spec({**data, "certificates": [str(pki.ministry.cert_path)]})
+    assert exc.value.issues[0].rule == "certificate-path"
+
+
+# ------------------------------------------------------------------ keys
+
+
+def test_add_shows_the_key_once_and_stores_only_its_hash(registry: Registry, store: Store) -> None:
+    connector, key = registry.add(spec("land-registration.yaml"), actor="alice")
+    assert key is not None and key.startswith("lt_")
+    assert connector.code == MINISTRY and connector.enabled
+    assert key.startswith(connector.api_key_prefix + "_")
+    again, no_key = registry.add(spec("land-registration.yaml", timeout_s=30), actor="alice")
+    assert no_key is None and again.spec.timeout_s == 30  # an update keeps the key
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT api_key_hash FROM connectors")).one()
+        dump = " ".join(
+            str(value)
+            for table in ("connectors", "connector_certificates", "registry_audit")
+            for r in conn.execute(sa.text(f"SELECT * FROM {table}"))  # noqa: S608 - fixed names
+            for value in r
+        )
+    assert row.api_key_hash.startswith("sha256$")
+    assert key not in dump and key.split("_", 2)[2] not in dump
+    audit_text = str([(e.before, e.after) for e in registry.audit()])
+    assert row.api_key_hash not in audit_text and key not in audit_text
+    assert registry.authenticate(key).code == MINISTRY
+
+
+def test_authenticate_good_bad_disabled(registry: Registry) -> None:
+    _, key = registry.add(spec("land-registration.yaml"), actor="alice")
+    assert registry.authenticate(key).code == MINISTRY
+    prefix = key[: len("lt_") + 8]
+    for bad in (None, "", "nonsense", key + "x", key[:-1], f"{prefix}_{'A' * 43}", "lt_00000000_" + "A" * 43):
+        assert registry.authenticate(bad) is None
+    registry.disable(MINISTRY, actor="bob")
+    assert registry.authenticate(key) is None
+    registry.enable(MINISTRY, actor="bob")
+    assert registry.authenticate(key).code == MINISTRY
+
+
+def test_key_rotation_retires_the_old_key(registry: Registry) -> None:
+    _, old = registry.add(spec("land-registration.yaml"), actor="alice")
+    new = registry.rotate_key(MINISTRY, actor="bob")
+    assert new != old
+    assert registry.authenticate(old) is None
+    assert registry.authenticate(new).code == MINISTRY
+    with pytest.raises(UnknownConnectorError):
+        registry.rotate_key("000.00.00.X99", actor="bob")
+
+
+# ------------------------------------------------------------------ certificates
+
+
+def test_certificate_rotation_old_and_new_then_old_removed(registry: Registry, pki, tmp_path: Path) -> None:
+    new_party = keys.issue_key("ministry-2026", tmp_path / "new", algorithm="ec")
+    registry.add(spec("land-registration.yaml", certificates=[pem(pki.ministry)]), actor="alice")
+    old_envelope = signed(pki.ministry)
+    new_envelope = etree.tostring(
+        sign_payload(
+            Signer.from_files(new_party.key_path, new_party.cert_path),
+            header(),
+            packets.to_element(packets.example("dossier.status")),
+        )
+    )
+
+    def verify(data: bytes) -> str:
+        return EnvelopeVerifier(registry.trust_store(pki.trust())).verify(data).trusted_as
+
+    assert verify(old_envelope) == "pinned for sender"
+    with pytest.raises(SignatureRejectedError):  # not yet registered (and not issued by the trusted CA)
+        verify(new_envelope)
+
+    info = registry.add_certificate(MINISTRY, new_party.cert_path.read_text(), actor="alice")
+    assert info.fingerprint == keys.fingerprint(new_party.certificate)
+    assert len(registry.get(MINISTRY).certificates) == 2
+    assert verify(old_envelope) == verify(new_envelope) == "pinned for sender"  # both valid during rotation
+
+    assert registry.remove_certificate(MINISTRY, pem(pki.ministry), actor="alice")
+    assert verify(new_envelope) == "pinned for sender"
+    with pytest.raises(SignatureRejectedError) as exc:
+        verify(old_envelope)  # still issued by the trusted CA, but no longer registered for the sender
+    assert exc.value.issues[0].rule == "certificate-pinned"
+    assert not registry.remove_certificate(MINISTRY, pem(pki.ministry), actor="alice")
+
+    # Re-applying the YAML makes its certificate list the registered set again.
+    registry.add(spec("land-registration.yaml", certificates=[pem(pki.ministry)]), actor="alice")
+    assert [c.fingerprint for c in registry.get(MINISTRY).certificates] == [keys.fingerprint(pki.ministry.certificate)]
+    actions = [e.action for e in registry.audit(MINISTRY)]
+    assert actions == ["create", "add-certificate", "remove-certificate", "update"]
+
+
+def test_trust_store_pins_only_for_the_connectors_code(registry: Registry, pki) -> None:
+    registry.add(spec("land-registration.yaml", certificates=[pem(pki.ministry)]), actor="alice")
+    trust = registry.trust_store(pki.trust())
+    with pytest.raises(SignatureRejectedError) as exc:  # the province's CA-issued key cannot sign as the ministry
+        EnvelopeVerifier(trust).verify(signed(pki.province))
+    assert exc.value.issues[0].rule == "certificate-pinned"
+    other = EnvelopeVerifier(trust).verify(signed(pki.province, sender=PROVINCE))  # no pins: through the CA
+    assert other.trusted_as.startswith("issued by")
+
+
+# ------------------------------------------------------------------ routing and authorization
+
+
+def test_routing_is_derived_from_receives(registry: Registry) -> None:
+    registry.add(spec("province.yaml"), actor="alice")
+    registry.add(spec("land-registration.yaml"), actor="alice")
+    portal = spec_data("province.yaml", code="000.00.00.G10", kind="national_portal", name="DVCQG", sends=[])
+    portal["receives"] = ["dossier.sync", "dossier.status"]
+    portal["endpoint"] = {"url": "http://127.0.0.1:9102/portal", "transport": "json"}
+    registry.add(parse_spec(portal), actor="alice")
+    push_only = spec_data("land-registration.yaml", code="000.00.00.G23", endpoint=None, examples={})
+    registry.add(parse_spec(push_only), actor="alice")  # receives dossier.sync, but has no endpoint
+
+    table = registry.routing_table()
+    assert set(table.destinations) == {PROVINCE, MINISTRY, "000.00.00.G10"}
+    assert set(table.destinations_for("dossier.status", MINISTRY)) == {PROVINCE, "000.00.00.G10"}
+    assert set(table.destinations_for("dossier.sync", PROVINCE)) == {MINISTRY, "000.00.00.G10"}
+    assert table.destinations_for("citizen.lookup", PROVINCE) == ()
+    config = table.destinations[MINISTRY]
+    assert (config.endpoint, config.timeout_s, config.concurrency, config.circuit_cooldown_s) == (
+        "http://127.0.0.1:9106/lienthong/inbox",
+        15.0,
+        4,
+        60.0,
+    )
+    assert config.retry_policy.delays_s == (10.0, 60.0, 300.0, 1800.0, 7200.0)
+
+    registry.disable("000.00.00.G10", actor="bob")
+    assert registry.routing_table().destinations_for("dossier.status", MINISTRY) == (PROVINCE,)
+
+
+def test_authorize_denies_by_default(registry: Registry) -> None:
+    registry.add(spec("province.yaml"), actor="alice")
+    ministry, _ = registry.add(spec("land-registration.yaml"), actor="alice")
+
+    def rules(h: EnvelopeHeader) -> list[str]:
+        return [i.rule for i in registry.authorize(ministry, h)]
+
+    assert rules(header()) == []  # to the hub
+    assert rules(header(receiver=PROVINCE)) == []  # the province receives dossier.status
+    assert rules(header(sender=PROVINCE)) == ["sender-is-caller"]
+    assert rules(header(message_type="dossier.sync")) == ["type-not-granted"]
+    assert rules(header(receiver="000.00.00.X99")) == ["receiver-accepts-type"]
+    assert rules(header(receiver=MINISTRY)) == ["receiver-accepts-type"]  # it does not receive dossier.status
+    assert rules(header(sender=PROVINCE, receiver=MINISTRY, message_type="payment.request")) == [
+        "sender-is-caller",
+        "type-not-granted",
+        "receiver-accepts-type",
+    ]
+    issues = registry.authorize(ministry, header(message_type="dossier.sync"))
+    assert issues[0].path == "/envelope/header/messageType" and "dossier.status" in issues[0].message
+    registry.disable(PROVINCE, actor="bob")
+    assert rules(header(receiver=PROVINCE)) == ["receiver-accepts-type"]
+    disabled = registry.disable(MINISTRY, actor="bob")
+    assert rules_of(registry, disabled, header()) == ["connector-disabled"]
+
+
+def rules_of(registry: Registry, connector, h: EnvelopeHeader) -> list[str]:
+    return [i.rule for i in registry.authorize(connector, h)]
+
+
+# ------------------------------------------------------------------ audit
+
+
+def test_every_change_is_audited_with_before_and_after(registry: Registry) -> None:
+    registry.add(spec("land-registration.yaml"), actor="alice")
+    registry.add(spec("land-registration.yaml"), actor="alice")  # no change: not audited
+    registry.add(spec("land-registration.yaml", timeout_s=30), actor="carol")
+    registry.rotate_key(MINISTRY, actor="dave")
+    registry.disable(MINISTRY, actor="erin")
+    entries = registry.audit(MINISTRY)
+    assert [(e.action, e.actor) for e in entries] == [
+        ("create", "alice"),
+        ("update", "carol"),
+        ("rotate-key", "dave"),
+        ("disable", "erin"),
+    ]
+    create, update, rotate, disable = entries
+    assert create.before is None and create.after["spec"]["timeout_s"] == 15.0
+    assert (update.before["spec"]["timeout_s"], update.after["spec"]["timeout_s"]) == (15.0, 30.0)
+    assert rotate.before["api_key_id"] != rotate.after["api_key_id"]
+    assert (disable.before["enabled"], disable.after["enabled"]) == (True, False)
+    assert all(e.at.tzinfo is not None for e in entries)
+    assert registry.audit() == entries
+    assert registry.audit("000.00.00.X99") == []
+
+
+# ------------------------------------------------------------------ runtime wiring
+
+
+def test_runtime_uses_the_registry_when_connectors_exist(tmp_path: Path, pki) -> None:
+    from hub.runtime import has_destinations, routing_table, trust_store
+
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        "destinations: {sink: {endpoint: 'http://127.0.0.1:1/inbox'}}\n"
+        "routes: [{type: dossier.sync, sender: '*', to: [sink]}]\n"
+    )
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/hub.db", data_dir=tmp_path, routes_file=routes, trust_dir=pki.ca_cert
+    )
+    assert set(routing_table(settings).destinations) == {"sink"}  # no database yet: the routing file
+    store = Store(settings.database_url)
+    store.migrate()
+    try:
+        assert set(routing_table(settings, store).destinations) == {"sink"}  # no connectors: the routing file
+        assert trust_store(settings, store).pinned == {}
+        Registry(store, hub_code=HUB).add(
+            spec("land-registration.yaml", certificates=[pem(pki.ministry)]), actor="alice"
+        )
+        assert set(routing_table(settings).destinations) == {MINISTRY}
+        assert has_destinations(settings.model_copy(update={"routes_file": None}))
+        trust = trust_store(settings)
+        assert list(trust.pinned) == [MINISTRY] and len(trust.anchors) == 1
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------------ onboarding check
+
+
+class _Endpoint(http.server.BaseHTTPRequestHandler):
+    def do_OPTIONS(self) -> None:
+        self.send_response(204)
+        self.send_header("Allow", "POST, OPTIONS")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def endpoint() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/inbox"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _free_port_url() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/inbox"  # closed again: connection refused
+
+
+def test_check_passes_a_good_connector(registry: Registry, pki, endpoint: str, tmp_path: Path) -> None:
+    envelope = tmp_path / "signed.xml"
+    envelope.write_bytes(signed(pki.ministry))
+    data = spec_data("land-registration.yaml", certificates=[pem(pki.ministry)])
+    data["endpoint"] = {"url": endpoint, "transport": "http"}
+    data["examples"] = {"dossier.status": [str(DEPLOY / "examples" / "land-status.xml"), str(envelope)]}
+    registry.add(parse_spec(data, base_dir=DEPLOY), actor="alice")
+    report = run_check(registry, MINISTRY, trust=registry.trust_store(pki.trust()))
+    assert report.ok, report.items
+    text = "\n".join(f"{i.status} {i.area} {i.message}" for i in report.items)
+    assert "signature verified" in text and "valid payload" in text and "answered OPTIONS with HTTP 204" in text
+    assert "key policy met" in text
+
+
+def test_check_lists_what_must_be_fixed(registry: Registry, pki, tmp_path: Path) -> None:
+    bad_example = tmp_path / "status.xml"
+    bad_example.write_bytes(
+        packets.to_xml(packets.example("dossier.status")).replace(b"<p:status>4</p:status>", b"<p:status>42</p:status>")
+    )
+    impostor = tmp_path / "impostor.xml"
+    impostor.write_bytes(signed(pki.impostor))
+    data = spec_data("land-registration.yaml", certificates=[pem(pki.expired)])
+    data["endpoint"] = {"url": _free_port_url(), "transport": "http"}
+    data["mapping"] = {"dossier.status": "ldr-v2"}
+    data["examples"] = {"dossier.status": [str(bad_example), str(impostor)]}
+    registry.add(parse_spec(data), actor="alice")
+    report = run_check(registry, MINISTRY, trust=registry.trust_store(pki.trust()), probe_timeout_s=1)
+    assert not report.ok
+    failures = {(i.area, i.message.split(":")[0]) for i in report.failures}
+    assert ("mapping", "dossier.status") in failures
+    assert {i.area for i in report.failures} == {"example", "mapping", "certificate", "endpoint"}
+    assert any("endpoint unreachable" in i.message for i in report.failures)
+    assert any("expired" in i.message for i in report.failures)
+    assert sum(i.area == "example" for i in report.failures) == 2
+
+
+# ------------------------------------------------------------------ CLI
+
+
+class Cli:
+    def __init__(self, tmp_path: Path) -> None:
+        self.env = {"LIENTHONG_DATABASE_URL": f"sqlite:///{tmp_path}/hub.db", "LIENTHONG_DATA_DIR": str(tmp_path)}
+
+    def __call__(self, *args: object):
+        get_settings.cache_clear()
+        try:
+            return CliRunner().invoke(app, [str(a) for a in args], env=self.env, catch_exceptions=False)
+        finally:
+            get_settings.cache_clear()
+
+
+def test_cli_add_list_show_disable_check(tmp_path: Path, pki, endpoint: str) -> None:
+    cli = Cli(tmp_path)
+    connectors = tmp_path / "connectors"
+    shutil.copytree(DEPLOY, connectors)
+    shutil.copy(pki.ministry.cert_path, connectors / "ministry.pem")
+    good = connectors / "land-registration.yaml"
+    data = yaml.safe_load(good.read_text())
+    data["endpoint"]["url"] = endpoint
+    data["certificates"] = ["ministry.pem"]
+    good.write_text(yaml.safe_dump(data, allow_unicode=True))
+
+    added = cli("connector", "add", good, "--actor", "alice")
+    assert added.exit_code == 0, added.output
+    assert f"registered connector {MINISTRY}" in added.stdout
+    key = next(line.split(": ", 1)[1] for line in added.stdout.splitlines() if line.startswith("API key:"))
+    assert key.startswith("lt_") and "shown only now" in added.stderr
+    again = cli("connector", "add", good)
+    assert again.exit_code == 0 and "updated connector" in again.stdout and "lt_" not in again.output
+
+    assert cli("connector", "add", connectors / "province.yaml").exit_code == 0
+    listed = cli("connector", "list")
+    assert listed.exit_code == 0
+    for text in (MINISTRY, PROVINCE, "ministry", "provincial", "dossier.status", endpoint):
+        assert text in listed.stdout
+
+    shown = cli("connector", "show", MINISTRY)
+    assert shown.exit_code == 0 and "Land registration" in shown.stdout
+    assert keys.fingerprint(pki.ministry.certificate) in shown.stdout and key not in shown.stdout
+    assert "create" in shown.stdout and "by alice" in shown.stdout
+
+    checked = cli("connector", "check", MINISTRY)
+    assert checked.exit_code == 0, checked.output
+    assert "✓" in checked.stdout and "✗" not in checked.stdout and "ready" in checked.stdout
+
+    refused = cli("connector", "check", PROVINCE)  # its endpoint (port 9101) is not listening
+    assert refused.exit_code == 1 and "✗" in refused.stdout and "endpoint unreachable" in refused.stdout
+
+    assert cli("connector", "disable", MINISTRY, "--actor", "bob").exit_code == 0
+    assert "DISABLED" in cli("connector", "show", MINISTRY).stdout
+    rotated = cli("connector", "rotate-key", MINISTRY)
+    assert rotated.exit_code == 0 and "lt_" in rotated.stdout
+    audit = cli("connector", "audit", MINISTRY)
+    assert [line.split()[3] for line in audit.stdout.splitlines() if line[:2] == "20"] == [
+        "create",
+        "disable",
+        "rotate-key",
+    ]
+    assert cli("connector", "show", "000.00.00.X99").exit_code == 2
+    assert cli("connector", "check", "000.00.00.X99").exit_code == 2
+
+
+def test_cli_add_reports_every_problem_of_a_broken_file(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        "code: 12.34\nname: Broken\nkind: bank\nsends: [payment.pay]\nreceives: [payment.receipt]\n"
+        "endpoint: {url: 'http://127.0.0.1:9/x', transport: grpc}\ncertificates: [nowhere.pem]\n"
+    )
+    result = cli("connector", "add", broken)
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith(str(broken) + ":")]
+    assert [line.split(": ")[1] for line in lines[:-1]] == [
+        "code",
+        "kind",
+        "sends[0]",
+        "endpoint.transport",
+        "certificates[0]",
+    ]
+    assert f"{broken}:1: code:" in result.stderr and "5 problem(s); connector not registered" in result.stderr
+    assert "no connectors registered" in cli("connector", "list").stdout
