@@ -433,6 +433,8 @@ def bench(
     batch: Annotated[int, typer.Option(help="Envelopes accepted per store transaction")] = 50,
     database: Annotated[str | None, typer.Option(help="Store URL (default: a SQLite file in a temp folder)")] = None,
     naive_messages: Annotated[int, typer.Option(help="Packets timed through the naive chain")] = 1000,
+    acceptors: Annotated[int, typer.Option(help="Processes accepting envelopes (as API workers would)")] = 2,
+    prefetch: Annotated[int, typer.Option(help="Deliveries each worker takes from the queue at once")] = 32,
 ) -> None:
     """Measure the exchange end to end and against a naive single-process chain.
 
@@ -457,8 +459,8 @@ def bench(
     err.print(f"Lienthong benchmark: {messages} messages, broker {broker}, {workers} worker processes")
     result = benchmark.run(
         broker=broker, messages=messages, workers=workers, window=window, batch=batch, database_url=database,
-        naive_messages=naive_messages, report=lambda line: err.print(line, markup=False),
-        progress_factory=progress_factory,
+        naive_messages=naive_messages, acceptors=acceptors, prefetch=prefetch,
+        report=lambda line: err.print(line, markup=False), progress_factory=progress_factory,
     )  # fmt: skip
     err.print(
         f"\nend to end: {result.delivered}/{result.messages} delivered in {result.seconds:.1f}s = "
@@ -579,7 +581,7 @@ def connector_show(code: CodeArg) -> None:
     out.print(f"{c.code}  {c.name}  ({c.kind}, {'enabled' if c.enabled else 'DISABLED'})", markup=False)
     out.print(f"API key id: {c.api_key_prefix or '-'} (the key itself is never stored)", markup=False)
     out.print(f"created {c.created_at:%Y-%m-%d %H:%M:%S}Z, updated {c.updated_at:%Y-%m-%d %H:%M:%S}Z", markup=False)
-    spec = c.spec.stored()
+    spec = c.spec.public()
     if spec.get("code_pattern") is None:
         spec.pop("code_pattern", None)
     spec["mapping"] = {t: c.spec.profile_for(t) for t in dict.fromkeys((*c.sends, *c.receives))}

@@ -6,7 +6,9 @@ Signing and verification live in ``hub.signing``; this module only knows the env
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 
@@ -76,15 +78,27 @@ def _format_time(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+_local = threading.local()
+
+
 @lru_cache(maxsize=1)
+def _envelope_xsd() -> bytes:
+    return resources.files("schemas").joinpath("envelope.xsd").read_bytes()
+
+
 def envelope_schema() -> etree.XMLSchema:
-    """The envelope XSD, loaded once."""
-    source = resources.files("schemas").joinpath("envelope.xsd").read_bytes()
-    return etree.XMLSchema(etree.fromstring(source, parser=make_parser()))
+    """The envelope XSD, compiled once per thread (an lxml validator's error log is per object)."""
+    schema = getattr(_local, "schema", None)
+    if schema is None:
+        schema = _local.schema = etree.XMLSchema(etree.fromstring(_envelope_xsd(), parser=make_parser()))
+    return schema
 
 
-def build_envelope(header: EnvelopeHeader, body: etree._Element) -> etree._Element:
-    """An unsigned envelope element holding ``header`` and a copy of the payload ``body``."""
+def build_envelope(header: EnvelopeHeader, body: etree._Element, *, move_body: bool = False) -> etree._Element:
+    """An unsigned envelope element holding ``header`` and a copy of the payload ``body``.
+
+    ``move_body=True`` moves the element instead of copying it, for a caller that discards its tree.
+    """
     root = etree.Element(ENVELOPE_TAG, nsmap={"env": ENVELOPE_NAMESPACE})
     head = etree.SubElement(root, HEADER_TAG)
     for attr, name in _HEADER_FIELDS:
@@ -94,7 +108,7 @@ def build_envelope(header: EnvelopeHeader, body: etree._Element) -> etree._Eleme
         text = _format_time(value) if isinstance(value, dt.datetime) else str(value)
         etree.SubElement(head, f"{_E}{name}").text = text
     body_el = etree.SubElement(root, BODY_TAG)
-    body_el.append(etree.fromstring(etree.tostring(body), parser=make_parser()))
+    body_el.append(body if move_body else etree.fromstring(etree.tostring(body), parser=make_parser()))
     return root
 
 
@@ -158,11 +172,19 @@ def body_payload(root: etree._Element) -> etree._Element:
     return children[0]
 
 
-def validate_envelope(root: etree._Element) -> tuple[EnvelopeHeader, list[Issue]]:
+#: Checks an envelope's payload given its (signed) header: the issues found, paths relative to the payload.
+PayloadCheck = Callable[[EnvelopeHeader, etree._Element], list[Issue]]
+
+
+def validate_envelope(
+    root: etree._Element, payload_check: PayloadCheck | None = None
+) -> tuple[EnvelopeHeader, list[Issue]]:
     """Check the envelope, its header and its payload against their schemas and against each other.
 
-    Returns the header and the list of issues found (empty when valid). Raises ``EnvelopeInvalidError``
-    only when the envelope is too broken to read a header from.
+    ``payload_check`` replaces the canonical packet validation of the body (a sender whose mapping profile
+    sends its own format); the header checks are the same either way. Returns the header and the list of
+    issues found (empty when valid). Raises ``EnvelopeInvalidError`` only when the envelope is too broken to
+    read a header from.
     """
     from hub import packets  # the packet registry imports heavier modules; keep envelope import light
 
@@ -186,10 +208,12 @@ def validate_envelope(root: etree._Element) -> tuple[EnvelopeHeader, list[Issue]
             )
         )
         return header, issues
-    issues.extend(
-        Issue(f"/envelope/body{i.path}", i.rule, i.message, i.line)
-        for i in packets.validate_element(header.message_type, payload)
+    found = (
+        packets.validate_element(header.message_type, payload)
+        if payload_check is None
+        else payload_check(header, payload)
     )
+    issues.extend(Issue(f"/envelope/body{i.path}", i.rule, i.message, i.line) for i in found)
     if header.dossier_code is not None:
         body_code = payload.find(f"{{{packets.PACKET_NAMESPACE}}}dossierCode")
         if body_code is not None and (body_code.text or "").strip() != header.dossier_code:

@@ -20,10 +20,11 @@ from lxml import etree
 
 from adapters.base import Adapter, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
 from broker.base import Broker, BrokerUnavailable, Delivery
-from hub.envelope import EnvelopeHeader, body_payload, read_header
+from hub.envelope import EnvelopeHeader, body_payload, build_envelope, read_header
 from hub.routing import RoutingTable
-from hub.signing import Signer, sign_payload
+from hub.signing import Signer
 from hub.xmlparse import parse_xml
+from mappings import canonical_payload
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,10 @@ class OutboundBuilder:
             dossier_code=original.dossier_code,
             user_id=original.user_id,
         )
-        signed = sign_payload(self.signer, header, body_payload(root))
+        # A partner-format body (a mapping profile's, e.g. <BuocXuLy>) is mapped to the canonical packet by the
+        # same pure converter that validated it at intake (see hub.pipeline); canonical bodies go as they came.
+        payload = canonical_payload(original.message_type, body_payload(root))
+        signed = self.signer.sign(build_envelope(header, payload, move_body=True))
         return header, etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
 
 
@@ -252,7 +256,8 @@ class Worker:
                      delivery.message_id, destination, attempt, delay, exc)  # fmt: skip
             return Outcome("retry", delay, str(exc)), None
         breaker.success()
-        return Outcome("delivered"), (delivery_id, outbound, f"HTTP {receipt.status}")
+        detail = f"HTTP {receipt.status}" + (f" {receipt.detail}" if receipt.sent else "")  # mapped at the edge
+        return Outcome("delivered"), (delivery_id, outbound, detail)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

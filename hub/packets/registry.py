@@ -40,7 +40,7 @@ class PacketType:
 
     @property
     def schema(self) -> etree.XMLSchema:
-        """The compiled XSD (compiled on first use, then cached for the process)."""
+        """The compiled XSD (compiled on first use in each thread, then cached)."""
         return load_schema(self.xsd)
 
 

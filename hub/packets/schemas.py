@@ -14,7 +14,7 @@ from importlib import resources
 from lxml import etree
 
 _BASE_URL = "lienthong-packets:/"
-_LOCK = threading.Lock()
+_local = threading.local()
 
 
 def schema_bytes(filename: str) -> bytes:
@@ -34,22 +34,36 @@ class _PackageResolver(etree.Resolver):
         return self.resolve_string(data, context, base_url=f"{_BASE_URL}{name}")
 
 
-@cache
 def load_schema(filename: str) -> etree.XMLSchema:
-    """The compiled schema ``schemas/packets/<filename>`` (compiled once per process)."""
+    """The compiled schema ``schemas/packets/<filename>``, compiled once per thread.
+
+    An lxml validator keeps its error log on the object, so each thread gets its own instead of sharing
+    one behind a lock (which serialised every validation in the API's thread pool).
+    """
+    cache: dict[str, etree.XMLSchema] = _local.__dict__.setdefault("schemas", {})
+    schema = cache.get(filename)
+    if schema is None:
+        schema = cache[filename] = _compile(filename)
+    return schema
+
+
+@cache
+def _document(filename: str) -> bytes:
+    return schema_bytes(filename)
+
+
+def _compile(filename: str) -> etree.XMLSchema:
     parser = etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True)
     parser.resolvers.add(_PackageResolver())
-    document = etree.fromstring(schema_bytes(filename), parser=parser, base_url=f"{_BASE_URL}{filename}")
+    document = etree.fromstring(_document(filename), parser=parser, base_url=f"{_BASE_URL}{filename}")
     return etree.XMLSchema(document)
 
 
 def validate(schema: etree.XMLSchema, element: etree._Element) -> etree._ListErrorLog | None:
     """Validate ``element`` (a document root or a sub-element); ``None`` if valid, else the error log.
 
-    An lxml validator keeps its error log on the object, so validation and reading the log are done
-    under one lock to keep threads from mixing their errors.
+    ``schema`` must come from ``load_schema`` in the calling thread (its error log is per object).
     """
-    with _LOCK:
-        if schema.validate(element):
-            return None
-        return schema.error_log
+    if schema.validate(element):
+        return None
+    return schema.error_log

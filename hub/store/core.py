@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,33 @@ _B_ID = sa.bindparam("b_id")
 _B_NOW = sa.bindparam("b_now", type_=UTCDateTime)
 _RETURN = (deliveries.c.attempts, deliveries.c.message_pk, deliveries.c.destination)
 _INSERT_EVENT = events.insert()
+_DELIVERED_MANY = (
+    deliveries.update()
+    .where(deliveries.c.id == _B_ID)
+    .values(
+        state=DD,
+        outbound=sa.bindparam("b_outbound", type_=sa.LargeBinary),
+        outbound_digest=sa.bindparam("b_digest", type_=sa.String),
+        delivered_at=_B_NOW,
+        next_attempt_at=None,
+        updated_at=_B_NOW,
+    )
+)
+
+
+def _event_row(row: Any, state: str, at: datetime, detail: str = "") -> dict[str, Any]:
+    """An events row for a delivery row carrying message_pk, destination and attempts."""
+    return {
+        "message_pk": row.message_pk,
+        "destination": row.destination,
+        "state": str(state),
+        "attempt": row.attempts,
+        "detail": detail,
+        "actor": None,
+        "at": at,
+    }
+
+
 _STATE = sa.select(deliveries.c.state).where(deliveries.c.id == _B_ID)
 _START_ATTEMPT = (
     deliveries.update()
@@ -266,6 +294,16 @@ class Store:
         for index, sub in enumerate(subs):
             first.setdefault((sub.sender, sub.message_id), index)
 
+        # 0. Status updates of new messages through the status machine: a rejected one is not stored, a stale
+        #    one is stored without deliveries.
+        decisions = self._decide_statuses(conn, subs, first, now)
+        rejected: dict[tuple[str, str], Decision] = {}
+        for index, decision in decisions.items():
+            if decision.outcome == "rejected":
+                rejected[(subs[index].sender, subs[index].message_id)] = decision
+            elif decision.outcome == "stale":
+                subs[index] = replace(subs[index], destinations=())
+
         # 1. Insert every first occurrence; keys stored before (or concurrently) are skipped, not raised.
         rows = [
             {
@@ -279,12 +317,15 @@ class Store:
                 "envelope": subs[i].envelope,
                 "received_at": now,
             }
-            for i in first.values()
+            for key, i in first.items()
+            if key not in rejected
         ]
         insert = self._insert_ignoring(messages, ("sender", "message_id")).returning(
             messages.c.id, messages.c.sender, messages.c.message_id
         )
-        inserted: dict[tuple[str, str], int] = {(r.sender, r.message_id): r.id for r in conn.execute(insert, rows)}
+        inserted: dict[tuple[str, str], int] = (
+            {(r.sender, r.message_id): r.id for r in conn.execute(insert, rows)} if rows else {}
+        )
 
         # 2. Deliveries and events of the new messages, set-based.
         delivery_ids: dict[int, tuple[int, ...]] = {}
@@ -309,6 +350,19 @@ class Store:
                         }
                     )
                     event_rows.append({**base, "destination": destination, "state": EventState.QUEUED, "detail": ""})
+                decision = decisions.get(first[key])
+                if decision is not None:
+                    update = sub.status
+                    assert update is not None
+                    event_rows.append(
+                        {
+                            **base,
+                            "destination": None,
+                            "state": f"status_{decision.outcome}",
+                            "detail": f"{update.dossier_code} -> {int(update.status)}: {decision.reason}",
+                            "actor": update.source,
+                        }
+                    )
             by_key: dict[tuple[int, str], int] = {}
             if delivery_rows:
                 # Rows come back in any order; they are matched on (message, destination).
@@ -322,7 +376,7 @@ class Store:
         stored: dict[tuple[str, str], tuple[int, str, datetime]] = {}
         for key, pk in inserted.items():
             stored[key] = (pk, digests[first[key]], now)
-        missing = [key for key in first if key not in inserted]
+        missing = [key for key in first if key not in inserted and key not in rejected]
         states: dict[int, list[str]] = {pk: [Q] * len(ids) for pk, ids in delivery_ids.items()}
         if missing:
             for chunk in _chunks(missing):
@@ -350,6 +404,22 @@ class Store:
         results = []
         for index, sub in enumerate(subs):
             key = (sub.sender, sub.message_id)
+            if key in rejected:
+                results.append(
+                    AcceptResult(
+                        outcome="rejected",
+                        sender=sub.sender,
+                        message_id=sub.message_id,
+                        digest=digests[index],
+                        stored_digest="",
+                        status="rejected",
+                        message_pk=None,
+                        delivery_ids=(),
+                        received_at=now,
+                        decision=rejected[key],
+                    )
+                )
+                continue
             pk, stored_digest, received_at = stored[key]
             if key in inserted and first[key] == index:
                 outcome = "accepted"
@@ -368,9 +438,95 @@ class Store:
                     message_pk=pk,
                     delivery_ids=delivery_ids.get(pk, ()),
                     received_at=received_at,
+                    decision=decisions.get(index) if outcome == "accepted" else None,
                 )
             )
         return results
+
+    def _decide_statuses(
+        self, conn: Connection, subs: list[Submission], first: dict[tuple[str, str], int], now: datetime
+    ) -> dict[int, Decision]:
+        """Run the status updates of the batch's new messages through the status machine (index → decision).
+
+        The dossiers' rows are locked first (in code order), then the messages already stored are skipped: a
+        resend, or a twin a concurrent transaction stored while this one waited for the lock, is decided once."""
+        from hub.status_machine import DossierState, DossierStatus
+
+        wanted = [i for i in first.values() if subs[i].status is not None]
+        if not wanted:
+            return {}
+        codes = sorted({subs[i].status.dossier_code for i in wanted})  # type: ignore[union-attr]
+        conn.execute(self._insert_ignoring(dossiers, ("code",)), [{"code": code} for code in codes])
+        state: dict[str, DossierState | None] = {}
+        for chunk in _chunks(codes):
+            query = (
+                sa.select(dossiers.c.code, dossiers.c.status, dossiers.c.status_at)
+                .where(dossiers.c.code.in_(list(chunk)))
+                .order_by(dossiers.c.code)
+                .with_for_update()
+            )
+            for r in conn.execute(query):
+                state[r.code] = None if r.status is None else DossierState(DossierStatus(r.status), r.status_at)
+        keys = [(subs[i].sender, subs[i].message_id) for i in wanted]
+        known: set[tuple[str, str]] = set()
+        for chunk in _chunks(keys):
+            query = sa.select(messages.c.sender, messages.c.message_id).where(
+                sa.tuple_(messages.c.sender, messages.c.message_id).in_(list(chunk))
+            )
+            known.update((r.sender, r.message_id) for r in conn.execute(query))
+        decisions: dict[int, Decision] = {}
+        for i in wanted:
+            sub = subs[i]
+            update = sub.status
+            if update is None or (sub.sender, sub.message_id) in known:
+                continue
+            decision = self._apply_status(
+                conn, update.dossier_code, state[update.dossier_code], update.status, update.at,
+                message_id=sub.message_id, source=update.source, correction=None, now=now,
+            )  # fmt: skip
+            if decision.new_state is not None:
+                state[update.dossier_code] = decision.new_state
+            decisions[i] = decision
+        return decisions
+
+    @staticmethod
+    def _apply_status(
+        conn: Connection,
+        dossier_code: str,
+        current: Any,
+        status: int,
+        at: datetime,
+        *,
+        message_id: str | None,
+        source: str,
+        correction: Any,
+        now: datetime,
+    ) -> Decision:
+        """Decide one update against the locked dossier's ``current`` state; record it on the timeline and, when
+        applied, as the dossier's state."""
+        from hub.status_machine import decide
+
+        decision = decide(current, status, at, correction)
+        outcome = str(getattr(decision.outcome, "value", decision.outcome)).lower()
+        if decision.new_state is not None:
+            conn.execute(
+                dossiers.update()
+                .where(dossiers.c.code == dossier_code)
+                .values(status=int(decision.new_state.status), status_at=decision.new_state.at, applied_at=now)
+            )
+        conn.execute(
+            dossier_timeline.insert().values(
+                dossier_code=dossier_code,
+                message_id=message_id,
+                status=int(status),
+                at=at,
+                outcome=outcome,
+                reason=decision.reason or "",
+                source=source,
+                recorded_at=now,
+            )
+        )
+        return decision
 
     def record_event(
         self,
@@ -491,36 +647,58 @@ class Store:
             return True
 
     def start_attempts(self, delivery_ids: Sequence[int]) -> dict[int, int]:
-        """``start_attempt`` for a batch in one transaction: {delivery id: attempt number}.
+        """``start_attempt`` for a batch, in one transaction and two statements: {delivery id: attempt number}.
 
         Deliveries already delivered (a redelivered queue message) or unknown are left out of the answer, so
         the caller acknowledges them without calling the partner again.
         """
+        if not delivery_ids:
+            return {}
         now = _now()
-        started: dict[int, int] = {}
         with self._write() as conn:
-            for delivery_id in delivery_ids:
-                row = conn.execute(_START_ATTEMPT, {"b_id": delivery_id, "b_now": now}).first()
-                if row is None:
-                    continue
-                self._event(conn, row.message_pk, EventState.ATTEMPT_STARTED, now, destination=row.destination,
-                            attempt=row.attempts)  # fmt: skip
-                started[delivery_id] = int(row.attempts)
-        return started
+            rows = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.state != DD)
+                .values(attempts=deliveries.c.attempts + 1, state=DV, next_attempt_at=None, updated_at=now)
+                .returning(deliveries.c.id, *_RETURN)
+            ).all()
+            if rows:
+                conn.execute(_INSERT_EVENT, [_event_row(r, EventState.ATTEMPT_STARTED, now) for r in rows])
+        return {int(r.id): int(r.attempts) for r in rows}
 
     def record_delivered_many(self, items: Sequence[tuple[int, bytes, str]]) -> list[bool]:
-        """``record_delivered`` for a batch of (delivery id, outbound envelope, detail) in one transaction."""
+        """``record_delivered`` for a batch of (delivery id, outbound envelope, detail) in one transaction.
+
+        Returns, per item, whether it was recorded now (``False``: it had already been delivered).
+        """
+        if not items:
+            return []
         now = _now()
-        done: list[bool] = []
+        ids = [delivery_id for delivery_id, _, _ in items]
         with self._write() as conn:
-            for delivery_id, outbound, detail in items:
-                params = {"b_id": delivery_id, "b_now": now, "b_outbound": outbound, "b_digest": _digest(outbound)}
-                row = conn.execute(_DELIVERED, params).first()
-                done.append(row is not None)
-                if row is not None:
-                    self._event(conn, row.message_pk, EventState.DELIVERED, now, destination=row.destination,
-                                attempt=row.attempts, detail=detail)  # fmt: skip
-        return done
+            open_rows = {
+                int(r.id): r
+                for r in conn.execute(
+                    sa.select(deliveries.c.id, *_RETURN).where(deliveries.c.id.in_(ids), deliveries.c.state != DD)
+                )
+            }
+            todo = [item for item in items if item[0] in open_rows]
+            if todo:
+                conn.execute(
+                    _DELIVERED_MANY,
+                    [
+                        {"b_id": delivery_id, "b_now": now, "b_outbound": outbound, "b_digest": _digest(outbound)}
+                        for delivery_id, outbound, _ in todo
+                    ],
+                )
+                conn.execute(
+                    _INSERT_EVENT,
+                    [
+                        _event_row(open_rows[delivery_id], EventState.DELIVERED, now, detail)
+                        for delivery_id, _, detail in todo
+                    ],
+                )
+        return [delivery_id in open_rows for delivery_id in ids]
 
     def record_retry(self, delivery_id: int, *, error: str, delay_s: float, republish: bool = False) -> None:
         """Record a failed attempt and the retry planned in ``delay_s`` (events ``failed``, ``retry_scheduled``).
@@ -773,7 +951,7 @@ class Store:
         current state changes only when the decision carries a new state. When ``message_id`` names a logged
         message (of ``sender``, if given), its history gets a ``status_<outcome>`` event too.
         """
-        from hub.status_machine import DossierState, DossierStatus, decide
+        from hub.status_machine import DossierState, DossierStatus
 
         if at.tzinfo is None or at.utcoffset() is None:
             raise ValueError("record_status: 'at' must be timezone-aware")
@@ -787,26 +965,11 @@ class Store:
                 .with_for_update()
             ).one()
             current = None if row.status is None else DossierState(DossierStatus(row.status), row.status_at)
-            decision = decide(current, status, at, correction)
+            decision = self._apply_status(
+                conn, dossier_code, current, status, at,
+                message_id=message_id, source=source, correction=correction, now=now,
+            )  # fmt: skip
             outcome = str(getattr(decision.outcome, "value", decision.outcome)).lower()
-            if decision.new_state is not None:
-                conn.execute(
-                    dossiers.update()
-                    .where(dossiers.c.code == dossier_code)
-                    .values(status=int(decision.new_state.status), status_at=decision.new_state.at, applied_at=now)
-                )
-            conn.execute(
-                dossier_timeline.insert().values(
-                    dossier_code=dossier_code,
-                    message_id=message_id,
-                    status=int(status),
-                    at=at,
-                    outcome=outcome,
-                    reason=decision.reason or "",
-                    source=source,
-                    recorded_at=now,
-                )
-            )
             if message_id is not None:
                 query = sa.select(messages.c.id).where(messages.c.message_id == message_id)
                 if sender is not None:
