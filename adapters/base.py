@@ -40,10 +40,18 @@ class OutboundRequest:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryReceipt:
-    """What the partner answered."""
+    """What the partner answered.
+
+    For partners that do not take the envelope itself (JSON/SOAP partners), the adapter maps the canonical payload
+    at the edge: ``sent`` is then the partner-format request exactly as sent (credentials and session tokens left
+    out) and ``sent_type`` its media type, so the message log can keep it next to the hub-signed envelope;
+    ``detail`` then summarises the exchange (service, partner's code and message, digest of ``sent``).
+    """
 
     status: int
     detail: str = ""
+    sent: bytes = b""
+    sent_type: str = ""
 
 
 class Adapter(ABC):

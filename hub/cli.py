@@ -701,6 +701,47 @@ def connector_check(
     raise typer.Exit(EXIT_REJECTED)
 
 
+@app.command()
+def simulate(
+    trust: Annotated[
+        Path | None,
+        typer.Option(help="CA or certificate (file or folder) the envelope partners verify the hub's signature with"),
+    ] = None,
+    port_offset: Annotated[int, typer.Option(help="Added to every default port (a second set beside the first)")] = 0,
+) -> None:
+    """Run the partner simulators (national portal, provincial system, ministry) on 127.0.0.1 until Ctrl-C/SIGTERM."""
+    import signal
+    import threading
+
+    from rich.table import Table
+
+    from hub import simulators
+
+    ports = {kind: port + port_offset for kind, port in simulators.DEFAULT_PORTS.items()}
+    try:
+        started = simulators.start_all(ports, trust=trust)
+    except OSError as exc:
+        raise _fail(f"cannot start the simulators: {exc}") from None
+    except KeyMaterialError as exc:
+        raise _fail(str(exc)) from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    table = Table(title="Lienthong partner simulators", title_justify="left")
+    for column in ("partner", "URL (the connector's endpoint)", "inspect (GET) / control (POST)"):
+        table.add_column(column, no_wrap=True)
+    for kind, sim in started.items():
+        table.add_row(kind, sim.url, f"{sim.base_url}/_received · /_control")
+    out.print(table)
+    out.print("Simulators running; Ctrl-C or SIGTERM stops them.", markup=False)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        simulators.stop_all(started)
+    out.print("simulators stopped", markup=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,8 +1,24 @@
-"""Accepting a message: verify → validate → route → dedupe and commit → publish (outbox pattern).
+"""Accepting a message: verify → validate (and map) → route → status machine, dedupe and commit → publish
+(outbox pattern).
 
 The hub answers "accepted" only after the message and its deliveries are committed to the store. Publishing
 to the broker comes after the commit; a delivery whose publish was not confirmed stays ``unpublished`` in the
 store and the relay (``Relay``) publishes it again, so a crash between the two loses nothing.
+
+**Inbound mapping.** A sender whose connector maps a type to a profile other than ``canonical`` (e.g. a ministry
+with ``mapping: {dossier.status: ministry-steps}``) may put its own format in the envelope body (``<BuocXuLy>``).
+The signature is verified over the envelope exactly as received; the body is validated by the profile's converter
+(``mappings``) instead of the canonical XSD, and converted to the canonical packet. The message log keeps the
+envelope exactly as received (non-repudiation); no canonical copy is stored. The worker builds the outbound
+envelope from that stored envelope and maps its body again with the same pure converter
+(``mappings.canonical_payload``), so what is delivered is the canonical form, and the signed outbound it sends
+is recorded with the delivery. A canonical body is always accepted too.
+
+**Dossier status.** Every accepted ``dossier.status`` (canonical or mapped) goes through the status machine in
+the same store transaction as its acceptance and lands on the dossier's timeline: an applied update is routed;
+a stale one (older than the last applied) is stored but not routed; an illegal transition is refused
+(``StatusTransitionError``, rule ``status-transition``), stored nowhere but on the timeline, and nothing is queued.
+A resend of an accepted message is a duplicate and is not decided again.
 """
 
 from __future__ import annotations
@@ -12,17 +28,27 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from lxml import etree
+from pydantic import BaseModel
+
+import mappings
 from broker.base import Broker, BrokerError, OutboundMessage
+from hub import packets
 from hub.envelope import EnvelopeHeader
 from hub.errors import Issue, RejectedError
+from hub.packets.dossier import DossierStatusUpdate
 from hub.routing import RoutingTable
 from hub.signing import EnvelopeVerifier, VerifiedEnvelope
-from hub.store import PendingDelivery
+from hub.store import PendingDelivery, StatusUpdate
 
 log = logging.getLogger(__name__)
 
+STATUS_TYPE = "dossier.status"
+
 # Called with the verified header before routing; raises ``RejectedError`` (e.g. ``AccessDeniedError``) to refuse.
 Authorizer = Callable[[EnvelopeHeader], None]
+# The mapping profile the sender of this header uses for its message type (``canonical`` by default).
+ProfileResolver = Callable[[EnvelopeHeader], str]
 
 
 class NoRouteError(RejectedError):
@@ -37,6 +63,25 @@ class ConflictError(RejectedError):
     default_rule = "idempotency-conflict"
 
 
+class StatusTransitionError(RejectedError):
+    """A ``dossier.status`` the status machine refuses (an illegal transition); nothing was queued."""
+
+    default_rule = "status-transition"
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """An envelope that passed verification, validation (through its profile), authorization and routing.
+
+    ``canonical`` is the canonical packet model of the body (mapped when ``profile`` is not ``canonical``);
+    it is only decoded for the types the pipeline itself reads (``dossier.status``), else ``None``."""
+
+    verified: VerifiedEnvelope
+    destinations: tuple[str, ...]
+    profile: str = mappings.CANONICAL
+    canonical: BaseModel | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """The answer to a sender: the message id, its status, and whether this was a resend."""
@@ -45,6 +90,7 @@ class Accepted:
     status: str
     destinations: tuple[str, ...]
     duplicate: bool = False
+    status_update: str | None = None  # for a new dossier.status: "applied" or "stale"
 
 
 def outbound_for(pending: PendingDelivery) -> OutboundMessage:
@@ -59,18 +105,65 @@ def outbound_for(pending: PendingDelivery) -> OutboundMessage:
 
 
 class Acceptor:
-    """The front half of the pipeline, shared by the API, the SOAP entry and the benchmark."""
+    """The front half of the pipeline, shared by the API, the SOAP entry and the benchmark.
 
-    def __init__(self, store, broker: Broker, routing: RoutingTable, verifier: EnvelopeVerifier) -> None:
+    ``track_status`` (default on): run every ``dossier.status`` through the status machine as it is accepted."""
+
+    def __init__(
+        self,
+        store,
+        broker: Broker,
+        routing: RoutingTable,
+        verifier: EnvelopeVerifier,
+        *,
+        track_status: bool = True,
+    ) -> None:
         self.store = store
         self.broker = broker
         self.routing = routing
         self.verifier = verifier
+        self.track_status = track_status
         routing.declare(broker)
 
-    def check(self, data: bytes, authorize: Authorizer | None = None) -> tuple[VerifiedEnvelope, tuple[str, ...]]:
-        """Verify, authorize and route one envelope without storing it; raise ``RejectedError`` with the reason."""
-        verified = self.verifier.verify(data)
+    @staticmethod
+    def payload_check(profile: ProfileResolver | None) -> Callable[[EnvelopeHeader, etree._Element], list[Issue]]:
+        """The body validation for ``verify``: the canonical packet, or the sender's profile format."""
+
+        def check(header: EnvelopeHeader, payload: etree._Element) -> list[Issue]:
+            name = mappings.CANONICAL if profile is None else profile(header)
+            mapping = mappings.inbound_mapping(name, header.message_type)
+            if mapping is not None and payload.tag == mapping.root:
+                issues = mapping.issues(payload)
+                if not issues and header.dossier_code is not None:
+                    mapped = mapping.to_canonical(payload)
+                    code = getattr(mapped, "dossier_code", header.dossier_code)
+                    if code != header.dossier_code:
+                        issues.append(
+                            Issue(
+                                "/envelope/header/dossierCode",
+                                "dossier-code-matches-body",
+                                f"header names dossier {header.dossier_code} but the body is about {code}",
+                            )
+                        )
+                return issues
+            if mapping is None and name != mappings.CANONICAL and name not in mappings.profile_names():
+                return [
+                    Issue(
+                        "/",
+                        "mapping-profile",
+                        f"the sender's mapping profile {name!r} for {header.message_type} is unknown to the hub",
+                    )
+                ]
+            return packets.validate_element(header.message_type, payload)
+
+        return check
+
+    def check(
+        self, data: bytes, authorize: Authorizer | None = None, profile: ProfileResolver | None = None
+    ) -> Checked:
+        """Verify (body through the sender's ``profile``), authorize and route one envelope without storing it;
+        raise ``RejectedError`` with the reason."""
+        verified = self.verifier.verify(data, self.payload_check(profile) if profile is not None else None)
         header = verified.header
         if authorize is not None:
             try:
@@ -85,50 +178,67 @@ class Acceptor:
                 [Issue("/envelope/header/messageType", "no-route", f"no route for {header.message_type}")],
                 message_id=header.message_id,
             )
-        return verified, destinations
+        name = mappings.CANONICAL if profile is None else profile(header)
+        canonical = None
+        if self.track_status and header.message_type == STATUS_TYPE:
+            mapping = mappings.inbound_for_root(header.message_type, verified.payload.tag)
+            canonical = (
+                packets.from_element(header.message_type, verified.payload)
+                if mapping is None
+                else mapping.to_canonical(verified.payload)
+            )
+        return Checked(verified, destinations, name, canonical)
 
-    def accept(self, data: bytes, authorize: Authorizer | None = None) -> Accepted:
+    def accept(
+        self, data: bytes, authorize: Authorizer | None = None, profile: ProfileResolver | None = None
+    ) -> Accepted:
         """Accept one envelope; see ``accept_many``."""
-        result = self.accept_many([data], authorize)[0]
+        result = self.accept_many([data], authorize, profile)[0]
         if isinstance(result, RejectedError):
             raise result
         return result
 
     def accept_many(
-        self, items: Sequence[bytes], authorize: Authorizer | None = None
+        self,
+        items: Sequence[bytes],
+        authorize: Authorizer | None = None,
+        profile: ProfileResolver | None = None,
     ) -> list[Accepted | RejectedError]:
         """Accept a batch: one store transaction and one confirmed publish for all that pass the checks.
 
-        ``authorize`` (optional) sees each verified header before routing and may refuse it by raising."""
-        checked: list[tuple[int, VerifiedEnvelope, tuple[str, ...], bytes]] = []
+        ``authorize`` (optional) sees each verified header before routing and may refuse it by raising.
+        ``profile`` (optional) names the mapping profile of each header's sender and type (default: every
+        body must be canonical)."""
+        checked: list[tuple[int, Checked, bytes]] = []
         results: list[Accepted | RejectedError | None] = [None] * len(items)
         for index, data in enumerate(items):
             try:
-                verified, destinations = self.check(data, authorize)
+                item = self.check(data, authorize, profile)
             except RejectedError as exc:
                 log.info("rejected message_id=%s rule=%s %s", exc.message_id, exc.issues[0].rule, exc)
                 results[index] = exc
                 continue
-            checked.append((index, verified, destinations, data))
+            checked.append((index, item, data))
         if checked:
             stored = self.store.accept_many(
                 [
                     {
-                        "sender": v.header.sender,
-                        "message_id": v.header.message_id,
-                        "correlation_id": v.header.correlation_id,
-                        "message_type": v.header.message_type,
-                        "receiver": v.header.receiver,
-                        "dossier_code": v.header.dossier_code,
+                        "sender": c.verified.header.sender,
+                        "message_id": c.verified.header.message_id,
+                        "correlation_id": c.verified.header.correlation_id,
+                        "message_type": c.verified.header.message_type,
+                        "receiver": c.verified.header.receiver,
+                        "dossier_code": c.verified.header.dossier_code or _dossier_code(c.canonical),
                         "envelope": data,
-                        "destinations": destinations,
+                        "destinations": c.destinations,
+                        "status": _status_update(c),
                     }
-                    for _, v, destinations, data in checked
+                    for _, c, data in checked
                 ]
             )
             outbound: list[OutboundMessage] = []
-            for (index, verified, destinations, data), res in zip(checked, stored, strict=True):
-                header = verified.header
+            for (index, item, data), res in zip(checked, stored, strict=True):
+                header = item.verified.header
                 if res.outcome == "conflict":
                     results[index] = ConflictError(
                         f"message {header.message_id} from {header.sender} was already accepted with other content",
@@ -136,8 +246,20 @@ class Acceptor:
                         message_id=header.message_id,
                     )
                     continue
+                if res.outcome == "rejected":
+                    reason = res.decision.reason if res.decision is not None else "illegal status transition"
+                    log.info("rejected message_id=%s rule=status-transition %s", header.message_id, reason)
+                    results[index] = StatusTransitionError(
+                        f"dossier {_dossier_code(item.canonical)}: {reason}",
+                        [Issue("/envelope/body/status", "status-transition", reason)],
+                        message_id=header.message_id,
+                    )
+                    continue
                 duplicate = res.outcome == "duplicate"
-                results[index] = Accepted(header.message_id, res.status, destinations, duplicate)
+                decided = None if res.decision is None else str(res.decision.outcome)
+                nothing_queued = decided == "stale" or (duplicate and not res.delivery_ids)
+                destinations = () if nothing_queued else item.destinations
+                results[index] = Accepted(header.message_id, res.status, destinations, duplicate, decided)
                 if not duplicate:
                     outbound.extend(
                         OutboundMessage(
@@ -162,6 +284,17 @@ class Acceptor:
             log.warning("publish failed for %d deliveries, the relay will retry: %s", len(outbound), exc)
             return
         self.store.mark_published([m.delivery_id for m in outbound if m.delivery_id is not None])
+
+
+def _dossier_code(model: BaseModel | None) -> str | None:
+    return getattr(model, "dossier_code", None)
+
+
+def _status_update(item: Checked) -> StatusUpdate | None:
+    model = item.canonical
+    if not isinstance(model, DossierStatusUpdate):
+        return None
+    return StatusUpdate(model.dossier_code, int(model.status), model.at, item.verified.header.sender)
 
 
 class Relay:

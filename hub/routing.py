@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from broker.base import Broker, RetryPolicy
+from hub.credentials import Credentials
 from hub.errors import LienthongError
 
 ANY = "*"
@@ -40,6 +41,8 @@ class DestinationConfig(BaseModel):
 
     endpoint: str
     transport: str = "http"
+    kind: str = ""  # the connector kind (national_portal, provincial, …): picks the adapter
+    credentials: Credentials | None = Field(None, repr=False)  # login for session partners; never logged
     retry_delays_s: tuple[float, ...] = (10.0, 60.0, 300.0, 1800.0, 7200.0)
     jitter: float = Field(0.2, ge=0, lt=1)
     concurrency: int = Field(4, ge=1, le=256)

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from adapters.base import Adapter
+from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
 from adapters.http import HttpAdapter
 from broker.base import Broker, connect
 from hub import keys
 from hub.config import Settings
 from hub.errors import KeyMaterialError
-from hub.routing import RoutingTable
+from hub.routing import DestinationConfig, RoutingTable
 from hub.signing import EnvelopeVerifier, Signer, TrustStore
 from hub.store import Store
 
@@ -118,12 +118,42 @@ def has_destinations(settings: Settings) -> bool:
         return registry is not None
 
 
+class _Unusable(Adapter):
+    """A destination that cannot be called as configured: every delivery fails as transient with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
+        raise TransientDeliveryError(self.reason)
+
+
+def adapter_for(cfg: DestinationConfig) -> Adapter:
+    """The adapter for one destination, chosen by its connector kind and transport: the national portal (or any
+    ``json`` transport) gets the mapping + session adapter, envelope partners the plain signed-envelope POST."""
+    if cfg.kind == "national_portal" or cfg.transport == "json":
+        from adapters.national_portal import NationalPortalAdapter
+
+        if cfg.credentials is None:  # keep its messages queued (and say why) rather than stop the worker
+            return _Unusable(f"the national portal endpoint {cfg.endpoint} has no endpoint.credentials to log in")
+        return NationalPortalAdapter(
+            cfg.endpoint,
+            username=cfg.credentials.username,
+            password=cfg.credentials.password.get_secret_value(),
+            madonvi=cfg.credentials.madonvi,
+            timeout_s=cfg.timeout_s,
+            max_connections=cfg.concurrency,
+        )
+    if cfg.kind == "provincial":
+        from adapters.provincial import ProvincialAdapter
+
+        return ProvincialAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
+    return HttpAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
+
+
 def adapters_for(routing: RoutingTable) -> dict[str, Adapter]:
-    """One adapter per destination (plain HTTP until the partner adapters exist)."""
-    return {
-        code: HttpAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
-        for code, cfg in routing.destinations.items()
-    }
+    """One adapter per destination (see ``adapter_for``)."""
+    return {code: adapter_for(cfg) for code, cfg in routing.destinations.items()}
 
 
 @dataclass

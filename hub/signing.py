@@ -37,6 +37,7 @@ from hub.envelope import (
     ENVELOPE_TAG,
     SIGNATURE_TAG,
     EnvelopeHeader,
+    PayloadCheck,
     body_payload,
     build_envelope,
     peek_message_id,
@@ -255,18 +256,23 @@ class EnvelopeVerifier:
             default_reference_c14n_method=EXC_C14N,
         )
 
-    def verify(self, data: bytes | etree._Element) -> VerifiedEnvelope:
-        """Verify a signed envelope; raise ``SignatureRejectedError`` / ``EnvelopeInvalidError`` with the reason."""
+    def verify(self, data: bytes | etree._Element, payload_check: PayloadCheck | None = None) -> VerifiedEnvelope:
+        """Verify a signed envelope; raise ``SignatureRejectedError`` / ``EnvelopeInvalidError`` with the reason.
+
+        ``payload_check`` validates the body instead of the canonical packet check (see ``validate_envelope``);
+        it sees only the signed XML."""
         root = data if isinstance(data, etree._Element) else parse_xml(data, self.limits)
         message_id = peek_message_id(root) if root.tag == ENVELOPE_TAG else None
         try:
             # signxml copies an element by serialising it; bytes that already passed parse_xml skip that step.
-            return self._verify(root, data if isinstance(data, bytes) else root)
+            return self._verify(root, data if isinstance(data, bytes) else root, payload_check)
         except (SignatureRejectedError, EnvelopeInvalidError) as exc:
             exc.message_id = exc.message_id or message_id
             raise
 
-    def _verify(self, root: etree._Element, source: bytes | etree._Element) -> VerifiedEnvelope:
+    def _verify(
+        self, root: etree._Element, source: bytes | etree._Element, payload_check: PayloadCheck | None = None
+    ) -> VerifiedEnvelope:
         if root.tag != ENVELOPE_TAG:
             raise EnvelopeInvalidError(
                 f"root element is {root.tag}, not a Lienthong envelope",
@@ -300,7 +306,7 @@ class EnvelopeVerifier:
         if signed is None or signed.tag != ENVELOPE_TAG:
             raise _rejected("signature-coverage", "the signature does not cover the whole envelope")
         # From here on only the signed XML is read (no signature wrapping).
-        header, issues = validate_envelope(signed)
+        header, issues = validate_envelope(signed, payload_check)
         if header.sender != (claimed_sender or "").strip():
             raise _rejected("signature-coverage", "signed header differs from the received one")
         if self.validate_payload and issues:

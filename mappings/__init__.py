@@ -1,0 +1,114 @@
+"""Mapping profiles: how a partner's own formats become canonical packets (and, later, the reverse).
+
+A connector's spec names a profile per message type (``mapping: {dossier.status: ministry-steps}``; the default
+is ``canonical``: the body already is the canonical packet). This package is the registry of profiles:
+
+- ``profile_names()``: every known profile (``hub.registry.KNOWN_PROFILES`` is built from it);
+- ``inbound_mapping(profile, message_type)``: the converter a sender's profile uses for one type, or ``None``;
+- ``inbound_for_root(message_type, tag)``: the converter for a body whose root element is ``tag`` (what the
+  worker uses to build the canonical outbound body from a stored inbound envelope);
+- ``canonical_payload(message_type, element)``: the canonical element for an envelope body, mapped if needed.
+
+Converters are pure functions (element in, canonical model out, no I/O, no clock), so intake and the worker map
+the same bytes to the same canonical packet, and each converter is tested alone with golden files.
+
+A profile module registers itself with ``register_inbound`` (or ``register_profile`` for a profile with no
+inbound converter) and is imported at the bottom of this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lxml import etree
+from pydantic import BaseModel
+
+from hub.errors import Issue, PacketInvalidError
+
+CANONICAL = "canonical"
+
+
+@dataclass(frozen=True)
+class InboundMapping:
+    """A partner format for one message type: its root element and its pure converter to the canonical model.
+
+    ``to_canonical(element)`` validates the partner element (its own XSD and rules) and returns the canonical
+    model, or raises ``PacketInvalidError`` whose issues name the partner's elements."""
+
+    profile: str
+    message_type: str
+    root: str  # the partner root element's qualified name, {namespace}local
+    to_canonical: Callable[[etree._Element], BaseModel]
+
+    def issues(self, element: etree._Element) -> list[Issue]:
+        """Every problem of ``element`` in this format ([] if it maps to a valid canonical packet)."""
+        try:
+            self.to_canonical(element)
+        except PacketInvalidError as exc:
+            return list(exc.issues)
+        return []
+
+    def canonical_element(self, element: etree._Element) -> etree._Element:
+        """The mapped canonical packet as an element (``<p:dossierStatus>`` …)."""
+        from hub import packets
+
+        return packets.to_element(self.to_canonical(element))
+
+
+_INBOUND: dict[str, dict[str, InboundMapping]] = {}
+_BY_ROOT: dict[tuple[str, str], InboundMapping] = {}
+_NAMES: set[str] = {CANONICAL}
+
+
+def register_profile(name: str) -> None:
+    """Make ``name`` a known profile (for a profile with outbound converters only)."""
+    _NAMES.add(name)
+
+
+def register_inbound(mapping: InboundMapping) -> InboundMapping:
+    """Register an inbound converter; a partner root element may belong to one profile per message type."""
+    owner = _BY_ROOT.get((mapping.message_type, mapping.root))
+    if owner is not None and owner.profile != mapping.profile:
+        raise ValueError(f"{mapping.root} for {mapping.message_type} is already mapped by profile {owner.profile!r}")
+    _NAMES.add(mapping.profile)
+    _INBOUND.setdefault(mapping.profile, {})[mapping.message_type] = mapping
+    _BY_ROOT[(mapping.message_type, mapping.root)] = mapping
+    return mapping
+
+
+def profile_names() -> frozenset[str]:
+    return frozenset(_NAMES)
+
+
+def inbound_mapping(profile: str, message_type: str) -> InboundMapping | None:
+    """The converter ``profile`` uses for ``message_type`` from its partners, ``None`` for canonical bodies."""
+    return _INBOUND.get(profile, {}).get(message_type)
+
+
+def inbound_for_root(message_type: str, tag: object) -> InboundMapping | None:
+    """The converter for a ``message_type`` body whose root element is ``tag`` (``None``: not a partner format)."""
+    return _BY_ROOT.get((message_type, tag)) if isinstance(tag, str) else None
+
+
+def canonical_payload(message_type: str, element: etree._Element) -> etree._Element:
+    """The canonical packet for an envelope body: a registered partner format mapped, anything else as it is
+    (a canonical body, validated when it was accepted)."""
+    mapping = inbound_for_root(message_type, element.tag)
+    return element if mapping is None else mapping.canonical_element(element)
+
+
+# Profiles shipped with the hub register themselves on import.
+from mappings import ministry_steps  # noqa: E402
+
+__all__ = [
+    "CANONICAL",
+    "InboundMapping",
+    "canonical_payload",
+    "inbound_for_root",
+    "inbound_mapping",
+    "ministry_steps",
+    "profile_names",
+    "register_inbound",
+    "register_profile",
+]

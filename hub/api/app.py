@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Security
+from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
@@ -25,7 +26,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 
 from hub import __version__
-from hub.api.problems import ApiProblem, Problem, install_handlers, responses
+from hub.api.problems import PROBLEM_MEDIA_TYPE, ApiProblem, Problem, install_handlers, responses
 from hub.api.service import ADMIN, OPERATOR, Caller, HubService
 from hub.config import Settings
 from hub.errors import Issue
@@ -36,6 +37,15 @@ XML_MEDIA_TYPES = ("application/xml", "text/xml")
 API_KEY = APIKeyHeader(name="X-Api-Key", auto_error=False, description="The caller's API key")
 ApiKey = Annotated[str | None, Security(API_KEY)]
 
+VALIDATION_EXAMPLE = {
+    "type": "urn:lienthong:problem:invalid",
+    "title": "Envelope rejected",
+    "status": 422,
+    "detail": "the request parameters are invalid",
+    "instance": "/api/v1/dead-letters",
+    "errors": [{"path": "/query/limit", "rule": "request:less_than_equal", "message": "should be at most 5000"}],
+}
+MAX_ID = 2**63 - 1  # ids are 64-bit integers in the store (SQLite INTEGER, PostgreSQL BIGINT)
 EXAMPLE_ID = "7f0c2a8e-4d1b-4e8f-9a51-2f1d3c4b5a60"
 EXAMPLE_DOSSIER = "000.00.00.H12-251123-0042"
 
@@ -48,6 +58,12 @@ class AcceptedOut(BaseModel):
     status: str = Field(description="queued, delivering, retrying, delivered, dead (or accepted: no destinations)")
     duplicate: bool = Field(False, description="True when this id and content were accepted before")
     destinations: list[str] = Field(default_factory=list)
+    status_update: str | None = Field(
+        None,
+        description="For a new dossier.status: `applied`, or `stale` (older than the dossier's last applied "
+        "update: recorded on its timeline, not routed). An illegal transition is refused with 422 "
+        "(rule `status-transition`).",
+    )
 
     model_config = {
         "json_schema_extra": {
@@ -232,6 +248,29 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _problem_validation_errors(schema: dict[str, Any]) -> None:
+    """FastAPI documents invalid parameters as 422 ``application/json`` ``HTTPValidationError``; the hub answers
+    them as problem+json (``install_handlers``), so document that instead."""
+    fastapi_default = {"$ref": "#/components/schemas/HTTPValidationError"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            response = operation.get("responses", {}).get("422")
+            if response is None:
+                continue
+            content = response.get("content", {})
+            if content.get("application/json", {}).get("schema") == fastapi_default:
+                del content["application/json"]
+                content.setdefault(
+                    PROBLEM_MEDIA_TYPE,
+                    {"schema": {"$ref": "#/components/schemas/Problem"}, "example": VALIDATION_EXAMPLE},
+                )
+                if response.get("description") == "Validation Error":
+                    response["description"] = "Invalid parameters"
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+
+
 def hub_of(request: Request) -> HubService:
     return request.app.state.hub
 
@@ -274,6 +313,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(components["Problem"].pop("$defs", {}))
+            _problem_validation_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -291,7 +331,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "The body is a signed hub envelope (`application/xml` or `text/xml`), the sender's API key in "
             "`X-Api-Key`. 202 once the message and its deliveries are committed to the store. A resend of the same "
             "id and content is answered 202 with the current status and `duplicate: true`; the same id with other "
-            "content is 409."
+            "content is 409. A ministry whose connector maps `dossier.status` to the `ministry-steps` profile may "
+            "send its own step message (`<BuocXuLy>`, schemas/ministry-step.xsd) as the body: it is validated and "
+            "mapped to the canonical `dossierStatus`, the envelope is logged exactly as received. Every "
+            "`dossier.status` goes through the dossier status machine: an illegal transition is 422 (rule "
+            "`status-transition`), a stale update is 202 with `status_update: stale` and is not routed."
         ),
         openapi_extra={
             "requestBody": {
@@ -372,6 +416,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status=accepted.status,
             duplicate=accepted.duplicate,
             destinations=list(accepted.destinations),
+            status_update=accepted.status_update,
         )
         return JSONResponse(
             out.model_dump(), status_code=202, headers={"Location": f"/api/v1/messages/{accepted.message_id}"}
@@ -587,7 +632,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Recorded with the key owner's name as the actor; a dead letter is replayed at most once (409).",
         responses=responses("unauthenticated", "forbidden", "not-found", "conflict"),
     )
-    def replay(request: Request, dead_letter_id: int, x_api_key: ApiKey = None) -> ReplayOut:
+    def replay(
+        request: Request,
+        dead_letter_id: Annotated[int, FastApiPath(ge=1, le=MAX_ID, description="The dead letter's id")],
+        x_api_key: ApiKey = None,
+    ) -> ReplayOut:
         from hub.runtime import replay_dead_letters
         from hub.store import UnknownDeadLetterError
 

@@ -21,6 +21,7 @@ from hub.config import Settings
 from hub.envelope import ENVELOPE_TAG, HEADER_TAG, EnvelopeHeader, read_header
 from hub.errors import AccessDeniedError, EnvelopeInvalidError, Issue, KeyMaterialError, RejectedError
 from hub.pipeline import Accepted, Acceptor, Relay
+from hub.registry.spec import DEFAULT_PROFILE
 from hub.runtime import Runtime
 from hub.signing import EnvelopeVerifier, TrustStore
 from hub.xmlparse import XmlLimits, parse_xml
@@ -207,6 +208,18 @@ class HubService:
 
         return authorize
 
+    @staticmethod
+    def profiles(caller: Caller) -> Callable[[EnvelopeHeader], str]:
+        """The mapping profile the calling connector declared for each type it sends (``canonical`` by
+        default): a ministry with ``mapping: {dossier.status: ministry-steps}`` may send ``<BuocXuLy>`` bodies."""
+
+        def profile(header: EnvelopeHeader) -> str:
+            if caller.connector is None:
+                return DEFAULT_PROFILE
+            return caller.connector.spec.profile_for(header.message_type)
+
+        return profile
+
     def submit(self, caller: Caller, data: bytes, channel: str = "rest") -> Accepted:
         """Parse (hardened), pre-authorize on the unverified header, verify with the pinned certificates,
         authorize again on the signed header, route, store, publish. Raises ``RejectedError``."""
@@ -222,7 +235,7 @@ class HubService:
                     pass  # verification reports it with the details
                 else:
                     authorize(header)  # deny early (403) before spending a signature check
-            accepted = self.acceptor.accept(data, authorize)
+            accepted = self.acceptor.accept(data, authorize, self.profiles(caller))
         except RejectedError as exc:
             REJECTED.labels(label, from_rejection(exc).kind).inc()
             raise

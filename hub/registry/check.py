@@ -118,8 +118,10 @@ def _examples_for(c: Connector, message_type: str) -> list[tuple[str, bytes | No
 
 
 def _check_examples(report: CheckReport, registry: Registry, c: Connector, trust: TrustStore, now: datetime) -> None:
+    import mappings
     from hub import packets
-    from hub.envelope import ENVELOPE_TAG
+    from hub.envelope import ENVELOPE_TAG, body_payload
+    from hub.pipeline import Acceptor
     from hub.signing import EnvelopeVerifier
     from hub.xmlparse import parse_xml
 
@@ -138,9 +140,10 @@ def _check_examples(report: CheckReport, registry: Registry, c: Connector, trust
             except RejectedError as exc:
                 report.add("fail", "example", f"{where}: {exc.issues[0]}")
                 continue
+            mapping = mappings.inbound_mapping(profile, message_type)
             if root.tag == ENVELOPE_TAG:
                 try:
-                    verified = verifier.verify(data)
+                    verified = verifier.verify(data, Acceptor.payload_check(lambda _header, p=profile: p))
                 except RejectedError as exc:
                     report.add("fail", "example", f"{where}: rejected: " + "; ".join(map(str, exc.issues[:3])))
                     continue
@@ -157,7 +160,10 @@ def _check_examples(report: CheckReport, registry: Registry, c: Connector, trust
                     f"payload valid, allowed",
                 )  # fmt: skip
             else:
-                issues = packets.validate_element(message_type, root)
+                if mapping is not None and root.tag == mapping.root:
+                    issues = mapping.issues(root)
+                else:
+                    issues = packets.validate_element(message_type, root)
                 if issues:
                     shown = "; ".join(str(i) for i in issues[:3])
                     more = f" (and {len(issues) - 3} more)" if len(issues) > 3 else ""
@@ -165,7 +171,9 @@ def _check_examples(report: CheckReport, registry: Registry, c: Connector, trust
                     continue
                 report.add("ok", "example", f"{where}: valid payload (unsigned, so no signature to verify)")
             if profile in KNOWN_PROFILES:
-                report.add("ok", "mapping", f"{where}: mapped with profile {profile!r}")
+                body = body_payload(root) if root.tag == ENVELOPE_TAG else root
+                how = "mapped to canonical" if mapping is not None and body.tag == mapping.root else "canonical"
+                report.add("ok", "mapping", f"{where}: {how} with profile {profile!r}")
 
 
 def _check_mapping(report: CheckReport, c: Connector) -> None:

@@ -147,6 +147,8 @@ class Connector:
         return DestinationConfig(
             endpoint=spec.endpoint.url,
             transport=spec.endpoint.transport,
+            kind=spec.kind,
+            credentials=spec.endpoint.credentials,
             retry_delays_s=tuple(spec.retry.delays_s),
             jitter=spec.retry.jitter,
             concurrency=spec.concurrency,
@@ -167,7 +169,7 @@ class Connector:
             "name": self.name,
             "enabled": self.enabled,
             "api_key_id": self.api_key_prefix,
-            "spec": self.spec.stored(),
+            "spec": self.spec.public(),
             "certificates": [c.summary() for c in self.certificates],
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),

@@ -8,6 +8,7 @@ kind: ministry                         # provincial | national_portal | populati
 sends: [dossier.status]                # message types it may send (deny by default)
 receives: [dossier.sync]               # message types routed to it
 endpoint: {url: "http://127.0.0.1:9006/inbox", transport: http}   # optional for push-only partners
+# endpoint: {url: …/api, transport: json, credentials: {username: u, password: p, madonvi: 000.00.00.H12}}
 mapping: {dossier.status: canonical}   # mapping profile per type (default "canonical")
 certificates: [certs/land.pem]         # PEM files (relative to this file) or inline PEM; several during rotation
 retry: {delays_s: [10, 60, 300], jitter: 0.2}
@@ -44,15 +45,17 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from hub.credentials import Credentials
 from hub.errors import Issue, KeyMaterialError, LienthongError, RejectedError
 from hub.validators import AGENCY_CODE_PATTERN
+from mappings import profile_names
 
 CONNECTOR_KINDS = ("provincial", "national_portal", "population_db", "postal", "payment", "ministry")
 ConnectorKind = Literal["provincial", "national_portal", "population_db", "postal", "payment", "ministry"]
 Transport = Literal["http", "soap", "json"]
 DEFAULT_PROFILE = "canonical"
-#: Mapping profiles that exist today (the partner mappings add theirs later).
-KNOWN_PROFILES: frozenset[str] = frozenset({DEFAULT_PROFILE})
+#: Mapping profiles that exist: ``canonical`` and every profile registered in the ``mappings`` package.
+KNOWN_PROFILES: frozenset[str] = frozenset({DEFAULT_PROFILE}) | profile_names()
 #: What the envelope XSD accepts as a sender/receiver code; a connector's own pattern may not go beyond it.
 PARTY_CODE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}"
 PEM_CERT_BEGIN = "-----BEGIN CERTIFICATE-----"
@@ -160,6 +163,7 @@ class Endpoint(BaseModel):
 
     url: str
     transport: Transport = "http"
+    credentials: Credentials | None = None
 
     @field_validator("url")
     @classmethod
@@ -316,6 +320,10 @@ class ConnectorSpec(BaseModel):
     def stored(self) -> dict[str, Any]:
         """What the registry keeps as the spec JSON: everything except certificates (their own table) and
         ``enabled`` (a column)."""
+        return self.model_dump(mode="json", exclude={"certificates", "enabled"}, context={"secrets": True})
+
+    def public(self) -> dict[str, Any]:
+        """``stored()`` with secrets (endpoint credentials' password) masked: for the API, the audit log, the CLI."""
         return self.model_dump(mode="json", exclude={"certificates", "enabled"})
 
     @classmethod
@@ -327,7 +335,7 @@ class ConnectorSpec(BaseModel):
                 **data,
                 "certificates": tuple(certificates),
                 "enabled": enabled,
-                "endpoint": Endpoint.model_construct(**endpoint) if endpoint else None,
+                "endpoint": _stored_endpoint(endpoint) if endpoint else None,
                 "retry": RetrySpec.model_construct(**{**retry, "delays_s": tuple(retry["delays_s"])})
                 if retry
                 else RetrySpec(),
@@ -338,6 +346,13 @@ class ConnectorSpec(BaseModel):
                 "examples": {k: tuple(v) for k, v in data.get("examples", {}).items()},
             }
         )
+
+
+def _stored_endpoint(data: Mapping[str, Any]) -> Endpoint:
+    credentials = data.get("credentials")
+    return Endpoint.model_construct(
+        **{**data, "credentials": Credentials.model_validate(credentials) if credentials else None}
+    )
 
 
 class _Problems(ValueError):

@@ -5,16 +5,33 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hub.store.schema import DeliveryState
 
-AcceptOutcome = Literal["accepted", "duplicate", "conflict"]
+if TYPE_CHECKING:
+    from hub.status_machine import Decision
+
+AcceptOutcome = Literal["accepted", "duplicate", "conflict", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """The dossier status a submission reports (a ``dossier.status``), run through the status machine as the
+    submission is accepted: ``at`` is timezone-aware, ``source`` names who reported it (the sender)."""
+
+    dossier_code: str
+    status: int
+    at: datetime
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
 class Submission:
-    """One inbound envelope to accept (the argument of ``Store.accept`` / an item of ``Store.accept_many``)."""
+    """One inbound envelope to accept (the argument of ``Store.accept`` / an item of ``Store.accept_many``).
+
+    With ``status``, the update goes through the status machine in the same transaction (see
+    ``Store.accept_many``)."""
 
     sender: str
     message_id: str
@@ -25,6 +42,7 @@ class Submission:
     correlation_id: str | None = None
     dossier_code: str | None = None
     actor: str | None = None
+    status: StatusUpdate | None = None
 
     def __post_init__(self) -> None:
         # Any iterable of destinations, each kept once, in order.
@@ -49,6 +67,11 @@ class AcceptResult:
     stored message's current status (see ``message_status``); ``message_pk``, ``delivery_ids`` and
     ``received_at`` describe the stored (original) message; ``digest`` is the SHA-256 of the submitted bytes and
     ``stored_digest`` that of the stored ones.
+
+    For a submission with a ``status``: ``decision`` is the status machine's (``None`` for a duplicate or
+    conflict, whose update was decided when it was first accepted); ``rejected`` means the update was an illegal
+    transition: it is on the dossier's timeline, but the message was not stored (``message_pk`` is ``None``,
+    ``stored_digest`` empty) and nothing was queued; a ``stale`` update is stored without deliveries.
     """
 
     outcome: AcceptOutcome
@@ -57,9 +80,10 @@ class AcceptResult:
     digest: str
     stored_digest: str
     status: str
-    message_pk: int
+    message_pk: int | None
     delivery_ids: tuple[int, ...]
     received_at: datetime
+    decision: Decision | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,280 @@
+"""The national portal adapter (Cổng DVCQG): map the canonical payload of the hub-signed envelope to the portal's
+JSON record (``mappings.national_portal``), log in, and call ``POST {adapter URL}``.
+
+The seam with the worker: ``OutboundRequest.body`` is the hub-signed envelope (kept by the hub as the "as sent"
+evidence); this adapter reads its canonical payload, maps it, and returns the JSON it sent in
+``DeliveryReceipt.sent`` (without the session token) for the message log.
+
+- Session: ``POST {login URL} {username, password}`` → ``{session, expires_in}``; the token is cached and
+  renewed shortly before it expires, or at once when the portal answers ``INVALID_SESSION`` (then the call is
+  made again, once).
+- ``DongBoHoSoMC``: a dossier not known to be on the portal is inserted (``isUpdating`` ``"False"``); when the
+  portal answers "already exists" the same delivery switches to an update (``"True"``). Dossiers this adapter
+  has synced are updated directly; an update the portal answers "not found" switches to an insert.
+- Retry classification: timeouts, connection failures, HTTP 5xx/429, a reply that is not JSON, the portal's
+  internal error, a failed login and a progress update for a dossier not yet on the portal →
+  ``TransientDeliveryError``; validation errors and other refusals of the content, and HTTP 4xx →
+  ``PermanentDeliveryError`` carrying the portal's code and message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urljoin
+
+import urllib3
+from pydantic import ValidationError
+from urllib3.exceptions import HTTPError, TimeoutError
+
+from adapters.base import (
+    Adapter,
+    DeliveryReceipt,
+    OutboundRequest,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from adapters.http import classify_status
+from hub.logs import mask_ids
+from mappings.national_portal import SERVICE_LOOKUP, SERVICE_PROGRESS, SERVICE_SYNC, to_portal
+
+# The portal's error codes (the simulator in hub.simulators.national_portal answers the same).
+OK = 0
+INVALID_SESSION = 1
+VALIDATION_ERROR = 2
+ALREADY_EXISTS = 3
+NOT_FOUND = 4
+UNKNOWN_SERVICE = 5
+UNIT_NOT_ALLOWED = 6
+LOGIN_FAILED = 7
+BAD_REQUEST = 8
+INTERNAL_ERROR = 99
+#: Codes worth retrying later; any other non-zero code refuses the content.
+TRANSIENT_CODES = frozenset({INTERNAL_ERROR})
+
+KNOWN_DOSSIERS_KEPT = 10_000
+
+
+class PortalError(Exception):
+    """A non-zero ``error_code`` answer (raised inside the adapter, turned into a delivery error). The portal's
+    message may echo a record's values: anything shaped like a personal ID is masked (it ends up in logs)."""
+
+    def __init__(self, code: int, message: str, field: str | None = None) -> None:
+        message = mask_ids(message)
+        super().__init__(f"error_code {code}: {message}" + (f" (field {field})" if field else ""))
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class NationalPortalAdapter(Adapter):
+    """One national portal endpoint; safe to share between the worker's threads.
+
+    ``endpoint`` is the portal's adapter URL (every call is POSTed there); ``login_url`` defaults to ``login``
+    next to it. ``madonvi`` is the calling unit's code; by default the agency code that prefixes each dossier code.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        username: str,
+        password: str,
+        madonvi: str | None = None,
+        login_url: str | None = None,
+        timeout_s: float = 10.0,
+        max_connections: int = 8,
+        renew_margin_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.endpoint = endpoint
+        self.login_url = login_url or urljoin(endpoint, "login")
+        self.madonvi = madonvi
+        self._username = username
+        self._password = password
+        self.renew_margin_s = renew_margin_s
+        self._clock = clock
+        self._pool = urllib3.PoolManager(
+            num_pools=2,
+            maxsize=max_connections,
+            block=True,
+            timeout=urllib3.Timeout(total=timeout_s),
+            retries=False,  # the hub's retry policy decides, not the transport
+        )
+        self._session_lock = threading.Lock()
+        self._session: str | None = None
+        self._session_expires = 0.0
+        self.logins = 0
+        self._known: OrderedDict[str, None] = OrderedDict()
+        self._known_lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never the password or the session token
+        return f"NationalPortalAdapter({self.endpoint!r}, username={self._username!r})"
+
+    # ------------------------------------------------------------ HTTP
+
+    def _post(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        try:
+            response = self._pool.request(
+                "POST", url, body=body, headers={"Content-Type": "application/json; charset=utf-8"}
+            )
+        except TimeoutError as exc:
+            raise TransientDeliveryError(f"timed out calling the national portal at {url}: {exc}") from None
+        except HTTPError as exc:
+            raise TransientDeliveryError(f"cannot reach the national portal at {url}: {exc}") from None
+        text = response.data.decode("utf-8", "replace")
+        classify_status(response.status, text)  # raises on HTTP errors (5xx/429 transient, 4xx permanent)
+        try:
+            answer = json.loads(text)
+            if not isinstance(answer, dict) or not isinstance(answer.get("error_code"), int):
+                raise ValueError("no error_code")
+        except ValueError:
+            raise TransientDeliveryError(
+                f"the national portal answered HTTP {response.status} with a malformed reply: {text[:120]!r}",
+                status=response.status,
+            ) from None
+        return answer
+
+    # ------------------------------------------------------------ session
+
+    def _login(self) -> str:
+        answer = self._post(self.login_url, {"username": self._username, "password": self._password})
+        token = answer.get("session")
+        if answer["error_code"] != OK or not isinstance(token, str) or not token:
+            raise TransientDeliveryError(
+                f"national portal login refused for {self._username!r}: error_code {answer['error_code']}: "
+                f"{answer.get('message', '')}"
+            )
+        expires_in = answer.get("expires_in")
+        ttl = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 600.0
+        self._session = token
+        # renewed a little before it expires (a tenth of its life at most, for short-lived sessions)
+        self._session_expires = self._clock() + ttl - min(self.renew_margin_s, ttl / 10)
+        self.logins += 1
+        return token
+
+    def session(self) -> str:
+        """The cached session token, logging in first when there is none or it is about to expire."""
+        with self._session_lock:
+            if self._session is not None and self._clock() < self._session_expires:
+                return self._session
+            return self._login()
+
+    def _drop_session(self, token: str) -> None:
+        with self._session_lock:
+            if self._session == token:  # another thread may already have renewed it
+                self._session = None
+
+    # ------------------------------------------------------------ calls
+
+    def call(self, service: str, data: Any, *, madonvi: str, is_updating: bool | None = None) -> dict[str, Any]:
+        """One portal call with session handling; returns the answer (``error_code`` 0) or raises ``PortalError``
+        (the portal's refusal) or a delivery error (transport)."""
+        request: dict[str, Any] = {"madonvi": madonvi, "service": service}
+        if is_updating is not None:
+            request["isUpdating"] = "True" if is_updating else "False"
+        request["data"] = data
+        for attempt in range(2):
+            token = self.session()
+            answer = self._post(self.endpoint, {"session": token, **request})
+            if answer["error_code"] == INVALID_SESSION and attempt == 0:
+                self._drop_session(token)
+                continue
+            break
+        code = answer["error_code"]
+        if code == INVALID_SESSION:
+            raise TransientDeliveryError("the national portal refused a fresh session: " + str(answer.get("message")))
+        if code != OK:
+            raise PortalError(code, str(answer.get("message", "")), answer.get("field"))
+        return answer
+
+    def lookup(self, dossier_code: str, *, madonvi: str | None = None) -> dict[str, Any] | None:
+        """``TraCuuHoSo``: the portal's record of a dossier (with its progress), or ``None`` if it has none."""
+        try:
+            answer = self.call(SERVICE_LOOKUP, {"MaHoSo": dossier_code}, madonvi=madonvi or _unit_of(dossier_code))
+        except PortalError as exc:
+            if exc.code == NOT_FOUND:
+                return None
+            raise PermanentDeliveryError(f"national portal refused {SERVICE_LOOKUP}: {exc}") from None
+        return answer.get("data")
+
+    def _known_dossier(self, code: str) -> bool:
+        with self._known_lock:
+            return code in self._known
+
+    def _remember(self, code: str) -> None:
+        with self._known_lock:
+            self._known[code] = None
+            self._known.move_to_end(code)
+            while len(self._known) > KNOWN_DOSSIERS_KEPT:
+                self._known.popitem(last=False)
+
+    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
+        model = _canonical_payload(request)
+        try:
+            service, record = to_portal(model)
+        except (TypeError, ValueError) as exc:
+            raise PermanentDeliveryError(f"cannot map {request.message_type} for the national portal: {exc}") from None
+        code = record["MaHoSo"]
+        madonvi = self.madonvi or _unit_of(code)
+        updating: bool | None = None
+        switched = ""
+        try:
+            if service == SERVICE_SYNC:
+                updating = self._known_dossier(code)
+                try:
+                    answer = self.call(service, [record], madonvi=madonvi, is_updating=updating)
+                except PortalError as exc:
+                    if (exc.code, updating) not in ((ALREADY_EXISTS, False), (NOT_FOUND, True)):
+                        raise
+                    switched = f" (switched from {'update' if updating else 'insert'}: {exc.message})"
+                    updating = not updating
+                    answer = self.call(service, [record], madonvi=madonvi, is_updating=updating)
+                self._remember(code)
+            else:
+                answer = self.call(service, [record], madonvi=madonvi)
+        except PortalError as exc:
+            where = f"national portal refused {service} for {code}: {exc}"
+            if exc.code in TRANSIENT_CODES or (service == SERVICE_PROGRESS and exc.code == NOT_FOUND):
+                raise TransientDeliveryError(where) from None
+            raise PermanentDeliveryError(where) from None
+        sent_request: dict[str, Any] = {"madonvi": madonvi, "service": service}
+        if updating is not None:
+            sent_request["isUpdating"] = "True" if updating else "False"
+        sent_request["data"] = [record]
+        sent = json.dumps(sent_request, ensure_ascii=False, sort_keys=False).encode()
+        flag = "" if updating is None else f" isUpdating={'True' if updating else 'False'}"
+        detail = (
+            f"{service}{flag} error_code=0 {answer.get('message', '')}{switched}; "
+            f"sent sha256={hashlib.sha256(sent).hexdigest()}"
+        )
+        return DeliveryReceipt(200, detail, sent=sent, sent_type="application/json")
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+def _unit_of(dossier_code: str) -> str:
+    """The agency code a dossier code starts with (``<agency code>-<YYMMDD>-<NNNN>``)."""
+    return dossier_code.rsplit("-", 2)[0]
+
+
+def _canonical_payload(request: OutboundRequest):
+    """The canonical packet inside the hub-signed envelope of ``request``."""
+    from hub import packets
+    from hub.envelope import body_payload, read_header
+    from hub.errors import LienthongError
+    from hub.xmlparse import parse_xml
+
+    try:
+        root = parse_xml(request.body)
+        header = read_header(root, validate=False)
+        return packets.from_element(header.message_type, body_payload(root))
+    except (LienthongError, ValidationError, ValueError) as exc:
+        raise PermanentDeliveryError(f"cannot read the canonical {request.message_type} payload: {exc}") from None

@@ -1,0 +1,91 @@
+"""Partner simulators: real HTTP servers on 127.0.0.1 that speak each partner's protocol, remember what they
+received (``GET /_received``) and can be told to fail (``POST /_control``, see ``hub.simulators.base``).
+
+``hub simulate`` starts them on ``DEFAULT_PORTS``; tests start them on free ports (``port=0``) in a thread::
+
+    with NationalPortalSimulator() as portal:
+        adapter = NationalPortalAdapter(portal.url, username="lienthong", password="lienthong-demo")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from hub.simulators.base import FAILURE_MODES, SimulatorServer
+from hub.simulators.envelopes import EnvelopeInbox, SendResult, send, send_soap, signed_envelope
+from hub.simulators.ministry import MinistrySimulator, MinistryStep, ResultDocument
+from hub.simulators.national_portal import NationalPortalSimulator
+from hub.simulators.provincial import ProvincialSimulator
+
+#: Fixed ports of ``hub simulate`` / ``hub demo`` (the other partner kinds take the ports listed for them).
+DEFAULT_PORTS: dict[str, int] = {
+    "provincial": 9001,
+    "national_portal": 9002,
+    "population_db": 9003,
+    "postal": 9004,
+    "payment": 9005,
+    "ministry": 9006,
+}
+
+#: The simulators that exist today, by connector kind.
+SIMULATORS: dict[str, type[SimulatorServer]] = {
+    "provincial": ProvincialSimulator,
+    "national_portal": NationalPortalSimulator,
+    "ministry": MinistrySimulator,
+}
+
+
+def start_all(ports: dict[str, int] | None = None, *, trust: Path | str | None = None) -> dict[str, SimulatorServer]:
+    """Start every simulator in a daemon thread (``ports``: kind → port, 0 = any free port; default
+    ``DEFAULT_PORTS``); envelope partners verify the hub's signature against ``trust`` when given."""
+    ports = DEFAULT_PORTS if ports is None else ports
+    started: dict[str, SimulatorServer] = {}
+    try:
+        for kind, cls in SIMULATORS.items():
+            port = ports.get(kind, DEFAULT_PORTS[kind])
+            sim = cls(port, trust=trust) if issubclass(cls, EnvelopeInbox) else cls(port)
+            started[kind] = sim.start()
+    except BaseException:
+        stop_all(started)
+        raise
+    return started
+
+
+def stop_all(simulators: dict[str, SimulatorServer]) -> None:
+    for sim in simulators.values():
+        sim.stop()
+
+
+@contextmanager
+def running(
+    ports: dict[str, int] | None = None, *, trust: Path | str | None = None
+) -> Iterator[dict[str, SimulatorServer]]:
+    """``start_all`` as a context manager."""
+    simulators = start_all(ports, trust=trust)
+    try:
+        yield simulators
+    finally:
+        stop_all(simulators)
+
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "FAILURE_MODES",
+    "SIMULATORS",
+    "EnvelopeInbox",
+    "MinistrySimulator",
+    "MinistryStep",
+    "NationalPortalSimulator",
+    "ProvincialSimulator",
+    "ResultDocument",
+    "SendResult",
+    "SimulatorServer",
+    "running",
+    "send",
+    "send_soap",
+    "signed_envelope",
+    "start_all",
+    "stop_all",
+]

@@ -1,0 +1,328 @@
+"""The national portal: golden-file mapping tests (canonical XML in, portal JSON out, both checked in), the
+portal's JSON schemas, and the adapter against the real simulator over HTTP (session caching and renewal,
+duplicate insert → update, transient and permanent failures)."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from adapters.national_portal import NationalPortalAdapter
+from adapters.provincial import ProvincialAdapter
+from hub import packets
+from hub.envelope import EnvelopeHeader, build_envelope
+from hub.packets.dossier import DossierStatusUpdate, DossierSync
+from hub.registry import Registry, parse_spec
+from hub.routing import DestinationConfig
+from hub.runtime import adapter_for
+from hub.simulators import NationalPortalSimulator
+from hub.store import Store
+from mappings import national_portal as np
+
+GOLDEN = Path(__file__).parent / "golden" / "national_portal"
+CASES = sorted(p.stem for p in GOLDEN.glob("*.xml"))
+USER, PASSWORD = "lienthong", "lienthong-demo"
+HUB, PORTAL = "000.00.00.H00", "000.00.00.G22"
+
+
+def _canonical(name: str):
+    root = etree.fromstring((GOLDEN / f"{name}.xml").read_bytes())
+    return packets.from_element(packets.packet_type_for_element(root).name, root)
+
+
+# ---------------------------------------------------------------- golden files
+
+
+def test_golden_cases_exist() -> None:
+    assert len(CASES) >= 4
+    assert {(GOLDEN / f"{c}.json").exists() for c in CASES} == {True}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden_mapping(case: str) -> None:
+    """canonical XML → portal JSON equals the checked-in file (UPDATE_GOLDEN=1 rewrites it, for review)."""
+    model = _canonical(case)
+    service, record = np.to_portal(model)
+    expected_path = GOLDEN / f"{case}.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        expected_path.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    assert record == json.loads(expected_path.read_text(encoding="utf-8"))
+    assert np.validate_record(service, record) == []
+    back = np.portal_to_dossier(record) if service == np.SERVICE_SYNC else np.progress_to_status(record)
+    assert back == model  # lossless: the golden inputs have whole seconds
+
+
+def test_golden_times_are_local_ho_chi_minh() -> None:
+    new = json.loads((GOLDEN / "dossier-sync-new-online.json").read_text(encoding="utf-8"))
+    assert new["NgayNopHoSo"] == "20251124003005"  # 2025-11-23T17:30:05Z is past midnight in Hà Nội
+    assert new["TrangThaiHoSo"] == "1" and new["LoaiDoiTuong"] == "2" and new["KenhThucHien"] == "2"
+    assert new["TaiLieuNop"] == [] and "NgayTiepNhan" not in new
+    supplement = json.loads((GOLDEN / "dossier-status-supplement.json").read_text(encoding="utf-8"))
+    assert supplement["ThoiDiemXuLy"] == "20260101065959"
+
+
+def test_time_conversion() -> None:
+    at = datetime(2025, 11, 23, 17, 30, 5, tzinfo=UTC)
+    assert np.to_portal_time(at) == "20251124003005"
+    assert np.from_portal_time("20251124003005") == at
+    assert np.to_portal_time(at.astimezone(np.PORTAL_TZ)) == "20251124003005"
+    with pytest.raises(ValueError):
+        np.to_portal_time(datetime(2025, 11, 23, 17, 30))  # naive
+    with pytest.raises(np.PortalMappingError):
+        np.from_portal_time("2025-11-24")
+
+
+def test_field_tables_match_the_schemas() -> None:
+    for service, fields, lists in (
+        (np.SERVICE_SYNC, np.DOSSIER_FIELDS, np.DOSSIER_LISTS),
+        (np.SERVICE_PROGRESS, np.PROGRESS_FIELDS, np.PROGRESS_LISTS),
+    ):
+        schema = np.portal_schema(service)
+        produced = {f.portal for f in fields} | {lst.portal for lst in lists}
+        assert produced == set(schema["properties"])
+        for lst in lists:
+            assert {f.portal for f in lst.fields} == set(schema["properties"][lst.portal]["items"]["properties"])
+
+
+def test_schema_reports_field_and_rule() -> None:
+    record = np.dossier_to_portal(packets.example("dossier.sync"))
+    broken = {**record, "TrangThaiHoSo": "2", "NgayNopHoSo": "2025-11-23", "Extra": 1}
+    del broken["MaLinhVuc"], broken["NgayTiepNhan"]
+    broken["TaiLieuNop"] = [{**record["TaiLieuNop"][0], "MaKiemTra": "x"}]
+    issues = {(i.field, i.rule) for i in np.validate_record(np.SERVICE_SYNC, broken)}
+    assert {
+        ("MaLinhVuc", "required"),
+        ("NgayTiepNhan", "required"),
+        ("NgayNopHoSo", "pattern"),
+        ("TaiLieuNop[0].MaKiemTra", "pattern"),
+        ("/", "additionalProperties"),
+    } <= issues
+    progress = np.status_to_progress(packets.example("dossier.status"))
+    assert np.validate_record(np.SERVICE_PROGRESS, {**progress, "TrangThai": "11"})[0].field == "TrangThai"
+
+
+def test_examples_of_every_status_validate() -> None:
+    base = packets.example("dossier.sync")
+    for status in range(1, 11):
+        record = np.dossier_to_portal(base.model_copy(update={"status": status}))
+        assert np.validate_record(np.SERVICE_SYNC, record) == [], status
+
+
+# ---------------------------------------------------------------- the adapter against the simulator
+
+
+def _request(model, message_id: str = "m-1") -> OutboundRequest:
+    message_type = packets.packet_type_for_model(model).name
+    header = EnvelopeHeader(sender=HUB, receiver=PORTAL, message_type=message_type, message_id=message_id)
+    envelope = build_envelope(header, packets.to_element(model))
+    return OutboundRequest(PORTAL, message_id, message_type, etree.tostring(envelope))
+
+
+def _dossier(number: int = 42, **changes) -> DossierSync:
+    return packets.example("dossier.sync").model_copy(
+        update={"dossier_code": f"000.00.00.H12-251123-{number:04d}", **changes}
+    )
+
+
+def _status(number: int = 42, **changes) -> DossierStatusUpdate:
+    return packets.example("dossier.status").model_copy(
+        update={"dossier_code": f"000.00.00.H12-251123-{number:04d}", **changes}
+    )
+
+
+@pytest.fixture
+def portal():
+    with NationalPortalSimulator() as sim:
+        yield sim
+
+
+@pytest.fixture
+def adapter(portal: NationalPortalSimulator):
+    a = NationalPortalAdapter(portal.url, username=USER, password=PASSWORD, timeout_s=2)
+    yield a
+    a.close()
+
+
+def test_sync_then_progress_delivered_and_kept(portal, adapter) -> None:
+    receipt = adapter.deliver(_request(_dossier()))
+    assert receipt.status == 200 and "isUpdating=False" in receipt.detail
+    sent = json.loads(receipt.sent)
+    assert receipt.sent_type == "application/json"
+    assert "session" not in sent and sent["service"] == "DongBoHoSoMC" and sent["isUpdating"] == "False"
+    assert sent["madonvi"] == "000.00.00.H12" and sent["data"][0]["MaHoSo"] == "000.00.00.H12-251123-0042"
+    assert PASSWORD not in receipt.sent.decode() and PASSWORD not in repr(adapter)
+
+    adapter.deliver(_request(_status(), "m-2"))
+    seen = portal.received()
+    record = seen["records"]["000.00.00.H12-251123-0042"]
+    assert record["TrangThaiHoSo"] == "4"  # the progress update moved it
+    assert seen["progress"]["000.00.00.H12-251123-0042"][0]["NguoiXuLy"] == "Trần Thị Bình"
+    assert adapter.lookup("000.00.00.H12-251123-0042")["TienDoXuLy"][0]["TrangThai"] == "4"
+    assert adapter.lookup("000.00.00.H12-251123-0999") is None
+
+
+def test_session_is_cached(portal, adapter) -> None:
+    for n in range(5):
+        adapter.deliver(_request(_dossier(n + 1), f"m-{n}"))
+    assert adapter.logins == 1 and portal.received()["logins"] == 1
+
+
+def test_session_renewed_before_expiry() -> None:
+    now = [1000.0]
+    with NationalPortalSimulator(session_ttl_s=600) as portal:
+        adapter = NationalPortalAdapter(portal.url, username=USER, password=PASSWORD, clock=lambda: now[0])
+        adapter.deliver(_request(_dossier(1)))
+        now[0] += 500  # still well inside the session's life
+        adapter.deliver(_request(_dossier(2)))
+        assert adapter.logins == 1
+        now[0] += 90  # within the renewal margin before the 600 s expiry
+        adapter.deliver(_request(_dossier(3)))
+        assert adapter.logins == 2 and portal.received()["logins"] == 2
+
+
+def test_session_renewed_on_invalid_session_code(portal, adapter) -> None:
+    adapter.deliver(_request(_dossier(1)))
+    portal.expire_sessions()  # the portal forgot the session (restart, forced logout)
+    adapter.deliver(_request(_dossier(2)))
+    assert adapter.logins == 2
+    codes = [c["error_code"] for c in portal.received()["calls"]]
+    assert codes == [0, 1, 0]  # refused with INVALID_SESSION once, then the same call with a new session
+
+
+def test_duplicate_insert_switches_to_update_in_the_same_delivery(portal, adapter) -> None:
+    adapter.deliver(_request(_dossier()))
+    other = NationalPortalAdapter(portal.url, username=USER, password=PASSWORD)  # e.g. after a worker restart
+    receipt = other.deliver(_request(_dossier(status=4), "m-2"))
+    assert "isUpdating=True" in receipt.detail and "switched from insert" in receipt.detail
+    assert json.loads(receipt.sent)["isUpdating"] == "True"
+    calls = [(c["service"], c["isUpdating"], c["error_code"]) for c in portal.received()["calls"]]
+    assert calls == [("DongBoHoSoMC", "False", 0), ("DongBoHoSoMC", "False", 3), ("DongBoHoSoMC", "True", 0)]
+    assert portal.received()["records"]["000.00.00.H12-251123-0042"]["TrangThaiHoSo"] == "4"
+    # A dossier this adapter synced is updated directly.
+    other.deliver(_request(_dossier(status=9), "m-3"))
+    assert portal.received()["calls"][-1]["isUpdating"] == "True"
+    assert portal.received()["calls"][-1]["error_code"] == 0
+
+
+def test_update_of_unknown_dossier_switches_to_insert(portal, adapter) -> None:
+    adapter.deliver(_request(_dossier()))
+    portal.reset()  # the portal lost it
+    receipt = adapter.deliver(_request(_dossier(), "m-2"))
+    assert "isUpdating=False" in receipt.detail and "switched from update" in receipt.detail
+
+
+@pytest.mark.parametrize(("mode", "extra"), [("5xx", {}), ("down", {}), ("malformed", {})])
+def test_transient_failures(portal, adapter, mode: str, extra: dict) -> None:
+    adapter.deliver(_request(_dossier(1)))  # logged in
+    portal.fail(mode, count=1, **extra)
+    with pytest.raises(TransientDeliveryError) as caught:
+        adapter.deliver(_request(_dossier(2)))
+    if mode == "5xx":
+        assert caught.value.status == 503
+    adapter.deliver(_request(_dossier(2)))  # healed after one failure: delivered on the retry
+
+
+def test_slow_portal_times_out_as_transient(portal) -> None:
+    adapter = NationalPortalAdapter(portal.url, username=USER, password=PASSWORD, timeout_s=0.3)
+    portal.fail("slow", count=1, delay_ms=1000)
+    with pytest.raises(TransientDeliveryError, match="timed out"):
+        adapter.deliver(_request(_dossier()))
+
+
+def test_http_4xx_is_permanent(portal, adapter) -> None:
+    portal.fail("4xx", count=1)
+    with pytest.raises(PermanentDeliveryError) as caught:
+        adapter.deliver(_request(_dossier()))
+    assert caught.value.status == 400
+
+
+def test_invalid_record_is_permanent_with_the_portal_message(portal, adapter) -> None:
+    with pytest.raises(PermanentDeliveryError) as caught:
+        adapter.deliver(_request(_dossier(field_code=None)))  # canonical-valid, but the portal needs MaLinhVuc
+    message = str(caught.value)
+    assert "error_code 2" in message and "MaLinhVuc" in message and "Dữ liệu không hợp lệ" in message
+    assert portal.received()["records"] == {}
+    portal.reject_next(1)  # the portal's rules refuse a valid record once
+    with pytest.raises(PermanentDeliveryError, match="error_code 2"):
+        adapter.deliver(_request(_dossier()))
+    adapter.deliver(_request(_dossier()))  # replayed: accepted
+
+
+def test_portal_messages_are_masked_before_they_reach_logs() -> None:
+    from adapters.national_portal import PortalError
+
+    error = PortalError(2, "Dữ liệu không hợp lệ: data[0].MaDoiTuong: '001099012345' does not match", "MaDoiTuong")
+    assert "001099012345" not in str(error) and "2345" in str(error) and "MaDoiTuong" in error.message
+
+
+def test_progress_for_a_dossier_not_yet_on_the_portal_is_transient(adapter) -> None:
+    with pytest.raises(TransientDeliveryError, match="error_code 4"):
+        adapter.deliver(_request(_status(77)))
+
+
+def test_login_refused_is_transient_and_never_shows_the_password(portal) -> None:
+    adapter = NationalPortalAdapter(portal.url, username=USER, password="wrong-password")
+    with pytest.raises(TransientDeliveryError, match="login refused") as caught:
+        adapter.deliver(_request(_dossier()))
+    assert "wrong-password" not in str(caught.value)
+
+
+def test_types_the_portal_does_not_take_are_permanent(adapter) -> None:
+    with pytest.raises(PermanentDeliveryError, match=r"cannot map citizen\.lookup"):
+        adapter.deliver(_request(packets.example("citizen.lookup")))
+
+
+# ---------------------------------------------------------------- wiring: registry → routing → adapter
+
+
+def test_registry_routes_to_the_portal_adapter_with_credentials(tmp_path: Path, portal) -> None:
+    store = Store(f"sqlite:///{tmp_path}/hub.db")
+    store.migrate()
+    try:
+        registry = Registry(store, hub_code=HUB)
+        spec = parse_spec(
+            {
+                "code": PORTAL,
+                "name": "Cổng Dịch vụ công quốc gia",
+                "kind": "national_portal",
+                "receives": ["dossier.sync", "dossier.status"],
+                "endpoint": {
+                    "url": portal.url,
+                    "transport": "json",
+                    "credentials": {"username": USER, "password": PASSWORD},
+                },
+            }
+        )
+        connector, _ = registry.add(spec, actor="test")
+        assert PASSWORD not in json.dumps(connector.as_dict(), ensure_ascii=False)
+        assert PASSWORD not in json.dumps([e.after for e in registry.audit(PORTAL)], ensure_ascii=False)
+        config = registry.routing_table().destinations[PORTAL]
+        assert config.kind == "national_portal" and PASSWORD not in repr(config)
+        adapter = adapter_for(config)
+        assert isinstance(adapter, NationalPortalAdapter)
+        adapter.deliver(_request(_dossier()))
+        assert "000.00.00.H12-251123-0042" in portal.received()["records"]
+    finally:
+        store.close()
+
+
+def test_adapter_choice_by_kind_and_transport() -> None:
+    assert isinstance(adapter_for(DestinationConfig(endpoint="http://127.0.0.1:1/inbox", kind="provincial")),
+                      ProvincialAdapter)  # fmt: skip
+    unusable = adapter_for(DestinationConfig(endpoint="http://127.0.0.1:1/api", kind="national_portal"))
+    with pytest.raises(TransientDeliveryError, match="credentials"):
+        unusable.deliver(_request(_dossier()))
+
+
+def test_times_stay_exact_across_a_round_trip_through_the_portal(portal, adapter) -> None:
+    at = datetime(2025, 11, 23, 17, 0, tzinfo=UTC)
+    adapter.deliver(_request(_dossier(submitted_at=at, received_at=at + timedelta(minutes=30))))
+    record = portal.received()["records"]["000.00.00.H12-251123-0042"]
+    assert (record["NgayNopHoSo"], record["NgayTiepNhan"]) == ("20251124000000", "20251124003000")
+    assert np.portal_to_dossier(record).submitted_at == at
