@@ -174,16 +174,47 @@ def connect(url: str, **kw: Any) -> Broker:
     """Open a broker for this process.
 
     ``"embedded"`` (a ``queue.db`` in the current directory) or ``"embedded:/path/to/queue.db"`` →
-    :class:`~broker.embedded.EmbeddedBroker`; ``"amqp://…"``/``"amqps://…"`` →
-    :class:`~broker.rabbitmq.RabbitMQBroker`. Keyword arguments go to the backend's constructor.
+    :class:`~broker.embedded.EmbeddedBroker` (constructor options may follow as a query, e.g.
+    ``embedded:/path/queue.db?visibility_timeout_s=30``, so a process configured by URL alone can set them);
+    ``"amqp://…"``/``"amqps://…"`` → :class:`~broker.rabbitmq.RabbitMQBroker`. Keyword arguments go to the
+    backend's constructor.
     """
     if url == "embedded" or url.startswith("embedded:"):
         from broker.embedded import EmbeddedBroker
 
-        path = url.partition(":")[2] or "queue.db"
-        return EmbeddedBroker(path, **kw)
+        path, _, query = url.partition(":")[2].partition("?")
+        return EmbeddedBroker(path or "queue.db", **{**_embedded_options(query), **kw})
     if url.startswith(("amqp://", "amqps://")):
         from broker.rabbitmq import RabbitMQBroker
 
         return RabbitMQBroker(url, **kw)
     raise BrokerError(f"unsupported broker URL {url!r} (expected 'embedded[:path]' or 'amqp://…')")
+
+
+_EMBEDDED_OPTIONS = {
+    "visibility_timeout_s": float,
+    "poll_interval_s": float,
+    "settle_batch": int,
+    "settle_interval_s": float,
+    "busy_timeout_s": float,
+    "synchronous": str,
+}
+
+
+def _embedded_options(query: str) -> dict[str, Any]:
+    """``visibility_timeout_s=30&settle_batch=100`` → constructor keyword arguments of the embedded broker."""
+    from urllib.parse import parse_qsl
+
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise BrokerError(f"invalid embedded broker options {query!r} (expected name=value&…)") from None
+    options: dict[str, Any] = {}
+    for name, value in pairs:
+        if name not in _EMBEDDED_OPTIONS:
+            raise BrokerError(f"unknown embedded broker option {name!r} (known: {', '.join(_EMBEDDED_OPTIONS)})")
+        try:
+            options[name] = _EMBEDDED_OPTIONS[name](value)
+        except ValueError:
+            raise BrokerError(f"invalid value {value!r} for embedded broker option {name!r}") from None
+    return options

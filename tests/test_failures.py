@@ -1,0 +1,490 @@
+"""Failures with real processes: a `hub worker` subprocess delivering to a sink partner subprocess
+(`python -m hub.sink`), against both broker backends.
+
+- a worker SIGKILLed mid-run: a new worker delivers everything, each delivery recorded delivered once;
+- RabbitMQ restarted (``rabbitmqctl stop_app``/``start_app``) mid-run: the worker reconnects by itself;
+- a partner answering 503 for a while: retried with growing delays, then delivered;
+- a partner answering 400: dead letter at once, then ``hub dead-letters replay --all`` delivers it;
+- the embedded queue write-locked by another process for a while: the worker keeps trying instead of exiting;
+- SIGTERM (one worker process, or a parent with two): finishes the batch, exits 0; the next worker delivers the rest.
+
+Every child process is killed in the fixtures' teardown, whatever happens in the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+from lxml import etree
+
+from hub import keys, packets
+from hub.config import Settings
+from hub.envelope import EnvelopeHeader
+from hub.pipeline import Acceptor
+from hub.runtime import Runtime, hub_signer
+from hub.signing import Signer, sign_payload
+from tests.conftest import REQUIRE_SERVICES
+
+PROVINCE, PORTAL, HUB_CODE = "000.00.00.H12", "000.00.00.G22", "000.00.00.H00"
+BIN = Path(sys.executable).parent
+HUB = BIN / "hub"
+VISIBILITY_S = 2.0  # the embedded broker's visibility timeout in these tests (a SIGKILLed worker's claims)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, logs: Callable[[], str] = str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{logs()}")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Kill a child started with ``start_new_session=True`` and whatever it started (its process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+# -- the sink partner, as its own process -------------------------------------------------------------------
+
+
+@dataclass
+class SinkProcess:
+    proc: subprocess.Popen
+    url: str
+
+    def _call(self, path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        url = self.url.replace("/inbox", path)
+        request = urllib.request.Request(url, data, method="GET" if data is None else "POST")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - 127.0.0.1
+            return json.loads(response.read())
+
+    def stats(self) -> dict:
+        return self._call("/_stats")
+
+    def control(self, **command: object) -> None:
+        self._call("/_control", command)
+
+
+@pytest.fixture
+def start_sink() -> Iterator[Callable[..., SinkProcess]]:
+    started: list[subprocess.Popen] = []
+
+    def start(delay_ms: float = 0) -> SinkProcess:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.sink", "--port", "0", "--delay-ms", str(delay_ms)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+        started.append(proc)
+        ready, _, _ = select.select([proc.stdout], [], [], 15)
+        line = proc.stdout.readline() if ready else ""
+        assert line.startswith("sink listening on "), f"the sink did not start: {line!r}"
+        return SinkProcess(proc, line.split()[-1])
+
+    yield start
+    for proc in started:
+        stop_process(proc)
+        proc.stdout.close()
+
+
+# -- the hub: an acceptor in this process, workers and CLI commands as subprocesses -------------------------
+
+
+@dataclass
+class Hub:
+    kind: str
+    tmp: Path
+    env: dict[str, str]
+    settings: Settings
+    runtime: Runtime
+    acceptor: Acceptor
+    province: Signer
+    destination: str
+    workers: list[subprocess.Popen] = field(default_factory=list)
+    log_files: list[Path] = field(default_factory=list)
+
+    def envelopes(self, count: int) -> list[bytes]:
+        body = packets.to_element(packets.example("dossier.sync"))
+        out = []
+        for _ in range(count):
+            header = EnvelopeHeader(sender=PROVINCE, receiver=PORTAL, message_type="dossier.sync")
+            out.append(etree.tostring(sign_payload(self.province, header, body)))
+        return out
+
+    def accept(self, count: int) -> list[str]:
+        ids: list[str] = []
+        data = self.envelopes(count)
+        for i in range(0, count, 100):
+            ids += [a.message_id for a in self.acceptor.accept_many(data[i : i + 100])]
+        assert len(ids) == count
+        return ids
+
+    def start_worker(self, *args: str) -> subprocess.Popen:
+        log = self.tmp / f"worker-{len(self.workers) + 1}.log"
+        self.log_files.append(log)
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [str(HUB), "worker", *args],
+                env=self.env, cwd=self.tmp, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        self.workers.append(proc)
+        return proc
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(HUB), *args], env=self.env, cwd=self.tmp, capture_output=True, text=True, timeout=30)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} (last lines)\n" + "\n".join(p.read_text().splitlines()[-15:])
+                         for p in self.log_files if p.exists())  # fmt: skip
+
+    def overview(self):
+        (stats,) = [s for s in self.runtime.store.queue_overview() if s.destination == self.destination]
+        return stats
+
+    def delivered(self) -> int:
+        return self.overview().delivered
+
+
+@pytest.fixture(params=["embedded", "rabbitmq"])
+def broker_kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make_hub(request, tmp_path: Path, broker_kind: str) -> Iterator[Callable[..., Hub]]:
+    yield from _hub_factory(request, tmp_path, broker_kind)
+
+
+@pytest.fixture
+def make_hub_embedded(request, tmp_path: Path) -> Iterator[Callable[..., Hub]]:
+    """Embedded only, with a short busy timeout: a locked queue makes broker calls fail quickly."""
+    yield from _hub_factory(request, tmp_path, "embedded", "&busy_timeout_s=0.3")
+
+
+def _hub_factory(request, tmp_path: Path, broker_kind: str, options: str = "") -> Iterator[Callable[..., Hub]]:
+    hubs: list[Hub] = []
+
+    def make(sink: SinkProcess, **destination: object) -> Hub:
+        if broker_kind == "rabbitmq":
+            broker_url = request.getfixturevalue("rabbitmq_url")
+            name = f"{PORTAL}.{uuid.uuid4().hex[:8]}"
+        else:
+            broker_url = f"embedded:{tmp_path / 'var' / 'queue.db'}?visibility_timeout_s={VISIBILITY_S}{options}"
+            name = PORTAL
+        config = {"endpoint": sink.url, "retry_delays_s": [0.3, 0.3], "jitter": 0.1, "circuit_failures": 50,
+                  "concurrency": 4, **destination}  # fmt: skip
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(yaml.safe_dump({
+            "destinations": {name: config},
+            "routes": [{"type": "dossier.sync", "sender": PROVINCE, "to": [name]}],
+        }))  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
+        env.update({
+            "LIENTHONG_BROKER_URL": broker_url,
+            "LIENTHONG_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+            "LIENTHONG_ROUTES_FILE": str(routes),
+            "LIENTHONG_DATA_DIR": str(tmp_path / "var"),
+            "LIENTHONG_HUB_CODE": HUB_CODE,
+            "LIENTHONG_LOG_FORMAT": "console",
+            "PYTHONUNBUFFERED": "1",
+        })  # fmt: skip
+        settings = Settings(
+            broker_url=broker_url, database_url=env["LIENTHONG_DATABASE_URL"], routes_file=routes,
+            data_dir=tmp_path / "var", hub_code=HUB_CODE,
+        )  # fmt: skip
+        province = keys.issue_key("province", tmp_path / "var" / "keys")  # creates the demo CA the hub trusts
+        hub_signer(settings)  # the hub's key, created here once rather than by two workers at the same time
+        runtime = Runtime.open(settings)
+        acceptor = Acceptor(runtime.store, runtime.broker, runtime.routing, runtime.verifier())
+        signer = Signer.from_files(province.key_path, province.cert_path)
+        hub = Hub(broker_kind, tmp_path, env, settings, runtime, acceptor, signer, name)
+        hubs.append(hub)
+        return hub
+
+    yield make
+    for hub in hubs:
+        for proc in hub.workers:
+            stop_process(proc)
+        try:
+            if broker_kind == "rabbitmq":
+                hub.runtime.broker.delete([hub.destination])
+        finally:
+            hub.runtime.close()
+
+
+def assert_delivered_exactly_once(hub: Hub, sink: SinkProcess, ids: list[str]) -> dict:
+    """The sink saw every message (effect once), and the store recorded each delivery delivered once."""
+    wait_for(lambda: hub.delivered() == len(ids), 30, "the store to record every delivery", hub.logs)
+    stats = sink.stats()
+    assert stats["unique"] == len(ids)
+    assert set(stats["first_seen"]) == set(ids)
+    overview = hub.overview()
+    assert (overview.queued, overview.delivering, overview.retrying, overview.dead) == (0, 0, 0, 0)
+    store = hub.runtime.store
+    for message_id in ids:
+        trace = store.trace(message_id, PROVINCE)
+        assert [e.state for e in trace.events].count("delivered") == 1, message_id
+        (delivery,) = trace.deliveries
+        assert delivery.state == "delivered"
+        # A late second attempt (at-least-once redelivery) cannot record the delivery again.
+        assert store.record_delivered(delivery.delivery_id, outbound=b"<again/>") is False
+    return stats
+
+
+def sigterm_and_wait(proc: subprocess.Popen, hub: Hub, within_s: float = 10) -> float:
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=within_s)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the worker did not stop within {within_s} s of SIGTERM\n{hub.logs()}") from None
+    assert code == 0, f"worker exited {code}\n{hub.logs()}"
+    took = time.monotonic() - started
+    wait_for(lambda: not _group_alive(proc.pid), 5, "the worker's child processes to exit", hub.logs)
+    return took
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# -- a. SIGKILL ----------------------------------------------------------------------------------------------
+
+
+def test_sigkilled_worker_loses_nothing_and_records_each_delivery_once(make_hub, start_sink, record_property) -> None:
+    sink = start_sink(delay_ms=20)
+    hub = make_hub(sink)
+    ids = hub.accept(300)
+    first = hub.start_worker()
+    wait_for(lambda: sink.stats()["unique"] >= 60, 30, "the first worker to deliver 60 messages", hub.logs)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(timeout=5) == -signal.SIGKILL
+    at_kill = sink.stats()["unique"]
+    assert at_kill < len(ids), "the worker finished before it was killed; make the sink slower"
+
+    second = hub.start_worker()
+    wait_for(lambda: sink.stats()["unique"] == len(ids), 40, "the second worker to deliver the rest", hub.logs)
+    stats = assert_delivered_exactly_once(hub, sink, ids)
+    # At-least-once: what the killed worker delivered but had not recorded is delivered again (a raw
+    # duplicate the sink deduplicates); nothing else is.
+    record_property("raw_duplicates", stats["duplicates"])
+    print(f"\n[{hub.kind}] SIGKILL after {at_kill} unique; raw duplicates at the sink: {stats['duplicates']}")
+    assert stats["received"] == len(ids) + stats["duplicates"]
+    assert stats["duplicates"] <= 64  # at most the killed worker's batch (prefetch)
+    sigterm_and_wait(second, hub)
+
+
+# -- b. RabbitMQ restarted under a running worker -------------------------------------------------------------
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _rabbitmqctl(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _ensure_rabbitmq_running() -> None:
+    if not _listening(5672):
+        _rabbitmqctl("start_app")
+    _rabbitmqctl("await_startup", timeout=60)
+    wait_for(lambda: _listening(5672), 60, "RabbitMQ to accept connections on 5672 again")
+
+
+@pytest.fixture
+def rabbitmqctl(rabbitmq_url: str) -> Iterator[None]:
+    """``rabbitmqctl`` usable here (installed, and allowed to talk to the node); RabbitMQ is running afterwards."""
+    reason = None
+    if shutil.which("rabbitmqctl") is None:
+        reason = "rabbitmqctl is not installed"
+    else:
+        try:
+            status = _rabbitmqctl("-q", "status", timeout=30)
+            if status.returncode != 0:
+                reason = f"rabbitmqctl cannot reach the node: {(status.stderr or status.stdout).strip()[:200]}"
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            reason = f"rabbitmqctl is not usable: {exc}"
+    if reason:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{reason} and LIENTHONG_REQUIRE_SERVICES is set")
+        pytest.skip(reason)
+    try:
+        yield
+    finally:
+        _ensure_rabbitmq_running()
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.parametrize("broker_kind", ["rabbitmq"])
+def test_rabbitmq_restart_mid_run_loses_nothing_and_the_worker_reconnects(
+    rabbitmqctl, make_hub, start_sink, record_property
+) -> None:
+    sink = start_sink(delay_ms=40)
+    hub = make_hub(sink)
+    ids = hub.accept(300)
+    worker = hub.start_worker()
+    try:
+        wait_for(lambda: sink.stats()["unique"] >= 50, 30, "the worker to deliver 50 messages", hub.logs)
+        stopped = _rabbitmqctl("stop_app")
+        assert stopped.returncode == 0, stopped.stderr
+        at_stop = sink.stats()["unique"]
+        time.sleep(1.0)
+        started = _rabbitmqctl("start_app")
+        assert started.returncode == 0, started.stderr
+        wait_for(lambda: _listening(5672), 60, "RabbitMQ to accept connections again")
+    finally:
+        _ensure_rabbitmq_running()
+    assert at_stop < len(ids), "the worker finished before RabbitMQ stopped; make the sink slower"
+    wait_for(lambda: sink.stats()["unique"] == len(ids), 45, "the worker to deliver the rest", hub.logs)
+    assert worker.poll() is None, f"the worker died instead of reconnecting\n{hub.logs()}"
+    stats = assert_delivered_exactly_once(hub, sink, ids)
+    record_property("raw_duplicates", stats["duplicates"])
+    print(f"\n[rabbitmq] restart after {at_stop} unique; raw duplicates at the sink: {stats['duplicates']}")
+    log = hub.log_files[0].read_text()
+    assert "reconnecting" in log or "retrying connection" in log, log[-3000:]
+    sigterm_and_wait(worker, hub)
+
+
+def test_worker_rides_out_an_unavailable_embedded_queue(tmp_path, start_sink, make_hub_embedded) -> None:
+    """Another process holds the queue's write lock longer than the worker's busy timeout: every broker call
+    fails with BrokerUnavailable for a while. The worker keeps trying instead of exiting, then delivers all."""
+    sink = start_sink(delay_ms=20)
+    hub = make_hub_embedded(sink)
+    ids = hub.accept(150)
+    worker = hub.start_worker()
+    wait_for(lambda: sink.stats()["unique"] >= 30, 30, "the worker to deliver 30 messages", hub.logs)
+    locker = sqlite3.connect(tmp_path / "var" / "queue.db", isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")  # the write lock, as a long backup or a stuck process would hold it
+        time.sleep(3)
+        assert worker.poll() is None, f"the worker exited while the queue was locked\n{hub.logs()}"
+        at_unlock = sink.stats()["unique"]
+    finally:
+        locker.close()
+    assert at_unlock < len(ids)
+    wait_for(lambda: sink.stats()["unique"] == len(ids), 40, "the worker to deliver the rest", hub.logs)
+    assert "broker unavailable" in hub.log_files[0].read_text()
+    assert_delivered_exactly_once(hub, sink, ids)
+    sigterm_and_wait(worker, hub)
+
+
+# -- c. a partner failing: 503 for a while (retried with backoff), 400 (dead letter, replay) -----------------
+
+
+def test_partner_503_for_a_while_is_retried_with_backoff_then_delivered(make_hub, start_sink) -> None:
+    sink = start_sink()
+    delays = [0.5, 1.0, 2.0, 4.0]
+    hub = make_hub(sink, retry_delays_s=delays, jitter=0.1)
+    worker = hub.start_worker()
+    warm_up = hub.accept(1)  # wait until the worker runs, so the outage below hits it
+    wait_for(lambda: sink.stats()["unique"] == 1, 30, "the worker to start", hub.logs)
+
+    sink.control(status=503, seconds=2)
+    ids = warm_up + hub.accept(10)
+    wait_for(lambda: sink.stats()["unique"] == len(ids), 30, "delivery once the partner is back", hub.logs)
+    stats = assert_delivered_exactly_once(hub, sink, ids)
+    assert stats["failed"] >= 10  # every message met the outage at least once …
+    assert worker.poll() is None
+    assert hub.overview().dead == 0  # … and none was given up on
+    for message_id in ids[1:]:
+        events = hub.runtime.store.trace(message_id, PROVINCE).events
+        starts = [e.at.timestamp() for e in events if e.state == "attempt_started"]
+        assert len(starts) >= 2, message_id
+        assert [e.state for e in events].count("retry_scheduled") == len(starts) - 1
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        for attempt, gap in enumerate(gaps, start=1):  # never earlier than the (jittered) backoff
+            assert gap >= delays[attempt - 1] * 0.9 - 0.05, (message_id, gaps)
+        if len(gaps) >= 2:
+            assert gaps[1] > gaps[0], (message_id, gaps)  # exponential: the wait grows
+    sigterm_and_wait(worker, hub)
+
+
+def test_partner_400_dead_letters_at_once_then_cli_replay_delivers(make_hub, start_sink) -> None:
+    sink = start_sink()
+    hub = make_hub(sink, retry_delays_s=[0.3, 0.3, 0.3])
+    worker = hub.start_worker()
+    sink.control(status=400, count=3)
+    ids = hub.accept(3)
+    store = hub.runtime.store
+    wait_for(lambda: len(store.dead_letters()) == 3, 30, "three dead letters", hub.logs)
+    dead = store.dead_letters()
+    assert {d.message_id for d in dead} == set(ids)
+    assert {(d.reason, d.attempts) for d in dead} == {("rejected", 1)}  # not retried blindly
+    assert all("400" in d.last_error for d in dead)
+    stats = sink.stats()
+    assert (stats["failed"], stats["unique"]) == (3, 0)
+    wait_for(lambda: hub.runtime.broker.stats([hub.destination])[0].dead == 3, 10, "the broker's dead-letter queue")
+
+    sink.control(status=0)  # healed
+    replay = hub.cli("dead-letters", "replay", "--all", "--actor", "ops.tester")
+    assert replay.returncode == 0, replay.stderr
+    assert replay.stdout.count("replayed dead letter") == 3
+    assert "(by ops.tester)" in replay.stdout
+    wait_for(lambda: sink.stats()["unique"] == 3, 20, "the replayed messages to be delivered", hub.logs)
+    assert_delivered_exactly_once(hub, sink, ids)
+    assert hub.runtime.broker.stats([hub.destination])[0].dead == 0
+
+    listed = hub.cli("dead-letters", "list", "--all")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("ops.tester") == 3, listed.stdout  # the "replayed" column: "<when> by ops.tester"
+    assert hub.cli("dead-letters", "list").stdout.strip() == "no dead letters"
+    again = hub.cli("dead-letters", "replay", str(dead[0].id))
+    assert again.returncode == 1
+    assert f"dead letter {dead[0].id} was already replayed by ops.tester" in again.stderr
+    sigterm_and_wait(worker, hub)
+
+
+# -- d. SIGTERM ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_sigterm_stops_the_worker_cleanly_and_the_next_one_delivers_the_rest(make_hub, start_sink, processes) -> None:
+    sink = start_sink(delay_ms=20)
+    hub = make_hub(sink)
+    ids = hub.accept(300)
+    first = hub.start_worker("--processes", str(processes))
+    wait_for(lambda: sink.stats()["unique"] >= 60, 30, "the first worker to deliver 60 messages", hub.logs)
+    took = sigterm_and_wait(first, hub, within_s=10)
+    assert "worker stopped after settling" in hub.log_files[0].read_text()
+    at_stop = sink.stats()["unique"]
+    assert at_stop < len(ids), "the worker finished before SIGTERM; make the sink slower"
+    overview = hub.overview()
+    assert overview.delivering == 0  # it finished what it had started …
+    assert overview.delivered == at_stop  # … and recorded all of it
+
+    second = hub.start_worker()
+    wait_for(lambda: sink.stats()["unique"] == len(ids), 40, "the second worker to deliver the rest", hub.logs)
+    stats = assert_delivered_exactly_once(hub, sink, ids)
+    assert stats["duplicates"] == 0  # a clean stop settles everything: no redelivery at all
+    print(f"\n[{hub.kind}] SIGTERM after {at_stop} unique; stopped in {took:.1f} s")
+    sigterm_and_wait(second, hub)
