@@ -57,6 +57,7 @@ class BenchResult:
     store: str
     workers: int
     accept_msg_s: float
+    via: str
 
 
 def _free_port() -> int:
@@ -139,6 +140,90 @@ def _accept_chunk(
     return accepted_at, busy
 
 
+_http = None
+
+
+def _loader_init(api_key: str, url: str, concurrency: int) -> None:
+    """Load-process start-up: a keep-alive connection pool to ``hub serve``."""
+    global _http
+    import urllib3
+
+    _http = (urllib3.PoolManager(maxsize=concurrency, block=True, retries=False), api_key, url, concurrency)
+
+
+def _post_chunk(
+    envelopes: list[bytes], window: int, batch: int, count_url: str, loaders: int
+) -> tuple[dict[str, float], float]:
+    """POST ``envelopes`` to the API from a few threads, keeping at most ``window`` undelivered per process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert _http is not None
+    pool, api_key, url, concurrency = _http
+    headers = {"Content-Type": "application/xml", "X-Api-Key": api_key}
+    accepted_at: dict[str, float] = {}
+    busy = 0.0
+
+    def post(data: bytes) -> tuple[str, float]:
+        response = pool.request("POST", url, body=data, headers=headers)
+        if response.status != 202:
+            raise RuntimeError(f"benchmark envelope rejected: HTTP {response.status} {response.data[:300]!r}")
+        return json.loads(response.data)["message_id"], time.time()
+
+    with ThreadPoolExecutor(concurrency) as threads:
+        for i in range(0, len(envelopes), batch):
+            while len(accepted_at) - _get_json(count_url)["unique"] / loaders >= window:
+                time.sleep(0.005)
+            t0 = time.perf_counter()
+            for message_id, at in threads.map(post, envelopes[i : i + batch]):
+                accepted_at[message_id] = at
+            busy += time.perf_counter() - t0
+    return accepted_at, busy
+
+
+def _register_connectors(runtime: Runtime, province_pem: str, sink_url: str) -> str:
+    """Register the bench's sender and sink as connectors (the API routes by the registry); the sender's key."""
+    from hub.registry import Registry
+    from hub.registry.spec import parse_spec
+
+    registry = Registry(runtime.store, runtime.settings.hub_code)
+    sender = parse_spec(
+        {
+            "code": PROVINCE,
+            "name": "Bench sender",
+            "kind": "provincial",
+            "sends": list(MESSAGE_TYPES),
+            "receives": [],
+            "certificates": [province_pem],
+        }
+    )
+    sink = parse_spec(
+        {
+            "code": SINK,
+            "name": "Bench sink",
+            "kind": "ministry",
+            "sends": [],
+            "receives": list(MESSAGE_TYPES),
+            "endpoint": {"url": sink_url, "transport": "http"},
+            "concurrency": 16,
+        }
+    )
+    registry.add(sink, actor="bench")
+    _, api_key = registry.add(sender, actor="bench")
+    assert api_key is not None
+    return api_key
+
+
+def _wait_http(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            _get_json(url)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")
+
+
 def naive_chain(envelopes: list[bytes], settings: Settings, broker_url: str, verifier, signer: Signer) -> float:
     """verify → validate → map → sign → publish with one confirm per message, in one process; msg/s."""
     builder = OutboundBuilder(signer, settings.hub_code)
@@ -192,6 +277,8 @@ def run(
     naive_messages: int,
     prefetch: int = 32,
     acceptors: int = 2,
+    via: str = "direct",
+    serve_workers: int = 2,
     report: Callable[[str], None],
     progress_factory,
 ) -> BenchResult:
@@ -230,6 +317,14 @@ def run(
         _wait_port(port)
         runtime = Runtime.open(settings)
         hub_signer(settings)  # create the hub's demo key before the workers start
+        api_url = ""
+        if via == "http":
+            api_key = _register_connectors(runtime, province.cert_path.read_text(), f"http://127.0.0.1:{port}/inbox")
+            api_port = _free_port()
+            hub_bin = Path(sys.executable).with_name("hub")
+            serve_cmd = [str(hub_bin), "serve", "--port", str(api_port), "--workers", str(serve_workers)]
+            children.append(subprocess.Popen(serve_cmd, env=env, stdout=subprocess.DEVNULL))
+            api_url = f"http://127.0.0.1:{api_port}"
         # Workers start now, so they are connected and warm before the clock starts.
         hub_bin = Path(sys.executable).with_name("hub")
         for _ in range(workers):
@@ -243,11 +338,19 @@ def run(
         count_url = f"http://127.0.0.1:{port}/_count"
         chunks = [envelopes[k::acceptors] for k in range(acceptors)]
         context = multiprocessing.get_context("spawn")
-        with context.Pool(acceptors, initializer=_acceptor_init, initargs=(settings.model_dump(),)) as pool:
-            pool.map(_acceptor_ready, range(acceptors))  # connected and warm before the clock starts
+        if via == "http":
+            _wait_http(f"{api_url}/healthz")
+            setup = {"initializer": _loader_init, "initargs": (api_key, f"{api_url}/api/v1/messages", 16)}
+            task = _post_chunk
+        else:
+            setup = {"initializer": _acceptor_init, "initargs": (settings.model_dump(),)}
+            task = _accept_chunk
+        with context.Pool(acceptors, **setup) as pool:
+            if via != "http":
+                pool.map(_acceptor_ready, range(acceptors))  # connected and warm before the clock starts
             started = time.perf_counter()
             jobs = [
-                pool.apply_async(_accept_chunk, (chunk, max(1, window // acceptors), batch, count_url, acceptors))
+                pool.apply_async(task, (chunk, max(1, window // acceptors), batch, count_url, acceptors))
                 for chunk in chunks
             ]
             delivered = 0
@@ -288,6 +391,7 @@ def run(
             naive_msg_s=round(naive, 1),
             ratio_vs_naive=round(throughput / naive, 2) if naive else 0.0,
             broker="embedded" if broker == "embedded" else "rabbitmq",
+            via=via,
             store=settings.database_url.split(":", 1)[0].split("+")[0],
             workers=workers,
             accept_msg_s=round(messages / accept_cpu * acceptors, 1) if accept_cpu else 0.0,

@@ -268,10 +268,11 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on [default: LIENTHONG_API_PORT]")] = None,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
 ) -> None:
-    """Serve the HTTP API (and, later, the operator page)."""
+    """Serve the HTTP API and the operator page (http://HOST:PORT/)."""
     import uvicorn
 
     from hub.config import get_settings
+    from hub.logs import logging_dict
 
     settings = get_settings()
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -290,6 +291,7 @@ def serve(
         port=port or settings.api_port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        log_config=logging_dict(settings),  # JSON lines (masked) from every worker process, uvicorn's too
     )
 
 
@@ -344,22 +346,50 @@ def queues() -> None:
     """Per destination: ready, in flight, retrying, dead, delivered, oldest pending message and delivery rate."""
     from rich.table import Table
 
+    from hub.deadlines import overdue_intake
+
     runtime = _runtime()
     try:
         overview = runtime.store.queue_overview()
+        overdue = overdue_intake(runtime.store, runtime.settings)
     finally:
         runtime.close()
     if not overview:
         out.print("no deliveries yet")
+    else:
+        table = Table(title=f"Queues (broker {runtime.describe_broker()}, store {runtime.describe_store()})")
+        for column in ("destination", "ready", "in flight", "retrying", "dead", "delivered", "oldest pending",
+                       "rate/min"):  # fmt: skip
+            table.add_column(column, justify="left" if column == "destination" else "right", no_wrap=True)
+        for q in overview:
+            table.add_row(
+                q.destination, str(q.queued), str(q.delivering), str(q.retrying),
+                f"[bold red]{q.dead}[/]" if q.dead else "0", str(q.delivered),
+                _age(q.oldest_pending_age_s), str(q.delivered_last_60s),
+            )  # fmt: skip
+        out.print(table)
+    _print_overdue(overdue, runtime.settings)
+
+
+def _print_overdue(overdue: list, settings) -> None:
+    """The "Overdue intake (8 working hours)" section of `hub queues`."""
+    from zoneinfo import ZoneInfo
+
+    from rich.table import Table
+
+    hours = f"{settings.intake_deadline_hours:g}"
+    if not overdue:
+        out.print(f"Overdue intake ({hours} working hours): none", markup=False)
         return
-    table = Table(title=f"Queues (broker {runtime.describe_broker()}, store {runtime.describe_store()})")
-    for column in ("destination", "ready", "in flight", "retrying", "dead", "delivered", "oldest pending", "rate/min"):
-        table.add_column(column, justify="left" if column == "destination" else "right", no_wrap=True)
-    for q in overview:
+    zone = ZoneInfo(settings.calendar_timezone)
+    table = Table(title=f"Overdue intake ({hours} working hours): {len(overdue)} dossier(s) still at status 1")
+    for column in ("dossier", "submitted (local)", "deadline (local)", "overdue (working h)", "channel", "reported by"):
+        table.add_column(column, no_wrap=True)
+    for d in overdue:
         table.add_row(
-            q.destination, str(q.queued), str(q.delivering), str(q.retrying),
-            f"[bold red]{q.dead}[/]" if q.dead else "0", str(q.delivered),
-            _age(q.oldest_pending_age_s), str(q.delivered_last_60s),
+            d.dossier_code, f"{d.submitted_at.astimezone(zone):%Y-%m-%d %H:%M}",
+            f"{d.deadline.astimezone(zone):%Y-%m-%d %H:%M}", f"[bold red]{d.overdue_hours:.2f}[/]",
+            "-" if d.channel is None else str(d.channel), d.source or "-",
         )  # fmt: skip
     out.print(table)
 
@@ -435,6 +465,8 @@ def bench(
     naive_messages: Annotated[int, typer.Option(help="Packets timed through the naive chain")] = 1000,
     acceptors: Annotated[int, typer.Option(help="Processes accepting envelopes (as API workers would)")] = 2,
     prefetch: Annotated[int, typer.Option(help="Deliveries each worker takes from the queue at once")] = 32,
+    via: Annotated[str, typer.Option(help="`direct` (accept in-process) or `http` (POST to `hub serve`)")] = "direct",
+    serve_workers: Annotated[int, typer.Option(help="With --via http: uvicorn worker processes")] = 2,
 ) -> None:
     """Measure the exchange end to end and against a naive single-process chain.
 
@@ -459,7 +491,7 @@ def bench(
     err.print(f"Lienthong benchmark: {messages} messages, broker {broker}, {workers} worker processes")
     result = benchmark.run(
         broker=broker, messages=messages, workers=workers, window=window, batch=batch, database_url=database,
-        naive_messages=naive_messages, acceptors=acceptors, prefetch=prefetch,
+        naive_messages=naive_messages, acceptors=acceptors, prefetch=prefetch, via=via, serve_workers=serve_workers,
         report=lambda line: err.print(line, markup=False), progress_factory=progress_factory,
     )  # fmt: skip
     err.print(
@@ -740,6 +772,95 @@ def simulate(
     finally:
         simulators.stop_all(started)
     out.print("simulators stopped", markup=False)
+
+
+@app.command()
+def demo(
+    once: Annotated[bool, typer.Option("--once", help="Run the flows, print the results and exit (0 = all ok)")] = False,
+    port: Annotated[int, typer.Option(help="Port of the API on 127.0.0.1")] = 8000,
+    data_dir: Annotated[Path, typer.Option(help="Fresh data folder (keys, SQLite store, queue, log)")] = Path(
+        "var/demo"
+    ),
+) -> None:
+    """Run the hub with its partners on loopback (embedded default) through flows F1, F5, F6 and show what each
+    partner received; then keep the API up on http://127.0.0.1:PORT until Ctrl-C (--once: exit instead; the last
+    line is one JSON object {"flows": {...}, "lost": N})."""
+    import json
+    import signal
+    import threading
+    import time
+
+    from rich.table import Table
+
+    from hub import demo as demos
+
+    started = time.monotonic()
+    hub = demos.DemoHub(demos.DemoOptions(data_dir=data_dir, port=port))
+    out.rule("Lienthong demo: the hub and its partners on 127.0.0.1 (embedded broker, SQLite)")
+    results: list = []
+    lost = 0
+    failed_setup = None
+
+    def step(text: str) -> None:
+        out.print(f"  [green]✓[/] {text}", highlight=False)
+
+    def flow_done(result) -> None:
+        mark = "[bold green]ok[/]" if result.ok else f"[bold red]FAILED[/]: {result.detail}"
+        out.print(f"[bold]{result.name}[/] {result.title}: {mark} ({result.seconds:.1f}s)", highlight=False)
+
+    try:
+        try:
+            hub.start(step)
+        except Exception as exc:  # port in use, a simulator that cannot bind…
+            failed_setup = f"{type(exc).__name__}: {exc}"
+            err.print(f"error: the demo could not start: {failed_setup}", markup=False)
+        if failed_setup is None:
+            with out.status("running the flows…"):
+                results = demos.run_flows(hub, step=step, on_result=flow_done)
+            hub.wait_idle()
+            lost = hub.lost()
+            table = Table(title="What each partner received", title_justify="left")
+            for column in ("partner", "dossier", "received"):
+                table.add_column(column, no_wrap=column != "received")
+            for row in demos.partner_rows(hub):
+                table.add_row(*row)
+            out.print(table)
+            flows = Table(title="Flows", title_justify="left")
+            for column in ("flow", "result", "seconds", "what happened"):
+                flows.add_column(column, no_wrap=column != "what happened")
+            for r in results:
+                flows.add_row(r.name, "[green]ok[/]" if r.ok else "[red]failed[/]", f"{r.seconds:.1f}", r.detail)
+            out.print(flows)
+            out.print(f"lost messages: {lost}; total {time.monotonic() - started:.1f}s", markup=False)
+            if not once:
+                out.print(
+                    f"\nThe hub is up on {hub.base_url} (OpenAPI {hub.base_url}/docs, operator page {hub.base_url}/)\n"
+                    f"  admin key:    {hub.admin_key}\n  operator key: {hub.operator_key}\n"
+                    f"  F6's dead letter #{hub.dead_letter_id}: curl -H 'X-Api-Key: {hub.operator_key}' "
+                    f"'{hub.base_url}/api/v1/dead-letters?include_replayed=true'\n"
+                    f"  overdue intake: curl -H 'X-Api-Key: {hub.operator_key}' {hub.base_url}/api/v1/deadlines\n"
+                    f"  CLI: LIENTHONG_DATABASE_URL={hub.settings.database_url} LIENTHONG_DATA_DIR={data_dir} "
+                    ".venv/bin/hub queues\nCtrl-C stops the demo.",
+                    markup=False,
+                )
+                stop = threading.Event()
+                signal.signal(signal.SIGTERM, lambda *_: stop.set())
+                try:
+                    while not stop.wait(0.5):
+                        pass
+                except KeyboardInterrupt:
+                    pass
+    finally:
+        hub.close()
+    if failed_setup is not None:
+        results_json = json.dumps({"flows": {f.name: f"failed: {failed_setup}" for f in demos.FLOWS}, "lost": 0})
+        sys.stdout.write(results_json + "\n")
+        raise typer.Exit(EXIT_REJECTED)
+    if once:
+        sys.stdout.write(demos.summary_json(results, lost) + "\n")
+        sys.stdout.flush()
+    if lost or not all(r.ok for r in results):
+        raise typer.Exit(EXIT_REJECTED)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from hub.api.problems import ApiProblem, from_rejection
 from hub.config import Settings
 from hub.envelope import ENVELOPE_TAG, HEADER_TAG, EnvelopeHeader, read_header
 from hub.errors import AccessDeniedError, EnvelopeInvalidError, Issue, KeyMaterialError, RejectedError
-from hub.pipeline import Accepted, Acceptor, Relay
+from hub.pipeline import Accepted, Acceptor, GroupCommitter, Relay
 from hub.registry.spec import DEFAULT_PROFILE
 from hub.runtime import Runtime
 from hub.signing import EnvelopeVerifier, TrustStore
@@ -91,8 +91,9 @@ class HubService:
         self.anchors = self._anchors()
         self._refresh_lock = threading.Lock()
         self.acceptor = Acceptor(self.store, self.broker, self._routing(), self._verifier())
+        self.committer = GroupCommitter(self.acceptor)
         self.relay = Relay(self.store, self.broker, every_s=settings.relay_interval_s)
-        self.metrics = StoreCollector(self.store)
+        self.metrics = StoreCollector(self.store, registry=self.registry, settings=settings)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refreshed = time.monotonic()
@@ -108,6 +109,7 @@ class HubService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.committer.close()
         self.runtime.close()
 
     def _background(self) -> None:
@@ -235,7 +237,7 @@ class HubService:
                     pass  # verification reports it with the details
                 else:
                     authorize(header)  # deny early (403) before spending a signature check
-            accepted = self.acceptor.accept(data, authorize, self.profiles(caller))
+            accepted = self.committer.accept(data, authorize, self.profiles(caller))
         except RejectedError as exc:
             REJECTED.labels(label, from_rejection(exc).kind).inc()
             raise

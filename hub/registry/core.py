@@ -16,7 +16,9 @@ import builtins
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -206,17 +208,35 @@ class Registry:
 
     store: Store
     hub_code: str = ""  # the hub's own agency code (default: ``LIENTHONG_HUB_CODE``)
+    #: How long a connector read for the hot path (``authenticate``, ``authorize``) is reused. Changes made
+    #: through this instance apply at once; other processes see them within this many seconds.
+    cache_ttl_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.hub_code:
             from hub.config import get_settings
 
             self.hub_code = get_settings().hub_code
+        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._cache_lock = threading.Lock()
+
+    def _cached(self, kind: str, key: str, load: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get((kind, key))
+        if hit is not None and now - hit[0] < self.cache_ttl_s:
+            return hit[1]
+        value = load()
+        with self._cache_lock:
+            self._cache[(kind, key)] = (now, value)
+        return value
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         with self.store._write() as conn:
             yield conn
+        with self._cache_lock:
+            self._cache.clear()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -344,17 +364,22 @@ class Registry:
         prefix = api_key_prefix(api_key or "")
         if prefix is None:
             return None
-        with self._read() as conn:
-            row = conn.execute(
-                sa.select(connectors.c.code, connectors.c.api_key_hash, connectors.c.enabled).where(
-                    connectors.c.api_key_prefix == prefix
-                )
-            ).first()
-            if row is None or not row.api_key_hash or not api_key_matches(api_key or "", row.api_key_hash):
-                return None
-            if not row.enabled:
-                return None
-            return self._get(conn, row.code)
+
+        def load() -> tuple[str, Connector | None] | None:
+            with self._read() as conn:
+                row = conn.execute(
+                    sa.select(connectors.c.code, connectors.c.api_key_hash, connectors.c.enabled).where(
+                        connectors.c.api_key_prefix == prefix
+                    )
+                ).first()
+                if row is None or not row.api_key_hash:
+                    return None
+                return row.api_key_hash, (self._get(conn, row.code) if row.enabled else None)
+
+        found = self._cached("key", prefix, load)
+        if found is None or not api_key_matches(api_key or "", found[0]):
+            return None
+        return found[1]
 
     def audit(self, code: str | None = None, *, limit: int | None = None) -> builtins.list[AuditEntry]:
         """Registry changes, oldest first (of one connector, or all); ``limit`` keeps the newest ones."""
@@ -425,7 +450,11 @@ class Registry:
                 )
             )
         if header.receiver != self.hub_code:
-            receiver = connector if header.receiver == connector.code else self.get(header.receiver)
+            receiver = (
+                connector
+                if header.receiver == connector.code
+                else self._cached("code", header.receiver, lambda: self.get(header.receiver))
+            )
             if receiver is None or not receiver.enabled or header.message_type not in receiver.receives:
                 why = (
                     "is not a registered connector"
