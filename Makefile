@@ -1,6 +1,6 @@
 # Lienthong — two entry points for a fresh machine: `make demo` and `make test`.
 # Everything they need is installed here, into .venv (Python packages) and, where missing, from Debian
-# (xmlsec1, used by the interoperability tests).
+# (xmlsec1, used by the interoperability tests; chromium and chromium-driver, used by the operator page's browser tests).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,15 +21,18 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-system-deps:  ## Install Debian packages the tests use (xmlsec1) when they are missing
+system-deps:  ## Install Debian packages the tests use (xmlsec1, chromium, chromium-driver) when they are missing
 	@command -v xmlsec1 >/dev/null 2>&1 || { \
 	  echo "installing xmlsec1 from Debian"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xmlsec1 >/dev/null; }
+	@{ command -v chromium >/dev/null 2>&1 && [ -x /usr/bin/chromedriver ]; } || { \
+	  echo "installing chromium and chromium-driver from Debian (browser tests of the operator page)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 setup: $(STAMP) system-deps  ## Create .venv and install Lienthong with its test tools
 
-demo: setup  ## Set up, then run the main job on the embedded default
-	$(BIN)/hub walkthrough --out var/demo
+demo: setup  ## Set up, then run the main job on the embedded default (`hub demo`; Ctrl-C stops it)
+	$(BIN)/hub demo
 
 test: setup  ## Set up, lint, and run the whole test suite
 	$(BIN)/ruff check .

@@ -229,7 +229,7 @@ def walkthrough(
 ) -> None:
     """Take every message type through example, validate, sign, verify and a tamper check, and report.
 
-    This is what `make demo` runs until the partner flows exist: real keys from a demo CA, real XML-DSig.
+    Real keys from a demo CA, real XML-DSig (`make demo` runs `hub demo`, the partner flows).
     """
     from rich.table import Table
 
@@ -776,7 +776,7 @@ def simulate(
 
 @app.command()
 def demo(
-    once: Annotated[bool, typer.Option("--once", help="Run the flows, print the results and exit (0 = all ok)")] = False,
+    once: Annotated[bool, typer.Option("--once", help="Run the flows, print the results, exit (0 = all ok)")] = False,
     port: Annotated[int, typer.Option(help="Port of the API on 127.0.0.1")] = 8000,
     data_dir: Annotated[Path, typer.Option(help="Fresh data folder (keys, SQLite store, queue, log)")] = Path(
         "var/demo"
@@ -861,6 +861,65 @@ def demo(
         sys.stdout.flush()
     if lost or not all(r.ok for r in results):
         raise typer.Exit(EXIT_REJECTED)
+
+
+@app.command("postal-poll")
+def postal_poll(
+    every: Annotated[
+        float | None, typer.Option(help="Poll again every N seconds until Ctrl-C/SIGTERM (default: once)")
+    ] = None,
+) -> None:
+    """Read each postal connector's tracking feed and send one signed postal.status per new event (F4)."""
+    import signal
+    import threading
+
+    from hub.postal_tracking import tracker_for
+
+    runtime = _runtime()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        tracker = tracker_for(runtime)
+        if not tracker.adapters:
+            raise _fail("no postal connector with an endpoint is registered")
+        while True:
+            for result in tracker.poll_all():
+                out.print(
+                    f"{result.connector}: {result.seen} events read, {len(result.emitted)} postal.status sent, "
+                    f"{result.skipped} already sent" + (f", {len(result.errors)} errors" if result.errors else ""),
+                    markup=False,
+                )
+            if every is None or stop.wait(every):
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.close()
+
+
+operator_app = typer.Typer(help="Operator page accounts.", no_args_is_help=True)
+app.add_typer(operator_app, name="operator")
+
+
+@operator_app.command("hash-password")
+def operator_hash_password(
+    name: Annotated[str, typer.Argument(help="The operator's sign-in name")],
+    password_stdin: Annotated[bool, typer.Option("--stdin", help="Read the password from standard input")] = False,
+) -> None:
+    """Print `NAME:scrypt$…` for LIENTHONG_OPERATORS (comma-separated); the password itself is never stored."""
+    from hub.console.auth import hash_password
+
+    if ":" in name or "," in name or not name.strip():
+        raise _fail("the name may not be empty nor contain ':' or ','")
+    if password_stdin:
+        import sys
+
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        raise _fail("use a password of at least 8 characters")
+    out.print(f"{name.strip()}:{hash_password(password)}", markup=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -45,6 +45,38 @@ class Settings(BaseSettings):
     registry_refresh_s: float = Field(
         10.0, gt=0, description="How often each `hub serve` process reloads routes and certificates from the registry"
     )
+    lookup_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="How long `POST /api/v1/lookups` waits for the population DB before a 504"
+    )
+    operators: str = Field(
+        "",
+        description="Operator page accounts: `name:scrypt$…` pairs separated by commas (make a hash with "
+        "`hub operator hash-password`). Without any, the admin and operator API keys sign in as "
+        "`admin_name` / `operator_name`",
+    )
+    session_secret: SecretStr | None = Field(
+        None, description="Key signing the operator page's session cookies; unset = a random one kept in data_dir"
+    )
+    session_https_only: bool = Field(False, description="Send the operator page's session cookie over HTTPS only")
+    session_max_age_s: int = Field(8 * 3600, gt=0, description="An operator page session lasts this long")
+    console_refresh_s: float = Field(5.0, gt=0, description="How often the operator page refreshes its panels")
+    partner_window_s: float = Field(
+        900.0, gt=0, description="Window (s) of recent attempts a partner's state and error rate are derived from"
+    )
+    queue_age_warn_s: float = Field(
+        900.0, gt=0, description="A destination whose oldest pending message is older than this stands out"
+    )
+    working_days: str = Field(
+        "Mon-Fri", description="Working days of the intake calendar: `Mon-Fri`, or a list such as `Mon,Tue,Sat`"
+    )
+    working_hours: str = Field(
+        "07:30-11:30,13:30-17:00", description="Working hours of each working day (local time), comma-separated"
+    )
+    holidays: str = Field("", description="Public holidays off the calendar: ISO dates, comma-separated")
+    calendar_timezone: str = Field("Asia/Ho_Chi_Minh", description="Time zone of the working calendar")
+    intake_deadline_hours: float = Field(
+        8.0, gt=0, description="Working hours within which an online dossier must be answered at intake (status 1)"
+    )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR")
     log_format: str = Field("json", description="`json` (one object per line) or `console`")
 

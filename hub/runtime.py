@@ -144,6 +144,10 @@ def adapter_for(cfg: DestinationConfig) -> Adapter:
             timeout_s=cfg.timeout_s,
             max_connections=cfg.concurrency,
         )
+    if cfg.kind in ("population_db", "payment", "postal"):  # partner flows F2–F4
+        from adapters.partners import partner_adapter
+
+        return partner_adapter(cfg)
     if cfg.kind == "provincial":
         from adapters.provincial import ProvincialAdapter
 

@@ -21,6 +21,7 @@ from lxml import etree
 from adapters.base import Adapter, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
 from broker.base import Broker, BrokerUnavailable, Delivery
 from hub.envelope import EnvelopeHeader, body_payload, build_envelope, read_header
+from hub.logs import log_context
 from hub.routing import RoutingTable
 from hub.signing import Signer
 from hub.xmlparse import parse_xml
@@ -224,7 +225,12 @@ class Worker:
             self.broker.dead_letter(delivery, outcome.reason)
 
     def _deliver(self, delivery: Delivery, attempt: int) -> tuple[Outcome, tuple[int, bytes, str] | None]:
-        """Map, sign and deliver one message (pool thread); failures are recorded here, successes by the caller."""
+        """Map, sign and deliver one message (pool thread); failures are recorded here, successes by the caller.
+        Every line logged meanwhile carries the message id and connector (``hub.logs.log_context``)."""
+        with log_context(message_id=delivery.message_id, connector=delivery.destination):
+            return self._deliver_one(delivery, attempt)
+
+    def _deliver_one(self, delivery: Delivery, attempt: int) -> tuple[Outcome, tuple[int, bytes, str] | None]:
         destination = delivery.destination
         delivery_id = delivery.delivery_id
         assert delivery_id is not None
@@ -242,7 +248,8 @@ class Worker:
         except PermanentDeliveryError as exc:
             breaker.success()  # the partner is up; it just refuses this content
             self.store.record_dead(delivery_id, reason="rejected", error=str(exc))
-            log.warning("message_id=%s destination=%s rejected: %s", delivery.message_id, destination, exc)
+            log.warning("message_id=%s destination=%s rejected: %s", delivery.message_id, destination, exc,
+                        extra={"dossier_code": header.dossier_code})  # fmt: skip
             return Outcome("dead", reason=str(exc)), None
         except TransientDeliveryError as exc:
             breaker.failure()
@@ -253,7 +260,8 @@ class Worker:
             delay = policy.delay_for(attempt)
             self.store.record_retry(delivery_id, error=str(exc), delay_s=delay)
             log.info("message_id=%s destination=%s attempt %d failed, retry in %.1fs: %s",
-                     delivery.message_id, destination, attempt, delay, exc)  # fmt: skip
+                     delivery.message_id, destination, attempt, delay, exc,
+                     extra={"dossier_code": header.dossier_code})  # fmt: skip
             return Outcome("retry", delay, str(exc)), None
         breaker.success()
         detail = f"HTTP {receipt.status}" + (f" {receipt.detail}" if receipt.sent else "")  # mapped at the edge

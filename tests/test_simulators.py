@@ -123,7 +123,7 @@ def test_failure_for_a_period_then_healed(sim: SimulatorServer) -> None:
 def test_start_all_on_given_ports() -> None:
     ports = {kind: 0 for kind in DEFAULT_PORTS}
     with running(ports) as sims:
-        assert set(sims) == {"national_portal", "provincial", "ministry"}
+        assert set(sims) == {"national_portal", "provincial", "ministry", "population_db", "postal", "payment"}
         for sim in sims.values():
             assert httpx.get(f"{sim.base_url}/_received").status_code == 200
         assert sims["national_portal"].url.endswith("/api") and sims["provincial"].url.endswith("/inbox")

@@ -111,7 +111,7 @@ class TraceOut(BaseModel):
 class TimelineEntryOut(BaseModel):
     status: int
     at: datetime
-    outcome: str = Field(description="applied, stale, rejected or corrected")
+    outcome: str = Field(description="applied, stale, rejected, corrected, or synced (reported by a dossier.sync)")
     reason: str
     source: str
     message_id: str | None
@@ -696,6 +696,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from hub.api.soap import router as soap_router
 
     app.include_router(soap_router)
+    from hub.api.partners import router as partners_router
+
+    app.include_router(partners_router)
+    from hub.api.deadlines import router as deadlines_router
+
+    app.include_router(deadlines_router)
+    from hub.console import install_console
+
+    install_console(app, settings)  # the operator page at /
     return app
 
 

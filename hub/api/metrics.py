@@ -9,6 +9,8 @@
   destination connector) happen in ``hub worker`` processes; they are counted from the store's event log when
   scraped (cached for a few seconds), so they are exact across processes and restarts. ``lienthong_pending``
   is the current number of undelivered deliveries per destination.
+- The operator page's gauges (dead letters, oldest message age, partner state, certificate expiry, deadlines):
+  see ``hub.console.metrics``.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ ACCEPT_SECONDS = Histogram(
 class StoreCollector(Collector):
     """Delivery counters per destination connector, read from the store (cached ``ttl_s`` seconds)."""
 
-    def __init__(self, store, ttl_s: float = 5.0) -> None:
+    def __init__(self, store, ttl_s: float = 5.0, registry=None, settings=None) -> None:
         self.store = store
         self.ttl_s = ttl_s
+        self.registry = registry  # with it, the operator page's gauges too (hub.console.metrics)
+        self.settings = settings
         self._lock = threading.Lock()
         self._cached: tuple[float, list] = (0.0, [])
 
@@ -75,7 +79,21 @@ class StoreCollector(Collector):
         pending = GaugeMetricFamily("lienthong_pending", "Deliveries not yet delivered nor dead", labels=["connector"])
         for stats in self.store.queue_overview():
             pending.add_metric([stats.destination], stats.pending)
-        return [*names.values(), pending]
+        return [*names.values(), pending, *self._console()]
+
+    def _console(self) -> list:
+        if self.registry is None:
+            return []
+        from hub.console.metrics import families
+        from hub.console.views import snapshot
+
+        window = getattr(self.settings, "partner_window_s", 900.0)
+        warn = getattr(self.settings, "queue_age_warn_s", 900.0)
+        return families(
+            snapshot(
+                self.store, self.registry, window_s=window, warn_age_s=warn, previews=False, settings=self.settings
+            )
+        )
 
 
 def render(store_collector: StoreCollector | None) -> bytes:

@@ -35,7 +35,9 @@ KINDS: dict[str, tuple[int, str]] = {
     "unsupported-media-type": (415, "Unsupported media type"),
     "invalid": (422, "Envelope rejected"),
     "internal": (500, "Internal error"),
+    "bad-gateway": (502, "Partner system failed"),
     "unavailable": (503, "Service unavailable"),
+    "gateway-timeout": (504, "Partner system did not answer in time"),
 }
 _SLUG_BY_STATUS = {status: slug for slug, (status, _) in KINDS.items()}
 

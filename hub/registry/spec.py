@@ -187,6 +187,16 @@ class CircuitSpec(BaseModel):
     cooldown_s: float = Field(30.0, gt=0)
 
 
+class PolicySpec(BaseModel):
+    """Data-handling policy of a connector (partner flows F2–F4)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Keep the full ``citizen.record`` a population DB answers in the message log (default: only its digest and
+    #: the list of fields returned — data minimisation).
+    keep_citizen_records: bool = False
+
+
 class ConnectorSpec(BaseModel):
     """A connector as declared by its integrator. After validation ``certificates`` holds PEM texts (files
     read, each checked against the key policy) and ``examples`` absolute file paths."""
@@ -208,6 +218,7 @@ class ConnectorSpec(BaseModel):
     circuit: CircuitSpec = CircuitSpec()
     examples: dict[str, Annotated[tuple[str, ...], BeforeValidator(_as_list)]] = Field(default_factory=dict)
     enabled: bool = True
+    policy: PolicySpec = PolicySpec()
 
     @field_validator("code_pattern")
     @classmethod
@@ -344,6 +355,7 @@ class ConnectorSpec(BaseModel):
                 "receives": tuple(data.get("receives", ())),
                 "mapping": dict(data.get("mapping", {})),
                 "examples": {k: tuple(v) for k, v in data.get("examples", {}).items()},
+                "policy": PolicySpec.model_validate(data.get("policy") or {}),
             }
         )
 

@@ -17,6 +17,9 @@ from hub.simulators.base import FAILURE_MODES, SimulatorServer
 from hub.simulators.envelopes import EnvelopeInbox, SendResult, send, send_soap, signed_envelope
 from hub.simulators.ministry import MinistrySimulator, MinistryStep, ResultDocument
 from hub.simulators.national_portal import NationalPortalSimulator
+from hub.simulators.payment import PaymentSimulator
+from hub.simulators.population_db import PopulationDbSimulator
+from hub.simulators.postal import PostalSimulator
 from hub.simulators.provincial import ProvincialSimulator
 
 #: Fixed ports of ``hub simulate`` / ``hub demo`` (the other partner kinds take the ports listed for them).
@@ -34,6 +37,9 @@ SIMULATORS: dict[str, type[SimulatorServer]] = {
     "provincial": ProvincialSimulator,
     "national_portal": NationalPortalSimulator,
     "ministry": MinistrySimulator,
+    "population_db": PopulationDbSimulator,
+    "postal": PostalSimulator,
+    "payment": PaymentSimulator,
 }
 
 
@@ -78,6 +84,9 @@ __all__ = [
     "MinistrySimulator",
     "MinistryStep",
     "NationalPortalSimulator",
+    "PaymentSimulator",
+    "PopulationDbSimulator",
+    "PostalSimulator",
     "ProvincialSimulator",
     "ResultDocument",
     "SendResult",

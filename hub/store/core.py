@@ -49,8 +49,11 @@ from hub.store.types import (
     DeliveryView,
     DestinationStats,
     DossierRecord,
+    IntakeDossier,
     MessageTrace,
+    PartnerActivity,
     PendingDelivery,
+    RuleEvent,
     Submission,
     TimelineEntry,
     TraceEvent,
@@ -371,6 +374,7 @@ class Store:
             conn.execute(events.insert(), event_rows)
             for key, pk in inserted.items():
                 delivery_ids[pk] = tuple(by_key[(pk, d)] for d in subs[first[key]].destinations)
+            self._record_syncs(conn, [(pk, subs[first[key]]) for key, pk in inserted.items()], now)
 
         # 3. What was there before: its digest, time and deliveries.
         stored: dict[tuple[str, str], tuple[int, str, datetime]] = {}
@@ -442,6 +446,45 @@ class Store:
                 )
             )
         return results
+
+    def _record_syncs(self, conn: Connection, new: list[tuple[int, Submission]], now: datetime) -> None:
+        """Record the statuses reported by newly stored ``dossier.sync`` messages on their dossiers' timelines
+        (outcome ``synced``) and keep each dossier's submission time (the first one reported) and channel."""
+        syncs = [(pk, sub.message_id, sub.sync) for pk, sub in new if sub.sync is not None]
+        if not syncs:
+            return
+        codes = sorted({sync.dossier_code for _, _, sync in syncs})
+        conn.execute(self._insert_ignoring(dossiers, ("code",)), [{"code": code} for code in codes])
+        intake: dict[str, tuple[datetime | None, int | None]] = {}
+        for _, _, sync in syncs:
+            submitted, channel = intake.get(sync.dossier_code, (None, None))
+            intake[sync.dossier_code] = (submitted or sync.submitted_at, sync.channel or channel)
+        conn.execute(
+            dossiers.update()
+            .where(dossiers.c.code == sa.bindparam("b_code"))
+            .values(
+                submitted_at=sa.func.coalesce(dossiers.c.submitted_at, sa.bindparam("b_submitted", type_=UTCDateTime)),
+                channel=sa.func.coalesce(sa.bindparam("b_channel", type_=sa.Integer), dossiers.c.channel),
+            ),
+            [{"b_code": code, "b_submitted": intake[code][0], "b_channel": intake[code][1]} for code in codes],
+        )
+        reason = "reported by the provincial system's dossier.sync (recorded, not run through the status machine)"
+        conn.execute(
+            dossier_timeline.insert(),
+            [
+                {"dossier_code": sync.dossier_code, "message_id": message_id, "status": int(sync.status),
+                 "at": sync.at, "outcome": "synced", "reason": reason, "source": sync.source, "recorded_at": now}
+                for _, message_id, sync in syncs
+            ],
+        )  # fmt: skip
+        conn.execute(
+            events.insert(),
+            [
+                {"message_pk": pk, "destination": None, "state": "status_synced", "attempt": None,
+                 "detail": f"{sync.dossier_code} -> {int(sync.status)}: synced", "actor": sync.source, "at": now}
+                for pk, _, sync in syncs
+            ],
+        )  # fmt: skip
 
     def _decide_statuses(
         self, conn: Connection, subs: list[Submission], first: dict[tuple[str, str], int], now: datetime
@@ -1051,6 +1094,52 @@ class Store:
             return None
         return DossierRecord(**row._mapping)
 
+    def dossiers_at_intake(self, *, exclude_channels: Sequence[int] = (1,)) -> list[IntakeDossier]:
+        """Dossiers whose latest reported status (applied, corrected or synced; latest by ``at``) is 1 (new), with
+        their submission time: the one their ``dossier.sync`` carried, else the first entry of their timeline.
+        Dossiers submitted through ``exclude_channels`` (default: 1, in person) are left out."""
+        tl = dossier_timeline
+        counted = tl.c.outcome.in_(("applied", "corrected", "synced"))
+        candidates = sa.select(tl.c.dossier_code).where(tl.c.status == 1).distinct().scalar_subquery()
+        ranked = (
+            sa.select(
+                tl.c.dossier_code,
+                tl.c.status,
+                tl.c.source,
+                sa.func.row_number()
+                .over(partition_by=tl.c.dossier_code, order_by=(tl.c.at.desc(), tl.c.id.desc()))
+                .label("rn"),
+            )
+            .where(counted, tl.c.dossier_code.in_(candidates))
+            .subquery()
+        )
+        first = (
+            sa.select(tl.c.dossier_code, sa.func.min(tl.c.at).label("first_at"))
+            .where(tl.c.dossier_code.in_(candidates))
+            .group_by(tl.c.dossier_code)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                ranked.c.dossier_code,
+                ranked.c.source,
+                dossiers.c.submitted_at,
+                dossiers.c.channel,
+                sa.type_coerce(first.c.first_at, UTCDateTime).label("first_at"),
+            )
+            .join(first, first.c.dossier_code == ranked.c.dossier_code)
+            .outerjoin(dossiers, dossiers.c.code == ranked.c.dossier_code)
+            .where(ranked.c.rn == 1, ranked.c.status == 1)
+            .order_by(ranked.c.dossier_code)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            IntakeDossier(r.dossier_code, r.submitted_at or r.first_at, r.channel, r.source)
+            for r in rows
+            if r.channel is None or r.channel not in exclude_channels
+        ]
+
     # ---------------------------------------------------------------- operations
 
     def queue_overview(self) -> list[DestinationStats]:
@@ -1093,6 +1182,95 @@ class Store:
             )
             for r in rows
         ]
+
+    def partner_activity(self, window_s: float = 900.0) -> list[PartnerActivity]:
+        """Per destination: delivered and failed attempts (and 4xx rejections among them) in the last
+        ``window_s`` seconds, and the time of the last success and last failure ever, with that failure's error."""
+        now = _now()
+        since = now - timedelta(seconds=max(window_s, 0))
+        recent = events.c.at >= since
+        state = events.c.state
+
+        def count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+            return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+        query = (
+            sa.select(
+                events.c.destination,
+                count(sa.and_(recent, state == EventState.DELIVERED)).label("delivered"),
+                count(sa.and_(recent, state == EventState.FAILED)).label("failed"),
+                count(sa.and_(recent, state == EventState.DEAD_LETTERED, events.c.detail.like("rejected:%"))).label(
+                    "rejected"
+                ),
+                sa.func.max(sa.case((state == EventState.DELIVERED, events.c.at)), type_=UTCDateTime).label("ok_at"),
+                sa.func.max(sa.case((state == EventState.FAILED, events.c.id))).label("failed_id"),
+            )
+            .where(events.c.destination.is_not(None))
+            .group_by(events.c.destination)
+            .order_by(events.c.destination)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+            ids = [r.failed_id for r in rows if r.failed_id is not None]
+            failures = {
+                int(f.id): f
+                for f in conn.execute(sa.select(events.c.id, events.c.at, events.c.detail).where(events.c.id.in_(ids)))
+            } if ids else {}  # fmt: skip
+        out = []
+        for r in rows:
+            failure = failures.get(r.failed_id) if r.failed_id is not None else None
+            out.append(
+                PartnerActivity(
+                    destination=r.destination,
+                    delivered=int(r.delivered),
+                    failed=int(r.failed),
+                    rejected=int(r.rejected),
+                    last_success_at=r.ok_at,
+                    last_failure_at=None if failure is None else failure.at,
+                    last_error=None if failure is None else failure.detail,
+                )
+            )
+        return out
+
+    def oldest_undelivered(self, destinations: Sequence[str], message_type: str) -> tuple[int, datetime | None]:
+        """How many messages of ``message_type`` to ``destinations`` are not delivered yet (pending or dead),
+        and when the oldest of them was received (the national portal's sync lag)."""
+        if not destinations:
+            return 0, None
+        query = (
+            sa.select(sa.func.count(), sa.func.min(messages.c.received_at, type_=UTCDateTime))
+            .select_from(deliveries.join(messages, deliveries.c.message_pk == messages.c.id))
+            .where(
+                deliveries.c.destination.in_(list(destinations)),
+                messages.c.message_type == message_type,
+                deliveries.c.state != DD,
+            )
+        )
+        with self._read() as conn:
+            count, oldest = conn.execute(query).one()
+        return int(count), oldest
+
+    def rule_events(self, rule_prefix: str, limit: int = 50) -> list[RuleEvent]:
+        """The latest events whose detail names a rule starting with ``rule_prefix`` (e.g. ``payment-``)."""
+        query = (
+            sa.select(
+                messages.c.message_id,
+                messages.c.sender,
+                messages.c.message_type,
+                messages.c.dossier_code,
+                events.c.state,
+                events.c.destination,
+                events.c.detail,
+                events.c.actor,
+                events.c.at,
+            )
+            .select_from(events.join(messages, events.c.message_pk == messages.c.id))
+            .where(events.c.detail.like(f"%{rule_prefix}%"))
+            .order_by(events.c.id.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [RuleEvent(**r._mapping) for r in conn.execute(query)]
 
 
 def _pending(row: sa.Row) -> PendingDelivery:

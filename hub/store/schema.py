@@ -191,6 +191,9 @@ dossiers = sa.Table(
     sa.Column("status", sa.Integer, nullable=True),
     sa.Column("status_at", UTCDateTime, nullable=True),
     sa.Column("applied_at", UTCDateTime, nullable=True),
+    # From the dossier's dossier.sync (migration 0003): when and how it was submitted (the intake deadline).
+    sa.Column("submitted_at", UTCDateTime, nullable=True),
+    sa.Column("channel", sa.Integer, nullable=True),
 )
 
 dossier_timeline = sa.Table(
@@ -206,6 +209,7 @@ dossier_timeline = sa.Table(
     sa.Column("source", sa.String(64), nullable=False),
     sa.Column("recorded_at", UTCDateTime, nullable=False),
     sa.Index(None, "dossier_code", "id"),
+    sa.Index(None, "status", "dossier_code"),
 )
 
 # ---------------------------------------------------------------- connector registry (migration 0002)
@@ -253,3 +257,6 @@ registry_audit = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Index(None, "code", "id"),
 )
+
+# The partner flows' tables (F2–F4) live in their own module, on this metadata.
+from hub.store import partners as _partners  # noqa: E402,F401

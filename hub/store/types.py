@@ -27,6 +27,20 @@ class StatusUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncReport:
+    """The status a ``dossier.sync`` reports (the provincial system is the dossier's system of record): recorded
+    on the timeline as ``synced``, without going through the status machine (it never refuses or holds back a
+    sync); ``submitted_at`` and ``channel`` are kept on the dossier for the intake deadline."""
+
+    dossier_code: str
+    status: int
+    at: datetime
+    source: str
+    submitted_at: datetime | None = None
+    channel: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Submission:
     """One inbound envelope to accept (the argument of ``Store.accept`` / an item of ``Store.accept_many``).
 
@@ -43,6 +57,7 @@ class Submission:
     dossier_code: str | None = None
     actor: str | None = None
     status: StatusUpdate | None = None
+    sync: SyncReport | None = None
 
     def __post_init__(self) -> None:
         # Any iterable of destinations, each kept once, in order.
@@ -185,7 +200,8 @@ class MessageTrace:
 
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
-    """One status update of a dossier, whatever became of it (``outcome``: applied, stale, rejected, corrected)."""
+    """One status update of a dossier, whatever became of it (``outcome``: applied, stale, rejected, corrected, or
+    synced: reported by a ``dossier.sync``)."""
 
     id: int
     dossier_code: str
@@ -206,6 +222,18 @@ class DossierRecord:
     status: int
     status_at: datetime
     applied_at: datetime
+    submitted_at: datetime | None = None
+    channel: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeDossier:
+    """A dossier whose latest reported status is 1 (new), with when it was submitted (``Store.dossiers_at_intake``)."""
+
+    dossier_code: str
+    submitted_at: datetime
+    channel: int | None
+    source: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,3 +275,41 @@ def message_status(states: Sequence[str]) -> str:
     if present == {DeliveryState.DELIVERED}:
         return DeliveryState.DELIVERED.value
     return DeliveryState.DEAD.value
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerActivity:
+    """Delivery attempts to one destination over a recent window (``Store.partner_activity``), and the last
+    success and failure ever recorded: what the operator page derives a partner's state from."""
+
+    destination: str
+    delivered: int
+    failed: int
+    rejected: int
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    last_error: str | None
+
+    @property
+    def attempts(self) -> int:
+        return self.delivered + self.failed
+
+    @property
+    def error_rate(self) -> float | None:
+        """Failed attempts / attempts in the window (``None`` without attempts)."""
+        return None if not self.attempts else self.failed / self.attempts
+
+
+@dataclass(frozen=True, slots=True)
+class RuleEvent:
+    """An event whose detail names a rule (``Store.rule_events``), with its message's ids."""
+
+    message_id: str
+    sender: str
+    message_type: str
+    dossier_code: str | None
+    state: str
+    destination: str | None
+    detail: str
+    actor: str | None
+    at: datetime

@@ -1,0 +1,115 @@
+"""The payment platform adapter: a ``payment.request`` becomes an ``INIT`` (``mappings.payment``), ``QUERY`` and
+``GET_BILL`` are available for reconciliation.
+
+``on_initiated(destination, request, message_id, answer)`` (optional) is called after a successful INIT so the hub
+records the reference, amount and dossier it expects a ``CONFIRM`` for (``hub.payments``).
+
+Retry classification: timeouts, connection failures, HTTP 5xx/429, a reply that is not JSON and ``MaLoi`` ``99``
+→ ``TransientDeliveryError``; HTTP 4xx, a wrong checksum (``01``), unknown partner or data (``02``), a reference
+already used for another amount (``03``) → ``PermanentDeliveryError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import urllib3
+from urllib3.exceptions import HTTPError, TimeoutError
+
+from adapters.base import (
+    Adapter,
+    DeliveryReceipt,
+    OutboundRequest,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from adapters.http import classify_status
+from hub.logs import mask_ids
+from hub.packets.payment import PaymentRequest
+from mappings import payment as pm
+
+TRANSIENT_CODES = frozenset({"99"})
+
+
+class PaymentAdapter(Adapter):
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        partner_code: str,
+        secret: str,
+        timeout_s: float = 10.0,
+        max_connections: int = 4,
+        on_initiated: Callable[[str, PaymentRequest, str, dict[str, Any]], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.endpoint = endpoint
+        self.partner_code = partner_code
+        self._secret = secret
+        self.on_initiated = on_initiated
+        self._clock = clock
+        self._pool = urllib3.PoolManager(
+            maxsize=max_connections, block=True, timeout=urllib3.Timeout(total=timeout_s), retries=False
+        )
+
+    def __repr__(self) -> str:  # never the secret
+        return f"PaymentAdapter({self.endpoint!r}, partner_code={self.partner_code!r})"
+
+    def call(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send one checksummed message; the answer when ``MaLoi`` is ``00``, else a delivery error."""
+        body = json.dumps(pm.sign(message, self._secret), ensure_ascii=False).encode()
+        where = f"the payment platform at {self.endpoint}"
+        try:
+            response = self._pool.request(
+                "POST", self.endpoint, body=body, headers={"Content-Type": "application/json"}
+            )
+        except TimeoutError:
+            raise TransientDeliveryError(f"timed out calling {where}") from None
+        except HTTPError as exc:
+            raise TransientDeliveryError(f"cannot reach {where}: {type(exc).__name__}") from None
+        text = response.data.decode("utf-8", "replace")
+        classify_status(response.status, mask_ids(text))
+        try:
+            answer = json.loads(text)
+            if not isinstance(answer, dict) or not isinstance(answer.get("MaLoi"), str):
+                raise ValueError("no MaLoi")
+        except ValueError:
+            raise TransientDeliveryError(f"{where} answered a malformed reply: {text[:80]!r}") from None
+        code = answer["MaLoi"]
+        if code != pm.SUCCESS:
+            detail = mask_ids(f"{where} refused {message['LoaiBanTin']}: MaLoi {code} {answer.get('MoTaLoi', '')}")
+            if code in TRANSIENT_CODES:
+                raise TransientDeliveryError(detail)
+            raise PermanentDeliveryError(detail)
+        return answer
+
+    def init(self, request: PaymentRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+        """INIT for a payment request: (message sent, answer with ``UrlThanhToan``)."""
+        message = pm.init_message(request, partner_code=self.partner_code, at=self._clock())
+        return message, self.call(message)
+
+    def query(self, reference: str, kind: str = pm.QUERY) -> dict[str, Any]:
+        return self.call(pm.query_message(kind, partner_code=self.partner_code, reference=reference, at=self._clock()))
+
+    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
+        from adapters.national_portal import _canonical_payload
+
+        model = _canonical_payload(request)
+        if not isinstance(model, PaymentRequest):
+            raise PermanentDeliveryError(f"the payment platform takes payment.request, not {request.message_type}")
+        message, answer = self.init(model)
+        if self.on_initiated is not None:
+            self.on_initiated(request.destination, model, request.message_id, answer)
+        sent = mask_ids(json.dumps(pm.sign(message, self._secret), ensure_ascii=False)).encode()
+        detail = (
+            f"INIT MaLoi=00 MaThamChieu={model.reference} UrlThanhToan={answer.get('UrlThanhToan', '')}; "
+            f"sent sha256={hashlib.sha256(sent).hexdigest()}"
+        )
+        return DeliveryReceipt(200, detail, sent=sent, sent_type="application/json")
+
+    def close(self) -> None:
+        self._pool.clear()

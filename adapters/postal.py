@@ -1,0 +1,169 @@
+"""The postal service adapter: OAuth2 client-credentials token (cached, renewed shortly before it expires or at
+once on a 401), ``postal.order`` → ``POST {endpoint}/orders`` (``mappings.postal``), cancel, price quote, and the
+paged tracking feed that ``hub.postal_tracking`` polls.
+
+Retry classification: timeouts, connection failures, HTTP 5xx/429, a token refused (the credentials may be fixed
+by an operator) and a reply that is not JSON → ``TransientDeliveryError``; HTTP 4xx on an order (the content is
+refused) → ``PermanentDeliveryError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import urllib3
+from urllib3.exceptions import HTTPError, TimeoutError
+
+from adapters.base import (
+    Adapter,
+    DeliveryReceipt,
+    OutboundRequest,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from adapters.http import classify_status
+from hub.logs import mask_ids
+from hub.packets.postal import PostalOrder
+from mappings.postal import to_order
+
+
+class PostalAdapter(Adapter):
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        client_id: str,
+        client_secret: str,
+        customer_code: str,
+        timeout_s: float = 10.0,
+        max_connections: int = 4,
+        renew_margin_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.token_url = self.endpoint + "/oauth/token"
+        self.customer_code = customer_code
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self.renew_margin_s = renew_margin_s
+        self._clock = clock
+        self._pool = urllib3.PoolManager(
+            maxsize=max_connections, block=True, timeout=urllib3.Timeout(total=timeout_s), retries=False
+        )
+        self._token_lock = threading.Lock()
+        self._token: str | None = None
+        self._expires = 0.0
+        self.tokens_fetched = 0
+
+    def __repr__(self) -> str:
+        return f"PostalAdapter({self.endpoint!r}, client_id={self._client_id!r})"
+
+    # ------------------------------------------------------------ HTTP
+
+    def _request(self, method: str, url: str, **kw: Any) -> tuple[int, Any, str]:
+        try:
+            response = self._pool.request(method, url, **kw)
+        except TimeoutError:
+            raise TransientDeliveryError(f"timed out calling the postal service at {url}") from None
+        except HTTPError as exc:
+            raise TransientDeliveryError(f"cannot reach the postal service at {url}: {type(exc).__name__}") from None
+        text = response.data.decode("utf-8", "replace")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        return response.status, data, text
+
+    def token(self) -> str:
+        with self._token_lock:
+            if self._token is not None and self._clock() < self._expires:
+                return self._token
+            status, data, text = self._request(
+                "POST",
+                self.token_url,
+                body=urlencode(
+                    {
+                        "grant_type": "client_credentials",
+                        "client_id": self._client_id,
+                        "client_secret": self._client_secret,
+                    }
+                ),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            if status != 200 or not isinstance(data, dict) or not data.get("access_token"):
+                raise TransientDeliveryError(f"the postal service refused a token: HTTP {status} {text[:120]}")
+            ttl = float(data.get("expires_in") or 600)
+            self._token = str(data["access_token"])
+            self._expires = self._clock() + ttl - min(self.renew_margin_s, ttl / 10)
+            self.tokens_fetched += 1
+            return self._token
+
+    def _drop(self, token: str) -> None:
+        with self._token_lock:
+            if self._token == token:
+                self._token = None
+
+    def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        """One authorized call; a 401 renews the token and tries once more."""
+        url = self.endpoint + path
+        for attempt in range(2):
+            token = self.token()
+            headers = {"Authorization": f"Bearer {token}"}
+            kw: dict[str, Any] = {"headers": headers}
+            if payload is not None:
+                headers["Content-Type"] = "application/json"
+                kw["body"] = json.dumps(payload, ensure_ascii=False).encode()
+            status, data, text = self._request(method, url, **kw)
+            if status == 401 and attempt == 0:
+                self._drop(token)
+                continue
+            break
+        classify_status(status, mask_ids(text))
+        if not isinstance(data, dict):
+            raise TransientDeliveryError(f"the postal service answered a malformed reply: {text[:80]!r}")
+        return data
+
+    # ------------------------------------------------------------ operations
+
+    def create(self, order: PostalOrder) -> tuple[dict[str, Any], dict[str, Any]]:
+        payload = to_order(order, customer_code=self.customer_code)
+        return payload, self.call("POST", "/orders", payload)
+
+    def cancel(self, order_number: str, item_code: str | None = None) -> dict[str, Any]:
+        return self.call("POST", "/orders/cancel", {"OrderNumber": order_number, "ItemCode": item_code})
+
+    def price(self, sender_province: str, receiver_province: str, cod_amount: int = 0) -> int:
+        answer = self.call("POST", "/price", {"SenderProvince": sender_province, "ReceiverProvince": receiver_province,
+                                              "CODAmount": cod_amount})  # fmt: skip
+        return int(answer["TotalFee"])
+
+    def tracking(self, last_id: int, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+        """Tracking events after ``last_id`` (oldest first) and the feed's new last id."""
+        answer = self.call("GET", f"/tracking?lastId={int(last_id)}&limit={int(limit)}")
+        items = answer.get("items")
+        if not isinstance(items, list):
+            raise TransientDeliveryError("the postal tracking feed answered without items")
+        return items, int(answer.get("lastId") or last_id)
+
+    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
+        from adapters.national_portal import _canonical_payload
+
+        model = _canonical_payload(request)
+        if not isinstance(model, PostalOrder):
+            raise PermanentDeliveryError(f"the postal service takes postal.order, not {request.message_type}")
+        payload, answer = self.create(model)
+        sent = json.dumps(payload, ensure_ascii=False).encode()
+        detail = (
+            f"order {model.direction.value} OrderNumber={payload['OrderNumber']} ItemCode={answer.get('ItemCode')}; "
+            f"sent sha256={hashlib.sha256(sent).hexdigest()}"
+        )
+        return DeliveryReceipt(200, detail, sent=sent, sent_type="application/json")
+
+    def close(self) -> None:
+        self._pool.clear()

@@ -1,0 +1,107 @@
+"""``GET /api/v1/deadlines``: online dossiers still at status 1 (new) past their intake deadline of 8 working hours
+(DOMAIN.md §5; the working calendar is configured in ``Settings``, see ``hub.deadlines``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Request, Security
+from pydantic import BaseModel, Field
+
+from hub.api.problems import responses
+from hub.api.service import ADMIN, OPERATOR
+
+router = APIRouter()
+
+
+def _api_key_scheme():
+    from hub.api.app import API_KEY  # the app's own scheme (one security scheme in the OpenAPI document)
+
+    return API_KEY
+
+
+ApiKey = Annotated[str | None, Security(_api_key_scheme())]
+
+
+class OverdueOut(BaseModel):
+    dossier_code: str
+    submitted_at: datetime
+    deadline: datetime = Field(description="When the intake answer was due (UTC)")
+    overdue_working_hours: float = Field(description="Working hours past the deadline")
+    channel: int | None = Field(description="1 in person, 2 online, 3 postal (from the dossier.sync), if known")
+    source: str | None = Field(description="Who reported the dossier's current status 1")
+
+
+class DeadlinesOut(BaseModel):
+    rule: str = "intake answer within 8 working hours of online submission"
+    hours: float
+    calendar: dict[str, str]
+    now: datetime
+    overdue: list[OverdueOut]
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "rule": "intake answer within 8 working hours of online submission",
+                    "hours": 8,
+                    "calendar": {"days": "Mon-Fri", "hours": "07:30-11:30,13:30-17:00", "holidays": "",
+                                 "timezone": "Asia/Ho_Chi_Minh"},
+                    "now": "2025-11-25T03:00:00Z",
+                    "overdue": [
+                        {"dossier_code": "000.00.00.H12-251123-0042", "submitted_at": "2025-11-21T01:15:00Z",
+                         "deadline": "2025-11-24T01:45:00Z", "overdue_working_hours": 2.25, "channel": 2,
+                         "source": "000.00.00.H12"}
+                    ],
+                }
+            ]
+        }
+    }  # fmt: skip
+
+
+@router.get(
+    "/api/v1/deadlines",
+    tags=["operations"],
+    summary="Dossiers past the 8-working-hour intake deadline (admin or operator key)",
+    description="Online dossiers whose latest status is still 1 (new) once `LIENTHONG_INTAKE_DEADLINE_HOURS` "
+    "working hours (default 8) have passed since submission, on the working calendar `LIENTHONG_WORKING_DAYS`, "
+    "`LIENTHONG_WORKING_HOURS`, `LIENTHONG_HOLIDAYS`, `LIENTHONG_CALENDAR_TIMEZONE`; most overdue first.",
+    response_model=DeadlinesOut,
+    responses=responses("unauthenticated", "forbidden"),
+)
+def deadlines(request: Request, x_api_key: ApiKey = None) -> DeadlinesOut:
+    return _deadlines(request, x_api_key)
+
+
+def _deadlines(request: Request, api_key: str | None) -> DeadlinesOut:
+    import datetime as dt
+
+    from hub.deadlines import overdue_intake
+
+    hub = request.app.state.hub
+    hub.require(hub.authenticate(api_key), ADMIN, OPERATOR)
+    settings = hub.settings
+    now = dt.datetime.now(dt.UTC)
+    found = overdue_intake(hub.store, settings, now)
+    return DeadlinesOut(
+        hours=settings.intake_deadline_hours,
+        calendar={
+            "days": settings.working_days,
+            "hours": settings.working_hours,
+            "holidays": settings.holidays,
+            "timezone": settings.calendar_timezone,
+        },
+        now=now,
+        overdue=[
+            OverdueOut(
+                dossier_code=d.dossier_code,
+                submitted_at=d.submitted_at,
+                deadline=d.deadline,
+                overdue_working_hours=d.overdue_hours,
+                channel=d.channel,
+                source=d.source,
+            )
+            for d in found
+        ],
+    )

@@ -1,0 +1,6 @@
+"""The operator console: the page at ``/`` of ``hub serve`` (see ``routes``), its view models (``views``),
+sign-in (``auth``), labels (``i18n``) and the matching Prometheus gauges (``metrics``)."""
+
+from hub.console.routes import install_console
+
+__all__ = ["install_console"]

@@ -1,0 +1,271 @@
+"""The operator page: ``/`` (panels), ``/login``, ``/logout``, ``/console/panels`` (the live part, refreshed by
+``static/console.js``), ``/console/replay`` (select → confirm → replay) and ``/console/static``.
+
+Server-rendered with Jinja2; every POST carries the session's CSRF token. Every action is audited: a replay
+is recorded on the message's history (event ``replayed``, actor = the operator) and on the dead letter
+(``replayed_by``); opening a message's trace records an event ``viewed`` with the operator as actor (access to
+the message log is an audited action, DOMAIN.md §5); sign-ins, sign-outs and refused sign-ins are logged on the
+``hub.audit`` logger with the operator's name.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.sessions import SessionMiddleware
+
+from hub.config import Settings
+from hub.console import auth, views
+from hub.console.i18n import LANG_COOKIE, LANGS, Translator, pick_lang
+from hub.logs import mask_ids
+
+HERE = Path(__file__).resolve().parent
+SESSION_COOKIE = "lienthong_console"
+MAX_REPLAY = 500
+audit = logging.getLogger("hub.audit")
+log = logging.getLogger(__name__)
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.filters["local"] = views.local
+templates.env.filters["masked"] = mask_ids
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+def _hub(request: Request) -> Any:
+    return request.app.state.hub
+
+
+def _settings(request: Request) -> Settings:
+    return _hub(request).settings
+
+
+def _lang(request: Request) -> str:
+    return pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
+
+
+def _user(request: Request) -> dict | None:
+    user = request.session.get("user")
+    return user if isinstance(user, dict) and user.get("name") else None
+
+
+def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    lang = _lang(request)
+    context.update(
+        t=Translator(lang),
+        lang=lang,
+        langs=LANGS,
+        user=_user(request),
+        csrf=auth.csrf_token(request.session),
+        csrf_field=auth.CSRF_FIELD,
+        refresh_s=_settings(request).console_refresh_s,
+    )
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    _headers(response, request)
+    return response
+
+
+def _headers(response: Response, request: Request) -> None:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    chosen = request.query_params.get("lang")
+    if chosen in LANGS:
+        response.set_cookie(LANG_COOKIE, chosen, max_age=365 * 86400, httponly=True, samesite="lax")
+
+
+async def _form(request: Request) -> dict[str, list[str]]:
+    """An urlencoded form (the only kind the page posts), without python-multipart."""
+    body = (await request.body())[: 256 * 1024].decode("utf-8", "replace")
+    form: dict[str, list[str]] = {}
+    for key, value in parse_qsl(body, keep_blank_values=True):
+        form.setdefault(key, []).append(value)
+    return form
+
+
+def _first(form: dict[str, list[str]], key: str) -> str:
+    return (form.get(key) or [""])[0]
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+def _safe_next(target: str) -> str:
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+
+
+def _snapshot(request: Request, *, previews: bool = True) -> views.Snapshot:
+    hub = _hub(request)
+    settings = hub.settings
+    return views.snapshot(
+        hub.store,
+        hub.registry,
+        window_s=settings.partner_window_s,
+        warn_age_s=settings.queue_age_warn_s,
+        previews=previews,
+        settings=settings,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ sign in / out
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> Response:
+    if _user(request):
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return _render(request, "login.html", next=_safe_next(next), error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    form = await _form(request)
+    target = _safe_next(_first(form, "next") or "/")
+    if not auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD)):
+        return _render(request, "login.html", status_code=400, next=target, error="bad_csrf")
+    name = _first(form, "username").strip()
+    account = await run_in_threadpool(auth.authenticate, _settings(request), name, _first(form, "password"))
+    client = request.client.host if request.client else "?"
+    if account is None:
+        audit.warning("console sign-in refused", extra={"actor": name[:64] or "?", "client": client})
+        return _render(request, "login.html", next=target, error="bad_login", username=name)  # 200: the form again
+    request.session.clear()  # a fresh session (and CSRF token) on every sign-in
+    request.session["user"] = {"name": account.name, "role": account.role}
+    auth.csrf_token(request.session)
+    audit.info("console sign-in", extra={"actor": account.name, "client": client})
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    form = await _form(request)
+    user = _user(request)
+    if user and auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD)):
+        audit.info("console sign-out", extra={"actor": user["name"]})
+        request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+# ------------------------------------------------------------------------------------------------ the page
+
+
+@router.get("/", response_class=HTMLResponse)
+def page(request: Request, q: str = "") -> Response:
+    user = _user(request)
+    if user is None:
+        return _to_login(request)
+    hub = _hub(request)
+    result = None
+    if q.strip():
+        result = views.search(hub.store, q[:200])
+        if result.trace is not None:  # reading the message log is an audited action
+            hub.store.record_event(result.trace.message_pk, "viewed", actor=user["name"], detail="operator console")
+            result.trace = hub.store.trace(result.trace.message_id, result.trace.sender)
+    flash = request.session.pop("flash", None)
+    return _render(request, "page.html", snap=_snapshot(request), result=result, q=q, flash=flash)
+
+
+@router.get("/console/panels", response_class=HTMLResponse)
+def panels(request: Request) -> Response:
+    if _user(request) is None:
+        return Response("sign in again", status_code=401, media_type="text/plain")
+    return _render(request, "panels.html", snap=_snapshot(request))
+
+
+# ------------------------------------------------------------------------------------------------ replay
+
+
+def _ids(form: dict[str, list[str]]) -> list[int]:
+    raw = form.get("only") or form.get("id") or []
+    out: list[int] = []
+    for value in raw[:MAX_REPLAY]:
+        if value.isdigit() and int(value) not in out:
+            out.append(int(value))
+    return out
+
+
+@router.post("/console/replay", response_class=HTMLResponse)
+async def replay_confirm(request: Request) -> Response:
+    """Step 1: show what is about to be replayed and ask for confirmation."""
+    user = _user(request)
+    if user is None:
+        return _to_login(request)
+    form = await _form(request)
+    if not auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD)):
+        request.session["flash"] = {"kind": "error", "key": "bad_csrf"}
+        return RedirectResponse("/#dead-letters", status_code=303)
+    ids = _ids(form)
+    if not ids:
+        request.session["flash"] = {"kind": "error", "key": "nothing_selected"}
+        return RedirectResponse("/#dead-letters", status_code=303)
+    chosen = [d for d in _snapshot(request, previews=False).dead_letters if d.id in ids]
+    return _render(request, "confirm.html", items=chosen, ids=[d.id for d in chosen])
+
+
+@router.post("/console/replay/confirm")
+async def replay(request: Request) -> Response:
+    """Step 2: replay, recorded with the operator's name, then back to the page with the outcome."""
+    from hub.runtime import replay_dead_letters
+
+    user = _user(request)
+    if user is None:
+        return _to_login(request)
+    form = await _form(request)
+    if not auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD)):
+        request.session["flash"] = {"kind": "error", "key": "bad_csrf"}
+        return RedirectResponse("/#dead-letters", status_code=303)
+    ids = _ids(form)
+    if not ids:
+        request.session["flash"] = {"kind": "error", "key": "nothing_selected"}
+        return RedirectResponse("/#dead-letters", status_code=303)
+    hub = _hub(request)
+    try:
+        done, errors = await run_in_threadpool(replay_dead_letters, hub.runtime, ids, actor=user["name"])
+    except Exception as exc:  # the broker is down: the replays are recorded, the relay publishes them later
+        log.exception("console replay: publishing failed")
+        done, errors = [], [(", ".join(map(str, ids)), exc)]
+    for dead_id, message_id, destination in done:
+        audit.info(
+            "console replay of dead letter %s",
+            dead_id,
+            extra={"actor": user["name"], "message_id": message_id, "connector": destination},
+        )
+    request.session["flash"] = {
+        "kind": "error" if errors else "ok",
+        "key": "replayed_ok",
+        "n": len(done),
+        "errors": [[dead_id, str(exc)] for dead_id, exc in errors][:20],
+    }
+    return RedirectResponse("/#dead-letters", status_code=303)
+
+
+# ------------------------------------------------------------------------------------------------ wiring
+
+
+def install_console(app: FastAPI, settings: Settings) -> None:
+    """Add the operator page to the API app: signed-cookie sessions, static files, the routes above."""
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=auth.session_secret(settings),
+        session_cookie=SESSION_COOKIE,
+        max_age=settings.session_max_age_s,
+        same_site="lax",
+        https_only=settings.session_https_only,
+    )
+    app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
+    app.include_router(router)

@@ -1,0 +1,717 @@
+"""``hub demo``: the hub and its partners on loopback, on the embedded default, running the partner flows end to end.
+
+``DemoHub`` sets everything up in a fresh data folder (``var/demo`` by default): keys from a demo CA for the hub,
+the province and the ministry (``hub.keys``); the partner simulators (``hub.simulators.start_all``); the store and
+the connector registry with the demo connectors; the API (uvicorn in a thread, on ``127.0.0.1:8000``) and a
+worker (in a thread; short retry delays). ``run_flows`` then runs each flow of ``FLOWS`` in turn, every step with
+a timeout, and ``partner_table`` shows what each partner received.
+
+A flow is a function ``(demo, step) -> FlowResult``: it drives the partners through the hub's real interfaces
+(signed envelopes over HTTP and SOAP, the REST API with the operator key) and checks what the partners received.
+``step(text)`` reports progress. F2–F4 are added to ``FLOWS`` the same way.
+
+Every message a flow gets accepted is tracked with what should become of it (delivered, or not routed at all
+for a stale update); ``lost`` counts those that ended otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hub import keys
+from hub.config import Settings
+from hub.simulators import DEFAULT_PORTS, MinistryStep, ResultDocument, start_all, stop_all
+
+log = logging.getLogger(__name__)
+
+HUB_CODE = "000.00.00.H00"
+STEP_TIMEOUT_S = 20.0  # no step of a flow waits longer than this
+PORTAL_USER, PORTAL_PASSWORD = "lienthong", "lienthong-demo"  # the portal simulator's demo account
+DEMO_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
+
+Step = Callable[[str], None]
+
+
+class FlowFailed(Exception):
+    """A step of a flow did not end as expected (the message says which and why)."""
+
+
+@dataclass(frozen=True)
+class DemoCodes:
+    """The agency codes of the demo's systems (each is a connector; each destination is a queue)."""
+
+    province: str = "000.00.00.H12"
+    portal: str = "000.00.00.G01"
+    ministry: str = "000.00.00.G10"
+    hub: str = HUB_CODE
+
+    @classmethod
+    def random(cls) -> DemoCodes:
+        """Codes no other run uses (tests on a shared RabbitMQ)."""
+        a, b = random.randint(100, 999), random.randint(10, 99)  # noqa: S311 - not a secret
+        return cls(province=f"{a}.{b}.00.H12", portal=f"{a}.{b}.00.G01", ministry=f"{a}.{b}.00.G10")
+
+    @property
+    def destinations(self) -> list[str]:
+        return [self.province, self.portal]
+
+
+@dataclass
+class DemoOptions:
+    data_dir: Path = Path("var/demo")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    broker_url: str = "embedded"
+    database_url: str | None = None  # default: a SQLite file in data_dir
+    simulator_ports: dict[str, int] | None = None  # default: DEFAULT_PORTS; 0 = any free port
+    retry_delays_s: tuple[float, ...] = DEMO_RETRY_DELAYS_S
+    codes: DemoCodes = field(default_factory=DemoCodes)
+    fresh: bool = True  # start from an empty data folder
+    delete_queues: bool = False  # on close, delete the destinations' queues (tests on a shared RabbitMQ)
+
+
+@dataclass
+class FlowResult:
+    name: str
+    title: str
+    ok: bool
+    detail: str
+    seconds: float = 0.0
+    steps: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        return "ok" if self.ok else f"failed: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Flow:
+    name: str
+    title: str
+    run: Callable[[DemoHub, Step], str]  # returns a one-line summary; raises FlowFailed
+
+
+# ---------------------------------------------------------------------------------------------- the running hub
+
+
+class DemoHub:
+    """Keys, simulators, store and registry, API and worker for the demo; ``close()`` stops everything."""
+
+    def __init__(self, options: DemoOptions | None = None) -> None:
+        self.options = options or DemoOptions()
+        self.codes = self.options.codes
+        self.sims: dict[str, Any] = {}
+        self.api_keys: dict[str, str] = {}
+        self.admin_key = "adm_" + secrets.token_urlsafe(18)
+        self.operator_key = "opr_" + secrets.token_urlsafe(18)
+        self.expect: dict[str, str] = {}  # message id -> what should become of it: delivered | accepted (not routed)
+        self._server: Any = None
+        self._threads: list[threading.Thread] = []
+        self._worker: Any = None
+        self._worker_runtime: Any = None
+        self._store: Any = None
+        self._log_handler: logging.Handler | None = None
+        self._sequence = random.randint(1000, 8000)  # noqa: S311 - dossier numbers, not secrets
+        self.http: httpx.Client | None = None
+        self.dead_letter_id: int | None = None  # F6's dead letter (shown to the operator afterwards)
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.options.host}:{self.options.port}"
+
+    @property
+    def portal(self):
+        return self.sims["national_portal"]
+
+    @property
+    def province(self):
+        return self.sims["provincial"]
+
+    @property
+    def ministry(self):
+        return self.sims["ministry"]
+
+    def __enter__(self) -> DemoHub:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, step: Step | None = None) -> None:
+        step = step or (lambda _: None)
+        o = self.options
+        data = o.data_dir
+        if o.fresh and data.exists():
+            shutil.rmtree(data)
+        data.mkdir(parents=True, exist_ok=True)
+        self._log_to(data / "hub.log")
+        key_dir = data / "keys"
+        self.keys = {
+            "hub": keys.issue_key("hub", key_dir, algorithm="ec"),
+            "province": keys.issue_key("province", key_dir),
+            "ministry": keys.issue_key("ministry", key_dir, algorithm="ec"),
+        }
+        step(f"keys from the demo CA in {key_dir}: hub (ECDSA P-256), province (RSA-2048), ministry (ECDSA P-256)")
+        self.settings = Settings(
+            broker_url=o.broker_url,
+            database_url=o.database_url or f"sqlite:///{(data / 'hub.db').resolve()}",
+            data_dir=data,
+            hub_code=self.codes.hub,
+            key_file=None,
+            cert_file=None,
+            trust_dir=None,
+            routes_file=None,
+            api_host=o.host,
+            api_port=o.port,
+            admin_api_key=self.admin_key,
+            operator_api_key=self.operator_key,
+            admin_name="demo-admin",
+            operator_name="demo-operator",
+            relay_interval_s=1.0,
+            registry_refresh_s=1.0,
+            log_format="console",
+        )
+        ports = DEFAULT_PORTS if o.simulator_ports is None else o.simulator_ports
+        self.sims = start_all({k: ports.get(k, 0) for k in DEFAULT_PORTS}, trust=key_dir / keys.CA_CERT_FILE)
+        self.province.code, self.ministry.code = self.codes.province, self.codes.ministry
+        self.province.hub_code = self.ministry.hub_code = self.codes.hub
+        step("simulators: " + ", ".join(f"{k} {s.base_url}" for k, s in self.sims.items()))
+        self._register()
+        step(f"connectors registered: province {self.codes.province}, national portal {self.codes.portal}, "
+             f"ministry {self.codes.ministry} (mapping ministry-steps)")  # fmt: skip
+        self._start_api()
+        step(f"API on {self.base_url} (store {self.settings.database_url}, broker {o.broker_url})")
+        self._start_worker()
+        step("worker delivering (retry delays " + ", ".join(f"{d:g}s" for d in o.retry_delays_s) + ")")
+        from hub.signing import Signer
+
+        province_signer = Signer.from_files(self.keys["province"].key_path, self.keys["province"].cert_path)
+        ministry_signer = Signer.from_files(self.keys["ministry"].key_path, self.keys["ministry"].cert_path)
+        self.province.signer, self.province.hub_url = province_signer, self.base_url
+        self.province.api_key = self.api_keys[self.codes.province]
+        self.ministry.configure(
+            signer=ministry_signer, hub_url=self.base_url, api_key=self.api_keys[self.codes.ministry]
+        )
+
+    def _log_to(self, path: Path) -> None:
+        """The hub's own logs go to a file: the terminal shows the demo."""
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        if root.level > logging.INFO or root.level == logging.NOTSET:
+            root.setLevel(logging.INFO)
+        self._log_handler = handler
+
+    def _register(self) -> None:
+        from hub.registry import Registry
+        from hub.registry.spec import parse_spec
+        from hub.runtime import open_store
+
+        o, c = self.options, self.codes
+        retry = {"delays_s": list(o.retry_delays_s), "jitter": 0.1}
+        circuit = {"failures": 20, "cooldown_s": 1.0}
+        pem = {name: issued.cert_path.read_text() for name, issued in self.keys.items()}
+        specs = [
+            {"code": c.province, "name": "Provincial one-stop system (demo)", "kind": "provincial",
+             "sends": ["dossier.sync"], "receives": ["dossier.status"],
+             "endpoint": {"url": self.province.url}, "certificates": [pem["province"]],
+             "retry": retry, "circuit": circuit, "timeout_s": 5},
+            {"code": c.portal, "name": "National public service portal (demo)", "kind": "national_portal",
+             "receives": ["dossier.sync", "dossier.status"],
+             "endpoint": {"url": self.portal.url, "transport": "json",
+                          "credentials": {"username": PORTAL_USER, "password": PORTAL_PASSWORD}},
+             "retry": retry, "circuit": circuit, "timeout_s": 5, "concurrency": 1},
+            {"code": c.ministry, "name": "Land registration software (demo)", "kind": "ministry",
+             "sends": ["dossier.status"], "mapping": {"dossier.status": "ministry-steps"},
+             "certificates": [pem["ministry"]]},
+        ]  # fmt: skip
+        self._store = open_store(self.settings)
+        registry = Registry(self._store, hub_code=c.hub)
+        for data in specs:
+            _, key = registry.add(parse_spec(data), actor="hub demo")
+            if key is None:  # already registered (a data folder kept with fresh=False): a new key
+                key = registry.rotate_key(data["code"], actor="hub demo")
+            self.api_keys[data["code"]] = key
+
+    def _start_api(self) -> None:
+        import uvicorn
+
+        from hub.api import create_app
+
+        config = uvicorn.Config(
+            create_app(self.settings), host=self.options.host, port=self.options.port,
+            log_config=None, log_level="warning", access_log=False, lifespan="on",
+        )  # fmt: skip
+        self._server = uvicorn.Server(config)
+        thread = threading.Thread(target=self._server.run, name="demo-api", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        self.http = httpx.Client(base_url=self.base_url, timeout=10)
+        wait_for(lambda: self._ready(thread), 30, f"the API to answer on {self.base_url}/readyz")
+
+    def _ready(self, thread: threading.Thread) -> bool:
+        if not thread.is_alive():
+            log_file = self.options.data_dir / "hub.log"
+            raise FlowFailed(f"the API did not start on {self.base_url} (port in use? see {log_file})")
+        try:
+            return self.http.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _start_worker(self) -> None:
+        from hub.pipeline import Relay
+        from hub.runtime import Runtime, adapters_for, hub_signer
+        from hub.worker import OutboundBuilder, Worker
+
+        runtime = Runtime.open(self.settings)
+        self._worker_runtime = runtime
+        self._worker = Worker(
+            runtime.store, runtime.broker, runtime.routing,
+            OutboundBuilder(hub_signer(self.settings), self.settings.hub_code), adapters_for(runtime.routing),
+            prefetch=16, relay=Relay(runtime.store, runtime.broker, grace_s=2.0, every_s=1.0),
+        )  # fmt: skip
+        thread = threading.Thread(target=self._worker.run, name="demo-worker", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+        if self._server is not None:
+            self._server.should_exit = True
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads = []
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+        if self._worker_runtime is not None:
+            if self.options.delete_queues:
+                try:
+                    self._worker_runtime.broker.delete(self.codes.destinations)
+                except Exception:  # best effort: the broker may be gone
+                    log.warning("could not delete the demo's queues", exc_info=True)
+            self._worker_runtime.close()
+            self._worker_runtime = None
+        if self.http is not None:
+            self.http.close()
+            self.http = None
+        if self.sims:
+            stop_all(self.sims)
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+    def wait_idle(self, timeout_s: float = 2.0) -> None:
+        """Give the worker's buffered settlements a moment (tests that stop right after a flow)."""
+        time.sleep(min(timeout_s, 0.2))
+
+    # ------------------------------------------------------------ helpers for flows
+
+    def dossier_code(self) -> str:
+        """A new dossier code of the province: ``<agency code>-<YYMMDD>-<NNNN>`` (TT 01/2018 Điều 19)."""
+        self._sequence += 1
+        today = dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).strftime("%y%m%d")
+        return f"{self.codes.province}-{today}-{self._sequence % 10000:04d}"
+
+    def api(self, method: str, path: str, *, key: str | None = None, **kwargs: Any) -> httpx.Response:
+        assert self.http is not None
+        return self.http.request(method, path, headers={"X-Api-Key": key or self.admin_key}, **kwargs)
+
+    def trace(self, message_id: str) -> dict[str, Any]:
+        response = self.api("GET", f"/api/v1/messages/{message_id}")
+        if response.status_code != 200:
+            raise FlowFailed(f"no trace for message {message_id}: HTTP {response.status_code}")
+        return response.json()
+
+    def track(self, message_id: str, expected: str = "delivered") -> None:
+        self.expect[message_id] = expected
+
+    def wait_status(self, message_id: str, status: str = "delivered", timeout_s: float = STEP_TIMEOUT_S) -> dict:
+        """Wait until the message's status is ``status`` (fails early on an unexpected dead letter)."""
+        seen: dict[str, Any] = {}
+
+        def done() -> bool:
+            seen.update(self.trace(message_id))
+            if seen["status"] == "dead" and status != "dead":
+                errors = "; ".join(d.get("last_error") or "" for d in seen["deliveries"])
+                raise FlowFailed(f"message {message_id} was dead-lettered: {errors}")
+            return seen["status"] == status
+
+        wait_for(done, timeout_s, f"message {message_id} to be {status}")
+        return seen
+
+    def lost(self) -> int:
+        """Tracked messages that did not end as intended (not delivered, or routed when they should not be)."""
+        lost = 0
+        for message_id, expected in self.expect.items():
+            try:
+                status = self.trace(message_id)["status"]
+            except (FlowFailed, httpx.HTTPError):
+                status = "unknown"
+            if status != expected:
+                lost += 1
+        return lost
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise FlowFailed(f"timed out after {timeout_s:g}s waiting for {what}")
+        time.sleep(every_s)
+
+
+# ---------------------------------------------------------------------------------------------- packets
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def new_online_dossier(code: str, *, status: int = 1, submitted_at: dt.datetime | None = None,
+                       received_at: dt.datetime | None = None):  # fmt: skip
+    """A ``dossier.sync`` of a dossier submitted online (channel 2), based on the packet example."""
+    from hub import packets
+
+    base = packets.example("dossier.sync")
+    return base.model_copy(
+        update={
+            "dossier_code": code,
+            "channel": 2,
+            "status": status,
+            "submitted_at": submitted_at or _now(),
+            "received_at": received_at,
+            # a received dossier has its appointment date for the result (NgayHenTra)
+            "due_at": None if received_at is None else received_at + dt.timedelta(days=15),
+            "finished_at": None,
+            "returned_at": None,
+            "results": [],
+            "documents": [d.model_copy(update={"url": d.url.replace(packets.examples.DOSSIER_CODE, code)})
+                          for d in base.documents],
+        }
+    )  # fmt: skip
+
+
+def _submit(demo: DemoHub, model, *, expect_to: list[str]) -> str:
+    result = demo.province.submit(model)
+    if result.status != 202:
+        raise FlowFailed(f"the hub refused the province's {type(model).__name__}: HTTP {result.status} {result.body}")
+    if sorted(result.body.get("destinations", [])) != sorted(expect_to):
+        raise FlowFailed(f"routed to {result.body.get('destinations')}, expected {expect_to}")
+    demo.track(result.message_id)
+    return result.message_id
+
+
+def _portal_calls(demo: DemoHub, code: str, service: str = "DongBoHoSoMC") -> list[dict[str, Any]]:
+    calls = demo.portal.received()["calls"]
+    return [c for c in calls if c["service"] == service and any(r.get("MaHoSo") == code for r in c["data"] or [])]
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise FlowFailed(message)
+
+
+# ---------------------------------------------------------------------------------------------- F1
+
+
+def flow_f1(demo: DemoHub, step: Step) -> str:
+    """F1: a new online dossier → the national portal (DongBoHoSoMC, insert), then its update (isUpdating True);
+    a dossier the portal already has is switched from insert to update; the 8-working-hour intake rule."""
+    from adapters.national_portal import NationalPortalAdapter
+    from mappings.national_portal import SERVICE_SYNC, to_portal
+
+    code = demo.dossier_code()
+    submitted = _now()
+    first = _submit(demo, new_online_dossier(code, submitted_at=submitted), expect_to=[demo.codes.portal])
+    step(f"province → hub: dossier.sync {code} status 1 (new, online) accepted as {first[:8]}…")
+    demo.wait_status(first)
+    record = demo.portal.received()["records"].get(code)
+    _check(record is not None, f"the portal has no record of {code}")
+    _check(str(record["TrangThaiHoSo"]) == "1", f"portal TrangThaiHoSo {record['TrangThaiHoSo']}, expected 1")
+    calls = _portal_calls(demo, code)
+    _check([(c["isUpdating"], c["error_code"]) for c in calls] == [("False", 0)], f"portal calls {calls}")
+    step(f"hub → portal: DongBoHoSoMC isUpdating=False → error_code 0; portal TrangThaiHoSo 1 ({record['MaHoSo']})")
+
+    update = _submit(demo, new_online_dossier(code, status=2, submitted_at=submitted, received_at=_now()),
+                     expect_to=[demo.codes.portal])  # fmt: skip
+    demo.wait_status(update)
+    record = demo.portal.received()["records"][code]
+    calls = _portal_calls(demo, code)
+    _check(str(record["TrangThaiHoSo"]) == "2", f"portal TrangThaiHoSo {record['TrangThaiHoSo']}, expected 2")
+    _check(calls[-1]["isUpdating"] == "True" and calls[-1]["error_code"] == 0, f"last portal call {calls[-1]}")
+    step("province → hub → portal: the update (status 2, received) sent with isUpdating=True → error_code 0")
+
+    # A dossier the portal already holds (synced before the hub existed): the insert is answered "already exists"
+    # and the adapter switches to an update.
+    known = demo.dossier_code()
+    old = new_online_dossier(known, status=1, submitted_at=submitted)
+    direct = NationalPortalAdapter(demo.portal.url, username=PORTAL_USER, password=PORTAL_PASSWORD)
+    try:
+        direct.call(SERVICE_SYNC, [to_portal(old)[1]], madonvi=demo.codes.province, is_updating=False)
+    finally:
+        direct.close()
+    again = _submit(demo, new_online_dossier(known, status=2, submitted_at=submitted, received_at=_now()),
+                    expect_to=[demo.codes.portal])  # fmt: skip
+    demo.wait_status(again)
+    calls = [(c["isUpdating"], c["error_code"]) for c in _portal_calls(demo, known)]
+    _check(calls == [("False", 0), ("False", 3), ("True", 0)], f"portal calls for {known}: {calls}")
+    step(f"{known} already on the portal: insert → error_code 3 'Hồ sơ đã tồn tại' → switched to isUpdating=True → 0")
+
+    # The 8-working-hour rule: a dossier submitted online two weeks ago and still at status 1 is flagged.
+    late = demo.dossier_code()
+    stale_submit = submitted - dt.timedelta(days=14)
+    late_id = _submit(demo, new_online_dossier(late, submitted_at=stale_submit), expect_to=[demo.codes.portal])
+    demo.wait_status(late_id)
+    answer = demo.api("GET", "/api/v1/deadlines", key=demo.operator_key)
+    _check(answer.status_code == 200, f"GET /api/v1/deadlines: HTTP {answer.status_code} {answer.text[:200]}")
+    overdue = {d["dossier_code"]: d for d in answer.json()["overdue"]}
+    _check(late in overdue, f"{late} (status 1 since {stale_submit:%Y-%m-%d}) is not flagged overdue")
+    _check(code not in overdue and known not in overdue, "a dossier already received (status 2) is flagged")
+    timeline = demo.api("GET", f"/api/v1/dossiers/{code}").json()["updates"]
+    _check([(u["status"], u["outcome"]) for u in timeline] == [(1, "synced"), (2, "synced")],
+           f"timeline of {code}: {timeline}")  # fmt: skip
+    step(f"8-working-hour rule: {late} still at status 1 since {stale_submit:%Y-%m-%d} is flagged "
+         f"({overdue[late]['overdue_working_hours']:.1f} working hours late) in GET /api/v1/deadlines")  # fmt: skip
+    return f"{code} inserted then updated on the portal; {known} switched insert → update; {late} flagged overdue"
+
+
+# ---------------------------------------------------------------------------------------------- F5
+
+
+def flow_f5(demo: DemoHub, step: Step) -> str:
+    """F5: ministry step messages (REST and SOAP) → canonical status → the province and the portal; a duplicate
+    push is ignored, an out-of-order one recorded as stale, an illegal transition refused to the sender."""
+    code = demo.dossier_code()
+    t0 = _now() - dt.timedelta(hours=1)
+    sync = _submit(demo, new_online_dossier(code, status=2, submitted_at=t0, received_at=t0 + dt.timedelta(minutes=5)),
+                   expect_to=[demo.codes.portal])  # fmt: skip
+    demo.wait_status(sync)
+    step(f"province → portal: dossier {code} received (status 2)")
+
+    def at(minutes: int) -> dt.datetime:
+        return t0 + dt.timedelta(minutes=10 + minutes)
+
+    due = at(60 * 24 * 10)
+    steps = [
+        ("LuanChuyenHoSo", 4, "rest", MinistryStep(dossier_code=code, step="LuanChuyenHoSo", at=at(1),
+         actor="Trần Thị Bình", title="Chuyên viên", department="Phòng Đăng ký đất đai",
+         content="Chuyển hồ sơ sang bộ phận thẩm định", due=due)),
+        ("ChoBoSung", 5, "soap", MinistryStep(dossier_code=code, step="ChoBoSung", at=at(2), actor="Trần Thị Bình",
+         content="Đề nghị bổ sung bản sao giấy chứng nhận quyền sử dụng đất")),
+        ("DaBoSung", 4, "rest", MinistryStep(dossier_code=code, step="DaBoSung", at=at(3), actor="Trần Thị Bình",
+         content="Công dân đã bổ sung hồ sơ")),
+        ("KetThuc", 9, "rest", MinistryStep(dossier_code=code, step="KetThuc", at=at(4), actor="Lê Văn Cường",
+         title="Trưởng phòng", content="Hoàn thành thẩm định, trả kết quả",
+         results=[ResultDocument(code="KQ-GCN", name="Giấy chứng nhận quyền sử dụng đất",
+                                 url=f"https://dvc.lienthong.example.gov.vn/files/{code}/gcn.pdf")])),
+    ]  # fmt: skip
+    last_envelope = b""
+    for name, status, transport, ministry_step in steps:
+        envelope = demo.ministry.envelope(ministry_step)
+        result = demo.ministry.push(envelope, transport=transport)
+        _check(result.accepted, f"{name} by {transport}: HTTP {result.status} {result.body}")
+        demo.track(result.message_id)
+        trace = demo.wait_status(result.message_id)
+        dests = sorted(d["destination"] for d in trace["deliveries"])
+        _check(dests == sorted(demo.codes.destinations), f"{name} delivered to {dests}")
+        step(f"ministry → hub ({transport.upper()}): {name} → status {status} → delivered to province and portal")
+        last_envelope = envelope
+
+    inbox = [m for m in demo.province.received()["messages"] if m["dossier_code"] == code]
+    statuses = [_status_of(m["payload"]) for m in inbox]
+    _check(statuses == [4, 5, 4, 9], f"province received statuses {statuses}, expected [4, 5, 4, 9]")
+    _check(all(m["verified"] for m in inbox), "the province could not verify the hub's signature")
+    progress = [int(p["TrangThai"]) for p in demo.portal.received()["progress"].get(code, [])]
+    _check(progress == [4, 5, 4, 9], f"portal CapNhatTienDoHoSoMC statuses {progress}, expected [4, 5, 4, 9]")
+    record = demo.portal.received()["records"][code]
+    _check(str(record["TrangThaiHoSo"]) == "9", f"portal TrangThaiHoSo {record['TrangThaiHoSo']}, expected 9")
+    step("province /inbox got 4, 5, 4, 9 (hub signature verified); portal CapNhatTienDoHoSoMC 4, 5, 4, 9")
+
+    again = demo.ministry.push(last_envelope, transport="rest")
+    _check(again.status == 202 and again.body.get("duplicate") is True, f"duplicate push answered {again.body}")
+    time.sleep(1.0)  # nothing may be delivered again
+    _check(len([m for m in demo.province.received()["messages"] if m["dossier_code"] == code]) == 4,
+           "the duplicate reached the province")  # fmt: skip
+    step("duplicate push of KetThuc: 202 duplicate=true, nothing delivered twice")
+
+    late = MinistryStep(dossier_code=code, step="ChoBoSung", at=at(2) + dt.timedelta(seconds=30),
+                        actor="Trần Thị Bình", content="Yêu cầu bổ sung gửi chậm")  # fmt: skip
+    stale = demo.ministry.push(late, transport="rest")
+    _check(stale.status == 202 and stale.body.get("status_update") == "stale", f"out-of-order push: {stale.body}")
+    _check(stale.body.get("destinations") == [], f"a stale update was routed to {stale.body.get('destinations')}")
+    demo.track(stale.message_id, "accepted")
+    step("out-of-order ChoBoSung (older than KetThuc): 202 status_update=stale, recorded, not delivered")
+
+    illegal = MinistryStep(dossier_code=code, step="DaBoSung", at=at(6), actor="Trần Thị Bình",
+                           content="Bổ sung sau khi đã kết thúc")  # fmt: skip
+    refused = demo.ministry.push(illegal, transport="rest")
+    rules = [e.get("rule") for e in refused.body.get("errors", [])]
+    _check(refused.status == 422 and "status-transition" in rules, f"illegal transition answered {refused}")
+    step(f"illegal DaBoSung after KetThuc (9 → 4): 422 to the ministry: {refused.body.get('detail', '')[:90]}")
+
+    timeline = demo.api("GET", f"/api/v1/dossiers/{code}").json()
+    outcomes = [u["outcome"] for u in timeline["updates"] if u["source"] == demo.codes.ministry]
+    _check(outcomes == ["applied"] * 4 + ["stale", "rejected"], f"timeline outcomes {outcomes}")
+    return f"{code}: 4 steps (3 REST, 1 SOAP) reached province and portal; duplicate ignored, stale kept, 9→4 refused"
+
+
+def _status_of(payload: str) -> int:
+    from lxml import etree
+
+    from hub import packets
+
+    element = etree.fromstring(payload.encode())
+    return int(element.findtext(f"{{{packets.PACKET_NAMESPACE}}}status"))
+
+
+# ---------------------------------------------------------------------------------------------- F6
+
+
+def flow_f6(demo: DemoHub, step: Step) -> str:
+    """F6: the portal down for a while → retries with backoff → delivered; the portal refuses a record → dead letter
+    with its message → fixed → replayed through the API by an operator → delivered."""
+    code = demo.dossier_code()
+    demo.portal.fail("down", seconds=3)
+    started = time.monotonic()
+    message_id = _submit(demo, new_online_dossier(code), expect_to=[demo.codes.portal])
+    step(f"portal down for 3 s (connections reset); province → hub: dossier.sync {code}")
+    wait_for(lambda: demo.trace(message_id)["deliveries"][0]["attempts"] >= 2, STEP_TIMEOUT_S,
+             "a retry of the delivery to the portal")  # fmt: skip
+    trace = demo.wait_status(message_id)
+    attempts = trace["deliveries"][0]["attempts"]
+    retries = [e for e in trace["events"] if e["state"] == "retry_scheduled"]
+    _check(attempts >= 2 and retries, f"delivered after {attempts} attempt(s), expected retries")
+    _check(code in demo.portal.received()["records"], f"the portal has no record of {code} after recovery")
+    step(f"{len(retries)} failed attempt(s) retried with backoff; delivered on attempt {attempts}, "
+         f"{time.monotonic() - started:.1f}s after the outage began")  # fmt: skip
+
+    refused = demo.dossier_code()
+    demo.portal.reject_next(1)
+    message_id = _submit(demo, new_online_dossier(refused), expect_to=[demo.codes.portal])
+    found: dict[str, Any] = {}
+
+    def dead_letter() -> bool:
+        answer = demo.api("GET", "/api/v1/dead-letters", key=demo.operator_key)
+        for item in answer.json():
+            if item["message_id"] == message_id:
+                found.update(item)
+                return True
+        return False
+
+    wait_for(dead_letter, STEP_TIMEOUT_S, f"the dead letter of {message_id}")
+    _check(found["reason"] == "rejected" and found["attempts"] == 1,
+           f"dead letter {found}: expected reason rejected after 1 attempt (a refusal is not retried)")  # fmt: skip
+    _check("error_code 2" in found["last_error"], f"the portal's message is not kept: {found['last_error']}")
+    step(f"portal refuses {refused} (error_code 2): dead letter #{found['id']} after 1 attempt: "
+         f"{found['last_error'].split('error_code 2: ', 1)[-1][:70]}")  # fmt: skip
+    demo.portal.heal()
+    demo.portal.control({"invalid": 0})
+    replay = demo.api("POST", f"/api/v1/dead-letters/{found['id']}/replay", key=demo.operator_key)
+    _check(replay.status_code == 202, f"replay: HTTP {replay.status_code} {replay.text[:200]}")
+    demo.wait_status(message_id)
+    _check(refused in demo.portal.received()["records"], f"the portal has no record of {refused} after the replay")
+    trace = demo.trace(message_id)
+    replayed = [e for e in trace["events"] if e["state"] == "replayed"]
+    _check(bool(replayed) and replayed[0]["actor"] == demo.settings.operator_name, f"replay events {replayed}")
+    step(
+        f"portal fixed; operator replays dead letter #{found['id']} (POST /api/v1/dead-letters/{found['id']}/replay)"
+        " → delivered"
+    )
+    demo.dead_letter_id = found["id"]
+    return f"{code} delivered after the outage ({attempts} attempts); {refused} dead-lettered, replayed, delivered"
+
+
+FLOWS: list[Flow] = [
+    Flow("F1", "online dossier → national portal", flow_f1),
+    Flow("F5", "ministry steps → province and portal", flow_f5),
+    Flow("F6", "partner down / refusing → retry, dead letter, replay", flow_f6),
+]
+
+
+def run_flows(demo: DemoHub, flows: list[Flow] | None = None, *, step: Step | None = None,
+              on_result: Callable[[FlowResult], None] | None = None) -> list[FlowResult]:  # fmt: skip
+    """Run each flow in turn; a failed flow does not stop the others."""
+    results = []
+    for flow in FLOWS if flows is None else flows:
+        lines: list[str] = []
+
+        def report(text: str, _lines: list[str] = lines, _name: str = flow.name) -> None:
+            _lines.append(text)
+            if step is not None:
+                step(f"{_name}: {text}")
+
+        started = time.monotonic()
+        try:
+            summary = flow.run(demo, report)
+            result = FlowResult(flow.name, flow.title, True, summary, time.monotonic() - started, lines)
+        except FlowFailed as exc:
+            result = FlowResult(flow.name, flow.title, False, str(exc), time.monotonic() - started, lines)
+        except Exception as exc:  # a bug or an unreachable partner: the flow failed, say why
+            log.exception("flow %s crashed", flow.name)
+            result = FlowResult(flow.name, flow.title, False, f"{type(exc).__name__}: {exc}",
+                                time.monotonic() - started, lines)  # fmt: skip
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+def summary_json(results: list[FlowResult], lost: int) -> str:
+    return json.dumps({"flows": {r.name: r.verdict for r in results}, "lost": lost}, ensure_ascii=False)
+
+
+def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
+    """(partner, dossier, what it received) for the table ``hub demo`` prints."""
+    rows: list[tuple[str, str, str]] = []
+    portal = demo.portal.received()
+    for code, record in sorted(portal["records"].items()):
+        calls = [c for c in portal["calls"] if any(r.get("MaHoSo") == code for r in c["data"] or [])]
+        sync = ", ".join(f"isUpdating={c['isUpdating']}→{c['error_code']}" for c in calls
+                         if c["service"] == "DongBoHoSoMC")  # fmt: skip
+        progress = [str(p["TrangThai"]) for p in portal["progress"].get(code, [])]
+        text = f"TrangThaiHoSo {record['TrangThaiHoSo']}; DongBoHoSoMC {sync}"
+        if progress:
+            text += f"; CapNhatTienDoHoSoMC TrangThai {', '.join(progress)}"
+        rows.append(("national portal", code, text))
+    province = demo.province.received()
+    by_code: dict[str, list[str]] = {}
+    for m in province["messages"]:
+        by_code.setdefault(m["dossier_code"] or "-", []).append(
+            f"{_status_of(m['payload'])}{'' if m['verified'] else ' (UNVERIFIED)'}"
+        )
+    for code, statuses in sorted(by_code.items()):
+        rows.append(("provincial system /inbox", code, f"dossier.status {', '.join(statuses)} (hub-signed, verified)"))
+    pushed = demo.ministry.received()["pushed"]
+    if pushed:
+        answers = ", ".join(f"{p['transport']}→{p['status']}" for p in pushed)
+        rows.append(("ministry (sent)", "-", f"{len(pushed)} pushes: {answers}"))
+    return rows

@@ -1,0 +1,237 @@
+"""F3: the payment platform's ``CONFIRM`` callback (``POST /api/v1/callbacks/payment/{connector}``).
+
+The hub accepts a confirmation only when all of these hold, in this order (the rule recorded when not):
+
+1. ``{connector}`` is a registered, enabled ``payment`` connector with ``endpoint.credentials``
+   (``username`` = the hub's partner code ``MaDoiTac``, ``password`` = the partner secret) — ``unknown-connector``;
+2. the body is a JSON ``CONFIRM`` for that partner code — ``malformed`` / ``partner-code``;
+3. ``MaXacThuc`` is the SHA-256 over the CONFIRM fields and the secret (``mappings.payment``) — ``checksum``;
+4. ``MaThamChieu`` is a reference the hub initiated with this connector — ``unknown-reference``;
+5. ``MaLoi`` is ``00`` — ``payment-failed`` (recorded; nothing is routed);
+6. ``SoTien`` equals the requested amount — ``amount-mismatch``;
+7. ``BienLai`` (base64) is a receipt signed with XML-DSig by a certificate registered on the connector, whose
+   reference and amount are the confirmation's — ``receipt-unsigned`` / ``receipt-signer`` / ``receipt-signature`` /
+   ``receipt-mismatch``.
+
+Refusals are rows in ``partner_refusals`` (``GET /api/v1/partner-refusals``) and are answered 4xx with ``MaLoi``.
+An accepted confirmation routes two hub-signed envelopes through the normal pipeline (store, queue, worker):
+``payment.receipt`` (with the bank-signed receipt) to the connectors that receive it — the provincial system —
+and ``dossier.status`` 4 (processing resumes after the financial obligation, 6 → 4) to those that receive
+``dossier.status`` — the national portal. Their message ids derive from the reference, so a repeated CONFIRM
+(same bank transaction) is answered ``00`` again and routes nothing new.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from lxml import etree
+
+from hub import packets
+from hub.envelope import EnvelopeHeader
+from hub.errors import RejectedError
+from hub.packets.dossier import DossierStatusUpdate, Step
+from hub.receipts import ReceiptRejected, receipt_fields, verify_receipt
+from hub.store import partners
+from mappings import payment as pm
+
+if TYPE_CHECKING:
+    from hub.api.service import HubService
+    from hub.packets.payment import PaymentRequest
+
+log = logging.getLogger(__name__)
+
+ID_NAMESPACE = uuid.UUID("6f1c4e2a-9b1d-4c55-8a3e-1d2b3c4d5e6f")
+RESUMED_STATUS = 4
+
+
+class Refused(Exception):
+    def __init__(self, status: int, code: str, rule: str, reason: str, reference: str | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.code, self.rule, self.reason, self.reference = status, code, rule, reason, reference
+
+
+def initiated_recorder(engine_or_url: Any):
+    """An ``on_initiated`` hook for ``adapters.payment.PaymentAdapter``: record each initiated reference."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+    lock = threading.Lock()
+
+    def record(connector: str, request: PaymentRequest, message_id: str, answer: dict[str, Any]) -> None:
+        with lock:
+            partners.add_payment(
+                engine,
+                reference=request.reference,
+                kind="payment",
+                connector=connector,
+                requester="",
+                dossier_code=request.dossier_code,
+                amount=request.amount,
+                message_id=message_id,
+                payment_url=answer.get("UrlThanhToan"),
+            )
+
+    return record
+
+
+class PaymentCallbacks:
+    """One per API process (see ``hub.api.partners.payment_service``)."""
+
+    def __init__(self, hub: HubService) -> None:
+        self.hub = hub
+        self._signer = None
+        self._lock = threading.Lock()
+        self._acceptors: dict[int, Any] = {}
+
+    def signer(self):
+        if self._signer is None:
+            from hub.runtime import hub_signer
+
+            self._signer = hub_signer(self.hub.settings)
+        return self._signer
+
+    def _acceptor(self):
+        """An acceptor for the hub's own envelopes: the normal pipeline, trusting the hub's certificate."""
+        from hub.pipeline import Acceptor
+        from hub.signing import EnvelopeVerifier, TrustStore
+
+        routing = self.hub.runtime.routing
+        with self._lock:
+            acceptor = self._acceptors.get(id(routing))
+            if acceptor is None:
+                trust = TrustStore()
+                trust.pin(self.hub.settings.hub_code, self.signer().certificate)
+                acceptor = Acceptor(self.hub.store, self.hub.broker, routing, EnvelopeVerifier(trust))
+                self._acceptors = {id(routing): acceptor}
+            return acceptor
+
+    # ------------------------------------------------------------ the callback
+
+    def confirm(self, code: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """Check and act on one CONFIRM; returns (HTTP status, JSON answer)."""
+        try:
+            return 200, self._confirm(code, body)
+        except Refused as refused:
+            partners.record_refusal(
+                self.hub.store.engine,
+                connector=code[:64],
+                kind="payment.confirm",
+                rule=refused.rule,
+                reason=refused.reason,
+                payload=body,
+                reference=refused.reference,
+            )
+            log.warning("payment CONFIRM refused connector=%s rule=%s: %s", code, refused.rule, refused.reason)
+            return refused.status, {"MaLoi": refused.code, "MoTaLoi": refused.reason, "rule": refused.rule}
+
+    def _confirm(self, code: str, body: bytes) -> dict[str, Any]:
+        connector = self.hub.registry.get(code)
+        if connector is None or not connector.enabled or str(connector.kind) != "payment":
+            raise Refused(404, "02", "unknown-connector", f"{code!r} is not an enabled payment connector")
+        endpoint = connector.spec.endpoint
+        credentials = None if endpoint is None else endpoint.credentials
+        if credentials is None:
+            raise Refused(503, "99", "unknown-connector", f"payment connector {code} has no endpoint.credentials")
+        try:
+            message = json.loads(body)
+            if not isinstance(message, dict) or message.get("LoaiBanTin") != pm.CONFIRM:
+                raise ValueError("not a CONFIRM")
+        except ValueError:
+            raise Refused(400, "02", "malformed", "the body is not a JSON CONFIRM message") from None
+        reference = message.get("MaThamChieu") if isinstance(message.get("MaThamChieu"), str) else None
+        if message.get("MaDoiTac") != credentials.username:
+            raise Refused(400, "02", "partner-code", f"MaDoiTac {message.get('MaDoiTac')!r} is not ours", reference)
+        if not pm.checksum_ok(message, credentials.password.get_secret_value()):
+            raise Refused(
+                401, "01", "checksum", "MaXacThuc does not match the message and the partner secret", reference
+            )
+        payment = None if reference is None else partners.payment(self.hub.store.engine, reference)
+        if payment is None or payment.connector != code:
+            raise Refused(
+                404, "04", "unknown-reference", f"no payment {reference!r} was initiated with {code}", reference
+            )
+        if message.get("MaLoi") != pm.SUCCESS:
+            raise Refused(
+                200, "00", "payment-failed", f"the platform reports MaLoi {message.get('MaLoi')!r}", reference
+            )
+        try:
+            amount = pm.amount_of(message)
+        except pm.PaymentMappingError as exc:
+            raise Refused(400, "02", "malformed", str(exc), reference) from None
+        if amount != payment.amount:
+            why = f"SoTien {amount} differs from the requested {payment.amount} VND"
+            raise Refused(400, "02", "amount-mismatch", why, reference)
+        try:
+            receipt = base64.b64decode(str(message.get("BienLai", "")), validate=True)
+        except (binascii.Error, ValueError):
+            raise Refused(400, "02", "receipt-unsigned", "BienLai is not base64", reference) from None
+        certificates = [info.certificate for info in connector.certificates]
+        try:
+            signed = verify_receipt(receipt, certificates)
+        except ReceiptRejected as exc:
+            raise Refused(400, "02", exc.rule, str(exc), reference) from None
+        fields = receipt_fields(signed)
+        if fields.get("MaThamChieu") != reference or fields.get("SoTien") != str(amount):
+            raise Refused(400, "02", "receipt-mismatch", "the receipt's reference or amount differ from the CONFIRM",
+                          reference)  # fmt: skip
+        transaction = str(message.get("MaGiaoDich", ""))
+        if payment.confirmed_at is not None:
+            if payment.bank_transaction_id != transaction:
+                why = f"{reference} was confirmed with transaction {payment.bank_transaction_id}"
+                raise Refused(409, "03", "already-confirmed", why, reference)
+            return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Đã xử lý trước đó", "MaThamChieu": reference, "duplicate": True}
+        receipt_id = self._route(payment, message, receipt)
+        partners.confirm_payment(
+            self.hub.store.engine, reference, bank_transaction_id=transaction, receipt_message_id=receipt_id,
+            confirm_digest=partners.digest(body),
+        )  # fmt: skip
+        log.info("payment confirmed connector=%s dossier_code=%s", code, payment.dossier_code)
+        return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Thành công", "MaThamChieu": reference}
+
+    def _route(self, payment: partners.Payment, confirm: dict[str, Any], receipt: bytes) -> str:
+        """Route the hub-signed payment.receipt and the 6 → 4 dossier.status; returns the receipt's message id."""
+        hub_code = self.hub.settings.hub_code
+        requester = payment.requester
+        if not requester:
+            trace = self.hub.store.trace(payment.message_id)
+            requester = trace.sender if trace is not None else hub_code
+        canonical = pm.receipt_from_confirm(confirm, dossier_code=payment.dossier_code, signed_receipt=receipt)
+        receipt_id = str(uuid.uuid5(ID_NAMESPACE, f"payment.receipt:{payment.reference}"))
+        status_id = str(uuid.uuid5(ID_NAMESPACE, f"dossier.status:{payment.reference}"))
+        status = DossierStatusUpdate(
+            dossier_code=payment.dossier_code,
+            status=RESUMED_STATUS,
+            step=Step(
+                actor="Lienthong", title="Thanh toán", content=f"Đã nhận biên lai thanh toán {payment.reference}"
+            ),
+            at=canonical.paid_at,
+            source_system=hub_code,
+        )
+        acceptor = self._acceptor()
+        for message_id, message_type, receiver, model in (
+            (receipt_id, "payment.receipt", requester, canonical),
+            (status_id, "dossier.status", hub_code, status),
+        ):
+            header = EnvelopeHeader(
+                message_id=message_id,
+                correlation_id=payment.message_id,
+                sender=hub_code,
+                receiver=receiver,
+                message_type=message_type,
+                dossier_code=payment.dossier_code,
+            )
+            from hub.signing import sign_payload
+
+            data = etree.tostring(sign_payload(self.signer(), header, packets.to_element(model)))
+            try:
+                acceptor.accept(data)
+            except RejectedError as exc:  # e.g. no route, or the status machine refuses 4 here
+                log.warning("message_id=%s %s not routed: %s", message_id, message_type, exc)
+        return receipt_id

@@ -1,0 +1,86 @@
+"""The bank's signed receipt (F3): an XML document (``<BienLai>``) with an enveloped XML-DSig signature by the
+bank's certificate, which must be one of the certificates registered on the payment connector.
+
+Same algorithm policy as the envelopes (``hub.signing``): RSA-2048+/ECDSA P-256, SHA-256, exclusive C14N, one
+reference ``URI=""``; only the XML returned as signed is read afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from lxml import etree
+from signxml import XMLVerifier
+from signxml.exceptions import SignXMLException
+
+from hub.errors import LienthongError
+from hub.signing import ALLOWED_DIGESTS, ALLOWED_SIGNATURE_METHODS, EXC_C14N, Signer
+from hub.xmlparse import parse_xml, parser
+
+DS = "{http://www.w3.org/2000/09/xmldsig#}"
+
+
+class ReceiptRejected(Exception):
+    """The receipt is unsigned, signed by a certificate not registered for the connector, or altered."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+def sign_receipt(signer: Signer, document: bytes) -> bytes:
+    """The bank's side: sign a receipt document (enveloped)."""
+    signed = signer.sign(parse_xml(document))
+    return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def verify_receipt(data: bytes, trusted: Iterable[x509.Certificate]) -> etree._Element:
+    """The signed ``<BienLai>`` element, or ``ReceiptRejected`` (rules ``receipt-unsigned``, ``receipt-signer``,
+    ``receipt-signature``)."""
+    try:
+        root = parse_xml(data)
+    except LienthongError as exc:
+        raise ReceiptRejected("receipt-malformed", f"the receipt is not XML: {exc}") from None
+    cert_el = root.find(f"{DS}Signature/{DS}KeyInfo/{DS}X509Data/{DS}X509Certificate")
+    if root.find(f"{DS}Signature") is None or cert_el is None:
+        raise ReceiptRejected("receipt-unsigned", "the receipt carries no XML-DSig signature with a certificate")
+    try:
+        der = base64.b64decode("".join((cert_el.text or "").split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ReceiptRejected("receipt-signer", "the receipt's certificate cannot be read") from None
+    cert = next((c for c in trusted if _der(c) == der), None)
+    if cert is None:
+        raise ReceiptRejected(
+            "receipt-signer", "the receipt is signed by a certificate not registered for this payment connector"
+        )
+    from signxml import SignatureConfiguration
+
+    config = SignatureConfiguration(
+        require_x509=True,
+        signature_methods=ALLOWED_SIGNATURE_METHODS,
+        digest_algorithms=ALLOWED_DIGESTS,
+        default_reference_c14n_method=EXC_C14N,
+    )
+    try:
+        result = XMLVerifier().verify(data, x509_cert=cert, expect_config=config, parser=parser())
+    except (SignXMLException, etree.DocumentInvalid) as exc:
+        raise ReceiptRejected("receipt-signature", f"the receipt's signature does not verify: {exc}") from None
+    signed = result.signed_xml
+    if signed is None or signed.tag != root.tag:
+        raise ReceiptRejected("receipt-signature", "the signature does not cover the whole receipt")
+    return signed
+
+
+def receipt_fields(signed: etree._Element) -> dict[str, str]:
+    """The receipt's simple child elements (the signature left out)."""
+    return {
+        child.tag: (child.text or "") for child in signed if isinstance(child.tag, str) and not child.tag.startswith(DS)
+    }

@@ -1,0 +1,259 @@
+"""Store tables and queries of the partner flows F2–F4 (population DB lookups, payments, postal tracking).
+
+Kept apart from ``hub.store.core`` (the exchange's hot path); the tables share ``hub.store.schema.metadata`` and
+are created by migration ``0004``.
+
+- ``citizen_lookups``: the audit of every citizen lookup (Ninh Thuận Điều 28.2.b) — who asked (connector,
+  officer), for which dossier, procedure and purpose, the subject's ID masked, the result (found, not_found,
+  mismatch, refused, timeout, error), the record's digest and the list of fields returned.
+- ``payments``: fee requests sent to a payment platform (reference, amount, dossier, requester) and their
+  confirmation (bank transaction, receipt message id); refunds are rows with ``kind`` ``refund``.
+- ``partner_refusals``: callbacks the hub refused (forged checksum, receipt signed by someone else, amount
+  mismatch, unknown reference…), with the rule and the reason, for operators.
+- ``postal_cursors`` / ``postal_events``: the last tracking-feed id read per postal connector, and every event
+  emitted (unique per connector and event id: never emitted twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.store.schema import Id, UTCDateTime, metadata
+
+citizen_lookups = sa.Table(
+    "citizen_lookups",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("requester", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=True),
+    sa.Column("request_id", sa.String(100), nullable=True),
+    sa.Column("officer_id", sa.String(100), nullable=True),
+    sa.Column("dossier_code", sa.String(64), nullable=True),
+    sa.Column("procedure_code", sa.String(100), nullable=True),
+    sa.Column("purpose", sa.Text, nullable=True),
+    sa.Column("subject", sa.String(32), nullable=True),
+    sa.Column("source", sa.String(64), nullable=True),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("fields", sa.JSON, nullable=True),
+    sa.Column("record_digest", sa.String(64), nullable=True),
+    sa.Column("duration_ms", sa.Integer, nullable=True),
+    sa.Index(None, "dossier_code", "id"),
+    sa.Index(None, "requester", "id"),
+)
+
+payments = sa.Table(
+    "payments",
+    metadata,
+    sa.Column("reference", sa.String(100), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("connector", sa.String(64), nullable=False),
+    sa.Column("requester", sa.String(64), nullable=False),
+    sa.Column("dossier_code", sa.String(64), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("payment_url", sa.Text, nullable=True),
+    sa.Column("bank_transaction_id", sa.String(100), nullable=True),
+    sa.Column("receipt_message_id", sa.String(128), nullable=True),
+    sa.Column("confirm_digest", sa.String(64), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("confirmed_at", UTCDateTime, nullable=True),
+)
+
+partner_refusals = sa.Table(
+    "partner_refusals",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("connector", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("reference", sa.String(100), nullable=True),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("payload_digest", sa.String(64), nullable=False),
+    sa.Index(None, "connector", "id"),
+)
+
+postal_cursors = sa.Table(
+    "postal_cursors",
+    metadata,
+    sa.Column("connector", sa.String(64), primary_key=True),
+    sa.Column("last_id", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+postal_events = sa.Table(
+    "postal_events",
+    metadata,
+    sa.Column("connector", sa.String(64), primary_key=True),
+    sa.Column("event_id", sa.BigInteger, primary_key=True),
+    sa.Column("order_number", sa.String(100), nullable=False),
+    sa.Column("status_code", sa.String(32), nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- F2 lookups
+
+
+def record_lookup(engine: sa.Engine, **row: Any) -> int:
+    """Append one lookup audit row (keys: the ``citizen_lookups`` columns; ``at`` defaults to now)."""
+    row.setdefault("at", _now())
+    with engine.begin() as conn:
+        return int(conn.execute(citizen_lookups.insert().values(**row)).inserted_primary_key[0])
+
+
+def lookups(engine: sa.Engine, *, dossier_code: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    query = sa.select(citizen_lookups).order_by(citizen_lookups.c.id.desc()).limit(limit)
+    if dossier_code is not None:
+        query = query.where(citizen_lookups.c.dossier_code == dossier_code)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+# ---------------------------------------------------------------------------------------------- F3 payments
+
+
+@dataclass(frozen=True)
+class Payment:
+    reference: str
+    kind: str
+    connector: str
+    requester: str
+    dossier_code: str
+    amount: int
+    message_id: str
+    state: str
+    payment_url: str | None
+    bank_transaction_id: str | None
+    receipt_message_id: str | None
+    confirm_digest: str | None
+    created_at: datetime
+    confirmed_at: datetime | None
+
+
+def add_payment(engine: sa.Engine, **row: Any) -> bool:
+    """Record a fee (or refund) request sent to a payment platform; False when the reference is known already."""
+    row.setdefault("created_at", _now())
+    row.setdefault("state", "initiated")
+    with engine.begin() as conn:
+        if conn.execute(sa.select(payments.c.reference).where(payments.c.reference == row["reference"])).first():
+            return False
+        conn.execute(payments.insert().values(**row))
+        return True
+
+
+def payment(engine: sa.Engine, reference: str) -> Payment | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(payments).where(payments.c.reference == reference)).first()
+    return None if row is None else Payment(**row._mapping)
+
+
+def confirm_payment(
+    engine: sa.Engine, reference: str, *, bank_transaction_id: str, receipt_message_id: str, confirm_digest: str
+) -> bool:
+    """Mark a payment confirmed, once: False when it already was (a repeated CONFIRM)."""
+    with engine.begin() as conn:
+        done = conn.execute(
+            payments.update()
+            .where(payments.c.reference == reference, payments.c.confirmed_at.is_(None))
+            .values(
+                state="paid",
+                bank_transaction_id=bank_transaction_id,
+                receipt_message_id=receipt_message_id,
+                confirm_digest=confirm_digest,
+                confirmed_at=_now(),
+            )
+        )
+        return done.rowcount == 1
+
+
+def set_payment_url(engine: sa.Engine, reference: str, url: str | None) -> None:
+    with engine.begin() as conn:
+        conn.execute(payments.update().where(payments.c.reference == reference).values(payment_url=url))
+
+
+def record_refusal(
+    engine: sa.Engine, *, connector: str, kind: str, rule: str, reason: str, payload: bytes, reference: str | None
+) -> int:
+    with engine.begin() as conn:
+        result = conn.execute(
+            partner_refusals.insert().values(
+                at=_now(), connector=connector, kind=kind, reference=reference, rule=rule, reason=reason,
+                payload_digest=digest(payload),
+            )
+        )  # fmt: skip
+        return int(result.inserted_primary_key[0])
+
+
+def refusals(engine: sa.Engine, *, connector: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    query = sa.select(partner_refusals).order_by(partner_refusals.c.id.desc()).limit(limit)
+    if connector is not None:
+        query = query.where(partner_refusals.c.connector == connector)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+# ---------------------------------------------------------------------------------------------- F4 postal
+
+
+def postal_cursor(engine: sa.Engine, connector: str) -> int:
+    with engine.connect() as conn:
+        value = conn.execute(
+            sa.select(postal_cursors.c.last_id).where(postal_cursors.c.connector == connector)
+        ).scalar_one_or_none()
+    return 0 if value is None else int(value)
+
+
+def claim_postal_events(
+    engine: sa.Engine, connector: str, events: Sequence[tuple[int, str, str, str]], last_id: int
+) -> list[int]:
+    """Record tracking events ``(event_id, order_number, status_code, message_id)`` and move the cursor to
+    ``last_id``, in one transaction; returns the event ids that were new (the ones to emit)."""
+    now = _now()
+    new: list[int] = []
+    with engine.begin() as conn:
+        known = set(
+            conn.execute(
+                sa.select(postal_events.c.event_id).where(
+                    postal_events.c.connector == connector,
+                    postal_events.c.event_id.in_([e[0] for e in events] or [-1]),
+                )
+            ).scalars()
+        )
+        for event_id, order_number, status_code, message_id in events:
+            if event_id in known:
+                continue
+            known.add(event_id)
+            conn.execute(
+                postal_events.insert().values(
+                    connector=connector, event_id=event_id, order_number=order_number, status_code=status_code,
+                    message_id=message_id, at=now,
+                )
+            )  # fmt: skip
+            new.append(event_id)
+        updated = conn.execute(
+            postal_cursors.update()
+            .where(postal_cursors.c.connector == connector)
+            .values(last_id=last_id, updated_at=now)
+        )
+        if updated.rowcount == 0:
+            conn.execute(postal_cursors.insert().values(connector=connector, last_id=last_id, updated_at=now))
+    return new

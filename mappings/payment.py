@@ -1,0 +1,195 @@
+"""The payment platform's messages (trung gian thanh toán): checksums and builders, pure functions.
+
+Every message is a JSON object with ``LoaiBanTin`` (``INIT``, ``QUERY``, ``GET_BILL``, ``CONFIRM``) and
+``MaXacThuc`` = SHA-256 hex over the message's fields joined by ``|`` with the partner's secret appended, the
+fields in the order of ``CHECKSUM_FIELDS``. A field that is absent counts as the empty string. ``MaLoi`` ``"00"``
+is success. Amounts are whole đồng; times are ``yyyyMMddHHmmss`` in Asia/Ho_Chi_Minh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hub.packets.payment import PaymentReceipt, PaymentRequest
+
+VERSION = "1.0.0"
+LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+SUCCESS = "00"
+
+INIT, QUERY, GET_BILL, CONFIRM = "INIT", "QUERY", "GET_BILL", "CONFIRM"
+CHECKSUM_FIELDS: dict[str, tuple[str, ...]] = {
+    INIT: (
+        "LoaiBanTin", "PhienBan", "MaDoiTac", "MaThamChieu", "SoTien", "LoaiHinhThanhToan", "MaKenhThanhToan",
+        "MaThietBi", "NgonNgu", "MaTienTe", "MaNganHang", "ThongTinGiaoDich", "ThoiGianGD", "Ip",
+    ),
+    QUERY: ("LoaiBanTin", "PhienBan", "MaDoiTac", "MaThamChieu", "ThoiGianGD"),
+    GET_BILL: ("LoaiBanTin", "PhienBan", "MaDoiTac", "MaThamChieu", "ThoiGianGD"),
+    CONFIRM: (
+        "LoaiBanTin", "MaLoi", "MaDoiTac", "MaThamChieu", "SoTien", "MaTienTe", "MaGiaoDich", "MaNganHang",
+        "ThoiGianGD", "ThongTinGiaoDich",
+    ),
+}  # fmt: skip
+
+
+class PaymentMappingError(ValueError):
+    """A payment platform message is not what the protocol promises."""
+
+
+def local_time(at: datetime) -> str:
+    if at.tzinfo is None:
+        raise ValueError("pass a timezone-aware datetime")
+    return at.astimezone(LOCAL_TZ).strftime("%Y%m%d%H%M%S")
+
+
+def from_local_time(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=LOCAL_TZ).astimezone(UTC)
+    except (TypeError, ValueError):
+        raise PaymentMappingError(f"ThoiGianGD {text!r} is not yyyyMMddHHmmss") from None
+
+
+def checksum_input(message: dict[str, Any], secret: str) -> str:
+    """The string that is hashed: the message's checksum fields, then the secret, joined by ``|``."""
+    kind = message.get("LoaiBanTin")
+    fields = CHECKSUM_FIELDS.get(kind)  # type: ignore[arg-type]
+    if fields is None:
+        raise PaymentMappingError(f"unknown LoaiBanTin {kind!r}")
+    return "|".join([*("" if message.get(f) is None else str(message[f]) for f in fields), secret])
+
+
+def checksum(message: dict[str, Any], secret: str) -> str:
+    """``MaXacThuc`` of a message (SHA-256 hex)."""
+    return hashlib.sha256(checksum_input(message, secret).encode("utf-8")).hexdigest()
+
+
+def sign(message: dict[str, Any], secret: str) -> dict[str, Any]:
+    """The message with its ``MaXacThuc``."""
+    return {**{k: v for k, v in message.items() if k != "MaXacThuc"}, "MaXacThuc": checksum(message, secret)}
+
+
+def checksum_ok(message: dict[str, Any], secret: str) -> bool:
+    given = message.get("MaXacThuc")
+    if not isinstance(given, str):
+        return False
+    try:
+        expected = checksum(message, secret)
+    except PaymentMappingError:
+        return False
+    return hmac.compare_digest(given.lower(), expected)
+
+
+# ---------------------------------------------------------------------------------------------- builders
+
+
+def init_message(
+    request: PaymentRequest, *, partner_code: str, at: datetime, ip: str = "127.0.0.1", bank_code: str = ""
+) -> dict[str, Any]:
+    """``INIT`` for a canonical ``payment.request`` (fee lines in ``ThongTinBienLai.PhiLePhi``)."""
+    message: dict[str, Any] = {
+        "LoaiBanTin": INIT,
+        "PhienBan": VERSION,
+        "MaDoiTac": partner_code,
+        "MaThamChieu": request.reference,
+        "SoTien": request.amount,
+        "LoaiHinhThanhToan": "PAY",
+        "MaKenhThanhToan": "1",
+        "MaThietBi": "1",
+        "NgonNgu": "vi",
+        "MaTienTe": request.currency,
+        "MaNganHang": bank_code,
+        "ThongTinGiaoDich": request.description or f"Thanh toan ho so {request.dossier_code}",
+        "ThoiGianGD": local_time(at),
+        "Ip": ip,
+        "ThongTinBienLai": {
+            "MaHoSo": request.dossier_code,
+            "MaTTHC": request.procedure_code,
+            "MaDonVi": request.agency_code,
+            "HoTenNguoiNop": request.payer.name,
+            "SoCMNDNguoiNop": request.payer.personal_id or "",
+            "SoDienThoaiNguoiNop": request.payer.phone or "",
+            "PhiLePhi": [
+                {"MaPhiLePhi": line.code, "TenPhiLePhi": line.name, "SoTien": line.amount} for line in request.fee_lines
+            ],
+        },
+    }
+    return message
+
+
+def query_message(kind: str, *, partner_code: str, reference: str, at: datetime) -> dict[str, Any]:
+    """``QUERY`` or ``GET_BILL`` for a reference."""
+    if kind not in (QUERY, GET_BILL):
+        raise ValueError(f"not a query kind: {kind}")
+    return {"LoaiBanTin": kind, "PhienBan": VERSION, "MaDoiTac": partner_code, "MaThamChieu": reference,
+            "ThoiGianGD": local_time(at)}  # fmt: skip
+
+
+def confirm_message(
+    *,
+    partner_code: str,
+    reference: str,
+    amount: int,
+    transaction_id: str,
+    bank_code: str,
+    at: datetime,
+    info: str = "",
+    error_code: str = SUCCESS,
+) -> dict[str, Any]:
+    """``CONFIRM`` as the platform sends it (without ``MaXacThuc`` and the receipt)."""
+    return {
+        "LoaiBanTin": CONFIRM,
+        "MaLoi": error_code,
+        "MaDoiTac": partner_code,
+        "MaThamChieu": reference,
+        "SoTien": amount,
+        "MaTienTe": "VND",
+        "MaGiaoDich": transaction_id,
+        "MaNganHang": bank_code,
+        "ThoiGianGD": local_time(at),
+        "ThongTinGiaoDich": info,
+    }
+
+
+def receipt_document(confirm: dict[str, Any], dossier_code: str) -> bytes:
+    """The bank's receipt (``<BienLai>``) for a confirmation, unsigned (the bank signs it, XML-DSig enveloped)."""
+    from lxml import etree
+
+    root = etree.Element("BienLai")
+    for name, value in (
+        ("MaThamChieu", confirm["MaThamChieu"]),
+        ("MaHoSo", dossier_code),
+        ("SoTien", confirm["SoTien"]),
+        ("MaTienTe", confirm.get("MaTienTe", "VND")),
+        ("MaGiaoDich", confirm["MaGiaoDich"]),
+        ("MaNganHang", confirm["MaNganHang"]),
+        ("ThoiGianGD", confirm["ThoiGianGD"]),
+    ):
+        etree.SubElement(root, name).text = str(value)
+    return etree.tostring(root, encoding="UTF-8")
+
+
+def amount_of(message: dict[str, Any]) -> int:
+    value = message.get("SoTien")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise PaymentMappingError(f"SoTien {value!r} is not an amount")
+    try:
+        return int(value)
+    except ValueError:
+        raise PaymentMappingError(f"SoTien {value!r} is not an amount") from None
+
+
+def receipt_from_confirm(confirm: dict[str, Any], *, dossier_code: str, signed_receipt: bytes) -> PaymentReceipt:
+    """The canonical ``payment.receipt`` for a verified ``CONFIRM`` and the bank-signed receipt bytes."""
+    return PaymentReceipt(
+        reference=str(confirm["MaThamChieu"]),
+        dossier_code=dossier_code,
+        bank_transaction_id=str(confirm["MaGiaoDich"]),
+        bank_code=str(confirm["MaNganHang"]),
+        amount=amount_of(confirm),
+        paid_at=from_local_time(str(confirm["ThoiGianGD"])),
+        result_code=str(confirm["MaLoi"]),
+        signed_receipt=signed_receipt,
+    )

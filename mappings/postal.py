@@ -1,0 +1,65 @@
+"""Mapping between the canonical ``postal.order`` / ``postal.status`` and the postal service's JSON (VNPost-style).
+
+- ``to_order(order, customer_code)``: ``OrderNumber`` = the dossier code; ``Sender*`` / ``Receiver*`` name,
+  address, tel, province, district; ``CODAmount``; ``Description``; ``Direction`` (``pickup`` — the citizen sends
+  the dossier, the agency is the receiver — or ``delivery`` — the agency sends the result to the citizen).
+- ``status_from_event(event)``: a tracking feed item ``{id, orderNumber, itemCode, statusCode, statusMessage,
+  time}`` → ``postal.status`` (``time`` is ``yyyyMMddHHmmss`` local, Asia/Ho_Chi_Minh).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hub.packets.common import PostalParty
+from hub.packets.postal import PostalOrder, PostalStatus
+
+LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+class PostalMappingError(ValueError):
+    """A postal message cannot be mapped."""
+
+
+def _party(prefix: str, party: PostalParty) -> dict[str, Any]:
+    return {
+        f"{prefix}Name": party.name,
+        f"{prefix}Address": party.address,
+        f"{prefix}Tel": party.phone,
+        f"{prefix}Province": party.province_code,
+        f"{prefix}District": party.district_code,
+    }
+
+
+def to_order(order: PostalOrder, *, customer_code: str) -> dict[str, Any]:
+    return {
+        "CustomerCode": customer_code,
+        "OrderNumber": order.dossier_code,
+        "Direction": order.direction.value,
+        **_party("Sender", order.sender),
+        **_party("Receiver", order.receiver),
+        "CODAmount": order.cod_amount,
+        "Description": order.description or "",
+    }
+
+
+def local_time(at: datetime) -> str:
+    return at.astimezone(LOCAL_TZ).strftime("%Y%m%d%H%M%S")
+
+
+def status_from_event(event: dict[str, Any]) -> PostalStatus:
+    try:
+        at = datetime.strptime(str(event["time"]), "%Y%m%d%H%M%S").replace(tzinfo=LOCAL_TZ).astimezone(UTC)
+        return PostalStatus(
+            dossier_code=str(event["orderNumber"]),
+            order_number=str(event.get("itemCode") or event["orderNumber"]),
+            status_code=str(event["statusCode"]),
+            message=str(event.get("statusMessage") or event["statusCode"]),
+            at=at,
+        )
+    except KeyError as exc:
+        raise PostalMappingError(f"tracking event has no {exc.args[0]}") from None
+    except ValueError as exc:
+        raise PostalMappingError(f"tracking event cannot be mapped: {exc}") from None

@@ -1,0 +1,190 @@
+"""Operator sign-in: scrypt password hashes, accounts from configuration, CSRF on every POST, sessions in signed
+cookies, the replay's confirmation step and its audit trail (through the app, in process)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+from lxml import etree
+
+from hub import packets
+from hub.api import create_app
+from hub.config import Settings
+from hub.console import auth
+from hub.envelope import EnvelopeHeader
+from hub.signing import sign_payload
+
+PROVINCE, PORTAL = "000.00.00.H12", "000.00.00.G22"
+
+
+def test_password_hash_round_trip() -> None:
+    stored = auth.hash_password("bí mật", n=2**10)
+    assert stored.startswith("scrypt$1024$8$1$") and "bí mật" not in stored
+    assert auth.verify_password("bí mật", stored)
+    assert not auth.verify_password("bi mat", stored)
+    assert not auth.verify_password("bí mật", stored.replace("scrypt", "sha256"))
+    assert not auth.verify_password("x", "garbage")
+    assert auth.hash_password("same", n=2**10) != auth.hash_password("same", n=2**10)  # salted
+
+
+def test_accounts_from_configuration() -> None:
+    settings = Settings(
+        operators=f"lan:{auth.hash_password('pw-lan', n=2**10)}, operator:{auth.hash_password('own', n=2**10)}",
+        operator_api_key="op-key", admin_api_key="admin-key", admin_name="quan.tri",
+    )  # fmt: skip
+    found = auth.accounts(settings)
+    assert set(found) == {"lan", "operator", "quan.tri"}
+    assert auth.authenticate(settings, "lan", "pw-lan").role == "operator"
+    assert auth.authenticate(settings, "quan.tri", "admin-key").role == "admin"
+    assert auth.authenticate(settings, "operator", "own") is not None
+    assert auth.authenticate(settings, "operator", "op-key") is None  # a named account replaces the key sign-in
+    assert auth.authenticate(settings, "lan", "wrong") is None
+    assert auth.authenticate(settings, "nobody", "pw-lan") is None
+    assert auth.authenticate(settings, "lan", "") is None
+    with pytest.raises(auth.ConfigError):
+        auth.parse_operators("lan:plaintext")
+    assert auth.accounts(Settings()) == {}  # no keys, no operators: nobody signs in
+
+
+def test_csrf_token() -> None:
+    session: dict = {}
+    token = auth.csrf_token(session)
+    assert auth.csrf_token(session) == token
+    assert auth.csrf_ok(session, token)
+    assert not auth.csrf_ok(session, token + "x") and not auth.csrf_ok(session, None) and not auth.csrf_ok({}, token)
+
+
+# ---------------------------------------------------------------------------------------------- through the app
+
+PASSWORD = "mat-khau-dai-du"
+
+
+@pytest.fixture
+def client(tmp_path):
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'hub.db'}", data_dir=tmp_path / "var", admin_api_key="admin-key",
+        operators=f"lan:{auth.hash_password(PASSWORD, n=2**10)}", log_format="console",
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html)[1]
+
+
+def _sign_in(client: TestClient, password: str = PASSWORD):
+    token = _csrf(client.get("/login").text)
+    return client.post("/login", data={"csrf_token": token, "username": "lan", "password": password, "next": "/"},
+                       follow_redirects=False)  # fmt: skip
+
+
+def test_pages_need_a_session(client) -> None:
+    response = client.get("/?q=x", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/login?next=%2F%3Fq%3Dx"
+    assert client.get("/console/panels").status_code == 401
+    assert client.post("/console/replay", data={"id": "1"}, follow_redirects=False).headers["location"].startswith(
+        "/login"
+    )
+
+
+def test_bad_password_and_missing_csrf_are_refused(client, caplog) -> None:
+    response = _sign_in(client, "wrong")
+    assert response.status_code == 200 and "Sai tên đăng nhập hoặc mật khẩu" in response.text
+    assert "lienthong_console" not in response.headers.get("set-cookie", "") or "user" not in response.text
+    assert client.get("/", follow_redirects=False).status_code == 303
+    refused = client.post("/login", data={"username": "lan", "password": PASSWORD}, follow_redirects=False)
+    assert refused.status_code == 400 and client.get("/", follow_redirects=False).status_code == 303
+    assert any(r.name == "hub.audit" and getattr(r, "actor", None) == "lan" for r in caplog.records)
+
+
+def test_sign_in_sets_a_signed_httponly_lax_cookie(client) -> None:
+    response = _sign_in(client)
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("lienthong_console=") and "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
+    page = client.get("/")
+    assert page.status_code == 200 and "lan" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    tampered = client.cookies.get("lienthong_console")[:-3] + "abc"
+    client.cookies.set("lienthong_console", tampered)
+    assert client.get("/", follow_redirects=False).status_code == 303  # a forged cookie is no session
+
+
+def test_english_switch_is_kept_in_a_cookie(client) -> None:
+    _sign_in(client)
+    assert "Dead letters" in client.get("/?lang=en").text
+    assert "Dead letters" in client.get("/").text
+    assert "Thư lỗi" in client.get("/?lang=vi").text
+
+
+def _dead_letter(client: TestClient, pki) -> int:
+    store = client.app.state.hub.store
+    header = EnvelopeHeader(sender=PROVINCE, receiver=PORTAL, message_type="dossier.sync")
+    payload = packets.to_element(packets.example("dossier.sync"))
+    data = etree.tostring(sign_payload(pki.province.signer, header, payload))
+    client.app.state.hub.broker.declare([PORTAL])
+    accepted = store.accept(
+        sender=PROVINCE, message_id=str(uuid.uuid4()), correlation_id=None, message_type="dossier.sync",
+        receiver=PORTAL, dossier_code="D-1", envelope=data, destinations=[PORTAL],
+    )  # fmt: skip
+    delivery = accepted.delivery_ids[0]
+    store.start_attempt(delivery)
+    return store.record_dead(delivery, reason="rejected", error="HTTP 400")
+
+
+def test_replay_needs_csrf_then_confirmation_and_is_audited(client, pki) -> None:
+    dead_id = _dead_letter(client, pki)
+    _sign_in(client)
+    page = client.get("/")
+    assert f'id="dl-{dead_id}"' in page.text and "Nguyễn Văn An" not in page.text  # the preview is masked
+    token = _csrf(page.text)
+
+    no_csrf = client.post("/console/replay/confirm", data={"id": str(dead_id)}, follow_redirects=False)
+    assert no_csrf.status_code == 303
+    assert "hợp lệ" in client.get("/").text  # "…biểu mẫu không hợp lệ"
+    assert client.app.state.hub.store.dead_letters()  # nothing replayed
+
+    confirm = client.post("/console/replay", data={"csrf_token": token, "only": str(dead_id)})
+    assert confirm.status_code == 200 and "Xác nhận gửi lại" in confirm.text and "lan" in confirm.text
+    assert client.app.state.hub.store.dead_letters()  # still nothing replayed: confirmation first
+
+    form = {"csrf_token": token, "id": str(dead_id)}
+    done = client.post("/console/replay/confirm", data=form, follow_redirects=False)
+    assert done.status_code == 303
+    assert "Đã đưa 1 thư" in client.get("/").text
+    store = client.app.state.hub.store
+    assert store.dead_letters() == []
+    (replayed,) = store.dead_letters(include_replayed=True)
+    assert replayed.replayed_by == "lan" and replayed.replayed_at is not None
+    trace = store.trace(replayed.message_id)
+    assert ("replayed", "lan") in [(e.state, e.actor) for e in trace.events]
+
+    again = client.post("/console/replay/confirm", data={"csrf_token": token, "id": str(dead_id)})
+    assert "already replayed" in again.text  # a dead letter is replayed once
+
+    client.get(f"/?q={replayed.message_id}")
+    viewed = [e for e in store.trace(replayed.message_id).events if e.state == "viewed"]
+    assert viewed and viewed[-1].actor == "lan"  # reading the message log is audited
+
+    token = _csrf(client.get("/").text)
+    client.post("/logout", data={"csrf_token": token})
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_cli_hashes_a_password_for_the_operators_setting() -> None:
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+
+    result = CliRunner().invoke(app, ["operator", "hash-password", "lan", "--stdin"], input="mot-mat-khau-dai\n")
+    assert result.exit_code == 0, result.output
+    line = result.output.strip()
+    assert line.startswith("lan:scrypt$") and "mot-mat-khau-dai" not in line
+    settings = Settings(operators=line)
+    assert auth.authenticate(settings, "lan", "mot-mat-khau-dai") is not None
+    short = CliRunner().invoke(app, ["operator", "hash-password", "lan", "--stdin"], input="short\n")
+    assert short.exit_code != 0

@@ -1,0 +1,307 @@
+"""The operator page in a real browser: headless Chromium (Debian's ``chromium`` + ``chromium-driver``) driven by
+Selenium, against a real `hub serve` process, a `hub worker` and a sink partner told to answer 400.
+
+An operator signs in, sees the dead letter the 400 produced, heals the partner, replays it (with the confirmation
+step) and finds the message delivered through the search. The page must log no console error. A screenshot of each
+panel goes to ``test-artifacts/console/``. Without Chromium the test skips, unless LIENTHONG_REQUIRE_SERVICES=1
+(CI), where it fails: ``make system-deps`` installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from lxml import etree
+
+from hub import packets
+from hub.console.auth import hash_password
+from hub.envelope import EnvelopeHeader
+from hub.signing import sign_payload
+from hub.sink import SinkServer
+from tests.conftest import REQUIRE_SERVICES
+from tests.test_api_server import ADMIN_KEY, HUB, HUB_BIN, MINISTRY, PROVINCE, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "console"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+OPERATOR, PASSWORD = "nguyen.van.a", "mat-khau-van-hanh"
+DOSSIER = f"000.00.00.H12-{time.strftime('%y%m%d')}-{uuid.uuid4().int % 10000:04d}"
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser_paths() -> tuple[str, str]:
+    chromium = _chromium()
+    if chromium and Path(CHROMEDRIVER).exists():
+        return chromium, CHROMEDRIVER
+    message = "Chromium or its driver is missing (apt-get install chromium chromium-driver; `make system-deps`)"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} and LIENTHONG_REQUIRE_SERVICES is set")
+    pytest.skip(message)
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> object:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+class Hub:
+    def __init__(self, root: Path, sink: SinkServer, pki) -> None:
+        self.root = root
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.sink = sink
+        self.pki = pki
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")},
+            "LIENTHONG_DATABASE_URL": f"sqlite:///{root / 'hub.db'}",
+            "LIENTHONG_DATA_DIR": str(root / "var"),
+            "LIENTHONG_BROKER_URL": "embedded",
+            "LIENTHONG_HUB_CODE": HUB,
+            "LIENTHONG_ADMIN_API_KEY": ADMIN_KEY,
+            "LIENTHONG_OPERATORS": f"{OPERATOR}:{hash_password(PASSWORD, n=2**12)}",
+            "LIENTHONG_LOG_FORMAT": "json",
+            "LIENTHONG_LOG_LEVEL": "INFO",
+            "LIENTHONG_REGISTRY_REFRESH_S": "1",
+            "LIENTHONG_CONSOLE_REFRESH_S": "2",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.procs: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(self, *args: str) -> subprocess.Popen:
+        log = self.root / f"{args[0]}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([HUB_BIN, *args], env=self.env, cwd=self.root, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append((proc, log))
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for _, log in self.procs if log.exists())
+
+    def stop(self) -> None:
+        for proc, _ in self.procs:
+            proc.terminate()
+        for proc, _ in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def register(self) -> str:
+        keys = {}
+        for spec in (
+            {"code": MINISTRY, "name": "Phần mềm Bộ TN&MT", "kind": "ministry", "sends": ["dossier.status"],
+             "certificates": [self.pki.ministry.cert_path.read_text()]},
+            {"code": PROVINCE, "name": "Hệ thống một cửa tỉnh", "kind": "provincial", "sends": ["dossier.sync"],
+             "receives": ["dossier.status"], "endpoint": {"url": self.sink.url},
+             "retry": {"delays_s": [0.2, 0.2]}, "certificates": [self.pki.province.cert_path.read_text()]},
+        ):  # fmt: skip
+            response = httpx.post(f"{self.base}/api/v1/connectors", json=spec, headers={"X-Api-Key": ADMIN_KEY})
+            assert response.status_code == 201, response.text
+            keys[spec["code"]] = response.json()["api_key"]
+        return keys[MINISTRY]
+
+    def push_status(self, api_key: str) -> str:
+        header = EnvelopeHeader(sender=MINISTRY, receiver=PROVINCE, message_type="dossier.status",
+                                message_id=str(uuid.uuid4()), dossier_code=DOSSIER)  # fmt: skip
+        payload = packets.to_element(packets.example("dossier.status"))
+        for el in payload.iter("{*}dossierCode"):
+            el.text = DOSSIER
+        data = etree.tostring(sign_payload(self.pki.ministry.signer, header, payload))
+        response = httpx.post(f"{self.base}/api/v1/messages", content=data,
+                              headers={"X-Api-Key": api_key, "Content-Type": "application/xml"})  # fmt: skip
+        assert response.status_code == 202, response.text
+        assert response.json()["destinations"] == [PROVINCE], response.text
+        return response.json()["message_id"]
+
+    def dead_letters(self) -> list[dict]:
+        response = httpx.get(f"{self.base}/api/v1/dead-letters", headers={"X-Api-Key": ADMIN_KEY})
+        return response.json() if response.status_code == 200 else []
+
+
+@pytest.fixture(scope="module")
+def hub(pki) -> Iterator[Hub]:
+    root = Path(tempfile.mkdtemp(prefix="console-"))
+    sink = SinkServer(0)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    hub = Hub(root, sink, pki)
+    try:
+        serve = hub.start("serve", "--port", str(hub.port))
+
+        def ready() -> bool:
+            if serve.poll() is not None:
+                pytest.fail(f"hub serve exited:\n{hub.logs()}")
+            try:
+                return httpx.get(f"{hub.base}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 30, "hub serve to be ready")
+        yield hub
+    finally:
+        hub.stop()
+        sink.shutdown()
+        sink.server_close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def driver(browser_paths) -> Iterator:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, chromedriver = browser_paths
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1440,1000", "--lang=vi", f"--user-data-dir={profile}"):  # fmt: skip
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(service=Service(chromedriver), options=options)
+    browser.set_page_load_timeout(30)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def shoot(driver, element_id: str, name: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    element = driver.find_element(By.ID, element_id)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", element)
+    element.screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def steady(action: Callable[[], object], tries: int = 8) -> object:
+    """Run a step that reads or clicks a live panel, again if the panel was swapped by a refresh meanwhile."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for attempt in range(tries):
+        try:
+            return action()
+        except StaleElementReferenceException:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.2)
+    return None
+
+
+def console_errors(driver) -> list[dict]:
+    return [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+
+
+def test_operator_signs_in_sees_the_dead_letter_replays_it_and_sees_it_delivered(hub: Hub, driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    key = hub.register()
+    hub.sink.state.fail_status = 400  # the province refuses everything until healed
+    worker = hub.start("worker")
+    time.sleep(1.2)  # the API process reloads the registry (LIENTHONG_REGISTRY_REFRESH_S=1)
+    message_id = hub.push_status(key)
+    wait_for(lambda: hub.dead_letters(), 30, f"the dead letter (worker alive: {worker.poll() is None})\n{hub.logs()}")
+
+    # Sign in: a wrong password first, then the right one.
+    driver.get(f"{hub.base}/")
+    assert "/login" in driver.current_url
+    driver.find_element(By.ID, "username").send_keys(OPERATOR)
+    driver.find_element(By.ID, "password").send_keys("wrong")
+    driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    assert "Sai tên đăng nhập hoặc mật khẩu" in driver.find_element(By.ID, "login").text
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shoot(driver, "login", "01-login")
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    wait_for(lambda: driver.find_elements(By.ID, "dead-letters"), 10, "the console")
+    assert OPERATOR in driver.find_element(By.CSS_SELECTOR, ".who").text
+
+    # The dead letter is on the page: partner, dossier code, reason, the partner's 400.
+    def dead_letter_shown() -> None:
+        text = driver.find_element(By.ID, "dead-letters").text
+        assert message_id in text and DOSSIER in text and PROVINCE in text
+        assert "bị từ chối" in text and "400" in text  # reason "rejected", in Vietnamese
+        assert driver.find_element(By.CSS_SELECTOR, "#summary .tile.bad strong").text == "1"
+        assert PROVINCE in driver.find_element(By.ID, "queues").text
+
+    steady(dead_letter_shown)
+    steady(lambda: driver.find_element(By.CSS_SELECTOR, "#dead-letters details summary").click())
+    time.sleep(2.5)  # a live refresh goes by: panels are swapped in place, the open payload stays open
+    assert "stale" not in (driver.find_element(By.ID, "live").get_attribute("class") or "")
+    assert "dossierStatus" in steady(lambda: driver.find_element(By.CSS_SELECTOR, "#dead-letters pre.payload").text)
+    driver.save_screenshot(str(ARTIFACTS / "00-page.png"))
+    for panel_id, name in (("summary", "02-summary"), ("queues", "03-queues"), ("partners", "04-partners"),
+                           ("dead-letters", "05-dead-letters"), ("deadlines", "06-deadlines")):  # fmt: skip
+        steady(lambda panel_id=panel_id, name=name: shoot(driver, panel_id, name))
+
+    # Heal the partner, tick the dead letter, replay, confirm.
+    hub.sink.state.fail_status = 0
+    dead_id = hub.dead_letters()[0]["id"]
+    steady(lambda: driver.find_element(By.CSS_SELECTOR, f"#dl-{dead_id} input[name=id]").click())
+    time.sleep(2.5)  # a refresh keeps the ticked box ticked
+    assert steady(lambda: driver.find_element(By.CSS_SELECTOR, f"#dl-{dead_id} input[name=id]").is_selected())
+    steady(lambda: driver.find_element(By.ID, "replay-selected").click())
+    confirm = wait_for(lambda: driver.find_elements(By.ID, "confirm"), 10, "the confirmation step")[0]
+    assert message_id in confirm.text and OPERATOR in confirm.text
+    shoot(driver, "confirm", "07-confirm-replay")
+    driver.find_element(By.ID, "confirm-replay").click()
+    flash = wait_for(lambda: driver.find_elements(By.ID, "flash"), 10, "the replay outcome")[0]
+    assert "1" in flash.text
+
+    # The search shows the message delivered, with the replay recorded under the operator's name.
+    def delivered() -> bool:
+        driver.get(f"{hub.base}/?q={message_id}#search")
+        return driver.find_element(By.ID, "trace-status").text == "đã gửi"
+
+    wait_for(delivered, 30, f"the replayed message to be delivered\n{hub.logs()}")
+    search = driver.find_element(By.ID, "search")
+    assert "gửi lại" in search.text and OPERATOR in search.text  # the replayed event and its actor
+    assert DOSSIER in search.text
+    shoot(driver, "search", "08-search-trace")
+    assert hub.sink.state.first_seen.get(message_id), "the partner got the replayed message"
+
+    # English switch, kept in a cookie.
+    driver.get(f"{hub.base}/?lang=en")
+    assert "Dead letters" in steady(lambda: driver.find_element(By.ID, "dead-letters").text)
+    driver.get(f"{hub.base}/")
+    assert "No dead letters" in steady(lambda: driver.find_element(By.ID, "dead-letters").text)
+    steady(lambda: shoot(driver, "partners", "09-partners-en"))
+
+    assert console_errors(driver) == []
+
+    # Structured logs: the worker's lines about this message carry its id and connector, as JSON.
+    import json
+
+    lines = [json.loads(line) for line in (hub.root / "worker.log").read_text().splitlines() if line.startswith("{")]
+    about = [line for line in lines if line.get("message_id") == message_id]
+    assert about, lines[-10:]
+    assert any(line.get("connector") == PROVINCE and line.get("dossier_code") == DOSSIER for line in about), about
+    serve_lines = [line for line in (hub.root / "serve.log").read_text().splitlines() if line.strip()]
+    assert any('"actor": "nguyen.van.a"' in line for line in serve_lines), "the sign-in and replay are audited"

@@ -1,0 +1,89 @@
+"""Flows F1, F5 and F6 end to end (``hub.demo``'s flow functions): simulators on free ports, the API (uvicorn)
+and a worker in threads, against the embedded broker and RabbitMQ; and ``hub demo --once`` as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hub import demo as demos
+
+HUB_BIN = str(Path(sys.executable).parent / "hub")
+FREE = {kind: 0 for kind in ("provincial", "national_portal", "ministry")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(params=["embedded", "rabbitmq"])
+def broker_url(request) -> str:
+    return "embedded" if request.param == "embedded" else request.getfixturevalue("rabbitmq_url")
+
+
+def test_flows_f1_f5_f6(tmp_path: Path, broker_url: str) -> None:
+    codes = demos.DemoCodes.random() if broker_url != "embedded" else demos.DemoCodes()
+    options = demos.DemoOptions(
+        data_dir=tmp_path / "demo",
+        port=free_port(),
+        broker_url=broker_url,
+        simulator_ports=FREE,
+        codes=codes,
+        delete_queues=broker_url != "embedded",
+    )
+    started = time.monotonic()
+    steps: list[str] = []
+    with demos.DemoHub(options) as hub:
+        results = demos.run_flows(hub, step=steps.append)
+        assert {r.name: r.verdict for r in results} == {"F1": "ok", "F5": "ok", "F6": "ok"}, steps
+        assert hub.lost() == 0
+        assert len(hub.expect) >= 12
+        # the portal's records carry the portal's field names and status codes
+        records = hub.portal.received()["records"]
+        assert {str(r["TrangThaiHoSo"]) for r in records.values()} >= {"1", "2", "9"}
+        assert all({"MaHoSo", "MaTTHC", "TenTTHC", "ChuHoSo", "TrangThaiHoSo"} <= set(r) for r in records.values())
+    assert time.monotonic() - started < 60
+
+
+def test_a_failed_step_is_reported_not_raised(tmp_path: Path) -> None:
+    def broken(hub: demos.DemoHub, step) -> str:
+        step("about to fail")
+        demos.wait_for(lambda: False, 0.2, "something that never happens")
+        return "unreachable"
+
+    options = demos.DemoOptions(data_dir=tmp_path / "demo", port=free_port(), simulator_ports=FREE)
+    with demos.DemoHub(options) as hub:
+        (result,) = demos.run_flows(hub, [demos.Flow("FX", "broken", broken)])
+    assert not result.ok and result.verdict.startswith("failed: timed out after 0.2s waiting for something")
+    assert result.steps == ["about to fail"]
+    line = demos.summary_json([result], 0)
+    assert json.loads(line)["flows"]["FX"].startswith("failed: ")
+
+
+def test_hub_demo_once_exits_0_with_the_json_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
+    started = time.monotonic()
+    # Simulators on their default ports: skip if something (a running demo) holds them.
+    for port in (9001, 9002, 9006):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip(f"port {port} is in use (a running `hub demo`/`hub simulate`?)")
+    done = subprocess.run(
+        [HUB_BIN, "demo", "--once", "--port", str(free_port()), "--data-dir", str(tmp_path / "demo")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert json.loads(last) == {"flows": {"F1": "ok", "F5": "ok", "F6": "ok"}, "lost": 0}
+    assert "What each partner received" in done.stdout
+    assert elapsed < 60

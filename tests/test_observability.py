@@ -1,0 +1,136 @@
+"""Observability: /metrics exports every gauge the alert rules and the Grafana dashboard use (promtool is not
+available here, so the rule file's structure and metric names are checked directly), and the JSON log lines carry
+message id, dossier code and connector, with personal IDs masked."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from hub.api import create_app
+from hub.config import Settings
+from hub.console.metrics import EXPORTED
+from hub.logs import JsonFormatter, log_context, logging_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "lienthong.json"
+METRIC = re.compile(r"\blienthong_[a-z0-9_]+")
+SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, pki) -> set[str]:
+    """Every series name /metrics exposes (families from their TYPE lines, with their sample suffixes)."""
+    tmp = tmp_path_factory.mktemp("metrics")
+    settings = Settings(database_url=f"sqlite:///{tmp / 'hub.db'}", data_dir=tmp / "var", admin_api_key="k",
+                        log_format="console")  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        spec = {"code": "000.00.00.H12", "name": "Province", "kind": "provincial", "sends": ["dossier.sync"],
+                "certificates": [pki.province.cert_path.read_text()]}  # fmt: skip
+        assert client.post("/api/v1/connectors", json=spec, headers={"X-Api-Key": "k"}).status_code == 201
+        text = client.get("/metrics").text
+    names: set[str] = set()
+    for kind_line in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M):
+        name, kind = kind_line
+        names.add(name)
+        names.update(name + suffix for suffix in SUFFIXES.get(kind, ()))
+    assert 'lienthong_certificate_expiry_days{connector="000.00.00.H12"}' in text
+    assert 'lienthong_partner_state{connector="000.00.00.H12",state="push_only"} 1.0' in text
+    return names
+
+
+def test_the_console_gauges_are_exported(exported) -> None:
+    assert set(EXPORTED) <= exported
+
+
+def test_alert_rules_have_the_expected_structure_and_use_exported_metrics(exported) -> None:
+    doc = yaml.safe_load(ALERTS.read_text())
+    rules = [rule for group in doc["groups"] for rule in group["rules"]]
+    assert all(group["name"] and group["rules"] for group in doc["groups"])
+    by_name = {rule["alert"]: rule for rule in rules}
+    assert len(by_name) == len(rules), "alert names are unique"
+    expected = {
+        "LienthongDeadLetters": "lienthong_dead_letters",
+        "LienthongOldestMessageTooOld": "lienthong_oldest_pending_age_seconds",
+        "LienthongPartnerDown": "lienthong_partner_down",
+        "LienthongCertificateExpiring": "lienthong_certificate_expiry_days",
+        "LienthongIntakeDeadlineBreached": "lienthong_intake_overdue",
+    }
+    for alert, metric in expected.items():
+        assert metric in by_name[alert]["expr"], alert
+    assert "> 0" in by_name["LienthongDeadLetters"]["expr"] and by_name["LienthongDeadLetters"]["for"] == "10m"
+    assert "> 900" in by_name["LienthongOldestMessageTooOld"]["expr"]
+    assert "< 30" in by_name["LienthongCertificateExpiring"]["expr"]
+    for rule in rules:
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
+        assert rule["labels"]["severity"] in ("warning", "critical")
+        assert rule["annotations"]["summary"]
+        assert re.fullmatch(r"\d+[smh]", rule.get("for", "0s"))
+        used = set(METRIC.findall(rule["expr"]))
+        assert used and used <= exported, f"{rule['alert']} uses metrics /metrics does not export: {used - exported}"
+
+
+def test_dashboard_panels_use_exported_metrics(exported) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] and dashboard["title"] and dashboard["panels"]
+    seen: set[str] = set()
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            used = set(METRIC.findall(target["expr"]))
+            assert used and used <= exported, f"{panel['title']}: {used - exported}"
+            seen |= used
+    for metric in ("lienthong_dead_letters", "lienthong_oldest_pending_age_seconds", "lienthong_partner_down",
+                   "lienthong_certificate_expiry_days", "lienthong_intake_overdue"):  # fmt: skip
+        assert metric in seen, f"no panel shows {metric}"
+
+
+def _json_lines(emit) -> list[dict]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("test.observability")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        emit(logger)
+    finally:
+        logger.removeHandler(handler)
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_json_logs_carry_message_dossier_and_connector_from_context_and_extras() -> None:
+    def emit(logger: logging.Logger) -> None:
+        with log_context(message_id="m-1", connector="000.00.00.H12"):
+            logger.info("calling the partner for 001099012345")
+            logger.warning("rejected", extra={"dossier_code": "D-7"})
+        logger.info("outside message_id=m-2 destination=000.00.00.G22")
+
+    first, second, third = _json_lines(emit)
+    assert (first["message_id"], first["connector"]) == ("m-1", "000.00.00.H12")
+    assert "001099012345" not in first["msg"] and "********2345" in first["msg"]
+    assert second["dossier_code"] == "D-7" and second["message_id"] == "m-1"
+    assert third["message_id"] == "m-2" and third["connector"] == "000.00.00.G22"  # destination= is the connector
+    assert "connector" not in _json_lines(lambda lg: lg.info("plain"))[0]
+
+
+def test_hub_serve_hands_uvicorn_the_json_configuration() -> None:
+    config = logging_dict(Settings(log_format="json", log_level="WARNING"))
+    assert config["formatters"]["hub"]["()"] == "hub.logs.JsonFormatter"
+    assert config["root"]["level"] == "WARNING"
+    assert config["loggers"]["uvicorn.access"]["propagate"] is True
+
+    import hub.cli
+
+    assert "log_config=logging_dict(settings)" in Path(hub.cli.__file__).read_text()

@@ -1,0 +1,314 @@
+"""F3, payment intermediaries: checksum vectors and message builders, the platform simulator over real HTTP,
+the adapter's retry classification, and the CONFIRM callback (forged checksum, unregistered receipt signer,
+amount mismatch, unknown reference refused and recorded; a repeated CONFIRM idempotent; success routes the
+payment.receipt to the province and the 6 → 4 status to the national portal)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import requests
+from fastapi.testclient import TestClient
+from lxml import etree
+
+from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from adapters.payment import PaymentAdapter
+from hub import packets
+from hub.api import create_app
+from hub.config import Settings
+from hub.envelope import EnvelopeHeader
+from hub.payments import ID_NAMESPACE, initiated_recorder
+from hub.receipts import ReceiptRejected, sign_receipt, verify_receipt
+from hub.registry import parse_spec
+from hub.signing import sign_payload
+from hub.simulators.payment import DEFAULT_PARTNERS, PaymentSimulator
+from hub.store import partners
+from mappings import payment as pm
+
+HUB, PROVINCE, PORTAL, PAYMENT = "000.00.00.H00", "000.00.00.H12", "000.00.00.G22", "000.00.00.G05"
+ADMIN_KEY = "admin-secret-key"
+PARTNER = "LIENTHONG"
+SECRET = DEFAULT_PARTNERS[PARTNER]
+AT = datetime(2025, 11, 24, 2, 47, tzinfo=UTC)  # 09:47 in Hà Nội
+
+
+# ---------------------------------------------------------------------------------------------- checksums
+
+
+def test_checksum_vectors() -> None:
+    query = {"LoaiBanTin": "QUERY", "PhienBan": "1.0.0", "MaDoiTac": PARTNER, "MaThamChieu": "PAY-1",
+             "ThoiGianGD": "20251124094700"}  # fmt: skip
+    assert pm.checksum_input(query, "s3cret") == "QUERY|1.0.0|LIENTHONG|PAY-1|20251124094700|s3cret"
+    assert pm.checksum(query, "s3cret") == "5a0f3606bbe1e1447072e65eab57de626220f84be0f62ae8ec0a90b099b3249c"
+    assert pm.query_message(pm.QUERY, partner_code=PARTNER, reference="PAY-1", at=AT) == query
+    confirm = pm.confirm_message(partner_code=PARTNER, reference="PAY-1", amount=575000, transaction_id="FT1",
+                                 bank_code="VCB", at=AT, info="Nop phi")  # fmt: skip
+    assert pm.checksum(confirm, "s3cret") == "a23c07d7f9e551d1dff2ce52bdaf57b303043c99a4fcae99862f8f8eb6261dde"
+    signed = pm.sign(confirm, "s3cret")
+    assert pm.checksum_ok(signed, "s3cret") and not pm.checksum_ok(signed, "other")
+    assert not pm.checksum_ok({**signed, "SoTien": 1}, "s3cret")
+
+
+def test_init_vector_and_fee_lines() -> None:
+    request = packets.example("payment.request").model_copy(update={"reference": "PAY-1", "description": "Nop phi"})
+    message = pm.init_message(request, partner_code=PARTNER, at=AT)
+    assert pm.checksum_input(message, "s3cret") == (
+        "INIT|1.0.0|LIENTHONG|PAY-1|575000|PAY|1|1|vi|VND||Nop phi|20251124094700|127.0.0.1|s3cret"
+    )
+    assert pm.checksum(message, "s3cret") == "a818eb56fb9b9c31e92aa097b2ba9de946df903c4fc582a39faec4596313fbf9"
+    bill = message["ThongTinBienLai"]
+    assert bill["MaHoSo"] == request.dossier_code and bill["MaTTHC"] == request.procedure_code
+    assert [x["SoTien"] for x in bill["PhiLePhi"]] == [75_000, 500_000]
+
+
+def test_receipt_from_confirm() -> None:
+    confirm = pm.confirm_message(partner_code=PARTNER, reference="PAY-1", amount=575000, transaction_id="FT1",
+                                 bank_code="VCB", at=AT)  # fmt: skip
+    receipt = pm.receipt_from_confirm(confirm, dossier_code=packets.examples.DOSSIER_CODE, signed_receipt=b"<x/>")
+    assert receipt.paid_at == AT and receipt.amount == 575000 and receipt.result_code == "00"
+    packets.validate_element("payment.receipt", packets.to_element(receipt))
+
+
+# ---------------------------------------------------------------------------------------------- simulator + adapter
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    with PaymentSimulator(key_dir=tmp_path_factory.mktemp("bank")) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _heal(request):
+    yield
+    if "sim" in request.fixturenames:
+        request.getfixturevalue("sim").reset()
+
+
+def request_for(reference: str | None = None):
+    return packets.example("payment.request").model_copy(
+        update={"reference": reference or f"PAY-{uuid.uuid4().hex[:10]}"}
+    )
+
+
+def test_init_query_pay_and_get_bill_over_http(sim) -> None:
+    adapter = PaymentAdapter(sim.url, partner_code=PARTNER, secret=SECRET, timeout_s=2)
+    request = request_for()
+    _, answer = adapter.init(request)
+    assert answer["UrlThanhToan"].endswith(request.reference)
+    assert adapter.query(request.reference)["TrangThai"] == "CHUA_THANH_TOAN"
+    with pytest.raises(PermanentDeliveryError, match="MaLoi 04"):
+        adapter.query(request.reference, pm.GET_BILL)
+    confirm = sim.confirmation({"MaThamChieu": request.reference})
+    assert pm.checksum_ok(confirm, SECRET) and confirm["SoTien"] == 575000
+    assert adapter.query(request.reference)["TrangThai"] == "DA_THANH_TOAN"
+    bill = base64.b64decode(adapter.query(request.reference, pm.GET_BILL)["BienLai"])
+    from cryptography import x509
+
+    bank = x509.load_pem_x509_certificate(sim.bank_cert_pem.encode())
+    assert verify_receipt(bill, [bank]).findtext("MaThamChieu") == request.reference
+
+
+def test_wrong_secret_and_reused_reference_are_permanent(sim) -> None:
+    with pytest.raises(PermanentDeliveryError, match="MaLoi 01"):
+        PaymentAdapter(sim.url, partner_code=PARTNER, secret="wrong").init(request_for())
+    adapter = PaymentAdapter(sim.url, partner_code=PARTNER, secret=SECRET)
+    request = request_for()
+    adapter.init(request)
+    adapter.init(request)  # the same INIT again is fine
+    other = request.model_copy(update={"amount": 75_000, "fee_lines": request.fee_lines[:1]})
+    with pytest.raises(PermanentDeliveryError, match="MaLoi 03"):
+        adapter.init(other)
+
+
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [("5xx", TransientDeliveryError), ("down", TransientDeliveryError), ("malformed", TransientDeliveryError),
+     ("4xx", PermanentDeliveryError)],
+)  # fmt: skip
+def test_failure_modes_are_classified(sim, mode: str, error: type) -> None:
+    sim.fail(mode, count=1)
+    with pytest.raises(error) as caught:
+        PaymentAdapter(sim.url, partner_code=PARTNER, secret=SECRET, timeout_s=2).init(request_for())
+    if mode != "4xx":
+        assert not isinstance(caught.value, PermanentDeliveryError)
+
+
+def test_receipt_signature_checks(sim, pki) -> None:
+    from cryptography import x509
+
+    bank = x509.load_pem_x509_certificate(sim.bank_cert_pem.encode())
+    doc = b"<BienLai><MaThamChieu>R</MaThamChieu><SoTien>1</SoTien></BienLai>"
+    signed = sign_receipt(sim.bank_signer, doc)
+    assert verify_receipt(signed, [bank]).findtext("SoTien") == "1"
+    with pytest.raises(ReceiptRejected) as caught:
+        verify_receipt(sign_receipt(sim.impostor_signer, doc), [bank])
+    assert caught.value.rule == "receipt-signer"
+    with pytest.raises(ReceiptRejected) as caught:
+        verify_receipt(signed.replace(b"<SoTien>1<", b"<SoTien>9<"), [bank])
+    assert caught.value.rule == "receipt-signature"
+    with pytest.raises(ReceiptRejected) as caught:
+        verify_receipt(doc, [bank])
+    assert caught.value.rule == "receipt-unsigned"
+
+
+# ---------------------------------------------------------------------------------------------- the callback
+
+
+@pytest.fixture
+def api(tmp_path: Path, pki, sim):
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+        data_dir=tmp_path / "var",
+        hub_code=HUB,
+        admin_api_key=ADMIN_KEY,
+        log_format="console",
+    )
+    with TestClient(create_app(settings)) as client:
+        hub = client.app.state.hub
+        specs = [
+            {"code": PROVINCE, "name": "One-stop system", "kind": "provincial", "sends": ["payment.request"],
+             "receives": ["payment.receipt"], "endpoint": {"url": "http://127.0.0.1:9/inbox"},
+             "certificates": [pki.province.cert_path.read_text()]},
+            {"code": PORTAL, "name": "National portal", "kind": "national_portal", "receives": ["dossier.status"],
+             "endpoint": {"url": "http://127.0.0.1:9/api", "transport": "json",
+                          "credentials": {"username": "u", "password": "p"}}},
+            {"code": PAYMENT, "name": "Payment platform", "kind": "payment", "receives": ["payment.request"],
+             "endpoint": {"url": sim.url, "transport": "json",
+                          "credentials": {"username": PARTNER, "password": SECRET}},
+             "certificates": [sim.bank_cert_pem]},
+        ]  # fmt: skip
+        keys = {}
+        for spec in specs:
+            _, keys[spec["code"]] = hub.registry.add(parse_spec(spec), actor="test")
+        hub.refresh()
+        client.keys = keys  # type: ignore[attr-defined]
+        yield client
+
+
+def initiate(api, pki, sim) -> tuple[str, str]:
+    """The province sends a payment.request; the payment adapter INITs it. Returns (reference, message id)."""
+    hub = api.app.state.hub
+    request = request_for()
+    header = EnvelopeHeader(sender=PROVINCE, receiver=PAYMENT, message_type="payment.request",
+                            dossier_code=request.dossier_code)  # fmt: skip
+    data = etree.tostring(sign_payload(pki.province.signer, header, packets.to_element(request)))
+    response = api.post("/api/v1/messages", content=data,
+                        headers={"Content-Type": "application/xml", "X-Api-Key": api.keys[PROVINCE]})  # fmt: skip
+    assert response.status_code == 202, response.text
+    assert response.json()["destinations"] == [PAYMENT]
+    adapter = PaymentAdapter(
+        sim.url, partner_code=PARTNER, secret=SECRET, on_initiated=initiated_recorder(hub.store.engine)
+    )
+    receipt = adapter.deliver(OutboundRequest(PAYMENT, header.message_id, "payment.request", data))
+    assert "UrlThanhToan" in receipt.detail and b"MaXacThuc" in receipt.sent
+    return request.reference, header.message_id
+
+
+def callback(api, message: dict):
+    return api.post(f"/api/v1/callbacks/payment/{PAYMENT}", json=message)
+
+
+def refusals(api) -> list[dict]:
+    return api.get("/api/v1/partner-refusals", headers={"X-Api-Key": ADMIN_KEY}).json()
+
+
+def trace(api, message_id: str):
+    return api.get(f"/api/v1/messages/{message_id}", headers={"X-Api-Key": ADMIN_KEY})
+
+
+def test_confirm_routes_the_receipt_and_the_status_and_is_idempotent(api, pki, sim) -> None:
+    reference, request_id = initiate(api, pki, sim)
+    confirm = sim.confirmation({"MaThamChieu": reference})
+    response = callback(api, confirm)
+    assert response.status_code == 200 and response.json()["MaLoi"] == "00", response.text
+    receipt_id = str(uuid.uuid5(ID_NAMESPACE, f"payment.receipt:{reference}"))
+    status_id = str(uuid.uuid5(ID_NAMESPACE, f"dossier.status:{reference}"))
+    receipt = trace(api, receipt_id).json()
+    assert receipt["message_type"] == "payment.receipt" and receipt["correlation_id"] == request_id
+    assert [d["destination"] for d in receipt["deliveries"]] == [PROVINCE]
+    status = trace(api, status_id).json()
+    assert [d["destination"] for d in status["deliveries"]] == [PORTAL]
+    hub = api.app.state.hub
+    payment = partners.payment(hub.store.engine, reference)
+    assert payment.state == "paid" and payment.bank_transaction_id == confirm["MaGiaoDich"]
+    envelope = hub.store.trace(receipt_id)
+    assert envelope is not None
+    again = callback(api, confirm)
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert len(trace(api, receipt_id).json()["deliveries"]) == 1
+    assert refusals(api) == []
+
+
+def test_forged_checksum_is_refused_and_recorded(api, pki, sim) -> None:
+    reference, _ = initiate(api, pki, sim)
+    response = callback(api, sim.confirmation({"MaThamChieu": reference, "forge_checksum": True}))
+    assert response.status_code == 401 and response.json()["MaLoi"] == "01"
+    (refusal,) = refusals(api)
+    assert refusal["rule"] == "checksum" and refusal["reference"] == reference and refusal["connector"] == PAYMENT
+    assert partners.payment(api.app.state.hub.store.engine, reference).state == "initiated"
+
+
+def test_receipt_signed_by_an_unregistered_key_is_refused(api, pki, sim) -> None:
+    reference, _ = initiate(api, pki, sim)
+    response = callback(api, sim.confirmation({"MaThamChieu": reference, "signer": "impostor"}))
+    assert response.status_code == 400 and response.json()["rule"] == "receipt-signer"
+    assert refusals(api)[0]["rule"] == "receipt-signer"
+    assert trace(api, str(uuid.uuid5(ID_NAMESPACE, f"payment.receipt:{reference}"))).status_code == 404
+
+
+def test_amount_mismatch_and_unknown_reference_are_refused(api, pki, sim) -> None:
+    reference, _ = initiate(api, pki, sim)
+    assert callback(api, sim.confirmation({"MaThamChieu": reference, "SoTien": 1000})).json()["rule"] == (
+        "amount-mismatch"
+    )
+    unknown = callback(api, sim.confirmation({"MaThamChieu": reference, "reference": "PAY-NOBODY-ASKED"}))
+    assert unknown.status_code == 404 and unknown.json()["rule"] == "unknown-reference"
+    assert [r["rule"] for r in refusals(api)] == ["unknown-reference", "amount-mismatch"]
+    assert callback(api, sim.confirmation({"MaThamChieu": reference})).status_code == 200  # the real one still works
+
+
+def test_callback_for_an_unknown_connector_or_garbage(api) -> None:
+    assert api.post("/api/v1/callbacks/payment/000.00.00.X99", json={}).status_code == 404
+    assert api.post(f"/api/v1/callbacks/payment/{PAYMENT}", content=b"not json").status_code == 400
+    assert {r["rule"] for r in refusals(api)} == {"unknown-connector", "malformed"}
+
+
+def test_simulator_posts_confirm_to_the_callback_url(sim) -> None:
+    """/_pay sends the CONFIRM over real HTTP to callback_url (here a throw-away receiver)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = b'{"MaLoi": "00"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        adapter = PaymentAdapter(sim.url, partner_code=PARTNER, secret=SECRET)
+        request = request_for()
+        adapter.init(request)
+        requests.post(sim.base_url + "/_control", json={"callback_url": f"http://127.0.0.1:{server.server_port}/cb"},
+                      timeout=5)  # fmt: skip
+        answer = requests.post(sim.base_url + "/_pay", json={"MaThamChieu": request.reference, "repeat": 2}, timeout=10)
+        assert [r["status"] for r in answer.json()["results"]] == [200, 200]
+        assert len(got) == 2 and got[0] == got[1] and pm.checksum_ok(got[0], SECRET)
+    finally:
+        server.shutdown()
+        server.server_close()
