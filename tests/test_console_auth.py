@@ -86,8 +86,10 @@ def test_pages_need_a_session(client) -> None:
     response = client.get("/?q=x", follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/login?next=%2F%3Fq%3Dx"
     assert client.get("/console/panels").status_code == 401
-    assert client.post("/console/replay", data={"id": "1"}, follow_redirects=False).headers["location"].startswith(
-        "/login"
+    assert (
+        client.post("/console/replay", data={"id": "1"}, follow_redirects=False)
+        .headers["location"]
+        .startswith("/login")
     )
 
 
