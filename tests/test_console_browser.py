@@ -235,7 +235,12 @@ def test_operator_signs_in_sees_the_dead_letter_replays_it_and_sees_it_delivered
     driver.find_element(By.ID, "username").send_keys(OPERATOR)
     driver.find_element(By.ID, "password").send_keys("wrong")
     driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
-    assert "Sai tên đăng nhập hoặc mật khẩu" in driver.find_element(By.ID, "login").text
+    # The form posts and the page is replaced: read the new page's form, not the old one's.
+    wait_for(
+        lambda: steady(lambda: "Sai tên đăng nhập hoặc mật khẩu" in driver.find_element(By.ID, "login").text),
+        10,
+        "the wrong-password message",
+    )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shoot(driver, "login", "01-login")
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
