@@ -782,7 +782,7 @@ def demo(
         "var/demo"
     ),
 ) -> None:
-    """Run the hub with its partners on loopback (embedded default) through flows F1, F5, F6 and show what each
+    """Run the hub with its partners on loopback (embedded default) through flows F1–F6 and show what each
     partner received; then keep the API up on http://127.0.0.1:PORT until Ctrl-C (--once: exit instead; the last
     line is one JSON object {"flows": {...}, "lost": N})."""
     import json

@@ -8,7 +8,10 @@ a timeout, and ``partner_table`` shows what each partner received.
 
 A flow is a function ``(demo, step) -> FlowResult``: it drives the partners through the hub's real interfaces
 (signed envelopes over HTTP and SOAP, the REST API with the operator key) and checks what the partners received.
-``step(text)`` reports progress. F2–F4 are added to ``FLOWS`` the same way.
+``step(text)`` reports progress. ``FLOWS``: F1 online dossier → portal; F2 citizen lookup (population DB, SOAP,
+answered synchronously, audited); F3 fee payment (INIT, the payer pays, CONFIRM with a bank-signed receipt → the
+province and the portal; forged and repeated CONFIRMs); F4 postal pickup order and its tracking events; F5 ministry
+steps; F6 a partner down or refusing.
 
 Every message a flow gets accepted is tracked with what should become of it (delivered, or not routed at all
 for a stale update); ``lost`` counts those that ended otherwise.
@@ -34,12 +37,16 @@ import httpx
 from hub import keys
 from hub.config import Settings
 from hub.simulators import DEFAULT_PORTS, MinistryStep, ResultDocument, start_all, stop_all
+from hub.simulators.payment import DEFAULT_PARTNERS as PAYMENT_SECRETS
+from hub.simulators.postal import DEFAULT_CLIENTS as POSTAL_CLIENTS
 
 log = logging.getLogger(__name__)
 
 HUB_CODE = "000.00.00.H00"
 STEP_TIMEOUT_S = 20.0  # no step of a flow waits longer than this
 PORTAL_USER, PORTAL_PASSWORD = "lienthong", "lienthong-demo"  # the portal simulator's demo account
+PAYMENT_PARTNER = "LIENTHONG"  # the hub's MaDoiTac at the payment simulator (its secret: DEFAULT_PARTNERS)
+POSTAL_CLIENT, POSTAL_CUSTOMER = "lienthong", "KH-LIENTHONG-01"  # OAuth client at the postal simulator; CustomerCode
 DEMO_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
 
 Step = Callable[[str], None]
@@ -56,17 +63,27 @@ class DemoCodes:
     province: str = "000.00.00.H12"
     portal: str = "000.00.00.G01"
     ministry: str = "000.00.00.G10"
+    population_db: str = "000.00.00.G03"
+    postal: str = "000.00.00.G04"
+    payment: str = "000.00.00.G05"
     hub: str = HUB_CODE
 
     @classmethod
     def random(cls) -> DemoCodes:
         """Codes no other run uses (tests on a shared RabbitMQ)."""
         a, b = random.randint(100, 999), random.randint(10, 99)  # noqa: S311 - not a secret
-        return cls(province=f"{a}.{b}.00.H12", portal=f"{a}.{b}.00.G01", ministry=f"{a}.{b}.00.G10")
+        return cls(province=f"{a}.{b}.00.H12", portal=f"{a}.{b}.00.G01", ministry=f"{a}.{b}.00.G10",
+                   population_db=f"{a}.{b}.00.G03", postal=f"{a}.{b}.00.G04", payment=f"{a}.{b}.00.G05")  # fmt: skip
 
     @property
     def destinations(self) -> list[str]:
+        """The destinations of a dossier.status update."""
         return [self.province, self.portal]
+
+    @property
+    def queues(self) -> list[str]:
+        """Every destination of the demo (one queue each)."""
+        return [self.province, self.portal, self.population_db, self.postal, self.payment]
 
 
 @dataclass
@@ -146,6 +163,18 @@ class DemoHub:
     def ministry(self):
         return self.sims["ministry"]
 
+    @property
+    def population_db(self):
+        return self.sims["population_db"]
+
+    @property
+    def payment(self):
+        return self.sims["payment"]
+
+    @property
+    def postal(self):
+        return self.sims["postal"]
+
     def __enter__(self) -> DemoHub:
         try:
             self.start()
@@ -198,7 +227,9 @@ class DemoHub:
         step("simulators: " + ", ".join(f"{k} {s.base_url}" for k, s in self.sims.items()))
         self._register()
         step(f"connectors registered: province {self.codes.province}, national portal {self.codes.portal}, "
-             f"ministry {self.codes.ministry} (mapping ministry-steps)")  # fmt: skip
+             f"ministry {self.codes.ministry} (mapping ministry-steps), population DB "
+             f"{self.codes.population_db} (SOAP), payment {self.codes.payment} (bank certificate), "
+             f"postal {self.codes.postal} (OAuth)")  # fmt: skip
         self._start_api()
         step(f"API on {self.base_url} (store {self.settings.database_url}, broker {o.broker_url})")
         self._start_worker()
@@ -212,6 +243,7 @@ class DemoHub:
         self.ministry.configure(
             signer=ministry_signer, hub_url=self.base_url, api_key=self.api_keys[self.codes.ministry]
         )
+        self.payment.callback_url = f"{self.base_url}/api/v1/callbacks/payment/{self.codes.payment}"
 
     def _log_to(self, path: Path) -> None:
         """The hub's own logs go to a file: the terminal shows the demo."""
@@ -234,7 +266,8 @@ class DemoHub:
         pem = {name: issued.cert_path.read_text() for name, issued in self.keys.items()}
         specs = [
             {"code": c.province, "name": "Provincial one-stop system (demo)", "kind": "provincial",
-             "sends": ["dossier.sync"], "receives": ["dossier.status"],
+             "sends": ["dossier.sync", "citizen.lookup", "payment.request", "postal.order"],
+             "receives": ["dossier.status", "payment.receipt", "postal.status"],
              "endpoint": {"url": self.province.url}, "certificates": [pem["province"]],
              "retry": retry, "circuit": circuit, "timeout_s": 5},
             {"code": c.portal, "name": "National public service portal (demo)", "kind": "national_portal",
@@ -245,6 +278,20 @@ class DemoHub:
             {"code": c.ministry, "name": "Land registration software (demo)", "kind": "ministry",
              "sends": ["dossier.status"], "mapping": {"dossier.status": "ministry-steps"},
              "certificates": [pem["ministry"]]},
+            {"code": c.population_db, "name": "National population database (demo)", "kind": "population_db",
+             "receives": ["citizen.lookup"], "endpoint": {"url": self.population_db.url, "transport": "soap"},
+             "timeout_s": 5},
+            {"code": c.payment, "name": "Payment platform (demo)", "kind": "payment",
+             "receives": ["payment.request"],
+             "endpoint": {"url": self.payment.url, "transport": "json",
+                          "credentials": {"username": PAYMENT_PARTNER, "password": PAYMENT_SECRETS[PAYMENT_PARTNER]}},
+             "certificates": [self.payment.bank_cert_pem],
+             "retry": retry, "circuit": circuit, "timeout_s": 5},
+            {"code": c.postal, "name": "Postal service (demo)", "kind": "postal", "receives": ["postal.order"],
+             "endpoint": {"url": self.postal.url, "transport": "json",
+                          "credentials": {"username": POSTAL_CLIENT, "password": POSTAL_CLIENTS[POSTAL_CLIENT],
+                                          "madonvi": POSTAL_CUSTOMER}},
+             "retry": retry, "circuit": circuit, "timeout_s": 5},
         ]  # fmt: skip
         self._store = open_store(self.settings)
         registry = Registry(self._store, hub_code=c.hub)
@@ -280,15 +327,19 @@ class DemoHub:
             return False
 
     def _start_worker(self) -> None:
+        from hub.payments import initiated_recorder
         from hub.pipeline import Relay
         from hub.runtime import Runtime, adapters_for, hub_signer
         from hub.worker import OutboundBuilder, Worker
 
         runtime = Runtime.open(self.settings)
         self._worker_runtime = runtime
+        adapters = adapters_for(runtime.routing)
+        # the payment adapter records each INIT's reference in the demo's store (not the process's default one)
+        adapters[self.codes.payment].on_initiated = initiated_recorder(runtime.store.engine)
         self._worker = Worker(
             runtime.store, runtime.broker, runtime.routing,
-            OutboundBuilder(hub_signer(self.settings), self.settings.hub_code), adapters_for(runtime.routing),
+            OutboundBuilder(hub_signer(self.settings), self.settings.hub_code), adapters,
             prefetch=16, relay=Relay(runtime.store, runtime.broker, grace_s=2.0, every_s=1.0),
         )  # fmt: skip
         thread = threading.Thread(target=self._worker.run, name="demo-worker", daemon=True)
@@ -309,7 +360,7 @@ class DemoHub:
         if self._worker_runtime is not None:
             if self.options.delete_queues:
                 try:
-                    self._worker_runtime.broker.delete(self.codes.destinations)
+                    self._worker_runtime.broker.delete(self.codes.queues)
                 except Exception:  # best effort: the broker may be gone
                     log.warning("could not delete the demo's queues", exc_info=True)
             self._worker_runtime.close()
@@ -504,6 +555,224 @@ def flow_f1(demo: DemoHub, step: Step) -> str:
     return f"{code} inserted then updated on the portal; {known} switched insert → update; {late} flagged overdue"
 
 
+# ---------------------------------------------------------------------------------------------- F2
+
+
+def _lookup_post(demo: DemoHub, data: bytes) -> httpx.Response:
+    assert demo.http is not None
+    headers = {"Content-Type": "application/xml", "X-Api-Key": demo.api_keys[demo.codes.province]}
+    return demo.http.post("/api/v1/lookups", content=data, headers=headers)
+
+
+def flow_f2(demo: DemoHub, step: Step) -> str:
+    """F2: the province's signed citizen.lookup → the population DB (SOAP) → a hub-signed citizen.record answered
+    synchronously; a lookup without a purpose is refused (Ninh Thuận Điều 28.2.b); both are audited."""
+    from lxml import etree
+
+    from hub import packets
+    from hub.envelope import EnvelopeHeader
+    from hub.signing import EnvelopeVerifier, TrustStore, sign_payload
+    from hub.simulators.population_db import POPULATION
+
+    code = demo.dossier_code()
+    citizen = POPULATION[0]  # a synthetic citizen of the simulator (no real people)
+    name = " ".join(citizen[k] for k in ("family_name", "middle_name", "given_name") if citizen.get(k))
+    lookup = packets.example("citizen.lookup").model_copy(
+        update={"dossier_code": code, "request_id": f"TC-{secrets.token_hex(6).upper()}", "full_name": name,
+                "personal_id": citizen["personal_id"], "birth_date": dt.date.fromisoformat(citizen["birth_date"])}
+    )  # fmt: skip
+    started = time.monotonic()
+    answer = _lookup_post(demo, demo.province.envelope(lookup))
+    elapsed = time.monotonic() - started
+    _check(answer.status_code == 200, f"POST /api/v1/lookups: HTTP {answer.status_code} {answer.text[:200]}")
+    _check(answer.headers.get("content-type", "").startswith("application/xml"), "the record is not application/xml")
+    trust = TrustStore.from_path(demo.options.data_dir / "keys" / keys.CA_CERT_FILE)
+    verified = EnvelopeVerifier(trust).verify(answer.content)
+    header = verified.header
+    _check(header.message_type == "citizen.record" and header.sender == demo.codes.hub
+           and header.receiver == demo.codes.province, f"reply header {header}")  # fmt: skip
+    record = packets.from_element("citizen.record", verified.payload)
+    _check(record.result.value == "found" and record.citizen is not None, f"lookup result {record.result.value}")
+    _check(record.request_id == lookup.request_id, f"record for request {record.request_id}, not {lookup.request_id}")
+    sent = demo.population_db.received()["lookups"]
+    _check(any(x["MaYeuCau"] == lookup.request_id for x in sent), "the population DB saw no TraCuuThongTinCongDan")
+    step(f"province → hub: citizen.lookup for {code} (officer {lookup.officer_id}) → SOAP TraCuuThongTinCongDan → "
+         f"200 citizen.record '{record.result.value}' in {elapsed * 1000:.0f} ms, hub signature verified")  # fmt: skip
+
+    payload = packets.to_element(lookup.model_copy(update={"request_id": f"TC-{secrets.token_hex(6).upper()}"}))
+    payload.remove(payload.find("{urn:lienthong:packet:1}purpose"))
+    bare = EnvelopeHeader(sender=demo.codes.province, receiver=demo.codes.hub, message_type="citizen.lookup",
+                          dossier_code=code)  # fmt: skip
+    refused = _lookup_post(demo, etree.tostring(sign_payload(demo.province.signer, bare, payload)))
+    rules = [e.get("rule") for e in refused.json().get("errors", [])] if refused.status_code == 422 else []
+    _check(rules == ["lookup-purpose-required"], f"a lookup without purpose: HTTP {refused.status_code} {rules}")
+    step("a lookup without purpose → 422 lookup-purpose-required (Ninh Thuận Điều 28.2.b)")
+
+    audit = demo.api("GET", "/api/v1/lookups", key=demo.operator_key, params={"dossier": code}).json()
+    by_result = {row["result"]: row for row in audit}
+    _check(sorted(by_result) == ["found", "refused"], f"audit rows for {code}: {[r['result'] for r in audit]}")
+    found = by_result["found"]
+    _check(found["officer_id"] == lookup.officer_id and found["purpose"] == lookup.purpose
+           and found["source"] == demo.codes.population_db and bool(found["fields"]), f"audit row {found}")  # fmt: skip
+    _check(lookup.personal_id not in json.dumps(audit), "the audit keeps an unmasked personal ID")
+    step(f"audit: found (officer {found['officer_id']}, subject {found['subject']}, {len(found['fields'])} fields) "
+         f"and refused (no purpose) for {code}")  # fmt: skip
+    return f"{code}: citizen.record found and verified; lookup without purpose refused 422; both audited"
+
+
+# ---------------------------------------------------------------------------------------------- F3
+
+
+def _pay(demo: DemoHub, **command: Any) -> dict[str, Any]:
+    """The simulated payer pays (``/_pay``): the platform POSTs CONFIRM to the hub; its answer back."""
+    answer = httpx.post(demo.payment.base_url + "/_pay", json=command, timeout=STEP_TIMEOUT_S)
+    answer.raise_for_status()
+    return answer.json()
+
+
+def flow_f3(demo: DemoHub, step: Step) -> str:
+    """F3: a dossier waiting for fees (status 6) → payment.request → INIT at the platform → the payer pays → CONFIRM
+    with a bank-signed receipt → payment.receipt to the province, status 4 to the portal; a forged CONFIRM and a
+    receipt signed by an unregistered key are refused and recorded; a repeated CONFIRM is idempotent."""
+    import uuid
+
+    from hub import packets
+    from hub.payments import ID_NAMESPACE
+
+    code = demo.dossier_code()
+    t0 = _now() - dt.timedelta(hours=2)
+    for status in (2, 6):
+        model = new_online_dossier(code, status=status, submitted_at=t0, received_at=t0 + dt.timedelta(minutes=5))
+        demo.wait_status(_submit(demo, model, expect_to=[demo.codes.portal]))
+    # the bank's ThoiGianGD (hence the 6 → 4 update) has whole seconds: pay after the second of the status 6
+    time.sleep(1.05 - time.time() % 1)
+    step(f"province → portal: dossier {code} received (2), then waiting for fees (6)")
+
+    base = packets.example("payment.request")
+    reference = f"PAY-{code}"
+    request = base.model_copy(update={"reference": reference, "dossier_code": code, "agency_code": demo.codes.province,
+                                      "description": f"Nộp phí, lệ phí hồ sơ {code}"})  # fmt: skip
+    request_id = _submit(demo, request, expect_to=[demo.codes.payment])
+    demo.wait_status(request_id)
+    initiated = demo.payment.received()["payments"].get(reference)
+    _check(initiated is not None and initiated["SoTien"] == request.amount, f"INIT at the platform: {initiated}")
+    step(f"province → hub → payment platform: payment.request {reference} → INIT {request.amount:,} VND → MaLoi 00")
+
+    paid = _pay(demo, MaThamChieu=reference)
+    _check(paid.get("status") == 200 and paid["answer"].get("MaLoi") == "00", f"CONFIRM answered {paid}")
+    receipt_id = str(uuid.uuid5(ID_NAMESPACE, f"payment.receipt:{reference}"))
+    status_id = str(uuid.uuid5(ID_NAMESPACE, f"dossier.status:{reference}"))
+    demo.track(receipt_id)
+    demo.track(status_id)
+    receipt_trace = demo.wait_status(receipt_id)
+    status_trace = demo.wait_status(status_id)
+    _check([d["destination"] for d in receipt_trace["deliveries"]] == [demo.codes.province],
+           f"payment.receipt delivered to {receipt_trace['deliveries']}")  # fmt: skip
+    _check(demo.codes.portal in [d["destination"] for d in status_trace["deliveries"]],
+           f"status 4 delivered to {status_trace['deliveries']}")  # fmt: skip
+    inbox = [m for m in demo.province.received()["messages"] if m["message_type"] == "payment.receipt"
+             and m["dossier_code"] == code]  # fmt: skip
+    _check(len(inbox) == 1 and inbox[0]["verified"], f"payment.receipt at the province: {inbox}")
+    progress = [int(p["TrangThai"]) for p in demo.portal.received()["progress"].get(code, [])]
+    _check(progress[-1:] == [4], f"portal CapNhatTienDoHoSoMC statuses {progress}, expected the last to be 4")
+    timeline = [u["status"] for u in demo.api("GET", f"/api/v1/dossiers/{code}").json()["updates"]]
+    _check(timeline[-2:] == [6, 4], f"timeline of {code}: {timeline}")
+    step("payer pays → CONFIRM (MaXacThuc + bank-signed receipt verified) → payment.receipt at the province "
+         "/inbox (verified), portal CapNhatTienDoHoSoMC 6 → 4")  # fmt: skip
+
+    forged = _pay(demo, MaThamChieu=reference, forge_checksum=True)
+    _check(forged.get("status") == 401 and forged["answer"].get("rule") == "checksum", f"forged CONFIRM: {forged}")
+    impostor = _pay(demo, MaThamChieu=reference, signer="impostor")
+    _check(impostor.get("status") == 400 and impostor["answer"].get("rule") == "receipt-signer",
+           f"receipt signed by an unregistered key: {impostor}")  # fmt: skip
+    refusals = demo.api("GET", "/api/v1/partner-refusals", key=demo.operator_key,
+                        params={"connector": demo.codes.payment}).json()  # fmt: skip
+    recorded = sorted(r["rule"] for r in refusals if r["reference"] == reference)
+    _check(recorded == ["checksum", "receipt-signer"], f"recorded refusals for {reference}: {recorded}")
+    step(
+        "forged MaXacThuc → 401 'checksum'; receipt signed by an unregistered key → 400 'receipt-signer'; "
+        "both recorded in GET /api/v1/partner-refusals"
+    )
+
+    again = _pay(demo, MaThamChieu=reference)
+    _check(again.get("status") == 200 and again["answer"].get("duplicate") is True, f"repeated CONFIRM: {again}")
+    time.sleep(0.5)  # nothing may be routed again
+    _check(len(demo.trace(receipt_id)["deliveries"]) == 1, "the repeated CONFIRM routed the receipt again")
+    receipts = [m for m in demo.province.received()["messages"] if m["message_type"] == "payment.receipt"
+                and m["dossier_code"] == code]  # fmt: skip
+    _check(len(receipts) == 1, f"the province received {len(receipts)} receipts")
+    step("repeated CONFIRM → 200 MaLoi 00 duplicate=true; nothing routed twice")
+    return f"{code}: {reference} paid, receipt to the province, portal 6 → 4; forged refused; repeat idempotent"
+
+
+# ---------------------------------------------------------------------------------------------- F4
+
+
+def flow_f4(demo: DemoHub, step: Step) -> str:
+    """F4: a postal pickup order (the citizen sends the dossier to the agency) → order at the postal service; the
+    courier's tracking events → ``PostalTracker.poll`` → one postal.status each at the province, never twice."""
+    from hub import packets
+    from hub.packets.postal import Direction
+    from hub.postal_tracking import tracker_for
+    from hub.runtime import Runtime
+
+    code = demo.dossier_code()
+    base = packets.example("postal.order")
+    order = base.model_copy(update={"dossier_code": code, "direction": Direction.PICKUP, "sender": base.receiver,
+                                    "receiver": base.sender, "cod_amount": 0,
+                                    "description": f"Thu gom hồ sơ {code} tại nhà công dân"})  # fmt: skip
+    demo.wait_status(_submit(demo, order, expect_to=[demo.codes.postal]))
+    orders = [o for o in demo.postal.received()["orders"].values() if o["OrderNumber"] == code]
+    _check(len(orders) == 1, f"orders at the postal service for {code}: {orders}")
+    created = orders[0]
+    _check(created["CustomerCode"] == POSTAL_CUSTOMER and created["Direction"] == "pickup"
+           and created["ReceiverName"] == base.sender.name, f"order {created}")  # fmt: skip
+    step(f"province → hub → postal service (OAuth token): postal.order pickup {code} → order {created['ItemCode']} "
+         f"(CustomerCode {created['CustomerCode']})")  # fmt: skip
+
+    for status_code, message in (("PICKED_UP", "Đã nhận hồ sơ tại nhà công dân"),
+                                 ("DELIVERED", "Đã phát cho Bộ phận Một cửa")):  # fmt: skip
+        event = {"OrderNumber": code, "statusCode": status_code, "statusMessage": message}
+        advanced = httpx.post(demo.postal.base_url + "/_advance", json=event, timeout=5)
+        _check(advanced.status_code == 200, f"/_advance {status_code}: HTTP {advanced.status_code}")
+    runtime = Runtime.open(demo.settings)
+    tracker = tracker_for(runtime)
+    try:
+        first = tracker.poll(demo.codes.postal)
+        second = tracker.poll(demo.codes.postal)
+    finally:
+        for adapter in tracker.adapters.values():
+            adapter.close()
+        runtime.close()
+    _check(first.seen == 3 and len(first.emitted) == 3 and not first.errors, f"first poll: {first}")
+    _check(second.emitted == [], f"second poll emitted {second.emitted}")
+    for message_id in first.emitted:
+        demo.track(message_id)
+        demo.wait_status(message_id)
+    step(f"courier: PICKED_UP, DELIVERED; poll → {len(first.emitted)} postal.status (with ORDER_CREATED); "
+         f"poll again → {len(second.emitted)} new")  # fmt: skip
+    time.sleep(0.3)
+    inbox = [m for m in demo.province.received()["messages"] if m["message_type"] == "postal.status"
+             and m["dossier_code"] == code]  # fmt: skip
+    codes = [_postal_code_of(m["payload"]) for m in inbox]
+    _check(sorted(codes) == ["DELIVERED", "ORDER_CREATED", "PICKED_UP"], f"postal.status at the province: {codes}")
+    _check(all(m["verified"] for m in inbox), "the province could not verify the hub's signature")
+    step(f"province /inbox: postal.status {', '.join(codes)}, each once (hub signature verified)")
+    return f"{code}: pickup order {created['ItemCode']}; 3 tracking events reached the province once each"
+
+
+def _packet_text(payload: str, element: str) -> str | None:
+    from lxml import etree
+
+    from hub import packets
+
+    return etree.fromstring(payload.encode()).findtext(f"{{{packets.PACKET_NAMESPACE}}}{element}")
+
+
+def _postal_code_of(payload: str) -> str:
+    return _packet_text(payload, "statusCode") or "?"
+
+
 # ---------------------------------------------------------------------------------------------- F5
 
 
@@ -652,6 +921,9 @@ def flow_f6(demo: DemoHub, step: Step) -> str:
 
 FLOWS: list[Flow] = [
     Flow("F1", "online dossier → national portal", flow_f1),
+    Flow("F2", "citizen lookup → population DB, audited", flow_f2),
+    Flow("F3", "fee payment → CONFIRM → receipt → province and portal", flow_f3),
+    Flow("F4", "postal pickup order → tracking events → province", flow_f4),
     Flow("F5", "ministry steps → province and portal", flow_f5),
     Flow("F6", "partner down / refusing → retry, dead letter, replay", flow_f6),
 ]
@@ -703,13 +975,36 @@ def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
             text += f"; CapNhatTienDoHoSoMC TrangThai {', '.join(progress)}"
         rows.append(("national portal", code, text))
     province = demo.province.received()
-    by_code: dict[str, list[str]] = {}
-    for m in province["messages"]:
-        by_code.setdefault(m["dossier_code"] or "-", []).append(
-            f"{_status_of(m['payload'])}{'' if m['verified'] else ' (UNVERIFIED)'}"
-        )
-    for code, statuses in sorted(by_code.items()):
-        rows.append(("provincial system /inbox", code, f"dossier.status {', '.join(statuses)} (hub-signed, verified)"))
+    by_code: dict[str, dict[str, list[str]]] = {}
+    for m in sorted(province["messages"], key=lambda m: m["received_at"]):
+        kind = m["message_type"]
+        if kind == "dossier.status":
+            what = str(_status_of(m["payload"]))
+        elif kind == "postal.status":
+            what = _postal_code_of(m["payload"])
+        else:
+            what = _packet_text(m["payload"], "reference") or "-"
+        mark = "" if m["verified"] else " (UNVERIFIED)"
+        by_code.setdefault(m["dossier_code"] or "-", {}).setdefault(kind, []).append(what + mark)
+    for code, kinds in sorted(by_code.items()):
+        text = "; ".join(f"{kind} {', '.join(items)}" for kind, items in kinds.items())
+        rows.append(("provincial system /inbox", code, f"{text} (hub-signed, verified)"))
+    lookups = demo.population_db.received()["lookups"]
+    if lookups:
+        answers = ", ".join(f"{x['SoDinhDanh']}→MaKetQua {x['MaKetQua']}" for x in lookups)
+        rows.append(("population DB (SOAP)", "-", f"{len(lookups)} TraCuuThongTinCongDan: {answers}"))
+    payment = demo.payment.received()
+    for reference, p in sorted(payment["payments"].items()):
+        confirms = [c for c in payment["confirms"] if c["MaThamChieu"] == reference]
+        answers = ", ".join(f"{c['status']}" + (f" {c['answer'].get('rule')}" if isinstance(c["answer"], dict)
+                                                 and c["answer"].get("rule") else "") for c in confirms)  # fmt: skip
+        rows.append(("payment platform", p["MaHoSo"] or "-", f"INIT {reference} {p['SoTien']:,} VND; "
+                     f"{'paid' if p['paid'] else 'unpaid'}; CONFIRM answered {answers or '-'}"))  # fmt: skip
+    postal = demo.postal.received()
+    for item_code, order in sorted(postal["orders"].items()):
+        events = [e["statusCode"] for e in postal["events"] if e["itemCode"] == item_code]
+        rows.append(("postal service", order["OrderNumber"], f"order {item_code} ({order['Direction']}, "
+                     f"CustomerCode {order['CustomerCode']}); tracking {', '.join(events)}"))  # fmt: skip
     pushed = demo.ministry.received()["pushed"]
     if pushed:
         answers = ", ".join(f"{p['transport']}→{p['status']}" for p in pushed)

@@ -131,6 +131,10 @@ class _Unusable(Adapter):
 def adapter_for(cfg: DestinationConfig) -> Adapter:
     """The adapter for one destination, chosen by its connector kind and transport: the national portal (or any
     ``json`` transport) gets the mapping + session adapter, envelope partners the plain signed-envelope POST."""
+    if cfg.kind in ("population_db", "payment", "postal"):  # partner flows F2–F4 (their transport may be json too)
+        from adapters.partners import partner_adapter
+
+        return partner_adapter(cfg)
     if cfg.kind == "national_portal" or cfg.transport == "json":
         from adapters.national_portal import NationalPortalAdapter
 
@@ -144,10 +148,6 @@ def adapter_for(cfg: DestinationConfig) -> Adapter:
             timeout_s=cfg.timeout_s,
             max_connections=cfg.concurrency,
         )
-    if cfg.kind in ("population_db", "payment", "postal"):  # partner flows F2–F4
-        from adapters.partners import partner_adapter
-
-        return partner_adapter(cfg)
     if cfg.kind == "provincial":
         from adapters.provincial import ProvincialAdapter
 

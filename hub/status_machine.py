@@ -14,8 +14,9 @@ Legal transitions (current -> allowed next statuses)::
 A repeated 2, 4, 5 or 6 is a new step at the same status and is legal. The first update seen for a
 dossier may carry any status. Nothing leaves a terminal status, and no illegal transition happens,
 except through an audited ``Correction``, which may set any status and is recorded as ``CORRECTED``.
-An update older than the last applied one is ``STALE``: recorded by the caller, never applied (this
-holds for corrections too, so the state's time never goes backwards).
+An update older than the last applied one (compared to the second, the precision partners stamp) is
+``STALE``: recorded by the caller, never applied (this holds for corrections too, and the state's time never
+goes backwards).
 """
 
 from __future__ import annotations
@@ -144,12 +145,13 @@ def decide(
     target = DossierStatus(target)
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError("the update time must be timezone-aware")
-    new_state = DossierState(target, at)
+    new_state = DossierState(target, at if current is None else max(at, current.at))
     if current is None:
         if correction is not None:
             return Decision(Outcome.CORRECTED, _corrected(correction, None, target), new_state)
         return Decision(Outcome.APPLIED, f"first update seen: {_label(target)}", new_state)
-    if at < current.at:
+    # Partners stamp times to the second (yyyyMMddHHmmss), so times within the same second are not "older".
+    if at.replace(microsecond=0) < current.at.replace(microsecond=0):
         return Decision(
             Outcome.STALE,
             f"stale: update to {_label(target)} at {at.isoformat()} is older than the last applied update "

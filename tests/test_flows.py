@@ -1,4 +1,4 @@
-"""Flows F1, F5 and F6 end to end (``hub.demo``'s flow functions): simulators on free ports, the API (uvicorn)
+"""Flows F1–F6 end to end (``hub.demo``'s flow functions): simulators on free ports, the API (uvicorn)
 and a worker in threads, against the embedded broker and RabbitMQ; and ``hub demo --once`` as a subprocess."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import pytest
 
 from hub import demo as demos
 
+ALL_OK = {f"F{n}": "ok" for n in range(1, 7)}
 HUB_BIN = str(Path(sys.executable).parent / "hub")
-FREE = {kind: 0 for kind in ("provincial", "national_portal", "ministry")}
+FREE = {kind: 0 for kind in demos.DEFAULT_PORTS}
 
 
 def free_port() -> int:
@@ -30,7 +31,7 @@ def broker_url(request) -> str:
     return "embedded" if request.param == "embedded" else request.getfixturevalue("rabbitmq_url")
 
 
-def test_flows_f1_f5_f6(tmp_path: Path, broker_url: str) -> None:
+def test_flows_f1_to_f6(tmp_path: Path, broker_url: str) -> None:
     codes = demos.DemoCodes.random() if broker_url != "embedded" else demos.DemoCodes()
     options = demos.DemoOptions(
         data_dir=tmp_path / "demo",
@@ -44,13 +45,21 @@ def test_flows_f1_f5_f6(tmp_path: Path, broker_url: str) -> None:
     steps: list[str] = []
     with demos.DemoHub(options) as hub:
         results = demos.run_flows(hub, step=steps.append)
-        assert {r.name: r.verdict for r in results} == {"F1": "ok", "F5": "ok", "F6": "ok"}, steps
+        assert {r.name: r.verdict for r in results} == ALL_OK, steps
         assert hub.lost() == 0
-        assert len(hub.expect) >= 12
+        assert len(hub.expect) >= 20
         # the portal's records carry the portal's field names and status codes
         records = hub.portal.received()["records"]
         assert {str(r["TrangThaiHoSo"]) for r in records.values()} >= {"1", "2", "9"}
         assert all({"MaHoSo", "MaTTHC", "TenTTHC", "ChuHoSo", "TrangThaiHoSo"} <= set(r) for r in records.values())
+        # F2–F4: each partner of the issue received its part, and the province what came back
+        assert hub.population_db.received()["lookups"]
+        (payment,) = hub.payment.received()["payments"].values()
+        assert payment["paid"]
+        received = {m["message_type"] for m in hub.province.received()["messages"]}
+        assert {"dossier.status", "payment.receipt", "postal.status"} <= received
+        rows = demos.partner_rows(hub)
+        assert {"population DB (SOAP)", "payment platform", "postal service"} <= {r[0] for r in rows}
     assert time.monotonic() - started < 60
 
 
@@ -73,7 +82,7 @@ def test_hub_demo_once_exits_0_with_the_json_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
     started = time.monotonic()
     # Simulators on their default ports: skip if something (a running demo) holds them.
-    for port in (9001, 9002, 9006):
+    for port in demos.DEFAULT_PORTS.values():
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 pytest.skip(f"port {port} is in use (a running `hub demo`/`hub simulate`?)")
@@ -84,6 +93,6 @@ def test_hub_demo_once_exits_0_with_the_json_line(tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     last = done.stdout.strip().splitlines()[-1]
-    assert json.loads(last) == {"flows": {"F1": "ok", "F5": "ok", "F6": "ok"}, "lost": 0}
+    assert json.loads(last) == {"flows": ALL_OK, "lost": 0}
     assert "What each partner received" in done.stdout
     assert elapsed < 60

@@ -192,3 +192,13 @@ def test_decision_is_immutable() -> None:
     assert isinstance(decision, Decision)
     with pytest.raises(AttributeError):
         decision.outcome = Outcome.REJECTED  # type: ignore[misc]
+
+
+def test_an_update_in_the_same_second_is_not_stale_and_time_never_goes_back() -> None:
+    """Partners stamp whole seconds: a payment confirmed at 10:00:05 follows a sync made at 10:00:05.4."""
+    current = DossierState(DossierStatus(6), datetime(2026, 11, 23, 10, 0, 5, 400000, tzinfo=UTC))
+    decision = decide(current, 4, datetime(2026, 11, 23, 10, 0, 5, tzinfo=UTC))
+    assert decision.outcome == Outcome.APPLIED
+    assert decision.new_state.at == current.at
+    older = decide(current, 4, datetime(2026, 11, 23, 10, 0, 4, tzinfo=UTC))
+    assert older.outcome == Outcome.STALE

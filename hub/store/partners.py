@@ -17,7 +17,8 @@ are created by migration ``0004``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -102,6 +103,18 @@ postal_events = sa.Table(
 )
 
 
+@contextmanager
+def _writing(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A write transaction; on the store's SQLite engine it begins IMMEDIATE (``hub.store.core``), so a read that
+    turns into a write waits for the lock instead of failing with "database is locked"."""
+    from hub.store.core import _WRITE
+
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            yield conn
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -116,7 +129,7 @@ def digest(data: bytes) -> str:
 def record_lookup(engine: sa.Engine, **row: Any) -> int:
     """Append one lookup audit row (keys: the ``citizen_lookups`` columns; ``at`` defaults to now)."""
     row.setdefault("at", _now())
-    with engine.begin() as conn:
+    with _writing(engine) as conn:
         return int(conn.execute(citizen_lookups.insert().values(**row)).inserted_primary_key[0])
 
 
@@ -153,7 +166,7 @@ def add_payment(engine: sa.Engine, **row: Any) -> bool:
     """Record a fee (or refund) request sent to a payment platform; False when the reference is known already."""
     row.setdefault("created_at", _now())
     row.setdefault("state", "initiated")
-    with engine.begin() as conn:
+    with _writing(engine) as conn:
         if conn.execute(sa.select(payments.c.reference).where(payments.c.reference == row["reference"])).first():
             return False
         conn.execute(payments.insert().values(**row))
@@ -170,7 +183,7 @@ def confirm_payment(
     engine: sa.Engine, reference: str, *, bank_transaction_id: str, receipt_message_id: str, confirm_digest: str
 ) -> bool:
     """Mark a payment confirmed, once: False when it already was (a repeated CONFIRM)."""
-    with engine.begin() as conn:
+    with _writing(engine) as conn:
         done = conn.execute(
             payments.update()
             .where(payments.c.reference == reference, payments.c.confirmed_at.is_(None))
@@ -186,14 +199,14 @@ def confirm_payment(
 
 
 def set_payment_url(engine: sa.Engine, reference: str, url: str | None) -> None:
-    with engine.begin() as conn:
+    with _writing(engine) as conn:
         conn.execute(payments.update().where(payments.c.reference == reference).values(payment_url=url))
 
 
 def record_refusal(
     engine: sa.Engine, *, connector: str, kind: str, rule: str, reason: str, payload: bytes, reference: str | None
 ) -> int:
-    with engine.begin() as conn:
+    with _writing(engine) as conn:
         result = conn.execute(
             partner_refusals.insert().values(
                 at=_now(), connector=connector, kind=kind, reference=reference, rule=rule, reason=reason,
@@ -229,7 +242,7 @@ def claim_postal_events(
     ``last_id``, in one transaction; returns the event ids that were new (the ones to emit)."""
     now = _now()
     new: list[int] = []
-    with engine.begin() as conn:
+    with _writing(engine) as conn:
         known = set(
             conn.execute(
                 sa.select(postal_events.c.event_id).where(
