@@ -833,6 +833,12 @@ def demo(
             out.print(flows)
             out.print(f"lost messages: {lost}; total {time.monotonic() - started:.1f}s", markup=False)
             if not once:
+                waiting = demos.leave_dead_letter_for_the_operator(hub)
+                out.print(
+                    f"\nOperator page: {hub.base_url}/ (sign in as {hub.settings.operator_name}, password: the "
+                    f"operator key below); dead letter #{waiting} (a portal refusal) waits there to be replayed.",
+                    markup=False,
+                )
                 out.print(
                     f"\nThe hub is up on {hub.base_url} (OpenAPI {hub.base_url}/docs, operator page {hub.base_url}/)\n"
                     f"  admin key:    {hub.admin_key}\n  operator key: {hub.operator_key}\n"

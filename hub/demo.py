@@ -919,6 +919,23 @@ def flow_f6(demo: DemoHub, step: Step) -> str:
     return f"{code} delivered after the outage ({attempts} attempts); {refused} dead-lettered, replayed, delivered"
 
 
+def leave_dead_letter_for_the_operator(demo: DemoHub) -> int:
+    """After the flows, when the demo keeps serving: one more portal refusal, left as a dead letter for a person
+    to find on the operator page and replay there. Returns its id."""
+    demo.portal.reject_next(1)
+    message_id = _submit(demo, new_online_dossier(demo.dossier_code()), expect_to=[demo.codes.portal])
+    found: list[int] = []
+
+    def dead_letter() -> bool:
+        answer = demo.api("GET", "/api/v1/dead-letters", key=demo.operator_key)
+        found.extend(item["id"] for item in answer.json() if item["message_id"] == message_id)
+        return bool(found)
+
+    wait_for(dead_letter, STEP_TIMEOUT_S, f"the dead letter of {message_id}")
+    demo.portal.control({"invalid": 0})  # the portal is "fixed": a replay from the page will go through
+    return found[0]
+
+
 FLOWS: list[Flow] = [
     Flow("F1", "online dossier → national portal", flow_f1),
     Flow("F2", "citizen lookup → population DB, audited", flow_f2),
