@@ -20,6 +20,18 @@ from adapters.base import (
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
+def partner_pool(*, timeout_s: float, max_connections: int) -> urllib3.PoolManager:
+    """The keep-alive connection pool every HTTP adapter uses: bounded, blocking when full, no transport
+    retries (the hub's retry policy decides what happens after a failure)."""
+    return urllib3.PoolManager(
+        num_pools=2,
+        maxsize=max_connections,
+        block=True,
+        timeout=urllib3.Timeout(total=timeout_s),
+        retries=False,
+    )
+
+
 def classify_status(status: int, text: str) -> DeliveryReceipt:
     """Turn a partner's HTTP status into a receipt or the right error."""
     if 200 <= status < 300:
@@ -35,13 +47,7 @@ class HttpAdapter(Adapter):
 
     def __init__(self, endpoint: str, *, timeout_s: float = 10.0, max_connections: int = 8) -> None:
         self.endpoint = endpoint
-        self._pool = urllib3.PoolManager(
-            num_pools=2,
-            maxsize=max_connections,
-            block=True,
-            timeout=urllib3.Timeout(total=timeout_s),
-            retries=False,  # the hub's retry policy decides, not the transport
-        )
+        self._pool = partner_pool(timeout_s=timeout_s, max_connections=max_connections)
 
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
         headers = {

@@ -28,7 +28,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin
 
-import urllib3
 from pydantic import ValidationError
 from urllib3.exceptions import HTTPError, TimeoutError
 
@@ -39,7 +38,7 @@ from adapters.base import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from adapters.http import classify_status
+from adapters.http import classify_status, partner_pool
 from hub.logs import mask_ids
 from mappings.national_portal import SERVICE_LOOKUP, SERVICE_PROGRESS, SERVICE_SYNC, to_portal
 
@@ -99,13 +98,7 @@ class NationalPortalAdapter(Adapter):
         self._password = password
         self.renew_margin_s = renew_margin_s
         self._clock = clock
-        self._pool = urllib3.PoolManager(
-            num_pools=2,
-            maxsize=max_connections,
-            block=True,
-            timeout=urllib3.Timeout(total=timeout_s),
-            retries=False,  # the hub's retry policy decides, not the transport
-        )
+        self._pool = partner_pool(timeout_s=timeout_s, max_connections=max_connections)
         self._session_lock = threading.Lock()
         self._session: str | None = None
         self._session_expires = 0.0

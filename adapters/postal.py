@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-import urllib3
 from urllib3.exceptions import HTTPError, TimeoutError
 
 from adapters.base import (
@@ -27,7 +26,7 @@ from adapters.base import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from adapters.http import classify_status
+from adapters.http import classify_status, partner_pool
 from hub.logs import mask_ids
 from hub.packets.postal import PostalOrder
 from mappings.postal import to_order
@@ -53,9 +52,7 @@ class PostalAdapter(Adapter):
         self._client_secret = client_secret
         self.renew_margin_s = renew_margin_s
         self._clock = clock
-        self._pool = urllib3.PoolManager(
-            maxsize=max_connections, block=True, timeout=urllib3.Timeout(total=timeout_s), retries=False
-        )
+        self._pool = partner_pool(timeout_s=timeout_s, max_connections=max_connections)
         self._token_lock = threading.Lock()
         self._token: str | None = None
         self._expires = 0.0
