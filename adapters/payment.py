@@ -1,4 +1,5 @@
-"""The payment platform adapter: a ``payment.request`` becomes an ``INIT`` (``mappings.payment``), ``QUERY`` and
+"""The payment platform adapter: a ``payment.request`` becomes an ``INIT`` (``mappings.payment``) — or, when its
+``kind`` is ``refund`` (Tiền Giang Điều 17.4), a ``REFUND`` of its ``original_reference`` —; ``QUERY`` and
 ``GET_BILL`` are available for reconciliation.
 
 ``on_initiated(destination, request, message_id, answer)`` (optional) is called after a successful INIT so the hub
@@ -92,6 +93,11 @@ class PaymentAdapter(Adapter):
         message = pm.init_message(request, partner_code=self.partner_code, at=self._clock())
         return message, self.call(message)
 
+    def refund(self, request: PaymentRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+        """REFUND for a ``payment.request`` of kind ``refund``: (message sent, answer)."""
+        message = pm.refund_message(request, partner_code=self.partner_code, at=self._clock())
+        return message, self.call(message)
+
     def query(self, reference: str, kind: str = pm.QUERY) -> dict[str, Any]:
         return self.call(pm.query_message(kind, partner_code=self.partner_code, reference=reference, at=self._clock()))
 
@@ -101,14 +107,15 @@ class PaymentAdapter(Adapter):
         model = _canonical_payload(request)
         if not isinstance(model, PaymentRequest):
             raise PermanentDeliveryError(f"the payment platform takes payment.request, not {request.message_type}")
-        message, answer = self.init(model)
+        message, answer = self.refund(model) if model.kind == "refund" else self.init(model)
         if self.on_initiated is not None:
             self.on_initiated(request.destination, model, request.message_id, answer)
         sent = mask_ids(json.dumps(pm.sign(message, self._secret), ensure_ascii=False)).encode()
-        detail = (
-            f"INIT MaLoi=00 MaThamChieu={model.reference} UrlThanhToan={answer.get('UrlThanhToan', '')}; "
-            f"sent sha256={hashlib.sha256(sent).hexdigest()}"
-        )
+        if model.kind == "refund":
+            what = f"REFUND MaLoi=00 MaThamChieu={model.reference} MaThamChieuGoc={model.original_reference}"
+        else:
+            what = f"INIT MaLoi=00 MaThamChieu={model.reference} UrlThanhToan={answer.get('UrlThanhToan', '')}"
+        detail = f"{what}; sent sha256={hashlib.sha256(sent).hexdigest()}"
         return DeliveryReceipt(200, detail, sent=sent, sent_type="application/json")
 
     def close(self) -> None:

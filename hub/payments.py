@@ -13,6 +13,18 @@ The hub accepts a confirmation only when all of these hold, in this order (the r
    reference and amount are the confirmation's — ``receipt-unsigned`` / ``receipt-signer`` / ``receipt-signature`` /
    ``receipt-mismatch``.
 
+Refunds (Tiền Giang Điều 17.4) go the same path: the province sends a ``payment.request`` of kind ``refund`` naming
+the paid ``original_reference``; the adapter sends ``REFUND``; the platform's ``CONFIRM_REFUND`` callback (same URL)
+passes the same checks, with a refund reference the hub sent (``unknown-reference``), and also:
+
+8. ``MaThamChieuGoc`` is a payment of this connector the hub saw confirmed — ``unknown-original-reference``; it is
+   the one the refund request named, for the same dossier — ``original-mismatch``;
+9. this refund and the refunds confirmed before it do not exceed what was paid — ``refund-exceeds-paid``;
+10. the receipt is a refund receipt (``LoaiGiaoDich`` ``HOAN_TIEN``) of that original reference — ``receipt-mismatch``.
+
+An accepted refund routes a hub-signed ``payment.receipt`` with ``kind`` ``refund`` to the requester (no status
+update: the dossier is not resumed) and marks the row ``refunded``; a repeated CONFIRM_REFUND is idempotent.
+
 Refusals are rows in ``partner_refusals`` (``GET /api/v1/partner-refusals``) and are answered 4xx with ``MaLoi``.
 An accepted confirmation routes two hub-signed envelopes through the normal pipeline (store, queue, worker):
 ``payment.receipt`` (with the bank-signed receipt) to the connectors that receive it — the provincial system —
@@ -44,6 +56,7 @@ from mappings import payment as pm
 if TYPE_CHECKING:
     from hub.api.service import HubService
     from hub.packets.payment import PaymentRequest
+    from hub.registry.core import Connector
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +82,8 @@ def initiated_recorder(engine_or_url: Any):
             partners.add_payment(
                 engine,
                 reference=request.reference,
-                kind="payment",
+                kind=request.kind,
+                original_reference=request.original_reference,
                 connector=connector,
                 requester="",
                 dossier_code=request.dossier_code,
@@ -89,6 +103,8 @@ class PaymentCallbacks:
         self._signer = None
         self._lock = threading.Lock()
         self._acceptors: dict[int, Any] = {}
+        # check-then-confirm of refunds (rule 9) in one process; a second API process could race it
+        self._refund_lock = threading.Lock()
 
     def signer(self):
         if self._signer is None:
@@ -122,7 +138,7 @@ class PaymentCallbacks:
             partners.record_refusal(
                 self.hub.store.engine,
                 connector=code[:64],
-                kind="payment.confirm",
+                kind="payment.refund" if b'"CONFIRM_REFUND"' in body else "payment.confirm",
                 rule=refused.rule,
                 reason=refused.reason,
                 payload=body,
@@ -141,10 +157,11 @@ class PaymentCallbacks:
             raise Refused(503, "99", "unknown-connector", f"payment connector {code} has no endpoint.credentials")
         try:
             message = json.loads(body)
-            if not isinstance(message, dict) or message.get("LoaiBanTin") != pm.CONFIRM:
+            if not isinstance(message, dict) or message.get("LoaiBanTin") not in (pm.CONFIRM, pm.CONFIRM_REFUND):
                 raise ValueError("not a CONFIRM")
         except ValueError:
-            raise Refused(400, "02", "malformed", "the body is not a JSON CONFIRM message") from None
+            raise Refused(400, "02", "malformed", "the body is not a JSON CONFIRM or CONFIRM_REFUND message") from None
+        refund = message["LoaiBanTin"] == pm.CONFIRM_REFUND
         reference = message.get("MaThamChieu") if isinstance(message.get("MaThamChieu"), str) else None
         if message.get("MaDoiTac") != credentials.username:
             raise Refused(400, "02", "partner-code", f"MaDoiTac {message.get('MaDoiTac')!r} is not ours", reference)
@@ -153,9 +170,10 @@ class PaymentCallbacks:
                 401, "01", "checksum", "MaXacThuc does not match the message and the partner secret", reference
             )
         payment = None if reference is None else partners.payment(self.hub.store.engine, reference)
-        if payment is None or payment.connector != code:
+        if payment is None or payment.connector != code or (payment.kind == "refund") != refund:
+            what = "refund" if refund else "payment"
             raise Refused(
-                404, "04", "unknown-reference", f"no payment {reference!r} was initiated with {code}", reference
+                404, "04", "unknown-reference", f"no {what} {reference!r} was initiated with {code}", reference
             )
         if message.get("MaLoi") != pm.SUCCESS:
             raise Refused(
@@ -168,6 +186,59 @@ class PaymentCallbacks:
         if amount != payment.amount:
             why = f"SoTien {amount} differs from the requested {payment.amount} VND"
             raise Refused(400, "02", "amount-mismatch", why, reference)
+        if refund:
+            with self._refund_lock:
+                return self._confirm_refund(connector, payment, message, body)
+        receipt = self._verified_receipt(connector, message, reference, amount)
+        duplicate = self._duplicate(payment, message)
+        if duplicate is not None:
+            return duplicate
+        receipt_id = self._route(payment, message, receipt)
+        partners.confirm_payment(
+            self.hub.store.engine, reference, bank_transaction_id=str(message.get("MaGiaoDich", "")),
+            receipt_message_id=receipt_id, confirm_digest=partners.digest(body),
+        )  # fmt: skip
+        log.info("payment confirmed connector=%s dossier_code=%s", code, payment.dossier_code)
+        return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Thành công", "MaThamChieu": reference}
+
+    def _confirm_refund(
+        self, connector: Connector, refund: partners.Payment, message: dict[str, Any], body: bytes
+    ) -> dict[str, Any]:
+        """Rules 8–10 and the rest of a CONFIRM_REFUND whose checksum, reference and amount were checked."""
+        engine, reference, amount = self.hub.store.engine, refund.reference, refund.amount
+        original_ref = message.get("MaThamChieuGoc")
+        original = partners.payment(engine, original_ref) if isinstance(original_ref, str) else None
+        if (
+            original is None
+            or original.kind != "payment"
+            or original.connector != connector.code
+            or original.confirmed_at is None
+        ):
+            why = f"MaThamChieuGoc {original_ref!r} is no payment confirmed through {connector.code}"
+            raise Refused(404, "04", "unknown-original-reference", why, reference)
+        if original.reference != refund.original_reference or original.dossier_code != refund.dossier_code:
+            why = f"the refund {reference} was requested for {refund.original_reference}, not {original.reference}"
+            raise Refused(400, "02", "original-mismatch", why, reference)
+        refunded = partners.refunded_total(engine, original.reference, excluding=reference)
+        if refunded + amount > original.amount:
+            why = f"refunding {amount} VND after {refunded} VND exceeds the {original.amount} VND paid"
+            raise Refused(400, "02", "refund-exceeds-paid", why, reference)
+        receipt = self._verified_receipt(connector, message, reference, amount, original=original.reference)
+        duplicate = self._duplicate(refund, message)
+        if duplicate is not None:
+            return duplicate
+        receipt_id = self._route(refund, message, receipt)
+        partners.confirm_payment(
+            engine, reference, bank_transaction_id=str(message.get("MaGiaoDich", "")), receipt_message_id=receipt_id,
+            confirm_digest=partners.digest(body), state="refunded",
+        )  # fmt: skip
+        log.info("refund confirmed connector=%s dossier_code=%s", connector.code, refund.dossier_code)
+        return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Thành công", "MaThamChieu": reference}
+
+    def _verified_receipt(
+        self, connector: Connector, message: dict[str, Any], reference: str, amount: int, original: str | None = None
+    ) -> bytes:
+        """The bank-signed receipt bytes of a confirmation (rule 7; rule 10 with ``original``)."""
         try:
             receipt = base64.b64decode(str(message.get("BienLai", "")), validate=True)
         except (binascii.Error, ValueError):
@@ -181,22 +252,27 @@ class PaymentCallbacks:
         if fields.get("MaThamChieu") != reference or fields.get("SoTien") != str(amount):
             raise Refused(400, "02", "receipt-mismatch", "the receipt's reference or amount differ from the CONFIRM",
                           reference)  # fmt: skip
+        expected = (None, None) if original is None else (pm.REFUND_RECEIPT, original)
+        if (fields.get("LoaiGiaoDich"), fields.get("MaThamChieuGoc")) != expected:
+            why = "the receipt is not a refund receipt of " + original if original else "the receipt is a refund's"
+            raise Refused(400, "02", "receipt-mismatch", why, reference)
+        return receipt
+
+    @staticmethod
+    def _duplicate(payment: partners.Payment, message: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer to a repeated confirmation (idempotent), None for a first one; another transaction: 409."""
+        if payment.confirmed_at is None:
+            return None
         transaction = str(message.get("MaGiaoDich", ""))
-        if payment.confirmed_at is not None:
-            if payment.bank_transaction_id != transaction:
-                why = f"{reference} was confirmed with transaction {payment.bank_transaction_id}"
-                raise Refused(409, "03", "already-confirmed", why, reference)
-            return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Đã xử lý trước đó", "MaThamChieu": reference, "duplicate": True}
-        receipt_id = self._route(payment, message, receipt)
-        partners.confirm_payment(
-            self.hub.store.engine, reference, bank_transaction_id=transaction, receipt_message_id=receipt_id,
-            confirm_digest=partners.digest(body),
-        )  # fmt: skip
-        log.info("payment confirmed connector=%s dossier_code=%s", code, payment.dossier_code)
-        return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Thành công", "MaThamChieu": reference}
+        if payment.bank_transaction_id != transaction:
+            why = f"{payment.reference} was confirmed with transaction {payment.bank_transaction_id}"
+            raise Refused(409, "03", "already-confirmed", why, payment.reference)
+        return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Đã xử lý trước đó", "MaThamChieu": payment.reference,
+                "duplicate": True}  # fmt: skip
 
     def _route(self, payment: partners.Payment, confirm: dict[str, Any], receipt: bytes) -> str:
-        """Route the hub-signed payment.receipt and the 6 → 4 dossier.status; returns the receipt's message id."""
+        """Route the hub-signed payment.receipt and (for a payment, not a refund) the 6 → 4 dossier.status; returns
+        the receipt's message id."""
         hub_code = self.hub.settings.hub_code
         requester = payment.requester
         if not requester:
@@ -215,10 +291,10 @@ class PaymentCallbacks:
             source_system=hub_code,
         )
         acceptor = self._acceptor()
-        for message_id, message_type, receiver, model in (
-            (receipt_id, "payment.receipt", requester, canonical),
-            (status_id, "dossier.status", hub_code, status),
-        ):
+        routed: list[tuple[str, str, str, Any]] = [(receipt_id, "payment.receipt", requester, canonical)]
+        if payment.kind != "refund":
+            routed.append((status_id, "dossier.status", hub_code, status))
+        for message_id, message_type, receiver, model in routed:
             header = EnvelopeHeader(
                 message_id=message_id,
                 correlation_id=payment.message_id,

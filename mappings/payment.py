@@ -4,6 +4,12 @@ Every message is a JSON object with ``LoaiBanTin`` (``INIT``, ``QUERY``, ``GET_B
 ``MaXacThuc`` = SHA-256 hex over the message's fields joined by ``|`` with the partner's secret appended, the
 fields in the order of ``CHECKSUM_FIELDS``. A field that is absent counts as the empty string. ``MaLoi`` ``"00"``
 is success. Amounts are whole đồng; times are ``yyyyMMddHHmmss`` in Asia/Ho_Chi_Minh.
+
+Refunds (Tiền Giang Điều 17.4) go the same way: the hub sends ``REFUND`` for a paid reference (``MaThamChieuGoc``)
+under a refund reference of its own (``MaThamChieu``), and the platform answers with a ``CONFIRM_REFUND`` callback
+carrying a bank-signed receipt whose ``LoaiGiaoDich`` is ``HOAN_TIEN``. The issue gives no field order for these two
+messages: the orders in ``CHECKSUM_FIELDS`` for ``REFUND`` and ``CONFIRM_REFUND`` are OURS (the INIT/CONFIRM style,
+the original reference after the reference), to be replaced by the platform's when it publishes one.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 SUCCESS = "00"
 
 INIT, QUERY, GET_BILL, CONFIRM = "INIT", "QUERY", "GET_BILL", "CONFIRM"
+REFUND, CONFIRM_REFUND = "REFUND", "CONFIRM_REFUND"
+REFUND_RECEIPT = "HOAN_TIEN"  # LoaiGiaoDich of a refund's receipt (a payment's receipt has none)
 CHECKSUM_FIELDS: dict[str, tuple[str, ...]] = {
     INIT: (
         "LoaiBanTin", "PhienBan", "MaDoiTac", "MaThamChieu", "SoTien", "LoaiHinhThanhToan", "MaKenhThanhToan",
@@ -31,6 +39,12 @@ CHECKSUM_FIELDS: dict[str, tuple[str, ...]] = {
     CONFIRM: (
         "LoaiBanTin", "MaLoi", "MaDoiTac", "MaThamChieu", "SoTien", "MaTienTe", "MaGiaoDich", "MaNganHang",
         "ThoiGianGD", "ThongTinGiaoDich",
+    ),
+    # Our orders (the issue gives none for refunds): see the module docstring.
+    REFUND: ("LoaiBanTin", "PhienBan", "MaDoiTac", "MaThamChieu", "MaThamChieuGoc", "SoTien", "ThoiGianGD", "LyDo"),
+    CONFIRM_REFUND: (
+        "LoaiBanTin", "MaLoi", "MaDoiTac", "MaThamChieu", "MaThamChieuGoc", "SoTien", "MaTienTe", "MaGiaoDich",
+        "MaNganHang", "ThoiGianGD", "ThongTinGiaoDich",
     ),
 }  # fmt: skip
 
@@ -119,6 +133,24 @@ def init_message(
     return message
 
 
+def refund_message(request: PaymentRequest, *, partner_code: str, at: datetime) -> dict[str, Any]:
+    """``REFUND`` for a canonical ``payment.request`` of kind ``refund`` (refunded lines in ``PhiLePhi``)."""
+    if request.kind != "refund" or request.original_reference is None:
+        raise PaymentMappingError(f"payment.request {request.reference} is not a refund")
+    return {
+        "LoaiBanTin": REFUND,
+        "PhienBan": VERSION,
+        "MaDoiTac": partner_code,
+        "MaThamChieu": request.reference,
+        "MaThamChieuGoc": request.original_reference,
+        "SoTien": request.amount,
+        "ThoiGianGD": local_time(at),
+        "LyDo": request.description or f"Hoan tien ho so {request.dossier_code}",
+        "MaHoSo": request.dossier_code,
+        "PhiLePhi": [{"MaPhiLePhi": x.code, "TenPhiLePhi": x.name, "SoTien": x.amount} for x in request.fee_lines],
+    }
+
+
 def query_message(kind: str, *, partner_code: str, reference: str, at: datetime) -> dict[str, Any]:
     """``QUERY`` or ``GET_BILL`` for a reference."""
     if kind not in (QUERY, GET_BILL):
@@ -137,10 +169,12 @@ def confirm_message(
     at: datetime,
     info: str = "",
     error_code: str = SUCCESS,
+    original_reference: str | None = None,
 ) -> dict[str, Any]:
-    """``CONFIRM`` as the platform sends it (without ``MaXacThuc`` and the receipt)."""
-    return {
-        "LoaiBanTin": CONFIRM,
+    """``CONFIRM`` as the platform sends it (without ``MaXacThuc`` and the receipt); with ``original_reference``
+    the ``CONFIRM_REFUND`` of a refund of that paid reference."""
+    message: dict[str, Any] = {
+        "LoaiBanTin": CONFIRM if original_reference is None else CONFIRM_REFUND,
         "MaLoi": error_code,
         "MaDoiTac": partner_code,
         "MaThamChieu": reference,
@@ -151,6 +185,9 @@ def confirm_message(
         "ThoiGianGD": local_time(at),
         "ThongTinGiaoDich": info,
     }
+    if original_reference is not None:
+        message["MaThamChieuGoc"] = original_reference
+    return message
 
 
 def receipt_document(confirm: dict[str, Any], dossier_code: str) -> bytes:
@@ -168,6 +205,9 @@ def receipt_document(confirm: dict[str, Any], dossier_code: str) -> bytes:
         ("ThoiGianGD", confirm["ThoiGianGD"]),
     ):
         etree.SubElement(root, name).text = str(value)
+    if confirm.get("LoaiBanTin") == CONFIRM_REFUND:
+        etree.SubElement(root, "LoaiGiaoDich").text = REFUND_RECEIPT
+        etree.SubElement(root, "MaThamChieuGoc").text = str(confirm["MaThamChieuGoc"])
     return etree.tostring(root, encoding="UTF-8")
 
 
@@ -182,7 +222,9 @@ def amount_of(message: dict[str, Any]) -> int:
 
 
 def receipt_from_confirm(confirm: dict[str, Any], *, dossier_code: str, signed_receipt: bytes) -> PaymentReceipt:
-    """The canonical ``payment.receipt`` for a verified ``CONFIRM`` and the bank-signed receipt bytes."""
+    """The canonical ``payment.receipt`` for a verified ``CONFIRM`` (or ``CONFIRM_REFUND``: kind ``refund``) and the
+    bank-signed receipt bytes."""
+    refund = confirm.get("LoaiBanTin") == CONFIRM_REFUND
     return PaymentReceipt(
         reference=str(confirm["MaThamChieu"]),
         dossier_code=dossier_code,
@@ -192,4 +234,6 @@ def receipt_from_confirm(confirm: dict[str, Any], *, dossier_code: str, signed_r
         paid_at=from_local_time(str(confirm["ThoiGianGD"])),
         result_code=str(confirm["MaLoi"]),
         signed_receipt=signed_receipt,
+        kind="refund" if refund else "payment",
+        original_reference=str(confirm["MaThamChieuGoc"]) if refund else None,
     )

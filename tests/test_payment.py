@@ -1,7 +1,9 @@
 """F3, payment intermediaries: checksum vectors and message builders, the platform simulator over real HTTP,
 the adapter's retry classification, and the CONFIRM callback (forged checksum, unregistered receipt signer,
 amount mismatch, unknown reference refused and recorded; a repeated CONFIRM idempotent; success routes the
-payment.receipt to the province and the 6 → 4 status to the national portal)."""
+payment.receipt to the province and the 6 → 4 status to the national portal). Refunds (Tiền Giang Điều 17.4): a
+payment.request of kind refund → REFUND → CONFIRM_REFUND with a bank-signed receipt, the same checks plus the
+original reference and what was paid, a payment.receipt of kind refund to the province."""
 
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from lxml import etree
+from pydantic import ValidationError
 
 from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeliveryError
 from adapters.payment import PaymentAdapter
@@ -21,6 +25,7 @@ from hub import packets
 from hub.api import create_app
 from hub.config import Settings
 from hub.envelope import EnvelopeHeader
+from hub.packets.common import FeeLine
 from hub.payments import ID_NAMESPACE, initiated_recorder
 from hub.receipts import ReceiptRejected, sign_receipt, verify_receipt
 from hub.registry import parse_spec
@@ -312,3 +317,193 @@ def test_simulator_posts_confirm_to_the_callback_url(sim) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ---------------------------------------------------------------------------------------------- refunds
+
+
+def refund_for(original: str, amount: int = 75_000, reference: str | None = None):
+    return request_for(reference or f"RF-{uuid.uuid4().hex[:10]}").model_copy(
+        update={"kind": "refund", "original_reference": original, "amount": amount,
+                "fee_lines": [FeeLine(code="LP01", name="Lệ phí hoàn trả", amount=amount)],
+                "description": "Hoàn phí: cơ quan không giải quyết được hồ sơ"}
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- packets, mapping
+
+
+def test_refund_request_and_receipt_round_trip_and_validate() -> None:
+    refund = refund_for("PAY-H12-251123-000042", reference="RF-1")
+    xml = packets.to_xml(refund)
+    assert b"<p:kind>refund<" in xml and b"<p:originalReference>PAY-H12-251123-000042<" in xml
+    assert packets.validate_xml("payment.request", xml) == []
+    assert packets.from_xml("payment.request", xml) == refund
+    plain = packets.to_xml(packets.example("payment.request")).replace(b"<p:kind>payment</p:kind>", b"")
+    assert packets.from_xml("payment.request", plain).kind == "payment"  # absent kind: a payment
+    with pytest.raises(ValidationError, match="refund-original-reference"):
+        refund.model_copy(update={"original_reference": None}).model_validate(
+            {**refund.model_dump(), "original_reference": None}
+        )
+    with pytest.raises(ValidationError, match="refund-original-reference"):
+        packets.example("payment.request").model_validate(
+            {**packets.example("payment.request").model_dump(), "original_reference": "PAY-1"}
+        )
+    confirm = pm.confirm_message(partner_code=PARTNER, reference="RF-1", amount=75_000, transaction_id="FT2",
+                                 bank_code="VCB", at=AT, original_reference="PAY-1")  # fmt: skip
+    receipt = pm.receipt_from_confirm(confirm, dossier_code=refund.dossier_code, signed_receipt=b"<x/>")
+    assert receipt.kind == "refund" and receipt.original_reference == "PAY-1"
+    assert packets.validate_element("payment.receipt", packets.to_element(receipt)) == []
+
+
+def test_refund_checksum_orders_are_ours_and_documented() -> None:
+    message = pm.refund_message(refund_for("PAY-1", reference="RF-1"), partner_code=PARTNER, at=AT)
+    assert pm.checksum_input(message, "s3cret") == (
+        "REFUND|1.0.0|LIENTHONG|RF-1|PAY-1|75000|20251124094700|Hoàn phí: cơ quan không giải quyết được hồ sơ|s3cret"
+    )
+    confirm = pm.confirm_message(partner_code=PARTNER, reference="RF-1", amount=75_000, transaction_id="FT2",
+                                 bank_code="VCB", at=AT, original_reference="PAY-1")  # fmt: skip
+    assert confirm["LoaiBanTin"] == pm.CONFIRM_REFUND
+    assert (
+        pm.checksum_input(confirm, "k") == "CONFIRM_REFUND|00|LIENTHONG|RF-1|PAY-1|75000|VND|FT2|VCB|20251124094700||k"
+    )
+    with pytest.raises(pm.PaymentMappingError):
+        pm.refund_message(request_for(), partner_code=PARTNER, at=AT)
+
+
+# ---------------------------------------------------------------------------------------------- simulator
+
+
+def test_simulator_refunds_only_a_paid_reference_up_to_what_was_paid(sim) -> None:
+    adapter = PaymentAdapter(sim.url, partner_code=PARTNER, secret=SECRET, timeout_s=2)
+    paid = request_for()
+    adapter.init(paid)
+    with pytest.raises(PermanentDeliveryError, match="MaLoi 04"):  # not paid yet
+        adapter.refund(refund_for(paid.reference))
+    sim.confirmation({"MaThamChieu": paid.reference})
+    with pytest.raises(PermanentDeliveryError, match="MaLoi 04"):
+        adapter.refund(refund_for("PAY-NEVER-SEEN"))
+    with pytest.raises(PermanentDeliveryError, match="MaLoi 03"):
+        adapter.refund(refund_for(paid.reference, amount=575_001))
+    refund = refund_for(paid.reference, amount=500_000)
+    _, answer = adapter.refund(refund)
+    assert answer["MaLoi"] == "00"
+    adapter.refund(refund)  # the same REFUND again is fine
+    confirm = sim.confirmation({"MaThamChieu": refund.reference})
+    assert confirm["LoaiBanTin"] == pm.CONFIRM_REFUND and confirm["MaThamChieuGoc"] == paid.reference
+    assert pm.checksum_ok(confirm, SECRET)
+    with pytest.raises(PermanentDeliveryError, match="MaLoi 03"):  # 75 000 left to refund
+        adapter.refund(refund_for(paid.reference, amount=75_001))
+    with pytest.raises(PermanentDeliveryError, match="MaLoi 01"):
+        PaymentAdapter(sim.url, partner_code=PARTNER, secret="wrong").refund(refund_for(paid.reference))
+
+
+# ---------------------------------------------------------------------------------------------- through the hub
+
+
+def pay(api, pki, sim) -> str:
+    reference, _ = initiate(api, pki, sim)
+    assert callback(api, sim.confirmation({"MaThamChieu": reference})).status_code == 200
+    return reference
+
+
+def request_refund(api, pki, sim, original: str, amount: int = 75_000) -> tuple[str, str]:
+    """The province sends a refund payment.request; the payment adapter sends REFUND. (reference, message id)"""
+    hub = api.app.state.hub
+    refund = refund_for(original, amount)
+    header = EnvelopeHeader(sender=PROVINCE, receiver=PAYMENT, message_type="payment.request",
+                            dossier_code=refund.dossier_code)  # fmt: skip
+    data = etree.tostring(sign_payload(pki.province.signer, header, packets.to_element(refund)))
+    response = api.post("/api/v1/messages", content=data,
+                        headers={"Content-Type": "application/xml", "X-Api-Key": api.keys[PROVINCE]})  # fmt: skip
+    assert response.status_code == 202, response.text
+    adapter = PaymentAdapter(
+        sim.url, partner_code=PARTNER, secret=SECRET, on_initiated=initiated_recorder(hub.store.engine)
+    )
+    receipt = adapter.deliver(OutboundRequest(PAYMENT, header.message_id, "payment.request", data))
+    assert receipt.detail.startswith(f"REFUND MaLoi=00 MaThamChieu={refund.reference} MaThamChieuGoc={original}")
+    row = partners.payment(hub.store.engine, refund.reference)
+    assert row.kind == "refund" and row.original_reference == original and row.amount == amount
+    return refund.reference, header.message_id
+
+
+def test_refund_routes_a_refund_receipt_and_is_idempotent(api, pki, sim) -> None:
+    original = pay(api, pki, sim)
+    reference, request_id = request_refund(api, pki, sim, original)
+    confirm = sim.confirmation({"MaThamChieu": reference})
+    response = callback(api, confirm)
+    assert response.status_code == 200 and response.json()["MaLoi"] == "00", response.text
+    receipt_id = str(uuid.uuid5(ID_NAMESPACE, f"payment.receipt:{reference}"))
+    routed = trace(api, receipt_id).json()
+    assert routed["message_type"] == "payment.receipt" and routed["correlation_id"] == request_id
+    assert [d["destination"] for d in routed["deliveries"]] == [PROVINCE]
+    assert trace(api, str(uuid.uuid5(ID_NAMESPACE, f"dossier.status:{reference}"))).status_code == 404
+    hub = api.app.state.hub
+    envelope = hub.store.trace(receipt_id)
+    assert envelope is not None
+    row = partners.payment(hub.store.engine, reference)
+    assert row.state == "refunded" and row.bank_transaction_id == confirm["MaGiaoDich"]
+    assert partners.payment(hub.store.engine, original).state == "paid"
+    again = callback(api, confirm)
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert len(trace(api, receipt_id).json()["deliveries"]) == 1
+    assert refusals(api) == []
+
+
+def test_refund_receipt_payload_is_marked_refund(api, pki, sim) -> None:
+    original = pay(api, pki, sim)
+    reference, _ = request_refund(api, pki, sim, original)
+    assert callback(api, sim.confirmation({"MaThamChieu": reference})).status_code == 200
+    hub = api.app.state.hub
+    receipt_id = str(uuid.uuid5(ID_NAMESPACE, f"payment.receipt:{reference}"))
+    from hub.store.schema import messages
+
+    with hub.store.engine.connect() as conn:
+        data = conn.execute(sa.select(messages.c.envelope).where(messages.c.message_id == receipt_id)).scalar_one()
+    assert b"<p:kind>refund<" in data and f"<p:originalReference>{original}<".encode() in data
+
+
+def test_forged_unknown_and_mismatched_refunds_are_refused_and_recorded(api, pki, sim) -> None:
+    original = pay(api, pki, sim)
+    reference, _ = request_refund(api, pki, sim, original)
+    forged = callback(api, sim.confirmation({"MaThamChieu": reference, "forge_checksum": True}))
+    assert forged.status_code == 401 and forged.json()["rule"] == "checksum"
+    unknown = callback(api, sim.confirmation({"MaThamChieu": reference, "reference": "RF-NOBODY-ASKED"}))
+    assert unknown.status_code == 404 and unknown.json()["rule"] == "unknown-reference"
+    no_original = callback(api, sim.confirmation({"MaThamChieu": reference, "MaThamChieuGoc": "PAY-NEVER-SEEN"}))
+    assert no_original.status_code == 404 and no_original.json()["rule"] == "unknown-original-reference"
+    more = callback(api, sim.confirmation({"MaThamChieu": reference, "SoTien": 575_000}))
+    assert more.json()["rule"] == "amount-mismatch"
+    impostor = callback(api, sim.confirmation({"MaThamChieu": reference, "signer": "impostor"}))
+    assert impostor.json()["rule"] == "receipt-signer"
+    recorded = refusals(api)
+    assert [r["rule"] for r in recorded] == [
+        "receipt-signer", "amount-mismatch", "unknown-original-reference", "unknown-reference", "checksum"
+    ]  # fmt: skip
+    assert {r["kind"] for r in recorded} == {"payment.refund"} and {r["connector"] for r in recorded} == {PAYMENT}
+    hub = api.app.state.hub
+    assert partners.payment(hub.store.engine, reference).state == "initiated"
+    assert callback(api, sim.confirmation({"MaThamChieu": reference})).status_code == 200  # the real one still works
+
+
+def test_refunds_above_what_was_paid_are_refused(api, pki, sim) -> None:
+    """Two refunds of 400 000 of a 575 000 payment: the platform takes both requests (nothing refunded yet), but
+    once the first is confirmed the hub refuses the second's confirmation."""
+    original = pay(api, pki, sim)
+    first, _ = request_refund(api, pki, sim, original, 400_000)
+    second, _ = request_refund(api, pki, sim, original, 400_000)
+    assert callback(api, sim.confirmation({"MaThamChieu": first})).status_code == 200
+    response = callback(api, sim.confirmation({"MaThamChieu": second}))
+    assert response.status_code == 400 and response.json()["rule"] == "refund-exceeds-paid"
+    (refusal,) = refusals(api)
+    assert refusal["reference"] == second and refusal["rule"] == "refund-exceeds-paid"
+    assert partners.refunded_total(api.app.state.hub.store.engine, original) == 400_000
+
+
+def test_a_payment_confirm_for_a_refund_reference_is_refused(api, pki, sim) -> None:
+    """A CONFIRM (payment) naming a refund reference, or a CONFIRM_REFUND naming a payment: unknown-reference."""
+    original = pay(api, pki, sim)
+    reference, _ = request_refund(api, pki, sim, original)
+    as_payment = pm.sign({**pm.confirm_message(partner_code=PARTNER, reference=reference, amount=75_000,
+                                               transaction_id="FT9", bank_code="VCB", at=AT)}, SECRET)  # fmt: skip
+    assert callback(api, as_payment).json()["rule"] == "unknown-reference"

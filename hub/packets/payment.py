@@ -30,8 +30,16 @@ class Payer(PacketModel):
     phone: Phone | None = None
 
 
+PaymentKind = Literal["payment", "refund"]
+
+
 class PaymentRequest(PacketModel):
-    """``payment.request``: a fee request for a dossier; ``amount`` equals the sum of ``fee_lines``."""
+    """``payment.request``: a fee request for a dossier; ``amount`` equals the sum of ``fee_lines``.
+
+    ``kind`` ``refund`` (Tiền Giang Điều 17.4, a dossier the agency could not handle) asks the platform to return
+    ``amount`` of the paid request ``original_reference`` (required then, absent for a payment); ``reference`` is
+    the refund's own reference and ``fee_lines`` the lines refunded, ``description`` the reason.
+    """
 
     reference: Code
     dossier_code: DossierCode
@@ -42,9 +50,21 @@ class PaymentRequest(PacketModel):
     currency: Literal["VND"] = "VND"
     fee_lines: Annotated[list[FeeLine], XmlItem("feeLine"), Field(min_length=1)]
     description: LongText | None = None
+    kind: PaymentKind = "payment"
+    original_reference: Code | None = None
 
     @model_validator(mode="after")
     def _amount_is_sum(self) -> Self:
+        if (self.kind == "refund") != (self.original_reference is not None):
+            raise rule_error(
+                "refund-original-reference",
+                "a refund names the paid original_reference it returns money from; a payment names none",
+                "original_reference",
+            )
+        if self.original_reference == self.reference:
+            raise rule_error(
+                "refund-original-reference", "a refund has its own reference, not the original's", "reference"
+            )
         total = sum(line.amount for line in self.fee_lines)
         if self.amount != total:
             raise rule_error(
@@ -59,7 +79,10 @@ SignedReceipt = Annotated[Base64Binary, Field(min_length=1)]
 
 
 class PaymentReceipt(PacketModel):
-    """``payment.receipt``: the bank's confirmation; ``signed_receipt`` is the bank-signed document's bytes."""
+    """``payment.receipt``: the bank's confirmation; ``signed_receipt`` is the bank-signed document's bytes.
+
+    For a refund ``kind`` is ``refund``, ``original_reference`` the paid request refunded and ``paid_at`` the time
+    the money went back."""
 
     reference: Code
     dossier_code: DossierCode
@@ -69,3 +92,5 @@ class PaymentReceipt(PacketModel):
     paid_at: UtcDateTime
     result_code: ResultCode
     signed_receipt: SignedReceipt
+    kind: PaymentKind = "payment"
+    original_reference: Code | None = None

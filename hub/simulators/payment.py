@@ -8,11 +8,19 @@ and the ``CONFIRM`` callback with a bank-signed receipt.
   - ``GET_BILL`` → ``{MaLoi: "00", BienLai: <base64 bank-signed receipt>}`` once paid (``"04"`` before).
   Every request's ``MaXacThuc`` is checked with the partner's secret (``"01"`` when wrong); an unknown partner is
   ``"02"``, an unknown reference ``"04"``. Answers carry their own ``MaXacThuc`` over ``MaLoi|MaThamChieu|secret``.
+  - ``REFUND`` (Tiền Giang Điều 17.4; the field order is ours, ``mappings.payment``) → ``{MaLoi: "00", MaThamChieu}``
+    for a refund reference of a paid ``MaThamChieuGoc`` of the same partner (``"04"`` when unknown or unpaid), an
+    amount not above what was paid less what was refunded already (``"03"``); the same REFUND again is answered
+    the same, the reference reused otherwise ``"03"``.
 - ``POST /_pay {MaThamChieu}``: the payer pays. The platform POSTs ``CONFIRM`` (``MaXacThuc`` over the CONFIRM
   fields, ``BienLai`` = the receipt signed by the bank's key, base64) to ``callback_url`` and answers
   ``{status, answer}`` — the hub's reply. Test knobs in the same body: ``SoTien`` (confirm another amount),
   ``forge_checksum: true``, ``signer: "impostor"`` (a bank key nobody registered), ``reference`` (confirm a
   reference the hub never asked for), ``repeat: N`` (send the same CONFIRM N times).
+- ``POST /_refund {MaThamChieu}`` (a refund reference; ``/_pay`` does the same): the bank returns the money and
+  POSTs ``CONFIRM_REFUND`` with ``MaThamChieuGoc`` and a bank-signed receipt (``LoaiGiaoDich`` ``HOAN_TIEN``); the
+  same knobs, plus ``MaThamChieuGoc`` (name another original reference). It does not re-check the amount against
+  what is left to refund: the hub must.
 
 The bank key and certificate are made on first use (``hub.keys``, in ``key_dir``); ``bank_cert_pem`` is what the hub's
 payment connector registers. ``GET /_received`` → ``{"requests": [...], "payments": {ref: {...}}, "confirms":
@@ -138,7 +146,7 @@ class PaymentSimulator(SimulatorServer):
         except ValueError:
             handler.reply(400, {"MaLoi": "99", "MoTaLoi": "Yêu cầu không phải JSON hợp lệ"})
             return
-        if path == "/_pay":
+        if path in ("/_pay", "/_refund"):
             handler.reply(200, self.pay(message))
         elif path == self.path:
             handler.reply(200, self.answer(message))
@@ -156,12 +164,14 @@ class PaymentSimulator(SimulatorServer):
         secret = self.partners.get(partner) if isinstance(partner, str) else None
         if secret is None:
             return {"MaLoi": "02", "MoTaLoi": f"Đối tác không tồn tại: {partner!r}"}
-        if kind not in (pm.INIT, pm.QUERY, pm.GET_BILL):
+        if kind not in (pm.INIT, pm.QUERY, pm.GET_BILL, pm.REFUND):
             return self._reply(secret, MaLoi="02", MaThamChieu=reference, MoTaLoi=f"LoaiBanTin không hỗ trợ: {kind!r}")
         if not pm.checksum_ok(message, secret):
             return self._reply(secret, MaLoi="01", MaThamChieu=reference, MoTaLoi="Sai mã xác thực")
         with self._data_lock:
             known = self.payments.get(reference) if isinstance(reference, str) else None
+            if kind == pm.REFUND:
+                return self._refund(message, secret, known)
             if kind == pm.INIT:
                 try:
                     amount = pm.amount_of(message)
@@ -191,7 +201,42 @@ class PaymentSimulator(SimulatorServer):
                 return self._reply(secret, MaLoi="04", MaThamChieu=reference, MoTaLoi="Chưa thanh toán")
             return self._reply(secret, MaLoi=pm.SUCCESS, MaThamChieu=reference, BienLai=known["BienLai"])
 
-    # ------------------------------------------------------------ the payer pays
+    def _refund(self, message: dict[str, Any], secret: str, known: dict[str, Any] | None) -> dict[str, Any]:
+        """A checked REFUND (the data lock held)."""
+        reference, original = message.get("MaThamChieu"), message.get("MaThamChieuGoc")
+        paid = self.payments.get(original) if isinstance(original, str) else None
+        if (
+            not isinstance(reference, str)
+            or paid is None
+            or paid.get("kind") == "refund"
+            or not paid["paid"]
+            or paid["MaDoiTac"] != message.get("MaDoiTac")
+        ):
+            return self._reply(secret, MaLoi="04", MaThamChieu=reference, MoTaLoi="Không tìm thấy giao dịch gốc")
+        try:
+            amount = pm.amount_of(message)
+        except pm.PaymentMappingError as exc:
+            return self._reply(secret, MaLoi="02", MaThamChieu=reference, MoTaLoi=str(exc))
+        if known is not None:
+            if known.get("MaThamChieuGoc") != original or known["SoTien"] != amount:
+                return self._reply(secret, MaLoi="03", MaThamChieu=reference, MoTaLoi="Mã tham chiếu đã tồn tại")
+            return self._reply(secret, MaLoi=pm.SUCCESS, MaThamChieu=reference)
+        if amount <= 0 or amount > paid["SoTien"] - paid.get("DaHoan", 0):
+            return self._reply(secret, MaLoi="03", MaThamChieu=reference, MoTaLoi="Số tiền hoàn vượt số đã thanh toán")
+        self.payments[reference] = {
+            "MaDoiTac": message["MaDoiTac"],
+            "SoTien": amount,
+            "MaHoSo": paid["MaHoSo"],
+            "ThongTinGiaoDich": message.get("LyDo", ""),
+            "paid": False,
+            "MaGiaoDich": None,
+            "BienLai": None,
+            "kind": "refund",
+            "MaThamChieuGoc": original,
+        }
+        return self._reply(secret, MaLoi=pm.SUCCESS, MaThamChieu=reference)
+
+    # ------------------------------------------------------------ the payer pays (or the bank refunds)
 
     def pay(self, command: dict[str, Any]) -> dict[str, Any]:
         """The payer pays: build the CONFIRM (see ``confirmation``) and POST it to ``callback_url``."""
@@ -203,7 +248,7 @@ class PaymentSimulator(SimulatorServer):
 
     def confirmation(self, command: dict[str, Any]) -> dict[str, Any]:
         """The CONFIRM message (with ``MaXacThuc`` and ``BienLai``) for a payment of ``command["MaThamChieu"]``,
-        marking it paid; the knobs of ``/_pay`` apply."""
+        marking it paid — a CONFIRM_REFUND when that is a refund reference; the knobs of ``/_pay`` apply."""
         reference = command.get("MaThamChieu")
         with self._data_lock:
             known = self.payments.get(reference) if isinstance(reference, str) else None
@@ -215,6 +260,8 @@ class PaymentSimulator(SimulatorServer):
                 known["MaGiaoDich"] if known and known["MaGiaoDich"] else "FT" + secrets.token_hex(6).upper()
             )
             amount = int(command.get("SoTien", known["SoTien"] if known else 1000))
+            refund = known is not None and known.get("kind") == "refund"
+            original = str(command.get("MaThamChieuGoc") or known["MaThamChieuGoc"]) if refund else None
             confirm = pm.confirm_message(
                 partner_code=partner,
                 reference=str(command.get("reference") or reference),
@@ -223,10 +270,14 @@ class PaymentSimulator(SimulatorServer):
                 bank_code=self.bank_code,
                 at=datetime.now(UTC).replace(microsecond=0),
                 info=known["ThongTinGiaoDich"] if known else "",
+                original_reference=original,
             )
             signer = self.impostor_signer if command.get("signer") == "impostor" else self.bank_signer
             receipt = sign_receipt(signer, pm.receipt_document(confirm, known["MaHoSo"] if known else ""))
             if known is not None and not command.get("reference"):
+                if refund and not known["paid"] and known["MaThamChieuGoc"] in self.payments:
+                    paid = self.payments[known["MaThamChieuGoc"]]
+                    paid["DaHoan"] = paid.get("DaHoan", 0) + amount
                 known.update(paid=True, MaGiaoDich=transaction_id, BienLai=base64.b64encode(receipt).decode())
         message = pm.sign(confirm, secret)
         if command.get("forge_checksum"):

@@ -7,7 +7,9 @@ are created by migration ``0004``.
   officer), for which dossier, procedure and purpose, the subject's ID masked, the result (found, not_found,
   mismatch, refused, timeout, error), the record's digest and the list of fields returned.
 - ``payments``: fee requests sent to a payment platform (reference, amount, dossier, requester) and their
-  confirmation (bank transaction, receipt message id); refunds are rows with ``kind`` ``refund``.
+  confirmation (bank transaction, receipt message id); refunds are rows with ``kind`` ``refund`` and the paid
+  reference they return money from in ``original_reference`` (migration ``0005``), ``state`` ``refunded`` once
+  the platform confirmed them.
 - ``partner_refusals``: callbacks the hub refused (forged checksum, receipt signed by someone else, amount
   mismatch, unknown reference…), with the rule and the reason, for operators.
 - ``postal_cursors`` / ``postal_events``: the last tracking-feed id read per postal connector, and every event
@@ -67,6 +69,7 @@ payments = sa.Table(
     sa.Column("confirm_digest", sa.String(64), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("confirmed_at", UTCDateTime, nullable=True),
+    sa.Column("original_reference", sa.String(100), nullable=True),
 )
 
 partner_refusals = sa.Table(
@@ -160,6 +163,7 @@ class Payment:
     confirm_digest: str | None
     created_at: datetime
     confirmed_at: datetime | None
+    original_reference: str | None = None
 
 
 def add_payment(engine: sa.Engine, **row: Any) -> bool:
@@ -180,15 +184,21 @@ def payment(engine: sa.Engine, reference: str) -> Payment | None:
 
 
 def confirm_payment(
-    engine: sa.Engine, reference: str, *, bank_transaction_id: str, receipt_message_id: str, confirm_digest: str
+    engine: sa.Engine,
+    reference: str,
+    *,
+    bank_transaction_id: str,
+    receipt_message_id: str,
+    confirm_digest: str,
+    state: str = "paid",
 ) -> bool:
-    """Mark a payment confirmed, once: False when it already was (a repeated CONFIRM)."""
+    """Mark a payment (``paid``) or a refund (``refunded``) confirmed, once: False when it already was."""
     with _writing(engine) as conn:
         done = conn.execute(
             payments.update()
             .where(payments.c.reference == reference, payments.c.confirmed_at.is_(None))
             .values(
-                state="paid",
+                state=state,
                 bank_transaction_id=bank_transaction_id,
                 receipt_message_id=receipt_message_id,
                 confirm_digest=confirm_digest,
@@ -196,6 +206,19 @@ def confirm_payment(
             )
         )
         return done.rowcount == 1
+
+
+def refunded_total(engine: sa.Engine, original_reference: str, *, excluding: str | None = None) -> int:
+    """What the confirmed refunds of a paid reference add up to (VND), leaving out ``excluding``."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(payments.c.amount), 0)).where(
+        payments.c.kind == "refund",
+        payments.c.original_reference == original_reference,
+        payments.c.confirmed_at.is_not(None),
+    )
+    if excluding is not None:
+        query = query.where(payments.c.reference != excluding)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 def set_payment_url(engine: sa.Engine, reference: str, url: str | None) -> None:
