@@ -19,7 +19,7 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import urllib3
 from lxml import etree
@@ -123,6 +123,39 @@ class EnvelopeInbox(SimulatorServer):
 
 
 # ---------------------------------------------------------------- sending to the hub
+
+
+class PartnerSystem(EnvelopeInbox):
+    """A partner system that receives the hub's envelopes at ``/inbox`` and sends its own, signed with its key
+    (the provincial system, a ministry's software)."""
+
+    default_code: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        trust: Path | str | TrustStore | None = None,
+        code: str | None = None,
+        signer: Signer | None = None,
+        hub_url: str | None = None,
+        api_key: str | None = None,
+        hub_code: str = "000.00.00.H00",
+    ) -> None:
+        super().__init__(port, trust=trust)
+        self.code = code or self.default_code
+        self.signer = signer
+        self.hub_url = hub_url
+        self.api_key = api_key
+        self.hub_code = hub_code
+
+    def configure(
+        self, *, signer: Signer | None = None, hub_url: str | None = None, api_key: str | None = None
+    ) -> None:
+        """Set what sending needs once the hub is up and the connector registered."""
+        self.signer = signer or self.signer
+        self.hub_url = hub_url or self.hub_url
+        self.api_key = api_key or self.api_key
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,14 @@ for dossiers handed over to it.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from lxml import etree
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from hub.packets.dossier import DossierStatusUpdate
-from hub.signing import Signer, TrustStore
 from hub.simulators.base import SimulatorHandler
-from hub.simulators.envelopes import EnvelopeInbox, SendResult, send, send_soap, signed_envelope
+from hub.simulators.envelopes import PartnerSystem, SendResult, send, send_soap, signed_envelope
 from mappings.national_portal import to_portal_time
 
 TRANSPORTS = ("rest", "soap")
@@ -85,39 +83,17 @@ class MinistryStep(BaseModel):
         return root
 
 
-class MinistrySimulator(EnvelopeInbox):
+class MinistrySimulator(PartnerSystem):
     """Ministry software on 127.0.0.1: pushes signed step messages to the hub by REST or SOAP."""
 
     name: ClassVar[str] = "ministry"
+    default_code: ClassVar[str] = "000.00.00.G10"
 
-    def __init__(
-        self,
-        port: int = 0,
-        *,
-        trust: Path | str | TrustStore | None = None,
-        code: str = "000.00.00.G10",
-        signer: Signer | None = None,
-        hub_url: str | None = None,
-        api_key: str | None = None,
-        hub_code: str = "000.00.00.H00",
-        transport: str = "rest",
-    ) -> None:
-        super().__init__(port, trust=trust)
-        self.code = code
-        self.signer = signer
-        self.hub_url = hub_url
-        self.api_key = api_key
-        self.hub_code = hub_code
+    def __init__(self, port: int = 0, *, transport: str = "rest", **options: Any) -> None:
+        """``options``: see ``PartnerSystem`` (trust, code, signer, hub_url, api_key, hub_code)."""
+        super().__init__(port, **options)
         self.transport = transport
         self.pushed: list[dict[str, Any]] = []
-
-    def configure(
-        self, *, signer: Signer | None = None, hub_url: str | None = None, api_key: str | None = None
-    ) -> None:
-        """Set what pushing needs once the hub is up and the connector registered."""
-        self.signer = signer or self.signer
-        self.hub_url = hub_url or self.hub_url
-        self.api_key = api_key or self.api_key
 
     def envelope(
         self, step: DossierStatusUpdate | MinistryStep | etree._Element, *, message_id: str | None = None

@@ -8,39 +8,20 @@ helper for envelope bytes already signed).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel
 
-from hub.signing import Signer, TrustStore
-from hub.simulators.envelopes import EnvelopeInbox, SendResult, send, signed_envelope
+from hub.simulators.envelopes import PartnerSystem, SendResult, send, signed_envelope
 
 __all__ = ["ProvincialSimulator", "send"]
 
 
-class ProvincialSimulator(EnvelopeInbox):
+class ProvincialSimulator(PartnerSystem):
     """The provincial system on 127.0.0.1: an envelope inbox, and a sender of its own signed envelopes."""
 
     name: ClassVar[str] = "provincial"
-
-    def __init__(
-        self,
-        port: int = 0,
-        *,
-        trust: Path | str | TrustStore | None = None,
-        code: str = "000.00.00.H12",
-        signer: Signer | None = None,
-        hub_url: str | None = None,
-        api_key: str | None = None,
-        hub_code: str = "000.00.00.H00",
-    ) -> None:
-        super().__init__(port, trust=trust)
-        self.code = code
-        self.signer = signer
-        self.hub_url = hub_url
-        self.api_key = api_key
-        self.hub_code = hub_code
+    default_code: ClassVar[str] = "000.00.00.H12"
 
     def envelope(self, model: BaseModel, *, message_id: str | None = None, correlation_id: str = "") -> bytes:
         """``model`` in an envelope from this system to the hub, signed with its key."""
