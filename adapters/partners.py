@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
 from hub.routing import DestinationConfig
 
@@ -14,8 +16,11 @@ class _Unusable(Adapter):
         raise TransientDeliveryError(self.reason)
 
 
-def partner_adapter(cfg: DestinationConfig) -> Adapter:
-    """The population DB (SOAP via zeep), payment platform or postal service adapter for one destination."""
+def partner_adapter(cfg: DestinationConfig, store: Any = None) -> Adapter:
+    """The population DB (SOAP via zeep), payment platform or postal service adapter for one destination.
+
+    ``store`` (a ``hub.store.Store``) is where the payment adapter records the references it initiates; without
+    one, the store named by ``LIENTHONG_DATABASE_URL``."""
     if cfg.kind == "population_db":
         from adapters.population_db import PopulationDbAdapter
 
@@ -27,12 +32,13 @@ def partner_adapter(cfg: DestinationConfig) -> Adapter:
         from hub.config import get_settings
         from hub.payments import initiated_recorder
 
+        target = store.engine if store is not None else get_settings().database_url
         return PaymentAdapter(
             cfg.endpoint,
             partner_code=cfg.credentials.username,
             secret=cfg.credentials.password.get_secret_value(),
             timeout_s=cfg.timeout_s,
-            on_initiated=initiated_recorder(get_settings().database_url),
+            on_initiated=initiated_recorder(target),
         )
     from adapters.postal import PostalAdapter
 

@@ -741,7 +741,8 @@ def simulate(
     ] = None,
     port_offset: Annotated[int, typer.Option(help="Added to every default port (a second set beside the first)")] = 0,
 ) -> None:
-    """Run the partner simulators (national portal, provincial system, ministry) on 127.0.0.1 until Ctrl-C/SIGTERM."""
+    """Run the six partner simulators on 127.0.0.1 until Ctrl-C/SIGTERM: provincial system, national portal,
+    population database (SOAP), postal service, payment platform, ministry software."""
     import signal
     import threading
 

@@ -128,13 +128,13 @@ class _Unusable(Adapter):
         raise TransientDeliveryError(self.reason)
 
 
-def adapter_for(cfg: DestinationConfig) -> Adapter:
+def adapter_for(cfg: DestinationConfig, store: Store | None = None) -> Adapter:
     """The adapter for one destination, chosen by its connector kind and transport: the national portal (or any
     ``json`` transport) gets the mapping + session adapter, envelope partners the plain signed-envelope POST."""
     if cfg.kind in ("population_db", "payment", "postal"):  # partner flows F2–F4 (their transport may be json too)
         from adapters.partners import partner_adapter
 
-        return partner_adapter(cfg)
+        return partner_adapter(cfg, store)
     if cfg.kind == "national_portal" or cfg.transport == "json":
         from adapters.national_portal import NationalPortalAdapter
 
@@ -155,9 +155,10 @@ def adapter_for(cfg: DestinationConfig) -> Adapter:
     return HttpAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
 
 
-def adapters_for(routing: RoutingTable) -> dict[str, Adapter]:
-    """One adapter per destination (see ``adapter_for``)."""
-    return {code: adapter_for(cfg) for code, cfg in routing.destinations.items()}
+def adapters_for(routing: RoutingTable, store: Store | None = None) -> dict[str, Adapter]:
+    """One adapter per destination (see ``adapter_for``); ``store`` is the process's own store, where adapters
+    that keep state (the payment adapter's initiated references) record it."""
+    return {code: adapter_for(cfg, store) for code, cfg in routing.destinations.items()}
 
 
 @dataclass
@@ -205,7 +206,7 @@ def _worker_process(settings: Settings, prefetch: int, idle_exit_s: float | None
         runtime.broker,
         runtime.routing,
         OutboundBuilder(hub_signer(settings), settings.hub_code),
-        adapters_for(runtime.routing),
+        adapters_for(runtime.routing, runtime.store),
         prefetch=prefetch,
         relay=Relay(runtime.store, runtime.broker),
     )

@@ -507,3 +507,26 @@ def test_a_payment_confirm_for_a_refund_reference_is_refused(api, pki, sim) -> N
     as_payment = pm.sign({**pm.confirm_message(partner_code=PARTNER, reference=reference, amount=75_000,
                                                transaction_id="FT9", bank_code="VCB", at=AT)}, SECRET)  # fmt: skip
     assert callback(api, as_payment).json()["rule"] == "unknown-reference"
+
+
+def test_the_worker_payment_adapter_records_initiated_references_in_its_own_store(tmp_path) -> None:
+    """``adapters_for(routing, store)``: the payment adapter's hook writes to the store the worker opened,
+    not to whatever ``LIENTHONG_DATABASE_URL`` names."""
+    from hub import packets
+    from hub.credentials import Credentials
+    from hub.routing import DestinationConfig
+    from hub.runtime import adapter_for
+    from hub.store import Store
+    from hub.store import partners as partner_rows
+
+    store = Store(f"sqlite:///{tmp_path / 'worker.db'}")
+    store.migrate()
+    cfg = DestinationConfig(
+        endpoint="http://127.0.0.1:9/pay", kind="payment", credentials=Credentials(username="LIENTHONG", password="s")
+    )
+    adapter = adapter_for(cfg, store)
+    request = packets.example("payment.request")
+    adapter.on_initiated("000.00.00.P01", request, "msg-1", {"UrlThanhToan": "http://pay.example/x"})
+    recorded = partner_rows.payment(store.engine, request.reference)
+    assert recorded is not None and recorded.dossier_code == request.dossier_code
+    store.close()
