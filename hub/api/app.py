@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from hub import __version__
 from hub.api.problems import PROBLEM_MEDIA_TYPE, ApiProblem, Problem, install_handlers, responses
-from hub.api.service import ADMIN, OPERATOR, Caller, HubService
+from hub.api.service import ADMIN, OPERATOR, Caller, HubService, hub_of, staff_hub
 from hub.config import Settings
 from hub.errors import Issue
 
@@ -269,10 +269,6 @@ def _problem_validation_errors(schema: dict[str, Any]) -> None:
     components = schema.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
-
-
-def hub_of(request: Request) -> HubService:
-    return request.app.state.hub
 
 
 # ---------------------------------------------------------------------------------------------- the app
@@ -530,8 +526,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=responses("unauthenticated", "forbidden"),
     )
     def list_connectors(request: Request, x_api_key: ApiKey = None) -> list[ConnectorOut]:
-        hub = hub_of(request)
-        hub.require(hub.authenticate(x_api_key), ADMIN, OPERATOR)
+        hub = staff_hub(request, x_api_key)
         return [connector_out(c) for c in hub.registry.list()]
 
     @app.post(
@@ -587,8 +582,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=responses("unauthenticated", "forbidden"),
     )
     def queues(request: Request, x_api_key: ApiKey = None) -> list[QueueOut]:
-        hub = hub_of(request)
-        hub.require(hub.authenticate(x_api_key), ADMIN, OPERATOR)
+        hub = staff_hub(request, x_api_key)
         return [
             QueueOut(
                 destination=s.destination,
@@ -618,8 +612,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         include_replayed: bool = False,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     ) -> list[DeadLetterOut]:
-        hub = hub_of(request)
-        hub.require(hub.authenticate(x_api_key), ADMIN, OPERATOR)
+        hub = staff_hub(request, x_api_key)
         found = hub.store.dead_letters(destination=destination, include_replayed=include_replayed, limit=limit)
         return [DeadLetterOut(**{k: getattr(d, k) for k in DeadLetterOut.model_fields}) for d in found]
 

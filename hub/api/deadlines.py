@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Security
 from pydantic import BaseModel, Field
 
 from hub.api.problems import responses
-from hub.api.service import ADMIN, OPERATOR
+from hub.api.service import staff_hub
 
 router = APIRouter()
 
@@ -79,8 +79,7 @@ def _deadlines(request: Request, api_key: str | None) -> DeadlinesOut:
 
     from hub.deadlines import overdue_intake
 
-    hub = request.app.state.hub
-    hub.require(hub.authenticate(api_key), ADMIN, OPERATOR)
+    hub = staff_hub(request, api_key)
     settings = hub.settings
     now = dt.datetime.now(dt.UTC)
     found = overdue_intake(hub.store, settings, now)

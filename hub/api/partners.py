@@ -21,7 +21,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
 from hub.api.problems import ApiProblem, responses
-from hub.api.service import ADMIN, OPERATOR, HubService
+from hub.api.service import HubService, hub_of, staff_hub
 from hub.errors import Issue
 
 router = APIRouter()
@@ -30,10 +30,6 @@ XML_MEDIA_TYPES = ("application/xml", "text/xml")
 ApiKey = Annotated[
     str | None, Security(APIKeyHeader(name="X-Api-Key", auto_error=False, description="The caller's API key"))
 ]
-
-
-def _hub(request: Request) -> HubService:
-    return request.app.state.hub
 
 
 def lookup_service(hub: HubService):
@@ -126,7 +122,7 @@ class RefusalOut(BaseModel):
 async def post_lookup(request: Request, x_api_key: ApiKey = None) -> Response:
     from hub.api.app import read_body
 
-    hub = _hub(request)
+    hub = hub_of(request)
     caller = await run_in_threadpool(hub.authenticate, x_api_key)
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media not in XML_MEDIA_TYPES:
@@ -159,8 +155,7 @@ def list_lookups(
 ) -> list[LookupAuditOut]:
     from hub.store import partners
 
-    hub = _hub(request)
-    hub.require(hub.authenticate(x_api_key), ADMIN, OPERATOR)
+    hub = staff_hub(request, x_api_key)
     return [LookupAuditOut(**row) for row in partners.lookups(hub.store.engine, dossier_code=dossier, limit=limit)]
 
 
@@ -186,7 +181,7 @@ def list_lookups(
     },
 )
 async def payment_callback(request: Request, connector: str) -> JSONResponse:
-    hub = _hub(request)
+    hub = hub_of(request)
     body = await request.body()
     status, answer = await run_in_threadpool(payment_service(hub).confirm, connector, body)
     return JSONResponse(answer, status_code=status)
@@ -207,6 +202,5 @@ def list_refusals(
 ) -> list[Any]:
     from hub.store import partners
 
-    hub = _hub(request)
-    hub.require(hub.authenticate(x_api_key), ADMIN, OPERATOR)
+    hub = staff_hub(request, x_api_key)
     return [RefusalOut(**row) for row in partners.refusals(hub.store.engine, connector=connector, limit=limit)]

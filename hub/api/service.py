@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from starlette.requests import Request
+
 from broker.base import BrokerError
 from hub.api.metrics import ACCEPT_SECONDS, ACCEPTED, REJECTED, StoreCollector
 from hub.api.problems import ApiProblem, from_rejection
@@ -263,3 +265,15 @@ class HubService:
         except (BrokerError, Exception) as exc:
             checks["broker"] = f"unreachable: {type(exc).__name__}"
         return checks
+
+
+def hub_of(request: Request) -> HubService:
+    """The ``HubService`` of the process serving ``request`` (set up by ``create_app``'s lifespan)."""
+    return request.app.state.hub
+
+
+def staff_hub(request: Request, api_key: str | None) -> HubService:
+    """``hub_of`` for endpoints only the admin or operator key may call; raises the 401/403 problem otherwise."""
+    hub = hub_of(request)
+    hub.require(hub.authenticate(api_key), ADMIN, OPERATOR)
+    return hub

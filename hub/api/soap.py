@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from lxml import etree
 
 from hub.api.problems import KINDS, ApiProblem, from_rejection
+from hub.api.service import hub_of
 from hub.errors import Issue, RejectedError
 from hub.xmlparse import XmlLimits, make_parser, parse_xml
 
@@ -193,7 +194,7 @@ def get_wsdl(request: Request) -> Response:
 async def soap_exchange(request: Request) -> Response:
     from hub.api.app import read_body
 
-    hub = request.app.state.hub
+    hub = hub_of(request)
     settings = hub.settings
     # base64 grows the envelope by 4/3; leave room for the SOAP wrapping.
     limit = settings.max_message_bytes * 4 // 3 + 64 * 1024

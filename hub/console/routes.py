@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
+from hub.api.service import hub_of
 from hub.config import Settings
 from hub.console import auth, views
 from hub.console.i18n import LANG_COOKIE, LANGS, Translator, pick_lang
@@ -44,12 +45,8 @@ CSP = (
 router = APIRouter(include_in_schema=False)
 
 
-def _hub(request: Request) -> Any:
-    return request.app.state.hub
-
-
 def _settings(request: Request) -> Settings:
-    return _hub(request).settings
+    return hub_of(request).settings
 
 
 def _lang(request: Request) -> str:
@@ -110,7 +107,7 @@ def _safe_next(target: str) -> str:
 
 
 def _snapshot(request: Request, *, previews: bool = True) -> views.Snapshot:
-    hub = _hub(request)
+    hub = hub_of(request)
     settings = hub.settings
     return views.snapshot(
         hub.store,
@@ -169,7 +166,7 @@ def page(request: Request, q: str = "") -> Response:
     user = _user(request)
     if user is None:
         return _to_login(request)
-    hub = _hub(request)
+    hub = hub_of(request)
     result = None
     if q.strip():
         result = views.search(hub.store, q[:200])
@@ -233,7 +230,7 @@ async def replay(request: Request) -> Response:
     if not ids:
         request.session["flash"] = {"kind": "error", "key": "nothing_selected"}
         return RedirectResponse("/#dead-letters", status_code=303)
-    hub = _hub(request)
+    hub = hub_of(request)
     try:
         done, errors = await run_in_threadpool(replay_dead_letters, hub.runtime, ids, actor=user["name"])
     except Exception as exc:  # the broker is down: the replays are recorded, the relay publishes them later
