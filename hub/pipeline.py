@@ -328,13 +328,16 @@ class GroupCommitter:
         self, data: bytes, authorize: Authorizer | None = None, profile: ProfileResolver | None = None
     ) -> Accepted:
         """Check ``data`` in the calling thread, then wait for its group's commit; raise ``RejectedError``."""
-        item = self.acceptor.check(data, authorize, profile)
-        done: Future = Future()
-        self._queue.put((item, data, done))
-        result = done.result(timeout=self.timeout_s)
+        result = self.enqueue(self.acceptor.check(data, authorize, profile), data).result(timeout=self.timeout_s)
         if isinstance(result, RejectedError):
             raise result
         return result
+
+    def enqueue(self, item: Checked, data: bytes) -> Future:
+        """Hand a checked envelope to the committer; the future holds its ``Accepted`` or ``RejectedError``."""
+        done: Future = Future()
+        self._queue.put((item, data, done))
+        return done
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
-from signxml import XMLVerifier
+from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLVerifier
 from signxml.exceptions import SignXMLException
 
 from hub.errors import LienthongError
-from hub.signing import ALLOWED_DIGESTS, ALLOWED_SIGNATURE_METHODS, EXC_C14N, Signer
+from hub.signing import Signer
 from hub.xmlparse import parse_xml, parser
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
@@ -61,13 +61,11 @@ def verify_receipt(data: bytes, trusted: Iterable[x509.Certificate]) -> etree._E
         raise ReceiptRejected(
             "receipt-signer", "the receipt is signed by a certificate not registered for this payment connector"
         )
-    from signxml import SignatureConfiguration
-
     config = SignatureConfiguration(
         require_x509=True,
-        signature_methods=ALLOWED_SIGNATURE_METHODS,
-        digest_algorithms=ALLOWED_DIGESTS,
-        default_reference_c14n_method=EXC_C14N,
+        signature_methods=frozenset({SignatureMethod.RSA_SHA256, SignatureMethod.ECDSA_SHA256}),
+        digest_algorithms=frozenset({DigestAlgorithm.SHA256}),
+        default_reference_c14n_method=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
     )
     try:
         result = XMLVerifier().verify(data, x509_cert=cert, expect_config=config, parser=parser())

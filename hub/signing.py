@@ -10,28 +10,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import signxml
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
-from signxml import (
-    CanonicalizationMethod,
-    DigestAlgorithm,
-    SignatureConfiguration,
-    SignatureMethod,
-    XMLSigner,
-    XMLVerifier,
-)
-from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, SignXMLException
 
-from hub import keys
+from hub import dsig, keys
 from hub.envelope import (
     DSIG_NAMESPACE,
     ENVELOPE_TAG,
@@ -46,10 +37,7 @@ from hub.envelope import (
 from hub.errors import EnvelopeInvalidError, Issue, KeyMaterialError, SignatureRejectedError
 from hub.xmlparse import XmlLimits, parse_xml, parser
 
-EXC_C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
-ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
-ALLOWED_SIGNATURE_METHODS = frozenset({SignatureMethod.RSA_SHA256, SignatureMethod.ECDSA_SHA256})
-ALLOWED_DIGESTS = frozenset({DigestAlgorithm.SHA256})
+ALLOWED_SIGNATURE_METHODS = frozenset({dsig.RSA_SHA256, dsig.ECDSA_SHA256})
 ANY_SENDER = "*"
 
 _DS = f"{{{DSIG_NAMESPACE}}}"
@@ -83,17 +71,6 @@ class Signer:
         self.private_key = private_key
         self.certificate = certificate
         self._certs = [certificate, *chain]
-        method = (
-            SignatureMethod.ECDSA_SHA256
-            if isinstance(private_key, ec.EllipticCurvePrivateKey)
-            else SignatureMethod.RSA_SHA256
-        )
-        self._signer = XMLSigner(
-            method=signxml.methods.enveloped,
-            signature_algorithm=method,
-            digest_algorithm=DigestAlgorithm.SHA256,
-            c14n_algorithm=EXC_C14N,
-        )
 
     @classmethod
     def from_files(cls, key_path: Path, cert_path: Path) -> Signer:
@@ -101,14 +78,24 @@ class Signer:
         return _cached_signer(*keys._file_stamp(key_path), *keys._file_stamp(cert_path))
 
     def sign(self, envelope: etree._Element) -> etree._Element:
-        """Return a signed copy of an unsigned envelope element."""
+        """Return a signed copy of an unsigned envelope element (``sign_in_place`` signs the element itself)."""
         if envelope.find(SIGNATURE_TAG) is not None:
             raise SignatureRejectedError(
                 "envelope is already signed",
                 [Issue("/envelope/Signature", "one-signature", "refusing to add a second signature")],
                 message_id=peek_message_id(envelope),
             )
-        return self._signer.sign(envelope, key=self.private_key, cert=self._certs)
+        return self.sign_in_place(copy.deepcopy(envelope))
+
+    def sign_in_place(self, envelope: etree._Element) -> etree._Element:
+        """Append the signature to ``envelope``, a freshly built unsigned envelope the caller owns; return it."""
+        if envelope.find(SIGNATURE_TAG) is not None:
+            raise SignatureRejectedError(
+                "envelope is already signed",
+                [Issue("/envelope/Signature", "one-signature", "refusing to add a second signature")],
+                message_id=peek_message_id(envelope),
+            )
+        return dsig.sign_enveloped(envelope, self.private_key, self._certs)
 
 
 @lru_cache(maxsize=16)
@@ -247,14 +234,6 @@ class EnvelopeVerifier:
         self.limits = limits or XmlLimits()
         self.clock = clock
         self.validate_payload = validate_payload
-        self._config_template = SignatureConfiguration(
-            require_x509=True,
-            location="./",
-            expect_references=1,
-            signature_methods=ALLOWED_SIGNATURE_METHODS,
-            digest_algorithms=ALLOWED_DIGESTS,
-            default_reference_c14n_method=EXC_C14N,
-        )
 
     def verify(self, data: bytes | etree._Element, payload_check: PayloadCheck | None = None) -> VerifiedEnvelope:
         """Verify a signed envelope; raise ``SignatureRejectedError`` / ``EnvelopeInvalidError`` with the reason.
@@ -264,15 +243,13 @@ class EnvelopeVerifier:
         root = data if isinstance(data, etree._Element) else parse_xml(data, self.limits)
         message_id = peek_message_id(root) if root.tag == ENVELOPE_TAG else None
         try:
-            # signxml copies an element by serialising it; bytes that already passed parse_xml skip that step.
-            return self._verify(root, data if isinstance(data, bytes) else root, payload_check)
+            # Verification detaches the signature: a tree parsed here is ours to change, a caller's is copied.
+            return self._verify(root, isinstance(data, bytes), payload_check)
         except (SignatureRejectedError, EnvelopeInvalidError) as exc:
             exc.message_id = exc.message_id or message_id
             raise
 
-    def _verify(
-        self, root: etree._Element, source: bytes | etree._Element, payload_check: PayloadCheck | None = None
-    ) -> VerifiedEnvelope:
+    def _verify(self, root: etree._Element, owned: bool, payload_check: PayloadCheck | None = None) -> VerifiedEnvelope:
         if root.tag != ENVELOPE_TAG:
             raise EnvelopeInvalidError(
                 f"root element is {root.tag}, not a Lienthong envelope",
@@ -288,22 +265,13 @@ class EnvelopeVerifier:
         except KeyMaterialError as exc:
             raise _rejected("key-policy", str(exc)) from None
 
-        config = SignatureConfiguration(**{**self._config_template.__dict__, "verification_time": now})
         try:
-            result = XMLVerifier().verify(source, x509_cert=cert, expect_config=config, parser=parser())
-        except InvalidDigest:
-            raise _rejected(
-                "signature-digest", "digest mismatch: the envelope was changed after it was signed"
-            ) from None
-        except InvalidCertificate as exc:
-            raise _rejected("certificate-validity", str(exc)) from None
-        except InvalidInput as exc:
-            raise _rejected("signature-policy", str(exc)) from None
-        except (SignXMLException, etree.DocumentInvalid) as exc:
-            raise _rejected("signature-value", f"signature does not verify: {exc}") from None
+            result = dsig.verify_enveloped(root if owned else copy.deepcopy(root), cert, parser())
+        except dsig.DsigError as exc:
+            raise _rejected(exc.rule, str(exc)) from None
 
-        signed = result.signed_xml
-        if signed is None or signed.tag != ENVELOPE_TAG:
+        signed = result.signed
+        if signed.tag != ENVELOPE_TAG:
             raise _rejected("signature-coverage", "the signature does not cover the whole envelope")
         # From here on only the signed XML is read (no signature wrapping).
         header, issues = validate_envelope(signed, payload_check)
@@ -317,7 +285,7 @@ class EnvelopeVerifier:
             payload=body_payload(signed),
             certificate=cert,
             trusted_as=trusted_as,
-            signed_c14n=result.signed_data,
+            signed_c14n=result.signed_c14n,
         )
 
     @staticmethod
@@ -338,9 +306,9 @@ class EnvelopeVerifier:
             el = signature.find(path)
             return None if el is None else el.get("Algorithm")
 
-        if algorithm(f"{_DS}SignedInfo/{_DS}CanonicalizationMethod") != EXC_C14N.value:
+        if algorithm(f"{_DS}SignedInfo/{_DS}CanonicalizationMethod") != dsig.EXC_C14N:
             raise _rejected("signature-c14n", "SignedInfo must use exclusive C14N")
-        if algorithm(f"{_DS}SignedInfo/{_DS}SignatureMethod") not in {m.value for m in ALLOWED_SIGNATURE_METHODS}:
+        if algorithm(f"{_DS}SignedInfo/{_DS}SignatureMethod") not in ALLOWED_SIGNATURE_METHODS:
             raise _rejected("signature-algorithm", "signature method must be rsa-sha256 or ecdsa-sha256")
         references = signature.findall(f"{_DS}SignedInfo/{_DS}Reference")
         if len(references) != 1:
@@ -349,11 +317,11 @@ class EnvelopeVerifier:
         if reference.get("URI") != "":
             raise _rejected("signature-coverage", 'the reference must be URI="" (the whole envelope)')
         transforms = [t.get("Algorithm") for t in reference.findall(f"{_DS}Transforms/{_DS}Transform")]
-        if transforms != [ENVELOPED, EXC_C14N.value]:
+        if transforms != [dsig.ENVELOPED, dsig.EXC_C14N]:
             raise _rejected(
                 "signature-transforms", "reference transforms must be enveloped-signature then exclusive C14N"
             )
-        if algorithm(f"{_DS}SignedInfo/{_DS}Reference/{_DS}DigestMethod") not in {d.value for d in ALLOWED_DIGESTS}:
+        if algorithm(f"{_DS}SignedInfo/{_DS}Reference/{_DS}DigestMethod") != dsig.SHA256:
             raise _rejected("signature-digest-algorithm", "digest method must be SHA-256")
         cert_els = signature.findall(f"{_DS}KeyInfo/{_DS}X509Data/{_DS}X509Certificate")
         if not cert_els:

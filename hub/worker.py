@@ -190,7 +190,10 @@ class Worker:
                 continue
             to_start[index] = delivery
         started = self.store.start_attempts([d.delivery_id for d in to_start.values()]) if to_start else {}
-        futures = {}
+        # Mapping and signing are CPU work: done here, one at a time, before any partner call starts. Pool threads
+        # only call partners; CPU work interleaved with other busy threads costs about twice the CPU, as the
+        # threads hand the GIL back and forth at every lxml, OpenSSL and socket call.
+        ready: dict[int, tuple[int, EnvelopeHeader, bytes]] = {}
         for index, delivery in to_start.items():
             attempt = started.get(delivery.delivery_id)
             if attempt is None:
@@ -198,8 +201,13 @@ class Worker:
                     "message_id=%s destination=%s already delivered; ack", delivery.message_id, delivery.destination
                 )
                 outcomes[index] = Outcome("already")
+                continue
+            built = self._build(delivery)
+            if isinstance(built, Outcome):
+                outcomes[index] = built
             else:
-                futures[index] = self._pool.submit(self._deliver, delivery, attempt)
+                ready[index] = (attempt, *built)
+        futures = {index: self._pool.submit(self._deliver, batch[index], *args) for index, args in ready.items()}
         delivered: list[tuple[int, int, bytes, str]] = []
         for index, future in futures.items():
             try:
@@ -224,23 +232,33 @@ class Worker:
         else:
             self.broker.dead_letter(delivery, outcome.reason)
 
-    def _deliver(self, delivery: Delivery, attempt: int) -> tuple[Outcome, tuple[int, bytes, str] | None]:
-        """Map, sign and deliver one message (pool thread); failures are recorded here, successes by the caller.
+    def _build(self, delivery: Delivery) -> tuple[EnvelopeHeader, bytes] | Outcome:
+        """Map and sign for the destination; a failure is permanent for this content (recorded as dead)."""
+        with log_context(message_id=delivery.message_id, connector=delivery.destination):
+            try:
+                return self.builder.build(delivery.body, delivery.destination)
+            except Exception as exc:
+                reason = f"cannot map or sign for {delivery.destination}: {exc}"
+                assert delivery.delivery_id is not None
+                self.store.record_dead(delivery.delivery_id, reason="mapping", error=reason)
+                log.warning("message_id=%s %s", delivery.message_id, reason)
+                return Outcome("dead", reason=reason)
+
+    def _deliver(
+        self, delivery: Delivery, attempt: int, header: EnvelopeHeader, outbound: bytes
+    ) -> tuple[Outcome, tuple[int, bytes, str] | None]:
+        """Deliver one signed message (pool thread); failures are recorded here, successes by the caller.
         Every line logged meanwhile carries the message id and connector (``hub.logs.log_context``)."""
         with log_context(message_id=delivery.message_id, connector=delivery.destination):
-            return self._deliver_one(delivery, attempt)
+            return self._deliver_one(delivery, attempt, header, outbound)
 
-    def _deliver_one(self, delivery: Delivery, attempt: int) -> tuple[Outcome, tuple[int, bytes, str] | None]:
+    def _deliver_one(
+        self, delivery: Delivery, attempt: int, header: EnvelopeHeader, outbound: bytes
+    ) -> tuple[Outcome, tuple[int, bytes, str] | None]:
         destination = delivery.destination
         delivery_id = delivery.delivery_id
         assert delivery_id is not None
         breaker = self._breakers[destination]
-        try:
-            header, outbound = self.builder.build(delivery.body, destination)
-        except Exception as exc:  # mapping/signing problems are permanent for this content
-            reason = f"cannot map or sign for {destination}: {exc}"
-            self.store.record_dead(delivery_id, reason="mapping", error=reason)
-            return Outcome("dead", reason=reason), None
         request = OutboundRequest(destination, header.message_id, header.message_type, outbound)
         try:
             with self._limits[destination]:

@@ -389,7 +389,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def submit_message(request: Request, x_api_key: ApiKey = None) -> JSONResponse:
         hub = hub_of(request)
         try:
-            caller = await run_in_threadpool(hub.authenticate, x_api_key)
+            caller = await hub.authenticate_async(x_api_key)
         except ApiProblem as exc:
             hub.reject_metric("unknown", exc.kind)
             raise
@@ -406,7 +406,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except ApiProblem as exc:
             hub.reject_metric(label, exc.kind)
             raise
-        accepted = await run_in_threadpool(hub.submit, caller, body, "rest")
+        accepted = await hub.submit_async(caller, body, "rest")
         out = AcceptedOut(
             message_id=accepted.message_id,
             status=accepted.status,

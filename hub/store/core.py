@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +84,16 @@ _B_ID = sa.bindparam("b_id")
 _B_NOW = sa.bindparam("b_now", type_=UTCDateTime)
 _RETURN = (deliveries.c.attempts, deliveries.c.message_pk, deliveries.c.destination)
 _INSERT_EVENT = events.insert()
+_INSERT_TIMELINE = dossier_timeline.insert()
+_SET_DOSSIER_STATE = (
+    dossiers.update()
+    .where(dossiers.c.code == sa.bindparam("b_code"))
+    .values(
+        status=sa.bindparam("b_status", type_=sa.Integer),
+        status_at=sa.bindparam("b_status_at", type_=UTCDateTime),
+        applied_at=sa.bindparam("b_applied", type_=UTCDateTime),
+    )
+)
 _DELIVERED_MANY = (
     deliveries.update()
     .where(deliveries.c.id == _B_ID)
@@ -96,6 +106,21 @@ _DELIVERED_MANY = (
         updated_at=_B_NOW,
     )
 )
+
+
+@dataclass
+class _StatusWrites:
+    """Status-machine results of one transaction, written together: timeline entries, and each dossier's last
+    new state (later decisions in the same transaction already saw the earlier ones in memory)."""
+
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def flush(self, conn: Connection) -> None:
+        if self.states:
+            conn.execute(_SET_DOSSIER_STATE, list(self.states.values()))
+        if self.timeline:
+            conn.execute(_INSERT_TIMELINE, self.timeline)
 
 
 def _event_row(row: Any, state: str, at: datetime, detail: str = "") -> dict[str, Any]:
@@ -518,23 +543,24 @@ class Store:
             )
             known.update((r.sender, r.message_id) for r in conn.execute(query))
         decisions: dict[int, Decision] = {}
+        pending = _StatusWrites()
         for i in wanted:
             sub = subs[i]
             update = sub.status
             if update is None or (sub.sender, sub.message_id) in known:
                 continue
-            decision = self._apply_status(
-                conn, update.dossier_code, state[update.dossier_code], update.status, update.at,
-                message_id=sub.message_id, source=update.source, correction=None, now=now,
+            decision = self._decide_status(
+                update.dossier_code, state[update.dossier_code], update.status, update.at,
+                message_id=sub.message_id, source=update.source, correction=None, now=now, pending=pending,
             )  # fmt: skip
             if decision.new_state is not None:
                 state[update.dossier_code] = decision.new_state
             decisions[i] = decision
+        pending.flush(conn)
         return decisions
 
     @staticmethod
-    def _apply_status(
-        conn: Connection,
+    def _decide_status(
         dossier_code: str,
         current: Any,
         status: int,
@@ -544,30 +570,32 @@ class Store:
         source: str,
         correction: Any,
         now: datetime,
+        pending: _StatusWrites,
     ) -> Decision:
-        """Decide one update against the locked dossier's ``current`` state; record it on the timeline and, when
-        applied, as the dossier's state."""
+        """Decide one update against the locked dossier's ``current`` state; queue its timeline entry and, when
+        applied, the dossier's new state on ``pending`` (written by ``_StatusWrites.flush``)."""
         from hub.status_machine import decide
 
         decision = decide(current, status, at, correction)
         outcome = str(getattr(decision.outcome, "value", decision.outcome)).lower()
         if decision.new_state is not None:
-            conn.execute(
-                dossiers.update()
-                .where(dossiers.c.code == dossier_code)
-                .values(status=int(decision.new_state.status), status_at=decision.new_state.at, applied_at=now)
-            )
-        conn.execute(
-            dossier_timeline.insert().values(
-                dossier_code=dossier_code,
-                message_id=message_id,
-                status=int(status),
-                at=at,
-                outcome=outcome,
-                reason=decision.reason or "",
-                source=source,
-                recorded_at=now,
-            )
+            pending.states[dossier_code] = {
+                "b_code": dossier_code,
+                "b_status": int(decision.new_state.status),
+                "b_status_at": decision.new_state.at,
+                "b_applied": now,
+            }
+        pending.timeline.append(
+            {
+                "dossier_code": dossier_code,
+                "message_id": message_id,
+                "status": int(status),
+                "at": at,
+                "outcome": outcome,
+                "reason": decision.reason or "",
+                "source": source,
+                "recorded_at": now,
+            }
         )
         return decision
 
@@ -1008,10 +1036,12 @@ class Store:
                 .with_for_update()
             ).one()
             current = None if row.status is None else DossierState(DossierStatus(row.status), row.status_at)
-            decision = self._apply_status(
-                conn, dossier_code, current, status, at,
-                message_id=message_id, source=source, correction=correction, now=now,
+            pending = _StatusWrites()
+            decision = self._decide_status(
+                dossier_code, current, status, at,
+                message_id=message_id, source=source, correction=correction, now=now, pending=pending,
             )  # fmt: skip
+            pending.flush(conn)
             outcome = str(getattr(decision.outcome, "value", decision.outcome)).lower()
             if message_id is not None:
                 query = sa.select(messages.c.id).where(messages.c.message_id == message_id)
