@@ -111,7 +111,7 @@ def _acceptor_init(settings: dict) -> None:
     """Acceptor process start-up: its own store, broker connection and verifier, like an API worker."""
     global _acceptor
     runtime = Runtime.open(Settings(**settings))
-    _acceptor = Acceptor(runtime.store, runtime.broker, runtime.routing, runtime.verifier())
+    _acceptor = Acceptor(runtime.store, runtime.broker, runtime.routing, runtime.verifier(), defer_marks=True)
 
 
 def _acceptor_ready(_: int) -> bool:
@@ -137,6 +137,7 @@ def _accept_chunk(
             if isinstance(result, Exception):
                 raise RuntimeError(f"benchmark envelope rejected: {result}")
             accepted_at[result.message_id] = now
+    _acceptor.flush()
     return accepted_at, busy
 
 

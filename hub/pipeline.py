@@ -27,8 +27,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from lxml import etree
@@ -112,7 +113,11 @@ def outbound_for(pending: PendingDelivery) -> OutboundMessage:
 class Acceptor:
     """The front half of the pipeline, shared by the API, the SOAP entry and the benchmark.
 
-    ``track_status`` (default on): run every ``dossier.status`` through the status machine as it is accepted."""
+    ``track_status`` (default on): run every ``dossier.status`` through the status machine as it is accepted.
+    ``defer_marks``: record the broker's confirmations in the next batch's transaction instead of one of their
+    own (one store transaction per batch instead of two); ``flush`` records what is left. Until then the
+    deliveries look unpublished, which is safe: the relay only republishes after its grace period, and the
+    worker skips a delivery it has already made."""
 
     def __init__(
         self,
@@ -122,13 +127,21 @@ class Acceptor:
         verifier: EnvelopeVerifier,
         *,
         track_status: bool = True,
+        defer_marks: bool = False,
     ) -> None:
         self.store = store
         self.broker = broker
         self.routing = routing
         self.verifier = verifier
         self.track_status = track_status
+        self.defer_marks = defer_marks
+        self._confirmed: list[int] = []  # published and confirmed, not yet marked in the store
         routing.declare(broker)
+
+    def flush(self) -> None:
+        """Mark the confirmed deliveries that ``defer_marks`` is still holding."""
+        confirmed, self._confirmed = self._confirmed, []
+        self.store.mark_published(confirmed)
 
     @staticmethod
     def payload_check(profile: ProfileResolver | None) -> Callable[[EnvelopeHeader, etree._Element], list[Issue]]:
@@ -235,6 +248,7 @@ class Acceptor:
         """Store checked envelopes in one transaction, then publish their deliveries with one confirmed batch."""
         results: list[Accepted | RejectedError] = []
         if checked:
+            confirmed, self._confirmed = self._confirmed, []
             stored = self.store.accept_many(
                 [
                     {
@@ -250,7 +264,8 @@ class Acceptor:
                         "sync": c.sync,
                     }
                     for c, data in checked
-                ]
+                ],
+                published=confirmed,
             )
             outbound: list[OutboundMessage] = []
             for (item, data), res in zip(checked, stored, strict=True):
@@ -303,7 +318,11 @@ class Acceptor:
             # Committed but not confirmed: the relay will publish these again.
             log.warning("publish failed for %d deliveries, the relay will retry: %s", len(outbound), exc)
             return
-        self.store.mark_published([m.delivery_id for m in outbound if m.delivery_id is not None])
+        confirmed = [m.delivery_id for m in outbound if m.delivery_id is not None]
+        if self.defer_marks:
+            self._confirmed.extend(confirmed)
+        else:
+            self.store.mark_published(confirmed)
 
 
 class GroupCommitter:
@@ -315,11 +334,17 @@ class GroupCommitter:
     trip; a lone request waits for nothing but its own commit. A request is answered only after its commit.
     """
 
-    def __init__(self, acceptor: Acceptor, *, max_batch: int = 128, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, acceptor: Acceptor, *, max_batch: int = 128, timeout_s: float = 30.0, linger_s: float = 0.01
+    ) -> None:
         self.acceptor = acceptor
+        acceptor.defer_marks = True  # flushed below whenever the queue runs dry
         self.max_batch = max_batch
         self.timeout_s = timeout_s
+        self.linger_s = linger_s
         self._queue: queue.Queue[tuple[Checked, bytes, Future]] = queue.Queue()
+        self._checking = 0  # envelopes announced by ``expect`` whose checks have not finished yet
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
@@ -339,15 +364,37 @@ class GroupCommitter:
         self._queue.put((item, data, done))
         return done
 
+    @contextmanager
+    def expect(self) -> Iterator[None]:
+        """Announce an envelope whose check is under way (until the block ends), so the committer may wait a
+        little (``linger_s``) for it and commit it with the others instead of in a batch of its own."""
+        with self._lock:
+            self._checking += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._checking -= 1
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 batch = [self._queue.get(timeout=0.2)]
             except queue.Empty:
+                self._flush_marks()
                 continue
+            linger_until = time.monotonic() + self.linger_s
             while len(batch) < self.max_batch:
                 try:
                     batch.append(self._queue.get_nowait())
+                    continue
+                except queue.Empty:
+                    pass
+                left = linger_until - time.monotonic()
+                if self._checking <= 0 or left <= 0:
+                    break
+                try:  # more envelopes are being checked: one commit for all of them
+                    batch.append(self._queue.get(timeout=left))
                 except queue.Empty:
                     break
             try:
@@ -359,9 +406,16 @@ class GroupCommitter:
                 for (_, _, done), result in zip(batch, results, strict=True):
                     done.set_result(result)
 
+    def _flush_marks(self) -> None:
+        try:
+            self.acceptor.flush()
+        except Exception as exc:  # the store is down; the relay republishes, the worker skips duplicates
+            log.warning("could not record broker confirmations: %s", exc)
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self._flush_marks()
 
 
 def _dossier_code(model: BaseModel | None) -> str | None:

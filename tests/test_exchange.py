@@ -21,7 +21,7 @@ from broker.base import BrokerUnavailable, connect
 from hub import keys, packets
 from hub.config import Settings
 from hub.envelope import EnvelopeHeader
-from hub.pipeline import Acceptor, ConflictError, NoRouteError, Relay
+from hub.pipeline import Acceptor, ConflictError, GroupCommitter, NoRouteError, Relay
 from hub.runtime import Runtime, adapters_for, hub_signer, replay_dead_letters
 from hub.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
 from hub.sink import SinkServer
@@ -210,6 +210,49 @@ def test_relay_publishes_what_the_broker_did_not_confirm(exchange: Exchange, mon
     assert exchange.runtime.store.unpublished() == []
     exchange.drain(5, until=lambda: sink_stats(exchange.sink)["unique"] >= 1)
     assert set(sink_stats(exchange.sink)["first_seen"]) == {accepted.message_id}
+
+
+def test_deferred_confirmations_are_recorded_with_the_next_batch(exchange: Exchange, monkeypatch) -> None:
+    """``defer_marks``: the broker's confirmations ride along with the next batch's transaction (or ``flush``),
+    never in a transaction of their own; in between the deliveries merely look unpublished."""
+    exchange.acceptor.defer_marks = True
+    writes = []
+    original = exchange.runtime.store.mark_published
+    monkeypatch.setattr(exchange.runtime.store, "mark_published", lambda ids: (writes.append(list(ids)), original(ids)))
+    first = exchange.acceptor.accept_many([exchange.envelope(), exchange.envelope()])
+    assert len(exchange.runtime.store.unpublished()) == 2
+    exchange.acceptor.accept_many([exchange.envelope()])
+    assert len(exchange.runtime.store.unpublished()) == 1  # the first batch was marked with the second
+    assert writes == []
+    exchange.acceptor.flush()
+    assert exchange.runtime.store.unpublished() == []
+    exchange.drain(until=lambda: sink_stats(exchange.sink)["unique"] >= 3)
+    assert {a.message_id for a in first} <= set(sink_stats(exchange.sink)["first_seen"])
+    assert sink_stats(exchange.sink)["duplicates"] == 0
+
+
+def test_group_commit_waits_for_announced_checks_and_commits_them_together(exchange: Exchange) -> None:
+    committer = GroupCommitter(exchange.acceptor, linger_s=2.0)
+    batches = []
+    original = exchange.acceptor.commit
+    exchange.acceptor.commit = lambda items: (batches.append(len(items)), original(items))[1]
+    try:
+        datas = [exchange.envelope() for _ in range(3)]
+        with committer.expect(), committer.expect():
+            first = committer.enqueue(exchange.acceptor.check(datas[0]), datas[0])
+            time.sleep(0.2)
+            assert not first.done()  # two more are announced: the committer waits for them
+            rest = [committer.enqueue(exchange.acceptor.check(d), d) for d in datas[1:]]
+        results = [f.result(timeout=10) for f in [first, *rest]]
+        assert [r.message_id for r in results] == [exchange.acceptor.check(d).verified.header.message_id for d in datas]
+        assert batches == [3]
+        lone = exchange.envelope()
+        started = time.monotonic()
+        committer.enqueue(exchange.acceptor.check(lone), lone).result(timeout=10)
+        assert time.monotonic() - started < 1.5  # nothing announced: no lingering
+    finally:
+        committer.close()
+    assert exchange.runtime.store.unpublished() == []  # closing records the last confirmations
 
 
 def test_tampered_envelope_is_rejected_and_not_stored(exchange: Exchange) -> None:

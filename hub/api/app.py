@@ -300,6 +300,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "`/soap/exchange` (WSDL at `/soap/exchange?wsdl`)."
         ),
         lifespan=lifespan,
+        # Metrics are Prometheus (/metrics); FastAPI's OpenTelemetry hooks would only cost a lookup per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_handlers(app)
 

@@ -244,8 +244,10 @@ class HubService:
         the CPU: the threads hand the GIL back and forth at every lxml and OpenSSL call.)"""
         started = time.perf_counter()
         try:
-            item = await asyncio.wrap_future(self._cpu.submit(self._check, caller, data))
-            accepted = await asyncio.wrap_future(self.committer.enqueue(item, data))
+            with self.committer.expect():
+                item = await asyncio.wrap_future(self._cpu.submit(self._check, caller, data))
+                committed = self.committer.enqueue(item, data)
+            accepted = await asyncio.wrap_future(committed)
             if isinstance(accepted, RejectedError):
                 raise accepted
         except RejectedError as exc:

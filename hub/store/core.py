@@ -303,17 +303,22 @@ class Store:
         )
         return self.accept_many([submission])[0]
 
-    def accept_many(self, items: Iterable[Submission | Mapping[str, Any]]) -> list[AcceptResult]:
+    def accept_many(
+        self, items: Iterable[Submission | Mapping[str, Any]], *, published: Sequence[int] = ()
+    ) -> list[AcceptResult]:
         """``accept`` for a batch, in one transaction; results are in the order of ``items``.
 
         Items are ``Submission``s or mappings with ``accept``'s keyword names. A (sender, message_id) repeated
-        within the batch is a duplicate (or conflict) of its first occurrence.
+        within the batch is a duplicate (or conflict) of its first occurrence. ``published``: deliveries of
+        earlier batches the broker has confirmed since, marked in the same transaction (``mark_published``).
         """
         subs = [Submission.coerce(item) for item in items]
         if not subs:
+            self.mark_published(published)
             return []
         digests = [_digest(s.envelope) for s in subs]
         with self._write() as conn:
+            self._mark_published(conn, published)
             return self._accept_batch(conn, subs, digests)
 
     def _accept_batch(self, conn: Connection, subs: list[Submission], digests: list[str]) -> list[AcceptResult]:
@@ -643,17 +648,22 @@ class Store:
 
     def mark_published(self, delivery_ids: Sequence[int]) -> None:
         """Record that the broker confirmed these deliveries (the relay will not publish them again)."""
-        ids = sorted(set(delivery_ids))
-        if not ids:
+        if not delivery_ids:
+            return
+        with self._write() as conn:
+            self._mark_published(conn, delivery_ids)
+
+    @staticmethod
+    def _mark_published(conn: Connection, delivery_ids: Sequence[int]) -> None:
+        if not delivery_ids:
             return
         now = _now()
-        with self._write() as conn:
-            for chunk in _chunks(ids):
-                conn.execute(
-                    deliveries.update()
-                    .where(deliveries.c.id.in_(list(chunk)), deliveries.c.published_at.is_(None))
-                    .values(published_at=now)
-                )
+        for chunk in _chunks(sorted(set(delivery_ids))):
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(list(chunk)), deliveries.c.published_at.is_(None))
+                .values(published_at=now)
+            )
 
     def unpublished(self, older_than_s: float = 0, limit: int = 1000) -> list[PendingDelivery]:
         """Deliveries committed but never confirmed by the broker, oldest first, for the outbox relay.
