@@ -6,16 +6,23 @@ duplicated effect. It can be told to fail: ``POST /_control {"status": 503, "cou
 10 deliveries with 503 (``"seconds"`` instead of ``count`` fails for a while); ``{"status": 0}`` heals it.
 ``--delay-ms`` makes every delivery take that long (a slow partner). ``GET /_stats`` returns what it saw.
 Run: ``python -m hub.sink --port 9100``.
+
+Two servers share the same state and rules: ``SinkServer`` (threads, started in-process by tests), and, for
+``python -m hub.sink``, a bare ASGI app under uvicorn (httptools, uvloop): the benchmark runs the sink on the
+same two cores as the hub, so the sink must cost as little CPU per delivery as a real partner's server would.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 class SinkState:
@@ -44,6 +51,45 @@ class SinkState:
                 return 0
             self.fail_count -= 1
         return self.fail_status
+
+    def counts(self) -> dict[str, int]:
+        with self.lock:
+            return {"unique": len(self.first_seen), "received": self.received, "failed": self.failed}
+
+    def control(self, body: bytes) -> None:
+        """Apply a ``/_control`` command (see the module docstring)."""
+        command = json.loads(body or b"{}")
+        with self.lock:
+            self.fail_status = int(command.get("status", 0))
+            self.fail_count = command.get("count")
+            seconds = command.get("seconds")
+            self.fail_until = time.time() + float(seconds) if seconds else None
+
+    def receive(self, message_id: str, body: bytes) -> tuple[int, bytes]:
+        """Take one delivery (after the delay); the status and JSON body to answer with."""
+        with self.lock:
+            status = self.failing()
+            if status:
+                self.failed += 1
+            else:
+                self.received += 1
+                if message_id in self.first_seen:
+                    self.duplicates += 1
+                else:
+                    self.first_seen[message_id] = time.time()
+        if status:
+            return status, json.dumps({"error": f"told to fail with {status}"}).encode()
+        if not message_id or not body.lstrip().startswith(b"<"):
+            return 400, b'{"error": "expected an XML envelope with X-Message-Id"}'
+        return 200, json.dumps({"received": message_id}).encode()
+
+    def answer_get(self, path: str) -> tuple[int, bytes]:
+        if path.startswith("/_count"):
+            return 200, json.dumps(self.counts()).encode()
+        if path.startswith("/_stats"):
+            with self.lock:
+                return 200, json.dumps(self.snapshot()).encode()
+        return 404, b'{"error": "not found"}'
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -75,49 +121,18 @@ class SinkHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        if self.path.startswith("/_count"):
-            with self.server.state.lock:
-                state = self.server.state
-                counts = {"unique": len(state.first_seen), "received": state.received, "failed": state.failed}
-            self._reply(200, json.dumps(counts).encode())
-        elif self.path.startswith("/_stats"):
-            with self.server.state.lock:
-                self._reply(200, json.dumps(self.server.state.snapshot()).encode())
-        else:
-            self._reply(404, b'{"error": "not found"}')
+        self._reply(*self.server.state.answer_get(self.path))
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         state = self.server.state
         if self.path.startswith("/_control"):
-            command = json.loads(body or b"{}")
-            with state.lock:
-                state.fail_status = int(command.get("status", 0))
-                state.fail_count = command.get("count")
-                seconds = command.get("seconds")
-                state.fail_until = time.time() + float(seconds) if seconds else None
+            state.control(body)
             self._reply(200, b'{"ok": true}')
             return
-        message_id = self.headers.get("X-Message-Id", "")
         if state.delay_s > 0:
             time.sleep(state.delay_s)
-        with state.lock:
-            status = state.failing()
-            if status:
-                state.failed += 1
-            else:
-                state.received += 1
-                if message_id in state.first_seen:
-                    state.duplicates += 1
-                else:
-                    state.first_seen[message_id] = time.time()
-        if status:
-            self._reply(status, json.dumps({"error": f"told to fail with {status}"}).encode())
-        elif not message_id or not body.lstrip().startswith(b"<"):
-            self._reply(400, b'{"error": "expected an XML envelope with X-Message-Id"}')
-        else:
-            self._reply(200, json.dumps({"received": message_id}).encode())
+        self._reply(*state.receive(self.headers.get("X-Message-Id", ""), body))
 
 
 class SinkServer(ThreadingHTTPServer):
@@ -133,15 +148,55 @@ class SinkServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/inbox"
 
 
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def asgi_app(state: SinkState) -> Callable[[dict[str, Any], Receive, Send], Awaitable[None]]:
+    """The sink as a bare ASGI application over ``state`` (no framework: nothing to route but four paths)."""
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            event = await receive()
+            body += event.get("body", b"")
+            if not event.get("more_body"):
+                break
+        path = scope["path"]
+        if scope["method"] == "GET":
+            status, answer = state.answer_get(path)
+        elif path.startswith("/_control"):
+            state.control(body)
+            status, answer = 200, b'{"ok": true}'
+        else:
+            if state.delay_s > 0:
+                await asyncio.sleep(state.delay_s)
+            message_id = next((v.decode() for k, v in scope["headers"] if k == b"x-message-id"), "")
+            status, answer = state.receive(message_id, body)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    return app
+
+
 def main() -> None:
+    import uvicorn
+
     parser = argparse.ArgumentParser(description="Lienthong sink partner (benchmark and failure tests)")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--delay-ms", type=float, default=0, help="answer each delivery after this long")
     args = parser.parse_args()
-    server = SinkServer(args.port, delay_ms=args.delay_ms)
-    print(f"sink listening on {server.url}", flush=True)
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", args.port))  # bound here, so that --port 0 can report the port it got
+    state = SinkState(delay_s=args.delay_ms / 1000)
+    print(f"sink listening on http://127.0.0.1:{listener.getsockname()[1]}/inbox", flush=True)
+    config = uvicorn.Config(asgi_app(state), log_level="warning", access_log=False, lifespan="off")
     try:
-        server.serve_forever()
+        uvicorn.Server(config).run(sockets=[listener])
     except KeyboardInterrupt:
         pass
 
