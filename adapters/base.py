@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 class DeliveryError(Exception):
@@ -55,11 +56,24 @@ class DeliveryReceipt:
 
 
 class Adapter(ABC):
-    """One destination system's transport."""
+    """One destination system's transport.
+
+    An adapter that sets ``async_capable`` also implements ``deliver_async``; the worker then drives its
+    deliveries from one event loop instead of a thread each (much less CPU per delivery, see ``hub.worker``).
+    """
+
+    async_capable: ClassVar[bool] = False
 
     @abstractmethod
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
         """Deliver once; raise ``TransientDeliveryError`` or ``PermanentDeliveryError`` on failure."""
 
+    async def deliver_async(self, request: OutboundRequest) -> DeliveryReceipt:
+        """``deliver`` on the caller's event loop (only when ``async_capable``)."""
+        raise NotImplementedError(f"{type(self).__name__} delivers from threads only")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release what ``deliver_async`` opened (on the loop it ran on)."""

@@ -1,13 +1,16 @@
 """The plain HTTP adapter: POST the signed envelope as ``application/xml`` to the partner's endpoint.
 
-It uses a urllib3 connection pool rather than httpx: measured here, urllib3 costs ~300 µs of CPU per 4 KB
-request against httpx's ~625 µs, and this is the worker's hot path.
+The worker delivers through ``deliver_async`` (aiohttp, on one event loop): measured here, 16 concurrent 4 KB
+POSTs cost ~130 µs of CPU each that way, against ~490 µs from 16 threads with urllib3 (~300 µs when
+sequential) and more with httpx. ``deliver`` (a urllib3 pool) serves callers without a loop.
 """
 
 from __future__ import annotations
 
+import aiohttp
 import urllib3
-from urllib3.exceptions import HTTPError, TimeoutError
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from adapters.base import (
     Adapter,
@@ -43,26 +46,56 @@ def classify_status(status: int, text: str) -> DeliveryReceipt:
 
 
 class HttpAdapter(Adapter):
-    """A pooled keep-alive client for one endpoint; safe to share between the worker's threads."""
+    """A pooled keep-alive client for one endpoint; ``deliver`` is safe to share between threads,
+    ``deliver_async`` between the tasks of one event loop."""
+
+    async_capable = True
 
     def __init__(self, endpoint: str, *, timeout_s: float = 10.0, max_connections: int = 8) -> None:
         self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.max_connections = max_connections
         self._pool = partner_pool(timeout_s=timeout_s, max_connections=max_connections)
+        self._session: aiohttp.ClientSession | None = None
 
-    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
-        headers = {
+    @staticmethod
+    def _headers(request: OutboundRequest) -> dict[str, str]:
+        return {
             "Content-Type": "application/xml",
             "X-Message-Id": request.message_id,
             "X-Message-Type": request.message_type,
             **request.headers,
         }
+
+    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
         try:
-            response = self._pool.request("POST", self.endpoint, body=request.body, headers=headers)
-        except TimeoutError as exc:
+            response = self._pool.request("POST", self.endpoint, body=request.body, headers=self._headers(request))
+        except Urllib3Timeout as exc:
             raise TransientDeliveryError(f"timed out calling {self.endpoint}: {exc}") from None
-        except HTTPError as exc:
+        except Urllib3Error as exc:
             raise TransientDeliveryError(f"cannot reach {self.endpoint}: {exc}") from None
         return classify_status(response.status, response.data.decode("utf-8", "replace"))
 
+    async def deliver_async(self, request: OutboundRequest) -> DeliveryReceipt:
+        session = self._session
+        if session is None or session.closed:
+            session = self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_connections),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            )
+        try:
+            async with session.post(self.endpoint, data=request.body, headers=self._headers(request)) as response:
+                text = await response.text(errors="replace")
+        except TimeoutError as exc:  # asyncio's timeout (TimeoutError since Python 3.11)
+            raise TransientDeliveryError(f"timed out calling {self.endpoint}: {exc!r}") from None
+        except aiohttp.ClientError as exc:
+            raise TransientDeliveryError(f"cannot reach {self.endpoint}: {exc}") from None
+        return classify_status(response.status, text)
+
     def close(self) -> None:
         self._pool.clear()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -8,17 +8,18 @@ redelivery, which the store recognises (``start_attempts`` skips delivered ones)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lxml import etree
 
-from adapters.base import Adapter, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from adapters.base import Adapter, DeliveryError, DeliveryReceipt, OutboundRequest, PermanentDeliveryError
 from broker.base import Broker, BrokerUnavailable, Delivery
 from hub.envelope import EnvelopeHeader, body_payload, build_envelope, read_header
 from hub.logs import log_context
@@ -136,8 +137,24 @@ class Worker:
         }
         pool_size = max(4, min(64, sum(c.concurrency for c in routing.destinations.values())))
         self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="deliver")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._async_limits: dict[str, asyncio.Semaphore] = {}
+        if any(adapter.async_capable for adapter in adapters.values()):
+            self._start_loop()
         self._stop = threading.Event()
         routing.declare(broker)
+
+    def _start_loop(self) -> None:
+        """One event loop thread drives every ``async_capable`` adapter's deliveries."""
+        loop = self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=loop.run_forever, name="deliver-loop", daemon=True)
+        self._loop_thread.start()
+
+        async def limits() -> dict[str, asyncio.Semaphore]:
+            return {d: asyncio.Semaphore(c.concurrency) for d, c in self.routing.destinations.items()}
+
+        self._async_limits = asyncio.run_coroutine_threadsafe(limits(), loop).result()
 
     def breaker(self, destination: str) -> CircuitBreaker:
         return self._breakers[destination]
@@ -207,14 +224,19 @@ class Worker:
                 outcomes[index] = built
             else:
                 ready[index] = (attempt, *built)
-        futures = {index: self._pool.submit(self._deliver, batch[index], *args) for index, args in ready.items()}
+        futures = {index: self._call(batch[index], header, outbound) for index, (_, header, outbound) in ready.items()}
         delivered: list[tuple[int, int, bytes, str]] = []
         for index, future in futures.items():
+            delivery = batch[index]
+            attempt, header, outbound = ready[index]
             try:
-                outcome, record = future.result()
+                answer = future.result()
             except Exception as exc:  # a bug must not lose the message: retry it later
-                log.exception("message_id=%s unexpected error", batch[index].message_id)
+                log.exception("message_id=%s unexpected error", delivery.message_id)
                 outcome, record = Outcome("deferred", 30.0, f"internal error: {exc!r}"), None
+            else:
+                with log_context(message_id=delivery.message_id, connector=delivery.destination):
+                    outcome, record = self._outcome(delivery, attempt, header, outbound, answer)
             outcomes[index] = outcome
             if record is not None:
                 delivered.append((index, *record))
@@ -244,48 +266,81 @@ class Worker:
                 log.warning("message_id=%s %s", delivery.message_id, reason)
                 return Outcome("dead", reason=reason)
 
-    def _deliver(
-        self, delivery: Delivery, attempt: int, header: EnvelopeHeader, outbound: bytes
-    ) -> tuple[Outcome, tuple[int, bytes, str] | None]:
-        """Deliver one signed message (pool thread); failures are recorded here, successes by the caller.
-        Every line logged meanwhile carries the message id and connector (``hub.logs.log_context``)."""
-        with log_context(message_id=delivery.message_id, connector=delivery.destination):
-            return self._deliver_one(delivery, attempt, header, outbound)
+    def _call(self, delivery: Delivery, header: EnvelopeHeader, outbound: bytes) -> Future:
+        """Start the partner call: on the event loop for an ``async_capable`` adapter, else in a pool thread.
+        The future holds the receipt or the ``DeliveryError``; what it means is decided by ``_outcome``."""
+        request = OutboundRequest(delivery.destination, header.message_id, header.message_type, outbound)
+        adapter = self.adapters[delivery.destination]
+        if adapter.async_capable and self._loop is not None:
+            return asyncio.run_coroutine_threadsafe(self._call_async(adapter, request), self._loop)
+        return self._pool.submit(self._call_in_thread, delivery, adapter, request)
 
-    def _deliver_one(
-        self, delivery: Delivery, attempt: int, header: EnvelopeHeader, outbound: bytes
+    async def _call_async(self, adapter: Adapter, request: OutboundRequest) -> DeliveryReceipt | DeliveryError:
+        async with self._async_limits[request.destination]:
+            try:
+                return await adapter.deliver_async(request)
+            except DeliveryError as exc:
+                return exc
+
+    def _call_in_thread(
+        self, delivery: Delivery, adapter: Adapter, request: OutboundRequest
+    ) -> DeliveryReceipt | DeliveryError:
+        with log_context(message_id=delivery.message_id, connector=delivery.destination):
+            try:
+                with self._limits[delivery.destination]:
+                    return adapter.deliver(request)
+            except DeliveryError as exc:
+                return exc
+
+    def _outcome(
+        self,
+        delivery: Delivery,
+        attempt: int,
+        header: EnvelopeHeader,
+        outbound: bytes,
+        answer: DeliveryReceipt | DeliveryError,
     ) -> tuple[Outcome, tuple[int, bytes, str] | None]:
+        """What the partner's answer means: delivered (recorded by the caller with the batch), dead, or a retry
+        (both recorded here), and what the circuit breaker learns from it."""
         destination = delivery.destination
         delivery_id = delivery.delivery_id
         assert delivery_id is not None
         breaker = self._breakers[destination]
-        request = OutboundRequest(destination, header.message_id, header.message_type, outbound)
-        try:
-            with self._limits[destination]:
-                receipt = self.adapters[destination].deliver(request)
-        except PermanentDeliveryError as exc:
+        if isinstance(answer, PermanentDeliveryError):
             breaker.success()  # the partner is up; it just refuses this content
-            self.store.record_dead(delivery_id, reason="rejected", error=str(exc))
-            log.warning("message_id=%s destination=%s rejected: %s", delivery.message_id, destination, exc,
+            self.store.record_dead(delivery_id, reason="rejected", error=str(answer))
+            log.warning("message_id=%s destination=%s rejected: %s", delivery.message_id, destination, answer,
                         extra={"dossier_code": header.dossier_code})  # fmt: skip
-            return Outcome("dead", reason=str(exc)), None
-        except TransientDeliveryError as exc:
+            return Outcome("dead", reason=str(answer)), None
+        if isinstance(answer, DeliveryError):
             breaker.failure()
             policy = self.routing.destinations[destination].retry_policy
             if policy.exhausted(attempt):
-                self.store.record_dead(delivery_id, reason="exhausted", error=str(exc))
-                return Outcome("dead", reason=f"gave up after {attempt} attempts: {exc}"), None
+                self.store.record_dead(delivery_id, reason="exhausted", error=str(answer))
+                return Outcome("dead", reason=f"gave up after {attempt} attempts: {answer}"), None
             delay = policy.delay_for(attempt)
-            self.store.record_retry(delivery_id, error=str(exc), delay_s=delay)
+            self.store.record_retry(delivery_id, error=str(answer), delay_s=delay)
             log.info("message_id=%s destination=%s attempt %d failed, retry in %.1fs: %s",
-                     delivery.message_id, destination, attempt, delay, exc,
+                     delivery.message_id, destination, attempt, delay, answer,
                      extra={"dossier_code": header.dossier_code})  # fmt: skip
-            return Outcome("retry", delay, str(exc)), None
+            return Outcome("retry", delay, str(answer)), None
         breaker.success()
-        detail = f"HTTP {receipt.status}" + (f" {receipt.detail}" if receipt.sent else "")  # mapped at the edge
+        detail = f"HTTP {answer.status}" + (f" {answer.detail}" if answer.sent else "")  # mapped at the edge
         return Outcome("delivered"), (delivery_id, outbound, detail)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        if self._loop is not None:
+
+            async def close_sessions() -> None:
+                for adapter in self.adapters.values():
+                    await adapter.aclose()
+
+            asyncio.run_coroutine_threadsafe(close_sessions(), self._loop).result(timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(timeout=10)
+            self._loop.close()
+            self._loop = None
         for adapter in self.adapters.values():
             adapter.close()

@@ -4,6 +4,7 @@ idempotency and the outbox relay."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -231,28 +232,59 @@ def test_deferred_confirmations_are_recorded_with_the_next_batch(exchange: Excha
     assert sink_stats(exchange.sink)["duplicates"] == 0
 
 
-def test_group_commit_waits_for_announced_checks_and_commits_them_together(exchange: Exchange) -> None:
-    committer = GroupCommitter(exchange.acceptor, linger_s=2.0)
+def test_group_commit_checks_what_waits_and_commits_it_together(exchange: Exchange) -> None:
+    """Envelopes that queue up while the committer is busy are checked, then committed in one transaction;
+    one that fails its check is answered with its rejection and does not hold the others back."""
+    committer = GroupCommitter(exchange.acceptor)
     batches = []
     original = exchange.acceptor.commit
     exchange.acceptor.commit = lambda items: (batches.append(len(items)), original(items))[1]
+    started, release = threading.Event(), threading.Event()
+
+    def slow_check(data: bytes):
+        started.set()
+        release.wait(10)
+        return exchange.acceptor.check(data)
+
     try:
+        first_data = exchange.envelope()
+        first = committer.submit(lambda: slow_check(first_data), first_data)
+        assert started.wait(10)
         datas = [exchange.envelope() for _ in range(3)]
-        with committer.expect(), committer.expect():
-            first = committer.enqueue(exchange.acceptor.check(datas[0]), datas[0])
-            time.sleep(0.2)
-            assert not first.done()  # two more are announced: the committer waits for them
-            rest = [committer.enqueue(exchange.acceptor.check(d), d) for d in datas[1:]]
-        results = [f.result(timeout=10) for f in [first, *rest]]
-        assert [r.message_id for r in results] == [exchange.acceptor.check(d).verified.header.message_id for d in datas]
-        assert batches == [3]
-        lone = exchange.envelope()
-        started = time.monotonic()
-        committer.enqueue(exchange.acceptor.check(lone), lone).result(timeout=10)
-        assert time.monotonic() - started < 1.5  # nothing announced: no lingering
+        tampered = datas[1].replace(PORTAL.encode(), b"000.00.00.G23", 1)
+        rest = [committer.submit(lambda d=d: exchange.acceptor.check(d), d) for d in (datas[0], tampered, datas[2])]
+        release.set()
+        outcomes = [f.result(timeout=10) for f in [first, *rest]]
+        assert [type(o).__name__ for o in outcomes] == ["Accepted", "Accepted", "SignatureRejectedError", "Accepted"]
+        assert batches == [1, 2]  # the three queued meanwhile: one rejected by its check, two in one commit
     finally:
         committer.close()
     assert exchange.runtime.store.unpublished() == []  # closing records the last confirmations
+
+
+def test_group_commit_on_an_event_loop_commits_one_turn_together(exchange: Exchange) -> None:
+    """``submit_async``: the requests of one turn of the loop are checked and committed together, on the loop."""
+    committer = GroupCommitter(exchange.acceptor)
+    batches = []
+    original = exchange.acceptor.commit
+    exchange.acceptor.commit = lambda items: (batches.append(len(items)), original(items))[1]
+    datas = [exchange.envelope() for _ in range(4)]
+    datas[2] = datas[2].replace(PORTAL.encode(), b"000.00.00.G23", 1)
+
+    async def main():
+        first = await committer.submit_async(lambda: exchange.acceptor.check(datas[0]), datas[0])
+        rest = await asyncio.gather(
+            *(committer.submit_async(lambda d=d: exchange.acceptor.check(d), d) for d in datas[1:])
+        )
+        return [first, *rest]
+
+    try:
+        outcomes = asyncio.run(main())
+    finally:
+        committer.close()
+    assert [type(o).__name__ for o in outcomes] == ["Accepted", "Accepted", "SignatureRejectedError", "Accepted"]
+    assert batches == [1, 2]
+    assert exchange.runtime.store.unpublished() == []
 
 
 def test_tampered_envelope_is_rejected_and_not_stored(exchange: Exchange) -> None:

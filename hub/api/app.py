@@ -391,7 +391,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def submit_message(request: Request, x_api_key: ApiKey = None) -> JSONResponse:
         hub = hub_of(request)
         try:
-            caller = await hub.authenticate_async(x_api_key)
+            caller = hub.authenticate(x_api_key)  # on the loop: a cached registry read (a store query when cold)
         except ApiProblem as exc:
             hub.reject_metric("unknown", exc.kind)
             raise

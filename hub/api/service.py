@@ -5,14 +5,13 @@ Shared by the REST endpoints and the SOAP entry, so both feed exactly the same p
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -96,7 +95,6 @@ class HubService:
         self._refresh_lock = threading.Lock()
         self.acceptor = Acceptor(self.store, self.broker, self._routing(), self._verifier())
         self.committer = GroupCommitter(self.acceptor)
-        self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-check")
         self.relay = Relay(self.store, self.broker, every_s=settings.relay_interval_s)
         self.metrics = StoreCollector(self.store, registry=self.registry, settings=settings)
         self._stop = threading.Event()
@@ -114,7 +112,6 @@ class HubService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self._cpu.shutdown(wait=True)
         self.committer.close()
         self.runtime.close()
 
@@ -233,30 +230,24 @@ class HubService:
         authorize again on the signed header, route, store, publish. Raises ``RejectedError``."""
         started = time.perf_counter()
         try:
-            accepted = self.committer.accept(data, *self._access(caller, data))
+            outcome = self.committer.submit(partial(self._check, caller, data), data).result(self.committer.timeout_s)
+            if isinstance(outcome, RejectedError):
+                raise outcome
         except RejectedError as exc:
             return self._rejected(caller, exc)
-        return self._accepted(caller, channel, started, accepted)
+        return self._accepted(caller, channel, started, outcome)
 
     async def submit_async(self, caller: Caller, data: bytes, channel: str = "rest") -> Accepted:
-        """``submit`` for the event loop: the checks run on the process's one CPU thread, the commit on the
-        group committer; the loop only waits. (Checks spread over a pool of request threads cost about twice
-        the CPU: the threads hand the GIL back and forth at every lxml and OpenSSL call.)"""
+        """``submit`` for the event loop: checked and committed with the requests of the same turn of the loop,
+        on the loop's thread (``GroupCommitter.submit_async``)."""
         started = time.perf_counter()
         try:
-            with self.committer.expect():
-                item = await asyncio.wrap_future(self._cpu.submit(self._check, caller, data))
-                committed = self.committer.enqueue(item, data)
-            accepted = await asyncio.wrap_future(committed)
-            if isinstance(accepted, RejectedError):
-                raise accepted
+            outcome = await self.committer.submit_async(partial(self._check, caller, data), data)
+            if isinstance(outcome, RejectedError):
+                raise outcome
         except RejectedError as exc:
             return self._rejected(caller, exc)
-        return self._accepted(caller, channel, started, accepted)
-
-    async def authenticate_async(self, api_key: str | None) -> Caller:
-        """``authenticate`` on the CPU thread (a cached registry read; a store query when the cache is cold)."""
-        return await asyncio.wrap_future(self._cpu.submit(self.authenticate, api_key))
+        return self._accepted(caller, channel, started, outcome)
 
     def _access(self, caller: Caller, data: bytes) -> tuple[Callable[[EnvelopeHeader], None], Callable]:
         """The caller's authorizer and profile resolver, after denying early (403) on the unverified header."""
