@@ -137,6 +137,39 @@ def _event_row(row: Any, state: str, at: datetime, detail: str = "") -> dict[str
 
 
 _STATE = sa.select(deliveries.c.state).where(deliveries.c.id == _B_ID)
+# Batch statements take their id lists as expanding parameters, so one prepared construct serves every batch.
+_B_IDS = sa.bindparam("b_ids", expanding=True)
+_B_KEYS = sa.bindparam("b_keys", expanding=True)  # (sender, message_id) pairs
+_START_ATTEMPTS = (
+    deliveries.update()
+    .where(deliveries.c.id.in_(_B_IDS), deliveries.c.state != DD)
+    .values(attempts=deliveries.c.attempts + 1, state=DV, next_attempt_at=None, updated_at=_B_NOW)
+    .returning(deliveries.c.id, *_RETURN)
+)
+_OPEN_DELIVERIES = sa.select(deliveries.c.id, *_RETURN).where(deliveries.c.id.in_(_B_IDS), deliveries.c.state != DD)
+_MARK_PUBLISHED = (
+    deliveries.update()
+    .where(deliveries.c.id.in_(_B_IDS), deliveries.c.published_at.is_(None))
+    .values(published_at=_B_NOW)
+)
+_INSERT_DELIVERIES = deliveries.insert().returning(deliveries.c.id, deliveries.c.message_pk, deliveries.c.destination)
+_STORED_MESSAGES = sa.select(
+    messages.c.id, messages.c.sender, messages.c.message_id, messages.c.digest, messages.c.received_at
+).where(sa.tuple_(messages.c.sender, messages.c.message_id).in_(_B_KEYS))
+_KNOWN_MESSAGES = sa.select(messages.c.sender, messages.c.message_id).where(
+    sa.tuple_(messages.c.sender, messages.c.message_id).in_(_B_KEYS)
+)
+_DELIVERIES_OF = (
+    sa.select(deliveries.c.id, deliveries.c.message_pk, deliveries.c.state)
+    .where(deliveries.c.message_pk.in_(_B_IDS))
+    .order_by(deliveries.c.id)
+)
+_LOCK_DOSSIERS = (
+    sa.select(dossiers.c.code, dossiers.c.status, dossiers.c.status_at)
+    .where(dossiers.c.code.in_(sa.bindparam("b_codes", expanding=True)))
+    .order_by(dossiers.c.code)
+    .with_for_update()
+)
 _START_ATTEMPT = (
     deliveries.update()
     .where(deliveries.c.id == _B_ID, deliveries.c.state != DD)
@@ -200,6 +233,7 @@ class Store:
             url = get_settings().database_url
         self.url = normalise_url(url)
         self.dialect = self.url.get_backend_name()
+        self._ignoring: dict[Any, sa.Insert] = {}  # see _insert_ignoring
         if self.dialect not in ("sqlite", "postgresql"):
             raise StoreError(f"unsupported database {self.dialect!r}: use a sqlite:/// or postgresql:// URL")
         options: dict[str, Any] = {"echo": echo}
@@ -264,9 +298,22 @@ class Store:
 
     def _insert_ignoring(self, table: sa.Table, keys: Sequence[str]) -> sa.Insert:
         """``INSERT … ON CONFLICT (keys) DO NOTHING``: a row a concurrent writer stored first is skipped, the
-        transaction goes on (on PostgreSQL it waits for that writer to finish, so a re-read then sees the row)."""
-        dialect = postgresql if self.dialect == "postgresql" else sqlite
-        return dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        transaction goes on (on PostgreSQL it waits for that writer to finish, so a re-read then sees the row).
+        Built once per table (SQLAlchemy then reuses its compiled form)."""
+        key = (table.name, tuple(keys))
+        stmt = self._ignoring.get(key)
+        if stmt is None:
+            dialect = postgresql if self.dialect == "postgresql" else sqlite
+            stmt = self._ignoring[key] = dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        return stmt
+
+    def _insert_message(self) -> sa.Insert:
+        stmt = self._ignoring.get("messages-returning")
+        if stmt is None:
+            stmt = self._ignoring["messages-returning"] = self._insert_ignoring(
+                messages, ("sender", "message_id")
+            ).returning(messages.c.id, messages.c.sender, messages.c.message_id)
+        return stmt
 
     # ---------------------------------------------------------------- intake
 
@@ -353,9 +400,7 @@ class Store:
             for key, i in first.items()
             if key not in rejected
         ]
-        insert = self._insert_ignoring(messages, ("sender", "message_id")).returning(
-            messages.c.id, messages.c.sender, messages.c.message_id
-        )
+        insert = self._insert_message()
         inserted: dict[tuple[str, str], int] = (
             {(r.sender, r.message_id): r.id for r in conn.execute(insert, rows)} if rows else {}
         )
@@ -399,9 +444,8 @@ class Store:
             by_key: dict[tuple[int, str], int] = {}
             if delivery_rows:
                 # Rows come back in any order; they are matched on (message, destination).
-                stmt = deliveries.insert().returning(deliveries.c.id, deliveries.c.message_pk, deliveries.c.destination)
-                by_key = {(r.message_pk, r.destination): r.id for r in conn.execute(stmt, delivery_rows)}
-            conn.execute(events.insert(), event_rows)
+                by_key = {(r.message_pk, r.destination): r.id for r in conn.execute(_INSERT_DELIVERIES, delivery_rows)}
+            conn.execute(_INSERT_EVENT, event_rows)
             for key, pk in inserted.items():
                 delivery_ids[pk] = tuple(by_key[(pk, d)] for d in subs[first[key]].destinations)
             self._record_syncs(conn, [(pk, subs[first[key]]) for key, pk in inserted.items()], now)
@@ -414,21 +458,12 @@ class Store:
         states: dict[int, list[str]] = {pk: [Q] * len(ids) for pk, ids in delivery_ids.items()}
         if missing:
             for chunk in _chunks(missing):
-                query = sa.select(messages.c.id, messages.c.sender, messages.c.message_id, messages.c.digest,
-                                  messages.c.received_at).where(
-                    sa.tuple_(messages.c.sender, messages.c.message_id).in_(list(chunk))
-                )  # fmt: skip
-                for r in conn.execute(query):
+                for r in conn.execute(_STORED_MESSAGES, {"b_keys": list(chunk)}):
                     stored[(r.sender, r.message_id)] = (r.id, r.digest, r.received_at)
             old_pks = [stored[key][0] for key in missing]
             found: dict[int, list[tuple[int, str]]] = {pk: [] for pk in old_pks}
             for chunk in _chunks(old_pks):
-                query = (
-                    sa.select(deliveries.c.id, deliveries.c.message_pk, deliveries.c.state)
-                    .where(deliveries.c.message_pk.in_(list(chunk)))
-                    .order_by(deliveries.c.id)
-                )
-                for r in conn.execute(query):
+                for r in conn.execute(_DELIVERIES_OF, {"b_ids": list(chunk)}):
                     found[r.message_pk].append((r.id, r.state))
             for pk, pairs in found.items():
                 delivery_ids[pk] = tuple(i for i, _ in pairs)
@@ -532,21 +567,12 @@ class Store:
         conn.execute(self._insert_ignoring(dossiers, ("code",)), [{"code": code} for code in codes])
         state: dict[str, DossierState | None] = {}
         for chunk in _chunks(codes):
-            query = (
-                sa.select(dossiers.c.code, dossiers.c.status, dossiers.c.status_at)
-                .where(dossiers.c.code.in_(list(chunk)))
-                .order_by(dossiers.c.code)
-                .with_for_update()
-            )
-            for r in conn.execute(query):
+            for r in conn.execute(_LOCK_DOSSIERS, {"b_codes": list(chunk)}):
                 state[r.code] = None if r.status is None else DossierState(DossierStatus(r.status), r.status_at)
         keys = [(subs[i].sender, subs[i].message_id) for i in wanted]
         known: set[tuple[str, str]] = set()
         for chunk in _chunks(keys):
-            query = sa.select(messages.c.sender, messages.c.message_id).where(
-                sa.tuple_(messages.c.sender, messages.c.message_id).in_(list(chunk))
-            )
-            known.update((r.sender, r.message_id) for r in conn.execute(query))
+            known.update((r.sender, r.message_id) for r in conn.execute(_KNOWN_MESSAGES, {"b_keys": list(chunk)}))
         decisions: dict[int, Decision] = {}
         pending = _StatusWrites()
         for i in wanted:
@@ -659,11 +685,7 @@ class Store:
             return
         now = _now()
         for chunk in _chunks(sorted(set(delivery_ids))):
-            conn.execute(
-                deliveries.update()
-                .where(deliveries.c.id.in_(list(chunk)), deliveries.c.published_at.is_(None))
-                .values(published_at=now)
-            )
+            conn.execute(_MARK_PUBLISHED, {"b_ids": list(chunk), "b_now": now})
 
     def unpublished(self, older_than_s: float = 0, limit: int = 1000) -> list[PendingDelivery]:
         """Deliveries committed but never confirmed by the broker, oldest first, for the outbox relay.
@@ -737,12 +759,7 @@ class Store:
             return {}
         now = _now()
         with self._write() as conn:
-            rows = conn.execute(
-                deliveries.update()
-                .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.state != DD)
-                .values(attempts=deliveries.c.attempts + 1, state=DV, next_attempt_at=None, updated_at=now)
-                .returning(deliveries.c.id, *_RETURN)
-            ).all()
+            rows = conn.execute(_START_ATTEMPTS, {"b_ids": list(delivery_ids), "b_now": now}).all()
             if rows:
                 conn.execute(_INSERT_EVENT, [_event_row(r, EventState.ATTEMPT_STARTED, now) for r in rows])
         return {int(r.id): int(r.attempts) for r in rows}
@@ -757,12 +774,7 @@ class Store:
         now = _now()
         ids = [delivery_id for delivery_id, _, _ in items]
         with self._write() as conn:
-            open_rows = {
-                int(r.id): r
-                for r in conn.execute(
-                    sa.select(deliveries.c.id, *_RETURN).where(deliveries.c.id.in_(ids), deliveries.c.state != DD)
-                )
-            }
+            open_rows = {int(r.id): r for r in conn.execute(_OPEN_DELIVERIES, {"b_ids": ids})}
             todo = [item for item in items if item[0] in open_rows]
             if todo:
                 conn.execute(
