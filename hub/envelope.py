@@ -159,6 +159,22 @@ def read_header(root: etree._Element, *, validate: bool = True) -> EnvelopeHeade
         ) from None
 
 
+def peek_header(root: etree._Element) -> EnvelopeHeader | None:
+    """The header's fields as received, neither verified nor validated (``model_construct``), for a decision that
+    is taken again on the verified header, such as an early access check; ``None`` when sender or type is missing."""
+    head = root.find(HEADER_TAG) if root.tag == ENVELOPE_TAG else None
+    if head is None:
+        return None
+    values = {}
+    for attr, name in _HEADER_FIELDS:
+        text = head.findtext(f"{_E}{name}")
+        if text is not None and text.strip():
+            values[attr] = text.strip()
+    if "sender" not in values or "message_type" not in values:
+        return None
+    return EnvelopeHeader.model_construct(**values)
+
+
 def body_payload(root: etree._Element) -> etree._Element:
     """The canonical payload element inside the body."""
     body = root.find(BODY_TAG)

@@ -178,11 +178,18 @@ class Acceptor:
         return check
 
     def check(
-        self, data: bytes, authorize: Authorizer | None = None, profile: ProfileResolver | None = None
+        self,
+        data: bytes,
+        authorize: Authorizer | None = None,
+        profile: ProfileResolver | None = None,
+        *,
+        parsed: etree._Element | None = None,
     ) -> Checked:
         """Verify (body through the sender's ``profile``), authorize and route one envelope without storing it;
-        raise ``RejectedError`` with the reason."""
-        verified = self.verifier.verify(data, self.payload_check(profile) if profile is not None else None)
+        raise ``RejectedError`` with the reason. ``parsed``: ``data`` already parsed, handed over (see
+        ``EnvelopeVerifier.verify``)."""
+        payload_check = self.payload_check(profile) if profile is not None else None
+        verified = self.verifier.verify(data, payload_check, parsed=parsed)
         header = verified.header
         if authorize is not None:
             try:

@@ -235,16 +235,28 @@ class EnvelopeVerifier:
         self.clock = clock
         self.validate_payload = validate_payload
 
-    def verify(self, data: bytes | etree._Element, payload_check: PayloadCheck | None = None) -> VerifiedEnvelope:
+    def verify(
+        self,
+        data: bytes | etree._Element,
+        payload_check: PayloadCheck | None = None,
+        *,
+        parsed: etree._Element | None = None,
+    ) -> VerifiedEnvelope:
         """Verify a signed envelope; raise ``SignatureRejectedError`` / ``EnvelopeInvalidError`` with the reason.
 
         ``payload_check`` validates the body instead of the canonical packet check (see ``validate_envelope``);
-        it sees only the signed XML."""
-        root = data if isinstance(data, etree._Element) else parse_xml(data, self.limits)
+        it sees only the signed XML. ``parsed``: ``data`` already parsed with ``hub.xmlparse.parse_xml`` under
+        this verifier's limits, by a caller that hands the tree over (verification detaches its signature)."""
+        if parsed is not None:
+            root, owned = parsed, True
+        elif isinstance(data, etree._Element):
+            root, owned = data, False
+        else:
+            root, owned = parse_xml(data, self.limits), True
         message_id = peek_message_id(root) if root.tag == ENVELOPE_TAG else None
         try:
-            # Verification detaches the signature: a tree parsed here is ours to change, a caller's is copied.
-            return self._verify(root, isinstance(data, bytes), payload_check)
+            # Verification detaches the signature: a tree parsed for it is changed, a caller's element is copied.
+            return self._verify(root, owned, payload_check)
         except (SignatureRejectedError, EnvelopeInvalidError) as exc:
             exc.message_id = exc.message_id or message_id
             raise

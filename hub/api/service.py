@@ -21,8 +21,8 @@ from broker.base import BrokerError
 from hub.api.metrics import ACCEPT_SECONDS, ACCEPTED, REJECTED, StoreCollector
 from hub.api.problems import ApiProblem, from_rejection
 from hub.config import Settings
-from hub.envelope import ENVELOPE_TAG, HEADER_TAG, EnvelopeHeader, read_header
-from hub.errors import AccessDeniedError, EnvelopeInvalidError, Issue, KeyMaterialError, RejectedError
+from hub.envelope import EnvelopeHeader, peek_header
+from hub.errors import AccessDeniedError, Issue, KeyMaterialError, RejectedError
 from hub.pipeline import Accepted, Acceptor, Checked, GroupCommitter, Relay
 from hub.registry.spec import DEFAULT_PROFILE
 from hub.runtime import Runtime
@@ -249,21 +249,15 @@ class HubService:
             return self._rejected(caller, exc)
         return self._accepted(caller, channel, started, outcome)
 
-    def _access(self, caller: Caller, data: bytes) -> tuple[Callable[[EnvelopeHeader], None], Callable]:
-        """The caller's authorizer and profile resolver, after denying early (403) on the unverified header."""
+    def _check(self, caller: Caller, data: bytes) -> Checked:
+        """Parse (hardened) once, deny early (403) on the unverified header before spending a signature check,
+        then verify, authorize again on the signed header, and route (``Acceptor.check``)."""
         authorize = self.authorizer(caller)
         root = parse_xml(data, self.limits)
-        if root.tag == ENVELOPE_TAG and root.find(HEADER_TAG) is not None:
-            try:
-                header = read_header(root, validate=False)
-            except EnvelopeInvalidError:
-                pass  # verification reports it with the details
-            else:
-                authorize(header)  # deny before spending a signature check
-        return authorize, self.profiles(caller)
-
-    def _check(self, caller: Caller, data: bytes) -> Checked:
-        return self.acceptor.check(data, *self._access(caller, data))
+        unverified = peek_header(root)
+        if unverified is not None:
+            authorize(unverified)
+        return self.acceptor.check(data, authorize, self.profiles(caller), parsed=root)
 
     def _rejected(self, caller: Caller, exc: RejectedError) -> NoReturn:
         REJECTED.labels(caller.code or caller.name, from_rejection(exc).kind).inc()
