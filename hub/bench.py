@@ -115,9 +115,10 @@ def _acceptor_init(settings: dict) -> None:
     _acceptor = Acceptor(runtime.store, runtime.broker, runtime.routing, runtime.verifier(), defer_marks=True)
 
 
-def _acceptor_ready(_: int) -> bool:
+def _process_ready(_: int) -> bool:
+    """Answered once a pool process has started and run its initializer (it imported the hub by then)."""
     time.sleep(0.2)  # lets every pool process take one of these
-    return _acceptor is not None
+    return _acceptor is not None or _loader is not None
 
 
 def _accept_chunk(
@@ -226,15 +227,22 @@ def _register_connectors(runtime: Runtime, province_pem: str, sink_url: str) -> 
     return api_key
 
 
-def _wait_http(url: str, seconds: float = 30) -> None:
+def _wait_http(url: str, processes: int = 1, seconds: float = 30) -> None:
+    """Wait until ``processes`` different server processes have answered ``url`` (``/healthz`` names its pid),
+    so that none of them is still starting up once the clock runs."""
     deadline = time.monotonic() + seconds
+    seen: set[str] = set()
     while time.monotonic() < deadline:
         try:
-            _get_json(url)
-            return
+            seen.add(str(_get_json(url).get("pid", "")))
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")
+            continue
+        if len(seen) >= processes:
+            return
+        time.sleep(0.02)
+    if not seen:
+        raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")
 
 
 def naive_chain(envelopes: list[bytes], settings: Settings, broker_url: str, verifier, signer: Signer) -> float:
@@ -352,15 +360,14 @@ def run(
         chunks = [envelopes[k::acceptors] for k in range(acceptors)]
         context = multiprocessing.get_context("spawn")
         if via == "http":
-            _wait_http(f"{api_url}/healthz")
+            _wait_http(f"{api_url}/healthz", serve_workers)
             setup = {"initializer": _loader_init, "initargs": (api_key, f"{api_url}/api/v1/messages", 16)}
             task = _post_chunk
         else:
             setup = {"initializer": _acceptor_init, "initargs": (settings.model_dump(),)}
             task = _accept_chunk
         with context.Pool(acceptors, **setup) as pool:
-            if via != "http":
-                pool.map(_acceptor_ready, range(acceptors))  # connected and warm before the clock starts
+            pool.map(_process_ready, range(acceptors))  # started, connected and warm before the clock starts
             started = time.perf_counter()
             jobs = [
                 pool.apply_async(task, (chunk, max(1, window // acceptors), batch, count_url, acceptors))
