@@ -136,6 +136,11 @@ class Broker(ABC):
     def ack(self, delivery: Delivery) -> None:
         """The delivery is done: remove it."""
 
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """``ack`` each of them (a backend may settle them with fewer round trips)."""
+        for delivery in deliveries:
+            self.ack(delivery)
+
     @abstractmethod
     def retry(self, delivery: Delivery, delay_s: float, reason: str) -> None:
         """Deliver it again after ``delay_s`` seconds with ``attempt + 1``, and settle the original."""

@@ -529,6 +529,30 @@ class RabbitMQBroker(Broker):
 
         self._settle_safely(op)
 
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """One ``basic.ack`` with ``multiple`` when these are every unsettled delivery up to the highest tag (the
+        usual case: a worker settling the batch it took), else one ack each."""
+        tags = {tag for tag in map(self._current, deliveries) if tag is not None}
+        if len(tags) < 2:
+            for delivery in deliveries:
+                self.ack(delivery)
+            return
+        top = max(tags)
+        if any(tag <= top and tag not in tags for tag in self._held):
+            for delivery in deliveries:
+                self.ack(delivery)
+            return
+
+        def op() -> None:
+            for tag in tags:
+                del self._held[tag]
+            self._ch._impl.basic_ack(delivery_tag=top, multiple=True)
+            self._settled_unsent += 1
+            if self._settled_unsent >= self.flush_every:
+                self._pump(0)
+
+        self._settle_safely(op)
+
     def requeue(self, delivery: Delivery) -> None:
         tag = self._current(delivery)
         if tag is None:

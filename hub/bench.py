@@ -40,6 +40,7 @@ from hub.xmlparse import parse_xml
 
 PROVINCE, SINK = "000.00.00.H12", "000.00.00.B01"
 MESSAGE_TYPES = ("dossier.sync", "dossier.status", "payment.request", "postal.order")
+LOAD_CONCURRENCY = 32  # requests each load process keeps in flight against `hub serve` (--via http)
 
 
 @dataclass
@@ -361,7 +362,7 @@ def run(
         context = multiprocessing.get_context("spawn")
         if via == "http":
             _wait_http(f"{api_url}/healthz", serve_workers)
-            setup = {"initializer": _loader_init, "initargs": (api_key, f"{api_url}/api/v1/messages", 16)}
+            setup = {"initializer": _loader_init, "initargs": (api_key, f"{api_url}/api/v1/messages", LOAD_CONCURRENCY)}
             task = _post_chunk
         else:
             setup = {"initializer": _acceptor_init, "initargs": (settings.model_dump(),)}

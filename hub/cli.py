@@ -458,8 +458,15 @@ def dead_letters_replay(
 def bench(
     broker: Annotated[str, typer.Option(help="`embedded` or an amqp:// URL")] = "embedded",
     messages: Annotated[int, typer.Option(help="Envelopes to send end to end")] = 2000,
-    workers: Annotated[int, typer.Option(help="`hub worker` processes delivering to the sink")] = 2,
-    window: Annotated[int, typer.Option(help="Most accepted-but-undelivered messages at once")] = 400,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="`hub worker` processes delivering to the sink [default: 2; with --via http 1, as the API "
+            "processes need the CPU and one worker takes larger batches]",
+            show_default=False,
+        ),
+    ] = None,
+    window: Annotated[int, typer.Option(help="Most accepted-but-undelivered messages at once")] = 250,
     batch: Annotated[int, typer.Option(help="Envelopes accepted per store transaction")] = 50,
     database: Annotated[str | None, typer.Option(help="Store URL (default: a SQLite file in a temp folder)")] = None,
     naive_messages: Annotated[int, typer.Option(help="Packets timed through the naive chain")] = 1000,
@@ -488,7 +495,10 @@ def bench(
             task = progress.add_task(label, total=total)
             yield lambda n: progress.advance(task, n)
 
-    err.print(f"Lienthong benchmark: {messages} messages, broker {broker}, {workers} worker processes")
+    if via not in ("direct", "http"):
+        raise _fail(f"--via must be `direct` or `http`, not {via!r}")
+    workers = workers if workers is not None else (1 if via == "http" else 2)
+    err.print(f"Lienthong benchmark: {messages} messages, broker {broker}, {workers} worker processes, via {via}")
     result = benchmark.run(
         broker=broker, messages=messages, workers=workers, window=window, batch=batch, database_url=database,
         naive_messages=naive_messages, acceptors=acceptors, prefetch=prefetch, via=via, serve_workers=serve_workers,

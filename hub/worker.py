@@ -105,7 +105,7 @@ class OutboundBuilder:
         # A partner-format body (a mapping profile's, e.g. <BuocXuLy>) is mapped to the canonical packet by the
         # same pure converter that validated it at intake (see hub.pipeline); canonical bodies go as they came.
         payload = canonical_payload(original.message_type, body_payload(root))
-        signed = self.signer.sign(build_envelope(header, payload, move_body=True))
+        signed = self.signer.sign_in_place(build_envelope(header, payload, move_body=True))
         return header, etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
 
 
@@ -242,8 +242,11 @@ class Worker:
                 delivered.append((index, *record))
         if delivered:
             self.store.record_delivered_many([record for _, *record in delivered])
+        done = [d for i, d in enumerate(batch) if outcomes[i].kind in ("delivered", "already")]
+        self.broker.ack_many(done)
         for index, delivery in enumerate(batch):
-            self._settle(delivery, outcomes[index])
+            if outcomes[index].kind not in ("delivered", "already"):
+                self._settle(delivery, outcomes[index])
         return len(batch)
 
     def _settle(self, delivery: Delivery, outcome: Outcome) -> None:

@@ -175,6 +175,26 @@ def test_unacked_deliveries_come_back_after_close(open_broker: OpenBroker) -> No
     assert {x.message_id: x.body for x in again} == {m.message_id: m.body for m in sent}
 
 
+@pytest.mark.parametrize("which", ["all", "some"])
+def test_ack_many_settles_exactly_the_given_deliveries(open_broker: OpenBroker, which: str) -> None:
+    """A whole batch (one multiple ack on RabbitMQ) or a gapped part of it (one ack each): only those settle."""
+    first = open_broker()
+    d = dest_name()
+    first.declare([d])
+    sent = [msg(d, i) for i in range(6)]
+    first.publish(sent)
+    taken = drain(first, [d], 6, ack=False)
+    assert len(taken) == 6
+    acked = taken if which == "all" else [taken[0], taken[2], taken[5]]
+    first.ack_many(acked)
+    first.close()  # the others were never settled: they come back
+
+    second = open_broker()
+    left = {m.message_id for m in sent} - {x.message_id for x in acked}
+    again = drain(second, [d], len(left), timeout_s=3 if not left else 15)
+    assert {x.message_id for x in again} == left
+
+
 def test_requeue_gives_back_at_once(broker: Broker) -> None:
     d = dest_name()
     broker.declare([d])
