@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -87,13 +88,10 @@ def _b64decode(text: str | None, what: str) -> bytes:
 # ---------------------------------------------------------------- signing
 
 
-def sign_enveloped(
-    root: etree._Element, private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, certs: Sequence[x509.Certificate]
-) -> etree._Element:
-    """Append the profile's signature to ``root`` (changing it in place) and return ``root``."""
-    digest = hashlib.sha256(exc_c14n(root)).digest()
-    is_ec = isinstance(private_key, ec.EllipticCurvePrivateKey)
-    signature = etree.SubElement(root, SIGNATURE_TAG, nsmap={"ds": DSIG})
+@lru_cache(maxsize=2)
+def _signature_template(is_ec: bool) -> etree._Element:
+    """``ds:Signature`` with the profile's ``SignedInfo`` (digest value empty), copied for each signature."""
+    signature = etree.Element(SIGNATURE_TAG, nsmap={"ds": DSIG})
     signed_info = etree.SubElement(signature, f"{_DS}SignedInfo")
     etree.SubElement(signed_info, f"{_DS}CanonicalizationMethod", Algorithm=EXC_C14N)
     etree.SubElement(signed_info, f"{_DS}SignatureMethod", Algorithm=ECDSA_SHA256 if is_ec else RSA_SHA256)
@@ -102,7 +100,20 @@ def sign_enveloped(
     etree.SubElement(transforms, f"{_DS}Transform", Algorithm=ENVELOPED)
     etree.SubElement(transforms, f"{_DS}Transform", Algorithm=EXC_C14N)
     etree.SubElement(reference, f"{_DS}DigestMethod", Algorithm=SHA256)
-    etree.SubElement(reference, f"{_DS}DigestValue").text = _b64(digest)
+    etree.SubElement(reference, f"{_DS}DigestValue")
+    return signature
+
+
+def sign_enveloped(
+    root: etree._Element, private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, certs: Sequence[x509.Certificate]
+) -> etree._Element:
+    """Append the profile's signature to ``root`` (changing it in place) and return ``root``."""
+    digest = hashlib.sha256(exc_c14n(root)).digest()
+    is_ec = isinstance(private_key, ec.EllipticCurvePrivateKey)
+    signature = copy.deepcopy(_signature_template(is_ec))
+    root.append(signature)
+    signed_info = signature[0]
+    signed_info[2][2].text = _b64(digest)  # SignedInfo/Reference/DigestValue
     data = exc_c14n(signed_info)
     if is_ec:
         r, s = decode_dss_signature(private_key.sign(data, ec.ECDSA(hashes.SHA256())))

@@ -21,7 +21,8 @@ from lxml import etree
 
 from adapters.base import Adapter, DeliveryError, DeliveryReceipt, OutboundRequest, PermanentDeliveryError
 from broker.base import Broker, BrokerUnavailable, Delivery
-from hub.envelope import EnvelopeHeader, body_payload, build_envelope, read_header
+from hub.envelope import EnvelopeHeader, body_payload, build_envelope, peek_header
+from hub.errors import EnvelopeInvalidError
 from hub.logs import log_context
 from hub.routing import RoutingTable
 from hub.signing import Signer
@@ -92,7 +93,9 @@ class OutboundBuilder:
 
     def build(self, inbound: bytes, destination: str) -> tuple[EnvelopeHeader, bytes]:
         root = parse_xml(inbound)
-        original = read_header(root, validate=False)  # verified and validated when it was accepted
+        original = peek_header(root)  # verified and validated when it was accepted
+        if original is None:
+            raise EnvelopeInvalidError("the queued envelope has no header", [])
         header = EnvelopeHeader(
             message_id=original.message_id,
             correlation_id=original.correlation_id,
