@@ -345,7 +345,7 @@ class GroupCommitter:
 
     * ``submit_async``, from an event loop (the REST API): the requests that arrive in the same turn of the loop
       are checked and committed on the loop's own thread, right after it;
-    * ``submit`` / ``accept``, from threads (the SOAP entry): a committer thread does the same for them.
+    * ``submit``, from threads (the SOAP entry): a committer thread does the same for them.
 
     Either way the checks run one at a time in one thread, not in the request threads: the same CPU work spread
     over several busy threads costs about twice the CPU, as they hand the GIL back and forth at every lxml and
@@ -363,15 +363,6 @@ class GroupCommitter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
-
-    def accept(
-        self, data: bytes, authorize: Authorizer | None = None, profile: ProfileResolver | None = None
-    ) -> Accepted:
-        """Check and commit ``data`` with its group and wait for the outcome; raise ``RejectedError``."""
-        result = self.submit(lambda: self.acceptor.check(data, authorize, profile), data).result(self.timeout_s)
-        if isinstance(result, RejectedError):
-            raise result
-        return result
 
     def submit(self, check: Callable[[], Checked], data: bytes) -> Future:
         """Queue ``data`` with the ``check`` (an ``Acceptor.check`` call) that turns it into a ``Checked``; the

@@ -92,7 +92,7 @@ class OutboundBuilder:
         self.hub_code = hub_code
 
     def build(self, inbound: bytes, destination: str) -> tuple[EnvelopeHeader, bytes]:
-        root = parse_xml(inbound)
+        root = parse_xml(inbound, strip_comments=True)  # as stored: exactly as received (see parse_xml)
         original = peek_header(root)  # verified and validated when it was accepted
         if original is None:
             raise EnvelopeInvalidError("the queued envelope has no header", [])

@@ -31,8 +31,9 @@ _FIRST_ELEMENT = re.compile(rb"<[A-Za-z_:]")
 _NO_DTD_MESSAGE = "DOCTYPE declarations are not accepted (no DTDs, no entities)"
 
 
-def make_parser() -> etree.XMLParser:
-    """A new lxml parser with DTDs, entity expansion and network access switched off."""
+def make_parser(*, strip_comments: bool = False) -> etree.XMLParser:
+    """A new lxml parser with DTDs, entity expansion and network access switched off (``strip_comments``:
+    comments dropped, and the text around them joined)."""
     return etree.XMLParser(
         resolve_entities=False,
         load_dtd=False,
@@ -41,14 +42,17 @@ def make_parser() -> etree.XMLParser:
         huge_tree=False,
         remove_blank_text=False,
         collect_ids=False,
+        remove_comments=strip_comments,
     )
 
 
-def parser() -> etree.XMLParser:
+def parser(*, strip_comments: bool = False) -> etree.XMLParser:
     """The calling thread's hardened parser (lxml parsers must not be shared between threads)."""
-    p = getattr(_local, "parser", None)
+    name = "parser_no_comments" if strip_comments else "parser"
+    p = getattr(_local, name, None)
     if p is None:
-        p = _local.parser = make_parser()
+        p = make_parser(strip_comments=strip_comments)
+        setattr(_local, name, p)
     return p
 
 
@@ -72,11 +76,13 @@ def _check_depth(root: etree._Element, max_depth: int) -> None:
         raise _reject("xml-max-depth", f"document nests deeper than {max_depth} elements", found[0].sourceline)
 
 
-def parse_xml(data: bytes | str, limits: XmlLimits | None = None) -> etree._Element:
+def parse_xml(data: bytes | str, limits: XmlLimits | None = None, *, strip_comments: bool = False) -> etree._Element:
     """Parse untrusted XML and return its root element, or raise ``XmlRejectedError``.
 
     Refuses documents larger than ``limits.max_bytes``, nested deeper than ``limits.max_depth``, carrying
-    any DOCTYPE (the vehicle of XXE and billion-laughs attacks), or not well-formed.
+    any DOCTYPE (the vehicle of XXE and billion-laughs attacks), or not well-formed. ``strip_comments`` reads a
+    signed document as its signature saw it (canonical XML without comments): a comment slipped into a text
+    after signing cannot cut that text short.
     """
     limits = limits or XmlLimits()
     if isinstance(data, str):
@@ -89,7 +95,7 @@ def parse_xml(data: bytes | str, limits: XmlLimits | None = None) -> etree._Elem
     if b"<!DOCTYPE" in data[: first_element.start() if first_element else len(data)]:
         raise _reject("xml-no-dtd", _NO_DTD_MESSAGE)
     try:
-        root = etree.fromstring(data, parser=parser())
+        root = etree.fromstring(data, parser=parser(strip_comments=strip_comments))
     except etree.XMLSyntaxError as exc:
         raise _reject("xml-wellformed", f"not well-formed XML: {exc.msg}", exc.lineno) from None
     docinfo = root.getroottree().docinfo

@@ -140,3 +140,18 @@ def test_signer_sign_leaves_the_unsigned_envelope_alone(pki) -> None:
     signed = pki.province.signer.sign(unsigned)
     assert signed[-1].tag == f"{DS}Signature"
     assert unsigned.find(f"{DS}Signature") is None
+
+
+def test_the_worker_reads_a_queued_envelope_as_its_signature_saw_it(pki) -> None:
+    """A comment slipped into a signed header field after signing does not break the digest (C14N drops
+    comments); it must not cut the field short when the worker builds the outbound envelope either."""
+    from hub.worker import OutboundBuilder
+
+    header = EnvelopeHeader(sender=SENDER, receiver=RECEIVER, message_type="dossier.status", message_id="id-0001-abcd")
+    signed = pki.province.signer.sign(build_envelope(header, packets.to_element(packets.example("dossier.status"))))
+    data = etree.tostring(signed).replace(b"id-0001-abcd", b"id-0001<!-- x -->-abcd", 1)
+    assert b"<!-- x -->" in data
+    EnvelopeVerifier(pki.trust()).verify(data)  # still verifies: the comment is outside what is signed
+    outbound_header, outbound = OutboundBuilder(pki.ministry.signer, RECEIVER).build(data, "000.00.00.G22")
+    assert outbound_header.message_id == "id-0001-abcd"
+    assert b"<!--" not in outbound
