@@ -62,7 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[Server]:
         "LIENTHONG_ADMIN_API_KEY": ADMIN_KEY,
         "LIENTHONG_LOG_FORMAT": "console",
         "LIENTHONG_LOG_LEVEL": "WARNING",
-        "LIENTHONG_REGISTRY_REFRESH_S": "1",
+        "LIENTHONG_REGISTRY_REFRESH_S": "0.5",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = root / "serve.log"
@@ -77,15 +77,17 @@ def server(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[Server]:
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
-        while True:
+        ready: set[str] = set()  # both uvicorn workers up, so that neither reads the registry before the adds
+        while len(ready) < 2:
             try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
+                response = httpx.get(f"{base}/readyz", timeout=1)
+                if response.status_code == 200:
+                    ready.add(httpx.get(f"{base}/healthz", timeout=1).json()["pid"])
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"hub serve did not come up:\n{log.read_text()}")
-            time.sleep(0.2)
+            time.sleep(0.05)
         keys = {}
         for spec in (
             {
@@ -108,7 +110,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[Server]:
             response = httpx.post(f"{base}/api/v1/connectors", json=spec, headers={"X-Api-Key": ADMIN_KEY})
             assert response.status_code == 201, response.text
             keys[spec["code"]] = response.json()["api_key"]
-        time.sleep(1.5)  # the other uvicorn worker reloads the registry (LIENTHONG_REGISTRY_REFRESH_S=1)
+        time.sleep(
+            1.5
+        )  # the other uvicorn worker reloads the registry (at most ~1 s with LIENTHONG_REGISTRY_REFRESH_S=0.5)
         yield Server(base, env, keys, sink, log)
     finally:
         proc.terminate()
