@@ -110,9 +110,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[Server]:
             response = httpx.post(f"{base}/api/v1/connectors", json=spec, headers={"X-Api-Key": ADMIN_KEY})
             assert response.status_code == 201, response.text
             keys[spec["code"]] = response.json()["api_key"]
-        time.sleep(
-            1.5
-        )  # the other uvicorn worker reloads the registry (at most ~1 s with LIENTHONG_REGISTRY_REFRESH_S=0.5)
+        # The other uvicorn worker reloads the registry: at most ~1 s with LIENTHONG_REGISTRY_REFRESH_S=0.5.
+        time.sleep(1.5)
         yield Server(base, env, keys, sink, log)
     finally:
         proc.terminate()
