@@ -144,13 +144,8 @@ def read_header(root: etree._Element, *, validate: bool = True) -> EnvelopeHeade
         raise EnvelopeInvalidError("envelope does not match envelope.xsd", issues, message_id=message_id)
     head = root.find(HEADER_TAG)
     assert head is not None  # guaranteed by the schema
-    values = {}
-    for attr, name in _HEADER_FIELDS:
-        el = head.find(f"{_E}{name}")
-        if el is not None and el.text is not None:
-            values[attr] = el.text.strip()
     try:
-        return EnvelopeHeader(**values)
+        return EnvelopeHeader(**_header_values(head))
     except ValidationError as exc:
         raise EnvelopeInvalidError(
             "envelope header is invalid",
@@ -165,14 +160,20 @@ def peek_header(root: etree._Element) -> EnvelopeHeader | None:
     head = root.find(HEADER_TAG) if root.tag == ENVELOPE_TAG else None
     if head is None:
         return None
-    values = {}
-    for attr, name in _HEADER_FIELDS:
-        text = head.findtext(f"{_E}{name}")
-        if text is not None and text.strip():
-            values[attr] = text.strip()
+    values = {attr: text for attr, text in _header_values(head).items() if text}
     if "sender" not in values or "message_type" not in values:
         return None
     return EnvelopeHeader.model_construct(**values)
+
+
+def _header_values(head: etree._Element) -> dict[str, str]:
+    """The header's fields by attribute name, their text stripped (elements without text left out)."""
+    values = {}
+    for attr, name in _HEADER_FIELDS:
+        el = head.find(f"{_E}{name}")
+        if el is not None and el.text is not None:
+            values[attr] = el.text.strip()
+    return values
 
 
 def body_payload(root: etree._Element) -> etree._Element:

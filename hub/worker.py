@@ -245,17 +245,16 @@ class Worker:
                 delivered.append((index, *record))
         if delivered:
             self.store.record_delivered_many([record for _, *record in delivered])
-        done = [d for i, d in enumerate(batch) if outcomes[i].kind in ("delivered", "already")]
-        self.broker.ack_many(done)
+        done = {i for i, outcome in outcomes.items() if outcome.kind in ("delivered", "already")}
+        self.broker.ack_many([batch[i] for i in sorted(done)])
         for index, delivery in enumerate(batch):
-            if outcomes[index].kind not in ("delivered", "already"):
+            if index not in done:
                 self._settle(delivery, outcomes[index])
         return len(batch)
 
     def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
-        if outcome.kind in ("delivered", "already"):
-            self.broker.ack(delivery)
-        elif outcome.kind in ("retry", "deferred"):
+        """Settle a delivery that was not done (done ones are acknowledged together, see ``process_batch``)."""
+        if outcome.kind in ("retry", "deferred"):
             self.broker.retry(delivery, outcome.delay_s, outcome.reason)
         else:
             self.broker.dead_letter(delivery, outcome.reason)
