@@ -1,9 +1,11 @@
 """The delivery worker: consume → map → sign as the hub → deliver through the adapter → record → settle.
 
-One broker connection per process, used only by the main thread; partner calls run in a thread pool with
-a per-destination concurrency limit; a per-destination circuit breaker stops hammering a partner that is
-down. The store is updated before the broker message is acknowledged, so a crash at any point leads to a
-redelivery, which the store recognises (``start_attempts`` skips delivered ones) instead of calling the partner twice.
+One broker connection per process, used only by the main thread, which also maps, signs, and records every
+outcome. Partner calls go out from one event loop thread (adapters that are ``async_capable``, such as plain
+HTTP) or from a thread pool (the others), under a per-destination concurrency limit; a per-destination circuit
+breaker stops hammering a partner that is down. The store is updated before the broker message is acknowledged,
+so a crash at any point leads to a redelivery, which the store recognises (``start_attempts`` skips delivered
+ones) instead of calling the partner twice.
 """
 
 from __future__ import annotations
