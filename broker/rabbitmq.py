@@ -533,14 +533,9 @@ class RabbitMQBroker(Broker):
         """One ``basic.ack`` with ``multiple`` when these are every unsettled delivery up to the highest tag (the
         usual case: a worker settling the batch it took), else one ack each."""
         tags = {tag for tag in map(self._current, deliveries) if tag is not None}
-        if len(tags) < 2:
-            for delivery in deliveries:
-                self.ack(delivery)
-            return
-        top = max(tags)
-        if any(tag <= top and tag not in tags for tag in self._held):
-            for delivery in deliveries:
-                self.ack(delivery)
+        top = max(tags, default=0)
+        if len(tags) < 2 or any(tag <= top and tag not in tags for tag in self._held):
+            super().ack_many(deliveries)
             return
 
         def op() -> None:

@@ -17,8 +17,9 @@ from lxml import etree
 from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLVerifier
 from signxml.exceptions import SignXMLException
 
+from hub import dsig
 from hub.errors import LienthongError
-from hub.signing import Signer
+from hub.signing import ALLOWED_SIGNATURE_METHODS, Signer
 from hub.xmlparse import parse_xml, parser
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
@@ -63,9 +64,9 @@ def verify_receipt(data: bytes, trusted: Iterable[x509.Certificate]) -> etree._E
         )
     config = SignatureConfiguration(
         require_x509=True,
-        signature_methods=frozenset({SignatureMethod.RSA_SHA256, SignatureMethod.ECDSA_SHA256}),
-        digest_algorithms=frozenset({DigestAlgorithm.SHA256}),
-        default_reference_c14n_method=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+        signature_methods=frozenset(map(SignatureMethod, ALLOWED_SIGNATURE_METHODS)),
+        digest_algorithms=frozenset({DigestAlgorithm(dsig.SHA256)}),
+        default_reference_c14n_method=CanonicalizationMethod(dsig.EXC_C14N),
     )
     try:
         result = XMLVerifier().verify(data, x509_cert=cert, expect_config=config, parser=parser())

@@ -79,12 +79,6 @@ class Signer:
 
     def sign(self, envelope: etree._Element) -> etree._Element:
         """Return a signed copy of an unsigned envelope element (``sign_in_place`` signs the element itself)."""
-        if envelope.find(SIGNATURE_TAG) is not None:
-            raise SignatureRejectedError(
-                "envelope is already signed",
-                [Issue("/envelope/Signature", "one-signature", "refusing to add a second signature")],
-                message_id=peek_message_id(envelope),
-            )
         return self.sign_in_place(copy.deepcopy(envelope))
 
     def sign_in_place(self, envelope: etree._Element) -> etree._Element:

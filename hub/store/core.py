@@ -156,9 +156,6 @@ _INSERT_DELIVERIES = deliveries.insert().returning(deliveries.c.id, deliveries.c
 _STORED_MESSAGES = sa.select(
     messages.c.id, messages.c.sender, messages.c.message_id, messages.c.digest, messages.c.received_at
 ).where(sa.tuple_(messages.c.sender, messages.c.message_id).in_(_B_KEYS))
-_KNOWN_MESSAGES = sa.select(messages.c.sender, messages.c.message_id).where(
-    sa.tuple_(messages.c.sender, messages.c.message_id).in_(_B_KEYS)
-)
 _DELIVERIES_OF = (
     sa.select(deliveries.c.id, deliveries.c.message_pk, deliveries.c.state)
     .where(deliveries.c.message_pk.in_(_B_IDS))
@@ -233,9 +230,12 @@ class Store:
             url = get_settings().database_url
         self.url = normalise_url(url)
         self.dialect = self.url.get_backend_name()
-        self._ignoring: dict[Any, sa.Insert] = {}  # see _insert_ignoring
+        self._ignoring: dict[tuple[str, tuple[str, ...]], sa.Insert] = {}  # see _insert_ignoring
         if self.dialect not in ("sqlite", "postgresql"):
             raise StoreError(f"unsupported database {self.dialect!r}: use a sqlite:/// or postgresql:// URL")
+        self._insert_message = self._insert_ignoring(messages, ("sender", "message_id")).returning(
+            messages.c.id, messages.c.sender, messages.c.message_id
+        )
         options: dict[str, Any] = {"echo": echo}
         if self.dialect == "sqlite":
             database = self.url.database or ""
@@ -307,13 +307,6 @@ class Store:
             stmt = self._ignoring[key] = dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
         return stmt
 
-    def _insert_message(self) -> sa.Insert:
-        stmt = self._ignoring.get("messages-returning")
-        if stmt is None:
-            stmt = self._ignoring["messages-returning"] = self._insert_ignoring(
-                messages, ("sender", "message_id")
-            ).returning(messages.c.id, messages.c.sender, messages.c.message_id)
-        return stmt
 
     # ---------------------------------------------------------------- intake
 
@@ -400,7 +393,7 @@ class Store:
             for key, i in first.items()
             if key not in rejected
         ]
-        insert = self._insert_message()
+        insert = self._insert_message
         inserted: dict[tuple[str, str], int] = (
             {(r.sender, r.message_id): r.id for r in conn.execute(insert, rows)} if rows else {}
         )
@@ -572,7 +565,7 @@ class Store:
         keys = [(subs[i].sender, subs[i].message_id) for i in wanted]
         known: set[tuple[str, str]] = set()
         for chunk in _chunks(keys):
-            known.update((r.sender, r.message_id) for r in conn.execute(_KNOWN_MESSAGES, {"b_keys": list(chunk)}))
+            known.update((r.sender, r.message_id) for r in conn.execute(_STORED_MESSAGES, {"b_keys": list(chunk)}))
         decisions: dict[int, Decision] = {}
         pending = _StatusWrites()
         for i in wanted:
