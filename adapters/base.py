@@ -59,7 +59,7 @@ class Adapter(ABC):
     """One destination system's transport.
 
     An adapter that sets ``async_capable`` also implements ``deliver_async``; the worker then drives its
-    deliveries from one event loop instead of a thread each (much less CPU per delivery, see ``hub.worker``).
+    deliveries from one event loop instead of a thread each (much less CPU per delivery, see ``hub.exchange.worker``).
     """
 
     async_capable: ClassVar[bool] = False

@@ -42,7 +42,7 @@ from adapters.http import classify_status, partner_pool
 from hub.logs import mask_ids
 from mappings.national_portal import SERVICE_LOOKUP, SERVICE_PROGRESS, SERVICE_SYNC, to_portal
 
-# The portal's error codes (the simulator in hub.simulators.national_portal answers the same).
+# The portal's error codes (the simulator in hub.devtools.simulators.national_portal answers the same).
 OK = 0
 INVALID_SESSION = 1
 VALIDATION_ERROR = 2
@@ -261,9 +261,9 @@ def _unit_of(dossier_code: str) -> str:
 def _canonical_payload(request: OutboundRequest):
     """The canonical packet inside the hub-signed envelope of ``request``."""
     from hub import packets
-    from hub.envelope import body_payload, read_header
     from hub.errors import LienthongError
-    from hub.xmlparse import parse_xml
+    from hub.security.envelope import body_payload, read_header
+    from hub.security.xmlparse import parse_xml
 
     try:
         root = parse_xml(request.body)

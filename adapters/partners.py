@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
-from hub.routing import DestinationConfig
+from hub.exchange.routing import DestinationConfig
 
 
 class _Unusable(Adapter):
@@ -30,7 +30,7 @@ def partner_adapter(cfg: DestinationConfig, store: Any = None) -> Adapter:
     if cfg.kind == "payment":
         from adapters.payment import PaymentAdapter
         from hub.config import get_settings
-        from hub.payments import initiated_recorder
+        from hub.flows.payments import initiated_recorder
 
         target = store.engine if store is not None else get_settings().database_url
         return PaymentAdapter(

@@ -3,7 +3,7 @@
 ``GET_BILL`` are available for reconciliation.
 
 ``on_initiated(destination, request, message_id, answer)`` (optional) is called after a successful INIT so the hub
-records the reference, amount and dossier it expects a ``CONFIRM`` for (``hub.payments``).
+records the reference, amount and dossier it expects a ``CONFIRM`` for (``hub.flows.payments``).
 
 Retry classification: timeouts, connection failures, HTTP 5xx/429, a reply that is not JSON and ``MaLoi`` ``99``
 → ``TransientDeliveryError``; HTTP 4xx, a wrong checksum (``01``), unknown partner or data (``02``), a reference

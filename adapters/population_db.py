@@ -3,7 +3,7 @@
 
 ``lookup(CitizenLookup)`` maps the canonical request (``mappings.population_db.to_request``), calls
 ``TraCuuThongTinCongDan`` and maps the reply to a ``CitizenRecord``; the hub answers lookups synchronously
-(``hub.lookups``), so this is the path that matters. ``deliver`` does the same for a queued ``citizen.lookup``
+(``hub.flows.lookups``), so this is the path that matters. ``deliver`` does the same for a queued ``citizen.lookup``
 envelope (its ``sent`` is the SOAP request's field list with the personal ID masked).
 
 Retry classification: timeouts (``LookupTimeoutError``), connection failures, HTTP 5xx/429, a ``soap:Server``

@@ -1,6 +1,6 @@
 """The postal service adapter: OAuth2 client-credentials token (cached, renewed shortly before it expires or at
 once on a 401), ``postal.order`` → ``POST {endpoint}/orders`` (``mappings.postal``), cancel, price quote, and the
-paged tracking feed that ``hub.postal_tracking`` polls.
+paged tracking feed that ``hub.flows.postal_tracking`` polls.
 
 Retry classification: timeouts, connection failures, HTTP 5xx/429, a token refused (the credentials may be fixed
 by an operator) and a reply that is not JSON → ``TransientDeliveryError``; HTTP 4xx on an order (the content is

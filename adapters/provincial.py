@@ -8,7 +8,7 @@ from adapters.http import HttpAdapter
 
 
 class ProvincialAdapter(HttpAdapter):
-    """Plain signed-envelope delivery to the provincial system (``hub.simulators.ProvincialSimulator``)."""
+    """Plain signed-envelope delivery to the provincial system (``hub.devtools.simulators.ProvincialSimulator``)."""
 
 
 class EnvelopeAdapter(HttpAdapter):

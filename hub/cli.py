@@ -98,7 +98,7 @@ def keys_new(
     days: Annotated[int, typer.Option(help="Certificate validity in days")] = 730,
 ) -> None:
     """Create a private key and a certificate signed by the demo CA in OUT (the CA is created if absent)."""
-    from hub import keys
+    from hub.security import keys
 
     try:
         issued = keys.issue_key(name, out_dir, algorithm=algorithm, days=days)
@@ -156,9 +156,9 @@ def envelope_sign(
     The payload is validated first; the header's dossier code is taken from the payload when it has one.
     """
     from hub import packets
-    from hub.envelope import EnvelopeHeader
-    from hub.signing import Signer, sign_payload
-    from hub.xmlparse import parse_xml
+    from hub.security.envelope import EnvelopeHeader
+    from hub.security.signing import Signer, sign_payload
+    from hub.security.xmlparse import parse_xml
 
     name = _check_type(message_type)
     data = _read_input(file)
@@ -199,7 +199,7 @@ def envelope_verify(
 
     Prints one line: who signed what (exit 0), or why it was rejected (exit 1).
     """
-    from hub.signing import EnvelopeVerifier, TrustStore
+    from hub.security.signing import EnvelopeVerifier, TrustStore
 
     try:
         store = TrustStore.from_path(trust)
@@ -233,7 +233,7 @@ def walkthrough(
     """
     from rich.table import Table
 
-    from hub import walkthrough as tour
+    from hub.devtools import walkthrough as tour
 
     out.print(f"Lienthong walkthrough: keys in {out_dir} (demo CA + province key, created if absent)")
     results = tour.run(out_dir)
@@ -335,7 +335,7 @@ def worker(
     if not has_destinations(settings):
         raise _fail(
             "no destinations: register connectors (`hub connector add`) or set LIENTHONG_ROUTES_FILE to a "
-            "routing table (see hub/routing.py)"
+            "routing table (see hub/exchange/routing.py)"
         )
     delivered = run_workers(settings, processes=processes, prefetch=prefetch, idle_exit_s=idle_exit)
     out.print(f"worker stopped after settling {delivered} deliveries", markup=False)
@@ -346,7 +346,7 @@ def queues() -> None:
     """Per destination: ready, in flight, retrying, dead, delivered, oldest pending message and delivery rate."""
     from rich.table import Table
 
-    from hub.deadlines import overdue_intake
+    from hub.dossier.deadlines import overdue_intake
 
     runtime = _runtime()
     try:
@@ -484,7 +484,7 @@ def bench(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hub import bench as benchmark
+    from hub.devtools import bench as benchmark
 
     @contextlib.contextmanager
     def progress_factory(label: str, total: int):
@@ -612,7 +612,7 @@ def connector_show(code: CodeArg) -> None:
     """One connector in full: its declaration, certificates, key id and the latest registry changes."""
     import yaml
 
-    from hub import keys
+    from hub.security import keys
 
     with _registry() as registry:
         connector = registry.get(code)
@@ -720,7 +720,7 @@ def connector_check(
     exit 0 only when nothing must be fixed."""
     from hub.config import get_settings
     from hub.registry import UnknownConnectorError, run_check
-    from hub.signing import TrustStore
+    from hub.security.signing import TrustStore
 
     settings = get_settings()
     with _registry() as registry:
@@ -758,7 +758,7 @@ def simulate(
 
     from rich.table import Table
 
-    from hub import simulators
+    from hub.devtools import simulators
 
     ports = {kind: port + port_offset for kind, port in simulators.DEFAULT_PORTS.items()}
     try:
@@ -803,7 +803,7 @@ def demo(
 
     from rich.table import Table
 
-    from hub import demo as demos
+    from hub.devtools import demo as demos
 
     started = time.monotonic()
     hub = demos.DemoHub(demos.DemoOptions(data_dir=data_dir, port=port))
@@ -890,7 +890,7 @@ def postal_poll(
     import signal
     import threading
 
-    from hub.postal_tracking import tracker_for
+    from hub.flows.postal_tracking import tracker_for
 
     runtime = _runtime()
     stop = threading.Event()

@@ -14,11 +14,11 @@ import sqlalchemy as sa
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
 from adapters.http import HttpAdapter
 from broker.base import Broker, connect
-from hub import keys
 from hub.config import Settings
 from hub.errors import KeyMaterialError
-from hub.routing import DestinationConfig, RoutingTable
-from hub.signing import EnvelopeVerifier, Signer, TrustStore
+from hub.exchange.routing import DestinationConfig, RoutingTable
+from hub.security import keys
+from hub.security.signing import EnvelopeVerifier, Signer, TrustStore
 from hub.store import Store
 
 if TYPE_CHECKING:
@@ -195,9 +195,9 @@ class Runtime:
 
 def _worker_process(settings: Settings, prefetch: int, idle_exit_s: float | None) -> int:
     """One worker process: its own store engine, broker connection, adapters and thread pool."""
+    from hub.exchange.pipeline import Relay
+    from hub.exchange.worker import OutboundBuilder, Worker
     from hub.logs import configure_logging
-    from hub.pipeline import Relay
-    from hub.worker import OutboundBuilder, Worker
 
     configure_logging(settings)
     runtime = Runtime.open(settings)
@@ -282,7 +282,7 @@ def run_workers(settings: Settings, *, processes: int = 1, prefetch: int = 64, i
 
 def replay_dead_letters(runtime: Runtime, ids: list[int], *, actor: str) -> tuple[list[tuple[int, str, str]], list]:
     """Replay dead letters: record who and when, publish again, drop them from the broker's dead-letter queue."""
-    from hub.pipeline import outbound_for
+    from hub.exchange.pipeline import outbound_for
     from hub.store import StoreError
 
     replayed: list[tuple[int, str, str]] = []

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from hub import keys
-from hub.signing import Signer, TrustStore
+from hub.security import keys
+from hub.security.signing import Signer, TrustStore
 
 REQUIRE_SERVICES = os.environ.get("LIENTHONG_REQUIRE_SERVICES", "") not in ("", "0", "false")
 

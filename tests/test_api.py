@@ -13,13 +13,14 @@ import pytest
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from hub import keys, packets
+from hub import packets
 from hub.api import create_app
 from hub.api.service import HubService
 from hub.config import Settings
-from hub.envelope import EnvelopeHeader
 from hub.registry import parse_spec
-from hub.signing import Signer, sign_payload
+from hub.security import keys
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import Signer, sign_payload
 
 HUB, MINISTRY, PROVINCE, PORTAL = "000.00.00.H00", "000.00.00.G10", "000.00.00.H12", "000.00.00.G22"
 DOSSIER = packets.examples.DOSSIER_CODE

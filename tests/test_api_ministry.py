@@ -21,13 +21,13 @@ from hub import packets
 from hub.api import create_app
 from hub.api.service import HubService
 from hub.config import Settings
-from hub.envelope import BODY_TAG, EnvelopeHeader
+from hub.devtools.sink import SinkServer
+from hub.exchange.worker import OutboundBuilder, Worker
 from hub.registry import parse_spec, run_check
 from hub.runtime import adapters_for, hub_signer
-from hub.signing import Signer, sign_payload
-from hub.sink import SinkServer
-from hub.worker import OutboundBuilder, Worker
-from hub.xmlparse import parse_xml
+from hub.security.envelope import BODY_TAG, EnvelopeHeader
+from hub.security.signing import Signer, sign_payload
+from hub.security.xmlparse import parse_xml
 from mappings.ministry_steps import NAMESPACE
 
 HUB, MINISTRY, PROVINCE, OTHER = "000.00.00.H00", "000.00.00.G10", "000.00.00.H12", "000.00.00.G11"

@@ -23,9 +23,9 @@ import zeep.exceptions
 from lxml import etree
 
 from hub import packets
-from hub.envelope import EnvelopeHeader
-from hub.signing import sign_payload
-from hub.sink import SinkServer
+from hub.devtools.sink import SinkServer
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import sign_payload
 
 HUB, MINISTRY, PROVINCE = "000.00.00.H00", "000.00.00.G10", "000.00.00.H12"
 ADMIN_KEY = "admin-key-for-tests"

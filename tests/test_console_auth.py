@@ -14,8 +14,8 @@ from hub import packets
 from hub.api import create_app
 from hub.config import Settings
 from hub.console import auth
-from hub.envelope import EnvelopeHeader
-from hub.signing import sign_payload
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import sign_payload
 
 PROVINCE, PORTAL = "000.00.00.H12", "000.00.00.G22"
 

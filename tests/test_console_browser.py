@@ -25,9 +25,9 @@ from lxml import etree
 
 from hub import packets
 from hub.console.auth import hash_password
-from hub.envelope import EnvelopeHeader
-from hub.signing import sign_payload
-from hub.sink import SinkServer
+from hub.devtools.sink import SinkServer
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import sign_payload
 from tests.conftest import REQUIRE_SERVICES
 from tests.test_api_server import ADMIN_KEY, HUB, HUB_BIN, MINISTRY, PROVINCE, free_port
 

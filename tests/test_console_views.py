@@ -12,8 +12,8 @@ from lxml import etree
 
 from hub import packets
 from hub.console import i18n, views
-from hub.envelope import EnvelopeHeader
-from hub.signing import sign_payload
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import sign_payload
 from hub.store import DestinationStats, PartnerActivity, Store
 
 NOW = datetime(2025, 11, 24, 3, 0, tzinfo=UTC)

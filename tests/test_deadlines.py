@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hub.config import Settings
-from hub.deadlines import WorkingCalendar, calendar_from_settings, overdue_intake, parse_days, parse_hours
+from hub.dossier.deadlines import WorkingCalendar, calendar_from_settings, overdue_intake, parse_days, parse_hours
 from hub.store import StatusUpdate, Store, SyncReport
 
 VN = dt.timezone(dt.timedelta(hours=7))

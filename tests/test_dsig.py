@@ -1,4 +1,4 @@
-"""The hub's one-profile XML-DSig (``hub.dsig``) held to signxml, the reference implementation, both ways,
+"""The hub's one-profile XML-DSig (``hub.security.dsig``) held to signxml, the reference implementation, both ways,
 and to the edge cases a hand-written verifier must get right (signature tail text, comments, prefix lists)."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ import pytest
 import signxml
 from lxml import etree
 
-from hub import dsig, packets
-from hub.envelope import EnvelopeHeader, build_envelope
-from hub.signing import EnvelopeVerifier
-from hub.xmlparse import parser
+from hub import packets
+from hub.security import dsig
+from hub.security.envelope import EnvelopeHeader, build_envelope
+from hub.security.signing import EnvelopeVerifier
+from hub.security.xmlparse import parser
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 E = "{urn:lienthong:envelope:1}"
@@ -145,7 +146,7 @@ def test_signer_sign_leaves_the_unsigned_envelope_alone(pki) -> None:
 def test_the_worker_reads_a_queued_envelope_as_its_signature_saw_it(pki) -> None:
     """A comment slipped into a signed header field after signing does not break the digest (C14N drops
     comments); it must not cut the field short when the worker builds the outbound envelope either."""
-    from hub.worker import OutboundBuilder
+    from hub.exchange.worker import OutboundBuilder
 
     header = EnvelopeHeader(sender=SENDER, receiver=RECEIVER, message_type="dossier.status", message_id="id-0001-abcd")
     signed = pki.province.signer.sign(build_envelope(header, packets.to_element(packets.example("dossier.status"))))

@@ -19,14 +19,15 @@ import yaml
 from lxml import etree
 
 from broker.base import BrokerUnavailable, connect
-from hub import keys, packets
+from hub import packets
 from hub.config import Settings
-from hub.envelope import EnvelopeHeader
-from hub.pipeline import Acceptor, ConflictError, GroupCommitter, NoRouteError, Relay
+from hub.devtools.sink import SinkServer
+from hub.exchange.pipeline import Acceptor, ConflictError, GroupCommitter, NoRouteError, Relay
+from hub.exchange.worker import OutboundBuilder, Worker
 from hub.runtime import Runtime, adapters_for, hub_signer, replay_dead_letters
-from hub.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
-from hub.sink import SinkServer
-from hub.worker import OutboundBuilder, Worker
+from hub.security import keys
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
 
 PROVINCE, PORTAL = "000.00.00.H12", "000.00.00.G22"
 

@@ -1,5 +1,5 @@
 """Failures with real processes: a `hub worker` subprocess delivering to a sink partner subprocess
-(`python -m hub.sink`), against both broker backends.
+(`python -m hub.devtools.sink`), against both broker backends.
 
 - a worker SIGKILLed mid-run: a new worker delivers everything, each delivery recorded delivered once;
 - RabbitMQ restarted (``rabbitmqctl stop_app``/``start_app``) mid-run: the worker reconnects by itself;
@@ -35,12 +35,13 @@ import pytest
 import yaml
 from lxml import etree
 
-from hub import keys, packets
+from hub import packets
 from hub.config import Settings
-from hub.envelope import EnvelopeHeader
-from hub.pipeline import Acceptor
+from hub.exchange.pipeline import Acceptor
 from hub.runtime import Runtime, hub_signer
-from hub.signing import Signer, sign_payload
+from hub.security import keys
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import Signer, sign_payload
 from tests.conftest import REQUIRE_SERVICES
 
 PROVINCE, PORTAL, HUB_CODE = "000.00.00.H12", "000.00.00.G22", "000.00.00.H00"
@@ -93,7 +94,7 @@ def start_sink() -> Iterator[Callable[..., SinkProcess]]:
 
     def start(delay_ms: float = 0) -> SinkProcess:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.sink", "--port", "0", "--delay-ms", str(delay_ms)],
+            [sys.executable, "-m", "hub.devtools.sink", "--port", "0", "--delay-ms", str(delay_ms)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )  # fmt: skip
         started.append(proc)

@@ -1,4 +1,4 @@
-"""Flows F1–F6 end to end (``hub.demo``'s flow functions): simulators on free ports, the API (uvicorn)
+"""Flows F1–F6 end to end (``hub.devtools.demo``'s flow functions): simulators on free ports, the API (uvicorn)
 and a worker in threads, against the embedded broker and RabbitMQ; and ``hub demo --once`` as a subprocess."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hub import demo as demos
+from hub.devtools import demo as demos
 
 ALL_OK = {f"F{n}": "ok" for n in range(1, 7)}
 HUB_BIN = str(Path(sys.executable).parent / "hub")

@@ -13,9 +13,9 @@ import pytest
 from lxml import etree
 
 from hub import packets
-from hub.envelope import EnvelopeHeader, build_envelope
 from hub.errors import RejectedError
-from hub.signing import EnvelopeVerifier, sign_payload
+from hub.security.envelope import EnvelopeHeader, build_envelope
+from hub.security.signing import EnvelopeVerifier, sign_payload
 from tests.conftest import REQUIRE_SERVICES
 
 XMLSEC1 = shutil.which("xmlsec1")

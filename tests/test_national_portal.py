@@ -16,12 +16,12 @@ from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeli
 from adapters.national_portal import NationalPortalAdapter
 from adapters.provincial import ProvincialAdapter
 from hub import packets
-from hub.envelope import EnvelopeHeader, build_envelope
+from hub.devtools.simulators import NationalPortalSimulator
+from hub.exchange.routing import DestinationConfig
 from hub.packets.dossier import DossierStatusUpdate, DossierSync
 from hub.registry import Registry, parse_spec
-from hub.routing import DestinationConfig
 from hub.runtime import adapter_for
-from hub.simulators import NationalPortalSimulator
+from hub.security.envelope import EnvelopeHeader, build_envelope
 from hub.store import Store
 from mappings import national_portal as np
 

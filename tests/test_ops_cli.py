@@ -21,15 +21,16 @@ from lxml import etree
 from typer.testing import CliRunner
 
 from broker.base import BrokerError, Delivery
-from hub import keys, packets
+from hub import packets
 from hub.cli import app
 from hub.config import Settings, get_settings
-from hub.envelope import EnvelopeHeader
-from hub.pipeline import Acceptor
+from hub.devtools.sink import SinkServer
+from hub.exchange.pipeline import Acceptor
+from hub.exchange.worker import OutboundBuilder, Worker
 from hub.runtime import Runtime, adapters_for, hub_signer, open_broker
-from hub.signing import Signer, sign_payload
-from hub.sink import SinkServer
-from hub.worker import OutboundBuilder, Worker
+from hub.security import keys
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import Signer, sign_payload
 
 PROVINCE, PORTAL, OTHER = "000.00.00.H12", "000.00.00.G22", "000.00.00.G01"
 COLUMNS = ["destination", "ready", "in flight", "retrying", "dead", "delivered", "oldest pending", "rate/min"]

@@ -24,13 +24,13 @@ from adapters.payment import PaymentAdapter
 from hub import packets
 from hub.api import create_app
 from hub.config import Settings
-from hub.envelope import EnvelopeHeader
+from hub.devtools.simulators.payment import DEFAULT_PARTNERS, PaymentSimulator
+from hub.flows.payments import ID_NAMESPACE, initiated_recorder
+from hub.flows.receipts import ReceiptRejected, sign_receipt, verify_receipt
 from hub.packets.common import FeeLine
-from hub.payments import ID_NAMESPACE, initiated_recorder
-from hub.receipts import ReceiptRejected, sign_receipt, verify_receipt
 from hub.registry import parse_spec
-from hub.signing import sign_payload
-from hub.simulators.payment import DEFAULT_PARTNERS, PaymentSimulator
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import sign_payload
 from hub.store import partners
 from mappings import payment as pm
 
@@ -513,9 +513,9 @@ def test_the_worker_payment_adapter_records_initiated_references_in_its_own_stor
     """``adapters_for(routing, store)``: the payment adapter's hook writes to the store the worker opened,
     not to whatever ``LIENTHONG_DATABASE_URL`` names."""
     from hub import packets
-    from hub.credentials import Credentials
-    from hub.routing import DestinationConfig
+    from hub.exchange.routing import DestinationConfig
     from hub.runtime import adapter_for
+    from hub.security.credentials import Credentials
     from hub.store import Store
     from hub.store import partners as partner_rows
 

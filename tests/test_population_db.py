@@ -19,11 +19,11 @@ from adapters.population_db import LookupTimeoutError, PopulationDbAdapter
 from hub import packets
 from hub.api import create_app
 from hub.config import Settings
-from hub.envelope import EnvelopeHeader
+from hub.devtools.simulators.population_db import PopulationDbSimulator
 from hub.packets.citizen import CitizenLookup, CitizenRecord, LookupResult
 from hub.registry import parse_spec
-from hub.signing import EnvelopeVerifier, TrustStore, sign_payload
-from hub.simulators.population_db import PopulationDbSimulator
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import EnvelopeVerifier, TrustStore, sign_payload
 from hub.store import partners
 from mappings import population_db as pdb
 

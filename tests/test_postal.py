@@ -16,13 +16,13 @@ from adapters.postal import PostalAdapter
 from hub import packets
 from hub.api import create_app
 from hub.config import Settings
-from hub.envelope import EnvelopeHeader
+from hub.devtools.simulators.postal import DEFAULT_CLIENTS, PostalSimulator
+from hub.flows.postal_tracking import PostalTracker, event_message_id
 from hub.packets.postal import Direction
-from hub.postal_tracking import PostalTracker, event_message_id
 from hub.registry import parse_spec
 from hub.runtime import hub_signer
-from hub.signing import sign_payload
-from hub.simulators.postal import DEFAULT_CLIENTS, PostalSimulator
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import sign_payload
 from hub.store import partners
 from mappings.postal import status_from_event, to_order
 

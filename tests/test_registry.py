@@ -16,10 +16,9 @@ from lxml import etree
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from hub import keys, packets
+from hub import packets
 from hub.cli import app
 from hub.config import Settings, get_settings
-from hub.envelope import EnvelopeHeader
 from hub.errors import SignatureRejectedError
 from hub.registry import (
     ConnectorSpec,
@@ -31,7 +30,9 @@ from hub.registry import (
     parse_spec,
     run_check,
 )
-from hub.signing import EnvelopeVerifier, Signer, sign_payload
+from hub.security import keys
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import EnvelopeVerifier, Signer, sign_payload
 from hub.store import Store
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "connectors"

@@ -9,10 +9,11 @@ import datetime as dt
 import pytest
 from lxml import etree
 
-from hub import keys, packets
-from hub.envelope import ENVELOPE_NAMESPACE, SIGNATURE_TAG, EnvelopeHeader, build_envelope
+from hub import packets
 from hub.errors import EnvelopeInvalidError, KeyMaterialError, RejectedError, SignatureRejectedError
-from hub.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
+from hub.security import keys
+from hub.security.envelope import ENVELOPE_NAMESPACE, SIGNATURE_TAG, EnvelopeHeader, build_envelope
+from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
 
 E = f"{{{ENVELOPE_NAMESPACE}}}"
 P = f"{{{packets.PACKET_NAMESPACE}}}"

@@ -21,10 +21,7 @@ from lxml import etree
 from hub import packets
 from hub.api import create_app
 from hub.config import Settings
-from hub.envelope import EnvelopeHeader
-from hub.registry import parse_spec
-from hub.signing import sign_payload
-from hub.simulators import (
+from hub.devtools.simulators import (
     DEFAULT_PORTS,
     MinistrySimulator,
     MinistryStep,
@@ -36,7 +33,10 @@ from hub.simulators import (
     send,
     signed_envelope,
 )
-from hub.simulators import national_portal as codes
+from hub.devtools.simulators import national_portal as codes
+from hub.registry import parse_spec
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import sign_payload
 from mappings import ministry_steps
 from mappings.national_portal import dossier_to_portal, status_to_progress
 

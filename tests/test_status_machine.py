@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from hub.errors import TransitionError
-from hub.status_machine import (
+from hub.dossier.status_machine import (
     TERMINAL,
     Correction,
     Decision,
@@ -18,6 +17,7 @@ from hub.status_machine import (
     decide,
     is_legal,
 )
+from hub.errors import TransitionError
 
 # The table from the brief, written out independently of the module under test.
 LEGAL: dict[int, set[int]] = {

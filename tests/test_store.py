@@ -14,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import make_url
 
-from hub.status_machine import Correction, Outcome
+from hub.dossier.status_machine import Correction, Outcome
 from hub.store import (
     MIGRATIONS_DIR,
     AlreadyReplayedError,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from hub import validators as v
+from hub.dossier import validators as v
 from hub.packets.schemas import schema_bytes
 
 

@@ -1,5 +1,5 @@
 """``GET /api/v1/deadlines``: online dossiers still at status 1 (new) past their intake deadline of 8 working hours
-(DOMAIN.md §5; the working calendar is configured in ``Settings``, see ``hub.deadlines``)."""
+(DOMAIN.md §5; the working calendar is configured in ``Settings``, see ``hub.dossier.deadlines``)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def deadlines(request: Request, x_api_key: ApiKey = None) -> DeadlinesOut:
 def _deadlines(request: Request, api_key: str | None) -> DeadlinesOut:
     import datetime as dt
 
-    from hub.deadlines import overdue_intake
+    from hub.dossier.deadlines import overdue_intake
 
     hub = staff_hub(request, api_key)
     settings = hub.settings

@@ -2,9 +2,9 @@
 
 - ``POST /api/v1/lookups`` — F2: a signed ``citizen.lookup`` in, the hub-signed ``citizen.record`` envelope out
   (200 ``application/xml``), synchronously; 422 without officer/dossier/purpose, 504 when the population DB is
-  slow, 502 when it is down or failing (see ``hub.lookups``).
+  slow, 502 when it is down or failing (see ``hub.flows.lookups``).
 - ``GET /api/v1/lookups`` — the lookup audit (admin or operator key; ``?dossier=`` to filter).
-- ``POST /api/v1/callbacks/payment/{connector}`` — F3: the payment platform's ``CONFIRM`` (see ``hub.payments``).
+- ``POST /api/v1/callbacks/payment/{connector}`` — F3: the payment platform's ``CONFIRM`` (see ``hub.flows.payments``).
 - ``GET /api/v1/partner-refusals`` — callbacks the hub refused, with the rule and reason (admin or operator key).
 """
 
@@ -34,7 +34,7 @@ ApiKey = Annotated[
 
 def lookup_service(hub: HubService):
     """The process's ``LookupService`` (created on first use, kept on the ``HubService``)."""
-    from hub.lookups import LookupService
+    from hub.flows.lookups import LookupService
 
     with _lock:
         service = getattr(hub, "_lookup_service", None)
@@ -45,7 +45,7 @@ def lookup_service(hub: HubService):
 
 
 def payment_service(hub: HubService):
-    from hub.payments import PaymentCallbacks
+    from hub.flows.payments import PaymentCallbacks
 
     with _lock:
         service = getattr(hub, "_payment_service", None)

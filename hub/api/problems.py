@@ -84,7 +84,7 @@ class ApiProblem(Exception):
 
 def kind_of(exc: RejectedError) -> str:
     """The problem kind (hence HTTP status) for a pipeline rejection."""
-    from hub.pipeline import ConflictError
+    from hub.exchange.pipeline import ConflictError
 
     if isinstance(exc, XmlRejectedError):
         return "too-large" if any(i.rule == "xml-max-size" for i in exc.issues) else "malformed"

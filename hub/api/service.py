@@ -21,13 +21,13 @@ from broker.base import BrokerError
 from hub.api.metrics import ACCEPT_SECONDS, ACCEPTED, REJECTED, StoreCollector
 from hub.api.problems import ApiProblem, from_rejection
 from hub.config import Settings
-from hub.envelope import EnvelopeHeader, peek_header
 from hub.errors import AccessDeniedError, Issue, KeyMaterialError, RejectedError
-from hub.pipeline import Accepted, Acceptor, Checked, GroupCommitter, Relay
+from hub.exchange.pipeline import Accepted, Acceptor, Checked, GroupCommitter, Relay
 from hub.registry.spec import DEFAULT_PROFILE
 from hub.runtime import Runtime
-from hub.signing import EnvelopeVerifier, TrustStore
-from hub.xmlparse import XmlLimits, parse_xml
+from hub.security.envelope import EnvelopeHeader, peek_header
+from hub.security.signing import EnvelopeVerifier, TrustStore
+from hub.security.xmlparse import XmlLimits, parse_xml
 
 log = logging.getLogger(__name__)
 

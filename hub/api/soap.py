@@ -24,7 +24,7 @@ from lxml import etree
 from hub.api.problems import KINDS, ApiProblem, from_rejection
 from hub.api.service import hub_of
 from hub.errors import Issue, RejectedError
-from hub.xmlparse import XmlLimits, make_parser, parse_xml
+from hub.security.xmlparse import XmlLimits, make_parser, parse_xml
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from typing import Any
 
 from lxml import etree
 
+from hub.dossier.validators import mask_personal_id
 from hub.logs import mask_ids
 from hub.store import DeadLetter, DestinationStats, MessageTrace, PartnerActivity, TimelineEntry
-from hub.validators import mask_personal_id
 
 try:
     from zoneinfo import ZoneInfo
@@ -222,8 +222,8 @@ def mask_payload(envelope: bytes | None, limit: int = PREVIEW_CHARS) -> str:
     """The envelope's payload, pretty-printed, personal data masked, cut to ``limit`` characters."""
     if not envelope:
         return ""
-    from hub.envelope import body_payload
-    from hub.xmlparse import parse_xml
+    from hub.security.envelope import body_payload
+    from hub.security.xmlparse import parse_xml
 
     try:
         root = parse_xml(envelope)
@@ -366,10 +366,10 @@ def overdue_rows(items: Iterable[Any], now: datetime) -> list[OverdueRow]:
 
 
 def find_deadline_query(store: Any, settings: Any = None) -> Any:
-    """The 8-working-hour intake query (``hub.deadlines.overdue_intake(store, settings, now)``) as a function of
+    """The 8-working-hour intake query (``hub.dossier.deadlines.overdue_intake(store, settings, now)``) as a function of
     ``now``, or ``None`` while it is not installed (or cannot run on this store yet)."""
     try:
-        import hub.deadlines as deadlines
+        import hub.dossier.deadlines as deadlines
     except ImportError:
         return None
     function = getattr(deadlines, "overdue_intake", None)

@@ -8,8 +8,8 @@ from typing import Self
 
 from pydantic import model_validator
 
+from hub.dossier.validators import BirthYear, DossierCode, OldId, PersonalId
 from hub.packets.common import Address, Code, LongText, Name, PacketModel, Text, rule_error
-from hub.validators import BirthYear, DossierCode, OldId, PersonalId
 
 
 class CitizenLookup(PacketModel):

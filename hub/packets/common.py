@@ -1,6 +1,6 @@
 """The base model of every canonical packet and the field types and structures the packets share.
 
-Mirrors ``schemas/packets/common.xsd``; the codes with a named domain rule live in ``hub.validators``.
+Mirrors ``schemas/packets/common.xsd``; the codes with a named domain rule live in ``hub.dossier.validators``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Plain
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from hub.validators import VndAmount
+from hub.dossier.validators import VndAmount
 
 
 def _to_utc(value: datetime) -> datetime:

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from pydantic import Field
 
+from hub.dossier.validators import AgencyCode, ApplicantType, Channel, DossierCode, PersonalId, Sha256Hex, StatusCode
 from hub.packets.codec import XmlItem
 from hub.packets.common import Code, Email, FeeLine, LongText, Name, PacketModel, Phone, Text, Url, UtcDateTime
-from hub.validators import AgencyCode, ApplicantType, Channel, DossierCode, PersonalId, Sha256Hex, StatusCode
 
 
 class Applicant(PacketModel):

@@ -6,6 +6,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
+from hub.dossier.validators import AgencyCode, DossierCode, PersonalId, VndAmount
 from hub.packets.codec import XmlItem
 from hub.packets.common import (
     Base64Binary,
@@ -19,7 +20,6 @@ from hub.packets.common import (
     UtcDateTime,
     rule_error,
 )
-from hub.validators import AgencyCode, DossierCode, PersonalId, VndAmount
 
 
 class Payer(PacketModel):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from hub.dossier.validators import DossierCode, VndAmount
 from hub.packets.common import Code, LongText, PacketModel, PostalParty, UtcDateTime
-from hub.validators import DossierCode, VndAmount
 
 
 class Direction(StrEnum):

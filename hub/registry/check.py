@@ -19,7 +19,7 @@ from typing import Literal
 from hub.errors import KeyMaterialError, LienthongError, RejectedError
 from hub.registry.core import Connector, Registry
 from hub.registry.spec import KNOWN_PROFILES
-from hub.signing import TrustStore
+from hub.security.signing import TrustStore
 
 Status = Literal["ok", "warn", "fail"]
 EXPIRY_WARNING_DAYS = 30
@@ -120,10 +120,10 @@ def _examples_for(c: Connector, message_type: str) -> list[tuple[str, bytes | No
 def _check_examples(report: CheckReport, registry: Registry, c: Connector, trust: TrustStore, now: datetime) -> None:
     import mappings
     from hub import packets
-    from hub.envelope import ENVELOPE_TAG, body_payload
-    from hub.pipeline import Acceptor
-    from hub.signing import EnvelopeVerifier
-    from hub.xmlparse import parse_xml
+    from hub.exchange.pipeline import Acceptor
+    from hub.security.envelope import ENVELOPE_TAG, body_payload
+    from hub.security.signing import EnvelopeVerifier
+    from hub.security.xmlparse import parse_xml
 
     if not c.sends:
         return
@@ -185,8 +185,8 @@ def _check_mapping(report: CheckReport, c: Connector) -> None:
 
 
 def _check_certificates(report: CheckReport, c: Connector, now: datetime) -> None:
-    from hub import keys
-    from hub.signing import check_key_policy
+    from hub.security import keys
+    from hub.security.signing import check_key_policy
 
     if not c.certificates:
         if c.sends and c.kind in ("provincial", "ministry"):

@@ -29,8 +29,8 @@ import sqlalchemy as sa
 from cryptography import x509
 from sqlalchemy.engine import Connection
 
-from hub.envelope import EnvelopeHeader
 from hub.errors import Issue
+from hub.exchange.routing import DestinationConfig, Route, RoutingTable
 from hub.registry.spec import (
     CertificateError,
     ConnectorSpec,
@@ -38,8 +38,8 @@ from hub.registry.spec import (
     certificate_from_pem,
     certificate_pem,
 )
-from hub.routing import DestinationConfig, Route, RoutingTable
-from hub.signing import TrustStore
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import TrustStore
 from hub.store import Store
 from hub.store.schema import connector_certificates, connectors, registry_audit
 
@@ -571,7 +571,7 @@ class Registry:
 
 
 def _fingerprint(cert: x509.Certificate) -> str:
-    from hub import keys
+    from hub.security import keys
 
     return keys.fingerprint(cert)
 
@@ -592,6 +592,6 @@ def _load_pem(pem: str) -> x509.Certificate:
 
 
 def _subject(pem: str) -> str:
-    from hub import keys
+    from hub.security import keys
 
     return keys.common_name(_load_pem(pem))

@@ -45,9 +45,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from hub.credentials import Credentials
+from hub.dossier.validators import AGENCY_CODE_PATTERN
 from hub.errors import Issue, KeyMaterialError, LienthongError, RejectedError
-from hub.validators import AGENCY_CODE_PATTERN
+from hub.security.credentials import Credentials
 from mappings import profile_names
 
 CONNECTOR_KINDS = ("provincial", "national_portal", "population_db", "postal", "payment", "ministry")
@@ -111,7 +111,7 @@ def _as_list(value: object) -> object:
 
 def certificate_from_pem(pem: str | bytes, where: str = "certificate") -> x509.Certificate:
     """The first certificate of a PEM text, checked against the hub's key policy (RSA-2048+ or P-256)."""
-    from hub.signing import check_key_policy
+    from hub.security.signing import check_key_policy
 
     data = pem.encode() if isinstance(pem, str) else pem
     try:

@@ -61,7 +61,7 @@ from hub.store.types import (
 )
 
 if TYPE_CHECKING:
-    from hub.status_machine import Decision
+    from hub.dossier.status_machine import Decision
 
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -551,7 +551,7 @@ class Store:
 
         The dossiers' rows are locked first (in code order), then the messages already stored are skipped: a
         resend, or a twin a concurrent transaction stored while this one waited for the lock, is decided once."""
-        from hub.status_machine import DossierState, DossierStatus
+        from hub.dossier.status_machine import DossierState, DossierStatus
 
         wanted = [i for i in first.values() if subs[i].status is not None]
         if not wanted:
@@ -598,7 +598,7 @@ class Store:
     ) -> Decision:
         """Decide one update against the locked dossier's ``current`` state; queue its timeline entry and, when
         applied, the dossier's new state on ``pending`` (written by ``_StatusWrites.flush``)."""
-        from hub.status_machine import decide
+        from hub.dossier.status_machine import decide
 
         decision = decide(current, status, at, correction)
         outcome = str(getattr(decision.outcome, "value", decision.outcome)).lower()
@@ -1037,7 +1037,7 @@ class Store:
         current state changes only when the decision carries a new state. When ``message_id`` names a logged
         message (of ``sender``, if given), its history gets a ``status_<outcome>`` event too.
         """
-        from hub.status_machine import DossierState, DossierStatus
+        from hub.dossier.status_machine import DossierState, DossierStatus
 
         if at.tzinfo is None or at.utcoffset() is None:
             raise ValueError("record_status: 'at' must be timezone-aware")

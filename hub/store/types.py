@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from hub.store.schema import DeliveryState
 
 if TYPE_CHECKING:
-    from hub.status_machine import Decision
+    from hub.dossier.status_machine import Decision
 
 AcceptOutcome = Literal["accepted", "duplicate", "conflict", "rejected"]
 

@@ -23,12 +23,12 @@ from lxml import etree
 
 from adapters.base import Adapter, DeliveryError, DeliveryReceipt, OutboundRequest, PermanentDeliveryError
 from broker.base import Broker, BrokerUnavailable, Delivery
-from hub.envelope import EnvelopeHeader, body_payload, build_envelope, peek_header
 from hub.errors import EnvelopeInvalidError
+from hub.exchange.routing import RoutingTable
 from hub.logs import log_context
-from hub.routing import RoutingTable
-from hub.signing import Signer
-from hub.xmlparse import parse_xml
+from hub.security.envelope import EnvelopeHeader, body_payload, build_envelope, peek_header
+from hub.security.signing import Signer
+from hub.security.xmlparse import parse_xml
 from mappings import canonical_payload
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class OutboundBuilder:
             user_id=original.user_id,
         )
         # A partner-format body (a mapping profile's, e.g. <BuocXuLy>) is mapped to the canonical packet by the
-        # same pure converter that validated it at intake (see hub.pipeline); canonical bodies go as they came.
+        # same pure converter that validated it at intake (see hub.exchange.pipeline); canonical bodies go as they came.
         payload = canonical_payload(original.message_type, body_payload(root))
         signed = self.signer.sign_in_place(build_envelope(header, payload, move_body=True))
         return header, etree.tostring(signed, xml_declaration=True, encoding="UTF-8")

@@ -1,7 +1,7 @@
 """The bank's signed receipt (F3): an XML document (``<BienLai>``) with an enveloped XML-DSig signature by the
 bank's certificate, which must be one of the certificates registered on the payment connector.
 
-Same algorithm policy as the envelopes (``hub.signing``): RSA-2048+/ECDSA P-256, SHA-256, exclusive C14N, one
+Same algorithm policy as the envelopes (``hub.security.signing``): RSA-2048+/ECDSA P-256, SHA-256, exclusive C14N, one
 reference ``URI=""``; only the XML returned as signed is read afterwards.
 """
 
@@ -17,10 +17,10 @@ from lxml import etree
 from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLVerifier
 from signxml.exceptions import SignXMLException
 
-from hub import dsig
 from hub.errors import LienthongError
-from hub.signing import ALLOWED_SIGNATURE_METHODS, Signer
-from hub.xmlparse import parse_xml, parser
+from hub.security import dsig
+from hub.security.signing import ALLOWED_SIGNATURE_METHODS, Signer
+from hub.security.xmlparse import parse_xml, parser
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 

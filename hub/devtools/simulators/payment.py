@@ -22,7 +22,8 @@ and the ``CONFIRM`` callback with a bank-signed receipt.
   same knobs, plus ``MaThamChieuGoc`` (name another original reference). It does not re-check the amount against
   what is left to refund: the hub must.
 
-The bank key and certificate are made on first use (``hub.keys``, in ``key_dir``); ``bank_cert_pem`` is what the hub's
+The bank key and certificate are made on first use (``hub.security.keys``, in ``key_dir``); ``bank_cert_pem`` is what
+the hub's
 payment connector registers. ``GET /_received`` → ``{"requests": [...], "payments": {ref: {...}}, "confirms":
 [{MaThamChieu, status}]}``.
 """
@@ -41,10 +42,10 @@ from typing import Any, ClassVar
 
 import requests
 
-from hub import keys
-from hub.receipts import sign_receipt
-from hub.signing import Signer
-from hub.simulators.base import SimulatorHandler, SimulatorServer
+from hub.devtools.simulators.base import SimulatorHandler, SimulatorServer
+from hub.flows.receipts import sign_receipt
+from hub.security import keys
+from hub.security.signing import Signer
 from mappings import payment as pm
 
 DEFAULT_PARTNERS = {"LIENTHONG": "lienthong-payment-secret"}

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from hub import packets
-from hub.envelope import EnvelopeHeader
 from hub.errors import RejectedError
-from hub.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
 from hub.store import partners
 from mappings.postal import PostalMappingError, status_from_event
 
@@ -47,7 +47,7 @@ class PostalTracker:
     """Polls postal connectors; ``adapters`` maps connector code → ``PostalAdapter``."""
 
     def __init__(self, store, broker, routing, signer: Signer, hub_code: str, adapters: dict) -> None:
-        from hub.pipeline import Acceptor
+        from hub.exchange.pipeline import Acceptor
 
         self.store = store
         self.hub_code = hub_code

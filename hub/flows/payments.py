@@ -46,10 +46,10 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 
 from hub import packets
-from hub.envelope import EnvelopeHeader
 from hub.errors import RejectedError
+from hub.flows.receipts import ReceiptRejected, receipt_fields, verify_receipt
 from hub.packets.dossier import DossierStatusUpdate, Step
-from hub.receipts import ReceiptRejected, receipt_fields, verify_receipt
+from hub.security.envelope import EnvelopeHeader
 from hub.store import partners
 from mappings import payment as pm
 
@@ -115,8 +115,8 @@ class PaymentCallbacks:
 
     def _acceptor(self):
         """An acceptor for the hub's own envelopes: the normal pipeline, trusting the hub's certificate."""
-        from hub.pipeline import Acceptor
-        from hub.signing import EnvelopeVerifier, TrustStore
+        from hub.exchange.pipeline import Acceptor
+        from hub.security.signing import EnvelopeVerifier, TrustStore
 
         routing = self.hub.runtime.routing
         with self._lock:
@@ -303,7 +303,7 @@ class PaymentCallbacks:
                 message_type=message_type,
                 dossier_code=payment.dossier_code,
             )
-            from hub.signing import sign_payload
+            from hub.security.signing import sign_payload
 
             data = etree.tostring(sign_payload(self.signer(), header, packets.to_element(model)))
             try:

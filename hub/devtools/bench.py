@@ -2,7 +2,7 @@
 and, in the same run and on the same packets, the naive single-process chain for comparison.
 
 The load generator is this process: it accepts envelopes exactly as the API will (verify, validate, route,
-commit, publish with confirms) while ``hub worker`` processes deliver to ``python -m hub.sink`` on 127.0.0.1.
+commit, publish with confirms) while ``hub worker`` processes deliver to ``python -m hub.devtools.sink`` on 127.0.0.1.
 Latency is accept-committed → first receipt at the sink, measured on the same clock. A window keeps the
 accepted-but-undelivered backlog bounded, so p99 measures the exchange, not an ever-growing queue.
 """
@@ -29,14 +29,15 @@ from pathlib import Path
 import yaml
 from lxml import etree
 
-from hub import keys, packets
+from hub import packets
 from hub.config import Settings
-from hub.envelope import EnvelopeHeader
-from hub.pipeline import Acceptor
+from hub.exchange.pipeline import Acceptor
+from hub.exchange.worker import OutboundBuilder
 from hub.runtime import Runtime, hub_signer
-from hub.signing import Signer, sign_payload
-from hub.worker import OutboundBuilder
-from hub.xmlparse import parse_xml
+from hub.security import keys
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import Signer, sign_payload
+from hub.security.xmlparse import parse_xml
 
 PROVINCE, SINK = "000.00.00.H12", "000.00.00.B01"
 MESSAGE_TYPES = ("dossier.sync", "dossier.status", "payment.request", "postal.order")
@@ -334,7 +335,9 @@ def run(
     children: list[subprocess.Popen] = []
     try:
         children.append(
-            subprocess.Popen([sys.executable, "-m", "hub.sink", "--port", str(port)], stdout=subprocess.DEVNULL)
+            subprocess.Popen(
+                [sys.executable, "-m", "hub.devtools.sink", "--port", str(port)], stdout=subprocess.DEVNULL
+            )
         )
         _wait_port(port)
         runtime = Runtime.open(settings)

@@ -1,6 +1,6 @@
 """The provincial system simulator (one-stop system + provincial portal).
 
-It receives the hub's signed envelopes at ``POST /inbox`` (see ``hub.simulators.envelopes.EnvelopeInbox``:
+It receives the hub's signed envelopes at ``POST /inbox`` (see ``hub.devtools.simulators.envelopes.EnvelopeInbox``:
 signature checked against ``trust`` when given, deduplicated on ``X-Message-Id``, kept for ``GET /_received``),
 and sends its own envelopes to the hub, signed with its key: ``submit(model)`` (or the module-level ``send``
 helper for envelope bytes already signed).
@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from hub.simulators.envelopes import PartnerSystem, SendResult, send, signed_envelope
+from hub.devtools.simulators.envelopes import PartnerSystem, SendResult, send, signed_envelope
 
 __all__ = ["ProvincialSimulator", "send"]
 

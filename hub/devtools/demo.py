@@ -1,7 +1,8 @@
 """``hub demo``: the hub and its partners on loopback, on the embedded default, running the partner flows end to end.
 
 ``DemoHub`` sets everything up in a fresh data folder (``var/demo`` by default): keys from a demo CA for the hub,
-the province and the ministry (``hub.keys``); the partner simulators (``hub.simulators.start_all``); the store and
+the province and the ministry (``hub.security.keys``); the partner simulators
+(``hub.devtools.simulators.start_all``); the store and
 the connector registry with the demo connectors; the API (uvicorn in a thread, on ``127.0.0.1:8000``) and a
 worker (in a thread; short retry delays). ``run_flows`` then runs each flow of ``FLOWS`` in turn, every step with
 a timeout, and ``partner_table`` shows what each partner received.
@@ -34,11 +35,11 @@ from typing import Any
 
 import httpx
 
-from hub import keys
 from hub.config import Settings
-from hub.simulators import DEFAULT_PORTS, MinistryStep, ResultDocument, start_all, stop_all
-from hub.simulators.payment import DEFAULT_PARTNERS as PAYMENT_SECRETS
-from hub.simulators.postal import DEFAULT_CLIENTS as POSTAL_CLIENTS
+from hub.devtools.simulators import DEFAULT_PORTS, MinistryStep, ResultDocument, start_all, stop_all
+from hub.devtools.simulators.payment import DEFAULT_PARTNERS as PAYMENT_SECRETS
+from hub.devtools.simulators.postal import DEFAULT_CLIENTS as POSTAL_CLIENTS
+from hub.security import keys
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ class DemoHub:
         step(f"API on {self.base_url} (store {self.settings.database_url}, broker {o.broker_url})")
         self._start_worker()
         step("worker delivering (retry delays " + ", ".join(f"{d:g}s" for d in o.retry_delays_s) + ")")
-        from hub.signing import Signer
+        from hub.security.signing import Signer
 
         province_signer = Signer.from_files(self.keys["province"].key_path, self.keys["province"].cert_path)
         ministry_signer = Signer.from_files(self.keys["ministry"].key_path, self.keys["ministry"].cert_path)
@@ -327,10 +328,10 @@ class DemoHub:
             return False
 
     def _start_worker(self) -> None:
-        from hub.payments import initiated_recorder
-        from hub.pipeline import Relay
+        from hub.exchange.pipeline import Relay
+        from hub.exchange.worker import OutboundBuilder, Worker
+        from hub.flows.payments import initiated_recorder
         from hub.runtime import Runtime, adapters_for, hub_signer
-        from hub.worker import OutboundBuilder, Worker
 
         runtime = Runtime.open(self.settings)
         self._worker_runtime = runtime
@@ -570,9 +571,9 @@ def flow_f2(demo: DemoHub, step: Step) -> str:
     from lxml import etree
 
     from hub import packets
-    from hub.envelope import EnvelopeHeader
-    from hub.signing import EnvelopeVerifier, TrustStore, sign_payload
-    from hub.simulators.population_db import POPULATION
+    from hub.devtools.simulators.population_db import POPULATION
+    from hub.security.envelope import EnvelopeHeader
+    from hub.security.signing import EnvelopeVerifier, TrustStore, sign_payload
 
     code = demo.dossier_code()
     citizen = POPULATION[0]  # a synthetic citizen of the simulator (no real people)
@@ -637,7 +638,7 @@ def flow_f3(demo: DemoHub, step: Step) -> str:
     import uuid
 
     from hub import packets
-    from hub.payments import ID_NAMESPACE
+    from hub.flows.payments import ID_NAMESPACE
 
     code = demo.dossier_code()
     t0 = _now() - dt.timedelta(hours=2)
@@ -712,8 +713,8 @@ def flow_f4(demo: DemoHub, step: Step) -> str:
     """F4: a postal pickup order (the citizen sends the dossier to the agency) → order at the postal service; the
     courier's tracking events → ``PostalTracker.poll`` → one postal.status each at the province, never twice."""
     from hub import packets
+    from hub.flows.postal_tracking import tracker_for
     from hub.packets.postal import Direction
-    from hub.postal_tracking import tracker_for
     from hub.runtime import Runtime
 
     code = demo.dossier_code()

@@ -25,11 +25,11 @@ import urllib3
 from lxml import etree
 from pydantic import BaseModel
 
-from hub.envelope import EnvelopeHeader, body_payload, read_header
+from hub.devtools.simulators.base import SimulatorHandler, SimulatorServer
 from hub.errors import LienthongError
-from hub.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
-from hub.simulators.base import SimulatorHandler, SimulatorServer
-from hub.xmlparse import parse_xml
+from hub.security.envelope import EnvelopeHeader, body_payload, read_header
+from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
+from hub.security.xmlparse import parse_xml
 
 _http = urllib3.PoolManager(num_pools=4, maxsize=8, retries=False, timeout=urllib3.Timeout(total=30))
 

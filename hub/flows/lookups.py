@@ -31,12 +31,12 @@ from lxml import etree
 from adapters.base import DeliveryError, PermanentDeliveryError
 from hub import packets
 from hub.api.problems import ApiProblem
-from hub.envelope import EnvelopeHeader, read_header
 from hub.errors import EnvelopeInvalidError, Issue, RejectedError
 from hub.logs import mask_ids
 from hub.packets.citizen import CitizenLookup, CitizenRecord
+from hub.security.envelope import EnvelopeHeader, read_header
+from hub.security.xmlparse import parse_xml
 from hub.store import partners
-from hub.xmlparse import parse_xml
 from mappings.population_db import returned_fields
 
 if TYPE_CHECKING:
@@ -203,7 +203,7 @@ class LookupService:
             destinations=(),
         )
         if stored.outcome == "conflict":
-            from hub.pipeline import ConflictError
+            from hub.exchange.pipeline import ConflictError
 
             raise ConflictError(
                 f"message {header.message_id} was accepted before with other content",
@@ -241,7 +241,7 @@ class LookupService:
             dossier_code=lookup.dossier_code,
             user_id=lookup.officer_id,
         )
-        from hub.signing import sign_payload
+        from hub.security.signing import sign_payload
 
         signed = sign_payload(self.signer(), reply_header, packets.to_element(record))
         envelope = etree.tostring(signed, xml_declaration=True, encoding="UTF-8")

@@ -13,7 +13,7 @@
   - ``TraCuuHoSo`` — ``data`` is ``{MaHoSo}``; answers the record and its progress.
   Every record is validated against ``schemas/national-portal/*.schema.json`` first: the first violation is
   answered with ``VALIDATION_ERROR``, its ``field`` and a message naming it, and nothing of that call is kept.
-- Business errors come with HTTP 200, as the real portal does; the failure modes of ``hub.simulators.base``
+- Business errors come with HTTP 200, as the real portal does; the failure modes of ``hub.devtools.simulators.base``
   give HTTP errors, resets, slowness and malformed replies. Extra ``/_control`` keys: ``"session_ttl_s": N``,
   ``"expire_sessions": true`` (every current session becomes invalid), ``"invalid": N`` (the next N record
   calls are refused with ``VALIDATION_ERROR``, as if the portal's rules changed).
@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Any, ClassVar
 
-from hub.simulators.base import SimulatorHandler, SimulatorServer
+from hub.devtools.simulators.base import SimulatorHandler, SimulatorServer
 from mappings.national_portal import SERVICE_LOOKUP, SERVICE_PROGRESS, SERVICE_SYNC, validate_record
 
 # The portal's error codes (error_code of every answer).

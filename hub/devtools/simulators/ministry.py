@@ -21,9 +21,9 @@ from typing import Any, ClassVar, Literal
 from lxml import etree
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
+from hub.devtools.simulators.base import SimulatorHandler
+from hub.devtools.simulators.envelopes import PartnerSystem, SendResult, send, send_soap, signed_envelope
 from hub.packets.dossier import DossierStatusUpdate
-from hub.simulators.base import SimulatorHandler
-from hub.simulators.envelopes import PartnerSystem, SendResult, send, send_soap, signed_envelope
 from mappings.national_portal import to_portal_time
 
 TRANSPORTS = ("rest", "soap")

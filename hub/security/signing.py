@@ -22,8 +22,9 @@ from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 
-from hub import dsig, keys
-from hub.envelope import (
+from hub.errors import EnvelopeInvalidError, Issue, KeyMaterialError, SignatureRejectedError
+from hub.security import dsig, keys
+from hub.security.envelope import (
     DSIG_NAMESPACE,
     ENVELOPE_TAG,
     SIGNATURE_TAG,
@@ -34,8 +35,7 @@ from hub.envelope import (
     peek_message_id,
     validate_envelope,
 )
-from hub.errors import EnvelopeInvalidError, Issue, KeyMaterialError, SignatureRejectedError
-from hub.xmlparse import XmlLimits, parse_xml, parser
+from hub.security.xmlparse import XmlLimits, parse_xml, parser
 
 ALLOWED_SIGNATURE_METHODS = frozenset({dsig.RSA_SHA256, dsig.ECDSA_SHA256})
 ANY_SENDER = "*"
@@ -239,7 +239,7 @@ class EnvelopeVerifier:
         """Verify a signed envelope; raise ``SignatureRejectedError`` / ``EnvelopeInvalidError`` with the reason.
 
         ``payload_check`` validates the body instead of the canonical packet check (see ``validate_envelope``);
-        it sees only the signed XML. ``parsed``: ``data`` already parsed with ``hub.xmlparse.parse_xml`` under
+        it sees only the signed XML. ``parsed``: ``data`` already parsed with ``hub.security.xmlparse.parse_xml`` under
         this verifier's limits, by a caller that hands the tree over (verification detaches its signature)."""
         if parsed is not None:
             root, owned = parsed, True

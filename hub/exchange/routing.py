@@ -24,8 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from broker.base import Broker, RetryPolicy
-from hub.credentials import Credentials
 from hub.errors import LienthongError
+from hub.security.credentials import Credentials
 
 ANY = "*"
 

@@ -20,7 +20,7 @@ Control protocol (every simulator):
 - ``POST /_reset`` forgets what was received and heals.
 
 The same is available in Python: ``sim.fail("5xx", count=2)``, ``sim.heal()``, ``sim.received()``.
-Servers use ``TCP_NODELAY`` (like ``hub.sink``) and HTTP/1.1 keep-alive, and run in a daemon thread
+Servers use ``TCP_NODELAY`` (like ``hub.devtools.sink``) and HTTP/1.1 keep-alive, and run in a daemon thread
 (``start()``/``stop()``, or as a context manager) or in the foreground (``serve_forever()``).
 """
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
-from hub.simulators.base import SimulatorHandler, SimulatorServer
+from hub.devtools.simulators.base import SimulatorHandler, SimulatorServer
 from mappings.postal import local_time
 
 DEFAULT_CLIENTS = {"lienthong": "lienthong-postal-secret"}

@@ -10,7 +10,7 @@ per verification (and again when signing) where one exclusive C14N is enough: ab
 hub's hottest path. signxml (still used for bank receipts, whose profile is not ours) and Debian's xmlsec1 are
 the oracles the tests hold this module to, in both directions.
 
-Nothing here decides trust: the caller checks the certificate (``hub.signing.TrustStore``) and reads only the
+Nothing here decides trust: the caller checks the certificate (``hub.security.signing.TrustStore``) and reads only the
 returned ``signed`` tree, re-parsed from the canonical bytes the digest covers (no comments, no signature).
 """
 

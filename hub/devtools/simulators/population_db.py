@@ -21,11 +21,11 @@ from typing import Any, ClassVar
 
 from lxml import etree
 
+from hub.devtools.simulators.base import SimulatorHandler, SimulatorServer
 from hub.errors import LienthongError
 from hub.logs import mask_ids
 from hub.packets.citizen import Citizen
-from hub.simulators.base import SimulatorHandler, SimulatorServer
-from hub.xmlparse import parse_xml
+from hub.security.xmlparse import parse_xml
 from mappings.population_db import FOUND, MISMATCH, NAMESPACE, NOT_FOUND, OPERATION, congdan_of
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"

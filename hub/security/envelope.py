@@ -1,6 +1,6 @@
 """The hub envelope: header model, building an unsigned envelope, reading and validating one.
 
-Signing and verification live in ``hub.signing``; this module only knows the envelope's shape.
+Signing and verification live in ``hub.security.signing``; this module only knows the envelope's shape.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hub.errors import EnvelopeInvalidError, Issue
-from hub.xmlparse import make_parser
+from hub.security.xmlparse import make_parser
 
 ENVELOPE_NAMESPACE = "urn:lienthong:envelope:1"
 DSIG_NAMESPACE = "http://www.w3.org/2000/09/xmldsig#"

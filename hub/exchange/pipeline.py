@@ -39,11 +39,11 @@ from pydantic import BaseModel
 import mappings
 from broker.base import Broker, BrokerError, OutboundMessage
 from hub import packets
-from hub.envelope import EnvelopeHeader
 from hub.errors import Issue, RejectedError
+from hub.exchange.routing import RoutingTable
 from hub.packets.dossier import DossierStatusUpdate
-from hub.routing import RoutingTable
-from hub.signing import EnvelopeVerifier, VerifiedEnvelope
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import EnvelopeVerifier, VerifiedEnvelope
 from hub.store import PendingDelivery, StatusUpdate, SyncReport
 
 log = logging.getLogger(__name__)

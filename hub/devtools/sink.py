@@ -5,10 +5,10 @@ Used by the benchmark and the failure tests. It deduplicates on ``X-Message-Id``
 duplicated effect. It can be told to fail: ``POST /_control {"status": 503, "count": 10}`` answers the next
 10 deliveries with 503 (``"seconds"`` instead of ``count`` fails for a while); ``{"status": 0}`` heals it.
 ``--delay-ms`` makes every delivery take that long (a slow partner). ``GET /_stats`` returns what it saw.
-Run: ``python -m hub.sink --port 9100``.
+Run: ``python -m hub.devtools.sink --port 9100``.
 
 Two servers share the same state and rules: ``SinkServer`` (threads, started in-process by tests), and, for
-``python -m hub.sink``, a bare ASGI app under uvicorn (httptools, uvloop): the benchmark runs the sink on the
+``python -m hub.devtools.sink``, a bare ASGI app under uvicorn (httptools, uvloop): the benchmark runs the sink on the
 same two cores as the hub, so the sink must cost as little CPU per delivery as a real partner's server would.
 """
 

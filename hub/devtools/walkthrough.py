@@ -8,10 +8,11 @@ from pathlib import Path
 
 from lxml import etree
 
-from hub import keys, packets
-from hub.envelope import EnvelopeHeader
+from hub import packets
 from hub.errors import RejectedError
-from hub.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
+from hub.security import keys
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
 
 PROVINCE_CODE = "000.00.00.H12"
 HUB_CODE = "000.00.00.H00"

@@ -1,5 +1,5 @@
 """Partner simulators: real HTTP servers on 127.0.0.1 that speak each partner's protocol, remember what they
-received (``GET /_received``) and can be told to fail (``POST /_control``, see ``hub.simulators.base``).
+received (``GET /_received``) and can be told to fail (``POST /_control``, see ``hub.devtools.simulators.base``).
 
 ``hub simulate`` starts them on ``DEFAULT_PORTS``; tests start them on free ports (``port=0``) in a thread::
 
@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hub.simulators.base import FAILURE_MODES, SimulatorServer
-from hub.simulators.envelopes import EnvelopeInbox, SendResult, send, send_soap, signed_envelope
-from hub.simulators.ministry import MinistrySimulator, MinistryStep, ResultDocument
-from hub.simulators.national_portal import NationalPortalSimulator
-from hub.simulators.payment import PaymentSimulator
-from hub.simulators.population_db import PopulationDbSimulator
-from hub.simulators.postal import PostalSimulator
-from hub.simulators.provincial import ProvincialSimulator
+from hub.devtools.simulators.base import FAILURE_MODES, SimulatorServer
+from hub.devtools.simulators.envelopes import EnvelopeInbox, SendResult, send, send_soap, signed_envelope
+from hub.devtools.simulators.ministry import MinistrySimulator, MinistryStep, ResultDocument
+from hub.devtools.simulators.national_portal import NationalPortalSimulator
+from hub.devtools.simulators.payment import PaymentSimulator
+from hub.devtools.simulators.population_db import PopulationDbSimulator
+from hub.devtools.simulators.postal import PostalSimulator
+from hub.devtools.simulators.provincial import ProvincialSimulator
 
 #: Fixed ports of ``hub simulate`` / ``hub demo`` (the other partner kinds take the ports listed for them).
 DEFAULT_PORTS: dict[str, int] = {

@@ -1,0 +1,1 @@
+"""Dossier rules: the status machine, working-hour deadlines and the domain validators."""

@@ -1,0 +1,1 @@
+"""The exchange core: accept pipeline, routing, outbox relay, delivery worker and the intake service."""

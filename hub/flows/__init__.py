@@ -1,0 +1,1 @@
+"""Partner flows the hub runs itself: payments and receipts, citizen lookups, postal tracking."""

@@ -1,0 +1,1 @@
+"""Parsing, the envelope, signatures, keys and trust: everything that decides whether bytes can be believed."""
