@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-deps demo test lint format clean
+.PHONY: help setup system-deps demo test test-fast lint format clean
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,10 @@ demo: setup  ## Set up, then run the main job on the embedded default (`hub demo
 test: setup  ## Set up, lint, and run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+test-fast: $(STAMP)  ## Lint and run the unit tests only (in process, no services; under a minute)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m unit tests/unit
 
 lint:  ## Lint only
 	$(BIN)/ruff check .

@@ -3,6 +3,9 @@
 Tests that need RabbitMQ or PostgreSQL use the ``rabbitmq_url`` / ``postgres_url`` fixtures: on a laptop
 without those servers they skip with a reason; with ``LIENTHONG_REQUIRE_SERVICES=1`` (set by ``.ci/run``)
 an unreachable server is a failure.
+
+Every test is marked by the folder it lives in — ``unit``, ``integration`` or ``e2e`` — so ``pytest -m unit`` (what
+``make test-fast`` runs) selects the fast in-process ones and ``-m "not e2e"`` leaves out the process-level runs.
 """
 
 from __future__ import annotations
@@ -20,6 +23,15 @@ from hub.security import keys
 from hub.security.signing import Signer, TrustStore
 
 REQUIRE_SERVICES = os.environ.get("LIENTHONG_REQUIRE_SERVICES", "") not in ("", "0", "false")
+LEVELS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its level, taken from its folder (tests/unit, tests/integration, tests/e2e)."""
+    for item in items:
+        level = next((part for part in item.path.parts[-3:-1] if part in LEVELS), None)
+        if level is not None:
+            item.add_marker(getattr(pytest.mark, level))
 
 
 def _listening(host: str, port: int) -> bool:

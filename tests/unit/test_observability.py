@@ -19,7 +19,7 @@ from hub.config import Settings
 from hub.console.metrics import EXPORTED
 from hub.logs import JsonFormatter, log_context, logging_dict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "lienthong.json"
 METRIC = re.compile(r"\blienthong_[a-z0-9_]+")

@@ -25,7 +25,7 @@ from hub.security.envelope import EnvelopeHeader, build_envelope
 from hub.store import Store
 from mappings import national_portal as np
 
-GOLDEN = Path(__file__).parent / "golden" / "national_portal"
+GOLDEN = Path(__file__).parents[1] / "golden" / "national_portal"
 CASES = sorted(p.stem for p in GOLDEN.glob("*.xml"))
 USER, PASSWORD = "lienthong", "lienthong-demo"
 HUB, PORTAL = "000.00.00.H00", "000.00.00.G22"

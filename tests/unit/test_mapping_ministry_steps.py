@@ -17,7 +17,7 @@ from hub.registry import KNOWN_PROFILES
 from hub.security.xmlparse import parse_xml
 from mappings import ministry_steps
 
-GOLDEN = Path(__file__).parent / "golden" / "ministry_steps"
+GOLDEN = Path(__file__).parents[1] / "golden" / "ministry_steps"
 INPUTS = sorted(p for p in GOLDEN.glob("*.xml") if not p.name.endswith(".expected.xml"))
 NS = ministry_steps.NAMESPACE
 

@@ -12,7 +12,7 @@ import yaml
 from hub.cli import app
 from hub.config import Settings, env_var_names
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 

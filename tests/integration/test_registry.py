@@ -35,7 +35,7 @@ from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, Signer, sign_payload
 from hub.store import Store
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "connectors"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "connectors"
 PROVINCE, MINISTRY, HUB = "000.00.00.H12", "000.00.00.G22", "000.00.00.H00"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from hub.store import StatusUpdate, Store, Submission
-from tests.test_store import count, store, store_url  # noqa: F401  (fixtures)
+from tests.integration.test_store import count, store, store_url  # noqa: F401  (fixtures)
 
 CODE = "000.00.00.H12-251123-0042"
 SENDER = "000.00.00.G10"

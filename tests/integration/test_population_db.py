@@ -27,7 +27,7 @@ from hub.security.signing import EnvelopeVerifier, TrustStore, sign_payload
 from hub.store import partners
 from mappings import population_db as pdb
 
-GOLDEN = Path(__file__).parent / "golden" / "population_db"
+GOLDEN = Path(__file__).parents[1] / "golden" / "population_db"
 HUB, PROVINCE, POPULATION = "000.00.00.H00", "000.00.00.H12", "000.00.00.G06"
 ADMIN_KEY = "admin-secret-key"
 DOSSIER = "000.00.00.H12-251123-0042"

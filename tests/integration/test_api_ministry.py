@@ -34,7 +34,7 @@ HUB, MINISTRY, PROVINCE, OTHER = "000.00.00.H00", "000.00.00.G10", "000.00.00.H1
 DOSSIER = "000.00.00.H12-251123-0042"
 ADMIN_KEY = "admin-secret-key"
 PROBLEM = "application/problem+json"
-GOLDEN = Path(__file__).parent / "golden" / "ministry_steps"
+GOLDEN = Path(__file__).parents[1] / "golden" / "ministry_steps"
 DOC = (
     "<GiayToKetQua><MaGiayTo>GCN-1</MaGiayTo><TenGiayTo>Giấy chứng nhận</TenGiayTo>"
     "<DuongDan>https://tnmt.example.gov.vn/f/1.pdf</DuongDan></GiayToKetQua>"

@@ -29,9 +29,9 @@ from hub.devtools.sink import SinkServer
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
 from tests.conftest import REQUIRE_SERVICES
-from tests.test_api_server import ADMIN_KEY, HUB, HUB_BIN, MINISTRY, PROVINCE, free_port
+from tests.e2e.test_api_server import ADMIN_KEY, HUB, HUB_BIN, MINISTRY, PROVINCE, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 OPERATOR, PASSWORD = "nguyen.van.a", "mat-khau-van-hanh"

@@ -1,0 +1,1 @@
+"""End-to-end tests: hub processes, the demo, fault injection and the browser."""

@@ -1,0 +1,1 @@
+"""Unit tests: one module or a few in process, no server, no service, no child process."""
