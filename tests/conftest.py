@@ -11,18 +11,22 @@ Every test is marked by the folder it lives in — ``unit``, ``integration`` or 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sqlalchemy.engine import make_url
 
+from hub.devtools.sink import SinkServer
 from hub.security import keys
 from hub.security.signing import Signer, TrustStore
+from hub.store import Store
+from tests.support import listening, require, running_sink
 
-REQUIRE_SERVICES = os.environ.get("LIENTHONG_REQUIRE_SERVICES", "") not in ("", "0", "false")
 LEVELS = ("unit", "integration", "e2e")
 
 
@@ -34,21 +38,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, level))
 
 
-def _listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 def _service(name: str, host: str, port: int, url: str) -> str:
-    if _listening(host, port):
+    if listening(host, port):
         return url
-    message = f"{name} is not reachable on {host}:{port}"
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{message} and LIENTHONG_REQUIRE_SERVICES is set")
-    pytest.skip(f"{message} (start it, or run .ci/run which does)")
+    require(f"{name} is not reachable on {host}:{port} (start it, or run .ci/run which does)")
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +52,44 @@ def rabbitmq_url() -> str:
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     return _service("PostgreSQL", "127.0.0.1", 5432, "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database: a SQLite file whose folder does not exist yet, or a PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/nested/lienthong.db"
+        return
+    base = request.getfixturevalue("postgres_url")
+    schema = f"store_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(sa.schema.CreateSchema(schema))
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.schema.DropSchema(schema, cascade=True))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """A migrated store on each of the two databases (``store_url``)."""
+    s = Store(store_url)
+    s.migrate()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def sink() -> Iterator[SinkServer]:
+    """A sink partner on 127.0.0.1 for this test (``tests.support.running_sink``)."""
+    with running_sink() as server:
+        yield server
 
 
 @dataclass

@@ -16,7 +16,7 @@ from hub import packets
 from hub.errors import RejectedError
 from hub.security.envelope import EnvelopeHeader, build_envelope
 from hub.security.signing import EnvelopeVerifier, sign_payload
-from tests.conftest import REQUIRE_SERVICES
+from tests.support import REQUIRE_SERVICES
 
 XMLSEC1 = shutil.which("xmlsec1")
 pytestmark = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.server
 import shutil
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from lxml import etree
-from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from hub import packets
@@ -34,36 +32,13 @@ from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, Signer, sign_payload
 from hub.store import Store
+from tests.support import free_port, signed_envelope
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "connectors"
 PROVINCE, MINISTRY, HUB = "000.00.00.H12", "000.00.00.G22", "000.00.00.H00"
 
 
 # ------------------------------------------------------------------ fixtures and helpers
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = Store(f"sqlite:///{tmp_path}/hub.db")
-        s.migrate()
-        yield s
-        s.close()
-        return
-    base = request.getfixturevalue("postgres_url")
-    schema = f"registry_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
-    s = Store(make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}))
-    try:
-        s.migrate()
-        yield s
-    finally:
-        s.close()
-        with admin.begin() as conn:
-            conn.execute(sa.schema.DropSchema(schema, cascade=True))
-        admin.dispose()
 
 
 @pytest.fixture
@@ -86,9 +61,7 @@ def pem(party) -> str:
 
 
 def signed(party, *, sender: str = MINISTRY, receiver: str = HUB, message_type: str = "dossier.status") -> bytes:
-    header = EnvelopeHeader(sender=sender, receiver=receiver, message_type=message_type)
-    payload = packets.to_element(packets.example(message_type))
-    return etree.tostring(sign_payload(party.signer, header, payload))
+    return signed_envelope(party.signer, sender=sender, receiver=receiver, message_type=message_type)
 
 
 def header(sender: str = MINISTRY, receiver: str = HUB, message_type: str = "dossier.status") -> EnvelopeHeader:
@@ -414,11 +387,7 @@ def endpoint() -> Iterator[str]:
 
 
 def _free_port_url() -> str:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}/inbox"  # closed again: connection refused
+    return f"http://127.0.0.1:{free_port()}/inbox"  # nothing listens there: connection refused
 
 
 def test_check_passes_a_good_connector(registry: Registry, pki, endpoint: str, tmp_path: Path) -> None:

@@ -5,14 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
-import uuid
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import make_url
 
 from hub.dossier.status_machine import Correction, Outcome
 from hub.store import (
@@ -28,37 +25,9 @@ from hub.store import (
     normalise_url,
 )
 from hub.store.schema import metadata
+from tests.support import row_count as count
 
 UTC = dt.UTC
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/nested/lienthong.db"  # the parent folder does not exist yet
-        return
-    base = request.getfixturevalue("postgres_url")
-    schema = f"store_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.schema.DropSchema(schema, cascade=True))
-        admin.dispose()
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store(store_url)
-    s.migrate()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def submit(store: Store, message_id: str = "m-1", body: bytes = b"<env>1</env>", **kw) -> object:
@@ -74,11 +43,6 @@ def submit(store: Store, message_id: str = "m-1", body: bytes = b"<env>1</env>",
     }
     args.update(kw)
     return store.accept(**args)
-
-
-def count(store: Store, table: str) -> int:
-    with store.engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(metadata.tables[table])).scalar_one()
 
 
 def states(store: Store, message_id: str) -> list[tuple[str, str | None, int | None]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from hub.store import StatusUpdate, Store, Submission
-from tests.integration.test_store import count, store, store_url  # noqa: F401  (fixtures)
+from tests.support import row_count as count
 
 CODE = "000.00.00.H12-251123-0042"
 SENDER = "000.00.00.G10"
@@ -26,7 +26,7 @@ def sub(message_id: str, status: int, minutes: int, body: bytes | None = None) -
     )
 
 
-def test_applied_stale_and_rejected_in_one_batch(store: Store) -> None:  # noqa: F811
+def test_applied_stale_and_rejected_in_one_batch(store: Store) -> None:
     results = store.accept_many(
         [sub("a", 4, 10), sub("b", 5, 20), sub("stale", 4, 15), sub("bad", 9, 30), sub("b", 5, 20), sub("x", 7, 40)]
     )
@@ -45,7 +45,7 @@ def test_applied_stale_and_rejected_in_one_batch(store: Store) -> None:  # noqa:
     assert store.dossier(CODE).status == 7
 
 
-def test_a_resend_is_not_decided_again(store: Store) -> None:  # noqa: F811
+def test_a_resend_is_not_decided_again(store: Store) -> None:
     (first,) = store.accept_many([sub("done", 9, 10)])
     (again,) = store.accept_many([sub("done", 9, 10)])
     (other,) = store.accept_many([sub("done", 9, 10, body=b"other bytes")])
@@ -53,7 +53,7 @@ def test_a_resend_is_not_decided_again(store: Store) -> None:  # noqa: F811
     assert len(store.timeline(CODE)) == 1  # 9 -> 9 again would have been rejected
 
 
-def test_rejected_then_resent_after_the_state_allows_it(store: Store) -> None:  # noqa: F811
+def test_rejected_then_resent_after_the_state_allows_it(store: Store) -> None:
     store.accept_many([sub("received", 2, 0), sub("supplement", 5, 10)])
     (refused,) = store.accept_many([sub("stopped-then-done", 10, 20)])
     assert refused.outcome == "rejected"

@@ -1,0 +1,197 @@
+"""Plain helpers the tests share, so that no test module copies another's or imports from one.
+
+Fixtures built on them live in ``tests/conftest.py`` (and ``tests/integration/conftest.py``); what is here is
+ordinary code a test or fixture calls: partner codes, ports and polling, signed envelopes, a throw-away hub's
+settings, connectors and environment, the sink partner, and the exchange pipeline's parts wired together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import pytest
+import yaml
+from lxml import etree
+
+from hub import packets
+from hub.config import Settings
+from hub.devtools.sink import SinkServer
+from hub.exchange.pipeline import Acceptor
+from hub.exchange.worker import OutboundBuilder, Worker
+from hub.registry import parse_spec
+from hub.runtime import Runtime, adapters_for, hub_signer
+from hub.security import keys
+from hub.security.envelope import EnvelopeHeader
+from hub.security.signing import Signer, sign_payload
+
+T = TypeVar("T")
+
+REQUIRE_SERVICES = os.environ.get("LIENTHONG_REQUIRE_SERVICES", "") not in ("", "0", "false")
+HUB, MINISTRY, PROVINCE, PORTAL = "000.00.00.H00", "000.00.00.G10", "000.00.00.H12", "000.00.00.G22"
+HUB_BIN = str(Path(sys.executable).parent / "hub")
+
+
+def require(reason: str) -> NoReturn:
+    """Skip for want of ``reason`` on a laptop; fail on CI (``LIENTHONG_REQUIRE_SERVICES=1``), where it is a fault."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} and LIENTHONG_REQUIRE_SERVICES is set")
+    pytest.skip(reason)
+
+
+def listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    """A port nothing listens on now (closed again, so a server started next can take it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(
+    condition: Callable[[], T], timeout_s: float = 5.0, what: str = "the condition", logs: Callable[[], str] = str,
+    every_s: float = 0.05,
+) -> T:  # fmt: skip
+    """Poll ``condition`` until it is truthy and return its value; fail with ``what`` and ``logs()`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}\n{logs()}")
+        time.sleep(every_s)
+
+
+# ---------------------------------------------------------------------------------------------- envelopes
+
+
+def signed_envelope(
+    signer: Signer, *, sender: str, receiver: str, message_type: str, payload: etree._Element | None = None,
+    **header: object,
+) -> bytes:  # fmt: skip
+    """The example packet of ``message_type`` (or ``payload``) in an envelope signed by ``signer``, as bytes.
+
+    ``header`` holds the other envelope fields (message_id, dossier_code, …); left out, the envelope's defaults.
+    """
+    envelope = EnvelopeHeader(sender=sender, receiver=receiver, message_type=message_type, **header)
+    body = payload if payload is not None else packets.to_element(packets.example(message_type))
+    return etree.tostring(sign_payload(signer, envelope, body))
+
+
+def issue_signer(name: str, key_dir: Path) -> Signer:
+    """A partner key and certificate from the demo CA in ``key_dir`` (created there when missing)."""
+    issued = keys.issue_key(name, key_dir)
+    return Signer.from_files(issued.key_path, issued.cert_path)
+
+
+# ---------------------------------------------------------------------------------------------- a throw-away hub
+
+
+def hub_settings(root: Path, **overrides: object) -> Settings:
+    """Settings of a hub that lives in ``root``: SQLite store, embedded queue, data under ``root/var``."""
+    values: dict[str, object] = {
+        "database_url": f"sqlite:///{root / 'hub.db'}", "data_dir": root / "var", "log_format": "console",
+    }  # fmt: skip
+    values.update(overrides)
+    return Settings(**values)
+
+
+def hub_env(**variables: str) -> dict[str, str]:
+    """For ``hub`` children: this environment without its ``LIENTHONG_*`` settings, with ``variables`` added."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(variables)
+    return env
+
+
+def register(hub, specs: Iterable[dict]) -> dict[str, str | None]:
+    """Add connectors to a running hub service's registry and reload it; returns each code's API key."""
+    api_keys = {}
+    for spec in specs:
+        _, api_keys[spec["code"]] = hub.registry.add(parse_spec(spec), actor="test")
+    hub.refresh()
+    return api_keys
+
+
+def write_routes(path: Path, destinations: dict[str, dict], routes: list[dict]) -> Path:
+    """A routing file (``LIENTHONG_ROUTES_FILE``) with these destinations and routes."""
+    path.write_text(yaml.safe_dump({"destinations": destinations, "routes": routes}))
+    return path
+
+
+def open_pipeline(settings: Settings, **worker_options: object) -> tuple[Runtime, Acceptor, Worker]:
+    """The exchange core in this process: the runtime, an acceptor and a worker signing as the hub."""
+    runtime = Runtime.open(settings)
+    acceptor = Acceptor(runtime.store, runtime.broker, runtime.routing, runtime.verifier())
+    builder = OutboundBuilder(hub_signer(settings), settings.hub_code)
+    worker = Worker(runtime.store, runtime.broker, runtime.routing, builder, adapters_for(runtime.routing),
+                    **worker_options)  # fmt: skip
+    return runtime, acceptor, worker
+
+
+# ---------------------------------------------------------------------------------------------- the sink partner
+
+
+@contextmanager
+def running_sink() -> Iterator[SinkServer]:
+    """An HTTP sink partner on a free port of 127.0.0.1, in a thread; it counts what it receives."""
+    server = SinkServer(0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def sink_control(sink_url: str, **command: object) -> None:
+    """Tell a sink (in this process or another) how to answer from now on: ``/_control``."""
+    url = sink_url.replace("/inbox", "/_control")
+    urllib.request.urlopen(urllib.request.Request(url, json.dumps(command).encode(), method="POST"), timeout=5)  # noqa: S310
+
+
+def sink_stats(server: SinkServer) -> dict:
+    with server.state.lock:
+        return server.state.snapshot()
+
+
+# ---------------------------------------------------------------------------------------------- child processes
+
+
+def terminate(proc: subprocess.Popen, timeout_s: float = 15) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+# ---------------------------------------------------------------------------------------------- the store
+
+
+def row_count(store, table: str) -> int:
+    """How many rows a store table holds."""
+    import sqlalchemy as sa
+
+    from hub.store.schema import metadata
+
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(metadata.tables[table])).scalar_one()
