@@ -161,9 +161,9 @@ def running_sink() -> Iterator[SinkServer]:
         server.server_close()
 
 
-def sink_control(sink_url: str, **command: object) -> None:
-    """Tell a sink (in this process or another) how to answer from now on: ``/_control``."""
-    url = sink_url.replace("/inbox", "/_control")
+def sink_control(sink: SinkServer, **command: object) -> None:
+    """Tell a sink (here or in another process: anything with its ``url``) how to answer from now on: ``/_control``."""
+    url = sink.url.replace("/inbox", "/_control")
     urllib.request.urlopen(urllib.request.Request(url, json.dumps(command).encode(), method="POST"), timeout=5)  # noqa: S310
 
 

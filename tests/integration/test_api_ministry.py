@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from lxml import etree
 from hub import packets
 from hub.api import create_app
 from hub.api.service import HubService
-from hub.config import Settings
 from hub.devtools.sink import SinkServer
 from hub.exchange.worker import OutboundBuilder, Worker
 from hub.registry import parse_spec, run_check
@@ -29,6 +27,7 @@ from hub.security.envelope import BODY_TAG, EnvelopeHeader
 from hub.security.signing import Signer, sign_payload
 from hub.security.xmlparse import parse_xml
 from mappings.ministry_steps import NAMESPACE
+from tests.support import hub_settings, signed_envelope
 
 HUB, MINISTRY, PROVINCE, OTHER = "000.00.00.H00", "000.00.00.G10", "000.00.00.H12", "000.00.00.G11"
 DOSSIER = "000.00.00.H12-251123-0042"
@@ -67,14 +66,8 @@ class Hub:
     sink: SinkServer
 
     def envelope(self, body: etree._Element, *, sender: str = MINISTRY, message_id: str | None = None) -> bytes:
-        header = EnvelopeHeader(
-            sender=sender,
-            receiver=HUB,
-            message_type="dossier.status",
-            message_id=message_id or str(uuid.uuid4()),
-            dossier_code=DOSSIER,
-        )
-        return etree.tostring(sign_payload(self.ministry, header, body))
+        return signed_envelope(self.ministry, sender=sender, receiver=HUB, message_type="dossier.status", payload=body,
+                               message_id=message_id or str(uuid.uuid4()), dossier_code=DOSSIER)  # fmt: skip
 
     def post(self, data: bytes, key: str | None = None):
         return self.client.post(
@@ -107,24 +100,8 @@ class Hub:
 
 
 @pytest.fixture
-def sink() -> Iterator[SinkServer]:
-    server = SinkServer(0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
 def hub(tmp_path: Path, pki, sink: SinkServer) -> Iterator[Hub]:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
-        data_dir=tmp_path / "var",
-        hub_code=HUB,
-        admin_api_key=ADMIN_KEY,
-        log_format="console",
-    )
+    settings = hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY)
     cert = pki.ministry.cert_path.read_text()
     with TestClient(create_app(settings)) as client:
         service: HubService = client.app.state.hub

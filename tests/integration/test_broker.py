@@ -29,6 +29,7 @@ from broker.base import (
 )
 from broker.embedded import EmbeddedBroker
 from broker.rabbitmq import RabbitMQBroker
+from tests.support import wait_for
 
 VISIBILITY_S = 1.0  # the embedded visibility timeout used by these tests
 
@@ -99,15 +100,6 @@ def stats_of(b: Broker, destination: str):
     (s,) = b.stats([destination])
     assert s.destination == destination
     return s
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 # -- the shared suite ----------------------------------------------------------------------------------------------

@@ -5,29 +5,24 @@ idempotency and the outbox relay."""
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
-from lxml import etree
 
 from broker.base import BrokerUnavailable, connect
-from hub import packets
 from hub.config import Settings
 from hub.devtools.sink import SinkServer
 from hub.exchange.pipeline import Acceptor, ConflictError, GroupCommitter, NoRouteError, Relay
-from hub.exchange.worker import OutboundBuilder, Worker
-from hub.runtime import Runtime, adapters_for, hub_signer, replay_dead_letters
-from hub.security import keys
-from hub.security.envelope import EnvelopeHeader
-from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
+from hub.exchange.worker import Worker
+from hub.runtime import Runtime, replay_dead_letters
+from hub.security.signing import EnvelopeVerifier, Signer, TrustStore
+from tests.support import issue_signer, open_pipeline, signed_envelope, sink_stats, write_routes
+from tests.support import sink_control as control
 
 PROVINCE, PORTAL = "000.00.00.H12", "000.00.00.G22"
 
@@ -35,21 +30,6 @@ PROVINCE, PORTAL = "000.00.00.H12", "000.00.00.G22"
 @pytest.fixture(params=["embedded", "rabbitmq"])
 def broker_kind(request) -> str:
     return request.param
-
-
-@pytest.fixture
-def sink() -> Iterator[SinkServer]:
-    server = SinkServer(0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def control(server: SinkServer, **command: object) -> None:
-    url = server.url.replace("/inbox", "/_control")
-    urllib.request.urlopen(urllib.request.Request(url, json.dumps(command).encode(), method="POST"), timeout=5)  # noqa: S310
 
 
 @dataclass
@@ -63,10 +43,8 @@ class Exchange:
     destination: str
 
     def envelope(self, message_type: str = "dossier.sync", message_id: str | None = None, payload=None) -> bytes:
-        header = EnvelopeHeader(sender=PROVINCE, receiver=PORTAL, message_type=message_type,
-                                **({"message_id": message_id} if message_id else {}))  # fmt: skip
-        body = payload if payload is not None else packets.to_element(packets.example(message_type))
-        return etree.tostring(sign_payload(self.province_signer, header, body))
+        return signed_envelope(self.province_signer, sender=PROVINCE, receiver=PORTAL, message_type=message_type,
+                               payload=payload, **({"message_id": message_id} if message_id else {}))  # fmt: skip
 
     def drain(self, seconds: float = 5.0, until=None) -> None:
         deadline = time.monotonic() + seconds
@@ -85,33 +63,22 @@ def exchange(request, tmp_path: Path, broker_kind: str, sink: SinkServer) -> Ite
     else:
         broker_url = "embedded"
     destination = PORTAL if broker_kind == "embedded" else f"{PORTAL}.{uuid.uuid4().hex[:8]}"
-    routes = tmp_path / "routes.yaml"
-    routes.write_text(yaml.safe_dump({
-        "destinations": {destination: {"endpoint": sink.url, "retry_delays_s": [0.3, 0.3], "jitter": 0.1,
-                                       "circuit_failures": 50}},
-        "routes": [{"type": t, "sender": PROVINCE, "to": [destination]} for t in ("dossier.sync", "dossier.status")],
-    }))  # fmt: skip
-    keydir = tmp_path / "var" / "keys"
-    province = keys.issue_key("province", keydir)
+    routes = write_routes(
+        tmp_path / "routes.yaml",
+        {destination: {"endpoint": sink.url, "retry_delays_s": [0.3, 0.3], "jitter": 0.1, "circuit_failures": 50}},
+        [{"type": t, "sender": PROVINCE, "to": [destination]} for t in ("dossier.sync", "dossier.status")],
+    )
+    province_signer = issue_signer("province", tmp_path / "var" / "keys")
     settings = Settings(
         broker_url=broker_url, database_url=f"sqlite:///{tmp_path / 'store.db'}", routes_file=routes,
         data_dir=tmp_path / "var", hub_code="000.00.00.H00",
     )  # fmt: skip
-    runtime = Runtime.open(settings)
-    acceptor = Acceptor(runtime.store, runtime.broker, runtime.routing, runtime.verifier())
-    builder = OutboundBuilder(hub_signer(settings), settings.hub_code)
-    worker = Worker(runtime.store, runtime.broker, runtime.routing, builder, adapters_for(runtime.routing))
-    province_signer = Signer.from_files(province.key_path, province.cert_path)
+    runtime, acceptor, worker = open_pipeline(settings)
     yield Exchange(settings, runtime, acceptor, worker, province_signer, sink, destination)
     worker.close()
     if broker_kind == "rabbitmq":
         runtime.broker.delete([destination])
     runtime.close()
-
-
-def sink_stats(server: SinkServer) -> dict:
-    with server.state.lock:
-        return server.state.snapshot()
 
 
 def test_accepted_messages_are_delivered_once_signed_by_the_hub(exchange: Exchange) -> None:

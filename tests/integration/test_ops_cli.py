@@ -6,18 +6,13 @@ Deliveries are put in known states with the real pipeline (acceptor â†’ broker â
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
-from lxml import etree
 from typer.testing import CliRunner
 
 from broker.base import BrokerError, Delivery
@@ -26,11 +21,10 @@ from hub.cli import app
 from hub.config import Settings, get_settings
 from hub.devtools.sink import SinkServer
 from hub.exchange.pipeline import Acceptor
-from hub.exchange.worker import OutboundBuilder, Worker
-from hub.runtime import Runtime, adapters_for, hub_signer, open_broker
-from hub.security import keys
-from hub.security.envelope import EnvelopeHeader
-from hub.security.signing import Signer, sign_payload
+from hub.exchange.worker import Worker
+from hub.runtime import Runtime, open_broker
+from hub.security.signing import Signer
+from tests.support import issue_signer, open_pipeline, signed_envelope, sink_control, write_routes
 
 PROVINCE, PORTAL, OTHER = "000.00.00.H12", "000.00.00.G22", "000.00.00.G01"
 COLUMNS = ["destination", "ready", "in flight", "retrying", "dead", "delivered", "oldest pending", "rate/min"]
@@ -57,16 +51,12 @@ class Ops:
 
     def accept(self, count: int) -> list[str]:
         body = packets.to_element(packets.example("dossier.sync"))
-        data = [
-            etree.tostring(sign_payload(self.province, EnvelopeHeader(sender=PROVINCE, receiver=PORTAL,
-                                                                      message_type="dossier.sync"), body))
-            for _ in range(count)
-        ]  # fmt: skip
+        sign = dict(sender=PROVINCE, receiver=PORTAL, message_type="dossier.sync", payload=body)
+        data = [signed_envelope(self.province, **sign) for _ in range(count)]
         return [a.message_id for a in self.acceptor.accept_many(data)]
 
     def control(self, **command: object) -> None:
-        url = self.sink.url.replace("/inbox", "/_control")
-        urllib.request.urlopen(urllib.request.Request(url, json.dumps(command).encode(), method="POST"), timeout=5)  # noqa: S310
+        sink_control(self.sink, **command)
 
     def take(self) -> Delivery:
         (delivery,) = self.runtime.broker.consume([self.destination], prefetch=1, timeout_s=5)
@@ -85,21 +75,19 @@ class Ops:
 
 
 @pytest.fixture(params=["embedded", "rabbitmq"])
-def ops(request, tmp_path: Path) -> Iterator[Ops]:
+def ops(request, tmp_path: Path, sink: SinkServer) -> Iterator[Ops]:
     if request.param == "rabbitmq":
         broker_url = request.getfixturevalue("rabbitmq_url")
         destination, other = (f"{code}.{uuid.uuid4().hex[:8]}" for code in (PORTAL, OTHER))
     else:
         broker_url, destination, other = "embedded", PORTAL, OTHER
-    sink = SinkServer(0)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
-    routes = tmp_path / "routes.yaml"
-    routes.write_text(yaml.safe_dump({
+    routes = write_routes(
+        tmp_path / "routes.yaml",
         # A failed attempt waits a minute: a retried delivery stays "retrying" while the test looks at it.
-        "destinations": {name: {"endpoint": sink.url, "retry_delays_s": [60], "jitter": 0.1, "circuit_failures": 50}
-                         for name in (destination, other)},
-        "routes": [{"type": "dossier.sync", "sender": PROVINCE, "to": [destination, other]}],
-    }))  # fmt: skip
+        {name: {"endpoint": sink.url, "retry_delays_s": [60], "jitter": 0.1, "circuit_failures": 50}
+         for name in (destination, other)},
+        [{"type": "dossier.sync", "sender": PROVINCE, "to": [destination, other]}],
+    )  # fmt: skip
     env = {
         "LIENTHONG_BROKER_URL": broker_url,
         "LIENTHONG_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
@@ -112,12 +100,8 @@ def ops(request, tmp_path: Path) -> Iterator[Ops]:
         broker_url=broker_url, database_url=env["LIENTHONG_DATABASE_URL"], routes_file=routes,
         data_dir=tmp_path / "var",
     )  # fmt: skip
-    province = keys.issue_key("province", tmp_path / "var" / "keys")
-    runtime = Runtime.open(settings)
-    acceptor = Acceptor(runtime.store, runtime.broker, runtime.routing, runtime.verifier())
-    builder = OutboundBuilder(hub_signer(settings), settings.hub_code)
-    worker = Worker(runtime.store, runtime.broker, runtime.routing, builder, adapters_for(runtime.routing), prefetch=1)
-    signer = Signer.from_files(province.key_path, province.cert_path)
+    signer = issue_signer("province", tmp_path / "var" / "keys")
+    runtime, acceptor, worker = open_pipeline(settings, prefetch=1)
     try:
         yield Ops(env, runtime, acceptor, worker, signer, sink, destination, other)
     finally:
@@ -127,8 +111,6 @@ def ops(request, tmp_path: Path) -> Iterator[Ops]:
                 runtime.broker.delete([destination, other])
         finally:
             runtime.close()
-            sink.shutdown()
-            sink.server_close()
 
 
 def table_row(output: str, first_cell: str) -> list[str]:

@@ -23,16 +23,15 @@ from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeli
 from adapters.payment import PaymentAdapter
 from hub import packets
 from hub.api import create_app
-from hub.config import Settings
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS, PaymentSimulator
 from hub.flows.payments import ID_NAMESPACE, initiated_recorder
 from hub.flows.receipts import ReceiptRejected, sign_receipt, verify_receipt
 from hub.packets.common import FeeLine
-from hub.registry import parse_spec
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
 from hub.store import partners
 from mappings import payment as pm
+from tests.support import hub_settings, register
 
 HUB, PROVINCE, PORTAL, PAYMENT = "000.00.00.H00", "000.00.00.H12", "000.00.00.G22", "000.00.00.G05"
 ADMIN_KEY = "admin-secret-key"
@@ -85,13 +84,6 @@ def test_receipt_from_confirm() -> None:
 def sim(tmp_path_factory):
     with PaymentSimulator(key_dir=tmp_path_factory.mktemp("bank")) as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def _heal(request):
-    yield
-    if "sim" in request.fixturenames:
-        request.getfixturevalue("sim").reset()
 
 
 def request_for(reference: str | None = None):
@@ -166,13 +158,7 @@ def test_receipt_signature_checks(sim, pki) -> None:
 
 @pytest.fixture
 def api(tmp_path: Path, pki, sim):
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
-        data_dir=tmp_path / "var",
-        hub_code=HUB,
-        admin_api_key=ADMIN_KEY,
-        log_format="console",
-    )
+    settings = hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY)
     with TestClient(create_app(settings)) as client:
         hub = client.app.state.hub
         specs = [
@@ -187,11 +173,7 @@ def api(tmp_path: Path, pki, sim):
                           "credentials": {"username": PARTNER, "password": SECRET}},
              "certificates": [sim.bank_cert_pem]},
         ]  # fmt: skip
-        keys = {}
-        for spec in specs:
-            _, keys[spec["code"]] = hub.registry.add(parse_spec(spec), actor="test")
-        hub.refresh()
-        client.keys = keys  # type: ignore[attr-defined]
+        client.keys = register(hub, specs)  # type: ignore[attr-defined]
         yield client
 
 

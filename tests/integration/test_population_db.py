@@ -18,7 +18,6 @@ from adapters.base import PermanentDeliveryError, TransientDeliveryError
 from adapters.population_db import LookupTimeoutError, PopulationDbAdapter
 from hub import packets
 from hub.api import create_app
-from hub.config import Settings
 from hub.devtools.simulators.population_db import PopulationDbSimulator
 from hub.packets.citizen import CitizenLookup, CitizenRecord, LookupResult
 from hub.registry import parse_spec
@@ -26,6 +25,7 @@ from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, TrustStore, sign_payload
 from hub.store import partners
 from mappings import population_db as pdb
+from tests.support import hub_settings, register, signed_envelope
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "population_db"
 HUB, PROVINCE, POPULATION = "000.00.00.H00", "000.00.00.H12", "000.00.00.G06"
@@ -126,13 +126,6 @@ def adapter(sim):
     made.close()
 
 
-@pytest.fixture(autouse=True)
-def _heal(request):
-    yield
-    if "sim" in request.fixturenames:
-        request.getfixturevalue("sim").reset()
-
-
 def test_wsdl_is_served_with_the_simulators_address(sim) -> None:
     wsdl = requests.get(sim.wsdl_url, timeout=5).content
     root = etree.fromstring(wsdl)
@@ -196,53 +189,24 @@ def test_failure_modes_are_classified(sim, adapter, mode: str, error: type) -> N
 
 @pytest.fixture
 def api(tmp_path: Path, pki, sim):
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
-        data_dir=tmp_path / "var",
-        hub_code=HUB,
-        admin_api_key=ADMIN_KEY,
-        log_format="console",
-        lookup_timeout_s=1.0,
-    )
+    settings = hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY, lookup_timeout_s=1.0)
     with TestClient(create_app(settings)) as client:
         hub = client.app.state.hub
-        _, province_key = hub.registry.add(
-            parse_spec(
-                {
-                    "code": PROVINCE,
-                    "name": "One-stop system",
-                    "kind": "provincial",
-                    "sends": ["citizen.lookup"],
-                    "certificates": [pki.province.cert_path.read_text()],
-                }
-            ),
-            actor="test",
-        )
-        hub.registry.add(
-            parse_spec(
-                {
-                    "code": POPULATION,
-                    "name": "Population DB",
-                    "kind": "population_db",
-                    "receives": ["citizen.lookup"],
-                    "endpoint": {"url": sim.url, "transport": "soap"},
-                    "timeout_s": 5,
-                }
-            ),
-            actor="test",
-        )
-        hub.refresh()
-        client.province_key = province_key  # type: ignore[attr-defined]
+        api_keys = register(hub, [
+            {"code": PROVINCE, "name": "One-stop system", "kind": "provincial", "sends": ["citizen.lookup"],
+             "certificates": [pki.province.cert_path.read_text()]},
+            {"code": POPULATION, "name": "Population DB", "kind": "population_db", "receives": ["citizen.lookup"],
+             "endpoint": {"url": sim.url, "transport": "soap"}, "timeout_s": 5},
+        ])  # fmt: skip
+        client.province_key = api_keys[PROVINCE]  # type: ignore[attr-defined]
         client.settings = settings  # type: ignore[attr-defined]
         yield client
 
 
 def signed_lookup(pki, payload: etree._Element | None = None, model: CitizenLookup | None = None) -> bytes:
-    header = EnvelopeHeader(
-        sender=PROVINCE, receiver=HUB, message_type="citizen.lookup", message_id=str(uuid.uuid4()), dossier_code=DOSSIER
-    )
     body = payload if payload is not None else packets.to_element(model or lookup())
-    return etree.tostring(sign_payload(pki.province.signer, header, body))
+    return signed_envelope(pki.province.signer, sender=PROVINCE, receiver=HUB, message_type="citizen.lookup",
+                           payload=body, message_id=str(uuid.uuid4()), dossier_code=DOSSIER)  # fmt: skip
 
 
 def post(api, data: bytes):

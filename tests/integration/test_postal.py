@@ -15,16 +15,15 @@ from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeli
 from adapters.postal import PostalAdapter
 from hub import packets
 from hub.api import create_app
-from hub.config import Settings
 from hub.devtools.simulators.postal import DEFAULT_CLIENTS, PostalSimulator
 from hub.flows.postal_tracking import PostalTracker, event_message_id
 from hub.packets.postal import Direction
-from hub.registry import parse_spec
 from hub.runtime import hub_signer
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
 from hub.store import partners
 from mappings.postal import status_from_event, to_order
+from tests.support import hub_settings, register
 
 HUB, PROVINCE, POSTAL = "000.00.00.H00", "000.00.00.H12", "000.00.00.G07"
 ADMIN_KEY = "admin-secret-key"
@@ -63,13 +62,6 @@ def test_status_from_event() -> None:
 def sim():
     with PostalSimulator() as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def _heal(request):
-    yield
-    if "sim" in request.fixturenames:
-        request.getfixturevalue("sim").reset()
 
 
 def adapter_for(sim, **kw) -> PostalAdapter:
@@ -127,8 +119,7 @@ def test_an_incomplete_order_is_refused_permanently(sim) -> None:
 
 @pytest.fixture
 def api(tmp_path: Path, pki, sim):
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'hub.db'}", data_dir=tmp_path / "var", hub_code=HUB,
-                        admin_api_key=ADMIN_KEY, log_format="console")  # fmt: skip
+    settings = hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY)
     with TestClient(create_app(settings)) as client:
         hub = client.app.state.hub
         specs = [
@@ -139,11 +130,7 @@ def api(tmp_path: Path, pki, sim):
              "endpoint": {"url": sim.url, "transport": "json",
                           "credentials": {"username": CLIENT, "password": SECRET, "madonvi": "C001"}}},
         ]  # fmt: skip
-        keys = {}
-        for spec in specs:
-            _, keys[spec["code"]] = hub.registry.add(parse_spec(spec), actor="test")
-        hub.refresh()
-        client.keys = keys  # type: ignore[attr-defined]
+        client.keys = register(hub, specs)  # type: ignore[attr-defined]
         client.settings = settings  # type: ignore[attr-defined]
         yield client
 
