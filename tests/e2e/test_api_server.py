@@ -5,11 +5,7 @@ built from the served WSDL), the messages are traced, and a `hub worker` deliver
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,22 +16,23 @@ import httpx
 import pytest
 import zeep
 import zeep.exceptions
-from lxml import etree
 
 from hub import packets
 from hub.devtools.sink import SinkServer
-from hub.security.envelope import EnvelopeHeader
-from hub.security.signing import sign_payload
+from tests.support import (
+    HUB,
+    HUB_BIN,
+    MINISTRY,
+    PROVINCE,
+    free_port,
+    hub_env,
+    running_sink,
+    signed_envelope,
+    terminate,
+    wait_for,
+)
 
-HUB, MINISTRY, PROVINCE = "000.00.00.H00", "000.00.00.G10", "000.00.00.H12"
 ADMIN_KEY = "admin-key-for-tests"
-HUB_BIN = str(Path(sys.executable).parent / "hub")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -51,88 +48,74 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("serve")
     port = free_port()
-    sink = SinkServer(0)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
-    env = {
-        **os.environ,
-        "LIENTHONG_DATABASE_URL": f"sqlite:///{root / 'hub.db'}",
-        "LIENTHONG_DATA_DIR": str(root / "var"),
-        "LIENTHONG_BROKER_URL": "embedded",
-        "LIENTHONG_HUB_CODE": HUB,
-        "LIENTHONG_ADMIN_API_KEY": ADMIN_KEY,
-        "LIENTHONG_LOG_FORMAT": "console",
-        "LIENTHONG_LOG_LEVEL": "WARNING",
-        "LIENTHONG_REGISTRY_REFRESH_S": "0.5",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = hub_env(
+        LIENTHONG_DATABASE_URL=f"sqlite:///{root / 'hub.db'}",
+        LIENTHONG_DATA_DIR=str(root / "var"),
+        LIENTHONG_BROKER_URL="embedded",
+        LIENTHONG_HUB_CODE=HUB,
+        LIENTHONG_ADMIN_API_KEY=ADMIN_KEY,
+        LIENTHONG_LOG_FORMAT="console",
+        LIENTHONG_LOG_LEVEL="WARNING",
+        LIENTHONG_REGISTRY_REFRESH_S="0.5",
+    )
     log = root / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [HUB_BIN, "serve", "--port", str(port), "--workers", "2"],
-            env=env,
-            cwd=root,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        ready: set[str] = set()  # both uvicorn workers up, so that neither reads the registry before the adds
-        while len(ready) < 2:
-            try:
-                response = httpx.get(f"{base}/readyz", timeout=1)
-                if response.status_code == 200:
-                    ready.add(httpx.get(f"{base}/healthz", timeout=1).json()["pid"])
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"hub serve did not come up:\n{log.read_text()}")
-            time.sleep(0.05)
-        keys = {}
-        for spec in (
-            {
-                "code": MINISTRY,
-                "name": "Land registration",
-                "kind": "ministry",
-                "sends": ["dossier.status"],
-                "certificates": [pki.ministry.cert_path.read_text()],
-            },
-            {
-                "code": PROVINCE,
-                "name": "One-stop system",
-                "kind": "provincial",
-                "sends": ["dossier.sync"],
-                "receives": ["dossier.status"],
-                "endpoint": {"url": sink.url},
-                "certificates": [pki.province.cert_path.read_text()],
-            },
-        ):
-            response = httpx.post(f"{base}/api/v1/connectors", json=spec, headers={"X-Api-Key": ADMIN_KEY})
-            assert response.status_code == 201, response.text
-            keys[spec["code"]] = response.json()["api_key"]
-        # The other uvicorn worker reloads the registry: at most ~1 s with LIENTHONG_REGISTRY_REFRESH_S=0.5.
-        time.sleep(1.5)
-        yield Server(base, env, keys, sink, log)
-    finally:
-        proc.terminate()
+    with running_sink() as sink:
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [HUB_BIN, "serve", "--port", str(port), "--workers", "2"],
+                env=env,
+                cwd=root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        base = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        sink.shutdown()
-        sink.server_close()
+            ready: set[str] = set()  # both uvicorn workers up, so that neither reads the registry before the adds
+
+            def both_workers_ready() -> bool:
+                if proc.poll() is not None:
+                    pytest.fail(f"hub serve exited:\n{log.read_text()}")
+                try:
+                    response = httpx.get(f"{base}/readyz", timeout=1)
+                    if response.status_code == 200:
+                        ready.add(httpx.get(f"{base}/healthz", timeout=1).json()["pid"])
+                except httpx.HTTPError:
+                    pass
+                return len(ready) == 2
+
+            wait_for(both_workers_ready, 30, "hub serve to come up", lambda: log.read_text())
+            keys = {}
+            for spec in (
+                {
+                    "code": MINISTRY,
+                    "name": "Land registration",
+                    "kind": "ministry",
+                    "sends": ["dossier.status"],
+                    "certificates": [pki.ministry.cert_path.read_text()],
+                },
+                {
+                    "code": PROVINCE,
+                    "name": "One-stop system",
+                    "kind": "provincial",
+                    "sends": ["dossier.sync"],
+                    "receives": ["dossier.status"],
+                    "endpoint": {"url": sink.url},
+                    "certificates": [pki.province.cert_path.read_text()],
+                },
+            ):
+                response = httpx.post(f"{base}/api/v1/connectors", json=spec, headers={"X-Api-Key": ADMIN_KEY})
+                assert response.status_code == 201, response.text
+                keys[spec["code"]] = response.json()["api_key"]
+            # The other uvicorn worker reloads the registry: at most ~1 s with LIENTHONG_REGISTRY_REFRESH_S=0.5.
+            time.sleep(1.5)
+            yield Server(base, env, keys, sink, log)
+        finally:
+            terminate(proc)
 
 
 def signed_status(pki, message_id: str | None = None) -> bytes:
-    header = EnvelopeHeader(
-        sender=MINISTRY,
-        receiver=PROVINCE,
-        message_type="dossier.status",
-        message_id=message_id or str(uuid.uuid4()),
-        dossier_code=packets.examples.DOSSIER_CODE,
-    )
-    payload = packets.to_element(packets.example("dossier.status"))
-    return etree.tostring(sign_payload(pki.ministry.signer, header, payload))
+    return signed_envelope(pki.ministry.signer, sender=MINISTRY, receiver=PROVINCE, message_type="dossier.status",
+                           message_id=message_id or str(uuid.uuid4()), dossier_code=packets.examples.DOSSIER_CODE)
 
 
 def test_rest_push_is_accepted_traced_and_delivered(server: Server, pki) -> None:

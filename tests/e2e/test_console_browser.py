@@ -9,11 +9,9 @@ panel goes to ``test-artifacts/console/``. Without Chromium the test skips, unle
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,16 +19,25 @@ from pathlib import Path
 
 import httpx
 import pytest
-from lxml import etree
 
 from hub import packets
 from hub.console.auth import hash_password
 from hub.devtools.sink import SinkServer
-from hub.security.envelope import EnvelopeHeader
-from hub.security.signing import sign_payload
-from tests.conftest import REQUIRE_SERVICES
-from tests.e2e.test_api_server import ADMIN_KEY, HUB, HUB_BIN, MINISTRY, PROVINCE, free_port
+from tests.support import (
+    HUB,
+    HUB_BIN,
+    MINISTRY,
+    PROVINCE,
+    free_port,
+    hub_env,
+    require,
+    running_sink,
+    signed_envelope,
+    terminate,
+)
+from tests.support import wait_for as _wait_for
 
+ADMIN_KEY = "admin-key-for-tests"
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -51,21 +58,12 @@ def browser_paths() -> tuple[str, str]:
     chromium = _chromium()
     if chromium and Path(CHROMEDRIVER).exists():
         return chromium, CHROMEDRIVER
-    message = "Chromium or its driver is missing (apt-get install chromium chromium-driver; `make system-deps`)"
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{message} and LIENTHONG_REQUIRE_SERVICES is set")
-    pytest.skip(message)
+    require("Chromium or its driver is missing (apt-get install chromium chromium-driver; `make system-deps`)")
 
 
 def wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    """``tests.support.wait_for``, polling the page and the hub more gently (every 0.2 s)."""
+    return _wait_for(condition, timeout_s, what, every_s=0.2)
 
 
 class Hub:
@@ -75,21 +73,19 @@ class Hub:
         self.base = f"http://127.0.0.1:{self.port}"
         self.sink = sink
         self.pki = pki
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")},
-            "LIENTHONG_DATABASE_URL": f"sqlite:///{root / 'hub.db'}",
-            "LIENTHONG_DATA_DIR": str(root / "var"),
-            "LIENTHONG_BROKER_URL": "embedded",
-            "LIENTHONG_HUB_CODE": HUB,
-            "LIENTHONG_ADMIN_API_KEY": ADMIN_KEY,
-            "LIENTHONG_OPERATORS": f"{OPERATOR}:{hash_password(PASSWORD, n=2**12)}",
-            "LIENTHONG_LOG_FORMAT": "json",
-            "LIENTHONG_LOG_LEVEL": "INFO",
-            "LIENTHONG_REGISTRY_REFRESH_S": "1",
-            "LIENTHONG_CONSOLE_REFRESH_S": "2",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.env = hub_env(
+            LIENTHONG_DATABASE_URL=f"sqlite:///{root / 'hub.db'}",
+            LIENTHONG_DATA_DIR=str(root / "var"),
+            LIENTHONG_BROKER_URL="embedded",
+            LIENTHONG_HUB_CODE=HUB,
+            LIENTHONG_ADMIN_API_KEY=ADMIN_KEY,
+            LIENTHONG_OPERATORS=f"{OPERATOR}:{hash_password(PASSWORD, n=2**12)}",
+            LIENTHONG_LOG_FORMAT="json",
+            LIENTHONG_LOG_LEVEL="INFO",
+            LIENTHONG_REGISTRY_REFRESH_S="1",
+            LIENTHONG_CONSOLE_REFRESH_S="2",
+            PYTHONUNBUFFERED="1",
+        )
         self.procs: list[tuple[subprocess.Popen, Path]] = []
 
     def start(self, *args: str) -> subprocess.Popen:
@@ -106,10 +102,7 @@ class Hub:
         for proc, _ in self.procs:
             proc.terminate()
         for proc, _ in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            terminate(proc)
 
     def register(self) -> str:
         keys = {}
@@ -126,12 +119,11 @@ class Hub:
         return keys[MINISTRY]
 
     def push_status(self, api_key: str) -> str:
-        header = EnvelopeHeader(sender=MINISTRY, receiver=PROVINCE, message_type="dossier.status",
-                                message_id=str(uuid.uuid4()), dossier_code=DOSSIER)  # fmt: skip
         payload = packets.to_element(packets.example("dossier.status"))
         for el in payload.iter("{*}dossierCode"):
             el.text = DOSSIER
-        data = etree.tostring(sign_payload(self.pki.ministry.signer, header, payload))
+        data = signed_envelope(self.pki.ministry.signer, sender=MINISTRY, receiver=PROVINCE, payload=payload,
+                               message_type="dossier.status", message_id=str(uuid.uuid4()), dossier_code=DOSSIER)
         response = httpx.post(f"{self.base}/api/v1/messages", content=data,
                               headers={"X-Api-Key": api_key, "Content-Type": "application/xml"})  # fmt: skip
         assert response.status_code == 202, response.text
@@ -146,27 +138,24 @@ class Hub:
 @pytest.fixture(scope="module")
 def hub(pki) -> Iterator[Hub]:
     root = Path(tempfile.mkdtemp(prefix="console-"))
-    sink = SinkServer(0)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
-    hub = Hub(root, sink, pki)
-    try:
-        serve = hub.start("serve", "--port", str(hub.port))
+    with running_sink() as sink:
+        hub = Hub(root, sink, pki)
+        try:
+            serve = hub.start("serve", "--port", str(hub.port))
 
-        def ready() -> bool:
-            if serve.poll() is not None:
-                pytest.fail(f"hub serve exited:\n{hub.logs()}")
-            try:
-                return httpx.get(f"{hub.base}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
+            def ready() -> bool:
+                if serve.poll() is not None:
+                    pytest.fail(f"hub serve exited:\n{hub.logs()}")
+                try:
+                    return httpx.get(f"{hub.base}/readyz", timeout=1).status_code == 200
+                except httpx.HTTPError:
+                    return False
 
-        wait_for(ready, 30, "hub serve to be ready")
-        yield hub
-    finally:
-        hub.stop()
-        sink.shutdown()
-        sink.server_close()
-        shutil.rmtree(root, ignore_errors=True)
+            wait_for(ready, 30, "hub serve to be ready")
+            yield hub
+        finally:
+            hub.stop()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ import os
 import select
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -32,31 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
-from lxml import etree
 
 from hub import packets
 from hub.config import Settings
 from hub.exchange.pipeline import Acceptor
 from hub.runtime import Runtime, hub_signer
-from hub.security import keys
-from hub.security.envelope import EnvelopeHeader
-from hub.security.signing import Signer, sign_payload
-from tests.conftest import REQUIRE_SERVICES
+from hub.security.signing import Signer
+from tests.support import hub_env, issue_signer, listening, require, signed_envelope, wait_for, write_routes
 
 PROVINCE, PORTAL, HUB_CODE = "000.00.00.H12", "000.00.00.G22", "000.00.00.H00"
 BIN = Path(sys.executable).parent
 HUB = BIN / "hub"
 VISIBILITY_S = 2.0  # the embedded broker's visibility timeout in these tests (a SIGKILLed worker's claims)
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, logs: Callable[[], str] = str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{logs()}")
 
 
 def stop_process(proc: subprocess.Popen) -> None:
@@ -127,11 +113,8 @@ class Hub:
 
     def envelopes(self, count: int) -> list[bytes]:
         body = packets.to_element(packets.example("dossier.sync"))
-        out = []
-        for _ in range(count):
-            header = EnvelopeHeader(sender=PROVINCE, receiver=PORTAL, message_type="dossier.sync")
-            out.append(etree.tostring(sign_payload(self.province, header, body)))
-        return out
+        sign = dict(sender=PROVINCE, receiver=PORTAL, message_type="dossier.sync", payload=body)
+        return [signed_envelope(self.province, **sign) for _ in range(count)]
 
     def accept(self, count: int) -> list[str]:
         ids: list[str] = []
@@ -195,30 +178,25 @@ def _hub_factory(request, tmp_path: Path, broker_kind: str, options: str = "") -
             name = PORTAL
         config = {"endpoint": sink.url, "retry_delays_s": [0.3, 0.3], "jitter": 0.1, "circuit_failures": 50,
                   "concurrency": 4, **destination}  # fmt: skip
-        routes = tmp_path / "routes.yaml"
-        routes.write_text(yaml.safe_dump({
-            "destinations": {name: config},
-            "routes": [{"type": "dossier.sync", "sender": PROVINCE, "to": [name]}],
-        }))  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
-        env.update({
-            "LIENTHONG_BROKER_URL": broker_url,
-            "LIENTHONG_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
-            "LIENTHONG_ROUTES_FILE": str(routes),
-            "LIENTHONG_DATA_DIR": str(tmp_path / "var"),
-            "LIENTHONG_HUB_CODE": HUB_CODE,
-            "LIENTHONG_LOG_FORMAT": "console",
-            "PYTHONUNBUFFERED": "1",
-        })  # fmt: skip
+        routes = write_routes(tmp_path / "routes.yaml", {name: config},
+                              [{"type": "dossier.sync", "sender": PROVINCE, "to": [name]}])  # fmt: skip
+        env = hub_env(
+            LIENTHONG_BROKER_URL=broker_url,
+            LIENTHONG_DATABASE_URL=f"sqlite:///{tmp_path / 'store.db'}",
+            LIENTHONG_ROUTES_FILE=str(routes),
+            LIENTHONG_DATA_DIR=str(tmp_path / "var"),
+            LIENTHONG_HUB_CODE=HUB_CODE,
+            LIENTHONG_LOG_FORMAT="console",
+            PYTHONUNBUFFERED="1",
+        )
         settings = Settings(
             broker_url=broker_url, database_url=env["LIENTHONG_DATABASE_URL"], routes_file=routes,
             data_dir=tmp_path / "var", hub_code=HUB_CODE,
         )  # fmt: skip
-        province = keys.issue_key("province", tmp_path / "var" / "keys")  # creates the demo CA the hub trusts
+        signer = issue_signer("province", tmp_path / "var" / "keys")  # creates the demo CA the hub trusts
         hub_signer(settings)  # the hub's key, created here once rather than by two workers at the same time
         runtime = Runtime.open(settings)
         acceptor = Acceptor(runtime.store, runtime.broker, runtime.routing, runtime.verifier())
-        signer = Signer.from_files(province.key_path, province.cert_path)
         hub = Hub(broker_kind, tmp_path, env, settings, runtime, acceptor, signer, name)
         hubs.append(hub)
         return hub
@@ -304,11 +282,7 @@ def test_sigkilled_worker_loses_nothing_and_records_each_delivery_once(make_hub,
 
 
 def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
+    return listening("127.0.0.1", port)
 
 
 def _rabbitmqctl(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
@@ -336,9 +310,7 @@ def rabbitmqctl(rabbitmq_url: str) -> Iterator[None]:
         except (OSError, subprocess.TimeoutExpired) as exc:
             reason = f"rabbitmqctl is not usable: {exc}"
     if reason:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason} and LIENTHONG_REQUIRE_SERVICES is set")
-        pytest.skip(reason)
+        require(reason)
     try:
         yield
     finally:

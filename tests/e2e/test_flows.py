@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from hub.devtools import demo as demos
+from tests.support import HUB_BIN, free_port, listening
 
 ALL_OK = {f"F{n}": "ok" for n in range(1, 7)}
-HUB_BIN = str(Path(sys.executable).parent / "hub")
 FREE = {kind: 0 for kind in demos.DEFAULT_PORTS}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(params=["embedded", "rabbitmq"])
@@ -83,9 +75,8 @@ def test_hub_demo_once_exits_0_with_the_json_line(tmp_path: Path) -> None:
     started = time.monotonic()
     # Simulators on their default ports: skip if something (a running demo) holds them.
     for port in demos.DEFAULT_PORTS.values():
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                pytest.skip(f"port {port} is in use (a running `hub demo`/`hub simulate`?)")
+        if listening("127.0.0.1", port):
+            pytest.skip(f"port {port} is in use (a running `hub demo`/`hub simulate`?)")
     done = subprocess.run(
         [HUB_BIN, "demo", "--once", "--port", str(free_port()), "--data-dir", str(tmp_path / "demo")],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,

@@ -4,7 +4,6 @@ signed envelopes to a real hub API (uvicorn in a thread) by REST and by SOAP (ze
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -16,11 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from lxml import etree
 
 from hub import packets
 from hub.api import create_app
-from hub.config import Settings
 from hub.devtools.simulators import (
     DEFAULT_PORTS,
     MinistrySimulator,
@@ -34,21 +31,13 @@ from hub.devtools.simulators import (
     signed_envelope,
 )
 from hub.devtools.simulators import national_portal as codes
-from hub.registry import parse_spec
-from hub.security.envelope import EnvelopeHeader
-from hub.security.signing import sign_payload
 from mappings import ministry_steps
 from mappings.national_portal import dossier_to_portal, status_to_progress
+from tests.support import HUB, MINISTRY, PROVINCE, free_port, hub_settings, register, wait_for
+from tests.support import signed_envelope as sign_envelope
 
-HUB, MINISTRY, PROVINCE = "000.00.00.H00", "000.00.00.G10", "000.00.00.H12"
 STEP_MINISTRY = "000.00.00.G11"
 DOSSIER = packets.examples.DOSSIER_CODE
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- failure modes, on every simulator
@@ -210,10 +199,8 @@ def test_portal_services(portal: NationalPortalSimulator) -> None:
 
 def _hub_envelope(pki, message_id: str | None = None, signer=None) -> tuple[str, bytes]:
     message_id = message_id or str(uuid.uuid4())
-    header = EnvelopeHeader(sender=HUB, receiver=PROVINCE, message_type="dossier.status", message_id=message_id,
-                            dossier_code=DOSSIER)  # fmt: skip
-    payload = packets.to_element(packets.example("dossier.status"))
-    return message_id, etree.tostring(sign_payload(signer or pki.province.signer, header, payload))
+    return message_id, sign_envelope(signer or pki.province.signer, sender=HUB, receiver=PROVINCE,
+                                     message_type="dossier.status", message_id=message_id, dossier_code=DOSSIER)
 
 
 def test_provincial_inbox_verifies_dedupes_and_keeps(pki) -> None:
@@ -260,27 +247,15 @@ class LiveHub:
 @pytest.fixture(scope="module")
 def live_hub(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[LiveHub]:
     root = tmp_path_factory.mktemp("live-hub")
-    settings = Settings(
-        database_url=f"sqlite:///{root / 'hub.db'}",
-        data_dir=root / "var",
-        hub_code=HUB,
-        admin_api_key="admin-key",
-        log_format="console",
-        log_level="WARNING",
-    )
+    settings = hub_settings(root, hub_code=HUB, admin_api_key="admin-key", log_level="WARNING")
     app = create_app(settings)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the hub API did not start")
-        time.sleep(0.05)
-    hub = app.state.hub
-    keys = {}
-    for spec in (
+    wait_for(lambda: server.started or not thread.is_alive(), 20, "the hub API to start")
+    assert server.started, "the hub API did not start"
+    keys = register(app.state.hub, (
         {"code": MINISTRY, "name": "Land registration", "kind": "ministry", "sends": ["dossier.status"],
          "certificates": [pki.ministry.cert_path.read_text()]},
         {"code": PROVINCE, "name": "One-stop system", "kind": "provincial", "sends": ["dossier.sync"],
@@ -293,9 +268,7 @@ def live_hub(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[LiveHub]
          "receives": ["dossier.sync", "dossier.status"],
          "endpoint": {"url": "http://127.0.0.1:9/api", "transport": "json",
                       "credentials": {"username": "lienthong", "password": "lienthong-demo"}}},
-    ):  # fmt: skip
-        _, keys[spec["code"]] = hub.registry.add(parse_spec(spec), actor="test")
-    hub.refresh()
+    ))  # fmt: skip
     try:
         yield LiveHub(f"http://127.0.0.1:{port}", keys)
     finally:
