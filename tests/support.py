@@ -195,3 +195,22 @@ def row_count(store, table: str) -> int:
 
     with store.engine.connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(metadata.tables[table])).scalar_one()
+
+
+@contextmanager
+def hub_client(settings: Settings, specs: Iterable[dict] = ()) -> Iterator:
+    """The hub's app in a ``TestClient`` with these connectors registered; their API keys in ``client.keys``."""
+    from fastapi.testclient import TestClient
+
+    from hub.api import create_app
+
+    with TestClient(create_app(settings)) as client:
+        client.keys = register(client.app.state.hub, specs)  # type: ignore[attr-defined]
+        client.settings = settings  # type: ignore[attr-defined]
+        yield client
+
+
+def province_connector(pki, sends: list[str], receives: list[str]) -> dict:
+    """The provincial one-stop system as a connector: signs with the test PKI's province key, receives nothing live."""
+    return {"code": PROVINCE, "name": "One-stop system", "kind": "provincial", "sends": sends, "receives": receives,
+            "endpoint": {"url": "http://127.0.0.1:9/inbox"}, "certificates": [pki.province.cert_path.read_text()]}

@@ -15,14 +15,12 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 from lxml import etree
 from pydantic import ValidationError
 
 from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeliveryError
 from adapters.payment import PaymentAdapter
 from hub import packets
-from hub.api import create_app
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS, PaymentSimulator
 from hub.flows.payments import ID_NAMESPACE, initiated_recorder
 from hub.flows.receipts import ReceiptRejected, sign_receipt, verify_receipt
@@ -31,7 +29,7 @@ from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
 from hub.store import partners
 from mappings import payment as pm
-from tests.support import hub_settings, register
+from tests.support import hub_client, hub_settings, province_connector
 
 HUB, PROVINCE, PORTAL, PAYMENT = "000.00.00.H00", "000.00.00.H12", "000.00.00.G22", "000.00.00.G05"
 ADMIN_KEY = "admin-secret-key"
@@ -158,22 +156,17 @@ def test_receipt_signature_checks(sim, pki) -> None:
 
 @pytest.fixture
 def api(tmp_path: Path, pki, sim):
-    settings = hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY)
-    with TestClient(create_app(settings)) as client:
-        hub = client.app.state.hub
-        specs = [
-            {"code": PROVINCE, "name": "One-stop system", "kind": "provincial", "sends": ["payment.request"],
-             "receives": ["payment.receipt"], "endpoint": {"url": "http://127.0.0.1:9/inbox"},
-             "certificates": [pki.province.cert_path.read_text()]},
-            {"code": PORTAL, "name": "National portal", "kind": "national_portal", "receives": ["dossier.status"],
-             "endpoint": {"url": "http://127.0.0.1:9/api", "transport": "json",
-                          "credentials": {"username": "u", "password": "p"}}},
-            {"code": PAYMENT, "name": "Payment platform", "kind": "payment", "receives": ["payment.request"],
-             "endpoint": {"url": sim.url, "transport": "json",
-                          "credentials": {"username": PARTNER, "password": SECRET}},
-             "certificates": [sim.bank_cert_pem]},
-        ]  # fmt: skip
-        client.keys = register(hub, specs)  # type: ignore[attr-defined]
+    specs = [
+        province_connector(pki, sends=["payment.request"], receives=["payment.receipt"]),
+        {"code": PORTAL, "name": "National portal", "kind": "national_portal", "receives": ["dossier.status"],
+         "endpoint": {"url": "http://127.0.0.1:9/api", "transport": "json",
+                      "credentials": {"username": "u", "password": "p"}}},
+        {"code": PAYMENT, "name": "Payment platform", "kind": "payment", "receives": ["payment.request"],
+         "endpoint": {"url": sim.url, "transport": "json",
+                      "credentials": {"username": PARTNER, "password": SECRET}},
+         "certificates": [sim.bank_cert_pem]},
+    ]  # fmt: skip
+    with hub_client(hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY), specs) as client:
         yield client
 
 

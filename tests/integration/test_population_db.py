@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from fastapi.testclient import TestClient
 from lxml import etree
 
 from adapters.base import PermanentDeliveryError, TransientDeliveryError
 from adapters.population_db import LookupTimeoutError, PopulationDbAdapter
 from hub import packets
-from hub.api import create_app
 from hub.devtools.simulators.population_db import PopulationDbSimulator
 from hub.packets.citizen import CitizenLookup, CitizenRecord, LookupResult
 from hub.registry import parse_spec
@@ -25,7 +23,7 @@ from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, TrustStore, sign_payload
 from hub.store import partners
 from mappings import population_db as pdb
-from tests.support import hub_settings, register, signed_envelope
+from tests.support import hub_client, hub_settings, signed_envelope
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "population_db"
 HUB, PROVINCE, POPULATION = "000.00.00.H00", "000.00.00.H12", "000.00.00.G06"
@@ -189,17 +187,15 @@ def test_failure_modes_are_classified(sim, adapter, mode: str, error: type) -> N
 
 @pytest.fixture
 def api(tmp_path: Path, pki, sim):
+    specs = [
+        {"code": PROVINCE, "name": "One-stop system", "kind": "provincial", "sends": ["citizen.lookup"],
+         "certificates": [pki.province.cert_path.read_text()]},
+        {"code": POPULATION, "name": "Population DB", "kind": "population_db", "receives": ["citizen.lookup"],
+         "endpoint": {"url": sim.url, "transport": "soap"}, "timeout_s": 5},
+    ]  # fmt: skip
     settings = hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY, lookup_timeout_s=1.0)
-    with TestClient(create_app(settings)) as client:
-        hub = client.app.state.hub
-        api_keys = register(hub, [
-            {"code": PROVINCE, "name": "One-stop system", "kind": "provincial", "sends": ["citizen.lookup"],
-             "certificates": [pki.province.cert_path.read_text()]},
-            {"code": POPULATION, "name": "Population DB", "kind": "population_db", "receives": ["citizen.lookup"],
-             "endpoint": {"url": sim.url, "transport": "soap"}, "timeout_s": 5},
-        ])  # fmt: skip
-        client.province_key = api_keys[PROVINCE]  # type: ignore[attr-defined]
-        client.settings = settings  # type: ignore[attr-defined]
+    with hub_client(settings, specs) as client:
+        client.province_key = client.keys[PROVINCE]  # type: ignore[attr-defined]
         yield client
 
 

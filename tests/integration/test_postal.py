@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from fastapi.testclient import TestClient
 
 from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeliveryError
 from adapters.postal import PostalAdapter
 from hub import packets
-from hub.api import create_app
 from hub.devtools.simulators.postal import DEFAULT_CLIENTS, PostalSimulator
 from hub.flows.postal_tracking import PostalTracker, event_message_id
 from hub.packets.postal import Direction
@@ -23,7 +21,7 @@ from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
 from hub.store import partners
 from mappings.postal import status_from_event, to_order
-from tests.support import hub_settings, register
+from tests.support import hub_client, hub_settings, province_connector
 
 HUB, PROVINCE, POSTAL = "000.00.00.H00", "000.00.00.H12", "000.00.00.G07"
 ADMIN_KEY = "admin-secret-key"
@@ -119,19 +117,13 @@ def test_an_incomplete_order_is_refused_permanently(sim) -> None:
 
 @pytest.fixture
 def api(tmp_path: Path, pki, sim):
-    settings = hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY)
-    with TestClient(create_app(settings)) as client:
-        hub = client.app.state.hub
-        specs = [
-            {"code": PROVINCE, "name": "One-stop system", "kind": "provincial", "sends": ["postal.order"],
-             "receives": ["postal.status"], "endpoint": {"url": "http://127.0.0.1:9/inbox"},
-             "certificates": [pki.province.cert_path.read_text()]},
-            {"code": POSTAL, "name": "Postal service", "kind": "postal", "receives": ["postal.order"],
-             "endpoint": {"url": sim.url, "transport": "json",
-                          "credentials": {"username": CLIENT, "password": SECRET, "madonvi": "C001"}}},
-        ]  # fmt: skip
-        client.keys = register(hub, specs)  # type: ignore[attr-defined]
-        client.settings = settings  # type: ignore[attr-defined]
+    specs = [
+        province_connector(pki, sends=["postal.order"], receives=["postal.status"]),
+        {"code": POSTAL, "name": "Postal service", "kind": "postal", "receives": ["postal.order"],
+         "endpoint": {"url": sim.url, "transport": "json",
+                      "credentials": {"username": CLIENT, "password": SECRET, "madonvi": "C001"}}},
+    ]  # fmt: skip
+    with hub_client(hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY), specs) as client:
         yield client
 
 
