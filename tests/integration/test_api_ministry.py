@@ -19,7 +19,6 @@ from lxml import etree
 
 from hub import packets
 from hub.api import create_app
-from hub.api.service import HubService
 from hub.config import Settings
 from hub.devtools.sink import SinkServer
 from hub.exchange.worker import OutboundBuilder, Worker
@@ -28,6 +27,7 @@ from hub.runtime import adapters_for, hub_signer
 from hub.security.envelope import BODY_TAG, EnvelopeHeader
 from hub.security.signing import Signer, sign_payload
 from hub.security.xmlparse import parse_xml
+from hub.services import HubService
 from mappings.ministry_steps import NAMESPACE
 
 HUB, MINISTRY, PROVINCE, OTHER = "000.00.00.H00", "000.00.00.G10", "000.00.00.H12", "000.00.00.G11"
