@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -41,7 +41,7 @@ ACCEPT_SECONDS = Histogram(
 class StoreCollector(Collector):
     """Delivery counters per destination connector, read from the store (cached ``ttl_s`` seconds)."""
 
-    def __init__(self, store: Any, ttl_s: float = 5.0, gauges: Callable[[], list[Metric]] | None = None) -> None:
+    def __init__(self, store: Any, ttl_s: float = 5.0, gauges: Callable[[], Sequence[Metric]] | None = None) -> None:
         self.store = store
         self.ttl_s = ttl_s
         self.gauges = gauges  # more families read at the same time (the operator page's, hub.console.metrics)
@@ -82,7 +82,7 @@ class StoreCollector(Collector):
         return [*names.values(), pending, *self._console()]
 
     def _console(self) -> list[Metric]:
-        return [] if self.gauges is None else self.gauges()
+        return [] if self.gauges is None else list(self.gauges())
 
 
 def render(store_collector: StoreCollector | None) -> bytes:

@@ -8,7 +8,7 @@ certificates from the registry. Blocking work (signature checks, store transacti
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def console_gauges(hub: HubService) -> list[Metric]:
+def console_gauges(hub: HubService) -> Sequence[Metric]:
     """The operator page's gauges for ``/metrics`` (``hub.console.metrics``), read with the store's counters."""
     from hub.console.metrics import families
     from hub.console.views import snapshot

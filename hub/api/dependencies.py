@@ -4,7 +4,8 @@ the size-limited body reader, and the lazily made flow services. Routes import f
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader
@@ -21,6 +22,7 @@ XML_MEDIA_TYPES = ("application/xml", "text/xml")
 API_KEY = APIKeyHeader(name="X-Api-Key", auto_error=False, description="The caller's API key")
 ApiKey = Annotated[str | None, Security(API_KEY)]  # one security scheme in the OpenAPI document
 
+T = TypeVar("T")
 _flows_lock = threading.Lock()
 
 
@@ -85,21 +87,20 @@ def lookup_service(hub: HubService) -> LookupService:
     """The process's ``LookupService`` (created on first use, kept on the ``HubService``)."""
     from hub.flows.lookups import LookupService
 
-    with _flows_lock:
-        service = getattr(hub, "_lookup_service", None)
-        if service is None:
-            service = LookupService(hub)
-            hub._lookup_service = service  # type: ignore[attr-defined]
-        return service
+    return _kept(hub, "_lookup_service", LookupService)
 
 
 def payment_service(hub: HubService) -> PaymentCallbacks:
     """The process's ``PaymentCallbacks`` (created on first use, kept on the ``HubService``)."""
     from hub.flows.payments import PaymentCallbacks
 
+    return _kept(hub, "_payment_service", PaymentCallbacks)
+
+
+def _kept(hub: HubService, attribute: str, make: Callable[[HubService], T]) -> T:
     with _flows_lock:
-        service = getattr(hub, "_payment_service", None)
+        service: T | None = getattr(hub, attribute, None)
         if service is None:
-            service = PaymentCallbacks(hub)
-            hub._payment_service = service  # type: ignore[attr-defined]
+            service = make(hub)
+            setattr(hub, attribute, service)
         return service

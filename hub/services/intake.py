@@ -9,7 +9,7 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
@@ -63,7 +63,7 @@ class HubService:
 
     ``gauges``: more Prometheus families for ``metrics`` (the operator page's), read with the store's."""
 
-    def __init__(self, settings: Settings, gauges: Callable[[HubService], list[Metric]] | None = None) -> None:
+    def __init__(self, settings: Settings, gauges: Callable[[HubService], Sequence[Metric]] | None = None) -> None:
         from hub.registry import Registry
 
         self.settings = settings
