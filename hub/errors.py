@@ -1,13 +1,40 @@
-"""Exception classes and the structured ``Issue`` every rejection carries.
+"""Every error the hub raises on purpose, in one tree, and the structured ``Issue`` every rejection carries.
 
-Every rejection names the field (``path``), the rule that was broken and, where known, the message id,
-so a partner can act on it without reading hub logs.
+::
+
+    LienthongError
+    ├── RejectedError                 input refused; ``issues`` name path + rule, ``kind`` says what sort
+    │   ├── XmlRejectedError          xml-*            (malformed, or too-large past the size limit)
+    │   ├── PacketInvalidError        schema
+    │   ├── EnvelopeInvalidError      envelope
+    │   ├── SignatureRejectedError    signature
+    │   ├── UnauthenticatedError      api-key-*        (unauthenticated)
+    │   ├── AccessDeniedError         forbidden
+    │   ├── NoRouteError              no-route
+    │   ├── ConflictError             idempotency-conflict (conflict)
+    │   ├── StatusTransitionError     status-transition (the status machine and the pipeline)
+    │   ├── ReceiptRejected           receipt-*        (a bank receipt's signature)
+    │   ├── PaymentRefusedError       the payment CONFIRM checks (kind + the platform's MaLoi code)
+    │   ├── PartnerUnavailableError   partner-unavailable / partner-refused (bad-gateway)
+    │   └── PartnerTimeoutError       partner-timeout  (gateway-timeout)
+    ├── StoreError
+    │   ├── UnknownDeliveryError, UnknownDeadLetterError   (also LookupError)
+    │   └── DeliveryClosedError, AlreadyReplayedError
+    ├── KeyMaterialError
+    └── UnknownMessageTypeError       (also KeyError)
+
+Lower layers keep their own roots: ``broker.base.BrokerError`` and ``adapters.base.DeliveryError``
+(``TransientDeliveryError`` / ``PermanentDeliveryError``); the registry's errors (``hub.registry.spec``) and
+``hub.exchange.routing.RoutingError`` derive from ``LienthongError``. Only ``hub.api.problems`` turns a
+``RejectedError`` into an HTTP answer: ``kind`` picks the status, ``issues`` become ``errors``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +59,13 @@ class LienthongError(Exception):
 
 
 class RejectedError(LienthongError):
-    """Input was refused. Carries the issues found and the message id when it could be read."""
+    """Input was refused: the one base of errors that carry a rule name, so a partner can act without our logs.
 
-    default_rule = "rejected"
+    ``rule`` is the first issue's rule (``default_rule`` when no issue is given); ``kind`` is the sort of refusal
+    (the vocabulary of ``hub.api.problems.KINDS``: ``invalid``, ``forbidden``, ``conflict``…)."""
+
+    default_rule: ClassVar[str] = "rejected"
+    default_kind: ClassVar[str] = "invalid"
 
     def __init__(
         self,
@@ -42,10 +73,24 @@ class RejectedError(LienthongError):
         issues: Iterable[Issue] = (),
         *,
         message_id: str | None = None,
+        rule: str | None = None,
     ) -> None:
-        self.issues: list[Issue] = list(issues) or [Issue(path="/", rule=self.default_rule, message=message)]
+        self.issues: list[Issue] = list(issues) or [Issue(path="/", rule=rule or self.default_rule, message=message)]
         self.message_id = message_id
         super().__init__(message)
+
+    @property
+    def rule(self) -> str:
+        return self.issues[0].rule
+
+    @property
+    def kind(self) -> str:
+        return self.default_kind
+
+    @property
+    def detail(self) -> str:
+        """The message without the message id (``str()`` appends it)."""
+        return str(self.args[0]) if self.args else self.default_rule
 
     def __str__(self) -> str:
         text = super().__str__()
@@ -57,18 +102,15 @@ class XmlRejectedError(RejectedError):
 
     default_rule = "xml-wellformed"
 
+    @property
+    def kind(self) -> str:
+        return "too-large" if any(i.rule == "xml-max-size" for i in self.issues) else "malformed"
+
 
 class PacketInvalidError(RejectedError):
     """A canonical payload breaks its XSD or a domain rule."""
 
     default_rule = "schema"
-
-
-class UnknownMessageTypeError(LienthongError, KeyError):
-    """The message type is not one of the canonical packet types."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown message type"
 
 
 class EnvelopeInvalidError(RejectedError):
@@ -83,15 +125,125 @@ class SignatureRejectedError(RejectedError):
     default_rule = "signature"
 
 
+class UnauthenticatedError(RejectedError):
+    """No API key was sent, or it is unknown or its connector disabled."""
+
+    default_rule = "api-key-required"
+    default_kind = "unauthenticated"
+
+
 class AccessDeniedError(RejectedError):
-    """The authenticated caller may not send this message (type not granted, not its own sender code, …)."""
+    """The authenticated caller may not do this (type not granted, not its own sender code, wrong role…)."""
 
     default_rule = "forbidden"
+    default_kind = "forbidden"
+
+
+class NoRouteError(RejectedError):
+    """Nobody is configured to receive this message type from this sender."""
+
+    default_rule = "no-route"
+
+
+class ConflictError(RejectedError):
+    """The same message id was accepted before with different content."""
+
+    default_rule = "idempotency-conflict"
+    default_kind = "conflict"
+
+
+class StatusTransitionError(RejectedError):
+    """A dossier status update the status machine refuses (an illegal transition); nothing is queued."""
+
+    default_rule = "status-transition"
+
+
+class ReceiptRejected(RejectedError):
+    """A bank receipt is unsigned, signed by a certificate not registered for the connector, or altered."""
+
+    default_rule = "receipt-signature"
+
+
+class PaymentRefusedError(RejectedError):
+    """A payment platform's CONFIRM failed one of the checks (``hub.flows.payments``); recorded before raised.
+
+    ``code`` is the platform's ``MaLoi`` for the answer, ``reference`` the payment reference when it was read.
+    ``kind`` ``declined`` is the platform's own failure report: recorded, and answered as received."""
+
+    default_rule = "payment-refused"
+
+    def __init__(self, kind: str, code: str, rule: str, reason: str, reference: str | None = None) -> None:
+        super().__init__(reason, rule=rule)
+        self._kind, self.code, self.reason, self.reference = kind, code, reason, reference
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+
+class PartnerUnavailableError(RejectedError):
+    """A synchronous partner call failed (the partner is down, failing, or refused the call)."""
+
+    default_rule = "partner-unavailable"
+    default_kind = "bad-gateway"
+
+
+class PartnerTimeoutError(RejectedError):
+    """A synchronous partner call did not answer in time."""
+
+    default_rule = "partner-timeout"
+    default_kind = "gateway-timeout"
 
 
 class KeyMaterialError(LienthongError):
     """A key or certificate file could not be loaded or does not meet the signing policy."""
 
 
-class TransitionError(LienthongError):
-    """A dossier status update is not allowed by the status machine."""
+class UnknownMessageTypeError(LienthongError, KeyError):
+    """The message type is not one of the canonical packet types."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown message type"
+
+
+# ---------------------------------------------------------------------------------------------- the store
+
+
+class StoreError(LienthongError):
+    """Base class of the store's own errors."""
+
+
+class UnknownDeliveryError(StoreError, LookupError):
+    """No delivery has this id."""
+
+    def __init__(self, delivery_id: int) -> None:
+        self.delivery_id = delivery_id
+        super().__init__(f"unknown delivery {delivery_id}")
+
+
+class DeliveryClosedError(StoreError):
+    """The delivery is in a state that does not allow the requested change (e.g. it was already delivered)."""
+
+    def __init__(self, delivery_id: int, state: str, action: str) -> None:
+        self.delivery_id = delivery_id
+        self.state = state
+        super().__init__(f"delivery {delivery_id} is {state}; cannot {action}")
+
+
+class UnknownDeadLetterError(StoreError, LookupError):
+    """No dead letter has this id."""
+
+    def __init__(self, dead_letter_id: int) -> None:
+        self.dead_letter_id = dead_letter_id
+        super().__init__(f"unknown dead letter {dead_letter_id}")
+
+
+class AlreadyReplayedError(StoreError):
+    """The dead letter was replayed before; a dead letter is replayed at most once."""
+
+    def __init__(self, dead_letter_id: int, replayed_by: str | None, replayed_at: datetime | None) -> None:
+        self.dead_letter_id = dead_letter_id
+        self.replayed_by = replayed_by
+        self.replayed_at = replayed_at
+        when = replayed_at.isoformat() if replayed_at else "?"
+        super().__init__(f"dead letter {dead_letter_id} was already replayed by {replayed_by} at {when}")

@@ -1,5 +1,8 @@
 """RFC 9457 problem details: every error the API answers is ``application/problem+json``.
 
+The one place refusals become HTTP: a ``RejectedError`` (``hub.errors``) is answered with the status of its
+``kind``; the API's own refusals (bad media type, too large, unknown id) are ``ApiProblem``.
+
 A problem carries ``type``, ``title``, ``status``, ``detail`` and ``instance`` (the request path), plus the hub's
 ``errors: [{path, rule, message, line}]`` and the ``message_id`` when it could be read.
 """
@@ -16,14 +19,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.errors import AccessDeniedError, Issue, RejectedError, XmlRejectedError
+from hub.errors import Issue, RejectedError, UnauthenticatedError
 
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "urn:lienthong:problem:"
 
-# status → (slug used in ``type`` and as the ``rejected{reason}`` metric label, title)
+# kind (the slug used in ``type`` and as the ``rejected{reason}`` metric label) → (status, title)
 KINDS: dict[str, tuple[int, str]] = {
     "malformed": (400, "Malformed request"),
     "unauthenticated": (401, "Missing or unknown API key"),
@@ -62,7 +65,7 @@ class Problem(BaseModel):
 
 
 class ApiProblem(Exception):
-    """Raised by endpoints to answer with a problem."""
+    """Raised by endpoints to answer with a problem (refusals of the HTTP request itself)."""
 
     def __init__(
         self,
@@ -82,22 +85,10 @@ class ApiProblem(Exception):
         super().__init__(detail)
 
 
-def kind_of(exc: RejectedError) -> str:
-    """The problem kind (hence HTTP status) for a pipeline rejection."""
-    from hub.exchange.pipeline import ConflictError
-
-    if isinstance(exc, XmlRejectedError):
-        return "too-large" if any(i.rule == "xml-max-size" for i in exc.issues) else "malformed"
-    if isinstance(exc, AccessDeniedError):
-        return "forbidden"
-    if isinstance(exc, ConflictError):
-        return "conflict"
-    return "invalid"  # signature, envelope, schema, no route
-
-
 def from_rejection(exc: RejectedError) -> ApiProblem:
-    detail = str(exc.args[0]) if exc.args else exc.default_rule
-    return ApiProblem(kind_of(exc), detail, exc.issues, message_id=exc.message_id)
+    """The problem for a refusal raised below the API: its kind's status, its detail, issues and message id."""
+    headers = {"WWW-Authenticate": "ApiKey"} if isinstance(exc, UnauthenticatedError) else None
+    return ApiProblem(exc.kind, exc.detail, exc.issues, message_id=exc.message_id, headers=headers)
 
 
 def problem_body(

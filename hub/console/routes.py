@@ -22,11 +22,11 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
-from hub.api.service import hub_of
 from hub.config import Settings
 from hub.console import auth, views
 from hub.console.i18n import LANG_COOKIE, LANGS, Translator, pick_lang
 from hub.logs import mask_ids
+from hub.services import HubService
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "lienthong_console"
@@ -43,6 +43,13 @@ CSP = (
 )
 
 router = APIRouter(include_in_schema=False)
+
+
+def hub_of(request: Request) -> HubService:
+    """The process's ``HubService``, set on the app by ``hub.api.create_app`` (the console does not import the
+    API: the API mounts the console)."""
+    hub: HubService = request.app.state.hub
+    return hub
 
 
 def _settings(request: Request) -> Settings:

@@ -27,7 +27,7 @@ from enum import IntEnum, StrEnum
 from types import MappingProxyType
 from typing import Final
 
-from hub.errors import TransitionError
+from hub.errors import StatusTransitionError
 
 RULE: Final = "status-transition"
 
@@ -117,9 +117,9 @@ class Decision:
     rule: str | None = None
 
     def raise_if_rejected(self) -> Decision:
-        """``self``, or ``TransitionError(reason)`` if the update was rejected."""
+        """``self``, or ``StatusTransitionError(reason)`` if the update was rejected."""
         if self.outcome is Outcome.REJECTED:
-            raise TransitionError(self.reason)
+            raise StatusTransitionError(self.reason)
         return self
 
 

@@ -39,7 +39,7 @@ from pydantic import BaseModel
 import mappings
 from broker.base import Broker, BrokerError, OutboundMessage
 from hub import packets
-from hub.errors import Issue, RejectedError
+from hub.errors import ConflictError, Issue, NoRouteError, RejectedError, StatusTransitionError
 from hub.exchange.routing import RoutingTable
 from hub.packets.dossier import DossierStatusUpdate
 from hub.security.envelope import EnvelopeHeader
@@ -55,24 +55,6 @@ SYNC_TYPE = "dossier.sync"
 Authorizer = Callable[[EnvelopeHeader], None]
 # The mapping profile the sender of this header uses for its message type (``canonical`` by default).
 ProfileResolver = Callable[[EnvelopeHeader], str]
-
-
-class NoRouteError(RejectedError):
-    """Nobody is configured to receive this message type from this sender."""
-
-    default_rule = "no-route"
-
-
-class ConflictError(RejectedError):
-    """The same message id was accepted before with different content."""
-
-    default_rule = "idempotency-conflict"
-
-
-class StatusTransitionError(RejectedError):
-    """A ``dossier.status`` the status machine refuses (an illegal transition); nothing was queued."""
-
-    default_rule = "status-transition"
 
 
 @dataclass(frozen=True, slots=True)

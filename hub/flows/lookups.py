@@ -30,8 +30,15 @@ from lxml import etree
 
 from adapters.base import DeliveryError, PermanentDeliveryError
 from hub import packets
-from hub.api.problems import ApiProblem
-from hub.errors import EnvelopeInvalidError, Issue, RejectedError
+from hub.errors import (
+    ConflictError,
+    EnvelopeInvalidError,
+    Issue,
+    NoRouteError,
+    PartnerTimeoutError,
+    PartnerUnavailableError,
+    RejectedError,
+)
 from hub.logs import mask_ids
 from hub.packets.citizen import CitizenLookup, CitizenRecord
 from hub.security.envelope import EnvelopeHeader, read_header
@@ -41,7 +48,7 @@ from mappings.population_db import returned_fields
 
 if TYPE_CHECKING:
     from adapters.population_db import PopulationDbAdapter
-    from hub.api.service import Caller, HubService
+    from hub.services import Caller, HubService
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +167,7 @@ class LookupService:
 
     def lookup(self, caller: Caller, data: bytes) -> LookupAnswer:
         """Verify, authorize, audit, call the population DB and answer a signed citizen.record (or raise
-        ``ApiProblem`` / ``RejectedError``)."""
+        ``RejectedError``: ``NoRouteError``, ``PartnerTimeoutError``, ``PartnerUnavailableError``…)."""
         started = time.monotonic()
         hub = self.hub
         authorize = hub.authorizer(caller)
@@ -186,8 +193,7 @@ class LookupService:
         if source is None or source.destination() is None:
             self._audit(caller, lookup, None, message_id=header.message_id, result="refused",
                         detail="no population DB connector receives citizen.lookup")  # fmt: skip
-            raise ApiProblem(
-                "invalid",
+            raise NoRouteError(
                 f"no population DB connector receives {LOOKUP_TYPE} from {header.sender}",
                 [Issue("/envelope/header/messageType", "no-route", "no population DB connector is registered")],
                 message_id=header.message_id,
@@ -203,8 +209,6 @@ class LookupService:
             destinations=(),
         )
         if stored.outcome == "conflict":
-            from hub.exchange.pipeline import ConflictError
-
             raise ConflictError(
                 f"message {header.message_id} was accepted before with other content",
                 [Issue("/envelope/header/messageId", "idempotency-conflict", "same id, other content")],
@@ -227,8 +231,8 @@ class LookupService:
             rule = "partner-timeout" if timed_out else (
                 "partner-refused" if isinstance(exc, PermanentDeliveryError) else "partner-unavailable"
             )  # fmt: skip
-            raise ApiProblem(
-                "gateway-timeout" if timed_out else "bad-gateway",
+            failed = PartnerTimeoutError if timed_out else PartnerUnavailableError
+            raise failed(
                 reason,
                 [Issue("/", rule, reason)],
                 message_id=header.message_id,

@@ -46,28 +46,23 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 
 from hub import packets
-from hub.errors import RejectedError
-from hub.flows.receipts import ReceiptRejected, receipt_fields, verify_receipt
+from hub.errors import PaymentRefusedError as Refused
+from hub.errors import ReceiptRejected, RejectedError
+from hub.flows.receipts import receipt_fields, verify_receipt
 from hub.packets.dossier import DossierStatusUpdate, Step
 from hub.security.envelope import EnvelopeHeader
 from hub.store import partners
 from mappings import payment as pm
 
 if TYPE_CHECKING:
-    from hub.api.service import HubService
     from hub.packets.payment import PaymentRequest
     from hub.registry.core import Connector
+    from hub.services import HubService
 
 log = logging.getLogger(__name__)
 
 ID_NAMESPACE = uuid.UUID("6f1c4e2a-9b1d-4c55-8a3e-1d2b3c4d5e6f")
 RESUMED_STATUS = 4
-
-
-class Refused(Exception):
-    def __init__(self, status: int, code: str, rule: str, reason: str, reference: str | None = None) -> None:
-        super().__init__(reason)
-        self.status, self.code, self.rule, self.reason, self.reference = status, code, rule, reason, reference
 
 
 def initiated_recorder(engine_or_url: Any):
@@ -96,7 +91,7 @@ def initiated_recorder(engine_or_url: Any):
 
 
 class PaymentCallbacks:
-    """One per API process (see ``hub.api.partners.payment_service``)."""
+    """One per API process (see ``hub.api.dependencies.payment_service``)."""
 
     def __init__(self, hub: HubService) -> None:
         self.hub = hub
@@ -130,10 +125,11 @@ class PaymentCallbacks:
 
     # ------------------------------------------------------------ the callback
 
-    def confirm(self, code: str, body: bytes) -> tuple[int, dict[str, Any]]:
-        """Check and act on one CONFIRM; returns (HTTP status, JSON answer)."""
+    def confirm(self, code: str, body: bytes) -> dict[str, Any]:
+        """Check and act on one CONFIRM; returns the JSON answer. A refusal is recorded, then raised
+        (``PaymentRefusedError``: its ``kind``, rule and the platform's ``MaLoi`` code)."""
         try:
-            return 200, self._confirm(code, body)
+            return self._confirm(code, body)
         except Refused as refused:
             partners.record_refusal(
                 self.hub.store.engine,
@@ -145,47 +141,57 @@ class PaymentCallbacks:
                 reference=refused.reference,
             )
             log.warning("payment CONFIRM refused connector=%s rule=%s: %s", code, refused.rule, refused.reason)
-            return refused.status, {"MaLoi": refused.code, "MoTaLoi": refused.reason, "rule": refused.rule}
+            raise
 
     def _confirm(self, code: str, body: bytes) -> dict[str, Any]:
         connector = self.hub.registry.get(code)
         if connector is None or not connector.enabled or str(connector.kind) != "payment":
-            raise Refused(404, "02", "unknown-connector", f"{code!r} is not an enabled payment connector")
+            raise Refused("not-found", "02", "unknown-connector", f"{code!r} is not an enabled payment connector")
         endpoint = connector.spec.endpoint
         credentials = None if endpoint is None else endpoint.credentials
         if credentials is None:
-            raise Refused(503, "99", "unknown-connector", f"payment connector {code} has no endpoint.credentials")
+            raise Refused(
+                "unavailable", "99", "unknown-connector", f"payment connector {code} has no endpoint.credentials"
+            )
         try:
             message = json.loads(body)
             if not isinstance(message, dict) or message.get("LoaiBanTin") not in (pm.CONFIRM, pm.CONFIRM_REFUND):
                 raise ValueError("not a CONFIRM")
         except ValueError:
-            raise Refused(400, "02", "malformed", "the body is not a JSON CONFIRM or CONFIRM_REFUND message") from None
+            raise Refused(
+                "malformed", "02", "malformed", "the body is not a JSON CONFIRM or CONFIRM_REFUND message"
+            ) from None
         refund = message["LoaiBanTin"] == pm.CONFIRM_REFUND
         reference = message.get("MaThamChieu") if isinstance(message.get("MaThamChieu"), str) else None
         if message.get("MaDoiTac") != credentials.username:
-            raise Refused(400, "02", "partner-code", f"MaDoiTac {message.get('MaDoiTac')!r} is not ours", reference)
+            raise Refused(
+                "malformed", "02", "partner-code", f"MaDoiTac {message.get('MaDoiTac')!r} is not ours", reference
+            )
         if not pm.checksum_ok(message, credentials.password.get_secret_value()):
             raise Refused(
-                401, "01", "checksum", "MaXacThuc does not match the message and the partner secret", reference
+                "unauthenticated",
+                "01",
+                "checksum",
+                "MaXacThuc does not match the message and the partner secret",
+                reference,
             )
         payment = None if reference is None else partners.payment(self.hub.store.engine, reference)
         if payment is None or payment.connector != code or (payment.kind == "refund") != refund:
             what = "refund" if refund else "payment"
             raise Refused(
-                404, "04", "unknown-reference", f"no {what} {reference!r} was initiated with {code}", reference
+                "not-found", "04", "unknown-reference", f"no {what} {reference!r} was initiated with {code}", reference
             )
         if message.get("MaLoi") != pm.SUCCESS:
             raise Refused(
-                200, "00", "payment-failed", f"the platform reports MaLoi {message.get('MaLoi')!r}", reference
+                "declined", "00", "payment-failed", f"the platform reports MaLoi {message.get('MaLoi')!r}", reference
             )
         try:
             amount = pm.amount_of(message)
         except pm.PaymentMappingError as exc:
-            raise Refused(400, "02", "malformed", str(exc), reference) from None
+            raise Refused("malformed", "02", "malformed", str(exc), reference) from None
         if amount != payment.amount:
             why = f"SoTien {amount} differs from the requested {payment.amount} VND"
-            raise Refused(400, "02", "amount-mismatch", why, reference)
+            raise Refused("malformed", "02", "amount-mismatch", why, reference)
         if refund:
             with self._refund_lock:
                 return self._confirm_refund(connector, payment, message, body)
@@ -215,14 +221,14 @@ class PaymentCallbacks:
             or original.confirmed_at is None
         ):
             why = f"MaThamChieuGoc {original_ref!r} is no payment confirmed through {connector.code}"
-            raise Refused(404, "04", "unknown-original-reference", why, reference)
+            raise Refused("not-found", "04", "unknown-original-reference", why, reference)
         if original.reference != refund.original_reference or original.dossier_code != refund.dossier_code:
             why = f"the refund {reference} was requested for {refund.original_reference}, not {original.reference}"
-            raise Refused(400, "02", "original-mismatch", why, reference)
+            raise Refused("malformed", "02", "original-mismatch", why, reference)
         refunded = partners.refunded_total(engine, original.reference, excluding=reference)
         if refunded + amount > original.amount:
             why = f"refunding {amount} VND after {refunded} VND exceeds the {original.amount} VND paid"
-            raise Refused(400, "02", "refund-exceeds-paid", why, reference)
+            raise Refused("malformed", "02", "refund-exceeds-paid", why, reference)
         receipt = self._verified_receipt(connector, message, reference, amount, original=original.reference)
         duplicate = self._duplicate(refund, message)
         if duplicate is not None:
@@ -242,20 +248,20 @@ class PaymentCallbacks:
         try:
             receipt = base64.b64decode(str(message.get("BienLai", "")), validate=True)
         except (binascii.Error, ValueError):
-            raise Refused(400, "02", "receipt-unsigned", "BienLai is not base64", reference) from None
+            raise Refused("malformed", "02", "receipt-unsigned", "BienLai is not base64", reference) from None
         certificates = [info.certificate for info in connector.certificates]
         try:
             signed = verify_receipt(receipt, certificates)
         except ReceiptRejected as exc:
-            raise Refused(400, "02", exc.rule, str(exc), reference) from None
+            raise Refused("malformed", "02", exc.rule, exc.detail, reference) from None
         fields = receipt_fields(signed)
         if fields.get("MaThamChieu") != reference or fields.get("SoTien") != str(amount):
-            raise Refused(400, "02", "receipt-mismatch", "the receipt's reference or amount differ from the CONFIRM",
-                          reference)  # fmt: skip
+            why = "the receipt's reference or amount differ from the CONFIRM"
+            raise Refused("malformed", "02", "receipt-mismatch", why, reference)
         expected = (None, None) if original is None else (pm.REFUND_RECEIPT, original)
         if (fields.get("LoaiGiaoDich"), fields.get("MaThamChieuGoc")) != expected:
             why = "the receipt is not a refund receipt of " + original if original else "the receipt is a refund's"
-            raise Refused(400, "02", "receipt-mismatch", why, reference)
+            raise Refused("malformed", "02", "receipt-mismatch", why, reference)
         return receipt
 
     @staticmethod
@@ -266,7 +272,7 @@ class PaymentCallbacks:
         transaction = str(message.get("MaGiaoDich", ""))
         if payment.bank_transaction_id != transaction:
             why = f"{payment.reference} was confirmed with transaction {payment.bank_transaction_id}"
-            raise Refused(409, "03", "already-confirmed", why, payment.reference)
+            raise Refused("conflict", "03", "already-confirmed", why, payment.reference)
         return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Đã xử lý trước đó", "MaThamChieu": payment.reference,
                 "duplicate": True}  # fmt: skip
 

@@ -17,20 +17,12 @@ from lxml import etree
 from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLVerifier
 from signxml.exceptions import SignXMLException
 
-from hub.errors import LienthongError
+from hub.errors import LienthongError, ReceiptRejected
 from hub.security import dsig
 from hub.security.signing import ALLOWED_SIGNATURE_METHODS, Signer
 from hub.security.xmlparse import parse_xml, parser
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
-
-
-class ReceiptRejected(Exception):
-    """The receipt is unsigned, signed by a certificate not registered for the connector, or altered."""
-
-    def __init__(self, rule: str, message: str) -> None:
-        super().__init__(message)
-        self.rule = rule
 
 
 def sign_receipt(signer: Signer, document: bytes) -> bytes:
@@ -49,18 +41,18 @@ def verify_receipt(data: bytes, trusted: Iterable[x509.Certificate]) -> etree._E
     try:
         root = parse_xml(data)
     except LienthongError as exc:
-        raise ReceiptRejected("receipt-malformed", f"the receipt is not XML: {exc}") from None
+        raise ReceiptRejected(f"the receipt is not XML: {exc}", rule="receipt-malformed") from None
     cert_el = root.find(f"{DS}Signature/{DS}KeyInfo/{DS}X509Data/{DS}X509Certificate")
     if root.find(f"{DS}Signature") is None or cert_el is None:
-        raise ReceiptRejected("receipt-unsigned", "the receipt carries no XML-DSig signature with a certificate")
+        raise ReceiptRejected("the receipt carries no XML-DSig signature with a certificate", rule="receipt-unsigned")
     try:
         der = base64.b64decode("".join((cert_el.text or "").split()), validate=True)
     except (binascii.Error, ValueError):
-        raise ReceiptRejected("receipt-signer", "the receipt's certificate cannot be read") from None
+        raise ReceiptRejected("the receipt's certificate cannot be read", rule="receipt-signer") from None
     cert = next((c for c in trusted if _der(c) == der), None)
     if cert is None:
         raise ReceiptRejected(
-            "receipt-signer", "the receipt is signed by a certificate not registered for this payment connector"
+            "the receipt is signed by a certificate not registered for this payment connector", rule="receipt-signer"
         )
     config = SignatureConfiguration(
         require_x509=True,
@@ -71,10 +63,10 @@ def verify_receipt(data: bytes, trusted: Iterable[x509.Certificate]) -> etree._E
     try:
         result = XMLVerifier().verify(data, x509_cert=cert, expect_config=config, parser=parser())
     except (SignXMLException, etree.DocumentInvalid) as exc:
-        raise ReceiptRejected("receipt-signature", f"the receipt's signature does not verify: {exc}") from None
+        raise ReceiptRejected(f"the receipt's signature does not verify: {exc}", rule="receipt-signature") from None
     signed = result.signed_xml
     if signed is None or signed.tag != root.tag:
-        raise ReceiptRejected("receipt-signature", "the signature does not cover the whole receipt")
+        raise ReceiptRejected("the signature does not cover the whole receipt", rule="receipt-signature")
     return signed
 
 

@@ -3,14 +3,14 @@
 ``Store(url)`` opens it (SQLite file by default, or PostgreSQL); ``Store.migrate()`` creates/upgrades the schema.
 """
 
-from hub.store.core import DEFAULT_URL, MIGRATIONS_DIR, Store, normalise_url
-from hub.store.errors import (
+from hub.errors import (
     AlreadyReplayedError,
     DeliveryClosedError,
     StoreError,
     UnknownDeadLetterError,
     UnknownDeliveryError,
 )
+from hub.store.core import DEFAULT_URL, MIGRATIONS_DIR, Store, normalise_url
 from hub.store.schema import DeliveryState, EventState
 from hub.store.types import (
     AcceptOutcome,

@@ -23,7 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from hub.store.errors import (
+from hub.errors import (
     AlreadyReplayedError,
     DeliveryClosedError,
     StoreError,

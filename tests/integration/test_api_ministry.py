@@ -18,7 +18,6 @@ from lxml import etree
 
 from hub import packets
 from hub.api import create_app
-from hub.api.service import HubService
 from hub.devtools.sink import SinkServer
 from hub.exchange.worker import OutboundBuilder, Worker
 from hub.registry import parse_spec, run_check
@@ -26,6 +25,7 @@ from hub.runtime import adapters_for, hub_signer
 from hub.security.envelope import BODY_TAG, EnvelopeHeader
 from hub.security.signing import Signer, sign_payload
 from hub.security.xmlparse import parse_xml
+from hub.services import HubService
 from mappings.ministry_steps import NAMESPACE
 from tests.support import hub_settings, signed_envelope
 

@@ -15,12 +15,12 @@ from lxml import etree
 
 from hub import packets
 from hub.api import create_app
-from hub.api.service import HubService
 from hub.config import Settings
 from hub.registry import parse_spec
 from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import Signer, sign_payload
+from hub.services import HubService
 
 HUB, MINISTRY, PROVINCE, PORTAL = "000.00.00.H00", "000.00.00.G10", "000.00.00.H12", "000.00.00.G22"
 DOSSIER = packets.examples.DOSSIER_CODE

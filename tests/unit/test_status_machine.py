@@ -17,7 +17,7 @@ from hub.dossier.status_machine import (
     decide,
     is_legal,
 )
-from hub.errors import TransitionError
+from hub.errors import StatusTransitionError
 
 # The table from the brief, written out independently of the module under test.
 LEGAL: dict[int, set[int]] = {
@@ -81,7 +81,7 @@ def test_illegal_transition(current: int, target: int) -> None:
     assert decision.rule == "status-transition"
     assert decision.reason.startswith("status-transition: ")
     assert f"{current} {DossierStatus(current).name} -> {target} {DossierStatus(target).name}" in decision.reason
-    with pytest.raises(TransitionError, match="status-transition"):
+    with pytest.raises(StatusTransitionError, match="status-transition"):
         decision.raise_if_rejected()
 
 

@@ -10,7 +10,7 @@
   scraped (cached for a few seconds), so they are exact across processes and restarts. ``lienthong_pending``
   is the current number of undelivered deliveries per destination.
 - The operator page's gauges (dead letters, oldest message age, partner state, certificate expiry, deadlines):
-  see ``hub.console.metrics``.
+  see ``hub.console.metrics``; the API hands them in as ``gauges`` so this module needs no web code.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,12 @@ ACCEPT_SECONDS = Histogram(
 class StoreCollector(Collector):
     """Delivery counters per destination connector, read from the store (cached ``ttl_s`` seconds)."""
 
-    def __init__(self, store, ttl_s: float = 5.0, registry=None, settings=None) -> None:
+    def __init__(self, store: Any, ttl_s: float = 5.0, gauges: Callable[[], Sequence[Metric]] | None = None) -> None:
         self.store = store
         self.ttl_s = ttl_s
-        self.registry = registry  # with it, the operator page's gauges too (hub.console.metrics)
-        self.settings = settings
+        self.gauges = gauges  # more families read at the same time (the operator page's, hub.console.metrics)
         self._lock = threading.Lock()
-        self._cached: tuple[float, list] = (0.0, [])
+        self._cached: tuple[float, list[Metric]] = (0.0, [])
 
     def describe(self) -> list:
         return []  # collected lazily; do not query the store at registration time
@@ -81,19 +81,8 @@ class StoreCollector(Collector):
             pending.add_metric([stats.destination], stats.pending)
         return [*names.values(), pending, *self._console()]
 
-    def _console(self) -> list:
-        if self.registry is None:
-            return []
-        from hub.console.metrics import families
-        from hub.console.views import snapshot
-
-        window = getattr(self.settings, "partner_window_s", 900.0)
-        warn = getattr(self.settings, "queue_age_warn_s", 900.0)
-        return families(
-            snapshot(
-                self.store, self.registry, window_s=window, warn_age_s=warn, previews=False, settings=self.settings
-            )
-        )
+    def _console(self) -> list[Metric]:
+        return [] if self.gauges is None else list(self.gauges())
 
 
 def render(store_collector: StoreCollector | None) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from datetime import datetime
 from functools import lru_cache
 from importlib import resources
 
@@ -21,10 +22,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from lxml import etree
 
+from hub.api.dependencies import hub_of, read_body
 from hub.api.problems import KINDS, ApiProblem, from_rejection
-from hub.api.service import hub_of
 from hub.errors import Issue, RejectedError
 from hub.security.xmlparse import XmlLimits, make_parser, parse_xml
+from hub.services import Caller, HubService
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +84,11 @@ def fault(problem: ApiProblem) -> Response:
     return Response(_soap_envelope(el), status_code=500, media_type=SOAP_MEDIA_TYPE)
 
 
-def _iso(value) -> str:
+def _iso(value: datetime) -> str:
     return value.isoformat()
 
 
-def _submit(hub, caller, operation: etree._Element) -> etree._Element:
+def _submit(hub: HubService, caller: Caller, operation: etree._Element) -> etree._Element:
     encoded = operation.findtext(f"{_X}SignedEnvelope")
     if encoded is None:
         raise ApiProblem(
@@ -112,7 +114,7 @@ def _submit(hub, caller, operation: etree._Element) -> etree._Element:
     return out
 
 
-def _status(hub, caller, operation: etree._Element) -> etree._Element:
+def _status(hub: HubService, caller: Caller, operation: etree._Element) -> etree._Element:
     message_id = (operation.findtext(f"{_X}MessageId") or "").strip()
     if not message_id:
         raise ApiProblem(
@@ -161,7 +163,7 @@ def _status(hub, caller, operation: etree._Element) -> etree._Element:
 OPERATIONS = {f"{_X}SubmitEnvelopeRequest": _submit, f"{_X}GetMessageStatusRequest": _status}
 
 
-def handle(hub, body: bytes, http_key: str | None, limits: XmlLimits) -> etree._Element:
+def handle(hub: HubService, body: bytes, http_key: str | None, limits: XmlLimits) -> etree._Element:
     """Parse a SOAP request (hardened), authenticate, dispatch; raise ``ApiProblem``/``RejectedError``."""
     root = parse_xml(body, limits)
     if root.tag != f"{_S}Envelope":
@@ -192,8 +194,6 @@ def get_wsdl(request: Request) -> Response:
 
 @router.post(SOAP_PATH)
 async def soap_exchange(request: Request) -> Response:
-    from hub.api.app import read_body
-
     hub = hub_of(request)
     settings = hub.settings
     # base64 grows the envelope by 4/3; leave room for the SOAP wrapping.

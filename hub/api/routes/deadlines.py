@@ -3,25 +3,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request, Security
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from hub.api.dependencies import ApiKey, staff_hub
 from hub.api.problems import responses
-from hub.api.service import staff_hub
+from hub.dossier.deadlines import overdue_intake
 
 router = APIRouter()
-
-
-def _api_key_scheme():
-    from hub.api.app import API_KEY  # the app's own scheme (one security scheme in the OpenAPI document)
-
-    return API_KEY
-
-
-ApiKey = Annotated[str | None, Security(_api_key_scheme())]
 
 
 class OverdueOut(BaseModel):
@@ -71,17 +62,9 @@ class DeadlinesOut(BaseModel):
     responses=responses("unauthenticated", "forbidden"),
 )
 def deadlines(request: Request, x_api_key: ApiKey = None) -> DeadlinesOut:
-    return _deadlines(request, x_api_key)
-
-
-def _deadlines(request: Request, api_key: str | None) -> DeadlinesOut:
-    import datetime as dt
-
-    from hub.dossier.deadlines import overdue_intake
-
-    hub = staff_hub(request, api_key)
+    hub = staff_hub(request, x_api_key)
     settings = hub.settings
-    now = dt.datetime.now(dt.UTC)
+    now = datetime.now(UTC)
     found = overdue_intake(hub.store, settings, now)
     return DeadlinesOut(
         hours=settings.intake_deadline_hours,

@@ -1,6 +1,6 @@
-"""What one API process holds: a Runtime, the connector registry, one Acceptor, and the background relay.
-
-Shared by the REST endpoints and the SOAP entry, so both feed exactly the same pipeline.
+"""What one hub process serving callers holds: a Runtime, the connector registry, one Acceptor, and the
+background relay; and the intake itself (authenticate, authorize, submit) that REST and SOAP both call, so both
+feed exactly the same pipeline. Refusals are ``RejectedError``s; ``hub.api`` turns them into HTTP answers.
 """
 
 from __future__ import annotations
@@ -9,46 +9,26 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
-from starlette.requests import Request
+from prometheus_client.core import Metric
 
 from broker.base import BrokerError
-from hub.api.metrics import ACCEPT_SECONDS, ACCEPTED, REJECTED, StoreCollector
-from hub.api.problems import ApiProblem, from_rejection
 from hub.config import Settings
-from hub.errors import AccessDeniedError, Issue, KeyMaterialError, RejectedError
+from hub.errors import AccessDeniedError, Issue, KeyMaterialError, RejectedError, UnauthenticatedError
 from hub.exchange.pipeline import Accepted, Acceptor, Checked, GroupCommitter, Relay
+from hub.metrics import ACCEPT_SECONDS, ACCEPTED, REJECTED, StoreCollector
 from hub.registry.spec import DEFAULT_PROFILE
 from hub.runtime import Runtime
 from hub.security.envelope import EnvelopeHeader, peek_header
 from hub.security.signing import EnvelopeVerifier, TrustStore
 from hub.security.xmlparse import XmlLimits, parse_xml
+from hub.services.callers import ADMIN, CONNECTOR, OPERATOR, Caller
 
 log = logging.getLogger(__name__)
-
-ADMIN, OPERATOR, CONNECTOR = "admin", "operator", "connector"
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: the hub administrator, an operator, or a registered connector."""
-
-    role: str
-    name: str
-    connector: Any = None
-
-    @property
-    def code(self) -> str | None:
-        return None if self.connector is None else self.connector.code
-
-    @property
-    def is_staff(self) -> bool:
-        return self.role in (ADMIN, OPERATOR)
 
 
 class SerializedBroker:
@@ -79,9 +59,11 @@ def _secret(value: Any) -> str | None:
 
 
 class HubService:
-    """One per process. Thread-safe: request threads call ``submit`` concurrently."""
+    """One per process. Thread-safe: request threads call ``submit`` concurrently.
 
-    def __init__(self, settings: Settings) -> None:
+    ``gauges``: more Prometheus families for ``metrics`` (the operator page's), read with the store's."""
+
+    def __init__(self, settings: Settings, gauges: Callable[[HubService], Sequence[Metric]] | None = None) -> None:
         from hub.registry import Registry
 
         self.settings = settings
@@ -96,7 +78,7 @@ class HubService:
         self.acceptor = Acceptor(self.store, self.broker, self._routing(), self._verifier())
         self.committer = GroupCommitter(self.acceptor)
         self.relay = Relay(self.store, self.broker, every_s=settings.relay_interval_s)
-        self.metrics = StoreCollector(self.store, registry=self.registry, settings=settings)
+        self.metrics = StoreCollector(self.store, gauges=None if gauges is None else partial(gauges, self))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refreshed = time.monotonic()
@@ -109,6 +91,7 @@ class HubService:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop the background thread, flush the group committer, close store and broker."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -161,12 +144,11 @@ class HubService:
     # ------------------------------------------------------------ who is calling
 
     def authenticate(self, api_key: str | None) -> Caller:
+        """The caller owning ``api_key``, or ``UnauthenticatedError`` (none sent, unknown, connector disabled)."""
         if not api_key:
-            raise ApiProblem(
-                "unauthenticated",
+            raise UnauthenticatedError(
                 "send your API key in the X-Api-Key header",
                 [Issue("/headers/X-Api-Key", "api-key-required", "no API key was sent")],
-                headers={"WWW-Authenticate": "ApiKey"},
             )
         for role, key, name in (
             (ADMIN, _secret(self.settings.admin_api_key), self.settings.admin_name),
@@ -176,26 +158,17 @@ class HubService:
                 return Caller(role, name)
         connector = self.registry.authenticate(api_key)
         if connector is None or not getattr(connector, "enabled", True):
-            raise ApiProblem(
-                "unauthenticated",
+            raise UnauthenticatedError(
                 "the API key is unknown or its connector is disabled",
                 [Issue("/headers/X-Api-Key", "api-key-unknown", "unknown API key")],
-                headers={"WWW-Authenticate": "ApiKey"},
             )
         return Caller(CONNECTOR, connector.code, connector)
-
-    @staticmethod
-    def require(caller: Caller, *roles: str) -> None:
-        if caller.role not in roles:
-            raise ApiProblem(
-                "forbidden",
-                f"this needs the {' or '.join(roles)} key",
-                [Issue("/headers/X-Api-Key", "role-required", f"needs role {' or '.join(roles)}")],
-            )
 
     # ------------------------------------------------------------ intake
 
     def authorizer(self, caller: Caller) -> Callable[[EnvelopeHeader], None]:
+        """The check run on each header: only connectors send, and only what the registry grants them."""
+
         def authorize(header: EnvelopeHeader) -> None:
             if caller.connector is None:
                 raise AccessDeniedError(
@@ -260,7 +233,7 @@ class HubService:
         return self.acceptor.check(data, authorize, self.profiles(caller), parsed=root)
 
     def _rejected(self, caller: Caller, exc: RejectedError) -> NoReturn:
-        REJECTED.labels(caller.code or caller.name, from_rejection(exc).kind).inc()
+        REJECTED.labels(caller.code or caller.name, exc.kind).inc()
         raise exc
 
     def _accepted(self, caller: Caller, channel: str, started: float, accepted: Accepted) -> Accepted:
@@ -269,11 +242,13 @@ class HubService:
         return accepted
 
     def reject_metric(self, caller_label: str, kind: str) -> None:
+        """Count a submission refused before it reached ``submit`` (no key, wrong media type, too large)."""
         REJECTED.labels(caller_label, kind).inc()
 
     # ------------------------------------------------------------ operations
 
     def ready(self) -> dict[str, str]:
+        """``ok`` or why not, for the store and the broker (``/readyz``)."""
         checks: dict[str, str] = {}
         try:
             self.store.ping()
@@ -288,13 +263,4 @@ class HubService:
         return checks
 
 
-def hub_of(request: Request) -> HubService:
-    """The ``HubService`` of the process serving ``request`` (set up by ``create_app``'s lifespan)."""
-    return request.app.state.hub
-
-
-def staff_hub(request: Request, api_key: str | None) -> HubService:
-    """``hub_of`` for endpoints only the admin or operator key may call; raises the 401/403 problem otherwise."""
-    hub = hub_of(request)
-    hub.require(hub.authenticate(api_key), ADMIN, OPERATOR)
-    return hub
+__all__ = ["ADMIN", "CONNECTOR", "OPERATOR", "Caller", "HubService"]

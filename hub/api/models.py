@@ -1,0 +1,173 @@
+"""The API's response models, built from the store's own types so each shape is written once.
+
+``out_model`` copies a store dataclass's fields (minus internal ones such as ``message_pk``) into a pydantic
+model named for the OpenAPI document; ``overrides`` re-type a field (enums are plain strings on the wire) or add
+one the dataclass derives (a property such as ``pending``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Annotated, Any, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from hub.store import DeadLetter, DeliveryStatus, DestinationStats, MessageTrace, TimelineEntry, TraceEvent
+
+EXAMPLE_ID = "7f0c2a8e-4d1b-4e8f-9a51-2f1d3c4b5a60"
+
+
+def out_model(
+    source: type,
+    name: str,
+    *,
+    fields: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+    overrides: Mapping[str, Any] | None = None,
+) -> type[BaseModel]:
+    """A response model with ``source``'s fields, read from its attributes (``Model.model_validate(row)``)."""
+    hints = get_type_hints(source)
+    overrides = dict(overrides or {})
+    skipped = set(exclude)
+    names = list(fields) if fields is not None else [f.name for f in dataclasses.fields(source)]
+    names += [n for n in overrides if n not in names]
+    definitions: dict[str, Any] = {n: (overrides.get(n, hints.get(n)), ...) for n in names if n not in skipped}
+    model: type[BaseModel] = create_model(name, __config__=ConfigDict(from_attributes=True), **definitions)
+    return model
+
+
+class AcceptedOut(BaseModel):
+    message_id: str
+    status: str = Field(description="queued, delivering, retrying, delivered, dead (or accepted: no destinations)")
+    duplicate: bool = Field(False, description="True when this id and content were accepted before")
+    destinations: list[str] = Field(default_factory=list)
+    status_update: str | None = Field(
+        None,
+        description="For a new dossier.status: `applied`, or `stale` (older than the dossier's last applied "
+        "update: recorded on its timeline, not routed). An illegal transition is refused with 422 "
+        "(rule `status-transition`).",
+    )
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {"message_id": EXAMPLE_ID, "status": "queued", "duplicate": False, "destinations": ["000.00.00.H12"]}
+            ]
+        }
+    }
+
+
+EventOut = out_model(TraceEvent, "EventOut")
+DeliveryOut = out_model(DeliveryStatus, "DeliveryOut", exclude={"outbound_digest"}, overrides={"state": str})
+TraceOut = out_model(
+    MessageTrace,
+    "TraceOut",
+    fields=(
+        "message_id sender correlation_id message_type receiver dossier_code digest received_at status events "
+        "deliveries"
+    ).split(),
+    overrides={
+        "digest": Annotated[str, Field(description="SHA-256 (hex) of the envelope as received")],
+        "events": list[EventOut],  # type: ignore[valid-type]
+        "deliveries": list[DeliveryOut],  # type: ignore[valid-type]
+    },
+)
+TimelineEntryOut = out_model(
+    TimelineEntry,
+    "TimelineEntryOut",
+    fields="status at outcome reason source message_id recorded_at".split(),
+    overrides={
+        "outcome": Annotated[
+            str, Field(description="applied, stale, rejected, corrected, or synced (reported by a dossier.sync)")
+        ]
+    },
+)
+QueueOut = out_model(
+    DestinationStats,
+    "QueueOut",
+    fields="destination queued delivering retrying delivered dead pending oldest_pending_age_s rate_per_s".split(),
+    overrides={"pending": int, "rate_per_s": float},
+)
+DeadLetterOut = out_model(DeadLetter, "DeadLetterOut", exclude={"message_pk"})
+
+
+DossierMessageOut = out_model(
+    MessageTrace,
+    "DossierMessageOut",
+    fields="message_id sender message_type received_at status".split(),
+    overrides={"deliveries": list[DeliveryOut]},  # type: ignore[valid-type]
+)
+
+
+class DossierOut(BaseModel):
+    dossier_code: str
+    status: int | None = Field(description="The last applied status (1–10), null before the first one")
+    status_at: datetime | None
+    updates: list[TimelineEntryOut]  # type: ignore[valid-type]
+    messages: list[DossierMessageOut]  # type: ignore[valid-type]
+
+
+class ReplayOut(BaseModel):
+    dead_letter_id: int
+    message_id: str
+    destination: str
+    replayed_by: str
+    status: str = "queued"
+
+
+class ConnectorOut(BaseModel):
+    code: str
+    name: str
+    kind: str
+    enabled: bool
+    sends: list[str]
+    receives: list[str]
+
+    @classmethod
+    def of(cls, connector: Any, **extra: Any) -> ConnectorOut:
+        """The answer for a registered connector (``Registry`` entry)."""
+        return cls(
+            code=connector.code,
+            name=connector.name,
+            kind=str(connector.kind),
+            enabled=connector.enabled,
+            sends=list(connector.spec.sends),
+            receives=list(connector.spec.receives),
+            **extra,
+        )
+
+
+class ConnectorCreatedOut(ConnectorOut):
+    api_key: str | None = Field(None, description="Shown once: store it now, the hub keeps only its hash")
+
+
+class LookupAuditOut(BaseModel):
+    id: int
+    at: datetime
+    requester: str
+    message_id: str | None
+    request_id: str | None
+    officer_id: str | None
+    dossier_code: str | None
+    procedure_code: str | None
+    purpose: str | None
+    subject: str | None
+    source: str | None
+    result: str
+    detail: str
+    fields: list[str] | None
+    record_digest: str | None
+    duration_ms: int | None
+
+
+class RefusalOut(BaseModel):
+    id: int
+    at: datetime
+    connector: str
+    kind: str
+    reference: str | None
+    rule: str
+    reason: str
+    payload_digest: str

@@ -1,0 +1,100 @@
+"""The connector registry over HTTP: list the connectors, and register one from its YAML or JSON declaration."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from hub.api.dependencies import ApiKey, hub_of, read_body, require_media_type, staff_hub
+from hub.api.models import ConnectorCreatedOut, ConnectorOut
+from hub.api.problems import ApiProblem, responses
+from hub.errors import Issue
+from hub.services import ADMIN, Caller, HubService, require
+
+router = APIRouter()
+
+SPEC_MEDIA_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+MAX_SPEC_BYTES = 256 * 1024
+
+
+@router.get(
+    "/api/v1/connectors",
+    tags=["connectors"],
+    summary="Registered connectors (admin or operator key)",
+    response_model=list[ConnectorOut],
+    responses=responses("unauthenticated", "forbidden"),
+)
+def list_connectors(request: Request, x_api_key: ApiKey = None) -> list[ConnectorOut]:
+    hub = staff_hub(request, x_api_key)
+    return [ConnectorOut.of(c) for c in hub.registry.list()]
+
+
+@router.post(
+    "/api/v1/connectors",
+    tags=["connectors"],
+    summary="Register a connector from its YAML or JSON spec (admin key)",
+    status_code=201,
+    response_model=ConnectorCreatedOut,
+    description="The body is the connector file (`application/yaml`, `application/x-yaml`, `text/yaml` or "
+    "`application/json`). The answer carries the connector's API key, shown this once.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/yaml": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        }
+    },
+    responses=responses(
+        "malformed", "unauthenticated", "forbidden", "conflict", "too-large", "unsupported-media-type", "invalid"
+    ),
+)
+async def add_connector(request: Request, x_api_key: ApiKey = None) -> JSONResponse:
+    hub = hub_of(request)
+    caller = await run_in_threadpool(hub.authenticate, x_api_key)
+    require(caller, ADMIN)
+    media = require_media_type(request, SPEC_MEDIA_TYPES, "the connector spec as YAML or JSON", "YAML or JSON", "?")
+    body = await read_body(request, MAX_SPEC_BYTES)
+    connector, api_key = await run_in_threadpool(add_connector_from, hub, body, media, caller)
+    out = ConnectorCreatedOut.of(connector, api_key=api_key)
+    return JSONResponse(
+        out.model_dump(),
+        status_code=201 if api_key else 200,
+        headers={"Location": f"/api/v1/connectors/{connector.code}"},
+    )
+
+
+def add_connector_from(hub: HubService, body: bytes, media: str, caller: Caller) -> tuple[Any, str | None]:
+    """Validate and register (or update) a connector; return it and its new API key (``None`` on update).
+
+    Certificates must be inline PEM: a spec posted over HTTP never makes the hub read its own files.
+    Raises ``SpecInvalidError`` (422, every problem at once) or ``ApiProblem`` (400 for unreadable bodies).
+    """
+    from hub.registry import loads_spec, parse_spec
+
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiProblem("malformed", "the connector spec is not UTF-8 text") from None
+    if media == "application/json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ApiProblem(
+                "malformed",
+                f"not valid JSON: {exc.msg}",
+                [Issue("/", "json", f"not valid JSON: {exc.msg}", exc.lineno)],
+            ) from None
+        spec = parse_spec(data, source="request body")
+    else:
+        spec = loads_spec(text, source="request body")
+        if spec is None:  # pragma: no cover - loads_spec raises instead
+            raise ApiProblem("malformed", "empty connector spec")
+    connector, api_key = hub.registry.add(spec, actor=caller.name)
+    hub.refresh()
+    return connector, api_key

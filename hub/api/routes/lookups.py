@@ -1,0 +1,91 @@
+"""F2 over HTTP (``hub.flows.lookups``): ``POST /api/v1/lookups`` — a signed ``citizen.lookup`` in, the
+hub-signed ``citizen.record`` envelope out (200 ``application/xml``), synchronously; 422 without
+officer/dossier/purpose, 504 when the population DB is slow, 502 when it is down or failing.
+``GET /api/v1/lookups`` — the lookup audit (admin or operator key; ``?dossier=`` to filter)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from hub.api.dependencies import (
+    XML_MEDIA_TYPES,
+    ApiKey,
+    hub_of,
+    lookup_service,
+    read_body,
+    require_media_type,
+    staff_hub,
+)
+from hub.api.models import LookupAuditOut
+from hub.api.problems import responses
+from hub.store import partners
+
+router = APIRouter()
+
+
+@router.post(
+    "/api/v1/lookups",
+    tags=["partners"],
+    summary="F2: look a citizen up in the population DB (synchronous)",
+    description="The body is a signed `citizen.lookup` envelope (`application/xml`), the sender's API key in "
+    "`X-Api-Key`. 200: the hub-signed `citizen.record` envelope (`application/xml`), `result` found / not_found / "
+    "mismatch. A lookup without `officerId`, `dossierCode` or `purpose` is 422 (rules `lookup-officer-required`, "
+    "`lookup-dossier-required`, `lookup-purpose-required`); every lookup is audited. 504 when the population DB "
+    "does not answer within `LIENTHONG_LOOKUP_TIMEOUT_S` (default 10 s), 502 when it is down or fails.",
+    response_class=Response,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {media: {"schema": {"type": "string"}} for media in XML_MEDIA_TYPES},
+        }
+    },
+    responses={
+        200: {
+            "description": "The hub-signed citizen.record",
+            "content": {"application/xml": {"schema": {"type": "string"}}},
+        },
+        **responses(
+            "malformed",
+            "unauthenticated",
+            "forbidden",
+            "conflict",
+            "too-large",
+            "unsupported-media-type",
+            "invalid",
+            "bad-gateway",
+            "gateway-timeout",
+        ),
+    },
+)
+async def post_lookup(request: Request, x_api_key: ApiKey = None) -> Response:
+    hub = hub_of(request)
+    caller = await run_in_threadpool(hub.authenticate, x_api_key)
+    require_media_type(request, XML_MEDIA_TYPES, "the envelope as application/xml", "application/xml")
+    body = await read_body(request, hub.settings.max_message_bytes)
+    answer = await run_in_threadpool(lookup_service(hub).lookup, caller, body)
+    return Response(
+        answer.envelope,
+        media_type="application/xml",
+        headers={"X-Message-Id": answer.message_id, "X-Lookup-Result": answer.record.result.value},
+    )
+
+
+@router.get(
+    "/api/v1/lookups",
+    tags=["partners"],
+    summary="The citizen lookup audit (admin or operator key)",
+    response_model=list[LookupAuditOut],
+    responses=responses("unauthenticated", "forbidden"),
+)
+def list_lookups(
+    request: Request,
+    x_api_key: ApiKey = None,
+    dossier: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> list[LookupAuditOut]:
+    hub = staff_hub(request, x_api_key)
+    return [LookupAuditOut(**row) for row in partners.lookups(hub.store.engine, dossier_code=dossier, limit=limit)]

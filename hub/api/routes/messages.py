@@ -1,0 +1,182 @@
+"""Envelopes in (``POST /api/v1/messages``) and what became of them: a message's trace and a dossier's timeline.
+
+Resending an envelope already accepted (same sender, id and bytes) is answered like the first time — 202 with
+the message's current status — and ``"duplicate": true``; nothing is stored or queued again. The same id with
+other bytes is 409.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from hub.api.dependencies import XML_MEDIA_TYPES, ApiKey, hub_of, read_body, require_media_type
+from hub.api.models import EXAMPLE_ID, AcceptedOut, DossierMessageOut, DossierOut, TimelineEntryOut, TraceOut
+from hub.api.problems import ApiProblem, responses
+from hub.errors import Issue, UnauthenticatedError
+
+router = APIRouter()
+
+SUBMIT_DESCRIPTION = (
+    "The body is a signed hub envelope (`application/xml` or `text/xml`), the sender's API key in "
+    "`X-Api-Key`. 202 once the message and its deliveries are committed to the store. A resend of the same "
+    "id and content is answered 202 with the current status and `duplicate: true`; the same id with other "
+    "content is 409. A ministry whose connector maps `dossier.status` to the `ministry-steps` profile may "
+    "send its own step message (`<BuocXuLy>`, schemas/ministry-step.xsd) as the body: it is validated and "
+    "mapped to the canonical `dossierStatus`, the envelope is logged exactly as received. Every "
+    "`dossier.status` goes through the dossier status machine: an illegal transition is 422 (rule "
+    "`status-transition`), a stale update is 202 with `status_update: stale` and is not routed."
+)
+SUBMIT_EXAMPLES = {
+    "invalid": {
+        "type": "urn:lienthong:problem:invalid",
+        "title": "Envelope rejected",
+        "status": 422,
+        "detail": "digest mismatch: the envelope was changed after it was signed",
+        "instance": "/api/v1/messages",
+        "message_id": EXAMPLE_ID,
+        "errors": [
+            {
+                "path": "/envelope/Signature",
+                "rule": "signature-digest",
+                "message": "digest mismatch: the envelope was changed after it was signed",
+            }
+        ],
+    },
+    "forbidden": {
+        "type": "urn:lienthong:problem:forbidden",
+        "title": "Not allowed",
+        "status": 403,
+        "detail": "000.00.00.G01 may not send this message",
+        "instance": "/api/v1/messages",
+        "message_id": EXAMPLE_ID,
+        "errors": [
+            {
+                "path": "/envelope/header/messageType",
+                "rule": "type-not-granted",
+                "message": "000.00.00.G01 is not granted dossier.sync",
+            }
+        ],
+    },
+}
+
+
+@router.post(
+    "/api/v1/messages",
+    tags=["messages"],
+    summary="Submit a signed envelope",
+    status_code=202,
+    response_model=AcceptedOut,
+    description=SUBMIT_DESCRIPTION,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {
+                    "schema": {"type": "string"},
+                    "example": '<env:envelope xmlns:env="urn:lienthong:'
+                    'envelope:1">…<ds:Signature>…</ds:Signature></env:envelope>',
+                }
+                for media in XML_MEDIA_TYPES
+            },
+        }
+    },
+    responses=responses(
+        "malformed",
+        "unauthenticated",
+        "forbidden",
+        "conflict",
+        "too-large",
+        "unsupported-media-type",
+        "invalid",
+        **SUBMIT_EXAMPLES,
+    ),
+)
+async def submit_message(request: Request, x_api_key: ApiKey = None) -> JSONResponse:
+    hub = hub_of(request)
+    try:
+        caller = hub.authenticate(x_api_key)  # on the loop: a cached registry read (a store query when cold)
+    except UnauthenticatedError as exc:
+        hub.reject_metric("unknown", exc.kind)
+        raise
+    try:
+        require_media_type(
+            request, XML_MEDIA_TYPES, f"the envelope as {' or '.join(XML_MEDIA_TYPES)}", "application/xml"
+        )
+        body = await read_body(request, hub.settings.max_message_bytes)
+    except ApiProblem as exc:
+        hub.reject_metric(caller.code or caller.name, exc.kind)
+        raise
+    accepted = await hub.submit_async(caller, body, "rest")
+    out = AcceptedOut(
+        message_id=accepted.message_id,
+        status=accepted.status,
+        duplicate=accepted.duplicate,
+        destinations=list(accepted.destinations),
+        status_update=accepted.status_update,
+    )
+    return JSONResponse(
+        out.model_dump(), status_code=202, headers={"Location": f"/api/v1/messages/{accepted.message_id}"}
+    )
+
+
+@router.get(
+    "/api/v1/messages/{message_id}",
+    tags=["messages"],
+    summary="A message's trace: every state and attempt with times",
+    response_model=TraceOut,
+    description="Readable by the message's sender (its own messages only) and by the admin and operator keys "
+    "(which may name the `sender` when two senders used the same id).",
+    responses=responses("unauthenticated", "not-found"),
+)
+def message_trace(
+    request: Request,
+    message_id: str,
+    x_api_key: ApiKey = None,
+    sender: Annotated[str | None, Query(description="Sender code (admin/operator only)")] = None,
+) -> TraceOut:  # type: ignore[valid-type]
+    hub = hub_of(request)
+    caller = hub.authenticate(x_api_key)
+    trace = hub.store.trace(message_id, sender if caller.is_staff else caller.code)
+    if trace is None:
+        raise ApiProblem(
+            "not-found",
+            f"no message {message_id} is known" + ("" if caller.is_staff else f" from {caller.code}"),
+            [Issue("/message_id", "unknown-message", "unknown message id")],
+            message_id=message_id,
+        )
+    return TraceOut.model_validate(trace)
+
+
+@router.get(
+    "/api/v1/dossiers/{code}",
+    tags=["dossiers"],
+    summary="A dossier's timeline across systems",
+    response_model=DossierOut,
+    description="Its current status, every status update recorded (applied or not) and every message logged "
+    "for it. Admin and operator keys see every dossier; a connector sees the dossiers it sent or received "
+    "messages about.",
+    responses=responses("unauthenticated", "not-found"),
+)
+def dossier_timeline(request: Request, code: str, x_api_key: ApiKey = None) -> DossierOut:
+    hub = hub_of(request)
+    caller = hub.authenticate(x_api_key)
+    record = hub.store.dossier(code)
+    updates = hub.store.timeline(code)
+    msgs = hub.store.dossier_messages(code)
+    visible = caller.is_staff or any(
+        m.sender == caller.code or any(d.destination == caller.code for d in m.deliveries) for m in msgs
+    )
+    if not visible or (record is None and not updates and not msgs):
+        raise ApiProblem(
+            "not-found", f"no dossier {code} is known", [Issue("/code", "unknown-dossier", "unknown dossier code")]
+        )
+    return DossierOut(
+        dossier_code=code,
+        status=None if record is None else record.status,
+        status_at=None if record is None else record.status_at,
+        updates=[TimelineEntryOut.model_validate(u) for u in updates],
+        messages=[DossierMessageOut.model_validate(m) for m in msgs],
+    )

@@ -1,0 +1,79 @@
+"""Operator endpoints over the delivery side: queues per destination, dead letters, and replaying one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as FastApiPath
+
+from hub.api.dependencies import ApiKey, hub_of, staff_hub
+from hub.api.models import DeadLetterOut, QueueOut, ReplayOut
+from hub.api.problems import ApiProblem, responses
+from hub.errors import Issue, UnknownDeadLetterError
+from hub.services import ADMIN, OPERATOR, require
+
+router = APIRouter()
+
+MAX_ID = 2**63 - 1  # ids are 64-bit integers in the store (SQLite INTEGER, PostgreSQL BIGINT)
+
+
+@router.get(
+    "/api/v1/queues",
+    tags=["operations"],
+    summary="Deliveries per destination connector (admin or operator key)",
+    response_model=list[QueueOut],  # type: ignore[valid-type]
+    responses=responses("unauthenticated", "forbidden"),
+)
+def queues(request: Request, x_api_key: ApiKey = None) -> list[QueueOut]:  # type: ignore[valid-type]
+    hub = staff_hub(request, x_api_key)
+    return [QueueOut.model_validate(s) for s in hub.store.queue_overview()]
+
+
+@router.get(
+    "/api/v1/dead-letters",
+    tags=["operations"],
+    summary="Deliveries given up on (admin or operator key)",
+    response_model=list[DeadLetterOut],  # type: ignore[valid-type]
+    responses=responses("unauthenticated", "forbidden"),
+)
+def dead_letters(
+    request: Request,
+    x_api_key: ApiKey = None,
+    destination: str | None = None,
+    include_replayed: bool = False,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> list[DeadLetterOut]:  # type: ignore[valid-type]
+    hub = staff_hub(request, x_api_key)
+    found = hub.store.dead_letters(destination=destination, include_replayed=include_replayed, limit=limit)
+    return [DeadLetterOut.model_validate(d) for d in found]
+
+
+@router.post(
+    "/api/v1/dead-letters/{dead_letter_id}/replay",
+    tags=["operations"],
+    summary="Send a dead letter again (admin or operator key)",
+    response_model=ReplayOut,
+    status_code=202,
+    description="Recorded with the key owner's name as the actor; a dead letter is replayed at most once (409).",
+    responses=responses("unauthenticated", "forbidden", "not-found", "conflict"),
+)
+def replay(
+    request: Request,
+    dead_letter_id: Annotated[int, FastApiPath(ge=1, le=MAX_ID, description="The dead letter's id")],
+    x_api_key: ApiKey = None,
+) -> ReplayOut:
+    from hub.runtime import replay_dead_letters
+
+    hub = hub_of(request)
+    caller = hub.authenticate(x_api_key)
+    require(caller, ADMIN, OPERATOR)
+    replayed, errors = replay_dead_letters(hub.runtime, [dead_letter_id], actor=caller.name)
+    if errors:
+        _, exc = errors[0]
+        kind = "not-found" if isinstance(exc, UnknownDeadLetterError) else "conflict"
+        raise ApiProblem(kind, str(exc), [Issue("/dead_letter_id", type(exc).__name__, str(exc))])
+    _, message_id, destination = replayed[0]
+    return ReplayOut(
+        dead_letter_id=dead_letter_id, message_id=message_id, destination=destination, replayed_by=caller.name
+    )
