@@ -153,7 +153,7 @@ def list_lookups(
     dossier: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[LookupAuditOut]:
-    from hub.store import partners
+    from hub.store import flow_records as partners
 
     hub = staff_hub(request, x_api_key)
     return [LookupAuditOut(**row) for row in partners.lookups(hub.store.engine, dossier_code=dossier, limit=limit)]
@@ -200,7 +200,7 @@ def list_refusals(
     connector: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[Any]:
-    from hub.store import partners
+    from hub.store import flow_records as partners
 
     hub = staff_hub(request, x_api_key)
     return [RefusalOut(**row) for row in partners.refusals(hub.store.engine, connector=connector, limit=limit)]

@@ -50,7 +50,7 @@ from hub.errors import RejectedError
 from hub.flows.receipts import ReceiptRejected, receipt_fields, verify_receipt
 from hub.packets.dossier import DossierStatusUpdate, Step
 from hub.security.envelope import EnvelopeHeader
-from hub.store import partners
+from hub.store import flow_records as partners
 from mappings import payment as pm
 
 if TYPE_CHECKING:

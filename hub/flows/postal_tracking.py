@@ -21,7 +21,7 @@ from hub import packets
 from hub.errors import RejectedError
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
-from hub.store import partners
+from hub.store import flow_records as partners
 from mappings.postal import PostalMappingError, status_from_event
 
 log = logging.getLogger(__name__)

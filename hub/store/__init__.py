@@ -1,9 +1,11 @@
 """The durable store of the exchange core (SQLAlchemy Core + alembic migrations shipped in this package).
 
 ``Store(url)`` opens it (SQLite file by default, or PostgreSQL); ``Store.migrate()`` creates/upgrades the schema.
+``Store`` (``facade.py``) delegates to the parts by concern: ``database``, ``intake``, ``dossiers``,
+``deliveries``, ``dead_letters``, ``history``, ``queries``; ``flow_records`` holds the partner flows' records.
 """
 
-from hub.store.core import DEFAULT_URL, MIGRATIONS_DIR, Store, normalise_url
+from hub.store.database import DEFAULT_URL, MIGRATIONS_DIR, normalise_url
 from hub.store.errors import (
     AlreadyReplayedError,
     DeliveryClosedError,
@@ -11,11 +13,13 @@ from hub.store.errors import (
     UnknownDeadLetterError,
     UnknownDeliveryError,
 )
+from hub.store.facade import Store
 from hub.store.schema import DeliveryState, EventState
 from hub.store.types import (
     AcceptOutcome,
     AcceptResult,
     DeadLetter,
+    Delivered,
     DeliveryStatus,
     DeliveryView,
     DestinationStats,
@@ -40,6 +44,7 @@ __all__ = [
     "AcceptResult",
     "AlreadyReplayedError",
     "DeadLetter",
+    "Delivered",
     "DeliveryClosedError",
     "DeliveryState",
     "DeliveryStatus",

@@ -31,7 +31,7 @@ from hub.packets.common import FeeLine
 from hub.registry import parse_spec
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
-from hub.store import partners
+from hub.store import flow_records as partners
 from mappings import payment as pm
 
 HUB, PROVINCE, PORTAL, PAYMENT = "000.00.00.H00", "000.00.00.H12", "000.00.00.G22", "000.00.00.G05"
@@ -517,7 +517,7 @@ def test_the_worker_payment_adapter_records_initiated_references_in_its_own_stor
     from hub.runtime import adapter_for
     from hub.security.credentials import Credentials
     from hub.store import Store
-    from hub.store import partners as partner_rows
+    from hub.store import flow_records as partner_rows
 
     store = Store(f"sqlite:///{tmp_path / 'worker.db'}")
     store.migrate()

@@ -24,7 +24,7 @@ from hub.packets.citizen import CitizenLookup, CitizenRecord, LookupResult
 from hub.registry import parse_spec
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, TrustStore, sign_payload
-from hub.store import partners
+from hub.store import flow_records as partners
 from mappings import population_db as pdb
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "population_db"

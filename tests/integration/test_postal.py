@@ -23,7 +23,7 @@ from hub.registry import parse_spec
 from hub.runtime import hub_signer
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
-from hub.store import partners
+from hub.store import flow_records as partners
 from mappings.postal import status_from_event, to_order
 
 HUB, PROVINCE, POSTAL = "000.00.00.H00", "000.00.00.H12", "000.00.00.G07"
