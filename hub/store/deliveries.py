@@ -31,7 +31,7 @@ Q, DV, RT, DD, DL = (
 
 # Hot-path statements, built once (SQLAlchemy then only looks up their compiled form). Id lists are expanding
 # parameters, so one prepared construct serves every batch.
-_B_IDS = sa.bindparam("b_ids", expanding=True)
+_B_IDS: sa.BindParameter[Any] = sa.bindparam("b_ids", expanding=True)
 _B_NOW = sa.bindparam("b_now", type_=UTCDateTime)
 RETURNING = (deliveries.c.attempts, deliveries.c.message_pk, deliveries.c.destination)
 _STATE = sa.select(deliveries.c.state).where(deliveries.c.id == sa.bindparam("b_id"))

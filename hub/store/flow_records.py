@@ -114,7 +114,7 @@ def record_lookup(engine: sa.Engine, **row: Any) -> int:
     """Append one lookup audit row (keys: the ``citizen_lookups`` columns; ``at`` defaults to now)."""
     row.setdefault("at", now())
     with transaction(engine) as conn:
-        return int(conn.execute(citizen_lookups.insert().values(**row)).inserted_primary_key[0])
+        return int(conn.execute(citizen_lookups.insert().values(**row).returning(citizen_lookups.c.id)).scalar_one())
 
 
 def lookups(engine: sa.Engine, *, dossier_code: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
@@ -211,13 +211,13 @@ def record_refusal(
     engine: sa.Engine, *, connector: str, kind: str, rule: str, reason: str, payload: bytes, reference: str | None
 ) -> int:
     with transaction(engine) as conn:
-        result = conn.execute(
+        refusal_id = conn.execute(
             partner_refusals.insert().values(
                 at=now(), connector=connector, kind=kind, reference=reference, rule=rule, reason=reason,
                 payload_digest=digest(payload),
-            )
-        )  # fmt: skip
-        return int(result.inserted_primary_key[0])
+            ).returning(partner_refusals.c.id)
+        ).scalar_one()  # fmt: skip
+        return int(refusal_id)
 
 
 def refusals(engine: sa.Engine, *, connector: str | None = None, limit: int = 500) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from hub.store.database import Database, chunks, digest, now
 from hub.store.deliveries import mark_published_in
 from hub.store.history import INSERT_EVENT, event_row
 from hub.store.schema import DeliveryState, EventState, deliveries, messages
-from hub.store.types import AcceptResult, Submission, message_status
+from hub.store.types import AcceptOutcome, AcceptResult, Submission, message_status
 
 if TYPE_CHECKING:
     from hub.dossier.status_machine import Decision
@@ -112,8 +112,8 @@ class Intake:
             old_pks = [stored[key][0] for key in missing]
             found: dict[int, list[tuple[int, str]]] = {pk: [] for pk in old_pks}
             for chunk in chunks(old_pks):
-                for r in conn.execute(_DELIVERIES_OF, {"b_ids": list(chunk)}):
-                    found[r.message_pk].append((r.id, r.state))
+                for d in conn.execute(_DELIVERIES_OF, {"b_ids": list(chunk)}):
+                    found[d.message_pk].append((d.id, d.state))
             for pk, pairs in found.items():
                 delivery_ids[pk] = tuple(i for i, _ in pairs)
                 states[pk] = [s for _, s in pairs]
@@ -132,6 +132,7 @@ class Intake:
                 )  # fmt: skip
                 continue
             pk, stored_digest, received_at = stored[key]
+            outcome: AcceptOutcome
             if key in inserted and first[key] == index:
                 outcome = "accepted"
             elif stored_digest == digests[index]:
@@ -159,15 +160,14 @@ class Intake:
         delivery_rows = []
         event_rows = []
         for pk, sub in new.items():
-            common = {"actor": sub.actor}
-            event_rows.append(event_row(pk, EventState.RECEIVED, at_now, **common))
-            event_rows.append(event_row(pk, EventState.VALIDATED, at_now, **common))
+            event_rows.append(event_row(pk, EventState.RECEIVED, at_now, actor=sub.actor))
+            event_rows.append(event_row(pk, EventState.VALIDATED, at_now, actor=sub.actor))
             for destination in sub.destinations:
                 delivery_rows.append(
                     {"message_pk": pk, "destination": destination, "state": _Q, "attempts": 0, "queued_at": at_now,
                      "created_at": at_now, "updated_at": at_now}
                 )  # fmt: skip
-                event_rows.append(event_row(pk, EventState.QUEUED, at_now, destination=destination, **common))
+                event_rows.append(event_row(pk, EventState.QUEUED, at_now, destination=destination, actor=sub.actor))
             decision = decisions.get(pk)
             if decision is not None:
                 update = sub.status
