@@ -21,6 +21,7 @@ from hub.store import (
     Delivered,
     DeliveryClosedError,
     DeliveryState,
+    StatusUpdate,
     Store,
     StoreError,
     Submission,
@@ -488,15 +489,20 @@ def test_record_status_outcomes_and_timeline(store: Store) -> None:
 def test_concurrent_status_updates_are_serialised(store: Store) -> None:
     code = "000.00.00.H12-251123-0043"
     t0 = dt.datetime(2025, 11, 23, 1, 0, tzinfo=UTC)
-    store.record_status(dossier_code=code, status=2, at=t0, message_id=None, source="p")
+
+    def update(message_id: str, status: int, at: dt.datetime, source: str) -> Submission:
+        return Submission(sender=source, message_id=message_id, message_type="dossier.status", receiver="hub",
+                          envelope=message_id.encode(), dossier_code=code, destinations=("province",),
+                          status=StatusUpdate(code, status, at, source))  # fmt: skip
+
+    store.accept_many([update("s-0", 2, t0, "p")])
     barrier = threading.Barrier(6)
     errors = []
 
     def worker(i: int) -> None:
         try:
             barrier.wait()
-            store.record_status(dossier_code=code, status=4, at=t0 + dt.timedelta(minutes=i), message_id=None,
-                                source="m")  # fmt: skip
+            store.accept_many([update(f"s-{i}", 4, t0 + dt.timedelta(minutes=i), "m")])
         except Exception as exc:
             errors.append(exc)
 
