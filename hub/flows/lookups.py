@@ -43,7 +43,7 @@ from hub.logs import mask_ids
 from hub.packets.citizen import CitizenLookup, CitizenRecord
 from hub.security.envelope import EnvelopeHeader, read_header
 from hub.security.xmlparse import parse_xml
-from hub.store import partners
+from hub.store import flow_records
 from mappings.population_db import returned_fields
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ class LookupService:
             subject = mask_ids(lookup.personal_id or lookup.old_id or "")
         elif payload is not None:
             subject = mask_ids(text("personalId") or text("oldId") or "") or None
-        partners.record_lookup(
+        flow_records.record_lookup(
             self.hub.store.engine,
             requester=caller.code or caller.name,
             request_id=lookup.request_id if lookup else text("requestId"),
@@ -250,7 +250,7 @@ class LookupService:
         signed = sign_payload(self.signer(), reply_header, packets.to_element(record))
         envelope = etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
         fields = returned_fields(record)
-        record_digest = partners.digest(envelope)
+        record_digest = flow_records.digest(envelope)
         self._event(
             stored,
             "answered",

@@ -51,7 +51,7 @@ from hub.errors import ReceiptRejected, RejectedError
 from hub.flows.receipts import receipt_fields, verify_receipt
 from hub.packets.dossier import DossierStatusUpdate, Step
 from hub.security.envelope import EnvelopeHeader
-from hub.store import partners
+from hub.store import flow_records
 from mappings import payment as pm
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def initiated_recorder(engine_or_url: Any):
 
     def record(connector: str, request: PaymentRequest, message_id: str, answer: dict[str, Any]) -> None:
         with lock:
-            partners.add_payment(
+            flow_records.add_payment(
                 engine,
                 reference=request.reference,
                 kind=request.kind,
@@ -131,7 +131,7 @@ class PaymentCallbacks:
         try:
             return self._confirm(code, body)
         except Refused as refused:
-            partners.record_refusal(
+            flow_records.record_refusal(
                 self.hub.store.engine,
                 connector=code[:64],
                 kind="payment.refund" if b'"CONFIRM_REFUND"' in body else "payment.confirm",
@@ -175,7 +175,7 @@ class PaymentCallbacks:
                 "MaXacThuc does not match the message and the partner secret",
                 reference,
             )
-        payment = None if reference is None else partners.payment(self.hub.store.engine, reference)
+        payment = None if reference is None else flow_records.payment(self.hub.store.engine, reference)
         if payment is None or payment.connector != code or (payment.kind == "refund") != refund:
             what = "refund" if refund else "payment"
             raise Refused(
@@ -200,9 +200,9 @@ class PaymentCallbacks:
         if duplicate is not None:
             return duplicate
         receipt_id = self._route(payment, message, receipt)
-        partners.confirm_payment(
+        flow_records.confirm_payment(
             self.hub.store.engine, reference, bank_transaction_id=str(message.get("MaGiaoDich", "")),
-            receipt_message_id=receipt_id, confirm_digest=partners.digest(body),
+            receipt_message_id=receipt_id, confirm_digest=flow_records.digest(body),
         )  # fmt: skip
         log.info("payment confirmed connector=%s dossier_code=%s", code, payment.dossier_code)
         return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Thành công", "MaThamChieu": reference}
@@ -213,7 +213,7 @@ class PaymentCallbacks:
         """Rules 8–10 and the rest of a CONFIRM_REFUND whose checksum, reference and amount were checked."""
         engine, reference, amount = self.hub.store.engine, refund.reference, refund.amount
         original_ref = message.get("MaThamChieuGoc")
-        original = partners.payment(engine, original_ref) if isinstance(original_ref, str) else None
+        original = flow_records.payment(engine, original_ref) if isinstance(original_ref, str) else None
         if (
             original is None
             or original.kind != "payment"
@@ -225,7 +225,7 @@ class PaymentCallbacks:
         if original.reference != refund.original_reference or original.dossier_code != refund.dossier_code:
             why = f"the refund {reference} was requested for {refund.original_reference}, not {original.reference}"
             raise Refused("malformed", "02", "original-mismatch", why, reference)
-        refunded = partners.refunded_total(engine, original.reference, excluding=reference)
+        refunded = flow_records.refunded_total(engine, original.reference, excluding=reference)
         if refunded + amount > original.amount:
             why = f"refunding {amount} VND after {refunded} VND exceeds the {original.amount} VND paid"
             raise Refused("malformed", "02", "refund-exceeds-paid", why, reference)
@@ -234,9 +234,9 @@ class PaymentCallbacks:
         if duplicate is not None:
             return duplicate
         receipt_id = self._route(refund, message, receipt)
-        partners.confirm_payment(
+        flow_records.confirm_payment(
             engine, reference, bank_transaction_id=str(message.get("MaGiaoDich", "")), receipt_message_id=receipt_id,
-            confirm_digest=partners.digest(body), state="refunded",
+            confirm_digest=flow_records.digest(body), state="refunded",
         )  # fmt: skip
         log.info("refund confirmed connector=%s dossier_code=%s", connector.code, refund.dossier_code)
         return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Thành công", "MaThamChieu": reference}

@@ -21,7 +21,7 @@ from hub import packets
 from hub.errors import RejectedError
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
-from hub.store import partners
+from hub.store import flow_records
 from mappings.postal import PostalMappingError, status_from_event
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class PostalTracker:
     def poll(self, connector: str, *, limit: int = 100, max_pages: int = 50) -> PollResult:
         adapter = self.adapters[connector]
         result = PollResult(connector)
-        last_id = partners.postal_cursor(self.store.engine, connector)
+        last_id = flow_records.postal_cursor(self.store.engine, connector)
         for _ in range(max_pages):
             items, new_last = adapter.tracking(last_id, limit)
             if not items:
@@ -77,7 +77,7 @@ class PostalTracker:
                     result.errors.append(f"event {event_id}: {exc}")
                     log.warning("postal event not emitted connector=%s event=%s: %s", connector, event_id, exc)
                 claims.append((event_id, str(item.get("orderNumber", "")), str(item.get("statusCode", "")), message_id))
-            new = partners.claim_postal_events(self.store.engine, connector, claims, new_last)
+            new = flow_records.claim_postal_events(self.store.engine, connector, claims, new_last)
             result.emitted.extend(event_message_id(connector, e) for e in new)
             result.skipped += len(claims) - len(new)
             last_id = new_last

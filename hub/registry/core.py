@@ -19,9 +19,9 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -47,10 +47,6 @@ API_KEY_PREFIX = "lt_"
 _KEY_ID_HEX = 8  # characters of the non-secret key id
 _PREFIX_LEN = len(API_KEY_PREFIX) + _KEY_ID_HEX  # "lt_" + id: what is stored in api_key_prefix
 SYSTEM_ACTOR = "system"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 # ---------------------------------------------------------------- API keys
@@ -104,7 +100,7 @@ class CertificateInfo:
     removed_at: datetime | None = None
 
     def days_left(self, at: datetime | None = None) -> int:
-        return (self.not_after - (at or _now())).days
+        return (self.not_after - (at or Store.now())).days
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -233,15 +229,13 @@ class Registry:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.store._write() as conn:
+        with self.store.transaction() as conn:
             yield conn
         with self._cache_lock:
             self._cache.clear()
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.store._read() as conn:
-            yield conn
+    def _read(self) -> AbstractContextManager[Connection]:
+        return self.store.transaction(readonly=True)
 
     # ------------------------------------------------------------ changes
 
@@ -252,7 +246,7 @@ class Registry:
         ever available. An update keeps the key; its certificates become exactly the spec's (new ones added,
         missing ones removed), and ``enabled`` follows the spec. An update that changes nothing is not audited.
         """
-        now = _now()
+        now = self.store.now()
         with self._write() as conn:
             before = self._get(conn, spec.code, lock=True)
             key: str | None = None
@@ -279,7 +273,7 @@ class Registry:
 
     def rotate_key(self, code: str, *, actor: str) -> str:
         """Replace the connector's API key; the old one stops working at once. Returns the new key (shown once)."""
-        now = _now()
+        now = self.store.now()
         with self._write() as conn:
             before = self._require(conn, code, lock=True)
             key, prefix, hashed = new_api_key()
@@ -301,7 +295,7 @@ class Registry:
         return self._set_enabled(code, True, actor)
 
     def _set_enabled(self, code: str, enabled: bool, actor: str) -> Connector:
-        now = _now()
+        now = self.store.now()
         with self._write() as conn:
             before = self._require(conn, code, lock=True)
             if before.enabled == enabled:
@@ -315,7 +309,7 @@ class Registry:
         """Register one more certificate for ``code`` (rotation: old and new are both valid until the old one
         is removed). Raises ``CertificateError`` for a certificate that cannot be loaded or breaks the key policy."""
         cert = certificate_from_pem(pem)
-        now = _now()
+        now = self.store.now()
         with self._write() as conn:
             before = self._require(conn, code, lock=True)
             self._sync_certificates(conn, code, [*(c.pem for c in before.certificates), certificate_pem(cert)], now)
@@ -328,7 +322,7 @@ class Registry:
     def remove_certificate(self, code: str, pem_or_fingerprint: str | bytes, *, actor: str) -> bool:
         """Retire one certificate of ``code`` (by PEM or SHA-256 fingerprint); ``False`` if it was not active."""
         target = _fingerprint_of(pem_or_fingerprint)
-        now = _now()
+        now = self.store.now()
         with self._write() as conn:
             before = self._require(conn, code, lock=True)
             if target not in {c.fingerprint for c in before.certificates}:

@@ -1,6 +1,8 @@
 """The durable store of the exchange core (SQLAlchemy Core + alembic migrations shipped in this package).
 
 ``Store(url)`` opens it (SQLite file by default, or PostgreSQL); ``Store.migrate()`` creates/upgrades the schema.
+``Store`` (``facade.py``) delegates to the parts by concern: ``database``, ``intake``, ``dossiers``,
+``deliveries``, ``dead_letters``, ``history``, ``queries``; ``flow_records`` holds the partner flows' records.
 """
 
 from hub.errors import (
@@ -10,12 +12,14 @@ from hub.errors import (
     UnknownDeadLetterError,
     UnknownDeliveryError,
 )
-from hub.store.core import DEFAULT_URL, MIGRATIONS_DIR, Store, normalise_url
+from hub.store.database import DEFAULT_URL, MIGRATIONS_DIR, normalise_url
+from hub.store.facade import Store
 from hub.store.schema import DeliveryState, EventState
 from hub.store.types import (
     AcceptOutcome,
     AcceptResult,
     DeadLetter,
+    Delivered,
     DeliveryStatus,
     DeliveryView,
     DestinationStats,
@@ -40,6 +44,7 @@ __all__ = [
     "AcceptResult",
     "AlreadyReplayedError",
     "DeadLetter",
+    "Delivered",
     "DeliveryClosedError",
     "DeliveryState",
     "DeliveryStatus",

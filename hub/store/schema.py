@@ -137,6 +137,10 @@ deliveries = sa.Table(
     sa.Column("delivered_at", UTCDateTime, nullable=True),
     sa.Column("outbound", sa.LargeBinary, nullable=True),
     sa.Column("outbound_digest", sa.String(64), nullable=True),
+    # The bytes a partner actually received when they are not the hub-signed ``outbound`` envelope (e.g. a JSON
+    # body), and their media type (migration 0006); NULL: the envelope itself was sent.
+    sa.Column("sent", sa.LargeBinary, nullable=True),
+    sa.Column("sent_type", sa.String(100), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("message_pk", "destination"),
@@ -259,4 +263,4 @@ registry_audit = sa.Table(
 )
 
 # The partner flows' tables (F2–F4) live in their own module, on this metadata.
-from hub.store import partners as _partners  # noqa: E402,F401
+from hub.store import flow_records as _flow_records  # noqa: E402,F401

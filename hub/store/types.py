@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from hub.store.schema import DeliveryState
 
@@ -13,6 +13,20 @@ if TYPE_CHECKING:
     from hub.dossier.status_machine import Decision
 
 AcceptOutcome = Literal["accepted", "duplicate", "conflict", "rejected"]
+XML = "application/xml"  # the media type of the hub-signed envelope
+
+
+class Delivered(NamedTuple):
+    """One successful delivery to record (an item of ``Store.record_delivered_many``).
+
+    ``outbound`` is the hub-signed envelope (non-repudiation); ``sent`` the bytes the partner actually received
+    when they differ from it (e.g. a JSON body), with their media type ``sent_type``."""
+
+    delivery_id: int
+    outbound: bytes
+    detail: str = ""
+    sent: bytes | None = None
+    sent_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +145,8 @@ class DeliveryView(PendingDelivery):
     outbound: bytes | None
     outbound_digest: str | None
     updated_at: datetime
+    sent: bytes | None = None  # what the partner received: the stored sent bytes, else ``outbound``
+    sent_type: str | None = None  # their media type (``application/xml`` for the envelope); None until delivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +194,15 @@ class DeliveryStatus:
     published_at: datetime | None
     delivered_at: datetime | None
     outbound_digest: str | None
+    sent: bytes | None = None  # what the partner received: the stored sent bytes, else the outbound envelope
+    sent_type: str | None = None  # their media type (``application/xml`` for the envelope); None until delivered
+
+
+def sent_as(sent: bytes | None, sent_type: str | None, outbound: bytes | None) -> tuple[bytes | None, str | None]:
+    """What a partner received and its media type: the stored sent bytes, else the hub-signed envelope."""
+    if sent is not None:
+        return sent, sent_type or XML
+    return outbound, None if outbound is None else XML
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,7 +227,7 @@ def assert_delivered_exactly_once(hub: Hub, sink: SinkProcess, ids: list[str]) -
         (delivery,) = trace.deliveries
         assert delivery.state == "delivered"
         # A late second attempt (at-least-once redelivery) cannot record the delivery again.
-        assert store.record_delivered(delivery.delivery_id, outbound=b"<again/>") is False
+        assert store.record_delivered_many([(delivery.delivery_id, b"<again/>", "")]) == [False]
     return stats
 
 

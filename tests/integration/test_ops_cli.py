@@ -146,7 +146,7 @@ def test_queues_shows_each_state_per_destination(ops: Ops) -> None:
     ops.deliver_one()  # → retrying (in a minute)
     ops.deliver_all(3)  # → delivered
     in_flight = ops.take()  # a worker has it and is calling the partner
-    ops.runtime.store.start_attempt(in_flight.delivery_id)
+    ops.runtime.store.start_attempts([in_flight.delivery_id])
     # … and 2 are still ready.
 
     result = ops.run("queues")

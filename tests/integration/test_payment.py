@@ -27,7 +27,7 @@ from hub.flows.receipts import ReceiptRejected, sign_receipt, verify_receipt
 from hub.packets.common import FeeLine
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
-from hub.store import partners
+from hub.store import flow_records
 from mappings import payment as pm
 from tests.support import hub_client, hub_settings, province_connector
 
@@ -214,7 +214,7 @@ def test_confirm_routes_the_receipt_and_the_status_and_is_idempotent(api, pki, s
     status = trace(api, status_id).json()
     assert [d["destination"] for d in status["deliveries"]] == [PORTAL]
     hub = api.app.state.hub
-    payment = partners.payment(hub.store.engine, reference)
+    payment = flow_records.payment(hub.store.engine, reference)
     assert payment.state == "paid" and payment.bank_transaction_id == confirm["MaGiaoDich"]
     envelope = hub.store.trace(receipt_id)
     assert envelope is not None
@@ -230,7 +230,7 @@ def test_forged_checksum_is_refused_and_recorded(api, pki, sim) -> None:
     assert response.status_code == 401 and response.json()["MaLoi"] == "01"
     (refusal,) = refusals(api)
     assert refusal["rule"] == "checksum" and refusal["reference"] == reference and refusal["connector"] == PAYMENT
-    assert partners.payment(api.app.state.hub.store.engine, reference).state == "initiated"
+    assert flow_records.payment(api.app.state.hub.store.engine, reference).state == "initiated"
 
 
 def test_receipt_signed_by_an_unregistered_key_is_refused(api, pki, sim) -> None:
@@ -397,7 +397,7 @@ def request_refund(api, pki, sim, original: str, amount: int = 75_000) -> tuple[
     )
     receipt = adapter.deliver(OutboundRequest(PAYMENT, header.message_id, "payment.request", data))
     assert receipt.detail.startswith(f"REFUND MaLoi=00 MaThamChieu={refund.reference} MaThamChieuGoc={original}")
-    row = partners.payment(hub.store.engine, refund.reference)
+    row = flow_records.payment(hub.store.engine, refund.reference)
     assert row.kind == "refund" and row.original_reference == original and row.amount == amount
     return refund.reference, header.message_id
 
@@ -416,9 +416,9 @@ def test_refund_routes_a_refund_receipt_and_is_idempotent(api, pki, sim) -> None
     hub = api.app.state.hub
     envelope = hub.store.trace(receipt_id)
     assert envelope is not None
-    row = partners.payment(hub.store.engine, reference)
+    row = flow_records.payment(hub.store.engine, reference)
     assert row.state == "refunded" and row.bank_transaction_id == confirm["MaGiaoDich"]
-    assert partners.payment(hub.store.engine, original).state == "paid"
+    assert flow_records.payment(hub.store.engine, original).state == "paid"
     again = callback(api, confirm)
     assert again.status_code == 200 and again.json()["duplicate"] is True
     assert len(trace(api, receipt_id).json()["deliveries"]) == 1
@@ -457,7 +457,7 @@ def test_forged_unknown_and_mismatched_refunds_are_refused_and_recorded(api, pki
     ]  # fmt: skip
     assert {r["kind"] for r in recorded} == {"payment.refund"} and {r["connector"] for r in recorded} == {PAYMENT}
     hub = api.app.state.hub
-    assert partners.payment(hub.store.engine, reference).state == "initiated"
+    assert flow_records.payment(hub.store.engine, reference).state == "initiated"
     assert callback(api, sim.confirmation({"MaThamChieu": reference})).status_code == 200  # the real one still works
 
 
@@ -472,7 +472,7 @@ def test_refunds_above_what_was_paid_are_refused(api, pki, sim) -> None:
     assert response.status_code == 400 and response.json()["rule"] == "refund-exceeds-paid"
     (refusal,) = refusals(api)
     assert refusal["reference"] == second and refusal["rule"] == "refund-exceeds-paid"
-    assert partners.refunded_total(api.app.state.hub.store.engine, original) == 400_000
+    assert flow_records.refunded_total(api.app.state.hub.store.engine, original) == 400_000
 
 
 def test_a_payment_confirm_for_a_refund_reference_is_refused(api, pki, sim) -> None:
@@ -492,7 +492,7 @@ def test_the_worker_payment_adapter_records_initiated_references_in_its_own_stor
     from hub.runtime import adapter_for
     from hub.security.credentials import Credentials
     from hub.store import Store
-    from hub.store import partners as partner_rows
+    from hub.store import flow_records as partner_rows
 
     store = Store(f"sqlite:///{tmp_path / 'worker.db'}")
     store.migrate()

@@ -21,7 +21,7 @@ from hub.packets.citizen import CitizenLookup, CitizenRecord, LookupResult
 from hub.registry import parse_spec
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, TrustStore, sign_payload
-from hub.store import partners
+from hub.store import flow_records
 from mappings import population_db as pdb
 from tests.support import hub_client, hub_settings, signed_envelope
 
@@ -311,4 +311,4 @@ def test_keep_citizen_records_policy_logs_the_reply(api, pki) -> None:
     reply_id = response.headers["x-message-id"]
     trace = api.get(f"/api/v1/messages/{reply_id}", headers={"X-Api-Key": ADMIN_KEY})
     assert trace.status_code == 200 and trace.json()["message_type"] == "citizen.record"
-    assert partners.lookups(hub.store.engine)[0]["result"] == "found"
+    assert flow_records.lookups(hub.store.engine)[0]["result"] == "found"

@@ -19,7 +19,7 @@ from hub.packets.postal import Direction
 from hub.runtime import hub_signer
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
-from hub.store import partners
+from hub.store import flow_records
 from mappings.postal import status_from_event, to_order
 from tests.support import hub_client, hub_settings, province_connector
 
@@ -157,14 +157,14 @@ def test_order_created_and_tracking_events_emitted_once(api, pki, sim) -> None:
     second = tracker.poll(POSTAL)
     assert second.seen == 2 and len(second.emitted) == 2
     assert tracker.poll(POSTAL).seen == 0  # the cursor moved: nothing new
-    assert partners.postal_cursor(hub.store.engine, POSTAL) == 3
+    assert flow_records.postal_cursor(hub.store.engine, POSTAL) == 3
     for event_id in (1, 2, 3):
         trace = api.get(f"/api/v1/messages/{event_message_id(POSTAL, event_id)}", headers={"X-Api-Key": ADMIN_KEY})
         assert trace.status_code == 200 and trace.json()["message_type"] == "postal.status"
         assert [d["destination"] for d in trace.json()["deliveries"]] == [PROVINCE]
     # a lost cursor (e.g. a restore) replays the feed, but no event is emitted twice
     with hub.store.engine.begin() as conn:
-        conn.execute(partners.postal_cursors.delete())
+        conn.execute(flow_records.postal_cursors.delete())
     replay = tracker.poll(POSTAL)
     assert replay.seen == 3 and replay.emitted == [] and replay.skipped == 3
     timeline = api.get(f"/api/v1/dossiers/{model.dossier_code}", headers={"X-Api-Key": ADMIN_KEY}).json()

@@ -15,8 +15,10 @@ from hub.dossier.status_machine import Correction, Outcome
 from hub.store import (
     MIGRATIONS_DIR,
     AlreadyReplayedError,
+    Delivered,
     DeliveryClosedError,
     DeliveryState,
+    StatusUpdate,
     Store,
     StoreError,
     Submission,
@@ -135,8 +137,8 @@ def test_accept_then_duplicate_then_conflict(store: Store) -> None:
 def test_a_duplicate_reports_the_original_status(store: Store) -> None:
     first = submit(store, destinations=["portal"])
     (delivery_id,) = first.delivery_ids
-    store.start_attempt(delivery_id)
-    store.record_delivered(delivery_id, outbound=b"<out/>")
+    store.start_attempts([delivery_id])
+    store.record_delivered_many([(delivery_id, b"<out/>", "")])
     assert submit(store).status == "delivered"
     # Same message id from another sender is another message.
     assert submit(store, sender="000.00.00.H13").outcome == "accepted"
@@ -247,9 +249,9 @@ def test_outbox_lists_deliveries_until_published(store: Store) -> None:
 def test_attempt_retry_delivered_flow(store: Store) -> None:
     (delivery_id,) = submit(store, destinations=["portal"]).delivery_ids
     store.mark_published([delivery_id])
-    assert store.is_delivered(delivery_id) is False
+    assert store.delivery(delivery_id).state is DeliveryState.QUEUED
 
-    assert store.start_attempt(delivery_id) == 1
+    assert store.start_attempts([delivery_id]) == {delivery_id: 1}
     assert store.delivery(delivery_id).state is DeliveryState.DELIVERING
     before = dt.datetime.now(UTC)
     store.record_retry(delivery_id, error="HTTP 503", delay_s=30)
@@ -258,17 +260,18 @@ def test_attempt_retry_delivered_flow(store: Store) -> None:
     assert before + dt.timedelta(seconds=29) < view.next_attempt_at < before + dt.timedelta(seconds=32)
     assert store.unpublished() == []  # the broker holds the delayed retry
 
-    assert store.start_attempt(delivery_id) == 2
-    assert store.record_delivered(delivery_id, outbound=b"<signed-by-hub/>", detail="HTTP 200") is True
-    assert store.is_delivered(delivery_id) is True
+    assert store.start_attempts([delivery_id]) == {delivery_id: 2}
+    assert store.record_delivered_many([(delivery_id, b"<signed-by-hub/>", "HTTP 200")]) == [True]
     view = store.delivery(delivery_id)
     assert view.state is DeliveryState.DELIVERED and view.attempts == 2
     assert view.outbound == b"<signed-by-hub/>"
     assert view.outbound_digest == hashlib.sha256(b"<signed-by-hub/>").hexdigest()
     assert view.delivered_at.tzinfo is not None
 
-    # A redelivered queue message: no second delivery, no extra event.
-    assert store.record_delivered(delivery_id, outbound=b"<other/>") is False
+    # A redelivered queue message: no new attempt, no second delivery, no extra event.
+    assert store.start_attempts([delivery_id]) == {}
+    assert store.record_delivered_many([(delivery_id, b"<other/>", "")]) == [False]
+    assert store.delivery(delivery_id).attempts == 2
     assert store.delivery(delivery_id).outbound == b"<signed-by-hub/>"
     assert states(store, "m-1")[3:] == [
         ("attempt_started", "portal", 1),
@@ -282,27 +285,58 @@ def test_attempt_retry_delivered_flow(store: Store) -> None:
     assert trace.events[-1].detail == "HTTP 200"
     assert [e.at for e in trace.events] == sorted(e.at for e in trace.events)
     with pytest.raises(DeliveryClosedError):
-        store.start_attempt(delivery_id)
-    with pytest.raises(DeliveryClosedError):
         store.record_retry(delivery_id, error="x", delay_s=1)
+
+
+def test_the_message_log_keeps_the_bytes_a_partner_received(store: Store) -> None:
+    as_json, as_envelope = submit(store).delivery_ids
+    store.start_attempts([as_json, as_envelope])
+    body = b'{"MaHoSo": "000.00.00.H12-251123-0042"}'
+    recorded = store.record_delivered_many(
+        [
+            Delivered(as_json, b"<signed-by-hub/>", "HTTP 200", sent=body, sent_type="application/json"),
+            (as_envelope, b"<signed-by-hub/>", "HTTP 200"),  # a plain 3-tuple: the envelope itself was sent
+        ]
+    )
+    assert recorded == [True, True]
+
+    json_view, envelope_view = store.delivery(as_json), store.delivery(as_envelope)
+    assert (json_view.sent, json_view.sent_type) == (body, "application/json")
+    assert json_view.outbound == b"<signed-by-hub/>"  # the hub-signed envelope is kept beside it
+    assert (envelope_view.sent, envelope_view.sent_type) == (b"<signed-by-hub/>", "application/xml")
+    traced = {d.delivery_id: d for d in store.trace("m-1").deliveries}
+    assert (traced[as_json].sent, traced[as_json].sent_type) == (body, "application/json")
+    assert (traced[as_envelope].sent, traced[as_envelope].sent_type) == (b"<signed-by-hub/>", "application/xml")
+    (logged,) = store.dossier_messages("000.00.00.H12-251123-0042")
+    assert [d.sent_type for d in logged.deliveries] == ["application/json", "application/xml"]
+    with store.engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT id, sent FROM deliveries")).all())
+    assert (bytes(stored[as_json]), stored[as_envelope]) == (body, None)  # NULL: the envelope was sent
+
+
+def test_nothing_sent_reads_as_nothing(store: Store) -> None:
+    (delivery_id,) = submit(store, destinations=["portal"]).delivery_ids
+    view = store.delivery(delivery_id)
+    assert (view.outbound, view.sent, view.sent_type) == (None, None, None)
+    assert store.trace("m-1").deliveries[0].sent is None
 
 
 def test_retry_with_republish_goes_back_to_the_relay_when_due(store: Store) -> None:
     first, second = submit(store).delivery_ids
     store.mark_published([first, second])
+    assert store.start_attempts([first, second]) == {first: 1, second: 1}
     for delivery_id, delay in ((first, 0), (second, 3600)):
-        store.start_attempt(delivery_id)
         store.record_retry(delivery_id, error="timeout", delay_s=delay, republish=True)
     assert [p.delivery_id for p in store.unpublished()] == [first]
 
 
 def test_unknown_delivery(store: Store) -> None:
     assert store.delivery(999) is None
-    assert store.is_delivered(999) is False
+    # The worker's batches leave unknown ids out: nothing to call, nothing recorded.
+    assert store.start_attempts([999]) == {}
+    assert store.record_delivered_many([(999, b"x", "")]) == [False]
     with pytest.raises(UnknownDeliveryError):
-        store.start_attempt(999)
-    with pytest.raises(UnknownDeliveryError):
-        store.record_delivered(999, outbound=b"x")
+        store.record_retry(999, error="x", delay_s=1)
     with pytest.raises(UnknownDeliveryError):
         store.record_dead(999, reason="permanent", error="x")
     assert store.trace("nope") is None
@@ -314,8 +348,8 @@ def test_unknown_delivery(store: Store) -> None:
 def test_dead_letter_and_replay(store: Store) -> None:
     portal, province = submit(store).delivery_ids
     store.mark_published([portal, province])
-    for _ in range(3):
-        store.start_attempt(portal)
+    for attempt in (1, 2, 3):
+        assert store.start_attempts([portal]) == {portal: attempt}
     dead_id = store.record_dead(portal, reason="exhausted", error="HTTP 503 x3")
     assert store.record_dead(portal, reason="exhausted", error="again") == dead_id  # idempotent
     assert store.delivery(portal).state is DeliveryState.DEAD
@@ -356,17 +390,17 @@ def test_dead_letter_and_replay(store: Store) -> None:
         store.replay(12345, actor="x")
 
     # The replayed delivery runs again and can die again: a new dead letter.
-    assert store.start_attempt(portal) == 1
+    assert store.start_attempts([portal]) == {portal: 1}
     assert store.record_dead(portal, reason="permanent", error="HTTP 400") != dead_id
 
 
 def test_a_delivered_delivery_cannot_be_dead_lettered_or_replayed(store: Store) -> None:
     (delivery_id,) = submit(store, destinations=["portal"]).delivery_ids
-    store.start_attempt(delivery_id)
+    store.start_attempts([delivery_id])
     dead_id = store.record_dead(delivery_id, reason="exhausted", error="timeout")
     # A late success (e.g. a redelivered queue message) still records the truth.
-    store.start_attempt(delivery_id)
-    assert store.record_delivered(delivery_id, outbound=b"<o/>") is True
+    assert store.start_attempts([delivery_id]) == {delivery_id: 2}
+    assert store.record_delivered_many([(delivery_id, b"<o/>", "")]) == [True]
     with pytest.raises(DeliveryClosedError):
         store.replay(dead_id, actor="op")
     assert store.dead_letters()[0].replayed_at is None  # the refused replay left nothing behind
@@ -419,15 +453,20 @@ def test_record_status_outcomes_and_timeline(store: Store) -> None:
 def test_concurrent_status_updates_are_serialised(store: Store) -> None:
     code = "000.00.00.H12-251123-0043"
     t0 = dt.datetime(2025, 11, 23, 1, 0, tzinfo=UTC)
-    store.record_status(dossier_code=code, status=2, at=t0, message_id=None, source="p")
+
+    def update(message_id: str, status: int, at: dt.datetime, source: str) -> Submission:
+        return Submission(sender=source, message_id=message_id, message_type="dossier.status", receiver="hub",
+                          envelope=message_id.encode(), dossier_code=code, destinations=("province",),
+                          status=StatusUpdate(code, status, at, source))  # fmt: skip
+
+    store.accept_many([update("s-0", 2, t0, "p")])
     barrier = threading.Barrier(6)
     errors = []
 
     def worker(i: int) -> None:
         try:
             barrier.wait()
-            store.record_status(dossier_code=code, status=4, at=t0 + dt.timedelta(minutes=i), message_id=None,
-                                source="m")  # fmt: skip
+            store.accept_many([update(f"s-{i}", 4, t0 + dt.timedelta(minutes=i), "m")])
         except Exception as exc:
             errors.append(exc)
 
@@ -449,15 +488,10 @@ def test_queue_overview(store: Store) -> None:
     a1, a2, a3 = (submit(store, message_id=f"a{i}", destinations=["alpha"]).delivery_ids[0] for i in range(3))
     b1, b2 = (submit(store, message_id=f"b{i}", destinations=["beta"]).delivery_ids[0] for i in range(2))
     (c1,) = submit(store, message_id="c", destinations=["gamma"]).delivery_ids
-    store.start_attempt(a1)
-    store.record_delivered(a1, outbound=b"<o/>")
-    store.start_attempt(a2)
+    assert set(store.start_attempts([a1, a2, b1, b2, c1])) == {a1, a2, b1, b2, c1}
+    assert store.record_delivered_many([(a1, b"<o/>", ""), (c1, b"<o/>", "")]) == [True, True]
     store.record_retry(a2, error="503", delay_s=10)
-    store.start_attempt(b1)
     store.record_dead(b1, reason="permanent", error="400")
-    store.start_attempt(b2)
-    store.start_attempt(c1)
-    store.record_delivered(c1, outbound=b"<o/>")
 
     stats = {s.destination: s for s in store.queue_overview()}
     assert list(stats) == ["alpha", "beta", "gamma"]

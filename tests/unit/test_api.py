@@ -350,7 +350,7 @@ def test_queues_dead_letters_and_replay_with_the_operator_key(api: Api) -> None:
     store = api.hub.store
     trace = store.trace(message_id, MINISTRY)
     delivery_id = trace.deliveries[0].delivery_id
-    store.start_attempt(delivery_id)
+    store.start_attempts([delivery_id])
     dead_id = store.record_dead(delivery_id, reason="rejected", error="HTTP 400 from partner")
     (dead,) = api.get("/api/v1/dead-letters", "operator").json()
     assert dead["id"] == dead_id and dead["message_id"] == message_id and dead["reason"] == "rejected"

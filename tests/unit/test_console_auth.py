@@ -134,7 +134,7 @@ def _dead_letter(client: TestClient, pki) -> int:
         receiver=PORTAL, dossier_code="D-1", envelope=data, destinations=[PORTAL],
     )  # fmt: skip
     delivery = accepted.delivery_ids[0]
-    store.start_attempt(delivery)
+    store.start_attempts([delivery])
     return store.record_dead(delivery, reason="rejected", error="HTTP 400")
 
 

@@ -186,14 +186,14 @@ class NoRegistry:
 
 def test_snapshot_and_search_from_a_real_store(store, pki) -> None:
     dead = _accept(store, pki, "citizen.record", PROVINCE, "D-1")
-    store.start_attempt(dead)
+    store.start_attempts([dead])
     store.record_dead(dead, reason="rejected", error="partner answered HTTP 400 for 001099012345")
     ok = _accept(store, pki, "dossier.sync", PORTAL, "D-2")
-    store.start_attempt(ok)
-    store.record_delivered(ok, outbound=b"<x/>")
+    store.start_attempts([ok])
+    store.record_delivered_many([(ok, b"<x/>", "")])
     waiting = _accept(store, pki, "dossier.sync", PORTAL, "D-3")
     for _ in range(3):
-        store.start_attempt(waiting)
+        store.start_attempts([waiting])
         store.record_retry(waiting, error="HTTP 503", delay_s=60)
 
     snap = views.snapshot(store, NoRegistry(), window_s=900, warn_age_s=900)

@@ -22,7 +22,7 @@ from hub.api.dependencies import (
 )
 from hub.api.models import LookupAuditOut
 from hub.api.problems import responses
-from hub.store import partners
+from hub.store import flow_records
 
 router = APIRouter()
 
@@ -88,4 +88,4 @@ def list_lookups(
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[LookupAuditOut]:
     hub = staff_hub(request, x_api_key)
-    return [LookupAuditOut(**row) for row in partners.lookups(hub.store.engine, dossier_code=dossier, limit=limit)]
+    return [LookupAuditOut(**row) for row in flow_records.lookups(hub.store.engine, dossier_code=dossier, limit=limit)]

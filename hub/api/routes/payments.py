@@ -14,7 +14,7 @@ from hub.api.dependencies import ApiKey, hub_of, payment_service, staff_hub
 from hub.api.models import RefusalOut
 from hub.api.problems import KINDS, responses
 from hub.errors import PaymentRefusedError
-from hub.store import partners
+from hub.store import flow_records
 
 router = APIRouter()
 
@@ -68,4 +68,4 @@ def list_refusals(
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[RefusalOut]:
     hub = staff_hub(request, x_api_key)
-    return [RefusalOut(**row) for row in partners.refusals(hub.store.engine, connector=connector, limit=limit)]
+    return [RefusalOut(**row) for row in flow_records.refusals(hub.store.engine, connector=connector, limit=limit)]

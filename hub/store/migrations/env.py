@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import create_engine
 
 from hub.store.schema import UTCDateTime, metadata
@@ -10,7 +13,7 @@ from hub.store.schema import UTCDateTime, metadata
 config = context.config
 
 
-def _render_item(type_: str, obj, autogen_context) -> str | bool:
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Autogenerate writes ``UTCDateTime`` as the plain column type, so migrations never import hub code."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
@@ -34,7 +37,10 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("no connection in config.attributes and no sqlalchemy.url: run Store.migrate()")
+    engine = create_engine(url)
     try:
         with engine.begin() as conn:
             _run(conn)

@@ -1,7 +1,8 @@
-"""Store tables and queries of the partner flows F2–F4 (population DB lookups, payments, postal tracking).
+"""Records the partner flows F2–F4 keep: population DB lookups, payments and refunds, refusals, postal tracking.
 
-Kept apart from ``hub.store.core`` (the exchange's hot path); the tables share ``hub.store.schema.metadata`` and
-are created by migration ``0004``.
+Kept apart from the exchange's message log and deliveries; the tables share ``hub.store.schema.metadata`` and
+are created by migration ``0004``. Writes go through the store's ``transaction`` helper, so they take SQLite's
+write lock up front like the rest of the store.
 
 - ``citizen_lookups``: the audit of every citizen lookup (Ninh Thuận Điều 28.2.b) — who asked (connector,
   officer), for which dossier, procedure and purpose, the subject's ID masked, the result (found, not_found,
@@ -18,15 +19,15 @@ are created by migration ``0004``.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from hub.store.database import digest as digest  # re-exported: the flows fingerprint payloads as the store does
+from hub.store.database import now, transaction
 from hub.store.schema import Id, UTCDateTime, metadata
 
 citizen_lookups = sa.Table(
@@ -106,34 +107,14 @@ postal_events = sa.Table(
 )
 
 
-@contextmanager
-def _writing(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """A write transaction; on the store's SQLite engine it begins IMMEDIATE (``hub.store.core``), so a read that
-    turns into a write waits for the lock instead of failing with "database is locked"."""
-    from hub.store.core import _WRITE
-
-    with engine.connect() as conn:
-        conn.execution_options(**{_WRITE: True})
-        with conn.begin():
-            yield conn
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 # ---------------------------------------------------------------------------------------------- F2 lookups
 
 
 def record_lookup(engine: sa.Engine, **row: Any) -> int:
     """Append one lookup audit row (keys: the ``citizen_lookups`` columns; ``at`` defaults to now)."""
-    row.setdefault("at", _now())
-    with _writing(engine) as conn:
-        return int(conn.execute(citizen_lookups.insert().values(**row)).inserted_primary_key[0])
+    row.setdefault("at", now())
+    with transaction(engine) as conn:
+        return int(conn.execute(citizen_lookups.insert().values(**row).returning(citizen_lookups.c.id)).scalar_one())
 
 
 def lookups(engine: sa.Engine, *, dossier_code: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
@@ -168,9 +149,9 @@ class Payment:
 
 def add_payment(engine: sa.Engine, **row: Any) -> bool:
     """Record a fee (or refund) request sent to a payment platform; False when the reference is known already."""
-    row.setdefault("created_at", _now())
+    row.setdefault("created_at", now())
     row.setdefault("state", "initiated")
-    with _writing(engine) as conn:
+    with transaction(engine) as conn:
         if conn.execute(sa.select(payments.c.reference).where(payments.c.reference == row["reference"])).first():
             return False
         conn.execute(payments.insert().values(**row))
@@ -193,7 +174,7 @@ def confirm_payment(
     state: str = "paid",
 ) -> bool:
     """Mark a payment (``paid``) or a refund (``refunded``) confirmed, once: False when it already was."""
-    with _writing(engine) as conn:
+    with transaction(engine) as conn:
         done = conn.execute(
             payments.update()
             .where(payments.c.reference == reference, payments.c.confirmed_at.is_(None))
@@ -202,7 +183,7 @@ def confirm_payment(
                 bank_transaction_id=bank_transaction_id,
                 receipt_message_id=receipt_message_id,
                 confirm_digest=confirm_digest,
-                confirmed_at=_now(),
+                confirmed_at=now(),
             )
         )
         return done.rowcount == 1
@@ -222,21 +203,21 @@ def refunded_total(engine: sa.Engine, original_reference: str, *, excluding: str
 
 
 def set_payment_url(engine: sa.Engine, reference: str, url: str | None) -> None:
-    with _writing(engine) as conn:
+    with transaction(engine) as conn:
         conn.execute(payments.update().where(payments.c.reference == reference).values(payment_url=url))
 
 
 def record_refusal(
     engine: sa.Engine, *, connector: str, kind: str, rule: str, reason: str, payload: bytes, reference: str | None
 ) -> int:
-    with _writing(engine) as conn:
-        result = conn.execute(
+    with transaction(engine) as conn:
+        refusal_id = conn.execute(
             partner_refusals.insert().values(
-                at=_now(), connector=connector, kind=kind, reference=reference, rule=rule, reason=reason,
+                at=now(), connector=connector, kind=kind, reference=reference, rule=rule, reason=reason,
                 payload_digest=digest(payload),
-            )
-        )  # fmt: skip
-        return int(result.inserted_primary_key[0])
+            ).returning(partner_refusals.c.id)
+        ).scalar_one()  # fmt: skip
+        return int(refusal_id)
 
 
 def refusals(engine: sa.Engine, *, connector: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
@@ -263,9 +244,9 @@ def claim_postal_events(
 ) -> list[int]:
     """Record tracking events ``(event_id, order_number, status_code, message_id)`` and move the cursor to
     ``last_id``, in one transaction; returns the event ids that were new (the ones to emit)."""
-    now = _now()
+    at_now = now()
     new: list[int] = []
-    with _writing(engine) as conn:
+    with transaction(engine) as conn:
         known = set(
             conn.execute(
                 sa.select(postal_events.c.event_id).where(
@@ -281,15 +262,15 @@ def claim_postal_events(
             conn.execute(
                 postal_events.insert().values(
                     connector=connector, event_id=event_id, order_number=order_number, status_code=status_code,
-                    message_id=message_id, at=now,
+                    message_id=message_id, at=at_now,
                 )
             )  # fmt: skip
             new.append(event_id)
         updated = conn.execute(
             postal_cursors.update()
             .where(postal_cursors.c.connector == connector)
-            .values(last_id=last_id, updated_at=now)
+            .values(last_id=last_id, updated_at=at_now)
         )
         if updated.rowcount == 0:
-            conn.execute(postal_cursors.insert().values(connector=connector, last_id=last_id, updated_at=now))
+            conn.execute(postal_cursors.insert().values(connector=connector, last_id=last_id, updated_at=at_now))
     return new

@@ -1,0 +1,159 @@
+"""The store's database: engine, schema migrations and the one transaction helper every store part uses.
+
+SQLAlchemy Core on SQLite (default, one file, WAL) or PostgreSQL (``postgresql+psycopg://``), pooled, so one
+``Database`` can be shared by threads.
+
+On SQLite, write transactions start with ``BEGIN IMMEDIATE``: writers queue on the database lock (for up to
+``busy_timeout_ms``) instead of failing when a read turns into a write. On PostgreSQL, races are settled by
+``INSERT … ON CONFLICT DO NOTHING``, conditional ``UPDATE … RETURNING`` and ``SELECT … FOR UPDATE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from hub.errors import StoreError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+DEFAULT_URL = "sqlite:///var/lienthong.db"
+CHUNK = 500  # keys per IN (...) list: far below SQLite's bound-parameter limit
+_MIGRATION_LOCK = 0x4C69656E  # pg_advisory_xact_lock key: concurrent migrate() calls take turns
+_WRITE = "lienthong_write"  # execution option read by the SQLite "begin" hook
+
+
+def now() -> datetime:
+    """The store's clock: timezone-aware UTC (``UTCDateTime`` refuses naive times)."""
+    return datetime.now(UTC)
+
+
+def digest(data: bytes) -> str:
+    """SHA-256 hex of ``data``: how the store fingerprints envelopes and payloads."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    """``values`` in slices small enough for one ``IN (...)`` list."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def normalise_url(url: str | URL) -> URL:
+    """The SQLAlchemy URL the store opens: ``postgresql://`` means psycopg 3 (the driver the hub ships)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+@contextmanager
+def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Connection]:
+    """One transaction on a pooled connection, committed on exit, rolled back on error.
+
+    A write transaction (the default) begins ``IMMEDIATE`` on the store's SQLite engine, so a read that turns
+    into a write waits for the lock instead of failing with "database is locked"; ``readonly`` skips that lock.
+    """
+    with engine.connect() as conn:
+        if not readonly:
+            conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            yield conn
+
+
+class Database:
+    """The engine of one store database, its dialect and its dialect-specific statements."""
+
+    def __init__(
+        self, url: str | URL, *, echo: bool = False, busy_timeout_ms: int = 30_000, pool_size: int = 10
+    ) -> None:
+        self.url = normalise_url(url)
+        self.dialect = self.url.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise StoreError(f"unsupported database {self.dialect!r}: use a sqlite:/// or postgresql:// URL")
+        self._ignoring: dict[tuple[str, tuple[str, ...]], sa.Insert] = {}
+        options: dict[str, Any] = {"echo": echo}
+        if self.dialect == "sqlite":
+            database = self.url.database or ""
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            options["pool_size"] = pool_size
+            options["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
+        else:
+            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self.engine: Engine = sa.create_engine(self.url, **options)
+        if self.dialect == "sqlite":
+            _tune_sqlite(self.engine, busy_timeout_ms)
+
+    def transaction(self, *, readonly: bool = False) -> AbstractContextManager[Connection]:
+        """See the module's ``transaction``."""
+        return transaction(self.engine, readonly=readonly)
+
+    def insert_ignoring(self, table: sa.Table, keys: Sequence[str]) -> sa.Insert:
+        """``INSERT … ON CONFLICT (keys) DO NOTHING``: a row a concurrent writer stored first is skipped, the
+        transaction goes on (on PostgreSQL it waits for that writer to finish, so a re-read then sees the row).
+        Built once per table (SQLAlchemy then reuses its compiled form)."""
+        key = (table.name, tuple(keys))
+        stmt = self._ignoring.get(key)
+        if stmt is None:
+            dialect = postgresql if self.dialect == "postgresql" else sqlite
+            stmt = self._ignoring[key] = dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        return stmt
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (alembic ``upgrade head``); a no-op when it already is."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.transaction() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def current_revision(self) -> str | None:
+        """The schema revision the database is at (``None`` before ``migrate()``)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def ping(self) -> None:
+        """Run the cheapest query there is (readiness probe); raises if the database is unreachable."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    """WAL, synchronous=NORMAL, a busy timeout, foreign keys; and explicit BEGIN / BEGIN IMMEDIATE."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the store emits BEGIN itself (see _on_begin)
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

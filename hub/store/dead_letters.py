@@ -1,0 +1,120 @@
+"""Dead letters: deliveries given up on, filed for an operator, and their replay (a fresh retry budget)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from hub.errors import AlreadyReplayedError, UnknownDeadLetterError
+from hub.store.database import Database, now
+from hub.store.deliveries import PENDING, RETURNING, pending, refuse, state_of
+from hub.store.history import add_events, delivery_event, event_row
+from hub.store.schema import DeliveryState, EventState, dead_letters, deliveries, messages
+from hub.store.types import DeadLetter, PendingDelivery
+
+DD, DL = DeliveryState.DELIVERED, DeliveryState.DEAD
+_LISTING = (
+    sa.select(
+        dead_letters.c.id,
+        dead_letters.c.delivery_id,
+        deliveries.c.message_pk,
+        messages.c.message_id,
+        messages.c.sender,
+        deliveries.c.destination,
+        messages.c.dossier_code,
+        messages.c.message_type,
+        dead_letters.c.reason,
+        dead_letters.c.last_error,
+        dead_letters.c.attempts,
+        dead_letters.c.created_at,
+        dead_letters.c.replayed_at,
+        dead_letters.c.replayed_by,
+    )
+    .select_from(
+        dead_letters.join(deliveries, dead_letters.c.delivery_id == deliveries.c.id).join(
+            messages, deliveries.c.message_pk == messages.c.id
+        )
+    )
+    .order_by(dead_letters.c.id)
+)
+
+
+def record_dead(db: Database, delivery_id: int, *, reason: str, error: str) -> int:
+    """Give up on a delivery and file a dead letter (see ``Store.record_dead``); returns the dead letter's id."""
+    at_now = now()
+    with db.transaction() as conn:
+        row = conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == delivery_id, deliveries.c.state.notin_([DD, DL]))
+            .values(state=DL, last_error=error, next_attempt_at=None, updated_at=at_now)
+            .returning(*RETURNING)
+        ).first()
+        if row is None:
+            if state_of(conn, delivery_id) != DL:
+                refuse(conn, delivery_id, "dead-letter it")
+            open_id = conn.execute(
+                sa.select(sa.func.max(dead_letters.c.id)).where(
+                    dead_letters.c.delivery_id == delivery_id, dead_letters.c.replayed_at.is_(None)
+                )
+            ).scalar()
+            if open_id is not None:
+                return int(open_id)
+            row = conn.execute(sa.select(*RETURNING).where(deliveries.c.id == delivery_id)).one()
+        dead_letter_id = conn.execute(
+            dead_letters.insert()
+            .values(delivery_id=delivery_id, reason=reason, last_error=error, attempts=row.attempts,
+                    created_at=at_now)
+            .returning(dead_letters.c.id)
+        ).scalar_one()  # fmt: skip
+        add_events(
+            conn,
+            delivery_event(row, EventState.FAILED, at_now, error),
+            delivery_event(row, EventState.DEAD_LETTERED, at_now, f"{reason}: {error}"),
+        )
+        return int(dead_letter_id)
+
+
+def list_dead_letters(
+    db: Database, *, destination: str | None = None, include_replayed: bool = False, limit: int = 500
+) -> list[DeadLetter]:
+    """Dead letters, oldest first: open ones only unless ``include_replayed``."""
+    query = _LISTING.limit(limit)
+    if destination is not None:
+        query = query.where(deliveries.c.destination == destination)
+    if not include_replayed:
+        query = query.where(dead_letters.c.replayed_at.is_(None))
+    with db.transaction(readonly=True) as conn:
+        return [DeadLetter(**r._mapping) for r in conn.execute(query)]
+
+
+def replay(db: Database, dead_letter_id: int, *, actor: str) -> PendingDelivery:
+    """Record who replays a dead letter and requeue its delivery, unpublished, attempts reset (see
+    ``Store.replay``)."""
+    at_now = now()
+    with db.transaction() as conn:
+        delivery_id = conn.execute(
+            dead_letters.update()
+            .where(dead_letters.c.id == dead_letter_id, dead_letters.c.replayed_at.is_(None))
+            .values(replayed_at=at_now, replayed_by=actor)
+            .returning(dead_letters.c.delivery_id)
+        ).scalar()
+        if delivery_id is None:
+            row = conn.execute(
+                sa.select(dead_letters.c.replayed_at, dead_letters.c.replayed_by).where(
+                    dead_letters.c.id == dead_letter_id
+                )
+            ).first()
+            if row is None:
+                raise UnknownDeadLetterError(dead_letter_id)
+            raise AlreadyReplayedError(dead_letter_id, row.replayed_by, row.replayed_at)
+        row = conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == delivery_id, deliveries.c.state == DL)
+            .values(state=DeliveryState.QUEUED, attempts=0, published_at=None, next_attempt_at=None,
+                    queued_at=at_now, updated_at=at_now)
+            .returning(deliveries.c.message_pk, deliveries.c.destination)
+        ).first()  # fmt: skip
+        if row is None:
+            refuse(conn, delivery_id, "replay it")
+        add_events(conn, event_row(row.message_pk, EventState.REPLAYED, at_now, destination=row.destination,
+                                   actor=actor, detail=f"dead letter {dead_letter_id}"))  # fmt: skip
+        return pending(conn.execute(PENDING.where(deliveries.c.id == delivery_id)).one())

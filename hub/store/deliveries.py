@@ -1,0 +1,222 @@
+"""Deliveries: the outbox (published or not) and each delivery's lifecycle, in batches as the worker runs it.
+
+queued → delivering (``start_attempts``) → delivered (``record_delivered_many``) or retrying (``record_retry``)
+or dead (``hub.store.dead_letters``). A delivered delivery stays delivered: a redelivered queue message is
+left out of ``start_attempts`` and not recorded twice, so the worker acknowledges it without calling the
+partner again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, NoReturn
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hub.errors import DeliveryClosedError, UnknownDeliveryError
+from hub.store.database import Database, chunks, digest, now
+from hub.store.history import add_events, delivery_event
+from hub.store.schema import DeliveryState, EventState, UTCDateTime, deliveries, messages
+from hub.store.types import Delivered, DeliveryView, PendingDelivery, sent_as
+
+Q, DV, RT, DD, DL = (
+    DeliveryState.QUEUED,
+    DeliveryState.DELIVERING,
+    DeliveryState.RETRYING,
+    DeliveryState.DELIVERED,
+    DeliveryState.DEAD,
+)
+
+# Hot-path statements, built once (SQLAlchemy then only looks up their compiled form). Id lists are expanding
+# parameters, so one prepared construct serves every batch.
+_B_IDS: sa.BindParameter[Any] = sa.bindparam("b_ids", expanding=True)
+_B_NOW = sa.bindparam("b_now", type_=UTCDateTime)
+RETURNING = (deliveries.c.attempts, deliveries.c.message_pk, deliveries.c.destination)
+_STATE = sa.select(deliveries.c.state).where(deliveries.c.id == sa.bindparam("b_id"))
+_START_ATTEMPTS = (
+    deliveries.update()
+    .where(deliveries.c.id.in_(_B_IDS), deliveries.c.state != DD)
+    .values(attempts=deliveries.c.attempts + 1, state=DV, next_attempt_at=None, updated_at=_B_NOW)
+    .returning(deliveries.c.id, *RETURNING)
+)
+_OPEN_DELIVERIES = sa.select(deliveries.c.id, *RETURNING).where(deliveries.c.id.in_(_B_IDS), deliveries.c.state != DD)
+_DELIVERED = (
+    deliveries.update()
+    .where(deliveries.c.id == sa.bindparam("b_id"))
+    .values(
+        state=DD,
+        outbound=sa.bindparam("b_outbound", type_=sa.LargeBinary),
+        outbound_digest=sa.bindparam("b_digest", type_=sa.String),
+        sent=sa.bindparam("b_sent", type_=sa.LargeBinary),
+        sent_type=sa.bindparam("b_sent_type", type_=sa.String),
+        delivered_at=_B_NOW,
+        next_attempt_at=None,
+        updated_at=_B_NOW,
+    )
+)
+_MARK_PUBLISHED = (
+    deliveries.update()
+    .where(deliveries.c.id.in_(_B_IDS), deliveries.c.published_at.is_(None))
+    .values(published_at=_B_NOW)
+)
+_PENDING_COLUMNS = (
+    deliveries.c.id.label("delivery_id"),
+    deliveries.c.message_pk,
+    messages.c.message_id,
+    messages.c.sender,
+    messages.c.receiver,
+    messages.c.message_type,
+    messages.c.correlation_id,
+    messages.c.dossier_code,
+    deliveries.c.destination,
+    messages.c.envelope,
+    deliveries.c.attempts,
+    deliveries.c.state,
+)
+_WITH_MESSAGE = deliveries.join(messages, deliveries.c.message_pk == messages.c.id)
+PENDING = sa.select(*_PENDING_COLUMNS).select_from(_WITH_MESSAGE)
+_VIEW = sa.select(
+    *_PENDING_COLUMNS,
+    deliveries.c.last_error,
+    deliveries.c.next_attempt_at,
+    deliveries.c.published_at,
+    deliveries.c.queued_at,
+    deliveries.c.delivered_at,
+    deliveries.c.outbound,
+    deliveries.c.outbound_digest,
+    deliveries.c.updated_at,
+    deliveries.c.sent,
+    deliveries.c.sent_type,
+).select_from(_WITH_MESSAGE)
+
+
+def pending(row: sa.Row) -> PendingDelivery:
+    """A ``PENDING`` row as the worker and the relay take it."""
+    return PendingDelivery(**{**row._mapping, "state": DeliveryState(row.state)})
+
+
+def state_of(conn: Connection, delivery_id: int) -> str | None:
+    """The delivery's state, ``None`` for an unknown id."""
+    return conn.execute(_STATE, {"b_id": delivery_id}).scalar()
+
+
+def refuse(conn: Connection, delivery_id: int, action: str) -> NoReturn:
+    """Raise why ``action`` cannot happen to the delivery: unknown, or closed in its current state."""
+    state = state_of(conn, delivery_id)
+    if state is None:
+        raise UnknownDeliveryError(delivery_id)
+    raise DeliveryClosedError(delivery_id, state, action)
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def mark_published_in(conn: Connection, delivery_ids: Sequence[int]) -> None:
+    """``mark_published`` inside a caller's transaction (intake confirms an earlier batch with the next one)."""
+    if not delivery_ids:
+        return
+    at_now = now()
+    for chunk in chunks(sorted(set(delivery_ids))):
+        conn.execute(_MARK_PUBLISHED, {"b_ids": list(chunk), "b_now": at_now})
+
+
+def mark_published(db: Database, delivery_ids: Sequence[int]) -> None:
+    """Record that the broker confirmed these deliveries (the relay will not publish them again)."""
+    if delivery_ids:
+        with db.transaction() as conn:
+            mark_published_in(conn, delivery_ids)
+
+
+def unpublished(db: Database, older_than_s: float = 0, limit: int = 1000) -> list[PendingDelivery]:
+    """Deliveries committed but never confirmed by the broker, oldest first (see ``Store.unpublished``)."""
+    at_now = now()
+    cutoff = at_now - timedelta(seconds=max(older_than_s, 0))
+    query = (
+        PENDING.where(
+            deliveries.c.published_at.is_(None),
+            deliveries.c.state.in_([Q, RT]),
+            deliveries.c.updated_at <= cutoff,
+            sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= at_now),
+        )
+        .order_by(deliveries.c.id)
+        .limit(limit)
+    )
+    with db.transaction(readonly=True) as conn:
+        return [pending(r) for r in conn.execute(query)]
+
+
+def delivery(db: Database, delivery_id: int) -> DeliveryView | None:
+    """Everything about one delivery, including the inbound and (once delivered) outbound and sent bytes."""
+    with db.transaction(readonly=True) as conn:
+        row = conn.execute(_VIEW.where(deliveries.c.id == delivery_id)).first()
+    if row is None:
+        return None
+    fields = dict(row._mapping)
+    fields["sent"], fields["sent_type"] = sent_as(row.sent, row.sent_type, row.outbound)
+    return DeliveryView(**{**fields, "state": DeliveryState(row.state)})
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def start_attempts(db: Database, delivery_ids: Sequence[int]) -> dict[int, int]:
+    """Count a new attempt of each delivery (state ``delivering``, event ``attempt_started``), in one
+    transaction and two statements: {delivery id: attempt number}, leaving out delivered or unknown ids."""
+    if not delivery_ids:
+        return {}
+    at_now = now()
+    with db.transaction() as conn:
+        rows = conn.execute(_START_ATTEMPTS, {"b_ids": list(delivery_ids), "b_now": at_now}).all()
+        add_events(conn, *(delivery_event(r, EventState.ATTEMPT_STARTED, at_now) for r in rows))
+    return {int(r.id): int(r.attempts) for r in rows}
+
+
+def record_delivered_many(db: Database, items: Sequence[Sequence[Any]]) -> list[bool]:
+    """Record each ``Delivered(*item)`` (a 3-tuple still reads as id, outbound, detail) in one transaction.
+
+    Returns, per item, whether it was recorded now (``False``: already delivered, or unknown)."""
+    if not items:
+        return []
+    done = [Delivered(*item) for item in items]
+    at_now = now()
+    with db.transaction() as conn:
+        open_rows = {int(r.id): r for r in conn.execute(_OPEN_DELIVERIES, {"b_ids": [d.delivery_id for d in done]})}
+        todo = [d for d in done if d.delivery_id in open_rows]
+        if todo:
+            conn.execute(
+                _DELIVERED,
+                [
+                    {"b_id": d.delivery_id, "b_now": at_now, "b_outbound": d.outbound, "b_digest": digest(d.outbound),
+                     "b_sent": d.sent, "b_sent_type": None if d.sent is None else d.sent_type}
+                    for d in todo
+                ],
+            )  # fmt: skip
+            add_events(conn, *(delivery_event(open_rows[d.delivery_id], EventState.DELIVERED, at_now, d.detail)
+                               for d in todo))  # fmt: skip
+    return [d.delivery_id in open_rows for d in done]
+
+
+def record_retry(db: Database, delivery_id: int, *, error: str, delay_s: float, republish: bool = False) -> None:
+    """Record a failed attempt and the retry planned in ``delay_s`` (see ``Store.record_retry``)."""
+    at_now = now()
+    due = at_now + timedelta(seconds=max(delay_s, 0))
+    values: dict[str, Any] = {"state": RT, "last_error": error, "next_attempt_at": due, "updated_at": at_now}
+    if republish:
+        values["published_at"] = None
+    with db.transaction() as conn:
+        row = conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == delivery_id, deliveries.c.state.notin_([DD, DL]))
+            .values(**values)
+            .returning(*RETURNING)
+        ).first()
+        if row is None:
+            refuse(conn, delivery_id, "schedule a retry")
+        detail = f"retry in {delay_s:.1f} s at {due.isoformat(timespec='seconds')}"
+        add_events(
+            conn,
+            delivery_event(row, EventState.FAILED, at_now, error),
+            delivery_event(row, EventState.RETRY_SCHEDULED, at_now, detail),
+        )

@@ -1,0 +1,294 @@
+"""Dossiers: their current state under the status machine, their timelines and the intake-deadline query.
+
+The status machine (``hub.dossier.status_machine``) decides; this module locks the dossiers' rows, feeds it
+their current state and writes what it decided — for a batch of accepted submissions (``decide_statuses``)
+or for one update with an optional operator correction (``record_status``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hub.store.database import Database, chunks, now
+from hub.store.history import add_events, event_row
+from hub.store.schema import UTCDateTime, dossier_timeline, dossiers, messages
+from hub.store.types import DossierRecord, IntakeDossier, Submission, TimelineEntry
+
+if TYPE_CHECKING:
+    from hub.dossier.status_machine import Decision, DossierState
+
+_INSERT_TIMELINE = dossier_timeline.insert()
+_SET_DOSSIER_STATE = (
+    dossiers.update()
+    .where(dossiers.c.code == sa.bindparam("b_code"))
+    .values(
+        status=sa.bindparam("b_status", type_=sa.Integer),
+        status_at=sa.bindparam("b_status_at", type_=UTCDateTime),
+        applied_at=sa.bindparam("b_applied", type_=UTCDateTime),
+    )
+)
+_LOCK_DOSSIERS = (
+    sa.select(dossiers.c.code, dossiers.c.status, dossiers.c.status_at)
+    .where(dossiers.c.code.in_(sa.bindparam("b_codes", expanding=True)))
+    .order_by(dossiers.c.code)
+    .with_for_update()
+)
+_KEEP_INTAKE = (
+    dossiers.update()
+    .where(dossiers.c.code == sa.bindparam("b_code"))
+    .values(
+        submitted_at=sa.func.coalesce(dossiers.c.submitted_at, sa.bindparam("b_submitted", type_=UTCDateTime)),
+        channel=sa.func.coalesce(sa.bindparam("b_channel", type_=sa.Integer), dossiers.c.channel),
+    )
+)
+# The (sender, message_id) pairs already in the message log (expanding tuple list).
+STORED_MESSAGES = sa.select(
+    messages.c.id, messages.c.sender, messages.c.message_id, messages.c.digest, messages.c.received_at
+).where(sa.tuple_(messages.c.sender, messages.c.message_id).in_(sa.bindparam("b_keys", expanding=True)))
+_SYNC_REASON = "reported by the provincial system's dossier.sync (recorded, not run through the status machine)"
+
+
+@dataclass
+class StatusWrites:
+    """Status-machine results of one transaction, written together: timeline entries, and each dossier's last
+    new state (later decisions in the same transaction already saw the earlier ones in memory)."""
+
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def flush(self, conn: Connection) -> None:
+        if self.states:
+            conn.execute(_SET_DOSSIER_STATE, list(self.states.values()))
+        if self.timeline:
+            conn.execute(_INSERT_TIMELINE, self.timeline)
+
+
+def lock_dossiers(db: Database, conn: Connection, codes: Sequence[str]) -> dict[str, DossierState | None]:
+    """Create the dossiers' rows if missing and lock them (in code order: no deadlock between batches); returns
+    each one's current state (``None`` before a first applied update). SQLite's IMMEDIATE lock is wider."""
+    from hub.dossier.status_machine import DossierState, DossierStatus
+
+    codes = sorted(set(codes))
+    conn.execute(db.insert_ignoring(dossiers, ("code",)), [{"code": code} for code in codes])
+    state: dict[str, DossierState | None] = {}
+    for chunk in chunks(codes):
+        for r in conn.execute(_LOCK_DOSSIERS, {"b_codes": list(chunk)}):
+            state[r.code] = None if r.status is None else DossierState(DossierStatus(r.status), r.status_at)
+    return state
+
+
+def decide_status(
+    dossier_code: str,
+    current: DossierState | None,
+    status: int,
+    at: datetime,
+    *,
+    message_id: str | None,
+    source: str,
+    correction: Any,
+    at_now: datetime,
+    pending: StatusWrites,
+) -> Decision:
+    """Decide one update against the locked dossier's ``current`` state; queue its timeline entry and, when
+    applied, the dossier's new state on ``pending`` (written by ``StatusWrites.flush``)."""
+    from hub.dossier.status_machine import decide
+
+    decision = decide(current, status, at, correction)
+    if decision.new_state is not None:
+        pending.states[dossier_code] = {
+            "b_code": dossier_code,
+            "b_status": int(decision.new_state.status),
+            "b_status_at": decision.new_state.at,
+            "b_applied": at_now,
+        }
+    pending.timeline.append(
+        {
+            "dossier_code": dossier_code,
+            "message_id": message_id,
+            "status": int(status),
+            "at": at,
+            "outcome": outcome_name(decision),
+            "reason": decision.reason or "",
+            "source": source,
+            "recorded_at": at_now,
+        }
+    )
+    return decision
+
+
+def outcome_name(decision: Decision) -> str:
+    """The decision's outcome as recorded (``applied``, ``stale``…)."""
+    return str(getattr(decision.outcome, "value", decision.outcome)).lower()
+
+
+def decide_statuses(
+    db: Database, conn: Connection, subs: list[Submission], first: dict[tuple[str, str], int], at_now: datetime
+) -> dict[int, Decision]:
+    """Run the status updates of the batch's new messages through the status machine (index → decision).
+
+    The dossiers' rows are locked first, then the messages already stored are skipped: a resend, or a twin a
+    concurrent transaction stored while this one waited for the lock, is decided once."""
+    wanted = [i for i in first.values() if subs[i].status is not None]
+    if not wanted:
+        return {}
+    state = lock_dossiers(db, conn, [subs[i].status.dossier_code for i in wanted])  # type: ignore[union-attr]
+    keys = [(subs[i].sender, subs[i].message_id) for i in wanted]
+    known: set[tuple[str, str]] = set()
+    for chunk in chunks(keys):
+        known.update((r.sender, r.message_id) for r in conn.execute(STORED_MESSAGES, {"b_keys": list(chunk)}))
+    decisions: dict[int, Decision] = {}
+    pending = StatusWrites()
+    for i in wanted:
+        sub = subs[i]
+        update = sub.status
+        if update is None or (sub.sender, sub.message_id) in known:
+            continue
+        decision = decide_status(
+            update.dossier_code, state[update.dossier_code], update.status, update.at,
+            message_id=sub.message_id, source=update.source, correction=None, at_now=at_now, pending=pending,
+        )  # fmt: skip
+        if decision.new_state is not None:
+            state[update.dossier_code] = decision.new_state
+        decisions[i] = decision
+    pending.flush(conn)
+    return decisions
+
+
+def record_syncs(db: Database, conn: Connection, new: list[tuple[int, Submission]], at_now: datetime) -> None:
+    """Record the statuses reported by newly stored ``dossier.sync`` messages on their dossiers' timelines
+    (outcome ``synced``) and keep each dossier's submission time (the first one reported) and channel."""
+    syncs = [(pk, sub.message_id, sub.sync) for pk, sub in new if sub.sync is not None]
+    if not syncs:
+        return
+    codes = sorted({sync.dossier_code for _, _, sync in syncs})
+    conn.execute(db.insert_ignoring(dossiers, ("code",)), [{"code": code} for code in codes])
+    intake: dict[str, tuple[datetime | None, int | None]] = {}
+    for _, _, sync in syncs:
+        submitted, channel = intake.get(sync.dossier_code, (None, None))
+        intake[sync.dossier_code] = (submitted or sync.submitted_at, sync.channel or channel)
+    conn.execute(
+        _KEEP_INTAKE,
+        [{"b_code": code, "b_submitted": intake[code][0], "b_channel": intake[code][1]} for code in codes],
+    )
+    conn.execute(
+        _INSERT_TIMELINE,
+        [
+            {"dossier_code": sync.dossier_code, "message_id": message_id, "status": int(sync.status),
+             "at": sync.at, "outcome": "synced", "reason": _SYNC_REASON, "source": sync.source, "recorded_at": at_now}
+            for _, message_id, sync in syncs
+        ],
+    )  # fmt: skip
+    add_events(
+        conn,
+        *(
+            event_row(pk, "status_synced", at_now, detail=f"{sync.dossier_code} -> {int(sync.status)}: synced",
+                      actor=sync.source)
+            for pk, _, sync in syncs
+        ),
+    )  # fmt: skip
+
+
+def record_status(
+    db: Database,
+    *,
+    dossier_code: str,
+    status: int,
+    at: datetime,
+    message_id: str | None,
+    source: str,
+    correction: Any = None,
+    sender: str | None = None,
+) -> Decision:
+    """One update (possibly an operator's correction) through the status machine under the dossier's row lock:
+    the path of updates that arrive outside a submission; see ``Store.record_status``."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("record_status: 'at' must be timezone-aware")
+    at_now = now()
+    with db.transaction() as conn:
+        current = lock_dossiers(db, conn, [dossier_code])[dossier_code]
+        pending = StatusWrites()
+        decision = decide_status(
+            dossier_code, current, status, at,
+            message_id=message_id, source=source, correction=correction, at_now=at_now, pending=pending,
+        )  # fmt: skip
+        pending.flush(conn)
+        if message_id is not None:
+            query = sa.select(messages.c.id).where(messages.c.message_id == message_id)
+            if sender is not None:
+                query = query.where(messages.c.sender == sender)
+            pk = conn.execute(query.order_by(messages.c.id.desc()).limit(1)).scalar()
+            if pk is not None:
+                outcome = outcome_name(decision)
+                actor = getattr(correction, "corrected_by", None) or source
+                detail = f"{dossier_code} -> {int(status)}: {decision.reason or outcome}"
+                add_events(conn, event_row(pk, f"status_{outcome}", at_now, detail=detail, actor=actor))
+        return decision
+
+
+def timeline(db: Database, dossier_code: str) -> list[TimelineEntry]:
+    """Every status update recorded for a dossier, in the order they were recorded."""
+    query = sa.select(dossier_timeline).where(dossier_timeline.c.dossier_code == dossier_code)
+    with db.transaction(readonly=True) as conn:
+        return [TimelineEntry(**r._mapping) for r in conn.execute(query.order_by(dossier_timeline.c.id))]
+
+
+def dossier(db: Database, dossier_code: str) -> DossierRecord | None:
+    """The dossier's current state, ``None`` until an update has been applied."""
+    with db.transaction(readonly=True) as conn:
+        row = conn.execute(sa.select(dossiers).where(dossiers.c.code == dossier_code)).first()
+    if row is None or row.status is None:
+        return None
+    return DossierRecord(**row._mapping)
+
+
+def dossiers_at_intake(db: Database, *, exclude_channels: Sequence[int] = (1,)) -> list[IntakeDossier]:
+    """Dossiers whose latest reported status (applied, corrected or synced; latest by ``at``) is 1 (new), with
+    their submission time: the one their ``dossier.sync`` carried, else the first entry of their timeline.
+    Dossiers submitted through ``exclude_channels`` (default: 1, in person) are left out."""
+    tl = dossier_timeline
+    counted = tl.c.outcome.in_(("applied", "corrected", "synced"))
+    candidates = sa.select(tl.c.dossier_code).where(tl.c.status == 1).distinct().scalar_subquery()
+    ranked = (
+        sa.select(
+            tl.c.dossier_code,
+            tl.c.status,
+            tl.c.source,
+            sa.func.row_number()
+            .over(partition_by=tl.c.dossier_code, order_by=(tl.c.at.desc(), tl.c.id.desc()))
+            .label("rn"),
+        )
+        .where(counted, tl.c.dossier_code.in_(candidates))
+        .subquery()
+    )
+    first = (
+        sa.select(tl.c.dossier_code, sa.func.min(tl.c.at).label("first_at"))
+        .where(tl.c.dossier_code.in_(candidates))
+        .group_by(tl.c.dossier_code)
+        .subquery()
+    )
+    query = (
+        sa.select(
+            ranked.c.dossier_code,
+            ranked.c.source,
+            dossiers.c.submitted_at,
+            dossiers.c.channel,
+            sa.type_coerce(first.c.first_at, UTCDateTime).label("first_at"),
+        )
+        .join(first, first.c.dossier_code == ranked.c.dossier_code)
+        .outerjoin(dossiers, dossiers.c.code == ranked.c.dossier_code)
+        .where(ranked.c.rn == 1, ranked.c.status == 1)
+        .order_by(ranked.c.dossier_code)
+    )
+    with db.transaction(readonly=True) as conn:
+        rows = conn.execute(query).all()
+    return [
+        IntakeDossier(r.dossier_code, r.submitted_at or r.first_at, r.channel, r.source)
+        for r in rows
+        if r.channel is None or r.channel not in exclude_channels
+    ]

@@ -1,0 +1,309 @@
+"""``Store``: the one object the hub holds for its durable store, a thin facade over the parts by concern.
+
+Parts: ``database`` (engine, migrations, transactions), ``intake`` (message log and deliveries of accepted
+envelopes), ``dossiers`` (status machine, timelines), ``deliveries`` (outbox and delivery lifecycle),
+``dead_letters``, ``history`` (events) and ``queries`` (traces and overviews). Every method is one transaction
+on a pooled connection, so a ``Store`` can be shared by threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import URL, Connection, Engine
+
+from hub.store import dead_letters as _dead_letters
+from hub.store import deliveries as _deliveries
+from hub.store import dossiers as _dossiers
+from hub.store import queries as _queries
+from hub.store.database import Database, now
+from hub.store.history import add_events, event_row
+from hub.store.intake import Intake
+from hub.store.types import (
+    AcceptResult,
+    DeadLetter,
+    DeliveryView,
+    DestinationStats,
+    DossierRecord,
+    IntakeDossier,
+    MessageTrace,
+    PartnerActivity,
+    PendingDelivery,
+    RuleEvent,
+    Submission,
+    TimelineEntry,
+)
+
+if TYPE_CHECKING:
+    from hub.dossier.status_machine import Decision
+
+
+class Store:
+    """The durable store of the exchange core. Thread-safe; each public method is one transaction."""
+
+    def __init__(
+        self,
+        url: str | URL | None = None,
+        *,
+        echo: bool = False,
+        busy_timeout_ms: int = 30_000,
+        pool_size: int = 10,
+    ) -> None:
+        """Open (lazily) the database at ``url``; ``None`` reads ``LIENTHONG_DATABASE_URL`` (default SQLite file).
+
+        A SQLite file's parent folder is created. Call ``migrate()`` before first use of a new database.
+        """
+        if url is None:
+            from hub.config import get_settings
+
+            url = get_settings().database_url
+        self.db = Database(url, echo=echo, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size)
+        self.url: URL = self.db.url
+        self.dialect: str = self.db.dialect
+        self.engine: Engine = self.db.engine
+        self._intake = Intake(self.db)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (alembic ``upgrade head``); a no-op when it already is."""
+        self.db.migrate()
+
+    def current_revision(self) -> str | None:
+        """The schema revision the database is at (``None`` before ``migrate()``)."""
+        return self.db.current_revision()
+
+    def ping(self) -> None:
+        """Run the cheapest query there is (readiness probe); raises if the database is unreachable."""
+        self.db.ping()
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url.render_as_string(hide_password=True)!r})"
+
+    def transaction(self, *, readonly: bool = False) -> AbstractContextManager[Connection]:
+        """One transaction on the store's database, for parts of the hub with tables of their own (registry,
+        flows): a write one locks SQLite up front (``hub.store.database.transaction``)."""
+        return self.db.transaction(readonly=readonly)
+
+    @staticmethod
+    def now() -> datetime:
+        """The store's clock (timezone-aware UTC), for rows written in ``transaction()``."""
+        return now()
+
+    # ---------------------------------------------------------------- intake
+
+    def accept(
+        self,
+        *,
+        sender: str,
+        message_id: str,
+        correlation_id: str | None,
+        message_type: str,
+        receiver: str,
+        dossier_code: str | None,
+        envelope: bytes,
+        destinations: Sequence[str],
+        actor: str | None = None,
+    ) -> AcceptResult:
+        """Log one inbound envelope and queue one delivery per destination, idempotently (``accept_many``).
+
+        New (sender, message_id): stores the message, its events (received, validated, queued per destination)
+        and its deliveries (not yet published) → ``accepted``. Seen before with the same bytes → ``duplicate``
+        with the original's status and delivery ids; with other bytes → ``conflict``. Nothing is inserted in
+        either case, and nothing is raised.
+        """
+        submission = Submission(
+            sender=sender,
+            message_id=message_id,
+            correlation_id=correlation_id,
+            message_type=message_type,
+            receiver=receiver,
+            dossier_code=dossier_code,
+            envelope=envelope,
+            destinations=tuple(destinations),
+            actor=actor,
+        )
+        return self.accept_many([submission])[0]
+
+    def accept_many(
+        self, items: Iterable[Submission | Mapping[str, Any]], *, published: Sequence[int] = ()
+    ) -> list[AcceptResult]:
+        """``accept`` for a batch, in one transaction; results are in the order of ``items``.
+
+        Items are ``Submission``s or mappings with ``accept``'s keyword names. A (sender, message_id) repeated
+        within the batch is a duplicate (or conflict) of its first occurrence. ``published``: deliveries of
+        earlier batches the broker has confirmed since, marked in the same transaction (``mark_published``).
+        """
+        return self._intake.accept_many(items, published=published)
+
+    def record_event(
+        self,
+        message_pk: int,
+        state: str,
+        *,
+        destination: str | None = None,
+        attempt: int | None = None,
+        detail: str = "",
+        actor: str | None = None,
+    ) -> None:
+        """Append one event to a stored message's history (for steps the store does not record itself)."""
+        row = event_row(message_pk, state, now(), destination=destination, attempt=attempt, detail=detail, actor=actor)
+        with self.db.transaction() as conn:
+            add_events(conn, row)
+
+    # ---------------------------------------------------------------- outbox and deliveries
+
+    def mark_published(self, delivery_ids: Sequence[int]) -> None:
+        """Record that the broker confirmed these deliveries (the relay will not publish them again)."""
+        _deliveries.mark_published(self.db, delivery_ids)
+
+    def unpublished(self, older_than_s: float = 0, limit: int = 1000) -> list[PendingDelivery]:
+        """Deliveries committed but never confirmed by the broker, oldest first, for the outbox relay.
+
+        Only ``queued``/``retrying`` rows untouched for ``older_than_s`` seconds whose retry time (if any) has
+        come. ``mark_published`` them once the broker has confirmed.
+        """
+        return _deliveries.unpublished(self.db, older_than_s, limit)
+
+    def delivery(self, delivery_id: int) -> DeliveryView | None:
+        """Everything about one delivery, including the inbound and (once delivered) outbound and sent bytes."""
+        return _deliveries.delivery(self.db, delivery_id)
+
+    def start_attempts(self, delivery_ids: Sequence[int]) -> dict[int, int]:
+        """Count a new attempt of each delivery (state ``delivering``, event ``attempt_started``), in one
+        transaction: {delivery id: attempt number}.
+
+        Deliveries already delivered (a redelivered queue message) or unknown are left out of the answer, so
+        the caller acknowledges them without calling the partner again.
+        """
+        return _deliveries.start_attempts(self.db, delivery_ids)
+
+    def record_delivered_many(self, items: Sequence[Sequence[Any]]) -> list[bool]:
+        """Record deliveries, each item read as ``Delivered(*item)``: (delivery id, outbound envelope, detail[,
+        sent bytes, sent media type]), in one transaction.
+
+        Returns, per item, whether it was recorded now (``False``: it had already been delivered, or is unknown).
+        """
+        return _deliveries.record_delivered_many(self.db, items)
+
+    def record_retry(self, delivery_id: int, *, error: str, delay_s: float, republish: bool = False) -> None:
+        """Record a failed attempt and the retry planned in ``delay_s`` (events ``failed``, ``retry_scheduled``).
+
+        By default the broker holds the delayed retry, so the delivery stays published. With ``republish=True``
+        it is marked unpublished and ``unpublished()`` hands it to the relay once the retry time has come.
+        """
+        _deliveries.record_retry(self.db, delivery_id, error=error, delay_s=delay_s, republish=republish)
+
+    # ---------------------------------------------------------------- dead letters
+
+    def record_dead(self, delivery_id: int, *, reason: str, error: str) -> int:
+        """Give up on a delivery (state ``dead``) and file a dead letter; returns the dead letter's id.
+
+        ``reason`` is e.g. ``permanent``, ``rejected``, ``exhausted``, ``mapping``. Recording an already dead
+        delivery again returns its open dead letter. ``DeliveryClosedError`` if it was delivered.
+        """
+        return _dead_letters.record_dead(self.db, delivery_id, reason=reason, error=error)
+
+    def dead_letters(
+        self, *, destination: str | None = None, include_replayed: bool = False, limit: int = 500
+    ) -> list[DeadLetter]:
+        """Dead letters, oldest first: open ones only unless ``include_replayed``."""
+        return _dead_letters.list_dead_letters(
+            self.db, destination=destination, include_replayed=include_replayed, limit=limit
+        )
+
+    def replay(self, dead_letter_id: int, *, actor: str) -> PendingDelivery:
+        """Send a dead letter again: record who and when, requeue its delivery (unpublished, attempts reset).
+
+        The delivery is ``queued`` with no attempts counted, so the retry budget starts afresh; the history
+        keeps every earlier attempt. Raises ``UnknownDeadLetterError``, ``AlreadyReplayedError``, or
+        ``DeliveryClosedError`` if the delivery is no longer dead (e.g. a late attempt delivered it).
+        Publish the returned delivery (or let the relay do it) and then ``mark_published`` it.
+        """
+        return _dead_letters.replay(self.db, dead_letter_id, actor=actor)
+
+    # ---------------------------------------------------------------- dossiers
+
+    def record_status(
+        self,
+        *,
+        dossier_code: str,
+        status: int,
+        at: datetime,
+        message_id: str | None,
+        source: str,
+        correction: Any = None,
+        sender: str | None = None,
+    ) -> Decision:
+        """Run a status update (or an operator's ``correction``) through the status machine under the dossier's
+        row lock and record it.
+
+        The timeline gets an entry whatever the outcome (applied, stale, rejected, corrected); the dossier's
+        current state changes only when the decision carries a new state. When ``message_id`` names a logged
+        message (of ``sender``, if given), its history gets a ``status_<outcome>`` event too.
+        """
+        return _dossiers.record_status(
+            self.db, dossier_code=dossier_code, status=status, at=at, message_id=message_id, source=source,
+            correction=correction, sender=sender,
+        )  # fmt: skip
+
+    def timeline(self, dossier_code: str) -> list[TimelineEntry]:
+        """Every status update recorded for a dossier, in the order they were recorded."""
+        return _dossiers.timeline(self.db, dossier_code)
+
+    def dossier(self, dossier_code: str) -> DossierRecord | None:
+        """The dossier's current state, ``None`` until an update has been applied."""
+        return _dossiers.dossier(self.db, dossier_code)
+
+    def dossiers_at_intake(self, *, exclude_channels: Sequence[int] = (1,)) -> list[IntakeDossier]:
+        """Dossiers whose latest reported status is 1 (new), with their submission time, leaving out those
+        submitted through ``exclude_channels`` (default: 1, in person): the 8-working-hour intake rule's input."""
+        return _dossiers.dossiers_at_intake(self.db, exclude_channels=exclude_channels)
+
+    # ---------------------------------------------------------------- reads
+
+    def trace(self, message_id: str, sender: str | None = None) -> MessageTrace | None:
+        """A message's log entry, its events in order and its deliveries; ``None`` if unknown.
+
+        Without ``sender``, the most recently received message with that id is traced.
+        """
+        return _queries.trace(self.db, message_id, sender)
+
+    def dossier_messages(self, dossier_code: str, limit: int = 500) -> list[MessageTrace]:
+        """The messages logged for a dossier (any sender), oldest first, with their deliveries but no events."""
+        return _queries.dossier_messages(self.db, dossier_code, limit)
+
+    def event_counts(self, states: Sequence[str]) -> list[tuple[str, str, int]]:
+        """``(destination, state, count)`` of delivery events in ``states`` (for metrics: retries, dead letters…)."""
+        return _queries.event_counts(self.db, states)
+
+    def queue_overview(self) -> list[DestinationStats]:
+        """Per destination: deliveries by state, age of the oldest pending one, deliveries in the last 60 s."""
+        return _queries.queue_overview(self.db)
+
+    def partner_activity(self, window_s: float = 900.0) -> list[PartnerActivity]:
+        """Per destination: delivered, failed and rejected attempts in the last ``window_s`` seconds, and the last
+        success and failure ever (with that failure's error)."""
+        return _queries.partner_activity(self.db, window_s)
+
+    def oldest_undelivered(self, destinations: Sequence[str], message_type: str) -> tuple[int, datetime | None]:
+        """How many messages of ``message_type`` to ``destinations`` are not delivered yet (pending or dead),
+        and when the oldest of them was received (the national portal's sync lag)."""
+        return _queries.oldest_undelivered(self.db, destinations, message_type)
+
+    def rule_events(self, rule_prefix: str, limit: int = 50) -> list[RuleEvent]:
+        """The latest events whose detail names a rule starting with ``rule_prefix`` (e.g. ``payment-``)."""
+        return _queries.rule_events(self.db, rule_prefix, limit)
