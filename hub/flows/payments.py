@@ -208,7 +208,7 @@ class PaymentCallbacks:
         return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Thành công", "MaThamChieu": reference}
 
     def _confirm_refund(
-        self, connector: Connector, refund: partners.Payment, message: dict[str, Any], body: bytes
+        self, connector: Connector, refund: flow_records.Payment, message: dict[str, Any], body: bytes
     ) -> dict[str, Any]:
         """Rules 8–10 and the rest of a CONFIRM_REFUND whose checksum, reference and amount were checked."""
         engine, reference, amount = self.hub.store.engine, refund.reference, refund.amount
@@ -265,7 +265,7 @@ class PaymentCallbacks:
         return receipt
 
     @staticmethod
-    def _duplicate(payment: partners.Payment, message: dict[str, Any]) -> dict[str, Any] | None:
+    def _duplicate(payment: flow_records.Payment, message: dict[str, Any]) -> dict[str, Any] | None:
         """The answer to a repeated confirmation (idempotent), None for a first one; another transaction: 409."""
         if payment.confirmed_at is None:
             return None
@@ -276,7 +276,7 @@ class PaymentCallbacks:
         return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Đã xử lý trước đó", "MaThamChieu": payment.reference,
                 "duplicate": True}  # fmt: skip
 
-    def _route(self, payment: partners.Payment, confirm: dict[str, Any], receipt: bytes) -> str:
+    def _route(self, payment: flow_records.Payment, confirm: dict[str, Any], receipt: bytes) -> str:
         """Route the hub-signed payment.receipt and (for a payment, not a refund) the 6 → 4 dossier.status; returns
         the receipt's message id."""
         hub_code = self.hub.settings.hub_code
