@@ -22,9 +22,10 @@ from broker.base import BrokerUnavailable, connect
 from hub import packets
 from hub.config import Settings
 from hub.devtools.sink import SinkServer
+from hub.errors import EnvelopeInvalidError
 from hub.exchange.pipeline import Acceptor, ConflictError, GroupCommitter, NoRouteError, Relay
 from hub.exchange.worker import OutboundBuilder, Worker
-from hub.runtime import Runtime, adapters_for, hub_signer, replay_dead_letters
+from hub.runtime import Runtime, adapters_for, replay_dead_letters
 from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
@@ -98,8 +99,8 @@ def exchange(request, tmp_path: Path, broker_kind: str, sink: SinkServer) -> Ite
         data_dir=tmp_path / "var", hub_code="000.00.00.H00",
     )  # fmt: skip
     runtime = Runtime.open(settings)
-    acceptor = Acceptor(runtime.store, runtime.broker, runtime.routing, runtime.verifier())
-    builder = OutboundBuilder(hub_signer(settings), settings.hub_code)
+    acceptor = runtime.acceptor()
+    builder = OutboundBuilder(runtime.signer(), settings.hub_code)
     worker = Worker(runtime.store, runtime.broker, runtime.routing, builder, adapters_for(runtime.routing))
     province_signer = Signer.from_files(province.key_path, province.cert_path)
     yield Exchange(settings, runtime, acceptor, worker, province_signer, sink, destination)
@@ -112,6 +113,36 @@ def exchange(request, tmp_path: Path, broker_kind: str, sink: SinkServer) -> Ite
 def sink_stats(server: SinkServer) -> dict:
     with server.state.lock:
         return server.state.snapshot()
+
+
+def test_hub_created_messages_are_injected_without_verifying_the_hubs_own_signature(
+    exchange: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the hub verified a message it had just signed itself")
+
+    monkeypatch.setattr(exchange.runtime.verifier(), "verify", never)
+    assert exchange.runtime.acceptor() is exchange.acceptor  # one acceptor per runtime
+    header = EnvelopeHeader(sender=PROVINCE, receiver=PORTAL, message_type="dossier.sync")
+    accepted = exchange.runtime.inject(header, packets.example("dossier.sync"))
+    assert accepted.destinations == (exchange.destination,) and not accepted.duplicate
+    trace = exchange.runtime.store.trace(header.message_id, PROVINCE)
+    assert [e.state for e in trace.events][:3] == ["received", "validated", "queued"]
+    stored = exchange.runtime.store.delivery(trace.deliveries[0].delivery_id).envelope
+    hub_ca = TrustStore.from_path(Path(exchange.settings.data_dir) / "keys" / "ca.pem")
+    assert EnvelopeVerifier(hub_ca).verify(stored).signer == "hub"  # stored as the hub signed it
+    # Still checked against the packet schema, and still routed: a bad body or an unrouted type is refused.
+    with pytest.raises(EnvelopeInvalidError) as invalid:
+        exchange.runtime.inject(
+            EnvelopeHeader(sender=PROVINCE, receiver=PORTAL, message_type="dossier.sync"),
+            packets.to_element(packets.example("dossier.status")),
+        )
+    assert invalid.value.issues
+    with pytest.raises(NoRouteError):
+        exchange.runtime.inject(
+            EnvelopeHeader(sender=PROVINCE, receiver=PORTAL, message_type="postal.status"),
+            packets.example("postal.status"),
+        )
 
 
 def test_accepted_messages_are_delivered_once_signed_by_the_hub(exchange: Exchange) -> None:

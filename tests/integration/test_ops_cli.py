@@ -27,7 +27,7 @@ from hub.config import Settings, get_settings
 from hub.devtools.sink import SinkServer
 from hub.exchange.pipeline import Acceptor
 from hub.exchange.worker import OutboundBuilder, Worker
-from hub.runtime import Runtime, adapters_for, hub_signer, open_broker
+from hub.runtime import Runtime, adapters_for, open_broker
 from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import Signer, sign_payload
@@ -114,8 +114,8 @@ def ops(request, tmp_path: Path) -> Iterator[Ops]:
     )  # fmt: skip
     province = keys.issue_key("province", tmp_path / "var" / "keys")
     runtime = Runtime.open(settings)
-    acceptor = Acceptor(runtime.store, runtime.broker, runtime.routing, runtime.verifier())
-    builder = OutboundBuilder(hub_signer(settings), settings.hub_code)
+    acceptor = runtime.acceptor()
+    builder = OutboundBuilder(runtime.signer(), settings.hub_code)
     worker = Worker(runtime.store, runtime.broker, runtime.routing, builder, adapters_for(runtime.routing), prefetch=1)
     signer = Signer.from_files(province.key_path, province.cert_path)
     try:
