@@ -19,6 +19,10 @@ the same store transaction as its acceptance and lands on the dossier's timeline
 a stale one (older than the last applied) is stored but not routed; an illegal transition is refused
 (``StatusTransitionError``, rule ``status-transition``), stored nowhere but on the timeline, and nothing is queued.
 A resend of an accepted message is a duplicate and is not decided again.
+
+**The hub's own messages** (payment receipts, the status updates that follow a payment, postal tracking events)
+enter through ``Acceptor.inject``: validated, routed, committed and published like the rest, but signed there and
+not verified again — the hub does not check the signature it has just made.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from hub.exchange.routing import RoutingTable
 from hub.packets.dossier import DossierStatusUpdate
 from hub.security.envelope import EnvelopeHeader, body_payload, build_envelope, validate_envelope
 from hub.security.signing import EnvelopeVerifier, Signer
-from hub.store import PendingDelivery, StatusUpdate, SyncReport
+from hub.store import PendingDelivery, StatusUpdate, Store, SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +128,7 @@ class Acceptor:
 
     def __init__(
         self,
-        store,
+        store: Store,
         broker: Broker,
         routing: RoutingTable,
         verifier: EnvelopeVerifier,
@@ -532,7 +536,7 @@ def _status_update(item: Checked) -> StatusUpdate | None:
 class Relay:
     """Publishes deliveries that were committed but never confirmed by the broker (outbox relay)."""
 
-    def __init__(self, store, broker: Broker, *, grace_s: float = 10.0, every_s: float = 5.0) -> None:
+    def __init__(self, store: Store, broker: Broker, *, grace_s: float = 10.0, every_s: float = 5.0) -> None:
         self.store = store
         self.broker = broker
         self.grace_s = grace_s

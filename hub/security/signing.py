@@ -3,7 +3,7 @@
 Policy: enveloped signature, RSA-2048+ (PKCS#1 v1.5) or ECDSA P-256, SHA-256 digests, exclusive C14N, a
 single reference with ``URI=""`` (the whole envelope), exactly one ``ds:Signature`` as the envelope's last
 child, an X.509 certificate in ``KeyInfo`` that is pinned for the sender or issued by a trusted CA and is
-valid now. Only the XML that the verifier returns as signed is ever read.
+valid now (the one trust rule: ``TrustStore``). Only the XML that the verifier returns as signed is ever read.
 """
 
 from __future__ import annotations
