@@ -720,16 +720,12 @@ def connector_check(
     exit 0 only when nothing must be fixed."""
     from hub.config import get_settings
     from hub.registry import UnknownConnectorError, run_check
-    from hub.security.signing import TrustStore
+    from hub.runtime import trust_store
 
     settings = get_settings()
     with _registry() as registry:
         try:
-            anchors = TrustStore.from_path(settings.trust_dir or settings.data_dir / "keys")
-        except KeyMaterialError:
-            anchors = TrustStore()
-        try:
-            report = run_check(registry, code, trust=registry.trust_store(anchors), probe_timeout_s=timeout)
+            report = run_check(registry, code, trust=trust_store(settings, registry.store), probe_timeout_s=timeout)
         except UnknownConnectorError:
             raise _unknown_connector(code) from None
     out.print(f"Onboarding check of connector {code}", markup=False)

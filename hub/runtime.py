@@ -1,27 +1,37 @@
-"""Wiring: build the store, broker, routing table, signer and verifier a process needs from ``Settings``."""
+"""The composition root: ``Runtime`` builds, once per process, everything the hub wires together from ``Settings``.
+
+The API, the partner flows, the CLI, the demo and the benchmark take the store, broker, routing, registry, trust
+store, verifier, signer and acceptor from their ``Runtime`` instead of building their own, so every path trusts,
+routes and accepts the same way.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from lxml import etree
+from pydantic import BaseModel
 
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
 from adapters.http import HttpAdapter
 from broker.base import Broker, connect
 from hub.config import Settings
-from hub.errors import KeyMaterialError
 from hub.exchange.routing import DestinationConfig, RoutingTable
 from hub.security import keys
+from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, Signer, TrustStore
+from hub.security.xmlparse import XmlLimits
 from hub.store import Store
 
 if TYPE_CHECKING:
+    from hub.exchange.pipeline import Accepted, Acceptor
     from hub.registry import Registry
 
 HUB_KEY_NAME = "hub"
@@ -86,28 +96,31 @@ def _registry(settings: Settings, store: Store | None) -> Iterator[Registry | No
             store.close()
 
 
+def _trust_of(settings: Settings, registry: Registry | None) -> TrustStore:
+    anchors = TrustStore.anchors_from(Path(settings.trust_dir or settings.data_dir / "keys"))
+    return anchors if registry is None else registry.trust_store(anchors)
+
+
+def _routing_of(settings: Settings, registry: Registry | None) -> RoutingTable:
+    if registry is not None:
+        return registry.routing_table()
+    if settings.routes_file is None:
+        return RoutingTable()
+    return RoutingTable.from_file(settings.routes_file)
+
+
 def trust_store(settings: Settings, store: Store | None = None) -> TrustStore:
-    """Trusted CAs from ``LIENTHONG_TRUST_DIR`` (else the demo CA under the data folder), with every registered
-    connector's certificates pinned for its code."""
-    path = settings.trust_dir or settings.data_dir / "keys"
+    """The hub's one trust store (rule: ``TrustStore``): the CA certificates of ``LIENTHONG_TRUST_DIR`` (else the
+    demo CA under the data folder; none when it is missing), with every registered connector's certificates
+    pinned for its code."""
     with _registry(settings, store) as registry:
-        try:
-            anchors = TrustStore.from_path(Path(path))
-        except KeyMaterialError:
-            if registry is None:
-                raise
-            anchors = TrustStore()  # no CA folder yet: the connectors' pinned certificates alone
-        return anchors if registry is None else registry.trust_store(anchors)
+        return _trust_of(settings, registry)
 
 
 def routing_table(settings: Settings, store: Store | None = None) -> RoutingTable:
     """The connector registry's routing when any connector is registered, else ``LIENTHONG_ROUTES_FILE``."""
     with _registry(settings, store) as registry:
-        if registry is not None:
-            return registry.routing_table()
-    if settings.routes_file is None:
-        return RoutingTable()
-    return RoutingTable.from_file(settings.routes_file)
+        return _routing_of(settings, registry)
 
 
 def has_destinations(settings: Settings) -> bool:
@@ -163,10 +176,19 @@ def adapters_for(routing: RoutingTable, store: Store | None = None) -> dict[str,
 
 @dataclass
 class Runtime:
+    """One process's composition root: the store, broker and routing it opened, and — each built on first use,
+    then shared — the registry, the one trust store, the verifier, the hub's signer and the acceptor.
+
+    A caller that wraps ``broker`` (the API serializes it across threads) does so before asking for the acceptor.
+    ``refresh`` re-reads routing and pins from the registry into the objects already handed out.
+    """
+
     settings: Settings
     store: Store
     broker: Broker
     routing: RoutingTable
+    _built: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -179,14 +201,69 @@ class Runtime:
     def describe_store(self) -> str:
         return _hide_password(self.settings.database_url)
 
-    def verifier(self) -> EnvelopeVerifier:
-        return EnvelopeVerifier(trust_store(self.settings, self.store))
+    def _once(self, name: str, build: Any) -> Any:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = build()
+            return self._built[name]
+
+    def limits(self) -> XmlLimits:
+        """The parsing limits of every inbound document (``LIENTHONG_MAX_MESSAGE_BYTES``, ``…_MAX_XML_DEPTH``)."""
+        return XmlLimits(max_bytes=self.settings.max_message_bytes, max_depth=self.settings.max_xml_depth)
 
     def registry(self) -> Registry:
         """The connector registry on this runtime's store."""
         from hub.registry import Registry
 
-        return Registry(self.store, hub_code=self.settings.hub_code)
+        return self._once("registry", lambda: Registry(self.store, hub_code=self.settings.hub_code))
+
+    def _registered(self) -> Registry | None:
+        """The registry when any connector is registered (it then decides routing and pins), else ``None``."""
+        if not sa.inspect(self.store.engine).has_table("connectors"):
+            return None
+        registry = self.registry()
+        return registry if registry.count() else None
+
+    def trust(self) -> TrustStore:
+        """The one trust store: CA anchors and the connectors' pinned certificates (see ``TrustStore``)."""
+        return self.verifier().trust
+
+    def verifier(self) -> EnvelopeVerifier:
+        """The verifier of every inbound envelope; ``refresh`` swaps its trust store in place."""
+        return self._once(
+            "verifier", lambda: EnvelopeVerifier(_trust_of(self.settings, self._registered()), limits=self.limits())
+        )
+
+    def signer(self) -> Signer:
+        """The hub's own signer (``hub_signer``)."""
+        return self._once("signer", lambda: hub_signer(self.settings))
+
+    def acceptor(self) -> Acceptor:
+        """The process's acceptor: verify → route → commit → publish, on this runtime's objects."""
+        from hub.exchange.pipeline import Acceptor
+
+        return self._once("acceptor", lambda: Acceptor(self.store, self.broker, self.routing, self.verifier()))
+
+    def inject(self, header: EnvelopeHeader, payload: BaseModel | etree._Element) -> Accepted:
+        """Accept a message the hub creates itself, signed by the hub and not verified again (``Acceptor.inject``)."""
+        from hub import packets
+
+        element = payload if isinstance(payload, etree._Element) else packets.to_element(payload)
+        return self.acceptor().inject(header, element, self.signer())
+
+    def refresh(self) -> RoutingTable:
+        """Re-read routing and pinned certificates from the registry (after a change, or periodically); the
+        acceptor and the verifier already handed out use them from now on."""
+        with self._lock:
+            registry = self._registered()
+            routing = _routing_of(self.settings, registry)
+            routing.declare(self.broker)
+            self.routing = routing
+            if "verifier" in self._built:
+                self._built["verifier"].trust = _trust_of(self.settings, registry)
+            if "acceptor" in self._built:
+                self._built["acceptor"].routing = routing
+            return routing
 
     def close(self) -> None:
         self.broker.close()
@@ -205,7 +282,7 @@ def _worker_process(settings: Settings, prefetch: int, idle_exit_s: float | None
         runtime.store,
         runtime.broker,
         runtime.routing,
-        OutboundBuilder(hub_signer(settings), settings.hub_code),
+        OutboundBuilder(runtime.signer(), settings.hub_code),
         adapters_for(runtime.routing, runtime.store),
         prefetch=prefetch,
         relay=Relay(runtime.store, runtime.broker),

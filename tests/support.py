@@ -30,7 +30,7 @@ from hub.devtools.sink import SinkServer
 from hub.exchange.pipeline import Acceptor
 from hub.exchange.worker import OutboundBuilder, Worker
 from hub.registry import parse_spec
-from hub.runtime import Runtime, adapters_for, hub_signer
+from hub.runtime import Runtime, adapters_for
 from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import Signer, sign_payload
@@ -139,8 +139,8 @@ def write_routes(path: Path, destinations: dict[str, dict], routes: list[dict]) 
 def open_pipeline(settings: Settings, **worker_options: object) -> tuple[Runtime, Acceptor, Worker]:
     """The exchange core in this process: the runtime, an acceptor and a worker signing as the hub."""
     runtime = Runtime.open(settings)
-    acceptor = Acceptor(runtime.store, runtime.broker, runtime.routing, runtime.verifier())
-    builder = OutboundBuilder(hub_signer(settings), settings.hub_code)
+    acceptor = runtime.acceptor()
+    builder = OutboundBuilder(runtime.signer(), settings.hub_code)
     worker = Worker(runtime.store, runtime.broker, runtime.routing, builder, adapters_for(runtime.routing),
                     **worker_options)  # fmt: skip
     return runtime, acceptor, worker

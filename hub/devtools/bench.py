@@ -33,7 +33,7 @@ from hub import packets
 from hub.config import Settings
 from hub.exchange.pipeline import Acceptor
 from hub.exchange.worker import OutboundBuilder
-from hub.runtime import Runtime, hub_signer
+from hub.runtime import Runtime
 from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import Signer, sign_payload
@@ -113,8 +113,8 @@ _acceptor: Acceptor | None = None
 def _acceptor_init(settings: dict) -> None:
     """Acceptor process start-up: its own store, broker connection and verifier, like an API worker."""
     global _acceptor
-    runtime = Runtime.open(Settings(**settings))
-    _acceptor = Acceptor(runtime.store, runtime.broker, runtime.routing, runtime.verifier(), defer_marks=True)
+    _acceptor = Runtime.open(Settings(**settings)).acceptor()
+    _acceptor.defer_marks = True
 
 
 def _process_ready(_: int) -> bool:
@@ -198,10 +198,9 @@ async def _post_all(
 
 def _register_connectors(runtime: Runtime, province_pem: str, sink_url: str) -> str:
     """Register the bench's sender and sink as connectors (the API routes by the registry); the sender's key."""
-    from hub.registry import Registry
     from hub.registry.spec import parse_spec
 
-    registry = Registry(runtime.store, runtime.settings.hub_code)
+    registry = runtime.registry()
     sender = parse_spec(
         {
             "code": PROVINCE,
@@ -341,7 +340,7 @@ def run(
         )
         _wait_port(port)
         runtime = Runtime.open(settings)
-        hub_signer(settings)  # create the hub's demo key before the workers start
+        runtime.signer()  # create the hub's demo key before the workers start
         api_url = ""
         if via == "http":
             api_key = _register_connectors(runtime, province.cert_path.read_text(), f"http://127.0.0.1:{port}/inbox")
@@ -399,7 +398,7 @@ def run(
             child.wait(timeout=30)
         naive_n = min(naive_messages, messages)
         report(f"timing the naive chain on {naive_n} of the same packets (one confirm per message)…")
-        naive = naive_chain(envelopes[:naive_n], settings, broker, runtime.verifier(), hub_signer(settings))
+        naive = naive_chain(envelopes[:naive_n], settings, broker, runtime.verifier(), runtime.signer())
         runtime.close()
         delivered = stats["unique"]
         throughput = delivered / elapsed if elapsed else 0.0

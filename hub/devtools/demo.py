@@ -139,8 +139,7 @@ class DemoHub:
         self._server: Any = None
         self._threads: list[threading.Thread] = []
         self._worker: Any = None
-        self._worker_runtime: Any = None
-        self._store: Any = None
+        self._worker_runtime: Any = None  # the demo's own Runtime: it registers the connectors, then runs the worker
         self._log_handler: logging.Handler | None = None
         self._sequence = random.randint(1000, 8000)  # noqa: S311 - dossier numbers, not secrets
         self.http: httpx.Client | None = None
@@ -257,9 +256,8 @@ class DemoHub:
         self._log_handler = handler
 
     def _register(self) -> None:
-        from hub.registry import Registry
         from hub.registry.spec import parse_spec
-        from hub.runtime import open_store
+        from hub.runtime import Runtime
 
         o, c = self.options, self.codes
         retry = {"delays_s": list(o.retry_delays_s), "jitter": 0.1}
@@ -294,8 +292,8 @@ class DemoHub:
                                           "madonvi": POSTAL_CUSTOMER}},
              "retry": retry, "circuit": circuit, "timeout_s": 5},
         ]  # fmt: skip
-        self._store = open_store(self.settings)
-        registry = Registry(self._store, hub_code=c.hub)
+        self._worker_runtime = Runtime.open(self.settings)
+        registry = self._worker_runtime.registry()
         for data in specs:
             _, key = registry.add(parse_spec(data), actor="hub demo")
             if key is None:  # already registered (a data folder kept with fresh=False): a new key
@@ -331,16 +329,16 @@ class DemoHub:
         from hub.exchange.pipeline import Relay
         from hub.exchange.worker import OutboundBuilder, Worker
         from hub.flows.payments import initiated_recorder
-        from hub.runtime import Runtime, adapters_for, hub_signer
+        from hub.runtime import adapters_for
 
-        runtime = Runtime.open(self.settings)
-        self._worker_runtime = runtime
+        runtime = self._worker_runtime
+        runtime.refresh()  # the routing of the connectors just registered
         adapters = adapters_for(runtime.routing)
         # the payment adapter records each INIT's reference in the demo's store (not the process's default one)
         adapters[self.codes.payment].on_initiated = initiated_recorder(runtime.store.engine)
         self._worker = Worker(
             runtime.store, runtime.broker, runtime.routing,
-            OutboundBuilder(hub_signer(self.settings), self.settings.hub_code), adapters,
+            OutboundBuilder(runtime.signer(), self.settings.hub_code), adapters,
             prefetch=16, relay=Relay(runtime.store, runtime.broker, grace_s=2.0, every_s=1.0),
         )  # fmt: skip
         thread = threading.Thread(target=self._worker.run, name="demo-worker", daemon=True)
@@ -371,9 +369,6 @@ class DemoHub:
             self.http = None
         if self.sims:
             stop_all(self.sims)
-        if self._store is not None:
-            self._store.close()
-            self._store = None
         if self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)
             self._log_handler.close()

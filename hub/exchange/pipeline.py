@@ -19,6 +19,10 @@ the same store transaction as its acceptance and lands on the dossier's timeline
 a stale one (older than the last applied) is stored but not routed; an illegal transition is refused
 (``StatusTransitionError``, rule ``status-transition``), stored nowhere but on the timeline, and nothing is queued.
 A resend of an accepted message is a duplicate and is not decided again.
+
+**The hub's own messages** (payment receipts, the status updates that follow a payment, postal tracking events)
+enter through ``Acceptor.inject``: validated, routed, committed and published like the rest, but signed there and
+not verified again — the hub does not check the signature it has just made.
 """
 
 from __future__ import annotations
@@ -39,12 +43,12 @@ from pydantic import BaseModel
 import mappings
 from broker.base import Broker, BrokerError, OutboundMessage
 from hub import packets
-from hub.errors import ConflictError, Issue, NoRouteError, RejectedError, StatusTransitionError
+from hub.errors import ConflictError, EnvelopeInvalidError, Issue, NoRouteError, RejectedError, StatusTransitionError
 from hub.exchange.routing import RoutingTable
 from hub.packets.dossier import DossierStatusUpdate
-from hub.security.envelope import EnvelopeHeader
-from hub.security.signing import EnvelopeVerifier, VerifiedEnvelope
-from hub.store import PendingDelivery, StatusUpdate, SyncReport
+from hub.security.envelope import EnvelopeHeader, body_payload, build_envelope, validate_envelope
+from hub.security.signing import EnvelopeVerifier, Signer
+from hub.store import PendingDelivery, StatusUpdate, Store, SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +63,13 @@ ProfileResolver = Callable[[EnvelopeHeader], str]
 
 @dataclass(frozen=True, slots=True)
 class Checked:
-    """An envelope that passed verification, validation (through its profile), authorization and routing.
+    """An envelope that passed verification (or was built by the hub itself, ``Acceptor.inject``), validation
+    (through its profile), authorization and routing; ``header`` is the signed one.
 
     ``canonical`` is the canonical packet model of the body (mapped when ``profile`` is not ``canonical``);
     it is only decoded for the types the pipeline itself reads (``dossier.status``), else ``None``."""
 
-    verified: VerifiedEnvelope
+    header: EnvelopeHeader
     destinations: tuple[str, ...]
     profile: str = mappings.CANONICAL
     canonical: BaseModel | None = None
@@ -94,7 +99,8 @@ def outbound_for(pending: PendingDelivery) -> OutboundMessage:
 
 
 class Acceptor:
-    """The front half of the pipeline, shared by the API, the SOAP entry and the benchmark.
+    """The front half of the pipeline, shared by the API, the SOAP entry, the hub's own messages (``inject``)
+    and the benchmark; one per process, built by ``hub.runtime.Runtime.acceptor``. Thread-safe.
 
     ``track_status`` (default on): run every ``dossier.status`` through the status machine as it is accepted.
     ``defer_marks``: record the broker's confirmations in the next batch's transaction instead of one of their
@@ -104,7 +110,7 @@ class Acceptor:
 
     def __init__(
         self,
-        store,
+        store: Store,
         broker: Broker,
         routing: RoutingTable,
         verifier: EnvelopeVerifier,
@@ -119,12 +125,15 @@ class Acceptor:
         self.track_status = track_status
         self.defer_marks = defer_marks
         self._confirmed: list[int] = []  # published and confirmed, not yet marked in the store
+        # One commit at a time: request threads (group commit) and the hub's own messages share the deferred marks.
+        self._commit_lock = threading.RLock()
         routing.declare(broker)
 
     def flush(self) -> None:
         """Mark the confirmed deliveries that ``defer_marks`` is still holding."""
-        confirmed, self._confirmed = self._confirmed, []
-        self.store.mark_published(confirmed)
+        with self._commit_lock:
+            confirmed, self._confirmed = self._confirmed, []
+            self.store.mark_published(confirmed)
 
     @staticmethod
     def payload_check(profile: ProfileResolver | None) -> Callable[[EnvelopeHeader, etree._Element], list[Issue]]:
@@ -179,6 +188,28 @@ class Acceptor:
             except RejectedError as exc:
                 exc.message_id = exc.message_id or header.message_id
                 raise
+        return self._route(header, verified.payload, mappings.CANONICAL if profile is None else profile(header))
+
+    def inject(self, header: EnvelopeHeader, payload: etree._Element, signer: Signer) -> Accepted:
+        """Accept a message the hub itself creates (payment receipts, postal events, status updates): validated
+        against its packet schema, routed, committed and published like any accepted message, then answered the
+        same way (duplicates, conflicts); raise ``RejectedError`` when it is invalid, unrouted or refused.
+
+        The hub signs it here with ``signer`` and stores that envelope; it does not verify its own signature again.
+        """
+        envelope = build_envelope(header, payload)
+        signed_header, issues = validate_envelope(envelope)
+        if issues:
+            raise EnvelopeInvalidError("envelope content is invalid", issues, message_id=header.message_id)
+        checked = self._route(signed_header, body_payload(envelope), mappings.CANONICAL)
+        data = etree.tostring(signer.sign_in_place(envelope))
+        result = self.commit([(checked, data)])[0]
+        if isinstance(result, RejectedError):
+            raise result
+        return result
+
+    def _route(self, header: EnvelopeHeader, payload: etree._Element, profile: str) -> Checked:
+        """Route a verified (or hub-built) message and decode what the store records of it."""
         destinations = self.routing.destinations_for(header.message_type, header.sender)
         if not destinations:
             raise NoRouteError(
@@ -186,19 +217,16 @@ class Acceptor:
                 [Issue("/envelope/header/messageType", "no-route", f"no route for {header.message_type}")],
                 message_id=header.message_id,
             )
-        name = mappings.CANONICAL if profile is None else profile(header)
         canonical = None
         if self.track_status and header.message_type == STATUS_TYPE:
-            mapping = mappings.inbound_for_root(header.message_type, verified.payload.tag)
+            mapping = mappings.inbound_for_root(header.message_type, payload.tag)
             canonical = (
-                packets.from_element(header.message_type, verified.payload)
-                if mapping is None
-                else mapping.to_canonical(verified.payload)
+                packets.from_element(header.message_type, payload) if mapping is None else mapping.to_canonical(payload)
             )
         sync = None
         if self.track_status and header.message_type == SYNC_TYPE:
-            sync = _sync_report(verified.payload, header)
-        return Checked(verified, destinations, name, canonical, sync)
+            sync = _sync_report(payload, header)
+        return Checked(header, destinations, profile, canonical, sync)
 
     def accept(
         self, data: bytes, authorize: Authorizer | None = None, profile: ProfileResolver | None = None
@@ -236,18 +264,24 @@ class Acceptor:
 
     def commit(self, checked: Sequence[tuple[Checked, bytes]]) -> list[Accepted | RejectedError]:
         """Store checked envelopes in one transaction, then publish their deliveries with one confirmed batch."""
+        if not checked:
+            return []
+        with self._commit_lock:
+            return self._commit(checked)
+
+    def _commit(self, checked: Sequence[tuple[Checked, bytes]]) -> list[Accepted | RejectedError]:
         results: list[Accepted | RejectedError] = []
         if checked:
             confirmed, self._confirmed = self._confirmed, []
             stored = self.store.accept_many(
                 [
                     {
-                        "sender": c.verified.header.sender,
-                        "message_id": c.verified.header.message_id,
-                        "correlation_id": c.verified.header.correlation_id,
-                        "message_type": c.verified.header.message_type,
-                        "receiver": c.verified.header.receiver,
-                        "dossier_code": c.verified.header.dossier_code or _dossier_code(c.canonical),
+                        "sender": c.header.sender,
+                        "message_id": c.header.message_id,
+                        "correlation_id": c.header.correlation_id,
+                        "message_type": c.header.message_type,
+                        "receiver": c.header.receiver,
+                        "dossier_code": c.header.dossier_code or _dossier_code(c.canonical),
                         "envelope": data,
                         "destinations": c.destinations,
                         "status": _status_update(c),
@@ -259,7 +293,7 @@ class Acceptor:
             )
             outbound: list[OutboundMessage] = []
             for (item, data), res in zip(checked, stored, strict=True):
-                header = item.verified.header
+                header = item.header
                 if res.outcome == "conflict":
                     results.append(
                         ConflictError(
@@ -341,7 +375,6 @@ class GroupCommitter:
         self.timeout_s = timeout_s
         self._queue: queue.Queue[tuple[Callable[[], Checked], bytes, Future]] = queue.Queue()
         self._on_loop: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[], Checked], bytes, Any]]] = {}
-        self._commit_lock = threading.Lock()  # the acceptor's deferred marks are shared by both ways in
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
@@ -399,8 +432,7 @@ class GroupCommitter:
         if not checked:
             return
         try:
-            with self._commit_lock:
-                results = self.acceptor.commit([(item, data) for item, data, _ in checked])
+            results = self.acceptor.commit([(item, data) for item, data, _ in checked])
         except Exception as exc:  # the store is down: every waiting request gets the error
             for _, _, done in checked:
                 _settle(done, error=exc)
@@ -410,8 +442,7 @@ class GroupCommitter:
 
     def _flush_marks(self) -> None:
         try:
-            with self._commit_lock:
-                self.acceptor.flush()
+            self.acceptor.flush()
         except Exception as exc:  # the store is down; the relay republishes, the worker skips duplicates
             log.warning("could not record broker confirmations: %s", exc)
 
@@ -481,13 +512,13 @@ def _status_update(item: Checked) -> StatusUpdate | None:
     model = item.canonical
     if not isinstance(model, DossierStatusUpdate):
         return None
-    return StatusUpdate(model.dossier_code, int(model.status), model.at, item.verified.header.sender)
+    return StatusUpdate(model.dossier_code, int(model.status), model.at, item.header.sender)
 
 
 class Relay:
     """Publishes deliveries that were committed but never confirmed by the broker (outbox relay)."""
 
-    def __init__(self, store, broker: Broker, *, grace_s: float = 10.0, every_s: float = 5.0) -> None:
+    def __init__(self, store: Store, broker: Broker, *, grace_s: float = 10.0, every_s: float = 5.0) -> None:
         self.store = store
         self.broker = broker
         self.grace_s = grace_s

@@ -105,7 +105,6 @@ class LookupService:
         self._adapters: dict[tuple[str, str, float], PopulationDbAdapter] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lookup")
-        self._signer = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -113,13 +112,6 @@ class LookupService:
             adapter.close()
 
     # ------------------------------------------------------------ helpers
-
-    def signer(self):
-        if self._signer is None:
-            from hub.runtime import hub_signer
-
-            self._signer = hub_signer(self.hub.settings)
-        return self._signer
 
     def adapter(self, code: str, endpoint: str, timeout_s: float) -> PopulationDbAdapter:
         from adapters.population_db import PopulationDbAdapter
@@ -178,7 +170,7 @@ class LookupService:
             pass  # verification reports it with the details
         captured: dict[str, Any] = {}
         try:
-            verified = hub.acceptor.verifier.verify(data, _payload_check(captured))
+            verified = hub.runtime.verifier().verify(data, _payload_check(captured))
             authorize(verified.header)
         except RejectedError as exc:
             if any(i.rule.startswith("lookup-") for i in exc.issues):
@@ -247,7 +239,7 @@ class LookupService:
         )
         from hub.security.signing import sign_payload
 
-        signed = sign_payload(self.signer(), reply_header, packets.to_element(record))
+        signed = sign_payload(hub.runtime.signer(), reply_header, packets.to_element(record))
         envelope = etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
         fields = returned_fields(record)
         record_digest = flow_records.digest(envelope)

@@ -43,9 +43,6 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from lxml import etree
-
-from hub import packets
 from hub.errors import PaymentRefusedError as Refused
 from hub.errors import ReceiptRejected, RejectedError
 from hub.flows.receipts import receipt_fields, verify_receipt
@@ -95,33 +92,8 @@ class PaymentCallbacks:
 
     def __init__(self, hub: HubService) -> None:
         self.hub = hub
-        self._signer = None
-        self._lock = threading.Lock()
-        self._acceptors: dict[int, Any] = {}
         # check-then-confirm of refunds (rule 9) in one process; a second API process could race it
         self._refund_lock = threading.Lock()
-
-    def signer(self):
-        if self._signer is None:
-            from hub.runtime import hub_signer
-
-            self._signer = hub_signer(self.hub.settings)
-        return self._signer
-
-    def _acceptor(self):
-        """An acceptor for the hub's own envelopes: the normal pipeline, trusting the hub's certificate."""
-        from hub.exchange.pipeline import Acceptor
-        from hub.security.signing import EnvelopeVerifier, TrustStore
-
-        routing = self.hub.runtime.routing
-        with self._lock:
-            acceptor = self._acceptors.get(id(routing))
-            if acceptor is None:
-                trust = TrustStore()
-                trust.pin(self.hub.settings.hub_code, self.signer().certificate)
-                acceptor = Acceptor(self.hub.store, self.hub.broker, routing, EnvelopeVerifier(trust))
-                self._acceptors = {id(routing): acceptor}
-            return acceptor
 
     # ------------------------------------------------------------ the callback
 
@@ -296,7 +268,6 @@ class PaymentCallbacks:
             at=canonical.paid_at,
             source_system=hub_code,
         )
-        acceptor = self._acceptor()
         routed: list[tuple[str, str, str, Any]] = [(receipt_id, "payment.receipt", requester, canonical)]
         if payment.kind != "refund":
             routed.append((status_id, "dossier.status", hub_code, status))
@@ -309,11 +280,8 @@ class PaymentCallbacks:
                 message_type=message_type,
                 dossier_code=payment.dossier_code,
             )
-            from hub.security.signing import sign_payload
-
-            data = etree.tostring(sign_payload(self.signer(), header, packets.to_element(model)))
             try:
-                acceptor.accept(data)
+                self.hub.runtime.inject(header, model)
             except RejectedError as exc:  # e.g. no route, or the status machine refuses 4 here
                 log.warning("message_id=%s %s not routed: %s", message_id, message_type, exc)
         return receipt_id

@@ -14,15 +14,17 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
-from lxml import etree
-
-from hub import packets
 from hub.errors import RejectedError
 from hub.security.envelope import EnvelopeHeader
-from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
 from hub.store import flow_records
 from mappings.postal import PostalMappingError, status_from_event
+
+if TYPE_CHECKING:
+    from adapters.postal import PostalAdapter
+    from hub.packets.postal import PostalStatus
+    from hub.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +46,17 @@ def event_message_id(connector: str, event_id: int) -> str:
 
 
 class PostalTracker:
-    """Polls postal connectors; ``adapters`` maps connector code → ``PostalAdapter``."""
+    """Polls postal connectors; ``adapters`` maps connector code → ``PostalAdapter``. Events enter the pipeline
+    through ``runtime.inject``: the hub signs them and does not verify its own signature again."""
 
-    def __init__(self, store, broker, routing, signer: Signer, hub_code: str, adapters: dict) -> None:
-        from hub.exchange.pipeline import Acceptor
-
-        self.store = store
-        self.hub_code = hub_code
-        self.signer = signer
+    def __init__(self, runtime: Runtime, adapters: dict[str, PostalAdapter]) -> None:
+        self.runtime = runtime
+        self.store = runtime.store
+        self.hub_code = runtime.settings.hub_code
         self.adapters = adapters
-        trust = TrustStore()
-        trust.pin(hub_code, signer.certificate)
-        self.acceptor = Acceptor(store, broker, routing, EnvelopeVerifier(trust))
 
     def poll(self, connector: str, *, limit: int = 100, max_pages: int = 50) -> PollResult:
+        """Emit each new tracking event of ``connector`` once, then move its cursor past them."""
         adapter = self.adapters[connector]
         result = PollResult(connector)
         last_id = flow_records.postal_cursor(self.store.engine, connector)
@@ -85,7 +84,7 @@ class PostalTracker:
                 break
         return result
 
-    def _emit(self, message_id: str, status) -> None:
+    def _emit(self, message_id: str, status: PostalStatus) -> None:
         header = EnvelopeHeader(
             message_id=message_id,
             sender=self.hub_code,
@@ -93,8 +92,7 @@ class PostalTracker:
             message_type=STATUS_TYPE,
             dossier_code=status.dossier_code,
         )
-        data = etree.tostring(sign_payload(self.signer, header, packets.to_element(status)))
-        self.acceptor.accept(data)
+        self.runtime.inject(header, status)
 
     def poll_all(self) -> list[PollResult]:
         """Poll every connector; a connector that cannot be read is reported in its result's ``errors``."""
@@ -110,19 +108,13 @@ class PostalTracker:
         return results
 
 
-def tracker_for(runtime) -> PostalTracker:
+def tracker_for(runtime: Runtime) -> PostalTracker:
     """A tracker over every postal connector of the runtime's routing table."""
     from adapters.partners import partner_adapter
-    from hub.runtime import hub_signer
 
     adapters = {
-        code: partner_adapter(cfg) for code, cfg in runtime.routing.destinations.items() if cfg.kind == "postal"
+        code: cast("PostalAdapter", partner_adapter(cfg))
+        for code, cfg in runtime.routing.destinations.items()
+        if cfg.kind == "postal"
     }
-    return PostalTracker(
-        runtime.store,
-        runtime.broker,
-        runtime.routing,
-        hub_signer(runtime.settings),
-        runtime.settings.hub_code,
-        adapters,
-    )
+    return PostalTracker(runtime, adapters)

@@ -402,13 +402,10 @@ class Registry:
         return RoutingTable(destinations, routes)
 
     def trust_store(self, anchors: TrustStore | Iterable[x509.Certificate] | None = None) -> TrustStore:
-        """A trust store with ``anchors`` (CA certificates, or a trust store whose anchors and pins are kept)
-        and every connector's active certificates pinned for its code: a connector with certificates may sign
-        only with one of them."""
-        if isinstance(anchors, TrustStore):
-            trust = TrustStore(list(anchors.anchors), {k: list(v) for k, v in anchors.pinned.items()})
-        else:
-            trust = TrustStore()
+        """``anchors`` (CA certificates, or a trust store whose anchors and pins are kept) with every connector's
+        active certificates pinned for its code; the rule they are checked by is ``TrustStore``'s."""
+        trust = anchors.copy() if isinstance(anchors, TrustStore) else TrustStore()
+        if not isinstance(anchors, TrustStore):
             for cert in anchors or ():
                 trust.add(cert)
         for connector in self.list():

@@ -3,7 +3,7 @@
 Policy: enveloped signature, RSA-2048+ (PKCS#1 v1.5) or ECDSA P-256, SHA-256 digests, exclusive C14N, a
 single reference with ``URI=""`` (the whole envelope), exactly one ``ds:Signature`` as the envelope's last
 child, an X.509 certificate in ``KeyInfo`` that is pinned for the sender or issued by a trusted CA and is
-valid now. Only the XML that the verifier returns as signed is ever read.
+valid now (the one trust rule: ``TrustStore``). Only the XML that the verifier returns as signed is ever read.
 """
 
 from __future__ import annotations
@@ -102,10 +102,19 @@ def _cached_signer(
 
 @dataclass
 class TrustStore:
-    """What the verifier trusts: CA certificates, and certificates pinned per sender code.
+    """What the verifier trusts: CA certificates (``anchors``) and certificates pinned per sender code.
 
-    A signing certificate is trusted when it is pinned for the envelope's sender (or pinned for any
-    sender, ``"*"``), or when it was issued directly by one of the CA certificates.
+    The one trust rule of the hub (``check``), for a certificate valid now that signs for sender S:
+
+    * S has pinned certificates (a registered connector with certificates): only those sign for S, even a
+      certificate a trusted CA issued is refused (``certificate-pinned``);
+    * S has none: a certificate pinned for any sender (``"*"``), or one issued directly by an anchor that is
+      valid now, signs for S.
+
+    The hub builds its one store with ``hub.runtime.trust_store``: the CA certificates of ``LIENTHONG_TRUST_DIR``
+    (``anchors_from``: end-entity certificates there are not pinned, so a connector signs only as itself) plus
+    every registered connector's certificates pinned for its code (``Registry.trust_store``). Only the standalone
+    tools (``hub envelope verify --trust``, simulators) pin end-entity certificates for any sender (``from_path``).
     """
 
     anchors: list[x509.Certificate] = field(default_factory=list)
@@ -115,20 +124,26 @@ class TrustStore:
     def from_path(cls, path: Path) -> TrustStore:
         """Trust a PEM file or every ``*.pem``/``*.crt`` in a folder: CA certificates become anchors,
         end-entity certificates are pinned for any sender."""
-        path = Path(path)
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix in {".pem", ".crt"} and p.is_file())
-        elif path.is_file():
-            files = [path]
-        else:
-            raise KeyMaterialError(f"trust path {path} does not exist")
         store = cls()
-        for file in files:
-            for cert in keys.load_certificates(file):
-                store.add(cert)
+        for cert in _certificates_at(Path(path)):
+            store.add(cert)
         if not store.anchors and not store.pinned:
             raise KeyMaterialError(f"no certificates found in {path}")
         return store
+
+    @classmethod
+    def anchors_from(cls, path: Path) -> TrustStore:
+        """Only the CA certificates of a PEM file or folder (none when it does not exist): the hub's anchors,
+        to which the registry adds its pins."""
+        try:
+            certs = _certificates_at(Path(path))
+        except KeyMaterialError:
+            return cls()
+        return cls([cert for cert in certs if _is_ca(cert)])
+
+    def copy(self) -> TrustStore:
+        """A copy whose anchors and pins can be extended without touching this one."""
+        return TrustStore(list(self.anchors), {sender: list(certs) for sender, certs in self.pinned.items()})
 
     def add(self, cert: x509.Certificate, sender: str = ANY_SENDER) -> None:
         """Add a CA certificate as an anchor, or pin an end-entity certificate for ``sender``."""
@@ -179,6 +194,17 @@ def _issued_by(cert: x509.Certificate, anchor: x509.Certificate) -> bool:
     except (ValueError, TypeError, CryptoInvalidSignature):
         return False
     return True
+
+
+def _certificates_at(path: Path) -> list[x509.Certificate]:
+    """Every certificate of a PEM file, or of the ``*.pem``/``*.crt`` files of a folder (sorted by name)."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in {".pem", ".crt"} and p.is_file())
+    elif path.is_file():
+        files = [path]
+    else:
+        raise KeyMaterialError(f"trust path {path} does not exist")
+    return [cert for file in files for cert in keys.load_certificates(file)]
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

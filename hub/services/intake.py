@@ -11,21 +11,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
 from typing import Any, NoReturn
 
 from prometheus_client.core import Metric
 
 from broker.base import BrokerError
 from hub.config import Settings
-from hub.errors import AccessDeniedError, Issue, KeyMaterialError, RejectedError, UnauthenticatedError
-from hub.exchange.pipeline import Accepted, Acceptor, Checked, GroupCommitter, Relay
+from hub.errors import AccessDeniedError, Issue, RejectedError, UnauthenticatedError
+from hub.exchange.pipeline import Accepted, Checked, GroupCommitter, Relay
 from hub.metrics import ACCEPT_SECONDS, ACCEPTED, REJECTED, StoreCollector
 from hub.registry.spec import DEFAULT_PROFILE
 from hub.runtime import Runtime
 from hub.security.envelope import EnvelopeHeader, peek_header
-from hub.security.signing import EnvelopeVerifier, TrustStore
-from hub.security.xmlparse import XmlLimits, parse_xml
+from hub.security.xmlparse import parse_xml
 from hub.services.callers import ADMIN, CONNECTOR, OPERATOR, Caller
 
 log = logging.getLogger(__name__)
@@ -64,18 +62,14 @@ class HubService:
     ``gauges``: more Prometheus families for ``metrics`` (the operator page's), read with the store's."""
 
     def __init__(self, settings: Settings, gauges: Callable[[HubService], Sequence[Metric]] | None = None) -> None:
-        from hub.registry import Registry
-
         self.settings = settings
         self.runtime = Runtime.open(settings)
         self.runtime.broker = SerializedBroker(self.runtime.broker)  # type: ignore[assignment]
         self.store = self.runtime.store
         self.broker = self.runtime.broker
-        self.registry = Registry(self.store, hub_code=settings.hub_code)
-        self.limits = XmlLimits(max_bytes=settings.max_message_bytes, max_depth=settings.max_xml_depth)
-        self.anchors = self._anchors()
-        self._refresh_lock = threading.Lock()
-        self.acceptor = Acceptor(self.store, self.broker, self._routing(), self._verifier())
+        self.registry = self.runtime.registry()
+        self.limits = self.runtime.limits()
+        self.acceptor = self.runtime.acceptor()
         self.committer = GroupCommitter(self.acceptor)
         self.relay = Relay(self.store, self.broker, every_s=settings.relay_interval_s)
         self.metrics = StoreCollector(self.store, gauges=None if gauges is None else partial(gauges, self))
@@ -110,36 +104,10 @@ class HubService:
 
     # ------------------------------------------------------------ registry-derived state
 
-    def _anchors(self) -> list:
-        """CA certificates trusted for connectors without pinned certificates (``LIENTHONG_TRUST_DIR``, else the
-        demo CA in the data folder). End-entity certificates found there are not pinned: only the registry pins
-        certificates, each for its own connector, so a connector can sign only as itself."""
-        path = self.settings.trust_dir or self.settings.data_dir / "keys"
-        try:
-            return list(TrustStore.from_path(Path(path)).anchors)
-        except KeyMaterialError:
-            return []
-
-    def _routing(self):
-        """The registry's routing (or ``LIENTHONG_ROUTES_FILE`` while no connector is registered)."""
-        from hub.runtime import routing_table
-
-        routing = routing_table(self.settings, self.store)
-        self.runtime.routing = routing
-        return routing
-
-    def _verifier(self) -> EnvelopeVerifier:
-        trust: TrustStore = self.registry.trust_store(self.anchors)
-        return EnvelopeVerifier(trust, limits=self.limits)
-
     def refresh(self) -> None:
         """Reload routing and pinned certificates from the registry (after a change, or periodically)."""
-        with self._refresh_lock:
-            routing = self._routing()
-            routing.declare(self.broker)
-            self.acceptor.routing = routing
-            self.acceptor.verifier = self._verifier()
-            self._refreshed = time.monotonic()
+        self.runtime.refresh()
+        self._refreshed = time.monotonic()
 
     # ------------------------------------------------------------ who is calling
 

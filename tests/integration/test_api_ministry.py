@@ -21,7 +21,7 @@ from hub.api import create_app
 from hub.devtools.sink import SinkServer
 from hub.exchange.worker import OutboundBuilder, Worker
 from hub.registry import parse_spec, run_check
-from hub.runtime import adapters_for, hub_signer
+from hub.runtime import adapters_for
 from hub.security.envelope import BODY_TAG, EnvelopeHeader
 from hub.security.signing import Signer, sign_payload
 from hub.security.xmlparse import parse_xml
@@ -87,7 +87,7 @@ class Hub:
     def deliver(self) -> None:
         """Run a worker over what is queued (the province's endpoint is a local sink)."""
         routing = self.hub.runtime.routing
-        builder = OutboundBuilder(hub_signer(self.hub.settings), HUB)
+        builder = OutboundBuilder(self.hub.runtime.signer(), HUB)
         worker = Worker(self.hub.store, self.hub.broker, routing, builder, adapters_for(routing))
         try:
             for _ in range(20):

@@ -15,11 +15,14 @@ from pathlib import Path
 import pytest
 
 from broker.base import BrokerUnavailable, connect
+from hub import packets
 from hub.config import Settings
 from hub.devtools.sink import SinkServer
+from hub.errors import EnvelopeInvalidError
 from hub.exchange.pipeline import Acceptor, ConflictError, GroupCommitter, NoRouteError, Relay
 from hub.exchange.worker import Worker
 from hub.runtime import Runtime, replay_dead_letters
+from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, Signer, TrustStore
 from tests.support import issue_signer, open_pipeline, signed_envelope, sink_stats, write_routes
 from tests.support import sink_control as control
@@ -79,6 +82,36 @@ def exchange(request, tmp_path: Path, broker_kind: str, sink: SinkServer) -> Ite
     if broker_kind == "rabbitmq":
         runtime.broker.delete([destination])
     runtime.close()
+
+
+def test_hub_created_messages_are_injected_without_verifying_the_hubs_own_signature(
+    exchange: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the hub verified a message it had just signed itself")
+
+    monkeypatch.setattr(exchange.runtime.verifier(), "verify", never)
+    assert exchange.runtime.acceptor() is exchange.acceptor  # one acceptor per runtime
+    header = EnvelopeHeader(sender=PROVINCE, receiver=PORTAL, message_type="dossier.sync")
+    accepted = exchange.runtime.inject(header, packets.example("dossier.sync"))
+    assert accepted.destinations == (exchange.destination,) and not accepted.duplicate
+    trace = exchange.runtime.store.trace(header.message_id, PROVINCE)
+    assert [e.state for e in trace.events][:3] == ["received", "validated", "queued"]
+    stored = exchange.runtime.store.delivery(trace.deliveries[0].delivery_id).envelope
+    hub_ca = TrustStore.from_path(Path(exchange.settings.data_dir) / "keys" / "ca.pem")
+    assert EnvelopeVerifier(hub_ca).verify(stored).signer == "hub"  # stored as the hub signed it
+    # Still checked against the packet schema, and still routed: a bad body or an unrouted type is refused.
+    with pytest.raises(EnvelopeInvalidError) as invalid:
+        exchange.runtime.inject(
+            EnvelopeHeader(sender=PROVINCE, receiver=PORTAL, message_type="dossier.sync"),
+            packets.to_element(packets.example("dossier.status")),
+        )
+    assert invalid.value.issues
+    with pytest.raises(NoRouteError):
+        exchange.runtime.inject(
+            EnvelopeHeader(sender=PROVINCE, receiver=PORTAL, message_type="postal.status"),
+            packets.example("postal.status"),
+        )
 
 
 def test_accepted_messages_are_delivered_once_signed_by_the_hub(exchange: Exchange) -> None:

@@ -16,7 +16,6 @@ from hub import packets
 from hub.devtools.simulators.postal import DEFAULT_CLIENTS, PostalSimulator
 from hub.flows.postal_tracking import PostalTracker, event_message_id
 from hub.packets.postal import Direction
-from hub.runtime import hub_signer
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
 from hub.store import flow_records
@@ -146,8 +145,7 @@ def test_order_created_and_tracking_events_emitted_once(api, pki, sim) -> None:
     (created,) = sim.received()["orders"].values()
     assert created["OrderNumber"] == model.dossier_code and created["CustomerCode"] == "C001"
 
-    tracker = PostalTracker(hub.store, hub.broker, hub.runtime.routing, hub_signer(api.settings), HUB,
-                            {POSTAL: adapter})  # fmt: skip
+    tracker = PostalTracker(hub.runtime, {POSTAL: adapter})
     first = tracker.poll(POSTAL)
     assert first.seen == 1 and len(first.emitted) == 1 and not first.errors
     requests.post(sim.base_url + "/_advance", json={"OrderNumber": model.dossier_code, "statusCode": "PICKED_UP",
