@@ -112,12 +112,9 @@ class PostalTracker:
 
 def tracker_for(runtime) -> PostalTracker:
     """A tracker over every postal connector of the runtime's routing table."""
-    from adapters.partners import partner_adapter
-    from hub.runtime import hub_signer
+    from hub.runtime import adapter_for, hub_signer
 
-    adapters = {
-        code: partner_adapter(cfg) for code, cfg in runtime.routing.destinations.items() if cfg.kind == "postal"
-    }
+    adapters = {code: adapter_for(cfg) for code, cfg in runtime.routing.destinations.items() if cfg.kind == "postal"}
     return PostalTracker(
         runtime.store,
         runtime.broker,

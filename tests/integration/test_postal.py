@@ -4,6 +4,7 @@ event to the province, never twice, cursor persisted)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -11,12 +12,14 @@ import pytest
 import requests
 from fastapi.testclient import TestClient
 
-from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from adapters.base import PermanentDeliveryError, TransientDeliveryError
 from adapters.postal import PostalAdapter
+from adapters.registry import build_adapter
 from hub import packets
 from hub.api import create_app
 from hub.config import Settings
 from hub.devtools.simulators.postal import DEFAULT_CLIENTS, PostalSimulator
+from hub.exchange.worker import OutboundBuilder
 from hub.flows.postal_tracking import PostalTracker, event_message_id
 from hub.packets.postal import Direction
 from hub.registry import parse_spec
@@ -159,13 +162,13 @@ def test_order_created_and_tracking_events_emitted_once(api, pki, sim) -> None:
     response = api.post("/api/v1/messages", content=data,
                         headers={"Content-Type": "application/xml", "X-Api-Key": api.keys[PROVINCE]})  # fmt: skip
     assert response.status_code == 202 and response.json()["destinations"] == [POSTAL]
-    from adapters.partners import partner_adapter
-
-    adapter = partner_adapter(hub.runtime.routing.destinations[POSTAL])
-    receipt = adapter.deliver(OutboundRequest(POSTAL, header.message_id, "postal.order", data))
+    adapter = build_adapter(hub.runtime.routing.destinations[POSTAL])
+    builder = OutboundBuilder(hub_signer(api.settings), HUB)  # what the worker does: map once, sign once
+    receipt = adapter.deliver(builder.prepare(data, POSTAL, adapter.partner_format).request(POSTAL))
     assert "ItemCode=EL" in receipt.detail
     (created,) = sim.received()["orders"].values()
     assert created["OrderNumber"] == model.dossier_code and created["CustomerCode"] == "C001"
+    assert json.loads(receipt.sent).items() <= created.items() and receipt.sent_type == "application/json"
 
     tracker = PostalTracker(hub.store, hub.broker, hub.runtime.routing, hub_signer(api.settings), HUB,
                             {POSTAL: adapter})  # fmt: skip
