@@ -27,28 +27,22 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin
 
-from adapters.base import (
-    Adapter,
-    DeliveryReceipt,
-    OutboundRequest,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-)
+from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
 from adapters.http import classify_status, partner_pool, request_text
 from hub.logs import mask_ids
-from mappings.national_portal import KIND, SERVICE_LOOKUP, SERVICE_PROGRESS, SERVICE_SYNC, PortalRecord
+from mappings.national_portal import (
+    ALREADY_EXISTS,
+    INTERNAL_ERROR,
+    INVALID_SESSION,
+    KIND,
+    NOT_FOUND,
+    OK,
+    SERVICE_LOOKUP,
+    SERVICE_PROGRESS,
+    SERVICE_SYNC,
+    PortalRecord,
+)
 
-# The portal's error codes (the simulator in hub.devtools.simulators.national_portal answers the same).
-OK = 0
-INVALID_SESSION = 1
-VALIDATION_ERROR = 2
-ALREADY_EXISTS = 3
-NOT_FOUND = 4
-UNKNOWN_SERVICE = 5
-UNIT_NOT_ALLOWED = 6
-LOGIN_FAILED = 7
-BAD_REQUEST = 8
-INTERNAL_ERROR = 99
 #: Codes worth retrying later; any other non-zero code refuses the content.
 TRANSIENT_CODES = frozenset({INTERNAL_ERROR})
 

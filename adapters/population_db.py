@@ -27,13 +27,7 @@ from zeep.helpers import serialize_object
 from zeep.transports import Transport
 from zeep.wsdl.utils import etree_to_string
 
-from adapters.base import (
-    Adapter,
-    DeliveryReceipt,
-    OutboundRequest,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-)
+from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
 from adapters.http import RETRYABLE_STATUS
 from hub.logs import mask_ids
 from hub.packets.citizen import CitizenLookup, CitizenRecord

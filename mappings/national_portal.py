@@ -36,6 +36,18 @@ PORTAL_TIME_FORMAT = "%Y%m%d%H%M%S"
 SERVICE_SYNC = "DongBoHoSoMC"
 SERVICE_PROGRESS = "CapNhatTienDoHoSoMC"
 SERVICE_LOOKUP = "TraCuuHoSo"
+
+# The portal's error codes (``error_code`` of every answer; the adapter and the simulator share them).
+OK = 0
+INVALID_SESSION = 1
+VALIDATION_ERROR = 2
+ALREADY_EXISTS = 3
+NOT_FOUND = 4
+UNKNOWN_SERVICE = 5
+UNIT_NOT_ALLOWED = 6
+LOGIN_FAILED = 7
+BAD_REQUEST = 8
+INTERNAL_ERROR = 99
 #: Which service carries which canonical message type.
 SERVICE_FOR_TYPE: dict[str, str] = {"dossier.sync": SERVICE_SYNC, "dossier.status": SERVICE_PROGRESS}
 
