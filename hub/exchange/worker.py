@@ -156,17 +156,17 @@ class OutboundBuilder:
         body = body_payload(root)
         inbound_mapping = inbound_for_root(message_type, body.tag)
         model = None if inbound_mapping is None else inbound_mapping.to_canonical(body)
-        payload = body if model is None else packets.to_element(model)
+        canonical = body if model is None else packets.to_element(model)
         mapped: object = None
         if partner_format is not None:
-            outbound_mapping_ = outbound_mapping(partner_format, message_type)
-            if outbound_mapping_ is None:
+            partner_mapping = outbound_mapping(partner_format, message_type)
+            if partner_mapping is None:
                 takes = ", ".join(sorted(outbound_types(partner_format))) or "nothing"
                 raise NoOutboundMappingError(f"{partner_format} takes {takes}, not {message_type}")
             if model is None:
                 model = packets.from_element(message_type, body)
-            mapped = outbound_mapping_.to_partner(model)
-        signed = self.signer.sign_in_place(build_envelope(header, payload, move_body=True))
+            mapped = partner_mapping.to_partner(model)
+        signed = self.signer.sign_in_place(build_envelope(header, canonical, move_body=True))
         return Outbound(header, etree.tostring(signed, xml_declaration=True, encoding="UTF-8"), model, mapped)
 
 
