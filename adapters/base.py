@@ -1,15 +1,19 @@
-"""The adapter interface: how the hub hands one outbound envelope to one partner system.
+"""The adapter interface: how the hub hands one outbound message to one partner system.
 
-An adapter is transport only (HTTP, SOAP, …): mapping and signing happen before it is called. It reports
-the outcome by returning normally (delivered) or raising one of the two errors below, which decide
-whether the hub retries.
+An adapter is transport only (session or login, headers, HTTP or SOAP, classifying the answer): the worker maps
+and signs before it is called. A partner that takes the hub-signed envelope gets ``OutboundRequest.body``; one
+that takes its own format names it in ``partner_format`` and gets the worker's outbound mapping
+(``mappings.outbound_mapping``) in ``OutboundRequest.payload``. The adapter reports the outcome by returning
+normally (delivered) or raising one of the two errors below, which decide whether the hub retries.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
 
 
 class DeliveryError(Exception):
@@ -30,23 +34,34 @@ class PermanentDeliveryError(DeliveryError):
 
 @dataclass(frozen=True, slots=True)
 class OutboundRequest:
-    """What an adapter delivers: the hub-signed envelope plus routing facts partners deduplicate on."""
+    """What an adapter delivers: the hub-signed envelope plus routing facts partners deduplicate on, and for a
+    partner-format adapter the mapped request (``payload``) and the canonical packet it was mapped from."""
 
     destination: str
     message_id: str
     message_type: str
-    body: bytes
+    body: bytes  # the hub-signed canonical envelope (the message log keeps it)
     headers: dict[str, str] = field(default_factory=dict)
+    payload: Any = None  # the outbound mapping's result; None when the partner takes the envelope itself
+    model: BaseModel | None = None  # the canonical packet behind ``payload``
+
+    def mapped(self, partner: str) -> Any:
+        """The mapped request, or a permanent error: a partner-format adapter cannot send the envelope."""
+        if self.payload is None:
+            raise PermanentDeliveryError(f"{partner} takes no {self.message_type}: the worker mapped nothing to send")
+        return self.payload
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryReceipt:
     """What the partner answered.
 
-    For partners that do not take the envelope itself (JSON/SOAP partners), the adapter maps the canonical payload
-    at the edge: ``sent`` is then the partner-format request exactly as sent (credentials and session tokens left
-    out) and ``sent_type`` its media type, so the message log can keep it next to the hub-signed envelope;
-    ``detail`` then summarises the exchange (service, partner's code and message, digest of ``sent``).
+    For partners that do not take the envelope itself (JSON/SOAP partners), ``sent`` is the request body exactly
+    as it left the hub and ``sent_type`` its media type, so the message log keeps it next to the hub-signed
+    envelope; each adapter's docstring says what it leaves out (only the national portal's session token, which
+    travels inside its JSON body; headers such as the postal service's bearer token are never part of the body).
+    ``detail`` then summarises the exchange (service, partner's code and message, digest of ``sent``). Empty
+    ``sent``: the partner received the hub-signed envelope itself.
     """
 
     status: int
@@ -63,6 +78,8 @@ class Adapter(ABC):
     """
 
     async_capable: ClassVar[bool] = False
+    #: The outbound mapping kind this adapter sends (``mappings.outbound_mapping``); None: the envelope itself.
+    partner_format: ClassVar[str | None] = None
 
     @abstractmethod
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:

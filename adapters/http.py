@@ -7,18 +7,14 @@ sequential) and more with httpx. ``deliver`` (a urllib3 pool) serves callers wit
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
-from adapters.base import (
-    Adapter,
-    DeliveryReceipt,
-    OutboundRequest,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-)
+from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -33,6 +29,18 @@ def partner_pool(*, timeout_s: float, max_connections: int) -> urllib3.PoolManag
         timeout=urllib3.Timeout(total=timeout_s),
         retries=False,
     )
+
+
+def request_text(pool: urllib3.PoolManager, method: str, url: str, *, where: str, **kw: Any) -> tuple[int, str]:
+    """One call through ``pool``: (HTTP status, body text); a timeout or unreachable partner is transient.
+    ``where`` names the partner in the error (never a URL's credentials: callers pass the endpoint)."""
+    try:
+        response = pool.request(method, url, **kw)
+    except Urllib3Timeout:
+        raise TransientDeliveryError(f"timed out calling {where}") from None
+    except Urllib3Error as exc:
+        raise TransientDeliveryError(f"cannot reach {where}: {type(exc).__name__}: {exc}") from None
+    return response.status, response.data.decode("utf-8", "replace")
 
 
 def classify_status(status: int, text: str) -> DeliveryReceipt:
@@ -68,13 +76,10 @@ class HttpAdapter(Adapter):
         }
 
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
-        try:
-            response = self._pool.request("POST", self.endpoint, body=request.body, headers=self._headers(request))
-        except Urllib3Timeout as exc:
-            raise TransientDeliveryError(f"timed out calling {self.endpoint}: {exc}") from None
-        except Urllib3Error as exc:
-            raise TransientDeliveryError(f"cannot reach {self.endpoint}: {exc}") from None
-        return classify_status(response.status, response.data.decode("utf-8", "replace"))
+        status, text = request_text(
+            self._pool, "POST", self.endpoint, where=self.endpoint, body=request.body, headers=self._headers(request)
+        )
+        return classify_status(status, text)
 
     async def deliver_async(self, request: OutboundRequest) -> DeliveryReceipt:
         session = self._session

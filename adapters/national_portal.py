@@ -1,9 +1,8 @@
-"""The national portal adapter (Cổng DVCQG): map the canonical payload of the hub-signed envelope to the portal's
-JSON record (``mappings.national_portal``), log in, and call ``POST {adapter URL}``.
+"""The national portal adapter (Cổng DVCQG): log in and call ``POST {adapter URL}`` with the record the worker
+mapped (``OutboundRequest.payload``, a ``mappings.national_portal.PortalRecord``).
 
-The seam with the worker: ``OutboundRequest.body`` is the hub-signed envelope (kept by the hub as the "as sent"
-evidence); this adapter reads its canonical payload, maps it, and returns the JSON it sent in
-``DeliveryReceipt.sent`` (without the session token) for the message log.
+``DeliveryReceipt.sent`` is the JSON body of the call that succeeded exactly as posted except for its
+``"session"`` member (the token, left out), for the message log beside the hub-signed envelope.
 
 - Session: ``POST {login URL} {username, password}`` → ``{session, expires_in}``; the token is cached and
   renewed shortly before it expires, or at once when the portal answers ``INVALID_SESSION`` (then the call is
@@ -28,31 +27,22 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin
 
-from pydantic import ValidationError
-from urllib3.exceptions import HTTPError, TimeoutError
-
-from adapters.base import (
-    Adapter,
-    DeliveryReceipt,
-    OutboundRequest,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-)
-from adapters.http import classify_status, partner_pool
+from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from adapters.http import classify_status, partner_pool, request_text
 from hub.logs import mask_ids
-from mappings.national_portal import SERVICE_LOOKUP, SERVICE_PROGRESS, SERVICE_SYNC, to_portal
+from mappings.national_portal import (
+    ALREADY_EXISTS,
+    INTERNAL_ERROR,
+    INVALID_SESSION,
+    KIND,
+    NOT_FOUND,
+    OK,
+    SERVICE_LOOKUP,
+    SERVICE_PROGRESS,
+    SERVICE_SYNC,
+    PortalRecord,
+)
 
-# The portal's error codes (the simulator in hub.devtools.simulators.national_portal answers the same).
-OK = 0
-INVALID_SESSION = 1
-VALIDATION_ERROR = 2
-ALREADY_EXISTS = 3
-NOT_FOUND = 4
-UNKNOWN_SERVICE = 5
-UNIT_NOT_ALLOWED = 6
-LOGIN_FAILED = 7
-BAD_REQUEST = 8
-INTERNAL_ERROR = 99
 #: Codes worth retrying later; any other non-zero code refuses the content.
 TRANSIENT_CODES = frozenset({INTERNAL_ERROR})
 
@@ -77,6 +67,8 @@ class NationalPortalAdapter(Adapter):
     ``endpoint`` is the portal's adapter URL (every call is POSTed there); ``login_url`` defaults to ``login``
     next to it. ``madonvi`` is the calling unit's code; by default the agency code that prefixes each dossier code.
     """
+
+    partner_format = KIND
 
     def __init__(
         self,
@@ -112,25 +104,20 @@ class NationalPortalAdapter(Adapter):
     # ------------------------------------------------------------ HTTP
 
     def _post(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
-        body = json.dumps(payload, ensure_ascii=False).encode()
-        try:
-            response = self._pool.request(
-                "POST", url, body=body, headers={"Content-Type": "application/json; charset=utf-8"}
-            )
-        except TimeoutError as exc:
-            raise TransientDeliveryError(f"timed out calling the national portal at {url}: {exc}") from None
-        except HTTPError as exc:
-            raise TransientDeliveryError(f"cannot reach the national portal at {url}: {exc}") from None
-        text = response.data.decode("utf-8", "replace")
-        classify_status(response.status, text)  # raises on HTTP errors (5xx/429 transient, 4xx permanent)
+        body = _json(payload)
+        status, text = request_text(
+            self._pool, "POST", url, where=f"the national portal at {url}", body=body,
+            headers={"Content-Type": "application/json; charset=utf-8"},
+        )  # fmt: skip
+        classify_status(status, text)  # raises on HTTP errors (5xx/429 transient, 4xx permanent)
         try:
             answer = json.loads(text)
             if not isinstance(answer, dict) or not isinstance(answer.get("error_code"), int):
                 raise ValueError("no error_code")
         except ValueError:
             raise TransientDeliveryError(
-                f"the national portal answered HTTP {response.status} with a malformed reply: {text[:120]!r}",
-                status=response.status,
+                f"the national portal answered HTTP {status} with a malformed reply: {text[:120]!r}",
+                status=status,
             ) from None
         return answer
 
@@ -169,10 +156,7 @@ class NationalPortalAdapter(Adapter):
     def call(self, service: str, data: Any, *, madonvi: str, is_updating: bool | None = None) -> dict[str, Any]:
         """One portal call with session handling; returns the answer (``error_code`` 0) or raises ``PortalError``
         (the portal's refusal) or a delivery error (transport)."""
-        request: dict[str, Any] = {"madonvi": madonvi, "service": service}
-        if is_updating is not None:
-            request["isUpdating"] = "True" if is_updating else "False"
-        request["data"] = data
+        request = portal_request(service, data, madonvi=madonvi, is_updating=is_updating)
         for attempt in range(2):
             token = self.session()
             answer = self._post(self.endpoint, {"session": token, **request})
@@ -209,11 +193,10 @@ class NationalPortalAdapter(Adapter):
                 self._known.popitem(last=False)
 
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
-        model = _canonical_payload(request)
-        try:
-            service, record = to_portal(model)
-        except (TypeError, ValueError) as exc:
-            raise PermanentDeliveryError(f"cannot map {request.message_type} for the national portal: {exc}") from None
+        mapped = request.mapped("the national portal")
+        if not isinstance(mapped, PortalRecord):
+            raise PermanentDeliveryError(f"the national portal takes a PortalRecord, not {type(mapped).__name__}")
+        service, record = mapped
         code = record["MaHoSo"]
         madonvi = self.madonvi or _unit_of(code)
         updating: bool | None = None
@@ -237,11 +220,7 @@ class NationalPortalAdapter(Adapter):
             if exc.code in TRANSIENT_CODES or (service == SERVICE_PROGRESS and exc.code == NOT_FOUND):
                 raise TransientDeliveryError(where) from None
             raise PermanentDeliveryError(where) from None
-        sent_request: dict[str, Any] = {"madonvi": madonvi, "service": service}
-        if updating is not None:
-            sent_request["isUpdating"] = "True" if updating else "False"
-        sent_request["data"] = [record]
-        sent = json.dumps(sent_request, ensure_ascii=False, sort_keys=False).encode()
+        sent = _json(portal_request(service, [record], madonvi=madonvi, is_updating=updating))
         flag = "" if updating is None else f" isUpdating={'True' if updating else 'False'}"
         detail = (
             f"{service}{flag} error_code=0 {answer.get('message', '')}{switched}; "
@@ -253,21 +232,19 @@ class NationalPortalAdapter(Adapter):
         self._pool.clear()
 
 
+def portal_request(service: str, data: Any, *, madonvi: str, is_updating: bool | None = None) -> dict[str, Any]:
+    """A portal call's body without its session token (what the message log keeps as sent)."""
+    request: dict[str, Any] = {"madonvi": madonvi, "service": service}
+    if is_updating is not None:
+        request["isUpdating"] = "True" if is_updating else "False"
+    request["data"] = data
+    return request
+
+
+def _json(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
 def _unit_of(dossier_code: str) -> str:
     """The agency code a dossier code starts with (``<agency code>-<YYMMDD>-<NNNN>``)."""
     return dossier_code.rsplit("-", 2)[0]
-
-
-def _canonical_payload(request: OutboundRequest):
-    """The canonical packet inside the hub-signed envelope of ``request``."""
-    from hub import packets
-    from hub.errors import LienthongError
-    from hub.security.envelope import body_payload, read_header
-    from hub.security.xmlparse import parse_xml
-
-    try:
-        root = parse_xml(request.body)
-        header = read_header(root, validate=False)
-        return packets.from_element(header.message_type, body_payload(root))
-    except (LienthongError, ValidationError, ValueError) as exc:
-        raise PermanentDeliveryError(f"cannot read the canonical {request.message_type} payload: {exc}") from None

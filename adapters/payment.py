@@ -1,6 +1,8 @@
-"""The payment platform adapter: a ``payment.request`` becomes an ``INIT`` (``mappings.payment``) — or, when its
-``kind`` is ``refund`` (Tiền Giang Điều 17.4), a ``REFUND`` of its ``original_reference`` —; ``QUERY`` and
-``GET_BILL`` are available for reconciliation.
+"""The payment platform adapter: sends the ``INIT`` — or, for a ``payment.request`` of ``kind`` ``refund`` (Tiền
+Giang Điều 17.4), the ``REFUND`` of its ``original_reference`` — the worker mapped (``mappings.payment.to_platform``),
+with its partner code, the time of the call and the checksum filled in; ``QUERY`` and ``GET_BILL`` are available
+for reconciliation. ``DeliveryReceipt.sent`` is the JSON body exactly as posted (the secret is never in it, only
+the checksum it keys).
 
 ``on_initiated(destination, request, message_id, answer)`` (optional) is called after a successful INIT so the hub
 records the reference, amount and dossier it expects a ``CONFIRM`` for (``hub.flows.payments``).
@@ -18,17 +20,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import urllib3
-from urllib3.exceptions import HTTPError, TimeoutError
-
-from adapters.base import (
-    Adapter,
-    DeliveryReceipt,
-    OutboundRequest,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-)
-from adapters.http import classify_status
+from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from adapters.http import classify_status, partner_pool, request_text
 from hub.logs import mask_ids
 from hub.packets.payment import PaymentRequest
 from mappings import payment as pm
@@ -53,27 +46,25 @@ class PaymentAdapter(Adapter):
         self._secret = secret
         self.on_initiated = on_initiated
         self._clock = clock
-        self._pool = urllib3.PoolManager(
-            maxsize=max_connections, block=True, timeout=urllib3.Timeout(total=timeout_s), retries=False
-        )
+        self._pool = partner_pool(timeout_s=timeout_s, max_connections=max_connections)
 
     def __repr__(self) -> str:  # never the secret
         return f"PaymentAdapter({self.endpoint!r}, partner_code={self.partner_code!r})"
 
+    partner_format = pm.KIND
+
     def call(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send one checksummed message; the answer when ``MaLoi`` is ``00``, else a delivery error."""
+        return self._send(message)[1]
+
+    def _send(self, message: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        """``call``, also returning the body exactly as posted."""
         body = json.dumps(pm.sign(message, self._secret), ensure_ascii=False).encode()
         where = f"the payment platform at {self.endpoint}"
-        try:
-            response = self._pool.request(
-                "POST", self.endpoint, body=body, headers={"Content-Type": "application/json"}
-            )
-        except TimeoutError:
-            raise TransientDeliveryError(f"timed out calling {where}") from None
-        except HTTPError as exc:
-            raise TransientDeliveryError(f"cannot reach {where}: {type(exc).__name__}") from None
-        text = response.data.decode("utf-8", "replace")
-        classify_status(response.status, mask_ids(text))
+        status, text = request_text(
+            self._pool, "POST", self.endpoint, where=where, body=body, headers={"Content-Type": "application/json"}
+        )
+        classify_status(status, mask_ids(text))
         try:
             answer = json.loads(text)
             if not isinstance(answer, dict) or not isinstance(answer.get("MaLoi"), str):
@@ -86,7 +77,7 @@ class PaymentAdapter(Adapter):
             if code in TRANSIENT_CODES:
                 raise TransientDeliveryError(detail)
             raise PermanentDeliveryError(detail)
-        return answer
+        return body, answer
 
     def init(self, request: PaymentRequest) -> tuple[dict[str, Any], dict[str, Any]]:
         """INIT for a payment request: (message sent, answer with ``UrlThanhToan``)."""
@@ -102,15 +93,13 @@ class PaymentAdapter(Adapter):
         return self.call(pm.query_message(kind, partner_code=self.partner_code, reference=reference, at=self._clock()))
 
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
-        from adapters.national_portal import _canonical_payload
-
-        model = _canonical_payload(request)
-        if not isinstance(model, PaymentRequest):
+        model = request.model
+        mapped = request.mapped("the payment platform")
+        if not isinstance(model, PaymentRequest) or not isinstance(mapped, dict):
             raise PermanentDeliveryError(f"the payment platform takes payment.request, not {request.message_type}")
-        message, answer = self.refund(model) if model.kind == "refund" else self.init(model)
+        sent, answer = self._send(pm.stamp(mapped, partner_code=self.partner_code, at=self._clock()))
         if self.on_initiated is not None:
             self.on_initiated(request.destination, model, request.message_id, answer)
-        sent = mask_ids(json.dumps(pm.sign(message, self._secret), ensure_ascii=False)).encode()
         if model.kind == "refund":
             what = f"REFUND MaLoi=00 MaThamChieu={model.reference} MaThamChieuGoc={model.original_reference}"
         else:

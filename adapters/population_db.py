@@ -3,8 +3,9 @@
 
 ``lookup(CitizenLookup)`` maps the canonical request (``mappings.population_db.to_request``), calls
 ``TraCuuThongTinCongDan`` and maps the reply to a ``CitizenRecord``; the hub answers lookups synchronously
-(``hub.flows.lookups``), so this is the path that matters. ``deliver`` does the same for a queued ``citizen.lookup``
-envelope (its ``sent`` is the SOAP request's field list with the personal ID masked).
+(``hub.flows.lookups``), so this is the path that matters. ``deliver`` sends the request the worker mapped from a
+queued ``citizen.lookup`` (``mappings.population_db.to_request``) with the hub's integration code filled in; its
+``sent`` is the SOAP envelope exactly as posted (captured where zeep serialises it, ``Transport.post_xml``).
 
 Retry classification: timeouts (``LookupTimeoutError``), connection failures, HTTP 5xx/429, a ``soap:Server``
 fault and a reply that is not SOAP → ``TransientDeliveryError``; a ``soap:Client`` fault, HTTP 4xx and a reply
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from importlib import resources
 from typing import Any
 
@@ -23,18 +25,21 @@ import zeep
 import zeep.exceptions
 from zeep.helpers import serialize_object
 from zeep.transports import Transport
+from zeep.wsdl.utils import etree_to_string
 
-from adapters.base import (
-    Adapter,
-    DeliveryReceipt,
-    OutboundRequest,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-)
+from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
 from adapters.http import RETRYABLE_STATUS
 from hub.logs import mask_ids
 from hub.packets.citizen import CitizenLookup, CitizenRecord
-from mappings.population_db import NAMESPACE, OPERATION, PopulationDbMappingError, from_reply, strip_none, to_request
+from mappings.population_db import (
+    KIND,
+    NAMESPACE,
+    OPERATION,
+    PopulationDbMappingError,
+    from_reply,
+    strip_none,
+    to_request,
+)
 
 BINDING = f"{{{NAMESPACE}}}DanCuBinding"
 DEFAULT_INTEGRATION_CODE = "LIENTHONG"
@@ -44,12 +49,32 @@ class LookupTimeoutError(TransientDeliveryError):
     """The population DB did not answer within the timeout."""
 
 
+class _RecordingTransport(Transport):
+    """zeep's transport, keeping the SOAP envelope it last posted from each thread (zeep's documented hook for
+    the serialisation of a request), so the message log gets the exact bytes that left the hub."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._sent = threading.local()
+
+    def post_xml(self, address: str, envelope: Any, headers: dict[str, str]) -> Any:
+        message = etree_to_string(envelope)
+        self._sent.message = message
+        return self.post(address, message, headers)
+
+    def last_sent(self) -> bytes:
+        """The envelope this thread posted last (b"" before any)."""
+        return getattr(self._sent, "message", b"")
+
+
 def wsdl_path() -> str:
     return str(resources.files("schemas").joinpath("population-db.wsdl"))
 
 
 class PopulationDbAdapter(Adapter):
     """One population DB endpoint; the zeep client (WSDL parsed once) is shared between threads."""
+
+    partner_format = KIND
 
     def __init__(
         self,
@@ -66,7 +91,7 @@ class PopulationDbAdapter(Adapter):
         adapter = requests.adapters.HTTPAdapter(pool_maxsize=max_connections, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        self._transport = Transport(session=session, timeout=timeout_s, operation_timeout=timeout_s)
+        self._transport = _RecordingTransport(session=session, timeout=timeout_s, operation_timeout=timeout_s)
         self.client = zeep.Client(wsdl_path(), transport=self._transport)
         self.service = self.client.create_service(BINDING, endpoint)
 
@@ -103,7 +128,10 @@ class PopulationDbAdapter(Adapter):
 
     def lookup(self, lookup: CitizenLookup) -> CitizenRecord:
         """Map, call, map back; raises a delivery error (see the module's classification)."""
-        reply = self.call(to_request(lookup, integration_code=self.integration_code))
+        return self._answer(lookup, self.call(to_request(lookup, integration_code=self.integration_code)))
+
+    def _answer(self, lookup: CitizenLookup, reply: dict[str, Any]) -> CitizenRecord:
+        """The reply mapped back, checked to answer ``lookup``."""
         try:
             record = from_reply(reply)
         except PopulationDbMappingError as exc:
@@ -115,16 +143,14 @@ class PopulationDbAdapter(Adapter):
         return record
 
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
-        from adapters.national_portal import _canonical_payload
-
-        model = _canonical_payload(request)
-        if not isinstance(model, CitizenLookup):
+        model = request.model
+        mapped = request.mapped("the population DB")
+        if not isinstance(model, CitizenLookup) or not isinstance(mapped, dict):
             raise PermanentDeliveryError(f"the population DB takes citizen.lookup, not {request.message_type}")
-        record = self.lookup(model)
-        sent_request = to_request(model, integration_code=self.integration_code)
-        sent = mask_ids(json.dumps(sent_request, ensure_ascii=False)).encode()
+        record = self._answer(model, self.call({**mapped, "MaTichHop": self.integration_code}))
+        sent = self._transport.last_sent()
         detail = f"{OPERATION} result={record.result.value}; sent sha256={hashlib.sha256(sent).hexdigest()}"
-        return DeliveryReceipt(200, detail, sent=sent, sent_type="application/json")
+        return DeliveryReceipt(200, detail, sent=sent, sent_type="text/xml; charset=utf-8")
 
     def close(self) -> None:
         self._transport.session.close()

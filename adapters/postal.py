@@ -1,6 +1,8 @@
 """The postal service adapter: OAuth2 client-credentials token (cached, renewed shortly before it expires or at
-once on a 401), ``postal.order`` → ``POST {endpoint}/orders`` (``mappings.postal``), cancel, price quote, and the
-paged tracking feed that ``hub.flows.postal_tracking`` polls.
+once on a 401), the order the worker mapped from a ``postal.order`` (``mappings.postal.to_order``) →
+``POST {endpoint}/orders`` with the customer code filled in, cancel, price quote, and the paged tracking feed that
+``hub.flows.postal_tracking`` polls. ``DeliveryReceipt.sent`` is the order's JSON body exactly as posted (the
+bearer token travels in a header, not in it).
 
 Retry classification: timeouts, connection failures, HTTP 5xx/429, a token refused (the credentials may be fixed
 by an operator) and a reply that is not JSON → ``TransientDeliveryError``; HTTP 4xx on an order (the content is
@@ -17,22 +19,16 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from urllib3.exceptions import HTTPError, TimeoutError
-
-from adapters.base import (
-    Adapter,
-    DeliveryReceipt,
-    OutboundRequest,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-)
-from adapters.http import classify_status, partner_pool
+from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from adapters.http import classify_status, partner_pool, request_text
 from hub.logs import mask_ids
 from hub.packets.postal import PostalOrder
-from mappings.postal import to_order
+from mappings.postal import KIND, to_order
 
 
 class PostalAdapter(Adapter):
+    partner_format = KIND
+
     def __init__(
         self,
         endpoint: str,
@@ -64,18 +60,12 @@ class PostalAdapter(Adapter):
     # ------------------------------------------------------------ HTTP
 
     def _request(self, method: str, url: str, **kw: Any) -> tuple[int, Any, str]:
-        try:
-            response = self._pool.request(method, url, **kw)
-        except TimeoutError:
-            raise TransientDeliveryError(f"timed out calling the postal service at {url}") from None
-        except HTTPError as exc:
-            raise TransientDeliveryError(f"cannot reach the postal service at {url}: {type(exc).__name__}") from None
-        text = response.data.decode("utf-8", "replace")
+        status, text = request_text(self._pool, method, url, where=f"the postal service at {url}", **kw)
         try:
             data = json.loads(text)
         except ValueError:
             data = None
-        return response.status, data, text
+        return status, data, text
 
     def token(self) -> str:
         with self._token_lock:
@@ -108,14 +98,18 @@ class PostalAdapter(Adapter):
 
     def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
         """One authorized call; a 401 renews the token and tries once more."""
+        body = None if payload is None else json.dumps(payload, ensure_ascii=False).encode()
+        return self._call(method, path, body)
+
+    def _call(self, method: str, path: str, body: bytes | None) -> Any:
         url = self.endpoint + path
         for attempt in range(2):
             token = self.token()
             headers = {"Authorization": f"Bearer {token}"}
             kw: dict[str, Any] = {"headers": headers}
-            if payload is not None:
+            if body is not None:
                 headers["Content-Type"] = "application/json"
-                kw["body"] = json.dumps(payload, ensure_ascii=False).encode()
+                kw["body"] = body
             status, data, text = self._request(method, url, **kw)
             if status == 401 and attempt == 0:
                 self._drop(token)
@@ -131,6 +125,10 @@ class PostalAdapter(Adapter):
     def create(self, order: PostalOrder) -> tuple[dict[str, Any], dict[str, Any]]:
         payload = to_order(order, customer_code=self.customer_code)
         return payload, self.call("POST", "/orders", payload)
+
+    def _order_body(self, mapped: dict[str, Any]) -> bytes:
+        """The mapped order with this customer's code, as posted."""
+        return json.dumps({**mapped, "CustomerCode": self.customer_code}, ensure_ascii=False).encode()
 
     def cancel(self, order_number: str, item_code: str | None = None) -> dict[str, Any]:
         return self.call("POST", "/orders/cancel", {"OrderNumber": order_number, "ItemCode": item_code})
@@ -149,15 +147,14 @@ class PostalAdapter(Adapter):
         return items, int(answer.get("lastId") or last_id)
 
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
-        from adapters.national_portal import _canonical_payload
-
-        model = _canonical_payload(request)
-        if not isinstance(model, PostalOrder):
+        model = request.model
+        mapped = request.mapped("the postal service")
+        if not isinstance(model, PostalOrder) or not isinstance(mapped, dict):
             raise PermanentDeliveryError(f"the postal service takes postal.order, not {request.message_type}")
-        payload, answer = self.create(model)
-        sent = json.dumps(payload, ensure_ascii=False).encode()
+        sent = self._order_body(mapped)
+        answer = self._call("POST", "/orders", sent)
         detail = (
-            f"order {model.direction.value} OrderNumber={payload['OrderNumber']} ItemCode={answer.get('ItemCode')}; "
+            f"order {model.direction.value} OrderNumber={mapped['OrderNumber']} ItemCode={answer.get('ItemCode')}; "
             f"sent sha256={hashlib.sha256(sent).hexdigest()}"
         )
         return DeliveryReceipt(200, detail, sent=sent, sent_type="application/json")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from lxml import etree
 from pydantic import BaseModel
 
-from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
-from adapters.http import HttpAdapter
+from adapters.base import Adapter
+from adapters.registry import AdapterContext, build_adapter, build_adapters, factory_key
 from broker.base import Broker, connect
 from hub.config import Settings
 from hub.exchange.routing import DestinationConfig, RoutingTable
@@ -131,47 +131,27 @@ def has_destinations(settings: Settings) -> bool:
         return registry is not None
 
 
-class _Unusable(Adapter):
-    """A destination that cannot be called as configured: every delivery fails as transient with the reason."""
+def adapter_context(configs: Iterable[DestinationConfig], store: Store | None = None) -> AdapterContext:
+    """The callbacks adapters get from the hub: the payment adapter records the references it initiates in
+    ``store`` (without one, the store named by ``LIENTHONG_DATABASE_URL``)."""
+    if not any(factory_key(cfg) == "payment" for cfg in configs):
+        return AdapterContext()
+    from hub.config import get_settings
+    from hub.flows.payments import initiated_recorder
 
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
-        raise TransientDeliveryError(self.reason)
+    target = store.engine if store is not None else get_settings().database_url
+    return AdapterContext(on_payment_initiated=initiated_recorder(target))
 
 
 def adapter_for(cfg: DestinationConfig, store: Store | None = None) -> Adapter:
-    """The adapter for one destination, chosen by its connector kind and transport: the national portal (or any
-    ``json`` transport) gets the mapping + session adapter, envelope partners the plain signed-envelope POST."""
-    if cfg.kind in ("population_db", "payment", "postal"):  # partner flows F2–F4 (their transport may be json too)
-        from adapters.partners import partner_adapter
-
-        return partner_adapter(cfg, store)
-    if cfg.kind == "national_portal" or cfg.transport == "json":
-        from adapters.national_portal import NationalPortalAdapter
-
-        if cfg.credentials is None:  # keep its messages queued (and say why) rather than stop the worker
-            return _Unusable(f"the national portal endpoint {cfg.endpoint} has no endpoint.credentials to log in")
-        return NationalPortalAdapter(
-            cfg.endpoint,
-            username=cfg.credentials.username,
-            password=cfg.credentials.password.get_secret_value(),
-            madonvi=cfg.credentials.madonvi,
-            timeout_s=cfg.timeout_s,
-            max_connections=cfg.concurrency,
-        )
-    if cfg.kind == "provincial":
-        from adapters.provincial import ProvincialAdapter
-
-        return ProvincialAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
-    return HttpAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
+    """The adapter for one destination, by its connector kind (``adapters.registry.FACTORIES``)."""
+    return build_adapter(cfg, adapter_context([cfg], store))
 
 
 def adapters_for(routing: RoutingTable, store: Store | None = None) -> dict[str, Adapter]:
-    """One adapter per destination (see ``adapter_for``); ``store`` is the process's own store, where adapters
-    that keep state (the payment adapter's initiated references) record it."""
-    return {code: adapter_for(cfg, store) for code, cfg in routing.destinations.items()}
+    """One adapter per destination; ``store`` is the process's own store, where adapters that keep state (the
+    payment adapter's initiated references) record it."""
+    return build_adapters(routing, adapter_context(routing.destinations.values(), store))
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Mapping profiles: how a partner's own formats become canonical packets (and, later, the reverse).
+"""Mapping profiles: how a partner's own formats become canonical packets, and canonical packets partner requests.
 
 A connector's spec names a profile per message type (``mapping: {dossier.status: ministry-steps}``; the default
 is ``canonical``: the body already is the canonical packet). This package is the registry of profiles:
@@ -7,13 +7,18 @@ is ``canonical``: the body already is the canonical packet). This package is the
 - ``inbound_mapping(profile, message_type)``: the converter a sender's profile uses for one type, or ``None``;
 - ``inbound_for_root(message_type, tag)``: the converter for a body whose root element is ``tag`` (what the
   worker uses to build the canonical outbound body from a stored inbound envelope);
-- ``canonical_payload(message_type, element)``: the canonical element for an envelope body, mapped if needed.
+- ``canonical_payload(message_type, element)``: the canonical element for an envelope body, mapped if needed;
+- ``outbound_mapping(kind_or_profile, message_type)``: the converter from a canonical packet to the request data
+  of a partner that does not take the envelope (the national portal's JSON record, the population DB's SOAP
+  request, the payment platform's and the postal service's JSON), or ``None``.
 
 Converters are pure functions (element in, canonical model out, no I/O, no clock), so intake and the worker map
 the same bytes to the same canonical packet, and each converter is tested alone with golden files.
 
 A profile module registers itself with ``register_inbound`` (or ``register_profile`` for a profile with no
-inbound converter) and is imported at the bottom of this file.
+inbound converter) and is imported at the bottom of this file; a partner kind's module registers its outbound
+converters with ``register_outbound``. The worker runs an outbound converter once per delivery and hands the
+adapter its result: adapters only send.
 """
 
 from __future__ import annotations
@@ -91,6 +96,41 @@ def inbound_for_root(message_type: str, tag: object) -> InboundMapping | None:
     return _BY_ROOT.get((message_type, tag)) if isinstance(tag, str) else None
 
 
+@dataclass(frozen=True)
+class OutboundMapping:
+    """A partner's request format for one message type: a pure converter from the canonical model.
+
+    ``to_partner(model)`` returns the partner's request data (JSON-ready values). Fields that name the caller or
+    the moment of the call (partner codes, transaction time) are left ``None``: the adapter fills them when it
+    sends, with the checksum or session they go with."""
+
+    kind: str  # the connector kind (or mapping profile) whose adapter takes this format
+    message_type: str
+    to_partner: Callable[[BaseModel], object]
+
+
+_OUTBOUND: dict[str, dict[str, OutboundMapping]] = {}
+
+
+def register_outbound(mapping: OutboundMapping) -> OutboundMapping:
+    """Register an outbound converter; one per (kind, message type)."""
+    kinds = _OUTBOUND.setdefault(mapping.kind, {})
+    if mapping.message_type in kinds:
+        raise ValueError(f"{mapping.message_type} for {mapping.kind} already has an outbound mapping")
+    kinds[mapping.message_type] = mapping
+    return mapping
+
+
+def outbound_mapping(kind_or_profile: str, message_type: str) -> OutboundMapping | None:
+    """The converter to ``kind_or_profile``'s request for ``message_type``, ``None`` when it has none."""
+    return _OUTBOUND.get(kind_or_profile, {}).get(message_type)
+
+
+def outbound_types(kind_or_profile: str) -> frozenset[str]:
+    """The message types ``kind_or_profile`` has outbound converters for (to say what a partner takes)."""
+    return frozenset(_OUTBOUND.get(kind_or_profile, {}))
+
+
 def canonical_payload(message_type: str, element: etree._Element) -> etree._Element:
     """The canonical packet for an envelope body: a registered partner format mapped, anything else as it is
     (a canonical body, validated when it was accepted)."""
@@ -99,16 +139,24 @@ def canonical_payload(message_type: str, element: etree._Element) -> etree._Elem
 
 
 # Profiles shipped with the hub register themselves on import.
-from mappings import ministry_steps  # noqa: E402
+from mappings import ministry_steps, national_portal, payment, population_db, postal  # noqa: E402
 
 __all__ = [
     "CANONICAL",
     "InboundMapping",
+    "OutboundMapping",
     "canonical_payload",
     "inbound_for_root",
     "inbound_mapping",
     "ministry_steps",
+    "national_portal",
+    "outbound_mapping",
+    "outbound_types",
+    "payment",
+    "population_db",
+    "postal",
     "profile_names",
     "register_inbound",
+    "register_outbound",
     "register_profile",
 ]

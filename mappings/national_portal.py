@@ -19,7 +19,10 @@ from functools import cache
 from importlib import resources
 from typing import Any, NamedTuple
 
+from pydantic import BaseModel
+
 from hub.packets.dossier import DossierStatusUpdate, DossierSync
+from mappings import OutboundMapping, register_outbound
 
 try:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -33,6 +36,18 @@ PORTAL_TIME_FORMAT = "%Y%m%d%H%M%S"
 SERVICE_SYNC = "DongBoHoSoMC"
 SERVICE_PROGRESS = "CapNhatTienDoHoSoMC"
 SERVICE_LOOKUP = "TraCuuHoSo"
+
+# The portal's error codes (``error_code`` of every answer; the adapter and the simulator share them).
+OK = 0
+INVALID_SESSION = 1
+VALIDATION_ERROR = 2
+ALREADY_EXISTS = 3
+NOT_FOUND = 4
+UNKNOWN_SERVICE = 5
+UNIT_NOT_ALLOWED = 6
+LOGIN_FAILED = 7
+BAD_REQUEST = 8
+INTERNAL_ERROR = 99
 #: Which service carries which canonical message type.
 SERVICE_FOR_TYPE: dict[str, str] = {"dossier.sync": SERVICE_SYNC, "dossier.status": SERVICE_PROGRESS}
 
@@ -243,13 +258,25 @@ def progress_to_status(record: Mapping[str, Any]) -> DossierStatusUpdate:
     return DossierStatusUpdate.model_validate(_canonical(record, PROGRESS_FIELDS, PROGRESS_LISTS))
 
 
-def to_portal(model: DossierSync | DossierStatusUpdate) -> tuple[str, dict[str, Any]]:
-    """The portal service and record for a canonical packet (``TypeError`` for types the portal does not take)."""
+class PortalRecord(NamedTuple):
+    """What the national portal adapter sends for one canonical packet: the service and its one ``data`` record."""
+
+    service: str
+    record: dict[str, Any]
+
+
+def to_portal(model: BaseModel) -> PortalRecord:
+    """The portal service and record for a canonical packet (``TypeError`` for types the portal does not take);
+    the national portal's outbound mapping for both types."""
     if isinstance(model, DossierSync):
-        return SERVICE_SYNC, dossier_to_portal(model)
+        return PortalRecord(SERVICE_SYNC, dossier_to_portal(model))
     if isinstance(model, DossierStatusUpdate):
-        return SERVICE_PROGRESS, status_to_progress(model)
+        return PortalRecord(SERVICE_PROGRESS, status_to_progress(model))
     raise TypeError(f"the national portal takes dossier.sync and dossier.status, not {type(model).__name__}")
+
+
+KIND = "national_portal"
+OUTBOUND = {t: register_outbound(OutboundMapping(KIND, t, to_portal)) for t in ("dossier.sync", "dossier.status")}
 
 
 # ---------------------------------------------------------------- the portal's JSON schemas

@@ -20,7 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
+
 from hub.packets.payment import PaymentReceipt, PaymentRequest
+from mappings import OutboundMapping, register_outbound
 
 VERSION = "1.0.0"
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -100,9 +103,15 @@ def checksum_ok(message: dict[str, Any], secret: str) -> bool:
 
 
 def init_message(
-    request: PaymentRequest, *, partner_code: str, at: datetime, ip: str = "127.0.0.1", bank_code: str = ""
+    request: PaymentRequest,
+    *,
+    partner_code: str | None,
+    at: datetime | None,
+    ip: str = "127.0.0.1",
+    bank_code: str = "",
 ) -> dict[str, Any]:
-    """``INIT`` for a canonical ``payment.request`` (fee lines in ``ThongTinBienLai.PhiLePhi``)."""
+    """``INIT`` for a canonical ``payment.request`` (fee lines in ``ThongTinBienLai.PhiLePhi``); ``None`` for
+    ``partner_code``/``at`` leaves ``MaDoiTac``/``ThoiGianGD`` for ``stamp``."""
     message: dict[str, Any] = {
         "LoaiBanTin": INIT,
         "PhienBan": VERSION,
@@ -116,7 +125,7 @@ def init_message(
         "MaTienTe": request.currency,
         "MaNganHang": bank_code,
         "ThongTinGiaoDich": request.description or f"Thanh toan ho so {request.dossier_code}",
-        "ThoiGianGD": local_time(at),
+        "ThoiGianGD": None if at is None else local_time(at),
         "Ip": ip,
         "ThongTinBienLai": {
             "MaHoSo": request.dossier_code,
@@ -133,8 +142,9 @@ def init_message(
     return message
 
 
-def refund_message(request: PaymentRequest, *, partner_code: str, at: datetime) -> dict[str, Any]:
-    """``REFUND`` for a canonical ``payment.request`` of kind ``refund`` (refunded lines in ``PhiLePhi``)."""
+def refund_message(request: PaymentRequest, *, partner_code: str | None, at: datetime | None) -> dict[str, Any]:
+    """``REFUND`` for a canonical ``payment.request`` of kind ``refund`` (refunded lines in ``PhiLePhi``); ``None``
+    for ``partner_code``/``at`` as for ``init_message``."""
     if request.kind != "refund" or request.original_reference is None:
         raise PaymentMappingError(f"payment.request {request.reference} is not a refund")
     return {
@@ -144,11 +154,26 @@ def refund_message(request: PaymentRequest, *, partner_code: str, at: datetime) 
         "MaThamChieu": request.reference,
         "MaThamChieuGoc": request.original_reference,
         "SoTien": request.amount,
-        "ThoiGianGD": local_time(at),
+        "ThoiGianGD": None if at is None else local_time(at),
         "LyDo": request.description or f"Hoan tien ho so {request.dossier_code}",
         "MaHoSo": request.dossier_code,
         "PhiLePhi": [{"MaPhiLePhi": x.code, "TenPhiLePhi": x.name, "SoTien": x.amount} for x in request.fee_lines],
     }
+
+
+def to_platform(request: BaseModel) -> dict[str, Any]:
+    """The outbound mapping of ``payment.request``: ``INIT``, or ``REFUND`` for a request of kind ``refund``, with
+    ``MaDoiTac`` and ``ThoiGianGD`` left for the adapter (``stamp``), which calls with its partner code and clock."""
+    if not isinstance(request, PaymentRequest):
+        raise TypeError(f"the payment platform takes payment.request, not {type(request).__name__}")
+    if request.kind == "refund":
+        return refund_message(request, partner_code=None, at=None)
+    return init_message(request, partner_code=None, at=None)
+
+
+def stamp(message: dict[str, Any], *, partner_code: str, at: datetime) -> dict[str, Any]:
+    """The message as the caller sends it at ``at``: ``MaDoiTac`` and ``ThoiGianGD`` filled in place."""
+    return {**message, "MaDoiTac": partner_code, "ThoiGianGD": local_time(at)}
 
 
 def query_message(kind: str, *, partner_code: str, reference: str, at: datetime) -> dict[str, Any]:
@@ -237,3 +262,7 @@ def receipt_from_confirm(confirm: dict[str, Any], *, dossier_code: str, signed_r
         kind="refund" if refund else "payment",
         original_reference=str(confirm["MaThamChieuGoc"]) if refund else None,
     )
+
+
+KIND = "payment"
+OUTBOUND = register_outbound(OutboundMapping(KIND, "payment.request", to_platform))

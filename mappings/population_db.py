@@ -17,8 +17,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from pydantic import BaseModel
+
 from hub.packets.citizen import Citizen, CitizenLookup, CitizenRecord, Gender, HouseholdHead, LookupResult
 from hub.packets.common import Address
+from mappings import OutboundMapping, register_outbound
 
 NAMESPACE = "http://dancuquocgia.bca"
 OPERATION = "TraCuuThongTinCongDan"
@@ -37,8 +40,11 @@ class PopulationDbMappingError(ValueError):
 # ---------------------------------------------------------------------------------------------- request
 
 
-def to_request(lookup: CitizenLookup, *, integration_code: str) -> dict[str, Any]:
-    """The ``TraCuuThongTinCongDan`` request for a canonical lookup (element order as in the WSDL)."""
+def to_request(lookup: BaseModel, *, integration_code: str | None = None) -> dict[str, Any]:
+    """The ``TraCuuThongTinCongDan`` request for a canonical lookup (element order as in the WSDL); the outbound
+    mapping of ``citizen.lookup``, ``MaTichHop`` left for the adapter when no ``integration_code`` is given."""
+    if not isinstance(lookup, CitizenLookup):
+        raise TypeError(f"the population DB takes citizen.lookup, not {type(lookup).__name__}")
     request: dict[str, Any] = {
         "MaYeuCau": lookup.request_id,
         "MaDVC": lookup.procedure_code,
@@ -179,3 +185,7 @@ def strip_none(value: Any) -> Any:
     if isinstance(value, list):
         return [strip_none(v) for v in value]
     return value
+
+
+KIND = "population_db"
+OUTBOUND = register_outbound(OutboundMapping(KIND, "citizen.lookup", to_request))

@@ -1,6 +1,7 @@
 """Mapping between the canonical ``postal.order`` / ``postal.status`` and the postal service's JSON (VNPost-style).
 
-- ``to_order(order, customer_code)``: ``OrderNumber`` = the dossier code; ``Sender*`` / ``Receiver*`` name,
+- ``to_order(order, customer_code)``: (the outbound mapping of ``postal.order``, ``CustomerCode`` left for the
+  adapter to fill) ``OrderNumber`` = the dossier code; ``Sender*`` / ``Receiver*`` name,
   address, tel, province, district; ``CODAmount``; ``Description``; ``Direction`` (``pickup`` — the citizen sends
   the dossier, the agency is the receiver — or ``delivery`` — the agency sends the result to the citizen).
 - ``status_from_event(event)``: a tracking feed item ``{id, orderNumber, itemCode, statusCode, statusMessage,
@@ -13,8 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
+
 from hub.packets.common import PostalParty
 from hub.packets.postal import PostalOrder, PostalStatus
+from mappings import OutboundMapping, register_outbound
 
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -33,7 +37,10 @@ def _party(prefix: str, party: PostalParty) -> dict[str, Any]:
     }
 
 
-def to_order(order: PostalOrder, *, customer_code: str) -> dict[str, Any]:
+def to_order(order: BaseModel, *, customer_code: str | None = None) -> dict[str, Any]:
+    """The postal service's order for a canonical ``postal.order``."""
+    if not isinstance(order, PostalOrder):
+        raise TypeError(f"the postal service takes postal.order, not {type(order).__name__}")
     return {
         "CustomerCode": customer_code,
         "OrderNumber": order.dossier_code,
@@ -63,3 +70,7 @@ def status_from_event(event: dict[str, Any]) -> PostalStatus:
         raise PostalMappingError(f"tracking event has no {exc.args[0]}") from None
     except ValueError as exc:
         raise PostalMappingError(f"tracking event cannot be mapped: {exc}") from None
+
+
+KIND = "postal"
+OUTBOUND = register_outbound(OutboundMapping(KIND, "postal.order", to_order))

@@ -328,14 +328,12 @@ class DemoHub:
     def _start_worker(self) -> None:
         from hub.exchange.pipeline import Relay
         from hub.exchange.worker import OutboundBuilder, Worker
-        from hub.flows.payments import initiated_recorder
         from hub.runtime import adapters_for
 
         runtime = self._worker_runtime
         runtime.refresh()  # the routing of the connectors just registered
-        adapters = adapters_for(runtime.routing)
         # the payment adapter records each INIT's reference in the demo's store (not the process's default one)
-        adapters[self.codes.payment].on_initiated = initiated_recorder(runtime.store.engine)
+        adapters = adapters_for(runtime.routing, runtime.store)
         self._worker = Worker(
             runtime.store, runtime.broker, runtime.routing,
             OutboundBuilder(runtime.signer(), self.settings.hub_code), adapters,

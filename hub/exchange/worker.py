@@ -1,5 +1,10 @@
 """The delivery worker: consume → map → sign as the hub → deliver through the adapter → record → settle.
 
+Each queued envelope is parsed once; a partner-format body is mapped to canonical once, the canonical envelope
+is signed as the hub, and a destination whose adapter takes its own format gets the outbound mapping's request
+(mapped once): the adapter only sends. The store records the signed envelope and, beside it, the exact bytes a
+partner-format adapter sent (``Delivered``).
+
 One broker connection per process, used only by the main thread, which also maps, signs, and records every
 outcome. Partner calls go out from one event loop thread (adapters that are ``async_capable``, such as plain
 HTTP) or from a thread pool (the others), under a per-destination concurrency limit; a per-destination circuit
@@ -20,16 +25,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lxml import etree
+from pydantic import BaseModel
 
 from adapters.base import Adapter, DeliveryError, DeliveryReceipt, OutboundRequest, PermanentDeliveryError
 from broker.base import Broker, BrokerUnavailable, Delivery
-from hub.errors import EnvelopeInvalidError
+from hub import packets
+from hub.errors import EnvelopeInvalidError, LienthongError
 from hub.exchange.routing import RoutingTable
 from hub.logs import log_context
 from hub.security.envelope import EnvelopeHeader, body_payload, build_envelope, peek_header
 from hub.security.signing import Signer
 from hub.security.xmlparse import parse_xml
-from mappings import canonical_payload
+from hub.store import Delivered
+from mappings import inbound_for_root, outbound_mapping, outbound_types
 
 log = logging.getLogger(__name__)
 
@@ -86,32 +94,76 @@ class CircuitBreaker:
                 self._opened_at = self.clock()
 
 
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """One delivery made ready on the main thread: the hub-signed canonical envelope (what the message log keeps
+    and envelope partners receive) and, for a partner-format adapter, the request mapped from its packet."""
+
+    header: EnvelopeHeader
+    envelope: bytes
+    model: BaseModel | None = None
+    payload: object = None
+
+    def request(self, destination: str) -> OutboundRequest:
+        """What the adapter is handed: nothing in it needs parsing again."""
+        return OutboundRequest(
+            destination, self.header.message_id, self.header.message_type, self.envelope,
+            payload=self.payload, model=self.model,
+        )  # fmt: skip
+
+
+class NoOutboundMappingError(LienthongError):
+    """The destination's adapter takes a partner format that has no mapping for this message type."""
+
+
 class OutboundBuilder:
-    """Map (identity for canonical partners today) and sign as the hub, keeping the partner's message id."""
+    """Parse the queued envelope once, map a partner-format body to canonical once, sign the canonical envelope as
+    the hub (keeping the partner's message id) and, for a partner-format destination, map it to the partner's
+    request once."""
 
     def __init__(self, signer: Signer, hub_code: str) -> None:
         self.signer = signer
         self.hub_code = hub_code
 
     def build(self, inbound: bytes, destination: str) -> tuple[EnvelopeHeader, bytes]:
+        """The outbound header and hub-signed envelope for an envelope partner."""
+        outbound = self.prepare(inbound, destination)
+        return outbound.header, outbound.envelope
+
+    def prepare(self, inbound: bytes, destination: str, partner_format: str | None = None) -> Outbound:
+        """Everything a delivery to ``destination`` needs; ``partner_format`` is its adapter's (``None``: the
+        partner takes the envelope, and no canonical model is built)."""
         root = parse_xml(inbound, strip_comments=True)  # as stored: exactly as received (see parse_xml)
         original = peek_header(root)  # verified and validated when it was accepted
         if original is None:
             raise EnvelopeInvalidError("the queued envelope has no header", [])
+        message_type = original.message_type
         header = EnvelopeHeader(
             message_id=original.message_id,
             correlation_id=original.correlation_id,
             sender=self.hub_code,
             receiver=destination,
-            message_type=original.message_type,
+            message_type=message_type,
             dossier_code=original.dossier_code,
             user_id=original.user_id,
         )
         # A partner-format body (a mapping profile's, e.g. <BuocXuLy>) is mapped to the canonical packet by the
         # same pure converter that validated it at intake (see hub.exchange.pipeline); canonical bodies go as they came.
-        payload = canonical_payload(original.message_type, body_payload(root))
-        signed = self.signer.sign_in_place(build_envelope(header, payload, move_body=True))
-        return header, etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+        body = body_payload(root)
+        inbound_mapping = inbound_for_root(message_type, body.tag)
+        model = None if inbound_mapping is None else inbound_mapping.to_canonical(body)
+        canonical = body if model is None else packets.to_element(model)
+        mapped: object = None
+        if partner_format is not None:
+            partner_mapping = outbound_mapping(partner_format, message_type)
+            if partner_mapping is None:
+                takes = ", ".join(sorted(outbound_types(partner_format))) or "nothing"
+                raise NoOutboundMappingError(f"{partner_format} takes {takes}, not {message_type}")
+            if model is None:
+                model = packets.from_element(message_type, body)
+            mapped = partner_mapping.to_partner(model)
+        signed = self.signer.sign_in_place(build_envelope(header, canonical, move_body=True))
+        return Outbound(header, etree.tostring(signed, xml_declaration=True, encoding="UTF-8"), model, mapped)
 
 
 class Worker:
@@ -215,7 +267,7 @@ class Worker:
         # Mapping and signing are CPU work: done here, one at a time, before any partner call starts. Pool threads
         # only call partners; CPU work interleaved with other busy threads costs about twice the CPU, as the
         # threads hand the GIL back and forth at every lxml, OpenSSL and socket call.
-        ready: dict[int, tuple[int, EnvelopeHeader, bytes]] = {}
+        ready: dict[int, tuple[int, Outbound]] = {}
         for index, delivery in to_start.items():
             attempt = started.get(delivery.delivery_id)
             if attempt is None:
@@ -228,12 +280,12 @@ class Worker:
             if isinstance(built, Outcome):
                 outcomes[index] = built
             else:
-                ready[index] = (attempt, *built)
-        futures = {index: self._call(batch[index], header, outbound) for index, (_, header, outbound) in ready.items()}
-        delivered: list[tuple[int, int, bytes, str]] = []
+                ready[index] = (attempt, built)
+        futures = {index: self._call(batch[index], outbound) for index, (_, outbound) in ready.items()}
+        delivered: list[tuple[int, Delivered]] = []
         for index, future in futures.items():
             delivery = batch[index]
-            attempt, header, outbound = ready[index]
+            attempt, outbound = ready[index]
             try:
                 answer = future.result()
             except Exception as exc:  # a bug must not lose the message: retry it later
@@ -241,12 +293,12 @@ class Worker:
                 outcome, record = Outcome("deferred", 30.0, f"internal error: {exc!r}"), None
             else:
                 with log_context(message_id=delivery.message_id, connector=delivery.destination):
-                    outcome, record = self._outcome(delivery, attempt, header, outbound, answer)
+                    outcome, record = self._outcome(delivery, attempt, outbound, answer)
             outcomes[index] = outcome
             if record is not None:
-                delivered.append((index, *record))
+                delivered.append((index, record))
         if delivered:
-            self.store.record_delivered_many([record for _, *record in delivered])
+            self.store.record_delivered_many([record for _, record in delivered])
         done = {i for i, outcome in outcomes.items() if outcome.kind in ("delivered", "already")}
         self.broker.ack_many([batch[i] for i in sorted(done)])
         for index, delivery in enumerate(batch):
@@ -261,11 +313,12 @@ class Worker:
         else:
             self.broker.dead_letter(delivery, outcome.reason)
 
-    def _build(self, delivery: Delivery) -> tuple[EnvelopeHeader, bytes] | Outcome:
+    def _build(self, delivery: Delivery) -> Outbound | Outcome:
         """Map and sign for the destination; a failure is permanent for this content (recorded as dead)."""
         with log_context(message_id=delivery.message_id, connector=delivery.destination):
             try:
-                return self.builder.build(delivery.body, delivery.destination)
+                partner_format = self.adapters[delivery.destination].partner_format
+                return self.builder.prepare(delivery.body, delivery.destination, partner_format)
             except Exception as exc:
                 reason = f"cannot map or sign for {delivery.destination}: {exc}"
                 assert delivery.delivery_id is not None
@@ -273,10 +326,10 @@ class Worker:
                 log.warning("message_id=%s %s", delivery.message_id, reason)
                 return Outcome("dead", reason=reason)
 
-    def _call(self, delivery: Delivery, header: EnvelopeHeader, outbound: bytes) -> Future:
+    def _call(self, delivery: Delivery, outbound: Outbound) -> Future:
         """Start the partner call: on the event loop for an ``async_capable`` adapter, else in a pool thread.
         The future holds the receipt or the ``DeliveryError``; what it means is decided by ``_outcome``."""
-        request = OutboundRequest(delivery.destination, header.message_id, header.message_type, outbound)
+        request = outbound.request(delivery.destination)
         adapter = self.adapters[delivery.destination]
         if adapter.async_capable and self._loop is not None:
             return asyncio.run_coroutine_threadsafe(self._call_async(adapter, request), self._loop)
@@ -303,13 +356,13 @@ class Worker:
         self,
         delivery: Delivery,
         attempt: int,
-        header: EnvelopeHeader,
-        outbound: bytes,
+        outbound: Outbound,
         answer: DeliveryReceipt | DeliveryError,
-    ) -> tuple[Outcome, tuple[int, bytes, str] | None]:
+    ) -> tuple[Outcome, Delivered | None]:
         """What the partner's answer means: delivered (recorded by the caller with the batch), dead, or a retry
         (both recorded here), and what the circuit breaker learns from it."""
         destination = delivery.destination
+        header = outbound.header
         delivery_id = delivery.delivery_id
         assert delivery_id is not None
         breaker = self._breakers[destination]
@@ -332,8 +385,11 @@ class Worker:
                      extra={"dossier_code": header.dossier_code})  # fmt: skip
             return Outcome("retry", delay, str(answer)), None
         breaker.success()
-        detail = f"HTTP {answer.status}" + (f" {answer.detail}" if answer.sent else "")  # mapped at the edge
-        return Outcome("delivered"), (delivery_id, outbound, detail)
+        if not answer.sent:  # the partner received the outbound envelope itself
+            return Outcome("delivered"), Delivered(delivery_id, outbound.envelope, f"HTTP {answer.status}")
+        detail = f"HTTP {answer.status} {answer.detail}"
+        sent_type = answer.sent_type or None
+        return Outcome("delivered"), Delivered(delivery_id, outbound.envelope, detail, answer.sent, sent_type)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -110,10 +110,10 @@ class PostalTracker:
 
 def tracker_for(runtime: Runtime) -> PostalTracker:
     """A tracker over every postal connector of the runtime's routing table."""
-    from adapters.partners import partner_adapter
+    from hub.runtime import adapter_for
 
     adapters = {
-        code: cast("PostalAdapter", partner_adapter(cfg))
+        code: cast("PostalAdapter", adapter_for(cfg, runtime.store))
         for code, cfg in runtime.routing.destinations.items()
         if cfg.kind == "postal"
     }

@@ -13,17 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
+from lxml import etree
 
+from adapters.base import Adapter, DeliveryReceipt, OutboundRequest
 from broker.base import BrokerUnavailable, connect
 from hub import packets
 from hub.config import Settings
 from hub.devtools.sink import SinkServer
 from hub.errors import EnvelopeInvalidError
 from hub.exchange.pipeline import Acceptor, ConflictError, GroupCommitter, NoRouteError, Relay
-from hub.exchange.worker import Worker
+from hub.exchange.worker import OutboundBuilder, Worker
 from hub.runtime import Runtime, replay_dead_letters
+from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
-from hub.security.signing import EnvelopeVerifier, Signer, TrustStore
+from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
 from tests.support import issue_signer, open_pipeline, signed_envelope, sink_stats, write_routes
 from tests.support import sink_control as control
 
@@ -310,3 +314,93 @@ def test_embedded_broker_survives_reopen(tmp_path: Path) -> None:
     assert delivery.message_id == "m1"
     b2.ack(delivery)
     b2.close()
+
+
+# ---------------------------------------------------------------- one route: parse, map, sign, send, record once
+
+G_JSON, G_XML, G_POSTAL = "000.00.00.G31", "000.00.00.G32", "000.00.00.G33"
+
+
+class RecordingAdapter(Adapter):
+    """A partner stand-in that keeps what it was handed; a partner-format one answers with the bytes it 'sent'."""
+
+    def __init__(self, partner_format: str | None) -> None:
+        self.partner_format = partner_format  # type: ignore[misc]
+        self.requests: list[OutboundRequest] = []
+
+    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
+        self.requests.append(request)
+        if self.partner_format is None:
+            return DeliveryReceipt(200, "ok")
+        return DeliveryReceipt(200, "code=0", sent=b'{"sent": true}', sent_type="application/json")
+
+
+class RecordingStore:
+    """The real store, except that delivered records are kept here as the worker hands them over."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self.delivered: list[tuple] = []
+
+    def record_delivered_many(self, items):
+        self.delivered.extend(items)
+        return [True] * len(items)
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+
+def test_the_worker_parses_maps_and_signs_once_and_records_the_bytes_sent(tmp_path: Path, monkeypatch) -> None:
+    import hub.exchange.worker as worker_module
+    import mappings
+    from mappings import national_portal as np
+
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(yaml.safe_dump({
+        "destinations": {code: {"endpoint": "http://127.0.0.1:9/unused"} for code in (G_JSON, G_XML, G_POSTAL)},
+        "routes": [{"type": "dossier.sync", "sender": PROVINCE, "to": [G_JSON, G_XML, G_POSTAL]}],
+    }))  # fmt: skip
+    province = keys.issue_key("province", tmp_path / "var" / "keys")
+    settings = Settings(broker_url="embedded", database_url=f"sqlite:///{tmp_path / 'store.db'}", routes_file=routes,
+                        data_dir=tmp_path / "var", hub_code="000.00.00.H00")  # fmt: skip
+    runtime = Runtime.open(settings)
+    parses: list[bytes] = []
+    mapped: list[object] = []
+    real_parse = worker_module.parse_xml
+    monkeypatch.setattr(worker_module, "parse_xml", lambda data, **kw: parses.append(data) or real_parse(data, **kw))
+    counted = mappings.OutboundMapping(np.KIND, "dossier.sync", lambda m: mapped.append(m) or np.to_portal(m))
+    monkeypatch.setitem(mappings._OUTBOUND[np.KIND], "dossier.sync", counted)
+    adapters = {G_JSON: RecordingAdapter(np.KIND), G_XML: RecordingAdapter(None), G_POSTAL: RecordingAdapter("postal")}
+    store = RecordingStore(runtime.store)
+    worker = Worker(store, runtime.broker, runtime.routing, OutboundBuilder(runtime.signer(), settings.hub_code),
+                    adapters)  # fmt: skip
+    try:
+        model = packets.example("dossier.sync")
+        header = EnvelopeHeader(sender=PROVINCE, receiver=G_JSON, message_type="dossier.sync")
+        signer = Signer.from_files(province.key_path, province.cert_path)
+        data = etree.tostring(sign_payload(signer, header, packets.to_element(model)))
+        runtime.acceptor().accept(data)
+        batch = runtime.broker.consume(worker.destinations, prefetch=10, timeout_s=2)
+        assert len(batch) == 3
+        worker.process_batch(batch)
+
+        assert len(parses) == 3  # each queued delivery parsed once
+        assert mapped == [model]  # mapped once, for the one partner-format destination
+        (json_request,) = adapters[G_JSON].requests
+        assert json_request.payload == np.to_portal(model) and json_request.model == model
+        (xml_request,) = adapters[G_XML].requests
+        assert xml_request.payload is None and xml_request.model is None  # an envelope partner: nothing mapped
+        assert adapters[G_POSTAL].requests == []  # postal takes no dossier.sync: dead before any call
+        hub_ca = TrustStore.from_path(Path(settings.data_dir) / "keys" / "ca.pem")
+        for request in (json_request, xml_request):
+            assert EnvelopeVerifier(hub_ca).verify(request.body).header.sender == settings.hub_code
+        by_envelope = {record[1]: record for record in store.delivered}
+        assert len(store.delivered) == 2
+        assert by_envelope[json_request.body][2:] == ("HTTP 200 code=0", b'{"sent": true}', "application/json")
+        assert by_envelope[xml_request.body][2:] == ("HTTP 200", None, None)  # the envelope itself was sent
+        (dead,) = [d for d in runtime.store.trace(header.message_id, PROVINCE).deliveries if d.destination == G_POSTAL]
+        assert "postal takes postal.order, not dossier.sync" in (runtime.store.delivery(dead.delivery_id).last_error
+                                                                   or "")  # fmt: skip
+    finally:
+        worker.close()
+        runtime.close()

@@ -13,8 +13,10 @@ import pytest
 from lxml import etree
 
 from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from adapters.http import HttpAdapter
 from adapters.national_portal import NationalPortalAdapter
 from adapters.provincial import ProvincialAdapter
+from adapters.registry import FACTORIES, factory_key
 from hub import packets
 from hub.devtools.simulators import NationalPortalSimulator
 from hub.exchange.routing import DestinationConfig
@@ -24,6 +26,7 @@ from hub.runtime import adapter_for
 from hub.security.envelope import EnvelopeHeader, build_envelope
 from hub.store import Store
 from mappings import national_portal as np
+from mappings import outbound_mapping, outbound_types
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "national_portal"
 CASES = sorted(p.stem for p in GOLDEN.glob("*.xml"))
@@ -121,7 +124,9 @@ def _request(model, message_id: str = "m-1") -> OutboundRequest:
     message_type = packets.packet_type_for_model(model).name
     header = EnvelopeHeader(sender=HUB, receiver=PORTAL, message_type=message_type, message_id=message_id)
     envelope = build_envelope(header, packets.to_element(model))
-    return OutboundRequest(PORTAL, message_id, message_type, etree.tostring(envelope))
+    mapping = outbound_mapping(np.KIND, message_type)  # what the worker does before it calls the adapter
+    payload = None if mapping is None else mapping.to_partner(model)
+    return OutboundRequest(PORTAL, message_id, message_type, etree.tostring(envelope), payload=payload, model=model)
 
 
 def _dossier(number: int = 42, **changes) -> DossierSync:
@@ -274,7 +279,11 @@ def test_login_refused_is_transient_and_never_shows_the_password(portal) -> None
 
 
 def test_types_the_portal_does_not_take_are_permanent(adapter) -> None:
-    with pytest.raises(PermanentDeliveryError, match=r"cannot map citizen\.lookup"):
+    assert outbound_types(np.KIND) == {"dossier.sync", "dossier.status"}
+    assert outbound_mapping(np.KIND, "citizen.lookup") is None
+    with pytest.raises(TypeError, match="not CitizenLookup"):
+        np.to_portal(packets.example("citizen.lookup"))
+    with pytest.raises(PermanentDeliveryError, match=r"takes no citizen\.lookup"):
         adapter.deliver(_request(packets.example("citizen.lookup")))
 
 
@@ -315,6 +324,13 @@ def test_registry_routes_to_the_portal_adapter_with_credentials(tmp_path: Path, 
 def test_adapter_choice_by_kind_and_transport() -> None:
     assert isinstance(adapter_for(DestinationConfig(endpoint="http://127.0.0.1:1/inbox", kind="provincial")),
                       ProvincialAdapter)  # fmt: skip
+    ministry = adapter_for(DestinationConfig(endpoint="http://127.0.0.1:1/inbox", kind="ministry"))
+    assert type(ministry) is HttpAdapter and ministry.partner_format is None
+    json_partner = DestinationConfig(endpoint="http://127.0.0.1:1/api", kind="ministry", transport="json",
+                                     credentials={"username": USER, "password": PASSWORD})  # fmt: skip
+    assert isinstance(adapter_for(json_partner), NationalPortalAdapter)
+    assert factory_key(DestinationConfig(endpoint="http://x/", kind="postal", transport="json")) == "postal"
+    assert set(FACTORIES) >= {"national_portal", "provincial", "ministry", "population_db", "payment", "postal"}
     unusable = adapter_for(DestinationConfig(endpoint="http://127.0.0.1:1/api", kind="national_portal"))
     with pytest.raises(TransientDeliveryError, match="credentials"):
         unusable.deliver(_request(_dossier()))

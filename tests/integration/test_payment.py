@@ -8,6 +8,7 @@ original reference and what was paid, a payment.receipt of kind refund to the pr
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,9 +23,11 @@ from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeli
 from adapters.payment import PaymentAdapter
 from hub import packets
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS, PaymentSimulator
+from hub.exchange.worker import OutboundBuilder
 from hub.flows.payments import ID_NAMESPACE, initiated_recorder
 from hub.flows.receipts import ReceiptRejected, sign_receipt, verify_receipt
 from hub.packets.common import FeeLine
+from hub.runtime import hub_signer
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
 from hub.store import flow_records
@@ -170,6 +173,12 @@ def api(tmp_path: Path, pki, sim):
         yield client
 
 
+def worker_request(api, data: bytes, adapter: PaymentAdapter) -> OutboundRequest:
+    """What the worker hands the adapter for the queued envelope: signed by the hub, mapped to the INIT/REFUND."""
+    builder = OutboundBuilder(hub_signer(api.app.state.hub.runtime.settings), HUB)
+    return builder.prepare(data, PAYMENT, adapter.partner_format).request(PAYMENT)
+
+
 def initiate(api, pki, sim) -> tuple[str, str]:
     """The province sends a payment.request; the payment adapter INITs it. Returns (reference, message id)."""
     hub = api.app.state.hub
@@ -184,8 +193,10 @@ def initiate(api, pki, sim) -> tuple[str, str]:
     adapter = PaymentAdapter(
         sim.url, partner_code=PARTNER, secret=SECRET, on_initiated=initiated_recorder(hub.store.engine)
     )
-    receipt = adapter.deliver(OutboundRequest(PAYMENT, header.message_id, "payment.request", data))
+    receipt = adapter.deliver(worker_request(api, data, adapter))
     assert "UrlThanhToan" in receipt.detail and b"MaXacThuc" in receipt.sent
+    sent = json.loads(receipt.sent)  # the body exactly as posted: stamped and checksummed by the adapter
+    assert sent["MaDoiTac"] == PARTNER and sent["ThoiGianGD"] is not None and pm.checksum_ok(sent, SECRET)
     return request.reference, header.message_id
 
 
@@ -395,7 +406,7 @@ def request_refund(api, pki, sim, original: str, amount: int = 75_000) -> tuple[
     adapter = PaymentAdapter(
         sim.url, partner_code=PARTNER, secret=SECRET, on_initiated=initiated_recorder(hub.store.engine)
     )
-    receipt = adapter.deliver(OutboundRequest(PAYMENT, header.message_id, "payment.request", data))
+    receipt = adapter.deliver(worker_request(api, data, adapter))
     assert receipt.detail.startswith(f"REFUND MaLoi=00 MaThamChieu={refund.reference} MaThamChieuGoc={original}")
     row = flow_records.payment(hub.store.engine, refund.reference)
     assert row.kind == "refund" and row.original_reference == original and row.amount == amount

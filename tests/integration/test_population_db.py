@@ -13,7 +13,7 @@ import pytest
 import requests
 from lxml import etree
 
-from adapters.base import PermanentDeliveryError, TransientDeliveryError
+from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeliveryError
 from adapters.population_db import LookupTimeoutError, PopulationDbAdapter
 from hub import packets
 from hub.devtools.simulators.population_db import PopulationDbSimulator
@@ -22,6 +22,7 @@ from hub.registry import parse_spec
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, TrustStore, sign_payload
 from hub.store import flow_records
+from mappings import outbound_mapping
 from mappings import population_db as pdb
 from tests.support import hub_client, hub_settings, signed_envelope
 
@@ -145,6 +146,24 @@ def test_found_not_found_and_mismatch_over_soap(sim, adapter) -> None:
     seen = sim.received()["lookups"]
     assert [x["MaKetQua"] for x in seen] == ["0", "1", "2", "2", "0"]
     assert seen[0]["SoDinhDanh"] == "********1234" and seen[0]["MaTichHop"] == HUB
+
+
+def test_a_queued_lookup_is_sent_as_mapped_and_the_exact_soap_envelope_is_reported(sim, adapter) -> None:
+    """``deliver``: the worker mapped the request (``MaTichHop`` left to the adapter); ``sent`` is the SOAP
+    envelope exactly as posted, so the message log can prove what left the hub."""
+    model = lookup()
+    mapping = outbound_mapping(pdb.KIND, "citizen.lookup")
+    assert mapping is not None and mapping.to_partner(model)["MaTichHop"] is None
+    request = OutboundRequest("000.00.00.G06", "m-1", "citizen.lookup", b"<signed/>",
+                              payload=mapping.to_partner(model), model=model)  # fmt: skip
+    receipt = adapter.deliver(request)
+    assert receipt.detail.startswith("TraCuuThongTinCongDan result=found") and receipt.sent_type.startswith("text/xml")
+    sent = etree.fromstring(receipt.sent)
+    assert sent.tag == "{http://schemas.xmlsoap.org/soap/envelope/}Envelope"
+    assert sent.findtext(".//{*}MaTichHop") == HUB and sent.findtext(".//{*}MaYeuCau") == model.request_id
+    assert sim.received()["lookups"][-1]["MaTichHop"] == HUB
+    with pytest.raises(PermanentDeliveryError, match="takes no"):
+        adapter.deliver(OutboundRequest("000.00.00.G06", "m-2", "dossier.sync", b"<signed/>"))
 
 
 def test_client_built_once(adapter) -> None:

@@ -4,16 +4,19 @@ event to the province, never twice, cursor persisted)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
-from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from adapters.base import PermanentDeliveryError, TransientDeliveryError
 from adapters.postal import PostalAdapter
+from adapters.registry import build_adapter
 from hub import packets
 from hub.devtools.simulators.postal import DEFAULT_CLIENTS, PostalSimulator
+from hub.exchange.worker import OutboundBuilder
 from hub.flows.postal_tracking import PostalTracker, event_message_id
 from hub.packets.postal import Direction
 from hub.security.envelope import EnvelopeHeader
@@ -137,13 +140,13 @@ def test_order_created_and_tracking_events_emitted_once(api, pki, sim) -> None:
     response = api.post("/api/v1/messages", content=data,
                         headers={"Content-Type": "application/xml", "X-Api-Key": api.keys[PROVINCE]})  # fmt: skip
     assert response.status_code == 202 and response.json()["destinations"] == [POSTAL]
-    from adapters.partners import partner_adapter
-
-    adapter = partner_adapter(hub.runtime.routing.destinations[POSTAL])
-    receipt = adapter.deliver(OutboundRequest(POSTAL, header.message_id, "postal.order", data))
+    adapter = build_adapter(hub.runtime.routing.destinations[POSTAL])
+    builder = OutboundBuilder(hub.runtime.signer(), HUB)  # what the worker does: map once, sign once
+    receipt = adapter.deliver(builder.prepare(data, POSTAL, adapter.partner_format).request(POSTAL))
     assert "ItemCode=EL" in receipt.detail
     (created,) = sim.received()["orders"].values()
     assert created["OrderNumber"] == model.dossier_code and created["CustomerCode"] == "C001"
+    assert json.loads(receipt.sent).items() <= created.items() and receipt.sent_type == "application/json"
 
     tracker = PostalTracker(hub.runtime, {POSTAL: adapter})
     first = tracker.poll(POSTAL)

@@ -32,19 +32,21 @@ import time
 from typing import Any, ClassVar
 
 from hub.devtools.simulators.base import SimulatorHandler, SimulatorServer
-from mappings.national_portal import SERVICE_LOOKUP, SERVICE_PROGRESS, SERVICE_SYNC, validate_record
-
-# The portal's error codes (error_code of every answer).
-OK = 0
-INVALID_SESSION = 1
-VALIDATION_ERROR = 2
-ALREADY_EXISTS = 3
-NOT_FOUND = 4
-UNKNOWN_SERVICE = 5
-UNIT_NOT_ALLOWED = 6
-LOGIN_FAILED = 7
-BAD_REQUEST = 8
-INTERNAL_ERROR = 99
+from mappings.national_portal import (  # the portal's error codes (error_code of every answer)
+    ALREADY_EXISTS,
+    BAD_REQUEST,
+    INVALID_SESSION,
+    LOGIN_FAILED,
+    NOT_FOUND,
+    OK,
+    SERVICE_LOOKUP,
+    SERVICE_PROGRESS,
+    SERVICE_SYNC,
+    UNIT_NOT_ALLOWED,
+    UNKNOWN_SERVICE,
+    VALIDATION_ERROR,
+    validate_record,
+)
 
 MESSAGES = {
     OK: "Thành công",

@@ -1,0 +1,148 @@
+"""One connector kind → one adapter factory: the single place that decides how the hub talks to a destination.
+
+``build_adapter(cfg, context)`` picks the factory by ``factory_key(cfg)``; ``build_adapters(routing, context)``
+builds one adapter per destination. What an adapter needs from the rest of the hub (such as the payment
+adapter's hook that records initiated references, ``hub.flows.payments``) comes in through ``AdapterContext``,
+built by the composition root (``hub.runtime.adapters_for``): adapters never import the hub's API, console or
+flows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
+from adapters.http import HttpAdapter
+from hub.errors import LienthongError
+from hub.exchange.routing import DestinationConfig, RoutingTable
+from hub.security.credentials import Credentials
+
+ENVELOPE = "envelope"  # the default: POST the hub-signed envelope
+#: Kinds whose factory is chosen whatever the transport (their transport may be json too).
+PARTNER_KINDS = frozenset({"population_db", "payment", "postal"})
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """What factories may need from the hub: callbacks, passed in so adapters stay transport only.
+
+    ``on_payment_initiated(destination, request, message_id, answer)`` records a payment reference the hub now
+    expects a ``CONFIRM`` for."""
+
+    on_payment_initiated: Callable[[str, Any, str, dict[str, Any]], None] | None = None
+
+
+AdapterFactory = Callable[[DestinationConfig, AdapterContext], Adapter]
+
+
+class UnusableAdapter(Adapter):
+    """A destination that cannot be called as configured: every delivery fails as transient with the reason, so
+    its messages stay queued (and say why) rather than stopping the worker."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
+        raise TransientDeliveryError(self.reason)
+
+
+class MissingCredentialsError(LienthongError):
+    """A partner that logs in or signs its calls is configured without ``endpoint.credentials``."""
+
+
+def _credentials(cfg: DestinationConfig, what: str, why: str = "") -> Credentials:
+    if cfg.credentials is None:
+        raise MissingCredentialsError(f"the {what} endpoint {cfg.endpoint} has no endpoint.credentials{why}")
+    return cfg.credentials
+
+
+def _national_portal(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
+    from adapters.national_portal import NationalPortalAdapter
+
+    creds = _credentials(cfg, "national portal", " to log in")
+    return NationalPortalAdapter(
+        cfg.endpoint,
+        username=creds.username,
+        password=creds.password.get_secret_value(),
+        madonvi=creds.madonvi,
+        timeout_s=cfg.timeout_s,
+        max_connections=cfg.concurrency,
+    )
+
+
+def _population_db(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
+    from adapters.population_db import PopulationDbAdapter
+
+    return PopulationDbAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
+
+
+def _payment(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
+    from adapters.payment import PaymentAdapter
+
+    creds = _credentials(cfg, "payment")
+    return PaymentAdapter(
+        cfg.endpoint,
+        partner_code=creds.username,
+        secret=creds.password.get_secret_value(),
+        timeout_s=cfg.timeout_s,
+        on_initiated=context.on_payment_initiated,
+    )
+
+
+def _postal(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
+    from adapters.postal import PostalAdapter
+
+    creds = _credentials(cfg, "postal")
+    return PostalAdapter(
+        cfg.endpoint,
+        client_id=creds.username,
+        client_secret=creds.password.get_secret_value(),
+        customer_code=creds.madonvi or creds.username,
+        timeout_s=cfg.timeout_s,
+    )
+
+
+def _provincial(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
+    from adapters.provincial import ProvincialAdapter
+
+    return ProvincialAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
+
+
+def _envelope(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
+    return HttpAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
+
+
+FACTORIES: Mapping[str, AdapterFactory] = {
+    "national_portal": _national_portal,
+    "provincial": _provincial,
+    "ministry": _envelope,
+    "population_db": _population_db,
+    "payment": _payment,
+    "postal": _postal,
+    ENVELOPE: _envelope,
+}
+
+
+def factory_key(cfg: DestinationConfig) -> str:
+    """The ``FACTORIES`` key for a destination: its kind; any other kind with the ``json`` transport speaks the
+    national portal's JSON; anything else gets the signed-envelope POST."""
+    if cfg.kind in PARTNER_KINDS:
+        return cfg.kind
+    if cfg.transport == "json":
+        return "national_portal"
+    return cfg.kind if cfg.kind in FACTORIES else ENVELOPE
+
+
+def build_adapter(cfg: DestinationConfig, context: AdapterContext | None = None) -> Adapter:
+    """The adapter for one destination (an ``UnusableAdapter`` saying why when it lacks its credentials)."""
+    try:
+        return FACTORIES[factory_key(cfg)](cfg, context or AdapterContext())
+    except MissingCredentialsError as exc:
+        return UnusableAdapter(str(exc))
+
+
+def build_adapters(routing: RoutingTable, context: AdapterContext | None = None) -> dict[str, Adapter]:
+    """One adapter per destination of ``routing``."""
+    return {code: build_adapter(cfg, context) for code, cfg in routing.destinations.items()}
