@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-deps demo test test-fast lint format clean
+.PHONY: help setup system-deps demo test test-fast lint check format clean
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,10 @@ test-fast: $(STAMP)  ## Lint and run the unit tests only (in process, no service
 
 lint:  ## Lint only
 	$(BIN)/ruff check .
+
+check: $(STAMP)  ## Type-check hub, broker, adapters, mappings (mypy) and keep the import layers (lint-imports)
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format:  ## Reformat the code
 	$(BIN)/ruff format .

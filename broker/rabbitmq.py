@@ -193,6 +193,12 @@ class RabbitMQBroker(Broker):
         self._consumers.clear()
         self._prefetch = None
 
+    def _connection(self) -> pika.BlockingConnection:
+        """The open connection: operations run after ``_ensure``, callbacks inside its ``process_data_events``."""
+        if self._conn is None:
+            raise BrokerUnavailable("not connected to RabbitMQ")
+        return self._conn
+
     def _on_select_ok(self, _frame: Any) -> None:
         self._select_ok = True
 
@@ -234,7 +240,7 @@ class RabbitMQBroker(Broker):
         if self._conn is None or not self._conn.is_open or self._ch is None or not self._ch.is_open:
             self._reconnect()
         if self._admin is None or not self._admin.is_open:
-            self._admin = self._conn.channel()
+            self._admin = self._connection().channel()
 
     def _with_reconnect(self, op: Callable[[], Any]) -> Any:
         """Run ``op``; on a lost connection reconnect (with backoff) and run it again, until reconnect_timeout_s."""
@@ -256,7 +262,7 @@ class RabbitMQBroker(Broker):
 
     def _pump(self, time_limit: float = 0) -> None:
         self._settled_unsent = 0
-        self._conn.process_data_events(time_limit=time_limit)
+        self._connection().process_data_events(time_limit=time_limit)
 
     # -- confirms -----------------------------------------------------------------------------------------------
 
@@ -291,7 +297,7 @@ class RabbitMQBroker(Broker):
                     self._ch._impl.basic_nack(delivery_tag=p.settle_tag, requeue=True)
         if wake:
             # Make process_data_events() return now instead of at its time limit.
-            self._conn.add_callback_threadsafe(_noop)
+            self._connection().add_callback_threadsafe(_noop)
 
     def _on_return(self, _channel: Any, method: Any, properties: BasicProperties, _body: bytes) -> None:
         for p in self._unconfirmed.values():
@@ -436,7 +442,8 @@ class RabbitMQBroker(Broker):
             while len(self._buffer) != before and sum(1 for d in self._buffer if d.destination in wanted) < prefetch:
                 before = len(self._buffer)
                 self._pump(0)
-            out, keep = [], []
+            out: list[Delivery] = []
+            keep: list[Delivery] = []
             for d in self._buffer:
                 (out if d.destination in wanted and len(out) < prefetch else keep).append(d)
             self._buffer = keep
@@ -622,7 +629,7 @@ class RabbitMQBroker(Broker):
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code != 404:
                 raise
-            self._admin = self._conn.channel()
+            self._admin = self._connection().channel()
             return 0
 
     def stats(self, destinations: Sequence[str]) -> list[QueueStats]:

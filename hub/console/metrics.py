@@ -46,8 +46,8 @@ def families(snap: Snapshot) -> list[GaugeMetricFamily]:
     )
     for q in snap.queues:
         dead.add_metric([q.destination], q.dead)
-        for state, value in (("ready", q.ready), ("in_flight", q.in_flight), ("retrying", q.retrying)):
-            queued.add_metric([q.destination, state], value)
+        for queue_state, value in (("ready", q.ready), ("in_flight", q.in_flight), ("retrying", q.retrying)):
+            queued.add_metric([q.destination, queue_state], value)
         oldest.add_metric([q.destination], q.oldest_age_s or 0.0)
     state = GaugeMetricFamily(
         "lienthong_partner_state",

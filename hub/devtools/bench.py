@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from lxml import etree
@@ -362,14 +363,17 @@ def run(
         count_url = f"http://127.0.0.1:{port}/_count"
         chunks = [envelopes[k::acceptors] for k in range(acceptors)]
         context = multiprocessing.get_context("spawn")
+        initializer: Callable[..., None]
+        initargs: tuple[Any, ...]
+        task: Callable[[list[bytes], int, int, str, int], tuple[dict[str, float], float]]
         if via == "http":
             _wait_http(f"{api_url}/healthz", serve_workers)
-            setup = {"initializer": _loader_init, "initargs": (api_key, f"{api_url}/api/v1/messages", LOAD_CONCURRENCY)}
+            initializer, initargs = _loader_init, (api_key, f"{api_url}/api/v1/messages", LOAD_CONCURRENCY)
             task = _post_chunk
         else:
-            setup = {"initializer": _acceptor_init, "initargs": (settings.model_dump(),)}
+            initializer, initargs = _acceptor_init, (settings.model_dump(),)
             task = _accept_chunk
-        with context.Pool(acceptors, **setup) as pool:
+        with context.Pool(acceptors, initializer, initargs) as pool:
             pool.map(_process_ready, range(acceptors))  # started, connected and warm before the clock starts
             started = time.perf_counter()
             jobs = [

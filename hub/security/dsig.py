@@ -115,7 +115,7 @@ def sign_enveloped(
     signed_info = signature[0]
     signed_info[2][2].text = _b64(digest)  # SignedInfo/Reference/DigestValue
     data = exc_c14n(signed_info)
-    if is_ec:
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
         r, s = decode_dss_signature(private_key.sign(data, ec.ECDSA(hashes.SHA256())))
         value = r.to_bytes(_P256_HALF, "big") + s.to_bytes(_P256_HALF, "big")
     else:

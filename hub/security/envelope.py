@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -160,7 +161,8 @@ def peek_header(root: etree._Element) -> EnvelopeHeader | None:
     head = root.find(HEADER_TAG) if root.tag == ENVELOPE_TAG else None
     if head is None:
         return None
-    values = {attr: text for attr, text in _header_values(head).items() if text}
+    # Unvalidated on purpose: model_construct keeps the text as received (created_at stays a string).
+    values: dict[str, Any] = {attr: text for attr, text in _header_values(head).items() if text}
     if "sender" not in values or "message_type" not in values:
         return None
     return EnvelopeHeader.model_construct(**values)

@@ -220,7 +220,7 @@ class SimulatorServer(ThreadingHTTPServer):
         self.failures = FailureControl()
         self._thread: threading.Thread | None = None
 
-    def handle_error(self, request: object, client_address: object) -> None:
+    def handle_error(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], OSError):  # a client that went away, or a reset on purpose: quiet
             super().handle_error(request, client_address)
 

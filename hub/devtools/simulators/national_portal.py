@@ -149,8 +149,10 @@ class NationalPortalSimulator(SimulatorServer):
 
     def _login(self, request: dict[str, Any]) -> dict[str, Any]:
         username, password = request.get("username"), request.get("password")
-        expected = self.users.get(username) if isinstance(username, str) else None
-        if expected is None or not isinstance(password, str) or not secrets.compare_digest(expected, password):
+        if not isinstance(username, str) or not isinstance(password, str):
+            return _answer(LOGIN_FAILED)
+        expected = self.users.get(username)
+        if expected is None or not secrets.compare_digest(expected, password):
             return _answer(LOGIN_FAILED)
         token = secrets.token_urlsafe(24)
         with self._data_lock:
@@ -160,8 +162,10 @@ class NationalPortalSimulator(SimulatorServer):
         return {**_answer(OK), "session": token, "expires_in": int(ttl)}
 
     def _session_valid(self, token: object) -> bool:
+        if not isinstance(token, str):
+            return False
         with self._data_lock:
-            found = self._sessions.get(token) if isinstance(token, str) else None
+            found = self._sessions.get(token)
             if found is None:
                 return False
             if time.monotonic() > found[1]:

@@ -74,7 +74,7 @@ class PaymentSimulator(SimulatorServer):
         self.partners = dict(DEFAULT_PARTNERS if partners is None else partners)
         self.callback_url = callback_url
         self.bank_code = bank_code
-        self._tmp = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._key_dir = key_dir
         self._keys_lock = threading.Lock()
         self._signers: tuple[Signer, Signer, str] | None = None
@@ -174,6 +174,8 @@ class PaymentSimulator(SimulatorServer):
             if kind == pm.REFUND:
                 return self._refund(message, secret, known)
             if kind == pm.INIT:
+                if not isinstance(reference, str):
+                    return self._reply(secret, MaLoi="02", MaThamChieu=reference, MoTaLoi="Thiếu MaThamChieu")
                 try:
                     amount = pm.amount_of(message)
                 except pm.PaymentMappingError as exc:
@@ -262,7 +264,7 @@ class PaymentSimulator(SimulatorServer):
             )
             amount = int(command.get("SoTien", known["SoTien"] if known else 1000))
             refund = known is not None and known.get("kind") == "refund"
-            original = str(command.get("MaThamChieuGoc") or known["MaThamChieuGoc"]) if refund else None
+            original = str(command.get("MaThamChieuGoc") or known["MaThamChieuGoc"]) if refund and known else None
             confirm = pm.confirm_message(
                 partner_code=partner,
                 reference=str(command.get("reference") or reference),
@@ -289,6 +291,7 @@ class PaymentSimulator(SimulatorServer):
     def _callback(self, message: dict[str, Any]) -> dict[str, Any]:
         if not self.callback_url:
             return {"status": None, "answer": "no callback_url set"}
+        outcome: dict[str, Any]
         try:
             response = requests.post(self.callback_url, json=message, timeout=10)
         except requests.RequestException as exc:
