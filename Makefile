@@ -34,8 +34,9 @@ setup: $(STAMP) system-deps  ## Create .venv and install Lienthong with its test
 demo: setup  ## Set up, then run the main job on the embedded default (`hub demo`; Ctrl-C stops it)
 	$(BIN)/hub demo
 
-test: setup  ## Set up, lint, and run the whole test suite
+test: setup  ## Set up, lint, type-check, check the import layers, and run the whole test suite
 	$(BIN)/ruff check .
+	$(MAKE) --no-print-directory check
 	$(BIN)/pytest
 
 test-fast: $(STAMP)  ## Lint and run the unit tests only (in process, no services; under a minute)
@@ -54,4 +55,4 @@ format:  ## Reformat the code
 	$(BIN)/ruff check --fix .
 
 clean:  ## Remove the virtual environment and generated files
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

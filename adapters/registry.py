@@ -1,8 +1,8 @@
 """One connector kind → one adapter factory: the single place that decides how the hub talks to a destination.
 
-``build_adapter(cfg, context)`` picks the factory by ``factory_key(cfg)``; ``build_adapters(routing, context)``
+``build_adapter(cfg, context)`` picks the factory by ``factory_key(cfg)``; ``build_adapters(destinations, context)``
 builds one adapter per destination. What an adapter needs from the rest of the hub (such as the payment
-adapter's hook that records initiated references, ``hub.flows.payments``) comes in through ``AdapterContext``,
+adapter's hook that records initiated references, ``hub.store.flow_records``) comes in through ``AdapterContext``,
 built by the composition root (``hub.runtime.adapters_for``): adapters never import the hub's API, console or
 flows.
 """
@@ -11,17 +11,34 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
 from adapters.http import HttpAdapter
 from hub.errors import LienthongError
-from hub.exchange.routing import DestinationConfig, RoutingTable
 from hub.security.credentials import Credentials
 
 ENVELOPE = "envelope"  # the default: POST the hub-signed envelope
 #: Kinds whose factory is chosen whatever the transport (their transport may be json too).
 PARTNER_KINDS = frozenset({"population_db", "payment", "postal"})
+
+
+class DestinationConfig(Protocol):
+    """What a factory reads of a destination (``hub.exchange.routing.DestinationConfig`` has it). A protocol, not
+    an import: the exchange core imports adapters, so adapters may not import it back."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def transport(self) -> str: ...
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def credentials(self) -> Credentials | None: ...
+    @property
+    def timeout_s(self) -> float: ...
+    @property
+    def concurrency(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -143,6 +160,8 @@ def build_adapter(cfg: DestinationConfig, context: AdapterContext | None = None)
         return UnusableAdapter(str(exc))
 
 
-def build_adapters(routing: RoutingTable, context: AdapterContext | None = None) -> dict[str, Adapter]:
-    """One adapter per destination of ``routing``."""
-    return {code: build_adapter(cfg, context) for code, cfg in routing.destinations.items()}
+def build_adapters(
+    destinations: Mapping[str, DestinationConfig], context: AdapterContext | None = None
+) -> dict[str, Adapter]:
+    """One adapter per destination (``RoutingTable.destinations``: code → its configuration)."""
+    return {code: build_adapter(cfg, context) for code, cfg in destinations.items()}

@@ -158,7 +158,7 @@ def envelope_sign(
     from hub import packets
     from hub.security.envelope import EnvelopeHeader
     from hub.security.signing import Signer, sign_payload
-    from hub.security.xmlparse import parse_xml
+    from hub.xmlparse import parse_xml
 
     name = _check_type(message_type)
     data = _read_input(file)

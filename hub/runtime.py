@@ -27,8 +27,8 @@ from hub.exchange.routing import DestinationConfig, RoutingTable
 from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, Signer, TrustStore
-from hub.security.xmlparse import XmlLimits
 from hub.store import Store
+from hub.xmlparse import XmlLimits
 
 if TYPE_CHECKING:
     from hub.exchange.pipeline import Accepted, Acceptor
@@ -137,7 +137,7 @@ def adapter_context(configs: Iterable[DestinationConfig], store: Store | None = 
     if not any(factory_key(cfg) == "payment" for cfg in configs):
         return AdapterContext()
     from hub.config import get_settings
-    from hub.flows.payments import initiated_recorder
+    from hub.store.flow_records import initiated_recorder
 
     target = store.engine if store is not None else get_settings().database_url
     return AdapterContext(on_payment_initiated=initiated_recorder(target))
@@ -151,7 +151,7 @@ def adapter_for(cfg: DestinationConfig, store: Store | None = None) -> Adapter:
 def adapters_for(routing: RoutingTable, store: Store | None = None) -> dict[str, Adapter]:
     """One adapter per destination; ``store`` is the process's own store, where adapters that keep state (the
     payment adapter's initiated references) record it."""
-    return build_adapters(routing, adapter_context(routing.destinations.values(), store))
+    return build_adapters(routing.destinations, adapter_context(routing.destinations.values(), store))
 
 
 @dataclass
@@ -325,7 +325,8 @@ def run_workers(settings: Settings, *, processes: int = 1, prefetch: int = 64, i
         wait([child.sentinel for child in running])
         for child in [c for c in running if c.exitcode is not None]:
             running.remove(child)
-            finished.add(child.pid)
+            if child.pid is not None:  # always set once started
+                finished.add(child.pid)
             if child.exitcode != 0 and not (stopping and child.exitcode == -signal.SIGTERM):
                 failed.append(f"{child.name} exited with {child.exitcode}")
                 forward()

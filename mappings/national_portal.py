@@ -13,7 +13,7 @@ the three lists of a dossier record are always present, possibly empty.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import cache
 from importlib import resources
@@ -175,7 +175,7 @@ def from_portal_time(text: str) -> datetime:
 
 # ---------------------------------------------------------------- the table-driven converter
 
-_OUT = {
+_OUT: dict[str, Callable[[Any], Any]] = {
     "text": lambda v: v,
     "code": lambda v: str(int(v)),
     "time": to_portal_time,

@@ -223,7 +223,7 @@ def mask_payload(envelope: bytes | None, limit: int = PREVIEW_CHARS) -> str:
     if not envelope:
         return ""
     from hub.security.envelope import body_payload
-    from hub.security.xmlparse import parse_xml
+    from hub.xmlparse import parse_xml
 
     try:
         root = parse_xml(envelope)

@@ -38,7 +38,7 @@ from hub.runtime import Runtime
 from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import Signer, sign_payload
-from hub.security.xmlparse import parse_xml
+from hub.xmlparse import parse_xml
 
 PROVINCE, SINK = "000.00.00.H12", "000.00.00.B01"
 MESSAGE_TYPES = ("dossier.sync", "dossier.status", "payment.request", "postal.order")

@@ -35,8 +35,8 @@ from hub.exchange.routing import RoutingTable
 from hub.logs import log_context
 from hub.security.envelope import EnvelopeHeader, body_payload, build_envelope, peek_header
 from hub.security.signing import Signer
-from hub.security.xmlparse import parse_xml
 from hub.store import Delivered
+from hub.xmlparse import parse_xml
 from mappings import inbound_for_root, outbound_mapping, outbound_types
 
 log = logging.getLogger(__name__)

@@ -42,8 +42,8 @@ from hub.errors import (
 from hub.logs import mask_ids
 from hub.packets.citizen import CitizenLookup, CitizenRecord
 from hub.security.envelope import EnvelopeHeader, read_header
-from hub.security.xmlparse import parse_xml
 from hub.store import flow_records
+from hub.xmlparse import parse_xml
 from mappings.population_db import returned_fields
 
 if TYPE_CHECKING:

@@ -52,7 +52,6 @@ from hub.store import flow_records
 from mappings import payment as pm
 
 if TYPE_CHECKING:
-    from hub.packets.payment import PaymentRequest
     from hub.registry.core import Connector
     from hub.services import HubService
 
@@ -60,31 +59,6 @@ log = logging.getLogger(__name__)
 
 ID_NAMESPACE = uuid.UUID("6f1c4e2a-9b1d-4c55-8a3e-1d2b3c4d5e6f")
 RESUMED_STATUS = 4
-
-
-def initiated_recorder(engine_or_url: Any):
-    """An ``on_initiated`` hook for ``adapters.payment.PaymentAdapter``: record each initiated reference."""
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
-    lock = threading.Lock()
-
-    def record(connector: str, request: PaymentRequest, message_id: str, answer: dict[str, Any]) -> None:
-        with lock:
-            flow_records.add_payment(
-                engine,
-                reference=request.reference,
-                kind=request.kind,
-                original_reference=request.original_reference,
-                connector=connector,
-                requester="",
-                dossier_code=request.dossier_code,
-                amount=request.amount,
-                message_id=message_id,
-                payment_url=answer.get("UrlThanhToan"),
-            )
-
-    return record
 
 
 class PaymentCallbacks:
@@ -167,13 +141,13 @@ class PaymentCallbacks:
         if refund:
             with self._refund_lock:
                 return self._confirm_refund(connector, payment, message, body)
-        receipt = self._verified_receipt(connector, message, reference, amount)
+        receipt = self._verified_receipt(connector, message, payment.reference, amount)
         duplicate = self._duplicate(payment, message)
         if duplicate is not None:
             return duplicate
         receipt_id = self._route(payment, message, receipt)
         flow_records.confirm_payment(
-            self.hub.store.engine, reference, bank_transaction_id=str(message.get("MaGiaoDich", "")),
+            self.hub.store.engine, payment.reference, bank_transaction_id=str(message.get("MaGiaoDich", "")),
             receipt_message_id=receipt_id, confirm_digest=flow_records.digest(body),
         )  # fmt: skip
         log.info("payment confirmed connector=%s dossier_code=%s", code, payment.dossier_code)

@@ -20,7 +20,7 @@ from signxml.exceptions import SignXMLException
 from hub.errors import LienthongError, ReceiptRejected
 from hub.security import dsig
 from hub.security.signing import ALLOWED_SIGNATURE_METHODS, Signer
-from hub.security.xmlparse import parse_xml, parser
+from hub.xmlparse import parse_xml, parser
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 
@@ -64,6 +64,8 @@ def verify_receipt(data: bytes, trusted: Iterable[x509.Certificate]) -> etree._E
         result = XMLVerifier().verify(data, x509_cert=cert, expect_config=config, parser=parser())
     except (SignXMLException, etree.DocumentInvalid) as exc:
         raise ReceiptRejected(f"the receipt's signature does not verify: {exc}", rule="receipt-signature") from None
+    if isinstance(result, list):  # only when more than one reference is expected, which the config does not
+        raise ReceiptRejected("the receipt carries more than one signed reference", rule="receipt-signature")
     signed = result.signed_xml
     if signed is None or signed.tag != root.tag:
         raise ReceiptRejected("the signature does not cover the whole receipt", rule="receipt-signature")

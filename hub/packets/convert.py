@@ -17,7 +17,7 @@ from hub.packets.registry import (
     root_element_issue,
 )
 from hub.packets.schemas import validate as xsd_validate
-from hub.security.xmlparse import parse_xml
+from hub.xmlparse import parse_xml
 
 
 def to_element(model: BaseModel) -> etree._Element:

@@ -128,7 +128,7 @@ def _check_examples(report: CheckReport, registry: Registry, c: Connector, trust
     from hub.exchange.pipeline import Acceptor
     from hub.security.envelope import ENVELOPE_TAG, body_payload
     from hub.security.signing import EnvelopeVerifier
-    from hub.security.xmlparse import parse_xml
+    from hub.xmlparse import parse_xml
 
     if not c.sends:
         return

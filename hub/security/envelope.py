@@ -17,7 +17,7 @@ from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hub.errors import EnvelopeInvalidError, Issue
-from hub.security.xmlparse import make_parser
+from hub.xmlparse import make_parser
 
 ENVELOPE_NAMESPACE = "urn:lienthong:envelope:1"
 DSIG_NAMESPACE = "http://www.w3.org/2000/09/xmldsig#"

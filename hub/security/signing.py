@@ -19,7 +19,9 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from lxml import etree
 
 from hub.errors import EnvelopeInvalidError, Issue, KeyMaterialError, SignatureRejectedError
@@ -35,7 +37,7 @@ from hub.security.envelope import (
     peek_message_id,
     validate_envelope,
 )
-from hub.security.xmlparse import XmlLimits, parse_xml, parser
+from hub.xmlparse import XmlLimits, parse_xml, parser
 
 ALLOWED_SIGNATURE_METHODS = frozenset({dsig.RSA_SHA256, dsig.ECDSA_SHA256})
 ANY_SENDER = "*"
@@ -56,6 +58,11 @@ def check_key_policy(public_key: object, where: str) -> None:
     raise KeyMaterialError(f"{where}: only RSA-2048+ and ECDSA P-256 keys are accepted")
 
 
+def _spki(key: PublicKeyTypes) -> bytes:
+    """A public key as DER SubjectPublicKeyInfo: comparable whatever its algorithm."""
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 class Signer:
     """Signs envelopes with one key and certificate, both loaded once and kept as objects."""
 
@@ -66,7 +73,7 @@ class Signer:
         chain: Iterable[x509.Certificate] = (),
     ) -> None:
         check_key_policy(private_key.public_key(), "signing key")
-        if certificate.public_key().public_numbers() != private_key.public_key().public_numbers():
+        if _spki(certificate.public_key()) != _spki(private_key.public_key()):
             raise KeyMaterialError("the certificate does not belong to the signing key")
         self.private_key = private_key
         self.certificate = certificate
@@ -265,7 +272,7 @@ class EnvelopeVerifier:
         """Verify a signed envelope; raise ``SignatureRejectedError`` / ``EnvelopeInvalidError`` with the reason.
 
         ``payload_check`` validates the body instead of the canonical packet check (see ``validate_envelope``);
-        it sees only the signed XML. ``parsed``: ``data`` already parsed with ``hub.security.xmlparse.parse_xml`` under
+        it sees only the signed XML. ``parsed``: ``data`` already parsed with ``hub.xmlparse.parse_xml`` under
         this verifier's limits, by a caller that hands the tree over (verification detaches its signature)."""
         if parsed is not None:
             root, owned = parsed, True

@@ -23,8 +23,8 @@ from hub.metrics import ACCEPT_SECONDS, ACCEPTED, REJECTED, StoreCollector
 from hub.registry.spec import DEFAULT_PROFILE
 from hub.runtime import Runtime
 from hub.security.envelope import EnvelopeHeader, peek_header
-from hub.security.xmlparse import parse_xml
 from hub.services.callers import ADMIN, CONNECTOR, OPERATOR, Caller
+from hub.xmlparse import parse_xml
 
 log = logging.getLogger(__name__)
 

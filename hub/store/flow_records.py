@@ -19,7 +19,8 @@ write lock up front like the rest of the store.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -156,6 +157,30 @@ def add_payment(engine: sa.Engine, **row: Any) -> bool:
             return False
         conn.execute(payments.insert().values(**row))
         return True
+
+
+def initiated_recorder(engine_or_url: sa.Engine | str) -> Callable[[str, Any, str, dict[str, Any]], None]:
+    """The payment adapter's ``on_initiated`` hook: record each reference it initiated, so the ``CONFIRM`` that
+    comes back for it can be matched (``hub.flows.payments``). ``request`` is the canonical ``PaymentRequest``."""
+    engine = sa.create_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+    lock = threading.Lock()
+
+    def record(connector: str, request: Any, message_id: str, answer: dict[str, Any]) -> None:
+        with lock:
+            add_payment(
+                engine,
+                reference=request.reference,
+                kind=request.kind,
+                original_reference=request.original_reference,
+                connector=connector,
+                requester="",
+                dossier_code=request.dossier_code,
+                amount=request.amount,
+                message_id=message_id,
+                payment_url=answer.get("UrlThanhToan"),
+            )
+
+    return record
 
 
 def payment(engine: sa.Engine, reference: str) -> Payment | None:

@@ -24,8 +24,8 @@ from hub.registry import parse_spec, run_check
 from hub.runtime import adapters_for
 from hub.security.envelope import BODY_TAG, EnvelopeHeader
 from hub.security.signing import Signer, sign_payload
-from hub.security.xmlparse import parse_xml
 from hub.services import HubService
+from hub.xmlparse import parse_xml
 from mappings.ministry_steps import NAMESPACE
 from tests.support import hub_settings, signed_envelope
 

@@ -24,7 +24,7 @@ from adapters.payment import PaymentAdapter
 from hub import packets
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS, PaymentSimulator
 from hub.exchange.worker import OutboundBuilder
-from hub.flows.payments import ID_NAMESPACE, initiated_recorder
+from hub.flows.payments import ID_NAMESPACE
 from hub.flows.receipts import ReceiptRejected, sign_receipt, verify_receipt
 from hub.packets.common import FeeLine
 from hub.runtime import hub_signer
@@ -191,7 +191,7 @@ def initiate(api, pki, sim) -> tuple[str, str]:
     assert response.status_code == 202, response.text
     assert response.json()["destinations"] == [PAYMENT]
     adapter = PaymentAdapter(
-        sim.url, partner_code=PARTNER, secret=SECRET, on_initiated=initiated_recorder(hub.store.engine)
+        sim.url, partner_code=PARTNER, secret=SECRET, on_initiated=flow_records.initiated_recorder(hub.store.engine)
     )
     receipt = adapter.deliver(worker_request(api, data, adapter))
     assert "UrlThanhToan" in receipt.detail and b"MaXacThuc" in receipt.sent
@@ -404,7 +404,7 @@ def request_refund(api, pki, sim, original: str, amount: int = 75_000) -> tuple[
                         headers={"Content-Type": "application/xml", "X-Api-Key": api.keys[PROVINCE]})  # fmt: skip
     assert response.status_code == 202, response.text
     adapter = PaymentAdapter(
-        sim.url, partner_code=PARTNER, secret=SECRET, on_initiated=initiated_recorder(hub.store.engine)
+        sim.url, partner_code=PARTNER, secret=SECRET, on_initiated=flow_records.initiated_recorder(hub.store.engine)
     )
     receipt = adapter.deliver(worker_request(api, data, adapter))
     assert receipt.detail.startswith(f"REFUND MaLoi=00 MaThamChieu={refund.reference} MaThamChieuGoc={original}")

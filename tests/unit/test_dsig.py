@@ -13,7 +13,7 @@ from hub import packets
 from hub.security import dsig
 from hub.security.envelope import EnvelopeHeader, build_envelope
 from hub.security.signing import EnvelopeVerifier
-from hub.security.xmlparse import parser
+from hub.xmlparse import parser
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 E = "{urn:lienthong:envelope:1}"

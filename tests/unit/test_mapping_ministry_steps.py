@@ -14,7 +14,7 @@ from hub import packets
 from hub.errors import PacketInvalidError
 from hub.packets.dossier import DossierStatusUpdate
 from hub.registry import KNOWN_PROFILES
-from hub.security.xmlparse import parse_xml
+from hub.xmlparse import parse_xml
 from mappings import ministry_steps
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "ministry_steps"

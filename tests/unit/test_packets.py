@@ -19,7 +19,7 @@ from hub.packets.dossier import DossierStatusUpdate, DossierSync
 from hub.packets.issues import model_issues, xsd_rule
 from hub.packets.payment import PaymentReceipt, PaymentRequest
 from hub.packets.schemas import schema_bytes
-from hub.security.xmlparse import parse_xml
+from hub.xmlparse import parse_xml
 
 NS = "urn:lienthong:packet:1"
 TYPES = sorted(packets.PACKET_TYPES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hub.errors import XmlRejectedError
-from hub.security.xmlparse import XmlLimits, parse_xml
+from hub.xmlparse import XmlLimits, parse_xml
 
 XXE = b"""<?xml version="1.0"?>
 <!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>

@@ -25,8 +25,8 @@ from lxml import etree
 from hub.api.dependencies import hub_of, read_body
 from hub.api.problems import KINDS, ApiProblem, from_rejection
 from hub.errors import Issue, RejectedError
-from hub.security.xmlparse import XmlLimits, make_parser, parse_xml
 from hub.services import Caller, HubService
+from hub.xmlparse import XmlLimits, make_parser, parse_xml
 
 log = logging.getLogger(__name__)
 

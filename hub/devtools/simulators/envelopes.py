@@ -29,7 +29,7 @@ from hub.devtools.simulators.base import SimulatorHandler, SimulatorServer
 from hub.errors import LienthongError
 from hub.security.envelope import EnvelopeHeader, body_payload, read_header
 from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
-from hub.security.xmlparse import parse_xml
+from hub.xmlparse import parse_xml
 
 _http = urllib3.PoolManager(num_pools=4, maxsize=8, retries=False, timeout=urllib3.Timeout(total=30))
 

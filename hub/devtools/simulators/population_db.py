@@ -25,7 +25,7 @@ from hub.devtools.simulators.base import SimulatorHandler, SimulatorServer
 from hub.errors import LienthongError
 from hub.logs import mask_ids
 from hub.packets.citizen import Citizen
-from hub.security.xmlparse import parse_xml
+from hub.xmlparse import parse_xml
 from mappings.population_db import FOUND, MISMATCH, NAMESPACE, NOT_FOUND, OPERATION, congdan_of
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
