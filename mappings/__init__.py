@@ -46,13 +46,17 @@ class InboundMapping:
     root: str  # the partner root element's qualified name, {namespace}local
     to_canonical: Callable[[etree._Element], BaseModel]
 
+    def decode(self, element: etree._Element) -> tuple[list[Issue], BaseModel | None]:
+        """Every problem of ``element`` in this format, and the canonical model when there is none (one mapping
+        serves both: intake validates and keeps what it mapped)."""
+        try:
+            return [], self.to_canonical(element)
+        except PacketInvalidError as exc:
+            return list(exc.issues), None
+
     def issues(self, element: etree._Element) -> list[Issue]:
         """Every problem of ``element`` in this format ([] if it maps to a valid canonical packet)."""
-        try:
-            self.to_canonical(element)
-        except PacketInvalidError as exc:
-            return list(exc.issues)
-        return []
+        return self.decode(element)[0]
 
     def canonical_element(self, element: etree._Element) -> etree._Element:
         """The mapped canonical packet as an element (``<p:dossierStatus>`` …)."""

@@ -46,7 +46,7 @@ from hub import packets
 from hub.errors import ConflictError, EnvelopeInvalidError, Issue, NoRouteError, RejectedError, StatusTransitionError
 from hub.exchange.routing import RoutingTable
 from hub.packets.dossier import DossierStatusUpdate
-from hub.security.envelope import EnvelopeHeader, body_payload, build_envelope, validate_envelope
+from hub.security.envelope import EnvelopeHeader, PayloadCheck, body_payload, build_envelope, validate_envelope
 from hub.security.signing import EnvelopeVerifier, Signer
 from hub.store import PendingDelivery, StatusUpdate, Store, SyncReport
 
@@ -136,26 +136,15 @@ class Acceptor:
             self.store.mark_published(confirmed)
 
     @staticmethod
-    def payload_check(profile: ProfileResolver | None) -> Callable[[EnvelopeHeader, etree._Element], list[Issue]]:
-        """The body validation for ``verify``: the canonical packet, or the sender's profile format."""
+    def payload_check(profile: ProfileResolver | None, decoded: list[BaseModel] | None = None) -> PayloadCheck:
+        """The body validation for ``verify``: the canonical packet, or the sender's profile format.
+
+        The body is decoded (and a partner format mapped) once, here; ``decoded`` receives the canonical model so
+        that routing and the status machine read it instead of decoding the same body again."""
 
         def check(header: EnvelopeHeader, payload: etree._Element) -> list[Issue]:
             name = mappings.CANONICAL if profile is None else profile(header)
             mapping = mappings.inbound_mapping(name, header.message_type)
-            if mapping is not None and payload.tag == mapping.root:
-                issues = mapping.issues(payload)
-                if not issues and header.dossier_code is not None:
-                    mapped = mapping.to_canonical(payload)
-                    code = getattr(mapped, "dossier_code", header.dossier_code)
-                    if code != header.dossier_code:
-                        issues.append(
-                            Issue(
-                                "/envelope/header/dossierCode",
-                                "dossier-code-matches-body",
-                                f"header names dossier {header.dossier_code} but the body is about {code}",
-                            )
-                        )
-                return issues
             if mapping is None and name != mappings.CANONICAL and name not in mappings.profile_names():
                 return [
                     Issue(
@@ -164,7 +153,24 @@ class Acceptor:
                         f"the sender's mapping profile {name!r} for {header.message_type} is unknown to the hub",
                     )
                 ]
-            return packets.validate_element(header.message_type, payload)
+            if mapping is not None and payload.tag == mapping.root:
+                issues, model = mapping.decode(payload)
+            else:
+                issues, model = packets.decode_element(header.message_type, payload)
+            if model is None:
+                return issues
+            code = getattr(model, "dossier_code", header.dossier_code)
+            if mapping is not None and header.dossier_code is not None and code != header.dossier_code:
+                return [  # a canonical body's code is compared by validate_envelope; a mapped one's only here
+                    Issue(
+                        "/envelope/header/dossierCode",
+                        "dossier-code-matches-body",
+                        f"header names dossier {header.dossier_code} but the body is about {code}",
+                    )
+                ]
+            if decoded is not None:
+                decoded.append(model)
+            return []
 
         return check
 
@@ -179,8 +185,8 @@ class Acceptor:
         """Verify (body through the sender's ``profile``), authorize and route one envelope without storing it;
         raise ``RejectedError`` with the reason. ``parsed``: ``data`` already parsed, handed over (see
         ``EnvelopeVerifier.verify``)."""
-        payload_check = self.payload_check(profile) if profile is not None else None
-        verified = self.verifier.verify(data, payload_check, parsed=parsed)
+        decoded: list[BaseModel] = []
+        verified = self.verifier.verify(data, self.payload_check(profile, decoded), parsed=parsed)
         header = verified.header
         if authorize is not None:
             try:
@@ -188,7 +194,8 @@ class Acceptor:
             except RejectedError as exc:
                 exc.message_id = exc.message_id or header.message_id
                 raise
-        return self._route(header, verified.payload, mappings.CANONICAL if profile is None else profile(header))
+        name = mappings.CANONICAL if profile is None else profile(header)
+        return self._route(header, verified.payload, name, decoded[0] if decoded else None)
 
     def inject(self, header: EnvelopeHeader, payload: etree._Element, signer: Signer) -> Accepted:
         """Accept a message the hub itself creates (payment receipts, postal events, status updates): validated
@@ -198,18 +205,22 @@ class Acceptor:
         The hub signs it here with ``signer`` and stores that envelope; it does not verify its own signature again.
         """
         envelope = build_envelope(header, payload)
-        signed_header, issues = validate_envelope(envelope)
+        decoded: list[BaseModel] = []
+        signed_header, issues = validate_envelope(envelope, self.payload_check(None, decoded))
         if issues:
             raise EnvelopeInvalidError("envelope content is invalid", issues, message_id=header.message_id)
-        checked = self._route(signed_header, body_payload(envelope), mappings.CANONICAL)
+        model = decoded[0] if decoded else None
+        checked = self._route(signed_header, body_payload(envelope), mappings.CANONICAL, model)
         data = etree.tostring(signer.sign_in_place(envelope))
         result = self.commit([(checked, data)])[0]
         if isinstance(result, RejectedError):
             raise result
         return result
 
-    def _route(self, header: EnvelopeHeader, payload: etree._Element, profile: str) -> Checked:
-        """Route a verified (or hub-built) message and decode what the store records of it."""
+    def _route(
+        self, header: EnvelopeHeader, payload: etree._Element, profile: str, model: BaseModel | None
+    ) -> Checked:
+        """Route a verified (or hub-built) message; ``model`` is its body as decoded by the check (or ``None``)."""
         destinations = self.routing.destinations_for(header.message_type, header.sender)
         if not destinations:
             raise NoRouteError(
@@ -217,12 +228,7 @@ class Acceptor:
                 [Issue("/envelope/header/messageType", "no-route", f"no route for {header.message_type}")],
                 message_id=header.message_id,
             )
-        canonical = None
-        if self.track_status and header.message_type == STATUS_TYPE:
-            mapping = mappings.inbound_for_root(header.message_type, payload.tag)
-            canonical = (
-                packets.from_element(header.message_type, payload) if mapping is None else mapping.to_canonical(payload)
-            )
+        canonical = model if self.track_status and header.message_type == STATUS_TYPE else None
         sync = None
         if self.track_status and header.message_type == SYNC_TYPE:
             sync = _sync_report(payload, header)

@@ -7,7 +7,15 @@ fields that are ``None`` are omitted. Datetimes are timezone-aware and written i
 
 from __future__ import annotations
 
-from hub.packets.convert import from_element, from_xml, to_element, to_xml, validate_element, validate_xml
+from hub.packets.convert import (
+    decode_element,
+    from_element,
+    from_xml,
+    to_element,
+    to_xml,
+    validate_element,
+    validate_xml,
+)
 from hub.packets.examples import example
 from hub.packets.registry import (
     PACKET_NAMESPACE,
@@ -22,6 +30,7 @@ __all__ = [
     "PACKET_NAMESPACE",
     "PACKET_TYPES",
     "PacketType",
+    "decode_element",
     "example",
     "from_element",
     "from_xml",

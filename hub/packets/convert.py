@@ -31,6 +31,7 @@ def to_xml(model: BaseModel) -> bytes:
 
 
 def _check(ptype: PacketType, element: etree._Element) -> tuple[list[Issue], BaseModel | None]:
+    """Issues and, when there are none, the decoded model (validated once, decoded once)."""
     if element.tag != ptype.tag:
         return [root_element_issue(element, ptype)], None
     errors = xsd_validate(ptype.schema, element)
@@ -40,6 +41,11 @@ def _check(ptype: PacketType, element: etree._Element) -> tuple[list[Issue], Bas
         return [], codec.decode(ptype.model, element)
     except ValidationError as exc:
         return model_issues(exc, element), None
+
+
+def decode_element(type_name: str, element: etree._Element) -> tuple[list[Issue], BaseModel | None]:
+    """``validate_element`` and ``from_element`` in one pass: the issues, and the model when there are none."""
+    return _check(packet_type(type_name), element)
 
 
 def validate_element(type_name: str, element: etree._Element) -> list[Issue]:

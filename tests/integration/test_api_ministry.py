@@ -6,6 +6,7 @@ raw, and (when applied) delivered to the province in its canonical form."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Iterator
@@ -16,10 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 from lxml import etree
 
+import mappings
 from hub import packets
 from hub.api import create_app
 from hub.devtools.sink import SinkServer
 from hub.exchange.worker import OutboundBuilder, Worker
+from hub.packets import convert
 from hub.registry import parse_spec, run_check
 from hub.runtime import adapters_for
 from hub.security.envelope import BODY_TAG, EnvelopeHeader
@@ -294,3 +297,23 @@ def test_connector_check_maps_a_step_example(hub: Hub, tmp_path: Path) -> None:
     messages = [(i.status, i.area, i.message) for i in report.items]
     assert not [m for m in messages if m[1] in ("example", "mapping") and m[0] == "fail"], messages
     assert any("mapped to canonical with profile 'ministry-steps'" in m[2] for m in messages), messages
+
+
+def test_intake_decodes_a_body_once_whether_mapped_or_canonical(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation, the dossier-code check and the status machine share one decoding of the body."""
+    mapped: list[object] = []
+    original = mappings.inbound_mapping("ministry-steps", "dossier.status")
+    assert original is not None
+    counted = dataclasses.replace(original, to_canonical=lambda e: mapped.append(e) or original.to_canonical(e))
+    monkeypatch.setitem(mappings._INBOUND["ministry-steps"], "dossier.status", counted)
+    monkeypatch.setitem(mappings._BY_ROOT, ("dossier.status", original.root), counted)
+    assert hub.post(hub.envelope(step("LuanChuyenHoSo", "20251125100000"))).status_code == 202
+    assert len(mapped) == 1
+
+    decoded: list[object] = []
+    real_decode = convert.codec.decode
+    monkeypatch.setattr(convert.codec, "decode", lambda *a: decoded.append(a) or real_decode(*a))
+    canonical = packets.example("dossier.status").model_copy(update={"dossier_code": DOSSIER, "status": 5})
+    response = hub.post(hub.envelope(packets.to_element(canonical), sender=OTHER), key=hub.other_key)
+    assert response.status_code == 202, response.text
+    assert len(decoded) == 1
