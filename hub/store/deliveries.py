@@ -51,6 +51,7 @@ _DELIVERED = (
         outbound_digest=sa.bindparam("b_digest", type_=sa.String),
         sent=sa.bindparam("b_sent", type_=sa.LargeBinary),
         sent_type=sa.bindparam("b_sent_type", type_=sa.String),
+        sent_digest=sa.bindparam("b_sent_digest", type_=sa.String),
         delivered_at=_B_NOW,
         next_attempt_at=None,
         updated_at=_B_NOW,
@@ -189,7 +190,8 @@ def record_delivered_many(db: Database, items: Sequence[Sequence[Any]]) -> list[
                 _DELIVERED,
                 [
                     {"b_id": d.delivery_id, "b_now": at_now, "b_outbound": d.outbound, "b_digest": digest(d.outbound),
-                     "b_sent": d.sent, "b_sent_type": None if d.sent is None else d.sent_type}
+                     "b_sent": d.sent, "b_sent_type": None if d.sent is None else d.sent_type,
+                     "b_sent_digest": None if d.sent is None else digest(d.sent)}
                     for d in todo
                 ],
             )  # fmt: skip

@@ -48,8 +48,7 @@ _STATUSES = (
         deliveries.c.published_at,
         deliveries.c.delivered_at,
         deliveries.c.outbound_digest,
-        deliveries.c.outbound,
-        deliveries.c.sent,
+        deliveries.c.sent_digest,
         deliveries.c.sent_type,
     )
     .where(deliveries.c.message_pk.in_(sa.bindparam("b_ids", expanding=True)))
@@ -67,7 +66,9 @@ def _statuses(conn: Connection, message_pks: Sequence[int]) -> dict[int, tuple[D
         for d in conn.execute(_STATUSES, {"b_ids": list(chunk)}):
             fields = dict(d._mapping)
             pk = fields.pop("message_pk")
-            fields["sent"], fields["sent_type"] = sent_as(fields["sent"], fields["sent_type"], fields.pop("outbound"))
+            fields["sent_digest"], fields["sent_type"] = sent_as(
+                fields["sent_digest"], fields["sent_type"], fields["outbound_digest"]
+            )
             found.setdefault(pk, []).append(DeliveryStatus(**{**fields, "state": DeliveryState(d.state)}))
     return {pk: tuple(statuses) for pk, statuses in found.items()}
 

@@ -138,9 +138,10 @@ deliveries = sa.Table(
     sa.Column("outbound", sa.LargeBinary, nullable=True),
     sa.Column("outbound_digest", sa.String(64), nullable=True),
     # The bytes a partner actually received when they are not the hub-signed ``outbound`` envelope (e.g. a JSON
-    # body), and their media type (migration 0006); NULL: the envelope itself was sent.
+    # body), their media type and SHA-256 (migration 0006); NULL: the envelope itself was sent.
     sa.Column("sent", sa.LargeBinary, nullable=True),
     sa.Column("sent_type", sa.String(100), nullable=True),
+    sa.Column("sent_digest", sa.String(64), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("message_pk", "destination"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 from hub.store.schema import DeliveryState
 
@@ -194,12 +194,15 @@ class DeliveryStatus:
     published_at: datetime | None
     delivered_at: datetime | None
     outbound_digest: str | None
-    sent: bytes | None = None  # what the partner received: the stored sent bytes, else the outbound envelope
-    sent_type: str | None = None  # their media type (``application/xml`` for the envelope); None until delivered
+    sent_digest: str | None = None  # SHA-256 of what the partner received (the envelope's when it took that)
+    sent_type: str | None = None  # its media type (``application/xml`` for the envelope); None until delivered
 
 
-def sent_as(sent: bytes | None, sent_type: str | None, outbound: bytes | None) -> tuple[bytes | None, str | None]:
-    """What a partner received and its media type: the stored sent bytes, else the hub-signed envelope."""
+_Sent = TypeVar("_Sent", bytes, str)
+
+
+def sent_as(sent: _Sent | None, sent_type: str | None, outbound: _Sent | None) -> tuple[_Sent | None, str | None]:
+    """What a partner received (or its digest) and its media type: the stored sent value, else the envelope's."""
     if sent is not None:
         return sent, sent_type or XML
     return outbound, None if outbound is None else XML

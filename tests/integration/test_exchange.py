@@ -335,21 +335,6 @@ class RecordingAdapter(Adapter):
         return DeliveryReceipt(200, "code=0", sent=b'{"sent": true}', sent_type="application/json")
 
 
-class RecordingStore:
-    """The real store, except that delivered records are kept here as the worker hands them over."""
-
-    def __init__(self, store) -> None:
-        self._store = store
-        self.delivered: list[tuple] = []
-
-    def record_delivered_many(self, items):
-        self.delivered.extend(items)
-        return [True] * len(items)
-
-    def __getattr__(self, name: str):
-        return getattr(self._store, name)
-
-
 def test_the_worker_parses_maps_and_signs_once_and_records_the_bytes_sent(tmp_path: Path, monkeypatch) -> None:
     import hub.exchange.worker as worker_module
     import mappings
@@ -371,9 +356,8 @@ def test_the_worker_parses_maps_and_signs_once_and_records_the_bytes_sent(tmp_pa
     counted = mappings.OutboundMapping(np.KIND, "dossier.sync", lambda m: mapped.append(m) or np.to_portal(m))
     monkeypatch.setitem(mappings._OUTBOUND[np.KIND], "dossier.sync", counted)
     adapters = {G_JSON: RecordingAdapter(np.KIND), G_XML: RecordingAdapter(None), G_POSTAL: RecordingAdapter("postal")}
-    store = RecordingStore(runtime.store)
-    worker = Worker(store, runtime.broker, runtime.routing, OutboundBuilder(runtime.signer(), settings.hub_code),
-                    adapters)  # fmt: skip
+    builder = OutboundBuilder(runtime.signer(), settings.hub_code)
+    worker = Worker(runtime.store, runtime.broker, runtime.routing, builder, adapters)
     try:
         model = packets.example("dossier.sync")
         header = EnvelopeHeader(sender=PROVINCE, receiver=G_JSON, message_type="dossier.sync")
@@ -394,11 +378,19 @@ def test_the_worker_parses_maps_and_signs_once_and_records_the_bytes_sent(tmp_pa
         hub_ca = TrustStore.from_path(Path(settings.data_dir) / "keys" / "ca.pem")
         for request in (json_request, xml_request):
             assert EnvelopeVerifier(hub_ca).verify(request.body).header.sender == settings.hub_code
-        by_envelope = {record[1]: record for record in store.delivered}
-        assert len(store.delivered) == 2
-        assert by_envelope[json_request.body][2:] == ("HTTP 200 code=0", b'{"sent": true}', "application/json")
-        assert by_envelope[xml_request.body][2:] == ("HTTP 200", None, None)  # the envelope itself was sent
-        (dead,) = [d for d in runtime.store.trace(header.message_id, PROVINCE).deliveries if d.destination == G_POSTAL]
+        # The message log keeps the hub-signed envelope and, beside it, exactly what the partner received.
+        traced = {d.destination: d for d in runtime.store.trace(header.message_id, PROVINCE).deliveries}
+        json_view, xml_view = runtime.store.delivery(traced[G_JSON].delivery_id), runtime.store.delivery(
+            traced[G_XML].delivery_id
+        )
+        assert (json_view.outbound, json_view.sent) == (json_request.body, b'{"sent": true}')
+        assert json_view.sent_type == "application/json"
+        assert (xml_view.outbound, xml_view.sent, xml_view.sent_type) == (xml_request.body, xml_request.body,
+                                                                          "application/xml")  # fmt: skip
+        events = runtime.store.trace(header.message_id, PROVINCE).events
+        details = [e.detail for e in events if e.state == "delivered"]
+        assert sorted(details) == ["HTTP 200", "HTTP 200 code=0"]
+        dead = traced[G_POSTAL]
         assert "postal takes postal.order, not dossier.sync" in (runtime.store.delivery(dead.delivery_id).last_error
                                                                    or "")  # fmt: skip
     finally:

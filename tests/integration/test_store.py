@@ -288,6 +288,10 @@ def test_attempt_retry_delivered_flow(store: Store) -> None:
         store.record_retry(delivery_id, error="x", delay_s=1)
 
 
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def test_the_message_log_keeps_the_bytes_a_partner_received(store: Store) -> None:
     as_json, as_envelope = submit(store).delivery_ids
     store.start_attempts([as_json, as_envelope])
@@ -304,9 +308,10 @@ def test_the_message_log_keeps_the_bytes_a_partner_received(store: Store) -> Non
     assert (json_view.sent, json_view.sent_type) == (body, "application/json")
     assert json_view.outbound == b"<signed-by-hub/>"  # the hub-signed envelope is kept beside it
     assert (envelope_view.sent, envelope_view.sent_type) == (b"<signed-by-hub/>", "application/xml")
-    traced = {d.delivery_id: d for d in store.trace("m-1").deliveries}
-    assert (traced[as_json].sent, traced[as_json].sent_type) == (body, "application/json")
-    assert (traced[as_envelope].sent, traced[as_envelope].sent_type) == (b"<signed-by-hub/>", "application/xml")
+    traced = {d.delivery_id: d for d in store.trace("m-1").deliveries}  # a trace names what was sent, by digest
+    assert (traced[as_json].sent_digest, traced[as_json].sent_type) == (sha256(body), "application/json")
+    envelope_digest = sha256(b"<signed-by-hub/>")
+    assert (traced[as_envelope].sent_digest, traced[as_envelope].sent_type) == (envelope_digest, "application/xml")
     (logged,) = store.dossier_messages("000.00.00.H12-251123-0042")
     assert [d.sent_type for d in logged.deliveries] == ["application/json", "application/xml"]
     with store.engine.connect() as conn:
@@ -318,7 +323,7 @@ def test_nothing_sent_reads_as_nothing(store: Store) -> None:
     (delivery_id,) = submit(store, destinations=["portal"]).delivery_ids
     view = store.delivery(delivery_id)
     assert (view.outbound, view.sent, view.sent_type) == (None, None, None)
-    assert store.trace("m-1").deliveries[0].sent is None
+    assert store.trace("m-1").deliveries[0].sent_digest is None
 
 
 def test_retry_with_republish_goes_back_to_the_relay_when_due(store: Store) -> None:
