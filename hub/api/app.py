@@ -67,19 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def console_gauges(hub: HubService) -> Sequence[Metric]:
     """The operator page's gauges for ``/metrics`` (``hub.console.metrics``), read with the store's counters."""
     from hub.console.metrics import families
-    from hub.console.views import snapshot
+    from hub.console.views import hub_snapshot
 
-    settings = hub.settings
-    return families(
-        snapshot(
-            hub.store,
-            hub.registry,
-            window_s=settings.partner_window_s,
-            warn_age_s=settings.queue_age_warn_s,
-            previews=False,
-            settings=settings,
-        )
-    )
+    return families(hub_snapshot(hub, previews=False))
 
 
 __all__ = ["create_app"]

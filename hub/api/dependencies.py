@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from fastapi import Request, Security
+from fastapi import Query, Request, Security
 from fastapi.security import APIKeyHeader
 
 from hub.api.problems import ApiProblem
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 XML_MEDIA_TYPES = ("application/xml", "text/xml")
 API_KEY = APIKeyHeader(name="X-Api-Key", auto_error=False, description="The caller's API key")
 ApiKey = Annotated[str | None, Security(API_KEY)]  # one security scheme in the OpenAPI document
+ListLimit = Annotated[int, Query(ge=1, le=5000)]  # how many rows a listing endpoint answers at the most
 
 T = TypeVar("T")
 _flows_lock = threading.Lock()
@@ -37,6 +38,18 @@ def staff_hub(request: Request, api_key: str | None) -> HubService:
     hub = hub_of(request)
     require(hub.authenticate(api_key), ADMIN, OPERATOR)
     return hub
+
+
+def xml_request_body(example: str | None = None) -> dict[str, Any]:
+    """``openapi_extra=`` of an endpoint whose body is an XML envelope: the routes read the raw body themselves,
+    so FastAPI cannot describe it."""
+    shown = {} if example is None else {"example": example}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {media: {"schema": {"type": "string"}, **shown} for media in XML_MEDIA_TYPES},
+        }
+    }
 
 
 def media_type(request: Request) -> str:

@@ -44,6 +44,17 @@ KINDS: dict[str, tuple[int, str]] = {
 }
 _SLUG_BY_STATUS = {status: slug for slug, (status, _) in KINDS.items()}
 
+# What an endpoint that takes a posted document (an envelope, a connector spec) may be refused with.
+BODY_PROBLEMS = (
+    "malformed",
+    "unauthenticated",
+    "forbidden",
+    "conflict",
+    "too-large",
+    "unsupported-media-type",
+    "invalid",
+)
+
 
 class ProblemIssue(BaseModel):
     path: str = Field(description="Where the problem is (an XPath-like path into the envelope, or `/`)")

@@ -114,16 +114,7 @@ def _safe_next(target: str) -> str:
 
 
 def _snapshot(request: Request, *, previews: bool = True) -> views.Snapshot:
-    hub = hub_of(request)
-    settings = hub.settings
-    return views.snapshot(
-        hub.store,
-        hub.registry,
-        window_s=settings.partner_window_s,
-        warn_age_s=settings.queue_age_warn_s,
-        previews=previews,
-        settings=settings,
-    )
+    return views.hub_snapshot(hub_of(request), previews=previews)
 
 
 # ------------------------------------------------------------------------------------------------ sign in / out
@@ -203,20 +194,28 @@ def _ids(form: dict[str, list[str]]) -> list[int]:
     return out
 
 
-@router.post("/console/replay", response_class=HTMLResponse)
-async def replay_confirm(request: Request) -> Response:
-    """Step 1: show what is about to be replayed and ask for confirmation."""
+async def _replay_selection(request: Request) -> tuple[dict, list[int]] | Response:
+    """What both replay steps check first: the operator and the chosen dead-letter ids, or where to send them
+    instead (sign-in, or back to the page with why: a stale form or nothing selected)."""
     user = _user(request)
     if user is None:
         return _to_login(request)
     form = await _form(request)
-    if not auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD)):
-        request.session["flash"] = {"kind": "error", "key": "bad_csrf"}
-        return RedirectResponse("/#dead-letters", status_code=303)
     ids = _ids(form)
-    if not ids:
-        request.session["flash"] = {"kind": "error", "key": "nothing_selected"}
+    csrf_ok = auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD))
+    if not csrf_ok or not ids:
+        request.session["flash"] = {"kind": "error", "key": "nothing_selected" if csrf_ok else "bad_csrf"}
         return RedirectResponse("/#dead-letters", status_code=303)
+    return user, ids
+
+
+@router.post("/console/replay", response_class=HTMLResponse)
+async def replay_confirm(request: Request) -> Response:
+    """Step 1: show what is about to be replayed and ask for confirmation."""
+    selection = await _replay_selection(request)
+    if isinstance(selection, Response):
+        return selection
+    _, ids = selection
     chosen = [d for d in _snapshot(request, previews=False).dead_letters if d.id in ids]
     return _render(request, "confirm.html", items=chosen, ids=[d.id for d in chosen])
 
@@ -226,17 +225,10 @@ async def replay(request: Request) -> Response:
     """Step 2: replay, recorded with the operator's name, then back to the page with the outcome."""
     from hub.runtime import replay_dead_letters
 
-    user = _user(request)
-    if user is None:
-        return _to_login(request)
-    form = await _form(request)
-    if not auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD)):
-        request.session["flash"] = {"kind": "error", "key": "bad_csrf"}
-        return RedirectResponse("/#dead-letters", status_code=303)
-    ids = _ids(form)
-    if not ids:
-        request.session["flash"] = {"kind": "error", "key": "nothing_selected"}
-        return RedirectResponse("/#dead-letters", status_code=303)
+    selection = await _replay_selection(request)
+    if isinstance(selection, Response):
+        return selection
+    user, ids = selection
     hub = hub_of(request)
     try:
         done, errors = await run_in_threadpool(replay_dead_letters, hub.runtime, ids, actor=user["name"])

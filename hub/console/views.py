@@ -28,6 +28,7 @@ from lxml import etree
 
 from hub.dossier.validators import mask_personal_id
 from hub.logs import mask_ids
+from hub.services import HubService
 from hub.store import DeadLetter, DestinationStats, MessageTrace, PartnerActivity, TimelineEntry
 
 try:
@@ -451,6 +452,20 @@ def snapshot(store: Any, registry: Any, *, window_s: float, warn_age_s: float, n
         deadlines=deadlines(store, connectors, now, settings),
         window_s=window_s,
         warn_age_s=warn_age_s,
+    )
+
+
+def hub_snapshot(hub: HubService, *, previews: bool = True) -> Snapshot:
+    """``snapshot`` with the hub's own store, registry and settings: the page and the ``/metrics`` gauges read
+    the same figures the same way."""
+    settings = hub.settings
+    return snapshot(
+        hub.store,
+        hub.registry,
+        window_s=settings.partner_window_s,
+        warn_age_s=settings.queue_age_warn_s,
+        previews=previews,
+        settings=settings,
     )
 
 

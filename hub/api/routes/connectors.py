@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from hub.api.dependencies import ApiKey, hub_of, read_body, require_media_type, staff_hub
 from hub.api.models import ConnectorCreatedOut, ConnectorOut
-from hub.api.problems import ApiProblem, responses
+from hub.api.problems import BODY_PROBLEMS, ApiProblem, responses
 from hub.errors import Issue
 from hub.services import ADMIN, Caller, HubService, require
 
@@ -50,9 +50,7 @@ def list_connectors(request: Request, x_api_key: ApiKey = None) -> list[Connecto
             },
         }
     },
-    responses=responses(
-        "malformed", "unauthenticated", "forbidden", "conflict", "too-large", "unsupported-media-type", "invalid"
-    ),
+    responses=responses(*BODY_PROBLEMS),
 )
 async def add_connector(request: Request, x_api_key: ApiKey = None) -> JSONResponse:
     hub = hub_of(request)

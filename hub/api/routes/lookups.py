@@ -5,23 +5,23 @@ officer/dossier/purpose, 504 when the population DB is slow, 502 when it is down
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from hub.api.dependencies import (
     XML_MEDIA_TYPES,
     ApiKey,
+    ListLimit,
     hub_of,
     lookup_service,
     read_body,
     require_media_type,
     staff_hub,
+    xml_request_body,
 )
 from hub.api.models import LookupAuditOut
-from hub.api.problems import responses
+from hub.api.problems import BODY_PROBLEMS, responses
 from hub.store import flow_records
 
 router = APIRouter()
@@ -37,28 +37,13 @@ router = APIRouter()
     "`lookup-dossier-required`, `lookup-purpose-required`); every lookup is audited. 504 when the population DB "
     "does not answer within `LIENTHONG_LOOKUP_TIMEOUT_S` (default 10 s), 502 when it is down or fails.",
     response_class=Response,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {media: {"schema": {"type": "string"}} for media in XML_MEDIA_TYPES},
-        }
-    },
+    openapi_extra=xml_request_body(),
     responses={
         200: {
             "description": "The hub-signed citizen.record",
             "content": {"application/xml": {"schema": {"type": "string"}}},
         },
-        **responses(
-            "malformed",
-            "unauthenticated",
-            "forbidden",
-            "conflict",
-            "too-large",
-            "unsupported-media-type",
-            "invalid",
-            "bad-gateway",
-            "gateway-timeout",
-        ),
+        **responses(*BODY_PROBLEMS, "bad-gateway", "gateway-timeout"),
     },
 )
 async def post_lookup(request: Request, x_api_key: ApiKey = None) -> Response:
@@ -85,7 +70,7 @@ def list_lookups(
     request: Request,
     x_api_key: ApiKey = None,
     dossier: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    limit: ListLimit = 500,
 ) -> list[LookupAuditOut]:
     hub = staff_hub(request, x_api_key)
     return [LookupAuditOut(**row) for row in flow_records.lookups(hub.store.engine, dossier_code=dossier, limit=limit)]

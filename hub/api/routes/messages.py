@@ -12,9 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from hub.api.dependencies import XML_MEDIA_TYPES, ApiKey, hub_of, read_body, require_media_type
+from hub.api.dependencies import XML_MEDIA_TYPES, ApiKey, hub_of, read_body, require_media_type, xml_request_body
 from hub.api.models import EXAMPLE_ID, AcceptedOut, DossierMessageOut, DossierOut, TimelineEntryOut, TraceOut
-from hub.api.problems import ApiProblem, responses
+from hub.api.problems import BODY_PROBLEMS, ApiProblem, responses
 from hub.errors import Issue, UnauthenticatedError
 
 router = APIRouter()
@@ -70,29 +70,10 @@ SUBMIT_EXAMPLES = {
     status_code=202,
     response_model=AcceptedOut,
     description=SUBMIT_DESCRIPTION,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                media: {
-                    "schema": {"type": "string"},
-                    "example": '<env:envelope xmlns:env="urn:lienthong:'
-                    'envelope:1">…<ds:Signature>…</ds:Signature></env:envelope>',
-                }
-                for media in XML_MEDIA_TYPES
-            },
-        }
-    },
-    responses=responses(
-        "malformed",
-        "unauthenticated",
-        "forbidden",
-        "conflict",
-        "too-large",
-        "unsupported-media-type",
-        "invalid",
-        **SUBMIT_EXAMPLES,
+    openapi_extra=xml_request_body(
+        '<env:envelope xmlns:env="urn:lienthong:envelope:1">…<ds:Signature>…</ds:Signature></env:envelope>'
     ),
+    responses=responses(*BODY_PROBLEMS, **SUBMIT_EXAMPLES),
 )
 async def submit_message(request: Request, x_api_key: ApiKey = None) -> JSONResponse:
     hub = hub_of(request)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi import Path as FastApiPath
 
-from hub.api.dependencies import ApiKey, hub_of, staff_hub
+from hub.api.dependencies import ApiKey, ListLimit, hub_of, staff_hub
 from hub.api.models import DeadLetterOut, QueueOut, ReplayOut
 from hub.api.problems import ApiProblem, responses
 from hub.errors import Issue, UnknownDeadLetterError
@@ -42,7 +42,7 @@ def dead_letters(
     x_api_key: ApiKey = None,
     destination: str | None = None,
     include_replayed: bool = False,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    limit: ListLimit = 500,
 ) -> list[DeadLetterOut]:  # type: ignore[valid-type]
     hub = staff_hub(request, x_api_key)
     found = hub.store.dead_letters(destination=destination, include_replayed=include_replayed, limit=limit)

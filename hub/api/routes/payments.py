@@ -4,13 +4,11 @@ platform's ``CONFIRM``, answered in the platform's own JSON (``MaLoi``), not pro
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from hub.api.dependencies import ApiKey, hub_of, payment_service, staff_hub
+from hub.api.dependencies import ApiKey, ListLimit, hub_of, payment_service, staff_hub
 from hub.api.models import RefusalOut
 from hub.api.problems import KINDS, responses
 from hub.errors import PaymentRefusedError
@@ -65,7 +63,7 @@ def list_refusals(
     request: Request,
     x_api_key: ApiKey = None,
     connector: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    limit: ListLimit = 500,
 ) -> list[RefusalOut]:
     hub = staff_hub(request, x_api_key)
     return [RefusalOut(**row) for row in flow_records.refusals(hub.store.engine, connector=connector, limit=limit)]
