@@ -520,6 +520,12 @@ class RabbitMQBroker(Broker):
             log.warning("RabbitMQ connection lost while settling (%r); the delivery will be redelivered", exc)
             self._drop_connection()
 
+    def _note_settled(self) -> None:
+        """Settlements wait on the connection and go out with the next I/O, or at once every `flush_every`."""
+        self._settled_unsent += 1
+        if self._settled_unsent >= self.flush_every:
+            self._pump(0)
+
     def ack(self, delivery: Delivery) -> None:
         tag = self._current(delivery)
         if tag is None:
@@ -530,9 +536,7 @@ class RabbitMQBroker(Broker):
             # Queued on the connection, written with the next I/O (at the latest every `flush_every` settlements,
             # or by the next consume/publish/stats/flush/close): no write system call per ack.
             self._ch._impl.basic_ack(delivery_tag=tag)
-            self._settled_unsent += 1
-            if self._settled_unsent >= self.flush_every:
-                self._pump(0)
+            self._note_settled()
 
         self._settle_safely(op)
 
@@ -549,9 +553,7 @@ class RabbitMQBroker(Broker):
             for tag in tags:
                 del self._held[tag]
             self._ch._impl.basic_ack(delivery_tag=top, multiple=True)
-            self._settled_unsent += 1
-            if self._settled_unsent >= self.flush_every:
-                self._pump(0)
+            self._note_settled()
 
         self._settle_safely(op)
 
