@@ -18,7 +18,6 @@ mapped (``OutboundRequest.payload``, a ``mappings.national_portal.PortalRecord``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -210,11 +209,7 @@ class NationalPortalAdapter(Adapter):
             raise PermanentDeliveryError(where) from None
         sent = _json(portal_request(service, [record], madonvi=madonvi, is_updating=updating))
         flag = "" if updating is None else f" isUpdating={'True' if updating else 'False'}"
-        detail = (
-            f"{service}{flag} error_code=0 {answer.get('message', '')}{switched}; "
-            f"sent sha256={hashlib.sha256(sent).hexdigest()}"
-        )
-        return DeliveryReceipt(200, detail, sent=sent, sent_type="application/json")
+        return DeliveryReceipt.for_body(f"{service}{flag} error_code=0 {answer.get('message', '')}{switched}", sent)
 
     def close(self) -> None:
         self._pool.clear()

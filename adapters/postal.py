@@ -11,7 +11,6 @@ refused) → ``PermanentDeliveryError``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -144,11 +143,9 @@ class PostalAdapter(Adapter):
             raise PermanentDeliveryError(f"the postal service takes postal.order, not {request.message_type}")
         sent = self._order_body(mapped)
         answer = self._call("POST", "/orders", sent)
-        detail = (
-            f"order {model.direction.value} OrderNumber={mapped['OrderNumber']} ItemCode={answer.get('ItemCode')}; "
-            f"sent sha256={hashlib.sha256(sent).hexdigest()}"
+        return DeliveryReceipt.for_body(
+            f"order {model.direction.value} OrderNumber={mapped['OrderNumber']} ItemCode={answer.get('ItemCode')}", sent
         )
-        return DeliveryReceipt(200, detail, sent=sent, sent_type="application/json")
 
     def close(self) -> None:
         self._pool.clear()
