@@ -9,6 +9,7 @@ normally (delivered) or raising one of the two errors below, which decide whethe
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -68,6 +69,11 @@ class DeliveryReceipt:
     detail: str = ""
     sent: bytes = b""
     sent_type: str = ""
+
+    @classmethod
+    def for_body(cls, summary: str, sent: bytes, sent_type: str = "application/json") -> DeliveryReceipt:
+        """A partner's acceptance of ``sent``, its ``detail`` ending with the body's digest."""
+        return cls(200, f"{summary}; sent sha256={hashlib.sha256(sent).hexdigest()}", sent=sent, sent_type=sent_type)
 
 
 class Adapter(ABC):

@@ -18,7 +18,6 @@ mapped (``OutboundRequest.payload``, a ``mappings.national_portal.PortalRecord``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -28,6 +27,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from adapters.credentials import RenewingToken
 from adapters.http import classify_status, partner_pool, request_text
 from hub.logs import mask_ids
 from mappings.national_portal import (
@@ -88,13 +88,8 @@ class NationalPortalAdapter(Adapter):
         self.madonvi = madonvi
         self._username = username
         self._password = password
-        self.renew_margin_s = renew_margin_s
-        self._clock = clock
         self._pool = partner_pool(timeout_s=timeout_s, max_connections=max_connections)
-        self._session_lock = threading.Lock()
-        self._session: str | None = None
-        self._session_expires = 0.0
-        self.logins = 0
+        self._session = RenewingToken(self._login, renew_margin_s=renew_margin_s, clock=clock)
         self._known: OrderedDict[str, None] = OrderedDict()
         self._known_lock = threading.Lock()
 
@@ -123,7 +118,11 @@ class NationalPortalAdapter(Adapter):
 
     # ------------------------------------------------------------ session
 
-    def _login(self) -> str:
+    @property
+    def logins(self) -> int:
+        return self._session.fetched
+
+    def _login(self) -> tuple[str, float]:
         answer = self._post(self.login_url, {"username": self._username, "password": self._password})
         token = answer.get("session")
         if answer["error_code"] != OK or not isinstance(token, str) or not token:
@@ -133,23 +132,11 @@ class NationalPortalAdapter(Adapter):
             )
         expires_in = answer.get("expires_in")
         ttl = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 600.0
-        self._session = token
-        # renewed a little before it expires (a tenth of its life at most, for short-lived sessions)
-        self._session_expires = self._clock() + ttl - min(self.renew_margin_s, ttl / 10)
-        self.logins += 1
-        return token
+        return token, ttl
 
     def session(self) -> str:
         """The cached session token, logging in first when there is none or it is about to expire."""
-        with self._session_lock:
-            if self._session is not None and self._clock() < self._session_expires:
-                return self._session
-            return self._login()
-
-    def _drop_session(self, token: str) -> None:
-        with self._session_lock:
-            if self._session == token:  # another thread may already have renewed it
-                self._session = None
+        return self._session.get()
 
     # ------------------------------------------------------------ calls
 
@@ -161,7 +148,7 @@ class NationalPortalAdapter(Adapter):
             token = self.session()
             answer = self._post(self.endpoint, {"session": token, **request})
             if answer["error_code"] == INVALID_SESSION and attempt == 0:
-                self._drop_session(token)
+                self._session.drop(token)
                 continue
             break
         code = answer["error_code"]
@@ -222,11 +209,7 @@ class NationalPortalAdapter(Adapter):
             raise PermanentDeliveryError(where) from None
         sent = _json(portal_request(service, [record], madonvi=madonvi, is_updating=updating))
         flag = "" if updating is None else f" isUpdating={'True' if updating else 'False'}"
-        detail = (
-            f"{service}{flag} error_code=0 {answer.get('message', '')}{switched}; "
-            f"sent sha256={hashlib.sha256(sent).hexdigest()}"
-        )
-        return DeliveryReceipt(200, detail, sent=sent, sent_type="application/json")
+        return DeliveryReceipt.for_body(f"{service}{flag} error_code=0 {answer.get('message', '')}{switched}", sent)
 
     def close(self) -> None:
         self._pool.clear()

@@ -14,7 +14,6 @@ already used for another amount (``03``) → ``PermanentDeliveryError``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -104,8 +103,7 @@ class PaymentAdapter(Adapter):
             what = f"REFUND MaLoi=00 MaThamChieu={model.reference} MaThamChieuGoc={model.original_reference}"
         else:
             what = f"INIT MaLoi=00 MaThamChieu={model.reference} UrlThanhToan={answer.get('UrlThanhToan', '')}"
-        detail = f"{what}; sent sha256={hashlib.sha256(sent).hexdigest()}"
-        return DeliveryReceipt(200, detail, sent=sent, sent_type="application/json")
+        return DeliveryReceipt.for_body(what, sent)
 
     def close(self) -> None:
         self._pool.clear()

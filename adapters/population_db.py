@@ -14,7 +14,6 @@ that cannot be mapped → ``PermanentDeliveryError``. Messages are masked (they 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from importlib import resources
@@ -149,8 +148,7 @@ class PopulationDbAdapter(Adapter):
             raise PermanentDeliveryError(f"the population DB takes citizen.lookup, not {request.message_type}")
         record = self._answer(model, self.call({**mapped, "MaTichHop": self.integration_code}))
         sent = self._transport.last_sent()
-        detail = f"{OPERATION} result={record.result.value}; sent sha256={hashlib.sha256(sent).hexdigest()}"
-        return DeliveryReceipt(200, detail, sent=sent, sent_type="text/xml; charset=utf-8")
+        return DeliveryReceipt.for_body(f"{OPERATION} result={record.result.value}", sent, "text/xml; charset=utf-8")
 
     def close(self) -> None:
         self._transport.session.close()

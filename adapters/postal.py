@@ -11,15 +11,14 @@ refused) → ``PermanentDeliveryError``.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from adapters.credentials import RenewingToken
 from adapters.http import classify_status, partner_pool, request_text
 from hub.logs import mask_ids
 from hub.packets.postal import PostalOrder
@@ -46,13 +45,8 @@ class PostalAdapter(Adapter):
         self.customer_code = customer_code
         self._client_id = client_id
         self._client_secret = client_secret
-        self.renew_margin_s = renew_margin_s
-        self._clock = clock
         self._pool = partner_pool(timeout_s=timeout_s, max_connections=max_connections)
-        self._token_lock = threading.Lock()
-        self._token: str | None = None
-        self._expires = 0.0
-        self.tokens_fetched = 0
+        self._token = RenewingToken(self._fetch_token, renew_margin_s=renew_margin_s, clock=clock)
 
     def __repr__(self) -> str:
         return f"PostalAdapter({self.endpoint!r}, client_id={self._client_id!r})"
@@ -67,34 +61,30 @@ class PostalAdapter(Adapter):
             data = None
         return status, data, text
 
-    def token(self) -> str:
-        with self._token_lock:
-            if self._token is not None and self._clock() < self._expires:
-                return self._token
-            status, data, text = self._request(
-                "POST",
-                self.token_url,
-                body=urlencode(
-                    {
-                        "grant_type": "client_credentials",
-                        "client_id": self._client_id,
-                        "client_secret": self._client_secret,
-                    }
-                ),
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-            )
-            if status != 200 or not isinstance(data, dict) or not data.get("access_token"):
-                raise TransientDeliveryError(f"the postal service refused a token: HTTP {status} {text[:120]}")
-            ttl = float(data.get("expires_in") or 600)
-            self._token = str(data["access_token"])
-            self._expires = self._clock() + ttl - min(self.renew_margin_s, ttl / 10)
-            self.tokens_fetched += 1
-            return self._token
+    @property
+    def tokens_fetched(self) -> int:
+        return self._token.fetched
 
-    def _drop(self, token: str) -> None:
-        with self._token_lock:
-            if self._token == token:
-                self._token = None
+    def token(self) -> str:
+        """The cached bearer token, fetching one first when there is none or it is about to expire."""
+        return self._token.get()
+
+    def _fetch_token(self) -> tuple[str, float]:
+        status, data, text = self._request(
+            "POST",
+            self.token_url,
+            body=urlencode(
+                {
+                    "grant_type": "client_credentials",
+                    "client_id": self._client_id,
+                    "client_secret": self._client_secret,
+                }
+            ),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        if status != 200 or not isinstance(data, dict) or not data.get("access_token"):
+            raise TransientDeliveryError(f"the postal service refused a token: HTTP {status} {text[:120]}")
+        return str(data["access_token"]), float(data.get("expires_in") or 600)
 
     def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
         """One authorized call; a 401 renews the token and tries once more."""
@@ -112,7 +102,7 @@ class PostalAdapter(Adapter):
                 kw["body"] = body
             status, data, text = self._request(method, url, **kw)
             if status == 401 and attempt == 0:
-                self._drop(token)
+                self._token.drop(token)
                 continue
             break
         classify_status(status, mask_ids(text))
@@ -153,11 +143,9 @@ class PostalAdapter(Adapter):
             raise PermanentDeliveryError(f"the postal service takes postal.order, not {request.message_type}")
         sent = self._order_body(mapped)
         answer = self._call("POST", "/orders", sent)
-        detail = (
-            f"order {model.direction.value} OrderNumber={mapped['OrderNumber']} ItemCode={answer.get('ItemCode')}; "
-            f"sent sha256={hashlib.sha256(sent).hexdigest()}"
+        return DeliveryReceipt.for_body(
+            f"order {model.direction.value} OrderNumber={mapped['OrderNumber']} ItemCode={answer.get('ItemCode')}", sent
         )
-        return DeliveryReceipt(200, detail, sent=sent, sent_type="application/json")
 
     def close(self) -> None:
         self._pool.clear()

@@ -520,21 +520,16 @@ class RabbitMQBroker(Broker):
             log.warning("RabbitMQ connection lost while settling (%r); the delivery will be redelivered", exc)
             self._drop_connection()
 
+    def _note_settled(self) -> None:
+        """Settlements wait on the connection and go out with the next I/O, or at once every `flush_every`."""
+        self._settled_unsent += 1
+        if self._settled_unsent >= self.flush_every:
+            self._pump(0)
+
     def ack(self, delivery: Delivery) -> None:
         tag = self._current(delivery)
-        if tag is None:
-            return
-
-        def op() -> None:
-            del self._held[tag]
-            # Queued on the connection, written with the next I/O (at the latest every `flush_every` settlements,
-            # or by the next consume/publish/stats/flush/close): no write system call per ack.
-            self._ch._impl.basic_ack(delivery_tag=tag)
-            self._settled_unsent += 1
-            if self._settled_unsent >= self.flush_every:
-                self._pump(0)
-
-        self._settle_safely(op)
+        if tag is not None:
+            self._ack({tag}, tag, multiple=False)
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """One ``basic.ack`` with ``multiple`` when these are every unsettled delivery up to the highest tag (the
@@ -544,14 +539,16 @@ class RabbitMQBroker(Broker):
         if len(tags) < 2 or any(tag <= top and tag not in tags for tag in self._held):
             super().ack_many(deliveries)
             return
+        self._ack(tags, top, multiple=True)
 
+    def _ack(self, tags: set[int], delivery_tag: int, *, multiple: bool) -> None:
         def op() -> None:
             for tag in tags:
                 del self._held[tag]
-            self._ch._impl.basic_ack(delivery_tag=top, multiple=True)
-            self._settled_unsent += 1
-            if self._settled_unsent >= self.flush_every:
-                self._pump(0)
+            # Queued on the connection, written with the next I/O (at the latest every `flush_every` settlements,
+            # or by the next consume/publish/stats/flush/close): no write system call per ack.
+            self._ch._impl.basic_ack(delivery_tag=delivery_tag, multiple=multiple)
+            self._note_settled()
 
         self._settle_safely(op)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -547,6 +548,17 @@ def _unknown_connector(code: str) -> typer.Exit:
     return _fail(f"no connector {code!r} is registered (see `hub connector list`)")
 
 
+@contextlib.contextmanager
+def _known_connector(code: str) -> Iterator[None]:
+    """Turns the registry's UnknownConnectorError into the CLI's one message and exit code for that case."""
+    from hub.registry import UnknownConnectorError
+
+    try:
+        yield
+    except UnknownConnectorError:
+        raise _unknown_connector(code) from None
+
+
 CodeArg = Annotated[str, typer.Argument(metavar="CODE", help="The connector's agency code")]
 ActorOpt = Annotated[str | None, typer.Option(help="Who makes the change (recorded); default: the current user")]
 
@@ -645,39 +657,24 @@ def connector_show(code: CodeArg) -> None:
 @connector_app.command("disable")
 def connector_disable(code: CodeArg, actor: ActorOpt = None) -> None:
     """Disable a connector: its API key stops working and nothing more is routed to it."""
-    from hub.registry import UnknownConnectorError
-
-    with _registry() as registry:
-        try:
-            registry.disable(code, actor=_actor(actor))
-        except UnknownConnectorError:
-            raise _unknown_connector(code) from None
+    with _registry() as registry, _known_connector(code):
+        registry.disable(code, actor=_actor(actor))
     out.print(f"disabled connector {code}", markup=False)
 
 
 @connector_app.command("enable")
 def connector_enable(code: CodeArg, actor: ActorOpt = None) -> None:
     """Enable a connector again."""
-    from hub.registry import UnknownConnectorError
-
-    with _registry() as registry:
-        try:
-            registry.enable(code, actor=_actor(actor))
-        except UnknownConnectorError:
-            raise _unknown_connector(code) from None
+    with _registry() as registry, _known_connector(code):
+        registry.enable(code, actor=_actor(actor))
     out.print(f"enabled connector {code}", markup=False)
 
 
 @connector_app.command("rotate-key")
 def connector_rotate_key(code: CodeArg, actor: ActorOpt = None) -> None:
     """Issue a new API key; the old one stops working at once. The new key is shown only now."""
-    from hub.registry import UnknownConnectorError
-
-    with _registry() as registry:
-        try:
-            key = registry.rotate_key(code, actor=_actor(actor))
-        except UnknownConnectorError:
-            raise _unknown_connector(code) from None
+    with _registry() as registry, _known_connector(code):
+        key = registry.rotate_key(code, actor=_actor(actor))
     out.print(f"new API key for {code}: {key}", markup=False)
     err.print("warning: shown only now and stored only as a hash; the previous key no longer works", markup=False)
 
@@ -719,15 +716,12 @@ def connector_check(
     OPTIONS request to the endpoint. Prints what passed (✓), what to look at (!) and what must be fixed (✗);
     exit 0 only when nothing must be fixed."""
     from hub.config import get_settings
-    from hub.registry import UnknownConnectorError, run_check
+    from hub.registry import run_check
     from hub.runtime import trust_store
 
     settings = get_settings()
-    with _registry() as registry:
-        try:
-            report = run_check(registry, code, trust=trust_store(settings, registry.store), probe_timeout_s=timeout)
-        except UnknownConnectorError:
-            raise _unknown_connector(code) from None
+    with _registry() as registry, _known_connector(code):
+        report = run_check(registry, code, trust=trust_store(settings, registry.store), probe_timeout_s=timeout)
     out.print(f"Onboarding check of connector {code}", markup=False)
     for item in report.items:
         out.print(f"  {item.mark} [{item.area}] {item.message}", markup=False)

@@ -95,6 +95,15 @@ def signed_envelope(
     return etree.tostring(sign_payload(signer, envelope, body))
 
 
+def post_accepted(client, data: bytes, api_key: str) -> dict:
+    """POSTs a signed envelope to ``/api/v1/messages`` as the partner with ``api_key``; the hub must accept it
+    (202). Returns the hub's JSON answer."""
+    response = client.post("/api/v1/messages", content=data,
+                           headers={"Content-Type": "application/xml", "X-Api-Key": api_key})  # fmt: skip
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
 def issue_signer(name: str, key_dir: Path) -> Signer:
     """A partner key and certificate from the demo CA in ``key_dir`` (created there when missing)."""
     issued = keys.issue_key(name, key_dir)

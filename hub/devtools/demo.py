@@ -131,6 +131,11 @@ class Flow:
 # ---------------------------------------------------------------------------------------------- the running hub
 
 
+def _simulator(name: str) -> Any:
+    """A ``DemoHub`` attribute naming one of its running simulators (``demo.portal``), for the flows to read."""
+    return property(lambda demo: demo.sims[name])
+
+
 class DemoHub:
     """Keys, simulators, store and registry, API and worker for the demo; ``close()`` stops everything."""
 
@@ -157,29 +162,12 @@ class DemoHub:
     def base_url(self) -> str:
         return f"http://{self.options.host}:{self.options.port}"
 
-    @property
-    def portal(self):
-        return self.sims["national_portal"]
-
-    @property
-    def province(self):
-        return self.sims["provincial"]
-
-    @property
-    def ministry(self):
-        return self.sims["ministry"]
-
-    @property
-    def population_db(self):
-        return self.sims["population_db"]
-
-    @property
-    def payment(self):
-        return self.sims["payment"]
-
-    @property
-    def postal(self):
-        return self.sims["postal"]
+    portal = _simulator("national_portal")
+    province = _simulator("provincial")
+    ministry = _simulator("ministry")
+    population_db = _simulator("population_db")
+    payment = _simulator("payment")
+    postal = _simulator("postal")
 
     def __enter__(self) -> DemoHub:
         try:

@@ -21,8 +21,10 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from hub.devtools.partner_http import PartnerRequestHandler
 
 
 class SinkState:
@@ -101,38 +103,22 @@ class SinkState:
         }
 
 
-class SinkHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as real partners do
+class SinkHandler(PartnerRequestHandler):
     server: SinkServer
 
-    def log_message(self, format: str, *args: object) -> None:  # quiet: the benchmark sends thousands
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        # Without this, Nagle's algorithm and the client's delayed ACK add ~40 ms to every keep-alive reply.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def _reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_GET(self) -> None:
-        self._reply(*self.server.state.answer_get(self.path))
+        self.send_body(*self.server.state.answer_get(self.path))
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         state = self.server.state
         if self.path.startswith("/_control"):
             state.control(body)
-            self._reply(200, b'{"ok": true}')
+            self.send_body(200, b'{"ok": true}')
             return
         if state.delay_s > 0:
             time.sleep(state.delay_s)
-        self._reply(*state.receive(self.headers.get("X-Message-Id", ""), body))
+        self.send_body(*state.receive(self.headers.get("X-Message-Id", ""), body))
 
 
 class SinkServer(ThreadingHTTPServer):

@@ -32,7 +32,7 @@ from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
 from hub.store import flow_records
 from mappings import payment as pm
-from tests.support import hub_client, hub_settings, province_connector
+from tests.support import hub_client, hub_settings, post_accepted, province_connector
 
 HUB, PROVINCE, PORTAL, PAYMENT = "000.00.00.H00", "000.00.00.H12", "000.00.00.G22", "000.00.00.G05"
 ADMIN_KEY = "admin-secret-key"
@@ -186,10 +186,7 @@ def initiate(api, pki, sim) -> tuple[str, str]:
     header = EnvelopeHeader(sender=PROVINCE, receiver=PAYMENT, message_type="payment.request",
                             dossier_code=request.dossier_code)  # fmt: skip
     data = etree.tostring(sign_payload(pki.province.signer, header, packets.to_element(request)))
-    response = api.post("/api/v1/messages", content=data,
-                        headers={"Content-Type": "application/xml", "X-Api-Key": api.keys[PROVINCE]})  # fmt: skip
-    assert response.status_code == 202, response.text
-    assert response.json()["destinations"] == [PAYMENT]
+    assert post_accepted(api, data, api.keys[PROVINCE])["destinations"] == [PAYMENT]
     adapter = PaymentAdapter(
         sim.url, partner_code=PARTNER, secret=SECRET, on_initiated=flow_records.initiated_recorder(hub.store.engine)
     )
@@ -400,9 +397,7 @@ def request_refund(api, pki, sim, original: str, amount: int = 75_000) -> tuple[
     header = EnvelopeHeader(sender=PROVINCE, receiver=PAYMENT, message_type="payment.request",
                             dossier_code=refund.dossier_code)  # fmt: skip
     data = etree.tostring(sign_payload(pki.province.signer, header, packets.to_element(refund)))
-    response = api.post("/api/v1/messages", content=data,
-                        headers={"Content-Type": "application/xml", "X-Api-Key": api.keys[PROVINCE]})  # fmt: skip
-    assert response.status_code == 202, response.text
+    post_accepted(api, data, api.keys[PROVINCE])
     adapter = PaymentAdapter(
         sim.url, partner_code=PARTNER, secret=SECRET, on_initiated=flow_records.initiated_recorder(hub.store.engine)
     )

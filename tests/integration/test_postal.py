@@ -19,11 +19,9 @@ from hub.devtools.simulators.postal import DEFAULT_CLIENTS, PostalSimulator
 from hub.exchange.worker import OutboundBuilder
 from hub.flows.postal_tracking import PostalTracker, event_message_id
 from hub.packets.postal import Direction
-from hub.security.envelope import EnvelopeHeader
-from hub.security.signing import sign_payload
 from hub.store import flow_records
 from mappings.postal import status_from_event, to_order
-from tests.support import hub_client, hub_settings, province_connector
+from tests.support import hub_client, hub_settings, post_accepted, province_connector, signed_envelope
 
 HUB, PROVINCE, POSTAL = "000.00.00.H00", "000.00.00.H12", "000.00.00.G07"
 ADMIN_KEY = "admin-secret-key"
@@ -132,14 +130,9 @@ def api(tmp_path: Path, pki, sim):
 def test_order_created_and_tracking_events_emitted_once(api, pki, sim) -> None:
     hub = api.app.state.hub
     model = order()
-    header = EnvelopeHeader(sender=PROVINCE, receiver=POSTAL, message_type="postal.order",
-                            dossier_code=model.dossier_code)  # fmt: skip
-    from lxml import etree
-
-    data = etree.tostring(sign_payload(pki.province.signer, header, packets.to_element(model)))
-    response = api.post("/api/v1/messages", content=data,
-                        headers={"Content-Type": "application/xml", "X-Api-Key": api.keys[PROVINCE]})  # fmt: skip
-    assert response.status_code == 202 and response.json()["destinations"] == [POSTAL]
+    data = signed_envelope(pki.province.signer, sender=PROVINCE, receiver=POSTAL, message_type="postal.order",
+                           payload=packets.to_element(model), dossier_code=model.dossier_code)  # fmt: skip
+    assert post_accepted(api, data, api.keys[PROVINCE])["destinations"] == [POSTAL]
     adapter = build_adapter(hub.runtime.routing.destinations[POSTAL])
     builder = OutboundBuilder(hub.runtime.signer(), HUB)  # what the worker does: map once, sign once
     receipt = adapter.deliver(builder.prepare(data, POSTAL, adapter.partner_format).request(POSTAL))

@@ -34,11 +34,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from http.server import ThreadingHTTPServer
+from typing import Any, ClassVar, TypedDict, Unpack
+
+from hub.devtools.partner_http import PartnerRequestHandler
 
 FAILURE_MODES = ("down", "slow", "5xx", "4xx", "malformed", "ok")
 DEFAULT_SLOW_MS = 2000.0
+
+
+class FailureOptions(TypedDict, total=False):
+    """How long and how a failure mode applies (see ``FailureControl.set``)."""
+
+    seconds: float | None
+    count: int | None
+    delay_ms: float | None
+    status: int | None
 
 
 @dataclass
@@ -104,29 +115,17 @@ class FailureControl:
             return {"mode": self.mode, "count": self.count, "failed": self.failed}
 
 
-class SimulatorHandler(BaseHTTPRequestHandler):
+class SimulatorHandler(PartnerRequestHandler):
     """Dispatches ``/_control``, ``/_received`` and ``/_reset``, applies the failure mode, and hands protocol
     requests to the server's ``handle_get``/``handle_post``."""
 
-    protocol_version = "HTTP/1.1"
     server: SimulatorServer
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # ------------------------------------------------------------ replies
 
     def reply(self, status: int, body: bytes | dict | list, content_type: str = "application/json") -> None:
         data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_body(status, data, content_type)
 
     def _reset_connection(self) -> None:
         """Drop the connection with a TCP reset, as an unreachable partner would."""
@@ -264,16 +263,8 @@ class SimulatorServer(ThreadingHTTPServer):
 
     # ------------------------------------------------------------ failure control in Python
 
-    def fail(
-        self,
-        mode: str,
-        *,
-        seconds: float | None = None,
-        count: int | None = None,
-        delay_ms: float | None = None,
-        status: int | None = None,
-    ) -> None:
-        self.failures.set(mode, seconds=seconds, count=count, delay_ms=delay_ms, status=status)
+    def fail(self, mode: str, **options: Unpack[FailureOptions]) -> None:
+        self.failures.set(mode, **options)
 
     def heal(self) -> None:
         self.failures.set("ok")

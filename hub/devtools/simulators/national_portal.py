@@ -29,6 +29,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from hub.devtools.simulators.base import SimulatorHandler, SimulatorServer
@@ -228,35 +229,53 @@ class NationalPortalSimulator(SimulatorServer):
             return _answer(
                 VALIDATION_ERROR, f"{MESSAGES[VALIDATION_ERROR]}: isUpdating phải là True/False", "isUpdating"
             )
-        invalid = self._validate(SERVICE_SYNC, data)
-        if invalid is not None:
-            return invalid
-        assert isinstance(data, list)
-        with self._data_lock:
-            for record in data:
-                code = record["MaHoSo"]
-                if is_updating == "False" and code in self.records:
-                    return _answer(ALREADY_EXISTS, f"{MESSAGES[ALREADY_EXISTS]}: {code}", "MaHoSo")
-                if is_updating == "True" and code not in self.records:
-                    return _answer(NOT_FOUND, f"{MESSAGES[NOT_FOUND]}: {code}", "MaHoSo")
-            for record in data:
-                self.records[record["MaHoSo"]] = record
-        return {**_answer(OK), "data": [{"MaHoSo": r["MaHoSo"]} for r in data]}
+
+        def refusal(record: dict[str, Any]) -> dict[str, Any] | None:
+            code = record["MaHoSo"]
+            if is_updating == "False" and code in self.records:
+                return _answer(ALREADY_EXISTS, f"{MESSAGES[ALREADY_EXISTS]}: {code}", "MaHoSo")
+            if is_updating == "True" and code not in self.records:
+                return _answer(NOT_FOUND, f"{MESSAGES[NOT_FOUND]}: {code}", "MaHoSo")
+            return None
+
+        def store(record: dict[str, Any]) -> None:
+            self.records[record["MaHoSo"]] = record
+
+        return self._write_all(SERVICE_SYNC, data, refusal, store)
 
     def _progress(self, data: object) -> dict[str, Any]:
-        invalid = self._validate(SERVICE_PROGRESS, data)
+        def refusal(record: dict[str, Any]) -> dict[str, Any] | None:
+            if record["MaHoSo"] not in self.records:
+                return _answer(NOT_FOUND, f"{MESSAGES[NOT_FOUND]}: {record['MaHoSo']}", "MaHoSo")
+            return None
+
+        def store(record: dict[str, Any]) -> None:
+            kept = self.progress.setdefault(record["MaHoSo"], [])
+            if record not in kept:
+                kept.append(record)
+            self.records[record["MaHoSo"]]["TrangThaiHoSo"] = record["TrangThai"]
+
+        return self._write_all(SERVICE_PROGRESS, data, refusal, store)
+
+    def _write_all(
+        self,
+        service: str,
+        data: object,
+        refusal: Callable[[dict[str, Any]], dict[str, Any] | None],
+        store: Callable[[dict[str, Any]], None],
+    ) -> dict[str, Any]:
+        """All or nothing, as the portal does: a valid batch is stored only when no record is refused."""
+        invalid = self._validate(service, data)
         if invalid is not None:
             return invalid
         assert isinstance(data, list)
         with self._data_lock:
             for record in data:
-                if record["MaHoSo"] not in self.records:
-                    return _answer(NOT_FOUND, f"{MESSAGES[NOT_FOUND]}: {record['MaHoSo']}", "MaHoSo")
+                refused = refusal(record)
+                if refused is not None:
+                    return refused
             for record in data:
-                kept = self.progress.setdefault(record["MaHoSo"], [])
-                if record not in kept:
-                    kept.append(record)
-                self.records[record["MaHoSo"]]["TrangThaiHoSo"] = record["TrangThai"]
+                store(record)
         return {**_answer(OK), "data": [{"MaHoSo": r["MaHoSo"]} for r in data]}
 
     def _lookup(self, data: object) -> dict[str, Any]:
