@@ -24,6 +24,7 @@ import pytest
 import yaml
 from lxml import etree
 
+from adapters.base import PermanentDeliveryError, TransientDeliveryError
 from hub import packets
 from hub.config import Settings
 from hub.devtools.sink import SinkServer
@@ -223,3 +224,12 @@ def province_connector(pki, sends: list[str], receives: list[str]) -> dict:
     """The provincial one-stop system as a connector: signs with the test PKI's province key, receives nothing live."""
     return {"code": PROVINCE, "name": "One-stop system", "kind": "provincial", "sends": sends, "receives": receives,
             "endpoint": {"url": "http://127.0.0.1:9/inbox"}, "certificates": [pki.province.cert_path.read_text()]}
+
+
+#: A simulator's failure modes and the delivery error each must become (transient ones are retried).
+FAILURE_MODES = [
+    ("5xx", TransientDeliveryError),
+    ("down", TransientDeliveryError),
+    ("malformed", TransientDeliveryError),
+    ("4xx", PermanentDeliveryError),
+]

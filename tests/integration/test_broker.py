@@ -149,18 +149,24 @@ def test_consume_respects_prefetch(broker: Broker) -> None:
     assert len(first) + len(rest) == 10
 
 
-def test_unacked_deliveries_come_back_after_close(open_broker: OpenBroker) -> None:
-    first = open_broker()
+def _taken_unsettled(open_broker: OpenBroker, count: int) -> tuple[Broker, list[OutboundMessage], list[Delivery]]:
+    """A broker that took ``count`` fresh messages of a new destination without settling them."""
+    broker = open_broker()
     d = dest_name()
-    first.declare([d])
-    sent = [msg(d, i) for i in range(3)]
-    first.publish(sent)
-    taken = drain(first, [d], 3, ack=False)
-    assert len(taken) == 3
+    broker.declare([d])
+    sent = [msg(d, i) for i in range(count)]
+    broker.publish(sent)
+    taken = drain(broker, [d], count, ack=False)
+    assert len(taken) == count
+    return broker, sent, taken
+
+
+def test_unacked_deliveries_come_back_after_close(open_broker: OpenBroker) -> None:
+    first, sent, _ = _taken_unsettled(open_broker, 3)
     first.close()  # without settling: the deliveries must not be lost
 
     second = open_broker()
-    again = drain(second, [d], 3)
+    again = drain(second, [sent[0].destination], 3)
     assert sorted(x.message_id for x in again) == sorted(m.message_id for m in sent)
     assert all(x.redelivered for x in again)
     assert all(x.attempt == 1 for x in again)
@@ -170,20 +176,14 @@ def test_unacked_deliveries_come_back_after_close(open_broker: OpenBroker) -> No
 @pytest.mark.parametrize("which", ["all", "some"])
 def test_ack_many_settles_exactly_the_given_deliveries(open_broker: OpenBroker, which: str) -> None:
     """A whole batch (one multiple ack on RabbitMQ) or a gapped part of it (one ack each): only those settle."""
-    first = open_broker()
-    d = dest_name()
-    first.declare([d])
-    sent = [msg(d, i) for i in range(6)]
-    first.publish(sent)
-    taken = drain(first, [d], 6, ack=False)
-    assert len(taken) == 6
+    first, sent, taken = _taken_unsettled(open_broker, 6)
     acked = taken if which == "all" else [taken[0], taken[2], taken[5]]
     first.ack_many(acked)
     first.close()  # the others were never settled: they come back
 
     second = open_broker()
     left = {m.message_id for m in sent} - {x.message_id for x in acked}
-    again = drain(second, [d], len(left), timeout_s=3 if not left else 15)
+    again = drain(second, [sent[0].destination], len(left), timeout_s=3 if not left else 15)
     assert {x.message_id for x in again} == left
 
 

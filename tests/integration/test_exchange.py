@@ -28,6 +28,7 @@ from hub.runtime import Runtime, replay_dead_letters
 from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
+from hub.store import DeadLetter
 from tests.support import issue_signer, open_pipeline, signed_envelope, sink_stats, write_routes
 from tests.support import sink_control as control
 
@@ -169,22 +170,25 @@ def test_partner_5xx_is_retried_then_delivered(exchange: Exchange) -> None:
     assert trace.deliveries[0].state == "delivered"
 
 
-def test_partner_5xx_forever_ends_as_dead_letter(exchange: Exchange) -> None:
-    control(exchange.sink, status=500, count=100)
+def _dead_letter_after(exchange: Exchange, status: int, count: int, seconds: float) -> tuple[str, DeadLetter]:
+    """Make the partner answer ``status`` ``count`` times, accept one envelope, and drain until it is dead."""
+    control(exchange.sink, status=status, count=count)
     message_id = exchange.acceptor.accept(exchange.envelope()).message_id
     store = exchange.runtime.store
-    exchange.drain(10, until=lambda: bool(store.dead_letters()))
+    exchange.drain(seconds, until=lambda: bool(store.dead_letters()))
     (dead,) = store.dead_letters()
+    return message_id, dead
+
+
+def test_partner_5xx_forever_ends_as_dead_letter(exchange: Exchange) -> None:
+    message_id, dead = _dead_letter_after(exchange, 500, 100, 10)
     assert dead.message_id == message_id and dead.reason == "exhausted" and dead.attempts == 3
     assert "500" in dead.last_error
 
 
 def test_partner_4xx_dead_letters_at_once_then_replay_delivers(exchange: Exchange) -> None:
-    control(exchange.sink, status=400, count=1)
-    message_id = exchange.acceptor.accept(exchange.envelope()).message_id
+    message_id, dead = _dead_letter_after(exchange, 400, 1, 5)
     store = exchange.runtime.store
-    exchange.drain(5, until=lambda: bool(store.dead_letters()))
-    (dead,) = store.dead_letters()
     assert dead.reason == "rejected" and dead.attempts == 1
     assert sink_stats(exchange.sink)["failed"] == 1
     stats = {s.destination: s for s in exchange.runtime.broker.stats([exchange.destination])}

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from lxml import etree
 from pydantic import ValidationError
 
-from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from adapters.base import OutboundRequest, PermanentDeliveryError
 from adapters.payment import PaymentAdapter
 from hub import packets
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS, PaymentSimulator
@@ -32,7 +32,7 @@ from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
 from hub.store import flow_records
 from mappings import payment as pm
-from tests.support import hub_client, hub_settings, post_accepted, province_connector
+from tests.support import FAILURE_MODES, hub_client, hub_settings, post_accepted, province_connector
 
 HUB, PROVINCE, PORTAL, PAYMENT = "000.00.00.H00", "000.00.00.H12", "000.00.00.G22", "000.00.00.G05"
 ADMIN_KEY = "admin-secret-key"
@@ -123,11 +123,7 @@ def test_wrong_secret_and_reused_reference_are_permanent(sim) -> None:
         adapter.init(other)
 
 
-@pytest.mark.parametrize(
-    ("mode", "error"),
-    [("5xx", TransientDeliveryError), ("down", TransientDeliveryError), ("malformed", TransientDeliveryError),
-     ("4xx", PermanentDeliveryError)],
-)  # fmt: skip
+@pytest.mark.parametrize(("mode", "error"), FAILURE_MODES)
 def test_failure_modes_are_classified(sim, mode: str, error: type) -> None:
     sim.fail(mode, count=1)
     with pytest.raises(error) as caught:

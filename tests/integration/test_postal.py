@@ -21,7 +21,7 @@ from hub.flows.postal_tracking import PostalTracker, event_message_id
 from hub.packets.postal import Direction
 from hub.store import flow_records
 from mappings.postal import status_from_event, to_order
-from tests.support import hub_client, hub_settings, post_accepted, province_connector, signed_envelope
+from tests.support import FAILURE_MODES, hub_client, hub_settings, post_accepted, province_connector, signed_envelope
 
 HUB, PROVINCE, POSTAL = "000.00.00.H00", "000.00.00.H12", "000.00.00.G07"
 ADMIN_KEY = "admin-secret-key"
@@ -94,11 +94,7 @@ def test_orders_cancel_price_and_paged_tracking(sim) -> None:
     assert adapter.tracking(last) == ([], 3)
 
 
-@pytest.mark.parametrize(
-    ("mode", "error"),
-    [("5xx", TransientDeliveryError), ("down", TransientDeliveryError), ("malformed", TransientDeliveryError),
-     ("4xx", PermanentDeliveryError)],
-)  # fmt: skip
+@pytest.mark.parametrize(("mode", "error"), FAILURE_MODES)
 def test_failure_modes_are_classified(sim, mode: str, error: type) -> None:
     adapter = adapter_for(sim)
     adapter.token()

@@ -271,21 +271,20 @@ def test_readers_accept_any_prefix_or_the_default_namespace(prefix: str | None) 
     xml = etree.tostring(element, encoding="UTF-8", xml_declaration=True, pretty_print=True)
     assert packets.from_xml("dossier.sync", xml) == model
     # libxml2 names default-namespace elements "*" in its error paths; the issue path is still readable.
-    second = model.documents[1].sha256.encode()
-    bad = xml.replace(second, b"not-a-digest")
-    issue = _only(packets.validate_xml("dossier.sync", bad))
-    assert issue.path == "/dossierSync/documents/document[2]/sha256"
-    assert issue.line == _line_of(bad, b"not-a-digest")
+    _assert_second_digest_reported(model, xml)
 
 
 def test_xsd_path_indexes_repeated_siblings() -> None:
     model = packets.example("dossier.sync")
-    xml = packets.to_xml(model)
-    second = model.documents[1].sha256.encode()
-    xml = xml.replace(second, b"not-a-digest")
-    issue = _only(packets.validate_xml("dossier.sync", xml))
+    _assert_second_digest_reported(model, packets.to_xml(model))
+
+
+def _assert_second_digest_reported(model, xml: bytes) -> None:
+    """Spoil the second document's digest: the issue names that sibling by index, and its line."""
+    bad = xml.replace(model.documents[1].sha256.encode(), b"not-a-digest")
+    issue = _only(packets.validate_xml("dossier.sync", bad))
     assert issue.path == "/dossierSync/documents/document[2]/sha256"
-    assert issue.line == _line_of(xml, b"not-a-digest")
+    assert issue.line == _line_of(bad, b"not-a-digest")
 
 
 def test_xsd_reports_every_error_and_missing_or_unexpected_elements() -> None:
