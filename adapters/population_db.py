@@ -28,17 +28,10 @@ from zeep.wsdl.utils import etree_to_string
 
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
 from adapters.http import RETRYABLE_STATUS
+from hub.errors import MappingError
 from hub.logs import mask_ids
 from hub.packets.citizen import CitizenLookup, CitizenRecord
-from mappings.population_db import (
-    KIND,
-    NAMESPACE,
-    OPERATION,
-    PopulationDbMappingError,
-    from_reply,
-    strip_none,
-    to_request,
-)
+from mappings.population_db import KIND, NAMESPACE, OPERATION, from_reply, strip_none, to_request
 
 BINDING = f"{{{NAMESPACE}}}DanCuBinding"
 DEFAULT_INTEGRATION_CODE = "LIENTHONG"
@@ -133,7 +126,7 @@ class PopulationDbAdapter(Adapter):
         """The reply mapped back, checked to answer ``lookup``."""
         try:
             record = from_reply(reply)
-        except PopulationDbMappingError as exc:
+        except MappingError as exc:
             raise PermanentDeliveryError(mask_ids(f"cannot map the population DB's reply: {exc}")) from None
         if record.request_id != lookup.request_id:
             raise PermanentDeliveryError(

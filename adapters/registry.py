@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
 from adapters.http import HttpAdapter
-from hub.errors import LienthongError
+from hub.errors import MissingCredentialsError
 from hub.security.credentials import Credentials
 
 ENVELOPE = "envelope"  # the default: POST the hub-signed envelope
@@ -63,10 +63,6 @@ class UnusableAdapter(Adapter):
 
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
         raise TransientDeliveryError(self.reason)
-
-
-class MissingCredentialsError(LienthongError):
-    """A partner that logs in or signs its calls is configured without ``endpoint.credentials``."""
 
 
 def _credentials(cfg: DestinationConfig, what: str, why: str = "") -> Credentials:

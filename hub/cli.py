@@ -551,7 +551,7 @@ def _unknown_connector(code: str) -> typer.Exit:
 @contextlib.contextmanager
 def _known_connector(code: str) -> Iterator[None]:
     """Turns the registry's UnknownConnectorError into the CLI's one message and exit code for that case."""
-    from hub.registry import UnknownConnectorError
+    from hub.errors import UnknownConnectorError
 
     try:
         yield
@@ -573,7 +573,8 @@ def connector_add(
     Every problem in the file is reported at once (exit 1). On creation the connector's API key is printed,
     once: it is stored only as a hash.
     """
-    from hub.registry import SpecInvalidError, load_spec
+    from hub.errors import SpecInvalidError
+    from hub.registry import load_spec
 
     try:
         spec = load_spec(file)

@@ -16,16 +16,27 @@
     │   ├── ReceiptRejected           receipt-*        (a bank receipt's signature)
     │   ├── PaymentRefusedError       the payment CONFIRM checks (kind + the platform's MaLoi code)
     │   ├── PartnerUnavailableError   partner-unavailable / partner-refused (bad-gateway)
-    │   └── PartnerTimeoutError       partner-timeout  (gateway-timeout)
-    ├── StoreError
-    │   ├── UnknownDeliveryError, UnknownDeadLetterError   (also LookupError)
-    │   └── DeliveryClosedError, AlreadyReplayedError
-    ├── KeyMaterialError
-    └── UnknownMessageTypeError       (also KeyError)
+    │   ├── PartnerTimeoutError       partner-timeout  (gateway-timeout)
+    │   └── SpecInvalidError          connector-spec   (also a RegistryError)
+    ├── RuleViolation                 a named domain rule (also ValueError: raised inside pydantic validators)
+    ├── DsigError                     a signature check, by rule (becomes a SignatureRejectedError)
+    ├── KeyMaterialError              a key or certificate file
+    ├── UnknownMessageTypeError       (also KeyError)
+    ├── ConfigError                   a setting that cannot be used (also ValueError)
+    ├── RoutingError                  the routing file
+    ├── MappingError                  canonical ⇄ partner format (also ValueError)
+    │   └── NoOutboundMappingError    the destination's format has no mapping for the type
+    ├── MissingCredentialsError       a partner configured without endpoint.credentials
+    ├── RegistryError
+    │   ├── SpecInvalidError, UnknownConnectorError (also KeyError)
+    │   └── CertificateError          certificate / key-policy
+    └── StoreError
+        ├── UnknownDeliveryError, UnknownDeadLetterError   (also LookupError)
+        └── DeliveryClosedError, AlreadyReplayedError
 
-Lower layers keep their own roots: ``broker.base.BrokerError`` and ``adapters.base.DeliveryError``
-(``TransientDeliveryError`` / ``PermanentDeliveryError``); the registry's errors (``hub.registry.spec``) and
-``hub.exchange.routing.RoutingError`` derive from ``LienthongError``. Only ``hub.api.problems`` turns a
+Lower layers keep their own roots, for what crosses their interface: ``broker.base.BrokerError``
+(``BrokerUnavailable``) and ``adapters.base.DeliveryError`` (``TransientDeliveryError`` /
+``PermanentDeliveryError``, which decide whether the worker retries). Only ``hub.api.problems`` turns a
 ``RejectedError`` into an HTTP answer: ``kind`` picks the status, ``issues`` become ``errors``.
 """
 
@@ -195,6 +206,26 @@ class PartnerTimeoutError(RejectedError):
     default_kind = "gateway-timeout"
 
 
+class RuleViolation(LienthongError, ValueError):
+    """A value breaks a named domain rule; ``rule`` is stable, ``message`` is for people.
+
+    A ``ValueError`` too: raised inside pydantic validators, it becomes a validation error with the rule name."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        self.rule = rule
+        self.message = message
+        super().__init__(f"{rule}: {message}")
+
+
+class DsigError(LienthongError):
+    """A signature outside the profile or one that does not verify; ``rule`` names the check that failed
+    (``hub.security.signing`` turns it into a ``SignatureRejectedError``)."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
 class KeyMaterialError(LienthongError):
     """A key or certificate file could not be loaded or does not meet the signing policy."""
 
@@ -204,6 +235,55 @@ class UnknownMessageTypeError(LienthongError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "unknown message type"
+
+
+class ConfigError(LienthongError, ValueError):
+    """A setting cannot be used as given (e.g. a malformed operator account)."""
+
+
+class RoutingError(LienthongError):
+    """The routing file is missing or invalid."""
+
+
+class MappingError(LienthongError, ValueError):
+    """A canonical packet cannot be put into a partner's format, or a partner's message read back into one."""
+
+
+class NoOutboundMappingError(MappingError):
+    """The destination's adapter takes a partner format that has no mapping for this message type."""
+
+
+class MissingCredentialsError(LienthongError):
+    """A partner that logs in or signs its calls is configured without ``endpoint.credentials``."""
+
+
+# ---------------------------------------------------------------------------------------------- the registry
+
+
+class RegistryError(LienthongError):
+    """Base class of the connector registry's errors."""
+
+
+class SpecInvalidError(RegistryError, RejectedError):
+    """A connector declaration is invalid; ``issues`` lists every problem (path, rule, message, line)."""
+
+    default_rule = "connector-spec"
+
+
+class UnknownConnectorError(RegistryError, KeyError):
+    """No connector is registered under that code."""
+
+    def __str__(self) -> str:
+        return f"no connector {self.args[0]!r} is registered" if self.args else "unknown connector"
+
+
+class CertificateError(RegistryError):
+    """A certificate given to the registry cannot be loaded (rule ``certificate``) or breaks the signing key
+    policy (rule ``key-policy``)."""
+
+    def __init__(self, message: str, rule: str = "certificate") -> None:
+        self.rule = rule
+        super().__init__(message)
 
 
 # ---------------------------------------------------------------------------------------------- the store

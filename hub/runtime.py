@@ -340,8 +340,8 @@ def run_workers(settings: Settings, *, processes: int = 1, prefetch: int = 64, i
 
 def replay_dead_letters(runtime: Runtime, ids: list[int], *, actor: str) -> tuple[list[tuple[int, str, str]], list]:
     """Replay dead letters: record who and when, publish again, drop them from the broker's dead-letter queue."""
+    from hub.errors import StoreError
     from hub.exchange.pipeline import outbound_for
-    from hub.store import StoreError
 
     replayed: list[tuple[int, str, str]] = []
     errors: list[tuple[int, StoreError]] = []

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
+from hub.errors import MappingError
 from hub.packets.dossier import DossierStatusUpdate, DossierSync
 from mappings import OutboundMapping, register_outbound
 
@@ -150,10 +151,6 @@ PROGRESS_LISTS: tuple[ListMap, ...] = (
 )
 
 
-class PortalMappingError(ValueError):
-    """A portal record cannot be read back into a canonical packet."""
-
-
 # ---------------------------------------------------------------- times
 
 
@@ -169,7 +166,7 @@ def from_portal_time(text: str) -> datetime:
     try:
         local = datetime.strptime(text, PORTAL_TIME_FORMAT)
     except (TypeError, ValueError):
-        raise PortalMappingError(f"{text!r} is not a yyyyMMddHHmmss date") from None
+        raise MappingError(f"{text!r} is not a yyyyMMddHHmmss date") from None
     return local.replace(tzinfo=PORTAL_TZ).astimezone(UTC)
 
 
@@ -187,7 +184,7 @@ def _in_code(value: Any) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise PortalMappingError(f"{value!r} is not a numeric code") from None
+        raise MappingError(f"{value!r} is not a numeric code") from None
 
 
 _IN = {"text": lambda v: v, "code": _in_code, "time": from_portal_time, "amount": _in_code}
@@ -229,7 +226,7 @@ def _canonical(record: Mapping[str, Any], fields: Sequence[FieldMap], lists: Seq
     for list_map in lists:
         items = record.get(list_map.portal) or []
         if not isinstance(items, list):
-            raise PortalMappingError(f"{list_map.portal} must be a list")
+            raise MappingError(f"{list_map.portal} must be a list")
         data[list_map.canonical] = [_canonical(item, list_map.fields, ()) for item in items]
     return data
 
@@ -243,7 +240,7 @@ def dossier_to_portal(sync: DossierSync) -> dict[str, Any]:
 
 
 def portal_to_dossier(record: Mapping[str, Any]) -> DossierSync:
-    """A ``DongBoHoSoMC`` record read back as a canonical ``dossier.sync`` (raises ``PortalMappingError``/
+    """A ``DongBoHoSoMC`` record read back as a canonical ``dossier.sync`` (raises ``MappingError``/
     ``pydantic.ValidationError``)."""
     return DossierSync.model_validate(_canonical(record, DOSSIER_FIELDS, DOSSIER_LISTS))
 

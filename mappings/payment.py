@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
+from hub.errors import MappingError
 from hub.packets.payment import PaymentReceipt, PaymentRequest
 from mappings import OutboundMapping, register_outbound
 
@@ -52,10 +53,6 @@ CHECKSUM_FIELDS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-class PaymentMappingError(ValueError):
-    """A payment platform message is not what the protocol promises."""
-
-
 def local_time(at: datetime) -> str:
     if at.tzinfo is None:
         raise ValueError("pass a timezone-aware datetime")
@@ -66,7 +63,7 @@ def from_local_time(text: str) -> datetime:
     try:
         return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=LOCAL_TZ).astimezone(UTC)
     except (TypeError, ValueError):
-        raise PaymentMappingError(f"ThoiGianGD {text!r} is not yyyyMMddHHmmss") from None
+        raise MappingError(f"ThoiGianGD {text!r} is not yyyyMMddHHmmss") from None
 
 
 def checksum_input(message: dict[str, Any], secret: str) -> str:
@@ -74,7 +71,7 @@ def checksum_input(message: dict[str, Any], secret: str) -> str:
     kind = message.get("LoaiBanTin")
     fields = CHECKSUM_FIELDS.get(kind)  # type: ignore[arg-type]
     if fields is None:
-        raise PaymentMappingError(f"unknown LoaiBanTin {kind!r}")
+        raise MappingError(f"unknown LoaiBanTin {kind!r}")
     return "|".join([*("" if message.get(f) is None else str(message[f]) for f in fields), secret])
 
 
@@ -94,7 +91,7 @@ def checksum_ok(message: dict[str, Any], secret: str) -> bool:
         return False
     try:
         expected = checksum(message, secret)
-    except PaymentMappingError:
+    except MappingError:
         return False
     return hmac.compare_digest(given.lower(), expected)
 
@@ -146,7 +143,7 @@ def refund_message(request: PaymentRequest, *, partner_code: str | None, at: dat
     """``REFUND`` for a canonical ``payment.request`` of kind ``refund`` (refunded lines in ``PhiLePhi``); ``None``
     for ``partner_code``/``at`` as for ``init_message``."""
     if request.kind != "refund" or request.original_reference is None:
-        raise PaymentMappingError(f"payment.request {request.reference} is not a refund")
+        raise MappingError(f"payment.request {request.reference} is not a refund")
     return {
         "LoaiBanTin": REFUND,
         "PhienBan": VERSION,
@@ -239,11 +236,11 @@ def receipt_document(confirm: dict[str, Any], dossier_code: str) -> bytes:
 def amount_of(message: dict[str, Any]) -> int:
     value = message.get("SoTien")
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise PaymentMappingError(f"SoTien {value!r} is not an amount")
+        raise MappingError(f"SoTien {value!r} is not an amount")
     try:
         return int(value)
     except ValueError:
-        raise PaymentMappingError(f"SoTien {value!r} is not an amount") from None
+        raise MappingError(f"SoTien {value!r} is not an amount") from None
 
 
 def receipt_from_confirm(confirm: dict[str, Any], *, dossier_code: str, signed_receipt: bytes) -> PaymentReceipt:

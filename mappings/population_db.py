@@ -9,7 +9,7 @@ gives back), so they are golden-tested without a network.
   (12 digits) or ``SoCMND`` (9), ``HoVaTen``, ``NgayThangNamSinh`` = ``{NgayThangNam: yyyyMMdd}`` or ``{Nam: yyyy}``.
 - ``from_reply(reply)``: ``MaKetQua`` ``0`` found (one ``CongdanCollection/CongDan``), ``1`` not found, ``2``
   mismatch (the ID exists but the name or birth date differs: no personal data is returned); any other code
-  raises ``PopulationDbMappingError``. ``GioiTinh`` ``1`` male, ``2`` female, anything else other.
+  raises ``MappingError``. ``GioiTinh`` ``1`` male, ``2`` female, anything else other.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from hub.errors import MappingError
 from hub.packets.citizen import Citizen, CitizenLookup, CitizenRecord, Gender, HouseholdHead, LookupResult
 from hub.packets.common import Address
 from mappings import OutboundMapping, register_outbound
@@ -31,10 +32,6 @@ RESULTS = {FOUND: LookupResult.FOUND, NOT_FOUND: LookupResult.NOT_FOUND, MISMATC
 GENDERS = {"1": Gender.MALE, "2": Gender.FEMALE}
 GENDER_CODES = {Gender.MALE: "1", Gender.FEMALE: "2", Gender.OTHER: "0"}
 ADDRESS_FIELDS = (("hometown", "QueQuan"), ("permanent_address", "ThuongTru"), ("current_address", "NoiOHienTai"))
-
-
-class PopulationDbMappingError(ValueError):
-    """The population DB's reply cannot be mapped to a ``citizen.record``."""
 
 
 # ---------------------------------------------------------------------------------------------- request
@@ -70,11 +67,11 @@ def to_request(lookup: BaseModel, *, integration_code: str | None = None) -> dic
 def _birth_date(value: Any) -> date:
     text = (value or {}).get("NgayThangNam") if isinstance(value, dict) else None
     if not isinstance(text, str) or len(text) != 8 or not text.isdigit():
-        raise PopulationDbMappingError(f"NgayThangNamSinh/NgayThangNam {text!r} is not yyyyMMdd")
+        raise MappingError(f"NgayThangNamSinh/NgayThangNam {text!r} is not yyyyMMdd")
     try:
         return date(int(text[:4]), int(text[4:6]), int(text[6:]))
     except ValueError as exc:
-        raise PopulationDbMappingError(f"NgayThangNamSinh/NgayThangNam {text!r}: {exc}") from None
+        raise MappingError(f"NgayThangNamSinh/NgayThangNam {text!r}: {exc}") from None
 
 
 def _address(value: Any) -> Address | None:
@@ -112,11 +109,11 @@ def citizen_from(congdan: dict[str, Any]) -> Citizen:
             household_head=_household_head(congdan.get("ChuHo")),
         )
     except KeyError as exc:
-        raise PopulationDbMappingError(f"CongDan has no {exc.args[0]}") from None
+        raise MappingError(f"CongDan has no {exc.args[0]}") from None
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        if isinstance(exc, PopulationDbMappingError):
+        if isinstance(exc, MappingError):
             raise
-        raise PopulationDbMappingError(f"CongDan does not map to a citizen record: {exc}") from None
+        raise MappingError(f"CongDan does not map to a citizen record: {exc}") from None
 
 
 def from_reply(reply: dict[str, Any]) -> CitizenRecord:
@@ -124,17 +121,17 @@ def from_reply(reply: dict[str, Any]) -> CitizenRecord:
     code = str(reply.get("MaKetQua", ""))
     result = RESULTS.get(code)
     if result is None:
-        raise PopulationDbMappingError(f"unknown MaKetQua {code!r}: {reply.get('MoTaKetQua') or ''}".strip())
+        raise MappingError(f"unknown MaKetQua {code!r}: {reply.get('MoTaKetQua') or ''}".strip())
     request_id = reply.get("MaYeuCau")
     if not isinstance(request_id, str) or not request_id:
-        raise PopulationDbMappingError("the reply has no MaYeuCau")
+        raise MappingError("the reply has no MaYeuCau")
     citizen = None
     if result is LookupResult.FOUND:
         people = (reply.get("CongdanCollection") or {}).get("CongDan") or []
         if isinstance(people, dict):
             people = [people]
         if len(people) != 1:
-            raise PopulationDbMappingError(f"MaKetQua 0 with {len(people)} CongDan elements (expected one)")
+            raise MappingError(f"MaKetQua 0 with {len(people)} CongDan elements (expected one)")
         citizen = citizen_from(people[0])
     return CitizenRecord(request_id=request_id, result=result, citizen=citizen)
 

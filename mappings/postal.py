@@ -16,15 +16,12 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
+from hub.errors import MappingError
 from hub.packets.common import PostalParty
 from hub.packets.postal import PostalOrder, PostalStatus
 from mappings import OutboundMapping, register_outbound
 
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
-
-
-class PostalMappingError(ValueError):
-    """A postal message cannot be mapped."""
 
 
 def _party(prefix: str, party: PostalParty) -> dict[str, Any]:
@@ -67,9 +64,9 @@ def status_from_event(event: dict[str, Any]) -> PostalStatus:
             at=at,
         )
     except KeyError as exc:
-        raise PostalMappingError(f"tracking event has no {exc.args[0]}") from None
+        raise MappingError(f"tracking event has no {exc.args[0]}") from None
     except ValueError as exc:
-        raise PostalMappingError(f"tracking event cannot be mapped: {exc}") from None
+        raise MappingError(f"tracking event cannot be mapped: {exc}") from None
 
 
 KIND = "postal"

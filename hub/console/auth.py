@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hub.config import Settings
+from hub.errors import ConfigError
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 CSRF_FIELD = "csrf_token"
@@ -72,10 +73,6 @@ class Account:
         if self.api_key is not None:
             return hmac.compare_digest(self.api_key.encode(), password.encode())
         return False
-
-
-class ConfigError(ValueError):
-    pass
 
 
 def parse_operators(text: str) -> list[Account]:

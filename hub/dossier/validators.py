@@ -18,6 +18,8 @@ from typing import Annotated, Any, Final, TypeVar
 from pydantic import ValidationError, ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator
 from pydantic_core import PydanticCustomError
 
+from hub.errors import RuleViolation
+
 T = TypeVar("T")
 
 AGENCY_CODE_PATTERN: Final = r"[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}"
@@ -31,15 +33,6 @@ PROVINCE_CODES: Final[frozenset[str]] = frozenset(
     "038 040 042 044 045 046 048 049 051 052 054 056 058 060 062 064 066 067 068 070 072 074 075 077 079 "
     "080 082 083 084 086 087 089 091 092 093 094 095 096".split()
 )
-
-
-class RuleViolation(ValueError):
-    """A value breaks a named domain rule; ``rule`` is stable, ``message`` is for people."""
-
-    def __init__(self, rule: str, message: str) -> None:
-        self.rule = rule
-        self.message = message
-        super().__init__(f"{rule}: {message}")
 
 
 def _require_str(rule: str, value: object) -> str:

@@ -24,14 +24,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from broker.base import Broker, RetryPolicy
-from hub.errors import LienthongError
+from hub.errors import RoutingError
 from hub.security.credentials import Credentials
 
 ANY = "*"
-
-
-class RoutingError(LienthongError):
-    """The routing file is missing or invalid."""
 
 
 class DestinationConfig(BaseModel):

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from adapters.base import Adapter, DeliveryError, DeliveryReceipt, OutboundRequest, PermanentDeliveryError
 from broker.base import Broker, BrokerUnavailable, Delivery
 from hub import packets
-from hub.errors import EnvelopeInvalidError, LienthongError
+from hub.errors import EnvelopeInvalidError, NoOutboundMappingError
 from hub.exchange.routing import RoutingTable
 from hub.logs import log_context
 from hub.security.envelope import EnvelopeHeader, body_payload, build_envelope, peek_header
@@ -110,10 +110,6 @@ class Outbound:
             destination, self.header.message_id, self.header.message_type, self.envelope,
             payload=self.payload, model=self.model,
         )  # fmt: skip
-
-
-class NoOutboundMappingError(LienthongError):
-    """The destination's adapter takes a partner format that has no mapping for this message type."""
 
 
 class OutboundBuilder:

@@ -43,8 +43,8 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from hub.errors import MappingError, ReceiptRejected, RejectedError
 from hub.errors import PaymentRefusedError as Refused
-from hub.errors import ReceiptRejected, RejectedError
 from hub.flows.receipts import receipt_fields, verify_receipt
 from hub.packets.dossier import DossierStatusUpdate, Step
 from hub.security.envelope import EnvelopeHeader
@@ -133,7 +133,7 @@ class PaymentCallbacks:
             )
         try:
             amount = pm.amount_of(message)
-        except pm.PaymentMappingError as exc:
+        except MappingError as exc:
             raise Refused("malformed", "02", "malformed", str(exc), reference) from None
         if amount != payment.amount:
             why = f"SoTien {amount} differs from the requested {payment.amount} VND"

@@ -16,10 +16,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-from hub.errors import RejectedError
+from hub.errors import MappingError, RejectedError
 from hub.security.envelope import EnvelopeHeader
 from hub.store import flow_records
-from mappings.postal import PostalMappingError, status_from_event
+from mappings.postal import status_from_event
 
 if TYPE_CHECKING:
     from adapters.postal import PostalAdapter
@@ -72,7 +72,7 @@ class PostalTracker:
                 try:
                     status = status_from_event(item)
                     self._emit(message_id, status)
-                except (PostalMappingError, RejectedError) as exc:
+                except (MappingError, RejectedError) as exc:
                     result.errors.append(f"event {event_id}: {exc}")
                     log.warning("postal event not emitted connector=%s event=%s: %s", connector, event_id, exc)
                 claims.append((event_id, str(item.get("orderNumber", "")), str(item.get("statusCode", "")), message_id))

@@ -29,15 +29,9 @@ import sqlalchemy as sa
 from cryptography import x509
 from sqlalchemy.engine import Connection
 
-from hub.errors import Issue
+from hub.errors import CertificateError, Issue, UnknownConnectorError
 from hub.exchange.routing import DestinationConfig, Route, RoutingTable
-from hub.registry.spec import (
-    CertificateError,
-    ConnectorSpec,
-    UnknownConnectorError,
-    certificate_from_pem,
-    certificate_pem,
-)
+from hub.registry.spec import ConnectorSpec, certificate_from_pem, certificate_pem
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import TrustStore
 from hub.store import Store

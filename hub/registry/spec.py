@@ -46,7 +46,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from hub.dossier.validators import AGENCY_CODE_PATTERN
-from hub.errors import Issue, KeyMaterialError, LienthongError, RejectedError
+from hub.errors import CertificateError, Issue, KeyMaterialError, SpecInvalidError
 from hub.security.credentials import Credentials
 from mappings import profile_names
 
@@ -59,32 +59,6 @@ KNOWN_PROFILES: frozenset[str] = frozenset({DEFAULT_PROFILE}) | profile_names()
 #: What the envelope XSD accepts as a sender/receiver code; a connector's own pattern may not go beyond it.
 PARTY_CODE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}"
 PEM_CERT_BEGIN = "-----BEGIN CERTIFICATE-----"
-
-
-class RegistryError(LienthongError):
-    """Base class of the connector registry's errors."""
-
-
-class SpecInvalidError(RegistryError, RejectedError):
-    """A connector declaration is invalid; ``issues`` lists every problem (path, rule, message, line)."""
-
-    default_rule = "connector-spec"
-
-
-class UnknownConnectorError(RegistryError, KeyError):
-    """No connector is registered under that code."""
-
-    def __str__(self) -> str:
-        return f"no connector {self.args[0]!r} is registered" if self.args else "unknown connector"
-
-
-class CertificateError(RegistryError):
-    """A certificate given to the registry cannot be loaded (rule ``certificate``) or breaks the signing key
-    policy (rule ``key-policy``)."""
-
-    def __init__(self, message: str, rule: str = "certificate") -> None:
-        self.rule = rule
-        super().__init__(message)
 
 
 def _error(rule: str, message: str) -> PydanticCustomError:

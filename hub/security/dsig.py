@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
+from hub.errors import DsigError
+
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
@@ -44,14 +46,6 @@ _DS = f"{{{DSIG}}}"
 SIGNATURE_TAG = f"{_DS}Signature"
 _INCLUSIVE_NAMESPACES = f"{{{EXC_C14N}}}InclusiveNamespaces"
 _P256_HALF = 32  # bytes of r and of s in an ECDSA P-256 XML signature value (r || s)
-
-
-class DsigError(Exception):
-    """A signature outside the profile or one that does not verify; ``rule`` names the check that failed."""
-
-    def __init__(self, rule: str, message: str) -> None:
-        super().__init__(message)
-        self.rule = rule
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from lxml import etree
 
-from hub.errors import EnvelopeInvalidError, Issue, KeyMaterialError, SignatureRejectedError
+from hub.errors import DsigError, EnvelopeInvalidError, Issue, KeyMaterialError, SignatureRejectedError
 from hub.security import dsig, keys
 from hub.security.envelope import (
     DSIG_NAMESPACE,
@@ -306,7 +306,7 @@ class EnvelopeVerifier:
 
         try:
             result = dsig.verify_enveloped(root if owned else copy.deepcopy(root), cert, parser())
-        except dsig.DsigError as exc:
+        except DsigError as exc:
             raise _rejected(exc.rule, str(exc)) from None
 
         signed = result.signed

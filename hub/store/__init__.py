@@ -5,13 +5,6 @@
 ``deliveries``, ``dead_letters``, ``history``, ``queries``; ``flow_records`` holds the partner flows' records.
 """
 
-from hub.errors import (
-    AlreadyReplayedError,
-    DeliveryClosedError,
-    StoreError,
-    UnknownDeadLetterError,
-    UnknownDeliveryError,
-)
 from hub.store.database import DEFAULT_URL, MIGRATIONS_DIR, normalise_url
 from hub.store.facade import Store
 from hub.store.schema import DeliveryState, EventState
@@ -42,10 +35,8 @@ __all__ = [
     "MIGRATIONS_DIR",
     "AcceptOutcome",
     "AcceptResult",
-    "AlreadyReplayedError",
     "DeadLetter",
     "Delivered",
-    "DeliveryClosedError",
     "DeliveryState",
     "DeliveryStatus",
     "DeliveryView",
@@ -59,13 +50,10 @@ __all__ = [
     "RuleEvent",
     "StatusUpdate",
     "Store",
-    "StoreError",
     "Submission",
     "SyncReport",
     "TimelineEntry",
     "TraceEvent",
-    "UnknownDeadLetterError",
-    "UnknownDeliveryError",
     "message_status",
     "normalise_url",
 ]

@@ -21,8 +21,8 @@ from broker.base import BrokerUnavailable, connect
 from hub import packets
 from hub.config import Settings
 from hub.devtools.sink import SinkServer
-from hub.errors import EnvelopeInvalidError
-from hub.exchange.pipeline import Acceptor, ConflictError, GroupCommitter, NoRouteError, Relay
+from hub.errors import ConflictError, EnvelopeInvalidError, NoRouteError
+from hub.exchange.pipeline import Acceptor, GroupCommitter, Relay
 from hub.exchange.worker import OutboundBuilder, Worker
 from hub.runtime import Runtime, replay_dead_letters
 from hub.security import keys

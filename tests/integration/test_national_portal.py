@@ -19,6 +19,7 @@ from adapters.provincial import ProvincialAdapter
 from adapters.registry import FACTORIES, factory_key
 from hub import packets
 from hub.devtools.simulators import NationalPortalSimulator
+from hub.errors import MappingError
 from hub.exchange.routing import DestinationConfig
 from hub.packets.dossier import DossierStatusUpdate, DossierSync
 from hub.registry import Registry, parse_spec
@@ -77,7 +78,7 @@ def test_time_conversion() -> None:
     assert np.to_portal_time(at.astimezone(np.PORTAL_TZ)) == "20251124003005"
     with pytest.raises(ValueError):
         np.to_portal_time(datetime(2025, 11, 23, 17, 30))  # naive
-    with pytest.raises(np.PortalMappingError):
+    with pytest.raises(MappingError):
         np.from_portal_time("2025-11-24")
 
 

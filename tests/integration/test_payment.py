@@ -23,9 +23,10 @@ from adapters.base import OutboundRequest, PermanentDeliveryError
 from adapters.payment import PaymentAdapter
 from hub import packets
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS, PaymentSimulator
+from hub.errors import MappingError, ReceiptRejected
 from hub.exchange.worker import OutboundBuilder
 from hub.flows.payments import ID_NAMESPACE
-from hub.flows.receipts import ReceiptRejected, sign_receipt, verify_receipt
+from hub.flows.receipts import sign_receipt, verify_receipt
 from hub.packets.common import FeeLine
 from hub.runtime import hub_signer
 from hub.security.envelope import EnvelopeHeader
@@ -346,7 +347,7 @@ def test_refund_checksum_orders_are_ours_and_documented() -> None:
     assert (
         pm.checksum_input(confirm, "k") == "CONFIRM_REFUND|00|LIENTHONG|RF-1|PAY-1|75000|VND|FT2|VCB|20251124094700||k"
     )
-    with pytest.raises(pm.PaymentMappingError):
+    with pytest.raises(MappingError):
         pm.refund_message(request_for(), partner_code=PARTNER, at=AT)
 
 

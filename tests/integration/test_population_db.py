@@ -17,6 +17,7 @@ from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeli
 from adapters.population_db import LookupTimeoutError, PopulationDbAdapter
 from hub import packets
 from hub.devtools.simulators.population_db import PopulationDbSimulator
+from hub.errors import MappingError
 from hub.packets.citizen import CitizenLookup, CitizenRecord, LookupResult
 from hub.registry import parse_spec
 from hub.security.envelope import EnvelopeHeader
@@ -105,7 +106,7 @@ def test_found_reply_is_lossless_and_fields_are_listed() -> None:
     ],
 )
 def test_unmappable_replies(reply: dict) -> None:
-    with pytest.raises(pdb.PopulationDbMappingError):
+    with pytest.raises(MappingError):
         pdb.from_reply(reply)
 
 

@@ -17,17 +17,8 @@ from typer.testing import CliRunner
 from hub import packets
 from hub.cli import app
 from hub.config import Settings, get_settings
-from hub.errors import SignatureRejectedError
-from hub.registry import (
-    ConnectorSpec,
-    Registry,
-    SpecInvalidError,
-    UnknownConnectorError,
-    load_spec,
-    loads_spec,
-    parse_spec,
-    run_check,
-)
+from hub.errors import SignatureRejectedError, SpecInvalidError, UnknownConnectorError
+from hub.registry import ConnectorSpec, Registry, load_spec, loads_spec, parse_spec, run_check
 from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, Signer, sign_payload

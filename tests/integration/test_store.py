@@ -12,20 +12,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from hub.dossier.status_machine import Correction, Outcome
-from hub.store import (
-    MIGRATIONS_DIR,
+from hub.errors import (
     AlreadyReplayedError,
-    Delivered,
     DeliveryClosedError,
-    DeliveryState,
-    StatusUpdate,
-    Store,
     StoreError,
-    Submission,
     UnknownDeadLetterError,
     UnknownDeliveryError,
-    normalise_url,
 )
+from hub.store import MIGRATIONS_DIR, Delivered, DeliveryState, StatusUpdate, Store, Submission, normalise_url
 from hub.store.schema import metadata
 from tests.support import row_count as count
 

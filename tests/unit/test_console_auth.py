@@ -14,6 +14,7 @@ from hub import packets
 from hub.api import create_app
 from hub.config import Settings
 from hub.console import auth
+from hub.errors import ConfigError
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
 
@@ -44,7 +45,7 @@ def test_accounts_from_configuration() -> None:
     assert auth.authenticate(settings, "lan", "wrong") is None
     assert auth.authenticate(settings, "nobody", "pw-lan") is None
     assert auth.authenticate(settings, "lan", "") is None
-    with pytest.raises(auth.ConfigError):
+    with pytest.raises(ConfigError):
         auth.parse_operators("lan:plaintext")
     assert auth.accounts(Settings()) == {}  # no keys, no operators: nobody signs in
 

@@ -10,6 +10,7 @@ import signxml
 from lxml import etree
 
 from hub import packets
+from hub.errors import DsigError
 from hub.security import dsig
 from hub.security.envelope import EnvelopeHeader, build_envelope
 from hub.security.signing import EnvelopeVerifier
@@ -63,7 +64,7 @@ def test_pretty_printed_signed_envelope_keeps_its_whitespace(pki) -> None:
     root = _reparse(signed)
     root[-2].tail = "\n  "
     root[-1].tail = "\n"  # added after signing: changes the signed content
-    with pytest.raises(dsig.DsigError) as exc:
+    with pytest.raises(DsigError) as exc:
         dsig.verify_enveloped(root, party.certificate, parser())
     assert exc.value.rule == "signature-digest"
     unsigned = _envelope()
@@ -113,7 +114,7 @@ def test_signatures_outside_the_profile_or_altered_are_refused(pki, change, rule
     party = pki.province
     root = _reparse(dsig.sign_enveloped(_envelope(), party.signer.private_key, [party.certificate]))
     change(root[-1])
-    with pytest.raises(dsig.DsigError) as exc:
+    with pytest.raises(DsigError) as exc:
         dsig.verify_enveloped(root, party.certificate, parser())
     assert exc.value.rule == rule
 
@@ -123,7 +124,7 @@ def test_a_short_ecdsa_value_is_refused_not_crashed(pki) -> None:
     root = _reparse(dsig.sign_enveloped(_envelope(), party.signer.private_key, [party.certificate]))
     value = root.find(f"{DS}Signature/{DS}SignatureValue")
     value.text = base64.b64encode(base64.b64decode(value.text)[:40]).decode()
-    with pytest.raises(dsig.DsigError) as exc:
+    with pytest.raises(DsigError) as exc:
         dsig.verify_enveloped(root, party.certificate, parser())
     assert exc.value.rule == "signature-value"
 

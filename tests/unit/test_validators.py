@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from hub.dossier import validators as v
+from hub.errors import RuleViolation
 from hub.packets.schemas import schema_bytes
 
 
@@ -180,7 +181,7 @@ def test_json_input_is_parsed_from_text_but_python_input_is_not() -> None:
 
 
 def test_rule_violation_is_a_value_error_naming_the_rule() -> None:
-    with pytest.raises(v.RuleViolation) as info:
+    with pytest.raises(RuleViolation) as info:
         v.check_channel(4)
     assert isinstance(info.value, ValueError)
     assert info.value.rule == "channel"

@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 import requests
 
 from hub.devtools.simulators.base import SimulatorHandler, SimulatorServer
+from hub.errors import MappingError
 from hub.flows.receipts import sign_receipt
 from hub.security import keys
 from hub.security.signing import Signer
@@ -178,7 +179,7 @@ class PaymentSimulator(SimulatorServer):
                     return self._reply(secret, MaLoi="02", MaThamChieu=reference, MoTaLoi="Thiếu MaThamChieu")
                 try:
                     amount = pm.amount_of(message)
-                except pm.PaymentMappingError as exc:
+                except MappingError as exc:
                     return self._reply(secret, MaLoi="02", MaThamChieu=reference, MoTaLoi=str(exc))
                 if known is not None and known["SoTien"] != amount:
                     return self._reply(secret, MaLoi="03", MaThamChieu=reference, MoTaLoi="Mã tham chiếu đã tồn tại")
@@ -218,7 +219,7 @@ class PaymentSimulator(SimulatorServer):
             return self._reply(secret, MaLoi="04", MaThamChieu=reference, MoTaLoi="Không tìm thấy giao dịch gốc")
         try:
             amount = pm.amount_of(message)
-        except pm.PaymentMappingError as exc:
+        except MappingError as exc:
             return self._reply(secret, MaLoi="02", MaThamChieu=reference, MoTaLoi=str(exc))
         if known is not None:
             if known.get("MaThamChieuGoc") != original or known["SoTien"] != amount:
