@@ -914,7 +914,10 @@ def operator_hash_password(
     name: Annotated[str, typer.Argument(help="The operator's sign-in name")],
     password_stdin: Annotated[bool, typer.Option("--stdin", help="Read the password from standard input")] = False,
 ) -> None:
-    """Print `NAME:scrypt$…` for LIENTHONG_OPERATORS (comma-separated); the password itself is never stored."""
+    """Print `NAME:$argon2id$…` for LIENTHONG_OPERATORS (comma-separated); the password itself is never stored.
+
+    (Entries printed by older versions, `NAME:scrypt$…`, are still accepted.)
+    """
     from hub.console.auth import hash_password
 
     if ":" in name or "," in name or not name.strip():

@@ -1,63 +1,41 @@
-"""Operator sign-in for the console: accounts from configuration, scrypt password hashes, CSRF tokens.
+"""Operator sign-in for the console: accounts from configuration, password checks, CSRF tokens.
 
 Accounts (``hub.config.Settings``):
 
-- ``LIENTHONG_OPERATORS="name:scrypt$…,name2:scrypt$…"`` — operators with their own password, hashed with
-  ``hashlib.scrypt`` (make one with ``hub operator hash-password``; the hub never stores a password).
+- ``LIENTHONG_OPERATORS="name:$argon2id$…,name2:scrypt$…"`` — operators with their own password, hashed with
+  argon2id (make one with ``hub operator hash-password``; the hub never stores a password); entries in the
+  older scrypt form keep working (``hub.console.passwords``).
 - The admin and operator API keys (``LIENTHONG_ADMIN_API_KEY`` / ``LIENTHONG_OPERATOR_API_KEY``) also sign in,
   as ``LIENTHONG_ADMIN_NAME`` / ``LIENTHONG_OPERATOR_NAME``, unless ``LIENTHONG_OPERATORS`` names that account
   itself. So a hub set up for the API already has a console sign-in, and named accounts are one setting away.
 
-Sessions are starlette's signed cookies (itsdangerous; HttpOnly, SameSite=Lax, ``max_age`` from settings); the
-session holds the operator's name and role and a CSRF token that every POST form must send back.
+Every attempt does the same password-hash work, exactly once, whoever it names: an unknown name, an empty
+password and an API-key account are checked against a throw-away hash of the same cost as the configured ones,
+so the answer's timing does not tell which names exist.
+
+Sessions are kept server-side (``hub.store.sessions``); each records ``credential_fingerprint`` of its account,
+so a changed password, key or role ends the sessions opened with the old one.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.config import Settings
+from hub.console import passwords
+from hub.console.passwords import hash_password as hash_password  # re-exported: the CLI makes hashes here
+from hub.console.passwords import scrypt_hash as scrypt_hash
+from hub.console.passwords import verify_password as verify_password
 from hub.errors import ConfigError
 
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 CSRF_FIELD = "csrf_token"
-_DUMMY = None  # a hash checked when the user is unknown, so both cases cost the same
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
-    """``scrypt$N$r$p$<salt>$<key>`` (base64url): the form ``LIENTHONG_OPERATORS`` takes."""
-    salt = secrets.token_bytes(16)
-    key = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
-    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(key)}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    """Constant-time check of ``password`` against a ``hash_password`` value (``False`` for a malformed one)."""
-    try:
-        algorithm, n, r, p, salt, key = stored.split("$")
-        if algorithm != "scrypt":
-            return False
-        expected = _unb64(key)
-        actual = hashlib.scrypt(
-            password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), dklen=len(expected), maxmem=2**27
-        )
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(actual, expected)
+_ENTRY_START = re.compile(r",(?=\s*[^,:$\s]+:)")  # a comma that starts "name:" (argon2 hashes hold commas)
 
 
 @dataclass(frozen=True)
@@ -67,24 +45,27 @@ class Account:
     password_hash: str | None = None
     api_key: str | None = None
 
-    def check(self, password: str) -> bool:
-        if self.password_hash is not None:
-            return verify_password(password, self.password_hash)
-        if self.api_key is not None:
-            return hmac.compare_digest(self.api_key.encode(), password.encode())
-        return False
+
+def credential_fingerprint(account: Account) -> str:
+    """SHA-256 of what the account signs in with (and its role): stored with each session, compared on every
+    request, so that changing the password, the key or the role ends the sessions opened before."""
+    secret = account.password_hash or account.api_key or ""
+    return hashlib.sha256(f"lienthong-console\0{account.name}\0{account.role}\0{secret}".encode()).hexdigest()
 
 
 def parse_operators(text: str) -> list[Account]:
     """``name:hash,name:hash`` → accounts (role ``operator``). Raises ``ConfigError`` on a malformed entry."""
     out = []
-    for item in (part.strip() for part in text.split(",")):
+    for item in (part.strip() for part in _ENTRY_START.split(text)):
         if not item:
             continue
         name, sep, stored = item.partition(":")
-        if not sep or not name.strip() or not stored.startswith("scrypt$") or stored.count("$") != 5:
-            raise ConfigError(f"LIENTHONG_OPERATORS: expected name:scrypt$…, got {name.strip() or '?'}:…")
-        out.append(Account(name.strip(), "operator", password_hash=stored.strip()))
+        stored = stored.strip()
+        if not sep or not name.strip() or not passwords.is_password_hash(stored):
+            raise ConfigError(
+                f"LIENTHONG_OPERATORS: expected name:$argon2id$… or name:scrypt$…, got {name.strip() or '?'}:…"
+            )
+        out.append(Account(name.strip(), "operator", password_hash=stored))
     return out
 
 
@@ -104,15 +85,17 @@ def accounts(settings: Settings) -> dict[str, Account]:
 
 
 def authenticate(settings: Settings, name: str, password: str) -> Account | None:
-    """The account if ``password`` is right, else ``None`` (unknown names cost one scrypt too)."""
-    global _DUMMY
-    account = accounts(settings).get(name.strip())
-    if account is None or not password:
-        if _DUMMY is None:
-            _DUMMY = hash_password(secrets.token_urlsafe(8))
-        verify_password(password or "x", _DUMMY)
-        return None
-    return account if account.check(password) else None
+    """The account if ``password`` is right, else ``None``. Exactly one password-hash check per call, of the
+    same cost for every kind of name (see the module docstring)."""
+    known = accounts(settings)
+    account = known.get(name.strip())
+    if account is not None and account.password_hash is not None and password:
+        return account if passwords.verify_password(password, account.password_hash) else None
+    reference = next((a.password_hash for a in known.values() if a.password_hash is not None), None)
+    passwords.verify_password(password or "x", passwords.dummy_like(reference))  # the same work, result unused
+    if account is not None and account.api_key is not None and password:
+        return account if hmac.compare_digest(account.api_key.encode(), password.encode()) else None
+    return None
 
 
 def session_secret(settings: Settings) -> str:

@@ -79,7 +79,7 @@ class Hub:
             LIENTHONG_BROKER_URL="embedded",
             LIENTHONG_HUB_CODE=HUB,
             LIENTHONG_ADMIN_API_KEY=ADMIN_KEY,
-            LIENTHONG_OPERATORS=f"{OPERATOR}:{hash_password(PASSWORD, n=2**12)}",
+            LIENTHONG_OPERATORS=f"{OPERATOR}:{hash_password(PASSWORD)}",
             LIENTHONG_LOG_FORMAT="json",
             LIENTHONG_LOG_LEVEL="INFO",
             LIENTHONG_REGISTRY_REFRESH_S="1",

@@ -1,5 +1,6 @@
-"""Operator sign-in: scrypt password hashes, accounts from configuration, CSRF on every POST, sessions in signed
-cookies, the replay's confirmation step and its audit trail (through the app, in process)."""
+"""Operator sign-in: argon2id (and older scrypt) password hashes, the same hash work for every name, accounts
+from configuration, CSRF on every POST, sessions in signed cookies, the replay's confirmation step and its audit
+trail (through the app, in process)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from lxml import etree
 from hub import packets
 from hub.api import create_app
 from hub.config import Settings
-from hub.console import auth
+from hub.console import auth, passwords
 from hub.errors import ConfigError
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
@@ -22,23 +23,32 @@ PROVINCE, PORTAL = "000.00.00.H12", "000.00.00.G22"
 
 
 def test_password_hash_round_trip() -> None:
-    stored = auth.hash_password("bí mật", n=2**10)
-    assert stored.startswith("scrypt$1024$8$1$") and "bí mật" not in stored
+    stored = auth.hash_password("bí mật")
+    assert stored.startswith("$argon2id$") and "bí mật" not in stored
     assert auth.verify_password("bí mật", stored)
     assert not auth.verify_password("bi mat", stored)
-    assert not auth.verify_password("bí mật", stored.replace("scrypt", "sha256"))
+    assert not auth.verify_password("bí mật", stored.replace("argon2id", "sha256"))
     assert not auth.verify_password("x", "garbage")
-    assert auth.hash_password("same", n=2**10) != auth.hash_password("same", n=2**10)  # salted
+    assert auth.hash_password("same") != auth.hash_password("same")  # salted
+
+
+def test_the_older_scrypt_form_is_still_accepted() -> None:
+    stored = auth.scrypt_hash("bí mật", n=2**10)
+    assert stored.startswith("scrypt$1024$8$1$") and "bí mật" not in stored
+    assert auth.verify_password("bí mật", stored) and not auth.verify_password("bi mat", stored)
+    assert not auth.verify_password("bí mật", stored.replace("scrypt", "sha256"))
 
 
 def test_accounts_from_configuration() -> None:
     settings = Settings(
-        operators=f"lan:{auth.hash_password('pw-lan', n=2**10)}, operator:{auth.hash_password('own', n=2**10)}",
+        operators=f"lan:{auth.hash_password('pw-lan')}, operator:{auth.scrypt_hash('own', n=2**10)},"
+        f"mai:{auth.hash_password('pw-mai')}",
         operator_api_key="op-key", admin_api_key="admin-key", admin_name="quan.tri",
     )  # fmt: skip
     found = auth.accounts(settings)
-    assert set(found) == {"lan", "operator", "quan.tri"}
+    assert set(found) == {"lan", "operator", "quan.tri", "mai"}  # argon2 hashes hold commas: still three entries
     assert auth.authenticate(settings, "lan", "pw-lan").role == "operator"
+    assert auth.authenticate(settings, "mai", "pw-mai") is not None
     assert auth.authenticate(settings, "quan.tri", "admin-key").role == "admin"
     assert auth.authenticate(settings, "operator", "own") is not None
     assert auth.authenticate(settings, "operator", "op-key") is None  # a named account replaces the key sign-in
@@ -48,6 +58,43 @@ def test_accounts_from_configuration() -> None:
     with pytest.raises(ConfigError):
         auth.parse_operators("lan:plaintext")
     assert auth.accounts(Settings()) == {}  # no keys, no operators: nobody signs in
+
+
+@pytest.mark.parametrize(
+    ("name", "password", "signs_in"),
+    [
+        ("lan", "pw-lan", True),  # argon2id account
+        ("lan", "wrong", False),
+        ("cu", "pw-cu", True),  # older scrypt account
+        ("cu", "wrong", False),
+        ("quan.tri", "admin-key", True),  # API-key account: no hash of its own, the same work all the same
+        ("quan.tri", "wrong", False),
+        ("nobody", "pw-lan", False),  # unknown name
+        ("lan", "", False),  # empty password
+    ],
+)
+def test_every_attempt_does_the_same_hash_work_once(monkeypatch, name, password, signs_in) -> None:
+    settings = Settings(operators=f"lan:{auth.hash_password('pw-lan')},cu:{auth.scrypt_hash('pw-cu', n=2**10)}",
+                        admin_api_key="admin-key", admin_name="quan.tri")  # fmt: skip
+    checked: list[str] = []
+    real = passwords.verify_password
+
+    def counting(candidate: str, stored: str) -> bool:
+        checked.append(stored.split("$")[1] if stored.startswith("$") else stored.split("$")[0])
+        return real(candidate, stored)
+
+    monkeypatch.setattr(passwords, "verify_password", counting)
+    assert (auth.authenticate(settings, name, password) is not None) is signs_in
+    assert len(checked) == 1
+    expected = "scrypt" if name == "cu" and password else "argon2id"  # unknown names cost an argon2id check
+    assert checked == [expected]
+
+
+def test_the_dummy_hash_costs_what_the_accounts_cost() -> None:
+    for stored in (auth.hash_password("a"), auth.scrypt_hash("a", n=2**11, r=4)):
+        dummy = passwords.dummy_like(stored)
+        assert dummy.rsplit("$", 2)[0] == stored.rsplit("$", 2)[0] and dummy != stored
+    assert passwords.dummy_like(None).startswith("$argon2id$v=19$m=19456,t=2,p=1$")
 
 
 def test_csrf_token() -> None:
@@ -67,7 +114,7 @@ PASSWORD = "mat-khau-dai-du"
 def client(tmp_path):
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'hub.db'}", data_dir=tmp_path / "var", admin_api_key="admin-key",
-        operators=f"lan:{auth.hash_password(PASSWORD, n=2**10)}", log_format="console",
+        operators=f"lan:{auth.hash_password(PASSWORD)}", log_format="console",
     )  # fmt: skip
     with TestClient(create_app(settings)) as c:
         yield c
@@ -186,7 +233,7 @@ def test_cli_hashes_a_password_for_the_operators_setting() -> None:
     result = CliRunner().invoke(app, ["operator", "hash-password", "lan", "--stdin"], input="mot-mat-khau-dai\n")
     assert result.exit_code == 0, result.output
     line = result.output.strip()
-    assert line.startswith("lan:scrypt$") and "mot-mat-khau-dai" not in line
+    assert line.startswith("lan:$argon2id$") and "mot-mat-khau-dai" not in line
     settings = Settings(operators=line)
     assert auth.authenticate(settings, "lan", "mot-mat-khau-dai") is not None
     short = CliRunner().invoke(app, ["operator", "hash-password", "lan", "--stdin"], input="short\n")
