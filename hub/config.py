@@ -50,15 +50,29 @@ class Settings(BaseSettings):
     )
     operators: str = Field(
         "",
-        description="Operator page accounts: `name:scrypt$…` pairs separated by commas (make a hash with "
-        "`hub operator hash-password`). Without any, the admin and operator API keys sign in as "
-        "`admin_name` / `operator_name`",
+        description="Operator page accounts: `name:$argon2id$…` pairs separated by commas (make a hash with "
+        "`hub operator hash-password`; older `name:scrypt$…` entries still work). Without any, the admin and "
+        "operator API keys sign in as `admin_name` / `operator_name`",
     )
     session_secret: SecretStr | None = Field(
         None, description="Key signing the operator page's session cookies; unset = a random one kept in data_dir"
     )
-    session_https_only: bool = Field(False, description="Send the operator page's session cookie over HTTPS only")
+    session_https_only: bool = Field(
+        False,
+        description="Mark the operator page's cookies `Secure` on every request; unset, they are `Secure` unless "
+        "the page is served over plain HTTP on a loopback address (http://127.0.0.1, http://localhost)",
+    )
     session_max_age_s: int = Field(8 * 3600, gt=0, description="An operator page session lasts this long")
+    signin_free_failures: int = Field(
+        5, ge=1, description="Wrong sign-ins allowed per account and per client address before the backoff starts"
+    )
+    signin_backoff_base_s: float = Field(
+        1.0, gt=0, description="First wait after `signin_free_failures` failures; each further failure doubles it"
+    )
+    signin_backoff_max_s: float = Field(900.0, gt=0, description="Longest wait the sign-in backoff imposes")
+    signin_failure_window_s: float = Field(
+        3600.0, gt=0, description="Failed sign-ins are forgotten this long after the last one"
+    )
     console_refresh_s: float = Field(5.0, gt=0, description="How often the operator page refreshes its panels")
     partner_window_s: float = Field(
         900.0, gt=0, description="Window (s) of recent attempts a partner's state and error rate are derived from"

@@ -9,6 +9,8 @@
   destination connector) happen in ``hub worker`` processes; they are counted from the store's event log when
   scraped (cached for a few seconds), so they are exact across processes and restarts. ``lienthong_pending``
   is the current number of undelivered deliveries per destination.
+- ``lienthong_signin_failures_total`` and ``lienthong_signin_throttled_total{scope}`` (scope = account or address):
+  the operator page's refused sign-ins, and those refused unchecked during a backoff (``hub.console.throttle``).
 - The operator page's gauges (dead letters, oldest message age, partner state, certificate expiry, deadlines):
   see ``hub.console.metrics``; the API hands them in as ``gauges`` so this module needs no web code.
 """
@@ -36,6 +38,15 @@ ACCEPT_SECONDS = Histogram(
     ["channel"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+SIGNIN_FAILURES = Counter("lienthong_signin_failures", "Operator page sign-ins refused: wrong name or password")
+SIGNIN_THROTTLED = Counter(
+    "lienthong_signin_throttled",
+    "Operator page sign-ins refused unchecked (429) while an account or a client address backs off",
+    ["scope"],  # account | address
+)
+for _scope in ("account", "address"):
+    SIGNIN_THROTTLED.labels(scope=_scope)  # exported at 0 from the start
 
 
 class StoreCollector(Collector):

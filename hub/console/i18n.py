@@ -22,6 +22,14 @@ _LABELS: dict[str, tuple[str, str]] = {
         "Phiên làm việc đã hết hạn hoặc biểu mẫu không hợp lệ. Vui lòng thử lại.",
         "The session expired or the form is not valid. Please try again.",
     ),
+    "throttled": (
+        "Đăng nhập sai quá nhiều lần. Vui lòng chờ một lát rồi thử lại.",
+        "Too many failed sign-ins. Please wait a moment and try again.",
+    ),
+    "needs_https": (
+        "Trang này cần được mở qua HTTPS: trình duyệt sẽ không giữ phiên đăng nhập qua HTTP.",
+        "Open this page over HTTPS: the browser will not keep a sign-in over plain HTTP.",
+    ),
     "signed_in_as": ("Đăng nhập: ", "Signed in as "),
     "updated": ("Cập nhật lúc", "Updated at"),
     "stale": ("Mất kết nối — dữ liệu có thể đã cũ", "Connection lost — figures may be stale"),

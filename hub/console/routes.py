@@ -6,16 +6,26 @@ is recorded on the message's history (event ``replayed``, actor = the operator) 
 (``replayed_by``); opening a message's trace records an event ``viewed`` with the operator as actor (access to
 the message log is an audited action, DOMAIN.md §5); sign-ins, sign-outs and refused sign-ins are logged on the
 ``hub.audit`` logger with the operator's name.
+
+Sessions: the signed cookie carries a random session token (and the CSRF token); the store keeps its hash, the
+account and the account's credential fingerprint (``hub.store.sessions``). Each request looks the session up, so
+sign-out, expiry and a changed password (or key, or role) end it at once, in every worker process. Failed
+sign-ins back off per account and per address (``hub.console.throttle``); cookies are ``Secure`` unless the page
+is plain HTTP on loopback (``hub.console.secure_cookies``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import secrets
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -23,10 +33,13 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from hub.config import Settings
-from hub.console import auth, views
+from hub.console import auth, throttle, views
 from hub.console.i18n import LANG_COOKIE, LANGS, Translator, pick_lang
+from hub.console.secure_cookies import SecureCookies, plain_http_loopback
 from hub.logs import mask_ids
+from hub.metrics import SIGNIN_FAILURES, SIGNIN_THROTTLED
 from hub.services import HubService
+from hub.store import sessions
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "lienthong_console"
@@ -41,8 +54,6 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-
-router = APIRouter(include_in_schema=False)
 
 
 def hub_of(request: Request) -> HubService:
@@ -60,9 +71,32 @@ def _lang(request: Request) -> str:
     return pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
 
 
+def _check_session(request: Request) -> None:
+    """Every console request: the operator of the cookie's session token, if the store still has that session
+    and the account still signs in with the same credential (else the session ends here)."""
+    request.state.user = None
+    token = request.session.get("sid")
+    if not isinstance(token, str) or not token:
+        return
+    engine = hub_of(request).store.engine
+    found = sessions.find_session(engine, token)
+    account = auth.accounts(_settings(request)).get(found.name) if found is not None else None
+    if found is not None and account is not None and auth.credential_fingerprint(account) == found.credential:
+        request.state.user = {"name": account.name, "role": account.role}
+        return
+    if found is not None:  # the password, key or role changed, or the account is gone
+        sessions.end_session(engine, token)
+        audit.info("console session ended: the account's credential changed", extra={"actor": found.name})
+    request.session.pop("sid", None)
+
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(_check_session)])
+
+
 def _user(request: Request) -> dict | None:
-    user = request.session.get("user")
-    return user if isinstance(user, dict) and user.get("name") else None
+    """The signed-in operator (``{"name", "role"}``), as ``_check_session`` found it."""
+    user = getattr(request.state, "user", None)
+    return user if isinstance(user, dict) else None
 
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -124,7 +158,31 @@ def _snapshot(request: Request, *, previews: bool = True) -> views.Snapshot:
 def login_form(request: Request, next: str = "/") -> Response:
     if _user(request):
         return RedirectResponse(_safe_next(next), status_code=303)
-    return _render(request, "login.html", next=_safe_next(next), error=None)
+    return _render(request, "login.html", next=_safe_next(next), error=None, insecure=_needs_https(request))
+
+
+def _needs_https(request: Request) -> bool:
+    """Whether the browser will drop the (``Secure``) session cookie: plain HTTP, not on loopback."""
+    return (
+        not _settings(request).session_https_only
+        and request.url.scheme == "http"
+        and not plain_http_loopback(request.scope)
+    )
+
+
+def _throttled(request: Request, target: str, name: str, client: str, blocked: tuple[str, datetime]) -> Response:
+    """429 with ``Retry-After``: the account or the address is backing off (the password is not checked)."""
+    subject, until = blocked
+    retry_after = max(1, math.ceil((until - datetime.now(UTC)).total_seconds()))
+    scope = subject.partition(":")[0]
+    SIGNIN_THROTTLED.labels(scope=scope).inc()
+    audit.warning(
+        "console sign-in throttled (%s backing off) from %s for %d s", scope, client, retry_after,
+        extra={"actor": name[:64] or "?"},
+    )  # fmt: skip
+    response = _render(request, "login.html", status_code=429, next=target, error="throttled", username=name)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -134,15 +192,41 @@ async def login(request: Request) -> Response:
     if not auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD)):
         return _render(request, "login.html", status_code=400, next=target, error="bad_csrf")
     name = _first(form, "username").strip()
-    account = await run_in_threadpool(auth.authenticate, _settings(request), name, _first(form, "password"))
+    settings, engine = _settings(request), hub_of(request).store.engine
     client = request.client.host if request.client else "?"
+    keys = throttle.keys(name, client)
+    blocked = await run_in_threadpool(sessions.blocked_until, engine, keys)
+    if blocked is not None:
+        return _throttled(request, target, name, client, blocked)
+    account = await run_in_threadpool(auth.authenticate, settings, name, _first(form, "password"))
     if account is None:
-        audit.warning("console sign-in refused", extra={"actor": name[:64] or "?", "client": client})
+        SIGNIN_FAILURES.inc()
+        counts = await run_in_threadpool(
+            partial(sessions.record_failure, engine, keys, window_s=settings.signin_failure_window_s,
+                    backoff=partial(throttle.backoff_s, settings))
+        )  # fmt: skip
+        failures = counts[keys[0]][0]
+        audit.warning(
+            "console sign-in refused from %s (%d recent failures for this name)", client, failures,
+            extra={"actor": name[:64] or "?"},
+        )  # fmt: skip
+        waits = [f"{key} until {until.isoformat(timespec='seconds')}" for key, (_, until) in counts.items() if until]
+        if waits:
+            audit.warning("console sign-in backing off: %s", ", ".join(waits), extra={"actor": name[:64] or "?"})
         return _render(request, "login.html", next=target, error="bad_login", username=name)  # 200: the form again
+    old = request.session.get("sid")
+    token = secrets.token_urlsafe(32)
+    await run_in_threadpool(
+        partial(sessions.open_session, engine, token, name=account.name, role=account.role,
+                credential=auth.credential_fingerprint(account), client=client, lifetime_s=settings.session_max_age_s)
+    )  # fmt: skip
+    await run_in_threadpool(sessions.clear_failures, engine, keys[:1])  # the account's count; not the address's
+    if isinstance(old, str) and old:
+        await run_in_threadpool(sessions.end_session, engine, old)
     request.session.clear()  # a fresh session (and CSRF token) on every sign-in
-    request.session["user"] = {"name": account.name, "role": account.role}
+    request.session["sid"] = token
     auth.csrf_token(request.session)
-    audit.info("console sign-in", extra={"actor": account.name, "client": client})
+    audit.info("console sign-in from %s", client, extra={"actor": account.name})
     return RedirectResponse(target, status_code=303)
 
 
@@ -151,6 +235,7 @@ async def logout(request: Request) -> Response:
     form = await _form(request)
     user = _user(request)
     if user and auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD)):
+        await run_in_threadpool(sessions.end_session, hub_of(request).store.engine, request.session["sid"])
         audit.info("console sign-out", extra={"actor": user["name"]})
         request.session.clear()
     return RedirectResponse("/login", status_code=303)
@@ -254,14 +339,15 @@ async def replay(request: Request) -> Response:
 
 
 def install_console(app: FastAPI, settings: Settings) -> None:
-    """Add the operator page to the API app: signed-cookie sessions, static files, the routes above."""
+    """Add the operator page to the API app: sessions (a signed cookie holding a token the store knows),
+    ``Secure`` cookies, static files, the routes above."""
     app.add_middleware(
         SessionMiddleware,
         secret_key=auth.session_secret(settings),
         session_cookie=SESSION_COOKIE,
         max_age=settings.session_max_age_s,
         same_site="lax",
-        https_only=settings.session_https_only,
     )
+    app.add_middleware(SecureCookies, always=settings.session_https_only)  # outside the session middleware
     app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
     app.include_router(router)

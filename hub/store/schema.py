@@ -263,5 +263,33 @@ registry_audit = sa.Table(
     sa.Index(None, "code", "id"),
 )
 
+# The operator page's sign-in state (``hub.store.sessions``): sessions, kept server-side so that they can end,
+# and failed sign-ins per account and per client address (the backoff).
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    # SHA-256 hex of the session token; the token itself is only in the operator's (signed) cookie.
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    # ``hub.console.auth.credential_fingerprint`` at sign-in: another one now (password changed) ends the session.
+    sa.Column("credential", sa.String(64), nullable=False),
+    sa.Column("client", sa.String(64), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index(None, "name"),
+    sa.Index(None, "expires_at"),
+)
+
+signin_failures = sa.Table(
+    "signin_failures",
+    metadata,
+    sa.Column("subject", sa.String(200), primary_key=True),  # "account:<name>" or "address:<ip or IPv6 /64>"
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_failure_at", UTCDateTime, nullable=False),
+    sa.Column("blocked_until", UTCDateTime, nullable=True),
+    sa.Index(None, "last_failure_at"),
+)
+
 # The partner flows' tables (F2–F4) live in their own module, on this metadata.
 from hub.store import flow_records as _flow_records  # noqa: E402,F401

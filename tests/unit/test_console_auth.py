@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from lxml import etree
+from prometheus_client import REGISTRY
 
 from hub import packets
 from hub.api import create_app
 from hub.config import Settings
-from hub.console import auth, passwords
+from hub.console import auth, passwords, throttle
+from hub.console.secure_cookies import plain_http_loopback
 from hub.errors import ConfigError
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
+from hub.store.schema import console_sessions, signin_failures
 
 PROVINCE, PORTAL = "000.00.00.H12", "000.00.00.G22"
 
@@ -115,8 +120,9 @@ def client(tmp_path):
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'hub.db'}", data_dir=tmp_path / "var", admin_api_key="admin-key",
         operators=f"lan:{auth.hash_password(PASSWORD)}", log_format="console",
+        signin_backoff_base_s=60,  # long enough that no slow test run outlasts a wait
     )  # fmt: skip
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -124,9 +130,9 @@ def _csrf(html: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html)[1]
 
 
-def _sign_in(client: TestClient, password: str = PASSWORD):
+def _sign_in(client: TestClient, password: str = PASSWORD, name: str = "lan"):
     token = _csrf(client.get("/login").text)
-    return client.post("/login", data={"csrf_token": token, "username": "lan", "password": password, "next": "/"},
+    return client.post("/login", data={"csrf_token": token, "username": name, "password": password, "next": "/"},
                        follow_redirects=False)  # fmt: skip
 
 
@@ -238,3 +244,126 @@ def test_cli_hashes_a_password_for_the_operators_setting() -> None:
     assert auth.authenticate(settings, "lan", "mot-mat-khau-dai") is not None
     short = CliRunner().invoke(app, ["operator", "hash-password", "lan", "--stdin"], input="short\n")
     assert short.exit_code != 0
+
+
+# ---------------------------------------------------------------------------------------------- server-side sessions
+
+
+def _session_rows(client: TestClient) -> list:
+    with client.app.state.hub.store.transaction(readonly=True) as conn:
+        return list(conn.execute(sa.select(console_sessions)))
+
+
+def test_sign_out_ends_the_session_even_for_a_kept_cookie(client) -> None:
+    _sign_in(client)
+    kept = client.cookies.get("lienthong_console")
+    (row,) = _session_rows(client)
+    assert row.name == "lan" and len(row.token_hash) == 64  # only a hash of the token is stored
+    token = _csrf(client.get("/").text)
+    assert client.post("/logout", data={"csrf_token": token}, follow_redirects=False).status_code == 303
+    assert _session_rows(client) == []
+    client.cookies.set("lienthong_console", kept)  # the cookie an attacker copied before the sign-out
+    assert client.get("/", follow_redirects=False).status_code == 303
+    assert client.get("/console/panels").status_code == 401
+
+
+def test_a_password_change_ends_the_accounts_sessions(client) -> None:
+    _sign_in(client)
+    assert client.get("/", follow_redirects=False).status_code == 200
+    client.app.state.hub.settings.operators = f"lan:{auth.hash_password('a-new-password')}"  # reconfigured
+    assert client.get("/", follow_redirects=False).status_code == 303
+    assert _session_rows(client) == []
+    assert _sign_in(client, "a-new-password").status_code == 303 and client.get("/").status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------- Secure cookies
+
+
+@pytest.mark.parametrize(
+    ("base_url", "https_only", "secure"),
+    [
+        ("http://127.0.0.1", False, False),  # hub demo, a local hub serve: plain HTTP on loopback
+        ("http://localhost:8000", False, False),
+        ("http://127.0.0.1", True, True),  # forced on
+        ("https://hub.example.gov.vn", False, True),
+        ("http://hub.example.gov.vn", False, True),  # plain HTTP over a network: the browser drops it
+    ],
+)
+def test_cookies_are_secure_unless_plain_http_on_loopback(tmp_path, base_url, https_only, secure) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'hub.db'}", data_dir=tmp_path / "var",
+                        admin_api_key="admin-key", session_https_only=https_only, log_format="console")  # fmt: skip
+    with TestClient(create_app(settings), base_url=base_url) as c:
+        page = c.get("/login?lang=en")
+        cookies = page.headers.get_list("set-cookie")
+        assert cookies and all(("; secure" in cookie.lower()) is secure for cookie in cookies)
+        assert ("over HTTPS" in page.text) is (base_url == "http://hub.example.gov.vn")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1:8000", True), ("localhost", True), ("[::1]:8000", True), ("127.9.9.9", True),
+     ("10.0.0.5:8000", False), ("hub.example.gov.vn", False), ("[2001:db8::1]", False), ("127.0.0.1.nip.io", False)],
+)  # fmt: skip
+def test_plain_http_loopback(host, loopback) -> None:
+    scope = {"type": "http", "scheme": "http", "headers": [(b"host", host.encode())]}
+    assert plain_http_loopback(scope) is loopback
+    assert plain_http_loopback({**scope, "scheme": "https"}) is False
+
+
+# ---------------------------------------------------------------------------------------------- throttling
+
+
+def test_backoff_doubles_after_the_free_failures_up_to_the_cap() -> None:
+    settings = Settings(signin_backoff_base_s=2, signin_backoff_max_s=60)
+    assert [throttle.backoff_s(settings, n) for n in range(1, 12)] == [0, 0, 0, 0, 2, 4, 8, 16, 32, 60, 60]
+    assert throttle.keys(" Lan ", "2001:db8::1") == ["account:lan", "address:2001:db8::/64"]
+    assert throttle.keys("lan", "10.0.0.7") == ["account:lan", "address:10.0.0.7"]
+
+
+def _count(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _unblock(client: TestClient) -> None:
+    """The backoff has passed (without sleeping through it)."""
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    with client.app.state.hub.store.transaction() as conn:
+        conn.execute(sa.update(signin_failures).values(blocked_until=past))
+
+
+def test_failures_back_off_per_account_and_a_throttled_attempt_is_not_checked(client, monkeypatch, caplog) -> None:
+    failures, throttled = (
+        _count("lienthong_signin_failures_total"),
+        _count("lienthong_signin_throttled_total", scope="account"),
+    )
+    checked: list[str] = []
+    real = passwords.verify_password
+    monkeypatch.setattr(passwords, "verify_password", lambda p, s: checked.append(s) or real(p, s))
+    for _ in range(5):
+        assert _sign_in(client, "wrong").status_code == 200
+    assert len(checked) == 5
+    # from another address: the account is backing off, even the right password is refused without a check
+    elsewhere = TestClient(client.app, base_url="http://127.0.0.1", client=("10.0.0.9", 40000))
+    refused = _sign_in(elsewhere)
+    assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= 60
+    assert len(checked) == 5 and elsewhere.get("/", follow_redirects=False).status_code == 303
+    assert _count("lienthong_signin_failures_total") == failures + 5
+    assert _count("lienthong_signin_throttled_total", scope="account") == throttled + 1
+    assert any("throttled" in r.getMessage() and getattr(r, "actor", None) == "lan" for r in caplog.records)
+    assert "lienthong_signin_throttled_total" in client.get("/metrics").text
+    _unblock(client)
+    assert _sign_in(elsewhere, "wrong").status_code == 200  # one more failure: twice the wait
+    assert 60 < int(_sign_in(elsewhere).headers["retry-after"]) <= 120
+    _unblock(client)
+    assert _sign_in(elsewhere).status_code == 303 and elsewhere.get("/").status_code == 200  # the wait is over
+    assert _sign_in(client, "wrong").status_code == 200  # a right password cleared the account's count
+
+
+def test_failures_back_off_per_address_whatever_the_names(client) -> None:
+    before = _count("lienthong_signin_throttled_total", scope="address")
+    for n in range(5):
+        assert _sign_in(client, "wrong", name=f"nobody-{n}").status_code == 200
+    assert _sign_in(client, name="lan").status_code == 429  # the address is backing off
+    assert _count("lienthong_signin_throttled_total", scope="address") == before + 1
+    elsewhere = TestClient(client.app, base_url="http://127.0.0.1", client=("10.0.0.9", 40000))
+    assert _sign_in(elsewhere).status_code == 303  # not the account: it never failed
