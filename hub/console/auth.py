@@ -84,6 +84,17 @@ def accounts(settings: Settings) -> dict[str, Account]:
     return found
 
 
+def _dummy_hash(known: dict[str, Account]) -> str:
+    """The throw-away hash checked when no account's own hash is: as costly as the first configured one."""
+    reference = next((a.password_hash for a in known.values() if a.password_hash is not None), None)
+    return passwords.dummy_like(reference)
+
+
+def prepare(settings: Settings) -> None:
+    """Make the throw-away hash now (at start-up), so that not even the first unknown name costs extra."""
+    _dummy_hash(accounts(settings))
+
+
 def authenticate(settings: Settings, name: str, password: str) -> Account | None:
     """The account if ``password`` is right, else ``None``. Exactly one password-hash check per call, of the
     same cost for every kind of name (see the module docstring)."""
@@ -91,8 +102,7 @@ def authenticate(settings: Settings, name: str, password: str) -> Account | None
     account = known.get(name.strip())
     if account is not None and account.password_hash is not None and password:
         return account if passwords.verify_password(password, account.password_hash) else None
-    reference = next((a.password_hash for a in known.values() if a.password_hash is not None), None)
-    passwords.verify_password(password or "x", passwords.dummy_like(reference))  # the same work, result unused
+    passwords.verify_password(password or "x", _dummy_hash(known))  # the same work, result unused
     if account is not None and account.api_key is not None and password:
         return account if hmac.compare_digest(account.api_key.encode(), password.encode()) else None
     return None

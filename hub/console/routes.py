@@ -349,5 +349,6 @@ def install_console(app: FastAPI, settings: Settings) -> None:
         same_site="lax",
     )
     app.add_middleware(SecureCookies, always=settings.session_https_only)  # outside the session middleware
+    auth.prepare(settings)
     app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
     app.include_router(router)
