@@ -1,8 +1,9 @@
 """The national portal adapter (Cổng DVCQG): log in and call ``POST {adapter URL}`` with the record the worker
 mapped (``OutboundRequest.payload``, a ``mappings.national_portal.PortalRecord``).
 
-``DeliveryReceipt.sent`` is the JSON body of the call that succeeded exactly as posted except for its
-``"session"`` member (the token, left out), for the message log beside the hub-signed envelope.
+``DeliveryReceipt.sent`` is the JSON body of the call that succeeded exactly as posted, byte for byte, except
+that the value of its ``"session"`` member (the token, a secret) reads ``"***"``; the message log keeps it
+beside the hub-signed envelope.
 
 - Session: ``POST {login URL} {username, password}`` → ``{session, expires_in}``; the token is cached and
   renewed shortly before it expires, or at once when the portal answers ``INVALID_SESSION`` (then the call is
@@ -99,7 +100,9 @@ class NationalPortalAdapter(Adapter):
     # ------------------------------------------------------------ HTTP
 
     def _post(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
-        body = _json(payload)
+        return self._exchange(url, _json(payload))
+
+    def _exchange(self, url: str, body: bytes) -> dict[str, Any]:
         status, text = request_text(
             self._pool, "POST", url, where=f"the national portal at {url}", body=body,
             headers={"Content-Type": "application/json; charset=utf-8"},
@@ -143,10 +146,17 @@ class NationalPortalAdapter(Adapter):
     def call(self, service: str, data: Any, *, madonvi: str, is_updating: bool | None = None) -> dict[str, Any]:
         """One portal call with session handling; returns the answer (``error_code`` 0) or raises ``PortalError``
         (the portal's refusal) or a delivery error (transport)."""
+        return self._call(service, data, madonvi=madonvi, is_updating=is_updating)[0]
+
+    def _call(
+        self, service: str, data: Any, *, madonvi: str, is_updating: bool | None = None
+    ) -> tuple[dict[str, Any], bytes]:
+        """``call``, and the body that got that answer exactly as posted, its session token blanked out."""
         request = portal_request(service, data, madonvi=madonvi, is_updating=is_updating)
         for attempt in range(2):
             token = self.session()
-            answer = self._post(self.endpoint, {"session": token, **request})
+            body = _json({"session": token, **request})
+            answer = self._exchange(self.endpoint, body)
             if answer["error_code"] == INVALID_SESSION and attempt == 0:
                 self._session.drop(token)
                 continue
@@ -156,7 +166,8 @@ class NationalPortalAdapter(Adapter):
             raise TransientDeliveryError("the national portal refused a fresh session: " + str(answer.get("message")))
         if code != OK:
             raise PortalError(code, str(answer.get("message", "")), answer.get("field"))
-        return answer
+        # The same bytes, but for the token: a secret the log must not keep (it stays the first member).
+        return answer, body.replace(json.dumps(token).encode(), _BLANKED_TOKEN, 1)
 
     def lookup(self, dossier_code: str, *, madonvi: str | None = None) -> dict[str, Any] | None:
         """``TraCuuHoSo``: the portal's record of a dossier (with its progress), or ``None`` if it has none."""
@@ -192,22 +203,21 @@ class NationalPortalAdapter(Adapter):
             if service == SERVICE_SYNC:
                 updating = self._known_dossier(code)
                 try:
-                    answer = self.call(service, [record], madonvi=madonvi, is_updating=updating)
+                    answer, sent = self._call(service, [record], madonvi=madonvi, is_updating=updating)
                 except PortalError as exc:
                     if (exc.code, updating) not in ((ALREADY_EXISTS, False), (NOT_FOUND, True)):
                         raise
                     switched = f" (switched from {'update' if updating else 'insert'}: {exc.message})"
                     updating = not updating
-                    answer = self.call(service, [record], madonvi=madonvi, is_updating=updating)
+                    answer, sent = self._call(service, [record], madonvi=madonvi, is_updating=updating)
                 self._remember(code)
             else:
-                answer = self.call(service, [record], madonvi=madonvi)
+                answer, sent = self._call(service, [record], madonvi=madonvi)
         except PortalError as exc:
             where = f"national portal refused {service} for {code}: {exc}"
             if exc.code in TRANSIENT_CODES or (service == SERVICE_PROGRESS and exc.code == NOT_FOUND):
                 raise TransientDeliveryError(where) from None
             raise PermanentDeliveryError(where) from None
-        sent = _json(portal_request(service, [record], madonvi=madonvi, is_updating=updating))
         flag = "" if updating is None else f" isUpdating={'True' if updating else 'False'}"
         return DeliveryReceipt.for_body(f"{service}{flag} error_code=0 {answer.get('message', '')}{switched}", sent)
 
@@ -215,8 +225,11 @@ class NationalPortalAdapter(Adapter):
         self._pool.clear()
 
 
+_BLANKED_TOKEN = b'"***"'  # what the message log keeps in place of the session token
+
+
 def portal_request(service: str, data: Any, *, madonvi: str, is_updating: bool | None = None) -> dict[str, Any]:
-    """A portal call's body without its session token (what the message log keeps as sent)."""
+    """A portal call's body without its session token."""
     request: dict[str, Any] = {"madonvi": madonvi, "service": service}
     if is_updating is not None:
         request["isUpdating"] = "True" if is_updating else "False"

@@ -9,7 +9,3 @@ from adapters.http import HttpAdapter
 
 class ProvincialAdapter(HttpAdapter):
     """Plain signed-envelope delivery to the provincial system (``hub.devtools.simulators.ProvincialSimulator``)."""
-
-
-class EnvelopeAdapter(HttpAdapter):
-    """Plain signed-envelope delivery to any envelope partner (ministry software over HTTPS)."""

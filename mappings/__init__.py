@@ -7,7 +7,6 @@ is ``canonical``: the body already is the canonical packet). This package is the
 - ``inbound_mapping(profile, message_type)``: the converter a sender's profile uses for one type, or ``None``;
 - ``inbound_for_root(message_type, tag)``: the converter for a body whose root element is ``tag`` (what the
   worker uses to build the canonical outbound body from a stored inbound envelope);
-- ``canonical_payload(message_type, element)``: the canonical element for an envelope body, mapped if needed;
 - ``outbound_mapping(kind_or_profile, message_type)``: the converter from a canonical packet to the request data
   of a partner that does not take the envelope (the national portal's JSON record, the population DB's SOAP
   request, the payment platform's and the postal service's JSON), or ``None``.
@@ -57,12 +56,6 @@ class InboundMapping:
     def issues(self, element: etree._Element) -> list[Issue]:
         """Every problem of ``element`` in this format ([] if it maps to a valid canonical packet)."""
         return self.decode(element)[0]
-
-    def canonical_element(self, element: etree._Element) -> etree._Element:
-        """The mapped canonical packet as an element (``<p:dossierStatus>`` …)."""
-        from hub import packets
-
-        return packets.to_element(self.to_canonical(element))
 
 
 _INBOUND: dict[str, dict[str, InboundMapping]] = {}
@@ -135,13 +128,6 @@ def outbound_types(kind_or_profile: str) -> frozenset[str]:
     return frozenset(_OUTBOUND.get(kind_or_profile, {}))
 
 
-def canonical_payload(message_type: str, element: etree._Element) -> etree._Element:
-    """The canonical packet for an envelope body: a registered partner format mapped, anything else as it is
-    (a canonical body, validated when it was accepted)."""
-    mapping = inbound_for_root(message_type, element.tag)
-    return element if mapping is None else mapping.canonical_element(element)
-
-
 # Profiles shipped with the hub register themselves on import.
 from mappings import ministry_steps, national_portal, payment, population_db, postal  # noqa: E402
 
@@ -149,7 +135,6 @@ __all__ = [
     "CANONICAL",
     "InboundMapping",
     "OutboundMapping",
-    "canonical_payload",
     "inbound_for_root",
     "inbound_mapping",
     "ministry_steps",

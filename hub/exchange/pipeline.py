@@ -8,11 +8,12 @@ store and the relay (``Relay``) publishes it again, so a crash between the two l
 **Inbound mapping.** A sender whose connector maps a type to a profile other than ``canonical`` (e.g. a ministry
 with ``mapping: {dossier.status: ministry-steps}``) may put its own format in the envelope body (``<BuocXuLy>``).
 The signature is verified over the envelope exactly as received; the body is validated by the profile's converter
-(``mappings``) instead of the canonical XSD, and converted to the canonical packet. The message log keeps the
-envelope exactly as received (non-repudiation); no canonical copy is stored. The worker builds the outbound
-envelope from that stored envelope and maps its body again with the same pure converter
-(``mappings.canonical_payload``), so what is delivered is the canonical form, and the signed outbound it sends
-is recorded with the delivery. A canonical body is always accepted too.
+(``mappings``) instead of the canonical XSD, and converted to the canonical packet — once: the check hands that
+model to routing and the status machine (``Acceptor.payload_check``). The message log keeps the envelope exactly
+as received (non-repudiation); no canonical copy is stored. The worker, in another process, builds the outbound
+envelope from that stored envelope and maps its body with the same pure converter (``mappings.inbound_for_root``),
+so what is delivered is the canonical form, and the signed outbound it sends is recorded with the delivery. A
+canonical body is always accepted too.
 
 **Dossier status.** Every accepted ``dossier.status`` (canonical or mapped) goes through the status machine in
 the same store transaction as its acceptance and lands on the dossier's timeline: an applied update is routed;
@@ -45,7 +46,7 @@ from broker.base import Broker, BrokerError, OutboundMessage
 from hub import packets
 from hub.errors import ConflictError, EnvelopeInvalidError, Issue, NoRouteError, RejectedError, StatusTransitionError
 from hub.exchange.routing import RoutingTable
-from hub.packets.dossier import DossierStatusUpdate
+from hub.packets.dossier import DossierStatusUpdate, DossierSync
 from hub.security.envelope import EnvelopeHeader, PayloadCheck, body_payload, build_envelope, validate_envelope
 from hub.security.signing import EnvelopeVerifier, Signer
 from hub.store import PendingDelivery, StatusUpdate, Store, SyncReport
@@ -53,7 +54,6 @@ from hub.store import PendingDelivery, StatusUpdate, Store, SyncReport
 log = logging.getLogger(__name__)
 
 STATUS_TYPE = "dossier.status"
-SYNC_TYPE = "dossier.sync"
 
 # Called with the verified header before routing; raises ``RejectedError`` (e.g. ``AccessDeniedError``) to refuse.
 Authorizer = Callable[[EnvelopeHeader], None]
@@ -67,7 +67,7 @@ class Checked:
     (through its profile), authorization and routing; ``header`` is the signed one.
 
     ``canonical`` is the canonical packet model of the body (mapped when ``profile`` is not ``canonical``);
-    it is only decoded for the types the pipeline itself reads (``dossier.status``), else ``None``."""
+    it is kept for the type the pipeline itself reads (``dossier.status``), else ``None``."""
 
     header: EnvelopeHeader
     destinations: tuple[str, ...]
@@ -229,9 +229,7 @@ class Acceptor:
                 message_id=header.message_id,
             )
         canonical = model if self.track_status and header.message_type == STATUS_TYPE else None
-        sync = None
-        if self.track_status and header.message_type == SYNC_TYPE:
-            sync = _sync_report(payload, header)
+        sync = _sync_report(model, header) if self.track_status else None
         return Checked(header, destinations, profile, canonical, sync)
 
     def accept(
@@ -472,45 +470,21 @@ def _dossier_code(model: BaseModel | None) -> str | None:
     return getattr(model, "dossier_code", None)
 
 
-# The time a dossier.sync's status refers to: the matching time field, else the envelope's creation time.
-_SYNC_STATUS_TIME = {1: "submittedAt", 2: "receivedAt", 9: "finishedAt", 10: "returnedAt"}
-
-
-def _sync_report(payload: etree._Element, header: EnvelopeHeader) -> SyncReport | None:
-    """The status, submission time and channel a canonical ``dossier.sync`` body reports (``None`` for a body in
-    a partner's own format, or one without them). Read with ``findtext``: no model is built on the hot path."""
-    import datetime as dt
-
-    ns = f"{{{packets.PACKET_NAMESPACE}}}"
-    if payload.tag != f"{ns}dossierSync":
+def _sync_report(model: BaseModel | None, header: EnvelopeHeader) -> SyncReport | None:
+    """The status, submission time and channel a canonical ``dossier.sync`` reports, read from the model the check
+    decoded (``None`` for anything else). The time its status refers to is the matching time field, else the
+    envelope's creation time."""
+    if not isinstance(model, DossierSync):
         return None
-
-    def text(name: str) -> str | None:
-        value = payload.findtext(f"{ns}{name}")
-        return value.strip() if value and value.strip() else None
-
-    def when(name: str | None) -> dt.datetime | None:
-        value = text(name) if name else None
-        if value is None:
-            return None
-        try:
-            parsed = dt.datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo is not None else None
-
-    code, status, channel = text("dossierCode"), text("status"), text("channel")
-    if code is None or status is None or not status.isdigit():
-        return None
-    submitted = when("submittedAt")
-    at = when(_SYNC_STATUS_TIME.get(int(status))) or header.created_at
+    status = int(model.status)
+    at = {1: model.submitted_at, 2: model.received_at, 9: model.finished_at, 10: model.returned_at}.get(status)
     return SyncReport(
-        dossier_code=code,
-        status=int(status),
-        at=at,
+        dossier_code=model.dossier_code,
+        status=status,
+        at=at or header.created_at,
         source=header.sender,
-        submitted_at=submitted,
-        channel=int(channel) if channel and channel.isdigit() else None,
+        submitted_at=model.submitted_at,
+        channel=int(model.channel),
     )
 
 

@@ -144,7 +144,8 @@ class OutboundBuilder:
             user_id=original.user_id,
         )
         # A partner-format body (a mapping profile's, e.g. <BuocXuLy>) is mapped to the canonical packet by the
-        # same pure converter that validated it at intake (see hub.exchange.pipeline); canonical bodies go as they came.
+        # same pure converter that checked it at intake (another process: the queue carries the bytes as received,
+        # which the log keeps); canonical bodies go as they came.
         body = body_payload(root)
         inbound_mapping = inbound_for_root(message_type, body.tag)
         model = None if inbound_mapping is None else inbound_mapping.to_canonical(body)
@@ -155,8 +156,8 @@ class OutboundBuilder:
             if partner_mapping is None:
                 takes = ", ".join(sorted(outbound_types(partner_format))) or "nothing"
                 raise NoOutboundMappingError(f"{partner_format} takes {takes}, not {message_type}")
-            if model is None:
-                model = packets.from_element(message_type, body)
+            if model is None:  # validated at intake: decoded, not checked again
+                model = packets.read_validated(message_type, body)
             mapped = partner_mapping.to_partner(model)
         signed = self.signer.sign_in_place(build_envelope(header, canonical, move_body=True))
         return Outbound(header, etree.tostring(signed, xml_declaration=True, encoding="UTF-8"), model, mapped)

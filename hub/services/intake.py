@@ -231,4 +231,4 @@ class HubService:
         return checks
 
 
-__all__ = ["ADMIN", "CONNECTOR", "OPERATOR", "Caller", "HubService"]
+__all__ = ["HubService"]

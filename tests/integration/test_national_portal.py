@@ -160,7 +160,9 @@ def test_sync_then_progress_delivered_and_kept(portal, adapter) -> None:
     assert receipt.status == 200 and "isUpdating=False" in receipt.detail
     sent = json.loads(receipt.sent)
     assert receipt.sent_type == "application/json"
-    assert "session" not in sent and sent["service"] == "DongBoHoSoMC" and sent["isUpdating"] == "False"
+    assert sent["session"] == "***" and adapter.session() not in receipt.sent.decode()  # the token is a secret
+    assert list(sent) == ["session", "madonvi", "service", "isUpdating", "data"]  # the body as posted, in order
+    assert sent["service"] == "DongBoHoSoMC" and sent["isUpdating"] == "False"
     assert sent["madonvi"] == "000.00.00.H12" and sent["data"][0]["MaHoSo"] == "000.00.00.H12-251123-0042"
     assert PASSWORD not in receipt.sent.decode() and PASSWORD not in repr(adapter)
 

@@ -23,7 +23,7 @@ from fastapi.responses import Response
 from lxml import etree
 
 from hub.api.dependencies import hub_of, read_body
-from hub.api.problems import KINDS, ApiProblem, from_rejection
+from hub.api.problems import ApiProblem, from_rejection
 from hub.errors import Issue, RejectedError
 from hub.services import Caller, HubService
 from hub.xmlparse import XmlLimits, make_parser, parse_xml
@@ -212,4 +212,4 @@ async def soap_exchange(request: Request) -> Response:
     return Response(_soap_envelope(result), media_type=SOAP_MEDIA_TYPE)
 
 
-__all__ = ["KINDS", "router"]
+__all__ = ["router"]
