@@ -3,6 +3,7 @@ classification, and the synchronous lookup API (audit rows, refusal without purp
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import uuid
@@ -332,3 +333,37 @@ def test_keep_citizen_records_policy_logs_the_reply(api, pki) -> None:
     trace = api.get(f"/api/v1/messages/{reply_id}", headers={"X-Api-Key": ADMIN_KEY})
     assert trace.status_code == 200 and trace.json()["message_type"] == "citizen.record"
     assert flow_records.lookups(hub.store.engine)[0]["result"] == "found"
+
+
+# ---------------------------------------------------------------------------------------------- the one door
+
+
+def test_a_lookup_is_refused_on_the_asynchronous_intake_rest_and_soap(api, pki, sim) -> None:
+    """Personal data only through the audited door: a citizen.lookup posted to ``/api/v1/messages`` or SOAP is
+    403 (rule ``lookup-through-lookups``), nothing is queued, the population DB is not asked."""
+    asked = len(sim.received()["lookups"])
+    data = signed_lookup(pki)
+    rest = api.post(
+        "/api/v1/messages", content=data, headers={"Content-Type": "application/xml", "X-Api-Key": api.province_key}
+    )
+    assert rest.status_code == 403, rest.text
+    assert [e["rule"] for e in rest.json()["errors"]] == ["lookup-through-lookups"]
+    assert "/api/v1/lookups" in rest.json()["errors"][0]["message"]
+    inner = f"<ex:SignedEnvelope>{base64.b64encode(data).decode()}</ex:SignedEnvelope>"
+    soap = api.post(
+        "/soap/exchange",
+        content=(
+            '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:ex="urn:lienthong:exchange:1">'
+            f"<soap:Header><ex:ApiKey>{api.province_key}</ex:ApiKey></soap:Header>"
+            f"<soap:Body><ex:SubmitEnvelopeRequest>{inner}</ex:SubmitEnvelopeRequest></soap:Body></soap:Envelope>"
+        ).encode(),
+        headers={"Content-Type": "text/xml"},
+    )
+    root = etree.fromstring(soap.content)
+    assert root.findtext(".//faultcode") == "soap:Client"
+    assert [r.text for r in root.iter("{urn:lienthong:exchange:1}Rule")] == ["lookup-through-lookups"]
+    assert [r.text for r in root.iter("{urn:lienthong:exchange:1}Status")] == ["403"]
+    message_id = etree.fromstring(data).findtext(".//{*}messageId")
+    assert api.get(f"/api/v1/messages/{message_id}", headers={"X-Api-Key": ADMIN_KEY}).status_code == 404
+    assert len(sim.received()["lookups"]) == asked
+    assert post(api, data).status_code == 200  # the door itself still answers it
