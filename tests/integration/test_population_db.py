@@ -367,3 +367,32 @@ def test_a_lookup_is_refused_on_the_asynchronous_intake_rest_and_soap(api, pki, 
     assert api.get(f"/api/v1/messages/{message_id}", headers={"X-Api-Key": ADMIN_KEY}).status_code == 404
     assert len(sim.received()["lookups"]) == asked
     assert post(api, data).status_code == 200  # the door itself still answers it
+
+
+def test_a_repeated_lookup_is_answered_from_the_first_answer_and_audited_as_a_repeat(api, pki, sim) -> None:
+    """The same request (id and content) again: the first answer's very bytes, the population DB not asked
+    again, an audit row ``repeat`` with what was disclosed; after a failure the repeat does ask (nothing kept)."""
+    data = signed_lookup(pki)
+    asked = len(sim.received()["lookups"])
+    first, again = post(api, data), post(api, data)
+    assert first.status_code == again.status_code == 200, again.text
+    assert again.content == first.content
+    assert again.headers["x-message-id"] == first.headers["x-message-id"]
+    assert again.headers["x-lookup-result"] == "found"
+    assert len(sim.received()["lookups"]) == asked + 1
+    repeat, found = audit(api)
+    assert (repeat["result"], found["result"]) == ("repeat", "found")
+    assert repeat["message_id"] == found["message_id"] and repeat["record_digest"] == found["record_digest"]
+    assert repeat["fields"] == found["fields"] and "result=found" in repeat["detail"]
+    assert repeat["subject"] == "********1234" and repeat["officer_id"] == "CB-H12-0031"
+    # same id, other content: still a conflict, not an answer
+    other = signed_envelope(pki.province.signer, sender=PROVINCE, receiver=HUB, message_type="citizen.lookup",
+                            payload=packets.to_element(lookup(purpose="Khác")), message_id=found["message_id"],
+                            dossier_code=DOSSIER)  # fmt: skip
+    assert post(api, other).status_code == 409
+    # a lookup that failed is asked again when repeated
+    sim.fail("down", count=1)
+    failing = signed_lookup(pki)
+    assert post(api, failing).status_code == 502
+    assert post(api, failing).status_code == 200
+    assert [r["result"] for r in audit(api)[:2]] == ["found", "error"]
