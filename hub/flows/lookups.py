@@ -16,11 +16,13 @@ Every lookup, answered or not, is a row in ``citizen_lookups`` (who, officer, do
 subject's ID masked, result, returned fields, digest of the record). The message log keeps the lookup envelope
 as received; of the ``citizen.record`` it keeps only an ``answered`` event with the record's digest and the list
 of fields returned, unless the population DB connector's ``policy.keep_citizen_records`` is true (then the
-signed reply envelope is logged too). Log lines carry no personal ID (``hub.logs`` masks them anyway).
+signed reply envelope is logged too). Log lines carry no personal ID (``hub.logs`` masks them anyway), and
+the lines and failure reasons of a lookup are masked for the citizen's name (a partner's error may echo it).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -42,7 +44,7 @@ from hub.errors import (
     PartnerUnavailableError,
     RejectedError,
 )
-from hub.logs import mask_ids
+from hub.logs import log_context, mask_ids, mask_personal
 from hub.packets.citizen import CitizenLookup, CitizenRecord
 from hub.security.envelope import EnvelopeHeader, body_payload, read_header
 from hub.store import flow_records
@@ -184,6 +186,15 @@ class LookupService:
         header = verified.header
         lookup = packets.from_element(LOOKUP_TYPE, verified.payload)
         assert isinstance(lookup, CitizenLookup)
+        # every line logged from here on, and the reasons kept, are masked for the citizen's name too
+        with log_context(names=[lookup.full_name]):
+            return self._answer(caller, data, header, lookup, started)
+
+    def _answer(
+        self, caller: Caller, data: bytes, header: EnvelopeHeader, lookup: CitizenLookup, started: float
+    ) -> LookupAnswer:
+        """The verified, authorized lookup: from the first answer if it is a repeat, else from the population DB."""
+        hub = self.hub
         request_digest = flow_records.digest(data)
         first = flow_records.first_answer(hub.store.engine, header.sender, header.message_id, request_digest)
         if first is not None:
@@ -215,14 +226,16 @@ class LookupService:
             )
         timeout_s = min(hub.settings.lookup_timeout_s, source.spec.timeout_s)
         adapter = self.adapter(source.code, source.spec.endpoint.url, timeout_s)
-        future = self._pool.submit(adapter.lookup, lookup)
+        future = self._pool.submit(contextvars.copy_context().run, adapter.lookup, lookup)  # masked there too
         audit = {"message_id": header.message_id, "source": source.code}
         try:
             record = future.result(timeout=timeout_s + 1.0)
         except (FutureTimeout, DeliveryError) as exc:
             elapsed = int((time.monotonic() - started) * 1000)
             timed_out = isinstance(exc, FutureTimeout) or type(exc).__name__ == "LookupTimeoutError"
-            reason = f"the population DB did not answer within {timeout_s:g} s" if timed_out else mask_ids(str(exc))
+            reason = (
+                f"the population DB did not answer within {timeout_s:g} s" if timed_out else mask_personal(str(exc))
+            )
             self._event(stored, "lookup-failed", reason)
             self._audit(caller, lookup, None, result="timeout" if timed_out else "error", detail=reason,
                         duration_ms=elapsed, **audit)  # fmt: skip

@@ -396,3 +396,27 @@ def test_a_repeated_lookup_is_answered_from_the_first_answer_and_audited_as_a_re
     assert post(api, failing).status_code == 502
     assert post(api, failing).status_code == 200
     assert [r["result"] for r in audit(api)[:2]] == ["found", "error"]
+
+
+def test_a_population_db_error_echoing_the_citizen_is_audited_and_logged_masked(api, pki, monkeypatch, caplog) -> None:
+    """The population DB's error text names the citizen: the audit row, the trace and the log lines keep it
+    masked."""
+    import logging
+
+    from adapters.base import TransientDeliveryError
+
+    def failing(self, request):
+        raise TransientDeliveryError("soap:Server công dân NGUYỄN VĂN AN, 001090001234: lỗi hệ thống")
+
+    monkeypatch.setattr(PopulationDbAdapter, "lookup", failing)
+    with caplog.at_level(logging.INFO):
+        response = post(api, signed_lookup(pki))
+    assert response.status_code == 502
+    (row,) = audit(api)
+    trace = api.get(f"/api/v1/messages/{row['message_id']}", headers={"X-Api-Key": ADMIN_KEY}).json()
+    from hub.logs import MaskingFormatter
+
+    lines = [MaskingFormatter().format(r) for r in caplog.records]
+    texts = [row["detail"], response.text, *(e["detail"] for e in trace["events"]), *lines]
+    assert "N***** V** A*" in row["detail"] and any("lỗi hệ thống" in line for line in lines)
+    assert not [t for t in texts if "NGUYỄN VĂN AN" in t or "001090001234" in t]
