@@ -103,6 +103,17 @@ _DEAD = (
 _REQUEUE = "UPDATE messages SET visible_at = ? WHERE id = ? AND claims = ? AND state = 0"
 
 
+def _create_private_file(path: Path) -> None:
+    """Create the queue file empty, 0600, in a folder created 0700, unless it exists: SQLite would create it with
+    the umask (0644) and the queued envelopes hold personal data. (The broker imports nothing of the hub, so this
+    repeats ``hub.store.database.create_private_file``.)"""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 class EmbeddedBroker(Broker):
     """A :class:`~broker.base.Broker` on a SQLite file. See the module docstring for the semantics."""
 
@@ -130,7 +141,7 @@ class EmbeddedBroker(Broker):
         self._held: dict[int, int] = {}  # id -> claims, deliveries handed out by this instance and not settled
         self._rotation = 0
         if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private_file(self.path)
         try:
             self._db = sqlite3.connect(
                 str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False

@@ -50,7 +50,7 @@ def _hide_password(url: str) -> str:
 def broker_url(settings: Settings) -> str:
     """The broker URL, with the embedded queue placed in the data folder (``embedded?opt=…`` keeps its options)."""
     if settings.broker_url == "embedded" or settings.broker_url.startswith("embedded?"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the store, queue and keys
         return f"embedded:{settings.data_dir / 'queue.db'}{settings.broker_url[len('embedded') :]}"
     return settings.broker_url
 

@@ -12,8 +12,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
+from hub.logs import mask_personal
 from hub.store import DeadLetter, DeliveryStatus, DestinationStats, MessageTrace, TimelineEntry, TraceEvent
 
 EXAMPLE_ID = "7f0c2a8e-4d1b-4e8f-9a51-2f1d3c4b5a60"
@@ -59,8 +60,16 @@ class AcceptedOut(BaseModel):
     }
 
 
-EventOut = out_model(TraceEvent, "EventOut")
-DeliveryOut = out_model(DeliveryStatus, "DeliveryOut", exclude={"outbound_digest"}, overrides={"state": str})
+#: Free text a partner may have written (errors, event details): personal IDs masked in every answer.
+MaskedText = Annotated[str, AfterValidator(mask_personal)]
+
+EventOut = out_model(TraceEvent, "EventOut", overrides={"detail": MaskedText})
+DeliveryOut = out_model(
+    DeliveryStatus,
+    "DeliveryOut",
+    exclude={"outbound_digest"},
+    overrides={"state": str, "last_error": MaskedText | None},
+)
 TraceOut = out_model(
     MessageTrace,
     "TraceOut",
@@ -90,7 +99,7 @@ QueueOut = out_model(
     fields="destination queued delivering retrying delivered dead pending oldest_pending_age_s rate_per_s".split(),
     overrides={"pending": int, "rate_per_s": float},
 )
-DeadLetterOut = out_model(DeadLetter, "DeadLetterOut", exclude={"message_pk"})
+DeadLetterOut = out_model(DeadLetter, "DeadLetterOut", exclude={"message_pk"}, overrides={"last_error": MaskedText})
 
 
 DossierMessageOut = out_model(

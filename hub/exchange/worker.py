@@ -32,7 +32,7 @@ from broker.base import Broker, BrokerUnavailable, Delivery
 from hub import packets
 from hub.errors import EnvelopeInvalidError, NoOutboundMappingError
 from hub.exchange.routing import RoutingTable
-from hub.logs import log_context
+from hub.logs import log_context, mask_personal, personal_names
 from hub.security.envelope import EnvelopeHeader, body_payload, build_envelope, peek_header
 from hub.security.signing import Signer
 from hub.store import Delivered
@@ -163,6 +163,11 @@ class OutboundBuilder:
         return Outbound(header, etree.tostring(signed, xml_declaration=True, encoding="UTF-8"), model, mapped)
 
 
+def _names_in(envelope: bytes) -> Callable[[], list[str]]:
+    """The names of the people an envelope is about, for masking: read only if a line is logged or an error kept."""
+    return lambda: personal_names(parse_xml(envelope, strip_comments=True))
+
+
 class Worker:
     """Delivers queued messages for a set of destinations until stopped."""
 
@@ -289,7 +294,8 @@ class Worker:
                 log.exception("message_id=%s unexpected error", delivery.message_id)
                 outcome, record = Outcome("deferred", 30.0, f"internal error: {exc!r}"), None
             else:
-                with log_context(message_id=delivery.message_id, connector=delivery.destination):
+                with log_context(message_id=delivery.message_id, connector=delivery.destination,
+                                 names=_names_in(outbound.envelope)):  # fmt: skip
                     outcome, record = self._outcome(delivery, attempt, outbound, answer)
             outcomes[index] = outcome
             if record is not None:
@@ -312,12 +318,13 @@ class Worker:
 
     def _build(self, delivery: Delivery) -> Outbound | Outcome:
         """Map and sign for the destination; a failure is permanent for this content (recorded as dead)."""
-        with log_context(message_id=delivery.message_id, connector=delivery.destination):
+        with log_context(message_id=delivery.message_id, connector=delivery.destination,
+                         names=_names_in(delivery.body)):  # fmt: skip
             try:
                 partner_format = self.adapters[delivery.destination].partner_format
                 return self.builder.prepare(delivery.body, delivery.destination, partner_format)
             except Exception as exc:
-                reason = f"cannot map or sign for {delivery.destination}: {exc}"
+                reason = mask_personal(f"cannot map or sign for {delivery.destination}: {exc}")
                 assert delivery.delivery_id is not None
                 self.store.record_dead(delivery.delivery_id, reason="mapping", error=reason)
                 log.warning("message_id=%s %s", delivery.message_id, reason)
@@ -342,7 +349,8 @@ class Worker:
     def _call_in_thread(
         self, delivery: Delivery, adapter: Adapter, request: OutboundRequest
     ) -> DeliveryReceipt | DeliveryError:
-        with log_context(message_id=delivery.message_id, connector=delivery.destination):
+        with log_context(message_id=delivery.message_id, connector=delivery.destination,
+                         names=_names_in(request.body)):  # fmt: skip
             try:
                 with self._limits[delivery.destination]:
                     return adapter.deliver(request)
@@ -365,22 +373,24 @@ class Worker:
         breaker = self._breakers[destination]
         if isinstance(answer, PermanentDeliveryError):
             breaker.success()  # the partner is up; it just refuses this content
-            self.store.record_dead(delivery_id, reason="rejected", error=str(answer))
-            log.warning("message_id=%s destination=%s rejected: %s", delivery.message_id, destination, answer,
+            error = mask_personal(str(answer))  # a partner's text may echo the citizen's name: kept masked
+            self.store.record_dead(delivery_id, reason="rejected", error=error)
+            log.warning("message_id=%s destination=%s rejected: %s", delivery.message_id, destination, error,
                         extra={"dossier_code": header.dossier_code})  # fmt: skip
-            return Outcome("dead", reason=str(answer)), None
+            return Outcome("dead", reason=error), None
         if isinstance(answer, DeliveryError):
             breaker.failure()
+            error = mask_personal(str(answer))
             policy = self.routing.destinations[destination].retry_policy
             if policy.exhausted(attempt):
-                self.store.record_dead(delivery_id, reason="exhausted", error=str(answer))
-                return Outcome("dead", reason=f"gave up after {attempt} attempts: {answer}"), None
+                self.store.record_dead(delivery_id, reason="exhausted", error=error)
+                return Outcome("dead", reason=f"gave up after {attempt} attempts: {error}"), None
             delay = policy.delay_for(attempt)
-            self.store.record_retry(delivery_id, error=str(answer), delay_s=delay)
+            self.store.record_retry(delivery_id, error=error, delay_s=delay)
             log.info("message_id=%s destination=%s attempt %d failed, retry in %.1fs: %s",
-                     delivery.message_id, destination, attempt, delay, answer,
+                     delivery.message_id, destination, attempt, delay, error,
                      extra={"dossier_code": header.dossier_code})  # fmt: skip
-            return Outcome("retry", delay, str(answer)), None
+            return Outcome("retry", delay, error), None
         breaker.success()
         if not answer.sent:  # the partner received the outbound envelope itself
             return Outcome("delivered"), Delivered(delivery_id, outbound.envelope, f"HTTP {answer.status}")

@@ -9,15 +9,20 @@ officer, a dossier code or a purpose (422, rules ``lookup-officer-required`` / `
 ``Settings.lookup_timeout_s`` (default 10 s): a slow population DB is answered 504, one that is down or failing
 502 — never a hang.
 
+A repeat (the same sender, message id and content) is answered with the first answer's very bytes, kept in
+``lookup_answers``: the population DB is asked once per request, and the repeat is audited (result ``repeat``).
+
 Every lookup, answered or not, is a row in ``citizen_lookups`` (who, officer, dossier, procedure, purpose, the
 subject's ID masked, result, returned fields, digest of the record). The message log keeps the lookup envelope
 as received; of the ``citizen.record`` it keeps only an ``answered`` event with the record's digest and the list
 of fields returned, unless the population DB connector's ``policy.keep_citizen_records`` is true (then the
-signed reply envelope is logged too). Log lines carry no personal ID (``hub.logs`` masks them anyway).
+signed reply envelope is logged too). Log lines carry no personal ID (``hub.logs`` masks them anyway), and
+the lines and failure reasons of a lookup are masked for the citizen's name (a partner's error may echo it).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -39,9 +44,9 @@ from hub.errors import (
     PartnerUnavailableError,
     RejectedError,
 )
-from hub.logs import mask_ids
+from hub.logs import log_context, mask_ids, mask_personal
 from hub.packets.citizen import CitizenLookup, CitizenRecord
-from hub.security.envelope import EnvelopeHeader, read_header
+from hub.security.envelope import EnvelopeHeader, body_payload, read_header
 from hub.store import flow_records
 from hub.xmlparse import parse_xml
 from mappings.population_db import returned_fields
@@ -181,6 +186,19 @@ class LookupService:
         header = verified.header
         lookup = packets.from_element(LOOKUP_TYPE, verified.payload)
         assert isinstance(lookup, CitizenLookup)
+        # every line logged from here on, and the reasons kept, are masked for the citizen's name too
+        with log_context(names=[lookup.full_name]):
+            return self._answer(caller, data, header, lookup, started)
+
+    def _answer(
+        self, caller: Caller, data: bytes, header: EnvelopeHeader, lookup: CitizenLookup, started: float
+    ) -> LookupAnswer:
+        """The verified, authorized lookup: from the first answer if it is a repeat, else from the population DB."""
+        hub = self.hub
+        request_digest = flow_records.digest(data)
+        first = flow_records.first_answer(hub.store.engine, header.sender, header.message_id, request_digest)
+        if first is not None:
+            return self._repeat(caller, lookup, first, started)
         source = self._source(header.sender)
         if source is None or source.destination() is None:
             self._audit(caller, lookup, None, message_id=header.message_id, result="refused",
@@ -208,14 +226,16 @@ class LookupService:
             )
         timeout_s = min(hub.settings.lookup_timeout_s, source.spec.timeout_s)
         adapter = self.adapter(source.code, source.spec.endpoint.url, timeout_s)
-        future = self._pool.submit(adapter.lookup, lookup)
+        future = self._pool.submit(contextvars.copy_context().run, adapter.lookup, lookup)  # masked there too
         audit = {"message_id": header.message_id, "source": source.code}
         try:
             record = future.result(timeout=timeout_s + 1.0)
         except (FutureTimeout, DeliveryError) as exc:
             elapsed = int((time.monotonic() - started) * 1000)
             timed_out = isinstance(exc, FutureTimeout) or type(exc).__name__ == "LookupTimeoutError"
-            reason = f"the population DB did not answer within {timeout_s:g} s" if timed_out else mask_ids(str(exc))
+            reason = (
+                f"the population DB did not answer within {timeout_s:g} s" if timed_out else mask_personal(str(exc))
+            )
             self._event(stored, "lookup-failed", reason)
             self._audit(caller, lookup, None, result="timeout" if timed_out else "error", detail=reason,
                         duration_ms=elapsed, **audit)  # fmt: skip
@@ -243,6 +263,11 @@ class LookupService:
         envelope = etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
         fields = returned_fields(record)
         record_digest = flow_records.digest(envelope)
+        flow_records.keep_answer(
+            hub.store.engine, requester=header.sender, message_id=header.message_id, request_digest=request_digest,
+            reply_message_id=reply_header.message_id, source=source.code, result=record.result.value, fields=fields,
+            record_digest=record_digest, envelope=envelope,
+        )  # fmt: skip
         self._event(
             stored,
             "answered",
@@ -267,6 +292,23 @@ class LookupService:
             record.result.value,
         )  # fmt: skip
         return LookupAnswer(envelope, record, reply_header.message_id)
+
+    def _repeat(
+        self, caller: Caller, lookup: CitizenLookup, first: flow_records.LookupAnswer, started: float
+    ) -> LookupAnswer:
+        """A lookup sent again (same id and content): the first answer's very bytes, the population DB not asked
+        again, an audit row ``repeat`` naming what was disclosed (fields, record digest) and the first result."""
+        root = parse_xml(first.envelope)
+        record = packets.from_element(RECORD_TYPE, body_payload(root))
+        assert isinstance(record, CitizenRecord)
+        self._audit(caller, lookup, None, message_id=first.message_id, source=first.source, result="repeat",
+                    detail=f"repeat: answered again with {RECORD_TYPE} message_id={first.reply_message_id} "
+                    f"(result={first.result}); the population DB was not asked",
+                    fields=first.fields, record_digest=first.record_digest,
+                    duration_ms=int((time.monotonic() - started) * 1000))  # fmt: skip
+        log.info("citizen lookup repeated message_id=%s connector=%s result=%s: first answer sent again",
+                 first.message_id, first.source, first.result)  # fmt: skip
+        return LookupAnswer(first.envelope, record, first.reply_message_id)
 
     def _event(self, stored: Any, state: str, detail: str) -> None:
         if stored.message_pk is not None:

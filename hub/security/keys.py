@@ -24,6 +24,7 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 CA_KEY_FILE = "ca.key"
 CA_CERT_FILE = "ca.pem"
 MIN_RSA_BITS = 2048
+KEY_DIR_MODE = 0o700  # a key folder created by the hub is its owner's only: it holds private keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ def _name(common_name: str, organisation: str) -> x509.Name:
 
 def create_ca(directory: Path, *, common_name: str = "Lienthong Demo CA", days: int = 3650) -> x509.Certificate:
     """Create a self-signed demo CA (``ca.key``, ``ca.pem``) in ``directory`` and return its certificate."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=KEY_DIR_MODE, parents=True, exist_ok=True)
     key = _new_private_key("rsa")
     now = dt.datetime.now(dt.UTC)
     name = _name(common_name, "Lienthong demo")
@@ -144,7 +145,7 @@ def issue_key(name: str, directory: Path, *, algorithm: str = "rsa", days: int =
         raise KeyMaterialError(f"invalid key name {name!r}: use letters, digits, dots, dashes")
     if name == "ca":
         raise KeyMaterialError("the name 'ca' is reserved for the demo CA")
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=KEY_DIR_MODE, parents=True, exist_ok=True)
     ca_key_path, ca_cert_path = directory / CA_KEY_FILE, directory / CA_CERT_FILE
     ca_created = False
     if not ca_cert_path.exists() or not ca_key_path.exists():

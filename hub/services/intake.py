@@ -28,6 +28,32 @@ from hub.xmlparse import parse_xml
 
 log = logging.getLogger(__name__)
 
+#: Message types the asynchronous intake (REST ``/api/v1/messages`` and SOAP) refuses, each with its own door:
+#: a citizen lookup reads personal data, so it goes only through the audited ``POST /api/v1/lookups``.
+OWN_DOORS = {"citizen.lookup": "POST /api/v1/lookups"}
+
+
+def refuse_own_door(header: EnvelopeHeader) -> None:
+    """403 (rule ``lookup-through-lookups``) for a type that has its own door: the caller may well be granted
+    the type, it is this entry that may not take it."""
+    door = OWN_DOORS.get(header.message_type)
+    if door is not None:
+        raise AccessDeniedError(
+            f"a {header.message_type} is answered only through {door} (audited), not queued",
+            [Issue("/envelope/header/messageType", "lookup-through-lookups", f"send it to {door}")],
+            message_id=header.message_id,
+        )
+
+
+def _through_own_doors(authorize: Callable[[EnvelopeHeader], None]) -> Callable[[EnvelopeHeader], None]:
+    """``authorize`` preceded by ``refuse_own_door``, on the unverified and again on the signed header."""
+
+    def check(header: EnvelopeHeader) -> None:
+        refuse_own_door(header)
+        authorize(header)
+
+    return check
+
 
 class SerializedBroker:
     """A broker shared by request threads and the relay thread: one call at a time (brokers are not
@@ -193,7 +219,7 @@ class HubService:
     def _check(self, caller: Caller, data: bytes) -> Checked:
         """Parse (hardened) once, deny early (403) on the unverified header before spending a signature check,
         then verify, authorize again on the signed header, and route (``Acceptor.check``)."""
-        authorize = self.authorizer(caller)
+        authorize = _through_own_doors(self.authorizer(caller))
         root = parse_xml(data, self.limits)
         unverified = peek_header(root)
         if unverified is not None:

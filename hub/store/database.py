@@ -11,6 +11,7 @@ On SQLite, write transactions start with ``BEGIN IMMEDIATE``: writers queue on t
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -55,6 +56,16 @@ def normalise_url(url: str | URL) -> URL:
     return parsed
 
 
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty, 0600, in a folder created 0700, unless it exists: SQLite would create it with the
+    umask (0644, readable by every local user), and its ``-wal``/``-shm`` files copy the database file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 @contextmanager
 def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Connection]:
     """One transaction on a pooled connection, committed on exit, rolled back on error.
@@ -84,7 +95,7 @@ class Database:
         if self.dialect == "sqlite":
             database = self.url.database or ""
             if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                create_private_file(Path(database).expanduser())
             options["pool_size"] = pool_size
             options["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from hub.errors import AlreadyReplayedError, UnknownDeadLetterError
+from hub.logs import mask_personal
 from hub.store.database import Database, now
 from hub.store.deliveries import PENDING, RETURNING, pending, refuse, state_of
 from hub.store.history import add_events, delivery_event, event_row
@@ -76,14 +77,17 @@ def record_dead(db: Database, delivery_id: int, *, reason: str, error: str) -> i
 def list_dead_letters(
     db: Database, *, destination: str | None = None, include_replayed: bool = False, limit: int = 500
 ) -> list[DeadLetter]:
-    """Dead letters, oldest first: open ones only unless ``include_replayed``."""
+    """Dead letters, oldest first: open ones only unless ``include_replayed``; ``last_error`` masked (for every
+    list: the API's, the CLI's, the operator page's)."""
     query = _LISTING.limit(limit)
     if destination is not None:
         query = query.where(deliveries.c.destination == destination)
     if not include_replayed:
         query = query.where(dead_letters.c.replayed_at.is_(None))
     with db.transaction(readonly=True) as conn:
-        return [DeadLetter(**r._mapping) for r in conn.execute(query)]
+        rows = conn.execute(query).all()
+    # personal IDs masked as answered too (the worker keeps errors masked; rows kept before it did are not)
+    return [DeadLetter(**{**r._mapping, "last_error": mask_personal(r.last_error)}) for r in rows]
 
 
 def replay(db: Database, dead_letter_id: int, *, actor: str) -> PendingDelivery:

@@ -6,7 +6,9 @@ write lock up front like the rest of the store.
 
 - ``citizen_lookups``: the audit of every citizen lookup (Ninh Thuận Điều 28.2.b) — who asked (connector,
   officer), for which dossier, procedure and purpose, the subject's ID masked, the result (found, not_found,
-  mismatch, refused, timeout, error), the record's digest and the list of fields returned.
+  mismatch, refused, timeout, error, repeat), the record's digest and the list of fields returned.
+- ``lookup_answers`` (migration ``0008``): the first answer to each lookup (requester, message id, digest of the
+  request), so a repeat is answered with the same signed bytes and the population DB is asked once per request.
 - ``payments``: fee requests sent to a payment platform (reference, amount, dossier, requester) and their
   confirmation (bank transaction, receipt message id); refunds are rows with ``kind`` ``refund`` and the paid
   reference they return money from in ``original_reference`` (migration ``0005``), ``state`` ``refunded`` once
@@ -52,6 +54,21 @@ citizen_lookups = sa.Table(
     sa.Column("duration_ms", sa.Integer, nullable=True),
     sa.Index(None, "dossier_code", "id"),
     sa.Index(None, "requester", "id"),
+)
+
+lookup_answers = sa.Table(
+    "lookup_answers",
+    metadata,
+    sa.Column("requester", sa.String(64), primary_key=True),
+    sa.Column("message_id", sa.String(128), primary_key=True),
+    sa.Column("request_digest", sa.String(64), nullable=False),
+    sa.Column("reply_message_id", sa.String(128), nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("fields", sa.JSON, nullable=False),
+    sa.Column("record_digest", sa.String(64), nullable=False),
+    sa.Column("envelope", sa.LargeBinary, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
 )
 
 payments = sa.Table(
@@ -124,6 +141,48 @@ def lookups(engine: sa.Engine, *, dossier_code: str | None = None, limit: int = 
         query = query.where(citizen_lookups.c.dossier_code == dossier_code)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
+
+
+@dataclass(frozen=True)
+class LookupAnswer:
+    """The first answer to one lookup. ``envelope`` (the hub-signed ``citizen.record``) holds personal data: it is
+    kept only so that a repeat gets the very bytes the requester already holds instead of a second query of the
+    population DB; nothing the requester was not sent is kept."""
+
+    requester: str
+    message_id: str
+    request_digest: str
+    reply_message_id: str
+    source: str
+    result: str
+    fields: list[str]
+    record_digest: str
+    envelope: bytes
+    at: datetime
+
+
+def first_answer(engine: sa.Engine, requester: str, message_id: str, request_digest: str) -> LookupAnswer | None:
+    """The answer kept for this lookup, if the same requester sent the same id with the same content before."""
+    query = sa.select(lookup_answers).where(
+        lookup_answers.c.requester == requester,
+        lookup_answers.c.message_id == message_id,
+        lookup_answers.c.request_digest == request_digest,
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return None if row is None else LookupAnswer(**row._mapping)
+
+
+def keep_answer(engine: sa.Engine, **row: Any) -> bool:
+    """Keep the first answer to a lookup (keys: the ``lookup_answers`` columns; ``at`` defaults to now); False
+    when a concurrent identical lookup kept one first (both were answered; the first kept answers repeats)."""
+    row.setdefault("at", now())
+    try:
+        with transaction(engine) as conn:
+            conn.execute(lookup_answers.insert().values(**row))
+    except sa.exc.IntegrityError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------- F3 payments

@@ -3,6 +3,7 @@ classification, and the synchronous lookup API (audit rows, refusal without purp
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import uuid
@@ -332,3 +333,90 @@ def test_keep_citizen_records_policy_logs_the_reply(api, pki) -> None:
     trace = api.get(f"/api/v1/messages/{reply_id}", headers={"X-Api-Key": ADMIN_KEY})
     assert trace.status_code == 200 and trace.json()["message_type"] == "citizen.record"
     assert flow_records.lookups(hub.store.engine)[0]["result"] == "found"
+
+
+# ---------------------------------------------------------------------------------------------- the one door
+
+
+def test_a_lookup_is_refused_on_the_asynchronous_intake_rest_and_soap(api, pki, sim) -> None:
+    """Personal data only through the audited door: a citizen.lookup posted to ``/api/v1/messages`` or SOAP is
+    403 (rule ``lookup-through-lookups``), nothing is queued, the population DB is not asked."""
+    asked = len(sim.received()["lookups"])
+    data = signed_lookup(pki)
+    rest = api.post(
+        "/api/v1/messages", content=data, headers={"Content-Type": "application/xml", "X-Api-Key": api.province_key}
+    )
+    assert rest.status_code == 403, rest.text
+    assert [e["rule"] for e in rest.json()["errors"]] == ["lookup-through-lookups"]
+    assert "/api/v1/lookups" in rest.json()["errors"][0]["message"]
+    inner = f"<ex:SignedEnvelope>{base64.b64encode(data).decode()}</ex:SignedEnvelope>"
+    soap = api.post(
+        "/soap/exchange",
+        content=(
+            '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:ex="urn:lienthong:exchange:1">'
+            f"<soap:Header><ex:ApiKey>{api.province_key}</ex:ApiKey></soap:Header>"
+            f"<soap:Body><ex:SubmitEnvelopeRequest>{inner}</ex:SubmitEnvelopeRequest></soap:Body></soap:Envelope>"
+        ).encode(),
+        headers={"Content-Type": "text/xml"},
+    )
+    root = etree.fromstring(soap.content)
+    assert root.findtext(".//faultcode") == "soap:Client"
+    assert [r.text for r in root.iter("{urn:lienthong:exchange:1}Rule")] == ["lookup-through-lookups"]
+    assert [r.text for r in root.iter("{urn:lienthong:exchange:1}Status")] == ["403"]
+    message_id = etree.fromstring(data).findtext(".//{*}messageId")
+    assert api.get(f"/api/v1/messages/{message_id}", headers={"X-Api-Key": ADMIN_KEY}).status_code == 404
+    assert len(sim.received()["lookups"]) == asked
+    assert post(api, data).status_code == 200  # the door itself still answers it
+
+
+def test_a_repeated_lookup_is_answered_from_the_first_answer_and_audited_as_a_repeat(api, pki, sim) -> None:
+    """The same request (id and content) again: the first answer's very bytes, the population DB not asked
+    again, an audit row ``repeat`` with what was disclosed; after a failure the repeat does ask (nothing kept)."""
+    data = signed_lookup(pki)
+    asked = len(sim.received()["lookups"])
+    first, again = post(api, data), post(api, data)
+    assert first.status_code == again.status_code == 200, again.text
+    assert again.content == first.content
+    assert again.headers["x-message-id"] == first.headers["x-message-id"]
+    assert again.headers["x-lookup-result"] == "found"
+    assert len(sim.received()["lookups"]) == asked + 1
+    repeat, found = audit(api)
+    assert (repeat["result"], found["result"]) == ("repeat", "found")
+    assert repeat["message_id"] == found["message_id"] and repeat["record_digest"] == found["record_digest"]
+    assert repeat["fields"] == found["fields"] and "result=found" in repeat["detail"]
+    assert repeat["subject"] == "********1234" and repeat["officer_id"] == "CB-H12-0031"
+    # same id, other content: still a conflict, not an answer
+    other = signed_envelope(pki.province.signer, sender=PROVINCE, receiver=HUB, message_type="citizen.lookup",
+                            payload=packets.to_element(lookup(purpose="Khác")), message_id=found["message_id"],
+                            dossier_code=DOSSIER)  # fmt: skip
+    assert post(api, other).status_code == 409
+    # a lookup that failed is asked again when repeated
+    sim.fail("down", count=1)
+    failing = signed_lookup(pki)
+    assert post(api, failing).status_code == 502
+    assert post(api, failing).status_code == 200
+    assert [r["result"] for r in audit(api)[:2]] == ["found", "error"]
+
+
+def test_a_population_db_error_echoing_the_citizen_is_audited_and_logged_masked(api, pki, monkeypatch, caplog) -> None:
+    """The population DB's error text names the citizen: the audit row, the trace and the log lines keep it
+    masked."""
+    import logging
+
+    from adapters.base import TransientDeliveryError
+
+    def failing(self, request):
+        raise TransientDeliveryError("soap:Server công dân NGUYỄN VĂN AN, 001090001234: lỗi hệ thống")
+
+    monkeypatch.setattr(PopulationDbAdapter, "lookup", failing)
+    with caplog.at_level(logging.INFO):
+        response = post(api, signed_lookup(pki))
+    assert response.status_code == 502
+    (row,) = audit(api)
+    trace = api.get(f"/api/v1/messages/{row['message_id']}", headers={"X-Api-Key": ADMIN_KEY}).json()
+    from hub.logs import MaskingFormatter
+
+    lines = [MaskingFormatter().format(r) for r in caplog.records]
+    texts = [row["detail"], response.text, *(e["detail"] for e in trace["events"]), *lines]
+    assert "N***** V** A*" in row["detail"] and any("lỗi hệ thống" in line for line in lines)
+    assert not [t for t in texts if "NGUYỄN VĂN AN" in t or "001090001234" in t]

@@ -69,6 +69,27 @@ def test_migrate_twice_is_a_noop_and_matches_the_tables(store: Store) -> None:
     assert diff == []
 
 
+def test_data_files_and_folders_are_created_private(tmp_path) -> None:
+    """The store file, the embedded queue file (and their -wal/-shm) 0600; their folders and the key folder 0700:
+    they hold personal data and private keys."""
+    from broker.embedded import EmbeddedBroker
+    from hub.security.keys import issue_key
+
+    s = Store(f"sqlite:///{tmp_path}/data/hub.db")
+    try:
+        s.migrate()
+        submit(s)
+    finally:
+        s.close()
+    queue = EmbeddedBroker(tmp_path / "queue" / "queue.db")
+    queue.close()
+    issue_key("province", tmp_path / "keys")
+    made = [tmp_path / "data" / "hub.db", *(tmp_path / "data").glob("hub.db-*"), tmp_path / "queue" / "queue.db"]
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in made} == {p.name: "0o600" for p in made}
+    folders = [tmp_path / "data", tmp_path / "queue", tmp_path / "keys"]
+    assert [oct(p.stat().st_mode & 0o777) for p in folders] == ["0o700"] * 3
+
+
 def test_sqlite_is_tuned(tmp_path) -> None:
     s = Store(f"sqlite:///{tmp_path}/a/b/hub.db", busy_timeout_ms=1234)
     try:

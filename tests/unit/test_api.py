@@ -376,6 +376,46 @@ def test_queues_dead_letters_and_replay_with_the_operator_key(api: Api) -> None:
     assert_problem(api.client.post("/api/v1/dead-letters/999999/replay", headers={"X-Api-Key": ADMIN_KEY}), 404)
 
 
+def test_a_partner_refusal_echoing_the_applicant_is_kept_listed_and_logged_masked(api: Api) -> None:
+    """The portal's error text names the applicant (any case, no accents) and their ID: the dead letter, the
+    delivery's last error, the trace and the worker's log line keep them masked; the operator still reads why."""
+    import io
+    import logging
+
+    from adapters.base import Adapter, OutboundRequest, PermanentDeliveryError
+    from hub.exchange.worker import OutboundBuilder, Worker
+    from hub.logs import JsonFormatter
+
+    class Refusing(Adapter):
+        def deliver(self, request: OutboundRequest):
+            raise PermanentDeliveryError("HTTP 400: ho so cua ong NGUYEN VAN AN (CCCD 001090001234) khong hop le")
+
+    register(api.hub, code=PORTAL, name="National portal", kind="national_portal", receives=["dossier.sync"],
+             endpoint={"url": "http://127.0.0.1:9/portal"})  # fmt: skip
+    data = api.envelope(signer=api.province, sender=PROVINCE, receiver=PORTAL, message_type="dossier.sync")
+    message_id = api.post(data, "province").json()["message_id"]
+    runtime = api.hub.runtime
+    worker = Worker(runtime.store, runtime.broker, runtime.routing, OutboundBuilder(runtime.signer(), HUB),
+                    {PORTAL: Refusing()})  # fmt: skip
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("hub.exchange.worker")
+    logger.addHandler(handler)
+    try:
+        worker.process_batch(runtime.broker.consume([PORTAL], prefetch=10, timeout_s=2))
+    finally:
+        logger.removeHandler(handler)
+        worker.close()
+    (dead,) = api.get("/api/v1/dead-letters", "operator").json()
+    trace = api.get(f"/api/v1/messages/{message_id}", "operator").json()
+    texts = [dead["last_error"], trace["deliveries"][0]["last_error"], *(e["detail"] for e in trace["events"]),
+             *(d.last_error for d in api.hub.store.dead_letters()), stream.getvalue()]  # fmt: skip
+    assert "khong hop le" in dead["last_error"] and "N***** V** A*" in dead["last_error"]
+    assert "********1234" in dead["last_error"] and "rejected" in stream.getvalue()
+    assert not [t for t in texts if "NGUYEN VAN AN" in t or "001090001234" in t]
+
+
 def test_health_readiness_and_metrics(api: Api) -> None:
     assert api.client.get("/healthz").json()["status"] == "ok"
     ready = api.client.get("/readyz")

@@ -134,3 +134,32 @@ def test_hub_serve_hands_uvicorn_the_json_configuration() -> None:
     import hub.cli
 
     assert "log_config=logging_dict(settings)" in Path(hub.cli.__file__).read_text()
+
+
+def test_names_of_the_message_at_hand_are_masked_in_every_line_and_read_only_when_needed() -> None:
+    """Known names (the packet's name fields, read lazily) masked whole, whatever the case, accents and spacing;
+    a lone name part is not (``An`` is also a word); ID-shaped digits as before; lines outside any message as
+    before."""
+    from hub import packets
+    from hub.logs import mask_personal, personal_names
+
+    reads: list[int] = []
+
+    def names() -> list[str]:
+        reads.append(1)
+        return personal_names(packets.to_element(packets.example("citizen.record")))
+
+    def emit(logger: logging.Logger) -> None:
+        with log_context(message_id="m-1", names=names):
+            logger.warning("partner: ho ten NGUYEN  VAN AN sai; chu ho Nguyễn Văn Bình; An error 001090001234")
+            logger.info("second line")
+        logger.info("outside: Nguyễn Văn An")
+
+    with log_context(names=names):
+        pass
+    assert reads == []  # nothing logged: nothing parsed
+    first, second, third = _json_lines(emit)
+    assert first["msg"] == "partner: ho ten N***** V** A* sai; chu ho N***** V** B***; An error ********1234"
+    assert second["msg"] == "second line" and reads == [1]  # read once per context
+    assert third["msg"] == "outside: Nguyễn Văn An"
+    assert mask_personal("Nguyễn Văn An đã nộp", ["Nguyễn Văn An"]) == "N***** V** A* đã nộp"

@@ -34,8 +34,12 @@ router = APIRouter()
     description="The body is a signed `citizen.lookup` envelope (`application/xml`), the sender's API key in "
     "`X-Api-Key`. 200: the hub-signed `citizen.record` envelope (`application/xml`), `result` found / not_found / "
     "mismatch. A lookup without `officerId`, `dossierCode` or `purpose` is 422 (rules `lookup-officer-required`, "
-    "`lookup-dossier-required`, `lookup-purpose-required`); every lookup is audited. 504 when the population DB "
-    "does not answer within `LIENTHONG_LOOKUP_TIMEOUT_S` (default 10 s), 502 when it is down or fails.",
+    "`lookup-dossier-required`, `lookup-purpose-required`); every lookup is audited. The same message id and "
+    "content again is answered with the first answer's very bytes, without asking the population DB again, and "
+    "audited as `repeat`. 504 when the population DB "
+    "does not answer within `LIENTHONG_LOOKUP_TIMEOUT_S` (default 10 s), 502 when it is down or fails. This is "
+    "the only door for a `citizen.lookup`: `POST /api/v1/messages` and SOAP refuse one with 403 (rule "
+    "`lookup-through-lookups`).",
     response_class=Response,
     openapi_extra=xml_request_body(),
     responses={
