@@ -96,6 +96,7 @@ def api(tmp_path: Path, pki) -> Iterator[Api]:
             name="Land registration software",
             kind="ministry",
             sends=["dossier.status"],
+            handles=[PROVINCE],  # the dossiers the province receives: it may update them
             certificates=[pem(pki.ministry.cert_path)],
         )
         province_key = register(
@@ -147,10 +148,12 @@ def test_accepted_then_traced_and_on_the_dossier_timeline(api: Api) -> None:
     assert all(e["at"] for e in trace["events"])
     assert trace["deliveries"][0]["destination"] == PROVINCE
 
-    for key in ("admin", "operator", "province"):  # the destination sees the dossier it receives messages about
+    for key in ("admin", "operator", "ministry"):  # staff, and the sender, see the message on the timeline
         timeline = api.get(f"/api/v1/dossiers/{DOSSIER}", key)
         assert timeline.status_code == 200, (key, timeline.text)
         assert [m["message_id"] for m in timeline.json()["messages"]] == [message_id]
+    routed = api.get(f"/api/v1/dossiers/{DOSSIER}", "province").json()  # party, but not the message's sender
+    assert [u["message_id"] for u in routed["updates"]] == [message_id] and routed["messages"] == []
     assert_problem(api.get("/api/v1/dossiers/000.00.00.H12-250101-9999"), 404, "unknown-dossier")
 
 
