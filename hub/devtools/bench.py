@@ -97,7 +97,9 @@ def make_envelopes(signer: Signer, count: int, progress: Callable[[int], None]) 
     """``count`` distinct signed envelopes of ~4 KB, cycling through a few message types; the ids are unique
     per run, so a benchmark against a long-lived store never collides with an earlier one."""
     run_id = uuid.uuid4().hex[:8]
-    payloads = {t: etree.tostring(packets.to_element(packets.example(t))) for t in MESSAGE_TYPES}
+    examples = {t: packets.example(t) for t in MESSAGE_TYPES}
+    examples["dossier.status"] = examples["dossier.status"].model_copy(update={"source_system": PROVINCE})
+    payloads = {t: etree.tostring(packets.to_element(m)) for t, m in examples.items()}
     out = []
     for i in range(count):
         message_type = MESSAGE_TYPES[i % len(MESSAGE_TYPES)]

@@ -270,7 +270,7 @@ class DemoHub:
              "retry": retry, "circuit": circuit, "timeout_s": 5, "concurrency": 1},
             {"code": c.ministry, "name": "Land registration software (demo)", "kind": "ministry",
              "sends": ["dossier.status"], "mapping": {"dossier.status": "ministry-steps"},
-             "certificates": [pem["ministry"]]},
+             "handles": [c.province], "certificates": [pem["ministry"]]},
             {"code": c.population_db, "name": "National population database (demo)", "kind": "population_db",
              "receives": ["citizen.lookup"], "endpoint": {"url": self.population_db.url, "transport": "soap"},
              "timeout_s": 5},

@@ -57,6 +57,9 @@ STATUS_TYPE = "dossier.status"
 
 # Called with the verified header before routing; raises ``RejectedError`` (e.g. ``AccessDeniedError``) to refuse.
 Authorizer = Callable[[EnvelopeHeader], None]
+# Called after ``Authorizer`` with the verified header and the canonical packet its body was decoded to (``None``
+# when it was not): the checks that need the body (dossier ownership); raises ``RejectedError`` to refuse.
+BodyAuthorizer = Callable[[EnvelopeHeader, BaseModel | None], None]
 # The mapping profile the sender of this header uses for its message type (``canonical`` by default).
 ProfileResolver = Callable[[EnvelopeHeader], str]
 
@@ -181,21 +184,25 @@ class Acceptor:
         profile: ProfileResolver | None = None,
         *,
         parsed: etree._Element | None = None,
+        authorize_body: BodyAuthorizer | None = None,
     ) -> Checked:
-        """Verify (body through the sender's ``profile``), authorize and route one envelope without storing it;
-        raise ``RejectedError`` with the reason. ``parsed``: ``data`` already parsed, handed over (see
-        ``EnvelopeVerifier.verify``)."""
+        """Verify (body through the sender's ``profile``), authorize (the header, then the decoded body) and route
+        one envelope without storing it; raise ``RejectedError`` with the reason. ``parsed``: ``data`` already
+        parsed, handed over (see ``EnvelopeVerifier.verify``)."""
         decoded: list[BaseModel] = []
         verified = self.verifier.verify(data, self.payload_check(profile, decoded), parsed=parsed)
         header = verified.header
-        if authorize is not None:
-            try:
+        model = decoded[0] if decoded else None
+        try:
+            if authorize is not None:
                 authorize(header)
-            except RejectedError as exc:
-                exc.message_id = exc.message_id or header.message_id
-                raise
+            if authorize_body is not None:
+                authorize_body(header, model)
+        except RejectedError as exc:
+            exc.message_id = exc.message_id or header.message_id
+            raise
         name = mappings.CANONICAL if profile is None else profile(header)
-        return self._route(header, verified.payload, name, decoded[0] if decoded else None)
+        return self._route(header, verified.payload, name, model)
 
     def inject(self, header: EnvelopeHeader, payload: etree._Element, signer: Signer) -> Accepted:
         """Accept a message the hub itself creates (payment receipts, postal events, status updates): validated
@@ -285,7 +292,7 @@ class Acceptor:
                         "correlation_id": c.header.correlation_id,
                         "message_type": c.header.message_type,
                         "receiver": c.header.receiver,
-                        "dossier_code": c.header.dossier_code or _dossier_code(c.canonical),
+                        "dossier_code": c.header.dossier_code or _dossier_code(c.canonical) or _dossier_code(c.sync),
                         "envelope": data,
                         "destinations": c.destinations,
                         "status": _status_update(c),
@@ -466,7 +473,7 @@ def _settle(done: Any, result: object = None, error: BaseException | None = None
         done.set_result(result)
 
 
-def _dossier_code(model: BaseModel | None) -> str | None:
+def _dossier_code(model: BaseModel | SyncReport | None) -> str | None:
     return getattr(model, "dossier_code", None)
 
 

@@ -72,6 +72,9 @@ class RoutingTable:
 
     destinations: dict[str, DestinationConfig] = field(default_factory=dict)
     routes: Sequence[Route] = ()
+    #: Each registered connector's unit (agency code), by connector code: what a partner is told a message's
+    #: sender acts for, whatever the body claims (the connector registry fills it; a routing file has none).
+    units: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = {d for r in self.routes for d in r.to} - set(self.destinations)

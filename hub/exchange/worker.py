@@ -20,7 +20,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -126,9 +126,17 @@ class OutboundBuilder:
         outbound = self.prepare(inbound, destination)
         return outbound.header, outbound.envelope
 
-    def prepare(self, inbound: bytes, destination: str, partner_format: str | None = None) -> Outbound:
+    def prepare(
+        self,
+        inbound: bytes,
+        destination: str,
+        partner_format: str | None = None,
+        units: Mapping[str, str] | None = None,
+    ) -> Outbound:
         """Everything a delivery to ``destination`` needs; ``partner_format`` is its adapter's (``None``: the
-        partner takes the envelope, and no canonical model is built)."""
+        partner takes the envelope, and no canonical model is built). ``units``: the registered unit of each
+        sender (``RoutingTable.units``); a partner-format request names the sender's, not the body's
+        ``source_system`` (the mappings stay pure: they are handed the model with the registered unit)."""
         root = parse_xml(inbound, strip_comments=True)  # as stored: exactly as received (see parse_xml)
         original = peek_header(root)  # verified and validated when it was accepted
         if original is None:
@@ -158,6 +166,9 @@ class OutboundBuilder:
                 raise NoOutboundMappingError(f"{partner_format} takes {takes}, not {message_type}")
             if model is None:  # validated at intake: decoded, not checked again
                 model = packets.read_validated(message_type, body)
+            unit = units.get(original.sender) if units else None
+            if unit is not None and getattr(model, "source_system", unit) != unit:
+                model = model.model_copy(update={"source_system": unit})
             mapped = partner_mapping.to_partner(model)
         signed = self.signer.sign_in_place(build_envelope(header, canonical, move_body=True))
         return Outbound(header, etree.tostring(signed, xml_declaration=True, encoding="UTF-8"), model, mapped)
@@ -322,7 +333,7 @@ class Worker:
                          names=_names_in(delivery.body)):  # fmt: skip
             try:
                 partner_format = self.adapters[delivery.destination].partner_format
-                return self.builder.prepare(delivery.body, delivery.destination, partner_format)
+                return self.builder.prepare(delivery.body, delivery.destination, partner_format, self.routing.units)
             except Exception as exc:
                 reason = mask_personal(f"cannot map or sign for {delivery.destination}: {exc}")
                 assert delivery.delivery_id is not None

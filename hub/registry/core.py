@@ -2,7 +2,8 @@
 
 What it produces for the rest of the hub: the routing table (``routing_table``), the trust store with every
 connector's certificates pinned for its code (``trust_store``), caller authentication (``authenticate``) and
-the deny-by-default access check of an envelope header (``authorize``).
+the deny-by-default access check of an envelope header (``authorize``) and of a dossier packet's body against its
+sender (``authorize_dossier``: dossier ownership).
 
 API keys look like ``lt_<8 hex id>_<token_urlsafe(32)>``. The id part is not secret: it is stored and indexed
 (``api_key_prefix``) so a lookup is one indexed read, followed by a constant-time compare of the hash.
@@ -27,14 +28,17 @@ from typing import Any
 
 import sqlalchemy as sa
 from cryptography import x509
+from pydantic import BaseModel
 from sqlalchemy.engine import Connection
 
 from hub.errors import CertificateError, Issue, UnknownConnectorError
+from hub.exchange.pipeline import STATUS_TYPE, SYNC_TYPE
 from hub.exchange.routing import DestinationConfig, Route, RoutingTable
+from hub.packets.dossier import DossierStatusUpdate
 from hub.registry.spec import ConnectorSpec, certificate_from_pem, certificate_pem
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import TrustStore
-from hub.store import Store
+from hub.store import DossierParty, Store
 from hub.store.schema import connector_certificates, connectors, registry_audit
 
 API_KEY_PREFIX = "lt_"
@@ -384,16 +388,19 @@ class Registry:
 
     def routing_table(self) -> RoutingTable:
         """Message type + sender → destinations: every enabled connector with an endpoint that receives the
-        type (a sender never gets its own message back: ``RoutingTable.destinations_for`` drops it)."""
+        type (a sender never gets its own message back: ``RoutingTable.destinations_for`` drops it); and every
+        enabled connector's registered unit (``RoutingTable.units``, what the worker tells partners)."""
         destinations: dict[str, DestinationConfig] = {}
         routes: builtins.list[Route] = []
+        units: dict[str, str] = {}
         for connector in self.list(enabled_only=True):
+            units[connector.code] = connector.spec.registered_unit
             config = connector.destination()
             if config is None:
                 continue
             destinations[connector.code] = config
             routes.extend(Route(type=t, sender="*", to=(connector.code,)) for t in connector.receives)
-        return RoutingTable(destinations, routes)
+        return RoutingTable(destinations, routes, units)
 
     def trust_store(self, anchors: TrustStore | Iterable[x509.Certificate] | None = None) -> TrustStore:
         """``anchors`` (CA certificates, or a trust store whose anchors and pins are kept) with every connector's
@@ -457,6 +464,55 @@ class Registry:
                     )
                 )
         return issues
+
+    def authorize_dossier(
+        self, connector: Connector, header: EnvelopeHeader, body: BaseModel | None
+    ) -> builtins.list[Issue]:
+        """Dossier ownership: every reason ``connector`` may not send this ``dossier.status`` or ``dossier.sync``
+        body ([] = allowed; other types, and bodies that could not be decoded, are not its business).
+
+        Rules: ``source-is-sender`` (a ``dossier.status``'s ``sourceSystem`` is the sender's registered unit, so a
+        connector cannot speak for another agency); ``dossier-not-yours`` (the sender is party to the dossier: the
+        registry names it the handling system (``handles``), or it sent or was routed a message about it; the first
+        ``dossier.sync`` of a dossier nothing is logged about makes a ``provincial`` sender a party). Costs one
+        indexed store read unless ``handles`` decides. The message is the same whether the dossier exists or not.
+        """
+        code = getattr(body, "dossier_code", None)
+        if header.message_type not in (STATUS_TYPE, SYNC_TYPE) or not isinstance(code, str):
+            return []
+        issues: builtins.list[Issue] = []
+        unit = connector.spec.registered_unit
+        if isinstance(body, DossierStatusUpdate) and body.source_system != unit:
+            issues.append(
+                Issue(
+                    "/envelope/body/sourceSystem",
+                    "source-is-sender",
+                    f"sourceSystem {body.source_system!r} is not the sender's registered unit {unit!r}",
+                )
+            )
+        found = self._party(connector, code)
+        if not found.party:
+            creates = header.message_type == SYNC_TYPE and connector.kind == "provincial" and not found.known
+            if not creates:
+                issues.append(
+                    Issue(
+                        "/envelope/body/dossierCode",
+                        "dossier-not-yours",
+                        f"{connector.code} is not party to dossier {code}: it has not sent or been routed a message "
+                        "about it, and the registry does not name it the handling system",
+                    )
+                )
+        return issues
+
+    def is_party(self, connector: Connector, dossier_code: str) -> bool:
+        """Whether ``connector`` is party to the dossier: the registry names it the handling system (``handles``),
+        or it sent or was routed a message about it (one indexed store read)."""
+        return self._party(connector, dossier_code).party
+
+    def _party(self, connector: Connector, dossier_code: str) -> DossierParty:
+        if connector.spec.handles_dossier(dossier_code):
+            return DossierParty(known=True, party=True)
+        return self.store.dossier_party(dossier_code, connector.code)
 
     # ------------------------------------------------------------ internals
 

@@ -10,6 +10,8 @@ receives: [dossier.sync]               # message types routed to it
 endpoint: {url: "http://127.0.0.1:9006/inbox", transport: http}   # optional for push-only partners
 # endpoint: {url: …/api, transport: json, credentials: {username: u, password: p, madonvi: 000.00.00.H12}}
 mapping: {dossier.status: canonical}   # mapping profile per type (default "canonical")
+unit: null                             # optional: agency code of the unit it acts for (default: its code)
+handles: [000.00.00.H12]               # optional: dossier-code prefixes of the dossiers it handles
 certificates: [certs/land.pem]         # PEM files (relative to this file) or inline PEM; several during rotation
 retry: {delays_s: [10, 60, 300], jitter: 0.2}
 concurrency: 4
@@ -18,6 +20,12 @@ circuit: {failures: 5, cooldown_s: 30}
 examples: {dossier.status: [examples/status.xml]}   # for `hub connector check`
 enabled: true
 ```
+
+Dossier ownership: a connector may send a ``dossier.status`` for, and read the timeline of, only dossiers it is
+party to — it sent or was routed a message about the dossier, or the dossier's code starts with one of its
+``handles`` prefixes (a ministry's software handling the dossiers an agency receives, before any message about
+them reached it). A ``dossier.status``'s ``sourceSystem`` must be the sender's ``unit``, and that registered unit
+is what the national portal is told.
 
 ``load_spec(path)`` reports every problem of a file at once (``SpecInvalidError.issues``, each with the YAML
 line where known); ``parse_spec(data)`` does the same for an already-parsed mapping (the HTTP API), where file
@@ -45,7 +53,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from hub.dossier.validators import AGENCY_CODE_PATTERN
+from hub.dossier.validators import AGENCY_CODE_PATTERN, AgencyCode
 from hub.errors import CertificateError, Issue, KeyMaterialError, SpecInvalidError
 from hub.security.credentials import Credentials
 from mappings import profile_names
@@ -59,6 +67,8 @@ KNOWN_PROFILES: frozenset[str] = frozenset({DEFAULT_PROFILE}) | profile_names()
 #: What the envelope XSD accepts as a sender/receiver code; a connector's own pattern may not go beyond it.
 PARTY_CODE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}"
 PEM_CERT_BEGIN = "-----BEGIN CERTIFICATE-----"
+#: A ``handles`` item: the start of a dossier code (``<agency code>-<YYMMDD>-<NNNN>``), at least one character.
+HANDLES_PATTERN = r"[0-9A-Za-z.\-]{1,64}"
 
 
 def _error(rule: str, message: str) -> PydanticCustomError:
@@ -193,6 +203,8 @@ class ConnectorSpec(BaseModel):
     examples: dict[str, Annotated[tuple[str, ...], BeforeValidator(_as_list)]] = Field(default_factory=dict)
     enabled: bool = True
     policy: PolicySpec = PolicySpec()
+    unit: AgencyCode | None = None
+    handles: Annotated[tuple[str, ...], BeforeValidator(_as_list)] = ()
 
     @field_validator("code_pattern")
     @classmethod
@@ -217,6 +229,14 @@ class ConnectorSpec(BaseModel):
         if not re.fullmatch(PARTY_CODE_PATTERN, value):
             raise _error("party-code", f"{value!r} cannot be an envelope sender/receiver ({PARTY_CODE_PATTERN})")
         return value
+
+    @field_validator("handles")
+    @classmethod
+    def _handles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in value:
+            if not re.fullmatch(HANDLES_PATTERN, prefix):
+                raise _error("handles-prefix", f"{prefix!r} is not the start of a dossier code ({HANDLES_PATTERN})")
+        return tuple(dict.fromkeys(value))
 
     @field_validator("sends", "receives")
     @classmethod
@@ -298,6 +318,16 @@ class ConnectorSpec(BaseModel):
 
     # ------------------------------------------------------------ helpers
 
+    @property
+    def registered_unit(self) -> str:
+        """The agency code this connector acts for: ``unit``, else its code. A ``dossier.status`` it sends must name
+        it as ``sourceSystem``; the national portal is told it, whatever a body claims."""
+        return self.unit or self.code
+
+    def handles_dossier(self, dossier_code: str) -> bool:
+        """Whether the registry names this connector the handling system of ``dossier_code`` (``handles``)."""
+        return dossier_code.startswith(self.handles) if self.handles else False
+
     def profile_for(self, message_type: str) -> str:
         """The mapping profile used for ``message_type`` (``canonical`` unless the spec says otherwise)."""
         return self.mapping.get(message_type, DEFAULT_PROFILE)
@@ -330,6 +360,8 @@ class ConnectorSpec(BaseModel):
                 "mapping": dict(data.get("mapping", {})),
                 "examples": {k: tuple(v) for k, v in data.get("examples", {}).items()},
                 "policy": PolicySpec.model_validate(data.get("policy") or {}),
+                "unit": data.get("unit"),
+                "handles": tuple(data.get("handles", ())),
             }
         )
 

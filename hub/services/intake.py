@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any, NoReturn
 
 from prometheus_client.core import Metric
+from pydantic import BaseModel
 
 from broker.base import BrokerError
 from hub.config import Settings
@@ -180,6 +181,23 @@ class HubService:
 
         return authorize
 
+    def body_authorizer(self, caller: Caller) -> Callable[[EnvelopeHeader, BaseModel | None], None]:
+        """The check run on each verified, decoded body: dossier ownership (``Registry.authorize_dossier``) — a
+        connector changes only dossiers it is party to, and speaks only for its own registered unit."""
+
+        def authorize(header: EnvelopeHeader, body: BaseModel | None) -> None:
+            if caller.connector is None:
+                return  # refused by ``authorizer`` already
+            issues = self.registry.authorize_dossier(caller.connector, header, body)
+            if issues:
+                raise AccessDeniedError(
+                    f"{caller.code} may not send this message: {issues[0].message}",
+                    issues,
+                    message_id=header.message_id,
+                )
+
+        return authorize
+
     @staticmethod
     def profiles(caller: Caller) -> Callable[[EnvelopeHeader], str]:
         """The mapping profile the calling connector declared for each type it sends (``canonical`` by
@@ -224,7 +242,9 @@ class HubService:
         unverified = peek_header(root)
         if unverified is not None:
             authorize(unverified)
-        return self.acceptor.check(data, authorize, self.profiles(caller), parsed=root)
+        return self.acceptor.check(
+            data, authorize, self.profiles(caller), parsed=root, authorize_body=self.body_authorizer(caller)
+        )
 
     def _rejected(self, caller: Caller, exc: RejectedError) -> NoReturn:
         REJECTED.labels(caller.code or caller.name, exc.kind).inc()

@@ -17,8 +17,8 @@ from sqlalchemy.engine import Connection
 
 from hub.store.database import Database, chunks, now
 from hub.store.history import add_events, event_row
-from hub.store.schema import UTCDateTime, dossier_timeline, dossiers, messages
-from hub.store.types import DossierRecord, IntakeDossier, Submission, TimelineEntry
+from hub.store.schema import UTCDateTime, deliveries, dossier_timeline, dossiers, messages
+from hub.store.types import DossierParty, DossierRecord, IntakeDossier, Submission, TimelineEntry
 
 if TYPE_CHECKING:
     from hub.dossier.status_machine import Decision, DossierState
@@ -51,6 +51,22 @@ _KEEP_INTAKE = (
 STORED_MESSAGES = sa.select(
     messages.c.id, messages.c.sender, messages.c.message_id, messages.c.digest, messages.c.received_at
 ).where(sa.tuple_(messages.c.sender, messages.c.message_id).in_(sa.bindparam("b_keys", expanding=True)))
+# Is any message about the dossier logged; did the party send one or was it routed one? One statement, read
+# through the index on messages.dossier_code and the unique (message_pk, destination) index of deliveries.
+_ABOUT = messages.c.dossier_code == sa.bindparam("b_code")
+_PARTY: sa.BindParameter[str] = sa.bindparam("b_party", type_=sa.String)
+_DOSSIER_PARTY = sa.select(
+    sa.exists().where(_ABOUT).label("known"),
+    sa.exists()
+    .where(
+        _ABOUT,
+        sa.or_(
+            messages.c.sender == _PARTY,
+            sa.exists().where(deliveries.c.message_pk == messages.c.id, deliveries.c.destination == _PARTY),
+        ),
+    )
+    .label("party"),
+)
 _SYNC_REASON = "reported by the provincial system's dossier.sync (recorded, not run through the status machine)"
 
 
@@ -236,6 +252,14 @@ def timeline(db: Database, dossier_code: str) -> list[TimelineEntry]:
     query = sa.select(dossier_timeline).where(dossier_timeline.c.dossier_code == dossier_code)
     with db.transaction(readonly=True) as conn:
         return [TimelineEntry(**r._mapping) for r in conn.execute(query.order_by(dossier_timeline.c.id))]
+
+
+def dossier_party(db: Database, dossier_code: str, party: str) -> DossierParty:
+    """Whether ``party`` sent or was routed a message about the dossier, and whether any is logged at all: the
+    ownership check of every ``dossier.status`` and ``dossier.sync`` a connector sends (one indexed query)."""
+    with db.transaction(readonly=True) as conn:
+        row = conn.execute(_DOSSIER_PARTY, {"b_code": dossier_code, "b_party": party}).one()
+    return DossierParty(known=bool(row.known), party=bool(row.party))
 
 
 def dossier(db: Database, dossier_code: str) -> DossierRecord | None:

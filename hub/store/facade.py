@@ -27,6 +27,7 @@ from hub.store.types import (
     DeadLetter,
     DeliveryView,
     DestinationStats,
+    DossierParty,
     DossierRecord,
     IntakeDossier,
     MessageTrace,
@@ -264,6 +265,10 @@ class Store:
         """Every status update recorded for a dossier, in the order they were recorded."""
         return _dossiers.timeline(self.db, dossier_code)
 
+    def dossier_party(self, dossier_code: str, party: str) -> DossierParty:
+        """Whether ``party`` sent or was routed a message about the dossier (and whether any is logged)."""
+        return _dossiers.dossier_party(self.db, dossier_code, party)
+
     def dossier(self, dossier_code: str) -> DossierRecord | None:
         """The dossier's current state, ``None`` until an update has been applied."""
         return _dossiers.dossier(self.db, dossier_code)
@@ -282,9 +287,10 @@ class Store:
         """
         return _queries.trace(self.db, message_id, sender)
 
-    def dossier_messages(self, dossier_code: str, limit: int = 500) -> list[MessageTrace]:
-        """The messages logged for a dossier (any sender), oldest first, with their deliveries but no events."""
-        return _queries.dossier_messages(self.db, dossier_code, limit)
+    def dossier_messages(self, dossier_code: str, limit: int = 500, *, sender: str | None = None) -> list[MessageTrace]:
+        """The messages logged for a dossier (of any sender, or of ``sender`` only), oldest first, with their
+        deliveries but no events."""
+        return _queries.dossier_messages(self.db, dossier_code, limit, sender=sender)
 
     def event_counts(self, states: Sequence[str]) -> list[tuple[str, str, int]]:
         """``(destination, state, count)`` of delivery events in ``states`` (for metrics: retries, dead letters…)."""

@@ -96,12 +96,16 @@ def trace(db: Database, message_id: str, sender: str | None = None) -> MessageTr
     return _trace(msg, statuses, trail)
 
 
-def dossier_messages(db: Database, dossier_code: str, limit: int = 500) -> list[MessageTrace]:
-    """The messages logged for a dossier (any sender), oldest first, with their deliveries but no events."""
+def dossier_messages(
+    db: Database, dossier_code: str, limit: int = 500, *, sender: str | None = None
+) -> list[MessageTrace]:
+    """The messages logged for a dossier (of any sender, or of ``sender`` only: what a connector may see of a
+    dossier's log), oldest first, with their deliveries but no events."""
+    query = _MESSAGE.where(messages.c.dossier_code == dossier_code)
+    if sender is not None:
+        query = query.where(messages.c.sender == sender)
     with db.transaction(readonly=True) as conn:
-        rows = conn.execute(
-            _MESSAGE.where(messages.c.dossier_code == dossier_code).order_by(messages.c.id).limit(limit)
-        ).all()
+        rows = conn.execute(query.order_by(messages.c.id).limit(limit)).all()
         statuses = _statuses(conn, [r.id for r in rows]) if rows else {}
     return [_trace(r, statuses.get(r.id, ())) for r in rows]
 

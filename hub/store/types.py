@@ -243,6 +243,15 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class DossierParty:
+    """What the message log says of one connector and one dossier: whether any message about the dossier is
+    logged (``known``), and whether the connector sent one or was routed one (``party``)."""
+
+    known: bool
+    party: bool
+
+
+@dataclass(frozen=True, slots=True)
 class DossierRecord:
     """A dossier's current state: the last applied status, the time of that update, and when it was applied."""
 

@@ -91,6 +91,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[Server]:
                     "name": "Land registration",
                     "kind": "ministry",
                     "sends": ["dossier.status"],
+                    "handles": [PROVINCE],
                     "certificates": [pki.ministry.cert_path.read_text()],
                 },
                 {

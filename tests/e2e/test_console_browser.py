@@ -108,7 +108,7 @@ class Hub:
         keys = {}
         for spec in (
             {"code": MINISTRY, "name": "Phần mềm Bộ TN&MT", "kind": "ministry", "sends": ["dossier.status"],
-             "certificates": [self.pki.ministry.cert_path.read_text()]},
+             "handles": [PROVINCE], "certificates": [self.pki.ministry.cert_path.read_text()]},
             {"code": PROVINCE, "name": "Hệ thống một cửa tỉnh", "kind": "provincial", "sends": ["dossier.sync"],
              "receives": ["dossier.status"], "endpoint": {"url": self.sink.url},
              "retry": {"delays_s": [0.2, 0.2]}, "certificates": [self.pki.province.cert_path.read_text()]},

@@ -257,13 +257,13 @@ def live_hub(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[LiveHub]
     assert server.started, "the hub API did not start"
     keys = register(app.state.hub, (
         {"code": MINISTRY, "name": "Land registration", "kind": "ministry", "sends": ["dossier.status"],
-         "certificates": [pki.ministry.cert_path.read_text()]},
+         "handles": [PROVINCE], "certificates": [pki.ministry.cert_path.read_text()]},
         {"code": PROVINCE, "name": "One-stop system", "kind": "provincial", "sends": ["dossier.sync"],
          "receives": ["dossier.status"], "endpoint": {"url": "http://127.0.0.1:9/inbox"},
          "certificates": [pki.province.cert_path.read_text()]},
         {"code": STEP_MINISTRY, "name": "Land registration (own step format)", "kind": "ministry",
          "sends": ["dossier.status"], "mapping": {"dossier.status": "ministry-steps"},
-         "certificates": [pki.ministry.cert_path.read_text()]},
+         "handles": [PROVINCE], "certificates": [pki.ministry.cert_path.read_text()]},
         {"code": "000.00.00.G22", "name": "Cổng DVCQG", "kind": "national_portal",
          "receives": ["dossier.sync", "dossier.status"],
          "endpoint": {"url": "http://127.0.0.1:9/api", "transport": "json",

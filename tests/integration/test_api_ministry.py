@@ -115,11 +115,12 @@ def hub(tmp_path: Path, pki, sink: SinkServer) -> Iterator[Hub]:
 
         ministry_key = register(
             code=MINISTRY, name="Land registration software", kind="ministry", sends=["dossier.status"],
-            mapping={"dossier.status": "ministry-steps"}, certificates=[cert],
+            mapping={"dossier.status": "ministry-steps"}, certificates=[cert], handles=[PROVINCE],
         )  # fmt: skip
         other_key = register(  # a ministry without the profile: canonical bodies only
-            code=OTHER, name="Construction software", kind="ministry", sends=["dossier.status"], certificates=[cert]
-        )
+            code=OTHER, name="Construction software", kind="ministry", sends=["dossier.status"], certificates=[cert],
+            handles=[PROVINCE],
+        )  # fmt: skip
         register(
             code=PROVINCE, name="One-stop system", kind="provincial", receives=["dossier.status"],
             endpoint={"url": sink.url}, retry={"delays_s": [0.2], "jitter": 0},
@@ -313,7 +314,9 @@ def test_intake_decodes_a_body_once_whether_mapped_or_canonical(hub: Hub, monkey
     decoded: list[object] = []
     real_decode = convert.codec.decode
     monkeypatch.setattr(convert.codec, "decode", lambda *a: decoded.append(a) or real_decode(*a))
-    canonical = packets.example("dossier.status").model_copy(update={"dossier_code": DOSSIER, "status": 5})
+    canonical = packets.example("dossier.status").model_copy(
+        update={"dossier_code": DOSSIER, "status": 5, "source_system": OTHER}
+    )
     response = hub.post(hub.envelope(packets.to_element(canonical), sender=OTHER), key=hub.other_key)
     assert response.status_code == 202, response.text
     assert len(decoded) == 1

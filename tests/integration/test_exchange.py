@@ -400,3 +400,37 @@ def test_the_worker_parses_maps_and_signs_once_and_records_the_bytes_sent(tmp_pa
     finally:
         worker.close()
         runtime.close()
+
+
+def test_the_portal_is_told_the_senders_registered_unit_not_what_the_body_claims(tmp_path: Path) -> None:
+    from hub.registry import parse_spec
+    from mappings import national_portal as np
+
+    ministry, unit = "000.00.00.G10", "000.00.00.G15"
+    settings = Settings(broker_url="embedded", database_url=f"sqlite:///{tmp_path / 'store.db'}",
+                        data_dir=tmp_path / "var", hub_code="000.00.00.H00")  # fmt: skip
+    signer = issue_signer("ministry", tmp_path / "var" / "keys")
+    runtime = Runtime.open(settings)
+    registry = runtime.registry()
+    for spec in (
+        {"code": ministry, "name": "Land", "kind": "ministry", "sends": ["dossier.status"], "unit": unit},
+        {"code": PORTAL, "name": "Portal", "kind": "national_portal", "receives": ["dossier.status"],
+         "endpoint": {"url": "http://127.0.0.1:9/api", "transport": "json"}},
+    ):  # fmt: skip
+        registry.add(parse_spec(spec), actor="test")
+    runtime.refresh()
+    assert runtime.routing.units[ministry] == unit
+    portal = RecordingAdapter(np.KIND)
+    worker = Worker(runtime.store, runtime.broker, runtime.routing, OutboundBuilder(runtime.signer(), "000.00.00.H00"),
+                    {PORTAL: portal})  # fmt: skip
+    try:
+        claimed = packets.example("dossier.status").model_copy(update={"source_system": "000.00.00.G99"})
+        header = EnvelopeHeader(sender=ministry, receiver=PORTAL, message_type="dossier.status")
+        runtime.acceptor().accept(etree.tostring(sign_payload(signer, header, packets.to_element(claimed))))
+        worker.process_batch(runtime.broker.consume(worker.destinations, prefetch=10, timeout_s=2))
+        (request,) = portal.requests
+        assert request.payload.record["MaDonViXuLy"] == unit  # the registry's unit, not the body's claim
+        assert request.payload == np.to_portal(claimed.model_copy(update={"source_system": unit}))  # mapped purely
+    finally:
+        worker.close()
+        runtime.close()

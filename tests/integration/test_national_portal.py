@@ -345,3 +345,18 @@ def test_times_stay_exact_across_a_round_trip_through_the_portal(portal, adapter
     record = portal.received()["records"]["000.00.00.H12-251123-0042"]
     assert (record["NgayNopHoSo"], record["NgayTiepNhan"]) == ("20251124000000", "20251124003000")
     assert np.portal_to_dossier(record).submitted_at == at
+
+
+def test_the_portal_receives_the_senders_registered_unit(portal, adapter, pki) -> None:
+    from hub.exchange.worker import OutboundBuilder
+    from hub.security.signing import sign_payload
+
+    adapter.deliver(_request(_dossier()))
+    claimed = _status(source_system="000.00.00.G99")  # what the body claims
+    header = EnvelopeHeader(sender="000.00.00.G10", receiver=HUB, message_type="dossier.status")
+    inbound = etree.tostring(sign_payload(pki.ministry.signer, header, packets.to_element(claimed)))
+    builder = OutboundBuilder(pki.province.signer, HUB)
+    assert builder.prepare(inbound, PORTAL, np.KIND).payload.record["MaDonViXuLy"] == "000.00.00.G99"  # no registry
+    outbound = builder.prepare(inbound, PORTAL, np.KIND, {"000.00.00.G10": "000.00.00.G15"})
+    adapter.deliver(outbound.request(PORTAL))
+    assert portal.received()["progress"]["000.00.00.H12-251123-0042"][0]["MaDonViXuLy"] == "000.00.00.G15"

@@ -502,3 +502,76 @@ def test_cli_add_reports_every_problem_of_a_broken_file(tmp_path: Path) -> None:
     ]
     assert f"{broken}:1: code:" in result.stderr and "5 problem(s); connector not registered" in result.stderr
     assert "no connectors registered" in cli("connector", "list").stdout
+
+
+# ------------------------------------------------------------------ dossier ownership
+
+DOSSIER = packets.examples.DOSSIER_CODE  # 000.00.00.H12-…: a dossier the province received
+
+
+def status_body(source: str = MINISTRY, dossier: str = DOSSIER):
+    return packets.example("dossier.status").model_copy(update={"source_system": source, "dossier_code": dossier})
+
+
+def log_message(store: Store, sender: str, to: tuple[str, ...] = (), message_type: str = "dossier.sync") -> None:
+    store.accept(sender=sender, message_id=f"m-{sender}-{len(to)}", correlation_id=None, message_type=message_type,
+                 receiver=HUB, dossier_code=DOSSIER, envelope=b"<env/>", destinations=to)  # fmt: skip
+
+
+def test_spec_unit_and_handles() -> None:
+    plain = spec("land-registration.yaml")
+    assert (plain.unit, plain.handles, plain.registered_unit) == (None, (), MINISTRY)
+    assert not plain.handles_dossier(DOSSIER)
+    custom = spec("land-registration.yaml", code="BTNMT-DKDD", code_pattern=r"BTNMT-[A-Z]{4}",
+                  unit="000.00.00.G15", handles="000.00.00.H12")  # fmt: skip
+    assert (custom.registered_unit, custom.handles) == ("000.00.00.G15", ("000.00.00.H12",))
+    assert custom.handles_dossier(DOSSIER) and not custom.handles_dossier("000.00.00.H13-251123-0042")
+    with pytest.raises(SpecInvalidError) as caught:
+        parse_spec(spec_data("land-registration.yaml", unit="G15", handles=["000.00.00.H12", "H12 *"]), base_dir=DEPLOY)
+    assert sorted((i.path, i.rule) for i in caught.value.issues) == [
+        ("handles", "handles-prefix"),
+        ("unit", "agency-code"),
+    ]
+
+
+def test_registered_units_reach_the_routing_table(registry: Registry) -> None:
+    registry.add(spec("province.yaml"), actor="alice")
+    registry.add(spec("land-registration.yaml", unit="000.00.00.G15", handles=[PROVINCE]), actor="alice")
+    stored = registry.require(MINISTRY).spec  # kept through the store
+    assert (stored.unit, stored.handles) == ("000.00.00.G15", (PROVINCE,))
+    assert dict(registry.routing_table().units) == {PROVINCE: PROVINCE, MINISTRY: "000.00.00.G15"}
+
+
+def test_authorize_dossier_admits_parties_only(registry: Registry, store: Store) -> None:
+    province, _ = registry.add(spec("province.yaml"), actor="alice")
+    ministry, _ = registry.add(spec("land-registration.yaml"), actor="alice")  # receives dossier.sync
+    other, _ = registry.add(spec("land-registration.yaml", code="000.00.00.G23", receives=[], mapping={}),
+                            actor="alice")  # fmt: skip
+    handler, _ = registry.add(spec("land-registration.yaml", code="000.00.00.G24", handles=["000.00.00.H1"]),
+                              actor="alice")  # fmt: skip
+    second, _ = registry.add(spec("province.yaml", code="000.00.00.H13"), actor="alice")
+    status, sync = header(), header(message_type="dossier.sync")
+    synced = packets.example("dossier.sync")
+
+    def rules(connector, h: EnvelopeHeader, body) -> list[str]:
+        return [i.rule for i in registry.authorize_dossier(connector, h, body)]
+
+    # Nothing logged yet: only the handling system named by the registry, and a province's first sync.
+    assert rules(ministry, status, status_body()) == ["dossier-not-yours"]
+    assert rules(handler, status, status_body("000.00.00.G24")) == []
+    assert rules(province, sync, synced) == [] and rules(second, sync, synced) == []
+    assert rules(ministry, sync, synced) == ["dossier-not-yours"]  # only a provincial system creates dossiers
+    log_message(store, PROVINCE, to=(MINISTRY,))  # the province's first sync, routed to the ministry
+    assert rules(province, sync, synced) == [] and rules(province, status, status_body(PROVINCE)) == []
+    assert rules(ministry, status, status_body()) == []  # routed a message about it: party
+    assert rules(second, sync, synced) == ["dossier-not-yours"]  # another province may not take it over
+    assert rules(other, status, status_body("000.00.00.G23")) == ["dossier-not-yours"]
+    log_message(store, "000.00.00.G23", message_type="dossier.status")  # a message of its own makes it party
+    assert rules(other, status, status_body("000.00.00.G23")) == []
+    # sourceSystem is the sender's registered unit; other types and undecoded bodies are not its business.
+    issues = registry.authorize_dossier(ministry, status, status_body(PROVINCE))
+    assert [(i.path, i.rule) for i in issues] == [("/envelope/body/sourceSystem", "source-is-sender")]
+    assert rules(handler, status, status_body("000.00.00.G24", "000.00.00.H21-251123-0042")) == ["dossier-not-yours"]
+    assert rules(other, status, None) == []
+    assert rules(other, header(message_type="payment.request"), packets.example("payment.request")) == []
+    assert registry.is_party(ministry, DOSSIER) and not registry.is_party(second, DOSSIER)

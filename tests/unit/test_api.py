@@ -96,6 +96,7 @@ def api(tmp_path: Path, pki) -> Iterator[Api]:
             name="Land registration software",
             kind="ministry",
             sends=["dossier.status"],
+            handles=[PROVINCE],  # the dossiers the province receives: it may update them
             certificates=[pem(pki.ministry.cert_path)],
         )
         province_key = register(
@@ -147,10 +148,12 @@ def test_accepted_then_traced_and_on_the_dossier_timeline(api: Api) -> None:
     assert all(e["at"] for e in trace["events"])
     assert trace["deliveries"][0]["destination"] == PROVINCE
 
-    for key in ("admin", "operator", "province"):  # the destination sees the dossier it receives messages about
+    for key in ("admin", "operator", "ministry"):  # staff, and the sender, see the message on the timeline
         timeline = api.get(f"/api/v1/dossiers/{DOSSIER}", key)
         assert timeline.status_code == 200, (key, timeline.text)
         assert [m["message_id"] for m in timeline.json()["messages"]] == [message_id]
+    routed = api.get(f"/api/v1/dossiers/{DOSSIER}", "province").json()  # party, but not the message's sender
+    assert [u["message_id"] for u in routed["updates"]] == [message_id] and routed["messages"] == []
     assert_problem(api.get("/api/v1/dossiers/000.00.00.H12-250101-9999"), 404, "unknown-dossier")
 
 
@@ -230,6 +233,101 @@ def test_403_acl_denials_through_the_registry(api: Api) -> None:
     assert_problem(api.post(api.envelope(receiver=PORTAL)), 403, "receiver-accepts-type")
     # staff keys do not submit envelopes
     assert_problem(api.post(api.envelope(), key="admin"), 403, "sender-is-caller")
+
+
+# ------------------------------------------------------------------------------------------------ dossier ownership
+
+OTHER_MINISTRY, OTHER_PROVINCE = "000.00.00.G11", "000.00.00.H13"
+
+
+def status_of(source: str, **changes) -> etree._Element:
+    return packets.to_element(packets.example("dossier.status").model_copy(update={"source_system": source, **changes}))
+
+
+def register_other(api: Api, pki, code: str = OTHER_MINISTRY, **spec) -> str:
+    """Another connector signing with the ministry's certificate (pinned for its code too)."""
+    spec = {"name": "Other software", "kind": "ministry", "sends": ["dossier.status"], **spec}
+    key = register(api.hub, code=code, certificates=[pem(pki.ministry.cert_path)], **spec)
+    assert key is not None
+    api.keys[code] = key
+    return key
+
+
+def test_a_status_from_a_connector_not_party_to_the_dossier_is_403_and_nothing_is_stored(api: Api, pki) -> None:
+    register_other(api, pki)
+    data = api.envelope(sender=OTHER_MINISTRY, payload=status_of(OTHER_MINISTRY))
+    body = assert_problem(api.post(data, OTHER_MINISTRY), 403, "dossier-not-yours")
+    assert body["errors"][0]["path"] == "/envelope/body/dossierCode" and body["message_id"]
+    # without a dossier code in the header, the body's decides just the same
+    header = EnvelopeHeader(sender=OTHER_MINISTRY, receiver=PROVINCE, message_type="dossier.status")
+    bare = etree.tostring(sign_payload(api.ministry, header, status_of(OTHER_MINISTRY)))
+    assert_problem(api.post(bare, OTHER_MINISTRY), 403, "dossier-not-yours")
+    assert api.hub.store.dossier_messages(DOSSIER) == [] and api.hub.store.timeline(DOSSIER) == []
+    assert api.hub.store.dossier(DOSSIER) is None
+
+
+def test_being_routed_a_message_about_a_dossier_makes_a_connector_party(api: Api, pki) -> None:
+    register_other(api, pki, receives=["dossier.sync"], endpoint={"url": "http://127.0.0.1:9/inbox"})
+    status = api.envelope(sender=OTHER_MINISTRY, payload=status_of(OTHER_MINISTRY))
+    assert_problem(api.post(status, OTHER_MINISTRY), 403, "dossier-not-yours")
+    sync = api.envelope(signer=api.province, sender=PROVINCE, receiver=HUB, message_type="dossier.sync")
+    assert api.post(sync, "province").json()["destinations"] == [OTHER_MINISTRY]  # the province's first sync
+    assert api.post(status, OTHER_MINISTRY).status_code == 202
+
+
+def test_only_the_province_that_created_a_dossier_syncs_it(api: Api, pki) -> None:
+    register_other(api, pki, receives=["dossier.sync"], endpoint={"url": "http://127.0.0.1:9/inbox"})
+    register_other(api, pki, OTHER_PROVINCE, kind="provincial", sends=["dossier.sync"])
+    first = api.envelope(signer=api.province, sender=PROVINCE, receiver=HUB, message_type="dossier.sync")
+    assert api.post(first, "province").status_code == 202
+    again = api.envelope(signer=api.province, sender=PROVINCE, receiver=HUB, message_type="dossier.sync")
+    assert api.post(again, "province").status_code == 202
+    other = api.envelope(sender=OTHER_PROVINCE, receiver=HUB, message_type="dossier.sync")
+    assert_problem(api.post(other, OTHER_PROVINCE), 403, "dossier-not-yours")
+    assert {m.sender for m in api.hub.store.dossier_messages(DOSSIER)} == {PROVINCE}
+
+
+def test_source_system_must_be_the_senders_registered_unit(api: Api) -> None:
+    data = api.envelope(payload=status_of(PROVINCE))  # the ministry speaking for the province
+    body = assert_problem(api.post(data), 403, "source-is-sender")
+    assert [(e["path"], e["rule"]) for e in body["errors"]] == [("/envelope/body/sourceSystem", "source-is-sender")]
+    assert api.hub.store.dossier_messages(DOSSIER) == [] and api.hub.store.timeline(DOSSIER) == []
+
+
+def test_a_connector_reads_only_its_dossiers_and_of_them_its_own_messages(api: Api, pki) -> None:
+    register_other(api, pki)  # party to nothing
+    sync = api.envelope(signer=api.province, sender=PROVINCE, receiver=HUB, message_type="dossier.sync")
+    register_other(api, pki, PORTAL, kind="national_portal", sends=[], receives=["dossier.sync"],
+                   endpoint={"url": "http://127.0.0.1:9/api"})  # fmt: skip
+    synced = api.post(sync, "province").json()["message_id"]
+    status = api.post(api.envelope()).json()["message_id"]  # the ministry (handling system) → the province
+    with api.hub.store.transaction() as conn:  # the ministry's message failed at the province's endpoint
+        conn.exec_driver_sql(
+            "UPDATE deliveries SET last_error = 'refused: secret detail' "
+            "WHERE message_pk = (SELECT id FROM messages WHERE message_id = ?)",
+            (status,),
+        )
+
+    def timeline(key: str) -> dict:
+        response = api.get(f"/api/v1/dossiers/{DOSSIER}", key)
+        assert response.status_code == 200, (key, response.text)
+        return response.json()
+
+    everything = timeline("admin")
+    assert [m["message_id"] for m in everything["messages"]] == [synced, status]
+    assert "secret detail" in str(everything)
+    for key, own in (("province", [synced]), ("ministry", [status]), (PORTAL, [])):
+        seen = timeline(key)
+        assert [m["message_id"] for m in seen["messages"]] == own, key
+        assert [u["message_id"] for u in seen["updates"]] == [m["message_id"] for m in everything["messages"]]
+    assert "secret detail" in str(timeline("ministry"))  # its own message's deliveries, as its trace shows them
+    assert "secret detail" not in str(timeline(PORTAL)) and "secret detail" not in str(timeline("province"))
+    # not party: the same 404 as an unknown dossier, so codes cannot be probed
+    hidden = api.get(f"/api/v1/dossiers/{DOSSIER}", OTHER_MINISTRY)
+    unknown = api.get(f"/api/v1/dossiers/{DOSSIER[:-4]}9999", OTHER_MINISTRY)
+    for response in (hidden, unknown):
+        assert_problem(response, 404, "unknown-dossier")
+    assert hidden.json()["errors"] == unknown.json()["errors"]
 
 
 def test_a_connector_can_sign_only_with_its_pinned_certificates(api: Api, pki) -> None:

@@ -136,24 +136,25 @@ def message_trace(
     tags=["dossiers"],
     summary="A dossier's timeline across systems",
     response_model=DossierOut,
-    description="Its current status, every status update recorded (applied or not) and every message logged "
-    "for it. Admin and operator keys see every dossier; a connector sees the dossiers it sent or received "
-    "messages about.",
+    description="Its current status, every status update recorded (applied or not) and the messages logged for "
+    "it. Admin and operator keys see every dossier and every message. A connector sees only the dossiers it is "
+    "party to (it sent or was routed a message about the dossier, or the registry names it the handling system), "
+    "and of those the status history and its own messages only; any other dossier is 404, as an unknown one is.",
     responses=responses("unauthenticated", "not-found"),
 )
 def dossier_timeline(request: Request, code: str, x_api_key: ApiKey = None) -> DossierOut:
     hub = hub_of(request)
     caller = hub.authenticate(x_api_key)
+    unknown = ApiProblem(
+        "not-found", f"no dossier {code} is known", [Issue("/code", "unknown-dossier", "unknown dossier code")]
+    )
+    if not caller.is_staff and (caller.connector is None or not hub.registry.is_party(caller.connector, code)):
+        raise unknown  # the same answer as for an unknown dossier: codes cannot be probed
     record = hub.store.dossier(code)
     updates = hub.store.timeline(code)
-    msgs = hub.store.dossier_messages(code)
-    visible = caller.is_staff or any(
-        m.sender == caller.code or any(d.destination == caller.code for d in m.deliveries) for m in msgs
-    )
-    if not visible or (record is None and not updates and not msgs):
-        raise ApiProblem(
-            "not-found", f"no dossier {code} is known", [Issue("/code", "unknown-dossier", "unknown dossier code")]
-        )
+    msgs = hub.store.dossier_messages(code, sender=None if caller.is_staff else caller.code)
+    if record is None and not updates and not msgs:
+        raise unknown
     return DossierOut(
         dossier_code=code,
         status=None if record is None else record.status,

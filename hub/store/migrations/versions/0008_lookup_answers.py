@@ -5,7 +5,7 @@ bytes without the population DB being asked again, and is audited as a repeat. O
 needs is kept: the signed reply (which the requester already holds), its id, result, fields and digest.
 
 Revision ID: 0008
-Revises: 0006 (for now: 0007, the console sessions, lands on another branch; the chain is fixed when they meet)
+Revises: 0007
 Create Date: 2026-12-08
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0006"
+down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
