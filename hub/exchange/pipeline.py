@@ -54,6 +54,7 @@ from hub.store import PendingDelivery, StatusUpdate, Store, SyncReport
 log = logging.getLogger(__name__)
 
 STATUS_TYPE = "dossier.status"
+SYNC_TYPE = "dossier.sync"
 
 # Called with the verified header before routing; raises ``RejectedError`` (e.g. ``AccessDeniedError``) to refuse.
 Authorizer = Callable[[EnvelopeHeader], None]
