@@ -46,9 +46,11 @@ class AdapterContext:
     """What factories may need from the hub: callbacks, passed in so adapters stay transport only.
 
     ``on_payment_initiated(destination, request, message_id, answer)`` records a payment reference the hub now
-    expects a ``CONFIRM`` for."""
+    expects a ``CONFIRM`` for; ``integration_code`` is the hub's code where a partner asks who integrates (the
+    population DB's ``MaTichHop``; ``None``: the adapter's default)."""
 
     on_payment_initiated: Callable[[str, Any, str, dict[str, Any]], None] | None = None
+    integration_code: str | None = None
 
 
 AdapterFactory = Callable[[DestinationConfig, AdapterContext], Adapter]
@@ -88,7 +90,8 @@ def _national_portal(cfg: DestinationConfig, context: AdapterContext) -> Adapter
 def _population_db(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
     from adapters.population_db import PopulationDbAdapter
 
-    return PopulationDbAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
+    extra = {} if context.integration_code is None else {"integration_code": context.integration_code}
+    return PopulationDbAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency, **extra)
 
 
 def _payment(cfg: DestinationConfig, context: AdapterContext) -> Adapter:

@@ -30,7 +30,8 @@ from lxml import etree
 from hub.config import Settings
 
 # 12-digit personal IDs and 9-digit old IDs, not part of a longer number.
-_PERSONAL_ID = re.compile(r"(?<!\d)(\d{5,8})(\d{4})(?!\d)")
+# A personal ID: 9 or 12 digits on their own; a digest (32+ hex characters) is matched first and left whole.
+_PERSONAL_ID = re.compile(r"(?P<digest>[0-9a-fA-F]{32,})|(?<!\d)(\d{5,8})(\d{4})(?!\d)")
 _PAIR = re.compile(r"\b(message_id|destination|dossier_code|connector|sender|attempt)=(\S+)")
 CONTEXT_FIELDS = ("message_id", "dossier_code", "connector", "actor")
 _CONTEXT: ContextVar[dict[str, str]] = ContextVar("lienthong_log_context", default={})  # noqa: B039 (never mutated)
@@ -94,10 +95,14 @@ def context_fields(record: logging.LogRecord | None = None) -> dict[str, str]:
 
 
 def mask_ids(text: str) -> str:
-    """Mask all but the last 4 digits of anything shaped like a personal ID (9 or 12 digits)."""
-    return _PERSONAL_ID.sub(
-        lambda m: "*" * len(m.group(1)) + m.group(2) if len(m.group(0)) in (9, 12) else m.group(0), text
-    )
+    """Mask all but the last 4 digits of anything shaped like a personal ID (9 or 12 digits), not digits inside a
+    digest (a SHA-256 in an event's detail must stay checkable)."""
+    def mask(m: re.Match[str]) -> str:
+        if m.group("digest") is not None or len(m.group(0)) not in (9, 12):
+            return m.group(0)
+        return "*" * len(m.group(2)) + m.group(3)
+
+    return _PERSONAL_ID.sub(mask, text)
 
 
 def _fold(text: str) -> str:

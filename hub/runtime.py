@@ -131,16 +131,19 @@ def has_destinations(settings: Settings) -> bool:
         return registry is not None
 
 
-def adapter_context(configs: Iterable[DestinationConfig], store: Store | None = None) -> AdapterContext:
-    """The callbacks adapters get from the hub: the payment adapter records the references it initiates in
-    ``store`` (without one, the store named by ``LIENTHONG_DATABASE_URL``)."""
+def adapter_context(
+    configs: Iterable[DestinationConfig], store: Store | None = None, hub_code: str | None = None
+) -> AdapterContext:
+    """What adapters get from the hub: its code (``None``: each adapter's default), and the payment adapter's
+    recorder of the references it initiates in ``store`` (without one, the store named by
+    ``LIENTHONG_DATABASE_URL``)."""
     if not any(factory_key(cfg) == "payment" for cfg in configs):
-        return AdapterContext()
+        return AdapterContext(integration_code=hub_code)
     from hub.config import get_settings
     from hub.store.flow_records import initiated_recorder
 
     target = store.engine if store is not None else get_settings().database_url
-    return AdapterContext(on_payment_initiated=initiated_recorder(target))
+    return AdapterContext(on_payment_initiated=initiated_recorder(target), integration_code=hub_code)
 
 
 def adapter_for(cfg: DestinationConfig, store: Store | None = None) -> Adapter:
@@ -148,10 +151,12 @@ def adapter_for(cfg: DestinationConfig, store: Store | None = None) -> Adapter:
     return build_adapter(cfg, adapter_context([cfg], store))
 
 
-def adapters_for(routing: RoutingTable, store: Store | None = None) -> dict[str, Adapter]:
+def adapters_for(
+    routing: RoutingTable, store: Store | None = None, hub_code: str | None = None
+) -> dict[str, Adapter]:
     """One adapter per destination; ``store`` is the process's own store, where adapters that keep state (the
     payment adapter's initiated references) record it."""
-    return build_adapters(routing.destinations, adapter_context(routing.destinations.values(), store))
+    return build_adapters(routing.destinations, adapter_context(routing.destinations.values(), store, hub_code))
 
 
 @dataclass
@@ -245,7 +250,14 @@ class Runtime:
                 self._built["acceptor"].routing = routing
             return routing
 
+    def adapters(self) -> dict[str, Adapter]:
+        """One adapter per destination of the routing table, built once (``adapters.registry``); closed with the
+        runtime. A worker builds them at start, as it reads its routing then."""
+        return self._once("adapters", lambda: adapters_for(self.routing, self.store, self.settings.hub_code))
+
     def close(self) -> None:
+        for adapter in self._built.get("adapters", {}).values():
+            adapter.close()
         self.broker.close()
         self.store.close()
 
@@ -263,7 +275,7 @@ def _worker_process(settings: Settings, prefetch: int, idle_exit_s: float | None
         runtime.broker,
         runtime.routing,
         OutboundBuilder(runtime.signer(), settings.hub_code),
-        adapters_for(runtime.routing, runtime.store),
+        runtime.adapters(),
         prefetch=prefetch,
         relay=Relay(runtime.store, runtime.broker),
     )

@@ -3,9 +3,7 @@ the size-limited body reader, and the lazily made flow services. Routes import f
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Query, Request, Security
 from fastapi.security import APIKeyHeader
@@ -23,8 +21,6 @@ API_KEY = APIKeyHeader(name="X-Api-Key", auto_error=False, description="The call
 ApiKey = Annotated[str | None, Security(API_KEY)]  # one security scheme in the OpenAPI document
 ListLimit = Annotated[int, Query(ge=1, le=5000)]  # how many rows a listing endpoint answers at the most
 
-T = TypeVar("T")
-_flows_lock = threading.Lock()
 
 
 def hub_of(request: Request) -> HubService:
@@ -97,23 +93,14 @@ def _too_large(detail: str, limit: int) -> ApiProblem:
 
 
 def lookup_service(hub: HubService) -> LookupService:
-    """The process's ``LookupService`` (created on first use, kept on the ``HubService``)."""
+    """The process's ``LookupService`` (made on first use, closed with the ``HubService``)."""
     from hub.flows.lookups import LookupService
 
-    return _kept(hub, "_lookup_service", LookupService)
+    return hub.service(LookupService)
 
 
 def payment_service(hub: HubService) -> PaymentCallbacks:
-    """The process's ``PaymentCallbacks`` (created on first use, kept on the ``HubService``)."""
+    """The process's ``PaymentCallbacks`` (made on first use, closed with the ``HubService``)."""
     from hub.flows.payments import PaymentCallbacks
 
-    return _kept(hub, "_payment_service", PaymentCallbacks)
-
-
-def _kept(hub: HubService, attribute: str, make: Callable[[HubService], T]) -> T:
-    with _flows_lock:
-        service: T | None = getattr(hub, attribute, None)
-        if service is None:
-            service = make(hub)
-            setattr(hub, attribute, service)
-        return service
+    return hub.service(PaymentCallbacks)

@@ -110,11 +110,9 @@ class PostalTracker:
 
 def tracker_for(runtime: Runtime) -> PostalTracker:
     """A tracker over every postal connector of the runtime's routing table."""
-    from hub.runtime import adapter_for
-
     adapters = {
-        code: cast("PostalAdapter", adapter_for(cfg, runtime.store))
-        for code, cfg in runtime.routing.destinations.items()
-        if cfg.kind == "postal"
+        code: cast("PostalAdapter", adapter)
+        for code, adapter in runtime.adapters().items()
+        if runtime.routing.destinations[code].kind == "postal"
     }
     return PostalTracker(runtime, adapters)

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar, cast
 
 from prometheus_client.core import Metric
 from pydantic import BaseModel
@@ -83,6 +83,9 @@ def _secret(value: Any) -> str | None:
     return text or None
 
 
+_Service = TypeVar("_Service")
+
+
 class HubService:
     """One per process. Thread-safe: request threads call ``submit`` concurrently.
 
@@ -103,6 +106,8 @@ class HubService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refreshed = time.monotonic()
+        self._services: dict[Callable[[HubService], Any], Any] = {}
+        self._services_lock = threading.Lock()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -117,7 +122,19 @@ class HubService:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.committer.close()
+        for service in self._services.values():  # the flows' thread pools and partner sessions
+            close = getattr(service, "close", None)
+            if callable(close):
+                close()
         self.runtime.close()
+
+    def service(self, make: Callable[[HubService], _Service]) -> _Service:
+        """The process's flow service that ``make`` builds (lookups, payment callbacks): made on first use, then
+        shared, and closed with the hub."""
+        with self._services_lock:
+            if make not in self._services:
+                self._services[make] = make(self)
+            return cast(_Service, self._services[make])
 
     def _background(self) -> None:
         tick = min(self.settings.relay_interval_s, self.settings.registry_refresh_s, 1.0)

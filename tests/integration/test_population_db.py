@@ -26,7 +26,7 @@ from hub.security.signing import EnvelopeVerifier, TrustStore, sign_payload
 from hub.store import flow_records
 from mappings import outbound_mapping
 from mappings import population_db as pdb
-from tests.support import hub_client, hub_settings, signed_envelope
+from tests.support import hub_client, hub_settings, signed_envelope, wait_for
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "population_db"
 HUB, PROVINCE, POPULATION = "000.00.00.H00", "000.00.00.H12", "000.00.00.G06"
@@ -296,11 +296,14 @@ def test_blank_purpose_is_refused(api, pki) -> None:
 
 
 def test_slow_population_db_is_a_504_not_a_hang(api, pki, sim) -> None:
+    before = len(sim.received()["lookups"])
     sim.fail("slow", count=1, delay_ms=3000)
     response = post(api, signed_lookup(pki))
     assert response.status_code == 504, response.text
     assert response.json()["errors"][0]["rule"] == "partner-timeout"
     assert audit(api)[0]["result"] == "timeout"
+    # the hub stopped waiting, the call did not: let it land here, not in a later test's count
+    wait_for(lambda: len(sim.received()["lookups"]) > before, 10, "the slow lookup to reach the simulator")
 
 
 def test_population_db_down_or_faulting_is_a_502(api, pki, sim) -> None:

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from hub.api import create_app
 from hub.config import Settings
 from hub.console.metrics import EXPORTED
-from hub.logs import JsonFormatter, log_context, logging_dict
+from hub.logs import JsonFormatter, log_context, logging_dict, mask_ids
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -163,3 +163,9 @@ def test_names_of_the_message_at_hand_are_masked_in_every_line_and_read_only_whe
     assert second["msg"] == "second line" and reads == [1]  # read once per context
     assert third["msg"] == "outside: Nguyễn Văn An"
     assert mask_personal("Nguyễn Văn An đã nộp", ["Nguyễn Văn An"]) == "N***** V** A* đã nộp"
+
+
+def test_personal_ids_are_masked_but_digests_are_left_whole() -> None:
+    digest = "73d004048d77957a81142b2ad7492a99dddcdfe65e557946016490d65648b8d6"  # holds a 12-digit run
+    masked = mask_ids(f"SoDinhDanh 001203012345, CMND 123456789, sha256={digest}")
+    assert masked == f"SoDinhDanh ********2345, CMND *****6789, sha256={digest}"
