@@ -3,7 +3,8 @@
 uvicorn times out idle keep-alive connections only, and only after a first answer: a client that opens a
 connection and sends nothing, sends its headers a byte at a time, or trickles a body the hub has already
 refused, holds the connection forever. ``BoundedHttpProtocol`` closes it when a request's headers have not all
-arrived ``header_timeout_s`` after the connection opened, the request began, or the previous answer went out.
+arrived ``header_timeout_s`` after the connection opened or the request began, or when the rest of a body
+answered before it was read (a refusal) has not been followed by a new request's headers within that time.
 (Subclassing is the only hook uvicorn offers; h11 and httptools have no such timeout.)
 """
 
@@ -44,10 +45,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
-        pipelined = bool(self.pipeline)  # a queued request has its headers already
+        # The rest of a body answered before it was all read (a refusal) is read and discarded: bounded too.
+        # Otherwise the connection is idle until the next request begins, which uvicorn's keep-alive bounds.
+        unread = self.cycle.more_body and not self.pipeline
         super().on_response_complete()
-        if not pipelined and not self.transport.is_closing():
-            self._arm()  # also bounds the rest of a refused body, which is read and discarded
+        if unread and not self.transport.is_closing():
+            self._arm()
 
     def _arm(self) -> None:
         self._disarm()

@@ -40,6 +40,7 @@ _X = f"{{{EX_NS}}}"
 SOAP_PATH = "/soap/exchange"
 SOAP_MEDIA_TYPE = "text/xml; charset=utf-8"
 KEY_PEEK_BYTES = 64 * 1024  # a SOAP header ApiKey further into the request than this is not looked for
+PEEK_SLICE_BYTES = 2048
 
 router = APIRouter(include_in_schema=False)
 
@@ -188,18 +189,17 @@ class KeyPeek:
         parser = self._parser
         if parser is None:  # decided already
             return True
-        part = chunk[: KEY_PEEK_BYTES - self._seen]
-        self._seen += len(part)
-        try:
-            parser.feed(part)
-            for event, el in parser.read_events():
-                if self._decides(event, el):
-                    self.done = True
-                    break
-        except etree.XMLSyntaxError:  # the full parse, once authenticated, names the fault
-            self.done = True
-        if self._seen >= KEY_PEEK_BYTES:
-            self.done = True
+        view = memoryview(chunk)
+        while not self.done and view and self._seen < KEY_PEEK_BYTES:
+            # Small slices: the parser stops soon after the header, not at the end of whatever arrived.
+            part, view = view[: min(PEEK_SLICE_BYTES, KEY_PEEK_BYTES - self._seen)], view[PEEK_SLICE_BYTES:]
+            self._seen += len(part)
+            try:
+                parser.feed(bytes(part))
+                self.done = any(self._decides(event, el) for event, el in parser.read_events())
+            except etree.XMLSyntaxError:  # the full parse, once authenticated, names the fault
+                self.done = True
+        self.done = self.done or self._seen >= KEY_PEEK_BYTES
         if self.done:
             self._parser = None  # drop the partial tree now
         return self.done
