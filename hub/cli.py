@@ -272,6 +272,7 @@ def serve(
     """Serve the HTTP API and the operator page (http://HOST:PORT/)."""
     import uvicorn
 
+    from hub.api.server import PROTOCOL
     from hub.config import get_settings
     from hub.logs import logging_dict
 
@@ -293,6 +294,8 @@ def serve(
         workers=workers,
         log_level=settings.log_level.lower(),
         log_config=logging_dict(settings),  # JSON lines (masked) from every worker process, uvicorn's too
+        http=PROTOCOL,  # request headers must arrive within LIENTHONG_HEADER_TIMEOUT_S
+        timeout_keep_alive=settings.keep_alive_s,
     )
 
 

@@ -33,6 +33,20 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, description="Port `hub serve` listens on")
     max_message_bytes: int = Field(2 * 1024 * 1024, description="Largest packet accepted, in bytes")
     max_xml_depth: int = Field(64, description="Deepest element nesting accepted")
+    max_callback_bytes: int = Field(
+        256 * 1024, gt=0, description="Largest partner callback body accepted (payment CONFIRM with its receipt)"
+    )
+    max_connector_spec_bytes: int = Field(256 * 1024, gt=0, description="Largest connector spec accepted by the API")
+    max_form_bytes: int = Field(
+        64 * 1024, gt=0, description="Largest body of any other request (operator page forms, sign-in, sign-out)"
+    )
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="A request's whole body must arrive within this many seconds of its headers (408)"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="`hub serve` closes a connection whose request headers take longer than this"
+    )
+    keep_alive_s: int = Field(5, gt=0, description="`hub serve` closes an idle keep-alive connection after this")
     admin_api_key: SecretStr | None = Field(
         None, description="API key of the hub administrator (connectors, dead letters, every trace); unset = none"
     )

@@ -46,6 +46,20 @@ def make_parser(*, strip_comments: bool = False) -> etree.XMLParser:
     )
 
 
+def make_pull_parser() -> etree.XMLPullParser:
+    """A new incremental lxml parser (``start``/``end`` events) with the same switches as ``make_parser``: for
+    reading the start of a document as it streams in, without waiting for (or keeping) the rest."""
+    return etree.XMLPullParser(
+        events=("start", "end"),
+        resolve_entities=False,
+        load_dtd=False,
+        dtd_validation=False,
+        no_network=True,
+        huge_tree=False,
+        collect_ids=False,
+    )
+
+
 def parser(*, strip_comments: bool = False) -> etree.XMLParser:
     """The calling thread's hardened parser (lxml parsers must not be shared between threads)."""
     name = "parser_no_comments" if strip_comments else "parser"

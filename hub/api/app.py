@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client.core import Metric
 
 from hub import __version__
+from hub.api.limits import BodyLimits
 from hub.api.openapi import install_openapi
 from hub.api.problems import install_handlers
 from hub.api.routes import connectors, deadlines, health, lookups, messages, operations, payments, soap, types
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from hub.console import install_console
 
     install_console(app, settings)  # the operator page at /
+    app.add_middleware(BodyLimits, settings=settings)  # outermost: bodies are bounded before anything reads them
     return app
 
 

@@ -33,6 +33,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "forbidden": (403, "Not allowed"),
     "not-found": (404, "Not found"),
     "method-not-allowed": (405, "Method not allowed"),
+    "request-timeout": (408, "Request body too slow"),
     "conflict": (409, "Conflict"),
     "too-large": (413, "Request too large"),
     "unsupported-media-type": (415, "Unsupported media type"),

@@ -3,7 +3,9 @@ connector registry, certificate and API-key rotation, traces, timelines, operati
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +17,9 @@ from lxml import etree
 
 from hub import packets
 from hub.api import create_app
+from hub.api.limits import BodyLimits
+from hub.api.problems import ApiProblem
+from hub.api.routes import soap
 from hub.config import Settings
 from hub.registry import parse_spec
 from hub.security import keys
@@ -86,6 +91,8 @@ def api(tmp_path: Path, pki) -> Iterator[Api]:
         operator_api_key=OPERATOR_KEY,
         operator_name="operator.an",
         max_message_bytes=64 * 1024,
+        max_callback_bytes=8 * 1024,
+        max_form_bytes=4 * 1024,
         log_format="console",
     )
     with TestClient(create_app(settings)) as client:
@@ -196,6 +203,46 @@ def test_413_too_large_by_length_and_by_body(api: Api) -> None:
             yield b"x" * 1024
 
     assert_problem(api.post(chunks()), 413)
+
+
+OVERSIZED = (  # path, the API key a request needs to get as far as reading its body, a size over the limit, rule
+    ("/api/v1/messages", "ministry", 65 * 1024, "max-message-bytes"),
+    ("/api/v1/lookups", "province", 65 * 1024, "max-message-bytes"),
+    ("/api/v1/connectors", "admin", 300 * 1024, "max-connector-spec-bytes"),
+    ("/api/v1/callbacks/payment/000.00.00.P01", None, 9 * 1024, "max-callback-bytes"),
+    ("/login", None, 5 * 1024, "max-form-bytes"),
+    ("/logout", None, 5 * 1024, "max-form-bytes"),
+    ("/api/v1/dead-letters/1/replay", "admin", 5 * 1024, "max-form-bytes"),
+)
+
+
+def test_a_declared_body_over_the_limit_is_refused_before_the_route_runs(api: Api, monkeypatch) -> None:
+    def never(*_args, **_kwargs):
+        raise AssertionError("an oversized request reached the route")
+
+    monkeypatch.setattr(HubService, "authenticate", never)  # authenticated or not: refused before any lookup
+    monkeypatch.setattr("hub.api.routes.payments.payment_service", never)
+    for path, _, size, rule in OVERSIZED:
+        response = api.client.post(path, content=b"x" * size, headers={"Content-Type": "application/xml"})
+        body = assert_problem(response, 413, rule)
+        assert body["instance"] == path
+
+
+def test_a_body_without_length_is_refused_once_it_passes_the_limit(api: Api) -> None:
+    for path, key, size, rule in OVERSIZED:
+
+        def chunks(n: int = size):  # no Content-Length: counted as it streams
+            for _ in range(n // 1024):
+                yield b"x" * 1024
+
+        headers = {"Content-Type": "application/xml"} | ({"X-Api-Key": api.keys[key]} if key else {})
+        if path == "/api/v1/connectors":
+            headers["Content-Type"] = "application/yaml"
+        response = api.client.post(path, content=chunks(), headers=headers)
+        if path.endswith("/replay"):  # this route never reads its body: nothing to count
+            assert response.status_code == 404, response.text
+            continue
+        assert_problem(response, 413, rule)
 
 
 def test_400_malformed_xml_and_dtds(api: Api) -> None:
@@ -567,6 +614,7 @@ def test_openapi_documents_every_endpoint_and_its_errors(api: Api) -> None:
 # ------------------------------------------------------------------------------------------------ SOAP
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+EXCHANGE = "urn:lienthong:exchange:1"
 
 
 def soap_request(operation: str, inner: str, api_key: str | None) -> bytes:
@@ -620,7 +668,9 @@ def test_soap_submit_status_and_faults(api: Api) -> None:
         )
     )
     assert (code, rules) == ("soap:Client", ["signature-digest"])
-    assert fault_of(api.client.post("/soap/exchange", content=b"<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>"))[1] == [
+    dtd = b"<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>"  # authenticated before it is parsed
+    assert fault_of(api.client.post("/soap/exchange", content=dtd))[1] == ["api-key-required"]
+    assert fault_of(api.client.post("/soap/exchange", content=dtd, headers={"X-Api-Key": api.keys["ministry"]}))[1] == [
         "xml-no-dtd"
     ]
     assert fault_of(
@@ -638,3 +688,45 @@ def test_soap_submit_status_and_faults(api: Api) -> None:
         headers={"X-Api-Key": api.keys["ministry"]},
     )
     assert etree.fromstring(again.content).findtext(".//{urn:lienthong:exchange:1}Duplicate") == "true"
+
+
+def test_soap_authenticates_before_it_parses(api: Api, monkeypatch) -> None:
+    parsed = []
+    real_parse = soap.parse_xml
+    monkeypatch.setattr(soap, "parse_xml", lambda data, limits: parsed.append(len(data)) or real_parse(data, limits))
+    padding = "<ex:Pad>" + "x" * (40 * 1024) + "</ex:Pad>"
+    unknown = soap_request("GetMessageStatusRequest", padding, "lt_00000000_unknown")
+    without = soap_request("GetMessageStatusRequest", padding, None)
+    for body, rule in ((unknown, "api-key-unknown"), (without, "api-key-required")):
+        response = api.client.post("/soap/exchange", content=body, headers={"Content-Type": "text/xml"})
+        assert response.status_code == 500
+        assert [r.text for r in etree.fromstring(response.content).iter(f"{{{EXCHANGE}}}Rule")] == [rule]
+    assert parsed == []  # refused from the SOAP header alone
+    known = soap_request("GetMessageStatusRequest", "<ex:MessageId>none</ex:MessageId>", api.keys["ministry"])
+    response = api.client.post("/soap/exchange", content=known, headers={"X-Api-Key": "lt_00000000_unknown"})
+    assert [r.text for r in etree.fromstring(response.content).iter(f"{{{EXCHANGE}}}Rule")] == ["unknown-message"]
+    assert parsed == [len(known)]  # the SOAP header's key wins over the HTTP header's, as before
+
+
+def test_a_body_slower_than_the_body_timeout_is_refused_with_408(tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    async def route(scope, receive, send) -> None:
+        try:
+            while (message := await receive())["more_body"]:
+                seen.append(len(message["body"]))
+        except ApiProblem as exc:
+            seen.append(exc.status)
+            raise
+
+    async def trickle() -> dict:
+        await asyncio.sleep(0.05 if len(seen) < 2 else 30)
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    limits = BodyLimits(route, Settings(data_dir=tmp_path, body_timeout_s=0.5))
+    scope = {"type": "http", "path": "/api/v1/messages", "headers": [(b"transfer-encoding", b"chunked")]}
+    started = time.monotonic()
+    with pytest.raises(ApiProblem) as refused:
+        asyncio.run(limits(scope, trickle, None))
+    assert refused.value.status == 408 and refused.value.errors[0].rule == "body-timeout"
+    assert seen == [1, 1, 408] and time.monotonic() - started < 10

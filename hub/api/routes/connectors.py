@@ -18,7 +18,6 @@ from hub.services import ADMIN, Caller, HubService, require
 router = APIRouter()
 
 SPEC_MEDIA_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
-MAX_SPEC_BYTES = 256 * 1024
 
 
 @router.get(
@@ -57,7 +56,7 @@ async def add_connector(request: Request, x_api_key: ApiKey = None) -> JSONRespo
     caller = await run_in_threadpool(hub.authenticate, x_api_key)
     require(caller, ADMIN)
     media = require_media_type(request, SPEC_MEDIA_TYPES, "the connector spec as YAML or JSON", "YAML or JSON", "?")
-    body = await read_body(request, MAX_SPEC_BYTES)
+    body = await read_body(request, hub.settings.max_connector_spec_bytes)
     connector, api_key = await run_in_threadpool(add_connector_from, hub, body, media, caller)
     out = ConnectorCreatedOut.of(connector, api_key=api_key)
     return JSONResponse(

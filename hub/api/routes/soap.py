@@ -3,7 +3,8 @@
 Document/literal, described by ``schemas/exchange.wsdl``. ``SubmitEnvelope`` carries the signed hub envelope as
 base64 (the exact signed bytes, untouched by the SOAP toolkit) and feeds the same pipeline as
 ``POST /api/v1/messages``; ``GetMessageStatus`` answers a message's status and trace summary. The API key is the
-``ApiKey`` SOAP header or the HTTP ``X-Api-Key`` header. Requests are parsed with the hardened parser. Errors are
+``ApiKey`` SOAP header (within the first 64 KiB) or the HTTP ``X-Api-Key`` header, checked before the request is
+parsed; requests are then parsed with the hardened parser. Errors are
 SOAP faults (HTTP 500 as SOAP 1.1 requires): ``soap:Client`` for refused requests, ``soap:Server`` for hub
 failures, with ``detail/Problem`` holding the HTTP-equivalent status, the message id and every {path, rule, message}.
 """
@@ -22,11 +23,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from lxml import etree
 
-from hub.api.dependencies import hub_of, read_body
+from hub.api.dependencies import hub_of
 from hub.api.problems import ApiProblem, from_rejection
+from hub.config import Settings
 from hub.errors import Issue, RejectedError
 from hub.services import Caller, HubService
-from hub.xmlparse import XmlLimits, make_parser, parse_xml
+from hub.xmlparse import XmlLimits, make_parser, make_pull_parser, parse_xml
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ _S = f"{{{SOAP_NS}}}"
 _X = f"{{{EX_NS}}}"
 SOAP_PATH = "/soap/exchange"
 SOAP_MEDIA_TYPE = "text/xml; charset=utf-8"
+KEY_PEEK_BYTES = 64 * 1024  # a SOAP header ApiKey further into the request than this is not looked for
+PEEK_SLICE_BYTES = 2048
 
 router = APIRouter(include_in_schema=False)
 
@@ -163,15 +167,81 @@ def _status(hub: HubService, caller: Caller, operation: etree._Element) -> etree
 OPERATIONS = {f"{_X}SubmitEnvelopeRequest": _submit, f"{_X}GetMessageStatusRequest": _status}
 
 
-def handle(hub: HubService, body: bytes, http_key: str | None, limits: XmlLimits) -> etree._Element:
-    """Parse a SOAP request (hardened), authenticate, dispatch; raise ``ApiProblem``/``RejectedError``."""
+def soap_body_limit(settings: Settings) -> int:
+    """The largest SOAP request: base64 grows the envelope by 4/3; room is left for the SOAP wrapping."""
+    return settings.max_message_bytes * 4 // 3 + 64 * 1024
+
+
+class KeyPeek:
+    """Finds the ``soap:Header/ex:ApiKey`` of a request as its body streams in, so that the caller is
+    authenticated before the document is parsed (an unauthenticated request costs at most ``KEY_PEEK_BYTES``
+    of incremental parsing, and its tree is never built)."""
+
+    def __init__(self) -> None:
+        self._parser: etree.XMLPullParser | None = make_pull_parser()
+        self._seen = 0
+        self._depth = 0
+        self.key: str | None = None
+        self.done = False
+
+    def feed(self, chunk: bytes) -> bool:
+        """Read one more chunk; True once the key is found or known to be absent (then feed no more)."""
+        parser = self._parser
+        if parser is None:  # decided already
+            return True
+        view = memoryview(chunk)
+        while not self.done and view and self._seen < KEY_PEEK_BYTES:
+            # Small slices: the parser stops soon after the header, not at the end of whatever arrived.
+            part, view = view[: min(PEEK_SLICE_BYTES, KEY_PEEK_BYTES - self._seen)], view[PEEK_SLICE_BYTES:]
+            self._seen += len(part)
+            try:
+                parser.feed(bytes(part))
+                self.done = any(self._decides(event, el) for event, el in parser.read_events())
+            except etree.XMLSyntaxError:  # the full parse, once authenticated, names the fault
+                self.done = True
+        self.done = self.done or self._seen >= KEY_PEEK_BYTES
+        if self.done:
+            self._parser = None  # drop the partial tree now
+        return self.done
+
+    def _decides(self, event: str, el: etree._Element) -> bool:
+        if event == "start":
+            self._depth += 1
+            if self._depth == 1:  # anything but a SOAP envelope has no SOAP header
+                return el.tag != f"{_S}Envelope"
+            return self._depth == 2 and el.tag == f"{_S}Body"
+        self._depth -= 1
+        parent = el.getparent()
+        if self._depth == 2 and el.tag == f"{_X}ApiKey" and parent is not None and parent.tag == f"{_S}Header":
+            self.key = el.text or ""
+            return True
+        return self._depth == 1 and el.tag == f"{_S}Header"
+
+
+async def authenticated_body(request: Request, hub: HubService) -> tuple[Caller, bytes]:
+    """The caller (SOAP header ApiKey, else the X-Api-Key header), authenticated before the rest of the body is
+    read, and then the body. An unknown or missing key is refused without reading or parsing the rest."""
+    chunks: list[bytes] = []
+    peek = KeyPeek()
+    stream = request.stream().__aiter__()
+    async for chunk in stream:
+        chunks.append(chunk)
+        if peek.feed(chunk):
+            break
+    key = (peek.key or "").strip() or request.headers.get("x-api-key")
+    caller = await run_in_threadpool(hub.authenticate, key)
+    async for chunk in stream:  # the body limit is kept by hub.api.limits.BodyLimits
+        chunks.append(chunk)
+    return caller, b"".join(chunks)
+
+
+def handle(hub: HubService, body: bytes, caller: Caller, limits: XmlLimits) -> etree._Element:
+    """Parse an authenticated caller's SOAP request (hardened) and dispatch; raise ``ApiProblem``/``RejectedError``."""
     root = parse_xml(body, limits)
     if root.tag != f"{_S}Envelope":
         raise ApiProblem(
             "malformed", "not a SOAP 1.1 envelope", [Issue("/", "soap-envelope", f"root must be {{{SOAP_NS}}}Envelope")]
         )
-    header_key = root.findtext(f"{_S}Header/{_X}ApiKey")
-    caller = hub.authenticate((header_key or "").strip() or http_key)
     soap_body = root.find(f"{_S}Body")
     operations = [] if soap_body is None else [c for c in soap_body if isinstance(c.tag, str)]
     if len(operations) != 1 or operations[0].tag not in OPERATIONS:
@@ -196,12 +266,10 @@ def get_wsdl(request: Request) -> Response:
 async def soap_exchange(request: Request) -> Response:
     hub = hub_of(request)
     settings = hub.settings
-    # base64 grows the envelope by 4/3; leave room for the SOAP wrapping.
-    limit = settings.max_message_bytes * 4 // 3 + 64 * 1024
-    limits = XmlLimits(max_bytes=limit, max_depth=settings.max_xml_depth)
+    limits = XmlLimits(max_bytes=soap_body_limit(settings), max_depth=settings.max_xml_depth)
     try:
-        body = await read_body(request, limit)
-        result = await run_in_threadpool(handle, hub, body, request.headers.get("x-api-key"), limits)
+        caller, body = await authenticated_body(request, hub)
+        result = await run_in_threadpool(handle, hub, body, caller, limits)
     except ApiProblem as exc:
         return fault(exc)
     except RejectedError as exc:
