@@ -33,6 +33,18 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, description="Port `hub serve` listens on")
     max_message_bytes: int = Field(2 * 1024 * 1024, description="Largest packet accepted, in bytes")
     max_xml_depth: int = Field(64, description="Deepest element nesting accepted")
+    loop_check_max_bytes: int = Field(
+        64 * 1024,
+        ge=0,
+        description="Envelopes larger than this are checked and committed by a thread, not on the API's event loop, "
+        "so that large bodies do not hold up other requests (smaller ones keep the loop's group commit)",
+    )
+    loop_check_budget_s: float = Field(
+        0.05,
+        gt=0,
+        description="CPU time one turn of the API's event loop may spend checking envelopes before it commits "
+        "them and answers other requests",
+    )
     admin_api_key: SecretStr | None = Field(
         None, description="API key of the hub administrator (connectors, dead letters, every trace); unset = none"
     )

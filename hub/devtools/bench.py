@@ -10,6 +10,7 @@ accepted-but-undelivered backlog bounded, so p99 measures the exchange, not an e
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import multiprocessing
 import os
@@ -41,7 +42,8 @@ from hub.security.signing import Signer, sign_payload
 from hub.xmlparse import parse_xml
 
 PROVINCE, SINK = "000.00.00.H12", "000.00.00.B01"
-MESSAGE_TYPES = ("dossier.sync", "dossier.status", "payment.request", "postal.order")
+SYNC = "dossier.sync"
+MESSAGE_TYPES = (SYNC, "dossier.status", "payment.request", "postal.order")
 LOAD_CONCURRENCY = 32  # requests each load process keeps in flight against `hub serve` (--via http)
 
 
@@ -91,6 +93,23 @@ def _percentile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def padded_sync(target_bytes: int) -> etree._Element:
+    """The example ``dossier.sync`` with more documents until its XML is about ``target_bytes`` long: still valid,
+    so the whole intake (parse, verify, validate, decode, store, publish) works on a body of that size."""
+    ns = f"{{{packets.PACKET_NAMESPACE}}}"
+    payload = packets.to_element(packets.example(SYNC))
+    documents = payload.find(f"{ns}documents")
+    assert documents is not None
+    template = copy.deepcopy(documents[0])
+    template.find(f"{ns}name").text = "Bản vẽ " + "thiết kế " * 100
+    size, step = len(etree.tostring(payload)), len(etree.tostring(template))
+    for i in range(max(0, target_bytes - size) // step):
+        document = copy.deepcopy(template)
+        document.find(f"{ns}componentCode").text = f"PAD-{i:05d}"
+        documents.append(document)
+    return payload
 
 
 def make_envelopes(signer: Signer, count: int, progress: Callable[[int], None]) -> list[bytes]:
