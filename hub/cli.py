@@ -478,11 +478,15 @@ def bench(
     prefetch: Annotated[int, typer.Option(help="Deliveries each worker takes from the queue at once")] = 32,
     via: Annotated[str, typer.Option(help="`direct` (accept in-process) or `http` (POST to `hub serve`)")] = "direct",
     serve_workers: Annotated[int, typer.Option(help="With --via http: uvicorn worker processes")] = 2,
+    payload_bytes: Annotated[
+        int, typer.Option(min=0, help="Pad every envelope (a valid dossier.sync) to about this many bytes; 0: ~4 KB")
+    ] = 0,
 ) -> None:
     """Measure the exchange end to end and against a naive single-process chain.
 
     Prints a readable report with progress, and as its last line one JSON object: messages, delivered, lost,
-    duplicates, seconds, throughput_msg_s, p50_ms, p99_ms, naive_msg_s, ratio_vs_naive, broker, store.
+    duplicates, seconds, throughput_msg_s, p50_ms, p99_ms, naive_msg_s, ratio_vs_naive, broker, store,
+    envelope_bytes, and with --via http healthz_p50_ms / healthz_p99_ms (`/healthz` timed while the load runs).
     """
     import contextlib
 
@@ -506,7 +510,8 @@ def bench(
     result = benchmark.run(
         broker=broker, messages=messages, workers=workers, window=window, batch=batch, database_url=database,
         naive_messages=naive_messages, acceptors=acceptors, prefetch=prefetch, via=via, serve_workers=serve_workers,
-        report=lambda line: err.print(line, markup=False), progress_factory=progress_factory,
+        payload_bytes=payload_bytes, report=lambda line: err.print(line, markup=False),
+        progress_factory=progress_factory,
     )  # fmt: skip
     err.print(
         f"\nend to end: {result.delivered}/{result.messages} delivered in {result.seconds:.1f}s = "
@@ -515,6 +520,8 @@ def bench(
         f"lost {result.lost}, duplicates {result.duplicates}; accept stage alone {result.accept_msg_s:.0f} msg/s",
         markup=False,
     )
+    if result.healthz_p50_ms is not None and result.healthz_p99_ms is not None:
+        err.print(f"/healthz while loaded: p50 {result.healthz_p50_ms:.0f} ms, p99 {result.healthz_p99_ms:.0f} ms")
     sys.stdout.write(benchmark.as_json(result) + "\n")
     if result.lost or result.duplicates:
         raise typer.Exit(EXIT_REJECTED)

@@ -47,6 +47,18 @@ class Settings(BaseSettings):
         10.0, gt=0, description="`hub serve` closes a connection whose request headers take longer than this"
     )
     keep_alive_s: int = Field(5, gt=0, description="`hub serve` closes an idle keep-alive connection after this")
+    loop_check_max_bytes: int = Field(
+        64 * 1024,
+        ge=0,
+        description="Envelopes larger than this are checked and committed by a thread, not on the API's event loop, "
+        "so that large bodies do not hold up other requests (smaller ones keep the loop's group commit)",
+    )
+    loop_check_budget_s: float = Field(
+        0.05,
+        gt=0,
+        description="CPU time one turn of the API's event loop may spend checking envelopes before it commits "
+        "them and answers other requests",
+    )
     admin_api_key: SecretStr | None = Field(
         None, description="API key of the hub administrator (connectors, dead letters, every trace); unset = none"
     )

@@ -10,6 +10,7 @@ accepted-but-undelivered backlog bounded, so p99 measures the exchange, not an e
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import multiprocessing
 import os
@@ -19,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -41,7 +43,8 @@ from hub.security.signing import Signer, sign_payload
 from hub.xmlparse import parse_xml
 
 PROVINCE, SINK = "000.00.00.H12", "000.00.00.B01"
-MESSAGE_TYPES = ("dossier.sync", "dossier.status", "payment.request", "postal.order")
+SYNC = "dossier.sync"
+MESSAGE_TYPES = (SYNC, "dossier.status", "payment.request", "postal.order")
 LOAD_CONCURRENCY = 32  # requests each load process keeps in flight against `hub serve` (--via http)
 
 
@@ -62,6 +65,9 @@ class BenchResult:
     workers: int
     accept_msg_s: float
     via: str
+    envelope_bytes: int = 0  # the average envelope's size
+    healthz_p50_ms: float | None = None  # /healthz round trips while the load runs (--via http)
+    healthz_p99_ms: float | None = None
 
 
 def _free_port() -> int:
@@ -93,16 +99,37 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def make_envelopes(signer: Signer, count: int, progress: Callable[[int], None]) -> list[bytes]:
-    """``count`` distinct signed envelopes of ~4 KB, cycling through a few message types; the ids are unique
-    per run, so a benchmark against a long-lived store never collides with an earlier one."""
+def padded_sync(target_bytes: int) -> etree._Element:
+    """The example ``dossier.sync`` with more documents until its XML is about ``target_bytes`` long: still valid,
+    so the whole intake (parse, verify, validate, decode, store, publish) works on a body of that size."""
+    ns = f"{{{packets.PACKET_NAMESPACE}}}"
+    payload = packets.to_element(packets.example(SYNC))
+    documents = payload.find(f"{ns}documents")
+    assert documents is not None
+    template = copy.deepcopy(documents[0])
+    template.find(f"{ns}name").text = "Bản vẽ " + "thiết kế " * 100
+    size, step = len(etree.tostring(payload)), len(etree.tostring(template))
+    for i in range(max(0, target_bytes - size) // step):
+        document = copy.deepcopy(template)
+        document.find(f"{ns}componentCode").text = f"PAD-{i:05d}"
+        documents.append(document)
+    return payload
+
+
+def make_envelopes(signer: Signer, count: int, progress: Callable[[int], None], payload_bytes: int = 0) -> list[bytes]:
+    """``count`` distinct signed envelopes of ~4 KB, cycling through a few message types (with ``payload_bytes``:
+    ``dossier.sync`` padded to about that size); the ids are unique per run, so a benchmark against a long-lived
+    store never collides with an earlier one."""
     run_id = uuid.uuid4().hex[:8]
     examples = {t: packets.example(t) for t in MESSAGE_TYPES}
     examples["dossier.status"] = examples["dossier.status"].model_copy(update={"source_system": PROVINCE})
     payloads = {t: etree.tostring(packets.to_element(m)) for t, m in examples.items()}
+    types: tuple[str, ...] = MESSAGE_TYPES
+    if payload_bytes:
+        payloads[SYNC], types = etree.tostring(padded_sync(payload_bytes)), (SYNC,)
     out = []
     for i in range(count):
-        message_type = MESSAGE_TYPES[i % len(MESSAGE_TYPES)]
+        message_type = types[i % len(types)]
         message_id = f"bench-{run_id}-{i:07d}"
         header = EnvelopeHeader(sender=PROVINCE, receiver=SINK, message_type=message_type, message_id=message_id)
         out.append(etree.tostring(sign_payload(signer, header, parse_xml(payloads[message_type]))))
@@ -231,6 +258,39 @@ def _register_connectors(runtime: Runtime, province_pem: str, sink_url: str) -> 
     return api_key
 
 
+class HealthProbe:
+    """Times ``/healthz`` round trips, one every ``every_s``, in a thread while the load runs: how long any other
+    caller of the API waits behind the intake's work."""
+
+    def __init__(self, url: str, every_s: float = 0.02) -> None:
+        self.url = url
+        self.every_s = every_s
+        self.latencies_ms: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="healthz-probe", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                _get_json(self.url)
+            except OSError:
+                continue  # counted as nothing: a failed probe is no latency figure
+            self.latencies_ms.append((time.perf_counter() - started) * 1000)
+            self._stop.wait(self.every_s)
+
+    def percentile(self, q: float) -> float | None:
+        return round(_percentile(self.latencies_ms, q), 1) if self.latencies_ms else None
+
+
 def _wait_http(url: str, processes: int = 1, seconds: float = 30) -> None:
     """Wait until ``processes`` different server processes have answered ``url`` (``/healthz`` names its pid),
     so that none of them is still starting up once the clock runs."""
@@ -304,6 +364,7 @@ def run(
     acceptors: int = 2,
     via: str = "direct",
     serve_workers: int = 2,
+    payload_bytes: int = 0,
     report: Callable[[str], None],
     progress_factory,
 ) -> BenchResult:
@@ -359,8 +420,9 @@ def run(
             children.append(subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL))
         signer = Signer.from_files(province.key_path, province.cert_path)
         with progress_factory("signing envelopes", messages) as advance:
-            envelopes = make_envelopes(signer, messages, advance)
-        report(f"prepared {messages} signed envelopes (~{sum(map(len, envelopes)) // messages} bytes each)")
+            envelopes = make_envelopes(signer, messages, advance, payload_bytes)
+        envelope_bytes = sum(map(len, envelopes)) // messages
+        report(f"prepared {messages} signed envelopes (~{envelope_bytes} bytes each)")
 
         count_url = f"http://127.0.0.1:{port}/_count"
         chunks = [envelopes[k::acceptors] for k in range(acceptors)]
@@ -375,8 +437,11 @@ def run(
         else:
             initializer, initargs = _acceptor_init, (settings.model_dump(),)
             task = _accept_chunk
+        probe = HealthProbe(f"{api_url}/healthz")
         with context.Pool(acceptors, initializer, initargs) as pool:
             pool.map(_process_ready, range(acceptors))  # started, connected and warm before the clock starts
+            if via == "http":
+                probe.start()
             started = time.perf_counter()
             jobs = [
                 pool.apply_async(task, (chunk, max(1, window // acceptors), batch, count_url, acceptors))
@@ -393,6 +458,7 @@ def run(
                         break
                     time.sleep(0.05)
             results = [job.get(timeout=30) for job in jobs]
+            probe.stop()
         accepted_at = {m: t for chunk_times, _ in results for m, t in chunk_times.items()}
         accept_cpu = sum(cpu for _, cpu in results)
         elapsed = time.perf_counter() - started
@@ -424,6 +490,9 @@ def run(
             store=settings.database_url.split(":", 1)[0].split("+")[0],
             workers=workers,
             accept_msg_s=round(messages / accept_cpu * acceptors, 1) if accept_cpu else 0.0,
+            envelope_bytes=envelope_bytes,
+            healthz_p50_ms=probe.percentile(0.50),
+            healthz_p99_ms=probe.percentile(0.99),
         )
     finally:
         for child in children:

@@ -34,7 +34,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
@@ -378,13 +378,28 @@ class GroupCommitter:
     Either way the checks run one at a time in one thread, not in the request threads: the same CPU work spread
     over several busy threads costs about twice the CPU, as they hand the GIL back and forth at every lxml and
     OpenSSL call (measured on the benchmark machine).
+
+    The loop must stay free to answer everyone else (``/healthz``, the operator page), so two things never run
+    on it: an envelope larger than ``loop_max_bytes`` (its checks cost milliseconds per 100 KB) goes to the
+    committer thread, and one turn spends at most about ``budget_s`` checking before it commits what it has
+    checked and leaves the rest to the next turn. Small envelopes in ordinary batches never reach either bound.
     """
 
-    def __init__(self, acceptor: Acceptor, *, max_batch: int = 128, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        acceptor: Acceptor,
+        *,
+        max_batch: int = 128,
+        timeout_s: float = 30.0,
+        loop_max_bytes: int = 64 * 1024,
+        budget_s: float = 0.05,
+    ) -> None:
         self.acceptor = acceptor
         acceptor.defer_marks = True  # flushed below whenever the queue runs dry
         self.max_batch = max_batch
         self.timeout_s = timeout_s
+        self.loop_max_bytes = loop_max_bytes
+        self.budget_s = budget_s
         self._queue: queue.Queue[tuple[Callable[[], Checked], bytes, Future]] = queue.Queue()
         self._on_loop: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[], Checked], bytes, Any]]] = {}
         self._stop = threading.Event()
@@ -399,7 +414,10 @@ class GroupCommitter:
         return done
 
     async def submit_async(self, check: Callable[[], Checked], data: bytes) -> Accepted | RejectedError:
-        """``submit`` on the running event loop: the outcome once this turn of the loop's group is committed."""
+        """``submit`` on the running event loop: the outcome once this turn of the loop's group is committed;
+        an envelope larger than ``loop_max_bytes`` is checked and committed by the committer thread instead."""
+        if len(data) > self.loop_max_bytes:
+            return await asyncio.wrap_future(self.submit(check, data))
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         waiting = self._on_loop.setdefault(loop, [])
@@ -410,47 +428,57 @@ class GroupCommitter:
 
     def _run_on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         waiting = self._on_loop.pop(loop, [])
-        batch, rest = waiting[: self.max_batch], waiting[self.max_batch :]
-        if rest:
-            self._on_loop[loop] = rest
+        taken = self.process(waiting[: self.max_batch], budget_s=self.budget_s)
+        if taken < len(waiting):  # nothing else ran on this thread meanwhile: no request was added
+            self._on_loop[loop] = waiting[taken:]
             loop.call_soon(self._run_on_loop, loop)
-        self.process(batch)
 
     def _run(self) -> None:
+        pending: list[tuple[Callable[[], Checked], bytes, Future]] = []
         while not self._stop.is_set():
-            try:
-                batch = [self._queue.get(timeout=0.2)]
-            except queue.Empty:
-                self._flush_marks()
-                continue
-            while len(batch) < self.max_batch:
+            if not pending:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    pending = [self._queue.get(timeout=0.2)]
+                except queue.Empty:
+                    self._flush_marks()
+                    continue
+            while len(pending) < self.max_batch:
+                try:
+                    pending.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self.process(batch)
+            # Within the budget here too: the loop's commits wait for this thread's (one commit at a time).
+            pending = pending[self.process(pending, budget_s=self.budget_s) :]
 
-    def process(self, batch: Sequence[tuple[Callable[[], Checked], bytes, Any]]) -> None:
-        """Check every item of ``batch`` and commit those that pass in one transaction, in the calling thread;
-        each item's future (``concurrent.futures`` or ``asyncio``) gets its outcome."""
+    def process(
+        self, batch: Sequence[tuple[Callable[[], Checked], bytes, Any]], *, budget_s: float | None = None
+    ) -> int:
+        """Check the items of ``batch`` in order and commit those that pass in one transaction, in the calling
+        thread; each item's future (``concurrent.futures`` or ``asyncio``) gets its outcome. With ``budget_s``,
+        stop checking once that much time is spent (after one item at least). Returns how many items were taken."""
+        started = time.perf_counter()
         checked: list[tuple[Checked, bytes, Any]] = []
+        taken = 0
         for check, data, done in batch:
+            taken += 1
             try:
                 checked.append((check(), data, done))
             except RejectedError as exc:
                 _settle(done, exc)
             except Exception as exc:  # e.g. the registry's store is down
                 _settle(done, error=exc)
-        if not checked:
-            return
-        try:
-            results = self.acceptor.commit([(item, data) for item, data, _ in checked])
-        except Exception as exc:  # the store is down: every waiting request gets the error
-            for _, _, done in checked:
-                _settle(done, error=exc)
-        else:
-            for (_, _, done), result in zip(checked, results, strict=True):
-                _settle(done, result)
+            if budget_s is not None and time.perf_counter() - started >= budget_s:
+                break
+        if checked:
+            try:
+                results = self.acceptor.commit([(item, data) for item, data, _ in checked])
+            except Exception as exc:  # the store is down: every waiting request gets the error
+                for _, _, done in checked:
+                    _settle(done, error=exc)
+            else:
+                for (_, _, done), result in zip(checked, results, strict=True):
+                    _settle(done, result)
+        return taken
 
     def _flush_marks(self) -> None:
         try:
@@ -465,13 +493,17 @@ class GroupCommitter:
 
 
 def _settle(done: Any, result: object = None, error: BaseException | None = None) -> None:
-    """Give a request's future its outcome, unless the request gave up waiting (its future is cancelled)."""
+    """Give a request's future its outcome, unless the request gave up waiting (its future is cancelled, maybe
+    by another thread in the meantime: an awaited ``submit`` future is cancelled from the loop's thread)."""
     if done.done():
         return
-    if error is not None:
-        done.set_exception(error)
-    else:
-        done.set_result(result)
+    try:
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+    except (InvalidStateError, asyncio.InvalidStateError):
+        pass
 
 
 def _dossier_code(model: BaseModel | SyncReport | None) -> str | None:

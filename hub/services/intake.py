@@ -5,6 +5,7 @@ feed exactly the same pipeline. Refusals are ``RejectedError``s; ``hub.api`` tur
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import threading
@@ -100,7 +101,9 @@ class HubService:
         self.registry = self.runtime.registry()
         self.limits = self.runtime.limits()
         self.acceptor = self.runtime.acceptor()
-        self.committer = GroupCommitter(self.acceptor)
+        self.committer = GroupCommitter(
+            self.acceptor, loop_max_bytes=settings.loop_check_max_bytes, budget_s=settings.loop_check_budget_s
+        )
         self.relay = Relay(self.store, self.broker, every_s=settings.relay_interval_s)
         self.metrics = StoreCollector(self.store, gauges=None if gauges is None else partial(gauges, self))
         self._stop = threading.Event()
@@ -115,6 +118,9 @@ class HubService:
         """Start the background thread: outbox relay, and periodic reload of routes and certificates."""
         self._thread = threading.Thread(target=self._background, name="hub-relay", daemon=True)
         self._thread.start()
+        # What the process has built so far lives as long as it does: out of the cyclic collector's way, a full
+        # collection (which holds the GIL, so the event loop too) only walks what requests created since.
+        gc.freeze()
 
     def close(self) -> None:
         """Stop the background thread, flush the group committer, close store and broker."""
@@ -241,7 +247,8 @@ class HubService:
 
     async def submit_async(self, caller: Caller, data: bytes, channel: str = "rest") -> Accepted:
         """``submit`` for the event loop: checked and committed with the requests of the same turn of the loop,
-        on the loop's thread (``GroupCommitter.submit_async``)."""
+        on the loop's thread; one larger than ``loop_check_max_bytes`` by the committer thread, so that the loop
+        keeps answering (``GroupCommitter.submit_async``)."""
         started = time.perf_counter()
         try:
             outcome = await self.committer.submit_async(partial(self._check, caller, data), data)
