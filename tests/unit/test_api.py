@@ -18,7 +18,7 @@ from hub.api import create_app
 from hub.config import Settings
 from hub.registry import parse_spec
 from hub.security import keys
-from hub.security.envelope import EnvelopeHeader
+from hub.security.envelope import EnvelopeHeader, build_envelope
 from hub.security.signing import Signer, sign_payload
 from hub.services import HubService
 
@@ -217,6 +217,20 @@ def test_422_tampered_unsigned_and_invalid(api: Api) -> None:
     invalid_payload.find("{urn:lienthong:packet:1}status").text = "42"
     assert_problem(api.post(api.envelope(payload=invalid_payload)), 422)
     assert_problem(api.post(b"<not-an-envelope/>"), 422, "envelope-root")
+
+
+@pytest.mark.parametrize("at", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_a_datetime_utc_cannot_represent_is_a_422_not_a_500(api: Api, at: str) -> None:
+    header = EnvelopeHeader(sender=MINISTRY, receiver=PROVINCE, message_type="dossier.status", dossier_code=DOSSIER)
+    envelope = build_envelope(header, packets.to_element(packets.example("dossier.status")))
+    envelope.find("{urn:lienthong:envelope:1}header/{urn:lienthong:envelope:1}createdAt").text = at
+    body = assert_problem(api.post(etree.tostring(api.ministry.sign(envelope))), 422, "datetime-range")
+    assert [e["path"] for e in body["errors"]] == ["/envelope/header/createdAt"]
+
+    payload = packets.to_element(packets.example("dossier.status"))
+    payload.find("{urn:lienthong:packet:1}at").text = at
+    body = assert_problem(api.post(api.envelope(payload=payload)), 422, "datetime-range")
+    assert [e["path"] for e in body["errors"]] == ["/envelope/body/dossierStatus/at"]
 
 
 def test_403_acl_denials_through_the_registry(api: Api) -> None:
