@@ -97,12 +97,16 @@ def keys_new(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the key, its certificate and the demo CA")],
     algorithm: Annotated[str, typer.Option(help="rsa (RSA-2048) or ec (ECDSA P-256)")] = "rsa",
     days: Annotated[int, typer.Option(help="Certificate validity in days")] = 730,
+    code: Annotated[
+        str | None,
+        typer.Option(help="Connector code the certificate signs for through the CA (subject serialNumber)"),
+    ] = None,
 ) -> None:
     """Create a private key and a certificate signed by the demo CA in OUT (the CA is created if absent)."""
     from hub.security import keys
 
     try:
-        issued = keys.issue_key(name, out_dir, algorithm=algorithm, days=days)
+        issued = keys.issue_key(name, out_dir, algorithm=algorithm, days=days, code=code)
     except KeyMaterialError as exc:
         raise _fail(str(exc)) from None
     if issued.ca_created:

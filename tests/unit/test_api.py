@@ -253,6 +253,21 @@ def test_a_connector_can_sign_only_with_its_pinned_certificates(api: Api, pki) -
     assert_problem(api.post(api.envelope(signer=pki.impostor.signer)), 422, "certificate-pinned")
 
 
+def test_a_connector_without_pins_signs_only_with_a_ca_certificate_naming_its_code(api: Api) -> None:
+    ca_dir = api.hub.settings.data_dir / "keys"  # the hub's trusted CA (LIENTHONG_TRUST_DIR's default)
+    other = keys.issue_key("someone", ca_dir, algorithm="ec", code=MINISTRY)
+    own = keys.issue_key("portal", ca_dir, algorithm="ec", code=PORTAL)
+    portal_key = register(api.hub, code=PORTAL, name="Portal", kind="national_portal", sends=["dossier.status"])
+    # the ministry's certificate is pinned for the ministry (and names it): never for another connector
+    stolen = api.envelope(sender=PORTAL)
+    assert_problem(api.post(stolen, key=portal_key), 422, "certificate-pinned-elsewhere")
+    # a certificate of the trusted CA for another code, pinned for nobody
+    signer = Signer.from_files(other.key_path, other.cert_path)
+    assert_problem(api.post(api.envelope(signer=signer, sender=PORTAL), key=portal_key), 422, "certificate-subject")
+    signer = Signer.from_files(own.key_path, own.cert_path)
+    assert api.post(api.envelope(signer=signer, sender=PORTAL), key=portal_key).status_code == 202
+
+
 def test_certificate_rotation(api: Api, pki, tmp_path: Path) -> None:
     new = keys.issue_key("ministry-2026", pki.ca_dir, algorithm="ec")
     new_signer = Signer.from_files(new.key_path, new.cert_path)
