@@ -582,12 +582,12 @@ def connector_add(
 
     try:
         spec = load_spec(file)
+        with _registry() as registry:
+            connector, key = registry.add(spec, actor=_actor(actor))
     except SpecInvalidError as exc:
         _print_issues(str(file), exc.issues)
         err.print(f"{file}: {len(exc.issues)} problem(s); connector not registered", markup=False)
         raise typer.Exit(EXIT_REJECTED) from None
-    with _registry() as registry:
-        connector, key = registry.add(spec, actor=_actor(actor))
     state = "" if connector.enabled else " (disabled)"
     if key is None:
         out.print(f"updated connector {connector.code} ({connector.kind}, {connector.name}){state}", markup=False)

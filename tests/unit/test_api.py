@@ -310,6 +310,18 @@ def test_bad_input_never_gets_a_5xx(api: Api) -> None:
 # ------------------------------------------------------------------------------------------------ reading
 
 
+def test_registering_the_hubs_code_or_anothers_certificate_is_a_422(api: Api, pki) -> None:
+    headers = {"X-Api-Key": ADMIN_KEY}
+    hub = {"code": HUB, "name": "Not the hub", "kind": "ministry", "sends": ["dossier.status"]}
+    body = assert_problem(api.client.post("/api/v1/connectors", json=hub, headers=headers), 422, "code-is-hub")
+    assert body["errors"][0]["path"] == "code"
+    stolen = {"code": PORTAL, "name": "Portal", "kind": "national_portal",
+              "certificates": [pem(pki.ministry.cert_path)]}  # fmt: skip
+    assert_problem(api.client.post("/api/v1/connectors", json=stolen, headers=headers), 422,
+                   "certificate-pinned-elsewhere")  # fmt: skip
+    assert {c.code for c in api.hub.registry.list()} == {MINISTRY, PROVINCE}
+
+
 def test_trace_is_readable_by_its_sender_and_staff_only(api: Api) -> None:
     message_id = api.post(api.envelope()).json()["message_id"]
     assert api.get(f"/api/v1/messages/{message_id}", "ministry").status_code == 200
