@@ -46,7 +46,15 @@ from hub import packets
 from hub.errors import ConflictError, EnvelopeInvalidError, Issue, NoRouteError, RejectedError, StatusTransitionError
 from hub.exchange.routing import RoutingTable
 from hub.packets.dossier import DossierStatusUpdate
-from hub.security.envelope import EnvelopeHeader, PayloadCheck, body_payload, build_envelope, validate_envelope
+from hub.security.envelope import (
+    DEFAULT_FRESHNESS,
+    EnvelopeHeader,
+    Freshness,
+    PayloadCheck,
+    body_payload,
+    build_envelope,
+    validate_envelope,
+)
 from hub.security.signing import EnvelopeVerifier, Signer
 from hub.store import PendingDelivery, StatusUpdate, Store, SyncReport
 
@@ -181,10 +189,11 @@ class Acceptor:
         profile: ProfileResolver | None = None,
         *,
         parsed: etree._Element | None = None,
+        freshness: Freshness = DEFAULT_FRESHNESS,
     ) -> Checked:
-        """Verify (body through the sender's ``profile``), authorize and route one envelope without storing it;
-        raise ``RejectedError`` with the reason. ``parsed``: ``data`` already parsed, handed over (see
-        ``EnvelopeVerifier.verify``)."""
+        """Verify (body through the sender's ``profile``), authorize, check ``createdAt`` against the sender's
+        ``freshness`` window and route one envelope without storing it; raise ``RejectedError`` with the reason.
+        ``parsed``: ``data`` already parsed, handed over (see ``EnvelopeVerifier.verify``)."""
         decoded: list[BaseModel] = []
         verified = self.verifier.verify(data, self.payload_check(profile, decoded), parsed=parsed)
         header = verified.header
@@ -194,6 +203,7 @@ class Acceptor:
             except RejectedError as exc:
                 exc.message_id = exc.message_id or header.message_id
                 raise
+        freshness.check(header, self.verifier.clock())
         name = mappings.CANONICAL if profile is None else profile(header)
         return self._route(header, verified.payload, name, decoded[0] if decoded else None)
 

@@ -89,6 +89,35 @@ class EnvelopeHeader(BaseModel):
             object.__setattr__(self, "correlation_id", self.message_id)
 
 
+class Freshness(BaseModel):
+    """How old or how far ahead a message's ``createdAt`` may be when it arrives (per connector: its spec's
+    ``freshness``): a replayed old message or one dated far ahead is refused, whatever its signature."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_age_s: float = Field(7 * 24 * 3600, gt=0)  # 7 days back
+    max_ahead_s: float = Field(300, ge=0)  # 5 minutes ahead: clock skew
+
+    def check(self, header: EnvelopeHeader, now: dt.datetime) -> None:
+        """Raise ``EnvelopeInvalidError`` (``message-stale`` / ``message-future``) outside the window."""
+        age = (now - header.created_at).total_seconds()
+        if -self.max_ahead_s <= age <= self.max_age_s:
+            return
+        rule, why = (
+            ("message-stale", f"more than {self.max_age_s:g} s old")
+            if age > 0
+            else ("message-future", f"more than {self.max_ahead_s:g} s ahead")
+        )
+        message = f"createdAt {_format_time(header.created_at)} is {why} (hub time {_format_time(now)})"
+        raise EnvelopeInvalidError(
+            f"message {rule[8:]}", [Issue("/envelope/header/createdAt", rule, message)], message_id=header.message_id
+        )
+
+
+#: The window of a message no connector declared one for (and of ``Acceptor.check`` without one).
+DEFAULT_FRESHNESS = Freshness()
+
+
 def _format_time(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 

@@ -114,6 +114,18 @@ def test_a_file_with_many_errors_reports_every_one_with_its_line(tmp_path: Path,
     }
 
 
+def test_the_freshness_window_is_declared_per_connector() -> None:
+    assert spec("land-registration.yaml").freshness.model_dump() == {"max_age_s": 604800, "max_ahead_s": 300}
+    declared = spec("land-registration.yaml", freshness={"max_age_s": 3600, "max_ahead_s": 60})
+    stored = ConnectorSpec.from_stored(declared.stored(), (), True)
+    assert (stored.freshness.max_age_s, stored.freshness.max_ahead_s) == (3600, 60)
+    with pytest.raises(SpecInvalidError) as exc:
+        spec("land-registration.yaml", freshness={"max_age_s": 0, "max_ahead_s": -1, "max_skew": 1})
+    assert {i.path for i in exc.value.issues} == {
+        "freshness.max_age_s", "freshness.max_ahead_s", "freshness.max_skew"
+    }  # fmt: skip
+
+
 def test_yaml_syntax_error_has_a_line() -> None:
     with pytest.raises(SpecInvalidError) as exc:
         loads_spec("code: 000.00.00.G22\nsends: [dossier.status\nname: x\n")

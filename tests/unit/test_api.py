@@ -4,6 +4,7 @@ connector registry, certificate and API-key rotation, traces, timelines, operati
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -231,6 +232,32 @@ def test_a_datetime_utc_cannot_represent_is_a_422_not_a_500(api: Api, at: str) -
     payload.find("{urn:lienthong:packet:1}at").text = at
     body = assert_problem(api.post(api.envelope(payload=payload)), 422, "datetime-range")
     assert [e["path"] for e in body["errors"]] == ["/envelope/body/dossierStatus/at"]
+
+
+def _dated(api: Api, created_at: dt.datetime) -> bytes:
+    header = EnvelopeHeader(sender=MINISTRY, receiver=PROVINCE, message_type="dossier.status", dossier_code=DOSSIER,
+                            created_at=created_at)  # fmt: skip
+    return etree.tostring(sign_payload(api.ministry, header, packets.to_element(packets.example("dossier.status"))))
+
+
+def test_created_at_outside_the_connectors_window_is_refused(api: Api) -> None:
+    now = dt.datetime.now(dt.UTC)
+    for created_at, rule in ((dt.datetime(2001, 1, 1, tzinfo=dt.UTC), "message-stale"),
+                             (dt.datetime(2099, 1, 1, tzinfo=dt.UTC), "message-future"),
+                             (now - dt.timedelta(days=8), "message-stale"),
+                             (now + dt.timedelta(minutes=10), "message-future")):  # fmt: skip
+        body = assert_problem(api.post(_dated(api, created_at)), 422, rule)
+        assert body["errors"][0]["path"] == "/envelope/header/createdAt"
+    # the default window: 7 days back, 5 minutes ahead
+    assert api.post(_dated(api, now - dt.timedelta(days=6))).status_code == 202
+    assert api.post(_dated(api, now + dt.timedelta(minutes=4))).status_code == 202
+    # a connector's own window
+    spec = api.hub.registry.get(MINISTRY).spec.model_dump(exclude={"certificates"})
+    spec["certificates"] = [c.pem for c in api.hub.registry.get(MINISTRY).certificates]
+    register(api.hub, **{**spec, "freshness": {"max_age_s": 60, "max_ahead_s": 0}})
+    assert_problem(api.post(_dated(api, now - dt.timedelta(minutes=2))), 422, "message-stale")
+    assert_problem(api.post(_dated(api, now + dt.timedelta(seconds=30))), 422, "message-future")
+    assert api.post(_dated(api, now - dt.timedelta(seconds=30))).status_code == 202
 
 
 def test_403_acl_denials_through_the_registry(api: Api) -> None:
