@@ -25,7 +25,7 @@ from hub.devtools.sink import SinkServer
 from hub.security import keys
 from hub.security.signing import Signer, TrustStore
 from hub.store import Store
-from tests.support import MINISTRY, PROVINCE, listening, require, running_sink
+from tests.support import HUB, MINISTRY, PROVINCE, listening, require, running_sink
 
 LEVELS = ("unit", "integration", "e2e")
 
@@ -115,7 +115,7 @@ class Pki:
 
     The CA names each partner's connector code in its certificates' subject (serialNumber): the province's
     certificate signs for ``PROVINCE`` through the CA, the ministry's for ``MINISTRY``; the impostor's names
-    ``PROVINCE`` too, from a CA nobody trusts."""
+    ``PROVINCE`` too, from a CA nobody trusts; the hub's names ``HUB``."""
 
     root: Path
     ca_dir: Path
@@ -123,6 +123,7 @@ class Pki:
     ministry: Party
     impostor: Party
     expired: Party
+    hub: Party  # the hub's key from the same CA, naming the hub's code: what partners verify deliveries with
 
     @property
     def ca_cert(self) -> Path:
@@ -168,6 +169,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         ministry,
         impostor,
         Party("expired", expired_dir / "expired.key", expired_dir / "expired.pem"),
+        _party(keys.issue_key("hub", ca_dir, algorithm="ec", code=HUB), "hub"),
     )
 
 
