@@ -97,12 +97,16 @@ def keys_new(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the key, its certificate and the demo CA")],
     algorithm: Annotated[str, typer.Option(help="rsa (RSA-2048) or ec (ECDSA P-256)")] = "rsa",
     days: Annotated[int, typer.Option(help="Certificate validity in days")] = 730,
+    code: Annotated[
+        str | None,
+        typer.Option(help="Connector code the certificate signs for through the CA (subject serialNumber)"),
+    ] = None,
 ) -> None:
     """Create a private key and a certificate signed by the demo CA in OUT (the CA is created if absent)."""
     from hub.security import keys
 
     try:
-        issued = keys.issue_key(name, out_dir, algorithm=algorithm, days=days)
+        issued = keys.issue_key(name, out_dir, algorithm=algorithm, days=days, code=code)
     except KeyMaterialError as exc:
         raise _fail(str(exc)) from None
     if issued.ca_created:
@@ -588,12 +592,12 @@ def connector_add(
 
     try:
         spec = load_spec(file)
+        with _registry() as registry:
+            connector, key = registry.add(spec, actor=_actor(actor))
     except SpecInvalidError as exc:
         _print_issues(str(file), exc.issues)
         err.print(f"{file}: {len(exc.issues)} problem(s); connector not registered", markup=False)
         raise typer.Exit(EXIT_REJECTED) from None
-    with _registry() as registry:
-        connector, key = registry.add(spec, actor=_actor(actor))
     state = "" if connector.enabled else " (disabled)"
     if key is None:
         out.print(f"updated connector {connector.code} ({connector.kind}, {connector.name}){state}", markup=False)

@@ -29,7 +29,7 @@
     ├── MissingCredentialsError       a partner configured without endpoint.credentials
     ├── RegistryError
     │   ├── SpecInvalidError, UnknownConnectorError (also KeyError)
-    │   └── CertificateError          certificate / key-policy
+    │   └── CertificateError          certificate / key-policy / certificate-pinned-elsewhere
     └── StoreError
         ├── UnknownDeliveryError, UnknownDeadLetterError   (also LookupError)
         └── DeliveryClosedError, AlreadyReplayedError

@@ -73,7 +73,7 @@ def hub_signer(settings: Settings) -> Signer:
     key_path, cert_path = key_dir / f"{HUB_KEY_NAME}.key", key_dir / f"{HUB_KEY_NAME}.pem"
     if not key_path.exists():
         # ECDSA P-256: the hub signs every outbound message, and EC signing is ~8x cheaper than RSA-2048.
-        keys.issue_key(HUB_KEY_NAME, key_dir, algorithm="ec")
+        keys.issue_key(HUB_KEY_NAME, key_dir, algorithm="ec", code=settings.hub_code)
     return Signer.from_files(key_path, cert_path)
 
 

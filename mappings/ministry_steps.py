@@ -90,7 +90,10 @@ def schema() -> etree.XMLSchema:
 
 def local_to_utc(text: str) -> datetime:
     """``yyyyMMddHHmmss`` in Asia/Ho_Chi_Minh → an aware UTC datetime; ``ValueError`` if not a real time."""
-    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=LOCAL_TIME).astimezone(UTC)
+    try:
+        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=LOCAL_TIME).astimezone(UTC)
+    except OverflowError:  # year 1 local is before year 1 in UTC
+        raise ValueError(f"{text!r} is before the first representable instant") from None
 
 
 def _child(element: etree._Element, name: str) -> etree._Element | None:

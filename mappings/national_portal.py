@@ -164,10 +164,9 @@ def to_portal_time(value: datetime) -> str:
 def from_portal_time(text: str) -> datetime:
     """The portal's local ``yyyyMMddHHmmss`` as an aware UTC datetime."""
     try:
-        local = datetime.strptime(text, PORTAL_TIME_FORMAT)
-    except (TypeError, ValueError):
+        return datetime.strptime(text, PORTAL_TIME_FORMAT).replace(tzinfo=PORTAL_TZ).astimezone(UTC)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: year 1 local is before year 1 in UTC
         raise MappingError(f"{text!r} is not a yyyyMMddHHmmss date") from None
-    return local.replace(tzinfo=PORTAL_TZ).astimezone(UTC)
 
 
 # ---------------------------------------------------------------- the table-driven converter

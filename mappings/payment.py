@@ -62,7 +62,7 @@ def local_time(at: datetime) -> str:
 def from_local_time(text: str) -> datetime:
     try:
         return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=LOCAL_TZ).astimezone(UTC)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: year 1 local is before year 1 in UTC
         raise MappingError(f"ThoiGianGD {text!r} is not yyyyMMddHHmmss") from None
 
 

@@ -65,7 +65,7 @@ def status_from_event(event: dict[str, Any]) -> PostalStatus:
         )
     except KeyError as exc:
         raise MappingError(f"tracking event has no {exc.args[0]}") from None
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: year 1 local is before year 1 in UTC
         raise MappingError(f"tracking event cannot be mapped: {exc}") from None
 
 

@@ -25,7 +25,7 @@ from hub.devtools.sink import SinkServer
 from hub.security import keys
 from hub.security.signing import Signer, TrustStore
 from hub.store import Store
-from tests.support import listening, require, running_sink
+from tests.support import HUB, MINISTRY, PROVINCE, listening, require, running_sink
 
 LEVELS = ("unit", "integration", "e2e")
 
@@ -111,7 +111,11 @@ class Party:
 
 @dataclass
 class Pki:
-    """A demo CA with partners, a foreign CA with an impostor, and an expired partner certificate."""
+    """A demo CA with partners, a foreign CA with an impostor, and an expired partner certificate.
+
+    The CA names each partner's connector code in its certificates' subject (serialNumber): the province's
+    certificate signs for ``PROVINCE`` through the CA, the ministry's for ``MINISTRY``; the impostor's names
+    ``PROVINCE`` too, from a CA nobody trusts; the hub's names ``HUB``."""
 
     root: Path
     ca_dir: Path
@@ -119,6 +123,7 @@ class Pki:
     ministry: Party
     impostor: Party
     expired: Party
+    hub: Party  # the hub's key from the same CA, naming the hub's code: what partners verify deliveries with
 
     @property
     def ca_cert(self) -> Path:
@@ -136,9 +141,9 @@ def _party(issued: keys.IssuedKey, name: str) -> Party:
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     root = tmp_path_factory.mktemp("pki")
     ca_dir, foreign_dir = root / "ca", root / "foreign"
-    province = _party(keys.issue_key("province", ca_dir), "province")
-    ministry = _party(keys.issue_key("ministry", ca_dir, algorithm="ec"), "ministry")
-    impostor = _party(keys.issue_key("province", foreign_dir), "impostor")
+    province = _party(keys.issue_key("province", ca_dir, code=PROVINCE), "province")
+    ministry = _party(keys.issue_key("ministry", ca_dir, algorithm="ec", code=MINISTRY), "ministry")
+    impostor = _party(keys.issue_key("province", foreign_dir, code=PROVINCE), "impostor")
     # An expired certificate, issued by the real CA.
     ca_key = keys.load_private_key(ca_dir / keys.CA_KEY_FILE)
     ca_cert = keys.load_certificate(ca_dir / keys.CA_CERT_FILE)
@@ -151,6 +156,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         ca_cert,
         not_before=now - dt.timedelta(days=400),
         not_after=now - dt.timedelta(days=1),
+        code=PROVINCE,
     )
     expired_dir = root / "expired"
     expired_dir.mkdir()
@@ -163,6 +169,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         ministry,
         impostor,
         Party("expired", expired_dir / "expired.key", expired_dir / "expired.pem"),
+        _party(keys.issue_key("hub", ca_dir, algorithm="ec", code=HUB), "hub"),
     )
 
 
@@ -177,7 +184,7 @@ def weak_keys(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> dict[str, P
         ("rsa1024", rsa.generate_private_key(public_exponent=65537, key_size=1024)),  # noqa: S505 - the point of the test
         ("p384", ec.generate_private_key(ec.SECP384R1())),
     ):
-        cert = keys.issue_certificate(key, name, ca_key, ca_cert)
+        cert = keys.issue_certificate(key, name, ca_key, ca_cert, code=PROVINCE)
         keys.write_private_key(root / f"{name}.key", key)
         keys.write_certificate(root / f"{name}.pem", cert)
         out[name] = Party(name, root / f"{name}.key", root / f"{name}.pem")

@@ -105,9 +105,10 @@ def post_accepted(client, data: bytes, api_key: str) -> dict:
     return response.json()
 
 
-def issue_signer(name: str, key_dir: Path) -> Signer:
-    """A partner key and certificate from the demo CA in ``key_dir`` (created there when missing)."""
-    issued = keys.issue_key(name, key_dir)
+def issue_signer(name: str, key_dir: Path, code: str = PROVINCE) -> Signer:
+    """A partner key and certificate from the demo CA in ``key_dir`` (created there when missing), its subject
+    naming connector ``code`` (the CA trust rule, ``TrustStore``)."""
+    issued = keys.issue_key(name, key_dir, code=code)
     return Signer.from_files(issued.key_path, issued.cert_path)
 
 

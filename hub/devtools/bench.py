@@ -372,7 +372,7 @@ def run(
     workdir = Path(tempfile.mkdtemp(prefix="lienthong-bench-"))
     data_dir = workdir / "var"
     keydir = data_dir / "keys"
-    province = keys.issue_key("province", keydir)
+    province = keys.issue_key("province", keydir, code=PROVINCE)
     port = _free_port()
     routes = workdir / "routes.yaml"
     routes.write_text(

@@ -190,9 +190,9 @@ class DemoHub:
         self._log_to(data / "hub.log")
         key_dir = data / "keys"
         self.keys = {
-            "hub": keys.issue_key("hub", key_dir, algorithm="ec"),
-            "province": keys.issue_key("province", key_dir),
-            "ministry": keys.issue_key("ministry", key_dir, algorithm="ec"),
+            "hub": keys.issue_key("hub", key_dir, algorithm="ec", code=self.codes.hub),
+            "province": keys.issue_key("province", key_dir, code=self.codes.province),
+            "ministry": keys.issue_key("ministry", key_dir, algorithm="ec", code=self.codes.ministry),
         }
         step(f"keys from the demo CA in {key_dir}: hub (ECDSA P-256), province (RSA-2048), ministry (ECDSA P-256)")
         self.settings = Settings(

@@ -33,11 +33,12 @@ class StepResult:
         return self.valid and bool(self.verified_by) and bool(self.tamper_rejected_with)
 
 
-def ensure_keys(directory: Path, name: str) -> keys.IssuedKey | None:
-    """Issue ``name``'s key in ``directory`` unless it is already there."""
-    if (directory / f"{name}.key").exists() and (directory / f"{name}.pem").exists():
+def ensure_keys(directory: Path, name: str, code: str) -> keys.IssuedKey | None:
+    """Issue ``name``'s key for connector ``code`` in ``directory`` unless one naming that code is already there."""
+    key, cert = directory / f"{name}.key", directory / f"{name}.pem"
+    if key.exists() and cert.exists() and keys.connector_code(keys.load_certificate(cert)) == code:
         return None
-    return keys.issue_key(name, directory)
+    return keys.issue_key(name, directory, code=code)
 
 
 def tamper(signed: bytes) -> bytes:
@@ -53,7 +54,7 @@ def tamper(signed: bytes) -> bytes:
 
 def run(directory: Path) -> list[StepResult]:
     """Take every message type through the whole chain; return one result per type."""
-    ensure_keys(directory, "province")
+    ensure_keys(directory, "province", PROVINCE_CODE)
     signer = Signer.from_files(directory / "province.key", directory / "province.pem")
     verifier = EnvelopeVerifier(TrustStore.from_path(directory / keys.CA_CERT_FILE))
     results = []

@@ -47,7 +47,15 @@ from hub import packets
 from hub.errors import ConflictError, EnvelopeInvalidError, Issue, NoRouteError, RejectedError, StatusTransitionError
 from hub.exchange.routing import RoutingTable
 from hub.packets.dossier import DossierStatusUpdate, DossierSync
-from hub.security.envelope import EnvelopeHeader, PayloadCheck, body_payload, build_envelope, validate_envelope
+from hub.security.envelope import (
+    DEFAULT_FRESHNESS,
+    EnvelopeHeader,
+    Freshness,
+    PayloadCheck,
+    body_payload,
+    build_envelope,
+    validate_envelope,
+)
 from hub.security.signing import EnvelopeVerifier, Signer
 from hub.store import PendingDelivery, StatusUpdate, Store, SyncReport
 
@@ -186,10 +194,12 @@ class Acceptor:
         *,
         parsed: etree._Element | None = None,
         authorize_body: BodyAuthorizer | None = None,
+        freshness: Freshness = DEFAULT_FRESHNESS,
     ) -> Checked:
-        """Verify (body through the sender's ``profile``), authorize (the header, then the decoded body) and route
-        one envelope without storing it; raise ``RejectedError`` with the reason. ``parsed``: ``data`` already
-        parsed, handed over (see ``EnvelopeVerifier.verify``)."""
+        """Verify (body through the sender's ``profile``), authorize (the header, then the decoded body), check
+        ``createdAt`` against the sender's ``freshness`` window and route one envelope without storing it; raise
+        ``RejectedError`` with the reason. ``parsed``: ``data`` already parsed, handed over (see
+        ``EnvelopeVerifier.verify``)."""
         decoded: list[BaseModel] = []
         verified = self.verifier.verify(data, self.payload_check(profile, decoded), parsed=parsed)
         header = verified.header
@@ -202,6 +212,7 @@ class Acceptor:
         except RejectedError as exc:
             exc.message_id = exc.message_id or header.message_id
             raise
+        freshness.check(header, self.verifier.clock())
         name = mappings.CANONICAL if profile is None else profile(header)
         return self._route(header, verified.payload, name, model)
 

@@ -176,7 +176,8 @@ class LookupService:
         captured: dict[str, Any] = {}
         try:
             verified = hub.runtime.verifier().verify(data, _payload_check(captured))
-            authorize(verified.header)
+            authorize(verified.header)  # only a connector passes: its createdAt window next
+            caller.connector.spec.freshness.check(verified.header, hub.runtime.verifier().clock())
         except RejectedError as exc:
             if any(i.rule.startswith("lookup-") for i in exc.issues):
                 rules = ", ".join(i.rule for i in exc.issues if i.rule.startswith("lookup-"))

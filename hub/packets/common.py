@@ -17,7 +17,16 @@ from hub.dossier.validators import VndAmount
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    """The instant in UTC; a date-time that UTC cannot represent (``9999-12-31T23:59:59-14:00`` is in year 10000)
+    is a validation error, not an ``OverflowError`` that would escape as a 500."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime-range",
+            "{value} is outside the range of representable instants (years 1 to 9999 in UTC)",
+            {"value": value.isoformat()},
+        ) from None
 
 
 #: A timezone-aware instant (naive datetimes are rejected), normalised to UTC; written as ``...Z``.

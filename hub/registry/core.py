@@ -31,7 +31,7 @@ from cryptography import x509
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection
 
-from hub.errors import CertificateError, Issue, UnknownConnectorError
+from hub.errors import CertificateError, Issue, SpecInvalidError, UnknownConnectorError
 from hub.exchange.pipeline import STATUS_TYPE, SYNC_TYPE
 from hub.exchange.routing import DestinationConfig, Route, RoutingTable
 from hub.packets.dossier import DossierStatusUpdate
@@ -243,10 +243,15 @@ class Registry:
         Returns the connector and, when it was created, its new API key in plaintext — the only time it is
         ever available. An update keeps the key; its certificates become exactly the spec's (new ones added,
         missing ones removed), and ``enabled`` follows the spec. An update that changes nothing is not audited.
+        Raises ``SpecInvalidError`` for a code that is the hub's own or collides with another connector's, or a
+        certificate registered for another connector (``_refusals``).
         """
         now = self.store.now()
         with self._write() as conn:
             before = self._get(conn, spec.code, lock=True)
+            issues = self._refusals(conn, spec, new=before is None)
+            if issues:
+                raise SpecInvalidError(f"connector {spec.code} cannot be registered", issues)
             key: str | None = None
             values = {"kind": spec.kind, "name": spec.name, "spec": spec.stored(), "enabled": spec.enabled}
             if before is None:
@@ -310,6 +315,13 @@ class Registry:
         now = self.store.now()
         with self._write() as conn:
             before = self._require(conn, code, lock=True)
+            owners = self._owners_of(conn, _fingerprint(cert), code)
+            if owners:
+                raise CertificateError(
+                    f"certificate {_fingerprint(cert)} is registered for {', '.join(owners)}: one connector, "
+                    "its own certificates",
+                    "certificate-pinned-elsewhere",
+                )
             self._sync_certificates(conn, code, [*(c.pem for c in before.certificates), certificate_pem(cert)], now)
             after = self._require(conn, code)
             if _audit_state(before) != _audit_state(after):
@@ -515,6 +527,45 @@ class Registry:
         return self.store.dossier_party(dossier_code, connector.code)
 
     # ------------------------------------------------------------ internals
+
+    def _refusals(self, conn: Connection, spec: ConnectorSpec, *, new: bool) -> builtins.list[Issue]:
+        """Why ``spec`` cannot be registered: one connector, one code, its own certificates.
+
+        Rules: ``code-is-hub`` (the hub's own code, compared without case and surrounding blanks: the hub's
+        messages carry it); ``code-collides`` (a new code equal to a registered one but for case or blanks);
+        ``certificate-pinned-elsewhere`` (a certificate active for another connector)."""
+        issues: builtins.list[Issue] = []
+        folded = spec.code.strip().casefold()
+        if folded == self.hub_code.strip().casefold():
+            issues.append(Issue("code", "code-is-hub", f"{spec.code!r} is the hub's own code ({self.hub_code})"))
+        elif new:
+            clash = [c for c in conn.execute(sa.select(connectors.c.code)).scalars() if c.strip().casefold() == folded]
+            if clash:
+                issues.append(
+                    Issue("code", "code-collides", f"{spec.code!r} collides with registered connector {clash[0]!r}")
+                )
+        for index, pem in enumerate(spec.certificates):
+            fingerprint = _fingerprint(_load_pem(pem))
+            owners = self._owners_of(conn, fingerprint, spec.code)
+            if owners:
+                issues.append(
+                    Issue(
+                        f"certificates[{index}]", "certificate-pinned-elsewhere",
+                        f"certificate {fingerprint} is registered for {', '.join(owners)}: one connector, its own "
+                        "certificates",
+                    )
+                )  # fmt: skip
+        return issues
+
+    @staticmethod
+    def _owners_of(conn: Connection, fingerprint: str, code: str) -> builtins.list[str]:
+        """The other connectors for which the certificate with ``fingerprint`` is active."""
+        query = sa.select(connector_certificates.c.code).where(
+            connector_certificates.c.fingerprint == fingerprint,
+            connector_certificates.c.removed_at.is_(None),
+            connector_certificates.c.code != code,
+        )
+        return sorted(set(conn.execute(query).scalars()))
 
     def _get(self, conn: Connection, code: str, *, lock: bool = False) -> Connector | None:
         found = self._load(conn, code=code, lock=lock)

@@ -17,6 +17,7 @@ retry: {delays_s: [10, 60, 300], jitter: 0.2}
 concurrency: 4
 timeout_s: 10
 circuit: {failures: 5, cooldown_s: 30}
+freshness: {max_age_s: 604800, max_ahead_s: 300}   # createdAt at most 7 days old, 5 minutes ahead (the default)
 examples: {dossier.status: [examples/status.xml]}   # for `hub connector check`
 enabled: true
 ```
@@ -56,6 +57,7 @@ from pydantic_core import PydanticCustomError
 from hub.dossier.validators import AGENCY_CODE_PATTERN, AgencyCode
 from hub.errors import CertificateError, Issue, KeyMaterialError, SpecInvalidError
 from hub.security.credentials import Credentials
+from hub.security.envelope import Freshness
 from mappings import profile_names
 
 CONNECTOR_KINDS = ("provincial", "national_portal", "population_db", "postal", "payment", "ministry")
@@ -205,6 +207,7 @@ class ConnectorSpec(BaseModel):
     policy: PolicySpec = PolicySpec()
     unit: AgencyCode | None = None
     handles: Annotated[tuple[str, ...], BeforeValidator(_as_list)] = ()
+    freshness: Freshness = Freshness()
 
     @field_validator("code_pattern")
     @classmethod
@@ -362,6 +365,7 @@ class ConnectorSpec(BaseModel):
                 "policy": PolicySpec.model_validate(data.get("policy") or {}),
                 "unit": data.get("unit"),
                 "handles": tuple(data.get("handles", ())),
+                "freshness": Freshness.model_validate(data.get("freshness") or {}),
             }
         )
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from hub.errors import EnvelopeInvalidError, Issue
 from hub.xmlparse import make_parser
@@ -41,6 +42,12 @@ _HEADER_FIELDS: tuple[tuple[str, str], ...] = (
     ("dossier_code", "dossierCode"),
     ("user_id", "userId"),
 )
+_ELEMENT_OF = dict(_HEADER_FIELDS)
+
+
+def _element_of(loc: tuple[int | str, ...]) -> str:
+    """The header element a validation error is about (``created_at`` → ``createdAt``), for the issue's path."""
+    return _ELEMENT_OF.get(str(loc[0]), str(loc[0])) if loc else ""
 
 
 def new_message_id() -> str:
@@ -68,11 +75,47 @@ class EnvelopeHeader(BaseModel):
     def _aware(cls, value: dt.datetime) -> dt.datetime:
         if value.tzinfo is None:
             raise ValueError("created_at must carry a time zone")
-        return value.astimezone(dt.UTC)
+        try:
+            return value.astimezone(dt.UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is in year 10000 in UTC: a 422, never a 500
+            raise PydanticCustomError(
+                "datetime-range",
+                "{value} is outside the range of representable instants (years 1 to 9999 in UTC)",
+                {"value": value.isoformat()},
+            ) from None
 
     def model_post_init(self, _context: object) -> None:
         if not self.correlation_id:
             object.__setattr__(self, "correlation_id", self.message_id)
+
+
+class Freshness(BaseModel):
+    """How old or how far ahead a message's ``createdAt`` may be when it arrives (per connector: its spec's
+    ``freshness``): a replayed old message or one dated far ahead is refused, whatever its signature."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_age_s: float = Field(7 * 24 * 3600, gt=0)  # 7 days back
+    max_ahead_s: float = Field(300, ge=0)  # 5 minutes ahead: clock skew
+
+    def check(self, header: EnvelopeHeader, now: dt.datetime) -> None:
+        """Raise ``EnvelopeInvalidError`` (``message-stale`` / ``message-future``) outside the window."""
+        age = (now - header.created_at).total_seconds()
+        if -self.max_ahead_s <= age <= self.max_age_s:
+            return
+        rule, why = (
+            ("message-stale", f"more than {self.max_age_s:g} s old")
+            if age > 0
+            else ("message-future", f"more than {self.max_ahead_s:g} s ahead")
+        )
+        message = f"createdAt {_format_time(header.created_at)} is {why} (hub time {_format_time(now)})"
+        raise EnvelopeInvalidError(
+            f"message {rule[8:]}", [Issue("/envelope/header/createdAt", rule, message)], message_id=header.message_id
+        )
+
+
+#: The window of a message no connector declared one for (and of ``Acceptor.check`` without one).
+DEFAULT_FRESHNESS = Freshness()
 
 
 def _format_time(value: dt.datetime) -> str:
@@ -150,7 +193,7 @@ def read_header(root: etree._Element, *, validate: bool = True) -> EnvelopeHeade
     except ValidationError as exc:
         raise EnvelopeInvalidError(
             "envelope header is invalid",
-            [Issue(f"/envelope/header/{e['loc'][0]}", e["type"], e["msg"]) for e in exc.errors()],
+            [Issue(f"/envelope/header/{_element_of(e['loc'])}", e["type"], e["msg"]) for e in exc.errors()],
             message_id=message_id,
         ) from None
 

@@ -1,5 +1,8 @@
 """Keys and X.509 certificates: a demo CA, issuing partner certificates, and cached loading.
 
+A CA-issued certificate signs for a connector only when its subject names the connector's code in the
+``serialNumber`` attribute (OID 2.5.4.5, ``CONNECTOR_CODE_ATTRIBUTE``; see ``TrustStore``): ``issue_key(code=…)``.
+
 Loading a PEM private key costs ~28 ms with OpenSSL 3 (it re-checks the RSA key), so every loader here
 caches the resulting object by (path, mtime, size): callers may ask as often as they like.
 """
@@ -21,6 +24,10 @@ from hub.errors import KeyMaterialError
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
+#: The subject attribute that names the connector code a CA-issued certificate signs for. X.520's serialNumber is
+#: the subject's registered identifier (not the certificate's serial number), as qualified certificates use it;
+#: the common name stays a readable name (``signed by province``).
+CONNECTOR_CODE_ATTRIBUTE = NameOID.SERIAL_NUMBER
 CA_KEY_FILE = "ca.key"
 CA_CERT_FILE = "ca.pem"
 MIN_RSA_BITS = 2048
@@ -66,14 +73,15 @@ def _key_usage(**allowed: bool) -> x509.KeyUsage:
     return x509.KeyUsage(**{usage: allowed.get(usage, False) for usage in usages})
 
 
-def _name(common_name: str, organisation: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
+def _name(common_name: str, organisation: str, code: str | None = None) -> x509.Name:
+    attributes = [
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ]
+    if code is not None:
+        attributes.append(x509.NameAttribute(CONNECTOR_CODE_ATTRIBUTE, code))
+    return x509.Name(attributes)
 
 
 def create_ca(directory: Path, *, common_name: str = "Lienthong Demo CA", days: int = 3650) -> x509.Certificate:
@@ -112,14 +120,16 @@ def issue_certificate(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     days: int = 730,
+    code: str | None = None,
 ) -> x509.Certificate:
-    """Issue an end-entity signing certificate for ``subject_key`` under ``ca_cert``."""
+    """Issue an end-entity signing certificate for ``subject_key`` under ``ca_cert``; ``code``: the connector code
+    its subject names (``CONNECTOR_CODE_ATTRIBUTE``), without which it signs for nobody through the CA."""
     now = dt.datetime.now(dt.UTC)
     not_before = not_before or now - dt.timedelta(minutes=5)
     not_after = not_after or now + dt.timedelta(days=days)
     return (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name, "Lienthong partner"))
+        .subject_name(_name(common_name, "Lienthong partner", code))
         .issuer_name(ca_cert.subject)
         .public_key(subject_key.public_key())
         .serial_number(x509.random_serial_number())
@@ -139,8 +149,11 @@ def issue_certificate(
     )
 
 
-def issue_key(name: str, directory: Path, *, algorithm: str = "rsa", days: int = 730) -> IssuedKey:
-    """Create ``NAME.key`` + ``NAME.pem`` in ``directory``, signed by the demo CA there (created if absent)."""
+def issue_key(
+    name: str, directory: Path, *, algorithm: str = "rsa", days: int = 730, code: str | None = None
+) -> IssuedKey:
+    """Create ``NAME.key`` + ``NAME.pem`` in ``directory``, signed by the demo CA there (created if absent);
+    ``code``: the connector code the certificate signs for through the CA (``issue_certificate``)."""
     if not name or any(ch in name for ch in "/\\\0") or name.startswith("."):
         raise KeyMaterialError(f"invalid key name {name!r}: use letters, digits, dots, dashes")
     if name == "ca":
@@ -156,7 +169,7 @@ def issue_key(name: str, directory: Path, *, algorithm: str = "rsa", days: int =
     ca_key = load_private_key(ca_key_path)
     ca_cert = load_certificate(ca_cert_path)
     key = _new_private_key(algorithm)
-    cert = issue_certificate(key, name, ca_key, ca_cert, days=days)
+    cert = issue_certificate(key, name, ca_key, ca_cert, days=days, code=code)
     key_path, cert_path = directory / f"{name}.key", directory / f"{name}.pem"
     write_private_key(key_path, key)
     write_certificate(cert_path, cert)
@@ -212,6 +225,12 @@ def common_name(cert: x509.Certificate) -> str:
     """The certificate subject's CN, or the whole subject when it has none."""
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else cert.subject.rfc4514_string()
+
+
+def connector_code(cert: x509.Certificate) -> str | None:
+    """The connector code the subject names (``CONNECTOR_CODE_ATTRIBUTE``); ``None`` when it names none or several."""
+    names = cert.subject.get_attributes_for_oid(CONNECTOR_CODE_ATTRIBUTE)
+    return str(names[0].value) if len(names) == 1 else None
 
 
 def fingerprint(cert: x509.Certificate) -> str:

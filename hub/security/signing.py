@@ -2,8 +2,9 @@
 
 Policy: enveloped signature, RSA-2048+ (PKCS#1 v1.5) or ECDSA P-256, SHA-256 digests, exclusive C14N, a
 single reference with ``URI=""`` (the whole envelope), exactly one ``ds:Signature`` as the envelope's last
-child, an X.509 certificate in ``KeyInfo`` that is pinned for the sender or issued by a trusted CA and is
-valid now (the one trust rule: ``TrustStore``). Only the XML that the verifier returns as signed is ever read.
+child, an X.509 certificate in ``KeyInfo`` that is pinned for the sender or issued by a trusted CA for the
+sender's code, and valid now (the one trust rule: ``TrustStore``). Only the XML that the verifier returns as
+signed is ever read.
 """
 
 from __future__ import annotations
@@ -111,12 +112,17 @@ def _cached_signer(
 class TrustStore:
     """What the verifier trusts: CA certificates (``anchors``) and certificates pinned per sender code.
 
-    The one trust rule of the hub (``check``), for a certificate valid now that signs for sender S:
+    The one trust rule of the hub (``check``), for a certificate valid now that signs for sender S — one
+    connector, its own certificates:
 
     * S has pinned certificates (a registered connector with certificates): only those sign for S, even a
       certificate a trusted CA issued is refused (``certificate-pinned``);
-    * S has none: a certificate pinned for any sender (``"*"``), or one issued directly by an anchor that is
-      valid now, signs for S.
+    * a certificate pinned for another sender never signs for S (``certificate-pinned-elsewhere``);
+    * S has none: a certificate pinned for any sender (``"*"``) signs for S, and so does one issued directly by
+      an anchor valid now whose subject names S: exactly one ``serialNumber`` attribute (OID 2.5.4.5,
+      ``keys.CONNECTOR_CODE_ATTRIBUTE``) equal to S (``certificate-subject`` otherwise). serialNumber because
+      X.520 defines it as the subject's registered identifier, qualified certificates carry the holder's
+      registration there, and the common name stays free for a readable name.
 
     The hub builds its one store with ``hub.runtime.trust_store``: the CA certificates of ``LIENTHONG_TRUST_DIR``
     (``anchors_from``: end-entity certificates there are not pinned, so a connector signs only as itself) plus
@@ -125,7 +131,14 @@ class TrustStore:
     """
 
     anchors: list[x509.Certificate] = field(default_factory=list)
+    #: Change through ``pin``/``add``, which keep ``_owners`` (who each certificate is pinned for) up to date.
     pinned: dict[str, list[x509.Certificate]] = field(default_factory=dict)
+    _owners: dict[x509.Certificate, set[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for sender, certs in self.pinned.items():
+            for cert in certs:
+                self._owners.setdefault(cert, set()).add(sender)
 
     @classmethod
     def from_path(cls, path: Path) -> TrustStore:
@@ -157,11 +170,12 @@ class TrustStore:
         if _is_ca(cert):
             self.anchors.append(cert)
         else:
-            self.pinned.setdefault(sender, []).append(cert)
+            self.pin(sender, cert)
 
     def pin(self, sender: str, cert: x509.Certificate) -> None:
         """Pin ``cert`` for ``sender`` (a connector may have several valid certificates during rotation)."""
         self.pinned.setdefault(sender, []).append(cert)
+        self._owners.setdefault(cert, set()).add(sender)
 
     def check(self, cert: x509.Certificate, sender: str, at: dt.datetime) -> str:
         """Return how ``cert`` is trusted for ``sender`` at ``at``, or raise ``SignatureRejectedError``."""
@@ -181,11 +195,27 @@ class TrustStore:
                 "certificate-pinned",
                 f"certificate {keys.common_name(cert)} is not one registered for sender {sender}",
             )
-        if cert in self.pinned.get(ANY_SENDER, []):
+        owners = self._owners.get(cert)
+        if owners:
+            others = owners - {ANY_SENDER}
+            if others:
+                raise _rejected(
+                    "certificate-pinned-elsewhere",
+                    f"certificate {keys.common_name(cert)} is registered for {', '.join(sorted(others))}, "
+                    f"not for sender {sender}",
+                )
             return "pinned"
         for anchor in self.anchors:
             if anchor.not_valid_before_utc <= at <= anchor.not_valid_after_utc and _issued_by(cert, anchor):
-                return f"issued by {keys.common_name(anchor)}"
+                named = keys.connector_code(cert)
+                if named != sender:
+                    raise _rejected(
+                        "certificate-subject",
+                        f"certificate {keys.common_name(cert)} issued by {keys.common_name(anchor)} names "
+                        + (f"connector {named}" if named else "no connector code")
+                        + f" in its subject serialNumber, not sender {sender}",
+                    )
+                return f"issued by {keys.common_name(anchor)} for {sender}"
         raise _rejected(
             "certificate-trust",
             f"certificate {keys.common_name(cert)} (issuer {cert.issuer.rfc4514_string()}) "

@@ -24,7 +24,7 @@ from hub.exchange.pipeline import Accepted, Checked, GroupCommitter, Relay
 from hub.metrics import ACCEPT_SECONDS, ACCEPTED, REJECTED, StoreCollector
 from hub.registry.spec import DEFAULT_PROFILE
 from hub.runtime import Runtime
-from hub.security.envelope import EnvelopeHeader, peek_header
+from hub.security.envelope import DEFAULT_FRESHNESS, EnvelopeHeader, peek_header
 from hub.services.callers import ADMIN, CONNECTOR, OPERATOR, Caller
 from hub.xmlparse import parse_xml
 
@@ -266,9 +266,11 @@ class HubService:
         unverified = peek_header(root)
         if unverified is not None:
             authorize(unverified)
+        fresh = DEFAULT_FRESHNESS if caller.connector is None else caller.connector.spec.freshness
         return self.acceptor.check(
-            data, authorize, self.profiles(caller), parsed=root, authorize_body=self.body_authorizer(caller)
-        )
+            data, authorize, self.profiles(caller), parsed=root, authorize_body=self.body_authorizer(caller),
+            freshness=fresh,
+        )  # fmt: skip
 
     def _rejected(self, caller: Caller, exc: RejectedError) -> NoReturn:
         REJECTED.labels(caller.code or caller.name, exc.kind).inc()

@@ -31,6 +31,8 @@ from hub.devtools.simulators import (
     signed_envelope,
 )
 from hub.devtools.simulators import national_portal as codes
+from hub.security.keys import issue_key
+from hub.security.signing import Signer
 from mappings import ministry_steps
 from mappings.national_portal import dossier_to_portal, status_to_progress
 from tests.support import HUB, MINISTRY, PROVINCE, free_port, hub_settings, register, wait_for
@@ -199,7 +201,7 @@ def test_portal_services(portal: NationalPortalSimulator) -> None:
 
 def _hub_envelope(pki, message_id: str | None = None, signer=None) -> tuple[str, bytes]:
     message_id = message_id or str(uuid.uuid4())
-    return message_id, sign_envelope(signer or pki.province.signer, sender=HUB, receiver=PROVINCE,
+    return message_id, sign_envelope(signer or pki.hub.signer, sender=HUB, receiver=PROVINCE,
                                      message_type="dossier.status", message_id=message_id, dossier_code=DOSSIER)
 
 
@@ -242,6 +244,7 @@ def test_inbox_without_trust_keeps_unverified(pki) -> None:
 class LiveHub:
     url: str
     keys: dict[str, str]
+    step_signer: Signer  # STEP_MINISTRY's own key (one connector, its own certificates)
 
 
 @pytest.fixture(scope="module")
@@ -255,6 +258,7 @@ def live_hub(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[LiveHub]
     thread.start()
     wait_for(lambda: server.started or not thread.is_alive(), 20, "the hub API to start")
     assert server.started, "the hub API did not start"
+    step = issue_key("step-ministry", root / "step-keys", algorithm="ec", code=STEP_MINISTRY)
     keys = register(app.state.hub, (
         {"code": MINISTRY, "name": "Land registration", "kind": "ministry", "sends": ["dossier.status"],
          "handles": [PROVINCE], "certificates": [pki.ministry.cert_path.read_text()]},
@@ -263,14 +267,14 @@ def live_hub(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[LiveHub]
          "certificates": [pki.province.cert_path.read_text()]},
         {"code": STEP_MINISTRY, "name": "Land registration (own step format)", "kind": "ministry",
          "sends": ["dossier.status"], "mapping": {"dossier.status": "ministry-steps"},
-         "handles": [PROVINCE], "certificates": [pki.ministry.cert_path.read_text()]},
+         "handles": [PROVINCE], "certificates": [step.cert_path.read_text()]},
         {"code": "000.00.00.G22", "name": "Cổng DVCQG", "kind": "national_portal",
          "receives": ["dossier.sync", "dossier.status"],
          "endpoint": {"url": "http://127.0.0.1:9/api", "transport": "json",
                       "credentials": {"username": "lienthong", "password": "lienthong-demo"}}},
     ))  # fmt: skip
     try:
-        yield LiveHub(f"http://127.0.0.1:{port}", keys)
+        yield LiveHub(f"http://127.0.0.1:{port}", keys, Signer.from_files(step.key_path, step.cert_path))
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -341,7 +345,7 @@ def test_ministry_step_format_is_the_ministry_xsd() -> None:
 def test_ministry_pushes_its_own_step_format(live_hub: LiveHub, pki) -> None:
     code = "000.00.00.H12-251124-0001"  # a dossier of its own: the hub checks the status machine
     handover = _finished_step().model_copy(update={"dossier_code": code, "step": "LuanChuyenHoSo", "results": []})
-    with MinistrySimulator(code=STEP_MINISTRY, signer=pki.ministry.signer, hub_url=live_hub.url,
+    with MinistrySimulator(code=STEP_MINISTRY, signer=live_hub.step_signer, hub_url=live_hub.url,
                            api_key=live_hub.keys[STEP_MINISTRY], hub_code=HUB) as ministry:  # fmt: skip
         rest = ministry.push(handover, transport="rest")
         assert rest.status == 202, rest.body

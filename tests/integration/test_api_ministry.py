@@ -25,6 +25,7 @@ from hub.exchange.worker import OutboundBuilder, Worker
 from hub.packets import convert
 from hub.registry import parse_spec, run_check
 from hub.runtime import adapters_for
+from hub.security import keys
 from hub.security.envelope import BODY_TAG, EnvelopeHeader
 from hub.security.signing import Signer, sign_payload
 from hub.services import HubService
@@ -67,9 +68,11 @@ class Hub:
     other_key: str
     ministry: Signer
     sink: SinkServer
+    other: Signer  # one connector, its own certificates: OTHER signs with its own key
 
     def envelope(self, body: etree._Element, *, sender: str = MINISTRY, message_id: str | None = None) -> bytes:
-        return signed_envelope(self.ministry, sender=sender, receiver=HUB, message_type="dossier.status", payload=body,
+        signer = self.other if sender == OTHER else self.ministry
+        return signed_envelope(signer, sender=sender, receiver=HUB, message_type="dossier.status", payload=body,
                                message_id=message_id or str(uuid.uuid4()), dossier_code=DOSSIER)  # fmt: skip
 
     def post(self, data: bytes, key: str | None = None):
@@ -106,6 +109,7 @@ class Hub:
 def hub(tmp_path: Path, pki, sink: SinkServer) -> Iterator[Hub]:
     settings = hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY)
     cert = pki.ministry.cert_path.read_text()
+    other = keys.issue_key("construction", tmp_path / "other-keys", algorithm="ec", code=OTHER)
     with TestClient(create_app(settings)) as client:
         service: HubService = client.app.state.hub
 
@@ -118,15 +122,16 @@ def hub(tmp_path: Path, pki, sink: SinkServer) -> Iterator[Hub]:
             mapping={"dossier.status": "ministry-steps"}, certificates=[cert], handles=[PROVINCE],
         )  # fmt: skip
         other_key = register(  # a ministry without the profile: canonical bodies only
-            code=OTHER, name="Construction software", kind="ministry", sends=["dossier.status"], certificates=[cert],
-            handles=[PROVINCE],
+            code=OTHER, name="Construction software", kind="ministry", sends=["dossier.status"],
+            certificates=[other.cert_path.read_text()], handles=[PROVINCE],
         )  # fmt: skip
         register(
             code=PROVINCE, name="One-stop system", kind="provincial", receives=["dossier.status"],
             endpoint={"url": sink.url}, retry={"delays_s": [0.2], "jitter": 0},
         )  # fmt: skip
         service.refresh()
-        yield Hub(client, service, ministry_key, other_key, pki.ministry.signer, sink)
+        yield Hub(client, service, ministry_key, other_key, pki.ministry.signer, sink,
+                  Signer.from_files(other.key_path, other.cert_path))  # fmt: skip
 
 
 def assert_problem(response, status: int, rule: str) -> dict:

@@ -103,8 +103,9 @@ def test_hub_created_messages_are_injected_without_verifying_the_hubs_own_signat
     trace = exchange.runtime.store.trace(header.message_id, PROVINCE)
     assert [e.state for e in trace.events][:3] == ["received", "validated", "queued"]
     stored = exchange.runtime.store.delivery(trace.deliveries[0].delivery_id).envelope
-    hub_ca = TrustStore.from_path(Path(exchange.settings.data_dir) / "keys" / "ca.pem")
-    assert EnvelopeVerifier(hub_ca).verify(stored).signer == "hub"  # stored as the hub signed it
+    # The header names the province; the hub's certificate (pinned here) names the hub: stored as the hub signed it.
+    hub_cert = TrustStore.from_path(Path(exchange.settings.data_dir) / "keys" / "hub.pem")
+    assert EnvelopeVerifier(hub_cert).verify(stored).signer == "hub"
     # Still checked against the packet schema, and still routed: a bad body or an unrouted type is refused.
     with pytest.raises(EnvelopeInvalidError) as invalid:
         exchange.runtime.inject(
@@ -349,7 +350,7 @@ def test_the_worker_parses_maps_and_signs_once_and_records_the_bytes_sent(tmp_pa
         "destinations": {code: {"endpoint": "http://127.0.0.1:9/unused"} for code in (G_JSON, G_XML, G_POSTAL)},
         "routes": [{"type": "dossier.sync", "sender": PROVINCE, "to": [G_JSON, G_XML, G_POSTAL]}],
     }))  # fmt: skip
-    province = keys.issue_key("province", tmp_path / "var" / "keys")
+    province = keys.issue_key("province", tmp_path / "var" / "keys", code=PROVINCE)
     settings = Settings(broker_url="embedded", database_url=f"sqlite:///{tmp_path / 'store.db'}", routes_file=routes,
                         data_dir=tmp_path / "var", hub_code="000.00.00.H00")  # fmt: skip
     runtime = Runtime.open(settings)

@@ -14,6 +14,7 @@ from lxml import etree
 
 from hub import packets
 from hub.errors import RejectedError
+from hub.security import keys
 from hub.security.envelope import EnvelopeHeader, build_envelope
 from hub.security.signing import EnvelopeVerifier, sign_payload
 from tests.support import REQUIRE_SERVICES
@@ -54,8 +55,8 @@ def _xmlsec1(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([XMLSEC1, *args], capture_output=True, text=True, timeout=60)
 
 
-def _header(message_type: str) -> EnvelopeHeader:
-    return EnvelopeHeader(sender="000.00.00.H12", receiver="000.00.00.H00", message_type=message_type)
+def _header(message_type: str, sender: str = "000.00.00.H12") -> EnvelopeHeader:
+    return EnvelopeHeader(sender=sender, receiver="000.00.00.H00", message_type=message_type)
 
 
 @pytest.mark.parametrize("message_type", ["dossier.sync", "payment.receipt"])
@@ -82,7 +83,9 @@ def test_xmlsec1_rejects_a_tampered_hub_envelope(pki, tmp_path: Path) -> None:
 def test_hub_verifies_what_xmlsec1_signs(pki, tmp_path: Path, party_name: str) -> None:
     party = getattr(pki, party_name)
     algorithm = "ec" if party_name == "ministry" else "rsa"
-    envelope = build_envelope(_header("dossier.status"), packets.to_element(packets.example("dossier.status")))
+    # Each party signs as the connector its CA-issued certificate names (the CA trust rule).
+    header = _header("dossier.status", sender=keys.connector_code(party.certificate) or "")
+    envelope = build_envelope(header, packets.to_element(packets.example("dossier.status")))
     envelope.append(etree.fromstring(TEMPLATE.replace("{method}", METHODS[algorithm])))
     template = tmp_path / "template.xml"
     template.write_bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))

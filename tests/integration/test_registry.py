@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from hub import packets
 from hub.cli import app
 from hub.config import Settings, get_settings
-from hub.errors import SignatureRejectedError, SpecInvalidError, UnknownConnectorError
+from hub.errors import CertificateError, SignatureRejectedError, SpecInvalidError, UnknownConnectorError
 from hub.registry import ConnectorSpec, Registry, load_spec, loads_spec, parse_spec, run_check
 from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
@@ -114,6 +114,18 @@ def test_a_file_with_many_errors_reports_every_one_with_its_line(tmp_path: Path,
     }
 
 
+def test_the_freshness_window_is_declared_per_connector() -> None:
+    assert spec("land-registration.yaml").freshness.model_dump() == {"max_age_s": 604800, "max_ahead_s": 300}
+    declared = spec("land-registration.yaml", freshness={"max_age_s": 3600, "max_ahead_s": 60})
+    stored = ConnectorSpec.from_stored(declared.stored(), (), True)
+    assert (stored.freshness.max_age_s, stored.freshness.max_ahead_s) == (3600, 60)
+    with pytest.raises(SpecInvalidError) as exc:
+        spec("land-registration.yaml", freshness={"max_age_s": 0, "max_ahead_s": -1, "max_skew": 1})
+    assert {i.path for i in exc.value.issues} == {
+        "freshness.max_age_s", "freshness.max_ahead_s", "freshness.max_skew"
+    }  # fmt: skip
+
+
 def test_yaml_syntax_error_has_a_line() -> None:
     with pytest.raises(SpecInvalidError) as exc:
         loads_spec("code: 000.00.00.G22\nsends: [dossier.status\nname: x\n")
@@ -159,6 +171,34 @@ def test_add_shows_the_key_once_and_stores_only_its_hash(registry: Registry, sto
     audit_text = str([(e.before, e.after) for e in registry.audit()])
     assert row.api_key_hash not in audit_text and key not in audit_text
     assert registry.authenticate(key).code == MINISTRY
+
+
+def test_the_hubs_code_and_colliding_codes_are_refused(registry: Registry, store: Store) -> None:
+    def refused(**changes: object) -> list[tuple[str, str]]:
+        with pytest.raises(SpecInvalidError) as exc:
+            registry.add(spec("land-registration.yaml", **changes), actor="alice")
+        return [(i.path, i.rule) for i in exc.value.issues]
+
+    assert refused(code=HUB) == [("code", "code-is-hub")]
+    registry.add(spec("land-registration.yaml", code="000.00.00.g22", code_pattern=r"[0-9.]+[A-Za-z][0-9]+"),
+                 actor="alice")  # fmt: skip
+    assert refused() == [("code", "code-collides")]  # 000.00.00.G22 against 000.00.00.g22
+    hub_lower = refused(code=HUB.lower(), code_pattern=r"[0-9.]+[A-Za-z][0-9]+")
+    assert hub_lower == [("code", "code-is-hub")]
+    assert [c.code for c in registry.list()] == ["000.00.00.g22"]
+    assert [e.action for e in registry.audit()] == ["create"]  # nothing refused was written
+
+
+def test_a_certificate_registered_for_one_connector_is_refused_for_another(registry: Registry, pki) -> None:
+    registry.add(spec("land-registration.yaml", certificates=[pem(pki.ministry)]), actor="alice")
+    with pytest.raises(SpecInvalidError) as exc:
+        registry.add(spec("province.yaml", certificates=[pem(pki.province), pem(pki.ministry)]), actor="alice")
+    assert [(i.path, i.rule) for i in exc.value.issues] == [("certificates[1]", "certificate-pinned-elsewhere")]
+    registry.add(spec("province.yaml", certificates=[pem(pki.province)]), actor="alice")
+    with pytest.raises(CertificateError) as refused:
+        registry.add_certificate(PROVINCE, pem(pki.ministry), actor="alice")
+    assert refused.value.rule == "certificate-pinned-elsewhere"
+    registry.add(spec("land-registration.yaml", certificates=[pem(pki.ministry)]), actor="alice")  # its own: fine
 
 
 def test_authenticate_good_bad_disabled(registry: Registry) -> None:

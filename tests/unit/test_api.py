@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from hub.api.routes import soap
 from hub.config import Settings
 from hub.registry import parse_spec
 from hub.security import keys
-from hub.security.envelope import EnvelopeHeader
+from hub.security.envelope import EnvelopeHeader, build_envelope
 from hub.security.signing import Signer, sign_payload
 from hub.services import HubService
 
@@ -269,6 +270,46 @@ def test_422_tampered_unsigned_and_invalid(api: Api) -> None:
     assert_problem(api.post(b"<not-an-envelope/>"), 422, "envelope-root")
 
 
+@pytest.mark.parametrize("at", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_a_datetime_utc_cannot_represent_is_a_422_not_a_500(api: Api, at: str) -> None:
+    header = EnvelopeHeader(sender=MINISTRY, receiver=PROVINCE, message_type="dossier.status", dossier_code=DOSSIER)
+    envelope = build_envelope(header, packets.to_element(packets.example("dossier.status")))
+    envelope.find("{urn:lienthong:envelope:1}header/{urn:lienthong:envelope:1}createdAt").text = at
+    body = assert_problem(api.post(etree.tostring(api.ministry.sign(envelope))), 422, "datetime-range")
+    assert [e["path"] for e in body["errors"]] == ["/envelope/header/createdAt"]
+
+    payload = packets.to_element(packets.example("dossier.status"))
+    payload.find("{urn:lienthong:packet:1}at").text = at
+    body = assert_problem(api.post(api.envelope(payload=payload)), 422, "datetime-range")
+    assert [e["path"] for e in body["errors"]] == ["/envelope/body/dossierStatus/at"]
+
+
+def _dated(api: Api, created_at: dt.datetime) -> bytes:
+    header = EnvelopeHeader(sender=MINISTRY, receiver=PROVINCE, message_type="dossier.status", dossier_code=DOSSIER,
+                            created_at=created_at)  # fmt: skip
+    return etree.tostring(sign_payload(api.ministry, header, packets.to_element(packets.example("dossier.status"))))
+
+
+def test_created_at_outside_the_connectors_window_is_refused(api: Api) -> None:
+    now = dt.datetime.now(dt.UTC)
+    for created_at, rule in ((dt.datetime(2001, 1, 1, tzinfo=dt.UTC), "message-stale"),
+                             (dt.datetime(2099, 1, 1, tzinfo=dt.UTC), "message-future"),
+                             (now - dt.timedelta(days=8), "message-stale"),
+                             (now + dt.timedelta(minutes=10), "message-future")):  # fmt: skip
+        body = assert_problem(api.post(_dated(api, created_at)), 422, rule)
+        assert body["errors"][0]["path"] == "/envelope/header/createdAt"
+    # the default window: 7 days back, 5 minutes ahead
+    assert api.post(_dated(api, now - dt.timedelta(days=6))).status_code == 202
+    assert api.post(_dated(api, now + dt.timedelta(minutes=4))).status_code == 202
+    # a connector's own window
+    spec = api.hub.registry.get(MINISTRY).spec.model_dump(exclude={"certificates"})
+    spec["certificates"] = [c.pem for c in api.hub.registry.get(MINISTRY).certificates]
+    register(api.hub, **{**spec, "freshness": {"max_age_s": 60, "max_ahead_s": 0}})
+    assert_problem(api.post(_dated(api, now - dt.timedelta(minutes=2))), 422, "message-stale")
+    assert_problem(api.post(_dated(api, now + dt.timedelta(seconds=30))), 422, "message-future")
+    assert api.post(_dated(api, now - dt.timedelta(seconds=30))).status_code == 202
+
+
 def test_403_acl_denials_through_the_registry(api: Api) -> None:
     # a type the ministry is not granted
     assert_problem(api.post(api.envelope(message_type="dossier.sync")), 403, "type-not-granted")
@@ -384,6 +425,21 @@ def test_a_connector_can_sign_only_with_its_pinned_certificates(api: Api, pki) -
     assert_problem(api.post(api.envelope(signer=pki.impostor.signer)), 422, "certificate-pinned")
 
 
+def test_a_connector_without_pins_signs_only_with_a_ca_certificate_naming_its_code(api: Api) -> None:
+    ca_dir = api.hub.settings.data_dir / "keys"  # the hub's trusted CA (LIENTHONG_TRUST_DIR's default)
+    other = keys.issue_key("someone", ca_dir, algorithm="ec", code=MINISTRY)
+    own = keys.issue_key("portal", ca_dir, algorithm="ec", code=PORTAL)
+    portal_key = register(api.hub, code=PORTAL, name="Portal", kind="national_portal", sends=["dossier.status"])
+    # the ministry's certificate is pinned for the ministry (and names it): never for another connector
+    stolen = api.envelope(sender=PORTAL)
+    assert_problem(api.post(stolen, key=portal_key), 422, "certificate-pinned-elsewhere")
+    # a certificate of the trusted CA for another code, pinned for nobody
+    signer = Signer.from_files(other.key_path, other.cert_path)
+    assert_problem(api.post(api.envelope(signer=signer, sender=PORTAL), key=portal_key), 422, "certificate-subject")
+    signer = Signer.from_files(own.key_path, own.cert_path)
+    assert api.post(api.envelope(signer=signer, sender=PORTAL), key=portal_key).status_code == 202
+
+
 def test_certificate_rotation(api: Api, pki, tmp_path: Path) -> None:
     new = keys.issue_key("ministry-2026", pki.ca_dir, algorithm="ec")
     new_signer = Signer.from_files(new.key_path, new.cert_path)
@@ -424,6 +480,18 @@ def test_bad_input_never_gets_a_5xx(api: Api) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ reading
+
+
+def test_registering_the_hubs_code_or_anothers_certificate_is_a_422(api: Api, pki) -> None:
+    headers = {"X-Api-Key": ADMIN_KEY}
+    hub = {"code": HUB, "name": "Not the hub", "kind": "ministry", "sends": ["dossier.status"]}
+    body = assert_problem(api.client.post("/api/v1/connectors", json=hub, headers=headers), 422, "code-is-hub")
+    assert body["errors"][0]["path"] == "code"
+    stolen = {"code": PORTAL, "name": "Portal", "kind": "national_portal",
+              "certificates": [pem(pki.ministry.cert_path)]}  # fmt: skip
+    assert_problem(api.client.post("/api/v1/connectors", json=stolen, headers=headers), 422,
+                   "certificate-pinned-elsewhere")  # fmt: skip
+    assert {c.code for c in api.hub.registry.list()} == {MINISTRY, PROVINCE}
 
 
 def test_trace_is_readable_by_its_sender_and_staff_only(api: Api) -> None:

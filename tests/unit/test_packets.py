@@ -251,6 +251,29 @@ def test_naive_datetime_is_rejected_in_xml_with_line_and_path() -> None:
     assert issue.line == _line_of(xml, b"<p:submittedAt>")
 
 
+@pytest.mark.parametrize("at", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_a_datetime_utc_cannot_represent_is_an_issue_not_an_overflow(at: str) -> None:
+    xml = packets.to_xml(packets.example("postal.status"))
+    xml = xml.replace(b"<p:at>2025-11-06T03:00:00Z</p:at>", f"<p:at>{at}</p:at>".encode())
+    issue = _only(packets.validate_xml("postal.status", xml))
+    assert (issue.rule, issue.path) == ("datetime-range", "/postalStatus/at")
+    assert at in issue.message
+
+
+def test_partner_local_times_utc_cannot_represent_are_mapping_errors() -> None:
+    from hub.errors import MappingError
+    from mappings import ministry_steps, national_portal, payment, postal
+
+    first = "00010101000000"  # 1 January of year 1 at 00:00 in UTC+7 is in year 0 in UTC
+    with pytest.raises(ValueError, match="first representable"):
+        ministry_steps.local_to_utc(first)
+    for read in (payment.from_local_time, national_portal.from_portal_time):
+        with pytest.raises(MappingError):
+            read(first)
+    with pytest.raises(MappingError):
+        postal.status_from_event({"orderNumber": "X1", "statusCode": "100", "time": first})
+
+
 # --- issues: XSD stage ----------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payl
 E = f"{{{ENVELOPE_NAMESPACE}}}"
 P = f"{{{packets.PACKET_NAMESPACE}}}"
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
-SENDER, RECEIVER = "000.00.00.H12", "000.00.00.H00"
+SENDER, RECEIVER, MINISTRY = "000.00.00.H12", "000.00.00.H00", "000.00.00.G10"
 
 
 def _payload(message_type: str = "dossier.status") -> etree._Element:
@@ -47,7 +47,7 @@ def test_every_type_signs_and_verifies(pki, message_type: str) -> None:
 
 
 def test_ecdsa_p256_signature_verifies(pki) -> None:
-    data = _signed(pki.ministry)
+    data = _signed(pki.ministry, sender=MINISTRY)
     assert b"ecdsa-sha256" in data
     assert EnvelopeVerifier(pki.trust()).verify(data).signer == "ministry"
 
@@ -86,14 +86,20 @@ def _tamper_text(data: bytes, tag: str) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "tag",
-    [f"{P}dossierCode", f"{E}sender", f"{E}messageType", f"{E}createdAt"],
+    ("tag", "rule"),
+    [
+        (f"{P}dossierCode", "signature-digest"),
+        # another sender: the CA-issued certificate names the province, refused before the digest is computed
+        (f"{E}sender", "certificate-subject"),
+        (f"{E}messageType", "signature-digest"),
+        (f"{E}createdAt", "signature-digest"),
+    ],
     ids=["body", "header-sender", "header-type", "header-time"],
 )
-def test_any_changed_character_is_rejected(pki, tag: str) -> None:
+def test_any_changed_character_is_rejected(pki, tag: str, rule: str) -> None:
     data = _signed(pki.province)
     err = _reject(EnvelopeVerifier(pki.trust()), _tamper_text(data, tag))
-    assert err.issues[0].rule == "signature-digest"
+    assert err.issues[0].rule == rule
     assert err.message_id
 
 
@@ -156,6 +162,38 @@ def test_pinned_sender_must_use_its_own_certificate(pki) -> None:
     err = _reject(EnvelopeVerifier(trust), _signed(pki.province))
     assert err.issues[0].rule == "certificate-pinned"
     assert EnvelopeVerifier(trust).verify(_signed(pki.ministry)).trusted_as == "pinned for sender"
+
+
+def test_a_ca_issued_certificate_signs_only_for_the_code_its_subject_names(pki, tmp_path) -> None:
+    verifier = EnvelopeVerifier(pki.trust())
+    assert keys.connector_code(pki.province.certificate) == SENDER
+    verified = verifier.verify(_signed(pki.province))
+    assert verified.trusted_as == f"issued by Lienthong Demo CA for {SENDER}"
+    # the ministry's certificate names the ministry: it does not sign for the province, though the CA issued it
+    err = _reject(verifier, _signed(pki.ministry, sender=SENDER))
+    assert err.issues[0].rule == "certificate-subject"
+    assert MINISTRY in err.issues[0].message and "/envelope/Signature" == err.issues[0].path
+    # a CA-issued certificate that names no connector signs for nobody
+    nameless = keys.issue_key("nameless", pki.ca_dir)
+    err = _reject(verifier, _signed(type(pki.province)("nameless", nameless.key_path, nameless.cert_path)))
+    assert err.issues[0].rule == "certificate-subject" and "no connector code" in err.issues[0].message
+
+
+def test_a_certificate_pinned_for_another_connector_never_signs(pki) -> None:
+    # The ministry's certificate names the province code (a CA mistake, or a stolen key): pinned for the ministry,
+    # it signs for the ministry only, not for the unpinned province through the CA.
+    ca_key = keys.load_private_key(pki.ca_dir / keys.CA_KEY_FILE)
+    ca_cert = keys.load_certificate(pki.ca_cert)
+    key = keys.load_private_key(pki.ministry.key_path)
+    cert = keys.issue_certificate(key, "ministry", ca_key, ca_cert, code=SENDER)
+    trust = pki.trust()
+    trust.pin(MINISTRY, cert)
+    signer = Signer(key, cert)
+    header = EnvelopeHeader(sender=SENDER, receiver=RECEIVER, message_type="dossier.status")
+    data = etree.tostring(sign_payload(signer, header, _payload()))
+    err = _reject(EnvelopeVerifier(trust), data)
+    assert err.issues[0].rule == "certificate-pinned-elsewhere" and MINISTRY in err.issues[0].message
+    assert EnvelopeVerifier(pki.trust()).verify(data).trusted_as.startswith("issued by")  # unpinned: the CA rule
 
 
 def test_pinned_certificate_needs_no_ca(pki) -> None:
