@@ -341,6 +341,22 @@ endpoint: {{url: "http://127.0.0.1:9/portal"}}
     )
 
 
+def test_posted_connectors_refuse_alias_bombs_and_file_paths(api: Api) -> None:
+    """An admin-posted YAML alias bomb is a 422 at once; an example path is refused alike whether it exists."""
+    headers = {"X-Api-Key": ADMIN_KEY, "Content-Type": "application/yaml"}
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    bomb = api.client.post("/api/v1/connectors", content="\n".join(lines).encode(), headers=headers)
+    assert assert_problem(bomb, 422, "yaml-alias")["errors"][0]["path"] == "/"
+    answers = []
+    for path in ("/etc/hostname", "/nonexistent/example.xml"):
+        spec = {"code": PORTAL, "name": "x", "kind": "ministry", "sends": ["dossier.status"],
+                "examples": {"dossier.status": [path]}}  # fmt: skip
+        answer = api.client.post("/api/v1/connectors", json=spec, headers={"X-Api-Key": ADMIN_KEY})
+        answers.append(assert_problem(answer, 422, "example-path")["errors"])
+    assert answers[0] == answers[1]
+
+
 def test_queues_dead_letters_and_replay_with_the_operator_key(api: Api) -> None:
     message_id = api.post(api.envelope()).json()["message_id"]
     queues = api.get("/api/v1/queues", "operator").json()

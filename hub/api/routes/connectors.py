@@ -13,12 +13,12 @@ from hub.api.dependencies import ApiKey, hub_of, read_body, require_media_type, 
 from hub.api.models import ConnectorCreatedOut, ConnectorOut
 from hub.api.problems import BODY_PROBLEMS, ApiProblem, responses
 from hub.errors import Issue
+from hub.registry.spec import MAX_SPEC_BYTES
 from hub.services import ADMIN, Caller, HubService, require
 
 router = APIRouter()
 
 SPEC_MEDIA_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
-MAX_SPEC_BYTES = 256 * 1024
 
 
 @router.get(
@@ -70,7 +70,8 @@ async def add_connector(request: Request, x_api_key: ApiKey = None) -> JSONRespo
 def add_connector_from(hub: HubService, body: bytes, media: str, caller: Caller) -> tuple[Any, str | None]:
     """Validate and register (or update) a connector; return it and its new API key (``None`` on update).
 
-    Certificates must be inline PEM: a spec posted over HTTP never makes the hub read its own files.
+    Certificates must be inline PEM and examples are refused: a spec posted over HTTP never makes the hub read
+    its own files, nor tells whether one exists.
     Raises ``SpecInvalidError`` (422, every problem at once) or ``ApiProblem`` (400 for unreadable bodies).
     """
     from hub.registry import loads_spec, parse_spec
