@@ -26,7 +26,7 @@ An accepted refund routes a hub-signed ``payment.receipt`` with ``kind`` ``refun
 update: the dossier is not resumed) and marks the row ``refunded``; a repeated CONFIRM_REFUND is idempotent.
 
 Refusals are answered 4xx with ``MaLoi``. A callback refused by rules 1–3 never authenticated: it is refused before
-any store read or write and only counted (``lienthong_callbacks_refused_total{connector, reason}``), so junk posted
+any store write and only counted (``lienthong_callbacks_refused_total{connector, reason}``), so junk posted
 to the callback URL costs no rows; refusals from rule 4 on are rows in ``partner_refusals``
 (``GET /api/v1/partner-refusals``).
 An accepted confirmation routes two hub-signed envelopes through the normal pipeline (store, queue, worker):
@@ -80,13 +80,15 @@ class PaymentCallbacks:
         its ``kind``, rule and the platform's ``MaLoi`` code); one that fails authentication (rules 1–3) is only
         counted (``lienthong_callbacks_refused_total``), so anonymous junk costs no store write, and one of an
         authenticated callback is recorded as a row (``GET /api/v1/partner-refusals``)."""
+        connector = self.hub.registry.get(code)
         try:
-            connector, message = self._authenticated(code, body)
+            message = self._authenticated(code, connector, body)
         except Refused as refused:
-            known = self.hub.registry.get(code) is not None
-            CALLBACKS_REFUSED.labels(connector=code if known else "unknown", reason=refused.rule).inc()
+            label = "unknown" if connector is None else code  # codes in the URL are the caller's: bound the labels
+            CALLBACKS_REFUSED.labels(connector=label, reason=refused.rule).inc()
             log.warning("payment callback refused before authentication connector=%s rule=%s", code[:64], refused.rule)
             raise
+        assert connector is not None  # authenticated
         try:
             return self._confirm(connector, message, body)
         except Refused as refused:
@@ -102,10 +104,9 @@ class PaymentCallbacks:
             log.warning("payment CONFIRM refused connector=%s rule=%s: %s", code, refused.rule, refused.reason)
             raise
 
-    def _authenticated(self, code: str, body: bytes) -> tuple[Connector, dict[str, Any]]:
-        """Rules 1–3: the connector, and the CONFIRM its partner secret vouches for; nothing is read from or
-        written to the store."""
-        connector = self.hub.registry.get(code)
+    @staticmethod
+    def _authenticated(code: str, connector: Connector | None, body: bytes) -> dict[str, Any]:
+        """Rules 1–3: the CONFIRM the connector's partner secret vouches for; nothing is written to the store."""
         if connector is None or not connector.enabled or str(connector.kind) != "payment":
             raise Refused("not-found", "02", "unknown-connector", f"{code!r} is not an enabled payment connector")
         endpoint = connector.spec.endpoint
@@ -135,7 +136,7 @@ class PaymentCallbacks:
                 "MaXacThuc does not match the message and the partner secret",
                 reference,
             )
-        return connector, message
+        return message
 
     def _confirm(self, connector: Connector, message: dict[str, Any], body: bytes) -> dict[str, Any]:
         """Rules 4–7 (and 8–10 for a refund) of an authenticated CONFIRM."""
