@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from lxml import etree
+from pydantic import SecretStr
 
 from hub import packets
 from hub.api import create_app
@@ -399,13 +400,26 @@ def test_health_readiness_and_metrics(api: Api) -> None:
     api.post(api.envelope())
     api.post(api.envelope(), key=None)
     api.post(api.envelope(message_type="dossier.sync"))
-    text = api.client.get("/metrics").text
+    text = api.client.get("/metrics", headers={"Authorization": f"Bearer {OPERATOR_KEY}"}).text
     assert f'lienthong_accepted_total{{channel="rest",connector="{MINISTRY}"}}' in text
     assert 'lienthong_rejected_total{connector="unknown",reason="unauthenticated"}' in text
     assert f'lienthong_rejected_total{{connector="{MINISTRY}",reason="forbidden"}}' in text
     assert "lienthong_accept_seconds_bucket" in text
     assert f'lienthong_pending{{connector="{PROVINCE}"}}' in text
     assert "lienthong_delivered_total" in text or "# TYPE lienthong_delivered counter" in text
+
+
+def test_metrics_need_the_metrics_or_a_staff_key_unless_public(api: Api, monkeypatch) -> None:
+    assert_problem(api.client.get("/metrics"), 401, "api-key-required")
+    assert_problem(api.client.get("/metrics", headers={"Authorization": "Bearer nope"}), 401, "api-key-unknown")
+    assert_problem(api.client.get("/metrics", headers={"X-Api-Key": api.keys["ministry"]}), 401, "api-key-unknown")
+    assert_problem(api.client.get("/metrics", headers={"Authorization": f"Basic {ADMIN_KEY}"}), 401)
+    monkeypatch.setattr(api.hub.settings, "metrics_api_key", SecretStr("scrape-key"))
+    for headers in ({"Authorization": "Bearer scrape-key"}, {"X-Api-Key": "scrape-key"}, {"X-Api-Key": ADMIN_KEY}):
+        response = api.client.get("/metrics", headers=headers)
+        assert response.status_code == 200 and "lienthong_accepted" in response.text, headers
+    monkeypatch.setattr(api.hub.settings, "metrics_public", True)
+    assert api.client.get("/metrics").status_code == 200
 
 
 def test_readyz_reports_an_unreachable_broker(api: Api, monkeypatch) -> None:
@@ -455,12 +469,16 @@ def soap_request(operation: str, inner: str, api_key: str | None) -> bytes:
     ).encode()
 
 
-def test_soap_wsdl_points_at_the_serving_hub(api: Api) -> None:
-    response = api.client.get("/soap/exchange?wsdl")
-    assert response.status_code == 200
-    root = etree.fromstring(response.content)
-    (address,) = root.iter("{http://schemas.xmlsoap.org/wsdl/soap/}address")
-    assert address.get("location") == "http://testserver/soap/exchange"
+def test_soap_wsdl_address_comes_from_configuration_not_the_host_header(api: Api, monkeypatch) -> None:
+    def location(**headers: str) -> str | None:
+        response = api.client.get("/soap/exchange?wsdl", headers=headers)
+        assert response.status_code == 200
+        (address,) = etree.fromstring(response.content).iter("{http://schemas.xmlsoap.org/wsdl/soap/}address")
+        return address.get("location")
+
+    assert location() == location(Host="attacker.example") == "http://127.0.0.1:8000/soap/exchange"
+    monkeypatch.setattr(api.hub.settings, "public_url", "https://lienthong.example.gov.vn/")
+    assert location(Host="attacker.example") == "https://lienthong.example.gov.vn/soap/exchange"
 
 
 def test_soap_submit_status_and_faults(api: Api) -> None:
