@@ -289,6 +289,10 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    if host or port:  # the app's settings (the WSDL's default address) follow the options
+        os.environ["LIENTHONG_API_HOST"] = host or settings.api_host
+        os.environ["LIENTHONG_API_PORT"] = str(port or settings.api_port)
+        get_settings.cache_clear()
     # An import string and a factory: every worker process builds its own app (one Runtime per process).
     uvicorn.run(
         "hub.api:create_app",

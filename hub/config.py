@@ -31,6 +31,21 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("var"), description="Folder for the embedded queue and generated demo keys")
     api_host: str = Field("127.0.0.1", description="Address `hub serve` listens on")
     api_port: int = Field(8000, description="Port `hub serve` listens on")
+    public_url: str | None = Field(
+        None,
+        description="Base URL partners reach the hub at (e.g. `https://lienthong.example.gov.vn`), used as the "
+        "WSDL's `soap:address`; unset = `http://api_host:api_port`. Never taken from a request's Host header",
+    )
+    metrics_api_key: SecretStr | None = Field(
+        None,
+        description="API key Prometheus scrapes `/metrics` with (`Authorization: Bearer` or `X-Api-Key`); the "
+        "admin and operator keys work too",
+    )
+    metrics_public: bool = Field(
+        False,
+        description="Serve `/metrics` without a key: only for a hub whose `api_host` is an internal address "
+        "Prometheus alone reaches",
+    )
     max_message_bytes: int = Field(2 * 1024 * 1024, description="Largest packet accepted, in bytes")
     max_xml_depth: int = Field(64, description="Deepest element nesting accepted")
     max_callback_bytes: int = Field(

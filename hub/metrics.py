@@ -2,7 +2,10 @@
 
 - ``lienthong_accepted_total{connector, channel}`` and ``lienthong_rejected_total{connector, reason}`` (reason =
   the problem kind: malformed, unauthenticated, forbidden, conflict, too-large, unsupported-media-type, invalid)
-  and the ``lienthong_accept_seconds{channel}`` histogram are counted in this process. With ``hub serve
+  and the ``lienthong_accept_seconds{channel}`` histogram are counted in this process, as is
+  ``lienthong_callbacks_refused_total{connector, reason}``: partner callbacks refused before they authenticated
+  (reason = the rule: unknown-connector, malformed, partner-code, checksum; connector ``unknown`` when the URL
+  names no registered connector), which leave no row in the store. With ``hub serve
   --workers N`` the CLI points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder and ``/metrics`` aggregates every
   worker process (prometheus-client's multiprocess mode).
 - ``lienthong_delivered_total``, ``lienthong_retried_total`` and ``lienthong_dead_lettered_total`` (per
@@ -32,6 +35,11 @@ log = logging.getLogger(__name__)
 
 ACCEPTED = Counter("lienthong_accepted", "Envelopes accepted (stored and queued)", ["connector", "channel"])
 REJECTED = Counter("lienthong_rejected", "Submissions refused, by reason", ["connector", "reason"])
+CALLBACKS_REFUSED = Counter(
+    "lienthong_callbacks_refused",
+    "Partner callbacks refused before they authenticated (counted here, never stored), by rule",
+    ["connector", "reason"],
+)
 ACCEPT_SECONDS = Histogram(
     "lienthong_accept_seconds",
     "Time to accept one envelope (verify, authorize, store, publish)",

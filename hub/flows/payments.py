@@ -25,7 +25,10 @@ passes the same checks, with a refund reference the hub sent (``unknown-referenc
 An accepted refund routes a hub-signed ``payment.receipt`` with ``kind`` ``refund`` to the requester (no status
 update: the dossier is not resumed) and marks the row ``refunded``; a repeated CONFIRM_REFUND is idempotent.
 
-Refusals are rows in ``partner_refusals`` (``GET /api/v1/partner-refusals``) and are answered 4xx with ``MaLoi``.
+Refusals are answered 4xx with ``MaLoi``. A callback refused by rules 1–3 never authenticated: it is refused before
+any store write and only counted (``lienthong_callbacks_refused_total{connector, reason}``), so junk posted
+to the callback URL costs no rows; refusals from rule 4 on are rows in ``partner_refusals``
+(``GET /api/v1/partner-refusals``).
 An accepted confirmation routes two hub-signed envelopes through the normal pipeline (store, queue, worker):
 ``payment.receipt`` (with the bank-signed receipt) to the connectors that receive it — the provincial system —
 and ``dossier.status`` 4 (processing resumes after the financial obligation, 6 → 4) to those that receive
@@ -46,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from hub.errors import MappingError, ReceiptRejected, RejectedError
 from hub.errors import PaymentRefusedError as Refused
 from hub.flows.receipts import receipt_fields, verify_receipt
+from hub.metrics import CALLBACKS_REFUSED
 from hub.packets.dossier import DossierStatusUpdate, Step
 from hub.security.envelope import EnvelopeHeader
 from hub.store import flow_records
@@ -72,15 +76,26 @@ class PaymentCallbacks:
     # ------------------------------------------------------------ the callback
 
     def confirm(self, code: str, body: bytes) -> dict[str, Any]:
-        """Check and act on one CONFIRM; returns the JSON answer. A refusal is recorded, then raised
-        (``PaymentRefusedError``: its ``kind``, rule and the platform's ``MaLoi`` code)."""
+        """Check and act on one CONFIRM; returns the JSON answer. A refusal is raised (``PaymentRefusedError``:
+        its ``kind``, rule and the platform's ``MaLoi`` code); one that fails authentication (rules 1–3) is only
+        counted (``lienthong_callbacks_refused_total``), so anonymous junk costs no store write, and one of an
+        authenticated callback is recorded as a row (``GET /api/v1/partner-refusals``)."""
+        connector = self.hub.registry.get(code)
         try:
-            return self._confirm(code, body)
+            message = self._authenticated(code, connector, body)
+        except Refused as refused:
+            label = "unknown" if connector is None else code  # codes in the URL are the caller's: bound the labels
+            CALLBACKS_REFUSED.labels(connector=label, reason=refused.rule).inc()
+            log.warning("payment callback refused before authentication connector=%s rule=%s", code[:64], refused.rule)
+            raise
+        assert connector is not None  # authenticated
+        try:
+            return self._confirm(connector, message, body)
         except Refused as refused:
             flow_records.record_refusal(
                 self.hub.store.engine,
                 connector=code[:64],
-                kind="payment.refund" if b'"CONFIRM_REFUND"' in body else "payment.confirm",
+                kind="payment.refund" if message["LoaiBanTin"] == pm.CONFIRM_REFUND else "payment.confirm",
                 rule=refused.rule,
                 reason=refused.reason,
                 payload=body,
@@ -89,8 +104,9 @@ class PaymentCallbacks:
             log.warning("payment CONFIRM refused connector=%s rule=%s: %s", code, refused.rule, refused.reason)
             raise
 
-    def _confirm(self, code: str, body: bytes) -> dict[str, Any]:
-        connector = self.hub.registry.get(code)
+    @staticmethod
+    def _authenticated(code: str, connector: Connector | None, body: bytes) -> dict[str, Any]:
+        """Rules 1–3: the CONFIRM the connector's partner secret vouches for; nothing is written to the store."""
         if connector is None or not connector.enabled or str(connector.kind) != "payment":
             raise Refused("not-found", "02", "unknown-connector", f"{code!r} is not an enabled payment connector")
         endpoint = connector.spec.endpoint
@@ -107,7 +123,6 @@ class PaymentCallbacks:
             raise Refused(
                 "malformed", "02", "malformed", "the body is not a JSON CONFIRM or CONFIRM_REFUND message"
             ) from None
-        refund = message["LoaiBanTin"] == pm.CONFIRM_REFUND
         reference = message.get("MaThamChieu") if isinstance(message.get("MaThamChieu"), str) else None
         if message.get("MaDoiTac") != credentials.username:
             raise Refused(
@@ -121,6 +136,13 @@ class PaymentCallbacks:
                 "MaXacThuc does not match the message and the partner secret",
                 reference,
             )
+        return message
+
+    def _confirm(self, connector: Connector, message: dict[str, Any], body: bytes) -> dict[str, Any]:
+        """Rules 4–7 (and 8–10 for a refund) of an authenticated CONFIRM."""
+        code = connector.code
+        refund = message["LoaiBanTin"] == pm.CONFIRM_REFUND
+        reference = message.get("MaThamChieu") if isinstance(message.get("MaThamChieu"), str) else None
         payment = None if reference is None else flow_records.payment(self.hub.store.engine, reference)
         if payment is None or payment.connector != code or (payment.kind == "refund") != refund:
             what = "refund" if refund else "payment"

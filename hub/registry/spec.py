@@ -31,6 +31,13 @@ is what the national portal is told.
 ``load_spec(path)`` reports every problem of a file at once (``SpecInvalidError.issues``, each with the YAML
 line where known); ``parse_spec(data)`` does the same for an already-parsed mapping (the HTTP API), where file
 paths are refused unless a ``base_dir`` is given.
+
+Admin input is not trusted blindly either: the YAML text is capped at ``MAX_SPEC_BYTES`` and ``MAX_YAML_DEPTH``
+levels and may hold no aliases (``yaml-size``, ``yaml-depth``, ``yaml-alias``: a connector file never needs
+them, and an alias bomb would expand a few KB into gigabytes); ``code_pattern`` is compiled and matched with
+RE2, whose matching time is linear in the input (no catastrophic backtracking), so a pattern RE2 cannot compile
+(backreferences, lookarounds) is refused (``code-pattern``); file paths must resolve inside ``base_dir`` (the
+connector file's folder), through symlinks and ``..`` alike (``certificate-path``, ``example-path``).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import re2
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -71,6 +79,12 @@ PARTY_CODE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}"
 PEM_CERT_BEGIN = "-----BEGIN CERTIFICATE-----"
 #: A ``handles`` item: the start of a dossier code (``<agency code>-<YYMMDD>-<NNNN>``), at least one character.
 HANDLES_PATTERN = r"[0-9A-Za-z.\-]{1,64}"
+#: Largest connector declaration read (file or request body); real ones are a few KB.
+MAX_SPEC_BYTES = 256 * 1024
+#: Deepest YAML nesting read; a connector declaration nests four levels.
+MAX_YAML_DEPTH = 20
+#: Longest ``code_pattern`` accepted.
+MAX_CODE_PATTERN = 256
 
 
 def _error(rule: str, message: str) -> PydanticCustomError:
@@ -132,10 +146,15 @@ def _declared(info: ValidationInfo, field: str) -> tuple[str, ...]:
 
 
 def _read_file(value: str, info: ValidationInfo, what: str) -> tuple[Path, bytes]:
+    """The file ``value`` names, resolved inside the connector file's folder. Without a folder (a spec posted over
+    HTTP) every path is refused with the same answer, whether the file exists or not."""
     base = _base_dir(info)
     if base is None:
         raise _error(f"{what}-path", f"{what} file paths are only allowed in a connector file; give the content inline")
-    path = (base / value).resolve()
+    folder = base.resolve()
+    path = (folder / value).resolve()
+    if not path.is_relative_to(folder):
+        raise _error(f"{what}-path", f"{value!r} is outside the connector file's folder {folder}")
     try:
         return path, path.read_bytes()
     except OSError as exc:
@@ -154,7 +173,8 @@ class Endpoint(BaseModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value):
+        # one host character then anything but spaces: "[^\s/?#]+[^\s]*" would backtrack quadratically
+        if not re.fullmatch(r"https?://[^\s/?#][^\s]*", value):
             raise _error("endpoint-url", f"{value!r} is not an http:// or https:// URL")
         return value
 
@@ -214,10 +234,9 @@ class ConnectorSpec(BaseModel):
     def _pattern_compiles(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise _error("code-pattern", f"not a valid regular expression: {exc}") from None
+        if len(value) > MAX_CODE_PATTERN:
+            raise _error("code-pattern", f"longer than {MAX_CODE_PATTERN} characters")
+        compile_code_pattern(value)
         return value
 
     @field_validator("code")
@@ -226,7 +245,7 @@ class ConnectorSpec(BaseModel):
         if "code_pattern" not in info.data:  # the pattern itself is broken: reported there
             return value
         pattern = info.data["code_pattern"] or AGENCY_CODE_PATTERN
-        if not re.fullmatch(pattern, value):
+        if not compile_code_pattern(pattern).fullmatch(value):
             which = "the connector's code_pattern" if info.data["code_pattern"] else "ddd.dd.dd.Xdd"
             raise _error("agency-code", f"{value!r} does not match {which} ({pattern})")
         if not re.fullmatch(PARTY_CODE_PATTERN, value):
@@ -305,12 +324,7 @@ class ConnectorSpec(BaseModel):
             paths = []
             for index, file in enumerate(files):
                 try:
-                    if Path(file).is_absolute() and _base_dir(info) is None:
-                        path = Path(file)  # a stored spec: already resolved
-                        if not path.is_file():
-                            raise _error("example-file", f"example file {path} does not exist")
-                    else:
-                        path, _ = _read_file(file, info, "example")
+                    path, _ = _read_file(file, info, "example")
                 except PydanticCustomError as exc:
                     problems.add((message_type, index), exc.type, exc.message())
                     continue
@@ -368,6 +382,27 @@ class ConnectorSpec(BaseModel):
                 "freshness": Freshness.model_validate(data.get("freshness") or {}),
             }
         )
+
+
+def compile_code_pattern(pattern: str) -> Any:
+    """``pattern`` compiled by RE2 (linear-time matching, whatever the pattern); ``PydanticCustomError``
+    ``code-pattern`` when RE2 cannot compile it."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise _error(
+            "code-pattern", f"not a regular expression RE2 accepts (no backreferences or lookarounds): {reason}"
+        ) from None
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is reported as an issue, not logged by the C++ library
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
 
 
 def _stored_endpoint(data: Mapping[str, Any]) -> Endpoint:
@@ -515,7 +550,11 @@ def load_spec(path: Path | str) -> ConnectorSpec:
     """Read and validate a connector YAML file; raise ``SpecInvalidError`` listing every problem at once."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_SPEC_BYTES + 1)  # never more than the cap, whatever the file's size
+        if len(data) > MAX_SPEC_BYTES:
+            raise _too_large(str(path))
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecInvalidError(f"cannot read {path}", [Issue("/", "file", f"cannot read {path}: {exc}")]) from None
     return loads_spec(text, base_dir=path.resolve().parent, source=str(path))
@@ -523,9 +562,14 @@ def load_spec(path: Path | str) -> ConnectorSpec:
 
 def loads_spec(text: str, *, base_dir: Path | None = None, source: str = "connector") -> ConnectorSpec:
     """``load_spec`` for YAML text (``base_dir``: where relative certificate/example paths point)."""
+    if len(text) > MAX_SPEC_BYTES or len(text.encode("utf-8")) > MAX_SPEC_BYTES:
+        raise _too_large(source)
+    loader = _SpecLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        data = None if root is None else loader.construct_document(root)
+    except _YamlRefused as exc:
+        raise SpecInvalidError(f"{source} is refused", [Issue("/", exc.rule, exc.message, exc.line)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -533,4 +577,47 @@ def loads_spec(text: str, *, base_dir: Path | None = None, source: str = "connec
         raise SpecInvalidError(
             f"{source} is not valid YAML", [Issue("/", "yaml", f"not valid YAML: {problem}", line)]
         ) from None
+    finally:
+        loader.dispose()
     return parse_spec(data, base_dir=base_dir, source=source, _root=root)
+
+
+def _too_large(source: str) -> SpecInvalidError:
+    return SpecInvalidError(
+        f"{source} is too large",
+        [Issue("/", "yaml-size", f"a connector declaration may hold at most {MAX_SPEC_BYTES} bytes")],
+    )
+
+
+class _YamlRefused(Exception):
+    """YAML that parses but that a connector declaration may not use (aliases, deep nesting)."""
+
+    def __init__(self, rule: str, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.rule, self.message = rule, message
+        self.line = None if mark is None else mark.line + 1
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """``SafeLoader`` without aliases and with a nesting limit: every node is composed once, so the document
+    costs no more than its (size-capped) text."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _YamlRefused(
+                "yaml-alias",
+                f"YAML aliases (*{event.anchor}) are not allowed in a connector declaration; write the value out",
+                event.start_mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _YamlRefused("yaml-depth", f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1

@@ -154,7 +154,7 @@ def test_rest_push_is_accepted_traced_and_delivered(server: Server, pki) -> None
     trace = httpx.get(f"{server.base}/api/v1/messages/{ids[0]}", headers={"X-Api-Key": ADMIN_KEY}).json()
     assert trace["status"] == "delivered" and trace["deliveries"][0]["state"] == "delivered"
 
-    metrics = httpx.get(f"{server.base}/metrics").text  # aggregated over both workers
+    metrics = httpx.get(f"{server.base}/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).text  # both workers
     accepted = [line for line in metrics.splitlines() if line.startswith("lienthong_accepted_total{")]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in accepted) >= 4
     assert f'lienthong_delivered_total{{connector="{PROVINCE}"}}' in metrics

@@ -1,9 +1,10 @@
 """F3, payment intermediaries: checksum vectors and message builders, the platform simulator over real HTTP,
-the adapter's retry classification, and the CONFIRM callback (forged checksum, unregistered receipt signer,
-amount mismatch, unknown reference refused and recorded; a repeated CONFIRM idempotent; success routes the
-payment.receipt to the province and the 6 → 4 status to the national portal). Refunds (Tiền Giang Điều 17.4): a
-payment.request of kind refund → REFUND → CONFIRM_REFUND with a bank-signed receipt, the same checks plus the
-original reference and what was paid, a payment.receipt of kind refund to the province."""
+the adapter's retry classification, and the CONFIRM callback (unknown connector, garbage and forged checksum
+refused and only counted; unregistered receipt signer, amount mismatch, unknown reference refused and recorded;
+a repeated CONFIRM idempotent; success routes the payment.receipt to the province and the 6 → 4 status to the
+national portal). Refunds (Tiền Giang Điều 17.4): a payment.request of kind refund → REFUND → CONFIRM_REFUND with
+a bank-signed receipt, the same checks plus the original reference and what was paid, a payment.receipt of kind
+refund to the province."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import prometheus_client
 import pytest
 import requests
 import sqlalchemy as sa
@@ -202,6 +204,12 @@ def refusals(api) -> list[dict]:
     return api.get("/api/v1/partner-refusals", headers={"X-Api-Key": ADMIN_KEY}).json()
 
 
+def refused_count(connector: str, reason: str) -> float:
+    """``lienthong_callbacks_refused_total`` for one label set (the counter is process-wide: compare deltas)."""
+    labels = {"connector": connector, "reason": reason}
+    return prometheus_client.REGISTRY.get_sample_value("lienthong_callbacks_refused_total", labels) or 0.0
+
+
 def trace(api, message_id: str):
     return api.get(f"/api/v1/messages/{message_id}", headers={"X-Api-Key": ADMIN_KEY})
 
@@ -229,12 +237,13 @@ def test_confirm_routes_the_receipt_and_the_status_and_is_idempotent(api, pki, s
     assert refusals(api) == []
 
 
-def test_forged_checksum_is_refused_and_recorded(api, pki, sim) -> None:
+def test_forged_checksum_is_refused_and_counted_not_stored(api, pki, sim) -> None:
     reference, _ = initiate(api, pki, sim)
+    before = refused_count(PAYMENT, "checksum")
     response = callback(api, sim.confirmation({"MaThamChieu": reference, "forge_checksum": True}))
     assert response.status_code == 401 and response.json()["MaLoi"] == "01"
-    (refusal,) = refusals(api)
-    assert refusal["rule"] == "checksum" and refusal["reference"] == reference and refusal["connector"] == PAYMENT
+    assert refusals(api) == []
+    assert refused_count(PAYMENT, "checksum") == before + 1
     assert flow_records.payment(api.app.state.hub.store.engine, reference).state == "initiated"
 
 
@@ -257,10 +266,19 @@ def test_amount_mismatch_and_unknown_reference_are_refused(api, pki, sim) -> Non
     assert callback(api, sim.confirmation({"MaThamChieu": reference})).status_code == 200  # the real one still works
 
 
-def test_callback_for_an_unknown_connector_or_garbage(api) -> None:
-    assert api.post("/api/v1/callbacks/payment/000.00.00.X99", json={}).status_code == 404
-    assert api.post(f"/api/v1/callbacks/payment/{PAYMENT}", content=b"not json").status_code == 400
-    assert {r["rule"] for r in refusals(api)} == {"unknown-connector", "malformed"}
+def test_unauthenticated_callbacks_write_no_row_and_are_counted(api) -> None:
+    """50 junk callbacks (unknown connector, garbage, a stranger's partner code) leave the store as it was; the
+    refusals are counted per rule, unknown connector codes under one ``unknown`` label."""
+    counted = [("unknown", "unknown-connector"), (PAYMENT, "malformed"), (PAYMENT, "partner-code")]
+    before = [refused_count(*labels) for labels in counted]
+    stranger = {"LoaiBanTin": "CONFIRM", "MaDoiTac": "SOMEONE", "MaThamChieu": "PAY-1", "MaXacThuc": "x"}
+    for n in range(17):
+        assert api.post(f"/api/v1/callbacks/payment/000.00.00.X{n:02d}", json={}).status_code == 404
+        assert api.post(f"/api/v1/callbacks/payment/{PAYMENT}", content=b"not json").status_code == 400
+        if n < 16:
+            assert api.post(f"/api/v1/callbacks/payment/{PAYMENT}", json=stranger).json()["rule"] == "partner-code"
+    assert refusals(api) == []
+    assert [refused_count(*labels) - b for labels, b in zip(counted, before, strict=True)] == [17, 17, 16]
 
 
 def test_simulator_posts_confirm_to_the_callback_url(sim) -> None:
@@ -456,8 +474,8 @@ def test_forged_unknown_and_mismatched_refunds_are_refused_and_recorded(api, pki
     assert impostor.json()["rule"] == "receipt-signer"
     recorded = refusals(api)
     assert [r["rule"] for r in recorded] == [
-        "receipt-signer", "amount-mismatch", "unknown-original-reference", "unknown-reference", "checksum"
-    ]  # fmt: skip
+        "receipt-signer", "amount-mismatch", "unknown-original-reference", "unknown-reference"
+    ]  # fmt: skip  (the forged checksum never authenticated: counted, not recorded)
     assert {r["kind"] for r in recorded} == {"payment.refund"} and {r["connector"] for r in recorded} == {PAYMENT}
     hub = api.app.state.hub
     assert flow_records.payment(hub.store.engine, reference).state == "initiated"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,6 +147,84 @@ def test_inline_pem_and_no_file_paths_without_a_base_dir(pki) -> None:
     with pytest.raises(SpecInvalidError) as exc:
         parse_spec({**data, "certificates": [str(pki.ministry.cert_path)]})
     assert exc.value.issues[0].rule == "certificate-path"
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    """A billion-laughs document (about 1 KB, 9^9 strings once expanded) is refused before any expansion."""
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    file = tmp_path / "bomb.yaml"
+    file.write_text("\n".join(lines) + "\ncode: 000.00.00.G22\n", encoding="utf-8")
+    started = time.monotonic()
+    with pytest.raises(SpecInvalidError) as exc:
+        load_spec(file)
+    assert time.monotonic() - started < 1
+    assert [(i.rule, i.line) for i in exc.value.issues] == [("yaml-alias", 2)]
+
+
+def test_oversized_or_deeply_nested_yaml_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("name: " + "x" * 300_000 + "\n", encoding="utf-8")
+    with pytest.raises(SpecInvalidError) as exc:
+        load_spec(big)
+    assert [i.rule for i in exc.value.issues] == ["yaml-size"]
+    with pytest.raises(SpecInvalidError) as exc:
+        loads_spec("name: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert [i.rule for i in exc.value.issues] == ["yaml-depth"]
+
+
+def test_code_pattern_is_matched_in_linear_time_and_re2_only() -> None:
+    """A pattern that backtracks catastrophically in Python's re (minutes on this input) is matched by RE2 at
+    once; a pattern RE2 cannot compile (a backreference) is refused with the code-pattern rule."""
+    data = spec_data("land-registration.yaml", code="a" * 60 + "!", code_pattern=r"(a|a)+")
+    started = time.monotonic()
+    with pytest.raises(SpecInvalidError) as exc:
+        parse_spec(data, base_dir=DEPLOY)
+    assert time.monotonic() - started < 1
+    assert [(i.path, i.rule) for i in exc.value.issues] == [("code", "agency-code")]
+    with pytest.raises(SpecInvalidError) as exc:
+        parse_spec({**data, "code": "AA", "code_pattern": r"(A)\1"}, base_dir=DEPLOY)
+    assert [(i.path, i.rule) for i in exc.value.issues] == [("code_pattern", "code-pattern")]
+
+
+def test_endpoint_url_check_is_not_quadratic() -> None:
+    data = spec_data("land-registration.yaml", endpoint={"url": "http://" + "a" * 200_000 + " "})
+    started = time.monotonic()
+    with pytest.raises(SpecInvalidError) as exc:
+        parse_spec(data, base_dir=DEPLOY)
+    assert time.monotonic() - started < 1
+    assert [i.rule for i in exc.value.issues] == ["endpoint-url"]
+
+
+def test_example_and_certificate_paths_stay_inside_the_connector_folder(tmp_path: Path, pki) -> None:
+    folder = tmp_path / "connectors"
+    (folder / "examples").mkdir(parents=True)
+    shutil.copy(DEPLOY / "examples" / "land-status.xml", folder / "examples" / "land-status.xml")
+    (tmp_path / "outside.xml").write_bytes(b"<x/>")
+    (folder / "examples" / "link.xml").symlink_to(tmp_path / "outside.xml")
+    data = spec_data("land-registration.yaml", certificates=[pem(pki.ministry)])
+    assert parse_spec(data, base_dir=folder).examples["dossier.status"] == (
+        str((folder / "examples" / "land-status.xml").resolve()),
+    )
+    outside = ["../outside.xml", str(tmp_path / "outside.xml"), "examples/link.xml", "/etc/passwd"]
+    with pytest.raises(SpecInvalidError) as exc:
+        parse_spec({**data, "examples": {"dossier.status": outside}, "certificates": ["../x.pem"]}, base_dir=folder)
+    assert {(i.path, i.rule) for i in exc.value.issues} == {
+        *((f"examples[dossier.status][{n}]", "example-path") for n in range(4)),
+        ("certificates[0]", "certificate-path"),
+    }
+
+
+def test_a_spec_without_a_folder_may_name_no_file_and_cannot_probe_one(pki) -> None:
+    """Posted over HTTP (no base_dir): an existing and a missing absolute path get the same answer."""
+    data = spec_data("land-registration.yaml", certificates=[pem(pki.ministry)])
+    answers = []
+    for path in ("/etc/passwd", "/nonexistent/secret.xml"):
+        with pytest.raises(SpecInvalidError) as exc:
+            parse_spec({**data, "examples": {"dossier.status": [path]}})
+        answers.append([(i.path, i.rule, i.message) for i in exc.value.issues])
+    refused = "example file paths are only allowed in a connector file; give the content inline"
+    assert answers[0] == answers[1] == [("examples[dossier.status][0]", "example-path", refused)]
 
 
 # ------------------------------------------------------------------ keys
@@ -422,12 +501,12 @@ def _free_port_url() -> str:
 
 
 def test_check_passes_a_good_connector(registry: Registry, pki, endpoint: str, tmp_path: Path) -> None:
-    envelope = tmp_path / "signed.xml"
-    envelope.write_bytes(signed(pki.ministry))
+    shutil.copy(DEPLOY / "examples" / "land-status.xml", tmp_path / "land-status.xml")
+    (tmp_path / "signed.xml").write_bytes(signed(pki.ministry))
     data = spec_data("land-registration.yaml", certificates=[pem(pki.ministry)])
     data["endpoint"] = {"url": endpoint, "transport": "http"}
-    data["examples"] = {"dossier.status": [str(DEPLOY / "examples" / "land-status.xml"), str(envelope)]}
-    registry.add(parse_spec(data, base_dir=DEPLOY), actor="alice")
+    data["examples"] = {"dossier.status": ["land-status.xml", "signed.xml"]}
+    registry.add(parse_spec(data, base_dir=tmp_path), actor="alice")
     report = run_check(registry, MINISTRY, trust=registry.trust_store(pki.trust()))
     assert report.ok, report.items
     text = "\n".join(f"{i.status} {i.area} {i.message}" for i in report.items)
@@ -445,8 +524,8 @@ def test_check_lists_what_must_be_fixed(registry: Registry, pki, tmp_path: Path)
     data = spec_data("land-registration.yaml", certificates=[pem(pki.expired)])
     data["endpoint"] = {"url": _free_port_url(), "transport": "http"}
     data["mapping"] = {"dossier.status": "ldr-v2"}
-    data["examples"] = {"dossier.status": [str(bad_example), str(impostor)]}
-    registry.add(parse_spec(data), actor="alice")
+    data["examples"] = {"dossier.status": [bad_example.name, impostor.name]}
+    registry.add(parse_spec(data, base_dir=tmp_path), actor="alice")
     report = run_check(registry, MINISTRY, trust=registry.trust_store(pki.trust()), probe_timeout_s=1)
     assert not report.ok
     failures = {(i.area, i.message.split(":")[0]) for i in report.failures}

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from lxml import etree
+from pydantic import SecretStr
 
 from hub import packets
 from hub.api import create_app
@@ -557,6 +558,22 @@ endpoint: {{url: "http://127.0.0.1:9/portal"}}
     )
 
 
+def test_posted_connectors_refuse_alias_bombs_and_file_paths(api: Api) -> None:
+    """An admin-posted YAML alias bomb is a 422 at once; an example path is refused alike whether it exists."""
+    headers = {"X-Api-Key": ADMIN_KEY, "Content-Type": "application/yaml"}
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    bomb = api.client.post("/api/v1/connectors", content="\n".join(lines).encode(), headers=headers)
+    assert assert_problem(bomb, 422, "yaml-alias")["errors"][0]["path"] == "/"
+    answers = []
+    for path in ("/etc/hostname", "/nonexistent/example.xml"):
+        spec = {"code": PORTAL, "name": "x", "kind": "ministry", "sends": ["dossier.status"],
+                "examples": {"dossier.status": [path]}}  # fmt: skip
+        answer = api.client.post("/api/v1/connectors", json=spec, headers={"X-Api-Key": ADMIN_KEY})
+        answers.append(assert_problem(answer, 422, "example-path")["errors"])
+    assert answers[0] == answers[1]
+
+
 def test_queues_dead_letters_and_replay_with_the_operator_key(api: Api) -> None:
     message_id = api.post(api.envelope()).json()["message_id"]
     queues = api.get("/api/v1/queues", "operator").json()
@@ -639,13 +656,26 @@ def test_health_readiness_and_metrics(api: Api) -> None:
     api.post(api.envelope())
     api.post(api.envelope(), key=None)
     api.post(api.envelope(message_type="dossier.sync"))
-    text = api.client.get("/metrics").text
+    text = api.client.get("/metrics", headers={"Authorization": f"Bearer {OPERATOR_KEY}"}).text
     assert f'lienthong_accepted_total{{channel="rest",connector="{MINISTRY}"}}' in text
     assert 'lienthong_rejected_total{connector="unknown",reason="unauthenticated"}' in text
     assert f'lienthong_rejected_total{{connector="{MINISTRY}",reason="forbidden"}}' in text
     assert "lienthong_accept_seconds_bucket" in text
     assert f'lienthong_pending{{connector="{PROVINCE}"}}' in text
     assert "lienthong_delivered_total" in text or "# TYPE lienthong_delivered counter" in text
+
+
+def test_metrics_need_the_metrics_or_a_staff_key_unless_public(api: Api, monkeypatch) -> None:
+    assert_problem(api.client.get("/metrics"), 401, "api-key-required")
+    assert_problem(api.client.get("/metrics", headers={"Authorization": "Bearer nope"}), 401, "api-key-unknown")
+    assert_problem(api.client.get("/metrics", headers={"X-Api-Key": api.keys["ministry"]}), 401, "api-key-unknown")
+    assert_problem(api.client.get("/metrics", headers={"Authorization": f"Basic {ADMIN_KEY}"}), 401)
+    monkeypatch.setattr(api.hub.settings, "metrics_api_key", SecretStr("scrape-key"))
+    for headers in ({"Authorization": "Bearer scrape-key"}, {"X-Api-Key": "scrape-key"}, {"X-Api-Key": ADMIN_KEY}):
+        response = api.client.get("/metrics", headers=headers)
+        assert response.status_code == 200 and "lienthong_accepted" in response.text, headers
+    monkeypatch.setattr(api.hub.settings, "metrics_public", True)
+    assert api.client.get("/metrics").status_code == 200
 
 
 def test_readyz_reports_an_unreachable_broker(api: Api, monkeypatch) -> None:
@@ -696,12 +726,16 @@ def soap_request(operation: str, inner: str, api_key: str | None) -> bytes:
     ).encode()
 
 
-def test_soap_wsdl_points_at_the_serving_hub(api: Api) -> None:
-    response = api.client.get("/soap/exchange?wsdl")
-    assert response.status_code == 200
-    root = etree.fromstring(response.content)
-    (address,) = root.iter("{http://schemas.xmlsoap.org/wsdl/soap/}address")
-    assert address.get("location") == "http://testserver/soap/exchange"
+def test_soap_wsdl_address_comes_from_configuration_not_the_host_header(api: Api, monkeypatch) -> None:
+    def location(**headers: str) -> str | None:
+        response = api.client.get("/soap/exchange?wsdl", headers=headers)
+        assert response.status_code == 200
+        (address,) = etree.fromstring(response.content).iter("{http://schemas.xmlsoap.org/wsdl/soap/}address")
+        return address.get("location")
+
+    assert location() == location(Host="attacker.example") == "http://127.0.0.1:8000/soap/exchange"
+    monkeypatch.setattr(api.hub.settings, "public_url", "https://lienthong.example.gov.vn/")
+    assert location(Host="attacker.example") == "https://lienthong.example.gov.vn/soap/exchange"
 
 
 def test_soap_submit_status_and_faults(api: Api) -> None:

@@ -36,7 +36,7 @@ def exported(tmp_path_factory, pki) -> set[str]:
         spec = {"code": "000.00.00.H12", "name": "Province", "kind": "provincial", "sends": ["dossier.sync"],
                 "certificates": [pki.province.cert_path.read_text()]}  # fmt: skip
         assert client.post("/api/v1/connectors", json=spec, headers={"X-Api-Key": "k"}).status_code == 201
-        text = client.get("/metrics").text
+        text = client.get("/metrics", headers={"Authorization": "Bearer k"}).text
     names: set[str] = set()
     for kind_line in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M):
         name, kind = kind_line
@@ -169,3 +169,11 @@ def test_personal_ids_are_masked_but_digests_are_left_whole() -> None:
     digest = "73d004048d77957a81142b2ad7492a99dddcdfe65e557946016490d65648b8d6"  # holds a 12-digit run
     masked = mask_ids(f"SoDinhDanh 001203012345, CMND 123456789, sha256={digest}")
     assert masked == f"SoDinhDanh ********2345, CMND *****6789, sha256={digest}"
+
+
+def test_the_scrape_config_sends_a_bearer_token_and_loads_the_alert_rules() -> None:
+    """/metrics needs a key unless configured public: the shipped scrape job sends one the way it accepts it."""
+    config = yaml.safe_load((ALERTS.parent / "prometheus.yml").read_text(encoding="utf-8"))
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics" and job["authorization"]["type"] == "Bearer"
+    assert job["authorization"]["credentials_file"] and config["rule_files"] == [ALERTS.name]

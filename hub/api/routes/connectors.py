@@ -69,7 +69,8 @@ async def add_connector(request: Request, x_api_key: ApiKey = None) -> JSONRespo
 def add_connector_from(hub: HubService, body: bytes, media: str, caller: Caller) -> tuple[Any, str | None]:
     """Validate and register (or update) a connector; return it and its new API key (``None`` on update).
 
-    Certificates must be inline PEM: a spec posted over HTTP never makes the hub read its own files.
+    Certificates must be inline PEM and examples are refused: a spec posted over HTTP never makes the hub read
+    its own files, nor tells whether one exists.
     Raises ``SpecInvalidError`` (422, every problem at once) or ``ApiProblem`` (400 for unreadable bodies).
     """
     from hub.registry import loads_spec, parse_spec

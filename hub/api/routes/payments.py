@@ -27,7 +27,9 @@ DECLINED_STATUS = 200
     description="JSON `{LoaiBanTin: CONFIRM, MaLoi, MaDoiTac, MaThamChieu, SoTien, MaTienTe, MaGiaoDich, "
     "MaNganHang, ThoiGianGD, ThongTinGiaoDich, MaXacThuc, BienLai}` where `BienLai` is the bank-signed receipt "
     'XML (base64). Answered `{MaLoi: "00"}` when accepted (also for a repeated CONFIRM), else 4xx '
-    "`{MaLoi, MoTaLoi, rule}` and the refusal is recorded (`GET /api/v1/partner-refusals`).",
+    "`{MaLoi, MoTaLoi, rule}`; a refusal of an authenticated callback is recorded (`GET /api/v1/partner-refusals`), "
+    "one that did not authenticate (unknown connector, malformed body, partner code, checksum) is only counted in "
+    "`lienthong_callbacks_refused_total`.",
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
     responses={
         status: {"description": why, "content": {"application/json": {"schema": {"type": "object"}}}}

@@ -258,8 +258,15 @@ def handle(hub: HubService, body: bytes, caller: Caller, limits: XmlLimits) -> e
 def get_wsdl(request: Request) -> Response:
     if not any(k.lower() == "wsdl" for k in request.query_params):
         raise ApiProblem("not-found", "the SOAP service is at POST /soap/exchange; its WSDL at ?wsdl")
-    location = str(request.base_url).rstrip("/") + SOAP_PATH
-    return Response(wsdl_for(location), media_type=SOAP_MEDIA_TYPE)
+    return Response(wsdl_for(service_location(hub_of(request).settings)), media_type=SOAP_MEDIA_TYPE)
+
+
+def service_location(settings: Settings) -> str:
+    """The WSDL's ``soap:address``: from configuration, never from the request (a forged Host header would
+    otherwise send the next client's envelopes and API key elsewhere)."""
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host  # noqa: S104 (a wildcard bind is no address to publish)
+    base = settings.public_url or f"http://{host}:{settings.api_port}"
+    return base.rstrip("/") + SOAP_PATH
 
 
 @router.post(SOAP_PATH)
