@@ -350,7 +350,8 @@ def test_failures_back_off_per_account_and_a_throttled_attempt_is_not_checked(cl
     assert _count("lienthong_signin_failures_total") == failures + 5
     assert _count("lienthong_signin_throttled_total", scope="account") == throttled + 1
     assert any("throttled" in r.getMessage() and getattr(r, "actor", None) == "lan" for r in caplog.records)
-    assert "lienthong_signin_throttled_total" in client.get("/metrics", headers={"Authorization": "Bearer admin-key"}).text
+    scraped = client.get("/metrics", headers={"Authorization": "Bearer admin-key"})
+    assert "lienthong_signin_throttled_total" in scraped.text
     _unblock(client)
     assert _sign_in(elsewhere, "wrong").status_code == 200  # one more failure: twice the wait
     assert 60 < int(_sign_in(elsewhere).headers["retry-after"]) <= 120
