@@ -411,7 +411,7 @@ class GroupCommitter:
         self.timeout_s = timeout_s
         self.loop_max_bytes = loop_max_bytes
         self.budget_s = budget_s
-        self._queue: queue.Queue[tuple[Callable[[], Checked], bytes, Future]] = queue.Queue()
+        self._queue: queue.Queue[tuple[Callable[[], Checked], bytes, Future] | None] = queue.Queue()
         self._on_loop: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[], Checked], bytes, Any]]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
@@ -449,15 +449,20 @@ class GroupCommitter:
         while not self._stop.is_set():
             if not pending:
                 try:
-                    pending = [self._queue.get(timeout=0.2)]
+                    first = self._queue.get(timeout=0.2)
                 except queue.Empty:
                     self._flush_marks()
                     continue
+                if first is None:  # close() wakes the thread: stop now, not at the next timeout
+                    continue
+                pending = [first]
             while len(pending) < self.max_batch:
                 try:
-                    pending.append(self._queue.get_nowait())
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                if item is not None:
+                    pending.append(item)
             # Within the budget here too: the loop's commits wait for this thread's (one commit at a time).
             pending = pending[self.process(pending, budget_s=self.budget_s) :]
 
@@ -499,6 +504,7 @@ class GroupCommitter:
 
     def close(self) -> None:
         self._stop.set()
+        self._queue.put(None)  # wake the thread waiting for work
         self._thread.join(timeout=5)
         self._flush_marks()
 

@@ -250,9 +250,10 @@ class LiveHub:
 @pytest.fixture(scope="module")
 def live_hub(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[LiveHub]:
     root = tmp_path_factory.mktemp("live-hub")
-    settings = hub_settings(root, hub_code=HUB, admin_api_key="admin-key", log_level="WARNING")
-    app = create_app(settings)
     port = free_port()
+    settings = hub_settings(root, hub_code=HUB, admin_api_key="admin-key", log_level="WARNING",
+                            public_url=f"http://127.0.0.1:{port}")  # the WSDL's address  # fmt: skip
+    app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

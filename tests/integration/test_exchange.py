@@ -410,7 +410,7 @@ def test_the_portal_is_told_the_senders_registered_unit_not_what_the_body_claims
     ministry, unit = "000.00.00.G10", "000.00.00.G15"
     settings = Settings(broker_url="embedded", database_url=f"sqlite:///{tmp_path / 'store.db'}",
                         data_dir=tmp_path / "var", hub_code="000.00.00.H00")  # fmt: skip
-    signer = issue_signer("ministry", tmp_path / "var" / "keys")
+    signer = issue_signer("ministry", tmp_path / "var" / "keys", code=ministry)
     runtime = Runtime.open(settings)
     registry = runtime.registry()
     for spec in (
