@@ -195,17 +195,17 @@ async def login(request: Request) -> Response:
     settings, engine = _settings(request), hub_of(request).store.engine
     client = request.client.host if request.client else "?"
     keys = throttle.keys(name, client)
-    blocked = await run_in_threadpool(sessions.blocked_until, engine, keys)
+    backoff = partial(throttle.backoff_s, settings)
+    blocked = await run_in_threadpool(  # the check and the counting in one transaction: no burst gets past it
+        partial(sessions.begin_attempt, engine, keys, window_s=settings.signin_failure_window_s, backoff=backoff)
+    )
     if blocked is not None:
         return _throttled(request, target, name, client, blocked)
     account = await run_in_threadpool(auth.authenticate, settings, name, _first(form, "password"))
     if account is None:
         SIGNIN_FAILURES.inc()
-        counts = await run_in_threadpool(
-            partial(sessions.record_failure, engine, keys, window_s=settings.signin_failure_window_s,
-                    backoff=partial(throttle.backoff_s, settings))
-        )  # fmt: skip
-        failures = counts[keys[0]][0]
+        counts = await run_in_threadpool(sessions.failure_counts, engine, keys)
+        failures = counts.get(keys[0], (0, None))[0]
         audit.warning(
             "console sign-in refused from %s (%d recent failures for this name)", client, failures,
             extra={"actor": name[:64] or "?"},
@@ -220,7 +220,9 @@ async def login(request: Request) -> Response:
         partial(sessions.open_session, engine, token, name=account.name, role=account.role,
                 credential=auth.credential_fingerprint(account), client=client, lifetime_s=settings.session_max_age_s)
     )  # fmt: skip
-    await run_in_threadpool(sessions.clear_failures, engine, keys[:1])  # the account's count; not the address's
+    await run_in_threadpool(sessions.clear_failures, engine, keys[:1])  # the account's count
+    # the address keeps its other failures, not this attempt's
+    await run_in_threadpool(partial(sessions.forgive, engine, keys[1:], backoff=backoff))
     if isinstance(old, str) and old:
         await run_in_threadpool(sessions.end_session, engine, old)
     request.session.clear()  # a fresh session (and CSRF token) on every sign-in
@@ -348,7 +350,10 @@ def install_console(app: FastAPI, settings: Settings) -> None:
         max_age=settings.session_max_age_s,
         same_site="lax",
     )
-    app.add_middleware(SecureCookies, always=settings.session_https_only)  # outside the session middleware
+    served_over_https = (settings.public_url or "").lower().startswith("https:")
+    app.add_middleware(  # outside the session middleware
+        SecureCookies, always=settings.session_https_only or served_over_https
+    )
     auth.prepare(settings)
     app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
     app.include_router(router)

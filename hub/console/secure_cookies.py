@@ -26,8 +26,12 @@ def is_loopback_host(host: str) -> bool:
 
 
 def plain_http_loopback(scope: Scope) -> bool:
-    """Whether the request came over plain HTTP to a loopback address (as the browser sees it: the Host)."""
+    """Whether the request came over plain HTTP to a loopback address (as the browser sees it: the Host) from this
+    machine (the peer is loopback too: a proxy that forwards a public client says so with ``X-Forwarded-For``,
+    and a Host header alone, which any client or proxy sets, never decides)."""
     if scope.get("scheme") != "http":
+        return False
+    if _remote_peer(scope):
         return False
     host = next((value.decode("latin-1") for key, value in scope.get("headers", ()) if key == b"host"), None)
     if host is None:
@@ -38,6 +42,17 @@ def plain_http_loopback(scope: Scope) -> bool:
     else:
         host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     return is_loopback_host(host)
+
+
+def _remote_peer(scope: Scope) -> bool:
+    """Whether the peer is an address of another machine (a name, as test clients give, decides nothing)."""
+    client = scope.get("client")
+    if not client:
+        return False
+    try:
+        return not ipaddress.ip_address(str(client[0]).strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _with_secure(cookie: bytes) -> bytes:

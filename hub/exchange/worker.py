@@ -299,14 +299,15 @@ class Worker:
         for index, future in futures.items():
             delivery = batch[index]
             attempt, outbound = ready[index]
-            try:
-                answer = future.result()
-            except Exception as exc:  # a bug must not lose the message: retry it later
-                log.exception("message_id=%s unexpected error", delivery.message_id)
-                outcome, record = Outcome("deferred", 30.0, f"internal error: {exc!r}"), None
-            else:
-                with log_context(message_id=delivery.message_id, connector=delivery.destination,
-                                 names=_names_in(outbound.envelope)):  # fmt: skip
+            names = _names_in(outbound.envelope)
+            with log_context(message_id=delivery.message_id, connector=delivery.destination, names=names):
+                try:
+                    answer = future.result()
+                except Exception as exc:  # a bug must not lose the message: retry it later
+                    log.exception("message_id=%s unexpected error", delivery.message_id)  # masked: in the context
+                    reason = mask_personal(f"internal error: {exc!r}", names)
+                    outcome, record = Outcome("deferred", 30.0, reason), None
+                else:
                     outcome, record = self._outcome(delivery, attempt, outbound, answer)
             outcomes[index] = outcome
             if record is not None:

@@ -51,7 +51,7 @@ _KEEP_INTAKE = (
 STORED_MESSAGES = sa.select(
     messages.c.id, messages.c.sender, messages.c.message_id, messages.c.digest, messages.c.received_at
 ).where(sa.tuple_(messages.c.sender, messages.c.message_id).in_(sa.bindparam("b_keys", expanding=True)))
-# Is any message about the dossier logged; did the party send one or was it routed one? One statement, read
+# Is any message about the dossier logged; did the party send a status or sync about it, or was it routed one? Read
 # through the index on messages.dossier_code and the unique (message_pk, destination) index of deliveries.
 _ABOUT = messages.c.dossier_code == sa.bindparam("b_code")
 _PARTY: sa.BindParameter[str] = sa.bindparam("b_party", type_=sa.String)
@@ -61,7 +61,9 @@ _DOSSIER_PARTY = sa.select(
     .where(
         _ABOUT,
         sa.or_(
-            messages.c.sender == _PARTY,
+            # what it sent counts only when ownership was checked for it: a status or a sync (not, say, a
+            # payment.request naming any dossier, which would make its sender a party at will)
+            sa.and_(messages.c.sender == _PARTY, messages.c.message_type.in_(("dossier.status", "dossier.sync"))),
             sa.exists().where(deliveries.c.message_pk == messages.c.id, deliveries.c.destination == _PARTY),
         ),
     )

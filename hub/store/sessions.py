@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from hub.store.database import now, transaction
 from hub.store.schema import console_sessions, signin_failures
@@ -78,13 +78,43 @@ def end_sessions_of(engine: Engine, name: str) -> int:
 def blocked_until(engine: Engine, keys: Sequence[str]) -> tuple[str, datetime] | None:
     """The key blocked the longest among ``keys`` and until when, or ``None`` when none is blocked now."""
     with transaction(engine, readonly=True) as conn:
-        row = conn.execute(
-            sa.select(signin_failures.c.subject, signin_failures.c.blocked_until)
-            .where(signin_failures.c.subject.in_(list(keys)), signin_failures.c.blocked_until > now())
-            .order_by(signin_failures.c.blocked_until.desc())
-            .limit(1)
-        ).first()
+        return _blocked(conn, keys, now())
+
+
+def _blocked(conn: Connection, keys: Sequence[str], at: datetime) -> tuple[str, datetime] | None:
+    row = conn.execute(
+        sa.select(signin_failures.c.subject, signin_failures.c.blocked_until)
+        .where(signin_failures.c.subject.in_(list(keys)), signin_failures.c.blocked_until > at)
+        .order_by(signin_failures.c.blocked_until.desc())
+        .limit(1)
+    ).first()
     return None if row is None else (row.subject, row.blocked_until)
+
+
+def begin_attempt(
+    engine: Engine, keys: Sequence[str], *, window_s: float, backoff: Callable[[int], float]
+) -> tuple[str, datetime] | None:
+    """Admit one sign-in attempt, or say which key blocks it and until when.
+
+    An admitted attempt is counted as a failure at once, in the same transaction as the check (``forgive`` takes
+    it back when the password is right): concurrent attempts cannot all pass the check before any is counted."""
+    with transaction(engine) as conn:  # SQLite: a write transaction locks the database from its start
+        at = now()
+        if conn.dialect.name == "postgresql":  # lock the keys' rows (made when missing) so attempts queue on them
+            conn.execute(
+                postgresql.insert(signin_failures).on_conflict_do_nothing(),
+                [{"subject": key, "failures": 0, "last_failure_at": at} for key in dict.fromkeys(keys)],
+            )
+            conn.execute(
+                sa.select(signin_failures.c.subject)
+                .where(signin_failures.c.subject.in_(list(keys)))
+                .order_by(signin_failures.c.subject)
+                .with_for_update()
+            )
+        blocked = _blocked(conn, keys, at)
+        if blocked is None:
+            _count_failures(conn, keys, at, window_s, backoff)
+        return blocked
 
 
 def record_failure(
@@ -92,9 +122,15 @@ def record_failure(
 ) -> dict[str, tuple[int, datetime | None]]:
     """Count one failure for each key (restarting from 1 after ``window_s`` without any) and block each key for
     ``backoff(failures)`` seconds (0 = not blocked). Returns ``{key: (failures, blocked until or None)}``."""
-    at = now()
+    with transaction(engine) as conn:
+        return _count_failures(conn, keys, now(), window_s, backoff)
+
+
+def _count_failures(
+    conn: Connection, keys: Sequence[str], at: datetime, window_s: float, backoff: Callable[[int], float]
+) -> dict[str, tuple[int, datetime | None]]:
     cutoff = at - timedelta(seconds=window_s)
-    insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(signin_failures)
+    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(signin_failures)
     upsert = insert.on_conflict_do_update(
         index_elements=["subject"],
         set_={
@@ -103,20 +139,50 @@ def record_failure(
         },
     ).returning(signin_failures.c.failures)
     out: dict[str, tuple[int, datetime | None]] = {}
-    with transaction(engine) as conn:
-        for key in dict.fromkeys(keys):
-            failures = int(conn.execute(upsert, {"subject": key, "failures": 1, "last_failure_at": at}).scalar_one())
-            wait_s = backoff(failures)
-            until = at + timedelta(seconds=wait_s) if wait_s > 0 else None
-            conn.execute(sa.update(signin_failures).where(signin_failures.c.subject == key).values(blocked_until=until))
-            out[key] = (failures, until)
-        conn.execute(  # forget what is both old and no longer blocking
-            sa.delete(signin_failures).where(
-                signin_failures.c.last_failure_at < cutoff,
-                sa.or_(signin_failures.c.blocked_until.is_(None), signin_failures.c.blocked_until < at),
+    for key in dict.fromkeys(keys):
+        failures = int(conn.execute(upsert, {"subject": key, "failures": 1, "last_failure_at": at}).scalar_one())
+        wait_s = backoff(failures)
+        until = at + timedelta(seconds=wait_s) if wait_s > 0 else None
+        conn.execute(sa.update(signin_failures).where(signin_failures.c.subject == key).values(blocked_until=until))
+        out[key] = (failures, until)
+    conn.execute(  # forget what is both old and no longer blocking
+        sa.delete(signin_failures).where(
+            signin_failures.c.last_failure_at < cutoff,
+            sa.or_(signin_failures.c.blocked_until.is_(None), signin_failures.c.blocked_until < at),
+        )
+    )
+    return out
+
+
+def failure_counts(engine: Engine, keys: Sequence[str]) -> dict[str, tuple[int, datetime | None]]:
+    """``{key: (recent failures, blocked until or None)}`` for the keys that have any."""
+    with transaction(engine, readonly=True) as conn:
+        rows = conn.execute(
+            sa.select(signin_failures.c.subject, signin_failures.c.failures, signin_failures.c.blocked_until).where(
+                signin_failures.c.subject.in_(list(keys))
             )
         )
-    return out
+        return {row.subject: (int(row.failures), row.blocked_until) for row in rows}
+
+
+def forgive(engine: Engine, keys: Sequence[str], *, backoff: Callable[[int], float]) -> None:
+    """Take back the failure ``begin_attempt`` counted for an attempt that turned out right."""
+    with transaction(engine) as conn:
+        at = now()
+        for key, (failures, _) in {
+            row.subject: (int(row.failures), row.blocked_until)
+            for row in conn.execute(
+                sa.select(signin_failures.c.subject, signin_failures.c.failures, signin_failures.c.blocked_until)
+                .where(signin_failures.c.subject.in_(list(keys)))
+            )
+        }.items():
+            left = max(0, failures - 1)
+            wait_s = backoff(left) if left else 0.0
+            conn.execute(
+                sa.update(signin_failures)
+                .where(signin_failures.c.subject == key)
+                .values(failures=left, blocked_until=at + timedelta(seconds=wait_s) if wait_s > 0 else None)
+            )
 
 
 def clear_failures(engine: Engine, keys: Sequence[str]) -> None:

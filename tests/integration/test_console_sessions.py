@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from hub.store import Store, sessions
 
 
@@ -41,3 +43,23 @@ def test_failures_count_up_block_and_clear(store: Store) -> None:
     assert sessions.blocked_until(engine, keys) is None
     counts = sessions.record_failure(engine, keys, window_s=0.0, backoff=backoff)  # the window has passed
     assert counts["account:lan"][0] == 1 and counts["address:10.0.0.1"][0] == 1
+
+
+def test_a_burst_of_attempts_gets_no_more_checks_than_the_free_failures(store: Store) -> None:
+    """Checking and counting in one transaction: 20 attempts at once, 5 admitted, the rest blocked."""
+    keys = ["account:lan", "address:10.0.0.1"]
+
+    def backoff(failures: int) -> float:
+        return 0.0 if failures < 5 else 60.0
+
+    def attempt(_: int) -> bool:
+        return sessions.begin_attempt(store.engine, keys, window_s=3600, backoff=backoff) is None
+
+    with ThreadPoolExecutor(10) as pool:
+        admitted = sum(pool.map(attempt, range(20)))
+    assert admitted == 5
+    sessions.forgive(store.engine, keys[1:], backoff=backoff)  # the last admitted one was right, after all
+    assert sessions.failure_counts(store.engine, keys) == {
+        "account:lan": (5, sessions.failure_counts(store.engine, keys)["account:lan"][1]),
+        "address:10.0.0.1": (4, None),
+    }

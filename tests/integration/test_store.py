@@ -524,3 +524,13 @@ def test_queue_overview(store: Store) -> None:
     assert 0 <= alpha.oldest_pending_age_s < 60
     assert gamma.oldest_pending_age_s is None
     assert a3 not in (a1, a2)
+
+
+def test_only_a_status_or_sync_it_sent_makes_a_connector_party_to_a_dossier(store: Store) -> None:
+    """Ownership is checked for status and sync messages only, so only those (or being routed a message) count."""
+    dossier, sender = "000.00.00.H12-251123-0042", "000.00.00.G31"
+    submit(store, "pay-1", message_type="payment.request", sender=sender, destinations=["payment"])
+    assert store.dossier_party(dossier, sender).party is False  # a payment request names any dossier it likes
+    assert store.dossier_party(dossier, "payment").party is True  # routed one
+    submit(store, "st-1", sender=sender, destinations=["province"])
+    assert store.dossier_party(dossier, sender).party is True

@@ -299,6 +299,19 @@ def test_cookies_are_secure_unless_plain_http_on_loopback(tmp_path, base_url, ht
         assert ("over HTTPS" in page.text) is (base_url == "http://hub.example.gov.vn")
 
 
+def test_a_loopback_host_header_from_another_machine_still_gets_secure_cookies(tmp_path) -> None:
+    """A proxy forwarding a public client's request as ``Host: 127.0.0.1`` (or a client saying so) is no local page."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'hub.db'}", data_dir=tmp_path / "var",
+                        admin_api_key="admin-key", log_format="console")  # fmt: skip
+    with TestClient(create_app(settings), base_url="http://127.0.0.1", client=("203.0.113.9", 40000)) as c:
+        cookies = c.get("/login").headers.get_list("set-cookie")
+        assert cookies and all("; secure" in cookie.lower() for cookie in cookies)
+    https = settings.model_copy(update={"public_url": "https://hub.example.gov.vn"})
+    with TestClient(create_app(https), base_url="http://127.0.0.1") as c:  # served over HTTPS, whatever the Host
+        cookies = c.get("/login").headers.get_list("set-cookie")
+        assert cookies and all("; secure" in cookie.lower() for cookie in cookies)
+
+
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [("127.0.0.1:8000", True), ("localhost", True), ("[::1]:8000", True), ("127.9.9.9", True),
@@ -343,7 +356,7 @@ def test_failures_back_off_per_account_and_a_throttled_attempt_is_not_checked(cl
         assert _sign_in(client, "wrong").status_code == 200
     assert len(checked) == 5
     # from another address: the account is backing off, even the right password is refused without a check
-    elsewhere = TestClient(client.app, base_url="http://127.0.0.1", client=("10.0.0.9", 40000))
+    elsewhere = TestClient(client.app, base_url="https://hub.example.gov.vn", client=("10.0.0.9", 40000))
     refused = _sign_in(elsewhere)
     assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= 60
     assert len(checked) == 5 and elsewhere.get("/", follow_redirects=False).status_code == 303
@@ -366,5 +379,5 @@ def test_failures_back_off_per_address_whatever_the_names(client) -> None:
         assert _sign_in(client, "wrong", name=f"nobody-{n}").status_code == 200
     assert _sign_in(client, name="lan").status_code == 429  # the address is backing off
     assert _count("lienthong_signin_throttled_total", scope="address") == before + 1
-    elsewhere = TestClient(client.app, base_url="http://127.0.0.1", client=("10.0.0.9", 40000))
+    elsewhere = TestClient(client.app, base_url="https://hub.example.gov.vn", client=("10.0.0.9", 40000))
     assert _sign_in(elsewhere).status_code == 303  # not the account: it never failed
