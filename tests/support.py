@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -193,6 +194,48 @@ def terminate(proc: subprocess.Popen, timeout_s: float = 15) -> None:
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@dataclass(frozen=True)
+class ServedHub:
+    """A ``hub serve`` child on 127.0.0.1 (SQLite store, embedded queue, data under its root)."""
+
+    base: str
+    port: int
+    pid: int
+    log: Path
+
+
+@contextmanager
+def served_hub(root: Path, **variables: str) -> Iterator[ServedHub]:
+    """Start ``hub serve`` in ``root`` with ``variables`` over a throw-away hub's settings, wait until it answers
+    ``/readyz``, and stop it afterwards (its output goes to ``root/serve.log``)."""
+    import httpx
+
+    port = free_port()
+    env = hub_env(
+        LIENTHONG_DATABASE_URL=f"sqlite:///{root / 'hub.db'}", LIENTHONG_DATA_DIR=str(root / "var"),
+        LIENTHONG_BROKER_URL="embedded", LIENTHONG_HUB_CODE=HUB, LIENTHONG_LOG_FORMAT="console",
+        LIENTHONG_LOG_LEVEL="WARNING", **variables,
+    )  # fmt: skip
+    log = root / "serve.log"
+    with log.open("wb") as out:  # one process: uvicorn serves in the process it was started as
+        proc = subprocess.Popen([HUB_BIN, "serve", "--port", str(port)], env=env, cwd=root, stdout=out, stderr=out)
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"hub serve exited:\n{log.read_text()}")
+            try:
+                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 30, "hub serve to come up", log.read_text)
+        yield ServedHub(base, port, proc.pid, log)
+    finally:
+        terminate(proc)
 
 
 # ---------------------------------------------------------------------------------------------- the store

@@ -87,6 +87,14 @@ def _secret(value: Any) -> str | None:
 _Service = TypeVar("_Service")
 
 
+def _refuse_if(caller: Caller, header: EnvelopeHeader, issues: Sequence[Issue]) -> None:
+    """403 naming the first of ``issues`` (what the registry found the caller may not do), if there are any."""
+    if issues:
+        raise AccessDeniedError(
+            f"{caller.code} may not send this message: {issues[0].message}", issues, message_id=header.message_id
+        )
+
+
 class HubService:
     """One per process. Thread-safe: request threads call ``submit`` concurrently.
 
@@ -194,13 +202,7 @@ class HubService:
                     [Issue("/headers/X-Api-Key", "sender-is-caller", "the caller is not a connector")],
                     message_id=header.message_id,
                 )
-            issues = self.registry.authorize(caller.connector, header)
-            if issues:
-                raise AccessDeniedError(
-                    f"{caller.code} may not send this message: {issues[0].message}",
-                    issues,
-                    message_id=header.message_id,
-                )
+            _refuse_if(caller, header, self.registry.authorize(caller.connector, header))
 
         return authorize
 
@@ -211,13 +213,7 @@ class HubService:
         def authorize(header: EnvelopeHeader, body: BaseModel | None) -> None:
             if caller.connector is None:
                 return  # refused by ``authorizer`` already
-            issues = self.registry.authorize_dossier(caller.connector, header, body)
-            if issues:
-                raise AccessDeniedError(
-                    f"{caller.code} may not send this message: {issues[0].message}",
-                    issues,
-                    message_id=header.message_id,
-                )
+            _refuse_if(caller, header, self.registry.authorize_dossier(caller.connector, header, body))
 
         return authorize
 

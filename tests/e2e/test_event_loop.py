@@ -5,7 +5,6 @@ is still accepted."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from hub.devtools.bench import padded_sync
-from tests.support import HUB_BIN, MINISTRY, PROVINCE, free_port, hub_env, signed_envelope, terminate, wait_for
+from tests.support import MINISTRY, PROVINCE, served_hub, signed_envelope
 
 ADMIN_KEY = "admin-key-for-tests"
 CLIENTS, PER_CLIENT, ENVELOPE_BYTES = 30, 2, 1_000_000
@@ -31,32 +30,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("loop")
-    port = free_port()
-    env = hub_env(
-        LIENTHONG_DATABASE_URL=f"sqlite:///{root / 'hub.db'}",
-        LIENTHONG_DATA_DIR=str(root / "var"),
-        LIENTHONG_BROKER_URL="embedded",
-        LIENTHONG_ADMIN_API_KEY=ADMIN_KEY,
-        LIENTHONG_LOG_FORMAT="console",
-        LIENTHONG_LOG_LEVEL="WARNING",
-    )
-    log = root / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([HUB_BIN, "serve", "--port", str(port)], env=env, cwd=root, stdout=out,
-                                stderr=subprocess.STDOUT)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"hub serve exited:\n{log.read_text()}")
-            try:
-                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, 30, "hub serve to come up", log.read_text)
+    with served_hub(tmp_path_factory.mktemp("loop"), LIENTHONG_ADMIN_API_KEY=ADMIN_KEY) as hub:
         keys = {}
         for spec in (
             {"code": PROVINCE, "name": "One-stop system", "kind": "provincial", "sends": ["dossier.sync"],
@@ -64,12 +38,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[Server]:
             {"code": MINISTRY, "name": "Land registration", "kind": "ministry", "receives": ["dossier.sync"],
              "endpoint": {"url": "http://127.0.0.1:9/inbox"}},
         ):  # fmt: skip
-            response = httpx.post(f"{base}/api/v1/connectors", json=spec, headers={"X-Api-Key": ADMIN_KEY})
+            response = httpx.post(f"{hub.base}/api/v1/connectors", json=spec, headers={"X-Api-Key": ADMIN_KEY})
             assert response.status_code == 201, response.text
             keys[spec["code"]] = response.json()["api_key"]
-        yield Server(base, keys[PROVINCE])
-    finally:
-        terminate(proc)
+        yield Server(hub.base, keys[PROVINCE])
 
 
 def large_sync(pki) -> bytes:

@@ -4,63 +4,27 @@ too slow (silent connections, headers or bodies trickled in) are cut off."""
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import HUB, HUB_BIN, free_port, hub_env, terminate, wait_for
+from tests.support import ServedHub, served_hub
 
 HEADER_TIMEOUT_S, BODY_TIMEOUT_S = 1.0, 2.0
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 
 
-@dataclass
-class Server:
-    base: str
-    port: int
-    pid: int
-    log: Path
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("limits")
-    port = free_port()
-    env = hub_env(
-        LIENTHONG_DATABASE_URL=f"sqlite:///{root / 'hub.db'}",
-        LIENTHONG_DATA_DIR=str(root / "var"),
-        LIENTHONG_BROKER_URL="embedded",
-        LIENTHONG_HUB_CODE=HUB,
-        LIENTHONG_ADMIN_API_KEY="admin-key-for-tests",
-        LIENTHONG_LOG_FORMAT="console",
-        LIENTHONG_LOG_LEVEL="WARNING",
-        LIENTHONG_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S),
-        LIENTHONG_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
-    )
-    log = root / "serve.log"
-    with log.open("wb") as out:  # one process: uvicorn serves in the process it was started as
-        proc = subprocess.Popen([HUB_BIN, "serve", "--port", str(port)], env=env, cwd=root, stdout=out, stderr=out)
-    base = f"http://127.0.0.1:{port}"
-    try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"hub serve exited:\n{log.read_text()}")
-            try:
-                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, 30, "hub serve to come up", log.read_text)
-        yield Server(base, port, proc.pid, log)
-    finally:
-        terminate(proc)
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedHub]:
+    with served_hub(
+        tmp_path_factory.mktemp("limits"), LIENTHONG_ADMIN_API_KEY="admin-key-for-tests",
+        LIENTHONG_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S), LIENTHONG_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
+    ) as hub:  # fmt: skip
+        yield hub
 
 
 def rss_mb(pid: int) -> float:
@@ -91,7 +55,7 @@ def refused_round(client: httpx.Client, requests: int, body: dict[str, bytes]) -
         return list(pool.map(post, range(requests)))
 
 
-def test_refused_requests_leave_the_api_memory_where_it_was(server: Server) -> None:
+def test_refused_requests_leave_the_api_memory_where_it_was(server: ServedHub) -> None:
     megabyte = 1024 * 1024
     body = {
         "/soap/exchange": soap_without_a_known_key(megabyte),  # under the SOAP limit: refused by its key
@@ -130,7 +94,7 @@ def closed_within(sock: socket.socket, timeout_s: float, trickle: bytes = b"") -
     raise AssertionError(f"the connection was still open after {timeout_s} s")
 
 
-def test_silent_and_slow_clients_are_cut_off(server: Server) -> None:
+def test_silent_and_slow_clients_are_cut_off(server: ServedHub) -> None:
     limit = HEADER_TIMEOUT_S + 4  # generous: the machine is shared
     with socket.create_connection(("127.0.0.1", server.port)) as silent:
         assert closed_within(silent, limit) >= HEADER_TIMEOUT_S * 0.8
