@@ -19,6 +19,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -196,6 +197,9 @@ def _audit_state(connector: Connector | None) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- the registry
 
 
+PARTIES_KEPT = 100_000  # known (connector, dossier) parties kept in memory per process (a few MB)
+
+
 @dataclass
 class Registry:
     """Connectors in the hub's store. Thread-safe like the store: every public method is one transaction."""
@@ -213,6 +217,9 @@ class Registry:
             self.hub_code = get_settings().hub_code
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
         self._cache_lock = threading.Lock()
+        # (connector, dossier) pairs known to be parties. Only the positive answer is kept: the message log is
+        # append-only, so a party stays one, and a connector's repeated updates of a dossier skip the store read.
+        self._parties: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def _cached(self, kind: str, key: str, load: Callable[[], Any]) -> Any:
         now = time.monotonic()
@@ -524,7 +531,18 @@ class Registry:
     def _party(self, connector: Connector, dossier_code: str) -> DossierParty:
         if connector.spec.handles_dossier(dossier_code):
             return DossierParty(known=True, party=True)
-        return self.store.dossier_party(dossier_code, connector.code)
+        key = (connector.code, dossier_code)
+        with self._cache_lock:
+            if key in self._parties:
+                self._parties.move_to_end(key)
+                return DossierParty(known=True, party=True)
+        found = self.store.dossier_party(dossier_code, connector.code)
+        if found.party:
+            with self._cache_lock:
+                self._parties[key] = None
+                while len(self._parties) > PARTIES_KEPT:
+                    self._parties.popitem(last=False)
+        return found
 
     # ------------------------------------------------------------ internals
 

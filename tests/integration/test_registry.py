@@ -694,3 +694,19 @@ def test_authorize_dossier_admits_parties_only(registry: Registry, store: Store)
     assert rules(other, status, None) == []
     assert rules(other, header(message_type="payment.request"), packets.example("payment.request")) == []
     assert registry.is_party(ministry, DOSSIER) and not registry.is_party(second, DOSSIER)
+
+
+def test_a_known_party_is_not_read_again_and_a_refusal_is_not_kept(
+    registry: Registry, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Party status only grows (the message log is append-only): a yes is kept, a no is asked again."""
+    ministry, _ = registry.add(spec("land-registration.yaml"), actor="alice")
+    reads: list[str] = []
+    real = store.dossier_party
+    monkeypatch.setattr(store, "dossier_party", lambda code, party: reads.append(code) or real(code, party))
+    code = packets.example("dossier.sync").dossier_code
+    assert not registry.is_party(ministry, code) and not registry.is_party(ministry, code)
+    assert len(reads) == 2  # a refusal is not kept: the next message may have made it a party
+    log_message(store, PROVINCE, to=(MINISTRY,))
+    assert registry.is_party(ministry, code) and registry.is_party(ministry, code) and registry.is_party(ministry, code)
+    assert len(reads) == 3  # once a party, always one: read once
