@@ -770,15 +770,15 @@ def simulate(
     from hub.devtools import simulators
 
     ports = {kind: port + port_offset for kind, port in simulators.DEFAULT_PORTS.items()}
+    stop = threading.Event()  # handlers first: a SIGTERM as soon as a simulator answers still stops them cleanly
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         started = simulators.start_all(ports, trust=trust)
     except OSError as exc:
         raise _fail(f"cannot start the simulators: {exc}") from None
     except KeyMaterialError as exc:
         raise _fail(str(exc)) from None
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     table = Table(title="Lienthong partner simulators", title_justify="left")
     for column in ("partner", "URL (the connector's endpoint)", "inspect (GET) / control (POST)"):
         table.add_column(column, no_wrap=True)
