@@ -103,6 +103,9 @@ def dead_queue(destination: str) -> str:
     return f"{EXCHANGE}.{destination}.dead"
 
 
+EXPIRY_MARGIN_MS = 10  # added to every retry's expiration (see ``_retry_target``)
+
+
 def retry_queue(destination: str, ttl_ms: int) -> str:
     return f"{EXCHANGE}.{destination}.retry.{ttl_ms / 1000:g}s"
 
@@ -337,7 +340,9 @@ class RabbitMQBroker(Broker):
 
     @staticmethod
     def _policy_levels(policy: RetryPolicy) -> dict[int, float]:
-        return {math.ceil(level * (1 + policy.jitter) * 1000): float(level) for level in policy.delays_s}
+        return {
+            math.ceil(level * (1 + policy.jitter) * 1000) + EXPIRY_MARGIN_MS: float(level) for level in policy.delays_s
+        }
 
     def _declare_retry(self, destination: str, ttl_ms: int) -> None:
         self._admin.queue_declare(
@@ -355,7 +360,9 @@ class RabbitMQBroker(Broker):
 
     def _retry_target(self, destination: str, delay_s: float) -> tuple[str, int]:
         """(queue, expiration ms) for a retry after ``delay_s``; declares an ad-hoc queue when no level fits."""
-        delay_ms = max(1, math.ceil(delay_s * 1000))
+        # RabbitMQ's expiry timer may fire a few ms before the TTL is up (seen here: up to ~3 ms): padded, a retry
+        # is never early, which is what the retry policy promises.
+        delay_ms = max(1, math.ceil(delay_s * 1000)) + EXPIRY_MARGIN_MS
         jitter = self._jitter.get(destination, DEFAULT_RETRY_POLICY.jitter)
         levels = self._levels.get(destination) or self._policy_levels(DEFAULT_RETRY_POLICY)
         fitting = [ttl for ttl, level in levels.items() if level * (1 - jitter) * 1000 <= delay_ms <= ttl]
