@@ -32,7 +32,7 @@ from hub.devtools.sink import SinkServer
 from hub.exchange.pipeline import Acceptor
 from hub.exchange.worker import OutboundBuilder, Worker
 from hub.registry import parse_spec
-from hub.runtime import Runtime, adapters_for
+from hub.runtime import Runtime
 from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import Signer, sign_payload
@@ -153,8 +153,7 @@ def open_pipeline(settings: Settings, **worker_options: object) -> tuple[Runtime
     runtime = Runtime.open(settings)
     acceptor = runtime.acceptor()
     builder = OutboundBuilder(runtime.signer(), settings.hub_code)
-    worker = Worker(runtime.store, runtime.broker, runtime.routing, builder, adapters_for(runtime.routing),
-                    **worker_options)  # fmt: skip
+    worker = Worker(runtime.store, runtime.broker, runtime.routing, builder, runtime.adapters(), **worker_options)
     return runtime, acceptor, worker
 
 

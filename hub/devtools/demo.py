@@ -322,12 +322,10 @@ class DemoHub:
     def _start_worker(self) -> None:
         from hub.exchange.pipeline import Relay
         from hub.exchange.worker import OutboundBuilder, Worker
-        from hub.runtime import adapters_for
-
         runtime = self._worker_runtime
         runtime.refresh()  # the routing of the connectors just registered
-        # the payment adapter records each INIT's reference in the demo's store (not the process's default one)
-        adapters = adapters_for(runtime.routing, runtime.store)
+        # built by the runtime: the payment adapter records each INIT's reference in the demo's store
+        adapters = runtime.adapters()
         self._worker = Worker(
             runtime.store, runtime.broker, runtime.routing,
             OutboundBuilder(runtime.signer(), self.settings.hub_code), adapters,
