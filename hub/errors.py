@@ -31,6 +31,7 @@
     │   ├── SpecInvalidError, UnknownConnectorError (also KeyError)
     │   └── CertificateError          certificate / key-policy / certificate-pinned-elsewhere
     └── StoreError
+        ├── StoreUnavailableError     the database cannot be reached (or is locked) now: try again later
         ├── UnknownDeliveryError, UnknownDeadLetterError   (also LookupError)
         └── DeliveryClosedError, AlreadyReplayedError
 
@@ -291,6 +292,12 @@ class CertificateError(RegistryError):
 
 class StoreError(LienthongError):
     """Base class of the store's own errors."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached, lost the connection, or stayed locked: nothing was written by the failed
+    statement's transaction, and the same call may succeed later (the API answers 503 with ``Retry-After``, the
+    worker backs off). Raised in place of the driver's error by ``hub.store.database``."""
 
 
 class UnknownDeliveryError(StoreError, LookupError):

@@ -23,7 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from hub.errors import StoreError
+from hub.errors import StoreError, StoreUnavailableError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_URL = "sqlite:///var/lienthong.db"
@@ -101,6 +101,7 @@ class Database:
         else:
             options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine: Engine = sa.create_engine(self.url, **options)
+        event.listen(self.engine, "handle_error", _unavailable)
         if self.dialect == "sqlite":
             _tune_sqlite(self.engine, busy_timeout_ms)
 
@@ -147,6 +148,29 @@ class Database:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+# SQLite reports "cannot write now" and "no such table" with the same OperationalError class: only these messages
+# mean the database is unavailable (a lock held past the busy timeout, a vanished or unreadable file).
+_SQLITE_UNAVAILABLE = ("database is locked", "disk i/o error", "unable to open database", "database or disk is full")
+
+
+def _unavailable(context: sa.engine.ExceptionContext) -> None:
+    """Raise ``StoreUnavailableError`` for a lost or refused connection, so that callers can tell "try again
+    later" (503, back off) from a bug; other errors go on as SQLAlchemy raised them. A failed pre-ping is left to
+    the pool, which then opens a fresh connection (that is how a restarted PostgreSQL is reconnected)."""
+    if context.is_pre_ping:
+        return
+    original = context.original_exception
+    if context.is_disconnect:
+        unavailable = True
+    elif context.engine is not None and context.engine.dialect.name == "sqlite":
+        unavailable = any(text in str(original).lower() for text in _SQLITE_UNAVAILABLE)
+    else:  # psycopg: OperationalError is the connection's failure (refused, reset, admin shutdown, …)
+        unavailable = type(original).__name__ in ("OperationalError", "InterfaceError")
+    if unavailable:
+        cause = context.sqlalchemy_exception
+        raise StoreUnavailableError(f"the store's database is unavailable: {original}") from cause
 
 
 def _tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:

@@ -534,3 +534,44 @@ def test_only_a_status_or_sync_it_sent_makes_a_connector_party_to_a_dossier(stor
     assert store.dossier_party(dossier, "payment").party is True  # routed one
     submit(store, "st-1", sender=sender, destinations=["province"])
     assert store.dossier_party(dossier, sender).party is True
+
+
+# -- an unavailable database is told apart from a bug -------------------------------------------------------
+
+
+def test_an_unreachable_postgresql_raises_store_unavailable() -> None:
+    from hub.errors import StoreUnavailableError
+    from hub.store.database import Database
+
+    db = Database("postgresql://postgres@127.0.0.1:9/test?connect_timeout=2")  # port 9 (discard): nothing listens
+    with pytest.raises(StoreUnavailableError, match="unavailable"):
+        db.ping()
+
+
+def test_a_missing_sqlite_table_is_a_bug_not_an_outage(tmp_path) -> None:
+    import sqlalchemy as sa
+
+    from hub.errors import StoreUnavailableError
+    from hub.store.database import Database
+
+    db = Database(f"sqlite:///{tmp_path}/x.db")
+    with pytest.raises(sa.exc.OperationalError) as raised, db.transaction() as conn:
+        conn.execute(sa.text("SELECT * FROM no_such_table"))
+    assert not isinstance(raised.value, StoreUnavailableError)
+
+
+@pytest.mark.postgres
+def test_a_terminated_postgresql_connection_is_replaced_without_a_restart(postgres_url) -> None:
+    import sqlalchemy as sa
+
+    from hub.store.database import Database
+
+    db, admin = Database(postgres_url), Database(postgres_url)
+    with db.transaction() as conn:
+        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+    with admin.transaction() as conn:
+        assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    with db.transaction(readonly=True) as conn:  # the pool's pre-ping finds the dead connection and opens another
+        assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar() != pid
+    db.close()
+    admin.close()
