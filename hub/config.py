@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,7 +22,16 @@ class Settings(BaseSettings):
     )
     database_url: str = Field(
         "sqlite:///var/lienthong.db",
-        description="SQLAlchemy URL of the store: a SQLite file (default) or `postgresql://…`",
+        description="SQLAlchemy URL of the store: a SQLite file (default) or `postgresql://…`. For a PostgreSQL "
+        "primary/standby pair list both hosts and ask for the writable one: `postgresql://user:pass@/lienthong?"
+        "host=pg1:5432&host=pg2:5432&target_session_attrs=read-write` (hosts are tried in order; after a failover "
+        "the pool reconnects to the new primary without a restart)",
+    )
+    sqlite_synchronous: Literal["full", "normal"] = Field(
+        "full",
+        description="How a SQLite store commits (WAL mode): `full` (default) syncs every commit to disk, so an "
+        "answered 202 survives a power cut; `normal` is faster but a power cut may lose the last commits (a process "
+        "crash loses nothing either way). Not used with PostgreSQL",
     )
     hub_code: str = Field("000.00.00.H00", description="The hub's own agency code, used as envelope sender")
     key_file: Path | None = Field(None, description="PEM private key the hub signs with")
@@ -134,6 +144,18 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR")
     log_format: str = Field("json", description="`json` (one object per line) or `console`")
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _synchronous_mode(cls, value: object) -> object:
+        """Case-insensitive, and a wrong value names the variable and its two choices."""
+        mode = value.strip().lower() if isinstance(value, str) else value
+        if mode not in ("full", "normal"):
+            raise ValueError(
+                f"LIENTHONG_SQLITE_SYNCHRONOUS must be `full` (durable across a power cut, the default) or `normal` "
+                f"(faster; a power cut may lose the last commits), not {value!r}"
+            )
+        return mode
 
 
 @lru_cache(maxsize=1)

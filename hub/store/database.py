@@ -3,6 +3,11 @@
 SQLAlchemy Core on SQLite (default, one file, WAL) or PostgreSQL (``postgresql+psycopg://``), pooled, so one
 ``Database`` can be shared by threads.
 
+Durability: SQLite runs ``synchronous=FULL`` by default (every commit reaches the disk before it returns, so an
+answered 202 survives a power cut; ``LIENTHONG_SQLITE_SYNCHRONOUS=normal`` trades that for speed). PostgreSQL
+commits as its server says (``synchronous_commit``); a multi-host URL with ``target_session_attrs=read-write``
+reaches the primary of a primary/standby pair, and ``pool_pre_ping`` replaces connections lost in a failover.
+
 On SQLite, write transactions start with ``BEGIN IMMEDIATE``: writers queue on the database lock (for up to
 ``busy_timeout_ms``) instead of failing when a read turns into a write. On PostgreSQL, races are settled by
 ``INSERT … ON CONFLICT DO NOTHING``, conditional ``UPDATE … RETURNING`` and ``SELECT … FOR UPDATE``.
@@ -30,6 +35,8 @@ DEFAULT_URL = "sqlite:///var/lienthong.db"
 CHUNK = 500  # keys per IN (...) list: far below SQLite's bound-parameter limit
 _MIGRATION_LOCK = 0x4C69656E  # pg_advisory_xact_lock key: concurrent migrate() calls take turns
 _WRITE = "lienthong_write"  # execution option read by the SQLite "begin" hook
+SQLITE_SYNCHRONOUS = ("full", "normal")  # the modes LIENTHONG_SQLITE_SYNCHRONOUS accepts
+_SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}  # what PRAGMA synchronous reads back
 
 
 def now() -> datetime:
@@ -49,7 +56,10 @@ def chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
 
 
 def normalise_url(url: str | URL) -> URL:
-    """The SQLAlchemy URL the store opens: ``postgresql://`` means psycopg 3 (the driver the hub ships)."""
+    """The SQLAlchemy URL the store opens: ``postgresql://`` means psycopg 3 (the driver the hub ships).
+
+    The query is kept as it is, so multi-host URLs reach libpq: ``postgresql://u@/db?host=h1:5432&host=h2:5432
+    &target_session_attrs=read-write`` (or ``?host=h1,h2&port=5432,5432&…``) tries the hosts in order."""
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -80,19 +90,41 @@ def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Connectio
             yield conn
 
 
+def sqlite_synchronous_mode(mode: str | None = None) -> str:
+    """The SQLite ``synchronous`` mode to run, upper case: ``mode``, or ``LIENTHONG_SQLITE_SYNCHRONOUS`` when
+    ``None`` (default ``full``); anything but full or normal is refused."""
+    if mode is None:
+        from hub.config import get_settings
+
+        mode = get_settings().sqlite_synchronous
+    if mode.strip().lower() not in SQLITE_SYNCHRONOUS:
+        raise StoreError(f"SQLite synchronous mode must be `full` or `normal`, not {mode!r}")
+    return mode.strip().upper()
+
+
 class Database:
     """The engine of one store database, its dialect and its dialect-specific statements."""
 
     def __init__(
-        self, url: str | URL, *, echo: bool = False, busy_timeout_ms: int = 30_000, pool_size: int = 10
+        self,
+        url: str | URL,
+        *,
+        echo: bool = False,
+        busy_timeout_ms: int = 30_000,
+        pool_size: int = 10,
+        sqlite_synchronous: str | None = None,
     ) -> None:
+        """``sqlite_synchronous`` (``full``/``normal``; ``None`` reads ``LIENTHONG_SQLITE_SYNCHRONOUS``) is how
+        a SQLite store commits; PostgreSQL ignores it."""
         self.url = normalise_url(url)
         self.dialect = self.url.get_backend_name()
         if self.dialect not in ("sqlite", "postgresql"):
             raise StoreError(f"unsupported database {self.dialect!r}: use a sqlite:/// or postgresql:// URL")
         self._ignoring: dict[tuple[str, tuple[str, ...]], sa.Insert] = {}
         options: dict[str, Any] = {"echo": echo}
+        synchronous = ""
         if self.dialect == "sqlite":
+            synchronous = sqlite_synchronous_mode(sqlite_synchronous)  # refused before any file is created
             database = self.url.database or ""
             if database and database != ":memory:" and not database.startswith("file:"):
                 create_private_file(Path(database).expanduser())
@@ -103,7 +135,7 @@ class Database:
         self.engine: Engine = sa.create_engine(self.url, **options)
         event.listen(self.engine, "handle_error", _unavailable)
         if self.dialect == "sqlite":
-            _tune_sqlite(self.engine, busy_timeout_ms)
+            _tune_sqlite(self.engine, busy_timeout_ms, synchronous)
 
     def transaction(self, *, readonly: bool = False) -> AbstractContextManager[Connection]:
         """See the module's ``transaction``."""
@@ -145,6 +177,22 @@ class Database:
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
 
+    def durability(self) -> str:
+        """What a commit survives, read back from a live connection (so a report shows what ran, not what was
+        asked): SQLite's journal and synchronous modes, or PostgreSQL's ``synchronous_commit`` and ``fsync``
+        and whether a synchronous standby is named."""
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+                mode = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+                return f"sqlite journal_mode={journal} synchronous={_SYNCHRONOUS_NAMES.get(mode, mode)}"
+            values = {
+                name: conn.exec_driver_sql(f"SHOW {name}").scalar()
+                for name in ("synchronous_commit", "fsync", "synchronous_standby_names")
+            }
+        standbys = values.pop("synchronous_standby_names") or "none"
+        return " ".join(["postgresql", *(f"{k}={v}" for k, v in values.items()), f"synchronous_standbys={standbys}"])
+
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
@@ -173,8 +221,10 @@ def _unavailable(context: sa.engine.ExceptionContext) -> None:
         raise StoreUnavailableError(f"the store's database is unavailable: {original}") from cause
 
 
-def _tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
-    """WAL, synchronous=NORMAL, a busy timeout, foreign keys; and explicit BEGIN / BEGIN IMMEDIATE."""
+def _tune_sqlite(engine: Engine, busy_timeout_ms: int, synchronous: str) -> None:
+    """WAL, ``synchronous`` (FULL: a commit is on disk when it returns; NORMAL: only the WAL's checkpoints are
+    synced, so a power cut may lose the last commits), a busy timeout, foreign keys; and explicit BEGIN / BEGIN
+    IMMEDIATE."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -182,7 +232,7 @@ def _tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
