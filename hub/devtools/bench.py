@@ -68,6 +68,7 @@ class BenchResult:
     envelope_bytes: int = 0  # the average envelope's size
     healthz_p50_ms: float | None = None  # /healthz round trips while the load runs (--via http)
     healthz_p99_ms: float | None = None
+    store_durability: str = ""  # what a commit survives, read back from the store (``Database.durability``)
 
 
 def _free_port() -> int:
@@ -405,6 +406,8 @@ def run(
         _wait_port(port)
         runtime = Runtime.open(settings)
         runtime.signer()  # create the hub's demo key before the workers start
+        durability = runtime.store.db.durability()
+        report(f"store: {durability}")
         api_url = ""
         if via == "http":
             api_key = _register_connectors(runtime, province.cert_path.read_text(), f"http://127.0.0.1:{port}/inbox")
@@ -493,6 +496,7 @@ def run(
             envelope_bytes=envelope_bytes,
             healthz_p50_ms=probe.percentile(0.50),
             healthz_p99_ms=probe.percentile(0.99),
+            store_durability=durability,
         )
     finally:
         for child in children:

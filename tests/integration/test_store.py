@@ -575,3 +575,68 @@ def test_a_terminated_postgresql_connection_is_replaced_without_a_restart(postgr
         assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar() != pid
     db.close()
     admin.close()
+
+
+# -- PostgreSQL failover: multi-host URLs, connections lost mid-transaction -------------------------------------
+
+CLOSED = "127.0.0.1:9"  # port 9 (discard): nothing listens, the connection is refused at once
+MULTI_HOST_FORMS = {
+    "host=h:p&host=h:p": f"host={CLOSED}&host=127.0.0.1:5432",
+    "host=h,h&port=p,p": f"host={CLOSED.split(':')[0]},127.0.0.1&port={CLOSED.split(':')[1]},5432",
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("hosts", MULTI_HOST_FORMS.values(), ids=MULTI_HOST_FORMS.keys())
+def test_a_multi_host_url_reaches_the_writable_host_after_a_dead_one(store_url: str, hosts: str) -> None:
+    """What an operator writes for a primary/standby pair: the hosts in order, `target_session_attrs=read-write`;
+    the first host is down, so the store must connect to the second, migrate and store there."""
+    from urllib.parse import quote
+
+    from sqlalchemy.engine import make_url
+
+    options = quote(make_url(store_url).query["options"])  # the test's own schema
+    url = f"postgresql://postgres@/test?{hosts}&target_session_attrs=read-write&connect_timeout=5&options={options}"
+    assert normalise_url(url).query["target_session_attrs"] == "read-write"
+    store = Store(url)
+    store.migrate()
+    submit(store, "multi-host")
+    with store.transaction(readonly=True) as conn:
+        assert conn.execute(sa.text("SELECT inet_server_port()")).scalar() == 5432
+        assert conn.execute(sa.text("SHOW transaction_read_only")).scalar() == "off"
+    assert states(store, "multi-host")[:2] == [("received", None, None), ("validated", None, None)]
+    store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_a_connection_lost_mid_transaction_fails_that_call_and_the_next_one_succeeds(store_url: str) -> None:
+    """The backend is terminated between the accept's message insert and its delivery insert: the call raises
+    StoreUnavailableError, nothing of it was committed, and the client's resend is accepted on a new connection."""
+    from sqlalchemy import event
+
+    from hub.errors import StoreUnavailableError
+
+    store, admin = Store(store_url), sa.create_engine(store_url)
+    store.migrate()
+    killed: list[int] = []
+
+    def kill_own_backend(conn, _cursor, statement: str, *_args) -> None:
+        if not killed and statement.lstrip().upper().startswith("INSERT INTO DELIVERIES"):
+            pid = conn.connection.dbapi_connection.info.backend_pid
+            with admin.begin() as admin_conn:  # waits (up to 5 s) until the backend has gone
+                assert admin_conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid}).scalar()
+            killed.append(pid)
+
+    event.listen(store.engine, "before_cursor_execute", kill_own_backend)
+    with pytest.raises(StoreUnavailableError, match="unavailable"):
+        submit(store, "m-lost")
+    assert killed, "the delivery insert never ran"
+    assert store.trace("m-lost") is None  # the message insert was rolled back with the rest
+    result = submit(store, "m-lost")  # the client resends: a fresh connection, no restart
+    assert result.outcome == "accepted" and len(result.delivery_ids) == 2
+    with store.transaction(readonly=True) as conn:
+        assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar() != killed[0]
+    store.close()
+    admin.dispose()
