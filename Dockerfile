@@ -8,7 +8,10 @@ COPY broker broker
 COPY adapters adapters
 COPY mappings mappings
 COPY schemas schemas
-RUN pip install --no-cache-dir . && useradd --system --home /app lienthong
+# /app/var: the hub's data folder (LIENTHONG_DATA_DIR), where `hub worker` writes the heartbeat `hub worker-health`
+# reads; the code stays root-owned and read-only for the hub's user.
+RUN pip install --no-cache-dir . && useradd --system --home /app lienthong \
+    && install -d -m 0700 -o lienthong /app/var
 USER lienthong
 ENTRYPOINT ["hub"]
 CMD ["serve", "--host", "0.0.0.0"]
