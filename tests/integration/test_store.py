@@ -640,3 +640,92 @@ def test_a_connection_lost_mid_transaction_fails_that_call_and_the_next_one_succ
         assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar() != killed[0]
     store.close()
     admin.dispose()
+
+
+class PostgresPair:
+    """A private primary and its synchronous streaming standby (initdb + pg_basebackup on two free ports, as the
+    `postgres` user when run as root): a failover to run without touching the shared server."""
+
+    def __init__(self) -> None:
+        import glob
+        import os
+        import shutil
+        import tempfile
+
+        from tests.support import free_port, require
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+        if not bins:
+            require("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin) to start a primary/standby pair")
+        self.bin = os.path.dirname(bins[-1])
+        self.runas = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.dir = tempfile.mkdtemp(prefix="lienthong-pg-pair-")
+        if self.runas:
+            shutil.chown(self.dir, "postgres")
+        self.primary_port, self.standby_port = free_port(), free_port()
+        self._options = f"-c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} -c fsync=off"
+
+    def _run(self, tool: str, *args: str) -> None:
+        import subprocess
+
+        subprocess.run([*self.runas, f"{self.bin}/{tool}", *args], check=True, capture_output=True, timeout=60)
+
+    def _pg_ctl(self, node: str, *args: str) -> None:
+        self._run("pg_ctl", "-D", f"{self.dir}/{node}", "-l", f"{self.dir}/{node}.log", *args)
+
+    def start(self) -> None:
+        self._run("initdb", "-D", f"{self.dir}/primary", "--auth=trust", "-U", "postgres", "--no-sync")
+        # every commit waits for the standby's flush: what the README asks of a pair, and what makes the
+        # failover below lose nothing
+        primary = f"{self._options} -p {self.primary_port} -c synchronous_standby_names=*"
+        self._pg_ctl("primary", "-w", "-o", primary, "start")
+        self._run(
+            "pg_basebackup", "-D", f"{self.dir}/standby", "-R", "-X", "stream", "--no-sync",
+            "-h", "127.0.0.1", "-p", str(self.primary_port), "-U", "postgres",
+        )  # fmt: skip
+        self._pg_ctl("standby", "-w", "-o", f"{self._options} -p {self.standby_port}", "start")
+
+    def fail_over(self) -> None:
+        """The primary dies (no shutdown checkpoint, connections cut) and the standby is promoted."""
+        self._pg_ctl("primary", "-m", "immediate", "stop")
+        self._pg_ctl("standby", "-w", "promote")
+
+    def stop(self) -> None:
+        import shutil
+        import subprocess
+
+        for node in ("primary", "standby"):
+            try:
+                self._pg_ctl(node, "-m", "immediate", "stop")
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+                pass  # never started, or already stopped
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.mark.postgres
+def test_a_primary_standby_url_follows_a_failover_without_a_restart() -> None:
+    """The standby is listed first: `target_session_attrs=read-write` passes it over for the primary. The primary
+    dies and the standby is promoted: the next calls reach the new primary on a fresh connection, with every
+    message committed before the failover (synchronous replication), and new ones are stored there."""
+    pair = PostgresPair()
+    try:
+        pair.start()
+        hosts = f"host=127.0.0.1:{pair.standby_port}&host=127.0.0.1:{pair.primary_port}"
+        store = Store(f"postgresql://postgres@/postgres?{hosts}&target_session_attrs=read-write&connect_timeout=5")
+        store.migrate()
+
+        def server_port() -> int:
+            with store.transaction(readonly=True) as conn:
+                return conn.execute(sa.text("SELECT inet_server_port()")).scalar()
+
+        assert server_port() == pair.primary_port
+        for i in range(3):
+            submit(store, f"before-{i}")
+        pair.fail_over()
+        assert all(store.trace(f"before-{i}") is not None for i in range(3))  # the pool's pre-ping reconnects
+        assert server_port() == pair.standby_port
+        assert submit(store, "after").outcome == "accepted"
+        assert store.trace("after") is not None
+        store.close()
+    finally:
+        pair.stop()
