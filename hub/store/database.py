@@ -184,8 +184,8 @@ class Database:
         with self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
-                mode = conn.exec_driver_sql("PRAGMA synchronous").scalar()
-                return f"sqlite journal_mode={journal} synchronous={_SYNCHRONOUS_NAMES.get(mode, mode)}"
+                mode = int(conn.exec_driver_sql("PRAGMA synchronous").scalar() or 0)
+                return f"sqlite journal_mode={journal} synchronous={_SYNCHRONOUS_NAMES.get(mode, str(mode))}"
             values = {
                 name: conn.exec_driver_sql(f"SHOW {name}").scalar()
                 for name in ("synchronous_commit", "fsync", "synchronous_standby_names")

@@ -97,7 +97,7 @@ def test_sqlite_is_tuned(tmp_path) -> None:
         assert (tmp_path / "a" / "b" / "hub.db").exists()
         with s.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, the default
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1234
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
@@ -719,11 +719,13 @@ def test_a_primary_standby_url_follows_a_failover_without_a_restart() -> None:
                 return conn.execute(sa.text("SELECT inet_server_port()")).scalar()
 
         assert server_port() == pair.primary_port
+        assert store.db.durability() == "postgresql synchronous_commit=on fsync=off synchronous_standbys=*"
         for i in range(3):
             submit(store, f"before-{i}")
         pair.fail_over()
         assert all(store.trace(f"before-{i}") is not None for i in range(3))  # the pool's pre-ping reconnects
         assert server_port() == pair.standby_port
+        assert store.db.durability().endswith("synchronous_standbys=none")  # the promoted standby has none
         assert submit(store, "after").outcome == "accepted"
         assert store.trace("after") is not None
         store.close()
