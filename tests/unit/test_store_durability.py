@@ -89,3 +89,20 @@ def test_the_database_refuses_another_mode_before_creating_the_file(tmp_path: Pa
     with pytest.raises(StoreError, match="`full` or `normal`, not 'off'"):
         Database(f"sqlite:///{tmp_path}/hub.db", sqlite_synchronous="off")
     assert not (tmp_path / "hub.db").exists()
+
+
+@pytest.mark.parametrize(("option", "expected"), [("", "full"), ("?synchronous=NORMAL", "normal")])
+def test_the_embedded_queue_commits_full_unless_its_url_says_otherwise(
+    environment, tmp_path: Path, option: str, expected: str
+) -> None:
+    """The queue beside the default store keeps the same promise (a lost publish would cost a relay round)."""
+    from hub.runtime import broker_url, open_broker
+
+    settings = Settings(broker_url=f"embedded{option}", data_dir=tmp_path)
+    assert broker_url(settings).startswith(f"embedded:{tmp_path}")
+    broker = open_broker(settings)
+    try:
+        mode = broker._db.execute("PRAGMA synchronous").fetchone()[0]  # type: ignore[attr-defined]
+        assert PRAGMA_SYNCHRONOUS[mode] == expected
+    finally:
+        broker.close()
