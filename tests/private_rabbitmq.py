@@ -111,17 +111,13 @@ class RabbitNode:
 
     def _write_config(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "rabbitmq.conf").write_text(
-            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
-        )
+        (self.dir / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n")
         (self.dir / "enabled_plugins").write_text("[].\n")
 
     def launch(self) -> None:
         """Start the server in the background (returns at once; :meth:`wait` for it)."""
         self._write_config()
-        subprocess.run(
-            [str(SERVER), "-detached"], env=self.env(), capture_output=True, timeout=30, check=True
-        )
+        subprocess.run([str(SERVER), "-detached"], env=self.env(), capture_output=True, timeout=30, check=True)
 
     def wait(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Until the node and its app run (``rabbitmqctl wait`` on the pid file)."""
@@ -195,9 +191,7 @@ def start_nodes(count: int, base_dir: Path) -> list[RabbitNode]:
         cookie.write_text(secrets.token_hex(20).upper())
         cookie.chmod(0o400)
     tag = f"lt{os.getpid()}{secrets.token_hex(2)}"
-    nodes = [
-        RabbitNode(f"{tag}n{i}", free_port(), free_port(), base_dir / f"node{i}", home) for i in range(count)
-    ]
+    nodes = [RabbitNode(f"{tag}n{i}", free_port(), free_port(), base_dir / f"node{i}", home) for i in range(count)]
     try:
         with ThreadPoolExecutor(max_workers=count) as pool:
             list(pool.map(RabbitNode.launch, nodes))
