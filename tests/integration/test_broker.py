@@ -411,6 +411,43 @@ def test_retire_removes_empty_destinations_and_keeps_those_with_messages(broker:
         broker.publish([msg(busy, 4)])
 
 
+def test_refresh_removes_the_queues_of_a_destination_gone_from_the_routing(broker_url: str, tmp_path) -> None:
+    """``Runtime.refresh`` retires what the new routing lost: kept while it holds a message, removed at the next
+    refresh once idle; the destination still routed to is untouched."""
+    from hub.runtime import Runtime
+    from tests.support import hub_settings, write_routes
+
+    stays, goes = dest_name("stays"), dest_name("goes")
+    routes_file = tmp_path / "routes.yaml"
+
+    def route_to(*names: str) -> None:
+        write_routes(
+            routes_file, {n: {"endpoint": "http://127.0.0.1:9/", "retry_delays_s": [1, 5]} for n in names},
+            [{"type": "dossier.sync", "to": list(names)}],
+        )  # fmt: skip
+
+    route_to(stays, goes)
+    runtime = Runtime.open(hub_settings(tmp_path, broker_url=broker_url, routes_file=routes_file))
+    broker = runtime.broker
+    try:
+        runtime.refresh()
+        broker.publish([msg(stays, 1), msg(goes, 2)])
+        route_to(stays)
+        runtime.refresh()
+        broker.publish([msg(goes, 3)])  # it still held a message: kept
+        assert len(drain(broker, [goes], 2)) == 2
+        broker.flush()
+        runtime.refresh()  # idle now: removed
+        with pytest.raises(BrokerError):
+            broker.publish([msg(goes, 4)])
+        broker.publish([msg(stays, 5)])
+        assert len(drain(broker, [stays], 2)) == 2
+    finally:
+        if isinstance(broker, RabbitMQBroker):
+            broker.delete([stays, goes])
+        runtime.close()
+
+
 def test_settling_twice_is_harmless(broker: Broker) -> None:
     d = dest_name()
     broker.declare([d])
