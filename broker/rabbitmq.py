@@ -71,6 +71,7 @@ Not thread-safe (pika is not): one instance is used by one thread at a time.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -121,6 +122,7 @@ def dead_queue(destination: str) -> str:
     return f"{EXCHANGE}.{destination}.dead"
 
 
+NACK_RETRIES = 5  # new connections tried for a nacked publish() batch before it fails with BrokerUnavailable
 EXPIRY_MARGIN_MS = 10  # added to every retry's expiration (see ``_retry_target``)
 
 
@@ -142,6 +144,14 @@ def split_urls(url: str) -> list[str]:
     if not urls or not all(u.startswith(("amqp://", "amqps://")) for u in urls):
         raise BrokerError("the RabbitMQ URL must be one or more comma-separated amqp:// or amqps:// URLs")
     return urls
+
+
+class _Nacked(Exception):
+    """A publish() batch was nacked in part: published again on a new connection (``NACK_RETRIES`` times)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.count = count
 
 
 @dataclass
@@ -200,6 +210,7 @@ class RabbitMQBroker(Broker):
         self._buffer: list[Delivery] = []
         self._held: dict[int, str] = {}  # delivery tag -> destination (handed out or buffered, unsettled)
         self._settled_unsent = 0
+        self._renew = False  # a copy was nacked: reconnect before the next operation
         self._closed = False
         self._reconnect()
 
@@ -292,7 +303,8 @@ class RabbitMQBroker(Broker):
     def _ensure(self) -> None:
         if self._closed:
             raise BrokerError("the broker is closed")
-        if self._conn is None or not self._conn.is_open or self._ch is None or not self._ch.is_open:
+        if self._renew or self._conn is None or not self._conn.is_open or self._ch is None or not self._ch.is_open:
+            self._renew = False
             self._reconnect()
         if self._admin is None or not self._admin.is_open:
             self._admin = self._connection().channel()
@@ -350,6 +362,9 @@ class RabbitMQBroker(Broker):
                 else:
                     log.error("retry/dead-letter copy of %s was not stored; requeueing the original", p.message_id)
                     self._ch._impl.basic_nack(delivery_tag=p.settle_tag, requeue=True)
+                    # A nack may mean a channel stuck on a quorum queue's old leader (see publish()): the next
+                    # operation starts on a new connection rather than nack the next copy too.
+                    self._renew = self._renew or not ok
         if wake:
             # Make process_data_events() return now instead of at its time limit.
             self._connection().add_callback_threadsafe(_noop)
@@ -461,9 +476,21 @@ class RabbitMQBroker(Broker):
                     f"{len(batch.returned)} message(s) unroutable (destination not declared?), e.g. {batch.returned[0]}"
                 )
             if batch.nacked:
-                raise BrokerUnavailable(f"RabbitMQ refused to store {len(batch.nacked)} message(s) (nack)")
+                raise _Nacked(len(batch.nacked))
 
-        self._with_reconnect(op)
+        for retry in itertools.count():
+            try:
+                self._with_reconnect(op)
+                return
+            except _Nacked as exc:
+                if retry >= NACK_RETRIES:
+                    raise BrokerUnavailable(f"RabbitMQ refused to store {exc.count} message(s) (nack)") from None
+                # Seen on a cluster: a channel opened while a quorum queue elects a new leader has every publish to
+                # it nacked, for good. A new connection (to the next node) stores them.
+                log.warning("RabbitMQ refused to store %d message(s) (nack); publishing them again on a new "
+                            "connection", exc.count)  # fmt: skip
+                self._drop_connection()
+                time.sleep(min(0.05 * 2**retry, 1.0))
 
     def _wait(self, batch: _Batch) -> None:
         deadline = time.monotonic() + self.publish_timeout_s
