@@ -42,10 +42,14 @@ pika ``Channel`` (``BlockingChannel._impl``, stable across pika 1.x) with an ack
 the whole batch, then runs the I/O loop until every message is confirmed (``Basic.Ack``, possibly ``multiple``).
 Messages are published ``mandatory`` and a ``Basic.Return`` (an undeclared destination) fails the batch with
 :class:`~broker.base.BrokerError` rather than being silently dropped (the batch's routable messages are stored
-all the same; the embedded backend stores nothing in that case). A nack or a timeout raises
-:class:`~broker.base.BrokerUnavailable`. If the connection drops, the broker reconnects (exponential backoff with
-jitter, ``tenacity``) and republishes only the messages not yet confirmed — a message whose confirm was lost with the
-connection may therefore be stored twice (at-least-once; consumers deduplicate by ``message_id``/``delivery_id``).
+all the same; the embedded backend stores nothing in that case). A timeout raises
+:class:`~broker.base.BrokerUnavailable`. If the connection drops (its node died), the broker reconnects (to the next
+node, exponential backoff with jitter, ``tenacity``) and republishes only the messages not yet confirmed — a message
+whose confirm was lost with the connection may therefore be stored twice (at-least-once; consumers deduplicate by
+``message_id``/``delivery_id``). Nacked messages are published again on a new connection, up to ``NACK_RETRIES``
+times, then :class:`~broker.base.BrokerUnavailable`: on a cluster, a channel opened while a quorum queue elects its
+new leader was seen to have every later publish to that queue nacked (3.10.8). A nacked retry/dead-letter copy
+likewise makes the next operation start on a new connection.
 
 Consuming. ``basic_qos(prefetch)`` per consumer (quorum queues have no global QoS), one ``basic_consume`` per
 destination, manual acks. ``consume()`` waits for the first delivery, then takes whatever else has already
