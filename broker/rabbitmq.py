@@ -788,10 +788,12 @@ class RabbitMQBroker(Broker):
 
     def retire(self, destinations: Sequence[str], policy: RetryPolicy | None = None) -> list[str]:
         """Delete the queues of destinations gone from the routing when they are idle: no ready message and no
-        consumer. A queue that is not idle is kept (logged); the work queue is kept while any of its retry queues
-        is, as they dead-letter into it. Quorum queues refuse ``queue.delete(if_empty)`` (RabbitMQ closes the
-        connection), so the check is a passive declare just before the delete: nothing may still be routed to a
-        retired destination."""
+        consumer. While the work queue is not idle (a worker with the old routing still consumes it, or it holds
+        messages) every queue of the destination is kept, as that worker may still retry or dead-letter into them;
+        otherwise each idle queue goes, except the work queue while a retry queue still holds messages (they
+        dead-letter into it). What is kept is logged. Quorum queues refuse ``queue.delete(if_empty)`` (RabbitMQ
+        closes the connection), so the check is a passive declare just before the delete: nothing may still be
+        routed to a retired destination."""
 
         plan = {d: self._queues(d, policy) for d in destinations}
 
@@ -799,12 +801,15 @@ class RabbitMQBroker(Broker):
             kept: list[str] = []
             for d, (retries, work, dead) in plan.items():
                 self._forget(d)
-                waiting = {t for t, q in retries.items() if not self._delete_idle(q)}
-                left = [retries[t] for t in sorted(waiting)]
-                if not self._delete_idle(dead):
-                    left.append(dead)
-                if waiting or not self._delete_idle(work):  # the waiting retries dead-letter into the work queue
-                    left.append(work)
+                if any(self._occupancy(work)):
+                    waiting, left = set(retries), [work, dead, *retries.values()]
+                else:
+                    waiting = {t for t, q in retries.items() if not self._delete_idle(q)}
+                    left = [retries[t] for t in sorted(waiting)]
+                    if not self._delete_idle(dead):
+                        left.append(dead)
+                    if waiting or not self._delete_idle(work):  # the waiting retries dead-letter into the work queue
+                        left.append(work)
                 if left:
                     kept.append(d)
                     self._declared[d] = waiting  # what still exists, for the next retire()/delete()

@@ -664,6 +664,22 @@ def test_rabbitmq_partner_outage_adds_no_queue(private_node: RabbitNode) -> None
         b.delete([d])
 
 
+def test_rabbitmq_retire_keeps_every_queue_while_a_worker_still_consumes(private_node: RabbitNode) -> None:
+    """A worker started with the old routing may still retry or dead-letter into the destination's queues."""
+    policy = RetryPolicy(delays_s=(0.5,), jitter=0.0)
+    d = dest_name("consumed")
+    with RabbitMQBroker(private_node.url) as api, RabbitMQBroker(private_node.url) as worker:
+        api.declare([d], policy)
+        worker.declare([d], policy)
+        assert worker.consume([d], timeout_s=0.1) == []  # its consumer is attached
+        declared = _queues_of(private_node, d)
+        assert api.retire([d], policy) == [d]
+        assert _queues_of(private_node, d) == declared
+        worker.close()
+        assert api.retire([d], policy) == []  # the worker is gone: all of them go
+        assert _queues_of(private_node, d) == []
+
+
 def test_rabbitmq_retire_keeps_the_work_queue_while_a_retry_waits(private_node: RabbitNode) -> None:
     policy = RetryPolicy(delays_s=(0.5, 30), jitter=0.0)
     d = dest_name("retired")
