@@ -163,9 +163,9 @@ class Broker(ABC):
 
     @abstractmethod
     def retire(self, destinations: Sequence[str], policy: RetryPolicy | None = None) -> list[str]:
-        """Remove the queues of destinations no longer routed to, those that are empty; keep (and log) those that
-        still hold messages. ``policy`` is the one they were declared with. Returns the destinations kept in part
-        or whole (call again later: idempotent)."""
+        """Remove the queues of destinations no longer routed to when they are idle; keep (and log) those that still
+        hold messages (on RabbitMQ, or are still consumed). ``policy`` is the one they were declared with. Returns
+        the destinations kept in part or whole (call again later: idempotent)."""
 
     def flush(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Push any locally buffered settlements to the broker now."""
