@@ -161,6 +161,12 @@ class Broker(ABC):
     def take_dead(self, destination: str, message_ids: set[str] | None) -> int:
         """Remove these message ids (or all when ``None``) from the dead-letter queue; return how many."""
 
+    @abstractmethod
+    def retire(self, destinations: Sequence[str], policy: RetryPolicy | None = None) -> list[str]:
+        """Remove the queues of destinations no longer routed to when they are idle; keep (and log) those that still
+        hold messages (on RabbitMQ, or are still consumed). ``policy`` is the one they were declared with. Returns
+        the destinations kept in part or whole (call again later: idempotent)."""
+
     def flush(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Push any locally buffered settlements to the broker now."""
 

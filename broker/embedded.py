@@ -32,6 +32,7 @@ Not thread-safe: one instance is used by one thread at a time (see :mod:`broker.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -50,6 +51,8 @@ from broker.base import (
     QueueStats,
     RetryPolicy,
 )
+
+log = logging.getLogger(__name__)
 
 if sqlite3.sqlite_version_info < (3, 35, 0):  # pragma: no cover - Debian 12 ships 3.40
     raise ImportError(f"the embedded broker needs SQLite >= 3.35 (RETURNING); this is {sqlite3.sqlite_version}")
@@ -436,6 +439,29 @@ class EmbeddedBroker(Broker):
                 db.execute("DELETE FROM messages WHERE destination = ?", (destination,))
                 db.execute("DELETE FROM destinations WHERE name = ?", (destination,))
         self._known.difference_update(destinations)
+
+    def retire(self, destinations: Sequence[str], policy: RetryPolicy | None = None) -> list[str]:
+        """Forget each destination without messages (its ``destinations`` row); one that still holds queued,
+        in-flight, retrying or dead messages is kept (logged)."""
+        self._check_open()
+        self._flush_if_due(force=True)
+        kept: list[str] = []
+        try:
+            with self._tx() as db:
+                for destination in destinations:
+                    (count,) = db.execute(
+                        "SELECT COUNT(*) FROM messages WHERE destination = ?", (destination,)
+                    ).fetchone()
+                    if count:
+                        kept.append(destination)
+                        log.warning("destination %s is gone from the routing; kept in the queue, it still holds "
+                                    "%d message(s)", destination, count)  # fmt: skip
+                    else:
+                        db.execute("DELETE FROM destinations WHERE name = ?", (destination,))
+        except sqlite3.Error as exc:
+            raise BrokerUnavailable(f"retire failed: {exc}") from exc
+        self._known.difference_update(set(destinations) - set(kept))
+        return kept
 
     def close(self) -> None:
         if self._db is None:

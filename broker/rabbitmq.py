@@ -1,23 +1,40 @@
 """RabbitMQ backend: quorum work queues, TTL retry queues, a dead-letter queue, asynchronous publisher confirms.
 
-Topology (declared by :meth:`RabbitMQBroker.declare`, idempotent)::
+Topology (declared by :meth:`RabbitMQBroker.declare`, idempotent) — a fixed set of queues per destination, known
+from its retry policy alone::
 
     exchange  lienthong                      direct, durable; routing key = destination
     queue     lienthong.<dest>.work          quorum, bound to the exchange with key <dest>
-    queue     lienthong.<dest>.retry.<T>s    quorum, x-message-ttl = T, dead-letters back to exchange/<dest>
+    queue     lienthong.<dest>.retry.<T>s    one per backoff step of the policy; quorum, x-message-ttl = T,
+                                             dead-letters back to exchange/<dest>
                                              (x-dead-letter-strategy at-least-once, x-overflow reject-publish)
     queue     lienthong.<dest>.dead          quorum, where dead_letter() puts messages
 
-One quorum queue per destination, so a slow or dead partner only fills its own queue.
+So a destination has ``2 + len(policy.delays_s)`` queues (8 with the default policy), whatever the circuit breaker
+or the jitter asks for: no queue is ever declared at delivery time. One work queue per destination, so a slow or
+dead partner only fills its own queue. A destination gone from the routing has its queues removed by
+:meth:`RabbitMQBroker.retire` (called by ``Runtime.refresh``) once they are idle; one that still holds messages
+is kept and tried again at the next refresh. Changing a destination's backoff steps adds the new steps' queues;
+the old ones drain into the work queue and are removed with the destination.
 
-Retries and jitter. For a :class:`~broker.base.RetryPolicy`, there is one retry queue per level ``L``, with
-``T = L * (1 + jitter)`` (the largest jittered delay of that level). ``retry(delivery, delay_s)`` picks the level
-whose range ``[L*(1-jitter), L*(1+jitter)]`` holds ``delay_s`` and sets the per-message ``expiration`` to
-``delay_s``: RabbitMQ 3.10 (verified against 3.10.8) honours per-message TTL on quorum queues and dead-letters
-expired messages at least once. A delay outside every level gets a queue of its own (``T`` = the delay rounded up
-to two significant digits), declared on first use. Expired messages leave a queue from its head only, so a message
-may wait behind an earlier one with a longer jittered delay: it comes back **never early**, at most ``2 * jitter *
-L`` late.
+Retries. For a step ``L`` of the policy the retry queue's TTL is ``T = L * (1 + jitter)`` (the longest jittered
+delay of the step) + ``EXPIRY_MARGIN_MS``. ``retry(delivery, delay_s)`` — a backoff step, a jittered one, or a
+circuit-breaker deferral of any length — sets the per-message ``expiration`` to ``delay_s`` + the margin and
+publishes to the shortest retry queue whose ``T`` is at least that; a delay longer than the longest step is
+capped to it (with a log line). RabbitMQ 3.10 (verified against 3.10.8) honours per-message TTL on quorum queues
+and dead-letters expired messages at least once. Its expiry timer may fire a few ms early, hence the margin: a
+retry is **never early**. Expired messages leave a queue from its head only, so a message waits behind those
+published before it to the same queue: it comes back **at most ``T - delay_s`` late** (a 0.4 s deferral behind a
+full 12 s step waits up to 12 s; a jittered step retry is at most ``2 * jitter * L`` late).
+
+Clusters and failover. The URL may list the nodes of a cluster, comma-separated
+(``amqp://u:p@node1:5672/%2F,amqp://u:p@node2:5672/%2F,…``). A connection goes to the first reachable node of the
+list (pika tries them in turn), starting with the node *after* the one of the previous connection, so a reconnect
+after a node died does not wait on it first. Queues are quorum queues: declared while the cluster's nodes run,
+each has a member on every node (3.10 default when ``x-quorum-initial-group-size`` is not set; setting it now
+would make re-declaring existing queues fail, as the argument must match), and stays available while a majority of
+them runs. Unconfirmed publishes on a lost node are published again on the new one (at-least-once, below);
+unsettled deliveries are redelivered by the cluster.
 
 Publishing. The channel is in confirm mode, but not through ``BlockingChannel.confirm_delivery()`` (which makes
 every ``basic_publish`` wait for its own confirm — ~1,500 msg/s). Instead confirms are enabled on the underlying
@@ -25,10 +42,14 @@ pika ``Channel`` (``BlockingChannel._impl``, stable across pika 1.x) with an ack
 the whole batch, then runs the I/O loop until every message is confirmed (``Basic.Ack``, possibly ``multiple``).
 Messages are published ``mandatory`` and a ``Basic.Return`` (an undeclared destination) fails the batch with
 :class:`~broker.base.BrokerError` rather than being silently dropped (the batch's routable messages are stored
-all the same; the embedded backend stores nothing in that case). A nack or a timeout raises
-:class:`~broker.base.BrokerUnavailable`. If the connection drops, the broker reconnects (exponential backoff with
-jitter, ``tenacity``) and republishes only the messages not yet confirmed — a message whose confirm was lost with the
-connection may therefore be stored twice (at-least-once; consumers deduplicate by ``message_id``/``delivery_id``).
+all the same; the embedded backend stores nothing in that case). A timeout raises
+:class:`~broker.base.BrokerUnavailable`. If the connection drops (its node died), the broker reconnects (to the next
+node, exponential backoff with jitter, ``tenacity``) and republishes only the messages not yet confirmed — a message
+whose confirm was lost with the connection may therefore be stored twice (at-least-once; consumers deduplicate by
+``message_id``/``delivery_id``). Nacked messages are published again on a new connection, up to ``NACK_RETRIES``
+times, then :class:`~broker.base.BrokerUnavailable`: on a cluster, a channel opened while a quorum queue elects its
+new leader was seen to have every later publish to that queue nacked (3.10.8). A nacked retry/dead-letter copy
+likewise makes the next operation start on a new connection.
 
 Consuming. ``basic_qos(prefetch)`` per consumer (quorum queues have no global QoS), one ``basic_consume`` per
 destination, manual acks. ``consume()`` waits for the first delivery, then takes whatever else has already
@@ -41,9 +62,10 @@ dies in between (the original is then redelivered). After a reconnect, settling 
 is a no-op: RabbitMQ has already put that message back and will deliver it again.
 
 Stats. ``ready``/``retrying``/``dead`` come from passive ``queue.declare`` message counts (ready messages only);
-``retrying`` sums the retry queues this instance knows of (its declared policies, the default policy and the
-ad-hoc queues it created). ``in_flight`` counts only the unsettled deliveries **of this instance** (other consumers'
-unacked messages are not visible without the management API), and ``oldest_age_s`` is always ``None``.
+``retrying`` sums the retry queues this instance declared (none for a destination it did not declare: a passive
+declare of a queue that does not exist costs the channel). ``in_flight`` counts only the unsettled deliveries **of
+this instance** (other consumers' unacked messages are not visible without the management API), and
+``oldest_age_s`` is always ``None``.
 
 Heartbeats are answered only while the broker is being called; call ``consume()`` regularly (the worker does every
 0.5 s) or raise ``heartbeat`` in the URL (``?heartbeat=600``) for long pauses.
@@ -53,6 +75,7 @@ Not thread-safe (pika is not): one instance is used by one thread at a time.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -103,6 +126,7 @@ def dead_queue(destination: str) -> str:
     return f"{EXCHANGE}.{destination}.dead"
 
 
+NACK_RETRIES = 5  # new connections tried for a nacked publish() batch before it fails with BrokerUnavailable
 EXPIRY_MARGIN_MS = 10  # added to every retry's expiration (see ``_retry_target``)
 
 
@@ -110,12 +134,28 @@ def retry_queue(destination: str, ttl_ms: int) -> str:
     return f"{EXCHANGE}.{destination}.retry.{ttl_ms / 1000:g}s"
 
 
-def _round_up_2sig(ms: int) -> int:
-    """Round a positive integer up to two significant digits (12345 → 13000), to bound ad-hoc retry queues."""
-    if ms < 100:
-        return max(ms, 1)
-    scale = 10 ** (int(math.log10(ms)) - 1)
-    return math.ceil(ms / scale) * scale
+def level_ttls(policy: RetryPolicy) -> tuple[int, ...]:
+    """The TTLs (ms, ascending) of a policy's retry queues: one per backoff step ``L``, ``L * (1 + jitter)`` (its
+    longest jittered delay) plus the expiry margin."""
+    return tuple(
+        sorted({math.ceil(level * (1 + policy.jitter) * 1000) + EXPIRY_MARGIN_MS for level in policy.delays_s})
+    )
+
+
+def split_urls(url: str) -> list[str]:
+    """``amqp://a,amqp://b`` → the URLs of a cluster's nodes, in the order given (each must be ``amqp(s)://``)."""
+    urls = [u.strip() for u in url.split(",") if u.strip()]
+    if not urls or not all(u.startswith(("amqp://", "amqps://")) for u in urls):
+        raise BrokerError("the RabbitMQ URL must be one or more comma-separated amqp:// or amqps:// URLs")
+    return urls
+
+
+class _Nacked(Exception):
+    """A publish() batch was nacked in part: published again on a new connection (``NACK_RETRIES`` times)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.count = count
 
 
 @dataclass
@@ -153,7 +193,10 @@ class RabbitMQBroker(Broker):
         flush_every: int = 200,
     ) -> None:
         self.url = url
-        self.params = pika.URLParameters(url)
+        # One per cluster node; a connection goes to the first reachable, starting with the one after the node of
+        # the last connection (see _open).
+        self.endpoints = [pika.URLParameters(u) for u in split_urls(url)]
+        self._start = 0
         self.publish_timeout_s = publish_timeout_s
         self.reconnect_timeout_s = reconnect_timeout_s
         self.reconnect_max_wait_s = reconnect_max_wait_s
@@ -164,21 +207,29 @@ class RabbitMQBroker(Broker):
         self._generation = 0
         self._seq = 0
         self._unconfirmed: dict[int, _Pending] = {}
-        self._levels: dict[str, dict[int, float]] = {}  # destination -> {ttl_ms: level_s}
-        self._jitter: dict[str, float] = {}
-        self._adhoc: dict[str, set[int]] = {}  # destination -> ad-hoc retry ttl_ms declared by this instance
+        self._levels: dict[str, tuple[int, ...]] = {}  # destination -> retry queue TTLs (ms) of its current policy
+        self._declared: dict[str, set[int]] = {}  # destination -> every retry queue TTL this instance declared
         self._consumers: dict[str, str] = {}  # destination -> consumer tag
         self._prefetch: int | None = None
         self._buffer: list[Delivery] = []
         self._held: dict[int, str] = {}  # delivery tag -> destination (handed out or buffered, unsettled)
         self._settled_unsent = 0
+        self._renew = False  # a copy was nacked: reconnect before the next operation
         self._closed = False
         self._reconnect()
 
     # -- connection management ----------------------------------------------------------------------------------
 
     def _open(self) -> None:
-        conn = pika.BlockingConnection(self.params)
+        order = self.endpoints[self._start :] + self.endpoints[: self._start]
+        try:
+            # pika tries each node of the list in turn (one cycle; the caller's backoff repeats it).
+            conn = pika.BlockingConnection(order)
+        except BaseException:
+            self._start = (self._start + 1) % len(self.endpoints)  # begin the next cycle with another node
+            raise
+        # The next connection (after this node is lost) starts with the node after it, not with a dead one.
+        self._start = (self._endpoint_of(conn) + 1) % len(self.endpoints)
         try:
             ch = conn.channel()
             ch._impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=self._on_select_ok)
@@ -195,6 +246,22 @@ class RabbitMQBroker(Broker):
         self._seq = 0
         self._consumers.clear()
         self._prefetch = None
+
+    def _endpoint_of(self, conn: pika.BlockingConnection) -> int:
+        """The index in ``endpoints`` of the node ``conn`` is connected to (pika keeps a copy of its parameters)."""
+        params = conn._impl.params
+        for i, endpoint in enumerate(self.endpoints):
+            if (endpoint.host, endpoint.port) == (params.host, params.port):
+                return i
+        return self._start  # pragma: no cover - pika connected to a node of the list
+
+    @property
+    def node(self) -> str | None:
+        """``host:port`` of the node this instance is connected to, or None."""
+        if self._conn is None or not self._conn.is_open:
+            return None
+        params = self._conn._impl.params
+        return f"{params.host}:{params.port}"
 
     def _connection(self) -> pika.BlockingConnection:
         """The open connection: operations run after ``_ensure``, callbacks inside its ``process_data_events``."""
@@ -232,7 +299,7 @@ class RabbitMQBroker(Broker):
         try:
             retrying(self._open)
         except _CONNECTION_ERRORS as exc:
-            where = f"{self.params.host}:{self.params.port}"
+            where = ", ".join(f"{p.host}:{p.port}" for p in self.endpoints)
             raise BrokerUnavailable(f"cannot connect to RabbitMQ at {where}: {exc}") from exc
         except pika.exceptions.ProbableAuthenticationError as exc:  # pragma: no cover - configuration error
             raise BrokerUnavailable(f"RabbitMQ refused the credentials: {exc}") from exc
@@ -240,7 +307,8 @@ class RabbitMQBroker(Broker):
     def _ensure(self) -> None:
         if self._closed:
             raise BrokerError("the broker is closed")
-        if self._conn is None or not self._conn.is_open or self._ch is None or not self._ch.is_open:
+        if self._renew or self._conn is None or not self._conn.is_open or self._ch is None or not self._ch.is_open:
+            self._renew = False
             self._reconnect()
         if self._admin is None or not self._admin.is_open:
             self._admin = self._connection().channel()
@@ -298,6 +366,9 @@ class RabbitMQBroker(Broker):
                 else:
                     log.error("retry/dead-letter copy of %s was not stored; requeueing the original", p.message_id)
                     self._ch._impl.basic_nack(delivery_tag=p.settle_tag, requeue=True)
+                    # A nack may mean a channel stuck on a quorum queue's old leader (see publish()): the next
+                    # operation starts on a new connection rather than nack the next copy too.
+                    self._renew = self._renew or not ok
         if wake:
             # Make process_data_events() return now instead of at its time limit.
             self._connection().add_callback_threadsafe(_noop)
@@ -321,6 +392,7 @@ class RabbitMQBroker(Broker):
         for d in destinations:
             if not d or any(c.isspace() for c in d):
                 raise BrokerError(f"invalid destination name {d!r}")
+        ttls = level_ttls(policy)
 
         def op() -> None:
             admin = self._admin
@@ -329,20 +401,13 @@ class RabbitMQBroker(Broker):
                 admin.queue_declare(work_queue(d), durable=True, arguments={"x-queue-type": "quorum"})
                 admin.queue_bind(work_queue(d), EXCHANGE, routing_key=d)
                 admin.queue_declare(dead_queue(d), durable=True, arguments={"x-queue-type": "quorum"})
-                for ttl_ms in self._policy_levels(policy):
+                for ttl_ms in ttls:
                     self._declare_retry(d, ttl_ms)
 
         self._with_reconnect(op)
         for d in destinations:
-            levels = self._levels.setdefault(d, {})
-            levels.update({ttl: level for ttl, level in self._policy_levels(policy).items()})
-            self._jitter[d] = policy.jitter
-
-    @staticmethod
-    def _policy_levels(policy: RetryPolicy) -> dict[int, float]:
-        return {
-            math.ceil(level * (1 + policy.jitter) * 1000) + EXPIRY_MARGIN_MS: float(level) for level in policy.delays_s
-        }
+            self._levels[d] = ttls
+            self._declared.setdefault(d, set()).update(ttls)
 
     def _declare_retry(self, destination: str, ttl_ms: int) -> None:
         self._admin.queue_declare(
@@ -359,21 +424,20 @@ class RabbitMQBroker(Broker):
         )
 
     def _retry_target(self, destination: str, delay_s: float) -> tuple[str, int]:
-        """(queue, expiration ms) for a retry after ``delay_s``; declares an ad-hoc queue when no level fits."""
+        """(queue, expiration ms) for a retry after ``delay_s``: the shortest declared retry queue whose TTL covers
+        the delay, never a new queue. A delay longer than the longest step is capped to it (logged)."""
         # RabbitMQ's expiry timer may fire a few ms before the TTL is up (seen here: up to ~3 ms): padded, a retry
         # is never early, which is what the retry policy promises.
         delay_ms = max(1, math.ceil(delay_s * 1000)) + EXPIRY_MARGIN_MS
-        jitter = self._jitter.get(destination, DEFAULT_RETRY_POLICY.jitter)
-        levels = self._levels.get(destination) or self._policy_levels(DEFAULT_RETRY_POLICY)
-        fitting = [ttl for ttl, level in levels.items() if level * (1 - jitter) * 1000 <= delay_ms <= ttl]
-        if fitting:
-            return retry_queue(destination, min(fitting)), delay_ms
-        ttl = _round_up_2sig(delay_ms)
-        known = self._adhoc.setdefault(destination, set())
-        if ttl not in known:
-            self._declare_retry(destination, ttl)
-            known.add(ttl)
-        return retry_queue(destination, ttl), delay_ms
+        ttls = self._levels.get(destination) or level_ttls(DEFAULT_RETRY_POLICY)
+        for ttl in ttls:
+            if ttl >= delay_ms:
+                return retry_queue(destination, ttl), delay_ms
+        log.warning(
+            "%s: retry delay %.3f s is longer than the longest retry step; capped to %.3f s",
+            destination, delay_s, ttls[-1] / 1000,
+        )  # fmt: skip
+        return retry_queue(destination, ttls[-1]), ttls[-1]
 
     # -- publishing ---------------------------------------------------------------------------------------------
 
@@ -416,9 +480,21 @@ class RabbitMQBroker(Broker):
                     f"{len(batch.returned)} message(s) unroutable (destination not declared?), e.g. {batch.returned[0]}"
                 )
             if batch.nacked:
-                raise BrokerUnavailable(f"RabbitMQ refused to store {len(batch.nacked)} message(s) (nack)")
+                raise _Nacked(len(batch.nacked))
 
-        self._with_reconnect(op)
+        for retry in itertools.count():
+            try:
+                self._with_reconnect(op)
+                return
+            except _Nacked as exc:
+                if retry >= NACK_RETRIES:
+                    raise BrokerUnavailable(f"RabbitMQ refused to store {exc.count} message(s) (nack)") from None
+                # Seen on a cluster: a channel opened while a quorum queue elects a new leader has every publish to
+                # it nacked, for good. A new connection (to the next node) stores them.
+                log.warning("RabbitMQ refused to store %d message(s) (nack); publishing them again on a new "
+                            "connection", exc.count)  # fmt: skip
+                self._drop_connection()
+                time.sleep(min(0.05 * 2**retry, 1.0))
 
     def _wait(self, batch: _Batch) -> None:
         deadline = time.monotonic() + self.publish_timeout_s
@@ -595,12 +671,7 @@ class RabbitMQBroker(Broker):
         tag = self._current(delivery)
         if tag is None:
             return
-        try:
-            queue, expiration_ms = self._retry_target(delivery.destination, delay_s)
-        except _CONNECTION_ERRORS as exc:
-            log.warning("cannot declare a retry queue (%r); the delivery will be redelivered", exc)
-            self._drop_connection()
-            return
+        queue, expiration_ms = self._retry_target(delivery.destination, delay_s)
         extra = {H_ATTEMPT: str(delivery.attempt + 1), H_REASON: reason[:1000]}
         self._copy(delivery, tag, queue, extra, str(expiration_ms))
 
@@ -627,22 +698,27 @@ class RabbitMQBroker(Broker):
     # -- operations ---------------------------------------------------------------------------------------------
 
     def _count(self, queue: str) -> int:
-        """Ready messages in ``queue``; 0 when it does not exist (the 404 closes the admin channel: reopen it)."""
+        """Ready messages in ``queue``; 0 when it does not exist."""
+        return self._occupancy(queue)[0]
+
+    def _occupancy(self, queue: str) -> tuple[int, int]:
+        """(ready messages, consumers) of ``queue``; (0, 0) when it does not exist (the 404 closes the admin
+        channel: reopen it)."""
         try:
-            return self._admin.queue_declare(queue, passive=True).method.message_count
+            method = self._admin.queue_declare(queue, passive=True).method
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code != 404:
                 raise
             self._admin = self._connection().channel()
-            return 0
+            return 0, 0
+        return method.message_count, method.consumer_count
 
     def stats(self, destinations: Sequence[str]) -> list[QueueStats]:
         def op() -> list[QueueStats]:
             self._pump(0)
             out = []
             for d in destinations:
-                ttls = set(self._levels.get(d) or self._policy_levels(DEFAULT_RETRY_POLICY))
-                ttls |= set(self._policy_levels(DEFAULT_RETRY_POLICY)) | self._adhoc.get(d, set())
+                ttls = self._declared.get(d, set())  # only queues this instance declared: no 404 churn
                 in_flight = sum(1 for dest in self._held.values() if dest == d)
                 out.append(
                     QueueStats(
@@ -685,20 +761,71 @@ class RabbitMQBroker(Broker):
 
         return self._with_reconnect(op)
 
+    def _queues(self, destination: str, policy: RetryPolicy | None) -> tuple[dict[int, str], str, str]:
+        """({TTL: retry queue}, work queue, dead queue) of a destination: its declared steps and ``policy``'s."""
+        ttls = self._declared.get(destination, set()) | set(level_ttls(policy or DEFAULT_RETRY_POLICY))
+        retries = {t: retry_queue(destination, t) for t in sorted(ttls)}
+        return retries, work_queue(destination), dead_queue(destination)
+
+    def _forget(self, destination: str) -> None:
+        if destination in self._consumers:
+            self._cancel(destination)
+        self._levels.pop(destination, None)
+        self._declared.pop(destination, None)
+
     def delete(self, destinations: Sequence[str]) -> None:
-        """Delete the queues of these destinations (tests and operators only)."""
+        """Delete the queues of these destinations, messages and all (tests and operators only)."""
+
+        plan = {d: self._queues(d, None) for d in destinations}
 
         def op() -> None:
-            for d in destinations:
-                if d in self._consumers:
-                    self._cancel(d)
-                ttls = set(self._levels.get(d, {})) | self._adhoc.get(d, set())
-                for q in [work_queue(d), dead_queue(d), *(retry_queue(d, t) for t in ttls)]:
-                    self._admin.queue_delete(q)
-                self._levels.pop(d, None)
-                self._adhoc.pop(d, None)
+            for d, (retries, work, dead) in plan.items():
+                self._forget(d)
+                for q in [work, dead, *retries.values()]:
+                    self._admin.queue_delete(q)  # no error when it does not exist
 
         self._with_reconnect(op)
+
+    def retire(self, destinations: Sequence[str], policy: RetryPolicy | None = None) -> list[str]:
+        """Delete the queues of destinations gone from the routing when they are idle: no ready message and no
+        consumer. While the work queue is not idle (a worker with the old routing still consumes it, or it holds
+        messages) every queue of the destination is kept, as that worker may still retry or dead-letter into them;
+        otherwise each idle queue goes, except the work queue while a retry queue still holds messages (they
+        dead-letter into it). What is kept is logged. Quorum queues refuse ``queue.delete(if_empty)`` (RabbitMQ
+        closes the connection), so the check is a passive declare just before the delete: nothing may still be
+        routed to a retired destination."""
+
+        plan = {d: self._queues(d, policy) for d in destinations}
+
+        def op() -> list[str]:
+            kept: list[str] = []
+            for d, (retries, work, dead) in plan.items():
+                self._forget(d)
+                if any(self._occupancy(work)):
+                    waiting, left = set(retries), [work, dead, *retries.values()]
+                else:
+                    waiting = {t for t, q in retries.items() if not self._delete_idle(q)}
+                    left = [retries[t] for t in sorted(waiting)]
+                    if not self._delete_idle(dead):
+                        left.append(dead)
+                    if waiting or not self._delete_idle(work):  # the waiting retries dead-letter into the work queue
+                        left.append(work)
+                if left:
+                    kept.append(d)
+                    self._declared[d] = waiting  # what still exists, for the next retire()/delete()
+                    log.warning("destination %s is gone from the routing; kept its queues that are not empty "
+                                "(or still consumed): %s", d, ", ".join(left))  # fmt: skip
+            return kept
+
+        return self._with_reconnect(op)
+
+    def _delete_idle(self, queue: str) -> bool:
+        """Delete ``queue`` if it has no ready message and no consumer (or does not exist); whether it is gone."""
+        ready, consumers = self._occupancy(queue)
+        if ready or consumers:
+            return False
+        self._admin.queue_delete(queue)
+        return True
 
     def close(self) -> None:
         if self._closed:

@@ -18,7 +18,8 @@ class Settings(BaseSettings):
     broker_url: str = Field(
         "embedded",
         description="`embedded` (durable queue in the data folder; options as a query, e.g. "
-        "`embedded?visibility_timeout_s=30`) or an `amqp://user:pass@host:port/vhost` URL",
+        "`embedded?visibility_timeout_s=30`) or an `amqp://user:pass@host:port/vhost` URL; for a RabbitMQ cluster, "
+        "the nodes' URLs comma-separated (the hub connects to the first reachable and fails over to the next)",
     )
     database_url: str = Field(
         "sqlite:///var/lienthong.db",

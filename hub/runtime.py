@@ -7,6 +7,7 @@ routes and accepts the same way.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -21,7 +22,7 @@ from pydantic import BaseModel
 
 from adapters.base import Adapter
 from adapters.registry import AdapterContext, build_adapter, build_adapters, factory_key
-from broker.base import Broker, connect
+from broker.base import Broker, BrokerError, connect
 from hub.config import Settings
 from hub.exchange.routing import DestinationConfig, RoutingTable
 from hub.security import keys
@@ -33,6 +34,8 @@ from hub.xmlparse import XmlLimits
 if TYPE_CHECKING:
     from hub.exchange.pipeline import Accepted, Acceptor
     from hub.registry import Registry
+
+log = logging.getLogger(__name__)
 
 HUB_KEY_NAME = "hub"
 
@@ -174,6 +177,7 @@ class Runtime:
     routing: RoutingTable
     _built: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+    _retiring: dict[str, DestinationConfig] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -181,7 +185,10 @@ class Runtime:
         return cls(settings, store, open_broker(settings), routing_table(settings, store))
 
     def describe_broker(self) -> str:
-        return "embedded" if self.settings.broker_url == "embedded" else _hide_password(self.settings.broker_url)
+        """The broker URL(s) without passwords (a cluster's comma-separated URLs each hidden)."""
+        if self.settings.broker_url == "embedded":
+            return "embedded"
+        return ",".join(_hide_password(url.strip()) for url in self.settings.broker_url.split(","))
 
     def describe_store(self) -> str:
         return _hide_password(self.settings.database_url)
@@ -243,12 +250,28 @@ class Runtime:
             registry = self._registered()
             routing = _routing_of(self.settings, registry)
             routing.declare(self.broker)
-            self.routing = routing
+            old, self.routing = self.routing, routing
             if "verifier" in self._built:
                 self._built["verifier"].trust = _trust_of(self.settings, registry)
             if "acceptor" in self._built:
                 self._built["acceptor"].routing = routing
+            self._retire(old)
             return routing
+
+    def _retire(self, old: RoutingTable) -> None:
+        """Remove the queues of destinations gone from the routing (issue #12: a bounded set of queues). Queues
+        that still hold messages, or that a worker with the old routing still consumes, are kept and tried again
+        at each refresh until they are idle or the destination comes back."""
+        gone = {code: cfg for code, cfg in old.destinations.items() if code not in self.routing.destinations}
+        self._retiring = {**{c: v for c, v in self._retiring.items() if c not in self.routing.destinations}, **gone}
+        kept: set[str] = set()
+        for code, cfg in sorted(self._retiring.items()):
+            try:
+                kept.update(self.broker.retire([code], cfg.retry_policy))
+            except BrokerError as exc:  # the broker is down: the next refresh tries again
+                log.warning("cannot remove the queues of %s yet: %s", code, exc)
+                kept.add(code)
+        self._retiring = {c: v for c, v in self._retiring.items() if c in kept}
 
     def adapters(self) -> dict[str, Adapter]:
         """One adapter per destination of the routing table, built once (``adapters.registry``); closed with the

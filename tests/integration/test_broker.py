@@ -28,8 +28,9 @@ from broker.base import (
     connect,
 )
 from broker.embedded import EmbeddedBroker
-from broker.rabbitmq import RabbitMQBroker
-from tests.support import wait_for
+from broker.rabbitmq import RabbitMQBroker, dead_queue, level_ttls, retry_queue, work_queue
+from tests.private_rabbitmq import RabbitNode, start_nodes, stop_all
+from tests.support import free_port, wait_for
 
 VISIBILITY_S = 1.0  # the embedded visibility timeout used by these tests
 
@@ -58,14 +59,12 @@ def open_broker(broker_url: str) -> Iterator[OpenBroker]:
     declared: dict[str, set[int]] = {}  # RabbitMQ destination -> retry queue TTLs, from every broker opened
     for b in opened:
         if isinstance(b, RabbitMQBroker):
-            for d, levels in b._levels.items():
-                declared.setdefault(d, set()).update(levels)
-            for d, ttls in b._adhoc.items():
+            for d, ttls in b._declared.items():
                 declared.setdefault(d, set()).update(ttls)
         b.close()
     if declared:
         with RabbitMQBroker(broker_url) as admin:
-            admin._adhoc.update(declared)
+            admin._declared.update(declared)
             admin.delete(sorted(declared))
 
 
@@ -392,6 +391,63 @@ def test_two_consumers_share_the_work_exactly_once(open_broker: OpenBroker) -> N
     assert len(every) == n and len(set(every)) == n
 
 
+def test_retire_removes_empty_destinations_and_keeps_those_with_messages(broker: Broker) -> None:
+    policy = RetryPolicy(delays_s=(0.5, 5), jitter=0.1)
+    empty, busy = dest_name("empty"), dest_name("busy")
+    broker.declare([empty, busy], policy)
+    waiting = msg(busy, 2)
+    broker.publish([msg(empty, 1), waiting])
+    assert len(drain(broker, [empty], 1)) == 1  # consumed and acked: empty again
+    broker.flush()
+
+    assert broker.retire([empty, busy], policy) == [busy]
+    with pytest.raises(BrokerError):
+        broker.publish([msg(empty, 3)])  # its queues are gone
+    (x,) = drain(broker, [busy], 1)  # the kept destination still delivers what it held
+    assert x.message_id == waiting.message_id
+    broker.flush()
+    assert broker.retire([busy], policy) == []  # idle now: removed on the next call
+    with pytest.raises(BrokerError):
+        broker.publish([msg(busy, 4)])
+
+
+def test_refresh_removes_the_queues_of_a_destination_gone_from_the_routing(broker_url: str, tmp_path) -> None:
+    """``Runtime.refresh`` retires what the new routing lost: kept while it holds a message, removed at the next
+    refresh once idle; the destination still routed to is untouched."""
+    from hub.runtime import Runtime
+    from tests.support import hub_settings, write_routes
+
+    stays, goes = dest_name("stays"), dest_name("goes")
+    routes_file = tmp_path / "routes.yaml"
+
+    def route_to(*names: str) -> None:
+        write_routes(
+            routes_file, {n: {"endpoint": "http://127.0.0.1:9/", "retry_delays_s": [1, 5]} for n in names},
+            [{"type": "dossier.sync", "to": list(names)}],
+        )  # fmt: skip
+
+    route_to(stays, goes)
+    runtime = Runtime.open(hub_settings(tmp_path, broker_url=broker_url, routes_file=routes_file))
+    broker = runtime.broker
+    try:
+        runtime.refresh()
+        broker.publish([msg(stays, 1), msg(goes, 2)])
+        route_to(stays)
+        runtime.refresh()
+        broker.publish([msg(goes, 3)])  # it still held a message: kept
+        assert len(drain(broker, [goes], 2)) == 2
+        broker.flush()
+        runtime.refresh()  # idle now: removed
+        with pytest.raises(BrokerError):
+            broker.publish([msg(goes, 4)])
+        broker.publish([msg(stays, 5)])
+        assert len(drain(broker, [stays], 2)) == 2
+    finally:
+        if isinstance(broker, RabbitMQBroker):
+            broker.delete([stays, goes])
+        runtime.close()
+
+
 def test_settling_twice_is_harmless(broker: Broker) -> None:
     d = dest_name()
     broker.declare([d])
@@ -519,9 +575,32 @@ def test_rabbitmq_recovers_from_a_lost_connection(rabbitmq_url: str) -> None:
         b.close()
 
 
-def test_rabbitmq_topology_names(rabbitmq_url: str) -> None:
-    from broker.rabbitmq import dead_queue, retry_queue, work_queue
+def test_rabbitmq_connects_to_the_first_reachable_node_and_rotates(rabbitmq_url: str) -> None:
+    """Three URLs: a dead node, then the shared node under two names. A lost connection reconnects starting with
+    the node after the one it had (the list wraps around, skipping the dead one)."""
+    dead = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
+    alias = rabbitmq_url.replace("127.0.0.1", "localhost")
+    b = connect(f"{dead}, {rabbitmq_url},{alias}")
+    assert isinstance(b, RabbitMQBroker)
+    d = dest_name()
+    try:
+        assert b.node == "127.0.0.1:5672"
+        b.declare([d])
+        _kill_socket(b)
+        b.publish([msg(d, 1)])
+        assert b.node == "localhost:5672"
+        _kill_socket(b)
+        b.publish([msg(d, 2)])
+        assert b.node == "127.0.0.1:5672"
+        assert sorted(x.delivery_id for x in drain(b, [d], 2)) == [1, 2]
+    finally:
+        b.delete([d])
+        b.close()
+    with pytest.raises(BrokerError):
+        connect(f"{rabbitmq_url},redis://localhost")
 
+
+def test_rabbitmq_topology_names(rabbitmq_url: str) -> None:
     assert work_queue("c06") == "lienthong.c06.work"
     assert dead_queue("c06") == "lienthong.c06.dead"
     assert retry_queue("c06", 12000) == "lienthong.c06.retry.12s"
@@ -531,6 +610,90 @@ def test_rabbitmq_topology_names(rabbitmq_url: str) -> None:
 def _kill_socket(b: RabbitMQBroker) -> None:
     sock = b._conn._impl._transport._sock
     sock.shutdown(socket.SHUT_RDWR)
+
+
+# -- RabbitMQ: the queues that exist, counted on a private node ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def private_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitNode]:
+    """A RabbitMQ node of this module's own (``tests/private_rabbitmq.py``): its queue list is this module's only."""
+    (node,) = start_nodes(1, tmp_path_factory.mktemp("rabbit"))
+    try:
+        yield node
+    finally:
+        stop_all([node])
+
+
+def _queues_of(node: RabbitNode, destination: str) -> list[str]:
+    return [q for q in node.queues() if q.startswith(f"lienthong.{destination}.")]
+
+
+def test_rabbitmq_partner_outage_adds_no_queue(private_node: RabbitNode) -> None:
+    """A partner outage: every delivery is retried or deferred three times with delays of all sizes (circuit-breaker
+    deferrals of a few ms, jittered steps, delays beyond the longest step). The queues are the ones declare()
+    made, before and after; every retry comes back, never early; nothing is lost."""
+    policy = RetryPolicy(delays_s=(0.2, 0.5, 1.0), jitter=0.2)
+    longest_s = max(level_ttls(policy)) / 1000
+    d = dest_name("outage")
+    rng = random.Random(12)
+    with RabbitMQBroker(private_node.url) as b:
+        b.declare([d], policy)
+        before = private_node.queues()
+        assert _queues_of(private_node, d) == sorted(
+            [work_queue(d), dead_queue(d), *(retry_queue(d, t) for t in level_ttls(policy))]
+        )
+        sent = [msg(d, i) for i in range(40)]
+        b.publish(sent)
+        due: dict[str, float] = {}
+        delivered: set[str] = set()
+        deadline = time.monotonic() + 40
+        while len(delivered) < len(sent) and time.monotonic() < deadline:
+            for x in b.consume([d], prefetch=100, timeout_s=0.5):
+                assert time.monotonic() >= due.get(x.message_id, 0), "a retry came back early"
+                if x.attempt > 3:
+                    b.ack(x)
+                    delivered.add(x.message_id)
+                    continue
+                delay = rng.choice([rng.uniform(0.001, 0.05), policy.delay_for(x.attempt, rng), rng.uniform(0, 2.5)])
+                due[x.message_id] = time.monotonic() + min(delay, longest_s)  # longer delays are capped
+                b.retry(x, delay, "partner down")
+        b.flush()
+        assert delivered == {m.message_id for m in sent}
+        assert private_node.queues() == before
+        b.delete([d])
+
+
+def test_rabbitmq_retire_keeps_every_queue_while_a_worker_still_consumes(private_node: RabbitNode) -> None:
+    """A worker started with the old routing may still retry or dead-letter into the destination's queues."""
+    policy = RetryPolicy(delays_s=(0.5,), jitter=0.0)
+    d = dest_name("consumed")
+    with RabbitMQBroker(private_node.url) as api, RabbitMQBroker(private_node.url) as worker:
+        api.declare([d], policy)
+        worker.declare([d], policy)
+        assert worker.consume([d], timeout_s=0.1) == []  # its consumer is attached
+        declared = _queues_of(private_node, d)
+        assert api.retire([d], policy) == [d]
+        assert _queues_of(private_node, d) == declared
+        worker.close()
+        assert api.retire([d], policy) == []  # the worker is gone: all of them go
+        assert _queues_of(private_node, d) == []
+
+
+def test_rabbitmq_retire_keeps_the_work_queue_while_a_retry_waits(private_node: RabbitNode) -> None:
+    policy = RetryPolicy(delays_s=(0.5, 30), jitter=0.0)
+    d = dest_name("retired")
+    with RabbitMQBroker(private_node.url) as b:
+        b.declare([d], policy)
+        b.publish([msg(d, 1)])
+        (x,) = drain(b, [d], 1, ack=False)
+        b.retry(x, 20, "partner down")  # waits in the 30 s step's queue
+        b.flush()
+        assert b.retire([d], policy) == [d]
+        # The retry dead-letters into the work queue: both stay; the idle dead and 0.5 s step queues are gone.
+        assert _queues_of(private_node, d) == sorted([work_queue(d), retry_queue(d, 30_010)]), private_node.queues()
+        b.delete([d])
+    assert _queues_of(private_node, d) == []
 
 
 # -- pure units ------------------------------------------------------------------------------------------------------
@@ -549,6 +712,24 @@ def test_retry_policy_delays_and_attempts() -> None:
         RetryPolicy(delays_s=())
     with pytest.raises(ValueError):
         RetryPolicy(jitter=1.5)
+
+
+def test_level_queues_cover_every_jittered_step() -> None:
+    policy = RetryPolicy(delays_s=(10, 60, 300), jitter=0.2)
+    assert level_ttls(policy) == (12_010, 72_010, 360_010)
+
+
+def test_describe_broker_hides_every_password(tmp_path) -> None:
+    from hub.exchange.routing import RoutingTable
+    from hub.runtime import Runtime
+    from tests.support import hub_settings
+
+    url = "amqp://hub:s3cret@n1:5672/%2F, amqp://hub:s3cret@n2:5672/%2F,amqp://n3:5672/%2F"
+    described = Runtime(hub_settings(tmp_path, broker_url=url), None, None, RoutingTable()).describe_broker()
+    assert "s3cret" not in described
+    parts = described.split(",")
+    assert [p.split("@")[-1].removeprefix("amqp://").split("/")[0] for p in parts] == ["n1:5672", "n2:5672", "n3:5672"]
+    assert all("hub:***@" in p for p in parts[:2])
 
 
 def test_connect_picks_the_backend(tmp_path) -> None:
