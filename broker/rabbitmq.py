@@ -151,7 +151,9 @@ class RabbitMQBroker(Broker):
         reconnect_timeout_s: float = 30.0,
         reconnect_max_wait_s: float = 5.0,
         flush_every: int = 200,
+        lazy: bool = False,
     ) -> None:
+        """``lazy``: do not connect now but on first use, so a process can start while RabbitMQ is down."""
         self.url = url
         self.params = pika.URLParameters(url)
         self.publish_timeout_s = publish_timeout_s
@@ -173,7 +175,8 @@ class RabbitMQBroker(Broker):
         self._held: dict[int, str] = {}  # delivery tag -> destination (handed out or buffered, unsettled)
         self._settled_unsent = 0
         self._closed = False
-        self._reconnect()
+        if not lazy:
+            self._reconnect()
 
     # -- connection management ----------------------------------------------------------------------------------
 

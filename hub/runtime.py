@@ -61,8 +61,18 @@ def open_store(settings: Settings) -> Store:
     return store
 
 
-def open_broker(settings: Settings) -> Broker:
-    return connect(broker_url(settings))
+#: RabbitMQ's reconnect loop for a lazily opened broker: short, as its caller (the API's publisher thread) retries
+#: by itself and reports the broker down in between.
+LAZY_RECONNECT_S = 2.0
+
+
+def open_broker(settings: Settings, *, lazy: bool = False) -> Broker:
+    """The process's broker. ``lazy``: RabbitMQ is connected on first use, not now, so the process starts while it
+    is down, and each call gives up reconnecting after ``LAZY_RECONNECT_S`` (the embedded queue ignores it)."""
+    url = broker_url(settings)
+    if lazy and url.startswith(("amqp://", "amqps://")):
+        return connect(url, lazy=True, reconnect_timeout_s=LAZY_RECONNECT_S)
+    return connect(url)
 
 
 def hub_signer(settings: Settings) -> Signer:
@@ -176,9 +186,10 @@ class Runtime:
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
 
     @classmethod
-    def open(cls, settings: Settings) -> Runtime:
+    def open(cls, settings: Settings, *, lazy_broker: bool = False) -> Runtime:
+        """Open the store (migrated), the broker (``lazy_broker``: see ``open_broker``) and the routing."""
         store = open_store(settings)
-        return cls(settings, store, open_broker(settings), routing_table(settings, store))
+        return cls(settings, store, open_broker(settings, lazy=lazy_broker), routing_table(settings, store))
 
     def describe_broker(self) -> str:
         return "embedded" if self.settings.broker_url == "embedded" else _hide_password(self.settings.broker_url)
