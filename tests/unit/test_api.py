@@ -28,7 +28,7 @@ from hub.config import Settings
 from hub.registry import parse_spec
 from hub.runtime import open_broker
 from hub.security import keys
-from hub.security.envelope import EnvelopeHeader, build_envelope
+from hub.security.envelope import EnvelopeHeader, build_envelope, peek_header
 from hub.security.signing import Signer, sign_payload
 from hub.services import HubService
 from tests.support import wait_for
@@ -700,6 +700,60 @@ def test_readyz_reports_an_unreachable_broker(api: Api, monkeypatch) -> None:
     body = assert_problem(api.client.get("/readyz"), 503)
     assert body["detail"] == "broker: down"
     assert set(calls) == {"publisher"}  # only the publisher thread called the broker
+
+
+def test_a_store_that_cannot_be_reached_is_a_503_naming_the_message(api: Api, monkeypatch) -> None:
+    """The commit fails for want of the store: 503 problem+json with Retry-After and the message id, answered as
+    a handled error; a driver error that escaped the store, on any route, is a 503 too — never a 500."""
+    import sqlalchemy.exc
+
+    from hub.errors import StoreUnavailableError
+
+    def down(*_a, **_k):
+        raise StoreUnavailableError("the store's database is unavailable: connection refused")
+
+    monkeypatch.setattr(api.hub.store, "accept_many", down)
+    data = api.envelope()
+    message_id = peek_header(etree.fromstring(data)).message_id
+    body = assert_problem(response := api.post(data), 503, "store-unavailable")
+    assert int(response.headers["retry-after"]) > 0
+    assert body["message_id"] == message_id
+    assert api.hub.store.trace(body["message_id"], MINISTRY) is None  # nothing was stored
+    monkeypatch.undo()
+    assert api.post(data).status_code == 202  # the same envelope, once the store is back
+
+    def lost(*_a, **_k):
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(api.hub.store, "trace", lost)
+    response = api.get(f"/api/v1/messages/{body['message_id']}")
+    assert_problem(response, 503, "store-unavailable")
+    assert "retry-after" in response.headers and response.headers.get("connection") != "close"
+
+
+def test_intake_does_not_wait_for_a_broker_that_hangs(api: Api, monkeypatch) -> None:
+    """The publisher thread is stuck in the broker (RabbitMQ's reconnect loop): requests are still answered at
+    once, ``/readyz`` says the broker is down, and what was accepted meanwhile is left to the relay."""
+    release = threading.Event()
+
+    def hang(*_a, **_k):
+        release.wait(30)
+        raise BrokerUnavailable("cannot connect to RabbitMQ")
+
+    monkeypatch.setattr(api.hub.publisher.broker, "publish", hang)
+    monkeypatch.setattr(api.hub.publisher, "stalled_s", 0.2)
+    try:
+        started = time.perf_counter()
+        ids = [api.post(api.envelope()).json()["message_id"] for _ in range(5)]
+        assert time.perf_counter() - started < 5  # each would otherwise wait for the hanging publish
+        wait_for(lambda: api.client.get("/readyz").status_code == 503, 5, "readyz to see the stuck broker")
+        assert api.client.get("/readyz").json()["detail"] == "broker: down"
+    finally:
+        release.set()
+    wait_for(lambda: api.hub.publisher.state().ok is False, 5, "the failed publish to be seen")
+    unpublished = {p.message_id for p in api.hub.store.unpublished()}
+    assert set(ids) <= unpublished  # in the store for the relay
+    assert api.post(api.envelope()).status_code == 202  # dropped from memory at once while the broker is down
 
 
 def test_openapi_documents_every_endpoint_and_its_errors(api: Api) -> None:
