@@ -174,7 +174,7 @@ class Runtime:
     """One process's composition root: the store, broker and routing it opened, and — each built on first use,
     then shared — the registry, the one trust store, the verifier, the hub's signer and the acceptor.
 
-    A caller that wraps ``broker`` (the API serializes it across threads) does so before asking for the acceptor.
+    A caller that wraps ``broker`` (the API hands it to its publisher thread) does so before asking for the acceptor.
     ``refresh`` re-reads routing and pins from the registry into the objects already handed out.
     """
 

@@ -5,6 +5,13 @@ The hub answers "accepted" only after the message and its deliveries are committ
 to the broker comes after the commit; a delivery whose publish was not confirmed stays ``unpublished`` in the
 store and the relay (``Relay``) publishes it again, so a crash between the two loses nothing.
 
+In the API the commit does not publish at all: it hands the committed deliveries to the process's publisher
+thread (``Acceptor.handoff``, ``hub.exchange.publisher``) and the request is answered, so intake never waits for
+the broker, nor stalls while it is down (the relay, in that thread, publishes what was dropped meanwhile). The
+other callers (CLI, the benchmark's direct path, the hub's own messages outside the API, tests) publish in the
+commit, as before. The relay claims the rows it publishes (``Store.claim_unpublished``), so the relays of all the
+API and worker processes never publish the same delivery twice.
+
 **Inbound mapping.** A sender whose connector maps a type to a profile other than ``canonical`` (e.g. a ministry
 with ``mapping: {dossier.status: ministry-steps}``) may put its own format in the envelope body (``<BuocXuLy>``).
 The signature is verified over the envelope exactly as received; the body is validated by the profile's converter

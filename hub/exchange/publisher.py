@@ -186,12 +186,12 @@ class Publisher:
                 first = None
                 self._idle()
             batch, calls = self._take(first)
-            if batch or calls or self._declare:
+            if batch or calls:
                 self._work(batch, calls)
             elif self._stop.is_set():
                 break
-            else:
-                self._periodic()
+            if not self._stop.is_set():
+                self._periodic()  # under a steady load too: the relay must not wait for a quiet moment
         self._flush_marks()
 
     def _take(self, first: list[OutboundMessage] | _Call | None) -> tuple[list[OutboundMessage], list[_Call]]:
@@ -289,10 +289,10 @@ class Publisher:
         except BrokerError as exc:
             self._set(False, str(exc) or type(exc).__name__)
             raise
-        except Exception as exc:  # not the broker's own error: report it, the state stays as it was
+        except Exception:  # not the broker's own error (the relay's store is down): the state stays as it was
             with self._lock:
                 self._busy_since = None
-            raise exc
+            raise
         self._set(True)
         return result
 
@@ -347,19 +347,22 @@ class Publisher:
             except Exception:
                 log.exception("broker ping failed")
                 return
-            if self._declare:
-                self._declared()
+        if self._declare and self._state.ok is not False and not self._declared():
+            return
         if self.relay is None or self._state.ok is not True or now < self._next_relay:
             return
         self._next_relay = now + self.relay.every_s
         try:
-            published = self._use(lambda _b: self.relay.run_once() if self.relay is not None else 0)
+            published = self.relay.run_once()  # not through _use: a run with nothing to publish calls no broker
         except BrokerError as exc:
             log.warning("relay could not publish: %s", exc)
+            self._set(False, str(exc) or type(exc).__name__)
         except Exception as exc:  # the store is down: the next run tries again
             log.warning("relay could not run: %s", exc)
         else:
-            if self.relay is not None and published >= self.relay.batch:
+            if published:
+                self._set(True)
+            if published >= self.relay.batch:
                 self._next_relay = 0.0  # more are waiting
 
 

@@ -530,7 +530,9 @@ def test_the_publisher_leaves_to_the_relay_what_it_could_not_publish(exchange: E
 
     monkeypatch.setattr(broker, "publish", publish)
     monkeypatch.setattr(broker, "ping", ping)
-    relay = Relay(exchange.runtime.store, broker, grace_s=0, every_s=0.1)
+    # A grace period as in the API (twice the relay's interval): the relay leaves alone what was just published
+    # and is waiting for its mark.
+    relay = Relay(exchange.runtime.store, broker, grace_s=0.5, every_s=0.1)
     publisher = Publisher(broker, relay=relay, ping_every_s=0.1, retry_max_s=0.2)
     exchange.acceptor.handoff, publisher.marks = publisher, exchange.acceptor
     exchange.acceptor.defer_marks = True
