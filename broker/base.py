@@ -157,6 +157,11 @@ class Broker(ABC):
     def stats(self, destinations: Sequence[str]) -> list[QueueStats]:
         """One :class:`QueueStats` per destination, in the given order."""
 
+    def ping(self) -> None:
+        """Check that the broker can be reached now, as cheaply as the backend allows (readiness probes); raises
+        :class:`BrokerError` (:class:`BrokerUnavailable`) when it cannot. Declares and counts nothing."""
+        self.stats([])
+
     @abstractmethod
     def take_dead(self, destination: str, message_ids: set[str] | None) -> int:
         """Remove these message ids (or all when ``None``) from the dead-letter queue; return how many."""

@@ -191,7 +191,9 @@ class RabbitMQBroker(Broker):
         reconnect_timeout_s: float = 30.0,
         reconnect_max_wait_s: float = 5.0,
         flush_every: int = 200,
+        lazy: bool = False,
     ) -> None:
+        """``lazy``: do not connect now but on first use, so a process can start while RabbitMQ is down."""
         self.url = url
         # One per cluster node; a connection goes to the first reachable, starting with the one after the node of
         # the last connection (see _open).
@@ -216,7 +218,8 @@ class RabbitMQBroker(Broker):
         self._settled_unsent = 0
         self._renew = False  # a copy was nacked: reconnect before the next operation
         self._closed = False
-        self._reconnect()
+        if not lazy:
+            self._reconnect()
 
     # -- connection management ----------------------------------------------------------------------------------
 

@@ -297,7 +297,13 @@ class StoreError(LienthongError):
 class StoreUnavailableError(StoreError):
     """The database cannot be reached, lost the connection, or stayed locked: nothing was written by the failed
     statement's transaction, and the same call may succeed later (the API answers 503 with ``Retry-After``, the
-    worker backs off). Raised in place of the driver's error by ``hub.store.database``."""
+    worker backs off). Raised in place of the driver's error by ``hub.store.database``.
+
+    ``message_id``: the message whose acceptance it stopped, when the caller knows it (the API's 503 names it)."""
+
+    def __init__(self, message: str, *, message_id: str | None = None) -> None:
+        self.message_id = message_id
+        super().__init__(message)
 
 
 class UnknownDeliveryError(StoreError, LookupError):

@@ -64,8 +64,18 @@ def open_store(settings: Settings) -> Store:
     return store
 
 
-def open_broker(settings: Settings) -> Broker:
-    return connect(broker_url(settings))
+#: RabbitMQ's reconnect loop for a lazily opened broker: short, as its caller (the API's publisher thread) retries
+#: by itself and reports the broker down in between.
+LAZY_RECONNECT_S = 2.0
+
+
+def open_broker(settings: Settings, *, lazy: bool = False) -> Broker:
+    """The process's broker. ``lazy``: RabbitMQ is connected on first use, not now, so the process starts while it
+    is down, and each call gives up reconnecting after ``LAZY_RECONNECT_S`` (the embedded queue ignores it)."""
+    url = broker_url(settings)
+    if lazy and url.startswith(("amqp://", "amqps://")):
+        return connect(url, lazy=True, reconnect_timeout_s=LAZY_RECONNECT_S)
+    return connect(url)
 
 
 def hub_signer(settings: Settings) -> Signer:
@@ -167,7 +177,7 @@ class Runtime:
     """One process's composition root: the store, broker and routing it opened, and — each built on first use,
     then shared — the registry, the one trust store, the verifier, the hub's signer and the acceptor.
 
-    A caller that wraps ``broker`` (the API serializes it across threads) does so before asking for the acceptor.
+    A caller that wraps ``broker`` (the API hands it to its publisher thread) does so before asking for the acceptor.
     ``refresh`` re-reads routing and pins from the registry into the objects already handed out.
     """
 
@@ -180,9 +190,10 @@ class Runtime:
     _retiring: dict[str, DestinationConfig] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
-    def open(cls, settings: Settings) -> Runtime:
+    def open(cls, settings: Settings, *, lazy_broker: bool = False) -> Runtime:
+        """Open the store (migrated), the broker (``lazy_broker``: see ``open_broker``) and the routing."""
         store = open_store(settings)
-        return cls(settings, store, open_broker(settings), routing_table(settings, store))
+        return cls(settings, store, open_broker(settings, lazy=lazy_broker), routing_table(settings, store))
 
     def describe_broker(self) -> str:
         """The broker URL(s) without passwords (a cluster's comma-separated URLs each hidden)."""

@@ -2,8 +2,9 @@
 ``hub.api.routes``.
 
 One ``HubService`` per process (uvicorn worker), opened by the lifespan: a Runtime (store, broker), the
-connector registry, one Acceptor, and a background thread that runs the outbox relay and reloads routes and
-certificates from the registry. Blocking work (signature checks, store transactions) runs in the threadpool.
+connector registry, one Acceptor, the publisher thread (the only user of the broker: publishing, the outbox relay,
+broker pings) and a thread that reloads routes and certificates from the registry. Blocking work (signature
+checks of large envelopes, store reads) runs in the threadpool.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """RFC 9457 problem details: every error the API answers is ``application/problem+json``.
 
 The one place refusals become HTTP: a ``RejectedError`` (``hub.errors``) is answered with the status of its
-``kind``; the API's own refusals (bad media type, too large, unknown id) are ``ApiProblem``.
+``kind``; the API's own refusals (bad media type, too large, unknown id) are ``ApiProblem``. A store that cannot
+be reached (``StoreUnavailableError``, or a driver error that escaped it) and a broker that is down are a 503
+with ``Retry-After``, answered as handled errors: the keep-alive connection stays open, unlike a 500.
 
 A problem carries ``type``, ``title``, ``status``, ``detail`` and ``instance`` (the request path), plus the hub's
 ``errors: [{path, rule, message, line}]`` and the ``message_id`` when it could be read.
@@ -17,9 +19,11 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.errors import Issue, RejectedError, UnauthenticatedError
+from broker.base import BrokerError
+from hub.errors import Issue, RejectedError, StoreUnavailableError, UnauthenticatedError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,13 @@ KINDS: dict[str, tuple[int, str]] = {
     "gateway-timeout": (504, "Partner system did not answer in time"),
 }
 _SLUG_BY_STATUS = {status: slug for slug, (status, _) in KINDS.items()}
+
+#: ``Retry-After`` (seconds) of a 503 for a store or broker that cannot be reached: about how long a restart or a
+#: failover takes, and long enough that retrying clients do not pile on.
+RETRY_AFTER_S = 5
+#: What escapes below the store when a connection is refused, lost or timed out (the store turns most of them
+#: into ``StoreUnavailableError``, not e.g. a failed pool pre-ping or an exhausted pool).
+STORE_DOWN = (StoreUnavailableError, sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
 # What an endpoint that takes a posted document (an envelope, a connector spec) may be refused with.
 BODY_PROBLEMS = (
@@ -160,6 +171,31 @@ def install_handlers(app: Any) -> None:
         return JSONResponse(
             body, status_code=exc.status_code, media_type=PROBLEM_MEDIA_TYPE, headers=getattr(exc, "headers", None)
         )
+
+    async def _store_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
+        problem = ApiProblem(
+            "unavailable",
+            "the hub's store cannot be reached now; nothing was stored, send it again later",
+            [Issue("/", "store-unavailable", "the store is unavailable")],
+            message_id=getattr(exc, "message_id", None),
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+        return problem_response(request, problem)
+
+    for cls in STORE_DOWN:  # a handler per class: Starlette answers them as handled, not through its 500 path
+        app.add_exception_handler(cls, _store_down)
+
+    @app.exception_handler(BrokerError)
+    async def _broker_down(request: Request, exc: BrokerError) -> JSONResponse:
+        log.warning("broker unavailable on %s %s: %s", request.method, request.url.path, exc)
+        problem = ApiProblem(
+            "unavailable",
+            f"the broker cannot be reached now: {exc}",
+            [Issue("/", "broker-unavailable", "the broker is unavailable")],
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+        return problem_response(request, problem)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

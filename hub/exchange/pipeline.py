@@ -5,6 +5,13 @@ The hub answers "accepted" only after the message and its deliveries are committ
 to the broker comes after the commit; a delivery whose publish was not confirmed stays ``unpublished`` in the
 store and the relay (``Relay``) publishes it again, so a crash between the two loses nothing.
 
+In the API the commit does not publish at all: it hands the committed deliveries to the process's publisher
+thread (``Acceptor.handoff``, ``hub.exchange.publisher``) and the request is answered, so intake never waits for
+the broker, nor stalls while it is down (the relay, in that thread, publishes what was dropped meanwhile). The
+other callers (CLI, the benchmark's direct path, the hub's own messages outside the API, tests) publish in the
+commit, as before. The relay claims the rows it publishes (``Store.claim_unpublished``), so the relays of all the
+API and worker processes never publish the same delivery twice.
+
 **Inbound mapping.** A sender whose connector maps a type to a profile other than ``canonical`` (e.g. a ministry
 with ``mapping: {dossier.status: ministry-steps}``) may put its own format in the envelope body (``<BuocXuLy>``).
 The signature is verified over the envelope exactly as received; the body is validated by the profile's converter
@@ -36,7 +43,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from lxml import etree
 from pydantic import BaseModel
@@ -44,7 +51,15 @@ from pydantic import BaseModel
 import mappings
 from broker.base import Broker, BrokerError, OutboundMessage
 from hub import packets
-from hub.errors import ConflictError, EnvelopeInvalidError, Issue, NoRouteError, RejectedError, StatusTransitionError
+from hub.errors import (
+    ConflictError,
+    EnvelopeInvalidError,
+    Issue,
+    NoRouteError,
+    RejectedError,
+    StatusTransitionError,
+    StoreUnavailableError,
+)
 from hub.exchange.routing import RoutingTable
 from hub.packets.dossier import DossierStatusUpdate, DossierSync
 from hub.security.envelope import (
@@ -99,6 +114,15 @@ class Accepted:
     status_update: str | None = None  # for a new dossier.status: "applied" or "stale"
 
 
+class Handoff(Protocol):
+    """Where an acceptor hands committed deliveries to be published by another thread (``hub.exchange.publisher``)
+    instead of publishing them itself."""
+
+    def offer(self, outbound: Sequence[OutboundMessage]) -> bool:
+        """Take them for publishing without blocking; ``False``: not taken (the relay publishes them later)."""
+        ...
+
+
 def outbound_for(pending: PendingDelivery) -> OutboundMessage:
     """The queue message for a stored delivery (the inbound envelope; the worker maps and signs it)."""
     return OutboundMessage(
@@ -118,7 +142,12 @@ class Acceptor:
     ``defer_marks``: record the broker's confirmations in the next batch's transaction instead of one of their
     own (one store transaction per batch instead of two); ``flush`` records what is left. Until then the
     deliveries look unpublished, which is safe: the relay only republishes after its grace period, and the
-    worker skips a delivery it has already made."""
+    worker skips a delivery it has already made.
+
+    ``handoff`` (``None`` by default): publish nothing here but give the committed deliveries to it (the API's
+    publisher thread, which reports the broker's confirmations back through ``note_published``), so a commit never
+    waits for the broker. Without it, ``commit`` publishes them itself (the CLI, the benchmark's direct path, the
+    tests)."""
 
     def __init__(
         self,
@@ -136,16 +165,44 @@ class Acceptor:
         self.verifier = verifier
         self.track_status = track_status
         self.defer_marks = defer_marks
+        self.handoff: Handoff | None = None
         self._confirmed: list[int] = []  # published and confirmed, not yet marked in the store
         # One commit at a time: request threads (group commit) and the hub's own messages share the deferred marks.
         self._commit_lock = threading.RLock()
+        # Held only to take or add deferred marks: the publisher thread adds them while a commit runs.
+        self._marks_lock = threading.Lock()
         routing.declare(broker)
+
+    def note_published(self, delivery_ids: Sequence[int]) -> None:
+        """The broker confirmed these deliveries: mark them published now, or with the next commit (``defer_marks``)."""
+        if not delivery_ids:
+            return
+        if self.defer_marks:
+            with self._marks_lock:
+                self._confirmed.extend(delivery_ids)
+        else:
+            self.store.mark_published(delivery_ids)
+
+    def _take_marks(self) -> list[int]:
+        with self._marks_lock:
+            confirmed, self._confirmed = self._confirmed, []
+            return confirmed
+
+    def _give_back_marks(self, confirmed: list[int]) -> None:
+        """A transaction that was to record them failed: keep them for the next one."""
+        with self._marks_lock:
+            self._confirmed[:0] = confirmed
 
     def flush(self) -> None:
         """Mark the confirmed deliveries that ``defer_marks`` is still holding."""
-        with self._commit_lock:
-            confirmed, self._confirmed = self._confirmed, []
+        confirmed = self._take_marks()
+        if not confirmed:
+            return
+        try:
             self.store.mark_published(confirmed)
+        except BaseException:
+            self._give_back_marks(confirmed)
+            raise
 
     @staticmethod
     def payload_check(profile: ProfileResolver | None, decoded: list[BaseModel] | None = None) -> PayloadCheck:
@@ -295,25 +352,27 @@ class Acceptor:
     def _commit(self, checked: Sequence[tuple[Checked, bytes]]) -> list[Accepted | RejectedError]:
         results: list[Accepted | RejectedError] = []
         if checked:
-            confirmed, self._confirmed = self._confirmed, []
-            stored = self.store.accept_many(
-                [
-                    {
-                        "sender": c.header.sender,
-                        "message_id": c.header.message_id,
-                        "correlation_id": c.header.correlation_id,
-                        "message_type": c.header.message_type,
-                        "receiver": c.header.receiver,
-                        "dossier_code": c.header.dossier_code or _dossier_code(c.canonical) or _dossier_code(c.sync),
-                        "envelope": data,
-                        "destinations": c.destinations,
-                        "status": _status_update(c),
-                        "sync": c.sync,
-                    }
-                    for c, data in checked
-                ],
-                published=confirmed,
-            )
+            rows = [
+                {
+                    "sender": c.header.sender,
+                    "message_id": c.header.message_id,
+                    "correlation_id": c.header.correlation_id,
+                    "message_type": c.header.message_type,
+                    "receiver": c.header.receiver,
+                    "dossier_code": c.header.dossier_code or _dossier_code(c.canonical) or _dossier_code(c.sync),
+                    "envelope": data,
+                    "destinations": c.destinations,
+                    "status": _status_update(c),
+                    "sync": c.sync,
+                }
+                for c, data in checked
+            ]
+            confirmed = self._take_marks()
+            try:
+                stored = self.store.accept_many(rows, published=confirmed)
+            except BaseException:
+                self._give_back_marks(confirmed)
+                raise
             outbound: list[OutboundMessage] = []
             for (item, data), res in zip(checked, stored, strict=True):
                 header = item.header
@@ -359,17 +418,17 @@ class Acceptor:
     def _publish(self, outbound: list[OutboundMessage]) -> None:
         if not outbound:
             return
+        if self.handoff is not None:
+            # Not taken (queue full, broker down): committed all the same, the relay publishes them later.
+            self.handoff.offer(outbound)
+            return
         try:
             self.broker.publish(outbound)
         except BrokerError as exc:
             # Committed but not confirmed: the relay will publish these again.
             log.warning("publish failed for %d deliveries, the relay will retry: %s", len(outbound), exc)
             return
-        confirmed = [m.delivery_id for m in outbound if m.delivery_id is not None]
-        if self.defer_marks:
-            self._confirmed.extend(confirmed)
-        else:
-            self.store.mark_published(confirmed)
+        self.note_published([m.delivery_id for m in outbound if m.delivery_id is not None])
 
 
 class GroupCommitter:
@@ -488,7 +547,10 @@ class GroupCommitter:
         if checked:
             try:
                 results = self.acceptor.commit([(item, data) for item, data, _ in checked])
-            except Exception as exc:  # the store is down: every waiting request gets the error
+            except StoreUnavailableError as exc:  # the store is down: every waiting request is told so (503)
+                for item, _, done in checked:
+                    _settle(done, error=StoreUnavailableError(str(exc), message_id=item.header.message_id))
+            except Exception as exc:  # every waiting request gets the error
                 for _, _, done in checked:
                     _settle(done, error=exc)
             else:
@@ -553,22 +615,49 @@ def _status_update(item: Checked) -> StatusUpdate | None:
 
 
 class Relay:
-    """Publishes deliveries that were committed but never confirmed by the broker (outbox relay)."""
+    """Publishes deliveries that were committed but never confirmed by the broker (outbox relay).
 
-    def __init__(self, store: Store, broker: Broker, *, grace_s: float = 10.0, every_s: float = 5.0) -> None:
+    Every API and worker process runs one, so each batch is first claimed in the store
+    (``Store.claim_unpublished``: one short transaction), published outside it, then marked published: two relays
+    never publish the same delivery. A relay that dies between claim and mark leaves a claim that runs out after
+    ``lease_s``; then another relay publishes those deliveries (again, at least once: the worker skips what it has
+    delivered already). ``grace_s``: only deliveries committed that long ago, as younger ones are still on their
+    way through the publisher that accepted them."""
+
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        *,
+        grace_s: float = 10.0,
+        every_s: float = 5.0,
+        batch: int = 500,
+        lease_s: float = 60.0,
+    ) -> None:
         self.store = store
         self.broker = broker
         self.grace_s = grace_s
         self.every_s = every_s
+        self.batch = batch
+        self.lease_s = lease_s
         self._last = 0.0
 
     def run_once(self) -> int:
-        """Publish every pending delivery older than the grace period; return how many were published."""
-        pending = self.store.unpublished(older_than_s=self.grace_s)
+        """Claim, publish and mark one batch (at most ``batch``) of the pending deliveries older than the grace
+        period; return how many were published. A broker failure releases the claims and raises ``BrokerError``."""
+        pending = self.store.claim_unpublished(older_than_s=self.grace_s, limit=self.batch, lease_s=self.lease_s)
         if not pending:
             return 0
-        self.broker.publish([outbound_for(p) for p in pending])
-        self.store.mark_published([p.delivery_id for p in pending])
+        ids = [p.delivery_id for p in pending]
+        try:
+            self.broker.publish([outbound_for(p) for p in pending])
+        except BrokerError:
+            try:
+                self.store.release_claims(ids)
+            except Exception as exc:  # the lease runs out by itself
+                log.warning("relay could not release its claims: %s", exc)
+            raise
+        self.store.mark_published(ids)
         log.info("relay published %d pending deliveries", len(pending))
         return len(pending)
 
@@ -582,4 +671,7 @@ class Relay:
             return self.run_once()
         except BrokerError as exc:
             log.warning("relay could not publish: %s", exc)
+            return 0
+        except StoreUnavailableError as exc:  # the next run tries again
+            log.warning("relay could not read the outbox: %s", exc)
             return 0

@@ -1,6 +1,8 @@
-"""What one hub process serving callers holds: a Runtime, the connector registry, one Acceptor, and the
-background relay; and the intake itself (authenticate, authorize, submit) that REST and SOAP both call, so both
-feed exactly the same pipeline. Refusals are ``RejectedError``s; ``hub.api`` turns them into HTTP answers.
+"""What one hub process serving callers holds: a Runtime, the connector registry, one Acceptor, its publisher
+thread (which alone uses the process's broker, and runs the outbox relay) and a thread reloading the registry;
+and the intake itself (authenticate, authorize, submit) that REST and SOAP both call, so both feed exactly the
+same pipeline. Refusals are ``RejectedError``s; ``hub.api`` turns them into HTTP answers; a store that cannot be
+reached raises ``StoreUnavailableError`` (503).
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from functools import partial
 from typing import Any, NoReturn, TypeVar, cast
 
 from prometheus_client.core import Metric
 from pydantic import BaseModel
 
-from broker.base import BrokerError
 from hub.config import Settings
 from hub.errors import AccessDeniedError, Issue, RejectedError, UnauthenticatedError
 from hub.exchange.pipeline import Accepted, Checked, GroupCommitter, Relay
+from hub.exchange.publisher import Publisher
 from hub.metrics import ACCEPT_SECONDS, ACCEPTED, REJECTED, StoreCollector
 from hub.registry.spec import DEFAULT_PROFILE
 from hub.runtime import Runtime
@@ -57,24 +61,8 @@ def _through_own_doors(authorize: Callable[[EnvelopeHeader], None]) -> Callable[
     return check
 
 
-class SerializedBroker:
-    """A broker shared by request threads and the relay thread: one call at a time (brokers are not
-    thread-safe; see ``broker.base.Broker``)."""
-
-    def __init__(self, broker: Any) -> None:
-        self._broker = broker
-        self._lock = threading.RLock()
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._broker, name)
-        if not callable(attr):
-            return attr
-
-        def locked(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
-
-        return locked
+#: How long ``/readyz`` waits for the store's ping before it says ``store: down``.
+STORE_PING_TIMEOUT_S = 2.0
 
 
 def _secret(value: Any) -> str | None:
@@ -98,21 +86,29 @@ def _refuse_if(caller: Caller, header: EnvelopeHeader, issues: Sequence[Issue]) 
 class HubService:
     """One per process. Thread-safe: request threads call ``submit`` concurrently.
 
+    The broker is opened lazily (the API starts while RabbitMQ is down) and used only by the publisher thread
+    (``hub.exchange.publisher``); ``runtime.broker`` is its gateway. The relay in that thread republishes what
+    was committed more than twice ``relay_interval_s`` ago and never confirmed.
+
     ``gauges``: more Prometheus families for ``metrics`` (the operator page's), read with the store's."""
 
     def __init__(self, settings: Settings, gauges: Callable[[HubService], Sequence[Metric]] | None = None) -> None:
         self.settings = settings
-        self.runtime = Runtime.open(settings)
-        self.runtime.broker = SerializedBroker(self.runtime.broker)  # type: ignore[assignment]
+        self.runtime = Runtime.open(settings, lazy_broker=True)
         self.store = self.runtime.store
-        self.broker = self.runtime.broker
+        every = settings.relay_interval_s
+        self.relay = Relay(self.store, self.runtime.broker, grace_s=2 * every, every_s=every)
+        self.publisher = Publisher(self.runtime.broker, relay=self.relay)
+        self.runtime.broker = self.broker = self.publisher.gateway()
         self.registry = self.runtime.registry()
         self.limits = self.runtime.limits()
         self.acceptor = self.runtime.acceptor()
+        self.acceptor.handoff = self.publisher  # commits hand their deliveries over, never publish themselves
+        self.publisher.marks = self.acceptor  # confirmations come back to be marked with the next commit
         self.committer = GroupCommitter(
             self.acceptor, loop_max_bytes=settings.loop_check_max_bytes, budget_s=settings.loop_check_budget_s
         )
-        self.relay = Relay(self.store, self.broker, every_s=settings.relay_interval_s)
+        self._store_ping: Future[None] | None = None
         self.metrics = StoreCollector(self.store, gauges=None if gauges is None else partial(gauges, self))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -123,19 +119,22 @@ class HubService:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Start the background thread: outbox relay, and periodic reload of routes and certificates."""
-        self._thread = threading.Thread(target=self._background, name="hub-relay", daemon=True)
+        """Start the publisher thread (publish, outbox relay, broker pings) and the registry reload thread."""
+        self.publisher.start()
+        self._thread = threading.Thread(target=self._background, name="hub-refresh", daemon=True)
         self._thread.start()
         # What the process has built so far lives as long as it does: out of the cyclic collector's way, a full
         # collection (which holds the GIL, so the event loop too) only walks what requests created since.
         gc.freeze()
 
     def close(self) -> None:
-        """Stop the background thread, flush the group committer, close store and broker."""
+        """Stop the reload thread, commit what the group committer holds, let the publisher publish what it holds
+        and record the confirmations, then close the flows, store and broker."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.committer.close()
+        self.publisher.close()
         for service in self._services.values():  # the flows' thread pools and partner sessions
             close = getattr(service, "close", None)
             if callable(close):
@@ -151,14 +150,13 @@ class HubService:
             return cast(_Service, self._services[make])
 
     def _background(self) -> None:
-        tick = min(self.settings.relay_interval_s, self.settings.registry_refresh_s, 1.0)
+        tick = min(self.settings.registry_refresh_s, 1.0)
         while not self._stop.wait(tick):
             try:
-                self.relay.maybe_run()
                 if time.monotonic() - self._refreshed >= self.settings.registry_refresh_s:
                     self.refresh()
-            except Exception:  # keep the thread alive whatever happens; the next tick tries again
-                log.exception("background relay/refresh failed")
+            except Exception as exc:  # keep the thread alive whatever happens; the next tick tries again
+                log.warning("registry reload failed: %s", exc)
 
     # ------------------------------------------------------------ registry-derived state
 
@@ -284,19 +282,34 @@ class HubService:
     # ------------------------------------------------------------ operations
 
     def ready(self) -> dict[str, str]:
-        """``ok`` or why not, for the store and the broker (``/readyz``)."""
-        checks: dict[str, str] = {}
+        """``ok`` or ``down`` for the store and the broker (``/readyz``), in bounded time: the store is pinged (at
+        most ``STORE_PING_TIMEOUT_S``, one ping at a time); the broker is not called at all, its state is what
+        the publisher thread last saw (it pings the broker when idle)."""
+        return {"store": self._store_state(), "broker": "ok" if self.publisher.state().ok else "down"}
+
+    def _store_state(self) -> str:
+        with self._services_lock:
+            ping = self._store_ping
+            if ping is None or ping.done():
+                ping = self._store_ping = Future()
+                threading.Thread(target=_ping, args=(self.store, ping), name="store-ping", daemon=True).start()
         try:
-            self.store.ping()
-            checks["store"] = "ok"
+            ping.result(timeout=STORE_PING_TIMEOUT_S)
+        except FutureTimeout:
+            return "down"
         except Exception as exc:
-            checks["store"] = f"unreachable: {type(exc).__name__}"
-        try:
-            self.broker.stats(sorted(self.runtime.routing.destinations)[:1])
-            checks["broker"] = "ok"
-        except (BrokerError, Exception) as exc:
-            checks["broker"] = f"unreachable: {type(exc).__name__}"
-        return checks
+            log.warning("store ping failed: %s", exc)
+            return "down"
+        return "ok"
+
+
+def _ping(store: Any, done: Future[None]) -> None:
+    try:
+        store.ping()
+    except BaseException as exc:
+        done.set_exception(exc)
+    else:
+        done.set_result(None)
 
 
 __all__ = ["HubService"]

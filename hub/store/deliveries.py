@@ -60,7 +60,7 @@ _DELIVERED = (
 _MARK_PUBLISHED = (
     deliveries.update()
     .where(deliveries.c.id.in_(_B_IDS), deliveries.c.published_at.is_(None))
-    .values(published_at=_B_NOW)
+    .values(published_at=_B_NOW, relay_claimed_until=None)
 )
 _PENDING_COLUMNS = (
     deliveries.c.id.label("delivery_id"),
@@ -130,22 +130,70 @@ def mark_published(db: Database, delivery_ids: Sequence[int]) -> None:
             mark_published_in(conn, delivery_ids)
 
 
+def _unpublished_due(at_now: Any, older_than_s: float) -> tuple[sa.ColumnElement[bool], ...]:
+    """Committed, never confirmed by the broker, older than ``older_than_s`` and due (not waiting for a retry)."""
+    cutoff = at_now - timedelta(seconds=max(older_than_s, 0))
+    return (
+        deliveries.c.published_at.is_(None),
+        deliveries.c.state.in_([Q, RT]),
+        deliveries.c.updated_at <= cutoff,
+        sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= at_now),
+    )
+
+
 def unpublished(db: Database, older_than_s: float = 0, limit: int = 1000) -> list[PendingDelivery]:
     """Deliveries committed but never confirmed by the broker, oldest first (see ``Store.unpublished``)."""
+    query = PENDING.where(*_unpublished_due(now(), older_than_s)).order_by(deliveries.c.id).limit(limit)
+    with db.transaction(readonly=True) as conn:
+        return [pending(r) for r in conn.execute(query)]
+
+
+def claim_unpublished(
+    db: Database, *, older_than_s: float = 0, limit: int = 500, lease_s: float = 60.0
+) -> list[PendingDelivery]:
+    """Claim for ``lease_s`` up to ``limit`` of the ``unpublished`` deliveries that no relay holds (unclaimed, or
+    claimed by one whose lease ran out), oldest first, in one short transaction (see ``Store.claim_unpublished``).
+
+    PostgreSQL: the candidates are locked ``FOR UPDATE SKIP LOCKED``, so two relays claiming at once take disjoint
+    rows instead of waiting for each other. SQLite has no row locks (SQLAlchemy leaves the clause out there): its
+    write transactions begin ``IMMEDIATE`` and run one at a time, so the second relay's select already sees the
+    first one's claims."""
     at_now = now()
-    cutoff = at_now - timedelta(seconds=max(older_than_s, 0))
-    query = (
-        PENDING.where(
-            deliveries.c.published_at.is_(None),
-            deliveries.c.state.in_([Q, RT]),
-            deliveries.c.updated_at <= cutoff,
-            sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= at_now),
+    candidates = (
+        sa.select(deliveries.c.id)
+        .where(
+            *_unpublished_due(at_now, older_than_s),
+            sa.or_(deliveries.c.relay_claimed_until.is_(None), deliveries.c.relay_claimed_until <= at_now),
         )
         .order_by(deliveries.c.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    with db.transaction(readonly=True) as conn:
-        return [pending(r) for r in conn.execute(query)]
+    claim = (
+        deliveries.update()
+        .where(deliveries.c.id.in_(candidates.scalar_subquery()))
+        .values(relay_claimed_until=at_now + timedelta(seconds=lease_s))
+        .returning(deliveries.c.id)
+    )
+    with db.transaction() as conn:
+        ids = sorted(conn.execute(claim).scalars())
+        if not ids:
+            return []
+        rows = conn.execute(PENDING.where(deliveries.c.id.in_(ids)).order_by(deliveries.c.id))
+        return [pending(r) for r in rows]
+
+
+def release_claims(db: Database, delivery_ids: Sequence[int]) -> None:
+    """Give up the relay's claim on deliveries it could not publish, so that any relay may take them at once."""
+    if not delivery_ids:
+        return
+    with db.transaction() as conn:
+        for chunk in chunks(sorted(set(delivery_ids))):
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(chunk), deliveries.c.published_at.is_(None))
+                .values(relay_claimed_until=None)
+            )
 
 
 def delivery(db: Database, delivery_id: int) -> DeliveryView | None:

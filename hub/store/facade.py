@@ -179,6 +179,18 @@ class Store:
         """
         return _deliveries.unpublished(self.db, older_than_s, limit)
 
+    def claim_unpublished(
+        self, *, older_than_s: float = 0, limit: int = 500, lease_s: float = 60.0
+    ) -> list[PendingDelivery]:
+        """``unpublished`` deliveries claimed for one outbox relay for ``lease_s`` seconds: those no other relay
+        holds (never claimed, or its lease ran out), at most ``limit``, oldest first. Publish them, then
+        ``mark_published`` them (which ends the claim), or ``release_claims`` when the broker refused them."""
+        return _deliveries.claim_unpublished(self.db, older_than_s=older_than_s, limit=limit, lease_s=lease_s)
+
+    def release_claims(self, delivery_ids: Sequence[int]) -> None:
+        """End the relay's claim on deliveries it could not publish (any relay may take them again at once)."""
+        _deliveries.release_claims(self.db, delivery_ids)
+
     def delivery(self, delivery_id: int) -> DeliveryView | None:
         """Everything about one delivery, including the inbound and (once delivered) outbound and sent bytes."""
         return _deliveries.delivery(self.db, delivery_id)

@@ -144,6 +144,9 @@ deliveries = sa.Table(
     sa.Column("sent_digest", sa.String(64), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # Until when an outbox relay holds this unpublished delivery while it publishes it (migration 0009); NULL: no
+    # claim. Cleared when the delivery is marked published.
+    sa.Column("relay_claimed_until", UTCDateTime, nullable=True),
     sa.UniqueConstraint("message_pk", "destination"),
     sa.CheckConstraint(
         "state IN ('queued', 'delivering', 'retrying', 'delivered', 'dead')",

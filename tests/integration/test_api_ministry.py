@@ -24,7 +24,7 @@ from hub.devtools.sink import SinkServer
 from hub.exchange.worker import OutboundBuilder, Worker
 from hub.packets import convert
 from hub.registry import parse_spec, run_check
-from hub.runtime import adapters_for
+from hub.runtime import adapters_for, open_broker
 from hub.security import keys
 from hub.security.envelope import BODY_TAG, EnvelopeHeader
 from hub.security.signing import Signer, sign_payload
@@ -94,15 +94,17 @@ class Hub:
         """Run a worker over what is queued (the province's endpoint is a local sink)."""
         routing = self.hub.runtime.routing
         builder = OutboundBuilder(self.hub.runtime.signer(), HUB)
-        worker = Worker(self.hub.store, self.hub.broker, routing, builder, adapters_for(routing))
+        broker = open_broker(self.hub.settings)  # a worker's own (the API's broker is its publisher thread's)
+        worker = Worker(self.hub.store, broker, routing, builder, adapters_for(routing))
         try:
             for _ in range(20):
-                batch = self.hub.broker.consume(worker.destinations, prefetch=64, timeout_s=0.2)
+                batch = broker.consume(worker.destinations, prefetch=64, timeout_s=0.2)
                 if not batch:
                     break
                 worker.process_batch(batch)
         finally:
             worker.close()
+            broker.close()
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
 from hub.store import DeadLetter
-from tests.support import issue_signer, open_pipeline, signed_envelope, sink_stats, write_routes
+from tests.support import issue_signer, open_pipeline, signed_envelope, sink_stats, wait_for, write_routes
 from tests.support import sink_control as control
 
 PROVINCE, PORTAL = "000.00.00.H12", "000.00.00.G22"
@@ -435,3 +435,133 @@ def test_the_portal_is_told_the_senders_registered_unit_not_what_the_body_claims
     finally:
         worker.close()
         runtime.close()
+
+
+# ------------------------------------------------------------------------------------------------ outbox relay
+
+
+class CountingBroker:
+    """A broker that only counts what it is asked to publish, a little slowly (so that relays overlap)."""
+
+    def __init__(self, published: list[int], lock: threading.Lock) -> None:
+        self.published, self.lock = published, lock
+
+    def publish(self, messages) -> None:
+        time.sleep(0.005)
+        with self.lock:
+            self.published.extend(m.delivery_id for m in messages)
+
+
+def _unpublished_deliveries(store, count: int) -> None:
+    store.accept_many(
+        [
+            {"sender": PROVINCE, "message_id": f"relay-{n}", "correlation_id": None, "message_type": "dossier.sync",
+             "receiver": PORTAL, "dossier_code": None, "envelope": b"<e/>", "destinations": [PORTAL]}
+            for n in range(count)
+        ]
+    )  # fmt: skip
+
+
+def test_two_relays_publish_each_delivery_exactly_once(store, store_url: str) -> None:
+    """Two relays (threads, each its own store connection pool, as in two processes) over the same 500
+    unpublished deliveries: each delivery is published once, by one of them."""
+    from hub.store import Store
+
+    _unpublished_deliveries(store, 500)
+    published: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def relay() -> None:
+        own = Store(store_url)
+        try:
+            r = Relay(own, CountingBroker(published, lock), grace_s=0, batch=25)  # type: ignore[arg-type]
+            start.wait()
+            while r.run_once():
+                pass
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=relay) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert len(published) == 500 and len(set(published)) == 500
+    assert store.unpublished() == []
+
+
+def test_a_dead_relays_claim_runs_out_for_another(store) -> None:
+    """A relay that claimed and died: nobody else publishes those deliveries until its lease has run out."""
+    _unpublished_deliveries(store, 3)
+    claimed = store.claim_unpublished(limit=10, lease_s=0.3)
+    assert len(claimed) == 3
+    assert store.claim_unpublished(limit=10) == []
+    published: list[int] = []
+    relay = Relay(store, CountingBroker(published, threading.Lock()), grace_s=0)  # type: ignore[arg-type]
+    wait_for(lambda: relay.run_once() == 3, 5, "the lease to run out")
+    assert sorted(published) == sorted(p.delivery_id for p in claimed)
+    assert store.unpublished() == []
+
+
+def test_the_publisher_leaves_to_the_relay_what_it_could_not_publish(exchange: Exchange, monkeypatch) -> None:
+    """Intake through the publisher thread: committed, answered, published after the commit, marked with the
+    next commit or when idle. While the broker is down, offers are dropped at once (commits never wait) and the
+    relay in the same thread publishes them when the broker is back; each message is delivered once."""
+    from hub.exchange.publisher import Publisher
+
+    broker = exchange.runtime.broker
+    down = threading.Event()
+    real_publish, real_ping = broker.publish, broker.ping
+
+    def publish(messages):
+        if down.is_set():
+            raise BrokerUnavailable("broker down (test)")
+        real_publish(messages)
+
+    def ping():
+        if down.is_set():
+            raise BrokerUnavailable("broker down (test)")
+        real_ping()
+
+    monkeypatch.setattr(broker, "publish", publish)
+    monkeypatch.setattr(broker, "ping", ping)
+    # A grace period as in the API (twice the relay's interval): the relay leaves alone what was just published
+    # and is waiting for its mark.
+    relay = Relay(exchange.runtime.store, broker, grace_s=0.5, every_s=0.1)
+    publisher = Publisher(broker, relay=relay, ping_every_s=0.1, retry_max_s=0.2)
+    exchange.acceptor.handoff, publisher.marks = publisher, exchange.acceptor
+    exchange.acceptor.defer_marks = True
+    publisher.start()
+    try:
+        first = exchange.acceptor.accept(exchange.envelope())
+        wait_for(lambda: exchange.runtime.store.unpublished() == [], 5, "the publish to be confirmed and marked")
+        down.set()
+        wait_for(lambda: publisher.state().ok is False, 5, "the publisher to see the broker down")
+        started = time.perf_counter()
+        during = [exchange.acceptor.accept(exchange.envelope()) for _ in range(3)]
+        assert time.perf_counter() - started < 2
+        assert len(exchange.runtime.store.unpublished()) == 3
+        down.clear()
+        wait_for(lambda: exchange.runtime.store.unpublished() == [], 10, "the relay to publish them")
+        assert publisher.state().ok is True
+    finally:
+        exchange.acceptor.handoff = None
+        monkeypatch.setattr(publisher, "broker", _Unclosed(broker))  # the exchange fixture closes the broker
+        publisher.close()
+    ids = {a.message_id for a in (first, *during)}
+    exchange.drain(10, until=lambda: sink_stats(exchange.sink)["unique"] >= 4)
+    assert set(sink_stats(exchange.sink)["first_seen"]) == ids
+    assert sink_stats(exchange.sink)["duplicates"] == 0
+
+
+class _Unclosed:
+    def __init__(self, broker) -> None:
+        self.broker = broker
+
+    def close(self) -> None:
+        pass

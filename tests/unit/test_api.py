@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from fastapi.testclient import TestClient
 from lxml import etree
 from pydantic import SecretStr
 
+from broker.base import BrokerUnavailable
 from hub import packets
 from hub.api import create_app
 from hub.api.limits import BodyLimits
@@ -24,10 +26,12 @@ from hub.api.problems import ApiProblem
 from hub.api.routes import soap
 from hub.config import Settings
 from hub.registry import parse_spec
+from hub.runtime import open_broker
 from hub.security import keys
-from hub.security.envelope import EnvelopeHeader, build_envelope
+from hub.security.envelope import EnvelopeHeader, build_envelope, peek_header
 from hub.security.signing import Signer, sign_payload
 from hub.services import HubService
+from tests.support import wait_for
 
 HUB, MINISTRY, PROVINCE, PORTAL = "000.00.00.H00", "000.00.00.G10", "000.00.00.H12", "000.00.00.G22"
 DOSSIER = packets.examples.DOSSIER_CODE
@@ -628,7 +632,8 @@ def test_a_partner_refusal_echoing_the_applicant_is_kept_listed_and_logged_maske
     data = api.envelope(signer=api.province, sender=PROVINCE, receiver=PORTAL, message_type="dossier.sync")
     message_id = api.post(data, "province").json()["message_id"]
     runtime = api.hub.runtime
-    worker = Worker(runtime.store, runtime.broker, runtime.routing, OutboundBuilder(runtime.signer(), HUB),
+    broker = open_broker(api.hub.settings)  # a worker's own (the API's broker is its publisher thread's)
+    worker = Worker(runtime.store, broker, runtime.routing, OutboundBuilder(runtime.signer(), HUB),
                     {PORTAL: Refusing()})  # fmt: skip
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -636,10 +641,11 @@ def test_a_partner_refusal_echoing_the_applicant_is_kept_listed_and_logged_maske
     logger = logging.getLogger("hub.exchange.worker")
     logger.addHandler(handler)
     try:
-        worker.process_batch(runtime.broker.consume([PORTAL], prefetch=10, timeout_s=2))
+        worker.process_batch(broker.consume([PORTAL], prefetch=10, timeout_s=2))
     finally:
         logger.removeHandler(handler)
         worker.close()
+        broker.close()
     (dead,) = api.get("/api/v1/dead-letters", "operator").json()
     trace = api.get(f"/api/v1/messages/{message_id}", "operator").json()
     texts = [dead["last_error"], trace["deliveries"][0]["last_error"], *(e["detail"] for e in trace["events"]),
@@ -679,12 +685,75 @@ def test_metrics_need_the_metrics_or_a_staff_key_unless_public(api: Api, monkeyp
 
 
 def test_readyz_reports_an_unreachable_broker(api: Api, monkeypatch) -> None:
-    def down(*_a, **_k):
-        raise ConnectionError("broker down")
+    """``/readyz`` says what the publisher thread's pings saw, without calling the broker itself."""
+    assert api.client.get("/readyz").json()["checks"] == {"store": "ok", "broker": "ok"}
+    calls = []
 
-    monkeypatch.setattr(api.hub.broker._broker, "stats", down)
+    def down(*_a, **_k):
+        calls.append(threading.current_thread().name)
+        raise BrokerUnavailable("broker down")
+
+    monkeypatch.setattr(api.hub.publisher.broker, "ping", down)
+    monkeypatch.setattr(api.hub.publisher.broker, "stats", down)
+    monkeypatch.setattr(api.hub.publisher, "ping_every_s", 0.05)
+    wait_for(lambda: api.client.get("/readyz").status_code == 503, 5, "the publisher to see the broker down")
     body = assert_problem(api.client.get("/readyz"), 503)
-    assert "broker" in body["detail"]
+    assert body["detail"] == "broker: down"
+    assert set(calls) == {"publisher"}  # only the publisher thread called the broker
+
+
+def test_a_store_that_cannot_be_reached_is_a_503_naming_the_message(api: Api, monkeypatch) -> None:
+    """The commit fails for want of the store: 503 problem+json with Retry-After and the message id, answered as
+    a handled error; a driver error that escaped the store, on any route, is a 503 too — never a 500."""
+    import sqlalchemy.exc
+
+    from hub.errors import StoreUnavailableError
+
+    def down(*_a, **_k):
+        raise StoreUnavailableError("the store's database is unavailable: connection refused")
+
+    monkeypatch.setattr(api.hub.store, "accept_many", down)
+    data = api.envelope()
+    message_id = peek_header(etree.fromstring(data)).message_id
+    body = assert_problem(response := api.post(data), 503, "store-unavailable")
+    assert int(response.headers["retry-after"]) > 0
+    assert body["message_id"] == message_id
+    assert api.hub.store.trace(body["message_id"], MINISTRY) is None  # nothing was stored
+    monkeypatch.undo()
+    assert api.post(data).status_code == 202  # the same envelope, once the store is back
+
+    def lost(*_a, **_k):
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(api.hub.store, "trace", lost)
+    response = api.get(f"/api/v1/messages/{body['message_id']}")
+    assert_problem(response, 503, "store-unavailable")
+    assert "retry-after" in response.headers and response.headers.get("connection") != "close"
+
+
+def test_intake_does_not_wait_for_a_broker_that_hangs(api: Api, monkeypatch) -> None:
+    """The publisher thread is stuck in the broker (RabbitMQ's reconnect loop): requests are still answered at
+    once, ``/readyz`` says the broker is down, and what was accepted meanwhile is left to the relay."""
+    release = threading.Event()
+
+    def hang(*_a, **_k):
+        release.wait(30)
+        raise BrokerUnavailable("cannot connect to RabbitMQ")
+
+    monkeypatch.setattr(api.hub.publisher.broker, "publish", hang)
+    monkeypatch.setattr(api.hub.publisher, "stalled_s", 0.2)
+    try:
+        started = time.perf_counter()
+        ids = [api.post(api.envelope()).json()["message_id"] for _ in range(5)]
+        assert time.perf_counter() - started < 5  # each would otherwise wait for the hanging publish
+        wait_for(lambda: api.client.get("/readyz").status_code == 503, 5, "readyz to see the stuck broker")
+        assert api.client.get("/readyz").json()["detail"] == "broker: down"
+    finally:
+        release.set()
+    wait_for(lambda: api.hub.publisher.state().ok is False, 5, "the failed publish to be seen")
+    unpublished = {p.message_id for p in api.hub.store.unpublished()}
+    assert set(ids) <= unpublished  # in the store for the relay
+    assert api.post(api.envelope()).status_code == 202  # dropped from memory at once while the broker is down
 
 
 def test_openapi_documents_every_endpoint_and_its_errors(api: Api) -> None:

@@ -1,7 +1,9 @@
-"""Is the process up (``/healthz``), can it reach the store and the broker (``/readyz``), and its Prometheus
-metrics (``/metrics``, see ``hub.metrics``): those name connectors, partner states and certificate expiries, so
-they need a key (``LIENTHONG_METRICS_API_KEY``, or the admin or operator key) unless ``LIENTHONG_METRICS_PUBLIC``
-says the hub listens only where Prometheus alone reaches it."""
+"""Is the process up (``/healthz``, on the event loop, touching neither store nor broker), can it reach the store
+and the broker (``/readyz``: ``store: ok|down`` from a ping bounded in time, ``broker: ok|down`` as the publisher
+thread last saw it, without calling the broker — see ``HubService.ready``), and its Prometheus metrics
+(``/metrics``, see ``hub.metrics``): those name connectors, partner states and certificate expiries, so they need
+a key (``LIENTHONG_METRICS_API_KEY``, or the admin or operator key) unless ``LIENTHONG_METRICS_PUBLIC`` says the
+hub listens only where Prometheus alone reaches it."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ router = APIRouter()
 
 
 @router.get("/healthz", tags=["operations"], summary="The process is up")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": __version__, "pid": str(os.getpid())}  # which worker process answered
 
 
