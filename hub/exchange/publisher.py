@@ -394,6 +394,9 @@ class BrokerGateway(Broker):
     def take_dead(self, destination: str, message_ids: set[str] | None) -> int:
         return self.publisher.call(lambda b: b.take_dead(destination, message_ids))
 
+    def retire(self, destinations: Sequence[str], policy: RetryPolicy | None = None) -> list[str]:
+        return self.publisher.call(lambda b: b.retire(destinations, policy))
+
     def consume(self, destinations: Sequence[str], *, prefetch: int = 100, timeout_s: float = 1.0) -> list[Delivery]:
         raise BrokerError("the API process does not consume deliveries (the workers do)")
 
