@@ -358,6 +358,7 @@ class Worker:
         """Wait before the next try, in slices: SIGTERM ends the wait at once, the heartbeat goes on, and the
         broker connection is pumped (RabbitMQ heartbeats answered, so held deliveries stay ours)."""
         deadline = time.monotonic() + self.dependencies.backoff.next()
+        self.beat(force=True)  # what is down shows at once
         while not self._stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
