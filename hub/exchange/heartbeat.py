@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 PATTERN = "worker-*.heartbeat"
 EVERY_S = 2.0
@@ -56,8 +59,11 @@ class Heartbeat:
                   "store": "up" if store_up else "down", "broker": "up" if broker_up else "down",
                   "settled": settled}  # fmt: skip
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(record))
-        os.replace(temporary, self.path)  # a reader never sees half a file
+        try:
+            temporary.write_text(json.dumps(record))
+            os.replace(temporary, self.path)  # a reader never sees half a file
+        except OSError as exc:  # a full disk must not stop deliveries; the probe then reports the worker stale
+            log.warning("cannot write the heartbeat %s: %s", self.path, exc)
 
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):

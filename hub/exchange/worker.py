@@ -420,7 +420,7 @@ class Worker:
         for index, delivery in to_start.items():
             attempt = started.get(delivery.delivery_id)
             if attempt is None:
-                log.info("message_id=%s destination=%s already delivered; ack", delivery.message_id,
+                log.info("message_id=%s destination=%s already delivered (or dead); ack", delivery.message_id,
                          delivery.destination)  # fmt: skip
                 built.append((index, Outcome("already")))
                 continue
