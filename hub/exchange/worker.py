@@ -12,11 +12,12 @@ breaker stops hammering a partner that is down.
 
 A batch (``process_batch``): a delivery id the batch holds twice (the relay published it twice) is delivered
 once, its copies acknowledged with it; one transaction starts the attempts (a delivery already delivered is
-acknowledged without calling the partner); the calls go out together, and each time calls return, the main
-thread records all of them (the delivered ones in one transaction, which records "delivered" only for a
-delivery not delivered yet) and then settles them with the broker. The store is updated before the broker
-message is acknowledged, so a crash leads to a redelivery of at most the calls in flight, which the store
-recognises instead of calling the partner twice; a resent call carries the same ``X-Message-Id``.
+acknowledged without calling the partner); the calls go out together, and each time calls return (with those
+returning within ``GATHER_S`` of the first), the main thread records them (the delivered ones in one
+transaction, which records "delivered" only for a delivery not delivered yet) and then settles them with the
+broker. The store is updated before the broker message is acknowledged, so a crash leads to a redelivery of at
+most the calls in flight (or just returned), which the store recognises instead of calling the partner twice; a
+resent call carries the same ``X-Message-Id``.
 
 Outages (``run``): a store or broker failure never ends the worker. It backs off (``hub.exchange.outages``:
 0.5 s doubling to 10 s, one log line when an outage starts and one when it ends, Prometheus metrics) and tries
@@ -58,6 +59,10 @@ from mappings import inbound_for_root, outbound_mapping, outbound_types
 log = logging.getLogger(__name__)
 
 WAIT_SLICE_S = 2.0  # the longest the main thread waits without writing its heartbeat
+# Calls returning within this long of the first one are recorded in its transaction: a store commit has a fixed
+# cost (a disk write; an fsync when durable), so groups stay large when many calls return together, and a crash
+# re-sends at most the calls in flight and those that returned this long before.
+GATHER_S = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,7 +383,8 @@ class Worker:
 
         A delivery id repeated in the batch (published twice) is delivered once; its copies are acknowledged once
         the first is settled. One store transaction starts the attempts; the partner calls go out together, and
-        each wake-up records every call that has returned (delivered ones in one transaction) and then settles
+        each wake-up records every call that has returned, gathered for ``GATHER_S`` (delivered ones in one
+        transaction), and then settles
         them with the broker, so a crash re-sends at most what was in flight. A store or broker failure is raised
         once every call has returned and everything that could be settled was: what was not called is given
         back, what the partner took but the store did not record is held (see ``_recover_store``)."""
@@ -441,6 +447,9 @@ class Worker:
             if not done_now:  # slow partners: keep the heartbeat going meanwhile
                 self.beat()
                 continue
+            if waiting:  # calls that return together are recorded together
+                more, waiting = wait(waiting, timeout=GATHER_S)
+                done_now |= more
             answers = [(futures[future], *ready[futures[future]], future) for future in done_now]
             store_error, error = self._complete(batch, copies, answers, store_error)
             broker_error = error or broker_error
