@@ -338,19 +338,78 @@ def worker(
     idle_exit: Annotated[
         float | None, typer.Option(help="Exit after this many idle seconds (tests, batch runs)")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve each process's Prometheus metrics on this port (process i on port + i)"),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address the metrics listen on (0.0.0.0 in a container)")
+    ] = "127.0.0.1",
 ) -> None:
-    """Deliver queued messages to their destinations until SIGTERM (in-flight deliveries finish first)."""
+    """Deliver queued messages to their destinations until SIGTERM (in-flight deliveries finish first).
+
+    A store or broker outage, at start or later, is waited out with backoff: the worker never exits for it."""
     from hub.config import get_settings
-    from hub.runtime import has_destinations, run_workers
+    from hub.runtime import run_workers
 
     settings = get_settings()
-    if not has_destinations(settings):
+    found = _wait_for_destinations(settings)
+    if found is None:  # SIGTERM while the store was down
+        return
+    if not found:
         raise _fail(
             "no destinations: register connectors (`hub connector add`) or set LIENTHONG_ROUTES_FILE to a "
             "routing table (see hub/exchange/routing.py)"
         )
-    delivered = run_workers(settings, processes=processes, prefetch=prefetch, idle_exit_s=idle_exit)
+    delivered = run_workers(settings, processes=processes, prefetch=prefetch, idle_exit_s=idle_exit,
+                            metrics_port=metrics_port, metrics_host=metrics_host)  # fmt: skip
     out.print(f"worker stopped after settling {delivered} deliveries", markup=False)
+
+
+def _wait_for_destinations(settings) -> bool | None:
+    """``has_destinations``, reading the registry once the store is up (a worker started before its database);
+    ``None`` when SIGTERM came first."""
+    import signal
+    import threading
+
+    from hub.errors import StoreUnavailableError
+    from hub.runtime import has_destinations
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    delay = 0.5
+    try:
+        while not stop.is_set():
+            try:
+                return has_destinations(settings)
+            except StoreUnavailableError as exc:
+                if delay == 0.5:  # one line per outage, as the worker logs it
+                    err.print(f"store unavailable, waiting for it (backoff up to 10 s): {exc}", markup=False)
+                stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+        return None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@app.command("worker-health")
+def worker_health(
+    max_age: Annotated[float, typer.Option(help="Seconds within which a live worker must have written")] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every heartbeat as JSON")] = False,
+) -> None:
+    """Exit 0 when a worker process of this host is alive and wrote its heartbeat within --max-age, else 1 (with
+    the reason): the health probe of a worker container."""
+    import json
+
+    from hub.config import get_settings
+    from hub.exchange.heartbeat import check, read_heartbeats
+
+    data_dir = get_settings().data_dir
+    healthy, reason = check(data_dir, max_age)
+    if as_json:
+        out.print(json.dumps(read_heartbeats(data_dir), indent=2), markup=False)
+    (out if healthy else err).print(reason, markup=False)
+    raise typer.Exit(EXIT_OK if healthy else EXIT_REJECTED)
 
 
 @app.command()

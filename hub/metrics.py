@@ -12,6 +12,9 @@
   destination connector) happen in ``hub worker`` processes; they are counted from the store's event log when
   scraped (cached for a few seconds), so they are exact across processes and restarts. ``lienthong_pending``
   is the current number of undelivered deliveries per destination.
+- ``lienthong_worker_outages_total{dependency}`` (dependency = store or broker) and the
+  ``lienthong_worker_dependency_up{dependency}`` gauge (1 up, 0 down) are counted in each ``hub worker`` process,
+  which serves them itself with ``hub worker --metrics-port`` (it has no API).
 - ``lienthong_signin_failures_total`` and ``lienthong_signin_throttled_total{scope}`` (scope = account or address):
   the operator page's refused sign-ins, and those refused unchecked during a backoff (``hub.console.throttle``).
 - The operator page's gauges (dead letters, oldest message age, partner state, certificate expiry, deadlines):
@@ -27,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
@@ -55,6 +58,16 @@ SIGNIN_THROTTLED = Counter(
 )
 for _scope in ("account", "address"):
     SIGNIN_THROTTLED.labels(scope=_scope)  # exported at 0 from the start
+
+WORKER_OUTAGES = Counter(
+    "lienthong_worker_outages", "Outages of a dependency a worker process rode out (one per outage)", ["dependency"]
+)
+WORKER_DEPENDENCY_UP = Gauge(
+    "lienthong_worker_dependency_up",
+    "Whether a worker process reaches the dependency now (1) or is backing off (0)",
+    ["dependency"],
+    multiprocess_mode="liveall",
+)
 
 
 class StoreCollector(Collector):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -296,37 +297,129 @@ class Runtime:
         self.store.close()
 
 
-def _worker_process(settings: Settings, prefetch: int, idle_exit_s: float | None) -> int:
-    """One worker process: its own store engine, broker connection, adapters and thread pool."""
+WORKER_RECONNECT_S = 5.0  # a worker's broker gives up reconnecting soon: the worker's own backoff takes over
+
+
+def _worker_broker(settings: Settings) -> Broker:
+    """The worker's broker: RabbitMQ's own reconnect loop (not interruptible, silent in the heartbeat) kept short,
+    as the worker retries with its backoff, logged, measured and ended by SIGTERM."""
+    url = broker_url(settings)
+    options = {"reconnect_timeout_s": WORKER_RECONNECT_S} if url.startswith(("amqp://", "amqps://")) else {}
+    return connect(url, **options)
+
+
+def _open_for_worker(settings: Settings, stop: threading.Event, dependencies: Any, beat: Any) -> Runtime | None:
+    """``Runtime.open`` for a worker: while the store or the broker is down, wait with the worker's backoff (a log
+    line per outage, the heartbeat kept) and try again; ``None`` when stopped meanwhile."""
+    from broker.base import BrokerError
+    from hub.errors import StoreUnavailableError
+    from hub.exchange.outages import BROKER, STORE
+
+    while not stop.is_set():
+        store: Store | None = None
+        try:
+            store = open_store(settings)
+            routing = routing_table(settings, store)
+            dependencies.up(STORE)
+            broker = _worker_broker(settings)
+            dependencies.up(BROKER)
+            return Runtime(settings, store, broker, routing)
+        except StoreUnavailableError as exc:
+            dependencies.down(STORE, exc)
+        except BrokerError as exc:
+            dependencies.down(BROKER, exc)
+        if store is not None:
+            store.close()
+        deadline = time.monotonic() + dependencies.backoff.next()
+        while not stop.is_set() and time.monotonic() < deadline:
+            stop.wait(min(deadline - time.monotonic(), 2.0))
+            beat()
+    return None
+
+
+def _worker_process(
+    settings: Settings,
+    prefetch: int,
+    idle_exit_s: float | None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+) -> int:
+    """One worker process: its own store engine, broker connection, adapters, thread pool and heartbeat file.
+
+    It waits for the store and the broker at start (SIGTERM ends the wait) and never exits because either is
+    down (``Worker.run``); with ``metrics_port`` it serves its Prometheus metrics there."""
+    import signal
+
+    from broker.base import BrokerError
+    from hub.exchange.heartbeat import Heartbeat
+    from hub.exchange.outages import BROKER, STORE, Dependencies
     from hub.exchange.pipeline import Relay
     from hub.exchange.worker import OutboundBuilder, Worker
     from hub.logs import configure_logging
 
     configure_logging(settings)
-    runtime = Runtime.open(settings)
-    work = Worker(
-        runtime.store,
-        runtime.broker,
-        runtime.routing,
-        OutboundBuilder(runtime.signer(), settings.hub_code),
-        runtime.adapters(),
-        prefetch=prefetch,
-        relay=Relay(runtime.store, runtime.broker),
-    )
-    work.install_signal_handlers()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # before anything waits: a SIGTERM then ends the wait
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=metrics_host)
+    dependencies = Dependencies()
+    heartbeat = Heartbeat(settings.data_dir)
+
+    def beat() -> None:
+        heartbeat.beat(store_up=dependencies.is_up(STORE), broker_up=dependencies.is_up(BROKER), settled=0)
+
     try:
-        return work.run(idle_exit_s=idle_exit_s)
+        while True:
+            runtime = _open_for_worker(settings, stop, dependencies, beat)
+            if runtime is None:
+                return 0
+            try:
+                work = Worker(
+                    runtime.store,
+                    runtime.broker,
+                    runtime.routing,
+                    OutboundBuilder(runtime.signer(), settings.hub_code),
+                    runtime.adapters(),
+                    prefetch=prefetch,
+                    relay=Relay(runtime.store, runtime.broker),
+                    stop=stop,
+                    dependencies=dependencies,
+                    heartbeat=heartbeat,
+                )
+            except BrokerError as exc:  # the broker went away between opening and declaring the queues
+                dependencies.down(BROKER, exc)
+                runtime.close()
+                continue
+            break
+        try:
+            return work.run(idle_exit_s=idle_exit_s)
+        finally:
+            work.close()
+            runtime.close()
     finally:
-        work.close()
-        runtime.close()
+        heartbeat.remove()
 
 
-def _worker_child(settings: Settings, prefetch: int, idle_exit_s: float | None, results) -> None:
-    results.put(_worker_process(settings, prefetch, idle_exit_s))
+def _worker_child(
+    settings: Settings, prefetch: int, idle_exit_s: float | None, metrics: tuple[int | None, str], results
+) -> None:
+    results.put(_worker_process(settings, prefetch, idle_exit_s, *metrics))
 
 
-def run_workers(settings: Settings, *, processes: int = 1, prefetch: int = 64, idle_exit_s: float | None = None) -> int:
+def run_workers(
+    settings: Settings,
+    *,
+    processes: int = 1,
+    prefetch: int = 64,
+    idle_exit_s: float | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+) -> int:
     """Run ``processes`` worker processes (the current one when 1) until they stop; return deliveries settled.
+    With ``metrics_port`` P, worker process i (0-based) serves its Prometheus metrics on ``metrics_host``:P + i.
 
     SIGTERM/SIGINT received here is passed on to every child, which finishes its in-flight batch and exits.
     A child that fails stops the others, and this raises once all have exited (a supervisor restarts the set).
@@ -336,7 +429,7 @@ def run_workers(settings: Settings, *, processes: int = 1, prefetch: int = 64, i
     SIGTERM handler is their finished worker's ``stop()``.
     """
     if processes <= 1:
-        return _worker_process(settings, prefetch, idle_exit_s)
+        return _worker_process(settings, prefetch, idle_exit_s, metrics_port, metrics_host)
     import contextlib
     import multiprocessing
     import signal
@@ -345,7 +438,11 @@ def run_workers(settings: Settings, *, processes: int = 1, prefetch: int = 64, i
     context = multiprocessing.get_context("spawn")
     results = context.SimpleQueue()
     children = [
-        context.Process(target=_worker_child, args=(settings, prefetch, idle_exit_s, results), name=f"worker-{n}")
+        context.Process(
+            target=_worker_child,
+            args=(settings, prefetch, idle_exit_s, (metrics_port and metrics_port + n - 1, metrics_host), results),
+            name=f"worker-{n}",
+        )
         for n in range(1, processes + 1)
     ]
     finished: set[int] = set()

@@ -8,9 +8,24 @@ partner-format adapter sent (``Delivered``).
 One broker connection per process, used only by the main thread, which also maps, signs, and records every
 outcome. Partner calls go out from one event loop thread (adapters that are ``async_capable``, such as plain
 HTTP) or from a thread pool (the others), under a per-destination concurrency limit; a per-destination circuit
-breaker stops hammering a partner that is down. The store is updated before the broker message is acknowledged,
-so a crash at any point leads to a redelivery, which the store recognises (``start_attempts`` skips delivered
-ones) instead of calling the partner twice.
+breaker stops hammering a partner that is down.
+
+A batch (``process_batch``): a delivery id the batch holds twice (the relay published it twice) is delivered
+once, its copies acknowledged with it; one transaction starts the attempts (a delivery already delivered is
+acknowledged without calling the partner); the calls go out together, and each time calls return (with those
+returning within ``GATHER_S`` of the first), the main thread records them (the delivered ones in one
+transaction, which records "delivered" only for a delivery not delivered yet) and then settles them with the
+broker. The store is updated before the broker message is acknowledged, so a crash leads to a redelivery of at
+most the calls in flight (or just returned), which the store recognises instead of calling the partner twice; a
+resent call carries the same ``X-Message-Id``.
+
+Outages (``run``): a store or broker failure never ends the worker. It backs off (``hub.exchange.outages``:
+0.5 s doubling to 10 s, one log line when an outage starts and one when it ends, Prometheus metrics) and tries
+again. Deliveries not yet called are given back to the broker; deliveries the partner took whose "delivered"
+could not be recorded are held, unacknowledged, and recorded (then acknowledged) when the store is back — never
+called again meanwhile; a failed call whose retry could not be recorded is given back. During the backoff the
+broker connection is pumped (RabbitMQ heartbeats) and the heartbeat file rewritten (``hub.exchange.heartbeat``);
+SIGTERM ends the wait at once.
 """
 
 from __future__ import annotations
@@ -21,16 +36,18 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from lxml import etree
 from pydantic import BaseModel
 
 from adapters.base import Adapter, DeliveryError, DeliveryReceipt, OutboundRequest, PermanentDeliveryError
-from broker.base import Broker, BrokerUnavailable, Delivery
+from broker.base import Broker, BrokerError, Delivery
 from hub import packets
-from hub.errors import EnvelopeInvalidError, NoOutboundMappingError
+from hub.errors import DeliveryClosedError, EnvelopeInvalidError, NoOutboundMappingError, StoreUnavailableError
+from hub.exchange.heartbeat import Heartbeat
+from hub.exchange.outages import BROKER, STORE, Dependencies
 from hub.exchange.routing import RoutingTable
 from hub.logs import log_context, mask_personal, personal_names
 from hub.security.envelope import EnvelopeHeader, body_payload, build_envelope, peek_header
@@ -41,16 +58,25 @@ from mappings import inbound_for_root, outbound_mapping, outbound_types
 
 log = logging.getLogger(__name__)
 
-BROKER_PAUSE_S = 1.0  # wait between two attempts to reach a broker that is down
+WAIT_SLICE_S = 2.0  # the longest the main thread waits without writing its heartbeat
+# Calls returning within this long of the first one are recorded in its transaction: a store commit has a fixed
+# cost (a disk write; an fsync when durable), so groups stay large when many calls return together, and a crash
+# re-sends at most the calls in flight and those that returned this long before.
+GATHER_S = 0.01
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How a delivery ended this time, decided in a pool thread, applied to the broker by the main thread."""
+    """How a delivery ended this time, decided and applied to the store and the broker by the main thread."""
 
-    kind: str  # delivered | already | retry | dead | deferred
+    kind: str  # delivered | already | retry | dead | deferred | requeue (given back unchanged)
     delay_s: float = 0.0
-    reason: str = ""
+    reason: str = ""  # for the broker's retry or dead-letter copy
+    record: str = ""  # what the store records first: "retry", or a dead letter's reason ("" for nothing)
+    error: str = ""  # the error the store records with it
+
+
+GIVE_BACK = Outcome("requeue", reason="the store is unavailable")
 
 
 class CircuitBreaker:
@@ -179,8 +205,17 @@ def _names_in(envelope: bytes) -> Callable[[], list[str]]:
     return lambda: personal_names(parse_xml(envelope, strip_comments=True))
 
 
+@dataclass(slots=True)
+class _Held:
+    """A delivery the partner took whose "delivered" the store could not record: kept with its unacked broker
+    deliveries (the first and its copies in the batch) until recorded, and never sent again meanwhile."""
+
+    record: Delivered
+    deliveries: list[Delivery]
+
+
 class Worker:
-    """Delivers queued messages for a set of destinations until stopped."""
+    """Delivers queued messages for a set of destinations until stopped, riding out store and broker outages."""
 
     def __init__(
         self,
@@ -192,7 +227,11 @@ class Worker:
         *,
         prefetch: int = 64,
         relay=None,
+        stop: threading.Event | None = None,
+        dependencies: Dependencies | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
+        routing.declare(broker)  # first: a broker failure here leaves no threads behind
         self.store = store
         self.broker = broker
         self.routing = routing
@@ -201,6 +240,10 @@ class Worker:
         self.prefetch = prefetch
         self.relay = relay
         self.destinations = sorted(routing.destinations)
+        self.dependencies = dependencies or Dependencies()
+        self.heartbeat = heartbeat
+        self.settled = 0  # deliveries acknowledged, retried or dead-lettered by this worker
+        self._held: list[_Held] = []
         self._limits = {d: threading.BoundedSemaphore(c.concurrency) for d, c in routing.destinations.items()}
         self._breakers = {
             d: CircuitBreaker(c.circuit_failures, c.circuit_cooldown_s) for d, c in routing.destinations.items()
@@ -212,8 +255,7 @@ class Worker:
         self._async_limits: dict[str, asyncio.Semaphore] = {}
         if any(adapter.async_capable for adapter in adapters.values()):
             self._start_loop()
-        self._stop = threading.Event()
-        routing.declare(broker)
+        self._stop = stop if stop is not None else threading.Event()
 
     def _start_loop(self) -> None:
         """One event loop thread drives every ``async_capable`` adapter's deliveries."""
@@ -237,99 +279,278 @@ class Worker:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
 
+    @property
+    def held(self) -> int:
+        """Deliveries the partner took that wait for the store to record them (non-zero only during an outage)."""
+        return len(self._held)
+
+    def beat(self, *, force: bool = False) -> None:
+        """Rewrite the heartbeat file (at most every couple of seconds unless ``force``)."""
+        if self.heartbeat is not None:
+            self.heartbeat.beat(store_up=self.dependencies.is_up(STORE), broker_up=self.dependencies.is_up(BROKER),
+                                settled=self.settled, force=force)  # fmt: skip
+
     def run(self, *, idle_exit_s: float | None = None, max_seconds: float | None = None) -> int:
-        """Consume until stopped (or idle for ``idle_exit_s``); return the number of deliveries settled."""
-        settled = 0
-        idle_since = time.monotonic()
-        started = time.monotonic()
+        """Consume until stopped (or idle for ``idle_exit_s``); return the number of deliveries settled.
+
+        A store or broker outage never ends it: the turn that met it backs off (``Dependencies.backoff``) and the
+        next one tries again, starting with what the outage left (delivered but unrecorded deliveries)."""
+        first = self.settled
+        started = idle_since = time.monotonic()
         while not self._stop.is_set():
             if max_seconds is not None and time.monotonic() - started > max_seconds:
                 break
-            if self.relay is not None:
-                self.relay.maybe_run()
+            self.beat()
             try:
-                batch = self.broker.consume(self.destinations, prefetch=self.prefetch, timeout_s=0.5)
-            except BrokerUnavailable as exc:  # the broker gave up reconnecting for now: keep trying, never exit
-                log.warning("broker unavailable, trying again in %.0f s: %s", BROKER_PAUSE_S, exc)
-                self._stop.wait(BROKER_PAUSE_S)
+                busy = self._turn()
+            except StoreUnavailableError as exc:
+                self.dependencies.down(STORE, exc)
+                self._back_off()
                 continue
-            if not batch:
-                if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
-                    break
+            except BrokerError as exc:  # BrokerUnavailable: the broker gave up reconnecting for now
+                self.dependencies.down(BROKER, exc)
+                self._back_off()
                 continue
-            settled += self.process_batch(batch)
-            idle_since = time.monotonic()
-        log.info("worker stopping after %d deliveries", settled)
-        return settled
+            if busy:
+                idle_since = time.monotonic()
+            elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+                break
+        if self._held:
+            self._record_held_at_exit()
+        log.info("worker stopping after %d deliveries", self.settled - first)
+        return self.settled - first
+
+    def _turn(self) -> bool:
+        """One turn of the loop: recover from an outage, run the relay, deliver one batch; whether there was one.
+        Raises ``StoreUnavailableError`` / ``BrokerError`` for what is down."""
+        if self._held or not self.dependencies.is_up(STORE):
+            self._recover_store()
+        if self.relay is not None:
+            self.relay.maybe_run()
+        batch = self.broker.consume(self.destinations, prefetch=self.prefetch, timeout_s=0.5)
+        self.dependencies.up(BROKER)
+        if not batch:
+            return False
+        self.process_batch(batch)
+        return True
+
+    def _recover_store(self) -> None:
+        """Record what the partner took during the outage (then acknowledge it), or just probe the store: no batch
+        is taken from the broker while the store is known to be down."""
+        if self._held:
+            held, self._held = self._held, []
+            try:
+                self.store.record_delivered_many([h.record for h in held])
+            except StoreUnavailableError:
+                self._held = held
+                raise
+            log.info("recorded %d deliveries delivered during the store outage", len(held))
+            self.dependencies.up(STORE)
+            self._ack([delivery for h in held for delivery in h.deliveries])
+        else:
+            self.store.ping()
+            self.dependencies.up(STORE)
+
+    def _record_held_at_exit(self) -> None:
+        """Stopping with held deliveries: one last try; else the broker gives them back and they are sent again."""
+        try:
+            self._recover_store()
+        except (StoreUnavailableError, BrokerError) as exc:
+            log.warning("stopping with %d delivered deliveries not recorded (%s): they will be sent again",
+                        len(self._held), exc)  # fmt: skip
+
+    def _back_off(self) -> None:
+        """Wait before the next try, in slices: SIGTERM ends the wait at once, the heartbeat goes on, and the
+        broker connection is pumped (RabbitMQ heartbeats answered, so held deliveries stay ours)."""
+        deadline = time.monotonic() + self.dependencies.backoff.next()
+        self.beat(force=True)  # what is down shows at once
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._stop.wait(min(remaining, WAIT_SLICE_S))
+            self.beat()
+            self._pump()
+
+    def _pump(self) -> None:
+        try:
+            self.broker.flush()
+        except BrokerError as exc:  # the outage handling notices it at the next broker call
+            log.debug("broker flush failed: %s", exc)
 
     def process_batch(self, batch: Sequence[Delivery]) -> int:
-        """Deliver a batch: one store transaction to start the attempts, partner calls in the pool, one
-        transaction to record what was delivered, then every delivery settled with the broker from this thread."""
-        outcomes: dict[int, Outcome] = {}
+        """Deliver a batch; return how many deliveries it settled.
+
+        A delivery id repeated in the batch (published twice) is delivered once; its copies are acknowledged once
+        the first is settled. One store transaction starts the attempts; the partner calls go out together, and
+        each wake-up records every call that has returned, gathered for ``GATHER_S`` (delivered ones in one
+        transaction), and then settles
+        them with the broker, so a crash re-sends at most what was in flight. A store or broker failure is raised
+        once every call has returned and everything that could be settled was: what was not called is given
+        back, what the partner took but the store did not record is held (see ``_recover_store``)."""
+        before = self.settled
+        copies: dict[int, list[Delivery]] = {}  # index of a delivery id's first delivery -> its later copies
+        first_of: dict[int, int] = {}
+        decided: list[tuple[int, Outcome]] = []
         to_start: dict[int, Delivery] = {}
         for index, delivery in enumerate(batch):
-            if delivery.delivery_id is None:
-                outcomes[index] = Outcome("dead", reason="queue message carries no delivery id")
+            delivery_id = delivery.delivery_id
+            if delivery_id is not None and delivery_id in first_of:
+                copies[first_of[delivery_id]].append(delivery)
                 continue
-            wait = self._breakers[delivery.destination].allow()
-            if wait > 0:
-                outcomes[index] = Outcome("deferred", wait, f"circuit open for {delivery.destination}")
+            copies[index] = []
+            if delivery_id is None:
+                decided.append((index, Outcome("dead", reason="queue message carries no delivery id")))
+                continue
+            first_of[delivery_id] = index
+            cooldown = self._breakers[delivery.destination].allow()
+            if cooldown > 0:
+                decided.append((index, Outcome("deferred", cooldown, f"circuit open for {delivery.destination}")))
                 continue
             to_start[index] = delivery
-        started = self.store.start_attempts([d.delivery_id for d in to_start.values()]) if to_start else {}
+        if len(first_of) < sum(d.delivery_id is not None for d in batch):
+            log.info("batch of %d holds %d repeated delivery id(s): each delivered once", len(batch),
+                     sum(map(len, copies.values())))  # fmt: skip
+        broker_error = self._settle_all(batch, copies, decided)
+        try:
+            started = self.store.start_attempts([d.delivery_id for d in to_start.values()]) if to_start else {}
+        except StoreUnavailableError:
+            self._settle_all(batch, copies, [(index, GIVE_BACK) for index in to_start])
+            raise
+        store_error: StoreUnavailableError | None = None
         # Mapping and signing are CPU work: done here, one at a time, before any partner call starts. Pool threads
         # only call partners; CPU work interleaved with other busy threads costs about twice the CPU, as the
         # threads hand the GIL back and forth at every lxml, OpenSSL and socket call.
         ready: dict[int, tuple[int, Outbound]] = {}
+        built: list[tuple[int, Outcome]] = []
         for index, delivery in to_start.items():
             attempt = started.get(delivery.delivery_id)
             if attempt is None:
-                log.info(
-                    "message_id=%s destination=%s already delivered; ack", delivery.message_id, delivery.destination
-                )
-                outcomes[index] = Outcome("already")
+                log.info("message_id=%s destination=%s already delivered (or dead); ack", delivery.message_id,
+                         delivery.destination)  # fmt: skip
+                built.append((index, Outcome("already")))
                 continue
-            built = self._build(delivery)
-            if isinstance(built, Outcome):
-                outcomes[index] = built
+            outbound = self._build(delivery)
+            if isinstance(outbound, Outcome):
+                built.append((index, outbound))
             else:
-                ready[index] = (attempt, built)
-        futures = {index: self._call(batch[index], outbound) for index, (_, outbound) in ready.items()}
+                ready[index] = (attempt, outbound)
+        store_error = self._record_failures(batch, built, store_error)
+        if store_error is not None:  # nothing was called yet: give back all that is not settled
+            self._settle_all(batch, copies, [*built, *((index, GIVE_BACK) for index in ready)])
+            raise store_error
+        broker_error = self._settle_all(batch, copies, built) or broker_error
+        futures: dict[Future, int] = {self._call(batch[i], outbound): i for i, (_, outbound) in ready.items()}
+        waiting = set(futures)
+        while waiting:
+            done_now, waiting = wait(waiting, timeout=WAIT_SLICE_S, return_when=FIRST_COMPLETED)
+            if not done_now:  # slow partners: keep the heartbeat going meanwhile
+                self.beat()
+                continue
+            if waiting:  # calls that return together are recorded together
+                more, waiting = wait(waiting, timeout=GATHER_S)
+                done_now |= more
+            answers = [(futures[future], *ready[futures[future]], future) for future in done_now]
+            store_error, error = self._complete(batch, copies, answers, store_error)
+            broker_error = error or broker_error
+        if store_error is not None:
+            raise store_error
+        if broker_error is not None:
+            raise broker_error
+        return self.settled - before
+
+    def _complete(
+        self,
+        batch: Sequence[Delivery],
+        copies: dict[int, list[Delivery]],
+        answers: list[tuple[int, int, Outbound, Future]],
+        store_error: StoreUnavailableError | None,
+    ) -> tuple[StoreUnavailableError | None, BrokerError | None]:
+        """Record and settle the calls that have returned: delivered ones in one transaction, then acknowledged.
+        Once the store has failed (``store_error``), delivered ones are held and failed ones given back."""
         delivered: list[tuple[int, Delivered]] = []
-        for index, future in futures.items():
-            delivery = batch[index]
-            attempt, outbound = ready[index]
-            names = _names_in(outbound.envelope)
-            with log_context(message_id=delivery.message_id, connector=delivery.destination, names=names):
-                try:
-                    answer = future.result()
-                except Exception as exc:  # a bug must not lose the message: retry it later
-                    log.exception("message_id=%s unexpected error", delivery.message_id)  # masked: in the context
-                    reason = mask_personal(f"internal error: {exc!r}", names)
-                    outcome, record = Outcome("deferred", 30.0, reason), None
-                else:
-                    outcome, record = self._outcome(delivery, attempt, outbound, answer)
-            outcomes[index] = outcome
+        outcomes: list[tuple[int, Outcome]] = []
+        for index, attempt, outbound, future in answers:
+            outcome, record = self._answer(batch[index], attempt, outbound, future)
             if record is not None:
                 delivered.append((index, record))
-        if delivered:
-            self.store.record_delivered_many([record for _, record in delivered])
-        done = {i for i, outcome in outcomes.items() if outcome.kind in ("delivered", "already")}
-        self.broker.ack_many([batch[i] for i in sorted(done)])
-        for index, delivery in enumerate(batch):
-            if index not in done:
-                self._settle(delivery, outcomes[index])
-        return len(batch)
+            else:
+                outcomes.append((index, outcome))
+        if delivered and store_error is None:
+            try:
+                self.store.record_delivered_many([record for _, record in delivered])
+            except StoreUnavailableError as exc:
+                store_error = exc
+        if delivered and store_error is not None:
+            self._held.extend(_Held(record, [batch[index], *copies[index]]) for index, record in delivered)
+        elif delivered:
+            outcomes[:0] = [(index, Outcome("delivered")) for index, _ in delivered]
+        store_error = self._record_failures(batch, outcomes, store_error)
+        return store_error, self._settle_all(batch, copies, outcomes)
+
+    def _record_failures(
+        self, batch: Sequence[Delivery], outcomes: list[tuple[int, Outcome]], store_error: StoreUnavailableError | None
+    ) -> StoreUnavailableError | None:
+        """Record each retry or dead letter in ``outcomes`` (one transaction each: they are the exception), in
+        place; once the store has failed, give them back instead (the next attempt calls again, acceptable for a
+        failed call). Returns the store's failure, if any."""
+        for position, (index, outcome) in enumerate(outcomes):
+            if not outcome.record:
+                continue
+            delivery = batch[index]
+            if store_error is not None:
+                outcomes[position] = (index, GIVE_BACK)
+                continue
+            assert delivery.delivery_id is not None
+            try:
+                if outcome.kind == "retry":
+                    self.store.record_retry(delivery.delivery_id, error=outcome.error, delay_s=outcome.delay_s)
+                else:
+                    self.store.record_dead(delivery.delivery_id, reason=outcome.record, error=outcome.error)
+            except StoreUnavailableError as exc:
+                store_error, outcomes[position] = exc, (index, GIVE_BACK)
+            except DeliveryClosedError as exc:  # delivered or dead-lettered meanwhile (another copy, another worker)
+                log.info("message_id=%s %s; ack", delivery.message_id, exc)
+                outcomes[position] = (index, Outcome("already"))
+        return store_error
+
+    def _settle_all(
+        self, batch: Sequence[Delivery], copies: dict[int, list[Delivery]], outcomes: Sequence[tuple[int, Outcome]]
+    ) -> BrokerError | None:
+        """Settle each first delivery as its outcome says, then acknowledge its copies in the batch and the done
+        ones together (one multiple ack when they are contiguous). A broker failure is returned, not raised: the
+        batch goes on, and what was not settled is redelivered (and recognised by the store)."""
+        acks: list[Delivery] = []
+        try:
+            for index, outcome in outcomes:
+                delivery = batch[index]
+                if outcome.kind in ("delivered", "already"):
+                    acks.append(delivery)
+                elif outcome.kind == "requeue":
+                    self.broker.requeue(delivery)
+                else:
+                    self._settle(delivery, outcome)
+                    self.settled += 1
+                acks.extend(copies[index])
+            self._ack(acks)
+        except BrokerError as exc:
+            return exc
+        return None
+
+    def _ack(self, deliveries: Sequence[Delivery]) -> None:
+        if deliveries:
+            self.broker.ack_many(deliveries)
+            self.settled += len(deliveries)
 
     def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
-        """Settle a delivery that was not done (done ones are acknowledged together, see ``process_batch``)."""
+        """Settle a delivery that was not done (done ones are acknowledged together, see ``_settle_all``)."""
         if outcome.kind in ("retry", "deferred"):
             self.broker.retry(delivery, outcome.delay_s, outcome.reason)
         else:
             self.broker.dead_letter(delivery, outcome.reason)
 
     def _build(self, delivery: Delivery) -> Outbound | Outcome:
-        """Map and sign for the destination; a failure is permanent for this content (recorded as dead)."""
+        """Map and sign for the destination; a failure is permanent for this content (a dead letter to record)."""
         with log_context(message_id=delivery.message_id, connector=delivery.destination,
                          names=_names_in(delivery.body)):  # fmt: skip
             try:
@@ -337,10 +558,8 @@ class Worker:
                 return self.builder.prepare(delivery.body, delivery.destination, partner_format, self.routing.units)
             except Exception as exc:
                 reason = mask_personal(f"cannot map or sign for {delivery.destination}: {exc}")
-                assert delivery.delivery_id is not None
-                self.store.record_dead(delivery.delivery_id, reason="mapping", error=reason)
                 log.warning("message_id=%s %s", delivery.message_id, reason)
-                return Outcome("dead", reason=reason)
+                return Outcome("dead", reason=reason, record="mapping", error=reason)
 
     def _call(self, delivery: Delivery, outbound: Outbound) -> Future:
         """Start the partner call: on the event loop for an ``async_capable`` adapter, else in a pool thread.
@@ -369,6 +588,20 @@ class Worker:
             except DeliveryError as exc:
                 return exc
 
+    def _answer(
+        self, delivery: Delivery, attempt: int, outbound: Outbound, future: Future
+    ) -> tuple[Outcome, Delivered | None]:
+        """The outcome of a returned call (``_outcome``); an unexpected error is a bug, which must not lose the
+        message: retried later."""
+        names = _names_in(outbound.envelope)
+        with log_context(message_id=delivery.message_id, connector=delivery.destination, names=names):
+            try:
+                answer = future.result()
+            except Exception as exc:
+                log.exception("message_id=%s unexpected error", delivery.message_id)  # masked: in the context
+                return Outcome("deferred", 30.0, mask_personal(f"internal error: {exc!r}", names)), None
+            return self._outcome(delivery, attempt, outbound, answer)
+
     def _outcome(
         self,
         delivery: Delivery,
@@ -376,8 +609,8 @@ class Worker:
         outbound: Outbound,
         answer: DeliveryReceipt | DeliveryError,
     ) -> tuple[Outcome, Delivered | None]:
-        """What the partner's answer means: delivered (recorded by the caller with the batch), dead, or a retry
-        (both recorded here), and what the circuit breaker learns from it."""
+        """What the partner's answer means — delivered (with what to record), dead or a retry (recorded by
+        ``_record_failures``) — and what the circuit breaker learns from it."""
         destination = delivery.destination
         header = outbound.header
         delivery_id = delivery.delivery_id
@@ -386,23 +619,21 @@ class Worker:
         if isinstance(answer, PermanentDeliveryError):
             breaker.success()  # the partner is up; it just refuses this content
             error = mask_personal(str(answer))  # a partner's text may echo the citizen's name: kept masked
-            self.store.record_dead(delivery_id, reason="rejected", error=error)
             log.warning("message_id=%s destination=%s rejected: %s", delivery.message_id, destination, error,
                         extra={"dossier_code": header.dossier_code})  # fmt: skip
-            return Outcome("dead", reason=error), None
+            return Outcome("dead", reason=error, record="rejected", error=error), None
         if isinstance(answer, DeliveryError):
             breaker.failure()
             error = mask_personal(str(answer))
             policy = self.routing.destinations[destination].retry_policy
             if policy.exhausted(attempt):
-                self.store.record_dead(delivery_id, reason="exhausted", error=error)
-                return Outcome("dead", reason=f"gave up after {attempt} attempts: {error}"), None
+                reason = f"gave up after {attempt} attempts: {error}"
+                return Outcome("dead", reason=reason, record="exhausted", error=error), None
             delay = policy.delay_for(attempt)
-            self.store.record_retry(delivery_id, error=error, delay_s=delay)
             log.info("message_id=%s destination=%s attempt %d failed, retry in %.1fs: %s",
                      delivery.message_id, destination, attempt, delay, error,
                      extra={"dossier_code": header.dossier_code})  # fmt: skip
-            return Outcome("retry", delay, error), None
+            return Outcome("retry", delay, error, record="retry", error=error), None
         breaker.success()
         if not answer.sent:  # the partner received the outbound envelope itself
             return Outcome("delivered"), Delivered(delivery_id, outbound.envelope, f"HTTP {answer.status}")

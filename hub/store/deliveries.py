@@ -2,8 +2,9 @@
 
 queued → delivering (``start_attempts``) → delivered (``record_delivered_many``) or retrying (``record_retry``)
 or dead (``hub.store.dead_letters``). A delivered delivery stays delivered: a redelivered queue message is
-left out of ``start_attempts`` and not recorded twice, so the worker acknowledges it without calling the
-partner again.
+left out of ``start_attempts`` and not recorded twice (``record_delivered_many`` is state-guarded and locks the
+rows it reads on PostgreSQL, so two workers cannot both record it), so the worker acknowledges it without
+calling the partner again; a dead one is left out the same way until it is replayed.
 """
 
 from __future__ import annotations
@@ -37,14 +38,17 @@ RETURNING = (deliveries.c.attempts, deliveries.c.message_pk, deliveries.c.destin
 _STATE = sa.select(deliveries.c.state).where(deliveries.c.id == sa.bindparam("b_id"))
 _START_ATTEMPTS = (
     deliveries.update()
-    .where(deliveries.c.id.in_(_B_IDS), deliveries.c.state != DD)
+    .where(deliveries.c.id.in_(_B_IDS), deliveries.c.state.notin_([DD, DL]))
     .values(attempts=deliveries.c.attempts + 1, state=DV, next_attempt_at=None, updated_at=_B_NOW)
     .returning(deliveries.c.id, *RETURNING)
 )
 _OPEN_DELIVERIES = sa.select(deliveries.c.id, *RETURNING).where(deliveries.c.id.in_(_B_IDS), deliveries.c.state != DD)
+# PostgreSQL: the open rows are locked until the transaction ends, so of two workers recording the same delivery
+# (published twice) the second waits, then reads it delivered. SQLite serialises write transactions already.
+_OPEN_DELIVERIES_LOCKED = _OPEN_DELIVERIES.order_by(deliveries.c.id).with_for_update()  # one lock order: no deadlock
 _DELIVERED = (
     deliveries.update()
-    .where(deliveries.c.id == sa.bindparam("b_id"))
+    .where(deliveries.c.id == sa.bindparam("b_id"), deliveries.c.state != DD)  # recorded once, whatever happens
     .values(
         state=DD,
         outbound=sa.bindparam("b_outbound", type_=sa.LargeBinary),
@@ -212,7 +216,8 @@ def delivery(db: Database, delivery_id: int) -> DeliveryView | None:
 
 def start_attempts(db: Database, delivery_ids: Sequence[int]) -> dict[int, int]:
     """Count a new attempt of each delivery (state ``delivering``, event ``attempt_started``), in one
-    transaction and two statements: {delivery id: attempt number}, leaving out delivered or unknown ids."""
+    transaction and two statements: {delivery id: attempt number}, leaving out delivered, dead or unknown ids (a
+    stray copy of a dead delivery is not sent again; a replay makes it queued first)."""
     if not delivery_ids:
         return {}
     at_now = now()
@@ -225,14 +230,20 @@ def start_attempts(db: Database, delivery_ids: Sequence[int]) -> dict[int, int]:
 def record_delivered_many(db: Database, items: Sequence[Sequence[Any]]) -> list[bool]:
     """Record each ``Delivered(*item)`` (a 3-tuple still reads as id, outbound, detail) in one transaction.
 
-    Returns, per item, whether it was recorded now (``False``: already delivered, or unknown)."""
+    Returns, per item, whether it was recorded now (``False``: already delivered — by another worker too —, a
+    repeat of an earlier item, or unknown). The open rows are read locked (PostgreSQL ``FOR UPDATE``; SQLite's
+    write transaction is exclusive) and the update changes only rows not delivered: one ``delivered`` each."""
     if not items:
         return []
     done = [Delivered(*item) for item in items]
+    first: dict[int, Delivered] = {}
+    for d in done:
+        first.setdefault(d.delivery_id, d)
     at_now = now()
+    read = _OPEN_DELIVERIES_LOCKED if db.dialect == "postgresql" else _OPEN_DELIVERIES
     with db.transaction() as conn:
-        open_rows = {int(r.id): r for r in conn.execute(_OPEN_DELIVERIES, {"b_ids": [d.delivery_id for d in done]})}
-        todo = [d for d in done if d.delivery_id in open_rows]
+        open_rows = {int(r.id): r for r in conn.execute(read, {"b_ids": list(first)})}
+        todo = [d for d in first.values() if d.delivery_id in open_rows]
         if todo:
             conn.execute(
                 _DELIVERED,
@@ -245,7 +256,7 @@ def record_delivered_many(db: Database, items: Sequence[Sequence[Any]]) -> list[
             )  # fmt: skip
             add_events(conn, *(delivery_event(open_rows[d.delivery_id], EventState.DELIVERED, at_now, d.detail)
                                for d in todo))  # fmt: skip
-    return [d.delivery_id in open_rows for d in done]
+    return [d.delivery_id in open_rows and d is first[d.delivery_id] for d in done]
 
 
 def record_retry(db: Database, delivery_id: int, *, error: str, delay_s: float, republish: bool = False) -> None:

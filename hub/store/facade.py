@@ -199,8 +199,8 @@ class Store:
         """Count a new attempt of each delivery (state ``delivering``, event ``attempt_started``), in one
         transaction: {delivery id: attempt number}.
 
-        Deliveries already delivered (a redelivered queue message) or unknown are left out of the answer, so
-        the caller acknowledges them without calling the partner again.
+        Deliveries already delivered (a redelivered queue message), dead (until replayed) or unknown are left out
+        of the answer, so the caller acknowledges them without calling the partner again.
         """
         return _deliveries.start_attempts(self.db, delivery_ids)
 

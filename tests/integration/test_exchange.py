@@ -565,3 +565,62 @@ class _Unclosed:
 
     def close(self) -> None:
         pass
+
+
+# ---------------------------------------------------------------- one delivered effect per delivery
+
+
+def _queued(store, count: int) -> list[int]:
+    ids = []
+    for n in range(count):
+        accepted = store.accept(sender=PROVINCE, message_id=f"once-{n}", correlation_id=None,
+                                message_type="dossier.status", receiver="000.00.00.H00", dossier_code=None,
+                                envelope=f"<env>{n}</env>".encode(), destinations=[PORTAL])  # fmt: skip
+        ids.extend(accepted.delivery_ids)
+    return ids
+
+
+def _delivered_events(store, message_id: str) -> int:
+    return sum(e.state == "delivered" for e in store.trace(message_id, PROVINCE).events)
+
+
+def test_two_workers_recording_the_same_deliveries_record_each_once(store) -> None:
+    """Two workers that both delivered the same deliveries (published twice) record them at the same moment:
+    each is recorded by exactly one of them, with one ``delivered`` event (PostgreSQL: the rows are locked)."""
+    ids = _queued(store, 20)
+    store.start_attempts(ids)
+    barrier = threading.Barrier(2)
+    answers: dict[str, list[bool]] = {}
+
+    def record(worker: str) -> None:
+        items = [(i, f"<out by='{worker}'/>".encode(), f"HTTP 200 {worker}") for i in ids]
+        barrier.wait(5)
+        answers[worker] = store.record_delivered_many(items)
+
+    threads = [threading.Thread(target=record, args=(w,)) for w in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [a + b for a, b in zip(answers["a"], answers["b"], strict=True)] == [1] * len(ids)
+    assert [_delivered_events(store, f"once-{n}") for n in range(len(ids))] == [1] * len(ids)
+    for n, delivery_id in enumerate(ids):  # the bytes kept are the winner's
+        winner = "a" if answers["a"][n] else "b"
+        assert store.delivery(delivery_id).outbound == f"<out by='{winner}'/>".encode()
+
+
+def test_a_delivery_repeated_in_one_record_call_is_recorded_once(store) -> None:
+    (first, second) = _queued(store, 2)
+    store.start_attempts([first, second])
+    items = [(first, b"<o/>", ""), (second, b"<o/>", ""), (first, b"<o2/>", "")]
+    assert store.record_delivered_many(items) == [True, True, False]
+    assert _delivered_events(store, "once-0") == 1 and store.delivery(first).outbound == b"<o/>"
+
+
+def test_a_stray_copy_of_a_dead_delivery_is_not_attempted_until_replayed(store) -> None:
+    (delivery_id,) = _queued(store, 1)
+    assert store.start_attempts([delivery_id]) == {delivery_id: 1}
+    dead_id = store.record_dead(delivery_id, reason="rejected", error="HTTP 400")
+    assert store.start_attempts([delivery_id]) == {}  # the worker acknowledges it without calling
+    store.replay(dead_id, actor="operator")
+    assert store.start_attempts([delivery_id]) == {delivery_id: 1}

@@ -1,0 +1,373 @@
+"""The delivery worker under store and broker outages, and its exactly-one-delivered-effect rules, with an
+in-memory store, broker and partner: outages are backed off and ridden out (never an exit), what was not called
+is given back, what the partner took is never called again, repeated delivery ids are delivered once, and each
+outcome is recorded as soon as its call returns."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
+from broker.base import Broker, BrokerUnavailable, Delivery, OutboundMessage, QueueStats, RetryPolicy
+from hub.errors import StoreUnavailableError
+from hub.exchange.heartbeat import Heartbeat, check, heartbeat_path
+from hub.exchange.outages import BROKER, STORE, Backoff, Dependencies
+from hub.exchange.routing import DestinationConfig, RoutingTable
+from hub.exchange.worker import Outbound, Worker
+from hub.security.envelope import EnvelopeHeader
+from hub.store import Delivered
+
+DEST = "000.00.00.G22"
+
+
+def eventually(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+class FakeBroker(Broker):
+    """Deliveries in memory; ``requeue`` puts one back (redelivered), settlements are recorded by delivery id."""
+
+    def __init__(self) -> None:
+        self.ready: deque[Delivery] = deque()
+        self.acked: list[int | None] = []
+        self.requeued: list[int | None] = []
+        self.retried: list[int | None] = []
+        self.dead: list[int | None] = []
+        self.consume_failures = 0
+        self.ack_failures = 0
+        self.flushes = 0
+        self._arrived = threading.Event()
+
+    def put(self, *deliveries: Delivery) -> None:
+        self.ready.extend(deliveries)
+        self._arrived.set()
+
+    def declare(self, destinations: Sequence[str], policy: RetryPolicy | None = None) -> None:
+        pass
+
+    def publish(self, messages: Sequence[OutboundMessage]) -> None:
+        pass
+
+    def consume(self, destinations: Sequence[str], *, prefetch: int = 100, timeout_s: float = 1.0) -> list[Delivery]:
+        if self.consume_failures:
+            self.consume_failures -= 1
+            raise BrokerUnavailable("connection refused")
+        if not self.ready:
+            self._arrived.clear()
+            self._arrived.wait(min(timeout_s, 0.05))
+        return [self.ready.popleft() for _ in range(min(prefetch, len(self.ready)))]
+
+    def ack(self, delivery: Delivery) -> None:
+        if self.ack_failures:
+            self.ack_failures -= 1
+            raise BrokerUnavailable("settling failed")
+        self.acked.append(delivery.delivery_id)
+
+    def retry(self, delivery: Delivery, delay_s: float, reason: str) -> None:
+        self.retried.append(delivery.delivery_id)
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        self.dead.append(delivery.delivery_id)
+
+    def requeue(self, delivery: Delivery) -> None:
+        self.requeued.append(delivery.delivery_id)
+        self.put(replace(delivery, redelivered=True))
+
+    def stats(self, destinations: Sequence[str]) -> list[QueueStats]:
+        return []
+
+    def take_dead(self, destination: str, message_ids: set[str] | None) -> int:
+        return 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def close(self) -> None:
+        pass
+
+
+class FakeStore:
+    """The store calls the worker makes; ``down`` (or ``failures[name]`` for the next n calls) raises as a lost
+    database connection does."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.failures: dict[str, int] = {}
+        self.attempts: dict[int, int] = {}
+        self.delivered: dict[int, Delivered] = {}
+        self.recorded: list[list[int]] = []  # the delivery ids of each record_delivered_many call
+        self.retries: list[int] = []
+        self.dead: list[int] = []
+        self.lock = threading.Lock()
+
+    def _check(self, name: str) -> None:
+        if self.failures.get(name, 0) > 0:
+            self.failures[name] -= 1
+            raise StoreUnavailableError(f"{name}: connection refused")
+        if self.down:
+            raise StoreUnavailableError(f"{name}: connection refused")
+
+    def ping(self) -> None:
+        self._check("ping")
+
+    def start_attempts(self, delivery_ids: Sequence[int]) -> dict[int, int]:
+        self._check("start_attempts")
+        for i in delivery_ids:
+            self.attempts[i] = self.attempts.get(i, 0) + 1
+        return {i: self.attempts[i] for i in delivery_ids if i not in self.delivered}
+
+    def record_delivered_many(self, items: Sequence[Delivered]) -> list[bool]:
+        self._check("record_delivered_many")
+        with self.lock:
+            self.recorded.append([item.delivery_id for item in items])
+            fresh = [item.delivery_id not in self.delivered for item in items]
+            for item in items:
+                self.delivered.setdefault(item.delivery_id, item)
+        return fresh
+
+    def record_retry(self, delivery_id: int, *, error: str, delay_s: float, republish: bool = False) -> None:
+        self._check("record_retry")
+        self.retries.append(delivery_id)
+
+    def record_dead(self, delivery_id: int, *, reason: str, error: str) -> int:
+        self._check("record_dead")
+        self.dead.append(delivery_id)
+        return 1
+
+
+class FakeBuilder:
+    """Stands in for mapping and signing: the outbound envelope names the queued message."""
+
+    def prepare(self, inbound: bytes, destination: str, partner_format=None, units=None) -> Outbound:
+        match = re.search(rb'id="([^"]+)"', inbound)
+        assert match is not None
+        message_id = match.group(1).decode()
+        header = EnvelopeHeader(message_id=message_id, sender="000.00.00.H00", receiver=destination,
+                                message_type="dossier.sync")  # fmt: skip
+        return Outbound(header, f'<out id="{message_id}"/>'.encode())
+
+
+class Partner(Adapter):
+    """Counts calls per message id; a message id in ``gates`` waits for its event, one in ``failing`` gets a 503."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.gates: dict[str, threading.Event] = {}
+        self.failing: set[str] = set()
+        self._lock = threading.Lock()
+
+    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
+        with self._lock:
+            self.calls.append(request.message_id)
+        gate = self.gates.get(request.message_id)
+        if gate is not None:
+            assert gate.wait(10), "gate never opened"
+        if request.message_id in self.failing:
+            raise TransientDeliveryError("HTTP 503", status=503)
+        return DeliveryReceipt(200, "ok")
+
+
+def delivery(delivery_id: int, message_id: str | None = None) -> Delivery:
+    message_id = message_id or f"m-{delivery_id}"
+    return Delivery(DEST, message_id, f'<in id="{message_id}"/>'.encode(), {}, delivery_id=delivery_id)
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, *, backoff: Backoff | None = None, heartbeat: bool = False) -> None:
+        self.store, self.broker, self.partner = FakeStore(), FakeBroker(), Partner()
+        routing = RoutingTable({DEST: DestinationConfig(endpoint="http://127.0.0.1:9/", concurrency=8,
+                                                        retry_delays_s=(60.0, 60.0))})  # fmt: skip
+        self.worker = Worker(
+            self.store, self.broker, routing, FakeBuilder(), {DEST: self.partner},  # type: ignore[arg-type]
+            dependencies=Dependencies(backoff or Backoff(0.01, 0.05)),
+            heartbeat=Heartbeat(tmp_path) if heartbeat else None,
+        )  # fmt: skip
+        self._thread: threading.Thread | None = None
+        self.result: list[int] = []
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=lambda: self.result.append(self.worker.run()), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> int:
+        self.worker.stop()
+        assert self._thread is not None
+        self._thread.join(10)
+        assert not self._thread.is_alive(), "the worker did not stop"
+        return self.result[0]
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    made = Rig(tmp_path)
+    yield made
+    made.worker.close()
+
+
+def outages(dependency: str) -> float:
+    return REGISTRY.get_sample_value("lienthong_worker_outages_total", {"dependency": dependency}) or 0.0
+
+
+def up(dependency: str) -> float | None:
+    return REGISTRY.get_sample_value("lienthong_worker_dependency_up", {"dependency": dependency})
+
+
+def test_store_down_when_attempts_start_gives_the_batch_back_and_the_worker_recovers(rig: Rig) -> None:
+    before = outages(STORE)
+    rig.store.down = True
+    rig.broker.put(delivery(1), delivery(2))
+    rig.start()
+    eventually(lambda: not rig.worker.dependencies.is_up(STORE))
+    assert sorted(rig.broker.requeued) == [1, 2]  # given back, none called
+    assert rig.partner.calls == [] and up(STORE) == 0 and outages(STORE) == before + 1
+    rig.store.down = False
+    eventually(lambda: sorted(rig.broker.acked) == [1, 2])
+    assert sorted(rig.partner.calls) == ["m-1", "m-2"]  # each called once, after the outage
+    assert up(STORE) == 1 and outages(STORE) == before + 1  # one outage, however many tries
+    assert rig.stop() == 2
+
+
+def test_delivered_but_not_recorded_is_held_never_called_again_and_recorded_after_the_outage(rig: Rig) -> None:
+    rig.store.failures["record_delivered_many"] = 10**9  # down between the call and its record, until cleared
+    rig.broker.put(delivery(1))
+    rig.start()
+    eventually(lambda: rig.worker.held == 1)
+    flushes = rig.broker.flushes
+    eventually(lambda: rig.broker.flushes > flushes + 2)  # the broker is pumped while it waits
+    assert rig.broker.acked == [] and rig.broker.requeued == []  # kept, unacknowledged
+    rig.store.failures.clear()
+    eventually(lambda: rig.broker.acked == [1])
+    assert rig.partner.calls == ["m-1"]  # never called again
+    assert list(rig.store.delivered) == [1] and rig.store.recorded[-1] == [1]
+    rig.stop()
+    assert rig.broker.acked == [1]  # acknowledged once
+
+
+def test_a_failed_call_whose_retry_cannot_be_recorded_is_given_back(rig: Rig) -> None:
+    rig.partner.failing.add("m-1")
+    rig.store.failures["record_retry"] = 1
+    rig.broker.put(delivery(1))
+    rig.start()
+    eventually(lambda: rig.broker.requeued == [1])
+    eventually(lambda: rig.store.retries == [1])  # the next attempt called again and recorded its retry
+    assert rig.partner.calls == ["m-1", "m-1"] and rig.broker.retried == [1]
+    rig.stop()
+
+
+def test_broker_unavailable_in_consume_or_settle_is_ridden_out(rig: Rig) -> None:
+    before = outages(BROKER)
+    rig.broker.consume_failures = 3
+    rig.broker.ack_failures = 1
+    rig.broker.put(delivery(1))
+    rig.start()
+    eventually(lambda: 1 in rig.store.delivered)
+    eventually(lambda: rig.worker.dependencies.is_up(BROKER) and up(BROKER) == 1)
+    assert outages(BROKER) >= before + 1
+    # The ack failed after the store recorded it: the broker redelivers, the store recognises it, no new call.
+    rig.broker.put(delivery(1))
+    eventually(lambda: rig.broker.acked == [1])
+    assert rig.partner.calls == ["m-1"]
+    rig.stop()
+
+
+def test_a_delivery_id_repeated_in_a_batch_is_delivered_once_and_every_copy_acknowledged(rig: Rig) -> None:
+    settled = rig.worker.process_batch([delivery(7), delivery(8), delivery(7), delivery(7)])
+    assert rig.partner.calls.count("m-7") == 1 and rig.partner.calls.count("m-8") == 1
+    assert sorted(rig.broker.acked) == [7, 7, 7, 8] and settled == 4
+    assert rig.store.attempts == {7: 1, 8: 1}
+    assert sorted(i for ids in rig.store.recorded for i in ids) == [7, 8]
+
+
+def test_copies_wait_for_the_first_ones_record(rig: Rig) -> None:
+    rig.store.failures["record_delivered_many"] = 1
+    with pytest.raises(StoreUnavailableError):
+        rig.worker.process_batch([delivery(7), delivery(7)])
+    assert rig.broker.acked == [] and rig.worker.held == 1  # neither copy acknowledged before the record
+
+
+def test_each_outcome_is_recorded_as_its_call_returns(rig: Rig) -> None:
+    rig.partner.gates["m-slow"] = gate = threading.Event()
+    done = threading.Thread(target=rig.worker.process_batch, args=([delivery(1, "m-slow"), delivery(2, "m-fast")],))
+    done.start()
+    try:
+        eventually(lambda: 2 in rig.store.delivered)  # recorded while the slow call still runs
+        assert 1 not in rig.store.delivered and rig.broker.acked == [2]
+    finally:
+        gate.set()
+        done.join(10)
+    assert rig.store.recorded == [[2], [1]] and rig.broker.acked == [2, 1]
+
+
+def test_sigterm_during_a_backoff_ends_the_run_at_once(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, backoff=Backoff(first_s=60.0, max_s=60.0), heartbeat=True)
+    rig.store.down = True
+    rig.broker.put(delivery(1))
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    rig.worker.install_signal_handlers()
+    try:
+        threading.Thread(target=lambda: (eventually(lambda: not rig.worker.dependencies.is_up(STORE)),
+                                         os.kill(os.getpid(), signal.SIGTERM)), daemon=True).start()  # fmt: skip
+        started = time.monotonic()
+        rig.worker.run()  # in the main thread, where signals are handled
+        assert time.monotonic() - started < 10  # not the 60 s backoff
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+        rig.worker.close()
+    assert rig.broker.requeued == [1] and rig.partner.calls == []
+    beat = json.loads(heartbeat_path(tmp_path).read_text())
+    assert (beat["pid"], beat["store"], beat["broker"]) == (os.getpid(), "down", "up")
+
+
+# ---------------------------------------------------------------- the heartbeat a supervisor reads
+
+
+def test_worker_health_needs_a_fresh_heartbeat_of_a_live_process(tmp_path: Path) -> None:
+    assert check(tmp_path, 30) == (False, f"no worker heartbeat in {tmp_path}")
+    clock = [0.0]
+    beat = Heartbeat(tmp_path, clock=lambda: clock[0])
+    beat.beat(store_up=True, broker_up=False, settled=3)
+    healthy, reason = check(tmp_path, 30)
+    assert healthy and "broker down" in reason and "settled 3" in reason
+    record = json.loads(beat.path.read_text())
+    record["time"] -= 60  # written a minute ago
+    beat.path.write_text(json.dumps(record))
+    healthy, reason = check(tmp_path, 30)
+    assert not healthy and reason.startswith("stale")
+    beat.beat(store_up=True, broker_up=True, settled=4)  # within every_s of the last: not rewritten
+    assert not check(tmp_path, 30)[0]
+    clock[0] += 5
+    beat.beat(store_up=True, broker_up=True, settled=4)
+    assert check(tmp_path, 30)[0]
+    record["pid"] = _dead_pid()
+    record["time"] = time.time()
+    heartbeat_path(tmp_path, record["pid"]).write_text(json.dumps(record))
+    beat.remove()
+    healthy, reason = check(tmp_path, 30)
+    assert not healthy and reason.startswith("no live worker")
+    Heartbeat(tmp_path)  # a new worker clears what dead ones left
+    assert list(tmp_path.glob("*.heartbeat")) == []
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
