@@ -60,6 +60,9 @@ class FakeBroker(Broker):
     def declare(self, destinations: Sequence[str], policy: RetryPolicy | None = None) -> None:
         pass
 
+    def retire(self, destinations: Sequence[str], policy: RetryPolicy | None = None) -> list[str]:
+        return []
+
     def publish(self, messages: Sequence[OutboundMessage]) -> None:
         pass
 
