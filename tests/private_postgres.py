@@ -29,7 +29,7 @@ def _version() -> str | None:
 
 
 def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)  # noqa: S603 - fixed commands
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {(done.stderr or done.stdout).strip()}")
     return done

@@ -4,7 +4,9 @@ Used by the benchmark and the failure tests. It deduplicates on ``X-Message-Id``
 (the effect happens once) and also counts raw receipts, so a test can tell at-least-once redelivery from a
 duplicated effect. It can be told to fail: ``POST /_control {"status": 503, "count": 10}`` answers the next
 10 deliveries with 503 (``"seconds"`` instead of ``count`` fails for a while); ``{"status": 0}`` heals it.
-``--delay-ms`` makes every delivery take that long (a slow partner). ``GET /_stats`` returns what it saw.
+``--delay-ms`` makes every delivery take that long (a slow partner); ``{"delay_ms": 2000}`` changes it from now on
+(longer than the hub's timeout: a hanging partner, which still receives what it is sent). ``GET /_stats`` returns
+what it saw.
 Run: ``python -m hub.devtools.sink --port 9100``.
 
 Two servers share the same state and rules: ``SinkServer`` (threads, started in-process by tests), and, for
@@ -66,6 +68,8 @@ class SinkState:
             self.fail_count = command.get("count")
             seconds = command.get("seconds")
             self.fail_until = time.time() + float(seconds) if seconds else None
+            if "delay_ms" in command:
+                self.delay_s = float(command["delay_ms"]) / 1000
 
     def receive(self, message_id: str, body: bytes) -> tuple[int, bytes]:
         """Take one delivery (after the delay); the status and JSON body to answer with."""
