@@ -6,7 +6,7 @@ duplicated effect. It can be told to fail: ``POST /_control {"status": 503, "cou
 10 deliveries with 503 (``"seconds"`` instead of ``count`` fails for a while); ``{"status": 0}`` heals it.
 ``--delay-ms`` makes every delivery take that long (a slow partner); ``{"delay_ms": 2000}`` changes it from now on
 (longer than the hub's timeout: a hanging partner, which still receives what it is sent). ``GET /_stats`` returns
-what it saw.
+what it saw (``repeated``: how many times each id received more than once came).
 Run: ``python -m hub.devtools.sink --port 9100``.
 
 Two servers share the same state and rules: ``SinkServer`` (threads, started in-process by tests), and, for
@@ -36,6 +36,7 @@ class SinkState:
         self.lock = threading.Lock()
         self.delay_s = delay_s
         self.first_seen: dict[str, float] = {}
+        self.repeated: dict[str, int] = {}  # receipts of the ids received more than once
         self.received = 0
         self.duplicates = 0
         self.failed = 0
@@ -81,6 +82,7 @@ class SinkState:
                 self.received += 1
                 if message_id in self.first_seen:
                     self.duplicates += 1
+                    self.repeated[message_id] = self.repeated.get(message_id, 1) + 1
                 else:
                     self.first_seen[message_id] = time.time()
         if status:
@@ -104,6 +106,7 @@ class SinkState:
             "duplicates": self.duplicates,
             "failed": self.failed,
             "first_seen": self.first_seen,
+            "repeated": self.repeated,
         }
 
 
