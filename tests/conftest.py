@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,17 @@ from hub.devtools.sink import SinkServer
 from hub.security import keys
 from hub.security.signing import Signer, TrustStore
 from hub.store import Store
-from tests.support import HUB, MINISTRY, PROVINCE, listening, require, running_sink
+from tests.support import (
+    HUB,
+    MINISTRY,
+    PROVINCE,
+    SinkProcess,
+    listening,
+    require,
+    running_sink,
+    start_sink_process,
+    stop_process,
+)
 
 LEVELS = ("unit", "integration", "e2e")
 
@@ -90,6 +100,21 @@ def sink() -> Iterator[SinkServer]:
     """A sink partner on 127.0.0.1 for this test (``tests.support.running_sink``)."""
     with running_sink() as server:
         yield server
+
+
+@pytest.fixture
+def start_sink() -> Iterator[Callable[..., SinkProcess]]:
+    """Start sink partner processes (``tests.support.start_sink_process``); all killed after the test."""
+    started: list[SinkProcess] = []
+
+    def start(delay_ms: float = 0) -> SinkProcess:
+        started.append(start_sink_process(delay_ms))
+        return started[-1]
+
+    yield start
+    for sink in started:
+        stop_process(sink.proc)
+        sink.proc.stdout.close()  # type: ignore[union-attr]
 
 
 @dataclass

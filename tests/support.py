@@ -7,8 +7,11 @@ settings, connectors and environment, the sink partner, and the exchange pipelin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
+import signal
 import socket
 import subprocess
 import sys
@@ -183,7 +186,49 @@ def sink_stats(server: SinkServer) -> dict:
         return server.state.snapshot()
 
 
+@dataclass
+class SinkProcess:
+    """A sink partner in its own process (``python -m hub.devtools.sink``): it does not share the test's CPU."""
+
+    proc: subprocess.Popen
+    url: str
+
+    def _call(self, path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        url = self.url.replace("/inbox", path)
+        request = urllib.request.Request(url, data, method="GET" if data is None else "POST")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - 127.0.0.1
+            return json.loads(response.read())
+
+    def stats(self) -> dict:
+        return self._call("/_stats")
+
+    def control(self, **command: object) -> None:
+        self._call("/_control", command)
+
+
+def start_sink_process(delay_ms: float = 0) -> SinkProcess:
+    """Start a sink partner process on a free port (in its own session: ``stop_process`` kills it)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub.devtools.sink", "--port", "0", "--delay-ms", str(delay_ms)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    ready, _, _ = select.select([proc.stdout], [], [], 15)
+    line = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
+    if not line.startswith("sink listening on "):
+        stop_process(proc)
+        raise AssertionError(f"the sink did not start: {line!r}")
+    return SinkProcess(proc, line.split()[-1])
+
+
 # ---------------------------------------------------------------------------------------------- child processes
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Kill a child started with ``start_new_session=True`` and whatever it started (its process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
 
 
 def terminate(proc: subprocess.Popen, timeout_s: float = 15) -> None:

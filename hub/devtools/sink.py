@@ -4,7 +4,9 @@ Used by the benchmark and the failure tests. It deduplicates on ``X-Message-Id``
 (the effect happens once) and also counts raw receipts, so a test can tell at-least-once redelivery from a
 duplicated effect. It can be told to fail: ``POST /_control {"status": 503, "count": 10}`` answers the next
 10 deliveries with 503 (``"seconds"`` instead of ``count`` fails for a while); ``{"status": 0}`` heals it.
-``--delay-ms`` makes every delivery take that long (a slow partner). ``GET /_stats`` returns what it saw.
+``--delay-ms`` makes every delivery take that long (a slow partner); ``{"delay_ms": 2000}`` changes it from now on
+(longer than the hub's timeout: a hanging partner, which still receives what it is sent). ``GET /_stats`` returns
+what it saw (``repeated``: how many times each id received more than once came).
 Run: ``python -m hub.devtools.sink --port 9100``.
 
 Two servers share the same state and rules: ``SinkServer`` (threads, started in-process by tests), and, for
@@ -34,6 +36,7 @@ class SinkState:
         self.lock = threading.Lock()
         self.delay_s = delay_s
         self.first_seen: dict[str, float] = {}
+        self.repeated: dict[str, int] = {}  # receipts of the ids received more than once
         self.received = 0
         self.duplicates = 0
         self.failed = 0
@@ -66,6 +69,8 @@ class SinkState:
             self.fail_count = command.get("count")
             seconds = command.get("seconds")
             self.fail_until = time.time() + float(seconds) if seconds else None
+            if "delay_ms" in command:
+                self.delay_s = float(command["delay_ms"]) / 1000
 
     def receive(self, message_id: str, body: bytes) -> tuple[int, bytes]:
         """Take one delivery (after the delay); the status and JSON body to answer with."""
@@ -77,6 +82,7 @@ class SinkState:
                 self.received += 1
                 if message_id in self.first_seen:
                     self.duplicates += 1
+                    self.repeated[message_id] = self.repeated.get(message_id, 1) + 1
                 else:
                     self.first_seen[message_id] = time.time()
         if status:
@@ -100,6 +106,7 @@ class SinkState:
             "duplicates": self.duplicates,
             "failed": self.failed,
             "first_seen": self.first_seen,
+            "repeated": self.repeated,
         }
 
 

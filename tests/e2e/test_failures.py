@@ -13,18 +13,14 @@ Every child process is killed in the fixtures' teardown, whatever happens in the
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import json
 import os
-import select
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,62 +33,22 @@ from hub.config import Settings
 from hub.exchange.pipeline import Acceptor
 from hub.runtime import Runtime, hub_signer
 from hub.security.signing import Signer
-from tests.support import hub_env, issue_signer, listening, require, signed_envelope, wait_for, write_routes
+from tests.support import (
+    SinkProcess,
+    hub_env,
+    issue_signer,
+    listening,
+    require,
+    signed_envelope,
+    stop_process,
+    wait_for,
+    write_routes,
+)
 
 PROVINCE, PORTAL, HUB_CODE = "000.00.00.H12", "000.00.00.G22", "000.00.00.H00"
 BIN = Path(sys.executable).parent
 HUB = BIN / "hub"
 VISIBILITY_S = 2.0  # the embedded broker's visibility timeout in these tests (a SIGKILLed worker's claims)
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    """Kill a child started with ``start_new_session=True`` and whatever it started (its process group)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-
-
-# -- the sink partner, as its own process -------------------------------------------------------------------
-
-
-@dataclass
-class SinkProcess:
-    proc: subprocess.Popen
-    url: str
-
-    def _call(self, path: str, body: dict | None = None) -> dict:
-        data = None if body is None else json.dumps(body).encode()
-        url = self.url.replace("/inbox", path)
-        request = urllib.request.Request(url, data, method="GET" if data is None else "POST")  # noqa: S310
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - 127.0.0.1
-            return json.loads(response.read())
-
-    def stats(self) -> dict:
-        return self._call("/_stats")
-
-    def control(self, **command: object) -> None:
-        self._call("/_control", command)
-
-
-@pytest.fixture
-def start_sink() -> Iterator[Callable[..., SinkProcess]]:
-    started: list[subprocess.Popen] = []
-
-    def start(delay_ms: float = 0) -> SinkProcess:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.devtools.sink", "--port", "0", "--delay-ms", str(delay_ms)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )  # fmt: skip
-        started.append(proc)
-        ready, _, _ = select.select([proc.stdout], [], [], 15)
-        line = proc.stdout.readline() if ready else ""
-        assert line.startswith("sink listening on "), f"the sink did not start: {line!r}"
-        return SinkProcess(proc, line.split()[-1])
-
-    yield start
-    for proc in started:
-        stop_process(proc)
-        proc.stdout.close()
 
 
 # -- the hub: an acceptor in this process, workers and CLI commands as subprocesses -------------------------
