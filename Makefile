@@ -37,7 +37,7 @@ demo: setup  ## Set up, then run the main job on the embedded default (`hub demo
 test: setup  ## Set up, lint, type-check, check the import layers, and run the whole test suite
 	$(BIN)/ruff check .
 	$(MAKE) --no-print-directory check
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3 --dist loadfile
 
 test-fast: $(STAMP)  ## Lint and run the unit tests only (in process, no services; under a minute)
 	$(BIN)/ruff check .

@@ -11,6 +11,8 @@ Every test is marked by the folder it lives in — ``unit``, ``integration`` or 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,7 +58,18 @@ def _service(name: str, host: str, port: int, url: str) -> str:
 
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> str:
-    return _service("RabbitMQ", "127.0.0.1", 5672, "amqp://guest:guest@127.0.0.1:5672/%2F")
+    """The shared RabbitMQ; under pytest-xdist (``make test`` runs the files in parallel) each test process gets a
+    virtual host of its own, so tests that use the same destination names never consume each other's messages."""
+    url = _service("RabbitMQ", "127.0.0.1", 5672, "amqp://guest:guest@127.0.0.1:5672/%2F")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    vhost = f"lienthong-test-{worker}"
+    for command in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]):
+        done = subprocess.run(["rabbitmqctl", "-q", *command], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0 and "already exists" not in done.stderr + done.stdout:
+            require(f"cannot make the RabbitMQ virtual host {vhost} (rabbitmqctl {command[0]}): {done.stderr.strip()}")
+    return f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
 
 
 @pytest.fixture(scope="session")

@@ -2,20 +2,19 @@
 (`python -m hub.devtools.sink`), against both broker backends.
 
 - a worker SIGKILLed mid-run: a new worker delivers everything, each delivery recorded delivered once;
-- RabbitMQ restarted (``rabbitmqctl stop_app``/``start_app``) mid-run: the worker reconnects by itself;
 - a partner answering 503 for a while: retried with growing delays, then delivered;
 - a partner answering 400: dead letter at once, then ``hub dead-letters replay --all`` delivers it;
 - the embedded queue write-locked by another process for a while: the worker keeps trying instead of exiting;
 - SIGTERM (one worker process, or a parent with two): finishes the batch, exits 0; the next worker delivers the rest.
 
-Every child process is killed in the fixtures' teardown, whatever happens in the test.
+Every child process is killed in the fixtures' teardown, whatever happens in the test. Nothing here stops a shared
+service: RabbitMQ and PostgreSQL outages are in ``test_faults.py``, on a private node and a private cluster.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -37,8 +36,6 @@ from tests.support import (
     SinkProcess,
     hub_env,
     issue_signer,
-    listening,
-    require,
     signed_envelope,
     stop_process,
     wait_for,
@@ -232,76 +229,6 @@ def test_sigkilled_worker_loses_nothing_and_records_each_delivery_once(make_hub,
     assert stats["received"] == len(ids) + stats["duplicates"]
     assert stats["duplicates"] <= 64  # at most the killed worker's batch (prefetch)
     sigterm_and_wait(second, hub)
-
-
-# -- b. RabbitMQ restarted under a running worker -------------------------------------------------------------
-
-
-def _listening(port: int) -> bool:
-    return listening("127.0.0.1", port)
-
-
-def _rabbitmqctl(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=timeout)
-
-
-def _ensure_rabbitmq_running() -> None:
-    if not _listening(5672):
-        _rabbitmqctl("start_app")
-    _rabbitmqctl("await_startup", timeout=60)
-    wait_for(lambda: _listening(5672), 60, "RabbitMQ to accept connections on 5672 again")
-
-
-@pytest.fixture
-def rabbitmqctl(rabbitmq_url: str) -> Iterator[None]:
-    """``rabbitmqctl`` usable here (installed, and allowed to talk to the node); RabbitMQ is running afterwards."""
-    reason = None
-    if shutil.which("rabbitmqctl") is None:
-        reason = "rabbitmqctl is not installed"
-    else:
-        try:
-            status = _rabbitmqctl("-q", "status", timeout=30)
-            if status.returncode != 0:
-                reason = f"rabbitmqctl cannot reach the node: {(status.stderr or status.stdout).strip()[:200]}"
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            reason = f"rabbitmqctl is not usable: {exc}"
-    if reason:
-        require(reason)
-    try:
-        yield
-    finally:
-        _ensure_rabbitmq_running()
-
-
-@pytest.mark.rabbitmq
-@pytest.mark.parametrize("broker_kind", ["rabbitmq"])
-def test_rabbitmq_restart_mid_run_loses_nothing_and_the_worker_reconnects(
-    rabbitmqctl, make_hub, start_sink, record_property
-) -> None:
-    sink = start_sink(delay_ms=40)
-    hub = make_hub(sink)
-    ids = hub.accept(300)
-    worker = hub.start_worker()
-    try:
-        wait_for(lambda: sink.stats()["unique"] >= 50, 30, "the worker to deliver 50 messages", hub.logs)
-        stopped = _rabbitmqctl("stop_app")
-        assert stopped.returncode == 0, stopped.stderr
-        at_stop = sink.stats()["unique"]
-        time.sleep(1.0)
-        started = _rabbitmqctl("start_app")
-        assert started.returncode == 0, started.stderr
-        wait_for(lambda: _listening(5672), 60, "RabbitMQ to accept connections again")
-    finally:
-        _ensure_rabbitmq_running()
-    assert at_stop < len(ids), "the worker finished before RabbitMQ stopped; make the sink slower"
-    wait_for(lambda: sink.stats()["unique"] == len(ids), 45, "the worker to deliver the rest", hub.logs)
-    assert worker.poll() is None, f"the worker died instead of reconnecting\n{hub.logs()}"
-    stats = assert_delivered_exactly_once(hub, sink, ids)
-    record_property("raw_duplicates", stats["duplicates"])
-    print(f"\n[rabbitmq] restart after {at_stop} unique; raw duplicates at the sink: {stats['duplicates']}")
-    log = hub.log_files[0].read_text()
-    assert "reconnecting" in log or "retrying connection" in log, log[-3000:]
-    sigterm_and_wait(worker, hub)
 
 
 def test_worker_rides_out_an_unavailable_embedded_queue(tmp_path, start_sink, make_hub_embedded) -> None:
