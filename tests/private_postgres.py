@@ -1,9 +1,10 @@
-"""A private PostgreSQL cluster the fault tests may stop and start (``tests/e2e/test_faults.py``).
+"""A private, throw-away PostgreSQL cluster for tests that stop the database (``tests/e2e/test_faults.py``,
+``tests/e2e/test_worker_outages.py``).
 
 The shared server on 5432 serves every other test (and, on a developer machine, other work): a fault test must
-never stop it. This cluster, ``lienthong_faults`` on its own port, is created with Debian's ``pg_createcluster``
-the first time (as root, like CI), trusts 127.0.0.1 the way ``.ci/run`` makes ``main`` do, and holds a
-database ``test``. It is left stopped, not dropped, at the end: the next run only starts it (~1 s).
+never stop it. This one is made with ``initdb`` in a temporary folder, runs as the ``postgres`` user (the server
+refuses root) on a free port with trust authentication and no fsync, and is removed afterwards; test processes
+running side by side (pytest-xdist) each get their own.
 """
 
 from __future__ import annotations
@@ -11,86 +12,63 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import listening, require, wait_for
+from tests.support import free_port, listening, require
 
-CLUSTER = "lienthong_faults"
-PORT = int(os.environ.get("LIENTHONG_FAULTS_PG_PORT", "5544"))
-TRUST_LINE = "host all all 127.0.0.1/32 trust"
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
 
 
-def _version() -> str | None:
-    """The newest PostgreSQL major version installed (Debian's layout), ``None`` without one."""
-    versions = sorted((p.name for p in Path("/usr/lib/postgresql").glob("*") if p.name.isdigit()), key=int)
-    return versions[-1] if versions else None
-
-
-def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {(done.stderr or done.stdout).strip()}")
-    return done
-
-
+@dataclass
 class PrivatePostgres:
-    """The ``lienthong_faults`` cluster: ``url`` to reach it, ``stop()``/``start()`` to inject an outage."""
+    """A cluster in ``data`` listening on ``port``: ``url`` to reach it, ``stop()``/``start()`` for an outage."""
 
-    def __init__(self, version: str, port: int = PORT) -> None:
-        self.version = version
-        self.port = port
-        self.config_dir = Path("/etc/postgresql") / version / CLUSTER
+    data: Path
+    port: int
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/test"
-
-    def ensure(self) -> None:
-        """Create the cluster when missing, trust 127.0.0.1, start it, and create database ``test``."""
-        if not (self.config_dir / "postgresql.conf").exists():
-            _run("pg_createcluster", self.version, CLUSTER, "-p", str(self.port), timeout=120)
-        hba = self.config_dir / "pg_hba.conf"
-        lines = hba.read_text().splitlines()
-        if TRUST_LINE not in lines:  # first match wins in pg_hba.conf
-            hba.write_text("\n".join([TRUST_LINE, *lines]) + "\n")
-        self.start()
-        exists = _run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tAc",
-                      "SELECT 1 FROM pg_database WHERE datname = 'test'")  # fmt: skip
-        if exists.stdout.strip() != "1":
-            _run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c", "CREATE DATABASE test")
-
-    def _ctl(self, action: str) -> None:
-        _run("pg_ctlcluster", "--skip-systemctl-redirect", self.version, CLUSTER, action)
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def running(self) -> bool:
         return listening("127.0.0.1", self.port)
 
+    def _pg_ctl(self, *args: str, check: bool = True) -> None:
+        assert PG_BIN is not None
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-s",
+                        *args], check=check, capture_output=True, timeout=60)  # fmt: skip
+
     def start(self) -> None:
-        """Start the cluster (nothing when it runs) and wait until it accepts connections."""
+        """Start it (nothing when it runs) and wait until it accepts connections."""
         if not self.running():
-            self._ctl("start")
-        wait_for(self.running, 30, f"PostgreSQL cluster {CLUSTER} to listen on {self.port}")
+            options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+            self._pg_ctl("-o", options, "-l", str(self.data / "log"), "-w", "start")
 
     def stop(self) -> None:
-        """Stop the cluster (fast shutdown: sessions are cut, as when the server goes away)."""
+        """Stop it the fast way: sessions are cut, as when the server goes away."""
         if self.running():
-            self._ctl("stop")
+            self._pg_ctl("-m", "fast", "-w", "stop")
 
 
 @contextmanager
 def private_postgres() -> Iterator[PrivatePostgres]:
-    """The private cluster, running; stopped again afterwards. Skips (fails on CI) where it cannot exist here:
-    not root, or no Debian PostgreSQL tools."""
-    version = _version()
-    if version is None or shutil.which("pg_createcluster") is None or shutil.which("pg_ctlcluster") is None:
-        require("PostgreSQL's pg_createcluster/pg_ctlcluster are not installed")
-    if os.geteuid() != 0:
-        require("a private PostgreSQL cluster needs root (pg_createcluster)")
-    cluster = PrivatePostgres(version)
-    cluster.ensure()
+    """A fresh cluster, running; removed afterwards. Skips (fails on CI) where it cannot exist here: no PostgreSQL
+    server binaries, not root, or no ``runuser``."""
+    if PG_BIN is None or os.geteuid() != 0 or shutil.which("runuser") is None:
+        require("a private PostgreSQL cluster needs the PostgreSQL server binaries and root (to run as postgres)")
+    root = Path(tempfile.mkdtemp(prefix="lienthong-pg-"))
+    shutil.chown(root, "postgres")
+    pg = PrivatePostgres(root / "data", free_port())
+    assert PG_BIN is not None
+    initdb = [str(PG_BIN / "initdb"), "-D", str(pg.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]
+    subprocess.run(["runuser", "-u", "postgres", "--", *initdb], check=True, capture_output=True, timeout=120)
+    pg.start()
     try:
-        yield cluster
+        yield pg
     finally:
-        cluster.stop()
+        pg._pg_ctl("-m", "immediate", "stop", check=False)
+        shutil.rmtree(root, ignore_errors=True)

@@ -62,7 +62,12 @@ from tests.support import (
 CONCURRENCY = 4  # partner calls at once per worker process (the destination's ``concurrency``)
 #: Duplicate receipts a crash may cause: the calls in flight, and as many returned but not yet recorded.
 IN_FLIGHT = 2 * CONCURRENCY
-OUTAGE_S = 8.0
+# The issue's acceptance runs use longer outages than CI: e.g. LIENTHONG_FAULT_OUTAGE_S=30 (RabbitMQ) or 10
+# (PostgreSQL), LIENTHONG_FAULT_PARTNER_OUTAGE_S=60.
+OUTAGE_S = float(os.environ.get("LIENTHONG_FAULT_OUTAGE_S", "8"))  # RabbitMQ or PostgreSQL stopped
+PARTNER_OUTAGE_S = float(os.environ.get("LIENTHONG_FAULT_PARTNER_OUTAGE_S", "2.5"))  # each of 503, then hanging
+#: The connector's backoff: 2 s steps for longer than both phases of the partner's outage (never given up on then).
+RETRY_DELAYS_S = [0.5, 1, 1, *[2] * max(9, int(PARTNER_OUTAGE_S) + 2)]
 HEALTHZ_P99_MS = 100.0
 
 
@@ -211,7 +216,7 @@ def make_hub(services: Services, tmp_path: Path, pki, start_sink) -> Iterator[Ca
         registry.add(parse_spec({
             "code": MINISTRY, "name": "Land registration", "kind": "ministry", "receives": ["dossier.sync"],
             "endpoint": {"url": sink.url}, "concurrency": CONCURRENCY, "timeout_s": 5,
-            "retry": {"delays_s": [0.5, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2], "jitter": 0.1},
+            "retry": {"delays_s": RETRY_DELAYS_S, "jitter": 0.1},
             "circuit": {"failures": 3, "cooldown_s": 1},
             **ministry,
         }), actor="test")  # fmt: skip
@@ -348,7 +353,9 @@ class HealthProbe:
 # -- what every test asserts ----------------------------------------------------------------------------------
 
 
-def assert_each_delivered_once(hub: FaultHub, ids: list[str], *, timeout_s: float = 60, extra: int = IN_FLIGHT) -> dict:
+def assert_each_delivered_once(
+    hub: FaultHub, ids: list[str], *, timeout_s: float = 60 + OUTAGE_S + PARTNER_OUTAGE_S, extra: int = IN_FLIGHT
+) -> dict:
     """Nothing lost, nothing stuck, one ``delivered`` event per delivery, and at most ``extra`` duplicate receipts
     at the partner. Returns the sink's stats."""
     assert len(set(ids)) == len(ids)
@@ -526,11 +533,11 @@ def test_partner_503_then_hanging_everything_delivered_and_no_new_queues(make_hu
     wait_for(lambda: hub.delivered() == len(warm), 30, "the warm-up messages to be delivered", hub.logs)
     queues_before = hub.queues()
 
-    hub.sink.control(status=503, seconds=2.5)
+    hub.sink.control(status=503, seconds=PARTNER_OUTAGE_S)
     ids = warm + client.submit_many(hub, 30)
-    time.sleep(2.5)
+    time.sleep(PARTNER_OUTAGE_S)
     hub.sink.control(delay_ms=2500)  # past the connector's 1 s timeout: the partner gets the call, the hub no answer
-    time.sleep(2.5)
+    time.sleep(PARTNER_OUTAGE_S)
     hub.sink.control(delay_ms=0)
 
     stats = assert_each_delivered_once(hub, ids, extra=len(ids) * 20)  # timed-out calls are bounded below

@@ -5,12 +5,8 @@ called twice."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,6 +15,8 @@ from hub.config import Settings
 from hub.devtools.sink import SinkServer
 from hub.exchange.heartbeat import read_heartbeats
 from hub.runtime import Runtime
+from tests.private_postgres import PrivatePostgres
+from tests.private_postgres import private_postgres as make_private_postgres
 from tests.support import (
     HUB_BIN,
     PORTAL,
@@ -26,7 +24,6 @@ from tests.support import (
     free_port,
     hub_env,
     issue_signer,
-    require,
     signed_envelope,
     sink_stats,
     terminate,
@@ -34,49 +31,11 @@ from tests.support import (
     write_routes,
 )
 
-PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
-
-
-@dataclass
-class PrivatePostgres:
-    """A throw-away PostgreSQL cluster run as the ``postgres`` user, trust authentication, no fsync."""
-
-    data: Path
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _pg_ctl(self, *args: str) -> None:
-        assert PG_BIN is not None
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-s",
-                        *args], check=True, timeout=60)  # fmt: skip
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._pg_ctl("-o", options, "-l", str(self.data / "log"), "-w", "start")
-
-    def stop(self) -> None:
-        self._pg_ctl("-m", "fast", "-w", "stop")
-
 
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
-    if PG_BIN is None or os.geteuid() != 0 or shutil.which("runuser") is None:
-        require("a private PostgreSQL cluster needs the PostgreSQL server binaries and root (to run as postgres)")
-    root = Path(tempfile.mkdtemp(prefix="lienthong-pg-"))
-    shutil.chown(root, "postgres")
-    pg = PrivatePostgres(root / "data", free_port())
-    initdb = [str(PG_BIN / "initdb"), "-D", str(pg.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]
-    subprocess.run(["runuser", "-u", "postgres", "--", *initdb], check=True, capture_output=True, timeout=120)
-    pg.start()
-    try:
+    with make_private_postgres() as pg:
         yield pg
-    finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(pg.data), "-s", "-m",
-                        "immediate", "stop"], check=False, capture_output=True, timeout=60)  # fmt: skip
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_worker_rides_out_a_postgresql_stop_and_delivers_everything_once(
