@@ -25,6 +25,7 @@ from adapters.base import Adapter
 from adapters.registry import AdapterContext, build_adapter, build_adapters, factory_key
 from broker.base import Broker, BrokerError, connect
 from hub.config import Settings
+from hub.errors import StoreError
 from hub.exchange.routing import DestinationConfig, RoutingTable
 from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
@@ -277,7 +278,16 @@ class Runtime:
         gone = {code: cfg for code, cfg in old.destinations.items() if code not in self.routing.destinations}
         self._retiring = {**{c: v for c, v in self._retiring.items() if c not in self.routing.destinations}, **gone}
         kept: set[str] = set()
+        if self._retiring:  # deliveries still open in the store (e.g. a replayed dead letter) may yet be published
+            try:
+                open_ = {d.destination for d in self.store.queue_overview() if d.pending}
+            except StoreError as exc:
+                log.warning("cannot remove the queues of gone destinations yet: %s", exc)
+                return
+            kept = set(self._retiring) & open_
         for code, cfg in sorted(self._retiring.items()):
+            if code in kept:
+                continue
             try:
                 kept.update(self.broker.retire([code], cfg.retry_policy))
             except BrokerError as exc:  # the broker is down: the next refresh tries again

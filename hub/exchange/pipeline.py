@@ -10,7 +10,7 @@ thread (``Acceptor.handoff``, ``hub.exchange.publisher``) and the request is ans
 the broker, nor stalls while it is down (the relay, in that thread, publishes what was dropped meanwhile). The
 other callers (CLI, the benchmark's direct path, the hub's own messages outside the API, tests) publish in the
 commit, as before. The relay claims the rows it publishes (``Store.claim_unpublished``), so the relays of all the
-API and worker processes never publish the same delivery twice.
+API and worker processes do not publish the same delivery while its claim holds (at least once, rarely twice).
 
 **Inbound mapping.** A sender whose connector maps a type to a profile other than ``canonical`` (e.g. a ministry
 with ``mapping: {dossier.status: ministry-steps}``) may put its own format in the envelope body (``<BuocXuLy>``).
@@ -49,7 +49,7 @@ from lxml import etree
 from pydantic import BaseModel
 
 import mappings
-from broker.base import Broker, BrokerError, OutboundMessage
+from broker.base import Broker, BrokerError, BrokerUnavailable, OutboundMessage
 from hub import packets
 from hub.errors import (
     ConflictError,
@@ -619,9 +619,13 @@ class Relay:
 
     Every API and worker process runs one, so each batch is first claimed in the store
     (``Store.claim_unpublished``: one short transaction), published outside it, then marked published: two relays
-    never publish the same delivery. A relay that dies between claim and mark leaves a claim that runs out after
-    ``lease_s``; then another relay publishes those deliveries (again, at least once: the worker skips what it has
-    delivered already). ``grace_s``: only deliveries committed that long ago, as younger ones are still on their
+    do not publish the same delivery while its claim holds. A relay that dies between claim and mark (or a publish
+    that outlasts the lease) leaves a claim that runs out after ``lease_s``; then another relay publishes those
+    deliveries again (at least once, rarely twice: the worker skips what it has delivered already). A batch is
+    published per destination: one the broker cannot route (its connector was removed) keeps its claim until the
+    lease runs out, so it neither holds back the others nor is tried again at every turn.
+
+    ``grace_s``: only deliveries committed that long ago, as younger ones are still on their
     way through the publisher that accepted them."""
 
     def __init__(
@@ -644,22 +648,37 @@ class Relay:
 
     def run_once(self) -> int:
         """Claim, publish and mark one batch (at most ``batch``) of the pending deliveries older than the grace
-        period; return how many were published. A broker failure releases the claims and raises ``BrokerError``."""
+        period, one destination at a time; return how many were published. An unavailable broker releases the
+        claims not yet published and raises ``BrokerUnavailable``; a destination the broker refuses (unroutable)
+        is logged and left claimed (see the class docstring)."""
         pending = self.store.claim_unpublished(older_than_s=self.grace_s, limit=self.batch, lease_s=self.lease_s)
         if not pending:
             return 0
-        ids = [p.delivery_id for p in pending]
-        try:
-            self.broker.publish([outbound_for(p) for p in pending])
-        except BrokerError:
+        by_destination: dict[str, list[PendingDelivery]] = {}
+        for item in pending:
+            by_destination.setdefault(item.destination, []).append(item)
+        marked: set[int] = set()
+        for destination, group in by_destination.items():
+            ids = [p.delivery_id for p in group]
             try:
-                self.store.release_claims(ids)
-            except Exception as exc:  # the lease runs out by itself
-                log.warning("relay could not release its claims: %s", exc)
-            raise
-        self.store.mark_published(ids)
-        log.info("relay published %d pending deliveries", len(pending))
-        return len(pending)
+                self.broker.publish([outbound_for(p) for p in group])
+            except BrokerUnavailable:
+                self._release([p.delivery_id for p in pending if p.delivery_id not in marked])
+                raise
+            except BrokerError as exc:  # this destination only: kept claimed until the lease runs out
+                log.warning("relay cannot publish %d deliveries to %s for now: %s", len(group), destination, exc)
+                continue
+            self.store.mark_published(ids)
+            marked.update(ids)
+        if marked:
+            log.info("relay published %d pending deliveries", len(marked))
+        return len(marked)
+
+    def _release(self, ids: list[int]) -> None:
+        try:
+            self.store.release_claims(ids)
+        except Exception as exc:  # the lease runs out by itself
+            log.warning("relay could not release its claims: %s", exc)
 
     def maybe_run(self) -> int:
         """``run_once`` at most every ``every_s`` seconds."""

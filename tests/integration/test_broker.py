@@ -737,3 +737,32 @@ def test_connect_picks_the_backend(tmp_path) -> None:
         assert isinstance(b, EmbeddedBroker)
     with pytest.raises(BrokerError):
         connect("redis://localhost")
+
+
+def test_refresh_keeps_the_queues_of_a_gone_destination_while_the_store_has_deliveries_for_it(tmp_path) -> None:
+    """A delivery still open in the store (committed during an outage, or a replayed dead letter) may yet be
+    published by the relay: its destination's queues stay until nothing is pending for it."""
+    from hub.runtime import Runtime
+    from tests.support import hub_settings, write_routes
+
+    stays, goes = dest_name("stays"), dest_name("goes")
+    routes_file = tmp_path / "routes.yaml"
+
+    def route_to(*names: str) -> None:
+        write_routes(routes_file, {n: {"endpoint": "http://127.0.0.1:9/"} for n in names},
+                     [{"type": "dossier.sync", "to": list(names)}])  # fmt: skip
+
+    route_to(stays, goes)
+    runtime = Runtime.open(hub_settings(tmp_path, broker_url="embedded", routes_file=routes_file))
+    try:
+        runtime.refresh()
+        runtime.store.accept_many([
+            {"sender": "000.00.00.H12", "message_id": "open-1", "correlation_id": None, "message_type": "dossier.sync",
+             "receiver": goes, "dossier_code": None, "envelope": b"<e/>", "destinations": [goes]}
+        ])  # fmt: skip
+        route_to(stays)
+        runtime.refresh()
+        runtime.broker.publish([msg(goes, 1)])  # its queue is still there for the relay
+        assert len(drain(runtime.broker, [goes], 1)) == 1
+    finally:
+        runtime.close()

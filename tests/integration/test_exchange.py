@@ -17,7 +17,7 @@ import yaml
 from lxml import etree
 
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest
-from broker.base import BrokerUnavailable, connect
+from broker.base import BrokerError, BrokerUnavailable, connect
 from hub import packets
 from hub.config import Settings
 from hub.devtools.sink import SinkServer
@@ -624,3 +624,43 @@ def test_a_stray_copy_of_a_dead_delivery_is_not_attempted_until_replayed(store) 
     assert store.start_attempts([delivery_id]) == {}  # the worker acknowledges it without calling
     store.replay(dead_id, actor="operator")
     assert store.start_attempts([delivery_id]) == {delivery_id: 1}
+
+
+class RefusingBroker(CountingBroker):
+    """Publishes (counts) everything but one destination, which it cannot route (its connector was removed)."""
+
+    def __init__(self, published: list[int], lock: threading.Lock, unroutable: str) -> None:
+        super().__init__(published, lock)
+        self.unroutable = unroutable
+        self.refused = 0
+
+    def publish(self, messages) -> None:
+        if any(m.destination == self.unroutable for m in messages):
+            self.refused += 1
+            raise BrokerError(f"1 message(s) unroutable, e.g. to {self.unroutable}")
+        super().publish(messages)
+
+
+def test_a_destination_the_broker_cannot_route_holds_back_no_other(store) -> None:
+    """The oldest deliveries go to a destination whose queues are gone: the relay publishes the others, keeps the
+    refused ones claimed (not tried again at every turn) and takes them up again once the lease has run out."""
+    store.accept_many(
+        [
+            {"sender": PROVINCE, "message_id": f"gone-{n}", "correlation_id": None, "message_type": "dossier.sync",
+             "receiver": "000.00.00.G99", "dossier_code": None, "envelope": b"<e/>", "destinations": ["000.00.00.G99"]}
+            for n in range(30)
+        ]
+    )  # fmt: skip
+    _unpublished_deliveries(store, 20)
+    published: list[int] = []
+    broker = RefusingBroker(published, threading.Lock(), "000.00.00.G99")
+    relay = Relay(store, broker, grace_s=0, batch=40, lease_s=0.5)  # type: ignore[arg-type]
+    assert relay.run_once() == 10  # 30 refused + the 10 oldest of the others in this batch
+    assert relay.run_once() == 10  # the refused ones are still claimed: the rest come next
+    assert relay.run_once() == 0
+    assert len(published) == len(set(published)) == 20
+    assert broker.refused == 1
+    time.sleep(0.6)  # the lease ran out: the refused deliveries are tried again (and refused again)
+    assert relay.run_once() == 0
+    assert broker.refused == 2
+    assert len(store.unpublished(older_than_s=0)) == 30

@@ -2,8 +2,8 @@
 
 Every API and worker process runs a relay. A relay claims the unpublished deliveries it is about to publish (the
 column holds when its lease ends), publishes them outside that short transaction and then marks them published,
-so two relays never publish the same delivery; a relay that dies leaves a claim another takes over once the lease
-has run out. NULL: not claimed (every row written before this revision).
+so two relays do not publish the same delivery while its claim holds; a relay that dies leaves a claim another
+takes over once the lease has run out. NULL: not claimed (every row written before this revision).
 
 Revision ID: 0009
 Revises: 0008
