@@ -25,7 +25,7 @@ from adapters.base import Adapter
 from adapters.registry import AdapterContext, build_adapter, build_adapters, factory_key
 from broker.base import Broker, BrokerError, connect
 from hub.config import Settings
-from hub.errors import StoreError
+from hub.errors import StoreError, StoreUnavailableError
 from hub.exchange.routing import DestinationConfig, RoutingTable
 from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
@@ -493,7 +493,6 @@ def run_workers(
 
 def replay_dead_letters(runtime: Runtime, ids: list[int], *, actor: str) -> tuple[list[tuple[int, str, str]], list]:
     """Replay dead letters: record who and when, publish again, drop them from the broker's dead-letter queue."""
-    from hub.errors import StoreError
     from hub.exchange.pipeline import outbound_for
 
     replayed: list[tuple[int, str, str]] = []
@@ -502,14 +501,20 @@ def replay_dead_letters(runtime: Runtime, ids: list[int], *, actor: str) -> tupl
     for dead_id in ids:
         try:
             pending.append(runtime.store.replay(dead_id, actor=actor))
+        except StoreUnavailableError:  # not about this dead letter: the caller answers "try again later"
+            raise
         except StoreError as exc:
             errors.append((dead_id, exc))
             continue
         replayed.append((dead_id, pending[-1].message_id, pending[-1].destination))
     if pending:
-        runtime.routing.declare(runtime.broker)
-        for destination in {p.destination for p in pending}:
-            runtime.broker.take_dead(destination, {p.message_id for p in pending if p.destination == destination})
-        runtime.broker.publish([outbound_for(p) for p in pending])
-        runtime.store.mark_published([p.delivery_id for p in pending])
+        try:
+            runtime.routing.declare(runtime.broker)
+            for destination in {p.destination for p in pending}:
+                runtime.broker.take_dead(destination, {p.message_id for p in pending if p.destination == destination})
+            runtime.broker.publish([outbound_for(p) for p in pending])
+        except BrokerError as exc:  # the replay is committed: the outbox relay publishes it once the broker is back
+            log.warning("replayed %d dead letters; the relay will publish them: %s", len(pending), exc)
+        else:
+            runtime.store.mark_published([p.delivery_id for p in pending])
     return replayed, errors

@@ -139,6 +139,17 @@ def problem_response(request: Request, problem: ApiProblem) -> JSONResponse:
     return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE, headers=problem.headers)
 
 
+def store_unavailable(exc: Exception) -> ApiProblem:
+    """The 503 for a store that cannot be reached (one of ``STORE_DOWN``), with ``Retry-After``."""
+    return ApiProblem(
+        "unavailable",
+        "the hub's store cannot be reached now; nothing was stored, send it again later",
+        [Issue("/", "store-unavailable", "the store is unavailable")],
+        message_id=getattr(exc, "message_id", None),
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def install_handlers(app: Any) -> None:
     """Every error becomes problem+json; an unexpected exception is logged and answered 500 (a bug, never input)."""
 
@@ -174,14 +185,7 @@ def install_handlers(app: Any) -> None:
 
     async def _store_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
-        problem = ApiProblem(
-            "unavailable",
-            "the hub's store cannot be reached now; nothing was stored, send it again later",
-            [Issue("/", "store-unavailable", "the store is unavailable")],
-            message_id=getattr(exc, "message_id", None),
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
-        return problem_response(request, problem)
+        return problem_response(request, store_unavailable(exc))
 
     for cls in STORE_DOWN:  # a handler per class: Starlette answers them as handled, not through its 500 path
         app.add_exception_handler(cls, _store_down)

@@ -35,6 +35,10 @@ DEFAULT_URL = "sqlite:///var/lienthong.db"
 CHUNK = 500  # keys per IN (...) list: far below SQLite's bound-parameter limit
 _MIGRATION_LOCK = 0x4C69656E  # pg_advisory_xact_lock key: concurrent migrate() calls take turns
 _WRITE = "lienthong_write"  # execution option read by the SQLite "begin" hook
+#: libpq settings a PostgreSQL store connects with unless its URL sets them: give up connecting after 5 s, and
+#: drop a connection whose server has not acknowledged sent data for 15 s or answered keepalives for ~20 s.
+PG_TIMEOUTS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+               "keepalives_count": 2, "tcp_user_timeout": 15_000}  # fmt: skip
 SQLITE_SYNCHRONOUS = ("full", "normal")  # the modes LIENTHONG_SQLITE_SYNCHRONOUS accepts
 _SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}  # what PRAGMA synchronous reads back
 
@@ -131,7 +135,10 @@ class Database:
             options["pool_size"] = pool_size
             options["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
         else:
-            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=10)
+            # A server that stops answering (a dead host, a partition; not a refused port) would otherwise hold a
+            # connect for the OS's ~2 min and a query for ~15 min; the URL's own values win.
+            options["connect_args"] = {k: v for k, v in PG_TIMEOUTS.items() if k not in self.url.query}
         self.engine: Engine = sa.create_engine(self.url, **options)
         event.listen(self.engine, "handle_error", _unavailable)
         if self.dialect == "sqlite":
@@ -203,6 +210,13 @@ class Database:
 _SQLITE_UNAVAILABLE = ("database is locked", "disk i/o error", "unable to open database", "database or disk is full")
 
 
+# PostgreSQL SQLSTATEs that mean "try again later": connection exceptions (08), insufficient resources (53), operator
+# intervention (57P: shutdown, cannot connect now), a cancelled statement, a serialization failure or deadlock, and
+# a read-only transaction (a primary demoted by a failover while the pool still holds its connections).
+_PG_UNAVAILABLE_CLASSES = ("08", "53", "57P")
+_PG_UNAVAILABLE_STATES = ("57014", "40001", "40P01", "25006")
+
+
 def _unavailable(context: sa.engine.ExceptionContext) -> None:
     """Raise ``StoreUnavailableError`` for a lost or refused connection, so that callers can tell "try again
     later" (503, back off) from a bug; other errors go on as SQLAlchemy raised them. A failed pre-ping is left to
@@ -214,8 +228,12 @@ def _unavailable(context: sa.engine.ExceptionContext) -> None:
         unavailable = True
     elif context.engine is not None and context.engine.dialect.name == "sqlite":
         unavailable = any(text in str(original).lower() for text in _SQLITE_UNAVAILABLE)
-    else:  # psycopg: OperationalError is the connection's failure (refused, reset, admin shutdown, …)
-        unavailable = type(original).__name__ in ("OperationalError", "InterfaceError")
+    else:
+        sqlstate = getattr(original, "sqlstate", None) or ""
+        if sqlstate:  # the server answered: only these classes mean "not now" rather than a bug
+            unavailable = sqlstate.startswith(_PG_UNAVAILABLE_CLASSES) or sqlstate in _PG_UNAVAILABLE_STATES
+        else:  # psycopg's own OperationalError without a server answer: refused, reset, timed out
+            unavailable = any(c.__name__ in ("OperationalError", "InterfaceError") for c in type(original).__mro__)
     if unavailable:
         cause = context.sqlalchemy_exception
         raise StoreUnavailableError(f"the store's database is unavailable: {original}") from cause

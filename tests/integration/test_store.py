@@ -732,3 +732,22 @@ def test_a_primary_standby_url_follows_a_failover_without_a_restart() -> None:
         store.close()
     finally:
         pair.stop()
+
+
+@pytest.mark.postgres
+def test_a_read_only_postgresql_is_unavailable_and_a_constraint_violation_is_not(postgres_url) -> None:
+    """A connection to a server that turned read-only (a primary demoted by a failover) means "try again later";
+    what a statement itself breaks (here a division by zero) stays the error it is."""
+    import sqlalchemy as sa
+
+    from hub.errors import StoreUnavailableError
+    from hub.store.database import Database
+
+    db = Database(postgres_url)
+    with pytest.raises(StoreUnavailableError), db.transaction() as conn:
+        conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+        conn.execute(sa.text("CREATE TEMPORARY TABLE t (x int)"))  # 25006 read_only_sql_transaction
+    with pytest.raises(sa.exc.DataError) as raised, db.transaction() as conn:
+        conn.execute(sa.text("SELECT 1 / 0"))
+    assert not isinstance(raised.value, StoreUnavailableError)
+    db.close()

@@ -24,7 +24,7 @@ from fastapi.responses import Response
 from lxml import etree
 
 from hub.api.dependencies import hub_of
-from hub.api.problems import ApiProblem, from_rejection
+from hub.api.problems import STORE_DOWN, ApiProblem, from_rejection, store_unavailable
 from hub.config import Settings
 from hub.errors import Issue, RejectedError
 from hub.services import Caller, HubService
@@ -85,7 +85,7 @@ def fault(problem: ApiProblem) -> Response:
         _text(error, "Path", issue.path)
         _text(error, "Rule", issue.rule)
         _text(error, "Message", issue.message)
-    return Response(_soap_envelope(el), status_code=500, media_type=SOAP_MEDIA_TYPE)
+    return Response(_soap_envelope(el), status_code=500, media_type=SOAP_MEDIA_TYPE, headers=problem.headers)
 
 
 def _iso(value: datetime) -> str:
@@ -281,6 +281,9 @@ async def soap_exchange(request: Request) -> Response:
         return fault(exc)
     except RejectedError as exc:
         return fault(from_rejection(exc))
+    except STORE_DOWN as exc:
+        log.warning("store unavailable on a SOAP request: %s", exc)
+        return fault(store_unavailable(exc))
     except Exception:
         log.exception("SOAP request failed")
         return fault(ApiProblem("internal", "the hub failed to handle this request; it was logged"))
