@@ -186,13 +186,24 @@ class Publisher:
                 first = None
                 self._idle()
             batch, calls = self._take(first)
-            if batch or calls:
-                self._work(batch, calls)
-            elif self._stop.is_set():
+            if not (batch or calls) and self._stop.is_set():
                 break
-            if not self._stop.is_set():
-                self._periodic()  # under a steady load too: the relay must not wait for a quiet moment
+            try:
+                if batch or calls:
+                    self._work(batch, calls)
+                if not self._stop.is_set():
+                    self._periodic()  # under a steady load too: the relay must not wait for a quiet moment
+            except Exception:  # a bug must not end the thread: what it held is in the store, for the relay
+                log.exception("publisher turn failed; the relay publishes what it held")
+                self._fail(calls)
         self._flush_marks()
+
+    @staticmethod
+    def _fail(calls: list[_Call]) -> None:
+        for call in calls:
+            if call.done.done() or not (call.done.running() or call.done.set_running_or_notify_cancel()):
+                continue  # answered already, or cancelled by its caller
+            call.done.set_exception(BrokerError("the publisher failed on this call"))
 
     def _take(self, first: list[OutboundMessage] | _Call | None) -> tuple[list[OutboundMessage], list[_Call]]:
         """``first`` and whatever else is queued, up to ``max_batch`` deliveries."""

@@ -76,7 +76,7 @@ class Outcome:
     error: str = ""  # the error the store records with it
 
 
-GIVE_BACK = Outcome("requeue", reason="the store is unavailable")
+GIVE_BACK = Outcome("requeue", reason="given back before its call (the store or the broker failed)")
 
 
 class CircuitBreaker:
@@ -440,6 +440,9 @@ class Worker:
             self._settle_all(batch, copies, [*built, *((index, GIVE_BACK) for index in ready)])
             raise store_error
         broker_error = self._settle_all(batch, copies, built) or broker_error
+        if broker_error is not None:  # the connection may be gone, its deliveries already on their way to another
+            self._settle_all(batch, copies, [(index, GIVE_BACK) for index in ready])  # worker: call none of them
+            raise broker_error
         futures: dict[Future, int] = {self._call(batch[i], outbound): i for i, (_, outbound) in ready.items()}
         waiting = set(futures)
         while waiting:
