@@ -559,6 +559,35 @@ def test_the_publisher_leaves_to_the_relay_what_it_could_not_publish(exchange: E
     assert sink_stats(exchange.sink)["duplicates"] == 0
 
 
+def test_a_bug_in_a_publisher_turn_does_not_end_the_thread(exchange: Exchange, monkeypatch) -> None:
+    """A declaration that fails with something other than a broker error (a bug) is logged; the thread goes on,
+    and the relay publishes what that turn held."""
+    from hub.exchange.publisher import Publisher
+
+    broker = exchange.runtime.broker
+    real_declare, failures = broker.declare, []
+
+    def declare(destinations, policy=None):
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("a bug (test)")
+        real_declare(destinations, policy)
+
+    monkeypatch.setattr(broker, "declare", declare)
+    publisher = Publisher(broker, relay=Relay(exchange.runtime.store, broker, grace_s=0.2, every_s=0.1))
+    exchange.acceptor.handoff, publisher.marks = publisher, exchange.acceptor
+    publisher.declare(sorted(exchange.runtime.routing.destinations))
+    publisher.start()
+    try:
+        exchange.acceptor.accept(exchange.envelope())
+        wait_for(lambda: exchange.runtime.store.unpublished() == [], 10, "the relay to publish it")
+        assert failures and publisher._thread.is_alive()
+    finally:
+        exchange.acceptor.handoff = None
+        monkeypatch.setattr(publisher, "broker", _Unclosed(broker))
+        publisher.close()
+
+
 class _Unclosed:
     def __init__(self, broker) -> None:
         self.broker = broker
