@@ -87,7 +87,11 @@ def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Connectio
     A write transaction (the default) begins ``IMMEDIATE`` on the store's SQLite engine, so a read that turns
     into a write waits for the lock instead of failing with "database is locked"; ``readonly`` skips that lock.
     """
-    with engine.connect() as conn:
+    try:
+        conn = engine.connect()
+    except sa.exc.TimeoutError as exc:  # every pooled connection busy for pool_timeout: as good as down for now
+        raise StoreUnavailableError(f"no store connection free: {exc}") from exc
+    with conn:
         if not readonly:
             conn.execution_options(**{_WRITE: True})
         with conn.begin():
