@@ -1,11 +1,15 @@
 # Lienthong — two entry points for a fresh machine: `make demo` and `make test`.
 # Everything they need is installed here, into .venv (Python packages) and, where missing, from Debian
 # (xmlsec1, used by the interoperability tests; chromium and chromium-driver, used by the operator page's browser tests).
+# `make demo` installs only Lienthong itself into .venv (no test tools, no Debian packages, no root); `make test`
+# installs everything.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+HASH   := $(shell sha1sum pyproject.toml | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(HASH)
+DEMO_STAMP := $(VENV)/.installed-demo-$(HASH)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help setup system-deps demo test test-fast lint check format clean
@@ -13,12 +17,22 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# Lienthong with its test tools (setup, test, check); it also satisfies the demo's stamp.
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is required"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
-	rm -f $(VENV)/.installed-*
+	find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '*-$(HASH)' -delete
+	touch $@ $(DEMO_STAMP)
+
+# Lienthong alone: what `hub demo` runs on (embedded broker, SQLite, simulators in process).
+$(DEMO_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is required"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '*-$(HASH)' -delete
 	touch $@
 
 system-deps:  ## Install Debian packages the tests use (xmlsec1, chromium, chromium-driver) when they are missing
@@ -31,8 +45,8 @@ system-deps:  ## Install Debian packages the tests use (xmlsec1, chromium, chrom
 
 setup: $(STAMP) system-deps  ## Create .venv and install Lienthong with its test tools
 
-demo: setup  ## Set up, then run the main job on the embedded default (`hub demo`; Ctrl-C stops it)
-	$(BIN)/hub demo
+demo: $(DEMO_STAMP)  ## Install Lienthong into .venv (no root), then run `hub demo` on the embedded default (Ctrl-C stops it)
+	$(BIN)/hub demo $(DEMO_ARGS)
 
 test: setup  ## Set up, lint, type-check, check the import layers, and run the whole test suite
 	$(BIN)/ruff check .
