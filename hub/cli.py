@@ -857,13 +857,16 @@ def simulate(
 def demo(
     once: Annotated[bool, typer.Option("--once", help="Run the flows, print the results, exit (0 = all ok)")] = False,
     port: Annotated[int, typer.Option(help="Port of the API on 127.0.0.1")] = 8000,
+    simulator_port_offset: Annotated[
+        int, typer.Option(help="Added to every simulator's default port 9001–9006 (as `hub simulate --port-offset`)")
+    ] = 0,
     data_dir: Annotated[Path, typer.Option(help="Fresh data folder (keys, SQLite store, queue, log)")] = Path(
         "var/demo"
     ),
 ) -> None:
     """Run the hub with its partners on loopback (embedded default) through flows F1–F6 and show what each
     partner received; then keep the API up on http://127.0.0.1:PORT until Ctrl-C (--once: exit instead; the last
-    line is one JSON object {"flows": {...}, "lost": N})."""
+    line is one JSON object {"flows": {...}, "lost": N}). A port in use: one error naming it, exit 2."""
     import json
     import signal
     import threading
@@ -872,9 +875,14 @@ def demo(
     from rich.table import Table
 
     from hub.devtools import demo as demos
+    from hub.devtools.simulators import DEFAULT_PORTS as DEFAULT_SIMULATOR_PORTS
 
     started = time.monotonic()
-    hub = demos.DemoHub(demos.DemoOptions(data_dir=data_dir, port=port))
+    sim_ports = {kind: p + simulator_port_offset for kind, p in DEFAULT_SIMULATOR_PORTS.items()}
+    if not all(0 < p < 65536 for p in (port, *sim_ports.values())):
+        raise _fail(f"ports must lie in 1–65535: --port {port}, simulators {min(sim_ports.values())}–"
+                    f"{max(sim_ports.values())} (--simulator-port-offset {simulator_port_offset})")  # fmt: skip
+    hub = demos.DemoHub(demos.DemoOptions(data_dir=data_dir, port=port, simulator_ports=sim_ports))
     out.rule("Lienthong demo: the hub and its partners on 127.0.0.1 (embedded broker, SQLite)")
     results: list = []
     lost = 0
@@ -890,7 +898,9 @@ def demo(
     try:
         try:
             hub.start(step)
-        except Exception as exc:  # port in use, a simulator that cannot bind…
+        except demos.PortsInUseError as exc:  # a usage error: say which port and the option that moves it
+            raise _fail(_ports_in_use_hint(exc.busy, port, simulator_port_offset)) from None
+        except Exception as exc:  # a simulator that cannot bind after all, a key that cannot be written…
             failed_setup = f"{type(exc).__name__}: {exc}"
             err.print(f"error: the demo could not start: {failed_setup}", markup=False)
         if failed_setup is None:
@@ -946,6 +956,19 @@ def demo(
         sys.stdout.flush()
     if lost or not all(r.ok for r in results):
         raise typer.Exit(EXIT_REJECTED)
+
+
+def _ports_in_use_hint(busy: dict[str, int], port: int, offset: int) -> str:
+    """What ``hub demo`` says when its ports are taken: each busy port, and the option that moves it."""
+    lines = ["the demo cannot start: " + ", ".join(
+        f"port {p} ({'the API' if name == 'api' else f'the {name} simulator'})" for name, p in busy.items()
+    ) + " already in use (another `hub demo` or `hub simulate` still running?)"]  # fmt: skip
+    if "api" in busy:
+        lines.append(f"  move the API with --port (e.g. hub demo --port {port + 80})")
+    if set(busy) - {"api"}:
+        lines.append(f"  move the simulators with --simulator-port-offset (added to their ports 9001–9006; "
+                     f"e.g. hub demo --simulator-port-offset {offset + 100})")  # fmt: skip
+    return "\n".join(lines)
 
 
 @app.command("postal-poll")

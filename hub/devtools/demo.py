@@ -4,7 +4,8 @@
 the province and the ministry (``hub.security.keys``); the partner simulators
 (``hub.devtools.simulators.start_all``); the store and
 the connector registry with the demo connectors; the API (uvicorn in a thread, on ``127.0.0.1:8000``) and a
-worker (in a thread; short retry delays). ``run_flows`` then runs each flow of ``FLOWS`` in turn, every step with
+worker (in a thread; short retry delays). Every port is checked first: a busy one is a ``PortsInUseError`` naming
+each, before anything starts. ``run_flows`` then runs each flow of ``FLOWS`` in turn, every step with
 a timeout, and ``partner_table`` shows what each partner received.
 
 A flow is a function ``(demo, step) -> FlowResult``: it drives the partners through the hub's real interfaces
@@ -26,6 +27,7 @@ import logging
 import random
 import secrets
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +42,7 @@ from hub.config import Settings
 from hub.devtools.simulators import DEFAULT_PORTS, MinistryStep, ResultDocument, start_all, stop_all
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS as PAYMENT_SECRETS
 from hub.devtools.simulators.postal import DEFAULT_CLIENTS as POSTAL_CLIENTS
+from hub.errors import ConfigError
 from hub.packets.citizen import CitizenLookup, CitizenRecord
 from hub.packets.dossier import DossierSync
 from hub.packets.payment import PaymentRequest
@@ -61,6 +64,31 @@ Step = Callable[[str], None]
 
 class FlowFailed(Exception):
     """A step of a flow did not end as expected (the message says which and why)."""
+
+
+class PortsInUseError(ConfigError):
+    """Ports the demo must listen on are taken (another demo, ``hub simulate``, any server): found before anything
+    starts or is deleted, so the caller can name each port and the option that moves it."""
+
+    def __init__(self, busy: dict[str, int]) -> None:
+        self.busy = busy  # what would listen there ("api" or a simulator's kind) -> port
+        super().__init__("ports in use: " + ", ".join(f"{port} ({name})" for name, port in busy.items()))
+
+
+def busy_ports(host: str, ports: dict[str, int]) -> dict[str, int]:
+    """The entries of ``ports`` (name -> port; 0 = any free port) that cannot be bound on ``host`` now."""
+    busy = {}
+    for name, port in ports.items():
+        if port == 0:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # as uvicorn and the simulators bind: a port left in TIME_WAIT by the last run is free
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                busy[name] = port
+    return busy
 
 
 @dataclass(frozen=True)
@@ -183,6 +211,11 @@ class DemoHub:
     def start(self, step: Step | None = None) -> None:
         step = step or (lambda _: None)
         o = self.options
+        sim_ports = {k: (DEFAULT_PORTS if o.simulator_ports is None else o.simulator_ports).get(k, 0)
+                     for k in DEFAULT_PORTS}  # fmt: skip
+        busy = busy_ports(o.host, {"api": o.port}) | busy_ports("127.0.0.1", sim_ports)  # simulators: loopback
+        if busy:  # before the data folder is wiped: it may be the running demo's
+            raise PortsInUseError(busy)
         data = o.data_dir
         if o.fresh and data.exists():
             shutil.rmtree(data)
@@ -214,8 +247,7 @@ class DemoHub:
             registry_refresh_s=1.0,
             log_format="console",
         )
-        ports = DEFAULT_PORTS if o.simulator_ports is None else o.simulator_ports
-        self.sims = start_all({k: ports.get(k, 0) for k in DEFAULT_PORTS}, trust=key_dir / keys.CA_CERT_FILE)
+        self.sims = start_all(sim_ports, trust=key_dir / keys.CA_CERT_FILE)
         self.province.code, self.ministry.code = self.codes.province, self.codes.ministry
         self.province.hub_code = self.ministry.hub_code = self.codes.hub
         step("simulators: " + ", ".join(f"{k} {s.base_url}" for k, s in self.sims.items()))

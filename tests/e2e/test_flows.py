@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -87,3 +88,31 @@ def test_hub_demo_once_exits_0_with_the_json_line(tmp_path: Path) -> None:
     assert json.loads(last) == {"flows": ALL_OK, "lost": 0}
     assert "What each partner received" in done.stdout
     assert elapsed < 60
+
+
+@pytest.mark.parametrize("taken", ["api", "national_portal"])
+def test_hub_demo_on_a_busy_port_names_it_and_the_option_that_moves_it(tmp_path: Path, taken: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
+    data_dir = tmp_path / "demo"
+    data_dir.mkdir()
+    (data_dir / "kept").write_text("a running demo's data")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        # the API on the held port, or the portal simulator moved onto it by the offset
+        api_port = busy if taken == "api" else free_port()
+        offset = busy - demos.DEFAULT_PORTS["national_portal"] if taken == "national_portal" else busy - 9000
+        done = subprocess.run(
+            [HUB_BIN, "demo", "--once", "--port", str(api_port), "--simulator-port-offset", str(offset),
+             "--data-dir", str(data_dir)],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stdout[-4000:] + done.stderr[-4000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"port {busy} " in errors[0], done.stderr
+    assert ("the API" if taken == "api" else "the national_portal simulator") in errors[0]
+    option = "--port" if taken == "api" else "--simulator-port-offset"
+    assert f"move the {'API' if taken == 'api' else 'simulators'} with {option}" in done.stderr
+    assert "Traceback" not in done.stderr and "failed" not in done.stdout  # no flow ran, none reported failed
+    assert (data_dir / "kept").read_text() == "a running demo's data"  # checked before the data folder is wiped
