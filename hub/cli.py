@@ -882,6 +882,10 @@ def demo(
     if not all(0 < p < 65536 for p in (port, *sim_ports.values())):
         raise _fail(f"ports must lie in 1–65535: --port {port}, simulators {min(sim_ports.values())}–"
                     f"{max(sim_ports.values())} (--simulator-port-offset {simulator_port_offset})")  # fmt: skip
+    clash = [kind for kind, p in sim_ports.items() if p == port]
+    if clash:
+        raise _fail(f"--port {port} is also the {clash[0]} simulator's port: choose another --port or "
+                    "--simulator-port-offset")  # fmt: skip
     hub = demos.DemoHub(demos.DemoOptions(data_dir=data_dir, port=port, simulator_ports=sim_ports))
     out.rule("Lienthong demo: the hub and its partners on 127.0.0.1 (embedded broker, SQLite)")
     results: list = []
