@@ -65,6 +65,7 @@ SUBMIT_EXAMPLES = {
 
 @router.post(
     "/api/v1/messages",
+    operation_id="submit_message",
     tags=["messages"],
     summary="Submit a signed envelope",
     status_code=202,
@@ -73,7 +74,7 @@ SUBMIT_EXAMPLES = {
     openapi_extra=xml_request_body(
         '<env:envelope xmlns:env="urn:lienthong:envelope:1">…<ds:Signature>…</ds:Signature></env:envelope>'
     ),
-    responses=responses(*BODY_PROBLEMS, **SUBMIT_EXAMPLES),
+    responses=responses(*BODY_PROBLEMS, "unavailable", **SUBMIT_EXAMPLES),
 )
 async def submit_message(request: Request, x_api_key: ApiKey = None) -> JSONResponse:
     hub = hub_of(request)
@@ -105,12 +106,13 @@ async def submit_message(request: Request, x_api_key: ApiKey = None) -> JSONResp
 
 @router.get(
     "/api/v1/messages/{message_id}",
+    operation_id="get_message_trace",
     tags=["messages"],
     summary="A message's trace: every state and attempt with times",
     response_model=TraceOut,
     description="Readable by the message's sender (its own messages only) and by the admin and operator keys "
     "(which may name the `sender` when two senders used the same id).",
-    responses=responses("unauthenticated", "not-found"),
+    responses=responses("unauthenticated", "not-found", "unavailable"),
 )
 def message_trace(
     request: Request,
@@ -133,6 +135,7 @@ def message_trace(
 
 @router.get(
     "/api/v1/dossiers/{code}",
+    operation_id="get_dossier_timeline",
     tags=["dossiers"],
     summary="A dossier's timeline across systems",
     response_model=DossierOut,
@@ -140,7 +143,7 @@ def message_trace(
     "it. Admin and operator keys see every dossier and every message. A connector sees only the dossiers it is "
     "party to (it sent or was routed a message about the dossier, or the registry names it the handling system), "
     "and of those the status history and its own messages only; any other dossier is 404, as an unknown one is.",
-    responses=responses("unauthenticated", "not-found"),
+    responses=responses("unauthenticated", "not-found", "unavailable"),
 )
 def dossier_timeline(request: Request, code: str, x_api_key: ApiKey = None) -> DossierOut:
     hub = hub_of(request)

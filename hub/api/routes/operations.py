@@ -20,10 +20,11 @@ MAX_ID = 2**63 - 1  # ids are 64-bit integers in the store (SQLite INTEGER, Post
 
 @router.get(
     "/api/v1/queues",
+    operation_id="list_queues",
     tags=["operations"],
     summary="Deliveries per destination connector (admin or operator key)",
     response_model=list[QueueOut],  # type: ignore[valid-type]
-    responses=responses("unauthenticated", "forbidden"),
+    responses=responses("unauthenticated", "forbidden", "unavailable"),
 )
 def queues(request: Request, x_api_key: ApiKey = None) -> list[QueueOut]:  # type: ignore[valid-type]
     hub = staff_hub(request, x_api_key)
@@ -32,10 +33,11 @@ def queues(request: Request, x_api_key: ApiKey = None) -> list[QueueOut]:  # typ
 
 @router.get(
     "/api/v1/dead-letters",
+    operation_id="list_dead_letters",
     tags=["operations"],
     summary="Deliveries given up on (admin or operator key)",
     response_model=list[DeadLetterOut],  # type: ignore[valid-type]
-    responses=responses("unauthenticated", "forbidden"),
+    responses=responses("unauthenticated", "forbidden", "unavailable"),
 )
 def dead_letters(
     request: Request,
@@ -51,12 +53,13 @@ def dead_letters(
 
 @router.post(
     "/api/v1/dead-letters/{dead_letter_id}/replay",
+    operation_id="replay_dead_letter",
     tags=["operations"],
     summary="Send a dead letter again (admin or operator key)",
     response_model=ReplayOut,
     status_code=202,
     description="Recorded with the key owner's name as the actor; a dead letter is replayed at most once (409).",
-    responses=responses("unauthenticated", "forbidden", "not-found", "conflict"),
+    responses=responses("unauthenticated", "forbidden", "not-found", "conflict", "unavailable"),
 )
 def replay(
     request: Request,
