@@ -80,7 +80,8 @@ def list_connectors(request: Request, x_api_key: ApiKey = None) -> list[Connecto
     status_code=201,
     response_model=ConnectorCreatedOut,
     description="The body is the connector file (`application/yaml`, `application/x-yaml`, `text/yaml` or "
-    "`application/json`). The answer carries the connector's API key, shown this once.",
+    "`application/json`). A new connector is 201 with its API key, shown this once; a spec for a registered "
+    "code updates it (200, the key unchanged).",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -91,7 +92,14 @@ def list_connectors(request: Request, x_api_key: ApiKey = None) -> list[Connecto
         }
     },
     responses={
-        201: {"content": {"application/json": {"example": CREATED_EXAMPLE}}},
+        201: {
+            "description": "Registered, with its new API key",
+            "content": {"application/json": {"example": CREATED_EXAMPLE}},
+        },
+        200: {
+            "description": "An existing connector updated from the spec (its API key is unchanged: `api_key` null)",
+            "model": ConnectorCreatedOut,
+        },
         **responses(*BODY_PROBLEMS, "unavailable"),
     },
 )
