@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_handlers(app)
-    install_openapi(app)
+    install_openapi(app, [module.router for module in ROUTERS])
     for module in ROUTERS:
         app.include_router(module.router)
     from hub.console import install_console

@@ -8,12 +8,14 @@ files the ``fastapi-offline`` package ships), never from a CDN: the hub runs on 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from hub.api.problems import PROBLEM_MEDIA_TYPE, Problem
@@ -38,9 +40,10 @@ ASSETS_PACKAGE = ("fastapi_offline", "static")
 SWAGGER_UI_PARAMETERS = {"validatorUrl": None, "docExpansion": "list", "displayOperationId": True}
 
 
-def install_openapi(app: FastAPI) -> None:
+def install_openapi(app: FastAPI, routers: Sequence[APIRouter] = ()) -> None:
     """Serve the hub's OpenAPI document (built once, on first request) and its pages; the app is created with
-    ``docs_url=None, redoc_url=None`` so that FastAPI's CDN-loading pages are not installed."""
+    ``docs_url=None, redoc_url=None`` so that FastAPI's CDN-loading pages are not installed. ``routers`` (included
+    without a prefix) are those whose examples the document shows as written."""
     install_docs(app)
 
     def openapi() -> dict[str, Any]:
@@ -51,6 +54,7 @@ def install_openapi(app: FastAPI) -> None:
             components.update(components["Problem"].pop("$defs", {}))
             _problem_validation_errors(schema)
             _document_limits(schema)
+            _restore_examples(schema, routers)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -122,3 +126,21 @@ def _document_limits(schema: dict[str, Any]) -> None:
             for parameter in operation.get("parameters", []):
                 if parameter.get("name") == "limit" and parameter.get("in") == "query":
                     parameter.setdefault("description", LIMIT_DESCRIPTION)
+
+
+def _restore_examples(schema: dict[str, Any], routers: Sequence[APIRouter]) -> None:
+    """Put the routes' examples back as written: FastAPI drops every ``null`` from the document (``exclude_none``),
+    so an example of a nullable required field would otherwise not match its own schema."""
+    for route in (r for router in routers for r in router.routes):
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        for method in route.methods or ():
+            operation = schema["paths"][route.path_format][method.lower()]
+            for code, response in route.responses.items():
+                for media, content in response.get("content", {}).items():
+                    if "example" in content:
+                        operation["responses"][str(code)]["content"][media]["example"] = content["example"]
+            body = (route.openapi_extra or {}).get("requestBody", {})
+            for media, content in body.get("content", {}).items():
+                if "example" in content:
+                    operation["requestBody"]["content"][media]["example"] = content["example"]

@@ -220,3 +220,26 @@ def test_the_docs_pages_follow_the_root_path_of_a_reverse_proxy(tmp_path: Path) 
     parser = _References()
     parser.feed(client.get("/docs").text)
     assert parser.urls and all(url.startswith("/hub/docs/assets/") for url in parser.urls), parser.urls
+
+
+def test_every_json_example_conforms_to_its_schema(document: dict) -> None:
+    """An example that drifted from its model would teach integrators a wrong shape."""
+    from jsonschema import Draft202012Validator
+
+    checked, wrong = [], {}
+    for label, op in operations(document).items():
+        media = [(f"{code} answer", r.get("content", {})) for code, r in op["responses"].items()]
+        media.append(("request", op.get("requestBody", {}).get("content", {})))
+        for where, content in media:
+            for media_type, entry in content.items():
+                if "json" not in media_type or "example" not in entry or "schema" not in entry:
+                    continue
+                schema = {**entry["schema"], "components": document["components"]}
+                errors = [e.message for e in Draft202012Validator(schema).iter_errors(entry["example"])]
+                checked.append(f"{label} {where}")
+                if errors:
+                    wrong[f"{label} {where} ({media_type})"] = errors
+    assert not wrong, wrong
+    for expected in ("GET /api/v1/dead-letters 200 answer", "GET /api/v1/messages/{message_id} 200 answer",
+                     "POST /api/v1/connectors 201 answer", "POST /api/v1/connectors request"):  # fmt: skip
+        assert expected in checked, checked

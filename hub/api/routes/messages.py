@@ -63,6 +63,27 @@ SUBMIT_EXAMPLES = {
 }
 
 
+TRACE_EXAMPLE = {
+    "message_id": EXAMPLE_ID, "sender": "000.00.00.H12", "correlation_id": EXAMPLE_ID,
+    "message_type": "dossier.sync", "receiver": "000.00.00.G22", "dossier_code": "000.00.00.H12-251123-0042",
+    "digest": "9f2c4e1d0b7a5c3e8f6d2a1b0c9e8d7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d", "received_at": "2025-11-23T02:15:00Z",
+    "status": "delivered",
+    "events": [
+        {"state": "received", "destination": None, "attempt": None, "detail": "", "actor": None,
+         "at": "2025-11-23T02:15:00Z"},
+        {"state": "queued", "destination": "000.00.00.G22", "attempt": None, "detail": "", "actor": None,
+         "at": "2025-11-23T02:15:00Z"},
+        {"state": "delivered", "destination": "000.00.00.G22", "attempt": 1, "detail": "HTTP 200", "actor": None,
+         "at": "2025-11-23T02:15:01Z"},
+    ],
+    "deliveries": [
+        {"delivery_id": 3480, "destination": "000.00.00.G22", "state": "delivered", "attempts": 1,
+         "last_error": None, "next_attempt_at": None, "published_at": "2025-11-23T02:15:00Z",
+         "delivered_at": "2025-11-23T02:15:01Z", "sent_digest": None, "sent_type": None},
+    ],
+}  # fmt: skip
+
+
 @router.post(
     "/api/v1/messages",
     operation_id="submit_message",
@@ -112,7 +133,10 @@ async def submit_message(request: Request, x_api_key: ApiKey = None) -> JSONResp
     response_model=TraceOut,
     description="Readable by the message's sender (its own messages only) and by the admin and operator keys "
     "(which may name the `sender` when two senders used the same id).",
-    responses=responses("unauthenticated", "not-found", "unavailable"),
+    responses={
+        200: {"content": {"application/json": {"example": TRACE_EXAMPLE}}},
+        **responses("unauthenticated", "not-found", "unavailable"),
+    },
 )
 def message_trace(
     request: Request,
