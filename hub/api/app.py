@@ -53,11 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "`/soap/exchange` (WSDL at `/soap/exchange?wsdl`)."
         ),
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc are hub.api.openapi's: their assets are served by the hub, not a CDN
+        redoc_url=None,
         # Metrics are Prometheus (/metrics); FastAPI's OpenTelemetry hooks would only cost a lookup per request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_handlers(app)
-    install_openapi(app)
+    install_openapi(app, [module.router for module in ROUTERS])
     for module in ROUTERS:
         app.include_router(module.router)
     from hub.console import install_console

@@ -1,12 +1,22 @@
-"""The OpenAPI document: FastAPI's, with ``Problem`` as a component and invalid parameters documented as the
-problem+json the hub answers (``install_handlers``) instead of FastAPI's ``HTTPValidationError``."""
+"""The OpenAPI document and its pages.
+
+The document is FastAPI's, with ``Problem`` as a component, invalid parameters documented as the problem+json the
+hub answers (``install_handlers``) instead of FastAPI's ``HTTPValidationError``, and listing limits explained.
+Swagger UI (``/docs``) and ReDoc (``/redoc``) load their scripts and styles from the hub (``/docs/assets``, the
+files the ``fastapi-offline`` package ships), never from a CDN: the hub runs on networks with no way out.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from hub.api.problems import PROBLEM_MEDIA_TYPE, Problem
 
@@ -20,8 +30,21 @@ VALIDATION_EXAMPLE = {
 }
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Serve the hub's OpenAPI document (built once, on first request)."""
+DOCS_URL = "/docs"
+REDOC_URL = "/redoc"
+ASSETS_URL = "/docs/assets"
+#: Where the Swagger UI and ReDoc bundles come from: a package that ships them (with their licence notices in
+#: the bundles' headers), so upgrading them is a version bump, not copying files by hand.
+ASSETS_PACKAGE = ("fastapi_offline", "static")
+#: Swagger UI asks validator.swagger.io for a badge unless told not to: nothing may leave the hub's network.
+SWAGGER_UI_PARAMETERS = {"validatorUrl": None, "docExpansion": "list", "displayOperationId": True}
+
+
+def install_openapi(app: FastAPI, routers: Sequence[APIRouter] = ()) -> None:
+    """Serve the hub's OpenAPI document (built once, on first request) and its pages; the app is created with
+    ``docs_url=None, redoc_url=None`` so that FastAPI's CDN-loading pages are not installed. ``routers`` (included
+    without a prefix) are those whose examples the document shows as written."""
+    install_docs(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -30,6 +53,8 @@ def install_openapi(app: FastAPI) -> None:
             components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(components["Problem"].pop("$defs", {}))
             _problem_validation_errors(schema)
+            _document_limits(schema)
+            _restore_examples(schema, routers)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -57,3 +82,65 @@ def _problem_validation_errors(schema: dict[str, Any]) -> None:
     components = schema.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
+
+
+def install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` (ReDoc), their assets under ``/docs/assets``; every URL is on the hub,
+    prefixed with the ASGI ``root_path`` when the hub is served below a reverse proxy's path."""
+    app.mount(ASSETS_URL, StaticFiles(packages=[ASSETS_PACKAGE]), name="docs-assets")
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+            swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
+        )
+
+    @app.get(REDOC_URL, include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+LIMIT_DESCRIPTION = (
+    "How many rows to answer at the most (the operation says in which order). A listing has no cursor yet: to see "
+    "rows past the limit, narrow it with its filters."
+)
+
+
+def _document_limits(schema: dict[str, Any]) -> None:
+    """Say what a listing's ``limit`` does where it has none (``hub.api.dependencies.ListLimit``)."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("name") == "limit" and parameter.get("in") == "query":
+                    parameter.setdefault("description", LIMIT_DESCRIPTION)
+
+
+def _restore_examples(schema: dict[str, Any], routers: Sequence[APIRouter]) -> None:
+    """Put the routes' examples back as written: FastAPI drops every ``null`` from the document (``exclude_none``),
+    so an example of a nullable required field would otherwise not match its own schema."""
+    for route in (r for router in routers for r in router.routes):
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        for method in route.methods or ():
+            operation = schema["paths"][route.path_format][method.lower()]
+            for code, response in route.responses.items():
+                for media, content in response.get("content", {}).items():
+                    if "example" in content:
+                        operation["responses"][str(code)]["content"][media]["example"] = content["example"]
+            body = (route.openapi_extra or {}).get("requestBody", {})
+            for media, content in body.get("content", {}).items():
+                if "example" in content:
+                    operation["requestBody"]["content"][media]["example"] = content["example"]

@@ -19,13 +19,53 @@ router = APIRouter()
 
 SPEC_MEDIA_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
+# The request and answer examples of ``POST /api/v1/connectors`` (deploy/connectors/ has commented specs).
+SPEC_EXAMPLE: dict[str, Any] = {
+    "code": "000.00.00.G05",
+    "name": "Land registration office (Văn phòng đăng ký đất đai)",
+    "kind": "ministry",
+    "sends": ["dossier.status"],
+    "receives": ["dossier.sync"],
+    "endpoint": {"url": "https://land.example.gov.vn/lienthong/inbox", "transport": "http"},
+    "mapping": {},
+    "certificates": [],
+    "retry": {"delays_s": [5, 30, 120, 600, 3600], "jitter": 0.2},
+    "concurrency": 4,
+    "timeout_s": 10,
+    "circuit": {"failures": 5, "cooldown_s": 30},
+}
+SPEC_EXAMPLE_YAML = """\
+code: 000.00.00.G05
+name: Land registration office (Văn phòng đăng ký đất đai)
+kind: ministry
+sends: [dossier.status]
+receives: [dossier.sync]
+endpoint: {url: https://land.example.gov.vn/lienthong/inbox, transport: http}
+mapping: {}
+certificates: []   # inline PEM; empty: trusted through the CA
+retry: {delays_s: [5, 30, 120, 600, 3600], jitter: 0.2}
+concurrency: 4
+timeout_s: 10
+circuit: {failures: 5, cooldown_s: 30}
+"""
+CREATED_EXAMPLE = {
+    "code": "000.00.00.G05",
+    "name": "Land registration office (Văn phòng đăng ký đất đai)",
+    "kind": "ministry",
+    "enabled": True,
+    "sends": ["dossier.status"],
+    "receives": ["dossier.sync"],
+    "api_key": "lt_5b0c19e2_…",
+}
+
 
 @router.get(
     "/api/v1/connectors",
+    operation_id="list_connectors",
     tags=["connectors"],
     summary="Registered connectors (admin or operator key)",
     response_model=list[ConnectorOut],
-    responses=responses("unauthenticated", "forbidden"),
+    responses=responses("unauthenticated", "forbidden", "unavailable"),
 )
 def list_connectors(request: Request, x_api_key: ApiKey = None) -> list[ConnectorOut]:
     hub = staff_hub(request, x_api_key)
@@ -34,22 +74,34 @@ def list_connectors(request: Request, x_api_key: ApiKey = None) -> list[Connecto
 
 @router.post(
     "/api/v1/connectors",
+    operation_id="register_connector",
     tags=["connectors"],
     summary="Register a connector from its YAML or JSON spec (admin key)",
     status_code=201,
     response_model=ConnectorCreatedOut,
     description="The body is the connector file (`application/yaml`, `application/x-yaml`, `text/yaml` or "
-    "`application/json`). The answer carries the connector's API key, shown this once.",
+    "`application/json`). A new connector is 201 with its API key, shown this once; a spec for a registered "
+    "code updates it (200, the key unchanged).",
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
-                "application/yaml": {"schema": {"type": "string"}},
-                "application/json": {"schema": {"type": "object"}},
+                "application/yaml": {"schema": {"type": "string"}, "example": SPEC_EXAMPLE_YAML},
+                "application/json": {"schema": {"type": "object"}, "example": SPEC_EXAMPLE},
             },
         }
     },
-    responses=responses(*BODY_PROBLEMS),
+    responses={
+        201: {
+            "description": "Registered, with its new API key",
+            "content": {"application/json": {"example": CREATED_EXAMPLE}},
+        },
+        200: {
+            "description": "An existing connector updated from the spec (its API key is unchanged: `api_key` null)",
+            "model": ConnectorCreatedOut,
+        },
+        **responses(*BODY_PROBLEMS, "unavailable"),
+    },
 )
 async def add_connector(request: Request, x_api_key: ApiKey = None) -> JSONResponse:
     hub = hub_of(request)

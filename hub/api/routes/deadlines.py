@@ -53,13 +53,14 @@ class DeadlinesOut(BaseModel):
 
 @router.get(
     "/api/v1/deadlines",
+    operation_id="list_overdue_dossiers",
     tags=["operations"],
     summary="Dossiers past the 8-working-hour intake deadline (admin or operator key)",
     description="Online dossiers whose latest status is still 1 (new) once `LIENTHONG_INTAKE_DEADLINE_HOURS` "
     "working hours (default 8) have passed since submission, on the working calendar `LIENTHONG_WORKING_DAYS`, "
     "`LIENTHONG_WORKING_HOURS`, `LIENTHONG_HOLIDAYS`, `LIENTHONG_CALENDAR_TIMEZONE`; most overdue first.",
     response_model=DeadlinesOut,
-    responses=responses("unauthenticated", "forbidden"),
+    responses=responses("unauthenticated", "forbidden", "unavailable"),
 )
 def deadlines(request: Request, x_api_key: ApiKey = None) -> DeadlinesOut:
     hub = staff_hub(request, x_api_key)

@@ -24,13 +24,14 @@ from hub.metrics import render
 router = APIRouter()
 
 
-@router.get("/healthz", tags=["operations"], summary="The process is up")
+@router.get("/healthz", tags=["operations"], summary="The process is up", operation_id="check_liveness")
 async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": __version__, "pid": str(os.getpid())}  # which worker process answered
 
 
 @router.get(
     "/readyz",
+    operation_id="check_readiness",
     tags=["operations"],
     summary="The store and the broker are reachable",
     responses=responses("unavailable"),
@@ -48,6 +49,7 @@ def readyz(request: Request) -> JSONResponse:
 
 @router.get(
     "/metrics",
+    operation_id="get_metrics",
     tags=["operations"],
     summary="Prometheus metrics (metrics, admin or operator key, unless LIENTHONG_METRICS_PUBLIC)",
     response_class=Response,

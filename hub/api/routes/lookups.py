@@ -26,9 +26,67 @@ from hub.store import flow_records
 
 router = APIRouter()
 
+# The request and answer examples of ``POST /api/v1/lookups`` (signatures elided: the hub checks real ones).
+LOOKUP_EXAMPLE = """\
+<env:envelope xmlns:env="urn:lienthong:envelope:1">
+  <env:header>
+    <env:messageId>7f0c2a8e-4d1b-4e8f-9a51-2f1d3c4b5a60</env:messageId>
+    <env:sender>000.00.00.H12</env:sender>
+    <env:receiver>000.00.00.H00</env:receiver>
+    <env:messageType>citizen.lookup</env:messageType>
+    <env:schemaVersion>1.0</env:schemaVersion>
+    <env:createdAt>2025-11-23T02:15:00Z</env:createdAt>
+    <env:dossierCode>000.00.00.H12-251123-0042</env:dossierCode>
+  </env:header>
+  <env:body>
+    <p:citizenLookup xmlns:p="urn:lienthong:packet:1">
+      <p:requestId>TC-20251123-000117</p:requestId>
+      <p:procedureCode>1.009994</p:procedureCode>
+      <p:officerId>CB-H12-0031</p:officerId>
+      <p:dossierCode>000.00.00.H12-251123-0042</p:dossierCode>
+      <p:purpose>Xác minh thông tin công dân khi tiếp nhận hồ sơ cấp giấy phép xây dựng</p:purpose>
+      <p:personalId>001099012345</p:personalId>
+      <p:fullName>Nguyễn Văn An</p:fullName>
+      <p:birthDate>1999-04-17</p:birthDate>
+    </p:citizenLookup>
+  </env:body>
+  <ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#">…</ds:Signature>
+</env:envelope>
+"""
+RECORD_EXAMPLE = """\
+<env:envelope xmlns:env="urn:lienthong:envelope:1">
+  <env:header>
+    <env:messageId>c3a1e0d2-5b7f-4c19-8e2a-6d0f9b4a7e13</env:messageId>
+    <env:correlationId>7f0c2a8e-4d1b-4e8f-9a51-2f1d3c4b5a60</env:correlationId>
+    <env:sender>000.00.00.H00</env:sender>
+    <env:receiver>000.00.00.H12</env:receiver>
+    <env:messageType>citizen.record</env:messageType>
+    <env:schemaVersion>1.0</env:schemaVersion>
+    <env:createdAt>2025-11-23T02:15:01Z</env:createdAt>
+    <env:dossierCode>000.00.00.H12-251123-0042</env:dossierCode>
+  </env:header>
+  <env:body>
+    <p:citizenRecord xmlns:p="urn:lienthong:packet:1">
+      <p:requestId>TC-20251123-000117</p:requestId>
+      <p:result>found</p:result>
+      <p:citizen>
+        <p:personalId>001099012345</p:personalId>
+        <p:familyName>Nguyễn</p:familyName>
+        <p:middleName>Văn</p:middleName>
+        <p:givenName>An</p:givenName>
+        <p:birthDate>1999-04-17</p:birthDate>
+        …
+      </p:citizen>
+    </p:citizenRecord>
+  </env:body>
+  <ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#">…</ds:Signature>
+</env:envelope>
+"""
+
 
 @router.post(
     "/api/v1/lookups",
+    operation_id="lookup_citizen",
     tags=["partners"],
     summary="F2: look a citizen up in the population DB (synchronous)",
     description="The body is a signed `citizen.lookup` envelope (`application/xml`), the sender's API key in "
@@ -41,13 +99,13 @@ router = APIRouter()
     "the only door for a `citizen.lookup`: `POST /api/v1/messages` and SOAP refuse one with 403 (rule "
     "`lookup-through-lookups`).",
     response_class=Response,
-    openapi_extra=xml_request_body(),
+    openapi_extra=xml_request_body(LOOKUP_EXAMPLE),
     responses={
         200: {
             "description": "The hub-signed citizen.record",
-            "content": {"application/xml": {"schema": {"type": "string"}}},
+            "content": {"application/xml": {"schema": {"type": "string"}, "example": RECORD_EXAMPLE}},
         },
-        **responses(*BODY_PROBLEMS, "bad-gateway", "gateway-timeout"),
+        **responses(*BODY_PROBLEMS, "bad-gateway", "unavailable", "gateway-timeout"),
     },
 )
 async def post_lookup(request: Request, x_api_key: ApiKey = None) -> Response:
@@ -65,10 +123,11 @@ async def post_lookup(request: Request, x_api_key: ApiKey = None) -> Response:
 
 @router.get(
     "/api/v1/lookups",
+    operation_id="list_lookups",
     tags=["partners"],
     summary="The citizen lookup audit (admin or operator key)",
     response_model=list[LookupAuditOut],
-    responses=responses("unauthenticated", "forbidden"),
+    responses=responses("unauthenticated", "forbidden", "unavailable"),
 )
 def list_lookups(
     request: Request,

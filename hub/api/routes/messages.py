@@ -63,8 +63,30 @@ SUBMIT_EXAMPLES = {
 }
 
 
+TRACE_EXAMPLE = {
+    "message_id": EXAMPLE_ID, "sender": "000.00.00.H12", "correlation_id": EXAMPLE_ID,
+    "message_type": "dossier.sync", "receiver": "000.00.00.G22", "dossier_code": "000.00.00.H12-251123-0042",
+    "digest": "9f2c4e1d0b7a5c3e8f6d2a1b0c9e8d7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d", "received_at": "2025-11-23T02:15:00Z",
+    "status": "delivered",
+    "events": [
+        {"state": "received", "destination": None, "attempt": None, "detail": "", "actor": None,
+         "at": "2025-11-23T02:15:00Z"},
+        {"state": "queued", "destination": "000.00.00.G22", "attempt": None, "detail": "", "actor": None,
+         "at": "2025-11-23T02:15:00Z"},
+        {"state": "delivered", "destination": "000.00.00.G22", "attempt": 1, "detail": "HTTP 200", "actor": None,
+         "at": "2025-11-23T02:15:01Z"},
+    ],
+    "deliveries": [
+        {"delivery_id": 3480, "destination": "000.00.00.G22", "state": "delivered", "attempts": 1,
+         "last_error": None, "next_attempt_at": None, "published_at": "2025-11-23T02:15:00Z",
+         "delivered_at": "2025-11-23T02:15:01Z", "sent_digest": None, "sent_type": None},
+    ],
+}  # fmt: skip
+
+
 @router.post(
     "/api/v1/messages",
+    operation_id="submit_message",
     tags=["messages"],
     summary="Submit a signed envelope",
     status_code=202,
@@ -73,7 +95,7 @@ SUBMIT_EXAMPLES = {
     openapi_extra=xml_request_body(
         '<env:envelope xmlns:env="urn:lienthong:envelope:1">…<ds:Signature>…</ds:Signature></env:envelope>'
     ),
-    responses=responses(*BODY_PROBLEMS, **SUBMIT_EXAMPLES),
+    responses=responses(*BODY_PROBLEMS, "unavailable", **SUBMIT_EXAMPLES),
 )
 async def submit_message(request: Request, x_api_key: ApiKey = None) -> JSONResponse:
     hub = hub_of(request)
@@ -105,12 +127,16 @@ async def submit_message(request: Request, x_api_key: ApiKey = None) -> JSONResp
 
 @router.get(
     "/api/v1/messages/{message_id}",
+    operation_id="get_message_trace",
     tags=["messages"],
     summary="A message's trace: every state and attempt with times",
     response_model=TraceOut,
     description="Readable by the message's sender (its own messages only) and by the admin and operator keys "
     "(which may name the `sender` when two senders used the same id).",
-    responses=responses("unauthenticated", "not-found"),
+    responses={
+        200: {"content": {"application/json": {"example": TRACE_EXAMPLE}}},
+        **responses("unauthenticated", "not-found", "unavailable"),
+    },
 )
 def message_trace(
     request: Request,
@@ -133,6 +159,7 @@ def message_trace(
 
 @router.get(
     "/api/v1/dossiers/{code}",
+    operation_id="get_dossier_timeline",
     tags=["dossiers"],
     summary="A dossier's timeline across systems",
     response_model=DossierOut,
@@ -140,7 +167,7 @@ def message_trace(
     "it. Admin and operator keys see every dossier and every message. A connector sees only the dossiers it is "
     "party to (it sent or was routed a message about the dossier, or the registry names it the handling system), "
     "and of those the status history and its own messages only; any other dossier is 404, as an unknown one is.",
-    responses=responses("unauthenticated", "not-found"),
+    responses=responses("unauthenticated", "not-found", "unavailable"),
 )
 def dossier_timeline(request: Request, code: str, x_api_key: ApiKey = None) -> DossierOut:
     hub = hub_of(request)

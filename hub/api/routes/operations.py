@@ -17,13 +17,31 @@ router = APIRouter()
 
 MAX_ID = 2**63 - 1  # ids are 64-bit integers in the store (SQLite INTEGER, PostgreSQL BIGINT)
 
+# Answer examples for the OpenAPI document.
+QUEUES_EXAMPLE = [
+    {"destination": "000.00.00.H12", "queued": 2, "delivering": 1, "retrying": 1, "delivered": 1840, "dead": 1,
+     "pending": 4, "oldest_pending_age_s": 37.5, "rate_per_s": 0.8},
+]  # fmt: skip
+DEAD_LETTERS_EXAMPLE = [
+    {"id": 12, "delivery_id": 3481, "message_id": "7f0c2a8e-4d1b-4e8f-9a51-2f1d3c4b5a60", "sender": "000.00.00.G22",
+     "destination": "000.00.00.H12", "dossier_code": "000.00.00.H12-251123-0042", "message_type": "dossier.status",
+     "reason": "rejected", "last_error": "HTTP 400 from the partner: invalid dossier status",
+     "attempts": 1, "created_at": "2025-11-23T02:16:04Z", "replayed_at": None, "replayed_by": None},
+]  # fmt: skip
+REPLAY_EXAMPLE = {"dead_letter_id": 12, "message_id": "7f0c2a8e-4d1b-4e8f-9a51-2f1d3c4b5a60",
+                  "destination": "000.00.00.H12", "replayed_by": "nguyen.van.a", "status": "queued"}  # fmt: skip
+
 
 @router.get(
     "/api/v1/queues",
+    operation_id="list_queues",
     tags=["operations"],
     summary="Deliveries per destination connector (admin or operator key)",
     response_model=list[QueueOut],  # type: ignore[valid-type]
-    responses=responses("unauthenticated", "forbidden"),
+    responses={
+        200: {"content": {"application/json": {"example": QUEUES_EXAMPLE}}},
+        **responses("unauthenticated", "forbidden", "unavailable"),
+    },
 )
 def queues(request: Request, x_api_key: ApiKey = None) -> list[QueueOut]:  # type: ignore[valid-type]
     hub = staff_hub(request, x_api_key)
@@ -32,10 +50,14 @@ def queues(request: Request, x_api_key: ApiKey = None) -> list[QueueOut]:  # typ
 
 @router.get(
     "/api/v1/dead-letters",
+    operation_id="list_dead_letters",
     tags=["operations"],
     summary="Deliveries given up on (admin or operator key)",
     response_model=list[DeadLetterOut],  # type: ignore[valid-type]
-    responses=responses("unauthenticated", "forbidden"),
+    responses={
+        200: {"content": {"application/json": {"example": DEAD_LETTERS_EXAMPLE}}},
+        **responses("unauthenticated", "forbidden", "unavailable"),
+    },
 )
 def dead_letters(
     request: Request,
@@ -51,12 +73,16 @@ def dead_letters(
 
 @router.post(
     "/api/v1/dead-letters/{dead_letter_id}/replay",
+    operation_id="replay_dead_letter",
     tags=["operations"],
     summary="Send a dead letter again (admin or operator key)",
     response_model=ReplayOut,
     status_code=202,
     description="Recorded with the key owner's name as the actor; a dead letter is replayed at most once (409).",
-    responses=responses("unauthenticated", "forbidden", "not-found", "conflict"),
+    responses={
+        202: {"content": {"application/json": {"example": REPLAY_EXAMPLE}}},
+        **responses("unauthenticated", "forbidden", "not-found", "conflict", "unavailable"),
+    },
 )
 def replay(
     request: Request,

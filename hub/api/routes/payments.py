@@ -22,6 +22,7 @@ DECLINED_STATUS = 200
 
 @router.post(
     "/api/v1/callbacks/payment/{connector}",
+    operation_id="confirm_payment",
     tags=["partners"],
     summary="F3: a payment platform's CONFIRM callback",
     description="JSON `{LoaiBanTin: CONFIRM, MaLoi, MaDoiTac, MaThamChieu, SoTien, MaTienTe, MaGiaoDich, "
@@ -56,10 +57,11 @@ async def payment_callback(request: Request, connector: str) -> JSONResponse:
 
 @router.get(
     "/api/v1/partner-refusals",
+    operation_id="list_partner_refusals",
     tags=["partners"],
     summary="Partner callbacks the hub refused (admin or operator key)",
     response_model=list[RefusalOut],
-    responses=responses("unauthenticated", "forbidden"),
+    responses=responses("unauthenticated", "forbidden", "unavailable"),
 )
 def list_refusals(
     request: Request,

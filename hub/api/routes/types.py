@@ -9,6 +9,6 @@ from hub import packets
 router = APIRouter()
 
 
-@router.get("/api/v1/types", tags=["packets"], summary="The canonical message types")
+@router.get("/api/v1/types", tags=["packets"], summary="The canonical message types", operation_id="list_message_types")
 def message_types() -> list[dict[str, str]]:
     return [{"type": name, "root": t.root} for name, t in sorted(packets.PACKET_TYPES.items())]
