@@ -62,6 +62,22 @@ for _scope in ("account", "address"):
 WORKER_OUTAGES = Counter(
     "lienthong_worker_outages", "Outages of a dependency a worker process rode out (one per outage)", ["dependency"]
 )
+# Latency of the worker's two halves, observed in ``hub worker`` processes (``--metrics-port``): one partner call
+# (request out to answer, failures too), and a message's acceptance to its "delivered" recorded (queueing, retries
+# and backoff included: what a sender waits for). Buckets span a fast partner call to a day of retries.
+PARTNER_CALL_SECONDS = Histogram(
+    "lienthong_partner_call_duration_seconds",
+    "Duration of one call to a partner (delivered, refused or failed)",
+    ["destination"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+ACCEPT_TO_DELIVERED_SECONDS = Histogram(
+    "lienthong_accept_to_delivered_seconds",
+    "Time from a message's acceptance to its delivery recorded, retries included",
+    ["destination"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0),
+)
+
 WORKER_DEPENDENCY_UP = Gauge(
     "lienthong_worker_dependency_up",
     "Whether a worker process reaches the dependency now (1) or is backing off (0)",
