@@ -155,7 +155,8 @@ def certificate_families(partners: Iterable[tuple[str, datetime]], hub_expiry: d
     for code, expiry in sorted(partners):
         partner.add_metric([code], expiry.timestamp())
     own = GaugeMetricFamily(
-        "lienthong_hub_certificate_expiry_timestamp_seconds", "When the hub's own signing certificate expires (Unix time)"
+        "lienthong_hub_certificate_expiry_timestamp_seconds",
+        "When the hub's own signing certificate expires (Unix time)",
     )
     if hub_expiry is not None:
         own.add_metric([], hub_expiry.timestamp())

@@ -23,6 +23,7 @@ from hub.api.openapi import install_openapi
 from hub.api.problems import install_handlers
 from hub.api.routes import connectors, deadlines, health, lookups, messages, operations, payments, soap, types
 from hub.config import Settings
+from hub.errors import KeyMaterialError
 from hub.metrics import certificate_families
 from hub.runtime import hub_certificate_path
 from hub.security.keys import load_certificate
@@ -90,7 +91,7 @@ def _certificate_expiries(hub: HubService) -> tuple[list[tuple[str, datetime]], 
             partners.append((connector.code, soonest))
     try:
         own: datetime | None = load_certificate(hub_certificate_path(hub.settings)).not_valid_after_utc
-    except (OSError, ValueError):
+    except (KeyMaterialError, ValueError):  # no file yet, or not a certificate: no sample, other figures stay
         own = None
     return partners, own
 
