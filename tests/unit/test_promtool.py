@@ -20,7 +20,9 @@ from hub.api import create_app
 from hub.config import Settings
 from hub.runtime import hub_certificate_path, hub_signer
 from hub.security.keys import load_certificate
+from hub.store import Store
 from tests.support import free_port, require
+from tests.unit.test_console_views import _envelope
 from tests.unit.test_worker_outages import DEST, Rig, delivery, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,3 +119,22 @@ def test_a_worker_observes_each_partner_call_and_the_acceptance_to_delivered_tim
         thread.join(5)
     assert f'lienthong_partner_call_duration_seconds_bucket{{destination="{DEST}",le="0.01"}}' in text
     run(promtool, "check", "metrics", stdin=text)
+
+
+def test_starting_an_attempt_returns_when_its_message_was_accepted(tmp_path, pki) -> None:
+    """The worker's accept-to-delivered latency starts at the message's acceptance, also on a later attempt."""
+    store = Store(f"sqlite:///{tmp_path / 'hub.db'}")
+    store.migrate()
+    try:
+        accepted = store.accept(
+            sender=PROVINCE, message_id="m-latency", correlation_id=None, message_type="dossier.sync",
+            receiver=DEST, dossier_code="D-1", envelope=_envelope(pki, "dossier.sync"), destinations=[DEST],
+        )  # fmt: skip
+        (delivery_id,) = accepted.delivery_ids
+        assert store.start_attempts_at([delivery_id]) == {delivery_id: (1, accepted.received_at)}
+        store.record_retry(delivery_id, error="HTTP 503", delay_s=0)
+        assert store.start_attempts_at([delivery_id]) == {delivery_id: (2, accepted.received_at)}
+        store.record_delivered_many([(delivery_id, b"<x/>", "HTTP 200")])
+        assert store.start_attempts_at([delivery_id]) == {}  # delivered: not attempted again
+    finally:
+        store.close()
