@@ -1,7 +1,6 @@
 # Lienthong — two entry points for a fresh machine: `make demo` and `make test`.
 # Everything they need is installed here, into .venv (Python packages) and, where missing, from Debian
-# (xmlsec1, used by the interoperability tests; prometheus, whose promtool checks the metrics and alert rules; chromium and
-# chromium-driver, used by the operator page's browser tests).
+# (xmlsec1, used by the interoperability tests; chromium and chromium-driver, used by the operator page's browser tests).
 
 PYTHON ?= python3
 VENV   ?= .venv
