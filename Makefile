@@ -35,10 +35,14 @@ $(DEMO_STAMP): pyproject.toml
 	find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '*-$(HASH)' -delete
 	touch $@
 
-system-deps:  ## Install Debian packages the tests use (xmlsec1, chromium, chromium-driver) when they are missing
+system-deps:  ## Install Debian packages the tests use (xmlsec1, prometheus for promtool, chromium, chromium-driver) when missing
 	@command -v xmlsec1 >/dev/null 2>&1 || { \
 	  echo "installing xmlsec1 from Debian"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xmlsec1 >/dev/null; }
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing prometheus from Debian (for promtool: the metrics and alert rule checks; its server is left stopped)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null && \
+	  { { $(SUDO) systemctl disable --now prometheus || $(SUDO) service prometheus stop; } >/dev/null 2>&1 || true; }; }
 	@{ command -v chromium >/dev/null 2>&1 && [ -x /usr/bin/chromedriver ]; } || { \
 	  echo "installing chromium and chromium-driver from Debian (browser tests of the operator page)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }

@@ -17,8 +17,17 @@
   which serves them itself with ``hub worker --metrics-port`` (it has no API).
 - ``lienthong_signin_failures_total`` and ``lienthong_signin_throttled_total{scope}`` (scope = account or address):
   the operator page's refused sign-ins, and those refused unchecked during a backoff (``hub.console.throttle``).
-- The operator page's gauges (dead letters, oldest message age, partner state, certificate expiry, deadlines):
-  see ``hub.console.metrics``; the API hands them in as ``gauges`` so this module needs no web code.
+- ``lienthong_partner_call_duration_seconds{destination}`` (each partner call, failed ones too) and
+  ``lienthong_accept_to_delivered_seconds{destination}`` (a message's acceptance to its "delivered" recorded,
+  retries included) are histograms observed in ``hub worker`` processes (``--metrics-port``).
+- ``lienthong_certificate_expiry_timestamp_seconds{connector}`` (each connector's soonest active certificate) and
+  ``lienthong_hub_certificate_expiry_timestamp_seconds`` (the hub's own): Unix times, built by
+  ``certificate_families`` from what the API reads (``hub.api.app.console_gauges``).
+- The operator page's gauges (dead letters, oldest message age, partner state, deadlines): see
+  ``hub.console.metrics``; the API hands them in as ``gauges`` so this module needs no web code.
+
+Every name passes ``promtool check metrics`` (base units, ``_total`` counters): ``tests/unit/test_promtool.py``.
+The alert rules are ``deploy/prometheus/alerts.yml``, each linked to its section of ``docs/runbooks.md``.
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -62,6 +72,22 @@ for _scope in ("account", "address"):
 WORKER_OUTAGES = Counter(
     "lienthong_worker_outages", "Outages of a dependency a worker process rode out (one per outage)", ["dependency"]
 )
+# Latency of the worker's two halves, observed in ``hub worker`` processes (``--metrics-port``): one partner call
+# (request out to answer, failures too), and a message's acceptance to its "delivered" recorded (queueing, retries
+# and backoff included: what a sender waits for). Buckets span a fast partner call to a day of retries.
+PARTNER_CALL_SECONDS = Histogram(
+    "lienthong_partner_call_duration_seconds",
+    "Duration of one call to a partner (delivered, refused or failed)",
+    ["destination"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+ACCEPT_TO_DELIVERED_SECONDS = Histogram(
+    "lienthong_accept_to_delivered_seconds",
+    "Time from a message's acceptance to its delivery recorded, retries included",
+    ["destination"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0),
+)
+
 WORKER_DEPENDENCY_UP = Gauge(
     "lienthong_worker_dependency_up",
     "Whether a worker process reaches the dependency now (1) or is backing off (0)",
@@ -115,6 +141,26 @@ class StoreCollector(Collector):
 
     def _console(self) -> list[Metric]:
         return [] if self.gauges is None else list(self.gauges())
+
+
+def certificate_families(partners: Iterable[tuple[str, datetime]], hub_expiry: datetime | None) -> list[Metric]:
+    """When certificates expire, as Unix timestamps (Prometheus' base unit; an alert computes the days left with
+    ``- time()``): each connector's soonest active certificate (``partners``: code, expiry) and the hub's own
+    signing certificate (``None``: unreadable, no sample)."""
+    partner = GaugeMetricFamily(
+        "lienthong_certificate_expiry_timestamp_seconds",
+        "When the connector's soonest active certificate expires (Unix time)",
+        labels=["connector"],
+    )
+    for code, expiry in sorted(partners):
+        partner.add_metric([code], expiry.timestamp())
+    own = GaugeMetricFamily(
+        "lienthong_hub_certificate_expiry_timestamp_seconds",
+        "When the hub's own signing certificate expires (Unix time)",
+    )
+    if hub_expiry is not None:
+        own.add_metric([], hub_expiry.timestamp())
+    return [partner, own]
 
 
 def render(store_collector: StoreCollector | None) -> bytes:

@@ -80,12 +80,19 @@ def open_broker(settings: Settings, *, lazy: bool = False) -> Broker:
     return connect(url)
 
 
+def hub_certificate_path(settings: Settings) -> Path:
+    """Where the hub's own certificate is: the configured one, or the demo key's under the data folder."""
+    if settings.key_file and settings.cert_file:
+        return settings.cert_file
+    return settings.data_dir / "keys" / f"{HUB_KEY_NAME}.pem"
+
+
 def hub_signer(settings: Settings) -> Signer:
     """The hub's own signer: the configured key, or a demo key under the data folder (created once)."""
     if settings.key_file and settings.cert_file:
         return Signer.from_files(settings.key_file, settings.cert_file)
     key_dir = settings.data_dir / "keys"
-    key_path, cert_path = key_dir / f"{HUB_KEY_NAME}.key", key_dir / f"{HUB_KEY_NAME}.pem"
+    key_path, cert_path = key_dir / f"{HUB_KEY_NAME}.key", hub_certificate_path(settings)
     if not key_path.exists():
         # ECDSA P-256: the hub signs every outbound message, and EC signing is ~8x cheaper than RSA-2048.
         keys.issue_key(HUB_KEY_NAME, key_dir, algorithm="ec", code=settings.hub_code)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -22,6 +23,10 @@ from hub.api.openapi import install_openapi
 from hub.api.problems import install_handlers
 from hub.api.routes import connectors, deadlines, health, lookups, messages, operations, payments, soap, types
 from hub.config import Settings
+from hub.errors import KeyMaterialError
+from hub.metrics import certificate_families
+from hub.runtime import hub_certificate_path
+from hub.security.keys import load_certificate
 from hub.services import HubService
 
 ROUTERS = (messages, connectors, operations, health, types, soap, lookups, payments, deadlines)
@@ -70,11 +75,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def console_gauges(hub: HubService) -> Sequence[Metric]:
-    """The operator page's gauges for ``/metrics`` (``hub.console.metrics``), read with the store's counters."""
+    """The operator page's gauges for ``/metrics`` (``hub.console.metrics``) and the certificate expiries, read
+    with the store's counters."""
     from hub.console.metrics import families
     from hub.console.views import hub_snapshot
 
-    return families(hub_snapshot(hub, previews=False))
+    return [*families(hub_snapshot(hub, previews=False)), *certificate_families(*_certificate_expiries(hub))]
+
+
+def _certificate_expiries(hub: HubService) -> tuple[list[tuple[str, datetime]], datetime | None]:
+    """Each registered connector's soonest active certificate expiry, and the hub's own (``None``: not readable,
+    e.g. a demo hub whose worker has not created its key yet)."""
+    partners = []
+    for connector in [] if hub.registry is None else hub.registry.list():
+        soonest = min((cert.not_after for cert in connector.certificates), default=None)
+        if soonest is not None:
+            partners.append((connector.code, soonest))
+    try:
+        own: datetime | None = load_certificate(hub_certificate_path(hub.settings)).not_valid_after_utc
+    except (KeyMaterialError, ValueError):  # no file yet, or not a certificate: no sample, other figures stay
+        own = None
+    return partners, own
 
 
 __all__ = ["create_app"]

@@ -6,7 +6,7 @@
 - ``lienthong_partner_state{connector, state}``: 1 for the partner's current state (healthy, degraded, down,
   idle), 0 for the others; ``lienthong_partner_down{connector}`` is 1 while it is down;
 - ``lienthong_partner_error_ratio{connector}``: failed attempts / attempts over the recent window;
-- ``lienthong_certificate_expiry_days{connector}``: days until its soonest active certificate expires;
+- (certificate expiries are Unix timestamps: ``hub.metrics.certificate_families``);
 - ``lienthong_intake_overdue``: dossiers still at status 1 past 8 working hours (and
   ``lienthong_intake_overdue_query_available``: 0 while no deadline query is installed);
 - ``lienthong_portal_sync_waiting`` / ``lienthong_portal_sync_lag_seconds``: dossier syncs not yet delivered to
@@ -27,7 +27,6 @@ EXPORTED = (
     "lienthong_partner_state",
     "lienthong_partner_down",
     "lienthong_partner_error_ratio",
-    "lienthong_certificate_expiry_days",
     "lienthong_intake_overdue",
     "lienthong_intake_overdue_query_available",
     "lienthong_portal_sync_waiting",
@@ -58,18 +57,11 @@ def families(snap: Snapshot) -> list[GaugeMetricFamily]:
     errors = GaugeMetricFamily(
         "lienthong_partner_error_ratio", "Failed attempts / attempts over the recent window", labels=["connector"]
     )
-    certs = GaugeMetricFamily(
-        "lienthong_certificate_expiry_days",
-        "Days until the connector's soonest certificate expires",
-        labels=["connector"],
-    )
     for p in snap.partners:
         for name in STATES:
             state.add_metric([p.code, name], 1.0 if p.state == name else 0.0)
         down.add_metric([p.code], 1.0 if p.state == "down" else 0.0)
         errors.add_metric([p.code], p.error_rate or 0.0)
-        if p.cert_days is not None:
-            certs.add_metric([p.code], p.cert_days)
     d = snap.deadlines
     return [
         dead,
@@ -78,7 +70,6 @@ def families(snap: Snapshot) -> list[GaugeMetricFamily]:
         state,
         down,
         errors,
-        certs,
         GaugeMetricFamily(
             "lienthong_intake_overdue", "Dossiers at status 1 past 8 working hours", value=len(d.overdue)
         ),

@@ -8,7 +8,8 @@ partner-format adapter sent (``Delivered``).
 One broker connection per process, used only by the main thread, which also maps, signs, and records every
 outcome. Partner calls go out from one event loop thread (adapters that are ``async_capable``, such as plain
 HTTP) or from a thread pool (the others), under a per-destination concurrency limit; a per-destination circuit
-breaker stops hammering a partner that is down.
+breaker stops hammering a partner that is down. Each call's duration and each recorded delivery's time since its
+message was accepted are Prometheus histograms (``hub.metrics``, served by ``hub worker --metrics-port``).
 
 A batch (``process_batch``): a delivery id the batch holds twice (the relay published it twice) is delivered
 once, its copies acknowledged with it; one transaction starts the attempts (a delivery already delivered is
@@ -38,6 +39,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from lxml import etree
 from pydantic import BaseModel
@@ -50,6 +52,7 @@ from hub.exchange.heartbeat import Heartbeat
 from hub.exchange.outages import BROKER, STORE, Dependencies
 from hub.exchange.routing import RoutingTable
 from hub.logs import log_context, mask_personal, personal_names
+from hub.metrics import ACCEPT_TO_DELIVERED_SECONDS, PARTNER_CALL_SECONDS
 from hub.security.envelope import EnvelopeHeader, body_payload, build_envelope, peek_header
 from hub.security.signing import Signer
 from hub.store import Delivered
@@ -244,6 +247,7 @@ class Worker:
         self.heartbeat = heartbeat
         self.settled = 0  # deliveries acknowledged, retried or dead-lettered by this worker
         self._held: list[_Held] = []
+        self._accepted_at: dict[int, datetime] = {}  # the batch's delivery id -> its message's acceptance
         self._limits = {d: threading.BoundedSemaphore(c.concurrency) for d, c in routing.destinations.items()}
         self._breakers = {
             d: CircuitBreaker(c.circuit_failures, c.circuit_cooldown_s) for d, c in routing.destinations.items()
@@ -413,10 +417,12 @@ class Worker:
                      sum(map(len, copies.values())))  # fmt: skip
         broker_error = self._settle_all(batch, copies, decided)
         try:
-            started = self.store.start_attempts([d.delivery_id for d in to_start.values()]) if to_start else {}
+            started_at = self.store.start_attempts_at([d.delivery_id for d in to_start.values()]) if to_start else {}
         except StoreUnavailableError:
             self._settle_all(batch, copies, [(index, GIVE_BACK) for index in to_start])
             raise
+        started = {delivery_id: attempt for delivery_id, (attempt, _) in started_at.items()}
+        self._accepted_at = {delivery_id: at for delivery_id, (_, at) in started_at.items()}
         store_error: StoreUnavailableError | None = None
         # Mapping and signing are CPU work: done here, one at a time, before any partner call starts. Pool threads
         # only call partners; CPU work interleaved with other busy threads costs about twice the CPU, as the
@@ -481,15 +487,27 @@ class Worker:
                 outcomes.append((index, outcome))
         if delivered and store_error is None:
             try:
-                self.store.record_delivered_many([record for _, record in delivered])
+                recorded = self.store.record_delivered_many([record for _, record in delivered])
             except StoreUnavailableError as exc:
                 store_error = exc
+            else:
+                self._observe_delivered([batch[index] for index, _ in delivered], recorded)
         if delivered and store_error is not None:
             self._held.extend(_Held(record, [batch[index], *copies[index]]) for index, record in delivered)
         elif delivered:
             outcomes[:0] = [(index, Outcome("delivered")) for index, _ in delivered]
         store_error = self._record_failures(batch, outcomes, store_error)
         return store_error, self._settle_all(batch, copies, outcomes)
+
+    def _observe_delivered(self, deliveries: Sequence[Delivery], recorded: Sequence[bool]) -> None:
+        """Accept-to-delivered latency of the deliveries recorded now (not of those another worker recorded)."""
+        at = datetime.now(UTC)
+        for delivery, fresh in zip(deliveries, recorded, strict=False):
+            accepted = self._accepted_at.get(delivery.delivery_id or 0)
+            if fresh and accepted is not None:
+                ACCEPT_TO_DELIVERED_SECONDS.labels(destination=delivery.destination).observe(
+                    max(0.0, (at - accepted).total_seconds())
+                )
 
     def _record_failures(
         self, batch: Sequence[Delivery], outcomes: list[tuple[int, Outcome]], store_error: StoreUnavailableError | None
@@ -575,10 +593,13 @@ class Worker:
 
     async def _call_async(self, adapter: Adapter, request: OutboundRequest) -> DeliveryReceipt | DeliveryError:
         async with self._async_limits[request.destination]:
+            started = time.perf_counter()
             try:
                 return await adapter.deliver_async(request)
             except DeliveryError as exc:
                 return exc
+            finally:
+                PARTNER_CALL_SECONDS.labels(destination=request.destination).observe(time.perf_counter() - started)
 
     def _call_in_thread(
         self, delivery: Delivery, adapter: Adapter, request: OutboundRequest
@@ -586,7 +607,10 @@ class Worker:
         with log_context(message_id=delivery.message_id, connector=delivery.destination,
                          names=_names_in(request.body)):  # fmt: skip
             try:
-                with self._limits[delivery.destination]:
+                with (
+                    self._limits[delivery.destination],
+                    PARTNER_CALL_SECONDS.labels(destination=delivery.destination).time(),
+                ):  # the call itself, not the wait for a free slot
                     return adapter.deliver(request)
             except DeliveryError as exc:
                 return exc

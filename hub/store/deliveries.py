@@ -10,7 +10,7 @@ calling the partner again; a dead one is left out the same way until it is repla
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
@@ -40,7 +40,7 @@ _START_ATTEMPTS = (
     deliveries.update()
     .where(deliveries.c.id.in_(_B_IDS), deliveries.c.state.notin_([DD, DL]))
     .values(attempts=deliveries.c.attempts + 1, state=DV, next_attempt_at=None, updated_at=_B_NOW)
-    .returning(deliveries.c.id, *RETURNING)
+    .returning(deliveries.c.id, *RETURNING, deliveries.c.created_at)
 )
 _OPEN_DELIVERIES = sa.select(deliveries.c.id, *RETURNING).where(deliveries.c.id.in_(_B_IDS), deliveries.c.state != DD)
 # PostgreSQL: the open rows are locked until the transaction ends, so of two workers recording the same delivery
@@ -218,13 +218,19 @@ def start_attempts(db: Database, delivery_ids: Sequence[int]) -> dict[int, int]:
     """Count a new attempt of each delivery (state ``delivering``, event ``attempt_started``), in one
     transaction and two statements: {delivery id: attempt number}, leaving out delivered, dead or unknown ids (a
     stray copy of a dead delivery is not sent again; a replay makes it queued first)."""
+    return {delivery_id: attempt for delivery_id, (attempt, _) in start_attempts_at(db, delivery_ids).items()}
+
+
+def start_attempts_at(db: Database, delivery_ids: Sequence[int]) -> dict[int, tuple[int, datetime]]:
+    """``start_attempts`` with each delivery's creation time, which is its message's acceptance time (same
+    transaction): the worker's accept-to-delivered latency costs no extra query."""
     if not delivery_ids:
         return {}
     at_now = now()
     with db.transaction() as conn:
         rows = conn.execute(_START_ATTEMPTS, {"b_ids": list(delivery_ids), "b_now": at_now}).all()
         add_events(conn, *(delivery_event(r, EventState.ATTEMPT_STARTED, at_now) for r in rows))
-    return {int(r.id): int(r.attempts) for r in rows}
+    return {int(r.id): (int(r.attempts), r.created_at) for r in rows}
 
 
 def record_delivered_many(db: Database, items: Sequence[Sequence[Any]]) -> list[bool]:

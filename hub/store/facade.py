@@ -204,6 +204,10 @@ class Store:
         """
         return _deliveries.start_attempts(self.db, delivery_ids)
 
+    def start_attempts_at(self, delivery_ids: Sequence[int]) -> dict[int, tuple[int, datetime]]:
+        """``start_attempts`` with each delivery's acceptance time: {delivery id: (attempt number, accepted at)}."""
+        return _deliveries.start_attempts_at(self.db, delivery_ids)
+
     def record_delivered_many(self, items: Sequence[Sequence[Any]]) -> list[bool]:
         """Record deliveries, each item read as ``Delivered(*item)``: (delivery id, outbound envelope, detail[,
         sent bytes, sent media type]), in one transaction.

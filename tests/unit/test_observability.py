@@ -1,5 +1,5 @@
-"""Observability: /metrics exports every gauge the alert rules and the Grafana dashboard use (promtool is not
-available here, so the rule file's structure and metric names are checked directly), and the JSON log lines carry
+"""Observability: /metrics exports every gauge the alert rules and the Grafana dashboard use (promtool itself runs
+in ``test_promtool``), each alert links its own section of ``docs/runbooks.md``, and the JSON log lines carry
 message id, dossier code and connector, with personal IDs masked."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from hub.logs import JsonFormatter, log_context, logging_dict, mask_ids
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "lienthong.json"
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
 METRIC = re.compile(r"\blienthong_[a-z0-9_]+")
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
 
@@ -42,7 +43,7 @@ def exported(tmp_path_factory, pki) -> set[str]:
         name, kind = kind_line
         names.add(name)
         names.update(name + suffix for suffix in SUFFIXES.get(kind, ()))
-    assert 'lienthong_certificate_expiry_days{connector="000.00.00.H12"}' in text
+    assert 'lienthong_certificate_expiry_timestamp_seconds{connector="000.00.00.H12"}' in text
     assert 'lienthong_partner_state{connector="000.00.00.H12",state="push_only"} 1.0' in text
     return names
 
@@ -61,21 +62,48 @@ def test_alert_rules_have_the_expected_structure_and_use_exported_metrics(export
         "LienthongDeadLetters": "lienthong_dead_letters",
         "LienthongOldestMessageTooOld": "lienthong_oldest_pending_age_seconds",
         "LienthongPartnerDown": "lienthong_partner_down",
-        "LienthongCertificateExpiring": "lienthong_certificate_expiry_days",
+        "LienthongCertificateExpiring": "lienthong_certificate_expiry_timestamp_seconds",
+        "LienthongHubCertificateExpiring": "lienthong_hub_certificate_expiry_timestamp_seconds",
+        "LienthongWorkerDependencyDown": "lienthong_worker_dependency_up",
+        "LienthongRejectionRateHigh": "lienthong_rejected_total",
+        "LienthongPaymentConfirmationsRejected": "lienthong_payment_confirmations_rejected",
         "LienthongIntakeDeadlineBreached": "lienthong_intake_overdue",
     }
     for alert, metric in expected.items():
         assert metric in by_name[alert]["expr"], alert
     assert "> 0" in by_name["LienthongDeadLetters"]["expr"] and by_name["LienthongDeadLetters"]["for"] == "10m"
     assert "> 900" in by_name["LienthongOldestMessageTooOld"]["expr"]
-    assert "< 30" in by_name["LienthongCertificateExpiring"]["expr"]
+    assert "< 30 * 86400" in by_name["LienthongCertificateExpiring"]["expr"]
+    assert "< 7 * 86400" in by_name["LienthongHubCertificateExpiringSoon"]["expr"]
+    assert by_name["LienthongTargetDown"]["expr"].startswith("up{") and by_name["LienthongTargetDown"]["for"] == "2m"
     for rule in rules:
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
         assert rule["labels"]["severity"] in ("warning", "critical")
         assert rule["annotations"]["summary"]
         assert re.fullmatch(r"\d+[smh]", rule.get("for", "0s"))
         used = set(METRIC.findall(rule["expr"]))
-        assert used and used <= exported, f"{rule['alert']} uses metrics /metrics does not export: {used - exported}"
+        assert used <= exported, f"{rule['alert']} uses metrics /metrics does not export: {used - exported}"
+        assert used or rule["alert"] == "LienthongTargetDown", rule["alert"]  # Prometheus' own `up`
+
+
+def _anchor(heading: str) -> str:
+    """The anchor a Markdown renderer (GitHub, GitLab) gives a heading."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_each_alert_links_its_own_runbook_section_and_each_section_has_its_alert() -> None:
+    rules = [rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]]
+    sections = {_anchor(h): h for h in re.findall(r"^## (.+)$", RUNBOOKS.read_text(encoding="utf-8"), re.M)}
+    linked = {}
+    for rule in rules:
+        path, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+        assert path == "docs/runbooks.md" and anchor in sections, rule["alert"]
+        assert sections[anchor] == rule["alert"], f"{rule['alert']} links the section of {sections[anchor]}"
+        linked[anchor] = rule["alert"]
+    assert set(sections) == set(linked), f"sections without an alert: {set(sections) - set(linked)}"
+    for heading in sections.values():
+        body = RUNBOOKS.read_text(encoding="utf-8").split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+        assert "**Means**" in body and "**Do**" in body and "**Check**" in body, heading
 
 
 def test_dashboard_panels_use_exported_metrics(exported) -> None:
@@ -91,7 +119,7 @@ def test_dashboard_panels_use_exported_metrics(exported) -> None:
             assert used and used <= exported, f"{panel['title']}: {used - exported}"
             seen |= used
     for metric in ("lienthong_dead_letters", "lienthong_oldest_pending_age_seconds", "lienthong_partner_down",
-                   "lienthong_certificate_expiry_days", "lienthong_intake_overdue"):  # fmt: skip
+                   "lienthong_certificate_expiry_timestamp_seconds", "lienthong_intake_overdue"):  # fmt: skip
         assert metric in seen, f"no panel shows {metric}"
 
 
@@ -172,8 +200,11 @@ def test_personal_ids_are_masked_but_digests_are_left_whole() -> None:
 
 
 def test_the_scrape_config_sends_a_bearer_token_and_loads_the_alert_rules() -> None:
-    """/metrics needs a key unless configured public: the shipped scrape job sends one the way it accepts it."""
+    """/metrics needs a key unless configured public: the shipped scrape job sends one the way it accepts it; the
+    workers' metrics ports are scraped too (the target-down alert watches every ``lienthong*`` job)."""
     config = yaml.safe_load((ALERTS.parent / "prometheus.yml").read_text(encoding="utf-8"))
-    (job,) = config["scrape_configs"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"lienthong", "lienthong-worker"}
+    job = jobs["lienthong"]
     assert job["metrics_path"] == "/metrics" and job["authorization"]["type"] == "Bearer"
     assert job["authorization"]["credentials_file"] and config["rule_files"] == [ALERTS.name]

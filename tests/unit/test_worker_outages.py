@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,7 @@ class FakeStore:
         self.recorded: list[list[int]] = []  # the delivery ids of each record_delivered_many call
         self.retries: list[int] = []
         self.dead: list[int] = []
+        self.accepted_at: datetime | None = None  # when every message was accepted (None: now)
         self.lock = threading.Lock()
 
     def _check(self, name: str) -> None:
@@ -133,6 +135,10 @@ class FakeStore:
         for i in delivery_ids:
             self.attempts[i] = self.attempts.get(i, 0) + 1
         return {i: self.attempts[i] for i in delivery_ids if i not in self.delivered}
+
+    def start_attempts_at(self, delivery_ids: Sequence[int]) -> dict[int, tuple[int, datetime]]:
+        accepted = self.accepted_at or datetime.now(UTC)
+        return {i: (attempt, accepted) for i, attempt in self.start_attempts(delivery_ids).items()}
 
     def record_delivered_many(self, items: Sequence[Delivered]) -> list[bool]:
         self._check("record_delivered_many")
