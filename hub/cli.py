@@ -430,7 +430,7 @@ def queues(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
     then the dossiers past their intake deadline."""
     from rich.table import Table
 
-    from hub.cliformat import console, jsonable, print_json
+    from hub.cliformat import NARROW, console, jsonable, print_json
     from hub.dossier.deadlines import overdue_intake
 
     clock = _clock(utc)
@@ -452,12 +452,17 @@ def queues(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
     if not overview:
         screen.print("no deliveries yet")
     else:
-        table = Table(title=f"Queues (broker {runtime.describe_broker()}, store {runtime.describe_store()})")
-        for column in ("destination", "ready", "in flight", "retrying", "dead", "delivered", "oldest pending",
-                       "rate/min"):  # fmt: skip
-            # Headers may fold (80 columns); the destination and the numbers never do.
-            table.add_column(column, justify="left" if column == "destination" else "right",
-                             no_wrap=column == "destination", min_width=4)  # fmt: skip
+        narrow = screen.width < NARROW
+        # Below 120 columns: one space between cells and each header as wide as its longest word (rich's own
+        # sizing crops the table rather than wrap the headers); the destination takes the rest and folds.
+        widths = {"ready": 5, "in flight": 6, "retrying": 8, "dead": 4, "delivered": 9, "oldest pending": 7,
+                  "rate/min": 8}  # fmt: skip
+        table = Table(title=f"Queues (broker {runtime.describe_broker()}, store {runtime.describe_store()})",
+                      padding=(0, 1, 0, 0) if narrow else (0, 1))  # fmt: skip
+        rest = screen.width - sum(widths.values()) - 2 * len(widths) - 3
+        table.add_column("destination", overflow="fold", width=max(rest, 13) if narrow else None, no_wrap=not narrow)
+        for column, width in widths.items():
+            table.add_column(column, justify="right", width=width if narrow else None, no_wrap=not narrow)
         for q in overview:
             table.add_row(
                 q.destination, str(q.queued), str(q.delivering), str(q.retrying),
@@ -516,16 +521,26 @@ def dead_letters_list(
         return
     table = Table(title=f"{len(rows)} dead letter(s)", title_justify="left")
     if screen.width < NARROW:
-        table.add_column("id", no_wrap=True, justify="right")
-        table.add_column("destination", no_wrap=True)
-        table.add_column("message id", overflow="fold", min_width=8)
-        table.add_column("reason", no_wrap=True)
-        table.add_column("tries", no_wrap=True, justify="right")
-        table.add_column("last error", overflow="ellipsis", no_wrap=True, ratio=1, min_width=12)
+        # Widths set here: rich's own sizing crops a table whose columns cannot all shrink enough.
+        fixed = {
+            "id": max(2, *(len(str(d.id)) for d in rows)),
+            "destination": max(11, *(len(d.destination) for d in rows)),
+            "reason": max(10, *(len(d.reason) for d in rows)),
+            "tries": 5,
+        }
+        rest = screen.width - sum(fixed.values()) - 6 * 2 - 7  # two padding spaces per cell, seven borders
+        message_width = min(36, max(8, rest // 2))
+        table.add_column("id", width=fixed["id"], justify="right")
+        table.add_column("destination", width=fixed["destination"], overflow="fold")
+        table.add_column("message id", width=message_width, overflow="fold")
+        table.add_column("reason", width=fixed["reason"])
+        table.add_column("tries", width=fixed["tries"], justify="right")
+        table.add_column("last error", width=max(8, rest - message_width), overflow="fold")
         for d in rows:
             reason = d.reason + ("\n(replayed)" if d.replayed_at else "")
-            table.add_row(str(d.id), d.destination, d.message_id, reason, str(d.attempts),
-                          " ".join(d.last_error.split()))  # fmt: skip
+            error = " ".join(d.last_error.split())
+            error = error if len(error) <= 60 else error[:59] + "…"  # a few lines at most; `show` has it all
+            table.add_row(str(d.id), d.destination, d.message_id, reason, str(d.attempts), error)
         screen.print(table)
         screen.print("`hub dead-letters show ID`: one dead letter in full", markup=False)
         return
