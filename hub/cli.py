@@ -418,9 +418,9 @@ def worker_health(
 
     data_dir = get_settings().data_dir
     healthy, reason = check(data_dir, max_age)
-    if as_json:
-        out.print(json.dumps(read_heartbeats(data_dir), indent=2), markup=False)
-    (out if healthy else err).print(reason, markup=False)
+    if as_json:  # stdout is then the JSON document alone; the verdict goes to stderr
+        sys.stdout.write(json.dumps(read_heartbeats(data_dir), indent=2) + "\n")
+    (out if healthy and not as_json else err).print(reason, markup=False)
     raise typer.Exit(EXIT_OK if healthy else EXIT_REJECTED)
 
 
