@@ -72,6 +72,18 @@ def _print_issues(source: str, issues: list) -> None:
         err.print(f"{source}:{line}: {issue.path}: {issue.message} [rule: {issue.rule}]", markup=False)
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead (times ISO 8601 with offset)")]
+UtcOpt = Annotated[bool, typer.Option("--utc", help="Show times in UTC instead of the calendar's local time (UTC+7)")]
+
+
+def _clock(utc: bool):
+    """The zone for the times a command shows: the working calendar's (``calendar_timezone``), or UTC."""
+    from hub.cliformat import Clock
+    from hub.config import get_settings
+
+    return Clock.of(get_settings().calendar_timezone, utc=utc)
+
+
 FileArg = Annotated[Path, typer.Argument(help="XML file to read ('-' for standard input)", show_default=False)]
 TypeOpt = Annotated[str, typer.Option("--type", "-t", help="Message type, e.g. dossier.sync (see `hub types`)")]
 
@@ -406,91 +418,183 @@ def worker_health(
 
     data_dir = get_settings().data_dir
     healthy, reason = check(data_dir, max_age)
-    if as_json:
-        out.print(json.dumps(read_heartbeats(data_dir), indent=2), markup=False)
-    (out if healthy else err).print(reason, markup=False)
+    if as_json:  # stdout is then the JSON document alone; the verdict goes to stderr
+        sys.stdout.write(json.dumps(read_heartbeats(data_dir), indent=2) + "\n")
+    (out if healthy and not as_json else err).print(reason, markup=False)
     raise typer.Exit(EXIT_OK if healthy else EXIT_REJECTED)
 
 
 @app.command()
-def queues() -> None:
-    """Per destination: ready, in flight, retrying, dead, delivered, oldest pending message and delivery rate."""
+def queues(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
+    """Per destination: ready, in flight, retrying, dead, delivered, oldest pending message and delivery rate;
+    then the dossiers past their intake deadline."""
     from rich.table import Table
 
+    from hub.cliformat import NARROW, console, jsonable, print_json
     from hub.dossier.deadlines import overdue_intake
 
+    clock = _clock(utc)
     runtime = _runtime()
     try:
         overview = runtime.store.queue_overview()
         overdue = overdue_intake(runtime.store, runtime.settings)
     finally:
         runtime.close()
+    if as_json:
+        print_json({
+            "broker": runtime.describe_broker(), "store": runtime.describe_store(),
+            "destinations": jsonable(overview, clock),
+            "overdue_intake": {"working_hours": runtime.settings.intake_deadline_hours,
+                               "dossiers": jsonable(overdue, clock)},
+        })  # fmt: skip
+        return
+    screen = console()
     if not overview:
-        out.print("no deliveries yet")
+        screen.print("no deliveries yet")
     else:
-        table = Table(title=f"Queues (broker {runtime.describe_broker()}, store {runtime.describe_store()})")
-        for column in ("destination", "ready", "in flight", "retrying", "dead", "delivered", "oldest pending",
-                       "rate/min"):  # fmt: skip
-            table.add_column(column, justify="left" if column == "destination" else "right", no_wrap=True)
+        narrow = screen.width < NARROW
+        # Below 120 columns: one space between cells and each header as wide as its longest word (rich's own
+        # sizing crops the table rather than wrap the headers); the destination takes the rest and folds.
+        widths = {"ready": 5, "in flight": 6, "retrying": 8, "dead": 4, "delivered": 9, "oldest pending": 7,
+                  "rate/min": 8}  # fmt: skip
+        table = Table(title=f"Queues (broker {runtime.describe_broker()}, store {runtime.describe_store()})",
+                      padding=(0, 1, 0, 0) if narrow else (0, 1))  # fmt: skip
+        rest = screen.width - sum(widths.values()) - 2 * len(widths) - 3
+        table.add_column("destination", overflow="fold", width=max(rest, 13) if narrow else None, no_wrap=not narrow)
+        for column, width in widths.items():
+            table.add_column(column, justify="right", width=width if narrow else None, no_wrap=not narrow)
         for q in overview:
             table.add_row(
                 q.destination, str(q.queued), str(q.delivering), str(q.retrying),
                 f"[bold red]{q.dead}[/]" if q.dead else "0", str(q.delivered),
                 _age(q.oldest_pending_age_s), str(q.delivered_last_60s),
             )  # fmt: skip
-        out.print(table)
-    _print_overdue(overdue, runtime.settings)
+        screen.print(table)
+    _print_overdue(screen, overdue, runtime.settings, clock)
 
 
-def _print_overdue(overdue: list, settings) -> None:
+def _print_overdue(screen, overdue: list, settings, clock) -> None:
     """The "Overdue intake (8 working hours)" section of `hub queues`."""
-    from zoneinfo import ZoneInfo
-
     from rich.table import Table
 
     hours = f"{settings.intake_deadline_hours:g}"
     if not overdue:
-        out.print(f"Overdue intake ({hours} working hours): none", markup=False)
+        screen.print(f"Overdue intake ({hours} working hours): none", markup=False)
         return
-    zone = ZoneInfo(settings.calendar_timezone)
     table = Table(title=f"Overdue intake ({hours} working hours): {len(overdue)} dossier(s) still at status 1")
-    for column in ("dossier", "submitted (local)", "deadline (local)", "overdue (working h)", "channel", "reported by"):
-        table.add_column(column, no_wrap=True)
+    for column in ("dossier", f"submitted ({clock.label})", f"deadline ({clock.label})", "overdue (working h)",
+                   "channel", "reported by"):  # fmt: skip
+        table.add_column(column, no_wrap=column == "dossier")
     for d in overdue:
         table.add_row(
-            d.dossier_code, f"{d.submitted_at.astimezone(zone):%Y-%m-%d %H:%M}",
-            f"{d.deadline.astimezone(zone):%Y-%m-%d %H:%M}", f"[bold red]{d.overdue_hours:.2f}[/]",
-            "-" if d.channel is None else str(d.channel), d.source or "-",
+            d.dossier_code, clock.short(d.submitted_at), clock.short(d.deadline),
+            f"[bold red]{d.overdue_hours:.2f}[/]", "-" if d.channel is None else str(d.channel), d.source or "-",
         )  # fmt: skip
-    out.print(table)
+    screen.print(table)
 
 
 @dead_app.command("list")
 def dead_letters_list(
     destination: Annotated[str | None, typer.Option(help="Only this destination")] = None,
     include_replayed: Annotated[bool, typer.Option("--all", help="Also show dead letters already replayed")] = False,
+    as_json: JsonOpt = False,
+    utc: UtcOpt = False,
 ) -> None:
-    """List dead letters: id, destination, message, reason, attempts and the last error."""
+    """List dead letters: id, destination, message, reason, attempts and the last error (below 120 columns the
+    type, dossier and times are left out: `hub dead-letters show ID` has everything)."""
     from rich.table import Table
 
+    from hub.cliformat import NARROW, console, jsonable, print_json
+
+    clock = _clock(utc)
     runtime = _runtime()
     try:
         rows = runtime.store.dead_letters(destination=destination, include_replayed=include_replayed)
     finally:
         runtime.close()
-    if not rows:
-        out.print("no dead letters")
+    if as_json:
+        print_json(jsonable(rows, clock))
         return
-    table = Table(title=f"{len(rows)} dead letter(s)")
-    for column in ("id", "destination", "message id", "type", "dossier", "reason", "tries", "last error", "replayed"):
+    screen = console()
+    if not rows:
+        screen.print("no dead letters")
+        return
+    table = Table(title=f"{len(rows)} dead letter(s)", title_justify="left")
+    if screen.width < NARROW:
+        # Widths set here: rich's own sizing crops a table whose columns cannot all shrink enough.
+        fixed = {
+            "id": max(2, *(len(str(d.id)) for d in rows)),
+            "destination": max(11, *(len(d.destination) for d in rows)),
+            "reason": max(10, *(len(d.reason) for d in rows)),
+            "tries": 5,
+        }
+        rest = screen.width - sum(fixed.values()) - 6 * 2 - 7  # two padding spaces per cell, seven borders
+        message_width = min(36, max(8, rest // 2))
+        table.add_column("id", width=fixed["id"], justify="right")
+        table.add_column("destination", width=fixed["destination"], overflow="fold")
+        table.add_column("message id", width=message_width, overflow="fold")
+        table.add_column("reason", width=fixed["reason"])
+        table.add_column("tries", width=fixed["tries"], justify="right")
+        table.add_column("last error", width=max(8, rest - message_width), overflow="fold")
+        for d in rows:
+            reason = d.reason + ("\n(replayed)" if d.replayed_at else "")
+            error = " ".join(d.last_error.split())
+            error = error if len(error) <= 60 else error[:59] + "…"  # a few lines at most; `show` has it all
+            table.add_row(str(d.id), d.destination, d.message_id, reason, str(d.attempts), error)
+        screen.print(table)
+        screen.print("`hub dead-letters show ID`: one dead letter in full", markup=False)
+        return
+    for column in ("id", "destination", "message id", "type", "dossier", "reason", "tries", "last error",
+                   f"replayed ({clock.label})", f"since ({clock.label})"):  # fmt: skip
         table.add_column(column, overflow="fold")
     for d in rows:
-        replayed = f"{d.replayed_at:%Y-%m-%d %H:%M} by {d.replayed_by}" if d.replayed_at else ""
+        replayed = f"{clock.short(d.replayed_at)} by {d.replayed_by}" if d.replayed_at else ""
         table.add_row(
             str(d.id), d.destination, d.message_id, d.message_type, d.dossier_code or "", d.reason,
-            str(d.attempts), d.last_error[:120], replayed,
+            str(d.attempts), d.last_error[:120], replayed, clock.short(d.created_at),
         )  # fmt: skip
-    out.print(table)
+    screen.print(table)
+
+
+@dead_app.command("show")
+def dead_letters_show(
+    dead_id: Annotated[int, typer.Argument(metavar="ID", help="Dead-letter id (see `hub dead-letters list`)")],
+    as_json: JsonOpt = False,
+    utc: UtcOpt = False,
+) -> None:
+    """One dead letter in full: message, destination, reason, the whole last error, attempts, when, and who
+    replayed it when. Exit 1 for an unknown id."""
+    from hub.cliformat import console, jsonable, print_json
+
+    clock = _clock(utc)
+    runtime = _runtime()
+    try:
+        found = runtime.store.dead_letter(dead_id)
+    finally:
+        runtime.close()
+    if found is None:
+        raise _fail(f"no dead letter {dead_id} (see `hub dead-letters list --all`)", EXIT_REJECTED)
+    if as_json:
+        print_json(jsonable(found, clock))
+        return
+    d = found
+    fields = {
+        "dead letter": str(d.id),
+        "message id": d.message_id,
+        "type": d.message_type,
+        "sender": d.sender,
+        "destination": d.destination,
+        "dossier": d.dossier_code or "-",
+        "reason": d.reason,
+        "attempts": str(d.attempts),
+        "dead since": clock.full(d.created_at),
+        "replayed": f"{clock.full(d.replayed_at)} by {d.replayed_by}" if d.replayed_at else "no",
+        "delivery id": str(d.delivery_id),
+        "last error": d.last_error or "-",
+    }
+    screen = console()
+    for name, value in fields.items():
+        screen.print(f"{name + ':':<13}{value}", markup=False, soft_wrap=False)
 
 
 @dead_app.command("replay")
@@ -674,50 +778,101 @@ def connector_add(
     )
 
 
+def _connector_doc(c, clock, *, full: bool) -> dict:
+    """What ``connector list|show --json`` print of one connector (never its key nor a credential)."""
+    doc = {
+        "code": c.code, "kind": c.kind, "name": c.name, "enabled": c.enabled, "sends": list(c.sends),
+        "receives": list(c.receives), "endpoint": c.endpoint, "cert_expiry_days": c.cert_expiry_days(),
+    }  # fmt: skip
+    if full:
+        doc |= {
+            "api_key_prefix": c.api_key_prefix,
+            "created_at": jsonable_time(c.created_at, clock),
+            "updated_at": jsonable_time(c.updated_at, clock),
+            "spec": _public_spec(c),
+            "certificates": [
+                {"fingerprint": i.fingerprint, "subject": i.subject, "not_before": jsonable_time(i.not_before, clock),
+                 "not_after": jsonable_time(i.not_after, clock), "days_left": i.days_left()}
+                for i in c.certificates
+            ],
+        }  # fmt: skip
+    return doc
+
+
+def jsonable_time(at, clock) -> str | None:
+    return None if at is None else clock.local(at).isoformat()
+
+
+def _public_spec(c) -> dict:
+    spec = c.spec.public()
+    if spec.get("code_pattern") is None:
+        spec.pop("code_pattern", None)
+    spec["mapping"] = {t: c.spec.profile_for(t) for t in dict.fromkeys((*c.sends, *c.receives))}
+    return spec
+
+
 @connector_app.command("list")
-def connector_list() -> None:
-    """Registered connectors: code, kind, name, granted types, endpoint, state and certificate expiry."""
+def connector_list(as_json: JsonOpt = False) -> None:
+    """Registered connectors: code, kind, name, granted types, endpoint, state and certificate expiry (below 120
+    columns the granted types are left out: `hub connector show CODE` has them)."""
     from rich.table import Table
+
+    from hub.cliformat import NARROW, console, print_json
 
     with _registry() as registry:
         rows = registry.list()
-    if not rows:
-        out.print("no connectors registered (add one with `hub connector add FILE.yaml`)")
+    if as_json:
+        print_json([_connector_doc(c, _clock(False), full=False) for c in rows])
         return
+    screen = console()
+    if not rows:
+        screen.print("no connectors registered (add one with `hub connector add FILE.yaml`)")
+        return
+    narrow = screen.width < NARROW
     table = Table(title=f"{len(rows)} connector(s)")
-    for column in ("code", "kind", "name", "sends", "receives", "endpoint", "enabled", "cert days"):
-        table.add_column(column, no_wrap=column != "name", justify="right" if column == "cert days" else "left")
+    columns = ("code", "kind", "name", "endpoint", "enabled", "cert days") if narrow else (
+        "code", "kind", "name", "sends", "receives", "endpoint", "enabled", "cert days")  # fmt: skip
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("code", "kind"), overflow="fold",
+                         justify="right" if column == "cert days" else "left")  # fmt: skip
     for c in rows:
         days = c.cert_expiry_days()
-        table.add_row(
-            c.code, c.kind, c.name, "\n".join(c.sends) or "-", "\n".join(c.receives) or "-",
-            c.endpoint or "-", "yes" if c.enabled else "[bold red]no[/]", "-" if days is None else str(days),
-        )  # fmt: skip
-    # Eight columns do not fit the 120-column piped default: a pipe or a file gets the width it needs.
-    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
+        cells = {
+            "code": c.code, "kind": c.kind, "name": c.name, "sends": "\n".join(c.sends) or "-",
+            "receives": "\n".join(c.receives) or "-", "endpoint": c.endpoint or "-",
+            "enabled": "yes" if c.enabled else "[bold red]no[/]", "cert days": "-" if days is None else str(days),
+        }  # fmt: skip
+        table.add_row(*(cells[column] for column in columns))
+    screen.print(table)
 
 
 @connector_app.command("show")
-def connector_show(code: CodeArg) -> None:
+def connector_show(code: CodeArg, as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
     """One connector in full: its declaration, certificates, key id and the latest registry changes."""
     import yaml
 
     from hub.security import keys
 
+    clock = _clock(utc)
     with _registry() as registry:
         connector = registry.get(code)
         if connector is None:
             raise _unknown_connector(code)
         history = registry.audit(code, limit=10)
     c = connector
+    if as_json:
+        from hub.cliformat import jsonable, print_json
+
+        doc = _connector_doc(c, clock, full=True)
+        doc["recent_changes"] = [
+            {"at": jsonable_time(e.at, clock), "action": e.action, "actor": e.actor} for e in history
+        ]
+        print_json(jsonable(doc, clock))
+        return
     out.print(f"{c.code}  {c.name}  ({c.kind}, {'enabled' if c.enabled else 'DISABLED'})", markup=False)
     out.print(f"API key id: {c.api_key_prefix or '-'} (the key itself is never stored)", markup=False)
-    out.print(f"created {c.created_at:%Y-%m-%d %H:%M:%S}Z, updated {c.updated_at:%Y-%m-%d %H:%M:%S}Z", markup=False)
-    spec = c.spec.public()
-    if spec.get("code_pattern") is None:
-        spec.pop("code_pattern", None)
-    spec["mapping"] = {t: c.spec.profile_for(t) for t in dict.fromkeys((*c.sends, *c.receives))}
-    out.print(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True).rstrip(), markup=False)
+    out.print(f"created {clock.full(c.created_at)}, updated {clock.full(c.updated_at)}", markup=False)
+    out.print(yaml.safe_dump(_public_spec(c), sort_keys=False, allow_unicode=True).rstrip(), markup=False)
     out.print(f"certificates: {len(c.certificates) or 'none'}", markup=False)
     for info in c.certificates:
         cert = info.certificate
@@ -727,9 +882,9 @@ def connector_show(code: CodeArg) -> None:
             markup=False,
         )
     if history:
-        out.print("recent changes:", markup=False)
+        out.print(f"recent changes ({clock.label}):", markup=False)
         for entry in history:
-            out.print(f"  {entry.at:%Y-%m-%d %H:%M:%S}Z  {entry.action:<18} by {entry.actor}", markup=False)
+            out.print(f"  {clock.short(entry.at)}  {entry.action:<18} by {entry.actor}", markup=False)
 
 
 @connector_app.command("disable")
@@ -760,19 +915,28 @@ def connector_rotate_key(code: CodeArg, actor: ActorOpt = None) -> None:
 @connector_app.command("audit")
 def connector_audit(
     code: Annotated[str | None, typer.Argument(metavar="[CODE]", help="Only this connector")] = None,
+    as_json: JsonOpt = False,
+    utc: UtcOpt = False,
 ) -> None:
     """Registry changes (who, when, what), oldest first."""
     import json
 
+    clock = _clock(utc)
     with _registry() as registry:
         entries = registry.audit(code)
+    if as_json:
+        from hub.cliformat import jsonable, print_json
+
+        print_json(jsonable(entries, clock))
+        return
     if not entries:
         out.print("no registry changes recorded")
         return
+    out.print(f"registry changes (times {clock.label}):", markup=False)
     for e in entries:
         changed = _changed_keys(e.before, e.after)
         what = f" ({', '.join(changed)})" if changed else ""
-        out.print(f"{e.at:%Y-%m-%d %H:%M:%S}Z  {e.code}  {e.action}{what}  by {e.actor}", markup=False)
+        out.print(f"{clock.local(e.at):%Y-%m-%d %H:%M:%S}  {e.code}  {e.action}{what}  by {e.actor}", markup=False)
         if e.action == "rotate-key":
             out.print(f"    {json.dumps(e.before)} -> {json.dumps(e.after)}", markup=False)
 
@@ -789,10 +953,11 @@ def _changed_keys(before: dict | None, after: dict | None) -> list[str]:
 def connector_check(
     code: CodeArg,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the endpoint's answer")] = 3.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Onboarding check: example packets through verification, validation and mapping; certificates; a harmless
     OPTIONS request to the endpoint. Prints what passed (✓), what to look at (!) and what must be fixed (✗);
-    exit 0 only when nothing must be fixed."""
+    exit 0 only when nothing must be fixed (--json: the same items and exit code)."""
     from hub.config import get_settings
     from hub.registry import run_check
     from hub.runtime import trust_store
@@ -800,6 +965,14 @@ def connector_check(
     settings = get_settings()
     with _registry() as registry, _known_connector(code):
         report = run_check(registry, code, trust=trust_store(settings, registry.store), probe_timeout_s=timeout)
+    if as_json:
+        from hub.cliformat import print_json
+
+        print_json({
+            "code": code, "ok": report.ok, "failures": len(report.failures), "warnings": len(report.warnings),
+            "items": [{"status": i.status, "area": i.area, "message": i.message} for i in report.items],
+        })  # fmt: skip
+        raise typer.Exit(EXIT_OK if report.ok else EXIT_REJECTED)
     out.print(f"Onboarding check of connector {code}", markup=False)
     for item in report.items:
         out.print(f"  {item.mark} [{item.area}] {item.message}", markup=False)
@@ -809,6 +982,58 @@ def connector_check(
         return
     out.print(f"{code}: {len(report.failures)} problem(s) must be fixed", markup=False)
     raise typer.Exit(EXIT_REJECTED)
+
+
+dossier_app = typer.Typer(help="Look at dossiers across systems.", no_args_is_help=True)
+app.add_typer(dossier_app, name="dossier")
+
+
+@dossier_app.command("show")
+def dossier_show(
+    code: Annotated[str, typer.Argument(metavar="CODE", help="The dossier code")],
+    as_json: JsonOpt = False,
+    utc: UtcOpt = False,
+) -> None:
+    """A dossier across systems: its current status, every status update (applied or not) in time order and the
+    messages logged for it. Exit 1 for a dossier the hub knows nothing of."""
+    from rich.table import Table
+
+    from hub.cliformat import console, jsonable, print_json
+
+    clock = _clock(utc)
+    with _registry() as registry:
+        record = registry.store.dossier(code)
+        updates = sorted(registry.store.timeline(code), key=lambda u: (u.at, u.id))
+        messages = sorted(registry.store.dossier_messages(code), key=lambda m: (m.received_at, m.message_pk))
+    if record is None and not updates and not messages:
+        raise _fail(f"no dossier {code} is known", EXIT_REJECTED)
+    if as_json:
+        print_json({
+            "dossier_code": code,
+            "status": None if record is None else record.status,
+            "status_at": None if record is None else jsonable(record.status_at, clock),
+            "updates": jsonable(updates, clock),
+            "messages": jsonable(messages, clock),
+        })  # fmt: skip
+        return
+    screen = console()
+    status = "no status applied" if record is None else f"status {record.status} since {clock.full(record.status_at)}"
+    screen.print(f"dossier {code}: {status}", markup=False)
+    if updates:
+        table = Table(title=f"{len(updates)} status update(s)", title_justify="left")
+        for column in (f"at ({clock.label})", "status", "outcome", "source", "reason"):
+            table.add_column(column, no_wrap=column.startswith("at") or column == "status", overflow="fold")
+        for u in updates:
+            table.add_row(clock.short(u.at), str(u.status), u.outcome, u.source, u.reason or "")
+        screen.print(table)
+    if messages:
+        table = Table(title=f"{len(messages)} message(s)", title_justify="left")
+        for column in (f"received ({clock.label})", "type", "from → to", "message id", "status"):
+            table.add_column(column, no_wrap=column.startswith("received"), overflow="fold")
+        for m in messages:
+            table.add_row(clock.short(m.received_at), m.message_type, f"{m.sender} → {m.receiver}", m.message_id,
+                          m.status)  # fmt: skip
+        screen.print(table)
 
 
 @app.command()

@@ -90,6 +90,13 @@ def list_dead_letters(
     return [DeadLetter(**{**r._mapping, "last_error": mask_personal(r.last_error)}) for r in rows]
 
 
+def get_dead_letter(db: Database, dead_letter_id: int) -> DeadLetter | None:
+    """One dead letter, replayed or not (``None`` if unknown); ``last_error`` masked as in the lists."""
+    with db.transaction(readonly=True) as conn:
+        row = conn.execute(_LISTING.where(dead_letters.c.id == dead_letter_id)).first()
+    return None if row is None else DeadLetter(**{**row._mapping, "last_error": mask_personal(row.last_error)})
+
+
 def replay(db: Database, dead_letter_id: int, *, actor: str) -> PendingDelivery:
     """Record who replays a dead letter and requeue its delivery, unpublished, attempts reset (see
     ``Store.replay``)."""

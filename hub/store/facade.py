@@ -242,6 +242,10 @@ class Store:
             self.db, destination=destination, include_replayed=include_replayed, limit=limit
         )
 
+    def dead_letter(self, dead_letter_id: int) -> DeadLetter | None:
+        """One dead letter, replayed or not; ``None`` if there is none with this id."""
+        return _dead_letters.get_dead_letter(self.db, dead_letter_id)
+
     def replay(self, dead_letter_id: int, *, actor: str) -> PendingDelivery:
         """Send a dead letter again: record who and when, requeue its delivery (unpublished, attempts reset).
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from hub import packets
 from hub.cli import app
+from tests.support import free_port
 
 runner = CliRunner()
 HUB = Path(sys.executable).with_name("hub")
@@ -158,3 +163,82 @@ def test_installed_console_script_runs_the_chain(keydir: Path, tmp_path: Path) -
     assert run("envelope", "verify", envelope, "--trust", keydir).returncode == 0
     envelope.write_bytes(signed.stdout.replace(b"000.00.00.H00", b"000.00.00.H01", 1))
     assert run("envelope", "verify", envelope, "--trust", keydir).returncode == 1
+
+
+# ------------------------------------------------------------------ connector list|show|check|audit: --json, 80 columns
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "connectors"
+PROVINCE = "000.00.00.H12"
+
+
+@pytest.fixture
+def registered(tmp_path: Path):
+    """``hub CMD`` on a store with the province connector registered (at an endpoint where nothing listens)."""
+    from hub.config import get_settings
+
+    env = {"LIENTHONG_DATABASE_URL": f"sqlite:///{tmp_path}/hub.db", "LIENTHONG_DATA_DIR": str(tmp_path)}
+
+    def run(*args: str, columns: int = 200):
+        get_settings.cache_clear()
+        try:
+            return runner.invoke(app, list(args), env={**env, "COLUMNS": str(columns)}, catch_exceptions=False)
+        finally:
+            get_settings.cache_clear()
+
+    connectors = tmp_path / "connectors"
+    shutil.copytree(DEPLOY, connectors)
+    spec = connectors / "province.yaml"
+    data = yaml.safe_load(spec.read_text(encoding="utf-8"))
+    data["endpoint"]["url"] = f"http://127.0.0.1:{free_port()}/inbox"  # nothing listens there
+    spec.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert run("connector", "add", str(spec), "--actor", "alice").exit_code == 0
+    run.declared = data  # type: ignore[attr-defined]
+    run.json = lambda *args: json.loads(run(*args, "--json").stdout)  # type: ignore[attr-defined]
+    return run
+
+
+def test_connector_json_is_the_registry(registered) -> None:
+    declared = registered.declared
+    (listed,) = registered.json("connector", "list")
+    assert (listed["code"], listed["kind"], listed["enabled"]) == (PROVINCE, declared["kind"], True)
+    assert listed["sends"] == declared["sends"] and listed["receives"] == declared["receives"]
+    assert listed["endpoint"] == declared["endpoint"]["url"]
+
+    shown = registered.json("connector", "show", PROVINCE)
+    assert {k: shown[k] for k in listed} == listed
+    assert shown["api_key_prefix"].startswith("lt_") and "lt_" not in json.dumps(shown["spec"])
+    created = datetime.fromisoformat(shown["created_at"])
+    assert created.utcoffset() == timedelta(hours=7)  # the calendar's zone by default
+    assert [(c["action"], c["actor"]) for c in shown["recent_changes"]] == [("create", "alice")]
+    in_utc = json.loads(registered("connector", "show", PROVINCE, "--json", "--utc").stdout)
+    assert datetime.fromisoformat(in_utc["created_at"]) == created and in_utc["created_at"].endswith("+00:00")
+    human = registered("connector", "show", PROVINCE).stdout
+    assert f"created {created:%Y-%m-%d %H:%M:%S} (UTC+7)" in human
+    assert (
+        f"created {created.astimezone(UTC):%Y-%m-%d %H:%M:%S} (UTC)"
+        in registered("connector", "show", PROVINCE, "--utc").stdout
+    )
+
+    (change,) = registered.json("connector", "audit", PROVINCE)
+    assert (change["action"], change["actor"], change["code"]) == ("create", "alice", PROVINCE)
+
+
+def test_connector_check_json_keeps_the_exit_code(registered) -> None:
+    checked = registered("connector", "check", PROVINCE, "--timeout", "1", "--json")
+    assert checked.exit_code == 1  # the endpoint is not listening
+    report = json.loads(checked.stdout)
+    assert report["code"] == PROVINCE and report["ok"] is False
+    assert report["failures"] == sum(i["status"] == "fail" for i in report["items"]) >= 1
+    assert any(i["area"] == "endpoint" and "unreachable" in i["message"] for i in report["items"])
+    human = registered("connector", "check", PROVINCE, "--timeout", "1")
+    assert [line.split("] ", 1)[1] for line in human.stdout.splitlines() if "] " in line] == [
+        i["message"] for i in report["items"]
+    ]
+
+
+def test_connector_list_fits_80_columns(registered) -> None:
+    narrow = registered("connector", "list", columns=80)
+    assert narrow.exit_code == 0
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80, narrow.stdout
+    assert PROVINCE in narrow.stdout and "provincial" in narrow.stdout
+    assert "dossier.sync" in registered("connector", "list", columns=200).stdout  # the wide table has the types

@@ -1,4 +1,5 @@
-"""The operator commands against both broker backends: ``hub queues`` and ``hub dead-letters list|replay``.
+"""The operator commands against both broker backends: ``hub queues``, ``hub dead-letters list|show|replay`` and
+``hub dossier show``, as tables (80 columns, labelled local times or ``--utc``) and as ``--json``.
 
 Deliveries are put in known states with the real pipeline (acceptor → broker → worker → HTTP sink on
 127.0.0.1), then the commands run through typer's CliRunner with ``LIENTHONG_*`` set as an operator would.
@@ -6,11 +7,16 @@ Deliveries are put in known states with the real pipeline (acceptor → broker �
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner
@@ -41,11 +47,13 @@ class Ops:
     destination: str
     other: str  # a second destination that receives the same messages; nothing consumes it
 
-    def run(self, *args: str):
-        """``hub ARGS`` as an operator runs it: settings from the environment (read afresh each time)."""
+    def run(self, *args: str, columns: int = 200):
+        """``hub ARGS`` as an operator runs it: settings from the environment (read afresh each time), on a
+        terminal ``columns`` wide."""
         get_settings.cache_clear()
         try:
-            return CliRunner().invoke(app, list(args), env=self.env, catch_exceptions=False)
+            return CliRunner().invoke(app, list(args), env={**self.env, "COLUMNS": str(columns)},
+                                      catch_exceptions=False)  # fmt: skip
         finally:
             get_settings.cache_clear()
 
@@ -115,21 +123,21 @@ def ops(request, tmp_path: Path, sink: SinkServer) -> Iterator[Ops]:
 
 def table_row(output: str, first_cell: str) -> list[str]:
     """The cells of the table row whose first cell is ``first_cell``; a cell folded over several lines is
-    joined back with single spaces (``squeeze`` removes them to compare ids)."""
+    joined back with single spaces (``squeeze`` removes them to compare ids; a first cell matches either way)."""
     rows: list[list[list[str]]] = []
     for line in output.splitlines():
         cells = [c.strip() for c in re.split(r"[│┃]", line)[1:-1]]
         if not cells:
             rows.append([])
             continue
-        if cells[0] or not rows or not rows[-1]:
+        if not rows or not rows[-1] or (cells[0] and any(cells[1:])):
             rows.append([[c] if c else [] for c in cells])
-        else:  # a continuation line of the row above
+        else:  # a continuation line of the row above (its first cell empty, or only its first cell folded on)
             for parts, c in zip(rows[-1], cells, strict=False):
                 if c:
                     parts.append(c)
     for row in rows:
-        if row and " ".join(row[0]) == first_cell:
+        if row and (" ".join(row[0]) == first_cell or squeeze("".join(row[0])) == squeeze(first_cell)):
             return [" ".join(parts) for parts in row]
     raise AssertionError(f"no row {first_cell!r} in:\n{output}")
 
@@ -249,3 +257,136 @@ def test_embedded_broker_options_come_from_the_url(tmp_path: Path) -> None:
     for bad in ("embedded?nope=1", "embedded?visibility_timeout_s=soon", "embedded?visibility_timeout_s"):
         with pytest.raises(BrokerError, match="embedded broker option"):
             open_broker(Settings(broker_url=bad, data_dir=tmp_path / "var"))
+
+
+# ------------------------------------------------------------------ --json, 80 columns, labelled times
+
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")  # the default calendar_timezone: what the CLI shows unless --utc
+
+
+def parse_json(result) -> object:
+    """The command's standard output as one JSON document (anything else on stdout fails the parse)."""
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def fits(result, width: int = 80) -> str:
+    assert result.exit_code == 0, result.output
+    too_long = [line for line in result.stdout.splitlines() if len(line) > width]
+    assert not too_long, "\n" + result.stdout
+    return result.stdout
+
+
+def at(text: str) -> datetime:
+    """An ISO 8601 time from --json: it must carry its offset."""
+    parsed = datetime.fromisoformat(text)
+    assert parsed.utcoffset() is not None, text
+    return parsed
+
+
+def dead_letters_in_every_state(ops: Ops) -> tuple[int, int]:
+    """Three dead letters (HTTP 400), the first replayed by ops.an; a retrying and a delivered message too."""
+    ops.accept(5)
+    ops.control(status=400, count=3)
+    ops.deliver_all(3)
+    ops.control(status=503, count=1)
+    ops.deliver_all(2)  # one retrying, one delivered
+    first, *_, last = ops.runtime.store.dead_letters()
+    assert ops.run("dead-letters", "replay", str(first.id), "--actor", "ops.an").exit_code == 0
+    return first.id, last.id
+
+
+def test_queues_json_is_the_store_overview(ops: Ops) -> None:
+    dead_letters_in_every_state(ops)
+    result = ops.run("queues", "--json")
+    doc = parse_json(result)
+    # the shell pipe of the acceptance criterion
+    piped = subprocess.run([sys.executable, "-m", "json.tool"], input=result.stdout, text=True, capture_output=True)
+    assert piped.returncode == 0, piped.stderr
+    store = {q.destination: q for q in ops.runtime.store.queue_overview()}
+    assert sorted(d["destination"] for d in doc["destinations"]) == sorted(store)
+    for d in doc["destinations"]:
+        q = store[d["destination"]]
+        counts = ("queued", "delivering", "retrying", "delivered", "dead", "delivered_last_60s")
+        assert {k: d[k] for k in counts} == {k: getattr(q, k) for k in counts}
+        assert d["oldest_pending_age_s"] == pytest.approx(q.oldest_pending_age_s, abs=5)
+    assert doc["broker"] == ops.runtime.describe_broker() and doc["store"] == ops.runtime.describe_store()
+    assert doc["overdue_intake"]["dossiers"] == []
+
+
+def test_dead_letters_json_and_show(ops: Ops) -> None:
+    replayed_id, open_id = dead_letters_in_every_state(ops)
+    store = {d.id: d for d in ops.runtime.store.dead_letters(include_replayed=True)}
+    listed = parse_json(ops.run("dead-letters", "list", "--all", "--json"))
+    assert isinstance(listed, list) and sorted(d["id"] for d in listed) == sorted(store)
+    for d in listed:
+        s = store[d["id"]]
+        assert (d["message_id"], d["destination"], d["reason"], d["attempts"], d["last_error"], d["replayed_by"]) == (
+            s.message_id, s.destination, s.reason, s.attempts, s.last_error, s.replayed_by)  # fmt: skip
+        assert at(d["created_at"]) == s.created_at and at(d["created_at"]).utcoffset() == LOCAL.utcoffset(s.created_at)
+        assert (d["replayed_at"] and at(d["replayed_at"])) == s.replayed_at
+    assert [d["id"] for d in parse_json(ops.run("dead-letters", "list", "--json"))] == [
+        i for i in sorted(store) if i != replayed_id
+    ]
+    shown = parse_json(ops.run("dead-letters", "show", str(replayed_id), "--json"))
+    assert shown == next(d for d in listed if d["id"] == replayed_id)
+    in_utc = parse_json(ops.run("dead-letters", "show", str(replayed_id), "--json", "--utc"))
+    assert at(in_utc["created_at"]).utcoffset().total_seconds() == 0 and at(in_utc["created_at"]) == at(
+        shown["created_at"]
+    )
+
+    dead = store[replayed_id]
+    human = fits(ops.run("dead-letters", "show", str(replayed_id), columns=80))
+    fields = dict(line.split(":", 1) for line in human.splitlines() if not line.startswith(" "))
+    fields = {k: v.strip() for k, v in fields.items()}
+    assert fields["message id"] == dead.message_id and fields["destination"] == dead.destination
+    assert fields["reason"] == "rejected" and fields["attempts"] == "1" and "HTTP 400" in fields["last error"]
+    local = dead.created_at.astimezone(LOCAL)
+    assert fields["dead since"] == f"{local:%Y-%m-%d %H:%M:%S} (UTC+7)"
+    assert fields["replayed"] == f"{dead.replayed_at.astimezone(LOCAL):%Y-%m-%d %H:%M:%S} (UTC+7) by ops.an"
+    utc = ops.run("dead-letters", "show", str(open_id), "--utc")
+    assert f"dead since:  {store[open_id].created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} (UTC)" in utc.stdout
+    assert "replayed:    no" in utc.stdout
+
+    unknown = ops.run("dead-letters", "show", "424242")
+    assert unknown.exit_code == 1 and unknown.stdout == ""
+    assert unknown.stderr.count("\n") == 1 and "424242" in unknown.stderr
+
+
+def test_tables_fit_80_columns(ops: Ops) -> None:
+    replayed_id, _ = dead_letters_in_every_state(ops)
+    queues = fits(ops.run("queues", columns=80))
+    row = dict(zip(COLUMNS, table_row(queues, ops.destination), strict=True))  # folded headers are joined back
+    assert (row["dead"], row["retrying"], row["delivered"]) == ("2", "1", "1")
+
+    listed = fits(ops.run("dead-letters", "list", "--all", columns=80))
+    assert table_row(listed, "id") == ["id", "destination", "message id", "reason", "tries", "last error"]
+    for dead in ops.runtime.store.dead_letters(include_replayed=True):
+        cells = table_row(listed, str(dead.id))
+        assert cells[1] == dead.destination and squeeze(cells[2]) == dead.message_id
+        assert cells[3] == ("rejected (replayed)" if dead.id == replayed_id else "rejected")
+        assert cells[5].startswith(dead.last_error[:8])
+    assert "dead-letters show ID" in listed
+
+    wide = ops.run("dead-letters", "list", "--all", columns=200).stdout
+    assert "replayed (UTC+7)" in wide and "since (UTC+7)" in wide
+    assert "replayed (UTC)" in ops.run("dead-letters", "list", "--all", "--utc", columns=200).stdout
+
+
+def test_dossier_show(ops: Ops) -> None:
+    ops.accept(2)
+    code = packets.examples.DOSSIER_CODE
+    doc = parse_json(ops.run("dossier", "show", code, "--json"))
+    store = ops.runtime.store
+    assert doc["dossier_code"] == code
+    assert [(u["id"], u["status"], u["outcome"], at(u["at"])) for u in doc["updates"]] == sorted(
+        ((u.id, u.status, u.outcome, u.at) for u in store.timeline(code)), key=lambda u: (u[3], u[0])
+    )
+    logged = store.dossier_messages(code)
+    assert sorted(m["message_id"] for m in doc["messages"]) == sorted(m.message_id for m in logged)
+    human = fits(ops.run("dossier", "show", code, columns=80))
+    assert human.startswith(f"dossier {code}:")
+    assert "at (UTC+7)" in human and "received (UTC+7)" in human
+    assert "received (UTC)" in ops.run("dossier", "show", code, "--utc").stdout
+    unknown = ops.run("dossier", "show", "000.00.00.H12-000000-0000")
+    assert unknown.exit_code == 1 and "000.00.00.H12-000000-0000" in unknown.stderr

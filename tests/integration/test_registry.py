@@ -541,7 +541,8 @@ def test_check_lists_what_must_be_fixed(registry: Registry, pki, tmp_path: Path)
 
 class Cli:
     def __init__(self, tmp_path: Path) -> None:
-        self.env = {"LIENTHONG_DATABASE_URL": f"sqlite:///{tmp_path}/hub.db", "LIENTHONG_DATA_DIR": str(tmp_path)}
+        self.env = {"LIENTHONG_DATABASE_URL": f"sqlite:///{tmp_path}/hub.db", "LIENTHONG_DATA_DIR": str(tmp_path),
+                    "COLUMNS": "200"}  # fmt: skip
 
     def __call__(self, *args: object):
         get_settings.cache_clear()
