@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -331,6 +330,7 @@ def _open_for_worker(settings: Settings, stop: threading.Event, dependencies: An
     from broker.base import BrokerError
     from hub.errors import StoreUnavailableError
     from hub.exchange.outages import BROKER, STORE
+    from hub.exchange.worker import WAIT_SLICE_S
 
     while not stop.is_set():
         store: Store | None = None
@@ -347,10 +347,7 @@ def _open_for_worker(settings: Settings, stop: threading.Event, dependencies: An
             dependencies.down(BROKER, exc)
         if store is not None:
             store.close()
-        deadline = time.monotonic() + dependencies.backoff.next()
-        while not stop.is_set() and time.monotonic() < deadline:
-            stop.wait(min(deadline - time.monotonic(), 2.0))
-            beat()
+        dependencies.wait(stop, beat, WAIT_SLICE_S)
     return None
 
 

@@ -9,6 +9,7 @@ once everything is up again).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -63,6 +64,17 @@ class Dependencies:
         WORKER_OUTAGES.labels(dependency=dependency).inc()
         WORKER_DEPENDENCY_UP.labels(dependency=dependency).set(0)
         log.warning("%s unavailable, backing off and trying again: %s", dependency, error)
+
+    def wait(self, stop: threading.Event, meanwhile: Callable[[], None], slice_s: float) -> None:
+        """Wait the backoff's next delay in slices of at most ``slice_s``, calling ``meanwhile`` after each (the
+        heartbeat, the broker's I/O); ``stop`` ends the wait at once. Real time, whatever ``clock`` is."""
+        deadline = time.monotonic() + self.backoff.next()
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            stop.wait(min(remaining, slice_s))
+            meanwhile()
 
     def up(self, dependency: str) -> None:
         """A call to ``dependency`` succeeded: end its outage, if any (and the backoff once all are up)."""

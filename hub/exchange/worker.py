@@ -366,15 +366,12 @@ class Worker:
     def _back_off(self) -> None:
         """Wait before the next try, in slices: SIGTERM ends the wait at once, the heartbeat goes on, and the
         broker connection is pumped (RabbitMQ heartbeats answered, so held deliveries stay ours)."""
-        deadline = time.monotonic() + self.dependencies.backoff.next()
         self.beat(force=True)  # what is down shows at once
-        while not self._stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self._stop.wait(min(remaining, WAIT_SLICE_S))
-            self.beat()
-            self._pump()
+        self.dependencies.wait(self._stop, self._beat_and_pump, WAIT_SLICE_S)
+
+    def _beat_and_pump(self) -> None:
+        self.beat()
+        self._pump()
 
     def _pump(self) -> None:
         try:
