@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -158,8 +159,9 @@ def hub(pki) -> Iterator[Hub]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def driver(browser_paths) -> Iterator:
+@contextmanager
+def headless_chromium(browser_paths: tuple[str, str], *flags: str) -> Iterator:
+    """A headless Chromium driven by Selenium, with a throw-away profile, its console log kept, and ``flags``."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -169,7 +171,7 @@ def driver(browser_paths) -> Iterator:
     options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1440,1000", "--lang=vi", f"--user-data-dir={profile}"):  # fmt: skip
+                 "--no-first-run", "--window-size=1440,1000", f"--user-data-dir={profile}", *flags):  # fmt: skip
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     browser = webdriver.Chrome(service=Service(chromedriver), options=options)
@@ -179,6 +181,12 @@ def driver(browser_paths) -> Iterator:
     finally:
         browser.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def driver(browser_paths) -> Iterator:
+    with headless_chromium(browser_paths, "--lang=vi") as browser:
+        yield browser
 
 
 def shoot(driver, element_id: str, name: str) -> None:

@@ -10,8 +10,6 @@ nor the broker.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator
 
@@ -21,7 +19,7 @@ import uvicorn
 
 from hub.api import create_app
 from hub.config import Settings
-from tests.e2e.test_console_browser import ARTIFACTS, browser_paths, console_errors, wait_for
+from tests.e2e.test_console_browser import ARTIFACTS, browser_paths, console_errors, headless_chromium, wait_for
 from tests.support import free_port
 
 __all__ = ["browser_paths"]  # a fixture used here, imported from the console's browser test
@@ -60,27 +58,9 @@ def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def offline_driver(browser_paths) -> Iterator:
     """Chromium whose only reachable host is 127.0.0.1: every other name fails to resolve, and any other address
     goes to a proxy on a closed port (Chromium never proxies loopback)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, chromedriver = browser_paths
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1440,1000", f"--user-data-dir={profile}",
-                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                 f"--proxy-server=http://127.0.0.1:{free_port()}"):  # fmt: skip
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(chromedriver), options=options)
-    browser.set_page_load_timeout(30)
-    try:
+    flags = ("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", f"--proxy-server=http://127.0.0.1:{free_port()}")
+    with headless_chromium(browser_paths, *flags) as browser:
         yield browser
-    finally:
-        browser.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def loaded_from(driver) -> list[str]:
