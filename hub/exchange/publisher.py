@@ -184,7 +184,7 @@ class Publisher:
                 first = self._queue.get(timeout=self.idle_s)
             except queue.Empty:
                 first = None
-                self._idle()
+                self._flush_marks()  # idle: record the confirmations the acceptor still holds
             batch, calls = self._take(first)
             if not (batch or calls) and self._stop.is_set():
                 break
@@ -342,9 +342,6 @@ class Publisher:
             self.marks.flush()
         except Exception as exc:  # kept for the next flush or commit
             log.warning("could not record broker confirmations: %s", exc)
-
-    def _idle(self) -> None:
-        self._flush_marks()
 
     def _periodic(self) -> None:
         """Ping when the broker has gone unused (or is down), run the relay when it is due and the broker is up."""
