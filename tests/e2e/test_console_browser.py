@@ -199,13 +199,14 @@ def shoot(driver, element_id: str, name: str) -> None:
 
 
 def steady(action: Callable[[], object], tries: int = 8) -> object:
-    """Run a step that reads or clicks a live panel, again if the panel was swapped by a refresh meanwhile."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    """Run a step that reads or clicks a live panel, again if the panel was swapped by a refresh meanwhile (its
+    element stale) or the page is being replaced by a form's answer (its element not there yet)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
     for attempt in range(tries):
         try:
             return action()
-        except StaleElementReferenceException:
+        except (StaleElementReferenceException, NoSuchElementException):
             if attempt == tries - 1:
                 raise
             time.sleep(0.2)
