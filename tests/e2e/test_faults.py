@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -340,6 +341,8 @@ with httpx.Client(base_url=sys.argv[1], timeout=5) as client:
             ok = False
         took = (time.perf_counter() - started) * 1000
         samples.append((time.monotonic(), took if ok else 5000.0))
+        if len(samples) == 1:
+            print("probing", flush=True)
         time.sleep(0.05)
 json.dump(samples, sys.stdout)
 """
@@ -353,6 +356,9 @@ class HealthProbe:
     def __init__(self, base: str) -> None:
         self.samples: list[tuple[float, float]] = []
         self.proc = subprocess.Popen([sys.executable, "-c", _PROBE, base], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)  # started, and its first probe answered
+        assert ready and self.proc.stdout.readline().strip() == "probing", "the /healthz probe did not start"
 
     def p99_between(self, start: float, end: float) -> tuple[float, int]:
         values = sorted(ms for at, ms in self.samples if start <= at <= end)
@@ -361,7 +367,7 @@ class HealthProbe:
     def stop(self) -> None:
         """Stop probing and collect the samples (time.monotonic is the same clock in every process here)."""
         self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=15)
+        out, _ = self.proc.communicate(timeout=15)  # the rest of its output: the samples
         self.samples = [(at, ms) for at, ms in json.loads(out)]
 
 
@@ -468,7 +474,7 @@ def test_broker_outage_the_api_keeps_accepting_and_delivers_everything_once_back
     probe = HealthProbe(api.base)
     submitting = Background(lambda: client.submit(*hub.envelope()), threads=2, pause_s=0.02)
     try:
-        time.sleep(1.5)  # the probe process starts, then a second of probes under load before the outage
+        time.sleep(1.5)  # probes under load before the outage (the baseline is its last second)
         stopped_at = time.monotonic()
         hub.services.rabbit.stop_app()  # returns once the node has closed its connections
         down_at = time.monotonic()
