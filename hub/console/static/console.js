@@ -15,7 +15,6 @@
   function refresh() {
     if (busy || document.hidden) return;
     busy = true;
-    var checked = keep("input[name=id]:checked", "value"), open = keep("details[open]", "data-key");
     fetch(live.dataset.src, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (r) {
         if (r.status === 401) { window.location.href = "/login?next=%2F"; throw new Error("signed out"); }
@@ -24,6 +23,8 @@
       })
       .then(function (html) {
         var doc = new DOMParser().parseFromString(html, "text/html");
+        // Read at swap time, not before the fetch: a box ticked while the answer was on its way stays ticked.
+        var checked = keep("input[name=id]:checked", "value"), open = keep("details[open]", "data-key");
         doc.querySelectorAll("[data-panel]").forEach(function (fresh) {
           var old = document.getElementById(fresh.id);
           if (old) old.replaceWith(document.importNode(fresh, true));
