@@ -11,6 +11,7 @@
     │   ├── UnauthenticatedError      api-key-*        (unauthenticated)
     │   ├── AccessDeniedError         forbidden
     │   ├── NoRouteError              no-route
+    │   ├── InvalidCursorError        cursor           (a page cursor this hub did not hand out)
     │   ├── ConflictError             idempotency-conflict (conflict)
     │   ├── StatusTransitionError     status-transition (the status machine and the pipeline)
     │   ├── ReceiptRejected           receipt-*        (a bank receipt's signature)
@@ -149,6 +150,12 @@ class AccessDeniedError(RejectedError):
 
     default_rule = "forbidden"
     default_kind = "forbidden"
+
+
+class InvalidCursorError(RejectedError):
+    """A page cursor this hub did not hand out (``hub.store.pages``)."""
+
+    default_rule = "cursor"
 
 
 class NoRouteError(RejectedError):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL, Connection, Engine
 
+from hub.store import audit as _audit
 from hub.store import dead_letters as _dead_letters
 from hub.store import deliveries as _deliveries
 from hub.store import dossiers as _dossiers
@@ -22,6 +23,7 @@ from hub.store import queries as _queries
 from hub.store.database import Database, now
 from hub.store.history import add_events, event_row
 from hub.store.intake import Intake
+from hub.store.pages import Page
 from hub.store.types import (
     AcceptResult,
     DeadLetter,
@@ -103,6 +105,18 @@ class Store:
     def now() -> datetime:
         """The store's clock (timezone-aware UTC), for rows written in ``transaction()``."""
         return now()
+
+    # ---------------------------------------------------------------- audit
+
+    def audit(self, **kwargs: Any) -> None:
+        """Append one audit row in a transaction of its own (``hub.store.audit.record`` for inside one)."""
+        _audit.record_now(self.engine, **kwargs)
+
+    def audit_entries(
+        self, flt: _audit.AuditFilter | None = None, *, cursor: str | None = None, limit: int | None = None
+    ) -> Page[_audit.AuditEntry]:
+        """A page of the audit log, newest first (``hub.store.audit.entries``)."""
+        return _audit.entries(self.engine, flt or _audit.AuditFilter(), cursor=cursor, limit=limit)
 
     # ---------------------------------------------------------------- intake
 

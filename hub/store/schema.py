@@ -294,5 +294,24 @@ signin_failures = sa.Table(
     sa.Index(None, "last_failure_at"),
 )
 
+# Who did what, for the audit view (``hub.store.audit``): sign-ins (refused ones too), registry changes, replays,
+# closed dead letters, retries, pauses, payload views, corrections. Append-only; ``detail`` never holds a secret.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),  # account name, connector code, or "hub"
+    sa.Column("role", sa.String(16), nullable=True),
+    sa.Column("action", sa.String(48), nullable=False),  # dotted: "signin.refused", "dead_letter.close", …
+    sa.Column("subject", sa.String(200), nullable=True),  # what it was done to: message id, connector code, …
+    sa.Column("outcome", sa.String(16), nullable=False),  # ok | refused
+    sa.Column("client", sa.String(64), nullable=True),  # the client address, when it came over HTTP
+    sa.Column("detail", sa.JSON, nullable=True),
+    sa.Index(None, "at"),
+    sa.Index(None, "action", "id"),
+    sa.Index(None, "actor", "id"),
+)
+
 # The partner flows' tables (F2–F4) live in their own module, on this metadata.
 from hub.store import flow_records as _flow_records  # noqa: E402,F401

@@ -172,8 +172,9 @@ def forgive(engine: Engine, keys: Sequence[str], *, backoff: Callable[[int], flo
         for key, (failures, _) in {
             row.subject: (int(row.failures), row.blocked_until)
             for row in conn.execute(
-                sa.select(signin_failures.c.subject, signin_failures.c.failures, signin_failures.c.blocked_until)
-                .where(signin_failures.c.subject.in_(list(keys)))
+                sa.select(signin_failures.c.subject, signin_failures.c.failures, signin_failures.c.blocked_until).where(
+                    signin_failures.c.subject.in_(list(keys))
+                )
             )
         }.items():
             left = max(0, failures - 1)
