@@ -68,6 +68,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     "state_down": ("Mất kết nối", "Down"),
     "state_idle": ("Chưa có lưu lượng", "No traffic"),
     "state_push_only": ("Chỉ gửi lên trục", "Sends only"),
+    "recovered_at": ("Đã hoạt động lại lúc {at}", "Recovered at {at}"),
     "no_partners": ("Chưa có đối tác nào được đăng ký.", "No partner is registered yet."),
     "partners_note": (
         "Trạng thái suy ra từ các lần gửi gần đây: mất kết nối = nhiều lần lỗi liên tiếp, không lần nào thành công.",
@@ -127,8 +128,8 @@ _LABELS: dict[str, tuple[str, str]] = {
     "overdue_title": ("Hồ sơ vẫn ở trạng thái 1 quá 8 giờ làm việc", "Dossiers still at status 1 past 8 working hours"),
     "overdue_none": ("Không có hồ sơ nào quá hạn tiếp nhận.", "No dossier is past its intake deadline."),
     "overdue_unavailable": (
-        "Chưa có truy vấn hạn tiếp nhận (lịch làm việc) trong bản cài đặt này; bảng này sẽ hiện khi có.",
-        "The intake-deadline query (working calendar) is not installed yet; this table fills in once it is.",
+        "Không tính được hạn tiếp nhận: cấu hình lịch làm việc (LIENTHONG_WORKING_*) không hợp lệ: {error}",
+        "Intake deadlines cannot be computed: the working calendar settings (LIENTHONG_WORKING_*) are invalid: {error}",
     ),
     "submitted": ("Nộp lúc", "Submitted"),
     "due": ("Hạn", "Due"),
@@ -142,10 +143,11 @@ _LABELS: dict[str, tuple[str, str]] = {
     "sync_no_portal": ("Chưa đăng ký kết nối Cổng DVC quốc gia.", "No national portal connector is registered."),
     "payments": ("Xác nhận thanh toán bị từ chối", "Rejected payment confirmations"),
     "payments_none": ("Không có xác nhận thanh toán nào bị từ chối.", "No payment confirmation was rejected."),
-    "payments_placeholder": (
-        "Danh sách tạm: lấy từ các sự kiện có quy tắc payment-*; luồng thanh toán đầy đủ chưa cài đặt.",
-        "Placeholder: built from events naming a payment-* rule; the full payment flow is not installed yet.",
+    "payments_more": (
+        "Hiện {n} lần từ chối gần nhất trên tổng số {total} (GET /api/v1/partner-refusals).",
+        "The latest {n} of {total} refusals (GET /api/v1/partner-refusals).",
     ),
+    "refusal_from": ("Từ {connector}, mã tham chiếu {reference}", "From {connector}, reference {reference}"),
     "age_s": ("{n} giây", "{n} s"),
     "age_m": ("{n} phút", "{n} min"),
     "age_h": ("{n} giờ", "{n} h"),
