@@ -71,8 +71,10 @@ _LABELS: dict[str, tuple[str, str]] = {
     "recovered_at": ("Đã hoạt động lại lúc {at}", "Recovered at {at}"),
     "no_partners": ("Chưa có đối tác nào được đăng ký.", "No partner is registered yet."),
     "partners_note": (
-        "Trạng thái suy ra từ các lần gửi gần đây: mất kết nối = nhiều lần lỗi liên tiếp, không lần nào thành công.",
-        "State derived from recent attempts: down = repeated failures and no success in the window.",
+        "Trạng thái suy ra từ các lần gửi và tra cứu gần đây: mất kết nối = nhiều lần lỗi liên tiếp, không lần nào "
+        "thành công; đã hoạt động lại = thành công trở lại sau các lần lỗi.",
+        "State derived from recent deliveries and lookups: down = repeated failures and no success in the window; "
+        "recovered = succeeding again after failures.",
     ),
     # dead letters
     "dead_letters": ("Thư lỗi (dead letters)", "Dead letters"),
@@ -148,6 +150,37 @@ _LABELS: dict[str, tuple[str, str]] = {
         "The latest {n} of {total} refusals (GET /api/v1/partner-refusals).",
     ),
     "refusal_from": ("Từ {connector}, mã tham chiếu {reference}", "From {connector}, reference {reference}"),
+    # trust view
+    "trust_link": ("Chứng thư số", "Certificates"),
+    "trust_title": ("Chứng thư số và điểm tin cậy", "Certificates and trust anchors"),
+    "trust_note": (
+        "Cảnh báo khi còn dưới {warn} ngày, nghiêm trọng khi còn dưới {critical} ngày (như các cảnh báo Prometheus).",
+        "Warning with fewer than {warn} days left, critical with fewer than {critical} (as the Prometheus alerts).",
+    ),
+    "back_to_console": ("Về bảng điều hành", "Back to the console"),
+    "trust_hub": ("Chứng thư của trục (ký mọi thông điệp gửi đi)", "The hub's own certificate (signs every message)"),
+    "trust_hub_unreadable": (
+        "Không đọc được chứng thư của trục: {error}",
+        "The hub's certificate cannot be read: {error}",
+    ),
+    "trust_connectors": ("Chứng thư đã đăng ký của đối tác", "Partners' registered certificates"),
+    "trust_no_connector_certs": ("Chưa đối tác nào đăng ký chứng thư.", "No partner has a registered certificate."),
+    "trust_unpinned": (
+        "Không đăng ký chứng thư (xác thực qua CA tin cậy):",
+        "Without a registered certificate (trusted through a CA anchor):",
+    ),
+    "trust_anchors": ("CA tin cậy (LIENTHONG_TRUST_DIR)", "Trust anchors (LIENTHONG_TRUST_DIR)"),
+    "trust_ca": ("CA", "CA"),
+    "trust_no_anchors": ("Không có CA tin cậy nào.", "No trust anchor is configured."),
+    "cert_subject": ("Chủ thể", "Subject"),
+    "cert_serial": ("Số hiệu", "Serial"),
+    "cert_fingerprint": ("Dấu vân tay", "Fingerprint"),
+    "cert_not_after": ("Hết hạn lúc", "Expires at"),
+    "cert_days_left": ("Còn lại", "Days left"),
+    "cert_level_ok": ("Còn hạn", "Valid"),
+    "cert_level_warning": ("Sắp hết hạn", "Expiring"),
+    "cert_level_critical": ("Sắp hết hạn (< 7 ngày)", "Expiring (< 7 days)"),
+    "cert_level_expired": ("Đã hết hạn", "Expired"),
     "age_s": ("{n} giây", "{n} s"),
     "age_m": ("{n} phút", "{n} min"),
     "age_h": ("{n} giờ", "{n} h"),
