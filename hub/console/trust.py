@@ -7,7 +7,9 @@
 
 Levels use the alert rules' thresholds (``deploy/prometheus/alerts.yml``: fewer than 30 days left is a warning,
 fewer than 7 critical), so the page and the alerts turn at the same moment; an expired certificate is
-``expired``. Pure functions over certificates and connectors, unit-tested without a server.
+``expired``. The alerts read ``/metrics``: the hub's certificate, each connector's soonest one and each anchor
+(``hub.metrics.certificate_families``, ``trust_anchor_families``). Pure functions over certificates and
+connectors, unit-tested without a server.
 """
 
 from __future__ import annotations
@@ -124,6 +126,11 @@ def trust_view(
     for row in [*([hub] if hub else []), *rows, *anchor_rows]:
         counts[row.level] = counts.get(row.level, 0) + 1
     return TrustView(now, hub, error, rows, unpinned, anchor_rows, counts)
+
+
+def anchor_expiries(anchors: Iterable[x509.Certificate]) -> list[tuple[str, str, datetime]]:
+    """Each anchor's name, fingerprint and expiry: ``lienthong_trust_anchor_expiry_timestamp_seconds``."""
+    return [(keys.common_name(c), keys.fingerprint(c), c.not_valid_after_utc) for c in anchors]
 
 
 def hub_trust_view(hub: Any) -> TrustView:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -308,3 +308,30 @@ def test_the_corrected_panels_and_the_trust_view_in_the_browser(demo: Demo, brow
         assert "days left" in driver.find_element(By.ID, "trust").text.lower()
         driver.get(f"{hub.base_url}/?lang=vi")  # the language cookie back to the default for later readers
         assert console_errors(driver) == []
+
+
+def test_the_trust_view_equals_the_certificate_expiry_metrics(demo: Demo) -> None:
+    """The hub's certificate, each connector's soonest certificate and each anchor: the page's expiry is the one
+    ``/metrics`` gives the alerts."""
+    page = lxml_html.fromstring(demo.operator.http.get("/console/trust?lang=en").text)
+    metrics = demo.operator.read().metrics
+
+    def expiries(section: str) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for tr in page.xpath(f"//*[@id='{section}']//tr[@data-owner]"):
+            found.setdefault(tr.get("data-owner"), []).append(tr.xpath("./td")[3].text_content().strip())
+        return found
+
+    def at(value: float) -> str:
+        return local(datetime.fromtimestamp(value, UTC))
+
+    codes = demo.hub.codes
+    assert expiries("trust-hub") == {codes.hub: [at(metrics[("lienthong_hub_certificate_expiry_timestamp_seconds",
+                                                            frozenset())])]}  # fmt: skip
+    partners = {dict(labels)["connector"]: at(value) for (name, labels), value in metrics.items()
+                if name == "lienthong_certificate_expiry_timestamp_seconds"}  # fmt: skip
+    soonest = {code: times[0] for code, times in expiries("trust-connectors").items()}  # rows: soonest first
+    assert soonest == partners and {codes.province, codes.ministry, codes.payment} <= set(partners)
+    anchors = {dict(labels)["ca"]: [at(value)] for (name, labels), value in metrics.items()
+               if name == "lienthong_trust_anchor_expiry_timestamp_seconds"}  # fmt: skip
+    assert expiries("trust-anchors") == anchors and anchors
