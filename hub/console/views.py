@@ -437,7 +437,7 @@ def deadlines(store: Any, connectors: Sequence[Any], now: datetime, settings: Se
     error = None
     try:
         overdue = overdue_rows(overdue_intake(store, settings, now), now)
-    except ValueError as exc:  # a calendar misconfiguration (LIENTHONG_WORKING_*) must not take the page down
+    except (ValueError, LookupError) as exc:  # bad LIENTHONG_WORKING_* or an unknown time zone: said on the page
         log.warning("intake deadlines: %s", exc)
         error = str(exc)
     portals = [c.code for c in connectors if str(c.kind) == NATIONAL_PORTAL_KIND]
