@@ -22,7 +22,9 @@
   retries included) are histograms observed in ``hub worker`` processes (``--metrics-port``).
 - ``lienthong_certificate_expiry_timestamp_seconds{connector}`` (each connector's soonest active certificate) and
   ``lienthong_hub_certificate_expiry_timestamp_seconds`` (the hub's own): Unix times, built by
-  ``certificate_families`` from what the API reads (``hub.api.app.console_gauges``).
+  ``certificate_families`` from what the API reads (``hub.api.app.console_gauges``); and
+  ``lienthong_trust_anchor_expiry_timestamp_seconds{ca, fingerprint}`` (each CA certificate the hub trusts,
+  ``trust_anchor_families``). The operator page's trust view (``hub.console.trust``) shows the same certificates.
 - The operator page's gauges (dead letters, oldest message age, partner state, deadlines): see
   ``hub.console.metrics``; the API hands them in as ``gauges`` so this module needs no web code.
 
@@ -161,6 +163,20 @@ def certificate_families(partners: Iterable[tuple[str, datetime]], hub_expiry: d
     if hub_expiry is not None:
         own.add_metric([], hub_expiry.timestamp())
     return [partner, own]
+
+
+def trust_anchor_families(anchors: Iterable[tuple[str, str, datetime]]) -> list[Metric]:
+    """When the trust anchors (the CA certificates of ``LIENTHONG_TRUST_DIR``) expire, as Unix timestamps
+    (``anchors``: the CA's name, its SHA-256 fingerprint, its expiry): a partner trusted through a CA, without
+    pinned certificates, is refused once its CA expires."""
+    family = GaugeMetricFamily(
+        "lienthong_trust_anchor_expiry_timestamp_seconds",
+        "When a trust anchor (CA certificate) expires (Unix time)",
+        labels=["ca", "fingerprint"],
+    )
+    for name, fingerprint, expiry in sorted(anchors):
+        family.add_metric([name, fingerprint], expiry.timestamp())
+    return [family]
 
 
 def render(store_collector: StoreCollector | None) -> bytes:

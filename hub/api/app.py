@@ -78,9 +78,15 @@ def console_gauges(hub: HubService) -> Sequence[Metric]:
     """The operator page's gauges for ``/metrics`` (``hub.console.metrics``) and the certificate expiries, read
     with the store's counters."""
     from hub.console.metrics import families
+    from hub.console.trust import anchor_expiries
     from hub.console.views import hub_snapshot
+    from hub.metrics import trust_anchor_families
 
-    return [*families(hub_snapshot(hub, previews=False)), *certificate_families(*_certificate_expiries(hub))]
+    return [
+        *families(hub_snapshot(hub, previews=False)),
+        *certificate_families(*_certificate_expiries(hub)),
+        *trust_anchor_families(anchor_expiries(hub.runtime.trust().anchors)),
+    ]
 
 
 def _certificate_expiries(hub: HubService) -> tuple[list[tuple[str, datetime]], datetime | None]:

@@ -8,15 +8,16 @@
 - ``lienthong_partner_error_ratio{connector}``: failed attempts / attempts over the recent window;
 - (certificate expiries are Unix timestamps: ``hub.metrics.certificate_families``);
 - ``lienthong_intake_overdue``: dossiers still at status 1 past 8 working hours (and
-  ``lienthong_intake_overdue_query_available``: 0 while no deadline query is installed);
+  ``lienthong_intake_overdue_query_available``: 0 while the working calendar settings cannot be read);
 - ``lienthong_portal_sync_waiting`` / ``lienthong_portal_sync_lag_seconds``: dossier syncs not yet delivered to
   the national portal, and the age of the oldest;
-- ``lienthong_payment_confirmations_rejected``: rejected payment confirmations listed on the page.
+- ``lienthong_payment_confirmations_rejected_total{connector}``: payment (and refund) confirmations the hub refused,
+  counted from ``partner_refusals`` (never deleted), so it is exact across processes and restarts.
 """
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from hub.console.views import STATES, Snapshot
 
@@ -31,11 +32,11 @@ EXPORTED = (
     "lienthong_intake_overdue_query_available",
     "lienthong_portal_sync_waiting",
     "lienthong_portal_sync_lag_seconds",
-    "lienthong_payment_confirmations_rejected",
+    "lienthong_payment_confirmations_rejected_total",
 )
 
 
-def families(snap: Snapshot) -> list[GaugeMetricFamily]:
+def families(snap: Snapshot) -> list[Metric]:
     dead = GaugeMetricFamily("lienthong_dead_letters", "Dead letters waiting for an operator", labels=["connector"])
     queued = GaugeMetricFamily(
         "lienthong_queue_messages", "Deliveries ready, in flight or waiting to retry", labels=["connector", "state"]
@@ -63,6 +64,13 @@ def families(snap: Snapshot) -> list[GaugeMetricFamily]:
         down.add_metric([p.code], 1.0 if p.state == "down" else 0.0)
         errors.add_metric([p.code], p.error_rate or 0.0)
     d = snap.deadlines
+    refused = CounterMetricFamily(
+        "lienthong_payment_confirmations_rejected",
+        "Payment and refund confirmations the hub refused (partner_refusals)",
+        labels=["connector"],
+    )
+    for code, count in sorted(d.payments_by_connector.items()):
+        refused.add_metric([code], count)
     return [
         dead,
         queued,
@@ -75,7 +83,7 @@ def families(snap: Snapshot) -> list[GaugeMetricFamily]:
         ),
         GaugeMetricFamily(
             "lienthong_intake_overdue_query_available",
-            "1 when the intake deadline query is installed",
+            "1 when the intake deadlines can be computed (the working calendar settings are valid)",
             value=1.0 if d.overdue_available else 0.0,
         ),
         GaugeMetricFamily(
@@ -86,7 +94,5 @@ def families(snap: Snapshot) -> list[GaugeMetricFamily]:
             "Age of the oldest dossier sync not delivered",
             value=d.sync.lag_s or 0.0,
         ),
-        GaugeMetricFamily(
-            "lienthong_payment_confirmations_rejected", "Rejected payment confirmations", value=len(d.payments)
-        ),
+        refused,
     ]

@@ -5,14 +5,19 @@ they are unit-tested without a server; ``snapshot()`` reads everything the live 
 ``/metrics`` gauges (``hub.console.metrics``) are computed from the same snapshot, so the page and the alerts
 never disagree.
 
-A partner's state comes from the store's event log, not from the circuit breakers (those live inside each
-``hub worker`` process): over the last ``partner_window_s`` seconds,
+A partner's state comes from the store (``Store.partner_activity``: the event log's delivery attempts and the
+synchronous lookups of ``citizen_lookups``), not from the circuit breakers (those live inside each ``hub worker``
+process): over the last ``partner_window_s`` seconds,
 
 - **down**: at least ``DOWN_FAILURES`` failed attempts that were not 4xx rejections, and no success;
 - **degraded**: some failures (error rate >= ``DEGRADED_RATE``), 4xx rejections, or deliveries waiting to retry;
 - **idle**: no attempt in the window and nothing waiting;
-- **healthy**: otherwise;
+- **healthy**: otherwise, or once attempts succeed again after the latest failure: the row then says when it
+  recovered (``recovered_at``), and the failures before no longer drive its state;
 - **push_only**: a registered connector without an endpoint (it only sends to the hub), nothing delivered to it.
+
+Rejected payment confirmations are the rows of ``partner_refusals`` (``GET /api/v1/partner-refusals``); the
+intake deadlines are ``hub.dossier.deadlines.overdue_intake`` on the configured working calendar.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from typing import Any
 
 from lxml import etree
 
+from hub.config import Settings
+from hub.dossier.deadlines import overdue_intake
 from hub.dossier.validators import mask_personal_id
 from hub.logs import mask_ids
 from hub.services import HubService
-from hub.store import DeadLetter, DestinationStats, MessageTrace, PartnerActivity, TimelineEntry
+from hub.store import DeadLetter, DestinationStats, MessageTrace, PartnerActivity, TimelineEntry, flow_records
 
 try:
     from zoneinfo import ZoneInfo
@@ -46,7 +53,7 @@ CERT_WARN_DAYS = 30
 PREVIEW_CHARS = 1800
 NATIONAL_PORTAL_KIND = "national_portal"
 SYNC_TYPE = "dossier.sync"
-PAYMENT_RULE_PREFIX = "payment-"
+PAYMENTS_SHOWN = 20
 STATES = ("healthy", "degraded", "down", "idle", "push_only")
 
 
@@ -112,6 +119,8 @@ def partner_state(activity: PartnerActivity | None, pending: int = 0, retrying: 
     """healthy / degraded / down / idle from recent attempts (see the module docstring)."""
     if activity is None or activity.attempts == 0:
         return "degraded" if retrying else "idle" if not pending else "healthy"
+    if activity.recovered_at is not None:  # the latest attempts succeed: the failures before are history
+        return "degraded" if retrying else "healthy"
     transient = activity.failed - activity.rejected
     if activity.delivered == 0 and transient >= DOWN_FAILURES:
         return "down"
@@ -134,6 +143,7 @@ class PartnerRow:
     error_rate: float | None
     attempts: int
     cert_days: int | None
+    recovered_at: datetime | None = None  # attempts succeed again since then, after failures in the window
 
     @property
     def cert_warn(self) -> bool:
@@ -180,6 +190,7 @@ def partner_rows(
             error_rate=None if activity is None else activity.error_rate,
             attempts=0 if activity is None else activity.attempts,
             cert_days=None if connector is None else connector.cert_expiry_days(now),
+            recovered_at=None if activity is None or not activity.failed else activity.recovered_at,
         )
     order = {"down": 0, "degraded": 1, "healthy": 2, "idle": 3, "push_only": 4}
     return sorted(rows.values(), key=lambda r: (not r.alert, order[r.state], r.code))
@@ -306,20 +317,33 @@ class SyncLag:
 
 @dataclass(frozen=True)
 class PaymentRow:
-    message_id: str
+    """A payment (or refund) confirmation the hub refused (a ``partner_refusals`` row)."""
+
+    id: int
+    connector: str
+    kind: str
+    reference: str | None
     dossier_code: str | None
-    sender: str
-    detail: str
+    rule: str
+    reason: str
     at: datetime
 
 
 @dataclass(frozen=True)
 class Deadlines:
-    overdue_available: bool
     overdue: list[OverdueRow]
     sync: SyncLag
-    payments: list[PaymentRow]
-    payments_placeholder: bool = True
+    payments: list[PaymentRow]  # the latest PAYMENTS_SHOWN
+    payments_by_connector: dict[str, int] = field(default_factory=dict)  # all of them, per payment connector
+    overdue_error: str | None = None  # why the intake deadlines could not be computed (the calendar settings)
+
+    @property
+    def payments_total(self) -> int:
+        return sum(self.payments_by_connector.values())
+
+    @property
+    def overdue_available(self) -> bool:
+        return self.overdue_error is None
 
 
 def _pick(item: Any, *names: str) -> Any:
@@ -342,7 +366,7 @@ def _as_dt(value: Any) -> datetime | None:
 
 
 def overdue_rows(items: Iterable[Any], now: datetime) -> list[OverdueRow]:
-    """Rows from whatever the deadline query returns (objects or mappings with a dossier code and times)."""
+    """Rows from what the deadline query returns (objects or mappings with a dossier code and times)."""
     rows = []
     for item in items:
         code = _pick(item, "dossier_code", "code")
@@ -366,17 +390,13 @@ def overdue_rows(items: Iterable[Any], now: datetime) -> list[OverdueRow]:
     return rows
 
 
-def find_deadline_query(store: Any, settings: Any = None) -> Any:
-    """The 8-working-hour intake query (``hub.dossier.deadlines.overdue_intake(store, settings, now)``) as a function of
-    ``now``, or ``None`` while it is not installed (or cannot run on this store yet)."""
-    try:
-        import hub.dossier.deadlines as deadlines
-    except ImportError:
-        return None
-    function = getattr(deadlines, "overdue_intake", None)
-    if not callable(function) or settings is None or not hasattr(store, "dossiers_at_intake"):
-        return None
-    return lambda now: function(store, settings, now)
+def payment_rows(store: Any) -> list[PaymentRow]:
+    """The latest ``PAYMENTS_SHOWN`` refused payment confirmations."""
+    return [
+        PaymentRow(r["id"], r["connector"], r["kind"], r["reference"], r["dossier_code"], r["rule"],
+                   mask_ids(r["reason"]), r["at"])
+        for r in flow_records.payment_refusals(store.engine, limit=PAYMENTS_SHOWN)
+    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- the snapshot
@@ -411,24 +431,20 @@ class Snapshot:
         return len(self.deadlines.overdue)
 
 
-def deadlines(store: Any, connectors: Sequence[Any], now: datetime, settings: Any = None) -> Deadlines:
-    query = find_deadline_query(store, settings)
+def deadlines(store: Any, connectors: Sequence[Any], now: datetime, settings: Settings | None = None) -> Deadlines:
+    settings = settings or Settings()
     overdue: list[OverdueRow] = []
-    if query is not None:
-        try:
-            overdue = overdue_rows(query(now) or (), now)
-        except Exception as exc:  # a calendar misconfiguration must not take the page down
-            log.warning("deadline query failed: %s", exc)
-            query = None
+    error = None
+    try:
+        overdue = overdue_rows(overdue_intake(store, settings, now), now)
+    except (ValueError, LookupError) as exc:  # bad LIENTHONG_WORKING_* or an unknown time zone: said on the page
+        log.warning("intake deadlines: %s", exc)
+        error = str(exc)
     portals = [c.code for c in connectors if str(c.kind) == NATIONAL_PORTAL_KIND]
     waiting, oldest = store.oldest_undelivered(portals, SYNC_TYPE) if portals else (0, None)
     sync = SyncLag(bool(portals), waiting, oldest, None if oldest is None else (now - oldest).total_seconds())
-    payments = [
-        PaymentRow(e.message_id, e.dossier_code, e.sender, mask_ids(e.detail), e.at)
-        for e in store.rule_events(PAYMENT_RULE_PREFIX, limit=50)
-        if e.state in ("rejected", "failed", "dead_lettered", "status_rejected") or "rejected" in e.detail
-    ]
-    return Deadlines(query is not None, overdue, sync, payments)
+    counts = flow_records.payment_refusal_counts(store.engine)
+    return Deadlines(overdue, sync, payment_rows(store), counts, error)
 
 
 def snapshot(store: Any, registry: Any, *, window_s: float, warn_age_s: float, now: datetime | None = None,

@@ -35,7 +35,6 @@ from hub.store.types import (
     MessageTrace,
     PartnerActivity,
     PendingDelivery,
-    RuleEvent,
     Submission,
     TimelineEntry,
 )
@@ -335,15 +334,12 @@ class Store:
         return _queries.queue_overview(self.db)
 
     def partner_activity(self, window_s: float = 900.0) -> list[PartnerActivity]:
-        """Per destination: delivered, failed and rejected attempts in the last ``window_s`` seconds, and the last
-        success and failure ever (with that failure's error)."""
+        """Per destination: delivered, failed and rejected attempts (deliveries and synchronous lookups) in the last
+        ``window_s`` seconds, the last success and failure ever (with that failure's error), and when attempts
+        succeeded again after the latest failure."""
         return _queries.partner_activity(self.db, window_s)
 
     def oldest_undelivered(self, destinations: Sequence[str], message_type: str) -> tuple[int, datetime | None]:
         """How many messages of ``message_type`` to ``destinations`` are not delivered yet (pending or dead),
         and when the oldest of them was received (the national portal's sync lag)."""
         return _queries.oldest_undelivered(self.db, destinations, message_type)
-
-    def rule_events(self, rule_prefix: str, limit: int = 50) -> list[RuleEvent]:
-        """The latest events whose detail names a rule starting with ``rule_prefix`` (e.g. ``payment-``)."""
-        return _queries.rule_events(self.db, rule_prefix, limit)

@@ -33,6 +33,11 @@ from hub.store.database import digest as digest  # re-exported: the flows finger
 from hub.store.database import now, transaction
 from hub.store.schema import Id, UTCDateTime, metadata
 
+#: ``citizen_lookups.result`` of a lookup the population DB answered, and of one where calling it failed (the
+#: others, ``refused`` and ``repeat``, did not call it): a population DB's health on the operator page.
+LOOKUP_ANSWERED = ("found", "not_found", "mismatch")
+LOOKUP_FAILED = ("timeout", "error")
+
 citizen_lookups = sa.Table(
     "citizen_lookups",
     metadata,
@@ -310,6 +315,35 @@ def refusals(engine: sa.Engine, *, connector: str | None = None, limit: int = 50
         query = query.where(partner_refusals.c.connector == connector)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
+
+
+PAYMENT_REFUSAL_KINDS = ("payment.confirm", "payment.refund")
+
+
+def payment_refusals(engine: sa.Engine, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest ``limit`` rejected payment and refund confirmations, newest first, each with the dossier of the
+    payment it names (when the hub initiated that payment)."""
+    query = (
+        sa.select(partner_refusals, payments.c.dossier_code)
+        .select_from(partner_refusals.outerjoin(payments, payments.c.reference == partner_refusals.c.reference))
+        .where(partner_refusals.c.kind.in_(PAYMENT_REFUSAL_KINDS))
+        .order_by(partner_refusals.c.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def payment_refusal_counts(engine: sa.Engine) -> dict[str, int]:
+    """Rejected payment and refund confirmations per payment connector, since the hub began (rows are never
+    deleted): the ``lienthong_payment_confirmations_rejected_total`` counter."""
+    query = (
+        sa.select(partner_refusals.c.connector, sa.func.count())
+        .where(partner_refusals.c.kind.in_(PAYMENT_REFUSAL_KINDS))
+        .group_by(partner_refusals.c.connector)
+    )
+    with engine.connect() as conn:
+        return {str(code): int(count) for code, count in conn.execute(query)}
 
 
 # ---------------------------------------------------------------------------------------------- F4 postal

@@ -6,19 +6,20 @@ Read-only transactions; nothing here is on the delivery hot path.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.store.database import Database, chunks, now
+from hub.store.flow_records import LOOKUP_ANSWERED, LOOKUP_FAILED, citizen_lookups
 from hub.store.schema import PENDING_STATES, DeliveryState, EventState, UTCDateTime, deliveries, events, messages
 from hub.store.types import (
     DeliveryStatus,
     DestinationStats,
     MessageTrace,
     PartnerActivity,
-    RuleEvent,
     TraceEvent,
     message_status,
     sent_as,
@@ -164,10 +165,29 @@ def queue_overview(db: Database) -> list[DestinationStats]:
     ]
 
 
-def partner_activity(db: Database, window_s: float = 900.0) -> list[PartnerActivity]:
-    """Per destination: delivered and failed attempts (and 4xx rejections among them) in the last
-    ``window_s`` seconds, and the time of the last success and last failure ever, with that failure's error."""
-    since = now() - timedelta(seconds=max(window_s, 0))
+@dataclass
+class _Tally:
+    """One destination's attempts in the window, and its last success and failure ever (with the error)."""
+
+    delivered: int = 0
+    failed: int = 0
+    rejected: int = 0
+    ok_at: datetime | None = None
+    ko_at: datetime | None = None
+    error: str | None = None
+
+    def add(self, other: _Tally) -> None:
+        self.delivered += other.delivered
+        self.failed += other.failed
+        self.rejected += other.rejected
+        if other.ok_at is not None and (self.ok_at is None or other.ok_at > self.ok_at):
+            self.ok_at = other.ok_at
+        if other.ko_at is not None and (self.ko_at is None or other.ko_at > self.ko_at):
+            self.ko_at, self.error = other.ko_at, other.error
+
+
+def _delivery_tallies(conn: Connection, since: datetime) -> dict[str, _Tally]:
+    """From the event log: delivered and failed attempts (4xx rejections among them), last success, last failure."""
     recent = events.c.at >= since
     state = events.c.state
     rejected = sa.and_(recent, state == EventState.DEAD_LETTERED, events.c.detail.like("rejected:%"))
@@ -182,30 +202,98 @@ def partner_activity(db: Database, window_s: float = 900.0) -> list[PartnerActiv
         )
         .where(events.c.destination.is_not(None))
         .group_by(events.c.destination)
-        .order_by(events.c.destination)
     )
-    with db.transaction(readonly=True) as conn:
-        rows = conn.execute(query).all()
-        ids = [r.failed_id for r in rows if r.failed_id is not None]
-        failures = {
-            int(f.id): f
-            for f in conn.execute(sa.select(events.c.id, events.c.at, events.c.detail).where(events.c.id.in_(ids)))
-        } if ids else {}  # fmt: skip
-    out = []
+    rows = conn.execute(query).all()
+    ids = [r.failed_id for r in rows if r.failed_id is not None]
+    found = sa.select(events.c.id, events.c.at, events.c.detail).where(events.c.id.in_(ids))
+    failures = {int(f.id): f for f in conn.execute(found)} if ids else {}
+    tallies = {}
     for r in rows:
         failure = failures.get(r.failed_id) if r.failed_id is not None else None
-        out.append(
-            PartnerActivity(
-                destination=r.destination,
-                delivered=int(r.delivered),
-                failed=int(r.failed),
-                rejected=int(r.rejected),
-                last_success_at=r.ok_at,
-                last_failure_at=None if failure is None else failure.at,
-                last_error=None if failure is None else failure.detail,
-            )
+        tallies[r.destination] = _Tally(
+            int(r.delivered), int(r.failed), int(r.rejected), r.ok_at,
+            None if failure is None else failure.at, None if failure is None else failure.detail,
+        )  # fmt: skip
+    return tallies
+
+
+def _lookup_tallies(conn: Connection, since: datetime) -> dict[str, _Tally]:
+    """From the lookup audit: each call of a population DB (answered, timed out or failed) is an attempt; lookups
+    refused before any call and repeats answered from the kept answer are not."""
+    lookups = citizen_lookups
+    recent = lookups.c.at >= since
+    answered = lookups.c.result.in_(LOOKUP_ANSWERED)
+    failed = lookups.c.result.in_(LOOKUP_FAILED)
+    query = (
+        sa.select(
+            lookups.c.source,
+            _count(sa.and_(recent, answered)).label("delivered"),
+            _count(sa.and_(recent, failed)).label("failed"),
+            sa.func.max(sa.case((answered, lookups.c.at)), type_=UTCDateTime).label("ok_at"),
+            sa.func.max(sa.case((failed, lookups.c.id))).label("failed_id"),
         )
-    return out
+        .where(lookups.c.source.is_not(None))
+        .group_by(lookups.c.source)
+    )
+    rows = conn.execute(query).all()
+    ids = [r.failed_id for r in rows if r.failed_id is not None]
+    found = sa.select(lookups.c.id, lookups.c.at, lookups.c.detail).where(lookups.c.id.in_(ids))
+    failures = {int(f.id): f for f in conn.execute(found)} if ids else {}
+    tallies = {}
+    for r in rows:
+        failure = failures.get(r.failed_id) if r.failed_id is not None else None
+        if not (r.delivered or r.failed or r.ok_at or failure):
+            continue  # only repeats: the population DB was never called by these
+        tallies[r.source] = _Tally(
+            int(r.delivered), int(r.failed), 0, r.ok_at,
+            None if failure is None else failure.at, None if failure is None else failure.detail,
+        )  # fmt: skip
+    return tallies
+
+
+def _first_success_after(conn: Connection, destination: str, after: datetime) -> datetime | None:
+    """When deliveries (or lookups) to ``destination`` first succeeded again after ``after``."""
+    delivered = sa.select(sa.func.min(events.c.at, type_=UTCDateTime)).where(
+        events.c.destination == destination, events.c.state == EventState.DELIVERED, events.c.at > after
+    )
+    answered = sa.select(sa.func.min(citizen_lookups.c.at, type_=UTCDateTime)).where(
+        citizen_lookups.c.source == destination,
+        citizen_lookups.c.result.in_(LOOKUP_ANSWERED),
+        citizen_lookups.c.at > after,
+    )
+    found = [at for at in (conn.execute(delivered).scalar(), conn.execute(answered).scalar()) if at is not None]
+    return min(found, default=None)
+
+
+def partner_activity(db: Database, window_s: float = 900.0) -> list[PartnerActivity]:
+    """Per destination: delivered and failed attempts (and 4xx rejections among them) in the last ``window_s``
+    seconds, and the time of the last success and last failure ever, with that failure's error. Attempts are
+    deliveries (the event log) and synchronous calls (a population DB's lookups, ``citizen_lookups``): a partner
+    only asked synchronously has a state too. ``recovered_at``: when attempts first succeeded again after the
+    latest failure (``None`` while the latest attempt failed, or without failures)."""
+    since = now() - timedelta(seconds=max(window_s, 0))
+    with db.transaction(readonly=True) as conn:
+        tallies = _delivery_tallies(conn, since)
+        for code, tally in _lookup_tallies(conn, since).items():
+            tallies.setdefault(code, _Tally()).add(tally)
+        recovered = {
+            code: _first_success_after(conn, code, t.ko_at)
+            for code, t in tallies.items()
+            if t.ko_at is not None and t.ok_at is not None and t.ok_at > t.ko_at
+        }
+    return [
+        PartnerActivity(
+            destination=code,
+            delivered=t.delivered,
+            failed=t.failed,
+            rejected=t.rejected,
+            last_success_at=t.ok_at,
+            last_failure_at=t.ko_at,
+            last_error=t.error,
+            recovered_at=recovered.get(code),
+        )
+        for code, t in sorted(tallies.items())
+    ]
 
 
 def oldest_undelivered(db: Database, destinations: Sequence[str], message_type: str) -> tuple[int, datetime | None]:
@@ -225,26 +313,3 @@ def oldest_undelivered(db: Database, destinations: Sequence[str], message_type: 
     with db.transaction(readonly=True) as conn:
         count, oldest = conn.execute(query).one()
     return int(count), oldest
-
-
-def rule_events(db: Database, rule_prefix: str, limit: int = 50) -> list[RuleEvent]:
-    """The latest events whose detail names a rule starting with ``rule_prefix`` (e.g. ``payment-``)."""
-    query = (
-        sa.select(
-            messages.c.message_id,
-            messages.c.sender,
-            messages.c.message_type,
-            messages.c.dossier_code,
-            events.c.state,
-            events.c.destination,
-            events.c.detail,
-            events.c.actor,
-            events.c.at,
-        )
-        .select_from(events.join(messages, events.c.message_pk == messages.c.id))
-        .where(events.c.detail.like(f"%{rule_prefix}%"))
-        .order_by(events.c.id.desc())
-        .limit(limit)
-    )
-    with db.transaction(readonly=True) as conn:
-        return [RuleEvent(**r._mapping) for r in conn.execute(query)]

@@ -316,8 +316,9 @@ def message_status(states: Sequence[str]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PartnerActivity:
-    """Delivery attempts to one destination over a recent window (``Store.partner_activity``), and the last
-    success and failure ever recorded: what the operator page derives a partner's state from."""
+    """Attempts to one destination over a recent window (``Store.partner_activity``: deliveries and synchronous
+    lookups), the last success and failure ever recorded, and when attempts succeeded again after the latest
+    failure (``recovered_at``): what the operator page derives a partner's state from."""
 
     destination: str
     delivered: int
@@ -326,6 +327,7 @@ class PartnerActivity:
     last_success_at: datetime | None
     last_failure_at: datetime | None
     last_error: str | None
+    recovered_at: datetime | None = None
 
     @property
     def attempts(self) -> int:
@@ -335,18 +337,3 @@ class PartnerActivity:
     def error_rate(self) -> float | None:
         """Failed attempts / attempts in the window (``None`` without attempts)."""
         return None if not self.attempts else self.failed / self.attempts
-
-
-@dataclass(frozen=True, slots=True)
-class RuleEvent:
-    """An event whose detail names a rule (``Store.rule_events``), with its message's ids."""
-
-    message_id: str
-    sender: str
-    message_type: str
-    dossier_code: str | None
-    state: str
-    destination: str | None
-    detail: str
-    actor: str | None
-    at: datetime

@@ -11,17 +11,21 @@ import pytest
 from lxml import etree
 
 from hub import packets
-from hub.console import i18n, views
+from hub.config import Settings
+from hub.console import i18n, metrics, views
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import sign_payload
-from hub.store import DestinationStats, PartnerActivity, Store
+from hub.store import DestinationStats, PartnerActivity, Store, flow_records
 
 NOW = datetime(2025, 11, 24, 3, 0, tzinfo=UTC)
 PORTAL, PROVINCE, MINISTRY = "000.00.00.G22", "000.00.00.H12", "000.00.00.G10"
+POPULATION, PAYMENT = "000.00.00.G03", "000.00.00.G05"
 
 
 def activity(delivered=0, failed=0, rejected=0, **kw) -> PartnerActivity:
-    return PartnerActivity(PROVINCE, delivered, failed, rejected, kw.get("ok"), kw.get("ko"), kw.get("error"))
+    return PartnerActivity(
+        PROVINCE, delivered, failed, rejected, kw.get("ok"), kw.get("ko"), kw.get("error"), kw.get("recovered")
+    )
 
 
 def stats(dest=PROVINCE, queued=0, delivering=0, retrying=0, delivered=0, dead=0, age=None, recent=0):
@@ -41,6 +45,9 @@ def stats(dest=PROVINCE, queued=0, delivering=0, retrying=0, delivered=0, dead=0
         (activity(failed=2), 2, 2, "degraded"),  # not enough failures to call it down
         (activity(failed=4, rejected=4), 0, 0, "degraded"),  # 4xx: the partner is up, it refuses the content
         (activity(delivered=1, failed=6), 0, 1, "degraded"),  # one success: not down
+        (activity(delivered=1, failed=6, recovered=NOW), 0, 0, "healthy"),  # the latest attempts succeed
+        (activity(delivered=2, failed=3, rejected=1, recovered=NOW), 0, 0, "healthy"),
+        (activity(delivered=1, failed=6, recovered=NOW), 1, 1, "degraded"),  # recovered, but one still waits
     ],
 )
 def test_partner_state(act, pending, retrying, expected) -> None:
@@ -184,6 +191,14 @@ class NoRegistry:
         return [FakeConnector(PORTAL, "Cổng DVC quốc gia", "national_portal", 400)]
 
 
+@dataclass
+class FakeRegistry:
+    connectors: list[FakeConnector]
+
+    def list(self) -> list[FakeConnector]:
+        return self.connectors
+
+
 def test_snapshot_and_search_from_a_real_store(store, pki) -> None:
     dead = _accept(store, pki, "citizen.record", PROVINCE, "D-1")
     store.start_attempts([dead])
@@ -208,7 +223,7 @@ def test_snapshot_and_search_from_a_real_store(store, pki) -> None:
     assert partners[PORTAL].cert_days == 400
     sync = snap.deadlines.sync
     assert sync.portal and sync.waiting == 1 and sync.lag_s is not None and sync.lag_s >= 0
-    assert snap.deadlines.payments == []
+    assert snap.deadlines.payments == [] and snap.deadlines.payments_total == 0
 
     found = views.search(store, letter.message_id)
     assert found.found and found.trace.status == "dead" and found.dossier_code == "D-1"  # its messages
@@ -220,14 +235,102 @@ def test_snapshot_and_search_from_a_real_store(store, pki) -> None:
     assert not views.search(store, "  ").found
 
 
-def test_payment_rule_events_are_listed(store, pki) -> None:
-    delivery = _accept(store, pki, "payment.receipt", PROVINCE, "D-9")
-    trace = store.dossier_messages("D-9")[0]
-    store.record_event(trace.message_pk, "rejected", detail="payment-signature: the receipt is not signed by the bank")
-    store.record_event(trace.message_pk, "failed", destination=PROVINCE, detail="HTTP 503")
-    assert delivery
-    rows = views.deadlines(store, [], NOW).payments
-    assert [r.dossier_code for r in rows] == ["D-9"] and "payment-signature" in rows[0].detail
+def _refuse(store: Store, reference: str, rule: str, kind: str = "payment.confirm") -> None:
+    reason = f"{rule} for 001099012345"
+    flow_records.record_refusal(
+        store.engine, connector=PAYMENT, kind=kind, rule=rule, reason=reason, payload=b"{}", reference=reference
+    )
+
+
+def test_rejected_payment_confirmations_are_the_partner_refusals_rows(store) -> None:
+    """The panel lists ``partner_refusals`` (what ``GET /api/v1/partner-refusals`` answers), newest first, with the
+    dossier of the payment each names; its count and the metric are all of them, not the rows shown."""
+    flow_records.add_payment(store.engine, reference="REF-1", kind="payment", connector=PAYMENT, requester=PROVINCE,
+                             dossier_code="D-9", amount=50000, message_id="m-1")  # fmt: skip
+    _refuse(store, "REF-1", "receipt-signer")
+    _refuse(store, "REF-X", "unknown-reference")
+    _refuse(store, "REF-1", "amount-mismatch", kind="payment.refund")
+    _refuse(store, "REF-2", "something-else", kind="postal.callback")  # not a payment: not counted
+    empty = views.deadlines(store, [], NOW)
+    assert empty.payments_total == 3 and empty.payments_by_connector == {PAYMENT: 3}
+    rows = empty.payments
+    assert [(r.reference, r.rule, r.dossier_code) for r in rows] == [
+        ("REF-1", "amount-mismatch", "D-9"), ("REF-X", "unknown-reference", None), ("REF-1", "receipt-signer", "D-9"),
+    ]  # fmt: skip
+    assert "001099012345" not in rows[0].reason and "********2345" in rows[0].reason
+    for n in range(views.PAYMENTS_SHOWN):
+        _refuse(store, f"REF-{n + 10}", "unknown-reference")
+    more = views.deadlines(store, [], NOW)
+    assert len(more.payments) == views.PAYMENTS_SHOWN and more.payments_total == views.PAYMENTS_SHOWN + 3
+    (family,) = [f for f in metrics.families(views.snapshot(store, None, window_s=900, warn_age_s=900))
+                 if f.name == "lienthong_payment_confirmations_rejected"]  # fmt: skip
+    assert family.type == "counter"
+    assert [(s.name, s.labels, s.value) for s in family.samples] == [
+        ("lienthong_payment_confirmations_rejected_total", {"connector": PAYMENT}, views.PAYMENTS_SHOWN + 3)
+    ]
+
+
+def test_intake_deadlines_are_computed_or_the_calendar_error_is_said(store) -> None:
+    assert views.deadlines(store, [], NOW).overdue_available
+    broken = views.deadlines(store, [], NOW, Settings(working_days="Funday"))
+    assert not broken.overdue_available and "funday" in (broken.overdue_error or "")
+
+
+def _lookup(store: Store, result: str, at: datetime, detail: str = "") -> None:
+    flow_records.record_lookup(store.engine, at=at, requester=PROVINCE, source=POPULATION, result=result, detail=detail)
+
+
+def test_synchronous_lookups_count_in_the_population_dbs_health(store) -> None:
+    """A population DB is only ever called synchronously: its lookups are its attempts. Refused lookups (no call)
+    and repeats (answered from the kept answer) are not."""
+    now = datetime.now(UTC)
+    _lookup(store, "found", now - timedelta(minutes=20))
+    _lookup(store, "repeat", now - timedelta(minutes=2))
+    flow_records.record_lookup(store.engine, requester=PROVINCE, result="refused", detail="refused: purpose")
+    (act,) = store.partner_activity(1800)
+    assert (act.destination, act.delivered, act.failed, act.recovered_at) == (POPULATION, 1, 0, None)
+    registry = FakeRegistry([FakeConnector(POPULATION, "CSDL dân cư", "population_db", None)])
+    (row,) = views.snapshot(store, registry, window_s=1800, warn_age_s=900).partners
+    assert row.state == "healthy" and row.last_success_at == act.last_success_at  # not "no traffic / never"
+    for minutes in (3, 2, 1):
+        _lookup(store, "timeout", now - timedelta(minutes=minutes), "did not answer within 10 s")
+    (act,) = store.partner_activity(900)
+    assert (act.delivered, act.failed, act.last_error) == (0, 3, "did not answer within 10 s")
+    (row,) = views.snapshot(store, registry, window_s=900, warn_age_s=900).partners
+    assert row.state == "down" and row.attempts == 3 and row.recovered_at is None  # its outage shows
+    _lookup(store, "not_found", now)
+    (row,) = views.snapshot(store, registry, window_s=900, warn_age_s=900).partners
+    assert row.state == "healthy" and row.recovered_at is not None and row.error_pct == "75 %"
+
+
+def test_a_partner_recovered_after_failures_is_healthy_and_says_since_when(store, pki) -> None:
+    """Failures, then deliveries succeed again: healthy, "recovered at" the first success after the last failure,
+    and the error no longer shown; a failure after that makes it degraded (or down) again."""
+    first = _accept(store, pki, "dossier.sync", PORTAL, "D-1")
+    for _ in range(3):
+        store.start_attempts([first])
+        store.record_retry(first, error="HTTP 503", delay_s=0)
+    registry = FakeRegistry([FakeConnector(PORTAL, "Cổng", "national_portal", 400)])
+
+    def portal():
+        return views.snapshot(store, registry, window_s=900, warn_age_s=900).partners[0]
+
+    assert portal().state == "down"  # 3 transient failures, no success
+    store.start_attempts([first])
+    store.record_delivered_many([(first, b"<x/>", "")])
+    (act,) = store.partner_activity(900)
+    assert act.recovered_at is not None and act.recovered_at == act.last_success_at > act.last_failure_at
+    row = portal()
+    assert row.state == "healthy" and row.recovered_at == act.recovered_at and row.error_pct == "75 %"
+    second = _accept(store, pki, "dossier.sync", PORTAL, "D-2")
+    store.start_attempts([second])
+    store.record_delivered_many([(second, b"<x/>", "")])
+    assert portal().recovered_at == act.recovered_at  # since the first success after the failure
+    third = _accept(store, pki, "dossier.sync", PORTAL, "D-3")
+    store.start_attempts([third])
+    store.record_dead(third, reason="rejected", error="HTTP 400")
+    again = portal()
+    assert again.state == "degraded" and again.recovered_at is None and again.last_error
 
 
 # ---------------------------------------------------------------------------------------------- labels

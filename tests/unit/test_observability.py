@@ -64,9 +64,10 @@ def test_alert_rules_have_the_expected_structure_and_use_exported_metrics(export
         "LienthongPartnerDown": "lienthong_partner_down",
         "LienthongCertificateExpiring": "lienthong_certificate_expiry_timestamp_seconds",
         "LienthongHubCertificateExpiring": "lienthong_hub_certificate_expiry_timestamp_seconds",
+        "LienthongTrustAnchorExpiringSoon": "lienthong_trust_anchor_expiry_timestamp_seconds",
         "LienthongWorkerDependencyDown": "lienthong_worker_dependency_up",
         "LienthongRejectionRateHigh": "lienthong_rejected_total",
-        "LienthongPaymentConfirmationsRejected": "lienthong_payment_confirmations_rejected",
+        "LienthongPaymentConfirmationsRejected": "lienthong_payment_confirmations_rejected_total",
         "LienthongIntakeDeadlineBreached": "lienthong_intake_overdue",
     }
     for alert, metric in expected.items():

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY, start_http_server
 from hub.api import create_app
 from hub.config import Settings
 from hub.runtime import hub_certificate_path, hub_signer
+from hub.security import keys
 from hub.security.keys import load_certificate
 from hub.store import Store
 from tests.support import free_port, require
@@ -77,6 +78,10 @@ def test_the_api_metrics_pass_promtool_and_give_certificate_expiries_as_timestam
     own = load_certificate(hub_certificate_path(settings)).not_valid_after_utc
     assert samples[f'lienthong_certificate_expiry_timestamp_seconds{{connector="{PROVINCE}"}}'] == partner.timestamp()
     assert samples["lienthong_hub_certificate_expiry_timestamp_seconds"] == own.timestamp()
+    ca = load_certificate(settings.data_dir / "keys" / keys.CA_CERT_FILE)  # the demo CA: the hub's trust anchor
+    labels = f'ca="{keys.common_name(ca)}",fingerprint="{keys.fingerprint(ca)}"'
+    anchor = f"lienthong_trust_anchor_expiry_timestamp_seconds{{{labels}}}"
+    assert samples[anchor] == ca.not_valid_after_utc.timestamp()
     assert "_days" not in text
 
 
