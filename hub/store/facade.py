@@ -20,6 +20,7 @@ from hub.store import dead_letters as _dead_letters
 from hub.store import deliveries as _deliveries
 from hub.store import dossiers as _dossiers
 from hub.store import queries as _queries
+from hub.store import traffic as _traffic
 from hub.store.database import Database, now
 from hub.store.history import add_events, event_row
 from hub.store.intake import Intake
@@ -347,3 +348,14 @@ class Store:
     def rule_events(self, rule_prefix: str, limit: int = 50) -> list[RuleEvent]:
         """The latest events whose detail names a rule starting with ``rule_prefix`` (e.g. ``payment-``)."""
         return _queries.rule_events(self.db, rule_prefix, limit)
+
+    def history(
+        self, window: str = _traffic.DEFAULT_WINDOW, *, destination: str | None = None, at: datetime | None = None
+    ) -> _traffic.TrafficHistory:
+        """Delivered / failed / dead per destination over ``window`` (``1h``, ``24h``, ``7d``) in minute, quarter-hour
+        or hour buckets, read at ``at`` (now); see ``hub.store.traffic``."""
+        return _traffic.history(self.db, window, destination=destination, at=at)
+
+    def prune_history(self, at: datetime | None = None) -> int:
+        """Drop the delivery history older than 7 days before ``at`` (the writers also do it once a minute)."""
+        return _traffic.prune(self.db, at)
