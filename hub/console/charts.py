@@ -3,7 +3,7 @@ page's CSP (``script-src 'self'; style-src 'self'``) would block — the bars ca
 them.
 
 ``history_chart`` is a pure function of one destination's buckets: stacked bars (delivered, failed, dead from the
-bottom), a y axis rounded to a readable ceiling, time labels in Vietnam time, a legend with the window's totals,
+bottom), a y axis rounded to a readable ceiling, time labels at round Vietnam times, a legend with the window's totals,
 and a ``<title>``/``<desc>`` for screen readers; each busy bar has its own ``<title>`` (the browser's tooltip). A
 count that is not zero is drawn at least one pixel high, so one failure beside a thousand deliveries still shows.
 A window without traffic is said in words, not drawn as an empty box.
@@ -24,7 +24,7 @@ from hub.store.traffic import COUNTERS, DestinationHistory
 WIDTH, HEIGHT = 720, 210
 LEFT, RIGHT, TOP, BOTTOM = 44, 10, 10, 26
 PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-X_LABELS = 6  # time labels under the bars, about evenly spaced
+TICK_ROOM = 32  # room a time label under the bars needs
 LABELS = {"delivered": "delivered", "failed": "failed_retry", "dead": "dead"}
 
 
@@ -76,6 +76,24 @@ def _time_label(at: datetime, bucket_s: int) -> str:
     return local.strftime("%H:%M") if bucket_s < 3600 else local.strftime("%d/%m %Hh")
 
 
+def ticks(starts: list[datetime], bucket_s: int) -> list[tuple[int, str]]:
+    """The time labels under the bars, at round local times: every 10 minutes (hour window), every 4 hours (day
+    window), every midnight (week window); none so close to the right edge that it would be cut."""
+    slot = PLOT_W / max(len(starts), 1)
+    out = []
+    for i, start in enumerate(starts):
+        local = start.astimezone(LOCAL_TZ)
+        if bucket_s < 900:
+            due, text = local.minute % 10 == 0, local.strftime("%H:%M")
+        elif bucket_s < 3600:
+            due, text = local.minute == 0 and local.hour % 4 == 0, local.strftime("%H:%M")
+        else:
+            due, text = local.hour == 0, local.strftime("%d/%m")
+        if due and LEFT + i * slot <= WIDTH - RIGHT - TICK_ROOM:
+            out.append((i, text))
+    return out
+
+
 def _safe_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", text)
 
@@ -123,10 +141,9 @@ def history_chart(history: DestinationHistory, bucket_s: int, t: Translator, *, 
         parts.append(Markup("</g>"))
     parts.append(Markup('</g><g class="axis"><line x1="{}" x2="{}" y1="{}" y2="{}"/>').format(
         LEFT, WIDTH - RIGHT, TOP + PLOT_H, TOP + PLOT_H))  # fmt: skip
-    every = max(len(buckets) // X_LABELS, 1)
     label = Markup('<text class="x" x="{}" y="{}">{}</text>')
-    for i in range(0, len(buckets), every):
-        parts.append(label.format(_fmt(LEFT + i * slot), HEIGHT - 8, _time_label(buckets[i].start, bucket_s)))
+    for i, text in ticks([b.start for b in buckets], bucket_s):
+        parts.append(label.format(_fmt(LEFT + i * slot), HEIGHT - 8, text))
     parts.append(Markup("</g></svg>"))
     item = Markup('<li class="{}"><span class="swatch" aria-hidden="true"></span>{} <strong>{}</strong></li>')
     legend = Markup("").join(item.format(c, t(LABELS[c]), getattr(history, c)) for c in COUNTERS)

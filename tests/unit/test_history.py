@@ -15,7 +15,7 @@ from lxml import etree
 from hub.api import create_app
 from hub.config import Settings
 from hub.console import auth
-from hub.console.charts import HEIGHT, LEFT, PLOT_H, PLOT_W, TOP, bars, history_chart, nice_ceiling
+from hub.console.charts import HEIGHT, LEFT, PLOT_H, PLOT_W, TOP, bars, history_chart, nice_ceiling, ticks
 from hub.console.i18n import Translator
 from hub.store.traffic import Bucket, DestinationHistory
 
@@ -91,11 +91,22 @@ def test_the_week_is_labelled_by_day_and_hour_and_translated() -> None:
     markup = history_chart(DestinationHistory("x", buckets), 3600, Translator("vi"), title="Tuần")
     svg = parse(markup).find(f"{SVG}svg")
     labels = [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "x"]
-    assert labels[:2] == ["02/12 13h", "03/12 17h"]  # every 28 hours
+    assert labels == ["03/12", "04/12", "05/12", "06/12", "07/12", "08/12", "09/12"]  # local midnights
     assert svg.find(f"{SVG}desc").text == (
         "Đã gửi 168, lỗi chờ gửi lại 0, thư chết 0, từ 02/12 13h đến 09/12 13h (giờ Việt Nam); "
         "cột cao nhất 2 lúc 02/12 15h."
     )
+
+
+def test_the_day_is_labelled_every_four_hours_and_no_label_is_cut_at_the_right_edge() -> None:
+    starts = [START + dt.timedelta(minutes=15 * i) for i in range(96)]  # 13:00 to 12:45 the next day, local
+    day = ticks(starts, 900)
+    assert [text for _, text in day] == ["16:00", "20:00", "00:00", "04:00", "08:00"]  # 12:00: too close to the edge
+    assert [i for i, _ in day] == [12, 28, 44, 60, 76]
+    starts = [START + dt.timedelta(minutes=i + 1) for i in range(60)]  # 13:01 to 14:00
+    hours = ticks(starts, 60)
+    assert [text for _, text in hours] == ["13:10", "13:20", "13:30", "13:40", "13:50"]  # 14:00 is the last bar
+    assert [i for i, _ in hours] == [9, 19, 29, 39, 49]
 
 
 def test_an_empty_window_says_so_instead_of_drawing_an_empty_box() -> None:
