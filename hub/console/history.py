@@ -64,7 +64,7 @@ def _read(request: Request, window: str, destination: str | None) -> tuple[Traff
 async def history_page(request: Request, window: str = DEFAULT_WINDOW, destination: str | None = None) -> Response:
     if _user(request) is None:
         return _to_login(request)
-    window, destination = _window(window), (destination or None)
+    window, destination = _window(window), (destination or "")[:64] or None
     traffic, shown = await run_in_threadpool(_read, request, window, destination)
     return _render(request, "history.html", traffic=traffic, charts=shown, window=window, windows=list(WINDOWS),
                    destination=destination)  # fmt: skip
@@ -74,7 +74,7 @@ async def history_page(request: Request, window: str = DEFAULT_WINDOW, destinati
 async def history_charts(request: Request, window: str = DEFAULT_WINDOW, destination: str | None = None) -> Response:
     if _user(request) is None:
         return Response("sign in again", status_code=401, media_type="text/plain")
-    window, destination = _window(window), (destination or None)
+    window, destination = _window(window), (destination or "")[:64] or None
     traffic, shown = await run_in_threadpool(_read, request, window, destination)
     return _render(request, "history_charts.html", traffic=traffic, charts=shown, window=window,
                    destination=destination)  # fmt: skip
