@@ -199,6 +199,30 @@ _LABELS: dict[str, tuple[str, str]] = {
     "cert_level_warning": ("Sắp hết hạn", "Expiring"),
     "cert_level_critical": ("Sắp hết hạn (< 7 ngày)", "Expiring (< 7 days)"),
     "cert_level_expired": ("Đã hết hạn", "Expired"),
+    # delivery history (hub.console.history)
+    "history": ("Lịch sử chuyển phát", "Delivery history"),
+    "history_window": ("Khoảng thời gian", "Window"),
+    "window_1h": ("1 giờ qua", "Last hour"),
+    "window_24h": ("24 giờ qua", "Last 24 hours"),
+    "window_7d": ("7 ngày qua", "Last 7 days"),
+    "bucket_60": ("mỗi cột 1 phút", "one bar per minute"),
+    "bucket_900": ("mỗi cột 15 phút", "one bar per 15 minutes"),
+    "bucket_3600": ("mỗi cột 1 giờ", "one bar per hour"),
+    "failed_retry": ("Lỗi, chờ gửi lại", "Failed, retry planned"),
+    "history_chart_title": ("{name}: chuyển phát, {window}", "{name}: deliveries, {window}"),
+    "no_traffic_window": ("Không có lưu lượng trong khoảng thời gian này.", "No traffic in this window."),
+    "history_none": ("Chưa có đối tác nhận nào.", "No destination yet."),
+    "all_destinations": ("Mọi đối tác nhận", "All destinations"),
+    "chart_desc": (
+        "Đã gửi {delivered}, lỗi chờ gửi lại {failed}, thư chết {dead}, từ {start} đến {end} (giờ Việt Nam); "
+        "cột cao nhất {peak} lúc {peak_at}.",
+        "Delivered {delivered}, failed with a retry planned {failed}, dead {dead}, from {start} to {end} "
+        "(Vietnam time); the highest bar is {peak} at {peak_at}.",
+    ),
+    "history_note": (
+        "Số đếm theo từng phút, lưu 7 ngày. Lỗi chờ gửi lại: lần gửi thất bại tạm thời; thư chết: đã bỏ cuộc.",
+        "Counted per minute, kept 7 days. Failed: an attempt that failed and will be retried; dead: given up on.",
+    ),
     "age_s": ("{n} giây", "{n} s"),
     "age_m": ("{n} phút", "{n} min"),
     "age_h": ("{n} giờ", "{n} h"),

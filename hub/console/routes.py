@@ -360,3 +360,6 @@ def install_console(app: FastAPI, settings: Settings) -> None:
     from hub.console import trust_page  # it builds on this module's helpers
 
     app.include_router(trust_page.router)
+    from hub.console import history  # its routes use this module's session check and rendering
+
+    app.include_router(history.router)

@@ -2,7 +2,8 @@
 
 ``Store(url)`` opens it (SQLite file by default, or PostgreSQL); ``Store.migrate()`` creates/upgrades the schema.
 ``Store`` (``facade.py``) delegates to the parts by concern: ``database``, ``intake``, ``dossiers``,
-``deliveries``, ``dead_letters``, ``history``, ``queries``; ``flow_records`` holds the partner flows' records.
+``deliveries``, ``dead_letters``, ``history``, ``traffic``, ``queries``; ``flow_records`` holds the partner flows'
+records.
 """
 
 from hub.store.database import DEFAULT_URL, MIGRATIONS_DIR, normalise_url

@@ -10,6 +10,7 @@ from hub.store.database import Database, now
 from hub.store.deliveries import PENDING, RETURNING, pending, refuse, state_of
 from hub.store.history import add_events, delivery_event, event_row
 from hub.store.schema import DeliveryState, EventState, dead_letters, deliveries, messages
+from hub.store.traffic import count
 from hub.store.types import DeadLetter, PendingDelivery
 
 DD, DL = DeliveryState.DELIVERED, DeliveryState.DEAD
@@ -40,7 +41,8 @@ _LISTING = (
 
 
 def record_dead(db: Database, delivery_id: int, *, reason: str, error: str) -> int:
-    """Give up on a delivery and file a dead letter (see ``Store.record_dead``); returns the dead letter's id."""
+    """Give up on a delivery and file a dead letter (see ``Store.record_dead``), counted as dead in the
+    destination's history minute; returns the dead letter's id."""
     at_now = now()
     with db.transaction() as conn:
         row = conn.execute(
@@ -71,6 +73,7 @@ def record_dead(db: Database, delivery_id: int, *, reason: str, error: str) -> i
             delivery_event(row, EventState.FAILED, at_now, error),
             delivery_event(row, EventState.DEAD_LETTERED, at_now, f"{reason}: {error}"),
         )
+        count(conn, at_now, "dead", {row.destination: 1})
         return int(dead_letter_id)
 
 

@@ -9,6 +9,7 @@ calling the partner again; a dead one is left out the same way until it is repla
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
@@ -20,6 +21,7 @@ from hub.errors import DeliveryClosedError, UnknownDeliveryError
 from hub.store.database import Database, chunks, digest, now
 from hub.store.history import add_events, delivery_event
 from hub.store.schema import DeliveryState, EventState, UTCDateTime, deliveries, messages
+from hub.store.traffic import count
 from hub.store.types import Delivered, DeliveryView, PendingDelivery, sent_as
 
 Q, DV, RT, DD, DL = (
@@ -238,7 +240,8 @@ def record_delivered_many(db: Database, items: Sequence[Sequence[Any]]) -> list[
 
     Returns, per item, whether it was recorded now (``False``: already delivered — by another worker too —, a
     repeat of an earlier item, or unknown). The open rows are read locked (PostgreSQL ``FOR UPDATE``; SQLite's
-    write transaction is exclusive) and the update changes only rows not delivered: one ``delivered`` each."""
+    write transaction is exclusive) and the update changes only rows not delivered: one ``delivered`` each, counted
+    in the destinations' history minute (``hub.store.traffic``) by the same transaction."""
     if not items:
         return []
     done = [Delivered(*item) for item in items]
@@ -262,11 +265,13 @@ def record_delivered_many(db: Database, items: Sequence[Sequence[Any]]) -> list[
             )  # fmt: skip
             add_events(conn, *(delivery_event(open_rows[d.delivery_id], EventState.DELIVERED, at_now, d.detail)
                                for d in todo))  # fmt: skip
+            count(conn, at_now, "delivered", Counter(open_rows[d.delivery_id].destination for d in todo))
     return [d.delivery_id in open_rows and d is first[d.delivery_id] for d in done]
 
 
 def record_retry(db: Database, delivery_id: int, *, error: str, delay_s: float, republish: bool = False) -> None:
-    """Record a failed attempt and the retry planned in ``delay_s`` (see ``Store.record_retry``)."""
+    """Record a failed attempt and the retry planned in ``delay_s`` (see ``Store.record_retry``), counted as
+    failed in the destination's history minute."""
     at_now = now()
     due = at_now + timedelta(seconds=max(delay_s, 0))
     values: dict[str, Any] = {"state": RT, "last_error": error, "next_attempt_at": due, "updated_at": at_now}
@@ -287,3 +292,4 @@ def record_retry(db: Database, delivery_id: int, *, error: str, delay_s: float, 
             delivery_event(row, EventState.FAILED, at_now, error),
             delivery_event(row, EventState.RETRY_SCHEDULED, at_now, detail),
         )
+        count(conn, at_now, "failed", {row.destination: 1})

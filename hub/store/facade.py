@@ -20,6 +20,7 @@ from hub.store import dead_letters as _dead_letters
 from hub.store import deliveries as _deliveries
 from hub.store import dossiers as _dossiers
 from hub.store import queries as _queries
+from hub.store import traffic as _traffic
 from hub.store.database import Database, now
 from hub.store.history import add_events, event_row
 from hub.store.intake import Intake
@@ -343,3 +344,14 @@ class Store:
         """How many messages of ``message_type`` to ``destinations`` are not delivered yet (pending or dead),
         and when the oldest of them was received (the national portal's sync lag)."""
         return _queries.oldest_undelivered(self.db, destinations, message_type)
+
+    def history(
+        self, window: str = _traffic.DEFAULT_WINDOW, *, destination: str | None = None, at: datetime | None = None
+    ) -> _traffic.TrafficHistory:
+        """Delivered / failed / dead per destination over ``window`` (``1h``, ``24h``, ``7d``) in minute, quarter-hour
+        or hour buckets, read at ``at`` (now); see ``hub.store.traffic``."""
+        return _traffic.history(self.db, window, destination=destination, at=at)
+
+    def prune_history(self, at: datetime | None = None) -> int:
+        """Drop the delivery history older than 7 days before ``at`` (the writers also do it once a minute)."""
+        return _traffic.prune(self.db, at)

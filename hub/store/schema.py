@@ -313,5 +313,19 @@ audit_log = sa.Table(
     sa.Index(None, "actor", "id"),
 )
 
+# Delivery history for the charts (``hub.store.traffic``, migration 0011): per destination and UTC minute, deliveries
+# delivered, failed with a retry planned, and given up on (dead); counted in the transaction that records them, kept
+# 7 days.
+delivery_minutes = sa.Table(
+    "delivery_minutes",
+    metadata,
+    sa.Column("destination", sa.String(64), primary_key=True),
+    sa.Column("minute", UTCDateTime, primary_key=True),
+    sa.Column("delivered", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("dead", sa.Integer, nullable=False, server_default="0"),
+    sa.Index(None, "minute"),  # the prune and the all-destination windows
+)
+
 # The partner flows' tables (F2–F4) live in their own module, on this metadata.
 from hub.store import flow_records as _flow_records  # noqa: E402,F401
