@@ -9,7 +9,7 @@ from lxml import etree
 from hub import packets
 from hub.store.audit import AuditFilter
 from tests.unit.test_api import MINISTRY, PROVINCE, Api, assert_problem
-from tests.unit.test_api import api as api  # noqa: F401  (the fixture)
+from tests.unit.test_api import api as api  # the fixture
 
 pytestmark = pytest.mark.unit
 
@@ -72,9 +72,10 @@ def test_payload_download_is_masked_for_operators_raw_for_the_admin_and_audited(
     payload = packets.to_element(packets.example("dossier.sync"))  # the applicant's name, id, phone and e-mail
     data = api.envelope(signer=api.province, sender=PROVINCE, receiver="000.00.00.G22", message_type="dossier.sync",
                         message_id="sync-1", payload=payload)  # fmt: skip
-    stored = api.hub.store.accept(sender=PROVINCE, message_id="sync-1", correlation_id=None,
-                                  message_type="dossier.sync", receiver="000.00.00.G22",
-                                  dossier_code=packets.examples.DOSSIER_CODE, envelope=data, destinations=())  # fmt: skip
+    stored = api.hub.store.accept(
+        sender=PROVINCE, message_id="sync-1", correlation_id=None, message_type="dossier.sync",
+        receiver="000.00.00.G22", dossier_code=packets.examples.DOSSIER_CODE, envelope=data, destinations=(),
+    )  # fmt: skip
     assert stored.outcome == "accepted"
     assert [el.text for el in etree.fromstring(data).iter("{*}personalId")] == [PERSONAL_ID]
 
