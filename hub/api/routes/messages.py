@@ -8,8 +8,6 @@ other bytes is 409.
 
 from __future__ import annotations
 
-import re
-import sys
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -36,7 +34,7 @@ from hub.api.models import (
     TraceOut,
 )
 from hub.api.problems import BODY_PROBLEMS, ApiProblem, responses
-from hub.console.views import mask_payload
+from hub.console.message_log import payload_response
 from hub.errors import InvalidCursorError, Issue, UnauthenticatedError
 from hub.services import ADMIN, OPERATOR, require
 from hub.store.message_log import MESSAGE_STATES, MessageFilter
@@ -361,19 +359,3 @@ def download_payload(
         )
     hub.store.audit(**audit, detail={"raw": raw, "sender": stored.sender})
     return payload_response(stored.envelope, message_id, raw=raw)
-
-
-def payload_response(envelope: bytes, message_id: str, *, raw: bool) -> Response:
-    """A payload download: the envelope as received (``raw``) or its masked payload, as an XML attachment."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", message_id)[:100] or "message"
-    body = envelope if raw else mask_payload(envelope, limit=sys.maxsize).encode()
-    filename = f"{name}.xml" if raw else f"{name}.masked.xml"
-    return Response(
-        body,
-        media_type="application/xml",
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
