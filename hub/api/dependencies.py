@@ -22,6 +22,7 @@ ApiKey = Annotated[str | None, Security(API_KEY)]  # one security scheme in the 
 ListLimit = Annotated[int, Query(ge=1, le=5000)]  # how many rows a listing endpoint answers at the most
 
 
+
 def hub_of(request: Request) -> HubService:
     """The ``HubService`` of the process serving ``request`` (set up by ``create_app``'s lifespan)."""
     hub: HubService = request.app.state.hub
