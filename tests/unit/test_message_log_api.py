@@ -42,6 +42,7 @@ def test_the_log_is_filtered_paged_and_counted(api: Api) -> None:
         ("type=dossier.status", 5), ("type=dossier.sync", 0), ("state=queued", 5), ("state=delivered", 0),
         (f"dossier={packets.examples.DOSSIER_CODE}", 5), ("since=2000-01-01T00:00:00%2B07:00", 5),
         ("until=2000-01-01", 0), ("since=2000-01-01&until=2999-01-01T00:00:00Z", 5),
+        ("since=2999-01-01T00:00:00+07:00", 0), ("until=2999-01-01T09:00+0700", 5),  # an unencoded + is a +
     ):  # fmt: skip
         answer = api.get(f"/api/v1/messages?{query}", "admin")
         assert answer.status_code == 200, (query, answer.text)

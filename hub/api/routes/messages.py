@@ -8,6 +8,7 @@ other bytes is 409.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -232,12 +233,16 @@ LOG_BAD_TIME = {
 }  # fmt: skip
 
 
+_UNENCODED_PLUS = re.compile(r"(T[\d:.]+) (\d\d:?\d\d)$")
+
+
 def _time(value: str | None, field: str) -> datetime | None:
-    """An ISO 8601 date or time from the query (a time without an offset is UTC); 400 naming ``field``."""
+    """An ISO 8601 date or time from the query (a time without an offset is UTC); 400 naming ``field``. An offset's
+    ``+`` sent unencoded arrives as a space, and is read as the ``+`` it was."""
     if value is None or not value.strip():
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        parsed = datetime.fromisoformat(_UNENCODED_PLUS.sub(r"\1+\2", value.strip()))
     except ValueError:
         raise ApiProblem(
             "malformed",
