@@ -146,3 +146,38 @@ def test_trace_and_timeline_are_in_time_order(store: Store) -> None:
     trail = store.trace("late").events
     assert trail[0].state == "viewed"
     assert [e.at for e in trail] == sorted(e.at for e in trail)
+
+
+PLANNED = {  # filter → the index SQLite must answer it from (the messages table holds millions of rows)
+    "since": (MessageFilter(since=T0), "INTEGER PRIMARY KEY (rowid>? AND rowid<?)"),  # the ids of its time span
+    "sender": (MessageFilter(sender="S1"), "ix_messages_sender_id"),
+    "type": (MessageFilter(message_type="dossier.sync"), "ix_messages_message_type_id"),
+    "dossier": (MessageFilter(dossier="D-1"), "ix_messages_dossier_code"),
+    "receiver": (MessageFilter(receiver="P1"), "ix_deliveries_destination_message_pk"),
+    "dead": (MessageFilter(state="dead"), "ix_deliveries_open_state"),
+    "retrying": (MessageFilter(state="retrying"), "ix_deliveries_open_state"),
+}
+
+
+def _plan(store: Store, query) -> str:
+    sql = str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
+    with store.engine.connect() as conn:
+        return " / ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+
+
+@pytest.mark.parametrize("name", sorted(PLANNED))
+def test_the_filters_are_answered_from_indexes_on_sqlite(tmp_path, name: str) -> None:
+    from hub.store import message_log
+
+    store = Store(f"sqlite:///{tmp_path}/plans.db")
+    store.migrate()
+    try:
+        flt, index = PLANNED[name]
+        for query in message_log.queries(flt, ids=(1, 10) if flt.since else None):  # the page, the count
+            plan = _plan(store, query)
+            assert index in plan, plan
+            assert "SCAN messages" not in plan.replace("SCAN messages USING COVERING INDEX", ""), plan
+        if flt.since:  # the span itself: from the time index
+            assert "ix_messages_received_at" in _plan(store, message_log.time_span(flt))
+    finally:
+        store.close()
