@@ -10,8 +10,9 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from lxml import etree
@@ -1034,6 +1035,79 @@ def dossier_show(
             table.add_row(clock.short(m.received_at), m.message_type, f"{m.sender} → {m.receiver}", m.message_id,
                           m.status)  # fmt: skip
         screen.print(table)
+
+
+# ---------------------------------------------------------------- the message log
+
+messages_app = typer.Typer(help="Browse the message log.", no_args_is_help=True)
+app.add_typer(messages_app, name="messages")
+
+
+def _cli_time(value: str | None, option: str, clock: Any) -> datetime | None:
+    """An ISO 8601 date or time; without an offset it is in the shown zone (the calendar's, or UTC with --utc)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
+    except ValueError:
+        raise _fail(f"{option}: {value!r} is not an ISO 8601 time (e.g. 2026-12-02T09:15)") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=clock.zone)
+
+
+@messages_app.command("list")
+def messages_list(
+    since: Annotated[str | None, typer.Option(help="Received at or after (ISO 8601; local time if no offset)")] = None,
+    until: Annotated[str | None, typer.Option(help="Received before (ISO 8601; local time if no offset)")] = None,
+    sender: Annotated[str | None, typer.Option(help="Sender code")] = None,
+    receiver: Annotated[str | None, typer.Option(help="A destination the message was routed to")] = None,
+    message_type: Annotated[str | None, typer.Option("--type", "-t", help="Message type, e.g. dossier.sync")] = None,
+    state: Annotated[str | None, typer.Option(help="accepted, queued, delivering, retrying, delivered or dead")] = None,
+    dossier: Annotated[str | None, typer.Option(help="Dossier code")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Rows per page")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="The next cursor a previous page printed")] = None,
+    as_json: JsonOpt = False,
+    utc: UtcOpt = False,
+) -> None:
+    """List logged messages, newest first, with the same filters as `GET /api/v1/messages`; prints the total and
+    the cursor of the next page. Exit 2 for a bad filter or cursor."""
+    from rich.table import Table
+
+    from hub.cliformat import NARROW, console, jsonable, print_json
+    from hub.errors import InvalidCursorError
+    from hub.store.message_log import MESSAGE_STATES, MessageFilter
+
+    clock = _clock(utc)
+    if state and state not in MESSAGE_STATES:
+        raise _fail(f"--state: {state!r} is not one of {', '.join(MESSAGE_STATES)}")
+    flt = MessageFilter(since=_cli_time(since, "--since", clock), until=_cli_time(until, "--until", clock),
+                        sender=sender, receiver=receiver, message_type=message_type, state=state,
+                        dossier=dossier)  # fmt: skip
+    with _registry() as registry:
+        try:
+            page = registry.store.message_log(flt, cursor=cursor, limit=limit)
+        except InvalidCursorError as exc:
+            raise _fail(f"--cursor: {exc.detail}") from None
+    if as_json:
+        print_json({"items": jsonable(list(page.items), clock), "total": page.total,
+                    "total_exact": page.total_exact, "next_cursor": page.next_cursor})  # fmt: skip
+        return
+    screen = console()
+    total = f"{page.total:,}" + ("" if page.total_exact else "+")
+    if not page.items:
+        screen.print(f"no message matches (total {total})", markup=False)
+        return
+    table = Table(title=f"{len(page.items)} of {total} message(s), newest first", title_justify="left")
+    wide = screen.width >= NARROW
+    columns = [f"received ({clock.label})", "message id", "type", "from → to", "status"] + (["dossier"] if wide else [])
+    for column in columns:
+        table.add_column(column, no_wrap=column.startswith("received") or column == "status", overflow="fold")
+    for m in page.items:
+        routed = f"{m.sender} → {', '.join(m.destinations) or '-'}"
+        row = [clock.short(m.received_at), m.message_id, m.message_type, routed, m.status]
+        table.add_row(*row, *([m.dossier_code or ""] if wide else []))
+    screen.print(table)
+    if page.next_cursor:
+        screen.print(f"next page: --cursor {page.next_cursor}", markup=False)
 
 
 @app.command()

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from hub.logs import mask_personal
 from hub.store import DeadLetter, DeliveryStatus, DestinationStats, MessageTrace, TimelineEntry, TraceEvent
+from hub.store.message_log import LoggedMessage
 
 EXAMPLE_ID = "7f0c2a8e-4d1b-4e8f-9a51-2f1d3c4b5a60"
 
@@ -116,6 +117,26 @@ class DossierOut(BaseModel):
     status_at: datetime | None
     updates: list[TimelineEntryOut]  # type: ignore[valid-type]
     messages: list[DossierMessageOut]  # type: ignore[valid-type]
+
+
+LoggedMessageOut = out_model(
+    LoggedMessage,
+    "LoggedMessageOut",
+    exclude={"message_pk"},
+    overrides={
+        "status": Annotated[str, Field(description="accepted, queued, delivering, retrying, delivered or dead")],
+        "destinations": Annotated[list[str], Field(description="The destinations it was routed to")],
+    },
+)
+
+
+class MessageLogOut(BaseModel):
+    """A page of the message log, newest first."""
+
+    items: list[LoggedMessageOut]  # type: ignore[valid-type]
+    total: int = Field(description="How many messages match the filters (a lower bound when total_exact is false)")
+    total_exact: bool = Field(True, description="False when counting stopped at the cap (100,000)")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
 
 
 class ReplayOut(BaseModel):

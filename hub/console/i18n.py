@@ -1,6 +1,13 @@
-"""The operator page's labels: Vietnamese by default, English with ``?lang=en`` (kept in a cookie)."""
+"""The operator page's labels: Vietnamese by default, English with ``?lang=en`` (kept in a cookie).
+
+Labels by key (``_LABELS``), states and outcomes (``MESSAGE_STATES``), and the details the store writes in
+English (status-machine reasons, retry plans, sync reports: ``DETAILS``), translated by pattern so that the
+Vietnamese page shows no English sentence the hub wrote itself; a partner's own error text is shown as it came.
+"""
 
 from __future__ import annotations
+
+import re
 
 LANGS = ("vi", "en")
 DEFAULT_LANG = "vi"
@@ -125,6 +132,38 @@ _LABELS: dict[str, tuple[str, str]] = {
     "source": ("Nguồn", "Source"),
     "messages_of_dossier": ("Các thông điệp của hồ sơ", "Messages of the dossier"),
     "times_note": ("Giờ Việt Nam (UTC+7)", "Vietnam time (UTC+7)"),
+    # the message log (hub.console.message_log)
+    "nav_overview": ("Tổng quan", "Overview"),
+    "message_log": ("Nhật ký thông điệp", "Message log"),
+    "from_time": ("Từ lúc (giờ VN)", "From (Vietnam time)"),
+    "to_time": ("Đến trước (giờ VN)", "Until (Vietnam time)"),
+    "receivers": ("Nơi nhận", "Receivers"),
+    "any": ("Tất cả", "Any"),
+    "filter": ("Lọc", "Filter"),
+    "clear_filters": ("Bỏ lọc", "Clear filters"),
+    "showing": ("{first}–{last} trên tổng số {total}", "{first}–{last} of {total}"),
+    "showing_more": ("{first}–{last} trên hơn {total}", "{first}–{last} of more than {total}"),
+    "next_page": ("Trang sau →", "Next page →"),
+    "first_page": ("← Trang đầu", "← First page"),
+    "no_messages": ("Không có thông điệp nào khớp bộ lọc.", "No message matches the filters."),
+    "bad_filter": ("Bộ lọc «{field}» không hợp lệ: {why}", "The “{field}” filter is not valid: {why}"),
+    "bad_time": ("cần một thời điểm, ví dụ 2025-11-23 09:15", "a time is needed, e.g. 2025-11-23 09:15"),
+    "bad_state": ("không phải một trạng thái thông điệp", "not a message state"),
+    "bad_range": ("thời điểm kết thúc phải sau thời điểm bắt đầu", "the end must be after the start"),
+    "bad_cursor": ("trang không còn hợp lệ; hãy bắt đầu lại từ trang đầu", "not a page of this list; start again"),
+    "view_trace": ("Xem lịch sử", "Trace"),
+    "payload_masked": ("Nội dung (đã che dữ liệu cá nhân)", "Payload (personal data masked)"),
+    "download_masked": ("Tải nội dung đã che", "Download masked payload"),
+    "download_raw": ("Tải bản gốc (quản trị viên)", "Download original (admin)"),
+    "payload_audited": (
+        "Việc xem và tải nội dung thông điệp được ghi vào nhật ký kiểm toán với tên của bạn.",
+        "Viewing and downloading a payload is recorded in the audit log under your name.",
+    ),
+    "raw_forbidden": (
+        "Chỉ quản trị viên được tải bản gốc; người vận hành tải bản đã che dữ liệu cá nhân.",
+        "Only an administrator may download the original; operators download it masked.",
+    ),
+    "unknown_message": ("Không có thông điệp «{id}».", "No message “{id}” is known."),
     # deadlines
     "deadlines": ("Thời hạn", "Deadlines"),
     "overdue_title": ("Hồ sơ vẫn ở trạng thái 1 quá 8 giờ làm việc", "Dossiers still at status 1 past 8 working hours"),
@@ -255,7 +294,47 @@ MESSAGE_STATES = {
     "status_stale": ("trạng thái cũ, bỏ qua", "stale status ignored"),
     "status_rejected": ("trạng thái không hợp lệ", "status transition refused"),
     "status_corrected": ("đính chính trạng thái", "status corrected"),
+    "synced": ("đã đồng bộ", "synced"),
+    "status_synced": ("đồng bộ trạng thái hồ sơ", "dossier status synced"),
+    "retry": ("gửi lại", "retry"),
 }
+
+# Dossier status names (hub.dossier.status_machine.DossierStatus) as the store's details write them ("4 PROCESSING").
+STATUS_NAMES = {
+    "NEW": "Mới", "RECEIVED": "Đã tiếp nhận", "NOT_RECEIVED": "Không tiếp nhận", "PROCESSING": "Đang xử lý",
+    "SUPPLEMENT_REQUESTED": "Yêu cầu bổ sung", "FINANCIAL_OBLIGATION_REQUESTED": "Yêu cầu thực hiện nghĩa vụ tài chính",
+    "WITHDRAWN": "Rút hồ sơ", "PROCESSING_STOPPED": "Dừng xử lý", "DONE": "Đã xử lý xong",
+    "RESULT_RETURNED": "Đã trả kết quả",
+}  # fmt: skip
+
+# The details the hub writes (hub.dossier.status_machine, hub.store), whole-text patterns → Vietnamese. ``{rest}``
+# and ``{error}`` are translated again (a status event's detail wraps the status machine's reason).
+DETAILS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.DOTALL), vi)
+    for pattern, vi in (
+        (r"first update seen: (?P<a>.+)", "cập nhật đầu tiên: {a}"),
+        (r"stale: update to (?P<a>.+?) at (?P<t>\S+) is older than the last applied update at (?P<u>\S+); "
+         r"recorded, not applied",
+         "cũ: cập nhật sang {a} lúc {t} cũ hơn cập nhật đã áp dụng gần nhất lúc {u}; đã ghi nhận, không áp dụng"),
+        (r"status-transition: (?P<a>.+?) -> (?P<b>.+?): not a legal transition",
+         "status-transition: {a} -> {b}: không phải chuyển trạng thái hợp lệ"),
+        (r"status-transition: (?P<a>.+?) -> (?P<b>.+?): (?P<c>.+?) is terminal; only an audited correction may "
+         r"change it",
+         "status-transition: {a} -> {b}: {c} là trạng thái cuối; chỉ đính chính có ghi nhật ký mới thay đổi được"),
+        (r"correction by (?P<w>.+?): (?P<a>.+?) -> (?P<b>.+?): (?P<r>.*)", "đính chính bởi {w}: {a} -> {b}: {r}"),
+        (r"reported by the provincial system's dossier\.sync \(recorded, not run through the status machine\)",
+         "do hệ thống một cửa của tỉnh báo qua dossier.sync (ghi nhận, không qua kiểm tra chuyển trạng thái)"),
+        (r"(?P<code>\S+) -> (?P<n>\d+): synced", "{code} -> {n}: đã đồng bộ"),
+        (r"(?P<code>\S+) -> (?P<n>\d+): (?P<rest>.+)", "{code} -> {n}: {rest}"),
+        (r"retry in (?P<s>[\d.]+) s at (?P<t>\S+)", "gửi lại sau {s} giây, lúc {t}"),
+        (r"gave up after (?P<n>\d+) attempts: (?P<error>.*)", "ngừng gửi sau {n} lần: {error}"),
+        (r"(?P<reason>rejected|exhausted|mapping|permanent): (?P<error>.*)", "{reason}: {error}"),
+        (r"dead letter (?P<n>\d+)", "thư lỗi {n}"),
+        (r"operator console", "trang điều hành"),
+        (r"\(none\)", "(chưa có)"),
+    )
+)  # fmt: skip
+_STATUS_LABEL = re.compile(r"\b(\d{1,2}) ([A-Z][A-Z_]{2,})\b")
 
 
 def pick_lang(query: str | None, cookie: str | None) -> str:
@@ -281,6 +360,17 @@ class Translator:
         pair = MESSAGE_STATES.get(state)
         return state if pair is None else pair[self._index]
 
+    def detail(self, text: str | None) -> str:
+        """A detail the hub wrote, in the page's language (unknown text, e.g. a partner's error, as it is)."""
+        if not text or self.lang == "en":
+            return text or ""
+        return _translate_detail(text)
+
+    def number(self, n: int) -> str:
+        """``1234`` as ``1.234`` (vi) or ``1,234`` (en)."""
+        grouped = f"{n:,}"
+        return grouped.replace(",", ".") if self.lang == "vi" else grouped
+
     def age(self, seconds: float | None) -> str:
         if seconds is None:
             return "–"
@@ -291,6 +381,23 @@ class Translator:
         if seconds < 172800:
             return self("age_h", n=round(seconds / 3600, 1))
         return self("age_d", n=int(seconds // 86400))
+
+
+def _translate_detail(text: str, depth: int = 0) -> str:
+    for pattern, vi in DETAILS:
+        match = pattern.fullmatch(text.strip())
+        if match is None:
+            continue
+        parts = {k: (v or "") for k, v in match.groupdict().items()}
+        if depth < 2:
+            for key in ("rest", "error", "a", "b", "c"):
+                if key in parts:
+                    parts[key] = _translate_detail(parts[key], depth + 1)
+        if "reason" in parts:
+            pair = MESSAGE_STATES.get(parts["reason"])
+            parts["reason"] = parts["reason"] if pair is None else pair[0]
+        return vi.format(**parts)
+    return _STATUS_LABEL.sub(lambda m: f"{m[1]} {STATUS_NAMES.get(m[2], m[2])}", text)
 
 
 def labels(lang: str) -> dict[str, str]:

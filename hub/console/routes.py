@@ -3,9 +3,10 @@
 
 Server-rendered with Jinja2; every POST carries the session's CSRF token. Every action is audited: a replay
 is recorded on the message's history (event ``replayed``, actor = the operator) and on the dead letter
-(``replayed_by``); opening a message's trace records an event ``viewed`` with the operator as actor (access to
-the message log is an audited action, DOMAIN.md §5); sign-ins, sign-outs and refused sign-ins are logged on the
-``hub.audit`` logger with the operator's name.
+(``replayed_by``); opening a message's trace records an event ``viewed`` with the operator as actor and an
+audit row ``payload.view`` (access to the message log is an audited action, DOMAIN.md §5); sign-ins, sign-outs
+and refused sign-ins are logged on the ``hub.audit`` logger with the operator's name. The message log page and
+payload downloads are ``hub.console.message_log``'s.
 
 Sessions: the signed cookie carries a random session token (and the CSRF token); the store keeps its hash, the
 account and the account's credential fingerprint (``hub.store.sessions``). Each request looks the session up, so
@@ -257,6 +258,9 @@ def page(request: Request, q: str = "") -> Response:
         result = views.search(hub.store, q[:200])
         if result.trace is not None:  # reading the message log is an audited action
             hub.store.record_event(result.trace.message_pk, "viewed", actor=user["name"], detail="operator console")
+            hub.store.audit(actor=user["name"], role=user["role"], action="payload.view",
+                            subject=result.trace.message_id, client=request.client.host if request.client else None,
+                            detail={"raw": False, "sender": result.trace.sender})  # fmt: skip
             result.trace = hub.store.trace(result.trace.message_id, result.trace.sender)
     flash = request.session.pop("flash", None)
     return _render(request, "page.html", snap=_snapshot(request), result=result, q=q, flash=flash)
@@ -363,3 +367,6 @@ def install_console(app: FastAPI, settings: Settings) -> None:
     from hub.console import history  # its routes use this module's session check and rendering
 
     app.include_router(history.router)
+    from hub.console import message_log  # its routes use this module's session check and rendering
+
+    app.include_router(message_log.router)

@@ -51,6 +51,7 @@ DOWN_FAILURES = 3
 DEGRADED_RATE = 0.2
 CERT_WARN_DAYS = 30
 PREVIEW_CHARS = 1800
+PAYLOAD_CHARS = 20_000  # a traced message's masked payload on the page (the download has all of it)
 NATIONAL_PORTAL_KIND = "national_portal"
 SYNC_TYPE = "dossier.sync"
 PAYMENTS_SHOWN = 20
@@ -496,6 +497,7 @@ class SearchResult:
     dossier_status: int | None = None
     timeline: list[TimelineEntry] = field(default_factory=list)
     messages: list[MessageTrace] = field(default_factory=list)
+    payload: str = ""  # the traced message's payload, masked (its view is audited)
 
     @property
     def found(self) -> bool:
@@ -503,8 +505,8 @@ class SearchResult:
 
 
 def search(store: Any, query: str) -> SearchResult:
-    """A message id → its trace (and its dossier's timeline); a dossier code → the dossier's timeline and
-    messages (and the trace of its latest message)."""
+    """A message id → its trace and masked payload (and its dossier's timeline); a dossier code → the dossier's
+    timeline and messages (and the trace of its latest message)."""
     query = query.strip()
     result = SearchResult(query)
     if not query:
@@ -521,4 +523,7 @@ def search(store: Any, query: str) -> SearchResult:
         if result.trace is None and result.messages:
             latest = result.messages[-1]
             result.trace = store.trace(latest.message_id, latest.sender)
+    if result.trace is not None:
+        stored = store.message_envelope(result.trace.message_id, result.trace.sender)
+        result.payload = "" if stored is None else mask_payload(stored.envelope, limit=PAYLOAD_CHARS)
     return result

@@ -250,10 +250,12 @@ def record_status(
 
 
 def timeline(db: Database, dossier_code: str) -> list[TimelineEntry]:
-    """Every status update recorded for a dossier, in the order they were recorded."""
-    query = sa.select(dossier_timeline).where(dossier_timeline.c.dossier_code == dossier_code)
+    """Every status update recorded for a dossier, in time order: by the update's own time, then as recorded (a
+    stale update, reported late, sits where its time puts it)."""
+    tl = dossier_timeline.c
+    query = sa.select(dossier_timeline).where(tl.dossier_code == dossier_code).order_by(tl.at, tl.id)
     with db.transaction(readonly=True) as conn:
-        return [TimelineEntry(**r._mapping) for r in conn.execute(query.order_by(dossier_timeline.c.id))]
+        return [TimelineEntry(**r._mapping) for r in conn.execute(query)]
 
 
 def dossier_party(db: Database, dossier_code: str, party: str) -> DossierParty:

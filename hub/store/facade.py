@@ -2,7 +2,8 @@
 
 Parts: ``database`` (engine, migrations, transactions), ``intake`` (message log and deliveries of accepted
 envelopes), ``dossiers`` (status machine, timelines), ``deliveries`` (outbox and delivery lifecycle),
-``dead_letters``, ``history`` (events) and ``queries`` (traces and overviews). Every method is one transaction
+``dead_letters``, ``history`` (events), ``queries`` (traces and overviews), ``message_log`` (the filtered log)
+and ``audit``. Every method is one transaction
 on a pooled connection, so a ``Store`` can be shared by threads.
 """
 
@@ -19,6 +20,7 @@ from hub.store import audit as _audit
 from hub.store import dead_letters as _dead_letters
 from hub.store import deliveries as _deliveries
 from hub.store import dossiers as _dossiers
+from hub.store import message_log as _message_log
 from hub.store import queries as _queries
 from hub.store import traffic as _traffic
 from hub.store.database import Database, now
@@ -296,7 +298,7 @@ class Store:
         )  # fmt: skip
 
     def timeline(self, dossier_code: str) -> list[TimelineEntry]:
-        """Every status update recorded for a dossier, in the order they were recorded."""
+        """Every status update recorded for a dossier, in time order (the update's time, then as recorded)."""
         return _dossiers.timeline(self.db, dossier_code)
 
     def dossier_party(self, dossier_code: str, party: str) -> DossierParty:
@@ -315,11 +317,21 @@ class Store:
     # ---------------------------------------------------------------- reads
 
     def trace(self, message_id: str, sender: str | None = None) -> MessageTrace | None:
-        """A message's log entry, its events in order and its deliveries; ``None`` if unknown.
+        """A message's log entry, its events in time order and its deliveries; ``None`` if unknown.
 
         Without ``sender``, the most recently received message with that id is traced.
         """
         return _queries.trace(self.db, message_id, sender)
+
+    def message_log(
+        self, flt: _message_log.MessageFilter | None = None, *, cursor: str | None = None, limit: int | None = None
+    ) -> _message_log.MessageLogPage:
+        """A page of the message log matching ``flt``, newest first, with the total (``hub.store.message_log``)."""
+        return _message_log.page(self.db, flt or _message_log.MessageFilter(), cursor=cursor, limit=limit)
+
+    def message_envelope(self, message_id: str, sender: str | None = None) -> _message_log.StoredEnvelope | None:
+        """A logged message's envelope exactly as received (of ``sender``, else the latest with that id)."""
+        return _message_log.envelope(self.db, message_id, sender)
 
     def dossier_messages(self, dossier_code: str, limit: int = 500, *, sender: str | None = None) -> list[MessageTrace]:
         """The messages logged for a dossier (of any sender, or of ``sender`` only), oldest first, with their

@@ -57,7 +57,7 @@ _STATUSES = (
 )
 _TRAIL = sa.select(
     events.c.state, events.c.destination, events.c.attempt, events.c.detail, events.c.actor, events.c.at
-).order_by(events.c.id)
+).order_by(events.c.at, events.c.id)  # time order; events of one transaction in the order written
 
 
 def _statuses(conn: Connection, message_pks: Sequence[int]) -> dict[int, tuple[DeliveryStatus, ...]]:
@@ -81,7 +81,7 @@ def _trace(row: sa.Row, statuses: tuple[DeliveryStatus, ...], trail: tuple[Trace
 
 
 def trace(db: Database, message_id: str, sender: str | None = None) -> MessageTrace | None:
-    """A message's log entry, its events in order and its deliveries; ``None`` if unknown.
+    """A message's log entry, its events in time order and its deliveries; ``None`` if unknown.
 
     Without ``sender``, the most recently received message with that id is traced.
     """
@@ -106,7 +106,7 @@ def dossier_messages(
     if sender is not None:
         query = query.where(messages.c.sender == sender)
     with db.transaction(readonly=True) as conn:
-        rows = conn.execute(query.order_by(messages.c.id).limit(limit)).all()
+        rows = conn.execute(query.order_by(messages.c.received_at, messages.c.id).limit(limit)).all()
         statuses = _statuses(conn, [r.id for r in rows]) if rows else {}
     return [_trace(r, statuses.get(r.id, ())) for r in rows]
 

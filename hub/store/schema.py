@@ -120,6 +120,10 @@ messages = sa.Table(
     sa.UniqueConstraint("sender", "message_id"),
     sa.Index(None, "message_id"),
     sa.Index(None, "dossier_code"),
+    # The message log's filters (``hub.store.message_log``, migration 0012).
+    sa.Index(None, "received_at"),
+    sa.Index(None, "sender", "id"),
+    sa.Index(None, "message_type", "id"),
 )
 
 deliveries = sa.Table(
@@ -153,6 +157,15 @@ deliveries = sa.Table(
         name="state",
     ),
     sa.Index(None, "destination", "state"),
+    # The message log's filters (migration 0012): by destination, and by state for the few not delivered.
+    sa.Index(None, "destination", "message_pk"),
+    sa.Index(
+        "ix_deliveries_open_state",
+        "state",
+        "message_pk",
+        sqlite_where=sa.text("state <> 'delivered'"),
+        postgresql_where=sa.text("state <> 'delivered'"),
+    ),
     # The outbox relay's scan: only rows not yet confirmed by the broker are in this index.
     sa.Index(
         "ix_deliveries_unpublished",

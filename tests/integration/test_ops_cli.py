@@ -14,7 +14,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -390,3 +390,25 @@ def test_dossier_show(ops: Ops) -> None:
     assert "received (UTC)" in ops.run("dossier", "show", code, "--utc").stdout
     unknown = ops.run("dossier", "show", "000.00.00.H12-000000-0000")
     assert unknown.exit_code == 1 and "000.00.00.H12-000000-0000" in unknown.stderr
+
+
+def test_messages_list_filters_pages_and_prints_json(ops: Ops) -> None:
+    ids = ops.accept(3)
+    doc = parse_json(ops.run("messages", "list", "--sender", PROVINCE, "--limit", "2", "--json"))
+    assert [m["message_id"] for m in doc["items"]] == ids[:0:-1] and doc["total"] == 3 and doc["total_exact"]
+    first = doc["items"][0]
+    assert first["destinations"] == [ops.destination, ops.other] and first["status"] == "queued"
+    assert at(first["received_at"]).utcoffset() is not None
+    rest = parse_json(ops.run("messages", "list", "--sender", PROVINCE, "--limit", "2", "--cursor",
+                              doc["next_cursor"], "--json"))  # fmt: skip
+    assert [m["message_id"] for m in rest["items"]] == ids[:1] and rest["next_cursor"] is None
+    none = parse_json(ops.run("messages", "list", "--state", "dead", "--receiver", ops.other, "--json"))
+    assert none["items"] == [] and none["total"] == 0
+    later = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).replace(tzinfo=None) + timedelta(minutes=5)
+    assert parse_json(ops.run("messages", "list", "--since", later.isoformat(), "--json"))["total"] == 0  # local
+    human = fits(ops.run("messages", "list", "--limit", "2", columns=80))
+    assert "2 of 3 message(s)" in human and "received (UTC+7)" in human and "next page: --cursor" in human
+    assert "received (UTC)" in ops.run("messages", "list", "--utc").stdout
+    for args in (["--state", "lost"], ["--since", "yesterday"], ["--cursor", "nope"]):
+        refused = ops.run("messages", "list", *args)
+        assert refused.exit_code == 2 and args[0] in refused.stderr

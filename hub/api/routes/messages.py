@@ -1,4 +1,5 @@
-"""Envelopes in (``POST /api/v1/messages``) and what became of them: a message's trace and a dossier's timeline.
+"""Envelopes in (``POST /api/v1/messages``) and what became of them: the message log (``GET /api/v1/messages``,
+filtered, paged), a message's trace, its payload (an audited download) and a dossier's timeline.
 
 Resending an envelope already accepted (same sender, id and bytes) is answered like the first time — 202 with
 the message's current status — and ``"duplicate": true``; nothing is stored or queued again. The same id with
@@ -7,15 +8,38 @@ other bytes is 409.
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from hub.api.dependencies import XML_MEDIA_TYPES, ApiKey, hub_of, read_body, require_media_type, xml_request_body
-from hub.api.models import EXAMPLE_ID, AcceptedOut, DossierMessageOut, DossierOut, TimelineEntryOut, TraceOut
+from hub.api.dependencies import (
+    XML_MEDIA_TYPES,
+    ApiKey,
+    hub_of,
+    read_body,
+    require_media_type,
+    staff_hub,
+    xml_request_body,
+)
+from hub.api.models import (
+    EXAMPLE_ID,
+    AcceptedOut,
+    DossierMessageOut,
+    DossierOut,
+    LoggedMessageOut,
+    MessageLogOut,
+    TimelineEntryOut,
+    TraceOut,
+)
 from hub.api.problems import BODY_PROBLEMS, ApiProblem, responses
-from hub.errors import Issue, UnauthenticatedError
+from hub.console.message_log import payload_response
+from hub.errors import InvalidCursorError, Issue, UnauthenticatedError
+from hub.services import ADMIN, OPERATOR, require
+from hub.store.message_log import MESSAGE_STATES, MessageFilter
+from hub.store.pages import DEFAULT_LIMIT, MAX_LIMIT
 
 router = APIRouter()
 
@@ -189,3 +213,154 @@ def dossier_timeline(request: Request, code: str, x_api_key: ApiKey = None) -> D
         updates=[TimelineEntryOut.model_validate(u) for u in updates],
         messages=[DossierMessageOut.model_validate(m) for m in msgs],
     )
+
+
+# ------------------------------------------------------------------------------------------------ the message log
+
+LOG_EXAMPLE = {
+    "items": [
+        {"message_id": EXAMPLE_ID, "sender": "000.00.00.G22", "receiver": "000.00.00.H12",
+         "message_type": "dossier.status", "dossier_code": "000.00.00.H12-251123-0042", "correlation_id": None,
+         "received_at": "2025-11-23T02:15:00Z", "status": "delivered", "destinations": ["000.00.00.H12"]},
+    ],
+    "total": 1234, "total_exact": True, "next_cursor": "azEuMzQ4MQ",
+}  # fmt: skip
+LOG_BAD_TIME = {
+    "type": "urn:lienthong:problem:malformed", "title": "Malformed request", "status": 400,
+    "detail": "since: '23/11/2025' is not an ISO 8601 time", "instance": "/api/v1/messages",
+    "errors": [{"path": "/query/since", "rule": "datetime",
+                "message": "an ISO 8601 date or time, e.g. 2025-11-23T09:15:00+07:00"}],
+}  # fmt: skip
+
+
+_UNENCODED_PLUS = re.compile(r"(T[\d:.]+) (\d\d:?\d\d)$")
+
+
+def _time(value: str | None, field: str) -> datetime | None:
+    """An ISO 8601 date or time from the query (a time without an offset is UTC); 400 naming ``field``. An offset's
+    ``+`` sent unencoded arrives as a space, and is read as the ``+`` it was."""
+    if value is None or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(_UNENCODED_PLUS.sub(r"\1+\2", value.strip()))
+    except ValueError:
+        raise ApiProblem(
+            "malformed",
+            f"{field}: {value[:40]!r} is not an ISO 8601 time",
+            [Issue(f"/query/{field}", "datetime", "an ISO 8601 date or time, e.g. 2025-11-23T09:15:00+07:00")],
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def message_filter(
+    since: str | None, until: str | None, sender: str | None, receiver: str | None, message_type: str | None,
+    state: str | None, dossier: str | None,
+) -> MessageFilter:  # fmt: skip
+    """The log's filter from the query parameters, or the 400 naming the first bad one."""
+    start, end = _time(since, "since"), _time(until, "until")
+    if start is not None and end is not None and end <= start:
+        raise ApiProblem("malformed", "until must be after since", [Issue("/query/until", "time-range", "after since")])
+    if state and state not in MESSAGE_STATES:
+        raise ApiProblem(
+            "malformed",
+            f"state: {state[:40]!r} is not a message state",
+            [Issue("/query/state", "message-state", f"one of {', '.join(MESSAGE_STATES)}")],
+        )
+    return MessageFilter(since=start, until=end, sender=sender or None, receiver=receiver or None,
+                         message_type=message_type or None, state=state or None, dossier=dossier or None)  # fmt: skip
+
+
+@router.get(
+    "/api/v1/messages",
+    operation_id="list_messages",
+    tags=["messages"],
+    summary="The message log, filtered and paged (admin or operator key)",
+    response_model=MessageLogOut,
+    description="Logged messages, newest first, matching every filter given: a time range on when the hub "
+    "received them (`since` included, `until` excluded; ISO 8601, UTC without an offset), the `sender`, a "
+    "`receiver` (a destination the message was routed to), the message `type`, its overall `state` (accepted, "
+    "queued, delivering, retrying, delivered, dead) and the `dossier` code. Pages of `limit` rows (at most "
+    f"{MAX_LIMIT}); pass `next_cursor` as `cursor` for the next one: a page stays right while messages arrive. "
+    "`total` counts the matching messages (up to 100,000: past that `total_exact` is false). A bad time, state or "
+    "cursor is 400 naming the query field.",
+    responses={
+        200: {"content": {"application/json": {"example": LOG_EXAMPLE}}},
+        **responses("malformed", "unauthenticated", "forbidden", "unavailable", malformed=LOG_BAD_TIME),
+    },
+)
+def list_messages(
+    request: Request,
+    x_api_key: ApiKey = None,
+    since: Annotated[str | None, Query(description="Received at or after (ISO 8601)")] = None,
+    until: Annotated[str | None, Query(description="Received before (ISO 8601)")] = None,
+    sender: Annotated[str | None, Query(description="Sender code")] = None,
+    receiver: Annotated[str | None, Query(description="A destination the message was routed to")] = None,
+    type: Annotated[str | None, Query(description="Message type, e.g. dossier.sync")] = None,
+    state: Annotated[str | None, Query(description=f"One of {', '.join(MESSAGE_STATES)}")] = None,
+    dossier: Annotated[str | None, Query(description="Dossier code")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page")] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(description="The next_cursor of the previous page")] = None,
+) -> MessageLogOut:
+    hub = staff_hub(request, x_api_key)
+    flt = message_filter(since, until, sender, receiver, type, state, dossier)
+    try:
+        found = hub.store.message_log(flt, cursor=cursor, limit=limit)
+    except InvalidCursorError as exc:
+        issues = [Issue("/query/cursor", i.rule, i.message) for i in exc.issues]
+        raise ApiProblem("malformed", exc.detail, issues) from None
+    return MessageLogOut(
+        items=[LoggedMessageOut.model_validate(m) for m in found.items],
+        total=found.total,
+        total_exact=found.total_exact,
+        next_cursor=found.next_cursor,
+    )
+
+
+RAW_RULE = "raw-payload-admin-only"
+
+
+@router.get(
+    "/api/v1/messages/{message_id}/payload",
+    operation_id="download_message_payload",
+    tags=["messages"],
+    summary="Download a message's payload: masked by default, raw for the admin key (audited)",
+    description="Masked (the default): the envelope's payload, pretty-printed, without its signature, with "
+    "personal names, ids, phone numbers and e-mail addresses masked. `raw=true`: the envelope exactly as "
+    f"received, for the admin key only (an operator key is refused 403, rule `{RAW_RULE}`). Every download, "
+    "and every refused raw one, is written to the audit log (`payload.download`, with the caller's name).",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/xml": {"example": "<dossierStatus>…<fullName>N***** V** A*</fullName>…"}}},
+        **responses("unauthenticated", "forbidden", "not-found", "unavailable"),
+    },
+)
+def download_payload(
+    request: Request,
+    message_id: str,
+    x_api_key: ApiKey = None,
+    raw: Annotated[bool, Query(description="The envelope as received (admin key only)")] = False,
+    sender: Annotated[str | None, Query(description="Sender code, when two senders used the same id")] = None,
+) -> Response:
+    hub = hub_of(request)
+    caller = hub.authenticate(x_api_key)
+    require(caller, ADMIN, OPERATOR)
+    audit = {"actor": caller.name, "role": caller.role, "action": "payload.download", "subject": message_id,
+             "client": request.client.host if request.client else None}  # fmt: skip
+    if raw and caller.role != ADMIN:
+        hub.store.audit(**audit, outcome="refused", detail={"raw": True, "rule": RAW_RULE})
+        raise ApiProblem(
+            "forbidden",
+            "the raw payload is for the admin key only; operators download it masked",
+            [Issue("/query/raw", RAW_RULE, "raw=true needs the admin key")],
+            message_id=message_id,
+        )
+    stored = hub.store.message_envelope(message_id, sender)
+    if stored is None:
+        raise ApiProblem(
+            "not-found",
+            f"no message {message_id} is known",
+            [Issue("/message_id", "unknown-message", "unknown message id")],
+            message_id=message_id,
+        )
+    hub.store.audit(**audit, detail={"raw": raw, "sender": stored.sender})
+    return payload_response(stored.envelope, message_id, raw=raw)
