@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from hub.console import roles
+from hub.console.i18n import Translator
 from hub.console.routes import _check_session, _render, _settings, hub_of
 from hub.errors import InvalidCursorError
 from hub.store.audit import GROUPS, OUTCOMES, AuditFilter
@@ -72,8 +73,17 @@ def audit_page(request: Request) -> Response:
                    next_url=next_url, first_url=first_url, bad_cursor=bad_cursor, details=_details)  # fmt: skip
 
 
-def _details(detail: dict[str, Any] | None) -> str:
-    """``key: value`` pairs of an entry's detail, in one line."""
+def _details(detail: dict[str, Any] | None, t: Translator) -> str:
+    """``key: value`` pairs of an entry's detail, in one line, in the page's language where the label is known
+    (``audit_k_<key>``, ``audit_v_<value>``; another part's keys are shown as recorded)."""
     if not detail:
         return ""
-    return " · ".join(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in detail.items())
+
+    def said(prefix: str, value: object) -> str:
+        text = t(f"{prefix}{value}")
+        return str(value) if text == f"{prefix}{value}" else text
+
+    def shown(value: object) -> str:
+        return ", ".join(said("audit_v_", v) for v in value) if isinstance(value, list) else said("audit_v_", value)
+
+    return " · ".join(f"{said('audit_k_', k)}: {shown(v)}" for k, v in detail.items())
