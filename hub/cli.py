@@ -1246,6 +1246,7 @@ def operator_hash_password(
 ) -> None:
     """Print `NAME:$argon2id$…` for LIENTHONG_OPERATORS (comma-separated); the password itself is never stored.
 
+    Accounts are usually kept in the store instead (`hub operator add`), where they can be disabled and audited.
     (Entries printed by older versions, `NAME:scrypt$…`, are still accepted.)
     """
     from hub.console.auth import hash_password
