@@ -118,7 +118,8 @@ def accounts(settings: Settings, engine: Engine | None = None) -> dict[str, Acco
 def lookup(settings: Settings, engine: Engine | None, name: str) -> Account | None:
     """The account ``name`` signs in as now (one indexed read of the store), or ``None``."""
     name = name.strip()
-    stored = stored_accounts.get(engine, name) if engine is not None and name else None
+    usable = bool(name) and "\x00" not in name  # no account name holds a NUL
+    stored = stored_accounts.get(engine, name) if engine is not None and usable else None
     if stored is not None:
         return _from_store(stored) if stored.active else None
     return configured(settings).get(name)
@@ -128,7 +129,7 @@ def refusal_reason(settings: Settings, engine: Engine | None, name: str) -> str:
     """Why a refused sign-in was refused, for the audit log (read after the answer's hash work, so it costs the
     same whatever it says): ``unknown-account``, ``account-disabled`` or ``wrong-password``."""
     name = name.strip()
-    stored = stored_accounts.get(engine, name) if engine is not None and name else None
+    stored = stored_accounts.get(engine, name) if engine is not None and name and "\x00" not in name else None
     if stored is not None:
         return "wrong-password" if stored.active else "account-disabled"
     return "wrong-password" if name in configured(settings) else "unknown-account"

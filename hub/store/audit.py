@@ -71,9 +71,14 @@ def _row(actor: str, action: str, subject: str | None, outcome: str, role: str |
          detail: Mapping[str, Any] | None, at: datetime | None) -> dict[str, Any]:  # fmt: skip
     if outcome not in OUTCOMES:
         raise ValueError(f"audit outcome {outcome!r}: one of {OUTCOMES}")
-    return {"at": at or now(), "actor": (actor or "?")[:128], "role": role, "action": action[:48],
-            "subject": None if subject is None else str(subject)[:200], "outcome": outcome,
-            "client": (client or "")[:64] or None, "detail": dict(detail) if detail else None}  # fmt: skip
+    return {"at": at or now(), "actor": _text(actor or "?")[:128], "role": role, "action": action[:48],
+            "subject": None if subject is None else _text(str(subject))[:200], "outcome": outcome,
+            "client": _text(client or "")[:64] or None, "detail": dict(detail) if detail else None}  # fmt: skip
+
+
+def _text(value: str) -> str:
+    """Text as PostgreSQL stores it: without NUL characters (a name tried at sign-in may hold anything)."""
+    return value.replace("\x00", "")
 
 
 def record(

@@ -139,3 +139,10 @@ def test_a_replay_and_a_correction_are_audited_with_their_actor(store: Store) ->
     assert correction.detail == {"status": 1, "reason": "entered by mistake", "outcome": "corrected"}
     with store.engine.connect() as conn:  # status updates without a correction leave no audit row
         assert conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar_one() == 2
+
+
+def test_a_name_tried_with_nul_characters_is_recorded_without_them(store: Store) -> None:
+    """PostgreSQL text holds no NUL: a sign-in's name tried may hold anything, and must still be recorded."""
+    store.audit(actor="lan\x00x", action="signin.refused", outcome="refused", subject="s\x00", client="c\x00")
+    (entry,) = store.audit_entries().items
+    assert (entry.actor, entry.subject, entry.client) == ("lanx", "s", "c")

@@ -288,7 +288,8 @@ def test_the_audit_api_is_the_admins_with_filters_pages_and_problems(client) -> 
         "items": [], "total": 0, "next_cursor": None}  # fmt: skip
 
     for params, rule in (({"cursor": "bogus"}, "cursor"), ({"group": "nope"}, "request:literal_error"),
-                         ({"group": "registry", "action": "signin.ok"}, "audit-filter")):  # fmt: skip
+                         ({"group": "registry", "action": "signin.ok"}, "audit-filter"),
+                         ({"actor": "lan\x00"}, "request:string_pattern_mismatch")):  # fmt: skip
         problem = client.get("/api/v1/audit", headers=headers, params=params)
         assert problem.status_code == 422 and problem.headers["content-type"] == "application/problem+json"
         assert problem.json()["errors"][0]["rule"] == rule

@@ -20,6 +20,7 @@ from hub.store.audit import GROUPS, AuditFilter
 from hub.store.pages import DEFAULT_LIMIT, MAX_LIMIT
 
 router = APIRouter()
+TEXT = r"^[^\x00]*$"  # what the store can compare (PostgreSQL text holds no NUL)
 
 Group = Literal["signin", "registry", "dead_letter", "delivery", "destination", "payload", "account", "dossier"]
 assert set(get_args(Group)) == set(GROUPS)  # hub.store.audit.GROUPS, spelled out for the OpenAPI document
@@ -85,12 +86,12 @@ def list_audit(
     x_api_key: ApiKey = None,
     since: Annotated[datetime | None, Query(description="From this time on (ISO 8601; no offset = UTC)")] = None,
     until: Annotated[datetime | None, Query(description="Before this time (ISO 8601; no offset = UTC)")] = None,
-    actor: Annotated[str | None, Query(max_length=128, description="Exactly this actor")] = None,
+    actor: Annotated[str | None, Query(max_length=128, pattern=TEXT, description="Exactly this actor")] = None,
     group: Annotated[Group | None, Query(description="One action group")] = None,
     action: Annotated[
-        str | None, Query(max_length=48, description="An action name, or its group prefix (`registry`)")
+        str | None, Query(max_length=48, pattern=TEXT, description="An action name, or its group prefix (`registry`)")
     ] = None,
-    subject: Annotated[str | None, Query(max_length=200, description="Exactly this subject")] = None,
+    subject: Annotated[str | None, Query(max_length=200, pattern=TEXT, description="Exactly this subject")] = None,
     outcome: Annotated[Literal["ok", "refused"] | None, Query(description="Only this outcome")] = None,
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Entries per page")] = DEFAULT_LIMIT,
