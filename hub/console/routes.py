@@ -179,20 +179,16 @@ def _needs_https(request: Request) -> bool:
     )
 
 
-def _throttled(request: Request, target: str, name: str, client: str, blocked: tuple[str, datetime]) -> Response:
+async def _throttled(request: Request, target: str, name: str, client: str, blocked: tuple[str, datetime]) -> Response:
     """429 with ``Retry-After``: the account or the address is backing off (the password is not checked)."""
     subject, until = blocked
     retry_after = max(1, math.ceil((until - datetime.now(UTC)).total_seconds()))
     scope = subject.partition(":")[0]
     SIGNIN_THROTTLED.labels(scope=scope).inc()
-    audit_log.record_now(
-        hub_of(request).store.engine,
-        actor=name[:64] or "?",
-        action="signin.throttled",
-        outcome="refused",
-        client=client,
-        detail={"backing_off": scope, "retry_after_s": retry_after},
-    )
+    await run_in_threadpool(
+        partial(audit_log.record_now, hub_of(request).store.engine, actor=name[:64] or "?", action="signin.throttled",
+                outcome="refused", client=client, detail={"backing_off": scope, "retry_after_s": retry_after})
+    )  # fmt: skip
     audit.warning(
         "console sign-in throttled (%s backing off) from %s for %d s", scope, client, retry_after,
         extra={"actor": name[:64] or "?"},
@@ -217,7 +213,7 @@ async def login(request: Request) -> Response:
         partial(sessions.begin_attempt, engine, keys, window_s=settings.signin_failure_window_s, backoff=backoff)
     )
     if blocked is not None:
-        return _throttled(request, target, name, client, blocked)
+        return await _throttled(request, target, name, client, blocked)
     account = await run_in_threadpool(auth.authenticate, settings, name, _first(form, "password"), engine)
     if account is None:
         SIGNIN_FAILURES.inc()
