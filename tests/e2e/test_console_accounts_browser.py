@@ -4,7 +4,8 @@ the hub served in process by uvicorn on a SQLite store and the embedded queue.
 The first admin (the admin API key) adds a viewer on the accounts page; the viewer signs in (after a wrong
 password), sees the dead letter without any action button, and is refused (403) when it posts a replay anyway; the
 admin disables the viewer, whose session ends at once; the audit view shows the sign-ins, the failed one too, and
-the account changes. Screenshots: ``test-artifacts/console/accounts.png`` and ``audit.png``.
+the account changes. Screenshots: ``test-artifacts/console/accounts.png``, ``audit.png`` and
+``accounts-viewer-refused.png``.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ def test_admin_adds_a_viewer_who_cannot_act_then_disables_it_and_audits_it(serve
         refused = wait_for(lambda: viewer.find_elements(By.ID, "refused"), 10, "the refusal page")[0]
         assert "Không đủ quyền" in refused.text and "Vận hành" in refused.text  # and which role it needs
         assert served.store.dead_letters()[0].replayed_at is None
+        viewer.save_screenshot(str(ARTIFACTS / "accounts-viewer-refused.png"))
 
         # The admin page shows the viewer; the admin disables it, and its session ends at once.
         admin.get(f"{base}/console/accounts")
