@@ -1319,6 +1319,7 @@ def operator_hash_password(
 ) -> None:
     """Print `NAME:$argon2id$…` for LIENTHONG_OPERATORS (comma-separated); the password itself is never stored.
 
+    Accounts are usually kept in the store instead (`hub operator add`), where they can be disabled and audited.
     (Entries printed by older versions, `NAME:scrypt$…`, are still accepted.)
     """
     from hub.console.auth import hash_password
@@ -1334,6 +1335,211 @@ def operator_hash_password(
     if len(password) < 8:
         raise _fail("use a password of at least 8 characters")
     out.print(f"{name.strip()}:{hash_password(password)}", markup=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _store():
+    """The configured store, migrated (the broker is not needed, so it is not opened)."""
+    from hub.config import get_settings
+    from hub.runtime import open_store
+
+    try:
+        store = open_store(get_settings())
+    except LienthongError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def _account_change(name: str) -> Iterator[None]:
+    """An account change the store refuses: its reason and exit 1."""
+    from hub.errors import AccountRefusedError
+
+    try:
+        yield
+    except AccountRefusedError as exc:
+        err.print(f"error: {exc.detail} [{exc.rule}]", markup=False)
+        raise typer.Exit(EXIT_REJECTED) from None
+
+
+def _new_password(password_stdin: bool) -> str:
+    """A new password from standard input (one line) or a hidden prompt asked twice; never from the command line,
+    where it would land in the shell history and in every process listing."""
+    from hub.console.auth import MIN_PASSWORD
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD:
+        raise _fail(f"use a password of at least {MIN_PASSWORD} characters")
+    return password
+
+
+AccountArg = Annotated[str, typer.Argument(metavar="NAME", help="The account's sign-in name")]
+PasswordStdinOpt = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input (one line), not a prompt")
+]
+
+
+def _who(actor: str | None):
+    from hub.store.accounts import Who
+
+    return Who(_actor(actor))
+
+
+@operator_app.command("add")
+def operator_add(
+    name: AccountArg,
+    role: Annotated[str, typer.Option(help="viewer (reads), operator (also acts) or admin (also accounts, audit)")],
+    password_stdin: PasswordStdinOpt = False,
+    actor: ActorOpt = None,
+) -> None:
+    """Add an operator page account kept in the store (audited as account.add)."""
+    from hub.console.auth import new_password_hash
+    from hub.store import accounts
+
+    with _account_change(name):
+        name, role = accounts.check_name(name), accounts.check_role(role)
+        hashed = new_password_hash(_new_password(password_stdin))
+        with _store() as store:
+            accounts.add(store.engine, name, role, hashed, by=_who(actor))
+    out.print(f"added account {name} ({role})", markup=False)
+
+
+@operator_app.command("disable")
+def operator_disable(name: AccountArg, actor: ActorOpt = None) -> None:
+    """Disable an account kept in the store: it no longer signs in, and its sessions end now."""
+    from hub.store import accounts
+
+    with _account_change(name), _store() as store:
+        ended = accounts.disable(store.engine, name, by=_who(actor))
+    out.print(f"disabled account {name.strip()} ({ended} session(s) ended)", markup=False)
+
+
+@operator_app.command("enable")
+def operator_enable(name: AccountArg, actor: ActorOpt = None) -> None:
+    """Let a disabled account sign in again, with its password as it was."""
+    from hub.store import accounts
+
+    with _account_change(name), _store() as store:
+        accounts.enable(store.engine, name, by=_who(actor))
+    out.print(f"enabled account {name.strip()}", markup=False)
+
+
+@operator_app.command("reset-password")
+def operator_reset_password(name: AccountArg, password_stdin: PasswordStdinOpt = False, actor: ActorOpt = None) -> None:
+    """Give an account kept in the store a new password; its sessions end now."""
+    from hub.console.auth import new_password_hash
+    from hub.store import accounts
+
+    with _account_change(name), _store() as store:
+        if accounts.get(store.engine, name) is None:  # before asking for a password it could not use
+            raise _fail(f"no account {name.strip()!r} is kept in the store (see `hub operator list`)", EXIT_REJECTED)
+        hashed = new_password_hash(_new_password(password_stdin))
+        ended = accounts.reset_password(store.engine, name, hashed, by=_who(actor))
+    out.print(f"new password set for {name.strip()} ({ended} session(s) ended)", markup=False)
+
+
+@operator_app.command("list")
+def operator_list(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
+    """Every account that may sign in: the store's, then the configured ones (LIENTHONG_OPERATORS, API keys) that
+    no store account of the same name replaces."""
+    from rich.table import Table
+
+    from hub.cliformat import console, jsonable, print_json
+    from hub.config import get_settings
+    from hub.console.auth import configured
+    from hub.store import accounts
+
+    clock = _clock(utc)
+    with _store() as store:
+        kept = accounts.list_accounts(store.engine)
+    names = {a.name for a in kept}
+    rows: list[dict[str, Any]] = [{"name": a.name, "role": a.role, "source": "store", "disabled_at": a.disabled_at,
+             "created_at": a.created_at, "created_by": a.created_by, "password_changed_at": a.password_changed_at}
+            for a in kept]  # fmt: skip
+    rows += [{"name": a.name, "role": a.role, "source": "api-key" if a.api_key else "LIENTHONG_OPERATORS",
+              "disabled_at": None, "created_at": None, "created_by": None, "password_changed_at": None}
+             for name, a in sorted(configured(get_settings()).items()) if name not in names]  # fmt: skip
+    if as_json:
+        print_json(jsonable(rows, clock))
+        return
+    screen = console()
+    if not rows:
+        screen.print("no accounts (add one with `hub operator add NAME --role admin`)")
+        return
+    table = Table(title=f"{len(rows)} account(s), times {clock.label}")
+    for column in ("name", "role", "source", "state", "password changed"):
+        table.add_column(column, overflow="fold", no_wrap=column == "role")
+    for r in rows:
+        state = "active" if r["disabled_at"] is None else f"disabled {clock.short(r['disabled_at'])}"
+        table.add_row(r["name"], r["role"], r["source"], state, clock.short(r["password_changed_at"]))
+    screen.print(table)
+
+
+audit_app = typer.Typer(help="Read the audit log: sign-ins, registry changes, replays, account changes…",
+                        no_args_is_help=True)  # fmt: skip
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("list")
+def audit_list(
+    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601; no offset: the shown zone)")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this time (ISO 8601; no offset: the shown zone)")] = None,
+    actor: Annotated[str | None, typer.Option(help="Only this actor")] = None,
+    group: Annotated[
+        str | None, typer.Option(help="signin, registry, dead_letter, delivery, destination, payload, account, dossier")
+    ] = None,
+    outcome: Annotated[str | None, typer.Option(help="ok or refused")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Entries per page")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="The next_cursor a previous page printed")] = None,
+    as_json: JsonOpt = False,
+    utc: UtcOpt = False,
+) -> None:
+    """Audit log entries, newest first, one page at a time (the total and the next page's cursor are printed)."""
+    from rich.table import Table
+
+    from hub.cliformat import NARROW, console, jsonable, print_json
+    from hub.errors import InvalidCursorError
+    from hub.store.audit import GROUPS, OUTCOMES, AuditFilter
+
+    clock = _clock(utc)
+    if group is not None and group not in GROUPS:
+        raise _fail(f"--group: one of {', '.join(GROUPS)}")
+    if outcome is not None and outcome not in OUTCOMES:
+        raise _fail(f"--outcome: one of {', '.join(OUTCOMES)}")
+    flt = AuditFilter(since=_cli_time(since, "--since", clock), until=_cli_time(until, "--until", clock), actor=actor,
+                      action=GROUPS[group] if group else None, outcome=outcome)  # fmt: skip
+    with _store() as store:
+        try:
+            page = store.audit_entries(flt, cursor=cursor, limit=limit)
+        except InvalidCursorError as exc:
+            raise _fail(exc.detail) from None
+    if as_json:
+        print_json(jsonable({"items": list(page.items), "total": page.total, "next_cursor": page.next_cursor}, clock))
+        return
+    screen = console()
+    if not page.items:
+        screen.print(f"no audit entries match ({page.total} in all)")
+        return
+    narrow = screen.width < NARROW
+    table = Table(title=f"{len(page.items)} of {page.total} audit entries, times {clock.label}")
+    columns = ("time", "actor", "action", "subject", "outcome") + (() if narrow else ("client", "detail"))
+    for column in columns:
+        table.add_column(column, overflow="fold", no_wrap=column in ("time",))
+    for e in page.items:
+        detail = ", ".join(f"{k}={v}" for k, v in (e.detail or {}).items())
+        cells = {"time": clock.short(e.at), "actor": e.actor, "action": e.action, "subject": e.subject or "-",
+                 "outcome": e.outcome if e.outcome == "ok" else f"[bold red]{e.outcome}[/]",
+                 "client": e.client or "-", "detail": detail or "-"}  # fmt: skip
+        table.add_row(*(cells[c] for c in columns))
+    screen.print(table)
+    if page.next_cursor:
+        screen.print(f"next page: --cursor {page.next_cursor}", markup=False)
 
 
 def main() -> None:

@@ -102,9 +102,10 @@ class Settings(BaseSettings):
     )
     operators: str = Field(
         "",
-        description="Operator page accounts: `name:$argon2id$…` pairs separated by commas (make a hash with "
-        "`hub operator hash-password`; older `name:scrypt$…` entries still work). Without any, the admin and "
-        "operator API keys sign in as `admin_name` / `operator_name`",
+        description="Operator page accounts from configuration (role operator): `name:$argon2id$…` pairs separated "
+        "by commas (make a hash with `hub operator hash-password`; older `name:scrypt$…` entries still work). The "
+        "usual place for accounts is the store (`hub operator add`, the accounts page), whose account wins over one "
+        "named here. The admin and operator API keys sign in as `admin_name` / `operator_name` unless named here",
     )
     session_secret: SecretStr | None = Field(
         None, description="Key signing the operator page's session cookies; unset = a random one kept in data_dir"

@@ -12,6 +12,7 @@
     │   ├── AccessDeniedError         forbidden
     │   ├── NoRouteError              no-route
     │   ├── InvalidCursorError        cursor           (a page cursor this hub did not hand out)
+    │   ├── AccountRefusedError       account-*        (an operator account change: invalid, exists, unknown)
     │   ├── ConflictError             idempotency-conflict (conflict)
     │   ├── StatusTransitionError     status-transition (the status machine and the pipeline)
     │   ├── ReceiptRejected           receipt-*        (a bank receipt's signature)
@@ -156,6 +157,21 @@ class InvalidCursorError(RejectedError):
     """A page cursor this hub did not hand out (``hub.store.pages``)."""
 
     default_rule = "cursor"
+
+
+class AccountRefusedError(RejectedError):
+    """An operator account change refused (``hub.store.accounts``): ``account-name``, ``account-role`` or
+    ``account-password`` (invalid); ``account-exists``, ``account-disabled``, ``account-enabled`` (conflict: the
+    change is made already); ``account-unknown`` (not found)."""
+
+    default_rule = "account"
+
+    @property
+    def kind(self) -> str:
+        return "not-found" if self.rule == "account-unknown" else "invalid" if self.rule in _INVALID else "conflict"
+
+
+_INVALID = ("account", "account-name", "account-role", "account-password")
 
 
 class NoRouteError(RejectedError):

@@ -21,7 +21,19 @@ from hub import __version__
 from hub.api.limits import BodyLimits
 from hub.api.openapi import install_openapi
 from hub.api.problems import install_handlers
-from hub.api.routes import connectors, deadlines, health, history, lookups, messages, operations, payments, soap, types
+from hub.api.routes import (
+    audit,
+    connectors,
+    deadlines,
+    health,
+    history,
+    lookups,
+    messages,
+    operations,
+    payments,
+    soap,
+    types,
+)
 from hub.config import Settings
 from hub.errors import KeyMaterialError
 from hub.metrics import certificate_families
@@ -29,7 +41,7 @@ from hub.runtime import hub_certificate_path
 from hub.security.keys import load_certificate
 from hub.services import HubService
 
-ROUTERS = (messages, connectors, operations, health, types, soap, lookups, payments, deadlines, history)
+ROUTERS = (messages, connectors, operations, health, types, soap, lookups, payments, deadlines, history, audit)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

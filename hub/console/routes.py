@@ -3,10 +3,12 @@
 
 Server-rendered with Jinja2; every POST carries the session's CSRF token. Every action is audited: a replay
 is recorded on the message's history (event ``replayed``, actor = the operator) and on the dead letter
-(``replayed_by``); opening a message's trace records an event ``viewed`` with the operator as actor and an
-audit row ``payload.view`` (access to the message log is an audited action, DOMAIN.md §5); sign-ins, sign-outs
-and refused sign-ins are logged on the ``hub.audit`` logger with the operator's name. The message log page and
-payload downloads are ``hub.console.message_log``'s.
+(``replayed_by``); opening a message's trace records an event ``viewed`` with the operator as actor and an audit
+row ``payload.view`` (access to the message log is an audited action, DOMAIN.md §5); sign-ins (``signin.ok``,
+``signin.refused``, ``signin.throttled``), sign-outs and sessions ended by a changed credential (``signout``) go to
+the store's audit log (``hub.store.audit``, the audit view) and to the ``hub.audit`` logger with the operator's
+name. Who may do what: ``hub.console.roles`` (a viewer reads, an operator acts, an admin manages accounts and
+reads the audit log). The message log page and payload downloads are ``hub.console.message_log``'s.
 
 Sessions: the signed cookie carries a random session token (and the CSRF token); the store keeps its hash, the
 account and the account's credential fingerprint (``hub.store.sessions``). Each request looks the session up, so
@@ -34,12 +36,13 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from hub.config import Settings
-from hub.console import auth, throttle, views
+from hub.console import auth, roles, throttle, views
 from hub.console.i18n import LANG_COOKIE, LANGS, Translator, pick_lang
 from hub.console.secure_cookies import SecureCookies, plain_http_loopback
 from hub.logs import mask_ids
 from hub.metrics import SIGNIN_FAILURES, SIGNIN_THROTTLED
 from hub.services import HubService
+from hub.store import audit as audit_log
 from hub.store import sessions
 
 HERE = Path(__file__).resolve().parent
@@ -51,6 +54,7 @@ log = logging.getLogger(__name__)
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["local"] = views.local
 templates.env.filters["masked"] = mask_ids
+templates.env.globals["can"] = roles.can
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -81,12 +85,14 @@ def _check_session(request: Request) -> None:
         return
     engine = hub_of(request).store.engine
     found = sessions.find_session(engine, token)
-    account = auth.accounts(_settings(request)).get(found.name) if found is not None else None
+    account = auth.lookup(_settings(request), engine, found.name) if found is not None else None
     if found is not None and account is not None and auth.credential_fingerprint(account) == found.credential:
         request.state.user = {"name": account.name, "role": account.role}
         return
-    if found is not None:  # the password, key or role changed, or the account is gone
-        sessions.end_session(engine, token)
+    if found is not None:  # the password, key or role changed, or the account is disabled or gone
+        if sessions.end_session(engine, token):
+            audit_log.record_now(engine, actor=found.name, role=found.role, action="signout", client=_client(request),
+                                 detail={"reason": "credential-changed"})  # fmt: skip
         audit.info("console session ended: the account's credential changed", extra={"actor": found.name})
     request.session.pop("sid", None)
 
@@ -96,8 +102,11 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(_check_session
 
 def _user(request: Request) -> dict | None:
     """The signed-in operator (``{"name", "role"}``), as ``_check_session`` found it."""
-    user = getattr(request.state, "user", None)
-    return user if isinstance(user, dict) else None
+    return roles.current_user(request)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "?"
 
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -171,12 +180,16 @@ def _needs_https(request: Request) -> bool:
     )
 
 
-def _throttled(request: Request, target: str, name: str, client: str, blocked: tuple[str, datetime]) -> Response:
+async def _throttled(request: Request, target: str, name: str, client: str, blocked: tuple[str, datetime]) -> Response:
     """429 with ``Retry-After``: the account or the address is backing off (the password is not checked)."""
     subject, until = blocked
     retry_after = max(1, math.ceil((until - datetime.now(UTC)).total_seconds()))
     scope = subject.partition(":")[0]
     SIGNIN_THROTTLED.labels(scope=scope).inc()
+    await run_in_threadpool(
+        partial(audit_log.record_now, hub_of(request).store.engine, actor=name[:64] or "?", action="signin.throttled",
+                outcome="refused", client=client, detail={"backing_off": scope, "retry_after_s": retry_after})
+    )  # fmt: skip
     audit.warning(
         "console sign-in throttled (%s backing off) from %s for %d s", scope, client, retry_after,
         extra={"actor": name[:64] or "?"},
@@ -194,19 +207,24 @@ async def login(request: Request) -> Response:
         return _render(request, "login.html", status_code=400, next=target, error="bad_csrf")
     name = _first(form, "username").strip()
     settings, engine = _settings(request), hub_of(request).store.engine
-    client = request.client.host if request.client else "?"
+    client = _client(request)
     keys = throttle.keys(name, client)
     backoff = partial(throttle.backoff_s, settings)
     blocked = await run_in_threadpool(  # the check and the counting in one transaction: no burst gets past it
         partial(sessions.begin_attempt, engine, keys, window_s=settings.signin_failure_window_s, backoff=backoff)
     )
     if blocked is not None:
-        return _throttled(request, target, name, client, blocked)
-    account = await run_in_threadpool(auth.authenticate, settings, name, _first(form, "password"))
+        return await _throttled(request, target, name, client, blocked)
+    account = await run_in_threadpool(auth.authenticate, settings, name, _first(form, "password"), engine)
     if account is None:
         SIGNIN_FAILURES.inc()
         counts = await run_in_threadpool(sessions.failure_counts, engine, keys)
         failures = counts.get(keys[0], (0, None))[0]
+        why = await run_in_threadpool(auth.refusal_reason, settings, engine, name)
+        await run_in_threadpool(
+            partial(audit_log.record_now, engine, actor=name[:64] or "?", action="signin.refused", outcome="refused",
+                    client=client, detail={"reason": why, "recent_failures": failures})
+        )  # fmt: skip
         audit.warning(
             "console sign-in refused from %s (%d recent failures for this name)", client, failures,
             extra={"actor": name[:64] or "?"},
@@ -229,6 +247,10 @@ async def login(request: Request) -> Response:
     request.session.clear()  # a fresh session (and CSRF token) on every sign-in
     request.session["sid"] = token
     auth.csrf_token(request.session)
+    await run_in_threadpool(
+        partial(audit_log.record_now, engine, actor=account.name, role=account.role, action="signin.ok", client=client,
+                detail={"account": account.source})
+    )  # fmt: skip
     audit.info("console sign-in from %s", client, extra={"actor": account.name})
     return RedirectResponse(target, status_code=303)
 
@@ -238,7 +260,12 @@ async def logout(request: Request) -> Response:
     form = await _form(request)
     user = _user(request)
     if user and auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD)):
-        await run_in_threadpool(sessions.end_session, hub_of(request).store.engine, request.session["sid"])
+        engine = hub_of(request).store.engine
+        await run_in_threadpool(sessions.end_session, engine, request.session["sid"])
+        await run_in_threadpool(
+            partial(audit_log.record_now, engine, actor=user["name"], role=user["role"], action="signout",
+                    client=_client(request), detail={"reason": "signed-out"})
+        )  # fmt: skip
         audit.info("console sign-out", extra={"actor": user["name"]})
         request.session.clear()
     return RedirectResponse("/login", status_code=303)
@@ -286,11 +313,10 @@ def _ids(form: dict[str, list[str]]) -> list[int]:
 
 
 async def _replay_selection(request: Request) -> tuple[dict, list[int]] | Response:
-    """What both replay steps check first: the operator and the chosen dead-letter ids, or where to send them
-    instead (sign-in, or back to the page with why: a stale form or nothing selected)."""
-    user = _user(request)
-    if user is None:
-        return _to_login(request)
+    """What both replay steps check first: the operator (a role that may act) and the chosen dead-letter ids, or
+    where to send them instead (sign-in, a 403 for a viewer, or back to the page with why: a stale form or nothing
+    selected)."""
+    user = roles.require_role(request, *roles.ACTORS)
     form = await _form(request)
     ids = _ids(form)
     csrf_ok = auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD))
@@ -370,3 +396,13 @@ def install_console(app: FastAPI, settings: Settings) -> None:
     from hub.console import message_log  # its routes use this module's session check and rendering
 
     app.include_router(message_log.router)
+    from hub.console import accounts, audit_view  # their routes use this module's helpers
+
+    app.include_router(accounts.router)
+    app.include_router(audit_view.router)
+    roles.install(app, to_login=_to_login, refused=_refused)
+
+
+def _refused(request: Request, exc: roles.RoleRefused) -> Response:
+    """403: the account's role may not do this (the page says which role would)."""
+    return _render(request, "refused.html", status_code=403, needed=exc.roles)

@@ -40,6 +40,7 @@ from hub.registry.spec import ConnectorSpec, certificate_from_pem, certificate_p
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import TrustStore
 from hub.store import DossierParty, Store
+from hub.store import audit as audit_log
 from hub.store.schema import connector_certificates, connectors, registry_audit
 
 API_KEY_PREFIX = "lt_"
@@ -673,11 +674,27 @@ class Registry:
         def state(value: Connector | Mapping[str, Any] | None) -> dict[str, Any] | None:
             return _audit_state(value) if isinstance(value, Connector) or value is None else dict(value)
 
+        old, new = state(before), state(after)
         conn.execute(
             registry_audit.insert().values(
-                actor=actor or SYSTEM_ACTOR, action=action, code=code, before=state(before), after=state(after), at=at
+                actor=actor or SYSTEM_ACTOR, action=action, code=code, before=old, after=new, at=at
             )
         )
+        # the audit view's row, in the same transaction: registry_audit keeps the full before/after for
+        # ``hub connector audit``, the audit log what changed
+        audit_log.record(conn, actor=actor or SYSTEM_ACTOR, action=f"registry.{action.replace('-', '_')}", subject=code,
+                         detail=_what_changed(old, new), at=at)  # fmt: skip
+
+
+def _what_changed(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The audit log's ``detail`` of a registry change: the names of the fields it changed (not their values: a
+    spec may hold an endpoint's credentials reference, certificates are summarised in ``registry_audit``)."""
+    if before is None or after is None:
+        return None
+    flat_before = {**before.get("spec", {}), **{k: v for k, v in before.items() if k != "spec"}}
+    flat_after = {**after.get("spec", {}), **{k: v for k, v in after.items() if k != "spec"}}
+    changed = sorted(k for k in flat_before.keys() | flat_after.keys() if flat_before.get(k) != flat_after.get(k))
+    return {"changed": changed} if changed else None
 
 
 def _fingerprint(cert: x509.Certificate) -> str:

@@ -28,6 +28,17 @@ from hub.store.pages import Page, clamp_limit, decode_cursor, encode_cursor
 from hub.store.schema import audit_log
 
 OUTCOMES = ("ok", "refused")
+#: The audit view's action groups (its filter): a group matches every action named ``<prefix>.*`` of its prefixes.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "signin": ("signin", "signout"),
+    "registry": ("registry",),
+    "dead_letter": ("dead_letter",),
+    "delivery": ("delivery",),
+    "destination": ("destination",),
+    "payload": ("payload",),
+    "account": ("account",),
+    "dossier": ("dossier",),
+}
 
 
 @dataclass(frozen=True)
@@ -46,12 +57,12 @@ class AuditEntry:
 @dataclass(frozen=True)
 class AuditFilter:
     """What the audit view asks for; every field optional. ``action`` matches a whole name or a group
-    (``"signin"`` matches ``signin.ok`` and ``signin.refused``)."""
+    (``"signin"`` matches ``signin.ok`` and ``signin.refused``), or any of several (a tuple)."""
 
     since: datetime | None = None
     until: datetime | None = None
     actor: str | None = None
-    action: str | None = None
+    action: str | tuple[str, ...] | None = None
     subject: str | None = None
     outcome: str | None = None
 
@@ -60,9 +71,14 @@ def _row(actor: str, action: str, subject: str | None, outcome: str, role: str |
          detail: Mapping[str, Any] | None, at: datetime | None) -> dict[str, Any]:  # fmt: skip
     if outcome not in OUTCOMES:
         raise ValueError(f"audit outcome {outcome!r}: one of {OUTCOMES}")
-    return {"at": at or now(), "actor": (actor or "?")[:128], "role": role, "action": action[:48],
-            "subject": None if subject is None else str(subject)[:200], "outcome": outcome,
-            "client": (client or "")[:64] or None, "detail": dict(detail) if detail else None}  # fmt: skip
+    return {"at": at or now(), "actor": _text(actor or "?")[:128], "role": role, "action": action[:48],
+            "subject": None if subject is None else _text(str(subject))[:200], "outcome": outcome,
+            "client": _text(client or "")[:64] or None, "detail": dict(detail) if detail else None}  # fmt: skip
+
+
+def _text(value: str) -> str:
+    """Text as PostgreSQL stores it: without NUL characters (a name tried at sign-in may hold anything)."""
+    return value.replace("\x00", "")
 
 
 def record(
@@ -96,8 +112,10 @@ def _where(flt: AuditFilter) -> list[sa.ColumnElement[bool]]:
         out.append(c.at < flt.until)
     if flt.actor:
         out.append(c.actor == flt.actor)
-    if flt.action:
-        out.append(sa.or_(c.action == flt.action, c.action.startswith(flt.action.rstrip(".") + ".", autoescape=True)))
+    names = (flt.action,) if isinstance(flt.action, str) else flt.action or ()
+    if any(names):
+        out.append(sa.or_(*(sa.or_(c.action == name, c.action.startswith(name.rstrip(".") + ".", autoescape=True))
+                            for name in names if name)))  # fmt: skip
     if flt.subject:
         out.append(c.subject == flt.subject)
     if flt.outcome:

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from hub.errors import AlreadyReplayedError, UnknownDeadLetterError
 from hub.logs import mask_personal
+from hub.store import audit
 from hub.store.database import Database, now
 from hub.store.deliveries import PENDING, RETURNING, pending, refuse, state_of
 from hub.store.history import add_events, delivery_event, event_row
@@ -131,4 +132,7 @@ def replay(db: Database, dead_letter_id: int, *, actor: str) -> PendingDelivery:
             refuse(conn, delivery_id, "replay it")
         add_events(conn, event_row(row.message_pk, EventState.REPLAYED, at_now, destination=row.destination,
                                    actor=actor, detail=f"dead letter {dead_letter_id}"))  # fmt: skip
+        message_id = conn.execute(sa.select(messages.c.message_id).where(messages.c.id == row.message_pk)).scalar()
+        audit.record(conn, actor=actor, action="dead_letter.replay", subject=str(dead_letter_id), at=at_now,
+                     detail={"message_id": message_id, "destination": row.destination})  # fmt: skip
         return pending(conn.execute(PENDING.where(deliveries.c.id == delivery_id)).one())

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub.store import audit
 from hub.store.database import Database, chunks, now
 from hub.store.history import add_events, event_row
 from hub.store.schema import UTCDateTime, deliveries, dossier_timeline, dossiers, messages
@@ -236,6 +237,11 @@ def record_status(
             message_id=message_id, source=source, correction=correction, at_now=at_now, pending=pending,
         )  # fmt: skip
         pending.flush(conn)
+        if correction is not None:  # an operator's correction: the audit view's "dossier" group
+            audit.record(conn, actor=correction.corrected_by, action="dossier.correct", subject=dossier_code,
+                         outcome="ok" if outcome_name(decision) == "corrected" else "refused", at=at_now,
+                         detail={"status": int(status), "reason": correction.reason[:200],
+                                 "outcome": outcome_name(decision)})  # fmt: skip
         if message_id is not None:
             query = sa.select(messages.c.id).where(messages.c.message_id == message_id)
             if sender is not None:

@@ -307,6 +307,22 @@ signin_failures = sa.Table(
     sa.Index(None, "last_failure_at"),
 )
 
+# Operator page accounts kept in the store (``hub.store.accounts``): viewer, operator or admin, an argon2id hash,
+# never a password. A disabled account keeps its row (and its name: it cannot be taken again) for the audit log.
+operator_accounts = sa.Table(
+    "operator_accounts",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),  # viewer | operator | admin
+    sa.Column("password_hash", sa.String(255), nullable=False),  # $argon2id$…
+    sa.Column("disabled_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("password_changed_at", UTCDateTime, nullable=False),
+)
+
 # Who did what, for the audit view (``hub.store.audit``): sign-ins (refused ones too), registry changes, replays,
 # closed dead letters, retries, pauses, payload views, corrections. Append-only; ``detail`` never holds a secret.
 audit_log = sa.Table(
