@@ -21,7 +21,18 @@ from hub import __version__
 from hub.api.limits import BodyLimits
 from hub.api.openapi import install_openapi
 from hub.api.problems import install_handlers
-from hub.api.routes import connectors, deadlines, health, lookups, messages, operations, payments, soap, types
+from hub.api.routes import (
+    actions,
+    connectors,
+    deadlines,
+    health,
+    lookups,
+    messages,
+    operations,
+    payments,
+    soap,
+    types,
+)
 from hub.config import Settings
 from hub.errors import KeyMaterialError
 from hub.metrics import certificate_families
@@ -29,7 +40,7 @@ from hub.runtime import hub_certificate_path
 from hub.security.keys import load_certificate
 from hub.services import HubService
 
-ROUTERS = (messages, connectors, operations, health, types, soap, lookups, payments, deadlines)
+ROUTERS = (messages, connectors, operations, actions, health, types, soap, lookups, payments, deadlines)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
