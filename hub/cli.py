@@ -86,9 +86,6 @@ class DeadLetterStateOpt(StrEnum):
     all = "all"
 
 
-ActorOpt = Annotated[str | None, typer.Option(help="Who acts (recorded and audited); default: the current user")]
-
-
 def _cli_actor(actor: str | None):
     """The audit's actor for a command run at a terminal: the named or current user, client ``cli``."""
     import getpass
