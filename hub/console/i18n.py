@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hub.console.action_labels import ACTION_LABELS, ACTION_STATES
+
 LANGS = ("vi", "en")
 DEFAULT_LANG = "vi"
 LANG_COOKIE = "lienthong_lang"
@@ -179,6 +181,9 @@ MESSAGE_STATES = {
     "status_rejected": ("trạng thái không hợp lệ", "status transition refused"),
     "status_corrected": ("đính chính trạng thái", "status corrected"),
 }
+
+_LABELS.update(ACTION_LABELS)
+MESSAGE_STATES.update(ACTION_STATES)
 
 
 def pick_lang(query: str | None, cookie: str | None) -> str:

@@ -357,3 +357,6 @@ def install_console(app: FastAPI, settings: Settings) -> None:
     auth.prepare(settings)
     app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
     app.include_router(router)
+    from hub.console import actions  # its routes use this module's session check and helpers
+
+    app.include_router(actions.router)

@@ -64,6 +64,7 @@ def audit_actions(store: Store, action: str) -> list[tuple[str, str | None, dict
 
 def test_closing_a_dead_letter_records_who_when_why_and_it_leaves_the_open_list(store):
     dead_id = dead_letter(store)
+    assert [(q.destination, q.dead) for q in store.queue_overview()] == [("portal", 1)]
     closed = store.close_dead_letter(dead_id, actor="an", reason="  duplicate, sent by hand  ", role="operator")
     assert closed.closed_by == "an" and closed.close_reason == "duplicate, sent by hand"
     assert closed.closed_at is not None and closed.replayed_at is None
@@ -72,6 +73,7 @@ def test_closing_a_dead_letter_records_who_when_why_and_it_leaves_the_open_list(
     assert [d.id for d in store.dead_letters(state="all")] == [dead_id]
     assert store.dead_letters(state="replayed") == []
     assert store.delivery(closed.delivery_id).state is DeliveryState.DEAD  # not resent
+    assert [(q.destination, q.dead) for q in store.queue_overview()] == [("portal", 0)]  # no longer waiting
     trace = store.trace("m-1")
     assert (trace.events[-1].state, trace.events[-1].actor) == ("closed", "an")
     assert audit_actions(store, "dead_letter.close") == [
