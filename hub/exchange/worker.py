@@ -370,11 +370,19 @@ class Worker:
         at = time.monotonic()
         if self._paused_read_at is None or at - self._paused_read_at >= PAUSE_CACHE_S:
             try:
-                self._paused = frozenset(self.store.paused_destinations())
+                paused = frozenset(self.store.paused_destinations())
             except StoreUnavailableError as exc:
                 log.debug("paused destinations not read: %s", exc)
             else:
                 self._paused_read_at = at
+                newly = sorted((paused - self._paused) & set(self.destinations))
+                self._paused = paused
+                if newly:
+                    log.info("destinations paused by an operator: %s (their queued work waits)", ", ".join(newly))
+                    try:
+                        self.broker.release(newly)  # what the broker fetched ahead for them goes back
+                    except BrokerError as exc:  # the next broker call meets it
+                        log.debug("release failed: %s", exc)
         return self._paused
 
     def _recover_store(self) -> None:

@@ -19,6 +19,7 @@ from hub.exchange.pipeline import outbound_for
 from hub.store import DeliveryState, Store
 from hub.store.audit import AuditFilter
 from hub.store.deliveries import GENERATION_HEADER
+from tests.unit.test_worker_outages import DEST
 
 pytestmark = pytest.mark.unit
 
@@ -197,3 +198,99 @@ def test_next_attempt_is_not_moved_for_deliveries_not_waiting(store):
     store.retry_now(actor="an", destination="province")
     assert store.delivery(delivery_id).next_attempt_at == later
     assert later > store.now() + dt.timedelta(seconds=30)
+
+
+# ------------------------------------------------------------------ the worker (fake store and broker)
+
+
+def _rig(tmp_path, store_paused: dict | None = None):
+    from dataclasses import replace
+
+    from broker.base import Delivery
+    from tests.unit.test_worker_outages import FakeBroker, FakeStore, Rig
+
+    class Store(FakeStore):
+        """Starts a delivery only for a queue message of its current generation, as the real store does."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.generation: dict[int, int] = {}
+            self.paused: dict = dict(store_paused or {})
+
+        def paused_destinations(self) -> dict:
+            return dict(self.paused)
+
+        def start_attempts_at(self, delivery_ids, generations=None):
+            current = [i for i in delivery_ids if (generations or {}).get(i, 0) == self.generation.get(i, 0)]
+            return super().start_attempts_at(current)
+
+    class Broker(FakeBroker):
+        def __init__(self) -> None:
+            super().__init__()
+            self.retried_copies: list[Delivery] = []
+
+        def retry(self, delivery: Delivery, delay_s: float, reason: str) -> None:
+            super().retry(delivery, delay_s, reason)
+            self.retried_copies.append(replace(delivery))
+
+    rig = Rig(tmp_path)
+    rig.worker.store = rig.store = Store()
+    rig.worker.broker = rig.broker = Broker()
+    return rig
+
+
+def _copy(delivery_id: int, generation: int):
+    from tests.unit.test_worker_outages import delivery
+
+    made = delivery(delivery_id)
+    if generation:
+        made.headers[GENERATION_HEADER] = str(generation)
+    return made
+
+
+def test_a_batch_holding_both_copies_attempts_the_newest_once_and_acknowledges_the_other(tmp_path):
+    rig = _rig(tmp_path)
+    try:
+        rig.store.generation[1] = 1  # retried now: the copy of generation 1 is the one to attempt
+        rig.partner.failing.add("m-1")
+        rig.worker.process_batch([_copy(1, 0), _copy(1, 1)])
+        assert rig.partner.calls == ["m-1"]  # once
+        (retried,) = rig.broker.retried_copies  # its retry copy carries the current generation
+        assert retried.headers[GENERATION_HEADER] == "1"
+        assert rig.broker.acked == [1]  # the stale copy
+
+        rig.worker.process_batch([_copy(1, 0)])  # the stale copy arriving alone later: acknowledged, not sent
+        assert rig.partner.calls == ["m-1"] and rig.broker.acked == [1, 1]
+    finally:
+        rig.worker.close()
+
+
+def test_a_batch_taken_before_a_pause_was_seen_is_given_back_unattempted(tmp_path):
+    rig = _rig(tmp_path, {DEST: "paused"})
+    try:
+        rig.worker.paused()
+        rig.worker.process_batch([_copy(1, 0), _copy(2, 0)])
+        assert rig.partner.calls == [] and rig.store.attempts == {}  # no call, no attempt counted
+        assert rig.broker.requeued == [1, 2] and rig.broker.retried == [] and rig.broker.dead == []
+    finally:
+        rig.worker.close()
+
+
+def test_a_worker_consumes_nothing_for_a_paused_destination_until_it_is_resumed(tmp_path):
+    from hub.exchange.worker import PAUSE_CACHE_S
+    from tests.unit.test_worker_outages import eventually
+
+    rig = _rig(tmp_path, {DEST: "paused"})
+    try:
+        rig.broker.put(_copy(1, 0))
+        rig.start()
+        eventually(lambda: rig.worker._paused_read_at is not None)
+        flushes = rig.broker.flushes
+        eventually(lambda: rig.broker.flushes > flushes + 1)  # idle turns: the connection is pumped, no busy loop
+        assert len(rig.broker.ready) == 1 and rig.partner.calls == []
+        rig.store.paused.clear()
+        eventually(lambda: rig.broker.acked == [1], seconds=PAUSE_CACHE_S + 3)
+        assert rig.partner.calls == ["m-1"]
+        rig.stop()
+    finally:
+        rig.worker.close()
