@@ -38,11 +38,12 @@ def pause(db: Database, destination: str, *, actor: str, reason: str, role: str 
     record = Pause(destination, now(), actor[:128], reason[:2000])
     with db.transaction() as conn:
         inserted = conn.execute(
-            db.insert_ignoring(paused_destinations, ["destination"]).values(
-                destination=destination, paused_at=record.paused_at, paused_by=record.paused_by, reason=record.reason
-            )
-        ).rowcount
-        if not inserted:
+            db.insert_ignoring(paused_destinations, ["destination"])
+            .values(destination=destination, paused_at=record.paused_at, paused_by=record.paused_by,
+                    reason=record.reason)
+            .returning(paused_destinations.c.destination)
+        ).first()  # fmt: skip
+        if inserted is None:
             row = conn.execute(sa.select(paused_destinations).where(paused_destinations.c.destination == destination))
             held = row.one()
             raise DestinationPausedError(destination, held.paused_by, held.paused_at)

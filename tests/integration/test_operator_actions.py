@@ -216,3 +216,34 @@ def test_the_cli_closes_retries_now_pauses_and_resumes(tmp_path: Path, sink: Sin
     assert (paused["destination"], paused["paused_by"], paused["reason"]) == (PORTAL, "an", "maintenance")
     assert "resumed" in hub("destinations", "resume", PORTAL)
     hub("destinations", "resume", PORTAL, code=1)
+
+
+def test_the_store_side_on_both_databases(store) -> None:
+    """Close, retry now (with the generation guard) and pause / resume on SQLite and PostgreSQL."""
+    from hub.errors import DeadLetterClosedError, DestinationPausedError
+    from hub.store.audit import AuditFilter
+
+    ids = store.accept(sender=PROVINCE, message_id="m-1", correlation_id=None, message_type="dossier.sync",
+                       receiver=PORTAL, dossier_code=None, envelope=b"<env/>",
+                       destinations=["portal", "province"]).delivery_ids  # fmt: skip
+    store.mark_published(ids)
+    dead, waiting = ids
+    store.start_attempts(ids)
+    dead_id = store.record_dead(dead, reason="rejected", error="HTTP 400")
+    store.record_retry(waiting, error="HTTP 503", delay_s=3600)
+
+    assert store.close_dead_letter(dead_id, actor="an", reason="sent by hand").closed_by == "an"
+    with pytest.raises(DeadLetterClosedError):
+        store.replay(dead_id, actor="an")
+
+    (due,) = store.retry_now(actor="an", message_id="m-1")
+    assert (due.delivery_id, due.generation) == (waiting, 1)
+    assert store.start_attempts([waiting]) == {}  # the stale copy
+    assert store.start_attempts([waiting], {waiting: 1}) == {waiting: 2}
+
+    store.pause_destination("portal", actor="an", reason="maintenance")
+    with pytest.raises(DestinationPausedError):
+        store.pause_destination("portal", actor="an", reason="again")
+    assert store.resume_destination("portal", actor="an").reason == "maintenance"
+    actions_done = [e.action for e in store.audit_entries(AuditFilter(actor="an")).items]
+    assert actions_done == ["destination.resume", "destination.pause", "delivery.retry_now", "dead_letter.close"]
