@@ -172,6 +172,10 @@ class Broker(ABC):
         hold messages (on RabbitMQ, or are still consumed). ``policy`` is the one they were declared with. Returns
         the destinations kept in part or whole (call again later: idempotent)."""
 
+    def release(self, destinations: Sequence[str]) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Stop taking deliveries for these destinations until a ``consume()`` names one again: a backend that
+        fetches ahead (RabbitMQ's prefetch) gives back, unchanged, what it holds for them and has not handed out."""
+
     def flush(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Push any locally buffered settlements to the broker now."""
 

@@ -553,6 +553,21 @@ class RabbitMQBroker(Broker):
                     work_queue(d), on_message_callback=self._make_handler(d), auto_ack=False
                 )
 
+    def release(self, destinations: Sequence[str]) -> None:
+        """Cancel these destinations' consumers: what was prefetched for them and not handed out goes back to the
+        queue (a paused destination's work waits there, not unacknowledged here until the consumer timeout closes
+        the channel); the next ``consume()`` naming one starts its consumer again."""
+        held = [d for d in destinations if d in self._consumers]
+        if not held or self._conn is None or self._closed:
+            return
+
+        def op() -> None:
+            for d in held:
+                if d in self._consumers:
+                    self._cancel(d)
+
+        self._settle_safely(op)
+
     def _cancel(self, destination: str) -> None:
         tag = self._consumers.pop(destination)
         self._ch.basic_cancel(tag)

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Iterator
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,6 +76,24 @@ def _print_issues(source: str, issues: list) -> None:
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead (times ISO 8601 with offset)")]
 UtcOpt = Annotated[bool, typer.Option("--utc", help="Show times in UTC instead of the calendar's local time (UTC+7)")]
+
+
+class DeadLetterStateOpt(StrEnum):
+    """`hub dead-letters list --state`: which dead letters to list."""
+
+    open = "open"
+    closed = "closed"
+    replayed = "replayed"
+    all = "all"
+
+
+def _cli_actor(actor: str | None):
+    """The audit's actor for a command run at a terminal: the named or current user, client ``cli``."""
+    import getpass
+
+    from hub.services.actions import Actor
+
+    return Actor(actor or getpass.getuser(), None, "cli")
 
 
 def _clock(utc: bool):
@@ -497,7 +516,12 @@ def _print_overdue(screen, overdue: list, settings, clock) -> None:
 @dead_app.command("list")
 def dead_letters_list(
     destination: Annotated[str | None, typer.Option(help="Only this destination")] = None,
-    include_replayed: Annotated[bool, typer.Option("--all", help="Also show dead letters already replayed")] = False,
+    include_replayed: Annotated[
+        bool, typer.Option("--all", help="Also show dead letters already replayed or closed")
+    ] = False,
+    state: Annotated[
+        DeadLetterStateOpt | None, typer.Option(help="open (the default), closed, replayed or all")
+    ] = None,
     as_json: JsonOpt = False,
     utc: UtcOpt = False,
 ) -> None:
@@ -510,7 +534,9 @@ def dead_letters_list(
     clock = _clock(utc)
     runtime = _runtime()
     try:
-        rows = runtime.store.dead_letters(destination=destination, include_replayed=include_replayed)
+        rows = runtime.store.dead_letters(
+            destination=destination, include_replayed=include_replayed, state=state.value if state else None
+        )
     finally:
         runtime.close()
     if as_json:
@@ -538,7 +564,7 @@ def dead_letters_list(
         table.add_column("tries", width=fixed["tries"], justify="right")
         table.add_column("last error", width=max(8, rest - message_width), overflow="fold")
         for d in rows:
-            reason = d.reason + ("\n(replayed)" if d.replayed_at else "")
+            reason = d.reason + ("\n(replayed)" if d.replayed_at else "\n(closed)" if d.closed_at else "")
             error = " ".join(d.last_error.split())
             error = error if len(error) <= 60 else error[:59] + "…"  # a few lines at most; `show` has it all
             table.add_row(str(d.id), d.destination, d.message_id, reason, str(d.attempts), error)
@@ -550,6 +576,8 @@ def dead_letters_list(
         table.add_column(column, overflow="fold")
     for d in rows:
         replayed = f"{clock.short(d.replayed_at)} by {d.replayed_by}" if d.replayed_at else ""
+        if d.closed_at:
+            replayed = f"closed {clock.short(d.closed_at)} by {d.closed_by}"
         table.add_row(
             str(d.id), d.destination, d.message_id, d.message_type, d.dossier_code or "", d.reason,
             str(d.attempts), d.last_error[:120], replayed, clock.short(d.created_at),
@@ -590,6 +618,7 @@ def dead_letters_show(
         "attempts": str(d.attempts),
         "dead since": clock.full(d.created_at),
         "replayed": f"{clock.full(d.replayed_at)} by {d.replayed_by}" if d.replayed_at else "no",
+        "closed": f"{clock.full(d.closed_at)} by {d.closed_by}: {d.close_reason}" if d.closed_at else "no",
         "delivery id": str(d.delivery_id),
         "last error": d.last_error or "-",
     }
@@ -628,6 +657,125 @@ def dead_letters_replay(
         err.print(f"dead letter {dead_id}: {error}", markup=False)
     if errors:
         raise typer.Exit(EXIT_REJECTED)
+
+
+@dead_app.command("close")
+def dead_letters_close(
+    dead_id: Annotated[int, typer.Argument(metavar="ID", help="Dead-letter id (see `hub dead-letters list`)")],
+    reason: Annotated[str, typer.Option(help="Why it is closed without resending (required; kept and audited)")],
+    actor: ActorOpt = None,
+) -> None:
+    """Close a dead letter without resending it: who, when and why are recorded (and audited). A closed dead
+    letter is not replayed; exit 1 if it is unknown, closed or replayed already, or the reason is blank."""
+    from hub.errors import StoreError
+    from hub.services import actions
+
+    runtime = _runtime()
+    try:
+        closed = actions.close_dead_letter(runtime, dead_id, reason=reason, actor=_cli_actor(actor))
+    except (StoreError, ValueError) as exc:
+        raise _fail(str(exc), EXIT_REJECTED) from None
+    finally:
+        runtime.close()
+    out.print(f"closed dead letter {closed.id}: message {closed.message_id} to {closed.destination} "
+              f"(by {closed.closed_by}: {closed.close_reason})", markup=False)  # fmt: skip
+
+
+deliveries_app = typer.Typer(help="Act on deliveries waiting for a retry.", no_args_is_help=True)
+app.add_typer(deliveries_app, name="deliveries")
+
+
+@deliveries_app.command("retry-now")
+def deliveries_retry_now(
+    message: Annotated[str | None, typer.Option("--message", help="Every waiting delivery of this message id")] = None,
+    destination: Annotated[
+        str | None, typer.Option("--destination", help="Every waiting delivery to this destination")
+    ] = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Skip the backoff: deliveries waiting for a retry are sent now, once (the copy still waiting in the
+    broker is acknowledged without a second call). Audited. Exit 1 if the message has nothing waiting."""
+    from hub.errors import StoreError, UnknownDestinationError
+    from hub.services import actions
+
+    if (message is None) == (destination is None):
+        raise _fail("give --message ID or --destination CODE (one of them)")
+    runtime = _runtime()
+    try:
+        due = actions.retry_now(runtime, message_id=message, destination=destination, actor=_cli_actor(actor))
+    except (StoreError, UnknownDestinationError) as exc:
+        raise _fail(str(exc), EXIT_REJECTED) from None
+    finally:
+        runtime.close()
+    if not due:
+        out.print(f"no delivery to {destination} waits for a retry", markup=False)
+    for p in due:
+        out.print(f"retrying now: delivery {p.delivery_id}, message {p.message_id} to {p.destination}", markup=False)
+
+
+destinations_app = typer.Typer(help="Pause and resume calling a destination.", no_args_is_help=True)
+app.add_typer(destinations_app, name="destinations")
+
+
+@destinations_app.command("pause")
+def destinations_pause(
+    code: Annotated[str, typer.Argument(help="The destination connector's code")],
+    reason: Annotated[str, typer.Option(help="Why (required; kept and audited)")],
+    actor: ActorOpt = None,
+) -> None:
+    """Stop calling a destination: workers see it within seconds; its queued work waits, nothing is lost and no
+    attempt is counted. Audited. Exit 1 if it is not routed, paused already, or the reason is blank."""
+    from hub.errors import StoreError, UnknownDestinationError
+    from hub.services import actions
+
+    runtime = _runtime()
+    try:
+        held = actions.pause(runtime, code, reason=reason, actor=_cli_actor(actor))
+    except (StoreError, UnknownDestinationError, ValueError) as exc:
+        raise _fail(str(exc), EXIT_REJECTED) from None
+    finally:
+        runtime.close()
+    out.print(f"paused {held.destination} (by {held.paused_by}: {held.reason})", markup=False)
+
+
+@destinations_app.command("resume")
+def destinations_resume(
+    code: Annotated[str, typer.Argument(help="The destination connector's code")],
+    actor: ActorOpt = None,
+) -> None:
+    """Call a paused destination again: its waiting work flows. Audited. Exit 1 if it is not paused."""
+    from hub.errors import StoreError
+    from hub.services import actions
+
+    runtime = _runtime()
+    try:
+        ended = actions.resume(runtime, code, actor=_cli_actor(actor))
+    except StoreError as exc:
+        raise _fail(str(exc), EXIT_REJECTED) from None
+    finally:
+        runtime.close()
+    out.print(f"resumed {ended.destination} (paused by {ended.paused_by}: {ended.reason})", markup=False)
+
+
+@destinations_app.command("paused")
+def destinations_paused(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
+    """The paused destinations: who paused each, when and why."""
+    from hub.cliformat import console, jsonable, print_json
+
+    clock = _clock(utc)
+    runtime = _runtime()
+    try:
+        paused = list(runtime.store.paused_destinations().values())
+    finally:
+        runtime.close()
+    if as_json:
+        print_json(jsonable(paused, clock))
+        return
+    screen = console()
+    if not paused:
+        screen.print("no destination is paused")
+    for p in paused:
+        screen.print(f"{p.destination}: paused {clock.full(p.paused_at)} by {p.paused_by}: {p.reason}", markup=False)
 
 
 @app.command()

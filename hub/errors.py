@@ -26,6 +26,7 @@
     ├── UnknownMessageTypeError       (also KeyError)
     ├── ConfigError                   a setting that cannot be used (also ValueError)
     ├── RoutingError                  the routing file
+    ├── UnknownDestinationError       an operator action names no routed destination (also LookupError)
     ├── MappingError                  canonical ⇄ partner format (also ValueError)
     │   └── NoOutboundMappingError    the destination's format has no mapping for the type
     ├── MissingCredentialsError       a partner configured without endpoint.credentials
@@ -35,7 +36,9 @@
     └── StoreError
         ├── StoreUnavailableError     the database cannot be reached (or is locked) now: try again later
         ├── UnknownDeliveryError, UnknownDeadLetterError   (also LookupError)
-        └── DeliveryClosedError, AlreadyReplayedError
+        ├── DeliveryClosedError, AlreadyReplayedError, DeadLetterClosedError
+        ├── NotRetryingError          "retry now" for a message with no delivery waiting for a retry
+        └── DestinationPausedError, DestinationNotPausedError   pause twice / resume what is not paused
 
 Lower layers keep their own roots, for what crosses their interface: ``broker.base.BrokerError``
 (``BrokerUnavailable``) and ``adapters.base.DeliveryError`` (``TransientDeliveryError`` /
@@ -363,3 +366,48 @@ class AlreadyReplayedError(StoreError):
         self.replayed_at = replayed_at
         when = replayed_at.isoformat() if replayed_at else "?"
         super().__init__(f"dead letter {dead_letter_id} was already replayed by {replayed_by} at {when}")
+
+
+class DeadLetterClosedError(StoreError):
+    """The dead letter was closed by an operator (no resend); a closed dead letter is not replayed or closed again."""
+
+    def __init__(self, dead_letter_id: int, closed_by: str | None, closed_at: datetime | None) -> None:
+        self.dead_letter_id = dead_letter_id
+        self.closed_by = closed_by
+        self.closed_at = closed_at
+        when = closed_at.isoformat() if closed_at else "?"
+        super().__init__(f"dead letter {dead_letter_id} was closed by {closed_by} at {when}")
+
+
+class NotRetryingError(StoreError):
+    """Retry now asked for a message none of whose deliveries waits for a retry (delivered, dead, or under way)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"{what}: no delivery waits for a retry")
+
+
+class DestinationPausedError(StoreError):
+    """The destination is paused already (by whom, since when)."""
+
+    def __init__(self, destination: str, paused_by: str, paused_at: datetime) -> None:
+        self.destination = destination
+        self.paused_by = paused_by
+        self.paused_at = paused_at
+        super().__init__(f"{destination} is paused already (by {paused_by} at {paused_at.isoformat()})")
+
+
+class DestinationNotPausedError(StoreError):
+    """Resume asked for a destination that is not paused."""
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+        super().__init__(f"{destination} is not paused")
+
+
+class UnknownDestinationError(LienthongError, LookupError):
+    """An operator action (pause, resume, retry now) names a destination the hub does not route to."""
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+        super().__init__(f"no destination {destination!r} is routed")

@@ -22,6 +22,7 @@ from hub.api.limits import BodyLimits
 from hub.api.openapi import install_openapi
 from hub.api.problems import install_handlers
 from hub.api.routes import (
+    actions,
     audit,
     connectors,
     deadlines,
@@ -41,7 +42,7 @@ from hub.runtime import hub_certificate_path
 from hub.security.keys import load_certificate
 from hub.services import HubService
 
-ROUTERS = (messages, connectors, operations, health, types, soap, lookups, payments, deadlines, history, audit)
+ROUTERS = (messages, connectors, operations, actions, health, types, soap, lookups, payments, deadlines, history, audit)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

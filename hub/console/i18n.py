@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from hub.console.action_labels import ACTION_LABELS, ACTION_STATES
+
 LANGS = ("vi", "en")
 DEFAULT_LANG = "vi"
 LANG_COOKIE = "lienthong_lang"
@@ -482,6 +484,8 @@ DETAILS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     )
 )  # fmt: skip
 _STATUS_LABEL = re.compile(r"\b(\d{1,2}) ([A-Z][A-Z_]{2,})\b")
+_LABELS.update(ACTION_LABELS)
+MESSAGE_STATES.update(ACTION_STATES)
 
 
 def pick_lang(query: str | None, cookie: str | None) -> str:

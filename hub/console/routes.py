@@ -400,6 +400,9 @@ def install_console(app: FastAPI, settings: Settings) -> None:
 
     app.include_router(accounts.router)
     app.include_router(audit_view.router)
+    from hub.console import actions  # its routes use this module's session check and helpers
+
+    app.include_router(actions.router)
     roles.install(app, to_login=_to_login, refused=_refused)
 
 

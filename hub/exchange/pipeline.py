@@ -73,6 +73,7 @@ from hub.security.envelope import (
 )
 from hub.security.signing import EnvelopeVerifier, Signer
 from hub.store import PendingDelivery, StatusUpdate, Store, SyncReport
+from hub.store.deliveries import GENERATION_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +125,16 @@ class Handoff(Protocol):
 
 
 def outbound_for(pending: PendingDelivery) -> OutboundMessage:
-    """The queue message for a stored delivery (the inbound envelope; the worker maps and signs it)."""
+    """The queue message for a stored delivery (the inbound envelope; the worker maps and signs it), naming the
+    delivery's generation once "retry now" raised it (``hub.store.deliveries.GENERATION_HEADER``)."""
+    headers = {"message_type": pending.message_type, "sender": pending.sender}
+    if pending.generation:
+        headers[GENERATION_HEADER] = str(pending.generation)
     return OutboundMessage(
         destination=pending.destination,
         message_id=pending.message_id,
         body=pending.envelope,
-        headers={"message_type": pending.message_type, "sender": pending.sender},
+        headers=headers,
         delivery_id=pending.delivery_id,
     )
 

@@ -27,6 +27,14 @@ could not be recorded are held, unacknowledged, and recorded (then acknowledged)
 called again meanwhile; a failed call whose retry could not be recorded is given back. During the backoff the
 broker connection is pumped (RabbitMQ heartbeats) and the heartbeat file rewritten (``hub.exchange.heartbeat``);
 SIGTERM ends the wait at once.
+
+Operator actions (``hub.runtime`` runs them): a destination an operator paused is not consumed — the worker reads
+the paused destinations from the store at most every ``PAUSE_CACHE_S``, so a pause takes effect within seconds in
+every worker process; its queued work waits in the broker, counts no attempt and flows again once resumed (a
+delivery of a batch taken just before the pause was seen is given back unchanged). "Retry now" publishes a
+delivery anew under a new generation (``hub.store.deliveries.GENERATION_HEADER``): a batch keeps the newest copy
+of a delivery, and the store starts an attempt only for a copy of the delivery's current generation, so the copy
+still waiting out its backoff is acknowledged without a second partner call.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from hub.metrics import ACCEPT_TO_DELIVERED_SECONDS, PARTNER_CALL_SECONDS
 from hub.security.envelope import EnvelopeHeader, body_payload, build_envelope, peek_header
 from hub.security.signing import Signer
 from hub.store import Delivered
+from hub.store.deliveries import GENERATION_HEADER
 from hub.xmlparse import parse_xml
 from mappings import inbound_for_root, outbound_mapping, outbound_types
 
@@ -66,6 +75,14 @@ WAIT_SLICE_S = 2.0  # the longest the main thread waits without writing its hear
 # cost (a disk write; an fsync when durable), so groups stay large when many calls return together, and a crash
 # re-sends at most the calls in flight and those that returned this long before.
 GATHER_S = 0.01
+PAUSE_CACHE_S = 2.0  # how long a worker trusts its last read of the paused destinations
+PAUSED_IDLE_S = 0.5  # the wait of a turn when every destination of the worker is paused (no busy loop)
+
+
+def generation_of(delivery: Delivery) -> int:
+    """The publication of its delivery a queue message carries (0 when it says none; see ``GENERATION_HEADER``)."""
+    raw = delivery.headers.get(GENERATION_HEADER, "0")
+    return int(raw) if raw.isdigit() else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +97,7 @@ class Outcome:
 
 
 GIVE_BACK = Outcome("requeue", reason="given back before its call (the store or the broker failed)")
+PAUSED = Outcome("requeue", reason="given back: its destination is paused")
 
 
 class CircuitBreaker:
@@ -248,6 +266,8 @@ class Worker:
         self.settled = 0  # deliveries acknowledged, retried or dead-lettered by this worker
         self._held: list[_Held] = []
         self._accepted_at: dict[int, datetime] = {}  # the batch's delivery id -> its message's acceptance
+        self._paused: frozenset[str] = frozenset()
+        self._paused_read_at: float | None = None
         self._limits = {d: threading.BoundedSemaphore(c.concurrency) for d, c in routing.destinations.items()}
         self._breakers = {
             d: CircuitBreaker(c.circuit_failures, c.circuit_cooldown_s) for d, c in routing.destinations.items()
@@ -331,12 +351,39 @@ class Worker:
             self._recover_store()
         if self.relay is not None:
             self.relay.maybe_run()
-        batch = self.broker.consume(self.destinations, prefetch=self.prefetch, timeout_s=0.5)
+        paused = self.paused()
+        active = [d for d in self.destinations if d not in paused]
+        if not active:  # every destination paused: nothing to consume; wait a little, the connection kept alive
+            self._stop.wait(PAUSED_IDLE_S)
+            self._pump()
+            return False
+        batch = self.broker.consume(active, prefetch=self.prefetch, timeout_s=0.5)
         self.dependencies.up(BROKER)
         if not batch:
             return False
         self.process_batch(batch)
         return True
+
+    def paused(self) -> frozenset[str]:
+        """The destinations an operator paused, read from the store at most every ``PAUSE_CACHE_S`` (the last
+        answer is kept while the store cannot be read: the turn's own store calls meet the outage)."""
+        at = time.monotonic()
+        if self._paused_read_at is None or at - self._paused_read_at >= PAUSE_CACHE_S:
+            try:
+                paused = frozenset(self.store.paused_destinations())
+            except StoreUnavailableError as exc:
+                log.debug("paused destinations not read: %s", exc)
+            else:
+                self._paused_read_at = at
+                newly = sorted((paused - self._paused) & set(self.destinations))
+                self._paused = paused
+                if newly:
+                    log.info("destinations paused by an operator: %s (their queued work waits)", ", ".join(newly))
+                    try:
+                        self.broker.release(newly)  # what the broker fetched ahead for them goes back
+                    except BrokerError as exc:  # the next broker call meets it
+                        log.debug("release failed: %s", exc)
+        return self._paused
 
     def _recover_store(self) -> None:
         """Record what the partner took during the outage (then acknowledge it), or just probe the store: no batch
@@ -394,16 +441,29 @@ class Worker:
         first_of: dict[int, int] = {}
         decided: list[tuple[int, Outcome]] = []
         to_start: dict[int, Delivery] = {}
+        newest: dict[int, int] = {}  # delivery id -> the index of its copy of the newest generation (then first)
+        for index, delivery in enumerate(batch):
+            if delivery.delivery_id is not None:
+                kept = newest.setdefault(delivery.delivery_id, index)
+                if generation_of(delivery) > generation_of(batch[kept]):
+                    newest[delivery.delivery_id] = index
+        paused = self._paused
+        for index in sorted(set(range(len(batch))) - set(newest.values())):  # copies settle with the kept one
+            copy_of = batch[index].delivery_id
+            if copy_of is not None:
+                copies.setdefault(newest[copy_of], []).append(batch[index])
         for index, delivery in enumerate(batch):
             delivery_id = delivery.delivery_id
-            if delivery_id is not None and delivery_id in first_of:
-                copies[first_of[delivery_id]].append(delivery)
+            if delivery_id is not None and newest[delivery_id] != index:
                 continue
-            copies[index] = []
+            copies.setdefault(index, [])
             if delivery_id is None:
                 decided.append((index, Outcome("dead", reason="queue message carries no delivery id")))
                 continue
             first_of[delivery_id] = index
+            if delivery.destination in paused:  # taken just before the pause was seen: waits with the rest
+                decided.append((index, PAUSED))
+                continue
             cooldown = self._breakers[delivery.destination].allow()
             if cooldown > 0:
                 decided.append((index, Outcome("deferred", cooldown, f"circuit open for {delivery.destination}")))
@@ -414,7 +474,7 @@ class Worker:
                      sum(map(len, copies.values())))  # fmt: skip
         broker_error = self._settle_all(batch, copies, decided)
         try:
-            started_at = self.store.start_attempts_at([d.delivery_id for d in to_start.values()]) if to_start else {}
+            started_at = self._start(list(to_start.values())) if to_start else {}
         except StoreUnavailableError:
             self._settle_all(batch, copies, [(index, GIVE_BACK) for index in to_start])
             raise
@@ -427,10 +487,10 @@ class Worker:
         ready: dict[int, tuple[int, Outbound]] = {}
         built: list[tuple[int, Outcome]] = []
         for index, delivery in to_start.items():
-            attempt = started.get(delivery.delivery_id)
+            attempt = started.get(delivery.delivery_id or 0)  # to_start holds no delivery without an id
             if attempt is None:
-                log.info("message_id=%s destination=%s already delivered (or dead); ack", delivery.message_id,
-                         delivery.destination)  # fmt: skip
+                log.info("message_id=%s destination=%s already delivered (or dead, or superseded by a retry now); "
+                         "ack", delivery.message_id, delivery.destination)  # fmt: skip
                 built.append((index, Outcome("already")))
                 continue
             outbound = self._build(delivery)
@@ -464,6 +524,14 @@ class Worker:
         if broker_error is not None:
             raise broker_error
         return self.settled - before
+
+    def _start(self, deliveries: list[Delivery]) -> dict[int, tuple[int, datetime]]:
+        """Start the attempts (``Store.start_attempts_at``), each for the generation its queue message carries."""
+        ids = [d.delivery_id for d in deliveries if d.delivery_id is not None]
+        generations = {d.delivery_id: g for d in deliveries if d.delivery_id is not None and (g := generation_of(d))}
+        if generations:
+            return self.store.start_attempts_at(ids, generations)
+        return self.store.start_attempts_at(ids)
 
     def _complete(
         self,

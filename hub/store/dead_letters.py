@@ -1,10 +1,14 @@
-"""Dead letters: deliveries given up on, filed for an operator, and their replay (a fresh retry budget)."""
+"""Dead letters: deliveries given up on, filed for an operator, and what the operator does with one: replay it (a
+fresh retry budget) or close it with a reason, without resending. Each of the two happens at most once, and not
+both; each is audited in the same transaction (``hub.store.audit``)."""
 
 from __future__ import annotations
 
+from typing import Literal, NoReturn
+
 import sqlalchemy as sa
 
-from hub.errors import AlreadyReplayedError, UnknownDeadLetterError
+from hub.errors import AlreadyReplayedError, DeadLetterClosedError, UnknownDeadLetterError
 from hub.logs import mask_personal
 from hub.store import audit
 from hub.store.database import Database, now
@@ -15,6 +19,9 @@ from hub.store.traffic import count
 from hub.store.types import DeadLetter, PendingDelivery
 
 DD, DL = DeliveryState.DELIVERED, DeliveryState.DEAD
+DeadLetterState = Literal["open", "closed", "replayed", "all"]
+DEAD_LETTER_STATES: tuple[DeadLetterState, ...] = ("open", "closed", "replayed", "all")
+_OPEN = (dead_letters.c.replayed_at.is_(None), dead_letters.c.closed_at.is_(None))
 _LISTING = (
     sa.select(
         dead_letters.c.id,
@@ -31,6 +38,9 @@ _LISTING = (
         dead_letters.c.created_at,
         dead_letters.c.replayed_at,
         dead_letters.c.replayed_by,
+        dead_letters.c.closed_at,
+        dead_letters.c.closed_by,
+        dead_letters.c.close_reason,
     )
     .select_from(
         dead_letters.join(deliveries, dead_letters.c.delivery_id == deliveries.c.id).join(
@@ -56,9 +66,7 @@ def record_dead(db: Database, delivery_id: int, *, reason: str, error: str) -> i
             if state_of(conn, delivery_id) != DL:
                 refuse(conn, delivery_id, "dead-letter it")
             open_id = conn.execute(
-                sa.select(sa.func.max(dead_letters.c.id)).where(
-                    dead_letters.c.delivery_id == delivery_id, dead_letters.c.replayed_at.is_(None)
-                )
+                sa.select(sa.func.max(dead_letters.c.id)).where(dead_letters.c.delivery_id == delivery_id, *_OPEN)
             ).scalar()
             if open_id is not None:
                 return int(open_id)
@@ -79,15 +87,26 @@ def record_dead(db: Database, delivery_id: int, *, reason: str, error: str) -> i
 
 
 def list_dead_letters(
-    db: Database, *, destination: str | None = None, include_replayed: bool = False, limit: int = 500
+    db: Database,
+    *,
+    destination: str | None = None,
+    include_replayed: bool = False,
+    limit: int = 500,
+    state: DeadLetterState | None = None,
 ) -> list[DeadLetter]:
-    """Dead letters, oldest first: open ones only unless ``include_replayed``; ``last_error`` masked (for every
-    list: the API's, the CLI's, the operator page's)."""
+    """Dead letters, oldest first: ``state`` open (neither replayed nor closed: the default), closed, replayed or
+    all (``include_replayed`` is the older spelling of all); ``last_error`` masked (for every list: the API's,
+    the CLI's, the operator page's)."""
     query = _LISTING.limit(limit)
     if destination is not None:
         query = query.where(deliveries.c.destination == destination)
-    if not include_replayed:
-        query = query.where(dead_letters.c.replayed_at.is_(None))
+    chosen = state or ("all" if include_replayed else "open")
+    if chosen == "open":
+        query = query.where(*_OPEN)
+    elif chosen == "closed":
+        query = query.where(dead_letters.c.closed_at.is_not(None))
+    elif chosen == "replayed":
+        query = query.where(dead_letters.c.replayed_at.is_not(None))
     with db.transaction(readonly=True) as conn:
         rows = conn.execute(query).all()
     # personal IDs masked as answered too (the worker keeps errors masked; rows kept before it did are not)
@@ -101,6 +120,44 @@ def get_dead_letter(db: Database, dead_letter_id: int) -> DeadLetter | None:
     return None if row is None else DeadLetter(**{**row._mapping, "last_error": mask_personal(row.last_error)})
 
 
+def _refuse(conn: sa.Connection, dead_letter_id: int) -> NoReturn:
+    """Why a dead letter cannot be replayed or closed: unknown, replayed already, or closed already."""
+    row = conn.execute(
+        sa.select(dead_letters.c.replayed_at, dead_letters.c.replayed_by, dead_letters.c.closed_at,
+                  dead_letters.c.closed_by).where(dead_letters.c.id == dead_letter_id)
+    ).first()  # fmt: skip
+    if row is None:
+        raise UnknownDeadLetterError(dead_letter_id)
+    if row.closed_at is not None:
+        raise DeadLetterClosedError(dead_letter_id, row.closed_by, row.closed_at)
+    raise AlreadyReplayedError(dead_letter_id, row.replayed_by, row.replayed_at)
+
+
+def close(db: Database, dead_letter_id: int, *, actor: str, reason: str, role: str | None = None,
+          client: str | None = None) -> DeadLetter:  # fmt: skip
+    """Close an open dead letter without resending it (see ``Store.close_dead_letter``)."""
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("closing a dead letter needs a reason")
+    at_now = now()
+    with db.transaction() as conn:
+        delivery_id = conn.execute(
+            dead_letters.update()
+            .where(dead_letters.c.id == dead_letter_id, *_OPEN)
+            .values(closed_at=at_now, closed_by=actor, close_reason=reason[:2000])
+            .returning(dead_letters.c.delivery_id)
+        ).scalar()
+        if delivery_id is None:
+            _refuse(conn, dead_letter_id)
+        row = conn.execute(_LISTING.where(dead_letters.c.id == dead_letter_id)).one()
+        add_events(conn, event_row(row.message_pk, EventState.CLOSED, at_now, destination=row.destination,
+                                   actor=actor, detail=f"dead letter {dead_letter_id}: {reason[:500]}"))  # fmt: skip
+        audit.record(conn, actor=actor, action="dead_letter.close", subject=str(dead_letter_id), role=role,
+                     client=client, detail={"reason": reason[:500], "message_id": row.message_id,
+                                            "destination": row.destination})  # fmt: skip
+    return DeadLetter(**{**row._mapping, "last_error": mask_personal(row.last_error)})
+
+
 def replay(db: Database, dead_letter_id: int, *, actor: str) -> PendingDelivery:
     """Record who replays a dead letter and requeue its delivery, unpublished, attempts reset (see
     ``Store.replay``)."""
@@ -108,19 +165,12 @@ def replay(db: Database, dead_letter_id: int, *, actor: str) -> PendingDelivery:
     with db.transaction() as conn:
         delivery_id = conn.execute(
             dead_letters.update()
-            .where(dead_letters.c.id == dead_letter_id, dead_letters.c.replayed_at.is_(None))
+            .where(dead_letters.c.id == dead_letter_id, *_OPEN)
             .values(replayed_at=at_now, replayed_by=actor)
             .returning(dead_letters.c.delivery_id)
         ).scalar()
         if delivery_id is None:
-            row = conn.execute(
-                sa.select(dead_letters.c.replayed_at, dead_letters.c.replayed_by).where(
-                    dead_letters.c.id == dead_letter_id
-                )
-            ).first()
-            if row is None:
-                raise UnknownDeadLetterError(dead_letter_id)
-            raise AlreadyReplayedError(dead_letter_id, row.replayed_by, row.replayed_at)
+            _refuse(conn, dead_letter_id)
         row = conn.execute(
             deliveries.update()
             .where(deliveries.c.id == delivery_id, deliveries.c.state == DL)

@@ -5,21 +5,28 @@ or dead (``hub.store.dead_letters``). A delivered delivery stays delivered: a re
 left out of ``start_attempts`` and not recorded twice (``record_delivered_many`` is state-guarded and locks the
 rows it reads on PostgreSQL, so two workers cannot both record it), so the worker acknowledges it without
 calling the partner again; a dead one is left out the same way until it is replayed.
+
+"Retry now" (``retry_now``) makes a delivery waiting for its retry due at once and raises its ``generation``: it
+is published anew with the new generation in its queue message (``GENERATION_HEADER``), and ``start_attempts``
+only starts a delivery for a queue message of its current generation. The copy still waiting out its backoff in
+the broker carries the old one, so when it arrives it is acknowledged without calling the partner (even while the
+new copy's call is under way, when the state alone could not tell them apart).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hub.errors import DeliveryClosedError, UnknownDeliveryError
+from hub.errors import DeliveryClosedError, NotRetryingError, UnknownDeliveryError
+from hub.store import audit
 from hub.store.database import Database, chunks, digest, now
-from hub.store.history import add_events, delivery_event
+from hub.store.history import add_events, delivery_event, event_row
 from hub.store.schema import DeliveryState, EventState, UTCDateTime, deliveries, messages
 from hub.store.traffic import count
 from hub.store.types import Delivered, DeliveryView, PendingDelivery, sent_as
@@ -36,11 +43,16 @@ Q, DV, RT, DD, DL = (
 # parameters, so one prepared construct serves every batch.
 _B_IDS: sa.BindParameter[Any] = sa.bindparam("b_ids", expanding=True)
 _B_NOW = sa.bindparam("b_now", type_=UTCDateTime)
+GENERATION_HEADER = "delivery-generation"  # a queue message header; absent: generation 0
 RETURNING = (deliveries.c.attempts, deliveries.c.message_pk, deliveries.c.destination)
 _STATE = sa.select(deliveries.c.state).where(deliveries.c.id == sa.bindparam("b_id"))
 _START_ATTEMPTS = (
     deliveries.update()
-    .where(deliveries.c.id.in_(_B_IDS), deliveries.c.state.notin_([DD, DL]))
+    .where(
+        deliveries.c.id.in_(_B_IDS),
+        deliveries.c.state.notin_([DD, DL]),
+        deliveries.c.generation == sa.bindparam("b_gen"),
+    )
     .values(attempts=deliveries.c.attempts + 1, state=DV, next_attempt_at=None, updated_at=_B_NOW)
     .returning(deliveries.c.id, *RETURNING, deliveries.c.created_at)
 )
@@ -81,6 +93,7 @@ _PENDING_COLUMNS = (
     messages.c.envelope,
     deliveries.c.attempts,
     deliveries.c.state,
+    deliveries.c.generation,
 )
 _WITH_MESSAGE = deliveries.join(messages, deliveries.c.message_pk == messages.c.id)
 PENDING = sa.select(*_PENDING_COLUMNS).select_from(_WITH_MESSAGE)
@@ -216,21 +229,35 @@ def delivery(db: Database, delivery_id: int) -> DeliveryView | None:
 # ---------------------------------------------------------------- lifecycle
 
 
-def start_attempts(db: Database, delivery_ids: Sequence[int]) -> dict[int, int]:
+def start_attempts(
+    db: Database, delivery_ids: Sequence[int], generations: Mapping[int, int] | None = None
+) -> dict[int, int]:
     """Count a new attempt of each delivery (state ``delivering``, event ``attempt_started``), in one
     transaction and two statements: {delivery id: attempt number}, leaving out delivered, dead or unknown ids (a
-    stray copy of a dead delivery is not sent again; a replay makes it queued first)."""
-    return {delivery_id: attempt for delivery_id, (attempt, _) in start_attempts_at(db, delivery_ids).items()}
+    stray copy of a dead delivery is not sent again; a replay makes it queued first), and those whose queue
+    message is of an older generation than the delivery (``generations``: id → the message's, 0 when absent; a
+    copy superseded by "retry now")."""
+    found = start_attempts_at(db, delivery_ids, generations)
+    return {delivery_id: attempt for delivery_id, (attempt, _) in found.items()}
 
 
-def start_attempts_at(db: Database, delivery_ids: Sequence[int]) -> dict[int, tuple[int, datetime]]:
+def start_attempts_at(
+    db: Database, delivery_ids: Sequence[int], generations: Mapping[int, int] | None = None
+) -> dict[int, tuple[int, datetime]]:
     """``start_attempts`` with each delivery's creation time, which is its message's acceptance time (same
     transaction): the worker's accept-to-delivered latency costs no extra query."""
     if not delivery_ids:
         return {}
+    by_generation: dict[int, list[int]] = {}
+    for delivery_id in delivery_ids:
+        by_generation.setdefault((generations or {}).get(delivery_id, 0), []).append(delivery_id)
     at_now = now()
     with db.transaction() as conn:
-        rows = conn.execute(_START_ATTEMPTS, {"b_ids": list(delivery_ids), "b_now": at_now}).all()
+        rows = [
+            row
+            for generation, ids in sorted(by_generation.items())  # nearly always one statement: generation 0
+            for row in conn.execute(_START_ATTEMPTS, {"b_ids": ids, "b_now": at_now, "b_gen": generation})
+        ]
         add_events(conn, *(delivery_event(r, EventState.ATTEMPT_STARTED, at_now) for r in rows))
     return {int(r.id): (int(r.attempts), r.created_at) for r in rows}
 
@@ -293,3 +320,42 @@ def record_retry(db: Database, delivery_id: int, *, error: str, delay_s: float, 
             delivery_event(row, EventState.RETRY_SCHEDULED, at_now, detail),
         )
         count(conn, at_now, "failed", {row.destination: 1})
+
+
+def retry_now(
+    db: Database,
+    *,
+    actor: str,
+    message_id: str | None = None,
+    destination: str | None = None,
+    role: str | None = None,
+    client: str | None = None,
+) -> list[PendingDelivery]:
+    """Make every delivery of a message (``message_id``) or of a destination that waits for a retry due now (see
+    ``Store.retry_now``); audited (``delivery.retry_now``) in the same transaction."""
+    if (message_id is None) == (destination is None):
+        raise ValueError("retry now: name a message or a destination")
+    at_now = now()
+    chosen: sa.ColumnElement[bool]
+    if message_id is not None:
+        chosen = deliveries.c.message_pk.in_(sa.select(messages.c.id).where(messages.c.message_id == message_id))
+    else:
+        chosen = deliveries.c.destination == destination
+    with db.transaction() as conn:
+        ids = sorted(
+            conn.execute(
+                deliveries.update()
+                .where(chosen, deliveries.c.state == RT)
+                .values(next_attempt_at=at_now, published_at=None, relay_claimed_until=None, updated_at=at_now,
+                        generation=deliveries.c.generation + 1)
+                .returning(deliveries.c.id)
+            ).scalars()
+        )  # fmt: skip
+        if not ids and message_id is not None:
+            raise NotRetryingError(f"message {message_id}")
+        rows = [pending(r) for chunk in chunks(ids) for r in conn.execute(PENDING.where(deliveries.c.id.in_(chunk)))]
+        add_events(conn, *(event_row(p.message_pk, EventState.RETRY_NOW, at_now, destination=p.destination,
+                                     actor=actor, detail="retry now: the backoff skipped") for p in rows))  # fmt: skip
+        audit.record(conn, actor=actor, action="delivery.retry_now", subject=message_id or destination, role=role,
+                     client=client, detail={"count": len(rows), "deliveries": ids[:100]})  # fmt: skip
+    return sorted(rows, key=lambda p: p.delivery_id)

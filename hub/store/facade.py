@@ -21,6 +21,7 @@ from hub.store import dead_letters as _dead_letters
 from hub.store import deliveries as _deliveries
 from hub.store import dossiers as _dossiers
 from hub.store import message_log as _message_log
+from hub.store import pauses as _pauses
 from hub.store import queries as _queries
 from hub.store import traffic as _traffic
 from hub.store.database import Database, now
@@ -211,18 +212,43 @@ class Store:
         """Everything about one delivery, including the inbound and (once delivered) outbound and sent bytes."""
         return _deliveries.delivery(self.db, delivery_id)
 
-    def start_attempts(self, delivery_ids: Sequence[int]) -> dict[int, int]:
+    def start_attempts(
+        self, delivery_ids: Sequence[int], generations: Mapping[int, int] | None = None
+    ) -> dict[int, int]:
         """Count a new attempt of each delivery (state ``delivering``, event ``attempt_started``), in one
         transaction: {delivery id: attempt number}.
 
         Deliveries already delivered (a redelivered queue message), dead (until replayed) or unknown are left out
-        of the answer, so the caller acknowledges them without calling the partner again.
+        of the answer, so the caller acknowledges them without calling the partner again; so are those whose queue
+        message is of an older generation (``generations``: id → the queue message's; see ``retry_now``).
         """
-        return _deliveries.start_attempts(self.db, delivery_ids)
+        return _deliveries.start_attempts(self.db, delivery_ids, generations)
 
-    def start_attempts_at(self, delivery_ids: Sequence[int]) -> dict[int, tuple[int, datetime]]:
+    def start_attempts_at(
+        self, delivery_ids: Sequence[int], generations: Mapping[int, int] | None = None
+    ) -> dict[int, tuple[int, datetime]]:
         """``start_attempts`` with each delivery's acceptance time: {delivery id: (attempt number, accepted at)}."""
-        return _deliveries.start_attempts_at(self.db, delivery_ids)
+        return _deliveries.start_attempts_at(self.db, delivery_ids, generations)
+
+    def retry_now(
+        self,
+        *,
+        actor: str,
+        message_id: str | None = None,
+        destination: str | None = None,
+        role: str | None = None,
+        client: str | None = None,
+    ) -> list[PendingDelivery]:
+        """Skip the backoff: every delivery of the message (or of the destination) waiting for a retry becomes due
+        now, unpublished, of a new generation (events ``retry_now``; audited ``delivery.retry_now``).
+
+        Publish the returned deliveries (or let the relay do it, after its grace period) and ``mark_published``
+        them; the older copies still waiting in the broker are then acknowledged without a partner call.
+        ``NotRetryingError`` for a message none of whose deliveries waits for a retry; a destination with none
+        returns ``[]``."""
+        return _deliveries.retry_now(
+            self.db, actor=actor, message_id=message_id, destination=destination, role=role, client=client
+        )
 
     def record_delivered_many(self, items: Sequence[Sequence[Any]]) -> list[bool]:
         """Record deliveries, each item read as ``Delivered(*item)``: (delivery id, outbound envelope, detail[,
@@ -251,12 +277,27 @@ class Store:
         return _dead_letters.record_dead(self.db, delivery_id, reason=reason, error=error)
 
     def dead_letters(
-        self, *, destination: str | None = None, include_replayed: bool = False, limit: int = 500
+        self,
+        *,
+        destination: str | None = None,
+        include_replayed: bool = False,
+        limit: int = 500,
+        state: _dead_letters.DeadLetterState | None = None,
     ) -> list[DeadLetter]:
-        """Dead letters, oldest first: open ones only unless ``include_replayed``."""
+        """Dead letters, oldest first: ``state`` open (the default: neither replayed nor closed), closed,
+        replayed or all; ``include_replayed`` means all."""
         return _dead_letters.list_dead_letters(
-            self.db, destination=destination, include_replayed=include_replayed, limit=limit
+            self.db, destination=destination, include_replayed=include_replayed, limit=limit, state=state
         )
+
+    def close_dead_letter(
+        self, dead_letter_id: int, *, actor: str, reason: str, role: str | None = None, client: str | None = None
+    ) -> DeadLetter:
+        """Close an open dead letter without resending it: who, when and why (``reason`` not blank, else
+        ``ValueError``), an event ``closed`` on the message's history and an audit row ``dead_letter.close``, in
+        one transaction. Raises ``UnknownDeadLetterError``, ``DeadLetterClosedError`` (closed already) or
+        ``AlreadyReplayedError``."""
+        return _dead_letters.close(self.db, dead_letter_id, actor=actor, reason=reason, role=role, client=client)
 
     def dead_letter(self, dead_letter_id: int) -> DeadLetter | None:
         """One dead letter, replayed or not; ``None`` if there is none with this id."""
@@ -266,11 +307,33 @@ class Store:
         """Send a dead letter again: record who and when, requeue its delivery (unpublished, attempts reset).
 
         The delivery is ``queued`` with no attempts counted, so the retry budget starts afresh; the history
-        keeps every earlier attempt. Raises ``UnknownDeadLetterError``, ``AlreadyReplayedError``, or
+        keeps every earlier attempt. Raises ``UnknownDeadLetterError``, ``AlreadyReplayedError``,
+        ``DeadLetterClosedError``, or
         ``DeliveryClosedError`` if the delivery is no longer dead (e.g. a late attempt delivered it).
         Publish the returned delivery (or let the relay do it) and then ``mark_published`` it.
         """
         return _dead_letters.replay(self.db, dead_letter_id, actor=actor)
+
+    # ---------------------------------------------------------------- paused destinations
+
+    def pause_destination(
+        self, destination: str, *, actor: str, reason: str, role: str | None = None, client: str | None = None
+    ) -> _pauses.Pause:
+        """Stop calling ``destination`` until resumed; its queued work waits (``hub.store.pauses``). Audited
+        ``destination.pause``; ``DestinationPausedError`` if it is paused already, ``ValueError`` for a blank
+        reason."""
+        return _pauses.pause(self.db, destination, actor=actor, reason=reason, role=role, client=client)
+
+    def resume_destination(
+        self, destination: str, *, actor: str, role: str | None = None, client: str | None = None
+    ) -> _pauses.Pause:
+        """Call ``destination`` again; returns the pause it ended. Audited ``destination.resume``;
+        ``DestinationNotPausedError`` if it was not paused."""
+        return _pauses.resume(self.db, destination, actor=actor, role=role, client=client)
+
+    def paused_destinations(self) -> dict[str, _pauses.Pause]:
+        """Every paused destination and its pause."""
+        return _pauses.paused(self.db)
 
     # ---------------------------------------------------------------- dossiers
 

@@ -14,7 +14,16 @@ from sqlalchemy.engine import Connection
 
 from hub.store.database import Database, chunks, now
 from hub.store.flow_records import LOOKUP_ANSWERED, LOOKUP_FAILED, citizen_lookups
-from hub.store.schema import PENDING_STATES, DeliveryState, EventState, UTCDateTime, deliveries, events, messages
+from hub.store.schema import (
+    PENDING_STATES,
+    DeliveryState,
+    EventState,
+    UTCDateTime,
+    dead_letters,
+    deliveries,
+    events,
+    messages,
+)
 from hub.store.types import (
     DeliveryStatus,
     DestinationStats,
@@ -127,8 +136,13 @@ def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
     return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
 
+# Dead deliveries an operator closed (without resending): no longer waiting for anyone, so not counted as dead.
+_CLOSED = sa.select(dead_letters.c.delivery_id).where(dead_letters.c.closed_at.is_not(None))
+
+
 def queue_overview(db: Database) -> list[DestinationStats]:
-    """Per destination: deliveries by state, age of the oldest pending one, deliveries in the last 60 s."""
+    """Per destination: deliveries by state (dead: waiting for an operator, closed ones left out), age of the
+    oldest pending one, deliveries in the last 60 s."""
     at_now = now()
     since = at_now - timedelta(seconds=60)
     state = deliveries.c.state
@@ -139,7 +153,7 @@ def queue_overview(db: Database) -> list[DestinationStats]:
             _count(state == DeliveryState.DELIVERING).label("delivering"),
             _count(state == DeliveryState.RETRYING).label("retrying"),
             _count(state == DeliveryState.DELIVERED).label("delivered"),
-            _count(state == DeliveryState.DEAD).label("dead"),
+            _count(sa.and_(state == DeliveryState.DEAD, deliveries.c.id.notin_(_CLOSED))).label("dead"),
             sa.func.min(sa.case((state.in_(PENDING_STATES), deliveries.c.queued_at)), type_=UTCDateTime).label(
                 "oldest"
             ),

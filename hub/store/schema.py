@@ -84,6 +84,8 @@ class EventState(StrEnum):
     RETRY_SCHEDULED = "retry_scheduled"
     DEAD_LETTERED = "dead_lettered"
     REPLAYED = "replayed"
+    CLOSED = "closed"  # an operator closed the dead letter without resending
+    RETRY_NOW = "retry_now"  # an operator made a waiting retry due now
     REJECTED = "rejected"
     STATUS_APPLIED = "status_applied"
     STATUS_STALE = "status_stale"
@@ -151,6 +153,10 @@ deliveries = sa.Table(
     # Until when an outbox relay holds this unpublished delivery while it publishes it (migration 0009); NULL: no
     # claim. Cleared when the delivery is marked published.
     sa.Column("relay_claimed_until", UTCDateTime, nullable=True),
+    # Which publication of this delivery a queue message must carry to be attempted (migration 0013): "retry now"
+    # raises it and publishes anew, so the copy still waiting out its backoff in the broker is acknowledged
+    # without a second partner call. Queue messages without the header carry 0.
+    sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("message_pk", "destination"),
     sa.CheckConstraint(
         "state IN ('queued', 'delivering', 'retrying', 'delivered', 'dead')",
@@ -200,6 +206,10 @@ dead_letters = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("replayed_at", UTCDateTime, nullable=True),
     sa.Column("replayed_by", sa.String(128), nullable=True),
+    # Closed by an operator without resending (migration 0013): who, when and why; a closed one is not replayed.
+    sa.Column("closed_at", UTCDateTime, nullable=True),
+    sa.Column("closed_by", sa.String(128), nullable=True),
+    sa.Column("close_reason", sa.Text, nullable=True),
     sa.Index(None, "delivery_id"),
     sa.Index(None, "replayed_at"),
 )
@@ -354,6 +364,17 @@ delivery_minutes = sa.Table(
     sa.Column("failed", sa.Integer, nullable=False, server_default="0"),
     sa.Column("dead", sa.Integer, nullable=False, server_default="0"),
     sa.Index(None, "minute"),  # the prune and the all-destination windows
+)
+
+# Destinations an operator paused (migration 0013): while a row exists the workers do not consume for it, so its
+# queued work waits in the broker; resuming deletes the row (the audit log keeps both actions).
+paused_destinations = sa.Table(
+    "paused_destinations",
+    metadata,
+    sa.Column("destination", sa.String(64), primary_key=True),
+    sa.Column("paused_at", UTCDateTime, nullable=False),
+    sa.Column("paused_by", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
 )
 
 # The partner flows' tables (F2–F4) live in their own module, on this metadata.

@@ -131,6 +131,7 @@ class PendingDelivery:
     envelope: bytes
     attempts: int
     state: DeliveryState
+    generation: int  # the publication a queue message must carry to be attempted (see ``Store.retry_now``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +168,9 @@ class DeadLetter:
     created_at: datetime
     replayed_at: datetime | None
     replayed_by: str | None
+    closed_at: datetime | None
+    closed_by: str | None
+    close_reason: str | None
 
 
 @dataclass(frozen=True, slots=True)

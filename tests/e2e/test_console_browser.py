@@ -106,6 +106,8 @@ class Hub:
             terminate(proc)
 
     def register(self) -> str:
+        if getattr(self, "_ministry_key", None):  # registered by an earlier test of the module
+            return self._ministry_key
         keys = {}
         for spec in (
             {"code": MINISTRY, "name": "Phần mềm Bộ TN&MT", "kind": "ministry", "sends": ["dossier.status"],
@@ -117,6 +119,7 @@ class Hub:
             response = httpx.post(f"{self.base}/api/v1/connectors", json=spec, headers={"X-Api-Key": ADMIN_KEY})
             assert response.status_code == 201, response.text
             keys[spec["code"]] = response.json()["api_key"]
+        self._ministry_key: str = keys[MINISTRY]
         return keys[MINISTRY]
 
     def push_status(self, api_key: str) -> str:
@@ -308,3 +311,77 @@ def test_operator_signs_in_sees_the_dead_letter_replays_it_and_sees_it_delivered
     assert any(line.get("connector") == PROVINCE and line.get("dossier_code") == DOSSIER for line in about), about
     serve_lines = [line for line in (hub.root / "serve.log").read_text().splitlines() if line.strip()]
     assert any('"actor": "nguyen.van.a"' in line for line in serve_lines), "the sign-in and replay are audited"
+
+
+def sign_in(hub: Hub, driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{hub.base}/login")
+    driver.find_element(By.ID, "username").send_keys(OPERATOR)
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    wait_for(lambda: driver.find_elements(By.ID, "queues"), 10, "the console")
+
+
+def test_operator_closes_a_dead_letter_and_pauses_and_resumes_a_destination(hub: Hub, driver) -> None:
+    """The operator actions with their confirmation steps: close a dead letter with a reason (not resent), pause
+    the destination (the queue panel says so; a message sent meanwhile waits), resume it (the message arrives)."""
+    from selenium.webdriver.common.by import By
+
+    key = hub.register()
+    if not any(log.name == "worker.log" for _, log in hub.procs):
+        hub.start("worker")
+        time.sleep(1.2)  # the API process reloads the registry (LIENTHONG_REGISTRY_REFRESH_S=1)
+    hub.sink.state.fail_status = 400
+    message_id = hub.push_status(key)
+    dead = wait_for(lambda: [d for d in hub.dead_letters() if d["message_id"] == message_id], 30,
+                    f"the dead letter\n{hub.logs()}")[0]  # fmt: skip
+    hub.sink.state.fail_status = 0
+    sign_in(hub, driver)
+
+    # Close: the button next to "replay" leads to the confirmation, which needs a reason.
+    steady(lambda: driver.find_element(By.CSS_SELECTOR, f"#dl-{dead['id']} button[formaction]").click())
+    confirm = wait_for(lambda: driver.find_elements(By.ID, "action-confirm"), 10, "the close confirmation")[0]
+    assert message_id in confirm.text and OPERATOR in confirm.text
+    driver.find_element(By.ID, "action-reason").send_keys("Đã gửi bằng tay cho tỉnh, phiếu HD-1042")
+    shoot(driver, "action-confirm", "actions-close")
+    driver.find_element(By.ID, "confirm-action").click()
+    flash = wait_for(lambda: driver.find_elements(By.ID, "flash"), 10, "the close outcome")[0]
+    assert "Đã đóng 1 thư lỗi" in flash.text
+    closed = httpx.get(f"{hub.base}/api/v1/dead-letters?state=closed", headers={"X-Api-Key": ADMIN_KEY}).json()
+    assert [(d["id"], d["closed_by"]) for d in closed] == [(dead["id"], OPERATOR)]
+    panel = steady(lambda: driver.find_element(By.ID, "dead-letters").get_attribute("innerHTML"))
+    assert f"dl-{dead['id']}" not in panel
+    assert message_id not in hub.sink.state.first_seen  # closed, not resent
+
+    # Pause: from the queue panel, confirmed with a reason; the panel then says "paused".
+    row = f"tr[id='q-{PROVINCE}']"
+    steady(lambda: driver.find_element(By.CSS_SELECTOR, f"{row} a[href$='/pause']").click())
+    wait_for(lambda: driver.find_elements(By.ID, "action-confirm"), 10, "the pause confirmation")
+    driver.find_element(By.ID, "action-reason").send_keys("Tỉnh bảo trì hệ thống")
+    driver.find_element(By.ID, "confirm-action").click()
+    wait_for(lambda: driver.find_elements(By.ID, "flash"), 10, "the pause outcome")
+    assert "Đang tạm dừng" in steady(lambda: driver.find_element(By.CSS_SELECTOR, row).text)
+    steady(lambda: shoot(driver, "queues", "actions-pause"))
+    waiting = hub.push_status(key)  # sent while paused: waits in the queue
+
+    # Resume: confirmed; the badge goes and the waiting message is delivered, once.
+    steady(lambda: driver.find_element(By.CSS_SELECTOR, f"{row} a[href$='/resume']").click())
+    wait_for(lambda: driver.find_elements(By.ID, "action-confirm"), 10, "the resume confirmation")
+    driver.find_element(By.ID, "confirm-action").click()
+    wait_for(lambda: driver.find_elements(By.ID, "flash"), 10, "the resume outcome")
+    assert "Đang tạm dừng" not in steady(lambda: driver.find_element(By.CSS_SELECTOR, row).text)
+    wait_for(lambda: hub.sink.state.first_seen.get(waiting), 30, f"the message sent while paused\n{hub.logs()}")
+    assert console_errors(driver) == []
+
+    from hub.store import Store
+    from hub.store.audit import AuditFilter
+
+    store = Store(f"sqlite:///{hub.root / 'hub.db'}")
+    try:
+        entries = store.audit_entries(AuditFilter(actor=OPERATOR)).items
+    finally:
+        store.close()
+    done = [(e.action, e.subject, e.role) for e in entries if e.action.startswith(("dead_letter.", "destination."))]
+    assert done == [("destination.resume", PROVINCE, "operator"), ("destination.pause", PROVINCE, "operator"),
+                    ("dead_letter.close", str(dead["id"]), "operator")]  # fmt: skip

@@ -130,6 +130,10 @@ class FakeStore:
     def ping(self) -> None:
         self._check("ping")
 
+    def paused_destinations(self) -> dict[str, object]:
+        self._check("paused_destinations")
+        return {}
+
     def start_attempts(self, delivery_ids: Sequence[int]) -> dict[int, int]:
         self._check("start_attempts")
         for i in delivery_ids:

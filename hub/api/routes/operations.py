@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as FastApiPath
 
 from hub.api.dependencies import ApiKey, ListLimit, hub_of, staff_hub
@@ -26,7 +26,8 @@ DEAD_LETTERS_EXAMPLE = [
     {"id": 12, "delivery_id": 3481, "message_id": "7f0c2a8e-4d1b-4e8f-9a51-2f1d3c4b5a60", "sender": "000.00.00.G22",
      "destination": "000.00.00.H12", "dossier_code": "000.00.00.H12-251123-0042", "message_type": "dossier.status",
      "reason": "rejected", "last_error": "HTTP 400 from the partner: invalid dossier status",
-     "attempts": 1, "created_at": "2025-11-23T02:16:04Z", "replayed_at": None, "replayed_by": None},
+     "attempts": 1, "created_at": "2025-11-23T02:16:04Z", "replayed_at": None, "replayed_by": None,
+     "closed_at": None, "closed_by": None, "close_reason": None},
 ]  # fmt: skip
 REPLAY_EXAMPLE = {"dead_letter_id": 12, "message_id": "7f0c2a8e-4d1b-4e8f-9a51-2f1d3c4b5a60",
                   "destination": "000.00.00.H12", "replayed_by": "nguyen.van.a", "status": "queued"}  # fmt: skip
@@ -65,9 +66,14 @@ def dead_letters(
     destination: str | None = None,
     include_replayed: bool = False,
     limit: ListLimit = 500,
+    state: Annotated[
+        Literal["open", "closed", "replayed", "all"] | None,
+        Query(description="open (neither replayed nor closed; the default), closed, replayed or all"),
+    ] = None,
 ) -> list[DeadLetterOut]:  # type: ignore[valid-type]
     hub = staff_hub(request, x_api_key)
-    found = hub.store.dead_letters(destination=destination, include_replayed=include_replayed, limit=limit)
+    found = hub.store.dead_letters(destination=destination, include_replayed=include_replayed, limit=limit,
+                                   state=state)  # fmt: skip
     return [DeadLetterOut.model_validate(d) for d in found]
 
 
@@ -78,7 +84,8 @@ def dead_letters(
     summary="Send a dead letter again (admin or operator key)",
     response_model=ReplayOut,
     status_code=202,
-    description="Recorded with the key owner's name as the actor; a dead letter is replayed at most once (409).",
+    description="Recorded with the key owner's name as the actor; a dead letter is replayed at most once, and a "
+    "closed one not at all (409).",
     responses={
         202: {"content": {"application/json": {"example": REPLAY_EXAMPLE}}},
         **responses("unauthenticated", "forbidden", "not-found", "conflict", "unavailable"),

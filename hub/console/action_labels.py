@@ -1,0 +1,57 @@
+"""The labels of the operator actions (``hub.console.actions``), merged into the page's translations
+(``hub.console.i18n``): key → (Vietnamese, English)."""
+
+from __future__ import annotations
+
+ACTION_LABELS: dict[str, tuple[str, str]] = {
+    "close": ("Đóng", "Close"),
+    "pause": ("Tạm dừng", "Pause"),
+    "resume": ("Tiếp tục", "Resume"),
+    "retry_now": ("Gửi lại ngay", "Retry now"),
+    "paused": ("Đang tạm dừng", "Paused"),
+    "actions": ("Thao tác", "Actions"),
+    "action_title_close": ("Đóng thư lỗi (không gửi lại)", "Close dead letters (without resending)"),
+    "action_title_pause": ("Tạm dừng gửi tới đối tác", "Pause deliveries to"),
+    "action_title_resume": ("Tiếp tục gửi tới đối tác", "Resume deliveries to"),
+    "action_title_retry-now": ("Gửi lại ngay (bỏ qua thời gian chờ)", "Retry now (skip the backoff) for"),
+    "close_text": (
+        "Các thư lỗi dưới đây sẽ được đóng mà không gửi lại, ghi nhận người đóng ({who}), thời điểm và lý do.",
+        "The dead letters below will be closed without resending; who ({who}), when and why are recorded.",
+    ),
+    "pause_text": (
+        "Trục sẽ ngừng gọi đối tác này trong vài giây; tin đang chờ được giữ lại, không mất và không tính là lần "
+        "gửi lỗi. Người tạm dừng ({who}), thời điểm và lý do được ghi nhận.",
+        "The hub stops calling this partner within seconds; waiting messages are kept, none is lost or counted "
+        "as a failed attempt. Who ({who}), when and why are recorded.",
+    ),
+    "resume_text": (
+        "Trục sẽ gọi lại đối tác này; các tin đang chờ sẽ được gửi đi.",
+        "The hub calls this partner again; the waiting messages flow.",
+    ),
+    "retry_now_text": (
+        "{n} lần gửi đang chờ gửi lại sẽ được gửi ngay, mỗi tin một lần.",
+        "{n} deliveries waiting for a retry will be sent now, each once.",
+    ),
+    "paused_by": ("Tạm dừng bởi {who} lúc {at}: {reason}", "Paused by {who} at {at}: {reason}"),
+    "action_reason": ("Lý do (bắt buộc)", "Reason (required)"),
+    "action_confirm_close": ("Xác nhận đóng", "Confirm close"),
+    "action_confirm_pause": ("Xác nhận tạm dừng", "Confirm pause"),
+    "action_confirm_resume": ("Xác nhận tiếp tục", "Confirm resume"),
+    "action_confirm_retry-now": ("Xác nhận gửi lại ngay", "Confirm retry now"),
+    "reason_required": ("Vui lòng nhập lý do.", "Please give a reason."),
+    "closed_ok": ("Đã đóng {n} thư lỗi.", "{n} dead letter(s) closed."),
+    "paused_ok": ("Đã tạm dừng gửi tới {n}.", "Deliveries to {n} paused."),
+    "resumed_ok": ("Đã tiếp tục gửi tới {n}.", "Deliveries to {n} resumed."),
+    "retried_ok": ("Đã đưa {n} lần gửi đi gửi lại ngay.", "{n} deliveries retried now."),
+    "action_failed": ("Không thực hiện được thao tác.", "The action could not be done."),
+    "action_error": ("{id} {error}", "{id} {error}"),
+    "action_forbidden": (
+        "Chỉ người vận hành hoặc quản trị viên được thực hiện thao tác này.",
+        "Only an operator or an administrator may do this.",
+    ),
+}
+
+ACTION_STATES: dict[str, tuple[str, str]] = {
+    "closed": ("đã đóng", "closed"),
+    "retry_now": ("gửi lại ngay", "retried now"),
+}
