@@ -382,6 +382,7 @@ def test_operator_closes_a_dead_letter_and_pauses_and_resumes_a_destination(hub:
         entries = store.audit_entries(AuditFilter(actor=OPERATOR)).items
     finally:
         store.close()
-    done = [(e.action, e.subject, e.role) for e in entries if e.action.startswith(("dead_letter.", "destination."))]
+    mine = ("dead_letter.close", "destination.pause", "destination.resume")  # the first test's replay is audited too
+    done = [(e.action, e.subject, e.role) for e in entries if e.action in mine]
     assert done == [("destination.resume", PROVINCE, "operator"), ("destination.pause", PROVINCE, "operator"),
                     ("dead_letter.close", str(dead["id"]), "operator")]  # fmt: skip
