@@ -522,11 +522,14 @@ def dead_letters_list(
     state: Annotated[
         DeadLetterStateOpt | None, typer.Option(help="open (the default), closed, replayed or all")
     ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=5000, help="At most this many, oldest first")] = 500,
+    after: Annotated[int | None, typer.Option(help="Only ids above this one (the next page)")] = None,
     as_json: JsonOpt = False,
     utc: UtcOpt = False,
 ) -> None:
     """List dead letters: id, destination, message, reason, attempts and the last error (below 120 columns the
-    type, dossier and times are left out: `hub dead-letters show ID` has everything)."""
+    type, dossier and times are left out: `hub dead-letters show ID` has everything). The title says how many
+    match in all; `--after` the last id shown gives the next page."""
     from rich.table import Table
 
     from hub.cliformat import NARROW, console, jsonable, print_json
@@ -534,9 +537,10 @@ def dead_letters_list(
     clock = _clock(utc)
     runtime = _runtime()
     try:
-        rows = runtime.store.dead_letters(
-            destination=destination, include_replayed=include_replayed, state=state.value if state else None
-        )
+        chosen = state.value if state else ("all" if include_replayed else "open")
+        rows = runtime.store.dead_letters(destination=destination, state=chosen, limit=limit + 1, after=after)
+        has_next, rows = len(rows) > limit, rows[:limit]
+        total = runtime.store.dead_letter_count(destination=destination, state=chosen)
     finally:
         runtime.close()
     if as_json:
@@ -546,7 +550,9 @@ def dead_letters_list(
     if not rows:
         screen.print("no dead letters")
         return
-    table = Table(title=f"{len(rows)} dead letter(s)", title_justify="left")
+    more = f" of {total}" if total > len(rows) else ""
+    more += f" (next page: --after {rows[-1].id})" if has_next else ""
+    table = Table(title=f"{len(rows)}{more} dead letter(s)", title_justify="left")
     if screen.width < NARROW:
         # Widths set here: rich's own sizing crops a table whose columns cannot all shrink enough.
         fixed = {

@@ -333,6 +333,12 @@ _LABELS: dict[str, tuple[str, str]] = {
     "sync_no_portal": ("Chưa đăng ký kết nối Cổng DVC quốc gia.", "No national portal connector is registered."),
     "payments": ("Xác nhận thanh toán bị từ chối", "Rejected payment confirmations"),
     "payments_none": ("Không có xác nhận thanh toán nào bị từ chối.", "No payment confirmation was rejected."),
+    "dead_more": (
+        "Hiện {n} thư lỗi cũ nhất trên tổng số {total}; xem hết: nhật ký thông điệp (trạng thái thư lỗi), "
+        "hub dead-letters list hoặc GET /api/v1/dead-letters (theo trang).",
+        "The oldest {n} of {total} dead letters; all of them: the message log (state dead), hub dead-letters list "
+        "or GET /api/v1/dead-letters (paged).",
+    ),
     "payments_more": (
         "Hiện {n} lần từ chối gần nhất trên tổng số {total} (GET /api/v1/partner-refusals).",
         "The latest {n} of {total} refusals (GET /api/v1/partner-refusals).",

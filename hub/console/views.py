@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 DOWN_FAILURES = 3
 DEGRADED_RATE = 0.2
 CERT_WARN_DAYS = 30
+DEAD_SHOWN = 200  # dead letters listed on the page (the oldest); the count is the true total, the rest paged elsewhere
 PREVIEW_CHARS = 1800
 PAYLOAD_CHARS = 20_000  # a traced message's masked payload on the page (the download has all of it)
 NATIONAL_PORTAL_KIND = "national_portal"
@@ -449,14 +450,14 @@ def deadlines(store: Any, connectors: Sequence[Any], now: datetime, settings: Se
 
 
 def snapshot(store: Any, registry: Any, *, window_s: float, warn_age_s: float, now: datetime | None = None,
-             dead_limit: int = 200, previews: bool = True, settings: Any = None) -> Snapshot:  # fmt: skip
+             dead_limit: int | None = None, previews: bool = True, settings: Any = None) -> Snapshot:  # fmt: skip
     """Read the live panels' figures from the store and the registry."""
     now = now or datetime.now(UTC)
     connectors = list(registry.list()) if registry is not None else []
     names = {c.code: c.name for c in connectors}
     stats = store.queue_overview()
     activity = store.partner_activity(window_s)
-    dead = store.dead_letters(limit=dead_limit)
+    dead = store.dead_letters(limit=dead_limit or DEAD_SHOWN)
     shown: dict[int, str] = {}
     for d in dead if previews else ():
         view = store.delivery(d.delivery_id)

@@ -93,24 +93,39 @@ def list_dead_letters(
     include_replayed: bool = False,
     limit: int = 500,
     state: DeadLetterState | None = None,
+    after: int | None = None,
 ) -> list[DeadLetter]:
     """Dead letters, oldest first: ``state`` open (neither replayed nor closed: the default), closed, replayed or
-    all (``include_replayed`` is the older spelling of all); ``last_error`` masked (for every list: the API's,
-    the CLI's, the operator page's)."""
-    query = _LISTING.limit(limit)
-    if destination is not None:
-        query = query.where(deliveries.c.destination == destination)
-    chosen = state or ("all" if include_replayed else "open")
-    if chosen == "open":
-        query = query.where(*_OPEN)
-    elif chosen == "closed":
-        query = query.where(dead_letters.c.closed_at.is_not(None))
-    elif chosen == "replayed":
-        query = query.where(dead_letters.c.replayed_at.is_not(None))
+    all (``include_replayed`` is the older spelling of all); ``after``: only ids above it (the next page);
+    ``last_error`` masked (for every list: the API's, the CLI's, the operator page's)."""
+    query = _LISTING.where(*_chosen(destination, state or ("all" if include_replayed else "open"))).limit(limit)
+    if after is not None:
+        query = query.where(dead_letters.c.id > after)
     with db.transaction(readonly=True) as conn:
         rows = conn.execute(query).all()
     # personal IDs masked as answered too (the worker keeps errors masked; rows kept before it did are not)
     return [DeadLetter(**{**r._mapping, "last_error": mask_personal(r.last_error)}) for r in rows]
+
+
+def _chosen(destination: str | None, state: str) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = []
+    if destination is not None:
+        where.append(deliveries.c.destination == destination)
+    if state == "open":
+        where.extend(_OPEN)
+    elif state == "closed":
+        where.append(dead_letters.c.closed_at.is_not(None))
+    elif state == "replayed":
+        where.append(dead_letters.c.replayed_at.is_not(None))
+    return where
+
+
+def count_dead_letters(db: Database, *, destination: str | None = None, state: DeadLetterState = "open") -> int:
+    """How many dead letters ``list_dead_letters`` would list without a limit (a list's total)."""
+    joined = dead_letters.join(deliveries, dead_letters.c.delivery_id == deliveries.c.id)
+    query = sa.select(sa.func.count()).select_from(joined)
+    with db.transaction(readonly=True) as conn:
+        return int(conn.execute(query.where(*_chosen(destination, state))).scalar_one())
 
 
 def get_dead_letter(db: Database, dead_letter_id: int) -> DeadLetter | None:

@@ -283,12 +283,19 @@ class Store:
         include_replayed: bool = False,
         limit: int = 500,
         state: _dead_letters.DeadLetterState | None = None,
+        after: int | None = None,
     ) -> list[DeadLetter]:
         """Dead letters, oldest first: ``state`` open (the default: neither replayed nor closed), closed,
-        replayed or all; ``include_replayed`` means all."""
+        replayed or all; ``include_replayed`` means all; ``after`` an id: the page after it."""
         return _dead_letters.list_dead_letters(
-            self.db, destination=destination, include_replayed=include_replayed, limit=limit, state=state
+            self.db, destination=destination, include_replayed=include_replayed, limit=limit, state=state, after=after
         )
+
+    def dead_letter_count(
+        self, *, destination: str | None = None, state: _dead_letters.DeadLetterState = "open"
+    ) -> int:
+        """How many dead letters a listing with these filters holds in all (its total)."""
+        return _dead_letters.count_dead_letters(self.db, destination=destination, state=state)
 
     def close_dead_letter(
         self, dead_letter_id: int, *, actor: str, reason: str, role: str | None = None, client: str | None = None

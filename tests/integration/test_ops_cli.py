@@ -182,6 +182,18 @@ def test_queues_on_an_empty_hub(ops: Ops) -> None:
     assert lines[1:] == ["Overdue intake (8 working hours): none"]
 
 
+def test_dead_letters_list_pages_with_the_total(ops: Ops) -> None:
+    ops.accept(3)
+    ops.control(status=400, count=3)
+    ops.deliver_all(3)
+    ids = [d.id for d in ops.runtime.store.dead_letters()]
+    first = ops.run("dead-letters", "list", "--limit", "2")
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith(f"2 of 3 (next page: --after {ids[1]}) dead letter(s)")
+    last = ops.run("dead-letters", "list", "--limit", "2", "--after", str(ids[1]))
+    assert last.output.startswith("1 of 3 dead letter(s)") and table_row(last.output, str(ids[2]))
+
+
 def test_dead_letters_list_and_replay_by_id(ops: Ops) -> None:
     (message_id,) = ops.accept(1)
     ops.control(status=400, count=1)

@@ -614,6 +614,37 @@ def test_queues_dead_letters_and_replay_with_the_operator_key(api: Api) -> None:
     assert_problem(api.client.post("/api/v1/dead-letters/999999/replay", headers={"X-Api-Key": ADMIN_KEY}), 404)
 
 
+def test_dead_letters_are_paged_with_a_total_and_a_next_link(api: Api) -> None:
+    """The list stays an array; the total and the next page travel in X-Total-Count and Link (rel="next")."""
+    store = api.hub.store
+    dead_ids = []
+    for _ in range(5):
+        message_id = api.post(api.envelope()).json()["message_id"]
+        delivery_id = store.trace(message_id, MINISTRY).deliveries[0].delivery_id
+        store.start_attempts([delivery_id])
+        dead_ids.append(store.record_dead(delivery_id, reason="rejected", error="HTTP 400 from partner"))
+    seen, url, totals = [], "/api/v1/dead-letters?limit=2", set()
+    while url:
+        page = api.get(url, "operator")
+        assert page.status_code == 200, page.text
+        seen += [d["id"] for d in page.json()]
+        totals.add(page.headers["x-total-count"])
+        link = page.headers.get("link")
+        url = link[link.index("/api/") : link.index(">")] if link else ""
+        if len(seen) == 2:  # a dead letter arriving between pages does not shift the next page
+            message_id = api.post(api.envelope()).json()["message_id"]
+            delivery_id = store.trace(message_id, MINISTRY).deliveries[0].delivery_id
+            store.start_attempts([delivery_id])
+            dead_ids.append(store.record_dead(delivery_id, reason="rejected", error="HTTP 400 from partner"))
+    assert seen == dead_ids and totals == {"5", "6"}
+    closed = store.close_dead_letter(dead_ids[0], actor="an", reason="handled by phone")
+    assert closed.closed_by == "an"
+    assert api.get("/api/v1/dead-letters?limit=1", "operator").headers["x-total-count"] == "5"
+    assert api.get("/api/v1/dead-letters?state=closed", "operator").headers["x-total-count"] == "1"
+    bad = assert_problem(api.get("/api/v1/dead-letters?cursor=not-ours", "operator"), 400, "cursor")
+    assert bad["errors"][0]["path"] == "/query/cursor"
+
+
 def test_a_partner_refusal_echoing_the_applicant_is_kept_listed_and_logged_masked(api: Api) -> None:
     """The portal's error text names the applicant (any case, no accents) and their ID: the dead letter, the
     delivery's last error, the trace and the worker's log line keep them masked; the operator still reads why."""

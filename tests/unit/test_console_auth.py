@@ -192,6 +192,18 @@ def _dead_letter(client: TestClient, pki) -> int:
     return store.record_dead(delivery, reason="rejected", error="HTTP 400")
 
 
+def test_the_dead_letter_count_is_the_total_when_the_page_lists_fewer(client, pki, monkeypatch) -> None:
+    from hub.console import views
+
+    monkeypatch.setattr(views, "DEAD_SHOWN", 2)
+    ids = [_dead_letter(client, pki) for _ in range(3)]
+    _sign_in(client)
+    panels = client.get("/console/panels").text
+    assert re.search(r'id="dead-total">3<', panels)
+    assert [f'id="dl-{i}"' in panels for i in ids] == [True, True, False]  # the oldest first
+    assert "Hiện 2 thư lỗi cũ nhất trên tổng số 3" in panels
+
+
 def test_replay_needs_csrf_then_confirmation_and_is_audited(client, pki) -> None:
     dead_id = _dead_letter(client, pki)
     _sign_in(client)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as FastApiPath
 
 from hub.api.dependencies import ApiKey, ListLimit, hub_of, staff_hub
 from hub.api.models import DeadLetterOut, QueueOut, ReplayOut
 from hub.api.problems import ApiProblem, responses
-from hub.errors import Issue, UnknownDeadLetterError
+from hub.errors import InvalidCursorError, Issue, UnknownDeadLetterError
 from hub.services import ADMIN, OPERATOR, require
+from hub.store.pages import decode_cursor, encode_cursor
 
 router = APIRouter()
 
@@ -49,19 +50,32 @@ def queues(request: Request, x_api_key: ApiKey = None) -> list[QueueOut]:  # typ
     return [QueueOut.model_validate(s) for s in hub.store.queue_overview()]
 
 
+PAGE_HEADERS = {
+    "X-Total-Count": {"description": "How many dead letters match the filters in all", "schema": {"type": "integer"}},
+    "Link": {
+        "description": 'The next page, when there is one: `<…?cursor=…>; rel="next"` (RFC 8288)',
+        "schema": {"type": "string"},
+    },
+}
+
+
 @router.get(
     "/api/v1/dead-letters",
     operation_id="list_dead_letters",
     tags=["operations"],
     summary="Deliveries given up on (admin or operator key)",
+    description="Oldest first, `limit` a page. The answer stays a JSON array (as it always was); the total is the "
+    '`X-Total-Count` header and the next page the `Link` header\'s `rel="next"` URL, which carries a `cursor` '
+    "(keyset: a page stays right while dead letters arrive). A cursor this hub did not hand out is 400.",
     response_model=list[DeadLetterOut],  # type: ignore[valid-type]
     responses={
-        200: {"content": {"application/json": {"example": DEAD_LETTERS_EXAMPLE}}},
-        **responses("unauthenticated", "forbidden", "unavailable"),
+        200: {"content": {"application/json": {"example": DEAD_LETTERS_EXAMPLE}}, "headers": PAGE_HEADERS},
+        **responses("malformed", "unauthenticated", "forbidden", "unavailable"),
     },
 )
 def dead_letters(
     request: Request,
+    response: Response,
     x_api_key: ApiKey = None,
     destination: str | None = None,
     include_replayed: bool = False,
@@ -70,11 +84,22 @@ def dead_letters(
         Literal["open", "closed", "replayed", "all"] | None,
         Query(description="open (neither replayed nor closed; the default), closed, replayed or all"),
     ] = None,
+    cursor: Annotated[str | None, Query(description='From the `Link` header\'s rel="next" URL')] = None,
 ) -> list[DeadLetterOut]:  # type: ignore[valid-type]
     hub = staff_hub(request, x_api_key)
-    found = hub.store.dead_letters(destination=destination, include_replayed=include_replayed, limit=limit,
-                                   state=state)  # fmt: skip
-    return [DeadLetterOut.model_validate(d) for d in found]
+    try:
+        after = decode_cursor(cursor)
+    except InvalidCursorError as exc:
+        issues = [Issue("/query/cursor", i.rule, i.message) for i in exc.issues]
+        raise ApiProblem("malformed", exc.detail, issues) from None
+    chosen = state or ("all" if include_replayed else "open")
+    found = hub.store.dead_letters(destination=destination, limit=limit + 1, state=chosen, after=after)
+    page = found[:limit]
+    response.headers["X-Total-Count"] = str(hub.store.dead_letter_count(destination=destination, state=chosen))
+    if len(found) > limit:
+        next_url = request.url.include_query_params(cursor=encode_cursor(page[-1].id))
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return [DeadLetterOut.model_validate(d) for d in page]
 
 
 @router.post(
