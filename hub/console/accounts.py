@@ -18,11 +18,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hub.console import auth, roles
-from hub.console.routes import _check_session, _client, _first, _form, _render, _settings, hub_of
+from hub.console.pages import check_session, client_address, first, hub_of, read_form, render, settings_of
 from hub.errors import AccountRefusedError
 from hub.store import accounts as store_accounts
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(_check_session)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_session)])
 PAGE = "/console/accounts"
 STEPS = ("add", "disable", "enable", "reset")  # the changes, as the forms name them
 
@@ -42,19 +42,19 @@ def accounts_page(request: Request) -> Response:
     engine = hub_of(request).store.engine
     kept = store_accounts.list_accounts(engine)
     names = {a.name for a in kept}
-    configured = [a for name, a in sorted(auth.configured(_settings(request)).items()) if name not in names]
-    shadowed = sorted(names & set(auth.configured(_settings(request))))
-    return _render(request, "accounts.html", kept=kept, configured=configured, shadowed=shadowed,
+    configured = [a for name, a in sorted(auth.configured(settings_of(request)).items()) if name not in names]
+    shadowed = sorted(names & set(auth.configured(settings_of(request))))
+    return render(request, "accounts.html", kept=kept, configured=configured, shadowed=shadowed,
                    roles_list=store_accounts.ROLES, flash=request.session.pop("flash", None))  # fmt: skip
 
 
 async def _step(request: Request) -> tuple[dict, dict[str, list[str]], str, str] | Response:
     """What every step checks: an admin, the CSRF token, a known change; the form, the change and the name."""
     user = roles.require_role(request, roles.ADMIN)
-    form = await _form(request)
-    if not auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD)):
+    form = await read_form(request)
+    if not auth.csrf_ok(request.session, first(form, auth.CSRF_FIELD)):
         return _back(request, "error", "bad_csrf")
-    step, name = _first(form, "step"), _first(form, "name").strip()
+    step, name = first(form, "step"), first(form, "name").strip()
     if step not in STEPS:
         return _back(request, "error", "bad_csrf")
     return user, form, step, name
@@ -67,7 +67,7 @@ async def confirm(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     user, form, step, name = checked
-    role = _first(form, "role")
+    role = first(form, "role")
     try:
         if step == "add":
             store_accounts.check_name(name)
@@ -78,7 +78,7 @@ async def confirm(request: Request) -> Response:
         return _refusal(request, exc, name)
     if step == "disable" and name == user["name"]:
         return _back(request, "error", "acc_err_self")
-    return _render(request, "account_confirm.html", step=step, account=name, role=role)
+    return render(request, "account_confirm.html", step=step, account=name, role=role)
 
 
 @router.post(f"{PAGE}/apply")
@@ -89,15 +89,15 @@ async def apply(request: Request) -> Response:
         return checked
     user, form, step, name = checked
     engine = hub_of(request).store.engine
-    by = store_accounts.Who(user["name"], user["role"], _client(request))
+    by = store_accounts.Who(user["name"], user["role"], client_address(request))
     try:
         if step in ("add", "reset"):
-            password = _first(form, "password")
-            if password != _first(form, "password2"):
+            password = first(form, "password")
+            if password != first(form, "password2"):
                 return _back(request, "error", "acc_err_mismatch")
             hashed = await run_in_threadpool(auth.new_password_hash, password)
             if step == "add":
-                await run_in_threadpool(partial(store_accounts.add, engine, name, _first(form, "role"), hashed, by=by))
+                await run_in_threadpool(partial(store_accounts.add, engine, name, first(form, "role"), hashed, by=by))
                 return _back(request, "ok", "acc_added", name=name)
             ended = await run_in_threadpool(partial(store_accounts.reset_password, engine, name, hashed, by=by))
             return _back(request, "ok", "acc_reset", name=name, n=ended)

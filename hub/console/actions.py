@@ -19,14 +19,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hub.console import auth, roles
-from hub.console.routes import _check_session, _first, _form, _ids, _render, hub_of, templates
+from hub.console.pages import check_session, first, form_ids, hub_of, read_form, render, templates
 from hub.errors import LienthongError
 from hub.services import actions
 from hub.store.pauses import Pause
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(_check_session)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_session)])
 
 DESTINATION_ACTIONS = ("pause", "resume", "retry-now")
 MAX_REASON = 2000
@@ -62,8 +62,8 @@ def _failed(request: Request, anchor: str, exc: Exception) -> RedirectResponse:
 
 
 async def _checked_form(request: Request, anchor: str) -> dict[str, list[str]] | Response:
-    form = await _form(request)
-    if not auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD)):
+    form = await read_form(request)
+    if not auth.csrf_ok(request.session, first(form, auth.CSRF_FIELD)):
         request.session["flash"] = {"kind": "error", "key": "bad_csrf"}
         return RedirectResponse(f"/#{anchor}", status_code=303)
     return form
@@ -79,11 +79,11 @@ async def close_confirm(request: Request) -> Response:
     form = await _checked_form(request, "dead-letters")
     if isinstance(form, Response):
         return form
-    ids = _ids(form)
+    ids = form_ids(form)
     open_ones = await run_in_threadpool(hub_of(request).store.dead_letters, limit=5000)
     chosen = [d for d in open_ones if d.id in ids]
-    return _render(request, "action_confirm.html", action="close", items=chosen, ids=[d.id for d in chosen],
-                   target="/console/dead-letters/close/confirm", reason=_first(form, "reason"), error=None)  # fmt: skip
+    return render(request, "action_confirm.html", action="close", items=chosen, ids=[d.id for d in chosen],
+                   target="/console/dead-letters/close/confirm", reason=first(form, "reason"), error=None)  # fmt: skip
 
 
 @router.post("/console/dead-letters/close/confirm")
@@ -93,7 +93,7 @@ async def close(request: Request) -> Response:
     form = await _checked_form(request, "dead-letters")
     if isinstance(form, Response):
         return form
-    ids, reason = _ids(form), _first(form, "reason").strip()[:MAX_REASON]
+    ids, reason = form_ids(form), first(form, "reason").strip()[:MAX_REASON]
     if not ids:
         request.session["flash"] = {"kind": "error", "key": "nothing_selected"}
         return RedirectResponse("/#dead-letters", status_code=303)
@@ -101,7 +101,7 @@ async def close(request: Request) -> Response:
     if not reason:  # the confirmation again, saying what is missing
         open_ones = await run_in_threadpool(hub.store.dead_letters, limit=5000)
         chosen = [d for d in open_ones if d.id in ids]
-        return _render(request, "action_confirm.html", status_code=400, action="close", items=chosen,
+        return render(request, "action_confirm.html", status_code=400, action="close", items=chosen,
                        ids=[d.id for d in chosen], target="/console/dead-letters/close/confirm", reason="",
                        error="reason_required")  # fmt: skip
     actor, closed, errors = _actor(request, user), 0, []
@@ -131,7 +131,7 @@ def destination_confirm(request: Request, code: str, action: str) -> Response:
         return Response("not found", status_code=404, media_type="text/plain")
     store = hub_of(request).store
     queue = next((q for q in store.queue_overview() if q.destination == code), None)
-    return _render(request, "action_confirm.html", action=action, destination=code, queue=queue,
+    return render(request, "action_confirm.html", action=action, destination=code, queue=queue,
                    pause=store.paused_destinations().get(code), target=f"/console/destinations/{code}/{action}",
                    items=[], ids=[], reason="", error=None)  # fmt: skip
 
@@ -148,9 +148,9 @@ async def destination_act(request: Request, code: str, action: str) -> Response:
     hub, actor = hub_of(request), _actor(request, user)
     try:
         if action == "pause":
-            reason = _first(form, "reason").strip()[:MAX_REASON]
+            reason = first(form, "reason").strip()[:MAX_REASON]
             if not reason:
-                return _render(request, "action_confirm.html", status_code=400, action=action, destination=code,
+                return render(request, "action_confirm.html", status_code=400, action=action, destination=code,
                                queue=None, pause=None, target=f"/console/destinations/{code}/{action}", items=[],
                                ids=[], reason="", error="reason_required")  # fmt: skip
             await run_in_threadpool(actions.pause, hub.runtime, code, reason=reason, actor=actor)
@@ -175,7 +175,7 @@ async def message_retry_now(request: Request) -> Response:
     form = await _checked_form(request, "search")
     if isinstance(form, Response):
         return form
-    message_id = _first(form, "message_id")[:200]
+    message_id = first(form, "message_id")[:200]
     hub = hub_of(request)
     try:
         due = await run_in_threadpool(

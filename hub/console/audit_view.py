@@ -17,11 +17,11 @@ from fastapi.responses import HTMLResponse, Response
 
 from hub.console import roles
 from hub.console.i18n import Translator
-from hub.console.routes import _check_session, _render, _settings, hub_of
+from hub.console.pages import check_session, hub_of, render, settings_of
 from hub.errors import InvalidCursorError
 from hub.store.audit import GROUPS, OUTCOMES, AuditFilter
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(_check_session)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_session)])
 PAGE = "/console/audit"
 PAGE_SIZE = 50
 FIELDS = ("since", "until", "actor", "group", "outcome")
@@ -58,7 +58,7 @@ def audit_filter(values: dict[str, str], zone: str) -> AuditFilter:
 def audit_page(request: Request) -> Response:
     roles.require_role(request, roles.ADMIN)
     values = {name: request.query_params.get(name, "")[:64] for name in FIELDS}
-    flt = audit_filter(values, _settings(request).calendar_timezone)
+    flt = audit_filter(values, settings_of(request).calendar_timezone)
     cursor = request.query_params.get("cursor") or None
     try:
         page = hub_of(request).store.audit_entries(flt, cursor=cursor, limit=PAGE_SIZE)
@@ -69,7 +69,7 @@ def audit_page(request: Request) -> Response:
     kept = {k: v for k, v in values.items() if v}
     next_url = f"{PAGE}?{urlencode({**kept, 'cursor': page.next_cursor})}" if page.next_cursor else None
     first_url = f"{PAGE}?{urlencode(kept)}" if cursor else None
-    return _render(request, "audit.html", page=page, values=values, groups=list(GROUPS), outcomes=OUTCOMES,
+    return render(request, "audit.html", page=page, values=values, groups=list(GROUPS), outcomes=OUTCOMES,
                    next_url=next_url, first_url=first_url, bad_cursor=bad_cursor, details=_details)  # fmt: skip
 
 

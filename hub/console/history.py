@@ -18,10 +18,10 @@ from markupsafe import Markup
 
 from hub.console.charts import history_chart
 from hub.console.i18n import Translator
-from hub.console.routes import _check_session, _lang, _render, _to_login, _user, hub_of
+from hub.console.pages import check_session, current_user, hub_of, lang_of, render, to_login
 from hub.store.traffic import DEFAULT_WINDOW, WINDOWS, TrafficHistory
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(_check_session)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_session)])
 
 
 @dataclass(frozen=True)
@@ -57,24 +57,24 @@ def _read(request: Request, window: str, destination: str | None) -> tuple[Traff
     connectors = list(hub.registry.list()) if hub.registry is not None else []
     names = {c.code: c.name for c in connectors}
     receivers = [c.code for c in connectors if c.endpoint is not None and destination in (None, c.code)]
-    return traffic, charts(traffic, names, receivers, Translator(_lang(request)))
+    return traffic, charts(traffic, names, receivers, Translator(lang_of(request)))
 
 
 @router.get("/console/history", response_class=HTMLResponse)
 async def history_page(request: Request, window: str = DEFAULT_WINDOW, destination: str | None = None) -> Response:
-    if _user(request) is None:
-        return _to_login(request)
+    if current_user(request) is None:
+        return to_login(request)
     window, destination = _window(window), (destination or "")[:64] or None
     traffic, shown = await run_in_threadpool(_read, request, window, destination)
-    return _render(request, "history.html", traffic=traffic, charts=shown, window=window, windows=list(WINDOWS),
+    return render(request, "history.html", traffic=traffic, charts=shown, window=window, windows=list(WINDOWS),
                    destination=destination)  # fmt: skip
 
 
 @router.get("/console/history/charts", response_class=HTMLResponse)
 async def history_charts(request: Request, window: str = DEFAULT_WINDOW, destination: str | None = None) -> Response:
-    if _user(request) is None:
+    if current_user(request) is None:
         return Response("sign in again", status_code=401, media_type="text/plain")
     window, destination = _window(window), (destination or "")[:64] or None
     traffic, shown = await run_in_threadpool(_read, request, window, destination)
-    return _render(request, "history_charts.html", traffic=traffic, charts=shown, window=window,
+    return render(request, "history_charts.html", traffic=traffic, charts=shown, window=window,
                    destination=destination)  # fmt: skip

@@ -22,13 +22,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from hub.console import routes
 from hub.console.i18n import Translator
+from hub.console.pages import check_session, current_user, hub_of, lang_of, render, to_login
 from hub.console.views import LOCAL_TZ, mask_payload
 from hub.errors import InvalidCursorError
 from hub.store.message_log import MESSAGE_STATES, MessageFilter, MessageLogPage
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(routes._check_session)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_session)])
 
 FIELDS = ("since", "until", "sender", "receiver", "type", "state", "dossier")
 STAFF = ("operator", "admin")  # roles that may read payloads (masked); raw: admin only
@@ -94,21 +94,21 @@ def parse_filter(values: dict[str, str]) -> tuple[MessageFilter | None, tuple[st
 
 @router.get("/console/messages", response_class=HTMLResponse)
 def message_log(request: Request, cursor: str = "", at: int = 0) -> Response:
-    if routes._user(request) is None:
-        return routes._to_login(request)
+    if current_user(request) is None:
+        return to_login(request)
     values = {name: request.query_params.get(name, "").strip()[:200] for name in FIELDS}
     view = LogView(values, at=max(at, 0) if cursor else 0)
     flt, view.error = parse_filter(values)
-    store = routes.hub_of(request).store
+    store = hub_of(request).store
     if flt is not None:
         try:
             view.page = store.message_log(flt, cursor=cursor or None, limit=PAGE_SIZE)
         except InvalidCursorError:
             view.error = ("cursor", "bad_cursor")
-    registry = routes.hub_of(request).registry
+    registry = hub_of(request).registry
     view.senders = sorted(c.code for c in registry.list()) if registry is not None else []
     status = 400 if view.error else 200
-    return routes._render(request, "message_log.html", status_code=status, view=view)
+    return render(request, "message_log.html", status_code=status, view=view)
 
 
 def payload_response(envelope: bytes, message_id: str, *, raw: bool) -> Response:
@@ -129,11 +129,11 @@ def payload_response(envelope: bytes, message_id: str, *, raw: bool) -> Response
 
 @router.get("/console/messages/{message_id}/payload")
 def download_payload(request: Request, message_id: str, sender: str = "", raw: bool = False) -> Response:
-    user = routes._user(request)
+    user = current_user(request)
     if user is None:
-        return routes._to_login(request)
-    t = Translator(routes._lang(request))
-    store = routes.hub_of(request).store
+        return to_login(request)
+    t = Translator(lang_of(request))
+    store = hub_of(request).store
     audit = {"actor": user["name"], "role": user["role"], "action": "payload.download", "subject": message_id,
              "client": request.client.host if request.client else None}  # fmt: skip
     if user["role"] not in STAFF or (raw and user["role"] != "admin"):

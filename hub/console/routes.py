@@ -14,7 +14,8 @@ Sessions: the signed cookie carries a random session token (and the CSRF token);
 account and the account's credential fingerprint (``hub.store.sessions``). Each request looks the session up, so
 sign-out, expiry and a changed password (or key, or role) end it at once, in every worker process. Failed
 sign-ins back off per account and per address (``hub.console.throttle``); cookies are ``Secure`` unless the page
-is plain HTTP on loopback (``hub.console.secure_cookies``).
+is plain HTTP on loopback (``hub.console.secure_cookies``). What every page shares (the session check, rendering)
+is ``hub.console.pages``; ``hub.console.install`` wires this module's router with the other pages'.
 """
 
 from __future__ import annotations
@@ -24,133 +25,33 @@ import math
 import secrets
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, quote
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
-from starlette.middleware.sessions import SessionMiddleware
 
-from hub.config import Settings
 from hub.console import auth, roles, throttle, views
-from hub.console.i18n import LANG_COOKIE, LANGS, Translator, pick_lang
-from hub.console.secure_cookies import SecureCookies, plain_http_loopback
-from hub.logs import mask_ids
+from hub.console.pages import (
+    check_session,
+    client_address,
+    current_user,
+    first,
+    form_ids,
+    hub_of,
+    read_form,
+    render,
+    settings_of,
+    to_login,
+)
+from hub.console.secure_cookies import plain_http_loopback
 from hub.metrics import SIGNIN_FAILURES, SIGNIN_THROTTLED
-from hub.services import HubService
 from hub.store import audit as audit_log
 from hub.store import sessions
 
-HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "lienthong_console"
-MAX_REPLAY = 500
 audit = logging.getLogger("hub.audit")
 log = logging.getLogger(__name__)
-
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-templates.env.filters["local"] = views.local
-templates.env.filters["masked"] = mask_ids
-templates.env.globals["can"] = roles.can
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
-
-
-def hub_of(request: Request) -> HubService:
-    """The process's ``HubService``, set on the app by ``hub.api.create_app`` (the console does not import the
-    API: the API mounts the console)."""
-    hub: HubService = request.app.state.hub
-    return hub
-
-
-def _settings(request: Request) -> Settings:
-    return hub_of(request).settings
-
-
-def _lang(request: Request) -> str:
-    return pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
-
-
-def _check_session(request: Request) -> None:
-    """Every console request: the operator of the cookie's session token, if the store still has that session
-    and the account still signs in with the same credential (else the session ends here)."""
-    request.state.user = None
-    token = request.session.get("sid")
-    if not isinstance(token, str) or not token:
-        return
-    engine = hub_of(request).store.engine
-    found = sessions.find_session(engine, token)
-    account = auth.lookup(_settings(request), engine, found.name) if found is not None else None
-    if found is not None and account is not None and auth.credential_fingerprint(account) == found.credential:
-        request.state.user = {"name": account.name, "role": account.role}
-        return
-    if found is not None:  # the password, key or role changed, or the account is disabled or gone
-        if sessions.end_session(engine, token):
-            audit_log.record_now(engine, actor=found.name, role=found.role, action="signout", client=_client(request),
-                                 detail={"reason": "credential-changed"})  # fmt: skip
-        audit.info("console session ended: the account's credential changed", extra={"actor": found.name})
-    request.session.pop("sid", None)
-
-
-router = APIRouter(include_in_schema=False, dependencies=[Depends(_check_session)])
-
-
-def _user(request: Request) -> dict | None:
-    """The signed-in operator (``{"name", "role"}``), as ``_check_session`` found it."""
-    return roles.current_user(request)
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "?"
-
-
-def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    lang = _lang(request)
-    context.update(
-        t=Translator(lang),
-        lang=lang,
-        langs=LANGS,
-        user=_user(request),
-        csrf=auth.csrf_token(request.session),
-        csrf_field=auth.CSRF_FIELD,
-        refresh_s=_settings(request).console_refresh_s,
-    )
-    response = templates.TemplateResponse(request, name, context, status_code=status_code)
-    _headers(response, request)
-    return response
-
-
-def _headers(response: Response, request: Request) -> None:
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["Cache-Control"] = "no-store"
-    chosen = request.query_params.get("lang")
-    if chosen in LANGS:
-        response.set_cookie(LANG_COOKIE, chosen, max_age=365 * 86400, httponly=True, samesite="lax")
-
-
-async def _form(request: Request) -> dict[str, list[str]]:
-    """An urlencoded form (the only kind the page posts), without python-multipart."""
-    body = (await request.body())[: 256 * 1024].decode("utf-8", "replace")
-    form: dict[str, list[str]] = {}
-    for key, value in parse_qsl(body, keep_blank_values=True):
-        form.setdefault(key, []).append(value)
-    return form
-
-
-def _first(form: dict[str, list[str]], key: str) -> str:
-    return (form.get(key) or [""])[0]
-
-
-def _to_login(request: Request) -> RedirectResponse:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_session)])
 
 
 def _safe_next(target: str) -> str:
@@ -166,15 +67,15 @@ def _snapshot(request: Request, *, previews: bool = True) -> views.Snapshot:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/") -> Response:
-    if _user(request):
+    if current_user(request):
         return RedirectResponse(_safe_next(next), status_code=303)
-    return _render(request, "login.html", next=_safe_next(next), error=None, insecure=_needs_https(request))
+    return render(request, "login.html", next=_safe_next(next), error=None, insecure=_needs_https(request))
 
 
 def _needs_https(request: Request) -> bool:
     """Whether the browser will drop the (``Secure``) session cookie: plain HTTP, not on loopback."""
     return (
-        not _settings(request).session_https_only
+        not settings_of(request).session_https_only
         and request.url.scheme == "http"
         and not plain_http_loopback(request.scope)
     )
@@ -194,20 +95,20 @@ async def _throttled(request: Request, target: str, name: str, client: str, bloc
         "console sign-in throttled (%s backing off) from %s for %d s", scope, client, retry_after,
         extra={"actor": name[:64] or "?"},
     )  # fmt: skip
-    response = _render(request, "login.html", status_code=429, next=target, error="throttled", username=name)
+    response = render(request, "login.html", status_code=429, next=target, error="throttled", username=name)
     response.headers["Retry-After"] = str(retry_after)
     return response
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    form = await _form(request)
-    target = _safe_next(_first(form, "next") or "/")
-    if not auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD)):
-        return _render(request, "login.html", status_code=400, next=target, error="bad_csrf")
-    name = _first(form, "username").strip()
-    settings, engine = _settings(request), hub_of(request).store.engine
-    client = _client(request)
+    form = await read_form(request)
+    target = _safe_next(first(form, "next") or "/")
+    if not auth.csrf_ok(request.session, first(form, auth.CSRF_FIELD)):
+        return render(request, "login.html", status_code=400, next=target, error="bad_csrf")
+    name = first(form, "username").strip()
+    settings, engine = settings_of(request), hub_of(request).store.engine
+    client = client_address(request)
     keys = throttle.keys(name, client)
     backoff = partial(throttle.backoff_s, settings)
     blocked = await run_in_threadpool(  # the check and the counting in one transaction: no burst gets past it
@@ -215,7 +116,7 @@ async def login(request: Request) -> Response:
     )
     if blocked is not None:
         return await _throttled(request, target, name, client, blocked)
-    account = await run_in_threadpool(auth.authenticate, settings, name, _first(form, "password"), engine)
+    account = await run_in_threadpool(auth.authenticate, settings, name, first(form, "password"), engine)
     if account is None:
         SIGNIN_FAILURES.inc()
         counts = await run_in_threadpool(sessions.failure_counts, engine, keys)
@@ -232,7 +133,7 @@ async def login(request: Request) -> Response:
         waits = [f"{key} until {until.isoformat(timespec='seconds')}" for key, (_, until) in counts.items() if until]
         if waits:
             audit.warning("console sign-in backing off: %s", ", ".join(waits), extra={"actor": name[:64] or "?"})
-        return _render(request, "login.html", next=target, error="bad_login", username=name)  # 200: the form again
+        return render(request, "login.html", next=target, error="bad_login", username=name)  # 200: the form again
     old = request.session.get("sid")
     token = secrets.token_urlsafe(32)
     await run_in_threadpool(
@@ -257,14 +158,14 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    form = await _form(request)
-    user = _user(request)
-    if user and auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD)):
+    form = await read_form(request)
+    user = current_user(request)
+    if user and auth.csrf_ok(request.session, first(form, auth.CSRF_FIELD)):
         engine = hub_of(request).store.engine
         await run_in_threadpool(sessions.end_session, engine, request.session["sid"])
         await run_in_threadpool(
             partial(audit_log.record_now, engine, actor=user["name"], role=user["role"], action="signout",
-                    client=_client(request), detail={"reason": "signed-out"})
+                    client=client_address(request), detail={"reason": "signed-out"})
         )  # fmt: skip
         audit.info("console sign-out", extra={"actor": user["name"]})
         request.session.clear()
@@ -276,9 +177,9 @@ async def logout(request: Request) -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 def page(request: Request, q: str = "") -> Response:
-    user = _user(request)
+    user = current_user(request)
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     hub = hub_of(request)
     result = None
     if q.strip():
@@ -290,26 +191,17 @@ def page(request: Request, q: str = "") -> Response:
                             detail={"raw": False, "sender": result.trace.sender})  # fmt: skip
             result.trace = hub.store.trace(result.trace.message_id, result.trace.sender)
     flash = request.session.pop("flash", None)
-    return _render(request, "page.html", snap=_snapshot(request), result=result, q=q, flash=flash)
+    return render(request, "page.html", snap=_snapshot(request), result=result, q=q, flash=flash)
 
 
 @router.get("/console/panels", response_class=HTMLResponse)
 def panels(request: Request) -> Response:
-    if _user(request) is None:
+    if current_user(request) is None:
         return Response("sign in again", status_code=401, media_type="text/plain")
-    return _render(request, "panels.html", snap=_snapshot(request))
+    return render(request, "panels.html", snap=_snapshot(request))
 
 
 # ------------------------------------------------------------------------------------------------ replay
-
-
-def _ids(form: dict[str, list[str]]) -> list[int]:
-    raw = form.get("only") or form.get("id") or []
-    out: list[int] = []
-    for value in raw[:MAX_REPLAY]:
-        if value.isdigit() and int(value) not in out:
-            out.append(int(value))
-    return out
 
 
 async def _replay_selection(request: Request) -> tuple[dict, list[int]] | Response:
@@ -317,9 +209,9 @@ async def _replay_selection(request: Request) -> tuple[dict, list[int]] | Respon
     where to send them instead (sign-in, a 403 for a viewer, or back to the page with why: a stale form or nothing
     selected)."""
     user = roles.require_role(request, *roles.ACTORS)
-    form = await _form(request)
-    ids = _ids(form)
-    csrf_ok = auth.csrf_ok(request.session, _first(form, auth.CSRF_FIELD))
+    form = await read_form(request)
+    ids = form_ids(form)
+    csrf_ok = auth.csrf_ok(request.session, first(form, auth.CSRF_FIELD))
     if not csrf_ok or not ids:
         request.session["flash"] = {"kind": "error", "key": "nothing_selected" if csrf_ok else "bad_csrf"}
         return RedirectResponse("/#dead-letters", status_code=303)
@@ -334,7 +226,7 @@ async def replay_confirm(request: Request) -> Response:
         return selection
     _, ids = selection
     chosen = [d for d in _snapshot(request, previews=False).dead_letters if d.id in ids]
-    return _render(request, "confirm.html", items=chosen, ids=[d.id for d in chosen])
+    return render(request, "confirm.html", items=chosen, ids=[d.id for d in chosen])
 
 
 @router.post("/console/replay/confirm")
@@ -365,47 +257,3 @@ async def replay(request: Request) -> Response:
         "errors": [[dead_id, str(exc)] for dead_id, exc in errors][:20],
     }
     return RedirectResponse("/#dead-letters", status_code=303)
-
-
-# ------------------------------------------------------------------------------------------------ wiring
-
-
-def install_console(app: FastAPI, settings: Settings) -> None:
-    """Add the operator page to the API app: sessions (a signed cookie holding a token the store knows),
-    ``Secure`` cookies, static files, the routes above."""
-    app.add_middleware(
-        SessionMiddleware,
-        secret_key=auth.session_secret(settings),
-        session_cookie=SESSION_COOKIE,
-        max_age=settings.session_max_age_s,
-        same_site="lax",
-    )
-    served_over_https = (settings.public_url or "").lower().startswith("https:")
-    app.add_middleware(  # outside the session middleware
-        SecureCookies, always=settings.session_https_only or served_over_https
-    )
-    auth.prepare(settings)
-    app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
-    app.include_router(router)
-    from hub.console import trust_page  # it builds on this module's helpers
-
-    app.include_router(trust_page.router)
-    from hub.console import history  # its routes use this module's session check and rendering
-
-    app.include_router(history.router)
-    from hub.console import message_log  # its routes use this module's session check and rendering
-
-    app.include_router(message_log.router)
-    from hub.console import accounts, audit_view  # their routes use this module's helpers
-
-    app.include_router(accounts.router)
-    app.include_router(audit_view.router)
-    from hub.console import actions  # its routes use this module's session check and helpers
-
-    app.include_router(actions.router)
-    roles.install(app, to_login=_to_login, refused=_refused)
-
-
-def _refused(request: Request, exc: roles.RoleRefused) -> Response:
-    """403: the account's role may not do this (the page says which role would)."""
-    return _render(request, "refused.html", status_code=403, needed=exc.roles)

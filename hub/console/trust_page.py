@@ -6,13 +6,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from hub.console import trust
-from hub.console.routes import _check_session, _render, _to_login, _user, hub_of
+from hub.console.pages import check_session, current_user, hub_of, render, to_login
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(_check_session)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_session)])
 
 
 @router.get("/console/trust", response_class=HTMLResponse)
 def trust_page(request: Request) -> Response:
-    if _user(request) is None:
-        return _to_login(request)
-    return _render(request, "trust.html", view=trust.hub_trust_view(hub_of(request)))
+    if current_user(request) is None:
+        return to_login(request)
+    return render(request, "trust.html", view=trust.hub_trust_view(hub_of(request)))
