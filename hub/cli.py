@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from lxml import etree
 from rich.console import Console
+from rich.markup import escape as esc  # table cells hold partner and sign-in text: never markup
 
 from hub import __version__
 from hub.errors import KeyMaterialError, LienthongError, RejectedError, UnknownMessageTypeError
@@ -573,7 +574,7 @@ def dead_letters_list(
             reason = d.reason + ("\n(replayed)" if d.replayed_at else "\n(closed)" if d.closed_at else "")
             error = " ".join(d.last_error.split())
             error = error if len(error) <= 60 else error[:59] + "…"  # a few lines at most; `show` has it all
-            table.add_row(str(d.id), d.destination, d.message_id, reason, str(d.attempts), error)
+            table.add_row(str(d.id), esc(d.destination), esc(d.message_id), esc(reason), str(d.attempts), esc(error))
         screen.print(table)
         screen.print("`hub dead-letters show ID`: one dead letter in full", markup=False)
         return
@@ -585,8 +586,8 @@ def dead_letters_list(
         if d.closed_at:
             replayed = f"closed {clock.short(d.closed_at)} by {d.closed_by}"
         table.add_row(
-            str(d.id), d.destination, d.message_id, d.message_type, d.dossier_code or "", d.reason,
-            str(d.attempts), d.last_error[:120], replayed, clock.short(d.created_at),
+            str(d.id), esc(d.destination), esc(d.message_id), esc(d.message_type), esc(d.dossier_code or ""),
+            esc(d.reason), str(d.attempts), esc(d.last_error[:120]), esc(replayed), clock.short(d.created_at),
         )  # fmt: skip
     screen.print(table)
 
@@ -993,8 +994,8 @@ def connector_list(as_json: JsonOpt = False) -> None:
     for c in rows:
         days = c.cert_expiry_days()
         cells = {
-            "code": c.code, "kind": c.kind, "name": c.name, "sends": "\n".join(c.sends) or "-",
-            "receives": "\n".join(c.receives) or "-", "endpoint": c.endpoint or "-",
+            "code": esc(c.code), "kind": esc(c.kind), "name": esc(c.name), "sends": "\n".join(c.sends) or "-",
+            "receives": "\n".join(c.receives) or "-", "endpoint": esc(c.endpoint or "-"),
             "enabled": "yes" if c.enabled else "[bold red]no[/]", "cert days": "-" if days is None else str(days),
         }  # fmt: skip
         table.add_row(*(cells[column] for column in columns))
@@ -1179,15 +1180,15 @@ def dossier_show(
         for column in (f"at ({clock.label})", "status", "outcome", "source", "reason"):
             table.add_column(column, no_wrap=column.startswith("at") or column == "status", overflow="fold")
         for u in updates:
-            table.add_row(clock.short(u.at), str(u.status), u.outcome, u.source, u.reason or "")
+            table.add_row(clock.short(u.at), str(u.status), esc(u.outcome), esc(u.source), esc(u.reason or ""))
         screen.print(table)
     if messages:
         table = Table(title=f"{len(messages)} message(s)", title_justify="left")
         for column in (f"received ({clock.label})", "type", "from → to", "message id", "status"):
             table.add_column(column, no_wrap=column.startswith("received"), overflow="fold")
         for m in messages:
-            table.add_row(clock.short(m.received_at), m.message_type, f"{m.sender} → {m.receiver}", m.message_id,
-                          m.status)  # fmt: skip
+            table.add_row(clock.short(m.received_at), esc(m.message_type), esc(f"{m.sender} → {m.receiver}"),
+                          esc(m.message_id), esc(m.status))  # fmt: skip
         screen.print(table)
 
 
@@ -1258,7 +1259,7 @@ def messages_list(
     for m in page.items:
         routed = f"{m.sender} → {', '.join(m.destinations) or '-'}"
         row = [clock.short(m.received_at), m.message_id, m.message_type, routed, m.status]
-        table.add_row(*row, *([m.dossier_code or ""] if wide else []))
+        table.add_row(*map(esc, row), *([esc(m.dossier_code or "")] if wide else []))
     screen.print(table)
     if page.next_cursor:
         screen.print(f"next page: --cursor {page.next_cursor}", markup=False)
@@ -1631,7 +1632,7 @@ def operator_list(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
         table.add_column(column, overflow="fold", no_wrap=column == "role")
     for r in rows:
         state = "active" if r["disabled_at"] is None else f"disabled {clock.short(r['disabled_at'])}"
-        table.add_row(r["name"], r["role"], r["source"], state, clock.short(r["password_changed_at"]))
+        table.add_row(esc(r["name"]), r["role"], r["source"], state, clock.short(r["password_changed_at"]))
     screen.print(table)
 
 
@@ -1687,9 +1688,10 @@ def audit_list(
         table.add_column(column, overflow="fold", no_wrap=column in ("time",))
     for e in page.items:
         detail = ", ".join(f"{k}={v}" for k, v in (e.detail or {}).items())
-        cells = {"time": clock.short(e.at), "actor": e.actor, "action": e.action, "subject": e.subject or "-",
-                 "outcome": e.outcome if e.outcome == "ok" else f"[bold red]{e.outcome}[/]",
-                 "client": e.client or "-", "detail": detail or "-"}  # fmt: skip
+        outcome = e.outcome if e.outcome == "ok" else f"[bold red]{esc(e.outcome)}[/]"
+        cells = {"time": clock.short(e.at), "actor": esc(e.actor), "action": esc(e.action),
+                 "subject": esc(e.subject or "-"), "outcome": outcome,
+                 "client": esc(e.client or "-"), "detail": esc(detail or "-")}  # fmt: skip
         table.add_row(*(cells[c] for c in columns))
     screen.print(table)
     if page.next_cursor:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from fastapi import APIRouter, Depends, Request
@@ -87,9 +87,13 @@ async def _throttled(request: Request, target: str, name: str, client: str, bloc
     retry_after = max(1, math.ceil((until - datetime.now(UTC)).total_seconds()))
     scope = subject.partition(":")[0]
     SIGNIN_THROTTLED.labels(scope=scope).inc()
+    # One audit row per subject and backoff window, not one per request: a script looping on /login must not grow
+    # the audit log without limit (the log line and the counter still see every attempt).
+    since = until - timedelta(seconds=settings_of(request).signin_backoff_max_s)
     await run_in_threadpool(
-        partial(audit_log.record_now, hub_of(request).store.engine, actor=name[:64] or "?", action="signin.throttled",
-                outcome="refused", client=client, detail={"backing_off": scope, "retry_after_s": retry_after})
+        partial(audit_log.record_once, hub_of(request).store.engine, since=since, actor=name[:64] or "?",
+                action="signin.throttled", subject=subject, outcome="refused", client=client,
+                detail={"backing_off": scope, "retry_after_s": retry_after})
     )  # fmt: skip
     audit.warning(
         "console sign-in throttled (%s backing off) from %s for %d s", scope, client, retry_after,

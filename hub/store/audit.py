@@ -103,6 +103,21 @@ def record_now(engine: Engine, **kwargs: Any) -> None:
         record(conn, **kwargs)
 
 
+def record_once(engine: Engine, *, since: datetime, **kwargs: Any) -> bool:
+    """``record_now`` unless a row with the same action and subject was written at or after ``since``: for what a
+    client can repeat at will (a throttled sign-in), one row per subject and window, not one per request."""
+    action, subject = kwargs["action"], kwargs.get("subject")
+    with transaction(engine) as conn:
+        seen = conn.execute(
+            sa.select(audit_log.c.id)
+            .where(audit_log.c.action == action, audit_log.c.subject == subject, audit_log.c.at >= since)
+            .limit(1)
+        ).first()
+        if seen is None:
+            record(conn, **kwargs)
+    return seen is None
+
+
 def _where(flt: AuditFilter) -> list[sa.ColumnElement[bool]]:
     c = audit_log.c
     out: list[sa.ColumnElement[bool]] = []

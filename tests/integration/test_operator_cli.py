@@ -115,3 +115,13 @@ def test_audit_list_filters_and_pages(hub) -> None:
     assert hub("audit", "list", "--group", "nope").exit_code == 2
     assert hub("audit", "list", "--cursor", "bogus").exit_code == 2
     assert "next page: --cursor" in hub("audit", "list", "--limit", "1").stdout
+
+
+def test_audit_list_prints_a_sign_in_name_as_text_not_markup(hub) -> None:
+    """The name typed at a refused sign-in is the row's actor: anyone can choose it, so it is never rich markup."""
+    hub("operator", "list")  # migrates the store
+    hub.store.audit(actor="[/]", action="signin.refused", outcome="refused")
+    hub.store.audit(actor="[bold]admin[/]", action="signin.refused", outcome="refused")
+    listed = hub("audit", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "[/]" in listed.stdout and "[bold]admin[/]" in listed.stdout
