@@ -695,6 +695,7 @@ app.add_typer(deliveries_app, name="deliveries")
 @deliveries_app.command("retry-now")
 def deliveries_retry_now(
     message: Annotated[str | None, typer.Option("--message", help="Every waiting delivery of this message id")] = None,
+    sender: Annotated[str | None, typer.Option(help="The message's sender (ids are unique per sender)")] = None,
     destination: Annotated[
         str | None, typer.Option("--destination", help="Every waiting delivery to this destination")
     ] = None,
@@ -709,7 +710,8 @@ def deliveries_retry_now(
         raise _fail("give --message ID or --destination CODE (one of them)")
     runtime = _runtime()
     try:
-        due = actions.retry_now(runtime, message_id=message, destination=destination, actor=_cli_actor(actor))
+        due = actions.retry_now(runtime, message_id=message, sender=sender, destination=destination,
+                                actor=_cli_actor(actor))  # fmt: skip
     except (StoreError, UnknownDestinationError) as exc:
         raise _fail(str(exc), EXIT_REJECTED) from None
     finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -175,13 +176,13 @@ async def message_retry_now(request: Request) -> Response:
     form = await _checked_form(request, "search")
     if isinstance(form, Response):
         return form
-    message_id = first(form, "message_id")[:200]
+    message_id, sender = first(form, "message_id")[:200], first(form, "sender")[:64] or None
     hub = hub_of(request)
     try:
         due = await run_in_threadpool(
-            lambda: actions.retry_now(hub.runtime, message_id=message_id, actor=_actor(request, user))
+            lambda: actions.retry_now(hub.runtime, message_id=message_id, sender=sender, actor=_actor(request, user))
         )
     except LienthongError as exc:
         return _failed(request, "search", exc)
     request.session["flash"] = {"kind": "ok", "key": "retried_ok", "n": len(due)}
-    return RedirectResponse(f"/?q={message_id}#search", status_code=303)
+    return RedirectResponse(f"/?q={quote(message_id, safe='')}#search", status_code=303)

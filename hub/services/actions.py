@@ -44,21 +44,34 @@ def _routed(runtime: Runtime, destination: str) -> str:
 
 
 def close_dead_letter(runtime: Runtime, dead_letter_id: int, *, reason: str, actor: Actor) -> DeadLetter:
-    """Close a dead letter without resending it (``Store.close_dead_letter``)."""
-    return runtime.store.close_dead_letter(
+    """Close a dead letter without resending it (``Store.close_dead_letter``), then take its copy out of the broker's
+    dead-letter queue (best effort: the store's record is what counts; with the broker down the copy stays there,
+    and the warning says so)."""
+    closed = runtime.store.close_dead_letter(
         dead_letter_id, actor=actor.name, reason=reason, role=actor.role, client=actor.client
     )
+    try:
+        runtime.broker.take_dead(closed.destination, {closed.message_id})
+    except BrokerError as exc:
+        log.warning("closed dead letter %s; its copy stays in the broker's dead queue for now: %s", dead_letter_id, exc)
+    return closed
 
 
 def retry_now(
-    runtime: Runtime, *, actor: Actor, message_id: str | None = None, destination: str | None = None
+    runtime: Runtime,
+    *,
+    actor: Actor,
+    message_id: str | None = None,
+    sender: str | None = None,
+    destination: str | None = None,
 ) -> list[PendingDelivery]:
     """Skip the backoff of a message's (or a destination's) waiting deliveries and publish them now
     (``Store.retry_now``); returns them."""
     if destination is not None:
         _routed(runtime, destination)
     due = runtime.store.retry_now(
-        actor=actor.name, message_id=message_id, destination=destination, role=actor.role, client=actor.client
+        actor=actor.name, message_id=message_id, sender=sender, destination=destination, role=actor.role,
+        client=actor.client,
     )
     if due:
         from hub.exchange.pipeline import outbound_for

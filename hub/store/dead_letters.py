@@ -65,11 +65,14 @@ def record_dead(db: Database, delivery_id: int, *, reason: str, error: str) -> i
         if row is None:
             if state_of(conn, delivery_id) != DL:
                 refuse(conn, delivery_id, "dead-letter it")
-            open_id = conn.execute(
-                sa.select(sa.func.max(dead_letters.c.id)).where(dead_letters.c.delivery_id == delivery_id, *_OPEN)
+            # Already dead: this is a repeat (a worker recording again what it held through a store outage), so
+            # the latest dead letter stands whatever became of it — closed by an operator included — and nothing is
+            # counted twice. (A replay moves the delivery out of "dead", so a later failure takes the path above.)
+            latest = conn.execute(
+                sa.select(sa.func.max(dead_letters.c.id)).where(dead_letters.c.delivery_id == delivery_id)
             ).scalar()
-            if open_id is not None:
-                return int(open_id)
+            if latest is not None:
+                return int(latest)
             row = conn.execute(sa.select(*RETURNING).where(deliveries.c.id == delivery_id)).one()
         dead_letter_id = conn.execute(
             dead_letters.insert()

@@ -327,18 +327,23 @@ def retry_now(
     *,
     actor: str,
     message_id: str | None = None,
+    sender: str | None = None,
     destination: str | None = None,
     role: str | None = None,
     client: str | None = None,
 ) -> list[PendingDelivery]:
-    """Make every delivery of a message (``message_id``) or of a destination that waits for a retry due now (see
-    ``Store.retry_now``); audited (``delivery.retry_now``) in the same transaction."""
+    """Make every delivery of a message (``message_id``, of ``sender`` when given: ids are unique per sender) or of
+    a destination that waits for a retry due now (see ``Store.retry_now``); audited (``delivery.retry_now``) in the
+    same transaction."""
     if (message_id is None) == (destination is None):
         raise ValueError("retry now: name a message or a destination")
     at_now = now()
     chosen: sa.ColumnElement[bool]
     if message_id is not None:
-        chosen = deliveries.c.message_pk.in_(sa.select(messages.c.id).where(messages.c.message_id == message_id))
+        of_message = sa.select(messages.c.id).where(messages.c.message_id == message_id)
+        if sender is not None:
+            of_message = of_message.where(messages.c.sender == sender)
+        chosen = deliveries.c.message_pk.in_(of_message)
     else:
         chosen = deliveries.c.destination == destination
     with db.transaction() as conn:

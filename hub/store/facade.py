@@ -235,19 +235,22 @@ class Store:
         *,
         actor: str,
         message_id: str | None = None,
+        sender: str | None = None,
         destination: str | None = None,
         role: str | None = None,
         client: str | None = None,
     ) -> list[PendingDelivery]:
         """Skip the backoff: every delivery of the message (or of the destination) waiting for a retry becomes due
-        now, unpublished, of a new generation (events ``retry_now``; audited ``delivery.retry_now``).
+        now, unpublished, of a new generation (events ``retry_now``; audited ``delivery.retry_now``). A message id is
+        unique per sender: give ``sender`` to name one sender's message (without it, every sender's of that id).
 
         Publish the returned deliveries (or let the relay do it, after its grace period) and ``mark_published``
         them; the older copies still waiting in the broker are then acknowledged without a partner call.
         ``NotRetryingError`` for a message none of whose deliveries waits for a retry; a destination with none
         returns ``[]``."""
         return _deliveries.retry_now(
-            self.db, actor=actor, message_id=message_id, destination=destination, role=role, client=client
+            self.db, actor=actor, message_id=message_id, sender=sender, destination=destination, role=role,
+            client=client,
         )
 
     def record_delivered_many(self, items: Sequence[Sequence[Any]]) -> list[bool]:

@@ -54,6 +54,28 @@ def test_close_a_dead_letter(api: Api) -> None:
     assert entry[:2] == ("operator.an", str(dead_id)) and entry[2]["reason"] == "sent by hand, ticket HD-1042"
 
 
+def test_closing_a_dead_letter_takes_its_copy_out_of_the_brokers_dead_queue(api: Api) -> None:
+    from hub.runtime import open_broker
+
+    _, delivery_id = accepted_delivery(api)
+    destination = api.hub.store.delivery(delivery_id).destination
+    broker = open_broker(api.hub.settings)  # a worker's own connection to the same queue
+    queued = []
+    for _ in range(50):  # the API's publisher thread publishes it shortly after the answer
+        queued = broker.consume([destination], prefetch=1, timeout_s=0.2)
+        if queued:
+            break
+    (queued,) = queued
+    api.hub.store.start_attempts([delivery_id])
+    dead_id = api.hub.store.record_dead(delivery_id, reason="rejected", error="HTTP 400")
+    broker.dead_letter(queued, "rejected")  # as the worker does
+    broker.flush()
+    assert broker.stats([destination])[0].dead == 1
+    assert post(api, f"/api/v1/dead-letters/{dead_id}/close", reason="handled").status_code == 200
+    assert broker.stats([destination])[0].dead == 0
+    broker.close()
+
+
 def test_a_replayed_dead_letter_cannot_be_closed(api: Api) -> None:
     _, delivery_id = accepted_delivery(api)
     api.hub.store.start_attempts([delivery_id])

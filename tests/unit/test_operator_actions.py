@@ -32,9 +32,9 @@ def store(tmp_path):
     s.close()
 
 
-def accept(store: Store, message_id: str, destinations=("portal",)) -> list[int]:
+def accept(store: Store, message_id: str, destinations=("portal",), sender="000.00.00.H12") -> list[int]:
     result = store.accept(
-        sender="000.00.00.H12", message_id=message_id, correlation_id=None, message_type="dossier.status",
+        sender=sender, message_id=message_id, correlation_id=None, message_type="dossier.status",
         receiver="000.00.00.H00", dossier_code="000.00.00.H12-251123-0042", envelope=b"<env/>",
         destinations=list(destinations),
     )  # fmt: skip
@@ -48,8 +48,9 @@ def dead_letter(store: Store, message_id: str = "m-1") -> int:
     return store.record_dead(delivery_id, reason="rejected", error="HTTP 400")
 
 
-def retrying(store: Store, message_id: str, destinations=("portal",), delay_s: float = 3600) -> list[int]:
-    ids = accept(store, message_id, destinations)
+def retrying(store: Store, message_id: str, destinations=("portal",), delay_s: float = 3600,
+             sender="000.00.00.H12") -> list[int]:  # fmt: skip
+    ids = accept(store, message_id, destinations, sender)
     store.start_attempts(ids)
     for delivery_id in ids:
         store.record_retry(delivery_id, error="HTTP 503", delay_s=delay_s)
@@ -91,6 +92,16 @@ def test_a_closed_dead_letter_is_neither_replayed_nor_closed_again(store):
         store.close_dead_letter(dead_id, actor="binh", reason="again")
     assert store.dead_letter(dead_id).replayed_at is None
     assert len(audit_actions(store, "dead_letter.close")) == 1
+
+
+def test_recording_a_closed_dead_letter_again_neither_reopens_nor_counts_it(store):
+    """A worker re-recording an outcome it held through a store outage, after an operator closed the dead letter."""
+    dead_id = dead_letter(store)
+    delivery_id = store.dead_letter(dead_id).delivery_id
+    store.close_dead_letter(dead_id, actor="an", reason="handled by phone")
+    assert store.record_dead(delivery_id, reason="rejected", error="HTTP 400") == dead_id
+    assert store.dead_letters(state="open") == [] and store.dead_letter_count(state="all") == 1
+    assert sum(d.dead for d in store.history("1h").destinations) == 1
 
 
 def test_a_replayed_dead_letter_cannot_be_closed_and_a_blank_reason_is_refused(store):
@@ -146,6 +157,17 @@ def test_retry_now_for_a_destination_takes_only_its_waiting_deliveries(store):
     assert store.delivery(a_province).published_at is not None  # the other destination's retry still waits
     assert store.retry_now(actor="an", destination="nowhere") == []
     assert [d["count"] for _, _, d in audit_actions(store, "delivery.retry_now")] == [0, 2]
+
+
+def test_retry_now_for_a_message_id_of_one_sender_leaves_the_other_senders_message(store):
+    """Message ids are unique per sender: the same id from two senders is two messages."""
+    (province,) = retrying(store, "same", sender="000.00.00.H12")
+    (ministry,) = retrying(store, "same", sender="000.00.00.G22")
+    (due,) = store.retry_now(actor="an", message_id="same", sender="000.00.00.G22")
+    assert due.delivery_id == ministry
+    assert store.delivery(province).published_at is not None  # still waiting out its backoff
+    with pytest.raises(NotRetryingError):
+        store.retry_now(actor="an", message_id="same", sender="000.00.00.G10")
 
 
 def test_retry_now_for_a_message_with_nothing_waiting_is_refused(store):

@@ -54,6 +54,9 @@ class ReasonIn(BaseModel):
 
 class RetryNowIn(BaseModel):
     message_id: str | None = Field(None, max_length=200, description="Every waiting delivery of this message")
+    sender: str | None = Field(
+        None, max_length=64, description="The message's sender (ids are unique per sender); every sender's if left out"
+    )
     destination: str | None = Field(None, max_length=64, description="Every waiting delivery to this destination")
 
 
@@ -148,7 +151,8 @@ def retry_now(request: Request, body: RetryNowIn, x_api_key: ApiKey = None) -> R
         raise ApiProblem("malformed", "name either message_id or destination",
                          [Issue("/", "one-of", "exactly one of message_id, destination")])  # fmt: skip
     try:
-        due = actions.retry_now(hub.runtime, actor=actor, message_id=body.message_id, destination=body.destination)
+        due = actions.retry_now(hub.runtime, actor=actor, message_id=body.message_id, sender=body.sender,
+                                destination=body.destination)  # fmt: skip
     except UnknownDestinationError as exc:
         raise _refused("not-found", exc, "/destination") from None
     except NotRetryingError as exc:
