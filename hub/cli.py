@@ -10,7 +10,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -1206,9 +1206,9 @@ def _cli_time(value: str | None, option: str, clock: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
-    except ValueError:
+        return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=clock.zone)).astimezone(UTC)
+    except (ValueError, OverflowError):  # overflow: a time at the very edge of the calendar
         raise _fail(f"{option}: {value!r} is not an ISO 8601 time (e.g. 2026-12-02T09:15)") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=clock.zone)
 
 
 @messages_app.command("list")

@@ -34,11 +34,11 @@ def parse_local(text: str, zone: str) -> datetime | None:
         return None
     try:
         at = datetime.fromisoformat(text.strip())
-    except ValueError:
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=ZoneInfo(zone))
+        return at.astimezone(UTC)
+    except (ValueError, OverflowError):  # overflow: a time at the very edge of the calendar
         return None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=ZoneInfo(zone))
-    return at.astimezone(UTC)
 
 
 def audit_filter(values: dict[str, str], zone: str) -> AuditFilter:

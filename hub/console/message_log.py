@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -71,7 +71,10 @@ def local_time(text: str) -> datetime | None:
     if not text:
         return None
     parsed = datetime.fromisoformat(text.replace(" ", "T", 1))
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=LOCAL_TZ)
+    try:  # the store compares in UTC: a time at the very edge of the calendar cannot be one
+        return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=LOCAL_TZ)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range") from None
 
 
 def parse_filter(values: dict[str, str]) -> tuple[MessageFilter | None, tuple[str, str] | None]:

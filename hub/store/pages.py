@@ -19,6 +19,7 @@ from hub.errors import InvalidCursorError, Issue
 T = TypeVar("T")
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
+MAX_KEY = 2**63 - 1  # the largest id a BIGINT holds: a bigger key is not one of ours (and would overflow the query)
 _PREFIX = "k1."  # a cursor's version: a change of key scheme refuses old cursors instead of misreading them
 
 
@@ -48,8 +49,9 @@ def decode_cursor(token: str | None, *, field: str = "cursor") -> int | None:
             f"cursor {token[:40]!r} was not handed out by this list",
             issues=[Issue(field, "cursor", "use the next_cursor of a previous page, or no cursor for the first")],
         ) from None
-    if key < 0:
-        raise InvalidCursorError("negative cursor", issues=[Issue(field, "cursor", "not a cursor this hub hands out")])
+    if not 0 <= key <= MAX_KEY:
+        issue = Issue(field, "cursor", "not a cursor this hub hands out")
+        raise InvalidCursorError("cursor out of range", issues=[issue])
     return key
 
 

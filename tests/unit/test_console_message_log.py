@@ -98,7 +98,7 @@ def test_filters_pages_and_totals(client, pki) -> None:
 @pytest.mark.parametrize(
     ("query", "field"),
     [("since=yesterday", "since"), ("since=2026-03-02T09:00&until=2026-03-02T08:00", "until"),
-     ("state=lost", "state"), ("cursor=not-a-cursor", "cursor")],
+     ("state=lost", "state"), ("cursor=not-a-cursor", "cursor"), ("since=0001-01-01T00:00", "since")],
 )  # fmt: skip
 def test_a_refused_filter_is_400_naming_it(client, query: str, field: str) -> None:
     sign_in(client)

@@ -298,11 +298,13 @@ def test_the_audit_api_is_the_admins_with_filters_pages_and_problems(client) -> 
     assert client.get("/api/v1/audit", headers=headers, params={"since": "2999-01-01T00:00:00+07:00"}).json() == {
         "items": [], "total": 0, "next_cursor": None}  # fmt: skip
 
-    for params, rule in (({"cursor": "bogus"}, "cursor"), ({"group": "nope"}, "request:literal_error"),
-                         ({"group": "registry", "action": "signin.ok"}, "audit-filter"),
-                         ({"actor": "lan\x00"}, "request:string_pattern_mismatch")):  # fmt: skip
+    for params, status, rule in (({"cursor": "bogus"}, 400, "cursor"),
+                                 ({"group": "nope"}, 422, "request:literal_error"),
+                                 ({"group": "registry", "action": "signin.ok"}, 422, "audit-filter"),
+                                 ({"since": "0001-01-01T00:00:00+07:00"}, 400, "datetime"),
+                                 ({"actor": "lan\x00"}, 422, "request:string_pattern_mismatch")):  # fmt: skip
         problem = client.get("/api/v1/audit", headers=headers, params=params)
-        assert problem.status_code == 422 and problem.headers["content-type"] == "application/problem+json"
+        assert problem.status_code == status and problem.headers["content-type"] == "application/problem+json"
         assert problem.json()["errors"][0]["rule"] == rule
     assert client.get("/api/v1/audit", headers={"X-Api-Key": OPERATOR_KEY}).status_code == 403
     assert client.get("/api/v1/audit").status_code == 401

@@ -57,6 +57,9 @@ def test_the_log_is_filtered_paged_and_counted(api: Api) -> None:
         ("since=2025-11-02&until=2025-11-01", "/query/until", "time-range"),
         ("state=lost", "/query/state", "message-state"),
         ("cursor=not-a-cursor", "/query/cursor", "cursor"),
+        ("cursor=azEuMTAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMA", "/query/cursor", "cursor"),  # a key beyond BIGINT
+        ("since=0001-01-01T00:00:00%2B07:00", "/query/since", "datetime"),  # before year 1 in UTC
+        ("until=9999-12-31T23:59:59-05:00", "/query/until", "datetime"),  # after year 9999 in UTC
     ],
 )
 def test_bad_filters_are_400_naming_the_field(api: Api, query: str, path: str, rule: str) -> None:

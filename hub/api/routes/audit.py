@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from hub.api.dependencies import ApiKey, hub_of
 from hub.api.problems import ApiProblem, responses
-from hub.errors import Issue
+from hub.errors import InvalidCursorError, Issue
 from hub.services import ADMIN, require
 from hub.store.audit import GROUPS, AuditFilter
 from hub.store.pages import DEFAULT_LIMIT, MAX_LIMIT
@@ -63,11 +63,16 @@ class AuditPageOut(BaseModel):
     }  # fmt: skip
 
 
-def _utc(at: datetime | None) -> datetime | None:
-    """A time as the store compares it: an offset-less one is taken as UTC."""
+def _utc(at: datetime | None, field: str) -> datetime | None:
+    """A time as the store compares it: an offset-less one is taken as UTC; 400 naming ``field`` for one at the very
+    edge of the calendar (0001-01-01T00:00+07:00 has no UTC)."""
     if at is None:
         return None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    try:
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except OverflowError:
+        raise ApiProblem("malformed", f"{field}: out of range",
+                         [Issue(f"/query/{field}", "datetime", "a time between years 1 and 9999 in UTC")]) from None
 
 
 @router.get(
@@ -77,7 +82,7 @@ def _utc(at: datetime | None) -> datetime | None:
     summary="The audit log: sign-ins, registry changes, replays, corrections, payload views… (admin key)",
     description="Newest first. Filters combine (AND); `group` and `action` match every action of a group "
     "(`group=signin` also matches `signout`). Page with `cursor` = the previous page's `next_cursor` (a cursor "
-    "this hub did not hand out is refused, 422 rule `cursor`).",
+    "this hub did not hand out is refused, 400 rule `cursor`).",
     response_model=AuditPageOut,
     responses={**responses("unauthenticated", "forbidden", "invalid", "unavailable")},
 )
@@ -107,9 +112,13 @@ def list_audit(
                 [Issue("/action", "audit-filter", f"an action of the group {group}, or no group")],
             )
         actions = (action,)
-    flt = AuditFilter(since=_utc(since), until=_utc(until), actor=actor, action=actions, subject=subject,
-                      outcome=outcome)  # fmt: skip
-    page = hub.store.audit_entries(flt, cursor=cursor, limit=limit)
+    flt = AuditFilter(since=_utc(since, "since"), until=_utc(until, "until"), actor=actor, action=actions,
+                      subject=subject, outcome=outcome)  # fmt: skip
+    try:
+        page = hub.store.audit_entries(flt, cursor=cursor, limit=limit)
+    except InvalidCursorError as exc:  # 400 naming the query field, as every paged list answers
+        issues = [Issue("/query/cursor", i.rule, i.message) for i in exc.issues]
+        raise ApiProblem("malformed", exc.detail, issues) from None
     return AuditPageOut(
         items=[AuditEntryOut.model_validate(e, from_attributes=True) for e in page.items],
         total=page.total,

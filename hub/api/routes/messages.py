@@ -243,13 +243,14 @@ def _time(value: str | None, field: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(_UNENCODED_PLUS.sub(r"\1+\2", value.strip()))
-    except ValueError:
+        parsed = (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):  # overflow: a time at the very edge of the calendar (0001-01-01+07:00)
         raise ApiProblem(
             "malformed",
             f"{field}: {value[:40]!r} is not an ISO 8601 time",
             [Issue(f"/query/{field}", "datetime", "an ISO 8601 date or time, e.g. 2025-11-23T09:15:00+07:00")],
         ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return parsed
 
 
 def message_filter(
