@@ -6,6 +6,10 @@ Content-Length over the limit is answered 413 before the application sees the re
 a body without a length is counted as it streams and refused (413) as soon as it passes the limit, without
 being buffered; a body that has not fully arrived ``body_timeout_s`` after the headers is refused (408).
 What the client sends after a refusal is discarded by the server, never buffered.
+
+The same middleware refuses (400, rule ``nul-character``, naming the query field or the path) a URL holding a NUL
+character: no identifier, filter or code the hub knows has one, and PostgreSQL's text cannot hold it, so it would
+otherwise surface as a 500 deep inside a query.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -67,6 +72,21 @@ def declared_length(scope: Scope) -> int | None:
     return None
 
 
+def nul_in_url(scope: Scope) -> ApiProblem | None:
+    """The refusal of a path or query string holding a NUL character (raw or ``%00``), naming where; else None."""
+    why = "no NUL character: nothing the hub stores or looks up holds one"
+    if "\x00" in scope["path"]:
+        return ApiProblem("malformed", "the path holds a NUL character", [Issue("/path", "nul-character", why)])
+    query = scope.get("query_string", b"").decode("latin-1")
+    if "\x00" in query or "%00" in query:
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            if "\x00" in key or "\x00" in value:
+                field = key.replace("\x00", "") or "?"
+                return ApiProblem("malformed", f"{field}: holds a NUL character",
+                                  [Issue(f"/query/{field}", "nul-character", why)])  # fmt: skip
+    return None
+
+
 def _chunked(scope: Scope) -> bool:
     return any(name == b"transfer-encoding" for name, _ in scope["headers"])
 
@@ -94,6 +114,9 @@ class BodyLimits:
             return
         limit = self.limit_for(scope["path"])
         try:
+            nul = nul_in_url(scope)
+            if nul is not None:
+                raise nul
             declared = declared_length(scope)
             if declared is not None and declared > limit.max_bytes:
                 raise limit.too_large(f"the body is {declared} bytes, the limit is {limit.max_bytes}")
@@ -145,4 +168,4 @@ class _BoundedReceive:
         return message
 
 
-__all__ = ["BodyLimit", "BodyLimits", "declared_length", "route_limits"]
+__all__ = ["BodyLimit", "BodyLimits", "declared_length", "nul_in_url", "route_limits"]

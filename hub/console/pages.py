@@ -118,7 +118,7 @@ async def read_form(request: Request) -> dict[str, list[str]]:
     """An urlencoded form (the only kind the page posts), without python-multipart."""
     body = (await request.body())[:MAX_FORM_BYTES].decode("utf-8", "replace")
     form: dict[str, list[str]] = {}
-    for key, value in parse_qsl(body, keep_blank_values=True):
+    for key, value in parse_qsl(body.replace("\x00", ""), keep_blank_values=True):  # no NUL reaches the store
         form.setdefault(key, []).append(value)
     return form
 

@@ -147,3 +147,27 @@ def test_pause_and_resume_a_destination(api: Api) -> None:
     assert resumed.status_code == 200 and resumed.json()["paused"] is False
     assert resumed.json()["reason"] == "portal maintenance" and api.hub.store.paused_destinations() == {}
     assert [(a, s) for a, s, _ in audited(api, "destination")] == [("admin", PROVINCE), ("operator.an", PROVINCE)]
+
+
+@pytest.mark.parametrize(
+    ("path", "where"),
+    [
+        ("/api/v1/messages?dossier=a%00b", "/query/dossier"),
+        ("/api/v1/history?destination=a%00b", "/query/destination"),
+        ("/api/v1/dead-letters?destination=a%00b", "/query/destination"),
+        ("/api/v1/messages/a%00b/payload", "/path"),
+        ("/console/messages?sender=a%00b", "/query/sender"),
+        ("/?q=a%00b", "/query/q"),
+    ],
+)
+def test_a_nul_character_in_the_url_is_400_naming_where(api: Api, path: str, where: str) -> None:
+    """PostgreSQL's text holds no NUL: refused before any query could fail on it (a 500 otherwise)."""
+    refused = api.client.get(path, headers={"X-Api-Key": OPERATOR_KEY})
+    problem = assert_problem(refused, 400, "nul-character")
+    assert problem["errors"][0]["path"] == where
+
+
+def test_a_nul_character_in_an_action_body_is_refused_naming_the_field(api: Api) -> None:
+    refused = post(api, "/api/v1/deliveries/retry-now", message_id="a\u0000b")
+    assert assert_problem(refused, 422)["errors"][0]["path"].endswith("message_id")
+    assert assert_problem(post(api, "/api/v1/destinations/x/pause", reason="a\u0000b"), 422)

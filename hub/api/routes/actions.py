@@ -48,16 +48,28 @@ PAUSE_EXAMPLE = {"destination": "000.00.00.H12", "paused": True, "paused_at": "2
                  "paused_by": "nguyen.van.a", "reason": "portal maintenance until 06:00"}  # fmt: skip
 
 
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text holds no NUL: refused as 422 naming the field, never a 500
+
+
 class ReasonIn(BaseModel):
-    reason: str = Field(max_length=2000, description="Why (required, not blank); kept with the action and audited")
+    reason: str = Field(
+        max_length=2000, pattern=NO_NUL, description="Why (required, not blank); kept with the action and audited"
+    )
 
 
 class RetryNowIn(BaseModel):
-    message_id: str | None = Field(None, max_length=200, description="Every waiting delivery of this message")
-    sender: str | None = Field(
-        None, max_length=64, description="The message's sender (ids are unique per sender); every sender's if left out"
+    message_id: str | None = Field(
+        None, max_length=200, pattern=NO_NUL, description="Every waiting delivery of this message"
     )
-    destination: str | None = Field(None, max_length=64, description="Every waiting delivery to this destination")
+    sender: str | None = Field(
+        None,
+        max_length=64,
+        pattern=NO_NUL,
+        description="The message's sender (ids are unique per sender); every sender's if left out",
+    )
+    destination: str | None = Field(
+        None, max_length=64, pattern=NO_NUL, description="Every waiting delivery to this destination"
+    )
 
 
 class RetriedDelivery(BaseModel):
