@@ -54,6 +54,7 @@ def install_openapi(app: FastAPI, routers: Sequence[APIRouter] = ()) -> None:
             components.update(components["Problem"].pop("$defs", {}))
             _problem_validation_errors(schema)
             _document_limits(schema)
+            _document_url_refusals(schema)
             _restore_examples(schema, routers)
             app.openapi_schema = schema
         return app.openapi_schema
@@ -126,6 +127,28 @@ def _document_limits(schema: dict[str, Any]) -> None:
             for parameter in operation.get("parameters", []):
                 if parameter.get("name") == "limit" and parameter.get("in") == "query":
                     parameter.setdefault("description", LIMIT_DESCRIPTION)
+
+
+NUL_EXAMPLE = {
+    "type": "urn:lienthong:problem:malformed", "title": "Malformed request", "status": 400,
+    "detail": "dossier: holds a NUL character", "instance": "/api/v1/messages",
+    "errors": [{"path": "/query/dossier", "rule": "nul-character",
+                "message": "no NUL character: nothing the hub stores or looks up holds one"}],
+}  # fmt: skip
+
+
+def _document_url_refusals(schema: dict[str, Any]) -> None:
+    """Every operation with a path or query parameter may be refused 400 ``nul-character`` before it runs
+    (``hub.api.limits.nul_in_url``): say so where the route itself documents no 400."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if not any(p.get("in") in ("path", "query") for p in operation.get("parameters", [])):
+                continue
+            operation.setdefault("responses", {}).setdefault("400", {
+                "description": "Malformed request (a NUL character in the URL)",
+                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"},
+                                                         "example": NUL_EXAMPLE}},
+            })  # fmt: skip
 
 
 def _restore_examples(schema: dict[str, Any], routers: Sequence[APIRouter]) -> None:

@@ -84,7 +84,7 @@ def _utc(at: datetime | None, field: str) -> datetime | None:
     "(`group=signin` also matches `signout`). Page with `cursor` = the previous page's `next_cursor` (a cursor "
     "this hub did not hand out is refused, 400 rule `cursor`).",
     response_model=AuditPageOut,
-    responses={**responses("unauthenticated", "forbidden", "invalid", "unavailable")},
+    responses={**responses("malformed", "unauthenticated", "forbidden", "invalid", "unavailable")},
 )
 def list_audit(
     request: Request,
