@@ -45,6 +45,18 @@ ACTION_LABELS: dict[str, tuple[str, str]] = {
     "retried_ok": ("Đã đưa {n} lần gửi đi gửi lại ngay.", "{n} deliveries retried now."),
     "action_failed": ("Không thực hiện được thao tác.", "The action could not be done."),
     "action_error": ("{id} {error}", "{id} {error}"),
+    # why an action was refused, by the error's class (hub.errors): said instead of its English text
+    "err_DeadLetterClosedError": ("Thư lỗi {id} đã được đóng trước đó.", "Dead letter {id} was already closed."),
+    "err_AlreadyReplayedError": ("Thư lỗi {id} đã được gửi lại trước đó.", "Dead letter {id} was already replayed."),
+    "err_UnknownDeadLetterError": ("Không có thư lỗi {id}.", "There is no dead letter {id}."),
+    "err_NotRetryingError": ("Không có lần gửi nào đang chờ gửi lại.", "No delivery is waiting for a retry."),
+    "err_DestinationPausedError": ("Đối tác nhận này đang tạm dừng rồi.", "This destination is already paused."),
+    "err_DestinationNotPausedError": ("Đối tác nhận này không bị tạm dừng.", "This destination is not paused."),
+    "err_UnknownDestinationError": ("Không có đối tác nhận này.", "There is no such destination."),
+    "err_StoreUnavailableError": (
+        "Cơ sở dữ liệu tạm thời không truy cập được; hãy thử lại sau.",
+        "The store cannot be reached just now; try again later.",
+    ),
     "action_forbidden": (
         "Chỉ người vận hành hoặc quản trị viên được thực hiện thao tác này.",
         "Only an operator or an administrator may do this.",

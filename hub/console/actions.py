@@ -56,9 +56,15 @@ def _done(request: Request, anchor: str, key: str, **values: Any) -> RedirectRes
     return RedirectResponse(f"/#{anchor}", status_code=303)
 
 
+def _error(item: object, exc: Exception) -> list[str]:
+    """A flash error: what it was about, the error's own (English) text, and the label of its kind (``err_<class>``,
+    ``hub.console.action_labels``) the page says instead where there is one."""
+    return [str(item), str(exc), f"err_{type(exc).__name__}"]
+
+
 def _failed(request: Request, anchor: str, exc: Exception) -> RedirectResponse:
     request.session["flash"] = {"kind": "error", "key": "action_failed", "error_key": "action_error",
-                                "errors": [["", str(exc)]]}  # fmt: skip
+                                "errors": [_error("", exc)]}  # fmt: skip
     return RedirectResponse(f"/#{anchor}", status_code=303)
 
 
@@ -111,7 +117,7 @@ async def close(request: Request) -> Response:
             await run_in_threadpool(actions.close_dead_letter, hub.runtime, dead_id, reason=reason, actor=actor)
             closed += 1
         except LienthongError as exc:
-            errors.append([dead_id, str(exc)])
+            errors.append(_error(dead_id, exc))
     request.session["flash"] = {"kind": "error" if errors else "ok", "key": "closed_ok", "n": closed,
                                 "error_key": "action_error", "errors": errors[:20]}  # fmt: skip
     return RedirectResponse("/#dead-letters", status_code=303)
