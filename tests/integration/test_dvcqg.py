@@ -455,3 +455,50 @@ def test_a_dstcode_or_unit_name_change_is_a_yaml_edit_and_connector_add(tmp_path
 def test_the_golden_directory_is_named_by_source() -> None:
     names = [p.name for p in GOLDEN.glob("*.json") if not p.name.startswith("dossier-sync")]
     assert names and all(n.split("_")[0] in {"OC-DV", "OC-DV23", "TH-SI", "TH-SS"} for n in names), names
+
+
+# ---------------------------------------------------------------- through the hub: recorded as delivered
+
+
+def test_the_hub_records_a_string_zero_answer_as_delivered(tmp_path: Path, portal: StrictPortal) -> None:
+    from hub.config import Settings
+    from hub.exchange.worker import OutboundBuilder, Worker
+    from hub.registry import parse_spec
+    from hub.runtime import Runtime
+    from hub.security.signing import sign_payload
+    from tests.support import issue_signer
+
+    province = "000.00.00.H12"
+    settings = Settings(broker_url="embedded", database_url=f"sqlite:///{tmp_path / 'store.db'}",
+                        data_dir=tmp_path / "var", hub_code=HUB)  # fmt: skip
+    signer = issue_signer("province", tmp_path / "var" / "keys", code=province)
+    runtime = Runtime.open(settings)
+    registry = runtime.registry()
+    registry.add(parse_spec({"code": province, "name": "Province", "kind": "provincial", "sends": ["dossier.sync"]}),
+                 actor="test")  # fmt: skip
+    registry.add(parse_spec({
+        "code": PORTAL, "name": "Cổng DVCQG", "kind": "national_portal", "receives": ["dossier.sync"],
+        "endpoint": {"url": portal.url, "transport": "json", "credentials": {"username": USER, "password": PASSWORD}},
+        "profile": "dvcqg/opencps", "profile_values": OPENCPS_VALUES,
+    }), actor="test")  # fmt: skip
+    runtime.refresh()
+    worker = Worker(runtime.store, runtime.broker, runtime.routing, OutboundBuilder(runtime.signer(), HUB),
+                    runtime.adapters())  # fmt: skip
+    try:
+        assert portal.answer["error_code"] == "0"  # a string, as TH-SI:33 reads it
+        header = EnvelopeHeader(sender=province, receiver=PORTAL, message_type="dossier.sync")
+        model = packets.example("dossier.sync")
+        runtime.acceptor().accept(etree.tostring(sign_payload(signer, header, packets.to_element(model))))
+        worker.process_batch(runtime.broker.consume(worker.destinations, prefetch=10, timeout_s=2))
+        trace = runtime.store.trace(header.message_id, province)
+        assert trace is not None
+        (delivery,) = trace.deliveries
+        assert delivery.state.value == "delivered"
+        view = runtime.store.delivery(delivery.delivery_id)
+        sent = json.loads(view.sent)
+        assert sent["service"] == "DongBoHoSoMC" and sent["data"][0]["MaHoSo"] == DOSSIER
+        assert DOSSIER in portal.on_portal
+        assert sent["session"] == "***" and view.sent_type == "application/json"
+    finally:
+        worker.close()
+        runtime.close()
