@@ -28,7 +28,8 @@ Both: ``error_code`` is read as a string or a number (OC-DV:2142, 1130; OC-DV23:
 ``error_code`` table says which codes mean success ("0", "00"). Any other code is the portal refusing: retried
 when the profile lists it in ``transient_codes`` (no source lists any), else permanent. A reply that is not a
 JSON object with an ``error_code`` is transient (a proxy or portal hiccup); HTTP 5xx/429 transient, other 4xx
-permanent. ``DonViXuLy`` left empty by the mapping is the profile's ``unit_name``.
+permanent. ``DonViXuLy`` left empty by the mapping is the profile's ``unit_name``; ``TrangThaiHoSo`` goes through
+the profile's ``status_map`` (per deployment, OC-DV:1220-1244).
 
 ``DeliveryReceipt.sent`` is the body of the call that delivered, byte for byte, the session token read ``"***"``.
 """
@@ -53,7 +54,7 @@ from mappings.dvcqg import (
     error_code_text,
     is_success,
 )
-from mappings.profiles import ProfileSettings
+from mappings.profiles import ProfileSettings, ProfileValueError
 
 #: HTTP answers this adapter reads as "the session is bad" (no source says how the portal answers one).
 SESSION_STATUSES = frozenset({401, 403})
@@ -77,6 +78,18 @@ class SessionRejected(Exception):
 
 def _codes(text: str) -> frozenset[str]:
     return frozenset(c.strip() for c in text.split(",") if c.strip())
+
+
+def status_map(text: str) -> dict[str, str]:
+    """The profile's ``status_map`` (``"5:9,6:9,8:9"``): hub status code → the deployment's TrangThaiHoSo
+    (OC-DV:1220-1244; TH-SS:267-270). ``ProfileValueError`` for a pair that is not ``<code>:<code>``."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        hub_code, sep, portal_code = (part.strip() for part in item.partition(":"))
+        if not sep or not hub_code or not portal_code:
+            raise ProfileValueError(f"status_map: {item!r} is not <hub code>:<portal code>", ("status_map",))
+        pairs[hub_code] = portal_code
+    return pairs
 
 
 def url_for(endpoint: str, value: str) -> str:
@@ -104,6 +117,7 @@ class _DvcqgAdapter(Adapter):
         success = settings.profile.codes.get("error_code")
         self._success: Mapping[str, str] = success.values if success else {"0": "success"}
         self._transient = _codes(settings.get("transient_codes", ""))
+        self._status_map = status_map(settings.get("status_map", ""))
 
     def headers(self) -> dict[str, str]:
         """Every call's headers (OC-DV:1102, 1690, 1863): JSON, ``Charset: utf-8`` and ``dstcode`` when set."""
@@ -141,9 +155,13 @@ class _DvcqgAdapter(Adapter):
         return TransientDeliveryError(where) if exc.code in self._transient else PermanentDeliveryError(where)
 
     def _fill(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The record with what only the profile knows: ``DonViXuLy`` = the unit's name (OC-DV:222)."""
+        """The record with what only the profile knows: ``DonViXuLy`` = the unit's name (OC-DV:222), the
+        deployment's ``TrangThaiHoSo`` code (OC-DV:1220-1244)."""
         if "DonViXuLy" in record and not record["DonViXuLy"]:
             record = {**record, "DonViXuLy": self.settings.get("unit_name", "")}
+        status = record.get("TrangThaiHoSo")
+        if isinstance(status, str) and status in self._status_map:
+            record = {**record, "TrangThaiHoSo": self._status_map[status]}
         return record
 
     def close(self) -> None:

@@ -102,19 +102,19 @@ def _dvcqg(cfg: DestinationConfig) -> Adapter:
     assert cfg.profile is not None
     try:
         settings = profiles.resolve(profiles.get_profile(cfg.profile), cfg.profile_values)
+        if settings.profile.name == "dvcqg/proxy":
+            return DvcqgProxyAdapter(cfg.endpoint, settings, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
+        creds = _credentials(cfg, "national portal", " to log in")
+        return DvcqgOpenCpsAdapter(
+            cfg.endpoint,
+            settings,
+            username=creds.username,
+            password=creds.password.get_secret_value(),
+            timeout_s=cfg.timeout_s,
+            max_connections=cfg.concurrency,
+        )
     except (profiles.UnknownProfileError, profiles.ProfileValueError) as exc:
         return UnusableAdapter(f"the national portal endpoint {cfg.endpoint} cannot be called: {exc}")
-    if settings.profile.name == "dvcqg/proxy":
-        return DvcqgProxyAdapter(cfg.endpoint, settings, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
-    creds = _credentials(cfg, "national portal", " to log in")
-    return DvcqgOpenCpsAdapter(
-        cfg.endpoint,
-        settings,
-        username=creds.username,
-        password=creds.password.get_secret_value(),
-        timeout_s=cfg.timeout_s,
-        max_connections=cfg.concurrency,
-    )
 
 
 def _population_db(cfg: DestinationConfig, context: AdapterContext) -> Adapter:

@@ -346,6 +346,19 @@ def test_an_unknown_account_leaves_ma_doi_tuong_empty(portal: StrictPortal) -> N
     assert portal.services().count("TraCuuTechID") == 1 and portal.on_portal[DOSSIER]["MaDoiTuong"] == ""
 
 
+def test_the_status_code_is_mapped_per_deployment(portal: StrictPortal) -> None:
+    opencps(portal, status_map="5:9, 6:9,8:9").deliver(
+        request(packets.example("dossier.sync").model_copy(update={"status": 5}))
+    )
+    assert portal.on_portal[DOSSIER]["TrangThaiHoSo"] == "9"  # as TH sends it (TH-SS:267-270)
+    opencps(portal).deliver(request(packets.example("dossier.sync").model_copy(update={"status": 5})))
+    assert portal.on_portal[DOSSIER]["TrangThaiHoSo"] == "5"
+    base = {"endpoint": portal.url, "kind": "national_portal", "credentials": {"username": USER, "password": PASSWORD}}
+    broken = DestinationConfig(**base, profile="dvcqg/opencps", profile_values=OPENCPS_VALUES | {"status_map": "5=9"})
+    unusable = build_adapter(broken)
+    assert isinstance(unusable, UnusableAdapter) and "status_map" in unusable.reason
+
+
 def test_refusals_are_permanent_unless_the_profile_lists_the_code(portal: StrictPortal) -> None:
     portal.answer = {"error_code": "2", "message": "Dữ liệu không hợp lệ: SoGiayToChuHoSo 001099012345"}
     with pytest.raises(PermanentDeliveryError, match="error_code 2") as refused:
