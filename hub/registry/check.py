@@ -198,6 +198,13 @@ def _check_profile(report: CheckReport, c: Connector) -> None:
     from mappings import profiles
 
     if c.spec.profile is None:
+        if c.kind == "national_portal" and c.spec.endpoint is not None and c.spec.endpoint.transport == "json":
+            names = ", ".join(p.name for p in profiles.profiles_for(c.kind))
+            report.add(
+                "warn", "profile",
+                f"no partner profile: the hub's own portal format (schemas/national-portal/hub-v1), which the real "
+                f"portal does not speak; choose one of {names}",
+            )  # fmt: skip
         return
     try:
         profile = profiles.get_profile(c.spec.profile)
