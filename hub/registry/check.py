@@ -217,6 +217,30 @@ def _check_profile(report: CheckReport, c: Connector) -> None:
     if not any(f.status == "fail" for f in findings):
         given = len(c.spec.profile_values)
         report.add("ok", "profile", f"{profile.ref} ({profile.summary}): {given} value(s) set, every required one")
+    if profile.name.startswith("dvcqg/"):
+        _check_portal_records(report, c, profile.ref)
+
+
+def _check_portal_records(report: CheckReport, c: Connector, ref: str) -> None:
+    """The hub's sample of each type the portal receives, mapped as the profile sends it and checked against the
+    sourced record schema (``schemas/national-portal/``)."""
+    from hub import packets
+    from mappings import dvcqg, outbound_mapping
+
+    for message_type in c.receives:
+        mapping = outbound_mapping(dvcqg.KIND, message_type)
+        if mapping is None:
+            report.add("fail", "profile", f"{ref}: the portal takes no {message_type}")
+            continue
+        call = mapping.to_partner(packets.example(message_type))
+        assert isinstance(call, dvcqg.DvcqgCall)
+        service, record = call
+        issues = dvcqg.validate_record(service, record)
+        if issues:
+            shown = "; ".join(f"{i.field}: {i.message}" for i in issues[:3])
+            report.add("fail", "profile", f"{ref}: the {message_type} sample as {service} breaks its schema: {shown}")
+        else:
+            report.add("ok", "profile", f"{ref}: the {message_type} sample maps to a valid {service} record")
 
 
 def _check_certificates(report: CheckReport, c: Connector, now: datetime) -> None:

@@ -117,6 +117,7 @@ def test_a_stored_spec_keeps_its_profile(tmp_path: Path) -> None:
         profile_items = [(i.status, i.message) for i in report.items if i.area == "profile"]
         assert any(s == "fail" and m.startswith("dvcqg/opencps@1: share_endpoint: required") for s, m in profile_items)
         assert any(s == "warn" and "transient_codes" in m for s, m in profile_items)
+        assert ("ok", "dvcqg/opencps@1: the dossier.sync sample maps to a valid DongBoHoSoMC record") in profile_items
         assert not report.ok
         registry.add(parse_spec(PORTAL), actor="t")  # no profile: the hub's own format, flagged
         report = run_check(registry, PORTAL["code"], probe=False)
