@@ -1,6 +1,7 @@
 """One connector kind → one adapter factory: the single place that decides how the hub talks to a destination.
 
-``build_adapter(cfg, context)`` picks the factory by ``factory_key(cfg)``; ``build_adapters(destinations, context)``
+``build_adapter(cfg, context)`` picks the factory by ``factory_key(cfg)`` (a national portal connector with a
+partner profile gets that profile's adapter, ``adapters.dvcqg``); ``build_adapters(destinations, context)``
 builds one adapter per destination. What an adapter needs from the rest of the hub (such as the payment
 adapter's hook that records initiated references, ``hub.store.flow_records``) comes in through ``AdapterContext``,
 built by the composition root (``hub.runtime.adapters_for``): adapters never import the hub's API, console or
@@ -39,6 +40,10 @@ class DestinationConfig(Protocol):
     def timeout_s(self) -> float: ...
     @property
     def concurrency(self) -> int: ...
+    @property
+    def profile(self) -> str | None: ...
+    @property
+    def profile_values(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ def _credentials(cfg: DestinationConfig, what: str, why: str = "") -> Credential
 
 
 def _national_portal(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
+    if cfg.profile is not None and cfg.kind == "national_portal":
+        return _dvcqg(cfg)
     from adapters.national_portal import NationalPortalAdapter
 
     creds = _credentials(cfg, "national portal", " to log in")
@@ -85,6 +92,29 @@ def _national_portal(cfg: DestinationConfig, context: AdapterContext) -> Adapter
         timeout_s=cfg.timeout_s,
         max_connections=cfg.concurrency,
     )
+
+
+def _dvcqg(cfg: DestinationConfig) -> Adapter:
+    """The real portal as the connector's profile says: ``dvcqg/opencps`` (session API) or ``dvcqg/proxy``."""
+    from adapters.dvcqg import DvcqgOpenCpsAdapter, DvcqgProxyAdapter
+    from mappings import profiles
+
+    assert cfg.profile is not None
+    try:
+        settings = profiles.resolve(profiles.get_profile(cfg.profile), cfg.profile_values)
+        if settings.profile.name == "dvcqg/proxy":
+            return DvcqgProxyAdapter(cfg.endpoint, settings, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
+        creds = _credentials(cfg, "national portal", " to log in")
+        return DvcqgOpenCpsAdapter(
+            cfg.endpoint,
+            settings,
+            username=creds.username,
+            password=creds.password.get_secret_value(),
+            timeout_s=cfg.timeout_s,
+            max_connections=cfg.concurrency,
+        )
+    except (profiles.UnknownProfileError, profiles.ProfileValueError) as exc:
+        return UnusableAdapter(f"the national portal endpoint {cfg.endpoint} cannot be called: {exc}")
 
 
 def _population_db(cfg: DestinationConfig, context: AdapterContext) -> Adapter:

@@ -28,7 +28,9 @@
     ├── RoutingError                  the routing file
     ├── UnknownDestinationError       an operator action names no routed destination (also LookupError)
     ├── MappingError                  canonical ⇄ partner format (also ValueError)
-    │   └── NoOutboundMappingError    the destination's format has no mapping for the type
+    │   ├── NoOutboundMappingError    the destination's format has no mapping for the type
+    │   ├── UnknownProfileError       a partner profile reference or file (mappings.profiles)
+    │   └── ProfileValueError         a profile value unset or unknown (mappings.profiles)
     ├── MissingCredentialsError       a partner configured without endpoint.credentials
     ├── RegistryError
     │   ├── SpecInvalidError, UnknownConnectorError (also KeyError)

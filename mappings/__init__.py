@@ -129,12 +129,13 @@ def outbound_types(kind_or_profile: str) -> frozenset[str]:
 
 
 # Profiles shipped with the hub register themselves on import.
-from mappings import ministry_steps, national_portal, payment, population_db, postal  # noqa: E402
+from mappings import dvcqg, ministry_steps, national_portal, payment, population_db, postal  # noqa: E402
 
 __all__ = [
     "CANONICAL",
     "InboundMapping",
     "OutboundMapping",
+    "dvcqg",
     "inbound_for_root",
     "inbound_mapping",
     "ministry_steps",

@@ -3,7 +3,10 @@
 Pure functions over the field tables below: ``dossier_to_portal`` builds one record of ``DongBoHoSoMC``'s
 ``data`` list, ``status_to_progress`` one record of ``CapNhatTienDoHoSoMC``'s; ``portal_to_dossier`` and
 ``progress_to_status`` read them back (lossless except sub-second precision, which the portal's dates drop).
-The records are checked by the portal's JSON schemas in ``schemas/national-portal/`` (``validate_record``).
+The records are checked by this format's JSON schemas in ``schemas/national-portal/hub-v1/`` (``validate_record``).
+
+This is the hub's own portal format, spoken to a national portal connector without a partner profile; the real
+portal's record, as the sources describe it, is ``mappings.dvcqg`` (profiles ``dvcqg/opencps``, ``dvcqg/proxy``).
 
 Conventions of the portal, kept here: codes (status, channel, applicant type) are strings (``"2"``); dates are
 ``yyyyMMddHHmmss`` in Asia/Ho_Chi_Minh local time (canonical times are UTC); amounts are whole đồng (integers);
@@ -277,6 +280,9 @@ OUTBOUND = {t: register_outbound(OutboundMapping(KIND, t, to_portal)) for t in (
 
 # ---------------------------------------------------------------- the portal's JSON schemas
 
+#: The hub's own portal format (before partner profiles) keeps its schemas apart: ``schemas/national-portal/``
+#: itself describes the sourced record (``mappings.dvcqg``).
+LEGACY_SCHEMA_DIR = "hub-v1"
 SCHEMA_FILES = {
     SERVICE_SYNC: "DongBoHoSoMC.schema.json",
     SERVICE_PROGRESS: "CapNhatTienDoHoSoMC.schema.json",
@@ -287,7 +293,8 @@ SCHEMA_FILES = {
 @cache
 def portal_schema(name: str) -> dict[str, Any]:
     """A JSON schema of ``schemas/national-portal/`` by service name (or ``"request"``)."""
-    text = resources.files("schemas").joinpath("national-portal", SCHEMA_FILES[name]).read_text(encoding="utf-8")
+    folder = resources.files("schemas").joinpath("national-portal", LEGACY_SCHEMA_DIR)
+    text = folder.joinpath(SCHEMA_FILES[name]).read_text(encoding="utf-8")
     return json.loads(text)
 
 

@@ -45,6 +45,8 @@ class DestinationConfig(BaseModel):
     timeout_s: float = Field(10.0, gt=0)
     circuit_failures: int = Field(5, ge=1)
     circuit_cooldown_s: float = Field(30.0, gt=0)
+    profile: str | None = None  # the connector's partner profile (mappings.profiles), None: the kind's own format
+    profile_values: dict[str, str] = Field(default_factory=dict, repr=False)
 
     @property
     def retry_policy(self) -> RetryPolicy:

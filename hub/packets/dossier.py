@@ -4,15 +4,40 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from hub.dossier.validators import AgencyCode, ApplicantType, Channel, DossierCode, PersonalId, Sha256Hex, StatusCode
+from hub.dossier.validators import (
+    AgencyCode,
+    ApplicantType,
+    Channel,
+    DossierCode,
+    OldId,
+    PersonalId,
+    Sha256Hex,
+    StatusCode,
+)
 from hub.packets.codec import XmlItem
 from hub.packets.common import Code, Email, FeeLine, LongText, Name, PacketModel, Phone, Text, Url, UtcDateTime
 
+#: A reuse flag of the national portal's documents: 0, 1 or 2 (``DuocTaiSuDung``, TH-SI:76-87).
+ReuseFlag = Annotated[int, Field(ge=0, le=2)]
+
+
+#: How a dossier's fees were paid: 0 not stated, 1 paid online, 3 not paid online (``DuocThanhToanTrucTuyen``).
+def _online_payment(value: int) -> int:
+    if value not in (0, 1, 3):
+        raise ValueError("online payment is 0 (not stated), 1 (paid online) or 3 (not paid online)")
+    return value
+
+
+OnlinePayment = Annotated[int, AfterValidator(_online_payment)]
+
 
 class Applicant(PacketModel):
-    """Who submitted the dossier; ``type`` is 1 citizen, 2 business, 3 agency, 4 other."""
+    """Who submitted the dossier; ``type`` is 1 citizen, 2 business, 3 agency, 4 other.
+
+    ``portal_account_id`` is the applicant's account on the national portal (its TechID), never an ID number;
+    ``old_id`` the 9-digit identity card number when there is no 12-digit personal ID."""
 
     type: ApplicantType
     name: Name
@@ -20,6 +45,10 @@ class Applicant(PacketModel):
     phone: Phone | None = None
     email: Email | None = None
     address: Text | None = None
+    old_id: OldId | None = None
+    portal_account_id: Code | None = None
+    fax: Phone | None = None
+    vneid_verified: bool | None = None
 
 
 class Document(PacketModel):
@@ -29,6 +58,11 @@ class Document(PacketModel):
     name: Text
     url: Url
     sha256: Sha256Hex
+    file_id: Code | None = None  # the provincial system's id of the file
+    digitised: bool | None = None  # the document was digitised (số hóa)
+    reuse: ReuseFlag | None = None  # may be reused (tái sử dụng), the portal's 0/1/2
+    from_national_repository: bool | None = None  # taken from the national document repository (kho DMQG)
+    replaces_result_code: Code | None = None  # the result document it stands in for
 
 
 class Result(PacketModel):
@@ -37,6 +71,39 @@ class Result(PacketModel):
     code: Code
     name: Text
     url: Url
+    component_code: Code | None = None  # the dossier component it answers
+    document_id: Code | None = None  # the provincial system's id of the document
+
+
+class DossierFee(FeeLine):
+    """A fee of the dossier: ``kind`` 1 charge (phí) or 2 fee (lệ phí); ``collection`` how it is collected,
+    as the province's code."""
+
+    kind: Annotated[int, Field(ge=1, le=2)] | None = None
+    collection: Code | None = None
+
+
+class OtherPaper(PacketModel):
+    """A paper handed in besides the dossier's components: its name, how many, of which type (a code number)."""
+
+    name: Text
+    count: Annotated[int, Field(ge=0)]
+    paper_type: Annotated[int, Field(ge=0)]
+
+
+class Supplement(PacketModel):
+    """One request for more papers and how it was answered (hồ sơ bổ sung)."""
+
+    supplement_id: Code
+    requested_by: Name | None = None
+    content: LongText | None = None
+    requested_at: UtcDateTime | None = None
+    received_by: Name | None = None
+    receipt_info: LongText | None = None
+    received_at: UtcDateTime | None = None
+    status: Code | None = None
+    previous_due_at: UtcDateTime | None = None
+    new_due_at: UtcDateTime | None = None
 
 
 class DossierSync(PacketModel):
@@ -56,8 +123,21 @@ class DossierSync(PacketModel):
     returned_at: UtcDateTime | None = None
     status: StatusCode
     documents: Annotated[list[Document], XmlItem("document")] = Field(default_factory=list)
-    fees: Annotated[list[FeeLine], XmlItem("fee")] = Field(default_factory=list)
+    fees: Annotated[list[DossierFee], XmlItem("fee")] = Field(default_factory=list)
     results: Annotated[list[Result], XmlItem("result")] = Field(default_factory=list)
+    # what the national portal's full record carries besides (all optional, added after the fields above)
+    field_name: Text | None = None
+    receiving_unit_name: Text | None = None
+    summary: LongText | None = None
+    note: LongText | None = None
+    other_info: LongText | None = None
+    return_info: LongText | None = None
+    result_by_post: bool | None = None
+    submission_place: Code | None = None
+    rejected_at: UtcDateTime | None = None
+    online_payment: OnlinePayment | None = None
+    other_papers: Annotated[list[OtherPaper], XmlItem("otherPaper")] = Field(default_factory=list)
+    supplements: Annotated[list[Supplement], XmlItem("supplement")] = Field(default_factory=list)
 
 
 class Step(PacketModel):

@@ -10,7 +10,18 @@ from pydantic import BaseModel
 
 from hub.packets.citizen import Citizen, CitizenLookup, CitizenRecord, Gender, HouseholdHead, LookupResult
 from hub.packets.common import Address, FeeLine, PostalParty
-from hub.packets.dossier import Applicant, Attachment, Document, DossierStatusUpdate, DossierSync, Result, Step
+from hub.packets.dossier import (
+    Applicant,
+    Attachment,
+    Document,
+    DossierFee,
+    DossierStatusUpdate,
+    DossierSync,
+    OtherPaper,
+    Result,
+    Step,
+    Supplement,
+)
 from hub.packets.payment import Payer, PaymentReceipt, PaymentRequest
 from hub.packets.postal import Direction, PostalOrder, PostalStatus
 from hub.packets.registry import packet_type
@@ -50,6 +61,8 @@ def dossier_sync() -> DossierSync:
             phone="0912345678",
             email="nguyenvanan@example.vn",
             address="Số 12 đường Trần Phú, phường Hải Châu, thành phố Đà Nẵng",
+            portal_account_id="a3f1c2d4-5b6e-4f70-8a91-b2c3d4e5f607",
+            vneid_verified=False,
         ),
         channel=2,
         submitted_at=_utc(23, 1, 15),
@@ -64,20 +77,54 @@ def dossier_sync() -> DossierSync:
                 name="Đơn đề nghị cấp giấy phép xây dựng",
                 url=f"{FILES}/{DOSSIER_CODE}/don-de-nghi.pdf",
                 sha256=_sha256("don-de-nghi.pdf"),
+                file_id="TEP-20251123-0001",
+                digitised=True,
+                reuse=1,
+                from_national_repository=False,
             ),
             Document(
                 component_code="GPXD-02",
                 name="Bản vẽ thiết kế xây dựng",
                 url=f"{FILES}/{DOSSIER_CODE}/ban-ve.pdf",
                 sha256=_sha256("ban-ve.pdf"),
+                file_id="TEP-20251123-0002",
+                digitised=True,
+                reuse=0,
+                from_national_repository=False,
             ),
         ],
-        fees=FEE_LINES,
+        fees=[
+            DossierFee(**fee.model_dump(), kind=2 if fee.code.startswith("LP") else 1, collection="1")
+            for fee in FEE_LINES
+        ],
         results=[
             Result(
                 code="KQ-GPXD",
                 name="Giấy phép xây dựng số 123/GPXD",
                 url=f"{FILES}/{DOSSIER_CODE}/giay-phep.pdf",
+                component_code="GPXD-01",
+                document_id="GT-20251205-0007",
+            )
+        ],
+        field_name="Hoạt động xây dựng",
+        receiving_unit_name="Ủy ban nhân dân quận Hải Châu",
+        summary="Cấp giấy phép xây dựng nhà ở riêng lẻ tại số 12 đường Trần Phú",
+        result_by_post=False,
+        submission_place="2",
+        online_payment=1,
+        other_papers=[OtherPaper(name="Bản sao giấy chứng nhận quyền sử dụng đất", count=1, paper_type=1)],
+        supplements=[
+            Supplement(
+                supplement_id="BS-20251125-0001",
+                requested_by="Trần Thị Bình",
+                content="Bổ sung bản vẽ mặt cắt công trình",
+                requested_at=_utc(25, 2),
+                received_by="Lê Văn Cường",
+                receipt_info="Đã nhận bản vẽ mặt cắt bổ sung",
+                received_at=_utc(27, 3),
+                status="2",
+                previous_due_at=_utc(5, 10, month=12),
+                new_due_at=_utc(8, 10, month=12),
             )
         ],
     )

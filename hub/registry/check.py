@@ -3,7 +3,9 @@ fixed before a connector goes live.
 
 For every type the connector sends, its example packets (the spec's ``examples``, else the hub's built-in
 sample) go through verification (when the example is a signed envelope: signature, pinned certificate and
-the connector's grants), validation (XSD + domain rules) and mapping (the profile must exist). Its
+the connector's grants), validation (XSD + domain rules) and mapping (the profile must exist). A partner
+profile's values (``profile_values``) are checked against its definition: a required one unset or an unknown key
+must be fixed, one left at a default no public source confirms is a warning. Its
 certificates must load, meet the key policy and be valid (a warning under 30 days). Where the partner has
 an endpoint, a harmless ``OPTIONS`` request checks that it answers.
 """
@@ -28,7 +30,7 @@ EXPIRY_WARNING_DAYS = 30
 @dataclass(frozen=True, slots=True)
 class CheckItem:
     status: Status
-    area: str  # connector, grants, example, mapping, certificate, endpoint
+    area: str  # connector, grants, example, mapping, profile, certificate, endpoint
     message: str
 
     @property
@@ -78,6 +80,7 @@ def run_check(
     _check_state(report, connector)
     _check_examples(report, registry, connector, trust if trust is not None else registry.trust_store(), now)
     _check_mapping(report, connector)
+    _check_profile(report, connector)
     _check_certificates(report, connector, now)
     if probe:
         _check_endpoint(report, connector, probe_timeout_s)
@@ -187,6 +190,57 @@ def _check_mapping(report: CheckReport, c: Connector) -> None:
         profile = c.spec.profile_for(message_type)
         if profile not in KNOWN_PROFILES:
             report.add("fail", "mapping", f"{message_type}: unknown mapping profile {profile!r} (known: {known})")
+
+
+def _check_profile(report: CheckReport, c: Connector) -> None:
+    """The partner profile's values: unset required ones and unknown keys must be fixed; a value left at a
+    default no public source confirms is to be looked at."""
+    from mappings import profiles
+
+    if c.spec.profile is None:
+        if c.kind == "national_portal" and c.spec.endpoint is not None and c.spec.endpoint.transport == "json":
+            names = ", ".join(p.name for p in profiles.profiles_for(c.kind))
+            report.add(
+                "warn", "profile",
+                f"no partner profile: the hub's own portal format (schemas/national-portal/hub-v1), which the real "
+                f"portal does not speak; choose one of {names}",
+            )  # fmt: skip
+        return
+    try:
+        profile = profiles.get_profile(c.spec.profile)
+    except profiles.UnknownProfileError as exc:
+        report.add("fail", "profile", str(exc))
+        return
+    findings = profiles.check(profile, c.spec.profile_values)
+    for finding in findings:
+        report.add(finding.status, "profile", f"{profile.ref}: {finding.message}")
+    if not any(f.status == "fail" for f in findings):
+        given = len(c.spec.profile_values)
+        report.add("ok", "profile", f"{profile.ref} ({profile.summary}): {given} value(s) set, every required one")
+    if profile.name.startswith("dvcqg/"):
+        _check_portal_records(report, c, profile.ref)
+
+
+def _check_portal_records(report: CheckReport, c: Connector, ref: str) -> None:
+    """The hub's sample of each type the portal receives, mapped as the profile sends it and checked against the
+    sourced record schema (``schemas/national-portal/``)."""
+    from hub import packets
+    from mappings import dvcqg, outbound_mapping
+
+    for message_type in c.receives:
+        mapping = outbound_mapping(dvcqg.KIND, message_type)
+        if mapping is None:
+            report.add("fail", "profile", f"{ref}: the portal takes no {message_type}")
+            continue
+        call = mapping.to_partner(packets.example(message_type))
+        assert isinstance(call, dvcqg.DvcqgCall)
+        service, record = call
+        issues = dvcqg.validate_record(service, record)
+        if issues:
+            shown = "; ".join(f"{i.field}: {i.message}" for i in issues[:3])
+            report.add("fail", "profile", f"{ref}: the {message_type} sample as {service} breaks its schema: {shown}")
+        else:
+            report.add("ok", "profile", f"{ref}: the {message_type} sample maps to a valid {service} record")
 
 
 def _check_certificates(report: CheckReport, c: Connector, now: datetime) -> None:

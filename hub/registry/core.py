@@ -153,6 +153,8 @@ class Connector:
             timeout_s=spec.timeout_s,
             circuit_failures=spec.circuit.failures,
             circuit_cooldown_s=spec.circuit.cooldown_s,
+            profile=spec.profile,
+            profile_values=dict(spec.profile_values),
         )
 
     def cert_expiry_days(self, at: datetime | None = None) -> int | None:

@@ -18,6 +18,8 @@ concurrency: 4
 timeout_s: 10
 circuit: {failures: 5, cooldown_s: 30}
 freshness: {max_age_s: 604800, max_ahead_s: 300}   # createdAt at most 7 days old, 5 minutes ahead (the default)
+profile: dvcqg/opencps@1               # optional partner profile for its kind (mappings/profiles/), newest version
+profile_values: {dstcode: "...", madonvi: 000.00.00.H12}   # that profile's constants for this partner
 examples: {dossier.status: [examples/status.xml]}   # for `hub connector check`
 enabled: true
 ```
@@ -67,6 +69,7 @@ from hub.errors import CertificateError, Issue, KeyMaterialError, SpecInvalidErr
 from hub.security.credentials import Credentials
 from hub.security.envelope import Freshness
 from mappings import profile_names
+from mappings import profiles as partner_profiles
 
 CONNECTOR_KINDS = ("provincial", "national_portal", "population_db", "postal", "payment", "ministry")
 ConnectorKind = Literal["provincial", "national_portal", "population_db", "postal", "payment", "ministry"]
@@ -103,6 +106,11 @@ def _known_type(value: object) -> str:
 
 
 MessageType = Annotated[str, BeforeValidator(_known_type)]
+
+
+def _scalar_text(value: object) -> object:
+    """A profile value as text: YAML may read ``madonvi: 12`` or ``enabled: 1`` as numbers; lists stay refused."""
+    return str(value).lower() if isinstance(value, bool) else str(value) if isinstance(value, int | float) else value
 
 
 def _as_list(value: object) -> object:
@@ -228,6 +236,10 @@ class ConnectorSpec(BaseModel):
     unit: AgencyCode | None = None
     handles: Annotated[tuple[str, ...], BeforeValidator(_as_list)] = ()
     freshness: Freshness = Freshness()
+    #: The partner profile (``mappings.profiles``: ``dvcqg/opencps``, ``dvcqg/proxy@1``, …) and its values for
+    #: this partner; ``None``: the hub's own format for the kind, as before profiles existed.
+    profile: str | None = None
+    profile_values: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = Field(default_factory=dict)
 
     @field_validator("code_pattern")
     @classmethod
@@ -259,6 +271,41 @@ class ConnectorSpec(BaseModel):
             if not re.fullmatch(HANDLES_PATTERN, prefix):
                 raise _error("handles-prefix", f"{prefix!r} is not the start of a dossier code ({HANDLES_PATTERN})")
         return tuple(dict.fromkeys(value))
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        try:
+            profile = partner_profiles.get_profile(value)
+        except partner_profiles.UnknownProfileError as exc:
+            raise _error("profile", str(exc)) from None
+        kind = info.data.get("kind")
+        if kind is not None and profile.kind != kind:
+            others = ", ".join(p.name for p in partner_profiles.profiles_for(kind)) or "none"
+            raise _error(
+                "profile-kind", f"{profile.name} is a {profile.kind} profile, not {kind} (for {kind}: {others})"
+            )
+        return value
+
+    @field_validator("profile_values")
+    @classmethod
+    def _profile_values(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        ref = info.data.get("profile")
+        if ref is None:
+            if value and "profile" in info.data:
+                raise _error("profile-values", "profile_values given without a profile")
+            return value
+        profile = partner_profiles.get_profile(ref)
+        problems = _Problems()
+        for key in value:
+            if key not in profile.values:
+                known = ", ".join(sorted(profile.values)) or "none"
+                message = f"{key!r} is not a value of {profile.ref} (known: {known})"
+                problems.add((key,), "profile-value-unknown", message)
+        problems.raise_if_any()
+        return value
 
     @field_validator("sends", "receives")
     @classmethod
@@ -345,6 +392,13 @@ class ConnectorSpec(BaseModel):
         """Whether the registry names this connector the handling system of ``dossier_code`` (``handles``)."""
         return dossier_code.startswith(self.handles) if self.handles else False
 
+    def profile_settings(self) -> partner_profiles.ProfileSettings | None:
+        """The partner profile's values for this connector, defaults filled (``None`` without a profile);
+        ``ProfileValueError`` when a required one is unset (``hub connector check`` reports it first)."""
+        if self.profile is None:
+            return None
+        return partner_profiles.resolve(partner_profiles.get_profile(self.profile), self.profile_values)
+
     def profile_for(self, message_type: str) -> str:
         """The mapping profile used for ``message_type`` (``canonical`` unless the spec says otherwise)."""
         return self.mapping.get(message_type, DEFAULT_PROFILE)
@@ -380,6 +434,8 @@ class ConnectorSpec(BaseModel):
                 "unit": data.get("unit"),
                 "handles": tuple(data.get("handles", ())),
                 "freshness": Freshness.model_validate(data.get("freshness") or {}),
+                "profile": data.get("profile"),
+                "profile_values": dict(data.get("profile_values") or {}),
             }
         )
 
@@ -439,7 +495,7 @@ class _Problems(ValueError):
 
 # ---------------------------------------------------------------- loading and issue reporting
 
-_DICT_FIELDS = {"mapping", "examples"}
+_DICT_FIELDS = {"mapping", "examples", "profile_values"}
 
 
 def _path(loc: Sequence[str | int]) -> str:

@@ -75,6 +75,9 @@ def test_deploy_examples_load() -> None:
     assert Path(ministry.examples["dossier.status"][0]).is_file()
     province = load_spec(DEPLOY / "province.yaml")
     assert province.kind == "provincial" and "dossier.status" in province.receives
+    portal = load_spec(DEPLOY / "national-portal.yaml")
+    settings = portal.profile_settings()
+    assert portal.profile == "dvcqg/opencps@1" and settings is not None and settings["madonvi"] == "000.00.00.H12"
 
 
 def test_a_file_with_many_errors_reports_every_one_with_its_line(tmp_path: Path, weak_keys) -> None:

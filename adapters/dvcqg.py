@@ -1,0 +1,356 @@
+"""The real national portal (Cổng DVCQG), as the sources call it: profiles ``dvcqg/opencps`` and ``dvcqg/proxy``.
+
+Every constant comes from the connector's profile values (``mappings.profiles``), so a new province's deviation
+is a YAML edit; every behaviour cites ``PARTNER-FORMATS.md`` §1.
+
+``dvcqg/opencps`` (``DvcqgOpenCpsAdapter``), as VietOpenCPS calls the portal:
+
+- Headers on every call, login included: ``Accept``/``Content-Type: application/json``, ``Charset: utf-8``,
+  ``dstcode`` (OC-DV:1102, 1690, 1863).
+- Login: ``POST endpoint + auth_endpoint {username, password}`` → ``{session, error_code}``; no expiry is read,
+  the token is kept and reused (OC-DV:1067-1072, 1087-1088, 1130). The sources never log in again; this adapter
+  does so, once per call, only when a call's answer says the session is bad — HTTP 401 or 403, or an
+  ``error_code`` listed in the profile's ``session_codes`` (unsourced, empty by default).
+- Calls: ``POST endpoint + integration_endpoint`` with ``session``, ``madonvi``, ``service`` and the service's
+  parameters at top level; only DongBoHoSoMC and CapNhatTienDoHoSoMC carry a ``data`` list (OC-DV:1670-1676,
+  1988-1995).
+- DongBoHoSoMC: ``TraCuuHoSo {mahoso}`` first; a non-empty ``result`` means the dossier is on the portal, so
+  ``isUpdating`` is ``"True"`` (OC-DV:2124-2137). ``MaDoiTuong`` left empty by the mapping is looked up with
+  ``TraCuuTechID {provider, mstorcmnd}`` → ``result[0].TECHNICALID`` (OC-DV:2937-2953), else stays ``""``.
+
+``dvcqg/proxy`` (``DvcqgProxyAdapter``), as the Thanh Hóa code calls its provincial proxy: one URL per operation
+(``insert_url``, ``update_url``, ``progress_url``), the body a bare JSON array of records, no session, the reply
+``{error_code, message}`` (TH-SS:57-70; TH-SI:31-35); an insert answered with an ``already_exists_codes`` code
+("3"/"-3") whose message contains ``already_exists_text`` ("đã tồn tại") is sent again to the update URL
+(TH-SS:497-510).
+
+Both: ``error_code`` is read as a string or a number (OC-DV:2142, 1130; OC-DV23:1577; TH-SI:33); the profile's
+``error_code`` table says which codes mean success ("0", "00"). Any other code is the portal refusing: retried
+when the profile lists it in ``transient_codes`` (no source lists any), else permanent. A reply that is not a
+JSON object with an ``error_code`` is transient (a proxy or portal hiccup); HTTP 5xx/429 transient, other 4xx
+permanent. ``DonViXuLy`` left empty by the mapping is the profile's ``unit_name``; ``TrangThaiHoSo`` goes through
+the profile's ``status_map`` (per deployment, OC-DV:1220-1244).
+
+``DeliveryReceipt.sent`` is the body of the call that delivered, byte for byte, the session token read ``"***"``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from adapters.http import classify_status, partner_pool, request_text
+from hub.logs import mask_ids
+from mappings.dvcqg import (
+    KIND,
+    SERVICE_LOOKUP,
+    SERVICE_PROGRESS,
+    SERVICE_SYNC,
+    SERVICE_TECHID,
+    DvcqgCall,
+    error_code_text,
+    is_success,
+)
+from mappings.profiles import ProfileSettings, ProfileValueError
+
+#: HTTP answers this adapter reads as "the session is bad" (no source says how the portal answers one).
+SESSION_STATUSES = frozenset({401, 403})
+_BLANKED_TOKEN = b'"***"'
+
+
+class PortalRefusal(Exception):
+    """The portal answered with an ``error_code`` other than success. Its message may echo a record's values:
+    anything shaped like a personal ID is masked (it ends up in logs)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        message = mask_ids(message)
+        super().__init__(f"error_code {code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class SessionRejected(Exception):
+    """A call's answer says the session is bad (HTTP 401/403 or a profile ``session_codes`` code)."""
+
+
+def _codes(text: str) -> frozenset[str]:
+    return frozenset(c.strip() for c in text.split(",") if c.strip())
+
+
+def status_map(text: str) -> dict[str, str]:
+    """The profile's ``status_map`` (``"5:9,6:9,8:9"``): hub status code → the deployment's TrangThaiHoSo
+    (OC-DV:1220-1244; TH-SS:267-270). ``ProfileValueError`` for a pair that is not ``<code>:<code>``."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        hub_code, sep, portal_code = (part.strip() for part in item.partition(":"))
+        if not sep or not hub_code or not portal_code:
+            raise ProfileValueError(f"status_map: {item!r} is not <hub code>:<portal code>", ("status_map",))
+        pairs[hub_code] = portal_code
+    return pairs
+
+
+def url_for(endpoint: str, value: str) -> str:
+    """A profile's endpoint value as a URL: absolute as given, else a path after the connector's ``endpoint``."""
+    if value.startswith(("http://", "https://")):
+        return value
+    if not value:
+        return endpoint
+    return endpoint.rstrip("/") + "/" + value.lstrip("/")
+
+
+def _json(payload: object) -> bytes:
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
+class _DvcqgAdapter(Adapter):
+    """What both variants share: headers, the answer's ``error_code``, the refusal classification."""
+
+    partner_format = KIND
+
+    def __init__(self, endpoint: str, settings: ProfileSettings, *, timeout_s: float, max_connections: int) -> None:
+        self.endpoint = endpoint
+        self.settings = settings
+        self._pool = partner_pool(timeout_s=timeout_s, max_connections=max_connections)
+        success = settings.profile.codes.get("error_code")
+        self._success: Mapping[str, str] = success.values if success else {"0": "success"}
+        self._transient = _codes(settings.get("transient_codes", ""))
+        self._status_map = status_map(settings.get("status_map", ""))
+
+    def headers(self) -> dict[str, str]:
+        """Every call's headers (OC-DV:1102, 1690, 1863): JSON, ``Charset: utf-8`` and ``dstcode`` when set."""
+        headers = {"Accept": "application/json", "Content-Type": "application/json", "Charset": "utf-8"}
+        dstcode = self.settings.get("dstcode", "")
+        if dstcode:
+            headers["dstcode"] = dstcode
+        return headers
+
+    def _exchange(self, url: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """POST ``body``; (HTTP status, the JSON answer with ``error_code`` as text). 401/403 are returned for the
+        caller to decide; other HTTP errors and malformed replies raise."""
+        status, text = request_text(
+            self._pool, "POST", url, where="the national portal", body=body, headers=self.headers()
+        )
+        if status in SESSION_STATUSES:
+            return status, {}
+        classify_status(status, text)  # raises on HTTP errors (5xx/429 transient, 4xx permanent)
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = None
+        code = error_code_text(answer.get("error_code")) if isinstance(answer, dict) else None
+        if code is None or not isinstance(answer, dict):
+            raise TransientDeliveryError(
+                f"the national portal answered HTTP {status} with a malformed reply: {text[:120]!r}", status=status
+            )
+        return status, {**answer, "error_code": code}
+
+    def succeeded(self, answer: Mapping[str, Any]) -> bool:
+        return is_success(str(answer["error_code"]), self._success)
+
+    def _refused(self, service: str, dossier: str, exc: PortalRefusal) -> Exception:
+        where = f"national portal refused {service} for {dossier}: {exc}"
+        return TransientDeliveryError(where) if exc.code in self._transient else PermanentDeliveryError(where)
+
+    def _fill(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record with what only the profile knows: ``DonViXuLy`` = the unit's name (OC-DV:222), the
+        deployment's ``TrangThaiHoSo`` code (OC-DV:1220-1244)."""
+        if "DonViXuLy" in record and not record["DonViXuLy"]:
+            record = {**record, "DonViXuLy": self.settings.get("unit_name", "")}
+        status = record.get("TrangThaiHoSo")
+        if isinstance(status, str) and status in self._status_map:
+            record = {**record, "TrangThaiHoSo": self._status_map[status]}
+        return record
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+class DvcqgOpenCpsAdapter(_DvcqgAdapter):
+    """Profile ``dvcqg/opencps``: session API, one integration endpoint; safe to share between threads."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        settings: ProfileSettings,
+        *,
+        username: str,
+        password: str,
+        timeout_s: float = 10.0,
+        max_connections: int = 8,
+    ) -> None:
+        super().__init__(endpoint, settings, timeout_s=timeout_s, max_connections=max_connections)
+        self.auth_url = url_for(endpoint, settings["auth_endpoint"])
+        self.integration_url = url_for(endpoint, settings["integration_endpoint"])
+        self.share_url = url_for(endpoint, settings["share_endpoint"])
+        self.madonvi = settings["madonvi"]
+        self._username = username
+        self._password = password
+        self._session_codes = _codes(settings.get("session_codes", ""))
+        self._token: str | None = None
+        self._lock = threading.Lock()
+        self.logins = 0
+
+    def __repr__(self) -> str:  # never the password or the session token
+        return f"DvcqgOpenCpsAdapter({self.endpoint!r}, username={self._username!r})"
+
+    # ------------------------------------------------------------ session
+
+    def _login(self) -> str:
+        """``{username, password}`` → ``{session, error_code}`` (OC-DV:1087-1088, 1130)."""
+        status, answer = self._exchange(self.auth_url, _json({"username": self._username, "password": self._password}))
+        token = answer.get("session")
+        if status in SESSION_STATUSES or not self.succeeded(answer) or not isinstance(token, str) or not token:
+            code = answer.get("error_code", f"HTTP {status}")
+            raise TransientDeliveryError(
+                f"national portal login refused for {self._username!r}: error_code {code}: "
+                f"{mask_ids(str(answer.get('message', '')))}"
+            )
+        self.logins += 1
+        return token
+
+    def session(self) -> str:
+        """The kept session token; logs in when there is none (the token has no expiry, OC-DV:1067-1072)."""
+        with self._lock:
+            if self._token is None:
+                self._token = self._login()
+            return self._token
+
+    def _drop(self, token: str) -> None:
+        with self._lock:
+            if self._token == token:
+                self._token = None
+
+    # ------------------------------------------------------------ calls
+
+    def request_body(self, service: str, params: Mapping[str, Any], token: str) -> dict[str, Any]:
+        """A call's body: session, madonvi, service, then the parameters at top level (OC-DV:1670-1676)."""
+        return {"session": token, "madonvi": self.madonvi, "service": service, **params}
+
+    def call(self, service: str, params: Mapping[str, Any], *, url: str | None = None) -> dict[str, Any]:
+        """One portal call; the answer (success) or ``PortalRefusal``."""
+        return self._call(service, params, url=url)[0]
+
+    def _call(self, service: str, params: Mapping[str, Any], *, url: str | None = None) -> tuple[dict[str, Any], bytes]:
+        for attempt in range(2):
+            token = self.session()
+            body = _json(self.request_body(service, params, token))
+            try:
+                status, answer = self._exchange(url or self.integration_url, body)
+                if status in SESSION_STATUSES or answer["error_code"] in self._session_codes:
+                    raise SessionRejected(f"HTTP {status}" if not answer else f"error_code {answer['error_code']}")
+            except SessionRejected as exc:
+                self._drop(token)
+                if attempt == 0:
+                    continue
+                raise TransientDeliveryError(f"the national portal refused a fresh session: {exc}") from None
+            if not self.succeeded(answer):
+                raise PortalRefusal(answer["error_code"], str(answer.get("message", "")))
+            # the same bytes, but for the token: a secret the log must not keep (it is the first member)
+            return answer, body.replace(json.dumps(token).encode(), _BLANKED_TOKEN, 1)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def lookup(self, dossier_code: str) -> list[Any]:
+        """``TraCuuHoSo {mahoso}`` (lower-case key) → its ``result`` array, empty when the portal does not have
+        the dossier (OC-DV:1933-1944, 1988-1995)."""
+        try:
+            answer = self.call(SERVICE_LOOKUP, {"mahoso": dossier_code})
+        except PortalRefusal as exc:
+            raise self._refused(SERVICE_LOOKUP, dossier_code, exc) from None
+        result = answer.get("result")
+        return result if isinstance(result, list) else []
+
+    def tech_id(self, id_number: str) -> str:
+        """The portal account (TechID) of the person with ``id_number``: ``TraCuuTechID {provider, mstorcmnd}``
+        → ``result[0].TECHNICALID`` (OC-DV:2937-2953); ``""`` when the portal knows none or refuses."""
+        params = {"provider": self.settings.get("techid_provider", "wso2is"), "mstorcmnd": id_number}
+        try:
+            answer = self.call(SERVICE_TECHID, params)
+        except PortalRefusal:
+            return ""
+        result = answer.get("result")
+        first = result[0] if isinstance(result, list) and result else None
+        found = first.get("TECHNICALID") if isinstance(first, dict) else None
+        return str(found) if isinstance(found, str | int) and not isinstance(found, bool) else ""
+
+    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
+        mapped = request.mapped("the national portal")
+        if not isinstance(mapped, DvcqgCall):
+            raise PermanentDeliveryError(f"the national portal takes a DvcqgCall, not {type(mapped).__name__}")
+        service, record = mapped
+        code = str(record["MaHoSo"])
+        record = self._fill(record)
+        flag = ""
+        try:
+            if service == SERVICE_SYNC:
+                if not record.get("MaDoiTuong") and record.get("SoGiayToChuHoSo"):
+                    if self.settings.get("techid_lookup", "1") == "1":
+                        record = {**record, "MaDoiTuong": self.tech_id(str(record["SoGiayToChuHoSo"]))}
+                updating = "True" if self.lookup(code) else "False"  # OC-DV:2124-2137
+                flag = f" isUpdating={updating}"
+                answer, sent = self._call(service, {"isUpdating": updating, "data": [record]})
+            else:
+                answer, sent = self._call(service, {"data": [record]})
+        except PortalRefusal as exc:
+            raise self._refused(service, code, exc) from None
+        summary = f"{service}{flag} error_code={answer['error_code']} {mask_ids(str(answer.get('message', '')))}"
+        return DeliveryReceipt.for_body(summary.rstrip(), sent)
+
+
+class DvcqgProxyAdapter(_DvcqgAdapter):
+    """Profile ``dvcqg/proxy``: a provincial proxy, one URL per operation, bare JSON arrays, no session."""
+
+    def __init__(
+        self, endpoint: str, settings: ProfileSettings, *, timeout_s: float = 10.0, max_connections: int = 8
+    ) -> None:
+        super().__init__(endpoint, settings, timeout_s=timeout_s, max_connections=max_connections)
+        self.insert_url = url_for(endpoint, settings["insert_url"])
+        self.update_url = url_for(endpoint, settings["update_url"])
+        self.progress_url = url_for(endpoint, settings["progress_url"])
+        self._exists_codes = _codes(settings.get("already_exists_codes", ""))
+        self._exists_text = settings.get("already_exists_text", "")
+
+    def __repr__(self) -> str:
+        return f"DvcqgProxyAdapter({self.endpoint!r})"
+
+    def _post(self, url: str, records: list[dict[str, Any]]) -> tuple[dict[str, Any], bytes]:
+        body = _json(records)  # a bare JSON array (TH-SS:57-70)
+        status, answer = self._exchange(url, body)
+        if status in SESSION_STATUSES:
+            raise PermanentDeliveryError(f"the national portal's proxy answered HTTP {status}", status=status)
+        if not self.succeeded(answer):
+            raise PortalRefusal(answer["error_code"], str(answer.get("message", "")))
+        return answer, body
+
+    def _already_exists(self, exc: PortalRefusal) -> bool:
+        """TH-SS:497-510: code "3"/"-3" and a message containing "đã tồn tại"."""
+        return exc.code in self._exists_codes and bool(self._exists_text) and self._exists_text in exc.message
+
+    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
+        mapped = request.mapped("the national portal")
+        if not isinstance(mapped, DvcqgCall):
+            raise PermanentDeliveryError(f"the national portal takes a DvcqgCall, not {type(mapped).__name__}")
+        service, record = mapped
+        code = str(record["MaHoSo"])
+        record = self._fill(record)
+        how = ""
+        try:
+            if service == SERVICE_SYNC:
+                try:
+                    answer, sent = self._post(self.insert_url, [record])
+                    how = " insert"
+                except PortalRefusal as exc:
+                    if not self._already_exists(exc):
+                        raise
+                    answer, sent = self._post(self.update_url, [record])
+                    how = f" update (the insert answered: {exc.message})"
+            elif service == SERVICE_PROGRESS:
+                answer, sent = self._post(self.progress_url, [record])
+            else:
+                raise PermanentDeliveryError(f"the national portal's proxy has no URL for {service}")
+        except PortalRefusal as exc:
+            raise self._refused(service, code, exc) from None
+        summary = f"{service}{how} error_code={answer['error_code']} {mask_ids(str(answer.get('message', '')))}"
+        return DeliveryReceipt.for_body(summary.rstrip(), sent)
