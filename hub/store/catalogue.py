@@ -26,10 +26,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hub.errors import Issue
 from hub.store.database import Database, now
 from hub.store.schema import catalogue_fields, catalogue_procedures, catalogue_syncs, catalogue_units
 
 log = logging.getLogger(__name__)
+
+UNKNOWN_PROCEDURE = "procedure-unknown"  # the rule of the warning (intake, ``hub validate``)
 
 ABANDONED = "abandoned: its lease ran out before it finished (the process stopped?)"
 
@@ -274,3 +277,14 @@ class KnownProcedures:
         """Whether the catalogue holds procedures but not ``code`` (an empty catalogue knows nothing: ``False``)."""
         codes = self.codes()
         return bool(codes) and code not in codes
+
+    def warning(self, code: str) -> Issue | None:
+        """The warning for a dossier naming procedure ``code`` the catalogue does not list (``None``: known, or an
+        empty catalogue). A warning, never a refusal: the catalogue may lag behind the portal."""
+        return unknown_procedure(code) if self.unknown(code) else None
+
+
+def unknown_procedure(code: str, path: str = "/envelope/body/procedureCode") -> Issue:
+    """The warning (``Issue`` with rule ``procedure-unknown``) about a procedure the catalogue does not list."""
+    message = f"procedure {code} is not in the national portal's procedure catalogue (hub catalogue sync)"
+    return Issue(path, UNKNOWN_PROCEDURE, message)
