@@ -85,7 +85,7 @@ def _handler(portal: FakePortal) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_POST(self) -> None:  # noqa: N802 - the http.server name
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
             headers = {k.lower(): v for k, v in self.headers.items()}
             portal.seen.append((self.path, headers, body if isinstance(body, dict) else {}))

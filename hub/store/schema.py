@@ -77,6 +77,7 @@ class EventState(StrEnum):
 
     RECEIVED = "received"
     VALIDATED = "validated"
+    WARNING = "warning"  # accepted with advice (a procedure the procedure catalogue does not list)
     QUEUED = "queued"
     ATTEMPT_STARTED = "attempt_started"
     DELIVERED = "delivered"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from adapters.national_portal_catalogue import PortalCatalogueClient, join_url
 from hub.errors import CatalogueBusyError, CatalogueError, CatalogueUnavailableError
 from hub.exchange.routing import DestinationConfig
-from hub.flows.catalogue import CatalogueSchedule, choose_connector, due, sync_catalogue
+from hub.flows.catalogue import CatalogueSchedule, choose_connector, due, start_schedule, sync_catalogue
 from hub.security.credentials import Credentials
 from hub.store import Store
 from hub.store.catalogue import CatalogueData
@@ -28,6 +29,7 @@ from tests.catalogue_portal import (
     FakePortal,
     running_portal,
 )
+from tests.support import wait_for
 
 PORTAL = "000.00.00.G22"
 
@@ -157,3 +159,20 @@ def test_when_a_scheduled_sync_is_due(store: Store) -> None:
     store.finish_catalogue_sync(failed.id, error="down")
     assert not due(store.catalogue_status(), 86400, now + timedelta(minutes=10))
     assert due(store.catalogue_status(), 86400, now + timedelta(minutes=16))  # a failure is retried sooner
+
+
+def test_the_worker_schedule_syncs_in_its_own_thread(store: Store) -> None:
+    stop = threading.Event()
+    with running_portal() as portal:
+        routing = SimpleNamespace(destinations={PORTAL: portal_config(portal.url)})
+        runtime = SimpleNamespace(store=store, routing=routing)
+        thread = start_schedule(24.0, runtime, stop)
+        try:
+            wait_for(lambda: store.catalogue_status().last_success is not None, timeout_s=10, what="a scheduled sync")
+        finally:
+            stop.set()
+            thread.join(5)
+    status = store.catalogue_status()
+    assert status.procedures == 3 and status.last_success is not None
+    assert status.last_success.actor.startswith("worker@")
+    assert not thread.is_alive()
