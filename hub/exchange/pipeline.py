@@ -28,6 +28,11 @@ a stale one (older than the last applied) is stored but not routed; an illegal t
 (``StatusTransitionError``, rule ``status-transition``), stored nowhere but on the timeline, and nothing is queued.
 A resend of an accepted message is a duplicate and is not decided again.
 
+**Procedure warnings.** A ``dossier.sync`` naming a procedure the national portal's procedure catalogue does not list
+(``hub catalogue sync``; the codes cached by ``hub.store.catalogue.KnownProcedures``, re-read every minute) is
+accepted all the same, with a ``procedure-unknown`` warning in its answer (``Accepted.warnings``) and a ``warning``
+event on its history. While the catalogue is empty (never synced) nothing is warned about.
+
 **The hub's own messages** (payment receipts, the status updates that follow a payment, postal tracking events)
 enter through ``Acceptor.inject``: validated, routed, committed and published like the rest, but signed there and
 not verified again — the hub does not check the signature it has just made.
