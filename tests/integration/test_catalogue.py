@@ -176,3 +176,18 @@ def test_the_worker_schedule_syncs_in_its_own_thread(store: Store) -> None:
     assert status.procedures == 3 and status.last_success is not None
     assert status.last_success.actor.startswith("worker@")
     assert not thread.is_alive()
+
+
+def test_the_simulators_catalogue_syncs_and_names_the_example_dossier(store: Store) -> None:
+    from hub import packets
+    from hub.devtools.portal_catalogue import catalogue_answer
+
+    example = packets.example("dossier.sync")
+    with running_portal(FakePortal(source=catalogue_answer)) as portal:
+        sync = sync_catalogue(store, {PORTAL: portal_config(portal.url)}, actor="demo")
+    assert sync.ok and (sync.procedures, sync.units, sync.fields, sync.details_failed) == (3, 2, 3, 0)
+    names = catalogue_names(store, example.procedure_code, example.receiving_unit)
+    assert names.procedure_name == example.procedure_name and names.field_code == example.field_code
+    assert names.unit_name is not None and names.field_name == "Hoạt động xây dựng"
+    assert catalogue_answer("LayThuTuc", {"session": "s", "madonvi": "m", "service": "LayThuTuc"}) == {
+        "error_code": "-1", "message": "LayThuTuc takes maTTHC only: []"}  # fmt: skip
