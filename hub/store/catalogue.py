@@ -288,3 +288,45 @@ def unknown_procedure(code: str, path: str = "/envelope/body/procedureCode") -> 
     """The warning (``Issue`` with rule ``procedure-unknown``) about a procedure the catalogue does not list."""
     message = f"procedure {code} is not in the national portal's procedure catalogue (hub catalogue sync)"
     return Issue(path, UNKNOWN_PROCEDURE, message)
+
+
+def names(db: Database) -> tuple[dict[str, Procedure], dict[str, Unit]]:
+    """Every procedure (without its LayThuTuc detail) and unit, by code: what a portal record's names need."""
+    p, u = catalogue_procedures.c, catalogue_units.c
+    with db.transaction(readonly=True) as conn:
+        procedures = {r.code: Procedure(r.code, r.name, r.field_code, r.field_name)
+                      for r in conn.execute(sa.select(p.code, p.name, p.field_code, p.field_name))}  # fmt: skip
+        units = {r.code: Unit(r.code, r.name, r.level) for r in conn.execute(sa.select(u.code, u.name, u.level))}
+    return procedures, units
+
+
+class CachedCatalogue:
+    """The catalogue's procedures and units held in memory, re-read at most every ``ttl_s`` seconds: a
+    ``mappings.catalogue.CatalogueSource`` for the worker, which names a portal record per delivery without a
+    store query each time. Thread-safe; a failed re-read keeps what it had."""
+
+    def __init__(self, load: Callable[[], tuple[dict[str, Procedure], dict[str, Unit]]], ttl_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self._load = load
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._data: tuple[dict[str, Procedure], dict[str, Unit]] | None = None
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+
+    def _current(self) -> tuple[dict[str, Procedure], dict[str, Unit]]:
+        with self._lock:
+            if self._data is None or self._clock() - self._read_at >= self._ttl_s:
+                self._read_at = self._clock()
+                try:
+                    self._data = self._load()
+                except Exception as exc:  # names are a courtesy: a delivery never fails for them
+                    log.warning("cannot read the procedure catalogue's names: %s", exc)
+                    self._data = self._data or ({}, {})
+            return self._data
+
+    def catalogue_procedure(self, code: str) -> Procedure | None:
+        return self._current()[0].get(code)
+
+    def catalogue_unit(self, code: str) -> Unit | None:
+        return self._current()[1].get(code)

@@ -379,6 +379,10 @@ class Store:
         """One field of the catalogue by MALINHVUC (``None``: not listed)."""
         return _catalogue.field_of(self.db, code)
 
+    def catalogue_names(self) -> tuple[dict[str, _catalogue.Procedure], dict[str, _catalogue.Unit]]:
+        """Every procedure (without its detail) and unit by code, for ``hub.store.catalogue.CachedCatalogue``."""
+        return _catalogue.names(self.db)
+
     def catalogue_procedure_codes(self) -> frozenset[str]:
         """Every procedure code the catalogue lists (empty when it was never synced)."""
         return _catalogue.procedure_codes(self.db)

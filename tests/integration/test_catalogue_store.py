@@ -8,7 +8,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from hub.store import Store
-from hub.store.catalogue import ABANDONED, CatalogueData, Field, KnownProcedures, Procedure, Unit
+from hub.store.catalogue import ABANDONED, CachedCatalogue, CatalogueData, Field, KnownProcedures, Procedure, Unit
 from hub.store.schema import catalogue_syncs
 
 DATA = CatalogueData(
@@ -78,3 +78,23 @@ def test_known_procedures_warn_only_against_a_non_empty_catalogue(store: Store) 
     assert sync is not None
     store.finish_catalogue_sync(sync.id, DATA)
     assert known.unknown("9.999") and not known.unknown("1.001")
+
+
+def test_the_cached_catalogue_names_a_record_without_a_query_each_time(store: Store) -> None:
+    from mappings.catalogue import CatalogueNames, catalogue_names
+
+    loads: list[int] = []
+
+    def load():
+        loads.append(1)
+        return store.catalogue_names()
+
+    cached = CachedCatalogue(load, ttl_s=3600)
+    assert catalogue_names(cached, "1.001", "000.00.00.H12") == CatalogueNames()  # empty, and now cached
+    sync = store.claim_catalogue_sync("G22", actor="cli")
+    assert sync is not None
+    store.finish_catalogue_sync(sync.id, DATA)
+    fresh = CachedCatalogue(store.catalogue_names, ttl_s=3600)
+    assert catalogue_names(fresh, "1.001", "000.00.00.H12") == CatalogueNames(
+        "Đăng ký khai sinh", "HT", "Hộ tịch", "UBND tỉnh Ninh Thuận")  # fmt: skip
+    assert catalogue_names(cached, "1.001", None) == CatalogueNames() and len(loads) == 1  # within its TTL
