@@ -165,16 +165,43 @@ def example(
 
 @app.command()
 def validate(file: FileArg, message_type: TypeOpt) -> None:
-    """Check a canonical payload against its XSD and the domain rules; list every problem found."""
+    """Check a canonical payload against its XSD and the domain rules; list every problem found. A valid
+    dossier.sync whose procedure the hub's procedure catalogue does not list gets a warning on stderr (still exit
+    0; none while the catalogue is empty)."""
     from hub import packets
 
     name = _check_type(message_type)
-    issues = packets.validate_xml(name, _read_input(file))
+    data = _read_input(file)
+    issues = packets.validate_xml(name, data)
     if issues:
         _print_issues(str(file), issues)
         err.print(f"{file}: {len(issues)} problem(s); not a valid {name}", markup=False)
         raise typer.Exit(EXIT_REJECTED)
     out.print(f"{file}: valid {name}", markup=False)
+    if name == "dossier.sync":
+        warning = _catalogue_warning(packets.from_xml(name, data))
+        if warning is not None:
+            err.print(f"{file}: warning: {warning.message} [rule: {warning.rule}]", markup=False)
+
+
+def _catalogue_warning(model: Any) -> Any:
+    """The intake warning for a dossier whose procedure the hub's procedure catalogue does not list; ``None`` when
+    it does, when the catalogue is empty, or when there is no store to read it from (a SQLite file not created
+    yet is not created here)."""
+    from sqlalchemy.engine import make_url
+
+    from hub.config import get_settings
+    from hub.store import Store
+    from hub.store.catalogue import KnownProcedures
+
+    url = make_url(get_settings().database_url)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
+        return None
+    try:
+        with Store(url) as store:
+            return KnownProcedures(store.catalogue_procedure_codes).warning(model.procedure_code)
+    except Exception:  # an unreachable or unmigrated store: validation does not depend on it
+        return None
 
 
 @envelope_app.command("sign")
@@ -378,14 +405,32 @@ def worker(
     metrics_host: Annotated[
         str, typer.Option(help="Address the metrics listen on (0.0.0.0 in a container)")
     ] = "127.0.0.1",
+    catalogue_every: Annotated[
+        float | None,
+        typer.Option(
+            help="Also sync the national portal's procedure catalogue every HOURS (one worker process at a time, "
+            "across hosts: a lease in the store) [default: LIENTHONG_CATALOGUE_EVERY_HOURS, unset: never]",
+            metavar="HOURS",
+            min=0.01,
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Deliver queued messages to their destinations until SIGTERM (in-flight deliveries finish first).
 
     A store or broker outage, at start or later, is waited out with backoff: the worker never exits for it."""
+    import functools
+
     from hub.config import get_settings
     from hub.runtime import run_workers
 
     settings = get_settings()
+    every = catalogue_every if catalogue_every is not None else settings.catalogue_every_hours
+    background = None
+    if every is not None:
+        from hub.flows.catalogue import start_schedule
+
+        background = functools.partial(start_schedule, every)
     found = _wait_for_destinations(settings)
     if found is None:  # SIGTERM while the store was down
         return
@@ -395,7 +440,7 @@ def worker(
             "routing table (see hub/exchange/routing.py)"
         )
     delivered = run_workers(settings, processes=processes, prefetch=prefetch, idle_exit_s=idle_exit,
-                            metrics_port=metrics_port, metrics_host=metrics_host)  # fmt: skip
+                            metrics_port=metrics_port, metrics_host=metrics_host, background=background)  # fmt: skip
     out.print(f"worker stopped after settling {delivered} deliveries", markup=False)
 
 
@@ -1463,6 +1508,98 @@ def postal_poll(
         pass
     finally:
         runtime.close()
+
+
+catalogue_app = typer.Typer(help="The national portal's procedure catalogue (LayDanhSachTTHC, LayThuTuc, …).",
+                            no_args_is_help=True)  # fmt: skip
+app.add_typer(catalogue_app, name="catalogue")
+
+
+def _progress_printer() -> Any:
+    """Progress of a sync on stderr: ``LayThuTuc N of M procedures`` about every 5% (every one on a terminal)."""
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int, code: str) -> None:
+        if tty or done in (1, total) or done % max(total // 20, 1) == 0:
+            err.print(f"LayThuTuc {done} of {total} procedures ({code})", markup=False)
+
+    return progress
+
+
+@catalogue_app.command("sync")
+def catalogue_sync(
+    connector: Annotated[
+        str | None, typer.Option(help="The national portal connector to read it from (default: the only one)")
+    ] = None,
+    as_json: JsonOpt = False,
+    utc: UtcOpt = False,
+    actor: ActorOpt = None,
+) -> None:
+    """Read the national portal's procedure catalogue into the store (procedures with LayThuTuc, units, fields),
+    replacing the one kept. Progress on stderr. Exit 1 if the portal refused or failed (recorded; the catalogue
+    kept is unchanged) or another sync is running; 2 if no connector can serve the catalogue."""
+    import time
+
+    from adapters.base import DeliveryError
+    from hub.cliformat import jsonable, print_json
+    from hub.errors import CatalogueError, CatalogueUnavailableError
+    from hub.flows.catalogue import sync_catalogue
+
+    runtime = _runtime()
+    started = time.monotonic()
+    try:
+        sync = sync_catalogue(runtime.store, runtime.routing.destinations, connector=connector,
+                              actor=_cli_actor(actor).name, progress=_progress_printer())  # fmt: skip
+    except CatalogueUnavailableError as exc:
+        raise _fail(str(exc)) from None
+    except (CatalogueError, DeliveryError) as exc:
+        message = f"catalogue sync failed (recorded; the catalogue kept is unchanged): {exc}"
+        raise _fail(message, EXIT_REJECTED) from None
+    finally:
+        runtime.close()
+    if as_json:
+        print_json(jsonable(sync, _clock(utc)))
+        return
+    details = f" ({sync.details_failed} without LayThuTuc details)" if sync.details_failed else ""
+    out.print(f"catalogue synced from {sync.connector}: {sync.procedures} procedures{details}, {sync.units} units, "
+              f"{sync.fields} fields in {time.monotonic() - started:.1f} s", markup=False)  # fmt: skip
+
+
+@catalogue_app.command("show")
+def catalogue_show(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
+    """What the procedure catalogue holds, when it was last synced (and how long ago), and the last error."""
+    from hub.cliformat import jsonable, print_json
+    from hub.config import get_settings
+
+    clock = _clock(utc)
+    runtime = _runtime()
+    try:
+        status = runtime.store.catalogue_status()
+    finally:
+        runtime.close()
+    age = status.age_s()
+    max_age_s = get_settings().catalogue_max_age_days * 86400
+    if as_json:
+        print_json({
+            "procedures": status.procedures, "units": status.units, "fields": status.fields,
+            "synced_at": jsonable(status.synced_at, clock), "age_s": age,
+            "stale": age is None or age > max_age_s, "running": status.running, "last_error": status.last_error,
+            "last_success": jsonable(status.last_success, clock), "latest": jsonable(status.latest, clock),
+        })  # fmt: skip
+        return
+    out.print(f"{status.procedures} procedures, {status.units} units, {status.fields} fields", markup=False)
+    if status.last_success is None:
+        out.print("never synced (`hub catalogue sync`); intake does not warn about procedures until it is",
+                  markup=False)  # fmt: skip
+    else:
+        stale = " - older than LIENTHONG_CATALOGUE_MAX_AGE_DAYS" if age is not None and age > max_age_s else ""
+        out.print(f"last synced {clock.full(status.synced_at)} ({_age(age)} ago) from "
+                  f"{status.last_success.connector} by {status.last_success.actor}{stale}", markup=False)  # fmt: skip
+    if status.running and status.latest is not None:
+        out.print(f"a sync is running since {clock.full(status.latest.started_at)} ({status.latest.actor})",
+                  markup=False)  # fmt: skip
+    if status.last_error:
+        out.print(f"last sync failed: {status.last_error}", markup=False)
 
 
 operator_app = typer.Typer(help="Operator page accounts.", no_args_is_help=True)

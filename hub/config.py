@@ -144,6 +144,15 @@ class Settings(BaseSettings):
     intake_deadline_hours: float = Field(
         8.0, gt=0, description="Working hours within which an online dossier must be answered at intake (status 1)"
     )
+    catalogue_every_hours: float | None = Field(
+        None,
+        gt=0,
+        description="`hub worker` syncs the national portal's procedure catalogue this often (hours; one worker at a "
+        "time, under a lease in the store); unset: only `hub catalogue sync` does. `--catalogue-every` wins",
+    )
+    catalogue_max_age_days: float = Field(
+        7.0, gt=0, description="The operator page warns when the procedure catalogue's last sync is older than this"
+    )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR")
     log_format: str = Field("json", description="`json` (one object per line) or `console`")
 

@@ -32,6 +32,9 @@
     │   ├── UnknownProfileError       a partner profile reference or file (mappings.profiles)
     │   └── ProfileValueError         a profile value unset or unknown (mappings.profiles)
     ├── MissingCredentialsError       a partner configured without endpoint.credentials
+    ├── CatalogueError                the procedure catalogue could not be read (the portal's refusal, a bad reply)
+    │   ├── CatalogueUnavailableError no connector, or its profile has no sourced catalogue (dvcqg/proxy)
+    │   └── CatalogueBusyError        another sync holds the store-wide lease
     ├── RegistryError
     │   ├── SpecInvalidError, UnknownConnectorError (also KeyError)
     │   └── CertificateError          certificate / key-policy / certificate-pinned-elsewhere
@@ -287,6 +290,18 @@ class MissingCredentialsError(LienthongError):
 
 
 # ---------------------------------------------------------------------------------------------- the registry
+
+
+class CatalogueError(LienthongError):
+    """The national portal's procedure catalogue could not be read: a refused login or call, a malformed reply."""
+
+
+class CatalogueUnavailableError(CatalogueError):
+    """No connector to read the catalogue from, or one whose profile has no sourced catalogue service."""
+
+
+class CatalogueBusyError(CatalogueError):
+    """Another catalogue sync (another process or host) holds the store-wide lease."""
 
 
 class RegistryError(LienthongError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,6 +316,11 @@ class Runtime:
 WORKER_RECONNECT_S = 5.0  # a worker's broker gives up reconnecting soon: the worker's own backoff takes over
 
 
+#: Work a worker process runs beside its deliveries, started once its runtime is open: (runtime, stop event) → it
+#: starts its own daemon thread. Picklable (a module function, or a ``functools.partial`` of one) for the processes.
+Background = Callable[["Runtime", threading.Event], Any]
+
+
 def _worker_broker(settings: Settings) -> Broker:
     """The worker's broker: RabbitMQ's own reconnect loop (not interruptible, silent in the heartbeat) kept short,
     as the worker retries with its backoff, logged, measured and ended by SIGTERM."""
@@ -357,11 +362,14 @@ def _worker_process(
     idle_exit_s: float | None,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    background: Background | None = None,
 ) -> int:
     """One worker process: its own store engine, broker connection, adapters, thread pool and heartbeat file.
 
     It waits for the store and the broker at start (SIGTERM ends the wait) and never exits because either is
-    down (``Worker.run``); with ``metrics_port`` it serves its Prometheus metrics there."""
+    down (``Worker.run``); with ``metrics_port`` it serves its Prometheus metrics there. ``background`` (the
+    catalogue schedule, ``hub.flows.catalogue.start_schedule``) is started on the process's runtime, in a thread
+    that ends with the worker."""
     import signal
 
     from broker.base import BrokerError
@@ -408,6 +416,8 @@ def _worker_process(
                 runtime.close()
                 continue
             break
+        if background is not None:
+            background(runtime, stop)
         try:
             return work.run(idle_exit_s=idle_exit_s)
         finally:
@@ -418,9 +428,14 @@ def _worker_process(
 
 
 def _worker_child(
-    settings: Settings, prefetch: int, idle_exit_s: float | None, metrics: tuple[int | None, str], results
+    settings: Settings,
+    prefetch: int,
+    idle_exit_s: float | None,
+    metrics: tuple[int | None, str],
+    results: Any,
+    background: Background | None = None,
 ) -> None:
-    results.put(_worker_process(settings, prefetch, idle_exit_s, *metrics))
+    results.put(_worker_process(settings, prefetch, idle_exit_s, *metrics, background=background))
 
 
 def run_workers(
@@ -431,6 +446,7 @@ def run_workers(
     idle_exit_s: float | None = None,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    background: Background | None = None,
 ) -> int:
     """Run ``processes`` worker processes (the current one when 1) until they stop; return deliveries settled.
     With ``metrics_port`` P, worker process i (0-based) serves its Prometheus metrics on ``metrics_host``:P + i.
@@ -443,7 +459,7 @@ def run_workers(
     SIGTERM handler is their finished worker's ``stop()``.
     """
     if processes <= 1:
-        return _worker_process(settings, prefetch, idle_exit_s, metrics_port, metrics_host)
+        return _worker_process(settings, prefetch, idle_exit_s, metrics_port, metrics_host, background)
     import contextlib
     import multiprocessing
     import signal
@@ -454,7 +470,14 @@ def run_workers(
     children = [
         context.Process(
             target=_worker_child,
-            args=(settings, prefetch, idle_exit_s, (metrics_port and metrics_port + n - 1, metrics_host), results),
+            args=(
+                settings,
+                prefetch,
+                idle_exit_s,
+                (metrics_port and metrics_port + n - 1, metrics_host),
+                results,
+                background,
+            ),
             name=f"worker-{n}",
         )
         for n in range(1, processes + 1)

@@ -40,6 +40,14 @@ def out_model(
     return model
 
 
+class WarningOut(BaseModel):
+    """Advice about an accepted message (it was accepted all the same)."""
+
+    path: str = Field(description="Where in the envelope, e.g. /envelope/body/procedureCode")
+    rule: str = Field(description="`procedure-unknown`: the dossier names a procedure the catalogue does not list")
+    message: str
+
+
 class AcceptedOut(BaseModel):
     message_id: str
     status: str = Field(description="queued, delivering, retrying, delivered, dead (or accepted: no destinations)")
@@ -51,11 +59,21 @@ class AcceptedOut(BaseModel):
         "update: recorded on its timeline, not routed). An illegal transition is refused with 422 "
         "(rule `status-transition`).",
     )
+    warnings: list[WarningOut] = Field(
+        default_factory=list,
+        description="Advice, not a refusal: a dossier.sync naming a procedure the national portal's procedure "
+        "catalogue does not list (rule `procedure-unknown`; none while the catalogue has never been synced). Also "
+        "recorded as a `warning` event of the message.",
+    )
 
     model_config = {
         "json_schema_extra": {
             "examples": [
-                {"message_id": EXAMPLE_ID, "status": "queued", "duplicate": False, "destinations": ["000.00.00.H12"]}
+                {"message_id": EXAMPLE_ID, "status": "queued", "duplicate": False, "destinations": ["000.00.00.H12"]},
+                {"message_id": EXAMPLE_ID, "status": "queued", "duplicate": False, "destinations": ["000.00.00.G22"],
+                 "warnings": [{"path": "/envelope/body/procedureCode", "rule": "procedure-unknown",
+                               "message": "procedure 1.009994 is not in the national portal's procedure catalogue "
+                                          "(hub catalogue sync)"}]},
             ]
         }
     }

@@ -340,6 +340,21 @@ _LABELS: dict[str, tuple[str, str]] = {
     ),
     "sync_ok": ("Mọi hồ sơ đã được đồng bộ lên Cổng.", "Every dossier sync has reached the portal."),
     "sync_no_portal": ("Chưa đăng ký kết nối Cổng DVC quốc gia.", "No national portal connector is registered."),
+    "catalogue": ("Danh mục thủ tục hành chính (Cổng DVC quốc gia)", "Procedure catalogue (national portal)"),
+    "catalogue_counts": (
+        "{p} thủ tục, {u} cơ quan, {f} lĩnh vực; đồng bộ lần cuối {at} ({age} trước).",
+        "{p} procedures, {u} units, {f} fields; last synced {at} ({age} ago).",
+    ),
+    "catalogue_never": (
+        "Chưa đồng bộ lần nào (hub catalogue sync): hồ sơ nêu thủ tục lạ chưa được cảnh báo.",
+        "Never synced (hub catalogue sync): dossiers naming an unknown procedure are not warned about yet.",
+    ),
+    "catalogue_old": (
+        "Danh mục cũ hơn {days} ngày: hãy đồng bộ lại (hub catalogue sync).",
+        "The catalogue is older than {days} days: sync it again (hub catalogue sync).",
+    ),
+    "catalogue_error": ("Lần đồng bộ gần nhất lỗi: {error}", "The latest sync failed: {error}"),
+    "catalogue_running": ("Đang đồng bộ từ {at}.", "A sync is running since {at}."),
     "payments": ("Xác nhận thanh toán bị từ chối", "Rejected payment confirmations"),
     "payments_none": ("Không có xác nhận thanh toán nào bị từ chối.", "No payment confirmation was rejected."),
     "dead_more": (
@@ -435,6 +450,7 @@ _LABELS: dict[str, tuple[str, str]] = {
 MESSAGE_STATES = {
     "received": ("đã nhận", "received"),
     "validated": ("hợp lệ", "validated"),
+    "warning": ("cảnh báo", "warning"),
     "queued": ("vào hàng đợi", "queued"),
     "attempt_started": ("bắt đầu gửi", "attempt started"),
     "delivered": ("đã gửi", "delivered"),
@@ -477,6 +493,10 @@ DETAILS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.DOTALL), vi)
     for pattern, vi in (
         (r"first update seen: (?P<a>.+)", "cập nhật đầu tiên: {a}"),
+        (r"procedure (?P<code>\S+) is not in the national portal's procedure catalogue \(hub catalogue sync\) "
+         r"\[procedure-unknown\]",
+         "thủ tục {code} không có trong danh mục thủ tục của Cổng DVC quốc gia (hub catalogue sync) "
+         "[procedure-unknown]"),
         (r"stale: update to (?P<a>.+?) at (?P<t>\S+) is older than the last applied update at (?P<u>\S+); "
          r"recorded, not applied",
          "cũ: cập nhật sang {a} lúc {t} cũ hơn cập nhật đã áp dụng gần nhất lúc {u}; đã ghi nhận, không áp dụng"),

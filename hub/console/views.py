@@ -318,6 +318,41 @@ class SyncLag:
 
 
 @dataclass(frozen=True)
+class CatalogueAge:
+    """The procedure catalogue on the panels: its counts, its last successful sync and age, the latest error;
+    ``stale`` when never synced or older than ``max_age_s`` (``LIENTHONG_CATALOGUE_MAX_AGE_DAYS``)."""
+
+    procedures: int
+    units: int
+    fields: int
+    synced_at: datetime | None
+    age_s: float | None
+    max_age_s: float
+    last_error: str | None
+    running_since: datetime | None
+
+    @property
+    def never(self) -> bool:
+        return self.synced_at is None
+
+    @property
+    def stale(self) -> bool:
+        return self.age_s is None or self.age_s > self.max_age_s
+
+    @property
+    def max_age_days(self) -> str:
+        return f"{self.max_age_s / 86400:g}"
+
+
+def catalogue_age(store: Any, now: datetime, max_age_days: float) -> CatalogueAge:
+    """The catalogue's age at ``now`` (``Store.catalogue_status``)."""
+    status = store.catalogue_status()
+    running = status.latest.started_at if status.running and status.latest is not None else None
+    return CatalogueAge(status.procedures, status.units, status.fields, status.synced_at, status.age_s(now),
+                        max_age_days * 86400.0, status.last_error, running)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class PaymentRow:
     """A payment (or refund) confirmation the hub refused (a ``partner_refusals`` row)."""
 
@@ -338,6 +373,7 @@ class Deadlines:
     payments: list[PaymentRow]  # the latest PAYMENTS_SHOWN
     payments_by_connector: dict[str, int] = field(default_factory=dict)  # all of them, per payment connector
     overdue_error: str | None = None  # why the intake deadlines could not be computed (the calendar settings)
+    catalogue: CatalogueAge | None = None  # the procedure catalogue's age
 
     @property
     def payments_total(self) -> int:
@@ -446,7 +482,8 @@ def deadlines(store: Any, connectors: Sequence[Any], now: datetime, settings: Se
     waiting, oldest = store.oldest_undelivered(portals, SYNC_TYPE) if portals else (0, None)
     sync = SyncLag(bool(portals), waiting, oldest, None if oldest is None else (now - oldest).total_seconds())
     counts = flow_records.payment_refusal_counts(store.engine)
-    return Deadlines(overdue, sync, payment_rows(store), counts, error)
+    catalogue = catalogue_age(store, now, settings.catalogue_max_age_days)
+    return Deadlines(overdue, sync, payment_rows(store), counts, error, catalogue)
 
 
 def snapshot(store: Any, registry: Any, *, window_s: float, warn_age_s: float, now: datetime | None = None,

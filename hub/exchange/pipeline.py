@@ -28,6 +28,11 @@ a stale one (older than the last applied) is stored but not routed; an illegal t
 (``StatusTransitionError``, rule ``status-transition``), stored nowhere but on the timeline, and nothing is queued.
 A resend of an accepted message is a duplicate and is not decided again.
 
+**Procedure warnings.** A ``dossier.sync`` naming a procedure the national portal's procedure catalogue does not list
+(``hub catalogue sync``; the codes cached by ``hub.store.catalogue.KnownProcedures``, re-read every minute) is
+accepted all the same, with a ``procedure-unknown`` warning in its answer (``Accepted.warnings``) and a ``warning``
+event on its history. While the catalogue is empty (never synced) nothing is warned about.
+
 **The hub's own messages** (payment receipts, the status updates that follow a payment, postal tracking events)
 enter through ``Acceptor.inject``: validated, routed, committed and published like the rest, but signed there and
 not verified again — the hub does not check the signature it has just made.
@@ -73,6 +78,7 @@ from hub.security.envelope import (
 )
 from hub.security.signing import EnvelopeVerifier, Signer
 from hub.store import PendingDelivery, StatusUpdate, Store, SyncReport
+from hub.store.catalogue import KnownProcedures
 from hub.store.deliveries import GENERATION_HEADER
 
 log = logging.getLogger(__name__)
@@ -102,6 +108,7 @@ class Checked:
     profile: str = mappings.CANONICAL
     canonical: BaseModel | None = None
     sync: SyncReport | None = None  # the status a canonical dossier.sync reports (recorded as "synced")
+    warnings: tuple[Issue, ...] = ()  # accepted all the same: a procedure the catalogue does not list
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +120,7 @@ class Accepted:
     destinations: tuple[str, ...]
     duplicate: bool = False
     status_update: str | None = None  # for a new dossier.status: "applied" or "stale"
+    warnings: tuple[Issue, ...] = ()  # advice for the sender (``procedure-unknown``); on the message's events too
 
 
 class Handoff(Protocol):
@@ -171,6 +179,8 @@ class Acceptor:
         self.track_status = track_status
         self.defer_marks = defer_marks
         self.handoff: Handoff | None = None
+        #: The procedure catalogue's codes (cached): a dossier.sync naming another gets a warning, not a refusal.
+        self.known_procedures = KnownProcedures(store.catalogue_procedure_codes)
         self._confirmed: list[int] = []  # published and confirmed, not yet marked in the store
         # One commit at a time: request threads (group commit) and the hub's own messages share the deferred marks.
         self._commit_lock = threading.RLock()
@@ -311,7 +321,15 @@ class Acceptor:
             )
         canonical = model if self.track_status and header.message_type == STATUS_TYPE else None
         sync = _sync_report(model, header) if self.track_status else None
-        return Checked(header, destinations, profile, canonical, sync)
+        return Checked(header, destinations, profile, canonical, sync, self._warnings(model))
+
+    def _warnings(self, model: BaseModel | None) -> tuple[Issue, ...]:
+        """What the sender is told without a refusal: a dossier.sync naming a procedure the (non-empty) procedure
+        catalogue does not list (``hub.store.catalogue``; an empty catalogue warns about nothing)."""
+        if not isinstance(model, DossierSync):
+            return ()
+        warning = self.known_procedures.warning(model.procedure_code)
+        return () if warning is None else (warning,)
 
     def accept(
         self, data: bytes, authorize: Authorizer | None = None, profile: ProfileResolver | None = None
@@ -369,6 +387,7 @@ class Acceptor:
                     "destinations": c.destinations,
                     "status": _status_update(c),
                     "sync": c.sync,
+                    "warnings": tuple(f"{w.message} [{w.rule}]" for w in c.warnings),
                 }
                 for c, data in checked
             ]
@@ -405,7 +424,9 @@ class Acceptor:
                 decided = None if res.decision is None else str(res.decision.outcome)
                 nothing_queued = decided == "stale" or (duplicate and not res.delivery_ids)
                 destinations = () if nothing_queued else item.destinations
-                results.append(Accepted(header.message_id, res.status, destinations, duplicate, decided))
+                results.append(
+                    Accepted(header.message_id, res.status, destinations, duplicate, decided, item.warnings)
+                )
                 if not duplicate:
                     outbound.extend(
                         OutboundMessage(

@@ -2,7 +2,8 @@
 
 Parts: ``database`` (engine, migrations, transactions), ``intake`` (message log and deliveries of accepted
 envelopes), ``dossiers`` (status machine, timelines), ``deliveries`` (outbox and delivery lifecycle),
-``dead_letters``, ``history`` (events), ``queries`` (traces and overviews), ``message_log`` (the filtered log)
+``dead_letters``, ``history`` (events), ``queries`` (traces and overviews), ``message_log`` (the filtered log),
+``catalogue`` (the national portal's procedure catalogue)
 and ``audit``. Every method is one transaction
 on a pooled connection, so a ``Store`` can be shared by threads.
 """
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import URL, Connection, Engine
 
 from hub.store import audit as _audit
+from hub.store import catalogue as _catalogue
 from hub.store import dead_letters as _dead_letters
 from hub.store import deliveries as _deliveries
 from hub.store import dossiers as _dossiers
@@ -344,6 +346,49 @@ class Store:
     def paused_destinations(self) -> dict[str, _pauses.Pause]:
         """Every paused destination and its pause."""
         return _pauses.paused(self.db)
+
+    # ---------------------------------------------------------------- procedure catalogue
+
+    def claim_catalogue_sync(
+        self, connector: str, *, actor: str, lease_s: float = 600.0
+    ) -> _catalogue.CatalogueSync | None:
+        """Start a catalogue sync holding the store-wide lease for ``lease_s`` seconds; ``None`` when another sync
+        (any process, any host) holds it (``hub.store.catalogue``)."""
+        return _catalogue.claim(self.db, connector, actor=actor, lease_s=lease_s)
+
+    def renew_catalogue_sync(self, sync_id: int, lease_s: float = 600.0) -> bool:
+        """Extend a running sync's lease; ``False`` when it lost it."""
+        return _catalogue.renew(self.db, sync_id, lease_s)
+
+    def finish_catalogue_sync(
+        self, sync_id: int, data: _catalogue.CatalogueData | None = None, *, error: str | None = None
+    ) -> _catalogue.CatalogueSync:
+        """End a sync: replace the catalogue with ``data`` in one transaction, or keep it and record ``error``."""
+        return _catalogue.finish(self.db, sync_id, data, error=error)
+
+    def catalogue_status(self) -> _catalogue.CatalogueStatus:
+        """The catalogue's counts, its last successful sync and its latest attempt."""
+        return _catalogue.status(self.db)
+
+    def catalogue_procedure(self, code: str) -> _catalogue.Procedure | None:
+        """One procedure of the catalogue (``None``: not listed)."""
+        return _catalogue.procedure(self.db, code)
+
+    def catalogue_unit(self, code: str) -> _catalogue.Unit | None:
+        """One unit of the catalogue by MADONVI (``None``: not listed)."""
+        return _catalogue.unit(self.db, code)
+
+    def catalogue_field(self, code: str) -> _catalogue.Field | None:
+        """One field of the catalogue by MALINHVUC (``None``: not listed)."""
+        return _catalogue.field_of(self.db, code)
+
+    def catalogue_names(self) -> tuple[dict[str, _catalogue.Procedure], dict[str, _catalogue.Unit]]:
+        """Every procedure (without its detail) and unit by code, for ``hub.store.catalogue.CachedCatalogue``."""
+        return _catalogue.names(self.db)
+
+    def catalogue_procedure_codes(self) -> frozenset[str]:
+        """Every procedure code the catalogue lists (empty when it was never synced)."""
+        return _catalogue.procedure_codes(self.db)
 
     # ---------------------------------------------------------------- dossiers
 

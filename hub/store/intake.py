@@ -162,6 +162,8 @@ class Intake:
         for pk, sub in new.items():
             event_rows.append(event_row(pk, EventState.RECEIVED, at_now, actor=sub.actor))
             event_rows.append(event_row(pk, EventState.VALIDATED, at_now, actor=sub.actor))
+            for warning in sub.warnings:
+                event_rows.append(event_row(pk, EventState.WARNING, at_now, detail=warning, actor=sub.actor))
             for destination in sub.destinations:
                 delivery_rows.append(
                     {"message_pk": pk, "destination": destination, "state": _Q, "attempts": 0, "queued_at": at_now,

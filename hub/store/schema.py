@@ -77,6 +77,7 @@ class EventState(StrEnum):
 
     RECEIVED = "received"
     VALIDATED = "validated"
+    WARNING = "warning"  # accepted with advice (a procedure the procedure catalogue does not list)
     QUEUED = "queued"
     ATTEMPT_STARTED = "attempt_started"
     DELIVERED = "delivered"
@@ -153,7 +154,7 @@ deliveries = sa.Table(
     # Until when an outbox relay holds this unpublished delivery while it publishes it (migration 0009); NULL: no
     # claim. Cleared when the delivery is marked published.
     sa.Column("relay_claimed_until", UTCDateTime, nullable=True),
-    # Which publication of this delivery a queue message must carry to be attempted (migration 0013): "retry now"
+    # Which publication of this delivery a queue message must carry to be attempted (migration 0014): "retry now"
     # raises it and publishes anew, so the copy still waiting out its backoff in the broker is acknowledged
     # without a second partner call. Queue messages without the header carry 0.
     sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
@@ -206,7 +207,7 @@ dead_letters = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("replayed_at", UTCDateTime, nullable=True),
     sa.Column("replayed_by", sa.String(128), nullable=True),
-    # Closed by an operator without resending (migration 0013): who, when and why; a closed one is not replayed.
+    # Closed by an operator without resending (migration 0014): who, when and why; a closed one is not replayed.
     sa.Column("closed_at", UTCDateTime, nullable=True),
     sa.Column("closed_by", sa.String(128), nullable=True),
     sa.Column("close_reason", sa.Text, nullable=True),
@@ -366,7 +367,7 @@ delivery_minutes = sa.Table(
     sa.Index(None, "minute"),  # the prune and the all-destination windows
 )
 
-# Destinations an operator paused (migration 0013): while a row exists the workers do not consume for it, so its
+# Destinations an operator paused (migration 0014): while a row exists the workers do not consume for it, so its
 # queued work waits in the broker; resuming deletes the row (the audit log keeps both actions).
 paused_destinations = sa.Table(
     "paused_destinations",
@@ -375,6 +376,56 @@ paused_destinations = sa.Table(
     sa.Column("paused_at", UTCDateTime, nullable=False),
     sa.Column("paused_by", sa.String(128), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
+)
+
+# The national portal's procedure catalogue (``hub.store.catalogue``, migration 0015), read by ``hub catalogue sync``
+# from LayDanhSachTTHC + LayThuTuc, LayDanhMucCoQuan and LayDanhMucLinhVuc (PARTNER-FORMATS §1, OC-DV:1252-1259,
+# 534-558, 712-741, 171-186): replaced whole by each successful sync.
+catalogue_procedures = sa.Table(
+    "catalogue_procedures",
+    metadata,
+    sa.Column("code", sa.String(100), primary_key=True),  # MATTHC
+    sa.Column("name", sa.Text, nullable=False),  # TENTTHC
+    sa.Column("field_code", sa.String(100), nullable=True),  # LayThuTuc LINHVUCTHUCHIEN[0].MALINHVUC
+    sa.Column("field_name", sa.Text, nullable=True),  # … TENLINHVUC
+    sa.Column("detail", sa.JSON, nullable=True),  # LayThuTuc's result[0] as read; NULL when it could not be read
+    sa.Column("fetched_at", UTCDateTime, nullable=False),
+)
+catalogue_units = sa.Table(
+    "catalogue_units",
+    metadata,
+    sa.Column("code", sa.String(100), primary_key=True),  # MADONVI
+    sa.Column("name", sa.Text, nullable=False),  # TENDONVI
+    sa.Column("level", sa.String(32), nullable=True),  # CAPDONVI
+    sa.Column("fetched_at", UTCDateTime, nullable=False),
+)
+catalogue_fields = sa.Table(
+    "catalogue_fields",
+    metadata,
+    sa.Column("code", sa.String(100), primary_key=True),  # MALINHVUC
+    sa.Column("name", sa.Text, nullable=False),  # TENLINHVUC
+    sa.Column("sector", sa.String(100), nullable=True),  # MANGANH
+    sa.Column("fetched_at", UTCDateTime, nullable=False),
+)
+# One row per sync: who and when, what it read, why it failed. ``running`` is 1 while a sync holds the lease (NULL
+# after): its unique index lets one sync at a time claim it, across processes and hosts; ``lease_until`` lets a
+# crashed sync's lease run out.
+catalogue_syncs = sa.Table(
+    "catalogue_syncs",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("connector", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("lease_until", UTCDateTime, nullable=False),
+    sa.Column("running", sa.Integer, nullable=True, unique=True),
+    sa.Column("procedures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("units", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("fields", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("details_failed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index(None, "finished_at"),
 )
 
 # The partner flows' tables (F2–F4) live in their own module, on this metadata.

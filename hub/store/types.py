@@ -72,6 +72,7 @@ class Submission:
     actor: str | None = None
     status: StatusUpdate | None = None
     sync: SyncReport | None = None
+    warnings: tuple[str, ...] = ()  # advice recorded as ``warning`` events (a procedure the catalogue lacks)
 
     def __post_init__(self) -> None:
         # Any iterable of destinations, each kept once, in order.

@@ -33,6 +33,7 @@ from hub.api.models import (
     MessageLogOut,
     TimelineEntryOut,
     TraceOut,
+    WarningOut,
 )
 from hub.api.problems import BODY_PROBLEMS, ApiProblem, responses
 from hub.console.message_log import payload_response
@@ -51,7 +52,8 @@ SUBMIT_DESCRIPTION = (
     "send its own step message (`<BuocXuLy>`, schemas/ministry-step.xsd) as the body: it is validated and "
     "mapped to the canonical `dossierStatus`, the envelope is logged exactly as received. Every "
     "`dossier.status` goes through the dossier status machine: an illegal transition is 422 (rule "
-    "`status-transition`), a stale update is 202 with `status_update: stale` and is not routed."
+    "`status-transition`), a stale update is 202 with `status_update: stale` and is not routed. A dossier.sync "
+    "naming a procedure the procedure catalogue does not list is accepted with a `procedure-unknown` warning."
 )
 SUBMIT_EXAMPLES = {
     "invalid": {
@@ -143,6 +145,7 @@ async def submit_message(request: Request, x_api_key: ApiKey = None) -> JSONResp
         duplicate=accepted.duplicate,
         destinations=list(accepted.destinations),
         status_update=accepted.status_update,
+        warnings=[WarningOut(path=w.path, rule=w.rule, message=w.message) for w in accepted.warnings],
     )
     return JSONResponse(
         out.model_dump(), status_code=202, headers={"Location": f"/api/v1/messages/{accepted.message_id}"}

@@ -1,0 +1,193 @@
+"""The procedure catalogue (issue 14 point 3) against a strict fake portal built from the fact sheet
+(``tests/catalogue_portal.py``): the transport, the sync into the store, the lease between schedules, the refusals,
+and the names a portal record takes from it."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from adapters.national_portal_catalogue import PortalCatalogueClient, join_url
+from hub.errors import CatalogueBusyError, CatalogueError, CatalogueUnavailableError
+from hub.exchange.routing import DestinationConfig
+from hub.flows.catalogue import CatalogueSchedule, choose_connector, due, start_schedule, sync_catalogue
+from hub.security.credentials import Credentials
+from hub.store import Store
+from hub.store.catalogue import CatalogueData
+from mappings.catalogue import CatalogueNames, catalogue_names, fill_portal_record
+from mappings.profiles import get_profile, resolve
+from tests.catalogue_portal import (
+    DSTCODE,
+    MADONVI,
+    PASSWORD,
+    PROFILE_VALUES,
+    USERNAME,
+    FakePortal,
+    running_portal,
+)
+from tests.support import wait_for
+
+PORTAL = "000.00.00.G22"
+
+
+def portal_config(url: str, profile: str = "dvcqg/opencps", values: dict[str, str] | None = None) -> DestinationConfig:
+    return DestinationConfig(
+        endpoint=url,
+        kind="national_portal",
+        transport="json",
+        credentials=Credentials(username=USERNAME, password=PASSWORD),
+        profile=profile,
+        profile_values=PROFILE_VALUES if values is None else values,
+    )
+
+
+def test_the_client_calls_exactly_as_the_sources_do() -> None:
+    settings = resolve(get_profile("dvcqg/opencps"), PROFILE_VALUES)
+    with running_portal() as portal:
+        client = PortalCatalogueClient(portal.url, username=USERNAME, password=PASSWORD, settings=settings)
+        procedures = client.procedures()  # logs in first
+        assert [p["MATTHC"] for p in procedures] == ["1.009994", "1.001193", "2.000001"]
+        detail = client.procedure("1.009994")
+        assert detail is not None and detail["LINHVUCTHUCHIEN"][0]["MALINHVUC"] == "XAY-DUNG"
+        assert client.units()[0]["TENDONVI"] == "Sở Xây dựng tỉnh Ninh Thuận"
+        assert {f["MALINHVUC"] for f in client.fields()} == {"XAY-DUNG", "HO-TICH"}
+        with pytest.raises(CatalogueError, match="refused LayThuTuc: error_code -1"):
+            client.procedure("2.000001")
+        client.close()
+    # One login (int error_code), then the calls (string "0"); dstcode on every one, the login included.
+    assert portal.services() == ["login", "LayDanhSachTTHC", "LayThuTuc", "LayDanhMucCoQuan", "LayDanhMucLinhVuc",
+                                 "LayThuTuc"]  # fmt: skip
+    assert {headers["dstcode"] for _, headers, _ in portal.seen} == {DSTCODE}
+    assert [path for path, _, _ in portal.seen][:3] == ["/portal/auth", "/portal/share", "/portal/integration"]
+
+
+def test_a_refused_login_says_so() -> None:
+    settings = resolve(get_profile("dvcqg/opencps"), PROFILE_VALUES)
+    with running_portal(FakePortal(login_code="1")) as portal:
+        client = PortalCatalogueClient(portal.url, username=USERNAME, password=PASSWORD, settings=settings)
+        with pytest.raises(CatalogueError, match="refused the login: error_code 1"):
+            client.procedures()
+
+
+def test_join_url_as_the_sources_concatenate() -> None:
+    assert join_url("http://p/api/", "/auth") == "http://p/api/auth"
+    assert join_url("http://p/api", "auth") == "http://p/api/auth"
+    assert join_url("http://p/api", "https://q/login") == "https://q/login"
+
+
+def test_sync_fills_the_store_with_progress(store: Store) -> None:
+    seen: list[tuple[int, int, str]] = []
+    with running_portal() as portal:
+        sync = sync_catalogue(store, {PORTAL: portal_config(portal.url)}, actor="alice",
+                              progress=lambda done, total, code: seen.append((done, total, code)))  # fmt: skip
+    assert sync.ok and (sync.procedures, sync.units, sync.fields, sync.details_failed) == (3, 1, 2, 1)
+    assert seen == [(1, 3, "1.009994"), (2, 3, "1.001193"), (3, 3, "2.000001")]
+    built = store.catalogue_procedure("1.009994")
+    assert built is not None and (built.name, built.field_code, built.field_name) == (
+        "Cấp giấy phép xây dựng", "XAY-DUNG", "Hoạt động xây dựng")  # fmt: skip
+    assert built.detail is not None and built.detail["TENTTHC"] == "Cấp giấy phép xây dựng"
+    failed = store.catalogue_procedure("2.000001")  # kept with its list name, without details
+    assert failed is not None and failed.detail is None and failed.field_code is None
+
+    # The names a portal record takes from it (mappings.catalogue): filled only where the dossier gave none.
+    names = catalogue_names(store, "1.009994", MADONVI)
+    assert names == CatalogueNames("Cấp giấy phép xây dựng", "XAY-DUNG", "Hoạt động xây dựng",
+                                   "Sở Xây dựng tỉnh Ninh Thuận")  # fmt: skip
+    record: dict[str, Any] = {"TenTTHC": "Tên do tỉnh gửi", "MaLinhVuc": "", "DonViXuLy": MADONVI}
+    fill_portal_record(record, names)
+    assert record == {"TenTTHC": "Tên do tỉnh gửi", "MaLinhVuc": "XAY-DUNG", "TenLinhVuc": "Hoạt động xây dựng",
+                      "DonViXuLy": MADONVI}  # fmt: skip
+    assert catalogue_names(store, "9.999", "nowhere") == CatalogueNames()
+
+
+def test_a_failed_sync_is_recorded_and_keeps_the_catalogue(store: Store) -> None:
+    with running_portal() as portal:
+        sync_catalogue(store, {PORTAL: portal_config(portal.url)}, actor="alice")
+    with running_portal(FakePortal(login_code="1")) as portal, pytest.raises(CatalogueError):
+        sync_catalogue(store, {PORTAL: portal_config(portal.url)}, actor="alice")
+    status = store.catalogue_status()
+    assert status.procedures == 3 and status.last_error is not None and "error_code 1" in status.last_error
+
+
+def test_connectors_that_cannot_serve_the_catalogue_are_refused_saying_why() -> None:
+    proxy = portal_config("http://127.0.0.1:9/p", "dvcqg/proxy", {"insert_url": "/i", "update_url": "/u",
+                                                                  "progress_url": "/p"})  # fmt: skip
+    with pytest.raises(CatalogueUnavailableError, match=r"dvcqg/proxy\) has no sourced catalogue service"):
+        choose_connector({PORTAL: proxy})
+    with pytest.raises(CatalogueUnavailableError, match="no national portal connector"):
+        choose_connector({})
+    two = {PORTAL: portal_config("http://a"), "000.00.00.G23": portal_config("http://b")}
+    with pytest.raises(CatalogueUnavailableError, match="name one with --connector"):
+        choose_connector(two)
+    assert choose_connector(two, "000.00.00.G23")[0] == "000.00.00.G23"
+
+
+def test_only_one_schedule_syncs_at_a_time(store: Store) -> None:
+    stop = threading.Event()
+    with running_portal() as portal:
+        destinations = {PORTAL: portal_config(portal.url)}
+        first = CatalogueSchedule(store, lambda: destinations, 3600.0, stop, actor="worker-1")
+        second = CatalogueSchedule(store, lambda: destinations, 3600.0, stop, actor="worker-2")
+        held = store.claim_catalogue_sync(PORTAL, actor="worker-3")  # a third worker is syncing
+        assert held is not None
+        with pytest.raises(CatalogueBusyError):
+            sync_catalogue(store, destinations, actor="cli")
+        assert first.run_once() is None and second.run_once() is None
+        store.finish_catalogue_sync(held.id, error="stopped")  # it failed: due again after the retry wait
+        later = store.now() + timedelta(hours=2)
+        done = first.run_once(at=later)
+        assert done is not None and done.ok and done.actor == "worker-1"
+        assert second.run_once() is None  # fresh now: not due
+    assert portal.services().count("login") == 1
+
+
+def test_when_a_scheduled_sync_is_due(store: Store) -> None:
+    now = store.now()
+    assert due(store.catalogue_status(), 3600, now)  # never tried
+    sync = store.claim_catalogue_sync(PORTAL, actor="w")
+    assert sync is not None
+    assert not due(store.catalogue_status(), 3600, now + timedelta(days=9))  # running
+    store.finish_catalogue_sync(sync.id, CatalogueData())
+    assert not due(store.catalogue_status(), 3600, now + timedelta(minutes=59))
+    assert due(store.catalogue_status(), 3600, now + timedelta(minutes=61))
+    failed = store.claim_catalogue_sync(PORTAL, actor="w")
+    assert failed is not None
+    store.finish_catalogue_sync(failed.id, error="down")
+    assert not due(store.catalogue_status(), 86400, now + timedelta(minutes=10))
+    assert due(store.catalogue_status(), 86400, now + timedelta(minutes=16))  # a failure is retried sooner
+
+
+def test_the_worker_schedule_syncs_in_its_own_thread(store: Store) -> None:
+    stop = threading.Event()
+    with running_portal() as portal:
+        routing = SimpleNamespace(destinations={PORTAL: portal_config(portal.url)})
+        runtime = SimpleNamespace(store=store, routing=routing)
+        thread = start_schedule(24.0, runtime, stop)
+        try:
+            wait_for(lambda: store.catalogue_status().last_success is not None, timeout_s=10, what="a scheduled sync")
+        finally:
+            stop.set()
+            thread.join(5)
+    status = store.catalogue_status()
+    assert status.procedures == 3 and status.last_success is not None
+    assert status.last_success.actor.startswith("worker@")
+    assert not thread.is_alive()
+
+
+def test_the_simulators_catalogue_syncs_and_names_the_example_dossier(store: Store) -> None:
+    from hub import packets
+    from hub.devtools.portal_catalogue import catalogue_answer
+
+    example = packets.example("dossier.sync")
+    with running_portal(FakePortal(source=catalogue_answer)) as portal:
+        sync = sync_catalogue(store, {PORTAL: portal_config(portal.url)}, actor="demo")
+    assert sync.ok and (sync.procedures, sync.units, sync.fields, sync.details_failed) == (3, 2, 3, 0)
+    names = catalogue_names(store, example.procedure_code, example.receiving_unit)
+    assert names.procedure_name == example.procedure_name and names.field_code == example.field_code
+    assert names.unit_name is not None and names.field_name == "Hoạt động xây dựng"
+    assert catalogue_answer("LayThuTuc", {"session": "s", "madonvi": "m", "service": "LayThuTuc"}) == {
+        "error_code": "-1", "message": "LayThuTuc takes maTTHC only: []"}  # fmt: skip
