@@ -171,4 +171,10 @@ def test_the_profile_declares_its_sources_and_flags_the_unsourced_values() -> No
         "result": "TH-BR ProvideToVBLISBaseResponse.cs:20-21",
     }
     warned = {f.key for f in profiles.check(profile, {}) if f.rule == "profile-value-unsourced"}
-    assert warned == {"api_versions", "local_utc_offset", "default_actor", "tax_result_status", "tax_result_keep_status"}
+    assert warned == {
+        "api_versions",
+        "local_utc_offset",
+        "default_actor",
+        "tax_result_status",
+        "tax_result_keep_status",
+    }
