@@ -6,7 +6,9 @@ VersionedApiController.cs, TH-BR ProvideToVBDLIS/*Request.cs and *Handler.cs). V
 step to ``api/v{version}/VBDLISs/<action>/{securityCode}`` (TH-BV:3; TH-BC:64-176); the fields per action are
 ``ACTIONS`` (TH-BR *Request.cs, "?" = optional); the status each action sets, and the statuses it leaves alone
 ("4 unless 5/9/10"), are the profile's code tables (TH-BR *Handler.cs), GuiKetQuaThue's the profile values
-``tax_result_status``/``tax_result_keep_status`` (TH only logs it). Dates are .NET DateTime in JSON: ISO-8601
+``tax_result_status``/``tax_result_keep_status`` (TH only logs it); ThongBaoNhapSaiThuTuc and
+ThueChuyenTraHoSoDoSai, which TH only logs too, keep the dossier's status (recorded and delivered as a step).
+TiepNhanHoSoChoMotCua (VBDLIS's own intake of a whole dossier) is not mapped: it is no status step. Dates are .NET DateTime in JSON: ISO-8601
 (an inference of §5); one without an offset is read at the profile's ``local_utc_offset``.
 
 Field mapping: SoBienNhan → dossierCode; the action's date (NgayChuyen, NgayChoBoSung, NgayNhanBoSung,
@@ -110,6 +112,17 @@ ACTIONS: Mapping[str, Action] = {
             "YeuCauCapNhatHoSo", "YeuCauCapNhatHoSo",
             (_f("SoBienNhan", required=True), _f("MaCanBoXuLy"), _f("GhiChu")),
             None, "MaCanBoXuLy",
+        ),
+        # TH only logs these two (§5 "logged"): the step is recorded and delivered at the dossier's current status.
+        Action(
+            "ThongBaoNhapSaiThuTuc", "ThongBaoNhapSaiThuTuc",
+            (_f("SoBienNhan", required=True), _f("MaCanBoXuLy"), _f("GhiChu")),
+            None, "MaCanBoXuLy",
+        ),
+        Action(
+            "ThueChuyenTraHoSoDoSai", "ThueChuyenTraHoSoDoSai",
+            (_f("SoBienNhan", required=True), _f("GhiChu")),
+            None, None,
         ),
     )
 }  # fmt: skip
@@ -340,8 +353,13 @@ def map_step(
     if reader.issues:
         raise PacketInvalidError(f"invalid VBDLIS {action} step", reader.issues)
 
-    status = settings.step_status[action]
-    kept = current is not None and current in settings.keep_status.get(action, frozenset())
+    status = settings.step_status.get(action)  # None: a step TH only logs, which keeps the status
+    if status is None and current is None:
+        raise PacketInvalidError(
+            f"VBDLIS {action} keeps the dossier's status, and the hub knows none for it",
+            [Issue("/SoBienNhan", "vbdlis:status-unknown", f"no status is known for dossier {values['SoBienNhan']}")],
+        )
+    kept = current is not None and (status is None or current in settings.keep_status.get(action, frozenset()))
     actor = values.get(spec.actor) if spec.actor else None
     content = values.get("NoiDungXuLy") or values.get("GhiChu")
     files = [*(values.get("DanhSachTapTin") or ()), *(values.get("TapTin") or ()),
@@ -351,7 +369,7 @@ def map_step(
     try:
         update = DossierStatusUpdate(
             dossier_code=values["SoBienNhan"],
-            status=current if kept else status,
+            status=current if kept else status,  # type: ignore[arg-type]
             step=Step(
                 actor=actor or settings.default_actor,
                 content=content,

@@ -230,3 +230,16 @@ def test_an_illegal_transition_is_refused_with_its_reason(hub: Hub) -> None:
 def test_the_security_code_is_masked_in_log_lines() -> None:
     line = '127.0.0.1:5012 - "POST /api/v1/VBDLISs/KetThucHoSo/lt_1a2b3c4d_S3cr3t-value HTTP/1.1" 200'
     assert mask_personal(line) == '127.0.0.1:5012 - "POST /api/v1/VBDLISs/KetThucHoSo/*** HTTP/1.1" 200'
+
+
+def test_a_step_th_only_logs_keeps_the_status_and_is_delivered_as_a_step(hub: Hub) -> None:
+    dossier = "000.00.00.H12-251123-0047"
+    unknown = hub.step("ThongBaoNhapSaiThuTuc", request("ThongBaoNhapSaiThuTuc", dossier))
+    assert unknown["Result"] == 0 and "no status is known" in unknown["Message"]
+    assert hub.step("ChuyenHoSo", request("ChuyenHoSo", dossier))["Result"] == 1
+    assert hub.step("ThueChuyenTraHoSoDoSai", request("ThueChuyenTraHoSoDoSai", dossier))["Result"] == 1
+    timeline = hub.timeline(dossier)
+    assert timeline["status"] == 4
+    assert [(u["status"], u["outcome"], u["detail"]["partner_step"]) for u in timeline["updates"]] == [
+        (4, "applied", "ChuyenHoSo"), (4, "applied", "ThueChuyenTraHoSoDoSai"),
+    ]  # fmt: skip

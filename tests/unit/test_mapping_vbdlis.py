@@ -46,7 +46,9 @@ def issues_of(action: str, body: object) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("action", list(vbdlis.ACTIONS))
 def test_each_sourced_step_maps_to_its_golden_canonical_packet(action: str) -> None:
-    step = mapped(action, request(action))
+    logged = action not in settings().step_status  # TH only logs it: the step keeps the status (4 here)
+    step = mapped(action, request(action), current=4 if logged else None)
+    assert step.kept is logged
     element = packets.to_element(step.update)
     assert packets.decode_element("dossier.status", element)[0] == []  # valid against dossier.status.xsd
     expected = parse_xml((GOLDEN / f"TH-BR_{action}.expected.xml").read_bytes())
@@ -60,9 +62,23 @@ def test_every_golden_request_has_a_sourced_action() -> None:
 
 def test_statuses_per_source_and_issue() -> None:
     # TH-BR *Handler.cs: 4, 5, 4, 9, 2; GuiKetQuaThue -> 6 (issue 14; TH only logs it)
-    got = {a: int(mapped(a, request(a)).update.status) for a in vbdlis.ACTIONS}
-    assert got == {"ChuyenHoSo": 4, "YeuCauBoSungHoSo": 5, "NhanBoSungHoSo": 4, "KetThucHoSo": 9,
-                   "GuiKetQuaThue": 6, "YeuCauCapNhatHoSo": 2}  # fmt: skip
+    got = {a: int(mapped(a, request(a), current=1).update.status) for a in vbdlis.ACTIONS}
+    assert got == {
+        "ChuyenHoSo": 4,
+        "YeuCauBoSungHoSo": 5,
+        "NhanBoSungHoSo": 4,
+        "KetThucHoSo": 9,
+        "GuiKetQuaThue": 6,
+        "YeuCauCapNhatHoSo": 2,
+        "ThongBaoNhapSaiThuTuc": 1,
+        "ThueChuyenTraHoSoDoSai": 1,
+    }  # fmt: skip (TH logs these two: kept)
+
+
+def test_a_logged_step_needs_a_known_status() -> None:
+    assert issues_of("ThongBaoNhapSaiThuTuc", request("ThongBaoNhapSaiThuTuc")) == [
+        ("/SoBienNhan", "vbdlis:status-unknown")
+    ]
 
 
 def test_officer_due_dates_pause_finish_and_files_survive() -> None:
