@@ -8,8 +8,10 @@ step to ``api/v{version}/VBDLISs/<action>/{securityCode}`` (TH-BV:3; TH-BC:64-17
 ("4 unless 5/9/10"), are the profile's code tables (TH-BR *Handler.cs), GuiKetQuaThue's the profile values
 ``tax_result_status``/``tax_result_keep_status`` (TH only logs it); ThongBaoNhapSaiThuTuc and
 ThueChuyenTraHoSoDoSai, which TH only logs too, keep the dossier's status (recorded and delivered as a step).
-TiepNhanHoSoChoMotCua (VBDLIS's own intake of a whole dossier) is not mapped: it is no status step. Dates are .NET DateTime in JSON: ISO-8601
-(an inference of §5); one without an offset is read at the profile's ``local_utc_offset``.
+TiepNhanHoSoChoMotCua (VBDLIS's own intake of a whole dossier) is not mapped: it is no status step.
+
+Dates are .NET DateTime in JSON: ISO-8601 (an inference of §5); one without an offset is read at the profile's
+``local_utc_offset``.
 
 Field mapping: SoBienNhan → dossierCode; the action's date (NgayChuyen, NgayChoBoSung, NgayNhanBoSung,
 NgayKetThuc, NgayCoKetQuaThue) → at (the time of receipt when the step has none); MaCanBoChuyen / MaCanBoXuLy /
