@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from pydantic import ValidationError
 
 from hub.errors import Issue, PacketInvalidError
 from hub.packets.dossier import Attachment, DossierStatusUpdate, Step
-from mappings.profiles import ProfileSettings
+from mappings.profiles import ProfileSettings, ProfileValueError
 
 PROFILE = "ministry/vbdlis-json"
 MESSAGE_TYPE = "dossier.status"
@@ -148,9 +149,14 @@ class StepSettings:
         codes = values.profile.codes
         status = {a: int(s) for a, s in codes["step_status"].values.items()}
         keep = {a: _statuses(s) for a, s in codes["keep_status"].values.items()}
-        status["GuiKetQuaThue"] = int(values["tax_result_status"])
-        keep["GuiKetQuaThue"] = _statuses(values["tax_result_keep_status"])
-        return cls(status, keep, parse_offset(values["local_utc_offset"]), values["default_actor"])
+        try:
+            status["GuiKetQuaThue"] = int(values["tax_result_status"])
+            keep["GuiKetQuaThue"] = _statuses(values["tax_result_keep_status"])
+            offset = parse_offset(values["local_utc_offset"])
+        except ValueError as exc:
+            keys = ("tax_result_status", "tax_result_keep_status", "local_utc_offset")
+            raise ProfileValueError(f"profile {values.profile.ref}: unusable value: {exc}", keys) from None
+        return cls(status, keep, offset, values["default_actor"])
 
 
 def _statuses(text: str) -> frozenset[int]:
@@ -159,9 +165,11 @@ def _statuses(text: str) -> frozenset[int]:
 
 def parse_offset(text: str) -> timezone:
     """``+07:00`` → a fixed offset (``ValueError`` if it is not ±HH:MM)."""
-    sign, rest = (-1 if text.startswith("-") else 1), text.lstrip("+-")
-    hours, _, minutes = rest.partition(":")
-    return timezone(sign * timedelta(hours=int(hours), minutes=int(minutes or 0)))
+    match = re.fullmatch(r"([+-])([0-9]{2}):?([0-9]{2})", text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a UTC offset ±HH:MM")
+    sign = -1 if match[1] == "-" else 1
+    return timezone(sign * timedelta(hours=int(match[2]), minutes=int(match[3])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +379,7 @@ def map_step(
     try:
         update = DossierStatusUpdate(
             dossier_code=values["SoBienNhan"],
-            status=current if kept else status,  # type: ignore[arg-type]
+            status=current if kept else status,
             step=Step(
                 actor=actor or settings.default_actor,
                 content=content,

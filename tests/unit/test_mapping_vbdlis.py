@@ -194,3 +194,9 @@ def test_the_profile_declares_its_sources_and_flags_the_unsourced_values() -> No
         "tax_result_status",
         "tax_result_keep_status",
     }
+
+
+@pytest.mark.parametrize("values", [{"local_utc_offset": "7"}, {"tax_result_status": "six"}])
+def test_unusable_profile_values_are_a_profile_error(values: dict[str, str]) -> None:
+    with pytest.raises(profiles.ProfileValueError):
+        settings(**values)
