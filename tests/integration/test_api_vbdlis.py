@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from hub.registry import parse_spec
 from hub.runtime import adapters_for, open_broker
 from hub.security.envelope import BODY_TAG
 from hub.services import HubService
-from hub.store import flow_records
+from hub.store import StatusUpdate, Store, flow_records
 from hub.xmlparse import parse_xml
 from tests.support import hub_settings, running_sink
 
@@ -243,3 +244,20 @@ def test_a_step_th_only_logs_keeps_the_status_and_is_delivered_as_a_step(hub: Hu
     assert [(u["status"], u["outcome"], u["detail"]["partner_step"]) for u in timeline["updates"]] == [
         (4, "applied", "ChuyenHoSo"), (4, "applied", "ThueChuyenTraHoSoDoSai"),
     ]  # fmt: skip
+
+
+def test_the_timeline_keeps_step_details_on_both_databases(store: Store) -> None:
+    code = "000.00.00.H12-251123-0048"
+    at = datetime(2025, 11, 24, 1, 30, tzinfo=UTC)
+    detail = {
+        "step": {"actor": "cb.tnmt.07", "handed_to": "cb.tnmt.08"}, "paused": True, "step_limit": "2.5",
+        "attachments": [{"name": "Đơn", "url": "https://x.example/a.pdf", "copies": 0, "originals": 1}],
+    }  # fmt: skip
+    (result,) = store.accept_many([{
+        "sender": VBDLIS, "message_id": "vbdlis-1", "correlation_id": None, "message_type": "dossier.status",
+        "receiver": HUB, "dossier_code": code, "envelope": b"<e/>", "destinations": [PROVINCE],
+        "status": StatusUpdate(code, 5, at, VBDLIS, detail),
+    }])  # fmt: skip
+    assert result.outcome == "accepted"
+    (entry,) = store.timeline(code)
+    assert (entry.status, entry.outcome, entry.detail) == (5, "applied", detail)
