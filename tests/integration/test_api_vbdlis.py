@@ -204,6 +204,7 @@ def test_a_wrong_security_code_is_refused_counted_and_never_stored(hub: Hub, cap
     [
         ("KetThucHoSo", {"SoBienNhan": "000.00.00.H12-251123-0045"}, "1", "vbdlis:required", "NgayKetThuc"),
         ("KetThucHoSo", b"{not json", "1", "vbdlis:json", "not JSON"),
+        ("KetThucHoSo", b"[" * 20000 + b"]" * 20000, "1", "vbdlis:json", "not JSON"),
         ("KetThucHoSo", ["a list"], "1", "vbdlis:body", "JSON object"),
         ("TiepNhanHoSo", {"SoBienNhan": "000.00.00.H12-251123-0045"}, "1", "vbdlis:action", "action"),
         ("KetThucHoSo", request("KetThucHoSo", "000.00.00.H12-251123-0045"), "2", "vbdlis-version", "version"),

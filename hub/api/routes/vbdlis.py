@@ -114,6 +114,8 @@ def _step(hub: HubService, version: str, action: str, security_code: str, raw: b
             body = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise Refused("vbdlis:json", f"the body is not JSON: {exc}") from None
+        except RecursionError:
+            raise Refused("vbdlis:json", "the body is not JSON a step can be: nested too deeply") from None
         number = body.get("SoBienNhan") if isinstance(body, dict) else None
         record = hub.store.dossier(number) if isinstance(number, str) and number.strip() else None
         try:
@@ -138,7 +140,7 @@ def _step(hub: HubService, version: str, action: str, security_code: str, raw: b
 def _reference(raw: bytes) -> str | None:
     try:
         number = json.loads(raw).get("SoBienNhan")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     return number[:128] if isinstance(number, str) else None
 
