@@ -97,6 +97,7 @@ def context_fields(record: logging.LogRecord | None = None) -> dict[str, str]:
 def mask_ids(text: str) -> str:
     """Mask all but the last 4 digits of anything shaped like a personal ID (9 or 12 digits), not digits inside a
     digest (a SHA-256 in an event's detail must stay checkable)."""
+
     def mask(m: re.Match[str]) -> str:
         if m.group("digest") is not None or len(m.group(0)) not in (9, 12):
             return m.group(0)
@@ -151,7 +152,17 @@ def mask_names(text: str, names: NameSource | None = None) -> str:
 def mask_personal(text: str, names: NameSource | None = None) -> str:
     """``text`` with personal IDs and the known names (given, or the context's) masked: what every log line,
     stored error and staff answer gets."""
-    return mask_ids(mask_names(text, names))
+    return mask_ids(mask_names(mask_secrets(text), names))
+
+
+#: A VBDLIS security code is a path segment (``/VBDLISs/<action>/<code>``, PARTNER-FORMATS §5 TH-BV:3): the access
+#: log would print it.
+_PATH_SECRET = re.compile(r"(/VBDLISs/[^/\s?\"]*/)[^/\s?\"]+", re.IGNORECASE)
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with the secrets that travel in URL paths (the VBDLIS security code) replaced by ``***``."""
+    return _PATH_SECRET.sub(r"\1***", text) if "VBDLIS" in text.upper() else text
 
 
 _NAME_PARTS = frozenset({"familyName", "middleName", "givenName"})

@@ -34,6 +34,7 @@ from hub.api.routes import (
     payments,
     soap,
     types,
+    vbdlis,
 )
 from hub.config import Settings
 from hub.errors import KeyMaterialError
@@ -42,7 +43,10 @@ from hub.runtime import hub_certificate_path
 from hub.security.keys import load_certificate
 from hub.services import HubService
 
-ROUTERS = (messages, connectors, operations, actions, health, types, soap, lookups, payments, deadlines, history, audit)
+ROUTERS = (
+    messages, connectors, operations, actions, health, types, soap, lookups, payments, deadlines, history, audit,
+    vbdlis,
+)  # fmt: skip
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

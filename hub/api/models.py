@@ -105,11 +105,20 @@ TraceOut = out_model(
 TimelineEntryOut = out_model(
     TimelineEntry,
     "TimelineEntryOut",
-    fields="status at outcome reason source message_id recorded_at".split(),
+    fields="status at outcome reason source message_id recorded_at detail".split(),
     overrides={
         "outcome": Annotated[
             str, Field(description="applied, stale, rejected, corrected, or synced (reported by a dossier.sync)")
-        ]
+        ],
+        "detail": Annotated[
+            dict[str, Any] | None,
+            Field(
+                description="What the step said beyond its status, as in the dossier.status packet (snake_case): "
+                "step {actor, title, department, content, handed_to, partner_state, sent_back}, step_due, "
+                "partner_step, step_limit, new_due_at, paused, finish_kind, attachments [{name, url, sha256, "
+                "file_type, copies, originals}]; empty ones left out; null when none"
+            ),
+        ],
     },
 )
 QueueOut = out_model(

@@ -308,9 +308,7 @@ class Acceptor:
             raise result
         return result
 
-    def _route(
-        self, header: EnvelopeHeader, payload: etree._Element, profile: str, model: BaseModel | None
-    ) -> Checked:
+    def _route(self, header: EnvelopeHeader, payload: etree._Element, profile: str, model: BaseModel | None) -> Checked:
         """Route a verified (or hub-built) message; ``model`` is its body as decoded by the check (or ``None``)."""
         destinations = self.routing.destinations_for(header.message_type, header.sender)
         if not destinations:
@@ -637,7 +635,19 @@ def _status_update(item: Checked) -> StatusUpdate | None:
     model = item.canonical
     if not isinstance(model, DossierStatusUpdate):
         return None
-    return StatusUpdate(model.dossier_code, int(model.status), model.at, item.header.sender)
+    return StatusUpdate(model.dossier_code, int(model.status), model.at, item.header.sender, step_detail(model))
+
+
+#: What the timeline keeps of a ``dossier.status`` beside its code, status, time and source.
+_DETAIL_EXCLUDED = frozenset({"dossier_code", "status", "at", "source_system"})
+
+
+def step_detail(model: DossierStatusUpdate) -> dict[str, Any] | None:
+    """The step's details for the timeline (officers, due dates, pause, how it ended, files), empty ones left out."""
+    detail = model.model_dump(mode="json", exclude_none=True, exclude=set(_DETAIL_EXCLUDED))
+    if not detail.get("attachments"):
+        detail.pop("attachments", None)
+    return detail or None
 
 
 class Relay:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, NonNegativeInt
 
 from hub.dossier.validators import (
     AgencyCode,
@@ -147,14 +147,24 @@ class Step(PacketModel):
     title: Text | None = None
     department: Text | None = None
     content: LongText | None = None
+    #: Who the dossier was handed to (VBDLIS ChuyenHoSo ``MaCanBoNhan``, PARTNER-FORMATS §5 TH-BR).
+    handed_to: Name | None = None
+    #: The partner's own state code for the step (VBDLIS ``MaTrangThai``), kept as sent.
+    partner_state: Code | None = None
+    #: The handover sends the dossier back (VBDLIS ``LaTrangThaiChuyenLai``).
+    sent_back: bool | None = None
 
 
 class Attachment(PacketModel):
-    """A file attached to a processing step."""
+    """A file attached to a processing step. VBDLIS file descriptors {TenGiayTo, KieuFile, LinkFile, SoBanSao,
+    SoBanChinh} (PARTNER-FORMATS §5) carry no digest: ``sha256`` stays empty, the type and counts are kept."""
 
     name: Text
     url: Url
     sha256: Sha256Hex | None = None
+    file_type: Text | None = None
+    copies: NonNegativeInt | None = None
+    originals: NonNegativeInt | None = None
 
 
 class DossierStatusUpdate(PacketModel):
@@ -167,3 +177,13 @@ class DossierStatusUpdate(PacketModel):
     step_due: UtcDateTime | None = None
     source_system: AgencyCode
     attachments: Annotated[list[Attachment], XmlItem("attachment")] = Field(default_factory=list)
+    #: The partner's name of the step (VBDLIS action, e.g. ``ChuyenHoSo``), when the partner names its steps.
+    partner_step: Code | None = None
+    #: The processing time limit the step sets, as the partner wrote the number (VBDLIS ``HanXuLy``; unit unsourced).
+    step_limit: Text | None = None
+    #: The new appointment date after a supplement (VBDLIS ``NgayHenTraMoi``).
+    new_due_at: UtcDateTime | None = None
+    #: Processing is paused while the supplement is awaited (VBDLIS ``LaTamDung``).
+    paused: bool | None = None
+    #: How processing ended (VBDLIS ``TrangThaiKetThuc``: 0 with a result, else returned or withdrawn).
+    finish_kind: NonNegativeInt | None = None

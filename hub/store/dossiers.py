@@ -113,6 +113,7 @@ def decide_status(
     correction: Any,
     at_now: datetime,
     pending: StatusWrites,
+    detail: Any = None,
 ) -> Decision:
     """Decide one update against the locked dossier's ``current`` state; queue its timeline entry and, when
     applied, the dossier's new state on ``pending`` (written by ``StatusWrites.flush``)."""
@@ -136,6 +137,7 @@ def decide_status(
             "reason": decision.reason or "",
             "source": source,
             "recorded_at": at_now,
+            "detail": None if detail is None else dict(detail),
         }
     )
     return decision
@@ -171,6 +173,7 @@ def decide_statuses(
         decision = decide_status(
             update.dossier_code, state[update.dossier_code], update.status, update.at,
             message_id=sub.message_id, source=update.source, correction=None, at_now=at_now, pending=pending,
+            detail=update.detail,
         )  # fmt: skip
         if decision.new_state is not None:
             state[update.dossier_code] = decision.new_state

@@ -240,6 +240,8 @@ dossier_timeline = sa.Table(
     sa.Column("reason", sa.Text, nullable=False, server_default=""),
     sa.Column("source", sa.String(64), nullable=False),
     sa.Column("recorded_at", UTCDateTime, nullable=False),
+    # What the step said beyond its status (officers, due dates, pause, files): ``hub.store.types.StatusUpdate.detail``.
+    sa.Column("detail", sa.JSON, nullable=True),
     sa.Index(None, "dossier_code", "id"),
     sa.Index(None, "status", "dossier_code"),
 )

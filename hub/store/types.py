@@ -38,6 +38,8 @@ class StatusUpdate:
     status: int
     at: datetime
     source: str
+    #: What the step said beyond its status (actor, due dates, files…), kept on the timeline (JSON-ready).
+    detail: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +247,8 @@ class TimelineEntry:
     reason: str
     source: str
     recorded_at: datetime
+    #: The step's details as the update carried them (``StatusUpdate.detail``), ``None`` for none.
+    detail: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

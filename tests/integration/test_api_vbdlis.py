@@ -1,0 +1,264 @@
+"""F5 from real-shaped VBDLIS software (profile ``ministry/vbdlis-json``, PARTNER-FORMATS §5): each sourced step
+POSTed to ``/api/v{version}/VBDLISs/<action>/{securityCode}`` is answered ``{Result, Message}`` (TH-BR
+ProvideToVBLISBaseResponse.cs:20-21), mapped to the canonical ``dossier.status``, run through the status machine
+onto the timeline (with its officers, due dates, pause, end and files) and delivered to the province; a wrong
+security code, a bad body, another version or another body for the same step is refused with ``Result`` 0 —
+never a 500."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from lxml import etree
+from prometheus_client import REGISTRY
+
+from hub import packets
+from hub.api import create_app
+from hub.devtools.sink import SinkServer
+from hub.exchange.worker import OutboundBuilder, Worker
+from hub.logs import mask_personal
+from hub.registry import parse_spec
+from hub.runtime import adapters_for, open_broker
+from hub.security.envelope import BODY_TAG
+from hub.services import HubService
+from hub.store import StatusUpdate, Store, flow_records
+from hub.xmlparse import parse_xml
+from tests.support import hub_settings, running_sink
+
+HUB, VBDLIS, PROVINCE, OTHER = "000.00.00.H00", "000.00.00.G10", "000.00.00.H12", "000.00.00.G11"
+ADMIN_KEY = "admin-secret-key"
+GOLDEN = Path(__file__).parents[1] / "golden" / "vbdlis"
+ANSWER_KEYS = set(json.loads((GOLDEN / "TH-BR_ProvideToVBLISBaseResponse.accepted.json").read_text()))
+
+
+def request(action: str, dossier: str, **change: Any) -> dict[str, Any]:
+    body = json.loads((GOLDEN / f"TH-BR_{action}.request.json").read_text(encoding="utf-8"))
+    body = {**body, "SoBienNhan": dossier, **change}
+    return {k: v for k, v in body.items() if v is not None}
+
+
+@dataclass
+class Hub:
+    client: TestClient
+    hub: HubService
+    key: str
+    other_key: str
+    sink: SinkServer
+
+    def step(self, action: str, body: object, *, key: str | None = None, version: str = "1") -> dict[str, Any]:
+        content = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        response = self.client.post(
+            f"/api/v{version}/VBDLISs/{action}/{key or self.key}",
+            content=content,
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 200, response.text  # no HTTP status is sourced: Result says it
+        answer = response.json()
+        assert set(answer) == ANSWER_KEYS and isinstance(answer["Message"], str), answer
+        return answer
+
+    def timeline(self, dossier: str) -> dict[str, Any]:
+        response = self.client.get(f"/api/v1/dossiers/{dossier}", headers={"X-Api-Key": ADMIN_KEY})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def refusals(self) -> list[dict[str, Any]]:
+        return flow_records.refusals(self.hub.store.engine, connector=VBDLIS)
+
+    def deliver(self) -> None:
+        routing = self.hub.runtime.routing
+        builder = OutboundBuilder(self.hub.runtime.signer(), HUB)
+        broker = open_broker(self.hub.settings)
+        worker = Worker(self.hub.store, broker, routing, builder, adapters_for(routing))
+        try:
+            for _ in range(20):
+                batch = broker.consume(worker.destinations, prefetch=64, timeout_s=0.2)
+                if not batch:
+                    break
+                worker.process_batch(batch)
+        finally:
+            worker.close()
+            broker.close()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    settings = hub_settings(tmp_path_factory.mktemp("vbdlis"), hub_code=HUB, admin_api_key=ADMIN_KEY)
+    with running_sink() as sink, TestClient(create_app(settings)) as client:
+        service: HubService = client.app.state.hub
+
+        def register(**spec: Any) -> str:
+            _, key = service.registry.add(parse_spec(spec), actor="test")
+            assert key is not None
+            return key
+
+        key = register(
+            code=VBDLIS, name="VBDLIS land registration", kind="ministry", sends=["dossier.status"],
+            profile="ministry/vbdlis-json", profile_values={"api_versions": "1"}, handles=[PROVINCE],
+        )  # fmt: skip
+        other_key = register(  # a ministry connector of another profile: its key is no security code
+            code=OTHER, name="Construction software", kind="ministry", sends=["dossier.status"], handles=[PROVINCE],
+        )  # fmt: skip
+        register(
+            code=PROVINCE, name="One-stop system", kind="provincial", receives=["dossier.status"],
+            endpoint={"url": sink.url}, retry={"delays_s": [0.2], "jitter": 0},
+        )  # fmt: skip
+        service.refresh()
+        yield Hub(client, service, key, other_key, sink)
+
+
+def c14n(element: etree._Element) -> bytes:
+    return etree.tostring(element, method="c14n2", strip_text=True)
+
+
+def test_every_sourced_step_is_accepted_timelined_and_delivered(hub: Hub) -> None:
+    dossier = "000.00.00.H12-251123-0042"  # the goldens' SoBienNhan
+    steps = [  # handover 4, supplement 5 (paused), supplement received 4 (new due date), tax 6, handover 4, end 9
+        ("ChuyenHoSo", request("ChuyenHoSo", dossier)),
+        ("YeuCauBoSungHoSo", request("YeuCauBoSungHoSo", dossier)),
+        ("NhanBoSungHoSo", request("NhanBoSungHoSo", dossier)),
+        ("GuiKetQuaThue", request("GuiKetQuaThue", dossier)),
+        ("ChuyenHoSo", request("ChuyenHoSo", dossier, NgayChuyen="2025-11-28T08:00:00", DanhSachTapTin=None)),
+        ("KetThucHoSo", request("KetThucHoSo", dossier)),
+    ]
+    for action, body in steps:
+        answer = hub.step(action, body)
+        assert answer["Result"] == 1 and "applied" in answer["Message"], (action, answer)
+
+    timeline = hub.timeline(dossier)
+    assert timeline["status"] == 9
+    updates = timeline["updates"]
+    assert [(u["status"], u["outcome"], u["source"]) for u in updates] == [
+        (4, "applied", VBDLIS), (5, "applied", VBDLIS), (4, "applied", VBDLIS), (6, "applied", VBDLIS),
+        (4, "applied", VBDLIS), (9, "applied", VBDLIS),
+    ]  # fmt: skip
+    first, supplement, received, tax, _, end = (u["detail"] for u in updates)
+    assert first["step"] == {"actor": "cb.motcua.03", "content": "Chuyển thẩm định hồ sơ đăng ký biến động",
+                             "handed_to": "cb.tnmt.07", "partner_state": "2", "sent_back": False}  # fmt: skip
+    assert first["step_limit"] == "3" and first["partner_step"] == "ChuyenHoSo"
+    assert first["attachments"] == [{"name": "Đơn đăng ký biến động", "url": "https://vbdlis.example.gov.vn/files/"
+                                     "don-42.pdf", "file_type": "pdf", "copies": 0, "originals": 1}]  # fmt: skip
+    assert supplement["paused"] is True and supplement["step"]["actor"] == "cb.tnmt.07"
+    assert received["new_due_at"] == "2025-12-03T10:00:00Z"
+    assert tax["partner_step"] == "GuiKetQuaThue" and tax["attachments"][0]["url"].endswith("/1234.pdf")
+    assert end["finish_kind"] == 0 and end["attachments"][0]["name"] == "Giấy chứng nhận quyền sử dụng đất"
+
+    hub.deliver()
+    with hub.sink.state.lock:
+        assert hub.sink.state.received == len(steps)
+    last = hub.hub.store.trace(updates[-1]["message_id"], VBDLIS)
+    assert last is not None and last.status == "delivered"
+    outbound = parse_xml(hub.hub.store.delivery(last.deliveries[0].delivery_id).outbound)
+    (payload,) = outbound.find(BODY_TAG)
+    assert payload.tag == f"{{{packets.PACKET_NAMESPACE}}}dossierStatus"
+    assert c14n(payload) == c14n(parse_xml((GOLDEN / "TH-BR_KetThucHoSo.expected.xml").read_bytes()))
+
+    # The same step again: accepted, applied once. Another body for the same step: a conflict.
+    again = hub.step("KetThucHoSo", request("KetThucHoSo", dossier))
+    assert again["Result"] == 1 and "already received" in again["Message"]
+    other = hub.step("KetThucHoSo", request("KetThucHoSo", dossier, GhiChu="Nội dung khác"))
+    assert other["Result"] == 0 and "other content" in other["Message"]
+    assert hub.refusals()[0]["rule"] == "idempotency-conflict"
+    # A late handover (TH: "4 unless 5/9/10"): recorded, status kept at 9.
+    late = hub.step("ChuyenHoSo", request("ChuyenHoSo", dossier, NgayChuyen="2025-12-02T08:00:00"))
+    assert late["Result"] == 1 and "status kept at 9" in late["Message"]
+    timeline = hub.timeline(dossier)
+    assert timeline["status"] == 9 and len(timeline["updates"]) == len(steps) + 1
+
+
+def test_update_request_sets_received(hub: Hub) -> None:
+    dossier = "000.00.00.H12-251123-0043"
+    answer = hub.step("YeuCauCapNhatHoSo", request("YeuCauCapNhatHoSo", dossier))
+    assert answer["Result"] == 1
+    assert hub.timeline(dossier)["status"] == 2  # TH-BR YeuCauCapNhatHoSo handler: 2
+
+
+def refused_count(rule: str) -> float:
+    return REGISTRY.get_sample_value("lienthong_callbacks_refused_total", {"connector": "unknown", "reason": rule}) or 0
+
+
+def test_a_wrong_security_code_is_refused_counted_and_never_stored(hub: Hub, caplog: pytest.LogCaptureFixture) -> None:
+    body = request("KetThucHoSo", "000.00.00.H12-251123-0044")
+    before = refused_count("security-code-unknown"), refused_count("vbdlis-profile"), len(hub.refusals())
+    wrong = hub.step("KetThucHoSo", body, key="lt_00000000_not-a-key")
+    foreign = hub.step("KetThucHoSo", body, key=hub.other_key)
+    assert wrong == foreign == {"Result": 0, "Message": "unknown security code"}
+    assert (refused_count("security-code-unknown"), refused_count("vbdlis-profile")) == (before[0] + 1, before[1] + 1)
+    assert len(hub.refusals()) == before[2]
+    assert "rule=security-code-unknown" in caplog.text and "not-a-key" not in caplog.text
+    assert (
+        hub.client.get("/api/v1/dossiers/000.00.00.H12-251123-0044", headers={"X-Api-Key": ADMIN_KEY}).status_code
+        == 404
+    )
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "version", "rule", "named"),
+    [
+        ("KetThucHoSo", {"SoBienNhan": "000.00.00.H12-251123-0045"}, "1", "vbdlis:required", "NgayKetThuc"),
+        ("KetThucHoSo", b"{not json", "1", "vbdlis:json", "not JSON"),
+        ("KetThucHoSo", b"[" * 20000 + b"]" * 20000, "1", "vbdlis:json", "not JSON"),
+        ("KetThucHoSo", ["a list"], "1", "vbdlis:body", "JSON object"),
+        ("TiepNhanHoSo", {"SoBienNhan": "000.00.00.H12-251123-0045"}, "1", "vbdlis:action", "action"),
+        ("KetThucHoSo", request("KetThucHoSo", "000.00.00.H12-251123-0045"), "2", "vbdlis-version", "version"),
+        ("KetThucHoSo", request("KetThucHoSo", "000.00.00.H99-251123-0045"), "1", "dossier-not-yours", "party"),
+        ("YeuCauBoSungHoSo", request("YeuCauBoSungHoSo", "000.00.00.H12-251123-0045", LaTamDung="yes"), "1",
+         "vbdlis:type", "LaTamDung"),
+    ],
+)  # fmt: skip
+def test_a_bad_step_is_refused_naming_the_field(
+    hub: Hub, action: str, body: object, version: str, rule: str, named: str
+) -> None:
+    answer = hub.step(action, body, version=version)
+    assert answer["Result"] == 0 and named in answer["Message"], answer
+    assert hub.refusals()[0]["rule"] == rule
+
+
+def test_an_illegal_transition_is_refused_with_its_reason(hub: Hub) -> None:
+    dossier = "000.00.00.H12-251123-0046"
+    assert hub.step("KetThucHoSo", request("KetThucHoSo", dossier))["Result"] == 1
+    late = hub.step("YeuCauBoSungHoSo", request("YeuCauBoSungHoSo", dossier, NgayChoBoSung="2025-12-02T08:00:00"))
+    assert late["Result"] == 0 and "9 DONE -> 5" in late["Message"]
+    assert [u["outcome"] for u in hub.timeline(dossier)["updates"]] == ["applied", "rejected"]
+
+
+def test_the_security_code_is_masked_in_log_lines() -> None:
+    line = '127.0.0.1:5012 - "POST /api/v1/VBDLISs/KetThucHoSo/lt_1a2b3c4d_S3cr3t-value HTTP/1.1" 200'
+    assert mask_personal(line) == '127.0.0.1:5012 - "POST /api/v1/VBDLISs/KetThucHoSo/*** HTTP/1.1" 200'
+
+
+def test_a_step_th_only_logs_keeps_the_status_and_is_delivered_as_a_step(hub: Hub) -> None:
+    dossier = "000.00.00.H12-251123-0047"
+    unknown = hub.step("ThongBaoNhapSaiThuTuc", request("ThongBaoNhapSaiThuTuc", dossier))
+    assert unknown["Result"] == 0 and "no status is known" in unknown["Message"]
+    assert hub.step("ChuyenHoSo", request("ChuyenHoSo", dossier))["Result"] == 1
+    assert hub.step("ThueChuyenTraHoSoDoSai", request("ThueChuyenTraHoSoDoSai", dossier))["Result"] == 1
+    timeline = hub.timeline(dossier)
+    assert timeline["status"] == 4
+    assert [(u["status"], u["outcome"], u["detail"]["partner_step"]) for u in timeline["updates"]] == [
+        (4, "applied", "ChuyenHoSo"), (4, "applied", "ThueChuyenTraHoSoDoSai"),
+    ]  # fmt: skip
+
+
+def test_the_timeline_keeps_step_details_on_both_databases(store: Store) -> None:
+    code = "000.00.00.H12-251123-0048"
+    at = datetime(2025, 11, 24, 1, 30, tzinfo=UTC)
+    detail = {
+        "step": {"actor": "cb.tnmt.07", "handed_to": "cb.tnmt.08"}, "paused": True, "step_limit": "2.5",
+        "attachments": [{"name": "Đơn", "url": "https://x.example/a.pdf", "copies": 0, "originals": 1}],
+    }  # fmt: skip
+    (result,) = store.accept_many([{
+        "sender": VBDLIS, "message_id": "vbdlis-1", "correlation_id": None, "message_type": "dossier.status",
+        "receiver": HUB, "dossier_code": code, "envelope": b"<e/>", "destinations": [PROVINCE],
+        "status": StatusUpdate(code, 5, at, VBDLIS, detail),
+    }])  # fmt: skip
+    assert result.outcome == "accepted"
+    (entry,) = store.timeline(code)
+    assert (entry.status, entry.outcome, entry.detail) == (5, "applied", detail)
