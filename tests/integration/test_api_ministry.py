@@ -214,7 +214,7 @@ def test_stale_update_is_recorded_and_not_routed(hub: Hub) -> None:
     assert late.status_code == 202, late.text
     assert late.json() == {
         "message_id": "tnmt-stale-0001", "status": "accepted", "duplicate": False, "destinations": [],
-        "status_update": "stale",
+        "status_update": "stale", "warnings": [],
     }  # fmt: skip
     trace = hub.get("/api/v1/messages/tnmt-stale-0001").json()
     assert trace["deliveries"] == [] and "status_stale" in [e["state"] for e in trace["events"]]
