@@ -3,8 +3,11 @@ received (``GET /_received``) and can be told to fail (``POST /_control``, see `
 
 ``hub simulate`` starts them on ``DEFAULT_PORTS``; tests start them on free ports (``port=0``) in a thread::
 
-    with NationalPortalSimulator() as portal:
-        adapter = NationalPortalAdapter(portal.url, username="lienthong", password="lienthong-demo")
+    with NationalPortalSimulator(variant="dvcqg/opencps", dstcode="…") as portal:
+        ...  # portal.adapter_url, portal.login_url, portal.integration_url, portal.share_url
+
+The national portal and the VBDLIS ministry software speak the formats of ``../shared/PARTNER-FORMATS.md``
+(§1, §5) strictly: a record lacking a sourced field, or of the wrong type, is refused.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from hub.devtools.simulators.payment import PaymentSimulator
 from hub.devtools.simulators.population_db import PopulationDbSimulator
 from hub.devtools.simulators.postal import PostalSimulator
 from hub.devtools.simulators.provincial import ProvincialSimulator
+from hub.devtools.simulators.vbdlis import StepRefusedError, StepResult, VbdlisSimulator
 
 #: Fixed ports of ``hub simulate`` / ``hub demo`` (the other partner kinds take the ports listed for them).
 DEFAULT_PORTS: dict[str, int] = {
@@ -30,13 +34,16 @@ DEFAULT_PORTS: dict[str, int] = {
     "postal": 9004,
     "payment": 9005,
     "ministry": 9006,
+    "ministry_vbdlis": 9007,
 }
 
-#: The simulators that exist today, by connector kind.
+#: The simulators that exist today, by connector kind (``ministry``: the XML steps, ``ministry/xml-steps``;
+#: ``ministry_vbdlis``: VBDLIS's JSON, ``ministry/vbdlis-json``).
 SIMULATORS: dict[str, type[SimulatorServer]] = {
     "provincial": ProvincialSimulator,
     "national_portal": NationalPortalSimulator,
     "ministry": MinistrySimulator,
+    "ministry_vbdlis": VbdlisSimulator,
     "population_db": PopulationDbSimulator,
     "postal": PostalSimulator,
     "payment": PaymentSimulator,
@@ -91,6 +98,9 @@ __all__ = [
     "ResultDocument",
     "SendResult",
     "SimulatorServer",
+    "StepRefusedError",
+    "StepResult",
+    "VbdlisSimulator",
     "running",
     "send",
     "send_soap",
