@@ -1311,7 +1311,7 @@ def demo(
     once: Annotated[bool, typer.Option("--once", help="Run the flows, print the results, exit (0 = all ok)")] = False,
     port: Annotated[int, typer.Option(help="Port of the API on 127.0.0.1")] = 8000,
     simulator_port_offset: Annotated[
-        int, typer.Option(help="Added to every simulator's default port 9001–9006 (as `hub simulate --port-offset`)")
+        int, typer.Option(help="Added to every simulator's default port 9001–9007 (as `hub simulate --port-offset`)")
     ] = 0,
     data_dir: Annotated[Path, typer.Option(help="Fresh data folder (keys, SQLite store, queue, log)")] = Path(
         "var/demo"
@@ -1423,7 +1423,7 @@ def _ports_in_use_hint(busy: dict[str, int], port: int, offset: int) -> str:
     if "api" in busy:
         lines.append(f"  move the API with --port (e.g. hub demo --port {port + 80})")
     if set(busy) - {"api"}:
-        lines.append(f"  move the simulators with --simulator-port-offset (added to their ports 9001–9006; "
+        lines.append(f"  move the simulators with --simulator-port-offset (added to their ports 9001–9007; "
                      f"e.g. hub demo --simulator-port-offset {offset + 100})")  # fmt: skip
     return "\n".join(lines)
 

@@ -223,6 +223,15 @@ def test_opencps_accepts_every_sourced_field_and_unknown_ones(portal: NationalPo
     assert portal.received()["records"][full["MaHoSo"]] == full
 
 
+def test_a_dossier_already_on_the_portal(portal: NationalPortalSimulator, client: PortalClient) -> None:
+    record = golden(OC_RECORD)
+    portal.seed({"MaHoSo": record["MaHoSo"], "TrangThaiHoSo": "1"})
+    assert client.call("TraCuuHoSo", mahoso=record["MaHoSo"])["result"] == [{"MaHoSo": record["MaHoSo"],
+                                                                          "TrangThaiHoSo": "1"}]  # fmt: skip
+    assert "đã tồn tại" in client.sync([record])["message"]
+    assert client.sync([record], updating=True)["error_code"] == "0"
+
+
 def test_catalogue_and_tech_id(client: PortalClient) -> None:
     procedures = client.call("LayDanhSachTTHC", share=True)["result"]
     assert {"MATTHC": "1.009994", "TENTTHC": "Cấp giấy phép xây dựng mới đối với nhà ở riêng lẻ"} in procedures

@@ -31,6 +31,7 @@ field; an invalid session with ``session_code`` (default "-2"); a failed login w
 
 ``/_control`` keys besides the failure modes (``base``): ``session_ttl_s``, ``expire_sessions``, ``invalid: N``
 (the next N record calls refused, as if the portal's rules changed), ``error_code_style``, ``refusal_code``.
+In Python also ``seed(*records)``: dossiers already on the portal (synced before the hub existed).
 
 ``GET /_received`` → ``{variant, records: {MaHoSo: record}, progress: {MaHoSo: [records]}, calls: [...], logins,
 dstcodes: [value or null per request]}``; a call is ``{service, path, madonvi, isUpdating, data, params,
@@ -183,6 +184,12 @@ class NationalPortalSimulator(SimulatorServer):
 
     def expire_sessions(self) -> None:
         self.control({"expire_sessions": True})
+
+    def seed(self, *records: dict[str, Any]) -> None:
+        """Put dossiers on the portal as if synced before the hub existed (the portal's own data: not checked)."""
+        with self._data_lock:
+            for record in records:
+                self.records[str(record["MaHoSo"])] = json.loads(json.dumps(record))
 
     def reject_next(self, count: int = 1) -> None:
         """Refuse the next ``count`` record calls (as if the portal's rules changed)."""
