@@ -274,6 +274,15 @@ def test_proxy_variant() -> None:
         assert [c["isUpdating"] for c in seen["calls"]][:3] == ["False", "False", "True"]
 
 
+@pytest.mark.parametrize("case", list(REFUSED_SYNC))
+def test_proxy_refuses_a_record_not_as_sourced(case: str) -> None:
+    record, field = REFUSED_SYNC[case]
+    with NationalPortalSimulator(variant="dvcqg/proxy") as proxy:
+        answer = httpx.post(proxy.proxy_url("insert"), json=[record], timeout=5).json()
+        assert answer["error_code"] == "-1" and field in answer["message"], answer
+        assert proxy.received()["records"] == {}
+
+
 # ---------------------------------------------------------------- VBDLIS
 
 

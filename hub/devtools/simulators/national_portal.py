@@ -213,7 +213,7 @@ class NationalPortalSimulator(SimulatorServer):
 
     def _code(self, code: str) -> str | int:
         """``code`` as this portal writes ``error_code`` (string by default)."""
-        if self.error_code_style == "int":
+        if self.error_code_style == "int" and code.lstrip("-").isdigit():
             return int(code)
         if self.error_code_style == "00" and code == "0":
             return "00"
@@ -259,7 +259,8 @@ class NationalPortalSimulator(SimulatorServer):
         username, password = request.get("username"), request.get("password")
         expected = self.users.get(username) if isinstance(username, str) else None
         if expected is None or not isinstance(password, str) or not secrets.compare_digest(expected, password):
-            return {"error_code": int(self.refusal_code), "message": "Tên đăng nhập hoặc mật khẩu không đúng"}
+            code = int(self.refusal_code) if self.refusal_code.lstrip("-").isdigit() else self.refusal_code
+            return {"error_code": code, "message": "Tên đăng nhập hoặc mật khẩu không đúng"}  # an int, as at login
         token = secrets.token_urlsafe(24)
         with self._data_lock:
             ttl = self.session_ttl_s
