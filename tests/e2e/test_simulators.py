@@ -30,6 +30,7 @@ from hub.devtools.simulators import (
     running,
     send,
     signed_envelope,
+    start_all,
 )
 from hub.security.keys import issue_key
 from hub.security.signing import Signer
@@ -117,12 +118,15 @@ def test_failure_for_a_period_then_healed(sim: SimulatorServer) -> None:
 
 def test_start_all_on_given_ports() -> None:
     ports = {kind: 0 for kind in DEFAULT_PORTS}
-    with running(ports) as sims:
+    with running(ports, options={"national_portal": {"variant": "dvcqg/proxy"}}) as sims:
         assert set(sims) == {"national_portal", "provincial", "ministry", "ministry_vbdlis", "population_db",
                              "postal", "payment"}  # fmt: skip
         for sim in sims.values():
             assert httpx.get(f"{sim.base_url}/_received").status_code == 200
-        assert sims["national_portal"].url.endswith("/api") and sims["provincial"].url.endswith("/inbox")
+        assert sims["national_portal"].received()["variant"] == "dvcqg/proxy"
+        assert sims["provincial"].url.endswith("/inbox") and sims["ministry_vbdlis"].url.endswith("/vbdlis/")
+    with pytest.raises(ValueError, match="dvcqg/opencps"):
+        start_all({kind: 0 for kind in DEFAULT_PORTS}, options={"national_portal": {"variant": "dvcqg/soap"}})
 
 
 # ---------------------------------------------------------------- envelope partners

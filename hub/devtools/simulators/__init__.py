@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from hub.devtools.simulators.base import FAILURE_MODES, SimulatorServer
 from hub.devtools.simulators.envelopes import EnvelopeInbox, SendResult, send, send_soap, signed_envelope
@@ -50,15 +51,25 @@ SIMULATORS: dict[str, type[SimulatorServer]] = {
 }
 
 
-def start_all(ports: dict[str, int] | None = None, *, trust: Path | str | None = None) -> dict[str, SimulatorServer]:
+def start_all(
+    ports: dict[str, int] | None = None,
+    *,
+    trust: Path | str | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, SimulatorServer]:
     """Start every simulator in a daemon thread (``ports``: kind → port, 0 = any free port; default
-    ``DEFAULT_PORTS``); envelope partners verify the hub's signature against ``trust`` when given."""
+    ``DEFAULT_PORTS``); envelope partners verify the hub's signature against ``trust`` when given; ``options``:
+    kind → constructor keywords (``{"national_portal": {"variant": "dvcqg/proxy"}}``)."""
     ports = DEFAULT_PORTS if ports is None else ports
+    options = options or {}
     started: dict[str, SimulatorServer] = {}
     try:
         for kind, cls in SIMULATORS.items():
             port = ports.get(kind, DEFAULT_PORTS[kind])
-            sim = cls(port, trust=trust) if issubclass(cls, EnvelopeInbox) else cls(port)
+            extra = dict(options.get(kind, {}))
+            if issubclass(cls, EnvelopeInbox):
+                extra["trust"] = trust
+            sim = cls(port, **extra)
             started[kind] = sim.start()
     except BaseException:
         stop_all(started)
@@ -73,10 +84,13 @@ def stop_all(simulators: dict[str, SimulatorServer]) -> None:
 
 @contextmanager
 def running(
-    ports: dict[str, int] | None = None, *, trust: Path | str | None = None
+    ports: dict[str, int] | None = None,
+    *,
+    trust: Path | str | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> Iterator[dict[str, SimulatorServer]]:
     """``start_all`` as a context manager."""
-    simulators = start_all(ports, trust=trust)
+    simulators = start_all(ports, trust=trust, options=options)
     try:
         yield simulators
     finally:

@@ -112,10 +112,12 @@ class VbdlisSimulator(SimulatorServer):
         self.security_code = security_code or self.security_code
         self.version = version or self.version
 
-    def step_url(self, action: str) -> str:
+    def step_url(self, action: str, *, masked: bool = False) -> str:
+        """Where ``action`` is sent; ``masked``: with ``***`` for the security code (as kept in ``pushed``)."""
         if self.hub_url is None:
             raise RuntimeError("the VBDLIS simulator was given no hub URL")
-        path = self.step_path.format(version=self.version, action=action, security_code=self.security_code)
+        secret = "***" if masked else self.security_code
+        path = self.step_path.format(version=self.version, action=action, security_code=secret)
         return self.hub_url.rstrip("/") + "/" + path.lstrip("/")
 
     # ------------------------------------------------------------ VBDLIS → province (the hub)
@@ -135,7 +137,7 @@ class VbdlisSimulator(SimulatorServer):
             answer = {"raw": response.data.decode("utf-8", "replace")}
         result = StepResult(action, url, response.status, answer)
         with self._data_lock:
-            self.pushed.append({"action": action, "url": url.replace(self.security_code, "***"), "body": body,
+            self.pushed.append({"action": action, "url": self.step_url(action, masked=True), "body": body,
                                 "status": response.status, "answer": answer})  # fmt: skip
         return result
 
