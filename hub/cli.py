@@ -1319,9 +1319,16 @@ def simulate(
         typer.Option(help="CA or certificate (file or folder) the envelope partners verify the hub's signature with"),
     ] = None,
     port_offset: Annotated[int, typer.Option(help="Added to every default port (a second set beside the first)")] = 0,
+    portal_variant: Annotated[
+        str, typer.Option(help="The national portal's profile: dvcqg/opencps (session API) or dvcqg/proxy")
+    ] = "dvcqg/opencps",
+    portal_dstcode: Annotated[
+        str | None, typer.Option(help="The dstcode header the portal requires (dvcqg/opencps; default: a demo value)")
+    ] = None,
 ) -> None:
-    """Run the six partner simulators on 127.0.0.1 until Ctrl-C/SIGTERM: provincial system, national portal,
-    population database (SOAP), postal service, payment platform, ministry software."""
+    """Run the seven partner simulators on 127.0.0.1 until Ctrl-C/SIGTERM: provincial system, national portal,
+    population database (SOAP), postal service, payment platform, ministry software (XML steps) and land
+    registration software (VBDLIS JSON)."""
     import signal
     import threading
 
@@ -1330,11 +1337,16 @@ def simulate(
     from hub.devtools import simulators
 
     ports = {kind: port + port_offset for kind, port in simulators.DEFAULT_PORTS.items()}
+    portal: dict[str, str] = {"variant": portal_variant}
+    if portal_dstcode is not None:
+        portal["dstcode"] = portal_dstcode
     stop = threading.Event()  # handlers first: a SIGTERM as soon as a simulator answers still stops them cleanly
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        started = simulators.start_all(ports, trust=trust)
+        started = simulators.start_all(ports, trust=trust, options={"national_portal": portal})
+    except ValueError as exc:  # an unknown portal variant
+        raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"cannot start the simulators: {exc}") from None
     except KeyMaterialError as exc:
@@ -1359,7 +1371,7 @@ def demo(
     once: Annotated[bool, typer.Option("--once", help="Run the flows, print the results, exit (0 = all ok)")] = False,
     port: Annotated[int, typer.Option(help="Port of the API on 127.0.0.1")] = 8000,
     simulator_port_offset: Annotated[
-        int, typer.Option(help="Added to every simulator's default port 9001–9006 (as `hub simulate --port-offset`)")
+        int, typer.Option(help="Added to every simulator's default port 9001–9007 (as `hub simulate --port-offset`)")
     ] = 0,
     data_dir: Annotated[Path, typer.Option(help="Fresh data folder (keys, SQLite store, queue, log)")] = Path(
         "var/demo"
@@ -1471,7 +1483,7 @@ def _ports_in_use_hint(busy: dict[str, int], port: int, offset: int) -> str:
     if "api" in busy:
         lines.append(f"  move the API with --port (e.g. hub demo --port {port + 80})")
     if set(busy) - {"api"}:
-        lines.append(f"  move the simulators with --simulator-port-offset (added to their ports 9001–9006; "
+        lines.append(f"  move the simulators with --simulator-port-offset (added to their ports 9001–9007; "
                      f"e.g. hub demo --simulator-port-offset {offset + 100})")  # fmt: skip
     return "\n".join(lines)
 

@@ -193,6 +193,7 @@ class DemoHub:
     portal = _simulator("national_portal")
     province = _simulator("provincial")
     ministry = _simulator("ministry")
+    vbdlis = _simulator("ministry_vbdlis")  # the land registration software speaking VBDLIS's JSON
     population_db = _simulator("population_db")
     payment = _simulator("payment")
     postal = _simulator("postal")
@@ -270,6 +271,7 @@ class DemoHub:
             signer=ministry_signer, hub_url=self.base_url, api_key=self.api_keys[self.codes.ministry]
         )
         self.payment.callback_url = f"{self.base_url}/api/v1/callbacks/payment/{self.codes.payment}"
+        self.vbdlis.configure(hub_url=self.base_url)
 
     def _log_to(self, path: Path) -> None:
         """The hub's own logs go to a file: the terminal shows the demo."""

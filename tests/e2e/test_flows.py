@@ -45,6 +45,9 @@ def test_flows_f1_to_f6(tmp_path: Path, broker_url: str) -> None:
         records = hub.portal.received()["records"]
         assert {str(r["TrangThaiHoSo"]) for r in records.values()} >= {"1", "2", "9"}
         assert all({"MaHoSo", "MaTTHC", "TenTTHC", "ChuHoSo", "TrangThaiHoSo"} <= set(r) for r in records.values())
+        # no record the hub sent failed the portal simulator's sourced checks (hub.devtools.simulators.portal_records)
+        refused = [c["issues"] for c in hub.portal.received()["calls"] if c["issues"]]
+        assert refused == [], refused
         # F2–F4: each partner of the issue received its part, and the province what came back
         assert hub.population_db.received()["lookups"]
         (payment,) = hub.payment.received()["payments"].values()

@@ -26,15 +26,15 @@ from hub.devtools.simulators import (
     ProvincialSimulator,
     ResultDocument,
     SimulatorServer,
+    VbdlisSimulator,
     running,
     send,
     signed_envelope,
+    start_all,
 )
-from hub.devtools.simulators import national_portal as codes
 from hub.security.keys import issue_key
 from hub.security.signing import Signer
 from mappings import ministry_steps
-from mappings.national_portal import dossier_to_portal, status_to_progress
 from tests.support import HUB, MINISTRY, PROVINCE, free_port, hub_settings, register, wait_for
 from tests.support import signed_envelope as sign_envelope
 
@@ -47,20 +47,25 @@ DOSSIER = packets.examples.DOSSIER_CODE
 
 def _protocol_request(sim: SimulatorServer, client: httpx.Client) -> httpx.Response:
     if isinstance(sim, NationalPortalSimulator):
-        return client.post(sim.login_url, json={"username": "lienthong", "password": "lienthong-demo"})
+        return client.post(sim.login_url, json={"username": "lienthong", "password": "lienthong-demo"},
+                           headers={"dstcode": sim.dstcode})  # fmt: skip
+    if isinstance(sim, VbdlisSimulator):
+        return client.post(sim.url + "tiepnhan", json={"SoBienNhan": 1})
     return client.post(sim.url, content=b"<not-an-envelope/>", headers={"X-Message-Id": "x"})
 
 
 def _healthy(sim: SimulatorServer, response: httpx.Response) -> bool:
     if isinstance(sim, NationalPortalSimulator):
         return response.status_code == 200 and response.json()["error_code"] == 0
+    if isinstance(sim, VbdlisSimulator):  # a refused call is answered data 0 by VBDLIS itself
+        return response.status_code == 200 and response.json()["data"] == 0
     return response.status_code == 400 and "error" in response.json()  # answered by the inbox itself
 
 
-@pytest.fixture(params=["national_portal", "provincial", "ministry"])
+@pytest.fixture(params=["national_portal", "provincial", "ministry", "ministry_vbdlis"])
 def sim(request: pytest.FixtureRequest) -> Iterator[SimulatorServer]:
     cls = {"national_portal": NationalPortalSimulator, "provincial": ProvincialSimulator,
-           "ministry": MinistrySimulator}[request.param]  # fmt: skip
+           "ministry": MinistrySimulator, "ministry_vbdlis": VbdlisSimulator}[request.param]  # fmt: skip
     with cls() as server:
         yield server
 
@@ -113,87 +118,15 @@ def test_failure_for_a_period_then_healed(sim: SimulatorServer) -> None:
 
 def test_start_all_on_given_ports() -> None:
     ports = {kind: 0 for kind in DEFAULT_PORTS}
-    with running(ports) as sims:
-        assert set(sims) == {"national_portal", "provincial", "ministry", "population_db", "postal", "payment"}
+    with running(ports, options={"national_portal": {"variant": "dvcqg/proxy"}}) as sims:
+        assert set(sims) == {"national_portal", "provincial", "ministry", "ministry_vbdlis", "population_db",
+                             "postal", "payment"}  # fmt: skip
         for sim in sims.values():
             assert httpx.get(f"{sim.base_url}/_received").status_code == 200
-        assert sims["national_portal"].url.endswith("/api") and sims["provincial"].url.endswith("/inbox")
-
-
-# ---------------------------------------------------------------- national portal protocol
-
-
-@pytest.fixture
-def portal() -> Iterator[NationalPortalSimulator]:
-    with NationalPortalSimulator(session_ttl_s=600) as sim:
-        yield sim
-
-
-def _login(client: httpx.Client, portal: NationalPortalSimulator) -> str:
-    answer = client.post(portal.login_url, json={"username": "lienthong", "password": "lienthong-demo"}).json()
-    assert answer["error_code"] == 0 and answer["expires_in"] == int(portal.session_ttl_s)
-    return answer["session"]
-
-
-def test_portal_login_and_session(portal: NationalPortalSimulator) -> None:
-    with httpx.Client(timeout=5) as client:
-        wrong = client.post(portal.login_url, json={"username": "lienthong", "password": "nope"}).json()
-        assert wrong["error_code"] == codes.LOGIN_FAILED and "session" not in wrong
-        session = _login(client, portal)
-        call = {"madonvi": PROVINCE, "service": "TraCuuHoSo", "data": {"MaHoSo": DOSSIER}}
-        assert client.post(portal.url, json={**call, "session": "forged"}).json()["error_code"] == codes.INVALID_SESSION
-        assert client.post(portal.url, json={**call, "session": session}).json()["error_code"] == codes.NOT_FOUND
-        portal.control({"session_ttl_s": 0.2})
-        short = _login(client, portal)
-        time.sleep(0.3)
-        assert client.post(portal.url, json={**call, "session": short}).json()["error_code"] == codes.INVALID_SESSION
-        client.post(f"{portal.base_url}/_control", json={"expire_sessions": True})
-        assert client.post(portal.url, json={**call, "session": session}).json()["error_code"] == codes.INVALID_SESSION
-        assert portal.received()["logins"] == 2
-
-
-def test_portal_services(portal: NationalPortalSimulator) -> None:
-    record = dossier_to_portal(packets.example("dossier.sync"))
-    progress = status_to_progress(packets.example("dossier.status"))
-    with httpx.Client(timeout=5) as client:
-        session = _login(client, portal)
-
-        def call(service: str, data, **extra) -> dict:
-            body = {"session": session, "madonvi": PROVINCE, "service": service, "data": data, **extra}
-            response = client.post(portal.url, json=body)
-            assert response.status_code == 200
-            return response.json()
-
-        assert call("CapNhatTienDoHoSoMC", [progress])["error_code"] == codes.NOT_FOUND  # no such dossier yet
-        assert call("DongBoHoSoMC", [record], isUpdating="True")["error_code"] == codes.NOT_FOUND
-        assert call("DongBoHoSoMC", [record], isUpdating="False") == {
-            "error_code": 0, "message": "Thành công", "data": [{"MaHoSo": DOSSIER}]
-        }  # fmt: skip
-        duplicate = call("DongBoHoSoMC", [record], isUpdating="False")
-        assert duplicate["error_code"] == codes.ALREADY_EXISTS and duplicate["field"] == "MaHoSo"
-        assert call("DongBoHoSoMC", [{**record, "TrangThaiHoSo": "9"}], isUpdating="True")["error_code"] == 0
-        assert call("DongBoHoSoMC", [record], isUpdating="maybe")["field"] == "isUpdating"
-        assert call("CapNhatTienDoHoSoMC", [progress])["error_code"] == 0
-        assert call("CapNhatTienDoHoSoMC", [progress])["error_code"] == 0  # redelivered: kept once
-        found = call("TraCuuHoSo", {"MaHoSo": DOSSIER})
-        assert found["data"]["TrangThaiHoSo"] == "4" and len(found["data"]["TienDoXuLy"]) == 1
-
-        invalid = call("DongBoHoSoMC", [{**record, "NgayHenTra": "2025-12-08"}], isUpdating="True")
-        assert invalid["error_code"] == codes.VALIDATION_ERROR
-        assert invalid["field"] == "data[0].NgayHenTra" and "NgayHenTra" in invalid["message"]
-        assert call("DongBoHoSoMC", record, isUpdating="False")["error_code"] == codes.VALIDATION_ERROR  # not a list
-        assert call("NopHoSo", [])["error_code"] == codes.UNKNOWN_SERVICE
-        lookup = {"session": session, "madonvi": "H12", "service": "TraCuuHoSo", "data": {"MaHoSo": DOSSIER}}
-        assert client.post(portal.url, json=lookup).json()["error_code"] == codes.UNIT_NOT_ALLOWED
-        assert client.post(portal.url, content=b"{not json").json()["error_code"] == codes.BAD_REQUEST
-
-    seen = httpx.get(f"{portal.base_url}/_received").json()
-    assert seen["records"][DOSSIER]["TrangThaiHoSo"] == "4"
-    assert len(seen["progress"][DOSSIER]) == 1
-    assert [c["error_code"] for c in seen["calls"]][:4] == [4, 4, 0, 3]
-    assert all("session" not in c for c in seen["calls"])
-    httpx.post(f"{portal.base_url}/_reset")
-    assert httpx.get(f"{portal.base_url}/_received").json() == {"records": {}, "progress": {}, "calls": [], "logins": 0}
+        assert sims["national_portal"].received()["variant"] == "dvcqg/proxy"
+        assert sims["provincial"].url.endswith("/inbox") and sims["ministry_vbdlis"].url.endswith("/vbdlis/")
+    with pytest.raises(ValueError, match="dvcqg/opencps"):
+        start_all({kind: 0 for kind in DEFAULT_PORTS}, options={"national_portal": {"variant": "dvcqg/soap"}})
 
 
 # ---------------------------------------------------------------- envelope partners

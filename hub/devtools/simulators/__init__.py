@@ -3,8 +3,11 @@ received (``GET /_received``) and can be told to fail (``POST /_control``, see `
 
 ``hub simulate`` starts them on ``DEFAULT_PORTS``; tests start them on free ports (``port=0``) in a thread::
 
-    with NationalPortalSimulator() as portal:
-        adapter = NationalPortalAdapter(portal.url, username="lienthong", password="lienthong-demo")
+    with NationalPortalSimulator(variant="dvcqg/opencps", dstcode="…") as portal:
+        ...  # portal.adapter_url, portal.login_url, portal.integration_url, portal.share_url
+
+The national portal and the VBDLIS ministry software speak the formats of ``../shared/PARTNER-FORMATS.md``
+(§1, §5) strictly: a record lacking a sourced field, or of the wrong type, is refused.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from hub.devtools.simulators.base import FAILURE_MODES, SimulatorServer
 from hub.devtools.simulators.envelopes import EnvelopeInbox, SendResult, send, send_soap, signed_envelope
@@ -21,6 +25,7 @@ from hub.devtools.simulators.payment import PaymentSimulator
 from hub.devtools.simulators.population_db import PopulationDbSimulator
 from hub.devtools.simulators.postal import PostalSimulator
 from hub.devtools.simulators.provincial import ProvincialSimulator
+from hub.devtools.simulators.vbdlis import StepRefusedError, StepResult, VbdlisSimulator
 
 #: Fixed ports of ``hub simulate`` / ``hub demo`` (the other partner kinds take the ports listed for them).
 DEFAULT_PORTS: dict[str, int] = {
@@ -30,28 +35,41 @@ DEFAULT_PORTS: dict[str, int] = {
     "postal": 9004,
     "payment": 9005,
     "ministry": 9006,
+    "ministry_vbdlis": 9007,
 }
 
-#: The simulators that exist today, by connector kind.
+#: The simulators that exist today, by connector kind (``ministry``: the XML steps, ``ministry/xml-steps``;
+#: ``ministry_vbdlis``: VBDLIS's JSON, ``ministry/vbdlis-json``).
 SIMULATORS: dict[str, type[SimulatorServer]] = {
     "provincial": ProvincialSimulator,
     "national_portal": NationalPortalSimulator,
     "ministry": MinistrySimulator,
+    "ministry_vbdlis": VbdlisSimulator,
     "population_db": PopulationDbSimulator,
     "postal": PostalSimulator,
     "payment": PaymentSimulator,
 }
 
 
-def start_all(ports: dict[str, int] | None = None, *, trust: Path | str | None = None) -> dict[str, SimulatorServer]:
+def start_all(
+    ports: dict[str, int] | None = None,
+    *,
+    trust: Path | str | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, SimulatorServer]:
     """Start every simulator in a daemon thread (``ports``: kind → port, 0 = any free port; default
-    ``DEFAULT_PORTS``); envelope partners verify the hub's signature against ``trust`` when given."""
+    ``DEFAULT_PORTS``); envelope partners verify the hub's signature against ``trust`` when given; ``options``:
+    kind → constructor keywords (``{"national_portal": {"variant": "dvcqg/proxy"}}``)."""
     ports = DEFAULT_PORTS if ports is None else ports
+    options = options or {}
     started: dict[str, SimulatorServer] = {}
     try:
         for kind, cls in SIMULATORS.items():
             port = ports.get(kind, DEFAULT_PORTS[kind])
-            sim = cls(port, trust=trust) if issubclass(cls, EnvelopeInbox) else cls(port)
+            extra = dict(options.get(kind, {}))
+            if issubclass(cls, EnvelopeInbox):
+                extra["trust"] = trust
+            sim = cls(port, **extra)
             started[kind] = sim.start()
     except BaseException:
         stop_all(started)
@@ -66,10 +84,13 @@ def stop_all(simulators: dict[str, SimulatorServer]) -> None:
 
 @contextmanager
 def running(
-    ports: dict[str, int] | None = None, *, trust: Path | str | None = None
+    ports: dict[str, int] | None = None,
+    *,
+    trust: Path | str | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> Iterator[dict[str, SimulatorServer]]:
     """``start_all`` as a context manager."""
-    simulators = start_all(ports, trust=trust)
+    simulators = start_all(ports, trust=trust, options=options)
     try:
         yield simulators
     finally:
@@ -91,6 +112,9 @@ __all__ = [
     "ResultDocument",
     "SendResult",
     "SimulatorServer",
+    "StepRefusedError",
+    "StepResult",
+    "VbdlisSimulator",
     "running",
     "send",
     "send_soap",

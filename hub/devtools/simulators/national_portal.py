@@ -1,31 +1,46 @@
-"""The national portal simulator (Cổng DVCQG): session login, then every call ``POST /api`` with
-``{session, madonvi, service, data}`` answered ``{error_code, message, data}``.
+"""The national portal simulator (Cổng DVCQG), built from ``../shared/PARTNER-FORMATS.md`` §1 only (never from the
+hub's adapter), in one of two variants chosen at start:
 
-- ``POST /login {username, password}`` → ``{error_code: 0, session, expires_in}`` (``error_code`` 7 for wrong
-  credentials). Sessions live ``session_ttl_s`` (default 1800 s).
-- ``POST /api`` with ``service``:
-  - ``DongBoHoSoMC`` — ``data`` is a list of dossier records, ``isUpdating`` ``"False"`` (insert) or ``"True"``
-    (update); an insert of a known ``MaHoSo`` answers ``ALREADY_EXISTS``, an update of an unknown one
-    ``NOT_FOUND``;
-  - ``CapNhatTienDoHoSoMC`` — ``data`` is a list of progress records for known dossiers (``NOT_FOUND`` otherwise);
-    the dossier's ``TrangThaiHoSo`` follows the record's ``TrangThai``; a record identical to one already kept
-    is accepted again without being kept twice;
-  - ``TraCuuHoSo`` — ``data`` is ``{MaHoSo}``; answers the record and its progress.
-  Every record is validated against ``schemas/national-portal/*.schema.json`` first: the first violation is
-  answered with ``VALIDATION_ERROR``, its ``field`` and a message naming it, and nothing of that call is kept.
-- Business errors come with HTTP 200, as the real portal does; the failure modes of ``hub.devtools.simulators.base``
-  give HTTP errors, resets, slowness and malformed replies. Extra ``/_control`` keys: ``"session_ttl_s": N``,
-  ``"expire_sessions": true`` (every current session becomes invalid), ``"invalid": N`` (the next N record
-  calls are refused with ``VALIDATION_ERROR``, as if the portal's rules changed).
+``dvcqg/opencps`` (default; the portal as VietOpenCPS calls it)
+- every request is a JSON POST with the header ``dstcode`` equal to the configured value, login included
+  (OC-DV:1102, 1690, 1863); without it, or with another value, the request is refused (HTTP 403, unsourced answer);
+- ``POST adapter_url + auth_endpoint {username, password}`` → ``{session, error_code: 0}``, an integer at login
+  (OC-DV:1087-1088, 1130); the session does not expire (none is read, OC-DV:1067-1072) unless ``session_ttl_s``;
+- calls carry ``session``, ``madonvi``, ``service`` and the service's parameters at top level; only
+  ``DongBoHoSoMC``/``CapNhatTienDoHoSoMC`` use a ``data`` list (OC-DV:1670-1676, 1988-1995). At
+  ``integration_endpoint``: ``DongBoHoSoMC`` (``isUpdating`` "True"/"False", OC-DV:2104-2108),
+  ``CapNhatTienDoHoSoMC``, ``TraCuuHoSo {mahoso}`` → ``{result: [...]}``, empty when not on the portal
+  (OC-DV:1933-1944), ``LayThuTuc {maTTHC}`` → ``result[0]`` (OC-DV:171-186), ``TraCuuTechID {provider "wso2is",
+  mstorcmnd}`` → ``result[{TECHNICALID}]`` (OC-DV:2937-2953; the endpoint is not sourced, we take integration).
+  At ``share_endpoint``: ``LayDanhSachTTHC``, ``LayDanhMucCoQuan``, ``LayDanhMucLinhVuc`` (OC-DV:1252-1259,
+  534-558, 712-741). The catalogue is ``portal_catalogue.Catalogue`` (invented values, sourced shapes);
+- ``error_code`` "0" on success, a STRING by default (TH-SI:33; OC-DV:2142 parses a string); ``error_code_style``
+  "int" answers ``0`` and "00" answers "00" (OC-DV23:1577).
 
-``GET /_received`` → ``{"records": {MaHoSo: record}, "progress": {MaHoSo: [records]}, "calls": [...],
-"logins": n}``; each call is ``{service, madonvi, isUpdating, data, error_code, message}`` (no session token).
+``dvcqg/proxy`` (the provincial proxy the Thanh Hóa system calls; TH-SS:57-70; TH-SI:31-35)
+- one URL per operation (``proxy_paths``: insert, update, progress; the paths are not sourced), the body a bare
+  JSON array of records, no session, no ``dstcode`` (not sourced for it); reply ``{error_code, message}`` with a
+  string code; success messages contain "thành công" (TH checks it, TH-SS:506, 515, 627);
+- an insert of a dossier the portal has is answered ``error_code`` "3" with "đã tồn tại" (TH-SS:497-510).
+
+Both variants check every record of ``DongBoHoSoMC``/``CapNhatTienDoHoSoMC`` strictly (``portal_records``: the
+sourced field table as JSON Schema), at most 10 progress records a call (TH-SS), all or nothing; an insert of a
+known ``MaHoSo`` or an update/progress of an unknown one is refused. UNSOURCED (only 0 is sourced, plus the proxy's
+"3"): every refusal is answered HTTP 200 with ``refusal_code`` (default "-1") and a Vietnamese message naming the
+field; an invalid session with ``session_code`` (default "-2"); a failed login with ``int(refusal_code)``.
+
+``/_control`` keys besides the failure modes (``base``): ``session_ttl_s``, ``expire_sessions``, ``invalid: N``
+(the next N record calls refused, as if the portal's rules changed), ``error_code_style``, ``refusal_code``.
+In Python also ``seed(*records)``: dossiers already on the portal (synced before the hub existed).
+
+``GET /_received`` → ``{variant, records: {MaHoSo: record}, progress: {MaHoSo: [records]}, calls: [...], logins,
+dstcodes: [value or null per request]}``; a call is ``{service, path, madonvi, isUpdating, data, params,
+error_code, message, issues}`` (no session token; ``issues`` every reason a record was refused).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import threading
 import time
@@ -33,57 +48,83 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from hub.devtools.simulators.base import SimulatorHandler, SimulatorServer
-from mappings.national_portal import (  # the portal's error codes (error_code of every answer)
-    ALREADY_EXISTS,
-    BAD_REQUEST,
-    INVALID_SESSION,
-    LOGIN_FAILED,
-    NOT_FOUND,
-    OK,
-    SERVICE_LOOKUP,
+from hub.devtools.simulators.portal_catalogue import Catalogue, demo_catalogue
+from hub.devtools.simulators.portal_records import (
+    MAX_PROGRESS_RECORDS,
+    RECORD_SERVICES,
     SERVICE_PROGRESS,
     SERVICE_SYNC,
-    UNIT_NOT_ALLOWED,
-    UNKNOWN_SERVICE,
-    VALIDATION_ERROR,
-    validate_record,
+    RecordIssue,
+    record_issues,
 )
 
-MESSAGES = {
-    OK: "Thành công",
-    INVALID_SESSION: "Phiên làm việc không hợp lệ hoặc đã hết hạn",
-    VALIDATION_ERROR: "Dữ liệu không hợp lệ",
-    ALREADY_EXISTS: "Hồ sơ đã tồn tại",
-    NOT_FOUND: "Hồ sơ không tồn tại",
-    UNKNOWN_SERVICE: "Dịch vụ không tồn tại",
-    UNIT_NOT_ALLOWED: "Đơn vị không được phép",
-    LOGIN_FAILED: "Tên đăng nhập hoặc mật khẩu không đúng",
-    BAD_REQUEST: "Yêu cầu không đúng định dạng",
-}
+VARIANTS = ("dvcqg/opencps", "dvcqg/proxy")
+ERROR_CODE_STYLES = ("string", "int", "00")
+SERVICE_LOOKUP = "TraCuuHoSo"
+SERVICE_PROCEDURE = "LayThuTuc"
+SERVICE_TECH_ID = "TraCuuTechID"
+SHARE_SERVICES = ("LayDanhSachTTHC", "LayDanhMucCoQuan", "LayDanhMucLinhVuc")
+INTEGRATION_SERVICES = (*RECORD_SERVICES, SERVICE_LOOKUP, SERVICE_PROCEDURE, SERVICE_TECH_ID)
+PROXY_EXISTS_CODE = "3"  # TH-SS:497-510 (TH also accepts "-3")
 
 DEFAULT_USERS = {"lienthong": "lienthong-demo"}
-AGENCY_CODE = r"^[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}$"
+# Unsourced defaults (no public value exists): configurable, never relied upon by a real deployment.
+DEMO_DSTCODE = "LIENTHONG-DEMO"
+DEFAULT_AUTH_ENDPOINT = "/auth/login"
+DEFAULT_INTEGRATION_ENDPOINT = "/api"
+DEFAULT_SHARE_ENDPOINT = "/share"
+DEFAULT_PROXY_PATHS = {"insert": "/proxy/DongBoHoSoMC", "update": "/proxy/CapNhatHoSoMC",
+                       "progress": "/proxy/CapNhatTienDoHoSoMC"}  # fmt: skip
+DEFAULT_REFUSAL_CODE = "-1"
+DEFAULT_SESSION_CODE = "-2"
+#: TraCuuTechID's table (ID number or tax code → portal account TechID); invented demo values.
+DEMO_TECH_IDS = {"001085012345": "8f1c2d3e-demo-0001", "0101234567": "8f1c2d3e-demo-0002"}
 
 
 class NationalPortalSimulator(SimulatorServer):
-    """The national portal on 127.0.0.1; ``url`` is the adapter URL (``/api``), ``login_url`` the login."""
+    """The national portal on 127.0.0.1. ``adapter_url`` is the connector's base URL; ``login_url``,
+    ``integration_url`` (also ``url``) and ``share_url`` the opencps endpoints; ``proxy_url(op)`` the proxy's."""
 
     name: ClassVar[str] = "national_portal"
-    path: ClassVar[str] = "/api"
+    path: ClassVar[str] = DEFAULT_INTEGRATION_ENDPOINT
 
     def __init__(
         self,
         port: int = 0,
         *,
+        variant: str = "dvcqg/opencps",
         users: dict[str, str] | None = None,
-        session_ttl_s: float = 1800.0,
+        dstcode: str = DEMO_DSTCODE,
+        auth_endpoint: str = DEFAULT_AUTH_ENDPOINT,
+        integration_endpoint: str = DEFAULT_INTEGRATION_ENDPOINT,
+        share_endpoint: str = DEFAULT_SHARE_ENDPOINT,
+        proxy_paths: dict[str, str] | None = None,
         units: set[str] | None = None,
+        session_ttl_s: float | None = None,
+        error_code_style: str = "string",
+        refusal_code: str = DEFAULT_REFUSAL_CODE,
+        session_code: str = DEFAULT_SESSION_CODE,
+        tech_ids: dict[str, str] | None = None,
+        catalogue: Catalogue | None = None,
     ) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown portal variant {variant!r} (one of {', '.join(VARIANTS)})")
+        if error_code_style not in ERROR_CODE_STYLES:
+            raise ValueError(f"unknown error_code_style {error_code_style!r} (one of {', '.join(ERROR_CODE_STYLES)})")
         super().__init__(port)
+        self.variant = variant
         self.users = dict(DEFAULT_USERS if users is None else users)
+        self.dstcode = dstcode
+        self.auth_endpoint, self.integration_endpoint = auth_endpoint, integration_endpoint
+        self.share_endpoint = share_endpoint
+        self.proxy_paths = dict(DEFAULT_PROXY_PATHS if proxy_paths is None else proxy_paths)
+        self.units = units  # None: any unit code may call
         self.session_ttl_s = session_ttl_s
-        self.units = units  # None: any unit code of the right shape may call
-        self._sessions: dict[str, tuple[str, float]] = {}
+        self.error_code_style = error_code_style
+        self.refusal_code, self.session_code = refusal_code, session_code
+        self.tech_ids = dict(DEMO_TECH_IDS if tech_ids is None else tech_ids)
+        self.catalogue = catalogue or demo_catalogue()
+        self._sessions: dict[str, float | None] = {}
         self._invalid_left = 0
         self._data_lock = threading.Lock()
         self._clear()
@@ -93,36 +134,73 @@ class NationalPortalSimulator(SimulatorServer):
         self.progress: dict[str, list[dict[str, Any]]] = {}
         self.calls: list[dict[str, Any]] = []
         self.logins = 0
+        self.dstcodes: list[str | None] = []
+
+    # ------------------------------------------------------------ addresses
+
+    @property
+    def adapter_url(self) -> str:
+        """The base URL the endpoints are appended to (OC-DV:1080-1090)."""
+        return self.base_url
 
     @property
     def login_url(self) -> str:
-        return self.base_url + "/login"
+        return self.base_url + self.auth_endpoint
+
+    @property
+    def integration_url(self) -> str:
+        return self.base_url + self.integration_endpoint
+
+    @property
+    def share_url(self) -> str:
+        return self.base_url + self.share_endpoint
+
+    @property
+    def url(self) -> str:
+        return self.integration_url if self.variant == "dvcqg/opencps" else self.proxy_url("insert")
+
+    def proxy_url(self, operation: str) -> str:
+        """The proxy's URL of ``operation`` (insert, update, progress)."""
+        return self.base_url + self.proxy_paths[operation]
 
     # ------------------------------------------------------------ control and inspection
 
     def control(self, command: dict[str, Any]) -> None:
+        style = command.get("error_code_style")
+        if style is not None and style not in ERROR_CODE_STYLES:
+            raise ValueError(f"unknown error_code_style {style!r} (one of {', '.join(ERROR_CODE_STYLES)})")
         with self._data_lock:
             if "session_ttl_s" in command:
-                self.session_ttl_s = float(command["session_ttl_s"])
+                ttl = command["session_ttl_s"]
+                self.session_ttl_s = None if ttl is None else float(ttl)
             if command.get("expire_sessions"):
                 self._sessions.clear()
             if "invalid" in command:
                 self._invalid_left = int(command["invalid"])
+            if style is not None:
+                self.error_code_style = style
+            if "refusal_code" in command:
+                self.refusal_code = str(command["refusal_code"])
 
     def expire_sessions(self) -> None:
         self.control({"expire_sessions": True})
 
+    def seed(self, *records: dict[str, Any]) -> None:
+        """Put dossiers on the portal as if synced before the hub existed (the portal's own data: not checked)."""
+        with self._data_lock:
+            for record in records:
+                self.records[str(record["MaHoSo"])] = json.loads(json.dumps(record))
+
     def reject_next(self, count: int = 1) -> None:
-        """Refuse the next ``count`` record calls with a validation error."""
+        """Refuse the next ``count`` record calls (as if the portal's rules changed)."""
         self.control({"invalid": count})
 
     def received(self) -> dict[str, Any]:
         with self._data_lock:
-            return json.loads(
-                json.dumps(
-                    {"records": self.records, "progress": self.progress, "calls": self.calls, "logins": self.logins}
-                )
-            )
+            return json.loads(json.dumps({
+                "variant": self.variant, "records": self.records, "progress": self.progress, "calls": self.calls,
+                "logins": self.logins, "dstcodes": self.dstcodes,
+            }))  # fmt: skip
 
     def reset(self) -> None:
         super().reset()
@@ -131,166 +209,230 @@ class NationalPortalSimulator(SimulatorServer):
             self._sessions.clear()
             self._invalid_left = 0
 
+    # ------------------------------------------------------------ answers
+
+    def _code(self, code: str) -> str | int:
+        """``code`` as this portal writes ``error_code`` (string by default)."""
+        if self.error_code_style == "int" and code.lstrip("-").isdigit():
+            return int(code)
+        if self.error_code_style == "00" and code == "0":
+            return "00"
+        return code
+
+    def _ok(self, message: str = "Thành công", **extra: Any) -> dict[str, Any]:
+        return {"error_code": self._code("0"), "message": message, **extra}
+
+    def _refused(self, message: str, code: str | None = None) -> dict[str, Any]:
+        return {"error_code": self._code(code or self.refusal_code), "message": message}
+
     # ------------------------------------------------------------ protocol
 
     def handle_post(self, handler: SimulatorHandler, path: str, body: bytes) -> None:
+        dstcode = handler.headers.get("dstcode")
+        with self._data_lock:
+            self.dstcodes.append(dstcode)
+        if self.variant == "dvcqg/proxy":
+            self._proxy(handler, path, body)
+            return
+        if path not in (self.auth_endpoint, self.integration_endpoint, self.share_endpoint):
+            handler.reply(404, {"error": f"no POST {path}"})
+            return
+        if dstcode != self.dstcode:  # OC-DV:1102, 1690, 1863 (the answer's shape is not sourced)
+            handler.reply(403, self._refused(f"Mã dstcode không hợp lệ: {dstcode!r}"))
+            return
+        if not (handler.headers.get("Content-Type") or "").startswith("application/json"):  # OC-DV:1065-1148
+            handler.reply(415, self._refused("Yêu cầu phải là application/json"))
+            return
         try:
             request = json.loads(body)
             if not isinstance(request, dict):
                 raise ValueError("not an object")
         except ValueError:
-            handler.reply(200, _answer(BAD_REQUEST, "Yêu cầu không phải JSON hợp lệ"))
+            handler.reply(200, self._refused("Yêu cầu không phải đối tượng JSON hợp lệ"))
             return
-        if path == "/login":
+        if path == self.auth_endpoint:
             handler.reply(200, self._login(request))
-        elif path == self.path:
-            handler.reply(200, self._call(request))
         else:
-            handler.reply(404, {"error": f"no POST {path}"})
+            handler.reply(200, self._call(path, request))
 
     def _login(self, request: dict[str, Any]) -> dict[str, Any]:
         username, password = request.get("username"), request.get("password")
-        if not isinstance(username, str) or not isinstance(password, str):
-            return _answer(LOGIN_FAILED)
-        expected = self.users.get(username)
-        if expected is None or not secrets.compare_digest(expected, password):
-            return _answer(LOGIN_FAILED)
+        expected = self.users.get(username) if isinstance(username, str) else None
+        if expected is None or not isinstance(password, str) or not secrets.compare_digest(expected, password):
+            code = int(self.refusal_code) if self.refusal_code.lstrip("-").isdigit() else self.refusal_code
+            return {"error_code": code, "message": "Tên đăng nhập hoặc mật khẩu không đúng"}  # an int, as at login
         token = secrets.token_urlsafe(24)
         with self._data_lock:
-            self._sessions[token] = (username, time.monotonic() + self.session_ttl_s)
-            self.logins += 1
             ttl = self.session_ttl_s
-        return {**_answer(OK), "session": token, "expires_in": int(ttl)}
+            self._sessions[token] = None if ttl is None else time.monotonic() + ttl
+            self.logins += 1
+        return {"session": token, "error_code": 0}  # an int at login (OC-DV:1130)
 
     def _session_valid(self, token: object) -> bool:
         if not isinstance(token, str):
             return False
         with self._data_lock:
-            found = self._sessions.get(token)
-            if found is None:
+            if token not in self._sessions:
                 return False
-            if time.monotonic() > found[1]:
+            until = self._sessions[token]
+            if until is not None and time.monotonic() > until:
                 del self._sessions[token]
                 return False
             return True
 
-    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _call(self, path: str, request: dict[str, Any]) -> dict[str, Any]:
         service = request.get("service")
         madonvi = request.get("madonvi")
-        is_updating = request.get("isUpdating", "False")
-        data = request.get("data")
+        params = {k: v for k, v in request.items() if k not in ("session", "madonvi", "service", "data")}
+        call: dict[str, Any] = {"service": service, "path": path, "madonvi": madonvi, "isUpdating": None,
+                                "data": request.get("data"), "params": params, "issues": []}  # fmt: skip
+        here = INTEGRATION_SERVICES if path == self.integration_endpoint else SHARE_SERVICES
         if not self._session_valid(request.get("session")):
-            answer = _answer(INVALID_SESSION)
-        elif not isinstance(madonvi, str) or not re.fullmatch(AGENCY_CODE, madonvi):
-            answer = _answer(UNIT_NOT_ALLOWED, f"{MESSAGES[UNIT_NOT_ALLOWED]}: madonvi {madonvi!r}")
+            answer = self._refused("Phiên làm việc không hợp lệ hoặc đã hết hạn", self.session_code)
+        elif not isinstance(madonvi, str) or not madonvi:
+            answer = self._refused("Thiếu tham số madonvi")
         elif self.units is not None and madonvi not in self.units:
-            answer = _answer(UNIT_NOT_ALLOWED, f"{MESSAGES[UNIT_NOT_ALLOWED]}: {madonvi}")
+            answer = self._refused(f"Đơn vị không được phép: {madonvi}")
+        elif service not in here:
+            answer = self._refused(f"Dịch vụ không tồn tại tại {path}: {service!r}")
         elif service == SERVICE_SYNC:
-            answer = self._sync(data, is_updating)
+            call["isUpdating"] = request.get("isUpdating")
+            answer = self._sync(request.get("data"), request.get("isUpdating"), call)
         elif service == SERVICE_PROGRESS:
-            answer = self._progress(data)
-        elif service == SERVICE_LOOKUP:
-            answer = self._lookup(data)
+            answer = self._progress(request.get("data"), call)
         else:
-            answer = _answer(UNKNOWN_SERVICE, f"{MESSAGES[UNKNOWN_SERVICE]}: {service!r}")
-        with self._data_lock:
-            self.calls.append(
-                {
-                    "service": service,
-                    "madonvi": madonvi,
-                    "isUpdating": is_updating if service == SERVICE_SYNC else None,
-                    "data": data,
-                    "error_code": answer["error_code"],
-                    "message": answer["message"],
-                }
-            )
+            answer = self._query(str(service), request)
+        self._log(call, answer)
         return answer
 
-    def _validate(self, service: str, data: object) -> dict[str, Any] | None:
-        """The validation error answer for the first invalid record, or None when all are valid."""
+    def _log(self, call: dict[str, Any], answer: dict[str, Any]) -> None:
+        with self._data_lock:
+            self.calls.append({**call, "error_code": answer["error_code"], "message": answer["message"]})
+
+    # ------------------------------------------------------------ the proxy variant
+
+    def _proxy(self, handler: SimulatorHandler, path: str, body: bytes) -> None:
+        operation = next((op for op, p in self.proxy_paths.items() if p == path), None)
+        if operation is None:
+            handler.reply(404, {"error": f"no POST {path}"})
+            return
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        service = SERVICE_PROGRESS if operation == "progress" else SERVICE_SYNC
+        updating = {"insert": "False", "update": "True"}.get(operation)
+        call: dict[str, Any] = {"service": service, "path": path, "madonvi": None, "isUpdating": updating,
+                                "data": data, "params": {}, "issues": []}  # fmt: skip
+        if not isinstance(data, list):  # a bare JSON array (TH-SS:57-70)
+            answer = self._refused("Dữ liệu phải là một mảng JSON các bản ghi")
+        elif service == SERVICE_SYNC:
+            answer = self._sync(data, updating, call)
+        else:
+            answer = self._progress(data, call)
+        if answer["error_code"] in ("0", 0, "00"):
+            answer["message"] = "Đồng bộ thành công"  # TH checks the message for "thành công" (TH-SS:506)
+        self._log(call, answer)
+        handler.reply(200, {"error_code": str(answer["error_code"]), "message": answer["message"]})
+
+    # ------------------------------------------------------------ record services
+
+    def _check(self, service: str, data: object, call: dict[str, Any]) -> dict[str, Any] | None:
+        """The refusal of a call's records (the first issue named), or None when every record is valid."""
         if not isinstance(data, list) or not data:
-            return _answer(VALIDATION_ERROR, f"{MESSAGES[VALIDATION_ERROR]}: data phải là danh sách bản ghi", "data")
+            return self._refused("Dữ liệu không hợp lệ: data phải là danh sách bản ghi")
+        if service == SERVICE_PROGRESS and len(data) > MAX_PROGRESS_RECORDS:
+            return self._refused(f"Dữ liệu không hợp lệ: tối đa {MAX_PROGRESS_RECORDS} bản ghi mỗi lần gọi")
         with self._data_lock:
             if self._invalid_left > 0:
                 self._invalid_left -= 1
-                return _answer(
-                    VALIDATION_ERROR, f"{MESSAGES[VALIDATION_ERROR]}: bản ghi bị từ chối theo quy tắc mới", "data"
-                )
+                return self._refused("Dữ liệu không hợp lệ: bản ghi bị từ chối theo quy tắc mới")
+        issues: list[RecordIssue] = []
         for index, record in enumerate(data):
-            issues = validate_record(service, record)
-            if issues:
-                first = issues[0]
-                field = f"data[{index}].{first.field}" if first.field != "/" else f"data[{index}]"
-                return _answer(VALIDATION_ERROR, f"{MESSAGES[VALIDATION_ERROR]}: {field}: {first.message}", field)
+            issues.extend(record_issues(service, record, index))
+        if issues:
+            call["issues"] = [{"field": i.field, "rule": i.rule, "message": i.message} for i in issues]
+            return self._refused(f"Dữ liệu không hợp lệ: {issues[0].message}")
         return None
 
-    def _sync(self, data: object, is_updating: object) -> dict[str, Any]:
-        if is_updating not in ("True", "False"):
-            return _answer(
-                VALIDATION_ERROR, f"{MESSAGES[VALIDATION_ERROR]}: isUpdating phải là True/False", "isUpdating"
-            )
+    def _sync(self, data: object, is_updating: object, call: dict[str, Any]) -> dict[str, Any]:
+        if is_updating not in ("True", "False"):  # OC-DV:2104-2108
+            return self._refused('Dữ liệu không hợp lệ: isUpdating phải là "True" hoặc "False"')
 
         def refusal(record: dict[str, Any]) -> dict[str, Any] | None:
             code = record["MaHoSo"]
             if is_updating == "False" and code in self.records:
-                return _answer(ALREADY_EXISTS, f"{MESSAGES[ALREADY_EXISTS]}: {code}", "MaHoSo")
+                exists = PROXY_EXISTS_CODE if self.variant == "dvcqg/proxy" else None  # TH-SS:497-510
+                return self._refused(f"Hồ sơ {code} đã tồn tại", exists)
             if is_updating == "True" and code not in self.records:
-                return _answer(NOT_FOUND, f"{MESSAGES[NOT_FOUND]}: {code}", "MaHoSo")
+                return self._refused(f"Hồ sơ {code} không tồn tại")
             return None
 
         def store(record: dict[str, Any]) -> None:
             self.records[record["MaHoSo"]] = record
 
-        return self._write_all(SERVICE_SYNC, data, refusal, store)
+        return self._write_all(SERVICE_SYNC, data, call, refusal, store)
 
-    def _progress(self, data: object) -> dict[str, Any]:
+    def _progress(self, data: object, call: dict[str, Any]) -> dict[str, Any]:
         def refusal(record: dict[str, Any]) -> dict[str, Any] | None:
             if record["MaHoSo"] not in self.records:
-                return _answer(NOT_FOUND, f"{MESSAGES[NOT_FOUND]}: {record['MaHoSo']}", "MaHoSo")
+                return self._refused(f"Hồ sơ {record['MaHoSo']} không tồn tại")
             return None
 
         def store(record: dict[str, Any]) -> None:
             kept = self.progress.setdefault(record["MaHoSo"], [])
-            if record not in kept:
+            if record not in kept:  # a redelivered step is kept once
                 kept.append(record)
             self.records[record["MaHoSo"]]["TrangThaiHoSo"] = record["TrangThai"]
 
-        return self._write_all(SERVICE_PROGRESS, data, refusal, store)
+        return self._write_all(SERVICE_PROGRESS, data, call, refusal, store)
 
     def _write_all(
         self,
         service: str,
         data: object,
+        call: dict[str, Any],
         refusal: Callable[[dict[str, Any]], dict[str, Any] | None],
         store: Callable[[dict[str, Any]], None],
     ) -> dict[str, Any]:
-        """All or nothing, as the portal does: a valid batch is stored only when no record is refused."""
-        invalid = self._validate(service, data)
-        if invalid is not None:
-            return invalid
+        """All or nothing: the call's records are kept only when none is refused."""
+        refused = self._check(service, data, call)
+        if refused is not None:
+            return refused
         assert isinstance(data, list)
         with self._data_lock:
             for record in data:
-                refused = refusal(record)
-                if refused is not None:
-                    return refused
+                answer = refusal(record)
+                if answer is not None:
+                    return answer
             for record in data:
                 store(record)
-        return {**_answer(OK), "data": [{"MaHoSo": r["MaHoSo"]} for r in data]}
+        return self._ok()
 
-    def _lookup(self, data: object) -> dict[str, Any]:
-        code = data.get("MaHoSo") if isinstance(data, dict) else None
-        if not isinstance(code, str):
-            return _answer(VALIDATION_ERROR, f"{MESSAGES[VALIDATION_ERROR]}: thiếu MaHoSo", "MaHoSo")
-        with self._data_lock:
-            record = self.records.get(code)
-            if record is None:
-                return _answer(NOT_FOUND, f"{MESSAGES[NOT_FOUND]}: {code}", "MaHoSo")
-            return {**_answer(OK), "data": {**record, "TienDoXuLy": list(self.progress.get(code, []))}}
+    # ------------------------------------------------------------ queries
 
-
-def _answer(code: int, message: str | None = None, field: str | None = None) -> dict[str, Any]:
-    answer: dict[str, Any] = {"error_code": code, "message": message or MESSAGES.get(code, "Lỗi")}
-    if field is not None:
-        answer["field"] = field
-    return answer
+    def _query(self, service: str, request: dict[str, Any]) -> dict[str, Any]:
+        if service == SERVICE_LOOKUP:  # top-level lower-case mahoso → result (OC-DV:1933-1944)
+            code = request.get("mahoso")
+            if not isinstance(code, str) or not code:
+                return self._refused("Thiếu tham số mahoso")
+            with self._data_lock:
+                record = self.records.get(code)
+                return self._ok(result=[] if record is None else [json.loads(json.dumps(record))])
+        if service == SERVICE_PROCEDURE:  # maTTHC → result[0] (OC-DV:171-186)
+            code = request.get("maTTHC")
+            if not isinstance(code, str) or not code:
+                return self._refused("Thiếu tham số maTTHC")
+            procedure = self.catalogue.procedure(code)
+            return self._ok(result=[] if procedure is None else [procedure])
+        if service == SERVICE_TECH_ID:  # provider "wso2is", mstorcmnd → result[{TECHNICALID}] (OC-DV:2937-2953)
+            if request.get("provider") != "wso2is":
+                return self._refused(f"provider không hợp lệ: {request.get('provider')!r}")
+            number = request.get("mstorcmnd")
+            if not isinstance(number, str) or not number:
+                return self._refused("Thiếu tham số mstorcmnd")
+            tech_id = self.tech_ids.get(number)
+            return self._ok(result=[] if tech_id is None else [{"TECHNICALID": tech_id}])
+        lists = {"LayDanhSachTTHC": self.catalogue.procedure_list, "LayDanhMucCoQuan": lambda: self.catalogue.units,
+                 "LayDanhMucLinhVuc": lambda: self.catalogue.fields}  # fmt: skip
+        return self._ok(result=json.loads(json.dumps(lists[service]())))
