@@ -206,6 +206,9 @@ NAME_ELEMENTS = frozenset({"fullName", "familyName", "middleName", "givenName", 
 PERSON_PARENTS = frozenset({"applicant", "payer", "sender", "receiver", "citizen", "householdHead", "recipient"})
 ID_ELEMENTS = frozenset({"personalId", "idNumber", "SoDinhDanh", "SoCMND", "soDinhDanh", "CCCD"})
 CONTACT_ELEMENTS = frozenset({"phone", "email", "SoDienThoai"})
+ACCOUNT_ELEMENTS = frozenset({"portalAccountId", "oldId", "MaDoiTuong"})  # ids of a person, not of a dossier
+ADDRESS_ELEMENTS = frozenset({"address", "detail", "DiaChi", "ChiTiet"})  # where a person lives
+BIRTH_ELEMENTS = frozenset({"birthDate", "NgaySinh", "NgayThangNam"})  # kept to the year
 
 
 def mask_name(text: str) -> str:
@@ -218,7 +221,8 @@ def _local_name(el: etree._Element) -> str:
 
 
 def mask_element(root: etree._Element) -> etree._Element:
-    """Mask personal data in place (names, personal IDs, phone and e-mail) and return ``root``."""
+    """Mask personal data in place (names, personal IDs and account ids, phone, e-mail, addresses; a birth date
+    down to its year) and return ``root``."""
     for el in root.iter():
         if not isinstance(el.tag, str) or el.text is None or not el.text.strip():
             continue
@@ -227,8 +231,12 @@ def mask_element(root: etree._Element) -> etree._Element:
         text = el.text.strip()
         if name in NAME_ELEMENTS or (name == "name" and parent is not None and _local_name(parent) in PERSON_PARENTS):
             el.text = mask_name(text)
-        elif name in ID_ELEMENTS or name in CONTACT_ELEMENTS:
+        elif name in ID_ELEMENTS or name in CONTACT_ELEMENTS or name in ACCOUNT_ELEMENTS:
             el.text = mask_personal_id(text)
+        elif name in ADDRESS_ELEMENTS:
+            el.text = mask_name(text)
+        elif name in BIRTH_ELEMENTS:
+            el.text = text[:4] + re.sub(r"\d", "*", text[4:]) if text[:4].isdigit() else "****"
     return root
 
 

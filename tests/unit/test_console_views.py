@@ -114,6 +114,8 @@ def test_citizen_record_preview_masks_names_and_ids(pki) -> None:
     assert "********2345" in preview and "********4321" in preview
     assert "N***** V** B***" in preview  # the household head's fullName
     assert "<p:givenName>A*</p:givenName>" in preview
+    assert "1999-04-17" not in preview and "1999-**-**" in preview  # the birth date down to its year
+    assert "Trần Phú" not in preview and "Vân Hà" not in preview  # addresses
     assert "Signature" not in preview  # the preview is the payload, not the signature
 
 
@@ -121,6 +123,7 @@ def test_dossier_preview_masks_the_applicant_not_the_procedure(pki) -> None:
     preview = views.mask_payload(_envelope(pki, "dossier.sync"))
     assert "Nguyễn Văn An" not in preview and "N***** V** A*" in preview
     assert "001099012345" not in preview and "0912345678" not in preview
+    assert "Trần Phú" not in preview and "a3f1c2d4-5b6e-4f70-8a91-b2c3d4e5f607" not in preview
     assert "Cấp giấy phép xây dựng" in preview  # not personal data
     assert "000.00.00.H12-251123-0042" in preview  # the dossier code is kept
 
