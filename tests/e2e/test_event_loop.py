@@ -19,7 +19,10 @@ from tests.support import MINISTRY, PROVINCE, served_hub, signed_envelope
 
 ADMIN_KEY = "admin-key-for-tests"
 CLIENTS, PER_CLIENT, ENVELOPE_BYTES = 30, 2, 1_000_000
-HEALTHZ_P99_MS = 100.0
+# A regression bound, not a speed figure (that is `hub bench`'s healthz_p99_ms): with the checks back on the event
+# loop, this test measured p99 1.7 s over 9 probes; off the loop, 10-170 ms, the top end on a 2-core machine shared
+# with other test runs. 500 ms keeps the two apart without failing on a busy machine.
+HEALTHZ_P99_MS = 500.0
 
 
 @dataclass
