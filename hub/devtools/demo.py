@@ -55,6 +55,9 @@ PacketT = TypeVar("PacketT", bound=BaseModel)
 HUB_CODE = "000.00.00.H00"
 STEP_TIMEOUT_S = 20.0  # no step of a flow waits longer than this
 PORTAL_USER, PORTAL_PASSWORD = "lienthong", "lienthong-demo"  # the portal simulator's demo account
+PORTAL_PROFILE = "dvcqg/opencps@1"  # the portal as VietOpenCPS calls it (mappings/profiles/dvcqg/opencps.yaml)
+#: DonViXuLy when a dossier.sync names no unit: the demo catalogue's name of the province's unit (invented)
+PORTAL_UNIT_NAME = "Ủy ban nhân dân tỉnh (demo)"
 PAYMENT_PARTNER = "LIENTHONG"  # the hub's MaDoiTac at the payment simulator (its secret: DEFAULT_PARTNERS)
 POSTAL_CLIENT, POSTAL_CUSTOMER = "lienthong", "KH-LIENTHONG-01"  # OAuth client at the postal simulator; CustomerCode
 DEMO_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
@@ -253,10 +256,10 @@ class DemoHub:
         self.province.hub_code = self.ministry.hub_code = self.codes.hub
         step("simulators: " + ", ".join(f"{k} {s.base_url}" for k, s in self.sims.items()))
         self._register()
-        step(f"connectors registered: province {self.codes.province}, national portal {self.codes.portal}, "
-             f"ministry {self.codes.ministry} (mapping ministry-steps), population DB "
-             f"{self.codes.population_db} (SOAP), payment {self.codes.payment} (bank certificate), "
-             f"postal {self.codes.postal} (OAuth)")  # fmt: skip
+        step(f"connectors registered: province {self.codes.province}, national portal {self.codes.portal} "
+             f"({PORTAL_PROFILE}, dstcode {self.portal.dstcode}), ministry {self.codes.ministry} "
+             f"(mapping ministry-steps), population DB {self.codes.population_db} (SOAP), "
+             f"payment {self.codes.payment} (bank certificate), postal {self.codes.postal} (OAuth)")  # fmt: skip
         self._start_api()
         step(f"API on {self.base_url} (store {self.settings.database_url}, broker {o.broker_url})")
         self._start_worker()
@@ -283,6 +286,18 @@ class DemoHub:
             root.setLevel(logging.INFO)
         self._log_handler = handler
 
+    def portal_profile_values(self) -> dict[str, str]:
+        """The portal connector's ``profile_values`` (profile ``dvcqg/opencps``): what the portal simulator was
+        started with — the values a real deployment writes in its connector YAML (none is sourced publicly)."""
+        return {
+            "dstcode": self.portal.dstcode,
+            "madonvi": self.codes.province,
+            "auth_endpoint": self.portal.auth_endpoint,
+            "integration_endpoint": self.portal.integration_endpoint,
+            "share_endpoint": self.portal.share_endpoint,
+            "unit_name": PORTAL_UNIT_NAME,
+        }
+
     def _register(self) -> None:
         from hub.registry.spec import parse_spec
         from hub.runtime import Runtime
@@ -299,8 +314,9 @@ class DemoHub:
              "retry": retry, "circuit": circuit, "timeout_s": 5},
             {"code": c.portal, "name": "National public service portal (demo)", "kind": "national_portal",
              "receives": ["dossier.sync", "dossier.status"],
-             "endpoint": {"url": self.portal.url, "transport": "json",
+             "endpoint": {"url": self.portal.adapter_url, "transport": "json",
                           "credentials": {"username": PORTAL_USER, "password": PORTAL_PASSWORD}},
+             "profile": PORTAL_PROFILE, "profile_values": self.portal_profile_values(),
              "retry": retry, "circuit": circuit, "timeout_s": 5, "concurrency": 1},
             {"code": c.ministry, "name": "Land registration software (demo)", "kind": "ministry",
              "sends": ["dossier.status"], "mapping": {"dossier.status": "ministry-steps"},
@@ -356,6 +372,7 @@ class DemoHub:
     def _start_worker(self) -> None:
         from hub.exchange.pipeline import Relay
         from hub.exchange.worker import OutboundBuilder, Worker
+
         runtime = self._worker_runtime
         runtime.refresh()  # the routing of the connectors just registered
         # built by the runtime: the payment adapter records each INIT's reference in the demo's store
@@ -506,6 +523,12 @@ def _portal_calls(demo: DemoHub, code: str, service: str = "DongBoHoSoMC") -> li
     return [c for c in calls if c["service"] == service and any(r.get("MaHoSo") == code for r in c["data"] or [])]
 
 
+def _looked_up(demo: DemoHub, code: str) -> int:
+    """How many times the hub asked the portal ``TraCuuHoSo`` for ``code``."""
+    calls = demo.portal.received()["calls"]
+    return sum(1 for c in calls if c["service"] == "TraCuuHoSo" and c["params"].get("mahoso") == code)
+
+
 def _packet(kind: type[PacketT], packet: BaseModel) -> PacketT:
     """``packet`` as the model its type name promises (the packet registry hands out ``BaseModel``)."""
     _check(isinstance(packet, kind), f"expected a {kind.__name__}, got a {type(packet).__name__}")
@@ -521,11 +544,9 @@ def _check(condition: bool, message: str) -> None:
 
 
 def flow_f1(demo: DemoHub, step: Step) -> str:
-    """F1: a new online dossier → the national portal (DongBoHoSoMC, insert), then its update (isUpdating True);
-    a dossier the portal already has is switched from insert to update; the 8-working-hour intake rule."""
-    from adapters.national_portal import NationalPortalAdapter
-    from mappings.national_portal import SERVICE_SYNC, to_portal
-
+    """F1: a new online dossier → the national portal (profile dvcqg/opencps: TraCuuHoSo, then DongBoHoSoMC insert),
+    then its update (isUpdating "True"); a dossier the portal already had before the hub is found by TraCuuHoSo and
+    updated; the portal's string ``error_code`` "0" is a delivery; the 8-working-hour intake rule."""
     code = demo.dossier_code()
     submitted = _now()
     first = _submit(demo, new_online_dossier(code, submitted_at=submitted), expect_to=[demo.codes.portal])
@@ -535,8 +556,10 @@ def flow_f1(demo: DemoHub, step: Step) -> str:
     _check(record is not None, f"the portal has no record of {code}")
     _check(str(record["TrangThaiHoSo"]) == "1", f"portal TrangThaiHoSo {record['TrangThaiHoSo']}, expected 1")
     calls = _portal_calls(demo, code)
-    _check([(c["isUpdating"], c["error_code"]) for c in calls] == [("False", 0)], f"portal calls {calls}")
-    step(f"hub → portal: DongBoHoSoMC isUpdating=False → error_code 0; portal TrangThaiHoSo 1 ({record['MaHoSo']})")
+    _check([(c["isUpdating"], c["error_code"]) for c in calls] == [("False", "0")], f"portal calls {calls}")
+    _check(_looked_up(demo, code) == 1, f"no TraCuuHoSo for {code} before its insert")
+    step(f"hub → portal: TraCuuHoSo (not there) → DongBoHoSoMC isUpdating=False → error_code \"0\"; "
+         f"portal TrangThaiHoSo 1 ({record['MaHoSo']})")  # fmt: skip
 
     update = _submit(demo, new_online_dossier(code, status=2, submitted_at=submitted, received_at=_now()),
                      expect_to=[demo.codes.portal])  # fmt: skip
@@ -544,24 +567,21 @@ def flow_f1(demo: DemoHub, step: Step) -> str:
     record = demo.portal.received()["records"][code]
     calls = _portal_calls(demo, code)
     _check(str(record["TrangThaiHoSo"]) == "2", f"portal TrangThaiHoSo {record['TrangThaiHoSo']}, expected 2")
-    _check(calls[-1]["isUpdating"] == "True" and calls[-1]["error_code"] == 0, f"last portal call {calls[-1]}")
-    step("province → hub → portal: the update (status 2, received) sent with isUpdating=True → error_code 0")
+    _check(calls[-1]["isUpdating"] == "True" and calls[-1]["error_code"] == "0", f"last portal call {calls[-1]}")
+    step('province → hub → portal: the update (status 2, received): TraCuuHoSo finds it → isUpdating=True → "0"')
 
-    # A dossier the portal already holds (synced before the hub existed): the insert is answered "already exists"
-    # and the adapter switches to an update.
+    # A dossier the portal already holds (synced before the hub existed): TraCuuHoSo finds it, so the hub's
+    # first DongBoHoSoMC for it is an update (OC-DV:2124-2137).
     known = demo.dossier_code()
-    old = new_online_dossier(known, status=1, submitted_at=submitted)
-    direct = NationalPortalAdapter(demo.portal.url, username=PORTAL_USER, password=PORTAL_PASSWORD)
-    try:
-        direct.call(SERVICE_SYNC, [to_portal(old)[1]], madonvi=demo.codes.province, is_updating=False)
-    finally:
-        direct.close()
+    demo.portal.seed({"MaHoSo": known, "TrangThaiHoSo": "1"})
     again = _submit(demo, new_online_dossier(known, status=2, submitted_at=submitted, received_at=_now()),
                     expect_to=[demo.codes.portal])  # fmt: skip
     demo.wait_status(again)
     known_calls = [(c["isUpdating"], c["error_code"]) for c in _portal_calls(demo, known)]
-    _check(known_calls == [("False", 0), ("False", 3), ("True", 0)], f"portal calls for {known}: {known_calls}")
-    step(f"{known} already on the portal: insert → error_code 3 'Hồ sơ đã tồn tại' → switched to isUpdating=True → 0")
+    _check(known_calls == [("True", "0")], f"portal calls for {known}: {known_calls}")
+    _check(_looked_up(demo, known) == 1, f"no TraCuuHoSo for {known}")
+    step(f"{known} already on the portal (synced before the hub): TraCuuHoSo finds it → its first DongBoHoSoMC "
+         "is isUpdating=True → \"0\"")  # fmt: skip
 
     # The 8-working-hour rule: a dossier submitted online two weeks ago and still at status 1 is flagged.
     late = demo.dossier_code()
@@ -578,7 +598,7 @@ def flow_f1(demo: DemoHub, step: Step) -> str:
            f"timeline of {code}: {timeline}")  # fmt: skip
     step(f"8-working-hour rule: {late} still at status 1 since {stale_submit:%Y-%m-%d} is flagged "
          f"({overdue[late]['overdue_working_hours']:.1f} working hours late) in GET /api/v1/deadlines")  # fmt: skip
-    return f"{code} inserted then updated on the portal; {known} switched insert → update; {late} flagged overdue"
+    return f"{code} inserted then updated on the portal; {known} found by TraCuuHoSo, updated; {late} flagged overdue"
 
 
 # ---------------------------------------------------------------------------------------------- F2
@@ -929,9 +949,10 @@ def flow_f6(demo: DemoHub, step: Step) -> str:
     wait_for(dead_letter, STEP_TIMEOUT_S, f"the dead letter of {message_id}")
     _check(found["reason"] == "rejected" and found["attempts"] == 1,
            f"dead letter {found}: expected reason rejected after 1 attempt (a refusal is not retried)")  # fmt: skip
-    _check("error_code 2" in found["last_error"], f"the portal's message is not kept: {found['last_error']}")
-    step(f"portal refuses {refused} (error_code 2): dead letter #{found['id']} after 1 attempt: "
-         f"{found['last_error'].split('error_code 2: ', 1)[-1][:70]}")  # fmt: skip
+    said = f"error_code {demo.portal.refusal_code}: "
+    _check(said in found["last_error"], f"the portal's message is not kept: {found['last_error']}")
+    step(f"portal refuses {refused} ({said.rstrip(': ')}): dead letter #{found['id']} after 1 attempt: "
+         f"{found['last_error'].split(said, 1)[-1][:70]}")  # fmt: skip
     demo.portal.heal()
     demo.portal.control({"invalid": 0})
     replay = demo.api("POST", f"/api/v1/dead-letters/{found['id']}/replay", key=demo.operator_key)
