@@ -178,16 +178,26 @@ def test_the_worker_schedule_syncs_in_its_own_thread(store: Store) -> None:
     assert not thread.is_alive()
 
 
-def test_the_simulators_catalogue_syncs_and_names_the_example_dossier(store: Store) -> None:
+def test_the_portal_simulators_catalogue_syncs_and_names_the_example_dossier(store: Store) -> None:
     from hub import packets
-    from hub.devtools.portal_catalogue import catalogue_answer
+    from hub.devtools.simulators import NationalPortalSimulator
 
     example = packets.example("dossier.sync")
-    with running_portal(FakePortal(source=catalogue_answer)) as portal:
-        sync = sync_catalogue(store, {PORTAL: portal_config(portal.url)}, actor="demo")
-    assert sync.ok and (sync.procedures, sync.units, sync.fields, sync.details_failed) == (3, 2, 3, 0)
+    with NationalPortalSimulator() as portal:
+        values = {
+            "dstcode": portal.dstcode,
+            "madonvi": MADONVI,
+            "auth_endpoint": portal.auth_endpoint,
+            "integration_endpoint": portal.integration_endpoint,
+            "share_endpoint": portal.share_endpoint,
+        }
+        config = DestinationConfig(endpoint=portal.adapter_url, kind="national_portal", transport="json",
+                                   credentials=Credentials(username="lienthong", password="lienthong-demo"),
+                                   profile="dvcqg/opencps", profile_values=values)  # fmt: skip
+        sync = sync_catalogue(store, {PORTAL: config}, actor="demo")
+        served = portal.catalogue
+    assert sync.ok and sync.details_failed == 0
+    assert (sync.procedures, sync.units, sync.fields) == (len(served.procedures), len(served.units), len(served.fields))
     names = catalogue_names(store, example.procedure_code, example.receiving_unit)
     assert names.procedure_name == example.procedure_name and names.field_code == example.field_code
     assert names.unit_name is not None and names.field_name == "Hoạt động xây dựng"
-    assert catalogue_answer("LayThuTuc", {"session": "s", "madonvi": "m", "service": "LayThuTuc"}) == {
-        "error_code": "-1", "message": "LayThuTuc takes maTTHC only: []"}  # fmt: skip
