@@ -372,6 +372,7 @@ class DemoHub:
     def _start_worker(self) -> None:
         from hub.exchange.pipeline import Relay
         from hub.exchange.worker import OutboundBuilder, Worker
+        from hub.store.catalogue import CachedCatalogue
 
         runtime = self._worker_runtime
         runtime.refresh()  # the routing of the connectors just registered
@@ -379,7 +380,8 @@ class DemoHub:
         adapters = runtime.adapters()
         self._worker = Worker(
             runtime.store, runtime.broker, runtime.routing,
-            OutboundBuilder(runtime.signer(), self.settings.hub_code), adapters,
+            OutboundBuilder(runtime.signer(), self.settings.hub_code, CachedCatalogue(runtime.store.catalogue_names)),
+            adapters,
             prefetch=16, relay=Relay(runtime.store, runtime.broker, grace_s=2.0, every_s=1.0),
         )  # fmt: skip
         thread = threading.Thread(target=self._worker.run, name="demo-worker", daemon=True)

@@ -101,6 +101,10 @@ def test_sync_fills_the_store_with_progress(store: Store) -> None:
     fill_portal_record(record, names)
     assert record == {"TenTTHC": "Tên do tỉnh gửi", "MaLinhVuc": "XAY-DUNG", "TenLinhVuc": "Hoạt động xây dựng",
                       "DonViXuLy": MADONVI}  # fmt: skip
+    other_field: dict[str, Any] = {"MaLinhVuc": "HO-TICH", "TenLinhVuc": ""}  # the dossier names another field
+    assert fill_portal_record(other_field, names) == {"MaLinhVuc": "HO-TICH", "TenLinhVuc": "",
+                                                      "TenTTHC": "Cấp giấy phép xây dựng",
+                                                      "DonViXuLy": "Sở Xây dựng tỉnh Ninh Thuận"}  # fmt: skip
     assert catalogue_names(store, "9.999", "nowhere") == CatalogueNames()
 
 
