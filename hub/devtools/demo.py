@@ -12,8 +12,8 @@ A flow is a function ``(demo, step) -> FlowResult``: it drives the partners thro
 (signed envelopes over HTTP and SOAP, the REST API with the operator key) and checks what the partners received.
 ``step(text)`` reports progress. ``FLOWS``: F1 online dossier → portal; F2 citizen lookup (population DB, SOAP,
 answered synchronously, audited); F3 fee payment (INIT, the payer pays, CONFIRM with a bank-signed receipt → the
-province and the portal; forged and repeated CONFIRMs); F4 postal pickup order and its tracking events; F5 ministry
-steps; F6 a partner down or refusing.
+province and the portal; forged and repeated CONFIRMs); F4 postal pickup order and its tracking events; F5 land
+registration steps (VBDLIS's per-step JSON); F6 a partner down or refusing.
 
 Every message a flow gets accepted is tracked with what should become of it (delivered, or not routed at all
 for a stale update); ``lost`` counts those that ended otherwise.
@@ -39,7 +39,7 @@ import httpx
 from pydantic import BaseModel
 
 from hub.config import Settings
-from hub.devtools.simulators import DEFAULT_PORTS, MinistryStep, ResultDocument, start_all, stop_all
+from hub.devtools.simulators import DEFAULT_PORTS, start_all, stop_all
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS as PAYMENT_SECRETS
 from hub.devtools.simulators.postal import DEFAULT_CLIENTS as POSTAL_CLIENTS
 from hub.errors import ConfigError
@@ -104,6 +104,7 @@ class DemoCodes:
     population_db: str = "000.00.00.G03"
     postal: str = "000.00.00.G04"
     payment: str = "000.00.00.G05"
+    vbdlis: str = "000.00.00.G11"  # the land registration software speaking VBDLIS's JSON (it only sends)
     hub: str = HUB_CODE
 
     @classmethod
@@ -111,7 +112,8 @@ class DemoCodes:
         """Codes no other run uses (tests on a shared RabbitMQ)."""
         a, b = random.randint(100, 999), random.randint(10, 99)  # noqa: S311 - not a secret
         return cls(province=f"{a}.{b}.00.H12", portal=f"{a}.{b}.00.G01", ministry=f"{a}.{b}.00.G10",
-                   population_db=f"{a}.{b}.00.G03", postal=f"{a}.{b}.00.G04", payment=f"{a}.{b}.00.G05")  # fmt: skip
+                   population_db=f"{a}.{b}.00.G03", postal=f"{a}.{b}.00.G04", payment=f"{a}.{b}.00.G05",
+                   vbdlis=f"{a}.{b}.00.G11")  # fmt: skip
 
     @property
     def destinations(self) -> list[str]:
@@ -258,7 +260,8 @@ class DemoHub:
         self._register()
         step(f"connectors registered: province {self.codes.province}, national portal {self.codes.portal} "
              f"({PORTAL_PROFILE}, dstcode {self.portal.dstcode}), ministry {self.codes.ministry} "
-             f"(mapping ministry-steps), population DB {self.codes.population_db} (SOAP), "
+             f"(mapping ministry-steps), VBDLIS {self.codes.vbdlis} (ministry/vbdlis-json; its API key is the "
+             f"simulator's security code), population DB {self.codes.population_db} (SOAP), "
              f"payment {self.codes.payment} (bank certificate), postal {self.codes.postal} (OAuth)")  # fmt: skip
         self._start_api()
         step(f"API on {self.base_url} (store {self.settings.database_url}, broker {o.broker_url})")
@@ -274,7 +277,7 @@ class DemoHub:
             signer=ministry_signer, hub_url=self.base_url, api_key=self.api_keys[self.codes.ministry]
         )
         self.payment.callback_url = f"{self.base_url}/api/v1/callbacks/payment/{self.codes.payment}"
-        self.vbdlis.configure(hub_url=self.base_url)
+        self.vbdlis.configure(hub_url=self.base_url, security_code=self.api_keys[self.codes.vbdlis])
 
     def _log_to(self, path: Path) -> None:
         """The hub's own logs go to a file: the terminal shows the demo."""
@@ -318,9 +321,13 @@ class DemoHub:
                           "credentials": {"username": PORTAL_USER, "password": PORTAL_PASSWORD}},
              "profile": PORTAL_PROFILE, "profile_values": self.portal_profile_values(),
              "retry": retry, "circuit": circuit, "timeout_s": 5, "concurrency": 1},
-            {"code": c.ministry, "name": "Land registration software (demo)", "kind": "ministry",
+            {"code": c.ministry, "name": "Ministry software, XML steps (demo)", "kind": "ministry",
              "sends": ["dossier.status"], "mapping": {"dossier.status": "ministry-steps"},
              "handles": [c.province], "certificates": [pem["ministry"]]},
+            # VBDLIS posts unsigned per-step JSON; its security code is this connector's API key (PARTNER-FORMATS §5)
+            {"code": c.vbdlis, "name": "Land registration software VBDLIS (demo)", "kind": "ministry",
+             "sends": ["dossier.status"], "handles": [c.province],
+             "profile": "ministry/vbdlis-json", "profile_values": {"api_versions": self.vbdlis.version}},
             {"code": c.population_db, "name": "National population database (demo)", "kind": "population_db",
              "receives": ["citizen.lookup"], "endpoint": {"url": self.population_db.url, "transport": "soap"},
              "timeout_s": 5},
@@ -826,9 +833,22 @@ def _postal_code_of(payload: str) -> str:
 # ---------------------------------------------------------------------------------------------- F5
 
 
+def _vbdlis_time(at: dt.datetime) -> str:
+    """A time as VBDLIS sends it: .NET ``DateTime`` in ISO 8601, local (Asia/Ho_Chi_Minh), without an offset (the
+    connector's ``local_utc_offset``; PARTNER-FORMATS §5)."""
+    return at.astimezone(dt.timezone(dt.timedelta(hours=7))).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _file(name: str, url: str) -> dict[str, Any]:
+    """A VBDLIS file descriptor {TenGiayTo, KieuFile, LinkFile, SoBanSao, SoBanChinh} (PARTNER-FORMATS §5)."""
+    return {"TenGiayTo": name, "KieuFile": "pdf", "LinkFile": url, "SoBanSao": 0, "SoBanChinh": 1}
+
+
 def flow_f5(demo: DemoHub, step: Step) -> str:
-    """F5: ministry step messages (REST and SOAP) → canonical status → the province and the portal; a duplicate
-    push is ignored, an out-of-order one recorded as stale, an illegal transition refused to the sender."""
+    """F5: the land registration software (VBDLIS, profile ``ministry/vbdlis-json``) posts its per-step JSON to the
+    hub's ``/api/v1/VBDLISs/<action>/{securityCode}`` → answered ``{Result, Message}`` → canonical status → the
+    province and the portal; the same step again is applied once, an illegal transition refused with Result 0.
+    (The XML steps, profile ``ministry/xml-steps``, are tested in tests/integration/test_api_ministry.py.)"""
     code = demo.dossier_code()
     t0 = _now() - dt.timedelta(hours=1)
     sync = _submit(demo, new_online_dossier(code, status=2, submitted_at=t0, received_at=t0 + dt.timedelta(minutes=5)),
@@ -836,34 +856,40 @@ def flow_f5(demo: DemoHub, step: Step) -> str:
     demo.wait_status(sync)
     step(f"province → portal: dossier {code} received (status 2)")
 
-    def at(minutes: int) -> dt.datetime:
-        return t0 + dt.timedelta(minutes=10 + minutes)
+    def at(minutes: int) -> str:
+        return _vbdlis_time(t0 + dt.timedelta(minutes=10 + minutes))
 
-    due = at(60 * 24 * 10)
-    steps = [
-        ("LuanChuyenHoSo", 4, "rest", MinistryStep(dossier_code=code, step="LuanChuyenHoSo", at=at(1),
-         actor="Trần Thị Bình", title="Chuyên viên", department="Phòng Đăng ký đất đai",
-         content="Chuyển hồ sơ sang bộ phận thẩm định", due=due)),
-        ("ChoBoSung", 5, "soap", MinistryStep(dossier_code=code, step="ChoBoSung", at=at(2), actor="Trần Thị Bình",
-         content="Đề nghị bổ sung bản sao giấy chứng nhận quyền sử dụng đất")),
-        ("DaBoSung", 4, "rest", MinistryStep(dossier_code=code, step="DaBoSung", at=at(3), actor="Trần Thị Bình",
-         content="Công dân đã bổ sung hồ sơ")),
-        ("KetThuc", 9, "rest", MinistryStep(dossier_code=code, step="KetThuc", at=at(4), actor="Lê Văn Cường",
-         title="Trưởng phòng", content="Hoàn thành thẩm định, trả kết quả",
-         results=[ResultDocument(code="KQ-GCN", name="Giấy chứng nhận quyền sử dụng đất",
-                                 url=f"https://dvc.lienthong.example.gov.vn/files/{code}/gcn.pdf")])),
+    files = f"https://vbdlis.lienthong.example.gov.vn/files/{code}"
+    # TH-BR *Request.cs fields (PARTNER-FORMATS §5); officers are VBDLIS user codes
+    steps: list[tuple[str, int, dict[str, Any]]] = [
+        ("ChuyenHoSo", 4, {"SoBienNhan": code, "MaCanBoChuyen": "cb.motcua.03", "MaCanBoNhan": "cb.tnmt.07",
+                           "MaTrangThai": "2", "LaTrangThaiChuyenLai": False, "NgayChuyen": at(1), "HanXuLy": 3,
+                           "NoiDungXuLy": "Chuyển hồ sơ sang bộ phận thẩm định",
+                           "DanhSachTapTin": [_file("Đơn đăng ký biến động", f"{files}/don.pdf")]}),
+        ("YeuCauBoSungHoSo", 5, {"SoBienNhan": code, "NgayChoBoSung": at(2), "MaCanBoXuLy": "cb.tnmt.07",
+                                 "LaTamDung": True, "GhiChu": "Đề nghị bổ sung bản sao giấy chứng nhận"}),
+        ("NhanBoSungHoSo", 4, {"SoBienNhan": code, "NgayNhanBoSung": at(3),
+                               "NgayHenTraMoi": _vbdlis_time(t0 + dt.timedelta(days=12)),
+                               "GhiChu": "Công dân đã bổ sung hồ sơ"}),
+        ("KetThucHoSo", 9, {"SoBienNhan": code, "NgayKetThuc": at(4), "MaCanBoXuLy": "cb.tnmt.07",
+                            "TrangThaiKetThuc": 0, "GhiChu": "Hoàn thành thẩm định, trả kết quả",
+                            "DanhSachGiayToKetQua": [_file("Giấy chứng nhận quyền sử dụng đất", f"{files}/gcn.pdf")]}),
     ]  # fmt: skip
-    last_envelope = b""
-    for name, status, transport, ministry_step in steps:
-        envelope = demo.ministry.envelope(ministry_step)
-        result = demo.ministry.push(envelope, transport=transport)
-        _check(result.accepted, f"{name} by {transport}: HTTP {result.status} {result.body}")
-        demo.track(result.message_id)
-        trace = demo.wait_status(result.message_id)
+    seen = 0
+    for action, status, body in steps:
+        answer = demo.vbdlis.send(action, body)
+        _check(answer.accepted, f"{action}: HTTP {answer.status} {answer.answer}")
+        updates = [u for u in demo.api("GET", f"/api/v1/dossiers/{code}").json()["updates"]
+                   if u["source"] == demo.codes.vbdlis]  # fmt: skip
+        _check(len(updates) == seen + 1 and updates[-1]["status"] == status, f"{action}: timeline {updates}")
+        seen += 1
+        message_id = updates[-1]["message_id"]
+        demo.track(message_id)
+        trace = demo.wait_status(message_id)
         dests = sorted(d["destination"] for d in trace["deliveries"])
-        _check(dests == sorted(demo.codes.destinations), f"{name} delivered to {dests}")
-        step(f"ministry → hub ({transport.upper()}): {name} → status {status} → delivered to province and portal")
-        last_envelope = envelope
+        _check(dests == sorted(demo.codes.destinations), f"{action} delivered to {dests}")
+        step(f"VBDLIS → hub: POST /api/v1/VBDLISs/{action}/*** → Result 1 → status {status} → delivered to "
+             "province and portal")  # fmt: skip
 
     inbox = [m for m in demo.province.received()["messages"] if m["dossier_code"] == code]
     statuses = [_status_of(m["payload"]) for m in inbox]
@@ -875,34 +901,22 @@ def flow_f5(demo: DemoHub, step: Step) -> str:
     _check(str(record["TrangThaiHoSo"]) == "9", f"portal TrangThaiHoSo {record['TrangThaiHoSo']}, expected 9")
     step("province /inbox got 4, 5, 4, 9 (hub signature verified); portal CapNhatTienDoHoSoMC 4, 5, 4, 9")
 
-    again = demo.ministry.push(last_envelope, transport="rest")
-    _check(again.status == 202 and again.body.get("duplicate") is True, f"duplicate push answered {again.body}")
+    again = demo.vbdlis.send("KetThucHoSo", steps[-1][2])
+    _check(again.accepted and "already received" in again.answer["Message"], f"the same step again: {again.answer}")
     time.sleep(1.0)  # nothing may be delivered again
     _check(len([m for m in demo.province.received()["messages"] if m["dossier_code"] == code]) == 4,
-           "the duplicate reached the province")  # fmt: skip
-    step("duplicate push of KetThuc: 202 duplicate=true, nothing delivered twice")
+           "the repeated step reached the province")  # fmt: skip
+    step("KetThucHoSo posted again: Result 1 'already received', nothing delivered twice")
 
-    late = MinistryStep(dossier_code=code, step="ChoBoSung", at=at(2) + dt.timedelta(seconds=30),
-                        actor="Trần Thị Bình", content="Yêu cầu bổ sung gửi chậm")  # fmt: skip
-    stale = demo.ministry.push(late, transport="rest")
-    _check(stale.status == 202 and stale.body.get("status_update") == "stale", f"out-of-order push: {stale.body}")
-    _check(stale.body.get("destinations") == [], f"a stale update was routed to {stale.body.get('destinations')}")
-    demo.track(stale.message_id, "accepted")
-    step("out-of-order ChoBoSung (older than KetThuc): 202 status_update=stale, recorded, not delivered")
-
-    illegal = MinistryStep(dossier_code=code, step="DaBoSung", at=at(6), actor="Trần Thị Bình",
-                           content="Bổ sung sau khi đã kết thúc")  # fmt: skip
-    refused = demo.ministry.push(illegal, transport="rest")
-    rules = [e.get("rule") for e in refused.body.get("errors", [])]
-    _check(refused.status == 422 and "status-transition" in rules, f"illegal transition answered {refused}")
-    step(f"illegal DaBoSung after KetThuc (9 → 4): 422 to the ministry: {refused.body.get('detail', '')[:90]}")
+    late = {**steps[1][2], "NgayChoBoSung": at(6), "GhiChu": "Yêu cầu bổ sung sau khi đã kết thúc"}
+    refused = demo.vbdlis.send("YeuCauBoSungHoSo", late)
+    _check(refused.well_formed and refused.answer["Result"] == 0, f"illegal transition answered {refused.answer}")
+    step(f"YeuCauBoSungHoSo after KetThucHoSo (9 → 5): Result 0 '{refused.answer['Message'][:80]}'")
 
     timeline = demo.api("GET", f"/api/v1/dossiers/{code}").json()
-    outcomes = [u["outcome"] for u in timeline["updates"] if u["source"] == demo.codes.ministry]
-    # in time order: the late ChoBoSung (2 min 30 s) between ChoBoSung (2 min) and DaBoSung (3 min)
-    expected = ["applied", "applied", "stale", "applied", "applied", "rejected"]
-    _check(outcomes == expected, f"timeline outcomes {outcomes}")
-    return f"{code}: 4 steps (3 REST, 1 SOAP) reached province and portal; duplicate ignored, stale kept, 9→4 refused"
+    outcomes = [u["outcome"] for u in timeline["updates"] if u["source"] == demo.codes.vbdlis]
+    _check(outcomes == ["applied"] * 4 + ["rejected"], f"timeline outcomes {outcomes}")
+    return f"{code}: 4 VBDLIS steps reached province and portal; the repeat applied once, 9→5 refused"
 
 
 def _status_of(payload: str) -> int:
@@ -994,7 +1008,7 @@ FLOWS: list[Flow] = [
     Flow("F2", "citizen lookup → population DB, audited", flow_f2),
     Flow("F3", "fee payment → CONFIRM → receipt → province and portal", flow_f3),
     Flow("F4", "postal pickup order → tracking events → province", flow_f4),
-    Flow("F5", "ministry steps → province and portal", flow_f5),
+    Flow("F5", "land registration steps (VBDLIS) → province and portal", flow_f5),
     Flow("F6", "partner down / refusing → retry, dead letter, replay", flow_f6),
 ]
 
@@ -1079,4 +1093,9 @@ def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
     if pushed:
         answers = ", ".join(f"{p['transport']}→{p['status']}" for p in pushed)
         rows.append(("ministry (sent)", "-", f"{len(pushed)} pushes: {answers}"))
+    steps = demo.vbdlis.received()["pushed"]
+    for code in sorted({p["body"].get("SoBienNhan") or "-" for p in steps}):
+        answers = ", ".join(f"{p['action']}→Result {(p['answer'] or {}).get('Result')}" for p in steps
+                            if (p["body"].get("SoBienNhan") or "-") == code)  # fmt: skip
+        rows.append(("land registration VBDLIS (sent)", code, answers))
     return rows

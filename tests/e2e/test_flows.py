@@ -57,7 +57,11 @@ def test_flows_f1_to_f6(tmp_path: Path, broker_url: str) -> None:
         received = {m["message_type"] for m in hub.province.received()["messages"]}
         assert {"dossier.status", "payment.receipt", "postal.status"} <= received
         rows = demos.partner_rows(hub)
-        assert {"population DB (SOAP)", "payment platform", "postal service"} <= {r[0] for r in rows}
+        assert {"population DB (SOAP)", "payment platform", "postal service",
+                "land registration VBDLIS (sent)"} <= {r[0] for r in rows}  # fmt: skip
+        # F5 through VBDLIS's JSON: every step answered {Result, Message}, only the illegal transition with 0
+        answers = [(p["action"], p["answer"]["Result"]) for p in hub.vbdlis.received()["pushed"]]
+        assert [a for a, result in answers if result == 0] == ["YeuCauBoSungHoSo"] and len(answers) == 6, answers
     assert time.monotonic() - started < 60
 
 
