@@ -263,6 +263,7 @@ class DemoHub:
              f"(mapping ministry-steps), VBDLIS {self.codes.vbdlis} (ministry/vbdlis-json; its API key is the "
              f"simulator's security code), population DB {self.codes.population_db} (SOAP), "
              f"payment {self.codes.payment} (bank certificate), postal {self.codes.postal} (OAuth)")  # fmt: skip
+        self._sync_catalogue(step)
         self._start_api()
         step(f"API on {self.base_url} (store {self.settings.database_url}, broker {o.broker_url})")
         self._start_worker()
@@ -350,6 +351,18 @@ class DemoHub:
             if key is None:  # already registered (a data folder kept with fresh=False): a new key
                 key = registry.rotate_key(data["code"], actor="hub demo")
             self.api_keys[data["code"]] = key
+
+    def _sync_catalogue(self, step: Step) -> None:
+        """``hub catalogue sync`` against the portal simulator (through the portal connector): intake then warns
+        about procedures the catalogue lacks, and the worker names portal records from it."""
+        from hub.flows.catalogue import sync_catalogue
+
+        runtime = self._worker_runtime
+        runtime.refresh()
+        synced = sync_catalogue(runtime.store, runtime.routing.destinations, connector=self.codes.portal,
+                                actor="hub demo")  # fmt: skip
+        step(f"procedure catalogue synced from the portal: {synced.procedures} procedures, {synced.units} units, "
+             f"{synced.fields} fields")  # fmt: skip
 
     def _start_api(self) -> None:
         import uvicorn
@@ -591,6 +604,18 @@ def flow_f1(demo: DemoHub, step: Step) -> str:
     _check(_looked_up(demo, known) == 1, f"no TraCuuHoSo for {known}")
     step(f"{known} already on the portal (synced before the hub): TraCuuHoSo finds it → its first DongBoHoSoMC "
          "is isUpdating=True → \"0\"")  # fmt: skip
+
+    # A procedure the synced catalogue does not list: accepted and delivered, with a warning naming the code.
+    odd, unknown = demo.dossier_code(), "9.999999"
+    model = new_online_dossier(odd, submitted_at=submitted).model_copy(update={"procedure_code": unknown})
+    warned = demo.province.submit(model)
+    warnings = [w for w in warned.body.get("warnings", []) if w.get("rule") == "procedure-unknown"]
+    _check(warned.status == 202 and len(warnings) == 1 and unknown in warnings[0]["message"],
+           f"a dossier naming procedure {unknown}: HTTP {warned.status} {warned.body}")  # fmt: skip
+    demo.track(warned.message_id)
+    demo.wait_status(warned.message_id)
+    step(f"{odd} names procedure {unknown}, not in the catalogue: accepted with the warning "
+         f"'{warnings[0]['message'][:60]}…', delivered")  # fmt: skip
 
     # The 8-working-hour rule: a dossier submitted online two weeks ago and still at status 1 is flagged.
     late = demo.dossier_code()
