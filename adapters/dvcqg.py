@@ -72,6 +72,15 @@ class PortalRefusal(Exception):
         self.message = message
 
 
+class LoginRefused(TransientDeliveryError):
+    """The portal answered the login, refusing it (not a transport failure): transient for deliveries (the account
+    may be fixed), reported as such by the catalogue. ``reason`` is the answer: ``error_code <code>: <message>``."""
+
+    def __init__(self, username: str, reason: str) -> None:
+        super().__init__(f"national portal login refused for {username!r}: {reason}")
+        self.reason = reason
+
+
 class SessionRejected(Exception):
     """A call's answer says the session is bad (HTTP 401/403 or a profile ``session_codes`` code)."""
 
@@ -204,10 +213,7 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
         token = answer.get("session")
         if status in SESSION_STATUSES or not self.succeeded(answer) or not isinstance(token, str) or not token:
             code = answer.get("error_code", f"HTTP {status}")
-            raise TransientDeliveryError(
-                f"national portal login refused for {self._username!r}: error_code {code}: "
-                f"{mask_ids(str(answer.get('message', '')))}"
-            )
+            raise LoginRefused(self._username, f"error_code {code}: {mask_ids(str(answer.get('message', '')))}")
         self.logins += 1
         return token
 

@@ -172,9 +172,7 @@ def adapter_for(cfg: DestinationConfig, store: Store | None = None) -> Adapter:
     return build_adapter(cfg, adapter_context([cfg], store))
 
 
-def adapters_for(
-    routing: RoutingTable, store: Store | None = None, hub_code: str | None = None
-) -> dict[str, Adapter]:
+def adapters_for(routing: RoutingTable, store: Store | None = None, hub_code: str | None = None) -> dict[str, Adapter]:
     """One adapter per destination; ``store`` is the process's own store, where adapters that keep state (the
     payment adapter's initiated references) record it."""
     return build_adapters(routing.destinations, adapter_context(routing.destinations.values(), store, hub_code))
@@ -378,6 +376,7 @@ def _worker_process(
     from hub.exchange.pipeline import Relay
     from hub.exchange.worker import OutboundBuilder, Worker
     from hub.logs import configure_logging
+    from hub.store.catalogue import CachedCatalogue
 
     configure_logging(settings)
     stop = threading.Event()
@@ -403,7 +402,9 @@ def _worker_process(
                     runtime.store,
                     runtime.broker,
                     runtime.routing,
-                    OutboundBuilder(runtime.signer(), settings.hub_code),
+                    OutboundBuilder(
+                        runtime.signer(), settings.hub_code, CachedCatalogue(runtime.store.catalogue_names)
+                    ),
                     runtime.adapters(),
                     prefetch=prefetch,
                     relay=Relay(runtime.store, runtime.broker),

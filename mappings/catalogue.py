@@ -79,12 +79,26 @@ RECORD_KEYS = {"TenTTHC": "procedure_name", "MaLinhVuc": "field_code", "TenLinhV
 
 def fill_portal_record(record: MutableMapping[str, Any], names: CatalogueNames) -> MutableMapping[str, Any]:
     """Put the catalogue's names in a DongBoHoSoMC record where it has none (missing or empty); what the dossier
-    gave is kept. Returns the same record."""
+    gave is kept, and a field's name is taken only with the catalogue's field code (a dossier naming another field
+    keeps ``TenLinhVuc`` empty rather than another field's name). Returns the same record."""
+    own_field = str(record.get("MaLinhVuc") or "").strip()
     for key, attr in RECORD_KEYS.items():
         value = getattr(names, attr)
+        if key == "TenLinhVuc" and own_field and own_field != names.field_code:
+            continue
         if value and not str(record.get(key) or "").strip():
             record[key] = value
     return record
+
+
+def named_call(call: object, names: CatalogueNames) -> object:
+    """A ``dvcqg`` adapter's request (``mappings.dvcqg.DvcqgCall``) with the catalogue's names in its
+    DongBoHoSoMC record (a new record; anything else is returned as it is)."""
+    from mappings.dvcqg import SERVICE_SYNC, DvcqgCall
+
+    if not isinstance(call, DvcqgCall) or call.service != SERVICE_SYNC:
+        return call
+    return DvcqgCall(call.service, dict(fill_portal_record(dict(call.record), names)))
 
 
 def _text(value: object) -> str | None:

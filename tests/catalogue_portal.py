@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,9 +64,6 @@ class FakePortal:
     """What the fake portal answers and what it saw."""
 
     login_code: Any = 0
-    #: Answers the catalogue calls instead of this module's data (service, body → answer), e.g. the simulator's
-    #: ``hub.devtools.portal_catalogue.catalogue_answer``; the headers, paths, login and session are checked here.
-    source: Callable[[str, dict[str, Any]], dict[str, Any] | None] | None = None
     seen: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)
     url: str = ""
@@ -114,11 +111,6 @@ def _handler(portal: FakePortal) -> type[BaseHTTPRequestHandler]:
             if body.get("session") not in portal.sessions or body.get("madonvi") != MADONVI:
                 return self._answer(400, {"message": "unknown session or madonvi"})
             service = body.get("service")
-            expected = "/portal/integration" if service == "LayThuTuc" else "/portal/share"
-            if portal.source is not None and self.path == expected:
-                answer = portal.source(str(service), body)
-                if answer is not None:
-                    return self._answer(200, answer)
             if self.path == "/portal/share" and service in LISTS and set(body) == {"session", "madonvi", "service"}:
                 return self._answer(200, {"error_code": "0", "message": "", "result": LISTS[service]})
             if (

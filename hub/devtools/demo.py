@@ -12,8 +12,8 @@ A flow is a function ``(demo, step) -> FlowResult``: it drives the partners thro
 (signed envelopes over HTTP and SOAP, the REST API with the operator key) and checks what the partners received.
 ``step(text)`` reports progress. ``FLOWS``: F1 online dossier → portal; F2 citizen lookup (population DB, SOAP,
 answered synchronously, audited); F3 fee payment (INIT, the payer pays, CONFIRM with a bank-signed receipt → the
-province and the portal; forged and repeated CONFIRMs); F4 postal pickup order and its tracking events; F5 ministry
-steps; F6 a partner down or refusing.
+province and the portal; forged and repeated CONFIRMs); F4 postal pickup order and its tracking events; F5 land
+registration steps (VBDLIS's per-step JSON); F6 a partner down or refusing.
 
 Every message a flow gets accepted is tracked with what should become of it (delivered, or not routed at all
 for a stale update); ``lost`` counts those that ended otherwise.
@@ -39,7 +39,7 @@ import httpx
 from pydantic import BaseModel
 
 from hub.config import Settings
-from hub.devtools.simulators import DEFAULT_PORTS, MinistryStep, ResultDocument, start_all, stop_all
+from hub.devtools.simulators import DEFAULT_PORTS, start_all, stop_all
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS as PAYMENT_SECRETS
 from hub.devtools.simulators.postal import DEFAULT_CLIENTS as POSTAL_CLIENTS
 from hub.errors import ConfigError
@@ -55,6 +55,9 @@ PacketT = TypeVar("PacketT", bound=BaseModel)
 HUB_CODE = "000.00.00.H00"
 STEP_TIMEOUT_S = 20.0  # no step of a flow waits longer than this
 PORTAL_USER, PORTAL_PASSWORD = "lienthong", "lienthong-demo"  # the portal simulator's demo account
+PORTAL_PROFILE = "dvcqg/opencps@1"  # the portal as VietOpenCPS calls it (mappings/profiles/dvcqg/opencps.yaml)
+#: DonViXuLy when a dossier.sync names no unit: the demo catalogue's name of the province's unit (invented)
+PORTAL_UNIT_NAME = "Ủy ban nhân dân tỉnh (demo)"
 PAYMENT_PARTNER = "LIENTHONG"  # the hub's MaDoiTac at the payment simulator (its secret: DEFAULT_PARTNERS)
 POSTAL_CLIENT, POSTAL_CUSTOMER = "lienthong", "KH-LIENTHONG-01"  # OAuth client at the postal simulator; CustomerCode
 DEMO_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
@@ -101,6 +104,7 @@ class DemoCodes:
     population_db: str = "000.00.00.G03"
     postal: str = "000.00.00.G04"
     payment: str = "000.00.00.G05"
+    vbdlis: str = "000.00.00.G11"  # the land registration software speaking VBDLIS's JSON (it only sends)
     hub: str = HUB_CODE
 
     @classmethod
@@ -108,7 +112,8 @@ class DemoCodes:
         """Codes no other run uses (tests on a shared RabbitMQ)."""
         a, b = random.randint(100, 999), random.randint(10, 99)  # noqa: S311 - not a secret
         return cls(province=f"{a}.{b}.00.H12", portal=f"{a}.{b}.00.G01", ministry=f"{a}.{b}.00.G10",
-                   population_db=f"{a}.{b}.00.G03", postal=f"{a}.{b}.00.G04", payment=f"{a}.{b}.00.G05")  # fmt: skip
+                   population_db=f"{a}.{b}.00.G03", postal=f"{a}.{b}.00.G04", payment=f"{a}.{b}.00.G05",
+                   vbdlis=f"{a}.{b}.00.G11")  # fmt: skip
 
     @property
     def destinations(self) -> list[str]:
@@ -253,10 +258,12 @@ class DemoHub:
         self.province.hub_code = self.ministry.hub_code = self.codes.hub
         step("simulators: " + ", ".join(f"{k} {s.base_url}" for k, s in self.sims.items()))
         self._register()
-        step(f"connectors registered: province {self.codes.province}, national portal {self.codes.portal}, "
-             f"ministry {self.codes.ministry} (mapping ministry-steps), population DB "
-             f"{self.codes.population_db} (SOAP), payment {self.codes.payment} (bank certificate), "
-             f"postal {self.codes.postal} (OAuth)")  # fmt: skip
+        step(f"connectors registered: province {self.codes.province}, national portal {self.codes.portal} "
+             f"({PORTAL_PROFILE}, dstcode {self.portal.dstcode}), ministry {self.codes.ministry} "
+             f"(mapping ministry-steps), VBDLIS {self.codes.vbdlis} (ministry/vbdlis-json; its API key is the "
+             f"simulator's security code), population DB {self.codes.population_db} (SOAP), "
+             f"payment {self.codes.payment} (bank certificate), postal {self.codes.postal} (OAuth)")  # fmt: skip
+        self._sync_catalogue(step)
         self._start_api()
         step(f"API on {self.base_url} (store {self.settings.database_url}, broker {o.broker_url})")
         self._start_worker()
@@ -271,7 +278,7 @@ class DemoHub:
             signer=ministry_signer, hub_url=self.base_url, api_key=self.api_keys[self.codes.ministry]
         )
         self.payment.callback_url = f"{self.base_url}/api/v1/callbacks/payment/{self.codes.payment}"
-        self.vbdlis.configure(hub_url=self.base_url)
+        self.vbdlis.configure(hub_url=self.base_url, security_code=self.api_keys[self.codes.vbdlis])
 
     def _log_to(self, path: Path) -> None:
         """The hub's own logs go to a file: the terminal shows the demo."""
@@ -282,6 +289,18 @@ class DemoHub:
         if root.level > logging.INFO or root.level == logging.NOTSET:
             root.setLevel(logging.INFO)
         self._log_handler = handler
+
+    def portal_profile_values(self) -> dict[str, str]:
+        """The portal connector's ``profile_values`` (profile ``dvcqg/opencps``): what the portal simulator was
+        started with — the values a real deployment writes in its connector YAML (none is sourced publicly)."""
+        return {
+            "dstcode": self.portal.dstcode,
+            "madonvi": self.codes.province,
+            "auth_endpoint": self.portal.auth_endpoint,
+            "integration_endpoint": self.portal.integration_endpoint,
+            "share_endpoint": self.portal.share_endpoint,
+            "unit_name": PORTAL_UNIT_NAME,
+        }
 
     def _register(self) -> None:
         from hub.registry.spec import parse_spec
@@ -299,12 +318,17 @@ class DemoHub:
              "retry": retry, "circuit": circuit, "timeout_s": 5},
             {"code": c.portal, "name": "National public service portal (demo)", "kind": "national_portal",
              "receives": ["dossier.sync", "dossier.status"],
-             "endpoint": {"url": self.portal.url, "transport": "json",
+             "endpoint": {"url": self.portal.adapter_url, "transport": "json",
                           "credentials": {"username": PORTAL_USER, "password": PORTAL_PASSWORD}},
+             "profile": PORTAL_PROFILE, "profile_values": self.portal_profile_values(),
              "retry": retry, "circuit": circuit, "timeout_s": 5, "concurrency": 1},
-            {"code": c.ministry, "name": "Land registration software (demo)", "kind": "ministry",
+            {"code": c.ministry, "name": "Ministry software, XML steps (demo)", "kind": "ministry",
              "sends": ["dossier.status"], "mapping": {"dossier.status": "ministry-steps"},
              "handles": [c.province], "certificates": [pem["ministry"]]},
+            # VBDLIS posts unsigned per-step JSON; its security code is this connector's API key (PARTNER-FORMATS §5)
+            {"code": c.vbdlis, "name": "Land registration software VBDLIS (demo)", "kind": "ministry",
+             "sends": ["dossier.status"], "handles": [c.province],
+             "profile": "ministry/vbdlis-json", "profile_values": {"api_versions": self.vbdlis.version}},
             {"code": c.population_db, "name": "National population database (demo)", "kind": "population_db",
              "receives": ["citizen.lookup"], "endpoint": {"url": self.population_db.url, "transport": "soap"},
              "timeout_s": 5},
@@ -327,6 +351,18 @@ class DemoHub:
             if key is None:  # already registered (a data folder kept with fresh=False): a new key
                 key = registry.rotate_key(data["code"], actor="hub demo")
             self.api_keys[data["code"]] = key
+
+    def _sync_catalogue(self, step: Step) -> None:
+        """``hub catalogue sync`` against the portal simulator (through the portal connector): intake then warns
+        about procedures the catalogue lacks, and the worker names portal records from it."""
+        from hub.flows.catalogue import sync_catalogue
+
+        runtime = self._worker_runtime
+        runtime.refresh()
+        synced = sync_catalogue(runtime.store, runtime.routing.destinations, connector=self.codes.portal,
+                                actor="hub demo")  # fmt: skip
+        step(f"procedure catalogue synced from the portal: {synced.procedures} procedures, {synced.units} units, "
+             f"{synced.fields} fields")  # fmt: skip
 
     def _start_api(self) -> None:
         import uvicorn
@@ -356,13 +392,16 @@ class DemoHub:
     def _start_worker(self) -> None:
         from hub.exchange.pipeline import Relay
         from hub.exchange.worker import OutboundBuilder, Worker
+        from hub.store.catalogue import CachedCatalogue
+
         runtime = self._worker_runtime
         runtime.refresh()  # the routing of the connectors just registered
         # built by the runtime: the payment adapter records each INIT's reference in the demo's store
         adapters = runtime.adapters()
         self._worker = Worker(
             runtime.store, runtime.broker, runtime.routing,
-            OutboundBuilder(runtime.signer(), self.settings.hub_code), adapters,
+            OutboundBuilder(runtime.signer(), self.settings.hub_code, CachedCatalogue(runtime.store.catalogue_names)),
+            adapters,
             prefetch=16, relay=Relay(runtime.store, runtime.broker, grace_s=2.0, every_s=1.0),
         )  # fmt: skip
         thread = threading.Thread(target=self._worker.run, name="demo-worker", daemon=True)
@@ -506,6 +545,12 @@ def _portal_calls(demo: DemoHub, code: str, service: str = "DongBoHoSoMC") -> li
     return [c for c in calls if c["service"] == service and any(r.get("MaHoSo") == code for r in c["data"] or [])]
 
 
+def _looked_up(demo: DemoHub, code: str) -> int:
+    """How many times the hub asked the portal ``TraCuuHoSo`` for ``code``."""
+    calls = demo.portal.received()["calls"]
+    return sum(1 for c in calls if c["service"] == "TraCuuHoSo" and c["params"].get("mahoso") == code)
+
+
 def _packet(kind: type[PacketT], packet: BaseModel) -> PacketT:
     """``packet`` as the model its type name promises (the packet registry hands out ``BaseModel``)."""
     _check(isinstance(packet, kind), f"expected a {kind.__name__}, got a {type(packet).__name__}")
@@ -521,11 +566,9 @@ def _check(condition: bool, message: str) -> None:
 
 
 def flow_f1(demo: DemoHub, step: Step) -> str:
-    """F1: a new online dossier → the national portal (DongBoHoSoMC, insert), then its update (isUpdating True);
-    a dossier the portal already has is switched from insert to update; the 8-working-hour intake rule."""
-    from adapters.national_portal import NationalPortalAdapter
-    from mappings.national_portal import SERVICE_SYNC, to_portal
-
+    """F1: a new online dossier → the national portal (profile dvcqg/opencps: TraCuuHoSo, then DongBoHoSoMC insert),
+    then its update (isUpdating "True"); a dossier the portal already had before the hub is found by TraCuuHoSo and
+    updated; the portal's string ``error_code`` "0" is a delivery; the 8-working-hour intake rule."""
     code = demo.dossier_code()
     submitted = _now()
     first = _submit(demo, new_online_dossier(code, submitted_at=submitted), expect_to=[demo.codes.portal])
@@ -535,8 +578,10 @@ def flow_f1(demo: DemoHub, step: Step) -> str:
     _check(record is not None, f"the portal has no record of {code}")
     _check(str(record["TrangThaiHoSo"]) == "1", f"portal TrangThaiHoSo {record['TrangThaiHoSo']}, expected 1")
     calls = _portal_calls(demo, code)
-    _check([(c["isUpdating"], c["error_code"]) for c in calls] == [("False", 0)], f"portal calls {calls}")
-    step(f"hub → portal: DongBoHoSoMC isUpdating=False → error_code 0; portal TrangThaiHoSo 1 ({record['MaHoSo']})")
+    _check([(c["isUpdating"], c["error_code"]) for c in calls] == [("False", "0")], f"portal calls {calls}")
+    _check(_looked_up(demo, code) == 1, f"no TraCuuHoSo for {code} before its insert")
+    step(f"hub → portal: TraCuuHoSo (not there) → DongBoHoSoMC isUpdating=False → error_code \"0\"; "
+         f"portal TrangThaiHoSo 1 ({record['MaHoSo']})")  # fmt: skip
 
     update = _submit(demo, new_online_dossier(code, status=2, submitted_at=submitted, received_at=_now()),
                      expect_to=[demo.codes.portal])  # fmt: skip
@@ -544,24 +589,33 @@ def flow_f1(demo: DemoHub, step: Step) -> str:
     record = demo.portal.received()["records"][code]
     calls = _portal_calls(demo, code)
     _check(str(record["TrangThaiHoSo"]) == "2", f"portal TrangThaiHoSo {record['TrangThaiHoSo']}, expected 2")
-    _check(calls[-1]["isUpdating"] == "True" and calls[-1]["error_code"] == 0, f"last portal call {calls[-1]}")
-    step("province → hub → portal: the update (status 2, received) sent with isUpdating=True → error_code 0")
+    _check(calls[-1]["isUpdating"] == "True" and calls[-1]["error_code"] == "0", f"last portal call {calls[-1]}")
+    step('province → hub → portal: the update (status 2, received): TraCuuHoSo finds it → isUpdating=True → "0"')
 
-    # A dossier the portal already holds (synced before the hub existed): the insert is answered "already exists"
-    # and the adapter switches to an update.
+    # A dossier the portal already holds (synced before the hub existed): TraCuuHoSo finds it, so the hub's
+    # first DongBoHoSoMC for it is an update (OC-DV:2124-2137).
     known = demo.dossier_code()
-    old = new_online_dossier(known, status=1, submitted_at=submitted)
-    direct = NationalPortalAdapter(demo.portal.url, username=PORTAL_USER, password=PORTAL_PASSWORD)
-    try:
-        direct.call(SERVICE_SYNC, [to_portal(old)[1]], madonvi=demo.codes.province, is_updating=False)
-    finally:
-        direct.close()
+    demo.portal.seed({"MaHoSo": known, "TrangThaiHoSo": "1"})
     again = _submit(demo, new_online_dossier(known, status=2, submitted_at=submitted, received_at=_now()),
                     expect_to=[demo.codes.portal])  # fmt: skip
     demo.wait_status(again)
     known_calls = [(c["isUpdating"], c["error_code"]) for c in _portal_calls(demo, known)]
-    _check(known_calls == [("False", 0), ("False", 3), ("True", 0)], f"portal calls for {known}: {known_calls}")
-    step(f"{known} already on the portal: insert → error_code 3 'Hồ sơ đã tồn tại' → switched to isUpdating=True → 0")
+    _check(known_calls == [("True", "0")], f"portal calls for {known}: {known_calls}")
+    _check(_looked_up(demo, known) == 1, f"no TraCuuHoSo for {known}")
+    step(f"{known} already on the portal (synced before the hub): TraCuuHoSo finds it → its first DongBoHoSoMC "
+         "is isUpdating=True → \"0\"")  # fmt: skip
+
+    # A procedure the synced catalogue does not list: accepted and delivered, with a warning naming the code.
+    odd, unknown = demo.dossier_code(), "9.999999"
+    model = new_online_dossier(odd, submitted_at=submitted).model_copy(update={"procedure_code": unknown})
+    warned = demo.province.submit(model)
+    warnings = [w for w in warned.body.get("warnings", []) if w.get("rule") == "procedure-unknown"]
+    _check(warned.status == 202 and len(warnings) == 1 and unknown in warnings[0]["message"],
+           f"a dossier naming procedure {unknown}: HTTP {warned.status} {warned.body}")  # fmt: skip
+    demo.track(warned.message_id)
+    demo.wait_status(warned.message_id)
+    step(f"{odd} names procedure {unknown}, not in the catalogue: accepted with the warning "
+         f"'{warnings[0]['message'][:60]}…', delivered")  # fmt: skip
 
     # The 8-working-hour rule: a dossier submitted online two weeks ago and still at status 1 is flagged.
     late = demo.dossier_code()
@@ -578,7 +632,7 @@ def flow_f1(demo: DemoHub, step: Step) -> str:
            f"timeline of {code}: {timeline}")  # fmt: skip
     step(f"8-working-hour rule: {late} still at status 1 since {stale_submit:%Y-%m-%d} is flagged "
          f"({overdue[late]['overdue_working_hours']:.1f} working hours late) in GET /api/v1/deadlines")  # fmt: skip
-    return f"{code} inserted then updated on the portal; {known} switched insert → update; {late} flagged overdue"
+    return f"{code} inserted then updated on the portal; {known} found by TraCuuHoSo, updated; {late} flagged overdue"
 
 
 # ---------------------------------------------------------------------------------------------- F2
@@ -804,9 +858,22 @@ def _postal_code_of(payload: str) -> str:
 # ---------------------------------------------------------------------------------------------- F5
 
 
+def _vbdlis_time(at: dt.datetime) -> str:
+    """A time as VBDLIS sends it: .NET ``DateTime`` in ISO 8601, local (Asia/Ho_Chi_Minh), without an offset (the
+    connector's ``local_utc_offset``; PARTNER-FORMATS §5)."""
+    return at.astimezone(dt.timezone(dt.timedelta(hours=7))).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _file(name: str, url: str) -> dict[str, Any]:
+    """A VBDLIS file descriptor {TenGiayTo, KieuFile, LinkFile, SoBanSao, SoBanChinh} (PARTNER-FORMATS §5)."""
+    return {"TenGiayTo": name, "KieuFile": "pdf", "LinkFile": url, "SoBanSao": 0, "SoBanChinh": 1}
+
+
 def flow_f5(demo: DemoHub, step: Step) -> str:
-    """F5: ministry step messages (REST and SOAP) → canonical status → the province and the portal; a duplicate
-    push is ignored, an out-of-order one recorded as stale, an illegal transition refused to the sender."""
+    """F5: the land registration software (VBDLIS, profile ``ministry/vbdlis-json``) posts its per-step JSON to the
+    hub's ``/api/v1/VBDLISs/<action>/{securityCode}`` → answered ``{Result, Message}`` → canonical status → the
+    province and the portal; the same step again is applied once, an illegal transition refused with Result 0.
+    (The XML steps, profile ``ministry/xml-steps``, are tested in tests/integration/test_api_ministry.py.)"""
     code = demo.dossier_code()
     t0 = _now() - dt.timedelta(hours=1)
     sync = _submit(demo, new_online_dossier(code, status=2, submitted_at=t0, received_at=t0 + dt.timedelta(minutes=5)),
@@ -814,34 +881,40 @@ def flow_f5(demo: DemoHub, step: Step) -> str:
     demo.wait_status(sync)
     step(f"province → portal: dossier {code} received (status 2)")
 
-    def at(minutes: int) -> dt.datetime:
-        return t0 + dt.timedelta(minutes=10 + minutes)
+    def at(minutes: int) -> str:
+        return _vbdlis_time(t0 + dt.timedelta(minutes=10 + minutes))
 
-    due = at(60 * 24 * 10)
-    steps = [
-        ("LuanChuyenHoSo", 4, "rest", MinistryStep(dossier_code=code, step="LuanChuyenHoSo", at=at(1),
-         actor="Trần Thị Bình", title="Chuyên viên", department="Phòng Đăng ký đất đai",
-         content="Chuyển hồ sơ sang bộ phận thẩm định", due=due)),
-        ("ChoBoSung", 5, "soap", MinistryStep(dossier_code=code, step="ChoBoSung", at=at(2), actor="Trần Thị Bình",
-         content="Đề nghị bổ sung bản sao giấy chứng nhận quyền sử dụng đất")),
-        ("DaBoSung", 4, "rest", MinistryStep(dossier_code=code, step="DaBoSung", at=at(3), actor="Trần Thị Bình",
-         content="Công dân đã bổ sung hồ sơ")),
-        ("KetThuc", 9, "rest", MinistryStep(dossier_code=code, step="KetThuc", at=at(4), actor="Lê Văn Cường",
-         title="Trưởng phòng", content="Hoàn thành thẩm định, trả kết quả",
-         results=[ResultDocument(code="KQ-GCN", name="Giấy chứng nhận quyền sử dụng đất",
-                                 url=f"https://dvc.lienthong.example.gov.vn/files/{code}/gcn.pdf")])),
+    files = f"https://vbdlis.lienthong.example.gov.vn/files/{code}"
+    # TH-BR *Request.cs fields (PARTNER-FORMATS §5); officers are VBDLIS user codes
+    steps: list[tuple[str, int, dict[str, Any]]] = [
+        ("ChuyenHoSo", 4, {"SoBienNhan": code, "MaCanBoChuyen": "cb.motcua.03", "MaCanBoNhan": "cb.tnmt.07",
+                           "MaTrangThai": "2", "LaTrangThaiChuyenLai": False, "NgayChuyen": at(1), "HanXuLy": 3,
+                           "NoiDungXuLy": "Chuyển hồ sơ sang bộ phận thẩm định",
+                           "DanhSachTapTin": [_file("Đơn đăng ký biến động", f"{files}/don.pdf")]}),
+        ("YeuCauBoSungHoSo", 5, {"SoBienNhan": code, "NgayChoBoSung": at(2), "MaCanBoXuLy": "cb.tnmt.07",
+                                 "LaTamDung": True, "GhiChu": "Đề nghị bổ sung bản sao giấy chứng nhận"}),
+        ("NhanBoSungHoSo", 4, {"SoBienNhan": code, "NgayNhanBoSung": at(3),
+                               "NgayHenTraMoi": _vbdlis_time(t0 + dt.timedelta(days=12)),
+                               "GhiChu": "Công dân đã bổ sung hồ sơ"}),
+        ("KetThucHoSo", 9, {"SoBienNhan": code, "NgayKetThuc": at(4), "MaCanBoXuLy": "cb.tnmt.07",
+                            "TrangThaiKetThuc": 0, "GhiChu": "Hoàn thành thẩm định, trả kết quả",
+                            "DanhSachGiayToKetQua": [_file("Giấy chứng nhận quyền sử dụng đất", f"{files}/gcn.pdf")]}),
     ]  # fmt: skip
-    last_envelope = b""
-    for name, status, transport, ministry_step in steps:
-        envelope = demo.ministry.envelope(ministry_step)
-        result = demo.ministry.push(envelope, transport=transport)
-        _check(result.accepted, f"{name} by {transport}: HTTP {result.status} {result.body}")
-        demo.track(result.message_id)
-        trace = demo.wait_status(result.message_id)
+    seen = 0
+    for action, status, body in steps:
+        answer = demo.vbdlis.send(action, body)
+        _check(answer.accepted, f"{action}: HTTP {answer.status} {answer.answer}")
+        updates = [u for u in demo.api("GET", f"/api/v1/dossiers/{code}").json()["updates"]
+                   if u["source"] == demo.codes.vbdlis]  # fmt: skip
+        _check(len(updates) == seen + 1 and updates[-1]["status"] == status, f"{action}: timeline {updates}")
+        seen += 1
+        message_id = updates[-1]["message_id"]
+        demo.track(message_id)
+        trace = demo.wait_status(message_id)
         dests = sorted(d["destination"] for d in trace["deliveries"])
-        _check(dests == sorted(demo.codes.destinations), f"{name} delivered to {dests}")
-        step(f"ministry → hub ({transport.upper()}): {name} → status {status} → delivered to province and portal")
-        last_envelope = envelope
+        _check(dests == sorted(demo.codes.destinations), f"{action} delivered to {dests}")
+        step(f"VBDLIS → hub: POST /api/v1/VBDLISs/{action}/*** → Result 1 → status {status} → delivered to "
+             "province and portal")  # fmt: skip
 
     inbox = [m for m in demo.province.received()["messages"] if m["dossier_code"] == code]
     statuses = [_status_of(m["payload"]) for m in inbox]
@@ -853,34 +926,22 @@ def flow_f5(demo: DemoHub, step: Step) -> str:
     _check(str(record["TrangThaiHoSo"]) == "9", f"portal TrangThaiHoSo {record['TrangThaiHoSo']}, expected 9")
     step("province /inbox got 4, 5, 4, 9 (hub signature verified); portal CapNhatTienDoHoSoMC 4, 5, 4, 9")
 
-    again = demo.ministry.push(last_envelope, transport="rest")
-    _check(again.status == 202 and again.body.get("duplicate") is True, f"duplicate push answered {again.body}")
+    again = demo.vbdlis.send("KetThucHoSo", steps[-1][2])
+    _check(again.accepted and "already received" in again.answer["Message"], f"the same step again: {again.answer}")
     time.sleep(1.0)  # nothing may be delivered again
     _check(len([m for m in demo.province.received()["messages"] if m["dossier_code"] == code]) == 4,
-           "the duplicate reached the province")  # fmt: skip
-    step("duplicate push of KetThuc: 202 duplicate=true, nothing delivered twice")
+           "the repeated step reached the province")  # fmt: skip
+    step("KetThucHoSo posted again: Result 1 'already received', nothing delivered twice")
 
-    late = MinistryStep(dossier_code=code, step="ChoBoSung", at=at(2) + dt.timedelta(seconds=30),
-                        actor="Trần Thị Bình", content="Yêu cầu bổ sung gửi chậm")  # fmt: skip
-    stale = demo.ministry.push(late, transport="rest")
-    _check(stale.status == 202 and stale.body.get("status_update") == "stale", f"out-of-order push: {stale.body}")
-    _check(stale.body.get("destinations") == [], f"a stale update was routed to {stale.body.get('destinations')}")
-    demo.track(stale.message_id, "accepted")
-    step("out-of-order ChoBoSung (older than KetThuc): 202 status_update=stale, recorded, not delivered")
-
-    illegal = MinistryStep(dossier_code=code, step="DaBoSung", at=at(6), actor="Trần Thị Bình",
-                           content="Bổ sung sau khi đã kết thúc")  # fmt: skip
-    refused = demo.ministry.push(illegal, transport="rest")
-    rules = [e.get("rule") for e in refused.body.get("errors", [])]
-    _check(refused.status == 422 and "status-transition" in rules, f"illegal transition answered {refused}")
-    step(f"illegal DaBoSung after KetThuc (9 → 4): 422 to the ministry: {refused.body.get('detail', '')[:90]}")
+    late = {**steps[1][2], "NgayChoBoSung": at(6), "GhiChu": "Yêu cầu bổ sung sau khi đã kết thúc"}
+    refused = demo.vbdlis.send("YeuCauBoSungHoSo", late)
+    _check(refused.well_formed and refused.answer["Result"] == 0, f"illegal transition answered {refused.answer}")
+    step(f"YeuCauBoSungHoSo after KetThucHoSo (9 → 5): Result 0 '{refused.answer['Message'][:80]}'")
 
     timeline = demo.api("GET", f"/api/v1/dossiers/{code}").json()
-    outcomes = [u["outcome"] for u in timeline["updates"] if u["source"] == demo.codes.ministry]
-    # in time order: the late ChoBoSung (2 min 30 s) between ChoBoSung (2 min) and DaBoSung (3 min)
-    expected = ["applied", "applied", "stale", "applied", "applied", "rejected"]
-    _check(outcomes == expected, f"timeline outcomes {outcomes}")
-    return f"{code}: 4 steps (3 REST, 1 SOAP) reached province and portal; duplicate ignored, stale kept, 9→4 refused"
+    outcomes = [u["outcome"] for u in timeline["updates"] if u["source"] == demo.codes.vbdlis]
+    _check(outcomes == ["applied"] * 4 + ["rejected"], f"timeline outcomes {outcomes}")
+    return f"{code}: 4 VBDLIS steps reached province and portal; the repeat applied once, 9→5 refused"
 
 
 def _status_of(payload: str) -> int:
@@ -929,9 +990,10 @@ def flow_f6(demo: DemoHub, step: Step) -> str:
     wait_for(dead_letter, STEP_TIMEOUT_S, f"the dead letter of {message_id}")
     _check(found["reason"] == "rejected" and found["attempts"] == 1,
            f"dead letter {found}: expected reason rejected after 1 attempt (a refusal is not retried)")  # fmt: skip
-    _check("error_code 2" in found["last_error"], f"the portal's message is not kept: {found['last_error']}")
-    step(f"portal refuses {refused} (error_code 2): dead letter #{found['id']} after 1 attempt: "
-         f"{found['last_error'].split('error_code 2: ', 1)[-1][:70]}")  # fmt: skip
+    said = f"error_code {demo.portal.refusal_code}: "
+    _check(said in found["last_error"], f"the portal's message is not kept: {found['last_error']}")
+    step(f"portal refuses {refused} ({said.rstrip(': ')}): dead letter #{found['id']} after 1 attempt: "
+         f"{found['last_error'].split(said, 1)[-1][:70]}")  # fmt: skip
     demo.portal.heal()
     demo.portal.control({"invalid": 0})
     replay = demo.api("POST", f"/api/v1/dead-letters/{found['id']}/replay", key=demo.operator_key)
@@ -971,7 +1033,7 @@ FLOWS: list[Flow] = [
     Flow("F2", "citizen lookup → population DB, audited", flow_f2),
     Flow("F3", "fee payment → CONFIRM → receipt → province and portal", flow_f3),
     Flow("F4", "postal pickup order → tracking events → province", flow_f4),
-    Flow("F5", "ministry steps → province and portal", flow_f5),
+    Flow("F5", "land registration steps (VBDLIS) → province and portal", flow_f5),
     Flow("F6", "partner down / refusing → retry, dead letter, replay", flow_f6),
 ]
 
@@ -1056,4 +1118,9 @@ def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
     if pushed:
         answers = ", ".join(f"{p['transport']}→{p['status']}" for p in pushed)
         rows.append(("ministry (sent)", "-", f"{len(pushed)} pushes: {answers}"))
+    steps = demo.vbdlis.received()["pushed"]
+    for code in sorted({p["body"].get("SoBienNhan") or "-" for p in steps}):
+        answers = ", ".join(f"{p['action']}→Result {(p['answer'] or {}).get('Result')}" for p in steps
+                            if (p["body"].get("SoBienNhan") or "-") == code)  # fmt: skip
+        rows.append(("land registration VBDLIS (sent)", code, answers))
     return rows

@@ -61,12 +61,15 @@ from hub.exchange.outages import BROKER, STORE, Dependencies
 from hub.exchange.routing import RoutingTable
 from hub.logs import log_context, mask_personal, personal_names
 from hub.metrics import ACCEPT_TO_DELIVERED_SECONDS, PARTNER_CALL_SECONDS
+from hub.packets.dossier import DossierSync
 from hub.security.envelope import EnvelopeHeader, body_payload, build_envelope, peek_header
 from hub.security.signing import Signer
 from hub.store import Delivered
 from hub.store.deliveries import GENERATION_HEADER
 from hub.xmlparse import parse_xml
 from mappings import inbound_for_root, outbound_mapping, outbound_types
+from mappings.catalogue import CatalogueSource, catalogue_names, named_call
+from mappings.dvcqg import KIND as DVCQG
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +165,17 @@ class Outbound:
 class OutboundBuilder:
     """Parse the queued envelope once, map a partner-format body to canonical once, sign the canonical envelope as
     the hub (keeping the partner's message id) and, for a partner-format destination, map it to the partner's
-    request once."""
+    request once.
 
-    def __init__(self, signer: Signer, hub_code: str) -> None:
+    ``catalogue`` (the worker's ``hub.store.catalogue.CachedCatalogue``, one per worker): the national portal's
+    procedure catalogue, whose names (``TenTTHC``, ``MaLinhVuc``/``TenLinhVuc``, ``DonViXuLy``) a ``dvcqg``
+    DongBoHoSoMC record takes where the dossier gives none (``mappings.catalogue``: looked up here, passed in; the
+    adapter then fills a still-empty ``DonViXuLy`` with the profile's ``unit_name``)."""
+
+    def __init__(self, signer: Signer, hub_code: str, catalogue: CatalogueSource | None = None) -> None:
         self.signer = signer
         self.hub_code = hub_code
+        self.catalogue = catalogue
 
     def build(self, inbound: bytes, destination: str) -> tuple[EnvelopeHeader, bytes]:
         """The outbound header and hub-signed envelope for an envelope partner."""
@@ -217,6 +226,9 @@ class OutboundBuilder:
             if unit is not None and getattr(model, "source_system", unit) != unit:
                 model = model.model_copy(update={"source_system": unit})
             mapped = partner_mapping.to_partner(model)
+            if self.catalogue is not None and partner_format == DVCQG and isinstance(model, DossierSync):
+                names = catalogue_names(self.catalogue, model.procedure_code, model.receiving_unit)
+                mapped = named_call(mapped, names)
         signed = self.signer.sign_in_place(build_envelope(header, canonical, move_body=True))
         return Outbound(header, etree.tostring(signed, xml_declaration=True, encoding="UTF-8"), model, mapped)
 

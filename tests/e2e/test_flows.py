@@ -46,8 +46,10 @@ def test_flows_f1_to_f6(tmp_path: Path, broker_url: str) -> None:
         assert {str(r["TrangThaiHoSo"]) for r in records.values()} >= {"1", "2", "9"}
         assert all({"MaHoSo", "MaTTHC", "TenTTHC", "ChuHoSo", "TrangThaiHoSo"} <= set(r) for r in records.values())
         # no record the hub sent failed the portal simulator's sourced checks (hub.devtools.simulators.portal_records)
-        refused = [c["issues"] for c in hub.portal.received()["calls"] if c["issues"]]
+        portal = hub.portal.received()
+        refused = [c["issues"] for c in portal["calls"] if c["issues"]]
         assert refused == [], refused
+        assert_records_checked(portal)
         # F2–F4: each partner of the issue received its part, and the province what came back
         assert hub.population_db.received()["lookups"]
         (payment,) = hub.payment.received()["payments"].values()
@@ -55,8 +57,27 @@ def test_flows_f1_to_f6(tmp_path: Path, broker_url: str) -> None:
         received = {m["message_type"] for m in hub.province.received()["messages"]}
         assert {"dossier.status", "payment.receipt", "postal.status"} <= received
         rows = demos.partner_rows(hub)
-        assert {"population DB (SOAP)", "payment platform", "postal service"} <= {r[0] for r in rows}
+        assert {"population DB (SOAP)", "payment platform", "postal service",
+                "land registration VBDLIS (sent)"} <= {r[0] for r in rows}  # fmt: skip
+        # F5 through VBDLIS's JSON: every step answered {Result, Message}, only the illegal transition with 0
+        answers = [(p["action"], p["answer"]["Result"]) for p in hub.vbdlis.received()["pushed"]]
+        assert [a for a, result in answers if result == 0] == ["YeuCauBoSungHoSo"] and len(answers) == 6, answers
     assert time.monotonic() - started < 60
+
+
+def assert_records_checked(portal: dict) -> None:
+    """Every record the portal simulator accepted (DongBoHoSoMC and CapNhatTienDoHoSoMC) validates against the
+    sourced field list (``portal_records.checked_fields``, printed: ``pytest -s`` shows what was checked)."""
+    from hub.devtools.simulators.portal_records import RECORD_SERVICES, checked_fields, record_issues
+
+    for service in RECORD_SERVICES:
+        sent = [r for c in portal["calls"] if c["service"] == service and c["error_code"] == "0" for r in c["data"]]
+        assert sent, f"the flows sent no {service}"
+        fields = checked_fields(service)
+        print(f"{service}: {len(sent)} records checked; required {', '.join(fields['required'])}; "
+              f"typed {', '.join(fields['typed'])}")  # fmt: skip
+        assert all(set(fields["required"]) <= set(r) for r in sent)
+        assert [i for n, r in enumerate(sent) for i in record_issues(service, r, n)] == []
 
 
 def test_a_failed_step_is_reported_not_raised(tmp_path: Path) -> None:

@@ -101,6 +101,10 @@ def test_sync_fills_the_store_with_progress(store: Store) -> None:
     fill_portal_record(record, names)
     assert record == {"TenTTHC": "Tên do tỉnh gửi", "MaLinhVuc": "XAY-DUNG", "TenLinhVuc": "Hoạt động xây dựng",
                       "DonViXuLy": MADONVI}  # fmt: skip
+    other_field: dict[str, Any] = {"MaLinhVuc": "HO-TICH", "TenLinhVuc": ""}  # the dossier names another field
+    assert fill_portal_record(other_field, names) == {"MaLinhVuc": "HO-TICH", "TenLinhVuc": "",
+                                                      "TenTTHC": "Cấp giấy phép xây dựng",
+                                                      "DonViXuLy": "Sở Xây dựng tỉnh Ninh Thuận"}  # fmt: skip
     assert catalogue_names(store, "9.999", "nowhere") == CatalogueNames()
 
 
@@ -178,16 +182,26 @@ def test_the_worker_schedule_syncs_in_its_own_thread(store: Store) -> None:
     assert not thread.is_alive()
 
 
-def test_the_simulators_catalogue_syncs_and_names_the_example_dossier(store: Store) -> None:
+def test_the_portal_simulators_catalogue_syncs_and_names_the_example_dossier(store: Store) -> None:
     from hub import packets
-    from hub.devtools.portal_catalogue import catalogue_answer
+    from hub.devtools.simulators import NationalPortalSimulator
 
     example = packets.example("dossier.sync")
-    with running_portal(FakePortal(source=catalogue_answer)) as portal:
-        sync = sync_catalogue(store, {PORTAL: portal_config(portal.url)}, actor="demo")
-    assert sync.ok and (sync.procedures, sync.units, sync.fields, sync.details_failed) == (3, 2, 3, 0)
+    with NationalPortalSimulator() as portal:
+        values = {
+            "dstcode": portal.dstcode,
+            "madonvi": MADONVI,
+            "auth_endpoint": portal.auth_endpoint,
+            "integration_endpoint": portal.integration_endpoint,
+            "share_endpoint": portal.share_endpoint,
+        }
+        config = DestinationConfig(endpoint=portal.adapter_url, kind="national_portal", transport="json",
+                                   credentials=Credentials(username="lienthong", password="lienthong-demo"),
+                                   profile="dvcqg/opencps", profile_values=values)  # fmt: skip
+        sync = sync_catalogue(store, {PORTAL: config}, actor="demo")
+        served = portal.catalogue
+    assert sync.ok and sync.details_failed == 0
+    assert (sync.procedures, sync.units, sync.fields) == (len(served.procedures), len(served.units), len(served.fields))
     names = catalogue_names(store, example.procedure_code, example.receiving_unit)
     assert names.procedure_name == example.procedure_name and names.field_code == example.field_code
     assert names.unit_name is not None and names.field_name == "Hoạt động xây dựng"
-    assert catalogue_answer("LayThuTuc", {"session": "s", "madonvi": "m", "service": "LayThuTuc"}) == {
-        "error_code": "-1", "message": "LayThuTuc takes maTTHC only: []"}  # fmt: skip

@@ -1,5 +1,6 @@
 """``hub catalogue sync|show`` and ``hub validate``'s warning, as an operator runs them, against the strict fake
-portal (``tests/catalogue_portal.py``) registered as a ``dvcqg/opencps`` connector."""
+portal (``tests/catalogue_portal.py``) registered as a ``dvcqg/opencps`` connector; and against the national portal
+simulator, followed by the intake's warning about a procedure the synced catalogue does not list."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from hub import packets
 from hub.cli import app
 from tests.catalogue_portal import PASSWORD, PROFILE_VALUES, USERNAME, FakePortal, running_portal
+from tests.unit.test_api import api as api  # the fixture: the API on a SQLite store in tmp_path
 
 runner = CliRunner()
 PORTAL = "000.00.00.G22"
@@ -94,3 +96,52 @@ def test_a_refused_sync_exits_1_and_show_reports_the_error(hub, portal: FakePort
     shown = json.loads(hub("catalogue", "show", "--json").stdout)
     assert shown["procedures"] == 0 and "error_code 1" in shown["last_error"]
     assert hub("catalogue", "sync", "--connector", "000.00.00.X99").exit_code == 2
+
+
+def test_sync_from_the_portal_simulator_then_intake_warns_naming_an_unknown_procedure(api, tmp_path: Path) -> None:
+    """Acceptance of issue 14: ``hub catalogue sync`` against the running portal simulator fills the catalogue;
+    then a dossier.sync naming a procedure it does not list is accepted with a warning naming the code."""
+    from hub.config import get_settings
+    from hub.devtools.simulators import NationalPortalSimulator
+    from tests.unit.test_api import HUB, PROVINCE, register
+
+    unknown = "9.999999"
+    with NationalPortalSimulator() as sim:
+        register(api.hub, code=PORTAL, name="Cổng DVCQG (simulator)", kind="national_portal",
+                 receives=["dossier.sync"],
+                 endpoint={"url": sim.adapter_url, "transport": "json",
+                           "credentials": {"username": "lienthong", "password": "lienthong-demo"}},
+                 profile="dvcqg/opencps@1",
+                 profile_values={"dstcode": sim.dstcode, "madonvi": PROVINCE, "auth_endpoint": sim.auth_endpoint,
+                                 "integration_endpoint": sim.integration_endpoint,
+                                 "share_endpoint": sim.share_endpoint})  # fmt: skip
+        env = {"LIENTHONG_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}", "LIENTHONG_DATA_DIR": str(tmp_path),
+               "COLUMNS": "200"}  # fmt: skip
+        get_settings.cache_clear()
+        try:
+            synced = runner.invoke(app, ["catalogue", "sync", "--actor", "alice"], env=env, catch_exceptions=False)
+            shown = runner.invoke(app, ["catalogue", "show", "--json"], env=env, catch_exceptions=False)
+        finally:
+            get_settings.cache_clear()
+        served = sim.catalogue
+        assert [c["service"] for c in sim.received()["calls"]].count("LayThuTuc") == len(served.procedures)
+    assert synced.exit_code == 0, synced.output
+    counts = json.loads(shown.stdout)
+    assert (counts["procedures"], counts["units"], counts["fields"]) == (
+        len(served.procedures), len(served.units), len(served.fields))  # fmt: skip
+    assert min(counts["procedures"], counts["units"], counts["fields"]) > 0
+    assert unknown not in {p["MATTHC"] for p in served.procedures}
+
+    def post(procedure_code: str) -> dict:
+        model = packets.example("dossier.sync").model_copy(update={"procedure_code": procedure_code})
+        envelope = api.envelope(signer=api.province, sender=PROVINCE, receiver=HUB, message_type="dossier.sync",
+                                payload=packets.to_element(model))  # fmt: skip
+        answer = api.post(envelope, "province")
+        assert answer.status_code == 202, answer.text
+        return answer.json()
+
+    assert post(packets.example("dossier.sync").procedure_code)["warnings"] == []  # a procedure it lists
+    warned = post(unknown)
+    assert warned["destinations"] == [PORTAL]  # accepted and routed all the same
+    (warning,) = warned["warnings"]
+    assert warning["rule"] == "procedure-unknown" and unknown in warning["message"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -473,21 +474,27 @@ def test_the_golden_directory_is_named_by_source() -> None:
 # ---------------------------------------------------------------- through the hub: recorded as delivered
 
 
-def test_the_hub_records_a_string_zero_answer_as_delivered(tmp_path: Path, portal: StrictPortal) -> None:
+PROVINCE = "000.00.00.H12"
+
+
+@contextmanager
+def hub_delivering_to(portal: StrictPortal, tmp_path: Path) -> Iterator[tuple[Any, Any]]:
+    """A runtime with the province and the portal (dvcqg/opencps) registered, and a worker built as ``hub worker``
+    builds it (``hub.runtime.run_workers``: the OutboundBuilder with the store's cached catalogue); the province's
+    signer is ``runtime.province``."""
     from hub.config import Settings
     from hub.exchange.worker import OutboundBuilder, Worker
     from hub.registry import parse_spec
     from hub.runtime import Runtime
-    from hub.security.signing import sign_payload
+    from hub.store.catalogue import CachedCatalogue
     from tests.support import issue_signer
 
-    province = "000.00.00.H12"
     settings = Settings(broker_url="embedded", database_url=f"sqlite:///{tmp_path / 'store.db'}",
                         data_dir=tmp_path / "var", hub_code=HUB)  # fmt: skip
-    signer = issue_signer("province", tmp_path / "var" / "keys", code=province)
+    signer = issue_signer("province", tmp_path / "var" / "keys", code=PROVINCE)
     runtime = Runtime.open(settings)
     registry = runtime.registry()
-    registry.add(parse_spec({"code": province, "name": "Province", "kind": "provincial", "sends": ["dossier.sync"]}),
+    registry.add(parse_spec({"code": PROVINCE, "name": "Province", "kind": "provincial", "sends": ["dossier.sync"]}),
                  actor="test")  # fmt: skip
     registry.add(parse_spec({
         "code": PORTAL, "name": "Cổng DVCQG", "kind": "national_portal", "receives": ["dossier.sync"],
@@ -495,23 +502,63 @@ def test_the_hub_records_a_string_zero_answer_as_delivered(tmp_path: Path, porta
         "profile": "dvcqg/opencps", "profile_values": OPENCPS_VALUES,
     }), actor="test")  # fmt: skip
     runtime.refresh()
-    worker = Worker(runtime.store, runtime.broker, runtime.routing, OutboundBuilder(runtime.signer(), HUB),
-                    runtime.adapters())  # fmt: skip
+    builder = OutboundBuilder(runtime.signer(), HUB, CachedCatalogue(runtime.store.catalogue_names))
+    worker = Worker(runtime.store, runtime.broker, runtime.routing, builder, runtime.adapters())
+    runtime.province = signer
     try:
+        yield runtime, worker
+    finally:
+        worker.close()
+        runtime.close()
+
+
+def deliver(runtime: Any, worker: Any, model: DossierSync) -> tuple[EnvelopeHeader, Any]:
+    """Accept ``model`` from the province and run one worker batch; (its header, its delivery's stored view)."""
+    from hub.security.signing import sign_payload
+
+    header = EnvelopeHeader(sender=PROVINCE, receiver=PORTAL, message_type="dossier.sync")
+    runtime.acceptor().accept(etree.tostring(sign_payload(runtime.province, header, packets.to_element(model))))
+    worker.process_batch(runtime.broker.consume(worker.destinations, prefetch=10, timeout_s=2))
+    trace = runtime.store.trace(header.message_id, PROVINCE)
+    assert trace is not None
+    (delivery,) = trace.deliveries
+    assert delivery.state.value == "delivered", delivery
+    return header, runtime.store.delivery(delivery.delivery_id)
+
+
+def test_the_hub_records_a_string_zero_answer_as_delivered(tmp_path: Path, portal: StrictPortal) -> None:
+    with hub_delivering_to(portal, tmp_path) as (runtime, worker):
         assert portal.answer["error_code"] == "0"  # a string, as TH-SI:33 reads it
-        header = EnvelopeHeader(sender=province, receiver=PORTAL, message_type="dossier.sync")
-        model = packets.example("dossier.sync")
-        runtime.acceptor().accept(etree.tostring(sign_payload(signer, header, packets.to_element(model))))
-        worker.process_batch(runtime.broker.consume(worker.destinations, prefetch=10, timeout_s=2))
-        trace = runtime.store.trace(header.message_id, province)
-        assert trace is not None
-        (delivery,) = trace.deliveries
-        assert delivery.state.value == "delivered"
-        view = runtime.store.delivery(delivery.delivery_id)
+        _, view = deliver(runtime, worker, packets.example("dossier.sync"))
         sent = json.loads(view.sent)
         assert sent["service"] == "DongBoHoSoMC" and sent["data"][0]["MaHoSo"] == DOSSIER
         assert DOSSIER in portal.on_portal
         assert sent["session"] == "***" and view.sent_type == "application/json"
-    finally:
-        worker.close()
-        runtime.close()
+
+
+def test_a_dossier_without_field_or_unit_name_reaches_the_portal_with_the_catalogues_names(
+    tmp_path: Path, portal: StrictPortal
+) -> None:
+    from hub.store.catalogue import CatalogueData, Field, Procedure, Unit
+
+    example = packets.example("dossier.sync")
+    bare = example.model_copy(update={"field_code": None, "field_name": None, "receiving_unit_name": None})
+    with hub_delivering_to(portal, tmp_path) as (runtime, worker):
+        sync = runtime.store.claim_catalogue_sync(PORTAL, actor="test")
+        runtime.store.finish_catalogue_sync(sync.id, CatalogueData(
+            procedures=[Procedure(example.procedure_code, "Cấp giấy phép xây dựng (danh mục)", "XD-DM",
+                                  "Xây dựng (danh mục)")],
+            units=[Unit(example.receiving_unit, "UBND (tên trong danh mục)", "2")],
+            fields=[Field("XD-DM", "Xây dựng (danh mục)", "XD")],
+        ))  # fmt: skip
+        _, view = deliver(runtime, worker, bare)
+        record = json.loads(view.sent)["data"][0]
+        assert (record["MaLinhVuc"], record["TenLinhVuc"], record["DonViXuLy"]) == (
+            "XD-DM", "Xây dựng (danh mục)", "UBND (tên trong danh mục)")  # fmt: skip
+        assert record["TenTTHC"] == example.procedure_name  # the dossier's own name wins
+        assert portal.on_portal[DOSSIER]["DonViXuLy"] == "UBND (tên trong danh mục)"  # not the profile's unit_name
+        # what the dossier names is kept: its own field and unit name, before the catalogue's
+        _, view = deliver(runtime, worker, example.model_copy(update={"status": 2}))
+        record = json.loads(view.sent)["data"][0]
+        assert (record["MaLinhVuc"], record["TenLinhVuc"], record["DonViXuLy"]) == (
+            example.field_code, example.field_name, example.receiving_unit_name)  # fmt: skip

@@ -1,13 +1,23 @@
-"""The national portal: golden-file mapping tests (canonical XML in, portal JSON out, both checked in), the
-portal's JSON schemas, and the adapter against the real simulator over HTTP (session caching and renewal,
-duplicate insert → update, transient and permanent failures)."""
+"""The hub's own national portal format (``hub-v1``: ``mappings.national_portal``, ``adapters.national_portal``),
+what a national portal connector WITHOUT a partner profile speaks: golden-file mapping tests (canonical XML in,
+portal JSON out, both checked in), its JSON schemas, and the adapter over HTTP (session caching and renewal,
+duplicate insert → update, transient and permanent failures) against ``HubFormatPortal``, a small fake of that
+format defined here.
+
+The real portal (profiles ``dvcqg/opencps`` and ``dvcqg/proxy``) and its strict simulator are tested in
+``tests/integration/test_dvcqg.py`` and ``tests/e2e/test_sourced_simulators.py``; no test here talks to that
+simulator (it refuses this format, as a real portal would)."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from lxml import etree
@@ -18,7 +28,7 @@ from adapters.national_portal import NationalPortalAdapter
 from adapters.provincial import ProvincialAdapter
 from adapters.registry import FACTORIES, factory_key
 from hub import packets
-from hub.devtools.simulators import NationalPortalSimulator
+from hub.devtools.simulators.base import SimulatorHandler, SimulatorServer
 from hub.errors import MappingError
 from hub.exchange.routing import DestinationConfig
 from hub.packets.dossier import DossierStatusUpdate, DossierSync
@@ -118,7 +128,109 @@ def test_examples_of_every_status_validate() -> None:
         assert np.validate_record(np.SERVICE_SYNC, record) == [], status
 
 
-# ---------------------------------------------------------------- the adapter against the simulator
+# ---------------------------------------------------------------- a fake of the hub's own format
+
+
+class HubFormatPortal(SimulatorServer):
+    """The hub's own portal format on 127.0.0.1 (what ``adapters.national_portal`` speaks): ``POST /login
+    {username, password}`` → ``{error_code 0, session, expires_in}``; ``POST /api {session, madonvi, service,
+    [isUpdating], data}`` → ``{error_code, message, [field], [data]}`` with the integer codes of
+    ``mappings.national_portal``; records checked against ``schemas/national-portal/hub-v1`` (``validate_record``),
+    all or nothing. The failure modes of ``hub.devtools.simulators.base`` apply (``fail``, ``heal``)."""
+
+    name: ClassVar[str] = "hub_format_portal"
+    path: ClassVar[str] = "/api"
+
+    def __init__(self, *, session_ttl_s: float = 1800.0) -> None:
+        super().__init__(0)
+        self.session_ttl_s = session_ttl_s
+        self._sessions: dict[str, float] = {}
+        self._invalid_left = 0
+        self._data_lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        with self._data_lock:
+            self.records: dict[str, dict[str, Any]] = {}
+            self.progress: dict[str, list[dict[str, Any]]] = {}
+            self.calls: list[dict[str, Any]] = []
+            self.logins = 0
+            self._sessions.clear()
+
+    def expire_sessions(self) -> None:
+        with self._data_lock:
+            self._sessions.clear()
+
+    def reject_next(self, count: int = 1) -> None:
+        with self._data_lock:
+            self._invalid_left = count
+
+    def received(self) -> dict[str, Any]:
+        with self._data_lock:
+            return json.loads(json.dumps({"records": self.records, "progress": self.progress, "calls": self.calls,
+                                          "logins": self.logins}))  # fmt: skip
+
+    def handle_post(self, handler: SimulatorHandler, path: str, body: bytes) -> None:
+        request = json.loads(body)
+        if path == "/login":
+            if (request.get("username"), request.get("password")) != (USER, PASSWORD):
+                handler.reply(200, {"error_code": np.LOGIN_FAILED, "message": "Sai tên đăng nhập hoặc mật khẩu"})
+                return
+            token = secrets.token_urlsafe(16)
+            with self._data_lock:
+                self._sessions[token] = time.monotonic() + self.session_ttl_s
+                self.logins += 1
+            handler.reply(200, {"error_code": np.OK, "session": token, "expires_in": int(self.session_ttl_s)})
+            return
+        answer = self._call(request)
+        with self._data_lock:
+            self.calls.append({"service": request.get("service"), "madonvi": request.get("madonvi"),
+                               "isUpdating": request.get("isUpdating"), "data": request.get("data"),
+                               "error_code": answer["error_code"], "message": answer["message"]})  # fmt: skip
+        handler.reply(200, answer)
+
+    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+        service, data, updating = request.get("service"), request.get("data"), request.get("isUpdating")
+        with self._data_lock:
+            expires = self._sessions.get(request.get("session"))
+            if expires is None or time.monotonic() > expires:
+                return _answer(np.INVALID_SESSION, "Phiên làm việc không hợp lệ")
+            if service == np.SERVICE_LOOKUP:
+                record = self.records.get(data.get("MaHoSo"))
+                if record is None:
+                    return _answer(np.NOT_FOUND, "Hồ sơ không tồn tại")
+                return {**_answer(np.OK), "data": {**record, "TienDoXuLy": self.progress.get(record["MaHoSo"], [])}}
+            if service not in (np.SERVICE_SYNC, np.SERVICE_PROGRESS):
+                return _answer(np.UNKNOWN_SERVICE, f"Dịch vụ không tồn tại: {service!r}")
+            if self._invalid_left > 0:
+                self._invalid_left -= 1
+                return _answer(np.VALIDATION_ERROR, "Dữ liệu không hợp lệ: bản ghi bị từ chối theo quy tắc mới")
+            for index, record in enumerate(data):
+                issues = np.validate_record(service, record)
+                if issues:
+                    field = f"data[{index}].{issues[0].field}"
+                    return _answer(np.VALIDATION_ERROR, f"Dữ liệu không hợp lệ: {field}: {issues[0].message}", field)
+            for record in data:
+                code = record["MaHoSo"]
+                if service == np.SERVICE_SYNC and updating == "False" and code in self.records:
+                    return _answer(np.ALREADY_EXISTS, f"Hồ sơ đã tồn tại: {code}", "MaHoSo")
+                if (service == np.SERVICE_PROGRESS or updating == "True") and code not in self.records:
+                    return _answer(np.NOT_FOUND, f"Hồ sơ không tồn tại: {code}", "MaHoSo")
+            for record in data:
+                if service == np.SERVICE_SYNC:
+                    self.records[record["MaHoSo"]] = record
+                else:
+                    self.progress.setdefault(record["MaHoSo"], []).append(record)
+                    self.records[record["MaHoSo"]]["TrangThaiHoSo"] = record["TrangThai"]
+            return _answer(np.OK)
+
+
+def _answer(code: int, message: str = "Thành công", field: str | None = None) -> dict[str, Any]:
+    return {"error_code": code, "message": message, **({} if field is None else {"field": field})}
+
+
+# ---------------------------------------------------------------- the adapter against the fake
 
 
 def _request(model, message_id: str = "m-1") -> OutboundRequest:
@@ -144,12 +256,12 @@ def _status(number: int = 42, **changes) -> DossierStatusUpdate:
 
 @pytest.fixture
 def portal():
-    with NationalPortalSimulator() as sim:
-        yield sim
+    with HubFormatPortal() as fake:
+        yield fake
 
 
 @pytest.fixture
-def adapter(portal: NationalPortalSimulator):
+def adapter(portal: HubFormatPortal):
     a = NationalPortalAdapter(portal.url, username=USER, password=PASSWORD, timeout_s=2)
     yield a
     a.close()
@@ -183,7 +295,7 @@ def test_session_is_cached(portal, adapter) -> None:
 
 def test_session_renewed_before_expiry() -> None:
     now = [1000.0]
-    with NationalPortalSimulator(session_ttl_s=600) as portal:
+    with HubFormatPortal(session_ttl_s=600) as portal:
         adapter = NationalPortalAdapter(portal.url, username=USER, password=PASSWORD, clock=lambda: now[0])
         adapter.deliver(_request(_dossier(1)))
         now[0] += 500  # still well inside the session's life

@@ -17,6 +17,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub.packets.examples import AGENCY_CODE, PROCEDURE_CODE
+
 
 def _procedure(code: str, name: str, field_code: str, field_name: str, days: str, fee: str,
                documents: list[str]) -> dict[str, Any]:  # fmt: skip
@@ -68,14 +70,14 @@ class Catalogue:
 
 
 def demo_catalogue() -> Catalogue:
-    """A small catalogue with invented values (see the module docstring); ``1.009994`` is the procedure of the
-    hub's packet examples, so the demo's dossiers name a procedure the catalogue knows."""
+    """A small catalogue with invented values (see the module docstring); the procedure, its field and the unit
+    of the hub's packet examples are in it, so the demo's dossiers name a procedure the catalogue knows."""
     return Catalogue(
         procedures=[
             _procedure(
-                "1.009994",
+                PROCEDURE_CODE,
                 "Cấp giấy phép xây dựng mới đối với nhà ở riêng lẻ",
-                "XD01",
+                "XAY-DUNG",
                 "Hoạt động xây dựng",
                 "15",
                 "75000",
@@ -84,7 +86,7 @@ def demo_catalogue() -> Catalogue:
             _procedure(
                 "1.001193",
                 "Đăng ký khai sinh",
-                "HT01",
+                "HO-TICH",
                 "Hộ tịch",
                 "1",
                 "0",
@@ -93,7 +95,7 @@ def demo_catalogue() -> Catalogue:
             _procedure(
                 "1.004227",
                 "Đăng ký biến động quyền sử dụng đất, quyền sở hữu tài sản gắn liền với đất",
-                "DD01",
+                "DAT-DAI",
                 "Đất đai",
                 "10",
                 "50000",
@@ -101,13 +103,13 @@ def demo_catalogue() -> Catalogue:
             ),
         ],
         units=[
-            {"MADONVI": "000.00.00.H12", "TENDONVI": "Ủy ban nhân dân tỉnh (demo)", "CAPDONVI": "1"},
+            {"MADONVI": AGENCY_CODE, "TENDONVI": "Ủy ban nhân dân tỉnh (demo)", "CAPDONVI": "1"},
             {"MADONVI": "000.01.00.H12", "TENDONVI": "Sở Xây dựng (demo)", "CAPDONVI": "2"},
             {"MADONVI": "000.02.00.H12", "TENDONVI": "Văn phòng Đăng ký đất đai (demo)", "CAPDONVI": "2"},
         ],
         fields=[
-            {"MALINHVUC": "XD01", "TENLINHVUC": "Hoạt động xây dựng", "MANGANH": "XD"},
-            {"MALINHVUC": "HT01", "TENLINHVUC": "Hộ tịch", "MANGANH": "TP"},
-            {"MALINHVUC": "DD01", "TENLINHVUC": "Đất đai", "MANGANH": "TNMT"},
+            {"MALINHVUC": "XAY-DUNG", "TENLINHVUC": "Hoạt động xây dựng", "MANGANH": "XD"},
+            {"MALINHVUC": "HO-TICH", "TENLINHVUC": "Hộ tịch", "MANGANH": "TP"},
+            {"MALINHVUC": "DAT-DAI", "TENLINHVUC": "Đất đai", "MANGANH": "TNMT"},
         ],
     )
