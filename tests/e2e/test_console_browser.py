@@ -201,15 +201,28 @@ def shoot(driver, element_id: str, name: str) -> None:
     element.screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
+def press(driver, by: str, selector: str) -> None:
+    """Click an element in the middle of the window: scrolled to the top (as ``shoot`` leaves a panel), a button
+    would sit under the sticky header, which would take the click."""
+    element = driver.find_element(by, selector)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+    element.click()
+
+
 def steady(action: Callable[[], object], tries: int = 8) -> object:
     """Run a step that reads or clicks a live panel, again if the panel was swapped by a refresh meanwhile (its
-    element stale) or the page is being replaced by a form's answer (its element not there yet)."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    element stale), the page is being replaced by a form's answer (its element not there yet) or something still
+    covers the element."""
+    from selenium.common.exceptions import (
+        ElementClickInterceptedException,
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
 
     for attempt in range(tries):
         try:
             return action()
-        except (StaleElementReferenceException, NoSuchElementException):
+        except (StaleElementReferenceException, NoSuchElementException, ElementClickInterceptedException):
             if attempt == tries - 1:
                 raise
             time.sleep(0.2)
@@ -258,7 +271,7 @@ def test_operator_signs_in_sees_the_dead_letter_replays_it_and_sees_it_delivered
         assert PROVINCE in driver.find_element(By.ID, "queues").text
 
     steady(dead_letter_shown)
-    steady(lambda: driver.find_element(By.CSS_SELECTOR, "#dead-letters details summary").click())
+    steady(lambda: press(driver, By.CSS_SELECTOR, "#dead-letters details summary"))
     time.sleep(2.5)  # a live refresh goes by: panels are swapped in place, the open payload stays open
     assert "stale" not in (driver.find_element(By.ID, "live").get_attribute("class") or "")
     assert "dossierStatus" in steady(lambda: driver.find_element(By.CSS_SELECTOR, "#dead-letters pre.payload").text)
@@ -270,10 +283,10 @@ def test_operator_signs_in_sees_the_dead_letter_replays_it_and_sees_it_delivered
     # Heal the partner, tick the dead letter, replay, confirm.
     hub.sink.state.fail_status = 0
     dead_id = hub.dead_letters()[0]["id"]
-    steady(lambda: driver.find_element(By.CSS_SELECTOR, f"#dl-{dead_id} input[name=id]").click())
+    steady(lambda: press(driver, By.CSS_SELECTOR, f"#dl-{dead_id} input[name=id]"))
     time.sleep(2.5)  # a refresh keeps the ticked box ticked
     assert steady(lambda: driver.find_element(By.CSS_SELECTOR, f"#dl-{dead_id} input[name=id]").is_selected())
-    steady(lambda: driver.find_element(By.ID, "replay-selected").click())
+    steady(lambda: press(driver, By.ID, "replay-selected"))
     confirm = wait_for(lambda: driver.find_elements(By.ID, "confirm"), 10, "the confirmation step")[0]
     assert message_id in confirm.text and OPERATOR in confirm.text
     shoot(driver, "confirm", "07-confirm-replay")
@@ -340,7 +353,7 @@ def test_operator_closes_a_dead_letter_and_pauses_and_resumes_a_destination(hub:
     sign_in(hub, driver)
 
     # Close: the button next to "replay" leads to the confirmation, which needs a reason.
-    steady(lambda: driver.find_element(By.CSS_SELECTOR, f"#dl-{dead['id']} button[formaction]").click())
+    steady(lambda: press(driver, By.CSS_SELECTOR, f"#dl-{dead['id']} button[formaction]"))
     confirm = wait_for(lambda: driver.find_elements(By.ID, "action-confirm"), 10, "the close confirmation")[0]
     assert message_id in confirm.text and OPERATOR in confirm.text
     driver.find_element(By.ID, "action-reason").send_keys("Đã gửi bằng tay cho tỉnh, phiếu HD-1042")
@@ -356,7 +369,7 @@ def test_operator_closes_a_dead_letter_and_pauses_and_resumes_a_destination(hub:
 
     # Pause: from the queue panel, confirmed with a reason; the panel then says "paused".
     row = f"tr[id='q-{PROVINCE}']"
-    steady(lambda: driver.find_element(By.CSS_SELECTOR, f"{row} a[href$='/pause']").click())
+    steady(lambda: press(driver, By.CSS_SELECTOR, f"{row} a[href$='/pause']"))
     wait_for(lambda: driver.find_elements(By.ID, "action-confirm"), 10, "the pause confirmation")
     driver.find_element(By.ID, "action-reason").send_keys("Tỉnh bảo trì hệ thống")
     driver.find_element(By.ID, "confirm-action").click()
@@ -366,7 +379,7 @@ def test_operator_closes_a_dead_letter_and_pauses_and_resumes_a_destination(hub:
     waiting = hub.push_status(key)  # sent while paused: waits in the queue
 
     # Resume: confirmed; the badge goes and the waiting message is delivered, once.
-    steady(lambda: driver.find_element(By.CSS_SELECTOR, f"{row} a[href$='/resume']").click())
+    steady(lambda: press(driver, By.CSS_SELECTOR, f"{row} a[href$='/resume']"))
     wait_for(lambda: driver.find_elements(By.ID, "action-confirm"), 10, "the resume confirmation")
     driver.find_element(By.ID, "confirm-action").click()
     wait_for(lambda: driver.find_elements(By.ID, "flash"), 10, "the resume outcome")
