@@ -26,8 +26,10 @@ is a YAML edit; every behaviour cites ``PARTNER-FORMATS.md`` §1.
 
 Both: ``error_code`` is read as a string or a number (OC-DV:2142, 1130; OC-DV23:1577; TH-SI:33); the profile's
 ``error_code`` table says which codes mean success ("0", "00"). Any other code is the portal refusing: retried
-when the profile lists it in ``transient_codes`` (no source lists any), else permanent. A reply that is not a
-JSON object with an ``error_code`` is transient (a proxy or portal hiccup); HTTP 5xx/429 transient, other 4xx
+when the profile lists it in ``transient_codes`` (no source lists any), else permanent. Only the record services
+and login answer ``error_code``; lookups and the catalogue answer ``result`` only (OC-DV:1933-1944, 2937-2953),
+so there a reply with ``result`` and no ``error_code`` is an answer. Any other reply that is not a JSON object
+with an ``error_code`` is transient (a proxy or portal hiccup); HTTP 5xx/429 transient, other 4xx
 permanent. ``DonViXuLy`` left empty by the mapping is the profile's ``unit_name``; ``TrangThaiHoSo`` goes through
 the profile's ``status_map`` (per deployment, OC-DV:1220-1244).
 
@@ -136,9 +138,11 @@ class _DvcqgAdapter(Adapter):
             headers["dstcode"] = dstcode
         return headers
 
-    def _exchange(self, url: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    def _exchange(self, url: str, body: bytes, *, answers_result: bool = False) -> tuple[int, dict[str, Any]]:
         """POST ``body``; (HTTP status, the JSON answer with ``error_code`` as text). 401/403 are returned for the
-        caller to decide; other HTTP errors and malformed replies raise."""
+        caller to decide; other HTTP errors and malformed replies raise. ``answers_result``: a lookup or catalogue
+        call, whose answer is ``result`` only — the sources read nothing else there (OC-DV:1933-1944, 1988-1995,
+        2937-2953) — so a reply with ``result`` and no ``error_code`` is an answer (its ``error_code`` ``None``)."""
         status, text = request_text(
             self._pool, "POST", url, where="the national portal", body=body, headers=self.headers()
         )
@@ -149,15 +153,22 @@ class _DvcqgAdapter(Adapter):
             answer = json.loads(text)
         except ValueError:
             answer = None
-        code = error_code_text(answer.get("error_code")) if isinstance(answer, dict) else None
-        if code is None or not isinstance(answer, dict):
+        if not isinstance(answer, dict):
+            raise TransientDeliveryError(
+                f"the national portal answered HTTP {status} with a malformed reply: {text[:120]!r}", status=status
+            )
+        code = error_code_text(answer.get("error_code"))
+        if code is None and not (answers_result and "result" in answer and answer.get("error_code") is None):
             raise TransientDeliveryError(
                 f"the national portal answered HTTP {status} with a malformed reply: {text[:120]!r}", status=status
             )
         return status, {**answer, "error_code": code}
 
     def succeeded(self, answer: Mapping[str, Any]) -> bool:
-        return is_success(str(answer["error_code"]), self._success)
+        """Whether ``answer`` is a success: its ``error_code`` means success, or it has none (a ``result``-only
+        answer, taken by ``_exchange`` for lookups and catalogue calls only)."""
+        code = answer.get("error_code")
+        return code is None or is_success(str(code), self._success)
 
     def _refused(self, service: str, dossier: str, exc: PortalRefusal) -> Exception:
         where = f"national portal refused {service} for {dossier}: {exc}"
@@ -235,17 +246,22 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
         """A call's body: session, madonvi, service, then the parameters at top level (OC-DV:1670-1676)."""
         return {"session": token, "madonvi": self.madonvi, "service": service, **params}
 
-    def call(self, service: str, params: Mapping[str, Any], *, url: str | None = None) -> dict[str, Any]:
-        """One portal call; the answer (success) or ``PortalRefusal``."""
-        return self._call(service, params, url=url)[0]
+    def call(
+        self, service: str, params: Mapping[str, Any], *, url: str | None = None, answers_result: bool = False
+    ) -> dict[str, Any]:
+        """One portal call; the answer (success) or ``PortalRefusal``. ``answers_result``: a lookup or catalogue
+        service, answered ``result`` without ``error_code`` (``_exchange``)."""
+        return self._call(service, params, url=url, answers_result=answers_result)[0]
 
-    def _call(self, service: str, params: Mapping[str, Any], *, url: str | None = None) -> tuple[dict[str, Any], bytes]:
+    def _call(
+        self, service: str, params: Mapping[str, Any], *, url: str | None = None, answers_result: bool = False
+    ) -> tuple[dict[str, Any], bytes]:
         for attempt in range(2):
             token = self.session()
             body = _json(self.request_body(service, params, token))
             try:
-                status, answer = self._exchange(url or self.integration_url, body)
-                if status in SESSION_STATUSES or answer["error_code"] in self._session_codes:
+                status, answer = self._exchange(url or self.integration_url, body, answers_result=answers_result)
+                if status in SESSION_STATUSES or answer.get("error_code") in self._session_codes:
                     raise SessionRejected(f"HTTP {status}" if not answer else f"error_code {answer['error_code']}")
             except SessionRejected as exc:
                 self._drop(token)
@@ -253,18 +269,19 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
                     continue
                 raise TransientDeliveryError(f"the national portal refused a fresh session: {exc}") from None
             if not self.succeeded(answer):
-                raise PortalRefusal(answer["error_code"], str(answer.get("message", "")))
+                raise PortalRefusal(str(answer["error_code"]), str(answer.get("message", "")))
             # the same bytes, but for the token: a secret the log must not keep (it is the first member)
             return answer, body.replace(json.dumps(token).encode(), _BLANKED_TOKEN, 1)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def lookup(self, dossier_code: str) -> list[Any]:
-        """``TraCuuHoSo {mahoso}`` (lower-case key) → its ``result`` array, empty when the portal does not have
-        the dossier (OC-DV:1933-1944, 1988-1995)."""
+        """``TraCuuHoSo {mahoso}`` (lower-case key) → its ``result`` array. OpenCPS reads only ``result``: anything
+        but a non-empty one — an empty or missing ``result``, any ``error_code`` — means "not on the portal", and
+        the record is inserted (OC-DV:1933-1944, 1988-1995, 2124-2137). Transport failures still raise."""
         try:
-            answer = self.call(SERVICE_LOOKUP, {"mahoso": dossier_code})
-        except PortalRefusal as exc:
-            raise self._refused(SERVICE_LOOKUP, dossier_code, exc) from None
+            answer = self.call(SERVICE_LOOKUP, {"mahoso": dossier_code}, answers_result=True)
+        except PortalRefusal:
+            return []
         result = answer.get("result")
         return result if isinstance(result, list) else []
 
@@ -273,7 +290,7 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
         → ``result[0].TECHNICALID`` (OC-DV:2937-2953); ``""`` when the portal knows none or refuses."""
         params = {"provider": self.settings.get("techid_provider", "wso2is"), "mstorcmnd": id_number}
         try:
-            answer = self.call(SERVICE_TECHID, params)
+            answer = self.call(SERVICE_TECHID, params, answers_result=True)
         except PortalRefusal:
             return ""
         result = answer.get("result")

@@ -152,6 +152,7 @@ class StrictPortal:
         self.tech_ids = {"001099012345": TECH_ID}
         self.sessions: set[str] = set()
         self.answer: dict[str, Any] = {"error_code": "0", "message": "Đồng bộ hồ sơ thành công"}  # TH-SI:33
+        self.lookup_answer: dict[str, Any] | None = None  # TraCuuHoSo's whole answer instead of the record's
         self.dstcode = DSTCODE
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), self._handler())
@@ -212,13 +213,15 @@ class StrictPortal:
         if body["session"] not in self.sessions:
             return 401, {"error_code": "-1", "message": "phiên đăng nhập không hợp lệ"}
         service = body["service"]
-        if service == "TraCuuHoSo":  # OC-DV:1933-1944: top-level mahoso, result array
+        if service == "TraCuuHoSo":  # OC-DV:1933-1944: top-level mahoso, answered result only (no error_code)
+            if self.lookup_answer is not None:
+                return 200, self.lookup_answer
             found = self.on_portal.get(body["mahoso"])
-            return 200, {"error_code": "0", "result": [] if found is None else [found]}
-        if service == "TraCuuTechID":  # OC-DV:2937-2953
+            return 200, {"result": [] if found is None else [found]}
+        if service == "TraCuuTechID":  # OC-DV:2937-2953: result only
             assert body["provider"] == "wso2is"
             tech_id = self.tech_ids.get(body["mstorcmnd"])
-            return 200, {"error_code": "0", "result": [] if tech_id is None else [{"TECHNICALID": tech_id}]}
+            return 200, {"result": [] if tech_id is None else [{"TECHNICALID": tech_id}]}
         if service in ("DongBoHoSoMC", "CapNhatTienDoHoSoMC"):
             return self.records(service, body["data"], body.get("isUpdating"))
         return 200, {"error_code": "-1", "message": f"unknown service {service}"}
@@ -373,6 +376,28 @@ def test_a_reply_without_error_code_is_transient(portal: StrictPortal) -> None:
     portal.answer = {"message": "ok"}
     with pytest.raises(TransientDeliveryError, match="malformed reply"):
         opencps(portal).deliver(request(packets.example("dossier.sync")))
+    portal.answer = {"result": []}  # only lookups answer result without error_code; a record service must not
+    with pytest.raises(TransientDeliveryError, match="malformed reply"):
+        opencps(portal).deliver(request(packets.example("dossier.sync")))
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        golden("OC-DV_1933-1944.TraCuuHoSo.reply.empty.json"),
+        {"error_code": "-1", "message": "Không tìm thấy hồ sơ"},  # a code, no result
+        {"error_code": "0"},
+        {"result": None},
+    ],
+)
+def test_a_lookup_without_a_non_empty_result_means_insert(portal: StrictPortal, reply: dict[str, Any]) -> None:
+    # OpenCPS reads only TraCuuHoSo's result: anything else is "not on the portal" (OC-DV:1988-1995, 2124-2137)
+    portal.lookup_answer = reply
+    opencps(portal).deliver(request(packets.example("dossier.sync")))
+    assert portal.on_portal[DOSSIER]["_updating"] == "False"
+    portal.lookup_answer = golden("OC-DV_1933-1944.TraCuuHoSo.reply.found.json")  # result only: on the portal
+    opencps(portal).deliver(request(packets.example("dossier.sync")))
+    assert portal.on_portal[DOSSIER]["_updating"] == "True"
 
 
 def test_a_rejected_session_logs_in_again_once(portal: StrictPortal) -> None:
