@@ -30,8 +30,8 @@ when the profile lists it in ``transient_codes`` (no source lists any), else per
 and login answer ``error_code``; lookups and the catalogue answer ``result`` only (OC-DV:1933-1944, 2937-2953),
 so there a reply with ``result`` and no ``error_code`` is an answer. Any other reply that is not a JSON object
 with an ``error_code`` is transient (a proxy or portal hiccup); HTTP 5xx/429 transient, other 4xx
-permanent. ``DonViXuLy`` left empty by the mapping is the profile's ``unit_name``; ``TrangThaiHoSo`` goes through
-the profile's ``status_map`` (per deployment, OC-DV:1220-1244).
+permanent. ``DonViXuLy`` left empty by the mapping is the profile's ``unit_name``; ``TrangThaiHoSo`` and the progress
+record's ``TrangThai`` go through the profile's ``status_map`` (per deployment, OC-DV:1220-1244, 507-524).
 
 ``DeliveryReceipt.sent`` is the body of the call that delivered, byte for byte, the session token read ``"***"``.
 """
@@ -176,12 +176,14 @@ class _DvcqgAdapter(Adapter):
 
     def _fill(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record with what only the profile knows: ``DonViXuLy`` = the unit's name (OC-DV:222), the
-        deployment's ``TrangThaiHoSo`` code (OC-DV:1220-1244)."""
+        deployment's status code — the dossier record's ``TrangThaiHoSo`` and the progress record's ``TrangThai``
+        through the same mapping, as OpenCPS maps both (OC-DV:1220-1244, 507-524)."""
         if "DonViXuLy" in record and not record["DonViXuLy"]:
             record = {**record, "DonViXuLy": self.settings.get("unit_name", "")}
-        status = record.get("TrangThaiHoSo")
-        if isinstance(status, str) and status in self._status_map:
-            record = {**record, "TrangThaiHoSo": self._status_map[status]}
+        for key in ("TrangThaiHoSo", "TrangThai"):
+            status = record.get(key)
+            if isinstance(status, str) and status in self._status_map:
+                record = {**record, key: self._status_map[status]}
         return record
 
     def close(self) -> None:

@@ -357,6 +357,10 @@ def test_the_status_code_is_mapped_per_deployment(portal: StrictPortal) -> None:
     assert portal.on_portal[DOSSIER]["TrangThaiHoSo"] == "9"  # as TH sends it (TH-SS:267-270)
     opencps(portal).deliver(request(packets.example("dossier.sync").model_copy(update={"status": 5})))
     assert portal.on_portal[DOSSIER]["TrangThaiHoSo"] == "5"
+    # the progress record's TrangThai goes through the same mapping (OC-DV:507-524, getMappingStatus)
+    step = packets.example("dossier.status")
+    opencps(portal, status_map="4:9").deliver(request(step))
+    assert dvcqg.progress_record(step)["TrangThai"] == "4" and portal.progress[-1]["TrangThai"] == "9"
     base = {"endpoint": portal.url, "kind": "national_portal", "credentials": {"username": USER, "password": PASSWORD}}
     broken = DestinationConfig(**base, profile="dvcqg/opencps", profile_values=OPENCPS_VALUES | {"status_map": "5=9"})
     unusable = build_adapter(broken)
