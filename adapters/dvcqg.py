@@ -15,7 +15,9 @@ is a YAML edit; every behaviour cites ``PARTNER-FORMATS.md`` §1.
   parameters at top level; only DongBoHoSoMC and CapNhatTienDoHoSoMC carry a ``data`` list (OC-DV:1670-1676,
   1988-1995).
 - DongBoHoSoMC: ``TraCuuHoSo {mahoso}`` first; a non-empty ``result`` means the dossier is on the portal, so
-  ``isUpdating`` is ``"True"`` (OC-DV:2124-2137). ``MaDoiTuong`` left empty by the mapping is looked up with
+  ``isUpdating`` is ``"True"`` (OC-DV:2124-2137). An insert refused with the profile's "already exists" answer
+  (``already_exists_codes``/``already_exists_text``, TH-SS:497-510) is sent once more as an update: the lookup
+  may lag an insert, or two syncs raced. ``MaDoiTuong`` left empty by the mapping is looked up with
   ``TraCuuTechID {provider, mstorcmnd}`` → ``result[0].TECHNICALID`` (OC-DV:2937-2953), else stays ``""``.
 
 ``dvcqg/proxy`` (``DvcqgProxyAdapter``), as the Thanh Hóa code calls its provincial proxy: one URL per operation
@@ -129,6 +131,8 @@ class _DvcqgAdapter(Adapter):
         self._success: Mapping[str, str] = success.values if success else {"0": "success"}
         self._transient = _codes(settings.get("transient_codes", ""))
         self._status_map = status_map(settings.get("status_map", ""))
+        self._exists_codes = _codes(settings.get("already_exists_codes", ""))
+        self._exists_text = settings.get("already_exists_text", "")
 
     def headers(self) -> dict[str, str]:
         """Every call's headers (OC-DV:1102, 1690, 1863): JSON, ``Charset: utf-8`` and ``dstcode`` when set."""
@@ -169,6 +173,11 @@ class _DvcqgAdapter(Adapter):
         answer, taken by ``_exchange`` for lookups and catalogue calls only)."""
         code = answer.get("error_code")
         return code is None or is_success(str(code), self._success)
+
+    def _already_exists(self, exc: PortalRefusal) -> bool:
+        """An insert refused because the portal has the dossier: a profile ``already_exists_codes`` code ("3"/"-3")
+        and a message containing ``already_exists_text`` ("đã tồn tại") (TH-SS:497-510)."""
+        return exc.code in self._exists_codes and bool(self._exists_text) and self._exists_text in exc.message
 
     def _refused(self, service: str, dossier: str, exc: PortalRefusal) -> Exception:
         where = f"national portal refused {service} for {dossier}: {exc}"
@@ -315,7 +324,15 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
                         record = {**record, "MaDoiTuong": self.tech_id(str(record["SoGiayToChuHoSo"]))}
                 updating = "True" if self.lookup(code) else "False"  # OC-DV:2124-2137
                 flag = f" isUpdating={updating}"
-                answer, sent = self._call(service, {"isUpdating": updating, "data": [record]})
+                try:
+                    answer, sent = self._call(service, {"isUpdating": updating, "data": [record]})
+                except PortalRefusal as exc:
+                    # TraCuuHoSo may lag an insert, or two syncs raced: the "already exists" answer turns the
+                    # insert into an update, once (TH-SS:497-510, the profile's already_exists_* values)
+                    if updating == "True" or not self._already_exists(exc):
+                        raise
+                    answer, sent = self._call(service, {"isUpdating": "True", "data": [record]})
+                    flag = f" isUpdating=True (the insert answered: {exc.message})"
             else:
                 answer, sent = self._call(service, {"data": [record]})
         except PortalRefusal as exc:
@@ -334,8 +351,6 @@ class DvcqgProxyAdapter(_DvcqgAdapter):
         self.insert_url = url_for(endpoint, settings["insert_url"])
         self.update_url = url_for(endpoint, settings["update_url"])
         self.progress_url = url_for(endpoint, settings["progress_url"])
-        self._exists_codes = _codes(settings.get("already_exists_codes", ""))
-        self._exists_text = settings.get("already_exists_text", "")
 
     def __repr__(self) -> str:
         return f"DvcqgProxyAdapter({self.endpoint!r})"
@@ -348,10 +363,6 @@ class DvcqgProxyAdapter(_DvcqgAdapter):
         if not self.succeeded(answer):
             raise PortalRefusal(answer["error_code"], str(answer.get("message", "")))
         return answer, body
-
-    def _already_exists(self, exc: PortalRefusal) -> bool:
-        """TH-SS:497-510: code "3"/"-3" and a message containing "đã tồn tại"."""
-        return exc.code in self._exists_codes and bool(self._exists_text) and self._exists_text in exc.message
 
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
         mapped = request.mapped("the national portal")

@@ -233,6 +233,10 @@ class StrictPortal:
                 return 400, {"error_code": "-1", "message": str(issues[0])}
         if self.answer.get("error_code") not in ("0", 0, "00"):
             return 200, self.answer
+        if service == "DongBoHoSoMC" and updating == "False":
+            known = [r["MaHoSo"] for r in records if r["MaHoSo"] in self.on_portal]
+            if known:  # the answer is the Thanh Hóa proxy's (TH-SS:497-510); the portal's own is not sourced
+                return 200, {"error_code": "-3", "message": f"Hồ sơ {known[0]} đã tồn tại"}
         for record in records:
             if service == "DongBoHoSoMC":
                 self.on_portal[record["MaHoSo"]] = record | {"_updating": updating}
@@ -402,6 +406,21 @@ def test_a_lookup_without_a_non_empty_result_means_insert(portal: StrictPortal, 
     portal.lookup_answer = golden("OC-DV_1933-1944.TraCuuHoSo.reply.found.json")  # result only: on the portal
     opencps(portal).deliver(request(packets.example("dossier.sync")))
     assert portal.on_portal[DOSSIER]["_updating"] == "True"
+
+
+def test_an_insert_answered_already_exists_is_resent_once_as_an_update(portal: StrictPortal) -> None:
+    adapter = opencps(portal)
+    adapter.deliver(request(packets.example("dossier.sync")))
+    portal.lookup_answer = golden("OC-DV_1933-1944.TraCuuHoSo.reply.empty.json")  # the lookup lags the insert
+    receipt = adapter.deliver(request(packets.example("dossier.sync").model_copy(update={"status": 9})))
+    flags = [body.get("isUpdating") for _, _, body in portal.calls if body.get("service") == "DongBoHoSoMC"]
+    assert flags == ["False", "False", "True"]  # TH-SS:497-510
+    assert "isUpdating=True (the insert answered: Hồ sơ" in receipt.detail
+    assert portal.on_portal[DOSSIER]["_updating"] == "True" and portal.on_portal[DOSSIER]["TrangThaiHoSo"] == "9"
+    # another refusal, or the profile's text not in the message, is not resent
+    with pytest.raises(PermanentDeliveryError, match="error_code -3"):
+        opencps(portal, already_exists_text="already exists").deliver(request(packets.example("dossier.sync")))
+    assert portal.calls[-1][2]["isUpdating"] == "False"
 
 
 def test_a_rejected_session_logs_in_again_once(portal: StrictPortal) -> None:
