@@ -125,6 +125,10 @@ def test_the_sourced_schemas_take_real_fields_and_types() -> None:
     assert [(i.field, i.rule) for i in dvcqg.validate_record(dvcqg.SERVICE_SYNC, broken)] == [
         ("DanhSachLePhi[0].Gia", "type")
     ]
+    # the hub's outbound schema refuses a personal ID as MaDoiTuong and an agency code as DonViXuLy (OC-DV:196-222)
+    for wrong in ({"MaDoiTuong": "001099012345"}, {"MaDoiTuong": "123456789"}, {"DonViXuLy": "000.00.00.H12"}):
+        issues = dvcqg.validate_record(dvcqg.SERVICE_SYNC, record | wrong)
+        assert [(i.field, i.rule) for i in issues] == [(next(iter(wrong)), "not")]
     for reply in GOLDEN.glob("*.reply*.json"):
         assert dvcqg.validate_record("reply", golden(reply.name)) == [], reply.name
 
