@@ -18,7 +18,8 @@ is a YAML edit; every behaviour cites ``PARTNER-FORMATS.md`` §1.
   ``isUpdating`` is ``"True"`` (OC-DV:2124-2137). An insert refused with the profile's "already exists" answer
   (``already_exists_codes``/``already_exists_text``, TH-SS:497-510) is sent once more as an update: the lookup
   may lag an insert, or two syncs raced. ``MaDoiTuong`` left empty by the mapping is looked up with
-  ``TraCuuTechID {provider, mstorcmnd}`` → ``result[0].TECHNICALID`` (OC-DV:2937-2953), else stays ``""``.
+  ``TraCuuTechID {provider, mstorcmnd}`` → ``result[0].TECHNICALID`` (OC-DV:2937-2953), only for a dossier of
+  the profile's ``techid_channels`` (the online channel "2", TH-SS:275-278); else it stays ``""``.
 
 ``dvcqg/proxy`` (``DvcqgProxyAdapter``), as the Thanh Hóa code calls its provincial proxy: one URL per operation
 (``insert_url``, ``update_url``, ``progress_url``), the body a bare JSON array of records, no session, the reply
@@ -309,6 +310,13 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
         found = first.get("TECHNICALID") if isinstance(first, dict) else None
         return str(found) if isinstance(found, str | int) and not isinstance(found, bool) else ""
 
+    def _looks_up_tech_id(self, record: Mapping[str, Any]) -> bool:
+        """Whether the applicant's portal account is looked up: the profile's ``techid_lookup`` is on and the
+        dossier came through one of its ``techid_channels`` (TH: the online channel "2" only, TH-SS:275-278) — no
+        personal ID goes to TraCuuTechID for any other channel."""
+        channels = _codes(self.settings.get("techid_channels", "2"))
+        return self.settings.get("techid_lookup", "1") == "1" and str(record.get("KenhThucHien", "")) in channels
+
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
         mapped = request.mapped("the national portal")
         if not isinstance(mapped, DvcqgCall):
@@ -319,9 +327,8 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
         flag = ""
         try:
             if service == SERVICE_SYNC:
-                if not record.get("MaDoiTuong") and record.get("SoGiayToChuHoSo"):
-                    if self.settings.get("techid_lookup", "1") == "1":
-                        record = {**record, "MaDoiTuong": self.tech_id(str(record["SoGiayToChuHoSo"]))}
+                if not record.get("MaDoiTuong") and record.get("SoGiayToChuHoSo") and self._looks_up_tech_id(record):
+                    record = {**record, "MaDoiTuong": self.tech_id(str(record["SoGiayToChuHoSo"]))}
                 updating = "True" if self.lookup(code) else "False"  # OC-DV:2124-2137
                 flag = f" isUpdating={updating}"
                 try:

@@ -358,6 +358,15 @@ def test_an_unknown_account_leaves_ma_doi_tuong_empty(portal: StrictPortal) -> N
     assert portal.services().count("TraCuuTechID") == 1 and portal.on_portal[DOSSIER]["MaDoiTuong"] == ""
 
 
+def test_the_account_is_looked_up_only_for_the_profiles_channels(portal: StrictPortal) -> None:
+    # TH looks the TechID up only for the online channel "2" (TH-SS:275-278): no personal ID goes out otherwise
+    opencps(portal).deliver(request(anonymous_dossier(channel=1)))
+    assert "TraCuuTechID" not in portal.services() and portal.on_portal[DOSSIER]["MaDoiTuong"] == ""
+    portal.on_portal.clear()
+    opencps(portal, techid_channels="1,2").deliver(request(anonymous_dossier(channel=1)))
+    assert portal.services().count("TraCuuTechID") == 1 and portal.on_portal[DOSSIER]["MaDoiTuong"] == TECH_ID
+
+
 def test_the_status_code_is_mapped_per_deployment(portal: StrictPortal) -> None:
     opencps(portal, status_map="5:9, 6:9,8:9").deliver(
         request(packets.example("dossier.sync").model_copy(update={"status": 5}))
