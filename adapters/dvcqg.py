@@ -15,8 +15,11 @@ is a YAML edit; every behaviour cites ``PARTNER-FORMATS.md`` §1.
   parameters at top level; only DongBoHoSoMC and CapNhatTienDoHoSoMC carry a ``data`` list (OC-DV:1670-1676,
   1988-1995).
 - DongBoHoSoMC: ``TraCuuHoSo {mahoso}`` first; a non-empty ``result`` means the dossier is on the portal, so
-  ``isUpdating`` is ``"True"`` (OC-DV:2124-2137). ``MaDoiTuong`` left empty by the mapping is looked up with
-  ``TraCuuTechID {provider, mstorcmnd}`` → ``result[0].TECHNICALID`` (OC-DV:2937-2953), else stays ``""``.
+  ``isUpdating`` is ``"True"`` (OC-DV:2124-2137). An insert refused with the profile's "already exists" answer
+  (``already_exists_codes``/``already_exists_text``, TH-SS:497-510) is sent once more as an update: the lookup
+  may lag an insert, or two syncs raced. ``MaDoiTuong`` left empty by the mapping is looked up with
+  ``TraCuuTechID {provider, mstorcmnd}`` → ``result[0].TECHNICALID`` (OC-DV:2937-2953), only for a dossier of
+  the profile's ``techid_channels`` (the online channel "2", TH-SS:275-278); else it stays ``""``.
 
 ``dvcqg/proxy`` (``DvcqgProxyAdapter``), as the Thanh Hóa code calls its provincial proxy: one URL per operation
 (``insert_url``, ``update_url``, ``progress_url``), the body a bare JSON array of records, no session, the reply
@@ -26,10 +29,12 @@ is a YAML edit; every behaviour cites ``PARTNER-FORMATS.md`` §1.
 
 Both: ``error_code`` is read as a string or a number (OC-DV:2142, 1130; OC-DV23:1577; TH-SI:33); the profile's
 ``error_code`` table says which codes mean success ("0", "00"). Any other code is the portal refusing: retried
-when the profile lists it in ``transient_codes`` (no source lists any), else permanent. A reply that is not a
-JSON object with an ``error_code`` is transient (a proxy or portal hiccup); HTTP 5xx/429 transient, other 4xx
-permanent. ``DonViXuLy`` left empty by the mapping is the profile's ``unit_name``; ``TrangThaiHoSo`` goes through
-the profile's ``status_map`` (per deployment, OC-DV:1220-1244).
+when the profile lists it in ``transient_codes`` (no source lists any), else permanent. Only the record services
+and login answer ``error_code``; lookups and the catalogue answer ``result`` only (OC-DV:1933-1944, 2937-2953),
+so there a reply with ``result`` and no ``error_code`` is an answer. Any other reply that is not a JSON object
+with an ``error_code`` is transient (a proxy or portal hiccup); HTTP 5xx/429 transient, other 4xx
+permanent. ``DonViXuLy`` left empty by the mapping is the profile's ``unit_name``; ``TrangThaiHoSo`` and the progress
+record's ``TrangThai`` go through the profile's ``status_map`` (per deployment, OC-DV:1220-1244, 507-524).
 
 ``DeliveryReceipt.sent`` is the body of the call that delivered, byte for byte, the session token read ``"***"``.
 """
@@ -127,6 +132,8 @@ class _DvcqgAdapter(Adapter):
         self._success: Mapping[str, str] = success.values if success else {"0": "success"}
         self._transient = _codes(settings.get("transient_codes", ""))
         self._status_map = status_map(settings.get("status_map", ""))
+        self._exists_codes = _codes(settings.get("already_exists_codes", ""))
+        self._exists_text = settings.get("already_exists_text", "")
 
     def headers(self) -> dict[str, str]:
         """Every call's headers (OC-DV:1102, 1690, 1863): JSON, ``Charset: utf-8`` and ``dstcode`` when set."""
@@ -136,9 +143,11 @@ class _DvcqgAdapter(Adapter):
             headers["dstcode"] = dstcode
         return headers
 
-    def _exchange(self, url: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    def _exchange(self, url: str, body: bytes, *, answers_result: bool = False) -> tuple[int, dict[str, Any]]:
         """POST ``body``; (HTTP status, the JSON answer with ``error_code`` as text). 401/403 are returned for the
-        caller to decide; other HTTP errors and malformed replies raise."""
+        caller to decide; other HTTP errors and malformed replies raise. ``answers_result``: a lookup or catalogue
+        call, whose answer is ``result`` only — the sources read nothing else there (OC-DV:1933-1944, 1988-1995,
+        2937-2953) — so a reply with ``result`` and no ``error_code`` is an answer (its ``error_code`` ``None``)."""
         status, text = request_text(
             self._pool, "POST", url, where="the national portal", body=body, headers=self.headers()
         )
@@ -149,15 +158,27 @@ class _DvcqgAdapter(Adapter):
             answer = json.loads(text)
         except ValueError:
             answer = None
-        code = error_code_text(answer.get("error_code")) if isinstance(answer, dict) else None
-        if code is None or not isinstance(answer, dict):
+        if not isinstance(answer, dict):
+            raise TransientDeliveryError(
+                f"the national portal answered HTTP {status} with a malformed reply: {text[:120]!r}", status=status
+            )
+        code = error_code_text(answer.get("error_code"))
+        if code is None and not (answers_result and "result" in answer and answer.get("error_code") is None):
             raise TransientDeliveryError(
                 f"the national portal answered HTTP {status} with a malformed reply: {text[:120]!r}", status=status
             )
         return status, {**answer, "error_code": code}
 
     def succeeded(self, answer: Mapping[str, Any]) -> bool:
-        return is_success(str(answer["error_code"]), self._success)
+        """Whether ``answer`` is a success: its ``error_code`` means success, or it has none (a ``result``-only
+        answer, taken by ``_exchange`` for lookups and catalogue calls only)."""
+        code = answer.get("error_code")
+        return code is None or is_success(str(code), self._success)
+
+    def _already_exists(self, exc: PortalRefusal) -> bool:
+        """An insert refused because the portal has the dossier: a profile ``already_exists_codes`` code ("3"/"-3")
+        and a message containing ``already_exists_text`` ("đã tồn tại") (TH-SS:497-510)."""
+        return exc.code in self._exists_codes and bool(self._exists_text) and self._exists_text in exc.message
 
     def _refused(self, service: str, dossier: str, exc: PortalRefusal) -> Exception:
         where = f"national portal refused {service} for {dossier}: {exc}"
@@ -165,12 +186,14 @@ class _DvcqgAdapter(Adapter):
 
     def _fill(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record with what only the profile knows: ``DonViXuLy`` = the unit's name (OC-DV:222), the
-        deployment's ``TrangThaiHoSo`` code (OC-DV:1220-1244)."""
+        deployment's status code — the dossier record's ``TrangThaiHoSo`` and the progress record's ``TrangThai``
+        through the same mapping, as OpenCPS maps both (OC-DV:1220-1244, 507-524)."""
         if "DonViXuLy" in record and not record["DonViXuLy"]:
             record = {**record, "DonViXuLy": self.settings.get("unit_name", "")}
-        status = record.get("TrangThaiHoSo")
-        if isinstance(status, str) and status in self._status_map:
-            record = {**record, "TrangThaiHoSo": self._status_map[status]}
+        for key in ("TrangThaiHoSo", "TrangThai"):
+            status = record.get(key)
+            if isinstance(status, str) and status in self._status_map:
+                record = {**record, key: self._status_map[status]}
         return record
 
     def close(self) -> None:
@@ -235,17 +258,22 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
         """A call's body: session, madonvi, service, then the parameters at top level (OC-DV:1670-1676)."""
         return {"session": token, "madonvi": self.madonvi, "service": service, **params}
 
-    def call(self, service: str, params: Mapping[str, Any], *, url: str | None = None) -> dict[str, Any]:
-        """One portal call; the answer (success) or ``PortalRefusal``."""
-        return self._call(service, params, url=url)[0]
+    def call(
+        self, service: str, params: Mapping[str, Any], *, url: str | None = None, answers_result: bool = False
+    ) -> dict[str, Any]:
+        """One portal call; the answer (success) or ``PortalRefusal``. ``answers_result``: a lookup or catalogue
+        service, answered ``result`` without ``error_code`` (``_exchange``)."""
+        return self._call(service, params, url=url, answers_result=answers_result)[0]
 
-    def _call(self, service: str, params: Mapping[str, Any], *, url: str | None = None) -> tuple[dict[str, Any], bytes]:
+    def _call(
+        self, service: str, params: Mapping[str, Any], *, url: str | None = None, answers_result: bool = False
+    ) -> tuple[dict[str, Any], bytes]:
         for attempt in range(2):
             token = self.session()
             body = _json(self.request_body(service, params, token))
             try:
-                status, answer = self._exchange(url or self.integration_url, body)
-                if status in SESSION_STATUSES or answer["error_code"] in self._session_codes:
+                status, answer = self._exchange(url or self.integration_url, body, answers_result=answers_result)
+                if status in SESSION_STATUSES or answer.get("error_code") in self._session_codes:
                     raise SessionRejected(f"HTTP {status}" if not answer else f"error_code {answer['error_code']}")
             except SessionRejected as exc:
                 self._drop(token)
@@ -253,18 +281,19 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
                     continue
                 raise TransientDeliveryError(f"the national portal refused a fresh session: {exc}") from None
             if not self.succeeded(answer):
-                raise PortalRefusal(answer["error_code"], str(answer.get("message", "")))
+                raise PortalRefusal(str(answer["error_code"]), str(answer.get("message", "")))
             # the same bytes, but for the token: a secret the log must not keep (it is the first member)
             return answer, body.replace(json.dumps(token).encode(), _BLANKED_TOKEN, 1)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def lookup(self, dossier_code: str) -> list[Any]:
-        """``TraCuuHoSo {mahoso}`` (lower-case key) → its ``result`` array, empty when the portal does not have
-        the dossier (OC-DV:1933-1944, 1988-1995)."""
+        """``TraCuuHoSo {mahoso}`` (lower-case key) → its ``result`` array. OpenCPS reads only ``result``: anything
+        but a non-empty one — an empty or missing ``result``, any ``error_code`` — means "not on the portal", and
+        the record is inserted (OC-DV:1933-1944, 1988-1995, 2124-2137). Transport failures still raise."""
         try:
-            answer = self.call(SERVICE_LOOKUP, {"mahoso": dossier_code})
-        except PortalRefusal as exc:
-            raise self._refused(SERVICE_LOOKUP, dossier_code, exc) from None
+            answer = self.call(SERVICE_LOOKUP, {"mahoso": dossier_code}, answers_result=True)
+        except PortalRefusal:
+            return []
         result = answer.get("result")
         return result if isinstance(result, list) else []
 
@@ -273,13 +302,20 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
         → ``result[0].TECHNICALID`` (OC-DV:2937-2953); ``""`` when the portal knows none or refuses."""
         params = {"provider": self.settings.get("techid_provider", "wso2is"), "mstorcmnd": id_number}
         try:
-            answer = self.call(SERVICE_TECHID, params)
+            answer = self.call(SERVICE_TECHID, params, answers_result=True)
         except PortalRefusal:
             return ""
         result = answer.get("result")
         first = result[0] if isinstance(result, list) and result else None
         found = first.get("TECHNICALID") if isinstance(first, dict) else None
         return str(found) if isinstance(found, str | int) and not isinstance(found, bool) else ""
+
+    def _looks_up_tech_id(self, record: Mapping[str, Any]) -> bool:
+        """Whether the applicant's portal account is looked up: the profile's ``techid_lookup`` is on and the
+        dossier came through one of its ``techid_channels`` (TH: the online channel "2" only, TH-SS:275-278) — no
+        personal ID goes to TraCuuTechID for any other channel."""
+        channels = _codes(self.settings.get("techid_channels", "2"))
+        return self.settings.get("techid_lookup", "1") == "1" and str(record.get("KenhThucHien", "")) in channels
 
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
         mapped = request.mapped("the national portal")
@@ -291,12 +327,19 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
         flag = ""
         try:
             if service == SERVICE_SYNC:
-                if not record.get("MaDoiTuong") and record.get("SoGiayToChuHoSo"):
-                    if self.settings.get("techid_lookup", "1") == "1":
-                        record = {**record, "MaDoiTuong": self.tech_id(str(record["SoGiayToChuHoSo"]))}
+                if not record.get("MaDoiTuong") and record.get("SoGiayToChuHoSo") and self._looks_up_tech_id(record):
+                    record = {**record, "MaDoiTuong": self.tech_id(str(record["SoGiayToChuHoSo"]))}
                 updating = "True" if self.lookup(code) else "False"  # OC-DV:2124-2137
                 flag = f" isUpdating={updating}"
-                answer, sent = self._call(service, {"isUpdating": updating, "data": [record]})
+                try:
+                    answer, sent = self._call(service, {"isUpdating": updating, "data": [record]})
+                except PortalRefusal as exc:
+                    # TraCuuHoSo may lag an insert, or two syncs raced: the "already exists" answer turns the
+                    # insert into an update, once (TH-SS:497-510, the profile's already_exists_* values)
+                    if updating == "True" or not self._already_exists(exc):
+                        raise
+                    answer, sent = self._call(service, {"isUpdating": "True", "data": [record]})
+                    flag = f" isUpdating=True (the insert answered: {exc.message})"
             else:
                 answer, sent = self._call(service, {"data": [record]})
         except PortalRefusal as exc:
@@ -315,8 +358,6 @@ class DvcqgProxyAdapter(_DvcqgAdapter):
         self.insert_url = url_for(endpoint, settings["insert_url"])
         self.update_url = url_for(endpoint, settings["update_url"])
         self.progress_url = url_for(endpoint, settings["progress_url"])
-        self._exists_codes = _codes(settings.get("already_exists_codes", ""))
-        self._exists_text = settings.get("already_exists_text", "")
 
     def __repr__(self) -> str:
         return f"DvcqgProxyAdapter({self.endpoint!r})"
@@ -329,10 +370,6 @@ class DvcqgProxyAdapter(_DvcqgAdapter):
         if not self.succeeded(answer):
             raise PortalRefusal(answer["error_code"], str(answer.get("message", "")))
         return answer, body
-
-    def _already_exists(self, exc: PortalRefusal) -> bool:
-        """TH-SS:497-510: code "3"/"-3" and a message containing "đã tồn tại"."""
-        return exc.code in self._exists_codes and bool(self._exists_text) and self._exists_text in exc.message
 
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
         mapped = request.mapped("the national portal")

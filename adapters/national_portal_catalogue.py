@@ -13,9 +13,11 @@
   ``result[{MALINHVUC, TENLINHVUC, MANGANH}]`` (OC-DV:712-741), all at ``share_endpoint``; ``LayThuTuc`` with
   ``maTTHC`` at ``integration_endpoint`` → ``result[0]``: TENTTHC, LINHVUCTHUCHIEN[{MALINHVUC, TENLINHVUC}], …
   (OC-DV:171-186, 2503-2760).
-- ``error_code`` is read as a string or a number: OC-DV parses a string (OC-DV:2142), reads an int at login
-  (OC-DV:1130), OC-DV23 compares with "00" (OC-DV23:1577); its meaning comes from the profile's ``error_code``
-  code table (only success is sourced).
+- These services answer ``result`` only: the sources read nothing else there (OC-DV:1252-1259, 171-186), so an
+  answer without ``error_code`` is read; one that carries it is read as the login's is — a string or a number,
+  OC-DV parses a string (OC-DV:2142), reads an int at login (OC-DV:1130), OC-DV23 compares with "00"
+  (OC-DV23:1577), its meaning from the profile's ``error_code`` code table (only success is sourced). An answer
+  without ``result`` (missing or null) is an error, never an empty catalogue.
 
 The session, headers, URLs and ``error_code`` reading are the portal adapter's (``adapters.dvcqg.
 DvcqgOpenCpsAdapter``, its ``call(service, params, url=...)``): one implementation of the portal's session for
@@ -79,14 +81,15 @@ class PortalCatalogueClient:
 
     def _call(self, url: str, service: str, **params: str) -> list[Any]:
         try:
-            answer = self.adapter.call(service, params, url=url)  # logs in first when it holds no session
+            # logs in first when it holds no session; the answer is ``result`` only (OC-DV:1252-1259, 171-186)
+            answer = self.adapter.call(service, params, url=url, answers_result=True)
         except LoginRefused as exc:
             raise CatalogueError(f"the national portal refused the login: {exc.reason}".rstrip(": ")) from None
         except PortalRefusal as exc:
             raise CatalogueError(f"the national portal refused {service}: {exc}".rstrip(": ")) from None
         result = answer.get("result")
-        if result is None:
-            return []
+        if result is None:  # the sources read the answer's result and nothing else: without one, nothing was read
+            raise CatalogueError(f"the national portal answered {service} without a result")
         if not isinstance(result, list):
             raise CatalogueError(f"the national portal answered {service} with a result that is not a list")
         return result

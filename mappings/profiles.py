@@ -54,6 +54,11 @@ class ProfileValue:
     default: str | None = None
     source: str | None = None
     note: str = ""
+    #: a value matching this regex is wrong (``check`` fails it), e.g. an agency code where a name belongs
+    refuse_pattern: str | None = None
+    refuse_note: str = ""
+    #: what an empty value means, when it should be looked at (``check`` warns)
+    when_empty: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +92,7 @@ class Finding:
 
     status: Literal["fail", "warn"]
     key: str
-    rule: str  # profile-value-unset | profile-value-unknown | profile-value-unsourced
+    rule: str  # profile-value-unset | -unknown | -unsourced | -refused | -empty
     message: str
 
 
@@ -119,7 +124,7 @@ class ProfileSettings(Mapping[str, str]):
 def _value(key: str, raw: object, where: str) -> ProfileValue:
     if not isinstance(raw, Mapping):
         raise UnknownProfileError(f"{where}: value {key!r} must be a mapping (required/default/source/note)")
-    unknown = set(raw) - {"required", "default", "source", "note"}
+    unknown = set(raw) - {"required", "default", "source", "note", "refuse_pattern", "refuse_note", "when_empty"}
     if unknown:
         raise UnknownProfileError(f"{where}: value {key!r} has unknown fields {sorted(unknown)}")
     required = bool(raw.get("required", False))
@@ -129,11 +134,20 @@ def _value(key: str, raw: object, where: str) -> ProfileValue:
     if not required and default is None:
         raise UnknownProfileError(f'{where}: value {key!r} needs a default ("" for none) or required: true')
     source = raw.get("source")
+    refuse = raw.get("refuse_pattern")
+    if refuse is not None:
+        try:
+            re.compile(str(refuse))
+        except re.error as exc:
+            raise UnknownProfileError(f"{where}: value {key!r} has a refuse_pattern that is no regex: {exc}") from None
     return ProfileValue(
         required=required,
         default=None if default is None else str(default),
         source=None if source is None else str(source),
         note=str(raw.get("note", "")),
+        refuse_pattern=None if refuse is None else str(refuse),
+        refuse_note=str(raw.get("refuse_note", "")),
+        when_empty=str(raw.get("when_empty", "")),
     )
 
 
@@ -226,8 +240,9 @@ def resolve(profile: Profile, given: Mapping[str, str]) -> ProfileSettings:
 
 
 def check(profile: Profile, given: Mapping[str, str]) -> list[Finding]:
-    """What an integrator should look at in ``given``: a required value unset or a key the profile does not know
-    (``fail``), a value left at a default no public source supports (``warn``)."""
+    """What an integrator should look at in ``given``: a required value unset, a key the profile does not know or
+    a value matching the value's ``refuse_pattern`` (``fail``); a value left at a default no public source
+    supports, or empty where the profile says what that means (``when_empty``) (``warn``)."""
     findings: list[Finding] = []
     for key in sorted(set(given) - set(profile.values)):
         known = ", ".join(sorted(profile.values)) or "none"
@@ -243,4 +258,10 @@ def check(profile: Profile, given: Mapping[str, str]) -> list[Finding]:
             note = f"; {value.note}" if value.note else ""
             message = f"{key}: left at the default {value.default!r}, which no public source confirms{note}"
             findings.append(Finding("warn", key, "profile-value-unsourced", message))
+        text = str(given[key]) if key in given else str(value.default or "")
+        if value.refuse_pattern and text and re.search(value.refuse_pattern, text.strip()):
+            note = f": {value.refuse_note}" if value.refuse_note else ""
+            findings.append(Finding("fail", key, "profile-value-refused", f"{key}: {text!r} is not accepted{note}"))
+        if value.when_empty and not value.required and not text.strip():
+            findings.append(Finding("warn", key, "profile-value-empty", f"{key}: empty; {value.when_empty}"))
     return findings

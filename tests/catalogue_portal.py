@@ -9,7 +9,8 @@ the sources make it.
 - ``share_endpoint``: exactly ``{session, madonvi, service}`` for LayDanhSachTTHC (OC-DV:1252-1259),
   LayDanhMucCoQuan (OC-DV:534-558), LayDanhMucLinhVuc (OC-DV:712-741);
 - ``integration_endpoint``: exactly ``{session, madonvi, service: LayThuTuc, maTTHC}`` (OC-DV:171-186, 2503-2760);
-- answers carry ``error_code`` as the string "0" (TH-SI:33; OC-DV:2142 parses a string) and ``result``.
+- answers are ``{result}`` only: the sources read nothing else from these services (OC-DV:1252-1259, 171-186);
+  a refused LayThuTuc answers ``error_code`` "-1" (unsourced); ``FakePortal.replies`` replaces a service's answer.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class FakePortal:
     """What the fake portal answers and what it saw."""
 
     login_code: Any = 0
+    replies: dict[str, dict[str, Any]] = field(default_factory=dict)  # service → the whole answer instead
     seen: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)
     url: str = ""
@@ -111,8 +113,10 @@ def _handler(portal: FakePortal) -> type[BaseHTTPRequestHandler]:
             if body.get("session") not in portal.sessions or body.get("madonvi") != MADONVI:
                 return self._answer(400, {"message": "unknown session or madonvi"})
             service = body.get("service")
+            if service in portal.replies:
+                return self._answer(200, portal.replies[service])
             if self.path == "/portal/share" and service in LISTS and set(body) == {"session", "madonvi", "service"}:
-                return self._answer(200, {"error_code": "0", "message": "", "result": LISTS[service]})
+                return self._answer(200, {"result": LISTS[service]})
             if (
                 self.path == "/portal/integration"
                 and service == "LayThuTuc"
@@ -121,7 +125,7 @@ def _handler(portal: FakePortal) -> type[BaseHTTPRequestHandler]:
                 detail = DETAILS.get(body["maTTHC"])
                 if detail is None:
                     return self._answer(200, {"error_code": "-1", "message": "Lỗi hệ thống"})
-                return self._answer(200, {"error_code": "0", "result": [detail]})
+                return self._answer(200, {"result": [detail]})
             return self._answer(400, {"message": f"{service} at {self.path} with {sorted(body)}"})
 
     return Handler

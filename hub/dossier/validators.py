@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Final, TypeVar
 
-from pydantic import ValidationError, ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic import AfterValidator, ValidationError, ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator
 from pydantic_core import PydanticCustomError
 
 from hub.errors import RuleViolation
@@ -26,6 +26,7 @@ AGENCY_CODE_PATTERN: Final = r"[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}"
 _AGENCY_CODE = re.compile(AGENCY_CODE_PATTERN)
 _DOSSIER_CODE = re.compile(rf"(?P<agency>{AGENCY_CODE_PATTERN})-(?P<date>[0-9]{{6}})-(?P<serial>[0-9]{{4}})")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_ID_NUMBER = re.compile(r"[0-9]{9}|[0-9]{12}")
 
 #: Province codes that open a 12-digit personal ID (số định danh cá nhân).
 PROVINCE_CODES: Final[frozenset[str]] = frozenset(
@@ -140,6 +141,41 @@ def mask_personal_id(value: str) -> str:
     return "*" * (len(value) - 4) + value[-4:]
 
 
+def check_portal_account_id(value: object) -> str:
+    """The applicant's national-portal account (its TechID, sent as ``MaDoiTuong``), never an ID number: a 9- or
+    12-digit number is refused (OC-DV:196-205; TH-SS:275-278). Rule ``portal-account-id``."""
+    rule = "portal-account-id"
+    text = _require_str(rule, value)
+    if _ID_NUMBER.fullmatch(text):
+        raise RuleViolation(
+            rule, "looks like a personal ID number; the portal account id is the applicant's portal TechID "
+            "(MaDoiTuong, OC-DV:196-205) — leave it out to have it looked up"
+        )  # fmt: skip
+    return text
+
+
+def check_unit_name(value: object) -> str:
+    """A processing unit's NAME (sent as ``DonViXuLy``, OC-DV:222; TH-SS:124), not its agency code: a value shaped
+    ``ddd.dd.dd.Xdd`` is refused. Rule ``unit-name``."""
+    rule = "unit-name"
+    text = _require_str(rule, value)
+    if _AGENCY_CODE.fullmatch(text.strip()):
+        raise RuleViolation(rule, f"{text!r} is an agency code; DonViXuLy is the unit's name (OC-DV:222)")
+    return text
+
+
+def ruled_after(check: Callable[[Any], T]) -> AfterValidator:
+    """``check`` run after the base type's own validation, its failures reported under the check's rule name."""
+
+    def validate(value: Any) -> T:
+        try:
+            return check(value)
+        except RuleViolation as violation:
+            raise PydanticCustomError(violation.rule, "{detail}", {"detail": violation.message}) from None
+
+    return AfterValidator(validate)
+
+
 def _ruled(check: Callable[[Any], T]) -> WrapValidator:
     """A pydantic validator reporting ``check``'s failures under the check's rule name.
 
@@ -184,6 +220,8 @@ CHECKS: Final[dict[str, Callable[[object], object]]] = {
     "applicant-type": check_applicant_type,
     "birth-year": check_birth_year,
     "sha256": check_sha256,
+    "portal-account-id": check_portal_account_id,
+    "unit-name": check_unit_name,
 }
 
 __all__ = [
@@ -208,8 +246,11 @@ __all__ = [
     "check_dossier_code",
     "check_old_id",
     "check_personal_id",
+    "check_portal_account_id",
     "check_sha256",
     "check_status_code",
+    "check_unit_name",
     "check_vnd_amount",
     "mask_personal_id",
+    "ruled_after",
 ]

@@ -15,6 +15,9 @@ from hub.dossier.validators import (
     PersonalId,
     Sha256Hex,
     StatusCode,
+    check_portal_account_id,
+    check_unit_name,
+    ruled_after,
 )
 from hub.packets.codec import XmlItem
 from hub.packets.common import Code, Email, FeeLine, LongText, Name, PacketModel, Phone, Text, Url, UtcDateTime
@@ -32,6 +35,11 @@ def _online_payment(value: int) -> int:
 
 OnlinePayment = Annotated[int, AfterValidator(_online_payment)]
 
+#: The applicant's portal account (TechID, ``MaDoiTuong``): a code, never a 9- or 12-digit ID number (OC-DV:196-205).
+PortalAccountId = Annotated[Code, ruled_after(check_portal_account_id)]
+#: A processing unit's name (``DonViXuLy``, OC-DV:222), never its agency code.
+UnitName = Annotated[Text, ruled_after(check_unit_name)]
+
 
 class Applicant(PacketModel):
     """Who submitted the dossier; ``type`` is 1 citizen, 2 business, 3 agency, 4 other.
@@ -46,7 +54,7 @@ class Applicant(PacketModel):
     email: Email | None = None
     address: Text | None = None
     old_id: OldId | None = None
-    portal_account_id: Code | None = None
+    portal_account_id: PortalAccountId | None = None
     fax: Phone | None = None
     vneid_verified: bool | None = None
 
@@ -127,7 +135,7 @@ class DossierSync(PacketModel):
     results: Annotated[list[Result], XmlItem("result")] = Field(default_factory=list)
     # what the national portal's full record carries besides (all optional, added after the fields above)
     field_name: Text | None = None
-    receiving_unit_name: Text | None = None
+    receiving_unit_name: UnitName | None = None
     summary: LongText | None = None
     note: LongText | None = None
     other_info: LongText | None = None

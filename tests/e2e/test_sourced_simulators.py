@@ -115,7 +115,7 @@ def test_opencps_login_and_dstcode_on_every_call(portal: NationalPortalSimulator
         call = {"session": answer["session"], "madonvi": UNIT, "service": "TraCuuHoSo", "mahoso": "X"}
         assert http.post(portal.integration_url, json=call).status_code == 403  # a call without dstcode
         found = http.post(portal.integration_url, json=call, headers={"dstcode": "DST-TEST"}).json()
-        assert found == {"error_code": "0", "message": "Thành công", "result": []}  # not on the portal
+        assert found == {"result": []}  # not on the portal; result only (OC-DV:1933-1944)
         forged = http.post(portal.integration_url, json={**call, "session": "forged"}, headers={"dstcode": "DST-TEST"})
         assert forged.json()["error_code"] == portal.session_code
         portal.expire_sessions()
@@ -150,10 +150,13 @@ def test_opencps_dossier_services(portal: NationalPortalSimulator, client: Porta
     updating = [c["isUpdating"] for c in seen["calls"] if c["service"] == "DongBoHoSoMC"]
     assert updating == ["True", "False", "False", "True", None, False]
 
-    portal.control({"error_code_style": "int"})
+    # lookups answer result only, as the sources read them (OC-DV:1933-1944); an option adds error_code
+    assert set(client.call("TraCuuHoSo", mahoso=code)) == {"result"}
+    portal.control({"error_code_style": "int", "query_error_code": True})
     assert client.call("TraCuuHoSo", mahoso=code)["error_code"] == 0
     portal.control({"error_code_style": "00"})
     assert client.call("TraCuuHoSo", mahoso=code)["error_code"] == "00"
+    portal.control({"query_error_code": False})
     portal.reject_next(1)
     assert client.sync([record], updating=True)["error_code"] == "-1"
     assert client.sync([record], updating=True)["error_code"] == "00"
@@ -233,6 +236,7 @@ def test_a_dossier_already_on_the_portal(portal: NationalPortalSimulator, client
 
 
 def test_catalogue_and_tech_id(client: PortalClient) -> None:
+    assert set(client.call("LayDanhSachTTHC", share=True)) == {"result"}  # result only (OC-DV:1252-1259)
     procedures = client.call("LayDanhSachTTHC", share=True)["result"]
     assert {"MATTHC": "1.009994", "TENTTHC": "Cấp giấy phép xây dựng mới đối với nhà ở riêng lẻ"} in procedures
     units = client.call("LayDanhMucCoQuan", share=True)["result"]
@@ -246,7 +250,7 @@ def test_catalogue_and_tech_id(client: PortalClient) -> None:
     assert client.call("LayDanhSachTTHC")["error_code"] == "-1"  # a share service at the integration endpoint
     assert client.call("LayThuTuc", share=True, maTTHC="1.009994")["error_code"] == "-1"
     tech = client.call("TraCuuTechID", provider="wso2is", mstorcmnd="001085012345")
-    assert tech["result"] == [{"TECHNICALID": "8f1c2d3e-demo-0001"}]
+    assert tech == {"result": [{"TECHNICALID": "8f1c2d3e-demo-0001"}]}  # result only (OC-DV:2937-2953)
     assert client.call("TraCuuTechID", provider="wso2is", mstorcmnd="000000000000")["result"] == []
     assert client.call("TraCuuTechID", provider="vneid", mstorcmnd="001085012345")["error_code"] == "-1"
 

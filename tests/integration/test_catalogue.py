@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from adapters.base import TransientDeliveryError
 from adapters.national_portal_catalogue import PortalCatalogueClient, join_url
 from hub.errors import CatalogueBusyError, CatalogueError, CatalogueUnavailableError
 from hub.exchange.routing import DestinationConfig
@@ -58,11 +59,22 @@ def test_the_client_calls_exactly_as_the_sources_do() -> None:
         with pytest.raises(CatalogueError, match="refused LayThuTuc: error_code -1"):
             client.procedure("2.000001")
         client.close()
-    # One login (int error_code), then the calls (string "0"); dstcode on every one, the login included.
+    # One login (int error_code), then the calls (answered result only); dstcode on every one, the login included.
     assert portal.services() == ["login", "LayDanhSachTTHC", "LayThuTuc", "LayDanhMucCoQuan", "LayDanhMucLinhVuc",
                                  "LayThuTuc"]  # fmt: skip
     assert {headers["dstcode"] for _, headers, _ in portal.seen} == {DSTCODE}
     assert [path for path, _, _ in portal.seen][:3] == ["/portal/auth", "/portal/share", "/portal/integration"]
+
+
+@pytest.mark.parametrize("reply", [{}, {"result": None}, {"error_code": "0"}, {"error_code": "0", "result": None}])
+def test_an_answer_without_result_is_an_error_not_an_empty_catalogue(reply: dict[str, Any]) -> None:
+    settings = resolve(get_profile("dvcqg/opencps"), PROFILE_VALUES)
+    with running_portal(FakePortal(replies={"LayDanhMucCoQuan": reply})) as portal:
+        client = PortalCatalogueClient(portal.url, username=USERNAME, password=PASSWORD, settings=settings)
+        with pytest.raises((CatalogueError, TransientDeliveryError), match=r"without a result|malformed reply"):
+            client.units()
+        assert client.fields()  # the others are read: result only, no error_code (OC-DV:712-741)
+        client.close()
 
 
 def test_a_refused_login_says_so() -> None:

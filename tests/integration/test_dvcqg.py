@@ -125,6 +125,10 @@ def test_the_sourced_schemas_take_real_fields_and_types() -> None:
     assert [(i.field, i.rule) for i in dvcqg.validate_record(dvcqg.SERVICE_SYNC, broken)] == [
         ("DanhSachLePhi[0].Gia", "type")
     ]
+    # the hub's outbound schema refuses a personal ID as MaDoiTuong and an agency code as DonViXuLy (OC-DV:196-222)
+    for wrong in ({"MaDoiTuong": "001099012345"}, {"MaDoiTuong": "123456789"}, {"DonViXuLy": "000.00.00.H12"}):
+        issues = dvcqg.validate_record(dvcqg.SERVICE_SYNC, record | wrong)
+        assert [(i.field, i.rule) for i in issues] == [(next(iter(wrong)), "not")]
     for reply in GOLDEN.glob("*.reply*.json"):
         assert dvcqg.validate_record("reply", golden(reply.name)) == [], reply.name
 
@@ -152,6 +156,7 @@ class StrictPortal:
         self.tech_ids = {"001099012345": TECH_ID}
         self.sessions: set[str] = set()
         self.answer: dict[str, Any] = {"error_code": "0", "message": "Đồng bộ hồ sơ thành công"}  # TH-SI:33
+        self.lookup_answer: dict[str, Any] | None = None  # TraCuuHoSo's whole answer instead of the record's
         self.dstcode = DSTCODE
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), self._handler())
@@ -212,13 +217,15 @@ class StrictPortal:
         if body["session"] not in self.sessions:
             return 401, {"error_code": "-1", "message": "phiên đăng nhập không hợp lệ"}
         service = body["service"]
-        if service == "TraCuuHoSo":  # OC-DV:1933-1944: top-level mahoso, result array
+        if service == "TraCuuHoSo":  # OC-DV:1933-1944: top-level mahoso, answered result only (no error_code)
+            if self.lookup_answer is not None:
+                return 200, self.lookup_answer
             found = self.on_portal.get(body["mahoso"])
-            return 200, {"error_code": "0", "result": [] if found is None else [found]}
-        if service == "TraCuuTechID":  # OC-DV:2937-2953
+            return 200, {"result": [] if found is None else [found]}
+        if service == "TraCuuTechID":  # OC-DV:2937-2953: result only
             assert body["provider"] == "wso2is"
             tech_id = self.tech_ids.get(body["mstorcmnd"])
-            return 200, {"error_code": "0", "result": [] if tech_id is None else [{"TECHNICALID": tech_id}]}
+            return 200, {"result": [] if tech_id is None else [{"TECHNICALID": tech_id}]}
         if service in ("DongBoHoSoMC", "CapNhatTienDoHoSoMC"):
             return self.records(service, body["data"], body.get("isUpdating"))
         return 200, {"error_code": "-1", "message": f"unknown service {service}"}
@@ -230,6 +237,10 @@ class StrictPortal:
                 return 400, {"error_code": "-1", "message": str(issues[0])}
         if self.answer.get("error_code") not in ("0", 0, "00"):
             return 200, self.answer
+        if service == "DongBoHoSoMC" and updating == "False":
+            known = [r["MaHoSo"] for r in records if r["MaHoSo"] in self.on_portal]
+            if known:  # the answer is the Thanh Hóa proxy's (TH-SS:497-510); the portal's own is not sourced
+                return 200, {"error_code": "-3", "message": f"Hồ sơ {known[0]} đã tồn tại"}
         for record in records:
             if service == "DongBoHoSoMC":
                 self.on_portal[record["MaHoSo"]] = record | {"_updating": updating}
@@ -347,6 +358,15 @@ def test_an_unknown_account_leaves_ma_doi_tuong_empty(portal: StrictPortal) -> N
     assert portal.services().count("TraCuuTechID") == 1 and portal.on_portal[DOSSIER]["MaDoiTuong"] == ""
 
 
+def test_the_account_is_looked_up_only_for_the_profiles_channels(portal: StrictPortal) -> None:
+    # TH looks the TechID up only for the online channel "2" (TH-SS:275-278): no personal ID goes out otherwise
+    opencps(portal).deliver(request(anonymous_dossier(channel=1)))
+    assert "TraCuuTechID" not in portal.services() and portal.on_portal[DOSSIER]["MaDoiTuong"] == ""
+    portal.on_portal.clear()
+    opencps(portal, techid_channels="1,2").deliver(request(anonymous_dossier(channel=1)))
+    assert portal.services().count("TraCuuTechID") == 1 and portal.on_portal[DOSSIER]["MaDoiTuong"] == TECH_ID
+
+
 def test_the_status_code_is_mapped_per_deployment(portal: StrictPortal) -> None:
     opencps(portal, status_map="5:9, 6:9,8:9").deliver(
         request(packets.example("dossier.sync").model_copy(update={"status": 5}))
@@ -354,6 +374,10 @@ def test_the_status_code_is_mapped_per_deployment(portal: StrictPortal) -> None:
     assert portal.on_portal[DOSSIER]["TrangThaiHoSo"] == "9"  # as TH sends it (TH-SS:267-270)
     opencps(portal).deliver(request(packets.example("dossier.sync").model_copy(update={"status": 5})))
     assert portal.on_portal[DOSSIER]["TrangThaiHoSo"] == "5"
+    # the progress record's TrangThai goes through the same mapping (OC-DV:507-524, getMappingStatus)
+    step = packets.example("dossier.status")
+    opencps(portal, status_map="4:9").deliver(request(step))
+    assert dvcqg.progress_record(step)["TrangThai"] == "4" and portal.progress[-1]["TrangThai"] == "9"
     base = {"endpoint": portal.url, "kind": "national_portal", "credentials": {"username": USER, "password": PASSWORD}}
     broken = DestinationConfig(**base, profile="dvcqg/opencps", profile_values=OPENCPS_VALUES | {"status_map": "5=9"})
     unusable = build_adapter(broken)
@@ -373,6 +397,43 @@ def test_a_reply_without_error_code_is_transient(portal: StrictPortal) -> None:
     portal.answer = {"message": "ok"}
     with pytest.raises(TransientDeliveryError, match="malformed reply"):
         opencps(portal).deliver(request(packets.example("dossier.sync")))
+    portal.answer = {"result": []}  # only lookups answer result without error_code; a record service must not
+    with pytest.raises(TransientDeliveryError, match="malformed reply"):
+        opencps(portal).deliver(request(packets.example("dossier.sync")))
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        golden("OC-DV_1933-1944.TraCuuHoSo.reply.empty.json"),
+        {"error_code": "-1", "message": "Không tìm thấy hồ sơ"},  # a code, no result
+        {"error_code": "0"},
+        {"result": None},
+    ],
+)
+def test_a_lookup_without_a_non_empty_result_means_insert(portal: StrictPortal, reply: dict[str, Any]) -> None:
+    # OpenCPS reads only TraCuuHoSo's result: anything else is "not on the portal" (OC-DV:1988-1995, 2124-2137)
+    portal.lookup_answer = reply
+    opencps(portal).deliver(request(packets.example("dossier.sync")))
+    assert portal.on_portal[DOSSIER]["_updating"] == "False"
+    portal.lookup_answer = golden("OC-DV_1933-1944.TraCuuHoSo.reply.found.json")  # result only: on the portal
+    opencps(portal).deliver(request(packets.example("dossier.sync")))
+    assert portal.on_portal[DOSSIER]["_updating"] == "True"
+
+
+def test_an_insert_answered_already_exists_is_resent_once_as_an_update(portal: StrictPortal) -> None:
+    adapter = opencps(portal)
+    adapter.deliver(request(packets.example("dossier.sync")))
+    portal.lookup_answer = golden("OC-DV_1933-1944.TraCuuHoSo.reply.empty.json")  # the lookup lags the insert
+    receipt = adapter.deliver(request(packets.example("dossier.sync").model_copy(update={"status": 9})))
+    flags = [body.get("isUpdating") for _, _, body in portal.calls if body.get("service") == "DongBoHoSoMC"]
+    assert flags == ["False", "False", "True"]  # TH-SS:497-510
+    assert "isUpdating=True (the insert answered: Hồ sơ" in receipt.detail
+    assert portal.on_portal[DOSSIER]["_updating"] == "True" and portal.on_portal[DOSSIER]["TrangThaiHoSo"] == "9"
+    # another refusal, or the profile's text not in the message, is not resent
+    with pytest.raises(PermanentDeliveryError, match="error_code -3"):
+        opencps(portal, already_exists_text="already exists").deliver(request(packets.example("dossier.sync")))
+    assert portal.calls[-1][2]["isUpdating"] == "False"
 
 
 def test_a_rejected_session_logs_in_again_once(portal: StrictPortal) -> None:

@@ -566,3 +566,34 @@ def test_validation_is_thread_safe() -> None:
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "rule", "path"),
+    [
+        (b"a3f1c2d4-5b6e-4f70-8a91-b2c3d4e5f607", b"001099012345", "portal-account-id",
+         "/dossierSync/applicant/portalAccountId"),  # a 12-digit personal ID as MaDoiTuong (OC-DV:196-205)
+        (b"a3f1c2d4-5b6e-4f70-8a91-b2c3d4e5f607", b"123456789", "portal-account-id",
+         "/dossierSync/applicant/portalAccountId"),  # a 9-digit identity card number
+        ("Ủy ban nhân dân quận Hải Châu".encode(), b"000.00.00.H12", "unit-name",
+         "/dossierSync/receivingUnitName"),  # an agency code as DonViXuLy (OC-DV:222)
+    ],
+)  # fmt: skip
+def test_dossier_sync_refuses_an_id_as_the_portal_account_or_a_code_as_the_unit_name(
+    old: bytes, new: bytes, rule: str, path: str
+) -> None:
+    xml = packets.to_xml(packets.example("dossier.sync"))
+    assert old in xml
+    issue = _only(packets.validate_xml("dossier.sync", xml.replace(old, new)))
+    assert (issue.rule, issue.path) == (rule, path)
+    with pytest.raises(PacketInvalidError) as refused:
+        packets.from_xml("dossier.sync", xml.replace(old, new))
+    assert [i.rule for i in refused.value.issues] == [rule]
+    sync = packets.example("dossier.sync")
+    with pytest.raises(ValidationError) as info:
+        DossierSync.model_validate(
+            sync.model_dump() | {"receiving_unit_name": new.decode()}
+            if rule == "unit-name"
+            else sync.model_dump() | {"applicant": sync.applicant.model_dump() | {"portal_account_id": new.decode()}}
+        )
+    assert [e["type"] for e in info.value.errors()] == [rule]

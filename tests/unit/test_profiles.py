@@ -75,9 +75,24 @@ def test_check_names_unset_unknown_and_unsourced_values() -> None:
     assert ("warn", "session_codes", "profile-value-unsourced") in found
     # a sourced default (wso2is, OC-DV:2937-2953) is not
     assert not any(key == "techid_provider" for _, key, _ in found)
-    complete = {**OPENCPS_VALUES, "transient_codes": "", "session_codes": ""}
+    # unit_name has a source, but empty it means DonViXuLy may go out empty (OC-DV:222)
+    assert ("warn", "unit_name", "profile-value-empty") in found
+    complete = {**OPENCPS_VALUES, "transient_codes": "", "session_codes": "", "unit_name": "Sở Xây dựng"}
     assert profiles.check(opencps, complete) == []
     assert profiles.check(profiles.get_profile("ministry/xml-steps"), {}) == []
+
+
+@pytest.mark.parametrize("name", ["dvcqg/opencps", "dvcqg/proxy"])
+def test_check_refuses_an_agency_code_as_the_unit_name(name: str) -> None:
+    profile = profiles.get_profile(name)
+    found = [(f.status, f.rule, f.message) for f in profiles.check(profile, {"unit_name": "000.00.00.H12"})
+             if f.key == "unit_name"]  # fmt: skip
+    assert found == [("fail", "profile-value-refused",
+                      "unit_name: '000.00.00.H12' is not accepted: an agency code; DonViXuLy is the processing "
+                      "unit's NAME (OC-DV:222; TH-SS:124)")]  # fmt: skip
+    (empty,) = [f for f in profiles.check(profile, {}) if f.key == "unit_name"]
+    assert (empty.status, empty.rule) == ("warn", "profile-value-empty") and "DonViXuLy is sent empty" in empty.message
+    assert not [f for f in profiles.check(profile, {"unit_name": "Sở Tư pháp 000.00.00.H12"}) if f.key == "unit_name"]
 
 
 def test_the_spec_takes_a_profile_of_its_kind_with_known_values() -> None:

@@ -15,7 +15,9 @@ hub's adapter), in one of two variants chosen at start:
   At ``share_endpoint``: ``LayDanhSachTTHC``, ``LayDanhMucCoQuan``, ``LayDanhMucLinhVuc`` (OC-DV:1252-1259,
   534-558, 712-741). The catalogue is ``portal_catalogue.Catalogue`` (invented values, sourced shapes);
 - ``error_code`` "0" on success, a STRING by default (TH-SI:33; OC-DV:2142 parses a string); ``error_code_style``
-  "int" answers ``0`` and "00" answers "00" (OC-DV23:1577).
+  "int" answers ``0`` and "00" answers "00" (OC-DV23:1577). Only login and the record services answer it: lookups
+  and the catalogue answer ``{result}`` only, as the sources read them (OC-DV:1933-1944, 1988-1995, 2937-2953,
+  171-186, 1252-1259); ``query_error_code`` (unsourced, off by default) adds ``error_code``/``message`` to them.
 
 ``dvcqg/proxy`` (the provincial proxy the Thanh Hóa system calls; TH-SS:57-70; TH-SI:31-35)
 - one URL per operation (``proxy_paths``: insert, update, progress; the paths are not sourced), the body a bare
@@ -30,7 +32,8 @@ known ``MaHoSo`` or an update/progress of an unknown one is refused. UNSOURCED (
 field; an invalid session with ``session_code`` (default "-2"); a failed login with ``int(refusal_code)``.
 
 ``/_control`` keys besides the failure modes (``base``): ``session_ttl_s``, ``expire_sessions``, ``invalid: N``
-(the next N record calls refused, as if the portal's rules changed), ``error_code_style``, ``refusal_code``.
+(the next N record calls refused, as if the portal's rules changed), ``error_code_style``, ``refusal_code``,
+``query_error_code``.
 In Python also ``seed(*records)``: dossiers already on the portal (synced before the hub existed).
 
 ``GET /_received`` → ``{variant, records: {MaHoSo: record}, progress: {MaHoSo: [records]}, calls: [...], logins,
@@ -106,6 +109,7 @@ class NationalPortalSimulator(SimulatorServer):
         session_code: str = DEFAULT_SESSION_CODE,
         tech_ids: dict[str, str] | None = None,
         catalogue: Catalogue | None = None,
+        query_error_code: bool = False,
     ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown portal variant {variant!r} (one of {', '.join(VARIANTS)})")
@@ -124,6 +128,7 @@ class NationalPortalSimulator(SimulatorServer):
         self.refusal_code, self.session_code = refusal_code, session_code
         self.tech_ids = dict(DEMO_TECH_IDS if tech_ids is None else tech_ids)
         self.catalogue = catalogue or demo_catalogue()
+        self.query_error_code = query_error_code
         self._sessions: dict[str, float | None] = {}
         self._invalid_left = 0
         self._data_lock = threading.Lock()
@@ -181,6 +186,8 @@ class NationalPortalSimulator(SimulatorServer):
                 self.error_code_style = style
             if "refusal_code" in command:
                 self.refusal_code = str(command["refusal_code"])
+            if "query_error_code" in command:
+                self.query_error_code = bool(command["query_error_code"])
 
     def expire_sessions(self) -> None:
         self.control({"expire_sessions": True})
@@ -221,6 +228,11 @@ class NationalPortalSimulator(SimulatorServer):
 
     def _ok(self, message: str = "Thành công", **extra: Any) -> dict[str, Any]:
         return {"error_code": self._code("0"), "message": message, **extra}
+
+    def _result(self, result: object) -> dict[str, Any]:
+        """A lookup's or the catalogue's answer: ``{result}`` only (OC-DV:1933-1944, 2937-2953, 171-186, 1252-1259),
+        with ``error_code`` when ``query_error_code`` asks for it (no source shows one there)."""
+        return self._ok(result=result) if self.query_error_code else {"result": result}
 
     def _refused(self, message: str, code: str | None = None) -> dict[str, Any]:
         return {"error_code": self._code(code or self.refusal_code), "message": message}
@@ -307,7 +319,7 @@ class NationalPortalSimulator(SimulatorServer):
 
     def _log(self, call: dict[str, Any], answer: dict[str, Any]) -> None:
         with self._data_lock:
-            self.calls.append({**call, "error_code": answer["error_code"], "message": answer["message"]})
+            self.calls.append({**call, "error_code": answer.get("error_code"), "message": answer.get("message")})
 
     # ------------------------------------------------------------ the proxy variant
 
@@ -418,13 +430,13 @@ class NationalPortalSimulator(SimulatorServer):
                 return self._refused("Thiếu tham số mahoso")
             with self._data_lock:
                 record = self.records.get(code)
-                return self._ok(result=[] if record is None else [json.loads(json.dumps(record))])
+                return self._result([] if record is None else [json.loads(json.dumps(record))])
         if service == SERVICE_PROCEDURE:  # maTTHC → result[0] (OC-DV:171-186)
             code = request.get("maTTHC")
             if not isinstance(code, str) or not code:
                 return self._refused("Thiếu tham số maTTHC")
             procedure = self.catalogue.procedure(code)
-            return self._ok(result=[] if procedure is None else [procedure])
+            return self._result([] if procedure is None else [procedure])
         if service == SERVICE_TECH_ID:  # provider "wso2is", mstorcmnd → result[{TECHNICALID}] (OC-DV:2937-2953)
             if request.get("provider") != "wso2is":
                 return self._refused(f"provider không hợp lệ: {request.get('provider')!r}")
@@ -432,7 +444,7 @@ class NationalPortalSimulator(SimulatorServer):
             if not isinstance(number, str) or not number:
                 return self._refused("Thiếu tham số mstorcmnd")
             tech_id = self.tech_ids.get(number)
-            return self._ok(result=[] if tech_id is None else [{"TECHNICALID": tech_id}])
+            return self._result([] if tech_id is None else [{"TECHNICALID": tech_id}])
         lists = {"LayDanhSachTTHC": self.catalogue.procedure_list, "LayDanhMucCoQuan": lambda: self.catalogue.units,
                  "LayDanhMucLinhVuc": lambda: self.catalogue.fields}  # fmt: skip
-        return self._ok(result=json.loads(json.dumps(lists[service]())))
+        return self._result(json.loads(json.dumps(lists[service]())))
