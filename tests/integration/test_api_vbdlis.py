@@ -246,6 +246,33 @@ def test_an_illegal_transition_is_refused_with_its_reason(hub: Hub) -> None:
     assert [u["outcome"] for u in hub.timeline(dossier)["updates"]] == ["applied", "rejected"]
 
 
+@pytest.mark.parametrize(
+    ("number", "before", "action", "current"),
+    [  # what docs/integrators.md §4 says the status machine refuses (Result 0, rule status-transition)
+        ("0061", "YeuCauBoSungHoSo", "KetThucHoSo", "5 SUPPLEMENT_REQUESTED -> 9 DONE"),
+        ("0062", "YeuCauBoSungHoSo", "GuiKetQuaThue", "5 SUPPLEMENT_REQUESTED -> 6 FINANCIAL_OBLIGATION_REQUESTED"),
+        ("0063", "ChuyenHoSo", "YeuCauCapNhatHoSo", "4 PROCESSING -> 2 RECEIVED"),
+        ("0064", "KetThucHoSo", "KetThucHoSo", "9 DONE -> 9 DONE"),
+    ],
+)
+def test_the_steps_the_status_machine_refuses_are_answered_result_0(
+    hub: Hub, number: str, before: str, action: str, current: str
+) -> None:
+    dossier = f"000.00.00.H12-251123-{number}"
+    assert hub.step(before, request(before, dossier))["Result"] == 1
+    answer = hub.step(action, request(action, dossier, GhiChu="Bước khác", NgayKetThuc="2025-12-05T08:00:00"
+                                      if action == "KetThucHoSo" else None))  # fmt: skip
+    assert answer["Result"] == 0 and current in answer["Message"], answer
+    assert hub.refusals()[0]["rule"] == "status-transition"
+    assert hub.timeline(dossier)["updates"][-1]["outcome"] == "rejected"
+
+
+def test_vbdlis_intake_of_a_whole_dossier_is_not_accepted(hub: Hub) -> None:
+    answer = hub.step("TiepNhanHoSoChoMotCua", {"SoBienNhan": "000.00.00.H12-251123-0051", "TinhId": 45})
+    assert answer["Result"] == 0 and answer["Message"].startswith("action: 'TiepNhanHoSoChoMotCua' is not one of ")
+    assert hub.refusals()[0]["rule"] == "vbdlis:action"
+
+
 def test_the_security_code_is_masked_in_log_lines() -> None:
     line = '127.0.0.1:5012 - "POST /api/v1/VBDLISs/KetThucHoSo/lt_1a2b3c4d_S3cr3t-value HTTP/1.1" 200'
     assert mask_personal(line) == '127.0.0.1:5012 - "POST /api/v1/VBDLISs/KetThucHoSo/*** HTTP/1.1" 200'
