@@ -1543,13 +1543,22 @@ def catalogue_sync(
     connector: Annotated[
         str | None, typer.Option(help="The national portal connector to read it from (default: the only one)")
     ] = None,
+    allow_shrink: Annotated[
+        bool,
+        typer.Option(
+            "--allow-shrink",
+            help="Replace the catalogue even when the portal lists no procedure, or fewer than half of those kept "
+            "(refused otherwise: a glitch must not wipe it)",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
     utc: UtcOpt = False,
     actor: ActorOpt = None,
 ) -> None:
     """Read the national portal's procedure catalogue into the store (procedures with LayThuTuc, units, fields),
-    replacing the one kept. Progress on stderr. Exit 1 if the portal refused or failed (recorded; the catalogue
-    kept is unchanged) or another sync is running; 2 if no connector can serve the catalogue."""
+    replacing the one kept. Progress on stderr. Exit 1 if the portal refused or failed, or listed no procedure or
+    fewer than half of those kept without --allow-shrink (recorded; the catalogue kept is unchanged), or another
+    sync is running; 2 if no connector can serve the catalogue."""
     import time
 
     from adapters.base import DeliveryError
@@ -1561,7 +1570,8 @@ def catalogue_sync(
     started = time.monotonic()
     try:
         sync = sync_catalogue(runtime.store, runtime.routing.destinations, connector=connector,
-                              actor=_cli_actor(actor).name, progress=_progress_printer())  # fmt: skip
+                              actor=_cli_actor(actor).name, progress=_progress_printer(),
+                              allow_shrink=allow_shrink)  # fmt: skip
     except CatalogueUnavailableError as exc:
         raise _fail(str(exc)) from None
     except (CatalogueError, DeliveryError) as exc:

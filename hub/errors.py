@@ -34,7 +34,8 @@
     ├── MissingCredentialsError       a partner configured without endpoint.credentials
     ├── CatalogueError                the procedure catalogue could not be read (the portal's refusal, a bad reply)
     │   ├── CatalogueUnavailableError no connector, or its profile has no sourced catalogue (dvcqg/proxy)
-    │   └── CatalogueBusyError        another sync holds the store-wide lease
+    │   ├── CatalogueBusyError        another sync holds the store-wide lease (or this one lost it)
+    │   └── CatalogueShrinkError      the list read is empty or less than half the catalogue: kept (--allow-shrink)
     ├── RegistryError
     │   ├── SpecInvalidError, UnknownConnectorError (also KeyError)
     │   └── CertificateError          certificate / key-policy / certificate-pinned-elsewhere
@@ -301,7 +302,11 @@ class CatalogueUnavailableError(CatalogueError):
 
 
 class CatalogueBusyError(CatalogueError):
-    """Another catalogue sync (another process or host) holds the store-wide lease."""
+    """Another catalogue sync (another process or host) holds the store-wide lease, or this one lost it."""
+
+
+class CatalogueShrinkError(CatalogueError):
+    """A sync read an empty procedure list, or one less than half the catalogue's: the catalogue is kept."""
 
 
 class RegistryError(LienthongError):

@@ -174,24 +174,25 @@ def parse_offset(text: str) -> timezone:
 
 @dataclass(frozen=True, slots=True)
 class MappedStep:
-    """A VBDLIS step as the hub takes it: the canonical update, the content digest (idempotency), the key that
-    names the step (its date, else its digest) and whether a TH guard kept the dossier's status."""
+    """A VBDLIS step as the hub takes it: the canonical update, the content digest (its idempotency key) and whether
+    a TH guard kept the dossier's status."""
 
     action: str
     update: DossierStatusUpdate
     digest: str
-    step_key: str
     kept: bool
 
     def message_id(self, connector: str) -> str:
-        """The stable message id of this step from ``connector``: the same step sent again is the same message;
-        another body for the same dossier, action and step date is a conflict."""
-        name = f"vbdlis|{connector}|{self.action}|{self.update.dossier_code}|{self.step_key}"
+        """The stable message id of this step from ``connector``: (connector, action, SoBienNhan, content digest).
+        The same body sent again is the same message (a duplicate); another body is another step. Not the step's
+        date: .NET dates are often date-only, so two real handovers on one day would share it (§5 sources no
+        step id, so none is invented)."""
+        name = f"vbdlis|{connector}|{self.action}|{self.update.dossier_code}|sha256:{self.digest}"
         return str(uuid.uuid5(ID_NAMESPACE, name))
 
     @property
     def correlation_id(self) -> str:
-        """Carries the content digest in the stored header, to tell a resend from a conflicting body."""
+        """Carries the content digest in the stored header (the trace shows which body a step was)."""
         return f"vbdlis:{self.digest}"
 
 
@@ -199,6 +200,34 @@ def content_digest(body: Mapping[str, Any]) -> str:
     """SHA-256 of the body's canonical JSON (keys sorted): equal for the same content however it was spaced."""
     text = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+NUL = "\x00"
+ESCAPED_NUL = "\\u0000"  # how a path shows it
+
+
+def nul_path(value: object) -> str | None:
+    """The JSON pointer of the first string (value or key) holding a NUL character in a decoded body; ``None``
+    when there is none. PostgreSQL text cannot store NUL, so such a body is refused before anything reads it.
+    Iterative: a deeply nested body cannot exhaust the stack here."""
+    pending: list[tuple[str, object]] = [("", value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, str):
+            if NUL in item:
+                return path or "/"
+        elif isinstance(item, Mapping):
+            children = []
+            for key, child in item.items():
+                name = str(key)
+                where = f"{path}/{name.replace(NUL, ESCAPED_NUL)}"
+                if NUL in name:
+                    return where
+                children.append((where, child))
+            pending.extend(reversed(children))
+        elif isinstance(item, list):
+            pending.extend(reversed([(f"{path}/{i}", child) for i, child in enumerate(item)]))
+    return None
 
 
 class _Reader:
@@ -404,8 +433,7 @@ def map_step(
                 name = spec.actor or "actor"
             issues.append(Issue(f"/{name}" if name else "/", e["type"], e["msg"]))
         raise PacketInvalidError(f"the VBDLIS {action} step does not make a valid dossier.status", issues) from None
-    step_key = values[spec.date].isoformat() if spec.date and values.get(spec.date) else f"sha256:{digest}"
-    return MappedStep(action, update, digest, step_key, kept)
+    return MappedStep(action, update, digest, kept)
 
 
 __all__ = [
@@ -418,5 +446,6 @@ __all__ = [
     "StepSettings",
     "content_digest",
     "map_step",
+    "nul_path",
     "parse_offset",
 ]

@@ -4,8 +4,14 @@ schedule in the workers (``hub worker --catalogue-every HOURS``).
 One sync: claim the store-wide lease (one sync at a time across worker processes and hosts), log in, read
 ``LayDanhSachTTHC`` then ``LayThuTuc`` for each procedure, ``LayDanhMucCoQuan`` and ``LayDanhMucLinhVuc``
 (``adapters.national_portal_catalogue``), and replace the stored catalogue with what was read, in one
-transaction. A procedure whose ``LayThuTuc`` fails is kept with its list name (counted as ``details_failed``); a
-list that fails fails the sync, which then keeps the old catalogue and records its error.
+transaction. A procedure whose ``LayThuTuc`` fails keeps the field and detail the catalogue held for it (or just
+its list name when it is new; counted as ``details_failed``); a list that fails fails the sync, which then keeps
+the old catalogue and records its error.
+
+The portal answering an empty list (a glitch, a unit without share rights) must not wipe the catalogue, which
+would silently turn intake's unknown-procedure warnings off: a sync whose procedure list is empty while the
+catalogue holds some, or holds fewer than half as many, is recorded as failed with that reason and keeps the
+catalogue, unless the operator allows it (``hub catalogue sync --allow-shrink``; the schedule never does).
 
 The catalogue is read through a national portal connector with the ``dvcqg/opencps`` profile (a connector that
 names no profile is read as one, with its endpoint and credentials). ``dvcqg/proxy`` has no sourced catalogue
@@ -26,7 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.base import DeliveryError
 from adapters.national_portal_catalogue import PortalCatalogueClient
-from hub.errors import CatalogueBusyError, CatalogueError, CatalogueUnavailableError, MappingError
+from hub.errors import (
+    CatalogueBusyError,
+    CatalogueError,
+    CatalogueShrinkError,
+    CatalogueUnavailableError,
+    MappingError,
+)
 from hub.store.catalogue import CatalogueData, CatalogueStatus, CatalogueSync, Field, Procedure, Unit
 from mappings.profiles import get_profile, resolve
 
@@ -97,9 +109,14 @@ def client_for(cfg: DestinationConfig) -> PortalCatalogueClient:
 
 
 def read_catalogue(
-    client: PortalCatalogueClient, *, progress: Progress | None = None, keep_lease: Callable[[], None] | None = None
+    client: PortalCatalogueClient,
+    *,
+    progress: Progress | None = None,
+    keep_lease: Callable[[], None] | None = None,
+    previous: Callable[[str], Procedure | None] | None = None,
 ) -> CatalogueData:
-    """Read the whole catalogue through ``client``; ``keep_lease`` is called now and then during the long part."""
+    """Read the whole catalogue through ``client``; ``keep_lease`` is called now and then during the long part;
+    ``previous`` looks up what the catalogue held for a procedure whose ``LayThuTuc`` fails (kept instead)."""
     client.login()
     listed = client.procedures()
     procedures: list[Procedure] = []
@@ -110,9 +127,15 @@ def read_catalogue(
         try:
             detail = client.procedure(code)
         except (CatalogueError, DeliveryError) as exc:
-            log.warning("catalogue: LayThuTuc %s failed: %s", code, exc)
-            detail, failed = None, failed + 1
-        procedures.append(_procedure(code, name, detail))
+            log.warning("catalogue: LayThuTuc %s failed (its previous detail is kept): %s", code, exc)
+            failed += 1
+            kept = previous(code) if previous is not None else None
+            if kept is not None:
+                procedures.append(Procedure(code, name or kept.name, kept.field_code, kept.field_name, kept.detail))
+            else:
+                procedures.append(_procedure(code, name, None))
+        else:
+            procedures.append(_procedure(code, name, detail))
         if progress is not None:
             progress(done, len(listed), code)
         if keep_lease is not None:
@@ -136,6 +159,18 @@ def _procedure(code: str, name: str, detail: dict[str, Any] | None) -> Procedure
     return Procedure(code, name or code, field_code, field_name, detail)
 
 
+def shrink_refusal(held: int, read: int) -> str | None:
+    """Why a sync that read ``read`` procedures must not replace a catalogue of ``held`` (``None``: it may): an
+    empty list for a non-empty catalogue, or fewer than half of it."""
+    if held > 0 and read == 0:
+        return (f"the portal listed no procedure (LayDanhSachTTHC) while the catalogue holds {held}: kept (a glitch, "
+                "or a unit without share rights?); `hub catalogue sync --allow-shrink` replaces it anyway")  # fmt: skip
+    if read * 2 < held:
+        return (f"the portal listed {read} procedures (LayDanhSachTTHC) while the catalogue holds {held}, fewer than "
+                "half: kept; `hub catalogue sync --allow-shrink` replaces it anyway")  # fmt: skip
+    return None
+
+
 def _opt(value: object) -> str | None:
     text = "" if value is None else str(value).strip()
     return text or None
@@ -149,10 +184,12 @@ def sync_catalogue(
     actor: str,
     progress: Progress | None = None,
     client_factory: Callable[[DestinationConfig], PortalCatalogueClient] = client_for,
+    allow_shrink: bool = False,
 ) -> CatalogueSync:
     """One sync (see the module): the finished sync record. Raises ``CatalogueUnavailableError`` (no usable
-    connector), ``CatalogueBusyError`` (another sync holds the lease), or the read's error once it is recorded
-    (``CatalogueError`` or a ``DeliveryError`` of the transport)."""
+    connector), ``CatalogueBusyError`` (another sync holds the lease, or this one lost it), ``CatalogueShrinkError``
+    (the list read is empty or less than half the catalogue, without ``allow_shrink``; recorded), or the read's
+    error once it is recorded (``CatalogueError`` or a ``DeliveryError`` of the transport)."""
     code, cfg = choose_connector(destinations, connector)
     client = client_factory(cfg)
     sync = store.claim_catalogue_sync(code, actor=actor, lease_s=LEASE_S)
@@ -168,7 +205,11 @@ def sync_catalogue(
                 raise CatalogueBusyError("this sync lost its lease (it ran out and another sync took it)")
 
     try:
-        data = read_catalogue(client, progress=progress, keep_lease=keep_lease)
+        data = read_catalogue(client, progress=progress, keep_lease=keep_lease, previous=store.catalogue_procedure)
+        refusal = None if allow_shrink else shrink_refusal(store.catalogue_status().procedures,
+                                                           len({p.code for p in data.procedures}))  # fmt: skip
+        if refusal is not None:
+            raise CatalogueShrinkError(refusal)
     except (CatalogueError, DeliveryError) as exc:
         store.finish_catalogue_sync(sync.id, error=str(exc))
         raise
@@ -185,12 +226,14 @@ def sync_catalogue(
 
 def due(status: CatalogueStatus, every_s: float, at: datetime) -> bool:
     """Whether a scheduled sync should start at ``at``: never tried, the last success older than ``every_s``,
-    or the last attempt failed more than ``min(every_s, RETRY_FAILED_S)`` ago; not while one runs."""
+    the last attempt failed more than ``min(every_s, RETRY_FAILED_S)`` ago, or the running one's lease ran out
+    (its worker died: only a ``claim`` closes it, so waiting for it to finish would stop the schedule for good);
+    not while one runs."""
     latest = status.latest
     if latest is None:
         return True
-    if latest.finished_at is None:
-        return False  # running (or its process died: the lease runs out and claim closes it)
+    if latest.finished_at is None:  # running; or its process died: due once its lease ran out (claim closes it)
+        return latest.lease_until is not None and latest.lease_until < at
     wait = every_s if latest.error is None else min(every_s, RETRY_FAILED_S)
     return latest.finished_at + timedelta(seconds=wait) <= at
 

@@ -108,9 +108,18 @@ def _known_type(value: object) -> str:
 MessageType = Annotated[str, BeforeValidator(_known_type)]
 
 
-def _scalar_text(value: object) -> object:
-    """A profile value as text: YAML may read ``madonvi: 12`` or ``enabled: 1`` as numbers; lists stay refused."""
-    return str(value).lower() if isinstance(value, bool) else str(value) if isinstance(value, int | float) else value
+def _profile_text(value: object) -> str:
+    """A profile value must be a string as written. An unquoted YAML scalar is silently changed by the parser
+    (``dstcode: 0123`` reads as the octal 83, ``status_map: 5:9`` as the base-60 309, ``yes`` as true), so any
+    other type is refused, asking for quotes, rather than turned back into a text that is not what was meant."""
+    if isinstance(value, str):
+        return value
+    shown = "empty" if value is None else f"the {type(value).__name__} {value!r}"
+    raise _error(
+        "profile-value-type",
+        f"must be a quoted string; YAML read this unquoted value as {shown} (0123 becomes 83, 5:9 becomes 309): "
+        'write it in quotes, e.g. "0123"',
+    )
 
 
 def _as_list(value: object) -> object:
@@ -239,7 +248,7 @@ class ConnectorSpec(BaseModel):
     #: The partner profile (``mappings.profiles``: ``dvcqg/opencps``, ``dvcqg/proxy@1``, …) and its values for
     #: this partner; ``None``: the hub's own format for the kind, as before profiles existed.
     profile: str | None = None
-    profile_values: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = Field(default_factory=dict)
+    profile_values: dict[str, Annotated[str, BeforeValidator(_profile_text)]] = Field(default_factory=dict)
 
     @field_validator("code_pattern")
     @classmethod

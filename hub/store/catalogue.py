@@ -7,7 +7,9 @@ catalogue or the new one, never half of each. A failed sync leaves the catalogue
 One sync at a time, across worker processes and hosts: ``claim`` inserts the sync's row with ``running = 1``
 under a unique index (the second claimer's insert is ignored, so it gets ``None``); ``renew`` extends the lease
 while the sync reads; a sync whose process died holds it only until ``lease_until`` (the next ``claim`` closes it
-as abandoned). ``finish`` sets ``running`` back to NULL.
+as abandoned; a schedule sees such a sync as due, ``CatalogueSync.lease_until``). ``finish`` sets ``running`` back
+to NULL, and only for a sync that still holds the lease (its row still running): a sync that lost it (closed as
+abandoned, another sync since) neither replaces the catalogue nor rewrites its row.
 
 Readers: ``status`` (counts, the last successful sync, the latest attempt: the operator page, ``hub catalogue
 show``), ``procedure`` / ``unit`` / ``field`` (the names a portal record takes), and ``KnownProcedures`` (the
@@ -26,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.errors import Issue
+from hub.errors import CatalogueBusyError, Issue
 from hub.store.database import Database, now
 from hub.store.schema import catalogue_fields, catalogue_procedures, catalogue_syncs, catalogue_units
 
@@ -91,6 +93,7 @@ class CatalogueSync:
     fields: int
     details_failed: int
     error: str | None
+    lease_until: datetime | None = None  # while running: when its lease runs out (a dead sync's, in the past)
 
     @property
     def ok(self) -> bool:
@@ -134,7 +137,7 @@ class CatalogueStatus:
 
 def _sync(row: Any) -> CatalogueSync:
     return CatalogueSync(row.id, row.connector, row.actor, row.started_at, row.finished_at, row.procedures,
-                         row.units, row.fields, row.details_failed, row.error)  # fmt: skip
+                         row.units, row.fields, row.details_failed, row.error, row.lease_until)  # fmt: skip
 
 
 def claim(db: Database, connector: str, *, actor: str, lease_s: float) -> CatalogueSync | None:
@@ -170,18 +173,32 @@ def renew(db: Database, sync_id: int, lease_s: float) -> bool:
 
 def finish(db: Database, sync_id: int, data: CatalogueData | None = None, *, error: str | None = None) -> CatalogueSync:
     """End a sync: with ``data`` (and no ``error``) the catalogue is replaced by it in the same transaction; with an
-    ``error`` the catalogue is kept and the error recorded. ``ValueError`` without either."""
+    ``error`` the catalogue is kept and the error recorded. ``ValueError`` without either.
+
+    Only while the sync still holds the lease (its row is still the running one), checked in the same transaction:
+    a sync that lost it raises ``CatalogueBusyError`` with ``data`` (the catalogue is not replaced) and, with an
+    ``error``, leaves its row as it is ("abandoned" stays) and returns it."""
     if data is None and error is None:
         raise ValueError("a sync finishes with its data or with an error")
     at = now()
     with db.transaction() as conn:
         values: dict[str, Any] = {"running": None, "finished_at": at, "error": None if error is None else error[:2000]}
         if error is None and data is not None:
-            _replace(conn, data, at)
             values.update(procedures=len(data.procedures), units=len(data.units), fields=len(data.fields),
                           details_failed=data.details_failed)  # fmt: skip
-        conn.execute(catalogue_syncs.update().where(catalogue_syncs.c.id == sync_id).values(**values))
+        held = conn.execute(
+            catalogue_syncs.update()
+            .where(catalogue_syncs.c.id == sync_id, catalogue_syncs.c.running == 1)
+            .values(**values)
+        ).rowcount  # the row is locked from here to the commit: no claim closes it meanwhile
+        if held == 1 and error is None and data is not None:
+            _replace(conn, data, at)
         row = conn.execute(sa.select(catalogue_syncs).where(catalogue_syncs.c.id == sync_id)).one()
+    if held != 1:
+        log.warning("catalogue sync %s finished after losing its lease (%s): nothing recorded", sync_id, row.error)
+        if error is None:
+            raise CatalogueBusyError("this sync lost its lease (it ran out and the sync was closed as abandoned): "
+                                     "the catalogue was not replaced")  # fmt: skip
     return _sync(row)
 
 

@@ -2,8 +2,8 @@
 POSTed to ``/api/v{version}/VBDLISs/<action>/{securityCode}`` is answered ``{Result, Message}`` (TH-BR
 ProvideToVBLISBaseResponse.cs:20-21), mapped to the canonical ``dossier.status``, run through the status machine
 onto the timeline (with its officers, due dates, pause, end and files) and delivered to the province; a wrong
-security code, a bad body, another version or another body for the same step is refused with ``Result`` 0 —
-never a 500."""
+security code, a bad body (a NUL character included, on both databases) or another version is refused with
+``Result`` 0 — never a 500; the same body again is one step, another body another step."""
 
 from __future__ import annotations
 
@@ -160,17 +160,34 @@ def test_every_sourced_step_is_accepted_timelined_and_delivered(hub: Hub) -> Non
     assert payload.tag == f"{{{packets.PACKET_NAMESPACE}}}dossierStatus"
     assert c14n(payload) == c14n(parse_xml((GOLDEN / "TH-BR_KetThucHoSo.expected.xml").read_bytes()))
 
-    # The same step again: accepted, applied once. Another body for the same step: a conflict.
+    # The same body again: accepted, applied once (no "conflict" rule: §5 sources none).
+    refused = len(hub.refusals())
     again = hub.step("KetThucHoSo", request("KetThucHoSo", dossier))
     assert again["Result"] == 1 and "already received" in again["Message"]
-    other = hub.step("KetThucHoSo", request("KetThucHoSo", dossier, GhiChu="Nội dung khác"))
-    assert other["Result"] == 0 and "other content" in other["Message"]
-    assert hub.refusals()[0]["rule"] == "idempotency-conflict"
+    assert len(hub.refusals()) == refused and len(hub.timeline(dossier)["updates"]) == len(steps)
     # A late handover (TH: "4 unless 5/9/10"): recorded, status kept at 9.
     late = hub.step("ChuyenHoSo", request("ChuyenHoSo", dossier, NgayChuyen="2025-12-02T08:00:00"))
     assert late["Result"] == 1 and "status kept at 9" in late["Message"]
     timeline = hub.timeline(dossier)
     assert timeline["status"] == 9 and len(timeline["updates"]) == len(steps) + 1
+
+
+def test_two_handovers_on_one_date_only_day_are_both_kept_and_a_resend_is_one(hub: Hub) -> None:
+    dossier = "000.00.00.H12-251123-0049"
+    day = "2025-11-24T00:00:00"  # .NET date-only: midnight (§5 dates: ISO-8601, an inference)
+    a_to_b = request("ChuyenHoSo", dossier, NgayChuyen=day, MaCanBoChuyen="cb.a", MaCanBoNhan="cb.b")
+    b_to_c = request("ChuyenHoSo", dossier, NgayChuyen=day, MaCanBoChuyen="cb.b", MaCanBoNhan="cb.c")
+    assert hub.step("ChuyenHoSo", a_to_b)["Result"] == 1
+    second = hub.step("ChuyenHoSo", b_to_c)
+    assert second["Result"] == 1 and "applied" in second["Message"], second
+    resend = hub.step("ChuyenHoSo", b_to_c)
+    assert resend["Result"] == 1 and "already received" in resend["Message"]
+    steps = [(u["detail"]["step"]["actor"], u["detail"]["step"]["handed_to"]) for u in hub.timeline(dossier)["updates"]]
+    assert steps == [("cb.a", "cb.b"), ("cb.b", "cb.c")]
+    undated = request("ThongBaoNhapSaiThuTuc", dossier)  # no date: dated when received; resent, still one step
+    assert hub.step("ThongBaoNhapSaiThuTuc", undated)["Result"] == 1
+    assert "already received" in hub.step("ThongBaoNhapSaiThuTuc", undated)["Message"]
+    assert len(hub.timeline(dossier)["updates"]) == 3
 
 
 def test_update_request_sets_received(hub: Hub) -> None:
@@ -229,6 +246,33 @@ def test_an_illegal_transition_is_refused_with_its_reason(hub: Hub) -> None:
     assert [u["outcome"] for u in hub.timeline(dossier)["updates"]] == ["applied", "rejected"]
 
 
+@pytest.mark.parametrize(
+    ("number", "before", "action", "current"),
+    [  # what docs/integrators.md §4 says the status machine refuses (Result 0, rule status-transition)
+        ("0061", "YeuCauBoSungHoSo", "KetThucHoSo", "5 SUPPLEMENT_REQUESTED -> 9 DONE"),
+        ("0062", "YeuCauBoSungHoSo", "GuiKetQuaThue", "5 SUPPLEMENT_REQUESTED -> 6 FINANCIAL_OBLIGATION_REQUESTED"),
+        ("0063", "ChuyenHoSo", "YeuCauCapNhatHoSo", "4 PROCESSING -> 2 RECEIVED"),
+        ("0064", "KetThucHoSo", "KetThucHoSo", "9 DONE -> 9 DONE"),
+    ],
+)
+def test_the_steps_the_status_machine_refuses_are_answered_result_0(
+    hub: Hub, number: str, before: str, action: str, current: str
+) -> None:
+    dossier = f"000.00.00.H12-251123-{number}"
+    assert hub.step(before, request(before, dossier))["Result"] == 1
+    answer = hub.step(action, request(action, dossier, GhiChu="Bước khác", NgayKetThuc="2025-12-05T08:00:00"
+                                      if action == "KetThucHoSo" else None))  # fmt: skip
+    assert answer["Result"] == 0 and current in answer["Message"], answer
+    assert hub.refusals()[0]["rule"] == "status-transition"
+    assert hub.timeline(dossier)["updates"][-1]["outcome"] == "rejected"
+
+
+def test_vbdlis_intake_of_a_whole_dossier_is_not_accepted(hub: Hub) -> None:
+    answer = hub.step("TiepNhanHoSoChoMotCua", {"SoBienNhan": "000.00.00.H12-251123-0051", "TinhId": 45})
+    assert answer["Result"] == 0 and answer["Message"].startswith("action: 'TiepNhanHoSoChoMotCua' is not one of ")
+    assert hub.refusals()[0]["rule"] == "vbdlis:action"
+
+
 def test_the_security_code_is_masked_in_log_lines() -> None:
     line = '127.0.0.1:5012 - "POST /api/v1/VBDLISs/KetThucHoSo/lt_1a2b3c4d_S3cr3t-value HTTP/1.1" 200'
     assert mask_personal(line) == '127.0.0.1:5012 - "POST /api/v1/VBDLISs/KetThucHoSo/*** HTTP/1.1" 200'
@@ -262,3 +306,29 @@ def test_the_timeline_keeps_step_details_on_both_databases(store: Store) -> None
     assert result.outcome == "accepted"
     (entry,) = store.timeline(code)
     assert (entry.status, entry.outcome, entry.detail) == (5, "applied", detail)
+
+
+def test_a_nul_character_is_refused_naming_the_field_on_both_databases(store_url: str, tmp_path: Path) -> None:
+    settings = hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY, database_url=store_url)
+    with TestClient(create_app(settings)) as client:
+        service: HubService = client.app.state.hub
+        _, key = service.registry.add(parse_spec({
+            "code": VBDLIS, "name": "VBDLIS", "kind": "ministry", "sends": ["dossier.status"],
+            "profile": "ministry/vbdlis-json", "profile_values": {"api_versions": "1"}, "handles": [PROVINCE],
+        }), actor="test")  # fmt: skip
+        service.refresh()
+        dossier = "000.00.00.H12-251123-0050"
+        for field, body in [
+            ("SoBienNhan", request("KetThucHoSo", dossier + "\x00")),
+            ("GhiChu", request("KetThucHoSo", dossier, GhiChu="a\x00b")),
+            ("DanhSachGiayToKetQua/0/TenGiayTo", request("KetThucHoSo", dossier, DanhSachGiayToKetQua=[
+                {"TenGiayTo": "GCN\x00", "LinkFile": "https://vbdlis.example.gov.vn/f/a.pdf"}])),
+        ]:  # fmt: skip
+            response = client.post(f"/api/v1/VBDLISs/KetThucHoSo/{key}", json=body)
+            assert response.status_code == 200, response.text
+            assert response.json() == {
+                "Result": 0, "Message": f"{field}: a NUL character (\\u0000) is not accepted in a step"
+            }  # fmt: skip
+            (refusal, *_) = flow_records.refusals(service.store.engine, connector=VBDLIS)
+            assert (refusal["rule"], refusal["reference"]) == ("nul-character", dossier)  # NUL stripped from it
+        assert client.get(f"/api/v1/dossiers/{dossier}", headers={"X-Api-Key": ADMIN_KEY}).status_code == 404

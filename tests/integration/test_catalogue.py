@@ -1,6 +1,6 @@
 """The procedure catalogue (issue 14 point 3) against a strict fake portal built from the fact sheet
-(``tests/catalogue_portal.py``): the transport, the sync into the store, the lease between schedules, the refusals,
-and the names a portal record takes from it."""
+(``tests/catalogue_portal.py``): the transport, the sync into the store, the lease between schedules (a dead sync's
+included), the refusals, the guard against an empty or shrunken list, and the names a portal record takes from it."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import pytest
 
 from adapters.base import TransientDeliveryError
 from adapters.national_portal_catalogue import PortalCatalogueClient, join_url
-from hub.errors import CatalogueBusyError, CatalogueError, CatalogueUnavailableError
+from hub.errors import CatalogueBusyError, CatalogueError, CatalogueShrinkError, CatalogueUnavailableError
 from hub.exchange.routing import DestinationConfig
 from hub.flows.catalogue import CatalogueSchedule, choose_connector, due, start_schedule, sync_catalogue
 from hub.security.credentials import Credentials
 from hub.store import Store
-from hub.store.catalogue import CatalogueData
+from hub.store.catalogue import ABANDONED, CatalogueData, Procedure
+from hub.store.schema import catalogue_syncs
 from mappings.catalogue import CatalogueNames, catalogue_names, fill_portal_record
 from mappings.profiles import get_profile, resolve
 from tests.catalogue_portal import (
@@ -166,7 +167,8 @@ def test_when_a_scheduled_sync_is_due(store: Store) -> None:
     assert due(store.catalogue_status(), 3600, now)  # never tried
     sync = store.claim_catalogue_sync(PORTAL, actor="w")
     assert sync is not None
-    assert not due(store.catalogue_status(), 3600, now + timedelta(days=9))  # running
+    assert not due(store.catalogue_status(), 3600, now + timedelta(minutes=5))  # running, within its lease
+    assert due(store.catalogue_status(), 3600, now + timedelta(days=9))  # its lease ran out: its worker died
     store.finish_catalogue_sync(sync.id, CatalogueData())
     assert not due(store.catalogue_status(), 3600, now + timedelta(minutes=59))
     assert due(store.catalogue_status(), 3600, now + timedelta(minutes=61))
@@ -217,3 +219,109 @@ def test_the_portal_simulators_catalogue_syncs_and_names_the_example_dossier(sto
     names = catalogue_names(store, example.procedure_code, example.receiving_unit)
     assert names.procedure_name == example.procedure_name and names.field_code == example.field_code
     assert names.unit_name is not None and names.field_name == "Hoạt động xây dựng"
+
+
+def test_a_sync_whose_worker_died_does_not_stop_the_schedule(store: Store) -> None:
+    dead = store.claim_catalogue_sync(PORTAL, actor="worker-dead", lease_s=600)
+    assert dead is not None
+    at = store.now()
+    assert not due(store.catalogue_status(), 3600, at + timedelta(minutes=5))  # its lease holds: running
+    with store.transaction() as conn:  # the worker died mid-sync: its lease ran out, nobody finished the row
+        conn.execute(catalogue_syncs.update().values(lease_until=at - timedelta(minutes=1)))
+    assert due(store.catalogue_status(), 3600, at)
+    stop = threading.Event()
+    with running_portal() as portal:
+        schedule = CatalogueSchedule(store, lambda: {PORTAL: portal_config(portal.url)}, 3600.0, stop, actor="w-2")
+        done = schedule.run_once()
+    assert done is not None and done.ok and done.actor == "w-2"
+    assert store.catalogue_status().procedures == 3
+
+
+def test_a_sync_that_lost_its_lease_neither_replaces_the_catalogue_nor_rewrites_its_row(store: Store) -> None:
+    lost = store.claim_catalogue_sync(PORTAL, actor="slow", lease_s=600)
+    assert lost is not None
+    with store.transaction() as conn:
+        conn.execute(catalogue_syncs.update().values(lease_until=store.now() - timedelta(minutes=1)))
+    taken = store.claim_catalogue_sync(PORTAL, actor="other")  # closes the slow one as abandoned
+    assert taken is not None
+    store.finish_catalogue_sync(taken.id, CatalogueData(procedures=[Procedure("1.001", "Mới")]))
+    with pytest.raises(CatalogueBusyError, match="lost its lease"):
+        store.finish_catalogue_sync(lost.id, CatalogueData(procedures=[Procedure("9.999", "Cũ")]))
+    assert store.catalogue_procedure_codes() == {"1.001"}
+    assert store.finish_catalogue_sync(lost.id, error="late failure").error == ABANDONED
+    status = store.catalogue_status()
+    assert status.last_success is not None and status.last_success.id == taken.id
+
+
+class StubCatalogue:
+    """A catalogue client answering given lists (``details``: LayThuTuc per code; a missing one fails)."""
+
+    def __init__(self, procedures: list[dict[str, Any]], details: dict[str, dict[str, Any]]) -> None:
+        self.listed, self.details = procedures, details
+
+    def login(self) -> str:
+        return "S1"
+
+    def procedures(self) -> list[dict[str, Any]]:
+        return self.listed
+
+    def procedure(self, code: str) -> dict[str, Any] | None:
+        if code not in self.details:
+            raise CatalogueError(f"the national portal refused LayThuTuc: error_code -1 ({code})")
+        return self.details[code]
+
+    def units(self) -> list[dict[str, Any]]:
+        return []
+
+    def fields(self) -> list[dict[str, Any]]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def stub_sync(store: Store, stub: StubCatalogue, **kw: Any) -> Any:
+    return sync_catalogue(store, {PORTAL: portal_config("http://127.0.0.1:9/p")}, actor="cli",
+                          client_factory=lambda cfg: stub, **kw)  # type: ignore[arg-type,return-value]  # fmt: skip
+
+
+def listed(n: int) -> list[dict[str, Any]]:
+    return [{"MATTHC": f"1.{i:06d}", "TENTTHC": f"Thủ tục {i}"} for i in range(n)]
+
+
+def full(n: int) -> dict[str, dict[str, Any]]:
+    return {f"1.{i:06d}": {"TENTTHC": f"Thủ tục {i}", "LINHVUCTHUCHIEN": [{"MALINHVUC": "HT", "TENLINHVUC": "Hộ tịch"}]}
+            for i in range(n)}  # fmt: skip
+
+
+@pytest.mark.parametrize(("read", "refused"), [(0, True), (4, True), (5, False)])
+def test_an_empty_or_halved_list_never_wipes_the_catalogue(store: Store, read: int, refused: bool) -> None:
+    assert stub_sync(store, StubCatalogue(listed(10), full(10))).procedures == 10
+    if refused:
+        with pytest.raises(CatalogueShrinkError, match="--allow-shrink"):
+            stub_sync(store, StubCatalogue(listed(read), full(read)))
+        status = store.catalogue_status()
+        assert status.procedures == 10 and status.last_error is not None and "--allow-shrink" in status.last_error
+        assert stub_sync(store, StubCatalogue(listed(read), full(read)), allow_shrink=True).procedures == read
+    else:
+        assert stub_sync(store, StubCatalogue(listed(read), full(read))).procedures == read
+    assert store.catalogue_status().procedures == read
+
+
+def test_an_empty_list_may_fill_an_empty_catalogue(store: Store) -> None:
+    assert stub_sync(store, StubCatalogue([], {})).ok
+
+
+def test_a_failed_laythutuc_keeps_the_previous_detail(store: Store) -> None:
+    stub_sync(store, StubCatalogue(listed(2), full(2)))
+    details = full(2)
+    del details["1.000001"]  # its LayThuTuc fails this time
+    sync = stub_sync(store, StubCatalogue(listed(2), details))
+    assert sync.details_failed == 1
+    kept = store.catalogue_procedure("1.000001")
+    assert kept is not None and kept.detail == full(2)["1.000001"] and (kept.field_code, kept.field_name) == (
+        "HT", "Hộ tịch")  # fmt: skip
+    new = stub_sync(store, StubCatalogue([*listed(2), {"MATTHC": "2.000000", "TENTTHC": "Mới"}], details))
+    assert new.details_failed == 2
+    fresh = store.catalogue_procedure("2.000000")  # never read before: its list name only
+    assert fresh is not None and (fresh.name, fresh.detail, fresh.field_code) == ("Mới", None, None)

@@ -145,3 +145,17 @@ def test_sync_from_the_portal_simulator_then_intake_warns_naming_an_unknown_proc
     assert warned["destinations"] == [PORTAL]  # accepted and routed all the same
     (warning,) = warned["warnings"]
     assert warning["rule"] == "procedure-unknown" and unknown in warning["message"]
+
+
+def test_an_empty_list_keeps_the_catalogue_unless_allowed(hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests import catalogue_portal
+
+    assert hub("catalogue", "sync").exit_code == 0
+    monkeypatch.setitem(catalogue_portal.LISTS, "LayDanhSachTTHC", [])  # the portal answers result: []
+    refused = hub("catalogue", "sync")
+    assert refused.exit_code == 1 and "listed no procedure" in refused.output and "--allow-shrink" in refused.output
+    shown = json.loads(hub("catalogue", "show", "--json").stdout)
+    assert shown["procedures"] == 3 and "listed no procedure" in shown["last_error"]
+    allowed = hub("catalogue", "sync", "--allow-shrink")
+    assert allowed.exit_code == 0, allowed.output
+    assert json.loads(hub("catalogue", "show", "--json").stdout)["procedures"] == 0

@@ -105,7 +105,7 @@ def test_officer_due_dates_pause_finish_and_files_survive() -> None:
 
 def test_a_step_without_a_date_is_dated_when_received() -> None:
     step = mapped("YeuCauCapNhatHoSo", request("YeuCauCapNhatHoSo"))
-    assert step.update.at == RECEIVED and step.step_key.startswith("sha256:")
+    assert step.update.at == RECEIVED
 
 
 def test_dates_with_an_offset_are_kept_and_the_local_offset_is_configurable() -> None:
@@ -164,18 +164,47 @@ def test_the_unsourced_tax_result_status_is_a_profile_value() -> None:
     assert not mapped("GuiKetQuaThue", request("GuiKetQuaThue"), current=9, tax_result_keep_status="").kept
 
 
-def test_message_ids_are_stable_and_a_different_body_for_the_same_step_keeps_the_id() -> None:
+def test_message_ids_are_keyed_by_content_so_a_resend_is_one_step_and_another_body_another() -> None:
     body = request("KetThucHoSo")
     first = mapped("KetThucHoSo", body)
     reordered = mapped("KetThucHoSo", dict(reversed(list(body.items()))))
     assert first.message_id(UNIT) == reordered.message_id(UNIT) and first.digest == reordered.digest
     changed = mapped("KetThucHoSo", {**body, "GhiChu": "Khác"})
-    assert changed.message_id(UNIT) == first.message_id(UNIT)  # the same step (dossier, action, date)...
-    assert changed.correlation_id != first.correlation_id  # ...with other content: a conflict
-    later = mapped("KetThucHoSo", {**body, "NgayKetThuc": "2025-12-02T16:00:00"})
-    assert later.message_id(UNIT) != first.message_id(UNIT)
+    assert changed.message_id(UNIT) != first.message_id(UNIT)  # another body: another step, never a conflict
     assert first.message_id("000.00.00.G11") != first.message_id(UNIT)
     assert len(first.correlation_id) <= 128
+
+
+def test_two_handovers_on_the_same_date_only_day_are_two_steps() -> None:
+    # .NET dates are often date-only (midnight): a→b then b→c on one day share NgayChuyen (§5 dates: inference).
+    day = "2025-11-24T00:00:00"
+    first = mapped("ChuyenHoSo", {**request("ChuyenHoSo"), "NgayChuyen": day, "MaCanBoNhan": "cb.b"})
+    second = mapped("ChuyenHoSo", {**request("ChuyenHoSo"), "NgayChuyen": day, "MaCanBoChuyen": "cb.b",
+                                   "MaCanBoNhan": "cb.c"})  # fmt: skip
+    assert first.update.at == second.update.at
+    assert first.message_id(UNIT) != second.message_id(UNIT)
+
+
+def test_an_undated_step_sent_again_keeps_its_id() -> None:
+    body = request("YeuCauCapNhatHoSo")
+    again = vbdlis.map_step("YeuCauCapNhatHoSo", body, unit=UNIT, received_at=datetime(2025, 11, 29, tzinfo=UTC),
+                            current=None, settings=settings())  # fmt: skip
+    assert again.message_id(UNIT) == mapped("YeuCauCapNhatHoSo", body).message_id(UNIT)
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"SoBienNhan": "000.00.00.H12-251123-0042\x00"}, "/SoBienNhan"),
+        ({"SoBienNhan": "x", "DanhSachTapTin": [{"TenGiayTo": "a"}, {"LinkFile": "b\x00"}]},
+         "/DanhSachTapTin/1/LinkFile"),
+        ({"Ghi\x00Chu": "x"}, "/Ghi\\u0000Chu"),
+        ("\x00", "/"),
+        ({"SoBienNhan": "x", "HanXuLy": 3, "LaTamDung": True, "TapTin": None}, None),
+    ],
+)  # fmt: skip
+def test_a_nul_character_is_found_anywhere_in_the_body(body: object, path: str | None) -> None:
+    assert vbdlis.nul_path(body) == path
 
 
 def test_the_profile_declares_its_sources_and_flags_the_unsourced_values() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hub.errors import SpecInvalidError
-from hub.registry import Registry, parse_spec, run_check
+from hub.registry import Registry, loads_spec, parse_spec, run_check
 from hub.store import Store
 from mappings import profiles
 
@@ -96,8 +96,8 @@ def test_check_refuses_an_agency_code_as_the_unit_name(name: str) -> None:
 
 
 def test_the_spec_takes_a_profile_of_its_kind_with_known_values() -> None:
-    spec = parse_spec({**PORTAL, "profile": "dvcqg/opencps", "profile_values": {**OPENCPS_VALUES, "madonvi": 12}})
-    assert spec.profile == "dvcqg/opencps" and spec.profile_values["madonvi"] == "12"
+    spec = parse_spec({**PORTAL, "profile": "dvcqg/opencps", "profile_values": OPENCPS_VALUES})
+    assert spec.profile == "dvcqg/opencps" and spec.profile_values["madonvi"] == OPENCPS_VALUES["madonvi"]
     settings = spec.profile_settings()
     assert settings is not None and settings.profile.ref == "dvcqg/opencps@1"
     assert parse_spec(PORTAL).profile_settings() is None  # no profile: the kind's own format, as before
@@ -140,3 +140,31 @@ def test_a_stored_spec_keeps_its_profile(tmp_path: Path) -> None:
         assert item.status == "warn" and "dvcqg/opencps" in item.message and "dvcqg/proxy" in item.message
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("dstcode: 0123", "dstcode"),  # YAML 1.1: the octal 83
+        ("status_map: 5:9", "status_map"),  # YAML 1.1: the base-60 309
+        ("transient_codes: 12", "transient_codes"),
+        ("session_codes: yes", "session_codes"),  # a boolean
+        ("session_codes:", "session_codes"),  # null
+    ],
+)
+def test_an_unquoted_profile_value_yaml_would_change_is_refused_asking_for_quotes(line: str, key: str) -> None:
+    values = "\n".join(f'  {k}: "{v}"' for k, v in OPENCPS_VALUES.items() if k != key)
+    head = f"code: {PORTAL['code']}\nname: p\nkind: national_portal\nprofile: dvcqg/opencps\nprofile_values:\n"
+    text = f"{head}{values}\n  {line}\n"
+    with pytest.raises(SpecInvalidError) as refused:
+        loads_spec(text)
+    ((path, rule, message),) = [(i.path, i.rule, i.message) for i in refused.value.issues]
+    assert (path, rule) == (f"profile_values[{key}]", "profile-value-type") and "quote" in message
+
+
+def test_a_quoted_profile_value_is_kept_as_written() -> None:
+    values = {**OPENCPS_VALUES, "dstcode": "0123", "status_map": "5:9"}
+    lines = "\n".join(f'  {k}: "{v}"' for k, v in values.items())
+    spec = loads_spec(f"code: {PORTAL['code']}\nname: p\nkind: national_portal\nprofile: dvcqg/opencps\n"
+                      f"profile_values:\n{lines}\n")  # fmt: skip
+    assert (spec.profile_values["dstcode"], spec.profile_values["status_map"]) == ("0123", "5:9")

@@ -16,10 +16,15 @@ wrong code is refused with ``Result`` 0, logged with its rule and counted in ``l
 An accepted step is mapped (``mappings.vbdlis``) to the canonical ``dossier.status`` and enters the pipeline as
 a message from that connector (``Acceptor.inject``: the hub signs the canonical envelope; the partner's body is
 unsigned), authorized like any of its messages (type granted, its own unit, a dossier it handles), through the
-status machine onto the timeline and routed to the province and the portal. Its message id derives from the step
-(connector, action, SoBienNhan and the step's date, else its content), and its content digest rides in the
-correlation id: the same step again is answered ``Result`` 1 and applied once; another body for the same step is
-refused (``Result`` 0, rule ``idempotency-conflict``).
+status machine onto the timeline and routed to the province and the portal. Its message id derives from
+(connector, action, SoBienNhan, the body's content digest): the same body sent again is answered ``Result`` 1
+("already received") and applied once; a different body is another step (two handovers on the same day are two
+steps: .NET dates are often date-only, so the step's date cannot name it). §5 sources no step id and no conflict
+rule, so none is invented.
+
+A NUL character anywhere in the decoded body is refused first (``Result`` 0, rule ``nul-character``, naming the
+field): PostgreSQL text cannot hold it, and nothing of the body is looked up or stored before that check (the
+reference and reason of the recorded refusal are stripped of NUL too).
 """
 
 from __future__ import annotations
@@ -116,6 +121,10 @@ def _step(hub: HubService, version: str, action: str, security_code: str, raw: b
             raise Refused("vbdlis:json", f"the body is not JSON: {exc}") from None
         except RecursionError:
             raise Refused("vbdlis:json", "the body is not JSON a step can be: nested too deeply") from None
+        nul = vbdlis.nul_path(body)  # before anything looks it up or stores it: PostgreSQL text holds no NUL
+        if nul is not None:
+            field = nul.lstrip("/") or "body"
+            raise Refused("nul-character", f"{field}: a NUL character (\\u0000) is not accepted in a step")
         number = body.get("SoBienNhan") if isinstance(body, dict) else None
         record = hub.store.dossier(number) if isinstance(number, str) and number.strip() else None
         try:
@@ -131,10 +140,15 @@ def _step(hub: HubService, version: str, action: str, security_code: str, raw: b
         REJECTED.labels(code, refused.rule).inc()
         log.info("VBDLIS step refused connector=%s action=%s rule=%s", code, action[:64], refused.rule)
         flow_records.record_refusal(
-            hub.store.engine, connector=code, kind=f"vbdlis.{action[:40]}", rule=refused.rule,
-            reason=refused.message[:1000], payload=raw, reference=_reference(raw),
+            hub.store.engine, connector=code, kind=f"vbdlis.{_no_nul(action)[:40]}", rule=refused.rule,
+            reason=_no_nul(refused.message)[:1000], payload=raw, reference=_reference(raw),
         )  # fmt: skip
         raise
+
+
+def _no_nul(text: str) -> str:
+    """``text`` without NUL characters, which PostgreSQL text columns cannot hold."""
+    return text.replace(vbdlis.NUL, "")
 
 
 def _reference(raw: bytes) -> str | None:
@@ -142,7 +156,7 @@ def _reference(raw: bytes) -> str | None:
         number = json.loads(raw).get("SoBienNhan")
     except (ValueError, AttributeError, RecursionError):
         return None
-    return number[:128] if isinstance(number, str) else None
+    return (_no_nul(number)[:128] or None) if isinstance(number, str) else None
 
 
 def _inject(hub: HubService, connector: Any, step: vbdlis.MappedStep) -> tuple[int, str]:
@@ -161,13 +175,8 @@ def _inject(hub: HubService, connector: Any, step: vbdlis.MappedStep) -> tuple[i
     try:
         accepted = hub.runtime.inject(header, update)
     except ConflictError:
-        stored = hub.store.trace(header.message_id, connector.code)
-        if stored is None or stored.correlation_id != step.correlation_id:
-            raise Refused(
-                "idempotency-conflict",
-                f"step {step.action} of {update.dossier_code} at {step.step_key} was already received with other "
-                "content",
-            ) from None
+        # The id embeds the body's digest: the same body again, whose canonical update differs only in what the
+        # hub added (the time of receipt of an undated step, a kept status). A duplicate, not a conflict.
         return 1, f"already received (message {header.message_id})"
     except StatusTransitionError as exc:
         if step.kept:  # TH keeps the status and logs the step (TH-BR *Handler.cs "unless"): it is on the timeline
@@ -191,8 +200,8 @@ def _inject(hub: HubService, connector: Any, step: vbdlis.MappedStep) -> tuple[i
     "(PARTNER-FORMATS §5): `action` is one of " + ", ".join(f"`{a}`" for a in vbdlis.ACTIONS) + "; "
     "`security_code` is the API key of a connector with `profile: ministry/vbdlis-json`; `version` one of its "
     "`api_versions`. Answered `{Result: 1, Message}` when accepted (also for the same step again) and "
-    "`{Result: 0, Message}` when refused (unknown code, bad body naming the field, status transition, another body "
-    "for the same step), all with HTTP 200; 503 when the store is down.",
+    "`{Result: 0, Message}` when refused (unknown code, bad body naming the field, status transition), all with "
+    "HTTP 200; 503 when the store is down.",
     response_model=VbdlisAnswer,
     openapi_extra={
         "requestBody": {
