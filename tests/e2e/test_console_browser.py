@@ -318,9 +318,15 @@ def test_operator_signs_in_sees_the_dead_letter_replays_it_and_sees_it_delivered
     # Structured logs: the worker's lines about this message carry its id and connector, as JSON.
     import json
 
-    lines = [json.loads(line) for line in (hub.root / "worker.log").read_text().splitlines() if line.startswith("{")]
-    about = [line for line in lines if line.get("message_id") == message_id]
-    assert about, lines[-10:]
+    def worker_lines() -> list[dict]:
+        text = (hub.root / "worker.log").read_text()
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    def about_it() -> list[dict]:
+        return [line for line in worker_lines() if line.get("message_id") == message_id]
+
+    # Polled: failed once in CI with none of its lines yet in the file (the last ten were a start-up's).
+    about = wait_for(about_it, 10, f"the worker's log lines about {message_id}:\n{hub.logs()}")
     assert any(line.get("connector") == PROVINCE and line.get("dossier_code") == DOSSIER for line in about), about
     serve_lines = [line for line in (hub.root / "serve.log").read_text().splitlines() if line.strip()]
     assert any('"actor": "nguyen.van.a"' in line for line in serve_lines), "the sign-in and replay are audited"
