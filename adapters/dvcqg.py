@@ -184,6 +184,20 @@ class _DvcqgAdapter(Adapter):
         where = f"national portal refused {service} for {dossier}: {exc}"
         return TransientDeliveryError(where) if exc.code in self._transient else PermanentDeliveryError(where)
 
+    def _unpacked(self, request: OutboundRequest) -> tuple[str, str, dict[str, Any]]:
+        """The mapped call of ``request``: its service, the dossier code and the record (profile values filled)."""
+        mapped = request.mapped("the national portal")
+        if not isinstance(mapped, DvcqgCall):
+            raise PermanentDeliveryError(f"the national portal takes a DvcqgCall, not {type(mapped).__name__}")
+        service, record = mapped
+        return service, str(record["MaHoSo"]), self._fill(record)
+
+    @staticmethod
+    def _receipt(what: str, answer: Mapping[str, Any], sent: bytes) -> DeliveryReceipt:
+        """The receipt of an accepted call: what was done, the portal's code and its message (ids masked)."""
+        summary = f"{what} error_code={answer['error_code']} {mask_ids(str(answer.get('message', '')))}"
+        return DeliveryReceipt.for_body(summary.rstrip(), sent)
+
     def _fill(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record with what only the profile knows: ``DonViXuLy`` = the unit's name (OC-DV:222), the
         deployment's status code — the dossier record's ``TrangThaiHoSo`` and the progress record's ``TrangThai``
@@ -318,12 +332,7 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
         return self.settings.get("techid_lookup", "1") == "1" and str(record.get("KenhThucHien", "")) in channels
 
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
-        mapped = request.mapped("the national portal")
-        if not isinstance(mapped, DvcqgCall):
-            raise PermanentDeliveryError(f"the national portal takes a DvcqgCall, not {type(mapped).__name__}")
-        service, record = mapped
-        code = str(record["MaHoSo"])
-        record = self._fill(record)
+        service, code, record = self._unpacked(request)
         flag = ""
         try:
             if service == SERVICE_SYNC:
@@ -344,8 +353,7 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
                 answer, sent = self._call(service, {"data": [record]})
         except PortalRefusal as exc:
             raise self._refused(service, code, exc) from None
-        summary = f"{service}{flag} error_code={answer['error_code']} {mask_ids(str(answer.get('message', '')))}"
-        return DeliveryReceipt.for_body(summary.rstrip(), sent)
+        return self._receipt(service + flag, answer, sent)
 
 
 class DvcqgProxyAdapter(_DvcqgAdapter):
@@ -372,12 +380,7 @@ class DvcqgProxyAdapter(_DvcqgAdapter):
         return answer, body
 
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
-        mapped = request.mapped("the national portal")
-        if not isinstance(mapped, DvcqgCall):
-            raise PermanentDeliveryError(f"the national portal takes a DvcqgCall, not {type(mapped).__name__}")
-        service, record = mapped
-        code = str(record["MaHoSo"])
-        record = self._fill(record)
+        service, code, record = self._unpacked(request)
         how = ""
         try:
             if service == SERVICE_SYNC:
@@ -395,5 +398,4 @@ class DvcqgProxyAdapter(_DvcqgAdapter):
                 raise PermanentDeliveryError(f"the national portal's proxy has no URL for {service}")
         except PortalRefusal as exc:
             raise self._refused(service, code, exc) from None
-        summary = f"{service}{how} error_code={answer['error_code']} {mask_ids(str(answer.get('message', '')))}"
-        return DeliveryReceipt.for_body(summary.rstrip(), sent)
+        return self._receipt(service + how, answer, sent)
