@@ -96,6 +96,20 @@ class Hub:
         self.procs.append((proc, log))
         return proc
 
+    def serve(self) -> None:
+        """Start ``hub serve`` and wait until it answers ``/readyz`` (fail with its log if it exits first)."""
+        serve = self.start("serve", "--port", str(self.port))
+
+        def ready() -> bool:
+            if serve.poll() is not None:
+                pytest.fail(f"hub serve exited:\n{self.logs()}")
+            try:
+                return httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 30, "hub serve to be ready")
+
     def logs(self) -> str:
         return "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for _, log in self.procs if log.exists())
 
@@ -145,17 +159,7 @@ def hub(pki) -> Iterator[Hub]:
     with running_sink() as sink:
         hub = Hub(root, sink, pki)
         try:
-            serve = hub.start("serve", "--port", str(hub.port))
-
-            def ready() -> bool:
-                if serve.poll() is not None:
-                    pytest.fail(f"hub serve exited:\n{hub.logs()}")
-                try:
-                    return httpx.get(f"{hub.base}/readyz", timeout=1).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            wait_for(ready, 30, "hub serve to be ready")
+            hub.serve()
             yield hub
         finally:
             hub.stop()

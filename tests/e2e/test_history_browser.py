@@ -48,17 +48,7 @@ def served(pki) -> Iterator[tuple[Hub, str]]:
     with running_sink() as sink:
         hub = Hub(root, sink, pki)
         try:
-            serve = hub.start("serve", "--port", str(hub.port))
-
-            def ready() -> bool:
-                if serve.poll() is not None:
-                    pytest.fail(f"hub serve exited:\n{hub.logs()}")
-                try:
-                    return httpx.get(f"{hub.base}/readyz", timeout=1).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            wait_for(ready, 30, "hub serve to be ready")
+            hub.serve()
             key = hub.register()
             hub.start("worker")
             yield hub, key
