@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     lookup_timeout_s: float = Field(
         10.0, gt=0, le=120, description="How long `POST /api/v1/lookups` waits for the population DB before a 504"
     )
+    result_max_bytes: int = Field(
+        20 * 1024 * 1024, gt=0,
+        description="Largest result document a worker fetches to check its signature (a finished dossier update "
+        "from a connector with `result_signers`); a larger one is held as `result-too-large`",
+    )
+    result_fetch_timeout_s: float = Field(
+        30.0, gt=0, le=600,
+        description="How long a worker waits for a result document in all; a slower host is retried later",
+    )
     operators: str = Field(
         "",
         description="Operator page accounts from configuration (role operator): `name:$argon2id$…` pairs separated "

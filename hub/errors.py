@@ -16,6 +16,7 @@
     │   ├── ConflictError             idempotency-conflict (conflict)
     │   ├── StatusTransitionError     status-transition (the status machine and the pipeline)
     │   ├── ReceiptRejected           receipt-*        (a bank receipt's signature)
+    │   ├── DocumentSignatureRejected <purpose>-*      (a signed PDF or XML document: a result, a receipt)
     │   ├── PaymentRefusedError       the payment CONFIRM checks (kind + the platform's MaLoi code)
     │   ├── PartnerUnavailableError   partner-unavailable / partner-refused (bad-gateway)
     │   ├── PartnerTimeoutError       partner-timeout  (gateway-timeout)
@@ -206,6 +207,18 @@ class ReceiptRejected(RejectedError):
     """A bank receipt is unsigned, signed by a certificate not registered for the connector, or altered."""
 
     default_rule = "receipt-signature"
+
+
+class DocumentSignatureRejected(RejectedError):
+    """A document that must carry a registered signer's signature does not (``hub.security.pdf_signatures``,
+    ``hub.security.signed_documents``); the rule names the purpose and the check: ``result-unsigned``,
+    ``receipt-signer-not-registered``… ``report`` is what the check found (a ``DocumentSignature``)."""
+
+    default_rule = "document-signature"
+
+    def __init__(self, message: str, *, rule: str, report: object = None) -> None:
+        super().__init__(message, rule=rule)
+        self.report = report
 
 
 class PaymentRefusedError(RejectedError):

@@ -301,8 +301,20 @@ class Runtime:
 
     def adapters(self) -> dict[str, Adapter]:
         """One adapter per destination of the routing table, built once (``adapters.registry``); closed with the
-        runtime. A worker builds them at start, as it reads its routing then."""
-        return self._once("adapters", lambda: adapters_for(self.routing, self.store, self.settings.hub_code))
+        runtime. A worker builds them at start, as it reads its routing then. With a connector registry, those of
+        the destinations that receive ``dossier.status`` check a finished update's signed results before they
+        deliver it (``hub.exchange.results``)."""
+        return self._once("adapters", self._build_adapters)
+
+    def _build_adapters(self) -> dict[str, Adapter]:
+        from hub.exchange.results import ResultCheck, guard
+
+        built = adapters_for(self.routing, self.store, self.settings.hub_code)
+        if not sa.inspect(self.store.engine).has_table("connectors"):
+            return built  # a routing file, no registry: no result signers to check against
+        check = ResultCheck(self.registry().result_signers, max_bytes=self.settings.result_max_bytes,
+                            timeout_s=self.settings.result_fetch_timeout_s)  # fmt: skip
+        return guard(built, self.routing, check)
 
     def close(self) -> None:
         for adapter in self._built.get("adapters", {}).values():

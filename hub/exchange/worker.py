@@ -153,12 +153,13 @@ class Outbound:
     envelope: bytes
     model: BaseModel | None = None
     payload: object = None
+    origin: str = ""  # the sender of the queued envelope (the outbound header names the hub)
 
     def request(self, destination: str) -> OutboundRequest:
         """What the adapter is handed: nothing in it needs parsing again."""
         return OutboundRequest(
             destination, self.header.message_id, self.header.message_type, self.envelope,
-            payload=self.payload, model=self.model,
+            payload=self.payload, model=self.model, sender=self.origin,
         )  # fmt: skip
 
 
@@ -230,7 +231,8 @@ class OutboundBuilder:
                 names = catalogue_names(self.catalogue, model.procedure_code, model.receiving_unit)
                 mapped = named_call(mapped, names)
         signed = self.signer.sign_in_place(build_envelope(header, canonical, move_body=True))
-        return Outbound(header, etree.tostring(signed, xml_declaration=True, encoding="UTF-8"), model, mapped)
+        envelope = etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+        return Outbound(header, envelope, model, mapped, original.sender)
 
 
 def _names_in(envelope: bytes) -> Callable[[], list[str]]:
@@ -721,18 +723,21 @@ class Worker:
         assert delivery_id is not None
         breaker = self._breakers[destination]
         if isinstance(answer, PermanentDeliveryError):
-            breaker.success()  # the partner is up; it just refuses this content
+            if answer.rule is None:
+                breaker.success()  # the partner is up; it just refuses this content
             error = mask_personal(str(answer))  # a partner's text may echo the citizen's name: kept masked
             log.warning("message_id=%s destination=%s rejected: %s", delivery.message_id, destination, error,
                         extra={"dossier_code": header.dossier_code})  # fmt: skip
-            return Outcome("dead", reason=error, record="rejected", error=error), None
+            # a hub rule that held the message back (``DeliveryError.rule``) is the dead letter's reason
+            return Outcome("dead", reason=error, record=answer.rule or "rejected", error=error), None
         if isinstance(answer, DeliveryError):
-            breaker.failure()
+            if answer.rule is None:  # a rule's failure (a result document's host down) is not the partner's
+                breaker.failure()
             error = mask_personal(str(answer))
             policy = self.routing.destinations[destination].retry_policy
             if policy.exhausted(attempt):
                 reason = f"gave up after {attempt} attempts: {error}"
-                return Outcome("dead", reason=reason, record="exhausted", error=error), None
+                return Outcome("dead", reason=reason, record=answer.rule or "exhausted", error=error), None
             delay = policy.delay_for(attempt)
             log.info("message_id=%s destination=%s attempt %d failed, retry in %.1fs: %s",
                      delivery.message_id, destination, attempt, delay, error,

@@ -424,6 +424,18 @@ class Registry:
             routes.extend(Route(type=t, sender="*", to=(connector.code,)) for t in connector.receives)
         return RoutingTable(destinations, routes, units)
 
+    def result_signers(self, code: str) -> tuple[x509.Certificate, ...]:
+        """The certificates registered to sign the results of enabled connector ``code`` (``result_signers``);
+        read at most every ``cache_ttl_s`` (the worker asks for every finished update it delivers)."""
+
+        def load() -> tuple[x509.Certificate, ...]:
+            connector = self.get(code)
+            if connector is None or not connector.enabled:
+                return ()
+            return tuple(_load_pem(pem) for pem in connector.spec.result_signers)
+
+        return self._cached("result-signers", code, load)
+
     def trust_store(self, anchors: TrustStore | Iterable[x509.Certificate] | None = None) -> TrustStore:
         """``anchors`` (CA certificates, or a trust store whose anchors and pins are kept) with every connector's
         active certificates pinned for its code; the rule they are checked by is ``TrustStore``'s."""

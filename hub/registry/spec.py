@@ -13,6 +13,7 @@ mapping: {dossier.status: canonical}   # mapping profile per type (default "cano
 unit: null                             # optional: agency code of the unit it acts for (default: its code)
 handles: [000.00.00.H12]               # optional: dossier-code prefixes of the dossiers it handles
 certificates: [certs/land.pem]         # PEM files (relative to this file) or inline PEM; several during rotation
+result_signers: [certs/agency.pem]     # optional: certificates that sign its results (hub.exchange.results)
 retry: {delays_s: [10, 60, 300], jitter: 0.2}
 concurrency: 4
 timeout_s: 10
@@ -235,6 +236,9 @@ class ConnectorSpec(BaseModel):
     endpoint: Endpoint | None = None
     mapping: dict[str, str] = Field(default_factory=dict)
     certificates: tuple[str, ...] = ()
+    #: The competent agency's certificates that sign the result documents of its finished updates (PDF or XML;
+    #: ``hub.exchange.results``); none: its results are not checked. PEM files or inline PEM, like ``certificates``.
+    result_signers: tuple[str, ...] = ()
     retry: RetrySpec = RetrySpec()
     concurrency: int = Field(4, ge=1, le=256)
     timeout_s: float = Field(10.0, gt=0, le=600)
@@ -339,7 +343,7 @@ class ConnectorSpec(BaseModel):
         problems.raise_if_any()
         return value
 
-    @field_validator("certificates", mode="before")
+    @field_validator("certificates", "result_signers", mode="before")
     @classmethod
     def _certificates(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, list | tuple):
@@ -429,6 +433,7 @@ class ConnectorSpec(BaseModel):
             **{
                 **data,
                 "certificates": tuple(certificates),
+                "result_signers": tuple(data.get("result_signers", ())),
                 "enabled": enabled,
                 "endpoint": _stored_endpoint(endpoint) if endpoint else None,
                 "retry": RetrySpec.model_construct(**{**retry, "delays_s": tuple(retry["delays_s"])})
