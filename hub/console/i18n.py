@@ -477,6 +477,15 @@ MESSAGE_STATES = {
     "synced": ("đã đồng bộ", "synced"),
     "status_synced": ("đồng bộ trạng thái hồ sơ", "dossier status synced"),
     "retry": ("gửi lại", "retry"),
+    # a finished update held because of its result documents (hub.exchange.results): the dead letter's reason
+    "result-unsigned": ("kết quả chưa ký số", "result not signed"),
+    "result-signature-invalid": ("chữ ký số kết quả không hợp lệ", "result signature invalid"),
+    "result-signer-not-registered": ("kết quả không do cơ quan đã đăng ký ký", "result not signed by the agency"),
+    "result-not-a-pdf": ("kết quả không phải PDF/XML", "result not a PDF or XML"),
+    "result-malformed": ("kết quả XML sai cấu trúc", "result XML malformed"),
+    "result-too-large": ("tệp kết quả quá lớn", "result too large"),
+    "result-unavailable": ("không tải được kết quả", "result unavailable"),
+    "result-digest-mismatch": ("kết quả khác mã băm đã khai", "result differs from its digest"),
 }
 
 # Dossier status names (hub.dossier.status_machine.DossierStatus) as the store's details write them ("4 PROCESSING").
@@ -512,7 +521,7 @@ DETAILS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"(?P<code>\S+) -> (?P<n>\d+): (?P<rest>.+)", "{code} -> {n}: {rest}"),
         (r"retry in (?P<s>[\d.]+) s at (?P<t>\S+)", "gửi lại sau {s} giây, lúc {t}"),
         (r"gave up after (?P<n>\d+) attempts: (?P<error>.*)", "ngừng gửi sau {n} lần: {error}"),
-        (r"(?P<reason>rejected|exhausted|mapping|permanent): (?P<error>.*)", "{reason}: {error}"),
+        (r"(?P<reason>rejected|exhausted|mapping|permanent|result-[a-z-]+): (?P<error>.*)", "{reason}: {error}"),
         (r"dead letter (?P<n>\d+): (?P<rest>.*)", "thư lỗi {n}: {rest}"),
         (r"dead letter (?P<n>\d+)", "thư lỗi {n}"),
         (r"retry now: the backoff skipped", "gửi lại ngay: bỏ qua thời gian chờ"),

@@ -6,7 +6,9 @@ sample) go through verification (when the example is a signed envelope: signatur
 the connector's grants), validation (XSD + domain rules) and mapping (the profile must exist). A partner
 profile's values (``profile_values``) are checked against its definition: a required one unset or an unknown key
 must be fixed, one left at a default no public source confirms is a warning. Its
-certificates must load, meet the key policy and be valid (a warning under 30 days). Where the partner has
+certificates must load, meet the key policy and be valid (a warning under 30 days), and so must the certificates
+that sign a ministry's results (``result_signers``; a ministry sending ``dossier.status`` without any is warned
+about: its results would be forwarded unchecked). Where the partner has
 an endpoint, a harmless ``OPTIONS`` request checks that it answers.
 """
 
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
+
+from cryptography import x509
 
 from hub.errors import KeyMaterialError, LienthongError, RejectedError
 from hub.registry.core import Connector, Registry
@@ -30,7 +34,7 @@ EXPIRY_WARNING_DAYS = 30
 @dataclass(frozen=True, slots=True)
 class CheckItem:
     status: Status
-    area: str  # connector, grants, example, mapping, profile, certificate, endpoint
+    area: str  # connector, grants, example, mapping, profile, certificate, result-signers, endpoint
     message: str
 
     @property
@@ -82,6 +86,7 @@ def run_check(
     _check_mapping(report, connector)
     _check_profile(report, connector)
     _check_certificates(report, connector, now)
+    _check_result_signers(report, connector, now)
     if probe:
         _check_endpoint(report, connector, probe_timeout_s)
     return report
@@ -244,9 +249,6 @@ def _check_portal_records(report: CheckReport, c: Connector, ref: str) -> None:
 
 
 def _check_certificates(report: CheckReport, c: Connector, now: datetime) -> None:
-    from hub.security import keys
-    from hub.security.signing import check_key_policy
-
     if not c.certificates:
         if c.sends and c.kind in ("provincial", "ministry"):
             report.add(
@@ -260,24 +262,49 @@ def _check_certificates(report: CheckReport, c: Connector, now: datetime) -> Non
         except ValueError:
             report.add("fail", "certificate", f"{info.fingerprint[:16]}…: cannot be loaded")
             continue
-        name = f"{keys.common_name(cert)} ({info.fingerprint[:16]}…)"
-        try:
-            check_key_policy(cert.public_key(), name)
-        except KeyMaterialError as exc:
-            report.add("fail", "certificate", str(exc))
-            continue
-        if now < cert.not_valid_before_utc:
-            report.add("fail", "certificate", f"{name} is not valid before {cert.not_valid_before_utc:%Y-%m-%d}")
-        elif now > cert.not_valid_after_utc:
-            report.add("fail", "certificate", f"{name} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
-        else:
-            days = (cert.not_valid_after_utc - now).days
-            status: Literal["ok", "warn"] = "warn" if days < EXPIRY_WARNING_DAYS else "ok"
-            soon = "; rotate it soon" if status == "warn" else ""
+        _check_validity(report, "certificate", cert, info.fingerprint, now)
+
+
+def _check_result_signers(report: CheckReport, c: Connector, now: datetime) -> None:
+    """The certificates that sign a ministry's results (``result_signers``, ``hub.exchange.results``)."""
+    from hub.security import keys
+
+    if not c.spec.result_signers:
+        if c.kind == "ministry" and "dossier.status" in c.sends:
             report.add(
-                status, "certificate",
-                f"{name}: key policy met, valid until {cert.not_valid_after_utc:%Y-%m-%d} ({days} days){soon}",
+                "warn", "result-signers",
+                "no result_signers: the result documents of its finished updates are forwarded unchecked "
+                "(Quảng Nam Điều 16.3 requires the competent agency's signature)",
             )  # fmt: skip
+        return
+    for pem in c.spec.result_signers:
+        cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
+        _check_validity(report, "result-signers", cert, keys.fingerprint(cert), now)
+
+
+def _check_validity(report: CheckReport, area: str, cert: x509.Certificate, fingerprint: str, now: datetime) -> None:
+    """A registered certificate: the key policy, and valid now (a warning under ``EXPIRY_WARNING_DAYS``)."""
+    from hub.security import keys
+    from hub.security.signing import check_key_policy
+
+    name = f"{keys.common_name(cert)} ({fingerprint[:16]}…)"
+    try:
+        check_key_policy(cert.public_key(), name)
+    except KeyMaterialError as exc:
+        report.add("fail", area, str(exc))
+        return
+    if now < cert.not_valid_before_utc:
+        report.add("fail", area, f"{name} is not valid before {cert.not_valid_before_utc:%Y-%m-%d}")
+    elif now > cert.not_valid_after_utc:
+        report.add("fail", area, f"{name} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+    else:
+        days = (cert.not_valid_after_utc - now).days
+        status: Literal["ok", "warn"] = "warn" if days < EXPIRY_WARNING_DAYS else "ok"
+        soon = "; rotate it soon" if status == "warn" else ""
+        report.add(
+            status, area,
+            f"{name}: key policy met, valid until {cert.not_valid_after_utc:%Y-%m-%d} ({days} days){soon}",
+        )  # fmt: skip
 
 
 def _check_endpoint(report: CheckReport, c: Connector, timeout_s: float) -> None:
