@@ -7,6 +7,7 @@ province never gets it. Replaying it checks again; once the ministry serves a pr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from hub.api import create_app
 from hub.devtools.pdf_documents import DemoPdfKeys, append_change, demo_pdf_keys, minimal_pdf, signed_result_pdf
-from hub.devtools.simulators import MinistrySimulator, MinistryStep, ResultDocument
+from hub.devtools.simulators import MinistrySimulator, MinistryStep, ResultDocument, VbdlisSimulator
 from hub.devtools.sink import SinkServer
 from hub.exchange.worker import OutboundBuilder, Worker
 from hub.registry import parse_spec
@@ -25,7 +26,9 @@ from hub.runtime import open_broker
 from hub.services import HubService
 from tests.support import HUB, MINISTRY, PROVINCE, hub_settings
 
+VBDLIS = "000.00.00.G13"
 ADMIN_KEY = "admin-secret-key"
+GOLDEN = Path(__file__).parents[1] / "golden" / "vbdlis"
 FINISHED_AT = datetime(2025, 12, 1, 7, 30, tzinfo=UTC)
 
 
@@ -185,3 +188,28 @@ def test_a_ministry_without_result_signers_is_not_checked(hub: Hub) -> None:
     hub.deliver()
     assert hub.delivered(message_id)
     assert hub.ministry.received()["documents_fetched"] == []
+
+
+def test_vbdlis_result_files_are_checked_the_same_way(hub: Hub) -> None:
+    """VBDLIS's ``KetThucHoSo`` (PARTNER-FORMATS §5, TH-BR) links its result files in ``DanhSachGiayToKetQua``
+    (``LinkFile``): the connector's ``result_signers`` apply to them as to the XML steps' results."""
+    with VbdlisSimulator() as vbdlis:
+        _, key = hub.hub.registry.add(parse_spec({
+            "code": VBDLIS, "name": "VBDLIS land registration", "kind": "ministry", "sends": ["dossier.status"],
+            "profile": "ministry/vbdlis-json", "profile_values": {"api_versions": "1"}, "handles": [PROVINCE],
+            "result_signers": [hub.signers.agency.cert_pem],
+        }), actor="test")  # fmt: skip
+        hub.hub.refresh()
+        golden = json.loads((GOLDEN / "TH-BR_KetThucHoSo.request.json").read_text(encoding="utf-8"))
+        for n, signer in ((11, hub.signers.agency), (12, hub.signers.other)):
+            link = vbdlis.publish(f"gcn-{n}.pdf", signed_result_pdf(dossier(n), signer))
+            files = [{**golden["DanhSachGiayToKetQua"][0], "LinkFile": link}]
+            body = {**golden, "SoBienNhan": dossier(n), "DanhSachGiayToKetQua": files}
+            answer = hub.client.post(f"/api/v1/VBDLISs/KetThucHoSo/{key}", json=body).json()
+            assert answer["Result"] == 1, answer
+        hub.deliver()
+        dead = {d["dossier_code"]: d for d in hub.open_dead_letters().values()}
+        assert set(dead) == {dossier(12)} and dead[dossier(12)]["reason"] == "result-signer-not-registered"
+        assert dead[dossier(12)]["sender"] == VBDLIS
+        assert sorted(vbdlis.received()["documents_fetched"]) == ["gcn-11.pdf", "gcn-12.pdf"]
+        assert len(hub.sink.state.first_seen) == 1  # only the agency-signed result reached the province
