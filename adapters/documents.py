@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from adapters.base import PermanentDeliveryError, TransientDeliveryError
@@ -54,6 +55,8 @@ def fetch_document(pool: urllib3.PoolManager, url: str, *, max_bytes: int, timeo
             "GET", url, preload_content=False, decode_content=False, redirect=False,
             headers={"Accept": ACCEPT, "Accept-Encoding": "identity"}, timeout=urllib3.Timeout(total=timeout_s),
         )  # fmt: skip
+    except NewConnectionError:  # urllib3 makes it a timeout too: it is not one
+        raise TransientDeliveryError(f"cannot fetch {where}: the host refused or cannot be reached") from None
     except Urllib3Timeout:
         raise TransientDeliveryError(f"timed out fetching {where}") from None
     except Urllib3Error as exc:

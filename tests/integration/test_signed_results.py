@@ -21,7 +21,7 @@ from hub.devtools.pdf_documents import DemoPdfKeys, append_change, demo_pdf_keys
 from hub.devtools.simulators import MinistrySimulator, MinistryStep, ResultDocument, VbdlisSimulator
 from hub.devtools.sink import SinkServer
 from hub.exchange.worker import OutboundBuilder, Worker
-from hub.registry import parse_spec
+from hub.registry import parse_spec, run_check
 from hub.runtime import open_broker
 from hub.services import HubService
 from tests.support import HUB, MINISTRY, PROVINCE, hub_settings
@@ -178,7 +178,13 @@ def test_a_replay_checks_again_and_goes_once_the_ministry_fixed_the_document(hub
     assert hub.delivered(message_id) and message_id not in hub.open_dead_letters()
 
 
-def test_a_ministry_without_result_signers_is_not_checked(hub: Hub) -> None:
+def test_a_ministry_without_result_signers_is_not_checked_and_connector_check_says_so(hub: Hub) -> None:
+    def result_signer_items() -> list[tuple[str, str]]:
+        report = run_check(hub.hub.registry, MINISTRY, probe=False)
+        return [(i.status, i.message) for i in report.items if i.area == "result-signers"]
+
+    ((status, message),) = result_signer_items()
+    assert status == "ok" and message.startswith("competent-agency (") and "key policy met" in message
     spec = hub.hub.registry.get(MINISTRY)
     assert spec is not None
     data = spec.spec.model_dump() | {"result_signers": [], "certificates": list(spec.spec.certificates)}
@@ -188,6 +194,8 @@ def test_a_ministry_without_result_signers_is_not_checked(hub: Hub) -> None:
     hub.deliver()
     assert hub.delivered(message_id)
     assert hub.ministry.received()["documents_fetched"] == []
+    ((status, message),) = result_signer_items()
+    assert status == "warn" and "forwarded unchecked" in message
 
 
 def test_vbdlis_result_files_are_checked_the_same_way(hub: Hub) -> None:

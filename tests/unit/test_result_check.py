@@ -9,9 +9,11 @@ from lxml import etree
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDeliveryError
 from hub import packets
 from hub.devtools.pdf_documents import DemoPdfKeys, demo_pdf_keys, minimal_pdf, signed_result_pdf
+from hub.errors import SpecInvalidError
 from hub.exchange.results import ResultCheck, ResultCheckedAdapter, guard
 from hub.exchange.routing import DestinationConfig, Route, RoutingTable
 from hub.packets.dossier import Attachment, DossierStatusUpdate
+from hub.registry import ConnectorSpec, parse_spec
 from hub.security.envelope import EnvelopeHeader, build_envelope
 
 MINISTRY, PROVINCE, PORTAL, POSTAL = "000.00.00.G10", "000.00.00.H12", "000.00.00.G22", "000.00.00.G40"
@@ -113,3 +115,13 @@ def test_a_declared_digest_must_match(signers: DemoPdfKeys) -> None:
     with pytest.raises(PermanentDeliveryError) as refused:
         ResultCheckedAdapter(Recorder(), checker(signers, document)).deliver(request(update))
     assert refused.value.rule == "result-digest-mismatch"
+
+
+def test_result_signers_are_read_and_checked_like_certificates(signers: DemoPdfKeys) -> None:
+    base = {"code": MINISTRY, "name": "Land registration", "kind": "ministry", "sends": ["dossier.status"]}
+    spec = parse_spec({**base, "result_signers": [signers.agency.cert_pem, signers.agency.cert_pem]})
+    assert spec.result_signers == (signers.agency.cert_pem,)  # read once, as PEM
+    assert ConnectorSpec.from_stored(spec.stored(), (), True).result_signers == spec.result_signers
+    with pytest.raises(SpecInvalidError) as refused:
+        parse_spec({**base, "result_signers": ["certs/agency.pem"]})  # a file path, and no folder to read it in
+    assert [i.path for i in refused.value.issues] == ["result_signers[0]"]
