@@ -52,6 +52,7 @@ from hub.security.signed_documents import (
     DocumentSignature,
     blank,
     failed,
+    registered,
     signer_fields,
     too_large,
     trust_check,
@@ -231,3 +232,13 @@ def verify_pdf(
 ) -> DocumentSignature:
     """``inspect_pdf`` that raises ``DocumentSignatureRejected`` unless the PDF is valid."""
     return inspect_pdf(data, trust=trust, signer=signer, purpose=purpose, max_bytes=max_bytes, at=at).require()
+
+
+__all__ = [
+    "DocumentSignature",
+    "ainspect_pdf",
+    "averify_pdf",
+    "inspect_pdf",
+    "registered",
+    "verify_pdf",
+]
