@@ -7,7 +7,7 @@ reaches it (PARTNER-FORMATS.md §2; OC-QL:52-112, OC-API:459-520, 540-578):
 - Token: ``POST endpoint + token_path``, form ``grant_type=client_credentials``, header ``lgspaccesstoken`` → JSON
   ``access_token`` (OC-QL:60-75); an answer without one is a refusal ("No token found"). The sources read no
   expiry: the token is reused ``token_ttl_s`` seconds (unsourced) or its ``expires_in`` when the answer has one,
-  shared by every thread (``RenewingToken``), and fetched again once when a call is answered HTTP 401 or 403.
+  shared by every thread (``RenewingToken``), and fetched again once when a call is answered HTTP 401.
 - Call: ``POST endpoint + lookup_path`` with ``Authorization: Bearer <token>``, ``lgspaccesstoken``, ``Content-Type:
   application/xml`` and, for an officer of the ``officers_file``, ``AuthHash`` (OC-QL2:96-125; OC-API@49227ecd:553);
   the body is the SOAP 1.1 envelope itself — OpenCPS's ``{accessToken, lgspAccessToken, data}`` holder is never
@@ -32,7 +32,7 @@ from mappings.profiles import ProfileSettings, ProfileValueError
 
 #: The order OpenCPS writes the members of ``lgspaccesstoken`` in (OC-QL:52-57).
 ACCESS_TOKEN_KEYS = ("AccessKey", "SecretKey", "AppName", "PartnerCode", "PartnerCodeCus")
-SESSION_STATUSES = frozenset({401, 403})  # a call refused for its token (not sourced: the usual answers)
+SESSION_STATUSES = frozenset({401})  # a bearer token refused (RFC 6750; not sourced): 403 is a refusal
 TOKEN_RENEW_MARGIN_S = 30.0
 
 
