@@ -40,7 +40,8 @@ def test_the_c06_profiles_load_with_their_sources() -> None:
 def test_check_flags_unset_and_unsourced_lgsp_values() -> None:
     lgsp = profiles.get_profile("c06/lgsp")
     found = {(f.status, f.key, f.rule) for f in profiles.check(lgsp, {"token_path": "/t"})}
-    assert ("fail", "lookup_path", "profile-value-unset") in found and ("fail", "app_name", "profile-value-unset") in found
+    assert ("fail", "lookup_path", "profile-value-unset") in found
+    assert ("fail", "app_name", "profile-value-unset") in found
     assert ("warn", "token_ttl_s", "profile-value-unsourced") in found
     assert ("warn", "partner_code_cus", "profile-value-empty") in found
     assert not any(key == "integration_code" for _, key, _ in found)  # "037" is sourced
