@@ -51,8 +51,8 @@ class AdapterContext:
     """What factories may need from the hub: callbacks, passed in so adapters stay transport only.
 
     ``on_payment_initiated(destination, request, message_id, answer)`` records a payment reference the hub now
-    expects a ``CONFIRM`` for; ``integration_code`` is the hub's code where a partner asks who integrates (the
-    population DB's ``MaTichHop``; ``None``: the adapter's default)."""
+    expects a ``CONFIRM`` for; ``integration_code`` is the hub's own code, for a partner that asks who integrates
+    (the population DB does not: its ``MaTichHop`` is the profile's ``integration_code``, "037", FE:378)."""
 
     on_payment_initiated: Callable[[str, Any, str, dict[str, Any]], None] | None = None
     integration_code: str | None = None
@@ -118,10 +118,19 @@ def _dvcqg(cfg: DestinationConfig) -> Adapter:
 
 
 def _population_db(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
-    from adapters.population_db import PopulationDbAdapter
+    """The population DB as the connector's profile says: ``c06/lgsp`` (through the LGSP, the sourced route) or
+    ``c06/direct`` (SOAP with zeep; also a connector without a profile, with the sourced defaults)."""
+    from adapters.population_db import DEFAULT_PROFILE, population_db_adapter
+    from mappings import profiles
 
-    extra = {} if context.integration_code is None else {"integration_code": context.integration_code}
-    return PopulationDbAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency, **extra)
+    try:
+        settings = profiles.resolve(profiles.get_profile(cfg.profile or DEFAULT_PROFILE), cfg.profile_values)
+        return population_db_adapter(
+            cfg.endpoint, settings, credentials=cfg.credentials, timeout_s=cfg.timeout_s,
+            max_connections=cfg.concurrency,
+        )  # fmt: skip
+    except (profiles.UnknownProfileError, profiles.ProfileValueError, ValueError) as exc:
+        return UnusableAdapter(f"the population DB endpoint {cfg.endpoint} cannot be called: {exc}")
 
 
 def _payment(cfg: DestinationConfig, context: AdapterContext) -> Adapter:

@@ -41,6 +41,7 @@ from pydantic import BaseModel
 from hub.config import Settings
 from hub.devtools.simulators import DEFAULT_PORTS, start_all, stop_all
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS as PAYMENT_SECRETS
+from hub.devtools.simulators.population_db import demo_credentials as population_db_credentials
 from hub.devtools.simulators.postal import DEFAULT_CLIENTS as POSTAL_CLIENTS
 from hub.errors import ConfigError
 from hub.packets.citizen import CitizenLookup, CitizenRecord
@@ -58,6 +59,7 @@ PORTAL_USER, PORTAL_PASSWORD = "lienthong", "lienthong-demo"  # the portal simul
 PORTAL_PROFILE = "dvcqg/opencps@1"  # the portal as VietOpenCPS calls it (mappings/profiles/dvcqg/opencps.yaml)
 #: DonViXuLy when a dossier.sync names no unit: the demo catalogue's name of the province's unit (invented)
 PORTAL_UNIT_NAME = "Ủy ban nhân dân tỉnh (demo)"
+POPULATION_PROFILE = "c06/lgsp@1"  # the population DB through the LGSP (mappings/profiles/c06/lgsp.yaml)
 PAYMENT_PARTNER = "LIENTHONG"  # the hub's MaDoiTac at the payment simulator (its secret: DEFAULT_PARTNERS)
 POSTAL_CLIENT, POSTAL_CUSTOMER = "lienthong", "KH-LIENTHONG-01"  # OAuth client at the postal simulator; CustomerCode
 DEMO_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
@@ -261,7 +263,8 @@ class DemoHub:
         step(f"connectors registered: province {self.codes.province}, national portal {self.codes.portal} "
              f"({PORTAL_PROFILE}, dstcode {self.portal.dstcode}), ministry {self.codes.ministry} "
              f"(mapping ministry-steps), VBDLIS {self.codes.vbdlis} (ministry/vbdlis-json; its API key is the "
-             f"simulator's security code), population DB {self.codes.population_db} (SOAP), "
+             f"simulator's security code), population DB {self.codes.population_db} ({POPULATION_PROFILE}: LGSP "
+             f"token, SOAP body), "
              f"payment {self.codes.payment} (bank certificate), postal {self.codes.postal} (OAuth)")  # fmt: skip
         self._sync_catalogue(step)
         self._start_api()
@@ -329,9 +332,12 @@ class DemoHub:
             {"code": c.vbdlis, "name": "Land registration software VBDLIS (demo)", "kind": "ministry",
              "sends": ["dossier.status"], "handles": [c.province],
              "profile": "ministry/vbdlis-json", "profile_values": {"api_versions": self.vbdlis.version}},
+            # the population DB through the provincial LGSP, as the sources reach it (PARTNER-FORMATS §2)
             {"code": c.population_db, "name": "National population database (demo)", "kind": "population_db",
-             "receives": ["citizen.lookup"], "endpoint": {"url": self.population_db.url, "transport": "soap"},
-             "timeout_s": 5},
+             "receives": ["citizen.lookup"],
+             "endpoint": {"url": self.population_db.adapter_url, "transport": "soap",
+                          "credentials": population_db_credentials()},
+             "profile": POPULATION_PROFILE, "profile_values": self.population_db.profile_values(), "timeout_s": 5},
             {"code": c.payment, "name": "Payment platform (demo)", "kind": "payment",
              "receives": ["payment.request"],
              "endpoint": {"url": self.payment.url, "transport": "json",
@@ -645,8 +651,10 @@ def _lookup_post(demo: DemoHub, data: bytes) -> httpx.Response:
 
 
 def flow_f2(demo: DemoHub, step: Step) -> str:
-    """F2: the province's signed citizen.lookup → the population DB (SOAP) → a hub-signed citizen.record answered
-    synchronously; a lookup without a purpose is refused (Ninh Thuận Điều 28.2.b); both are audited."""
+    """F2: the province's signed citizen.lookup → the population DB through the provincial LGSP (profile c06/lgsp:
+    token, then the SOAP body as application/xml) → a hub-signed citizen.record with the name parts, minimised to
+    what a one-stop officer needs, answered synchronously; a lookup without a purpose is refused (Ninh Thuận Điều
+    28.2.b); both are audited."""
     from lxml import etree
 
     from hub import packets
@@ -656,10 +664,10 @@ def flow_f2(demo: DemoHub, step: Step) -> str:
 
     code = demo.dossier_code()
     citizen = POPULATION[0]  # a synthetic citizen of the simulator (no real people)
-    name = " ".join(citizen[k] for k in ("family_name", "middle_name", "given_name") if citizen.get(k))
+    born = dt.datetime.strptime(citizen.congdan["NgayThangNamSinh"]["NgayThangNam"], "%Y%m%d").date()
     lookup = _packet(CitizenLookup, packets.example("citizen.lookup")).model_copy(
-        update={"dossier_code": code, "request_id": f"TC-{secrets.token_hex(6).upper()}", "full_name": name,
-                "personal_id": citizen["personal_id"], "birth_date": dt.date.fromisoformat(citizen["birth_date"])}
+        update={"dossier_code": code, "request_id": f"TC-{secrets.token_hex(6).upper()}",
+                "full_name": citizen.full_name, "personal_id": citizen.congdan["SoDinhDanh"], "birth_date": born}
     )  # fmt: skip
     started = time.monotonic()
     answer = _lookup_post(demo, demo.province.envelope(lookup))
@@ -674,10 +682,22 @@ def flow_f2(demo: DemoHub, step: Step) -> str:
     record = _packet(CitizenRecord, packets.from_element("citizen.record", verified.payload))
     _check(record.result.value == "found" and record.citizen is not None, f"lookup result {record.result.value}")
     _check(record.request_id == lookup.request_id, f"record for request {record.request_id}, not {lookup.request_id}")
-    sent = demo.population_db.received()["lookups"]
-    _check(any(x["MaYeuCau"] == lookup.request_id for x in sent), "the population DB saw no TraCuuThongTinCongDan")
-    step(f"province → hub: citizen.lookup for {code} (officer {lookup.officer_id}) → SOAP TraCuuThongTinCongDan → "
-         f"200 citizen.record '{record.result.value}' in {elapsed * 1000:.0f} ms, hub signature verified")  # fmt: skip
+    person = record.citizen
+    assert person is not None
+    parts = citizen.congdan["HoVaTen"]
+    _check((person.family_name, person.middle_name, person.given_name) == (parts["Ho"], parts["ChuDem"], parts["Ten"]),
+           f"name parts {person.family_name!r} {person.middle_name!r} {person.given_name!r}")  # fmt: skip
+    _check(person.household_head is not None and person.father is None and person.old_id is None,
+           "the record is not minimised to what the officer needs")  # fmt: skip
+    received = demo.population_db.received()
+    sent = [x for x in received["lookups"] if x["MaYeuCau"] == lookup.request_id]
+    _check(len(sent) == 1 and sent[0]["route"] == "lgsp" and sent[0]["MaTichHop"] == "037",
+           f"the population DB saw {sent} through the LGSP (MaTichHop 037, FE:378)")  # fmt: skip
+    _check(received["tokens"] >= 1, "the hub took no LGSP token")
+    step(f"province → hub: citizen.lookup for {code} (officer {lookup.officer_id}) → LGSP token, "
+         f"TraCuuThongTinCongDan (SOAP as application/xml) → 200 citizen.record '{record.result.value}' "
+         f"(name parts Ho/ChuDem/Ten as family/middle/given name; relatives and old ID left out) in "
+         f"{elapsed * 1000:.0f} ms, hub signature verified")  # fmt: skip
 
     payload = packets.to_element(lookup.model_copy(update={"request_id": f"TC-{secrets.token_hex(6).upper()}"}))
     payload.remove(payload.find("{urn:lienthong:packet:1}purpose"))
@@ -1100,7 +1120,7 @@ def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
         rows.append(("provincial system /inbox", code, f"{text} (hub-signed, verified)"))
     lookups = demo.population_db.received()["lookups"]
     if lookups:
-        answers = ", ".join(f"{x['SoDinhDanh']}→MaKetQua {x['MaKetQua']}" for x in lookups)
+        answers = ", ".join(f"{x['SoDinhDanh']}→{x['result']}" for x in lookups)
         rows.append(("population DB (SOAP)", "-", f"{len(lookups)} TraCuuThongTinCongDan: {answers}"))
     payment = demo.payment.received()
     for reference, p in sorted(payment["payments"].items()):

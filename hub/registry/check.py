@@ -210,6 +210,13 @@ def _check_profile(report: CheckReport, c: Connector) -> None:
                 f"no partner profile: the hub's own portal format (schemas/national-portal/hub-v1), which the real "
                 f"portal does not speak; choose one of {names}",
             )  # fmt: skip
+        if c.kind == "population_db":
+            report.add(
+                "warn", "profile",
+                "no partner profile: called as c06/direct with its sourced defaults; the sources reach the "
+                "population DB through the provincial LGSP (c06/lgsp, PARTNER-FORMATS §2)",
+            )  # fmt: skip
+            _check_population_db(report, c)
         return
     try:
         profile = profiles.get_profile(c.spec.profile)
@@ -224,6 +231,40 @@ def _check_profile(report: CheckReport, c: Connector) -> None:
         report.add("ok", "profile", f"{profile.ref} ({profile.summary}): {given} value(s) set, every required one")
     if profile.name.startswith("dvcqg/"):
         _check_portal_records(report, c, profile.ref)
+    if profile.kind == "population_db" and not any(f.status == "fail" for f in findings):
+        _check_population_db(report, c)
+
+
+def _check_population_db(report: CheckReport, c: Connector) -> None:
+    """The population DB connector's adapter as the worker and the lookups build it (its profile values, the LGSP's
+    credentials, the officers file), and the hub's citizen.lookup sample mapped with it."""
+    from adapters.base import DeliveryError
+    from adapters.population_db import PopulationDbAdapter
+    from adapters.registry import build_adapter
+    from hub import packets
+    from hub.packets.citizen import CitizenLookup
+
+    destination = c.destination()
+    if destination is None:
+        return
+    adapter = build_adapter(destination)
+    try:
+        if not isinstance(adapter, PopulationDbAdapter):
+            report.add("fail", "profile", getattr(adapter, "reason", f"{c.code} cannot be called"))
+            return
+        sample = packets.example("citizen.lookup")
+        assert isinstance(sample, CitizenLookup)
+        if adapter.officers and sample.officer_id not in adapter.officers:  # one the officers file lists
+            sample = sample.model_copy(update={"officer_id": next(iter(adapter.officers))})
+        try:
+            request, _ = adapter.request_for(sample)
+        except DeliveryError as exc:  # e.g. the sample's procedure has no MaDVC in service_codes
+            report.add("warn", "profile", f"the citizen.lookup sample cannot be sent: {exc}")
+            return
+        report.add("ok", "profile", f"the citizen.lookup sample maps to TraCuuThongTinCongDan (MaTichHop "
+                                    f"{request['MaTichHop']}, HoVaTen {request['HoVaTen']!r})")  # fmt: skip
+    finally:
+        adapter.close()
 
 
 def _check_portal_records(report: CheckReport, c: Connector, ref: str) -> None:

@@ -75,6 +75,7 @@ from mappings import profiles as partner_profiles
 CONNECTOR_KINDS = ("provincial", "national_portal", "population_db", "postal", "payment", "ministry")
 ConnectorKind = Literal["provincial", "national_portal", "population_db", "postal", "payment", "ministry"]
 Transport = Literal["http", "soap", "json"]
+ExtraCitizenField = Literal["old_id", "ethnicity", "nationality", "father", "mother", "spouse"]
 DEFAULT_PROFILE = "canonical"
 #: Mapping profiles that exist: ``canonical`` and every profile registered in the ``mappings`` package.
 KNOWN_PROFILES: frozenset[str] = frozenset({DEFAULT_PROFILE}) | profile_names()
@@ -219,6 +220,10 @@ class PolicySpec(BaseModel):
     #: Keep the full ``citizen.record`` a population DB answers in the message log (default: only its digest and
     #: the list of fields returned — data minimisation).
     keep_citizen_records: bool = False
+    #: Citizen fields beyond what a one-stop officer needs that this population DB connector's records may carry
+    #: (``hub.packets.citizen.EXTRA_CITIZEN_FIELDS``: ``old_id``, ``ethnicity``, ``nationality``, ``father``,
+    #: ``mother``, ``spouse``); default none: name parts, sex, birth date, addresses and household head only.
+    extra_citizen_fields: tuple[ExtraCitizenField, ...] = ()
 
 
 class ConnectorSpec(BaseModel):
