@@ -177,7 +177,11 @@ class PostalAdapter(Adapter):
         else:
             value = access
         expires = data.get("expires_in")
-        ttl = float(expires) if isinstance(expires, int | float) and not isinstance(expires, bool) and expires > 0 else 300.0
+        ttl = (
+            float(expires)
+            if isinstance(expires, int | float) and not isinstance(expires, bool) and expires > 0
+            else 300.0
+        )
         return value, ttl
 
     def _auth(self, token: str) -> dict[str, str]:
@@ -199,7 +203,9 @@ class PostalAdapter(Adapter):
                 continue
             break
         if status in TOKEN_STATUSES:
-            raise TransientDeliveryError(f"VNPost refused the token: HTTP {status} {mask_ids(text)[:120]}", status=status)
+            raise TransientDeliveryError(
+                f"VNPost refused the token: HTTP {status} {mask_ids(text)[:120]}", status=status
+            )
         classify_status(status, mask_ids(text))
         if not isinstance(data, dict):
             raise TransientDeliveryError(f"VNPost answered a malformed reply: {text[:80]!r}")
@@ -239,7 +245,9 @@ class PostalAdapter(Adapter):
             raise PermanentDeliveryError(f"the order of {order.dossier_code} cannot be sent to VNPost: {exc}") from None
         return json.dumps(body, ensure_ascii=False).encode(), item
 
-    def _post(self, connector: str, order: PostalOrder, draft: vp.OrderDraft) -> tuple[bytes, str | None, vp.OrderAnswer]:
+    def _post(
+        self, connector: str, order: PostalOrder, draft: vp.OrderDraft
+    ) -> tuple[bytes, str | None, vp.OrderAnswer]:
         sent, item = self.order_body(connector, order, draft)
         data, _ = self._call("POST", self._url(self.options.order_path), sent)
         answer = self._answer(data, f"order {order.dossier_code}" + (f" ItemCode {item}" if item else ""))

@@ -380,7 +380,7 @@ def tracking_page(answer: object) -> TrackingPage:
     for index, doc in enumerate(docs):
         oid = doc.get("_id", {}).get("$oid") if isinstance(doc.get("_id"), dict) else None
         if not isinstance(oid, str) or not _OID.match(oid):
-            raise MappingError(f'tracking document {index} has no _id.$oid (24 hex digits): {doc.get("_id")!r}')
+            raise MappingError(f"tracking document {index} has no _id.$oid (24 hex digits): {doc.get('_id')!r}")
     returned = answer.get("_returned", len(docs))
     pages = answer.get("_total_pages")
     return TrackingPage(docs, int(returned) if isinstance(returned, int) else len(docs),

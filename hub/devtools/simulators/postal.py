@@ -109,7 +109,7 @@ class PostalSimulator(SimulatorServer):
         consumers: dict[str, str] | None = None,
         customers: tuple[str, ...] = (DEFAULT_CUSTOMER,),
         token_ttl_s: float = 3600,
-        token_type: str = "Bearer",
+        token_type: str = "Bearer",  # noqa: S107 - the token's type (OC-SDK MToken token_type), no secret
         auth: str = "token_type",
         lgsp: bool = False,
         require_item_code: bool = True,

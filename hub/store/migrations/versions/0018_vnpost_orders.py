@@ -51,9 +51,7 @@ def upgrade() -> None:
     with op.batch_alter_table("postal_cursors") as batch:
         batch.alter_column("last_id", type_=sa.String(64), existing_nullable=False, postgresql_using="last_id::text")
     with op.batch_alter_table("postal_events") as batch:
-        batch.alter_column(
-            "event_id", type_=sa.String(64), existing_nullable=False, postgresql_using="event_id::text"
-        )
+        batch.alter_column("event_id", type_=sa.String(64), existing_nullable=False, postgresql_using="event_id::text")
 
 
 def downgrade() -> None:
@@ -64,6 +62,8 @@ def downgrade() -> None:
             "event_id", type_=sa.BigInteger(), existing_nullable=False, postgresql_using="event_id::bigint"
         )
     with op.batch_alter_table("postal_cursors") as batch:
-        batch.alter_column("last_id", type_=sa.BigInteger(), existing_nullable=False, postgresql_using="last_id::bigint")
+        batch.alter_column(
+            "last_id", type_=sa.BigInteger(), existing_nullable=False, postgresql_using="last_id::bigint"
+        )
     op.drop_index("ix_postal_orders_connector_dossier_code", table_name="postal_orders")
     op.drop_table("postal_orders")
