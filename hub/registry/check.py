@@ -255,11 +255,13 @@ def _check_postal_order(report: CheckReport, c: Connector, profile: Profile) -> 
     """The profile's values parsed (``status_map``, ``area_codes``, ``item_codes``…), and the hub's sample
     postal.order mapped as VNPost takes it (CustomerCode, ItemCode, VNPost's integer area codes)."""
     from hub import packets
+    from hub.packets.postal import PostalOrder
     from mappings import postal, profiles
 
+    order = packets.example("postal.order")
+    assert isinstance(order, PostalOrder)
     try:
         options = postal.VnpostOptions.from_settings(profiles.resolve(profile, c.spec.profile_values))
-        order = packets.example("postal.order")
         body = postal.order_body(postal.to_order(order), options, order.item_code)
     except MappingError as exc:
         report.add("fail", "profile", f"{profile.ref}: the postal.order sample cannot be sent: {exc}")

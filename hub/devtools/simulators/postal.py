@@ -242,6 +242,8 @@ class PostalSimulator(SimulatorServer):
             handler.reply(401, {"error": "invalid_token"})
             return
         query = self._query(handler)
+        if self.lgsp:
+            query.pop("service", None)  # the LGSP operation, not a parameter of it
         if op == "cancel":
             handler.reply(200, self._cancel(query))
         else:
