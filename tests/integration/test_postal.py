@@ -649,3 +649,48 @@ def test_the_migration_drops_integer_cursors_and_keeps_events_as_text(tmp_path: 
         assert store.current_revision() == "0016"
     finally:
         store.close()
+
+
+def test_hub_postal_cancel_and_quote(tmp_path: Path, sim: PostalSimulator) -> None:
+    """``hub postal-cancel``: VNPost cancels by OrderNumber (GET), the store marks the order cancelled so its
+    dossier's next order takes a new ItemCode; ``hub postal-quote`` asks the (unsourced) price call."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+    from hub.config import get_settings
+
+    sim.reset()
+    url = f"sqlite:///{tmp_path}/hub.db"
+    env = {"LIENTHONG_DATABASE_URL": url, "LIENTHONG_DATA_DIR": str(tmp_path), "LIENTHONG_HUB_CODE": HUB}
+    spec = {"code": POSTAL, "name": "VNPost", "kind": "postal", "receives": ["postal.order"],
+            "endpoint": {"url": sim.url, "transport": "json", "credentials": {"username": KEY, "password": SECRET}},
+            "profile": "vnpost/ngsp", "profile_values": {**sim.profile_values, "customer_code": DEFAULT_CUSTOMER,
+                                                         "item_codes": ",".join(POOL)}}  # fmt: skip
+    (tmp_path / "vnpost.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "order.xml").write_bytes(packets.to_xml(order()))
+
+    def hub(*args: str) -> Any:
+        get_settings.cache_clear()
+        try:
+            return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+        finally:
+            get_settings.cache_clear()
+
+    assert hub("connector", "add", str(tmp_path / "vnpost.yaml")).exit_code == 0
+    book = postal_orders.OrderBook(url)
+    adapter = adapter_for(sim, book)
+    first, _ = adapter.create(POSTAL, order())
+    result = hub("postal-cancel", POSTAL, DOSSIER)
+    assert result.exit_code == 0, result.output
+    assert f"order {first['ItemCode']} cancelled (Status 100" in result.output
+    assert sim.received()["cancels"] == [{"CustomerCode": DEFAULT_CUSTOMER, "OrderNumber": DOSSIER}]
+    assert postal_orders.find_order(book.engine, POSTAL, item_code=first["ItemCode"]).state == "cancelled"
+    again = hub("postal-cancel", POSTAL, DOSSIER)
+    assert again.exit_code == 1 and "no standing order" in again.output
+    second, _ = adapter.create(POSTAL, order())
+    assert second["ItemCode"] == POOL[1]  # a cancelled order's code is not used again
+
+    quoted = hub("postal-quote", POSTAL, str(tmp_path / "order.xml"), "--weight", "1200")
+    assert quoted.exit_code == 0 and quoted.output.strip().endswith("VND"), quoted.output
+    assert int(quoted.output.split(": ")[1].split()[0]) == adapter.quote(order(), 1200)
