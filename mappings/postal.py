@@ -144,16 +144,6 @@ class AreaCodes:
             )
         return entry.vnpost
 
-    def unsourced(self, codes: list[str]) -> list[str]:
-        """Which of ``codes`` come from a shipped entry without a source (the connector did not set them)."""
-        provinces, districts = shipped_areas()
-        out = []
-        for code in codes:
-            entry = (provinces if len(code) == 2 else districts).get(code)
-            if code not in self.overrides and entry is not None and entry.source is None:
-                out.append(code)
-        return out
-
 
 # ---------------------------------------------------------------------------------------------- profile values
 
