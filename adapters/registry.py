@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
 from adapters.http import HttpAdapter
 from hub.errors import MissingCredentialsError
 from hub.security.credentials import Credentials
+
+if TYPE_CHECKING:
+    from adapters.postal import PostalOrders
 
 ENVELOPE = "envelope"  # the default: POST the hub-signed envelope
 #: Kinds whose factory is chosen whatever the transport (their transport may be json too).
@@ -52,10 +55,13 @@ class AdapterContext:
 
     ``on_payment_initiated(destination, request, message_id, answer)`` records a payment reference the hub now
     expects a ``CONFIRM`` for; ``integration_code`` is the hub's own code, for a partner that asks who integrates
-    (the population DB does not: its ``MaTichHop`` is the profile's ``integration_code``, "037", FE:378)."""
+    (the population DB does not: its ``MaTichHop`` is the profile's ``integration_code``, "037", FE:378);
+    ``postal_orders`` assigns VNPost ItemCodes and records the orders placed (``hub.store.postal_orders.OrderBook``;
+    ``None``: in this process only)."""
 
     on_payment_initiated: Callable[[str, Any, str, dict[str, Any]], None] | None = None
     integration_code: str | None = None
+    postal_orders: PostalOrders | None = None
 
 
 AdapterFactory = Callable[[DestinationConfig, AdapterContext], Adapter]
@@ -147,16 +153,27 @@ def _payment(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
 
 
 def _postal(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
+    """VNPost as the connector's profile says (``vnpost/ngsp``); a postal connector without a profile cannot be
+    called: the hub's former postal format was never VNPost's (PARTNER-FORMATS §4)."""
     from adapters.postal import PostalAdapter
+    from mappings import profiles
 
-    creds = _credentials(cfg, "postal")
-    return PostalAdapter(
-        cfg.endpoint,
-        client_id=creds.username,
-        client_secret=creds.password.get_secret_value(),
-        customer_code=creds.madonvi or creds.username,
-        timeout_s=cfg.timeout_s,
-    )
+    if cfg.profile is None:
+        return UnusableAdapter(f"the postal endpoint {cfg.endpoint} has no profile: set profile: vnpost/ngsp")
+    creds = _credentials(cfg, "postal", " (VNPost's consumer key and secret)")
+    try:
+        settings = profiles.resolve(profiles.get_profile(cfg.profile), cfg.profile_values)
+        return PostalAdapter(
+            cfg.endpoint,
+            settings,
+            consumer_key=creds.username,
+            secret=creds.password.get_secret_value(),
+            orders=context.postal_orders,
+            timeout_s=cfg.timeout_s,
+            max_connections=cfg.concurrency,
+        )
+    except (profiles.UnknownProfileError, profiles.ProfileValueError) as exc:
+        return UnusableAdapter(f"the postal endpoint {cfg.endpoint} cannot be called: {exc}")
 
 
 def _provincial(cfg: DestinationConfig, context: AdapterContext) -> Adapter:

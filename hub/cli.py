@@ -1511,7 +1511,9 @@ def postal_poll(
             for result in tracker.poll_all():
                 out.print(
                     f"{result.connector}: {result.seen} events read, {len(result.emitted)} postal.status sent, "
-                    f"{result.skipped} already sent" + (f", {len(result.errors)} errors" if result.errors else ""),
+                    f"{result.skipped} already sent"
+                    + (f", {len(result.returned)} results delivered (status 10)" if result.returned else "")
+                    + (f", {len(result.errors)} errors" if result.errors else ""),
                     markup=False,
                 )
             if every is None or stop.wait(every):
@@ -1520,6 +1522,57 @@ def postal_poll(
         pass
     finally:
         runtime.close()
+
+
+@app.command("postal-cancel")
+def postal_cancel(
+    connector: Annotated[str, typer.Argument(help="The postal connector's code")],
+    dossier: Annotated[str, typer.Argument(help="The dossier code (VNPost's OrderNumber)")],
+    direction: Annotated[
+        str | None, typer.Option(help="pickup or delivery, when the dossier has both orders standing")
+    ] = None,
+) -> None:
+    """Cancel a dossier's VNPost order (GET ?CustomerCode=&OrderNumber=); its ItemCode is not used again."""
+    from adapters.base import DeliveryError
+    from hub.flows.postal_orders import PostalOrderError, cancel
+
+    if direction not in (None, "pickup", "delivery"):
+        raise _fail(f"--direction {direction!r}: pickup or delivery")
+    runtime = _runtime()
+    try:
+        done = cancel(runtime, connector, dossier, direction)
+    except (PostalOrderError, DeliveryError) as exc:
+        raise _fail(str(exc), EXIT_REJECTED) from None
+    finally:
+        runtime.close()
+    out.print(f"{dossier}: order {done.item_code or '-'} cancelled (Status {done.status} {done.message})", markup=False)
+
+
+@app.command("postal-quote")
+def postal_quote(
+    connector: Annotated[str, typer.Argument(help="The postal connector's code")],
+    order: Annotated[Path, typer.Argument(help="A postal.order packet (XML), - for stdin")],
+    weight: Annotated[int, typer.Option(help="Weight in grams", min=0)] = 0,
+) -> None:
+    """Ask VNPost the price of an order (UNSOURCED call: the connector's price_path must be set)."""
+    from adapters.base import DeliveryError
+    from hub import packets
+    from hub.flows.postal_orders import PostalOrderError, quote
+    from hub.packets.postal import PostalOrder
+
+    try:
+        model = packets.from_xml("postal.order", _read_input(order))
+    except RejectedError as exc:
+        raise _fail(f"{order}: {exc}") from None
+    assert isinstance(model, PostalOrder)
+    runtime = _runtime()
+    try:
+        fee = quote(runtime, connector, model, weight)
+    except (PostalOrderError, DeliveryError) as exc:
+        raise _fail(str(exc), EXIT_REJECTED) from None
+    finally:
+        runtime.close()
+    out.print(f"{model.dossier_code}: {fee} VND", markup=False)
 
 
 catalogue_app = typer.Typer(help="The national portal's procedure catalogue (LayDanhSachTTHC, LayThuTuc, …).",

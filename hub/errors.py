@@ -31,7 +31,8 @@
     ├── MappingError                  canonical ⇄ partner format (also ValueError)
     │   ├── NoOutboundMappingError    the destination's format has no mapping for the type
     │   ├── UnknownProfileError       a partner profile reference or file (mappings.profiles)
-    │   └── ProfileValueError         a profile value unset or unknown (mappings.profiles)
+    │   ├── ProfileValueError         a profile value unset or unknown (mappings.profiles)
+    │   └── UnknownAreaError          an area code VNPost's tables lack (mappings.postal): vnpost-area-*
     ├── MissingCredentialsError       a partner configured without endpoint.credentials
     ├── CatalogueError                the procedure catalogue could not be read (the portal's refusal, a bad reply)
     │   ├── CatalogueUnavailableError no connector, or its profile has no sourced catalogue (dvcqg/proxy)
@@ -45,7 +46,8 @@
         ├── UnknownDeliveryError, UnknownDeadLetterError   (also LookupError)
         ├── DeliveryClosedError, AlreadyReplayedError, DeadLetterClosedError
         ├── NotRetryingError          "retry now" for a message with no delivery waiting for a retry
-        └── DestinationPausedError, DestinationNotPausedError   pause twice / resume what is not paused
+        ├── DestinationPausedError, DestinationNotPausedError   pause twice / resume what is not paused
+        └── ItemCodeError             a postal order's ItemCode: item-code-pool-empty / item-code-in-use
 
 Lower layers keep their own roots, for what crosses their interface: ``broker.base.BrokerError``
 (``BrokerUnavailable``) and ``adapters.base.DeliveryError`` (``TransientDeliveryError`` /
@@ -446,3 +448,12 @@ class UnknownDestinationError(LienthongError, LookupError):
     def __init__(self, destination: str) -> None:
         self.destination = destination
         super().__init__(f"no destination {destination!r} is routed")
+
+
+class ItemCodeError(StoreError):
+    """A postal order's waybill code (VNPost ``ItemCode``) cannot be had: ``rule`` is ``item-code-pool-empty``
+    (every pre-issued code is used: the order waits) or ``item-code-in-use`` (the code serves another order)."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        self.rule = rule
+        super().__init__(f"{message} [{rule}]")

@@ -155,16 +155,22 @@ def has_destinations(settings: Settings) -> bool:
 def adapter_context(
     configs: Iterable[DestinationConfig], store: Store | None = None, hub_code: str | None = None
 ) -> AdapterContext:
-    """What adapters get from the hub: its code (``None``: each adapter's default), and the payment adapter's
-    recorder of the references it initiates in ``store`` (without one, the store named by
-    ``LIENTHONG_DATABASE_URL``)."""
-    if not any(factory_key(cfg) == "payment" for cfg in configs):
+    """What adapters get from the hub: its code (``None``: each adapter's default), the payment adapter's
+    recorder of the references it initiates and the postal adapter's order book (``hub.store.postal_orders``), in
+    ``store`` (without one, the store named by ``LIENTHONG_DATABASE_URL``)."""
+    kinds = {factory_key(cfg) for cfg in configs}
+    if not kinds & {"payment", "postal"}:
         return AdapterContext(integration_code=hub_code)
     from hub.config import get_settings
     from hub.store.flow_records import initiated_recorder
+    from hub.store.postal_orders import OrderBook
 
     target = store.engine if store is not None else get_settings().database_url
-    return AdapterContext(on_payment_initiated=initiated_recorder(target), integration_code=hub_code)
+    return AdapterContext(
+        on_payment_initiated=initiated_recorder(target) if "payment" in kinds else None,
+        integration_code=hub_code,
+        postal_orders=OrderBook(target) if "postal" in kinds else None,
+    )
 
 
 def adapter_for(cfg: DestinationConfig, store: Store | None = None) -> Adapter:

@@ -42,7 +42,7 @@ from hub.config import Settings
 from hub.devtools.simulators import DEFAULT_PORTS, start_all, stop_all
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS as PAYMENT_SECRETS
 from hub.devtools.simulators.population_db import demo_credentials as population_db_credentials
-from hub.devtools.simulators.postal import DEFAULT_CLIENTS as POSTAL_CLIENTS
+from hub.devtools.simulators.postal import DEFAULT_CONSUMERS as POSTAL_CONSUMERS
 from hub.errors import ConfigError
 from hub.packets.citizen import CitizenLookup, CitizenRecord
 from hub.packets.dossier import DossierSync
@@ -61,7 +61,10 @@ PORTAL_PROFILE = "dvcqg/opencps@1"  # the portal as VietOpenCPS calls it (mappin
 PORTAL_UNIT_NAME = "Ủy ban nhân dân tỉnh (demo)"
 POPULATION_PROFILE = "c06/lgsp@1"  # the population DB through the LGSP (mappings/profiles/c06/lgsp.yaml)
 PAYMENT_PARTNER = "LIENTHONG"  # the hub's MaDoiTac at the payment simulator (its secret: DEFAULT_PARTNERS)
-POSTAL_CLIENT, POSTAL_CUSTOMER = "lienthong", "KH-LIENTHONG-01"  # OAuth client at the postal simulator; CustomerCode
+POSTAL_CLIENT, POSTAL_CUSTOMER = "lienthong", "KH-LIENTHONG-01"  # VNPost consumer key at the simulator; CustomerCode
+POSTAL_PROFILE = "vnpost/ngsp@1"  # VNPost through its NGSP SDK (mappings/profiles/vnpost/ngsp.yaml)
+#: The waybill codes "VNPost pre-issued" to the demo province (invented; profile value item_codes, TH-VH:64-71)
+POSTAL_ITEM_CODES = [f"EL9{n:08d}VN" for n in range(1, 41)]
 DEMO_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
 
 Step = Callable[[str], None]
@@ -265,7 +268,8 @@ class DemoHub:
              f"(mapping ministry-steps), VBDLIS {self.codes.vbdlis} (ministry/vbdlis-json; its API key is the "
              f"simulator's security code), population DB {self.codes.population_db} ({POPULATION_PROFILE}: LGSP "
              f"token, SOAP body), "
-             f"payment {self.codes.payment} (bank certificate), postal {self.codes.postal} (OAuth)")  # fmt: skip
+             f"payment {self.codes.payment} (bank certificate), postal {self.codes.postal} "
+             f"({POSTAL_PROFILE})")  # fmt: skip
         self._sync_catalogue(step)
         self._start_api()
         step(f"API on {self.base_url} (store {self.settings.database_url}, broker {o.broker_url})")
@@ -344,10 +348,14 @@ class DemoHub:
                           "credentials": {"username": PAYMENT_PARTNER, "password": PAYMENT_SECRETS[PAYMENT_PARTNER]}},
              "certificates": [self.payment.bank_cert_pem],
              "retry": retry, "circuit": circuit, "timeout_s": 5},
-            {"code": c.postal, "name": "Postal service (demo)", "kind": "postal", "receives": ["postal.order"],
+            # VNPost (PARTNER-FORMATS §4): consumer key and secret; the simulator's paths, the demo's CustomerCode and
+            # pre-issued waybill codes are the profile values a deployment writes
+            {"code": c.postal, "name": "Postal service VNPost (demo)", "kind": "postal", "receives": ["postal.order"],
              "endpoint": {"url": self.postal.url, "transport": "json",
-                          "credentials": {"username": POSTAL_CLIENT, "password": POSTAL_CLIENTS[POSTAL_CLIENT],
-                                          "madonvi": POSTAL_CUSTOMER}},
+                          "credentials": {"username": POSTAL_CLIENT, "password": POSTAL_CONSUMERS[POSTAL_CLIENT]}},
+             "profile": POSTAL_PROFILE,
+             "profile_values": {**self.postal.profile_values, "customer_code": POSTAL_CUSTOMER,
+                                "item_codes": ",".join(POSTAL_ITEM_CODES)},
              "retry": retry, "circuit": circuit, "timeout_s": 5},
         ]  # fmt: skip
         self._worker_runtime = Runtime.open(self.settings)
@@ -811,56 +819,92 @@ def flow_f3(demo: DemoHub, step: Step) -> str:
 
 
 def flow_f4(demo: DemoHub, step: Step) -> str:
-    """F4: a postal pickup order (the citizen sends the dossier to the agency) → order at the postal service; the
-    courier's tracking events → ``PostalTracker.poll`` → one postal.status each at the province, never twice."""
+    """F4 (VNPost, profile vnpost/ngsp): a pickup order (the citizen sends the dossier) and, once the dossier is done
+    (9), a result delivery with COD → orders at VNPost with a pre-issued ItemCode and VNPost's integer area codes;
+    the courier's events → ``PostalTracker.poll`` (pages by ``$oid``) → one postal.status each at the province,
+    never twice; the result delivered → dossier status 10 on the national portal."""
     from hub import packets
     from hub.flows.postal_tracking import tracker_for
     from hub.packets.postal import Direction
     from hub.runtime import Runtime
 
     code = demo.dossier_code()
-    base = _packet(PostalOrder, packets.example("postal.order"))
-    order = base.model_copy(update={"dossier_code": code, "direction": Direction.PICKUP, "sender": base.receiver,
-                                    "receiver": base.sender, "cod_amount": 0,
-                                    "description": f"Thu gom hồ sơ {code} tại nhà công dân"})  # fmt: skip
-    demo.wait_status(_submit(demo, order, expect_to=[demo.codes.postal]))
-    orders = [o for o in demo.postal.received()["orders"].values() if o["OrderNumber"] == code]
-    _check(len(orders) == 1, f"orders at the postal service for {code}: {orders}")
-    created = orders[0]
-    _check(created["CustomerCode"] == POSTAL_CUSTOMER and created["Direction"] == "pickup"
-           and created["ReceiverName"] == base.sender.name, f"order {created}")  # fmt: skip
-    step(f"province → hub → postal service (OAuth token): postal.order pickup {code} → order {created['ItemCode']} "
-         f"(CustomerCode {created['CustomerCode']})")  # fmt: skip
+    t0 = _now() - dt.timedelta(hours=3)
 
-    for status_code, message in (("PICKED_UP", "Đã nhận hồ sơ tại nhà công dân"),
-                                 ("DELIVERED", "Đã phát cho Bộ phận Một cửa")):  # fmt: skip
-        event = {"OrderNumber": code, "statusCode": status_code, "statusMessage": message}
+    def sync(status: int) -> None:
+        model = new_online_dossier(code, status=status, submitted_at=t0, received_at=t0 + dt.timedelta(minutes=5))
+        demo.wait_status(_submit(demo, model, expect_to=[demo.codes.portal]))
+
+    sync(2)  # received: the citizen chose to send the paper dossier by post
+    base = _packet(PostalOrder, packets.example("postal.order"))
+    pickup = base.model_copy(update={"dossier_code": code, "direction": Direction.PICKUP, "sender": base.receiver,
+                                     "receiver": base.sender, "cod_amount": 0, "item_code": None,
+                                     "contents": "Đơn đề nghị cấp giấy phép xây dựng; bản vẽ thiết kế",
+                                     "description": f"Thu gom hồ sơ {code} tại nhà công dân"})  # fmt: skip
+    demo.wait_status(_submit(demo, pickup, expect_to=[demo.codes.postal]))
+    orders = [o for o in demo.postal.received()["orders"].values() if o["OrderNumber"] == code]
+    _check(len(orders) == 1, f"orders at VNPost for {code}: {orders}")
+    sent = orders[0]
+    _check(sent["CustomerCode"] == POSTAL_CUSTOMER and sent.get("ItemCode") in POSTAL_ITEM_CODES
+           and all(type(sent[k]) is int for k in ("SenderProvince", "SenderDistrict", "ReceiverProvince",
+                                                  "ReceiverDistrict")), f"order at VNPost: {sent}")  # fmt: skip
+    step(f"province → hub → VNPost (token: Basic consumer key, then '<token_type> <token>'): pickup {code} → "
+         f"Status 100, ItemCode {sent['ItemCode']} (pre-issued pool), SenderProvince {sent['SenderProvince']} / "
+         f"District {sent['SenderDistrict']} (VNPost's codes for 48/492)")  # fmt: skip
+
+    sync(9)  # done: the result can go out
+    cod = 75_000
+    delivery = base.model_copy(update={"dossier_code": code, "item_code": None, "cod_amount": cod})
+    demo.wait_status(_submit(demo, delivery, expect_to=[demo.codes.postal]))
+    result = [o for o in demo.postal.received()["orders"].values() if o["OrderNumber"] == code
+              and o["ItemCode"] != sent["ItemCode"]]  # fmt: skip
+    _check(len(result) == 1 and result[0]["CODAmount"] == cod, f"result delivery at VNPost: {result}")
+    step(f"dossier {code} done (9) on the portal; result delivery → ItemCode {result[0]['ItemCode']}, "
+         f"CODAmount {cod:,} → Status 100")  # fmt: skip
+
+    courier = [(sent["ItemCode"], 2, "Đã nhận hồ sơ tại nhà công dân"),
+               (sent["ItemCode"], 4, "Đã phát cho Bộ phận Một cửa"),
+               (result[0]["ItemCode"], 3, "Đang vận chuyển"),
+               (result[0]["ItemCode"], 4, "Đã phát thành công, đã thu tiền")]  # fmt: skip
+    for item, status_code, message in courier:
+        event = {"ItemCode": item, "StatusCode": status_code, "StatusMessage": message}
         advanced = httpx.post(demo.postal.base_url + "/_advance", json=event, timeout=5)
         _check(advanced.status_code == 200, f"/_advance {status_code}: HTTP {advanced.status_code}")
     runtime = Runtime.open(demo.settings)
     tracker = tracker_for(runtime)
     try:
-        first = tracker.poll(demo.codes.postal)
+        first = tracker.poll(demo.codes.postal, page_size=4)  # 6 events: two pages, the second from the last $oid
         second = tracker.poll(demo.codes.postal)
     finally:
-        for adapter in tracker.adapters.values():
-            adapter.close()
         runtime.close()
-    _check(first.seen == 3 and len(first.emitted) == 3 and not first.errors, f"first poll: {first}")
-    _check(second.emitted == [], f"second poll emitted {second.emitted}")
-    for message_id in first.emitted:
+    mine = [e for e in demo.postal.received()["events"] if e["OrderNumber"] == code]
+    _check(first.seen >= len(mine) == 6 and not first.errors, f"first poll: {first}")
+    _check(second.emitted == [] and second.returned == [], f"second poll emitted {second.emitted}")
+    _check(len(first.returned) == 1, f"status 10 routed for {first.returned}, expected the one result delivery")
+    for message_id in [*first.emitted, *first.returned]:
         demo.track(message_id)
         demo.wait_status(message_id)
-    step(f"courier: PICKED_UP, DELIVERED; poll → {len(first.emitted)} postal.status (with ORDER_CREATED); "
-         f"poll again → {len(second.emitted)} new")  # fmt: skip
-    time.sleep(0.3)
+    step(f"courier events → poll (pagesize 4, then lastId=<$oid>) → {len(first.emitted)} postal.status; poll again → "
+         f"{len(second.emitted)} new")  # fmt: skip
+
     inbox = [m for m in demo.province.received()["messages"] if m["message_type"] == "postal.status"
              and m["dossier_code"] == code]  # fmt: skip
-    codes = [_postal_code_of(m["payload"]) for m in inbox]
-    _check(sorted(codes) == ["DELIVERED", "ORDER_CREATED", "PICKED_UP"], f"postal.status at the province: {codes}")
+    states = sorted(_packet_text(m["payload"], "state") or "?" for m in inbox)
+    _check(states == sorted(["created", "created", "picked_up", "delivered", "in_transit", "delivered"]),
+           f"postal.status states at the province: {states}")  # fmt: skip
     _check(all(m["verified"] for m in inbox), "the province could not verify the hub's signature")
-    step(f"province /inbox: postal.status {', '.join(codes)}, each once (hub signature verified)")
-    return f"{code}: pickup order {created['ItemCode']}; 3 tracking events reached the province once each"
+    collected = [_packet_text(m["payload"], "codAmount") for m in inbox if _packet_text(m["payload"], "state")
+                 == "delivered" and _packet_text(m["payload"], "direction") == "delivery"]  # fmt: skip
+    _check(collected == [str(cod)], f"COD reported with the delivered result: {collected}")
+    step(f"province /inbox: postal.status {', '.join(states)} (hub-signed); the delivered result reports COD {cod:,}")
+
+    record = demo.portal.received()["records"][code]
+    progress = [int(p["TrangThai"]) for p in demo.portal.received()["progress"].get(code, [])]
+    _check(str(record["TrangThaiHoSo"]) == "10" and progress[-1:] == [10],
+           f"portal TrangThaiHoSo {record['TrangThaiHoSo']}, CapNhatTienDoHoSoMC {progress}: expected 10")  # fmt: skip
+    step("result delivered (StatusCode 4 → delivered) → dossier.status 10 → portal CapNhatTienDoHoSoMC TrangThai 10")
+    return (f"{code}: pickup {sent['ItemCode']} and result {result[0]['ItemCode']} (COD {cod:,}) at VNPost; "
+            f"{len(first.emitted)} events to the province once each; delivered → 10 on the portal")  # fmt: skip
 
 
 def _packet_text(payload: str, element: str) -> str | None:
@@ -1052,7 +1096,7 @@ FLOWS: list[Flow] = [
     Flow("F1", "online dossier → national portal", flow_f1),
     Flow("F2", "citizen lookup → population DB, audited", flow_f2),
     Flow("F3", "fee payment → CONFIRM → receipt → province and portal", flow_f3),
-    Flow("F4", "postal pickup order → tracking events → province", flow_f4),
+    Flow("F4", "VNPost orders → tracking → province; result delivered → 10 on the portal", flow_f4),
     Flow("F5", "land registration steps (VBDLIS) → province and portal", flow_f5),
     Flow("F6", "partner down / refusing → retry, dead letter, replay", flow_f6),
 ]
@@ -1131,9 +1175,10 @@ def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
                      f"{'paid' if p['paid'] else 'unpaid'}; CONFIRM answered {answers or '-'}"))  # fmt: skip
     postal = demo.postal.received()
     for item_code, order in sorted(postal["orders"].items()):
-        events = [e["statusCode"] for e in postal["events"] if e["itemCode"] == item_code]
-        rows.append(("postal service", order["OrderNumber"], f"order {item_code} ({order['Direction']}, "
-                     f"CustomerCode {order['CustomerCode']}); tracking {', '.join(events)}"))  # fmt: skip
+        events = [str(e["StatusCode"]) for e in postal["events"] if e["ItemCode"] == item_code]
+        rows.append(("postal service", order["OrderNumber"], f"VNPost order ItemCode {item_code} (CustomerCode "
+                     f"{order['CustomerCode']}, COD {order.get('CODAmount', 0):,}); "
+                     f"StatusCode {', '.join(events)}"))  # fmt: skip
     pushed = demo.ministry.received()["pushed"]
     if pushed:
         answers = ", ".join(f"{p['transport']}→{p['status']}" for p in pushed)

@@ -18,14 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cryptography import x509
 
-from hub.errors import KeyMaterialError, LienthongError, RejectedError
+from hub.errors import KeyMaterialError, LienthongError, MappingError, RejectedError
 from hub.registry.core import Connector, Registry
 from hub.registry.spec import KNOWN_PROFILES
 from hub.security.signing import TrustStore
+
+if TYPE_CHECKING:
+    from mappings.profiles import Profile
 
 Status = Literal["ok", "warn", "fail"]
 EXPIRY_WARNING_DAYS = 30
@@ -217,6 +220,9 @@ def _check_profile(report: CheckReport, c: Connector) -> None:
                 "population DB through the provincial LGSP (c06/lgsp, PARTNER-FORMATS §2)",
             )  # fmt: skip
             _check_population_db(report, c)
+        if c.kind == "postal" and c.spec.endpoint is not None:
+            names = ", ".join(p.name for p in profiles.profiles_for(c.kind))
+            report.add("fail", "profile", f"no partner profile: a postal connector speaks VNPost's interface ({names})")
         return
     try:
         profile = profiles.get_profile(c.spec.profile)
@@ -233,6 +239,8 @@ def _check_profile(report: CheckReport, c: Connector) -> None:
         _check_portal_records(report, c, profile.ref)
     if profile.kind == "population_db" and not any(f.status == "fail" for f in findings):
         _check_population_db(report, c)
+    if profile.name.startswith("vnpost/") and not any(f.status == "fail" for f in findings):
+        _check_postal_order(report, c, profile)
 
 
 def _check_population_db(report: CheckReport, c: Connector) -> None:
@@ -287,6 +295,26 @@ def _check_portal_records(report: CheckReport, c: Connector, ref: str) -> None:
             report.add("fail", "profile", f"{ref}: the {message_type} sample as {service} breaks its schema: {shown}")
         else:
             report.add("ok", "profile", f"{ref}: the {message_type} sample maps to a valid {service} record")
+
+
+def _check_postal_order(report: CheckReport, c: Connector, profile: Profile) -> None:
+    """The profile's values parsed (``status_map``, ``area_codes``, ``item_codes``…), and the hub's sample
+    postal.order mapped as VNPost takes it (CustomerCode, ItemCode, VNPost's integer area codes)."""
+    from hub import packets
+    from hub.packets.postal import PostalOrder
+    from mappings import postal, profiles
+
+    order = packets.example("postal.order")
+    assert isinstance(order, PostalOrder)
+    try:
+        options = postal.VnpostOptions.from_settings(profiles.resolve(profile, c.spec.profile_values))
+        body = postal.order_body(postal.to_order(order), options, order.item_code)
+    except MappingError as exc:
+        report.add("fail", "profile", f"{profile.ref}: the postal.order sample cannot be sent: {exc}")
+        return
+    areas = ", ".join(f"{k} {body[k]}" for k in postal.AREA_FIELDS)
+    pool = f"{len(options.item_codes)} pre-issued ItemCode(s)" if options.send_item_code else "no ItemCode"
+    report.add("ok", "profile", f"{profile.ref}: the postal.order sample maps to a VNPost order ({areas}; {pool})")
 
 
 def _check_certificates(report: CheckReport, c: Connector, now: datetime) -> None:
