@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
 from adapters.http import HttpAdapter
 from hub.errors import MissingCredentialsError
 from hub.security.credentials import Credentials
 
+if TYPE_CHECKING:
+    from adapters.notification import NotificationHooks
+
 ENVELOPE = "envelope"  # the default: POST the hub-signed envelope
 #: Kinds whose factory is chosen whatever the transport (their transport may be json too).
-PARTNER_KINDS = frozenset({"population_db", "payment", "postal"})
+PARTNER_KINDS = frozenset({"population_db", "payment", "postal", "notification"})
 
 
 class DestinationConfig(Protocol):
@@ -44,6 +47,8 @@ class DestinationConfig(Protocol):
     def profile(self) -> str | None: ...
     @property
     def profile_values(self) -> Mapping[str, str]: ...
+    @property
+    def templates(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,12 @@ class AdapterContext:
 
     ``on_payment_initiated(destination, request, message_id, answer)`` records a payment reference the hub now
     expects a ``CONFIRM`` for; ``integration_code`` is the hub's code where a partner asks who integrates (the
-    population DB's ``MaTichHop``; ``None``: the adapter's default)."""
+    population DB's ``MaTichHop``; ``None``: the adapter's default); ``notifications`` what a notification connector
+    reads and writes of the dossier (its latest ``dossier.sync``, its timeline: ``adapters.notification``)."""
 
     on_payment_initiated: Callable[[str, Any, str, dict[str, Any]], None] | None = None
     integration_code: str | None = None
+    notifications: NotificationHooks | None = None
 
 
 AdapterFactory = Callable[[DestinationConfig, AdapterContext], Adapter]
@@ -156,6 +163,25 @@ def _provincial(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
     return ProvincialAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
 
 
+def _notification(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
+    """Email over SMTP or SMS through an HTTP gateway, as the connector's ``notification/*`` profile says."""
+    from adapters.notification import notification_adapter
+    from mappings import profiles
+
+    try:
+        if cfg.profile is None:
+            raise ValueError("a notification connector needs a profile (notification/email-smtp, …/sms-http)")
+        settings = profiles.resolve(profiles.get_profile(cfg.profile), cfg.profile_values)
+        creds = cfg.credentials
+        return notification_adapter(
+            settings.profile.name, settings, cfg.endpoint, templates=cfg.templates, hooks=context.notifications,
+            username=creds.username if creds else None, password=creds.password.get_secret_value() if creds else None,
+            timeout_s=cfg.timeout_s, max_connections=cfg.concurrency,
+        )  # fmt: skip
+    except (ValueError, KeyError) as exc:  # MappingError (unknown profile, value, template) is a ValueError too
+        return UnusableAdapter(f"the notification endpoint {cfg.endpoint} cannot be used: {exc}")
+
+
 def _envelope(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
     return HttpAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
 
@@ -167,6 +193,7 @@ FACTORIES: Mapping[str, AdapterFactory] = {
     "population_db": _population_db,
     "payment": _payment,
     "postal": _postal,
+    "notification": _notification,
     ENVELOPE: _envelope,
 }
 
