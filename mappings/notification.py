@@ -159,7 +159,8 @@ def contact_of(sync: DossierSync) -> Contact:
 def _sync_moment(sync: DossierSync) -> tuple[datetime | None, str | None, datetime | None]:
     """When the status a ``dossier.sync`` reports happened, the reason it gives, and a new due date."""
     status = int(sync.status)
-    supplement = max(sync.supplements, key=lambda s: s.requested_at or datetime.min.replace(tzinfo=UTC), default=None)
+    waiting = [s for s in sync.supplements if s.received_at is None]  # the request not answered yet
+    supplement = max(waiting, key=lambda s: s.requested_at or datetime.min.replace(tzinfo=UTC), default=None)
     if status == 5 and supplement is not None:
         return supplement.requested_at, supplement.content or sync.note, supplement.new_due_at
     at = {1: sync.submitted_at, 2: sync.received_at, 3: sync.rejected_at, 9: sync.finished_at}.get(status)

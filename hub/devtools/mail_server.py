@@ -62,9 +62,9 @@ class ReceivedMail:
 
     @property
     def text(self) -> str:
-        """The plain-text body, decoded (quoted-printable or base64, any charset)."""
+        """The plain-text body, decoded (quoted-printable or base64, any charset), with ``\n`` line ends."""
         body = self.message.get_body(("plain",))
-        return "" if body is None else str(cast(EmailMessage, body).get_content())
+        return "" if body is None else str(cast(EmailMessage, body).get_content()).replace("\r\n", "\n")
 
     def as_dict(self) -> dict[str, Any]:
         message = self.message
@@ -128,7 +128,8 @@ class MailServer:
         self._controller = _Controller(
             _Handler(self), hostname=host, port=port, ssl_context=implicit_tls, tls_context=tls,
             require_starttls=require_starttls, authenticator=self._authenticate if self.users else None,
-            auth_require_tls=auth_require_tls, auth_exclude_mechanism=["CRAM-MD5"],
+            # aiosmtpd counts only STARTTLS as TLS: over implicit TLS the whole connection is encrypted already
+            auth_require_tls=auth_require_tls and not self.implicit, auth_exclude_mechanism=["CRAM-MD5"],
             server_hostname="mail.lienthong.test",
         )  # fmt: skip
 
