@@ -125,6 +125,7 @@ class MailServer:
         self._lock = threading.Lock()
         self._messages: list[ReceivedMail] = []
         self._failure: tuple[str, int | None] | None = None
+        self._running = False
         self._controller = _Controller(
             _Handler(self), hostname=host, port=port, ssl_context=implicit_tls, tls_context=tls,
             require_starttls=require_starttls, authenticator=self._authenticate if self.users else None,
@@ -146,10 +147,14 @@ class MailServer:
 
     def start(self) -> MailServer:
         self._controller.start()
+        self._running = True
         return self
 
     def stop(self) -> None:
-        self._controller.stop(no_assert=True)
+        """Stop serving (a second call does nothing)."""
+        if self._running:
+            self._running = False
+            self._controller.stop()
 
     def __enter__(self) -> MailServer:
         return self.start()

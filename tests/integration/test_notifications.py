@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from hub import packets
 from hub.api import create_app
 from hub.devtools.mail_server import MailServer
-from hub.devtools.sink import SinkServer
 from hub.devtools.simulators.sms_gateway import DEFAULT_TOKEN, SmsGatewaySimulator
+from hub.devtools.sink import SinkServer
 from hub.exchange.worker import OutboundBuilder, Worker
 from hub.packets.dossier import DossierStatusUpdate, DossierSync
 from hub.registry import parse_spec
@@ -171,7 +171,13 @@ def test_intake_is_emailed_and_texted_to_the_applicant_without_the_personal_id(h
     reasons = {u["source"]: u["reason"] for u in notes}
     assert reasons == {EMAIL: "intake sent by email to n***@example.vn", SMS: "intake sent by sms to *******678"}
     trace = hub.get(f"/api/v1/messages/{answer['message_id']}")
-    assert {d["destination"]: d["state"] for d in trace["deliveries"]} == {EMAIL: "delivered", SMS: "delivered"}  # type: ignore[call-overload]
+    deliveries = {d["destination"]: d for d in trace["deliveries"]}  # type: ignore[call-overload]
+    assert {code: d["state"] for code, d in deliveries.items()} == {EMAIL: "delivered", SMS: "delivered"}
+    # the message log keeps the exact bytes each partner took: the MIME message, the gateway's JSON body
+    kept = hub.service.store.delivery(deliveries[EMAIL]["delivery_id"])
+    assert kept is not None and kept.sent_type == "message/rfc822"
+    assert kept.sent is not None and kept.sent.splitlines() == mail.data.splitlines()
+    assert deliveries[SMS]["sent_type"] == "application/json"
 
 
 def test_a_supplement_request_is_texted_with_what_to_supplement(hub: Hub) -> None:
@@ -261,3 +267,19 @@ def test_a_refused_address_is_dead_lettered_at_once(hub: Hub) -> None:
 
     hub.deliver(until=lambda: email()["state"] == "dead")
     assert email()["attempts"] == 1 and "550" in (email()["last_error"] or "")
+
+
+def test_connector_check_greets_the_relay_and_renders_the_templates(hub: Hub) -> None:
+    from hub.registry.check import run_check
+
+    email = run_check(hub.service.registry, EMAIL)
+    assert email.ok, [i.message for i in email.failures]
+    found = {i.area: i.message for i in email.items if i.status == "ok"}
+    assert found["endpoint"].startswith(f"the SMTP relay 127.0.0.1:{hub.mail.port} answered 250 over clear")
+    assert found["templates"].startswith("email notifications for intake, not_received, received, result")
+    assert any("no public source confirms" in i.message for i in email.warnings)  # starttls "none" is a choice
+    sms = run_check(hub.service.registry, SMS)
+    assert "sms notifications for" in {i.area: i.message for i in sms.items}["templates"]
+    hub.mail.stop()
+    down = run_check(hub.service.registry, EMAIL)
+    assert [i.area for i in down.failures] == ["endpoint"] and "cannot reach" in down.failures[0].message

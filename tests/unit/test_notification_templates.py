@@ -37,7 +37,8 @@ def status_update(status: int, content: str = "Chuyển hồ sơ sang bước th
 def email_spec(**extra: object) -> dict:
     return {
         "code": "000.00.00.G21", "name": "Thông báo qua thư điện tử", "kind": "notification",
-        "receives": ["dossier.sync", "dossier.status"], "endpoint": {"url": "smtp://127.0.0.1:2525", "transport": "smtp"},
+        "receives": ["dossier.sync", "dossier.status"],
+        "endpoint": {"url": "smtp://127.0.0.1:2525", "transport": "smtp"},
         "profile": "notification/email-smtp", "profile_values": {"from_address": "Một cửa <motcua@example.gov.vn>"},
         **extra,
     }  # fmt: skip
@@ -222,3 +223,14 @@ def test_templates_belong_to_notification_connectors_that_fit_their_channel() ->
     with pytest.raises(SpecInvalidError) as events:
         parse_spec(email_spec(profile_values={"from_address": "a@b.vn", "events": "intake,tet"}))
     assert events.value.issues[0].rule == "notification-events"
+
+
+def test_the_operator_page_reads_notifications_in_vietnamese() -> None:
+    from hub.console.i18n import Translator
+
+    t = Translator("vi")
+    assert t.state("notified") == "đã thông báo người nộp" and t.state("notify_skipped") == "không gửi thông báo"
+    assert t.detail("supplement sent by sms to *******678") == "đã gửi thông báo yêu cầu bổ sung qua sms tới *******678"
+    declined = t.detail("intake by email not sent: the applicant declined notifications (applicant notify=false)")
+    assert declined == "không gửi thông báo tiếp nhận hồ sơ qua email: người nộp đã từ chối nhận thông báo " \
+                       "(applicant notify=false)"  # fmt: skip
