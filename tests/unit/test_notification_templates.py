@@ -234,3 +234,15 @@ def test_the_operator_page_reads_notifications_in_vietnamese() -> None:
     declined = t.detail("intake by email not sent: the applicant declined notifications (applicant notify=false)")
     assert declined == "không gửi thông báo tiếp nhận hồ sơ qua email: người nộp đã từ chối nhận thông báo " \
                        "(applicant notify=false)"  # fmt: skip
+
+
+def test_the_shipped_example_connectors_and_template_folder() -> None:
+    import yaml
+
+    deploy = Path(__file__).resolve().parents[2] / "deploy" / "connectors"
+    assert load_spec(deploy / "notification-email.yaml").kind == "notification"
+    data = yaml.safe_load((deploy / "notification-sms.yaml").read_text(encoding="utf-8"))
+    spec = parse_spec({**data, "templates": "notifications"}, base_dir=deploy)  # the line the file comments out
+    assert set(spec.templates) == {"intake.sms"}
+    text = n.Templates(spec.templates).render(n.sample_notice(n.Event.INTAKE), "sms").text
+    assert text.startswith("Trung tâm Phục vụ hành chính công tỉnh đã nhận hồ sơ 000.00.00.H12-251124-0001 lúc")
