@@ -1483,7 +1483,7 @@ def _ports_in_use_hint(busy: dict[str, int], port: int, offset: int) -> str:
     if "api" in busy:
         lines.append(f"  move the API with --port (e.g. hub demo --port {port + 80})")
     if set(busy) - {"api"}:
-        lines.append(f"  move the simulators with --simulator-port-offset (added to their ports 9001–9007; "
+        lines.append(f"  move the simulators with --simulator-port-offset (added to their ports 9001–9008, 9025; "
                      f"e.g. hub demo --simulator-port-offset {offset + 100})")  # fmt: skip
     return "\n".join(lines)
 
