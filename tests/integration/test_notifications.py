@@ -283,3 +283,33 @@ def test_connector_check_greets_the_relay_and_renders_the_templates(hub: Hub) ->
     hub.mail.stop()
     down = run_check(hub.service.registry, EMAIL)
     assert [i.area for i in down.failures] == ["endpoint"] and "cannot reach" in down.failures[0].message
+
+
+def test_the_notification_ledger_on_both_databases(store, pki) -> None:
+    """What the adapter reads and writes of a dossier (``hub.runtime.NotificationLedger`` over
+    ``hub.store.notifications``), on SQLite and PostgreSQL."""
+    from adapters.notification import DossierNote
+    from hub.runtime import NotificationLedger
+    from hub.store.types import Submission
+
+    code = f"{PROVINCE}-251124-0900"
+    ledger = NotificationLedger(store)
+    assert ledger.dossier(code) is None
+    for status, email in ((1, "first@example.vn"), (2, "second@example.vn")):
+        model = online_dossier(code, status=status, email=email)
+        data = signed_envelope(pki.province.signer, sender=PROVINCE, receiver=HUB, message_type="dossier.sync",
+                               payload=packets.to_element(model), dossier_code=code)  # fmt: skip
+        store.accept_many([Submission(PROVINCE, str(uuid.uuid4()), "dossier.sync", HUB, data, dossier_code=code)])
+    latest = ledger.dossier(code)
+    assert latest is not None and latest.status == 2 and latest.applicant.email == "second@example.vn"
+
+    at = dt.datetime(2025, 11, 24, 3, 30, 15, 250000, tzinfo=UTC)
+    note = DossierNote(code, 2, at, "notified", "received sent by email to s***@example.vn", "m-1", {"channel": "email"})
+    assert not ledger.already(EMAIL, note)
+    ledger.record(EMAIL, note)
+    assert ledger.already(EMAIL, note)  # the same update, to the microsecond
+    assert not ledger.already(SMS, note)  # another connector has not told it
+    assert not ledger.already(EMAIL, DossierNote(code, 5, at, "notified", "", "m-2"))  # another update
+    (entry,) = [u for u in store.timeline(code) if u.outcome == "notified"]
+    assert (entry.source, entry.status, entry.at, entry.message_id) == (EMAIL, 2, at, "m-1")
+    assert entry.detail == {"channel": "email"} and store.dossier(code) is None  # not a status of the dossier
