@@ -304,7 +304,7 @@ def test_the_notification_ledger_on_both_databases(store, pki) -> None:
     assert latest is not None and latest.status == 2 and latest.applicant.email == "second@example.vn"
 
     at = dt.datetime(2025, 11, 24, 3, 30, 15, 250000, tzinfo=UTC)
-    note = DossierNote(code, 2, at, "notified", "received sent by email to s***@example.vn", "m-1", {"channel": "email"})
+    note = DossierNote(code, 2, at, "notified", "received sent by email", "m-1", {"channel": "email"})
     assert not ledger.already(EMAIL, note)
     ledger.record(EMAIL, note)
     assert ledger.already(EMAIL, note)  # the same update, to the microsecond
