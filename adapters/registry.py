@@ -20,11 +20,12 @@ from hub.errors import MissingCredentialsError
 from hub.security.credentials import Credentials
 
 if TYPE_CHECKING:
+    from adapters.notification import NotificationHooks
     from adapters.postal import PostalOrders
 
 ENVELOPE = "envelope"  # the default: POST the hub-signed envelope
 #: Kinds whose factory is chosen whatever the transport (their transport may be json too).
-PARTNER_KINDS = frozenset({"population_db", "payment", "postal"})
+PARTNER_KINDS = frozenset({"population_db", "payment", "postal", "notification"})
 
 
 class DestinationConfig(Protocol):
@@ -47,6 +48,8 @@ class DestinationConfig(Protocol):
     def profile(self) -> str | None: ...
     @property
     def profile_values(self) -> Mapping[str, str]: ...
+    @property
+    def templates(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,13 @@ class AdapterContext:
     expects a ``CONFIRM`` for; ``integration_code`` is the hub's own code, for a partner that asks who integrates
     (the population DB does not: its ``MaTichHop`` is the profile's ``integration_code``, "037", FE:378);
     ``postal_orders`` assigns VNPost ItemCodes and records the orders placed (``hub.store.postal_orders.OrderBook``;
-    ``None``: in this process only)."""
+    ``None``: in this process only); ``notifications`` what a notification connector reads and writes of the dossier
+    (its latest ``dossier.sync``, its timeline: ``adapters.notification``)."""
 
     on_payment_initiated: Callable[[str, Any, str, dict[str, Any]], None] | None = None
     integration_code: str | None = None
     postal_orders: PostalOrders | None = None
+    notifications: NotificationHooks | None = None
 
 
 AdapterFactory = Callable[[DestinationConfig, AdapterContext], Adapter]
@@ -182,6 +187,25 @@ def _provincial(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
     return ProvincialAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
 
 
+def _notification(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
+    """Email over SMTP or SMS through an HTTP gateway, as the connector's ``notification/*`` profile says."""
+    from adapters.notification import notification_adapter
+    from mappings import profiles
+
+    try:
+        if cfg.profile is None:
+            raise ValueError("a notification connector needs a profile (notification/email-smtp, …/sms-http)")
+        settings = profiles.resolve(profiles.get_profile(cfg.profile), cfg.profile_values)
+        creds = cfg.credentials
+        return notification_adapter(
+            settings.profile.name, settings, cfg.endpoint, templates=cfg.templates, hooks=context.notifications,
+            username=creds.username if creds else None, password=creds.password.get_secret_value() if creds else None,
+            timeout_s=cfg.timeout_s, max_connections=cfg.concurrency,
+        )  # fmt: skip
+    except (ValueError, KeyError) as exc:  # MappingError (unknown profile, value, template) is a ValueError too
+        return UnusableAdapter(f"the notification endpoint {cfg.endpoint} cannot be used: {exc}")
+
+
 def _envelope(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
     return HttpAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
 
@@ -193,6 +217,7 @@ FACTORIES: Mapping[str, AdapterFactory] = {
     "population_db": _population_db,
     "payment": _payment,
     "postal": _postal,
+    "notification": _notification,
     ENVELOPE: _envelope,
 }
 

@@ -1326,9 +1326,9 @@ def simulate(
         str | None, typer.Option(help="The dstcode header the portal requires (dvcqg/opencps; default: a demo value)")
     ] = None,
 ) -> None:
-    """Run the seven partner simulators on 127.0.0.1 until Ctrl-C/SIGTERM: provincial system, national portal,
-    population database (SOAP), postal service, payment platform, ministry software (XML steps) and land
-    registration software (VBDLIS JSON)."""
+    """Run the eight partner simulators on 127.0.0.1 until Ctrl-C/SIGTERM: provincial system, national portal,
+    population database (SOAP), postal service, payment platform, ministry software (XML steps), land
+    registration software (VBDLIS JSON) and the notifications' SMS gateway."""
     import signal
     import threading
 
@@ -1371,7 +1371,7 @@ def demo(
     once: Annotated[bool, typer.Option("--once", help="Run the flows, print the results, exit (0 = all ok)")] = False,
     port: Annotated[int, typer.Option(help="Port of the API on 127.0.0.1")] = 8000,
     simulator_port_offset: Annotated[
-        int, typer.Option(help="Added to every simulator's default port 9001–9007 (as `hub simulate --port-offset`)")
+        int, typer.Option(help="Added to every simulator's default port 9001–9008 and 9025 (as `hub simulate` does)")
     ] = 0,
     data_dir: Annotated[Path, typer.Option(help="Fresh data folder (keys, SQLite store, queue, log)")] = Path(
         "var/demo"
@@ -1483,7 +1483,7 @@ def _ports_in_use_hint(busy: dict[str, int], port: int, offset: int) -> str:
     if "api" in busy:
         lines.append(f"  move the API with --port (e.g. hub demo --port {port + 80})")
     if set(busy) - {"api"}:
-        lines.append(f"  move the simulators with --simulator-port-offset (added to their ports 9001–9007; "
+        lines.append(f"  move the simulators with --simulator-port-offset (added to their ports 9001–9008, 9025; "
                      f"e.g. hub demo --simulator-port-offset {offset + 100})")  # fmt: skip
     return "\n".join(lines)
 

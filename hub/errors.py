@@ -32,7 +32,8 @@
     │   ├── NoOutboundMappingError    the destination's format has no mapping for the type
     │   ├── UnknownProfileError       a partner profile reference or file (mappings.profiles)
     │   ├── ProfileValueError         a profile value unset or unknown (mappings.profiles)
-    │   └── UnknownAreaError          an area code VNPost's tables lack (mappings.postal): vnpost-area-*
+    │   ├── UnknownAreaError          an area code VNPost's tables lack (mappings.postal): vnpost-area-*
+    │   └── NotificationTemplateError a citizen notification template that does not compile or render
     ├── MissingCredentialsError       a partner configured without endpoint.credentials
     ├── CatalogueError                the procedure catalogue could not be read (the portal's refusal, a bad reply)
     │   ├── CatalogueUnavailableError no connector, or its profile has no sourced catalogue (dvcqg/proxy)
@@ -299,6 +300,15 @@ class MappingError(LienthongError, ValueError):
 
 class NoOutboundMappingError(MappingError):
     """The destination's adapter takes a partner format that has no mapping for this message type."""
+
+
+class NotificationTemplateError(MappingError):
+    """A citizen notification template (``mappings.notification``) that does not compile, or does not render
+    (a name it uses is not one the hub gives templates); ``name`` is the template's (``intake.email``)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"notification template {name}: {message}")
+        self.name = name
 
 
 class MissingCredentialsError(LienthongError):

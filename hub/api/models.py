@@ -108,7 +108,11 @@ TimelineEntryOut = out_model(
     fields="status at outcome reason source message_id recorded_at detail".split(),
     overrides={
         "outcome": Annotated[
-            str, Field(description="applied, stale, rejected, corrected, or synced (reported by a dossier.sync)")
+            str,
+            Field(
+                description="applied, stale, rejected, corrected, or synced (reported by a dossier.sync); notified or "
+                "notify_skipped for a citizen notification about the update (source: the notification connector)"
+            ),
         ],
         "detail": Annotated[
             dict[str, Any] | None,

@@ -39,10 +39,12 @@ import httpx
 from pydantic import BaseModel
 
 from hub.config import Settings
+from hub.devtools.mail_server import MailServer
 from hub.devtools.simulators import DEFAULT_PORTS, start_all, stop_all
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS as PAYMENT_SECRETS
 from hub.devtools.simulators.population_db import demo_credentials as population_db_credentials
 from hub.devtools.simulators.postal import DEFAULT_CONSUMERS as POSTAL_CONSUMERS
+from hub.devtools.simulators.sms_gateway import DEFAULT_TOKEN as SMS_TOKEN
 from hub.errors import ConfigError
 from hub.packets.citizen import CitizenLookup, CitizenRecord
 from hub.packets.dossier import DossierSync
@@ -66,6 +68,7 @@ POSTAL_PROFILE = "vnpost/ngsp@1"  # VNPost through its NGSP SDK (mappings/profil
 #: The waybill codes "VNPost pre-issued" to the demo province (invented; profile value item_codes, TH-VH:64-71)
 POSTAL_ITEM_CODES = [f"EL9{n:08d}VN" for n in range(1, 41)]
 DEMO_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
+NOTIFY_FROM = "Bộ phận Một cửa tỉnh (demo) <motcua@lienthong.test>"  # the notification emails' sender (invented)
 
 Step = Callable[[str], None]
 
@@ -110,6 +113,8 @@ class DemoCodes:
     postal: str = "000.00.00.G04"
     payment: str = "000.00.00.G05"
     vbdlis: str = "000.00.00.G11"  # the land registration software speaking VBDLIS's JSON (it only sends)
+    notify_email: str = "000.00.00.G21"  # citizen notifications by email (DemoOptions.notifications)
+    notify_sms: str = "000.00.00.G22"  # citizen notifications by SMS (DemoOptions.notifications)
     hub: str = HUB_CODE
 
     @classmethod
@@ -118,7 +123,8 @@ class DemoCodes:
         a, b = random.randint(100, 999), random.randint(10, 99)  # noqa: S311 - not a secret
         return cls(province=f"{a}.{b}.00.H12", portal=f"{a}.{b}.00.G01", ministry=f"{a}.{b}.00.G10",
                    population_db=f"{a}.{b}.00.G03", postal=f"{a}.{b}.00.G04", payment=f"{a}.{b}.00.G05",
-                   vbdlis=f"{a}.{b}.00.G11")  # fmt: skip
+                   vbdlis=f"{a}.{b}.00.G11", notify_email=f"{a}.{b}.00.G21",
+                   notify_sms=f"{a}.{b}.00.G22")  # fmt: skip
 
     @property
     def destinations(self) -> list[str]:
@@ -143,6 +149,9 @@ class DemoOptions:
     codes: DemoCodes = field(default_factory=DemoCodes)
     fresh: bool = True  # start from an empty data folder
     delete_queues: bool = False  # on close, delete the destinations' queues (tests on a shared RabbitMQ)
+    #: register the citizen notification connectors (``DemoHub.notification_specs``: email to ``demo.mail``, SMS to
+    #: ``demo.sms``); off by default, as they add a destination to every dossier update the flows route
+    notifications: bool = False
 
 
 @dataclass
@@ -193,6 +202,7 @@ class DemoHub:
         self._sequence = random.randint(1000, 8000)  # noqa: S311 - dossier numbers, not secrets
         self.http: httpx.Client | None = None
         self.dead_letter_id: int | None = None  # F6's dead letter (shown to the operator afterwards)
+        self.mail: MailServer | None = None  # the SMTP server notification emails reach (hub.devtools.mail_server)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -207,6 +217,7 @@ class DemoHub:
     population_db = _simulator("population_db")
     payment = _simulator("payment")
     postal = _simulator("postal")
+    sms = _simulator("sms_gateway")  # the SMS gateway notification SMS reach
 
     def __enter__(self) -> DemoHub:
         try:
@@ -259,9 +270,10 @@ class DemoHub:
             log_format="console",
         )
         self.sims = start_all(sim_ports, trust=key_dir / keys.CA_CERT_FILE)
+        self.mail = MailServer(sim_ports["mail"]).start()
         self.province.code, self.ministry.code = self.codes.province, self.codes.ministry
         self.province.hub_code = self.ministry.hub_code = self.codes.hub
-        step("simulators: " + ", ".join(f"{k} {s.base_url}" for k, s in self.sims.items()))
+        step("simulators: " + ", ".join(f"{k} {s.base_url}" for k, s in self.sims.items()) + f", mail {self.mail.url}")
         self._register()
         step(f"connectors registered: province {self.codes.province}, national portal {self.codes.portal} "
              f"({PORTAL_PROFILE}, dstcode {self.portal.dstcode}), ministry {self.codes.ministry} "
@@ -308,6 +320,26 @@ class DemoHub:
             "share_endpoint": self.portal.share_endpoint,
             "unit_name": PORTAL_UNIT_NAME,
         }
+
+    def notification_specs(self) -> list[dict[str, Any]]:
+        """The citizen notification connectors (Đắk Nông Điều 12): email through the demo's SMTP server (a trusted
+        local relay: no STARTTLS) and SMS through the gateway simulator (its bearer token as the password)."""
+        assert self.mail is not None, "start() first: the connectors point at the running mail server"
+        o, c = self.options, self.codes
+        retry = {"delays_s": list(o.retry_delays_s), "jitter": 0.1}
+        updates = ["dossier.sync", "dossier.status"]
+        return [
+            {"code": c.notify_email, "name": "Citizen notifications by email (demo)", "kind": "notification",
+             "receives": updates, "endpoint": {"url": self.mail.url, "transport": "smtp"},
+             "profile": "notification/email-smtp",
+             "profile_values": {"from_address": NOTIFY_FROM, "starttls": "none"}, "retry": retry, "timeout_s": 5},
+            {"code": c.notify_sms, "name": "Citizen notifications by SMS (demo)", "kind": "notification",
+             "receives": updates,
+             "endpoint": {"url": self.sms.url, "transport": "json",
+                          "credentials": {"username": "lienthong", "password": SMS_TOKEN}},
+             "profile": "notification/sms-http", "profile_values": {"sender_id": "MOTCUA"},
+             "retry": retry, "timeout_s": 5},
+        ]  # fmt: skip
 
     def _register(self) -> None:
         from hub.registry.spec import parse_spec
@@ -358,6 +390,8 @@ class DemoHub:
                                 "item_codes": ",".join(POSTAL_ITEM_CODES)},
              "retry": retry, "circuit": circuit, "timeout_s": 5},
         ]  # fmt: skip
+        if o.notifications:
+            specs.extend(self.notification_specs())
         self._worker_runtime = Runtime.open(self.settings)
         registry = self._worker_runtime.registry()
         for data in specs:
@@ -435,8 +469,9 @@ class DemoHub:
             self._worker = None
         if self._worker_runtime is not None:
             if self.options.delete_queues:
+                notify = [self.codes.notify_email, self.codes.notify_sms] if self.options.notifications else []
                 try:
-                    self._worker_runtime.broker.delete(self.codes.queues)
+                    self._worker_runtime.broker.delete([*self.codes.queues, *notify])
                 except Exception:  # best effort: the broker may be gone
                     log.warning("could not delete the demo's queues", exc_info=True)
             self._worker_runtime.close()
@@ -446,6 +481,9 @@ class DemoHub:
             self.http = None
         if self.sims:
             stop_all(self.sims)
+        if self.mail is not None:
+            self.mail.stop()
+            self.mail = None
         if self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)
             self._log_handler.close()

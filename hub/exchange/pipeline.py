@@ -28,6 +28,11 @@ a stale one (older than the last applied) is stored but not routed; an illegal t
 (``StatusTransitionError``, rule ``status-transition``), stored nowhere but on the timeline, and nothing is queued.
 A resend of an accepted message is a duplicate and is not decided again.
 
+**Citizen notifications.** A ``notification`` connector receives ``dossier.sync`` and ``dossier.status`` like any
+destination, but is queued only the updates its applicant is told of (``RoutingTable.notifying``: intake, the
+completeness check, the result — ``mappings.notification``); its deliveries are retried and dead-lettered like
+the others. A stale or refused update queues nothing, so it notifies no one.
+
 **Procedure warnings.** A ``dossier.sync`` naming a procedure the national portal's procedure catalogue does not list
 (``hub catalogue sync``; the codes cached by ``hub.store.catalogue.KnownProcedures``, re-read every minute) is
 accepted all the same, with a ``procedure-unknown`` warning in its answer (``Accepted.warnings``) and a ``warning``
@@ -317,6 +322,8 @@ class Acceptor:
                 [Issue("/envelope/header/messageType", "no-route", f"no route for {header.message_type}")],
                 message_id=header.message_id,
             )
+        # Citizen notifications (Đắk Nông Điều 12): a notification connector gets only the updates it tells of.
+        destinations = self.routing.notifying(destinations, model)
         canonical = model if self.track_status and header.message_type == STATUS_TYPE else None
         sync = _sync_report(model, header) if self.track_status else None
         return Checked(header, destinations, profile, canonical, sync, self._warnings(model))

@@ -14,7 +14,7 @@ an endpoint, a harmless ``OPTIONS`` request checks that it answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +37,7 @@ EXPIRY_WARNING_DAYS = 30
 @dataclass(frozen=True, slots=True)
 class CheckItem:
     status: Status
-    area: str  # connector, grants, example, mapping, profile, certificate, result-signers, endpoint
+    area: str  # connector, grants, example, mapping, profile, certificate, result-signers, templates, endpoint
     message: str
 
     @property
@@ -90,6 +90,7 @@ def run_check(
     _check_profile(report, connector)
     _check_certificates(report, connector, now)
     _check_result_signers(report, connector, now)
+    _check_notification(report, connector)
     if probe:
         _check_endpoint(report, connector, probe_timeout_s)
     return report
@@ -376,10 +377,68 @@ def _check_validity(report: CheckReport, area: str, cert: x509.Certificate, fing
         )  # fmt: skip
 
 
+def _check_notification(report: CheckReport, c: Connector) -> None:
+    """A notification connector's templates, its own and the shipped ones, render for a sample dossier (in its
+    channel, for every event it notifies), with no ID number in the text."""
+    if c.kind != "notification" or c.spec.profile is None:
+        return
+    from adapters.notification import CHANNEL_OF_PROFILE
+    from hub.errors import MappingError
+    from mappings import notification, profiles
+
+    channel = CHANNEL_OF_PROFILE.get(profiles.get_profile(c.spec.profile).name)
+    if channel is None:
+        return
+    events = sorted(notification.connector_events(c.spec.profile, c.spec.profile_values.get("events")))
+    try:
+        templates = notification.Templates(c.spec.templates)
+        for event in events:
+            sample = notification.sample_notice(event)
+            text = templates.render(sample, channel).text
+            assert sample.applicant is not None
+            if any(i in text for i in sample.applicant.ids):  # scrub() makes this impossible; checked all the same
+                report.add("fail", "templates", f"{event}.{channel}: the text carries the applicant's ID")
+                return
+    except MappingError as exc:
+        report.add("fail", "templates", str(exc))
+        return
+    own = sorted(n for n in c.spec.templates if n.endswith(f".{channel}"))
+    whose = f"the connector's own for {', '.join(own)}, the shipped ones for the rest" if own else "the shipped ones"
+    report.add("ok", "templates", f"{channel} notifications for {', '.join(events) or 'no event'} render ({whose})")
+
+
+def _check_smtp(report: CheckReport, c: Connector, timeout_s: float) -> None:
+    """An SMTP endpoint: greeted, upgraded and logged in as the adapter would (``adapters.smtp.probe``)."""
+    from adapters.base import DeliveryError
+    from adapters.smtp import SmtpRelay, probe
+    from mappings import profiles
+
+    assert c.spec.endpoint is not None
+    values: Mapping[str, str] = c.spec.profile_values
+    if c.spec.profile is not None:
+        try:
+            values = profiles.resolve(profiles.get_profile(c.spec.profile), c.spec.profile_values)
+        except profiles.ProfileValueError:
+            pass  # reported by _check_profile; probe with what is given
+    creds = c.spec.endpoint.credentials
+    try:
+        relay = SmtpRelay.from_url(
+            c.spec.endpoint.url, starttls=values.get("starttls", "required"), ca_file=values.get("tls_ca_file"),
+            username=creds.username if creds else None,
+            password=creds.password.get_secret_value() if creds else None, timeout_s=timeout_s,
+        )  # fmt: skip
+        report.add("ok", "endpoint", probe(relay))
+    except (ValueError, DeliveryError) as exc:
+        report.add("fail", "endpoint", f"endpoint unusable: {exc}")
+
+
 def _check_endpoint(report: CheckReport, c: Connector, timeout_s: float) -> None:
     import httpx
 
     if c.spec.endpoint is None:
+        return
+    if c.spec.endpoint.transport == "smtp":
+        _check_smtp(report, c, timeout_s)
         return
     url = c.spec.endpoint.url
     try:

@@ -155,6 +155,7 @@ class Connector:
             circuit_cooldown_s=spec.circuit.cooldown_s,
             profile=spec.profile,
             profile_values=dict(spec.profile_values),
+            templates=dict(spec.templates),
         )
 
     def cert_expiry_days(self, at: datetime | None = None) -> int | None:

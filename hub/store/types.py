@@ -236,7 +236,8 @@ class MessageTrace:
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
     """One status update of a dossier, whatever became of it (``outcome``: applied, stale, rejected, corrected, or
-    synced: reported by a ``dossier.sync``)."""
+    synced: reported by a ``dossier.sync``), or a citizen notification about one (``notified``, ``notify_skipped``:
+    ``hub.store.notifications``)."""
 
     id: int
     dossier_code: str
