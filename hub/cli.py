@@ -1187,6 +1187,93 @@ def connector_check(
     raise typer.Exit(EXIT_REJECTED)
 
 
+calendar_app = typer.Typer(help="The working calendar deadlines are counted on.", no_args_is_help=True)
+app.add_typer(calendar_app, name="calendar")
+
+
+class CalendarLangOpt(StrEnum):
+    """`hub calendar show --lang`: the language of the public holidays' names."""
+
+    vi = "vi"
+    en = "en"
+
+
+@calendar_app.command("show")
+def calendar_show(
+    year: Annotated[int, typer.Argument(metavar="YEAR", help="The year, e.g. 2026", min=1900, max=2200)],
+    lang: Annotated[
+        CalendarLangOpt, typer.Option("--lang", help="Language of the public holidays' names")
+    ] = CalendarLangOpt.vi,
+    as_json: JsonOpt = False,
+) -> None:
+    """The year's non-working days besides plain weekends: the country's public holidays (the holidays package,
+    LIENTHONG_HOLIDAYS_COUNTRY) and the configured days off (LIENTHONG_HOLIDAYS, LIENTHONG_CALENDAR_FILE), then
+    the weekend days worked (decreed, LIENTHONG_EXTRA_WORKING_DAYS). Exit 2 when the calendar settings cannot be
+    used."""
+    import dataclasses
+
+    from rich.table import Table
+
+    from hub.cliformat import console, print_json
+    from hub.config import get_settings
+    from hub.dossier.workcalendar import calendar_from_settings
+
+    settings = get_settings()
+    try:
+        calendar = calendar_from_settings(settings)
+        calendar = dataclasses.replace(calendar, language="vi" if lang is CalendarLangOpt.vi else "en_US")
+        days = calendar.year(year)
+    except (ValueError, LookupError) as exc:
+        raise _fail(f"the working calendar settings cannot be used: {exc}") from None
+    off = [d for d in days if not d.working]
+    worked = [d for d in days if d.working]
+    weekdays = _weekdays(calendar.days)
+    hours = ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in calendar.hours)
+    if as_json:
+
+        def item(d: Any) -> dict[str, str]:
+            return {"date": d.day.isoformat(), "weekday": d.weekday, "name": d.name, "source": d.source}
+
+        print_json({
+            "year": year, "country": calendar.country, "timezone": calendar.timezone, "working_weekdays": weekdays,
+            "working_hours": hours, "non_working_days": [item(d) for d in off],
+            "working_weekend_days": [item(d) for d in worked],
+        })  # fmt: skip
+        return
+    screen = console()
+    country = f"{calendar.country} (holidays package)" if calendar.country else "none"
+    screen.print(f"Working calendar {year}: {weekdays} {hours} ({calendar.timezone})", markup=False)
+    screen.print(f"Public holidays: {country}; source 'configured': LIENTHONG_HOLIDAYS, LIENTHONG_EXTRA_WORKING_DAYS, "
+                 "LIENTHONG_CALENDAR_FILE", markup=False)  # fmt: skip
+    for title, listed in ((f"Non-working days {year} besides other weekends: {len(off)}", off),
+                          (f"Weekend days worked {year}: {len(worked)}", worked)):  # fmt: skip
+        if not listed:
+            screen.print(f"{title}: none", markup=False)
+            continue
+        table = Table(title=title, title_justify="left", padding=(0, 1, 0, 0))
+        table.add_column("date", no_wrap=True)
+        table.add_column("day", no_wrap=True)
+        table.add_column("name", overflow="fold")
+        table.add_column("source", no_wrap=True)
+        for d in listed:
+            table.add_row(d.day.isoformat(), d.weekday, esc(d.name), esc(d.source))
+        screen.print(table)
+
+
+DAY_LABELS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _weekdays(days: Any) -> str:
+    """Weekday numbers as ``Mon-Fri`` / ``Mon-Wed,Sat``."""
+    runs: list[list[int]] = []
+    for day in sorted(days):
+        if runs and runs[-1][-1] == day - 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ",".join(DAY_LABELS[r[0]] if len(r) == 1 else f"{DAY_LABELS[r[0]]}-{DAY_LABELS[r[-1]]}" for r in runs)
+
+
 dossier_app = typer.Typer(help="Look at dossiers across systems.", no_args_is_help=True)
 app.add_typer(dossier_app, name="dossier")
 
