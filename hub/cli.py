@@ -493,17 +493,20 @@ def worker_health(
 @app.command()
 def queues(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
     """Per destination: ready, in flight, retrying, dead, delivered, oldest pending message and delivery rate;
-    then the dossiers past their intake deadline."""
+    then the dossiers past their intake deadline and those past their due date."""
     from rich.table import Table
 
     from hub.cliformat import NARROW, console, jsonable, print_json
-    from hub.dossier.deadlines import overdue_intake
+    from hub.dossier.deadlines import overdue_intake, overdue_processing
 
     clock = _clock(utc)
     runtime = _runtime()
     try:
         overview = runtime.store.queue_overview()
         overdue = overdue_intake(runtime.store, runtime.settings)
+        processing = overdue_processing(runtime.store, runtime.settings)
+    except (ValueError, LookupError) as exc:
+        raise _fail(f"the working calendar settings cannot be used: {exc}") from None
     finally:
         runtime.close()
     if as_json:
@@ -512,6 +515,7 @@ def queues(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
             "destinations": jsonable(overview, clock),
             "overdue_intake": {"working_hours": runtime.settings.intake_deadline_hours,
                                "dossiers": jsonable(overdue, clock)},
+            "overdue_processing": {"dossiers": jsonable(processing, clock)},
         })  # fmt: skip
         return
     screen = console()
@@ -537,6 +541,25 @@ def queues(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
             )  # fmt: skip
         screen.print(table)
     _print_overdue(screen, overdue, runtime.settings, clock)
+    _print_processing(screen, processing, clock)
+
+
+def _print_processing(screen, processing: list, clock) -> None:
+    """The "Past due date" section of `hub queues`: dossiers past their current due date, not finished."""
+    from rich.table import Table
+
+    if not processing:
+        screen.print("Past due date (not at 9/10): none", markup=False)
+        return
+    table = Table(title=f"Past due date: {len(processing)} dossier(s) not finished")
+    for column in ("dossier", "status", f"due ({clock.label})", "overdue (working h)", "reported by"):
+        table.add_column(column, no_wrap=column == "dossier")
+    for d in processing:
+        table.add_row(
+            d.dossier_code, "-" if d.status is None else str(d.status), clock.short(d.due_at),
+            f"[bold red]{d.overdue_hours:.2f}[/]", esc(d.source or "-"),
+        )  # fmt: skip
+    screen.print(table)
 
 
 def _print_overdue(screen, overdue: list, settings, clock) -> None:
