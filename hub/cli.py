@@ -549,7 +549,7 @@ def _print_processing(screen, processing: list, clock) -> None:
     from rich.table import Table
 
     if not processing:
-        screen.print("Past due date (not at 9/10): none", markup=False)
+        screen.print("Past due date (unfinished dossiers): none", markup=False)
         return
     table = Table(title=f"Past due date: {len(processing)} dossier(s) not finished")
     for column in ("dossier", "status", f"due ({clock.label})", "overdue (working h)", "reported by"):
@@ -1318,6 +1318,7 @@ def dossier_show(
         record = registry.store.dossier(code)
         updates = sorted(registry.store.timeline(code), key=lambda u: (u.at, u.id))
         messages = sorted(registry.store.dossier_messages(code), key=lambda m: (m.received_at, m.message_pk))
+        due_at = registry.store.due_date(code)[0]
     if record is None and not updates and not messages:
         raise _fail(f"no dossier {code} is known", EXIT_REJECTED)
     if as_json:
@@ -1325,19 +1326,22 @@ def dossier_show(
             "dossier_code": code,
             "status": None if record is None else record.status,
             "status_at": None if record is None else jsonable(record.status_at, clock),
+            "due_at": jsonable(due_at, clock),
             "updates": jsonable(updates, clock),
             "messages": jsonable(messages, clock),
         })  # fmt: skip
         return
     screen = console()
     status = "no status applied" if record is None else f"status {record.status} since {clock.full(record.status_at)}"
-    screen.print(f"dossier {code}: {status}", markup=False)
+    due = "" if due_at is None else f"; due {clock.full(due_at)}"
+    screen.print(f"dossier {code}: {status}{due}", markup=False)
     if updates:
         table = Table(title=f"{len(updates)} status update(s)", title_justify="left")
         for column in (f"at ({clock.label})", "status", "outcome", "source", "reason"):
             table.add_column(column, no_wrap=column.startswith("at") or column == "status", overflow="fold")
         for u in updates:
-            table.add_row(clock.short(u.at), str(u.status), esc(u.outcome), esc(u.source), esc(u.reason or ""))
+            reason = (u.reason or "") + _due_moved(u.detail, clock)
+            table.add_row(clock.short(u.at), str(u.status), esc(u.outcome), esc(u.source), esc(reason))
         screen.print(table)
     if messages:
         table = Table(title=f"{len(messages)} message(s)", title_justify="left")
@@ -1347,6 +1351,16 @@ def dossier_show(
             table.add_row(clock.short(m.received_at), esc(m.message_type), esc(f"{m.sender} → {m.receiver}"),
                           esc(m.message_id), esc(m.status))  # fmt: skip
         screen.print(table)
+
+
+def _due_moved(detail: Any, clock: Any) -> str:
+    """`` (due date A → B)`` for a timeline entry that moved the dossier's due date, else ``""``."""
+    from hub.store.due_dates import due_of, previous_due_of
+
+    new, old = due_of(detail), previous_due_of(detail)
+    if new is None or old is None:
+        return ""
+    return f" (due date {clock.short(old)} → {clock.short(new)})"
 
 
 # ---------------------------------------------------------------- the message log

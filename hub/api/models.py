@@ -142,6 +142,11 @@ class DossierOut(BaseModel):
     dossier_code: str
     status: int | None = Field(description="The last applied status (1–10), null before the first one")
     status_at: datetime | None
+    due_at: datetime | None = Field(
+        None,
+        description="The current due date (NgayHenTra): the dossier.sync's, moved by a supplement received with a new "
+        "one (the update that moved it keeps the date it replaced in its detail, previous_due_at)",
+    )
     updates: list[TimelineEntryOut]  # type: ignore[valid-type]
     messages: list[DossierMessageOut]  # type: ignore[valid-type]
 

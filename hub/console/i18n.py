@@ -286,6 +286,8 @@ _LABELS: dict[str, tuple[str, str]] = {
     "deliveries": ("Chuyển phát", "Deliveries"),
     "timeline": ("Tiến trình hồ sơ", "Dossier timeline"),
     "dossier_status": ("Trạng thái hồ sơ hiện tại", "Current dossier status"),
+    "dossier_due": ("Hạn trả kết quả", "Due date"),
+    "due_moved": ("Hạn trả dời từ {old} sang {new}", "Due date moved from {old} to {new}"),
     "outcome": ("Kết quả", "Outcome"),
     "source": ("Nguồn", "Source"),
     "messages_of_dossier": ("Các thông điệp của hồ sơ", "Messages of the dossier"),

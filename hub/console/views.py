@@ -550,12 +550,21 @@ def hub_snapshot(hub: HubService, *, previews: bool = True) -> Snapshot:
 # ---------------------------------------------------------------------------------------------- search
 
 
+def due_moved(detail: Any) -> tuple[datetime, datetime] | None:
+    """(replaced, new) due date of a timeline entry that moved the dossier's, else ``None`` (the page shows it)."""
+    from hub.store.due_dates import due_of, previous_due_of
+
+    new, old = due_of(detail), previous_due_of(detail)
+    return None if new is None or old is None else (old, new)
+
+
 @dataclass
 class SearchResult:
     query: str
     trace: MessageTrace | None = None
     dossier_code: str | None = None
     dossier_status: int | None = None
+    dossier_due_at: datetime | None = None  # the current due date (``hub.store.due_dates``)
     timeline: list[TimelineEntry] = field(default_factory=list)
     messages: list[MessageTrace] = field(default_factory=list)
     payload: str = ""  # the traced message's payload, masked (its view is audited)
@@ -579,6 +588,7 @@ def search(store: Any, query: str) -> SearchResult:
         result.messages = store.dossier_messages(code)
         record = store.dossier(code)
         result.dossier_status = None if record is None else record.status
+        result.dossier_due_at = store.due_date(code)[0]
         if result.timeline or result.messages or record is not None:
             result.dossier_code = code
         if result.trace is None and result.messages:
