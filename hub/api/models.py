@@ -116,7 +116,8 @@ TimelineEntryOut = out_model(
                 description="What the step said beyond its status, as in the dossier.status packet (snake_case): "
                 "step {actor, title, department, content, handed_to, partner_state, sent_back}, step_due, "
                 "partner_step, step_limit, new_due_at, paused, finish_kind, attachments [{name, url, sha256, "
-                "file_type, copies, originals}]; empty ones left out; null when none"
+                "file_type, copies, originals}]; empty ones left out; null when none. A dossier.sync's entry holds "
+                "its due_at; an entry that moved the dossier's due date holds the one it replaced, previous_due_at"
             ),
         ],
     },

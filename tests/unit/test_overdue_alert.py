@@ -84,6 +84,10 @@ def test_a_dossier_past_its_due_date_raises_the_overdue_processing_alert(client)
     assert client.get("/api/v1/deadlines", headers={"X-Api-Key": "admin-key"}).json()["overdue_processing"] == []
     panels = client.get("/console/panels").text
     assert 'id="processing-total"' not in panels and "Không có hồ sơ nào quá hạn xử lý." in panels
+    # the dossier's timeline on the page: its current due date, and the update that moved it
+    page = client.get("/", params={"q": LATE}).text
+    assert 'id="dossier-due"' in page and page.count('class="sub due-moved"') == 1
+    assert "Hạn trả dời từ" in page
 
     # past due again, then done: a done dossier (9) is not overdue
     _sync(store, "s-ok-2", ON_TIME, now - timedelta(hours=1), due=now - timedelta(minutes=5))
