@@ -673,6 +673,9 @@ class Worker:
             try:
                 partner_format = self.adapters[delivery.destination].partner_format
                 return self.builder.prepare(delivery.body, delivery.destination, partner_format, self.routing.units)
+            except StoreUnavailableError as exc:  # reading a portal record (a supplement step): not its content
+                log.warning("message_id=%s given back: the store failed while mapping: %s", delivery.message_id, exc)
+                return GIVE_BACK
             except Exception as exc:
                 reason = mask_personal(f"cannot map or sign for {delivery.destination}: {exc}")
                 log.warning("message_id=%s %s", delivery.message_id, reason)
