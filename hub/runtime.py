@@ -432,6 +432,7 @@ def _worker_process(
     from hub.exchange.heartbeat import Heartbeat
     from hub.exchange.outages import BROKER, STORE, Dependencies
     from hub.exchange.pipeline import Relay
+    from hub.exchange.portal_refresh import DossierRecords
     from hub.exchange.worker import OutboundBuilder, Worker
     from hub.logs import configure_logging
     from hub.store.catalogue import CachedCatalogue
@@ -461,7 +462,10 @@ def _worker_process(
                     runtime.broker,
                     runtime.routing,
                     OutboundBuilder(
-                        runtime.signer(), settings.hub_code, CachedCatalogue(runtime.store.catalogue_names)
+                        runtime.signer(),
+                        settings.hub_code,
+                        CachedCatalogue(runtime.store.catalogue_names),
+                        dossiers=DossierRecords(runtime.store),
                     ),
                     runtime.adapters(),
                     prefetch=prefetch,

@@ -120,7 +120,8 @@ TimelineEntryOut = out_model(
                 description="What the step said beyond its status, as in the dossier.status packet (snake_case): "
                 "step {actor, title, department, content, handed_to, partner_state, sent_back}, step_due, "
                 "partner_step, step_limit, new_due_at, paused, finish_kind, attachments [{name, url, sha256, "
-                "file_type, copies, originals}]; empty ones left out; null when none"
+                "file_type, copies, originals}]; empty ones left out; null when none. A dossier.sync's entry holds "
+                "its due_at; an entry that moved the dossier's due date holds the one it replaced, previous_due_at"
             ),
         ],
     },
@@ -146,6 +147,11 @@ class DossierOut(BaseModel):
     dossier_code: str
     status: int | None = Field(description="The last applied status (1–10), null before the first one")
     status_at: datetime | None
+    due_at: datetime | None = Field(
+        None,
+        description="The current due date (NgayHenTra): the dossier.sync's, moved by a supplement received with a new "
+        "one (the update that moved it keeps the date it replaced in its detail, previous_due_at)",
+    )
     updates: list[TimelineEntryOut]  # type: ignore[valid-type]
     messages: list[DossierMessageOut]  # type: ignore[valid-type]
 

@@ -286,6 +286,8 @@ _LABELS: dict[str, tuple[str, str]] = {
     "deliveries": ("Chuyển phát", "Deliveries"),
     "timeline": ("Tiến trình hồ sơ", "Dossier timeline"),
     "dossier_status": ("Trạng thái hồ sơ hiện tại", "Current dossier status"),
+    "dossier_due": ("Hạn trả kết quả", "Due date"),
+    "due_moved": ("Hạn trả dời từ {old} sang {new}", "Due date moved from {old} to {new}"),
     "outcome": ("Kết quả", "Outcome"),
     "source": ("Nguồn", "Source"),
     "messages_of_dossier": ("Các thông điệp của hồ sơ", "Messages of the dossier"),
@@ -327,9 +329,18 @@ _LABELS: dict[str, tuple[str, str]] = {
     "overdue_title": ("Hồ sơ vẫn ở trạng thái 1 quá 8 giờ làm việc", "Dossiers still at status 1 past 8 working hours"),
     "overdue_none": ("Không có hồ sơ nào quá hạn tiếp nhận.", "No dossier is past its intake deadline."),
     "overdue_unavailable": (
-        "Không tính được hạn tiếp nhận: cấu hình lịch làm việc (LIENTHONG_WORKING_*) không hợp lệ: {error}",
-        "Intake deadlines cannot be computed: the working calendar settings (LIENTHONG_WORKING_*) are invalid: {error}",
+        "Không tính được thời hạn: cấu hình lịch làm việc (LIENTHONG_WORKING_*, LIENTHONG_HOLIDAYS…, "
+        "LIENTHONG_CALENDAR_FILE) không hợp lệ: {error}",
+        "Deadlines cannot be computed: the working calendar settings (LIENTHONG_WORKING_*, LIENTHONG_HOLIDAYS…, "
+        "LIENTHONG_CALENDAR_FILE) are invalid: {error}",
     ),
+    "processing_title": ("Hồ sơ quá hạn xử lý (chưa ở trạng thái 9/10)", "Dossiers past their due date (not at 9/10)"),
+    "processing_none": ("Không có hồ sơ nào quá hạn xử lý.", "No dossier is past its due date."),
+    "processing_note": (
+        "Theo ngày hẹn trả hiện tại (được dời khi tiếp nhận hồ sơ bổ sung).",
+        "Against the current due date (moved when a supplement is received).",
+    ),
+    "summary_processing": ("Hồ sơ quá hạn xử lý", "Dossiers past due date"),
     "submitted": ("Nộp lúc", "Submitted"),
     "due": ("Hạn", "Due"),
     "overdue_by": ("Quá hạn", "Overdue by"),

@@ -439,6 +439,7 @@ class DemoHub:
 
     def _start_worker(self) -> None:
         from hub.exchange.pipeline import Relay
+        from hub.exchange.portal_refresh import DossierRecords
         from hub.exchange.worker import OutboundBuilder, Worker
         from hub.store.catalogue import CachedCatalogue
 
@@ -448,7 +449,8 @@ class DemoHub:
         adapters = runtime.adapters()
         self._worker = Worker(
             runtime.store, runtime.broker, runtime.routing,
-            OutboundBuilder(runtime.signer(), self.settings.hub_code, CachedCatalogue(runtime.store.catalogue_names)),
+            OutboundBuilder(runtime.signer(), self.settings.hub_code, CachedCatalogue(runtime.store.catalogue_names),
+                            dossiers=DossierRecords(runtime.store)),
             adapters,
             prefetch=16, relay=Relay(runtime.store, runtime.broker, grace_s=2.0, every_s=1.0),
         )  # fmt: skip

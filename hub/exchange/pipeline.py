@@ -635,6 +635,7 @@ def _sync_report(model: BaseModel | None, header: EnvelopeHeader) -> SyncReport 
         source=header.sender,
         submitted_at=model.submitted_at,
         channel=int(model.channel),
+        due_at=model.due_at,
     )
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hub.store import audit
+from hub.store import audit, due_dates
 from hub.store.database import Database, chunks, now
 from hub.store.history import add_events, event_row
 from hub.store.schema import UTCDateTime, deliveries, dossier_timeline, dossiers, messages
@@ -85,6 +85,7 @@ class StatusWrites:
         if self.states:
             conn.execute(_SET_DOSSIER_STATE, list(self.states.values()))
         if self.timeline:
+            due_dates.note_due_changes(conn, self.timeline)  # a supplement received moves the due date
             conn.execute(_INSERT_TIMELINE, self.timeline)
 
 
@@ -198,14 +199,14 @@ def record_syncs(db: Database, conn: Connection, new: list[tuple[int, Submission
         _KEEP_INTAKE,
         [{"b_code": code, "b_submitted": intake[code][0], "b_channel": intake[code][1]} for code in codes],
     )
-    conn.execute(
-        _INSERT_TIMELINE,
-        [
-            {"dossier_code": sync.dossier_code, "message_id": message_id, "status": int(sync.status),
-             "at": sync.at, "outcome": "synced", "reason": _SYNC_REASON, "source": sync.source, "recorded_at": at_now}
-            for _, message_id, sync in syncs
-        ],
-    )  # fmt: skip
+    timeline = [
+        {"dossier_code": sync.dossier_code, "message_id": message_id, "status": int(sync.status), "at": sync.at,
+         "outcome": "synced", "reason": _SYNC_REASON, "source": sync.source, "recorded_at": at_now,
+         "detail": None if sync.due_at is None else {"due_at": due_dates.iso(sync.due_at)}}
+        for _, message_id, sync in syncs
+    ]  # fmt: skip
+    due_dates.note_due_changes(conn, timeline)  # the due date (NgayHenTra) the sync carries
+    conn.execute(_INSERT_TIMELINE, timeline)
     add_events(
         conn,
         *(

@@ -54,6 +54,7 @@ class SyncReport:
     source: str
     submitted_at: datetime | None = None
     channel: int | None = None
+    due_at: datetime | None = None  # the due date it carries (NgayHenTra): the dossier's current one from then on
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +272,8 @@ class DossierRecord:
     applied_at: datetime
     submitted_at: datetime | None = None
     channel: int | None = None
+    due_at: datetime | None = None  # the current due date (``hub.store.due_dates``)
+    due_set_at: datetime | None = None  # the time of the report that set it
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,7 +77,10 @@ def test_check_names_unset_unknown_and_unsourced_values() -> None:
     assert not any(key == "techid_provider" for _, key, _ in found)
     # unit_name has a source, but empty it means DonViXuLy may go out empty (OC-DV:222)
     assert ("warn", "unit_name", "profile-value-empty") in found
-    complete = {**OPENCPS_VALUES, "transient_codes": "", "session_codes": "", "unit_name": "Sở Xây dựng"}
+    # nor does any source list the supplement states (TrangThaiBoSung of DanhSachHoSoBoSung, TH-SI:187-203)
+    assert ("warn", "supplement_received_state", "profile-value-unsourced") in found
+    complete = {**OPENCPS_VALUES, "transient_codes": "", "session_codes": "", "unit_name": "Sở Xây dựng",
+                "supplement_requested_state": "1", "supplement_received_state": "2"}  # fmt: skip
     assert profiles.check(opencps, complete) == []
     assert profiles.check(profiles.get_profile("ministry/xml-steps"), {}) == []
 

@@ -9,7 +9,7 @@ that are VNPost's ``$oid`` strings.
   hub's former, unsourced feed mean nothing to VNPost and are dropped (the next poll reads the feed from its
   start; ``postal_events`` keeps every event emitted once); the event ids recorded are kept as text.
 
-Revision ID: 0018
+Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-08
 """
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0018"
+revision: str = "0017"
 down_revision: str | Sequence[str] | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
