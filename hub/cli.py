@@ -1501,7 +1501,7 @@ def demo(
         "var/demo"
     ),
 ) -> None:
-    """Run the hub with its partners on loopback (embedded default) through flows F1–F6 and show what each
+    """Run the hub with its partners on loopback (embedded default) through flows F1–F7 and show what each
     partner received; then keep the API up on http://127.0.0.1:PORT until Ctrl-C (--once: exit instead; the last
     line is one JSON object {"flows": {...}, "lost": N}). A port in use: one error naming it, exit 2."""
     import json
@@ -1572,8 +1572,9 @@ def demo(
                 out.print(
                     f"\nThe hub is up on {hub.base_url} (OpenAPI {hub.base_url}/docs, operator page {hub.base_url}/)\n"
                     f"  admin key:    {hub.admin_key}\n  operator key: {hub.operator_key}\n"
-                    f"  F6's dead letter #{hub.dead_letter_id}: curl -H 'X-Api-Key: {hub.operator_key}' "
-                    f"'{hub.base_url}/api/v1/dead-letters?include_replayed=true'\n"
+                    f"  F6's dead letter #{hub.dead_letter_id} and F7's held result "
+                    f"{', '.join(f'#{i}' for i in hub.held_result_ids) or '-'} (replayed): curl -H 'X-Api-Key: "
+                    f"{hub.operator_key}' '{hub.base_url}/api/v1/dead-letters?include_replayed=true'\n"
                     f"  overdue intake: curl -H 'X-Api-Key: {hub.operator_key}' {hub.base_url}/api/v1/deadlines\n"
                     f"  CLI: LIENTHONG_DATABASE_URL={hub.settings.database_url} LIENTHONG_DATA_DIR={data_dir} "
                     ".venv/bin/hub queues\nCtrl-C stops the demo.",

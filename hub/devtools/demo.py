@@ -13,7 +13,13 @@ A flow is a function ``(demo, step) -> FlowResult``: it drives the partners thro
 ``step(text)`` reports progress. ``FLOWS``: F1 online dossier → portal; F2 citizen lookup (population DB, SOAP,
 answered synchronously, audited); F3 fee payment (INIT, the payer pays, CONFIRM with a bank-signed receipt → the
 province and the portal; forged and repeated CONFIRMs); F4 postal pickup order and its tracking events; F5 land
-registration steps (VBDLIS's per-step JSON); F6 a partner down or refusing.
+registration steps (VBDLIS's per-step JSON); F6 a partner down or refusing; F7 the life of a dossier (citizen
+notifications by email and SMS, a supplement with a new due date to the portal, a signed result checked, returned)
+and a result signed by the wrong key held with its rule.
+
+The citizen notification connectors (email through the demo's SMTP server, SMS through the gateway simulator) are
+registered in every run, as a deployment registers them for every dossier: each flow's dossier update whose status
+the applicant is told of (``DemoHub.notified``) is routed to them too, and every applicant is notified.
 
 Every message a flow gets accepted is tracked with what should become of it (delivered, or not routed at all
 for a stale update); ``lost`` counts those that ended otherwise.
@@ -39,7 +45,8 @@ import httpx
 from pydantic import BaseModel
 
 from hub.config import Settings
-from hub.devtools.mail_server import MailServer
+from hub.devtools.mail_server import MailServer, ReceivedMail
+from hub.devtools.pdf_documents import DemoPdfKeys, demo_pdf_keys
 from hub.devtools.simulators import DEFAULT_PORTS, start_all, stop_all
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS as PAYMENT_SECRETS
 from hub.devtools.simulators.population_db import demo_credentials as population_db_credentials
@@ -47,10 +54,13 @@ from hub.devtools.simulators.postal import DEFAULT_CONSUMERS as POSTAL_CONSUMERS
 from hub.devtools.simulators.sms_gateway import DEFAULT_TOKEN as SMS_TOKEN
 from hub.errors import ConfigError
 from hub.packets.citizen import CitizenLookup, CitizenRecord
-from hub.packets.dossier import DossierSync
+from hub.packets.dossier import DossierStatusUpdate, DossierSync, Result, Supplement
+from hub.packets.dossier import Step as ProcessingStep
 from hub.packets.payment import PaymentRequest
 from hub.packets.postal import PostalOrder
 from hub.security import keys
+from mappings.national_portal import to_portal_time
+from mappings.notification import EVENT_OF_STATUS, LOCAL_TIME
 
 log = logging.getLogger(__name__)
 PacketT = TypeVar("PacketT", bound=BaseModel)
@@ -67,7 +77,7 @@ POSTAL_CLIENT, POSTAL_CUSTOMER = "lienthong", "KH-LIENTHONG-01"  # VNPost consum
 POSTAL_PROFILE = "vnpost/ngsp@1"  # VNPost through its NGSP SDK (mappings/profiles/vnpost/ngsp.yaml)
 #: The waybill codes "VNPost pre-issued" to the demo province (invented; profile value item_codes, TH-VH:64-71)
 POSTAL_ITEM_CODES = [f"EL9{n:08d}VN" for n in range(1, 41)]
-DEMO_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
+DEMO_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)  # F6's 3 s outage ends before the 4th attempt
 NOTIFY_FROM = "Bộ phận Một cửa tỉnh (demo) <motcua@lienthong.test>"  # the notification emails' sender (invented)
 
 Step = Callable[[str], None]
@@ -113,8 +123,8 @@ class DemoCodes:
     postal: str = "000.00.00.G04"
     payment: str = "000.00.00.G05"
     vbdlis: str = "000.00.00.G11"  # the land registration software speaking VBDLIS's JSON (it only sends)
-    notify_email: str = "000.00.00.G21"  # citizen notifications by email (DemoOptions.notifications)
-    notify_sms: str = "000.00.00.G22"  # citizen notifications by SMS (DemoOptions.notifications)
+    notify_email: str = "000.00.00.G21"  # citizen notifications by email
+    notify_sms: str = "000.00.00.G22"  # citizen notifications by SMS
     hub: str = HUB_CODE
 
     @classmethod
@@ -132,9 +142,14 @@ class DemoCodes:
         return [self.province, self.portal]
 
     @property
+    def notifiers(self) -> list[str]:
+        """The citizen notification connectors (email, SMS)."""
+        return [self.notify_email, self.notify_sms]
+
+    @property
     def queues(self) -> list[str]:
         """Every destination of the demo (one queue each)."""
-        return [self.province, self.portal, self.population_db, self.postal, self.payment]
+        return [self.province, self.portal, self.population_db, self.postal, self.payment, *self.notifiers]
 
 
 @dataclass
@@ -150,8 +165,8 @@ class DemoOptions:
     fresh: bool = True  # start from an empty data folder
     delete_queues: bool = False  # on close, delete the destinations' queues (tests on a shared RabbitMQ)
     #: register the citizen notification connectors (``DemoHub.notification_specs``: email to ``demo.mail``, SMS to
-    #: ``demo.sms``); off by default, as they add a destination to every dossier update the flows route
-    notifications: bool = False
+    #: ``demo.sms``), as a deployment does: every applicant is told of the updates Điều 12 names (F7 needs them)
+    notifications: bool = True
 
 
 @dataclass
@@ -202,7 +217,9 @@ class DemoHub:
         self._sequence = random.randint(1000, 8000)  # noqa: S311 - dossier numbers, not secrets
         self.http: httpx.Client | None = None
         self.dead_letter_id: int | None = None  # F6's dead letter (shown to the operator afterwards)
+        self.held_result_ids: list[int] = []  # F7's held result (its dead letters, one per destination), replayed
         self.mail: MailServer | None = None  # the SMTP server notification emails reach (hub.devtools.mail_server)
+        self.pdf_keys: DemoPdfKeys | None = None  # who signs result PDFs: the ministry's agency key, and another
 
     # ------------------------------------------------------------ lifecycle
 
@@ -250,6 +267,9 @@ class DemoHub:
             "ministry": keys.issue_key("ministry", key_dir, algorithm="ec", code=self.codes.ministry),
         }
         step(f"keys from the demo CA in {key_dir}: hub (ECDSA P-256), province (RSA-2048), ministry (ECDSA P-256)")
+        self.pdf_keys = demo_pdf_keys(key_dir, agency_code=self.codes.ministry)
+        step("PDF signers from the demo CA: competent-agency (registered as the ministry's result signer), "
+             "other-signer (registered for nothing)")  # fmt: skip
         self.settings = Settings(
             broker_url=o.broker_url,
             database_url=o.database_url or f"sqlite:///{(data / 'hub.db').resolve()}",
@@ -281,7 +301,9 @@ class DemoHub:
              f"simulator's security code), population DB {self.codes.population_db} ({POPULATION_PROFILE}: LGSP "
              f"token, SOAP body), "
              f"payment {self.codes.payment} (bank certificate), postal {self.codes.postal} "
-             f"({POSTAL_PROFILE})")  # fmt: skip
+             f"({POSTAL_PROFILE})"
+             + (f", citizen notifications {self.codes.notify_email} (email over SMTP) and {self.codes.notify_sms} "
+                "(SMS gateway)" if o.notifications else ""))  # fmt: skip
         self._sync_catalogue(step)
         self._start_api()
         step(f"API on {self.base_url} (store {self.settings.database_url}, broker {o.broker_url})")
@@ -346,6 +368,7 @@ class DemoHub:
         from hub.runtime import Runtime
 
         o, c = self.options, self.codes
+        assert self.pdf_keys is not None, "the result signer's key is issued before the connectors are registered"
         retry = {"delays_s": list(o.retry_delays_s), "jitter": 0.1}
         circuit = {"failures": 20, "cooldown_s": 1.0}
         pem = {name: issued.cert_path.read_text() for name, issued in self.keys.items()}
@@ -361,9 +384,11 @@ class DemoHub:
                           "credentials": {"username": PORTAL_USER, "password": PORTAL_PASSWORD}},
              "profile": PORTAL_PROFILE, "profile_values": self.portal_profile_values(),
              "retry": retry, "circuit": circuit, "timeout_s": 5, "concurrency": 1},
+            # its results must carry the competent agency's signature (Quảng Nam Điều 16.3): checked before forwarding
             {"code": c.ministry, "name": "Ministry software, XML steps (demo)", "kind": "ministry",
              "sends": ["dossier.status"], "mapping": {"dossier.status": "ministry-steps"},
-             "handles": [c.province], "certificates": [pem["ministry"]]},
+             "handles": [c.province], "certificates": [pem["ministry"]],
+             "result_signers": [self.pdf_keys.agency.cert_pem]},
             # VBDLIS posts unsigned per-step JSON; its security code is this connector's API key (PARTNER-FORMATS §5)
             {"code": c.vbdlis, "name": "Land registration software VBDLIS (demo)", "kind": "ministry",
              "sends": ["dossier.status"], "handles": [c.province],
@@ -471,9 +496,8 @@ class DemoHub:
             self._worker = None
         if self._worker_runtime is not None:
             if self.options.delete_queues:
-                notify = [self.codes.notify_email, self.codes.notify_sms] if self.options.notifications else []
                 try:
-                    self._worker_runtime.broker.delete([*self.codes.queues, *notify])
+                    self._worker_runtime.broker.delete(self.codes.queues)
                 except Exception:  # best effort: the broker may be gone
                     log.warning("could not delete the demo's queues", exc_info=True)
             self._worker_runtime.close()
@@ -512,6 +536,16 @@ class DemoHub:
         if response.status_code != 200:
             raise FlowFailed(f"no trace for message {message_id}: HTTP {response.status_code}")
         return response.json()
+
+    def notified(self, status: int) -> list[str]:
+        """The notification connectors a dossier update reporting ``status`` is routed to: both, when it is a moment
+        the applicant is told of (Đắk Nông Điều 12.2.a; ``mappings.notification.EVENT_OF_STATUS``), else none."""
+        return self.codes.notifiers if self.options.notifications and status in EVENT_OF_STATUS else []
+
+    def to_portal(self, status: int) -> list[str]:
+        """Where the province's ``dossier.sync`` reporting ``status`` goes: the portal, and the applicant's
+        notifications when ``status`` is one they are told of."""
+        return [self.codes.portal, *self.notified(status)]
 
     def track(self, message_id: str, expected: str = "delivered") -> None:
         self.expect[message_id] = expected
@@ -578,6 +612,7 @@ def new_online_dossier(code: str, *, status: int = 1, submitted_at: dt.datetime 
             "finished_at": None,
             "returned_at": None,
             "results": [],
+            "supplements": [],  # the example's supplement round is another dossier's story
             "documents": [d.model_copy(update={"url": d.url.replace(packets.examples.DOSSIER_CODE, code)})
                           for d in base.documents],
         }
@@ -616,6 +651,14 @@ def _check(condition: bool, message: str) -> None:
         raise FlowFailed(message)
 
 
+def _status_entries(demo: DemoHub, code: str) -> list[dict[str, Any]]:
+    """The dossier's timeline without its notification entries (those record what the applicant was told)."""
+    from adapters.notification import NOTIFIED, SKIPPED
+
+    updates = demo.api("GET", f"/api/v1/dossiers/{code}").json()["updates"]
+    return [u for u in updates if u["outcome"] not in (NOTIFIED, SKIPPED)]
+
+
 # ---------------------------------------------------------------------------------------------- F1
 
 
@@ -625,7 +668,7 @@ def flow_f1(demo: DemoHub, step: Step) -> str:
     updated; the portal's string ``error_code`` "0" is a delivery; the 8-working-hour intake rule."""
     code = demo.dossier_code()
     submitted = _now()
-    first = _submit(demo, new_online_dossier(code, submitted_at=submitted), expect_to=[demo.codes.portal])
+    first = _submit(demo, new_online_dossier(code, submitted_at=submitted), expect_to=demo.to_portal(1))
     step(f"province → hub: dossier.sync {code} status 1 (new, online) accepted as {first[:8]}…")
     demo.wait_status(first)
     record = demo.portal.received()["records"].get(code)
@@ -638,7 +681,7 @@ def flow_f1(demo: DemoHub, step: Step) -> str:
          f"portal TrangThaiHoSo 1 ({record['MaHoSo']})")  # fmt: skip
 
     update = _submit(demo, new_online_dossier(code, status=2, submitted_at=submitted, received_at=_now()),
-                     expect_to=[demo.codes.portal])  # fmt: skip
+                     expect_to=demo.to_portal(2))  # fmt: skip
     demo.wait_status(update)
     record = demo.portal.received()["records"][code]
     calls = _portal_calls(demo, code)
@@ -651,7 +694,7 @@ def flow_f1(demo: DemoHub, step: Step) -> str:
     known = demo.dossier_code()
     demo.portal.seed({"MaHoSo": known, "TrangThaiHoSo": "1"})
     again = _submit(demo, new_online_dossier(known, status=2, submitted_at=submitted, received_at=_now()),
-                    expect_to=[demo.codes.portal])  # fmt: skip
+                    expect_to=demo.to_portal(2))  # fmt: skip
     demo.wait_status(again)
     known_calls = [(c["isUpdating"], c["error_code"]) for c in _portal_calls(demo, known)]
     _check(known_calls == [("True", "0")], f"portal calls for {known}: {known_calls}")
@@ -674,14 +717,14 @@ def flow_f1(demo: DemoHub, step: Step) -> str:
     # The 8-working-hour rule: a dossier submitted online two weeks ago and still at status 1 is flagged.
     late = demo.dossier_code()
     stale_submit = submitted - dt.timedelta(days=14)
-    late_id = _submit(demo, new_online_dossier(late, submitted_at=stale_submit), expect_to=[demo.codes.portal])
+    late_id = _submit(demo, new_online_dossier(late, submitted_at=stale_submit), expect_to=demo.to_portal(1))
     demo.wait_status(late_id)
     answer = demo.api("GET", "/api/v1/deadlines", key=demo.operator_key)
     _check(answer.status_code == 200, f"GET /api/v1/deadlines: HTTP {answer.status_code} {answer.text[:200]}")
     overdue = {d["dossier_code"]: d for d in answer.json()["overdue"]}
     _check(late in overdue, f"{late} (status 1 since {stale_submit:%Y-%m-%d}) is not flagged overdue")
     _check(code not in overdue and known not in overdue, "a dossier already received (status 2) is flagged")
-    timeline = demo.api("GET", f"/api/v1/dossiers/{code}").json()["updates"]
+    timeline = _status_entries(demo, code)
     _check([(u["status"], u["outcome"]) for u in timeline] == [(1, "synced"), (2, "synced")],
            f"timeline of {code}: {timeline}")  # fmt: skip
     step(f"8-working-hour rule: {late} still at status 1 since {stale_submit:%Y-%m-%d} is flagged "
@@ -792,7 +835,7 @@ def flow_f3(demo: DemoHub, step: Step) -> str:
     t0 = _now() - dt.timedelta(hours=2)
     for status in (2, 6):
         model = new_online_dossier(code, status=status, submitted_at=t0, received_at=t0 + dt.timedelta(minutes=5))
-        demo.wait_status(_submit(demo, model, expect_to=[demo.codes.portal]))
+        demo.wait_status(_submit(demo, model, expect_to=demo.to_portal(status)))
     # the bank's ThoiGianGD (hence the 6 → 4 update) has whole seconds: pay after the second of the status 6
     time.sleep(1.05 - time.time() % 1)
     step(f"province → portal: dossier {code} received (2), then waiting for fees (6)")
@@ -824,7 +867,7 @@ def flow_f3(demo: DemoHub, step: Step) -> str:
     _check(len(inbox) == 1 and inbox[0]["verified"], f"payment.receipt at the province: {inbox}")
     progress = [int(p["TrangThai"]) for p in demo.portal.received()["progress"].get(code, [])]
     _check(progress[-1:] == [4], f"portal CapNhatTienDoHoSoMC statuses {progress}, expected the last to be 4")
-    timeline = [u["status"] for u in demo.api("GET", f"/api/v1/dossiers/{code}").json()["updates"]]
+    timeline = [u["status"] for u in _status_entries(demo, code)]
     _check(timeline[-2:] == [6, 4], f"timeline of {code}: {timeline}")
     step("payer pays → CONFIRM (MaXacThuc + bank-signed receipt verified) → payment.receipt at the province "
          "/inbox (verified), portal CapNhatTienDoHoSoMC 6 → 4")  # fmt: skip
@@ -873,7 +916,7 @@ def flow_f4(demo: DemoHub, step: Step) -> str:
 
     def sync(status: int) -> None:
         model = new_online_dossier(code, status=status, submitted_at=t0, received_at=t0 + dt.timedelta(minutes=5))
-        demo.wait_status(_submit(demo, model, expect_to=[demo.codes.portal]))
+        demo.wait_status(_submit(demo, model, expect_to=demo.to_portal(status)))
 
     sync(2)  # received: the citizen chose to send the paper dossier by post
     base = _packet(PostalOrder, packets.example("postal.order"))
@@ -981,7 +1024,7 @@ def flow_f5(demo: DemoHub, step: Step) -> str:
     code = demo.dossier_code()
     t0 = _now() - dt.timedelta(hours=1)
     sync = _submit(demo, new_online_dossier(code, status=2, submitted_at=t0, received_at=t0 + dt.timedelta(minutes=5)),
-                   expect_to=[demo.codes.portal])  # fmt: skip
+                   expect_to=demo.to_portal(2))  # fmt: skip
     demo.wait_status(sync)
     step(f"province → portal: dossier {code} received (status 2)")
 
@@ -1016,9 +1059,10 @@ def flow_f5(demo: DemoHub, step: Step) -> str:
         demo.track(message_id)
         trace = demo.wait_status(message_id)
         dests = sorted(d["destination"] for d in trace["deliveries"])
-        _check(dests == sorted(demo.codes.destinations), f"{action} delivered to {dests}")
+        _check(dests == sorted([*demo.codes.destinations, *demo.notified(status)]), f"{action} delivered to {dests}")
+        told = " and the applicant (email, SMS)" if demo.notified(status) else ""
         step(f"VBDLIS → hub: POST /api/v1/VBDLISs/{action}/*** → Result 1 → status {status} → delivered to "
-             "province and portal")  # fmt: skip
+             f"province and portal{told}")  # fmt: skip
 
     inbox = [m for m in demo.province.received()["messages"] if m["dossier_code"] == code]
     statuses = [_status_of(m["payload"]) for m in inbox]
@@ -1066,13 +1110,18 @@ def flow_f6(demo: DemoHub, step: Step) -> str:
     code = demo.dossier_code()
     demo.portal.fail("down", seconds=3)
     started = time.monotonic()
-    message_id = _submit(demo, new_online_dossier(code), expect_to=[demo.codes.portal])
+    message_id = _submit(demo, new_online_dossier(code), expect_to=demo.to_portal(1))
     step(f"portal down for 3 s (connections reset); province → hub: dossier.sync {code}")
-    wait_for(lambda: demo.trace(message_id)["deliveries"][0]["attempts"] >= 2, STEP_TIMEOUT_S,
+
+    def to_the_portal(trace: dict[str, Any]) -> dict[str, Any]:
+        return next(d for d in trace["deliveries"] if d["destination"] == demo.codes.portal)
+
+    wait_for(lambda: to_the_portal(demo.trace(message_id))["attempts"] >= 2, STEP_TIMEOUT_S,
              "a retry of the delivery to the portal")  # fmt: skip
     trace = demo.wait_status(message_id)
-    attempts = trace["deliveries"][0]["attempts"]
-    retries = [e for e in trace["events"] if e["state"] == "retry_scheduled"]
+    attempts = to_the_portal(trace)["attempts"]
+    retries = [e for e in trace["events"] if e["state"] == "retry_scheduled"
+               and e["destination"] == demo.codes.portal]  # fmt: skip
     _check(attempts >= 2 and bool(retries), f"delivered after {attempts} attempt(s), expected retries")
     _check(code in demo.portal.received()["records"], f"the portal has no record of {code} after recovery")
     step(f"{len(retries)} failed attempt(s) retried with backoff; delivered on attempt {attempts}, "
@@ -1080,13 +1129,13 @@ def flow_f6(demo: DemoHub, step: Step) -> str:
 
     refused = demo.dossier_code()
     demo.portal.reject_next(1)
-    message_id = _submit(demo, new_online_dossier(refused), expect_to=[demo.codes.portal])
+    message_id = _submit(demo, new_online_dossier(refused), expect_to=demo.to_portal(1))
     found: dict[str, Any] = {}
 
     def dead_letter() -> bool:
         answer = demo.api("GET", "/api/v1/dead-letters", key=demo.operator_key)
         for item in answer.json():
-            if item["message_id"] == message_id:
+            if item["message_id"] == message_id and item["destination"] == demo.codes.portal:
                 found.update(item)
                 return True
         return False
@@ -1119,7 +1168,7 @@ def leave_dead_letter_for_the_operator(demo: DemoHub) -> int:
     """After the flows, when the demo keeps serving: one more portal refusal, left as a dead letter for a person
     to find on the operator page and replay there. Returns its id."""
     demo.portal.reject_next(1)
-    message_id = _submit(demo, new_online_dossier(demo.dossier_code()), expect_to=[demo.codes.portal])
+    message_id = _submit(demo, new_online_dossier(demo.dossier_code()), expect_to=demo.to_portal(1))
     found: list[int] = []
 
     def dead_letter() -> bool:
@@ -1132,6 +1181,220 @@ def leave_dead_letter_for_the_operator(demo: DemoHub) -> int:
     return found[0]
 
 
+# ---------------------------------------------------------------------------------------------- F7
+
+#: F7's applicant (invented), told of their dossier by email and SMS (Đắk Nông QĐ 04/2019 Điều 12)
+F7_APPLICANT = {"name": "Lê Thị Hoa", "email": "lethihoa@example.vn", "phone": "0987654321", "notify": True}
+RESULT_NAME = "Giấy chứng nhận quyền sử dụng đất"  # F7's result document
+
+
+def _mails(demo: DemoHub, code: str) -> list[ReceivedMail]:
+    """The notification emails the demo's SMTP server received about dossier ``code``."""
+    assert demo.mail is not None
+    return [m for m in demo.mail.messages() if m.message["X-Lienthong-Dossier"] == code]
+
+
+def _texts(demo: DemoHub, code: str) -> list[dict[str, Any]]:
+    """The SMS the gateway simulator received about dossier ``code``."""
+    return [m for m in demo.sms.received()["messages"] if code in m["text"]]
+
+
+def _told(at: dt.datetime) -> str:
+    """A time as a notification tells it (local, ``mappings.notification``)."""
+    return at.astimezone(LOCAL_TIME).strftime("%H:%M ngày %d/%m/%Y")
+
+
+def _ministry_step(demo: DemoHub, update: Any, what: str, status: int) -> str:
+    """The ministry pushes ``update`` (its ``<BuocXuLy>`` step or a canonical ``dossier.status``): accepted, applied
+    and routed to the province, the portal and, for a moment the applicant is told of, their notifications."""
+    sent = demo.ministry.push(update)
+    _check(sent.accepted and sent.body.get("status_update") == "applied", f"{what}: HTTP {sent.status} {sent.body}")
+    expected = sorted([*demo.codes.destinations, *demo.notified(status)])
+    _check(sorted(sent.body.get("destinations", [])) == expected,
+           f"{what} routed to {sent.body.get('destinations')}, expected {expected}")  # fmt: skip
+    demo.track(sent.message_id)
+    return sent.message_id
+
+
+def _inbox_statuses(demo: DemoHub, code: str) -> list[int]:
+    """The dossier.status updates the province received about ``code`` (each hub-signed and verified)."""
+    inbox = [m for m in demo.province.received()["messages"]
+             if m["dossier_code"] == code and m["message_type"] == "dossier.status"]  # fmt: skip
+    _check(all(m["verified"] for m in inbox), "the province could not verify the hub's signature")
+    return [_status_of(m["payload"]) for m in inbox]
+
+
+def flow_f7(demo: DemoHub, step: Step) -> str:
+    """F7, the life of a dossier (issue 16): submitted online → the applicant told by email (the SMTP server's copy
+    read) and SMS → received → the ministry asks for a supplement (SMS) → supplement received with a new due date
+    (the portal's record carries DanhSachHoSoBoSung with NgayHenTraMoi) → finished with a result PDF signed by the
+    competent agency (verified by the hub before forwarding) → the result told → returned (10) on the portal.
+    Then another dossier finished with a result signed by a key registered for nothing: held before reaching
+    anyone (a dead letter per destination, rule ``result-signer-not-registered``), the ministry re-signs it, the
+    operator replays → checked again and forwarded."""
+    from hub.devtools.simulators import MinistryStep
+
+    assert demo.mail is not None and demo.pdf_keys is not None
+    _check(demo.options.notifications, "F7 needs the citizen notification connectors (DemoOptions.notifications)")
+    code = demo.dossier_code()
+    t0 = _now() - dt.timedelta(hours=2)
+    received_at = t0 + dt.timedelta(minutes=5)
+    first_due = received_at + dt.timedelta(days=15)  # new_online_dossier's appointment date
+    new_due = first_due + dt.timedelta(days=3)  # the applicant took three days to supplement
+
+    def sync(status: int, **fields: Any) -> DossierSync:
+        base = new_online_dossier(code, status=status, submitted_at=t0,
+                                  received_at=None if status == 1 else received_at)  # fmt: skip
+        model = base.model_copy(update={"applicant": base.applicant.model_copy(update=F7_APPLICANT), **fields})
+        demo.wait_status(_submit(demo, model, expect_to=demo.to_portal(status)))
+        return model
+
+    intake = sync(1)
+    applicant = intake.applicant
+    mails, texts = _mails(demo, code), _texts(demo, code)
+    _check(len(mails) == 1 and len(texts) == 1, f"intake notifications: {len(mails)} emails, {len(texts)} SMS")
+    mail, sms = mails[0], texts[0]
+    said = [f"Kính gửi ông/bà {applicant.name},", f"đã nhận được hồ sơ {code} ({intake.procedure_name}) lúc "
+            f"{_told(t0)}.", "kiểm tra tính đầy đủ, hợp lệ trong thời hạn 08 giờ làm việc"]  # fmt: skip
+    _check(mail.subject == f"[{code}] Cơ quan đã nhận được hồ sơ của ông/bà" and mail.rcpt_tos == (applicant.email,)
+           and all(line in mail.text for line in said), f"intake email {mail.subject!r}: {mail.text!r}")  # fmt: skip
+    _check(sms["to"] == applicant.phone and f"Cơ quan đã nhận hồ sơ {code} lúc {_told(t0)}" in sms["text"],
+           f"intake SMS {sms}")  # fmt: skip
+    personal_id = applicant.personal_id or ""
+    _check(bool(personal_id) and personal_id not in mail.text + sms["text"], "a notification carries the personal ID")
+    step(f"province → hub: dossier.sync {code} status 1 (online) → portal; the applicant told: email over SMTP "
+         f"'{mail.subject}' ('{said[1]}'), SMS '{sms['text'][:60]}…'; no personal ID in either")  # fmt: skip
+
+    sync(2, due_at=first_due)
+    step(f"received (2), due {_told(first_due)}: the applicant told again (email, SMS)")
+
+    content = "Bổ sung bản sao giấy chứng nhận quyền sử dụng đất có chứng thực"
+    requested = MinistryStep(dossier_code=code, step="ChoBoSung", at=t0 + dt.timedelta(minutes=10),
+                             actor="Phạm Văn Đức", department="Văn phòng đăng ký đất đai", content=content)  # fmt: skip
+    demo.wait_status(_ministry_step(demo, requested, "ChoBoSung", 5))
+    asked = [m for m in _texts(demo, code) if "cần bổ sung" in m["text"]]
+    _check(len(asked) == 1 and asked[0]["to"] == applicant.phone and content in asked[0]["text"],
+           f"supplement SMS: {asked}")  # fmt: skip
+    step(f"ministry → hub: <BuocXuLy> ChoBoSung (5) → province, portal; the applicant's SMS: '{asked[0]['text']}'")
+
+    answered = DossierStatusUpdate(
+        dossier_code=code, status=4, at=t0 + dt.timedelta(minutes=20), source_system=demo.codes.ministry,
+        step=ProcessingStep(actor="Phạm Văn Đức", content="Đã nhận bản sao giấy chứng nhận"), new_due_at=new_due,
+    )  # fmt: skip
+    demo.wait_status(_ministry_step(demo, answered, "supplement received", 4))
+    record = demo.portal.received()["records"][code]
+    rounds = record.get("DanhSachHoSoBoSung") or []
+    moved = [(r.get("NgayHenTraTruoc"), r.get("NgayHenTraMoi")) for r in rounds]
+    _check(moved == [(to_portal_time(first_due), to_portal_time(new_due))]
+           and record["NgayHenTra"] == to_portal_time(new_due),
+           f"portal DanhSachHoSoBoSung {moved}, NgayHenTra {record['NgayHenTra']}")  # fmt: skip
+    progress = [int(p["TrangThai"]) for p in demo.portal.received()["progress"].get(code, [])]
+    _check(progress == [5, 4], f"portal CapNhatTienDoHoSoMC statuses {progress}, expected [5, 4]")
+    due_at = demo.api("GET", f"/api/v1/dossiers/{code}").json()["due_at"]
+    _check(due_at is not None and dt.datetime.fromisoformat(due_at) == new_due, f"the hub's due date {due_at}")
+    step(f"ministry → hub: supplement received, a dossier.status 4 with newDueAt (its XML step has no field for "
+         f"it) → portal CapNhatTienDoHoSoMC 4, then DongBoHoSoMC with DanhSachHoSoBoSung NgayHenTraTruoc "
+         f"{moved[0][0]} → NgayHenTraMoi {moved[0][1]}; the hub's due date moved")  # fmt: skip
+
+    result = demo.ministry.signed_result(code, demo.pdf_keys.agency, name=RESULT_NAME, with_digest=True)
+    finished = MinistryStep(dossier_code=code, step="KetThuc", at=t0 + dt.timedelta(minutes=30),
+                            actor="Phạm Văn Đức", results=[result])  # fmt: skip
+    finished_id = _ministry_step(demo, finished, "KetThuc", 9)
+    trace = demo.wait_status(finished_id)
+    name = result.url.rsplit("/", 1)[-1]
+    fetched = demo.ministry.received()["documents_fetched"].count(name)
+    _check(fetched >= len(trace["deliveries"]), f"the result was fetched {fetched} times for "
+           f"{len(trace['deliveries'])} deliveries: not every one checked it")  # fmt: skip
+    _check(_inbox_statuses(demo, code) == [5, 4, 9], f"province received statuses {_inbox_statuses(demo, code)}")
+    step(f"ministry → hub: KetThuc (9) with its result PDF signed by the competent agency → each of its "
+         f"{len(trace['deliveries'])} deliveries fetched it and verified the signature (pyHanko, against the "
+         f"ministry's registered result signer) before forwarding → province /inbox 5, 4, 9, portal 9")  # fmt: skip
+
+    told = [m for m in _mails(demo, code) if m.subject == f"[{code}] Hồ sơ đã giải quyết xong, mời nhận kết quả"]
+    texted = [m for m in _texts(demo, code) if "đã giải quyết xong" in m["text"]]
+    _check(len(told) == 1 and f"Kết quả: {RESULT_NAME}." in told[0].text and len(texted) == 1
+           and RESULT_NAME in texted[0]["text"],
+           f"result notifications: {[m.text for m in told]}, {texted}")  # fmt: skip
+    step(f"the applicant told of the result: email '{told[0].subject}', SMS '{texted[0]['text'][:70]}…'")
+
+    returned_at = t0 + dt.timedelta(minutes=40)
+    supplement = Supplement(supplement_id="BS-1", requested_by="Phạm Văn Đức", content=content,
+                            requested_at=requested.at, received_at=answered.at, previous_due_at=first_due,
+                            new_due_at=new_due)  # fmt: skip
+    sync(10, due_at=new_due, finished_at=finished.at, returned_at=returned_at,
+         results=[Result(code=result.code, name=result.name, url=result.url)],
+         supplements=[supplement])  # fmt: skip
+    record = demo.portal.received()["records"][code]
+    _check(str(record["TrangThaiHoSo"]) == "10", f"portal TrangThaiHoSo {record['TrangThaiHoSo']}, expected 10")
+    statuses = [u["status"] for u in _status_entries(demo, code)]
+    _check(statuses == [1, 2, 5, 4, 9, 10], f"timeline of {code}: {statuses}")
+    notes = [u for u in demo.api("GET", f"/api/v1/dossiers/{code}").json()["updates"] if u["outcome"] == "notified"]
+    mails, texts = _mails(demo, code), _texts(demo, code)
+    _check(len(mails) == len(texts) == 4 and len(notes) == 8,
+           f"{len(mails)} emails, {len(texts)} SMS, {len(notes)} on the timeline: expected 4, 4, 8")  # fmt: skip
+    step(f"province → hub: returned (10) → portal TrangThaiHoSo 10; timeline 1, 2, 5, 4, 9, 10 with the "
+         f"{len(notes)} notifications (intake, received, supplement, result; email and SMS)")  # fmt: skip
+
+    held = _held_result(demo, step)
+    return (f"{code}: intake → supplement (new due date on the portal) → signed result verified → returned (10), "
+            f"the applicant told 4 times by email and SMS; {held}")  # fmt: skip
+
+
+def _held_result(demo: DemoHub, step: Step) -> str:
+    """F7's second dossier: a result signed by a key registered for nothing is held with its rule, nothing reaches
+    anyone; the ministry re-signs it with its registered key, the operator replays, it goes."""
+    from hub.devtools.simulators import MinistryStep
+
+    assert demo.pdf_keys is not None
+    code = demo.dossier_code()
+    t0 = _now() - dt.timedelta(hours=1)
+    demo.wait_status(_submit(demo, new_online_dossier(code, status=2, submitted_at=t0, received_at=t0),
+                             expect_to=demo.to_portal(2)))  # fmt: skip
+    forged = demo.ministry.signed_result(code, demo.pdf_keys.other, name=RESULT_NAME)
+    finished = MinistryStep(dossier_code=code, step="KetThuc", at=t0 + dt.timedelta(minutes=30),
+                            actor="Phạm Văn Đức", results=[forged])  # fmt: skip
+    message_id = _ministry_step(demo, finished, "KetThuc (wrong key)", 9)
+    expected = sorted([*demo.codes.destinations, *demo.notified(9)])
+    found: list[dict[str, Any]] = []
+
+    def held() -> bool:
+        answer = demo.api("GET", "/api/v1/dead-letters", key=demo.operator_key).json()
+        found[:] = [d for d in answer if d["message_id"] == message_id]
+        return len(found) == len(expected)
+
+    wait_for(held, STEP_TIMEOUT_S, f"the result of {code} held for each of its {len(expected)} destinations")
+    rules = {d["reason"] for d in found}
+    _check(rules == {"result-signer-not-registered"} and sorted(d["destination"] for d in found) == expected,
+           f"dead letters {[(d['destination'], d['reason']) for d in found]}")  # fmt: skip
+    _check(9 not in _inbox_statuses(demo, code), "the province received a result signed by the wrong key")
+    progress = [int(p["TrangThai"]) for p in demo.portal.received()["progress"].get(code, [])]
+    _check(9 not in progress, f"the portal received a result signed by the wrong key: {progress}")
+    _check(not any("giải quyết xong" in m.subject for m in _mails(demo, code)) and
+           not any("giải quyết xong" in m["text"] for m in _texts(demo, code)),
+           "the applicant was told of a result signed by the wrong key")  # fmt: skip
+    status = demo.api("GET", f"/api/v1/dossiers/{code}").json()["status"]
+    _check(status == 9, f"{code} is at status {status}: the finished step itself is applied, only held")
+    ids = sorted(d["id"] for d in found)
+    step(f"{code}: KetThuc with its result signed by other-signer (issued by the same CA, registered for nothing) "
+         f"→ the dossier is 9, but held before forwarding: dead letters {', '.join(f'#{i}' for i in ids)} "
+         f"(province, portal, email, SMS), rule result-signer-not-registered; nobody received it")  # fmt: skip
+
+    fixed = demo.ministry.signed_result(code, demo.pdf_keys.agency, name=RESULT_NAME)
+    _check(fixed.url == forged.url, f"the re-signed result is at {fixed.url}, not {forged.url}")
+    for dead_letter_id in ids:
+        replay = demo.api("POST", f"/api/v1/dead-letters/{dead_letter_id}/replay", key=demo.operator_key)
+        _check(replay.status_code == 202, f"replay #{dead_letter_id}: HTTP {replay.status_code} {replay.text[:200]}")
+    wait_for(lambda: demo.trace(message_id)["status"] == "delivered", STEP_TIMEOUT_S,
+             f"the replayed result of {code} to be delivered")  # fmt: skip
+    demo.track(message_id)
+    _check(_inbox_statuses(demo, code) == [9], f"province statuses for {code}: {_inbox_statuses(demo, code)}")
+    _check(any("giải quyết xong" in m.subject for m in _mails(demo, code)), "no result email after the replay")
+    demo.held_result_ids = ids
+    step("the ministry re-signs the file at the same link with its registered key; the operator replays the dead "
+         "letters → checked again → delivered to the province, the portal and the applicant")  # fmt: skip
+    return f"{code}'s result signed by the wrong key held (result-signer-not-registered), re-signed, replayed"
+
+
 FLOWS: list[Flow] = [
     Flow("F1", "online dossier → national portal", flow_f1),
     Flow("F2", "citizen lookup → population DB, audited", flow_f2),
@@ -1139,6 +1402,7 @@ FLOWS: list[Flow] = [
     Flow("F4", "VNPost orders → tracking → province; result delivered → 10 on the portal", flow_f4),
     Flow("F5", "land registration steps (VBDLIS) → province and portal", flow_f5),
     Flow("F6", "partner down / refusing → retry, dead letter, replay", flow_f6),
+    Flow("F7", "life of a dossier: notifications, supplement and new due date, signed result, returned", flow_f7),
 ]
 
 
@@ -1219,13 +1483,33 @@ def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
         rows.append(("postal service", order["OrderNumber"], f"VNPost order ItemCode {item_code} (CustomerCode "
                      f"{order['CustomerCode']}, COD {order.get('CODAmount', 0):,}); "
                      f"StatusCode {', '.join(events)}"))  # fmt: skip
-    pushed = demo.ministry.received()["pushed"]
+    ministry = demo.ministry.received()
+    pushed = ministry["pushed"]
     if pushed:
         answers = ", ".join(f"{p['transport']}→{p['status']}" for p in pushed)
-        rows.append(("ministry (sent)", "-", f"{len(pushed)} pushes: {answers}"))
+        fetched = ministry["documents_fetched"]
+        rows.append(("ministry (sent)", "-", f"{len(pushed)} pushes: {answers}; its result PDFs fetched "
+                     f"{len(fetched)} times by the hub to check their signatures"))  # fmt: skip
+    rows.extend(_notification_rows(demo))
     steps = demo.vbdlis.received()["pushed"]
     for code in sorted({p["body"].get("SoBienNhan") or "-" for p in steps}):
         answers = ", ".join(f"{p['action']}→Result {(p['answer'] or {}).get('Result')}" for p in steps
                             if (p["body"].get("SoBienNhan") or "-") == code)  # fmt: skip
         rows.append(("land registration VBDLIS (sent)", code, answers))
+    return rows
+
+
+def _notification_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
+    """What each applicant was told, per dossier: the emails' subjects and the number of SMS."""
+    if demo.mail is None:
+        return []
+    subjects: dict[str, list[str]] = {}
+    for mail in demo.mail.messages():
+        code = str(mail.message["X-Lienthong-Dossier"] or "-")
+        subjects.setdefault(code, []).append(mail.subject.split("] ", 1)[-1])
+    texts = demo.sms.received()["messages"]
+    rows = []
+    for code, told in sorted(subjects.items()):
+        sms = sum(1 for m in texts if code in m["text"])
+        rows.append(("applicant (email over SMTP, SMS)", code, f"email: {'; '.join(told)}; SMS: {sms}"))
     return rows

@@ -1,4 +1,4 @@
-"""Flows F1–F6 end to end (``hub.devtools.demo``'s flow functions): simulators on free ports, the API (uvicorn)
+"""Flows F1–F7 end to end (``hub.devtools.demo``'s flow functions): simulators on free ports, the API (uvicorn)
 and a worker in threads, against the embedded broker and RabbitMQ; and ``hub demo --once`` as a subprocess."""
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from hub import packets
 from hub.devtools import demo as demos
 from tests.support import HUB_BIN, free_port, listening
 
-ALL_OK = {f"F{n}": "ok" for n in range(1, 7)}
+ALL_OK = {f"F{n}": "ok" for n in range(1, 8)}
 FREE = {kind: 0 for kind in demos.DEFAULT_PORTS}
 
 
@@ -24,7 +25,7 @@ def broker_url(request) -> str:
     return "embedded" if request.param == "embedded" else request.getfixturevalue("rabbitmq_url")
 
 
-def test_flows_f1_to_f6(tmp_path: Path, broker_url: str) -> None:
+def test_flows_f1_to_f7(tmp_path: Path, broker_url: str) -> None:
     codes = demos.DemoCodes.random() if broker_url != "embedded" else demos.DemoCodes()
     options = demos.DemoOptions(
         data_dir=tmp_path / "demo",
@@ -62,7 +63,32 @@ def test_flows_f1_to_f6(tmp_path: Path, broker_url: str) -> None:
         # F5 through VBDLIS's JSON: every step answered {Result, Message}, only the illegal transition with 0
         answers = [(p["action"], p["answer"]["Result"]) for p in hub.vbdlis.received()["pushed"]]
         assert [a for a, result in answers if result == 0] == ["YeuCauBoSungHoSo"] and len(answers) == 6, answers
+        assert_life_of_a_dossier(hub)
     assert time.monotonic() - started < 60
+
+
+def assert_life_of_a_dossier(hub: demos.DemoHub) -> None:
+    """What F7 leaves at the partners, read from them: the applicants told over real SMTP and the SMS gateway (never
+    their ID), a supplement's new due date on the portal, the returned dossier, the held result replayed."""
+    assert hub.mail is not None
+    mails, texts = hub.mail.messages(), hub.sms.received()["messages"]
+    assert mails and texts and all(len(m.rcpt_tos) == 1 and "@example.vn" in m.rcpt_tos[0] for m in mails)
+    assert all(packets.examples.PERSONAL_ID not in m.text + m.subject for m in mails)
+    assert all(packets.examples.PERSONAL_ID not in t["text"] for t in texts)
+    (life,) = {m.message["X-Lienthong-Dossier"] for m in mails if m.rcpt_tos == (demos.F7_APPLICANT["email"],)}
+    subjects = [m.subject.split("] ", 1)[1] for m in mails if m.message["X-Lienthong-Dossier"] == life]
+    assert subjects == ["Cơ quan đã nhận được hồ sơ của ông/bà", "Hồ sơ đầy đủ, hợp lệ và đã được tiếp nhận",
+                        "Đề nghị bổ sung, chỉnh sửa hồ sơ", "Hồ sơ đã giải quyết xong, mời nhận kết quả"]  # fmt: skip
+    assert [t["to"] for t in texts if life in t["text"]] == [demos.F7_APPLICANT["phone"]] * 4
+    record = hub.portal.received()["records"][life]
+    (supplement,) = record["DanhSachHoSoBoSung"]
+    assert supplement["NgayHenTraMoi"] == record["NgayHenTra"] > supplement["NgayHenTraTruoc"]
+    assert str(record["TrangThaiHoSo"]) == "10"
+    held = hub.api("GET", "/api/v1/dead-letters", key=hub.operator_key, params={"state": "replayed"}).json()
+    held = [d for d in held if d["id"] in hub.held_result_ids]
+    assert len(held) == 4 and {d["reason"] for d in held} == {"result-signer-not-registered"}
+    assert {d["destination"] for d in held} == {*hub.codes.destinations, *hub.codes.notifiers}
+    assert hub.api("GET", "/api/v1/dead-letters", key=hub.operator_key).json() == []  # none left open
 
 
 def assert_records_checked(portal: dict) -> None:
