@@ -34,7 +34,9 @@ and login answer ``error_code``; lookups and the catalogue answer ``result`` onl
 so there a reply with ``result`` and no ``error_code`` is an answer. Any other reply that is not a JSON object
 with an ``error_code`` is transient (a proxy or portal hiccup); HTTP 5xx/429 transient, other 4xx
 permanent. ``DonViXuLy`` left empty by the mapping is the profile's ``unit_name``; ``TrangThaiHoSo`` and the progress
-record's ``TrangThai`` go through the profile's ``status_map`` (per deployment, OC-DV:1220-1244, 507-524).
+record's ``TrangThai`` go through the profile's ``status_map`` (per deployment, OC-DV:1220-1244, 507-524); a
+synced dossier's reason for status 3, 7 or 8 goes after the text of the profile's ``status_reason_field``
+(unsourced; ``GhiChu`` by default).
 
 ``DeliveryReceipt.sent`` is the body of the call that delivered, byte for byte, the session token read ``"***"``.
 """
@@ -55,9 +57,11 @@ from mappings.dvcqg import (
     SERVICE_PROGRESS,
     SERVICE_SYNC,
     SERVICE_TECHID,
+    REASON_FIELDS,
     DvcqgCall,
     error_code_text,
     is_success,
+    joined,
 )
 from mappings.profiles import ProfileSettings, ProfileValueError
 
@@ -132,6 +136,11 @@ class _DvcqgAdapter(Adapter):
         self._success: Mapping[str, str] = success.values if success else {"0": "success"}
         self._transient = _codes(settings.get("transient_codes", ""))
         self._status_map = status_map(settings.get("status_map", ""))
+        self._reason_field = settings.get("status_reason_field", "")
+        if self._reason_field and self._reason_field not in REASON_FIELDS:
+            known = ", ".join(REASON_FIELDS)
+            raise ProfileValueError(f"status_reason_field: {self._reason_field!r} is not one of {known}",
+                                    ("status_reason_field",))  # fmt: skip
         self._exists_codes = _codes(settings.get("already_exists_codes", ""))
         self._exists_text = settings.get("already_exists_text", "")
 
@@ -189,14 +198,21 @@ class _DvcqgAdapter(Adapter):
         mapped = request.mapped("the national portal")
         if not isinstance(mapped, DvcqgCall):
             raise PermanentDeliveryError(f"the national portal takes a DvcqgCall, not {type(mapped).__name__}")
-        service, record = mapped
-        return service, str(record["MaHoSo"]), self._fill(record)
+        record = self._place_reason(mapped.record, mapped.status_reason)
+        return mapped.service, str(record["MaHoSo"]), self._fill(record)
 
     @staticmethod
     def _receipt(what: str, answer: Mapping[str, Any], sent: bytes) -> DeliveryReceipt:
         """The receipt of an accepted call: what was done, the portal's code and its message (ids masked)."""
         summary = f"{what} error_code={answer['error_code']} {mask_ids(str(answer.get('message', '')))}"
         return DeliveryReceipt.for_body(summary.rstrip(), sent)
+
+    def _place_reason(self, record: dict[str, Any], reason: str) -> dict[str, Any]:
+        """The sync's reason (status 3, 7, 8) after the text of the profile's ``status_reason_field`` (unsourced:
+        no source names the portal field for it; empty: not sent)."""
+        if not reason or not self._reason_field:
+            return record
+        return {**record, self._reason_field: joined(str(record.get(self._reason_field) or ""), reason)}
 
     def _fill(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record with what only the profile knows: ``DonViXuLy`` = the unit's name (OC-DV:222), the

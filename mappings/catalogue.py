@@ -98,7 +98,7 @@ def named_call(call: object, names: CatalogueNames) -> object:
 
     if not isinstance(call, DvcqgCall) or call.service != SERVICE_SYNC:
         return call
-    return DvcqgCall(call.service, dict(fill_portal_record(dict(call.record), names)))
+    return call._replace(record=dict(fill_portal_record(dict(call.record), names)))
 
 
 def _text(value: object) -> str | None:
