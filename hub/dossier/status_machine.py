@@ -178,10 +178,10 @@ def decide(
         )
     if correction is not None:
         return Decision(Outcome.CORRECTED, _corrected(correction, current.status, target), new_state)
-    if is_legal(current.status, target):
-        return Decision(Outcome.APPLIED, f"{_label(current.status)} -> {_label(target)}", new_state)
     if source is Source.SYNC and target is current.status:
         return Decision(Outcome.APPLIED, f"{_label(target)} restated by the dossier's record (amended)", new_state)
+    if is_legal(current.status, target):
+        return Decision(Outcome.APPLIED, f"{_label(current.status)} -> {_label(target)}", new_state)
     if current.status in TERMINAL:
         why = f"{_label(current.status)} is terminal; only an audited correction may change it"
     else:
