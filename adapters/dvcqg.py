@@ -53,11 +53,11 @@ from adapters.http import classify_status, partner_pool, request_text
 from hub.logs import mask_ids
 from mappings.dvcqg import (
     KIND,
+    REASON_FIELDS,
     SERVICE_LOOKUP,
     SERVICE_PROGRESS,
     SERVICE_SYNC,
     SERVICE_TECHID,
-    REASON_FIELDS,
     DvcqgCall,
     error_code_text,
     is_success,

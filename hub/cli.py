@@ -1268,7 +1268,8 @@ def dossier_correct(
         return
     sent = ", ".join(done.destinations) or "no connector receives dossier.status"
     out.print(f"dossier {done.dossier_code}: status {done.status_before} -> {done.status} (corrected by "
-              f"{done.corrected_by}: {done.reason}); message {done.message_id or '-'} to {sent}", markup=False)  # fmt: skip
+              f"{done.corrected_by}: {done.reason}); message {done.message_id or '-'} to {sent}",
+              markup=False)  # fmt: skip
 
 
 # ---------------------------------------------------------------- the message log

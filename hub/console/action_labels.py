@@ -74,7 +74,8 @@ ACTION_LABELS: dict[str, tuple[str, str]] = {
     "status_required": ("Vui lòng chọn trạng thái mới.", "Please choose the new status."),
     "err_correction-unchanged": ("Hồ sơ {id} đang ở trạng thái này rồi.", "Dossier {id} has this status already."),
     "err_correction-stale": (
-        "Đính chính cho hồ sơ {id} đã được ghi nhận nhưng không áp dụng: cập nhật gần nhất của hồ sơ muộn hơn hiện tại.",
+        "Đính chính cho hồ sơ {id} đã được ghi nhận nhưng không áp dụng: cập nhật gần nhất của hồ sơ muộn hơn "
+        "hiện tại.",
         "The correction of dossier {id} was recorded, not applied: its last update is later than now.",
     ),
     "err_dossier-unknown": ("Hồ sơ {id} chưa có trạng thái nào.", "Dossier {id} has no status yet."),

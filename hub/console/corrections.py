@@ -44,8 +44,8 @@ def _confirm(request: Request, code: str, status: int | None, reason: str, error
     if record is None:
         return Response("not found", status_code=404, media_type="text/plain")
     return render(request, "action_confirm.html", status_code=status_code, action="correct", destination=code,
-                  dossier=record, statuses=STATUSES, status_names=NAMES, chosen=status, target=f"/console/dossiers/{code}/correct",
-                  items=[], ids=[], reason=reason, error=error)  # fmt: skip
+                  dossier=record, statuses=STATUSES, status_names=NAMES, chosen=status,
+                  target=f"/console/dossiers/{code}/correct", items=[], ids=[], reason=reason, error=error)  # fmt: skip
 
 
 @router.get("/console/dossiers/{code}/correct", response_class=HTMLResponse)

@@ -59,6 +59,7 @@ from pydantic import BaseModel
 import mappings
 from broker.base import Broker, BrokerError, BrokerUnavailable, OutboundMessage
 from hub import packets
+from hub.dossier.status_machine import Correction
 from hub.errors import (
     ConflictError,
     EnvelopeInvalidError,
@@ -68,7 +69,6 @@ from hub.errors import (
     StatusTransitionError,
     StoreUnavailableError,
 )
-from hub.dossier.status_machine import Correction
 from hub.exchange.routing import RoutingTable
 from hub.packets.dossier import DossierStatusUpdate, DossierSync
 from hub.security.envelope import (

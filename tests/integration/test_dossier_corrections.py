@@ -52,8 +52,8 @@ class Lienthong:
         party = self.pki.province if sender == PROVINCE else self.pki.ministry
         data = signed_envelope(party.signer, sender=sender, receiver=HUB, message_type=message_type,
                                payload=packets.to_element(model), dossier_code=DOSSIER)  # fmt: skip
-        return self.client.post("/api/v1/messages", content=data,
-                                headers={"Content-Type": "application/xml", "X-Api-Key": self.keys[sender]})  # fmt: skip
+        headers = {"Content-Type": "application/xml", "X-Api-Key": str(self.keys[sender])}
+        return self.client.post("/api/v1/messages", content=data, headers=headers)
 
     def deliver(self) -> None:
         """One worker, as ``hub worker`` runs it, until the queues are empty."""
@@ -224,8 +224,8 @@ def test_the_http_route_corrects_with_an_operator_key_and_refuses_what_it_must(l
 def test_a_province_status_3_carries_its_reason_and_date_to_the_portal(lienthong: Lienthong) -> None:
     """A rejection (3) as a first-class update: refused without a reason; with it, the portal's progress record
     carries the date (ThoiDiemXuLy) and the reason (NoiDungXuLy), the sync's DongBoHoSoMC the NgayTuChoi."""
-    received = packets.example("dossier.sync").model_copy(update={"status": 1, "received_at": None,
-                                                                  "finished_at": None, "returned_at": None})  # fmt: skip
+    new = {"status": 1, "received_at": None, "finished_at": None, "returned_at": None}
+    received = packets.example("dossier.sync").model_copy(update=new)
     assert lienthong.post(PROVINCE, "dossier.sync", received).status_code == 202
     lienthong.deliver()  # inserted on the portal before its update
     at = datetime(2025, 11, 23, 3, 0, tzinfo=UTC)

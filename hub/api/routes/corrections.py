@@ -36,10 +36,22 @@ def _problem(kind: str, status: int, detail: str, path: str, rule: str) -> dict:
                                                                             "message": detail}]}  # fmt: skip
 
 
+PROBLEM_EXAMPLES = {
+    "malformed": _problem("malformed", 400, "a correction needs a reason", "/reason", "reason-required"),
+    "not_found": _problem(
+        "not-found", 404, f"no status was ever applied to dossier {CODE}", "/code", "dossier-unknown"
+    ),
+    "conflict": _problem("conflict", 409, f"dossier {CODE} is at status 4 already", "/status", "correction-unchanged"),
+}
+
+
 class CorrectionIn(BaseModel):
     status: int = Field(ge=1, le=10, strict=True, description="The dossier's status after the correction (1..10)")
-    reason: str = Field(max_length=MAX_REASON, pattern=NO_NUL,
-                        description="Why (required, not blank): on the timeline, audited, sent to the partners")  # fmt: skip
+    reason: str = Field(
+        max_length=MAX_REASON,
+        pattern=NO_NUL,
+        description="Why (required, not blank): on the timeline, audited, sent to the partners",
+    )
 
 
 class CorrectionOut(BaseModel):
@@ -71,14 +83,8 @@ class CorrectionOut(BaseModel):
     openapi_extra={"requestBody": {"content": {"application/json": {"example": REQUEST_EXAMPLE}}}},
     responses={
         201: {"content": {"application/json": {"example": DONE_EXAMPLE}}},
-        **responses(
-            "malformed", "unauthenticated", "forbidden", "not-found", "conflict", "invalid", "unavailable",
-            malformed=_problem("malformed", 400, "a correction needs a reason", "/reason", "reason-required"),
-            not_found=_problem("not-found", 404, f"no status was ever applied to dossier {CODE}", "/code",
-                               "dossier-unknown"),
-            conflict=_problem("conflict", 409, f"dossier {CODE} is at status 4 already", "/status",
-                              "correction-unchanged"),
-        ),  # fmt: skip
+        **responses("malformed", "unauthenticated", "forbidden", "not-found", "conflict", "invalid", "unavailable",
+                    **PROBLEM_EXAMPLES),
     },
 )
 async def correct_dossier_status(
