@@ -452,7 +452,8 @@ def map_step(
     except ValidationError as exc:
         issues = []
         for e in exc.errors(include_url=False):
-            name = next((_SOURCE[str(p)] for p in reversed(e["loc"]) if str(p) in _SOURCE), None)
+            loc = (*e["loc"], (e.get("ctx") or {}).get("field", ""))  # a rule of the model names its field in ctx
+            name = next((_SOURCE[str(p)] for p in reversed(loc) if str(p) in _SOURCE), None)
             if name == "actor":
                 name = spec.actor or "actor"
             issues.append(Issue(f"/{name}" if name else "/", e["type"], e["msg"]))

@@ -55,8 +55,8 @@ class AcceptedOut(BaseModel):
     destinations: list[str] = Field(default_factory=list)
     status_update: str | None = Field(
         None,
-        description="For a new dossier.status: `applied`, or `stale` (older than the dossier's last applied "
-        "update: recorded on its timeline, not routed). An illegal transition is refused with 422 "
+        description="For a new dossier.status or dossier.sync: `applied`, or `stale` (older than the dossier's last "
+        "applied update: recorded on its timeline, not routed). An illegal transition is refused with 422 "
         "(rule `status-transition`).",
     )
     warnings: list[WarningOut] = Field(
@@ -108,15 +108,21 @@ TimelineEntryOut = out_model(
     fields="status at outcome reason source message_id recorded_at detail".split(),
     overrides={
         "outcome": Annotated[
-            str, Field(description="applied, stale, rejected, corrected, or synced (reported by a dossier.sync)")
+            str,
+            Field(
+                description="applied, stale, rejected or corrected (an operator's correction: detail names "
+                "corrected_by, reason, status_before); synced on entries a dossier.sync left before syncs went "
+                "through the status machine"
+            ),
         ],
         "detail": Annotated[
             dict[str, Any] | None,
             Field(
                 description="What the step said beyond its status, as in the dossier.status packet (snake_case): "
                 "step {actor, title, department, content, handed_to, partner_state, sent_back}, step_due, "
-                "partner_step, step_limit, new_due_at, paused, finish_kind, attachments [{name, url, sha256, "
-                "file_type, copies, originals}]; empty ones left out; null when none"
+                "partner_step, step_limit, new_due_at, paused, finish_kind, reason, corrects, attachments [{name, "
+                "url, sha256, file_type, copies, originals}]; a sync's reported_by, rejected_at, reason; empty ones "
+                "left out; null when none"
             ),
         ],
     },
