@@ -32,6 +32,7 @@ from hub.store.audit import AuditFilter
 from tests.support import hub_settings, register, signed_envelope
 
 HUB, MINISTRY, PROVINCE, PORTAL = "000.00.00.H00", "000.00.00.G10", "000.00.00.H12", "000.00.00.G22"
+VBDLIS = "000.00.00.G11"
 ADMIN_KEY, OPERATOR_KEY = "admin-key-for-corrections", "operator-key-for-corrections"
 DOSSIER = packets.examples.DOSSIER_CODE
 OPERATOR = "nguyen.van.a"
@@ -106,6 +107,8 @@ def lienthong(tmp_path: Path, store_url: str, pki) -> Iterator[Lienthong]:
              "certificates": [pki.province.cert_path.read_text()]},
             {"code": MINISTRY, "name": "Phần mềm Bộ TN&MT", "kind": "ministry", "sends": ["dossier.status"],
              "handles": [PROVINCE], "certificates": [pki.ministry.cert_path.read_text()]},
+            {"code": VBDLIS, "name": "VBDLIS", "kind": "ministry", "sends": ["dossier.status"], "handles": [PROVINCE],
+             "profile": "ministry/vbdlis-json"},
             {"code": PORTAL, "name": "Cổng DVCQG (simulator)", "kind": "national_portal",
              "receives": ["dossier.sync", "dossier.status"],
              "endpoint": {"url": portal.adapter_url, "transport": "json",
@@ -245,3 +248,27 @@ def test_a_province_status_3_carries_its_reason_and_date_to_the_portal(lienthong
     late = packets.example("dossier.status").model_copy(update={"at": datetime.now(UTC).replace(microsecond=0)})
     assert lienthong.post(MINISTRY, "dossier.status", late).status_code == 422
 
+
+
+def test_vbdlis_after_a_synced_result_gets_its_own_refusal_shape(lienthong: Lienthong) -> None:
+    """The land registration software's steps go through the same machine: after the province's sync at 10 a step
+    that would move the dossier is answered VBDLIS's way, ``{Result: 0, Message}`` naming the rule (PARTNER-FORMATS
+    §5, TH-BR ProvideToVBLISBaseResponse.cs:20-21), and reaches no one; a step TH's guards keep is recorded."""
+    assert lienthong.post(PROVINCE, "dossier.sync", packets.example("dossier.sync")).status_code == 202
+    lienthong.deliver()
+
+    def step(action: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = lienthong.client.post(f"/api/v1/VBDLISs/{action}/{lienthong.keys[VBDLIS]}",
+                                         json={"SoBienNhan": DOSSIER, **body})  # fmt: skip
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    refused = step("YeuCauCapNhatHoSo", {"MaCanBoXuLy": "cb.tnmt.07", "GhiChu": "Cập nhật thông tin thửa đất"})
+    assert refused["Result"] == 0 and "status-transition" in refused["Message"]
+    assert "10 RESULT_RETURNED -> 2 RECEIVED" in refused["Message"]
+    kept = step("ChuyenHoSo", {"MaCanBoChuyen": "cb.motcua.03", "MaCanBoNhan": "cb.tnmt.07", "MaTrangThai": "2",
+                               "NgayChuyen": datetime.now(UTC).isoformat()})  # fmt: skip
+    assert kept["Result"] == 1 and "status kept at 10" in kept["Message"]
+    lienthong.deliver()
+    assert lienthong.portal_statuses() == [] and lienthong.province_statuses() == []
+    assert lienthong.hub.store.dossier(DOSSIER).status == 10
