@@ -18,11 +18,14 @@ from pydantic import BaseModel
 
 
 class DeliveryError(Exception):
-    """A delivery did not succeed."""
+    """A delivery did not succeed. ``rule``: a named hub rule held it back before the partner was called (e.g.
+    ``result-unsigned``): the worker files it as the dead letter's reason and does not count it against the
+    partner's circuit breaker."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, rule: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.rule = rule
 
 
 class TransientDeliveryError(DeliveryError):
@@ -45,6 +48,7 @@ class OutboundRequest:
     headers: dict[str, str] = field(default_factory=dict)
     payload: Any = None  # the outbound mapping's result; None when the partner takes the envelope itself
     model: BaseModel | None = None  # the canonical packet behind ``payload``
+    sender: str = ""  # the connector whose message this is (the queued envelope's sender)
 
     def mapped(self, partner: str) -> Any:
         """The mapped request, or a permanent error: a partner-format adapter cannot send the envelope."""

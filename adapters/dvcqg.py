@@ -38,7 +38,13 @@ record's ``TrangThai`` go through the profile's ``status_map`` (per deployment, 
 synced dossier's reason for status 3, 7 or 8 goes after the text of the profile's ``status_reason_field``
 (unsourced; ``GhiChu`` by default).
 
-``DeliveryReceipt.sent`` is the body of the call that delivered, byte for byte, the session token read ``"***"``.
+A supplement step (``mappings.dvcqg.DvcqgCalls``) is two calls in order, its progress record then the dossier's
+refreshed ``DongBoHoSoMC`` record (as above); a refusal of either fails the delivery, and a retry makes both again.
+A supplement listed without ``TrangThaiBoSung`` gets the profile's ``supplement_requested_state`` or
+``supplement_received_state`` (unsourced codes).
+
+``DeliveryReceipt.sent`` is the body of the call that delivered, byte for byte, the session token read ``"***"``;
+for two calls, both bodies, one per line (``application/x-ndjson``).
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ from mappings.dvcqg import (
     SERVICE_SYNC,
     SERVICE_TECHID,
     DvcqgCall,
+    DvcqgCalls,
     error_code_text,
     is_success,
     joined,
@@ -193,19 +200,32 @@ class _DvcqgAdapter(Adapter):
         where = f"national portal refused {service} for {dossier}: {exc}"
         return TransientDeliveryError(where) if exc.code in self._transient else PermanentDeliveryError(where)
 
-    def _unpacked(self, request: OutboundRequest) -> tuple[str, str, dict[str, Any]]:
-        """The mapped call of ``request``: its service, the dossier code and the record (profile values filled)."""
+    def _unpacked(self, request: OutboundRequest) -> list[tuple[str, str, dict[str, Any]]]:
+        """The mapped calls of ``request``, in order (one, or a supplement step's two, ``DvcqgCalls``): each
+        one's service, the dossier code and the record (profile values filled)."""
         mapped = request.mapped("the national portal")
-        if not isinstance(mapped, DvcqgCall):
-            raise PermanentDeliveryError(f"the national portal takes a DvcqgCall, not {type(mapped).__name__}")
-        record = self._place_reason(mapped.record, mapped.status_reason)
-        return mapped.service, str(record["MaHoSo"]), self._fill(record)
+        calls = mapped.calls if isinstance(mapped, DvcqgCalls) else (mapped,)
+        unpacked = []
+        for call in calls:
+            if not isinstance(call, DvcqgCall):
+                raise PermanentDeliveryError(f"the national portal takes a DvcqgCall, not {type(call).__name__}")
+            record = self._place_reason(call.record, call.status_reason)
+            unpacked.append((call.service, str(record["MaHoSo"]), self._fill(record)))
+        return unpacked
 
     @staticmethod
-    def _receipt(what: str, answer: Mapping[str, Any], sent: bytes) -> DeliveryReceipt:
-        """The receipt of an accepted call: what was done, the portal's code and its message (ids masked)."""
-        summary = f"{what} error_code={answer['error_code']} {mask_ids(str(answer.get('message', '')))}"
-        return DeliveryReceipt.for_body(summary.rstrip(), sent)
+    def _summary(what: str, answer: Mapping[str, Any]) -> str:
+        """What was done, the portal's code and its message (ids masked)."""
+        return f"{what} error_code={answer['error_code']} {mask_ids(str(answer.get('message', '')))}".rstrip()
+
+    @staticmethod
+    def _receipt(done: list[tuple[str, bytes]]) -> DeliveryReceipt:
+        """The receipt of the accepted calls: their summaries; the body of each, one per line when there are two
+        (a supplement step: its progress record, then the dossier's record)."""
+        summary = "; ".join(what for what, _ in done)
+        if len(done) == 1:
+            return DeliveryReceipt.for_body(summary, done[0][1])
+        return DeliveryReceipt.for_body(summary, b"\n".join(sent for _, sent in done), "application/x-ndjson")
 
     def _place_reason(self, record: dict[str, Any], reason: str) -> dict[str, Any]:
         """The sync's reason (status 3, 7, 8) after the text of the profile's ``status_reason_field`` (unsourced:
@@ -220,11 +240,22 @@ class _DvcqgAdapter(Adapter):
         through the same mapping, as OpenCPS maps both (OC-DV:1220-1244, 507-524)."""
         if "DonViXuLy" in record and not record["DonViXuLy"]:
             record = {**record, "DonViXuLy": self.settings.get("unit_name", "")}
+        supplements = record.get("DanhSachHoSoBoSung")
+        if isinstance(supplements, list) and any(not item.get("TrangThaiBoSung") for item in supplements):
+            record = {**record, "DanhSachHoSoBoSung": [self._supplement_state(item) for item in supplements]}
         for key in ("TrangThaiHoSo", "TrangThai"):
             status = record.get(key)
             if isinstance(status, str) and status in self._status_map:
                 record = {**record, key: self._status_map[status]}
         return record
+
+    def _supplement_state(self, item: dict[str, Any]) -> dict[str, Any]:
+        """A supplement without ``TrangThaiBoSung`` gets the profile's code for requested or received (no source
+        lists the codes: ``supplement_requested_state``/``supplement_received_state``, unsourced)."""
+        if item.get("TrangThaiBoSung"):
+            return item
+        key = "supplement_received_state" if item.get("NgayTiepNhanBoSung") else "supplement_requested_state"
+        return {**item, "TrangThaiBoSung": self.settings.get(key, "")}
 
     def close(self) -> None:
         self._pool.clear()
@@ -348,7 +379,9 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
         return self.settings.get("techid_lookup", "1") == "1" and str(record.get("KenhThucHien", "")) in channels
 
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
-        service, code, record = self._unpacked(request)
+        return self._receipt([self._deliver_one(*call) for call in self._unpacked(request)])
+
+    def _deliver_one(self, service: str, code: str, record: dict[str, Any]) -> tuple[str, bytes]:
         flag = ""
         try:
             if service == SERVICE_SYNC:
@@ -369,7 +402,7 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
                 answer, sent = self._call(service, {"data": [record]})
         except PortalRefusal as exc:
             raise self._refused(service, code, exc) from None
-        return self._receipt(service + flag, answer, sent)
+        return self._summary(service + flag, answer), sent
 
 
 class DvcqgProxyAdapter(_DvcqgAdapter):
@@ -396,7 +429,9 @@ class DvcqgProxyAdapter(_DvcqgAdapter):
         return answer, body
 
     def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
-        service, code, record = self._unpacked(request)
+        return self._receipt([self._deliver_one(*call) for call in self._unpacked(request)])
+
+    def _deliver_one(self, service: str, code: str, record: dict[str, Any]) -> tuple[str, bytes]:
         how = ""
         try:
             if service == SERVICE_SYNC:
@@ -414,4 +449,4 @@ class DvcqgProxyAdapter(_DvcqgAdapter):
                 raise PermanentDeliveryError(f"the national portal's proxy has no URL for {service}")
         except PortalRefusal as exc:
             raise self._refused(service, code, exc) from None
-        return self._receipt(service + how, answer, sent)
+        return self._summary(service + how, answer), sent

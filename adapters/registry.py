@@ -12,16 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
 from adapters.http import HttpAdapter
 from hub.errors import MissingCredentialsError
 from hub.security.credentials import Credentials
 
+if TYPE_CHECKING:
+    from adapters.notification import NotificationHooks
+    from adapters.postal import PostalOrders
+
 ENVELOPE = "envelope"  # the default: POST the hub-signed envelope
 #: Kinds whose factory is chosen whatever the transport (their transport may be json too).
-PARTNER_KINDS = frozenset({"population_db", "payment", "postal"})
+PARTNER_KINDS = frozenset({"population_db", "payment", "postal", "notification"})
 
 
 class DestinationConfig(Protocol):
@@ -44,6 +48,8 @@ class DestinationConfig(Protocol):
     def profile(self) -> str | None: ...
     @property
     def profile_values(self) -> Mapping[str, str]: ...
+    @property
+    def templates(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -51,11 +57,16 @@ class AdapterContext:
     """What factories may need from the hub: callbacks, passed in so adapters stay transport only.
 
     ``on_payment_initiated(destination, request, message_id, answer)`` records a payment reference the hub now
-    expects a ``CONFIRM`` for; ``integration_code`` is the hub's code where a partner asks who integrates (the
-    population DB's ``MaTichHop``; ``None``: the adapter's default)."""
+    expects a ``CONFIRM`` for; ``integration_code`` is the hub's own code, for a partner that asks who integrates
+    (the population DB does not: its ``MaTichHop`` is the profile's ``integration_code``, "037", FE:378);
+    ``postal_orders`` assigns VNPost ItemCodes and records the orders placed (``hub.store.postal_orders.OrderBook``;
+    ``None``: in this process only); ``notifications`` what a notification connector reads and writes of the dossier
+    (its latest ``dossier.sync``, its timeline: ``adapters.notification``)."""
 
     on_payment_initiated: Callable[[str, Any, str, dict[str, Any]], None] | None = None
     integration_code: str | None = None
+    postal_orders: PostalOrders | None = None
+    notifications: NotificationHooks | None = None
 
 
 AdapterFactory = Callable[[DestinationConfig, AdapterContext], Adapter]
@@ -118,10 +129,19 @@ def _dvcqg(cfg: DestinationConfig) -> Adapter:
 
 
 def _population_db(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
-    from adapters.population_db import PopulationDbAdapter
+    """The population DB as the connector's profile says: ``c06/lgsp`` (through the LGSP, the sourced route) or
+    ``c06/direct`` (SOAP with zeep; also a connector without a profile, with the sourced defaults)."""
+    from adapters.population_db import DEFAULT_PROFILE, population_db_adapter
+    from mappings import profiles
 
-    extra = {} if context.integration_code is None else {"integration_code": context.integration_code}
-    return PopulationDbAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency, **extra)
+    try:
+        settings = profiles.resolve(profiles.get_profile(cfg.profile or DEFAULT_PROFILE), cfg.profile_values)
+        return population_db_adapter(
+            cfg.endpoint, settings, credentials=cfg.credentials, timeout_s=cfg.timeout_s,
+            max_connections=cfg.concurrency,
+        )  # fmt: skip
+    except (profiles.UnknownProfileError, profiles.ProfileValueError, ValueError) as exc:
+        return UnusableAdapter(f"the population DB endpoint {cfg.endpoint} cannot be called: {exc}")
 
 
 def _payment(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
@@ -138,22 +158,52 @@ def _payment(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
 
 
 def _postal(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
+    """VNPost as the connector's profile says (``vnpost/ngsp``); a postal connector without a profile cannot be
+    called: the hub's former postal format was never VNPost's (PARTNER-FORMATS §4)."""
     from adapters.postal import PostalAdapter
+    from mappings import profiles
 
-    creds = _credentials(cfg, "postal")
-    return PostalAdapter(
-        cfg.endpoint,
-        client_id=creds.username,
-        client_secret=creds.password.get_secret_value(),
-        customer_code=creds.madonvi or creds.username,
-        timeout_s=cfg.timeout_s,
-    )
+    if cfg.profile is None:
+        return UnusableAdapter(f"the postal endpoint {cfg.endpoint} has no profile: set profile: vnpost/ngsp")
+    creds = _credentials(cfg, "postal", " (VNPost's consumer key and secret)")
+    try:
+        settings = profiles.resolve(profiles.get_profile(cfg.profile), cfg.profile_values)
+        return PostalAdapter(
+            cfg.endpoint,
+            settings,
+            consumer_key=creds.username,
+            secret=creds.password.get_secret_value(),
+            orders=context.postal_orders,
+            timeout_s=cfg.timeout_s,
+            max_connections=cfg.concurrency,
+        )
+    except (profiles.UnknownProfileError, profiles.ProfileValueError) as exc:
+        return UnusableAdapter(f"the postal endpoint {cfg.endpoint} cannot be called: {exc}")
 
 
 def _provincial(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
     from adapters.provincial import ProvincialAdapter
 
     return ProvincialAdapter(cfg.endpoint, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
+
+
+def _notification(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
+    """Email over SMTP or SMS through an HTTP gateway, as the connector's ``notification/*`` profile says."""
+    from adapters.notification import notification_adapter
+    from mappings import profiles
+
+    try:
+        if cfg.profile is None:
+            raise ValueError("a notification connector needs a profile (notification/email-smtp, …/sms-http)")
+        settings = profiles.resolve(profiles.get_profile(cfg.profile), cfg.profile_values)
+        creds = cfg.credentials
+        return notification_adapter(
+            settings.profile.name, settings, cfg.endpoint, templates=cfg.templates, hooks=context.notifications,
+            username=creds.username if creds else None, password=creds.password.get_secret_value() if creds else None,
+            timeout_s=cfg.timeout_s, max_connections=cfg.concurrency,
+        )  # fmt: skip
+    except (ValueError, KeyError) as exc:  # MappingError (unknown profile, value, template) is a ValueError too
+        return UnusableAdapter(f"the notification endpoint {cfg.endpoint} cannot be used: {exc}")
 
 
 def _envelope(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
@@ -167,6 +217,7 @@ FACTORIES: Mapping[str, AdapterFactory] = {
     "population_db": _population_db,
     "payment": _payment,
     "postal": _postal,
+    "notification": _notification,
     ENVELOPE: _envelope,
 }
 

@@ -493,17 +493,20 @@ def worker_health(
 @app.command()
 def queues(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
     """Per destination: ready, in flight, retrying, dead, delivered, oldest pending message and delivery rate;
-    then the dossiers past their intake deadline."""
+    then the dossiers past their intake deadline and those past their due date."""
     from rich.table import Table
 
     from hub.cliformat import NARROW, console, jsonable, print_json
-    from hub.dossier.deadlines import overdue_intake
+    from hub.dossier.deadlines import overdue_intake, overdue_processing
 
     clock = _clock(utc)
     runtime = _runtime()
     try:
         overview = runtime.store.queue_overview()
         overdue = overdue_intake(runtime.store, runtime.settings)
+        processing = overdue_processing(runtime.store, runtime.settings)
+    except (ValueError, LookupError) as exc:
+        raise _fail(f"the working calendar settings cannot be used: {exc}") from None
     finally:
         runtime.close()
     if as_json:
@@ -512,6 +515,7 @@ def queues(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
             "destinations": jsonable(overview, clock),
             "overdue_intake": {"working_hours": runtime.settings.intake_deadline_hours,
                                "dossiers": jsonable(overdue, clock)},
+            "overdue_processing": {"dossiers": jsonable(processing, clock)},
         })  # fmt: skip
         return
     screen = console()
@@ -537,6 +541,25 @@ def queues(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
             )  # fmt: skip
         screen.print(table)
     _print_overdue(screen, overdue, runtime.settings, clock)
+    _print_processing(screen, processing, clock)
+
+
+def _print_processing(screen, processing: list, clock) -> None:
+    """The "Past due date" section of `hub queues`: dossiers past their current due date, not finished."""
+    from rich.table import Table
+
+    if not processing:
+        screen.print("Past due date (unfinished dossiers): none", markup=False)
+        return
+    table = Table(title=f"Past due date: {len(processing)} dossier(s) not finished")
+    for column in ("dossier", "status", f"due ({clock.label})", "overdue (working h)", "reported by"):
+        table.add_column(column, no_wrap=column == "dossier")
+    for d in processing:
+        table.add_row(
+            d.dossier_code, "-" if d.status is None else str(d.status), clock.short(d.due_at),
+            f"[bold red]{d.overdue_hours:.2f}[/]", esc(d.source or "-"),
+        )  # fmt: skip
+    screen.print(table)
 
 
 def _print_overdue(screen, overdue: list, settings, clock) -> None:
@@ -1187,6 +1210,93 @@ def connector_check(
     raise typer.Exit(EXIT_REJECTED)
 
 
+calendar_app = typer.Typer(help="The working calendar deadlines are counted on.", no_args_is_help=True)
+app.add_typer(calendar_app, name="calendar")
+
+
+class CalendarLangOpt(StrEnum):
+    """`hub calendar show --lang`: the language of the public holidays' names."""
+
+    vi = "vi"
+    en = "en"
+
+
+@calendar_app.command("show")
+def calendar_show(
+    year: Annotated[int, typer.Argument(metavar="YEAR", help="The year, e.g. 2026", min=1900, max=2200)],
+    lang: Annotated[
+        CalendarLangOpt, typer.Option("--lang", help="Language of the public holidays' names")
+    ] = CalendarLangOpt.vi,
+    as_json: JsonOpt = False,
+) -> None:
+    """The year's non-working days besides plain weekends: the country's public holidays (the holidays package,
+    LIENTHONG_HOLIDAYS_COUNTRY) and the configured days off (LIENTHONG_HOLIDAYS, LIENTHONG_CALENDAR_FILE), then
+    the weekend days worked (decreed, LIENTHONG_EXTRA_WORKING_DAYS). Exit 2 when the calendar settings cannot be
+    used."""
+    import dataclasses
+
+    from rich.table import Table
+
+    from hub.cliformat import console, print_json
+    from hub.config import get_settings
+    from hub.dossier.workcalendar import calendar_from_settings
+
+    settings = get_settings()
+    try:
+        calendar = calendar_from_settings(settings)
+        calendar = dataclasses.replace(calendar, language="vi" if lang is CalendarLangOpt.vi else "en_US")
+        days = calendar.year(year)
+    except (ValueError, LookupError) as exc:
+        raise _fail(f"the working calendar settings cannot be used: {exc}") from None
+    off = [d for d in days if not d.working]
+    worked = [d for d in days if d.working]
+    weekdays = _weekdays(calendar.days)
+    hours = ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in calendar.hours)
+    if as_json:
+
+        def item(d: Any) -> dict[str, str]:
+            return {"date": d.day.isoformat(), "weekday": d.weekday, "name": d.name, "source": d.source}
+
+        print_json({
+            "year": year, "country": calendar.country, "timezone": calendar.timezone, "working_weekdays": weekdays,
+            "working_hours": hours, "non_working_days": [item(d) for d in off],
+            "working_weekend_days": [item(d) for d in worked],
+        })  # fmt: skip
+        return
+    screen = console()
+    country = f"{calendar.country} (holidays package)" if calendar.country else "none"
+    screen.print(f"Working calendar {year}: {weekdays} {hours} ({calendar.timezone})", markup=False)
+    screen.print(f"Public holidays: {country}; source 'configured': LIENTHONG_HOLIDAYS, LIENTHONG_EXTRA_WORKING_DAYS, "
+                 "LIENTHONG_CALENDAR_FILE", markup=False)  # fmt: skip
+    for title, listed in ((f"Non-working days {year} besides other weekends: {len(off)}", off),
+                          (f"Weekend days worked {year}: {len(worked)}", worked)):  # fmt: skip
+        if not listed:
+            screen.print(f"{title}: none", markup=False)
+            continue
+        table = Table(title=title, title_justify="left", padding=(0, 1, 0, 0))
+        table.add_column("date", no_wrap=True)
+        table.add_column("day", no_wrap=True)
+        table.add_column("name", overflow="fold")
+        table.add_column("source", no_wrap=True)
+        for d in listed:
+            table.add_row(d.day.isoformat(), d.weekday, esc(d.name), esc(d.source))
+        screen.print(table)
+
+
+DAY_LABELS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _weekdays(days: Any) -> str:
+    """Weekday numbers as ``Mon-Fri`` / ``Mon-Wed,Sat``."""
+    runs: list[list[int]] = []
+    for day in sorted(days):
+        if runs and runs[-1][-1] == day - 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ",".join(DAY_LABELS[r[0]] if len(r) == 1 else f"{DAY_LABELS[r[0]]}-{DAY_LABELS[r[-1]]}" for r in runs)
+
+
 dossier_app = typer.Typer(help="Look at dossiers across systems.", no_args_is_help=True)
 app.add_typer(dossier_app, name="dossier")
 
@@ -1208,6 +1318,7 @@ def dossier_show(
         record = registry.store.dossier(code)
         updates = sorted(registry.store.timeline(code), key=lambda u: (u.at, u.id))
         messages = sorted(registry.store.dossier_messages(code), key=lambda m: (m.received_at, m.message_pk))
+        due_at = registry.store.due_date(code)[0]
     if record is None and not updates and not messages:
         raise _fail(f"no dossier {code} is known", EXIT_REJECTED)
     if as_json:
@@ -1215,19 +1326,22 @@ def dossier_show(
             "dossier_code": code,
             "status": None if record is None else record.status,
             "status_at": None if record is None else jsonable(record.status_at, clock),
+            "due_at": jsonable(due_at, clock),
             "updates": jsonable(updates, clock),
             "messages": jsonable(messages, clock),
         })  # fmt: skip
         return
     screen = console()
     status = "no status applied" if record is None else f"status {record.status} since {clock.full(record.status_at)}"
-    screen.print(f"dossier {code}: {status}", markup=False)
+    due = "" if due_at is None else f"; due {clock.full(due_at)}"
+    screen.print(f"dossier {code}: {status}{due}", markup=False)
     if updates:
         table = Table(title=f"{len(updates)} status update(s)", title_justify="left")
         for column in (f"at ({clock.label})", "status", "outcome", "source", "reason"):
             table.add_column(column, no_wrap=column.startswith("at") or column == "status", overflow="fold")
         for u in updates:
-            table.add_row(clock.short(u.at), str(u.status), esc(u.outcome), esc(u.source), esc(u.reason or ""))
+            reason = (u.reason or "") + _due_moved(u.detail, clock)
+            table.add_row(clock.short(u.at), str(u.status), esc(u.outcome), esc(u.source), esc(reason))
         screen.print(table)
     if messages:
         table = Table(title=f"{len(messages)} message(s)", title_justify="left")
@@ -1237,6 +1351,16 @@ def dossier_show(
             table.add_row(clock.short(m.received_at), esc(m.message_type), esc(f"{m.sender} → {m.receiver}"),
                           esc(m.message_id), esc(m.status))  # fmt: skip
         screen.print(table)
+
+
+def _due_moved(detail: Any, clock: Any) -> str:
+    """`` (due date A → B)`` for a timeline entry that moved the dossier's due date, else ``""``."""
+    from hub.store.due_dates import due_of, previous_due_of
+
+    new, old = due_of(detail), previous_due_of(detail)
+    if new is None or old is None:
+        return ""
+    return f" (due date {clock.short(old)} → {clock.short(new)})"
 
 
 @dossier_app.command("correct")
@@ -1359,9 +1483,9 @@ def simulate(
         str | None, typer.Option(help="The dstcode header the portal requires (dvcqg/opencps; default: a demo value)")
     ] = None,
 ) -> None:
-    """Run the seven partner simulators on 127.0.0.1 until Ctrl-C/SIGTERM: provincial system, national portal,
-    population database (SOAP), postal service, payment platform, ministry software (XML steps) and land
-    registration software (VBDLIS JSON)."""
+    """Run the eight partner simulators on 127.0.0.1 until Ctrl-C/SIGTERM: provincial system, national portal,
+    population database (SOAP), postal service, payment platform, ministry software (XML steps), land
+    registration software (VBDLIS JSON) and the notifications' SMS gateway."""
     import signal
     import threading
 
@@ -1404,7 +1528,7 @@ def demo(
     once: Annotated[bool, typer.Option("--once", help="Run the flows, print the results, exit (0 = all ok)")] = False,
     port: Annotated[int, typer.Option(help="Port of the API on 127.0.0.1")] = 8000,
     simulator_port_offset: Annotated[
-        int, typer.Option(help="Added to every simulator's default port 9001–9007 (as `hub simulate --port-offset`)")
+        int, typer.Option(help="Added to every simulator's default port 9001–9008 and 9025 (as `hub simulate` does)")
     ] = 0,
     data_dir: Annotated[Path, typer.Option(help="Fresh data folder (keys, SQLite store, queue, log)")] = Path(
         "var/demo"
@@ -1516,7 +1640,7 @@ def _ports_in_use_hint(busy: dict[str, int], port: int, offset: int) -> str:
     if "api" in busy:
         lines.append(f"  move the API with --port (e.g. hub demo --port {port + 80})")
     if set(busy) - {"api"}:
-        lines.append(f"  move the simulators with --simulator-port-offset (added to their ports 9001–9007; "
+        lines.append(f"  move the simulators with --simulator-port-offset (added to their ports 9001–9008, 9025; "
                      f"e.g. hub demo --simulator-port-offset {offset + 100})")  # fmt: skip
     return "\n".join(lines)
 
@@ -1544,7 +1668,9 @@ def postal_poll(
             for result in tracker.poll_all():
                 out.print(
                     f"{result.connector}: {result.seen} events read, {len(result.emitted)} postal.status sent, "
-                    f"{result.skipped} already sent" + (f", {len(result.errors)} errors" if result.errors else ""),
+                    f"{result.skipped} already sent"
+                    + (f", {len(result.returned)} results delivered (status 10)" if result.returned else "")
+                    + (f", {len(result.errors)} errors" if result.errors else ""),
                     markup=False,
                 )
             if every is None or stop.wait(every):
@@ -1553,6 +1679,57 @@ def postal_poll(
         pass
     finally:
         runtime.close()
+
+
+@app.command("postal-cancel")
+def postal_cancel(
+    connector: Annotated[str, typer.Argument(help="The postal connector's code")],
+    dossier: Annotated[str, typer.Argument(help="The dossier code (VNPost's OrderNumber)")],
+    direction: Annotated[
+        str | None, typer.Option(help="pickup or delivery, when the dossier has both orders standing")
+    ] = None,
+) -> None:
+    """Cancel a dossier's VNPost order (GET ?CustomerCode=&OrderNumber=); its ItemCode is not used again."""
+    from adapters.base import DeliveryError
+    from hub.flows.postal_orders import PostalOrderError, cancel
+
+    if direction not in (None, "pickup", "delivery"):
+        raise _fail(f"--direction {direction!r}: pickup or delivery")
+    runtime = _runtime()
+    try:
+        done = cancel(runtime, connector, dossier, direction)
+    except (PostalOrderError, DeliveryError) as exc:
+        raise _fail(str(exc), EXIT_REJECTED) from None
+    finally:
+        runtime.close()
+    out.print(f"{dossier}: order {done.item_code or '-'} cancelled (Status {done.status} {done.message})", markup=False)
+
+
+@app.command("postal-quote")
+def postal_quote(
+    connector: Annotated[str, typer.Argument(help="The postal connector's code")],
+    order: Annotated[Path, typer.Argument(help="A postal.order packet (XML), - for stdin")],
+    weight: Annotated[int, typer.Option(help="Weight in grams", min=0)] = 0,
+) -> None:
+    """Ask VNPost the price of an order (UNSOURCED call: the connector's price_path must be set)."""
+    from adapters.base import DeliveryError
+    from hub import packets
+    from hub.flows.postal_orders import PostalOrderError, quote
+    from hub.packets.postal import PostalOrder
+
+    try:
+        model = packets.from_xml("postal.order", _read_input(order))
+    except RejectedError as exc:
+        raise _fail(f"{order}: {exc}") from None
+    assert isinstance(model, PostalOrder)
+    runtime = _runtime()
+    try:
+        fee = quote(runtime, connector, model, weight)
+    except (PostalOrderError, DeliveryError) as exc:
+        raise _fail(str(exc), EXIT_REJECTED) from None
+    finally:
+        runtime.close()
+    out.print(f"{model.dossier_code}: {fee} VND", markup=False)
 
 
 catalogue_app = typer.Typer(help="The national portal's procedure catalogue (LayDanhSachTTHC, LayThuTuc, …).",

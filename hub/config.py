@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     lookup_timeout_s: float = Field(
         10.0, gt=0, le=120, description="How long `POST /api/v1/lookups` waits for the population DB before a 504"
     )
+    result_max_bytes: int = Field(
+        20 * 1024 * 1024, gt=0,
+        description="Largest result document a worker fetches to check its signature (a finished dossier update "
+        "from a connector with `result_signers`); a larger one is held as `result-too-large`",
+    )
+    result_fetch_timeout_s: float = Field(
+        30.0, gt=0, le=600,
+        description="How long a worker waits for a result document in all; a slower host is retried later",
+    )
     operators: str = Field(
         "",
         description="Operator page accounts from configuration (role operator): `name:$argon2id$…` pairs separated "
@@ -139,10 +148,40 @@ class Settings(BaseSettings):
     working_hours: str = Field(
         "07:30-11:30,13:30-17:00", description="Working hours of each working day (local time), comma-separated"
     )
-    holidays: str = Field("", description="Public holidays off the calendar: ISO dates, comma-separated")
+    holidays_country: str = Field(
+        "VN",
+        description="Country whose public holidays (the `holidays` package: Tết, 30 April, 1 May, 2 September and "
+        "the substitute days it knows) are off the working calendar; empty for none",
+    )
+    holidays: str = Field(
+        "",
+        description="Extra days off besides the country's public holidays (the compensatory days the government "
+        "decrees each year): ISO dates, comma-separated",
+    )
+    extra_working_days: str = Field(
+        "",
+        description="Days worked although a weekend or holiday (the Saturdays the government moves working days "
+        "to): ISO dates, comma-separated; a date may not also be a day off",
+    )
+    calendar_file: Path | None = Field(
+        None,
+        description="YAML file of labelled days moved by decree, read with the two settings above: `days_off:` and "
+        "`working_days:`, each a map of ISO date to label (`hub calendar show YEAR` prints the result)",
+    )
     calendar_timezone: str = Field("Asia/Ho_Chi_Minh", description="Time zone of the working calendar")
     intake_deadline_hours: float = Field(
         8.0, gt=0, description="Working hours within which an online dossier must be answered at intake (status 1)"
+    )
+    intake_alert_channels: str = Field(
+        "2",
+        description="Submission channels the intake alert counts (1 in person, 2 online, 3 postal), comma-separated: "
+        "the 8-working-hour rule is about online submissions",
+    )
+    overdue_excluded_statuses: str = Field(
+        "3,5,6,7,8,9,10",
+        description="Statuses of a dossier past its due date that the overdue-processing alert leaves out: done or "
+        "returned (9, 10), ended otherwise (3, 7, 8) and waiting on the applicant (5, 6: the supplement brings a new "
+        "due date)",
     )
     catalogue_every_hours: float | None = Field(
         None,

@@ -17,6 +17,7 @@
     │   ├── StatusTransitionError     status-transition (the status machine and the pipeline)
     │   ├── CorrectionRefusedError    correction-* / dossier-unknown / reason-required (an operator's correction)
     │   ├── ReceiptRejected           receipt-*        (a bank receipt's signature)
+    │   ├── DocumentSignatureRejected <purpose>-*      (a signed PDF or XML document: a result, a receipt)
     │   ├── PaymentRefusedError       the payment CONFIRM checks (kind + the platform's MaLoi code)
     │   ├── PartnerUnavailableError   partner-unavailable / partner-refused (bad-gateway)
     │   ├── PartnerTimeoutError       partner-timeout  (gateway-timeout)
@@ -31,7 +32,9 @@
     ├── MappingError                  canonical ⇄ partner format (also ValueError)
     │   ├── NoOutboundMappingError    the destination's format has no mapping for the type
     │   ├── UnknownProfileError       a partner profile reference or file (mappings.profiles)
-    │   └── ProfileValueError         a profile value unset or unknown (mappings.profiles)
+    │   ├── ProfileValueError         a profile value unset or unknown (mappings.profiles)
+    │   ├── UnknownAreaError          an area code VNPost's tables lack (mappings.postal): vnpost-area-*
+    │   └── NotificationTemplateError a citizen notification template that does not compile or render
     ├── MissingCredentialsError       a partner configured without endpoint.credentials
     ├── CatalogueError                the procedure catalogue could not be read (the portal's refusal, a bad reply)
     │   ├── CatalogueUnavailableError no connector, or its profile has no sourced catalogue (dvcqg/proxy)
@@ -45,7 +48,8 @@
         ├── UnknownDeliveryError, UnknownDeadLetterError   (also LookupError)
         ├── DeliveryClosedError, AlreadyReplayedError, DeadLetterClosedError
         ├── NotRetryingError          "retry now" for a message with no delivery waiting for a retry
-        └── DestinationPausedError, DestinationNotPausedError   pause twice / resume what is not paused
+        ├── DestinationPausedError, DestinationNotPausedError   pause twice / resume what is not paused
+        └── ItemCodeError             a postal order's ItemCode: item-code-pool-empty / item-code-in-use
 
 Lower layers keep their own roots, for what crosses their interface: ``broker.base.BrokerError``
 (``BrokerUnavailable``) and ``adapters.base.DeliveryError`` (``TransientDeliveryError`` /
@@ -224,6 +228,18 @@ class ReceiptRejected(RejectedError):
     default_rule = "receipt-signature"
 
 
+class DocumentSignatureRejected(RejectedError):
+    """A document that must carry a registered signer's signature does not (``hub.security.pdf_signatures``,
+    ``hub.security.signed_documents``); the rule names the purpose and the check: ``result-unsigned``,
+    ``receipt-signer-not-registered``… ``report`` is what the check found (a ``DocumentSignature``)."""
+
+    default_rule = "document-signature"
+
+    def __init__(self, message: str, *, rule: str, report: object = None) -> None:
+        super().__init__(message, rule=rule)
+        self.report = report
+
+
 class PaymentRefusedError(RejectedError):
     """A payment platform's CONFIRM failed one of the checks (``hub.flows.payments``); recorded before raised.
 
@@ -300,6 +316,15 @@ class MappingError(LienthongError, ValueError):
 
 class NoOutboundMappingError(MappingError):
     """The destination's adapter takes a partner format that has no mapping for this message type."""
+
+
+class NotificationTemplateError(MappingError):
+    """A citizen notification template (``mappings.notification``) that does not compile, or does not render
+    (a name it uses is not one the hub gives templates); ``name`` is the template's (``intake.email``)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"notification template {name}: {message}")
+        self.name = name
 
 
 class MissingCredentialsError(LienthongError):
@@ -449,3 +474,12 @@ class UnknownDestinationError(LienthongError, LookupError):
     def __init__(self, destination: str) -> None:
         self.destination = destination
         super().__init__(f"no destination {destination!r} is routed")
+
+
+class ItemCodeError(StoreError):
+    """A postal order's waybill code (VNPost ``ItemCode``) cannot be had: ``rule`` is ``item-code-pool-empty``
+    (every pre-issued code is used: the order waits) or ``item-code-in-use`` (the code serves another order)."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        self.rule = rule
+        super().__init__(f"{message} [{rule}]")

@@ -26,6 +26,7 @@ from broker.base import Broker, BrokerError, connect
 from hub.config import Settings
 from hub.errors import StoreError, StoreUnavailableError
 from hub.exchange.routing import DestinationConfig, RoutingTable
+from hub.packets.dossier import DossierSync
 from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, Signer, TrustStore
@@ -33,6 +34,7 @@ from hub.store import Store
 from hub.xmlparse import XmlLimits
 
 if TYPE_CHECKING:
+    from adapters.notification import DossierNote
     from hub.dossier.status_machine import Correction
     from hub.exchange.pipeline import Accepted, Acceptor
     from hub.registry import Registry
@@ -153,19 +155,63 @@ def has_destinations(settings: Settings) -> bool:
         return registry is not None
 
 
+class NotificationLedger:
+    """``adapters.notification.NotificationHooks`` on a store: the dossier's latest ``dossier.sync`` read from the
+    message log and decoded, and the notifications on its timeline (``hub.store.notifications``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def dossier(self, dossier_code: str) -> DossierSync | None:
+        from hub import packets
+        from hub.security.envelope import body_payload
+        from hub.store import notifications
+        from hub.xmlparse import parse_xml
+
+        data = notifications.latest_sync(self.store.db, dossier_code)
+        if data is None:
+            return None
+        _, model = packets.decode_element("dossier.sync", body_payload(parse_xml(data, strip_comments=True)))
+        return model if isinstance(model, DossierSync) else None
+
+    def already(self, connector: str, note: DossierNote) -> bool:
+        from hub.store import notifications
+
+        return notifications.notified(self.store.db, source=connector, dossier_code=note.dossier_code,
+                                      status=note.status, at=note.at)  # fmt: skip
+
+    def record(self, connector: str, note: DossierNote) -> None:
+        from hub.store import notifications
+
+        notifications.record_notification(
+            self.store.db, dossier_code=note.dossier_code, message_id=note.message_id, status=note.status,
+            at=note.at, outcome=note.outcome, reason=note.reason, source=connector, detail=note.detail,
+        )  # fmt: skip
+
+
 def adapter_context(
     configs: Iterable[DestinationConfig], store: Store | None = None, hub_code: str | None = None
 ) -> AdapterContext:
-    """What adapters get from the hub: its code (``None``: each adapter's default), and the payment adapter's
-    recorder of the references it initiates in ``store`` (without one, the store named by
-    ``LIENTHONG_DATABASE_URL``)."""
-    if not any(factory_key(cfg) == "payment" for cfg in configs):
+    """What adapters get from the hub: its code (``None``: each adapter's default), the payment adapter's recorder
+    of the references it initiates, the postal adapter's order book (``hub.store.postal_orders``) and the
+    notification connectors' ledger, all on ``store`` (without one, the store named by ``LIENTHONG_DATABASE_URL``)."""
+    kinds = {factory_key(cfg) for cfg in configs}
+    if not kinds & {"payment", "postal", "notification"}:
         return AdapterContext(integration_code=hub_code)
     from hub.config import get_settings
     from hub.store.flow_records import initiated_recorder
+    from hub.store.postal_orders import OrderBook
 
     target = store.engine if store is not None else get_settings().database_url
-    return AdapterContext(on_payment_initiated=initiated_recorder(target), integration_code=hub_code)
+    ledger = None
+    if "notification" in kinds:
+        ledger = NotificationLedger(store if store is not None else Store(get_settings().database_url))
+    return AdapterContext(
+        on_payment_initiated=initiated_recorder(target) if "payment" in kinds else None,
+        integration_code=hub_code,
+        postal_orders=OrderBook(target) if "postal" in kinds else None,
+        notifications=ledger,
+    )
 
 
 def adapter_for(cfg: DestinationConfig, store: Store | None = None) -> Adapter:
@@ -305,8 +351,20 @@ class Runtime:
 
     def adapters(self) -> dict[str, Adapter]:
         """One adapter per destination of the routing table, built once (``adapters.registry``); closed with the
-        runtime. A worker builds them at start, as it reads its routing then."""
-        return self._once("adapters", lambda: adapters_for(self.routing, self.store, self.settings.hub_code))
+        runtime. A worker builds them at start, as it reads its routing then. With a connector registry, those of
+        the destinations that receive ``dossier.status`` check a finished update's signed results before they
+        deliver it (``hub.exchange.results``)."""
+        return self._once("adapters", self._build_adapters)
+
+    def _build_adapters(self) -> dict[str, Adapter]:
+        from hub.exchange.results import ResultCheck, guard
+
+        built = adapters_for(self.routing, self.store, self.settings.hub_code)
+        if not sa.inspect(self.store.engine).has_table("connectors"):
+            return built  # a routing file, no registry: no result signers to check against
+        check = ResultCheck(self.registry().result_signers, max_bytes=self.settings.result_max_bytes,
+                            timeout_s=self.settings.result_fetch_timeout_s)  # fmt: skip
+        return guard(built, self.routing, check)
 
     def close(self) -> None:
         for adapter in self._built.get("adapters", {}).values():
@@ -378,6 +436,7 @@ def _worker_process(
     from hub.exchange.heartbeat import Heartbeat
     from hub.exchange.outages import BROKER, STORE, Dependencies
     from hub.exchange.pipeline import Relay
+    from hub.exchange.portal_refresh import DossierRecords
     from hub.exchange.worker import OutboundBuilder, Worker
     from hub.logs import configure_logging
     from hub.store.catalogue import CachedCatalogue
@@ -407,7 +466,10 @@ def _worker_process(
                     runtime.broker,
                     runtime.routing,
                     OutboundBuilder(
-                        runtime.signer(), settings.hub_code, CachedCatalogue(runtime.store.catalogue_names)
+                        runtime.signer(),
+                        settings.hub_code,
+                        CachedCatalogue(runtime.store.catalogue_names),
+                        dossiers=DossierRecords(runtime.store),
                     ),
                     runtime.adapters(),
                     prefetch=prefetch,

@@ -92,13 +92,18 @@ def fill_portal_record(record: MutableMapping[str, Any], names: CatalogueNames) 
 
 
 def named_call(call: object, names: CatalogueNames) -> object:
-    """A ``dvcqg`` adapter's request (``mappings.dvcqg.DvcqgCall``) with the catalogue's names in its
-    DongBoHoSoMC record (a new record; anything else is returned as it is)."""
-    from mappings.dvcqg import SERVICE_SYNC, DvcqgCall
+    """A ``dvcqg`` adapter's request (``mappings.dvcqg.DvcqgCall``, or each of ``DvcqgCalls``) with the catalogue's
+    names in its DongBoHoSoMC record (a new record; anything else is returned as it is)."""
+    from mappings.dvcqg import SERVICE_SYNC, DvcqgCall, DvcqgCalls
 
-    if not isinstance(call, DvcqgCall) or call.service != SERVICE_SYNC:
-        return call
-    return call._replace(record=dict(fill_portal_record(dict(call.record), names)))
+    def named(one: DvcqgCall) -> DvcqgCall:
+        if one.service != SERVICE_SYNC:
+            return one
+        return one._replace(record=dict(fill_portal_record(dict(one.record), names)))
+
+    if isinstance(call, DvcqgCalls):
+        return DvcqgCalls(tuple(named(c) for c in call.calls))
+    return named(call) if isinstance(call, DvcqgCall) else call
 
 
 def _text(value: object) -> str | None:

@@ -214,6 +214,29 @@ class DvcqgCall(NamedTuple):
     status_reason: str = ""
 
 
+class DvcqgCalls(NamedTuple):
+    """Several calls a ``dvcqg/*`` adapter makes for one canonical packet, in order (``supplement_calls``)."""
+
+    calls: tuple[DvcqgCall, ...]
+
+
+def is_supplement_step(update: DossierStatusUpdate) -> bool:
+    """Whether a ``dossier.status`` changes what the dossier's record says beyond the progress record's fields: a
+    supplement requested (5), or a new due date (a supplement received, VBDLIS NgayHenTraMoi)."""
+    return update.status == 5 or update.new_due_at is not None
+
+
+def supplement_calls(update: DossierStatusUpdate, dossier: DossierSync) -> DvcqgCalls:
+    """A supplement step for the portal: its ``CapNhatTienDoHoSoMC`` progress record (OC-DV:507-524), then the
+    dossier's ``DongBoHoSoMC`` record as it now stands — ``dossier`` is the provincial system's latest sync with the
+    supplement rounds (``DanhSachHoSoBoSung``: NgayHenTraTruoc, NgayHenTraMoi, TH-SI:187-203), the current due date
+    (``NgayHenTra``) and status the hub knows — since only that record carries them: the progress record's fields are
+    exactly the sourced ones, none of them a supplement's."""
+    return DvcqgCalls(
+        (DvcqgCall(SERVICE_PROGRESS, progress_record(update)), DvcqgCall(SERVICE_SYNC, dossier_record(dossier)))
+    )
+
+
 def to_dvcqg(model: BaseModel) -> DvcqgCall:
     """The portal service and record for a canonical packet (``TypeError`` for other types)."""
     if isinstance(model, DossierSync):

@@ -112,7 +112,8 @@ TimelineEntryOut = out_model(
             Field(
                 description="applied, stale, rejected or corrected (an operator's correction: detail names "
                 "corrected_by, reason, status_before); synced on entries a dossier.sync left before syncs went "
-                "through the status machine"
+                "through the status machine; notified or notify_skipped for a citizen notification about the update "
+                "(source: the notification connector)"
             ),
         ],
         "detail": Annotated[
@@ -121,8 +122,9 @@ TimelineEntryOut = out_model(
                 description="What the step said beyond its status, as in the dossier.status packet (snake_case): "
                 "step {actor, title, department, content, handed_to, partner_state, sent_back}, step_due, "
                 "partner_step, step_limit, new_due_at, paused, finish_kind, reason, corrects, attachments [{name, "
-                "url, sha256, file_type, copies, originals}]; a sync's reported_by, rejected_at, reason; empty ones "
-                "left out; null when none"
+                "url, sha256, file_type, copies, originals}]; empty ones left out; null when none. A dossier.sync's "
+                "entry holds reported_by, its due_at, rejected_at and reason; an entry that moved the dossier's due "
+                "date holds the one it replaced, previous_due_at"
             ),
         ],
     },
@@ -148,6 +150,11 @@ class DossierOut(BaseModel):
     dossier_code: str
     status: int | None = Field(description="The last applied status (1–10), null before the first one")
     status_at: datetime | None
+    due_at: datetime | None = Field(
+        None,
+        description="The current due date (NgayHenTra): the dossier.sync's, moved by a supplement received with a new "
+        "one (the update that moved it keeps the date it replaced in its detail, previous_due_at)",
+    )
     updates: list[TimelineEntryOut]  # type: ignore[valid-type]
     messages: list[DossierMessageOut]  # type: ignore[valid-type]
 

@@ -9,6 +9,8 @@
 - (certificate expiries are Unix timestamps: ``hub.metrics.certificate_families``);
 - ``lienthong_intake_overdue``: dossiers still at status 1 past 8 working hours (and
   ``lienthong_intake_overdue_query_available``: 0 while the working calendar settings cannot be read);
+- ``lienthong_processing_overdue``: dossiers past their current due date (moved by a supplement received) that
+  are not finished (``hub.dossier.deadlines.overdue_processing``; 0 too while the calendar settings cannot be read);
 - ``lienthong_portal_sync_waiting`` / ``lienthong_portal_sync_lag_seconds``: dossier syncs not yet delivered to
   the national portal, and the age of the oldest;
 - ``lienthong_payment_confirmations_rejected_total{connector}``: payment (and refund) confirmations the hub refused,
@@ -30,6 +32,7 @@ EXPORTED = (
     "lienthong_partner_error_ratio",
     "lienthong_intake_overdue",
     "lienthong_intake_overdue_query_available",
+    "lienthong_processing_overdue",
     "lienthong_portal_sync_waiting",
     "lienthong_portal_sync_lag_seconds",
     "lienthong_payment_confirmations_rejected_total",
@@ -85,6 +88,11 @@ def families(snap: Snapshot) -> list[Metric]:
             "lienthong_intake_overdue_query_available",
             "1 when the intake deadlines can be computed (the working calendar settings are valid)",
             value=1.0 if d.overdue_available else 0.0,
+        ),
+        GaugeMetricFamily(
+            "lienthong_processing_overdue",
+            "Dossiers past their current due date and not finished (not at 9/10)",
+            value=len(d.processing),
         ),
         GaugeMetricFamily(
             "lienthong_portal_sync_waiting", "Dossier syncs not delivered to the portal", value=d.sync.waiting

@@ -33,6 +33,7 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["local"] = views.local
 templates.env.filters["masked"] = mask_ids
 templates.env.globals["can"] = roles.can
+templates.env.globals["due_moved"] = views.due_moved
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"

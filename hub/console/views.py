@@ -17,7 +17,8 @@ process): over the last ``partner_window_s`` seconds,
 - **push_only**: a registered connector without an endpoint (it only sends to the hub), nothing delivered to it.
 
 Rejected payment confirmations are the rows of ``partner_refusals`` (``GET /api/v1/partner-refusals``); the
-intake deadlines are ``hub.dossier.deadlines.overdue_intake`` on the configured working calendar.
+intake deadlines are ``hub.dossier.deadlines.overdue_intake`` on the configured working calendar, the dossiers past
+their current due date ``hub.dossier.deadlines.overdue_processing``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 from lxml import etree
 
 from hub.config import Settings
-from hub.dossier.deadlines import overdue_intake
+from hub.dossier.deadlines import overdue_intake, overdue_processing
 from hub.dossier.validators import mask_personal_id
 from hub.logs import mask_ids
 from hub.services import HubService
@@ -318,6 +319,16 @@ class OverdueRow:
 
 
 @dataclass(frozen=True)
+class ProcessingRow:
+    """A dossier past its current due date and not finished (``overdue_processing``)."""
+
+    dossier_code: str
+    due_at: datetime
+    status: int | None
+    overdue_hours: float  # working hours past the due date
+
+
+@dataclass(frozen=True)
 class SyncLag:
     portal: bool  # a national portal connector is registered
     waiting: int
@@ -382,6 +393,7 @@ class Deadlines:
     payments_by_connector: dict[str, int] = field(default_factory=dict)  # all of them, per payment connector
     overdue_error: str | None = None  # why the intake deadlines could not be computed (the calendar settings)
     catalogue: CatalogueAge | None = None  # the procedure catalogue's age
+    processing: list[ProcessingRow] = field(default_factory=list)  # past their due date, not finished
 
     @property
     def payments_total(self) -> int:
@@ -480,18 +492,21 @@ class Snapshot:
 def deadlines(store: Any, connectors: Sequence[Any], now: datetime, settings: Settings | None = None) -> Deadlines:
     settings = settings or Settings()
     overdue: list[OverdueRow] = []
+    processing: list[ProcessingRow] = []
     error = None
     try:
         overdue = overdue_rows(overdue_intake(store, settings, now), now)
-    except (ValueError, LookupError) as exc:  # bad LIENTHONG_WORKING_* or an unknown time zone: said on the page
-        log.warning("intake deadlines: %s", exc)
+        processing = [ProcessingRow(p.dossier_code, p.due_at, p.status, p.overdue_hours)
+                      for p in overdue_processing(store, settings, now)]  # fmt: skip
+    except (ValueError, LookupError) as exc:  # bad calendar settings or an unknown time zone: said on the page
+        log.warning("deadlines: %s", exc)
         error = str(exc)
     portals = [c.code for c in connectors if str(c.kind) == NATIONAL_PORTAL_KIND]
     waiting, oldest = store.oldest_undelivered(portals, SYNC_TYPE) if portals else (0, None)
     sync = SyncLag(bool(portals), waiting, oldest, None if oldest is None else (now - oldest).total_seconds())
     counts = flow_records.payment_refusal_counts(store.engine)
     catalogue = catalogue_age(store, now, settings.catalogue_max_age_days)
-    return Deadlines(overdue, sync, payment_rows(store), counts, error, catalogue)
+    return Deadlines(overdue, sync, payment_rows(store), counts, error, catalogue, processing)
 
 
 def snapshot(store: Any, registry: Any, *, window_s: float, warn_age_s: float, now: datetime | None = None,
@@ -535,12 +550,21 @@ def hub_snapshot(hub: HubService, *, previews: bool = True) -> Snapshot:
 # ---------------------------------------------------------------------------------------------- search
 
 
+def due_moved(detail: Any) -> tuple[datetime, datetime] | None:
+    """(replaced, new) due date of a timeline entry that moved the dossier's, else ``None`` (the page shows it)."""
+    from hub.store.due_dates import due_of, previous_due_of
+
+    new, old = due_of(detail), previous_due_of(detail)
+    return None if new is None or old is None else (old, new)
+
+
 @dataclass
 class SearchResult:
     query: str
     trace: MessageTrace | None = None
     dossier_code: str | None = None
     dossier_status: int | None = None
+    dossier_due_at: datetime | None = None  # the current due date (``hub.store.due_dates``)
     timeline: list[TimelineEntry] = field(default_factory=list)
     messages: list[MessageTrace] = field(default_factory=list)
     payload: str = ""  # the traced message's payload, masked (its view is audited)
@@ -564,6 +588,7 @@ def search(store: Any, query: str) -> SearchResult:
         result.messages = store.dossier_messages(code)
         record = store.dossier(code)
         result.dossier_status = None if record is None else record.status
+        result.dossier_due_at = store.due_date(code)[0]
         if result.timeline or result.messages or record is not None:
             result.dossier_code = code
         if result.trace is None and result.messages:

@@ -39,9 +39,12 @@ import httpx
 from pydantic import BaseModel
 
 from hub.config import Settings
+from hub.devtools.mail_server import MailServer
 from hub.devtools.simulators import DEFAULT_PORTS, start_all, stop_all
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS as PAYMENT_SECRETS
-from hub.devtools.simulators.postal import DEFAULT_CLIENTS as POSTAL_CLIENTS
+from hub.devtools.simulators.population_db import demo_credentials as population_db_credentials
+from hub.devtools.simulators.postal import DEFAULT_CONSUMERS as POSTAL_CONSUMERS
+from hub.devtools.simulators.sms_gateway import DEFAULT_TOKEN as SMS_TOKEN
 from hub.errors import ConfigError
 from hub.packets.citizen import CitizenLookup, CitizenRecord
 from hub.packets.dossier import DossierSync
@@ -58,9 +61,14 @@ PORTAL_USER, PORTAL_PASSWORD = "lienthong", "lienthong-demo"  # the portal simul
 PORTAL_PROFILE = "dvcqg/opencps@1"  # the portal as VietOpenCPS calls it (mappings/profiles/dvcqg/opencps.yaml)
 #: DonViXuLy when a dossier.sync names no unit: the demo catalogue's name of the province's unit (invented)
 PORTAL_UNIT_NAME = "Ủy ban nhân dân tỉnh (demo)"
+POPULATION_PROFILE = "c06/lgsp@1"  # the population DB through the LGSP (mappings/profiles/c06/lgsp.yaml)
 PAYMENT_PARTNER = "LIENTHONG"  # the hub's MaDoiTac at the payment simulator (its secret: DEFAULT_PARTNERS)
-POSTAL_CLIENT, POSTAL_CUSTOMER = "lienthong", "KH-LIENTHONG-01"  # OAuth client at the postal simulator; CustomerCode
+POSTAL_CLIENT, POSTAL_CUSTOMER = "lienthong", "KH-LIENTHONG-01"  # VNPost consumer key at the simulator; CustomerCode
+POSTAL_PROFILE = "vnpost/ngsp@1"  # VNPost through its NGSP SDK (mappings/profiles/vnpost/ngsp.yaml)
+#: The waybill codes "VNPost pre-issued" to the demo province (invented; profile value item_codes, TH-VH:64-71)
+POSTAL_ITEM_CODES = [f"EL9{n:08d}VN" for n in range(1, 41)]
 DEMO_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
+NOTIFY_FROM = "Bộ phận Một cửa tỉnh (demo) <motcua@lienthong.test>"  # the notification emails' sender (invented)
 
 Step = Callable[[str], None]
 
@@ -105,6 +113,8 @@ class DemoCodes:
     postal: str = "000.00.00.G04"
     payment: str = "000.00.00.G05"
     vbdlis: str = "000.00.00.G11"  # the land registration software speaking VBDLIS's JSON (it only sends)
+    notify_email: str = "000.00.00.G21"  # citizen notifications by email (DemoOptions.notifications)
+    notify_sms: str = "000.00.00.G22"  # citizen notifications by SMS (DemoOptions.notifications)
     hub: str = HUB_CODE
 
     @classmethod
@@ -113,7 +123,8 @@ class DemoCodes:
         a, b = random.randint(100, 999), random.randint(10, 99)  # noqa: S311 - not a secret
         return cls(province=f"{a}.{b}.00.H12", portal=f"{a}.{b}.00.G01", ministry=f"{a}.{b}.00.G10",
                    population_db=f"{a}.{b}.00.G03", postal=f"{a}.{b}.00.G04", payment=f"{a}.{b}.00.G05",
-                   vbdlis=f"{a}.{b}.00.G11")  # fmt: skip
+                   vbdlis=f"{a}.{b}.00.G11", notify_email=f"{a}.{b}.00.G21",
+                   notify_sms=f"{a}.{b}.00.G22")  # fmt: skip
 
     @property
     def destinations(self) -> list[str]:
@@ -138,6 +149,9 @@ class DemoOptions:
     codes: DemoCodes = field(default_factory=DemoCodes)
     fresh: bool = True  # start from an empty data folder
     delete_queues: bool = False  # on close, delete the destinations' queues (tests on a shared RabbitMQ)
+    #: register the citizen notification connectors (``DemoHub.notification_specs``: email to ``demo.mail``, SMS to
+    #: ``demo.sms``); off by default, as they add a destination to every dossier update the flows route
+    notifications: bool = False
 
 
 @dataclass
@@ -188,6 +202,7 @@ class DemoHub:
         self._sequence = random.randint(1000, 8000)  # noqa: S311 - dossier numbers, not secrets
         self.http: httpx.Client | None = None
         self.dead_letter_id: int | None = None  # F6's dead letter (shown to the operator afterwards)
+        self.mail: MailServer | None = None  # the SMTP server notification emails reach (hub.devtools.mail_server)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -202,6 +217,7 @@ class DemoHub:
     population_db = _simulator("population_db")
     payment = _simulator("payment")
     postal = _simulator("postal")
+    sms = _simulator("sms_gateway")  # the SMS gateway notification SMS reach
 
     def __enter__(self) -> DemoHub:
         try:
@@ -254,15 +270,18 @@ class DemoHub:
             log_format="console",
         )
         self.sims = start_all(sim_ports, trust=key_dir / keys.CA_CERT_FILE)
+        self.mail = MailServer(sim_ports["mail"]).start()
         self.province.code, self.ministry.code = self.codes.province, self.codes.ministry
         self.province.hub_code = self.ministry.hub_code = self.codes.hub
-        step("simulators: " + ", ".join(f"{k} {s.base_url}" for k, s in self.sims.items()))
+        step("simulators: " + ", ".join(f"{k} {s.base_url}" for k, s in self.sims.items()) + f", mail {self.mail.url}")
         self._register()
         step(f"connectors registered: province {self.codes.province}, national portal {self.codes.portal} "
              f"({PORTAL_PROFILE}, dstcode {self.portal.dstcode}), ministry {self.codes.ministry} "
              f"(mapping ministry-steps), VBDLIS {self.codes.vbdlis} (ministry/vbdlis-json; its API key is the "
-             f"simulator's security code), population DB {self.codes.population_db} (SOAP), "
-             f"payment {self.codes.payment} (bank certificate), postal {self.codes.postal} (OAuth)")  # fmt: skip
+             f"simulator's security code), population DB {self.codes.population_db} ({POPULATION_PROFILE}: LGSP "
+             f"token, SOAP body), "
+             f"payment {self.codes.payment} (bank certificate), postal {self.codes.postal} "
+             f"({POSTAL_PROFILE})")  # fmt: skip
         self._sync_catalogue(step)
         self._start_api()
         step(f"API on {self.base_url} (store {self.settings.database_url}, broker {o.broker_url})")
@@ -302,6 +321,26 @@ class DemoHub:
             "unit_name": PORTAL_UNIT_NAME,
         }
 
+    def notification_specs(self) -> list[dict[str, Any]]:
+        """The citizen notification connectors (Đắk Nông Điều 12): email through the demo's SMTP server (a trusted
+        local relay: no STARTTLS) and SMS through the gateway simulator (its bearer token as the password)."""
+        assert self.mail is not None, "start() first: the connectors point at the running mail server"
+        o, c = self.options, self.codes
+        retry = {"delays_s": list(o.retry_delays_s), "jitter": 0.1}
+        updates = ["dossier.sync", "dossier.status"]
+        return [
+            {"code": c.notify_email, "name": "Citizen notifications by email (demo)", "kind": "notification",
+             "receives": updates, "endpoint": {"url": self.mail.url, "transport": "smtp"},
+             "profile": "notification/email-smtp",
+             "profile_values": {"from_address": NOTIFY_FROM, "starttls": "none"}, "retry": retry, "timeout_s": 5},
+            {"code": c.notify_sms, "name": "Citizen notifications by SMS (demo)", "kind": "notification",
+             "receives": updates,
+             "endpoint": {"url": self.sms.url, "transport": "json",
+                          "credentials": {"username": "lienthong", "password": SMS_TOKEN}},
+             "profile": "notification/sms-http", "profile_values": {"sender_id": "MOTCUA"},
+             "retry": retry, "timeout_s": 5},
+        ]  # fmt: skip
+
     def _register(self) -> None:
         from hub.registry.spec import parse_spec
         from hub.runtime import Runtime
@@ -329,21 +368,30 @@ class DemoHub:
             {"code": c.vbdlis, "name": "Land registration software VBDLIS (demo)", "kind": "ministry",
              "sends": ["dossier.status"], "handles": [c.province],
              "profile": "ministry/vbdlis-json", "profile_values": {"api_versions": self.vbdlis.version}},
+            # the population DB through the provincial LGSP, as the sources reach it (PARTNER-FORMATS §2)
             {"code": c.population_db, "name": "National population database (demo)", "kind": "population_db",
-             "receives": ["citizen.lookup"], "endpoint": {"url": self.population_db.url, "transport": "soap"},
-             "timeout_s": 5},
+             "receives": ["citizen.lookup"],
+             "endpoint": {"url": self.population_db.adapter_url, "transport": "soap",
+                          "credentials": population_db_credentials()},
+             "profile": POPULATION_PROFILE, "profile_values": self.population_db.profile_values(), "timeout_s": 5},
             {"code": c.payment, "name": "Payment platform (demo)", "kind": "payment",
              "receives": ["payment.request"],
              "endpoint": {"url": self.payment.url, "transport": "json",
                           "credentials": {"username": PAYMENT_PARTNER, "password": PAYMENT_SECRETS[PAYMENT_PARTNER]}},
              "certificates": [self.payment.bank_cert_pem],
              "retry": retry, "circuit": circuit, "timeout_s": 5},
-            {"code": c.postal, "name": "Postal service (demo)", "kind": "postal", "receives": ["postal.order"],
+            # VNPost (PARTNER-FORMATS §4): consumer key and secret; the simulator's paths, the demo's CustomerCode and
+            # pre-issued waybill codes are the profile values a deployment writes
+            {"code": c.postal, "name": "Postal service VNPost (demo)", "kind": "postal", "receives": ["postal.order"],
              "endpoint": {"url": self.postal.url, "transport": "json",
-                          "credentials": {"username": POSTAL_CLIENT, "password": POSTAL_CLIENTS[POSTAL_CLIENT],
-                                          "madonvi": POSTAL_CUSTOMER}},
+                          "credentials": {"username": POSTAL_CLIENT, "password": POSTAL_CONSUMERS[POSTAL_CLIENT]}},
+             "profile": POSTAL_PROFILE,
+             "profile_values": {**self.postal.profile_values, "customer_code": POSTAL_CUSTOMER,
+                                "item_codes": ",".join(POSTAL_ITEM_CODES)},
              "retry": retry, "circuit": circuit, "timeout_s": 5},
         ]  # fmt: skip
+        if o.notifications:
+            specs.extend(self.notification_specs())
         self._worker_runtime = Runtime.open(self.settings)
         registry = self._worker_runtime.registry()
         for data in specs:
@@ -391,6 +439,7 @@ class DemoHub:
 
     def _start_worker(self) -> None:
         from hub.exchange.pipeline import Relay
+        from hub.exchange.portal_refresh import DossierRecords
         from hub.exchange.worker import OutboundBuilder, Worker
         from hub.store.catalogue import CachedCatalogue
 
@@ -400,7 +449,8 @@ class DemoHub:
         adapters = runtime.adapters()
         self._worker = Worker(
             runtime.store, runtime.broker, runtime.routing,
-            OutboundBuilder(runtime.signer(), self.settings.hub_code, CachedCatalogue(runtime.store.catalogue_names)),
+            OutboundBuilder(runtime.signer(), self.settings.hub_code, CachedCatalogue(runtime.store.catalogue_names),
+                            dossiers=DossierRecords(runtime.store)),
             adapters,
             prefetch=16, relay=Relay(runtime.store, runtime.broker, grace_s=2.0, every_s=1.0),
         )  # fmt: skip
@@ -421,8 +471,9 @@ class DemoHub:
             self._worker = None
         if self._worker_runtime is not None:
             if self.options.delete_queues:
+                notify = [self.codes.notify_email, self.codes.notify_sms] if self.options.notifications else []
                 try:
-                    self._worker_runtime.broker.delete(self.codes.queues)
+                    self._worker_runtime.broker.delete([*self.codes.queues, *notify])
                 except Exception:  # best effort: the broker may be gone
                     log.warning("could not delete the demo's queues", exc_info=True)
             self._worker_runtime.close()
@@ -432,6 +483,9 @@ class DemoHub:
             self.http = None
         if self.sims:
             stop_all(self.sims)
+        if self.mail is not None:
+            self.mail.stop()
+            self.mail = None
         if self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)
             self._log_handler.close()
@@ -645,8 +699,10 @@ def _lookup_post(demo: DemoHub, data: bytes) -> httpx.Response:
 
 
 def flow_f2(demo: DemoHub, step: Step) -> str:
-    """F2: the province's signed citizen.lookup → the population DB (SOAP) → a hub-signed citizen.record answered
-    synchronously; a lookup without a purpose is refused (Ninh Thuận Điều 28.2.b); both are audited."""
+    """F2: the province's signed citizen.lookup → the population DB through the provincial LGSP (profile c06/lgsp:
+    token, then the SOAP body as application/xml) → a hub-signed citizen.record with the name parts, minimised to
+    what a one-stop officer needs, answered synchronously; a lookup without a purpose is refused (Ninh Thuận Điều
+    28.2.b); both are audited."""
     from lxml import etree
 
     from hub import packets
@@ -656,10 +712,10 @@ def flow_f2(demo: DemoHub, step: Step) -> str:
 
     code = demo.dossier_code()
     citizen = POPULATION[0]  # a synthetic citizen of the simulator (no real people)
-    name = " ".join(citizen[k] for k in ("family_name", "middle_name", "given_name") if citizen.get(k))
+    born = dt.datetime.strptime(citizen.congdan["NgayThangNamSinh"]["NgayThangNam"], "%Y%m%d").date()
     lookup = _packet(CitizenLookup, packets.example("citizen.lookup")).model_copy(
-        update={"dossier_code": code, "request_id": f"TC-{secrets.token_hex(6).upper()}", "full_name": name,
-                "personal_id": citizen["personal_id"], "birth_date": dt.date.fromisoformat(citizen["birth_date"])}
+        update={"dossier_code": code, "request_id": f"TC-{secrets.token_hex(6).upper()}",
+                "full_name": citizen.full_name, "personal_id": citizen.congdan["SoDinhDanh"], "birth_date": born}
     )  # fmt: skip
     started = time.monotonic()
     answer = _lookup_post(demo, demo.province.envelope(lookup))
@@ -674,10 +730,22 @@ def flow_f2(demo: DemoHub, step: Step) -> str:
     record = _packet(CitizenRecord, packets.from_element("citizen.record", verified.payload))
     _check(record.result.value == "found" and record.citizen is not None, f"lookup result {record.result.value}")
     _check(record.request_id == lookup.request_id, f"record for request {record.request_id}, not {lookup.request_id}")
-    sent = demo.population_db.received()["lookups"]
-    _check(any(x["MaYeuCau"] == lookup.request_id for x in sent), "the population DB saw no TraCuuThongTinCongDan")
-    step(f"province → hub: citizen.lookup for {code} (officer {lookup.officer_id}) → SOAP TraCuuThongTinCongDan → "
-         f"200 citizen.record '{record.result.value}' in {elapsed * 1000:.0f} ms, hub signature verified")  # fmt: skip
+    person = record.citizen
+    assert person is not None
+    parts = citizen.congdan["HoVaTen"]
+    _check((person.family_name, person.middle_name, person.given_name) == (parts["Ho"], parts["ChuDem"], parts["Ten"]),
+           f"name parts {person.family_name!r} {person.middle_name!r} {person.given_name!r}")  # fmt: skip
+    _check(person.household_head is not None and person.father is None and person.old_id is None,
+           "the record is not minimised to what the officer needs")  # fmt: skip
+    received = demo.population_db.received()
+    sent = [x for x in received["lookups"] if x["MaYeuCau"] == lookup.request_id]
+    _check(len(sent) == 1 and sent[0]["route"] == "lgsp" and sent[0]["MaTichHop"] == "037",
+           f"the population DB saw {sent} through the LGSP (MaTichHop 037, FE:378)")  # fmt: skip
+    _check(received["tokens"] >= 1, "the hub took no LGSP token")
+    step(f"province → hub: citizen.lookup for {code} (officer {lookup.officer_id}) → LGSP token, "
+         f"TraCuuThongTinCongDan (SOAP as application/xml) → 200 citizen.record '{record.result.value}' "
+         f"(name parts Ho/ChuDem/Ten as family/middle/given name; relatives and old ID left out) in "
+         f"{elapsed * 1000:.0f} ms, hub signature verified")  # fmt: skip
 
     payload = packets.to_element(lookup.model_copy(update={"request_id": f"TC-{secrets.token_hex(6).upper()}"}))
     payload.remove(payload.find("{urn:lienthong:packet:1}purpose"))
@@ -791,56 +859,92 @@ def flow_f3(demo: DemoHub, step: Step) -> str:
 
 
 def flow_f4(demo: DemoHub, step: Step) -> str:
-    """F4: a postal pickup order (the citizen sends the dossier to the agency) → order at the postal service; the
-    courier's tracking events → ``PostalTracker.poll`` → one postal.status each at the province, never twice."""
+    """F4 (VNPost, profile vnpost/ngsp): a pickup order (the citizen sends the dossier) and, once the dossier is done
+    (9), a result delivery with COD → orders at VNPost with a pre-issued ItemCode and VNPost's integer area codes;
+    the courier's events → ``PostalTracker.poll`` (pages by ``$oid``) → one postal.status each at the province,
+    never twice; the result delivered → dossier status 10 on the national portal."""
     from hub import packets
     from hub.flows.postal_tracking import tracker_for
     from hub.packets.postal import Direction
     from hub.runtime import Runtime
 
     code = demo.dossier_code()
-    base = _packet(PostalOrder, packets.example("postal.order"))
-    order = base.model_copy(update={"dossier_code": code, "direction": Direction.PICKUP, "sender": base.receiver,
-                                    "receiver": base.sender, "cod_amount": 0,
-                                    "description": f"Thu gom hồ sơ {code} tại nhà công dân"})  # fmt: skip
-    demo.wait_status(_submit(demo, order, expect_to=[demo.codes.postal]))
-    orders = [o for o in demo.postal.received()["orders"].values() if o["OrderNumber"] == code]
-    _check(len(orders) == 1, f"orders at the postal service for {code}: {orders}")
-    created = orders[0]
-    _check(created["CustomerCode"] == POSTAL_CUSTOMER and created["Direction"] == "pickup"
-           and created["ReceiverName"] == base.sender.name, f"order {created}")  # fmt: skip
-    step(f"province → hub → postal service (OAuth token): postal.order pickup {code} → order {created['ItemCode']} "
-         f"(CustomerCode {created['CustomerCode']})")  # fmt: skip
+    t0 = _now() - dt.timedelta(hours=3)
 
-    for status_code, message in (("PICKED_UP", "Đã nhận hồ sơ tại nhà công dân"),
-                                 ("DELIVERED", "Đã phát cho Bộ phận Một cửa")):  # fmt: skip
-        event = {"OrderNumber": code, "statusCode": status_code, "statusMessage": message}
+    def sync(status: int) -> None:
+        model = new_online_dossier(code, status=status, submitted_at=t0, received_at=t0 + dt.timedelta(minutes=5))
+        demo.wait_status(_submit(demo, model, expect_to=[demo.codes.portal]))
+
+    sync(2)  # received: the citizen chose to send the paper dossier by post
+    base = _packet(PostalOrder, packets.example("postal.order"))
+    pickup = base.model_copy(update={"dossier_code": code, "direction": Direction.PICKUP, "sender": base.receiver,
+                                     "receiver": base.sender, "cod_amount": 0, "item_code": None,
+                                     "contents": "Đơn đề nghị cấp giấy phép xây dựng; bản vẽ thiết kế",
+                                     "description": f"Thu gom hồ sơ {code} tại nhà công dân"})  # fmt: skip
+    demo.wait_status(_submit(demo, pickup, expect_to=[demo.codes.postal]))
+    orders = [o for o in demo.postal.received()["orders"].values() if o["OrderNumber"] == code]
+    _check(len(orders) == 1, f"orders at VNPost for {code}: {orders}")
+    sent = orders[0]
+    _check(sent["CustomerCode"] == POSTAL_CUSTOMER and sent.get("ItemCode") in POSTAL_ITEM_CODES
+           and all(type(sent[k]) is int for k in ("SenderProvince", "SenderDistrict", "ReceiverProvince",
+                                                  "ReceiverDistrict")), f"order at VNPost: {sent}")  # fmt: skip
+    step(f"province → hub → VNPost (token: Basic consumer key, then '<token_type> <token>'): pickup {code} → "
+         f"Status 100, ItemCode {sent['ItemCode']} (pre-issued pool), SenderProvince {sent['SenderProvince']} / "
+         f"District {sent['SenderDistrict']} (VNPost's codes for 48/492)")  # fmt: skip
+
+    sync(9)  # done: the result can go out
+    cod = 75_000
+    delivery = base.model_copy(update={"dossier_code": code, "item_code": None, "cod_amount": cod})
+    demo.wait_status(_submit(demo, delivery, expect_to=[demo.codes.postal]))
+    result = [o for o in demo.postal.received()["orders"].values() if o["OrderNumber"] == code
+              and o["ItemCode"] != sent["ItemCode"]]  # fmt: skip
+    _check(len(result) == 1 and result[0]["CODAmount"] == cod, f"result delivery at VNPost: {result}")
+    step(f"dossier {code} done (9) on the portal; result delivery → ItemCode {result[0]['ItemCode']}, "
+         f"CODAmount {cod:,} → Status 100")  # fmt: skip
+
+    courier = [(sent["ItemCode"], 2, "Đã nhận hồ sơ tại nhà công dân"),
+               (sent["ItemCode"], 4, "Đã phát cho Bộ phận Một cửa"),
+               (result[0]["ItemCode"], 3, "Đang vận chuyển"),
+               (result[0]["ItemCode"], 4, "Đã phát thành công, đã thu tiền")]  # fmt: skip
+    for item, status_code, message in courier:
+        event = {"ItemCode": item, "StatusCode": status_code, "StatusMessage": message}
         advanced = httpx.post(demo.postal.base_url + "/_advance", json=event, timeout=5)
         _check(advanced.status_code == 200, f"/_advance {status_code}: HTTP {advanced.status_code}")
     runtime = Runtime.open(demo.settings)
     tracker = tracker_for(runtime)
     try:
-        first = tracker.poll(demo.codes.postal)
+        first = tracker.poll(demo.codes.postal, page_size=4)  # 6 events: two pages, the second from the last $oid
         second = tracker.poll(demo.codes.postal)
     finally:
-        for adapter in tracker.adapters.values():
-            adapter.close()
         runtime.close()
-    _check(first.seen == 3 and len(first.emitted) == 3 and not first.errors, f"first poll: {first}")
-    _check(second.emitted == [], f"second poll emitted {second.emitted}")
-    for message_id in first.emitted:
+    mine = [e for e in demo.postal.received()["events"] if e["OrderNumber"] == code]
+    _check(first.seen >= len(mine) == 6 and not first.errors, f"first poll: {first}")
+    _check(second.emitted == [] and second.returned == [], f"second poll emitted {second.emitted}")
+    _check(len(first.returned) == 1, f"status 10 routed for {first.returned}, expected the one result delivery")
+    for message_id in [*first.emitted, *first.returned]:
         demo.track(message_id)
         demo.wait_status(message_id)
-    step(f"courier: PICKED_UP, DELIVERED; poll → {len(first.emitted)} postal.status (with ORDER_CREATED); "
-         f"poll again → {len(second.emitted)} new")  # fmt: skip
-    time.sleep(0.3)
+    step(f"courier events → poll (pagesize 4, then lastId=<$oid>) → {len(first.emitted)} postal.status; poll again → "
+         f"{len(second.emitted)} new")  # fmt: skip
+
     inbox = [m for m in demo.province.received()["messages"] if m["message_type"] == "postal.status"
              and m["dossier_code"] == code]  # fmt: skip
-    codes = [_postal_code_of(m["payload"]) for m in inbox]
-    _check(sorted(codes) == ["DELIVERED", "ORDER_CREATED", "PICKED_UP"], f"postal.status at the province: {codes}")
+    states = sorted(_packet_text(m["payload"], "state") or "?" for m in inbox)
+    _check(states == sorted(["created", "created", "picked_up", "delivered", "in_transit", "delivered"]),
+           f"postal.status states at the province: {states}")  # fmt: skip
     _check(all(m["verified"] for m in inbox), "the province could not verify the hub's signature")
-    step(f"province /inbox: postal.status {', '.join(codes)}, each once (hub signature verified)")
-    return f"{code}: pickup order {created['ItemCode']}; 3 tracking events reached the province once each"
+    collected = [_packet_text(m["payload"], "codAmount") for m in inbox if _packet_text(m["payload"], "state")
+                 == "delivered" and _packet_text(m["payload"], "direction") == "delivery"]  # fmt: skip
+    _check(collected == [str(cod)], f"COD reported with the delivered result: {collected}")
+    step(f"province /inbox: postal.status {', '.join(states)} (hub-signed); the delivered result reports COD {cod:,}")
+
+    record = demo.portal.received()["records"][code]
+    progress = [int(p["TrangThai"]) for p in demo.portal.received()["progress"].get(code, [])]
+    _check(str(record["TrangThaiHoSo"]) == "10" and progress[-1:] == [10],
+           f"portal TrangThaiHoSo {record['TrangThaiHoSo']}, CapNhatTienDoHoSoMC {progress}: expected 10")  # fmt: skip
+    step("result delivered (StatusCode 4 → delivered) → dossier.status 10 → portal CapNhatTienDoHoSoMC TrangThai 10")
+    return (f"{code}: pickup {sent['ItemCode']} and result {result[0]['ItemCode']} (COD {cod:,}) at VNPost; "
+            f"{len(first.emitted)} events to the province once each; delivered → 10 on the portal")  # fmt: skip
 
 
 def _packet_text(payload: str, element: str) -> str | None:
@@ -1032,7 +1136,7 @@ FLOWS: list[Flow] = [
     Flow("F1", "online dossier → national portal", flow_f1),
     Flow("F2", "citizen lookup → population DB, audited", flow_f2),
     Flow("F3", "fee payment → CONFIRM → receipt → province and portal", flow_f3),
-    Flow("F4", "postal pickup order → tracking events → province", flow_f4),
+    Flow("F4", "VNPost orders → tracking → province; result delivered → 10 on the portal", flow_f4),
     Flow("F5", "land registration steps (VBDLIS) → province and portal", flow_f5),
     Flow("F6", "partner down / refusing → retry, dead letter, replay", flow_f6),
 ]
@@ -1100,7 +1204,7 @@ def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
         rows.append(("provincial system /inbox", code, f"{text} (hub-signed, verified)"))
     lookups = demo.population_db.received()["lookups"]
     if lookups:
-        answers = ", ".join(f"{x['SoDinhDanh']}→MaKetQua {x['MaKetQua']}" for x in lookups)
+        answers = ", ".join(f"{x['SoDinhDanh']}→{x['result']}" for x in lookups)
         rows.append(("population DB (SOAP)", "-", f"{len(lookups)} TraCuuThongTinCongDan: {answers}"))
     payment = demo.payment.received()
     for reference, p in sorted(payment["payments"].items()):
@@ -1111,9 +1215,10 @@ def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
                      f"{'paid' if p['paid'] else 'unpaid'}; CONFIRM answered {answers or '-'}"))  # fmt: skip
     postal = demo.postal.received()
     for item_code, order in sorted(postal["orders"].items()):
-        events = [e["statusCode"] for e in postal["events"] if e["itemCode"] == item_code]
-        rows.append(("postal service", order["OrderNumber"], f"order {item_code} ({order['Direction']}, "
-                     f"CustomerCode {order['CustomerCode']}); tracking {', '.join(events)}"))  # fmt: skip
+        events = [str(e["StatusCode"]) for e in postal["events"] if e["ItemCode"] == item_code]
+        rows.append(("postal service", order["OrderNumber"], f"VNPost order ItemCode {item_code} (CustomerCode "
+                     f"{order['CustomerCode']}, COD {order.get('CODAmount', 0):,}); "
+                     f"StatusCode {', '.join(events)}"))  # fmt: skip
     pushed = demo.ministry.received()["pushed"]
     if pushed:
         answers = ", ".join(f"{p['transport']}→{p['status']}" for p in pushed)

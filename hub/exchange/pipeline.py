@@ -31,6 +31,11 @@ is an amendment of its record, applied. A resend of an accepted message is a dup
 An operator's correction (``hub.services.corrections``) is a ``dossier.status`` the hub injects with the
 ``Correction``: decided as such, audited, and routed like any applied update.
 
+**Citizen notifications.** A ``notification`` connector receives ``dossier.sync`` and ``dossier.status`` like any
+destination, but is queued only the updates its applicant is told of (``RoutingTable.notifying``: intake, the
+completeness check, the result — ``mappings.notification``); its deliveries are retried and dead-lettered like
+the others. A stale or refused update queues nothing, so it notifies no one.
+
 **Procedure warnings.** A ``dossier.sync`` naming a procedure the national portal's procedure catalogue does not list
 (``hub catalogue sync``; the codes cached by ``hub.store.catalogue.KnownProcedures``, re-read every minute) is
 accepted all the same, with a ``procedure-unknown`` warning in its answer (``Accepted.warnings``) and a ``warning``
@@ -330,6 +335,8 @@ class Acceptor:
                 [Issue("/envelope/header/messageType", "no-route", f"no route for {header.message_type}")],
                 message_id=header.message_id,
             )
+        # Citizen notifications (Đắk Nông Điều 12): a notification connector gets only the updates it tells of.
+        destinations = self.routing.notifying(destinations, model)
         canonical = model if self.track_status and header.message_type == STATUS_TYPE else None
         sync = _sync_report(model, header) if self.track_status else None
         return Checked(header, destinations, profile, canonical, sync, self._warnings(model))
@@ -644,6 +651,7 @@ def _sync_report(model: BaseModel | None, header: EnvelopeHeader) -> SyncReport 
         source=header.sender,
         submitted_at=model.submitted_at,
         channel=int(model.channel),
+        due_at=model.due_at,
         detail={k: v for k, v in detail.items() if v is not None} or None,
     )
 

@@ -47,6 +47,8 @@ class DestinationConfig(BaseModel):
     circuit_cooldown_s: float = Field(30.0, gt=0)
     profile: str | None = None  # the connector's partner profile (mappings.profiles), None: the kind's own format
     profile_values: dict[str, str] = Field(default_factory=dict, repr=False)
+    #: A notification connector's own templates (name → Jinja2 text, ``ConnectorSpec.templates``)
+    templates: dict[str, str] = Field(default_factory=dict, repr=False)
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -91,6 +93,24 @@ class RoutingTable:
         """Destinations for this message; a sender never receives its own message back."""
         found = (*self._index.get((message_type, sender), ()), *self._index.get((message_type, ANY), ()))
         return tuple(d for d in dict.fromkeys(found) if d != sender)
+
+    def notifying(self, destinations: Sequence[str], model: BaseModel | None) -> tuple[str, ...]:
+        """``destinations`` without the notification connectors (kind ``notification``) that do not tell the
+        applicant of this update: only a dossier update whose status is one of the connector's events (profile
+        value ``events``, ``mappings.notification``) is queued for it, so a step that concerns no applicant makes
+        no delivery. Every other destination is kept."""
+        from mappings.notification import connector_events, event_of
+
+        event = None
+        kept = []
+        for code in destinations:
+            config = self.destinations.get(code)
+            if config is not None and config.kind == "notification":
+                event = event or event_of(model)
+                if event is None or event not in connector_events(config.profile, config.profile_values.get("events")):
+                    continue
+            kept.append(code)
+        return tuple(kept)
 
     def declare(self, broker: Broker) -> None:
         """Declare every destination's queues with its own retry ladder (idempotent)."""

@@ -58,10 +58,11 @@ from hub import packets
 from hub.errors import DeliveryClosedError, EnvelopeInvalidError, NoOutboundMappingError, StoreUnavailableError
 from hub.exchange.heartbeat import Heartbeat
 from hub.exchange.outages import BROKER, STORE, Dependencies
+from hub.exchange.portal_refresh import DossierRecords
 from hub.exchange.routing import RoutingTable
 from hub.logs import log_context, mask_personal, personal_names
 from hub.metrics import ACCEPT_TO_DELIVERED_SECONDS, PARTNER_CALL_SECONDS
-from hub.packets.dossier import DossierSync
+from hub.packets.dossier import DossierStatusUpdate, DossierSync
 from hub.security.envelope import EnvelopeHeader, body_payload, build_envelope, peek_header
 from hub.security.signing import Signer
 from hub.store import Delivered
@@ -70,6 +71,7 @@ from hub.xmlparse import parse_xml
 from mappings import inbound_for_root, outbound_mapping, outbound_types
 from mappings.catalogue import CatalogueSource, catalogue_names, named_call
 from mappings.dvcqg import KIND as DVCQG
+from mappings.dvcqg import is_supplement_step, supplement_calls
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +155,13 @@ class Outbound:
     envelope: bytes
     model: BaseModel | None = None
     payload: object = None
+    origin: str = ""  # the sender of the queued envelope (the outbound header names the hub)
 
     def request(self, destination: str) -> OutboundRequest:
         """What the adapter is handed: nothing in it needs parsing again."""
         return OutboundRequest(
             destination, self.header.message_id, self.header.message_type, self.envelope,
-            payload=self.payload, model=self.model,
+            payload=self.payload, model=self.model, sender=self.origin,
         )  # fmt: skip
 
 
@@ -170,12 +173,25 @@ class OutboundBuilder:
     ``catalogue`` (the worker's ``hub.store.catalogue.CachedCatalogue``, one per worker): the national portal's
     procedure catalogue, whose names (``TenTTHC``, ``MaLinhVuc``/``TenLinhVuc``, ``DonViXuLy``) a ``dvcqg``
     DongBoHoSoMC record takes where the dossier gives none (``mappings.catalogue``: looked up here, passed in; the
-    adapter then fills a still-empty ``DonViXuLy`` with the profile's ``unit_name``)."""
+    adapter then fills a still-empty ``DonViXuLy`` with the profile's ``unit_name``).
 
-    def __init__(self, signer: Signer, hub_code: str, catalogue: CatalogueSource | None = None) -> None:
+    ``dossiers`` (``hub.exchange.portal_refresh.DossierRecords`` on the worker's store): a supplement step
+    (``dossier.status`` 5, or one with a new due date) for a ``dvcqg`` destination becomes two calls, its progress
+    record and the dossier's record refreshed with ``DanhSachHoSoBoSung`` and the current due date; without it,
+    the progress record alone."""
+
+    def __init__(
+        self,
+        signer: Signer,
+        hub_code: str,
+        catalogue: CatalogueSource | None = None,
+        *,
+        dossiers: DossierRecords | None = None,
+    ) -> None:
         self.signer = signer
         self.hub_code = hub_code
         self.catalogue = catalogue
+        self.dossiers = dossiers
 
     def build(self, inbound: bytes, destination: str) -> tuple[EnvelopeHeader, bytes]:
         """The outbound header and hub-signed envelope for an envelope partner."""
@@ -226,11 +242,16 @@ class OutboundBuilder:
             if unit is not None and getattr(model, "source_system", unit) != unit:
                 model = model.model_copy(update={"source_system": unit})
             mapped = partner_mapping.to_partner(model)
-            if self.catalogue is not None and partner_format == DVCQG and isinstance(model, DossierSync):
-                names = catalogue_names(self.catalogue, model.procedure_code, model.receiving_unit)
+            dossier = model if isinstance(model, DossierSync) else None
+            if partner_format == DVCQG and isinstance(model, DossierStatusUpdate) and is_supplement_step(model):
+                dossier = None if self.dossiers is None else self.dossiers.refreshed(model)
+                mapped = mapped if dossier is None else supplement_calls(model, dossier)
+            if self.catalogue is not None and partner_format == DVCQG and dossier is not None:
+                names = catalogue_names(self.catalogue, dossier.procedure_code, dossier.receiving_unit)
                 mapped = named_call(mapped, names)
         signed = self.signer.sign_in_place(build_envelope(header, canonical, move_body=True))
-        return Outbound(header, etree.tostring(signed, xml_declaration=True, encoding="UTF-8"), model, mapped)
+        envelope = etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+        return Outbound(header, envelope, model, mapped, original.sender)
 
 
 def _names_in(envelope: bytes) -> Callable[[], list[str]]:
@@ -654,6 +675,9 @@ class Worker:
             try:
                 partner_format = self.adapters[delivery.destination].partner_format
                 return self.builder.prepare(delivery.body, delivery.destination, partner_format, self.routing.units)
+            except StoreUnavailableError as exc:  # reading a portal record (a supplement step): not its content
+                log.warning("message_id=%s given back: the store failed while mapping: %s", delivery.message_id, exc)
+                return GIVE_BACK
             except Exception as exc:
                 reason = mask_personal(f"cannot map or sign for {delivery.destination}: {exc}")
                 log.warning("message_id=%s %s", delivery.message_id, reason)
@@ -721,18 +745,21 @@ class Worker:
         assert delivery_id is not None
         breaker = self._breakers[destination]
         if isinstance(answer, PermanentDeliveryError):
-            breaker.success()  # the partner is up; it just refuses this content
+            if answer.rule is None:
+                breaker.success()  # the partner is up; it just refuses this content
             error = mask_personal(str(answer))  # a partner's text may echo the citizen's name: kept masked
             log.warning("message_id=%s destination=%s rejected: %s", delivery.message_id, destination, error,
                         extra={"dossier_code": header.dossier_code})  # fmt: skip
-            return Outcome("dead", reason=error, record="rejected", error=error), None
+            # a hub rule that held the message back (``DeliveryError.rule``) is the dead letter's reason
+            return Outcome("dead", reason=error, record=answer.rule or "rejected", error=error), None
         if isinstance(answer, DeliveryError):
-            breaker.failure()
+            if answer.rule is None:  # a rule's failure (a result document's host down) is not the partner's
+                breaker.failure()
             error = mask_personal(str(answer))
             policy = self.routing.destinations[destination].retry_policy
             if policy.exhausted(attempt):
                 reason = f"gave up after {attempt} attempts: {error}"
-                return Outcome("dead", reason=reason, record="exhausted", error=error), None
+                return Outcome("dead", reason=reason, record=answer.rule or "exhausted", error=error), None
             delay = policy.delay_for(attempt)
             log.info("message_id=%s destination=%s attempt %d failed, retry in %.1fs: %s",
                      delivery.message_id, destination, attempt, delay, error,

@@ -4,13 +4,18 @@ The provincial system posts a signed ``citizen.lookup`` envelope; the hub verifi
 pinned certificate, authorizes it like any intake (``sends: [citizen.lookup]``), refuses a lookup without an
 officer, a dossier code or a purpose (422, rules ``lookup-officer-required`` / ``lookup-dossier-required`` /
 ``lookup-purpose-required``; Ninh Thuận Điều 28.2.b), calls the population DB connector that ``receives``
-``citizen.lookup`` (``adapters.population_db``, SOAP) and answers with a hub-signed ``citizen.record`` envelope
+``citizen.lookup`` (``adapters.population_db``, as its profile says: ``c06/lgsp`` through the provincial LGSP, or
+``c06/direct``) and answers with a hub-signed ``citizen.record`` envelope
 (``application/xml``, correlation id = the lookup's message id). The wait is bounded by
 ``Settings.lookup_timeout_s`` (default 10 s): a slow population DB is answered 504, one that is down or failing
 502 — never a hang.
 
 A repeat (the same sender, message id and content) is answered with the first answer's very bytes, kept in
 ``lookup_answers``: the population DB is asked once per request, and the repeat is audited (result ``repeat``).
+
+The record carries what a one-stop officer needs (name parts, sex, birth date, addresses, household head); of the
+other fields the population DB answers, only those the connector's ``policy.extra_citizen_fields`` names are kept,
+the rest is dropped before the record is signed (``CitizenRecord.minimised``).
 
 Every lookup, answered or not, is a row in ``citizen_lookups`` (who, officer, dossier, procedure, purpose, the
 subject's ID masked, result, returned fields, digest of the record). The message log keeps the lookup envelope
@@ -26,6 +31,7 @@ import contextvars
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -33,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
-from adapters.base import DeliveryError, PermanentDeliveryError
+from adapters.base import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from adapters.population_db import PopulationDbAdapter
 from hub import packets
 from hub.errors import (
     ConflictError,
@@ -52,7 +59,8 @@ from hub.xmlparse import parse_xml
 from mappings.population_db import returned_fields
 
 if TYPE_CHECKING:
-    from adapters.population_db import PopulationDbAdapter
+    from adapters.base import Adapter
+    from hub.exchange.routing import DestinationConfig
     from hub.services import Caller, HubService
 
 log = logging.getLogger(__name__)
@@ -95,6 +103,16 @@ def _payload_check(captured: dict[str, Any]):
     return check
 
 
+def _unusable(adapter: Adapter) -> Callable[[CitizenLookup], CitizenRecord]:
+    """A lookup through a connector that cannot be called as configured (``UnusableAdapter``): fails with why."""
+    reason = getattr(adapter, "reason", f"{type(adapter).__name__} cannot answer citizen lookups")
+
+    def fail(_lookup: CitizenLookup) -> CitizenRecord:
+        raise TransientDeliveryError(reason)
+
+    return fail
+
+
 @dataclass(frozen=True)
 class LookupAnswer:
     envelope: bytes
@@ -107,7 +125,7 @@ class LookupService:
 
     def __init__(self, hub: HubService) -> None:
         self.hub = hub
-        self._adapters: dict[tuple[str, str, float], PopulationDbAdapter] = {}
+        self._adapters: dict[tuple[str, str], Adapter] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lookup")
 
@@ -118,16 +136,17 @@ class LookupService:
 
     # ------------------------------------------------------------ helpers
 
-    def adapter(self, code: str, endpoint: str, timeout_s: float) -> PopulationDbAdapter:
-        from adapters.population_db import PopulationDbAdapter
+    def adapter(self, code: str, destination: DestinationConfig, timeout_s: float) -> Adapter:
+        """The connector's adapter as its profile says (``c06/lgsp`` or ``c06/direct``), built once per connector
+        configuration and timeout (a changed profile, endpoint or credentials builds a new one)."""
+        from adapters.registry import build_adapter
 
-        key = (code, endpoint, timeout_s)
+        config = destination.model_copy(update={"timeout_s": timeout_s})
+        key = (code, config.model_dump_json(context={"secrets": True}))
         with self._lock:
             adapter = self._adapters.get(key)
             if adapter is None:
-                adapter = self._adapters[key] = PopulationDbAdapter(
-                    endpoint, integration_code=self.hub.settings.hub_code, timeout_s=timeout_s
-                )
+                adapter = self._adapters[key] = build_adapter(config)
             return adapter
 
     def _source(self, sender: str):
@@ -225,9 +244,12 @@ class LookupService:
                 [Issue("/envelope/header/messageId", "idempotency-conflict", "same id, other content")],
                 message_id=header.message_id,
             )
+        destination = source.destination()
+        assert destination is not None  # checked above
         timeout_s = min(hub.settings.lookup_timeout_s, source.spec.timeout_s)
-        adapter = self.adapter(source.code, source.spec.endpoint.url, timeout_s)
-        future = self._pool.submit(contextvars.copy_context().run, adapter.lookup, lookup)  # masked there too
+        adapter = self.adapter(source.code, destination, timeout_s)
+        call = adapter.lookup if isinstance(adapter, PopulationDbAdapter) else _unusable(adapter)
+        future = self._pool.submit(contextvars.copy_context().run, call, lookup)  # masked there too
         audit = {"message_id": header.message_id, "source": source.code}
         try:
             record = future.result(timeout=timeout_s + 1.0)
@@ -250,6 +272,8 @@ class LookupService:
                 [Issue("/", rule, reason)],
                 message_id=header.message_id,
             ) from None
+        # data minimisation: only what the connector's policy lets through beyond the officer's needs is signed
+        record = record.minimised(source.spec.policy.extra_citizen_fields)
         reply_header = EnvelopeHeader(
             correlation_id=header.message_id,
             sender=hub.settings.hub_code,

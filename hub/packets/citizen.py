@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from enum import StrEnum
 from typing import Self
@@ -40,7 +41,9 @@ class CitizenLookup(PacketModel):
 
 
 class LookupResult(StrEnum):
-    """Outcome of a population DB lookup."""
+    """Outcome of a population DB lookup. The real population DB answers a ``CongDan`` or none (PARTNER-FORMATS §2,
+    FE:481-489): ``found`` or ``not_found``; ``mismatch`` (the ID exists, the name or birth date differs) is kept
+    for records made before that was known, and for partners that tell it apart (no source shows one)."""
 
     FOUND = "found"
     NOT_FOUND = "not_found"
@@ -63,19 +66,48 @@ class HouseholdHead(PacketModel):
     relationship: Text | None = None
 
 
+class Relative(PacketModel):
+    """A parent or spouse as the population DB names them (Cha, Me, VoChong: a name, IDs, nationality)."""
+
+    full_name: Name
+    personal_id: PersonalId | None = None
+    old_id: OldId | None = None
+    nationality: Code | None = None
+
+
+#: Citizen fields beyond what a one-stop officer needs (name parts, sex, birth date, addresses, household head):
+#: a record carries them only where the population DB connector's policy names them
+#: (``policy.extra_citizen_fields``); everything else the population DB answers never leaves the adapter.
+EXTRA_CITIZEN_FIELDS: tuple[str, ...] = ("old_id", "ethnicity", "nationality", "father", "mother", "spouse")
+
+
 class Citizen(PacketModel):
-    """A citizen record: name parts (Ho, ChuDem, Ten), gender, birth date, addresses."""
+    """A citizen record: name parts (Ho, ChuDem, Ten), gender, birth date (or only the year, when the population DB
+    knows no more), addresses and household head; the ``EXTRA_CITIZEN_FIELDS`` only where a policy keeps them."""
 
     personal_id: PersonalId
     family_name: Name
     middle_name: Name | None = None
     given_name: Name
     gender: Gender
-    birth_date: date
+    birth_date: date | None = None
+    birth_year: BirthYear | None = None
     hometown: Address | None = None
     permanent_address: Address | None = None
     current_address: Address | None = None
     household_head: HouseholdHead | None = None
+    old_id: OldId | None = None
+    ethnicity: Code | None = None
+    nationality: Code | None = None
+    father: Relative | None = None
+    mother: Relative | None = None
+    spouse: Relative | None = None
+
+    @model_validator(mode="after")
+    def _one_birth(self) -> Self:
+        if (self.birth_date is None) == (self.birth_year is None):
+            raise rule_error("one-of-birth-date-birth-year", "give exactly one of birthDate or birthYear", "birthDate")
+        return self
 
 
 class CitizenRecord(PacketModel):
@@ -93,3 +125,12 @@ class CitizenRecord(PacketModel):
                 "citizen-iff-found", f"citizen is {expected} when result is {self.result.value}", "citizen"
             )
         return self
+
+    def minimised(self, keep: Iterable[str] = ()) -> CitizenRecord:
+        """This record without the ``EXTRA_CITIZEN_FIELDS`` not named in ``keep`` (data minimisation: what a
+        connector's policy does not let through is dropped before the record is signed)."""
+        if self.citizen is None:
+            return self
+        kept = set(keep)
+        dropped = {name: None for name in EXTRA_CITIZEN_FIELDS if name not in kept}
+        return self.model_copy(update={"citizen": self.citizen.model_copy(update=dropped)})

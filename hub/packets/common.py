@@ -102,3 +102,4 @@ class PostalParty(PacketModel):
     phone: Phone
     province_code: ProvinceCode
     district_code: DistrictCode
+    email: Email | None = None

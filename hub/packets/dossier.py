@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, NonNegativeInt, model_validator
 
@@ -34,6 +34,9 @@ from hub.packets.common import (
     rule_error,
 )
 
+#: A channel an applicant accepts notifications on (``Applicant.notify_channels``).
+NotifyChannel = Literal["email", "sms"]
+
 #: A reuse flag of the national portal's documents: 0, 1 or 2 (``DuocTaiSuDung``, TH-SI:76-87).
 ReuseFlag = Annotated[int, Field(ge=0, le=2)]
 
@@ -64,7 +67,8 @@ class Applicant(PacketModel):
     """Who submitted the dossier; ``type`` is 1 citizen, 2 business, 3 agency, 4 other.
 
     ``portal_account_id`` is the applicant's account on the national portal (its TechID), never an ID number;
-    ``old_id`` the 9-digit identity card number when there is no 12-digit personal ID."""
+    ``old_id`` the 9-digit identity card number when there is no 12-digit personal ID. ``notify`` and
+    ``notify_channels`` are the applicant's consent to the hub's notifications (``mappings.notification``)."""
 
     type: ApplicantType
     name: Name
@@ -76,6 +80,11 @@ class Applicant(PacketModel):
     portal_account_id: PortalAccountId | None = None
     fax: Phone | None = None
     vneid_verified: bool | None = None
+    #: The applicant's word on automatic notifications (Đắk Nông QĐ 04/2019 Điều 12.2): ``False`` declines them all;
+    #: absent means notified, as the regulation makes them automatic.
+    notify: bool | None = None
+    #: The channels the applicant accepts (``email``, ``sms``); empty: every channel whose contact is given.
+    notify_channels: Annotated[list[NotifyChannel], XmlItem("channel")] = Field(default_factory=list)
 
 
 class Document(PacketModel):

@@ -23,7 +23,7 @@ from hub.packets.dossier import (
     Supplement,
 )
 from hub.packets.payment import Payer, PaymentReceipt, PaymentRequest
-from hub.packets.postal import Direction, PostalOrder, PostalStatus
+from hub.packets.postal import Direction, PostalOrder, PostalState, PostalStatus
 from hub.packets.registry import packet_type
 
 DOSSIER_CODE = "000.00.00.H12-251123-0042"
@@ -227,6 +227,7 @@ def postal_order() -> PostalOrder:
             phone="02363821234",
             province_code="48",
             district_code="492",
+            email="motcua@danang.gov.vn",
         ),
         receiver=PostalParty(
             name="Nguyễn Văn An",
@@ -234,9 +235,12 @@ def postal_order() -> PostalOrder:
             phone="0912345678",
             province_code="48",
             district_code="492",
+            email="nguyenvanan@example.vn",
         ),
         cod_amount=75_000,
         description="Chuyển trả kết quả: Giấy phép xây dựng số 123/GPXD",
+        item_code="EL123456789VN",
+        contents="Giấy phép xây dựng (01 bản chính)",
     )
 
 
@@ -244,9 +248,14 @@ def postal_status() -> PostalStatus:
     return PostalStatus(
         dossier_code=DOSSIER_CODE,
         order_number="EL123456789VN",
-        status_code="DELIVERED",
+        status_code="4",
         message="Đã phát thành công cho người nhận",
         at=_utc(6, 3),
+        state=PostalState.DELIVERED,
+        direction=Direction.DELIVERY,
+        cod_amount=75_000,
+        post_office="550000",
+        notes="Người nhận ký nhận",
     )
 
 

@@ -6,22 +6,29 @@ sample) go through verification (when the example is a signed envelope: signatur
 the connector's grants), validation (XSD + domain rules) and mapping (the profile must exist). A partner
 profile's values (``profile_values``) are checked against its definition: a required one unset or an unknown key
 must be fixed, one left at a default no public source confirms is a warning. Its
-certificates must load, meet the key policy and be valid (a warning under 30 days). Where the partner has
+certificates must load, meet the key policy and be valid (a warning under 30 days), and so must the certificates
+that sign a ministry's results (``result_signers``; a ministry sending ``dossier.status`` without any is warned
+about: its results would be forwarded unchecked). Where the partner has
 an endpoint, a harmless ``OPTIONS`` request checks that it answers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from hub.errors import KeyMaterialError, LienthongError, RejectedError
+from cryptography import x509
+
+from hub.errors import KeyMaterialError, LienthongError, MappingError, RejectedError
 from hub.registry.core import Connector, Registry
 from hub.registry.spec import KNOWN_PROFILES
 from hub.security.signing import TrustStore
+
+if TYPE_CHECKING:
+    from mappings.profiles import Profile
 
 Status = Literal["ok", "warn", "fail"]
 EXPIRY_WARNING_DAYS = 30
@@ -30,7 +37,7 @@ EXPIRY_WARNING_DAYS = 30
 @dataclass(frozen=True, slots=True)
 class CheckItem:
     status: Status
-    area: str  # connector, grants, example, mapping, profile, certificate, endpoint
+    area: str  # connector, grants, example, mapping, profile, certificate, result-signers, templates, endpoint
     message: str
 
     @property
@@ -82,6 +89,8 @@ def run_check(
     _check_mapping(report, connector)
     _check_profile(report, connector)
     _check_certificates(report, connector, now)
+    _check_result_signers(report, connector, now)
+    _check_notification(report, connector)
     if probe:
         _check_endpoint(report, connector, probe_timeout_s)
     return report
@@ -205,6 +214,16 @@ def _check_profile(report: CheckReport, c: Connector) -> None:
                 f"no partner profile: the hub's own portal format (schemas/national-portal/hub-v1), which the real "
                 f"portal does not speak; choose one of {names}",
             )  # fmt: skip
+        if c.kind == "population_db":
+            report.add(
+                "warn", "profile",
+                "no partner profile: called as c06/direct with its sourced defaults; the sources reach the "
+                "population DB through the provincial LGSP (c06/lgsp, PARTNER-FORMATS §2)",
+            )  # fmt: skip
+            _check_population_db(report, c)
+        if c.kind == "postal" and c.spec.endpoint is not None:
+            names = ", ".join(p.name for p in profiles.profiles_for(c.kind))
+            report.add("fail", "profile", f"no partner profile: a postal connector speaks VNPost's interface ({names})")
         return
     try:
         profile = profiles.get_profile(c.spec.profile)
@@ -219,6 +238,42 @@ def _check_profile(report: CheckReport, c: Connector) -> None:
         report.add("ok", "profile", f"{profile.ref} ({profile.summary}): {given} value(s) set, every required one")
     if profile.name.startswith("dvcqg/"):
         _check_portal_records(report, c, profile.ref)
+    if profile.kind == "population_db" and not any(f.status == "fail" for f in findings):
+        _check_population_db(report, c)
+    if profile.name.startswith("vnpost/") and not any(f.status == "fail" for f in findings):
+        _check_postal_order(report, c, profile)
+
+
+def _check_population_db(report: CheckReport, c: Connector) -> None:
+    """The population DB connector's adapter as the worker and the lookups build it (its profile values, the LGSP's
+    credentials, the officers file), and the hub's citizen.lookup sample mapped with it."""
+    from adapters.base import DeliveryError
+    from adapters.population_db import PopulationDbAdapter
+    from adapters.registry import build_adapter
+    from hub import packets
+    from hub.packets.citizen import CitizenLookup
+
+    destination = c.destination()
+    if destination is None:
+        return
+    adapter = build_adapter(destination)
+    try:
+        if not isinstance(adapter, PopulationDbAdapter):
+            report.add("fail", "profile", getattr(adapter, "reason", f"{c.code} cannot be called"))
+            return
+        sample = packets.example("citizen.lookup")
+        assert isinstance(sample, CitizenLookup)
+        if adapter.officers and sample.officer_id not in adapter.officers:  # one the officers file lists
+            sample = sample.model_copy(update={"officer_id": next(iter(adapter.officers))})
+        try:
+            request, _ = adapter.request_for(sample)
+        except DeliveryError as exc:  # e.g. the sample's procedure has no MaDVC in service_codes
+            report.add("warn", "profile", f"the citizen.lookup sample cannot be sent: {exc}")
+            return
+        report.add("ok", "profile", f"the citizen.lookup sample maps to TraCuuThongTinCongDan (MaTichHop "
+                                    f"{request['MaTichHop']}, HoVaTen {request['HoVaTen']!r})")  # fmt: skip
+    finally:
+        adapter.close()
 
 
 def _check_portal_records(report: CheckReport, c: Connector, ref: str) -> None:
@@ -243,10 +298,27 @@ def _check_portal_records(report: CheckReport, c: Connector, ref: str) -> None:
             report.add("ok", "profile", f"{ref}: the {message_type} sample maps to a valid {service} record")
 
 
-def _check_certificates(report: CheckReport, c: Connector, now: datetime) -> None:
-    from hub.security import keys
-    from hub.security.signing import check_key_policy
+def _check_postal_order(report: CheckReport, c: Connector, profile: Profile) -> None:
+    """The profile's values parsed (``status_map``, ``area_codes``, ``item_codes``…), and the hub's sample
+    postal.order mapped as VNPost takes it (CustomerCode, ItemCode, VNPost's integer area codes)."""
+    from hub import packets
+    from hub.packets.postal import PostalOrder
+    from mappings import postal, profiles
 
+    order = packets.example("postal.order")
+    assert isinstance(order, PostalOrder)
+    try:
+        options = postal.VnpostOptions.from_settings(profiles.resolve(profile, c.spec.profile_values))
+        body = postal.order_body(postal.to_order(order), options, order.item_code)
+    except MappingError as exc:
+        report.add("fail", "profile", f"{profile.ref}: the postal.order sample cannot be sent: {exc}")
+        return
+    areas = ", ".join(f"{k} {body[k]}" for k in postal.AREA_FIELDS)
+    pool = f"{len(options.item_codes)} pre-issued ItemCode(s)" if options.send_item_code else "no ItemCode"
+    report.add("ok", "profile", f"{profile.ref}: the postal.order sample maps to a VNPost order ({areas}; {pool})")
+
+
+def _check_certificates(report: CheckReport, c: Connector, now: datetime) -> None:
     if not c.certificates:
         if c.sends and c.kind in ("provincial", "ministry"):
             report.add(
@@ -260,30 +332,113 @@ def _check_certificates(report: CheckReport, c: Connector, now: datetime) -> Non
         except ValueError:
             report.add("fail", "certificate", f"{info.fingerprint[:16]}…: cannot be loaded")
             continue
-        name = f"{keys.common_name(cert)} ({info.fingerprint[:16]}…)"
-        try:
-            check_key_policy(cert.public_key(), name)
-        except KeyMaterialError as exc:
-            report.add("fail", "certificate", str(exc))
-            continue
-        if now < cert.not_valid_before_utc:
-            report.add("fail", "certificate", f"{name} is not valid before {cert.not_valid_before_utc:%Y-%m-%d}")
-        elif now > cert.not_valid_after_utc:
-            report.add("fail", "certificate", f"{name} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
-        else:
-            days = (cert.not_valid_after_utc - now).days
-            status: Literal["ok", "warn"] = "warn" if days < EXPIRY_WARNING_DAYS else "ok"
-            soon = "; rotate it soon" if status == "warn" else ""
+        _check_validity(report, "certificate", cert, info.fingerprint, now)
+
+
+def _check_result_signers(report: CheckReport, c: Connector, now: datetime) -> None:
+    """The certificates that sign a ministry's results (``result_signers``, ``hub.exchange.results``)."""
+    from hub.security import keys
+
+    if not c.spec.result_signers:
+        if c.kind == "ministry" and "dossier.status" in c.sends:
             report.add(
-                status, "certificate",
-                f"{name}: key policy met, valid until {cert.not_valid_after_utc:%Y-%m-%d} ({days} days){soon}",
+                "warn", "result-signers",
+                "no result_signers: the result documents of its finished updates are forwarded unchecked "
+                "(Quảng Nam Điều 16.3 requires the competent agency's signature)",
             )  # fmt: skip
+        return
+    for pem in c.spec.result_signers:
+        cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
+        _check_validity(report, "result-signers", cert, keys.fingerprint(cert), now)
+
+
+def _check_validity(report: CheckReport, area: str, cert: x509.Certificate, fingerprint: str, now: datetime) -> None:
+    """A registered certificate: the key policy, and valid now (a warning under ``EXPIRY_WARNING_DAYS``)."""
+    from hub.security import keys
+    from hub.security.signing import check_key_policy
+
+    name = f"{keys.common_name(cert)} ({fingerprint[:16]}…)"
+    try:
+        check_key_policy(cert.public_key(), name)
+    except KeyMaterialError as exc:
+        report.add("fail", area, str(exc))
+        return
+    if now < cert.not_valid_before_utc:
+        report.add("fail", area, f"{name} is not valid before {cert.not_valid_before_utc:%Y-%m-%d}")
+    elif now > cert.not_valid_after_utc:
+        report.add("fail", area, f"{name} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+    else:
+        days = (cert.not_valid_after_utc - now).days
+        status: Literal["ok", "warn"] = "warn" if days < EXPIRY_WARNING_DAYS else "ok"
+        soon = "; rotate it soon" if status == "warn" else ""
+        report.add(
+            status, area,
+            f"{name}: key policy met, valid until {cert.not_valid_after_utc:%Y-%m-%d} ({days} days){soon}",
+        )  # fmt: skip
+
+
+def _check_notification(report: CheckReport, c: Connector) -> None:
+    """A notification connector's templates, its own and the shipped ones, render for a sample dossier (in its
+    channel, for every event it notifies), with no ID number in the text."""
+    if c.kind != "notification" or c.spec.profile is None:
+        return
+    from adapters.notification import CHANNEL_OF_PROFILE
+    from hub.errors import MappingError
+    from mappings import notification, profiles
+
+    channel = CHANNEL_OF_PROFILE.get(profiles.get_profile(c.spec.profile).name)
+    if channel is None:
+        return
+    events = sorted(notification.connector_events(c.spec.profile, c.spec.profile_values.get("events")))
+    try:
+        templates = notification.Templates(c.spec.templates)
+        for event in events:
+            sample = notification.sample_notice(event)
+            text = templates.render(sample, channel).text
+            assert sample.applicant is not None
+            if any(i in text for i in sample.applicant.ids):  # scrub() makes this impossible; checked all the same
+                report.add("fail", "templates", f"{event}.{channel}: the text carries the applicant's ID")
+                return
+    except MappingError as exc:
+        report.add("fail", "templates", str(exc))
+        return
+    own = sorted(n for n in c.spec.templates if n.endswith(f".{channel}"))
+    whose = f"the connector's own for {', '.join(own)}, the shipped ones for the rest" if own else "the shipped ones"
+    report.add("ok", "templates", f"{channel} notifications for {', '.join(events) or 'no event'} render ({whose})")
+
+
+def _check_smtp(report: CheckReport, c: Connector, timeout_s: float) -> None:
+    """An SMTP endpoint: greeted, upgraded and logged in as the adapter would (``adapters.smtp.probe``)."""
+    from adapters.base import DeliveryError
+    from adapters.smtp import SmtpRelay, probe
+    from mappings import profiles
+
+    assert c.spec.endpoint is not None
+    values: Mapping[str, str] = c.spec.profile_values
+    if c.spec.profile is not None:
+        try:
+            values = profiles.resolve(profiles.get_profile(c.spec.profile), c.spec.profile_values)
+        except profiles.ProfileValueError:
+            pass  # reported by _check_profile; probe with what is given
+    creds = c.spec.endpoint.credentials
+    try:
+        relay = SmtpRelay.from_url(
+            c.spec.endpoint.url, starttls=values.get("starttls", "required"), ca_file=values.get("tls_ca_file"),
+            username=creds.username if creds else None,
+            password=creds.password.get_secret_value() if creds else None, timeout_s=timeout_s,
+        )  # fmt: skip
+        report.add("ok", "endpoint", probe(relay))
+    except (ValueError, DeliveryError) as exc:
+        report.add("fail", "endpoint", f"endpoint unusable: {exc}")
 
 
 def _check_endpoint(report: CheckReport, c: Connector, timeout_s: float) -> None:
     import httpx
 
     if c.spec.endpoint is None:
+        return
+    if c.spec.endpoint.transport == "smtp":
+        _check_smtp(report, c, timeout_s)
         return
     url = c.spec.endpoint.url
     try:

@@ -155,6 +155,7 @@ class Connector:
             circuit_cooldown_s=spec.circuit.cooldown_s,
             profile=spec.profile,
             profile_values=dict(spec.profile_values),
+            templates=dict(spec.templates),
         )
 
     def cert_expiry_days(self, at: datetime | None = None) -> int | None:
@@ -423,6 +424,18 @@ class Registry:
             destinations[connector.code] = config
             routes.extend(Route(type=t, sender="*", to=(connector.code,)) for t in connector.receives)
         return RoutingTable(destinations, routes, units)
+
+    def result_signers(self, code: str) -> tuple[x509.Certificate, ...]:
+        """The certificates registered to sign the results of enabled connector ``code`` (``result_signers``);
+        read at most every ``cache_ttl_s`` (the worker asks for every finished update it delivers)."""
+
+        def load() -> tuple[x509.Certificate, ...]:
+            connector = self.get(code)
+            if connector is None or not connector.enabled:
+                return ()
+            return tuple(_load_pem(pem) for pem in connector.spec.result_signers)
+
+        return self._cached("result-signers", code, load)
 
     def trust_store(self, anchors: TrustStore | Iterable[x509.Certificate] | None = None) -> TrustStore:
         """``anchors`` (CA certificates, or a trust store whose anchors and pins are kept) with every connector's

@@ -5,6 +5,7 @@ code: 000.00.00.G22                    # agency code (mã định danh)
 code_pattern: null                     # optional regex replacing the default ddd.dd.dd.Xdd
 name: Land registration software (Sở TN&MT)
 kind: ministry                         # provincial | national_portal | population_db | postal | payment | ministry
+                                       # | notification
 sends: [dossier.status]                # message types it may send (deny by default)
 receives: [dossier.sync]               # message types routed to it
 endpoint: {url: "http://127.0.0.1:9006/inbox", transport: http}   # optional for push-only partners
@@ -13,6 +14,7 @@ mapping: {dossier.status: canonical}   # mapping profile per type (default "cano
 unit: null                             # optional: agency code of the unit it acts for (default: its code)
 handles: [000.00.00.H12]               # optional: dossier-code prefixes of the dossiers it handles
 certificates: [certs/land.pem]         # PEM files (relative to this file) or inline PEM; several during rotation
+result_signers: [certs/agency.pem]     # optional: certificates that sign its results (hub.exchange.results)
 retry: {delays_s: [10, 60, 300], jitter: 0.2}
 concurrency: 4
 timeout_s: 10
@@ -23,6 +25,15 @@ profile_values: {dstcode: "...", madonvi: 000.00.00.H12}   # that profile's cons
 examples: {dossier.status: [examples/status.xml]}   # for `hub connector check`
 enabled: true
 ```
+
+A ``notification`` connector (citizen notifications, Đắk Nông QĐ 04/2019 Điều 12; ``adapters.notification``)
+receives ``dossier.sync`` and ``dossier.status`` and names its channel by profile: ``notification/email-smtp``
+with an ``smtp://``/``smtps://`` endpoint (``transport: smtp``), or ``notification/sms-http`` with an http(s) one.
+``templates`` overrides the shipped Vietnamese texts: a folder beside the connector file whose
+``<event>.<channel>.txt.j2`` files replace those templates (read when the connector is added, kept in the
+registry), or, over HTTP, a mapping of template name → text. Each is compiled and rendered against a sample
+dossier when the spec is read: a syntax error or a name the hub does not hand templates (the personal ID is never
+one) is refused (``notification-template``).
 
 Dossier ownership: a connector may send a ``dossier.status`` for, and read the timeline of, only dossiers it is
 party to — it sent or was routed a message about the dossier, or the dossier's code starts with one of its
@@ -61,6 +72,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -71,9 +83,12 @@ from hub.security.envelope import Freshness
 from mappings import profile_names
 from mappings import profiles as partner_profiles
 
-CONNECTOR_KINDS = ("provincial", "national_portal", "population_db", "postal", "payment", "ministry")
-ConnectorKind = Literal["provincial", "national_portal", "population_db", "postal", "payment", "ministry"]
-Transport = Literal["http", "soap", "json"]
+CONNECTOR_KINDS = ("provincial", "national_portal", "population_db", "postal", "payment", "ministry", "notification")
+ConnectorKind = Literal[
+    "provincial", "national_portal", "population_db", "postal", "payment", "ministry", "notification"
+]
+Transport = Literal["http", "soap", "json", "smtp"]
+ExtraCitizenField = Literal["old_id", "ethnicity", "nationality", "father", "mother", "spouse"]
 DEFAULT_PROFILE = "canonical"
 #: Mapping profiles that exist: ``canonical`` and every profile registered in the ``mappings`` package.
 KNOWN_PROFILES: frozenset[str] = frozenset({DEFAULT_PROFILE}) | profile_names()
@@ -191,9 +206,17 @@ class Endpoint(BaseModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         # one host character then anything but spaces: "[^\s/?#]+[^\s]*" would backtrack quadratically
-        if not re.fullmatch(r"https?://[^\s/?#][^\s]*", value):
-            raise _error("endpoint-url", f"{value!r} is not an http:// or https:// URL")
+        if not re.fullmatch(r"(?:https?|smtps?)://[^\s/?#][^\s]*", value):
+            raise _error("endpoint-url", f"{value!r} is not an http://, https://, smtp:// or smtps:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _scheme_fits_transport(self) -> Endpoint:
+        mail = self.url.startswith(("smtp://", "smtps://"))
+        if mail != (self.transport == "smtp"):
+            raise _error("endpoint-transport", f"transport {self.transport!r} does not fit the URL {self.url!r} "
+                         "(smtp:// and smtps:// go with transport smtp, http(s):// with the others)")  # fmt: skip
+        return self
 
 
 class RetrySpec(BaseModel):
@@ -218,6 +241,10 @@ class PolicySpec(BaseModel):
     #: Keep the full ``citizen.record`` a population DB answers in the message log (default: only its digest and
     #: the list of fields returned — data minimisation).
     keep_citizen_records: bool = False
+    #: Citizen fields beyond what a one-stop officer needs that this population DB connector's records may carry
+    #: (``hub.packets.citizen.EXTRA_CITIZEN_FIELDS``: ``old_id``, ``ethnicity``, ``nationality``, ``father``,
+    #: ``mother``, ``spouse``); default none: name parts, sex, birth date, addresses and household head only.
+    extra_citizen_fields: tuple[ExtraCitizenField, ...] = ()
 
 
 class ConnectorSpec(BaseModel):
@@ -235,6 +262,9 @@ class ConnectorSpec(BaseModel):
     endpoint: Endpoint | None = None
     mapping: dict[str, str] = Field(default_factory=dict)
     certificates: tuple[str, ...] = ()
+    #: The competent agency's certificates that sign the result documents of its finished updates (PDF or XML;
+    #: ``hub.exchange.results``); none: its results are not checked. PEM files or inline PEM, like ``certificates``.
+    result_signers: tuple[str, ...] = ()
     retry: RetrySpec = RetrySpec()
     concurrency: int = Field(4, ge=1, le=256)
     timeout_s: float = Field(10.0, gt=0, le=600)
@@ -249,6 +279,9 @@ class ConnectorSpec(BaseModel):
     #: this partner; ``None``: the hub's own format for the kind, as before profiles existed.
     profile: str | None = None
     profile_values: dict[str, Annotated[str, BeforeValidator(_profile_text)]] = Field(default_factory=dict)
+    #: A notification connector's own templates (template name → Jinja2 text), overriding the shipped ones; in YAML
+    #: the folder holding them (``<event>.<channel>.txt.j2``, relative to the connector file).
+    templates: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("code_pattern")
     @classmethod
@@ -316,6 +349,50 @@ class ConnectorSpec(BaseModel):
         problems.raise_if_any()
         return value
 
+    @field_validator("templates", mode="before")
+    @classmethod
+    def _templates(cls, value: object, info: ValidationInfo) -> object:
+        if not value:  # None or empty: the shipped templates (a dumped spec of any kind carries an empty mapping)
+            return {}
+        if info.data.get("kind", "notification") != "notification":
+            raise _error("templates-kind", "only a notification connector has templates")
+        texts = _template_folder(value, info) if isinstance(value, str) else value
+        if not isinstance(texts, Mapping):
+            return texts  # pydantic reports the wrong shape
+        problems = _Problems()
+        for name, text in texts.items():
+            if not isinstance(text, str):
+                problems.add((str(name),), "notification-template", "a template is a text")
+                continue
+            issue = _template_issue(str(name), text)
+            if issue is not None:
+                problems.add((str(name),), "notification-template", issue)
+        problems.raise_if_any()
+        return dict(texts)
+
+    @model_validator(mode="after")
+    def _notification(self) -> ConnectorSpec:
+        """A notification connector names its channel by profile, and its endpoint fits the channel."""
+        if self.kind != "notification":
+            return self
+        if self.profile is None:
+            names = ", ".join(p.name for p in partner_profiles.profiles_for("notification"))
+            raise _error("notification-profile", f"a notification connector needs a profile ({names})")
+        from mappings.notification import parse_events
+
+        profile = partner_profiles.get_profile(self.profile)
+        default = profile.values["events"].default if "events" in profile.values else ""
+        try:
+            parse_events(self.profile_values.get("events", default or ""))
+        except ValueError as exc:
+            raise _error("notification-events", str(exc)) from None
+        if self.endpoint is not None:
+            email = profile.name == "notification/email-smtp"
+            if email != (self.endpoint.transport == "smtp"):
+                want = "an smtp:// or smtps:// URL (transport smtp)" if email else "an http(s):// URL"
+                raise _error("endpoint-transport", f"{profile.name} is reached at {want}")
+        return self
+
     @field_validator("sends", "receives")
     @classmethod
     def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -339,7 +416,7 @@ class ConnectorSpec(BaseModel):
         problems.raise_if_any()
         return value
 
-    @field_validator("certificates", mode="before")
+    @field_validator("certificates", "result_signers", mode="before")
     @classmethod
     def _certificates(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, list | tuple):
@@ -429,6 +506,7 @@ class ConnectorSpec(BaseModel):
             **{
                 **data,
                 "certificates": tuple(certificates),
+                "result_signers": tuple(data.get("result_signers", ())),
                 "enabled": enabled,
                 "endpoint": _stored_endpoint(endpoint) if endpoint else None,
                 "retry": RetrySpec.model_construct(**{**retry, "delays_s": tuple(retry["delays_s"])})
@@ -445,8 +523,55 @@ class ConnectorSpec(BaseModel):
                 "freshness": Freshness.model_validate(data.get("freshness") or {}),
                 "profile": data.get("profile"),
                 "profile_values": dict(data.get("profile_values") or {}),
+                "templates": dict(data.get("templates") or {}),
             }
         )
+
+
+def _template_folder(value: str, info: ValidationInfo) -> dict[str, str]:
+    """The templates of a folder inside the connector file's folder: its ``<event>.<channel>.txt.j2`` files (any
+    other ``*.txt.j2`` is refused: a misspelt name would silently leave the shipped text in place)."""
+    from mappings.notification import TEMPLATE_SUFFIX, template_name
+
+    base = _base_dir(info)
+    if base is None:
+        raise _error("template-path", "a template folder is only allowed in a connector file; give the texts inline")
+    root = base.resolve()
+    folder = (root / value).resolve()
+    if not folder.is_relative_to(root):
+        raise _error("template-path", f"{value!r} is outside the connector file's folder {root}")
+    if not folder.is_dir():
+        raise _error("template-path", f"{folder} is not a folder")
+    texts: dict[str, str] = {}
+    for path in sorted(folder.glob(f"*{TEMPLATE_SUFFIX}")):
+        name = template_name(path.name)
+        if name is None:
+            raise _error("template-name", f"{path.name} names no template (<event>.<email|sms>{TEMPLATE_SUFFIX})")
+        if not path.resolve().is_relative_to(root):
+            raise _error("template-path", f"{path} is outside the connector file's folder {root}")
+        try:
+            data = path.read_bytes()[: MAX_SPEC_BYTES + 1]
+            if len(data) > MAX_SPEC_BYTES:
+                raise _error("template-file", f"{path} is larger than {MAX_SPEC_BYTES} bytes")
+            texts[name] = data.decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _error("template-file", f"cannot read {path}: {exc}") from None
+    return texts
+
+
+def _template_issue(name: str, text: str) -> str | None:
+    """Why template ``name`` cannot be used: unknown, does not compile, or does not render for a sample dossier
+    (a name the hub does not hand templates, such as a personal ID); ``None`` when it can."""
+    from hub.errors import NotificationTemplateError
+    from mappings.notification import Event, Templates, sample_notice
+
+    try:
+        templates = Templates({name: text})
+        event, _, channel = name.partition(".")
+        templates.render(sample_notice(Event(event)), channel)
+    except NotificationTemplateError as exc:
+        return str(exc)
+    return None
 
 
 def compile_code_pattern(pattern: str) -> Any:
@@ -504,7 +629,7 @@ class _Problems(ValueError):
 
 # ---------------------------------------------------------------- loading and issue reporting
 
-_DICT_FIELDS = {"mapping", "examples", "profile_values"}
+_DICT_FIELDS = {"mapping", "examples", "profile_values", "templates"}
 
 
 def _path(loc: Sequence[str | int]) -> str:

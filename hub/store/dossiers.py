@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hub.store import audit
+from hub.store import audit, due_dates
 from hub.store.database import Database, chunks, now
 from hub.store.history import add_events, event_row
 from hub.store.schema import UTCDateTime, deliveries, dossier_timeline, dossiers, messages
@@ -87,6 +87,7 @@ class StatusWrites:
         if self.states:
             conn.execute(_SET_DOSSIER_STATE, list(self.states.values()))
         if self.timeline:
+            due_dates.note_due_changes(conn, self.timeline)  # a supplement received moves the due date
             conn.execute(_INSERT_TIMELINE, self.timeline)
 
 
@@ -178,6 +179,8 @@ def update_of(sub: Submission) -> tuple[StatusUpdate, str] | None:
     if sync is None:
         return None
     detail = {"reported_by": "dossier.sync", **(sync.detail or {})}
+    if sync.due_at is not None:  # the due date (NgayHenTra) it carries: the dossier's current one (due_dates)
+        detail["due_at"] = due_dates.iso(sync.due_at)
     return StatusUpdate(sync.dossier_code, int(sync.status), sync.at, sync.source, detail), SYNC
 
 

@@ -10,7 +10,7 @@ on a pooled connection, so a ``Store`` can be shared by threads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from hub.store import catalogue as _catalogue
 from hub.store import dead_letters as _dead_letters
 from hub.store import deliveries as _deliveries
 from hub.store import dossiers as _dossiers
+from hub.store import due_dates as _due_dates
 from hub.store import message_log as _message_log
 from hub.store import pauses as _pauses
 from hub.store import queries as _queries
@@ -431,6 +432,18 @@ class Store:
         """Dossiers whose latest reported status is 1 (new), with their submission time, leaving out those
         submitted through ``exclude_channels`` (default: 1, in person): the 8-working-hour intake rule's input."""
         return _dossiers.dossiers_at_intake(self.db, exclude_channels=exclude_channels)
+
+    def due_date(self, dossier_code: str) -> tuple[datetime | None, datetime | None]:
+        """The dossier's current due date and the time of the report that set it (``hub.store.due_dates``)."""
+        return _due_dates.due_date(self.db, dossier_code)
+
+    def past_due(self, now: datetime, exclude_statuses: Collection[int] = ()) -> list[_due_dates.PastDue]:
+        """Dossiers past their current due date whose latest status is not one of ``exclude_statuses``."""
+        return _due_dates.past_due(self.db, now, exclude_statuses)
+
+    def latest_sync_envelope(self, dossier_code: str) -> bytes | None:
+        """The stored envelope of the dossier's latest accepted ``dossier.sync`` (``None`` for none)."""
+        return _due_dates.latest_sync_envelope(self.db, dossier_code)
 
     # ---------------------------------------------------------------- reads
 

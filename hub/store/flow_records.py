@@ -15,8 +15,9 @@ write lock up front like the rest of the store.
   the platform confirmed them.
 - ``partner_refusals``: callbacks the hub refused (forged checksum, receipt signed by someone else, amount
   mismatch, unknown reference…), with the rule and the reason, for operators.
-- ``postal_cursors`` / ``postal_events``: the last tracking-feed id read per postal connector, and every event
-  emitted (unique per connector and event id: never emitted twice).
+- ``postal_cursors`` / ``postal_events``: the last tracking-feed id read per postal connector (VNPost's ``$oid``,
+  a string since migration ``0018``), and every event emitted (unique per connector and event id: never emitted
+  twice).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ postal_cursors = sa.Table(
     "postal_cursors",
     metadata,
     sa.Column("connector", sa.String(64), primary_key=True),
-    sa.Column("last_id", sa.BigInteger, nullable=False),
+    sa.Column("last_id", sa.String(64), nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
@@ -122,7 +123,7 @@ postal_events = sa.Table(
     "postal_events",
     metadata,
     sa.Column("connector", sa.String(64), primary_key=True),
-    sa.Column("event_id", sa.BigInteger, primary_key=True),
+    sa.Column("event_id", sa.String(64), primary_key=True),
     sa.Column("order_number", sa.String(100), nullable=False),
     sa.Column("status_code", sa.String(32), nullable=False),
     sa.Column("message_id", sa.String(128), nullable=False),
@@ -349,27 +350,28 @@ def payment_refusal_counts(engine: sa.Engine) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------- F4 postal
 
 
-def postal_cursor(engine: sa.Engine, connector: str) -> int:
+def postal_cursor(engine: sa.Engine, connector: str) -> str | None:
+    """The tracking feed's last id read for ``connector`` (VNPost's ``$oid``), ``None`` before the first page."""
     with engine.connect() as conn:
         value = conn.execute(
             sa.select(postal_cursors.c.last_id).where(postal_cursors.c.connector == connector)
         ).scalar_one_or_none()
-    return 0 if value is None else int(value)
+    return None if value is None else str(value)
 
 
 def claim_postal_events(
-    engine: sa.Engine, connector: str, events: Sequence[tuple[int, str, str, str]], last_id: int
-) -> list[int]:
+    engine: sa.Engine, connector: str, events: Sequence[tuple[str, str, str, str]], last_id: str
+) -> list[str]:
     """Record tracking events ``(event_id, order_number, status_code, message_id)`` and move the cursor to
     ``last_id``, in one transaction; returns the event ids that were new (the ones to emit)."""
     at_now = now()
-    new: list[int] = []
+    new: list[str] = []
     with transaction(engine) as conn:
         known = set(
             conn.execute(
                 sa.select(postal_events.c.event_id).where(
                     postal_events.c.connector == connector,
-                    postal_events.c.event_id.in_([e[0] for e in events] or [-1]),
+                    postal_events.c.event_id.in_([e[0] for e in events] or [""]),
                 )
             ).scalars()
         )

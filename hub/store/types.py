@@ -56,6 +56,7 @@ class SyncReport:
     source: str
     submitted_at: datetime | None = None
     channel: int | None = None
+    due_at: datetime | None = None  # the due date it carries (NgayHenTra): the dossier's current one from then on
     #: What the timeline keeps of it beside the status (the rejection date and reason…), JSON-ready.
     detail: Mapping[str, Any] | None = None
 
@@ -240,7 +241,8 @@ class MessageTrace:
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
     """One status update of a dossier, whatever became of it (``outcome``: applied, stale, rejected or corrected;
-    ``synced`` on entries a ``dossier.sync`` left before syncs ran through the status machine)."""
+    ``synced`` on entries a ``dossier.sync`` left before syncs ran through the status machine), or a citizen
+    notification about one (``notified``, ``notify_skipped``: ``hub.store.notifications``)."""
 
     id: int
     dossier_code: str
@@ -274,6 +276,8 @@ class DossierRecord:
     applied_at: datetime
     submitted_at: datetime | None = None
     channel: int | None = None
+    due_at: datetime | None = None  # the current due date (``hub.store.due_dates``)
+    due_set_at: datetime | None = None  # the time of the report that set it
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[Server]:
                     pass
                 return len(ready) == 2
 
-            wait_for(both_workers_ready, 30, "hub serve to come up", lambda: log.read_text())
+            wait_for(both_workers_ready, 90, "hub serve to come up", lambda: log.read_text())
             keys = {}
             for spec in (
                 {

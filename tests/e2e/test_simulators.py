@@ -120,7 +120,7 @@ def test_start_all_on_given_ports() -> None:
     ports = {kind: 0 for kind in DEFAULT_PORTS}
     with running(ports, options={"national_portal": {"variant": "dvcqg/proxy"}}) as sims:
         assert set(sims) == {"national_portal", "provincial", "ministry", "ministry_vbdlis", "population_db",
-                             "postal", "payment"}  # fmt: skip
+                             "postal", "payment", "sms_gateway"}  # fmt: skip
         for sim in sims.values():
             assert httpx.get(f"{sim.base_url}/_received").status_code == 200
         assert sims["national_portal"].received()["variant"] == "dvcqg/proxy"

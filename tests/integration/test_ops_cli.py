@@ -179,7 +179,7 @@ def test_queues_on_an_empty_hub(ops: Ops) -> None:
     assert result.exit_code == 0
     lines = result.output.strip().splitlines()
     assert lines[0] == "no deliveries yet"
-    assert lines[1:] == ["Overdue intake (8 working hours): none"]
+    assert lines[1:] == ["Overdue intake (8 working hours): none", "Past due date (unfinished dossiers): none"]
 
 
 def test_dead_letters_list_pages_with_the_total(ops: Ops) -> None:
@@ -324,6 +324,7 @@ def test_queues_json_is_the_store_overview(ops: Ops) -> None:
         assert d["oldest_pending_age_s"] == pytest.approx(q.oldest_pending_age_s, abs=5)
     assert doc["broker"] == ops.runtime.describe_broker() and doc["store"] == ops.runtime.describe_store()
     assert doc["overdue_intake"]["dossiers"] == []
+    assert doc["overdue_processing"]["dossiers"] == []  # the example sync (due 8 December 2025) is returned (10)
 
 
 def test_dead_letters_json_and_show(ops: Ops) -> None:

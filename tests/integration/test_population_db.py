@@ -1,11 +1,13 @@
-"""F2, the population database: golden mappings, the SOAP simulator over real HTTP, the zeep adapter's retry
-classification, and the synchronous lookup API (audit rows, refusal without purpose, timeout and 502)."""
+"""F2, the population database: both connector profiles (``c06/lgsp`` through the provincial LGSP, ``c06/direct``
+with zeep) against the strict simulator over real HTTP — found / not found, tokens, officers and ``AuthHash``, the
+retry classification — and the synchronous lookup API (audit rows, refusal without purpose, minimisation by the
+connector's policy, timeout and 502). The golden formats: ``tests/unit/test_mapping_population_db.py`` and
+``test_population_db_conformance.py``."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import uuid
 from datetime import date
 from pathlib import Path
@@ -15,11 +17,14 @@ import requests
 from lxml import etree
 
 from adapters.base import OutboundRequest, PermanentDeliveryError, TransientDeliveryError
-from adapters.population_db import LookupTimeoutError, PopulationDbAdapter
+from adapters.population_db import LookupTimeoutError, PopulationDbAdapter, TokenRefusedError
+from adapters.population_db_direct import DirectPopulationDbAdapter
+from adapters.population_db_lgsp import LgspPopulationDbAdapter
+from adapters.registry import UnusableAdapter, build_adapter
 from hub import packets
-from hub.devtools.simulators.population_db import PopulationDbSimulator
-from hub.errors import MappingError
-from hub.packets.citizen import CitizenLookup, CitizenRecord, LookupResult
+from hub.devtools.simulators.population_db import PopulationDbSimulator, demo_credentials
+from hub.exchange.routing import DestinationConfig
+from hub.packets.citizen import CitizenLookup, LookupResult
 from hub.registry import parse_spec
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, TrustStore, sign_payload
@@ -28,10 +33,10 @@ from mappings import outbound_mapping
 from mappings import population_db as pdb
 from tests.support import hub_client, hub_settings, signed_envelope, wait_for
 
-GOLDEN = Path(__file__).parents[1] / "golden" / "population_db"
 HUB, PROVINCE, POPULATION = "000.00.00.H00", "000.00.00.H12", "000.00.00.G06"
 ADMIN_KEY = "admin-secret-key"
 DOSSIER = "000.00.00.H12-251123-0042"
+PROFILES = ("c06/lgsp", "c06/direct")
 
 
 def lookup(**changes) -> CitizenLookup:
@@ -48,70 +53,29 @@ def lookup(**changes) -> CitizenLookup:
     return base.model_copy(update=changes)
 
 
-def _golden(name: str, value: object) -> object:
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") or not path.exists():
-        path.write_text(json.dumps(value, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return json.loads(path.read_text(encoding="utf-8"))
+def destination(
+    sim: PopulationDbSimulator,
+    profile: str | None,
+    timeout_s: float = 0.5,
+    credentials: dict | None = None,
+    **values: str,
+) -> DestinationConfig:
+    """A population DB connector's destination reaching ``sim`` as ``profile`` says."""
+    if profile == "c06/lgsp":
+        return DestinationConfig(endpoint=sim.adapter_url, transport="soap", kind="population_db",
+                                 credentials=credentials or demo_credentials(), timeout_s=timeout_s, profile=profile,
+                                 profile_values={**sim.profile_values(), **values})  # fmt: skip
+    return DestinationConfig(endpoint=sim.direct_url, transport="soap", kind="population_db", timeout_s=timeout_s,
+                             profile=profile, profile_values=values)  # fmt: skip
 
 
-# ---------------------------------------------------------------------------------------------- golden mappings
+def adapter_for(sim: PopulationDbSimulator, profile: str | None, **values: str) -> PopulationDbAdapter:
+    made = build_adapter(destination(sim, profile, **values))
+    assert isinstance(made, PopulationDbAdapter), getattr(made, "reason", made)
+    return made
 
 
-def test_golden_request_with_birth_date() -> None:
-    request = pdb.to_request(packets.example("citizen.lookup"), integration_code=HUB)
-    assert request == _golden("request-birth-date.json", request)
-    assert list(request) == ["MaYeuCau", "MaDVC", "MaTichHop", "MaCanBo", "SoDinhDanh", "HoVaTen", "NgayThangNamSinh"]
-    assert request["NgayThangNamSinh"] == {"NgayThangNam": "19990417"}
-
-
-def test_golden_request_with_old_id_and_birth_year() -> None:
-    model = lookup(personal_id=None, old_id="201234567", birth_date=None, birth_year=1990)
-    request = pdb.to_request(model, integration_code=HUB)
-    assert request == _golden("request-old-id-birth-year.json", request)
-    assert request["SoCMND"] == "201234567" and "SoDinhDanh" not in request
-    assert request["NgayThangNamSinh"] == {"Nam": "1990"}
-
-
-@pytest.mark.parametrize("case", ["found", "not-found", "mismatch"])
-def test_golden_replies(case: str) -> None:
-    reply = json.loads((GOLDEN / f"reply-{case}.json").read_text(encoding="utf-8"))
-    record = pdb.from_reply(reply)
-    dumped = record.model_dump(mode="json", by_alias=True, exclude_none=True)
-    assert dumped == _golden(f"record-{case}.json", dumped)
-    packets.validate_element("citizen.record", packets.to_element(record))
-
-
-def test_found_reply_is_lossless_and_fields_are_listed() -> None:
-    record = packets.example("citizen.record")
-    assert isinstance(record, CitizenRecord) and record.citizen is not None
-    reply = {
-        "MaYeuCau": record.request_id,
-        "MaKetQua": "0",
-        "CongdanCollection": {"CongDan": [pdb.congdan_of(record.citizen)]},
-    }
-    assert pdb.from_reply(reply) == record
-    assert pdb.returned_fields(record) == [
-        "personalId", "familyName", "middleName", "givenName", "gender", "birthDate", "hometown",
-        "permanentAddress", "currentAddress", "householdHead",
-    ]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    "reply",
-    [
-        {"MaYeuCau": "x", "MaKetQua": "9"},
-        {"MaKetQua": "1"},
-        {"MaYeuCau": "x", "MaKetQua": "0"},
-        {"MaYeuCau": "x", "MaKetQua": "0", "CongdanCollection": {"CongDan": [{"SoDinhDanh": "1"}]}},
-    ],
-)
-def test_unmappable_replies(reply: dict) -> None:
-    with pytest.raises(MappingError):
-        pdb.from_reply(reply)
-
-
-# ---------------------------------------------------------------------------------------------- simulator + adapter
+# ---------------------------------------------------------------------------------------------- simulator + adapters
 
 
 @pytest.fixture(scope="module")
@@ -120,68 +84,151 @@ def sim():
         yield server
 
 
-@pytest.fixture(scope="module")
-def adapter(sim):
-    made = PopulationDbAdapter(sim.url, integration_code=HUB, timeout_s=0.5)
+@pytest.fixture(scope="module", params=PROFILES)
+def adapter(request, sim):
+    made = adapter_for(sim, request.param)
     yield made
     made.close()
+
+
+def test_the_registry_builds_the_profiles_adapter(sim) -> None:
+    assert isinstance(adapter_for(sim, "c06/lgsp"), LgspPopulationDbAdapter)
+    assert isinstance(adapter_for(sim, "c06/direct"), DirectPopulationDbAdapter)
+    assert isinstance(adapter_for(sim, None), DirectPopulationDbAdapter)  # no profile: the sourced defaults
+    no_credentials = destination(sim, "c06/lgsp").model_copy(update={"credentials": None})
+    unusable = build_adapter(no_credentials)
+    assert isinstance(unusable, UnusableAdapter) and "AccessKey" in unusable.reason
+    bad = build_adapter(destination(sim, "c06/direct", name_format="lower"))
+    assert isinstance(bad, UnusableAdapter) and "name_format" in bad.reason
 
 
 def test_wsdl_is_served_with_the_simulators_address(sim) -> None:
     wsdl = requests.get(sim.wsdl_url, timeout=5).content
     root = etree.fromstring(wsdl)
     address = root.find(".//{http://schemas.xmlsoap.org/wsdl/soap/}address")
-    assert address.get("location") == sim.url
+    assert address.get("location") == sim.direct_url
     assert root.get("targetNamespace") == "http://dancuquocgia.bca"
 
 
-def test_found_not_found_and_mismatch_over_soap(sim, adapter) -> None:
+def test_found_and_not_found(sim, adapter) -> None:
+    """Found when ID, name and birth date (or year) match; not found (no CongDan) otherwise — the name compared
+    as the service does, without case, spacing or diacritics (the hub sends it so, FE:382)."""
+    before = len(sim.received()["lookups"])
     found = adapter.lookup(lookup(full_name="  nguyễn  VĂN an "))
     assert found.result is LookupResult.FOUND and found.citizen is not None
-    assert found.citizen.current_address.province_code == "49"
+    assert (found.citizen.family_name, found.citizen.middle_name, found.citizen.given_name) == ("Nguyễn", "Văn", "An")
+    assert found.citizen.current_address.province_code == "49" and found.citizen.household_head.relationship == "Chủ hộ"
     assert adapter.lookup(lookup(personal_id="001090009999")).result is LookupResult.NOT_FOUND
     mismatch = adapter.lookup(lookup(birth_date=date(1990, 5, 18)))
-    assert mismatch.result is LookupResult.MISMATCH and mismatch.citizen is None
-    assert adapter.lookup(lookup(full_name="Nguyễn Văn Ân")).result is LookupResult.MISMATCH
-    by_year = adapter.lookup(lookup(birth_date=None, birth_year=1990))
-    assert by_year.result is LookupResult.FOUND
-    seen = sim.received()["lookups"]
-    assert [x["MaKetQua"] for x in seen] == ["0", "1", "2", "2", "0"]
-    assert seen[0]["SoDinhDanh"] == "********1234" and seen[0]["MaTichHop"] == HUB
+    assert mismatch.result is LookupResult.NOT_FOUND and mismatch.citizen is None
+    assert adapter.lookup(lookup(full_name="Trần Văn An")).result is LookupResult.NOT_FOUND
+    assert adapter.lookup(lookup(birth_date=None, birth_year=1990)).result is LookupResult.FOUND
+    by_old_id = adapter.lookup(lookup(personal_id=None, old_id="012345678"))
+    assert by_old_id.result is LookupResult.FOUND and by_old_id.citizen.personal_id == "001090001234"
+    seen = sim.received()["lookups"][before:]
+    assert [x["result"] for x in seen] == ["found", "not_found", "not_found", "not_found", "found", "found"]
+    route = "lgsp" if isinstance(adapter, LgspPopulationDbAdapter) else "direct"
+    assert {x["route"] for x in seen} == {route}
+    assert seen[0]["SoDinhDanh"] == "********1234" and seen[0]["MaTichHop"] == "037"  # FE:378
+    assert seen[-1]["id"] == "SoCMND"
 
 
-def test_a_queued_lookup_is_sent_as_mapped_and_the_exact_soap_envelope_is_reported(sim, adapter) -> None:
-    """``deliver``: the worker mapped the request (``MaTichHop`` left to the adapter); ``sent`` is the SOAP
-    envelope exactly as posted, so the message log can prove what left the hub."""
+def test_a_year_only_citizen_with_the_full_name_in_ten(adapter) -> None:
+    record = adapter.lookup(lookup(personal_id="079200009876", full_name="Lê Châu", birth_date=None, birth_year=2000))
+    assert record.citizen is not None and record.citizen.birth_year == 2000
+    assert (record.citizen.family_name, record.citizen.given_name) == ("Lê", "Châu")
+
+
+def test_a_queued_lookup_is_sent_as_the_profile_maps_it(sim, adapter) -> None:
+    """``deliver``: the worker mapped the lookup with the sourced defaults; the adapter sends it as its profile says
+    and reports the envelope exactly as posted, so the message log can prove what left the hub."""
     model = lookup()
     mapping = outbound_mapping(pdb.KIND, "citizen.lookup")
-    assert mapping is not None and mapping.to_partner(model)["MaTichHop"] is None
-    request = OutboundRequest("000.00.00.G06", "m-1", "citizen.lookup", b"<signed/>",
+    assert mapping is not None and mapping.to_partner(model)["MaTichHop"] == "037"
+    request = OutboundRequest(POPULATION, "m-1", "citizen.lookup", b"<signed/>",
                               payload=mapping.to_partner(model), model=model)  # fmt: skip
     receipt = adapter.deliver(request)
-    assert receipt.detail.startswith("TraCuuThongTinCongDan result=found") and receipt.sent_type.startswith("text/xml")
+    assert receipt.detail.startswith("TraCuuThongTinCongDan result=found")
     sent = etree.fromstring(receipt.sent)
     assert sent.tag == "{http://schemas.xmlsoap.org/soap/envelope/}Envelope"
-    assert sent.findtext(".//{*}MaTichHop") == HUB and sent.findtext(".//{*}MaYeuCau") == model.request_id
-    assert sim.received()["lookups"][-1]["MaTichHop"] == HUB
+    assert sent.findtext(".//{http://dancuquocgia.bca}MaTichHop") == "037"
+    assert sent.findtext(".//{http://dancuquocgia.bca}HoVaTen") == "NGUYEN VAN AN"
+    if isinstance(adapter, LgspPopulationDbAdapter):
+        assert receipt.sent == pdb.request_envelope(pdb.to_request(model)) and receipt.sent_type == "application/xml"
+    else:
+        assert receipt.sent_type.startswith("text/xml")
+    assert sim.received()["lookups"][-1]["MaYeuCau"] == model.request_id
     with pytest.raises(PermanentDeliveryError, match="takes no"):
-        adapter.deliver(OutboundRequest("000.00.00.G06", "m-2", "dossier.sync", b"<signed/>"))
+        adapter.deliver(OutboundRequest(POPULATION, "m-2", "dossier.sync", b"<signed/>"))
 
 
-def test_client_built_once(adapter) -> None:
-    client = adapter.client
-    adapter.lookup(lookup())
-    adapter.lookup(lookup())
-    assert adapter.client is client
+def test_the_lgsp_token_is_reused_and_fetched_again_when_refused() -> None:
+    """One token for many calls (OC-QL:60-75 reads no expiry); a call answered 401 fetches a new one, once."""
+    with PopulationDbSimulator() as server:
+        made = adapter_for(server, "c06/lgsp")
+        assert made.lookup(lookup()).result is LookupResult.FOUND
+        assert made.lookup(lookup()).result is LookupResult.FOUND
+        assert server.received()["tokens"] == 1
+        server.control({"expire_tokens": True})
+        assert made.lookup(lookup()).result is LookupResult.FOUND
+        received = server.received()
+        assert received["tokens"] == 2 and [r["status"] for r in received["refusals"]] == [401]
 
 
-def test_soap_faults(sim, adapter) -> None:
+def test_a_refused_lgsp_token_is_named_and_the_secret_never_shown() -> None:
+    with PopulationDbSimulator() as server:
+        made = build_adapter(
+            destination(server, "c06/lgsp", credentials=demo_credentials() | {"password": "not-the-secret"})
+        )
+        assert isinstance(made, LgspPopulationDbAdapter)
+        with pytest.raises(TokenRefusedError, match="refused a token") as caught:
+            made.lookup(lookup())
+        assert "not-the-secret" not in str(caught.value) and not isinstance(caught.value, PermanentDeliveryError)
+        (refusal,) = server.received()["refusals"]
+        assert refusal["route"] == "token" and refusal["status"] == 401
+
+
+def test_officers_file_gives_macanbo_and_authhash(tmp_path: Path) -> None:
+    """OC-QL2:96-125, 180-188: MaCanBo from the officer table, AuthHash = Base64(keyName:keyPass); an officer the
+    table lacks is refused before anything is sent; a wrong AuthHash is the LGSP's refusal (permanent)."""
+    officers = tmp_path / "officers.json"
+    officers.write_text(json.dumps({
+        "CB-H12-0031": {"MaCanBo": "canbo.h12.031", "keyName": "cb031", "keyPass": "pw-031"},
+        "CB-H12-0032": {"MaCanBo": "canbo.h12.032", "keyName": "cb032", "keyPass": "wrong"},
+    }))  # fmt: skip
+    with PopulationDbSimulator(officers={"canbo.h12.031": ("cb031", "pw-031"),
+                                         "canbo.h12.032": ("cb032", "pw-032")}) as server:  # fmt: skip
+        made = adapter_for(server, "c06/lgsp", officers_file=str(officers))
+        assert made.lookup(lookup()).result is LookupResult.FOUND
+        assert server.received()["lookups"][-1]["MaCanBo"] == "canbo.h12.031"
+        assert base64.b64decode(made.officer("CB-H12-0031").auth_hash or "") == b"cb031:pw-031"
+        asked = len(server.received()["lookups"])
+        with pytest.raises(PermanentDeliveryError, match="CB-H12-9999 has no MaCanBo"):
+            made.lookup(lookup(officer_id="CB-H12-9999"))
+        with pytest.raises(PermanentDeliveryError, match="HTTP 403"):
+            made.lookup(lookup(officer_id="CB-H12-0032"))
+        assert len(server.received()["lookups"]) == asked
+        assert "pw-031" not in repr(made.officer("CB-H12-0031"))
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [({"integration_code": "LIENTHONG"}, "MaTichHop"), ({"name_format": "as-given"}, "HoVaTen")],
+)
+def test_a_request_the_service_refuses_is_permanent(sim, values: dict, reason: str) -> None:
+    """The simulator refuses what the sources never send (MaTichHop other than "037", a name with diacritics):
+    a soap:Client fault, never retried."""
+    for profile in PROFILES:
+        with pytest.raises(PermanentDeliveryError, match=f"soap:Client.*{reason}"):
+            adapter_for(sim, profile, **values).lookup(lookup())
+
+
+def test_soap_server_fault_is_transient_and_heals(sim, adapter) -> None:
+    adapter.lookup(lookup())  # a token in hand (the LGSP route)
     sim.control({"fault": 1})
     with pytest.raises(TransientDeliveryError, match="soap:Server"):
         adapter.lookup(lookup())
-    raw = requests.post(sim.url, data=b"<notsoap/>", headers={"Content-Type": "text/xml"}, timeout=5)
-    assert raw.status_code == 500 and b"soap:Client" in raw.content
-    assert adapter.lookup(lookup()).result is LookupResult.FOUND  # healed
+    assert adapter.lookup(lookup()).result is LookupResult.FOUND
 
 
 @pytest.mark.parametrize(
@@ -195,12 +242,14 @@ def test_soap_faults(sim, adapter) -> None:
     ],
 )
 def test_failure_modes_are_classified(sim, adapter, mode: str, error: type) -> None:
+    adapter.lookup(lookup())  # a token in hand: the failure hits the call
     sim.fail(mode, count=1, delay_ms=1500)
     with pytest.raises(error) as caught:
         adapter.lookup(lookup())
     assert "001090001234" not in str(caught.value)
     if mode != "4xx":
         assert not isinstance(caught.value, PermanentDeliveryError)
+    sim.heal()
 
 
 # ---------------------------------------------------------------------------------------------- the API
@@ -212,7 +261,8 @@ def api(tmp_path: Path, pki, sim):
         {"code": PROVINCE, "name": "One-stop system", "kind": "provincial", "sends": ["citizen.lookup"],
          "certificates": [pki.province.cert_path.read_text()]},
         {"code": POPULATION, "name": "Population DB", "kind": "population_db", "receives": ["citizen.lookup"],
-         "endpoint": {"url": sim.url, "transport": "soap"}, "timeout_s": 5},
+         "endpoint": {"url": sim.adapter_url, "transport": "soap", "credentials": demo_credentials()},
+         "profile": "c06/lgsp", "profile_values": sim.profile_values(), "timeout_s": 5},
     ]  # fmt: skip
     settings = hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY, lookup_timeout_s=1.0)
     with hub_client(settings, specs) as client:
@@ -248,6 +298,10 @@ def test_lookup_answers_a_hub_signed_record_and_is_audited(api, pki) -> None:
     assert verified.header.receiver == PROVINCE and verified.header.dossier_code == DOSSIER
     record = packets.from_element("citizen.record", verified.payload)
     assert record.result is LookupResult.FOUND and record.citizen.given_name == "An"
+    # what a one-stop officer needs, nothing else the population DB answered (SoCMND, DanToc, Cha, Me, VoChong…)
+    assert record.citizen.household_head is not None and record.citizen.permanent_address is not None
+    assert (record.citizen.old_id, record.citizen.father, record.citizen.spouse) == (None, None, None)
+    assert b"012345678" not in response.content and "Bảo".encode() not in response.content
     (row,) = audit(api)
     assert row["requester"] == PROVINCE and row["officer_id"] == "CB-H12-0031" and row["dossier_code"] == DOSSIER
     assert row["procedure_code"] == "1.009994" and row["purpose"].startswith("Xác minh")
@@ -262,13 +316,33 @@ def test_lookup_answers_a_hub_signed_record_and_is_audited(api, pki) -> None:
     )
 
 
-def test_not_found_and_mismatch_are_answered_and_audited(api, pki) -> None:
+def test_not_found_is_answered_and_audited(api, pki) -> None:
+    """No CongDan — an unknown ID, or a name or birth date the population DB does not match — is not found."""
     assert post(api, signed_lookup(pki, model=lookup(personal_id="001090009999"))).headers["x-lookup-result"] == (
         "not_found"
     )
-    assert post(api, signed_lookup(pki, model=lookup(full_name="Trần Văn B"))).headers["x-lookup-result"] == "mismatch"
-    assert [r["result"] for r in audit(api)] == ["mismatch", "not_found"]
+    assert post(api, signed_lookup(pki, model=lookup(full_name="Trần Văn B"))).headers["x-lookup-result"] == (
+        "not_found"
+    )
+    assert [r["result"] for r in audit(api)] == ["not_found", "not_found"]
     assert all(r["fields"] == [] for r in audit(api))
+
+
+def test_the_connectors_policy_decides_the_extra_fields(api, pki) -> None:
+    """``policy.extra_citizen_fields`` lets named fields beyond the officer's needs through (here the parents);
+    the others stay out, and the audit lists what was disclosed."""
+    hub = api.app.state.hub
+    spec = hub.registry.require(POPULATION).spec
+    policy = {"extra_citizen_fields": ["father", "mother"]}
+    hub.registry.add(parse_spec({**spec.stored(), "policy": policy}), actor="test")
+    hub.refresh()
+    response = post(api, signed_lookup(pki))
+    verified = EnvelopeVerifier(TrustStore.from_path(api.settings.data_dir / "keys")).verify(response.content)
+    citizen = packets.from_element("citizen.record", verified.payload).citizen
+    assert citizen.father.full_name == "Nguyễn Văn Bảo" and citizen.mother.old_id == "151234567"
+    assert (citizen.spouse, citizen.old_id, citizen.ethnicity) == (None, None, None)
+    (row,) = audit(api)
+    assert row["fields"][-2:] == ["father", "mother"] and "spouse" not in row["fields"]
 
 
 @pytest.mark.parametrize(
@@ -296,6 +370,7 @@ def test_blank_purpose_is_refused(api, pki) -> None:
 
 
 def test_slow_population_db_is_a_504_not_a_hang(api, pki, sim) -> None:
+    assert post(api, signed_lookup(pki)).status_code == 200  # the LGSP token in hand: the slow one is the lookup
     before = len(sim.received()["lookups"])
     sim.fail("slow", count=1, delay_ms=3000)
     response = post(api, signed_lookup(pki))

@@ -39,7 +39,7 @@ def _command_lines() -> list[str]:
 def test_the_guide_has_a_connector_example_of_every_kind_and_profile() -> None:
     specs = [loads_spec(text, source="docs/integrators.md") for text in _connector_examples()]
     kinds = {spec.kind for spec in specs}
-    assert kinds == {"provincial", "national_portal", "population_db", "postal", "payment", "ministry"}
+    assert kinds == {"provincial", "national_portal", "population_db", "postal", "payment", "ministry", "notification"}
     assert {spec.profile for spec in specs} >= {
         "dvcqg/opencps@1",
         "dvcqg/proxy@1",

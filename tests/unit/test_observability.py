@@ -69,6 +69,7 @@ def test_alert_rules_have_the_expected_structure_and_use_exported_metrics(export
         "LienthongRejectionRateHigh": "lienthong_rejected_total",
         "LienthongPaymentConfirmationsRejected": "lienthong_payment_confirmations_rejected_total",
         "LienthongIntakeDeadlineBreached": "lienthong_intake_overdue",
+        "LienthongProcessingOverdue": "lienthong_processing_overdue",
     }
     for alert, metric in expected.items():
         assert metric in by_name[alert]["expr"], alert

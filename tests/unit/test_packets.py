@@ -270,8 +270,9 @@ def test_partner_local_times_utc_cannot_represent_are_mapping_errors() -> None:
     for read in (payment.from_local_time, national_portal.from_portal_time):
         with pytest.raises(MappingError):
             read(first)
+    before_year_1 = -62_135_596_800_001  # VNPost's EventTime is epoch milliseconds (OC-SDK MRhDoc)
     with pytest.raises(MappingError):
-        postal.status_from_event({"orderNumber": "X1", "statusCode": "100", "time": first})
+        postal.status_from_doc({"OrderNumber": "X1", "StatusCode": 4, "EventTime": before_year_1}, {})
 
 
 # --- issues: XSD stage ----------------------------------------------------------------------------

@@ -79,7 +79,10 @@ def test_check_names_unset_unknown_and_unsourced_values() -> None:
     assert ("warn", "unit_name", "profile-value-empty") in found
     # no source names the portal field of a synced dossier's reason (status 3, 7, 8): the default is a guess
     assert ("warn", "status_reason_field", "profile-value-unsourced") in found
+    # nor does any source list the supplement states (TrangThaiBoSung of DanhSachHoSoBoSung, TH-SI:187-203)
+    assert ("warn", "supplement_received_state", "profile-value-unsourced") in found
     complete = {**OPENCPS_VALUES, "transient_codes": "", "session_codes": "", "unit_name": "Sở Xây dựng",
+                "supplement_requested_state": "1", "supplement_received_state": "2",
                 "status_reason_field": "GhiChu"}  # fmt: skip
     assert profiles.check(opencps, complete) == []
     assert profiles.check(profiles.get_profile("ministry/xml-steps"), {}) == []

@@ -384,3 +384,26 @@ def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
+
+
+def test_a_store_failure_while_mapping_gives_the_delivery_back_not_a_dead_letter(rig: Rig) -> None:
+    """Mapping a supplement step for the national portal reads the dossier's record from the store
+    (``hub.exchange.portal_refresh``): the store failing there is an outage, not a fault of the content."""
+    failures = {"m-1": 1}
+    plain = rig.worker.builder
+
+    class ReadingBuilder:
+        def prepare(self, inbound: bytes, destination: str, partner_format=None, units=None) -> Outbound:
+            outbound = plain.prepare(inbound, destination, partner_format, units)
+            if failures.get(outbound.header.message_id, 0) > 0:
+                failures[outbound.header.message_id] -= 1
+                raise StoreUnavailableError("timeline: connection refused")
+            return outbound
+
+    rig.worker.builder = ReadingBuilder()  # type: ignore[assignment]
+    rig.broker.put(delivery(1))
+    rig.start()
+    eventually(lambda: rig.broker.acked == [1])
+    assert rig.broker.requeued == [1] and rig.broker.dead == [] and rig.store.dead == []
+    assert rig.partner.calls == ["m-1"]  # called once, after it was given back
+    assert rig.stop() == 1

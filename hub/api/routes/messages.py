@@ -216,6 +216,7 @@ def dossier_timeline(request: Request, code: str, x_api_key: ApiKey = None) -> D
         dossier_code=code,
         status=None if record is None else record.status,
         status_at=None if record is None else record.status_at,
+        due_at=hub.store.due_date(code)[0],
         updates=[TimelineEntryOut.model_validate(u) for u in updates],
         messages=[DossierMessageOut.model_validate(m) for m in msgs],
     )

@@ -6,8 +6,9 @@ received (``GET /_received``) and can be told to fail (``POST /_control``, see `
     with NationalPortalSimulator(variant="dvcqg/opencps", dstcode="…") as portal:
         ...  # portal.adapter_url, portal.login_url, portal.integration_url, portal.share_url
 
-The national portal and the VBDLIS ministry software speak the formats of ``../shared/PARTNER-FORMATS.md``
-(§1, §5) strictly: a record lacking a sourced field, or of the wrong type, is refused.
+The national portal, the population database (through its LGSP or directly) and the VBDLIS ministry software speak
+the formats of ``../shared/PARTNER-FORMATS.md`` (§1, §2, §5) strictly: a record lacking a sourced field, or of the
+wrong type, a request with a header or element order the sources never send, is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from hub.devtools.simulators.payment import PaymentSimulator
 from hub.devtools.simulators.population_db import PopulationDbSimulator
 from hub.devtools.simulators.postal import PostalSimulator
 from hub.devtools.simulators.provincial import ProvincialSimulator
+from hub.devtools.simulators.sms_gateway import SmsGatewaySimulator
 from hub.devtools.simulators.vbdlis import StepRefusedError, StepResult, VbdlisSimulator
 
 #: Fixed ports of ``hub simulate`` / ``hub demo`` (the other partner kinds take the ports listed for them).
@@ -36,10 +38,13 @@ DEFAULT_PORTS: dict[str, int] = {
     "payment": 9005,
     "ministry": 9006,
     "ministry_vbdlis": 9007,
+    "sms_gateway": 9008,
+    "mail": 9025,  # not an HTTP simulator: the demo's SMTP server (hub.devtools.mail_server), started by the demo
 }
 
 #: The simulators that exist today, by connector kind (``ministry``: the XML steps, ``ministry/xml-steps``;
-#: ``ministry_vbdlis``: VBDLIS's JSON, ``ministry/vbdlis-json``).
+#: ``ministry_vbdlis``: VBDLIS's JSON, ``ministry/vbdlis-json``; ``sms_gateway``: a notification connector's SMS
+#: gateway, ``notification/sms-http``).
 SIMULATORS: dict[str, type[SimulatorServer]] = {
     "provincial": ProvincialSimulator,
     "national_portal": NationalPortalSimulator,
@@ -48,6 +53,7 @@ SIMULATORS: dict[str, type[SimulatorServer]] = {
     "population_db": PopulationDbSimulator,
     "postal": PostalSimulator,
     "payment": PaymentSimulator,
+    "sms_gateway": SmsGatewaySimulator,
 }
 
 
@@ -60,7 +66,7 @@ def start_all(
     """Start every simulator in a daemon thread (``ports``: kind → port, 0 = any free port; default
     ``DEFAULT_PORTS``); envelope partners verify the hub's signature against ``trust`` when given; ``options``:
     kind → constructor keywords (``{"national_portal": {"variant": "dvcqg/proxy"}}``)."""
-    ports = DEFAULT_PORTS if ports is None else ports
+    ports = DEFAULT_PORTS if ports is None else ports  # "mail" is not started here (hub.devtools.mail_server)
     options = options or {}
     started: dict[str, SimulatorServer] = {}
     try:
@@ -112,6 +118,7 @@ __all__ = [
     "ResultDocument",
     "SendResult",
     "SimulatorServer",
+    "SmsGatewaySimulator",
     "StepRefusedError",
     "StepResult",
     "VbdlisSimulator",

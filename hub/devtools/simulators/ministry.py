@@ -8,7 +8,8 @@ own key: REST is ``POST /api/v1/messages`` with ``X-Api-Key``; SOAP is a zeep cl
 ``dossier.status``, in an envelope of type ``dossier.status``. It also has an envelope inbox (``POST /inbox``)
 for dossiers handed over to it.
 
-``GET /_received`` → the inbox's messages plus ``"pushed": [{message_id, transport, status, answer}]``.
+``GET /_received`` → the inbox's messages plus ``"pushed": [{message_id, transport, status, answer}]`` and
+``"documents_fetched"`` (the result files it serves at ``/documents/<name>``, ``documents.DocumentHost``).
 ``POST /_push`` takes ``{"transport": "rest"|"soap", "message_id": optional, "step": {…MinistryStep fields…}}``
 (or ``"status": {…dossier.status fields…}``; snake_case, times ISO 8601) and answers with the hub's answer.
 """
@@ -22,6 +23,7 @@ from lxml import etree
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from hub.devtools.simulators.base import SimulatorHandler
+from hub.devtools.simulators.documents import DocumentHost
 from hub.devtools.simulators.envelopes import PartnerSystem, SendResult, send, send_soap, signed_envelope
 from hub.packets.dossier import DossierStatusUpdate
 from mappings.national_portal import to_portal_time
@@ -83,8 +85,9 @@ class MinistryStep(BaseModel):
         return root
 
 
-class MinistrySimulator(PartnerSystem):
-    """Ministry software on 127.0.0.1: pushes signed step messages to the hub by REST or SOAP."""
+class MinistrySimulator(DocumentHost, PartnerSystem):
+    """Ministry software on 127.0.0.1: pushes signed step messages to the hub by REST or SOAP, and serves its result
+    documents (``publish``, ``signed_result``: ``hub.devtools.simulators.documents``)."""
 
     name: ClassVar[str] = "ministry"
     default_code: ClassVar[str] = "000.00.00.G10"

@@ -20,7 +20,8 @@ Unsourced and configurable: the hub's base URL and the path template (``step_pat
 ``security_code``, and where the province calls arrive (``base_path``, default ``/vbdlis/``).
 
 ``GET /_received`` → ``{"pushed": [{action, url, body, status, answer}], "calls": [{operation, body, data,
-message}], "dossiers": {SoBienNhan: tiepnhan body}}`` (inline file contents replaced by their size).
+message}], "dossiers": {SoBienNhan: tiepnhan body}, "documents_fetched": [name]}`` (inline file contents replaced by
+their size; the result files it serves at ``/documents/<name>``, ``documents.DocumentHost``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any, ClassVar
 import urllib3
 
 from hub.devtools.simulators.base import SimulatorHandler, SimulatorServer
+from hub.devtools.simulators.documents import DocumentHost
 from hub.devtools.simulators.vbdlis_steps import PROVINCE_CALLS, province_call_issues, step_issues
 
 DEFAULT_STEP_PATH = "api/v{version}/VBDLISs/{action}/{security_code}"  # TH-BV:3; TH-BC:64-176
@@ -71,8 +73,9 @@ class StepResult:
         return self.status == 200 and self.well_formed and self.answer["Result"] == 1
 
 
-class VbdlisSimulator(SimulatorServer):
-    """VBDLIS on 127.0.0.1: ``url`` is the base URL the hub's connector calls (``url + "tiepnhan"``)."""
+class VbdlisSimulator(DocumentHost, SimulatorServer):
+    """VBDLIS on 127.0.0.1: ``url`` is the base URL the hub's connector calls (``url + "tiepnhan"``); its result
+    files (``LinkFile``) are served at ``/documents/<name>`` (``publish``, ``signed_result``)."""
 
     name: ClassVar[str] = "ministry_vbdlis"
     path: ClassVar[str] = "/vbdlis/"
@@ -145,7 +148,9 @@ class VbdlisSimulator(SimulatorServer):
 
     def received(self) -> dict[str, Any]:
         with self._data_lock:
-            return json.loads(json.dumps({"pushed": self.pushed, "calls": self.calls, "dossiers": self.dossiers}))
+            kept = {"pushed": self.pushed, "calls": self.calls, "dossiers": self.dossiers,
+                    "documents_fetched": self.documents_fetched}  # fmt: skip
+            return json.loads(json.dumps(kept))
 
     def reset(self) -> None:
         super().reset()
