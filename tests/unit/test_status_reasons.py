@@ -100,7 +100,8 @@ def placed(values: dict[str, str], model: DossierSync) -> dict[str, Any]:
                               etree.tostring(build_envelope(header, packets.to_element(model))),
                               payload=mapping.to_partner(model), model=model)  # fmt: skip
     try:
-        return adapter._unpacked(request)[2]
+        ((_, _, record),) = adapter._unpacked(request)  # one call: a sync
+        return record
     finally:
         adapter.close()
 
