@@ -34,7 +34,9 @@ and login answer ``error_code``; lookups and the catalogue answer ``result`` onl
 so there a reply with ``result`` and no ``error_code`` is an answer. Any other reply that is not a JSON object
 with an ``error_code`` is transient (a proxy or portal hiccup); HTTP 5xx/429 transient, other 4xx
 permanent. ``DonViXuLy`` left empty by the mapping is the profile's ``unit_name``; ``TrangThaiHoSo`` and the progress
-record's ``TrangThai`` go through the profile's ``status_map`` (per deployment, OC-DV:1220-1244, 507-524).
+record's ``TrangThai`` go through the profile's ``status_map`` (per deployment, OC-DV:1220-1244, 507-524); a
+synced dossier's reason for status 3, 7 or 8 goes after the text of the profile's ``status_reason_field``
+(unsourced; ``GhiChu`` by default).
 
 A supplement step (``mappings.dvcqg.DvcqgCalls``) is two calls in order, its progress record then the dossier's
 refreshed ``DongBoHoSoMC`` record (as above); a refusal of either fails the delivery, and a retry makes both again.
@@ -57,6 +59,7 @@ from adapters.http import classify_status, partner_pool, request_text
 from hub.logs import mask_ids
 from mappings.dvcqg import (
     KIND,
+    REASON_FIELDS,
     SERVICE_LOOKUP,
     SERVICE_PROGRESS,
     SERVICE_SYNC,
@@ -65,6 +68,7 @@ from mappings.dvcqg import (
     DvcqgCalls,
     error_code_text,
     is_success,
+    joined,
 )
 from mappings.profiles import ProfileSettings, ProfileValueError
 
@@ -139,6 +143,11 @@ class _DvcqgAdapter(Adapter):
         self._success: Mapping[str, str] = success.values if success else {"0": "success"}
         self._transient = _codes(settings.get("transient_codes", ""))
         self._status_map = status_map(settings.get("status_map", ""))
+        self._reason_field = settings.get("status_reason_field", "")
+        if self._reason_field and self._reason_field not in REASON_FIELDS:
+            known = ", ".join(REASON_FIELDS)
+            raise ProfileValueError(f"status_reason_field: {self._reason_field!r} is not one of {known}",
+                                    ("status_reason_field",))  # fmt: skip
         self._exists_codes = _codes(settings.get("already_exists_codes", ""))
         self._exists_text = settings.get("already_exists_text", "")
 
@@ -200,8 +209,8 @@ class _DvcqgAdapter(Adapter):
         for call in calls:
             if not isinstance(call, DvcqgCall):
                 raise PermanentDeliveryError(f"the national portal takes a DvcqgCall, not {type(call).__name__}")
-            service, record = call
-            unpacked.append((service, str(record["MaHoSo"]), self._fill(record)))
+            record = self._place_reason(call.record, call.status_reason)
+            unpacked.append((call.service, str(record["MaHoSo"]), self._fill(record)))
         return unpacked
 
     @staticmethod
@@ -217,6 +226,13 @@ class _DvcqgAdapter(Adapter):
         if len(done) == 1:
             return DeliveryReceipt.for_body(summary, done[0][1])
         return DeliveryReceipt.for_body(summary, b"\n".join(sent for _, sent in done), "application/x-ndjson")
+
+    def _place_reason(self, record: dict[str, Any], reason: str) -> dict[str, Any]:
+        """The sync's reason (status 3, 7, 8) after the text of the profile's ``status_reason_field`` (unsourced:
+        no source names the portal field for it; empty: not sent)."""
+        if not reason or not self._reason_field:
+            return record
+        return {**record, self._reason_field: joined(str(record.get(self._reason_field) or ""), reason)}
 
     def _fill(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record with what only the profile knows: ``DonViXuLy`` = the unit's name (OC-DV:222), the

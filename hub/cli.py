@@ -1363,6 +1363,39 @@ def _due_moved(detail: Any, clock: Any) -> str:
     return f" (due date {clock.short(old)} → {clock.short(new)})"
 
 
+@dossier_app.command("correct")
+def dossier_correct(
+    code: Annotated[str, typer.Argument(metavar="CODE", help="The dossier code")],
+    status: Annotated[int, typer.Option("--status", min=1, max=10, help="The dossier's status after it (1..10)")],
+    reason: Annotated[str, typer.Option(help="Why (required; kept on the timeline, audited, sent to the partners)")],
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+    utc: UtcOpt = False,
+) -> None:
+    """Correct a dossier's status: the only way past a terminal status (3, 7, 10) or back from 9. Recorded on its
+    timeline with who, why, before and after, audited (dossier.correct), and reported as a dossier.status to every
+    connector that receives one (the province, the national portal). Exit 1 for an unknown dossier, the status it
+    has already, a blank reason, or a correction older than the dossier's last update (recorded, not applied)."""
+    from hub.cliformat import jsonable, print_json
+    from hub.errors import CorrectionRefusedError
+    from hub.services.corrections import correct_status
+
+    runtime = _runtime()
+    try:
+        done = correct_status(runtime, code, status=status, reason=reason, actor=_cli_actor(actor))
+    except CorrectionRefusedError as exc:
+        raise _fail(f"{exc} [{exc.rule}]", EXIT_REJECTED) from None
+    finally:
+        runtime.close()
+    if as_json:
+        print_json(jsonable(done, _clock(utc)))
+        return
+    sent = ", ".join(done.destinations) or "no connector receives dossier.status"
+    out.print(f"dossier {done.dossier_code}: status {done.status_before} -> {done.status} (corrected by "
+              f"{done.corrected_by}: {done.reason}); message {done.message_id or '-'} to {sent}",
+              markup=False)  # fmt: skip
+
+
 # ---------------------------------------------------------------- the message log
 
 messages_app = typer.Typer(help="Browse the message log.", no_args_is_help=True)

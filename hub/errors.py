@@ -15,6 +15,7 @@
     │   ├── AccountRefusedError       account-*        (an operator account change: invalid, exists, unknown)
     │   ├── ConflictError             idempotency-conflict (conflict)
     │   ├── StatusTransitionError     status-transition (the status machine and the pipeline)
+    │   ├── CorrectionRefusedError    correction-* / dossier-unknown / reason-required (an operator's correction)
     │   ├── ReceiptRejected           receipt-*        (a bank receipt's signature)
     │   ├── DocumentSignatureRejected <purpose>-*      (a signed PDF or XML document: a result, a receipt)
     │   ├── PaymentRefusedError       the payment CONFIRM checks (kind + the platform's MaLoi code)
@@ -204,6 +205,21 @@ class StatusTransitionError(RejectedError):
     """A dossier status update the status machine refuses (an illegal transition); nothing is queued."""
 
     default_rule = "status-transition"
+
+
+class CorrectionRefusedError(RejectedError):
+    """An operator's status correction refused (``hub.services.corrections``): ``dossier-unknown`` (not found: no
+    status was ever applied), ``correction-unchanged`` (conflict: the dossier has that status already),
+    ``correction-stale`` (conflict: recorded, not applied — the dossier's last update is later), ``reason-required``
+    and ``status-code`` (malformed)."""
+
+    default_rule = "correction"
+
+    @property
+    def kind(self) -> str:
+        if self.rule == "dossier-unknown":
+            return "not-found"
+        return "conflict" if self.rule in ("correction-unchanged", "correction-stale") else "malformed"
 
 
 class ReceiptRejected(RejectedError):

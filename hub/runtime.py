@@ -35,6 +35,7 @@ from hub.xmlparse import XmlLimits
 
 if TYPE_CHECKING:
     from adapters.notification import DossierNote
+    from hub.dossier.status_machine import Correction
     from hub.exchange.pipeline import Accepted, Acceptor
     from hub.registry import Registry
 
@@ -299,12 +300,15 @@ class Runtime:
 
         return self._once("acceptor", lambda: Acceptor(self.store, self.broker, self.routing, self.verifier()))
 
-    def inject(self, header: EnvelopeHeader, payload: BaseModel | etree._Element) -> Accepted:
-        """Accept a message the hub creates itself, signed by the hub and not verified again (``Acceptor.inject``)."""
+    def inject(
+        self, header: EnvelopeHeader, payload: BaseModel | etree._Element, *, correction: Correction | None = None
+    ) -> Accepted:
+        """Accept a message the hub creates itself, signed by the hub and not verified again (``Acceptor.inject``);
+        ``correction``: a ``dossier.status`` reporting an operator's correction (decided and audited as such)."""
         from hub import packets
 
         element = payload if isinstance(payload, etree._Element) else packets.to_element(payload)
-        return self.acceptor().inject(header, element, self.signer())
+        return self.acceptor().inject(header, element, self.signer(), correction=correction)
 
     def refresh(self) -> RoutingTable:
         """Re-read routing and pinned certificates from the registry (after a change, or periodically); the

@@ -99,7 +99,7 @@ def named_call(call: object, names: CatalogueNames) -> object:
     def named(one: DvcqgCall) -> DvcqgCall:
         if one.service != SERVICE_SYNC:
             return one
-        return DvcqgCall(one.service, dict(fill_portal_record(dict(one.record), names)))
+        return one._replace(record=dict(fill_portal_record(dict(one.record), names)))
 
     if isinstance(call, DvcqgCalls):
         return DvcqgCalls(tuple(named(c) for c in call.calls))

@@ -52,6 +52,9 @@ PROGRESS_FIELDS: tuple[str, ...] = (
     "MaHoSo", "NguoiXuLy", "ChucDanh", "ThoiDiemXuLy", "PhongBanXuLy", "NoiDungXuLy", "TrangThai", "NgayBatDau",
     "NgayKetThucTheoQuyDinh",
 )  # fmt: skip
+#: The free-text DongBoHoSoMC fields (OC-DV:149-322) the profile value ``status_reason_field`` may name for a
+#: synced dossier's reason (no source names the field that carries it).
+REASON_FIELDS: tuple[str, ...] = ("GhiChu", "ThongTinKhac", "TrichYeuHoSo", "ThongTinTra")
 #: TH cuts NguoiXuLy at 50 characters (TH-SS:363-368).
 OFFICER_MAX = 50
 
@@ -174,9 +177,17 @@ def dossier_record(sync: DossierSync) -> dict[str, Any]:
     return record
 
 
+def joined(*texts: str | None) -> str:
+    """The non-empty texts joined with " — " (a step's content and its reason in one portal text field)."""
+    return " — ".join(t.strip() for t in texts if t and t.strip())
+
+
 def progress_record(update: DossierStatusUpdate) -> dict[str, Any]:
     """A canonical ``dossier.status`` as one ``CapNhatTienDoHoSoMC`` record: exactly the sourced fields
-    (OC-DV:507-524; TH-SI:88-99)."""
+    (OC-DV:507-524; TH-SI:88-99). A rejection (3), withdrawal (7), stop (8) or correction travels as its status
+    (``TrangThai``), its date (``ThoiDiemXuLy``, the update's ``at``) and its reason after the step's content in
+    ``NoiDungXuLy``: the progress record has no other field for them (``NgayTuChoi`` is a DongBoHoSoMC field,
+    carried by the dossier.sync's ``rejectedAt``)."""
     step = update.step
     return {
         "MaHoSo": update.dossier_code,
@@ -184,7 +195,7 @@ def progress_record(update: DossierStatusUpdate) -> dict[str, Any]:
         "ChucDanh": _text(step.title),
         "ThoiDiemXuLy": portal_date(update.at),
         "PhongBanXuLy": _text(step.department),
-        "NoiDungXuLy": _text(step.content),
+        "NoiDungXuLy": joined(step.content, update.reason),
         "TrangThai": str(update.status),
         "NgayBatDau": "",  # OC sends "" (OC-DV:507-524)
         "NgayKetThucTheoQuyDinh": portal_date(update.step_due),
@@ -192,10 +203,15 @@ def progress_record(update: DossierStatusUpdate) -> dict[str, Any]:
 
 
 class DvcqgCall(NamedTuple):
-    """What a ``dvcqg/*`` adapter sends for one canonical packet: the service and its one ``data`` record."""
+    """What a ``dvcqg/*`` adapter sends for one canonical packet: the service and its one ``data`` record.
+
+    ``status_reason``: why a synced dossier was not received, withdrawn or stopped (``statusReason``). No source
+    names the DongBoHoSoMC field for it, so the adapter puts it where the profile value ``status_reason_field``
+    says (unsourced)."""
 
     service: str
     record: dict[str, Any]
+    status_reason: str = ""
 
 
 class DvcqgCalls(NamedTuple):
@@ -224,7 +240,7 @@ def supplement_calls(update: DossierStatusUpdate, dossier: DossierSync) -> Dvcqg
 def to_dvcqg(model: BaseModel) -> DvcqgCall:
     """The portal service and record for a canonical packet (``TypeError`` for other types)."""
     if isinstance(model, DossierSync):
-        return DvcqgCall(SERVICE_SYNC, dossier_record(model))
+        return DvcqgCall(SERVICE_SYNC, dossier_record(model), _text(model.status_reason).strip())
     if isinstance(model, DossierStatusUpdate):
         return DvcqgCall(SERVICE_PROGRESS, progress_record(model))
     raise TypeError(f"the national portal takes dossier.sync and dossier.status, not {type(model).__name__}")

@@ -8,7 +8,10 @@ step to ``api/v{version}/VBDLISs/<action>/{securityCode}`` (TH-BV:3; TH-BC:64-17
 ("4 unless 5/9/10"), are the profile's code tables (TH-BR *Handler.cs), GuiKetQuaThue's the profile values
 ``tax_result_status``/``tax_result_keep_status`` (TH only logs it); ThongBaoNhapSaiThuTuc and
 ThueChuyenTraHoSoDoSai, which TH only logs too, keep the dossier's status (recorded and delivered as a step).
-TiepNhanHoSoChoMotCua (VBDLIS's own intake of a whole dossier) is not mapped: it is no status step.
+TiepNhanHoSoChoMotCua (VBDLIS's own intake of a whole dossier) is not mapped: it is no status step. KetThucHoSo
+with ``TrangThaiKetThuc`` other than 0 (returned or withdrawn without a result, §5) sets the profile value
+``ended_status`` (9 as TH does by default; 7 withdrawn or 8 stopped where a deployment says so); a step that sets
+3, 7 or 8 carries its GhiChu as the update's ``reason`` (required for 3 and 8: refused naming GhiChu without it).
 
 Dates are .NET DateTime in JSON: ISO-8601 (an inference of §5); one without an offset is read at the profile's
 ``local_utc_offset``.
@@ -131,6 +134,10 @@ ACTIONS: Mapping[str, Action] = {
 }  # fmt: skip
 
 FILE_FIELDS = ("TenGiayTo", "KieuFile", "LinkFile", "SoBanSao", "SoBanChinh")  # §5 "File descriptor"
+#: What KetThucHoSo without a result (TrangThaiKetThuc ≠ 0) may set: done (9, as TH does), withdrawn (7), stopped (8).
+ENDED_STATUSES = frozenset({7, 8, 9})
+#: Statuses whose reason (``reason``) is the step's GhiChu: not received, withdrawn, stopped.
+REASON_STATUSES = frozenset({3, 7, 8})
 TAX_FIELDS = ("HoTenChu", "LoaiThue", "SoThongBaoThue", "DuongDanThongBaoThue")  # §5 GuiKetQuaThue
 
 
@@ -142,6 +149,8 @@ class StepSettings:
     keep_status: Mapping[str, frozenset[int]]
     local_offset: timezone
     default_actor: str
+    #: KetThucHoSo's status when TrangThaiKetThuc is not 0 (returned or withdrawn without a result, §5).
+    ended_status: int = 9
 
     @classmethod
     def from_profile(cls, values: ProfileSettings) -> StepSettings:
@@ -153,10 +162,13 @@ class StepSettings:
             status["GuiKetQuaThue"] = int(values["tax_result_status"])
             keep["GuiKetQuaThue"] = _statuses(values["tax_result_keep_status"])
             offset = parse_offset(values["local_utc_offset"])
+            ended = int(values["ended_status"])
+            if ended not in ENDED_STATUSES:
+                raise ValueError(f"ended_status {ended} is not one of {sorted(ENDED_STATUSES)}")
         except ValueError as exc:
-            keys = ("tax_result_status", "tax_result_keep_status", "local_utc_offset")
+            keys = ("tax_result_status", "tax_result_keep_status", "local_utc_offset", "ended_status")
             raise ProfileValueError(f"profile {values.profile.ref}: unusable value: {exc}", keys) from None
-        return cls(status, keep, offset, values["default_actor"])
+        return cls(status, keep, offset, values["default_actor"], ended)
 
 
 def _statuses(text: str) -> frozenset[int]:
@@ -364,7 +376,16 @@ _SOURCE = {
     "partner_state": "MaTrangThai",
     "content": "GhiChu",
     "step_limit": "HanXuLy",
+    "reason": "GhiChu",
 }
+
+
+def _reason(action: str, note: str | None, status: int | None, kept: bool) -> str | None:
+    """The update's reason: the step's GhiChu when the step sets 3, 7 or 8; a step only logged at such a status
+    (kept) names itself when it has no GhiChu, so that it is still recorded (and refused as a transition)."""
+    if status not in REASON_STATUSES:
+        return None
+    return note or (action if kept else None)
 
 
 def map_step(
@@ -393,6 +414,8 @@ def map_step(
         raise PacketInvalidError(f"invalid VBDLIS {action} step", reader.issues)
 
     status = settings.step_status.get(action)  # None: a step TH only logs, which keeps the status
+    if action == "KetThucHoSo" and values.get("TrangThaiKetThuc") not in (None, 0):
+        status = settings.ended_status  # returned or withdrawn without a result (§5 TrangThaiKetThuc)
     if status is None and current is None:
         raise PacketInvalidError(
             f"VBDLIS {action} keeps the dossier's status, and the hub knows none for it",
@@ -424,11 +447,13 @@ def map_step(
             new_due_at=values.get("NgayHenTraMoi"),
             paused=values.get("LaTamDung"),
             finish_kind=values.get("TrangThaiKetThuc"),
+            reason=_reason(action, values.get("GhiChu"), current if kept else status, kept),
         )
     except ValidationError as exc:
         issues = []
         for e in exc.errors(include_url=False):
-            name = next((_SOURCE[str(p)] for p in reversed(e["loc"]) if str(p) in _SOURCE), None)
+            loc = (*e["loc"], (e.get("ctx") or {}).get("field", ""))  # a rule of the model names its field in ctx
+            name = next((_SOURCE[str(p)] for p in reversed(loc) if str(p) in _SOURCE), None)
             if name == "actor":
                 name = spec.actor or "actor"
             issues.append(Issue(f"/{name}" if name else "/", e["type"], e["msg"]))

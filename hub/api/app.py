@@ -25,6 +25,7 @@ from hub.api.routes import (
     actions,
     audit,
     connectors,
+    corrections,
     deadlines,
     health,
     history,
@@ -45,7 +46,7 @@ from hub.services import HubService
 
 ROUTERS = (
     messages, connectors, operations, actions, health, types, soap, lookups, payments, deadlines, history, audit,
-    vbdlis,
+    vbdlis, corrections,
 )  # fmt: skip
 
 

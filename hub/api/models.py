@@ -55,8 +55,8 @@ class AcceptedOut(BaseModel):
     destinations: list[str] = Field(default_factory=list)
     status_update: str | None = Field(
         None,
-        description="For a new dossier.status: `applied`, or `stale` (older than the dossier's last applied "
-        "update: recorded on its timeline, not routed). An illegal transition is refused with 422 "
+        description="For a new dossier.status or dossier.sync: `applied`, or `stale` (older than the dossier's last "
+        "applied update: recorded on its timeline, not routed). An illegal transition is refused with 422 "
         "(rule `status-transition`).",
     )
     warnings: list[WarningOut] = Field(
@@ -110,8 +110,10 @@ TimelineEntryOut = out_model(
         "outcome": Annotated[
             str,
             Field(
-                description="applied, stale, rejected, corrected, or synced (reported by a dossier.sync); notified or "
-                "notify_skipped for a citizen notification about the update (source: the notification connector)"
+                description="applied, stale, rejected or corrected (an operator's correction: detail names "
+                "corrected_by, reason, status_before); synced on entries a dossier.sync left before syncs went "
+                "through the status machine; notified or notify_skipped for a citizen notification about the update "
+                "(source: the notification connector)"
             ),
         ],
         "detail": Annotated[
@@ -119,9 +121,10 @@ TimelineEntryOut = out_model(
             Field(
                 description="What the step said beyond its status, as in the dossier.status packet (snake_case): "
                 "step {actor, title, department, content, handed_to, partner_state, sent_back}, step_due, "
-                "partner_step, step_limit, new_due_at, paused, finish_kind, attachments [{name, url, sha256, "
-                "file_type, copies, originals}]; empty ones left out; null when none. A dossier.sync's entry holds "
-                "its due_at; an entry that moved the dossier's due date holds the one it replaced, previous_due_at"
+                "partner_step, step_limit, new_due_at, paused, finish_kind, reason, corrects, attachments [{name, "
+                "url, sha256, file_type, copies, originals}]; empty ones left out; null when none. A dossier.sync's "
+                "entry holds reported_by, its due_at, rejected_at and reason; an entry that moved the dossier's due "
+                "date holds the one it replaced, previous_due_at"
             ),
         ],
     },

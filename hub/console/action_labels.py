@@ -57,6 +57,29 @@ ACTION_LABELS: dict[str, tuple[str, str]] = {
         "Cơ sở dữ liệu tạm thời không truy cập được; hãy thử lại sau.",
         "The store cannot be reached just now; try again later.",
     ),
+    # a dossier's status correction (hub.console.corrections)
+    "correct_status": ("Đính chính trạng thái", "Correct the status"),
+    "new_status": ("Trạng thái mới", "New status"),
+    "action_title_correct": ("Đính chính trạng thái hồ sơ", "Correct the status of dossier"),
+    "correct_text": (
+        "Trạng thái hồ sơ sẽ đổi từ {before} sang trạng thái chọn dưới đây, kể cả khi quy tắc chuyển trạng thái không "
+        "cho phép. Việc đính chính được ghi vào tiến trình hồ sơ và nhật ký kiểm tra (người thực hiện: {who}, lý do, "
+        "trạng thái trước và sau) và được gửi tới hệ thống một cửa của tỉnh và Cổng DVCQG.",
+        "The dossier's status goes from {before} to the status chosen below, even where the status rules forbid the "
+        "move. The correction is recorded on the dossier's timeline and in the audit log (who: {who}, why, the "
+        "status before and after) and sent to the province's one-stop system and the national portal.",
+    ),
+    "action_confirm_correct": ("Xác nhận đính chính", "Confirm the correction"),
+    "corrected_ok": ("Đã đính chính trạng thái hồ sơ {n}.", "Dossier status corrected: {n}."),
+    "status_required": ("Vui lòng chọn trạng thái mới.", "Please choose the new status."),
+    "err_correction-unchanged": ("Hồ sơ {id} đang ở trạng thái này rồi.", "Dossier {id} has this status already."),
+    "err_correction-stale": (
+        "Đính chính cho hồ sơ {id} đã được ghi nhận nhưng không áp dụng: cập nhật gần nhất của hồ sơ muộn hơn "
+        "hiện tại.",
+        "The correction of dossier {id} was recorded, not applied: its last update is later than now.",
+    ),
+    "err_dossier-unknown": ("Hồ sơ {id} chưa có trạng thái nào.", "Dossier {id} has no status yet."),
+    "err_reason-required": ("Vui lòng nhập lý do.", "Please give a reason."),
     "action_forbidden": (
         "Chỉ người vận hành hoặc quản trị viên được thực hiện thao tác này.",
         "Only an operator or an administrator may do this.",

@@ -528,6 +528,7 @@ DETAILS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
          r"change it",
          "status-transition: {a} -> {b}: {c} là trạng thái cuối; chỉ đính chính có ghi nhật ký mới thay đổi được"),
         (r"correction by (?P<w>.+?): (?P<a>.+?) -> (?P<b>.+?): (?P<r>.*)", "đính chính bởi {w}: {a} -> {b}: {r}"),
+        (r"(?P<a>.+?) restated by the dossier's record \(amended\)", "{a} do hồ sơ gốc báo lại (hồ sơ được cập nhật)"),
         (r"reported by the provincial system's dossier\.sync \(recorded, not run through the status machine\)",
          "do hệ thống một cửa của tỉnh báo qua dossier.sync (ghi nhận, không qua kiểm tra chuyển trạng thái)"),
         (r"(?P<code>\S+) -> (?P<n>\d+): synced", "{code} -> {n}: đã đồng bộ"),

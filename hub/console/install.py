@@ -8,11 +8,22 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from hub.config import Settings
-from hub.console import accounts, actions, audit_view, auth, history, message_log, roles, routes, trust_page
+from hub.console import (
+    accounts,
+    actions,
+    audit_view,
+    auth,
+    corrections,
+    history,
+    message_log,
+    roles,
+    routes,
+    trust_page,
+)
 from hub.console.pages import HERE, refused, to_login
 from hub.console.secure_cookies import SecureCookies
 
-PAGES = (routes, message_log, history, trust_page, actions, accounts, audit_view)
+PAGES = (routes, message_log, history, trust_page, actions, corrections, accounts, audit_view)
 
 
 def install_console(app: FastAPI, settings: Settings) -> None:

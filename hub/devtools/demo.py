@@ -725,7 +725,7 @@ def flow_f1(demo: DemoHub, step: Step) -> str:
     _check(late in overdue, f"{late} (status 1 since {stale_submit:%Y-%m-%d}) is not flagged overdue")
     _check(code not in overdue and known not in overdue, "a dossier already received (status 2) is flagged")
     timeline = _status_entries(demo, code)
-    _check([(u["status"], u["outcome"]) for u in timeline] == [(1, "synced"), (2, "synced")],
+    _check([(u["status"], u["outcome"]) for u in timeline] == [(1, "applied"), (2, "applied")],
            f"timeline of {code}: {timeline}")  # fmt: skip
     step(f"8-working-hour rule: {late} still at status 1 since {stale_submit:%Y-%m-%d} is flagged "
          f"({overdue[late]['overdue_working_hours']:.1f} working hours late) in GET /api/v1/deadlines")  # fmt: skip

@@ -17,6 +17,12 @@ except through an audited ``Correction``, which may set any status and is record
 An update older than the last applied one (compared to the second, the precision partners stamp) is
 ``STALE``: recorded by the caller, never applied (this holds for corrections too, and the state's time never
 goes backwards).
+
+One machine for every source (``Source``): a partner's or the hub's ``dossier.status`` (``STEP``), the status
+the provincial system's ``dossier.sync`` reports (``SYNC``) and an operator's correction. They differ in one
+point only: a sync that restates the dossier's current status is the record being amended (Quảng Nam Điều 13.2:
+amendments keep the dossier code and its history), applied at any status, terminal ones included; it moves
+nothing. Everything else — which moves are legal, terminal statuses, staleness — is the same for all.
 """
 
 from __future__ import annotations
@@ -85,16 +91,26 @@ class DossierState:
 
 @dataclass(frozen=True, slots=True)
 class Correction:
-    """An operator's audited override: allows any target status, recorded as ``CORRECTED``."""
+    """An operator's audited override: allows any target status, recorded as ``CORRECTED``. ``role`` and
+    ``client`` (the operator's role and address) go to the audit log with it."""
 
     reason: str
     corrected_by: str
+    role: str | None = None
+    client: str | None = None
 
     def __post_init__(self) -> None:
         if not self.reason.strip():
             raise ValueError("a correction needs a non-empty reason")
         if not self.corrected_by.strip():
             raise ValueError("a correction needs the operator who made it (corrected_by)")
+
+
+class Source(StrEnum):
+    """Where an update comes from, as far as the machine cares (see the module docstring)."""
+
+    STEP = "step"  # a dossier.status: a ministry, VBDLIS, the provincial system, or the hub itself
+    SYNC = "sync"  # the status the provincial system's dossier.sync (its record of the dossier) reports
 
 
 class Outcome(StrEnum):
@@ -137,8 +153,10 @@ def decide(
     target: DossierStatus | int,
     at: datetime,
     correction: Correction | None = None,
+    *,
+    source: Source = Source.STEP,
 ) -> Decision:
-    """Decide what a status update ``target`` at ``at`` does to a dossier in state ``current``.
+    """Decide what a status update ``target`` at ``at`` from ``source`` does to a dossier in state ``current``.
 
     Raises ``ValueError`` for a status outside 1..10 or a naive ``at``.
     """
@@ -160,6 +178,8 @@ def decide(
         )
     if correction is not None:
         return Decision(Outcome.CORRECTED, _corrected(correction, current.status, target), new_state)
+    if source is Source.SYNC and target is current.status:
+        return Decision(Outcome.APPLIED, f"{_label(target)} restated by the dossier's record (amended)", new_state)
     if is_legal(current.status, target):
         return Decision(Outcome.APPLIED, f"{_label(current.status)} -> {_label(target)}", new_state)
     if current.status in TERMINAL:

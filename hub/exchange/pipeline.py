@@ -22,11 +22,14 @@ envelope from that stored envelope and maps its body with the same pure converte
 so what is delivered is the canonical form, and the signed outbound it sends is recorded with the delivery. A
 canonical body is always accepted too.
 
-**Dossier status.** Every accepted ``dossier.status`` (canonical or mapped) goes through the status machine in
-the same store transaction as its acceptance and lands on the dossier's timeline: an applied update is routed;
-a stale one (older than the last applied) is stored but not routed; an illegal transition is refused
-(``StatusTransitionError``, rule ``status-transition``), stored nowhere but on the timeline, and nothing is queued.
-A resend of an accepted message is a duplicate and is not decided again.
+**Dossier status.** Every accepted ``dossier.status`` (canonical or mapped) and the status every ``dossier.sync``
+reports go through the one status machine in the same store transaction as their acceptance and land on the
+dossier's timeline: an applied update is routed; a stale one (older than the last applied) is stored but not
+routed; an illegal transition is refused (``StatusTransitionError``, rule ``status-transition``, naming the
+message id), stored nowhere but on the timeline, and nothing is queued. A sync that restates the dossier's status
+is an amendment of its record, applied. A resend of an accepted message is a duplicate and is not decided again.
+An operator's correction (``hub.services.corrections``) is a ``dossier.status`` the hub injects with the
+``Correction``: decided as such, audited, and routed like any applied update.
 
 **Citizen notifications.** A ``notification`` connector receives ``dossier.sync`` and ``dossier.status`` like any
 destination, but is queued only the updates its applicant is told of (``RoutingTable.notifying``: intake, the
@@ -52,7 +55,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from lxml import etree
@@ -61,6 +64,7 @@ from pydantic import BaseModel
 import mappings
 from broker.base import Broker, BrokerError, BrokerUnavailable, OutboundMessage
 from hub import packets
+from hub.dossier.status_machine import Correction
 from hub.errors import (
     ConflictError,
     EnvelopeInvalidError,
@@ -112,8 +116,9 @@ class Checked:
     destinations: tuple[str, ...]
     profile: str = mappings.CANONICAL
     canonical: BaseModel | None = None
-    sync: SyncReport | None = None  # the status a canonical dossier.sync reports (recorded as "synced")
+    sync: SyncReport | None = None  # the status a canonical dossier.sync reports (run through the status machine)
     warnings: tuple[Issue, ...] = ()  # accepted all the same: a procedure the catalogue does not list
+    correction: Correction | None = None  # an operator's correction the hub injects (``Acceptor.inject``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +129,7 @@ class Accepted:
     status: str
     destinations: tuple[str, ...]
     duplicate: bool = False
-    status_update: str | None = None  # for a new dossier.status: "applied" or "stale"
+    status_update: str | None = None  # for a new dossier.status or sync: "applied", "stale" or "corrected"
     warnings: tuple[Issue, ...] = ()  # advice for the sender (``procedure-unknown``); on the message's events too
 
 
@@ -293,10 +298,14 @@ class Acceptor:
         name = mappings.CANONICAL if profile is None else profile(header)
         return self._route(header, verified.payload, name, model)
 
-    def inject(self, header: EnvelopeHeader, payload: etree._Element, signer: Signer) -> Accepted:
+    def inject(
+        self, header: EnvelopeHeader, payload: etree._Element, signer: Signer, *, correction: Correction | None = None
+    ) -> Accepted:
         """Accept a message the hub itself creates (payment receipts, postal events, status updates): validated
         against its packet schema, routed, committed and published like any accepted message, then answered the
         same way (duplicates, conflicts); raise ``RejectedError`` when it is invalid, unrouted or refused.
+        ``correction``: the ``dossier.status`` reports an operator's correction, decided and audited as such in the
+        transaction that stores it.
 
         The hub signs it here with ``signer`` and stores that envelope; it does not verify its own signature again.
         """
@@ -307,6 +316,10 @@ class Acceptor:
             raise EnvelopeInvalidError("envelope content is invalid", issues, message_id=header.message_id)
         model = decoded[0] if decoded else None
         checked = self._route(signed_header, body_payload(envelope), mappings.CANONICAL, model)
+        if correction is not None:
+            if checked.canonical is None:
+                raise ValueError("a correction is carried by a dossier.status (with status tracking on)")
+            checked = replace(checked, correction=correction)
         data = etree.tostring(signer.sign_in_place(envelope))
         result = self.commit([(checked, data)])[0]
         if isinstance(result, RejectedError):
@@ -419,7 +432,7 @@ class Acceptor:
                     log.info("rejected message_id=%s rule=status-transition %s", header.message_id, reason)
                     results.append(
                         StatusTransitionError(
-                            f"dossier {_dossier_code(item.canonical)}: {reason}",
+                            f"dossier {_dossier_code(item.canonical) or _dossier_code(item.sync)}: {reason}",
                             [Issue("/envelope/body/status", "status-transition", reason)],
                             message_id=header.message_id,
                         )
@@ -622,12 +635,15 @@ def _dossier_code(model: BaseModel | SyncReport | None) -> str | None:
 
 def _sync_report(model: BaseModel | None, header: EnvelopeHeader) -> SyncReport | None:
     """The status, submission time and channel a canonical ``dossier.sync`` reports, read from the model the check
-    decoded (``None`` for anything else). The time its status refers to is the matching time field, else the
-    envelope's creation time."""
+    decoded (``None`` for anything else). The time its status refers to is the matching time field (the rejection
+    date for 3), else the envelope's creation time."""
     if not isinstance(model, DossierSync):
         return None
     status = int(model.status)
-    at = {1: model.submitted_at, 2: model.received_at, 9: model.finished_at, 10: model.returned_at}.get(status)
+    at = {1: model.submitted_at, 2: model.received_at, 3: model.rejected_at, 9: model.finished_at,
+          10: model.returned_at}.get(status)  # fmt: skip
+    detail = {"rejected_at": model.rejected_at.isoformat() if model.rejected_at else None,
+              "reason": model.status_reason}  # fmt: skip
     return SyncReport(
         dossier_code=model.dossier_code,
         status=status,
@@ -636,6 +652,7 @@ def _sync_report(model: BaseModel | None, header: EnvelopeHeader) -> SyncReport 
         submitted_at=model.submitted_at,
         channel=int(model.channel),
         due_at=model.due_at,
+        detail={k: v for k, v in detail.items() if v is not None} or None,
     )
 
 
@@ -643,7 +660,8 @@ def _status_update(item: Checked) -> StatusUpdate | None:
     model = item.canonical
     if not isinstance(model, DossierStatusUpdate):
         return None
-    return StatusUpdate(model.dossier_code, int(model.status), model.at, item.header.sender, step_detail(model))
+    return StatusUpdate(model.dossier_code, int(model.status), model.at, item.header.sender, step_detail(model),
+                        item.correction)  # fmt: skip
 
 
 #: What the timeline keeps of a ``dossier.status`` beside its code, status, time and source.

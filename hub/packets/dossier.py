@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, Field, NonNegativeInt
+from pydantic import AfterValidator, Field, NonNegativeInt, model_validator
 
 from hub.dossier.validators import (
     AgencyCode,
@@ -20,7 +20,19 @@ from hub.dossier.validators import (
     ruled_after,
 )
 from hub.packets.codec import XmlItem
-from hub.packets.common import Code, Email, FeeLine, LongText, Name, PacketModel, Phone, Text, Url, UtcDateTime
+from hub.packets.common import (
+    Code,
+    Email,
+    FeeLine,
+    LongText,
+    Name,
+    PacketModel,
+    Phone,
+    Text,
+    Url,
+    UtcDateTime,
+    rule_error,
+)
 
 #: A channel an applicant accepts notifications on (``Applicant.notify_channels``).
 NotifyChannel = Literal["email", "sms"]
@@ -37,6 +49,13 @@ def _online_payment(value: int) -> int:
 
 
 OnlinePayment = Annotated[int, AfterValidator(_online_payment)]
+
+#: Statuses that must say why: 3 not received (Ninh Thuận Điều 16.1.b: the refusal states its reason, Mẫu số 03
+#: TT 01/2018/TT-VPCP) and 8 processing stopped (Đắk Nông Điều 12: a dossier not resolved is notified with the
+#: reason). A withdrawal (7) may carry one too.
+REASON_REQUIRED = frozenset({3, 8})
+REASON_RULE = "status-reason-required"
+
 
 #: The applicant's portal account (TechID, ``MaDoiTuong``): a code, never a 9- or 12-digit ID number (OC-DV:196-205).
 PortalAccountId = Annotated[Code, ruled_after(check_portal_account_id)]
@@ -155,6 +174,17 @@ class DossierSync(PacketModel):
     online_payment: OnlinePayment | None = None
     other_papers: Annotated[list[OtherPaper], XmlItem("otherPaper")] = Field(default_factory=list)
     supplements: Annotated[list[Supplement], XmlItem("supplement")] = Field(default_factory=list)
+    #: Why the dossier was not received (3), withdrawn (7) or stopped (8); required for 3 and 8.
+    status_reason: LongText | None = None
+
+    @model_validator(mode="after")
+    def _rejection_dated_and_explained(self) -> Self:
+        if self.status == 3 and self.rejected_at is None:
+            raise rule_error("rejected-at-required", "a dossier not received (status 3) needs rejectedAt "
+                             "(the portal's NgayTuChoi)", "rejectedAt")  # fmt: skip
+        if self.status in REASON_REQUIRED and not (self.status_reason or "").strip():
+            raise rule_error(REASON_RULE, f"status {self.status} needs statusReason (why)", "statusReason")
+        return self
 
 
 class Step(PacketModel):
@@ -204,3 +234,15 @@ class DossierStatusUpdate(PacketModel):
     paused: bool | None = None
     #: How processing ended (VBDLIS ``TrangThaiKetThuc``: 0 with a result, else returned or withdrawn).
     finish_kind: NonNegativeInt | None = None
+    #: Why: the dossier was not received (3), withdrawn (7) or stopped (8) — required for 3 and 8 — or its
+    #: status corrected. The update's ``at`` is the date it happened.
+    reason: LongText | None = None
+    #: For an operator's correction: the status it replaces (the dossier's status before it); ``reason`` says why.
+    corrects: StatusCode | None = None
+
+    @model_validator(mode="after")
+    def _explained(self) -> Self:
+        if (self.status in REASON_REQUIRED or self.corrects is not None) and not (self.reason or "").strip():
+            what = "a correction" if self.corrects is not None else f"status {self.status}"
+            raise rule_error(REASON_RULE, f"{what} needs a reason", "reason")
+        return self

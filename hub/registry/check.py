@@ -289,7 +289,7 @@ def _check_portal_records(report: CheckReport, c: Connector, ref: str) -> None:
             continue
         call = mapping.to_partner(packets.example(message_type))
         assert isinstance(call, dvcqg.DvcqgCall)
-        service, record = call
+        service, record = call.service, call.record
         issues = dvcqg.validate_record(service, record)
         if issues:
             shown = "; ".join(f"{i.field}: {i.message}" for i in issues[:3])

@@ -1,8 +1,10 @@
 """Dossiers: their current state under the status machine, their timelines and the intake-deadline query.
 
 The status machine (``hub.dossier.status_machine``) decides; this module locks the dossiers' rows, feeds it
-their current state and writes what it decided — for a batch of accepted submissions (``decide_statuses``)
-or for one update with an optional operator correction (``record_status``).
+their current state and writes what it decided — for a batch of accepted submissions (``decide_statuses``: a
+``dossier.status``, the status a ``dossier.sync`` reports, an operator's correction the hub injects) or for one
+update with an optional operator correction (``record_status``). A correction is audited (``dossier.correct``:
+who, why, before, after) in the transaction that applies it.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from hub.store import audit, due_dates
 from hub.store.database import Database, chunks, now
 from hub.store.history import add_events, event_row
 from hub.store.schema import UTCDateTime, deliveries, dossier_timeline, dossiers, messages
-from hub.store.types import DossierParty, DossierRecord, IntakeDossier, Submission, TimelineEntry
+from hub.store.types import DossierParty, DossierRecord, IntakeDossier, StatusUpdate, Submission, TimelineEntry
 
 if TYPE_CHECKING:
-    from hub.dossier.status_machine import Decision, DossierState
+    from hub.dossier.status_machine import Decision, DossierState, Source
 
 _INSERT_TIMELINE = dossier_timeline.insert()
 _SET_DOSSIER_STATE = (
@@ -70,7 +72,7 @@ _DOSSIER_PARTY = sa.select(
     )
     .label("party"),
 )
-_SYNC_REASON = "reported by the provincial system's dossier.sync (recorded, not run through the status machine)"
+SYNC = "sync"  # ``Submission.sync``'s update is decided as ``Source.SYNC``
 
 
 @dataclass
@@ -115,12 +117,16 @@ def decide_status(
     at_now: datetime,
     pending: StatusWrites,
     detail: Any = None,
+    kind: Source | str = "step",
 ) -> Decision:
     """Decide one update against the locked dossier's ``current`` state; queue its timeline entry and, when
-    applied, the dossier's new state on ``pending`` (written by ``StatusWrites.flush``)."""
-    from hub.dossier.status_machine import decide
+    applied, the dossier's new state on ``pending`` (written by ``StatusWrites.flush``). A correction's entry
+    keeps who made it, why and the status before in its ``detail``."""
+    from hub.dossier.status_machine import Source, decide
 
-    decision = decide(current, status, at, correction)
+    decision = decide(current, status, at, correction, source=Source(kind))
+    if correction is not None:
+        detail = {**(detail or {}), **_correction_detail(correction, current)}
     if decision.new_state is not None:
         pending.states[dossier_code] = {
             "b_code": dossier_code,
@@ -144,6 +150,40 @@ def decide_status(
     return decision
 
 
+def _correction_detail(correction: Any, current: DossierState | None) -> dict[str, Any]:
+    """Who corrected, why, and the status before (the entry's own status is the one after)."""
+    before = None if current is None else int(current.status)
+    return {"corrected_by": correction.corrected_by, "reason": correction.reason, "status_before": before}
+
+
+def audit_correction(
+    conn: Connection, dossier_code: str, status: int, decision: Decision, correction: Any,
+    current: DossierState | None, at_now: datetime, message_id: str | None = None,
+) -> None:  # fmt: skip
+    """The audit row of an operator's correction (the audit view's "dossier" group): the status before and after,
+    why, the outcome and the message that reported it; in the caller's transaction."""
+    outcome = outcome_name(decision)
+    detail = {"status": int(status), "status_before": None if current is None else int(current.status),
+              "reason": correction.reason[:200], "outcome": outcome, "message_id": message_id}  # fmt: skip
+    audit.record(conn, actor=correction.corrected_by, action="dossier.correct", subject=dossier_code,
+                 outcome="ok" if outcome == "corrected" else "refused", at=at_now, role=correction.role,
+                 client=correction.client, detail={k: v for k, v in detail.items() if v is not None})  # fmt: skip
+
+
+def update_of(sub: Submission) -> tuple[StatusUpdate, str] | None:
+    """The status update a submission carries and how the machine takes it: a ``dossier.status`` (``step``) or
+    the status a ``dossier.sync`` reports (``sync``); ``None`` for neither."""
+    if sub.status is not None:
+        return sub.status, "step"
+    sync = sub.sync
+    if sync is None:
+        return None
+    detail = {"reported_by": "dossier.sync", **(sync.detail or {})}
+    if sync.due_at is not None:  # the due date (NgayHenTra) it carries: the dossier's current one (due_dates)
+        detail["due_at"] = due_dates.iso(sync.due_at)
+    return StatusUpdate(sync.dossier_code, int(sync.status), sync.at, sync.source, detail), SYNC
+
+
 def outcome_name(decision: Decision) -> str:
     """The decision's outcome as recorded (``applied``, ``stale``…)."""
     return str(getattr(decision.outcome, "value", decision.outcome)).lower()
@@ -156,26 +196,29 @@ def decide_statuses(
 
     The dossiers' rows are locked first, then the messages already stored are skipped: a resend, or a twin a
     concurrent transaction stored while this one waited for the lock, is decided once."""
-    wanted = [i for i in first.values() if subs[i].status is not None]
-    if not wanted:
+    updates = {i: u for i in first.values() if (u := update_of(subs[i])) is not None}
+    if not updates:
         return {}
-    state = lock_dossiers(db, conn, [subs[i].status.dossier_code for i in wanted])  # type: ignore[union-attr]
-    keys = [(subs[i].sender, subs[i].message_id) for i in wanted]
+    state = lock_dossiers(db, conn, [update.dossier_code for update, _ in updates.values()])
+    keys = [(subs[i].sender, subs[i].message_id) for i in updates]
     known: set[tuple[str, str]] = set()
     for chunk in chunks(keys):
         known.update((r.sender, r.message_id) for r in conn.execute(STORED_MESSAGES, {"b_keys": list(chunk)}))
     decisions: dict[int, Decision] = {}
     pending = StatusWrites()
-    for i in wanted:
+    for i, (update, kind) in updates.items():
         sub = subs[i]
-        update = sub.status
-        if update is None or (sub.sender, sub.message_id) in known:
+        if (sub.sender, sub.message_id) in known:
             continue
+        current = state[update.dossier_code]
         decision = decide_status(
-            update.dossier_code, state[update.dossier_code], update.status, update.at,
-            message_id=sub.message_id, source=update.source, correction=None, at_now=at_now, pending=pending,
-            detail=update.detail,
+            update.dossier_code, current, update.status, update.at,
+            message_id=sub.message_id, source=update.source, correction=update.correction, at_now=at_now,
+            pending=pending, detail=update.detail, kind=kind,
         )  # fmt: skip
+        if update.correction is not None:
+            audit_correction(conn, update.dossier_code, update.status, decision, update.correction, current, at_now,
+                             sub.message_id)  # fmt: skip
         if decision.new_state is not None:
             state[update.dossier_code] = decision.new_state
         decisions[i] = decision
@@ -184,37 +227,21 @@ def decide_statuses(
 
 
 def record_syncs(db: Database, conn: Connection, new: list[tuple[int, Submission]], at_now: datetime) -> None:
-    """Record the statuses reported by newly stored ``dossier.sync`` messages on their dossiers' timelines
-    (outcome ``synced``) and keep each dossier's submission time (the first one reported) and channel."""
-    syncs = [(pk, sub.message_id, sub.sync) for pk, sub in new if sub.sync is not None]
+    """Keep each dossier's submission time (the first one reported) and channel from newly stored ``dossier.sync``
+    messages (their status went through the status machine with the rest, ``decide_statuses``)."""
+    syncs = [sub.sync for _, sub in new if sub.sync is not None]
     if not syncs:
         return
-    codes = sorted({sync.dossier_code for _, _, sync in syncs})
+    codes = sorted({sync.dossier_code for sync in syncs})
     conn.execute(db.insert_ignoring(dossiers, ("code",)), [{"code": code} for code in codes])
     intake: dict[str, tuple[datetime | None, int | None]] = {}
-    for _, _, sync in syncs:
+    for sync in syncs:
         submitted, channel = intake.get(sync.dossier_code, (None, None))
         intake[sync.dossier_code] = (submitted or sync.submitted_at, sync.channel or channel)
     conn.execute(
         _KEEP_INTAKE,
         [{"b_code": code, "b_submitted": intake[code][0], "b_channel": intake[code][1]} for code in codes],
     )
-    timeline = [
-        {"dossier_code": sync.dossier_code, "message_id": message_id, "status": int(sync.status), "at": sync.at,
-         "outcome": "synced", "reason": _SYNC_REASON, "source": sync.source, "recorded_at": at_now,
-         "detail": None if sync.due_at is None else {"due_at": due_dates.iso(sync.due_at)}}
-        for _, message_id, sync in syncs
-    ]  # fmt: skip
-    due_dates.note_due_changes(conn, timeline)  # the due date (NgayHenTra) the sync carries
-    conn.execute(_INSERT_TIMELINE, timeline)
-    add_events(
-        conn,
-        *(
-            event_row(pk, "status_synced", at_now, detail=f"{sync.dossier_code} -> {int(sync.status)}: synced",
-                      actor=sync.source)
-            for pk, _, sync in syncs
-        ),
-    )  # fmt: skip
 
 
 def record_status(
@@ -242,10 +269,7 @@ def record_status(
         )  # fmt: skip
         pending.flush(conn)
         if correction is not None:  # an operator's correction: the audit view's "dossier" group
-            audit.record(conn, actor=correction.corrected_by, action="dossier.correct", subject=dossier_code,
-                         outcome="ok" if outcome_name(decision) == "corrected" else "refused", at=at_now,
-                         detail={"status": int(status), "reason": correction.reason[:200],
-                                 "outcome": outcome_name(decision)})  # fmt: skip
+            audit_correction(conn, dossier_code, status, decision, correction, current, at_now, message_id)
         if message_id is not None:
             query = sa.select(messages.c.id).where(messages.c.message_id == message_id)
             if sender is not None:
@@ -286,7 +310,8 @@ def dossier(db: Database, dossier_code: str) -> DossierRecord | None:
 
 
 def dossiers_at_intake(db: Database, *, exclude_channels: Sequence[int] = (1,)) -> list[IntakeDossier]:
-    """Dossiers whose latest reported status (applied, corrected or synced; latest by ``at``) is 1 (new), with
+    """Dossiers whose latest reported status (applied or corrected, or synced before syncs ran through the status
+    machine; latest by ``at``) is 1 (new), with
     their submission time: the one their ``dossier.sync`` carried, else the first entry of their timeline.
     Dossiers submitted through ``exclude_channels`` (default: 1, in person) are left out."""
     tl = dossier_timeline

@@ -2,7 +2,8 @@
 
 A (sender, message id) is stored once: a resend with the same bytes is a ``duplicate``, with other bytes a
 ``conflict`` — both answered from what was stored first, nothing inserted, nothing raised. Status updates run
-through the status machine in the same transaction (``hub.store.dossiers``).
+through the status machine in the same transaction (``hub.store.dossiers``), the status a ``dossier.sync`` reports
+and an operator's correction included.
 """
 
 from __future__ import annotations
@@ -171,12 +172,12 @@ class Intake:
                 )  # fmt: skip
                 event_rows.append(event_row(pk, EventState.QUEUED, at_now, destination=destination, actor=sub.actor))
             decision = decisions.get(pk)
-            if decision is not None:
-                update = sub.status
-                assert update is not None
+            found = dossiers.update_of(sub)
+            if decision is not None and found is not None:
+                update = found[0]
                 detail = f"{update.dossier_code} -> {int(update.status)}: {decision.reason}"
-                event_rows.append(event_row(pk, f"status_{decision.outcome}", at_now, detail=detail,
-                                            actor=update.source))  # fmt: skip
+                actor = getattr(update.correction, "corrected_by", None) or update.source
+                event_rows.append(event_row(pk, f"status_{decision.outcome}", at_now, detail=detail, actor=actor))
         by_key: dict[tuple[int, str], int] = {}
         if delivery_rows:
             # Rows come back in any order; they are matched on (message, destination).

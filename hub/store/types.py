@@ -40,13 +40,15 @@ class StatusUpdate:
     source: str
     #: What the step said beyond its status (actor, due dates, files…), kept on the timeline (JSON-ready).
     detail: Mapping[str, Any] | None = None
+    #: An operator's ``hub.dossier.status_machine.Correction``: decided as such, and audited in the same transaction.
+    correction: Any = None
 
 
 @dataclass(frozen=True, slots=True)
 class SyncReport:
-    """The status a ``dossier.sync`` reports (the provincial system is the dossier's system of record): recorded
-    on the timeline as ``synced``, without going through the status machine (it never refuses or holds back a
-    sync); ``submitted_at`` and ``channel`` are kept on the dossier for the intake deadline."""
+    """The status a ``dossier.sync`` reports (the provincial system is the dossier's system of record): run through
+    the status machine like every update (``Source.SYNC``: restating the current status is an amendment, applied);
+    ``submitted_at`` and ``channel`` are kept on the dossier for the intake deadline."""
 
     dossier_code: str
     status: int
@@ -55,6 +57,8 @@ class SyncReport:
     submitted_at: datetime | None = None
     channel: int | None = None
     due_at: datetime | None = None  # the due date it carries (NgayHenTra): the dossier's current one from then on
+    #: What the timeline keeps of it beside the status (the rejection date and reason…), JSON-ready.
+    detail: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,9 +240,9 @@ class MessageTrace:
 
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
-    """One status update of a dossier, whatever became of it (``outcome``: applied, stale, rejected, corrected, or
-    synced: reported by a ``dossier.sync``), or a citizen notification about one (``notified``, ``notify_skipped``:
-    ``hub.store.notifications``)."""
+    """One status update of a dossier, whatever became of it (``outcome``: applied, stale, rejected or corrected;
+    ``synced`` on entries a ``dossier.sync`` left before syncs ran through the status machine), or a citizen
+    notification about one (``notified``, ``notify_skipped``: ``hub.store.notifications``)."""
 
     id: int
     dossier_code: str

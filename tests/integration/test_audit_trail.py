@@ -136,7 +136,8 @@ def test_a_replay_and_a_correction_are_audited_with_their_actor(store: Store) ->
     (correction,) = store.audit_entries(AuditFilter(action="dossier")).items
     assert (correction.action, correction.subject, correction.actor, correction.outcome) == (
         "dossier.correct", code, "nguyen.van.a", "ok")  # fmt: skip
-    assert correction.detail == {"status": 1, "reason": "entered by mistake", "outcome": "corrected"}
+    assert correction.detail == {"status": 1, "status_before": 3, "reason": "entered by mistake",
+                                 "outcome": "corrected"}  # fmt: skip
     with store.engine.connect() as conn:  # status updates without a correction leave no audit row
         assert conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar_one() == 2
 

@@ -619,7 +619,8 @@ def test_a_dossier_without_field_or_unit_name_reaches_the_portal_with_the_catalo
         assert record["TenTTHC"] == example.procedure_name  # the dossier's own name wins
         assert portal.on_portal[DOSSIER]["DonViXuLy"] == "UBND (tên trong danh mục)"  # not the profile's unit_name
         # what the dossier names is kept: its own field and unit name, before the catalogue's
-        _, view = deliver(runtime, worker, example.model_copy(update={"status": 2}))
+        # (the same dossier again: its record amended at the status it has, which the status machine applies)
+        _, view = deliver(runtime, worker, example.model_copy(update={"note": "Bổ sung tên đơn vị"}))
         record = json.loads(view.sent)["data"][0]
         assert (record["MaLinhVuc"], record["TenLinhVuc"], record["DonViXuLy"]) == (
             example.field_code, example.field_name, example.receiving_unit_name)  # fmt: skip

@@ -390,7 +390,10 @@ def test_source_system_must_be_the_senders_registered_unit(api: Api) -> None:
 
 def test_a_connector_reads_only_its_dossiers_and_of_them_its_own_messages(api: Api, pki) -> None:
     register_other(api, pki)  # party to nothing
-    sync = api.envelope(signer=api.province, sender=PROVINCE, receiver=HUB, message_type="dossier.sync")
+    received = packets.example("dossier.sync").model_copy(update={"status": 2, "finished_at": None,
+                                                                     "returned_at": None})  # fmt: skip
+    sync = api.envelope(signer=api.province, sender=PROVINCE, receiver=HUB, message_type="dossier.sync",
+                        payload=packets.to_element(received))  # fmt: skip
     register_other(api, pki, PORTAL, kind="national_portal", sends=[], receives=["dossier.sync"],
                    endpoint={"url": "http://127.0.0.1:9/api"})  # fmt: skip
     synced = api.post(sync, "province").json()["message_id"]

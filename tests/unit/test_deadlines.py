@@ -169,7 +169,7 @@ def test_overdue_intake_lists_online_dossiers_still_at_status_1(store: Store) ->
     _sync(store, "m4", "000.00.00.H12-261207-0003", 1, monday, channel=1)  # in person: not an online intake
     _sync(store, "m5", "000.00.00.H12-261207-0004", 1, local(8, 8))  # submitted Tuesday: not yet
     _sync(store, "m6", "000.00.00.H12-261207-0005", 1, monday)
-    _status(store, "s1", "000.00.00.H12-261207-0005", 4, local(7, 10))  # a ministry moves it on
+    _status(store, "s1", "000.00.00.H12-261207-0005", 2, local(7, 10))  # a dossier.status moves it on (1 → 2)
     _sync(store, "m7", "000.00.00.H12-261207-0006", 1, monday, channel=3)  # postal: not online either
     _sync(store, "m1", "000.00.00.H12-261207-0001", 1, monday)  # a resend is recorded once
 
@@ -182,7 +182,7 @@ def test_overdue_intake_lists_online_dossiers_still_at_status_1(store: Store) ->
     assert late.deadline == utc(8, 8, 30) and late.overdue_hours == 1.5
     assert (late.channel, late.source) == (2, "000.00.00.H12")
     timeline = store.timeline("000.00.00.H12-261207-0001")
-    assert [(e.status, e.outcome) for e in timeline] == [(1, "synced")]
+    assert [(e.status, e.outcome) for e in timeline] == [(1, "applied")]  # a sync runs through the status machine
     # configurable: postal submissions counted too
     both = overdue_intake(store, Settings(intake_alert_channels="2,3"), now=utc(8, 10))
     assert [d.dossier_code for d in both] == ["000.00.00.H12-261207-0001", "000.00.00.H12-261207-0006"]

@@ -77,10 +77,13 @@ def test_check_names_unset_unknown_and_unsourced_values() -> None:
     assert not any(key == "techid_provider" for _, key, _ in found)
     # unit_name has a source, but empty it means DonViXuLy may go out empty (OC-DV:222)
     assert ("warn", "unit_name", "profile-value-empty") in found
+    # no source names the portal field of a synced dossier's reason (status 3, 7, 8): the default is a guess
+    assert ("warn", "status_reason_field", "profile-value-unsourced") in found
     # nor does any source list the supplement states (TrangThaiBoSung of DanhSachHoSoBoSung, TH-SI:187-203)
     assert ("warn", "supplement_received_state", "profile-value-unsourced") in found
     complete = {**OPENCPS_VALUES, "transient_codes": "", "session_codes": "", "unit_name": "Sở Xây dựng",
-                "supplement_requested_state": "1", "supplement_received_state": "2"}  # fmt: skip
+                "supplement_requested_state": "1", "supplement_received_state": "2",
+                "status_reason_field": "GhiChu"}  # fmt: skip
     assert profiles.check(opencps, complete) == []
     assert profiles.check(profiles.get_profile("ministry/xml-steps"), {}) == []
 
@@ -96,6 +99,18 @@ def test_check_refuses_an_agency_code_as_the_unit_name(name: str) -> None:
     (empty,) = [f for f in profiles.check(profile, {}) if f.key == "unit_name"]
     assert (empty.status, empty.rule) == ("warn", "profile-value-empty") and "DonViXuLy is sent empty" in empty.message
     assert not [f for f in profiles.check(profile, {"unit_name": "Sở Tư pháp 000.00.00.H12"}) if f.key == "unit_name"]
+
+
+@pytest.mark.parametrize("name", ["dvcqg/opencps", "dvcqg/proxy"])
+def test_the_reason_field_must_be_a_free_text_field_of_the_record(name: str) -> None:
+    profile = profiles.get_profile(name)
+
+    def refused(value: str) -> bool:
+        return any(f.key == "status_reason_field" and f.rule == "profile-value-refused"
+                   for f in profiles.check(profile, {"status_reason_field": value}))  # fmt: skip
+
+    assert [refused(v) for v in ("GhiChu", "ThongTinKhac", "TrichYeuHoSo", "ThongTinTra", "")] == [False] * 5
+    assert [refused(v) for v in ("TrangThaiHoSo", "GhiChuX", "MaHoSo", "ghichu")] == [True] * 4
 
 
 def test_the_spec_takes_a_profile_of_its_kind_with_known_values() -> None:

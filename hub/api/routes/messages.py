@@ -51,8 +51,11 @@ SUBMIT_DESCRIPTION = (
     "content is 409. A ministry whose connector maps `dossier.status` to the `ministry-steps` profile may "
     "send its own step message (`<BuocXuLy>`, schemas/ministry-step.xsd) as the body: it is validated and "
     "mapped to the canonical `dossierStatus`, the envelope is logged exactly as received. Every "
-    "`dossier.status` goes through the dossier status machine: an illegal transition is 422 (rule "
-    "`status-transition`), a stale update is 202 with `status_update: stale` and is not routed. A dossier.sync "
+    "`dossier.status`, and the status every `dossier.sync` reports, goes through the one dossier status machine: an "
+    "illegal transition is 422 (rule `status-transition`; after 10 only an operator's correction, "
+    "`POST /api/v1/dossiers/{code}/corrections`), a stale update is 202 with `status_update: stale` and is not "
+    "routed; a sync restating the dossier's status amends its record. A status 3 or 8 needs its reason (422 "
+    "`status-reason-required`), a sync at 3 its `rejectedAt` (`rejected-at-required`). A dossier.sync "
     "naming a procedure the procedure catalogue does not list is accepted with a `procedure-unknown` warning."
 )
 SUBMIT_EXAMPLES = {
