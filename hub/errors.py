@@ -44,6 +44,7 @@
         ├── UnknownDeliveryError, UnknownDeadLetterError   (also LookupError)
         ├── DeliveryClosedError, AlreadyReplayedError, DeadLetterClosedError
         ├── NotRetryingError          "retry now" for a message with no delivery waiting for a retry
+        ├── RefundExceedsPaidError    a refund would take a payment's refunded total above what was paid
         └── DestinationPausedError, DestinationNotPausedError   pause twice / resume what is not paused
 
 Lower layers keep their own roots, for what crosses their interface: ``broker.base.BrokerError``
@@ -352,6 +353,11 @@ class StoreUnavailableError(StoreError):
     def __init__(self, message: str, *, message_id: str | None = None) -> None:
         self.message_id = message_id
         super().__init__(message)
+
+
+class RefundExceedsPaidError(StoreError):
+    """Confirming a refund would take the paid payment's refunded total above what was paid: the refund's own
+    transaction is rolled back (``hub.store.flow_records.confirm_refund``)."""
 
 
 class UnknownDeliveryError(StoreError, LookupError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,6 +317,12 @@ WORKER_RECONNECT_S = 5.0  # a worker's broker gives up reconnecting soon: the wo
 #: Work a worker process runs beside its deliveries, started once its runtime is open: (runtime, stop event) → it
 #: starts its own daemon thread. Picklable (a module function, or a ``functools.partial`` of one) for the processes.
 Background = Callable[["Runtime", threading.Event], Any]
+
+
+def run_backgrounds(hooks: Sequence[Background], runtime: Runtime, stop: threading.Event) -> None:
+    """Start several ``background`` hooks on one worker process's runtime (picklable with ``functools.partial``)."""
+    for hook in hooks:
+        hook(runtime, stop)
 
 
 def _worker_broker(settings: Settings) -> Broker:

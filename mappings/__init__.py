@@ -129,7 +129,7 @@ def outbound_types(kind_or_profile: str) -> frozenset[str]:
 
 
 # Profiles shipped with the hub register themselves on import.
-from mappings import dvcqg, ministry_steps, national_portal, payment, population_db, postal  # noqa: E402
+from mappings import dvcqg, ministry_steps, national_portal, paygov_lgsp, payment, population_db, postal  # noqa: E402
 
 __all__ = [
     "CANONICAL",
@@ -142,6 +142,7 @@ __all__ = [
     "national_portal",
     "outbound_mapping",
     "outbound_types",
+    "paygov_lgsp",
     "payment",
     "population_db",
     "postal",
