@@ -13,6 +13,9 @@ in it, only the checksum it keys).
 OC-PI:2295) serve reconciliation and the receipt (``hub.flows``). GET_BILL's answer is kept as the platform sent
 it: a PDF (TH-PS:62-79) or JSON (OC-PI:2343); a JSON answer whose ``MaLoi`` is not "00" is a refusal.
 
+A REFUND is not sent for a dossier resolved since intake (status 9 or 10, Tiền Giang Điều 17.4): ``refund_guard``
+(the hub's check of its store, passed in) says so, and the delivery is refused (permanent).
+
 ``on_initiated(destination, request, message_id, answer, details)`` (optional) is called after a successful INIT
 (or REFUND) so the hub records the reference, amount and dossier it expects a ``CONFIRM`` for, with ``details``:
 ``profile``, ``init_time`` (the INIT's ``ThoiGianGD``), ``payment_url`` (``UrlThanhToan``, handed back to the
@@ -82,6 +85,7 @@ class PaymentAdapter(Adapter):
         on_initiated: Initiated | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         profile: str | None = None,
+        refund_guard: Callable[[str], str | None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.partner_code = partner_code
@@ -90,6 +94,7 @@ class PaymentAdapter(Adapter):
         self._secret = secret
         self._token = token
         self.on_initiated = on_initiated
+        self.refund_guard = refund_guard
         self._clock = clock
         self._pool = partner_pool(timeout_s=timeout_s, max_connections=max_connections)
         value = self.settings.get
@@ -199,6 +204,10 @@ class PaymentAdapter(Adapter):
         mapped = request.mapped("the payment platform")
         if not isinstance(model, PaymentRequest) or not isinstance(mapped, dict):
             raise PermanentDeliveryError(f"the payment platform takes payment.request, not {request.message_type}")
+        if model.kind == "refund" and self.refund_guard is not None:
+            why = self.refund_guard(model.dossier_code)
+            if why is not None:  # resolved since intake checked it
+                raise PermanentDeliveryError(f"refund-dossier-resolved: {why}")
         message = self.stamped(mapped)
         sent, answer = self._send(message)
         url = answer.get("UrlThanhToan")

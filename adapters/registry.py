@@ -56,6 +56,8 @@ class AdapterContext:
     population DB's ``MaTichHop``; ``None``: the adapter's default)."""
 
     on_payment_initiated: Callable[..., None] | None = None
+    #: Why a refund for a dossier may not be sent (resolved: Tiền Giang Điều 17.4), ``None`` when it may.
+    refund_guard: Callable[[str], str | None] | None = None
     integration_code: str | None = None
 
 
@@ -162,6 +164,7 @@ def _payment(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
         timeout_s=cfg.timeout_s,
         max_connections=cfg.concurrency,
         on_initiated=context.on_payment_initiated,
+        refund_guard=context.refund_guard,
         profile=None if settings is None else settings.profile.name,
     )
 

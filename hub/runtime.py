@@ -161,10 +161,11 @@ def adapter_context(
     if not any(factory_key(cfg) == "payment" for cfg in configs):
         return AdapterContext(integration_code=hub_code)
     from hub.config import get_settings
-    from hub.store.flow_records import initiated_recorder
+    from hub.store.flow_records import initiated_recorder, refund_guard
 
     target = store.engine if store is not None else get_settings().database_url
-    return AdapterContext(on_payment_initiated=initiated_recorder(target), integration_code=hub_code)
+    return AdapterContext(on_payment_initiated=initiated_recorder(target), refund_guard=refund_guard(target),
+                          integration_code=hub_code)  # fmt: skip
 
 
 def adapter_for(cfg: DestinationConfig, store: Store | None = None) -> Adapter:

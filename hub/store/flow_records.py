@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from hub.errors import RefundExceedsPaidError
 from hub.store.database import digest as digest  # re-exported: the flows fingerprint payloads as the store does
 from hub.store.database import now, transaction
-from hub.store.schema import Id, UTCDateTime, messages, metadata
+from hub.store.schema import Id, UTCDateTime, dossiers, messages, metadata
 
 #: ``citizen_lookups.result`` of a lookup the population DB answered, and of one where calling it failed (the
 #: others, ``refused`` and ``repeat``, did not call it): a population DB's health on the operator page.
@@ -396,6 +396,22 @@ def mark_failed(engine: sa.Engine, reference: str, *, platform_state: str | None
             .values(state="failed", platform_state=platform_state, checked_at=now(), check_until=None)
         )
         return done.rowcount == 1
+
+
+def dossier_status(engine: sa.Engine, dossier_code: str) -> int | None:
+    """The dossier's current status as the hub applied it (``None``: none applied yet)."""
+    with engine.connect() as conn:
+        value = conn.execute(sa.select(dossiers.c.status).where(dossiers.c.code == dossier_code)).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+def refund_guard(engine_or_url: sa.Engine | str) -> Callable[[str], str | None]:
+    """The payment adapter's check before it sends a REFUND: why the dossier's fees may not be refunded (resolved,
+    Tiền Giang Điều 17.4), or ``None``."""
+    from hub.dossier.refunds import refund_refusal
+
+    engine = sa.create_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+    return lambda dossier_code: refund_refusal(dossier_code, dossier_status(engine, dossier_code))
 
 
 def request_envelope(engine: sa.Engine, message_id: str) -> bytes | None:
