@@ -117,7 +117,7 @@ class PaymentSimulator(SimulatorServer):
         self._key_dir = key_dir
         self._keys_lock = threading.Lock()
         self._signers: tuple[Signer, Signer, str] | None = None
-        self._data_lock = threading.Lock()
+        self._data_lock = threading.RLock()
         self._clear()
 
     def profile_values(self) -> dict[str, str]:
