@@ -666,3 +666,63 @@ def test_the_worker_payment_adapter_records_initiated_references_in_its_own_stor
     assert recorded is not None and recorded.dossier_code == request.dossier_code
     assert recorded.init_time == "20251124094700" and recorded.payment_url == "http://pay.example/x"
     store.close()
+
+
+# ---------------------------------------------------------------------------------------------- the CLI
+
+
+def test_hub_payments_reconcile_settles_a_lost_confirm(api, pki, sim, tmp_path: Path) -> None:
+    """``hub payments reconcile --json`` as an operator runs it on the hub's store: nothing before the configured
+    delay (``LIENTHONG_PAYMENT_RECONCILE_AFTER_MINUTES``), the lost CONFIRM's payment settled with ``--after 0``."""
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+    from hub.config import get_settings
+
+    reference, _ = initiate(api, pki)
+    sim.pay({"MaThamChieu": reference, "lose": True})
+    env = {"LIENTHONG_DATABASE_URL": api.settings.database_url, "LIENTHONG_DATA_DIR": str(api.settings.data_dir),
+           "LIENTHONG_HUB_CODE": HUB, "LIENTHONG_PAYMENT_RECONCILE_AFTER_MINUTES": "30"}  # fmt: skip
+
+    def run(*args: str):
+        get_settings.cache_clear()
+        try:
+            return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+        finally:
+            get_settings.cache_clear()
+
+    early = run("payments", "reconcile", "--json")
+    assert early.exit_code == 0 and json.loads(early.stdout) == {"after_minutes": 30.0, "payments": []}
+    done = run("payments", "reconcile", "--after", "0", "--json")
+    assert done.exit_code == 0, done.output
+    (result,) = json.loads(done.stdout)["payments"]
+    assert (result["reference"], result["outcome"], result["trang_thai"]) == (reference, "settled", "1")
+    assert flow_records.payment(api.app.state.hub.store.engine, reference).state == "paid"
+    assert "no payment unsettled" in run("payments", "reconcile", "--after", "0").stdout
+
+
+def test_connector_check_reports_the_payment_profiles_values(api, sim) -> None:
+    """``hub connector check`` on payment connectors: the profile's required URLs, the values no source confirms
+    and the ones whose emptiness matters; an unusable profile fails, and its adapter says why."""
+    from hub.registry.check import run_check
+    from hub.registry.spec import parse_spec
+
+    hub = api.app.state.hub
+    report = run_check(hub.registry, PAYMENT, probe=False)
+    lines = [(i.status, i.message) for i in report.items if i.area == "profile"]
+    assert any(s == "ok" and m.startswith("paygov/1.0.6@1 (") for s, m in lines), lines
+    warned = {m.split(":")[1].strip() for s, m in lines if s == "warn"}
+    assert {"fee_kind", "transient_codes", "unit_name", "beneficiary_account"} <= warned
+    assert report.ok
+    broken = {
+        **payment_connector(sim),
+        "code": "000.00.00.G15",
+        "profile_values": {"init_url": "init"},
+        "certificates": [],
+    }
+    hub.registry.add(parse_spec(broken), actor="test")
+    hub.refresh()
+    failed = run_check(hub.registry, "000.00.00.G15", probe=False)
+    assert {i.message.split(":")[1].strip() for i in failed.failures} == {"query_url", "get_bill_url"}
+    unusable = adapter_for(hub.runtime.routing.destinations["000.00.00.G15"], hub.store)
+    assert "needs a value for query_url, get_bill_url" in getattr(unusable, "reason", "")

@@ -6,8 +6,9 @@ received (``GET /_received``) and can be told to fail (``POST /_control``, see `
     with NationalPortalSimulator(variant="dvcqg/opencps", dstcode="…") as portal:
         ...  # portal.adapter_url, portal.login_url, portal.integration_url, portal.share_url
 
-The national portal and the VBDLIS ministry software speak the formats of ``../shared/PARTNER-FORMATS.md``
-(§1, §5) strictly: a record lacking a sourced field, or of the wrong type, is refused.
+The national portal, the payment platform (and PayGov via LGSP, ``paygov_lgsp.PayGovLgspSimulator``, started on
+its own) and the VBDLIS ministry software speak the formats of ``../shared/PARTNER-FORMATS.md`` (§1, §3, §5)
+strictly: a message lacking a sourced field, or of the wrong type, is refused.
 """
 
 from __future__ import annotations
