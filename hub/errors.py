@@ -212,8 +212,9 @@ class ReceiptRejected(RejectedError):
 class PaymentRefusedError(RejectedError):
     """A payment platform's CONFIRM failed one of the checks (``hub.flows.payments``); recorded before raised.
 
-    ``code`` is the platform's ``MaLoi`` for the answer, ``reference`` the payment reference when it was read.
-    ``kind`` ``declined`` is the platform's own failure report: recorded, and answered as received."""
+    ``code`` is the platform's ``MaLoi`` (or PayGov's ``error_code``) for the answer, ``reference`` the payment
+    reference when it was read; ``kind`` says what sort of refusal it is (``declined``: the platform's own failure
+    report). The callback is answered HTTP 200 in the platform's format whatever the kind."""
 
     default_rule = "payment-refused"
 

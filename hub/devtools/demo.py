@@ -736,18 +736,21 @@ def flow_f3(demo: DemoHub, step: Step) -> str:
     request = base.model_copy(update={"reference": reference, "dossier_code": code, "agency_code": demo.codes.province,
                                       "description": f"Nộp phí, lệ phí hồ sơ {code}"})  # fmt: skip
     request_id = _submit(demo, request, expect_to=[demo.codes.payment])
-    trace = demo.wait_status(request_id)
+    demo.wait_status(request_id)
     seen = demo.payment.received()
     initiated = seen["payments"].get(reference)
     _check(initiated is not None and initiated["SoTien"] == request.amount, f"INIT at the platform: {initiated}")
     _check(not seen["refused"], f"the platform refused: {seen['refused']}")
     init = next(r for r in seen["requests"] if r["LoaiBanTin"] == "INIT" and r["MaThamChieu"] == reference)
-    details = [str(e.get("detail") or "") for e in trace.get("events", [])]
-    url = next((d for d in details if "UrlThanhToan=" in d), "")
+    # the payment page's URL, handed back to the province in its message's trace (read with its own key)
+    mine = demo.api("GET", f"/api/v1/messages/{request_id}", key=demo.api_keys[demo.codes.province]).json()
+    details = [str(e.get("detail") or "") for e in mine.get("events", [])]
+    url = next((d for d in details if "UrlThanhToan=http" in d), "")
+    _check(bool(url), f"no UrlThanhToan in the province's trace of {request_id}: {details}")
     step(f"province → hub → payment platform: payment.request {reference} → INIT (PhienBan {init['PhienBan']}, SoTien "
          f"\"{init['SoTien']}\", NgonNgu {init['NgonNgu']}, MaDichVu {init['ThongTinBienLai']['MaDichVu']}, "
          f"{len(init['ThongTinBienLai']['PhiLePhi'])} PhiLePhi) → MaLoi 00"
-         + (f", {url[url.index('UrlThanhToan='):].split(';')[0]}" if url else ""))  # fmt: skip
+         + f", {url[url.index('UrlThanhToan='):].split(';')[0]} (in the province's trace)")  # fmt: skip
 
     paid = _pay(demo, MaThamChieu=reference)
     answer = paid.get("answer") or {}

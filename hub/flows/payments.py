@@ -166,9 +166,12 @@ class PaymentCallbacks:
                 message = pg.callback_fields(body)
             except MappingError as exc:
                 raise Refused("malformed", pg.FAILED, "malformed", str(exc)) from None
-            settings = profiles.resolve(
-                profiles.get_profile(str(connector.spec.profile)), connector.spec.profile_values
-            )
+            try:
+                settings = profiles.resolve(
+                    profiles.get_profile(str(connector.spec.profile)), connector.spec.profile_values
+                )
+            except MappingError as exc:  # a profile value unset: the connector cannot check callbacks
+                raise Refused("unavailable", pg.FAILED, "unknown-connector", f"{code}: {exc}") from None
             if settings.get("callback_checksum", "order") == "order" and not pg.callback_checksum_ok(
                 message, secret_key=password, access_key=settings["access_key"], partner_code=partner
             ):
