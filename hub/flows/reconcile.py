@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.base import DeliveryError
 from adapters.payment import PaymentAdapter
-from hub.errors import LienthongError, PaymentRefusedError, ReceiptRejected
+from hub.errors import LienthongError, PaymentRefusedError, ReceiptRejected, StoreUnavailableError
 from hub.flows.payments import check_amount
 from hub.flows.settlement import Settlement
 from hub.store import flow_records
@@ -154,7 +154,9 @@ class ReconcileSchedule:
             while not self.stop.is_set():
                 try:
                     reconcile(self.runtime, after_s=self.after_s, recheck_s=self.every_s, settlement=settlement)
-                except Exception:  # a store outage: the worker's own backoff deals with it; try at the next run
+                except StoreUnavailableError as exc:  # the worker's own backoff deals with it; try at the next run
+                    log.warning("scheduled payment reconciliation skipped, the store is unavailable: %s", exc)
+                except Exception:  # anything else: logged, tried again at the next run
                     log.exception("scheduled payment reconciliation")
                 self.stop.wait(self.every_s)
         finally:

@@ -205,6 +205,13 @@ def _check_profile(report: CheckReport, c: Connector) -> None:
                 f"no partner profile: the hub's own portal format (schemas/national-portal/hub-v1), which the real "
                 f"portal does not speak; choose one of {names}",
             )  # fmt: skip
+        elif c.kind == "payment":
+            names = ", ".join(p.name for p in profiles.profiles_for(c.kind))
+            report.add(
+                "warn", "profile",
+                "no partner profile: every message kind goes to endpoint.url with the paygov/1.0.6 defaults; name "
+                f"the profile the platform speaks ({names}) and its URL per message kind",
+            )  # fmt: skip
         return
     try:
         profile = profiles.get_profile(c.spec.profile)

@@ -726,3 +726,15 @@ def test_connector_check_reports_the_payment_profiles_values(api, sim) -> None:
     assert {i.message.split(":")[1].strip() for i in failed.failures} == {"query_url", "get_bill_url"}
     unusable = adapter_for(hub.runtime.routing.destinations["000.00.00.G15"], hub.store)
     assert "needs a value for query_url, get_bill_url" in getattr(unusable, "reason", "")
+
+
+def test_connector_check_warns_about_a_payment_connector_without_a_profile(api, sim) -> None:
+    from hub.registry.check import run_check
+    from hub.registry.spec import parse_spec
+
+    hub = api.app.state.hub
+    bare = {k: v for k, v in payment_connector(sim).items() if k not in ("profile", "profile_values")}
+    hub.registry.add(parse_spec({**bare, "code": "000.00.00.G16", "certificates": []}), actor="test")
+    report = run_check(hub.registry, "000.00.00.G16", probe=False)
+    (warning,) = [i.message for i in report.warnings if i.area == "profile"]
+    assert "paygov/1.0.6" in warning and "paygov/lgsp" in warning
