@@ -76,7 +76,7 @@ class Settlement:
             return None
         with self._lock:
             known = self._adapters.get(code)
-            if known is not None and known[0] is cfg:
+            if known is not None and known[0] == cfg:  # pydantic equality: rebuilt only when it changed
                 return known[1]
             adapter = adapter_for(cfg, self.runtime.store)
             if known is not None:
