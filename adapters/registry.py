@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
 from adapters.http import HttpAdapter
@@ -56,14 +56,17 @@ class DestinationConfig(Protocol):
 class AdapterContext:
     """What factories may need from the hub: callbacks, passed in so adapters stay transport only.
 
-    ``on_payment_initiated(destination, request, message_id, answer)`` records a payment reference the hub now
-    expects a ``CONFIRM`` for; ``integration_code`` is the hub's own code, for a partner that asks who integrates
-    (the population DB does not: its ``MaTichHop`` is the profile's ``integration_code``, "037", FE:378);
-    ``postal_orders`` assigns VNPost ItemCodes and records the orders placed (``hub.store.postal_orders.OrderBook``;
-    ``None``: in this process only); ``notifications`` what a notification connector reads and writes of the dossier
-    (its latest ``dossier.sync``, its timeline: ``adapters.notification``)."""
+    ``on_payment_initiated(destination, request, message_id, answer, details)`` records a payment reference the hub
+    now expects a ``CONFIRM`` for (``details``: the profile, the INIT's time, the partner's reference, the payment
+    URL); ``integration_code`` is the hub's own code, for a partner that asks who integrates (the population DB does
+    not: its ``MaTichHop`` is the profile's ``integration_code``, "037", FE:378); ``postal_orders`` assigns VNPost
+    ItemCodes and records the orders placed (``hub.store.postal_orders.OrderBook``; ``None``: in this process only);
+    ``notifications`` what a notification connector reads and writes of the dossier (its latest ``dossier.sync``,
+    its timeline: ``adapters.notification``)."""
 
-    on_payment_initiated: Callable[[str, Any, str, dict[str, Any]], None] | None = None
+    on_payment_initiated: Callable[..., None] | None = None
+    #: Why a refund for a dossier may not be sent (resolved: Tiền Giang Điều 17.4), ``None`` when it may.
+    refund_guard: Callable[[str], str | None] | None = None
     integration_code: str | None = None
     postal_orders: PostalOrders | None = None
     notifications: NotificationHooks | None = None
@@ -145,15 +148,44 @@ def _population_db(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
 
 
 def _payment(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
+    """The payment platform as the connector's profile says: ``paygov/1.0.6`` (the Payment Platform's LoaiBanTin
+    messages; also a connector without a profile, every kind to ``endpoint.url``) or ``paygov/lgsp`` (PayGov via the
+    provincial LGSP)."""
     from adapters.payment import PaymentAdapter
+    from mappings import profiles
 
     creds = _credentials(cfg, "payment")
+    settings: profiles.ProfileSettings | None = None
+    try:
+        if cfg.profile is not None:
+            settings = profiles.resolve(profiles.get_profile(cfg.profile), cfg.profile_values)
+    except (profiles.UnknownProfileError, profiles.ProfileValueError) as exc:
+        return UnusableAdapter(f"the payment endpoint {cfg.endpoint} cannot be called: {exc}")
+    if settings is not None and settings.profile.name == "paygov/lgsp":
+        from adapters.paygov_lgsp import PayGovLgspAdapter
+
+        return PayGovLgspAdapter(
+            cfg.endpoint,
+            settings,
+            partner_code=creds.username,
+            secret_key=creds.password.get_secret_value(),
+            token=creds.secret("token"),
+            lgsp_access_token=creds.secret("lgsp_access_token"),
+            timeout_s=cfg.timeout_s,
+            max_connections=cfg.concurrency,
+            on_initiated=context.on_payment_initiated,
+        )
     return PaymentAdapter(
         cfg.endpoint,
         partner_code=creds.username,
         secret=creds.password.get_secret_value(),
+        settings=settings,
+        token=creds.secret("token"),
         timeout_s=cfg.timeout_s,
+        max_connections=cfg.concurrency,
         on_initiated=context.on_payment_initiated,
+        refund_guard=context.refund_guard,
+        profile=None if settings is None else settings.profile.name,
     )
 
 

@@ -415,6 +415,16 @@ def worker(
             show_default=False,
         ),
     ] = None,
+    reconcile_every: Annotated[
+        float | None,
+        typer.Option(
+            help="QUERY the payments whose CONFIRM has not come (after LIENTHONG_PAYMENT_RECONCILE_AFTER_MINUTES) "
+            "every MINUTES; 0: never [default: LIENTHONG_PAYMENT_RECONCILE_EVERY_MINUTES, 5]",
+            metavar="MINUTES",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Deliver queued messages to their destinations until SIGTERM (in-flight deliveries finish first).
 
@@ -422,15 +432,22 @@ def worker(
     import functools
 
     from hub.config import get_settings
-    from hub.runtime import run_workers
+    from hub.runtime import Background, run_backgrounds, run_workers
 
     settings = get_settings()
     every = catalogue_every if catalogue_every is not None else settings.catalogue_every_hours
-    background = None
+    hooks: list[Background] = []
     if every is not None:
         from hub.flows.catalogue import start_schedule
 
-        background = functools.partial(start_schedule, every)
+        hooks.append(functools.partial(start_schedule, every))
+    reconcile = reconcile_every if reconcile_every is not None else settings.payment_reconcile_every_minutes
+    if reconcile > 0:
+        from hub.flows import reconcile as payments_reconcile
+
+        hooks.append(functools.partial(payments_reconcile.start_schedule, reconcile,
+                                       settings.payment_reconcile_after_minutes))  # fmt: skip
+    background = functools.partial(run_backgrounds, hooks) if hooks else None
     found = _wait_for_destinations(settings)
     if found is None:  # SIGTERM while the store was down
         return
@@ -1731,6 +1748,48 @@ def postal_quote(
     finally:
         runtime.close()
     out.print(f"{model.dossier_code}: {fee} VND", markup=False)
+
+
+payments_app = typer.Typer(help="Payments at the payment platform (F3): reconciliation of lost CONFIRMs.",
+                           no_args_is_help=True)  # fmt: skip
+app.add_typer(payments_app, name="payments")
+
+
+@payments_app.command("reconcile")
+def payments_reconcile(
+    after: Annotated[
+        float | None,
+        typer.Option(help="Query payments initiated at least MINUTES ago [default: "
+                     "LIENTHONG_PAYMENT_RECONCILE_AFTER_MINUTES, 15]", metavar="MINUTES", min=0,
+                     show_default=False),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """QUERY every payment still unsettled after the configured delay (its CONFIRM lost?): a paid one is settled
+    as the CONFIRM would have (receipt to the province, status 6 → 4 to the portal, once), a pending one asked
+    again later, a failed one recorded. Exit 0; 1 when a payment could not be queried or was refused."""
+    from hub.cliformat import print_json
+    from hub.config import get_settings
+    from hub.flows.reconcile import reconcile
+
+    minutes = after if after is not None else get_settings().payment_reconcile_after_minutes
+    runtime = _runtime()
+    try:
+        runtime.refresh()
+        results = reconcile(runtime, after_s=minutes * 60.0)
+    finally:
+        runtime.close()
+    if as_json:
+        print_json({"after_minutes": minutes, "payments": [r.as_dict() for r in results]})
+    elif not results:
+        out.print(f"no payment unsettled for {minutes:g} minutes or more", markup=False)
+    else:
+        for r in results:
+            state = f" (TrangThaiGD {r.trang_thai})" if r.trang_thai else ""
+            detail = f": {r.detail}" if r.detail else ""
+            out.print(f"{r.reference} {r.connector} {r.dossier_code} {r.outcome}{state}{detail}", markup=False)
+    if any(r.outcome in ("error", "refused") for r in results):
+        raise typer.Exit(1)
 
 
 catalogue_app = typer.Typer(help="The national portal's procedure catalogue (LayDanhSachTTHC, LayThuTuc, …).",

@@ -189,6 +189,18 @@ class Settings(BaseSettings):
         description="`hub worker` syncs the national portal's procedure catalogue this often (hours; one worker at a "
         "time, under a lease in the store); unset: only `hub catalogue sync` does. `--catalogue-every` wins",
     )
+    payment_reconcile_after_minutes: float = Field(
+        15.0,
+        ge=0,
+        description="A payment whose CONFIRM has not come this long after its INIT is asked about with QUERY "
+        "(`hub payments reconcile`, and the workers' schedule)",
+    )
+    payment_reconcile_every_minutes: float = Field(
+        5.0,
+        ge=0,
+        description="`hub worker` reconciles unsettled payments this often (minutes; the workers share the work "
+        "through claims in the store); 0: only `hub payments reconcile` does. `--reconcile-every` wins",
+    )
     catalogue_max_age_days: float = Field(
         7.0, gt=0, description="The operator page warns when the procedure catalogue's last sync is older than this"
     )

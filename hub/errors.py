@@ -48,6 +48,7 @@
         ├── UnknownDeliveryError, UnknownDeadLetterError   (also LookupError)
         ├── DeliveryClosedError, AlreadyReplayedError, DeadLetterClosedError
         ├── NotRetryingError          "retry now" for a message with no delivery waiting for a retry
+        ├── RefundExceedsPaidError    a refund would take a payment's refunded total above what was paid
         ├── DestinationPausedError, DestinationNotPausedError   pause twice / resume what is not paused
         └── ItemCodeError             a postal order's ItemCode: item-code-pool-empty / item-code-in-use
 
@@ -243,8 +244,9 @@ class DocumentSignatureRejected(RejectedError):
 class PaymentRefusedError(RejectedError):
     """A payment platform's CONFIRM failed one of the checks (``hub.flows.payments``); recorded before raised.
 
-    ``code`` is the platform's ``MaLoi`` for the answer, ``reference`` the payment reference when it was read.
-    ``kind`` ``declined`` is the platform's own failure report: recorded, and answered as received."""
+    ``code`` is the platform's ``MaLoi`` (or PayGov's ``error_code``) for the answer, ``reference`` the payment
+    reference when it was read; ``kind`` says what sort of refusal it is (``declined``: the platform's own failure
+    report). The callback is answered HTTP 200 in the platform's format whatever the kind."""
 
     default_rule = "payment-refused"
 
@@ -393,6 +395,11 @@ class StoreUnavailableError(StoreError):
     def __init__(self, message: str, *, message_id: str | None = None) -> None:
         self.message_id = message_id
         super().__init__(message)
+
+
+class RefundExceedsPaidError(StoreError):
+    """Confirming a refund would take the paid payment's refunded total above what was paid: the refund's own
+    transaction is rolled back (``hub.store.flow_records.confirm_refund``)."""
 
 
 class UnknownDeliveryError(StoreError, LookupError):

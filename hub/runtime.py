@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,15 +199,17 @@ def adapter_context(
     if not kinds & {"payment", "postal", "notification"}:
         return AdapterContext(integration_code=hub_code)
     from hub.config import get_settings
-    from hub.store.flow_records import initiated_recorder
+    from hub.store.flow_records import initiated_recorder, refund_guard
     from hub.store.postal_orders import OrderBook
 
     target = store.engine if store is not None else get_settings().database_url
     ledger = None
     if "notification" in kinds:
         ledger = NotificationLedger(store if store is not None else Store(get_settings().database_url))
+    payments = "payment" in kinds
     return AdapterContext(
-        on_payment_initiated=initiated_recorder(target) if "payment" in kinds else None,
+        on_payment_initiated=initiated_recorder(target) if payments else None,
+        refund_guard=refund_guard(target) if payments else None,
         integration_code=hub_code,
         postal_orders=OrderBook(target) if "postal" in kinds else None,
         notifications=ledger,
@@ -379,6 +381,12 @@ WORKER_RECONNECT_S = 5.0  # a worker's broker gives up reconnecting soon: the wo
 #: Work a worker process runs beside its deliveries, started once its runtime is open: (runtime, stop event) → it
 #: starts its own daemon thread. Picklable (a module function, or a ``functools.partial`` of one) for the processes.
 Background = Callable[["Runtime", threading.Event], Any]
+
+
+def run_backgrounds(hooks: Sequence[Background], runtime: Runtime, stop: threading.Event) -> None:
+    """Start several ``background`` hooks on one worker process's runtime (picklable with ``functools.partial``)."""
+    for hook in hooks:
+        hook(runtime, stop)
 
 
 def _worker_broker(settings: Settings) -> Broker:

@@ -129,7 +129,16 @@ def outbound_types(kind_or_profile: str) -> frozenset[str]:
 
 
 # Profiles shipped with the hub register themselves on import.
-from mappings import dvcqg, ministry_steps, national_portal, notification, payment, population_db, postal  # noqa: E402
+from mappings import (  # noqa: E402
+    dvcqg,
+    ministry_steps,
+    national_portal,
+    notification,
+    paygov_lgsp,
+    payment,
+    population_db,
+    postal,
+)
 
 __all__ = [
     "CANONICAL",
@@ -143,6 +152,7 @@ __all__ = [
     "notification",
     "outbound_mapping",
     "outbound_types",
+    "paygov_lgsp",
     "payment",
     "population_db",
     "postal",

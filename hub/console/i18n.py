@@ -396,6 +396,11 @@ _LABELS: dict[str, tuple[str, str]] = {
     "rule_original-mismatch": ("Khoản gốc không khớp yêu cầu hoàn", "The original payment differs from the refund's"),
     "rule_refund-exceeds-paid": ("Hoàn vượt số đã thanh toán", "The refunds exceed what was paid"),
     "rule_already-confirmed": ("Đã xác nhận bằng giao dịch khác", "Already confirmed by another transaction"),
+    "rule_receipt-missing": (
+        "Chưa lấy được biên lai điện tử (GET_BILL); đối soát sẽ thử lại",
+        "The e-receipt could not be fetched (GET_BILL); reconciliation tries again",
+    ),
+    "rule_refund-dossier-resolved": ("Hồ sơ đã giải quyết: không hoàn phí", "The dossier is resolved: no refund"),
     # trust view
     "trust_link": ("Chứng thư số", "Certificates"),
     "trust_title": ("Chứng thư số và điểm tin cậy", "Certificates and trust anchors"),

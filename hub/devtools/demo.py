@@ -11,7 +11,7 @@ a timeout, and ``partner_table`` shows what each partner received.
 A flow is a function ``(demo, step) -> FlowResult``: it drives the partners through the hub's real interfaces
 (signed envelopes over HTTP and SOAP, the REST API with the operator key) and checks what the partners received.
 ``step(text)`` reports progress. ``FLOWS``: F1 online dossier → portal; F2 citizen lookup (population DB, SOAP,
-answered synchronously, audited); F3 fee payment (INIT, the payer pays, CONFIRM with a bank-signed receipt → the
+answered synchronously, audited); F3 fee payment (INIT, the payer pays, the sourced CONFIRM, GET_BILL e-receipt → the
 province and the portal; forged and repeated CONFIRMs); F4 postal pickup order and its tracking events; F5 land
 registration steps (VBDLIS's per-step JSON); F6 a partner down or refusing; F7 the life of a dossier (citizen
 notifications by email and SMS, a supplement with a new due date to the portal, a signed result checked, returned)
@@ -73,6 +73,7 @@ PORTAL_PROFILE = "dvcqg/opencps@1"  # the portal as VietOpenCPS calls it (mappin
 PORTAL_UNIT_NAME = "Ủy ban nhân dân tỉnh (demo)"
 POPULATION_PROFILE = "c06/lgsp@1"  # the population DB through the LGSP (mappings/profiles/c06/lgsp.yaml)
 PAYMENT_PARTNER = "LIENTHONG"  # the hub's MaDoiTac at the payment simulator (its secret: DEFAULT_PARTNERS)
+PAYMENT_PROFILE = "paygov/1.0.6@1"  # the Payment Platform's LoaiBanTin messages (mappings/profiles/paygov/1.0.6.yaml)
 POSTAL_CLIENT, POSTAL_CUSTOMER = "lienthong", "KH-LIENTHONG-01"  # VNPost consumer key at the simulator; CustomerCode
 POSTAL_PROFILE = "vnpost/ngsp@1"  # VNPost through its NGSP SDK (mappings/profiles/vnpost/ngsp.yaml)
 #: The waybill codes "VNPost pre-issued" to the demo province (invented; profile value item_codes, TH-VH:64-71)
@@ -300,7 +301,7 @@ class DemoHub:
              f"(mapping ministry-steps), VBDLIS {self.codes.vbdlis} (ministry/vbdlis-json; its API key is the "
              f"simulator's security code), population DB {self.codes.population_db} ({POPULATION_PROFILE}: LGSP "
              f"token, SOAP body), "
-             f"payment {self.codes.payment} (bank certificate), postal {self.codes.postal} "
+             f"payment {self.codes.payment} ({PAYMENT_PROFILE}), postal {self.codes.postal} "
              f"({POSTAL_PROFILE})"
              + (f", citizen notifications {self.codes.notify_email} (email over SMTP) and {self.codes.notify_sms} "
                 "(SMS gateway)" if o.notifications else ""))  # fmt: skip
@@ -403,6 +404,7 @@ class DemoHub:
              "receives": ["payment.request"],
              "endpoint": {"url": self.payment.url, "transport": "json",
                           "credentials": {"username": PAYMENT_PARTNER, "password": PAYMENT_SECRETS[PAYMENT_PARTNER]}},
+             "profile": PAYMENT_PROFILE, "profile_values": self.payment.profile_values(),
              "certificates": [self.payment.bank_cert_pem],
              "retry": retry, "circuit": circuit, "timeout_s": 5},
             # VNPost (PARTNER-FORMATS §4): consumer key and secret; the simulator's paths, the demo's CustomerCode and
@@ -823,13 +825,13 @@ def _pay(demo: DemoHub, **command: Any) -> dict[str, Any]:
 
 
 def flow_f3(demo: DemoHub, step: Step) -> str:
-    """F3: a dossier waiting for fees (status 6) → payment.request → INIT at the platform → the payer pays → CONFIRM
-    with a bank-signed receipt → payment.receipt to the province, status 4 to the portal; a forged CONFIRM and a
-    receipt signed by an unregistered key are refused and recorded; a repeated CONFIRM is idempotent."""
-    import uuid
-
+    """F3 on the Payment Platform's sourced protocol (profile paygov/1.0.6): a dossier waiting for fees (status 6) →
+    payment.request → INIT (SoTien a string, the full ThongTinBienLai) → UrlThanhToan → the payer pays → CONFIRM as
+    the platform sends it (no receipt inside) → answered 200 MaLoi 00 with its fields echoed → the e-receipt fetched
+    with GET_BILL → payment.receipt to the province, status 4 to the portal; a forged CONFIRM and one with another
+    amount are answered MaLoi 99; a repeated CONFIRM is answered the same and changes nothing."""
     from hub import packets
-    from hub.flows.payments import ID_NAMESPACE
+    from hub.flows.settlement import receipt_message_id, status_message_id
 
     code = demo.dossier_code()
     t0 = _now() - dt.timedelta(hours=2)
@@ -846,14 +848,26 @@ def flow_f3(demo: DemoHub, step: Step) -> str:
                                       "description": f"Nộp phí, lệ phí hồ sơ {code}"})  # fmt: skip
     request_id = _submit(demo, request, expect_to=[demo.codes.payment])
     demo.wait_status(request_id)
-    initiated = demo.payment.received()["payments"].get(reference)
+    seen = demo.payment.received()
+    initiated = seen["payments"].get(reference)
     _check(initiated is not None and initiated["SoTien"] == request.amount, f"INIT at the platform: {initiated}")
-    step(f"province → hub → payment platform: payment.request {reference} → INIT {request.amount:,} VND → MaLoi 00")
+    _check(not seen["refused"], f"the platform refused: {seen['refused']}")
+    init = next(r for r in seen["requests"] if r["LoaiBanTin"] == "INIT" and r["MaThamChieu"] == reference)
+    # the payment page's URL, handed back to the province in its message's trace (read with its own key)
+    mine = demo.api("GET", f"/api/v1/messages/{request_id}", key=demo.api_keys[demo.codes.province]).json()
+    details = [str(e.get("detail") or "") for e in mine.get("events", [])]
+    url = next((d for d in details if "UrlThanhToan=http" in d), "")
+    _check(bool(url), f"no UrlThanhToan in the province's trace of {request_id}: {details}")
+    step(f"province → hub → payment platform: payment.request {reference} → INIT (PhienBan {init['PhienBan']}, SoTien "
+         f"\"{init['SoTien']}\", NgonNgu {init['NgonNgu']}, MaDichVu {init['ThongTinBienLai']['MaDichVu']}, "
+         f"{len(init['ThongTinBienLai']['PhiLePhi'])} PhiLePhi) → MaLoi 00"
+         + f", {url[url.index('UrlThanhToan='):].split(';')[0]} (in the province's trace)")  # fmt: skip
 
     paid = _pay(demo, MaThamChieu=reference)
-    _check(paid.get("status") == 200 and paid["answer"].get("MaLoi") == "00", f"CONFIRM answered {paid}")
-    receipt_id = str(uuid.uuid5(ID_NAMESPACE, f"payment.receipt:{reference}"))
-    status_id = str(uuid.uuid5(ID_NAMESPACE, f"dossier.status:{reference}"))
+    answer = paid.get("answer") or {}
+    _check(paid.get("status") == 200 and answer.get("MaLoi") == "00" and not paid.get("issues"),
+           f"CONFIRM answered {paid}")  # fmt: skip
+    receipt_id, status_id = receipt_message_id(reference), status_message_id(reference)
     demo.track(receipt_id)
     demo.track(status_id)
     receipt_trace = demo.wait_status(receipt_id)
@@ -869,33 +883,36 @@ def flow_f3(demo: DemoHub, step: Step) -> str:
     _check(progress[-1:] == [4], f"portal CapNhatTienDoHoSoMC statuses {progress}, expected the last to be 4")
     timeline = [u["status"] for u in _status_entries(demo, code)]
     _check(timeline[-2:] == [6, 4], f"timeline of {code}: {timeline}")
-    step("payer pays → CONFIRM (MaXacThuc + bank-signed receipt verified) → payment.receipt at the province "
-         "/inbox (verified), portal CapNhatTienDoHoSoMC 6 → 4")  # fmt: skip
+    bills = [r for r in demo.payment.received()["requests"] if r["LoaiBanTin"] == "GET_BILL"]
+    _check(any(r["MaThamChieu"] == reference for r in bills), "no GET_BILL for the receipt")
+    step("payer pays → CONFIRM (the sheet's fields, MaXacThuc verified) → 200 MaLoi 00, MaThamChieu/ThoiGianGD/"
+         "MaXacThuc echoed → GET_BILL e-receipt (PDF) → payment.receipt at the province /inbox (verified), portal "
+         "CapNhatTienDoHoSoMC 6 → 4")  # fmt: skip
 
     forged = _pay(demo, MaThamChieu=reference, forge_checksum=True)
-    _check(forged.get("status") == 401 and forged["answer"].get("rule") == "checksum", f"forged CONFIRM: {forged}")
-    impostor = _pay(demo, MaThamChieu=reference, signer="impostor")
-    _check(impostor.get("status") == 400 and impostor["answer"].get("rule") == "receipt-signer",
-           f"receipt signed by an unregistered key: {impostor}")  # fmt: skip
+    _check(forged.get("status") == 200 and (forged.get("answer") or {}).get("MaLoi") == "99"
+           and forged.get("rule") == "checksum", f"forged CONFIRM: {forged}")  # fmt: skip
+    other = _pay(demo, MaThamChieu=reference, SoTien=request.amount + 1000)
+    _check(other.get("status") == 200 and (other.get("answer") or {}).get("MaLoi") == "99"
+           and other.get("rule") == "amount-mismatch", f"CONFIRM with another amount: {other}")  # fmt: skip
     refusals = demo.api("GET", "/api/v1/partner-refusals", key=demo.operator_key,
                         params={"connector": demo.codes.payment}).json()  # fmt: skip
     recorded = sorted(r["rule"] for r in refusals if r["reference"] == reference)
-    _check(recorded == ["receipt-signer"], f"recorded refusals for {reference}: {recorded}")
-    step(
-        "forged MaXacThuc → 401 'checksum' (never authenticated: counted in lienthong_callbacks_refused_total, "
-        "not stored); receipt signed by an unregistered key → 400 'receipt-signer', recorded in "
-        "GET /api/v1/partner-refusals"
-    )
+    _check(recorded == ["amount-mismatch"], f"recorded refusals for {reference}: {recorded}")
+    step("forged MaXacThuc → 200 MaLoi 99 (X-Lienthong-Rule checksum; never authenticated: counted in "
+         "lienthong_callbacks_refused_total, not stored); another amount → 200 MaLoi 99 'amount-mismatch', recorded "
+         "in GET /api/v1/partner-refusals")  # fmt: skip
 
     again = _pay(demo, MaThamChieu=reference)
-    _check(again.get("status") == 200 and again["answer"].get("duplicate") is True, f"repeated CONFIRM: {again}")
+    _check(again.get("status") == 200 and again.get("answer") == answer, f"repeated CONFIRM: {again} vs {answer}")
     time.sleep(0.5)  # nothing may be routed again
     _check(len(demo.trace(receipt_id)["deliveries"]) == 1, "the repeated CONFIRM routed the receipt again")
     receipts = [m for m in demo.province.received()["messages"] if m["message_type"] == "payment.receipt"
                 and m["dossier_code"] == code]  # fmt: skip
     _check(len(receipts) == 1, f"the province received {len(receipts)} receipts")
-    step("repeated CONFIRM → 200 MaLoi 00 duplicate=true; nothing routed twice")
-    return f"{code}: {reference} paid, receipt to the province, portal 6 → 4; forged refused; repeat idempotent"
+    step("repeated CONFIRM → the same answer (200 MaLoi 00); nothing routed twice")
+    return (f"{code}: {reference} paid, e-receipt to the province, portal 6 → 4; forged and mismatched refused; "
+            "repeat idempotent")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- F4
@@ -1438,6 +1455,13 @@ def summary_json(results: list[FlowResult], lost: int) -> str:
     return json.dumps({"flows": {r.name: r.verdict for r in results}, "lost": lost}, ensure_ascii=False)
 
 
+def _confirm_answer(confirm: dict[str, Any]) -> str:
+    """A CONFIRM's answer as the payment simulator saw it: HTTP status, MaLoi, the rule of a refusal."""
+    answer = confirm["answer"] if isinstance(confirm["answer"], dict) else {}
+    rule = f" {confirm['rule']}" if confirm.get("rule") else ""
+    return f"{confirm['status']} MaLoi {answer.get('MaLoi', '-')}{rule}"
+
+
 def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
     """(partner, dossier, what it received) for the table ``hub demo`` prints."""
     rows: list[tuple[str, str, str]] = []
@@ -1473,8 +1497,7 @@ def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
     payment = demo.payment.received()
     for reference, p in sorted(payment["payments"].items()):
         confirms = [c for c in payment["confirms"] if c["MaThamChieu"] == reference]
-        answers = ", ".join(f"{c['status']}" + (f" {c['answer'].get('rule')}" if isinstance(c["answer"], dict)
-                                                 and c["answer"].get("rule") else "") for c in confirms)  # fmt: skip
+        answers = ", ".join(_confirm_answer(c) for c in confirms)
         rows.append(("payment platform", p["MaHoSo"] or "-", f"INIT {reference} {p['SoTien']:,} VND; "
                      f"{'paid' if p['paid'] else 'unpaid'}; CONFIRM answered {answers or '-'}"))  # fmt: skip
     postal = demo.postal.received()

@@ -1,59 +1,54 @@
-"""F3: the payment platform's ``CONFIRM`` callback (``POST /api/v1/callbacks/payment/{connector}``).
+"""F3: the payment platform's callback (``POST /api/v1/callbacks/payment/{connector}``), answered as the platform
+expects — always HTTP 200 — in the format of the connector's profile.
 
-The hub accepts a confirmation only when all of these hold, in this order (the rule recorded when not):
+**Protocol (a), ``paygov/1.0.6``** (and a payment connector without a profile): the ``CONFIRM`` as the platform
+sends it (PARTNER-FORMATS §3, OC-PI:1602-1621; TH-PC:13-23: no receipt inside). Answered ``MaLoi`` "00" when
+accepted (also for a repeated CONFIRM, which changes nothing), else "99" "Các lỗi khác", with ``MoTaLoi``, our
+``MaDoiTac``, and the CONFIRM's ``MaThamChieu``, ``ThoiGianGD`` and ``MaXacThuc`` echoed (OC-PU:169-180;
+OC-PI:1676-1687; TH-PCH:126-131). The checks, in this order (the rule recorded when one fails):
 
-1. ``{connector}`` is a registered, enabled ``payment`` connector with ``endpoint.credentials``
-   (``username`` = the hub's partner code ``MaDoiTac``, ``password`` = the partner secret) — ``unknown-connector``;
-2. the body is a JSON ``CONFIRM`` for that partner code — ``malformed`` / ``partner-code``;
-3. ``MaXacThuc`` is the SHA-256 over the CONFIRM fields and the secret (``mappings.payment``) — ``checksum``;
+1. ``{connector}`` is a registered, enabled ``payment`` connector with ``endpoint.credentials`` (``username`` = the
+   hub's ``MaDoiTac``, ``password`` = the partner secret) — ``unknown-connector``;
+2. the body is a JSON ``CONFIRM`` (or the hub's own ``CONFIRM_REFUND``) for that partner code — ``malformed`` /
+   ``partner-code``;
+3. ``MaXacThuc`` is the SHA-256 over the CONFIRM fields and the secret (``mappings.payment``) — ``checksum``
+   (TH-PCH:46 refuses it; OC-PI:1668-1670 has the refusal commented out);
 4. ``MaThamChieu`` is a reference the hub initiated with this connector — ``unknown-reference``;
-5. ``MaLoi`` is ``00`` — ``payment-failed`` (recorded; nothing is routed);
+5. ``MaLoi`` is "00" — ``payment-failed`` (recorded, the payment marked failed, nothing routed);
 6. ``SoTien`` equals the requested amount — ``amount-mismatch``;
-7. ``BienLai`` (base64) is a receipt signed with XML-DSig by a certificate registered on the connector, whose
-   reference and amount are the confirmation's — ``receipt-unsigned`` / ``receipt-signer`` / ``receipt-signature`` /
-   ``receipt-mismatch``.
+7. the settlement (``hub.flows.settlement``): the e-receipt fetched (``receipt-missing`` when it cannot be, and
+   reconciliation tries again), and a payment confirmed before with another bank transaction — ``already-confirmed``.
 
-Refunds (Tiền Giang Điều 17.4) go the same path: the province sends a ``payment.request`` of kind ``refund`` naming
-the paid ``original_reference``; the adapter sends ``REFUND``; the platform's ``CONFIRM_REFUND`` callback (same URL)
-passes the same checks, with a refund reference the hub sent (``unknown-reference``), and also:
+**Protocol (b), ``paygov/lgsp``**: PayGov's callback ``{orderId, errorCode, amount, transactionNo, payDate,
+checksum, …}`` answered ``{error_code: "SUCCESSFUL" | "FAILED", error_message}`` (OC-PI:1699-1751), with the same
+checks on its fields (the orderId the hub sent, errorCode "00", the amount, the checksum as the profile says).
 
-8. ``MaThamChieuGoc`` is a payment of this connector the hub saw confirmed — ``unknown-original-reference``; it is
-   the one the refund request named, for the same dossier — ``original-mismatch``;
-9. this refund and the refunds confirmed before it do not exceed what was paid — ``refund-exceeds-paid``;
-10. the receipt is a refund receipt (``LoaiGiaoDich`` ``HOAN_TIEN``) of that original reference — ``receipt-mismatch``.
+Refunds (``CONFIRM_REFUND``, the hub's own protocol) are checked by ``hub.flows.refunds``.
 
-An accepted refund routes a hub-signed ``payment.receipt`` with ``kind`` ``refund`` to the requester (no status
-update: the dossier is not resumed) and marks the row ``refunded``; a repeated CONFIRM_REFUND is idempotent.
-
-Refusals are answered 4xx with ``MaLoi``. A callback refused by rules 1–3 never authenticated: it is refused before
-any store write and only counted (``lienthong_callbacks_refused_total{connector, reason}``), so junk posted
-to the callback URL costs no rows; refusals from rule 4 on are rows in ``partner_refusals``
-(``GET /api/v1/partner-refusals``).
-An accepted confirmation routes two hub-signed envelopes through the normal pipeline (store, queue, worker):
-``payment.receipt`` (with the bank-signed receipt) to the connectors that receive it — the provincial system —
-and ``dossier.status`` 4 (processing resumes after the financial obligation, 6 → 4) to those that receive
-``dossier.status`` — the national portal. Their message ids derive from the reference, so a repeated CONFIRM
-(same bank transaction) is answered ``00`` again and routes nothing new.
+A callback refused by rules 1–3 never authenticated: it is refused before any store write and only counted
+(``lienthong_callbacks_refused_total{connector, reason}``), so junk posted to the callback URL costs no rows;
+refusals from rule 4 on are rows in ``partner_refusals`` (``GET /api/v1/partner-refusals``). Every answer names
+the rule that refused it in the ``X-Lienthong-Rule`` response header (for operators; the platform reads the body).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
-import threading
-import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from hub.errors import MappingError, ReceiptRejected, RejectedError
+from hub.errors import MappingError, ReceiptRejected
 from hub.errors import PaymentRefusedError as Refused
-from hub.flows.receipts import receipt_fields, verify_receipt
+from hub.flows.refunds import RefundConfirmations
+from hub.flows.settlement import Settlement
 from hub.metrics import CALLBACKS_REFUSED
-from hub.packets.dossier import DossierStatusUpdate, Step
-from hub.security.envelope import EnvelopeHeader
 from hub.store import flow_records
+from mappings import paygov_lgsp as pg
 from mappings import payment as pm
+from mappings import profiles
 
 if TYPE_CHECKING:
     from hub.registry.core import Connector
@@ -61,8 +56,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ID_NAMESPACE = uuid.UUID("6f1c4e2a-9b1d-4c55-8a3e-1d2b3c4d5e6f")
-RESUMED_STATUS = 4
+
+@dataclass(frozen=True)
+class CallbackAnswer:
+    """The JSON answer to a callback (always HTTP 200) and the rule that refused it (``None``: accepted)."""
+
+    body: dict[str, Any]
+    rule: str | None = None
+
+
+def connector_profile(connector: Connector | None) -> str:
+    """The payment profile a connector speaks (``paygov/1.0.6`` without one)."""
+    ref = None if connector is None else connector.spec.profile
+    return pm.PROFILE if not ref else ref.split("@")[0]
 
 
 class PaymentCallbacks:
@@ -70,214 +76,201 @@ class PaymentCallbacks:
 
     def __init__(self, hub: HubService) -> None:
         self.hub = hub
-        # check-then-confirm of refunds (rule 9) in one process; a second API process could race it
-        self._refund_lock = threading.Lock()
+        self.settlement = Settlement(hub.runtime)
+        self.refunds = RefundConfirmations(self.settlement)
+
+    def close(self) -> None:
+        self.settlement.close()
 
     # ------------------------------------------------------------ the callback
 
-    def confirm(self, code: str, body: bytes) -> dict[str, Any]:
-        """Check and act on one CONFIRM; returns the JSON answer. A refusal is raised (``PaymentRefusedError``:
-        its ``kind``, rule and the platform's ``MaLoi`` code); one that fails authentication (rules 1–3) is only
-        counted (``lienthong_callbacks_refused_total``), so anonymous junk costs no store write, and one of an
-        authenticated callback is recorded as a row (``GET /api/v1/partner-refusals``)."""
+    def confirm(self, code: str, body: bytes) -> CallbackAnswer:
+        """Check and act on one callback; the answer in the connector's protocol."""
         connector = self.hub.registry.get(code)
+        if connector_profile(connector) == pg.PROFILE:
+            return self._paygov(code, connector, body)
+        message = _json_object(body)
         try:
-            message = self._authenticated(code, connector, body)
+            authenticated = self._authenticated(code, connector, message)
         except Refused as refused:
-            label = "unknown" if connector is None else code  # codes in the URL are the caller's: bound the labels
-            CALLBACKS_REFUSED.labels(connector=label, reason=refused.rule).inc()
-            log.warning("payment callback refused before authentication connector=%s rule=%s", code[:64], refused.rule)
-            raise
+            self._count(code, connector, refused)
+            return CallbackAnswer(pm.confirm_answer(message or {}, code=pm.OTHER_ERRORS), refused.rule)
         assert connector is not None  # authenticated
+        partner = _partner_code(connector)
         try:
-            return self._confirm(connector, message, body)
+            if authenticated["LoaiBanTin"] == pm.CONFIRM_REFUND:
+                self.refunds.confirm(connector, authenticated, body)
+            else:
+                self._confirm(connector, authenticated, body)
         except Refused as refused:
-            flow_records.record_refusal(
-                self.hub.store.engine,
-                connector=code[:64],
-                kind="payment.refund" if message["LoaiBanTin"] == pm.CONFIRM_REFUND else "payment.confirm",
-                rule=refused.rule,
-                reason=refused.reason,
-                payload=body,
-                reference=refused.reference,
-            )
-            log.warning("payment CONFIRM refused connector=%s rule=%s: %s", code, refused.rule, refused.reason)
-            raise
+            kind = "payment.refund" if authenticated["LoaiBanTin"] == pm.CONFIRM_REFUND else "payment.confirm"
+            self._record(code, kind, refused, body)
+            answer = pm.confirm_answer(authenticated, code=pm.OTHER_ERRORS, partner_code=partner)
+            return CallbackAnswer(answer, refused.rule)
+        return CallbackAnswer(pm.confirm_answer(authenticated, code=pm.SUCCESS, partner_code=partner))
+
+    def _count(self, code: str, connector: Connector | None, refused: Refused) -> None:
+        label = "unknown" if connector is None else code  # codes in the URL are the caller's: bound the labels
+        CALLBACKS_REFUSED.labels(connector=label, reason=refused.rule).inc()
+        log.warning("payment callback refused before authentication connector=%s rule=%s", code[:64], refused.rule)
+
+    def _record(self, code: str, kind: str, refused: Refused, body: bytes) -> None:
+        flow_records.record_refusal(
+            self.hub.store.engine,
+            connector=code[:64],
+            kind=kind,
+            rule=refused.rule,
+            reason=refused.reason,
+            payload=body,
+            reference=refused.reference,
+        )
+        log.warning("payment callback refused connector=%s rule=%s: %s", code, refused.rule, refused.reason)
 
     @staticmethod
-    def _authenticated(code: str, connector: Connector | None, body: bytes) -> dict[str, Any]:
+    def _authenticated(code: str, connector: Connector | None, message: dict[str, Any] | None) -> dict[str, Any]:
         """Rules 1–3: the CONFIRM the connector's partner secret vouches for; nothing is written to the store."""
-        if connector is None or not connector.enabled or str(connector.kind) != "payment":
-            raise Refused("not-found", "02", "unknown-connector", f"{code!r} is not an enabled payment connector")
-        endpoint = connector.spec.endpoint
-        credentials = None if endpoint is None else endpoint.credentials
-        if credentials is None:
-            raise Refused(
-                "unavailable", "99", "unknown-connector", f"payment connector {code} has no endpoint.credentials"
-            )
-        try:
-            message = json.loads(body)
-            if not isinstance(message, dict) or message.get("LoaiBanTin") not in (pm.CONFIRM, pm.CONFIRM_REFUND):
-                raise ValueError("not a CONFIRM")
-        except ValueError:
-            raise Refused(
-                "malformed", "02", "malformed", "the body is not a JSON CONFIRM or CONFIRM_REFUND message"
-            ) from None
-        reference = message.get("MaThamChieu") if isinstance(message.get("MaThamChieu"), str) else None
-        if message.get("MaDoiTac") != credentials.username:
-            raise Refused(
-                "malformed", "02", "partner-code", f"MaDoiTac {message.get('MaDoiTac')!r} is not ours", reference
-            )
-        if not pm.checksum_ok(message, credentials.password.get_secret_value()):
-            raise Refused(
-                "unauthenticated",
-                "01",
-                "checksum",
-                "MaXacThuc does not match the message and the partner secret",
-                reference,
-            )
+        partner, password = _keys(code, connector)
+        if message is None or message.get("LoaiBanTin") not in (pm.CONFIRM, pm.CONFIRM_REFUND):
+            raise Refused("malformed", pm.OTHER_ERRORS, "malformed", "the body is not a JSON CONFIRM message")
+        reference = _text(message.get("MaThamChieu"))
+        if message.get("MaDoiTac") != partner:
+            why = f"MaDoiTac {message.get('MaDoiTac')!r} is not ours"
+            raise Refused("malformed", pm.OTHER_ERRORS, "partner-code", why, reference)
+        if not pm.checksum_ok(message, password):
+            why = "MaXacThuc does not match the message and the partner secret"
+            raise Refused("unauthenticated", pm.OTHER_ERRORS, "checksum", why, reference)
         return message
 
-    def _confirm(self, connector: Connector, message: dict[str, Any], body: bytes) -> dict[str, Any]:
-        """Rules 4–7 (and 8–10 for a refund) of an authenticated CONFIRM."""
-        code = connector.code
-        refund = message["LoaiBanTin"] == pm.CONFIRM_REFUND
-        reference = message.get("MaThamChieu") if isinstance(message.get("MaThamChieu"), str) else None
+    def _confirm(self, connector: Connector, message: dict[str, Any], body: bytes) -> None:
+        """Rules 4–7 of an authenticated CONFIRM."""
+        reference = _text(message.get("MaThamChieu"))
         payment = None if reference is None else flow_records.payment(self.hub.store.engine, reference)
-        if payment is None or payment.connector != code or (payment.kind == "refund") != refund:
-            what = "refund" if refund else "payment"
-            raise Refused(
-                "not-found", "04", "unknown-reference", f"no {what} {reference!r} was initiated with {code}", reference
-            )
+        if payment is None or payment.connector != connector.code or payment.kind != "payment":
+            why = f"no payment {reference!r} was initiated with {connector.code}"
+            raise Refused("not-found", pm.OTHER_ERRORS, "unknown-reference", why, reference)
         if message.get("MaLoi") != pm.SUCCESS:
-            raise Refused(
-                "declined", "00", "payment-failed", f"the platform reports MaLoi {message.get('MaLoi')!r}", reference
-            )
+            flow_records.mark_failed(self.hub.store.engine, payment.reference)
+            why = f"the platform reports MaLoi {message.get('MaLoi')!r}"
+            raise Refused("declined", pm.OTHER_ERRORS, "payment-failed", why, reference)
+        check_amount(message, payment)
+        settle(self.settlement, connector, payment, message, flow_records.digest(body))
+
+    # ------------------------------------------------------------ protocol (b)
+
+    def _paygov(self, code: str, connector: Connector | None, body: bytes) -> CallbackAnswer:
+        """PayGov's callback (protocol (b)): the same checks on its own fields, answered ``{error_code, …}``."""
         try:
-            amount = pm.amount_of(message)
-        except MappingError as exc:
-            raise Refused("malformed", "02", "malformed", str(exc), reference) from None
-        if amount != payment.amount:
-            why = f"SoTien {amount} differs from the requested {payment.amount} VND"
-            raise Refused("malformed", "02", "amount-mismatch", why, reference)
-        if refund:
-            with self._refund_lock:
-                return self._confirm_refund(connector, payment, message, body)
-        receipt = self._verified_receipt(connector, message, payment.reference, amount)
-        duplicate = self._duplicate(payment, message)
-        if duplicate is not None:
-            return duplicate
-        receipt_id = self._route(payment, message, receipt)
-        flow_records.confirm_payment(
-            self.hub.store.engine, payment.reference, bank_transaction_id=str(message.get("MaGiaoDich", "")),
-            receipt_message_id=receipt_id, confirm_digest=flow_records.digest(body),
-        )  # fmt: skip
-        log.info("payment confirmed connector=%s dossier_code=%s", code, payment.dossier_code)
-        return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Thành công", "MaThamChieu": reference}
-
-    def _confirm_refund(
-        self, connector: Connector, refund: flow_records.Payment, message: dict[str, Any], body: bytes
-    ) -> dict[str, Any]:
-        """Rules 8–10 and the rest of a CONFIRM_REFUND whose checksum, reference and amount were checked."""
-        engine, reference, amount = self.hub.store.engine, refund.reference, refund.amount
-        original_ref = message.get("MaThamChieuGoc")
-        original = flow_records.payment(engine, original_ref) if isinstance(original_ref, str) else None
-        if (
-            original is None
-            or original.kind != "payment"
-            or original.connector != connector.code
-            or original.confirmed_at is None
-        ):
-            why = f"MaThamChieuGoc {original_ref!r} is no payment confirmed through {connector.code}"
-            raise Refused("not-found", "04", "unknown-original-reference", why, reference)
-        if original.reference != refund.original_reference or original.dossier_code != refund.dossier_code:
-            why = f"the refund {reference} was requested for {refund.original_reference}, not {original.reference}"
-            raise Refused("malformed", "02", "original-mismatch", why, reference)
-        refunded = flow_records.refunded_total(engine, original.reference, excluding=reference)
-        if refunded + amount > original.amount:
-            why = f"refunding {amount} VND after {refunded} VND exceeds the {original.amount} VND paid"
-            raise Refused("malformed", "02", "refund-exceeds-paid", why, reference)
-        receipt = self._verified_receipt(connector, message, reference, amount, original=original.reference)
-        duplicate = self._duplicate(refund, message)
-        if duplicate is not None:
-            return duplicate
-        receipt_id = self._route(refund, message, receipt)
-        flow_records.confirm_payment(
-            engine, reference, bank_transaction_id=str(message.get("MaGiaoDich", "")), receipt_message_id=receipt_id,
-            confirm_digest=flow_records.digest(body), state="refunded",
-        )  # fmt: skip
-        log.info("refund confirmed connector=%s dossier_code=%s", connector.code, refund.dossier_code)
-        return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Thành công", "MaThamChieu": reference}
-
-    def _verified_receipt(
-        self, connector: Connector, message: dict[str, Any], reference: str, amount: int, original: str | None = None
-    ) -> bytes:
-        """The bank-signed receipt bytes of a confirmation (rule 7; rule 10 with ``original``)."""
-        try:
-            receipt = base64.b64decode(str(message.get("BienLai", "")), validate=True)
-        except (binascii.Error, ValueError):
-            raise Refused("malformed", "02", "receipt-unsigned", "BienLai is not base64", reference) from None
-        certificates = [info.certificate for info in connector.certificates]
-        try:
-            signed = verify_receipt(receipt, certificates)
-        except ReceiptRejected as exc:
-            raise Refused("malformed", "02", exc.rule, exc.detail, reference) from None
-        fields = receipt_fields(signed)
-        if fields.get("MaThamChieu") != reference or fields.get("SoTien") != str(amount):
-            why = "the receipt's reference or amount differ from the CONFIRM"
-            raise Refused("malformed", "02", "receipt-mismatch", why, reference)
-        expected = (None, None) if original is None else (pm.REFUND_RECEIPT, original)
-        if (fields.get("LoaiGiaoDich"), fields.get("MaThamChieuGoc")) != expected:
-            why = "the receipt is not a refund receipt of " + original if original else "the receipt is a refund's"
-            raise Refused("malformed", "02", "receipt-mismatch", why, reference)
-        return receipt
-
-    @staticmethod
-    def _duplicate(payment: flow_records.Payment, message: dict[str, Any]) -> dict[str, Any] | None:
-        """The answer to a repeated confirmation (idempotent), None for a first one; another transaction: 409."""
-        if payment.confirmed_at is None:
-            return None
-        transaction = str(message.get("MaGiaoDich", ""))
-        if payment.bank_transaction_id != transaction:
-            why = f"{payment.reference} was confirmed with transaction {payment.bank_transaction_id}"
-            raise Refused("conflict", "03", "already-confirmed", why, payment.reference)
-        return {"MaLoi": pm.SUCCESS, "MoTaLoi": "Đã xử lý trước đó", "MaThamChieu": payment.reference,
-                "duplicate": True}  # fmt: skip
-
-    def _route(self, payment: flow_records.Payment, confirm: dict[str, Any], receipt: bytes) -> str:
-        """Route the hub-signed payment.receipt and (for a payment, not a refund) the 6 → 4 dossier.status; returns
-        the receipt's message id."""
-        hub_code = self.hub.settings.hub_code
-        requester = payment.requester
-        if not requester:
-            trace = self.hub.store.trace(payment.message_id)
-            requester = trace.sender if trace is not None else hub_code
-        canonical = pm.receipt_from_confirm(confirm, dossier_code=payment.dossier_code, signed_receipt=receipt)
-        receipt_id = str(uuid.uuid5(ID_NAMESPACE, f"payment.receipt:{payment.reference}"))
-        status_id = str(uuid.uuid5(ID_NAMESPACE, f"dossier.status:{payment.reference}"))
-        status = DossierStatusUpdate(
-            dossier_code=payment.dossier_code,
-            status=RESUMED_STATUS,
-            step=Step(
-                actor="Lienthong", title="Thanh toán", content=f"Đã nhận biên lai thanh toán {payment.reference}"
-            ),
-            at=canonical.paid_at,
-            source_system=hub_code,
-        )
-        routed: list[tuple[str, str, str, Any]] = [(receipt_id, "payment.receipt", requester, canonical)]
-        if payment.kind != "refund":
-            routed.append((status_id, "dossier.status", hub_code, status))
-        for message_id, message_type, receiver, model in routed:
-            header = EnvelopeHeader(
-                message_id=message_id,
-                correlation_id=payment.message_id,
-                sender=hub_code,
-                receiver=receiver,
-                message_type=message_type,
-                dossier_code=payment.dossier_code,
-            )
+            partner, password = _keys(code, connector)
+            assert connector is not None
             try:
-                self.hub.runtime.inject(header, model)
-            except RejectedError as exc:  # e.g. no route, or the status machine refuses 4 here
-                log.warning("message_id=%s %s not routed: %s", message_id, message_type, exc)
-        return receipt_id
+                message = pg.callback_fields(body)
+            except MappingError as exc:
+                raise Refused("malformed", pg.FAILED, "malformed", str(exc)) from None
+            try:
+                settings = profiles.resolve(
+                    profiles.get_profile(str(connector.spec.profile)), connector.spec.profile_values
+                )
+            except MappingError as exc:  # a profile value unset: the connector cannot check callbacks
+                raise Refused("unavailable", pg.FAILED, "unknown-connector", f"{code}: {exc}") from None
+            if settings.get("callback_checksum", "order") == "order" and not pg.callback_checksum_ok(
+                message, secret_key=password, access_key=settings["access_key"], partner_code=partner
+            ):
+                raise Refused("unauthenticated", pg.FAILED, "checksum", "checksum does not match the callback")
+        except Refused as refused:
+            self._count(code, connector, refused)
+            return CallbackAnswer(pg.callback_answer(False, refused.reason), refused.rule)
+        try:
+            self._paygov_confirm(connector, message, body)
+        except Refused as refused:
+            self._record(code, "payment.confirm", refused, body)
+            return CallbackAnswer(pg.callback_answer(False, refused.reason), refused.rule)
+        return CallbackAnswer(pg.callback_answer(True, "Confirm transaction"))  # OC-PI:1745
+
+    def _paygov_confirm(self, connector: Connector, message: Mapping[str, Any], body: bytes) -> None:
+        order = str(message["orderId"])
+        payment = flow_records.payment_by_partner_reference(self.hub.store.engine, connector.code, order)
+        if payment is None or payment.kind != "payment":
+            why = f"no order {order!r} was sent to {connector.code}"
+            raise Refused("not-found", pg.FAILED, "unknown-reference", why, None)
+        if str(message.get("errorCode")) != pg.PAID:
+            flow_records.mark_failed(self.hub.store.engine, payment.reference)
+            why = f"PayGov reports errorCode {message.get('errorCode')!r}"
+            raise Refused("declined", pg.FAILED, "payment-failed", why, payment.reference)
+        confirm = paygov_confirm(message, payment)
+        check_amount(confirm, payment)
+        settle(self.settlement, connector, payment, confirm, flow_records.digest(body))
+
+
+def paygov_confirm(message: Mapping[str, Any], payment: flow_records.Payment) -> dict[str, Any]:
+    """A PayGov callback's fields under the CONFIRM's names (what a settlement reads)."""
+    when = str(message.get("payDate") or "")
+    try:
+        pm.from_local_time(when)
+    except MappingError:  # payDate's format is not sourced: keep it when it is yyyyMMddHHmmss, else now
+        when = pm.local_time(datetime.now(UTC))
+    return {
+        "LoaiBanTin": pm.CONFIRM,
+        "MaLoi": pm.SUCCESS,
+        "MaDoiTac": "",
+        "MaThamChieu": payment.reference,
+        "SoTien": message.get("amount"),
+        "MaTienTe": "VND",
+        "MaGiaoDich": str(message.get("transactionNo") or message.get("transactionCode") or ""),
+        "MaNganHang": str(message.get("paygate") or "PAYGOV"),
+        "ThoiGianGD": when,
+        "ThongTinGiaoDich": str(message.get("orderInfo") or ""),
+        "transactionCode": str(message.get("transactionCode") or ""),
+    }
+
+
+def check_amount(message: Mapping[str, Any], payment: flow_records.Payment) -> int:
+    """Rule 6: ``SoTien`` is an amount and the requested one."""
+    try:
+        amount = pm.amount_of(message)
+    except MappingError as exc:
+        raise Refused("malformed", pm.OTHER_ERRORS, "malformed", str(exc), payment.reference) from None
+    if amount != payment.amount:
+        why = f"SoTien {amount} differs from the requested {payment.amount} VND"
+        raise Refused("malformed", pm.OTHER_ERRORS, "amount-mismatch", why, payment.reference)
+    return amount
+
+
+def settle(
+    settlement: Settlement, connector: Connector, payment: flow_records.Payment, confirm: Mapping[str, Any], digest: str
+) -> None:
+    """Rule 7: settle, a receipt that cannot be had (yet) refusing the callback with its rule."""
+    try:
+        settlement.settle(connector, payment, confirm, digest=digest)
+    except ReceiptRejected as exc:
+        raise Refused("unavailable", pm.OTHER_ERRORS, exc.rule, str(exc), payment.reference) from None
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _partner_code(connector: Connector | None) -> str | None:
+    endpoint = None if connector is None else connector.spec.endpoint
+    return None if endpoint is None or endpoint.credentials is None else endpoint.credentials.username
+
+
+def _keys(code: str, connector: Connector | None) -> tuple[str, str]:
+    """Rule 1: the partner code and secret of an enabled payment connector."""
+    if connector is None or not connector.enabled or str(connector.kind) != "payment":
+        raise Refused(
+            "not-found", pm.OTHER_ERRORS, "unknown-connector", f"{code!r} is not an enabled payment connector"
+        )
+    endpoint = connector.spec.endpoint
+    if endpoint is None or endpoint.credentials is None:
+        raise Refused(
+            "unavailable", pm.OTHER_ERRORS, "unknown-connector", f"payment connector {code} has no endpoint.credentials"
+        )
+    return endpoint.credentials.username, endpoint.credentials.password.get_secret_value()

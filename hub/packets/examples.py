@@ -22,7 +22,7 @@ from hub.packets.dossier import (
     Step,
     Supplement,
 )
-from hub.packets.payment import Payer, PaymentReceipt, PaymentRequest
+from hub.packets.payment import Beneficiary, Payer, PaymentFee, PaymentReceipt, PaymentRequest
 from hub.packets.postal import Direction, PostalOrder, PostalState, PostalStatus
 from hub.packets.registry import packet_type
 
@@ -192,10 +192,20 @@ def payment_request() -> PaymentRequest:
         dossier_code=DOSSIER_CODE,
         procedure_code=PROCEDURE_CODE,
         agency_code=AGENCY_CODE,
-        payer=Payer(name="Nguyễn Văn An", personal_id=PERSONAL_ID, phone="0912345678"),
+        payer=Payer(
+            name="Nguyễn Văn An",
+            personal_id=PERSONAL_ID,
+            phone="0912345678",
+            address="Số 12 đường Trần Phú, phường Hải Châu",
+            district="Quận Hải Châu",
+            province="Thành phố Đà Nẵng",
+        ),
         amount=575_000,
-        fee_lines=FEE_LINES,
+        fee_lines=[PaymentFee(**line.model_dump(), kind=kind) for line, kind in zip(FEE_LINES, (2, 1), strict=True)],
         description=f"Nộp phí, lệ phí hồ sơ {DOSSIER_CODE}",
+        procedure_name="Cấp giấy phép xây dựng mới đối với nhà ở riêng lẻ",
+        agency_name="Sở Xây dựng (demo)",
+        beneficiary=Beneficiary(account="7111-0001234", bank_code="KBNN", account_name="Sở Xây dựng (demo)"),
     )
 
 

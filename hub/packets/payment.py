@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from hub.dossier.validators import AgencyCode, DossierCode, PersonalId, VndAmount
 from hub.packets.codec import XmlItem
@@ -17,17 +17,37 @@ from hub.packets.common import (
     PacketModel,
     Phone,
     ResultCode,
+    Text,
     UtcDateTime,
     rule_error,
 )
 
 
 class Payer(PacketModel):
-    """Who pays (HoTenNguoiNop)."""
+    """Who pays: HoTenNguoiNop, SoCMNDNguoiNop, DiaChiNguoiNop, HuyenNguoiNop, TinhNguoiNop of the platform's receipt
+    information (PARTNER-FORMATS §3, OC-PI:1579-1595; the district and province as names, as OC sends them)."""
 
     name: Name
     personal_id: PersonalId | None = None
     phone: Phone | None = None
+    address: Text | None = None
+    district: Name | None = None
+    province: Name | None = None
+
+
+class Beneficiary(PacketModel):
+    """The account the fees are paid into: TKThuHuong, MaNHThuHuong, TenTKThuHuong (OC-PI:1527-1539)."""
+
+    account: Code
+    bank_code: Code
+    account_name: Name
+
+
+class PaymentFee(FeeLine):
+    """A fee line of a payment: ``kind`` 1 charge (phí) or 2 fee (lệ phí), the platform's ``LoaiPhiLePhi``
+    (OC-PT:103-104); absent, the connector's profile says which."""
+
+    kind: Annotated[int, Field(ge=1, le=2)] | None = None
 
 
 PaymentKind = Literal["payment", "refund"]
@@ -39,6 +59,10 @@ class PaymentRequest(PacketModel):
     ``kind`` ``refund`` (Tiền Giang Điều 17.4, a dossier the agency could not handle) asks the platform to return
     ``amount`` of the paid request ``original_reference`` (required then, absent for a payment); ``reference`` is
     the refund's own reference and ``fee_lines`` the lines refunded, ``description`` the reason.
+
+    The names the payment platform puts on its receipt (TenTTHC, TenDonVi, MaDVC/TenDVC, the beneficiary account:
+    PARTNER-FORMATS §3, OC-PI:1466-1598, TH-PI:40-100) come from the request when it gives them, else from the
+    payment connector's profile values.
     """
 
     reference: Code
@@ -48,10 +72,23 @@ class PaymentRequest(PacketModel):
     payer: Payer
     amount: VndAmount
     currency: Literal["VND"] = "VND"
-    fee_lines: Annotated[list[FeeLine], XmlItem("feeLine"), Field(min_length=1)]
+    fee_lines: Annotated[list[PaymentFee], XmlItem("feeLine"), Field(min_length=1)]
     description: LongText | None = None
     kind: PaymentKind = "payment"
     original_reference: Code | None = None
+    procedure_name: Text | None = None
+    agency_name: Name | None = None
+    service_code: Code | None = None
+    service_name: Text | None = None
+    beneficiary: Beneficiary | None = None
+
+    @field_validator("fee_lines", mode="before")
+    @classmethod
+    def _plain_fee_lines(cls, value: object) -> object:
+        """A plain ``FeeLine`` (no kind) is a fee line of a payment too."""
+        if isinstance(value, list):
+            return [v.model_dump() if isinstance(v, FeeLine) and not isinstance(v, PaymentFee) else v for v in value]
+        return value
 
     @model_validator(mode="after")
     def _amount_is_sum(self) -> Self:

@@ -224,6 +224,13 @@ def _check_profile(report: CheckReport, c: Connector) -> None:
         if c.kind == "postal" and c.spec.endpoint is not None:
             names = ", ".join(p.name for p in profiles.profiles_for(c.kind))
             report.add("fail", "profile", f"no partner profile: a postal connector speaks VNPost's interface ({names})")
+        if c.kind == "payment":
+            names = ", ".join(p.name for p in profiles.profiles_for(c.kind))
+            report.add(
+                "warn", "profile",
+                "no partner profile: every message kind goes to endpoint.url with the paygov/1.0.6 defaults; name "
+                f"the profile the platform speaks ({names}) and its URL per message kind",
+            )  # fmt: skip
         return
     try:
         profile = profiles.get_profile(c.spec.profile)

@@ -32,10 +32,13 @@ from cryptography import x509
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection
 
+from hub.dossier.refunds import RULE as REFUND_RULE
+from hub.dossier.refunds import refund_refusal
 from hub.errors import CertificateError, Issue, SpecInvalidError, UnknownConnectorError
 from hub.exchange.pipeline import STATUS_TYPE, SYNC_TYPE
 from hub.exchange.routing import DestinationConfig, Route, RoutingTable
 from hub.packets.dossier import DossierStatusUpdate
+from hub.packets.payment import PaymentRequest
 from hub.registry.spec import ConnectorSpec, certificate_from_pem, certificate_pem
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import TrustStore
@@ -511,8 +514,12 @@ class Registry:
         registry names it the handling system (``handles``), or it sent or was routed a message about it; the first
         ``dossier.sync`` of a dossier nothing is logged about makes a ``provincial`` sender a party). Costs one
         indexed store read unless ``handles`` decides. The message is the same whether the dossier exists or not.
+        A ``payment.request`` of kind ``refund`` for a resolved dossier (status 9 or 10) is refused
+        (``refund-dossier-resolved``, Tiền Giang Điều 17.4).
         """
         code = getattr(body, "dossier_code", None)
+        if isinstance(body, PaymentRequest) and body.kind == "refund":
+            return self._refund_issues(body)
         if header.message_type not in (STATUS_TYPE, SYNC_TYPE) or not isinstance(code, str):
             return []
         issues: builtins.list[Issue] = []
@@ -538,6 +545,12 @@ class Registry:
                     )
                 )
         return issues
+
+    def _refund_issues(self, body: PaymentRequest) -> builtins.list[Issue]:
+        """A refund of a resolved dossier's fees is refused (Tiền Giang Điều 17.4; ``hub.dossier.refunds``)."""
+        record = self.store.dossier(body.dossier_code)
+        why = refund_refusal(body.dossier_code, None if record is None else record.status)
+        return [] if why is None else [Issue("/envelope/body/dossierCode", REFUND_RULE, why)]
 
     def is_party(self, connector: Connector, dossier_code: str) -> bool:
         """Whether ``connector`` is party to the dossier: the registry names it the handling system (``handles``),

@@ -19,7 +19,20 @@ class Credentials(BaseModel):
     username: str = Field(min_length=1, max_length=256)
     password: SecretStr = Field(min_length=1)
     madonvi: str | None = Field(None, description="The calling unit's code (madonvi) when the partner wants one")
+    token: SecretStr | None = Field(
+        None, description="A bearer token the partner issued, sent as `Authorization: Bearer` (payment: TH-PS:58-59)"
+    )
+    lgsp_access_token: SecretStr | None = Field(
+        None, description="The provincial LGSP's `lgspaccesstoken` header value (PayGov via LGSP: OC-API:163)"
+    )
 
-    @field_serializer("password", when_used="always")
-    def _password(self, value: SecretStr, info: SerializationInfo) -> str:
+    @field_serializer("password", "token", "lgsp_access_token", when_used="always")
+    def _password(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
+        if value is None:
+            return None
         return value.get_secret_value() if (info.context or {}).get("secrets") else SECRET_MASK
+
+    def secret(self, name: str) -> str | None:
+        """The plain value of an optional secret (``token``, ``lgsp_access_token``), ``None`` when unset."""
+        value = getattr(self, name)
+        return None if value is None else value.get_secret_value()

@@ -12,7 +12,11 @@ write lock up front like the rest of the store.
 - ``payments``: fee requests sent to a payment platform (reference, amount, dossier, requester) and their
   confirmation (bank transaction, receipt message id); refunds are rows with ``kind`` ``refund`` and the paid
   reference they return money from in ``original_reference`` (migration ``0005``), ``state`` ``refunded`` once
-  the platform confirmed them.
+  the platform confirmed them. Migration ``0017``: the profile spoken, the INIT's and the CONFIRM's
+  ``ThoiGianGD`` (what QUERY and GET_BILL are sent with), PayGov's own ``orderId`` (``partner_reference``),
+  reconciliation's claim (``check_until``) and last answer (``checked_at``, ``platform_state``), and on a paid row
+  the total refunded so far (``refunded``, never above ``amount``: a check constraint, and the guarded update of
+  ``confirm_refund`` in the refund's own transaction, so two API processes cannot over-refund).
 - ``partner_refusals``: callbacks the hub refused (forged checksum, receipt signed by someone else, amount
   mismatch, unknown reference…), with the rule and the reason, for operators.
 - ``postal_cursors`` / ``postal_events``: the last tracking-feed id read per postal connector (VNPost's ``$oid``,
@@ -25,14 +29,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from hub.errors import RefundExceedsPaidError
 from hub.store.database import digest as digest  # re-exported: the flows fingerprint payloads as the store does
 from hub.store.database import now, transaction
-from hub.store.schema import Id, UTCDateTime, metadata
+from hub.store.schema import Id, UTCDateTime, dossiers, messages, metadata
 
 #: ``citizen_lookups.result`` of a lookup the population DB answered, and of one where calling it failed (the
 #: others, ``refused`` and ``repeat``, did not call it): a population DB's health on the operator page.
@@ -95,6 +100,17 @@ payments = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("confirmed_at", UTCDateTime, nullable=True),
     sa.Column("original_reference", sa.String(100), nullable=True),
+    sa.Column("profile", sa.String(32), nullable=True),
+    sa.Column("init_time", sa.String(14), nullable=True),
+    sa.Column("confirm_time", sa.String(14), nullable=True),
+    sa.Column("partner_reference", sa.String(100), nullable=True),
+    sa.Column("checked_at", UTCDateTime, nullable=True),
+    sa.Column("check_until", UTCDateTime, nullable=True),
+    sa.Column("platform_state", sa.String(8), nullable=True),
+    sa.Column("refunded", sa.BigInteger, nullable=False, server_default="0"),
+    sa.CheckConstraint("refunded >= 0 AND refunded <= amount", name="refunded"),
+    sa.Index(None, "partner_reference"),
+    sa.Index(None, "state", "created_at"),
 )
 
 partner_refusals = sa.Table(
@@ -194,6 +210,12 @@ def keep_answer(engine: sa.Engine, **row: Any) -> bool:
 # ---------------------------------------------------------------------------------------------- F3 payments
 
 
+#: ``payments.state``: initiated (INIT answered), pending (a QUERY said "3"), failed (the platform reports the
+#: payment failed), disputed (a QUERY said paid with another amount), paid, refunded (a refund row the platform
+#: confirmed). Reconciliation asks about the open ones.
+OPEN_STATES = ("initiated", "pending")
+
+
 @dataclass(frozen=True)
 class Payment:
     reference: str
@@ -211,6 +233,14 @@ class Payment:
     created_at: datetime
     confirmed_at: datetime | None
     original_reference: str | None = None
+    profile: str | None = None
+    init_time: str | None = None
+    confirm_time: str | None = None
+    partner_reference: str | None = None
+    checked_at: datetime | None = None
+    check_until: datetime | None = None
+    platform_state: str | None = None
+    refunded: int = 0
 
 
 def add_payment(engine: sa.Engine, **row: Any) -> bool:
@@ -224,13 +254,22 @@ def add_payment(engine: sa.Engine, **row: Any) -> bool:
         return True
 
 
-def initiated_recorder(engine_or_url: sa.Engine | str) -> Callable[[str, Any, str, dict[str, Any]], None]:
+#: ``on_initiated(connector, request, message_id, answer, details)``: ``details`` holds what later calls need —
+#: ``profile``, ``init_time`` (the INIT's ThoiGianGD), ``partner_reference`` (PayGov's orderId), ``payment_url``.
+Recorder = Callable[..., None]
+
+
+def initiated_recorder(engine_or_url: sa.Engine | str) -> Recorder:
     """The payment adapter's ``on_initiated`` hook: record each reference it initiated, so the ``CONFIRM`` that
-    comes back for it can be matched (``hub.flows.payments``). ``request`` is the canonical ``PaymentRequest``."""
+    comes back for it can be matched (``hub.flows.payments``) and a lost one reconciled (``hub.flows.reconcile``).
+    ``request`` is the canonical ``PaymentRequest``."""
     engine = sa.create_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
     lock = threading.Lock()
 
-    def record(connector: str, request: Any, message_id: str, answer: dict[str, Any]) -> None:
+    def record(
+        connector: str, request: Any, message_id: str, answer: dict[str, Any], details: dict[str, Any] | None = None
+    ) -> None:
+        extra = details or {}
         with lock:
             add_payment(
                 engine,
@@ -242,7 +281,10 @@ def initiated_recorder(engine_or_url: sa.Engine | str) -> Callable[[str, Any, st
                 dossier_code=request.dossier_code,
                 amount=request.amount,
                 message_id=message_id,
-                payment_url=answer.get("UrlThanhToan"),
+                payment_url=extra.get("payment_url", answer.get("UrlThanhToan")),
+                profile=extra.get("profile"),
+                init_time=extra.get("init_time"),
+                partner_reference=extra.get("partner_reference"),
             )
 
     return record
@@ -254,6 +296,19 @@ def payment(engine: sa.Engine, reference: str) -> Payment | None:
     return None if row is None else Payment(**row._mapping)
 
 
+def payment_by_partner_reference(engine: sa.Engine, connector: str, partner_reference: str) -> Payment | None:
+    """The payment a partner names by its own reference (PayGov's ``orderId``); the newest when several."""
+    query = (
+        sa.select(payments)
+        .where(payments.c.connector == connector, payments.c.partner_reference == partner_reference)
+        .order_by(payments.c.created_at.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return None if row is None else Payment(**row._mapping)
+
+
 def confirm_payment(
     engine: sa.Engine,
     reference: str,
@@ -262,21 +317,56 @@ def confirm_payment(
     receipt_message_id: str,
     confirm_digest: str,
     state: str = "paid",
+    confirm_time: str | None = None,
 ) -> bool:
     """Mark a payment (``paid``) or a refund (``refunded``) confirmed, once: False when it already was."""
     with transaction(engine) as conn:
-        done = conn.execute(
+        return _confirm(conn, reference, bank_transaction_id=bank_transaction_id, receipt_message_id=receipt_message_id,
+                        confirm_digest=confirm_digest, state=state, confirm_time=confirm_time)  # fmt: skip
+
+
+def _confirm(conn: sa.Connection, reference: str, **values: Any) -> bool:
+    done = conn.execute(
+        payments.update()
+        .where(payments.c.reference == reference, payments.c.confirmed_at.is_(None))
+        .values(**values, confirmed_at=now(), check_until=None)
+    )
+    return done.rowcount == 1
+
+
+def confirm_refund(
+    engine: sa.Engine,
+    reference: str,
+    original_reference: str,
+    amount: int,
+    *,
+    bank_transaction_id: str,
+    receipt_message_id: str,
+    confirm_digest: str,
+) -> bool:
+    """Confirm the refund ``reference`` and add ``amount`` to the refunded total of the paid ``original_reference``
+    in one transaction: False when the refund was confirmed already (nothing changes), ``RefundExceedsPaidError`` when
+    the total would exceed what was paid (nothing changes). The total is checked by the guarded update itself (on
+    PostgreSQL the row lock makes a concurrent refund wait and re-check it; SQLite writers are serialised) and by
+    the ``refunded <= amount`` constraint: no process lock, so any number of API processes cannot over-refund."""
+    with transaction(engine) as conn:
+        if not _confirm(conn, reference, bank_transaction_id=bank_transaction_id, receipt_message_id=receipt_message_id,
+                        confirm_digest=confirm_digest, state="refunded"):  # fmt: skip
+            return False
+        added = conn.execute(
             payments.update()
-            .where(payments.c.reference == reference, payments.c.confirmed_at.is_(None))
-            .values(
-                state=state,
-                bank_transaction_id=bank_transaction_id,
-                receipt_message_id=receipt_message_id,
-                confirm_digest=confirm_digest,
-                confirmed_at=now(),
+            .where(
+                payments.c.reference == original_reference,
+                payments.c.kind == "payment",
+                payments.c.confirmed_at.is_not(None),
+                payments.c.refunded + amount <= payments.c.amount,
             )
+            .values(refunded=payments.c.refunded + amount)
         )
-        return done.rowcount == 1
+        if added.rowcount != 1:
+            # rolls the refund's confirmation back too
+            raise RefundExceedsPaidError(f"refunding {amount} VND exceeds what is left of {original_reference}")
+        return True
 
 
 def refunded_total(engine: sa.Engine, original_reference: str, *, excluding: str | None = None) -> int:
@@ -295,6 +385,109 @@ def refunded_total(engine: sa.Engine, original_reference: str, *, excluding: str
 def set_payment_url(engine: sa.Engine, reference: str, url: str | None) -> None:
     with transaction(engine) as conn:
         conn.execute(payments.update().where(payments.c.reference == reference).values(payment_url=url))
+
+
+def mark_failed(engine: sa.Engine, reference: str, *, platform_state: str | None = None) -> bool:
+    """The platform reports the payment failed (a CONFIRM whose MaLoi is not "00", a QUERY's TrangThaiGD "4"):
+    reconciliation stops asking; a later successful CONFIRM still settles it. False when it was confirmed."""
+    with transaction(engine) as conn:
+        done = conn.execute(
+            payments.update()
+            .where(payments.c.reference == reference, payments.c.confirmed_at.is_(None))
+            .values(state="failed", platform_state=platform_state, checked_at=now(), check_until=None)
+        )
+        return done.rowcount == 1
+
+
+def dossier_status(engine: sa.Engine, dossier_code: str) -> int | None:
+    """The dossier's current status as the hub applied it (``None``: none applied yet)."""
+    with engine.connect() as conn:
+        value = conn.execute(sa.select(dossiers.c.status).where(dossiers.c.code == dossier_code)).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+def refund_guard(engine_or_url: sa.Engine | str) -> Callable[[str], str | None]:
+    """The payment adapter's check before it sends a REFUND: why the dossier's fees may not be refunded (resolved,
+    Tiền Giang Điều 17.4), or ``None``."""
+    from hub.dossier.refunds import refund_refusal
+
+    engine = sa.create_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+    return lambda dossier_code: refund_refusal(dossier_code, dossier_status(engine, dossier_code))
+
+
+def request_envelope(engine: sa.Engine, message_id: str) -> bytes | None:
+    """The stored envelope of the ``payment.request`` ``message_id`` (what a later call may need of it)."""
+    query = sa.select(messages.c.envelope).where(
+        messages.c.message_id == message_id, messages.c.message_type == "payment.request"
+    )
+    with engine.connect() as conn:
+        value = conn.execute(query.limit(1)).scalar_one_or_none()
+    return None if value is None else bytes(value)
+
+
+# ---------------------------------------------------------------------------------------------- reconciliation
+
+
+def _unsettled(older_than: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        payments.c.kind == "payment",
+        payments.c.confirmed_at.is_(None),
+        payments.c.state.in_(OPEN_STATES),
+        payments.c.created_at <= older_than,
+    )
+
+
+def unsettled(engine: sa.Engine, older_than: datetime, *, limit: int = 500) -> list[Payment]:
+    """Payments initiated before ``older_than`` and neither paid nor failed yet, oldest first."""
+    query = sa.select(payments).where(_unsettled(older_than)).order_by(payments.c.created_at).limit(limit)
+    with engine.connect() as conn:
+        return [Payment(**r._mapping) for r in conn.execute(query)]
+
+
+def claim_unsettled(
+    engine: sa.Engine, older_than: datetime, *, lease_s: float, limit: int = 100, at: datetime | None = None
+) -> list[Payment]:
+    """Claim up to ``limit`` unsettled payments initiated before ``older_than`` whose claim is free (never taken,
+    or run out): each is then queried by this process only, until ``lease_s`` seconds have passed or
+    ``record_check`` / a confirmation releases it. The claim is a guarded update per row (one process wins it)."""
+    at_now = at or now()
+    free = sa.or_(payments.c.check_until.is_(None), payments.c.check_until < at_now)
+    candidates = (
+        sa.select(payments.c.reference).where(_unsettled(older_than), free).order_by(payments.c.created_at).limit(limit)
+    )
+    until = at_now + timedelta(seconds=lease_s)
+    claimed: list[str] = []
+    with transaction(engine, readonly=True) as conn:  # most runs find nothing: no write lock for them
+        found = list(conn.execute(candidates).scalars())
+    if not found:
+        return []
+    with transaction(engine) as conn:
+        for reference in found:
+            done = conn.execute(
+                payments.update()
+                .where(payments.c.reference == reference, _unsettled(older_than), free)
+                .values(check_until=until)
+            )
+            if done.rowcount == 1:
+                claimed.append(reference)
+        if not claimed:
+            return []
+        rows = conn.execute(sa.select(payments).where(payments.c.reference.in_(claimed))).all()
+    by_ref = {r.reference: Payment(**r._mapping) for r in rows}
+    return [by_ref[r] for r in claimed]
+
+
+def record_check(
+    engine: sa.Engine, reference: str, *, platform_state: str | None, next_check: datetime | None, state: str
+) -> None:
+    """What a reconciliation QUERY found for a payment still open (``state`` initiated or pending): asked again
+    from ``next_check`` (the claim holds until then)."""
+    with transaction(engine) as conn:
+        conn.execute(
+            payments.update()
+            .where(payments.c.reference == reference, payments.c.confirmed_at.is_(None))
+            .values(state=state, platform_state=platform_state, checked_at=now(), check_until=next_check)
+        )
 
 
 def record_refusal(

@@ -1,6 +1,7 @@
 """F3 over HTTP (``hub.flows.payments``): ``POST /api/v1/callbacks/payment/{connector}`` — the payment
-platform's ``CONFIRM``, answered in the platform's own JSON (``MaLoi``), not problem+json;
-``GET /api/v1/partner-refusals`` — callbacks the hub refused, with the rule and reason (admin or operator key)."""
+platform's callback, answered in the platform's own JSON and always with HTTP 200, as the platform expects
+(OC-PA:293-306), not problem+json; ``GET /api/v1/partner-refusals`` — callbacks the hub refused, with the rule
+and reason (admin or operator key)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ from fastapi.responses import JSONResponse
 
 from hub.api.dependencies import ApiKey, ListLimit, hub_of, payment_service, staff_hub
 from hub.api.models import RefusalOut
-from hub.api.problems import KINDS, responses
-from hub.errors import PaymentRefusedError
+from hub.api.problems import responses
 from hub.store import flow_records
 
 router = APIRouter()
 
-# A failed payment the platform reports is recorded and acknowledged: the callback itself was fine.
-DECLINED_STATUS = 200
+RULE_HEADER = "X-Lienthong-Rule"  # the rule that refused a callback (the platform reads only the body)
 
 
 @router.post(
@@ -25,34 +24,29 @@ DECLINED_STATUS = 200
     operation_id="confirm_payment",
     tags=["partners"],
     summary="F3: a payment platform's CONFIRM callback",
-    description="JSON `{LoaiBanTin: CONFIRM, MaLoi, MaDoiTac, MaThamChieu, SoTien, MaTienTe, MaGiaoDich, "
-    "MaNganHang, ThoiGianGD, ThongTinGiaoDich, MaXacThuc, BienLai}` where `BienLai` is the bank-signed receipt "
-    'XML (base64). Answered `{MaLoi: "00"}` when accepted (also for a repeated CONFIRM), else 4xx '
-    "`{MaLoi, MoTaLoi, rule}`; a refusal of an authenticated callback is recorded (`GET /api/v1/partner-refusals`), "
-    "one that did not authenticate (unknown connector, malformed body, partner code, checksum) is only counted in "
-    "`lienthong_callbacks_refused_total`.",
+    description="Profile `paygov/1.0.6` (and a payment connector without a profile): the platform's JSON `{LoaiBanTin: "
+    "CONFIRM, MaLoi, MaDoiTac, MaThamChieu, SoTien, MaTienTe, MaGiaoDich, MaNganHang, ThoiGianGD, ThongTinGiaoDich, "
+    'MaXacThuc}`, answered `{MaLoi: "00" | "99", MoTaLoi, MaDoiTac, MaThamChieu, ThoiGianGD, MaXacThuc}` with the '
+    "CONFIRM's MaXacThuc echoed; a repeated CONFIRM is answered the same and changes nothing. Profile `paygov/lgsp`: "
+    "PayGov's callback `{orderId, errorCode, amount, transactionNo, …}` answered "
+    '`{error_code: "SUCCESSFUL" | "FAILED", error_message}`. '
+    "Always HTTP 200; a refusal names its rule in the `X-Lienthong-Rule` header. A refusal of an "
+    "authenticated callback is recorded (`GET /api/v1/partner-refusals`), one that did not authenticate (unknown "
+    "connector, malformed body, partner code, checksum) is only counted in `lienthong_callbacks_refused_total`.",
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
     responses={
-        status: {"description": why, "content": {"application/json": {"schema": {"type": "object"}}}}
-        for status, why in (
-            (200, "Accepted (MaLoi 00), also for a repeated CONFIRM; or a failed payment recorded"),
-            (400, "Refused: malformed, partner code, amount or receipt"),
-            (401, "Refused: wrong MaXacThuc"),
-            (404, "Refused: unknown connector or reference"),
-            (409, "Refused: the reference was confirmed with another transaction"),
-            (503, "The payment connector has no credentials"),
-        )
+        200: {
+            "description": "The platform's answer (accepted or refused: see MaLoi / error_code)",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
     },
 )
 async def payment_callback(request: Request, connector: str) -> JSONResponse:
     hub = hub_of(request)
     body = await request.body()
-    try:
-        answer = await run_in_threadpool(payment_service(hub).confirm, connector, body)
-    except PaymentRefusedError as refused:
-        status = DECLINED_STATUS if refused.kind == "declined" else KINDS[refused.kind][0]
-        return JSONResponse({"MaLoi": refused.code, "MoTaLoi": refused.reason, "rule": refused.rule}, status)
-    return JSONResponse(answer)
+    answer = await run_in_threadpool(payment_service(hub).confirm, connector, body)
+    headers = {} if answer.rule is None else {RULE_HEADER: answer.rule}
+    return JSONResponse(answer.body, 200, headers=headers)
 
 
 @router.get(

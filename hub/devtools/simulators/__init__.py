@@ -6,9 +6,10 @@ received (``GET /_received``) and can be told to fail (``POST /_control``, see `
     with NationalPortalSimulator(variant="dvcqg/opencps", dstcode="…") as portal:
         ...  # portal.adapter_url, portal.login_url, portal.integration_url, portal.share_url
 
-The national portal, the population database (through its LGSP or directly) and the VBDLIS ministry software speak
-the formats of ``../shared/PARTNER-FORMATS.md`` (§1, §2, §5) strictly: a record lacking a sourced field, or of the
-wrong type, a request with a header or element order the sources never send, is refused.
+The national portal, the population database (through its LGSP or directly), the payment platform (and PayGov via
+LGSP, ``paygov_lgsp.PayGovLgspSimulator``, started on its own) and the VBDLIS ministry software speak the formats of
+``../shared/PARTNER-FORMATS.md`` (§1, §2, §3, §5) strictly: a message lacking a sourced field, or of the wrong type,
+a request with a header or element order the sources never send, is refused.
 """
 
 from __future__ import annotations
