@@ -19,7 +19,8 @@ The worker hands the adapter the ``Notice`` the outbound mapping made of a route
    (the MIME message, or the gateway's JSON body) for the message log.
 
 What it needs of the hub comes through ``NotificationHooks`` (built by the composition root, ``hub.runtime``):
-adapters never import the store.
+adapters never import the store. The store down while 2 or 3 read it raises ``StoreUnavailableError`` as it is
+(nothing was sent): the worker gives the delivery back and waits the outage out, no attempt counted.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDe
 from adapters.sms import SmsGateway
 from adapters.smtp import SmtpRelay
 from adapters.smtp import send as smtp_send
-from hub.errors import MappingError
+from hub.errors import MappingError, StoreUnavailableError
 from hub.packets.dossier import DossierSync
 from mappings.notification import (
     KIND,
@@ -222,9 +223,13 @@ class NotificationAdapter(Adapter):
         return DeliveryReceipt.for_body(f"{notice.event} by {channel} to {shown}: {answer}", sent, sent_type)
 
     def _hook(self, what: str, hook: Any, *args: Any) -> Any:
-        """A hook's answer; the store being unavailable is worth a retry (nothing was sent yet)."""
+        """A hook's answer (nothing was sent yet). The store being unavailable is raised as it is: an outage, which
+        the worker waits out and then delivers again — not the channel's failure (no attempt counted against the
+        connector, no dead letter once its retries run out); any other error is worth a retry."""
         try:
             return hook(*args)
+        except StoreUnavailableError:
+            raise
         except Exception as exc:
             raise TransientDeliveryError(f"cannot {what}: {type(exc).__name__}: {exc}") from None
 

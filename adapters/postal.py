@@ -17,13 +17,15 @@
 Retry classification: timeouts, connection failures, HTTP 5xx/429, a token refused (an operator may fix the
 credentials), an answer that is not the sourced shape, and an empty ItemCode pool → ``TransientDeliveryError``;
 a ``Status`` other than 100/101, HTTP 4xx, an area code VNPost's tables lack, an ItemCode another order used →
-``PermanentDeliveryError``.
+``PermanentDeliveryError``. The store down while an ItemCode is assigned (before the order is posted) is raised as
+``StoreUnavailableError``: the worker gives the delivery back and waits the outage out.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +39,8 @@ from hub.logs import mask_ids
 from hub.packets.postal import PostalOrder
 from mappings import postal as vp
 from mappings.profiles import ProfileSettings
+
+log = logging.getLogger(__name__)
 
 TOKEN_STATUSES = frozenset({401, 403})  # the token is no longer accepted: fetch another, call once more
 
@@ -252,8 +256,16 @@ class PostalAdapter(Adapter):
         data, _ = self._call("POST", self._url(self.options.order_path), sent)
         answer = self._answer(data, f"order {order.dossier_code}" + (f" ItemCode {item}" if item else ""))
         if item:
-            self.orders.created(connector, item)
+            self._taken(connector, item)
         return sent, item, answer
+
+    def _taken(self, connector: str, item_code: str) -> None:
+        """Mark the order VNPost took ``created``; once taken, a failure to record that (the store down) is logged,
+        not a reason to post the order again: it stays ``assigned`` with its code, which tracking moves on."""
+        try:
+            self.orders.created(connector, item_code)
+        except Exception:
+            log.exception("could not mark postal order %s of %s created (VNPost took it)", item_code, connector)
 
     def create(self, connector: str, order: PostalOrder) -> tuple[dict[str, Any], vp.OrderAnswer]:
         """Post ``order`` (outside the worker: tools, tests): the order as sent, and VNPost's answer."""

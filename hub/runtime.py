@@ -361,8 +361,9 @@ class Runtime:
     def _build_adapters(self) -> dict[str, Adapter]:
         from hub.exchange.results import ResultCheck, guard
 
+        registered = sa.inspect(self.store.engine).has_table("connectors")  # first: an outage leaves nothing built
         built = adapters_for(self.routing, self.store, self.settings.hub_code)
-        if not sa.inspect(self.store.engine).has_table("connectors"):
+        if not registered:
             return built  # a routing file, no registry: no result signers to check against
         check = ResultCheck(self.registry().result_signers, max_bytes=self.settings.result_max_bytes,
                             timeout_s=self.settings.result_fetch_timeout_s)  # fmt: skip
@@ -490,6 +491,10 @@ def _worker_process(
                 dependencies.down(BROKER, exc)
                 runtime.close()
                 continue
+            except StoreUnavailableError as exc:  # the store went away after opening (the adapters read the registry)
+                dependencies.down(STORE, exc)
+                runtime.close()
+                continue  # _open_for_worker waits with the backoff while it stays down
             break
         if background is not None:
             background(runtime, stop)
