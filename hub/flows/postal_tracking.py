@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hub.dossier.status_machine import TERMINAL, DossierStatus, is_legal
-from hub.errors import MappingError, RejectedError, StatusTransitionError
+from hub.errors import ConflictError, MappingError, RejectedError, StatusTransitionError
 from hub.packets.dossier import DossierStatusUpdate, Step
 from hub.packets.postal import Direction, PostalState
 from hub.security.envelope import EnvelopeHeader
@@ -192,6 +192,10 @@ class PostalTracker:
         would be one more line on the dossier's timeline at every poll)."""
         for order in postal_orders.pending_handovers(self.store.engine, connector):
             assert order.handover_at is not None and order.handover_note is not None
+            stored = self._stored(returned_message_id(connector, order.item_code))
+            if stored is not None:  # an earlier poll stopped between storing the 10 and recording what it did
+                postal_orders.settle_handover(self.store.engine, connector, order.item_code, stored)
+                continue
             current = flow_records.dossier_status(self.store.engine, order.dossier_code)
             if current is not None and DossierStatus(current) in TERMINAL:
                 reason = f"the dossier is at {current}, which only an operator's correction leaves: 10 not applied"
@@ -225,6 +229,10 @@ class PostalTracker:
             else:  # not done yet (e.g. still processing): tried again once the dossier is at 8 or 9
                 self._wait(connector, dossier_code, item, str(exc), result)
             return
+        except ConflictError:  # stored before under a former createdAt: an earlier poll stopped before recording it
+            stored = self._stored(message_id) or postal_orders.APPLIED
+            postal_orders.settle_handover(self.store.engine, connector, item, stored)
+            return
         except RejectedError as exc:  # no route for dossier.status, …: a configuration the operator may fix
             self._wait(connector, dossier_code, item, str(exc), result)
             return
@@ -235,6 +243,14 @@ class PostalTracker:
         postal_orders.settle_handover(self.store.engine, connector, item, postal_orders.APPLIED)
         if not accepted.duplicate:  # a duplicate was applied by an earlier poll that stopped before recording it
             result.returned.append(message_id)
+
+    def _stored(self, message_id: str) -> str | None:
+        """What became of the hub's status 10 ``message_id`` if the store holds it: ``applied`` (queued to its
+        receivers) or ``stale`` (stored without deliveries); ``None`` when it was never stored."""
+        trace = self.store.trace(message_id, self.hub_code)
+        if trace is None:
+            return None
+        return postal_orders.APPLIED if trace.deliveries else postal_orders.STALE
 
     def _wait(self, connector: str, dossier_code: str, item: str, reason: str, result: PollResult) -> None:
         postal_orders.settle_handover(self.store.engine, connector, item, postal_orders.PENDING, reason)

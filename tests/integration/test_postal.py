@@ -884,6 +884,14 @@ def test_a_status_10_the_dossier_is_not_ready_for_waits_and_is_applied_once_it_i
     assert (record.state, record.handover) == ("delivered", "applied")
     assert tracker.poll(POSTAL).returned == []  # applied once
 
+    # a poll that stopped between storing the 10 and recording it: the next one finds it stored, applies nothing
+    with hub.store.engine.begin() as conn:
+        conn.execute(postal_orders.postal_orders.update().values(handover="pending"))
+    resumed = tracker.poll(POSTAL)
+    assert resumed.returned == [] and resumed.pending == [] and not resumed.errors, resumed
+    assert postal_orders.find_order(hub.store.engine, POSTAL, item_code=POOL[0]).handover == "applied"
+    assert [u for u in _updates(api) if u[0] == 10] == [(10, "rejected"), (10, "applied")]
+
 
 def test_a_stale_or_refused_status_10_is_settled_and_not_counted(api: Any, pki: Any, sim: PostalSimulator) -> None:
     """Review item 9: a 10 older than the dossier's last update is stale — recorded, not applied, not counted as
@@ -949,3 +957,38 @@ def test_an_event_with_an_implausible_time_is_refused_by_its_rule(api: Any, pki:
     assert "vnpost-event-time" in refused and result.returned == [] and result.pending == []
     oid = sim.received()["events"][-1]["_id"]["$oid"]
     assert _trace(api, event_message_id(POSTAL, oid)).status_code == 404
+
+
+def test_migration_0022_frees_the_orders_already_delivered(store_url: str) -> None:
+    """An order recorded delivered before 0022 frees its dossier and direction (as the tracker now does); the
+    downgrade drops the new columns and keeps the data."""
+    from alembic import command
+    from alembic.config import Config
+
+    from hub.store import MIGRATIONS_DIR
+
+    store = Store(store_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    try:
+        with store.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0019")
+            insert = sa.text("INSERT INTO postal_orders VALUES ('G', :item, :key, :dossier, 'delivery', 0, :state, "
+                             ":at, :at)")  # fmt: skip
+            at = datetime(2025, 11, 24, tzinfo=UTC)
+            conn.execute(insert, {"item": POOL[0], "key": f"{DOSSIER}:delivery", "dossier": DOSSIER,
+                                  "state": "delivered", "at": at})  # fmt: skip
+            conn.execute(insert, {"item": POOL[1], "key": "X:delivery", "dossier": "X", "state": "created", "at": at})
+        store.migrate()
+        args = {"dossier_code": DOSSIER, "direction": "delivery", "cod_amount": 0, "given": None, "pool": POOL}
+        assert postal_orders.assign_item_code(store.engine, "G", **args) == POOL[2]
+        assert postal_orders.assign_item_code(store.engine, "G", **{**args, "dossier_code": "X"}) == POOL[1]
+        with store.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0019")
+        assert store.current_revision() == "0019"
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM postal_orders")).scalar_one() == 3
+    finally:
+        store.close()
