@@ -74,21 +74,28 @@ def fetch_document(
     except ValueError:
         raise PermanentDeliveryError(f"{where}: not a valid port") from None
     host = parts.hostname or ""
-    address = _checked_address(host, port, hosts, resolver, where)
-    target = pool.connection_from_host(
-        address, port, parts.scheme,
-        pool_kwargs={"server_hostname": host, "assert_hostname": host} if parts.scheme == "https" else None,
-    )  # fmt: skip
+    addresses = _checked_addresses(host, port, hosts, resolver, where)
     netloc = f"[{host}]" if ":" in host else host
     request_target = urlunsplit(("", "", parts.path or "/", parts.query, ""))
     headers = {"Accept": ACCEPT, "Accept-Encoding": "identity", "Host": netloc if parts.port is None else
                f"{netloc}:{parts.port}"}  # fmt: skip
     deadline = time.monotonic() + timeout_s
     try:
-        response = target.urlopen(
-            "GET", request_target, preload_content=False, decode_content=False, redirect=False, retries=False,
-            headers=headers, timeout=urllib3.Timeout(total=timeout_s), assert_same_host=False,
-        )  # fmt: skip
+        for index, address in enumerate(addresses):  # each address checked; the next only when one cannot connect
+            target = pool.connection_from_host(
+                address, port, parts.scheme,
+                pool_kwargs={"server_hostname": host, "assert_hostname": host} if parts.scheme == "https" else None,
+            )  # fmt: skip
+            try:
+                response = target.urlopen(
+                    "GET", request_target, preload_content=False, decode_content=False, redirect=False, retries=False,
+                    headers=headers, timeout=urllib3.Timeout(total=max(deadline - time.monotonic(), 0.001)),
+                    assert_same_host=False,
+                )  # fmt: skip
+                break
+            except NewConnectionError:
+                if index == len(addresses) - 1 or time.monotonic() >= deadline:
+                    raise
     except NewConnectionError:  # urllib3 makes it a timeout too: it is not one
         raise TransientDeliveryError(f"cannot fetch {where}: the host refused or cannot be reached") from None
     except Urllib3Timeout:
@@ -129,10 +136,11 @@ def fetch_document(
         response.release_conn()
 
 
-def _checked_address(host: str, port: int, hosts: HostAllowList, resolver: Resolver, where: str) -> str:
-    """The address to connect to for ``host``: allowed by ``hosts`` (before any DNS query), resolved once, every
-    address it resolves to public unless the matching pattern names the host exactly (``HostPattern.names_exactly``).
-    ``HostNotAllowedError`` when not; a name that does not resolve is transient (DNS may be back later)."""
+def _checked_addresses(host: str, port: int, hosts: HostAllowList, resolver: Resolver, where: str) -> list[str]:
+    """The addresses to connect to for ``host``, in the resolver's order: allowed by ``hosts`` (before any DNS
+    query), resolved once, every address public unless the matching pattern names the host exactly
+    (``HostPattern.names_exactly``). ``HostNotAllowedError`` when not; a name that does not resolve is transient
+    (DNS may be back later)."""
     pattern = hosts.match(host, port)
     if pattern is None:
         raise HostNotAllowedError(f"{where}: {host}:{port} is not one of the connector's result_hosts ({hosts})")
@@ -152,7 +160,7 @@ def _checked_address(host: str, port: int, hosts: HostAllowList, resolver: Resol
             f"when result_hosts names that host exactly, not through {pattern}"
             + (" (the default: the connector's endpoint host)" if not pattern.explicit else "")
         )
-    return addresses[0]
+    return addresses
 
 
 def _internal(address: str) -> bool:

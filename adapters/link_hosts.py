@@ -12,9 +12,10 @@ from the reasons operators see whether they answer. So:
 - a name that resolves to an address that is not public (loopback, private, link-local, carrier-grade NAT,
   multicast, reserved, unspecified; ``is_internal``) is refused unless the pattern it matched names that host
   exactly and was written by an admin (``explicit``): a wildcard or a default never opens an internal address;
-- the connection goes to the address that was checked (``pinned``): the name is resolved once, so a DNS answer that
-  changes between the check and the connection (DNS rebinding) changes nothing. TLS still verifies the certificate
-  for the name (SNI and hostname check), and the request carries the name in ``Host``.
+- the connection goes to an address that was checked (``adapters.documents``: the next one only when one cannot be
+  connected to): the name is resolved once, so a DNS answer that changes between the check and the connection
+  (DNS rebinding) changes nothing. TLS still verifies the certificate for the name (SNI and hostname check), and
+  the request carries the name in ``Host``.
 """
 
 from __future__ import annotations

@@ -183,3 +183,16 @@ def test_an_internal_address_is_reached_only_through_a_host_named_exactly(server
 def test_a_name_that_does_not_resolve_is_transient(server: str) -> None:
     with pytest.raises(TransientDeliveryError, match="does not resolve"):
         fetch("http://gone.example.test/kq.pdf", hosts=HostAllowList.of(["gone.example.test"]), resolver=Resolver())
+
+
+def test_an_address_that_cannot_connect_gives_way_to_the_next_one_checked(server: str) -> None:
+    """A name with several addresses (IPv6 and IPv4, say): each was checked, and the next is tried only when one
+    cannot be connected to (127.0.0.2 is loopback too, but nothing listens there)."""
+    port = int(server.rsplit(":", 1)[1])
+    dns = Resolver(docs_example_test="127.0.0.2")
+    dns.names["docs.example.test"].append("127.0.0.1")
+    hosts = HostAllowList.of(["docs.example.test"])
+    assert fetch(f"http://docs.example.test:{port}/ok.pdf", hosts=hosts, resolver=dns) == b"%PDF-1.7 small document"
+    dns.names["docs.example.test"] = ["127.0.0.2"]
+    with pytest.raises(TransientDeliveryError, match="cannot be reached"):
+        fetch(f"http://docs.example.test:{port}/ok.pdf", hosts=hosts, resolver=dns)
