@@ -193,12 +193,14 @@ def adapter_context(
     configs: Iterable[DestinationConfig], store: Store | None = None, hub_code: str | None = None
 ) -> AdapterContext:
     """What adapters get from the hub: its code (``None``: each adapter's default), the payment adapter's recorder
-    of the references it initiates, the postal adapter's order book (``hub.store.postal_orders``) and the
-    notification connectors' ledger, all on ``store`` (without one, the store named by ``LIENTHONG_DATABASE_URL``)."""
+    of the references it initiates, the postal adapter's order book (``hub.store.postal_orders``), the
+    notification connectors' ledger and the national portal's accepted calls (``hub.store.delivery_steps``), all on
+    ``store`` (without one, the store named by ``LIENTHONG_DATABASE_URL``)."""
     kinds = {factory_key(cfg) for cfg in configs}
-    if not kinds & {"payment", "postal", "notification"}:
+    if not kinds & {"payment", "postal", "notification", "national_portal"}:
         return AdapterContext(integration_code=hub_code)
     from hub.config import get_settings
+    from hub.store.delivery_steps import DeliverySteps
     from hub.store.flow_records import initiated_recorder, refund_guard
     from hub.store.postal_orders import OrderBook
 
@@ -213,6 +215,7 @@ def adapter_context(
         integration_code=hub_code,
         postal_orders=OrderBook(target) if "postal" in kinds else None,
         notifications=ledger,
+        delivery_steps=DeliverySteps(target) if "national_portal" in kinds else None,
     )
 
 
@@ -365,7 +368,8 @@ class Runtime:
         built = adapters_for(self.routing, self.store, self.settings.hub_code)
         if not registered:
             return built  # a routing file, no registry: no result signers to check against
-        check = ResultCheck(self.registry().result_signers, max_bytes=self.settings.result_max_bytes,
+        registry = self.registry()
+        check = ResultCheck(registry.result_signers, registry.result_hosts, max_bytes=self.settings.result_max_bytes,
                             timeout_s=self.settings.result_fetch_timeout_s)  # fmt: skip
         return guard(built, self.routing, check)
 

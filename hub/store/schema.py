@@ -435,5 +435,6 @@ catalogue_syncs = sa.Table(
 )
 
 # The partner flows' tables (F2–F4) live in their own module, on this metadata.
+from hub.store import delivery_steps as _delivery_steps  # noqa: E402,F401
 from hub.store import flow_records as _flow_records  # noqa: E402,F401
 from hub.store import postal_orders as _postal_orders  # noqa: E402,F401
