@@ -1372,12 +1372,10 @@ def dossier_show(
 
 def _due_moved(detail: Any, clock: Any) -> str:
     """`` (due date A → B)`` for a timeline entry that moved the dossier's due date, else ``""``."""
-    from hub.store.due_dates import due_of, previous_due_of
+    from hub.store.due_dates import due_change
 
-    new, old = due_of(detail), previous_due_of(detail)
-    if new is None or old is None:
-        return ""
-    return f" (due date {clock.short(old)} → {clock.short(new)})"
+    moved = due_change(detail)
+    return "" if moved is None else f" (due date {clock.short(moved[0])} → {clock.short(moved[1])})"
 
 
 @dossier_app.command("correct")

@@ -10,7 +10,7 @@ who, why, before, after) in the transaction that applies it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,7 @@ _DOSSIER_PARTY = sa.select(
     .label("party"),
 )
 SYNC = "sync"  # ``Submission.sync``'s update is decided as ``Source.SYNC``
+DONE = 9  # the status only the sender that set it may restate (with its result documents)
 
 
 @dataclass
@@ -118,15 +119,21 @@ def decide_status(
     pending: StatusWrites,
     detail: Any = None,
     kind: Source | str = "step",
+    reported_at: datetime | None = None,
 ) -> Decision:
     """Decide one update against the locked dossier's ``current`` state; queue its timeline entry and, when
     applied, the dossier's new state on ``pending`` (written by ``StatusWrites.flush``). A correction's entry
-    keeps who made it, why and the status before in its ``detail``."""
+    keeps who made it, why and the status before in its ``detail``, and the time it was applied at (after the
+    dossier's last update, see ``hub.dossier.status_machine``). ``reported_at``: when a sync's record was written."""
     from hub.dossier.status_machine import Source, decide
 
-    decision = decide(current, status, at, correction, source=Source(kind))
+    amends_result = isinstance(detail, dict) and bool(detail.get("attachments"))
+    decision = decide(current, status, at, correction, source=Source(kind), sender=source, reported_at=reported_at,
+                      amends_result=amends_result)  # fmt: skip
     if correction is not None:
         detail = {**(detail or {}), **_correction_detail(correction, current)}
+        if decision.new_state is not None:
+            at = decision.new_state.at  # on the timeline after the update it corrects
     if decision.new_state is not None:
         pending.states[dossier_code] = {
             "b_code": dossier_code,
@@ -181,7 +188,8 @@ def update_of(sub: Submission) -> tuple[StatusUpdate, str] | None:
     detail = {"reported_by": "dossier.sync", **(sync.detail or {})}
     if sync.due_at is not None:  # the due date (NgayHenTra) it carries: the dossier's current one (due_dates)
         detail["due_at"] = due_dates.iso(sync.due_at)
-    return StatusUpdate(sync.dossier_code, int(sync.status), sync.at, sync.source, detail), SYNC
+    return StatusUpdate(sync.dossier_code, int(sync.status), sync.at, sync.source, detail,
+                        reported_at=sync.reported_at), SYNC  # fmt: skip
 
 
 def outcome_name(decision: Decision) -> str:
@@ -211,10 +219,12 @@ def decide_statuses(
         if (sub.sender, sub.message_id) in known:
             continue
         current = state[update.dossier_code]
+        if current is not None and current.set_by is None and int(current.status) == int(update.status) == DONE:
+            current = replace(current, set_by=status_setter(conn, update.dossier_code))  # may it restate 9?
         decision = decide_status(
             update.dossier_code, current, update.status, update.at,
             message_id=sub.message_id, source=update.source, correction=update.correction, at_now=at_now,
-            pending=pending, detail=update.detail, kind=kind,
+            pending=pending, detail=update.detail, kind=kind, reported_at=update.reported_at,
         )  # fmt: skip
         if update.correction is not None:
             audit_correction(conn, update.dossier_code, update.status, decision, update.correction, current, at_now,
@@ -224,6 +234,22 @@ def decide_statuses(
         decisions[i] = decision
     pending.flush(conn)
     return decisions
+
+
+def status_setter(conn: Connection, dossier_code: str) -> str | None:
+    """Who set the dossier's current status: the source of the applied (or corrected) timeline entry that moved it
+    there, amendments restating it since left aside; ``None`` without one."""
+    tl = dossier_timeline.c
+    query = (
+        sa.select(tl.status, tl.source)
+        .where(tl.dossier_code == dossier_code, tl.outcome.in_(("applied", "corrected")))
+        .order_by(tl.id)
+    )
+    setter, previous = None, None
+    for row in conn.execute(query):
+        if row.status != previous:
+            setter, previous = row.source, row.status
+    return setter
 
 
 def record_syncs(db: Database, conn: Connection, new: list[tuple[int, Submission]], at_now: datetime) -> None:
