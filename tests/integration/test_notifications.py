@@ -365,3 +365,32 @@ def test_the_notification_ledger_on_both_databases(store, pki) -> None:
     (entry, _) = [u for u in store.timeline(code) if u.outcome == "notified"]
     assert (entry.source, entry.status, entry.at, entry.message_id) == (EMAIL, 2, at, "m-1")
     assert entry.detail == {"channel": "email"} and store.dossier(code) is None  # not a status of the dossier
+
+
+def test_notifications_and_the_portal_read_one_latest_sync_stale_records_left_aside(store, pki) -> None:
+    """``Store.latest_sync``: the one read (one query, one decoder) behind the applicant's contact and the portal's
+    refreshed record; a stale record (written before an update already applied) is history, not the latest."""
+    from hub.exchange.portal_refresh import DossierRecords
+    from hub.runtime import NotificationLedger
+    from hub.store.types import Submission, SyncReport
+
+    code = f"{PROVINCE}-251124-0901"
+    written = dt.datetime(2025, 11, 24, 4, 0, tzinfo=UTC)
+
+    def accept(email: str, reported_at: dt.datetime) -> str:
+        model = online_dossier(code, status=2, email=email)
+        data = signed_envelope(pki.province.signer, sender=PROVINCE, receiver=HUB, message_type="dossier.sync",
+                               payload=packets.to_element(model), dossier_code=code)  # fmt: skip
+        report = SyncReport(code, 2, model.received_at, PROVINCE, reported_at=reported_at)  # type: ignore[arg-type]
+        (result,) = store.accept_many([Submission(PROVINCE, str(uuid.uuid4()), "dossier.sync", HUB, data,
+                                                  dossier_code=code, sync=report)])  # fmt: skip
+        return str(result.decision.outcome)
+
+    assert accept("first@example.vn", written) == "applied"
+    assert accept("late@example.vn", written - dt.timedelta(hours=1)) == "stale"  # an older record, arriving late
+    latest = store.latest_sync(code)
+    assert latest is not None and latest.applicant.email == "first@example.vn"
+    assert NotificationLedger(store).dossier(code) == latest
+    step = ministry_step(code, 5, "Bổ sung bản vẽ")
+    refreshed = DossierRecords(store).refreshed(step)
+    assert refreshed is not None and refreshed.applicant == latest.applicant
