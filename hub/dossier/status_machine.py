@@ -26,8 +26,9 @@ both ``APPLIED`` with ``Decision.amendment`` set (the caller routes them again, 
 
 * a sync that restates the dossier's current status is the record being amended, at any status, terminal ones
   included;
-* the sender that set 9 (``DossierState.set_by``) restating 9 with result documents (``amends_result``): its result
-  re-signed or replaced, e.g. after a result was held (``hub.exchange.results``).
+* the sender that set 9 (``DossierState.set_by``) restating 9 with new result documents (``amends_result``: other
+  than those it set 9 with): its result re-signed or replaced, e.g. after a result was held
+  (``hub.exchange.results``). The same step sent again is still refused.
 
 A sync's age is the time its record was written (the envelope's ``createdAt``, ``reported_at``), not the time of
 the status it reports (the reception date of a 2 is weeks old when the record is amended): a record written
@@ -177,7 +178,7 @@ def decide(
 
     ``sender``: who sends it (kept as ``DossierState.set_by`` when it moves the dossier); ``reported_at``: when a
     sync's record was written (its staleness; default ``at``); ``amends_result``: a step carrying result
-    documents. Raises ``ValueError`` for a status outside 1..10 or a naive ``at``.
+    documents other than those the dossier's 9 was set with (the caller compares them). Raises ``ValueError`` for a status outside 1..10 or a naive ``at``.
     """
     target = DossierStatus(target)
     if at.tzinfo is None or at.utcoffset() is None:
@@ -207,7 +208,7 @@ def decide(
     if (target is current.status is DossierStatus.DONE and amends_result and sender is not None
             and sender == current.set_by):  # fmt: skip
         return Decision(
-            Outcome.APPLIED, f"{_label(target)} restated by {sender}, who set it, with its result documents (amended)",
+            Outcome.APPLIED, f"{_label(target)} restated by {sender}, who set it, with new result documents (amended)",
             restated, amendment=True,
         )  # fmt: skip
     if is_legal(current.status, target):
@@ -215,7 +216,7 @@ def decide(
     if current.status in TERMINAL:
         why = f"{_label(current.status)} is terminal; only an audited correction may change it"
     elif target is current.status is DossierStatus.DONE:
-        why = "only the sender that set 9, with its result documents, may restate it"
+        why = "only the sender that set 9, with new result documents, may restate it"
     else:
         why = "not a legal transition"
     return Decision(Outcome.REJECTED, f"{RULE}: {_label(current.status)} -> {_label(target)}: {why}", None, RULE)

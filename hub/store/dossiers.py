@@ -73,7 +73,7 @@ _DOSSIER_PARTY = sa.select(
     .label("party"),
 )
 SYNC = "sync"  # ``Submission.sync``'s update is decided as ``Source.SYNC``
-DONE = 9  # the status only the sender that set it may restate (with its result documents)
+DONE = 9  # the status only the sender that set it may restate (with new result documents)
 
 
 @dataclass
@@ -120,14 +120,15 @@ def decide_status(
     detail: Any = None,
     kind: Source | str = "step",
     reported_at: datetime | None = None,
+    amends_result: bool = False,
 ) -> Decision:
     """Decide one update against the locked dossier's ``current`` state; queue its timeline entry and, when
     applied, the dossier's new state on ``pending`` (written by ``StatusWrites.flush``). A correction's entry
     keeps who made it, why and the status before in its ``detail``, and the time it was applied at (after the
-    dossier's last update, see ``hub.dossier.status_machine``). ``reported_at``: when a sync's record was written."""
+    dossier's last update, see ``hub.dossier.status_machine``). ``reported_at``: when a sync's record was written;
+    ``amends_result``: a step at 9 bringing result documents other than those 9 was set (or last restated) with."""
     from hub.dossier.status_machine import Source, decide
 
-    amends_result = isinstance(detail, dict) and bool(detail.get("attachments"))
     decision = decide(current, status, at, correction, source=Source(kind), sender=source, reported_at=reported_at,
                       amends_result=amends_result)  # fmt: skip
     if correction is not None:
@@ -219,12 +220,16 @@ def decide_statuses(
         if (sub.sender, sub.message_id) in known:
             continue
         current = state[update.dossier_code]
-        if current is not None and current.set_by is None and int(current.status) == int(update.status) == DONE:
-            current = replace(current, set_by=status_setter(conn, update.dossier_code))  # may it restate 9?
+        amends_result = False
+        if current is not None and kind != SYNC and int(current.status) == int(update.status) == DONE:
+            setter, results = result_state(conn, update.dossier_code, pending.timeline)  # may it restate 9?
+            current = replace(current, set_by=setter)
+            amends_result = bool(attachments_of(update.detail)) and attachments_of(update.detail) != results
         decision = decide_status(
             update.dossier_code, current, update.status, update.at,
             message_id=sub.message_id, source=update.source, correction=update.correction, at_now=at_now,
             pending=pending, detail=update.detail, kind=kind, reported_at=update.reported_at,
+            amends_result=amends_result,
         )  # fmt: skip
         if update.correction is not None:
             audit_correction(conn, update.dossier_code, update.status, decision, update.correction, current, at_now,
@@ -236,20 +241,37 @@ def decide_statuses(
     return decisions
 
 
-def status_setter(conn: Connection, dossier_code: str) -> str | None:
-    """Who set the dossier's current status: the source of the applied (or corrected) timeline entry that moved it
-    there, amendments restating it since left aside; ``None`` without one."""
+def attachments_of(detail: Any) -> frozenset[tuple[str, str]]:
+    """The result documents a step's detail names, as (URL, declared SHA-256) pairs."""
+    found = detail.get("attachments") if isinstance(detail, dict) else None
+    if not isinstance(found, list):
+        return frozenset()
+    return frozenset((str(a.get("url", "")), str(a.get("sha256") or "").lower()) for a in found if isinstance(a, dict))
+
+
+def result_state(
+    conn: Connection, dossier_code: str, pending: Sequence[dict[str, Any]] = ()
+) -> tuple[str | None, frozenset[tuple[str, str]]]:
+    """Who set the dossier's current status — the source of the applied (or corrected) timeline entry that moved it
+    there, amendments restating it since left aside — and the result documents of the setter's latest entry at that
+    status (those a restatement must differ from). Reads the stored timeline, then ``pending`` (this transaction's
+    entries not yet written)."""
     tl = dossier_timeline.c
     query = (
-        sa.select(tl.status, tl.source)
+        sa.select(tl.status, tl.source, tl.detail)
         .where(tl.dossier_code == dossier_code, tl.outcome.in_(("applied", "corrected")))
         .order_by(tl.id)
     )
-    setter, previous = None, None
-    for row in conn.execute(query):
-        if row.status != previous:
-            setter, previous = row.source, row.status
-    return setter
+    rows = [(r.status, r.source, r.detail) for r in conn.execute(query)]
+    rows += [(r["status"], r["source"], r["detail"]) for r in pending
+             if r["dossier_code"] == dossier_code and r["outcome"] in ("applied", "corrected")]  # fmt: skip
+    setter, previous, results = None, None, frozenset[tuple[str, str]]()
+    for status, source, detail in rows:
+        if status != previous:
+            setter, previous, results = source, status, frozenset()
+        if source == setter:
+            results = attachments_of(detail) or results
+    return setter, results
 
 
 def record_syncs(db: Database, conn: Connection, new: list[tuple[int, Submission]], at_now: datetime) -> None:

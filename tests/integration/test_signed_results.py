@@ -226,8 +226,8 @@ def test_vbdlis_result_files_are_checked_the_same_way(hub: Hub) -> None:
 def test_a_held_result_is_resent_by_the_ministry_that_set_9_with_the_re_signed_file(hub: Hub) -> None:
     """The way forward from a held result whose step declared its MaBam: a replay can never pass (the re-signed
     file's bytes are not the declared hash), so the ministry re-sends its finished step with the new file and its new
-    digest — the sender that set 9 restating 9 with result documents is an amendment, applied and routed again (who
-    else may not: ``tests/unit/test_status_machine.py``)."""
+    digest — the sender that set 9 restating 9 with new result documents is an amendment, applied and routed again;
+    the same step sent again is still refused (who else may not: ``tests/unit/test_status_machine.py``)."""
     wrong = hub.ministry.signed_result(dossier(30), hub.signers.other, with_digest=True)
     held_id = hub.finish(30, wrong)
     hub.deliver()
@@ -241,6 +241,8 @@ def test_a_held_result_is_resent_by_the_ministry_that_set_9_with_the_re_signed_f
         return hub.client.post("/api/v1/messages", content=hub.ministry.envelope(step),
                                headers={"Content-Type": "application/xml", "X-Api-Key": hub.ministry_key})  # fmt: skip
 
+    same = resend([wrong])
+    assert same.status_code == 422 and "9 DONE -> 9 DONE" in same.json()["errors"][0]["message"], same.text
     again = resend([fixed])
     assert again.status_code == 202, again.text
     assert again.json()["status_update"] == "applied" and again.json()["destinations"] == [PROVINCE]
@@ -248,5 +250,5 @@ def test_a_held_result_is_resent_by_the_ministry_that_set_9_with_the_re_signed_f
     assert hub.delivered(again.json()["message_id"]) and not hub.delivered(held_id)
     assert hub.get(f"/api/v1/messages/{again.json()['message_id']}")["status"] == "delivered"
     updates = hub.get(f"/api/v1/dossiers/{dossier(30)}")["updates"]
-    assert [(u["status"], u["outcome"]) for u in updates] == [(9, "applied"), (9, "applied")]
+    assert [(u["status"], u["outcome"]) for u in updates] == [(9, "applied"), (9, "rejected"), (9, "applied")]
     assert "restated by" in updates[-1]["reason"] and "(amended)" in updates[-1]["reason"]
