@@ -178,7 +178,8 @@ def decide(
 
     ``sender``: who sends it (kept as ``DossierState.set_by`` when it moves the dossier); ``reported_at``: when a
     sync's record was written (its staleness; default ``at``); ``amends_result``: a step carrying result
-    documents other than those the dossier's 9 was set with (the caller compares them). Raises ``ValueError`` for a status outside 1..10 or a naive ``at``.
+    documents other than those the dossier's 9 was set with (the caller compares them). Raises ``ValueError`` for a
+    status outside 1..10 or a naive ``at``.
     """
     target = DossierStatus(target)
     if at.tzinfo is None or at.utcoffset() is None:

@@ -27,7 +27,11 @@ reports go through the one status machine in the same store transaction as their
 dossier's timeline: an applied update is routed; a stale one (older than the last applied) is stored but not
 routed; an illegal transition is refused (``StatusTransitionError``, rule ``status-transition``, naming the
 message id), stored nowhere but on the timeline, and nothing is queued. A sync that restates the dossier's status
-is an amendment of its record, applied. A resend of an accepted message is a duplicate and is not decided again.
+is an amendment of its record, applied (and so is 9 restated with new results by the sender that set it): queued
+for every destination but the notification connectors (``Checked.notifiers``), whose applicant was told of that
+status already. A sync is as old as its record (the envelope's ``createdAt``). A status time more than
+``status_time_ahead_s`` ahead of the hub's clock is refused before anything is decided (``status-time-future``).
+A resend of an accepted message is a duplicate and is not decided again.
 An operator's correction (``hub.services.corrections``) is a ``dossier.status`` the hub injects with the
 ``Correction``: decided as such, audited, and routed like any applied update.
 
