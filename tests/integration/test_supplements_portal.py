@@ -192,7 +192,7 @@ def test_a_provinces_record_behind_a_ministry_step_is_refused_out_loud_then_its_
     hub.sync()
     hub.step("ChuyenHoSo")  # 24 November 08:30: handed over, processing (4)
     hub.deliver()
-    assert hub.record()["TrangThaiHoSo"] == "2"  # the portal had the record at 2; the step went as progress
+    assert hub.record()["NgayHenTra"] == "20251201170000"
     later_due = datetime(2025, 12, 6, 10, 0, tzinfo=UTC)
     with pytest.raises(StatusTransitionError, match="4 PROCESSING -> 2 RECEIVED"):
         hub.sync(due_at=later_due)
