@@ -156,29 +156,22 @@ def has_destinations(settings: Settings) -> bool:
 
 
 class NotificationLedger:
-    """``adapters.notification.NotificationHooks`` on a store: the dossier's latest ``dossier.sync`` read from the
-    message log and decoded, and the notifications on its timeline (``hub.store.notifications``)."""
+    """``adapters.notification.NotificationHooks`` on a store: the dossier's latest ``dossier.sync``
+    (``Store.latest_sync``, the record the portal's refreshed record reads too), and the notifications on its
+    timeline (``hub.store.notifications``)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
     def dossier(self, dossier_code: str) -> DossierSync | None:
-        from hub import packets
-        from hub.security.envelope import body_payload
-        from hub.store import notifications
-        from hub.xmlparse import parse_xml
-
-        data = notifications.latest_sync(self.store.db, dossier_code)
-        if data is None:
-            return None
-        _, model = packets.decode_element("dossier.sync", body_payload(parse_xml(data, strip_comments=True)))
-        return model if isinstance(model, DossierSync) else None
+        return self.store.latest_sync(dossier_code)
 
     def already(self, connector: str, note: DossierNote) -> bool:
         from hub.store import notifications
 
         return notifications.notified(self.store.db, source=connector, dossier_code=note.dossier_code,
-                                      status=note.status, at=note.at)  # fmt: skip
+                                      status=note.status, at=note.at, message_id=note.message_id,
+                                      once=note.once)  # fmt: skip
 
     def record(self, connector: str, note: DossierNote) -> None:
         from hub.store import notifications
@@ -303,7 +296,8 @@ class Runtime:
         """The process's acceptor: verify → route → commit → publish, on this runtime's objects."""
         from hub.exchange.pipeline import Acceptor
 
-        return self._once("acceptor", lambda: Acceptor(self.store, self.broker, self.routing, self.verifier()))
+        return self._once("acceptor", lambda: Acceptor(self.store, self.broker, self.routing, self.verifier(),
+                                                       status_time_ahead_s=self.settings.status_time_ahead_s))
 
     def inject(
         self, header: EnvelopeHeader, payload: BaseModel | etree._Element, *, correction: Correction | None = None

@@ -123,6 +123,11 @@ class RoutingTable:
             kept.append(code)
         return tuple(kept)
 
+    def notifiers(self, destinations: Sequence[str]) -> tuple[str, ...]:
+        """The notification connectors (kind ``notification``) among ``destinations``: not queued an amendment, a
+        status restated (``hub.dossier.status_machine.Decision.amendment``), which the applicant was told of."""
+        return tuple(code for code in destinations if (c := self.destinations.get(code)) and c.kind == "notification")
+
     def declare(self, broker: Broker) -> None:
         """Declare every destination's queues with its own retry ladder (idempotent)."""
         for code, config in sorted(self.destinations.items()):

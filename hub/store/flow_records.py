@@ -20,7 +20,7 @@ write lock up front like the rest of the store.
 - ``partner_refusals``: callbacks the hub refused (forged checksum, receipt signed by someone else, amount
   mismatch, unknown reference…), with the rule and the reason, for operators.
 - ``postal_cursors`` / ``postal_events``: the last tracking-feed id read per postal connector (VNPost's ``$oid``,
-  a string since migration ``0018``), and every event emitted (unique per connector and event id: never emitted
+  a string since migration ``0017``), and every event emitted (unique per connector and event id: never emitted
   twice).
 """
 

@@ -2,7 +2,7 @@
 
 VNPost takes an ``ItemCode`` the caller assigns from the waybill codes it pre-issued (the Thanh Hóa codebase keeps
 such a pool and takes the first unused code, TH-VH:64-71); a code is used for one order only. ``postal_orders``
-(migration ``0018``) holds each code the hub used with the order it went to: the dossier, the direction (a
+(migration ``0017``) holds each code the hub used with the order it went to: the dossier, the direction (a
 tracking event does not say whether it is a pickup or a result delivery: the hub needs it to move a delivered
 result to status 10), the COD amount (reported with the delivery) and its state (``assigned`` while VNPost has
 not yet taken it, ``created``, ``delivered``, ``cancelled``).

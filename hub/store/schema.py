@@ -226,7 +226,7 @@ dossiers = sa.Table(
     # From the dossier's dossier.sync (migration 0003): when and how it was submitted (the intake deadline).
     sa.Column("submitted_at", UTCDateTime, nullable=True),
     sa.Column("channel", sa.Integer, nullable=True),
-    # The current due date and the time of the report that set it (migration 0020, ``hub.store.due_dates``).
+    # The current due date and the time of the report that set it (migration 0018, ``hub.store.due_dates``).
     sa.Column("due_at", UTCDateTime, nullable=True),
     sa.Column("due_set_at", UTCDateTime, nullable=True),
     sa.Index(None, "due_at"),

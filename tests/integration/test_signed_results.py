@@ -279,3 +279,34 @@ def test_a_result_link_to_a_host_the_ministry_may_not_use_is_held_without_being_
     hub.deliver()
     assert hub.delivered(held[13]) and hub.ministry.received()["documents_fetched"] == ["kq-13.pdf"]
     assert {held[14], held[15]} <= set(hub.open_dead_letters())
+
+
+def test_a_held_result_is_resent_by_the_ministry_that_set_9_with_the_re_signed_file(hub: Hub) -> None:
+    """The way forward from a held result whose step declared its MaBam: a replay can never pass (the re-signed
+    file's bytes are not the declared hash), so the ministry re-sends its finished step with the new file and its new
+    digest — the sender that set 9 restating 9 with new result documents is an amendment, applied and routed again;
+    the same step sent again is still refused (who else may not: ``tests/unit/test_status_machine.py``)."""
+    wrong = hub.ministry.signed_result(dossier(30), hub.signers.other, with_digest=True)
+    held_id = hub.finish(30, wrong)
+    hub.deliver()
+    assert hub.open_dead_letters()[held_id]["reason"] == "result-signer-not-registered"
+    fixed = hub.ministry.signed_result(dossier(30), hub.signers.agency, with_digest=True)  # re-signed, same URL
+    assert fixed.url == wrong.url and fixed.sha256 != wrong.sha256
+
+    def resend(results: list[ResultDocument]):
+        step = MinistryStep(dossier_code=dossier(30), step="KetThuc", at=FINISHED_AT.replace(hour=9),
+                            actor="Lê Văn Cường", results=results)  # fmt: skip
+        return hub.client.post("/api/v1/messages", content=hub.ministry.envelope(step),
+                               headers={"Content-Type": "application/xml", "X-Api-Key": hub.ministry_key})  # fmt: skip
+
+    same = resend([wrong])
+    assert same.status_code == 422 and "9 DONE -> 9 DONE" in same.json()["errors"][0]["message"], same.text
+    again = resend([fixed])
+    assert again.status_code == 202, again.text
+    assert again.json()["status_update"] == "applied" and again.json()["destinations"] == [PROVINCE]
+    hub.deliver()
+    assert hub.delivered(again.json()["message_id"]) and not hub.delivered(held_id)
+    assert hub.get(f"/api/v1/messages/{again.json()['message_id']}")["status"] == "delivered"
+    updates = hub.get(f"/api/v1/dossiers/{dossier(30)}")["updates"]
+    assert [(u["status"], u["outcome"]) for u in updates] == [(9, "applied"), (9, "rejected"), (9, "applied")]
+    assert "restated by" in updates[-1]["reason"] and "(amended)" in updates[-1]["reason"]

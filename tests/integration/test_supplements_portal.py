@@ -214,3 +214,27 @@ def test_a_retried_supplement_step_sends_the_progress_record_the_portal_accepted
     assert calls == [("CapNhatTienDoHoSoMC", "0"), ("DongBoHoSoMC", "-1"), ("DongBoHoSoMC", "0")]
     assert view.attempts == 2 and hub.record()["TrangThaiHoSo"] == "5"
     assert [json.loads(line)["service"] for line in view.sent.splitlines()] == ["CapNhatTienDoHoSoMC", "DongBoHoSoMC"]
+
+
+def test_a_provinces_record_behind_a_ministry_step_is_refused_out_loud_then_its_update_reaches_the_portal(
+    hub: Hub,
+) -> None:
+    """A sync is as old as its record (the envelope's ``createdAt``), not as the status it reports (a 2's reception
+    date): re-synced at 2 after the ministry's 4, with a due date 5 days later, it is not dropped as stale (the
+    portal would never learn the date) nor routed with its 2 (a status regression on the portal): it is refused
+    (``status-transition``, naming the current status). Synced again at 4, it moves the due date and reaches the
+    portal with status 4."""
+    from hub.errors import StatusTransitionError
+
+    hub.sync()
+    hub.step("ChuyenHoSo")  # 24 November 08:30: handed over, processing (4)
+    hub.deliver()
+    assert hub.record()["NgayHenTra"] == "20251201170000"
+    later_due = datetime(2025, 12, 6, 10, 0, tzinfo=UTC)
+    with pytest.raises(StatusTransitionError, match="4 PROCESSING -> 2 RECEIVED"):
+        hub.sync(due_at=later_due)
+    assert hub.service.store.dossier(DOSSIER).status == 4  # type: ignore[union-attr]
+    hub.sync(status=4, due_at=later_due)
+    hub.deliver()
+    assert hub.service.store.due_date(DOSSIER)[0] == later_due
+    assert (hub.record()["TrangThaiHoSo"], hub.record()["NgayHenTra"]) == ("4", "20251206170000")
