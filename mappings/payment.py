@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 
 from hub.errors import MappingError
-from hub.packets.payment import PaymentReceipt, PaymentRequest
+from hub.packets.payment import PaymentReceipt, PaymentRequest, ReceiptVerification
 from mappings import OutboundMapping, register_outbound
 
 PROFILE = "paygov/1.0.6"
@@ -443,10 +443,15 @@ def amount_of(message: Mapping[str, Any]) -> int:
 
 
 def receipt_from_confirm(
-    confirm: Mapping[str, Any], *, dossier_code: str, signed_receipt: bytes, bank_transaction_id: str | None = None
+    confirm: Mapping[str, Any],
+    *,
+    dossier_code: str,
+    signed_receipt: bytes,
+    bank_transaction_id: str | None = None,
+    verification: ReceiptVerification | None = None,
 ) -> PaymentReceipt:
-    """The canonical ``payment.receipt`` for a verified ``CONFIRM`` (or ``CONFIRM_REFUND``: kind ``refund``) and the
-    receipt document's bytes."""
+    """The canonical ``payment.receipt`` for a verified ``CONFIRM`` (or ``CONFIRM_REFUND``: kind ``refund``), the
+    receipt document's bytes and what was proved about its signature."""
     refund = confirm.get("LoaiBanTin") == CONFIRM_REFUND
     return PaymentReceipt(
         reference=str(confirm["MaThamChieu"]),
@@ -459,6 +464,7 @@ def receipt_from_confirm(
         signed_receipt=signed_receipt,
         kind="refund" if refund else "payment",
         original_reference=str(confirm["MaThamChieuGoc"]) if refund else None,
+        verification=verification,
     )
 
 

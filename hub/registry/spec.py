@@ -15,6 +15,7 @@ unit: null                             # optional: agency code of the unit it ac
 handles: [000.00.00.H12]               # optional: dossier-code prefixes of the dossiers it handles
 certificates: [certs/land.pem]         # PEM files (relative to this file) or inline PEM; several during rotation
 result_signers: [certs/agency.pem]     # optional: certificates that sign its results (hub.exchange.results)
+# receipt_signers: [certs/bank.pem]    # payment: certificates that sign its e-receipts (hub.flows.receipts)
 retry: {delays_s: [10, 60, 300], jitter: 0.2}
 concurrency: 4
 timeout_s: 10
@@ -265,6 +266,10 @@ class ConnectorSpec(BaseModel):
     #: The competent agency's certificates that sign the result documents of its finished updates (PDF or XML;
     #: ``hub.exchange.results``); none: its results are not checked. PEM files or inline PEM, like ``certificates``.
     result_signers: tuple[str, ...] = ()
+    #: A payment connector's: the intermediary's (bank's, platform's) certificates that sign its e-receipts (PDF;
+    #: ``hub.flows.receipts``, Quảng Nam Điều 14.3). Not ``certificates``: those are pinned for the connector's
+    #: envelopes, and a receipt-signing certificate must authorise receipts only. PEM files or inline PEM.
+    receipt_signers: tuple[str, ...] = ()
     retry: RetrySpec = RetrySpec()
     concurrency: int = Field(4, ge=1, le=256)
     timeout_s: float = Field(10.0, gt=0, le=600)
@@ -416,7 +421,7 @@ class ConnectorSpec(BaseModel):
         problems.raise_if_any()
         return value
 
-    @field_validator("certificates", "result_signers", mode="before")
+    @field_validator("certificates", "result_signers", "receipt_signers", mode="before")
     @classmethod
     def _certificates(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, list | tuple):
@@ -440,6 +445,13 @@ class ConnectorSpec(BaseModel):
                 problems.add((index,), exc.rule, str(exc))
         problems.raise_if_any()
         return tuple(dict.fromkeys(pems))
+
+    @field_validator("receipt_signers")
+    @classmethod
+    def _receipt_signers_kind(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if value and info.data.get("kind", "payment") != "payment":
+            raise _error("receipt-signers-kind", "only a payment connector has receipt_signers")
+        return value
 
     @field_validator("examples")
     @classmethod
@@ -507,6 +519,7 @@ class ConnectorSpec(BaseModel):
                 **data,
                 "certificates": tuple(certificates),
                 "result_signers": tuple(data.get("result_signers", ())),
+                "receipt_signers": tuple(data.get("receipt_signers", ())),
                 "enabled": enabled,
                 "endpoint": _stored_endpoint(endpoint) if endpoint else None,
                 "retry": RetrySpec.model_construct(**{**retry, "delays_s": tuple(retry["delays_s"])})
