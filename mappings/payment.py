@@ -442,6 +442,21 @@ def amount_of(message: Mapping[str, Any]) -> int:
         raise MappingError(f"SoTien {value!r} is not an amount") from None
 
 
+def receipt_signed(profile: str | None, values: Mapping[str, str]) -> bool:
+    """Whether a payment connector speaking ``profile`` (``None``: ``paygov/1.0.6``) with ``values`` says its
+    receipts are signed: its ``receipt_signed`` value, else the profile's default (no such value: yes, the receipt
+    rule as the regulations state it — Quảng Nam Điều 14.3, Tiền Giang Điều 17.5, Ninh Thuận Điều 18.2)."""
+    from mappings import profiles
+
+    try:
+        known = profiles.get_profile(profile or PROFILE).values.get("receipt_signed")
+    except MappingError:
+        return True
+    given = values.get("receipt_signed") if profile else None
+    text = given if given is not None else (known.default if known is not None else None)
+    return str(text or "true").strip().lower() != "false"
+
+
 def receipt_from_confirm(
     confirm: Mapping[str, Any],
     *,

@@ -48,7 +48,7 @@ from signxml.exceptions import SignXMLException
 from adapters.base import DeliveryError
 from adapters.paygov_lgsp import PayGovLgspAdapter
 from adapters.payment import PaymentAdapter
-from hub.errors import DocumentSignatureRejected, LienthongError, MappingError, ReceiptRejected
+from hub.errors import DocumentSignatureRejected, LienthongError, ReceiptRejected
 from hub.packets.payment import DocumentFormat, PaymentRequest, ReceiptVerification
 from hub.security import dsig, pdf_signatures
 from hub.security.signed_documents import (
@@ -67,7 +67,6 @@ from hub.security.signed_documents import (
 from hub.security.signing import ALLOWED_SIGNATURE_METHODS, Signer
 from hub.xmlparse import parse_xml, parser
 from mappings import payment as pm
-from mappings import profiles
 
 if TYPE_CHECKING:
     from hub.registry.core import Connector
@@ -147,14 +146,7 @@ def fetch_receipt(context: ReceiptContext) -> Receipt:
 def receipt_signed(connector: Connector) -> bool:
     """Whether the connector's profile says its receipts are signed (``receipt_signed``; a connector without a
     profile speaks ``paygov/1.0.6``, whose default is yes)."""
-    ref = connector.spec.profile or pm.PROFILE
-    try:
-        value = profiles.get_profile(ref).values.get("receipt_signed")
-    except MappingError:  # an unknown profile: the rule as the regulations state it
-        return True
-    given = connector.spec.profile_values.get("receipt_signed") if connector.spec.profile else None
-    text = given if given is not None else (value.default if value is not None else "true")
-    return str(text).strip().lower() != "false"
+    return pm.receipt_signed(connector.spec.profile, connector.spec.profile_values)
 
 
 def receipt_signers(connector: Connector) -> tuple[x509.Certificate, ...]:
@@ -210,10 +202,24 @@ def check_receipt(
 ) -> Receipt:
     """``receipt`` with its verification, or ``DocumentSignatureRejected`` (rule ``receipt-*``, the report
     attached) when it breaks the receipt rule for ``connector`` (see the module)."""
-    required = receipt_signed(connector)
+    return judge_receipt(receipt, signer=connector.code, certificates=receipt_signers(connector),
+                         required=receipt_signed(connector), max_bytes=max_bytes, at=at)  # fmt: skip
+
+
+def judge_receipt(
+    receipt: Receipt,
+    *,
+    signer: str,
+    certificates: Iterable[x509.Certificate],
+    required: bool,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    at: dt.datetime | None = None,
+) -> Receipt:
+    """``check_receipt`` for connector code ``signer``, its registered ``certificates`` and whether its profile
+    says receipts are signed (``required``)."""
     checked_at = at or dt.datetime.now(dt.UTC)
-    report = inspect_receipt(receipt.document, signer=connector.code, certificates=receipt_signers(connector),
-                             max_bytes=max_bytes, at=checked_at)  # fmt: skip
+    report = inspect_receipt(receipt.document, signer=signer, certificates=certificates, max_bytes=max_bytes,
+                             at=checked_at)  # fmt: skip
     if holds(report, required=required):
         assert report.rule is not None
         raise DocumentSignatureRejected(f"the receipt ({receipt.source}) is held: {report.reason}", rule=report.rule,
