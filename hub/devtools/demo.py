@@ -1106,6 +1106,21 @@ def _packet_text(payload: str, element: str) -> str | None:
     return etree.fromstring(payload.encode()).findtext(f"{{{packets.PACKET_NAMESPACE}}}{element}")
 
 
+def _receipt_check_of(payload: str) -> str:
+    """A payment.receipt's verification in a few words: who signed its document and what the hub found."""
+    from lxml import etree
+
+    from hub import packets
+
+    ns = {"p": packets.PACKET_NAMESPACE}
+    checked = etree.fromstring(payload.encode()).find("p:verification", ns)
+    if checked is None:
+        return " (no verification)"
+    found = {name: checked.findtext(f"p:{name}", namespaces=ns) for name in ("valid", "rule", "format", "signerName")}
+    verdict = "valid" if found["valid"] == "true" else found["rule"]
+    return f" (e-receipt {found['format']} signed by {found['signerName'] or 'nobody'}: {verdict})"
+
+
 def _postal_code_of(payload: str) -> str:
     return _packet_text(payload, "statusCode") or "?"
 
@@ -1576,6 +1591,8 @@ def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
             what = _postal_code_of(m["payload"])
         else:
             what = _packet_text(m["payload"], "reference") or "-"
+            if kind == "payment.receipt":
+                what += _receipt_check_of(m["payload"])
         mark = "" if m["verified"] else " (UNVERIFIED)"
         by_code.setdefault(m["dossier_code"] or "-", {}).setdefault(kind, []).append(what + mark)
     for code, kinds in sorted(by_code.items()):
@@ -1589,8 +1606,10 @@ def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
     for reference, p in sorted(payment["payments"].items()):
         confirms = [c for c in payment["confirms"] if c["MaThamChieu"] == reference]
         answers = ", ".join(_confirm_answer(c) for c in confirms)
+        signer = p.get("receipt_signer") or demo.payment.receipt_signer
+        signed = f" (e-receipt signed by {signer})" if p["paid"] else ""
         rows.append(("payment platform", p["MaHoSo"] or "-", f"INIT {reference} {p['SoTien']:,} VND; "
-                     f"{'paid' if p['paid'] else 'unpaid'}; CONFIRM answered {answers or '-'}"))  # fmt: skip
+                     f"{'paid' if p['paid'] else 'unpaid'}{signed}; CONFIRM answered {answers or '-'}"))  # fmt: skip
     postal = demo.postal.received()
     for item_code, order in sorted(postal["orders"].items()):
         events = [str(e["StatusCode"]) for e in postal["events"] if e["ItemCode"] == item_code]
