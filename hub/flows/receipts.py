@@ -37,6 +37,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -259,13 +260,12 @@ def verification(report: DocumentSignature, *, required: bool, checked_at: dt.da
     )
 
 
+@cache
 def validator(fmt: str) -> str:
     """What checked a document of format ``fmt``."""
     if fmt == "pdf":
-        from importlib.metadata import version
-
         return f"pyHanko {version('pyHanko')}"
-    return "Lienthong XML-DSig (signxml)" if fmt == "xml" else "none (no signed format)"
+    return "Lienthong XML-DSig (hub.security.dsig)" if fmt == "xml" else "none (no signed format)"
 
 
 def sign_receipt(signer: Signer, document: bytes) -> bytes:
