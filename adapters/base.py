@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
@@ -78,6 +78,21 @@ class DeliveryReceipt:
     def for_body(cls, summary: str, sent: bytes, sent_type: str = "application/json") -> DeliveryReceipt:
         """A partner's acceptance of ``sent``, its ``detail`` ending with the body's digest."""
         return cls(200, f"{summary}; sent sha256={hashlib.sha256(sent).hexdigest()}", sent=sent, sent_type=sent_type)
+
+
+class AcceptedSteps(Protocol):
+    """The calls of a delivery its partner already accepted, for an adapter that makes several calls for one delivery
+    (``hub.store.delivery_steps.DeliverySteps``, passed in by ``adapters.registry.AdapterContext``): a retry or a
+    replay then skips them instead of sending a record the partner would keep twice. A delivery is named by its
+    message's sender and id and its destination (``OutboundRequest``)."""
+
+    def done(self, sender: str, message_id: str, destination: str, step: str) -> tuple[str, bytes] | None:
+        """The summary and the bytes sent of ``step`` if an earlier attempt had it accepted, else ``None``."""
+        ...
+
+    def record(self, sender: str, message_id: str, destination: str, step: str, summary: str, sent: bytes) -> bool:
+        """Keep that the partner accepted ``step`` (``False``: the delivery is not in the store)."""
+        ...
 
 
 class Adapter(ABC):

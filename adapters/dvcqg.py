@@ -39,7 +39,11 @@ synced dossier's reason for status 3, 7 or 8 goes after the text of the profile'
 (unsourced; ``GhiChu`` by default).
 
 A supplement step (``mappings.dvcqg.DvcqgCalls``) is two calls in order, its progress record then the dossier's
-refreshed ``DongBoHoSoMC`` record (as above); a refusal of either fails the delivery, and a retry makes both again.
+refreshed ``DongBoHoSoMC`` record (as above); a refusal of either fails the delivery. No source says the portal
+drops a progress record sent twice (unsourced: taken as kept twice), so a call it accepted is kept in the store
+(``steps``: ``hub.store.delivery_steps``) and a retry or replay of the delivery sends only the calls left — the
+refreshed record, read anew. The receipt still carries both bodies. Without ``steps`` (an adapter built outside a
+hub process) a retry makes both calls again.
 A supplement listed without ``TrangThaiBoSung`` gets the profile's ``supplement_requested_state`` or
 ``supplement_received_state`` (unsourced codes).
 
@@ -50,11 +54,19 @@ for two calls, both bodies, one per line (``application/x-ndjson``).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+from adapters.base import (
+    AcceptedSteps,
+    Adapter,
+    DeliveryReceipt,
+    OutboundRequest,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
 from adapters.http import classify_status, partner_pool, request_text
 from hub.logs import mask_ids
 from mappings.dvcqg import (
@@ -71,6 +83,8 @@ from mappings.dvcqg import (
     joined,
 )
 from mappings.profiles import ProfileSettings, ProfileValueError
+
+log = logging.getLogger(__name__)
 
 #: HTTP answers this adapter reads as "the session is bad" (no source says how the portal answers one).
 SESSION_STATUSES = frozenset({401, 403})
@@ -135,9 +149,18 @@ class _DvcqgAdapter(Adapter):
 
     partner_format = KIND
 
-    def __init__(self, endpoint: str, settings: ProfileSettings, *, timeout_s: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        settings: ProfileSettings,
+        *,
+        timeout_s: float,
+        max_connections: int,
+        steps: AcceptedSteps | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.settings = settings
+        self._steps = steps
         self._pool = partner_pool(timeout_s=timeout_s, max_connections=max_connections)
         success = settings.profile.codes.get("error_code")
         self._success: Mapping[str, str] = success.values if success else {"0": "success"}
@@ -199,6 +222,49 @@ class _DvcqgAdapter(Adapter):
     def _refused(self, service: str, dossier: str, exc: PortalRefusal) -> Exception:
         where = f"national portal refused {service} for {dossier}: {exc}"
         return TransientDeliveryError(where) if exc.code in self._transient else PermanentDeliveryError(where)
+
+    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
+        """Every call of ``request`` in order; of several, each but the last is kept once the portal accepts it, and
+        skipped (its kept summary and bytes in the receipt) when an earlier attempt of the delivery had it accepted."""
+        calls = self._unpacked(request)
+        done: list[tuple[str, bytes]] = []
+        for index, call in enumerate(calls):
+            step = f"{index + 1}:{call[0]}"
+            kept = self._accepted(request, step) if index < len(calls) - 1 else None
+            if kept is not None:
+                done.append((f"{kept[0]} (accepted on an earlier attempt: not sent again)", kept[1]))
+                continue
+            summary, sent = self._deliver_one(*call)
+            if index < len(calls) - 1:
+                self._keep(request, step, summary, sent)
+            done.append((summary, sent))
+        return self._receipt(done)
+
+    def _deliver_one(self, service: str, code: str, record: dict[str, Any]) -> tuple[str, bytes]:
+        """One call of the delivery, as the variant makes it: its summary and the bytes sent."""
+        raise NotImplementedError
+
+    def _accepted(self, request: OutboundRequest, step: str) -> tuple[str, bytes] | None:
+        """What an earlier attempt of this delivery kept of ``step``. A store that cannot say is a transient failure:
+        sending the call again could make the portal keep it twice."""
+        if self._steps is None:
+            return None
+        try:
+            return self._steps.done(request.sender, request.message_id, request.destination, step)
+        except Exception as exc:  # the store's errors: the adapter does not import the store
+            reason = f"cannot read whether {step} was accepted before: {type(exc).__name__}"
+            raise TransientDeliveryError(reason) from None
+
+    def _keep(self, request: OutboundRequest, step: str, summary: str, sent: bytes) -> None:
+        """Keep that the portal accepted ``step``. Not kept (the store failing now): the delivery goes on, and only a
+        retry of it would send the call again."""
+        if self._steps is None:
+            return
+        try:
+            self._steps.record(request.sender, request.message_id, request.destination, step, summary, sent)
+        except Exception as exc:
+            log.warning("message_id=%s destination=%s %s accepted, but not kept (%s): a retry would send it again",
+                        request.message_id, request.destination, step, type(exc).__name__)  # fmt: skip
 
     def _unpacked(self, request: OutboundRequest) -> list[tuple[str, str, dict[str, Any]]]:
         """The mapped calls of ``request``, in order (one, or a supplement step's two, ``DvcqgCalls``): each
@@ -273,8 +339,9 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
         password: str,
         timeout_s: float = 10.0,
         max_connections: int = 8,
+        steps: AcceptedSteps | None = None,
     ) -> None:
-        super().__init__(endpoint, settings, timeout_s=timeout_s, max_connections=max_connections)
+        super().__init__(endpoint, settings, timeout_s=timeout_s, max_connections=max_connections, steps=steps)
         self.auth_url = url_for(endpoint, settings["auth_endpoint"])
         self.integration_url = url_for(endpoint, settings["integration_endpoint"])
         self.share_url = url_for(endpoint, settings["share_endpoint"])
@@ -378,9 +445,6 @@ class DvcqgOpenCpsAdapter(_DvcqgAdapter):
         channels = _codes(self.settings.get("techid_channels", "2"))
         return self.settings.get("techid_lookup", "1") == "1" and str(record.get("KenhThucHien", "")) in channels
 
-    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
-        return self._receipt([self._deliver_one(*call) for call in self._unpacked(request)])
-
     def _deliver_one(self, service: str, code: str, record: dict[str, Any]) -> tuple[str, bytes]:
         flag = ""
         try:
@@ -409,9 +473,15 @@ class DvcqgProxyAdapter(_DvcqgAdapter):
     """Profile ``dvcqg/proxy``: a provincial proxy, one URL per operation, bare JSON arrays, no session."""
 
     def __init__(
-        self, endpoint: str, settings: ProfileSettings, *, timeout_s: float = 10.0, max_connections: int = 8
+        self,
+        endpoint: str,
+        settings: ProfileSettings,
+        *,
+        timeout_s: float = 10.0,
+        max_connections: int = 8,
+        steps: AcceptedSteps | None = None,
     ) -> None:
-        super().__init__(endpoint, settings, timeout_s=timeout_s, max_connections=max_connections)
+        super().__init__(endpoint, settings, timeout_s=timeout_s, max_connections=max_connections, steps=steps)
         self.insert_url = url_for(endpoint, settings["insert_url"])
         self.update_url = url_for(endpoint, settings["update_url"])
         self.progress_url = url_for(endpoint, settings["progress_url"])
@@ -427,9 +497,6 @@ class DvcqgProxyAdapter(_DvcqgAdapter):
         if not self.succeeded(answer):
             raise PortalRefusal(answer["error_code"], str(answer.get("message", "")))
         return answer, body
-
-    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
-        return self._receipt([self._deliver_one(*call) for call in self._unpacked(request)])
 
     def _deliver_one(self, service: str, code: str, record: dict[str, Any]) -> tuple[str, bytes]:
         how = ""

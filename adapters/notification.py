@@ -8,8 +8,11 @@ The worker hands the adapter the ``Notice`` the outbound mapping made of a route
 1. leaves alone an event the connector does not notify (its profile's ``events``);
 2. completes a ``dossier.status``'s notice from the dossier's latest ``dossier.sync`` (``NotificationHooks.dossier``:
    the applicant's contact and consent, the procedure, the due date);
-3. sends nothing twice for one update (``NotificationHooks.already``: an update reported again, or a delivery
-   redelivered after a crash, finds the first notification on the dossier's timeline);
+3. sends nothing twice (``NotificationHooks.already``): intake, received, not received, stopped and result are told
+   once per dossier — whoever reports them, at whatever time (a ministry's 9 then the province's sync restating
+   it) — and a supplement once per request (its request time, to the second); a delivery redelivered after a crash
+   finds the first notification on the dossier's timeline. (An update that only restates the dossier's status is
+   not even queued for a notification connector: ``hub.store.intake``);
 4. honours the applicant's opt-out and channels, and a missing address (``mappings.notification.refusal``):
    recorded on the timeline as ``notify_skipped``, nothing sent;
 5. renders the connector's templates (the shipped ones, or the province's from its connector folder), scrubbed of
@@ -19,7 +22,8 @@ The worker hands the adapter the ``Notice`` the outbound mapping made of a route
    (the MIME message, or the gateway's JSON body) for the message log.
 
 What it needs of the hub comes through ``NotificationHooks`` (built by the composition root, ``hub.runtime``):
-adapters never import the store.
+adapters never import the store. The store down while 2 or 3 read it raises ``StoreUnavailableError`` as it is
+(nothing was sent): the worker gives the delivery back and waits the outage out, no attempt counted.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, parseaddr
 from typing import Any, Protocol
@@ -37,10 +41,11 @@ from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDe
 from adapters.sms import SmsGateway
 from adapters.smtp import SmtpRelay
 from adapters.smtp import send as smtp_send
-from hub.errors import MappingError
+from hub.errors import MappingError, StoreUnavailableError
 from hub.packets.dossier import DossierSync
 from mappings.notification import (
     KIND,
+    ONCE_PER_DOSSIER,
     Event,
     Notice,
     Rendered,
@@ -61,17 +66,20 @@ CHANNEL_OF_PROFILE = {"notification/email-smtp": "email", "notification/sms-http
 
 @dataclass(frozen=True, slots=True)
 class DossierNote:
-    """A notification as the dossier's timeline records it: the update it is about (``status``, ``at``),
-    ``outcome`` (``notified`` or ``notify_skipped``), a readable ``reason`` and the details (channel, event,
-    masked recipient, template)."""
+    """A notification as the dossier's timeline records it: the update it is about (``status``, ``at``: ``None``
+    when the update does not say — the store then takes the time the status machine gave that update, never the
+    clock's), ``outcome`` (``notified`` or ``notify_skipped``), a readable ``reason`` and the details (channel,
+    event, masked recipient, template). ``once``: told once per dossier (``ONCE_PER_DOSSIER``), else once per
+    update time (a supplement request)."""
 
     dossier_code: str
     status: int
-    at: datetime
+    at: datetime | None
     outcome: str
     reason: str
     message_id: str
     detail: Mapping[str, Any] = field(default_factory=dict)
+    once: bool = True
 
 
 class NotificationHooks(Protocol):
@@ -82,7 +90,8 @@ class NotificationHooks(Protocol):
         ...
 
     def already(self, connector: str, note: DossierNote) -> bool:
-        """Whether ``connector`` already recorded a notification about this update (same dossier, status, time)."""
+        """Whether ``connector`` already told (or skipped) this: the same dossier and status when ``note.once``,
+        else the same dossier, status and time to the second (or the same message)."""
         ...
 
     def record(self, connector: str, note: DossierNote) -> None:
@@ -198,13 +207,15 @@ class NotificationAdapter(Adapter):
             notice = complete(notice, self._hook("read the dossier's applicant", self.hooks.dossier,
                                                  notice.dossier_code))  # fmt: skip
         note = DossierNote(
-            notice.dossier_code, notice.status, notice.at or datetime.now(UTC), NOTIFIED, "", request.message_id,
+            notice.dossier_code, notice.status, notice.at, NOTIFIED, "", request.message_id,
             {"channel": channel, "event": str(notice.event), "template": f"{notice.event}.{channel}"},
+            once=notice.event in ONCE_PER_DOSSIER,
         )  # fmt: skip
-        if notice.at is not None and self.hooks is not None:
+        if self.hooks is not None:
             if self._hook("read the dossier's timeline", self.hooks.already, request.destination, note):
                 return DeliveryReceipt(
-                    200, f"{notice.event} already notified by {channel} for this update: not sent again"
+                    200, f"{notice.event} already notified by {channel} for this dossier"
+                    f"{'' if note.once else ' and request'}: not sent again"
                 )
         why = refusal(notice, channel)
         if why is not None:
@@ -222,9 +233,13 @@ class NotificationAdapter(Adapter):
         return DeliveryReceipt.for_body(f"{notice.event} by {channel} to {shown}: {answer}", sent, sent_type)
 
     def _hook(self, what: str, hook: Any, *args: Any) -> Any:
-        """A hook's answer; the store being unavailable is worth a retry (nothing was sent yet)."""
+        """A hook's answer (nothing was sent yet). The store being unavailable is raised as it is: an outage, which
+        the worker waits out and then delivers again — not the channel's failure (no attempt counted against the
+        connector, no dead letter once its retries run out); any other error is worth a retry."""
         try:
             return hook(*args)
+        except StoreUnavailableError:
+            raise
         except Exception as exc:
             raise TransientDeliveryError(f"cannot {what}: {type(exc).__name__}: {exc}") from None
 
@@ -243,8 +258,7 @@ class NotificationAdapter(Adapter):
 
 
 def _note(note: DossierNote, outcome: str, reason: str, **detail: Any) -> DossierNote:
-    return DossierNote(note.dossier_code, note.status, note.at, outcome, reason, note.message_id,
-                       {**note.detail, **detail})  # fmt: skip
+    return replace(note, outcome=outcome, reason=reason, detail={**note.detail, **detail})
 
 
 def channel_for(

@@ -14,16 +14,24 @@
 
 ``DeliveryReceipt.sent`` is the order's JSON body exactly as posted (the token travels in a header, not in it).
 
+Once VNPost accepted an order it is delivered, whatever happens next: the order book's record of it
+(``created``, with the message it was posted for) is written after the answer, and a failure to write it is
+logged, not raised — raised, the worker would retry the delivery and post the same OrderNumber/ItemCode again; the
+worker's own delivered record then keeps the delivery from being sent twice. A message whose order the book
+records accepted (a redelivery after the worker could not record it) is answered from the book, not posted again.
+
 Retry classification: timeouts, connection failures, HTTP 5xx/429, a token refused (an operator may fix the
 credentials), an answer that is not the sourced shape, and an empty ItemCode pool → ``TransientDeliveryError``;
 a ``Status`` other than 100/101, HTTP 4xx, an area code VNPost's tables lack, an ItemCode another order used →
-``PermanentDeliveryError``.
+``PermanentDeliveryError``. The store down while an ItemCode is assigned (before the order is posted) is raised as
+``StoreUnavailableError``: the worker gives the delivery back and waits the outage out.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +46,8 @@ from hub.packets.postal import PostalOrder
 from mappings import postal as vp
 from mappings.profiles import ProfileSettings
 
+log = logging.getLogger(__name__)
+
 TOKEN_STATUSES = frozenset({401, 403})  # the token is no longer accepted: fetch another, call once more
 
 
@@ -49,8 +59,13 @@ class PostalOrders(Protocol):
         self, connector: str, *, dossier_code: str, direction: str, cod_amount: int, given: str | None,
         pool: Sequence[str],
     ) -> str: ...  # fmt: skip
-    def created(self, connector: str, item_code: str) -> None: ...
+    def created(self, connector: str, item_code: str, message_id: str | None = None) -> None: ...
+    def accepted(self, connector: str, message_id: str) -> str | None: ...  # the ItemCode accepted for it
     def cancelled(self, connector: str, item_code: str) -> None: ...
+
+
+#: An order in one of these states no longer stands: the next order of its dossier and direction takes a new code.
+FINAL_STATES = frozenset({"delivered", "returned", "cancelled"})
 
 
 class InMemoryOrders:
@@ -67,7 +82,7 @@ class InMemoryOrders:
         key = f"{dossier_code}:{direction}"
         with self._lock:
             for (conn, code), order in self.orders.items():
-                if conn == connector and order["key"] == key and order["state"] != "cancelled":
+                if conn == connector and order["key"] == key and order["state"] not in FINAL_STATES:
                     if given and given != code:
                         raise ItemCodeError("item-code-in-use", f"{key} already has order {code}, not {given}")
                     return code
@@ -80,10 +95,18 @@ class InMemoryOrders:
             self.orders[(connector, free[0])] = {"key": key, "state": "assigned", "cod": cod_amount}
             return free[0]
 
-    def created(self, connector: str, item_code: str) -> None:
+    def created(self, connector: str, item_code: str, message_id: str | None = None) -> None:
         with self._lock:
-            if (connector, item_code) in self.orders:
-                self.orders[(connector, item_code)]["state"] = "created"
+            order = self.orders.get((connector, item_code))
+            if order is not None and order["state"] in ("assigned", "created"):
+                order["state"] = "created"
+                if message_id is not None:
+                    order["posted_by"] = message_id
+
+    def accepted(self, connector: str, message_id: str) -> str | None:
+        with self._lock:
+            return next((code for (conn, code), order in self.orders.items()
+                         if conn == connector and order.get("posted_by") == message_id), None)  # fmt: skip
 
     def cancelled(self, connector: str, item_code: str) -> None:
         with self._lock:
@@ -246,18 +269,36 @@ class PostalAdapter(Adapter):
         return json.dumps(body, ensure_ascii=False).encode(), item
 
     def _post(
-        self, connector: str, order: PostalOrder, draft: vp.OrderDraft
-    ) -> tuple[bytes, str | None, vp.OrderAnswer]:
+        self, connector: str, order: PostalOrder, draft: vp.OrderDraft, message_id: str | None = None
+    ) -> tuple[bytes, str | None, vp.OrderAnswer | None]:
+        """Post the order, unless the order book says VNPost accepted it for ``message_id`` already (the answer is
+        then ``None``). Once VNPost accepts, the order stands: see the module docstring."""
+        if message_id is not None and self.options.send_item_code:
+            item = self.orders.accepted(connector, message_id)  # a store failure here: nothing posted, retried
+            if item is not None:
+                try:
+                    body = vp.order_body(draft, self.options, item)
+                except MappingError as exc:
+                    raise PermanentDeliveryError(f"order {order.dossier_code} cannot be rebuilt: {exc}") from None
+                return json.dumps(body, ensure_ascii=False).encode(), item, None
         sent, item = self.order_body(connector, order, draft)
         data, _ = self._call("POST", self._url(self.options.order_path), sent)
         answer = self._answer(data, f"order {order.dossier_code}" + (f" ItemCode {item}" if item else ""))
         if item:
-            self.orders.created(connector, item)
+            try:
+                self.orders.created(connector, item, message_id)
+            except Exception as exc:  # whatever the book's failure: VNPost has the order, never post it again
+                log.error(
+                    "VNPost accepted order %s ItemCode %s (message %s) but the order book could not record it: %s; "
+                    "delivered all the same, not posted again", order.dossier_code, item, message_id or "-",
+                    mask_ids(str(exc))[:300],
+                )  # fmt: skip
         return sent, item, answer
 
     def create(self, connector: str, order: PostalOrder) -> tuple[dict[str, Any], vp.OrderAnswer]:
         """Post ``order`` (outside the worker: tools, tests): the order as sent, and VNPost's answer."""
         sent, _, answer = self._post(connector, order, vp.to_order(order))
+        assert answer is not None  # no message id: always posted
         return json.loads(sent), answer
 
     def cancel(self, connector: str, order_number: str, item_code: str | None = None) -> vp.OrderAnswer:
@@ -298,10 +339,15 @@ class PostalAdapter(Adapter):
         draft = request.mapped("VNPost")
         if not isinstance(model, PostalOrder) or not isinstance(draft, vp.OrderDraft):
             raise PermanentDeliveryError(f"VNPost takes postal.order, not {request.message_type}")
-        sent, item, answer = self._post(request.destination, model, draft)
+        sent, item, answer = self._post(request.destination, model, draft, request.message_id)
+        said = (
+            "accepted before for this message (the order book): not posted again"
+            if answer is None
+            else f"Status {answer.status} {mask_ids(answer.message)[:80]}"
+        )
         return DeliveryReceipt.for_body(
             f"order {model.direction.value} OrderNumber={model.dossier_code} ItemCode={item or '-'} "
-            f"CODAmount={model.cod_amount} → Status {answer.status} {mask_ids(answer.message)[:80]}",
+            f"CODAmount={model.cod_amount} → {said}",
             sent,
         )
 

@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
+from adapters.base import AcceptedSteps, Adapter, DeliveryReceipt, OutboundRequest, TransientDeliveryError
 from adapters.http import HttpAdapter
 from hub.errors import MissingCredentialsError
-from hub.security.credentials import Credentials
+from hub.security.credentials import Credentials, redact_url
 
 if TYPE_CHECKING:
     from adapters.notification import NotificationHooks
@@ -62,7 +62,7 @@ class AdapterContext:
     not: its ``MaTichHop`` is the profile's ``integration_code``, "037", FE:378); ``postal_orders`` assigns VNPost
     ItemCodes and records the orders placed (``hub.store.postal_orders.OrderBook``; ``None``: in this process only);
     ``notifications`` what a notification connector reads and writes of the dossier (its latest ``dossier.sync``,
-    its timeline: ``adapters.notification``)."""
+    its timeline: ``adapters.notification``); ``delivery_steps`` the calls of a delivery already accepted."""
 
     on_payment_initiated: Callable[..., None] | None = None
     #: Why a refund for a dossier may not be sent (resolved: Tiền Giang Điều 17.4), ``None`` when it may.
@@ -70,6 +70,9 @@ class AdapterContext:
     integration_code: str | None = None
     postal_orders: PostalOrders | None = None
     notifications: NotificationHooks | None = None
+    #: The calls of a delivery a partner already accepted (``hub.store.delivery_steps``): the national portal's
+    #: supplement step sends its progress record once, however often the delivery is tried.
+    delivery_steps: AcceptedSteps | None = None
 
 
 AdapterFactory = Callable[[DestinationConfig, AdapterContext], Adapter]
@@ -88,13 +91,14 @@ class UnusableAdapter(Adapter):
 
 def _credentials(cfg: DestinationConfig, what: str, why: str = "") -> Credentials:
     if cfg.credentials is None:
-        raise MissingCredentialsError(f"the {what} endpoint {cfg.endpoint} has no endpoint.credentials{why}")
+        where = redact_url(cfg.endpoint)
+        raise MissingCredentialsError(f"the {what} endpoint {where} has no endpoint.credentials{why}")
     return cfg.credentials
 
 
 def _national_portal(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
     if cfg.profile is not None and cfg.kind == "national_portal":
-        return _dvcqg(cfg)
+        return _dvcqg(cfg, context.delivery_steps)
     from adapters.national_portal import NationalPortalAdapter
 
     creds = _credentials(cfg, "national portal", " to log in")
@@ -108,8 +112,9 @@ def _national_portal(cfg: DestinationConfig, context: AdapterContext) -> Adapter
     )
 
 
-def _dvcqg(cfg: DestinationConfig) -> Adapter:
-    """The real portal as the connector's profile says: ``dvcqg/opencps`` (session API) or ``dvcqg/proxy``."""
+def _dvcqg(cfg: DestinationConfig, steps: AcceptedSteps | None) -> Adapter:
+    """The real portal as the connector's profile says: ``dvcqg/opencps`` (session API) or ``dvcqg/proxy``;
+    ``steps`` keeps the calls of a supplement step the portal accepted (``None``: a retry sends both again)."""
     from adapters.dvcqg import DvcqgOpenCpsAdapter, DvcqgProxyAdapter
     from mappings import profiles
 
@@ -117,7 +122,8 @@ def _dvcqg(cfg: DestinationConfig) -> Adapter:
     try:
         settings = profiles.resolve(profiles.get_profile(cfg.profile), cfg.profile_values)
         if settings.profile.name == "dvcqg/proxy":
-            return DvcqgProxyAdapter(cfg.endpoint, settings, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency)
+            return DvcqgProxyAdapter(cfg.endpoint, settings, timeout_s=cfg.timeout_s, max_connections=cfg.concurrency,
+                                     steps=steps)  # fmt: skip
         creds = _credentials(cfg, "national portal", " to log in")
         return DvcqgOpenCpsAdapter(
             cfg.endpoint,
@@ -126,9 +132,10 @@ def _dvcqg(cfg: DestinationConfig) -> Adapter:
             password=creds.password.get_secret_value(),
             timeout_s=cfg.timeout_s,
             max_connections=cfg.concurrency,
+            steps=steps,
         )
     except (profiles.UnknownProfileError, profiles.ProfileValueError) as exc:
-        return UnusableAdapter(f"the national portal endpoint {cfg.endpoint} cannot be called: {exc}")
+        return UnusableAdapter(f"the national portal endpoint {redact_url(cfg.endpoint)} cannot be called: {exc}")
 
 
 def _population_db(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
@@ -144,7 +151,7 @@ def _population_db(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
             max_connections=cfg.concurrency,
         )  # fmt: skip
     except (profiles.UnknownProfileError, profiles.ProfileValueError, ValueError) as exc:
-        return UnusableAdapter(f"the population DB endpoint {cfg.endpoint} cannot be called: {exc}")
+        return UnusableAdapter(f"the population DB endpoint {redact_url(cfg.endpoint)} cannot be called: {exc}")
 
 
 def _payment(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
@@ -160,7 +167,7 @@ def _payment(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
         if cfg.profile is not None:
             settings = profiles.resolve(profiles.get_profile(cfg.profile), cfg.profile_values)
     except (profiles.UnknownProfileError, profiles.ProfileValueError) as exc:
-        return UnusableAdapter(f"the payment endpoint {cfg.endpoint} cannot be called: {exc}")
+        return UnusableAdapter(f"the payment endpoint {redact_url(cfg.endpoint)} cannot be called: {exc}")
     if settings is not None and settings.profile.name == "paygov/lgsp":
         from adapters.paygov_lgsp import PayGovLgspAdapter
 
@@ -196,7 +203,8 @@ def _postal(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
     from mappings import profiles
 
     if cfg.profile is None:
-        return UnusableAdapter(f"the postal endpoint {cfg.endpoint} has no profile: set profile: vnpost/ngsp")
+        where = redact_url(cfg.endpoint)
+        return UnusableAdapter(f"the postal endpoint {where} has no profile: set profile: vnpost/ngsp")
     creds = _credentials(cfg, "postal", " (VNPost's consumer key and secret)")
     try:
         settings = profiles.resolve(profiles.get_profile(cfg.profile), cfg.profile_values)
@@ -210,7 +218,7 @@ def _postal(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
             max_connections=cfg.concurrency,
         )
     except (profiles.UnknownProfileError, profiles.ProfileValueError) as exc:
-        return UnusableAdapter(f"the postal endpoint {cfg.endpoint} cannot be called: {exc}")
+        return UnusableAdapter(f"the postal endpoint {redact_url(cfg.endpoint)} cannot be called: {exc}")
 
 
 def _provincial(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
@@ -235,7 +243,7 @@ def _notification(cfg: DestinationConfig, context: AdapterContext) -> Adapter:
             timeout_s=cfg.timeout_s, max_connections=cfg.concurrency,
         )  # fmt: skip
     except (ValueError, KeyError) as exc:  # MappingError (unknown profile, value, template) is a ValueError too
-        return UnusableAdapter(f"the notification endpoint {cfg.endpoint} cannot be used: {exc}")
+        return UnusableAdapter(f"the notification endpoint {redact_url(cfg.endpoint)} cannot be used: {exc}")
 
 
 def _envelope(cfg: DestinationConfig, context: AdapterContext) -> Adapter:

@@ -3,7 +3,8 @@
 The connector's endpoint names the relay: ``smtp://host[:587]`` — upgraded with STARTTLS (RFC 3207) as
 ``starttls`` says: ``required`` (the default: a relay that does not offer it is refused), ``optional`` or ``none``
 (clear text, a trusted local relay) — or ``smtps://host[:465]`` (TLS from the first byte). With credentials the
-hub logs in (AUTH, RFC 4954), never in clear unless ``starttls`` is ``none``. The relay's certificate is checked
+hub logs in (AUTH, RFC 4954), never in clear unless ``starttls`` is ``none``; the credentials are the connector's
+``endpoint.credentials``, never part of the URL. The relay's certificate is checked
 against ``ca_file`` (PEM), else the system's trust store.
 
 ``send`` speaks MAIL / RCPT / DATA itself (not ``sendmail``) to keep the relay's answer to DATA (``250 … queued
@@ -25,9 +26,10 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from adapters.base import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from hub.security.credentials import redact_url, url_has_userinfo
 
 StartTls = Literal["required", "optional", "none"]
 STARTTLS_MODES: tuple[str, ...] = ("required", "optional", "none")
@@ -66,10 +68,16 @@ class SmtpRelay:
         ca_file: str | None = None,
         timeout_s: float = 10.0,
     ) -> SmtpRelay:
-        """The relay of an ``smtp://`` or ``smtps://`` URL; ``ValueError`` for anything else."""
+        """The relay of an ``smtp://`` or ``smtps://`` URL; ``ValueError`` for anything else. Credentials come from
+        ``username``/``password`` (the connector's ``endpoint.credentials``), never from the URL: a URL is shown
+        in listings and messages, so one with ``user:password@`` is refused (the connector spec refuses it too,
+        ``endpoint-url-userinfo``), and no message here repeats it."""
+        if url_has_userinfo(url):
+            raise ValueError(f"{redact_url(url)} carries user information: give the relay's login as "
+                             "endpoint.credentials, never in the URL")  # fmt: skip
         parts = urlsplit(url)
         if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-            raise ValueError(f"{url!r} is not an smtp:// or smtps:// URL with a host")
+            raise ValueError(f"{redact_url(url)!r} is not an smtp:// or smtps:// URL with a host")
         if starttls not in STARTTLS_MODES:
             raise ValueError(f"starttls must be one of {', '.join(STARTTLS_MODES)}, not {starttls!r}")
         return cls(
@@ -77,8 +85,8 @@ class SmtpRelay:
             port=parts.port or DEFAULT_PORTS[parts.scheme],
             implicit_tls=parts.scheme == "smtps",
             starttls=starttls,  # type: ignore[arg-type]  # checked above
-            username=username or (unquote(parts.username) if parts.username else None),
-            password=password or (unquote(parts.password) if parts.password else None),
+            username=username or None,
+            password=password or None,
             ca_file=ca_file or None,
             timeout_s=timeout_s,
         )

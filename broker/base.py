@@ -26,6 +26,7 @@ Semantics shared by both backends:
 from __future__ import annotations
 
 import random
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -208,7 +209,8 @@ def connect(url: str, **kw: Any) -> Broker:
         from broker.rabbitmq import RabbitMQBroker
 
         return RabbitMQBroker(url, **kw)
-    raise BrokerError(f"unsupported broker URL {url!r} (expected 'embedded[:path]' or 'amqp://…')")
+    shown = re.sub(r"://[^/?#\s]*@", "://***@", url)  # never the password of a mistyped amqp URL
+    raise BrokerError(f"unsupported broker URL {shown!r} (expected 'embedded[:path]' or 'amqp://…')")
 
 
 _EMBEDDED_OPTIONS = {

@@ -1372,12 +1372,10 @@ def dossier_show(
 
 def _due_moved(detail: Any, clock: Any) -> str:
     """`` (due date A → B)`` for a timeline entry that moved the dossier's due date, else ``""``."""
-    from hub.store.due_dates import due_of, previous_due_of
+    from hub.store.due_dates import due_change
 
-    new, old = due_of(detail), previous_due_of(detail)
-    if new is None or old is None:
-        return ""
-    return f" (due date {clock.short(old)} → {clock.short(new)})"
+    moved = due_change(detail)
+    return "" if moved is None else f" (due date {clock.short(moved[0])} → {clock.short(moved[1])})"
 
 
 @dossier_app.command("correct")
@@ -1392,7 +1390,8 @@ def dossier_correct(
     """Correct a dossier's status: the only way past a terminal status (3, 7, 10) or back from 9. Recorded on its
     timeline with who, why, before and after, audited (dossier.correct), and reported as a dossier.status to every
     connector that receives one (the province, the national portal). Exit 1 for an unknown dossier, the status it
-    has already, a blank reason, or a correction older than the dossier's last update (recorded, not applied)."""
+    has already, or a blank reason or one holding a control character. A correction is applied after the
+    dossier's last update, even one dated ahead."""
     from hub.cliformat import jsonable, print_json
     from hub.errors import CorrectionRefusedError
     from hub.services.corrections import correct_status

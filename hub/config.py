@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     )
     operator_name: str = Field("operator", description="Name recorded as the actor of actions taken with it")
     relay_interval_s: float = Field(5.0, gt=0, description="How often `hub serve` republishes unconfirmed deliveries")
+    status_time_ahead_s: float = Field(
+        300.0, ge=0, le=86400,
+        description="How far ahead of the hub's clock a dossier status time may be (clock skew); a later one is "
+        "refused at intake as `status-time-future`, since applied it would make every later update stale",
+    )
     registry_refresh_s: float = Field(
         10.0, gt=0, description="How often each `hub serve` process reloads routes and certificates from the registry"
     )

@@ -160,8 +160,20 @@ def mask_personal(text: str, names: NameSource | None = None) -> str:
 _PATH_SECRET = re.compile(r"(/VBDLISs/[^/\s?\"]*/)[^/\s?\"]+", re.IGNORECASE)
 
 
+#: ``://userinfo@`` up to the authority's last ``@`` (a password may hold one): a URL's user and password.
+_URL_USERINFO = re.compile(r"://[^/?#\s\"'<>]*@")
+
+
+def mask_url_userinfo(text: str) -> str:
+    """``text`` (a URL, or a message holding URLs) with every URL's user information replaced by ``***``."""
+    return _URL_USERINFO.sub("://***@", text) if "@" in text and "://" in text else text
+
+
 def mask_secrets(text: str) -> str:
-    """``text`` with the secrets that travel in URL paths (the VBDLIS security code) replaced by ``***``."""
+    """``text`` with the secrets that travel in URLs replaced by ``***``: the VBDLIS security code (a path
+    segment) and user information (``scheme://user:password@host``, which a connector may no longer hold but a
+    library's error about a database or broker URL might print)."""
+    text = mask_url_userinfo(text)
     return _PATH_SECRET.sub(r"\1***", text) if "VBDLIS" in text.upper() else text
 
 

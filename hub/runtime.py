@@ -156,29 +156,22 @@ def has_destinations(settings: Settings) -> bool:
 
 
 class NotificationLedger:
-    """``adapters.notification.NotificationHooks`` on a store: the dossier's latest ``dossier.sync`` read from the
-    message log and decoded, and the notifications on its timeline (``hub.store.notifications``)."""
+    """``adapters.notification.NotificationHooks`` on a store: the dossier's latest ``dossier.sync``
+    (``Store.latest_sync``, the record the portal's refreshed record reads too), and the notifications on its
+    timeline (``hub.store.notifications``)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
     def dossier(self, dossier_code: str) -> DossierSync | None:
-        from hub import packets
-        from hub.security.envelope import body_payload
-        from hub.store import notifications
-        from hub.xmlparse import parse_xml
-
-        data = notifications.latest_sync(self.store.db, dossier_code)
-        if data is None:
-            return None
-        _, model = packets.decode_element("dossier.sync", body_payload(parse_xml(data, strip_comments=True)))
-        return model if isinstance(model, DossierSync) else None
+        return self.store.latest_sync(dossier_code)
 
     def already(self, connector: str, note: DossierNote) -> bool:
         from hub.store import notifications
 
         return notifications.notified(self.store.db, source=connector, dossier_code=note.dossier_code,
-                                      status=note.status, at=note.at)  # fmt: skip
+                                      status=note.status, at=note.at, message_id=note.message_id,
+                                      once=note.once)  # fmt: skip
 
     def record(self, connector: str, note: DossierNote) -> None:
         from hub.store import notifications
@@ -193,12 +186,14 @@ def adapter_context(
     configs: Iterable[DestinationConfig], store: Store | None = None, hub_code: str | None = None
 ) -> AdapterContext:
     """What adapters get from the hub: its code (``None``: each adapter's default), the payment adapter's recorder
-    of the references it initiates, the postal adapter's order book (``hub.store.postal_orders``) and the
-    notification connectors' ledger, all on ``store`` (without one, the store named by ``LIENTHONG_DATABASE_URL``)."""
+    of the references it initiates, the postal adapter's order book (``hub.store.postal_orders``), the
+    notification connectors' ledger and the national portal's accepted calls (``hub.store.delivery_steps``), all on
+    ``store`` (without one, the store named by ``LIENTHONG_DATABASE_URL``)."""
     kinds = {factory_key(cfg) for cfg in configs}
-    if not kinds & {"payment", "postal", "notification"}:
+    if not kinds & {"payment", "postal", "notification", "national_portal"}:
         return AdapterContext(integration_code=hub_code)
     from hub.config import get_settings
+    from hub.store.delivery_steps import DeliverySteps
     from hub.store.flow_records import initiated_recorder, refund_guard
     from hub.store.postal_orders import OrderBook
 
@@ -213,6 +208,7 @@ def adapter_context(
         integration_code=hub_code,
         postal_orders=OrderBook(target) if "postal" in kinds else None,
         notifications=ledger,
+        delivery_steps=DeliverySteps(target) if "national_portal" in kinds else None,
     )
 
 
@@ -300,7 +296,8 @@ class Runtime:
         """The process's acceptor: verify → route → commit → publish, on this runtime's objects."""
         from hub.exchange.pipeline import Acceptor
 
-        return self._once("acceptor", lambda: Acceptor(self.store, self.broker, self.routing, self.verifier()))
+        return self._once("acceptor", lambda: Acceptor(self.store, self.broker, self.routing, self.verifier(),
+                                                       status_time_ahead_s=self.settings.status_time_ahead_s))
 
     def inject(
         self, header: EnvelopeHeader, payload: BaseModel | etree._Element, *, correction: Correction | None = None
@@ -361,10 +358,12 @@ class Runtime:
     def _build_adapters(self) -> dict[str, Adapter]:
         from hub.exchange.results import ResultCheck, guard
 
+        registered = sa.inspect(self.store.engine).has_table("connectors")  # first: an outage leaves nothing built
         built = adapters_for(self.routing, self.store, self.settings.hub_code)
-        if not sa.inspect(self.store.engine).has_table("connectors"):
+        if not registered:
             return built  # a routing file, no registry: no result signers to check against
-        check = ResultCheck(self.registry().result_signers, max_bytes=self.settings.result_max_bytes,
+        registry = self.registry()
+        check = ResultCheck(registry.result_signers, registry.result_hosts, max_bytes=self.settings.result_max_bytes,
                             timeout_s=self.settings.result_fetch_timeout_s)  # fmt: skip
         return guard(built, self.routing, check)
 
@@ -490,6 +489,10 @@ def _worker_process(
                 dependencies.down(BROKER, exc)
                 runtime.close()
                 continue
+            except StoreUnavailableError as exc:  # the store went away after opening (the adapters read the registry)
+                dependencies.down(STORE, exc)
+                runtime.close()
+                continue  # _open_for_worker waits with the backoff while it stays down
             break
         if background is not None:
             background(runtime, stop)

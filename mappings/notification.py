@@ -67,6 +67,12 @@ EVENT_OF_STATUS: Mapping[int, Event] = MappingProxyType(
     {1: Event.INTAKE, 2: Event.RECEIVED, 3: Event.NOT_RECEIVED, 5: Event.SUPPLEMENT, 8: Event.STOPPED, 9: Event.RESULT}
 )
 DEFAULT_EVENTS = ",".join(Event)
+#: The events told once per dossier (and connector), however often the update is reported again or by whom: a
+#: ministry's 9 and the province's sync restating it are one result. A supplement is told once per request
+#: (its request time, to the second): a dossier may be sent back for supplements more than once.
+ONCE_PER_DOSSIER: frozenset[Event] = frozenset(
+    {Event.INTAKE, Event.RECEIVED, Event.NOT_RECEIVED, Event.STOPPED, Event.RESULT}
+)
 #: Every template name: ``<event>.<channel>``.
 TEMPLATE_NAMES: frozenset[str] = frozenset(f"{event}.{channel}" for event in Event for channel in CHANNELS)
 #: The names a template may use; nothing else about the applicant or the dossier is handed to it.
@@ -130,8 +136,9 @@ class Contact:
 @dataclass(frozen=True, slots=True)
 class Notice:
     """What one dossier update may tell its applicant (the outbound mapping's result for a ``notification``
-    connector). ``at`` is when the update happened (the same update reported again has the same ``at``: a
-    notification is sent once for it); ``None`` when the packet does not say."""
+    connector). ``at`` is when the update happened (for a supplement, when it was requested: a notification is sent
+    once per request; the other events once per dossier, ``ONCE_PER_DOSSIER``); ``None`` when the packet does not
+    say (the timeline then records the time the status machine gave the update)."""
 
     dossier_code: str
     status: int
@@ -157,14 +164,16 @@ def contact_of(sync: DossierSync) -> Contact:
 
 
 def _sync_moment(sync: DossierSync) -> tuple[datetime | None, str | None, datetime | None]:
-    """When the status a ``dossier.sync`` reports happened, the reason it gives, and a new due date."""
+    """When the status a ``dossier.sync`` reports happened, the reason it gives (its ``statusReason``, the why of a
+    3, 5 or 8, else its note), and a new due date."""
     status = int(sync.status)
+    reason = (sync.status_reason or sync.note) if status in (3, 5, 8) else None
     waiting = [s for s in sync.supplements if s.received_at is None]  # the request not answered yet
     supplement = max(waiting, key=lambda s: s.requested_at or datetime.min.replace(tzinfo=UTC), default=None)
     if status == 5 and supplement is not None:
-        return supplement.requested_at, supplement.content or sync.note, supplement.new_due_at
+        return supplement.requested_at, supplement.content or reason, supplement.new_due_at
     at = {1: sync.submitted_at, 2: sync.received_at, 3: sync.rejected_at, 9: sync.finished_at}.get(status)
-    return at, sync.note if status in (3, 5, 8) else None, None
+    return at, reason, None
 
 
 def notice_of_sync(model: BaseModel) -> Notice:

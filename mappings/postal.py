@@ -9,8 +9,11 @@
   (``AreaCodes``: the shipped table ``mappings/data/vnpost_areas.yaml`` and the profile's ``area_codes``), FlagConfig;
 - ``order_status(answer, options)``: a ``{Status, Message}`` answer read as the sources read it (100 created,
   101 accepted per TH; anything else a refusal);
-- ``tracking_page(answer)`` / ``status_from_doc(doc, status_map)``: a tracking page (RESTHeart-shaped,
-  ``_embedded."rh:doc"``) and one of its documents → ``postal.status`` (EventTime = epoch milliseconds).
+- ``tracking_page(answer)`` / ``status_from_doc(doc, status_map, time_unit)``: a tracking page (RESTHeart-shaped,
+  ``_embedded."rh:doc"``) and one of its documents → ``postal.status``. EventTime is a ``long`` (OC-SDK MRhDoc;
+  PARTNER-FORMATS §4), its unit unsourced: the profile's ``event_time`` (epoch milliseconds by default, or local
+  ``yyyyMMddHHmmss`` digits); a time before 2000 or more than a day ahead is refused (``vnpost-event-time``), which
+  is also how a wrong unit shows.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -52,6 +55,22 @@ DOC_FIELDS = ("_id", "CustomerCode", "OrderNumber", "ItemCode", "StatusCode", "S
               "Notes")  # fmt: skip
 _OID = re.compile(r"^[0-9a-fA-F]{24}$")  # a MongoDB ObjectId, as the tracking feed's {$oid} (RESTHeart rh:doc)
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,99}$")  # hub.packets.common.Code
+#: EventTime's unit, profile value ``event_time`` — UNSOURCED: the sources say only "EventTime (long)".
+EVENT_TIME_UNITS = ("epoch_ms", "yyyyMMddHHmmss")
+LOCAL_TIME = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")  # yyyyMMddHHmmss digits: Vietnam's time, no DST
+#: The event times taken as plausible: none before 2000, none more than a day ahead of the hub's clock.
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_AHEAD = timedelta(days=1)
+
+
+class EventTimeError(MappingError):
+    """A tracking document's EventTime that is no plausible time in the profile's unit (rule
+    ``vnpost-event-time``): before 2000, more than a day ahead, or not a number of that unit."""
+
+    rule = "vnpost-event-time"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message} [{self.rule}]")
 
 
 class UnknownAreaError(MappingError):
@@ -113,7 +132,7 @@ class AreaCodes:
     """VNPost's integer codes for administrative codes: the connector's ``area_codes`` over the shipped table."""
 
     overrides: Mapping[str, int] = field(default_factory=dict)
-    missing_district: int | None = None  # None: refuse an unmapped district; else send this (TH sends 0)
+    missing_district: int | None = None  # None: refuse an unmapped district; else send this (UNSOURCED)
 
     def province(self, code: str) -> int:
         if code in self.overrides and len(code) == 2:
@@ -208,6 +227,7 @@ class VnpostOptions:
     areas: AreaCodes
     status_map: Mapping[int, PostalState]
     accepted: Mapping[str, str]  # the profile's Status table: "100" created, "101" accepted
+    event_time: str = "epoch_ms"  # EventTime's unit (EVENT_TIME_UNITS), unsourced
 
     @classmethod
     def from_settings(cls, settings: ProfileSettings) -> VnpostOptions:
@@ -223,6 +243,10 @@ class VnpostOptions:
             why = f"{bad[0]!r} is not a code" if bad else "a code is listed twice"
             raise ProfileValueError(f"item_codes: {why}", ("item_codes",))
         table = settings.profile.codes.get("Status")
+        unit = settings["event_time"].strip()
+        if unit not in EVENT_TIME_UNITS:
+            raise ProfileValueError(f"event_time: {unit!r} is not one of {', '.join(EVENT_TIME_UNITS)}",
+                                    ("event_time",))  # fmt: skip
         return cls(
             customer_code=settings["customer_code"].strip(),
             token_path=settings["token_path"].strip(),
@@ -239,6 +263,7 @@ class VnpostOptions:
             areas=AreaCodes(parse_area_codes(settings["area_codes"]), None if missing == "refuse" else 0),
             status_map=MappingProxyType(parse_status_map(settings["status_map"])),
             accepted=MappingProxyType(dict(table.values) if table is not None else {"100": "created"}),
+            event_time=unit,
         )
 
 
@@ -392,17 +417,36 @@ def _status_code(value: object) -> int:
     raise ValueError(f"StatusCode {value!r} is not an integer")
 
 
-def event_time(value: object) -> datetime:
-    """EventTime, epoch milliseconds (a Java ``long``, OC-SDK MRhDoc) → UTC."""
+def event_time(value: object, unit: str = "epoch_ms", *, now: datetime | None = None) -> datetime:
+    """EventTime, a ``long`` (OC-SDK MRhDoc), in ``unit`` — ``epoch_ms`` (milliseconds since 1970, UTC) or
+    ``yyyyMMddHHmmss`` (local digits) — as UTC; the unit is unsourced, so a time before 2000 or more than a day
+    after ``now`` is refused (``EventTimeError``) rather than taken as the instant."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"EventTime {value!r} is not epoch milliseconds")
-    return datetime.fromtimestamp(value / 1000, UTC)
+        raise EventTimeError(f"EventTime {value!r} is not a long")
+    try:
+        if unit == "epoch_ms":
+            at = datetime.fromtimestamp(value / 1000, UTC)
+        else:
+            at = datetime.strptime(f"{value:014d}", "%Y%m%d%H%M%S").replace(tzinfo=LOCAL_TIME).astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        raise EventTimeError(f"EventTime {value} is no time in {unit} (profile value event_time)") from None
+    latest = (now or datetime.now(UTC)) + LATEST_AHEAD
+    if not EARLIEST_EVENT <= at <= latest:
+        raise EventTimeError(
+            f"EventTime {value} read as {unit} is {at.isoformat()}: before 2000 or more than a day ahead "
+            "(is the profile value event_time VNPost's unit?)"
+        )
+    return at
 
 
-def status_from_doc(doc: Mapping[str, Any], status_map: Mapping[int, PostalState]) -> PostalStatus:
+def status_from_doc(
+    doc: Mapping[str, Any], status_map: Mapping[int, PostalState], time_unit: str = "epoch_ms", *,
+    now: datetime | None = None,
+) -> PostalStatus:  # fmt: skip
     """One tracking document → ``postal.status``: OrderNumber = the dossier, ItemCode = the carrier's order,
-    StatusCode kept as sent and mapped to a state (``other`` when the map lacks it), EventTime the instant,
-    POSID the post office, Notes the notes. ``MappingError`` when a sourced key is missing or ill-typed."""
+    StatusCode kept as sent and mapped to a state (``other`` when the map lacks it), EventTime the instant (in
+    ``time_unit``, see ``event_time``), POSID the post office, Notes the notes. ``MappingError`` when a sourced key
+    is missing or ill-typed; ``EventTimeError`` for an implausible EventTime."""
     try:
         code = _status_code(doc["StatusCode"])
         item = doc.get("ItemCode")
@@ -414,11 +458,13 @@ def status_from_doc(doc: Mapping[str, Any], status_map: Mapping[int, PostalState
             order_number=str(item) if item else order_number,
             status_code=str(code),
             message=str(doc.get("StatusMessage") or "").strip() or str(code),
-            at=event_time(doc["EventTime"]),
+            at=event_time(doc["EventTime"], time_unit, now=now),
             state=status_map.get(code, PostalState.OTHER),
             post_office=pos if _CODE.match(pos) else None,
             notes=notes or None,
         )
+    except EventTimeError:
+        raise
     except KeyError as exc:
         raise MappingError(f"tracking document has no {exc.args[0]}") from None
     except (ValueError, OverflowError, OSError) as exc:  # ValidationError is a ValueError

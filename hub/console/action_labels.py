@@ -80,6 +80,10 @@ ACTION_LABELS: dict[str, tuple[str, str]] = {
     ),
     "err_dossier-unknown": ("Hồ sơ {id} chưa có trạng thái nào.", "Dossier {id} has no status yet."),
     "err_reason-required": ("Vui lòng nhập lý do.", "Please give a reason."),
+    "err_reason-characters": (
+        "Lý do chứa ký tự điều khiển không gửi được; vui lòng xoá ký tự đó.",
+        "The reason holds a control character that cannot be sent; please remove it.",
+    ),
     "action_forbidden": (
         "Chỉ người vận hành hoặc quản trị viên được thực hiện thao tác này.",
         "Only an operator or an administrator may do this.",

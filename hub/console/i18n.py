@@ -525,6 +525,7 @@ MESSAGE_STATES = {
     "result-too-large": ("tệp kết quả quá lớn", "result too large"),
     "result-unavailable": ("không tải được kết quả", "result unavailable"),
     "result-digest-mismatch": ("kết quả khác mã băm đã khai", "result differs from its digest"),
+    "result-host-not-allowed": ("liên kết kết quả tới máy chủ không được phép", "result link to a host not allowed"),
 }
 
 # Dossier status names (hub.dossier.status_machine.DossierStatus) as the store's details write them ("4 PROCESSING").

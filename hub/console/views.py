@@ -552,10 +552,9 @@ def hub_snapshot(hub: HubService, *, previews: bool = True) -> Snapshot:
 
 def due_moved(detail: Any) -> tuple[datetime, datetime] | None:
     """(replaced, new) due date of a timeline entry that moved the dossier's, else ``None`` (the page shows it)."""
-    from hub.store.due_dates import due_of, previous_due_of
+    from hub.store.due_dates import due_change
 
-    new, old = due_of(detail), previous_due_of(detail)
-    return None if new is None or old is None else (old, new)
+    return due_change(detail)
 
 
 @dataclass

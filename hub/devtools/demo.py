@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel
@@ -387,11 +388,13 @@ class DemoHub:
                           "credentials": {"username": PORTAL_USER, "password": PORTAL_PASSWORD}},
              "profile": PORTAL_PROFILE, "profile_values": self.portal_profile_values(),
              "retry": retry, "circuit": circuit, "timeout_s": 5, "concurrency": 1},
-            # its results must carry the competent agency's signature (Quảng Nam Điều 16.3): checked before forwarding
+            # its results must carry the competent agency's signature (Quảng Nam Điều 16.3): checked before forwarding,
+            # fetched only from its own document host — named exactly, as it is on loopback (adapters.link_hosts)
             {"code": c.ministry, "name": "Ministry software, XML steps (demo)", "kind": "ministry",
              "sends": ["dossier.status"], "mapping": {"dossier.status": "ministry-steps"},
              "handles": [c.province], "certificates": [pem["ministry"]],
-             "result_signers": [self.pdf_keys.agency.cert_pem]},
+             "result_signers": [self.pdf_keys.agency.cert_pem],
+             "result_hosts": [urlsplit(self.ministry.base_url).netloc]},
             # VBDLIS posts unsigned per-step JSON; its security code is this connector's API key (PARTNER-FORMATS §5)
             {"code": c.vbdlis, "name": "Land registration software VBDLIS (demo)", "kind": "ministry",
              "sends": ["dossier.status"], "handles": [c.province],

@@ -55,12 +55,14 @@ class SupplementRound:
         return self.closed_status == PROCESSING
 
 
-def _time(value: object) -> datetime | None:
+def utc_time(value: object) -> datetime | None:
+    """A time as a timeline entry's JSON detail holds it (ISO 8601, ``Z`` for UTC; a naive one is UTC), else
+    ``None`` (absent or unreadable: a detail is what a partner sent)."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str) and value:
         try:
-            return _time(datetime.fromisoformat(value.replace("Z", "+00:00")))
+            return utc_time(datetime.fromisoformat(value.replace("Z", "+00:00")))
         except ValueError:
             return None
     return None
@@ -96,7 +98,7 @@ def supplement_rounds(entries: Iterable[TimelineLike]) -> list[SupplementRound]:
                     content=_text(step.get("content")),
                 )
             continue
-        new_due = _time(detail.get("new_due_at"))
+        new_due = utc_time(detail.get("new_due_at"))
         if open_round is None and not (entry.status == PROCESSING and new_due is not None):
             continue
         received = entry.status == PROCESSING
@@ -107,7 +109,7 @@ def supplement_rounds(entries: Iterable[TimelineLike]) -> list[SupplementRound]:
                 closed_status=entry.status,
                 received_at=entry.at if received else None,
                 receipt_note=_text(_step(detail).get("content")) if received else None,
-                previous_due_at=_time(detail.get("previous_due_at")) if received else None,
+                previous_due_at=utc_time(detail.get("previous_due_at")) if received else None,
                 new_due_at=new_due if received else None,
             )
         )

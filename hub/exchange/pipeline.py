@@ -27,7 +27,11 @@ reports go through the one status machine in the same store transaction as their
 dossier's timeline: an applied update is routed; a stale one (older than the last applied) is stored but not
 routed; an illegal transition is refused (``StatusTransitionError``, rule ``status-transition``, naming the
 message id), stored nowhere but on the timeline, and nothing is queued. A sync that restates the dossier's status
-is an amendment of its record, applied. A resend of an accepted message is a duplicate and is not decided again.
+is an amendment of its record, applied (and so is 9 restated with new results by the sender that set it): queued
+for every destination but the notification connectors (``Checked.notifiers``), whose applicant was told of that
+status already. A sync is as old as its record (the envelope's ``createdAt``). A status time more than
+``status_time_ahead_s`` ahead of the hub's clock is refused before anything is decided (``status-time-future``).
+A resend of an accepted message is a duplicate and is not decided again.
 An operator's correction (``hub.services.corrections``) is a ``dossier.status`` the hub injects with the
 ``Correction``: decided as such, audited, and routed like any applied update.
 
@@ -56,6 +60,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, Protocol
 
 from lxml import etree
@@ -70,6 +75,7 @@ from hub.errors import (
     EnvelopeInvalidError,
     Issue,
     NoRouteError,
+    PacketInvalidError,
     RejectedError,
     StatusTransitionError,
     StoreUnavailableError,
@@ -94,6 +100,9 @@ log = logging.getLogger(__name__)
 
 STATUS_TYPE = "dossier.status"
 SYNC_TYPE = "dossier.sync"
+STATUS_TIME_FUTURE = "status-time-future"
+#: How far ahead of the hub's clock a status time may be (clock skew), by default: ``LIENTHONG_STATUS_TIME_AHEAD_S``.
+DEFAULT_STATUS_TIME_AHEAD_S = 300.0
 
 # Called with the verified header before routing; raises ``RejectedError`` (e.g. ``AccessDeniedError``) to refuse.
 Authorizer = Callable[[EnvelopeHeader], None]
@@ -119,6 +128,7 @@ class Checked:
     sync: SyncReport | None = None  # the status a canonical dossier.sync reports (run through the status machine)
     warnings: tuple[Issue, ...] = ()  # accepted all the same: a procedure the catalogue does not list
     correction: Correction | None = None  # an operator's correction the hub injects (``Acceptor.inject``)
+    notifiers: tuple[str, ...] = ()  # the notification connectors among ``destinations`` (not told an amendment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +191,10 @@ class Acceptor:
         *,
         track_status: bool = True,
         defer_marks: bool = False,
+        status_time_ahead_s: float = DEFAULT_STATUS_TIME_AHEAD_S,
     ) -> None:
         self.store = store
+        self.status_time_ahead_s = status_time_ahead_s
         self.broker = broker
         self.routing = routing
         self.verifier = verifier
@@ -339,7 +351,26 @@ class Acceptor:
         destinations = self.routing.notifying(destinations, model)
         canonical = model if self.track_status and header.message_type == STATUS_TYPE else None
         sync = _sync_report(model, header) if self.track_status else None
-        return Checked(header, destinations, profile, canonical, sync, self._warnings(model))
+        if self.track_status:
+            self._check_status_time(header, canonical, sync)
+        return Checked(header, destinations, profile, canonical, sync, self._warnings(model),
+                       notifiers=self.routing.notifiers(destinations))  # fmt: skip
+
+    def _check_status_time(self, header: EnvelopeHeader, step: BaseModel | None, sync: SyncReport | None) -> None:
+        """Refuse a status dated more than ``status_time_ahead_s`` ahead of the hub's clock (``status-time-future``):
+        once applied, such a time would make every later update stale until that moment came. Every source alike:
+        a partner's or the hub's ``dossier.status`` and the status time a ``dossier.sync`` reports."""
+        if isinstance(step, DossierStatusUpdate):
+            at, path = step.at, "/envelope/body/at"
+        elif sync is not None:
+            at, path = sync.at, f"/envelope/body/{_SYNC_TIME_FIELD.get(sync.status, 'status')}"
+        else:
+            return
+        limit = self.verifier.clock() + timedelta(seconds=self.status_time_ahead_s)
+        if at > limit:
+            message = (f"the status time {at.isoformat()} is more than {self.status_time_ahead_s:g} s ahead of the "
+                       "hub's clock: check the sender's clock and time zone")  # fmt: skip
+            raise PacketInvalidError(message, [Issue(path, STATUS_TIME_FUTURE, message)], message_id=header.message_id)
 
     def _warnings(self, model: BaseModel | None) -> tuple[Issue, ...]:
         """What the sender is told without a refusal: a dossier.sync naming a procedure the (non-empty) procedure
@@ -406,6 +437,7 @@ class Acceptor:
                     "status": _status_update(c),
                     "sync": c.sync,
                     "warnings": tuple(f"{w.message} [{w.rule}]" for w in c.warnings),
+                    "notifiers": c.notifiers,
                 }
                 for c, data in checked
             ]
@@ -440,8 +472,7 @@ class Acceptor:
                     continue
                 duplicate = res.outcome == "duplicate"
                 decided = None if res.decision is None else str(res.decision.outcome)
-                nothing_queued = decided == "stale" or (duplicate and not res.delivery_ids)
-                destinations = () if nothing_queued else item.destinations
+                destinations = res.destinations  # as queued: none for a stale update, no notifier for an amendment
                 results.append(
                     Accepted(header.message_id, res.status, destinations, duplicate, decided, item.warnings)
                 )
@@ -633,10 +664,15 @@ def _dossier_code(model: BaseModel | SyncReport | None) -> str | None:
     return getattr(model, "dossier_code", None)
 
 
+#: The ``dossier.sync`` element holding the time of the status it reports (else the envelope's ``createdAt``).
+_SYNC_TIME_FIELD = {1: "submittedAt", 2: "receivedAt", 3: "rejectedAt", 9: "finishedAt", 10: "returnedAt"}
+
+
 def _sync_report(model: BaseModel | None, header: EnvelopeHeader) -> SyncReport | None:
     """The status, submission time and channel a canonical ``dossier.sync`` reports, read from the model the check
     decoded (``None`` for anything else). The time its status refers to is the matching time field (the rejection
-    date for 3), else the envelope's creation time."""
+    date for 3), else the envelope's creation time; the record's own time (its age for the status machine) is the
+    envelope's creation time."""
     if not isinstance(model, DossierSync):
         return None
     status = int(model.status)
@@ -653,6 +689,7 @@ def _sync_report(model: BaseModel | None, header: EnvelopeHeader) -> SyncReport 
         channel=int(model.channel),
         due_at=model.due_at,
         detail={k: v for k, v in detail.items() if v is not None} or None,
+        reported_at=header.created_at,
     )
 
 

@@ -5,8 +5,9 @@ its ``DanhSachHoSoBoSung`` (NgayHenTraTruoc, NgayHenTraMoi; TH-SI:187-203) and `
 supplement step arrives as a ``dossier.status``, whose portal record (``CapNhatTienDoHoSoMC``) has none of those
 fields. So, for a ``dvcqg`` destination, the worker builds the dossier's record as it now stands
 (``DossierRecords.refreshed``): the provincial system's latest ``dossier.sync`` the hub holds (its system of
-record), with the supplement rounds read from the timeline added to those the sync lists
-(``hub.dossier.supplements``), the current due date (``hub.store.due_dates``) and the current status. Read at
+record; ``Store.latest_sync``, the record the citizen notifications read too), with the supplement rounds read
+from the timeline added to those the sync lists (``hub.dossier.supplements``), the current due date
+(``hub.store.due_dates``) and the current status. Read at
 delivery, not at acceptance: two supplement steps delivered out of order both send the latest record, and the
 portal keeps the newest. Without a sync (the province never sent the dossier through the hub) only the progress
 record goes: the hub cannot build a whole record.
@@ -20,35 +21,19 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from hub import packets
 from hub.dossier.supplements import SupplementRound, supplement_rounds
 from hub.packets.dossier import DossierStatusUpdate, DossierSync, Supplement
-from hub.security.envelope import body_payload
-from hub.xmlparse import parse_xml
-from mappings import inbound_for_root
 
 log = logging.getLogger(__name__)
-
-SYNC_TYPE = "dossier.sync"
 
 
 class DossierFacts(Protocol):
     """The store's reads a refreshed record needs (``hub.store.Store``)."""
 
-    def latest_sync_envelope(self, dossier_code: str) -> bytes | None: ...
+    def latest_sync(self, dossier_code: str) -> DossierSync | None: ...
     def timeline(self, dossier_code: str) -> Any: ...
     def due_date(self, dossier_code: str) -> tuple[datetime | None, datetime | None]: ...
     def dossier(self, dossier_code: str) -> Any: ...
-
-
-def read_sync(envelope: bytes) -> DossierSync:
-    """The canonical ``dossier.sync`` of a stored envelope (a partner-format body mapped as at intake)."""
-    body = body_payload(parse_xml(envelope, strip_comments=True))
-    mapping = inbound_for_root(SYNC_TYPE, body.tag)
-    model = packets.read_validated(SYNC_TYPE, body) if mapping is None else mapping.to_canonical(body)
-    if not isinstance(model, DossierSync):  # pragma: no cover - the registry maps dossier.sync to DossierSync
-        raise TypeError(f"a stored dossier.sync decoded to {type(model).__name__}")
-    return model
 
 
 def supplement_of(found: SupplementRound) -> Supplement:
@@ -81,11 +66,10 @@ class DossierRecords:
     def refreshed(self, update: DossierStatusUpdate) -> DossierSync | None:
         """The dossier's record as it stands now (see the module docstring); ``None`` without a stored sync."""
         code = update.dossier_code
-        raw = self.store.latest_sync_envelope(code)
-        if raw is None:
+        basis = self.store.latest_sync(code)
+        if basis is None:
             log.info("dossier=%s no dossier.sync held: the portal gets the progress record only", code)
             return None
-        basis = read_sync(raw)
         listed = {s.supplement_id for s in basis.supplements}
         rounds = [supplement_of(r) for r in supplement_rounds(self.store.timeline(code))]
         supplements = [*basis.supplements, *(s for s in rounds if s.supplement_id not in listed)]

@@ -16,12 +16,16 @@ What is checked (a connector without ``result_signers`` is not: nothing register
 * the trust rule is ``TrustStore``'s with only the connector's ``result_signers`` pinned for its code: the result
   must be signed by one of those certificates — the agency's own, registered like its envelope certificates, not
   any certificate a CA issued (a CA issues certificates to every agency; a result is the competent agency's);
-* an attachment's declared ``sha256`` must be the fetched bytes' (``result-digest-mismatch``).
+* an attachment's declared ``sha256`` must be the fetched bytes' (``result-digest-mismatch``);
+* before that, its link must point at a host the sender's connector allows (``result_hosts``; by default the host
+  of its own endpoint URL, none without one), and at no internal address unless ``result_hosts`` names that host
+  (``adapters.link_hosts``): else ``result-host-not-allowed``, and nothing is requested — a link is a request the
+  hub makes for the partner (server-side request forgery).
 
 A document that fails is held: the delivery becomes a dead letter whose reason is the rule (``result-unsigned``,
 ``result-signature-invalid``, ``result-signer-not-registered``, ``result-not-a-pdf``, ``result-too-large``,
-``result-unavailable``, ``result-digest-mismatch``), shown on the operator page and by ``GET
-/api/v1/dead-letters``; nothing reaches the partner. Replaying it checks again — once the agency has fixed the
+``result-unavailable``, ``result-digest-mismatch``, ``result-host-not-allowed``), shown on the operator page and by
+``GET /api/v1/dead-letters``; nothing reaches the partner. Replaying it checks again — once the agency has fixed the
 document, or its new certificate is registered, the replay delivers; an unsigned result is never forwarded. A
 document host that is down or slow is a transient failure: the delivery is retried with the destination's
 backoff (not counted against the destination's circuit breaker), and once retries are exhausted it is held as
@@ -47,7 +51,8 @@ from adapters.base import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from adapters.documents import DocumentTooLargeError, document_pool, fetch_document, shown
+from adapters.documents import DocumentTooLargeError, HostNotAllowedError, document_pool, fetch_document, shown
+from adapters.link_hosts import HostAllowList
 from hub import packets
 from hub.exchange.routing import RoutingTable
 from hub.packets.dossier import DossierStatusUpdate
@@ -56,6 +61,7 @@ from hub.security.envelope import body_payload
 from hub.security.signed_documents import (
     DEFAULT_MAX_BYTES,
     DIGEST_MISMATCH,
+    HOST_NOT_ALLOWED,
     NOT_A_PDF,
     TOO_LARGE,
     UNAVAILABLE,
@@ -77,6 +83,12 @@ DEFAULT_TIMEOUT_S = 30.0
 
 #: The certificates registered to sign results for a connector code (``Registry.result_signers``).
 SignersOf = Callable[[str], Sequence[x509.Certificate]]
+#: The hosts a connector's result links may point at (``Registry.result_hosts``).
+HostsOf = Callable[[str], HostAllowList]
+
+
+def _no_hosts(code: str) -> HostAllowList:
+    return HostAllowList()
 
 
 def document_format(data: bytes) -> str:
@@ -91,6 +103,8 @@ class ResultCheck:
     """Checks the result documents of the finished updates of connectors with ``result_signers``."""
 
     signers_of: SignersOf
+    #: Where each sender's result links may point (none by default: every link is held).
+    hosts_of: HostsOf = _no_hosts
     max_bytes: int = DEFAULT_MAX_BYTES
     timeout_s: float = DEFAULT_TIMEOUT_S
 
@@ -129,10 +143,11 @@ class ResultCheck:
         if update is None:
             return []
         certificates = self.signers_of(request.sender)
+        hosts = self.hosts_of(request.sender)
         reports = []
         for attachment in update.attachments:
             url = str(attachment.url)
-            data = self._fetch(url)
+            data = self._fetch(url, hosts)
             digest = hashlib.sha256(data).hexdigest()
             if attachment.sha256 and attachment.sha256.lower() != digest:
                 raise PermanentDeliveryError(
@@ -151,9 +166,11 @@ class ResultCheck:
             reports.append(report)
         return reports
 
-    def _fetch(self, url: str) -> bytes:
+    def _fetch(self, url: str, hosts: HostAllowList) -> bytes:
         try:
-            return fetch_document(self._pool, url, max_bytes=self.max_bytes, timeout_s=self.timeout_s)
+            return fetch_document(self._pool, url, max_bytes=self.max_bytes, timeout_s=self.timeout_s, hosts=hosts)
+        except HostNotAllowedError as exc:
+            raise PermanentDeliveryError(f"result held: {exc}", rule=rule(PURPOSE, HOST_NOT_ALLOWED)) from None
         except DocumentTooLargeError as exc:
             raise PermanentDeliveryError(f"result held: {exc}", rule=rule(PURPOSE, TOO_LARGE)) from None
         except PermanentDeliveryError as exc:

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from broker.base import Broker, RetryPolicy
 from hub.errors import RoutingError
-from hub.security.credentials import Credentials
+from hub.security.credentials import Credentials, url_has_userinfo
 
 ANY = "*"
 
@@ -69,6 +69,17 @@ class RoutingFile(BaseModel):
     destinations: dict[str, DestinationConfig] = {}
     routes: list[Route] = []
 
+    @field_validator("destinations")
+    @classmethod
+    def _no_userinfo(cls, value: dict[str, DestinationConfig]) -> dict[str, DestinationConfig]:
+        """No credentials in an endpoint URL, as a connector spec refuses them (``endpoint-url-userinfo``): the
+        URL is shown in messages; the error names the destination, never the URL."""
+        for code, config in value.items():
+            if url_has_userinfo(config.endpoint):
+                raise ValueError(f"{code}: the endpoint URL carries user information (user:password@host); give "
+                                 "credentials as credentials {username, password}, never in the URL")  # fmt: skip
+        return value
+
 
 @dataclass
 class RoutingTable:
@@ -111,6 +122,11 @@ class RoutingTable:
                     continue
             kept.append(code)
         return tuple(kept)
+
+    def notifiers(self, destinations: Sequence[str]) -> tuple[str, ...]:
+        """The notification connectors (kind ``notification``) among ``destinations``: not queued an amendment, a
+        status restated (``hub.dossier.status_machine.Decision.amendment``), which the applicant was told of."""
+        return tuple(code for code in destinations if (c := self.destinations.get(code)) and c.kind == "notification")
 
     def declare(self, broker: Broker) -> None:
         """Declare every destination's queues with its own retry ladder (idempotent)."""

@@ -24,7 +24,9 @@ Outages (``run``): a store or broker failure never ends the worker. It backs off
 0.5 s doubling to 10 s, one log line when an outage starts and one when it ends, Prometheus metrics) and tries
 again. Deliveries not yet called are given back to the broker; deliveries the partner took whose "delivered"
 could not be recorded are held, unacknowledged, and recorded (then acknowledged) when the store is back — never
-called again meanwhile; a failed call whose retry could not be recorded is given back. During the backoff the
+called again meanwhile; a failed call whose retry could not be recorded is given back, and so is a delivery whose
+mapping or adapter needed the store (a supplement step's dossier record, a notification's dossier or timeline, the
+postal order book, the result signers) while it was down. During the backoff the
 broker connection is pumped (RabbitMQ heartbeats) and the heartbeat file rewritten (``hub.exchange.heartbeat``);
 SIGTERM ends the wait at once.
 
@@ -574,11 +576,20 @@ class Worker:
         store_error: StoreUnavailableError | None,
     ) -> tuple[StoreUnavailableError | None, BrokerError | None]:
         """Record and settle the calls that have returned: delivered ones in one transaction, then acknowledged.
-        Once the store has failed (``store_error``), delivered ones are held and failed ones given back."""
+        Once the store has failed (``store_error``), delivered ones are held and failed ones given back; a call
+        whose adapter met the store down is given back and is the store's failure (not the partner's: no circuit
+        breaker count, no retry recorded, never a dead letter)."""
         delivered: list[tuple[int, Delivered]] = []
         outcomes: list[tuple[int, Outcome]] = []
         for index, attempt, outbound, future in answers:
-            outcome, record = self._answer(batch[index], attempt, outbound, future)
+            try:
+                outcome, record = self._answer(batch[index], attempt, outbound, future)
+            except StoreUnavailableError as exc:  # the adapter's own store read or write: an outage, not the partner
+                log.warning("message_id=%s given back: the store failed during its call: %s", batch[index].message_id,
+                            exc)  # fmt: skip
+                store_error = store_error or exc
+                outcomes.append((index, GIVE_BACK))
+                continue
             if record is not None:
                 delivered.append((index, record))
             else:
@@ -720,11 +731,15 @@ class Worker:
         self, delivery: Delivery, attempt: int, outbound: Outbound, future: Future
     ) -> tuple[Outcome, Delivered | None]:
         """The outcome of a returned call (``_outcome``); an unexpected error is a bug, which must not lose the
-        message: retried later."""
+        message: retried later. ``StoreUnavailableError`` (an adapter reads or writes the store: a notification's
+        dossier and timeline, the postal order book, the result signers, the payment recorder) is raised: the store
+        is down, not the partner, so the caller gives the delivery back and the worker backs off."""
         names = _names_in(outbound.envelope)
         with log_context(message_id=delivery.message_id, connector=delivery.destination, names=names):
             try:
                 answer = future.result()
+            except StoreUnavailableError:
+                raise
             except Exception as exc:
                 log.exception("message_id=%s unexpected error", delivery.message_id)  # masked: in the context
                 return Outcome("deferred", 30.0, mask_personal(f"internal error: {exc!r}", names)), None

@@ -1,10 +1,11 @@
 """F4, the operator's side of VNPost orders: cancel one (``hub postal-cancel``) and ask a price (``hub postal-quote``).
 
 Cancel: VNPost cancels by CustomerCode and OrderNumber (GET ``?CustomerCode=&OrderNumber=``, PARTNER-FORMATS §4):
-the dossier code. The hub's record of the standing order (``hub.store.postal_orders``) says which ItemCode that
-was, and is marked cancelled once VNPost answers Status 100/101, so the next order of that dossier and direction
-takes a new ItemCode. VNPost's call names no direction: when a dossier has both a pickup and a result delivery
-standing, the operator names the one meant, and VNPost decides which it cancels.
+the dossier code. The hub's record of the standing order (``hub.store.postal_orders``; one VNPost reported
+delivered, returned or cancelled no longer stands) says which ItemCode that was, and is marked cancelled once VNPost
+answers Status 100/101, so the next order of that dossier and direction takes a new ItemCode. VNPost's call names
+no direction: when a dossier has both a pickup and a result delivery standing, the operator names the one meant,
+and VNPost decides which it cancels.
 
 Quote: UNSOURCED (no public source gives VNPost's price call; the connector's ``price_path`` turns it on).
 """
@@ -49,7 +50,8 @@ def cancel(runtime: Runtime, connector: str, dossier_code: str, direction: str |
     """Cancel the standing order of ``dossier_code`` (of ``direction``, when given) at VNPost; ``DeliveryError``
     when VNPost refuses it (with its message)."""
     adapter = _adapter(runtime, connector)
-    order = postal_orders.find_order(runtime.store.engine, connector, dossier_code=dossier_code, direction=direction)
+    order = postal_orders.find_order(runtime.store.engine, connector, dossier_code=dossier_code, direction=direction,
+                                     standing=True)  # fmt: skip
     if order is None and adapter.options.send_item_code:
         raise PostalOrderError(f"no standing order of {dossier_code} at {connector}")
     answer = adapter.cancel(connector, dossier_code, order.item_code if order is not None else None)

@@ -27,6 +27,7 @@ from cryptography import x509
 from hub.errors import KeyMaterialError, LienthongError, MappingError, RejectedError
 from hub.registry.core import Connector, Registry
 from hub.registry.spec import KNOWN_PROFILES
+from hub.security.credentials import redact_url
 from hub.security.signing import TrustStore
 
 if TYPE_CHECKING:
@@ -39,7 +40,8 @@ EXPIRY_WARNING_DAYS = 30
 @dataclass(frozen=True, slots=True)
 class CheckItem:
     status: Status
-    area: str  # connector, grants, example, mapping, profile, certificate, result-signers, templates, endpoint
+    area: str  # connector, grants, example, mapping, profile, certificate, result-signers, result-hosts,
+    # templates, endpoint
     message: str
 
     @property
@@ -360,6 +362,15 @@ def _check_result_signers(report: CheckReport, c: Connector, now: datetime) -> N
     for pem in c.spec.result_signers:
         cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
         _check_validity(report, "result-signers", cert, keys.fingerprint(cert), now)
+    hosts = c.spec.result_host_list()
+    if not hosts.patterns:
+        report.add("warn", "result-hosts", "no result_hosts and no endpoint: every result link is held "
+                   "(result-host-not-allowed); list the hosts that serve its result files")  # fmt: skip
+    elif not c.spec.result_hosts:
+        report.add("ok", "result-hosts", f"result links fetched only from its endpoint's host {hosts} (the default; "
+                   "an internal address only once result_hosts names the host)")  # fmt: skip
+    else:
+        report.add("ok", "result-hosts", f"result links fetched only from {hosts}")
 
 
 def _check_receipt_signers(report: CheckReport, c: Connector, now: datetime) -> None:
@@ -480,10 +491,10 @@ def _check_endpoint(report: CheckReport, c: Connector, timeout_s: float) -> None
     if c.spec.endpoint.transport == "smtp":
         _check_smtp(report, c, timeout_s)
         return
-    url = c.spec.endpoint.url
+    url = redact_url(c.spec.endpoint.url)  # as the report shows it: never user information, whatever was stored
     try:
         with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
-            response = client.request("OPTIONS", url)
+            response = client.request("OPTIONS", c.spec.endpoint.url)
     except httpx.ConnectError as exc:
         report.add("fail", "endpoint", f"endpoint unreachable: {url} ({exc})")
         return

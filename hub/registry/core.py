@@ -32,6 +32,7 @@ from cryptography import x509
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection
 
+from adapters.link_hosts import HostAllowList
 from hub.dossier.refunds import RULE as REFUND_RULE
 from hub.dossier.refunds import refund_refusal
 from hub.errors import CertificateError, Issue, SpecInvalidError, UnknownConnectorError
@@ -439,6 +440,19 @@ class Registry:
             return tuple(_load_pem(pem) for pem in connector.spec.result_signers)
 
         return self._cached("result-signers", code, load)
+
+    def result_hosts(self, code: str) -> HostAllowList:
+        """Where the result links of enabled connector ``code`` may point (``ConnectorSpec.result_host_list``:
+        its ``result_hosts``, else its endpoint's host); nowhere for an unknown or disabled one. Cached like
+        ``result_signers``."""
+
+        def load() -> HostAllowList:
+            connector = self.get(code)
+            if connector is None or not connector.enabled:
+                return HostAllowList()
+            return connector.spec.result_host_list()
+
+        return self._cached("result-hosts", code, load)
 
     def trust_store(self, anchors: TrustStore | Iterable[x509.Certificate] | None = None) -> TrustStore:
         """``anchors`` (CA certificates, or a trust store whose anchors and pins are kept) with every connector's

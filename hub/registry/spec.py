@@ -15,6 +15,7 @@ unit: null                             # optional: agency code of the unit it ac
 handles: [000.00.00.H12]               # optional: dossier-code prefixes of the dossiers it handles
 certificates: [certs/land.pem]         # PEM files (relative to this file) or inline PEM; several during rotation
 result_signers: [certs/agency.pem]     # optional: certificates that sign its results (hub.exchange.results)
+result_hosts: [files.tnmt.example.gov.vn, "*.cdn.example.gov.vn:443"]   # where its result links may point
 # receipt_signers: [certs/bank.pem]    # payment: certificates that sign its e-receipts (hub.flows.receipts)
 retry: {delays_s: [10, 60, 300], jitter: 0.2}
 concurrency: 4
@@ -51,7 +52,10 @@ levels and may hold no aliases (``yaml-size``, ``yaml-depth``, ``yaml-alias``: a
 them, and an alias bomb would expand a few KB into gigabytes); ``code_pattern`` is compiled and matched with
 RE2, whose matching time is linear in the input (no catastrophic backtracking), so a pattern RE2 cannot compile
 (backreferences, lookarounds) is refused (``code-pattern``); file paths must resolve inside ``base_dir`` (the
-connector file's folder), through symlinks and ``..`` alike (``certificate-path``, ``example-path``).
+connector file's folder), through symlinks and ``..`` alike (``certificate-path``, ``example-path``). No URL — the
+endpoint's, or a profile value that is one — may carry ``user:password@`` (``endpoint-url-userinfo``, a message that
+never repeats it): URLs are shown in listings, dumps, the audit log and adapter messages; credentials go in
+``endpoint.credentials``. ``result_hosts`` items must be host patterns (``result-hosts``, ``adapters.link_hosts``).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import re2
 import yaml
@@ -77,9 +82,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from adapters.link_hosts import HostAllowList, HostPattern, HostPatternError, parse_host_pattern
 from hub.dossier.validators import AGENCY_CODE_PATTERN, AgencyCode
 from hub.errors import CertificateError, Issue, KeyMaterialError, SpecInvalidError
-from hub.security.credentials import Credentials
+from hub.security.credentials import Credentials, url_has_userinfo
 from hub.security.envelope import Freshness
 from mappings import profile_names
 from mappings import profiles as partner_profiles
@@ -104,6 +110,10 @@ MAX_SPEC_BYTES = 256 * 1024
 MAX_YAML_DEPTH = 20
 #: Longest ``code_pattern`` accepted.
 MAX_CODE_PATTERN = 256
+#: The rule refusing ``user:password@`` in an endpoint URL or a profile value that is a URL.
+USERINFO_RULE = "endpoint-url-userinfo"
+#: A profile value that is a URL (an absolute ``auth_endpoint``, a payment URL per message kind, …).
+_URL_VALUE = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
 def _error(rule: str, message: str) -> PydanticCustomError:
@@ -206,6 +216,8 @@ class Endpoint(BaseModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        if url_has_userinfo(value):  # checked first: no message below may echo a password
+            raise _userinfo_error("endpoint.url")
         # one host character then anything but spaces: "[^\s/?#]+[^\s]*" would backtrack quadratically
         if not re.fullmatch(r"(?:https?|smtps?)://[^\s/?#][^\s]*", value):
             raise _error("endpoint-url", f"{value!r} is not an http://, https://, smtp:// or smtps:// URL")
@@ -218,6 +230,16 @@ class Endpoint(BaseModel):
             raise _error("endpoint-transport", f"transport {self.transport!r} does not fit the URL {self.url!r} "
                          "(smtp:// and smtps:// go with transport smtp, http(s):// with the others)")  # fmt: skip
         return self
+
+
+def _userinfo_error(what: str) -> PydanticCustomError:
+    """The refusal of a URL with ``user:password@`` in it, which never repeats the URL (it holds the secret)."""
+    return _error(
+        USERINFO_RULE,
+        f"{what} carries user information (user:password@host): a URL is shown in connector listings, the audit "
+        "log and error messages, so credentials never go in one; remove it and give them as endpoint.credentials "
+        "{username, password}",
+    )
 
 
 class RetrySpec(BaseModel):
@@ -270,6 +292,10 @@ class ConnectorSpec(BaseModel):
     #: ``hub.flows.receipts``, Quảng Nam Điều 14.3). Not ``certificates``: those are pinned for the connector's
     #: envelopes, and a receipt-signing certificate must authorise receipts only. PEM files or inline PEM.
     receipt_signers: tuple[str, ...] = ()
+    #: The hosts its result links may point at (``adapters.link_hosts``: ``host``, ``host:port``, ``*.domain``,
+    #: ``*.domain:port``); none given: the host of its own endpoint URL, and none without an endpoint (a link
+    #: elsewhere is held as ``result-host-not-allowed``). An internal address only for a host named exactly here.
+    result_hosts: Annotated[tuple[str, ...], BeforeValidator(_as_list)] = ()
     retry: RetrySpec = RetrySpec()
     concurrency: int = Field(4, ge=1, le=256)
     timeout_s: float = Field(10.0, gt=0, le=600)
@@ -346,11 +372,13 @@ class ConnectorSpec(BaseModel):
             return value
         profile = partner_profiles.get_profile(ref)
         problems = _Problems()
-        for key in value:
+        for key, text in value.items():
             if key not in profile.values:
                 known = ", ".join(sorted(profile.values)) or "none"
                 message = f"{key!r} is not a value of {profile.ref} (known: {known})"
                 problems.add((key,), "profile-value-unknown", message)
+            elif _URL_VALUE.match(text) and url_has_userinfo(text.strip()):
+                problems.add((key,), USERINFO_RULE, _userinfo_error(f"profile value {key!r}").message())
         problems.raise_if_any()
         return value
 
@@ -397,6 +425,18 @@ class ConnectorSpec(BaseModel):
                 want = "an smtp:// or smtps:// URL (transport smtp)" if email else "an http(s):// URL"
                 raise _error("endpoint-transport", f"{profile.name} is reached at {want}")
         return self
+
+    @field_validator("result_hosts")
+    @classmethod
+    def _result_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        problems = _Problems()
+        for index, item in enumerate(value):
+            try:
+                parse_host_pattern(item)
+            except HostPatternError as exc:
+                problems.add((index,), "result-hosts", str(exc))
+        problems.raise_if_any()
+        return tuple(dict.fromkeys(value))
 
     @field_validator("sends", "receives")
     @classmethod
@@ -490,6 +530,16 @@ class ConnectorSpec(BaseModel):
         """Whether the registry names this connector the handling system of ``dossier_code`` (``handles``)."""
         return dossier_code.startswith(self.handles) if self.handles else False
 
+    def result_host_list(self) -> HostAllowList:
+        """Where this connector's result links may point: ``result_hosts`` as written (``explicit``), else the
+        host of its endpoint URL, any port (not explicit: it opens no internal address), else nowhere."""
+        if self.result_hosts:
+            return HostAllowList.of(self.result_hosts)
+        host = urlsplit(self.endpoint.url).hostname if self.endpoint is not None else None
+        if not host:
+            return HostAllowList()
+        return HostAllowList((HostPattern(host.rstrip("."), None, explicit=False),))
+
     def profile_settings(self) -> partner_profiles.ProfileSettings | None:
         """The partner profile's values for this connector, defaults filled (``None`` without a profile);
         ``ProfileValueError`` when a required one is unset (``hub connector check`` reports it first)."""
@@ -520,6 +570,7 @@ class ConnectorSpec(BaseModel):
                 "certificates": tuple(certificates),
                 "result_signers": tuple(data.get("result_signers", ())),
                 "receipt_signers": tuple(data.get("receipt_signers", ())),
+                "result_hosts": tuple(data.get("result_hosts", ())),
                 "enabled": enabled,
                 "endpoint": _stored_endpoint(endpoint) if endpoint else None,
                 "retry": RetrySpec.model_construct(**{**retry, "delays_s": tuple(retry["delays_s"])})

@@ -1,8 +1,16 @@
-"""Partner credentials in a connector's endpoint (``endpoint.credentials``): kept, never shown or logged."""
+"""Partner credentials in a connector's endpoint (``endpoint.credentials``): kept, never shown or logged.
+
+Credentials never travel in a URL: a URL is shown in connector listings, spec dumps, the audit log and error
+messages, so ``user:password@`` in one would be printed everywhere (``url_has_userinfo`` is what the connector spec
+refuses; ``redact_url`` what messages show of a URL that might still carry one)."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer
+
+from hub.logs import mask_url_userinfo
 
 SECRET_MASK = "**********"  # noqa: S105 - the mask shown instead of a secret
 
@@ -36,3 +44,15 @@ class Credentials(BaseModel):
         """The plain value of an optional secret (``token``, ``lgsp_access_token``), ``None`` when unset."""
         value = getattr(self, name)
         return None if value is None else value.get_secret_value()
+
+
+def url_has_userinfo(url: str) -> bool:
+    """Whether ``url`` names a user (and perhaps a password) before its host: ``smtp://user:pass@host``."""
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:  # a malformed URL (an unclosed IPv6 bracket): judged on the text
+        return redact_url(url) != url
+
+
+#: ``text`` (a URL, or a message holding URLs) with every URL's user information replaced by ``***``.
+redact_url = mask_url_userinfo

@@ -51,8 +51,9 @@ SIGNATURE_INVALID = "signature-invalid"
 SIGNER_NOT_REGISTERED = "signer-not-registered"
 UNAVAILABLE = "unavailable"
 DIGEST_MISMATCH = "digest-mismatch"
+HOST_NOT_ALLOWED = "host-not-allowed"  # the link's host is not one the sender's connector allows: never fetched
 CHECKS = (TOO_LARGE, NOT_A_PDF, MALFORMED, UNSIGNED, SIGNATURE_INVALID, SIGNER_NOT_REGISTERED, UNAVAILABLE,
-          DIGEST_MISMATCH)  # fmt: skip
+          DIGEST_MISMATCH, HOST_NOT_ALLOWED)  # fmt: skip
 
 #: A purpose names what the document is for: lower-case letters, short enough for every rule to fit 32 characters.
 PURPOSE_PATTERN = re.compile(r"[a-z]{1,10}")

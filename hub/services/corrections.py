@@ -12,6 +12,7 @@ routed to receive it, the correction is recorded and audited all the same (``Sto
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -26,6 +27,11 @@ from hub.services.actions import Actor
 log = logging.getLogger(__name__)
 
 MAX_REASON = 2000
+#: What an XML 1.0 document can carry (its ``Char`` production): the reason travels in the hub's signed
+#: ``dossier.status``, and lxml refuses any other character. Both regex engines (Python's, pydantic's) read it.
+XML_TEXT = r"^[\t\n\r\x20-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]*$"
+_NOT_XML = re.compile(r"[^\t\n\r\x20-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
+REASON_CHARACTERS = "reason-characters"
 #: The step's title on the timeline, the province's inbox and the portal's progress record (partners read Vietnamese).
 STEP_TITLE = "Điều chỉnh trạng thái hồ sơ"
 
@@ -53,8 +59,10 @@ def _checked_reason(reason: str) -> str:
     text = reason.strip()
     if not text:
         raise _refused("a correction needs a reason", "/reason", "reason-required")
-    if "\x00" in text:
-        raise _refused("the reason holds a NUL character", "/reason", "reason-required")
+    bad = _NOT_XML.search(text)
+    if bad is not None:
+        raise _refused(f"the reason holds the control character U+{ord(bad.group()):04X}, which a dossier.status "
+                       "(XML) cannot carry: remove it", "/reason", REASON_CHARACTERS)  # fmt: skip
     if len(text) > MAX_REASON:
         raise _refused(f"the reason is longer than {MAX_REASON} characters", "/reason", "reason-required")
     return text
@@ -64,8 +72,9 @@ def correct_status(runtime: Runtime, dossier_code: str, *, status: int, reason: 
     """Set a dossier's status to ``status`` (1..10) for ``reason``, as ``actor`` (an operator or administrator: the
     callers check the role). Raises ``CorrectionRefusedError``: the dossier has no applied status
     (``dossier-unknown``), has this status already (``correction-unchanged``), the reason is blank
-    (``reason-required``), the status is not a code (``status-code``), or the correction was older than the dossier's
-    last update (``correction-stale``: recorded and audited, not applied or sent)."""
+    (``reason-required``) or holds a character XML cannot carry (``reason-characters``), or the status is not a code
+    (``status-code``). A correction is never stale: applied after the dossier's last update, even one dated ahead
+    (``hub.dossier.status_machine``); ``correction-stale`` remains only as a guard."""
     text = _checked_reason(reason)
     if isinstance(status, bool) or not isinstance(status, int) or status not in {s.value for s in DossierStatus}:
         raise _refused(f"status {status!r} is not a dossier status code 1..10", "/status", "status-code")

@@ -80,6 +80,15 @@ def create_private_file(path: Path) -> None:
         pass
 
 
+def _connect(engine: Engine) -> Connection:
+    """A pooled connection; every one busy for ``pool_timeout`` is as good as the store down for now (threads of
+    a worker's adapters read the store too), so it raises ``StoreUnavailableError``, not the pool's own error."""
+    try:
+        return engine.connect()
+    except sa.exc.TimeoutError as exc:
+        raise StoreUnavailableError(f"no store connection free: {exc}") from exc
+
+
 @contextmanager
 def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Connection]:
     """One transaction on a pooled connection, committed on exit, rolled back on error.
@@ -87,11 +96,7 @@ def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Connectio
     A write transaction (the default) begins ``IMMEDIATE`` on the store's SQLite engine, so a read that turns
     into a write waits for the lock instead of failing with "database is locked"; ``readonly`` skips that lock.
     """
-    try:
-        conn = engine.connect()
-    except sa.exc.TimeoutError as exc:  # every pooled connection busy for pool_timeout: as good as down for now
-        raise StoreUnavailableError(f"no store connection free: {exc}") from exc
-    with conn:
+    with _connect(engine) as conn:
         if not readonly:
             conn.execution_options(**{_WRITE: True})
         with conn.begin():
@@ -184,8 +189,9 @@ class Database:
             return MigrationContext.configure(conn).get_current_revision()
 
     def ping(self) -> None:
-        """Run the cheapest query there is (readiness probe); raises if the database is unreachable."""
-        with self.engine.connect() as conn:
+        """Run the cheapest query there is (readiness probe, a worker's probe during an outage); raises
+        ``StoreUnavailableError`` if the database is unreachable."""
+        with _connect(self.engine) as conn:
             conn.execute(sa.text("SELECT 1"))
 
     def durability(self) -> str:

@@ -10,7 +10,7 @@ who, why, before, after) in the transaction that applies it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,7 @@ _DOSSIER_PARTY = sa.select(
     .label("party"),
 )
 SYNC = "sync"  # ``Submission.sync``'s update is decided as ``Source.SYNC``
+DONE = 9  # the status only the sender that set it may restate (with new result documents)
 
 
 @dataclass
@@ -118,15 +119,22 @@ def decide_status(
     pending: StatusWrites,
     detail: Any = None,
     kind: Source | str = "step",
+    reported_at: datetime | None = None,
+    amends_result: bool = False,
 ) -> Decision:
     """Decide one update against the locked dossier's ``current`` state; queue its timeline entry and, when
     applied, the dossier's new state on ``pending`` (written by ``StatusWrites.flush``). A correction's entry
-    keeps who made it, why and the status before in its ``detail``."""
+    keeps who made it, why and the status before in its ``detail``, and the time it was applied at (after the
+    dossier's last update, see ``hub.dossier.status_machine``). ``reported_at``: when a sync's record was written;
+    ``amends_result``: a step at 9 bringing result documents other than those 9 was set (or last restated) with."""
     from hub.dossier.status_machine import Source, decide
 
-    decision = decide(current, status, at, correction, source=Source(kind))
+    decision = decide(current, status, at, correction, source=Source(kind), sender=source, reported_at=reported_at,
+                      amends_result=amends_result)  # fmt: skip
     if correction is not None:
         detail = {**(detail or {}), **_correction_detail(correction, current)}
+        if decision.new_state is not None:
+            at = decision.new_state.at  # on the timeline after the update it corrects
     if decision.new_state is not None:
         pending.states[dossier_code] = {
             "b_code": dossier_code,
@@ -181,7 +189,8 @@ def update_of(sub: Submission) -> tuple[StatusUpdate, str] | None:
     detail = {"reported_by": "dossier.sync", **(sync.detail or {})}
     if sync.due_at is not None:  # the due date (NgayHenTra) it carries: the dossier's current one (due_dates)
         detail["due_at"] = due_dates.iso(sync.due_at)
-    return StatusUpdate(sync.dossier_code, int(sync.status), sync.at, sync.source, detail), SYNC
+    return StatusUpdate(sync.dossier_code, int(sync.status), sync.at, sync.source, detail,
+                        reported_at=sync.reported_at), SYNC  # fmt: skip
 
 
 def outcome_name(decision: Decision) -> str:
@@ -211,10 +220,16 @@ def decide_statuses(
         if (sub.sender, sub.message_id) in known:
             continue
         current = state[update.dossier_code]
+        amends_result = False
+        if current is not None and kind != SYNC and int(current.status) == int(update.status) == DONE:
+            setter, results = result_state(conn, update.dossier_code, pending.timeline)  # may it restate 9?
+            current = replace(current, set_by=setter)
+            amends_result = bool(attachments_of(update.detail)) and attachments_of(update.detail) != results
         decision = decide_status(
             update.dossier_code, current, update.status, update.at,
             message_id=sub.message_id, source=update.source, correction=update.correction, at_now=at_now,
-            pending=pending, detail=update.detail, kind=kind,
+            pending=pending, detail=update.detail, kind=kind, reported_at=update.reported_at,
+            amends_result=amends_result,
         )  # fmt: skip
         if update.correction is not None:
             audit_correction(conn, update.dossier_code, update.status, decision, update.correction, current, at_now,
@@ -224,6 +239,39 @@ def decide_statuses(
         decisions[i] = decision
     pending.flush(conn)
     return decisions
+
+
+def attachments_of(detail: Any) -> frozenset[tuple[str, str]]:
+    """The result documents a step's detail names, as (URL, declared SHA-256) pairs."""
+    found = detail.get("attachments") if isinstance(detail, dict) else None
+    if not isinstance(found, list):
+        return frozenset()
+    return frozenset((str(a.get("url", "")), str(a.get("sha256") or "").lower()) for a in found if isinstance(a, dict))
+
+
+def result_state(
+    conn: Connection, dossier_code: str, pending: Sequence[dict[str, Any]] = ()
+) -> tuple[str | None, frozenset[tuple[str, str]]]:
+    """Who set the dossier's current status — the source of the applied (or corrected) timeline entry that moved it
+    there, amendments restating it since left aside — and the result documents of the setter's latest entry at that
+    status (those a restatement must differ from). Reads the stored timeline, then ``pending`` (this transaction's
+    entries not yet written)."""
+    tl = dossier_timeline.c
+    query = (
+        sa.select(tl.status, tl.source, tl.detail)
+        .where(tl.dossier_code == dossier_code, tl.outcome.in_(("applied", "corrected")))
+        .order_by(tl.id)
+    )
+    rows = [(r.status, r.source, r.detail) for r in conn.execute(query)]
+    rows += [(r["status"], r["source"], r["detail"]) for r in pending
+             if r["dossier_code"] == dossier_code and r["outcome"] in ("applied", "corrected")]  # fmt: skip
+    setter, previous, results = None, None, frozenset[tuple[str, str]]()
+    for status, source, detail in rows:
+        if status != previous:
+            setter, previous, results = source, status, frozenset()
+        if source == setter:
+            results = attachments_of(detail) or results
+    return setter, results
 
 
 def record_syncs(db: Database, conn: Connection, new: list[tuple[int, Submission]], at_now: datetime) -> None:

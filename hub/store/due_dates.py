@@ -18,8 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub.dossier.supplements import utc_time
 from hub.store.database import Database, chunks
-from hub.store.schema import UTCDateTime, dossier_timeline, dossiers, messages
+from hub.store.schema import UTCDateTime, dossier_timeline, dossiers
 
 #: The timeline outcomes that change a dossier (the rest are recorded only).
 COUNTED = ("applied", "corrected", "synced")
@@ -49,23 +50,12 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _parse(value: object) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and value:
-        try:
-            return _parse(datetime.fromisoformat(value.replace("Z", "+00:00")))
-        except ValueError:
-            return None
-    return None
-
-
 def due_of(detail: Any) -> datetime | None:
     """The due date a timeline row's detail sets, if any."""
     if not isinstance(detail, dict):
         return None
     for key in DUE_KEYS:
-        found = _parse(detail.get(key))
+        found = utc_time(detail.get(key))
         if found is not None:
             return found
     return None
@@ -73,7 +63,14 @@ def due_of(detail: Any) -> datetime | None:
 
 def previous_due_of(detail: Any) -> datetime | None:
     """The due date a timeline row replaced (``None`` when it set the first one, or none)."""
-    return _parse(detail.get("previous_due_at")) if isinstance(detail, dict) else None
+    return utc_time(detail.get("previous_due_at")) if isinstance(detail, dict) else None
+
+
+def due_change(detail: Any) -> tuple[datetime, datetime] | None:
+    """(replaced, new) due date of a timeline entry that moved the dossier's, else ``None`` (the page and the CLI
+    show it)."""
+    new, old = due_of(detail), previous_due_of(detail)
+    return None if new is None or old is None else (old, new)
 
 
 def note_due_changes(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -150,18 +147,3 @@ def _latest_reports(conn: Connection, codes: Sequence[str]) -> dict[str, tuple[i
         query = sa.select(ranked.c.dossier_code, ranked.c.status, ranked.c.source).where(ranked.c.rn == 1)
         latest.update({r.dossier_code: (r.status, r.source) for r in conn.execute(query)})
     return latest
-
-
-def latest_sync_envelope(db: Database, dossier_code: str) -> bytes | None:
-    """The stored envelope of the latest ``dossier.sync`` accepted for the dossier (as received), ``None`` for
-    none: the dossier's record as its system of record last sent it."""
-    m = messages.c
-    query = (
-        sa.select(m.envelope)
-        .where(m.dossier_code == dossier_code, m.message_type == "dossier.sync")
-        .order_by(m.received_at.desc(), m.id.desc())
-        .limit(1)
-    )
-    with db.transaction(readonly=True) as conn:
-        found = conn.execute(query).scalar()
-    return None if found is None else bytes(found)

@@ -26,6 +26,7 @@ from hub.store import due_dates as _due_dates
 from hub.store import message_log as _message_log
 from hub.store import pauses as _pauses
 from hub.store import queries as _queries
+from hub.store import sync_records as _sync_records
 from hub.store import traffic as _traffic
 from hub.store.database import Database, now
 from hub.store.history import add_events, event_row
@@ -48,6 +49,7 @@ from hub.store.types import (
 
 if TYPE_CHECKING:
     from hub.dossier.status_machine import Decision
+    from hub.packets.dossier import DossierSync
 
 
 class Store:
@@ -441,9 +443,10 @@ class Store:
         """Dossiers past their current due date whose latest status is not one of ``exclude_statuses``."""
         return _due_dates.past_due(self.db, now, exclude_statuses)
 
-    def latest_sync_envelope(self, dossier_code: str) -> bytes | None:
-        """The stored envelope of the dossier's latest accepted ``dossier.sync`` (``None`` for none)."""
-        return _due_dates.latest_sync_envelope(self.db, dossier_code)
+    def latest_sync(self, dossier_code: str) -> DossierSync | None:
+        """The dossier's latest ``dossier.sync`` (its system of record's), decoded; ``None`` when none is held
+        (``hub.store.sync_records``: what notifications and the portal's refreshed record both read)."""
+        return _sync_records.latest_sync(self.db, dossier_code)
 
     # ---------------------------------------------------------------- reads
 

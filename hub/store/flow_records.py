@@ -21,7 +21,7 @@ write lock up front like the rest of the store.
   receipts it held (kind ``payment.receipt``: signed by someone else, unsigned, altered…), with the rule and the
   reason, for operators.
 - ``postal_cursors`` / ``postal_events``: the last tracking-feed id read per postal connector (VNPost's ``$oid``,
-  a string since migration ``0018``), and every event emitted (unique per connector and event id: never emitted
+  a string since migration ``0017``), and every event emitted (unique per connector and event id: never emitted
   twice).
 """
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 _INSERT_DELIVERIES = deliveries.insert().returning(deliveries.c.id, deliveries.c.message_pk, deliveries.c.destination)
 _DELIVERIES_OF = (
-    sa.select(deliveries.c.id, deliveries.c.message_pk, deliveries.c.state)
+    sa.select(deliveries.c.id, deliveries.c.message_pk, deliveries.c.state, deliveries.c.destination)
     .where(deliveries.c.message_pk.in_(sa.bindparam("b_ids", expanding=True)))
     .order_by(deliveries.c.id)
 )
@@ -63,14 +63,18 @@ class Intake:
             first.setdefault((sub.sender, sub.message_id), index)
 
         # 0. Status updates of new messages through the status machine: a rejected one is not stored, a stale
-        #    one is stored without deliveries.
+        #    one is stored without deliveries, an amendment (a status restated) is queued for every destination
+        #    but the notification connectors: the applicant was told of that status when it was set.
         decisions = dossiers.decide_statuses(self.db, conn, subs, first, at_now)
         rejected: dict[tuple[str, str], Decision] = {}
         for index, decision in decisions.items():
+            sub = subs[index]
             if decision.outcome == "rejected":
-                rejected[(subs[index].sender, subs[index].message_id)] = decision
+                rejected[(sub.sender, sub.message_id)] = decision
             elif decision.outcome == "stale":
-                subs[index] = replace(subs[index], destinations=())
+                subs[index] = replace(sub, destinations=())
+            elif getattr(decision, "amendment", False) and sub.notifiers:
+                subs[index] = replace(sub, destinations=tuple(d for d in sub.destinations if d not in sub.notifiers))
 
         # 1. Insert every first occurrence; keys stored before (or concurrently) are skipped, not raised.
         rows = [
@@ -106,18 +110,20 @@ class Intake:
         }
         missing = [key for key in first if key not in inserted and key not in rejected]
         states: dict[int, list[str]] = {pk: [_Q] * len(ids) for pk, ids in delivery_ids.items()}
+        queued_to: dict[int, tuple[str, ...]] = {pk: subs[first[key]].destinations for key, pk in inserted.items()}
         if missing:
             for chunk in chunks(missing):
                 for r in conn.execute(dossiers.STORED_MESSAGES, {"b_keys": list(chunk)}):
                     stored[(r.sender, r.message_id)] = (r.id, r.digest, r.received_at)
             old_pks = [stored[key][0] for key in missing]
-            found: dict[int, list[tuple[int, str]]] = {pk: [] for pk in old_pks}
+            found: dict[int, list[tuple[int, str, str]]] = {pk: [] for pk in old_pks}
             for chunk in chunks(old_pks):
                 for d in conn.execute(_DELIVERIES_OF, {"b_ids": list(chunk)}):
-                    found[d.message_pk].append((d.id, d.state))
-            for pk, pairs in found.items():
-                delivery_ids[pk] = tuple(i for i, _ in pairs)
-                states[pk] = [s for _, s in pairs]
+                    found[d.message_pk].append((d.id, d.state, d.destination))
+            for pk, rows_of in found.items():
+                delivery_ids[pk] = tuple(i for i, _, _ in rows_of)
+                states[pk] = [s for _, s, _ in rows_of]
+                queued_to[pk] = tuple(d for _, _, d in rows_of)
 
         # 4. One result per submission, in order.
         results = []
@@ -146,6 +152,7 @@ class Intake:
                     stored_digest=stored_digest, status=message_status(states.get(pk, [])), message_pk=pk,
                     delivery_ids=delivery_ids.get(pk, ()), received_at=received_at,
                     decision=decisions.get(index) if outcome == "accepted" else None,
+                    destinations=queued_to.get(pk, ()),
                 )
             )  # fmt: skip
         return results

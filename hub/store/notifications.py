@@ -1,13 +1,18 @@
-"""What citizen notifications (``adapters.notification``) read and write of a dossier: the envelope of its latest
-``dossier.sync`` (the applicant's contact and consent, read where the message log already keeps them — no second
-copy of personal data), and its timeline's notification entries.
+"""What citizen notifications (``adapters.notification``) write and check on a dossier's timeline (the applicant's
+contact and consent are read from the dossier's latest ``dossier.sync``: ``Store.latest_sync``).
 
 A notification is recorded on the dossier's timeline (``dossier_timeline``) with outcome ``notified`` or
 ``notify_skipped`` (the applicant declined, or gave no address), the connector as its source, the status and time
-of the update it is about, and a readable reason with the recipient masked. The same (connector, dossier, status,
-time) recorded once means that update was told: ``notified`` answers it, so neither a resent update nor a
-delivery redelivered after a crash notifies twice. Neither outcome counts as a status of the dossier
-(``hub.store.dossiers`` reads applied, corrected and synced entries only).
+of the update it is about, and a readable reason with the recipient masked. What counts as "already told"
+(``notified``): for the events told once per dossier (intake, received, not received, stopped, result) any entry of
+the connector at that status, whoever reported the update and at whatever time; for a supplement, an entry at the
+same request time (to the second, the precision partners stamp) or about the same message. So neither an update
+reported again (by another system, with its own time) nor a delivery redelivered after a crash notifies twice.
+Neither outcome counts as a status of the dossier (``hub.store.dossiers`` reads applied, corrected and synced
+entries only).
+
+The time recorded is the update's: the one the notice gives, else the one the status machine recorded for the
+message that reported it (``update_time``) — never the clock's, which would make each report a new update.
 """
 
 from __future__ import annotations
@@ -17,44 +22,64 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from hub.store.database import Database, now
-from hub.store.schema import dossier_timeline, messages
+from hub.store.schema import dossier_timeline, dossiers
 
 NOTIFIED = "notified"
 SKIPPED = "notify_skipped"
 OUTCOMES = (NOTIFIED, SKIPPED)
-SYNC_TYPE = "dossier.sync"
 
-_LATEST_SYNC = (
-    sa.select(messages.c.envelope)
-    .where(messages.c.dossier_code == sa.bindparam("b_code"), messages.c.message_type == SYNC_TYPE)
-    .order_by(messages.c.id.desc())
+_tl = dossier_timeline.c
+_TOLD = sa.select(_tl.at, _tl.message_id).where(
+    _tl.dossier_code == sa.bindparam("b_code"),
+    _tl.source == sa.bindparam("b_source"),
+    _tl.status == sa.bindparam("b_status"),
+    _tl.outcome.in_(OUTCOMES),
+)
+# The time the status machine gave the update a message reported (its own timeline entry, not a notification's).
+_UPDATE_TIME = (
+    sa.select(_tl.at)
+    .where(_tl.dossier_code == sa.bindparam("b_code"))
+    .where(_tl.message_id == sa.bindparam("b_message"), _tl.outcome.not_in(OUTCOMES))
+    .order_by(_tl.id.desc())
     .limit(1)
 )
-_tl = dossier_timeline.c
-_NOTIFIED = sa.select(
-    sa.exists().where(
-        _tl.dossier_code == sa.bindparam("b_code"),
-        _tl.source == sa.bindparam("b_source"),
-        _tl.status == sa.bindparam("b_status"),
-        _tl.at == sa.bindparam("b_at", type_=dossier_timeline.c.at.type),
-        _tl.outcome.in_(OUTCOMES),
-    )
-)
 
 
-def latest_sync(db: Database, dossier_code: str) -> bytes | None:
-    """The envelope (as received) of the dossier's latest logged ``dossier.sync``; ``None`` when none is logged."""
+def _second(at: datetime) -> datetime:
+    return at.replace(microsecond=0)
+
+
+def notified(
+    db: Database,
+    *,
+    source: str,
+    dossier_code: str,
+    status: int,
+    at: datetime | None = None,
+    message_id: str | None = None,
+    once: bool = True,
+) -> bool:
+    """Whether ``source`` already recorded a notification (sent or skipped) of this: at ``status`` for the dossier
+    (``once``), else at the same time to the second or about the same message (a supplement request)."""
+    values = {"b_code": dossier_code, "b_source": source, "b_status": int(status)}
     with db.transaction(readonly=True) as conn:
-        return conn.execute(_LATEST_SYNC, {"b_code": dossier_code}).scalar()
+        told = conn.execute(_TOLD, values).all()
+    if once:
+        return bool(told)
+    return any((message_id is not None and r.message_id == message_id)
+               or (at is not None and _second(r.at) == _second(at)) for r in told)  # fmt: skip
 
 
-def notified(db: Database, *, source: str, dossier_code: str, status: int, at: datetime) -> bool:
-    """Whether ``source`` already recorded a notification (sent or skipped) about this update of the dossier."""
-    values = {"b_code": dossier_code, "b_source": source, "b_status": int(status), "b_at": at}
-    with db.transaction(readonly=True) as conn:
-        return bool(conn.execute(_NOTIFIED, values).scalar())
+def update_time(conn: Connection, dossier_code: str, message_id: str | None) -> datetime | None:
+    """The time the status machine recorded for the update ``message_id`` reported, else the dossier's state time."""
+    if message_id is not None:
+        found = conn.execute(_UPDATE_TIME, {"b_code": dossier_code, "b_message": message_id}).scalar()
+        if found is not None:
+            return found
+    return conn.execute(sa.select(dossiers.c.status_at).where(dossiers.c.code == dossier_code)).scalar()
 
 
 def record_notification(
@@ -63,19 +88,24 @@ def record_notification(
     dossier_code: str,
     message_id: str | None,
     status: int,
-    at: datetime,
+    at: datetime | None,
     outcome: str,
     reason: str,
     source: str,
     detail: Mapping[str, Any] | None = None,
 ) -> None:
-    """Put one notification on the dossier's timeline (``outcome``: ``notified`` or ``notify_skipped``)."""
+    """Put one notification on the dossier's timeline (``outcome``: ``notified`` or ``notify_skipped``); ``at``
+    ``None``: the update's time as the status machine recorded it (``update_time``). ``ValueError`` when no time is
+    known at all (the dossier has no status)."""
     if outcome not in OUTCOMES:
         raise ValueError(f"a notification's outcome is one of {', '.join(OUTCOMES)}, not {outcome!r}")
     with db.transaction() as conn:
+        when = at if at is not None else update_time(conn, dossier_code, message_id)
+        if when is None:
+            raise ValueError(f"no time is known for the update {message_id} of dossier {dossier_code}")
         conn.execute(
             dossier_timeline.insert(),
-            {"dossier_code": dossier_code, "message_id": message_id, "status": int(status), "at": at,
+            {"dossier_code": dossier_code, "message_id": message_id, "status": int(status), "at": when,
              "outcome": outcome, "reason": reason, "source": source, "recorded_at": now(),
              "detail": None if not detail else dict(detail)},
         )  # fmt: skip

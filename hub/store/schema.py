@@ -226,7 +226,7 @@ dossiers = sa.Table(
     # From the dossier's dossier.sync (migration 0003): when and how it was submitted (the intake deadline).
     sa.Column("submitted_at", UTCDateTime, nullable=True),
     sa.Column("channel", sa.Integer, nullable=True),
-    # The current due date and the time of the report that set it (migration 0020, ``hub.store.due_dates``).
+    # The current due date and the time of the report that set it (migration 0018, ``hub.store.due_dates``).
     sa.Column("due_at", UTCDateTime, nullable=True),
     sa.Column("due_set_at", UTCDateTime, nullable=True),
     sa.Index(None, "due_at"),
@@ -435,5 +435,6 @@ catalogue_syncs = sa.Table(
 )
 
 # The partner flows' tables (F2–F4) live in their own module, on this metadata.
+from hub.store import delivery_steps as _delivery_steps  # noqa: E402,F401
 from hub.store import flow_records as _flow_records  # noqa: E402,F401
 from hub.store import postal_orders as _postal_orders  # noqa: E402,F401

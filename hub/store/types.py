@@ -42,6 +42,8 @@ class StatusUpdate:
     detail: Mapping[str, Any] | None = None
     #: An operator's ``hub.dossier.status_machine.Correction``: decided as such, and audited in the same transaction.
     correction: Any = None
+    #: When a sync's record was written (its envelope's ``createdAt``): how its staleness is judged; ``None``: ``at``.
+    reported_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,8 @@ class SyncReport:
     due_at: datetime | None = None  # the due date it carries (NgayHenTra): the dossier's current one from then on
     #: What the timeline keeps of it beside the status (the rejection date and reason…), JSON-ready.
     detail: Mapping[str, Any] | None = None
+    #: When the record was written (the envelope's ``createdAt``): a sync's age for the status machine.
+    reported_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,9 @@ class Submission:
     status: StatusUpdate | None = None
     sync: SyncReport | None = None
     warnings: tuple[str, ...] = ()  # advice recorded as ``warning`` events (a procedure the catalogue lacks)
+    #: The ``destinations`` that tell the applicant (notification connectors): not queued an amendment (a status
+    #: restated, ``Decision.amendment``), which the applicant was told of when it was set.
+    notifiers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Any iterable of destinations, each kept once, in order.
@@ -121,6 +128,8 @@ class AcceptResult:
     delivery_ids: tuple[int, ...]
     received_at: datetime
     decision: Decision | None = None
+    #: The destinations of ``delivery_ids``, in their order (for a new message: those queued after the decision).
+    destinations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +248,59 @@ def test_a_province_status_3_carries_its_reason_and_date_to_the_portal(lienthong
     late = packets.example("dossier.status").model_copy(update={"at": datetime.now(UTC).replace(microsecond=0)})
     assert lienthong.post(MINISTRY, "dossier.status", late).status_code == 422
 
+
+
+def test_a_status_dated_ahead_is_refused_and_a_correction_is_applied_after_the_last_update(
+    lienthong: Lienthong,
+) -> None:
+    """A status time far ahead of the hub's clock would make every later update stale until that moment: refused at
+    intake (``status-time-future``), a ministry's step and the status time a province's sync reports alike. Within
+    the clock-skew tolerance it is applied, and an operator's correction is still applied (after it), not stale."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    received = packets.example("dossier.sync").model_copy(update={"status": 2, "finished_at": None,
+                                                                   "returned_at": None})  # fmt: skip
+    assert lienthong.post(PROVINCE, "dossier.sync", received).status_code == 202
+    ahead = packets.example("dossier.status").model_copy(update={"at": now + timedelta(hours=1)})
+    refused = lienthong.post(MINISTRY, "dossier.status", ahead)
+    assert refused.status_code == 422, refused.text
+    assert [(e["path"], e["rule"]) for e in refused.json()["errors"]] == [("/envelope/body/at", "status-time-future")]
+    finished = received.model_copy(update={"status": 9, "finished_at": now + timedelta(days=1)})
+    refused = lienthong.post(PROVINCE, "dossier.sync", finished)
+    assert refused.status_code == 422, refused.text
+    assert [(e["path"], e["rule"]) for e in refused.json()["errors"]] == [
+        ("/envelope/body/finishedAt", "status-time-future")]  # fmt: skip
+    assert lienthong.hub.store.dossier(DOSSIER).status == 2  # type: ignore[union-attr]
+
+    skewed = now + timedelta(minutes=4)  # a clock a little ahead: within the tolerance, applied
+    near = lienthong.post(MINISTRY, "dossier.status", ahead.model_copy(update={"at": skewed}))
+    assert near.status_code == 202 and near.json()["status_update"] == "applied", near.text
+    done = lienthong.client.post(f"/api/v1/dossiers/{DOSSIER}/corrections", headers={"X-Api-Key": ADMIN_KEY},
+                                 json={"status": 2, "reason": "Bước xử lý gửi nhầm hồ sơ"})  # fmt: skip
+    assert done.status_code == 201, done.text
+    record = lienthong.hub.store.dossier(DOSSIER)
+    assert record is not None and (record.status, record.status_at) == (2, skewed)
+    (entry,) = [u for u in lienthong.hub.store.timeline(DOSSIER) if u.outcome == "corrected"]
+    assert entry.at == skewed  # on the timeline after the update it corrects
+
+
+def test_a_reason_with_a_control_character_is_refused_naming_the_field_not_a_500(lienthong: Lienthong) -> None:
+    """The reason travels in the hub's signed dossier.status (XML): a character XML cannot carry is refused by the
+    HTTP route (422 at ``/body/reason``) and by the service the CLI and the page use (``reason-characters``)."""
+    assert lienthong.post(PROVINCE, "dossier.sync", packets.example("dossier.sync")).status_code == 202
+    lienthong.client.raise_server_exceptions = False
+    for reason in ("sai\x01", "sai\x0b trạng thái", "nhầm\x00"):
+        refused = lienthong.client.post(f"/api/v1/dossiers/{DOSSIER}/corrections", headers={"X-Api-Key": ADMIN_KEY},
+                                        json={"status": 4, "reason": reason})  # fmt: skip
+        assert refused.status_code == 422, (reason, refused.text)
+        assert [(e["path"], e["rule"]) for e in refused.json()["errors"]] == [
+            ("/body/reason", "request:string_pattern_mismatch")]  # fmt: skip
+    said = lienthong.cli("dossier", "correct", DOSSIER, "--status", "4", "--reason", "sai\x0b trạng thái")
+    assert said.exit_code == 1 and "[reason-characters]" in said.stderr and "U+000B" in said.stderr
+    assert "Traceback" not in said.output
+    kept = lienthong.client.post(f"/api/v1/dossiers/{DOSSIER}/corrections", headers={"X-Api-Key": ADMIN_KEY},
+                                 json={"status": 4, "reason": "Trả nhầm\tkết quả;\nđã xác nhận"})  # fmt: skip
+    assert kept.status_code == 201, kept.text  # tabs and line breaks are text
+    assert lienthong.hub.store.dossier(DOSSIER).status == 4  # type: ignore[union-attr]
 
 
 def test_vbdlis_after_a_synced_result_gets_its_own_refusal_shape(lienthong: Lienthong) -> None:

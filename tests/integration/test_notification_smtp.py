@@ -159,3 +159,28 @@ def test_the_email_channel_sends_the_rendered_notice() -> None:
     assert parsed["Message-ID"] == "<m-1.supplement.000.00.00.G21@daknong.gov.vn>"
     assert parsed["Auto-Submitted"] == "auto-generated" and parsed["Reply-To"] == "hotro@x.vn"
     assert mail.text == rendered.text and "Bổ sung bản vẽ mặt cắt công trình" in mail.text
+
+
+def test_the_relay_logs_in_with_the_connectors_credentials_never_with_its_urls() -> None:
+    """``smtp://user:password@host`` is not a way to give the login (the spec refuses it, ``endpoint-url-userinfo``):
+    ``SmtpRelay.from_url`` takes none from the URL and refuses one that carries any, and neither its message nor
+    the adapter registry's (a connector stored before the rule: ``UnusableAdapter``) shows the password."""
+    from adapters.registry import UnusableAdapter, build_adapter
+    from hub.exchange.routing import DestinationConfig
+
+    with MailServer(users={USER: PASSWORD}, auth_require_tls=False) as server:
+        host = server.url.split("://", 1)[1]
+        with pytest.raises(ValueError, match=r"endpoint\.credentials") as refused:
+            SmtpRelay.from_url(f"smtp://{USER}:{PASSWORD}@{host}", starttls="none")
+        assert PASSWORD not in str(refused.value) and USER not in str(refused.value)
+        cleartext = relay(server, starttls="none", username=USER, password=PASSWORD)
+        send(cleartext, message(), SENDER, "an@example.vn")  # the login given as credentials
+        (mail,) = server.messages()
+        assert mail.login == USER and PASSWORD not in repr(cleartext)
+
+        legacy = DestinationConfig(endpoint=f"smtp://{USER}:{PASSWORD}@{host}", transport="smtp", kind="notification",
+                                   profile="notification/email-smtp",
+                                   profile_values={"from_address": SENDER, "starttls": "none"})  # fmt: skip
+        adapter = build_adapter(legacy)
+        assert isinstance(adapter, UnusableAdapter)
+        assert f"smtp://***@{host}" in adapter.reason and PASSWORD not in adapter.reason

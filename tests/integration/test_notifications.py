@@ -222,11 +222,55 @@ def test_an_update_told_once_is_not_told_again(hub: Hub) -> None:
     hub.sync(online_dossier(code, status=2))
     hub.deliver(until=lambda: len(hub.notes(code)) == 2)
     again = hub.sync(online_dossier(code, status=2))  # the province sends the same dossier again (an edit)
-    assert sorted(again["destinations"]) == [EMAIL, SMS]
-    hub.deliver(until=lambda: all(d["state"] == "delivered" for d in hub.get(  # type: ignore[call-overload]
-        f"/api/v1/messages/{again['message_id']}")["deliveries"]))  # fmt: skip
+    assert again["status_update"] == "applied" and again["destinations"] == []  # an amendment: no notifier
+    hub.deliver()
     assert len(hub.mail.messages()) == 1 and len(hub.sms.received()["messages"]) == 1
     assert len(hub.notes(code)) == 2
+
+
+def _updates(hub: Hub, code: str) -> list[dict]:
+    return hub.get(f"/api/v1/dossiers/{code}")["updates"]  # type: ignore[call-overload,no-any-return]
+
+
+def test_a_stopped_dossier_is_told_once_with_its_reason_however_often_the_province_edits_it(hub: Hub) -> None:
+    """A sync at 8 says no time for the stop: the notification carries the time the status machine gave the update
+    (not the clock's, which made every edit a new update), the reason is the sync's ``statusReason`` (not its
+    internal note), and an edit restating 8 is not queued for the notifiers at all."""
+    code = hub.code()
+    hub.sync(online_dossier(code, status=2))
+    hub.deliver(until=lambda: len(hub.notes(code)) == 2)
+    stopped = online_dossier(code, status=8).model_copy(
+        update={"status_reason": "Dừng xử lý theo đề nghị của người nộp", "note": "ghi chú nội bộ"}
+    )
+    first = hub.sync(stopped)
+    assert first["status_update"] == "applied" and sorted(first["destinations"]) == [EMAIL, SMS]
+    hub.deliver(until=lambda: len(hub.notes(code)) == 4)
+    edited = hub.sync(stopped.model_copy(update={"note": "ghi chú sửa"}))  # the province edits the stopped dossier
+    assert edited["status_update"] == "applied" and edited["destinations"] == []
+    hub.deliver()
+    assert len(hub.mail.messages()) == 2 and len(hub.sms.received()["messages"]) == 2
+    mail, sms = hub.mail.messages()[-1], hub.sms.received()["messages"][-1]
+    assert "Lý do: Dừng xử lý theo đề nghị của người nộp." in mail.text and "ghi chú" not in mail.text
+    assert "Lý do: Dừng xử lý theo đề nghị của người nộp." in sms["text"]
+    (applied,) = [u for u in _updates(hub, code) if u["message_id"] == first["message_id"] and u["status"] == 8
+                  and u["outcome"] == "applied"]  # fmt: skip
+    assert [n["at"] for n in hub.notes(code) if n["status"] == 8] == [applied["at"]] * 2
+
+
+def test_a_result_told_by_the_ministry_is_not_told_again_by_the_provinces_sync(hub: Hub) -> None:
+    """The ministry's 9 at 08:00, then the province's record restating 9 with its own finishedAt 08:05: one result."""
+    code = hub.code()
+    hub.sync(online_dossier(code, status=2))
+    hub.deliver(until=lambda: len(hub.notes(code)) == 2)
+    step = ministry_step(code, 9, "Đã có kết quả")
+    assert sorted(hub.status(step)["destinations"]) == sorted([PROVINCE, EMAIL, SMS])
+    hub.deliver(until=lambda: len(hub.notes(code)) == 4)
+    restated = online_dossier(code, status=9).model_copy(update={"finished_at": step.at + dt.timedelta(minutes=5)})
+    answer = hub.sync(restated)
+    assert answer["status_update"] == "applied" and answer["destinations"] == []
+    hub.deliver()
+    results = [m for m in hub.mail.messages() if ".result." in m.as_dict()["message_id"]]
+    assert len(results) == 1 and len([n for n in hub.notes(code) if n["status"] == 9]) == 2
 
 
 def test_a_failing_relay_is_retried_then_dead_lettered_and_replayed(hub: Hub) -> None:
@@ -310,6 +354,43 @@ def test_the_notification_ledger_on_both_databases(store, pki) -> None:
     assert ledger.already(EMAIL, note)  # the same update, to the microsecond
     assert not ledger.already(SMS, note)  # another connector has not told it
     assert not ledger.already(EMAIL, DossierNote(code, 5, at, "notified", "", "m-2"))  # another update
-    (entry,) = [u for u in store.timeline(code) if u.outcome == "notified"]
+    # received is told once per dossier: reported again by another system at another time, it was told
+    assert ledger.already(EMAIL, DossierNote(code, 2, at + dt.timedelta(minutes=5), "notified", "", "m-3"))
+    # a supplement, once per request: the same request time to the second (or message), not another request
+    asked = dt.datetime(2025, 11, 25, 2, 0, 7, tzinfo=UTC)
+    ledger.record(EMAIL, DossierNote(code, 5, asked, "notified", "supplement sent by email", "m-4", once=False))
+    for when, message, told in ((asked.replace(microsecond=900000), "m-5", True), (None, "m-4", True),
+                                (asked + dt.timedelta(seconds=1), "m-5", False), (None, "m-6", False)):  # fmt: skip
+        assert ledger.already(EMAIL, DossierNote(code, 5, when, "notified", "", message, once=False)) is told
+    (entry, _) = [u for u in store.timeline(code) if u.outcome == "notified"]
     assert (entry.source, entry.status, entry.at, entry.message_id) == (EMAIL, 2, at, "m-1")
     assert entry.detail == {"channel": "email"} and store.dossier(code) is None  # not a status of the dossier
+
+
+def test_notifications_and_the_portal_read_one_latest_sync_stale_records_left_aside(store, pki) -> None:
+    """``Store.latest_sync``: the one read (one query, one decoder) behind the applicant's contact and the portal's
+    refreshed record; a stale record (written before an update already applied) is history, not the latest."""
+    from hub.exchange.portal_refresh import DossierRecords
+    from hub.runtime import NotificationLedger
+    from hub.store.types import Submission, SyncReport
+
+    code = f"{PROVINCE}-251124-0901"
+    written = dt.datetime(2025, 11, 24, 4, 0, tzinfo=UTC)
+
+    def accept(email: str, reported_at: dt.datetime) -> str:
+        model = online_dossier(code, status=2, email=email)
+        data = signed_envelope(pki.province.signer, sender=PROVINCE, receiver=HUB, message_type="dossier.sync",
+                               payload=packets.to_element(model), dossier_code=code)  # fmt: skip
+        report = SyncReport(code, 2, model.received_at, PROVINCE, reported_at=reported_at)  # type: ignore[arg-type]
+        (result,) = store.accept_many([Submission(PROVINCE, str(uuid.uuid4()), "dossier.sync", HUB, data,
+                                                  dossier_code=code, sync=report)])  # fmt: skip
+        return str(result.decision.outcome)
+
+    assert accept("first@example.vn", written) == "applied"
+    assert accept("late@example.vn", written - dt.timedelta(hours=1)) == "stale"  # an older record, arriving late
+    latest = store.latest_sync(code)
+    assert latest is not None and latest.applicant.email == "first@example.vn"
+    assert NotificationLedger(store).dossier(code) == latest
+    step = ministry_step(code, 5, "Bổ sung bản vẽ")
+    refreshed = DossierRecords(store).refreshed(step)
+    assert refreshed is not None and refreshed.applicant == latest.applicant

@@ -5,16 +5,20 @@ from ``PARTNER-FORMATS.md`` §4 (``tests/golden/postal/``, named by source) agai
 — the adapter talking to a small server that answers the golden replies and records what it was sent — and
 against the strict simulator. Behaviour: the simulator refuses what VNPost would; area codes, ItemCode pool,
 token renewal and retry classification; the tracking poller (one postal.status per event, never twice, the
-``$oid`` cursor kept) and a delivered result → dossier.status 10; the migration to string cursors.
+``$oid`` cursor kept) and a delivered result → dossier.status 10; the migration to string cursors. The review of
+the VNPost work: an accepted order is delivered once (a store failure after VNPost accepted, a redelivered
+message), a final order frees its dossier for a new ItemCode, a status 10 the dossier is not ready for waits and is
+applied later (a stale or refused one settled, not counted), EventTime's unsourced unit and implausible times.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,15 +33,27 @@ from adapters.postal import InMemoryOrders, PostalAdapter
 from adapters.registry import UnusableAdapter, build_adapter
 from hub import packets
 from hub.devtools.simulators.postal import DEFAULT_CONSUMERS, DEFAULT_CUSTOMER, PostalSimulator, order_issues
-from hub.errors import ItemCodeError
+from hub.errors import ItemCodeError, StoreUnavailableError
 from hub.exchange.routing import DestinationConfig
-from hub.exchange.worker import OutboundBuilder
+from hub.exchange.worker import OutboundBuilder, Worker
+from hub.flows import postal_orders as postal_order_flows
 from hub.flows.postal_tracking import PostalTracker, event_message_id, returned_message_id
+from hub.packets.dossier import DossierStatusUpdate, Step
 from hub.packets.postal import Direction, PostalOrder, PostalState
+from hub.runtime import open_broker
+from hub.security.envelope import EnvelopeHeader
 from hub.store import Store, flow_records, postal_orders
 from mappings import postal as vp
 from mappings import profiles
-from tests.support import FAILURE_MODES, hub_client, hub_settings, post_accepted, province_connector, signed_envelope
+from tests.support import (
+    FAILURE_MODES,
+    hub_client,
+    hub_settings,
+    post_accepted,
+    province_connector,
+    signed_envelope,
+    wait_for,
+)
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "postal"
 HUB, PROVINCE, POSTAL = "000.00.00.H00", "000.00.00.H12", "000.00.00.G07"
@@ -336,7 +352,7 @@ def test_area_codes_come_from_the_table_and_the_connectors_values() -> None:
     assert caught.value.rule == "vnpost-area-unknown"
     zero = vp.VnpostOptions.from_settings(settings({**GOLDEN_VALUES, "area_codes": "01=10",
                                                     "missing_district": "0"}))  # fmt: skip
-    assert vp.order_body(elsewhere, zero, None)["ReceiverDistrict"] == 0  # TH sends 0 (TH-VR:9-30)
+    assert vp.order_body(elsewhere, zero, None)["ReceiverDistrict"] == 0  # only when set: 0 is unsourced
     moved = vp.to_order(order(receiver=order().receiver.model_copy(update={"province_code": "38"})))
     with pytest.raises(vp.UnknownAreaError, match=r"district 492 \(Hải Châu\) is in province 48, not 38"):
         vp.order_body(moved, base, None)
@@ -347,7 +363,7 @@ def test_area_codes_come_from_the_table_and_the_connectors_values() -> None:
 @pytest.mark.parametrize(
     ("key", "value"),
     [("status_map", "4:arrived"), ("auth_header", "basic"), ("area_codes", "48:50"), ("item_codes", "EL1VN,EL1VN"),
-     ("flag_config", "two"), ("missing_district", "skip"), ("service_query", "yes")],
+     ("flag_config", "two"), ("missing_district", "skip"), ("service_query", "yes"), ("event_time", "seconds")],
 )  # fmt: skip
 def test_a_wrong_profile_value_makes_the_connector_unusable(key: str, value: str) -> None:
     with pytest.raises(profiles.ProfileValueError, match=key):
@@ -383,7 +399,8 @@ def test_connector_check_maps_the_sample_order_and_fails_a_postal_connector_with
         items = [(i.status, i.message) for i in run_check(registry, POSTAL, probe=False).items if i.area == "profile"]
         assert ("ok", "vnpost/ngsp@1: the postal.order sample maps to a VNPost order (SenderProvince 77, "
                 "SenderDistrict 5030, ReceiverProvince 77, ReceiverDistrict 5030; 3 pre-issued ItemCode(s))") in items
-        assert {m.split(":")[1].strip() for s, m in items if s == "warn"} == {"price_path", "page_size", "status_map"}
+        warned = {m.split(":")[1].strip() for s, m in items if s == "warn"}
+        assert warned == {"price_path", "page_size", "status_map", "event_time"}  # the unsourced values
         registry.add(parse_spec({**spec, "profile_values": {**GOLDEN_VALUES, "status_map": "4=delivered"}}),
                      actor="test")  # fmt: skip
         report = run_check(registry, POSTAL, probe=False)
@@ -695,3 +712,283 @@ def test_hub_postal_cancel_and_quote(tmp_path: Path, sim: PostalSimulator) -> No
     quoted = hub("postal-quote", POSTAL, str(tmp_path / "order.xml"), "--weight", "1200")
     assert quoted.exit_code == 0 and quoted.output.strip().endswith("VND"), quoted.output
     assert int(quoted.output.split(": ")[1].split()[0]) == adapter.quote(order(), 1200)
+
+
+# ---------------------------------------------------------------- review: accepted once, status 10 kept, slots freed
+
+
+def _post_order(api: Any, pki: Any, model: PostalOrder) -> str:
+    """The province's postal.order accepted by the hub (queued for VNPost); its message id."""
+    data = signed_envelope(pki.province.signer, sender=PROVINCE, receiver=POSTAL, message_type="postal.order",
+                           payload=packets.to_element(model), dossier_code=model.dossier_code,
+                           message_id=str(uuid.uuid4()))  # fmt: skip
+    return str(post_accepted(api, data, api.keys[PROVINCE])["message_id"])
+
+
+def _work(api: Any, until: Any, timeout_s: float = 10.0) -> None:
+    """Run a worker (its own broker, the hub's store and adapters) over what is queued until ``until()``."""
+    hub = api.app.state.hub
+    runtime = hub.runtime
+    broker = open_broker(hub.settings)
+    worker = Worker(hub.store, broker, runtime.routing, OutboundBuilder(runtime.signer(), HUB), runtime.adapters())
+    try:
+
+        def turn() -> bool:
+            batch = broker.consume(worker.destinations, prefetch=16, timeout_s=0.2)
+            if batch:
+                worker.process_batch(batch)
+            return bool(until())
+
+        wait_for(turn, timeout_s, "the worker to deliver the postal order", every_s=0)
+    finally:
+        worker.close()
+        broker.close()
+
+
+class _BookFailingOnce:
+    """The order book, its first record of an order VNPost accepted failing as a store outage would."""
+
+    def __init__(self, book: Any) -> None:
+        self.book = book
+        self.failures = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.book, name)
+
+    def created(self, connector: str, item_code: str, message_id: str | None = None) -> None:
+        if not self.failures:
+            self.failures += 1
+            raise StoreUnavailableError("the store went away just after VNPost accepted the order")
+        self.book.created(connector, item_code, message_id)
+
+
+def test_an_order_vnpost_accepted_is_delivered_once_though_the_book_cannot_record_it(
+    api: Any, pki: Any, sim: PostalSimulator
+) -> None:
+    """Review item 7: the store failing right after VNPost accepted is no reason to post the order again — the
+    delivery is recorded delivered at its first attempt, VNPost saw one order and no repeat."""
+    hub = api.app.state.hub
+    adapter = hub.runtime.adapters()[POSTAL]
+    adapter.orders = failing = _BookFailingOnce(adapter.orders)
+    message_id = _post_order(api, pki, order(cod_amount=50_000))
+
+    def delivered() -> bool:
+        return [d["state"] for d in _trace(api, message_id).json()["deliveries"]] == ["delivered"]
+
+    _work(api, delivered)
+    (delivery,) = _trace(api, message_id).json()["deliveries"]
+    assert failing.failures == 1 and delivery["attempts"] == 1
+    received = sim.received()
+    assert list(received["orders"]) == [POOL[0]] and received["repeats"] == []
+
+
+def test_a_redelivered_order_message_is_answered_from_the_order_book(api: Any, pki: Any, sim: PostalSimulator) -> None:
+    """Review item 7: a message whose order the book records accepted (the worker stopped before recording the
+    delivery) is answered from the book with the same body, not posted to VNPost again."""
+    hub = api.app.state.hub
+    model = order()
+    data = signed_envelope(pki.province.signer, sender=PROVINCE, receiver=POSTAL, message_type="postal.order",
+                           payload=packets.to_element(model), dossier_code=model.dossier_code)  # fmt: skip
+    post_accepted(api, data, api.keys[PROVINCE])
+    adapter = hub.runtime.adapters()[POSTAL]
+    request = OutboundBuilder(hub.runtime.signer(), HUB).prepare(data, POSTAL, adapter.partner_format).request(POSTAL)
+    first = adapter.deliver(request)
+    (record,) = postal_orders.orders(hub.store.engine, POSTAL)
+    assert (record.state, record.posted_by) == ("created", request.message_id)
+    again = adapter.deliver(request)
+    assert again.sent == first.sent and "not posted again" in again.detail
+    assert list(sim.received()["orders"]) == [POOL[0]] and sim.received()["repeats"] == []
+
+
+def test_a_final_order_frees_its_dossier_for_a_new_item_code(store: Store) -> None:
+    """Review item 14: delivered or returned (tracking) ends an order as cancelling does: the dossier's next order
+    of that direction takes a new code; the old code stays used."""
+    engine = store.engine
+    args = {"dossier_code": DOSSIER, "direction": "delivery", "cod_amount": 0, "given": None, "pool": POOL}
+    first = postal_orders.assign_item_code(engine, "G", **args)
+    assert postal_orders.set_state(engine, "G", first, postal_orders.CREATED)
+    assert postal_orders.set_state(engine, "G", first, postal_orders.DELIVERED)
+    second = postal_orders.assign_item_code(engine, "G", **args)
+    assert (first, second) == (POOL[0], POOL[1])
+    assert postal_orders.set_state(engine, "G", second, postal_orders.RETURNED)
+    assert postal_orders.assign_item_code(engine, "G", **args) == POOL[2]
+    assert not postal_orders.set_state(engine, "G", second, postal_orders.DELIVERED)  # final: never moves again
+    with pytest.raises(ItemCodeError) as caught:
+        postal_orders.assign_item_code(engine, "G", **{**args, "dossier_code": "000.00.00.H12-251123-0052",
+                                                       "given": first})  # fmt: skip
+    assert caught.value.rule == "item-code-in-use"
+
+
+def test_an_order_vnpost_delivered_is_not_reused_by_the_next_order(api: Any, pki: Any, sim: PostalSimulator) -> None:
+    """Review item 14 through the hub: the pickup VNPost reports delivered is final; a new pickup order of the same
+    dossier gets a new ItemCode (a new order at VNPost, not a repeat of the old one), and cancelling no longer
+    finds the delivered order."""
+    hub = api.app.state.hub
+    _deliver(api, pki, order(Direction.PICKUP))
+    _advance(sim, POOL[0], 4, "Đã phát cho Bộ phận Một cửa")
+    PostalTracker(hub.runtime, {POSTAL: hub.runtime.adapters()[POSTAL]}).poll(POSTAL)
+    assert postal_orders.find_order(hub.store.engine, POSTAL, item_code=POOL[0]).state == "delivered"
+    with pytest.raises(postal_order_flows.PostalOrderError, match="no standing order"):
+        postal_order_flows.cancel(hub.runtime, POSTAL, DOSSIER, "pickup")
+    receipt = _deliver(api, pki, order(Direction.PICKUP))
+    assert json.loads(receipt.sent)["ItemCode"] == POOL[1]
+    assert sorted(sim.received()["orders"]) == [POOL[0], POOL[1]] and sim.received()["repeats"] == []
+
+
+T0 = datetime(2025, 11, 24, 2, 0, tzinfo=UTC)
+
+
+def _set_status(api: Any, status: int, at: datetime, dossier: str = DOSSIER, **extra: Any) -> Any:
+    """The dossier moved to ``status`` at ``at`` (a dossier.status the hub injects, as any partner's would)."""
+    hub = api.app.state.hub
+    update = DossierStatusUpdate(dossier_code=dossier, status=status, step=Step(actor="Bộ phận Một cửa"), at=at,
+                                 source_system=HUB, **extra)  # fmt: skip
+    header = EnvelopeHeader(message_id=str(uuid.uuid4()), sender=HUB, receiver=HUB, message_type="dossier.status",
+                            dossier_code=dossier)  # fmt: skip
+    return hub.runtime.inject(header, update)
+
+
+def _delivered_at(sim: PostalSimulator, at: datetime) -> None:
+    event = {"ItemCode": POOL[0], "StatusCode": 4, "StatusMessage": "Phát thành công",
+             "EventTime": int(at.timestamp() * 1000)}  # fmt: skip
+    assert httpx.post(sim.base_url + "/_advance", json=event, timeout=5).status_code == 200
+
+
+def _updates(api: Any) -> list[tuple[int, str]]:
+    updates = api.get(f"/api/v1/dossiers/{DOSSIER}", headers={"X-Api-Key": ADMIN_KEY}).json()["updates"]
+    return [(u["status"], u["outcome"]) for u in updates]
+
+
+def test_a_status_10_the_dossier_is_not_ready_for_waits_and_is_applied_once_it_is(
+    api: Any, pki: Any, sim: PostalSimulator
+) -> None:
+    """Review item 9: VNPost delivers the result while the dossier is still at 2: the 10 is refused by the status
+    machine, kept pending (not counted as returned), not tried again while the dossier cannot take it, and applied
+    at the first poll after the dossier reached 9."""
+    hub = api.app.state.hub
+    _set_status(api, 2, T0)
+    _deliver(api, pki, order())
+    _delivered_at(sim, T0 + timedelta(hours=2))
+    tracker = PostalTracker(hub.runtime, {POSTAL: hub.runtime.adapters()[POSTAL]})
+    first = tracker.poll(POSTAL)
+    assert first.returned == [] and first.pending == [POOL[0]]
+    assert any("waits" in e and "status-transition" in e for e in first.errors), first.errors
+    assert tracker.poll(POSTAL).pending == [POOL[0]]  # still at 2: not tried again
+    assert [u for u in _updates(api) if u[0] == 10] == [(10, "rejected")]  # one refusal on the timeline
+
+    _set_status(api, 9, T0 + timedelta(hours=1))
+    later = tracker.poll(POSTAL)
+    assert later.returned == [returned_message_id(POSTAL, POOL[0])] and later.pending == [], later
+    assert _updates(api)[-1] == (10, "applied")
+    record = postal_orders.find_order(hub.store.engine, POSTAL, item_code=POOL[0])
+    assert (record.state, record.handover) == ("delivered", "applied")
+    assert tracker.poll(POSTAL).returned == []  # applied once
+
+    # a poll that stopped between storing the 10 and recording it: the next one finds it stored, applies nothing
+    with hub.store.engine.begin() as conn:
+        conn.execute(postal_orders.postal_orders.update().values(handover="pending"))
+    resumed = tracker.poll(POSTAL)
+    assert resumed.returned == [] and resumed.pending == [] and not resumed.errors, resumed
+    assert postal_orders.find_order(hub.store.engine, POSTAL, item_code=POOL[0]).handover == "applied"
+    assert [u for u in _updates(api) if u[0] == 10] == [(10, "rejected"), (10, "applied")]
+
+
+def test_a_stale_or_refused_status_10_is_settled_and_not_counted(api: Any, pki: Any, sim: PostalSimulator) -> None:
+    """Review item 9: a 10 older than the dossier's last update is stale — recorded, not applied, not counted as
+    returned, never tried again; a pending 10 whose dossier was withdrawn meanwhile is settled refused."""
+    hub = api.app.state.hub
+    tracker = PostalTracker(hub.runtime, {POSTAL: hub.runtime.adapters()[POSTAL]})
+    _set_status(api, 9, T0 + timedelta(hours=3))
+    _deliver(api, pki, order())
+    _delivered_at(sim, T0 + timedelta(hours=2))  # delivered before the dossier's last update
+    stale = tracker.poll(POSTAL)
+    assert stale.returned == [] and stale.pending == [] and any("stale" in e for e in stale.errors), stale
+    assert postal_orders.find_order(hub.store.engine, POSTAL, item_code=POOL[0]).handover == "stale"
+    assert (10, "stale") in _updates(api) and flow_records.dossier_status(hub.store.engine, DOSSIER) == 9
+
+    other = "000.00.00.H12-251123-0060"
+    _set_status(api, 4, T0, other)
+    _deliver(api, pki, order(dossier_code=other))
+    _advance(sim, POOL[1], 4, "Phát thành công")
+    assert tracker.poll(POSTAL).pending == [POOL[1]]
+    _set_status(api, 7, T0 + timedelta(hours=1), other, reason="Công dân rút hồ sơ")
+    withdrawn = tracker.poll(POSTAL)
+    assert withdrawn.pending == [] and withdrawn.returned == [] and any("refused" in e for e in withdrawn.errors)
+    assert postal_orders.find_order(hub.store.engine, POSTAL, item_code=POOL[1]).handover == "refused"
+
+
+def test_event_time_unit_is_an_unsourced_profile_value_and_implausible_times_are_refused() -> None:
+    """Review item 9: EventTime is a long (OC-SDK MRhDoc) of an unsourced unit — epoch ms by default, local
+    yyyyMMddHHmmss digits when the profile says so; a time before 2000 or more than a day ahead is refused by the
+    rule vnpost-event-time (which is how a wrong unit shows), not taken as the instant."""
+    values = profiles.get_profile("vnpost/ngsp").values
+    assert values["event_time"].source is None and values["event_time"].default == "epoch_ms"
+    assert values["missing_district"].source == "OC-VM:21-49" and "UNSOURCED" in values["missing_district"].note
+    now = datetime(2025, 11, 24, 12, 0, tzinfo=UTC)
+    doc = {"OrderNumber": DOSSIER, "ItemCode": POOL[0], "StatusCode": 4}
+    delivered = datetime(2024, 11, 23, 11, 56, 32, tzinfo=UTC)
+    assert vp.status_from_doc({**doc, "EventTime": 1732362992000}, {}, now=now).at == delivered
+    digits = vp.VnpostOptions.from_settings(settings({**GOLDEN_VALUES, "event_time": "yyyyMMddHHmmss"}))
+    assert digits.event_time == "yyyyMMddHHmmss"
+    assert vp.status_from_doc({**doc, "EventTime": 20241123185632}, {}, digits.event_time, now=now).at == delivered
+    implausible = [
+        ("epoch_ms", 1732362992),  # epoch seconds read as ms: January 1970
+        ("epoch_ms", 20241123185632),  # the digits read as ms: year 2611
+        ("epoch_ms", int((now + timedelta(days=1, minutes=1)).timestamp() * 1000)),  # more than a day ahead
+        ("yyyyMMddHHmmss", 1732362992000),  # ms read as digits: no date
+        ("yyyyMMddHHmmss", 19991231235959),  # before 2000
+        ("epoch_ms", -62_135_596_800_001),  # before year 1
+    ]
+    for unit, value in implausible:
+        with pytest.raises(vp.EventTimeError, match="vnpost-event-time") as caught:
+            vp.status_from_doc({**doc, "EventTime": value}, {}, unit, now=now)
+        assert caught.value.rule == "vnpost-event-time"
+    ahead = int((now + timedelta(hours=23)).timestamp() * 1000)  # a clock a little ahead is no refusal
+    assert vp.status_from_doc({**doc, "EventTime": ahead}, {}, now=now).at == now + timedelta(hours=23)
+
+
+def test_an_event_with_an_implausible_time_is_refused_by_its_rule(api: Any, pki: Any, sim: PostalSimulator) -> None:
+    """The tracker reports the refused event with its rule and emits no postal.status for it."""
+    hub = api.app.state.hub
+    _deliver(api, pki, order())
+    _delivered_at(sim, datetime(1999, 12, 31, tzinfo=UTC))
+    result = PostalTracker(hub.runtime, {POSTAL: hub.runtime.adapters()[POSTAL]}).poll(POSTAL)
+    (refused,) = result.errors
+    assert "vnpost-event-time" in refused and result.returned == [] and result.pending == []
+    oid = sim.received()["events"][-1]["_id"]["$oid"]
+    assert _trace(api, event_message_id(POSTAL, oid)).status_code == 404
+
+
+def test_migration_0020_frees_the_orders_already_delivered(store_url: str) -> None:
+    """An order recorded delivered before 0020 frees its dossier and direction (as the tracker now does); the
+    downgrade drops the new columns and keeps the data."""
+    from alembic import command
+    from alembic.config import Config
+
+    from hub.store import MIGRATIONS_DIR
+
+    store = Store(store_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    try:
+        with store.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0019")
+            insert = sa.text("INSERT INTO postal_orders VALUES ('G', :item, :key, :dossier, 'delivery', 0, :state, "
+                             ":at, :at)")  # fmt: skip
+            at = datetime(2025, 11, 24, tzinfo=UTC)
+            conn.execute(insert, {"item": POOL[0], "key": f"{DOSSIER}:delivery", "dossier": DOSSIER,
+                                  "state": "delivered", "at": at})  # fmt: skip
+            conn.execute(insert, {"item": POOL[1], "key": "X:delivery", "dossier": "X", "state": "created", "at": at})
+        store.migrate()
+        args = {"dossier_code": DOSSIER, "direction": "delivery", "cod_amount": 0, "given": None, "pool": POOL}
+        assert postal_orders.assign_item_code(store.engine, "G", **args) == POOL[2]
+        assert postal_orders.assign_item_code(store.engine, "G", **{**args, "dossier_code": "X"}) == POOL[1]
+        with store.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0019")
+        assert store.current_revision() == "0019"
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM postal_orders")).scalar_one() == 3
+    finally:
+        store.close()

@@ -417,6 +417,103 @@ def rules_of(registry: Registry, connector, h: EnvelopeHeader) -> list[str]:
     return [i.rule for i in registry.authorize(connector, h)]
 
 
+def test_credentials_in_an_endpoint_url_are_refused_without_being_repeated() -> None:
+    """``user:password@`` in any endpoint URL — the endpoint's, or a profile value that is a URL — is refused when
+    the spec is read (``endpoint-url-userinfo``), naming the field and telling where credentials go, never echoing
+    them: a URL is shown by ``hub connector list``, the spec dump, the audit log and adapter messages."""
+    secret = "s3cr3t-relay-pw"
+    cases = {
+        "endpoint.url": spec_data("notification-email.yaml", endpoint={
+            "url": f"smtps://motcua:{secret}@smtp.example.gov.vn:465", "transport": "smtp"}),
+        "endpoint.url ": spec_data("land-registration.yaml", endpoint={"url": f"https://u:{secret}@tnmt.example.gov.vn/in"}),
+        "profile_values[auth_endpoint]": spec_data("national-portal.yaml", profile_values={
+            **spec_data("national-portal.yaml")["profile_values"], "auth_endpoint": f"https://u:{secret}@dvc/auth"}),
+    }  # fmt: skip
+    for path, data in cases.items():
+        with pytest.raises(SpecInvalidError) as refused:
+            parse_spec(data, base_dir=DEPLOY)
+        (issue,) = refused.value.issues
+        assert (issue.path, issue.rule) == (path.strip(), "endpoint-url-userinfo")
+        assert "endpoint.credentials" in issue.message
+        assert secret not in str(refused.value) and all(secret not in i.message for i in refused.value.issues)
+    assert spec("notification-email.yaml").endpoint is not None  # the shipped file: credentials where they belong
+
+
+def test_result_hosts_are_host_patterns_and_default_to_the_endpoints_host() -> None:
+    land = spec("land-registration.yaml")  # endpoint http://127.0.0.1:9106/…, no result_hosts
+    (default,) = land.result_host_list().patterns
+    assert (str(default), default.explicit) == ("127.0.0.1", False)  # any port; opens no internal address
+    listed = spec("land-registration.yaml", result_hosts=["files.tnmt.example.gov.vn", "*.cdn.example.gov.vn:443"])
+    assert [str(p) for p in listed.result_host_list().patterns] == list(listed.result_hosts)
+    stored = ConnectorSpec.from_stored(listed.stored(), (), True)
+    assert stored.result_hosts == listed.result_hosts
+    assert spec("vbdlis.yaml").result_host_list().patterns == ()  # no endpoint, none listed: no result is fetched
+    with pytest.raises(SpecInvalidError) as refused:
+        spec("land-registration.yaml", result_hosts=["ok.example.gov.vn", "*", "http://x.example.gov.vn/kq"])
+    assert [(i.path, i.rule) for i in refused.value.issues] == [("result_hosts[1]", "result-hosts"),
+                                                                ("result_hosts[2]", "result-hosts")]  # fmt: skip
+
+
+def test_the_migration_takes_credentials_out_of_urls_stored_before_the_rule(store_url: str) -> None:
+    """A connector stored with ``smtp://user:password@host`` (before ``endpoint-url-userinfo``): migration 0021
+    moves the login to ``endpoint.credentials`` (the relay reads only those now), and leaves the password in no URL
+    of the registry, its audit copies or a stored error."""
+    import json
+
+    from alembic import command
+    from alembic.config import Config
+
+    from hub.store import MIGRATIONS_DIR
+    from hub.store.schema import connectors, registry_audit
+
+    secret, email = "relay-pw@2024", spec("notification-email.yaml")
+    stored = email.stored()
+    stored["endpoint"] = {**stored["endpoint"], "credentials": None,
+                          "url": "smtp://motcua:relay-pw%402024@smtp.example.gov.vn:587"}  # fmt: skip
+    store = Store(store_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    try:
+        with store.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0019")
+            at = sa.func.now()
+            row = {"code": email.code, "kind": "notification", "name": email.name, "spec": stored, "enabled": True}
+            conn.execute(connectors.insert().values(**row, created_at=at, updated_at=at))
+            conn.execute(registry_audit.insert().values(actor="alice", action="create", code=email.code, before=None,
+                                                        after={"spec": stored}, at=at))  # fmt: skip
+        store.migrate()
+        connector = Registry(store, hub_code=HUB).get(email.code)
+        assert connector is not None and connector.spec.endpoint is not None
+        assert connector.spec.endpoint.url == "smtp://smtp.example.gov.vn:587"
+        credentials = connector.spec.endpoint.credentials
+        assert credentials is not None and credentials.username == "motcua"
+        assert credentials.password.get_secret_value() == secret
+        assert "relay-pw" not in json.dumps(connector.as_dict())  # what the API, the CLI and the audit show
+        (entry,) = Registry(store, hub_code=HUB).audit(email.code)
+        assert "relay-pw" not in json.dumps(entry.after)
+    finally:
+        store.close()
+
+
+def test_a_url_with_credentials_is_masked_in_log_lines_and_refused_in_a_routing_file() -> None:
+    from broker.base import BrokerError, connect
+    from hub.errors import RoutingError
+    from hub.exchange.routing import RoutingTable
+    from hub.logs import mask_personal
+
+    line = "cannot reach smtp://motcua:p%40ss@word@relay.example.gov.vn:587 (see https://docs.example.gov.vn/a@b)"
+    assert mask_personal(line) == (
+        "cannot reach smtp://***@relay.example.gov.vn:587 (see https://docs.example.gov.vn/a@b)"
+    )
+    with pytest.raises(RoutingError, match="user information") as refused:
+        RoutingTable.from_mapping({"destinations": {MINISTRY: {"endpoint": "https://u:pw-secret@x.example.gov.vn/"}}})
+    assert "pw-secret" not in str(refused.value)
+    with pytest.raises(BrokerError) as mistyped:
+        connect("amqq://guest:rabbit-pw@127.0.0.1:5672/%2F")
+    assert "rabbit-pw" not in str(mistyped.value)
+
+
 # ------------------------------------------------------------------ audit
 
 

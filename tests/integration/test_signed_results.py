@@ -99,6 +99,7 @@ def hub(tmp_path: Path, pki, sink: SinkServer) -> Iterator[Hub]:
             "code": MINISTRY, "name": "Land registration software", "kind": "ministry", "sends": ["dossier.status"],
             "mapping": {"dossier.status": "ministry-steps"}, "certificates": [pki.ministry.cert_path.read_text()],
             "handles": [PROVINCE], "result_signers": [signers.agency.cert_pem],
+            "result_hosts": [f"127.0.0.1:{ministry.port}"],  # its document host, named exactly (it is loopback)
         }), actor="test")  # fmt: skip
         service.registry.add(parse_spec({
             "code": PROVINCE, "name": "One-stop system", "kind": "provincial", "receives": ["dossier.status"],
@@ -205,7 +206,7 @@ def test_vbdlis_result_files_are_checked_the_same_way(hub: Hub) -> None:
         _, key = hub.hub.registry.add(parse_spec({
             "code": VBDLIS, "name": "VBDLIS land registration", "kind": "ministry", "sends": ["dossier.status"],
             "profile": "ministry/vbdlis-json", "profile_values": {"api_versions": "1"}, "handles": [PROVINCE],
-            "result_signers": [hub.signers.agency.cert_pem],
+            "result_signers": [hub.signers.agency.cert_pem], "result_hosts": [f"127.0.0.1:{vbdlis.port}"],
         }), actor="test")  # fmt: skip
         hub.hub.refresh()
         golden = json.loads((GOLDEN / "TH-BR_KetThucHoSo.request.json").read_text(encoding="utf-8"))
@@ -221,3 +222,91 @@ def test_vbdlis_result_files_are_checked_the_same_way(hub: Hub) -> None:
         assert dead[dossier(12)]["sender"] == VBDLIS
         assert sorted(vbdlis.received()["documents_fetched"]) == ["gcn-11.pdf", "gcn-12.pdf"]
         assert len(hub.sink.state.first_seen) == 1  # only the agency-signed result reached the province
+
+
+def spec_of(hub: Hub) -> dict:
+    """The ministry's registered spec, as a declaration to change and add again."""
+    connector = hub.hub.registry.get(MINISTRY)
+    assert connector is not None
+    return connector.spec.model_dump() | {"certificates": list(connector.spec.certificates)}
+
+
+def result_host_items(hub: Hub) -> list[tuple[str, str]]:
+    """What ``hub connector check`` says of the ministry's result hosts."""
+    report = run_check(hub.hub.registry, MINISTRY, probe=False)
+    return [(i.status, i.message) for i in report.items if i.area == "result-hosts"]
+
+
+def test_a_result_link_to_a_host_the_ministry_may_not_use_is_held_without_being_requested(hub: Hub) -> None:
+    """A link is a request the hub makes for the ministry (SSRF): only the hosts of its ``result_hosts`` are asked,
+    an internal address only when named exactly there. Elsewhere the update is held as ``result-host-not-allowed``
+    with nothing requested; once an admin lists the host, a replay fetches and checks it as usual."""
+    port = hub.ministry.port
+    hub.hub.registry.add(parse_spec({**spec_of(hub), "result_hosts": []}), actor="test")  # no endpoint, none listed
+    assert result_host_items(hub) == [("warn", "no result_hosts and no endpoint: every result link is held "
+                                               "(result-host-not-allowed); list the hosts that serve its result files")]
+    hub.hub.registry.add(parse_spec({**spec_of(hub), "result_hosts": [f"127.0.0.1:{port}"]}), actor="test")
+    hub.hub.refresh()
+    signed = hub.ministry.publish("kq-13.pdf", signed_result_pdf(dossier(13), hub.signers.agency))
+    links = {13: signed.replace("127.0.0.1", "localhost"),  # the same server, by a name result_hosts does not give
+             14: "http://169.254.169.254/latest/meta-data/iam/security-credentials/",  # cloud metadata
+             15: hub.sink.url}  # another service on the same host: the province's own inbox  # fmt: skip
+    held = {n: hub.finish(n, ResultDocument(code="KQ", name="GCN", url=url)) for n, url in links.items()}
+    hub.deliver()
+    dead = hub.open_dead_letters()
+    assert {dead[m]["reason"] for m in held.values()} == {"result-host-not-allowed"}
+    assert all("result_hosts" in dead[m]["last_error"] for m in held.values())
+    assert hub.ministry.received()["documents_fetched"] == [] and hub.sink.state.received == 0
+
+    # the endpoint's host is the default, but a default never opens an internal address: named exactly, it does
+    data = spec_of(hub)
+    hub.hub.registry.add(parse_spec(data | {"result_hosts": [], "endpoint": {"url": f"http://localhost:{port}/in"}}),
+                         actor="test")  # fmt: skip
+    hub.hub.refresh()
+    assert result_host_items(hub) == [("ok", "result links fetched only from its endpoint's host localhost (the "
+                                       "default; an internal address only once result_hosts names the host)")]
+    replayed = hub.client.post(f"/api/v1/dead-letters/{dead[held[13]]['id']}/replay", headers={"X-Api-Key": ADMIN_KEY})
+    assert replayed.status_code == 202, replayed.text
+    hub.deliver()
+    again = hub.open_dead_letters()[held[13]]
+    assert again["reason"] == "result-host-not-allowed" and "internal address" in again["last_error"]
+
+    hub.hub.registry.add(parse_spec(data | {"result_hosts": [f"localhost:{port}"]}), actor="test")
+    hub.hub.refresh()
+    assert result_host_items(hub) == [("ok", f"result links fetched only from localhost:{port}")]
+    replayed = hub.client.post(f"/api/v1/dead-letters/{again['id']}/replay", headers={"X-Api-Key": ADMIN_KEY})
+    assert replayed.status_code == 202, replayed.text
+    hub.deliver()
+    assert hub.delivered(held[13]) and hub.ministry.received()["documents_fetched"] == ["kq-13.pdf"]
+    assert {held[14], held[15]} <= set(hub.open_dead_letters())
+
+
+def test_a_held_result_is_resent_by_the_ministry_that_set_9_with_the_re_signed_file(hub: Hub) -> None:
+    """The way forward from a held result whose step declared its MaBam: a replay can never pass (the re-signed
+    file's bytes are not the declared hash), so the ministry re-sends its finished step with the new file and its new
+    digest — the sender that set 9 restating 9 with new result documents is an amendment, applied and routed again;
+    the same step sent again is still refused (who else may not: ``tests/unit/test_status_machine.py``)."""
+    wrong = hub.ministry.signed_result(dossier(30), hub.signers.other, with_digest=True)
+    held_id = hub.finish(30, wrong)
+    hub.deliver()
+    assert hub.open_dead_letters()[held_id]["reason"] == "result-signer-not-registered"
+    fixed = hub.ministry.signed_result(dossier(30), hub.signers.agency, with_digest=True)  # re-signed, same URL
+    assert fixed.url == wrong.url and fixed.sha256 != wrong.sha256
+
+    def resend(results: list[ResultDocument]):
+        step = MinistryStep(dossier_code=dossier(30), step="KetThuc", at=FINISHED_AT.replace(hour=9),
+                            actor="Lê Văn Cường", results=results)  # fmt: skip
+        return hub.client.post("/api/v1/messages", content=hub.ministry.envelope(step),
+                               headers={"Content-Type": "application/xml", "X-Api-Key": hub.ministry_key})  # fmt: skip
+
+    same = resend([wrong])
+    assert same.status_code == 422 and "9 DONE -> 9 DONE" in same.json()["errors"][0]["message"], same.text
+    again = resend([fixed])
+    assert again.status_code == 202, again.text
+    assert again.json()["status_update"] == "applied" and again.json()["destinations"] == [PROVINCE]
+    hub.deliver()
+    assert hub.delivered(again.json()["message_id"]) and not hub.delivered(held_id)
+    assert hub.get(f"/api/v1/messages/{again.json()['message_id']}")["status"] == "delivered"
+    updates = hub.get(f"/api/v1/dossiers/{dossier(30)}")["updates"]
+    assert [(u["status"], u["outcome"]) for u in updates] == [(9, "applied"), (9, "rejected"), (9, "applied")]
+    assert "restated by" in updates[-1]["reason"] and "(amended)" in updates[-1]["reason"]

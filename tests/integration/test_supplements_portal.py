@@ -8,6 +8,7 @@ the new due date (TH-SI:187-203). The dossier's current due date moves in the st
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,6 +87,23 @@ class Hub:
     def record(self) -> dict[str, Any]:
         return self.portal.received()["records"][DOSSIER]
 
+    def portal_delivery(self) -> Any:
+        """The portal's delivery of the dossier's latest ``dossier.status``, as the store has it."""
+        store = self.service.store
+        (latest,) = [d for m in store.dossier_messages(DOSSIER) if m.message_type == "dossier.status"
+                     for d in m.deliveries if d.destination == PORTAL][-1:]  # fmt: skip
+        return store.delivery(latest.delivery_id)
+
+    def deliver_until_delivered(self, within_s: float = 15.0) -> Any:
+        """``deliver`` again while the portal's delivery waits out its retry (polling the store)."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            self.deliver()
+            view = self.portal_delivery()
+            if view is not None and view.state == "delivered":
+                return view
+        raise AssertionError(f"not delivered within {within_s} s: {self.portal_delivery()}")
+
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[Hub]:
@@ -110,7 +128,9 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
             profile="dvcqg/opencps",
             profile_values={"dstcode": "DST-H12", "madonvi": PROVINCE, "auth_endpoint": portal.auth_endpoint,
                             "integration_endpoint": portal.integration_endpoint,
-                            "share_endpoint": portal.share_endpoint, "unit_name": "UBND quận Hải Châu"},
+                            "share_endpoint": portal.share_endpoint, "unit_name": "UBND quận Hải Châu",
+                            "transient_codes": "-1"},  # the simulator's refusal, retried here
+            retry={"delays_s": [0.2], "jitter": 0},
         )  # fmt: skip
         key = register(code=VBDLIS, name="VBDLIS", kind="ministry", sends=["dossier.status"], handles=[PROVINCE],
                        profile="ministry/vbdlis-json", profile_values={"api_versions": "1"})  # fmt: skip
@@ -177,3 +197,44 @@ def test_without_the_dossiers_record_the_portal_gets_the_progress_record_only(hu
     services = [c["service"] for c in hub.portal.received()["calls"] if c["service"] != "TraCuuHoSo"]
     assert services == ["CapNhatTienDoHoSoMC"]
     assert "DanhSachHoSoBoSung" not in hub.portal.received()["records"][DOSSIER]
+
+
+def test_a_retried_supplement_step_sends_the_progress_record_the_portal_accepted_only_once(hub: Hub) -> None:
+    """The portal keeps every progress record it is sent: when ``DongBoHoSoMC`` fails after
+    ``CapNhatTienDoHoSoMC`` was accepted, the retry sends only the dossier's record (``hub.store.delivery_steps``),
+    and the message log still keeps both bodies the portal received for the step."""
+    hub.sync()
+    hub.deliver()
+    hub.portal.reject_next(1, service="DongBoHoSoMC")  # the refreshed record refused once (transient "-1" here)
+    hub.step("YeuCauBoSungHoSo")
+    view = hub.deliver_until_delivered()
+
+    calls = [(c["service"], c["error_code"]) for c in hub.portal.received()["calls"]
+             if c["service"] in ("DongBoHoSoMC", "CapNhatTienDoHoSoMC")][1:]  # after the first sync  # fmt: skip
+    assert calls == [("CapNhatTienDoHoSoMC", "0"), ("DongBoHoSoMC", "-1"), ("DongBoHoSoMC", "0")]
+    assert view.attempts == 2 and hub.record()["TrangThaiHoSo"] == "5"
+    assert [json.loads(line)["service"] for line in view.sent.splitlines()] == ["CapNhatTienDoHoSoMC", "DongBoHoSoMC"]
+
+
+def test_a_provinces_record_behind_a_ministry_step_is_refused_out_loud_then_its_update_reaches_the_portal(
+    hub: Hub,
+) -> None:
+    """A sync is as old as its record (the envelope's ``createdAt``), not as the status it reports (a 2's reception
+    date): re-synced at 2 after the ministry's 4, with a due date 5 days later, it is not dropped as stale (the
+    portal would never learn the date) nor routed with its 2 (a status regression on the portal): it is refused
+    (``status-transition``, naming the current status). Synced again at 4, it moves the due date and reaches the
+    portal with status 4."""
+    from hub.errors import StatusTransitionError
+
+    hub.sync()
+    hub.step("ChuyenHoSo")  # 24 November 08:30: handed over, processing (4)
+    hub.deliver()
+    assert hub.record()["NgayHenTra"] == "20251201170000"
+    later_due = datetime(2025, 12, 6, 10, 0, tzinfo=UTC)
+    with pytest.raises(StatusTransitionError, match="4 PROCESSING -> 2 RECEIVED"):
+        hub.sync(due_at=later_due)
+    assert hub.service.store.dossier(DOSSIER).status == 4  # type: ignore[union-attr]
+    hub.sync(status=4, due_at=later_due)
+    hub.deliver()
+    assert hub.service.store.due_date(DOSSIER)[0] == later_due
+    assert (hub.record()["TrangThaiHoSo"], hub.record()["NgayHenTra"]) == ("4", "20251206170000")

@@ -62,7 +62,7 @@ def request(update: DossierStatusUpdate, *, sender: str = MINISTRY, as_model: bo
 
 def checker(signers: DemoPdfKeys, served: bytes) -> ResultCheck:
     check = ResultCheck(lambda code: (signers.agency.certificate,) if code == MINISTRY else ())
-    check._fetch = lambda url: served  # type: ignore[method-assign]
+    check._fetch = lambda url, hosts: served  # type: ignore[method-assign]
     return check
 
 

@@ -14,6 +14,7 @@ from hub.dossier.status_machine import (
     DossierState,
     DossierStatus,
     Outcome,
+    Source,
     decide,
     is_legal,
 )
@@ -130,11 +131,15 @@ def test_stale_update_is_recorded_not_applied() -> None:
     assert decision.raise_if_rejected() is decision  # stale is not an error
 
 
-def test_stale_wins_over_illegal_and_over_corrections() -> None:
+def test_stale_wins_over_illegal_but_a_correction_is_never_stale() -> None:
+    """A correction is the operator's decision now: a dossier whose last update was dated ahead is not locked; it
+    is applied after that update (the state's time never goes back)."""
     state = DossierState(DossierStatus.RESULT_RETURNED, LATER)
     assert decide(state, DossierStatus.NEW, T0).outcome is Outcome.STALE
     fix = Correction(reason="portal sent 10 by mistake", corrected_by="operator.lan")
-    assert decide(state, DossierStatus.PROCESSING, T0, fix).outcome is Outcome.STALE
+    decision = decide(state, DossierStatus.PROCESSING, T0, fix)
+    assert decision.outcome is Outcome.CORRECTED
+    assert decision.new_state == DossierState(DossierStatus.PROCESSING, LATER)
 
 
 def test_same_instant_is_not_stale() -> None:
@@ -202,3 +207,33 @@ def test_an_update_in_the_same_second_is_not_stale_and_time_never_goes_back() ->
     assert decision.new_state.at == current.at
     older = decide(current, 4, datetime(2026, 11, 23, 10, 0, 4, tzinfo=UTC))
     assert older.outcome == Outcome.STALE
+
+
+def test_a_sync_is_as_old_as_its_record_not_as_the_status_it_reports() -> None:
+    """A province's record written after the last applied update is judged like any update (an earlier status is
+    refused, not dropped); one written before it is stale, whatever the time of the status it reports."""
+    state = DossierState(DossierStatus.PROCESSING, T0)
+    received_long_ago = T0 - timedelta(days=3)
+    amended = decide(state, DossierStatus.RECEIVED, received_long_ago, source=Source.SYNC, reported_at=LATER)
+    assert amended.outcome is Outcome.REJECTED and "4 PROCESSING -> 2 RECEIVED" in amended.reason
+    restated = decide(state, DossierStatus.PROCESSING, LATER, source=Source.SYNC, reported_at=LATER)
+    assert restated.outcome is Outcome.APPLIED and restated.amendment
+    old_record = decide(state, DossierStatus.PROCESSING, LATER, source=Source.SYNC,
+                        reported_at=T0 - timedelta(minutes=1))  # fmt: skip
+    assert old_record.outcome is Outcome.STALE and "record written" in old_record.reason
+    # a step's age stays its own time
+    assert decide(state, DossierStatus.DONE, received_long_ago, reported_at=LATER).outcome is Outcome.STALE
+
+
+def test_only_the_sender_that_set_9_restates_it_with_result_documents() -> None:
+    done = DossierState(DossierStatus.DONE, T0, set_by="ministry")
+    again = decide(done, 9, LATER, sender="ministry", amends_result=True)
+    assert again.outcome is Outcome.APPLIED and again.amendment
+    assert again.new_state == DossierState(DossierStatus.DONE, LATER, "ministry")
+    for sender, results in (("ministry", False), ("other", True), (None, True)):
+        refused = decide(done, 9, LATER, sender=sender, amends_result=results)
+        assert refused.outcome is Outcome.REJECTED and "only the sender that set 9" in refused.reason
+    unknown = DossierState(DossierStatus.DONE, T0)  # nobody known to have set it
+    assert decide(unknown, 9, LATER, sender="ministry", amends_result=True).outcome is Outcome.REJECTED
+    moved = decide(DossierState(DossierStatus.PROCESSING, T0, "province"), 9, LATER, sender="ministry")
+    assert moved.new_state is not None and moved.new_state.set_by == "ministry"

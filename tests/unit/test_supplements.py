@@ -11,7 +11,7 @@ from typing import Any
 from hub import packets
 from hub.dossier.supplements import SupplementRound, supplement_rounds
 from hub.exchange.portal_refresh import DossierRecords, supplement_of
-from hub.packets.dossier import DossierStatusUpdate, Step, Supplement
+from hub.packets.dossier import DossierStatusUpdate, DossierSync, Step, Supplement
 from mappings import dvcqg
 
 
@@ -80,8 +80,10 @@ class FakeStore:
     def __init__(self, envelope: bytes | None, entries: list[Entry], due: datetime | None, status: int | None):
         self.envelope, self.entries, self.due, self.status = envelope, entries, due, status
 
-    def latest_sync_envelope(self, dossier_code: str) -> bytes | None:
-        return self.envelope
+    def latest_sync(self, dossier_code: str) -> DossierSync | None:
+        from hub.store.sync_records import read_sync
+
+        return None if self.envelope is None else read_sync(self.envelope)
 
     def timeline(self, dossier_code: str) -> list[Entry]:
         return self.entries

@@ -407,3 +407,207 @@ def test_a_store_failure_while_mapping_gives_the_delivery_back_not_a_dead_letter
     assert rig.broker.requeued == [1] and rig.broker.dead == [] and rig.store.dead == []
     assert rig.partner.calls == ["m-1"]  # called once, after it was given back
     assert rig.stop() == 1
+
+
+# ---------------------------------------------------------------- the store met outside the worker's own calls
+
+
+class StoreReadingPartner(Partner):
+    """A partner adapter that reads the store before it calls (a notification's dossier, the postal order book,
+    the result signers): it raises as the store does while ``down`` is set, before calling anyone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def deliver(self, request: OutboundRequest) -> DeliveryReceipt:
+        if self.down:
+            raise StoreUnavailableError("the store's database is unavailable: connection refused")
+        return super().deliver(request)
+
+
+def test_the_store_failing_inside_an_adapters_call_gives_the_delivery_back_never_a_retry_or_dead_letter(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path)
+    rig.partner = partner = StoreReadingPartner()
+    rig.worker.adapters = {DEST: partner}
+    partner.down = True
+    before = outages(STORE)
+    rig.broker.put(delivery(1))
+    rig.start()
+    try:
+        eventually(lambda: rig.broker.requeued == [1])
+        eventually(lambda: outages(STORE) == before + 1)  # an outage of the store: the worker backs off
+        assert partner.calls == [] and rig.broker.retried == [] and rig.broker.dead == []
+        assert rig.store.retries == [] and rig.store.dead == []  # no attempt counted against the partner
+        assert rig.worker.breaker(DEST).state == "closed"
+        partner.down = False
+        eventually(lambda: rig.broker.acked == [1])
+        assert partner.calls == ["m-1"] and list(rig.store.delivered) == [1]
+    finally:
+        rig.stop()
+        rig.worker.close()
+
+
+def test_a_notification_whose_timeline_cannot_be_read_is_given_back_and_sent_once_after_the_outage(
+    tmp_path: Path,
+) -> None:
+    """The notification adapter reads the dossier's timeline (``NotificationHooks.already``) before it sends: the
+    store down there is an outage (the delivery given back), not the channel's failure (a retry counted against
+    the connector, dead-lettered once its retries run out)."""
+    from adapters.notification import NotificationAdapter
+    from mappings.notification import Contact, Event, Notice
+
+    class Channel:
+        name = "email"
+
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def send(self, request: OutboundRequest, notice: Notice, address: str, rendered: object):
+            self.sent.append(request.message_id)
+            return b"From: hub", "message/rfc822", "SMTP 250"
+
+        def close(self) -> None:
+            pass
+
+    class Ledger:
+        def __init__(self) -> None:
+            self.down = True
+            self.notes: list[str] = []
+
+        def dossier(self, dossier_code: str):
+            raise AssertionError("the notice names its applicant: the dossier is not read")
+
+        def already(self, connector: str, note) -> bool:
+            if self.down:
+                raise StoreUnavailableError("the store's database is unavailable: connection refused")
+            return note.message_id in self.notes
+
+        def record(self, connector: str, note) -> None:
+            self.notes.append(note.message_id)
+
+    notice = Notice("000.00.00.H12-251123-0001", 2, Event.RECEIVED, at=datetime(2025, 11, 23, 8, tzinfo=UTC),
+                    applicant=Contact("Nguyễn Văn A", email="a@example.vn"))  # fmt: skip
+
+    class NoticeBuilder(FakeBuilder):
+        def prepare(self, inbound: bytes, destination: str, partner_format=None, units=None) -> Outbound:
+            outbound = super().prepare(inbound, destination, partner_format, units)
+            return Outbound(outbound.header, outbound.envelope, payload=notice)
+
+    channel, ledger = Channel(), Ledger()
+    rig = Rig(tmp_path)
+    rig.worker.builder = NoticeBuilder()  # type: ignore[assignment]
+    rig.worker.adapters = {DEST: NotificationAdapter(channel, hooks=ledger)}  # type: ignore[arg-type]
+    rig.broker.put(delivery(1))
+    rig.start()
+    try:
+        eventually(lambda: rig.broker.requeued == [1])
+        assert channel.sent == [] and rig.store.retries == [] and rig.broker.retried == []
+        assert rig.worker.breaker(DEST).state == "closed"
+        ledger.down = False
+        eventually(lambda: rig.broker.acked == [1])
+        assert channel.sent == ["m-1"] and ledger.notes == ["m-1"]  # sent once, on the timeline once
+        assert rig.store.dead == [] and rig.broker.dead == []
+    finally:
+        rig.stop()
+        rig.worker.close()
+
+
+def test_the_store_lost_while_a_worker_process_builds_its_adapters_is_waited_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between opening its store and running, a worker process reads the store again (its adapters: the registry's
+    tables, the result signers): the store going away then is an outage like any other, not an exit."""
+    from hub import logs, runtime
+    from tests.support import hub_settings
+
+    built: list[str] = []
+    adapters = runtime.Runtime.adapters
+
+    def adapters_once_unavailable(self: runtime.Runtime):
+        built.append("try")
+        if len(built) == 1:
+            raise StoreUnavailableError("the store's database is unavailable: connection refused")
+        return adapters(self)
+
+    monkeypatch.setattr(runtime.Runtime, "adapters", adapters_once_unavailable)
+    monkeypatch.setattr(logs, "configure_logging", lambda settings: None)  # pytest keeps the log handlers
+    settings = hub_settings(tmp_path, broker_url="embedded")
+    before = outages(STORE)
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        assert runtime._worker_process(settings, prefetch=8, idle_exit_s=0.1) == 0  # ran, then idle: no exception
+    finally:
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+    assert built == ["try", "try"] and outages(STORE) == before + 1
+
+
+def test_a_ping_that_finds_no_free_store_connection_says_the_store_is_unavailable(tmp_path: Path) -> None:
+    """The worker probes the store with ``ping`` during an outage; the pool's own timeout (every connection busy,
+    e.g. with adapters' threads waiting on a store that does not answer) is "unavailable", not another error."""
+    import sqlalchemy as sa
+
+    from hub.store.database import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'hub.db'}")
+    db.engine = sa.create_engine(db.url, pool_size=1, max_overflow=0, pool_timeout=0.05)
+    try:
+        with db.engine.connect(), pytest.raises(StoreUnavailableError, match="no store connection free"):
+            db.ping()
+        db.ping()  # a free connection again: fine
+    finally:
+        db.close()
+
+
+def test_the_postal_order_book_down_before_posting_is_raised_and_after_posting_never_posts_again() -> None:
+    """VNPost's ItemCode comes from the store's order book before the order is posted: the store down then is
+    raised as it is (the worker gives the delivery back, nothing was posted). Once VNPost took the order, marking
+    it ``created`` failing is logged: posting the same order again would be the wrong answer to an outage."""
+    from adapters.postal import InMemoryOrders, PostalAdapter
+    from hub import packets
+    from hub.devtools.simulators.postal import DEFAULT_CONSUMERS, DEFAULT_CUSTOMER, PostalSimulator
+    from hub.packets.postal import PostalOrder
+    from mappings import postal as vp
+    from mappings import profiles
+
+    class Book(InMemoryOrders):
+        def __init__(self) -> None:
+            super().__init__()
+            self.down: set[str] = set()
+
+        def item_code(self, connector: str, **order: object) -> str:  # type: ignore[override]
+            if "item_code" in self.down:
+                raise StoreUnavailableError("the store's database is unavailable: connection refused")
+            return super().item_code(connector, **order)  # type: ignore[arg-type]
+
+        def created(self, connector: str, item_code: str) -> None:
+            if "created" in self.down:
+                raise StoreUnavailableError("the store's database is unavailable: connection refused")
+            super().created(connector, item_code)
+
+    order = packets.example("postal.order")
+    assert isinstance(order, PostalOrder)
+    order = order.model_copy(update={"item_code": None})
+    request = OutboundRequest("000.00.00.G07", "m-1", "postal.order", b"<envelope/>", payload=vp.to_order(order),
+                              model=order)  # fmt: skip
+    book = Book()
+    with PostalSimulator() as sim:
+        values = {**sim.profile_values, "customer_code": DEFAULT_CUSTOMER, "item_codes": "EL900000001VN"}
+        key = next(iter(DEFAULT_CONSUMERS))
+        adapter = PostalAdapter(sim.url, profiles.resolve(profiles.get_profile("vnpost/ngsp"), values),
+                                consumer_key=key, secret=DEFAULT_CONSUMERS[key], orders=book, timeout_s=2)  # fmt: skip
+        try:
+            book.down = {"item_code", "created"}
+            with pytest.raises(StoreUnavailableError):
+                adapter.deliver(request)
+            assert sim.received()["orders"] == {} and book.orders == {}  # nothing posted, no code used
+            book.down = {"created"}
+            receipt = adapter.deliver(request)  # VNPost took it: delivered, not posted again later
+            assert receipt.status == 200 and "ItemCode=EL900000001VN" in receipt.detail
+            assert len(sim.received()["orders"]) == 1
+            assert [o["state"] for o in book.orders.values()] == ["assigned"]  # tracking moves it on from there
+        finally:
+            adapter.close()

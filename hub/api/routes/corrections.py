@@ -15,9 +15,8 @@ from pydantic import BaseModel, Field
 
 from hub.api.dependencies import ApiKey, hub_of
 from hub.api.problems import responses
-from hub.api.routes.actions import NO_NUL
 from hub.services import actions
-from hub.services.corrections import MAX_REASON, correct_status
+from hub.services.corrections import MAX_REASON, XML_TEXT, correct_status
 
 router = APIRouter()
 
@@ -49,8 +48,9 @@ class CorrectionIn(BaseModel):
     status: int = Field(ge=1, le=10, strict=True, description="The dossier's status after the correction (1..10)")
     reason: str = Field(
         max_length=MAX_REASON,
-        pattern=NO_NUL,
-        description="Why (required, not blank): on the timeline, audited, sent to the partners",
+        pattern=XML_TEXT,  # sent in the hub's signed dossier.status: no control character XML cannot carry
+        description="Why (required, not blank; no control characters but tab and line breaks): on the timeline, "
+        "audited, sent to the partners",
     )
 
 
@@ -78,8 +78,9 @@ class CorrectionOut(BaseModel):
     "`dossier.status` (the operator as the step's actor, `reason`, `corrects` = the status before) to every "
     "connector that receives `dossier.status` — the province and the national portal (`CapNhatTienDoHoSoMC`). "
     "404 (`dossier-unknown`) for a dossier without an applied status; 409 `correction-unchanged` when it has that "
-    "status already, `correction-stale` when its last update is later than now (recorded, not applied); 400 "
-    "`reason-required` for a blank reason.",
+    "status already; 400 `reason-required` for a blank reason; 422 `request:string_pattern_mismatch` at "
+    "`/body/reason` for a control character XML cannot carry. A correction is applied after the dossier's last "
+    "update, even one dated ahead of now.",
     openapi_extra={"requestBody": {"content": {"application/json": {"example": REQUEST_EXAMPLE}}}},
     responses={
         201: {"content": {"application/json": {"example": DONE_EXAMPLE}}},

@@ -32,8 +32,8 @@ known ``MaHoSo`` or an update/progress of an unknown one is refused. UNSOURCED (
 field; an invalid session with ``session_code`` (default "-2"); a failed login with ``int(refusal_code)``.
 
 ``/_control`` keys besides the failure modes (``base``): ``session_ttl_s``, ``expire_sessions``, ``invalid: N``
-(the next N record calls refused, as if the portal's rules changed), ``error_code_style``, ``refusal_code``,
-``query_error_code``.
+(the next N record calls refused, as if the portal's rules changed; with ``invalid_service`` only the calls of that
+service), ``error_code_style``, ``refusal_code``, ``query_error_code``.
 In Python also ``seed(*records)``: dossiers already on the portal (synced before the hub existed).
 
 ``GET /_received`` → ``{variant, records: {MaHoSo: record}, progress: {MaHoSo: [records]}, calls: [...], logins,
@@ -131,6 +131,7 @@ class NationalPortalSimulator(SimulatorServer):
         self.query_error_code = query_error_code
         self._sessions: dict[str, float | None] = {}
         self._invalid_left = 0
+        self._invalid_service: str | None = None  # None: any record service
         self._data_lock = threading.Lock()
         self._clear()
 
@@ -182,6 +183,7 @@ class NationalPortalSimulator(SimulatorServer):
                 self._sessions.clear()
             if "invalid" in command:
                 self._invalid_left = int(command["invalid"])
+                self._invalid_service = command.get("invalid_service")
             if style is not None:
                 self.error_code_style = style
             if "refusal_code" in command:
@@ -198,9 +200,9 @@ class NationalPortalSimulator(SimulatorServer):
             for record in records:
                 self.records[str(record["MaHoSo"])] = json.loads(json.dumps(record))
 
-    def reject_next(self, count: int = 1) -> None:
-        """Refuse the next ``count`` record calls (as if the portal's rules changed)."""
-        self.control({"invalid": count})
+    def reject_next(self, count: int = 1, service: str | None = None) -> None:
+        """Refuse the next ``count`` record calls (as if the portal's rules changed), or only those of ``service``."""
+        self.control({"invalid": count, "invalid_service": service})
 
     def received(self) -> dict[str, Any]:
         with self._data_lock:
@@ -215,6 +217,7 @@ class NationalPortalSimulator(SimulatorServer):
             self._clear()
             self._sessions.clear()
             self._invalid_left = 0
+            self._invalid_service = None
 
     # ------------------------------------------------------------ answers
 
@@ -356,7 +359,7 @@ class NationalPortalSimulator(SimulatorServer):
         if service == SERVICE_PROGRESS and len(data) > MAX_PROGRESS_RECORDS:
             return self._refused(f"Dữ liệu không hợp lệ: tối đa {MAX_PROGRESS_RECORDS} bản ghi mỗi lần gọi")
         with self._data_lock:
-            if self._invalid_left > 0:
+            if self._invalid_left > 0 and self._invalid_service in (None, service):
                 self._invalid_left -= 1
                 return self._refused("Dữ liệu không hợp lệ: bản ghi bị từ chối theo quy tắc mới")
         issues: list[RecordIssue] = []

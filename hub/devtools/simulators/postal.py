@@ -29,10 +29,11 @@ NGSP (the default; OC-SDK IToken/IOrder, OC-VP:561-615):
 LGSP (``lgsp=True``; OC-VP:171-182): the same operations at ``/lgsp?service=<token|order|cancel|tracking|price>``
 with ``Bearer``; the token is still asked with Basic at ``/lgsp/token``.
 
-Test hooks: ``POST /_advance {ItemCode | OrderNumber, StatusCode, StatusMessage, POSID, Notes}`` adds a tracking
-event (a courier; StatusCode 4 = delivered, 7 = cancelled in this simulator: codes VNPost does not publish, the
-same guesses as profile ``vnpost/ngsp``'s default ``status_map``). ``GET /_received`` → ``{"orders": {ItemCode:
-order}, "events": [...], "cancels": [...], "refused": [...], "tokens": n}``.
+Test hooks: ``POST /_advance {ItemCode | OrderNumber, StatusCode, StatusMessage, POSID, Notes[, EventTime]}`` adds a
+tracking event (a courier; StatusCode 4 = delivered, 7 = cancelled in this simulator: codes VNPost does not
+publish, the same guesses as profile ``vnpost/ngsp``'s default ``status_map``; EventTime as given, else now in
+epoch milliseconds). ``GET /_received`` → ``{"orders": {ItemCode: order}, "events": [...], "cancels": [...],
+"refused": [...], "repeats": [orders posted again], "tokens": n}``.
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ class PostalSimulator(SimulatorServer):
         self.events: list[dict[str, Any]] = []
         self.cancels: list[dict[str, Any]] = []
         self.refused: list[dict[str, Any]] = []
+        self.repeats: list[dict[str, Any]] = []  # orders posted again (same OrderNumber and ItemCode): Status 101
         self.token_count = 0
 
     # ------------------------------------------------------------ addresses (the profile values to use)
@@ -167,7 +169,8 @@ class PostalSimulator(SimulatorServer):
     def received(self) -> dict[str, Any]:
         with self._data_lock:
             return json.loads(json.dumps({"orders": self.orders, "events": self.events, "cancels": self.cancels,
-                                          "refused": self.refused, "tokens": self.token_count}))  # fmt: skip
+                                          "refused": self.refused, "repeats": self.repeats,
+                                          "tokens": self.token_count}))  # fmt: skip
 
     def reset(self) -> None:
         super().reset()
@@ -201,7 +204,9 @@ class PostalSimulator(SimulatorServer):
         self._oid_counter += 1
         return f"{int(time.time()):08x}{self._oid_prefix}{self._oid_counter:06x}"
 
-    def _event(self, order: dict[str, Any], code: int, message: str, pos: str = POS_ID, notes: str = "") -> str:
+    def _event(
+        self, order: dict[str, Any], code: int, message: str, pos: str = POS_ID, notes: str = "", at: Any = None
+    ) -> str:
         oid = self._oid()
         self.events.append(
             {
@@ -211,7 +216,7 @@ class PostalSimulator(SimulatorServer):
                 "ItemCode": order.get("ItemCode") or "",
                 "StatusCode": code,
                 "StatusMessage": message,
-                "EventTime": int(time.time() * 1000),
+                "EventTime": int(time.time() * 1000) if at is None else at,
                 "POSID": pos,
                 "Notes": notes,
             }
@@ -311,6 +316,7 @@ class PostalSimulator(SimulatorServer):
             if known is not None:
                 if known["OrderNumber"] != data["OrderNumber"]:
                     return self._refuse("order", data, f"Mã vận đơn {key} đã dùng cho đơn {known['OrderNumber']}")
+                self.repeats.append(data)
                 return self._answer(ACCEPTED, f"Đơn hàng {data['OrderNumber']} đã tồn tại")
             self.orders[key] = {**data, "State": "CREATED"}
             self._event(data, CODE_CREATED, "Đã tiếp nhận đơn hàng")
@@ -380,5 +386,5 @@ class PostalSimulator(SimulatorServer):
             if code == CODE_DELIVERED:
                 order["State"] = "DELIVERED"
             oid = self._event(order, code, str(data.get("StatusMessage") or code), str(data.get("POSID") or POS_ID),
-                              str(data.get("Notes") or ""))  # fmt: skip
+                              str(data.get("Notes") or ""), data.get("EventTime"))  # fmt: skip
         return 200, {"ok": True, "$oid": oid}
