@@ -224,7 +224,9 @@ class CorrectionRefusedError(RejectedError):
 
 
 class ReceiptRejected(RejectedError):
-    """A bank receipt is unsigned, signed by a certificate not registered for the connector, or altered."""
+    """A bank receipt cannot be had (``receipt-unavailable``), or a refund's XML receipt is unsigned, signed by a
+    certificate not registered for the connector, or altered (a payment's e-receipt that breaks the receipt rule is
+    a ``DocumentSignatureRejected``)."""
 
     default_rule = "receipt-signature"
 

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 
 from hub.errors import MappingError
-from hub.packets.payment import PaymentReceipt, PaymentRequest
+from hub.packets.payment import PaymentReceipt, PaymentRequest, ReceiptVerification
 from mappings import OutboundMapping, register_outbound
 
 PROFILE = "paygov/1.0.6"
@@ -442,11 +442,31 @@ def amount_of(message: Mapping[str, Any]) -> int:
         raise MappingError(f"SoTien {value!r} is not an amount") from None
 
 
+def receipt_signed(profile: str | None, values: Mapping[str, str]) -> bool:
+    """Whether a payment connector speaking ``profile`` (``None``: ``paygov/1.0.6``) with ``values`` says its
+    receipts are signed: its ``receipt_signed`` value, else the profile's default (no such value: yes, the receipt
+    rule as the regulations state it — Quảng Nam Điều 14.3, Tiền Giang Điều 17.5, Ninh Thuận Điều 18.2)."""
+    from mappings import profiles
+
+    try:
+        known = profiles.get_profile(profile or PROFILE).values.get("receipt_signed")
+    except MappingError:
+        return True
+    given = values.get("receipt_signed") if profile else None
+    text = given if given is not None else (known.default if known is not None else None)
+    return str(text or "true").strip().lower() != "false"
+
+
 def receipt_from_confirm(
-    confirm: Mapping[str, Any], *, dossier_code: str, signed_receipt: bytes, bank_transaction_id: str | None = None
+    confirm: Mapping[str, Any],
+    *,
+    dossier_code: str,
+    signed_receipt: bytes,
+    bank_transaction_id: str | None = None,
+    verification: ReceiptVerification | None = None,
 ) -> PaymentReceipt:
-    """The canonical ``payment.receipt`` for a verified ``CONFIRM`` (or ``CONFIRM_REFUND``: kind ``refund``) and the
-    receipt document's bytes."""
+    """The canonical ``payment.receipt`` for a verified ``CONFIRM`` (or ``CONFIRM_REFUND``: kind ``refund``), the
+    receipt document's bytes and what was proved about its signature."""
     refund = confirm.get("LoaiBanTin") == CONFIRM_REFUND
     return PaymentReceipt(
         reference=str(confirm["MaThamChieu"]),
@@ -459,6 +479,7 @@ def receipt_from_confirm(
         signed_receipt=signed_receipt,
         kind="refund" if refund else "payment",
         original_reference=str(confirm["MaThamChieuGoc"]) if refund else None,
+        verification=verification,
     )
 
 

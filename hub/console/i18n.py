@@ -366,7 +366,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     ),
     "catalogue_error": ("Lần đồng bộ gần nhất lỗi: {error}", "The latest sync failed: {error}"),
     "catalogue_running": ("Đang đồng bộ từ {at}.", "A sync is running since {at}."),
-    "payments": ("Xác nhận thanh toán bị từ chối", "Rejected payment confirmations"),
+    "payments": ("Xác nhận thanh toán, biên lai bị từ chối", "Rejected payment confirmations and receipts"),
     "payments_none": ("Không có xác nhận thanh toán nào bị từ chối.", "No payment confirmation was rejected."),
     "dead_more": (
         "Hiện {n} thư lỗi cũ nhất trên tổng số {total}; xem hết: nhật ký thông điệp (trạng thái thư lỗi), "
@@ -399,6 +399,27 @@ _LABELS: dict[str, tuple[str, str]] = {
     "rule_receipt-missing": (
         "Chưa lấy được biên lai điện tử (GET_BILL); đối soát sẽ thử lại",
         "The e-receipt could not be fetched (GET_BILL); reconciliation tries again",
+    ),
+    # the receipt rule (hub.flows.receipts; Quảng Nam Điều 14.3): the payment is held, the dossier stays at 6
+    "rule_receipt-unavailable": (
+        "Chưa lấy được biên lai điện tử; đối soát sẽ thử lại",
+        "The e-receipt could not be fetched; reconciliation tries again",
+    ),
+    "rule_receipt-signer-not-registered": (
+        "Biên lai không do trung gian thanh toán đã đăng ký ký số: hồ sơ giữ ở trạng thái 6",
+        "The receipt is not signed by the registered intermediary: the dossier stays at 6",
+    ),
+    "rule_receipt-signature-invalid": (
+        "Chữ ký số của biên lai không hợp lệ hoặc biên lai đã bị sửa: hồ sơ giữ ở trạng thái 6",
+        "The receipt's signature is broken or the receipt was changed: the dossier stays at 6",
+    ),
+    "rule_receipt-not-a-pdf": (
+        "Biên lai không phải tệp PDF có chữ ký số: hồ sơ giữ ở trạng thái 6",
+        "The receipt is not a signed PDF: the dossier stays at 6",
+    ),
+    "rule_receipt-too-large": (
+        "Biên lai quá lớn: hồ sơ giữ ở trạng thái 6",
+        "The receipt is too large: the dossier stays at 6",
     ),
     "rule_refund-dossier-resolved": ("Hồ sơ đã giải quyết: không hoàn phí", "The dossier is resolved: no refund"),
     # trust view

@@ -13,8 +13,9 @@
   are not finished (``hub.dossier.deadlines.overdue_processing``; 0 too while the calendar settings cannot be read);
 - ``lienthong_portal_sync_waiting`` / ``lienthong_portal_sync_lag_seconds``: dossier syncs not yet delivered to
   the national portal, and the age of the oldest;
-- ``lienthong_payment_confirmations_rejected_total{connector}``: payment (and refund) confirmations the hub refused,
-  counted from ``partner_refusals`` (never deleted), so it is exact across processes and restarts.
+- ``lienthong_payment_confirmations_rejected_total{connector}``: payment (and refund) confirmations the hub refused
+  and receipts it held (the receipt rule), counted from ``partner_refusals`` (never deleted), so it is exact across
+  processes and restarts.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ process): over the last ``partner_window_s`` seconds,
   recovered (``recovered_at``), and the failures before no longer drive its state;
 - **push_only**: a registered connector without an endpoint (it only sends to the hub), nothing delivered to it.
 
-Rejected payment confirmations are the rows of ``partner_refusals`` (``GET /api/v1/partner-refusals``); the
-intake deadlines are ``hub.dossier.deadlines.overdue_intake`` on the configured working calendar, the dossiers past
-their current due date ``hub.dossier.deadlines.overdue_processing``.
+Rejected payment confirmations (and held receipts) are the rows of ``partner_refusals`` (``GET
+/api/v1/partner-refusals``); the intake deadlines are ``hub.dossier.deadlines.overdue_intake`` on the configured
+working calendar, the dossiers past their current due date ``hub.dossier.deadlines.overdue_processing``.
 """
 
 from __future__ import annotations

@@ -269,9 +269,10 @@ class DemoHub:
             "ministry": keys.issue_key("ministry", key_dir, algorithm="ec", code=self.codes.ministry),
         }
         step(f"keys from the demo CA in {key_dir}: hub (ECDSA P-256), province (RSA-2048), ministry (ECDSA P-256)")
-        self.pdf_keys = demo_pdf_keys(key_dir, agency_code=self.codes.ministry)
+        self.pdf_keys = demo_pdf_keys(key_dir, agency_code=self.codes.ministry, intermediary_code=self.codes.payment)
         step("PDF signers from the demo CA: competent-agency (registered as the ministry's result signer), "
-             "other-signer (registered for nothing)")  # fmt: skip
+             "payment-intermediary (registered as the payment connector's receipt signer), other-signer (registered "
+             "for nothing)")  # fmt: skip
         self.settings = Settings(
             broker_url=o.broker_url,
             database_url=o.database_url or f"sqlite:///{(data / 'hub.db').resolve()}",
@@ -292,6 +293,7 @@ class DemoHub:
             log_format="console",
         )
         self.sims = start_all(sim_ports, trust=key_dir / keys.CA_CERT_FILE)
+        self.payment.pdf_keys = self.pdf_keys  # the platform signs its e-receipts with the intermediary's key
         self.mail = MailServer(sim_ports["mail"]).start()
         self.province.code, self.ministry.code = self.codes.province, self.codes.ministry
         self.province.hub_code = self.ministry.hub_code = self.codes.hub
@@ -409,6 +411,8 @@ class DemoHub:
                           "credentials": {"username": PAYMENT_PARTNER, "password": PAYMENT_SECRETS[PAYMENT_PARTNER]}},
              "profile": PAYMENT_PROFILE, "profile_values": self.payment.profile_values(),
              "certificates": [self.payment.bank_cert_pem],
+             # the receipt rule (Quảng Nam Điều 14.3): only the intermediary's certificate signs its e-receipts
+             "receipt_signers": [self.pdf_keys.intermediary.cert_pem],
              "retry": retry, "circuit": circuit, "timeout_s": 5},
             # VNPost (PARTNER-FORMATS §4): consumer key and secret; the simulator's paths, the demo's CustomerCode and
             # pre-issued waybill codes are the profile values a deployment writes
@@ -827,15 +831,8 @@ def _pay(demo: DemoHub, **command: Any) -> dict[str, Any]:
     return answer.json()
 
 
-def flow_f3(demo: DemoHub, step: Step) -> str:
-    """F3 on the Payment Platform's sourced protocol (profile paygov/1.0.6): a dossier waiting for fees (status 6) →
-    payment.request → INIT (SoTien a string, the full ThongTinBienLai) → UrlThanhToan → the payer pays → CONFIRM as
-    the platform sends it (no receipt inside) → answered 200 MaLoi 00 with its fields echoed → the e-receipt fetched
-    with GET_BILL → payment.receipt to the province, status 4 to the portal; a forged CONFIRM and one with another
-    amount are answered MaLoi 99; a repeated CONFIRM is answered the same and changes nothing."""
-    from hub import packets
-    from hub.flows.settlement import receipt_message_id, status_message_id
-
+def _waiting_for_fees(demo: DemoHub) -> str:
+    """A new online dossier, received (2) then waiting for fees (6) on the portal; its code."""
     code = demo.dossier_code()
     t0 = _now() - dt.timedelta(hours=2)
     for status in (2, 6):
@@ -843,14 +840,53 @@ def flow_f3(demo: DemoHub, step: Step) -> str:
         demo.wait_status(_submit(demo, model, expect_to=demo.to_portal(status)))
     # the bank's ThoiGianGD (hence the 6 → 4 update) has whole seconds: pay after the second of the status 6
     time.sleep(1.05 - time.time() % 1)
-    step(f"province → portal: dossier {code} received (2), then waiting for fees (6)")
+    return code
+
+
+def _request_payment(demo: DemoHub, code: str) -> tuple[PaymentRequest, str]:
+    """The province's payment.request for dossier ``code`` (INIT at the platform); the request and its message id."""
+    from hub import packets
 
     base = _packet(PaymentRequest, packets.example("payment.request"))
-    reference = f"PAY-{code}"
-    request = base.model_copy(update={"reference": reference, "dossier_code": code, "agency_code": demo.codes.province,
+    request = base.model_copy(update={"reference": f"PAY-{code}", "dossier_code": code,
+                                      "agency_code": demo.codes.province,
                                       "description": f"Nộp phí, lệ phí hồ sơ {code}"})  # fmt: skip
     request_id = _submit(demo, request, expect_to=[demo.codes.payment])
     demo.wait_status(request_id)
+    return request, request_id
+
+
+def _receipt_at_province(demo: DemoHub, code: str) -> list[Any]:
+    """The payment.receipt packets the province received for dossier ``code`` (hub-signed, verified)."""
+    from lxml import etree
+
+    from hub import packets
+
+    inbox = [m for m in demo.province.received()["messages"] if m["message_type"] == "payment.receipt"
+             and m["dossier_code"] == code]  # fmt: skip
+    _check(all(m["verified"] for m in inbox), f"the province could not verify the hub's signature: {inbox}")
+    return [packets.from_element("payment.receipt", etree.fromstring(m["payload"].encode())) for m in inbox]
+
+
+def flow_f3(demo: DemoHub, step: Step) -> str:
+    """F3 on the Payment Platform's sourced protocol (profile paygov/1.0.6): a dossier waiting for fees (status 6) →
+    payment.request → INIT (SoTien a string, the full ThongTinBienLai) → UrlThanhToan → the payer pays → CONFIRM as
+    the platform sends it (no receipt inside) → answered 200 MaLoi 00 with its fields echoed → the e-receipt fetched
+    with GET_BILL, a PDF signed by the payment intermediary and validated with pyHanko (the receipt rule, Quảng Nam
+    Điều 14.3) → payment.receipt (the PDF and its verification) to the province, status 4 to the portal; a forged
+    CONFIRM and one with another amount are answered MaLoi 99; a repeated CONFIRM is answered the same and changes
+    nothing. A second dossier's payment whose e-receipt is signed by another key is held: answered 00 (the payment
+    happened) with the rule receipt-signer-not-registered, recorded for operators, no receipt to the province, the
+    dossier left at 6."""
+    from hub.flows.settlement import receipt_message_id, status_message_id
+    from hub.security.pdf_signatures import inspect_pdf, registered
+
+    assert demo.pdf_keys is not None
+    code = _waiting_for_fees(demo)
+    step(f"province → portal: dossier {code} received (2), then waiting for fees (6)")
+
+    request, request_id = _request_payment(demo, code)
+    reference = request.reference
     seen = demo.payment.received()
     initiated = seen["payments"].get(reference)
     _check(initiated is not None and initiated["SoTien"] == request.amount, f"INIT at the platform: {initiated}")
@@ -868,8 +904,8 @@ def flow_f3(demo: DemoHub, step: Step) -> str:
 
     paid = _pay(demo, MaThamChieu=reference)
     answer = paid.get("answer") or {}
-    _check(paid.get("status") == 200 and answer.get("MaLoi") == "00" and not paid.get("issues"),
-           f"CONFIRM answered {paid}")  # fmt: skip
+    _check(paid.get("status") == 200 and answer.get("MaLoi") == "00" and not paid.get("issues")
+           and not paid.get("rule"), f"CONFIRM answered {paid}")  # fmt: skip
     receipt_id, status_id = receipt_message_id(reference), status_message_id(reference)
     demo.track(receipt_id)
     demo.track(status_id)
@@ -879,9 +915,8 @@ def flow_f3(demo: DemoHub, step: Step) -> str:
            f"payment.receipt delivered to {receipt_trace['deliveries']}")  # fmt: skip
     _check(demo.codes.portal in [d["destination"] for d in status_trace["deliveries"]],
            f"status 4 delivered to {status_trace['deliveries']}")  # fmt: skip
-    inbox = [m for m in demo.province.received()["messages"] if m["message_type"] == "payment.receipt"
-             and m["dossier_code"] == code]  # fmt: skip
-    _check(len(inbox) == 1 and inbox[0]["verified"], f"payment.receipt at the province: {inbox}")
+    inbox = _receipt_at_province(demo, code)
+    _check(len(inbox) == 1, f"payment.receipt at the province: {inbox}")
     progress = [int(p["TrangThai"]) for p in demo.portal.received()["progress"].get(code, [])]
     _check(progress[-1:] == [4], f"portal CapNhatTienDoHoSoMC statuses {progress}, expected the last to be 4")
     timeline = [u["status"] for u in _status_entries(demo, code)]
@@ -891,6 +926,23 @@ def flow_f3(demo: DemoHub, step: Step) -> str:
     step("payer pays → CONFIRM (the sheet's fields, MaXacThuc verified) → 200 MaLoi 00, MaThamChieu/ThoiGianGD/"
          "MaXacThuc echoed → GET_BILL e-receipt (PDF) → payment.receipt at the province /inbox (verified), portal "
          "CapNhatTienDoHoSoMC 6 → 4")  # fmt: skip
+
+    # the receipt rule: what reached the province is the signed PDF and the hub's verification of it
+    receipt = inbox[0]
+    checked = receipt.verification
+    _check(checked is not None and checked.valid and checked.required and checked.format == "pdf"
+           and checked.signer == demo.codes.payment and checked.signer_name == "payment-intermediary"
+           and checked.validator.startswith("pyHanko"),
+           f"the receipt's verification at the province: {checked}")  # fmt: skip
+    assert checked is not None
+    again_checked = inspect_pdf(receipt.signed_receipt, trust=registered(demo.codes.payment,
+                                [demo.pdf_keys.intermediary.certificate]), signer=demo.codes.payment,
+                                purpose="receipt")  # fmt: skip
+    _check(again_checked.valid and again_checked.sha256 == checked.sha256,
+           f"pyHanko on the PDF the province holds: {again_checked.as_dict()}")  # fmt: skip
+    step(f"the province's payment.receipt carries the e-receipt PDF ({checked.size:,} bytes) signed by "
+         f"{checked.signer_name} ({checked.trusted_as}) and its verification (valid, {checked.validator}, "
+         f"covers the whole document: {checked.covers_whole_document}); pyHanko validates the PDF again")
 
     forged = _pay(demo, MaThamChieu=reference, forge_checksum=True)
     _check(forged.get("status") == 200 and (forged.get("answer") or {}).get("MaLoi") == "99"
@@ -910,12 +962,51 @@ def flow_f3(demo: DemoHub, step: Step) -> str:
     _check(again.get("status") == 200 and again.get("answer") == answer, f"repeated CONFIRM: {again} vs {answer}")
     time.sleep(0.5)  # nothing may be routed again
     _check(len(demo.trace(receipt_id)["deliveries"]) == 1, "the repeated CONFIRM routed the receipt again")
-    receipts = [m for m in demo.province.received()["messages"] if m["message_type"] == "payment.receipt"
-                and m["dossier_code"] == code]  # fmt: skip
-    _check(len(receipts) == 1, f"the province received {len(receipts)} receipts")
+    _check(len(_receipt_at_province(demo, code)) == 1, "the province received the receipt twice")
     step("repeated CONFIRM → the same answer (200 MaLoi 00); nothing routed twice")
-    return (f"{code}: {reference} paid, e-receipt to the province, portal 6 → 4; forged and mismatched refused; "
-            "repeat idempotent")  # fmt: skip
+
+    held = _held_receipt(demo, step)
+    return (f"{code}: {reference} paid, e-receipt signed by the intermediary (pyHanko: valid) to the province, portal "
+            f"6 → 4; forged and mismatched refused; repeat idempotent; {held}")  # fmt: skip
+
+
+HELD_RULE = "receipt-signer-not-registered"
+
+
+def _held_receipt(demo: DemoHub, step: Step) -> str:
+    """F3's second payment: its e-receipt is signed by another key of the same CA → held with a named rule."""
+    from hub.flows.settlement import receipt_message_id, status_message_id
+
+    code = _waiting_for_fees(demo)
+    request, _ = _request_payment(demo, code)
+    reference = request.reference
+    paid = _pay(demo, MaThamChieu=reference, receipt_signer="other")
+    answer = paid.get("answer") or {}
+    _check(paid.get("status") == 200 and answer.get("MaLoi") == "00" and not paid.get("issues")
+           and paid.get("rule") == HELD_RULE,
+           f"CONFIRM of a payment whose receipt another key signed: {paid}")  # fmt: skip
+    refusals = demo.api("GET", "/api/v1/partner-refusals", key=demo.operator_key,
+                        params={"connector": demo.codes.payment}).json()  # fmt: skip
+    mine = [(r["kind"], r["rule"]) for r in refusals if r["reference"] == reference]
+    _check(mine == [("payment.receipt", HELD_RULE)], f"recorded for {reference}: {mine}")
+    again = _pay(demo, MaThamChieu=reference)  # the platform resends it: checked again, held again, nothing new
+    _check((again.get("answer"), again.get("rule")) == (answer, HELD_RULE), f"repeated CONFIRM: {again}")
+    time.sleep(0.5)  # nothing may be routed
+    for message_id in (receipt_message_id(reference), status_message_id(reference)):
+        missing = demo.api("GET", f"/api/v1/messages/{message_id}")
+        _check(missing.status_code == 404, f"{message_id} was routed: HTTP {missing.status_code}")
+    _check(_receipt_at_province(demo, code) == [], "the province received a receipt another key signed")
+    progress = [int(p["TrangThai"]) for p in demo.portal.received()["progress"].get(code, [])]
+    timeline = [u["status"] for u in _status_entries(demo, code)]
+    _check(4 not in progress and timeline[-1:] == [6], f"dossier {code}: portal {progress}, timeline {timeline}")
+    refused = demo.api("GET", "/api/v1/partner-refusals", key=demo.operator_key,
+                       params={"connector": demo.codes.payment}).json()  # fmt: skip
+    _check(len([r for r in refused if r["reference"] == reference]) == 1, "the repeated CONFIRM was recorded again")
+    step(f"dossier {code}: the payer pays, GET_BILL's PDF is signed by other-signer (same CA, not registered) → "
+         f"CONFIRM answered 200 MaLoi 00 (the payment happened) with X-Lienthong-Rule {HELD_RULE}; held: refusal "
+         "'payment.receipt' in GET /api/v1/partner-refusals (the console's rejected payment confirmations), no "
+         "payment.receipt to the province, the dossier stays at 6; the resent CONFIRM is held the same, recorded once")
+    return f"{code}: receipt signed by another key held ({HELD_RULE}), dossier left at 6"
 
 
 # ---------------------------------------------------------------------------------------------- F4
@@ -1016,6 +1107,21 @@ def _packet_text(payload: str, element: str) -> str | None:
     from hub import packets
 
     return etree.fromstring(payload.encode()).findtext(f"{{{packets.PACKET_NAMESPACE}}}{element}")
+
+
+def _receipt_check_of(payload: str) -> str:
+    """A payment.receipt's verification in a few words: who signed its document and what the hub found."""
+    from lxml import etree
+
+    from hub import packets
+
+    ns = {"p": packets.PACKET_NAMESPACE}
+    checked = etree.fromstring(payload.encode()).find("p:verification", ns)
+    if checked is None:
+        return " (no verification)"
+    found = {name: checked.findtext(f"p:{name}", namespaces=ns) for name in ("valid", "rule", "format", "signerName")}
+    verdict = "valid" if found["valid"] == "true" else found["rule"]
+    return f" (e-receipt {found['format']} signed by {found['signerName'] or 'nobody'}: {verdict})"
 
 
 def _postal_code_of(payload: str) -> str:
@@ -1488,6 +1594,8 @@ def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
             what = _postal_code_of(m["payload"])
         else:
             what = _packet_text(m["payload"], "reference") or "-"
+            if kind == "payment.receipt":
+                what += _receipt_check_of(m["payload"])
         mark = "" if m["verified"] else " (UNVERIFIED)"
         by_code.setdefault(m["dossier_code"] or "-", {}).setdefault(kind, []).append(what + mark)
     for code, kinds in sorted(by_code.items()):
@@ -1501,8 +1609,10 @@ def partner_rows(demo: DemoHub) -> list[tuple[str, str, str]]:
     for reference, p in sorted(payment["payments"].items()):
         confirms = [c for c in payment["confirms"] if c["MaThamChieu"] == reference]
         answers = ", ".join(_confirm_answer(c) for c in confirms)
+        signer = p.get("receipt_signer") or demo.payment.receipt_signer
+        signed = f" (e-receipt signed by {signer})" if p["paid"] else ""
         rows.append(("payment platform", p["MaHoSo"] or "-", f"INIT {reference} {p['SoTien']:,} VND; "
-                     f"{'paid' if p['paid'] else 'unpaid'}; CONFIRM answered {answers or '-'}"))  # fmt: skip
+                     f"{'paid' if p['paid'] else 'unpaid'}{signed}; CONFIRM answered {answers or '-'}"))  # fmt: skip
     postal = demo.postal.received()
     for item_code, order in sorted(postal["orders"].items()):
         events = [str(e["StatusCode"]) for e in postal["events"] if e["ItemCode"] == item_code]

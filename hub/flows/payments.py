@@ -16,8 +16,17 @@ OC-PI:1676-1687; TH-PCH:126-131). The checks, in this order (the rule recorded w
 4. ``MaThamChieu`` is a reference the hub initiated with this connector — ``unknown-reference``;
 5. ``MaLoi`` is "00" — ``payment-failed`` (recorded, the payment marked failed, nothing routed);
 6. ``SoTien`` equals the requested amount — ``amount-mismatch``;
-7. the settlement (``hub.flows.settlement``): the e-receipt fetched (``receipt-missing`` when it cannot be, and
-   reconciliation tries again), and a payment confirmed before with another bank transaction — ``already-confirmed``.
+7. the settlement (``hub.flows.settlement``): the e-receipt fetched (``receipt-unavailable`` when it cannot be:
+   answered "99", and reconciliation tries again), and a payment confirmed before with another bank transaction —
+   ``already-confirmed``.
+
+The receipt rule (Quảng Nam Điều 14.3, Tiền Giang Điều 17.5, Ninh Thuận Điều 18.2; ``hub.flows.receipts``): a
+receipt that is unsigned where the profile says signed, signed by anyone but the connector's ``receipt_signers``,
+or altered **holds** the payment — no ``payment.receipt``, no 6 → 4, a ``payment.receipt`` refusal naming the rule
+for operators — yet the CONFIRM is answered "00": the CONFIRM itself is authentic and correct and the payer's money
+was taken, the answer acknowledges the message (OC stores the CONFIRM and fetches the receipt afterwards from the
+stored one, OC-PI:2279-2364), and "99" would invite the platform to resend it (each resend meeting the same receipt)
+or to treat a real payment as not received. The rule is in ``X-Lienthong-Rule`` all the same.
 
 **Protocol (b), ``paygov/lgsp``**: PayGov's callback ``{orderId, errorCode, amount, transactionNo, payDate,
 checksum, …}`` answered ``{error_code: "SUCCESSFUL" | "FAILED", error_message}`` (OC-PI:1699-1751), with the same
@@ -27,8 +36,9 @@ Refunds (``CONFIRM_REFUND``, the hub's own protocol) are checked by ``hub.flows.
 
 A callback refused by rules 1–3 never authenticated: it is refused before any store write and only counted
 (``lienthong_callbacks_refused_total{connector, reason}``), so junk posted to the callback URL costs no rows;
-refusals from rule 4 on are rows in ``partner_refusals`` (``GET /api/v1/partner-refusals``). Every answer names
-the rule that refused it in the ``X-Lienthong-Rule`` response header (for operators; the platform reads the body).
+refusals from rule 4 on, and held receipts, are rows in ``partner_refusals`` (``GET /api/v1/partner-refusals``).
+Every answer names the rule that refused it (or holds its receipt) in the ``X-Lienthong-Rule`` response header (for
+operators; the platform reads the body).
 """
 
 from __future__ import annotations
@@ -43,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 from hub.errors import MappingError, ReceiptRejected
 from hub.errors import PaymentRefusedError as Refused
 from hub.flows.refunds import RefundConfirmations
-from hub.flows.settlement import Settlement
+from hub.flows.settlement import Settled, Settlement
 from hub.metrics import CALLBACKS_REFUSED
 from hub.store import flow_records
 from mappings import paygov_lgsp as pg
@@ -59,7 +69,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CallbackAnswer:
-    """The JSON answer to a callback (always HTTP 200) and the rule that refused it (``None``: accepted)."""
+    """The JSON answer to a callback (always HTTP 200) and the rule that refused it or holds its receipt
+    (``None``: accepted and settled)."""
 
     body: dict[str, Any]
     rule: str | None = None
@@ -97,17 +108,18 @@ class PaymentCallbacks:
             return CallbackAnswer(pm.confirm_answer(message or {}, code=pm.OTHER_ERRORS), refused.rule)
         assert connector is not None  # authenticated
         partner = _partner_code(connector)
+        held = None
         try:
             if authenticated["LoaiBanTin"] == pm.CONFIRM_REFUND:
                 self.refunds.confirm(connector, authenticated, body)
             else:
-                self._confirm(connector, authenticated, body)
+                held = self._confirm(connector, authenticated, body)
         except Refused as refused:
             kind = "payment.refund" if authenticated["LoaiBanTin"] == pm.CONFIRM_REFUND else "payment.confirm"
             self._record(code, kind, refused, body)
             answer = pm.confirm_answer(authenticated, code=pm.OTHER_ERRORS, partner_code=partner)
             return CallbackAnswer(answer, refused.rule)
-        return CallbackAnswer(pm.confirm_answer(authenticated, code=pm.SUCCESS, partner_code=partner))
+        return CallbackAnswer(pm.confirm_answer(authenticated, code=pm.SUCCESS, partner_code=partner), held)
 
     def _count(self, code: str, connector: Connector | None, refused: Refused) -> None:
         label = "unknown" if connector is None else code  # codes in the URL are the caller's: bound the labels
@@ -141,8 +153,8 @@ class PaymentCallbacks:
             raise Refused("unauthenticated", pm.OTHER_ERRORS, "checksum", why, reference)
         return message
 
-    def _confirm(self, connector: Connector, message: dict[str, Any], body: bytes) -> None:
-        """Rules 4–7 of an authenticated CONFIRM."""
+    def _confirm(self, connector: Connector, message: dict[str, Any], body: bytes) -> str | None:
+        """Rules 4–7 of an authenticated CONFIRM; the receipt rule that holds the payment, if one does."""
         reference = _text(message.get("MaThamChieu"))
         payment = None if reference is None else flow_records.payment(self.hub.store.engine, reference)
         if payment is None or payment.connector != connector.code or payment.kind != "payment":
@@ -153,7 +165,7 @@ class PaymentCallbacks:
             why = f"the platform reports MaLoi {message.get('MaLoi')!r}"
             raise Refused("declined", pm.OTHER_ERRORS, "payment-failed", why, reference)
         check_amount(message, payment)
-        settle(self.settlement, connector, payment, message, flow_records.digest(body))
+        return settle(self.settlement, connector, payment, message, flow_records.digest(body)).held
 
     # ------------------------------------------------------------ protocol (b)
 
@@ -180,13 +192,13 @@ class PaymentCallbacks:
             self._count(code, connector, refused)
             return CallbackAnswer(pg.callback_answer(False, refused.reason), refused.rule)
         try:
-            self._paygov_confirm(connector, message, body)
+            held = self._paygov_confirm(connector, message, body)
         except Refused as refused:
             self._record(code, "payment.confirm", refused, body)
             return CallbackAnswer(pg.callback_answer(False, refused.reason), refused.rule)
-        return CallbackAnswer(pg.callback_answer(True, "Confirm transaction"))  # OC-PI:1745
+        return CallbackAnswer(pg.callback_answer(True, "Confirm transaction"), held)  # OC-PI:1745
 
-    def _paygov_confirm(self, connector: Connector, message: Mapping[str, Any], body: bytes) -> None:
+    def _paygov_confirm(self, connector: Connector, message: Mapping[str, Any], body: bytes) -> str | None:
         order = str(message["orderId"])
         payment = flow_records.payment_by_partner_reference(self.hub.store.engine, connector.code, order)
         if payment is None or payment.kind != "payment":
@@ -198,7 +210,7 @@ class PaymentCallbacks:
             raise Refused("declined", pg.FAILED, "payment-failed", why, payment.reference)
         confirm = paygov_confirm(message, payment)
         check_amount(confirm, payment)
-        settle(self.settlement, connector, payment, confirm, flow_records.digest(body))
+        return settle(self.settlement, connector, payment, confirm, flow_records.digest(body)).held
 
 
 def paygov_confirm(message: Mapping[str, Any], payment: flow_records.Payment) -> dict[str, Any]:
@@ -237,10 +249,11 @@ def check_amount(message: Mapping[str, Any], payment: flow_records.Payment) -> i
 
 def settle(
     settlement: Settlement, connector: Connector, payment: flow_records.Payment, confirm: Mapping[str, Any], digest: str
-) -> None:
-    """Rule 7: settle, a receipt that cannot be had (yet) refusing the callback with its rule."""
+) -> Settled:
+    """Rule 7: settle, a receipt that cannot be had (yet) refusing the callback with its rule (one that breaks the
+    receipt rule holds the payment: ``Settled.held``)."""
     try:
-        settlement.settle(connector, payment, confirm, digest=digest)
+        return settlement.settle(connector, payment, confirm, digest=digest)
     except ReceiptRejected as exc:
         raise Refused("unavailable", pm.OTHER_ERRORS, exc.rule, str(exc), payment.reference) from None
 

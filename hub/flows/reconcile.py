@@ -11,7 +11,10 @@ neither paid nor failed, and ``QUERY``s each with its INIT's ``ThoiGianGD`` (TH-
 - "3" pending (the platform does not know the final state yet) — recorded, asked again at the next run;
 - "4" failed — recorded; not asked again (a later successful CONFIRM still settles it);
 - "1" with another amount — refused (``amount-mismatch``, recorded like a CONFIRM's refusal), the payment marked
-  ``disputed`` and not asked again: an operator looks at it.
+  ``disputed`` and not asked again: an operator looks at it;
+- "1" with a receipt that breaks the receipt rule — held by the settlement (``receipt-rejected``, a
+  ``payment.receipt`` refusal naming the rule): not asked again, since asking again fetches the same receipt.
+  A receipt that cannot be fetched (``receipt-unavailable``) is an ``error``: asked again at the next run.
 
 A payment whose connector cannot be queried (PayGov via LGSP: no status query is sourced; a connector gone from
 the routing) is reported ``not-queryable`` and left to its callback.
@@ -46,8 +49,8 @@ BATCH = 100  # payments claimed per run
 
 @dataclass(frozen=True)
 class Reconciled:
-    """What one run found for one payment: ``outcome`` settled | already-settled | pending | failed | unknown |
-    refused | error | not-queryable, with ``detail`` saying why."""
+    """What one run found for one payment: ``outcome`` settled | already-settled | held | pending | failed | unknown
+    | refused | error | not-queryable, with ``detail`` saying why."""
 
     reference: str
     connector: str
@@ -132,6 +135,9 @@ def _one(runtime: Runtime, settlement: Settlement, payment: flow_records.Payment
         return result("refused", queried.trang_thai, f"{refused.rule}: {refused.reason}")
     except ReceiptRejected as exc:
         return result("error", queried.trang_thai, f"{exc.rule}: {exc}")
+    if settled.held is not None:
+        why = f"{settled.held}: the receipt breaks the receipt rule; not asked again"
+        return result("held", queried.trang_thai, why)
     return result("already-settled" if settled.duplicate else "settled", queried.trang_thai)
 
 

@@ -22,7 +22,7 @@ from hub.packets.dossier import (
     Step,
     Supplement,
 )
-from hub.packets.payment import Beneficiary, Payer, PaymentFee, PaymentReceipt, PaymentRequest
+from hub.packets.payment import Beneficiary, Payer, PaymentFee, PaymentReceipt, PaymentRequest, ReceiptVerification
 from hub.packets.postal import Direction, PostalOrder, PostalState, PostalStatus
 from hub.packets.registry import packet_type
 
@@ -210,11 +210,8 @@ def payment_request() -> PaymentRequest:
 
 
 def payment_receipt() -> PaymentReceipt:
-    receipt = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<BienLai><MaThamChieu>PAY-H12-251123-000042</MaThamChieu><MaHoSo>{DOSSIER_CODE}</MaHoSo>"
-        "<SoTien>575000</SoTien><!-- enveloped ds:Signature of the bank goes here --></BienLai>"
-    )
+    # the GET_BILL e-receipt (a PDF, TH-PS:62-79) signed by the intermediary, abridged here to its first line
+    receipt = b"%PDF-1.7\n% bien lai dien tu PAY-H12-251123-000042, ky boi payment-intermediary (abridged)\n%%EOF\n"
     return PaymentReceipt(
         reference="PAY-H12-251123-000042",
         dossier_code=DOSSIER_CODE,
@@ -223,7 +220,25 @@ def payment_receipt() -> PaymentReceipt:
         amount=575_000,
         paid_at=_utc(24, 2, 47),
         result_code="00",
-        signed_receipt=receipt.encode(),
+        signed_receipt=receipt,
+        verification=ReceiptVerification(
+            format="pdf",
+            sha256=hashlib.sha256(receipt).hexdigest(),
+            size=len(receipt),
+            required=True,
+            valid=True,
+            signer="000.00.00.G05",
+            signatures=1,
+            signer_subject="CN=payment-intermediary,O=Lienthong demo CA",
+            signer_name="payment-intermediary",
+            signer_fingerprint=_sha256("payment-intermediary certificate"),
+            trusted_as="pinned for sender",
+            signing_time=_utc(24, 2, 48),
+            covers_whole_document=True,
+            modification="NONE",
+            checked_at=_utc(24, 2, 49),
+            validator="pyHanko 0.29",
+        ),
     )
 
 

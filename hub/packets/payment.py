@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, NonNegativeInt, field_validator, model_validator
 
-from hub.dossier.validators import AgencyCode, DossierCode, PersonalId, VndAmount
+from hub.dossier.validators import AgencyCode, DossierCode, PersonalId, Sha256Hex, VndAmount
 from hub.packets.codec import XmlItem
 from hub.packets.common import (
     Base64Binary,
@@ -113,10 +113,44 @@ class PaymentRequest(PacketModel):
 
 
 SignedReceipt = Annotated[Base64Binary, Field(min_length=1)]
+DocumentFormat = Literal["pdf", "xml", "json", "unknown"]
+
+
+class ReceiptVerification(PacketModel):
+    """What the hub proved about the receipt document before it sent the receipt on (the receipt rule: the
+    province proceeds only on a receipt signed by the bank / intermediary, Quảng Nam Điều 14.3, Tiền Giang Điều
+    17.5, Ninh Thuận Điều 18.2): ``hub.security.signed_documents.DocumentSignature`` as checked by ``validator``.
+
+    ``required``: the payment connector's profile says its receipts are signed (``receipt_signed``); then only a
+    ``valid`` one is ever sent. Otherwise ``valid`` may be false with ``rule`` ``receipt-unsigned`` (a receipt
+    with no signature, forwarded as the profile allows). ``signer`` is the payment connector whose registered
+    ``receipt_signers`` were the only certificates accepted; the signer fields describe the signature found."""
+
+    format: DocumentFormat
+    sha256: Sha256Hex
+    size: NonNegativeInt
+    required: bool
+    valid: bool
+    signer: Code
+    rule: Code | None = None
+    reason: LongText | None = None
+    signatures: NonNegativeInt = 0
+    signer_subject: LongText | None = None
+    signer_name: Name | None = None
+    signer_fingerprint: Sha256Hex | None = None
+    trusted_as: Text | None = None
+    signing_time: UtcDateTime | None = None
+    timestamped: bool = False
+    covers_whole_document: bool = False
+    modification: Code | None = None
+    checked_at: UtcDateTime
+    validator: Name
 
 
 class PaymentReceipt(PacketModel):
-    """``payment.receipt``: the bank's confirmation; ``signed_receipt`` is the bank-signed document's bytes.
+    """``payment.receipt``: the bank's confirmation; ``signed_receipt`` is the receipt document's bytes as the
+    platform sent them (the e-receipt PDF of ``GET_BILL``) and ``verification`` what the hub proved about its
+    signature (always given for a payment's receipt since the receipt rule; absent in older packets).
 
     For a refund ``kind`` is ``refund``, ``original_reference`` the paid request refunded and ``paid_at`` the time
     the money went back."""
@@ -131,3 +165,4 @@ class PaymentReceipt(PacketModel):
     signed_receipt: SignedReceipt
     kind: PaymentKind = "payment"
     original_reference: Code | None = None
+    verification: ReceiptVerification | None = None

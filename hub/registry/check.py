@@ -8,8 +8,10 @@ profile's values (``profile_values``) are checked against its definition: a requ
 must be fixed, one left at a default no public source confirms is a warning. Its
 certificates must load, meet the key policy and be valid (a warning under 30 days), and so must the certificates
 that sign a ministry's results (``result_signers``; a ministry sending ``dossier.status`` without any is warned
-about: its results would be forwarded unchecked). Where the partner has
-an endpoint, a harmless ``OPTIONS`` request checks that it answers.
+about: its results would be forwarded unchecked), and the certificates that sign a payment connector's e-receipts
+(``receipt_signers``; none where its profile says receipts are signed fails: every receipt would be held, and a
+profile that says they are not is warned about). Where the partner has an endpoint, a harmless ``OPTIONS`` request
+checks that it answers.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def run_check(
     _check_profile(report, connector)
     _check_certificates(report, connector, now)
     _check_result_signers(report, connector, now)
+    _check_receipt_signers(report, connector, now)
     _check_notification(report, connector)
     if probe:
         _check_endpoint(report, connector, probe_timeout_s)
@@ -368,6 +371,36 @@ def _check_result_signers(report: CheckReport, c: Connector, now: datetime) -> N
                    "an internal address only once result_hosts names the host)")  # fmt: skip
     else:
         report.add("ok", "result-hosts", f"result links fetched only from {hosts}")
+
+
+def _check_receipt_signers(report: CheckReport, c: Connector, now: datetime) -> None:
+    """The certificates that sign a payment connector's e-receipts (``receipt_signers``, ``hub.flows.receipts``)
+    against what its profile says (``receipt_signed``): the receipt rule, Quảng Nam Điều 14.3."""
+    from hub.security import keys
+    from mappings import payment as pm
+
+    if c.kind != "payment":
+        return
+    required = pm.receipt_signed(c.spec.profile, c.spec.profile_values)
+    if not required:
+        report.add(
+            "warn", "receipt-signers",
+            "receipt_signed is false: an unsigned e-receipt moves the dossier 6 → 4 (Quảng Nam Điều 14.3, Tiền Giang "
+            "Điều 17.5, Ninh Thuận Điều 18.2 require the intermediary's signature); a signature that is there must "
+            "still be by one of receipt_signers",
+        )  # fmt: skip
+    if not c.spec.receipt_signers:
+        if required:
+            report.add(
+                "fail", "receipt-signers",
+                "no receipt_signers while the profile says receipts are signed: every e-receipt would be held "
+                "(receipt-signer-not-registered) and no paid dossier would leave status 6; register the "
+                "intermediary's certificate",
+            )  # fmt: skip
+        return
+    for pem in c.spec.receipt_signers:
+        cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
+        _check_validity(report, "receipt-signers", cert, keys.fingerprint(cert), now)
 
 
 def _check_validity(report: CheckReport, area: str, cert: x509.Certificate, fingerprint: str, now: datetime) -> None:

@@ -16,6 +16,7 @@ handles: [000.00.00.H12]               # optional: dossier-code prefixes of the 
 certificates: [certs/land.pem]         # PEM files (relative to this file) or inline PEM; several during rotation
 result_signers: [certs/agency.pem]     # optional: certificates that sign its results (hub.exchange.results)
 result_hosts: [files.tnmt.example.gov.vn, "*.cdn.example.gov.vn:443"]   # where its result links may point
+# receipt_signers: [certs/bank.pem]    # payment: certificates that sign its e-receipts (hub.flows.receipts)
 retry: {delays_s: [10, 60, 300], jitter: 0.2}
 concurrency: 4
 timeout_s: 10
@@ -287,6 +288,10 @@ class ConnectorSpec(BaseModel):
     #: The competent agency's certificates that sign the result documents of its finished updates (PDF or XML;
     #: ``hub.exchange.results``); none: its results are not checked. PEM files or inline PEM, like ``certificates``.
     result_signers: tuple[str, ...] = ()
+    #: A payment connector's: the intermediary's (bank's, platform's) certificates that sign its e-receipts (PDF;
+    #: ``hub.flows.receipts``, Quảng Nam Điều 14.3). Not ``certificates``: those are pinned for the connector's
+    #: envelopes, and a receipt-signing certificate must authorise receipts only. PEM files or inline PEM.
+    receipt_signers: tuple[str, ...] = ()
     #: The hosts its result links may point at (``adapters.link_hosts``: ``host``, ``host:port``, ``*.domain``,
     #: ``*.domain:port``); none given: the host of its own endpoint URL, and none without an endpoint (a link
     #: elsewhere is held as ``result-host-not-allowed``). An internal address only for a host named exactly here.
@@ -456,7 +461,7 @@ class ConnectorSpec(BaseModel):
         problems.raise_if_any()
         return value
 
-    @field_validator("certificates", "result_signers", mode="before")
+    @field_validator("certificates", "result_signers", "receipt_signers", mode="before")
     @classmethod
     def _certificates(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, list | tuple):
@@ -480,6 +485,13 @@ class ConnectorSpec(BaseModel):
                 problems.add((index,), exc.rule, str(exc))
         problems.raise_if_any()
         return tuple(dict.fromkeys(pems))
+
+    @field_validator("receipt_signers")
+    @classmethod
+    def _receipt_signers_kind(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if value and info.data.get("kind", "payment") != "payment":
+            raise _error("receipt-signers-kind", "only a payment connector has receipt_signers")
+        return value
 
     @field_validator("examples")
     @classmethod
@@ -557,6 +569,7 @@ class ConnectorSpec(BaseModel):
                 **data,
                 "certificates": tuple(certificates),
                 "result_signers": tuple(data.get("result_signers", ())),
+                "receipt_signers": tuple(data.get("receipt_signers", ())),
                 "result_hosts": tuple(data.get("result_hosts", ())),
                 "enabled": enabled,
                 "endpoint": _stored_endpoint(endpoint) if endpoint else None,

@@ -17,8 +17,9 @@ write lock up front like the rest of the store.
   reconciliation's claim (``check_until``) and last answer (``checked_at``, ``platform_state``), and on a paid row
   the total refunded so far (``refunded``, never above ``amount``: a check constraint, and the guarded update of
   ``confirm_refund`` in the refund's own transaction, so two API processes cannot over-refund).
-- ``partner_refusals``: callbacks the hub refused (forged checksum, receipt signed by someone else, amount
-  mismatch, unknown reference…), with the rule and the reason, for operators.
+- ``partner_refusals``: callbacks the hub refused (forged checksum, amount mismatch, unknown reference…) and
+  receipts it held (kind ``payment.receipt``: signed by someone else, unsigned, altered…), with the rule and the
+  reason, for operators.
 - ``postal_cursors`` / ``postal_events``: the last tracking-feed id read per postal connector (VNPost's ``$oid``,
   a string since migration ``0017``), and every event emitted (unique per connector and event id: never emitted
   twice).
@@ -211,9 +212,12 @@ def keep_answer(engine: sa.Engine, **row: Any) -> bool:
 
 
 #: ``payments.state``: initiated (INIT answered), pending (a QUERY said "3"), failed (the platform reports the
-#: payment failed), disputed (a QUERY said paid with another amount), paid, refunded (a refund row the platform
-#: confirmed). Reconciliation asks about the open ones.
+#: payment failed), disputed (a QUERY said paid with another amount), receipt-rejected (paid, but its receipt
+#: breaks the receipt rule: held, ``hold_payment``), paid, refunded (a refund row the platform confirmed).
+#: Reconciliation asks about the open ones.
 OPEN_STATES = ("initiated", "pending")
+RECEIPT_HELD = "receipt-rejected"
+RECEIPT_REFUSAL = "payment.receipt"  # partner_refusals.kind of a held receipt
 
 
 @dataclass(frozen=True)
@@ -387,6 +391,49 @@ def set_payment_url(engine: sa.Engine, reference: str, url: str | None) -> None:
         conn.execute(payments.update().where(payments.c.reference == reference).values(payment_url=url))
 
 
+def hold_payment(
+    engine: sa.Engine,
+    reference: str,
+    *,
+    rule: str,
+    reason: str,
+    receipt_digest: str,
+    bank_transaction_id: str,
+    confirm_digest: str,
+    confirm_time: str | None,
+) -> bool:
+    """A paid payment whose receipt breaks the receipt rule: ``receipt-rejected`` with the confirmation's
+    transaction (reconciliation no longer asks about it), and a refusal of kind ``payment.receipt`` naming
+    ``rule`` for operators — in one transaction, once: False when it was held or confirmed already."""
+    with transaction(engine) as conn:
+        done = conn.execute(
+            payments.update()
+            .where(
+                payments.c.reference == reference,
+                payments.c.confirmed_at.is_(None),
+                payments.c.state != RECEIPT_HELD,
+            )
+            .values(
+                state=RECEIPT_HELD,
+                bank_transaction_id=bank_transaction_id,
+                confirm_digest=confirm_digest,
+                confirm_time=confirm_time or None,
+                checked_at=now(),
+                check_until=None,
+            )
+        )
+        if done.rowcount != 1:
+            return False
+        connector = conn.execute(sa.select(payments.c.connector).where(payments.c.reference == reference)).scalar_one()
+        conn.execute(
+            partner_refusals.insert().values(
+                at=now(), connector=connector, kind=RECEIPT_REFUSAL, reference=reference, rule=rule,
+                reason=reason, payload_digest=receipt_digest,
+            )
+        )  # fmt: skip
+        return True
+
+
 def mark_failed(engine: sa.Engine, reference: str, *, platform_state: str | None = None) -> bool:
     """The platform reports the payment failed (a CONFIRM whose MaLoi is not "00", a QUERY's TrangThaiGD "4"):
     reconciliation stops asking; a later successful CONFIRM still settles it. False when it was confirmed."""
@@ -511,12 +558,12 @@ def refusals(engine: sa.Engine, *, connector: str | None = None, limit: int = 50
         return [dict(r._mapping) for r in conn.execute(query)]
 
 
-PAYMENT_REFUSAL_KINDS = ("payment.confirm", "payment.refund")
+PAYMENT_REFUSAL_KINDS = ("payment.confirm", "payment.refund", RECEIPT_REFUSAL)
 
 
 def payment_refusals(engine: sa.Engine, *, limit: int = 20) -> list[dict[str, Any]]:
-    """The latest ``limit`` rejected payment and refund confirmations, newest first, each with the dossier of the
-    payment it names (when the hub initiated that payment)."""
+    """The latest ``limit`` rejected payment and refund confirmations and held receipts, newest first, each with the
+    dossier of the payment it names (when the hub initiated that payment)."""
     query = (
         sa.select(partner_refusals, payments.c.dossier_code)
         .select_from(partner_refusals.outerjoin(payments, payments.c.reference == partner_refusals.c.reference))
@@ -529,8 +576,8 @@ def payment_refusals(engine: sa.Engine, *, limit: int = 20) -> list[dict[str, An
 
 
 def payment_refusal_counts(engine: sa.Engine) -> dict[str, int]:
-    """Rejected payment and refund confirmations per payment connector, since the hub began (rows are never
-    deleted): the ``lienthong_payment_confirmations_rejected_total`` counter."""
+    """Rejected payment and refund confirmations (and held receipts) per payment connector, since the hub began
+    (rows are never deleted): the ``lienthong_payment_confirmations_rejected_total`` counter."""
     query = (
         sa.select(partner_refusals.c.connector, sa.func.count())
         .where(partner_refusals.c.kind.in_(PAYMENT_REFUSAL_KINDS))

@@ -53,8 +53,13 @@ def test_flows_f1_to_f7(tmp_path: Path, broker_url: str) -> None:
         assert_records_checked(portal)
         # F2–F4: each partner of the issue received its part, and the province what came back
         assert hub.population_db.received()["lookups"]
-        (payment,) = hub.payment.received()["payments"].values()
-        assert payment["paid"]
+        # F3: two payments, both paid at the platform; the one whose e-receipt another key signed is held by the hub
+        payments = hub.payment.received()["payments"].values()
+        assert len(payments) == 2 and all(p["paid"] for p in payments)
+        assert sorted(p.get("receipt_signer", "intermediary") for p in payments) == ["intermediary", "other"]
+        held = [r for r in hub.api("GET", "/api/v1/partner-refusals", key=hub.operator_key).json()
+                if r["kind"] == "payment.receipt"]  # fmt: skip
+        assert [r["rule"] for r in held] == ["receipt-signer-not-registered"]
         received = {m["message_type"] for m in hub.province.received()["messages"]}
         assert {"dossier.status", "payment.receipt", "postal.status"} <= received
         rows = demos.partner_rows(hub)

@@ -1,8 +1,10 @@
-"""F3, the payment platform as sourced (PARTNER-FORMATS §3; issue 15 points 2 and 4): the adapter against the strict
-simulator over real HTTP (profile ``paygov/1.0.6``: one URL per kind, retry classification), the CONFIRM callback
-(always HTTP 200: MaLoi 00 with the echoed fields for a sheet-shaped CONFIRM of an initiated payment, the same
-answer and no second effect for a repeat; MaLoi 99 for a forged checksum, an unknown reference, another amount, a
-failed payment, a receipt that cannot be fetched; junk only counted), reconciliation (a lost CONFIRM settled by
+"""F3, the payment platform as sourced (PARTNER-FORMATS §3; issue 15 points 2, 3 and 4): the adapter against the
+strict simulator over real HTTP (profile ``paygov/1.0.6``: one URL per kind, retry classification), the CONFIRM
+callback (always HTTP 200: MaLoi 00 with the echoed fields for a sheet-shaped CONFIRM of an initiated payment, the
+same answer and no second effect for a repeat; MaLoi 99 for a forged checksum, an unknown reference, another amount,
+a failed payment, a receipt that cannot be fetched; junk only counted), the receipt rule (the e-receipt PDF signed
+by the registered intermediary, validated with pyHanko, goes to the province with its verification before 6 → 4; one
+signed by another key, or unsigned, holds the payment with a named rule), reconciliation (a lost CONFIRM settled by
 QUERY after the configured delay, once, by ``reconcile`` and by the workers' schedule), PayGov via LGSP (profile
 ``paygov/lgsp``) end to end, and refunds (the hub's own protocol): refused for a resolved dossier, a refund receipt
 routed, the checks of CONFIRM_REFUND."""
@@ -20,6 +22,7 @@ import prometheus_client
 import pytest
 import requests
 import sqlalchemy as sa
+from cryptography.hazmat.primitives import hashes
 from lxml import etree
 
 from adapters.base import PermanentDeliveryError
@@ -27,7 +30,7 @@ from adapters.payment import PaymentAdapter
 from hub import packets
 from hub.devtools.simulators.paygov_lgsp import PayGovLgspSimulator
 from hub.devtools.simulators.payment import DEFAULT_PARTNERS, PaymentSimulator
-from hub.errors import ReceiptRejected
+from hub.errors import ReceiptRejected, SpecInvalidError
 from hub.exchange.worker import OutboundBuilder
 from hub.flows.receipts import sign_receipt, verify_receipt
 from hub.flows.reconcile import ReconcileSchedule, reconcile
@@ -148,7 +151,7 @@ def payment_connector(sim: PaymentSimulator) -> dict[str, Any]:
             "endpoint": {"url": sim.url, "transport": "json",
                          "credentials": {"username": PARTNER, "password": SECRET}},
             "profile": "paygov/1.0.6", "profile_values": sim.profile_values(),
-            "certificates": [sim.bank_cert_pem]}  # fmt: skip
+            "certificates": [sim.bank_cert_pem], "receipt_signers": [sim.intermediary_cert_pem]}  # fmt: skip
 
 
 def paygov_connector(paygov: PayGovLgspSimulator) -> dict[str, Any]:
@@ -271,6 +274,7 @@ def test_a_sheet_shaped_confirm_is_answered_200_00_with_the_echoed_fields_once(a
             messages.c.message_id == receipt_message_id(reference))).scalar_one()  # fmt: skip
     document = packets.from_element("payment.receipt", _payload(stored))
     assert document.signed_receipt.startswith(b"%PDF-") and document.bank_transaction_id == confirm["MaGiaoDich"]
+    assert document.verification is not None and document.verification.valid
     payment = flow_records.payment(hub.store.engine, reference)
     assert payment.state == "paid" and payment.confirm_time == confirm["ThoiGianGD"]
     bills = [r for r in sim.received()["requests"] if r["LoaiBanTin"] == "GET_BILL" and r["MaThamChieu"] == reference]
@@ -340,18 +344,118 @@ def test_a_failed_payment_is_recorded_and_not_settled(api, pki, sim) -> None:
 
 
 def test_a_receipt_that_cannot_be_fetched_refuses_the_confirm_and_reconciliation_settles_it(api, pki, sim) -> None:
-    """GET_BILL down: the CONFIRM is answered 99 ``receipt-missing`` (recorded) and the payment stays open; the next
-    reconciliation QUERYs it, fetches the receipt and settles it."""
+    """GET_BILL down: the CONFIRM is answered 99 ``receipt-unavailable`` (recorded) and the payment stays open; the
+    next reconciliation QUERYs it, fetches the receipt and settles it."""
     reference, _ = initiate(api, pki)
     confirm = sim.confirmation({"MaThamChieu": reference})
     sim.fail("5xx", count=1)
-    assert refused(callback(api, confirm)) == (200, "99", "receipt-missing")
+    assert refused(callback(api, confirm)) == (200, "99", "receipt-unavailable")
+    assert [(r["kind"], r["rule"]) for r in refusals(api)] == [("payment.confirm", "receipt-unavailable")]
     hub = api.app.state.hub
     assert flow_records.payment(hub.store.engine, reference).state == "initiated"
     row = flow_records.payment(hub.store.engine, reference)
     results = reconcile(hub.runtime, after_s=60, at=row.created_at + timedelta(seconds=61))
     assert [(r.reference, r.outcome, r.trang_thai) for r in results] == [(reference, "settled", "1")]
     assert [d["destination"] for d in trace(api, receipt_message_id(reference)).json()["deliveries"]] == [PROVINCE]
+
+
+# ---------------------------------------------------------------------------------------------- the receipt rule
+
+
+def stored_receipt(api, reference: str):
+    """The payment.receipt the hub routed for ``reference`` (from the message log), or ``None``."""
+    from hub.store.schema import messages
+
+    with api.app.state.hub.store.engine.connect() as conn:
+        stored = conn.execute(sa.select(messages.c.envelope).where(
+            messages.c.message_id == receipt_message_id(reference))).scalar_one_or_none()  # fmt: skip
+    return None if stored is None else packets.from_element("payment.receipt", _payload(stored))
+
+
+def test_a_receipt_signed_by_the_intermediary_goes_to_the_province_with_its_verification_then_6_to_4(
+    api, pki, sim
+) -> None:
+    """The receipt rule (Quảng Nam Điều 14.3): GET_BILL's PDF, signed with pyHanko by the demo CA's
+    payment-intermediary key registered as the connector's receipt_signers, is validated and goes to the province in
+    payment.receipt with the verification; the 6 → 4 dossier.status is routed to the portal with it."""
+    from hub.security.pdf_signatures import inspect_pdf, registered
+
+    reference, _ = initiate(api, pki)
+    response = callback(api, sim.confirmation({"MaThamChieu": reference}))
+    assert (response.json()["MaLoi"], response.headers.get("X-Lienthong-Rule")) == ("00", None)
+    receipt = stored_receipt(api, reference)
+    checked = receipt.verification
+    assert (checked.format, checked.required, checked.valid, checked.rule, checked.signer, checked.signer_name) == (
+        "pdf", True, True, None, PAYMENT, "payment-intermediary")  # fmt: skip
+    assert checked.covers_whole_document and checked.signatures == 1 and checked.validator.startswith("pyHanko ")
+    intermediary = sim.pdf_keys.intermediary.certificate
+    assert checked.signer_fingerprint == intermediary.fingerprint(hashes.SHA256()).hex()
+    again = inspect_pdf(receipt.signed_receipt, trust=registered(PAYMENT, [intermediary]), signer=PAYMENT,
+                        purpose="receipt")  # fmt: skip
+    assert again.valid and again.sha256 == checked.sha256
+    assert [d["destination"] for d in trace(api, receipt_message_id(reference)).json()["deliveries"]] == [PROVINCE]
+    assert [d["destination"] for d in trace(api, status_message_id(reference)).json()["deliveries"]] == [PORTAL]
+    assert flow_records.payment(api.app.state.hub.store.engine, reference).state == "paid"
+
+
+@pytest.mark.parametrize(("signer", "rule"), [("other", "receipt-signer-not-registered"), ("none", "receipt-unsigned")])
+def test_a_receipt_signed_by_another_key_or_unsigned_holds_the_payment_with_a_named_rule(
+    api, pki, sim, signer: str, rule: str
+) -> None:
+    """A receipt signed by a key the same CA issued but nobody registered, or not signed at all (the profile says
+    receipts are signed): the CONFIRM is answered 200 MaLoi 00 (the payment happened) naming the rule in
+    X-Lienthong-Rule; nothing goes to the province or the portal (no 6 → 4); the payment is held
+    (``receipt-rejected``) with one ``payment.receipt`` refusal for operators; reconciliation does not ask about it
+    again; a repeated CONFIRM is answered the same and records nothing new."""
+    reference, _ = initiate(api, pki)
+    confirm = sim.confirmation({"MaThamChieu": reference, "receipt_signer": signer})
+    response = callback(api, confirm)
+    assert refused(response) == (200, "00", rule)
+    assert response.json() == pm.confirm_answer(confirm, code="00", partner_code=PARTNER)
+    hub = api.app.state.hub
+    assert trace(api, receipt_message_id(reference)).status_code == 404
+    assert trace(api, status_message_id(reference)).status_code == 404
+    held = flow_records.payment(hub.store.engine, reference)
+    assert (held.state, held.confirmed_at) == ("receipt-rejected", None)
+    assert held.bank_transaction_id == confirm["MaGiaoDich"]
+    (refusal,) = refusals(api)
+    assert (refusal["kind"], refusal["rule"], refusal["reference"]) == ("payment.receipt", rule, reference)
+    assert reconcile(hub.runtime, after_s=0, at=held.created_at + timedelta(hours=1)) == []
+    again = callback(api, confirm)
+    assert refused(again) == (200, "00", rule) and again.json() == response.json()
+    assert len(refusals(api)) == 1 and trace(api, receipt_message_id(reference)).status_code == 404
+
+
+def test_a_held_payment_settles_once_the_platform_resends_with_a_receipt_the_intermediary_signed(api, pki, sim) -> None:
+    """Held (another key signed the receipt), then the platform re-issues the receipt signed by the registered
+    intermediary and resends the CONFIRM: the hub checks again and settles it (receipt to the province, 6 → 4)."""
+    reference, _ = initiate(api, pki)
+    confirm = sim.confirmation({"MaThamChieu": reference, "receipt_signer": "other"})
+    assert refused(callback(api, confirm))[2] == "receipt-signer-not-registered"
+    sim.confirmation({"MaThamChieu": reference, "receipt_signer": "intermediary"})  # re-issued by the platform
+    resent = callback(api, confirm)
+    assert refused(resent) == (200, "00", None)
+    assert stored_receipt(api, reference).verification.signer_name == "payment-intermediary"
+    assert [d["destination"] for d in trace(api, status_message_id(reference)).json()["deliveries"]] == [PORTAL]
+    assert flow_records.payment(api.app.state.hub.store.engine, reference).state == "paid"
+    assert [r["rule"] for r in refusals(api)] == ["receipt-signer-not-registered"]
+
+
+def test_reconciliation_holds_a_paid_payment_whose_receipt_another_key_signed_and_asks_no_more(api, pki, sim) -> None:
+    """The same settlement path for a lost CONFIRM: QUERY says paid, the receipt is another key's → ``held``,
+    recorded, nothing routed; the next runs leave it alone (a bad receipt is not fixed by asking again)."""
+    reference, _ = initiate(api, pki)
+    sim.pay({"MaThamChieu": reference, "lose": True, "receipt_signer": "other"})
+    hub = api.app.state.hub
+    at = flow_records.payment(hub.store.engine, reference).created_at + timedelta(minutes=20)
+    (result,) = reconcile(hub.runtime, after_s=600, at=at)
+    assert (result.reference, result.outcome, result.trang_thai) == (reference, "held", "1")
+    assert result.detail.startswith("receipt-signer-not-registered")
+    assert trace(api, receipt_message_id(reference)).status_code == 404
+    assert [(r["kind"], r["rule"]) for r in refusals(api)] == [("payment.receipt", "receipt-signer-not-registered")]
+    assert reconcile(hub.runtime, after_s=600, at=at + timedelta(hours=1)) == []
+    bills = [r for r in sim.received()["requests"] if r["LoaiBanTin"] == "GET_BILL" and r["MaThamChieu"] == reference]
+    assert len(bills) == 1
 
 
 def test_unauthenticated_callbacks_write_no_row_and_are_counted(api) -> None:
@@ -527,6 +631,11 @@ def test_paygov_via_lgsp_order_callback_and_receipt(paygov_api, pki, paygov) -> 
     ] == [PROVINCE]
     assert flow_records.payment(hub.store.engine, request.reference).state == "paid"
     assert len(paygov.received()["receipts"]) == 1
+    # paygov/lgsp: no source shows a signature on PayGov's e-receipt (receipt_signed false): the unsigned PDF goes to
+    # the province with a verification that says so
+    checked = stored_receipt(paygov_api, request.reference).verification
+    assert (checked.format, checked.required, checked.valid, checked.signer) == ("pdf", False, False, PAYGOV)
+    assert checked.rule in ("receipt-unsigned", "receipt-not-a-pdf") and checked.reason
     again = callback(paygov_api, paid, PAYGOV)
     assert again.json()["error_code"] == "SUCCESSFUL" and len(paygov.received()["receipts"]) == 1
 
@@ -726,6 +835,35 @@ def test_connector_check_reports_the_payment_profiles_values(api, sim) -> None:
     assert {i.message.split(":")[1].strip() for i in failed.failures} == {"query_url", "get_bill_url"}
     unusable = adapter_for(hub.runtime.routing.destinations["000.00.00.G15"], hub.store)
     assert "needs a value for query_url, get_bill_url" in getattr(unusable, "reason", "")
+
+
+def test_connector_check_fails_a_payment_connector_whose_signed_receipts_no_certificate_signs(api, sim) -> None:
+    """The receipt rule at onboarding: receipt_signers are checked like certificates; none while the profile says
+    receipts are signed fails (every receipt would be held); receipt_signed false is warned about."""
+    from hub.registry.check import run_check
+    from hub.registry.spec import parse_spec
+
+    hub = api.app.state.hub
+    fine = run_check(hub.registry, PAYMENT, probe=False)
+    (signer,) = [i for i in fine.items if i.area == "receipt-signers"]
+    assert signer.status == "ok" and "payment-intermediary" in signer.message
+    unsigned = {**payment_connector(sim), "code": "000.00.00.G17", "receipt_signers": [], "certificates": []}
+    hub.registry.add(parse_spec(unsigned), actor="test")
+    (failure,) = [i for i in run_check(hub.registry, "000.00.00.G17", probe=False).failures
+                  if i.area == "receipt-signers"]  # fmt: skip
+    assert "no receipt_signers" in failure.message
+    relaxed = {**unsigned, "code": "000.00.00.G18",
+               "profile_values": {**sim.profile_values(), "receipt_signed": "false"}}  # fmt: skip
+    hub.registry.add(parse_spec(relaxed), actor="test")
+    report = run_check(hub.registry, "000.00.00.G18", probe=False)
+    assert report.ok and [i.status for i in report.items if i.area == "receipt-signers"] == ["warn"]
+    with pytest.raises(SpecInvalidError) as refused_spec:
+        parse_spec({**province_connector_spec(), "receipt_signers": [sim.intermediary_cert_pem]})
+    assert [(i.path, i.rule) for i in refused_spec.value.issues] == [("receipt_signers", "receipt-signers-kind")]
+
+
+def province_connector_spec() -> dict[str, Any]:
+    return {"code": "000.00.00.H19", "name": "Province", "kind": "provincial", "sends": ["payment.request"]}
 
 
 def test_connector_check_warns_about_a_payment_connector_without_a_profile(api, sim) -> None:

@@ -16,7 +16,7 @@ from hub.store import flow_records
 
 router = APIRouter()
 
-RULE_HEADER = "X-Lienthong-Rule"  # the rule that refused a callback (the platform reads only the body)
+RULE_HEADER = "X-Lienthong-Rule"  # the rule that refused a callback or holds its receipt (the platform reads the body)
 
 
 @router.post(
@@ -30,7 +30,10 @@ RULE_HEADER = "X-Lienthong-Rule"  # the rule that refused a callback (the platfo
     "CONFIRM's MaXacThuc echoed; a repeated CONFIRM is answered the same and changes nothing. Profile `paygov/lgsp`: "
     "PayGov's callback `{orderId, errorCode, amount, transactionNo, …}` answered "
     '`{error_code: "SUCCESSFUL" | "FAILED", error_message}`. '
-    "Always HTTP 200; a refusal names its rule in the `X-Lienthong-Rule` header. A refusal of an "
+    "Always HTTP 200; a refusal names its rule in the `X-Lienthong-Rule` header. A receipt that breaks the "
+    "receipt rule (not signed by the connector's `receipt_signers`) holds the payment: answered \"00\" / "
+    "SUCCESSFUL (the payment happened), its rule in the header, nothing sent on, recorded as a `payment.receipt` "
+    "refusal. A refusal of an "
     "authenticated callback is recorded (`GET /api/v1/partner-refusals`), one that did not authenticate (unknown "
     "connector, malformed body, partner code, checksum) is only counted in `lienthong_callbacks_refused_total`.",
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},

@@ -10,8 +10,10 @@
     the same, with another amount refused;
   - ``QUERY`` → the CONFIRM's fields, ``MoTaLoi`` and ``TrangThaiGD`` "3" (not paid yet: the platform does not know
     the final state), "1" paid, "4" failed (TH-PC:26-44; TH-PQ:48-51);
-  - ``GET_BILL`` → the e-receipt as a PDF (``application/pdf``, TH-PS:62-79) once paid (``receipt_pdf``; unsigned
-    here: issue 15 point 3 signs it), else ``{MaLoi: "99"}``;
+  - ``GET_BILL`` → the e-receipt as a PDF (``application/pdf``, TH-PS:62-79) once paid, else ``{MaLoi: "99"}``.
+    The PDF is signed with pyHanko (``receipt_pdf``) by the demo CA's ``payment-intermediary`` key (the receipt
+    rule: Quảng Nam Điều 14.3), or — told so — by ``other-signer`` (a key the same CA issued, registered for
+    nothing) or not at all; issued once per reference and signer (fetched again, the same bytes);
   - ``REFUND`` (the hub's own protocol, ``mappings.payment``) → ``{MaLoi: "00", MaThamChieu}`` for a refund
     reference of a paid ``MaThamChieuGoc`` of the same partner, an amount not above what was paid less what was
     refunded already; the same REFUND again is answered the same.
@@ -23,7 +25,8 @@
   (``payment_messages.answer_issues``). Knobs: ``SoTien`` (confirm another amount), ``forge_checksum: true``,
   ``reference`` (confirm a reference the hub never asked for), ``repeat: N`` (send the same CONFIRM N times),
   ``lose: true`` (paid, but the CONFIRM never reaches the hub: reconciliation's case), ``MaLoi`` (a failed
-  payment: "4" to QUERY).
+  payment: "4" to QUERY), ``receipt_signer`` (who signs this payment's e-receipt: ``intermediary``, ``other`` or
+  ``none``; the default is ``receipt_signer``, set by ``/_control {"receipt_signer": …}``).
 - ``POST /_refund {MaThamChieu}`` (a refund reference; ``/_pay`` does the same): the bank returns the money and
   POSTs ``CONFIRM_REFUND`` (ours) with ``MaThamChieuGoc`` and a bank-signed XML receipt (``LoaiGiaoDich``
   ``HOAN_TIEN``); the same knobs, plus ``MaThamChieuGoc`` (name another original reference) and ``signer:
@@ -31,8 +34,11 @@
   the hub must.
 
 The bank key and certificate (refund receipts) are made on first use (``hub.security.keys``, in ``key_dir``);
-``bank_cert_pem`` is what the hub's payment connector registers. ``GET /_received`` → ``{"requests": [...],
-"refused": [...], "payments": {ref: {...}}, "confirms": [{MaThamChieu, status, answer, issues}]}``.
+``bank_cert_pem`` is what the hub's payment connector registers as ``certificates``. The PDF signers are
+``pdf_keys`` (``hub.devtools.pdf_documents.demo_pdf_keys``: the demo sets its own; otherwise made on first use in
+``key_dir``/pdf); ``intermediary_cert_pem`` is what the connector registers as ``receipt_signers``.
+``GET /_received`` → ``{"requests": [...], "refused": [...], "payments": {ref: {...}}, "confirms": [{MaThamChieu,
+status, answer, issues}]}``.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from typing import Any, ClassVar
 
 import requests
 
+from hub.devtools.pdf_documents import DemoPdfKeys, PdfSigningKey, demo_pdf_keys, minimal_pdf, sign_pdf
 from hub.devtools.simulators.base import SimulatorHandler, SimulatorServer
 from hub.devtools.simulators.payment_messages import answer_issues, init_issues, query_issues
 from hub.errors import MappingError
@@ -61,6 +68,8 @@ DEFAULT_PARTNERS = {"LIENTHONG": "lienthong-payment-secret"}
 #: The path of each message kind (what a connector's profile values ``init_url``… name, after ``/api``).
 KIND_PATHS = {"init": pm.INIT, "query": pm.QUERY, "get-bill": pm.GET_BILL, "refund": pm.REFUND}
 REFUSED = "99"
+#: Who may sign an e-receipt: the registered intermediary, another key of the same CA, or nobody.
+RECEIPT_SIGNERS = ("intermediary", "other", "none")
 
 
 def simple_pdf(lines: list[str]) -> bytes:
@@ -107,8 +116,15 @@ class PaymentSimulator(SimulatorServer):
         key_dir: Path | None = None,
         bank_code: str = "VCBDEMO",
         token: str | None = None,
+        pdf_keys: DemoPdfKeys | None = None,
+        receipt_signer: str = "intermediary",
     ) -> None:
         super().__init__(port)
+        if receipt_signer not in RECEIPT_SIGNERS:
+            raise ValueError(f"receipt_signer must be one of {RECEIPT_SIGNERS}")
+        self.receipt_signer = receipt_signer
+        self._pdf_keys = pdf_keys
+        self._bills: dict[tuple[str, str], bytes] = {}
         self.partners = dict(DEFAULT_PARTNERS if partners is None else partners)
         self.callback_url = callback_url
         self.bank_code = bank_code
@@ -129,10 +145,7 @@ class PaymentSimulator(SimulatorServer):
         simulator stays fast)."""
         with self._keys_lock:
             if self._signers is None:
-                key_dir = self._key_dir
-                if key_dir is None:
-                    self._tmp = tempfile.TemporaryDirectory(prefix="lienthong-bank-")
-                    key_dir = Path(self._tmp.name)
+                key_dir = self._base_dir()
                 bank = keys.issue_key("bank", Path(key_dir) / "bank", algorithm="ec")
                 impostor = keys.issue_key("bank", Path(key_dir) / "impostor", algorithm="ec")
                 self._signers = (
@@ -141,6 +154,33 @@ class PaymentSimulator(SimulatorServer):
                     bank.cert_path.read_text(),
                 )
             return self._signers
+
+    @property
+    def pdf_keys(self) -> DemoPdfKeys:
+        """The PDF signers of e-receipts (made on first use in ``key_dir``/pdf, or a temporary folder)."""
+        with self._keys_lock:
+            if self._pdf_keys is None:
+                self._pdf_keys = demo_pdf_keys(self._base_dir() / "pdf")
+            return self._pdf_keys
+
+    @pdf_keys.setter
+    def pdf_keys(self, value: DemoPdfKeys) -> None:
+        with self._keys_lock:
+            self._pdf_keys = value
+            self._bills.clear()
+
+    def _base_dir(self) -> Path:
+        """``key_dir``, or a temporary folder kept until the simulator stops (the keys lock held)."""
+        if self._key_dir is not None:
+            return Path(self._key_dir)
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="lienthong-bank-")
+        return Path(self._tmp.name)
+
+    @property
+    def intermediary_cert_pem(self) -> str:
+        """The intermediary's certificate: what the hub's payment connector registers as ``receipt_signers``."""
+        return self.pdf_keys.intermediary.cert_pem
 
     @property
     def bank_signer(self) -> Signer:
@@ -169,6 +209,8 @@ class PaymentSimulator(SimulatorServer):
     def control(self, command: dict[str, Any]) -> None:
         if "callback_url" in command:
             self.callback_url = command["callback_url"]
+        if command.get("receipt_signer") in RECEIPT_SIGNERS:
+            self.receipt_signer = command["receipt_signer"]
 
     def received(self) -> dict[str, Any]:
         with self._data_lock:
@@ -187,6 +229,7 @@ class PaymentSimulator(SimulatorServer):
         super().reset()
         with self._data_lock:
             self._clear()
+            self._bills.clear()
 
     # ------------------------------------------------------------ protocol
 
@@ -319,18 +362,35 @@ class PaymentSimulator(SimulatorServer):
             return 200, self.receipt_pdf(reference, known), "application/pdf"
 
     def receipt_pdf(self, reference: str, payment: dict[str, Any]) -> bytes:
-        """The e-receipt of a paid reference (unsigned: the receipt rule's signature is issue 15 point 3)."""
-        return simple_pdf(
+        """The e-receipt of a paid reference: a one-page PDF signed with pyHanko by the payment's
+        ``receipt_signer`` (this simulator's default unless ``/_pay`` named one), issued once per signer."""
+        who = str(payment.get("receipt_signer") or self.receipt_signer)
+        key = (reference, who)
+        with self._data_lock:
+            issued = self._bills.get(key)
+        if issued is not None:
+            return issued
+        pdf = minimal_pdf(
+            "Bien lai thu phi, le phi (dien tu) - Payment Platform simulator",
             [
-                "BIEN LAI THU PHI, LE PHI (dien tu) - Payment Platform simulator",
                 f"MaThamChieu: {reference}",
                 f"MaHoSo: {payment['MaHoSo']}",
                 f"Nguoi nop: {payment['HoTenNguoiNop']}",
                 f"SoTien: {payment['SoTien']} VND",
                 f"MaGiaoDich: {payment['MaGiaoDich']}  MaNganHang: {self.bank_code}",
                 f"ThoiGianGD: {payment['ThoiGianGD']}",
-            ]
+            ],
         )
+        signer = self._receipt_key(who)
+        if signer is not None:  # pyHanko runs its own event loop: this is a server thread, none is running here
+            pdf = sign_pdf(pdf, signer, field_name="KyBienLai", reason="Bien lai thu phi, le phi",
+                           location=self.bank_code)  # fmt: skip
+        with self._data_lock:
+            return self._bills.setdefault(key, pdf)
+
+    def _receipt_key(self, who: str) -> PdfSigningKey | None:
+        keys_ = self.pdf_keys
+        return {"intermediary": keys_.intermediary, "other": keys_.other}.get(who)
 
     def _refund(self, message: dict[str, Any], known: dict[str, Any] | None) -> dict[str, Any]:
         """A checked REFUND (ours; the data lock held)."""
@@ -418,6 +478,8 @@ class PaymentSimulator(SimulatorServer):
             if refund and known is not None:
                 signer = self.impostor_signer if command.get("signer") == "impostor" else self.bank_signer
                 receipt = sign_receipt(signer, pm.receipt_document(confirm, known["MaHoSo"]))
+            if known is not None and command.get("receipt_signer") in RECEIPT_SIGNERS:
+                known["receipt_signer"] = command["receipt_signer"]
             if known is not None and not command.get("reference"):
                 if refund and not known["paid"] and known["MaThamChieuGoc"] in self.payments:
                     paid = self.payments[known["MaThamChieuGoc"]]
