@@ -30,8 +30,12 @@ from lxml import etree
 from hub.config import Settings
 
 # 12-digit personal IDs and 9-digit old IDs, not part of a longer number.
-# A personal ID: 9 or 12 digits on their own; a digest (32+ hex characters) is matched first and left whole.
-_PERSONAL_ID = re.compile(r"(?P<digest>[0-9a-fA-F]{32,})|(?<!\d)(\d{5,8})(\d{4})(?!\d)")
+# A personal ID: 9 or 12 digits on their own; a digest (32+ hex characters) or a UUID (a message id, whose last
+# group can hold a 9-digit run) is matched first and left whole.
+_PERSONAL_ID = re.compile(
+    r"(?P<digest>[0-9a-fA-F]{32,}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+    r"|(?<!\d)(\d{5,8})(\d{4})(?!\d)"
+)
 _PAIR = re.compile(r"\b(message_id|destination|dossier_code|connector|sender|attempt)=(\S+)")
 CONTEXT_FIELDS = ("message_id", "dossier_code", "connector", "actor")
 _CONTEXT: ContextVar[dict[str, str]] = ContextVar("lienthong_log_context", default={})  # noqa: B039 (never mutated)

@@ -201,6 +201,13 @@ def test_personal_ids_are_masked_but_digests_are_left_whole() -> None:
     assert masked == f"SoDinhDanh ********2345, CMND *****6789, sha256={digest}"
 
 
+def test_a_message_id_whose_last_group_holds_nine_digits_is_left_whole() -> None:
+    """A random UUID's last group can hold a 9-digit run (``…-712999863cdd``): it is an id to search the logs by,
+    not a personal ID (masked, the operator page's trace and the tests could not find the message's lines)."""
+    message_id = "ad8eb6fe-c3f9-499f-bf7c-712999863cdd"
+    assert mask_ids(f"message_id={message_id} CMND 123456789") == f"message_id={message_id} CMND *****6789"
+
+
 def test_the_scrape_config_sends_a_bearer_token_and_loads_the_alert_rules() -> None:
     """/metrics needs a key unless configured public: the shipped scrape job sends one the way it accepts it; the
     workers' metrics ports are scraped too (the target-down alert watches every ``lienthong*`` job)."""
