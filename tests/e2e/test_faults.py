@@ -379,7 +379,7 @@ class HealthProbe:
 
 
 def assert_each_delivered_once(
-    hub: FaultHub, ids: list[str], *, timeout_s: float = 60 + OUTAGE_S + PARTNER_OUTAGE_S, extra: int = IN_FLIGHT
+    hub: FaultHub, ids: list[str], *, timeout_s: float = 180 + OUTAGE_S + PARTNER_OUTAGE_S, extra: int = IN_FLIGHT
 ) -> dict:
     """Nothing lost, nothing stuck, one ``delivered`` event per delivery, and at most ``extra`` duplicate receipts
     at the partner. Returns the sink's stats."""
