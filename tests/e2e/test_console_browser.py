@@ -153,6 +153,22 @@ class Hub:
         return response.json() if response.status_code == 200 else []
 
 
+@contextmanager
+def serving_with_worker(pki, prefix: str) -> Iterator[tuple[Hub, str]]:
+    """One `hub serve` and one `hub worker`, the connectors registered: the hub and the province's API key."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    with running_sink() as sink:
+        hub = Hub(root, sink, pki)
+        try:
+            hub.serve()
+            key = hub.register()
+            hub.start("worker")
+            yield hub, key
+        finally:
+            hub.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def hub(pki) -> Iterator[Hub]:
     root = Path(tempfile.mkdtemp(prefix="console-"))

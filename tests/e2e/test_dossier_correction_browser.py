@@ -11,12 +11,9 @@ operator's name, the audit log has it, and the province receives the hub's dossi
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -31,12 +28,13 @@ from tests.e2e.test_console_browser import (
     console_errors,
     headless_chromium,
     press,
+    serving_with_worker,
     shoot,
     sign_in,
     steady,
     wait_for,
 )
-from tests.support import MINISTRY, PROVINCE, running_sink, signed_envelope
+from tests.support import MINISTRY, PROVINCE, signed_envelope
 
 __all__ = ["browser_paths"]  # a fixture used here, imported from the console's browser test
 
@@ -47,17 +45,8 @@ REASON = "Bộ TN&MT xác nhận hồ sơ còn đang xử lý; kết quả trả
 @pytest.fixture(scope="module")
 def served(pki) -> Iterator[tuple[Hub, str]]:
     """One `hub serve` and one `hub worker`, the ministry and the province (a sink) registered."""
-    root = Path(tempfile.mkdtemp(prefix="correction-"))
-    with running_sink() as sink:
-        hub = Hub(root, sink, pki)
-        try:
-            hub.serve()
-            key = hub.register()
-            hub.start("worker")
-            yield hub, key
-        finally:
-            hub.stop()
-            shutil.rmtree(root, ignore_errors=True)
+    with serving_with_worker(pki, "correction-") as served:
+        yield served
 
 
 def report(hub: Hub, key: str, status: int, at: dt.datetime) -> httpx.Response:

@@ -8,8 +8,6 @@ to quarter-hour bars, and the page logs no console error. Screenshot: ``test-art
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,10 +25,11 @@ from tests.e2e.test_console_browser import (
     _chromium,
     console_errors,
     headless_chromium,
+    serving_with_worker,
     steady,
     wait_for,
 )
-from tests.support import PROVINCE, require, running_sink
+from tests.support import PROVINCE, require
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +43,8 @@ def chromium_paths() -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def served(pki) -> Iterator[tuple[Hub, str]]:
     """One `hub serve` and one `hub worker` for the module, the connectors registered."""
-    root = Path(tempfile.mkdtemp(prefix="history-"))
-    with running_sink() as sink:
-        hub = Hub(root, sink, pki)
-        try:
-            hub.serve()
-            key = hub.register()
-            hub.start("worker")
-            yield hub, key
-        finally:
-            hub.stop()
-            shutil.rmtree(root, ignore_errors=True)
+    with serving_with_worker(pki, "history-") as served:
+        yield served
 
 
 def totals(hub: Hub, window: str = "1h") -> tuple[int, int, int]:
