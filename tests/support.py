@@ -62,11 +62,40 @@ def listening(host: str, port: int) -> bool:
         return False
 
 
+# Ports handed to servers a test starts come from below the kernel's ephemeral range (32768-60999 on Linux): a
+# port the kernel picked (bind to 0) can be taken again by any outgoing connection between the pick and the
+# server's bind, which made `hub serve` fail with "address already in use" about once a suite. Each xdist worker
+# draws from its own slice, in turn, so two tests of one run are not handed the same port either.
+_PORT_RANGE = (10000, 32000)
+_SERVICE_PORTS = frozenset({11211, 15672, 15692, 25672, 27017})  # RabbitMQ management/prometheus/dist, memcached…
+_next_port: list[int] = []
+
+
+def _port_slice() -> tuple[int, int]:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % workers
+    size = (_PORT_RANGE[1] - _PORT_RANGE[0]) // workers
+    start = _PORT_RANGE[0] + index * size
+    return start, start + size
+
+
 def free_port() -> int:
-    """A port nothing listens on now (closed again, so a server started next can take it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, outside the ephemeral range (closed again, so a server started next takes it)."""
+    start, end = _port_slice()
+    if not _next_port:
+        _next_port.append(start + (os.getpid() % (end - start)))
+    for _ in range(end - start):
+        port = _next_port[0]
+        _next_port[0] = start + (port + 1 - start) % (end - start)
+        if port in _SERVICE_PORTS:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {start}-{end}")
 
 
 def wait_for(

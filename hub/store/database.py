@@ -15,6 +15,7 @@ On SQLite, write transactions start with ``BEGIN IMMEDIATE``: writers queue on t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,16 @@ _WRITE = "lienthong_write"  # execution option read by the SQLite "begin" hook
 #: drop a connection whose server has not acknowledged sent data for 15 s or answered keepalives for ~20 s.
 PG_TIMEOUTS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
                "keepalives_count": 2, "tcp_user_timeout": 15_000}  # fmt: skip
+
+
+@functools.cache
+def _head_revision() -> str | None:
+    """The newest migration's id, read from the scripts once per process."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
 SQLITE_SYNCHRONOUS = ("full", "normal")  # the modes LIENTHONG_SQLITE_SYNCHRONOUS accepts
 _SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}  # what PRAGMA synchronous reads back
 
@@ -173,6 +184,8 @@ class Database:
         from alembic import command
         from alembic.config import Config
 
+        if self.current_revision() == _head_revision():
+            return  # alembic would load every migration script again just to find nothing to do
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self.transaction() as conn:
