@@ -54,6 +54,11 @@ def _script_directory() -> ScriptDirectory:
     return ScriptDirectory(str(MIGRATIONS_DIR))
 
 
+def head_revision() -> str | None:
+    """The revision the code's migrations end at (what ``migrate()`` brings a database to)."""
+    return _script_directory().get_current_head()
+
+
 SQLITE_SYNCHRONOUS = ("full", "normal")  # the modes LIENTHONG_SQLITE_SYNCHRONOUS accepts
 _SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}  # what PRAGMA synchronous reads back
 
@@ -188,9 +193,9 @@ class Database:
         from alembic.config import Config
         from alembic.runtime.environment import EnvironmentContext
 
-        script = _script_directory()
-        if self.current_revision() == script.get_current_head():
+        if self.current_revision() == head_revision():
             return
+        script = _script_directory()
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self.transaction() as conn:
