@@ -30,7 +30,7 @@ from hub.devtools.sink import SinkServer
 from hub.security import keys
 from hub.security.signing import Signer, TrustStore
 from hub.store import Store
-from hub.store.database import head_revision
+from hub.store.database import HEAD_REVISION
 from hub.store.schema import metadata
 from tests.support import (
     HUB,
@@ -111,7 +111,7 @@ def _empty_for_reuse(admin: sa.Engine, schema: str) -> bool:
         with admin.begin() as conn:
             conn.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
             version = conn.execute(sa.text(f'SELECT version_num FROM "{schema}".alembic_version')).scalar()  # noqa: S608 - our own schema name
-            if version != head_revision():
+            if version != HEAD_REVISION:
                 return False
             tables = set(
                 conn.execute(

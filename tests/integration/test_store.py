@@ -20,6 +20,7 @@ from hub.errors import (
     UnknownDeliveryError,
 )
 from hub.store import MIGRATIONS_DIR, Delivered, DeliveryState, StatusUpdate, Store, Submission, normalise_url
+from hub.store.database import HEAD_REVISION
 from hub.store.schema import metadata
 from tests.support import row_count as count
 
@@ -57,6 +58,10 @@ def _head_revision() -> str:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return ScriptDirectory.from_config(config).get_current_head()
+
+
+def test_the_head_revision_written_in_the_code_is_the_newest_migration() -> None:
+    assert _head_revision() == HEAD_REVISION, "a new migration: set HEAD_REVISION in hub/store/database.py to its id"
 
 
 def test_migrate_twice_is_a_noop_and_matches_the_tables(store: Store) -> None:
