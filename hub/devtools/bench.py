@@ -14,6 +14,7 @@ import copy
 import json
 import multiprocessing
 import os
+import secrets
 import signal
 import socket
 import sqlite3
@@ -26,6 +27,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -117,23 +119,53 @@ def padded_sync(target_bytes: int) -> etree._Element:
     return payload
 
 
-def make_envelopes(signer: Signer, count: int, progress: Callable[[int], None], payload_bytes: int = 0) -> list[bytes]:
-    """``count`` distinct signed envelopes of ~4 KB, cycling through a few message types (with ``payload_bytes``:
-    ``dossier.sync`` padded to about that size); the ids are unique per run, so a benchmark against a long-lived
-    store never collides with an earlier one."""
-    run_id = uuid.uuid4().hex[:8]
-    examples = {t: packets.example(t) for t in MESSAGE_TYPES}
-    examples["dossier.status"] = examples["dossier.status"].model_copy(update={"source_system": PROVINCE})
-    payloads = {t: etree.tostring(packets.to_element(m)) for t, m in examples.items()}
-    types: tuple[str, ...] = MESSAGE_TYPES
-    if payload_bytes:
-        payloads[SYNC], types = etree.tostring(padded_sync(payload_bytes)), (SYNC,)
+def dossier_code(first_day: int, i: int) -> str:
+    """The ``i``-th message's own dossier code (agency-YYMMDD-NNNN): 9,999 serials a day from the run's first day.
+
+    Every message is about a dossier of its own: on one shared dossier the status machine would find every
+    ``dossier.status`` older than the ``dossier.sync`` before it (a sync is as old as its record) and store it
+    as stale, not routed, and every commit would lock that one dossier's row."""
+    day = date.fromordinal(first_day + i // 9999)
+    return f"{PROVINCE}-{day:%y%m%d}-{i % 9999 + 1:04d}"
+
+
+class EnvelopeFactory:
+    """Signs the run's ``i``-th envelope: ~4 KB, cycling through a few message types (with ``payload_bytes``: a
+    ``dossier.sync`` padded to about that size), each about its own dossier. Message ids and dossier codes are
+    unique per run (a random run id and first day), so a run against a long-lived store never collides with an
+    earlier one. Picklable arguments, so that load processes can sign their share as they go (``--soak``)."""
+
+    def __init__(self, key_path: Path, cert_path: Path, run_id: str, first_day: int, payload_bytes: int = 0) -> None:
+        self.args = (key_path, cert_path, run_id, first_day, payload_bytes)
+        self.signer = Signer.from_files(key_path, cert_path)
+        self.run_id, self.first_day = run_id, first_day
+        examples = {t: packets.example(t) for t in MESSAGE_TYPES}
+        examples["dossier.status"] = examples["dossier.status"].model_copy(update={"source_system": PROVINCE})
+        self.example_code = examples[SYNC].dossier_code.encode()
+        self.payloads = {t: etree.tostring(packets.to_element(m)) for t, m in examples.items()}
+        self.types: tuple[str, ...] = MESSAGE_TYPES
+        if payload_bytes:
+            self.payloads[SYNC], self.types = etree.tostring(padded_sync(payload_bytes)), (SYNC,)
+
+    @classmethod
+    def new(cls, key_path: Path, cert_path: Path, payload_bytes: int = 0) -> EnvelopeFactory:
+        """A factory for a new run: a random run id, and a random first day between 2001 and 2080."""
+        first_day = date(2001, 1, 1).toordinal() + secrets.randbelow(365 * 79)
+        return cls(key_path, cert_path, uuid.uuid4().hex[:8], first_day, payload_bytes)
+
+    def envelope(self, i: int) -> bytes:
+        message_type = self.types[i % len(self.types)]
+        message_id = f"bench-{self.run_id}-{i:07d}"
+        payload = self.payloads[message_type].replace(self.example_code, dossier_code(self.first_day, i).encode())
+        header = EnvelopeHeader(sender=PROVINCE, receiver=SINK, message_type=message_type, message_id=message_id)
+        return etree.tostring(sign_payload(self.signer, header, parse_xml(payload)))
+
+
+def make_envelopes(factory: EnvelopeFactory, count: int, progress: Callable[[int], None]) -> list[bytes]:
+    """The run's first ``count`` envelopes (``EnvelopeFactory``), signed now."""
     out = []
     for i in range(count):
-        message_type = types[i % len(types)]
-        message_id = f"bench-{run_id}-{i:07d}"
-        header = EnvelopeHeader(sender=PROVINCE, receiver=SINK, message_type=message_type, message_id=message_id)
-        out.append(etree.tostring(sign_payload(signer, header, parse_xml(payloads[message_type]))))
+        out.append(factory.envelope(i))
         progress(1)
     return out
 
@@ -239,6 +271,7 @@ def _register_connectors(runtime: Runtime, province_pem: str, sink_url: str) -> 
             "kind": "provincial",
             "sends": list(MESSAGE_TYPES),
             "receives": [],
+            "handles": [PROVINCE],  # the handling system of its dossiers (one per message: ``dossier_code``)
             "certificates": [province_pem],
         }
     )
@@ -421,9 +454,9 @@ def run(
         for _ in range(workers):
             worker_cmd = [str(hub_bin), "worker", "--prefetch", str(prefetch)]
             children.append(subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL))
-        signer = Signer.from_files(province.key_path, province.cert_path)
+        factory = EnvelopeFactory.new(province.key_path, province.cert_path, payload_bytes)
         with progress_factory("signing envelopes", messages) as advance:
-            envelopes = make_envelopes(signer, messages, advance, payload_bytes)
+            envelopes = make_envelopes(factory, messages, advance)
         envelope_bytes = sum(map(len, envelopes)) // messages
         report(f"prepared {messages} signed envelopes (~{envelope_bytes} bytes each)")
 
