@@ -875,7 +875,7 @@ def destinations_paused(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
 @app.command()
 def bench(
     broker: Annotated[str, typer.Option(help="`embedded` or an amqp:// URL")] = "embedded",
-    messages: Annotated[int, typer.Option(help="Envelopes to send end to end")] = 2000,
+    messages: Annotated[int, typer.Option(min=1, help="Envelopes to send end to end")] = 2000,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -884,23 +884,52 @@ def bench(
             show_default=False,
         ),
     ] = None,
-    window: Annotated[int, typer.Option(help="Most accepted-but-undelivered messages at once")] = 250,
+    window: Annotated[int, typer.Option(help="Most accepted-but-undelivered messages at once (not paced)")] = 250,
     batch: Annotated[int, typer.Option(help="Envelopes accepted per store transaction")] = 50,
     database: Annotated[str | None, typer.Option(help="Store URL (default: a SQLite file in a temp folder)")] = None,
     naive_messages: Annotated[int, typer.Option(help="Packets timed through the naive chain")] = 1000,
-    acceptors: Annotated[int, typer.Option(help="Processes accepting envelopes (as API workers would)")] = 2,
+    acceptors: Annotated[int, typer.Option(help="Load processes (--via direct: they accept, as the API would)")] = 2,
     prefetch: Annotated[int, typer.Option(help="Deliveries each worker takes from the queue at once")] = 32,
-    via: Annotated[str, typer.Option(help="`direct` (accept in-process) or `http` (POST to `hub serve`)")] = "direct",
+    via: Annotated[
+        str | None,
+        typer.Option(
+            help="`direct` (accept in the load processes) or `http` (POST to `hub serve`) [default: http with a "
+            "postgresql:// --database and an amqp:// --broker, the production shape; else direct]",
+            show_default=False,
+        ),
+    ] = None,
     serve_workers: Annotated[int, typer.Option(help="With --via http: uvicorn worker processes")] = 2,
     payload_bytes: Annotated[
         int, typer.Option(min=0, help="Pad every envelope (a valid dossier.sync) to about this many bytes; 0: ~4 KB")
     ] = 0,
+    rate: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Offer this many msg/s at a steady pace (latency at a given load) instead of as "
+                     "many as the window lets; the naive chain is then not timed", show_default=False),
+    ] = None,
+    soak: Annotated[
+        bool,
+        typer.Option(help="Memory soak: paced (--rate, default 500 msg/s), envelopes signed as they are sent, the "
+                     "resident memory of every hub process sampled (--rss-every) into --rss-csv; meant for "
+                     "--messages 1000000 (about 30 min)"),
+    ] = False,
+    rss_every: Annotated[float, typer.Option(min=0.1, help="Seconds between memory samples")] = 10.0,
+    rss_csv: Annotated[
+        Path | None,
+        typer.Option(help="Write the memory samples here (elapsed_s, delivered, kind, pid, rss_bytes) [default with "
+                     "--soak: var/bench/rss-<time>.csv]", show_default=False),
+    ] = None,
 ) -> None:
     """Measure the exchange end to end and against a naive single-process chain.
 
     Prints a readable report with progress, and as its last line one JSON object: messages, delivered, lost,
-    duplicates, seconds, throughput_msg_s, p50_ms, p99_ms, naive_msg_s, ratio_vs_naive, broker, store,
-    envelope_bytes, and with --via http healthz_p50_ms / healthz_p99_ms (`/healthz` timed while the load runs).
+    duplicates, seconds, throughput_msg_s, p50_ms, p99_ms (accept → delivered), naive_msg_s, ratio_vs_naive,
+    broker, store, envelope_bytes, shape and production_shape (HTTP + RabbitMQ + PostgreSQL), cpu_us_per_message
+    (µs of CPU per message of each process kind: api, worker, load, sink, broker, database, total; null: not
+    measured, cpu_notes say why), offered_rate / achieved_rate, store_bytes_per_message, broker_size, with --via
+    http healthz_p50_ms / healthz_p99_ms (`/healthz` timed while the load runs), and with --soak or --rss-csv rss
+    (per process kind: MB after the warm-up, the first 10 % of the run, at the end, and growth_pct). Exit 1 when
+    a message was lost or duplicated.
     """
     import contextlib
 
@@ -917,6 +946,9 @@ def bench(
             task = progress.add_task(label, total=total)
             yield lambda n: progress.advance(task, n)
 
+    if via is None:
+        production = (database or "").startswith("postgres") and broker.startswith("amqp")
+        via = "http" if production else "direct"
     if via not in ("direct", "http"):
         raise _fail(f"--via must be `direct` or `http`, not {via!r}")
     workers = workers if workers is not None else (1 if via == "http" else 2)
@@ -924,18 +956,11 @@ def bench(
     result = benchmark.run(
         broker=broker, messages=messages, workers=workers, window=window, batch=batch, database_url=database,
         naive_messages=naive_messages, acceptors=acceptors, prefetch=prefetch, via=via, serve_workers=serve_workers,
-        payload_bytes=payload_bytes, report=lambda line: err.print(line, markup=False),
-        progress_factory=progress_factory,
+        payload_bytes=payload_bytes, rate=rate, soak=soak, rss_every_s=rss_every, rss_csv=rss_csv,
+        report=lambda line: err.print(line, markup=False), progress_factory=progress_factory,
     )  # fmt: skip
-    err.print(
-        f"\nend to end: {result.delivered}/{result.messages} delivered in {result.seconds:.1f}s = "
-        f"{result.throughput_msg_s:.0f} msg/s; latency p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms\n"
-        f"naive chain: {result.naive_msg_s:.0f} msg/s -> ratio {result.ratio_vs_naive:.2f}x; "
-        f"lost {result.lost}, duplicates {result.duplicates}; accept stage alone {result.accept_msg_s:.0f} msg/s",
-        markup=False,
-    )
-    if result.healthz_p50_ms is not None and result.healthz_p99_ms is not None:
-        err.print(f"/healthz while loaded: p50 {result.healthz_p50_ms:.0f} ms, p99 {result.healthz_p99_ms:.0f} ms")
+    for line in benchmark.readable(result):
+        err.print(line, markup=False)
     sys.stdout.write(benchmark.as_json(result) + "\n")
     if result.lost or result.duplicates:
         raise typer.Exit(EXIT_REJECTED)
