@@ -1510,6 +1510,127 @@ def messages_list(
         screen.print(f"next page: --cursor {page.next_cursor}", markup=False)
 
 
+log_app = typer.Typer(
+    help="Retention of the message log: archive old final messages to a compressed, digest-listed file, and verify "
+    "such a file.",
+    no_args_is_help=True,
+)
+app.add_typer(log_app, name="log")
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str, total: int) -> Iterator[Any]:
+    """A progress bar on standard error (a long archive run shows where it is)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(f"{label:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                  transient=False, disable=not err.is_terminal) as progress:  # fmt: skip
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+@log_app.command("archive")
+def log_archive(
+    before: Annotated[
+        str,
+        typer.Option(help="Archive the final messages received before this date or time (ISO 8601; local time if no "
+                     "offset), e.g. 2026-01-01", show_default=False),
+    ],
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", help="The archive file to write (gzip of JSON lines; its manifest is written beside "
+                     "it as <file>.manifest.jsonl) [default: <data dir>/archive/message-log-before-<DATE>-<now>"
+                     ".jsonl.gz]", show_default=False),
+    ] = None,
+    actor: Annotated[str | None, typer.Option(help="Who archives, for the audit log [default: current user]")] = None,
+    as_json: JsonOpt = False,
+    utc: UtcOpt = False,
+) -> None:
+    """Move the message log's final messages received before DATE to a compressed file with a digest list.
+
+    Final: no delivery queued, being delivered or waiting for a retry, and no open dead letter (replay or close it
+    first). A dossier's latest dossier.sync and the payment.request of an unsettled payment stay (the hub still
+    reads them). The file and its manifest (SHA-256 of each record and of the file) are written, synced and
+    verified before anything is deleted; each deleting transaction is audited (message_log.archive). A second run
+    over the same range archives nothing. Exit 0 done (or nothing to archive), 2 bad DATE, existing file, or an
+    archive that did not verify (then nothing was deleted). See docs/message-log-archive.md.
+    """
+    from hub.cliformat import jsonable, print_json
+    from hub.config import get_settings
+    from hub.runtime import open_store
+    from hub.services import log_archive as archiving
+
+    clock = _clock(utc)
+    when = _cli_time(before, "--before", clock)
+    assert when is not None
+    if when > datetime.now(UTC):
+        raise _fail(f"--before: {before!r} is in the future (only what is already old is archived)")
+    settings = get_settings()
+    target = out_path or archiving.default_path(settings.data_dir, when, datetime.now(UTC))
+    try:
+        store = open_store(settings)
+    except LienthongError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        result = archiving.archive(store, before=when, out=target, actor=_cli_actor(actor).name,
+                                   progress=_progress_bar)  # fmt: skip
+    except LienthongError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    if as_json:
+        print_json({"before": jsonable(result.before, clock), "archive": str(result.path) if result.path else None,
+                    "manifest": str(result.manifest) if result.manifest else None, "records": result.records,
+                    "deleted": result.deleted, "kept_changed": result.kept_changed,
+                    "file_sha256": result.file_sha256})  # fmt: skip
+        return
+    if result.path is None:
+        out.print(f"nothing to archive: no final message received before {clock.full(when)}", markup=False)
+        return
+    out.print(f"archived {result.records:,} message(s) received before {clock.full(when)} to {result.path}\n"
+              f"  sha256 {result.file_sha256}; manifest {result.manifest}\n"
+              f"  deleted {result.deleted:,} from the store", markup=False)  # fmt: skip
+    if result.kept_changed:
+        out.print(f"  kept {result.kept_changed:,} that changed after they were archived (archived again by a later "
+                  "run)", markup=False)  # fmt: skip
+
+
+@log_app.command("verify")
+def log_verify(
+    path: Annotated[Path, typer.Argument(help="The archive file (its manifest is read from beside it)")],
+    manifest: Annotated[
+        Path | None, typer.Option(help="The manifest [default: <file>.manifest.jsonl]", show_default=False)
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check an archive of the message log against its manifest: the file's SHA-256, then each record's.
+
+    Exit 0 intact, 1 it differs (each differing record named by message id, sender and store key), 2 the file or
+    its manifest cannot be read.
+    """
+    from hub.cliformat import print_json
+    from hub.errors import ArchiveMismatchError
+    from hub.services import log_archive as archiving
+
+    try:
+        result = archiving.verify(path, manifest)
+    except ArchiveMismatchError as exc:
+        if as_json:
+            print_json({"archive": str(path), "ok": False, "differences": exc.differences})
+        else:
+            err.print(f"error: {path} differs from its manifest:", markup=False)
+            for difference in exc.differences:
+                err.print(f"  {difference}", markup=False)
+        raise typer.Exit(EXIT_REJECTED) from None
+    except LienthongError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print_json({"archive": str(result.path), "manifest": str(result.manifest), "ok": True,
+                    "records": result.records, "file_sha256": result.file_sha256})  # fmt: skip
+        return
+    out.print(f"intact: {result.records:,} record(s), sha256 {result.file_sha256} ({result.manifest})", markup=False)
+
+
 @app.command()
 def simulate(
     trust: Annotated[
