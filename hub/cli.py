@@ -1549,8 +1549,8 @@ def log_archive(
     """Move the message log's final messages received before DATE to a compressed file with a digest list.
 
     Final: no delivery queued, being delivered or waiting for a retry, and no open dead letter (replay or close it
-    first). A dossier's latest dossier.sync and the payment.request of an unsettled payment stay (the hub still
-    reads them). The file and its manifest (SHA-256 of each record and of the file) are written, synced and
+    first). The latest dossier.sync of a dossier not finished (3, 7, 10) and the payment.request of an unsettled
+    payment stay (the hub still reads them). The file and its manifest (SHA-256 of each record and of the file) are written, synced and
     verified before anything is deleted; each deleting transaction is audited (message_log.archive). A second run
     over the same range archives nothing. Exit 0 done (or nothing to archive), 2 bad DATE, existing file, or an
     archive that did not verify (then nothing was deleted). See docs/message-log-archive.md.

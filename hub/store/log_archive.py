@@ -8,9 +8,10 @@ history), the dead letters filed for its deliveries and the calls of a multi-cal
 
 A message may be archived only when it is final: none of its deliveries is queued, being delivered or waiting for
 a retry, and none has an open dead letter (an operator may still replay it; a closed one is final). Two kinds of
-final message stay, because the hub still reads them: a dossier's latest ``dossier.sync`` that is not stale (the
-dossier as it stands: citizen notifications and the portal's refreshed record read it, ``hub.store.sync_records``)
-and the ``payment.request`` of a payment not yet settled (its settlement reads it back).
+final message stay, because the hub still reads them: the latest ``dossier.sync`` that is not stale of a dossier
+not finished (no terminal status: 3, 7, 10) — the dossier as it stands, which citizen notifications and the portal's
+refreshed record read (``hub.store.sync_records``) — and the ``payment.request`` of a payment not yet settled (its
+settlement reads it back).
 
 Deletion re-reads each record in the deleting transaction (its rows locked on PostgreSQL; SQLite's write lock holds
 every writer off) and deletes only a message that is still final and whose record is byte for byte the one
@@ -35,11 +36,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub.dossier.status_machine import TERMINAL
 from hub.store import audit
 from hub.store.database import Database, chunks
 from hub.store.delivery_steps import delivery_steps
 from hub.store.flow_records import OPEN_STATES, payments
-from hub.store.schema import PENDING_STATES, dead_letters, deliveries, dossier_timeline, events, messages
+from hub.store.schema import PENDING_STATES, dead_letters, deliveries, dossier_timeline, dossiers, events, messages
 
 FORMAT = "lienthong message-log archive"
 VERSION = 1
@@ -72,12 +74,14 @@ _LATEST_SYNC = sa.and_(
         _tl.outcome == "stale",
     ),
 )  # fmt: skip
+_TERMINAL = sorted(int(s) for s in TERMINAL)
+_FINISHED = sa.exists().where(dossiers.c.code == _m.dossier_code, dossiers.c.status.in_(_TERMINAL))
 _OPEN_PAYMENT = sa.and_(
     _m.message_type == "payment.request",
     sa.exists().where(payments.c.message_id == _m.message_id, payments.c.state.in_(OPEN_STATES)),
 )
 #: A message that may be archived (see the module docstring), whatever its age.
-ARCHIVABLE = sa.and_(~_PENDING, ~_OPEN_DEAD_LETTER, ~_LATEST_SYNC, ~_OPEN_PAYMENT)
+ARCHIVABLE = sa.and_(~_PENDING, ~_OPEN_DEAD_LETTER, ~sa.and_(_LATEST_SYNC, ~_FINISHED), ~_OPEN_PAYMENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,17 +159,20 @@ def read_records(conn: Connection, pks: Sequence[int]) -> list[Archived]:
             if ids else []
         )  # fmt: skip
         of_message = {d["id"]: d["message_pk"] for d in routed}
+        parts: dict[str, dict[int, list[dict[str, Any]]]] = {p: {} for p in ("deliveries", "events", "dead_letters",
+                                                                              "delivery_steps")}  # fmt: skip
+        for item in routed:
+            parts["deliveries"].setdefault(item["message_pk"], []).append(item)
+        for item in history:
+            parts["events"].setdefault(item["message_pk"], []).append(item)
+        for item in letters:
+            parts["dead_letters"].setdefault(of_message[item["delivery_id"]], []).append(item)
+        for item in steps:
+            parts["delivery_steps"].setdefault(of_message[item["delivery_id"]], []).append(item)
         for row in rows:
             pk = row["id"]
-            record = {
-                "format": FORMAT,
-                "version": VERSION,
-                "message": row,
-                "deliveries": [d for d in routed if d["message_pk"] == pk],
-                "events": [e for e in history if e["message_pk"] == pk],
-                "dead_letters": [x for x in letters if of_message[x["delivery_id"]] == pk],
-                "delivery_steps": [s for s in steps if of_message[s["delivery_id"]] == pk],
-            }
+            record = {"format": FORMAT, "version": VERSION, "message": row,
+                      **{part: by_message.get(pk, []) for part, by_message in parts.items()}}  # fmt: skip
             line = canonical(record)
             out.append(Archived(pk, row["sender"], row["message_id"], row["received_at"], line,
                                 hashlib.sha256(line).hexdigest()))  # fmt: skip

@@ -1,11 +1,11 @@
 """The message log's retention (``hub log archive`` / ``hub log verify``) on SQLite and PostgreSQL.
 
 A store holds messages in every state, some received long ago: the archive takes only the old final ones (every
-delivery delivered, or dead with its dead letter closed, or none routed) with their deliveries, events and dead
-letters, into a gzip file whose manifest lists each record's SHA-256; it deletes them only then, audited. Nothing in
-flight (queued, delivering, retrying, an open dead letter), nothing recent and nothing the hub still reads (a
-dossier's latest sync, an unsettled payment's request) leaves. A second run is a no-op. ``verify`` passes on the
-file as written and names the record that differs in a tampered one.
+delivery delivered, or dead with its dead letter closed, or none routed; a finished dossier's latest sync) with
+their deliveries, events and dead letters, into a gzip file whose manifest lists each record's SHA-256; it deletes
+them only then, audited. Nothing in flight (queued, delivering, retrying, an open dead letter), nothing recent and
+nothing the hub still reads (an open dossier's latest sync, an unsettled payment's request) leaves. A second run is
+a no-op. ``verify`` passes on the file as written and names the record that differs in a tampered one.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from hub.store import Store, Submission
 from hub.store import log_archive as store_archive
 from hub.store.audit import AuditFilter
 from hub.store.flow_records import payments
-from hub.store.schema import dead_letters, deliveries, events, messages
+from hub.store.schema import dead_letters, deliveries, dossiers, events, messages
 from hub.store.sync_records import latest_sync_envelope
 
 OLD = dt.datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
@@ -83,6 +83,10 @@ def log(store: Store) -> Log:
     deliver(store, d2)
     _, (d,) = submit(store, "old-sync-earlier", message_type="dossier.sync", dossier="D-1")
     deliver(store, d)
+    _, (d,) = submit(store, "old-sync-latest-finished", message_type="dossier.sync", dossier="D-3")
+    deliver(store, d)
+    with store.transaction() as conn:  # D-3 was returned to the applicant (10): nothing reads its record any more
+        conn.execute(sa.insert(dossiers).values(code="D-3", status=10, status_at=OLD, applied_at=OLD))
     # Kept: in flight, or recent, or still read by the hub.
     _, (d,) = submit(store, "old-dead-open")
     dead(store, d, close=False)
@@ -104,7 +108,8 @@ def log(store: Store) -> Log:
         conn.execute(sa.insert(payments).values(reference="R-1", kind="payment", connector="PAY", requester="S1",
                                                 dossier_code="D-2", amount=50_000, message_id="old-payment-open",
                                                 state="pending", created_at=OLD))  # fmt: skip
-    archivable = {"old-delivered", "old-dead-closed", "old-not-routed", "old-delivered-twice", "old-sync-earlier"}
+    archivable = {"old-delivered", "old-dead-closed", "old-not-routed", "old-delivered-twice", "old-sync-earlier",
+                  "old-sync-latest-finished"}
     kept = {"old-dead-open", "old-queued", "old-delivering", "old-retrying", "old-one-of-two-pending",
             "recent-delivered", "old-sync-latest", "old-payment-open"}  # fmt: skip
     return Log(archivable, kept)
@@ -131,7 +136,7 @@ def test_archive_moves_only_old_final_messages_with_everything_hung_on_them(
 ) -> None:
     out = tmp_path / "archive" / "log.jsonl.gz"
     result = log_archive.archive(store, before=CUTOFF, out=out, actor="ops-test")
-    assert (result.records, result.deleted, result.kept_changed) == (5, 5, 0)
+    assert (result.records, result.deleted, result.kept_changed) == (6, 6, 0)
     assert result.path == out and result.manifest == out.with_name("log.jsonl.gz.manifest.jsonl")
     assert stored_ids(store) == log.kept
     records = {r["message"]["message_id"]: r for r in archive_lines(out)}
@@ -154,7 +159,7 @@ def test_archive_moves_only_old_final_messages_with_everything_hung_on_them(
     # Audited: who, which file, its digest, how many deleted.
     (entry,) = store.audit_entries(AuditFilter(action="message_log.archive")).items
     assert entry.actor == "ops-test" and entry.subject == str(out.resolve())
-    assert entry.detail is not None and entry.detail["deleted"] == 5
+    assert entry.detail is not None and entry.detail["deleted"] == 6
     assert entry.detail["file_sha256"] == result.file_sha256
 
 
@@ -169,7 +174,7 @@ def test_nothing_in_flight_recent_or_still_read_is_archived(store: Store, log: L
 
 def test_a_second_run_is_a_no_op(store: Store, log: Log, tmp_path: Path) -> None:
     first = log_archive.archive(store, before=CUTOFF, out=tmp_path / "first.jsonl.gz", actor="ops-test")
-    assert first.records == 5
+    assert first.records == 6
     before = stored_ids(store)
     second = log_archive.archive(store, before=CUTOFF, out=tmp_path / "second.jsonl.gz", actor="ops-test")
     assert (second.path, second.records, second.deleted) == (None, 0, 0)
@@ -193,7 +198,7 @@ def test_verify_passes_on_the_archive_as_written_and_names_a_tampered_record(
     out = tmp_path / "log.jsonl.gz"
     log_archive.archive(store, before=CUTOFF, out=out, actor="ops-test")
     intact = log_archive.verify(out)
-    assert intact.records == 5
+    assert intact.records == 6
     records = archive_lines(out)
     victim = records[1]["message"]["message_id"]
     records[1]["deliveries"] = []  # someone removes a delivery from the record
@@ -215,8 +220,8 @@ def test_verify_names_a_record_missing_from_the_file(store: Store, log: Log, tmp
     rewrite(out, records[:-1])
     with pytest.raises(ArchiveMismatchError) as caught:
         log_archive.verify(out)
-    assert any(f"record 5 (message {last} from S1" in d and "not in the file" in d for d in caught.value.differences)
-    assert any("holds 4 records, the manifest says 5" in d for d in caught.value.differences)
+    assert any(f"record 6 (message {last} from S1" in d and "not in the file" in d for d in caught.value.differences)
+    assert any("holds 5 records, the manifest says 6" in d for d in caught.value.differences)
 
 
 def test_a_record_changed_after_it_was_archived_stays_in_the_store(store: Store, log: Log) -> None:
@@ -250,7 +255,7 @@ def test_the_cli_archives_to_the_data_folder_and_verifies(store: Store, store_ur
     done = run_cli(store_url, tmp_path, "log", "archive", "--before", "2025-01-01", "--json", "--actor", "ops-cli")
     assert done.exit_code == 0, done.output
     document = json.loads(done.stdout)
-    assert (document["records"], document["deleted"]) == (5, 5)
+    assert (document["records"], document["deleted"]) == (6, 6)
     path = Path(document["archive"])
     assert path.parent == tmp_path / "archive" and path.name.startswith("message-log-before-20241231T170000Z-")
     assert Path(document["manifest"]) == log_archive.manifest_path(path)
