@@ -1550,10 +1550,11 @@ def log_archive(
 
     Final: no delivery queued, being delivered or waiting for a retry, and no open dead letter (replay or close it
     first). The latest dossier.sync of a dossier not finished (3, 7, 10) and the payment.request of an unsettled
-    payment stay (the hub still reads them). The file and its manifest (SHA-256 of each record and of the file) are written, synced and
-    verified before anything is deleted; each deleting transaction is audited (message_log.archive). A second run
-    over the same range archives nothing. Exit 0 done (or nothing to archive), 2 bad DATE, existing file, or an
-    archive that did not verify (then nothing was deleted). See docs/message-log-archive.md.
+    payment stay (the hub still reads them). The file and its manifest (SHA-256 of each record and of the file)
+    are written, synced and verified before anything is deleted; each deleting transaction is audited
+    (message_log.archive). A second run over the same range archives nothing. Exit 0 done (or nothing to
+    archive), 2 bad DATE, existing file, or an archive that did not verify (then nothing was deleted). See
+    docs/message-log-archive.md.
     """
     from hub.cliformat import jsonable, print_json
     from hub.config import get_settings

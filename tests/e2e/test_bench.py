@@ -106,12 +106,13 @@ def test_the_production_shape_is_said_and_every_process_kind_measured(
     assert result["store_bytes_per_message"] > 0
 
 
-def test_rate_paces_the_load(tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", ["direct", "http"])
+def test_rate_paces_the_load(tmp_path: Path, via: str) -> None:
     messages, rate = 200, 100.0
-    run = bench(tmp_path, "--messages", str(messages), "--rate", str(rate))
+    run = bench(tmp_path, "--via", via, "--messages", str(messages), "--rate", str(rate))
     result = run.result
     assert run.returncode == 0, run.report[-3000:]
-    assert result["delivered"] == messages
+    assert result["delivered"] == messages and result["via"] == via
     assert result["offered_rate"] == rate
     assert 0 < result["achieved_rate"] <= 1.3 * rate
     assert result["seconds"] >= messages / rate * 0.8
