@@ -875,7 +875,7 @@ def destinations_paused(as_json: JsonOpt = False, utc: UtcOpt = False) -> None:
 @app.command()
 def bench(
     broker: Annotated[str, typer.Option(help="`embedded` or an amqp:// URL")] = "embedded",
-    messages: Annotated[int, typer.Option(help="Envelopes to send end to end")] = 2000,
+    messages: Annotated[int, typer.Option(min=1, help="Envelopes to send end to end")] = 2000,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -884,23 +884,52 @@ def bench(
             show_default=False,
         ),
     ] = None,
-    window: Annotated[int, typer.Option(help="Most accepted-but-undelivered messages at once")] = 250,
+    window: Annotated[int, typer.Option(help="Most accepted-but-undelivered messages at once (not paced)")] = 250,
     batch: Annotated[int, typer.Option(help="Envelopes accepted per store transaction")] = 50,
     database: Annotated[str | None, typer.Option(help="Store URL (default: a SQLite file in a temp folder)")] = None,
     naive_messages: Annotated[int, typer.Option(help="Packets timed through the naive chain")] = 1000,
-    acceptors: Annotated[int, typer.Option(help="Processes accepting envelopes (as API workers would)")] = 2,
+    acceptors: Annotated[int, typer.Option(help="Load processes (--via direct: they accept, as the API would)")] = 2,
     prefetch: Annotated[int, typer.Option(help="Deliveries each worker takes from the queue at once")] = 32,
-    via: Annotated[str, typer.Option(help="`direct` (accept in-process) or `http` (POST to `hub serve`)")] = "direct",
+    via: Annotated[
+        str | None,
+        typer.Option(
+            help="`direct` (accept in the load processes) or `http` (POST to `hub serve`) [default: http with a "
+            "postgresql:// --database and an amqp:// --broker, the production shape; else direct]",
+            show_default=False,
+        ),
+    ] = None,
     serve_workers: Annotated[int, typer.Option(help="With --via http: uvicorn worker processes")] = 2,
     payload_bytes: Annotated[
         int, typer.Option(min=0, help="Pad every envelope (a valid dossier.sync) to about this many bytes; 0: ~4 KB")
     ] = 0,
+    rate: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Offer this many msg/s at a steady pace (latency at a given load) instead of as "
+                     "many as the window lets; the naive chain is then not timed", show_default=False),
+    ] = None,
+    soak: Annotated[
+        bool,
+        typer.Option(help="Memory soak: paced (--rate, default 500 msg/s), envelopes signed as they are sent, the "
+                     "resident memory of every hub process sampled (--rss-every) into --rss-csv; meant for "
+                     "--messages 1000000 (about 30 min)"),
+    ] = False,
+    rss_every: Annotated[float, typer.Option(min=0.1, help="Seconds between memory samples")] = 10.0,
+    rss_csv: Annotated[
+        Path | None,
+        typer.Option(help="Write the memory samples here (elapsed_s, delivered, kind, pid, rss_bytes) [default with "
+                     "--soak: var/bench/rss-<time>.csv]", show_default=False),
+    ] = None,
 ) -> None:
     """Measure the exchange end to end and against a naive single-process chain.
 
     Prints a readable report with progress, and as its last line one JSON object: messages, delivered, lost,
-    duplicates, seconds, throughput_msg_s, p50_ms, p99_ms, naive_msg_s, ratio_vs_naive, broker, store,
-    envelope_bytes, and with --via http healthz_p50_ms / healthz_p99_ms (`/healthz` timed while the load runs).
+    duplicates, seconds, throughput_msg_s, p50_ms, p99_ms (accept → delivered), naive_msg_s, ratio_vs_naive,
+    broker, store, envelope_bytes, shape and production_shape (HTTP + RabbitMQ + PostgreSQL), cpu_us_per_message
+    (µs of CPU per message of each process kind: api, worker, load, sink, broker, database, total; null: not
+    measured, cpu_notes say why), offered_rate / achieved_rate, store_bytes_per_message, broker_size, with --via
+    http healthz_p50_ms / healthz_p99_ms (`/healthz` timed while the load runs), and with --soak or --rss-csv rss
+    (per process kind: MB after the warm-up, the first 10 % of the run, at the end, and growth_pct). Exit 1 when
+    a message was lost or duplicated.
     """
     import contextlib
 
@@ -917,6 +946,9 @@ def bench(
             task = progress.add_task(label, total=total)
             yield lambda n: progress.advance(task, n)
 
+    if via is None:
+        production = (database or "").startswith("postgres") and broker.startswith("amqp")
+        via = "http" if production else "direct"
     if via not in ("direct", "http"):
         raise _fail(f"--via must be `direct` or `http`, not {via!r}")
     workers = workers if workers is not None else (1 if via == "http" else 2)
@@ -924,18 +956,11 @@ def bench(
     result = benchmark.run(
         broker=broker, messages=messages, workers=workers, window=window, batch=batch, database_url=database,
         naive_messages=naive_messages, acceptors=acceptors, prefetch=prefetch, via=via, serve_workers=serve_workers,
-        payload_bytes=payload_bytes, report=lambda line: err.print(line, markup=False),
-        progress_factory=progress_factory,
+        payload_bytes=payload_bytes, rate=rate, soak=soak, rss_every_s=rss_every, rss_csv=rss_csv,
+        report=lambda line: err.print(line, markup=False), progress_factory=progress_factory,
     )  # fmt: skip
-    err.print(
-        f"\nend to end: {result.delivered}/{result.messages} delivered in {result.seconds:.1f}s = "
-        f"{result.throughput_msg_s:.0f} msg/s; latency p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms\n"
-        f"naive chain: {result.naive_msg_s:.0f} msg/s -> ratio {result.ratio_vs_naive:.2f}x; "
-        f"lost {result.lost}, duplicates {result.duplicates}; accept stage alone {result.accept_msg_s:.0f} msg/s",
-        markup=False,
-    )
-    if result.healthz_p50_ms is not None and result.healthz_p99_ms is not None:
-        err.print(f"/healthz while loaded: p50 {result.healthz_p50_ms:.0f} ms, p99 {result.healthz_p99_ms:.0f} ms")
+    for line in benchmark.readable(result):
+        err.print(line, markup=False)
     sys.stdout.write(benchmark.as_json(result) + "\n")
     if result.lost or result.duplicates:
         raise typer.Exit(EXIT_REJECTED)
@@ -1483,6 +1508,128 @@ def messages_list(
     screen.print(table)
     if page.next_cursor:
         screen.print(f"next page: --cursor {page.next_cursor}", markup=False)
+
+
+log_app = typer.Typer(
+    help="Retention of the message log: archive old final messages to a compressed, digest-listed file, and verify "
+    "such a file.",
+    no_args_is_help=True,
+)
+app.add_typer(log_app, name="log")
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str, total: int) -> Iterator[Any]:
+    """A progress bar on standard error (a long archive run shows where it is)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(f"{label:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                  transient=False, disable=not err.is_terminal) as progress:  # fmt: skip
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+@log_app.command("archive")
+def log_archive(
+    before: Annotated[
+        str,
+        typer.Option(help="Archive the final messages received before this date or time (ISO 8601; local time if no "
+                     "offset), e.g. 2026-01-01", show_default=False),
+    ],
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", help="The archive file to write (gzip of JSON lines; its manifest is written beside "
+                     "it as <file>.manifest.jsonl) [default: <data dir>/archive/message-log-before-<DATE>-<now>"
+                     ".jsonl.gz]", show_default=False),
+    ] = None,
+    actor: Annotated[str | None, typer.Option(help="Who archives, for the audit log [default: current user]")] = None,
+    as_json: JsonOpt = False,
+    utc: UtcOpt = False,
+) -> None:
+    """Move the message log's final messages received before DATE to a compressed file with a digest list.
+
+    Final: no delivery queued, being delivered or waiting for a retry, and no open dead letter (replay or close it
+    first). The latest dossier.sync of a dossier not finished (3, 7, 10) and the payment.request of an unsettled
+    payment stay (the hub still reads them). The file and its manifest (SHA-256 of each record and of the file)
+    are written, synced and verified before anything is deleted; each deleting transaction is audited
+    (message_log.archive). A second run over the same range archives nothing. Exit 0 done (or nothing to
+    archive), 2 bad DATE, existing file, or an archive that did not verify (then nothing was deleted). See
+    docs/message-log-archive.md.
+    """
+    from hub.cliformat import jsonable, print_json
+    from hub.config import get_settings
+    from hub.runtime import open_store
+    from hub.services import log_archive as archiving
+
+    clock = _clock(utc)
+    when = _cli_time(before, "--before", clock)
+    assert when is not None
+    if when > datetime.now(UTC):
+        raise _fail(f"--before: {before!r} is in the future (only what is already old is archived)")
+    settings = get_settings()
+    target = out_path or archiving.default_path(settings.data_dir, when, datetime.now(UTC))
+    try:
+        store = open_store(settings)
+    except LienthongError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        result = archiving.archive(store, before=when, out=target, actor=_cli_actor(actor).name,
+                                   progress=_progress_bar)  # fmt: skip
+    except LienthongError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    if as_json:
+        print_json({"before": jsonable(result.before, clock), "archive": str(result.path) if result.path else None,
+                    "manifest": str(result.manifest) if result.manifest else None, "records": result.records,
+                    "deleted": result.deleted, "kept_changed": result.kept_changed,
+                    "file_sha256": result.file_sha256})  # fmt: skip
+        return
+    if result.path is None:
+        out.print(f"nothing to archive: no final message received before {clock.full(when)}", markup=False)
+        return
+    out.print(f"archived {result.records:,} message(s) received before {clock.full(when)} to {result.path}\n"
+              f"  sha256 {result.file_sha256}; manifest {result.manifest}\n"
+              f"  deleted {result.deleted:,} from the store", markup=False)  # fmt: skip
+    if result.kept_changed:
+        out.print(f"  kept {result.kept_changed:,} that changed after they were archived (archived again by a later "
+                  "run)", markup=False)  # fmt: skip
+
+
+@log_app.command("verify")
+def log_verify(
+    path: Annotated[Path, typer.Argument(help="The archive file (its manifest is read from beside it)")],
+    manifest: Annotated[
+        Path | None, typer.Option(help="The manifest [default: <file>.manifest.jsonl]", show_default=False)
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check an archive of the message log against its manifest: the file's SHA-256, then each record's.
+
+    Exit 0 intact, 1 it differs (each differing record named by message id, sender and store key), 2 the file or
+    its manifest cannot be read.
+    """
+    from hub.cliformat import print_json
+    from hub.errors import ArchiveMismatchError
+    from hub.services import log_archive as archiving
+
+    try:
+        result = archiving.verify(path, manifest)
+    except ArchiveMismatchError as exc:
+        if as_json:
+            print_json({"archive": str(path), "ok": False, "differences": exc.differences})
+        else:
+            err.print(f"error: {path} differs from its manifest:", markup=False)
+            for difference in exc.differences:
+                err.print(f"  {difference}", markup=False)
+        raise typer.Exit(EXIT_REJECTED) from None
+    except LienthongError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print_json({"archive": str(result.path), "manifest": str(result.manifest), "ok": True,
+                    "records": result.records, "file_sha256": result.file_sha256})  # fmt: skip
+        return
+    out.print(f"intact: {result.records:,} record(s), sha256 {result.file_sha256} ({result.manifest})", markup=False)
 
 
 @app.command()

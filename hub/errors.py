@@ -40,6 +40,8 @@
     │   ├── CatalogueUnavailableError no connector, or its profile has no sourced catalogue (dvcqg/proxy)
     │   ├── CatalogueBusyError        another sync holds the store-wide lease (or this one lost it)
     │   └── CatalogueShrinkError      the list read is empty or less than half the catalogue: kept (--allow-shrink)
+    ├── ArchiveError                  a message-log archive cannot be written or read (exists, unreadable manifest)
+    │   └── ArchiveMismatchError      an archive differs from its manifest (``differences`` name what)
     ├── RegistryError
     │   ├── SpecInvalidError, UnknownConnectorError (also KeyError)
     │   └── CertificateError          certificate / key-policy / certificate-pinned-elsewhere
@@ -352,6 +354,20 @@ class CatalogueBusyError(CatalogueError):
 
 class CatalogueShrinkError(CatalogueError):
     """A sync read an empty procedure list, or one less than half the catalogue's: the catalogue is kept."""
+
+
+class ArchiveError(LienthongError):
+    """A message-log archive (``hub log archive`` / ``hub log verify``) cannot be written or read: the file exists
+    already, or it or its manifest is missing or not one."""
+
+
+class ArchiveMismatchError(ArchiveError):
+    """An archive differs from its manifest; ``differences`` names each record (or the file) that does."""
+
+    def __init__(self, path: str, differences: Iterable[str]) -> None:
+        self.path = path
+        self.differences = list(differences)
+        super().__init__(f"{path} differs from its manifest: " + "; ".join(self.differences[:5]))
 
 
 class RegistryError(LienthongError):

@@ -1,19 +1,26 @@
 """``hub bench``: signed envelopes through accept → queue → worker processes → a real HTTP sink partner,
 and, in the same run and on the same packets, the naive single-process chain for comparison.
 
-The load generator is this process: it accepts envelopes exactly as the API will (verify, validate, route,
-commit, publish with confirms) while ``hub worker`` processes deliver to ``python -m hub.devtools.sink`` on 127.0.0.1.
-Latency is accept-committed → first receipt at the sink, measured on the same clock. A window keeps the
-accepted-but-undelivered backlog bounded, so p99 measures the exchange, not an ever-growing queue.
+The load generator is a pool of load processes (``hub.devtools.bench_load``): with ``--via direct`` they accept
+envelopes exactly as the API will (verify, validate, route, commit, publish with confirms), with ``--via http``
+they POST them to a real ``hub serve``; ``hub worker`` processes deliver to ``python -m hub.devtools.sink`` on
+127.0.0.1. Latency is accept-committed (or the 202) → first receipt at the sink, measured on the same clock. A
+window keeps the accepted-but-undelivered backlog bounded, so p99 measures the exchange, not an ever-growing
+queue; ``--rate R`` paces the load instead (message ``i`` offered at ``i / R`` s), for latency at a given load.
+
+Beside throughput and latency every run reports the shape it measured (the production shape is HTTP intake,
+RabbitMQ and PostgreSQL: the default ``--via`` when given both), the CPU per message of each process kind and the
+store's and broker's size per message (``hub.devtools.bench_measure``); ``--soak`` (paced, signing as it goes,
+meant for a million messages) samples the resident memory of every hub process into a CSV file and reports its
+growth after the warm-up.
 """
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -23,29 +30,41 @@ import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from lxml import etree
 
-from hub import packets
 from hub.config import Settings
-from hub.exchange.pipeline import Acceptor
+from hub.devtools import bench_measure, proc_stats
+from hub.devtools.bench_load import (
+    MESSAGE_TYPES,
+    PROVINCE,
+    SINK,
+    EnvelopeFactory,
+    LoadPlan,
+    LoadReport,
+    accept_share,
+    acceptor_init,
+    loader_init,
+    make_envelopes,
+    padded_sync,
+    post_share,
+    process_ready,
+)
 from hub.exchange.worker import OutboundBuilder
 from hub.runtime import Runtime
 from hub.security import keys
-from hub.security.envelope import EnvelopeHeader
-from hub.security.signing import Signer, sign_payload
-from hub.xmlparse import parse_xml
+from hub.security.signing import Signer
 
-PROVINCE, SINK = "000.00.00.H12", "000.00.00.B01"
-SYNC = "dossier.sync"
-MESSAGE_TYPES = (SYNC, "dossier.status", "payment.request", "postal.order")
+__all__ = ["BenchResult", "as_json", "padded_sync", "readable", "run", "shape"]
+
 LOAD_CONCURRENCY = 32  # requests each load process keeps in flight against `hub serve` (--via http)
+SOAK_RATE = 500.0  # msg/s a soak run offers unless told: a million messages in about 33 minutes
+LATENCY_SAMPLE = 20_000  # a run of more messages keeps the accept time of about this many for its percentiles
 
 
 @dataclass
@@ -58,8 +77,8 @@ class BenchResult:
     throughput_msg_s: float
     p50_ms: float
     p99_ms: float
-    naive_msg_s: float
-    ratio_vs_naive: float
+    naive_msg_s: float | None  # None: not timed (a paced run: its throughput is the offered rate)
+    ratio_vs_naive: float | None
     broker: str
     store: str
     workers: int
@@ -69,6 +88,32 @@ class BenchResult:
     healthz_p50_ms: float | None = None  # /healthz round trips while the load runs (--via http)
     healthz_p99_ms: float | None = None
     store_durability: str = ""  # what a commit survives, read back from the store (``Database.durability``)
+    shape: str = ""  # what was measured, in words (``shape``)
+    production_shape: bool = False  # HTTP intake, RabbitMQ and PostgreSQL
+    offered_rate: float | None = None  # --rate: msg/s offered; None: as fast as the window lets
+    achieved_rate: float | None = None  # msg/s accepted, from the start to the last accepted
+    # µs of CPU per delivered message, per process kind (``bench_measure.KINDS``) and in total; None: not measured
+    cpu_us_per_message: dict[str, float | None] = field(default_factory=dict)
+    cpu_notes: dict[str, str] = field(default_factory=dict)  # how each kind was measured, or why it was not
+    store_bytes_per_message: float | None = None  # the store's growth over the run, per message
+    broker_size: dict[str, Any] = field(default_factory=dict)  # what the broker's size could be read as
+    soak: bool = False
+    rss_csv: str | None = None  # where the memory samples went
+    rss_every_s: float | None = None
+    rss: dict[str, dict[str, float]] = field(default_factory=dict)  # per kind: MB after warm-up, at the end, growth
+
+
+def shape(via: str, broker: str, database_url: str) -> tuple[bool, str]:
+    """Whether this is the production shape (HTTP intake, RabbitMQ, PostgreSQL), and what is measured, in words."""
+    http, rabbitmq, postgres = via == "http", broker.startswith("amqp"), database_url.startswith("postgres")
+    parts = [
+        "HTTP intake (hub serve)" if http else "direct accept in the load processes (no HTTP)",
+        "RabbitMQ" if rabbitmq else "the embedded queue (SQLite)",
+        "PostgreSQL store" if postgres else "SQLite store",
+    ]
+    production = http and rabbitmq and postgres
+    lead = "production shape" if production else "not the production shape (HTTP + RabbitMQ + PostgreSQL)"
+    return production, f"{lead}: {', '.join(parts)}"
 
 
 def _free_port() -> int:
@@ -79,6 +124,12 @@ def _free_port() -> int:
 
 def _get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback sink
+        return json.loads(response.read())
+
+
+def _post_json(url: str, document: Any) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(document).encode(), method="POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback sink
         return json.loads(response.read())
 
 
@@ -100,133 +151,6 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def padded_sync(target_bytes: int) -> etree._Element:
-    """The example ``dossier.sync`` with more documents until its XML is about ``target_bytes`` long: still valid,
-    so the whole intake (parse, verify, validate, decode, store, publish) works on a body of that size."""
-    ns = f"{{{packets.PACKET_NAMESPACE}}}"
-    payload = packets.to_element(packets.example(SYNC))
-    documents = payload.find(f"{ns}documents")
-    assert documents is not None
-    template = copy.deepcopy(documents[0])
-    template.find(f"{ns}name").text = "Bản vẽ " + "thiết kế " * 100
-    size, step = len(etree.tostring(payload)), len(etree.tostring(template))
-    for i in range(max(0, target_bytes - size) // step):
-        document = copy.deepcopy(template)
-        document.find(f"{ns}componentCode").text = f"PAD-{i:05d}"
-        documents.append(document)
-    return payload
-
-
-def make_envelopes(signer: Signer, count: int, progress: Callable[[int], None], payload_bytes: int = 0) -> list[bytes]:
-    """``count`` distinct signed envelopes of ~4 KB, cycling through a few message types (with ``payload_bytes``:
-    ``dossier.sync`` padded to about that size); the ids are unique per run, so a benchmark against a long-lived
-    store never collides with an earlier one."""
-    run_id = uuid.uuid4().hex[:8]
-    examples = {t: packets.example(t) for t in MESSAGE_TYPES}
-    examples["dossier.status"] = examples["dossier.status"].model_copy(update={"source_system": PROVINCE})
-    payloads = {t: etree.tostring(packets.to_element(m)) for t, m in examples.items()}
-    types: tuple[str, ...] = MESSAGE_TYPES
-    if payload_bytes:
-        payloads[SYNC], types = etree.tostring(padded_sync(payload_bytes)), (SYNC,)
-    out = []
-    for i in range(count):
-        message_type = types[i % len(types)]
-        message_id = f"bench-{run_id}-{i:07d}"
-        header = EnvelopeHeader(sender=PROVINCE, receiver=SINK, message_type=message_type, message_id=message_id)
-        out.append(etree.tostring(sign_payload(signer, header, parse_xml(payloads[message_type]))))
-        progress(1)
-    return out
-
-
-_acceptor: Acceptor | None = None
-
-
-def _acceptor_init(settings: dict) -> None:
-    """Acceptor process start-up: its own store, broker connection and verifier, like an API worker."""
-    global _acceptor
-    _acceptor = Runtime.open(Settings(**settings)).acceptor()
-    _acceptor.defer_marks = True
-
-
-def _process_ready(_: int) -> bool:
-    """Answered once a pool process has started and run its initializer (it imported the hub by then)."""
-    time.sleep(0.2)  # lets every pool process take one of these
-    return _acceptor is not None or _loader is not None
-
-
-def _accept_chunk(
-    envelopes: list[bytes], window: int, batch: int, count_url: str, acceptors: int
-) -> tuple[dict[str, float], float]:
-    """Accept ``envelopes`` in batches, keeping at most ``window`` of this process's share undelivered."""
-    assert _acceptor is not None
-    accepted_at: dict[str, float] = {}
-    busy = 0.0
-    for i in range(0, len(envelopes), batch):
-        while len(accepted_at) - _get_json(count_url)["unique"] / acceptors >= window:
-            time.sleep(0.005)
-        t0 = time.perf_counter()
-        results = _acceptor.accept_many(envelopes[i : i + batch])
-        busy += time.perf_counter() - t0
-        now = time.time()
-        for result in results:
-            if isinstance(result, Exception):
-                raise RuntimeError(f"benchmark envelope rejected: {result}")
-            accepted_at[result.message_id] = now
-    _acceptor.flush()
-    return accepted_at, busy
-
-
-_loader: tuple[str, str, int] | None = None
-
-
-def _loader_init(api_key: str, url: str, concurrency: int) -> None:
-    """Load-process start-up: where to POST, with which key, how many requests at once."""
-    global _loader
-    _loader = (api_key, url, concurrency)
-
-
-def _post_chunk(
-    envelopes: list[bytes], window: int, batch: int, count_url: str, loaders: int
-) -> tuple[dict[str, float], float]:
-    """POST ``envelopes`` to the API, keeping at most ``window`` undelivered per process."""
-    return asyncio.run(_post_all(envelopes, window, batch, count_url, loaders))
-
-
-async def _post_all(
-    envelopes: list[bytes], window: int, batch: int, count_url: str, loaders: int
-) -> tuple[dict[str, float], float]:
-    # aiohttp on one event loop: the load generator shares the two cores with the hub, and this costs it about
-    # a quarter of the CPU per request that a pool of threads with a blocking client does.
-    import aiohttp
-
-    assert _loader is not None
-    api_key, url, concurrency = _loader
-    headers = {"Content-Type": "application/xml", "X-Api-Key": api_key}
-    accepted_at: dict[str, float] = {}
-    busy = 0.0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-
-        async def post(data: bytes) -> tuple[str, float]:
-            async with session.post(url, data=data, headers=headers) as response:
-                answer = await response.read()
-            if response.status != 202:
-                raise RuntimeError(f"benchmark envelope rejected: HTTP {response.status} {answer[:300]!r}")
-            return json.loads(answer)["message_id"], time.time()
-
-        async def delivered() -> int:
-            async with session.get(count_url) as response:
-                return (await response.json())["unique"]
-
-        for i in range(0, len(envelopes), batch):
-            while len(accepted_at) - await delivered() / loaders >= window:
-                await asyncio.sleep(0.005)
-            t0 = time.perf_counter()
-            for message_id, at in await asyncio.gather(*(post(d) for d in envelopes[i : i + batch])):
-                accepted_at[message_id] = at
-            busy += time.perf_counter() - t0
-    return accepted_at, busy
-
-
 def _register_connectors(runtime: Runtime, province_pem: str, sink_url: str) -> str:
     """Register the bench's sender and sink as connectors (the API routes by the registry); the sender's key."""
     from hub.registry.spec import parse_spec
@@ -239,6 +163,7 @@ def _register_connectors(runtime: Runtime, province_pem: str, sink_url: str) -> 
             "kind": "provincial",
             "sends": list(MESSAGE_TYPES),
             "receives": [],
+            "handles": [PROVINCE],  # the handling system of its dossiers (one per message: ``dossier_code``)
             "certificates": [province_pem],
         }
     )
@@ -352,6 +277,74 @@ def naive_chain(envelopes: list[bytes], settings: Settings, broker_url: str, ver
     return len(envelopes) / elapsed
 
 
+def _locate_servers(processes: bench_measure.Processes, broker: str, runtime: Runtime) -> None:
+    """Find the broker's and the database's server processes, or note why they have none of their own."""
+    if broker.startswith("amqp"):
+        pid, note = bench_measure.rabbitmq_process(broker)
+        if pid is not None:
+            processes.add("broker", pid)
+        processes.notes["broker"] = note
+    else:
+        processes.notes["broker"] = "embedded queue: a SQLite file the API (or load) and worker processes write"
+    if runtime.store.dialect == "postgresql":
+        pid, note = bench_measure.postgres_process(runtime.store.engine)
+        if pid is not None:
+            processes.add("database", pid)
+        processes.notes["database"] = note
+    else:
+        processes.notes["database"] = "SQLite: inside the API (or load) and worker processes, counted there"
+
+
+def _broker_bytes(broker: str, settings: Settings, processes: bench_measure.Processes) -> int | None:
+    """The broker's size now: the embedded queue's files, or RabbitMQ's resident memory (``beam.smp`` and its
+    children; its disk is not readable from here)."""
+    if not broker.startswith("amqp"):
+        return bench_measure.embedded_queue_bytes(settings.data_dir / "queue.db")
+    roots = processes.roots.get("broker")
+    if not roots:
+        return None
+    return sum(proc_stats.rss_bytes(pid) or 0 for pid in proc_stats.tree(roots))
+
+
+def _broker_size(broker: str, before: int | None, after: int | None, messages: int) -> dict[str, Any]:
+    """What the broker's size per message could be read as, and what could not be read."""
+    size: dict[str, Any] = {
+        "measured": "resident memory of beam.smp" if broker.startswith("amqp") else "the embedded queue's files",
+        "start_bytes": before,
+        "end_bytes": after,
+        "bytes_per_message": round((after - before) / messages, 1) if before is not None and after is not None
+        and messages else None,
+    }  # fmt: skip
+    if broker.startswith("amqp"):
+        queues, note = bench_measure.rabbitmq_queues(broker, prefix=f"lienthong.{SINK}.")
+        size["queues_at_end"] = queues
+        size["note"] = note
+    return size
+
+
+def _cpu_notes(processes: bench_measure.Processes, via: str, workers: int, serve_workers: int,
+               soak: bool) -> dict[str, str]:  # fmt: skip
+    """How each process kind was measured (``cpu_notes`` of the result)."""
+    if via == "http":
+        api = f"hub serve: uvicorn's supervisor and its {serve_workers} worker processes"
+        load = "the load processes POST over HTTP (aiohttp)"
+    else:
+        api = "no API process: with --via direct the load processes accept in its place"
+        load = "the load processes accept (verify, validate, store, publish): the API's work, in its place"
+    if soak:
+        load += ", and sign each envelope just before sending it"
+    notes = {"api": api, "worker": f"{workers} `hub worker` processes", "load": load,
+             "sink": "the partner stand-in (uvicorn), not the hub", "relay": bench_measure.RELAY_NOTE}  # fmt: skip
+    notes.update(processes.notes)
+    if not proc_stats.available():
+        notes = {kind: "no /proc on this system: not measured" for kind in bench_measure.KINDS}
+    return notes
+
+
+def _default_rss_csv() -> Path:
+    return Path("var") / "bench" / f"rss-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+
+
 def run(
     *,
     broker: str,
@@ -366,10 +359,22 @@ def run(
     via: str = "direct",
     serve_workers: int = 2,
     payload_bytes: int = 0,
+    rate: float | None = None,
+    soak: bool = False,
+    rss_every_s: float = 10.0,
+    rss_csv: Path | None = None,
     report: Callable[[str], None],
     progress_factory,
 ) -> BenchResult:
-    """Run the benchmark and return its figures (see the module docstring)."""
+    """Run the benchmark and return its figures (see the module docstring).
+
+    ``rate``: offer that many msg/s (paced) instead of as many as the window lets. ``soak``: paced (``SOAK_RATE``
+    unless ``rate``), envelopes signed by the load processes as they go, resident memory sampled every
+    ``rss_every_s`` into ``rss_csv`` (also sampled, without ``soak``, when ``rss_csv`` is given)."""
+    if soak and not rate:
+        rate = SOAK_RATE
+    if soak and rss_csv is None:
+        rss_csv = _default_rss_csv()
     workdir = Path(tempfile.mkdtemp(prefix="lienthong-bench-"))
     data_dir = workdir / "var"
     keydir = data_dir / "keys"
@@ -396,63 +401,99 @@ def run(
         **os.environ,
         **{f"LIENTHONG_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None},
     }
+    production, described = shape(via, broker, settings.database_url)
+    report(described)
     children: list[subprocess.Popen] = []
+    processes = bench_measure.Processes()
+    clean = False
     try:
         children.append(
             subprocess.Popen(
                 [sys.executable, "-m", "hub.devtools.sink", "--port", str(port)], stdout=subprocess.DEVNULL
             )
         )
+        processes.add("sink", children[-1].pid)
         _wait_port(port)
         runtime = Runtime.open(settings)
         runtime.signer()  # create the hub's demo key before the workers start
         durability = runtime.store.db.durability()
         report(f"store: {durability}")
         api_url = ""
+        hub_bin = Path(sys.executable).with_name("hub")
         if via == "http":
             api_key = _register_connectors(runtime, province.cert_path.read_text(), f"http://127.0.0.1:{port}/inbox")
             api_port = _free_port()
-            hub_bin = Path(sys.executable).with_name("hub")
             serve_cmd = [str(hub_bin), "serve", "--port", str(api_port), "--workers", str(serve_workers)]
             children.append(subprocess.Popen(serve_cmd, env=env, stdout=subprocess.DEVNULL))
+            processes.add("api", children[-1].pid)
             api_url = f"http://127.0.0.1:{api_port}"
         # Workers start now, so they are connected and warm before the clock starts.
-        hub_bin = Path(sys.executable).with_name("hub")
         for _ in range(workers):
             worker_cmd = [str(hub_bin), "worker", "--prefetch", str(prefetch)]
             children.append(subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL))
-        signer = Signer.from_files(province.key_path, province.cert_path)
-        with progress_factory("signing envelopes", messages) as advance:
-            envelopes = make_envelopes(signer, messages, advance, payload_bytes)
-        envelope_bytes = sum(map(len, envelopes)) // messages
-        report(f"prepared {messages} signed envelopes (~{envelope_bytes} bytes each)")
+            processes.add("worker", children[-1].pid)
+        _locate_servers(processes, broker, runtime)
+        factory_args = EnvelopeFactory.new_run(province.key_path, province.cert_path, payload_bytes)
+        factory = EnvelopeFactory(factory_args)
+        envelopes: list[bytes] = []
+        if soak:
+            envelope_bytes = sum(len(factory.envelope(i)) for i in range(len(factory.types))) // len(factory.types)
+            report(f"the load processes sign {messages} envelopes as they send them (~{envelope_bytes} bytes each)")
+        else:
+            with progress_factory("signing envelopes", messages) as advance:
+                envelopes = make_envelopes(factory, messages, advance)
+            envelope_bytes = sum(map(len, envelopes)) // messages
+            report(f"prepared {messages} signed envelopes (~{envelope_bytes} bytes each)")
 
         count_url = f"http://127.0.0.1:{port}/_count"
-        chunks = [envelopes[k::acceptors] for k in range(acceptors)]
         context = multiprocessing.get_context("spawn")
         initializer: Callable[..., None]
         initargs: tuple[Any, ...]
-        task: Callable[[list[bytes], int, int, str, int], tuple[dict[str, float], float]]
+        task: Callable[[LoadPlan], LoadReport]
+        lazy = factory_args if soak else None
         if via == "http":
             _wait_http(f"{api_url}/healthz", serve_workers)
-            initializer, initargs = _loader_init, (api_key, f"{api_url}/api/v1/messages", LOAD_CONCURRENCY)
-            task = _post_chunk
+            initializer, initargs = loader_init, (api_key, f"{api_url}/api/v1/messages", LOAD_CONCURRENCY, lazy)
+            task = post_share
         else:
-            initializer, initargs = _acceptor_init, (settings.model_dump(),)
-            task = _accept_chunk
+            initializer, initargs = acceptor_init, (settings.model_dump(), lazy)
+            task = accept_share
+        if rate:
+            report(f"paced: {rate:g} msg/s offered")
         probe = HealthProbe(f"{api_url}/healthz")
+        store_before = bench_measure.store_bytes(runtime.store.engine)
+        broker_before = _broker_bytes(broker, settings, processes)
+        sampler: bench_measure.RssSampler | None = None
+        rss_file = None
         with context.Pool(acceptors, initializer, initargs) as pool:
-            pool.map(_process_ready, range(acceptors))  # started, connected and warm before the clock starts
+            pool.map(process_ready, range(acceptors))  # started, connected and warm before the clock starts
+            pool_pids = [p.pid for p in multiprocessing.active_children() if p.name.startswith("SpawnPoolWorker")]
+            processes.add("load", *(pid for pid in pool_pids if pid is not None))
+            meter = bench_measure.CpuMeter(processes)
+            if rss_csv is not None:
+                rss_csv.parent.mkdir(parents=True, exist_ok=True)
+                rss_file = rss_csv.open("w", newline="")
+                sampler = bench_measure.RssSampler(
+                    processes, ("api", "worker", "load", "sink", "broker"), rss_every_s, rss_file,
+                    lambda: int(_get_json(count_url)["unique"]),
+                )  # fmt: skip
             if via == "http":
                 probe.start()
-            started = time.perf_counter()
-            jobs = [
-                pool.apply_async(task, (chunk, max(1, window // acceptors), batch, count_url, acceptors))
-                for chunk in chunks
-            ]
+            meter.start()
+            if sampler is not None:
+                sampler.start()
+            started = time.time() + (0.3 if rate else 0.0)  # a paced schedule starts once every process has it
+            sample_every = max(1, messages // LATENCY_SAMPLE) if soak else 1
+            plans = [
+                LoadPlan(share=k, processes=acceptors, messages=messages, envelopes=envelopes[k::acceptors] or None,
+                         window=max(1, window // acceptors), batch=batch, count_url=count_url, rate=rate,
+                         start_at=started, sample_every=sample_every)
+                for k in range(acceptors)
+            ]  # fmt: skip
+            jobs = [pool.apply_async(task, (plan,)) for plan in plans]
             delivered = 0
             with progress_factory("accepted → delivered", messages) as advance:
-                deadline = time.monotonic() + max(120.0, messages / 20)
+                deadline = time.monotonic() + max(120.0, messages / 20, messages / rate * 1.5 + 120 if rate else 0)
                 while delivered < messages and time.monotonic() < deadline:
                     seen = _get_json(count_url)["unique"]
                     advance(seen - delivered)
@@ -460,49 +501,129 @@ def run(
                     if all(job.ready() for job in jobs) and any(not job.successful() for job in jobs):
                         break
                     time.sleep(0.05)
-            results = [job.get(timeout=30) for job in jobs]
+            finished = time.time()
+            meter.stop()
+            if sampler is not None:
+                sampler.stop()
+            if rss_file is not None:
+                rss_file.close()
+            loads = [job.get(timeout=30) for job in jobs]
             probe.stop()
-        accepted_at = {m: t for chunk_times, _ in results for m, t in chunk_times.items()}
-        accept_cpu = sum(cpu for _, cpu in results)
-        elapsed = time.perf_counter() - started
-        stats = _get_json(f"http://127.0.0.1:{port}/_stats")
-        latencies = [(stats["first_seen"][m] - t) * 1000 for m, t in accepted_at.items() if m in stats["first_seen"]]
+        elapsed = finished - started
+        counts = _get_json(count_url)
+        sampled = {m: t for load in loads for m, t in load.accepted_at.items()}
+        first_seen = _post_json(f"http://127.0.0.1:{port}/_first_seen", list(sampled))
+        latencies = [(first_seen[m] - t) * 1000 for m, t in sampled.items() if m in first_seen]
+        accepted = sum(load.accepted for load in loads)
+        last_accept = max((load.last_at for load in loads), default=0.0)
+        accept_busy = sum(load.busy_s for load in loads)
         for child in children[1:]:
             child.send_signal(signal.SIGTERM)
         for child in children[1:]:
             child.wait(timeout=30)
-        naive_n = min(naive_messages, messages)
-        report(f"timing the naive chain on {naive_n} of the same packets (one confirm per message)…")
-        naive = naive_chain(envelopes[:naive_n], settings, broker, runtime.verifier(), runtime.signer())
+        # Sizes once the workers have acknowledged all they took (and before the naive chain uses the broker).
+        store_after = bench_measure.store_bytes(runtime.store.engine)
+        broker_after = _broker_bytes(broker, settings, processes)
+        broker_size = _broker_size(broker, broker_before, broker_after, messages)
+        naive = None
+        if not rate:
+            naive_n = min(naive_messages, messages)
+            report(f"timing the naive chain on {naive_n} of the same packets (one confirm per message)…")
+            naive = naive_chain(envelopes[:naive_n], settings, broker, runtime.verifier(), runtime.signer())
         runtime.close()
-        delivered = stats["unique"]
+        delivered = int(counts["unique"])
         throughput = delivered / elapsed if elapsed else 0.0
-        return BenchResult(
+        result = BenchResult(
             messages=messages,
             delivered=delivered,
             lost=messages - delivered,
-            duplicates=stats["duplicates"],
+            duplicates=int(counts["duplicates"]),
             seconds=round(elapsed, 3),
             throughput_msg_s=round(throughput, 1),
             p50_ms=round(_percentile(latencies, 0.50), 1),
             p99_ms=round(_percentile(latencies, 0.99), 1),
-            naive_msg_s=round(naive, 1),
-            ratio_vs_naive=round(throughput / naive, 2) if naive else 0.0,
+            naive_msg_s=round(naive, 1) if naive is not None else None,
+            ratio_vs_naive=round(throughput / naive, 2) if naive else None,
             broker="embedded" if broker == "embedded" else "rabbitmq",
             via=via,
             store=settings.database_url.split(":", 1)[0].split("+")[0],
             workers=workers,
-            accept_msg_s=round(messages / accept_cpu * acceptors, 1) if accept_cpu else 0.0,
+            accept_msg_s=round(messages / accept_busy * acceptors, 1) if accept_busy else 0.0,
             envelope_bytes=envelope_bytes,
             healthz_p50_ms=probe.percentile(0.50),
             healthz_p99_ms=probe.percentile(0.99),
             store_durability=durability,
-        )
+            shape=described,
+            production_shape=production,
+            offered_rate=rate,
+            achieved_rate=round(accepted / (last_accept - started), 1) if last_accept > started else None,
+            cpu_us_per_message=meter.per_message_us(delivered or messages) if proc_stats.available() else {},
+            cpu_notes=_cpu_notes(processes, via, workers, serve_workers, soak),
+            store_bytes_per_message=round((store_after - store_before) / messages, 1)
+            if store_before is not None and store_after is not None else None,
+            broker_size=broker_size,
+            soak=soak,
+            rss_csv=str(rss_csv) if rss_csv is not None else None,
+            rss_every_s=rss_every_s if sampler is not None else None,
+            rss=bench_measure.rss_growth(sampler.series) if sampler is not None else {},
+        )  # fmt: skip
+        clean = not (result.lost or result.duplicates)
+        return result
     finally:
         for child in children:
             if child.poll() is None:
                 child.kill()
                 child.wait()
+        if clean:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            report(f"kept the run's folder for a look: {workdir}")
+
+
+def _mb(value: int | None) -> str:
+    return "?" if value is None else f"{value / 2**20:,.1f} MB"
+
+
+def readable(result: BenchResult) -> list[str]:
+    """The report's closing lines, for a person (the JSON line carries the same figures)."""
+    lines = [
+        "",
+        result.shape,
+        f"end to end: {result.delivered}/{result.messages} delivered in {result.seconds:.1f}s = "
+        f"{result.throughput_msg_s:.0f} msg/s; latency accept → delivered p50 {result.p50_ms:.0f} ms, "
+        f"p99 {result.p99_ms:.0f} ms; lost {result.lost}, duplicates {result.duplicates}",
+    ]
+    if result.offered_rate is not None:
+        lines.append(f"paced: offered {result.offered_rate:g} msg/s, achieved {result.achieved_rate or 0:.1f} msg/s")
+    if result.naive_msg_s is not None:
+        lines.append(f"naive chain: {result.naive_msg_s:.0f} msg/s -> ratio {result.ratio_vs_naive or 0:.2f}x; "
+                     f"accept stage alone {result.accept_msg_s:.0f} msg/s")  # fmt: skip
+    if result.healthz_p50_ms is not None and result.healthz_p99_ms is not None:
+        lines.append(f"/healthz while loaded: p50 {result.healthz_p50_ms:.0f} ms, p99 {result.healthz_p99_ms:.0f} ms")
+    cpu = result.cpu_us_per_message
+    if cpu:
+        measured = [f"{kind} {value:,.0f} µs" for kind, value in cpu.items() if value is not None and kind != "total"]
+        lines.append(f"CPU per message: {', '.join(measured)}; total {cpu.get('total') or 0:,.0f} µs")
+    for kind, note in result.cpu_notes.items():
+        if cpu.get(kind) is None or kind in ("broker", "database", "relay"):
+            lines.append(f"  {kind}: {note}")
+    if result.store_bytes_per_message is not None:
+        lines.append(f"store: {result.store_bytes_per_message:,.0f} bytes per message ({result.store})")
+    broker = result.broker_size
+    if broker:
+        per = broker.get("bytes_per_message")
+        lines.append(f"broker: {broker['measured']} {_mb(broker.get('start_bytes'))} → {_mb(broker.get('end_bytes'))}"
+                     + (f" ({per:,.0f} bytes per message)" if per is not None else ""))  # fmt: skip
+        if "queues_at_end" in broker:
+            lines.append(f"  queues at the end: {broker['queues_at_end'] or 'not read'} ({broker.get('note')})")
+    if result.rss_csv:
+        lines.append(f"memory samples every {result.rss_every_s:g} s in {result.rss_csv}")
+        for kind, rss in result.rss.items():
+            lines.append(f"  {kind}: {rss['after_warmup_mb']:,.1f} MB after warm-up → {rss['end_mb']:,.1f} MB at the "
+                         f"end (max {rss['max_mb']:,.1f} MB): {rss['growth_pct']:+.1f} %")  # fmt: skip
+        if not result.rss:
+            lines.append("  too few samples after the warm-up (the first 10 % of the run) to tell any growth")
+    return lines
 
 
 def as_json(result: BenchResult) -> str:

@@ -6,7 +6,9 @@ duplicated effect. It can be told to fail: ``POST /_control {"status": 503, "cou
 10 deliveries with 503 (``"seconds"`` instead of ``count`` fails for a while); ``{"status": 0}`` heals it.
 ``--delay-ms`` makes every delivery take that long (a slow partner); ``{"delay_ms": 2000}`` changes it from now on
 (longer than the hub's timeout: a hanging partner, which still receives what it is sent). ``GET /_stats`` returns
-what it saw (``repeated``: how many times each id received more than once came).
+what it saw (``repeated``: how many times each id received more than once came); ``GET /_count`` only the counts;
+``POST /_first_seen`` with a JSON list of ids when each of them first came (a long benchmark asks for a sample of
+its ids instead of all it sent).
 Run: ``python -m hub.devtools.sink --port 9100``.
 
 Two servers share the same state and rules: ``SinkServer`` (threads, started in-process by tests), and, for
@@ -59,7 +61,14 @@ class SinkState:
 
     def counts(self) -> dict[str, int]:
         with self.lock:
-            return {"unique": len(self.first_seen), "received": self.received, "failed": self.failed}
+            return {"unique": len(self.first_seen), "received": self.received, "failed": self.failed,
+                    "duplicates": self.duplicates}  # fmt: skip
+
+    def first_seen_of(self, body: bytes) -> bytes:
+        """``/_first_seen``: {id: when it first came} for the ids of the JSON list ``body`` that came."""
+        wanted = json.loads(body or b"[]")
+        with self.lock:
+            return json.dumps({m: self.first_seen[m] for m in wanted if m in self.first_seen}).encode()
 
     def control(self, body: bytes) -> None:
         """Apply a ``/_control`` command (see the module docstring)."""
@@ -123,6 +132,9 @@ class SinkHandler(PartnerRequestHandler):
             state.control(body)
             self.send_body(200, b'{"ok": true}')
             return
+        if self.path.startswith("/_first_seen"):
+            self.send_body(200, state.first_seen_of(body))
+            return
         if state.delay_s > 0:
             time.sleep(state.delay_s)
         self.send_body(*state.receive(self.headers.get("X-Message-Id", ""), body))
@@ -163,6 +175,8 @@ def asgi_app(state: SinkState) -> Callable[[dict[str, Any], Receive, Send], Awai
         elif path.startswith("/_control"):
             state.control(body)
             status, answer = 200, b'{"ok": true}'
+        elif path.startswith("/_first_seen"):
+            status, answer = 200, state.first_seen_of(body)
         else:
             if state.delay_s > 0:
                 await asyncio.sleep(state.delay_s)

@@ -6,7 +6,9 @@ Actions are dotted names, grouped by their first part so that the audit view can
 - ``registry.*`` — connector created, changed, key rotated, certificate added or removed, enabled, disabled;
 - ``dead_letter.replay`` / ``dead_letter.close``; ``delivery.retry_now``; ``destination.pause`` / ``.resume``;
 - ``payload.view`` / ``payload.download`` — access to the message log is itself audited (DOMAIN.md §5);
-- ``account.*`` — operator accounts added, disabled, passwords reset; ``dossier.correct`` — status corrections.
+- ``account.*`` — operator accounts added, disabled, passwords reset; ``dossier.correct`` — status corrections;
+- ``message_log.archive`` — old final messages moved to an archive file and deleted (``hub log archive``), one row
+  per deleting transaction (no group of the audit view's filter: find it by its action name).
 
 ``record`` takes an open connection so that an action and its audit row commit together (an action that rolls
 back leaves no audit row claiming it happened); ``record_now`` opens its own transaction for things that have no
