@@ -7,12 +7,17 @@
 - the embedded queue write-locked by another process for a while: the worker keeps trying instead of exiting;
 - SIGTERM (one worker process, or a parent with two): finishes the batch, exits 0; the next worker delivers the rest.
 
+The operator commands (``hub dead-letters …``) run in this process through typer's ``CliRunner``: what is tested
+is the command against the store and broker the worker process uses, not the start-up of one more process (each
+``hub`` process pays ~1.5 s of CPU for its imports).
+
 Every child process is killed in the fixtures' teardown, whatever happens in the test. Nothing here stops a shared
 service: RabbitMQ and PostgreSQL outages are in ``test_faults.py``, on a private node and a private cluster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -27,9 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from hub import packets
-from hub.config import Settings
+from hub.cli import app
+from hub.config import Settings, get_settings
 from hub.exchange.pipeline import Acceptor
 from hub.runtime import Runtime, hub_signer
 from hub.security.signing import Signer
@@ -89,8 +97,17 @@ class Hub:
         self.workers.append(proc)
         return proc
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(HUB), *args], env=self.env, cwd=self.tmp, capture_output=True, text=True, timeout=30)
+    def cli(self, *args: str) -> Result:
+        """``hub ARGS`` in this process, with the workers' ``LIENTHONG_*`` settings (and no other: this process's own
+        ``LIENTHONG_*`` variables are unset for the call, as ``hub_env`` leaves them out of the workers')."""
+        env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("LIENTHONG_")}
+        env.update((k, v) for k, v in self.env.items() if k.startswith("LIENTHONG_"))
+        get_settings.cache_clear()
+        try:
+            with contextlib.chdir(self.tmp):  # as the workers run: no .env of the repository read
+                return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+        finally:
+            get_settings.cache_clear()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} (last lines)\n" + "\n".join(p.read_text().splitlines()[-15:])
@@ -210,9 +227,11 @@ def _group_alive(pgid: int) -> bool:
 
 
 def test_sigkilled_worker_loses_nothing_and_records_each_delivery_once(make_hub, start_sink, record_property) -> None:
-    sink = start_sink(delay_ms=20)
+    # 150 messages, partner calls of 40 ms (4 at once: ~100/s): the kill at 60 delivered lands in the first or second
+    # batch (prefetch 64) with the 90 left taking ~1 s, far more than the moment between seeing 60 and the kill.
+    sink = start_sink(delay_ms=40)
     hub = make_hub(sink)
-    ids = hub.accept(300)
+    ids = hub.accept(150)
     first = hub.start_worker()
     wait_for(lambda: sink.stats()["unique"] >= 60, 30, "the first worker to deliver 60 messages", hub.logs)
     first.send_signal(signal.SIGKILL)
@@ -304,7 +323,7 @@ def test_partner_400_dead_letters_at_once_then_cli_replay_delivers(make_hub, sta
 
     sink.control(status=0)  # healed
     replay = hub.cli("dead-letters", "replay", "--all", "--actor", "ops.tester")
-    assert replay.returncode == 0, replay.stderr
+    assert replay.exit_code == 0, replay.stderr
     assert replay.stdout.count("replayed dead letter") == 3
     assert "(by ops.tester)" in replay.stdout
     wait_for(lambda: sink.stats()["unique"] == 3, 20, "the replayed messages to be delivered", hub.logs)
@@ -312,11 +331,11 @@ def test_partner_400_dead_letters_at_once_then_cli_replay_delivers(make_hub, sta
     assert hub.runtime.broker.stats([hub.destination])[0].dead == 0
 
     listed = hub.cli("dead-letters", "list", "--all", "--json")
-    assert listed.returncode == 0, listed.stderr
+    assert listed.exit_code == 0, listed.stderr
     assert [d["replayed_by"] for d in json.loads(listed.stdout)] == ["ops.tester"] * 3, listed.stdout
     assert hub.cli("dead-letters", "list").stdout.strip() == "no dead letters"
     again = hub.cli("dead-letters", "replay", str(dead[0].id))
-    assert again.returncode == 1
+    assert again.exit_code == 1
     assert f"dead letter {dead[0].id} was already replayed by ops.tester" in again.stderr
     sigterm_and_wait(worker, hub)
 
@@ -326,10 +345,13 @@ def test_partner_400_dead_letters_at_once_then_cli_replay_delivers(make_hub, sta
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_sigterm_stops_the_worker_cleanly_and_the_next_one_delivers_the_rest(make_hub, start_sink, processes) -> None:
-    sink = start_sink(delay_ms=20)
+    # Batches of 32 and partner calls of 100 ms (4 at once per process): at the SIGTERM (60 delivered) each process
+    # finishes the batch it holds, 60 + 2 x 32 < 160 in all (129 seen), even when one process took two batches before
+    # the other started; what is delivered between seeing 60 and the signal (~40/s per process) has ~0.4 s to spare.
+    sink = start_sink(delay_ms=100)
     hub = make_hub(sink)
-    ids = hub.accept(300)
-    first = hub.start_worker("--processes", str(processes))
+    ids = hub.accept(160)
+    first = hub.start_worker("--processes", str(processes), "--prefetch", "32")
     wait_for(lambda: sink.stats()["unique"] >= 60, 30, "the first worker to deliver 60 messages", hub.logs)
     took = sigterm_and_wait(first, hub, within_s=10)
     assert "worker stopped after settling" in hub.log_files[0].read_text()
