@@ -84,14 +84,27 @@ HEALTHZ_P99_MS = float(os.environ.get("LIENTHONG_FAULT_HEALTHZ_P99_MS", "500"))
 class Services:
     pg: PrivatePostgres
     rabbit: RabbitNode
+    vhosts: list[str]  # made at start, one for each test of the module that makes a hub: each takes its own
+
+    def new_vhost(self) -> str:
+        """A virtual host no other hub has used (made now if those made at start are taken)."""
+        if not self.vhosts:
+            self.vhosts.append(f"faults_{uuid.uuid4().hex[:10]}")
+            self.rabbit.add_vhosts(self.vhosts)
+        return self.vhosts.pop()
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+def services(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     with private_postgres() as pg:
         nodes = start_nodes(1, tmp_path_factory.mktemp("rabbit"))
         try:
-            yield Services(pg, nodes[0])
+            # The virtual hosts of every test up front, in one rabbitmqctl call (not two per test); none is deleted
+            # after its test (the node is thrown away with the module), so none is ever reused either.
+            tests = [i for i in request.session.items if i.module is request.module and "make_hub" in i.fixturenames]
+            vhosts = [f"faults_{uuid.uuid4().hex[:10]}" for _ in tests]
+            nodes[0].add_vhosts(vhosts)
+            yield Services(pg, nodes[0], vhosts)
         finally:
             stop_all(nodes, remove=True)
 
@@ -193,23 +206,20 @@ class FaultHub:
 @pytest.fixture
 def make_hub(services: Services, tmp_path: Path, pki, start_sink) -> Iterator[Callable[..., FaultHub]]:
     """A factory: ``make_hub(sink_delay_ms=…, **ministry_connector_fields)``; everything it started is stopped
-    after the test, its schema dropped and its virtual host deleted."""
+    after the test and its schema dropped (its virtual host goes with the module's node)."""
     made: list[FaultHub] = []
     admin = sa.create_engine(services.pg.url, pool_pre_ping=True)  # it outlives the store outage test
 
     def make(sink_delay_ms: float = 0, **ministry: object) -> FaultHub:
-        tag = uuid.uuid4().hex[:10]
-        vhost = f"faults_{tag}"  # the virtual host, and the schema
+        vhost = services.new_vhost()  # the virtual host, and the schema
         with admin.begin() as conn:
             conn.execute(sa.schema.CreateSchema(vhost))
         database_url = (
             make_url(services.pg.url).update_query_dict({"options": f"-csearch_path={vhost}"})
         ).render_as_string(hide_password=False)
-        services.rabbit.ctl("add_vhost", vhost)
-        services.rabbit.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         broker_url = services.rabbit.url.rsplit("/", 1)[0] + f"/{vhost}"
         sink = start_sink(sink_delay_ms)
-        root = tmp_path / tag
+        root = tmp_path / vhost
         root.mkdir()
         settings = Settings(database_url=database_url, broker_url=broker_url, data_dir=root / "var", hub_code=HUB)
         hub_signer(settings)  # the hub's key, made here once rather than by several processes at the same time
@@ -246,7 +256,6 @@ def make_hub(services: Services, tmp_path: Path, pki, start_sink) -> Iterator[Ca
         hub.store.close()
         with admin.begin() as conn:
             conn.execute(sa.schema.DropSchema(hub.vhost, cascade=True))  # the schema is named like the vhost
-        services.rabbit.ctl("delete_vhost", hub.vhost)
     admin.dispose()
 
 
