@@ -7,12 +7,18 @@
 - the embedded queue write-locked by another process for a while: the worker keeps trying instead of exiting;
 - SIGTERM (one worker process, or a parent with two): finishes the batch, exits 0; the next worker delivers the rest.
 
+The worker that fails (killed, stopped, locked out) is always a ``hub worker`` process. The next worker after a
+SIGKILL or SIGTERM and the operator commands (``hub dead-letters …``, through typer's ``CliRunner``) run in this
+process: what is tested is what they find in the queue and the store the first worker left, not the start-up of
+one more process (a ``hub`` process pays ~1.5-2.5 s of CPU for its imports).
+
 Every child process is killed in the fixtures' teardown, whatever happens in the test. Nothing here stops a shared
 service: RabbitMQ and PostgreSQL outages are in ``test_faults.py``, on a private node and a private cluster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -20,16 +26,21 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from hub import packets
-from hub.config import Settings
+from hub.cli import app
+from hub.config import Settings, get_settings
 from hub.exchange.pipeline import Acceptor
 from hub.runtime import Runtime, hub_signer
 from hub.security.signing import Signer
@@ -37,6 +48,7 @@ from tests.support import (
     SinkProcess,
     hub_env,
     issue_signer,
+    open_pipeline,
     signed_envelope,
     stop_process,
     wait_for,
@@ -89,8 +101,33 @@ class Hub:
         self.workers.append(proc)
         return proc
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(HUB), *args], env=self.env, cwd=self.tmp, capture_output=True, text=True, timeout=30)
+    @contextmanager
+    def successor(self) -> Iterator[None]:
+        """The next worker, in this process (a thread), until the block ends; then it must stop within 10 s, as
+        a worker process must exit after SIGTERM (``sigterm_and_wait``)."""
+        runtime, _, worker = open_pipeline(self.settings)
+        thread = threading.Thread(target=worker.run, name="successor-worker", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            worker.stop()
+            thread.join(10)
+            worker.close()
+            runtime.close()
+        assert not thread.is_alive(), f"the next worker did not stop within 10 s\n{self.logs()}"
+
+    def cli(self, *args: str) -> Result:
+        """``hub ARGS`` in this process, with the workers' ``LIENTHONG_*`` settings (and no other: this process's own
+        ``LIENTHONG_*`` variables are unset for the call, as ``hub_env`` leaves them out of the workers')."""
+        env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("LIENTHONG_")}
+        env.update((k, v) for k, v in self.env.items() if k.startswith("LIENTHONG_"))
+        get_settings.cache_clear()
+        try:
+            with contextlib.chdir(self.tmp):  # as the workers run: no .env of the repository read
+                return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+        finally:
+            get_settings.cache_clear()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} (last lines)\n" + "\n".join(p.read_text().splitlines()[-15:])
@@ -210,9 +247,11 @@ def _group_alive(pgid: int) -> bool:
 
 
 def test_sigkilled_worker_loses_nothing_and_records_each_delivery_once(make_hub, start_sink, record_property) -> None:
-    sink = start_sink(delay_ms=20)
+    # 150 messages, partner calls of 40 ms (4 at once: ~100/s): the kill at 60 delivered lands in the first or second
+    # batch (prefetch 64) with the 90 left taking ~1 s, far more than the moment between seeing 60 and the kill.
+    sink = start_sink(delay_ms=40)
     hub = make_hub(sink)
-    ids = hub.accept(300)
+    ids = hub.accept(150)
     first = hub.start_worker()
     wait_for(lambda: sink.stats()["unique"] >= 60, 30, "the first worker to deliver 60 messages", hub.logs)
     first.send_signal(signal.SIGKILL)
@@ -220,16 +259,15 @@ def test_sigkilled_worker_loses_nothing_and_records_each_delivery_once(make_hub,
     at_kill = sink.stats()["unique"]
     assert at_kill < len(ids), "the worker finished before it was killed; make the sink slower"
 
-    second = hub.start_worker()
-    wait_for(lambda: sink.stats()["unique"] == len(ids), 40, "the second worker to deliver the rest", hub.logs)
-    stats = assert_delivered_exactly_once(hub, sink, ids)
+    with hub.successor():
+        wait_for(lambda: sink.stats()["unique"] == len(ids), 40, "the next worker to deliver the rest", hub.logs)
+        stats = assert_delivered_exactly_once(hub, sink, ids)
     # At-least-once: what the killed worker delivered but had not recorded is delivered again (a raw
     # duplicate the sink deduplicates); nothing else is.
     record_property("raw_duplicates", stats["duplicates"])
     print(f"\n[{hub.kind}] SIGKILL after {at_kill} unique; raw duplicates at the sink: {stats['duplicates']}")
     assert stats["received"] == len(ids) + stats["duplicates"]
     assert stats["duplicates"] <= 64  # at most the killed worker's batch (prefetch)
-    sigterm_and_wait(second, hub)
 
 
 def test_worker_rides_out_an_unavailable_embedded_queue(tmp_path, start_sink, make_hub_embedded) -> None:
@@ -304,7 +342,7 @@ def test_partner_400_dead_letters_at_once_then_cli_replay_delivers(make_hub, sta
 
     sink.control(status=0)  # healed
     replay = hub.cli("dead-letters", "replay", "--all", "--actor", "ops.tester")
-    assert replay.returncode == 0, replay.stderr
+    assert replay.exit_code == 0, replay.stderr
     assert replay.stdout.count("replayed dead letter") == 3
     assert "(by ops.tester)" in replay.stdout
     wait_for(lambda: sink.stats()["unique"] == 3, 20, "the replayed messages to be delivered", hub.logs)
@@ -312,11 +350,11 @@ def test_partner_400_dead_letters_at_once_then_cli_replay_delivers(make_hub, sta
     assert hub.runtime.broker.stats([hub.destination])[0].dead == 0
 
     listed = hub.cli("dead-letters", "list", "--all", "--json")
-    assert listed.returncode == 0, listed.stderr
+    assert listed.exit_code == 0, listed.stderr
     assert [d["replayed_by"] for d in json.loads(listed.stdout)] == ["ops.tester"] * 3, listed.stdout
     assert hub.cli("dead-letters", "list").stdout.strip() == "no dead letters"
     again = hub.cli("dead-letters", "replay", str(dead[0].id))
-    assert again.returncode == 1
+    assert again.exit_code == 1
     assert f"dead letter {dead[0].id} was already replayed by ops.tester" in again.stderr
     sigterm_and_wait(worker, hub)
 
@@ -326,10 +364,13 @@ def test_partner_400_dead_letters_at_once_then_cli_replay_delivers(make_hub, sta
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_sigterm_stops_the_worker_cleanly_and_the_next_one_delivers_the_rest(make_hub, start_sink, processes) -> None:
-    sink = start_sink(delay_ms=20)
+    # Batches of 32 and partner calls of 100 ms (4 at once per process): at the SIGTERM (60 delivered) each process
+    # finishes the batch it holds, 60 + 2 x 32 < 160 in all (129 seen), even when one process took two batches before
+    # the other started; what is delivered between seeing 60 and the signal (~40/s per process) has ~0.4 s to spare.
+    sink = start_sink(delay_ms=100)
     hub = make_hub(sink)
-    ids = hub.accept(300)
-    first = hub.start_worker("--processes", str(processes))
+    ids = hub.accept(160)
+    first = hub.start_worker("--processes", str(processes), "--prefetch", "32")
     wait_for(lambda: sink.stats()["unique"] >= 60, 30, "the first worker to deliver 60 messages", hub.logs)
     took = sigterm_and_wait(first, hub, within_s=10)
     assert "worker stopped after settling" in hub.log_files[0].read_text()
@@ -339,9 +380,8 @@ def test_sigterm_stops_the_worker_cleanly_and_the_next_one_delivers_the_rest(mak
     assert overview.delivering == 0  # it finished what it had started …
     assert overview.delivered == at_stop  # … and recorded all of it
 
-    second = hub.start_worker()
-    wait_for(lambda: sink.stats()["unique"] == len(ids), 40, "the second worker to deliver the rest", hub.logs)
-    stats = assert_delivered_exactly_once(hub, sink, ids)
+    with hub.successor():
+        wait_for(lambda: sink.stats()["unique"] == len(ids), 40, "the next worker to deliver the rest", hub.logs)
+        stats = assert_delivered_exactly_once(hub, sink, ids)
     assert stats["duplicates"] == 0  # a clean stop settles everything: no redelivery at all
     print(f"\n[{hub.kind}] SIGTERM after {at_stop} unique; stopped in {took:.1f} s")
-    sigterm_and_wait(second, hub)

@@ -1,20 +1,26 @@
 """Flows F1–F7 end to end (``hub.devtools.demo``'s flow functions): simulators on free ports, the API (uvicorn)
-and a worker in threads, against the embedded broker and RabbitMQ; and ``hub demo --once`` as a subprocess."""
+and a worker in threads, against the embedded broker and RabbitMQ; and the ``hub demo`` command (``--once``, and
+its ports taken), run in this process through typer's ``CliRunner``: what is tested is the command's output and
+exit code, not the start-up of one more process (~2 s of CPU for its imports)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from hub import packets
+from hub.cli import app
+from hub.config import get_settings
 from hub.devtools import demo as demos
-from tests.support import HUB_BIN, free_port, listening
+from tests.support import free_port, listening
 
 ALL_OK = {f"F{n}": "ok" for n in range(1, 8)}
 FREE = {kind: 0 for kind in demos.DEFAULT_PORTS}
@@ -23,6 +29,17 @@ FREE = {kind: 0 for kind in demos.DEFAULT_PORTS}
 @pytest.fixture(params=["embedded", "rabbitmq"])
 def broker_url(request) -> str:
     return "embedded" if request.param == "embedded" else request.getfixturevalue("rabbitmq_url")
+
+
+def hub_cli(cwd: Path, *args: str) -> Result:
+    """``hub ARGS`` in this process, as from a shell in ``cwd`` with no ``LIENTHONG_*`` variable set."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("LIENTHONG_")}
+    get_settings.cache_clear()
+    try:
+        with contextlib.chdir(cwd):
+            return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    finally:
+        get_settings.cache_clear()
 
 
 def test_flows_f1_to_f7(tmp_path: Path, broker_url: str) -> None:
@@ -127,18 +144,14 @@ def test_a_failed_step_is_reported_not_raised(tmp_path: Path) -> None:
 
 
 def test_hub_demo_once_exits_0_with_the_json_line(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
     started = time.monotonic()
     # Simulators on their default ports: skip if something (a running demo) holds them.
     for port in demos.DEFAULT_PORTS.values():
         if listening("127.0.0.1", port):
             pytest.skip(f"port {port} is in use (a running `hub demo`/`hub simulate`?)")
-    done = subprocess.run(
-        [HUB_BIN, "demo", "--once", "--port", str(free_port()), "--data-dir", str(tmp_path / "demo")],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    done = hub_cli(tmp_path, "demo", "--once", "--port", str(free_port()), "--data-dir", str(tmp_path / "demo"))
     elapsed = time.monotonic() - started
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert done.exit_code == 0, done.stdout[-4000:] + done.stderr[-4000:]
     last = done.stdout.strip().splitlines()[-1]
     assert json.loads(last) == {"flows": ALL_OK, "lost": 0}
     assert "What each partner received" in done.stdout
@@ -147,7 +160,6 @@ def test_hub_demo_once_exits_0_with_the_json_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("taken", ["api", "national_portal"])
 def test_hub_demo_on_a_busy_port_names_it_and_the_option_that_moves_it(tmp_path: Path, taken: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
     data_dir = tmp_path / "demo"
     data_dir.mkdir()
     (data_dir / "kept").write_text("a running demo's data")
@@ -158,12 +170,9 @@ def test_hub_demo_on_a_busy_port_names_it_and_the_option_that_moves_it(tmp_path:
         # the API on the held port, or the portal simulator moved onto it by the offset
         api_port = busy if taken == "api" else free_port()
         offset = busy - demos.DEFAULT_PORTS["national_portal"] if taken == "national_portal" else busy - 9000
-        done = subprocess.run(
-            [HUB_BIN, "demo", "--once", "--port", str(api_port), "--simulator-port-offset", str(offset),
-             "--data-dir", str(data_dir)],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    assert done.returncode == 2, done.stdout[-4000:] + done.stderr[-4000:]
+        done = hub_cli(tmp_path, "demo", "--once", "--port", str(api_port), "--simulator-port-offset", str(offset),
+                       "--data-dir", str(data_dir))  # fmt: skip
+    assert done.exit_code == 2, done.stdout[-4000:] + done.stderr[-4000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"port {busy} " in errors[0], done.stderr
     assert ("the API" if taken == "api" else "the national_portal simulator") in errors[0]

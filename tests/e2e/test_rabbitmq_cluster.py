@@ -19,7 +19,7 @@ import pytest
 from hub import packets
 from hub.config import Settings
 from hub.runtime import Runtime, hub_signer
-from tests.private_rabbitmq import RabbitNode, join_cluster, start_nodes, stop_all
+from tests.private_rabbitmq import RabbitNode, start_cluster, stop_all
 from tests.support import (
     HUB,
     HUB_BIN,
@@ -40,9 +40,8 @@ RESUME_WITHIN_S = 10.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RabbitNode]]:
-    nodes = start_nodes(3, tmp_path_factory.mktemp("cluster"))
+    nodes = start_cluster(3, tmp_path_factory.mktemp("cluster"))
     try:
-        join_cluster(nodes)
         yield nodes
     finally:
         stop_all(nodes)
@@ -102,7 +101,8 @@ def test_killing_the_connected_node_loses_nothing_and_delivery_resumes(cluster: 
         hub_signer(settings)  # the hub's key, created before the worker needs it
         body = packets.to_element(packets.example("dossier.sync"))
         sign = dict(sender=PROVINCE, receiver=PORTAL, message_type="dossier.sync", payload=body)
-        envelopes = [signed_envelope(province, **sign) for _ in range(450)]
+        # 50 before the feeder, then 25 batches of 10: the node dies after the tenth, fifteen come after it
+        envelopes = [signed_envelope(province, **sign) for _ in range(300)]
 
         runtime = Runtime.open(settings)
         log = tmp_path / "worker.log"
