@@ -136,7 +136,8 @@ def running_portal(portal: FakePortal | None = None) -> Iterator[FakePortal]:
     """The fake portal on 127.0.0.1 (``portal.url`` is the connector's ``endpoint.url``) for a ``with`` block."""
     portal = portal or FakePortal()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(portal))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # Polling every 0.05 s, shutdown() returns at once (socketserver's 0.5 s was waited out at each test's end).
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     portal.url = f"http://127.0.0.1:{server.server_address[1]}/portal"
     try:

@@ -32,6 +32,8 @@ from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -39,6 +41,7 @@ from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 from pyhanko.sign import signers
 from pyhanko.sign.fields import SigSeedSubFilter
 from pyhanko_certvalidator.registry import SimpleCertificateStore
+from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
 from hub.security import keys
 
@@ -132,6 +135,29 @@ def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
+class _LoadedKeySigner(signers.SimpleSigner):
+    """pyHanko's ``SimpleSigner`` signing with the key object already loaded (``keys.load_private_key``, cached):
+    ``SimpleSigner.sign_raw`` parses the DER key again for every signature, twice per PDF (the dry run that sizes
+    the signature, then the signature), and OpenSSL 3 checks an RSA key on each parse, ~60 ms of CPU."""
+
+    def __init__(self, key: keys.PrivateKey, **options: object) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
+        self._key = key
+
+    def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
+        mechanism = self.get_signature_mechanism_for_digest(digest_algorithm)
+        try:  # as SimpleSigner.sign_raw reads it
+            algorithm = mechanism.signature_algo
+        except ValueError:
+            algorithm = mechanism["algorithm"].native
+        hash_algorithm = get_pyca_cryptography_hash(digest_algorithm)
+        if algorithm == "rsassa_pkcs1v15" and isinstance(self._key, rsa.RSAPrivateKey):
+            return self._key.sign(data, PKCS1v15(), hash_algorithm)
+        if algorithm == "ecdsa" and isinstance(self._key, ec.EllipticCurvePrivateKey):
+            return self._key.sign(data, ec.ECDSA(hash_algorithm))
+        return super().sign_raw(data, digest_algorithm)  # anything else as pyHanko does it
+
+
 def sign_pdf(
     pdf: bytes,
     signer: PdfSigningKey,
@@ -145,7 +171,8 @@ def sign_pdf(
     key_der = signer.key.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    pdf_signer = signers.SimpleSigner(
+    pdf_signer = _LoadedKeySigner(
+        signer.key,
         signing_cert=_asn1_cert(signer.certificate),
         signing_key=asn1_keys.PrivateKeyInfo.load(key_der),
         cert_registry=SimpleCertificateStore.from_certs([_asn1_cert(c) for c in signer.chain]),

@@ -152,6 +152,11 @@ class SinkServer(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/inbox"
 
+    def serve_forever(self, poll_interval: float = 0.05) -> None:
+        """Serve until ``shutdown()``, which returns within ``poll_interval``: socketserver's default of 0.5 s
+        was waited out at the end of every test that started a sink (as the partner simulators do, 0.05 s)."""
+        super().serve_forever(poll_interval)
+
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
+
+from hub.security import keys
+from hub.security.signing import Signer
+from tests.support import PROVINCE
 
 
 @pytest.fixture(autouse=True)
@@ -11,3 +19,75 @@ def _heal(request: pytest.FixtureRequest):
     yield
     if "sim" in request.fixturenames:
         request.getfixturevalue("sim").reset()
+
+
+@pytest.fixture
+def migrated_copy(migrated_sqlite: Path) -> Callable[[Path], Path]:
+    """Put a copy of the SQLite store migrated once per test process (``migrated_sqlite``) at a path, for a hub
+    the test opens there (``Runtime.open``, the app, the CLI): it finds the schema at the newest revision, where
+    migrating from scratch cost ~0.1-0.2 s of CPU per test. The migrations themselves are tested in test_store."""
+
+    def copy(path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        source, target = sqlite3.connect(migrated_sqlite), sqlite3.connect(path)
+        try:
+            source.backup(target)  # a consistent copy whatever the journal mode left beside the file
+        finally:
+            source.close()
+            target.close()
+        return path
+
+    return copy
+
+
+@pytest.fixture(scope="module")
+def module_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throw-away hub's key folder, made once per test module: the demo CA and the province's RSA-2048 key (its
+    certificate naming ``PROVINCE``); the hub's own key is added by the first hub opened on it. Making an RSA key
+    costs ~0.1 s and loading it ~45 ms; the loaders cache by file, so a folder shared through ``hub_keys`` is
+    made and read once per module instead of once per test."""
+    folder = tmp_path_factory.mktemp("keys")
+    keys.issue_key("province", folder, code=PROVINCE)
+    return folder
+
+
+@pytest.fixture
+def hub_keys(tmp_path: Path, module_keys: Path) -> Path:
+    """``tmp_path/var/keys``, where a hub with data folder ``tmp_path/var`` keeps its keys, linked to this module's
+    ``module_keys``. Nothing may write there but the hub making its own key: a test that issues keys of its
+    own does so in a folder of its own."""
+    var = tmp_path / "var"
+    var.mkdir(mode=0o700, exist_ok=True)
+    (var / "keys").symlink_to(module_keys, target_is_directory=True)
+    return var / "keys"
+
+
+@pytest.fixture
+def province_signer(hub_keys: Path) -> Signer:
+    """The province's signer from ``hub_keys`` (its certificate names ``PROVINCE``, issued by the hub's demo CA)."""
+    return Signer.from_files(hub_keys / "province.key", hub_keys / "province.pem")
+
+
+@pytest.fixture(scope="session")
+def _hub_click_command():
+    import typer.main
+
+    from hub.cli import app
+
+    return typer.main.get_command(app)
+
+
+@pytest.fixture
+def built_cli(monkeypatch: pytest.MonkeyPatch, _hub_click_command) -> None:
+    """typer's ``CliRunner().invoke(hub.cli.app, …)`` runs a click command built once per test process: typer
+    builds it from the signature of every command on each invoke (~35 ms of CPU; test_ops_cli invokes ~90 times),
+    where the ``hub`` program builds it once. A click command keeps nothing between runs: each parses its
+    arguments, and the environment, afresh."""
+    import typer.testing
+
+    from hub.cli import app
+
+    build = typer.testing._get_command
+    monkeypatch.setattr(typer.testing, "_get_command", lambda typer_app: (
+        _hub_click_command if typer_app is app else build(typer_app)
+    ))  # fmt: skip

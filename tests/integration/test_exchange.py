@@ -25,7 +25,6 @@ from hub.errors import ConflictError, EnvelopeInvalidError, NoRouteError
 from hub.exchange.pipeline import Acceptor, GroupCommitter, Relay
 from hub.exchange.worker import OutboundBuilder, Worker
 from hub.runtime import Runtime, replay_dead_letters
-from hub.security import keys
 from hub.security.envelope import EnvelopeHeader
 from hub.security.signing import EnvelopeVerifier, Signer, TrustStore, sign_payload
 from hub.store import DeadLetter
@@ -65,7 +64,8 @@ class Exchange:
 
 
 @pytest.fixture
-def exchange(request, tmp_path: Path, broker_kind: str, sink: SinkServer) -> Iterator[Exchange]:
+def exchange(request, tmp_path: Path, broker_kind: str, sink: SinkServer, province_signer: Signer,
+             migrated_copy) -> Iterator[Exchange]:  # fmt: skip
     if broker_kind == "rabbitmq":
         broker_url = request.getfixturevalue("rabbitmq_url")
     else:
@@ -76,9 +76,8 @@ def exchange(request, tmp_path: Path, broker_kind: str, sink: SinkServer) -> Ite
         {destination: {"endpoint": sink.url, "retry_delays_s": [0.3, 0.3], "jitter": 0.1, "circuit_failures": 50}},
         [{"type": t, "sender": PROVINCE, "to": [destination]} for t in ("dossier.sync", "dossier.status")],
     )
-    province_signer = issue_signer("province", tmp_path / "var" / "keys")
     settings = Settings(
-        broker_url=broker_url, database_url=f"sqlite:///{tmp_path / 'store.db'}", routes_file=routes,
+        broker_url=broker_url, database_url=f"sqlite:///{migrated_copy(tmp_path / 'store.db')}", routes_file=routes,
         data_dir=tmp_path / "var", hub_code="000.00.00.H00",
     )  # fmt: skip
     runtime, acceptor, worker = open_pipeline(settings)
@@ -340,7 +339,9 @@ class RecordingAdapter(Adapter):
         return DeliveryReceipt(200, "code=0", sent=b'{"sent": true}', sent_type="application/json")
 
 
-def test_the_worker_parses_maps_and_signs_once_and_records_the_bytes_sent(tmp_path: Path, monkeypatch) -> None:
+def test_the_worker_parses_maps_and_signs_once_and_records_the_bytes_sent(
+    tmp_path: Path, monkeypatch, province_signer: Signer, migrated_copy
+) -> None:
     import hub.exchange.worker as worker_module
     import mappings
     from mappings import national_portal as np
@@ -350,9 +351,8 @@ def test_the_worker_parses_maps_and_signs_once_and_records_the_bytes_sent(tmp_pa
         "destinations": {code: {"endpoint": "http://127.0.0.1:9/unused"} for code in (G_JSON, G_XML, G_POSTAL)},
         "routes": [{"type": "dossier.sync", "sender": PROVINCE, "to": [G_JSON, G_XML, G_POSTAL]}],
     }))  # fmt: skip
-    province = keys.issue_key("province", tmp_path / "var" / "keys", code=PROVINCE)
-    settings = Settings(broker_url="embedded", database_url=f"sqlite:///{tmp_path / 'store.db'}", routes_file=routes,
-                        data_dir=tmp_path / "var", hub_code="000.00.00.H00")  # fmt: skip
+    settings = Settings(broker_url="embedded", database_url=f"sqlite:///{migrated_copy(tmp_path / 'store.db')}",
+                        routes_file=routes, data_dir=tmp_path / "var", hub_code="000.00.00.H00")  # fmt: skip
     runtime = Runtime.open(settings)
     parses: list[bytes] = []
     mapped: list[object] = []
@@ -366,8 +366,7 @@ def test_the_worker_parses_maps_and_signs_once_and_records_the_bytes_sent(tmp_pa
     try:
         model = packets.example("dossier.sync")
         header = EnvelopeHeader(sender=PROVINCE, receiver=G_JSON, message_type="dossier.sync")
-        signer = Signer.from_files(province.key_path, province.cert_path)
-        data = etree.tostring(sign_payload(signer, header, packets.to_element(model)))
+        data = etree.tostring(sign_payload(province_signer, header, packets.to_element(model)))
         runtime.acceptor().accept(data)
         batch = runtime.broker.consume(worker.destinations, prefetch=10, timeout_s=2)
         assert len(batch) == 3
@@ -403,12 +402,12 @@ def test_the_worker_parses_maps_and_signs_once_and_records_the_bytes_sent(tmp_pa
         runtime.close()
 
 
-def test_the_portal_is_told_the_senders_registered_unit_not_what_the_body_claims(tmp_path: Path) -> None:
+def test_the_portal_is_told_the_senders_registered_unit_not_what_the_body_claims(tmp_path: Path, migrated_copy) -> None:
     from hub.registry import parse_spec
     from mappings import national_portal as np
 
     ministry, unit = "000.00.00.G10", "000.00.00.G15"
-    settings = Settings(broker_url="embedded", database_url=f"sqlite:///{tmp_path / 'store.db'}",
+    settings = Settings(broker_url="embedded", database_url=f"sqlite:///{migrated_copy(tmp_path / 'store.db')}",
                         data_dir=tmp_path / "var", hub_code="000.00.00.H00")  # fmt: skip
     signer = issue_signer("ministry", tmp_path / "var" / "keys", code=ministry)
     runtime = Runtime.open(settings)

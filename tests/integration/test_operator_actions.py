@@ -17,18 +17,23 @@ import pytest
 from broker.base import Broker, connect
 from hub.config import Settings
 from hub.devtools.sink import SinkServer
-from hub.exchange.worker import PAUSE_CACHE_S, OutboundBuilder, Worker
+from hub.exchange import worker as worker_module
+from hub.exchange.worker import OutboundBuilder, Worker
 from hub.runtime import Runtime
 from hub.security.signing import Signer
 from hub.services import actions
 from hub.store import DeliveryState
-from tests.support import issue_signer, signed_envelope, sink_stats, wait_for, write_routes
+from tests.support import signed_envelope, sink_stats, wait_for, write_routes
 from tests.support import sink_control as control
 
 pytestmark = pytest.mark.integration
 
 PROVINCE, PORTAL = "000.00.00.H12", "000.00.00.G22"
 BACKOFF_S = 5.0  # long enough that "retry now" clearly beats it, short enough to see the stale copy arrive
+# How long the worker trusts its last read of the paused destinations (``PAUSE_CACHE_S``, 2 s in the product): a
+# quarter of that here, so a pause reaches the running worker within ~0.5 s, and the negatives below wait two of
+# these periods (the worker has read the pauses again and had its turns in between), 1 s instead of 2 s.
+PAUSE_CACHE_S = 0.5
 OPERATOR = actions.Actor("operator.an", "operator")
 
 
@@ -59,7 +64,9 @@ class Hub:
 
 
 @pytest.fixture(params=["embedded", "rabbitmq"])
-def hub(request, tmp_path: Path, sink: SinkServer) -> Iterator[Hub]:
+def hub(request, tmp_path: Path, sink: SinkServer, province_signer: Signer, migrated_copy,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:  # fmt: skip
+    monkeypatch.setattr(worker_module, "PAUSE_CACHE_S", PAUSE_CACHE_S)
     rabbit = request.param == "rabbitmq"
     broker_url = request.getfixturevalue("rabbitmq_url") if rabbit else "embedded:" + str(tmp_path / "queue.db")
     destination = f"{PORTAL}.{uuid.uuid4().hex[:8]}" if rabbit else PORTAL
@@ -68,8 +75,7 @@ def hub(request, tmp_path: Path, sink: SinkServer) -> Iterator[Hub]:
         {destination: {"endpoint": sink.url, "retry_delays_s": [BACKOFF_S, BACKOFF_S], "jitter": 0.05}},
         [{"type": "dossier.sync", "sender": PROVINCE, "to": [destination]}],
     )
-    signer = issue_signer("province", tmp_path / "var" / "keys")
-    settings = Settings(broker_url=broker_url, database_url=f"sqlite:///{tmp_path / 'store.db'}",
+    settings = Settings(broker_url=broker_url, database_url=f"sqlite:///{migrated_copy(tmp_path / 'store.db')}",
                         routes_file=routes, data_dir=tmp_path / "var", hub_code="000.00.00.H00")  # fmt: skip
     runtime = Runtime.open(settings)
     worker_broker, observer = connect(broker_url), connect(broker_url)
@@ -77,7 +83,7 @@ def hub(request, tmp_path: Path, sink: SinkServer) -> Iterator[Hub]:
     worker = Worker(runtime.store, worker_broker, runtime.routing, OutboundBuilder(runtime.signer(), "000.00.00.H00"),
                     runtime.adapters())  # fmt: skip
     thread = threading.Thread(target=worker.run, daemon=True)
-    made = Hub(runtime, worker, observer, signer, sink, destination, thread)
+    made = Hub(runtime, worker, observer, province_signer, sink, destination, thread)
     try:
         yield made
     finally:
@@ -97,7 +103,7 @@ def test_a_paused_destination_gets_nothing_then_everything_once_when_resumed(hub
     hub.start()
     messages = [hub.accept() for _ in range(3)]
     wait_for(lambda: hub.queue().ready == 3, what="the three messages queued")
-    time.sleep(PAUSE_CACHE_S)  # a negative: the worker has had time to take them, and must not have
+    time.sleep(2 * PAUSE_CACHE_S)  # a negative: the worker has had time to take them, and must not have
     assert sink_stats(hub.sink)["received"] == 0
     assert hub.queue().ready == 3 and [hub.attempts(m) for m in messages] == [0, 0, 0]  # no attempt counted
 
@@ -118,7 +124,7 @@ def test_a_pause_reaches_a_running_worker_and_deliveries_wait(hub: Hub) -> None:
     # It waits in the queue itself (RabbitMQ: the worker cancelled its consumer, so nothing sits prefetched and
     # unacknowledged in the worker while the pause lasts).
     wait_for(lambda: hub.queue().ready == 1, what="the message ready in its queue")
-    time.sleep(1.0)  # a negative: the worker has had time to take it, and must not have
+    time.sleep(2 * PAUSE_CACHE_S)  # a negative: the worker has had time to take it, and must not have
     assert hub.queue().ready == 1 and sink_stats(hub.sink)["unique"] == 1 and hub.attempts(held) == 0
     actions.resume(hub.runtime, hub.destination, actor=OPERATOR)
     wait_for(lambda: sink_stats(hub.sink)["unique"] == 2, timeout_s=10, what="delivery after resume")
@@ -150,7 +156,8 @@ def test_retry_now_delivers_a_backed_off_message_before_its_backoff_once(hub: Hu
     assert hub.attempts(message_id) == 2
 
 
-def test_the_cli_closes_retries_now_pauses_and_resumes(tmp_path: Path, sink: SinkServer) -> None:
+def test_the_cli_closes_retries_now_pauses_and_resumes(tmp_path: Path, sink: SinkServer, province_signer: Signer,
+                                                       migrated_copy, built_cli) -> None:  # fmt: skip
     import json
 
     from typer.testing import CliRunner
@@ -161,8 +168,9 @@ def test_the_cli_closes_retries_now_pauses_and_resumes(tmp_path: Path, sink: Sin
     routes = write_routes(tmp_path / "routes.yaml", {PORTAL: {"endpoint": sink.url}},
                           [{"type": "dossier.sync", "sender": PROVINCE, "to": [PORTAL]}])  # fmt: skip
     env = {"LIENTHONG_BROKER_URL": f"embedded:{tmp_path / 'queue.db'}", "LIENTHONG_ROUTES_FILE": str(routes),
-           "LIENTHONG_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "LIENTHONG_DATA_DIR": str(tmp_path / "var"),
-           "LIENTHONG_LOG_FORMAT": "console", "LIENTHONG_HUB_CODE": "000.00.00.H00"}  # fmt: skip
+           "LIENTHONG_DATABASE_URL": f"sqlite:///{migrated_copy(tmp_path / 'store.db')}",
+           "LIENTHONG_DATA_DIR": str(tmp_path / "var"), "LIENTHONG_LOG_FORMAT": "console",
+           "LIENTHONG_HUB_CODE": "000.00.00.H00"}  # fmt: skip
 
     def hub(*args: str, code: int = 0) -> str:
         get_settings.cache_clear()
@@ -173,14 +181,13 @@ def test_the_cli_closes_retries_now_pauses_and_resumes(tmp_path: Path, sink: Sin
         assert result.exit_code == code, result.output
         return result.output
 
-    signer = issue_signer("province", tmp_path / "var" / "keys")
     settings = Settings(broker_url=env["LIENTHONG_BROKER_URL"], database_url=env["LIENTHONG_DATABASE_URL"],
                         routes_file=routes, data_dir=tmp_path / "var", hub_code="000.00.00.H00")  # fmt: skip
     runtime = Runtime.open(settings)
     try:
         store = runtime.store
         dead_message, waiting_message = (
-            runtime.acceptor().accept(signed_envelope(signer, sender=PROVINCE, receiver=PORTAL,
+            runtime.acceptor().accept(signed_envelope(province_signer, sender=PROVINCE, receiver=PORTAL,
                                                       message_type="dossier.sync")).message_id
             for _ in range(2)
         )  # fmt: skip

@@ -30,7 +30,7 @@ from hub.exchange.pipeline import Acceptor
 from hub.exchange.worker import Worker
 from hub.runtime import Runtime, open_broker
 from hub.security.signing import Signer
-from tests.support import issue_signer, open_pipeline, signed_envelope, sink_control, write_routes
+from tests.support import open_pipeline, signed_envelope, sink_control, write_routes
 
 PROVINCE, PORTAL, OTHER = "000.00.00.H12", "000.00.00.G22", "000.00.00.G01"
 COLUMNS = ["destination", "ready", "in flight", "retrying", "dead", "delivered", "oldest pending", "rate/min"]
@@ -83,7 +83,7 @@ class Ops:
 
 
 @pytest.fixture(params=["embedded", "rabbitmq"])
-def ops(request, tmp_path: Path, sink: SinkServer) -> Iterator[Ops]:
+def ops(request, tmp_path: Path, sink: SinkServer, province_signer: Signer, migrated_copy, built_cli) -> Iterator[Ops]:
     if request.param == "rabbitmq":
         broker_url = request.getfixturevalue("rabbitmq_url")
         destination, other = (f"{code}.{uuid.uuid4().hex[:8]}" for code in (PORTAL, OTHER))
@@ -98,7 +98,7 @@ def ops(request, tmp_path: Path, sink: SinkServer) -> Iterator[Ops]:
     )  # fmt: skip
     env = {
         "LIENTHONG_BROKER_URL": broker_url,
-        "LIENTHONG_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "LIENTHONG_DATABASE_URL": f"sqlite:///{migrated_copy(tmp_path / 'store.db')}",
         "LIENTHONG_ROUTES_FILE": str(routes),
         "LIENTHONG_DATA_DIR": str(tmp_path / "var"),
         "LIENTHONG_LOG_FORMAT": "console",
@@ -108,10 +108,9 @@ def ops(request, tmp_path: Path, sink: SinkServer) -> Iterator[Ops]:
         broker_url=broker_url, database_url=env["LIENTHONG_DATABASE_URL"], routes_file=routes,
         data_dir=tmp_path / "var",
     )  # fmt: skip
-    signer = issue_signer("province", tmp_path / "var" / "keys")
     runtime, acceptor, worker = open_pipeline(settings, prefetch=1)
     try:
-        yield Ops(env, runtime, acceptor, worker, signer, sink, destination, other)
+        yield Ops(env, runtime, acceptor, worker, province_signer, sink, destination, other)
     finally:
         worker.close()
         try:

@@ -173,14 +173,16 @@ def hub_specs(pki, payment: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def api(tmp_path: Path, pki, sim):
+def api(tmp_path: Path, pki, sim, migrated_copy):
+    migrated_copy(tmp_path / "hub.db")  # hub_settings' store
     settings = hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY)
     with hub_client(settings, hub_specs(pki, payment_connector(sim))) as client:
         yield client
 
 
 @pytest.fixture
-def paygov_api(tmp_path: Path, pki, paygov):
+def paygov_api(tmp_path: Path, pki, paygov, migrated_copy):
+    migrated_copy(tmp_path / "hub.db")  # hub_settings' store
     settings = hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY)
     with hub_client(settings, hub_specs(pki, paygov_connector(paygov))) as client:
         yield client
@@ -755,14 +757,14 @@ def test_no_refund_once_the_dossier_is_resolved(api, pki, sim) -> None:
 # ---------------------------------------------------------------------------------------------- the recorder
 
 
-def test_the_worker_payment_adapter_records_initiated_references_in_its_own_store(tmp_path) -> None:
+def test_the_worker_payment_adapter_records_initiated_references_in_its_own_store(tmp_path, migrated_copy) -> None:
     """``adapters_for(routing, store)``: the payment adapter's hook writes to the store the worker opened,
     not to whatever ``LIENTHONG_DATABASE_URL`` names."""
     from hub.exchange.routing import DestinationConfig
     from hub.security.credentials import Credentials
     from hub.store import Store
 
-    store = Store(f"sqlite:///{tmp_path / 'worker.db'}")
+    store = Store(f"sqlite:///{migrated_copy(tmp_path / 'worker.db')}")
     store.migrate()
     cfg = DestinationConfig(
         endpoint="http://127.0.0.1:9/pay", kind="payment", credentials=Credentials(username="LIENTHONG", password="s")
@@ -780,7 +782,7 @@ def test_the_worker_payment_adapter_records_initiated_references_in_its_own_stor
 # ---------------------------------------------------------------------------------------------- the CLI
 
 
-def test_hub_payments_reconcile_settles_a_lost_confirm(api, pki, sim, tmp_path: Path) -> None:
+def test_hub_payments_reconcile_settles_a_lost_confirm(api, pki, sim, tmp_path: Path, built_cli) -> None:
     """``hub payments reconcile --json`` as an operator runs it on the hub's store: nothing before the configured
     delay (``LIENTHONG_PAYMENT_RECONCILE_AFTER_MINUTES``), the lost CONFIRM's payment settled with ``--after 0``."""
     from typer.testing import CliRunner

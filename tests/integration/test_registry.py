@@ -543,7 +543,7 @@ def test_every_change_is_audited_with_before_and_after(registry: Registry) -> No
 # ------------------------------------------------------------------ runtime wiring
 
 
-def test_runtime_uses_the_registry_when_connectors_exist(tmp_path: Path, pki) -> None:
+def test_runtime_uses_the_registry_when_connectors_exist(tmp_path: Path, pki, migrated_copy) -> None:
     from hub.runtime import has_destinations, routing_table, trust_store
 
     routes = tmp_path / "routes.yaml"
@@ -555,7 +555,7 @@ def test_runtime_uses_the_registry_when_connectors_exist(tmp_path: Path, pki) ->
         database_url=f"sqlite:///{tmp_path}/hub.db", data_dir=tmp_path, routes_file=routes, trust_dir=pki.ca_cert
     )
     assert set(routing_table(settings).destinations) == {"sink"}  # no database yet: the routing file
-    store = Store(settings.database_url)
+    store = Store(f"sqlite:///{migrated_copy(tmp_path / 'hub.db')}")
     store.migrate()
     try:
         assert set(routing_table(settings, store).destinations) == {"sink"}  # no connectors: the routing file
@@ -587,7 +587,8 @@ class _Endpoint(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def endpoint() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # Polling every 0.05 s, shutdown() returns at once (socketserver's 0.5 s was waited out at each test's end).
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/inbox"
@@ -640,7 +641,11 @@ def test_check_lists_what_must_be_fixed(registry: Registry, pki, tmp_path: Path)
 
 
 class Cli:
-    def __init__(self, tmp_path: Path) -> None:
+    """``hub ARGS`` in process on a store in ``tmp_path``: a copy of the migrated one (``migrated_copy``; run the
+    test with ``built_cli`` too: the click command built once)."""
+
+    def __init__(self, tmp_path: Path, migrated_copy) -> None:
+        migrated_copy(tmp_path / "hub.db")
         self.env = {"LIENTHONG_DATABASE_URL": f"sqlite:///{tmp_path}/hub.db", "LIENTHONG_DATA_DIR": str(tmp_path),
                     "COLUMNS": "200"}  # fmt: skip
 
@@ -652,8 +657,8 @@ class Cli:
             get_settings.cache_clear()
 
 
-def test_cli_add_list_show_disable_check(tmp_path: Path, pki, endpoint: str) -> None:
-    cli = Cli(tmp_path)
+def test_cli_add_list_show_disable_check(tmp_path: Path, pki, endpoint: str, migrated_copy, built_cli) -> None:
+    cli = Cli(tmp_path, migrated_copy)
     connectors = tmp_path / "connectors"
     shutil.copytree(DEPLOY, connectors)
     shutil.copy(pki.ministry.cert_path, connectors / "ministry.pem")
@@ -703,8 +708,8 @@ def test_cli_add_list_show_disable_check(tmp_path: Path, pki, endpoint: str) -> 
     assert cli("connector", "check", "000.00.00.X99").exit_code == 2
 
 
-def test_cli_add_reports_every_problem_of_a_broken_file(tmp_path: Path) -> None:
-    cli = Cli(tmp_path)
+def test_cli_add_reports_every_problem_of_a_broken_file(tmp_path: Path, migrated_copy, built_cli) -> None:
+    cli = Cli(tmp_path, migrated_copy)
     broken = tmp_path / "broken.yaml"
     broken.write_text(
         "code: 12.34\nname: Broken\nkind: bank\nsends: [payment.pay]\nreceives: [payment.receipt]\n"

@@ -86,9 +86,16 @@ class Hub:
         return message_id in self.sink.state.first_seen
 
 
+@pytest.fixture(scope="module")
+def signers(tmp_path_factory: pytest.TempPathFactory) -> DemoPdfKeys:
+    """The demo's PDF signers, made once for the module (three RSA-2048 keys, ~0.5 s of CPU): tests only sign
+    with them."""
+    return demo_pdf_keys(tmp_path_factory.mktemp("pdf-keys"), agency_code=MINISTRY)
+
+
 @pytest.fixture
-def hub(tmp_path: Path, pki, sink: SinkServer) -> Iterator[Hub]:
-    signers = demo_pdf_keys(tmp_path / "pdf-keys", agency_code=MINISTRY)
+def hub(tmp_path: Path, pki, sink: SinkServer, signers: DemoPdfKeys, migrated_copy) -> Iterator[Hub]:
+    migrated_copy(tmp_path / "hub.db")  # hub_settings' store
     settings = hub_settings(tmp_path, hub_code=HUB, admin_api_key=ADMIN_KEY)
     with (
         MinistrySimulator(code=MINISTRY, signer=pki.ministry.signer, hub_code=HUB) as ministry,

@@ -88,7 +88,7 @@ def test_data_files_and_folders_are_created_private(tmp_path) -> None:
         s.close()
     queue = EmbeddedBroker(tmp_path / "queue" / "queue.db")
     queue.close()
-    issue_key("province", tmp_path / "keys")
+    issue_key("province", tmp_path / "keys", algorithm="ec")  # the folder mode, not the key: EC is made at once
     made = [tmp_path / "data" / "hub.db", *(tmp_path / "data").glob("hub.db-*"), tmp_path / "queue" / "queue.db"]
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in made} == {p.name: "0o600" for p in made}
     folders = [tmp_path / "data", tmp_path / "queue", tmp_path / "keys"]
