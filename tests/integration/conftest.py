@@ -66,28 +66,3 @@ def hub_keys(tmp_path: Path, module_keys: Path) -> Path:
 def province_signer(hub_keys: Path) -> Signer:
     """The province's signer from ``hub_keys`` (its certificate names ``PROVINCE``, issued by the hub's demo CA)."""
     return Signer.from_files(hub_keys / "province.key", hub_keys / "province.pem")
-
-
-@pytest.fixture(scope="session")
-def _hub_click_command():
-    import typer.main
-
-    from hub.cli import app
-
-    return typer.main.get_command(app)
-
-
-@pytest.fixture
-def built_cli(monkeypatch: pytest.MonkeyPatch, _hub_click_command) -> None:
-    """typer's ``CliRunner().invoke(hub.cli.app, …)`` runs a click command built once per test process: typer
-    builds it from the signature of every command on each invoke (~35 ms of CPU; test_ops_cli invokes ~90 times),
-    where the ``hub`` program builds it once. A click command keeps nothing between runs: each parses its
-    arguments, and the environment, afresh."""
-    import typer.testing
-
-    from hub.cli import app
-
-    build = typer.testing._get_command
-    monkeypatch.setattr(typer.testing, "_get_command", lambda typer_app: (
-        _hub_click_command if typer_app is app else build(typer_app)
-    ))  # fmt: skip

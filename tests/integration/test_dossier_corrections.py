@@ -90,7 +90,7 @@ class Lienthong:
 
 
 @pytest.fixture
-def lienthong(tmp_path: Path, store_url: str, store, pki, built_cli) -> Iterator[Lienthong]:
+def lienthong(tmp_path: Path, store_url: str, store, pki) -> Iterator[Lienthong]:
     # ``store``: the database at ``store_url`` migrated (on SQLite a copy of the process's migrated store), so the
     # app finds it at the newest revision instead of migrating it from scratch for each test.
     settings = hub_settings(tmp_path, database_url=store_url, hub_code=HUB, admin_api_key=ADMIN_KEY,

@@ -157,7 +157,7 @@ def test_retry_now_delivers_a_backed_off_message_before_its_backoff_once(hub: Hu
 
 
 def test_the_cli_closes_retries_now_pauses_and_resumes(tmp_path: Path, sink: SinkServer, province_signer: Signer,
-                                                       migrated_copy, built_cli) -> None:  # fmt: skip
+                                                       migrated_copy) -> None:  # fmt: skip
     import json
 
     from typer.testing import CliRunner

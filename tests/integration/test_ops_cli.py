@@ -83,7 +83,7 @@ class Ops:
 
 
 @pytest.fixture(params=["embedded", "rabbitmq"])
-def ops(request, tmp_path: Path, sink: SinkServer, province_signer: Signer, migrated_copy, built_cli) -> Iterator[Ops]:
+def ops(request, tmp_path: Path, sink: SinkServer, province_signer: Signer, migrated_copy) -> Iterator[Ops]:
     if request.param == "rabbitmq":
         broker_url = request.getfixturevalue("rabbitmq_url")
         destination, other = (f"{code}.{uuid.uuid4().hex[:8]}" for code in (PORTAL, OTHER))

@@ -782,7 +782,7 @@ def test_the_worker_payment_adapter_records_initiated_references_in_its_own_stor
 # ---------------------------------------------------------------------------------------------- the CLI
 
 
-def test_hub_payments_reconcile_settles_a_lost_confirm(api, pki, sim, tmp_path: Path, built_cli) -> None:
+def test_hub_payments_reconcile_settles_a_lost_confirm(api, pki, sim, tmp_path: Path) -> None:
     """``hub payments reconcile --json`` as an operator runs it on the hub's store: nothing before the configured
     delay (``LIENTHONG_PAYMENT_RECONCILE_AFTER_MINUTES``), the lost CONFIRM's payment settled with ``--after 0``."""
     from typer.testing import CliRunner

@@ -641,8 +641,7 @@ def test_check_lists_what_must_be_fixed(registry: Registry, pki, tmp_path: Path)
 
 
 class Cli:
-    """``hub ARGS`` in process on a store in ``tmp_path``: a copy of the migrated one (``migrated_copy``; run the
-    test with ``built_cli`` too: the click command built once)."""
+    """``hub ARGS`` in process on a store in ``tmp_path``: a copy of the migrated one (``migrated_copy``)."""
 
     def __init__(self, tmp_path: Path, migrated_copy) -> None:
         migrated_copy(tmp_path / "hub.db")
@@ -657,7 +656,7 @@ class Cli:
             get_settings.cache_clear()
 
 
-def test_cli_add_list_show_disable_check(tmp_path: Path, pki, endpoint: str, migrated_copy, built_cli) -> None:
+def test_cli_add_list_show_disable_check(tmp_path: Path, pki, endpoint: str, migrated_copy) -> None:
     cli = Cli(tmp_path, migrated_copy)
     connectors = tmp_path / "connectors"
     shutil.copytree(DEPLOY, connectors)
@@ -708,7 +707,7 @@ def test_cli_add_list_show_disable_check(tmp_path: Path, pki, endpoint: str, mig
     assert cli("connector", "check", "000.00.00.X99").exit_code == 2
 
 
-def test_cli_add_reports_every_problem_of_a_broken_file(tmp_path: Path, migrated_copy, built_cli) -> None:
+def test_cli_add_reports_every_problem_of_a_broken_file(tmp_path: Path, migrated_copy) -> None:
     cli = Cli(tmp_path, migrated_copy)
     broken = tmp_path / "broken.yaml"
     broken.write_text(
