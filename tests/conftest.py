@@ -94,6 +94,19 @@ def postgres_admin(postgres_url: str) -> Iterator[sa.Engine]:
     admin.dispose()
 
 
+@pytest.fixture
+def postgres_schema(postgres_admin: sa.Engine) -> Iterator[str]:
+    """An empty PostgreSQL schema of the test's own (dropped afterwards), for the hub processes it starts."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with postgres_admin.begin() as conn:
+        conn.execute(sa.schema.CreateSchema(schema))
+    try:
+        yield schema
+    finally:
+        with postgres_admin.begin() as conn:
+            conn.execute(sa.schema.DropSchema(schema, cascade=True))
+
+
 @pytest.fixture(scope="session")
 def emptied_schemas(postgres_admin: sa.Engine) -> Iterator[list[str]]:
     """PostgreSQL schemas a ``store`` test left migrated and that were emptied after it, free for the next one:

@@ -189,6 +189,23 @@ def open_pipeline(settings: Settings, **worker_options: object) -> tuple[Runtime
     return runtime, acceptor, worker
 
 
+@contextmanager
+def worker_thread(settings: Settings, logs: Callable[[], str] = str, **worker_options: object) -> Iterator[Worker]:
+    """A worker of the hub with ``settings`` in this process (a thread) until the block ends; then it must stop
+    within 10 s, as a worker process must exit after SIGTERM."""
+    runtime, _, worker = open_pipeline(settings, **worker_options)
+    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(10)
+        worker.close()
+        runtime.close()
+    assert not thread.is_alive(), f"the worker in the test process did not stop within 10 s\n{logs()}"
+
+
 # ---------------------------------------------------------------------------------------------- the sink partner
 
 

@@ -15,12 +15,10 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from broker.rabbitmq import RabbitMQBroker
@@ -101,32 +99,20 @@ def _code(letter: str) -> str:
     return f"{r.randrange(100, 999)}.{r.randrange(10, 99)}.{r.randrange(10, 99)}.{letter}{r.randrange(10, 99)}"
 
 
-@pytest.fixture
-def pg_schema(postgres_url: str) -> Iterator[str]:
-    schema = f"outage_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
-    try:
-        yield schema
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.schema.DropSchema(schema, cascade=True))
-        admin.dispose()
-
-
 def _post(conn: http.client.HTTPConnection, data: bytes, key: str) -> tuple[int, dict, dict]:
     conn.request("POST", "/api/v1/messages", body=data, headers={"Content-Type": "application/xml", "X-Api-Key": key})
     response = conn.getresponse()
     return response.status, dict(response.getheaders()), json.loads(response.read() or b"{}")
 
 
-def test_the_api_rides_out_broker_and_store_outages(tmp_path: Path, rabbitmq_url: str, postgres_url: str, pg_schema):
+def test_the_api_rides_out_broker_and_store_outages(
+    tmp_path: Path, rabbitmq_url: str, postgres_url: str, postgres_schema: str
+) -> None:
     pg, amqp = make_url(postgres_url), make_url(rabbitmq_url.replace("amqp://", "postgresql://"))
     pg_proxy = TcpProxy((pg.host or "127.0.0.1", pg.port or 5432))
     mq_proxy = TcpProxy((amqp.host or "127.0.0.1", amqp.port or 5672))  # closed: nothing listens there yet
     pg_proxy.open()
-    database_url = pg.set(port=pg_proxy.port).update_query_dict({"options": f"-csearch_path={pg_schema}"})
+    database_url = pg.set(port=pg_proxy.port).update_query_dict({"options": f"-csearch_path={postgres_schema}"})
     broker_url = rabbitmq_url.replace(f":{amqp.port}/", f":{mq_proxy.port}/")
     ministry, province = _code("G"), _code("H")
     key_dir = tmp_path / "var" / "keys"  # the demo CA there is the one the hub trusts

@@ -16,13 +16,10 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from tests.support import HUB_BIN, hub_env
@@ -47,20 +44,10 @@ def bench(tmp_path: Path, *args: str, timeout: float = 300) -> Bench:
 
 
 @pytest.fixture
-def pg_schema_url(postgres_url: str) -> Iterator[str]:
-    """A PostgreSQL schema of its own for one bench run (dropped afterwards)."""
-    schema = f"bench_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
-    try:
-        yield make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
-        )
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.schema.DropSchema(schema, cascade=True))
-        admin.dispose()
+def pg_schema_url(postgres_url: str, postgres_schema: str) -> str:
+    """The store URL of a PostgreSQL schema of its own for one bench run."""
+    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={postgres_schema}"})
+    return url.render_as_string(hide_password=False)
 
 
 def test_a_small_run_reports_cpu_per_message_of_each_process_kind(tmp_path: Path) -> None:

@@ -26,7 +26,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,10 +47,10 @@ from tests.support import (
     SinkProcess,
     hub_env,
     issue_signer,
-    open_pipeline,
     signed_envelope,
     stop_process,
     wait_for,
+    worker_thread,
     write_routes,
 )
 
@@ -103,19 +102,9 @@ class Hub:
 
     @contextmanager
     def successor(self) -> Iterator[None]:
-        """The next worker, in this process (a thread), until the block ends; then it must stop within 10 s, as
-        a worker process must exit after SIGTERM (``sigterm_and_wait``)."""
-        runtime, _, worker = open_pipeline(self.settings)
-        thread = threading.Thread(target=worker.run, name="successor-worker", daemon=True)
-        thread.start()
-        try:
+        """The next worker, in this process (a thread), until the block ends (``worker_thread``)."""
+        with worker_thread(self.settings, self.logs):
             yield
-        finally:
-            worker.stop()
-            thread.join(10)
-            worker.close()
-            runtime.close()
-        assert not thread.is_alive(), f"the next worker did not stop within 10 s\n{self.logs()}"
 
     def cli(self, *args: str) -> Result:
         """``hub ARGS`` in this process, with the workers' ``LIENTHONG_*`` settings (and no other: this process's own

@@ -61,10 +61,10 @@ from tests.support import (
     SinkProcess,
     free_port,
     hub_env,
-    open_pipeline,
     signed_envelope,
     stop_process,
     wait_for,
+    worker_thread,
 )
 
 CONCURRENCY = 4  # partner calls at once per worker process (the destination's ``concurrency``)
@@ -199,18 +199,9 @@ class FaultHub:
 
     @contextmanager
     def successor(self, prefetch: int) -> Iterator[None]:
-        """A worker in this process (a thread) until the block ends; then it must stop within 10 s."""
-        runtime, _, worker = open_pipeline(self.settings(), prefetch=prefetch)
-        thread = threading.Thread(target=worker.run, name="successor-worker", daemon=True)
-        thread.start()
-        try:
+        """A worker in this process (a thread) until the block ends (``worker_thread``)."""
+        with worker_thread(self.settings(), self.logs, prefetch=prefetch):
             yield
-        finally:
-            worker.stop()
-            thread.join(10)
-            worker.close()
-            runtime.close()
-        assert not thread.is_alive(), f"the worker in the test process did not stop within 10 s\n{self.logs()}"
 
     def logs(self, lines: int = 25) -> str:
         """The last ``lines`` lines of each process's log (a traceback's top is in the earlier ones)."""
