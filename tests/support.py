@@ -87,15 +87,35 @@ def free_port() -> int:
     for _ in range(end - start):
         port = _next_port[0]
         _next_port[0] = start + (port + 1 - start) % (end - start)
-        if port in _SERVICE_PORTS:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if _bindable(port):
             return port
     raise RuntimeError(f"no free port in {start}-{end}")
+
+
+def free_port_block(size: int) -> int:
+    """The first of ``size`` consecutive ports that are all free now, from this worker's slice like ``free_port``
+    (for a command that takes an offset to a fixed set of ports, such as ``hub simulate --port-offset``)."""
+    start, end = _port_slice()
+    for _ in range((end - start) // size):
+        first = free_port()
+        if first + size > end:
+            continue
+        rest = range(first + 1, first + size)
+        if all(_bindable(port) for port in rest):
+            _next_port[0] = start + (first + size - start) % (end - start)
+            return first
+    raise RuntimeError(f"no {size} consecutive free ports in {start}-{end}")
+
+
+def _bindable(port: int) -> bool:
+    if port in _SERVICE_PORTS:
+        return False
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def wait_for(

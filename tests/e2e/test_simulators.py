@@ -35,7 +35,7 @@ from hub.devtools.simulators import (
 from hub.security.keys import issue_key
 from hub.security.signing import Signer
 from mappings import ministry_steps
-from tests.support import HUB, MINISTRY, PROVINCE, free_port, hub_settings, register, wait_for
+from tests.support import HUB, MINISTRY, PROVINCE, free_port, free_port_block, hub_settings, register, wait_for
 from tests.support import signed_envelope as sign_envelope
 
 STEP_MINISTRY = "000.00.00.G11"
@@ -300,12 +300,14 @@ def test_default_ports_are_distinct() -> None:
 
 
 def test_hub_simulate_serves_until_sigterm() -> None:
-    import os
     import signal
     import subprocess
     import sys
 
-    offset = 20000 + os.getpid() % 5000  # the default ports shifted, clear of a `hub simulate` already running
+    # The default ports shifted onto a block of free ones (clear of a `hub simulate` already running, and of the
+    # ports other tests' servers are given: a fixed shift collided with them once in a suite run)
+    low, high = min(DEFAULT_PORTS.values()), max(DEFAULT_PORTS.values())
+    offset = free_port_block(high - low + 1) - low
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "hub"), "simulate", "--port-offset", str(offset)],
         stdout=subprocess.PIPE,
