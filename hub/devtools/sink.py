@@ -204,6 +204,9 @@ def main() -> None:
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", args.port))  # bound here, so that --port 0 can report the port it got
+    # Listening before saying so: a connection made as soon as the line is read waits in the backlog until uvicorn
+    # serves, rather than being refused.
+    listener.listen(2048)
     state = SinkState(delay_s=args.delay_ms / 1000)
     print(f"sink listening on http://127.0.0.1:{listener.getsockname()[1]}/inbox", flush=True)
     config = uvicorn.Config(asgi_app(state), log_level="warning", access_log=False, lifespan="off")
