@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,25 +17,6 @@ def _heal(request: pytest.FixtureRequest):
     yield
     if "sim" in request.fixturenames:
         request.getfixturevalue("sim").reset()
-
-
-@pytest.fixture
-def migrated_copy(migrated_sqlite: Path) -> Callable[[Path], Path]:
-    """Put a copy of the SQLite store migrated once per test process (``migrated_sqlite``) at a path, for a hub
-    the test opens there (``Runtime.open``, the app, the CLI): it finds the schema at the newest revision, where
-    migrating from scratch cost ~0.1-0.2 s of CPU per test. The migrations themselves are tested in test_store."""
-
-    def copy(path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        source, target = sqlite3.connect(migrated_sqlite), sqlite3.connect(path)
-        try:
-            source.backup(target)  # a consistent copy whatever the journal mode left beside the file
-        finally:
-            source.close()
-            target.close()
-        return path
-
-    return copy
 
 
 @pytest.fixture(scope="module")
