@@ -101,6 +101,8 @@ class BenchResult:
     rss_csv: str | None = None  # where the memory samples went
     rss_every_s: float | None = None
     rss: dict[str, dict[str, float]] = field(default_factory=dict)  # per kind: MB after warm-up, at the end, growth
+    stage_floor_us: dict[str, float] = field(default_factory=dict)  # ``stage_floor``
+    cpu_vs_floor: float | None = None  # ``floor_ratio``: (api + worker) CPU per message ÷ the floor's total
 
 
 def shape(via: str, broker: str, database_url: str) -> tuple[bool, str]:
@@ -152,7 +154,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _register_connectors(runtime: Runtime, province_pem: str, sink_url: str) -> str:
-    """Register the bench's sender and sink as connectors (the API routes by the registry); the sender's key."""
+    """Register (or update) the bench's sender and sink as connectors (the API routes by the registry); the
+    sender's key."""
     from hub.registry.spec import parse_spec
 
     registry = runtime.registry()
@@ -180,8 +183,8 @@ def _register_connectors(runtime: Runtime, province_pem: str, sink_url: str) -> 
     )
     registry.add(sink, actor="bench")
     _, api_key = registry.add(sender, actor="bench")
-    assert api_key is not None
-    return api_key
+    # A database kept from an earlier run already holds the sender (updated with this run's certificate): new key.
+    return api_key or registry.rotate_key(PROVINCE, actor="bench")
 
 
 class HealthProbe:
@@ -275,6 +278,46 @@ def naive_chain(envelopes: list[bytes], settings: Settings, broker_url: str, ver
     elapsed = time.perf_counter() - started
     close()
     return len(envelopes) / elapsed
+
+
+FLOOR_SAMPLE = 300  # envelopes the stage floor is timed on (twice: the first pass warms the caches)
+
+
+def stage_floor(envelopes: list[bytes], verifier, signer: Signer, hub_code: str) -> dict[str, float]:
+    """µs of CPU per message of the two stages every design must run, timed in this one warm process on the run's
+    own envelopes: ``verify`` (the hub's parse, signature check and envelope schema) and ``map_sign`` (the
+    outbound envelope built and signed for the sink), and their ``total``.
+
+    Measured in every run because this machine kind's speed varies from session to session (the same stage has
+    cost 2.8× more on one day than on another): the hub's CPU per message divided by this floor is the figure that
+    compares across runs and machines."""
+    builder = OutboundBuilder(signer, hub_code)
+    sample = envelopes[:FLOOR_SAMPLE]
+    spent = {"verify": 0.0, "map_sign": 0.0}
+    for timed in (False, True):  # the first pass warms the verifier's and the signer's caches
+        for data in sample:
+            t0 = time.process_time()
+            verifier.verify(data)
+            t1 = time.process_time()
+            builder.build(data, SINK)
+            t2 = time.process_time()
+            if timed:
+                spent["verify"] += t1 - t0
+                spent["map_sign"] += t2 - t1
+    per = {stage: round(seconds / len(sample) * 1e6, 1) for stage, seconds in spent.items()} if sample else {}
+    if per:
+        per["total"] = round(per["verify"] + per["map_sign"], 1)
+    return per
+
+
+def floor_ratio(cpu: dict[str, float | None], floor: dict[str, float], via: str) -> float | None:
+    """The hub's own processes' CPU per message (API and workers; with --via direct the load processes do the
+    API's work) over the stage floor: how many times the unavoidable work the hub spends."""
+    kinds = ("api", "worker") if via == "http" else ("load", "worker")
+    spent = [cpu.get(kind) for kind in kinds]
+    if not floor.get("total") or any(value is None for value in spent):
+        return None
+    return round(sum(value or 0.0 for value in spent) / floor["total"], 2)
 
 
 def _locate_servers(processes: bench_measure.Processes, broker: str, runtime: Runtime) -> None:
@@ -525,6 +568,8 @@ def run(
         store_after = bench_measure.store_bytes(runtime.store.engine)
         broker_after = _broker_bytes(broker, settings, processes)
         broker_size = _broker_size(broker, broker_before, broker_after, messages)
+        floor_sample = envelopes or [factory.envelope(i) for i in range(min(FLOOR_SAMPLE, messages))]
+        floor = stage_floor(floor_sample, runtime.verifier(), runtime.signer(), settings.hub_code)
         naive = None
         if not rate:
             naive_n = min(naive_messages, messages)
@@ -532,6 +577,7 @@ def run(
             naive = naive_chain(envelopes[:naive_n], settings, broker, runtime.verifier(), runtime.signer())
         runtime.close()
         delivered = int(counts["unique"])
+        cpu = meter.per_message_us(delivered or messages) if proc_stats.available() else {}
         throughput = delivered / elapsed if elapsed else 0.0
         result = BenchResult(
             messages=messages,
@@ -557,7 +603,7 @@ def run(
             production_shape=production,
             offered_rate=rate,
             achieved_rate=round(accepted / (last_accept - started), 1) if last_accept > started else None,
-            cpu_us_per_message=meter.per_message_us(delivered or messages) if proc_stats.available() else {},
+            cpu_us_per_message=cpu,
             cpu_notes=_cpu_notes(processes, via, workers, serve_workers, soak),
             store_bytes_per_message=round((store_after - store_before) / messages, 1)
             if store_before is not None and store_after is not None else None,
@@ -566,6 +612,8 @@ def run(
             rss_csv=str(rss_csv) if rss_csv is not None else None,
             rss_every_s=rss_every_s if sampler is not None else None,
             rss=bench_measure.rss_growth(sampler.series) if sampler is not None else {},
+            stage_floor_us=floor,
+            cpu_vs_floor=floor_ratio(cpu, floor, via),
         )  # fmt: skip
         clean = not (result.lost or result.duplicates)
         return result
@@ -604,6 +652,13 @@ def readable(result: BenchResult) -> list[str]:
     if cpu:
         measured = [f"{kind} {value:,.0f} µs" for kind, value in cpu.items() if value is not None and kind != "total"]
         lines.append(f"CPU per message: {', '.join(measured)}; total {cpu.get('total') or 0:,.0f} µs")
+    floor = result.stage_floor_us
+    if floor:
+        hub_kinds = "api + worker" if result.via == "http" else "load (accepting) + worker"
+        ratio = f"; the hub's {hub_kinds} spent {result.cpu_vs_floor:.2f}× that" if result.cpu_vs_floor else ""
+        lines.append(f"stage floor on this machine (one warm process, the run's envelopes): verify "
+                     f"{floor['verify']:,.0f} µs + map and sign {floor['map_sign']:,.0f} µs = {floor['total']:,.0f} µs "
+                     f"per message{ratio}")  # fmt: skip
     for kind, note in result.cpu_notes.items():
         if cpu.get(kind) is None or kind in ("broker", "database", "relay"):
             lines.append(f"  {kind}: {note}")

@@ -5,6 +5,8 @@
   with the embedded queue and SQLite the broker and database have no process of their own (null, with a note);
   with RabbitMQ and PostgreSQL the default is the production shape, HTTP intake, and all six kinds are measured;
 - ``--rate`` paces the load: never much above the offered rate, and the run lasts at least as long as the schedule;
+- every run times the stage floor (verify, map and sign) on its own envelopes and divides the hub's CPU per
+  message by it;
 - ``--soak`` samples the resident memory of the hub's processes into a CSV file and reports growth after warm-up,
   and the store's and the broker's size per message.
 
@@ -69,6 +71,12 @@ def test_a_small_run_reports_cpu_per_message_of_each_process_kind(tmp_path: Path
     assert "CPU per message: worker" in run.report and "not the production shape" in run.report
     assert result["store_bytes_per_message"] > 0
     assert result["naive_msg_s"] > 0 and result["offered_rate"] is None
+    floor = result["stage_floor_us"]
+    assert floor["verify"] > 0 and floor["map_sign"] > 0
+    assert floor["total"] == pytest.approx(floor["verify"] + floor["map_sign"], abs=0.2)
+    # direct: the load processes accept, so the hub's own CPU is theirs and the workers'
+    assert result["cpu_vs_floor"] == pytest.approx((cpu["load"] + cpu["worker"]) / floor["total"], abs=0.01)
+    assert "stage floor on this machine" in run.report and f"{result['cpu_vs_floor']:.2f}× that" in run.report
 
 
 @pytest.mark.rabbitmq
@@ -91,6 +99,8 @@ def test_the_production_shape_is_said_and_every_process_kind_measured(
     assert "beam.smp" in result["cpu_notes"]["broker"] and "postmaster" in result["cpu_notes"]["database"]
     assert result["healthz_p99_ms"] is not None
     assert result["store_bytes_per_message"] > 0
+    assert result["cpu_vs_floor"] == pytest.approx((cpu["api"] + cpu["worker"]) / result["stage_floor_us"]["total"],
+                                                   abs=0.01)  # fmt: skip
 
 
 def test_rate_paces_the_load(tmp_path: Path) -> None:
@@ -134,3 +144,4 @@ def test_a_short_soak_samples_memory_and_reports_growth_and_sizes(tmp_path: Path
     assert "memory samples every 0.25 s" in run.report and "after warm-up" in run.report
     assert result["store_bytes_per_message"] > 0
     assert result["broker_size"]["bytes_per_message"] is not None
+    assert result["stage_floor_us"]["total"] > 0  # timed on envelopes signed for it: a soak run keeps none
