@@ -17,6 +17,7 @@ growth after the warm-up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -452,7 +453,9 @@ def run(
     try:
         children.append(
             subprocess.Popen(
-                [sys.executable, "-m", "hub.devtools.sink", "--port", str(port)], stdout=subprocess.DEVNULL
+                [sys.executable, "-m", "hub.devtools.sink", "--port", str(port)],
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
             )
         )
         processes.add("sink", children[-1].pid)
@@ -467,13 +470,13 @@ def run(
             api_key = _register_connectors(runtime, province.cert_path.read_text(), f"http://127.0.0.1:{port}/inbox")
             api_port = _free_port()
             serve_cmd = [str(hub_bin), "serve", "--port", str(api_port), "--workers", str(serve_workers)]
-            children.append(subprocess.Popen(serve_cmd, env=env, stdout=subprocess.DEVNULL))
+            children.append(subprocess.Popen(serve_cmd, env=env, stdout=subprocess.DEVNULL, start_new_session=True))
             processes.add("api", children[-1].pid)
             api_url = f"http://127.0.0.1:{api_port}"
         # Workers start now, so they are connected and warm before the clock starts.
         for _ in range(workers):
             worker_cmd = [str(hub_bin), "worker", "--prefetch", str(prefetch)]
-            children.append(subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL))
+            children.append(subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL, start_new_session=True))
             processes.add("worker", children[-1].pid)
         _locate_servers(processes, broker, runtime)
         factory_args = EnvelopeFactory.new_run(province.key_path, province.cert_path, payload_bytes)
@@ -618,10 +621,12 @@ def run(
         clean = not (result.lost or result.duplicates)
         return result
     finally:
+        # Each child leads a process group of its own: `hub serve`'s worker processes go with it (killed alone, they
+        # lived on, and their outbox relay fed the next run's queue with this run's messages).
         for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
         if clean:
             shutil.rmtree(workdir, ignore_errors=True)
         else:

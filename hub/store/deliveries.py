@@ -46,12 +46,28 @@ _B_NOW = sa.bindparam("b_now", type_=UTCDateTime)
 GENERATION_HEADER = "delivery-generation"  # a queue message header; absent: generation 0
 RETURNING = (deliveries.c.attempts, deliveries.c.message_pk, deliveries.c.destination)
 _STATE = sa.select(deliveries.c.state).where(deliveries.c.id == sa.bindparam("b_id"))
+
+
+def in_id_order(*conditions: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+    """The deliveries matching ``conditions``, locked in id order (PostgreSQL) before an update changes them.
+
+    An ``UPDATE … WHERE id IN (…)`` locks rows in the order its plan reads them, by index or in their order on
+    disk: the API marking a batch published and a worker starting attempts on it then took the same rows in
+    opposite orders and PostgreSQL broke the deadlock with an error (a 503 to the sender). One order for every
+    batch update, no deadlock. SQLite renders no ``FOR UPDATE`` (it serialises writers)."""
+    return deliveries.c.id.in_(
+        sa.select(deliveries.c.id).where(*conditions).order_by(deliveries.c.id).with_for_update()
+    )
+
+
 _START_ATTEMPTS = (
     deliveries.update()
     .where(
-        deliveries.c.id.in_(_B_IDS),
-        deliveries.c.state.notin_([DD, DL]),
-        deliveries.c.generation == sa.bindparam("b_gen"),
+        in_id_order(
+            deliveries.c.id.in_(_B_IDS),
+            deliveries.c.state.notin_([DD, DL]),
+            deliveries.c.generation == sa.bindparam("b_gen"),
+        )
     )
     .values(attempts=deliveries.c.attempts + 1, state=DV, next_attempt_at=None, updated_at=_B_NOW)
     .returning(deliveries.c.id, *RETURNING, deliveries.c.created_at)
@@ -77,7 +93,7 @@ _DELIVERED = (
 )
 _MARK_PUBLISHED = (
     deliveries.update()
-    .where(deliveries.c.id.in_(_B_IDS), deliveries.c.published_at.is_(None))
+    .where(in_id_order(deliveries.c.id.in_(_B_IDS), deliveries.c.published_at.is_(None)))
     .values(published_at=_B_NOW, relay_claimed_until=None)
 )
 _PENDING_COLUMNS = (
@@ -210,7 +226,7 @@ def release_claims(db: Database, delivery_ids: Sequence[int]) -> None:
         for chunk in chunks(sorted(set(delivery_ids))):
             conn.execute(
                 deliveries.update()
-                .where(deliveries.c.id.in_(chunk), deliveries.c.published_at.is_(None))
+                .where(in_id_order(deliveries.c.id.in_(chunk), deliveries.c.published_at.is_(None)))
                 .values(relay_claimed_until=None)
             )
 
@@ -350,7 +366,7 @@ def retry_now(
         ids = sorted(
             conn.execute(
                 deliveries.update()
-                .where(chosen, deliveries.c.state == RT)
+                .where(in_id_order(chosen, deliveries.c.state == RT))
                 .values(next_attempt_at=at_now, published_at=None, relay_claimed_until=None, updated_at=at_now,
                         generation=deliveries.c.generation + 1)
                 .returning(deliveries.c.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -214,6 +215,44 @@ def test_concurrent_overlapping_batches(store: Store) -> None:
     assert sum(r.outcome == "accepted" for r in results) == 150
     assert sum(r.outcome == "duplicate" for r in results) == 250
     assert (count(store, "messages"), count(store, "deliveries")) == (150, 150)
+
+
+@pytest.mark.parametrize("store_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+@pytest.mark.parametrize("step", ["mark_published", "start_attempts"])
+def test_a_batch_update_of_deliveries_locks_them_in_id_order(store: Store, step: str) -> None:
+    """The API marks an earlier batch published while a worker starts attempts on deliveries of it: two updates of
+    the same rows in one order each, or PostgreSQL finds a deadlock and the API answers 503 (seen in a paced
+    ``hub bench``). Rows are locked in id order whatever their order on disk: while the lowest is held, the
+    batch holds none of the others."""
+    results = store.accept_many(
+        [Submission("S", f"m-{i}", "dossier.sync", "H", f"<m>{i}</m>".encode(), ("portal",)) for i in range(6)]
+    )
+    ids = sorted(i for r in results for i in r.delivery_ids)
+    with store.engine.begin() as conn:  # the rows on disk in the reverse order of their ids
+        for delivery_id in reversed(ids):
+            conn.execute(sa.text("UPDATE deliveries SET attempts = attempts WHERE id = :i"), {"i": delivery_id})
+    run = {"mark_published": lambda: store.mark_published(ids), "start_attempts": lambda: store.start_attempts(ids)}
+    errors: list[BaseException] = []
+
+    def batch() -> None:
+        try:
+            run[step]()
+        except BaseException as exc:
+            errors.append(exc)
+
+    with store.engine.connect() as holder:
+        holder.begin()
+        holder.execute(sa.text("SELECT id FROM deliveries WHERE id = :i FOR UPDATE"), {"i": ids[0]})
+        thread = threading.Thread(target=batch)
+        thread.start()
+        try:
+            time.sleep(0.5)  # the batch is now waiting for the lowest row
+            for delivery_id in ids[1:]:  # none of the others is held: no lock order a third party can cross
+                holder.execute(sa.text("SELECT id FROM deliveries WHERE id = :i FOR UPDATE NOWAIT"), {"i": delivery_id})
+        finally:
+            holder.rollback()
+            thread.join(timeout=10)
+    assert errors == []
 
 
 def test_accept_many_in_order_with_in_batch_and_stored_duplicates(store: Store) -> None:
