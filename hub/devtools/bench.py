@@ -40,7 +40,7 @@ import yaml
 from lxml import etree
 
 from hub.config import Settings
-from hub.devtools import bench_measure, proc_stats
+from hub.devtools import bench_measure, proc_stats, rss_chart
 from hub.devtools.bench_load import (
     MESSAGE_TYPES,
     PROVINCE,
@@ -100,6 +100,7 @@ class BenchResult:
     broker_size: dict[str, Any] = field(default_factory=dict)  # what the broker's size could be read as
     soak: bool = False
     rss_csv: str | None = None  # where the memory samples went
+    rss_svg: str | None = None  # their curve, drawn beside them (``hub.devtools.rss_chart``)
     rss_every_s: float | None = None
     rss: dict[str, dict[str, float]] = field(default_factory=dict)  # per kind: MB after warm-up, at the end, growth
     stage_floor_us: dict[str, float] = field(default_factory=dict)  # ``stage_floor``
@@ -510,6 +511,7 @@ def run(
         store_before = bench_measure.store_bytes(runtime.store.engine)
         broker_before = _broker_bytes(broker, settings, processes)
         sampler: bench_measure.RssSampler | None = None
+        rss_svg: Path | None = None
         rss_file = None
         with context.Pool(acceptors, initializer, initargs) as pool:
             pool.map(process_ready, range(acceptors))  # started, connected and warm before the clock starts
@@ -553,6 +555,10 @@ def run(
                 sampler.stop()
             if rss_file is not None:
                 rss_file.close()
+            if sampler is not None and rss_csv is not None:
+                rss_svg = rss_csv.with_suffix(".svg")
+                title = f"Resident memory of the hub's processes: {messages:,} messages at {rate or 0:g} msg/s"
+                rss_svg.write_text(rss_chart.rss_chart(sampler.series, title=title, subtitle=described))
             loads = [job.get(timeout=30) for job in jobs]
             probe.stop()
         elapsed = finished - started
@@ -613,6 +619,7 @@ def run(
             broker_size=broker_size,
             soak=soak,
             rss_csv=str(rss_csv) if rss_csv is not None else None,
+            rss_svg=str(rss_svg) if rss_svg is not None else None,
             rss_every_s=rss_every_s if sampler is not None else None,
             rss=bench_measure.rss_growth(sampler.series) if sampler is not None else {},
             stage_floor_us=floor,
@@ -677,7 +684,8 @@ def readable(result: BenchResult) -> list[str]:
         if "queues_at_end" in broker:
             lines.append(f"  queues at the end: {broker['queues_at_end'] or 'not read'} ({broker.get('note')})")
     if result.rss_csv:
-        lines.append(f"memory samples every {result.rss_every_s:g} s in {result.rss_csv}")
+        lines.append(f"memory samples every {result.rss_every_s:g} s in {result.rss_csv}"
+                     + (f", their curve in {result.rss_svg}" if result.rss_svg else ""))  # fmt: skip
         for kind, rss in result.rss.items():
             lines.append(f"  {kind}: {rss['after_warmup_mb']:,.1f} MB after warm-up → {rss['end_mb']:,.1f} MB at the "
                          f"end (max {rss['max_mb']:,.1f} MB): {rss['growth_pct']:+.1f} %")  # fmt: skip

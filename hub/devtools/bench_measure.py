@@ -153,7 +153,10 @@ class RssSampler:
         self.out.flush()
 
 
-def rss_growth(series: Mapping[str, list[tuple[float, int]]], warmup: float = 0.1) -> dict[str, dict[str, float]]:
+WARMUP = 0.1  # the first tenth of a run: memory that grows then is the caches filling, not a leak
+
+
+def rss_growth(series: Mapping[str, list[tuple[float, int]]], warmup: float = WARMUP) -> dict[str, dict[str, float]]:
     """Per kind: its summed resident memory (MB) at the first sample after the warm-up (the first ``warmup`` of the
     run's duration), at the end, and the most seen after the warm-up, and the growth from the first to the end in
     percent. A kind with fewer than two samples after the warm-up is left out (the run was too short to tell)."""

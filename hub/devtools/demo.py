@@ -940,9 +940,11 @@ def flow_f3(demo: DemoHub, step: Step) -> str:
                                 purpose="receipt")  # fmt: skip
     _check(again_checked.valid and again_checked.sha256 == checked.sha256,
            f"pyHanko on the PDF the province holds: {again_checked.as_dict()}")  # fmt: skip
-    step(f"the province's payment.receipt carries the e-receipt PDF ({checked.size:,} bytes) signed by "
-         f"{checked.signer_name} ({checked.trusted_as}) and its verification (valid, {checked.validator}, "
-         f"covers the whole document: {checked.covers_whole_document}); pyHanko validates the PDF again")
+    step(
+        f"the province's payment.receipt carries the e-receipt PDF ({checked.size:,} bytes) signed by "
+        f"{checked.signer_name} ({checked.trusted_as}) and its verification (valid, {checked.validator}, "
+        f"covers the whole document: {checked.covers_whole_document}); pyHanko validates the PDF again"
+    )
 
     forged = _pay(demo, MaThamChieu=reference, forge_checksum=True)
     _check(forged.get("status") == 200 and (forged.get("answer") or {}).get("MaLoi") == "99"
@@ -1002,10 +1004,12 @@ def _held_receipt(demo: DemoHub, step: Step) -> str:
     refused = demo.api("GET", "/api/v1/partner-refusals", key=demo.operator_key,
                        params={"connector": demo.codes.payment}).json()  # fmt: skip
     _check(len([r for r in refused if r["reference"] == reference]) == 1, "the repeated CONFIRM was recorded again")
-    step(f"dossier {code}: the payer pays, GET_BILL's PDF is signed by other-signer (same CA, not registered) → "
-         f"CONFIRM answered 200 MaLoi 00 (the payment happened) with X-Lienthong-Rule {HELD_RULE}; held: refusal "
-         "'payment.receipt' in GET /api/v1/partner-refusals (the console's rejected payment confirmations), no "
-         "payment.receipt to the province, the dossier stays at 6; the resent CONFIRM is held the same, recorded once")
+    step(
+        f"dossier {code}: the payer pays, GET_BILL's PDF is signed by other-signer (same CA, not registered) → "
+        f"CONFIRM answered 200 MaLoi 00 (the payment happened) with X-Lienthong-Rule {HELD_RULE}; held: refusal "
+        "'payment.receipt' in GET /api/v1/partner-refusals (the console's rejected payment confirmations), no "
+        "payment.receipt to the province, the dossier stays at 6; the resent CONFIRM is held the same, recorded once"
+    )
     return f"{code}: receipt signed by another key held ({HELD_RULE}), dossier left at 6"
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from lxml import etree
 from sqlalchemy.engine import make_url
 
 from tests.support import HUB_BIN, hub_env
@@ -142,6 +143,13 @@ def test_a_short_soak_samples_memory_and_reports_growth_and_sizes(tmp_path: Path
         growth = result["rss"][kind]
         assert growth["end_mb"] > 0 and isinstance(growth["growth_pct"], float)
     assert "memory samples every 0.25 s" in run.report and "after warm-up" in run.report
+    assert (
+        result["rss_svg"] == str(samples.with_suffix(".svg"))
+        and f"their curve in {samples.with_suffix('.svg')}" in run.report
+    )
+    curve = etree.parse(str(samples.with_suffix(".svg"))).getroot()
+    drawn = {line.get("data-kind") for line in curve.iter("{http://www.w3.org/2000/svg}polyline")}
+    assert {"api", "worker", "load"} <= drawn
     assert result["store_bytes_per_message"] > 0
     assert result["broker_size"]["bytes_per_message"] is not None
     assert result["stage_floor_us"]["total"] > 0  # timed on envelopes signed for it: a soak run keeps none
