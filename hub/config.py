@@ -82,8 +82,8 @@ class Settings(BaseSettings):
     loop_check_budget_s: float = Field(
         0.05,
         gt=0,
-        description="CPU time one turn of the API's event loop may spend checking envelopes before it commits "
-        "them and answers other requests",
+        description="CPU time one turn of the API's event loop may spend checking envelopes before it hands "
+        "them to be committed and answers other requests",
     )
     admin_api_key: SecretStr | None = Field(
         None, description="API key of the hub administrator (connectors, dead letters, every trace); unset = none"

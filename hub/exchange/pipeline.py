@@ -517,17 +517,20 @@ class GroupCommitter:
     Two ways in, one per kind of caller:
 
     * ``submit_async``, from an event loop (the REST API): the requests that arrive in the same turn of the loop
-      are checked and committed on the loop's own thread, right after it;
-    * ``submit``, from threads (the SOAP entry): a committer thread does the same for them.
+      are checked on the loop's own thread, right after it, and handed to the loop-commit thread, which commits
+      together what every turn handed over while it was busy with the previous commit;
+    * ``submit``, from threads (the SOAP entry): a committer thread checks and commits them.
 
     Either way the checks run one at a time in one thread, not in the request threads: the same CPU work spread
     over several busy threads costs about twice the CPU, as they hand the GIL back and forth at every lxml and
     OpenSSL call (measured on the benchmark machine).
 
-    The loop must stay free to answer everyone else (``/healthz``, the operator page), so two things never run
-    on it: an envelope larger than ``loop_max_bytes`` (its checks cost milliseconds per 100 KB) goes to the
-    committer thread, and one turn spends at most about ``budget_s`` checking before it commits what it has
-    checked and leaves the rest to the next turn. Small envelopes in ordinary batches never reach either bound.
+    The loop must stay free to answer everyone else (``/healthz``, the operator page), so three things never run
+    on it: the commit (on PostgreSQL a network round trip and a WAL flush, tens of milliseconds for a large
+    batch, during which the loop checks the next turn's envelopes), an envelope larger than ``loop_max_bytes``
+    (its checks cost milliseconds per 100 KB; it goes to the committer thread), and more than about
+    ``budget_s`` of checking in one turn (the rest waits for the next turn). Commits stay in the order the
+    turns were checked: one thread makes them, one at a time (``Acceptor.commit`` holds a lock).
     """
 
     def __init__(
@@ -550,6 +553,11 @@ class GroupCommitter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
+        #: What the loops checked, waiting for the loop-commit thread: (loop, [(checked, data, asyncio future)]).
+        self._checked: queue.Queue[tuple[asyncio.AbstractEventLoop, list[tuple[Checked, bytes, Any]]] | None]
+        self._checked = queue.Queue()
+        self._loop_thread = threading.Thread(target=self._commit_checked, name="loop-commit", daemon=True)
+        self._loop_thread.start()
 
     def submit(self, check: Callable[[], Checked], data: bytes) -> Future:
         """Queue ``data`` with the ``check`` (an ``Acceptor.check`` call) that turns it into a ``Checked``; the
@@ -573,10 +581,41 @@ class GroupCommitter:
 
     def _run_on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         waiting = self._on_loop.pop(loop, [])
-        taken = self.process(waiting[: self.max_batch], budget_s=self.budget_s)
+        taken, checked = self._check(waiting[: self.max_batch], budget_s=self.budget_s)
+        if checked:
+            self._checked.put((loop, checked))
         if taken < len(waiting):  # nothing else ran on this thread meanwhile: no request was added
             self._on_loop[loop] = waiting[taken:]
             loop.call_soon(self._run_on_loop, loop)
+
+    def _commit_checked(self) -> None:
+        """The loop-commit thread: commit in one transaction what the loops checked meanwhile (at most about
+        ``2 * max_batch`` envelopes), then hand each request its outcome on its own loop's thread."""
+        while True:
+            first = self._checked.get()
+            if first is None:
+                return
+            turns = [first]
+            size = len(first[1])
+            while size < 2 * self.max_batch:
+                try:
+                    turn = self._checked.get_nowait()
+                except queue.Empty:
+                    break
+                if turn is None:
+                    self._checked.put(None)  # stop after this commit
+                    break
+                turns.append(turn)
+                size += len(turn[1])
+            outcomes = self._commit([item for _, checked in turns for item in checked])
+            start = 0
+            for loop, checked in turns:
+                settled = outcomes[start : start + len(checked)]
+                start += len(checked)
+                try:
+                    loop.call_soon_threadsafe(_settle_all, settled)
+                except RuntimeError:  # the loop is closed: nobody waits for these answers any more
+                    log.warning("event loop closed before %d commits were answered", len(settled))
 
     def _run(self) -> None:
         pending: list[tuple[Callable[[], Checked], bytes, Future]] = []
@@ -597,7 +636,7 @@ class GroupCommitter:
                     break
                 if item is not None:
                     pending.append(item)
-            # Within the budget here too: the loop's commits wait for this thread's (one commit at a time).
+            # Within the budget here too: the loop-commit thread's commits wait for this one's (one at a time).
             pending = pending[self.process(pending, budget_s=self.budget_s) :]
 
     def process(
@@ -606,6 +645,15 @@ class GroupCommitter:
         """Check the items of ``batch`` in order and commit those that pass in one transaction, in the calling
         thread; each item's future (``concurrent.futures`` or ``asyncio``) gets its outcome. With ``budget_s``,
         stop checking once that much time is spent (after one item at least). Returns how many items were taken."""
+        taken, checked = self._check(batch, budget_s=budget_s)
+        _settle_all(self._commit(checked))
+        return taken
+
+    def _check(
+        self, batch: Sequence[tuple[Callable[[], Checked], bytes, Any]], *, budget_s: float | None = None
+    ) -> tuple[int, list[tuple[Checked, bytes, Any]]]:
+        """Run the checks of ``batch`` in order, within ``budget_s``; a rejected item's future gets its refusal at
+        once. Returns how many items were taken and those that passed, with their data and futures."""
         started = time.perf_counter()
         checked: list[tuple[Checked, bytes, Any]] = []
         taken = 0
@@ -619,19 +667,22 @@ class GroupCommitter:
                 _settle(done, error=exc)
             if budget_s is not None and time.perf_counter() - started >= budget_s:
                 break
-        if checked:
-            try:
-                results = self.acceptor.commit([(item, data) for item, data, _ in checked])
-            except StoreUnavailableError as exc:  # the store is down: every waiting request is told so (503)
-                for item, _, done in checked:
-                    _settle(done, error=StoreUnavailableError(str(exc), message_id=item.header.message_id))
-            except Exception as exc:  # every waiting request gets the error
-                for _, _, done in checked:
-                    _settle(done, error=exc)
-            else:
-                for (_, _, done), result in zip(checked, results, strict=True):
-                    _settle(done, result)
-        return taken
+        return taken, checked
+
+    def _commit(self, checked: Sequence[tuple[Checked, bytes, Any]]) -> list[tuple[Any, object, BaseException | None]]:
+        """Commit ``checked`` in one transaction; each future with its result or its error, not yet settled."""
+        if not checked:
+            return []
+        try:
+            results = self.acceptor.commit([(item, data) for item, data, _ in checked])
+        except StoreUnavailableError as exc:  # the store is down: every waiting request is told so (503)
+            return [
+                (done, None, StoreUnavailableError(str(exc), message_id=item.header.message_id))
+                for item, _, done in checked
+            ]
+        except Exception as exc:  # every waiting request gets the error
+            return [(done, None, exc) for _, _, done in checked]
+        return [(done, result, None) for (_, _, done), result in zip(checked, results, strict=True)]
 
     def _flush_marks(self) -> None:
         try:
@@ -642,8 +693,15 @@ class GroupCommitter:
     def close(self) -> None:
         self._stop.set()
         self._queue.put(None)  # wake the thread waiting for work
+        self._checked.put(None)  # the loop-commit thread stops once what was checked before is committed
         self._thread.join(timeout=5)
+        self._loop_thread.join(timeout=5)
         self._flush_marks()
+
+
+def _settle_all(outcomes: Sequence[tuple[Any, object, BaseException | None]]) -> None:
+    for done, result, error in outcomes:
+        _settle(done, result, error)
 
 
 def _settle(done: Any, result: object = None, error: BaseException | None = None) -> None:

@@ -240,9 +240,9 @@ class HubService:
         return self._accepted(caller, channel, started, outcome)
 
     async def submit_async(self, caller: Caller, data: bytes, channel: str = "rest") -> Accepted:
-        """``submit`` for the event loop: checked and committed with the requests of the same turn of the loop,
-        on the loop's thread; one larger than ``loop_check_max_bytes`` by the committer thread, so that the loop
-        keeps answering (``GroupCommitter.submit_async``)."""
+        """``submit`` for the event loop: checked with the requests of the same turn of the loop, on the loop's
+        thread, and committed with them by the loop-commit thread; one larger than ``loop_check_max_bytes`` is
+        checked by the committer thread, so that the loop keeps answering (``GroupCommitter.submit_async``)."""
         started = time.perf_counter()
         try:
             outcome = await self.committer.submit_async(partial(self._check, caller, data), data)

@@ -272,7 +272,8 @@ def test_group_commit_checks_what_waits_and_commits_it_together(exchange: Exchan
 
 
 def test_group_commit_on_an_event_loop_commits_one_turn_together(exchange: Exchange) -> None:
-    """``submit_async``: the requests of one turn of the loop are checked and committed together, on the loop."""
+    """``submit_async``: the requests of one turn of the loop are checked together on the loop, then committed
+    together."""
     committer = GroupCommitter(exchange.acceptor)
     batches = []
     original = exchange.acceptor.commit
@@ -293,6 +294,40 @@ def test_group_commit_on_an_event_loop_commits_one_turn_together(exchange: Excha
         committer.close()
     assert [type(o).__name__ for o in outcomes] == ["Accepted", "Accepted", "SignatureRejectedError", "Accepted"]
     assert batches == [1, 2]
+    assert exchange.runtime.store.unpublished() == []
+
+
+def test_group_commit_keeps_the_event_loop_free_while_it_commits(exchange: Exchange) -> None:
+    """The commit of what the loop checked runs off the loop: while the store holds it, the loop goes on
+    (answers ``/healthz``, checks the next turn) and the request waits for its commit, not for the loop."""
+    committer = GroupCommitter(exchange.acceptor)
+    entered, release = threading.Event(), threading.Event()
+    original = exchange.acceptor.commit
+
+    def slow_commit(items):
+        entered.set()
+        release.wait(5)  # on the loop's thread this would hold the loop for the whole wait
+        return original(items)
+
+    exchange.acceptor.commit = slow_commit
+    data = exchange.envelope()
+
+    async def main():
+        pending = asyncio.ensure_future(committer.submit_async(lambda: exchange.acceptor.check(data), data))
+        while not entered.is_set():
+            await asyncio.sleep(0.005)
+        loop_turned_during_commit = await asyncio.sleep(0.01, result=not release.is_set())
+        answered_before_its_commit = pending.done()
+        release.set()
+        return loop_turned_during_commit, answered_before_its_commit, await pending
+
+    try:
+        turned, early, outcome = asyncio.run(main())
+    finally:
+        release.set()
+        committer.close()
+    assert turned and not early
+    assert type(outcome).__name__ == "Accepted"
     assert exchange.runtime.store.unpublished() == []
 
 
