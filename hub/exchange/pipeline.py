@@ -556,6 +556,8 @@ class GroupCommitter:
         #: What the loops checked, waiting for the loop-commit thread: (loop, [(checked, data, asyncio future)]).
         self._checked: queue.Queue[tuple[asyncio.AbstractEventLoop, list[tuple[Checked, bytes, Any]]] | None]
         self._checked = queue.Queue()
+        self._closing = False
+        self._closing_lock = threading.Lock()
         self._loop_thread = threading.Thread(target=self._commit_checked, name="loop-commit", daemon=True)
         self._loop_thread.start()
 
@@ -583,39 +585,57 @@ class GroupCommitter:
         waiting = self._on_loop.pop(loop, [])
         taken, checked = self._check(waiting[: self.max_batch], budget_s=self.budget_s)
         if checked:
-            self._checked.put((loop, checked))
+            with self._closing_lock:  # nothing is handed over after close() told the thread to stop
+                if not self._closing and self._loop_thread.is_alive():
+                    self._checked.put((loop, checked))
+                    checked = []
+            _settle_all(self._commit(checked))  # nobody would take them: committed here, as before
         if taken < len(waiting):  # nothing else ran on this thread meanwhile: no request was added
             self._on_loop[loop] = waiting[taken:]
             loop.call_soon(self._run_on_loop, loop)
 
     def _commit_checked(self) -> None:
-        """The loop-commit thread: commit in one transaction what the loops checked meanwhile (at most about
-        ``2 * max_batch`` envelopes), then hand each request its outcome on its own loop's thread."""
+        """The loop-commit thread: commit in one transaction what the loops checked meanwhile (at most
+        ``2 * max_batch`` envelopes, or one turn's), then hand each request its outcome on its own loop's thread;
+        return at ``close()``'s stop marker, which nothing follows."""
+        held: tuple[asyncio.AbstractEventLoop, list[tuple[Checked, bytes, Any]]] | None = None
         while True:
-            first = self._checked.get()
+            first = held if held is not None else self._checked.get()
+            held = None
             if first is None:
                 return
-            turns = [first]
-            size = len(first[1])
-            while size < 2 * self.max_batch:
+            turns, size, stop = [first], len(first[1]), False
+            while True:
                 try:
                     turn = self._checked.get_nowait()
                 except queue.Empty:
                     break
                 if turn is None:
-                    self._checked.put(None)  # stop after this commit
+                    stop = True
+                    break
+                if size + len(turn[1]) > 2 * self.max_batch:
+                    held = turn  # the next commit's first turn
                     break
                 turns.append(turn)
                 size += len(turn[1])
+            self._commit_turns(turns)
+            if stop:
+                return
+
+    def _commit_turns(self, turns: list[tuple[asyncio.AbstractEventLoop, list[tuple[Checked, bytes, Any]]]]) -> None:
+        try:
             outcomes = self._commit([item for _, checked in turns for item in checked])
-            start = 0
-            for loop, checked in turns:
-                settled = outcomes[start : start + len(checked)]
-                start += len(checked)
-                try:
-                    loop.call_soon_threadsafe(_settle_all, settled)
-                except RuntimeError:  # the loop is closed: nobody waits for these answers any more
-                    log.warning("event loop closed before %d commits were answered", len(settled))
+        except BaseException as exc:  # a bug must not end the thread: every later request would wait forever
+            log.exception("loop commit failed")
+            outcomes = [(done, None, exc) for _, checked in turns for _, _, done in checked]
+        start = 0
+        for loop, checked in turns:
+            settled = outcomes[start : start + len(checked)]
+            start += len(checked)
+            try:
+                loop.call_soon_threadsafe(_settle_all, settled)
+            except RuntimeError:  # the loop is closed: nobody waits for these answers any more
+                log.warning("event loop closed before %d commits were answered", len(settled))
 
     def _run(self) -> None:
         pending: list[tuple[Callable[[], Checked], bytes, Future]] = []
@@ -682,6 +702,9 @@ class GroupCommitter:
             ]
         except Exception as exc:  # every waiting request gets the error
             return [(done, None, exc) for _, _, done in checked]
+        if len(results) != len(checked):  # a bug in the commit: no request may go unanswered
+            error = RuntimeError(f"commit answered {len(results)} of {len(checked)} envelopes")
+            return [(done, None, error) for _, _, done in checked]
         return [(done, result, None) for (_, _, done), result in zip(checked, results, strict=True)]
 
     def _flush_marks(self) -> None:
@@ -693,9 +716,13 @@ class GroupCommitter:
     def close(self) -> None:
         self._stop.set()
         self._queue.put(None)  # wake the thread waiting for work
-        self._checked.put(None)  # the loop-commit thread stops once what was checked before is committed
+        with self._closing_lock:  # from now on a loop commits what it checked itself
+            self._closing = True
+            self._checked.put(None)  # the loop-commit thread stops once what was handed over is committed
         self._thread.join(timeout=5)
         self._loop_thread.join(timeout=5)
+        if self._loop_thread.is_alive():
+            log.warning("the loop-commit thread is still committing after 5 s; closing all the same")
         self._flush_marks()
 
 

@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -306,10 +307,13 @@ def test_partner_503_for_a_while_is_retried_with_backoff_then_delivered(make_hub
         assert len(starts) >= 2, message_id
         assert [e.state for e in events].count("retry_scheduled") == len(starts) - 1
         gaps = [b - a for a, b in itertools.pairwise(starts)]
-        for attempt, gap in enumerate(gaps, start=1):  # never earlier than the (jittered) backoff
-            assert gap >= delays[attempt - 1] * 0.9 - 0.05, (message_id, gaps)
-        if len(gaps) >= 2:
-            assert gaps[1] > gaps[0], (message_id, gaps)  # exponential: the wait grows
+        planned = [float(re.match(r"retry in ([\d.]+) s", e.detail)[1]) for e in events if e.state == "retry_scheduled"]
+        for attempt, (gap, plan) in enumerate(zip(gaps, planned, strict=True), start=1):
+            assert delays[attempt - 1] * 0.9 - 0.05 <= plan <= delays[attempt - 1] * 1.1 + 0.05, (message_id, planned)
+            assert gap >= plan - 0.05, (message_id, gaps, planned)  # never earlier than the (jittered) backoff
+        # Exponential: the planned wait grows (the observed gaps also hold the worker's lateness on a busy machine,
+        # which once made a first gap longer than the second).
+        assert planned == sorted(set(planned)), (message_id, planned)
     sigterm_and_wait(worker, hub)
 
 

@@ -302,11 +302,12 @@ def test_group_commit_keeps_the_event_loop_free_while_it_commits(exchange: Excha
     (answers ``/healthz``, checks the next turn) and the request waits for its commit, not for the loop."""
     committer = GroupCommitter(exchange.acceptor)
     entered, release = threading.Event(), threading.Event()
+    released = []
     original = exchange.acceptor.commit
 
     def slow_commit(items):
         entered.set()
-        release.wait(5)  # on the loop's thread this would hold the loop for the whole wait
+        released.append(release.wait(30))  # on the loop's thread: the loop could not set it, the wait runs out
         return original(items)
 
     exchange.acceptor.commit = slow_commit
@@ -314,21 +315,36 @@ def test_group_commit_keeps_the_event_loop_free_while_it_commits(exchange: Excha
 
     async def main():
         pending = asyncio.ensure_future(committer.submit_async(lambda: exchange.acceptor.check(data), data))
-        while not entered.is_set():
+        deadline = time.monotonic() + 30
+        while not entered.is_set() and not pending.done() and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
-        loop_turned_during_commit = await asyncio.sleep(0.01, result=not release.is_set())
         answered_before_its_commit = pending.done()
-        release.set()
-        return loop_turned_during_commit, answered_before_its_commit, await pending
+        release.set()  # from the loop, while the commit waits
+        return answered_before_its_commit, await pending
 
     try:
-        turned, early, outcome = asyncio.run(main())
+        early, outcome = asyncio.run(main())
     finally:
         release.set()
         committer.close()
-    assert turned and not early
+    assert released == [True] and not early
     assert type(outcome).__name__ == "Accepted"
     assert exchange.runtime.store.unpublished() == []
+
+
+def test_group_commit_after_close_commits_on_the_loop(exchange: Exchange) -> None:
+    """A request that reaches a closed committer is still checked and committed (on the loop, as the
+    loop-commit thread has stopped): no request waits for an answer that never comes."""
+    committer = GroupCommitter(exchange.acceptor)
+    committer.close()
+    data = exchange.envelope()
+
+    async def main():
+        return await asyncio.wait_for(committer.submit_async(lambda: exchange.acceptor.check(data), data), 30)
+
+    outcome = asyncio.run(main())
+    assert type(outcome).__name__ == "Accepted"
+    assert exchange.runtime.store.trace(outcome.message_id, PROVINCE) is not None
 
 
 def test_tampered_envelope_is_rejected_and_not_stored(exchange: Exchange) -> None:
