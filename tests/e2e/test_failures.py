@@ -294,8 +294,15 @@ def test_partner_503_for_a_while_is_retried_with_backoff_then_delivered(make_hub
     warm_up = hub.accept(1)  # wait until the worker runs, so the outage below hits it
     wait_for(lambda: sink.stats()["unique"] == 1, 30, "the worker to start", hub.logs)
 
-    sink.control(status=503, seconds=2)
+    sink.control(status=503, seconds=120)  # healed below, once every message has met it twice
     ids = warm_up + hub.accept(10)
+
+    def retried_twice() -> bool:  # not a fixed 2 s outage: on a slow machine accepting the ten outlasted it
+        traces = [hub.runtime.store.trace(message_id, PROVINCE) for message_id in ids[1:]]
+        return all(t is not None and [e.state for e in t.events].count("retry_scheduled") >= 2 for t in traces)
+
+    wait_for(retried_twice, 30, "every message to be retried twice", hub.logs)
+    sink.control(status=0)
     wait_for(lambda: sink.stats()["unique"] == len(ids), 30, "delivery once the partner is back", hub.logs)
     stats = assert_delivered_exactly_once(hub, sink, ids)
     assert stats["failed"] >= 10  # every message met the outage at least once …

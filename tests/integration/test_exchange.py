@@ -548,7 +548,7 @@ def test_two_relays_publish_each_delivery_exactly_once(store, store_url: str) ->
 def test_a_dead_relays_claim_runs_out_for_another(store) -> None:
     """A relay that claimed and died: nobody else publishes those deliveries until its lease has run out."""
     _unpublished_deliveries(store, 3)
-    claimed = store.claim_unpublished(limit=10, lease_s=0.3)
+    claimed = store.claim_unpublished(limit=10, lease_s=1.0)  # long enough for the next claim on a slow machine
     assert len(claimed) == 3
     assert store.claim_unpublished(limit=10) == []
     published: list[int] = []
@@ -733,13 +733,14 @@ def test_a_destination_the_broker_cannot_route_holds_back_no_other(store) -> Non
     _unpublished_deliveries(store, 20)
     published: list[int] = []
     broker = RefusingBroker(published, threading.Lock(), "000.00.00.G99")
-    relay = Relay(store, broker, grace_s=0, batch=40, lease_s=0.5)  # type: ignore[arg-type]
+    # A lease long enough for three relay turns on a slow machine (0.5 s ran out once on PostgreSQL).
+    relay = Relay(store, broker, grace_s=0, batch=40, lease_s=2.0)  # type: ignore[arg-type]
     assert relay.run_once() == 10  # 30 refused + the 10 oldest of the others in this batch
     assert relay.run_once() == 10  # the refused ones are still claimed: the rest come next
     assert relay.run_once() == 0
     assert len(published) == len(set(published)) == 20
     assert broker.refused == 1
-    time.sleep(0.6)  # the lease ran out: the refused deliveries are tried again (and refused again)
+    time.sleep(2.1)  # the lease ran out: the refused deliveries are tried again (and refused again)
     assert relay.run_once() == 0
     assert broker.refused == 2
     assert len(store.unpublished(older_than_s=0)) == 30
