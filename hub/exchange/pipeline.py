@@ -556,8 +556,7 @@ class GroupCommitter:
         #: What the loops checked, waiting for the loop-commit thread: (loop, [(checked, data, asyncio future)]).
         self._checked: queue.Queue[tuple[asyncio.AbstractEventLoop, list[tuple[Checked, bytes, Any]]] | None]
         self._checked = queue.Queue()
-        self._closing = False
-        self._closing_lock = threading.Lock()
+        self._closing_lock = threading.Lock()  # orders the loops' hand-overs against close()'s stop marker
         self._loop_thread = threading.Thread(target=self._commit_checked, name="loop-commit", daemon=True)
         self._loop_thread.start()
 
@@ -586,7 +585,7 @@ class GroupCommitter:
         taken, checked = self._check(waiting[: self.max_batch], budget_s=self.budget_s)
         if checked:
             with self._closing_lock:  # nothing is handed over after close() told the thread to stop
-                if not self._closing and self._loop_thread.is_alive():
+                if not self._stop.is_set() and self._loop_thread.is_alive():
                     self._checked.put((loop, checked))
                     checked = []
             _settle_all(self._commit(checked))  # nobody would take them: committed here, as before
@@ -714,11 +713,10 @@ class GroupCommitter:
             log.warning("could not record broker confirmations: %s", exc)
 
     def close(self) -> None:
-        self._stop.set()
-        self._queue.put(None)  # wake the thread waiting for work
         with self._closing_lock:  # from now on a loop commits what it checked itself
-            self._closing = True
+            self._stop.set()
             self._checked.put(None)  # the loop-commit thread stops once what was handed over is committed
+        self._queue.put(None)  # wake the thread waiting for work
         self._thread.join(timeout=5)
         self._loop_thread.join(timeout=5)
         if self._loop_thread.is_alive():
