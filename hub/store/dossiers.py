@@ -9,7 +9,7 @@ who, why, before, after) in the transaction that applies it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -50,10 +50,25 @@ _KEEP_INTAKE = (
         channel=sa.func.coalesce(sa.bindparam("b_channel", type_=sa.Integer), dossiers.c.channel),
     )
 )
-# The (sender, message_id) pairs already in the message log (expanding tuple list).
-STORED_MESSAGES = sa.select(
+# The messages of one sender among the ids given. By sender, then ids, rather than ``(sender, message_id) IN (…)``:
+# SQLite answers a row-value IN list by scanning the whole message log (each batch cost grew with the log); both
+# databases answer this form from the unique (sender, message_id) index.
+_STORED_OF_SENDER = sa.select(
     messages.c.id, messages.c.sender, messages.c.message_id, messages.c.digest, messages.c.received_at
-).where(sa.tuple_(messages.c.sender, messages.c.message_id).in_(sa.bindparam("b_keys", expanding=True)))
+).where(messages.c.sender == sa.bindparam("b_sender"), messages.c.message_id.in_(sa.bindparam("b_ids", expanding=True)))
+
+
+def stored_messages(conn: Connection, keys: Iterable[tuple[str, str]]) -> Iterator[Any]:
+    """The rows (id, sender, message_id, digest, received_at) of the (sender, message_id) ``keys`` already in the
+    message log; keys not stored yield nothing."""
+    by_sender: dict[str, list[str]] = {}
+    for sender, message_id in keys:
+        by_sender.setdefault(sender, []).append(message_id)
+    for sender, ids in by_sender.items():
+        for chunk in chunks(ids):
+            yield from conn.execute(_STORED_OF_SENDER, {"b_sender": sender, "b_ids": list(chunk)})
+
+
 # Is any message about the dossier logged; did the party send a status or sync about it, or was it routed one? Read
 # through the index on messages.dossier_code and the unique (message_pk, destination) index of deliveries.
 _ABOUT = messages.c.dossier_code == sa.bindparam("b_code")
@@ -210,9 +225,7 @@ def decide_statuses(
         return {}
     state = lock_dossiers(db, conn, [update.dossier_code for update, _ in updates.values()])
     keys = [(subs[i].sender, subs[i].message_id) for i in updates]
-    known: set[tuple[str, str]] = set()
-    for chunk in chunks(keys):
-        known.update((r.sender, r.message_id) for r in conn.execute(STORED_MESSAGES, {"b_keys": list(chunk)}))
+    known = {(r.sender, r.message_id) for r in stored_messages(conn, keys)}
     decisions: dict[int, Decision] = {}
     pending = StatusWrites()
     for i, (update, kind) in updates.items():

@@ -112,9 +112,8 @@ class Intake:
         states: dict[int, list[str]] = {pk: [_Q] * len(ids) for pk, ids in delivery_ids.items()}
         queued_to: dict[int, tuple[str, ...]] = {pk: subs[first[key]].destinations for key, pk in inserted.items()}
         if missing:
-            for chunk in chunks(missing):
-                for r in conn.execute(dossiers.STORED_MESSAGES, {"b_keys": list(chunk)}):
-                    stored[(r.sender, r.message_id)] = (r.id, r.digest, r.received_at)
+            for r in dossiers.stored_messages(conn, missing):
+                stored[(r.sender, r.message_id)] = (r.id, r.digest, r.received_at)
             old_pks = [stored[key][0] for key in missing]
             found: dict[int, list[tuple[int, str, str]]] = {pk: [] for pk in old_pks}
             for chunk in chunks(old_pks):
