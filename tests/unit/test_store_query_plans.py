@@ -56,9 +56,10 @@ def statements_of_a_message_life(store: Store) -> list[tuple[str, Any]]:
 
     sa.event.listen(store.engine, "before_cursor_execute", capture)
     try:
-        first = store.accept_many([status(f"m-{i}", f"D-{i % 2}", 1, i) for i in range(4)])
+        first = store.accept_many([status(f"m-{i}", f"D-{i}", 1, i) for i in range(4)])
         store.accept_many([status("m-0", "D-0", 1, 0), status("m-9", "D-0", 2, 30)])  # a resend and a new status
         ids = [d for result in first for d in result.delivery_ids]
+        assert len(ids) == 8, first  # four messages queued to two destinations each: the rest below has work
         store.claim_unpublished(limit=10)
         store.mark_published(ids)
         store.start_attempts_at(ids)
