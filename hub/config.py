@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         "so that large bodies do not hold up other requests (smaller ones keep the loop's group commit)",
     )
     loop_check_budget_s: float = Field(
-        0.05,
+        0.02,
         gt=0,
         description="CPU time one turn of the API's event loop may spend checking envelopes before it hands "
         "them to be committed and answers other requests",

@@ -540,7 +540,7 @@ class GroupCommitter:
         max_batch: int = 128,
         timeout_s: float = 30.0,
         loop_max_bytes: int = 64 * 1024,
-        budget_s: float = 0.05,
+        budget_s: float = 0.02,
     ) -> None:
         self.acceptor = acceptor
         acceptor.defer_marks = True  # flushed below whenever the queue runs dry

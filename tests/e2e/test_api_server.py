@@ -187,3 +187,51 @@ def test_zeep_client_submits_through_the_served_wsdl(server: Server, pki) -> Non
         client.service.GetMessageStatus(MessageId=message_id, _soapheaders={"ApiKey": "wrong"})
     assert [el.text for el in fault.value.detail.iter("{urn:lienthong:exchange:1}Rule")] == ["api-key-unknown"]
     assert json.loads(httpx.get(f"{server.base}/healthz").text)["status"] == "ok"
+
+
+def _exchange(base: str, raw: bytes) -> list[tuple[str, dict[str, str], bytes]]:
+    """Send ``raw`` (one or more requests) on one connection and read answers until the server closes it:
+    (status line, headers, body) of each, in the order they came."""
+    import socket
+
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(raw)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    answers = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        status, *lines = head.decode().split("\r\n")
+        headers = {name.lower(): value for name, _, value in (line.partition(": ") for line in lines)}
+        length = int(headers["content-length"])
+        answers.append((status, headers, rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+def test_healthz_is_answered_by_the_protocol_as_the_route_would_and_in_order(server: Server) -> None:
+    """`hub serve` answers a bodiless GET /healthz in its HTTP protocol, before the ASGI stack (hub.api.server):
+    the same status, headers and JSON as the route (reached here by a GET with a `Content-Length: 0` body),
+    pipelined answers in request order, `connection: close` for HTTP/1.0 and when the client asks."""
+    request = b"GET %s HTTP/1.1\r\nHost: hub\r\n%s\r\n"
+    answers = _exchange(
+        server.base,
+        request % (b"/readyz", b"")
+        + request % (b"/healthz", b"")  # pipelined behind /readyz: must come second
+        + request % (b"/healthz", b"Content-Length: 0\r\n")  # the ASGI route
+        + request % (b"/healthz?probe=1", b"Connection: close\r\n"),
+    )
+    assert [status for status, _, _ in answers] == ["HTTP/1.1 200 OK"] * 4
+    assert json.loads(answers[0][2])["checks"] == {"store": "ok", "broker": "ok"}
+    fast, route, closing = answers[1], answers[2], answers[3]
+    assert fast[1].keys() == route[1].keys() == {"date", "server", "content-length", "content-type"}
+    assert fast[1]["content-type"] == route[1]["content-type"] == "application/json"
+    assert json.loads(fast[2]) == json.loads(route[2])  # same worker process, so the same pid
+    assert json.loads(fast[2]).keys() == {"status", "version", "pid"}
+    assert closing[1]["connection"] == "close" and json.loads(closing[2])["status"] == "ok"
+    (old,) = _exchange(server.base, b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert old[0] == "HTTP/1.1 200 OK" and old[1]["connection"] == "close"
+    refused = httpx.post(f"{server.base}/healthz")
+    assert refused.status_code == 405  # not a GET: the app's answer

@@ -24,9 +24,18 @@ from hub.metrics import render
 router = APIRouter()
 
 
-@router.get("/healthz", tags=["operations"], summary="The process is up", operation_id="check_liveness")
-async def healthz() -> dict[str, str]:
+LIVENESS_PATH = "/healthz"
+
+
+def liveness() -> dict[str, str]:
+    """``/healthz``'s answer; ``hub serve`` sends it from its HTTP protocol (``hub.api.server``), this route for
+    any other server of the app."""
     return {"status": "ok", "version": __version__, "pid": str(os.getpid())}  # which worker process answered
+
+
+@router.get(LIVENESS_PATH, tags=["operations"], summary="The process is up", operation_id="check_liveness")
+async def healthz() -> dict[str, str]:
+    return liveness()
 
 
 @router.get(
