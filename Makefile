@@ -55,7 +55,7 @@ demo: $(DEMO_STAMP)  ## Install Lienthong into .venv (no root), then run `hub de
 test: setup  ## Set up, lint, type-check, check the import layers, and run the whole test suite
 	$(BIN)/ruff check .
 	$(MAKE) --no-print-directory check
-	$(BIN)/pytest -n 3 --dist loadfile --durations=15  # the slowest tests, to keep the suite under 6 minutes
+	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=15  # the slowest tests, to keep the suite under 6 minutes
 
 test-fast: $(STAMP)  ## Lint and run the unit tests only (in process, no services; under a minute)
 	$(BIN)/ruff check .
