@@ -7,14 +7,16 @@ sequential) and more with httpx. ``deliver`` (a urllib3 pool) serves callers wit
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from adapters.base import Adapter, DeliveryReceipt, OutboundRequest, PermanentDeliveryError, TransientDeliveryError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -82,6 +84,8 @@ class HttpAdapter(Adapter):
         return classify_status(status, text)
 
     async def deliver_async(self, request: OutboundRequest) -> DeliveryReceipt:
+        import aiohttp  # here, not at the top: only workers deliver, and it is ~0.25 s of every API process's start
+
         session = self._session
         if session is None or session.closed:
             session = self._session = aiohttp.ClientSession(
