@@ -7,10 +7,10 @@ arrived ``header_timeout_s`` after the connection opened or the request began, o
 answered before it was read (a refusal) has not been followed by a new request's headers within that time.
 (Subclassing is the only hook uvicorn offers; h11 and httptools have no such timeout.)
 
-It also answers ``GET /healthz`` itself, in the loop's read callback, without the ASGI stack: a liveness probe then
-waits for one turn of the event loop (which it exists to prove), not behind the ASGI work of every envelope that
-arrived with it. Anything else about the request (a body, a pipelined request still being answered) sends it
-the usual way, to the same answer in ``hub.api.routes.health``.
+It also answers a plain ``GET /healthz`` itself, in the loop's read callback, without the ASGI stack: a liveness
+probe then waits for one turn of the event loop (which it exists to prove), not behind the ASGI work of every
+envelope that arrived with it. Anything more in the request (a query, a body) sends it the usual way, to the same
+answer from ``hub.api.routes.health``.
 """
 
 from __future__ import annotations
@@ -104,10 +104,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
 
 def _is_liveness_probe(scope: Any) -> bool:
-    """A ``GET /healthz`` without a body (one with a body goes to the app, which reads it as usual)."""
+    """A ``GET /healthz`` without a query or a body (anything more goes to the app, which checks it as usual)."""
     return (
         scope["method"] == "GET"
         and scope["path"] == LIVENESS_PATH
+        and not scope["query_string"]
         and not any(name in (b"content-length", b"transfer-encoding") for name, _ in scope["headers"])
     )
 

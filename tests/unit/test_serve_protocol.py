@@ -78,16 +78,17 @@ def test_a_bodiless_get_healthz_is_answered_without_the_app() -> None:
     assert not transport.closed_by_server  # keep-alive
 
 
-def test_other_requests_and_a_healthz_with_a_body_go_to_the_app_in_order() -> None:
+def test_other_requests_and_a_healthz_with_a_query_or_a_body_go_to_the_app_in_order() -> None:
     transport, called = feed(
         b"GET /readyz HTTP/1.1\r\nHost: hub\r\n\r\n"
         b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n"
         b"GET /healthz HTTP/1.1\r\nHost: hub\r\nContent-Length: 0\r\n\r\n"
+        b"GET /healthz?x=%00 HTTP/1.1\r\nHost: hub\r\n\r\n"
         b"POST /healthz HTTP/1.1\r\nHost: hub\r\nContent-Length: 0\r\n\r\n"
     )
-    assert called == ["/readyz", "/healthz", "/healthz"]  # the second request alone was the protocol's
+    assert called == ["/readyz", "/healthz", "/healthz", "/healthz"]  # the second request alone was the protocol's
     bodies = [part for part in transport.written.split(b"\r\n\r\n")[1:]]
-    assert [body.startswith(b"{}") for body in bodies] == [True, False, True, True]
+    assert [body.startswith(b"{}") for body in bodies] == [True, False, True, True, True]
 
 
 def test_http_1_0_gets_its_answer_and_the_connection_closed() -> None:
