@@ -353,13 +353,16 @@ def _broker_bytes(broker: str, settings: Settings, processes: bench_measure.Proc
 
 def _broker_size(broker: str, before: int | None, after: int | None, messages: int) -> dict[str, Any]:
     """What the broker's size per message could be read as, and what could not be read."""
+    grew = after - before if before is not None and after is not None else None
     size: dict[str, Any] = {
         "measured": "resident memory of beam.smp" if broker.startswith("amqp") else "the embedded queue's files",
         "start_bytes": before,
         "end_bytes": after,
-        "bytes_per_message": round((after - before) / messages, 1) if before is not None and after is not None
-        and messages else None,
-    }  # fmt: skip
+        # A size that fell (RabbitMQ freeing what earlier runs left) says nothing about this run's messages.
+        "bytes_per_message": round(grew / messages, 1) if grew is not None and grew >= 0 and messages else None,
+    }
+    if grew is not None and grew < 0:
+        size["fell"] = "it fell during the run (the broker freed more than this run added): no size per message"
     if broker.startswith("amqp"):
         queues, note = bench_measure.rabbitmq_queues(broker, prefix=f"lienthong.{SINK}.")
         size["queues_at_end"] = queues
@@ -680,7 +683,8 @@ def readable(result: BenchResult) -> list[str]:
     if broker:
         per = broker.get("bytes_per_message")
         lines.append(f"broker: {broker['measured']} {_mb(broker.get('start_bytes'))} → {_mb(broker.get('end_bytes'))}"
-                     + (f" ({per:,.0f} bytes per message)" if per is not None else ""))  # fmt: skip
+                     + (f" ({per:,.0f} bytes per message)" if per is not None else "")
+                     + (f": {broker['fell']}" if "fell" in broker else ""))  # fmt: skip
         if "queues_at_end" in broker:
             lines.append(f"  queues at the end: {broker['queues_at_end'] or 'not read'} ({broker.get('note')})")
     if result.rss_csv:
