@@ -1,7 +1,7 @@
-"""``hub serve``'s HTTP protocol (``hub.api.server.BoundedHttpProtocol``) answers a bodiless ``GET /healthz`` in
-the loop's read callback, without starting the ASGI app: checked here on the protocol itself, fed bytes as the
-event loop would, with an app that records whether it ran. (That the answer equals the route's is checked
-against a real ``hub serve`` in tests/e2e/test_api_server.py.)"""
+"""``hub serve``'s HTTP protocol (``hub.api.server.BoundedHttpProtocol``) answers a plain ``GET /healthz`` (no
+query, no body) in the loop's read callback, without starting the ASGI app: checked here on the protocol itself,
+fed bytes as the event loop would, with an app that records whether it ran. (That the answer equals the route's
+is checked against a real ``hub serve`` in tests/e2e/test_api_server.py.)"""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from hub.api.server import BoundedHttpProtocol
 
 
 class FakeTransport(asyncio.Transport):
+    """What the protocol writes, and whether it closed the connection (no socket: the test drives the bytes)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.written = b""
@@ -69,7 +71,7 @@ def feed(*requests: bytes) -> tuple[FakeTransport, list[str]]:
     return asyncio.run(run()), called
 
 
-def test_a_bodiless_get_healthz_is_answered_without_the_app() -> None:
+def test_a_plain_get_healthz_is_answered_without_the_app() -> None:
     transport, called = feed(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
     assert called == []
     head, _, body = transport.written.partition(b"\r\n\r\n")
