@@ -212,7 +212,7 @@ def _exchange(base: str, raw: bytes) -> list[tuple[str, dict[str, str], bytes]]:
 
 
 def test_healthz_is_answered_by_the_protocol_as_the_route_would_and_in_order(server: Server) -> None:
-    """`hub serve` answers a bodiless GET /healthz in its HTTP protocol, before the ASGI stack (hub.api.server):
+    """`hub serve` answers a plain GET /healthz in its HTTP protocol, before the ASGI stack (hub.api.server):
     the same status, headers and JSON as the route (reached here by a GET with a `Content-Length: 0` body),
     pipelined answers in request order, `connection: close` for HTTP/1.0 and when the client asks."""
     request = b"GET %s HTTP/1.1\r\nHost: hub\r\n%s\r\n"
